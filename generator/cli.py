@@ -1,0 +1,131 @@
+"""gen-prototxt: print or write the paper's networks and solvers as Caffe prototxt."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from generator.render import Filler, Init, NetOptions, SolverOptions, render_net, render_solver
+from generator.summary import count_params, summarize
+from generator.variants import VARIANTS, Variant, get_variant
+from runtime import prototxt
+from runtime.cli_support import Parser, run_cli
+from runtime.errors import AllconvError
+from runtime.proto import pb
+
+INPUT_SIZE = {"large-all-cnn": 126, "imagenet": 227}
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="gen-prototxt",
+               description="Generate the All Convolutional Net papers' networks as Caffe prototxt.",
+               epilog="examples:\n  gen-prototxt --variant convpool-c\n"
+                      "  gen-prototxt --variant All-CNN-C --classes 100 -o all_c.prototxt "
+                      "--solver all_c_solver.prototxt\n  gen-prototxt --list",
+               formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("--variant", "-v", help="network name, e.g. all-c, All-CNN-C, model-a, "
+                                           "large-all-cnn, imagenet (case-insensitive)")
+    p.add_argument("--list", action="store_true", help="list every variant with its parameter count")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the net here instead of stdout")
+    p.add_argument("--classes", type=int, help="10 (CIFAR-10, default) or 100 (CIFAR-100)")
+    p.add_argument("--deploy", action="store_true",
+                   help="Input-layer form for inference and export (no data, loss or accuracy)")
+    p.add_argument("--solver", metavar="FILE", help="also write the matching solver prototxt")
+    p.add_argument("--draw", metavar="PICTURE", help="draw the net to a .png or .svg file")
+    g = p.add_argument_group("data")
+    g.add_argument("--batch-size", type=int, help="training batch (CIFAR 128, ImageNet 64)")
+    g.add_argument("--test-batch-size", type=int, help="test batch (CIFAR 100, ImageNet 50)")
+    g.add_argument("--train-source", help="Data layer source at TRAIN")
+    g.add_argument("--test-source", help="Data layer source at TEST")
+    g = p.add_argument_group("initialisation (choices the paper leaves open)")
+    g.add_argument("--weight-filler", choices=["msra", "xavier", "gaussian"], default="msra",
+                   help="weight filler (default msra, fan-in)")
+    g.add_argument("--weight-std", type=float, default=0.01, help="std of the gaussian filler")
+    g.add_argument("--bias-value", type=float, default=0.0, help="constant bias filler value")
+    g.add_argument("--bias-lr-mult", type=float, default=2.0, help="biases' lr_mult (default 2)")
+    g.add_argument("--bias-decay-mult", type=float, default=0.0,
+                   help="biases' decay_mult (default 0)")
+    g = p.add_argument_group("solver (with --solver)")
+    g.add_argument("--base-lr", type=float, help="base learning rate (default 0.01)")
+    g.add_argument("--epochs", type=float, help="CIFAR: epochs in all (default 350)")
+    g.add_argument("--steps", help="CIFAR: comma-separated epochs of the x0.1 steps "
+                                   "(default 200,250,300)")
+    g.add_argument("--snapshot-prefix", default="snapshots/net", help="solver snapshot_prefix")
+    g.add_argument("--seed", type=int, help="solver random_seed")
+    return p
+
+
+def _init(args) -> Init:
+    weight = {"msra": Filler("msra", (("variance_norm", "FAN_IN"),)),
+              "xavier": Filler("xavier", (("variance_norm", "FAN_IN"),)),
+              "gaussian": Filler("gaussian", (("std", args.weight_std),))}[args.weight_filler]
+    return Init(weight_filler=weight, bias_filler=Filler("constant", (("value", args.bias_value),)),
+                bias_lr_mult=args.bias_lr_mult, bias_decay_mult=args.bias_decay_mult)
+
+
+def _check_conflicts(args) -> None:
+    if args.list and (args.variant or args.output or args.solver or args.draw):
+        raise AllconvError("--list cannot be combined with --variant, --output, --solver or --draw")
+    if not args.list and not args.variant:
+        raise AllconvError("--variant is required (or --list); valid variants: "
+                           + ", ".join(VARIANTS))
+    if args.deploy and args.solver:
+        raise AllconvError("--deploy conflicts with --solver: a deploy net cannot be trained")
+    for name in ("batch_size", "test_batch_size"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise AllconvError(f"--{name.replace('_', '-')} must be positive, not {value}")
+
+
+def data_shape(variant: Variant, opts: NetOptions) -> tuple[int, ...]:
+    size = INPUT_SIZE.get(variant.name, 32)
+    return (opts.batch_size or 1, 3, size, size)
+
+
+def list_variants() -> str:
+    lines = [f"{'variant':<15} {'paper name':<18} {'table':<11} {'parameters':>12}"]
+    for v in VARIANTS.values():
+        net = prototxt.parse_net(render_net(v, NetOptions(deploy=True)), v.name)
+        rows = summarize(net, pb.TEST, data_shape(v, NetOptions()))
+        lines.append(f"{v.name:<15} {v.title:<18} {v.table:<11} {count_params(rows):>12,}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _check_conflicts(args)
+    if args.list:
+        print(list_variants())
+        return 0
+    variant = get_variant(args.variant)
+    opts = NetOptions(num_classes=args.classes, deploy=args.deploy, batch_size=args.batch_size,
+                      test_batch_size=args.test_batch_size, train_source=args.train_source,
+                      test_source=args.test_source, init=_init(args))
+    text = render_net(variant, opts)
+    if args.output:
+        prototxt.atomic_write_bytes(args.output, text.encode())
+    else:
+        sys.stdout.write(text)
+    if args.solver:
+        steps = tuple(float(s) for s in args.steps.split(",")) if args.steps else None
+        solver = render_solver(variant, opts, SolverOptions(
+            net_path=args.output or f"{variant.name}_train_test.prototxt", base_lr=args.base_lr,
+            epochs=args.epochs, step_epochs=steps, snapshot_prefix=args.snapshot_prefix,
+            seed=args.seed))
+        prototxt.atomic_write_bytes(args.solver, solver.encode())
+    if args.draw:
+        from generator.draw import draw
+        net = prototxt.parse_net(text, variant.name)
+        phase = pb.TEST if args.deploy else pb.TRAIN
+        draw(summarize(net, phase, data_shape(variant, opts)), variant.title, args.draw)
+    if args.output or args.solver or args.draw:
+        written = [p for p in (args.output, args.solver, args.draw) if p]
+        print(f"wrote {', '.join(str(Path(p)) for p in written)}", file=sys.stderr)
+    return 0
+
+
+def entry_point() -> None:
+    sys.exit(run_cli(main, "gen-prototxt"))
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,57 @@
+"""Draw a net as a vertical chain of layer boxes (PNG or SVG), like Caffe's draw_net.py."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from generator.summary import LayerSummary
+from runtime.errors import AllconvError
+
+COLOURS = {"Convolution": "#f4a582", "Pooling": "#92c5de", "Data": "#d9f0d3", "Input": "#d9f0d3",
+           "SoftmaxWithLoss": "#c2a5cf", "Softmax": "#c2a5cf", "Accuracy": "#c2a5cf"}
+FOLDED = {"ReLU", "Dropout"}   # in-place layers, written inside the box of the layer they modify
+
+
+def _boxes(rows: list[LayerSummary]) -> list[tuple[str, str]]:
+    """(label, layer type) per box; in-place ReLU/Dropout are folded into the box above."""
+    boxes: list[list[str]] = []
+    types: list[str] = []
+    for row in rows:
+        if row.type in FOLDED and boxes and row.in_place:
+            boxes[-1].append(f"+ {row.type}{' ' + row.detail if row.detail else ''}")
+            continue
+        shape = " ".join("x".join(map(str, s)) if s else "scalar" for s in row.top_shapes)
+        head = f"{row.name}  ({row.type}{', ' + row.detail if row.detail else ''})"
+        boxes.append([head, f"-> {shape}" + (f"   {row.num_params:,} params" if row.num_params else "")])
+        types.append(row.type)
+    return [("\n".join(lines), kind) for lines, kind in zip(boxes, types)]
+
+
+def draw(rows: list[LayerSummary], title: str, path: str | Path) -> None:
+    """Write the picture to ``path``; the suffix (.png or .svg) picks the format."""
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".svg"):
+        raise AllconvError(f"--draw {path}: the picture must end in .png or .svg")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    boxes = _boxes(rows)
+    step = 1.0
+    fig, ax = plt.subplots(figsize=(6.4, 0.9 + step * len(boxes)))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-step * len(boxes), step * 0.6)
+    ax.axis("off")
+    ax.set_title(title, fontsize=11)
+    for i, (label, kind) in enumerate(boxes):
+        y = -step * i
+        ax.text(0.5, y, label, ha="center", va="center", fontsize=7, family="monospace",
+                bbox=dict(boxstyle="round,pad=0.4", fc=COLOURS.get(kind, "#eeeeee"), ec="#555555"))
+        if i:
+            ax.annotate("", xy=(0.5, y + 0.28), xytext=(0.5, y + step - 0.28),
+                        arrowprops=dict(arrowstyle="->", color="#555555"))
+    try:
+        fig.savefig(path, bbox_inches="tight", dpi=110)
+    except OSError as err:
+        raise AllconvError(f"cannot write {path}: {err.strerror}") from None
+    finally:
+        plt.close(fig)

@@ -1,0 +1,224 @@
+"""The generator: every network of the paper as Caffe prototxt, checked from the generated text."""
+import re
+from pathlib import Path
+
+import jinja2
+import pytest
+from google.protobuf import text_format
+
+from generator import cli
+from generator.render import NetOptions, SolverOptions, render_net, render_solver
+from generator.summary import count_params, summarize
+from generator.variants import VARIANTS, get_variant
+from runtime.errors import AllconvError
+from runtime.prototxt import parse_net, parse_solver
+from runtime.proto import pb
+
+CIFAR = [v for v in VARIANTS.values() if v.is_cifar]
+FACTS = Path(__file__).resolve().parents[2] / "shared" / "paper" / "facts.md"
+
+
+def _counted_column() -> dict[str, int]:
+    """Table 3's 'Params (counted ...)' column of facts.md, keyed by the paper's model name."""
+    rows = re.findall(r"^\| ([A-Za-z-]+(?: [ABC])?) \| [\d.]+ \| [^|]+ \| ([\d,]+) \|$",
+                      FACTS.read_text(), re.M)
+    return {name: int(count.replace(",", "")) for name, count in rows}
+
+
+def _net(variant, **opts):
+    return parse_net(render_net(variant, NetOptions(**opts)), variant.name)
+
+
+def _rows(variant, phase=pb.TRAIN, **opts):
+    size = cli.INPUT_SIZE.get(variant.name, 32)
+    return summarize(_net(variant, **opts), phase, (1, 3, size, size))
+
+
+@pytest.mark.parametrize("variant", VARIANTS.values(), ids=list(VARIANTS))
+@pytest.mark.parametrize("deploy", [False, True])
+def test_every_net_round_trips(variant, deploy):
+    net = _net(variant, deploy=deploy)
+    again = parse_net(text_format.MessageToString(net))
+    assert again == net
+    assert len(net.layer) > 10
+
+
+@pytest.mark.skipif(not FACTS.exists(), reason="../shared/paper/facts.md not present")
+@pytest.mark.parametrize("variant", CIFAR, ids=[v.name for v in CIFAR])
+def test_parameter_counts_equal_facts_counted_column(variant):
+    expected = _counted_column()[variant.title.replace("All-CNN", "ALL-CNN")]
+    assert count_params(_rows(variant)) == expected
+
+
+def test_large_and_imagenet_counts():
+    assert count_params(_rows(get_variant("imagenet"))) == 9_372_840   # "< 10 million", ≈9.37 M
+    assert count_params(_rows(get_variant("large-all-cnn"))) > 70_000_000
+
+
+@pytest.mark.parametrize("variant", CIFAR, ids=[v.name for v in CIFAR])
+def test_cifar_geometry_32_16_8_6_1(variant):
+    rows = _rows(variant)
+    sizes = []
+    for row in rows:
+        if row.type in ("Data", "Convolution", "Pooling"):
+            size = row.top_shapes[0][2]
+            if not sizes or sizes[-1] != size:
+                sizes.append(size)
+    assert sizes == [32, 16, 8, 6, 1]
+    convs = [r for r in rows if r.type == "Convolution"]
+    assert convs[-1].top_shapes[0][1] == 10
+    assert convs[-3].detail == "3x3"            # the head's 3x3 conv is unpadded: 8 -> 6
+    pools = [r for r in rows if r.type == "Pooling" and not r.detail.startswith("global")]
+    assert all(r.detail == "MAX 3x3/s2" for r in pools)
+
+
+def test_every_conv_is_followed_by_relu_and_dropout_placement():
+    net = _net(get_variant("all-c"))
+    layers = [(l.type, l.name) for l in net.layer]
+    for i, (kind, name) in enumerate(layers):
+        if kind == "Convolution":
+            assert layers[i + 1][0] == "ReLU", name
+    drops = {l.bottom[0]: l.dropout_param.dropout_ratio for l in net.layer if l.type == "Dropout"}
+    assert drops == pytest.approx({"data": 0.2, "conv3": 0.5, "conv6": 0.5})
+    strided = {l.name: list(l.convolution_param.stride) for l in net.layer if l.type == "Convolution"}
+    assert strided["conv3"] == [2] and strided["conv6"] == [2] and strided["conv1"] == [1]
+
+
+def test_strided_variants_put_dropout_after_the_strided_conv():
+    net = _net(get_variant("strided-a"))
+    convs = [l for l in net.layer if l.type == "Convolution"]
+    assert [list(c.convolution_param.stride) for c in convs[:2]] == [[2], [2]]
+    assert [list(c.convolution_param.pad) for c in convs[:2]] == [[2], [2]]
+    assert not [l for l in net.layer if l.type == "Pooling" and not l.pooling_param.global_pooling]
+    assert [l.bottom[0] for l in net.layer if l.type == "Dropout"] == ["data", "conv1", "conv2"]
+
+
+def test_open_choices_are_written_out():
+    net = _net(get_variant("model-c"))
+    for layer in net.layer:
+        if layer.type == "Convolution":
+            c = layer.convolution_param
+            assert c.HasField("weight_filler") and c.weight_filler.type == "msra"
+            assert c.weight_filler.HasField("variance_norm")
+            assert c.HasField("bias_filler") and c.bias_filler.HasField("value")
+            assert [(p.lr_mult, p.decay_mult) for p in layer.param] == [(1, 1), (2, 0)]
+            assert all(p.HasField("lr_mult") and p.HasField("decay_mult") for p in layer.param)
+    data = [l for l in net.layer if l.type == "Data"]
+    assert [(l.include[0].phase, l.data_param.batch_size) for l in data] == [(pb.TRAIN, 128),
+                                                                            (pb.TEST, 100)]
+
+
+def test_train_and_test_phases_and_deploy_form():
+    net = _net(get_variant("all-c"))
+    types = [l.type for l in net.layer]
+    assert types.count("SoftmaxWithLoss") == 1 and types.count("Accuracy") == 1
+    accuracy = next(l for l in net.layer if l.type == "Accuracy")
+    assert accuracy.include[0].phase == pb.TEST
+    deploy = _net(get_variant("all-c"), deploy=True)
+    kinds = [l.type for l in deploy.layer]
+    assert kinds[0] == "Input" and kinds[-1] == "Softmax"
+    assert "Data" not in kinds and "SoftmaxWithLoss" not in kinds and "Accuracy" not in kinds
+    assert list(deploy.layer[0].input_param.shape[0].dim) == [1, 3, 32, 32]
+
+
+def test_cifar100_changes_only_the_class_conv():
+    ten, hundred = _rows(get_variant("all-c")), _rows(get_variant("all-c"), num_classes=100)
+    assert count_params(hundred) - count_params(ten) == 90 * 192 + 90
+    assert "cifar100" in _net(get_variant("all-c"), num_classes=100).layer[0].data_param.source
+
+
+@pytest.mark.parametrize("alias", ["All-CNN-C", "all-cnn-c", "all-c", "ALL-CNN-C", "all_cnn_c"])
+def test_aliases(alias):
+    assert get_variant(alias).name == "all-c"
+
+
+def test_more_aliases():
+    assert get_variant("Model A").name == "model-a"
+    assert get_variant("ConvPool-CNN-B").name == "convpool-b"
+    assert get_variant("Strided-CNN-C").name == "strided-c"
+    assert get_variant("Large-All-CNN").name == "large-all-cnn"
+
+
+def test_unknown_variant_lists_the_valid_ones():
+    with pytest.raises(AllconvError, match="valid variants: model-a, .*imagenet"):
+        get_variant("all-d")
+
+
+def test_templates_are_strict():
+    with pytest.raises(jinja2.UndefinedError):
+        jinja2.Environment(undefined=jinja2.StrictUndefined).from_string("{{ nope }}").render()
+    from generator import render
+    assert render._ENV.undefined is jinja2.StrictUndefined
+
+
+def test_solver_schedule_in_iterations():
+    variant = get_variant("all-c")
+    solver = parse_solver(render_solver(variant, NetOptions(batch_size=128),
+                                        SolverOptions(net_path="net.prototxt", base_lr=0.05)))
+    assert (solver.base_lr, solver.momentum, solver.weight_decay) == pytest.approx((0.05, 0.9, 0.001))
+    assert solver.lr_policy == "multistep" and solver.gamma == pytest.approx(0.1)
+    assert list(solver.stepvalue) == [78125, 97656, 117188]      # epochs 200/250/300 x 390.625
+    assert solver.max_iter == 136719                              # 350 epochs
+    assert solver.test_iter == [100] and solver.net == "net.prototxt"
+    other = parse_solver(render_solver(variant, NetOptions(batch_size=250),
+                                       SolverOptions(net_path="n", epochs=10, step_epochs=(5,))))
+    assert list(other.stepvalue) == [1000] and other.max_iter == 2000
+
+
+def test_imagenet_solver_uses_table6_schedule():
+    solver = parse_solver(render_solver(get_variant("imagenet"), NetOptions(),
+                                        SolverOptions(net_path="n")))
+    assert (solver.lr_policy, solver.stepsize, solver.max_iter) == ("step", 200000, 450000)
+    assert solver.weight_decay == pytest.approx(0.0005) and solver.base_lr == pytest.approx(0.01)
+
+
+def _run(args, capsys):
+    from runtime.cli_support import run_cli
+    code = run_cli(cli.main, "gen-prototxt", args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_prints_convpool_c(capsys):
+    code, out, _ = _run(["--variant", "convpool-c"], capsys)
+    assert code == 0
+    assert parse_net(out).name == "ConvPool-CNN-C"
+
+
+def test_cli_list(capsys):
+    code, out, _ = _run(["--list"], capsys)
+    assert code == 0
+    assert re.search(r"all-c\s+All-CNN-C\s+Tables 1-2\s+1,369,738", out)
+    assert len(out.strip().splitlines()) == 1 + len(VARIANTS)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--variant", "all-q"], "valid variants: model-a"),
+    (["--variant", "all-c", "--deploy", "--solver", "s.prototxt"], "--deploy conflicts with --solver"),
+    (["--variant", "imagenet", "--classes", "10"], "conflicts with the ImageNet model"),
+    (["--variant", "all-c", "--classes", "7"], "--classes must be 10 or 100"),
+    (["--list", "--variant", "all-c"], "--list cannot be combined"),
+    ([], "--variant is required"),
+    (["--variant", "all-c", "-o", "/nonexistent-dir/x.prototxt"], "/nonexistent-dir/x.prototxt"),
+    (["--variant", "all-c", "--draw", "net.jpg"], "must end in .png or .svg"),
+])
+def test_cli_errors_are_one_line_with_status_2(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(args, capsys)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_writes_net_solver_and_picture(tmp_path, capsys):
+    net, solver = tmp_path / "n.prototxt", tmp_path / "s.prototxt"
+    png, svg = tmp_path / "n.png", tmp_path / "n.svg"
+    assert _run(["--variant", "All-CNN-C", "--classes", "100", "-o", str(net), "--solver",
+                 str(solver), "--base-lr", "0.1", "--batch-size", "64", "--draw", str(png)],
+                capsys)[0] == 0
+    assert parse_solver(solver.read_text()).net == str(net)
+    assert parse_solver(solver.read_text()).base_lr == pytest.approx(0.1)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    loaded = parse_net(net.read_text())
+    assert loaded.layer[0].data_param.batch_size == 64
+    assert _run(["--variant", "model-a", "--deploy", "--draw", str(svg)], capsys)[0] == 0
+    assert b"<svg" in svg.read_bytes()[:500]
