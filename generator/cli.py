@@ -49,7 +49,9 @@ def build_parser() -> Parser:
     g.add_argument("--epochs", type=float, help="CIFAR: epochs in all (default 350)")
     g.add_argument("--steps", help="CIFAR: comma-separated epochs of the x0.1 steps "
                                    "(default 200,250,300)")
-    g.add_argument("--snapshot-prefix", default="snapshots/net", help="solver snapshot_prefix")
+    g.add_argument("--snapshot-prefix",
+                   help="solver snapshot_prefix (default: the variant's name, in the current "
+                        "directory; Caffe needs its directory to exist)")
     g.add_argument("--seed", type=int, help="solver random_seed")
     return p
 
@@ -109,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         steps = tuple(float(s) for s in args.steps.split(",")) if args.steps else None
         solver = render_solver(variant, opts, SolverOptions(
             net_path=args.output or f"{variant.name}_train_test.prototxt", base_lr=args.base_lr,
-            epochs=args.epochs, step_epochs=steps, snapshot_prefix=args.snapshot_prefix,
+            epochs=args.epochs, step_epochs=steps,
+            snapshot_prefix=args.snapshot_prefix or variant.name,
             seed=args.seed))
         prototxt.atomic_write_bytes(args.solver, solver.encode())
     if args.draw:

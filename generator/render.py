@@ -72,7 +72,7 @@ class SolverOptions:
     step_epochs: tuple[float, ...] | None = None
     test_every_epochs: float = 5
     snapshot_every_epochs: float = 50
-    snapshot_prefix: str = "snapshots/net"
+    snapshot_prefix: str = "net"
     seed: int | None = None
 
 

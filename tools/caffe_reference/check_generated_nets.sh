@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Renders the 14 networks with the project's generator, then loads each in real BVLC Caffe in both
+# phases (tools/caffe_reference/check_generated_nets.py) and writes what Caffe saw to
+# tests/fixtures/caffe_generated_nets.json, which tests/test_caffe_generated.py compares against.
+# Needs real Caffe: ../shared/tools/build-reference-caffe.sh (default prefix /opt/reference-caffe).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+caffe_python=${CAFFE_PYTHON:-/opt/reference-caffe/python}
+PYTHONPATH=$caffe_python /usr/bin/python3 -c "import caffe" 2>/dev/null || {
+  echo "real Caffe not found at $caffe_python: build it with ../shared/tools/build-reference-caffe.sh" >&2; exit 1; }
+nets=$(mktemp -d); trap 'rm -rf "$nets"' EXIT
+cd "$repo"
+for v in $(${PYTHON:-python} -c "from generator.variants import VARIANTS; print(' '.join(VARIANTS))"); do
+  ${PYTHON:-python} -m generator.cli --variant "$v" -o "$nets/$v.prototxt" --solver "$nets/${v}_solver.prototxt" 2>/dev/null
+done
+PYTHONPATH=$caffe_python /usr/bin/python3 tools/caffe_reference/check_generated_nets.py "$nets" \
+  tests/fixtures/caffe_generated_nets.json
