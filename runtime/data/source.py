@@ -1,0 +1,70 @@
+"""Data sources for the Caffe ``Data`` layer: read in order, wrapping around, never reshuffled."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from runtime.data import cifar
+from runtime.errors import AllconvError
+
+PHASE_SPLITS = {0: "train", 1: "test"}   # Caffe's Phase: TRAIN, TEST
+
+
+class Source:
+    """An in-memory dataset served in fixed order like Caffe's Data layer reading a DB.
+
+    A batch that runs past the end continues from the first sample.
+    """
+
+    def __init__(self, data: torch.Tensor, labels: torch.Tensor):
+        self._data, self._labels, self._cursor = data, labels, 0
+        self.sample_shape = tuple(data.shape[1:])
+        self.num_samples = len(data)
+
+    def __call__(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch: data float32 (B, *sample_shape) and labels float32 (B,)."""
+        index = (self._cursor + torch.arange(batch_size)) % self.num_samples
+        self._cursor = (self._cursor + batch_size) % self.num_samples
+        return self._data[index].float(), self._labels[index].float()
+
+
+def open_source(source: str, phase: int, verify: bool = True) -> Source:
+    """Open a Data layer's ``source``: a ``.npz`` from save_npz_source, or a folder holding an
+    official CIFAR release (TRAIN phase reads its train split, TEST its test split; raw pixel
+    values 0-255 as floats, the layout of Caffe's convert_cifar_data). ``verify`` as in load_cifar.
+    """
+    if phase not in PHASE_SPLITS:
+        raise AllconvError(f"data source {source}: unknown phase {phase} (0=TRAIN, 1=TEST)")
+    path = Path(source)
+    if path.suffix == ".npz" and path.is_file():
+        return _open_npz(path)
+    if path.is_dir():
+        return _open_cifar(path, PHASE_SPLITS[phase], verify)
+    raise AllconvError(f"data source {source} is neither a .npz file nor a folder "
+                       "holding an official CIFAR release")
+
+
+def _open_npz(path: Path) -> Source:
+    try:
+        with np.load(path) as f:
+            data, labels = f["data"], f["labels"]
+    except (OSError, ValueError, KeyError) as err:
+        raise AllconvError(f"data source {path}: not a save_npz_source file ({err})") from None
+    if data.ndim != 4 or labels.shape != (len(data),) or len(data) == 0:
+        raise AllconvError(f"data source {path}: need data (N, C, H, W) and labels (N,) with N > 0,"
+                           f" got {data.shape} and {labels.shape}")
+    return Source(torch.from_numpy(data.astype(np.float32)), torch.from_numpy(labels))
+
+
+def _open_cifar(path: Path, split: str, verify: bool) -> Source:
+    found = {name: cifar.search_release(name, split, path) for name in cifar.RELEASES}
+    found = {name: hit for name, hit in found.items() if hit is not None}
+    if len(found) != 1:
+        what = "both CIFAR-10 and CIFAR-100" if found else f"no CIFAR {split} files"
+        raise AllconvError(f"data source {path} holds {what}: point it at one release's folder "
+                           "(e.g. cifar-10-batches-bin)")
+    name, = found
+    images, labels = cifar.load_cifar(name, split, path, verify)
+    return Source(torch.from_numpy(images), torch.from_numpy(labels))

@@ -1,0 +1,434 @@
+"""runtime.data: CIFAR readers, md5 checks, download, GCN+ZCA, cache, sources, augmentation."""
+import hashlib
+import io
+import pickle
+import struct
+import tarfile
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from runtime.data import augment, cifar, preprocess
+from runtime.data import load_cifar, open_source, prepared_cifar
+from runtime.errors import AllconvError
+
+SHARED_CIFAR10 = Path(__file__).resolve().parents[1] / ".." / "shared/data/cifar-10-batches-bin"
+
+
+# ---- tiny files in the official formats ----
+
+def fake_split(rng, n, classes=10):
+    return rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.integers(0, classes, n)
+
+
+def write_bin(path, images, labels, coarse=None):
+    """Official binary records: [coarse byte,] label byte, 3072 pixel bytes (R, G, B planes)."""
+    heads = [labels] if coarse is None else [coarse, labels]
+    records = np.concatenate([np.stack(heads, 1).astype(np.uint8),
+                              images.reshape(len(images), -1)], 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(records.tobytes())
+
+
+def py2_pickle(entry):
+    """The bytes Python 2's cPickle (protocol 2) writes for a dict of str -> str / uint8 array /
+    list of small ints, as in the official python release."""
+    def string(s):
+        b = s if isinstance(s, bytes) else s.encode("latin1")
+        return b"U" + bytes([len(b)]) + b if len(b) < 256 else b"T" + struct.pack("<i", len(b)) + b
+
+    def array(a):
+        rows, cols = a.shape
+        return (b"cnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nq\x02K\x00\x85"
+                + string("b") + b"\x87R(K\x01J" + struct.pack("<i", rows) + b"J"
+                + struct.pack("<i", cols) + b"\x86cnumpy\ndtype\nq\x03" + string("u1")
+                + b"K\x00K\x01\x87R(K\x03" + string("|")
+                + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+                + b"\x89" + string(a.tobytes()) + b"tb")
+
+    out = b"\x80\x02}("
+    for key, value in entry.items():
+        out += string(key)
+        if isinstance(value, str):
+            out += string(value)
+        elif isinstance(value, np.ndarray):
+            out += array(value)
+        else:
+            out += b"](" + b"".join(b"K" + bytes([int(v)]) for v in value) + b"e"
+    return out + b"u."
+
+
+def make_cifar10_bin(root, rng, per_batch=3, test=4):
+    folder = root / "cifar-10-batches-bin"
+    train = [fake_split(rng, per_batch) for _ in range(5)]
+    for i, (x, y) in enumerate(train, 1):
+        write_bin(folder / f"data_batch_{i}.bin", x, y)
+    test_x, test_y = fake_split(rng, test)
+    write_bin(folder / "test_batch.bin", test_x, test_y)
+    train_x, train_y = (np.concatenate(parts) for parts in zip(*train))
+    return (train_x, train_y), (test_x, test_y)
+
+
+def test_cifar10_binary_reads_back_exactly(tmp_path):
+    (train_x, train_y), (test_x, test_y) = make_cifar10_bin(tmp_path, np.random.default_rng(0))
+    images, labels = load_cifar("cifar10", "train", tmp_path, verify=False)
+    assert images.dtype == np.uint8 and labels.dtype == np.int64 and images.shape == (15, 3, 32, 32)
+    np.testing.assert_array_equal(images, train_x)
+    np.testing.assert_array_equal(labels, train_y)
+    # the release folder itself works as data_dir too
+    images, labels = load_cifar("cifar10", "test", tmp_path / "cifar-10-batches-bin", verify=False)
+    np.testing.assert_array_equal(images, test_x)
+    np.testing.assert_array_equal(labels, test_y)
+
+
+def test_cifar100_binary_returns_fine_labels(tmp_path):
+    rng = np.random.default_rng(1)
+    x, fine = fake_split(rng, 5, 100)
+    coarse = rng.integers(0, 20, 5)
+    write_bin(tmp_path / "cifar-100-binary" / "test.bin", x, fine, coarse)
+    images, labels = load_cifar("cifar100", "test", tmp_path, verify=False)
+    np.testing.assert_array_equal(images, x)
+    np.testing.assert_array_equal(labels, fine)
+
+
+def test_cifar10_python_pickles_from_python2_read_back_exactly(tmp_path):
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    parts = []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        x, y = fake_split(rng, 2)
+        entry = {"batch_label": "training batch", "labels": list(y), "data": x.reshape(2, -1)}
+        (folder / name).write_bytes(py2_pickle(entry))
+        parts.append((x, y))
+    images, labels = load_cifar("cifar10", "train", tmp_path, verify=False)
+    np.testing.assert_array_equal(images, np.concatenate([p[0] for p in parts[:5]]))
+    np.testing.assert_array_equal(labels, np.concatenate([p[1] for p in parts[:5]]))
+    images, labels = load_cifar("cifar10", "test", tmp_path, verify=False)
+    np.testing.assert_array_equal(images, parts[5][0])
+    np.testing.assert_array_equal(labels, parts[5][1])
+
+
+def test_cifar100_python_reads_fine_labels_from_py2_and_py3_pickles(tmp_path):
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    x, fine = fake_split(rng, 3, 100)
+    coarse = list(rng.integers(0, 20, 3))
+    (folder / "train").write_bytes(py2_pickle(
+        {"data": x.reshape(3, -1), "coarse_labels": coarse, "fine_labels": list(fine)}))
+    test_x, test_fine = fake_split(rng, 2, 100)
+    (folder / "test").write_bytes(pickle.dumps(
+        {b"data": test_x.reshape(2, -1), b"coarse_labels": [0, 1],
+         b"fine_labels": [int(v) for v in test_fine]}, protocol=2))
+    images, labels = load_cifar("cifar100", "train", tmp_path, verify=False)
+    np.testing.assert_array_equal(images, x)
+    np.testing.assert_array_equal(labels, fine)
+    images, labels = load_cifar("cifar100", "test", tmp_path, verify=False)
+    np.testing.assert_array_equal(images, test_x)
+    np.testing.assert_array_equal(labels, test_fine)
+
+
+def test_pickle_with_other_objects_is_refused(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    (folder / "test").write_bytes(b"\x80\x02cos\nsystem\nU\x04trueq\x00\x85R.")
+    with pytest.raises(AllconvError, match="refusing to load os.system"):
+        load_cifar("cifar100", "test", tmp_path, verify=False)
+
+
+def test_truncated_binary_file_is_reported(tmp_path):
+    (tmp_path / "test_batch.bin").write_bytes(bytes(3073 + 10))
+    with pytest.raises(AllconvError, match="not a whole number of 3073-byte records"):
+        load_cifar("cifar10", "test", tmp_path, verify=False)
+
+
+# ---- verification and missing files ----
+
+def test_corrupt_file_names_path_and_both_md5s(tmp_path):
+    make_cifar10_bin(tmp_path, np.random.default_rng(4))
+    path = tmp_path / "cifar-10-batches-bin" / "test_batch.bin"
+    actual = hashlib.md5(path.read_bytes()).hexdigest()
+    with pytest.raises(AllconvError) as err:
+        load_cifar("cifar10", "test", tmp_path)
+    message = str(err.value)
+    assert str(path) in message and actual in message
+    assert "803d5f7f4d78ea53de84dbe85f74fb6d" in message and "\n" not in message
+
+
+def test_cifar100_binary_without_published_md5_is_checked_by_size(tmp_path):
+    x, y = fake_split(np.random.default_rng(5), 2, 100)
+    write_bin(tmp_path / "cifar-100-binary" / "test.bin", x, y, y // 5)
+    with pytest.raises(AllconvError, match="6148 bytes, expected 30740000"):
+        load_cifar("cifar100", "test", tmp_path)
+
+
+def test_missing_files_message_lists_files_and_folders(tmp_path):
+    with pytest.raises(AllconvError) as err:
+        load_cifar("cifar10", "train", tmp_path / "nowhere")
+    message = str(err.value)
+    assert ", ".join(f"data_batch_{i}.bin" for i in range(1, 6)) in message
+    assert ", ".join(f"data_batch_{i}" for i in range(1, 6)) + " (from" in message
+    assert str(tmp_path / "nowhere" / "cifar-10-batches-bin") in message
+    assert str(tmp_path / "nowhere" / "cifar-10-batches-py") in message
+    assert "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz" in message
+    assert "\n" not in message
+
+
+def test_no_data_dir_reads_the_xdg_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    _, (test_x, _) = make_cifar10_bin(tmp_path / "allconv", np.random.default_rng(6))
+    images, _ = load_cifar("cifar10", "test", verify=False)
+    np.testing.assert_array_equal(images, test_x)
+
+
+@pytest.mark.skipif(not SHARED_CIFAR10.is_dir(), reason="no shared CIFAR-10 copy")
+def test_shared_cifar10_is_the_official_release():
+    counts = {}
+    for split in ("train", "test"):
+        release, paths = cifar.find_release("cifar10", split, SHARED_CIFAR10)
+        assert [cifar.checked_md5(release, p) for p in paths] == \
+            [cifar.OFFICIAL[f"cifar-10-batches-bin/{p.name}"][0] for p in paths]
+        images, labels = cifar.read_release(release, paths)
+        assert images.shape[1:] == (3, 32, 32)
+        counts[split] = np.bincount(labels, minlength=10)
+    assert (counts["train"] == 5000).all() and (counts["test"] == 1000).all()
+    names = (SHARED_CIFAR10 / "batches.meta.txt").read_text().split()
+    assert list(cifar.class_names("cifar10")) == names
+    source = open_source(str(SHARED_CIFAR10), 1, verify=False)
+    assert source.num_samples == 10000 and source.sample_shape == (3, 32, 32)
+
+
+# ---- download ----
+
+def tarball(path, members):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_download_from_file_url_extracts_the_release(tmp_path):
+    source = tmp_path / "src"
+    (train_x, train_y), _ = make_cifar10_bin(source, np.random.default_rng(7))
+    folder = source / "cifar-10-batches-bin"
+    md5 = tarball(tmp_path / "c10.tar.gz",
+                  {f"cifar-10-batches-bin/{p.name}": p.read_bytes() for p in folder.iterdir()})
+    dest = tmp_path / "cache"
+    cifar.download("cifar10", dest, url=(tmp_path / "c10.tar.gz").as_uri(), md5=md5)
+    images, labels = load_cifar("cifar10", "train", dest, verify=False)
+    np.testing.assert_array_equal(images, train_x)
+    np.testing.assert_array_equal(labels, train_y)
+    assert sorted(p.name for p in dest.iterdir()) == ["cifar-10-batches-bin"]   # archive removed
+
+
+def test_download_with_wrong_md5_is_refused(tmp_path):
+    md5 = tarball(tmp_path / "a.tar.gz", {"cifar-10-batches-bin/x": b"x"})
+    with pytest.raises(AllconvError) as err:
+        cifar.download("cifar10", tmp_path / "d", url=(tmp_path / "a.tar.gz").as_uri())
+    assert md5 in str(err.value) and "c32a1d4ab5d03f1284b67883e8d87530" in str(err.value)
+
+
+def test_archive_escaping_its_folder_is_refused(tmp_path):
+    md5 = tarball(tmp_path / "evil.tar.gz", {"../evil.txt": b"x"})
+    with pytest.raises(AllconvError, match="cannot extract"):
+        cifar.download("cifar10", tmp_path / "d", url=(tmp_path / "evil.tar.gz").as_uri(), md5=md5)
+    assert not (tmp_path / "d" / "evil.txt").exists() and not (tmp_path / "evil.txt").exists()
+
+
+def test_offline_without_data_names_url_and_where_to_put_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+    def offline(url):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(cifar, "urlopen", offline)
+    with pytest.raises(AllconvError) as err:
+        load_cifar("cifar10", "test")
+    message = str(err.value)
+    assert "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz" in message
+    assert str(tmp_path / "allconv" / "cifar-10-batches-bin") in message
+    assert "test_batch.bin" in message and "data_batch_5.bin" in message and "--data" in message
+
+
+def test_class_names():
+    assert cifar.class_names("cifar10")[3] == "cat"
+    names = cifar.class_names("cifar100")
+    assert len(names) == 100 == len(set(names)) and list(names) == sorted(names)
+    with pytest.raises(AllconvError, match="unknown dataset"):
+        cifar.class_names("mnist")
+
+
+# ---- GCN + ZCA ----
+
+def reference_gcn_zca(train, test, scale=55.0, filter_bias=0.1):
+    """pylearn2's formulas written out in numpy, float64."""
+    def gcn(x):
+        x = x.reshape(len(x), -1).astype(np.float64)
+        x = x - x.mean(axis=1, keepdims=True)
+        norms = np.sqrt((x ** 2).sum(axis=1)) / scale
+        norms[norms < 1e-8] = 1.0
+        return x / norms[:, None]
+
+    x = gcn(train)
+    mean = x.mean(axis=0)
+    cov = (x - mean).T @ (x - mean) / len(x) + filter_bias * np.eye(x.shape[1])
+    eigs, vecs = np.linalg.eigh(cov)
+    matrix = vecs @ np.diag(1 / np.sqrt(eigs)) @ vecs.T
+    return (x - mean) @ matrix, (gcn(test) - mean) @ matrix, mean, matrix
+
+
+def test_gcn_matches_hand_computation():
+    x = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 5.0, 5.0, 5.0]], dtype=torch.float64)
+    out = preprocess.global_contrast_normalize(x)
+    # row 0: mean 2.5, centred (-1.5, -0.5, 0.5, 1.5), norm sqrt(5)
+    # row 1: centred to 0, norm 0 < min_divisor 1e-8 -> divisor 1
+    expected = torch.tensor([[-1.5, -0.5, 0.5, 1.5], [0, 0, 0, 0]], dtype=torch.float64)
+    expected *= 55 / 5 ** 0.5
+    torch.testing.assert_close(out, expected)
+    assert x[0, 0] == 1.0   # input untouched
+
+
+def test_zca_whitens_correlated_data():
+    gen = torch.Generator().manual_seed(0)
+    mixing = torch.randn(6, 6, generator=gen, dtype=torch.float64)
+    x = torch.randn(4000, 6, generator=gen, dtype=torch.float64) @ mixing + 3.0
+    mean, matrix = preprocess.fit_zca(x, filter_bias=1e-9)
+    white = (x - mean) @ matrix
+    torch.testing.assert_close(white.T @ white / len(x), torch.eye(6, dtype=torch.float64),
+                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(matrix, matrix.T)
+
+
+def test_gcn_zca_matches_numpy_reference():
+    rng = np.random.default_rng(8)
+    base = rng.integers(0, 256, (300, 3, 4, 4))
+    train = np.clip(base + rng.integers(-20, 20, (300, 1, 1, 1)), 0, 255).astype(np.uint8)
+    test = rng.integers(0, 256, (7, 3, 4, 4), dtype=np.uint8)
+    train_w, test_w, whitening = preprocess.gcn_zca(train, test, device="cpu")
+    ref_train, ref_test, ref_mean, ref_matrix = reference_gcn_zca(train, test)
+    assert train_w.dtype == test_w.dtype == np.float32 and train_w.shape == train.shape
+    np.testing.assert_allclose(train_w.reshape(300, -1), ref_train, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(test_w.reshape(7, -1), ref_test, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(whitening.mean, ref_mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(whitening.matrix, ref_matrix, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(whitening(train, device="cpu"), train_w)
+
+
+def test_prepared_cifar_cache_hit_skips_recomputation(tmp_path, monkeypatch):
+    make_cifar10_bin(tmp_path / "data", np.random.default_rng(9))
+    calls = []
+
+    def fake_gcn_zca(train, test, device=None):
+        calls.append(len(train))
+        return (train / 255).astype(np.float32), (test / 255).astype(np.float32), \
+            preprocess.Whitening(np.zeros(2), np.eye(2))
+
+    monkeypatch.setattr(preprocess, "gcn_zca", fake_gcn_zca)
+    kwargs = dict(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", verify=False)
+    first = prepared_cifar("cifar10", **kwargs)
+    second = prepared_cifar("cifar10", **kwargs)
+    assert calls == [15]
+    for a, b in zip(first[:4], second[:4]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(first.whitening.matrix, second.whitening.matrix)
+    assert first.train_labels.dtype == np.int64 and first.test_images.shape == (4, 3, 32, 32)
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]
+    write_bin(tmp_path / "data" / "cifar-10-batches-bin" / "test_batch.bin",
+              *fake_split(np.random.default_rng(10), 4))
+    prepared_cifar("cifar10", **kwargs)
+    assert calls == [15, 15]   # changed input file -> new cache entry
+
+
+# ---- Data-layer sources ----
+
+def test_npz_source_reads_in_order_and_wraps(tmp_path):
+    data = np.arange(5 * 2 * 1 * 1, dtype=np.float64).reshape(5, 2, 1, 1)
+    preprocess.save_npz_source(tmp_path / "s.npz", data, [4, 3, 2, 1, 0])
+    source = open_source(str(tmp_path / "s.npz"), 0)
+    assert source.sample_shape == (2, 1, 1) and source.num_samples == 5
+    batches = [source(3) for _ in range(3)]
+    assert [b[1].tolist() for b in batches] == [[4, 3, 2], [1, 0, 4], [3, 2, 1]]
+    assert batches[0][0].dtype == torch.float32 and batches[0][1].dtype == torch.float32
+    torch.testing.assert_close(batches[1][0], torch.tensor(data[[3, 4, 0]], dtype=torch.float32))
+
+
+def test_cifar_folder_source_serves_raw_pixels_by_phase(tmp_path):
+    (train_x, train_y), (test_x, _) = make_cifar10_bin(tmp_path, np.random.default_rng(11))
+    train = open_source(str(tmp_path), 0, verify=False)
+    data, labels = train(4)
+    assert train.num_samples == 15
+    torch.testing.assert_close(data, torch.tensor(train_x[:4], dtype=torch.float32))
+    torch.testing.assert_close(labels, torch.tensor(train_y[:4], dtype=torch.float32))
+    assert open_source(str(tmp_path), 1, verify=False).num_samples == len(test_x)
+
+
+def test_bad_sources_name_the_source(tmp_path):
+    for source in (tmp_path / "missing.npz", tmp_path / "x.lmdb"):
+        with pytest.raises(AllconvError, match=str(source)):
+            open_source(str(source), 0)
+    with pytest.raises(AllconvError, match=f"{tmp_path} holds no CIFAR train files"):
+        open_source(str(tmp_path), 0)
+    (tmp_path / "bad.npz").write_bytes(b"nope")
+    with pytest.raises(AllconvError, match="bad.npz"):
+        open_source(str(tmp_path / "bad.npz"), 1)
+
+
+# ---- augmentation ----
+
+def shifted(image, dy, dx):
+    out = np.zeros_like(image)
+    h, w = image.shape[1:]
+    for y in range(h):
+        for x in range(w):
+            if 0 <= y - dy < h and 0 <= x - dx < w:
+                out[:, y, x] = image[:, y - dy, x - dx]
+    return out
+
+
+def test_flips_are_exact_mirrors():
+    images = torch.randn(4, 3, 8, 6)
+    flips = torch.tensor([1, 0, 1, 0]).bool()
+    out = augment.apply(images, torch.zeros(4, 2, dtype=torch.long), flips)
+    torch.testing.assert_close(out[0::2], images[0::2].flip(-1), rtol=0, atol=0)
+    torch.testing.assert_close(out[1::2], images[1::2], rtol=0, atol=0)
+
+
+def test_translations_shift_content_by_the_drawn_amounts():
+    images = torch.randn(6, 2, 7, 9)
+    shifts = torch.tensor([[0, 0], [5, -5], [-3, 2], [1, 4], [-5, -5], [9, 0]])
+    flips = torch.tensor([0, 0, 1, 0, 1, 0]).bool()
+    out = augment.apply(images, shifts, flips).numpy()
+    for i, ((dy, dx), flip) in enumerate(zip(shifts.tolist(), flips.tolist())):
+        source = images[i].flip(-1).numpy() if flip else images[i].numpy()
+        np.testing.assert_array_equal(out[i], shifted(source, dy, dx))
+    assert not out[5].any()   # shifted beyond the image: all fill
+
+
+def test_augment_draws_flips_and_shifts_up_to_five():
+    images = torch.randn(1000, 3, 32, 32)
+    out = augment.augment(images, torch.Generator().manual_seed(1))
+    shifts, flips = augment.draw(1000, torch.Generator().manual_seed(1))
+    assert out.shape == images.shape and out.dtype == images.dtype
+    torch.testing.assert_close(out, augment.apply(images, shifts, flips), rtol=0, atol=0)
+    assert shifts.min() == -5 and shifts.max() == 5 and 400 < int(flips.sum()) < 600
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    images = torch.randn(64, 3, 32, 32)
+    shifts, flips = augment.draw(64, torch.Generator(device="cuda").manual_seed(0))
+    on_gpu = augment.apply(images.cuda(), shifts, flips)
+    torch.testing.assert_close(on_gpu.cpu(), augment.apply(images, shifts.cpu(), flips.cpu()),
+                               rtol=0, atol=0)
+    rng = np.random.default_rng(12)
+    train, test = (rng.integers(0, 256, (n, 3, 4, 4), dtype=np.uint8) for n in (200, 5))
+    for a, b in zip(preprocess.gcn_zca(train, test, device="cuda")[:2],
+                    preprocess.gcn_zca(train, test, device="cpu")[:2]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,710 @@
+"""runtime.proto (our caffe.proto), runtime.prototxt and runtime.caffemodel."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, text_format
+from google.protobuf.descriptor import FieldDescriptor as FD
+
+from runtime import caffemodel, prototxt
+from runtime.errors import AllconvError
+from runtime.proto import DESCRIPTOR_PATH, PROTO_PATH, pb
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def field(message_cls, name):
+    return message_cls.DESCRIPTOR.fields_by_name[name]
+
+
+# --------------------------------------------------------------------- schema
+
+# (message, field, number) as in BVLC Caffe master's caffe.proto.
+FIELD_NUMBERS = [
+    ("BlobShape", "dim", 1),
+    ("BlobProto", "shape", 7),
+    ("BlobProto", "data", 5),
+    ("BlobProto", "diff", 6),
+    ("BlobProto", "double_data", 8),
+    ("BlobProto", "double_diff", 9),
+    ("BlobProto", "num", 1),
+    ("BlobProto", "width", 4),
+    ("Datum", "data", 4),
+    ("Datum", "encoded", 7),
+    ("FillerParameter", "variance_norm", 8),
+    ("NetParameter", "name", 1),
+    ("NetParameter", "input", 3),
+    ("NetParameter", "input_dim", 4),
+    ("NetParameter", "input_shape", 8),
+    ("NetParameter", "state", 6),
+    ("NetParameter", "layer", 100),
+    ("NetParameter", "layers", 2),
+    ("SolverParameter", "net", 24),
+    ("SolverParameter", "train_net", 1),
+    ("SolverParameter", "test_iter", 3),
+    ("SolverParameter", "test_interval", 4),
+    ("SolverParameter", "base_lr", 5),
+    ("SolverParameter", "display", 6),
+    ("SolverParameter", "max_iter", 7),
+    ("SolverParameter", "lr_policy", 8),
+    ("SolverParameter", "gamma", 9),
+    ("SolverParameter", "power", 10),
+    ("SolverParameter", "momentum", 11),
+    ("SolverParameter", "weight_decay", 12),
+    ("SolverParameter", "stepsize", 13),
+    ("SolverParameter", "snapshot", 14),
+    ("SolverParameter", "snapshot_prefix", 15),
+    ("SolverParameter", "solver_mode", 17),
+    ("SolverParameter", "random_seed", 20),
+    ("SolverParameter", "regularization_type", 29),
+    ("SolverParameter", "solver_type", 30),
+    ("SolverParameter", "test_initialization", 32),
+    ("SolverParameter", "average_loss", 33),
+    ("SolverParameter", "stepvalue", 34),
+    ("SolverParameter", "clip_gradients", 35),
+    ("SolverParameter", "iter_size", 36),
+    ("SolverParameter", "snapshot_format", 37),
+    ("SolverParameter", "type", 40),
+    ("SolverParameter", "layer_wise_reduce", 41),
+    ("SolverParameter", "weights", 42),
+    ("SolverState", "iter", 1),
+    ("SolverState", "history", 3),
+    ("SolverState", "current_step", 4),
+    ("NetState", "phase", 1),
+    ("NetStateRule", "not_stage", 5),
+    ("ParamSpec", "name", 1),
+    ("ParamSpec", "share_mode", 2),
+    ("ParamSpec", "lr_mult", 3),
+    ("ParamSpec", "decay_mult", 4),
+    ("LayerParameter", "name", 1),
+    ("LayerParameter", "type", 2),
+    ("LayerParameter", "bottom", 3),
+    ("LayerParameter", "top", 4),
+    ("LayerParameter", "loss_weight", 5),
+    ("LayerParameter", "param", 6),
+    ("LayerParameter", "blobs", 7),
+    ("LayerParameter", "include", 8),
+    ("LayerParameter", "exclude", 9),
+    ("LayerParameter", "phase", 10),
+    ("LayerParameter", "propagate_down", 11),
+    ("LayerParameter", "transform_param", 100),
+    ("LayerParameter", "loss_param", 101),
+    ("LayerParameter", "accuracy_param", 102),
+    ("LayerParameter", "concat_param", 104),
+    ("LayerParameter", "convolution_param", 106),
+    ("LayerParameter", "data_param", 107),
+    ("LayerParameter", "dropout_param", 108),
+    ("LayerParameter", "dummy_data_param", 109),
+    ("LayerParameter", "eltwise_param", 110),
+    ("LayerParameter", "hdf5_data_param", 112),
+    ("LayerParameter", "image_data_param", 115),
+    ("LayerParameter", "inner_product_param", 117),
+    ("LayerParameter", "lrn_param", 118),
+    ("LayerParameter", "memory_data_param", 119),
+    ("LayerParameter", "pooling_param", 121),
+    ("LayerParameter", "power_param", 122),
+    ("LayerParameter", "relu_param", 123),
+    ("LayerParameter", "softmax_param", 125),
+    ("LayerParameter", "reshape_param", 133),
+    ("LayerParameter", "flatten_param", 135),
+    ("LayerParameter", "batch_norm_param", 139),
+    ("LayerParameter", "bias_param", 141),
+    ("LayerParameter", "scale_param", 142),
+    ("LayerParameter", "input_param", 143),
+    ("LayerParameter", "swish_param", 147),
+    ("LayerParameter", "clip_param", 148),
+    ("TransformationParameter", "mean_value", 5),
+    ("LossParameter", "normalization", 3),
+    ("LossParameter", "normalize", 2),
+    ("ConvolutionParameter", "kernel_size", 4),
+    ("ConvolutionParameter", "stride", 6),
+    ("ConvolutionParameter", "dilation", 18),
+    ("ConvolutionParameter", "weight_filler", 7),
+    ("ConvolutionParameter", "engine", 15),
+    ("PoolingParameter", "pool", 1),
+    ("PoolingParameter", "kernel_size", 2),
+    ("PoolingParameter", "stride", 3),
+    ("PoolingParameter", "pad", 4),
+    ("PoolingParameter", "global_pooling", 12),
+    ("PoolingParameter", "round_mode", 13),
+    ("DataParameter", "batch_size", 4),
+    ("DataParameter", "backend", 8),
+    ("InnerProductParameter", "axis", 5),
+    ("ConcatParameter", "axis", 2),
+    ("ConcatParameter", "concat_dim", 1),
+    ("V1LayerParameter", "bottom", 2),
+    ("V1LayerParameter", "top", 3),
+    ("V1LayerParameter", "name", 4),
+    ("V1LayerParameter", "type", 5),
+    ("V1LayerParameter", "blobs", 6),
+    ("V1LayerParameter", "blobs_lr", 7),
+    ("V1LayerParameter", "weight_decay", 8),
+    ("V1LayerParameter", "include", 32),
+    ("V1LayerParameter", "exclude", 33),
+    ("V1LayerParameter", "param", 1001),
+    ("V1LayerParameter", "convolution_param", 10),
+    ("V1LayerParameter", "pooling_param", 19),
+    ("V1LayerParameter", "inner_product_param", 17),
+    ("V1LayerParameter", "transform_param", 36),
+    ("V1LayerParameter", "loss_param", 42),
+]
+
+
+@pytest.mark.parametrize("message,name,number", FIELD_NUMBERS)
+def test_field_numbers(message, name, number):
+    assert field(getattr(pb, message), name).number == number
+
+
+@pytest.mark.parametrize(
+    "message,name,value",
+    [
+        ("FillerParameter", "type", "constant"),
+        ("FillerParameter", "std", 1.0),
+        ("FillerParameter", "max", 1.0),
+        ("FillerParameter", "sparse", -1),
+        ("ConvolutionParameter", "bias_term", True),
+        ("ConvolutionParameter", "group", 1),
+        ("InnerProductParameter", "bias_term", True),
+        ("PoolingParameter", "stride", 1),
+        ("DropoutParameter", "dropout_ratio", 0.5),
+        ("ParamSpec", "lr_mult", 1.0),
+        ("ParamSpec", "decay_mult", 1.0),
+        ("SolverParameter", "test_initialization", True),
+        ("SolverParameter", "iter_size", 1),
+        ("SolverParameter", "average_loss", 1),
+        ("SolverParameter", "random_seed", -1),
+        ("SolverParameter", "regularization_type", "L2"),
+        ("SolverParameter", "type", "SGD"),
+        ("SolverParameter", "clip_gradients", -1.0),
+        ("SolverParameter", "snapshot_after_train", True),
+        ("LRNParameter", "local_size", 5),
+        ("LRNParameter", "beta", 0.75),
+        ("AccuracyParameter", "top_k", 1),
+        ("ConcatParameter", "axis", 1),
+        ("FlattenParameter", "end_axis", -1),
+        ("DataParameter", "prefetch", 4),
+        ("SolverState", "current_step", 0),
+    ],
+)
+def test_defaults(message, name, value):
+    assert getattr(getattr(pb, message)(), name) == pytest.approx(value)
+
+
+def test_enum_defaults_and_values():
+    assert pb.PoolingParameter().pool == pb.PoolingParameter.MAX == 0
+    assert pb.PoolingParameter.AVE == 1 and pb.PoolingParameter.STOCHASTIC == 2
+    assert pb.PoolingParameter().round_mode == pb.PoolingParameter.CEIL
+    assert pb.LossParameter().normalization == pb.LossParameter.VALID == 1
+    assert pb.SolverParameter().solver_mode == pb.SolverParameter.GPU == 1
+    assert pb.SolverParameter().snapshot_format == pb.SolverParameter.BINARYPROTO
+    assert pb.SolverParameter.NESTEROV == 1
+    assert pb.NetState().phase == pb.TEST
+    assert (pb.TRAIN, pb.TEST) == (0, 1)
+    assert pb.Phase.Name(0) == "TRAIN"
+    assert pb.ParamSpec.STRICT == 0 and pb.ParamSpec.PERMISSIVE == 1
+    assert pb.EltwiseParameter().operation == pb.EltwiseParameter.SUM
+    assert pb.DataParameter().backend == pb.DataParameter.LEVELDB
+    assert pb.FillerParameter().variance_norm == pb.FillerParameter.FAN_IN
+    assert pb.V1LayerParameter.CONVOLUTION == 4
+    assert pb.V1LayerParameter.SOFTMAX_LOSS == 21
+    assert pb.V1LayerParameter.DECONVOLUTION == 39
+
+
+def _field_proto(message, name):
+    # FieldDescriptor.label is gone in newer protobuf; read the raw descriptor.
+    committed = descriptor_pb2.FileDescriptorSet()
+    committed.ParseFromString(DESCRIPTOR_PATH.read_bytes())
+    (msg,) = [m for m in committed.file[0].message_type if m.name == message]
+    (fld,) = [f for f in msg.field if f.name == name]
+    return fld
+
+
+def test_types_and_labels():
+    FP = descriptor_pb2.FieldDescriptorProto
+    assert field(pb.BlobShape, "dim").type == FD.TYPE_INT64
+    assert field(pb.BlobShape, "dim").GetOptions().packed
+    assert field(pb.BlobProto, "data").type == FD.TYPE_FLOAT
+    assert field(pb.BlobProto, "data").GetOptions().packed
+    assert field(pb.BlobProto, "double_data").type == FD.TYPE_DOUBLE
+    assert field(pb.BlobProto, "num").type == FD.TYPE_INT32
+    assert field(pb.SolverParameter, "random_seed").type == FD.TYPE_INT64
+    assert field(pb.SolverParameter, "max_iter").type == FD.TYPE_INT32
+    assert field(pb.ConvolutionParameter, "num_output").type == FD.TYPE_UINT32
+    assert _field_proto("SolverParameter", "stepvalue").label == FP.LABEL_REPEATED
+    assert _field_proto("ConvolutionParameter", "kernel_size").label == FP.LABEL_REPEATED
+    assert _field_proto("PoolingParameter", "kernel_size").label == FP.LABEL_OPTIONAL
+    assert _field_proto("ClipParameter", "min").label == FP.LABEL_REQUIRED
+    assert _field_proto("NetParameter", "layers").type_name == ".caffe.V1LayerParameter"
+    assert pb.DESCRIPTOR.package == "caffe"
+    file_proto = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR_PATH.read_bytes()).file[0]
+    assert file_proto.syntax in ("", "proto2") and not file_proto.dependency
+
+
+def test_no_duplicate_field_numbers():
+    for message in pb.DESCRIPTOR.message_types_by_name.values():
+        numbers = [f.number for f in message.fields]
+        assert len(numbers) == len(set(numbers)), message.name
+
+
+def test_private_pool_does_not_touch_default_pool():
+    with pytest.raises(KeyError):
+        descriptor_pool.Default().FindMessageTypeByName("caffe.NetParameter")
+
+
+def test_pb_submodule_import():
+    from runtime.proto.pb import NetParameter
+
+    assert NetParameter is pb.NetParameter
+
+
+def _compile(out: Path) -> descriptor_pb2.FileDescriptorSet:
+    pytest.importorskip("grpc_tools")
+    subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", "-I", str(PROTO_PATH.parent),
+         f"--descriptor_set_out={out}", PROTO_PATH.name],
+        check=True, capture_output=True,
+    )
+    result = descriptor_pb2.FileDescriptorSet()
+    result.ParseFromString(out.read_bytes())
+    return result
+
+
+def test_committed_descriptor_matches_proto(tmp_path):
+    fresh = _compile(tmp_path / "fresh.bin")
+    committed = descriptor_pb2.FileDescriptorSet()
+    committed.ParseFromString(DESCRIPTOR_PATH.read_bytes())
+    assert len(committed.file) == 1
+    assert committed.file[0] == fresh.file[0], (
+        "runtime/proto/caffe_descriptor.bin is stale; run tools/compile_proto.sh"
+    )
+
+
+def test_compile_script(tmp_path):
+    pytest.importorskip("grpc_tools")
+    out = tmp_path / "d.bin"
+    env = dict(os.environ, PYTHON=sys.executable)
+    subprocess.run(["bash", str(ROOT / "tools" / "compile_proto.sh"), str(out)],
+                   check=True, capture_output=True, env=env)
+    made = descriptor_pb2.FileDescriptorSet()
+    made.ParseFromString(out.read_bytes())
+    assert made.file[0].name == "caffe.proto"
+    assert not list(tmp_path.glob("d.bin.*")), "temp file left behind"
+
+
+# --------------------------------------------------------------------- prototxt
+
+NET_TEXT = """\
+name: "tiny"
+layer {
+  name: "data"
+  type: "Input"
+  top: "data"
+  input_param { shape { dim: 2 dim: 3 dim: 8 dim: 8 } }
+}
+layer {
+  name: "conv1"
+  type: "Convolution"
+  bottom: "data"
+  top: "conv1"
+  param { lr_mult: 1 decay_mult: 1 }
+  param { lr_mult: 2 decay_mult: 0 }
+  convolution_param {
+    num_output: 4 kernel_size: 3 pad: 1 stride: 1
+    weight_filler { type: "gaussian" std: 0.05 }
+    bias_filler { type: "constant" }
+  }
+}
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer {
+  name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+  pooling_param { pool: AVE kernel_size: 2 stride: 2 }
+  include { phase: TEST }
+}
+layer { name: "drop" type: "Dropout" bottom: "pool1" top: "pool1" dropout_param { dropout_ratio: 0.2 } }
+"""
+
+
+def test_parse_net_fields():
+    net = prototxt.parse_net(NET_TEXT)
+    assert net.name == "tiny"
+    assert [l.name for l in net.layer] == ["data", "conv1", "relu1", "pool1", "drop"]
+    conv = net.layer[1]
+    assert list(conv.convolution_param.kernel_size) == [3]
+    assert conv.param[1].lr_mult == 2 and conv.param[1].decay_mult == 0
+    assert conv.convolution_param.weight_filler.std == pytest.approx(0.05)
+    assert net.layer[3].pooling_param.pool == pb.PoolingParameter.AVE
+    assert net.layer[3].include[0].phase == pb.TEST
+    assert net.layer[4].dropout_param.dropout_ratio == pytest.approx(0.2)
+
+
+def test_text_round_trip():
+    net = prototxt.parse_net(NET_TEXT)
+    text = prototxt.to_text(net)
+    again = prototxt.parse_net(text)
+    assert again == net
+    assert prototxt.to_text(again) == text
+
+
+def test_solver_round_trip_and_upgrade(tmp_path):
+    text = (
+        'net: "train_val.prototxt"\ntest_iter: 100\ntest_interval: 1000\n'
+        'base_lr: 0.25\nlr_policy: "multistep"\ngamma: 0.1\nstepvalue: 200\n'
+        "stepvalue: 250\nmomentum: 0.9\nweight_decay: 0.001\nmax_iter: 350\n"
+        'snapshot_prefix: "snap/x"\nsolver_mode: CPU\nrandom_seed: 7\n'
+        "solver_type: NESTEROV\n"
+    )
+    solver = prototxt.parse_solver(text, "s.prototxt")
+    assert solver.type == "Nesterov" and not solver.HasField("solver_type")
+    assert list(solver.stepvalue) == [200, 250]
+    assert solver.solver_mode == pb.SolverParameter.CPU
+    path = tmp_path / "solver.prototxt"
+    prototxt.write_text(solver, path)
+    assert prototxt.read_solver(path) == solver
+    assert prototxt.read_solver(str(path)) == solver
+
+    with pytest.raises(AllconvError, match="s.prototxt: .*solver_type.*type"):
+        prototxt.parse_solver('type: "SGD"\nsolver_type: SGD\n', "s.prototxt")
+
+
+def test_syntax_error_has_file_line_column():
+    bad = 'name: "x"\nlayer {\n  name: "a"\n  nonsense: 3\n}\n'
+    with pytest.raises(AllconvError) as info:
+        prototxt.parse_net(bad, "nets/bad.prototxt")
+    message = str(info.value)
+    assert message.startswith("nets/bad.prototxt:4:3: ")
+    assert "nonsense" in message
+    assert "\n" not in message
+
+
+def test_syntax_error_unclosed_brace(tmp_path):
+    path = tmp_path / "open.prototxt"
+    path.write_text('layer {\n  name: "a"\n')
+    with pytest.raises(AllconvError, match=rf"^{path}:\d+:\d+: "):
+        prototxt.read_net(path)
+
+
+def test_upper_case_type_in_v2_layer_gets_v1_hint():
+    with pytest.raises(AllconvError) as info:
+        prototxt.parse_net('layer {\n  name: "c"\n  type: CONVOLUTION\n}\n', "old.prototxt")
+    message = str(info.value)
+    assert message.startswith("old.prototxt:3:")
+    assert "V1" in message and "upgrade_net_proto_text" in message
+
+
+def test_v0_net_is_refused_with_hint():
+    with pytest.raises(AllconvError, match="V0.*upgrade_net_proto_text"):
+        prototxt.parse_net('layers { layer { name: "conv1" type: "conv" } }')
+
+
+V1_TEXT = """\
+name: "CaffeNetish"
+input: "data"
+input_dim: 10
+input_dim: 3
+input_dim: 227
+input_dim: 227
+layers {
+  name: "conv1"
+  type: CONVOLUTION
+  bottom: "data"
+  top: "conv1"
+  blobs_lr: 1
+  blobs_lr: 2
+  weight_decay: 1
+  weight_decay: 0
+  convolution_param { num_output: 96 kernel_size: 11 stride: 4 }
+}
+layers { name: "relu1" type: RELU bottom: "conv1" top: "conv1" }
+layers {
+  name: "pool1" type: POOLING bottom: "conv1" top: "pool1"
+  pooling_param { pool: MAX kernel_size: 3 stride: 2 }
+}
+layers {
+  name: "norm1" type: LRN bottom: "pool1" top: "norm1"
+  lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 }
+}
+layers {
+  name: "fc8" type: INNER_PRODUCT bottom: "norm1" top: "fc8"
+  param: "shared_w"
+  blobs_lr: 1 blobs_lr: 2
+  inner_product_param { num_output: 1000 }
+}
+layers { name: "drop" type: DROPOUT bottom: "fc8" top: "fc8" dropout_param { dropout_ratio: 0.5 } }
+layers { name: "prob" type: SOFTMAX bottom: "fc8" top: "prob" }
+layers { name: "loss" type: SOFTMAX_LOSS bottom: "fc8" bottom: "label" top: "loss"
+         include { phase: TRAIN } }
+layers { name: "acc" type: ACCURACY bottom: "prob" bottom: "label" top: "acc" }
+"""
+
+
+def test_v1_net_is_upgraded():
+    net = prototxt.parse_net(V1_TEXT, "deploy.prototxt")
+    assert len(net.layers) == 0 and len(net.input) == 0 and len(net.input_dim) == 0
+    assert [l.type for l in net.layer] == [
+        "Input", "Convolution", "ReLU", "Pooling", "LRN", "InnerProduct",
+        "Dropout", "Softmax", "SoftmaxWithLoss", "Accuracy",
+    ]
+    first = net.layer[0]
+    assert first.name == "input" and list(first.top) == ["data"]
+    assert list(first.input_param.shape[0].dim) == [10, 3, 227, 227]
+    conv = net.layer[1]
+    assert [(p.lr_mult, p.decay_mult) for p in conv.param] == [(1, 1), (2, 0)]
+    assert conv.convolution_param.num_output == 96
+    assert list(conv.convolution_param.kernel_size) == [11]
+    fc = net.layer[5]
+    assert fc.param[0].name == "shared_w" and fc.param[0].lr_mult == 1
+    assert fc.param[1].lr_mult == 2 and not fc.param[1].HasField("decay_mult")
+    assert net.layer[3].pooling_param.kernel_size == 3
+    assert net.layer[4].lrn_param.alpha == pytest.approx(1e-4)
+    assert net.layer[8].include[0].phase == pb.TRAIN
+    # The upgraded net prints as V2 text and reads back unchanged.
+    assert prototxt.parse_net(prototxt.to_text(net)) == net
+
+
+def test_v1_data_layer_preprocessing_moves_to_transform_param():
+    net = prototxt.parse_net(
+        'layers { name: "d" type: DATA top: "data" top: "label"\n'
+        '  data_param { source: "db" batch_size: 8 scale: 0.5 mirror: true crop_size: 28 } }\n'
+    )
+    layer = net.layer[0]
+    assert layer.type == "Data"
+    assert layer.transform_param.scale == pytest.approx(0.5)
+    assert layer.transform_param.mirror and layer.transform_param.crop_size == 28
+    assert not layer.data_param.HasField("scale")
+    assert layer.data_param.source == "db" and layer.data_param.batch_size == 8
+
+
+def test_v1_without_upgrade_keeps_layers():
+    net = prototxt.parse_net(V1_TEXT, upgrade=False)
+    assert len(net.layers) == 9 and len(net.layer) == 0
+    assert net.layers[0].type == pb.V1LayerParameter.CONVOLUTION
+
+
+def test_mixed_layer_and_layers_refused():
+    with pytest.raises(AllconvError, match="mixes"):
+        prototxt.parse_net('layer { name: "a" }\nlayers { name: "b" }\n', "m.prototxt")
+
+
+def test_input_shape_becomes_input_layer():
+    net = prototxt.parse_net(
+        'input: "data"\ninput_shape { dim: 1 dim: 3 dim: 32 dim: 32 }\n'
+        'input: "label"\ninput_shape { dim: 1 }\n'
+        'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" }\n'
+    )
+    assert [l.name for l in net.layer] == ["input", "ip"]
+    assert list(net.layer[0].top) == ["data", "label"]
+    assert [list(s.dim) for s in net.layer[0].input_param.shape] == [[1, 3, 32, 32], [1]]
+
+
+@pytest.mark.parametrize(
+    "text,pattern",
+    [
+        ('input: "data"\n', "no input_shape or input_dim"),
+        ('input: "data"\ninput_dim: 1\ninput_dim: 3\n', "need 4 input_dim"),
+        ('input: "a"\ninput: "b"\ninput_shape { dim: 1 }\n', "2 net input"),
+    ],
+)
+def test_bad_inputs(text, pattern):
+    with pytest.raises(AllconvError, match=pattern):
+        prototxt.parse_net(text, "in.prototxt")
+
+
+def test_batchnorm_param_specs_are_dropped():
+    net = prototxt.parse_net(
+        'layer { name: "bn" type: "BatchNorm" param { lr_mult: 0 } '
+        "param { lr_mult: 0 } param { lr_mult: 0 } }\n"
+    )
+    assert len(net.layer[0].param) == 0
+
+
+def test_read_net_sources(tmp_path):
+    path = tmp_path / "net.prototxt"
+    path.write_text(NET_TEXT)
+    from_path = prototxt.read_net(path)
+    assert prototxt.read_net(str(path)) == from_path
+    assert prototxt.read_net(NET_TEXT) == from_path
+    v1 = prototxt.parse_net(V1_TEXT, upgrade=False)
+    upgraded = prototxt.read_net(v1)
+    assert len(v1.layers) == 9, "caller's message must not be changed"
+    assert upgraded.layer[1].type == "Convolution"
+    with pytest.raises(AllconvError, match="expected a NetParameter"):
+        prototxt.read_net(pb.SolverParameter())
+
+
+def test_read_net_missing_file(tmp_path):
+    missing = tmp_path / "nope.prototxt"
+    with pytest.raises(AllconvError, match=f"{missing}: no such file"):
+        prototxt.read_net(missing)
+    with pytest.raises(AllconvError, match="no such file"):
+        prototxt.read_solver(str(missing))
+
+
+def test_write_text_atomic_and_errors(tmp_path):
+    net = prototxt.parse_net(NET_TEXT)
+    path = tmp_path / "out.prototxt"
+    prototxt.write_text(net, path)
+    assert prototxt.read_net(path) == net
+    assert [p.name for p in tmp_path.iterdir()] == ["out.prototxt"]
+    assert stat.S_IMODE(path.stat().st_mode) & 0o044, "file should not be private"
+    prototxt.write_text("name: \"raw\"\n", path)
+    assert path.read_text() == 'name: "raw"\n'
+
+    bad = tmp_path / "no_such_dir" / "x.prototxt"
+    with pytest.raises(AllconvError, match=f"{bad}"):
+        prototxt.write_text(net, bad)
+    with pytest.raises(AllconvError, match=f"{tmp_path}"):
+        prototxt.write_text(net, tmp_path)
+
+
+# --------------------------------------------------------------------- caffemodel
+
+
+def test_blob_round_trip_shapes():
+    rng = np.random.default_rng(0)
+    for shape in [(4, 3, 3, 3), (10,), (2, 5), (), (0, 3)]:
+        array = rng.standard_normal(shape).astype(np.float32)
+        blob = caffemodel.array_to_blob(array)
+        assert blob.HasField("shape") and list(blob.shape.dim) == list(shape)
+        back = caffemodel.blob_to_array(blob)
+        assert back.dtype == np.float32 and back.shape == shape
+        np.testing.assert_array_equal(back, array)
+
+
+def test_array_to_blob_matches_elementwise_encoding():
+    array = np.arange(7, dtype=np.float64) / 3
+    fast = caffemodel.array_to_blob(array)
+    slow = pb.BlobProto()
+    slow.shape.dim.append(7)
+    slow.data.extend(array.astype(np.float32).tolist())
+    assert fast.SerializeToString() == slow.SerializeToString()
+
+
+def test_blob_legacy_dims_and_double_data():
+    blob = pb.BlobProto(num=1, channels=1, height=2, width=3)
+    blob.double_data.extend([0.5, 1, 2, 3, 4, 5])
+    array = caffemodel.blob_to_array(blob)
+    assert array.dtype == np.float32 and array.shape == (1, 1, 2, 3)
+    assert array[0, 0, 0, 0] == 0.5
+
+    single = pb.BlobProto()
+    single.data.append(3.0)
+    assert caffemodel.blob_to_array(single).shape == ()
+
+    wrong = pb.BlobProto()
+    wrong.shape.dim.extend([2, 2])
+    wrong.data.extend([1, 2, 3])
+    with pytest.raises(AllconvError, match=r"needs 4 values but it holds 3"):
+        caffemodel.blob_to_array(wrong)
+
+
+def test_weights_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    layers = [
+        ("conv1", "Convolution", [rng.standard_normal((8, 3, 3, 3)).astype(np.float32),
+                                  rng.standard_normal(8).astype(np.float32)]),
+        ("relu1", "ReLU", []),
+        ("fc", "InnerProduct", [rng.standard_normal((10, 32)), np.zeros(10)]),
+    ]
+    path = tmp_path / "w.caffemodel"
+    caffemodel.write_weights(path, layers, net_name="tiny")
+    weights = caffemodel.read_weights(path)
+    assert list(weights) == ["conv1", "fc"]
+    for name, _, blobs in layers:
+        for got, want in zip(weights.get(name, []), blobs):
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got, np.asarray(want, np.float32))
+    net = caffemodel.read_binary(path, pb.NetParameter)
+    assert net.name == "tiny" and [l.type for l in net.layer][:2] == ["Convolution", "ReLU"]
+    assert caffemodel.load_weights is caffemodel.read_weights
+
+
+def test_v1_caffemodel_is_read(tmp_path):
+    # The layout of old model-zoo files such as bvlc_reference_caffenet:
+    # V1 `layers`, legacy 4-d blob dims, no `shape`.
+    net = pb.NetParameter(name="CaffeNet")
+    conv = net.layers.add(name="conv1", type=pb.V1LayerParameter.CONVOLUTION)
+    conv.blobs_lr.extend([1, 2])
+    w = conv.blobs.add(num=2, channels=3, height=2, width=2)
+    w.data.extend(np.arange(24, dtype=np.float32).tolist())
+    b = conv.blobs.add(num=1, channels=1, height=1, width=2)
+    b.data.extend([0.5, -0.5])
+    net.layers.add(name="relu1", type=pb.V1LayerParameter.RELU)
+    fc = net.layers.add(name="fc8", type=pb.V1LayerParameter.INNER_PRODUCT)
+    fw = fc.blobs.add(num=1, channels=1, height=3, width=4)
+    fw.data.extend([1.0] * 12)
+    path = tmp_path / "old.caffemodel"
+    path.write_bytes(net.SerializeToString())
+
+    weights = caffemodel.read_weights(path)
+    assert sorted(weights) == ["conv1", "fc8"]
+    assert weights["conv1"][0].shape == (2, 3, 2, 2)
+    assert weights["conv1"][0][1, 2, 1, 1] == 23
+    assert weights["conv1"][1].shape == (1, 1, 1, 2)
+    assert weights["fc8"][0].shape == (1, 1, 3, 4)
+
+
+def test_unknown_fields_are_tolerated(tmp_path):
+    # A field number we do not declare (e.g. V1's V0 `layer` = 1, or a fork's
+    # extra LayerParameter field) must not break loading.
+    layer = pb.LayerParameter(name="conv1", type="Convolution")
+    layer.blobs.append(caffemodel.array_to_blob(np.ones((2, 2), np.float32)))
+    extra = b"\xca\x3e\x00"  # field 999, length-delimited, empty
+    blob_bytes = layer.SerializeToString() + extra
+    net_bytes = b"\xa2\x06" + bytes([len(blob_bytes)]) + blob_bytes  # field 100
+    path = tmp_path / "fork.caffemodel"
+    path.write_bytes(net_bytes)
+    assert caffemodel.read_weights(path)["conv1"][0].shape == (2, 2)
+
+
+def test_truncated_caffemodel_names_path(tmp_path):
+    path = tmp_path / "cut.caffemodel"
+    caffemodel.write_weights(path, [("fc", "InnerProduct", [np.ones((50, 40))])])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AllconvError) as info:
+        caffemodel.read_weights(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "is not a binary NetParameter (truncated or corrupt)" in message
+    assert "\n" not in message
+
+
+def test_missing_and_empty_caffemodel(tmp_path):
+    missing = tmp_path / "none.caffemodel"
+    with pytest.raises(AllconvError, match=f"{missing}: no such file"):
+        caffemodel.read_weights(missing)
+    empty = tmp_path / "empty.caffemodel"
+    caffemodel.write_binary(empty, prototxt.parse_net(NET_TEXT))
+    with pytest.raises(AllconvError, match=f"{empty}: contains no layer weights"):
+        caffemodel.read_weights(empty)
+    with pytest.raises(AllconvError, match="is a directory"):
+        caffemodel.read_weights(tmp_path)
+
+
+def test_solverstate_round_trip(tmp_path):
+    state = pb.SolverState(iter=350, learned_net="snap_iter_350.caffemodel", current_step=2)
+    state.history.append(caffemodel.array_to_blob(np.full((3, 2), 0.25, np.float32)))
+    path = tmp_path / "snap_iter_350.solverstate"
+    caffemodel.write_binary(path, state)
+    back = caffemodel.read_binary(path, pb.SolverState)
+    assert back == state
+    np.testing.assert_array_equal(caffemodel.blob_to_array(back.history[0]),
+                                  np.full((3, 2), 0.25, np.float32))
+    with pytest.raises(AllconvError, match="cannot write"):
+        caffemodel.write_binary(tmp_path / "missing_dir" / "s.solverstate", state)
+
+
+def test_text_format_matches_caffe_conventions():
+    # Caffe's own files write enums by name and repeated scalars one per line.
+    layer = pb.LayerParameter(name="p", type="Pooling")
+    layer.pooling_param.pool = pb.PoolingParameter.AVE
+    text = text_format.MessageToString(layer)
+    assert prototxt.to_text(layer) == text
+    assert "pool: AVE" in text
