@@ -1,0 +1,106 @@
+"""Caffe's learning-rate policies (SGDSolver::GetLearningRate in src/caffe/solvers/sgd_solver.cpp).
+
+`learning_rate(solver_param, iter, current_step) -> (rate, current_step)` returns the rate for the
+update that follows `iter` completed updates, and the new multistep position (Caffe keeps that
+position in the solver and saves it in `.solverstate` as `current_step`).
+
+Arithmetic follows Caffe's float solver: SolverParameter floats are fp32; `step`, `multistep` and
+`exp` raise gamma to an integer power in double (C++11 `pow(float, int)`); `inv`, `poly` and
+`sigmoid` are computed in fp32. The returned rate is a Python float holding an fp32 value.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from .errors import AllconvError
+
+__all__ = ["POLICIES", "learning_rate", "policy_names"]
+
+_f32 = np.float32
+
+
+def _check(cond: bool, policy: str, what: str) -> None:
+    if not cond:
+        raise AllconvError(f"lr_policy {policy!r}: {what}")
+
+
+def _int_power(p, k: int) -> float:
+    # base_lr * pow(gamma, k): float base_lr times a double power, rounded to fp32 on assignment.
+    return float(_f32(float(_f32(p.base_lr)) * math.pow(float(_f32(p.gamma)), k)))
+
+
+def _fixed(p, it: int, step: int) -> tuple[float, int]:
+    return float(_f32(p.base_lr)), step
+
+
+def _step(p, it: int, step: int) -> tuple[float, int]:
+    _check(p.stepsize > 0, "step", f"stepsize must be > 0 (got {p.stepsize})")
+    _check(p.gamma >= 0, "step", f"gamma must be >= 0 (got {p.gamma})")
+    step = it // p.stepsize
+    return _int_power(p, step), step
+
+
+def _exp(p, it: int, step: int) -> tuple[float, int]:
+    _check(p.gamma >= 0, "exp", f"gamma must be >= 0 (got {p.gamma})")
+    return _int_power(p, it), step
+
+
+def _inv(p, it: int, step: int) -> tuple[float, int]:
+    _check(p.gamma >= 0, "inv", f"gamma must be >= 0 (got {p.gamma})")
+    with np.errstate(all="ignore"):
+        base = _f32(1) + _f32(p.gamma) * _f32(it)
+        rate = _f32(p.base_lr) * np.power(base, -_f32(p.power))
+    return float(rate), step
+
+
+def _multistep(p, it: int, step: int) -> tuple[float, int]:
+    # At most one step per call: Caffe's `if`, not a `while`.
+    if step < len(p.stepvalue) and it >= p.stepvalue[step]:
+        step += 1
+    _check(p.gamma >= 0, "multistep", f"gamma must be >= 0 (got {p.gamma})")
+    return _int_power(p, step), step
+
+
+def _poly(p, it: int, step: int) -> tuple[float, int]:
+    _check(p.max_iter > 0, "poly", f"max_iter must be > 0 (got {p.max_iter})")
+    with np.errstate(all="ignore"):
+        frac = _f32(1) - _f32(it) / _f32(p.max_iter)
+        rate = _f32(p.base_lr) * np.power(frac, _f32(p.power))
+    return float(rate), step
+
+
+def _sigmoid(p, it: int, step: int) -> tuple[float, int]:
+    # No parameter checks: Caffe 1.0 runs sigmoid with gamma < 0 (a decaying rate) -- the
+    # solver_lr_sigmoid fixture made with real Caffe uses gamma = -1.5.
+    with np.errstate(all="ignore"):
+        e = np.exp(-_f32(p.gamma) * (_f32(it) - _f32(p.stepsize)))
+        rate = _f32(p.base_lr) * (_f32(1) / (_f32(1) + e))
+    return float(rate), step
+
+
+POLICIES: dict[str, Callable] = {
+    "fixed": _fixed,
+    "step": _step,
+    "exp": _exp,
+    "inv": _inv,
+    "multistep": _multistep,
+    "poly": _poly,
+    "sigmoid": _sigmoid,
+}
+
+
+def policy_names() -> list[str]:
+    return list(POLICIES)
+
+
+def learning_rate(solver_param, iter: int, current_step: int = 0) -> tuple[float, int]:
+    """Caffe's GetLearningRate for `iter` updates done; returns (rate, new current_step)."""
+    name = solver_param.lr_policy
+    fn = POLICIES.get(name)
+    if fn is None:
+        raise AllconvError(
+            f"unknown lr_policy {name!r}; valid policies: {', '.join(POLICIES)}")
+    return fn(solver_param, int(iter), int(current_step))

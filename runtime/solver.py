@@ -1,0 +1,784 @@
+"""Caffe's SGD and Nesterov solvers over `runtime.net.Net`.
+
+Semantics follow BVLC Caffe (src/caffe/solver.cpp, src/caffe/solvers/sgd_solver.cpp,
+src/caffe/solvers/nesterov_solver.cpp):
+
+* Step loop, per iteration: clear param diffs; test when ``test_interval`` divides ``iter`` (at
+  iteration 0 only with ``test_initialization``); ``iter_size`` forward/backward passes whose
+  gradients add up; ApplyUpdate; ``iter += 1``; snapshot when ``snapshot`` divides ``iter``.
+* ApplyUpdate: rate = lr_policy(iter) -> clip the *summed* gradients on their global L2 norm
+  (clip_gradients >= 0) -> per blob: scale by 1/iter_size -> weight decay (L2: g += l*w,
+  L1: g += l*sign(w), l = weight_decay*decay_mult) -> v = momentum*v + (rate*lr_mult)*g -> w -= v.
+* Blobs with ``lr_mult == 0`` get no gradient in Caffe (their param_propagate_down is off), so
+  they count as zero in the clipping norm and their update is v = momentum*v; w -= v.
+
+The update runs as a handful of in-place ``torch._foreach_*`` calls per (lr_mult, decay_mult)
+group, with no host synchronisation; `apply_update(rate)` accepts a Python float or a 0-dim
+tensor on the net's device (the latter keeps a captured CUDA graph valid across rate changes).
+
+A custom training loop replaces `step()` with::
+
+    solver.net.clear_param_diffs()      # or zero the .grad tensors itself
+    loss.backward()                     # iter_size times; grads add up
+    solver.update()                     # rate from lr_policy, apply_update(rate), iter += 1
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import time
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import lr_policy
+from .errors import AllconvError
+from .proto import pb
+
+__all__ = ["SGDSolver", "NesterovSolver", "make_solver", "SUPPORTED_SOLVER_TYPES"]
+
+log = logging.getLogger("allconv.solver")
+
+SUPPORTED_SOLVER_TYPES = ("SGD", "Nesterov")
+# Deprecated `solver_type` enum (upgrade_proto.cpp: UpgradeSolverType).
+_SOLVER_TYPE_ENUM = {0: "SGD", 1: "Nesterov", 2: "AdaGrad", 3: "RMSProp", 4: "AdaDelta", 5: "Adam"}
+_TRAIN, _TEST = 0, 1
+_f32 = np.float32
+
+
+# --------------------------------------------------------------------------------------------
+# solver parameter loading
+# --------------------------------------------------------------------------------------------
+
+def _load_solver_param(solver) -> tuple[Any, str | None]:
+    """Returns (upgraded SolverParameter copy, path of the solver file or None)."""
+    from .prototxt import read_solver
+
+    path = None
+    if isinstance(solver, os.PathLike) or (
+            isinstance(solver, str) and "\n" not in solver and os.path.isfile(solver)):
+        path = os.fspath(solver)
+    param = read_solver(solver)  # copies a message argument
+    _upgrade_solver_type(param, path)
+    if path is not None:
+        _upgrade_snapshot_prefix(param, path)
+    return param, path
+
+
+def _upgrade_solver_type(param, path) -> None:
+    if "solver_type" not in param.DESCRIPTOR.fields_by_name or not param.HasField("solver_type"):
+        return
+    if param.HasField("type"):
+        raise AllconvError(
+            f"{path or 'solver'}: the old solver_type field (enum) and the new type field "
+            f"(string) cannot both be specified")
+    name = _SOLVER_TYPE_ENUM.get(param.solver_type)
+    if name is None:
+        raise AllconvError(f"{path or 'solver'}: unknown solver_type {param.solver_type}")
+    param.type = name
+    param.ClearField("solver_type")
+
+
+def _upgrade_snapshot_prefix(param, path: str) -> None:
+    # upgrade_proto.cpp UpgradeSnapshotPrefixProperty: unset prefix -> solver file without its
+    # extension; a prefix naming a directory -> that directory / solver file stem.
+    if not param.HasField("snapshot_prefix"):
+        param.snapshot_prefix = os.path.splitext(path)[0]
+        log.info("snapshot_prefix was not specified and is set to %s", param.snapshot_prefix)
+    elif os.path.isdir(param.snapshot_prefix):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        param.snapshot_prefix = os.path.join(param.snapshot_prefix, stem)
+        log.info("snapshot_prefix was a directory and is replaced to %s", param.snapshot_prefix)
+
+
+def make_solver(solver, **kwargs) -> "SGDSolver":
+    """Build the solver named by `type` (or the deprecated `solver_type`) in the parameters."""
+    param, _ = _load_solver_param(solver)
+    cls = _SOLVER_CLASSES.get(param.type)
+    if cls is None:
+        raise AllconvError(
+            f"solver type {param.type!r} is not supported; supported types: "
+            f"{', '.join(SUPPORTED_SOLVER_TYPES)}")
+    return cls(solver, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------------
+
+def _as_tensor(x) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    data = getattr(x, "data", None)
+    if isinstance(data, torch.Tensor):
+        return data
+    return torch.as_tensor(np.asarray(data if data is not None else x))
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _net_generators(net) -> list[tuple[tuple[str, str, Any], torch.Generator]]:
+    """Every torch.Generator held by the net's modules, keyed by (module, attribute, key).
+
+    Layers may create generators lazily (Dropout keeps one per device in a dict), so a
+    restored entry can name a dict slot that does not exist yet; see `_set_generators`.
+    """
+    found, seen = [], set()
+    for mod_name, mod in net.named_modules():
+        for attr, v in vars(mod).items():
+            if isinstance(v, torch.Generator):
+                items = [(None, v)]
+            elif isinstance(v, dict):
+                items = [(k, g) for k, g in v.items() if isinstance(g, torch.Generator)]
+            elif isinstance(v, (list, tuple)):
+                items = [(i, g) for i, g in enumerate(v) if isinstance(g, torch.Generator)]
+            else:
+                continue
+            for key, g in items:
+                if id(g) not in seen:
+                    seen.add(id(g))
+                    found.append(((mod_name, attr, key), g))
+    return found
+
+
+def _generator_states(net) -> list[dict]:
+    return [{"where": where, "device": str(g.device), "state": g.get_state()}
+            for where, g in _net_generators(net)]
+
+
+def _set_generators(net, entries: list[dict], path: str, what: str) -> None:
+    current = dict(_net_generators(net))
+    modules = dict(net.named_modules())
+    for entry in entries:
+        where = tuple(entry["where"])
+        g = current.get(where)
+        if g is None:
+            mod_name, attr, key = where
+            holder = getattr(modules.get(mod_name), attr, None) if mod_name in modules else None
+            if isinstance(holder, dict):  # a lazily created generator: create it now
+                g = holder[key] = torch.Generator(entry["device"])
+            else:
+                log.warning("%s: %s has no generator at %s; not restored", path, what, where)
+                continue
+        g.set_state(entry["state"])
+
+
+def _output_items(net, outputs=None) -> list[tuple[str, torch.Tensor]]:
+    """(name, tensor) for the net's output blobs, from a forward result or net.outputs."""
+    if outputs is None:
+        outputs = net.outputs
+    if isinstance(outputs, dict):
+        return [(k, _as_tensor(v)) for k, v in outputs.items()]
+    return [(name, _as_tensor(net.blobs[name])) for name in outputs]
+
+
+def _blob_loss_weights(net) -> dict[str, float]:
+    """{top blob: loss weight} for the net's weighted tops (Caffe's blob_loss_weights)."""
+    weights = getattr(net, "blob_loss_weights", None)
+    if isinstance(weights, dict):
+        return {k: float(v) for k, v in weights.items()}
+    out: dict[str, float] = {}
+    for layer in getattr(net, "layers", []):
+        param = getattr(layer, "param", None)
+        for name, w in zip(getattr(param, "top", []), getattr(layer, "loss_weights", [])):
+            if w:
+                out[name] = out.get(name, 0.0) + float(w)
+    return out
+
+
+def _share_trained_layers(src, dst) -> None:
+    """Caffe's ShareTrainedLayersWith: dst layers named like a src layer take its blobs."""
+    if src is dst:
+        return
+    src_params = src.params
+    with torch.no_grad():
+        for name, dst_blobs in dst.params.items():
+            src_blobs = src_params.get(name)
+            if src_blobs is None:
+                continue
+            if len(src_blobs) != len(dst_blobs):
+                raise AllconvError(
+                    f"layer {name!r}: the test net has {len(dst_blobs)} parameter blobs, "
+                    f"the train net {len(src_blobs)}")
+            for i, (s, d) in enumerate(zip(src_blobs, dst_blobs)):
+                s, d = _as_tensor(s), _as_tensor(d)
+                if s.shape != d.shape:
+                    raise AllconvError(
+                        f"layer {name!r} blob {i}: shape {tuple(d.shape)} in the test net, "
+                        f"{tuple(s.shape)} in the train net")
+                if s.data_ptr() != d.data_ptr():
+                    d.copy_(s)
+
+
+class _Group:
+    """Learnable params sharing (lr_mult, decay_mult); all tensors on one device."""
+
+    __slots__ = ("lr_mult", "decay_mult", "index", "params", "history", "update")
+
+    def __init__(self, lr_mult: float, decay_mult: float):
+        self.lr_mult = lr_mult
+        self.decay_mult = decay_mult
+        self.index: list[int] = []
+        self.params: list[torch.nn.Parameter] = []
+        self.history: list[torch.Tensor] = []
+        self.update: list[torch.Tensor] = []  # Nesterov scratch (Caffe's update_ blobs)
+
+
+# --------------------------------------------------------------------------------------------
+# SGD
+# --------------------------------------------------------------------------------------------
+
+class SGDSolver:
+    """Caffe's SGDSolver: momentum SGD with Caffe's update order and snapshot format."""
+
+    type_name = "SGD"
+
+    def __init__(self, solver, *, device=None, train_feed=None, test_feeds=None):
+        param, path = _load_solver_param(solver)
+        self.param = param
+        self.solver_path = path
+        self._check_param()
+
+        if device is None:
+            if param.solver_mode == pb.SolverParameter.GPU and torch.cuda.is_available():
+                device = (f"cuda:{param.device_id}"
+                          if param.device_id < torch.cuda.device_count() else "cuda")
+            else:
+                device = "cpu"
+        self.device = torch.device(device)
+
+        seed = int(param.random_seed)
+        self.seed = seed if seed >= 0 else None
+        if self.seed is not None:
+            torch.manual_seed(self.seed)
+
+        self.train_feed = train_feed
+        self.net = self._init_train_net(train_feed)
+        self.test_nets = self._init_test_nets(test_feeds)
+
+        self.iter = 0
+        self.current_step = 0
+        self.mean_scores: list[dict[str, Any]] = [{} for _ in self.test_nets]
+        self._losses: list[float] = []
+        self.smoothed_loss = 0.0
+        self._init_state()
+
+    # ---------------------------------------------------------------- construction
+    def _check_param(self) -> None:
+        p = self.param
+        if p.type not in SUPPORTED_SOLVER_TYPES:
+            raise AllconvError(
+                f"solver type {p.type!r} is not supported; supported types: "
+                f"{', '.join(SUPPORTED_SOLVER_TYPES)}")
+        if p.type != self.type_name:
+            log.warning("solver type is %s but %s was constructed", p.type, type(self).__name__)
+        if p.average_loss < 1:
+            raise AllconvError(f"average_loss must be >= 1 (got {p.average_loss})")
+        if p.iter_size < 1:
+            raise AllconvError(f"iter_size must be >= 1 (got {p.iter_size})")
+        if p.weight_decay and p.regularization_type not in ("L1", "L2"):
+            raise AllconvError(
+                f"unknown regularization_type {p.regularization_type!r}; valid: L1, L2")
+        if p.snapshot_format != pb.SolverParameter.BINARYPROTO:
+            raise AllconvError("snapshot_format HDF5 is not supported; use BINARYPROTO")
+        if p.lr_policy not in lr_policy.POLICIES:
+            lr_policy.learning_rate(p, 0, 0)  # raises the listing error
+        if p.snapshot > 0:
+            if not p.snapshot_prefix:
+                raise AllconvError(
+                    "In solver params, snapshot is specified but snapshot_prefix is not")
+            probe_dir = os.path.dirname(os.path.abspath(p.snapshot_prefix + "_iter_0"))
+            if not (os.path.isdir(probe_dir) and os.access(probe_dir, os.W_OK)):
+                raise AllconvError(
+                    f"Cannot write to snapshot prefix {p.snapshot_prefix!r}. Make sure that "
+                    f"the directory exists and is writeable.")
+
+    def _make_net(self, net_param, default_phase: int, state_override, seed, feeds):
+        from .net import Net
+
+        state = pb.NetState()
+        state.phase = default_phase
+        state.MergeFrom(net_param.state)
+        if state_override is not None:
+            state.MergeFrom(state_override)
+        net_param.state.CopyFrom(state)
+        net = Net(net_param, state.phase, level=state.level, stages=tuple(state.stage),
+                  seed=seed, feeds=feeds)
+        if self.device.type != "cpu":
+            net.to(self.device)
+        return net
+
+    def _init_train_net(self, feed):
+        from .prototxt import read_net
+
+        p = self.param
+        fields = ("net", "net_param", "train_net", "train_net_param")
+        given = [f for f in fields if p.HasField(f)]
+        if len(given) != 1:
+            raise AllconvError(
+                "SolverParameter must specify exactly one train net using one of these "
+                f"fields: {', '.join(fields)} (found {len(given) or 'none'}"
+                f"{': ' + ', '.join(given) if given else ''})")
+        field = given[0]
+        if field in ("net_param", "train_net_param"):
+            net_param = pb.NetParameter()
+            net_param.CopyFrom(getattr(p, field))
+        else:
+            net_param = _copy_net(read_net(getattr(p, field)))
+        train_state = p.train_state if p.HasField("train_state") else None
+        return self._make_net(net_param, _TRAIN, train_state, self.seed, feed)
+
+    def _init_test_nets(self, test_feeds) -> list:
+        from .prototxt import read_net
+
+        p = self.param
+        generic = [f for f in ("net_param", "net") if p.HasField(f)]
+        if len(generic) > 1:
+            raise AllconvError("Both net_param and net may not be specified.")
+        n_specific = len(p.test_net_param) + len(p.test_net)
+        n_iter = len(p.test_iter)
+        if (n_iter < n_specific) if generic else (n_iter != n_specific):
+            raise AllconvError("test_iter must be specified for each test network "
+                               f"({n_iter} test_iter for {n_specific} test nets)")
+        n_instances = n_iter if generic else n_specific
+        if len(p.test_state) and len(p.test_state) != n_instances:
+            raise AllconvError("test_state must be unspecified or specified once per test net "
+                               f"({len(p.test_state)} for {n_instances} test nets)")
+        if n_instances and p.test_interval <= 0:
+            raise AllconvError("test_interval must be > 0 when test nets are given")
+        sources = [_copy_net(n) for n in p.test_net_param]
+        sources += [_copy_net(read_net(f)) for f in p.test_net]
+        for _ in range(n_instances - len(sources)):
+            sources.append(_copy_net(p.net_param) if p.HasField("net_param")
+                           else _copy_net(read_net(p.net)))
+        if test_feeds is None or not isinstance(test_feeds, (list, tuple)):
+            feeds = [test_feeds] * len(sources)
+        else:
+            feeds = list(test_feeds)
+            if len(feeds) != len(sources):
+                raise AllconvError(
+                    f"{len(feeds)} test feeds given for {len(sources)} test nets")
+        nets = []
+        for i, (net_param, feed) in enumerate(zip(sources, feeds)):
+            state = p.test_state[i] if len(p.test_state) else None
+            seed = None if self.seed is None else self.seed + 1 + i
+            nets.append(self._make_net(net_param, _TEST, state, seed, feed))
+        return nets
+
+    def _init_state(self) -> None:
+        params = list(self.net.learnable_params)
+        self._params = params
+        self.history = [torch.zeros_like(p, memory_format=torch.contiguous_format).detach()
+                        for p in params]
+        groups: "OrderedDict[tuple[float, float], _Group]" = OrderedDict()
+        for i, prm in enumerate(params):
+            key = (float(getattr(prm, "lr_mult", 1.0)), float(getattr(prm, "decay_mult", 1.0)))
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = _Group(*key)
+            g.index.append(i)
+            g.params.append(prm)
+            g.history.append(self.history[i])
+            if self._needs_update_buffers:
+                g.update.append(torch.zeros_like(self.history[i]))
+        self._groups = list(groups.values())
+        self._active = [g for g in self._groups if g.lr_mult != 0]
+        self._frozen = [g for g in self._groups if g.lr_mult == 0]
+
+    _needs_update_buffers = False
+
+    # ---------------------------------------------------------------- the update
+    def learning_rate(self) -> float:
+        """Caffe's GetLearningRate for the current iter; advances current_step like Caffe."""
+        rate, self.current_step = lr_policy.learning_rate(self.param, self.iter,
+                                                          self.current_step)
+        return rate
+
+    def update(self) -> float:
+        """Caffe's ApplyUpdate plus ++iter: rate from the policy, apply_update, iter += 1."""
+        rate = self.learning_rate()
+        if self.param.display and self.iter % self.param.display == 0:
+            log.info("Iteration %d, lr = %s", self.iter, _fmt(rate))
+        self.apply_update(rate)
+        self.iter += 1
+        return rate
+
+    def _group_grads(self, group: _Group) -> list[torch.Tensor]:
+        grads = []
+        for prm in group.params:
+            if prm.grad is None:
+                prm.grad = torch.zeros_like(prm)
+            grads.append(prm.grad)
+        return grads
+
+    @torch.no_grad()
+    def apply_update(self, rate) -> None:
+        """Clip, normalize, regularize and apply the momentum update to every learnable param.
+
+        `rate` is the policy rate (float, or a 0-dim tensor on the net's device). Does not
+        touch `iter` or `current_step`; gradients are consumed (overwritten).
+        """
+        p = self.param
+        grads = [self._group_grads(g) for g in self._active]
+
+        clip = float(p.clip_gradients)
+        if clip >= 0:
+            flat = [t for gs in grads for t in gs]
+            if flat:
+                # Caffe: if (l2norm > clip) scale every diff by clip / l2norm. No host sync.
+                norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(flat)))
+                scale = torch.where(norm > clip, clip / norm, 1.0)
+                torch._foreach_mul_(flat, scale)
+
+        iter_size = int(p.iter_size)
+        accum_norm = float(_f32(1) / _f32(iter_size))
+        weight_decay = _f32(p.weight_decay)
+        l1 = p.regularization_type == "L1"
+        momentum = float(_f32(p.momentum))
+        rate_is_tensor = isinstance(rate, torch.Tensor)
+        if not rate_is_tensor:
+            rate = _f32(rate)
+
+        for group, gs in zip(self._active, grads):
+            if iter_size != 1:
+                torch._foreach_mul_(gs, accum_norm)
+            local_decay = float(weight_decay * _f32(group.decay_mult))
+            if local_decay:
+                if l1:
+                    torch._foreach_add_(gs, torch._foreach_sign(group.params), alpha=local_decay)
+                else:
+                    torch._foreach_add_(gs, group.params, alpha=local_decay)
+            if rate_is_tensor:
+                local_rate = rate * float(_f32(group.lr_mult))
+            else:
+                local_rate = float(rate * _f32(group.lr_mult))
+            self._compute_update_value(group, gs, local_rate, momentum)
+
+        # lr_mult == 0: no gradient reaches these blobs in Caffe, local_rate is 0:
+        # v = momentum * v; w -= v (a no-op while v is zero).
+        for group in self._frozen:
+            self._frozen_update_value(group, momentum)
+
+    def _compute_update_value(self, group: _Group, grads, local_rate, momentum: float) -> None:
+        # history = momentum * history + local_rate * g ; w -= history
+        torch._foreach_mul_(grads, local_rate)
+        torch._foreach_mul_(group.history, momentum)
+        torch._foreach_add_(group.history, grads)
+        torch._foreach_sub_(group.params, group.history)
+
+    def _frozen_update_value(self, group: _Group, momentum: float) -> None:
+        # lr_mult == 0: local_rate is 0, so history = momentum * history; w -= history.
+        if momentum:
+            torch._foreach_mul_(group.history, momentum)
+            torch._foreach_sub_(group.params, group.history)
+
+    # ---------------------------------------------------------------- loop
+    def _update_smoothed_loss(self, loss: float, start_iter: int) -> None:
+        average_loss = int(self.param.average_loss)
+        if len(self._losses) < average_loss:
+            self._losses.append(loss)
+            size = len(self._losses)
+            self.smoothed_loss = (self.smoothed_loss * (size - 1) + loss) / size
+        else:
+            idx = (self.iter - start_iter) % average_loss
+            self.smoothed_loss += (loss - self._losses[idx]) / average_loss
+            self._losses[idx] = loss
+
+    def _test_due(self) -> bool:
+        p = self.param
+        return bool(p.test_interval and self.iter % p.test_interval == 0
+                    and (self.iter > 0 or p.test_initialization))
+
+    def step(self, iters: int) -> None:
+        """Run `iters` iterations of Caffe's Solver::Step."""
+        p = self.param
+        start_iter = self.iter
+        stop_iter = self.iter + int(iters)
+        self._losses = []
+        self.smoothed_loss = 0.0
+        iter_size = int(p.iter_size)
+        timer = time.perf_counter()
+        iterations_last = self.iter
+        while self.iter < stop_iter:
+            self.net.clear_param_diffs()
+            if self._test_due():
+                self.test_all()
+            display = bool(p.display and self.iter % p.display == 0)
+            loss = 0.0
+            for _ in range(iter_size):
+                loss += float(self.net.forward_backward())
+            loss /= iter_size
+            self._update_smoothed_loss(loss, start_iter)
+            if display:
+                lapse = time.perf_counter() - timer
+                per_s = (self.iter - iterations_last) / (lapse if lapse else 1.0)
+                log.info("Iteration %d (%s iter/s, %ss/%d iters), loss = %s", self.iter,
+                         _fmt(per_s), _fmt(lapse), p.display, _fmt(self.smoothed_loss))
+                timer = time.perf_counter()
+                iterations_last = self.iter
+                self._log_outputs(self.net, _output_items(self.net), "Train")
+            self.update()
+            if p.snapshot and self.iter % p.snapshot == 0:
+                self.snapshot()
+
+    def solve(self, resume_file=None) -> None:
+        """Caffe's Solver::Solve: optional restore, step to max_iter, final snapshot/test."""
+        p = self.param
+        log.info("Solving %s", getattr(self.net, "name", "") or "net")
+        log.info("Learning Rate Policy: %s", p.lr_policy)
+        if resume_file is not None:
+            log.info("Restoring previous solver status from %s", resume_file)
+            self.restore(resume_file)
+        start_iter = self.iter
+        self.step(p.max_iter - self.iter)
+        if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
+            if p.snapshot_prefix:
+                self.snapshot()
+            else:  # Caffe would write "_iter_N.caffemodel" into the current directory
+                log.warning("snapshot_after_train: no snapshot_prefix; final snapshot skipped")
+        if p.display and self.iter % p.display == 0:
+            # Forward-only pass to display the train loss after the last update.
+            with torch.no_grad():
+                loss = float(self.net.loss())
+            self._update_smoothed_loss(loss, start_iter)
+            log.info("Iteration %d, loss = %s", self.iter, _fmt(self.smoothed_loss))
+        if p.test_interval and self.iter % p.test_interval == 0:
+            self.test_all()
+        log.info("Optimization Done.")
+
+    # ---------------------------------------------------------------- testing
+    def test_all(self) -> list[dict[str, Any]]:
+        return [self.test(i) for i in range(len(self.test_nets))]
+
+    @torch.no_grad()
+    def test(self, test_net_id: int = 0) -> dict[str, Any]:
+        """Average each output of test net `test_net_id` over its test_iter batches.
+
+        Values are Caffe's mean_scores: scalars for 1-element outputs, else lists.
+        """
+        p = self.param
+        log.info("Iteration %d, Testing net (#%d)", self.iter, test_net_id)
+        net = self.test_nets[test_net_id]
+        _share_trained_layers(self.net, net)
+        n = int(p.test_iter[test_net_id])
+        weights = _blob_loss_weights(net)
+        sums: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+        loss = None
+        for i in range(n):
+            outputs = net.forward()
+            for name, value in _output_items(net, outputs):
+                v = value.detach().reshape(-1)
+                if i == 0:
+                    sums[name] = v.clone()
+                else:
+                    sums[name] += v
+                if p.test_compute_loss and weights.get(name):
+                    term = weights[name] * v.sum()
+                    loss = term if loss is None else loss + term
+        if p.test_compute_loss and n:
+            log.info("Test loss: %s", _fmt(float(loss) / n if loss is not None else 0.0))
+        scores: dict[str, Any] = OrderedDict()
+        index = 0
+        for name, total in sums.items():
+            mean = (total / n).cpu().tolist() if n else []
+            weight = weights.get(name, 0.0)
+            for value in mean:
+                extra = f" (* {_fmt(weight)} = {_fmt(weight * value)} loss)" if weight else ""
+                log.info("    Test net output #%d: %s = %s%s", index, name, _fmt(value), extra)
+                index += 1
+            scores[name] = mean[0] if len(mean) == 1 else mean
+        self.mean_scores[test_net_id] = scores
+        return scores
+
+    def _log_outputs(self, net, items, kind: str) -> None:
+        weights = _blob_loss_weights(net)
+        index = 0
+        for name, value in items:
+            weight = weights.get(name, 0.0)
+            for v in value.detach().reshape(-1).float().cpu().tolist():
+                extra = f" (* {_fmt(weight)} = {_fmt(weight * v)} loss)" if weight else ""
+                log.info("    %s net output #%d: %s = %s%s", kind, index, name, _fmt(v), extra)
+                index += 1
+
+    # ---------------------------------------------------------------- snapshots
+    def snapshot_filename(self, extension: str) -> str:
+        return f"{self.param.snapshot_prefix}_iter_{self.iter}{extension}"
+
+    def snapshot(self) -> tuple[str, str]:
+        """Write <prefix>_iter_<N>.caffemodel, .rngstate and .solverstate (each atomically)."""
+        from .caffemodel import array_to_blob, write_binary
+        from .prototxt import atomic_write_bytes
+
+        if not self.param.snapshot_prefix:
+            raise AllconvError("cannot snapshot: snapshot_prefix is not set")
+        model_path = self.snapshot_filename(".caffemodel")
+        state_path = self.snapshot_filename(".solverstate")
+        rng_path = self.snapshot_filename(".rngstate")
+        log.info("Snapshotting to binary proto file %s", model_path)
+        self.net.save(model_path)  # write_binary: temp file + os.replace
+        buffer = io.BytesIO()
+        torch.save(self._rng_state(), buffer)
+        atomic_write_bytes(rng_path, buffer.getvalue())
+        state = pb.SolverState()
+        state.iter = self.iter
+        state.learned_net = model_path
+        state.current_step = self.current_step
+        for h in self.history:
+            state.history.append(array_to_blob(h.detach().float().cpu().numpy()))
+        log.info("Snapshotting solver state to binary proto file %s", state_path)
+        write_binary(state_path, state)
+        return model_path, state_path
+
+    def _rng_state(self) -> dict:
+        cuda = None
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            cuda = torch.cuda.get_rng_state_all()
+        feed_state = None
+        if self.train_feed is not None and hasattr(self.train_feed, "state_dict"):
+            feed_state = self.train_feed.state_dict()
+        return {
+            "format": "allconv-rngstate-1",
+            "iter": self.iter,
+            "net": _generator_states(self.net),
+            "test_nets": [_generator_states(n) for n in self.test_nets],
+            "torch_cpu": torch.get_rng_state(),
+            "torch_cuda": cuda,
+            "train_feed": feed_state,
+        }
+
+    def _set_rng_state(self, state: dict, path: str) -> None:
+        _set_generators(self.net, state.get("net", []), path, "the train net")
+        for i, (net, entries) in enumerate(zip(self.test_nets, state.get("test_nets", []))):
+            _set_generators(net, entries, path, f"test net #{i}")
+        if state.get("torch_cpu") is not None:
+            torch.set_rng_state(state["torch_cpu"])
+        cuda = state.get("torch_cuda")
+        if cuda is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
+        feed_state = state.get("train_feed")
+        if feed_state is not None and hasattr(self.train_feed, "load_state_dict"):
+            self.train_feed.load_state_dict(feed_state)
+
+    def restore(self, state_path) -> None:
+        """Load a .solverstate: weights from learned_net, momentum history, iter, current_step.
+
+        Also restores `<prefix>_iter_<N>.rngstate` beside it when present.
+        """
+        from .caffemodel import blob_to_array, read_binary
+
+        state_path = os.fspath(state_path)
+        if state_path.endswith(".h5"):
+            raise AllconvError(f"{state_path}: HDF5 solver states are not supported")
+        if not os.path.isfile(state_path):
+            raise AllconvError(f"{state_path}: solver state file not found")
+        try:
+            state = read_binary(state_path, pb.SolverState)
+        except AllconvError as e:
+            if state_path in str(e):
+                raise
+            raise AllconvError(f"{state_path}: not a readable solverstate: {e}") from e
+        except Exception as e:  # protobuf DecodeError and friends
+            raise AllconvError(f"{state_path}: not a readable solverstate: {e}") from e
+
+        params = self._params
+        if len(state.history) != len(params):
+            raise AllconvError(
+                f"{state_path}: solverstate has {len(state.history)} history blobs but the "
+                f"train net has {len(params)} learnable params")
+        arrays = []
+        for i, (blob, prm) in enumerate(zip(state.history, params)):
+            want = tuple(prm.shape)
+            try:
+                a = blob_to_array(blob)
+            except AllconvError as e:
+                raise AllconvError(f"{state_path}: history blob {i}: {e}") from None
+            legacy = any(blob.HasField(f) for f in ("num", "channels", "height", "width"))
+            padded = (1,) * (4 - len(want)) + want if len(want) <= 4 else want
+            if not (a.shape == want or (legacy and a.shape == padded)):
+                raise AllconvError(
+                    f"{state_path}: history blob {i} has shape {tuple(a.shape)} but learnable "
+                    f"param {i} has shape {want}")
+            arrays.append(a.reshape(want))
+
+        if state.learned_net:
+            model = self._find_learned_net(state.learned_net, state_path)
+            log.info("Restoring weights from %s", model)
+            self.net.copy_from(model)
+        with torch.no_grad():
+            for h, a in zip(self.history, arrays):
+                h.copy_(torch.from_numpy(a).to(device=h.device, dtype=h.dtype))
+        self.iter = int(state.iter)
+        self.current_step = int(state.current_step)
+
+        rng_path = (state_path[: -len(".solverstate")] if state_path.endswith(".solverstate")
+                    else state_path) + ".rngstate"
+        if os.path.isfile(rng_path):
+            try:
+                rng = torch.load(rng_path, map_location="cpu", weights_only=True)
+            except Exception as e:
+                raise AllconvError(f"{rng_path}: unreadable rng state: {e}") from e
+            if rng.get("iter") != self.iter:
+                log.warning("%s is for iteration %s, the solverstate for %d", rng_path,
+                            rng.get("iter"), self.iter)
+            self._set_rng_state(rng, rng_path)
+        else:
+            log.info("%s not found; random streams are not restored", rng_path)
+        log.info("SGDSolver: restored iteration %d from %s", self.iter, state_path)
+
+    @staticmethod
+    def _find_learned_net(learned_net: str, state_path: str) -> str:
+        base = os.path.dirname(state_path)
+        candidates = [learned_net]
+        if not os.path.isabs(learned_net):
+            candidates.append(os.path.join(base, learned_net))
+        candidates.append(os.path.join(base, os.path.basename(learned_net)))
+        for c in candidates:
+            if os.path.isfile(c):
+                return c
+        raise AllconvError(
+            f"{state_path}: learned_net {learned_net!r} not found (also looked in {base or '.'})")
+
+
+def _copy_net(net_param):
+    out = pb.NetParameter()
+    out.CopyFrom(net_param)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Nesterov
+# --------------------------------------------------------------------------------------------
+
+class NesterovSolver(SGDSolver):
+    """Caffe's NesterovSolver: v_new = mu*v + rate*lr_mult*g; w -= (1+mu)*v_new - mu*v_old."""
+
+    type_name = "Nesterov"
+    _needs_update_buffers = True
+
+    def _compute_update_value(self, group: _Group, grads, local_rate, momentum: float) -> None:
+        one_plus = float(_f32(1) + _f32(momentum))
+        torch._foreach_mul_(grads, local_rate)
+        torch._foreach_copy_(group.update, group.history)      # update = v_old
+        torch._foreach_mul_(group.update, -momentum)           # update = -mu * v_old
+        torch._foreach_mul_(group.history, momentum)
+        torch._foreach_add_(group.history, grads)              # v_new
+        torch._foreach_add_(group.update, group.history, alpha=one_plus)
+        torch._foreach_sub_(group.params, group.update)
+
+    def _frozen_update_value(self, group: _Group, momentum: float) -> None:
+        # lr_mult == 0: v_new = mu * v_old; update = (1 + mu) * v_new - mu * v_old.
+        if momentum:
+            one_plus = float(_f32(1) + _f32(momentum))
+            torch._foreach_copy_(group.update, group.history)
+            torch._foreach_mul_(group.update, -momentum)
+            torch._foreach_mul_(group.history, momentum)
+            torch._foreach_add_(group.update, group.history, alpha=one_plus)
+            torch._foreach_sub_(group.params, group.update)
+
+
+_SOLVER_CLASSES = {"SGD": SGDSolver, "Nesterov": NesterovSolver}

@@ -1,0 +1,581 @@
+"""Caffe solver semantics: lr policies, the SGD/Nesterov update, iter_size, clipping,
+snapshot/restore, test scheduling. Tiny nets, CPU fp32."""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from runtime.errors import AllconvError
+from runtime.lr_policy import POLICIES, learning_rate
+from runtime.proto import pb
+from runtime.solver import NesterovSolver, SGDSolver, make_solver
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------
+
+def _net_text(batch: int = 4, dropout: bool = False, source: str = "data") -> str:
+    """data(batch,3) -> ip1(3) [-> dropout] -> ip2(3) -> SoftmaxWithLoss against label(batch,).
+
+    ip1: weight lr_mult 1 decay_mult 1, bias lr_mult 2 decay_mult 0;
+    ip2: weight lr_mult 0 decay_mult 1 (frozen), bias lr_mult 1 decay_mult 1.
+    `source`: "data" (a Data layer reading the solver's feed) or "input" (Input buffers).
+    """
+    if source == "data":
+        head = (f'layer {{ name: "data" type: "Data" top: "data" top: "label" '
+                f'data_param {{ batch_size: {batch} }} }}')
+    else:
+        head = (f'layer {{ name: "data" type: "Input" top: "data" top: "label" input_param '
+                f'{{ shape {{ dim: {batch} dim: 3 }} shape {{ dim: {batch} }} }} }}')
+    drop = ('layer { name: "drop" type: "Dropout" bottom: "ip1" top: "ip1" '
+            'dropout_param { dropout_ratio: 0.5 } }') if dropout else ""
+    return f"""
+name: "tiny"
+{head}
+layer {{ name: "ip1" type: "InnerProduct" bottom: "data" top: "ip1"
+  param {{ lr_mult: 1 decay_mult: 1 }} param {{ lr_mult: 2 decay_mult: 0 }}
+  inner_product_param {{ num_output: 3
+    weight_filler {{ type: "gaussian" std: 0.5 }}
+    bias_filler {{ type: "constant" value: 0.1 }} }} }}
+{drop}
+layer {{ name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
+  param {{ lr_mult: 0 decay_mult: 1 }} param {{ lr_mult: 1 decay_mult: 1 }}
+  inner_product_param {{ num_output: 3
+    weight_filler {{ type: "gaussian" std: 0.5 }}
+    bias_filler {{ type: "constant" value: -0.2 }} }} }}
+layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }}
+"""
+
+
+LR_MULT = [1.0, 2.0, 0.0, 1.0]
+DECAY_MULT = [1.0, 0.0, 1.0, 1.0]
+
+
+def _solver_param(net_text: str, **fields) -> "pb.SolverParameter":
+    p = pb.SolverParameter()
+    p.net_param.CopyFrom(_parse_net(net_text))
+    p.base_lr = 0.1
+    p.lr_policy = "fixed"
+    p.momentum = 0.9
+    p.weight_decay = 0.01
+    p.max_iter = 100
+    p.random_seed = 1701
+    p.solver_mode = pb.SolverParameter.CPU
+    p.snapshot_after_train = False
+    for k, v in fields.items():
+        field = getattr(p, k)
+        if hasattr(field, "extend"):
+            del field[:]
+            field.extend(v)
+        else:
+            setattr(p, k, v)
+    return p
+
+
+def _parse_net(text: str):
+    from runtime.prototxt import read_net
+    return read_net(text)
+
+
+def _batches(n: int, batch: int = 4, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = np.random.default_rng(seed)
+    return [(torch.from_numpy(g.standard_normal((batch, 3)).astype(np.float32)),
+             torch.from_numpy(g.integers(0, 3, batch).astype(np.float32)))
+            for _ in range(n)]
+
+
+class Feed:
+    """A Data-layer feed, ``feed(batch_size) -> (data, label)``, cycling through fixed
+    batches; resumable through state_dict/load_state_dict (saved in the .rngstate)."""
+
+    sample_shape = (3,)
+
+    def __init__(self, batches):
+        self.batches = batches
+        self.pos = 0
+
+    def __call__(self, batch_size):
+        data, label = self.batches[self.pos % len(self.batches)]
+        assert data.shape[0] == batch_size
+        self.pos += 1
+        return data, label
+
+    def state_dict(self):
+        return {"pos": self.pos}
+
+    def load_state_dict(self, state):
+        self.pos = state["pos"]
+
+
+def _params_np(solver) -> list[np.ndarray]:
+    return [p.detach().cpu().numpy().astype(np.float64).copy() for p in solver.net.learnable_params]
+
+
+def _grads_np(w, batch):
+    """Analytic gradients and loss of the tiny net (no dropout) in float64."""
+    W1, b1, W2, b2 = w
+    x = batch[0].numpy().astype(np.float64)
+    y = batch[1].numpy().astype(np.int64)
+    n = x.shape[0]
+    h = x @ W1.T + b1
+    o = h @ W2.T + b2
+    o = o - o.max(1, keepdims=True)
+    prob = np.exp(o) / np.exp(o).sum(1, keepdims=True)
+    loss = -np.log(prob[np.arange(n), y]).mean()
+    d = prob.copy()
+    d[np.arange(n), y] -= 1
+    d /= n                               # normalization VALID: mean over the batch
+    dh = d @ W2
+    return [dh.T @ x, dh.sum(0), d.T @ h, d.sum(0)], float(loss)
+
+
+def _caffe_reference(w0, batches, steps, p, nesterov=False, iter_size=1, clip=-1.0):
+    """Caffe's ApplyUpdate in float64 numpy."""
+    w = [a.copy() for a in w0]
+    v = [np.zeros_like(a) for a in w0]
+    current_step = 0
+    feed = 0
+    for it in range(steps):
+        g = [np.zeros_like(a) for a in w]
+        for _ in range(iter_size):
+            gi, _ = _grads_np(w, batches[feed % len(batches)])
+            feed += 1
+            g = [a + b for a, b in zip(g, gi)]
+        g = [a if lr else np.zeros_like(a) for a, lr in zip(g, LR_MULT)]  # no diff at lr_mult 0
+        rate, current_step = learning_rate(p, it, current_step)
+        if clip >= 0:
+            norm = math.sqrt(sum(float((a ** 2).sum()) for a in g))
+            if norm > clip:
+                g = [a * (clip / norm) for a in g]
+        for i in range(len(w)):
+            gi = g[i] / iter_size
+            decay = p.weight_decay * DECAY_MULT[i]
+            if decay:
+                gi = gi + decay * (np.sign(w[i]) if p.regularization_type == "L1" else w[i])
+            v_old = v[i]
+            v[i] = p.momentum * v[i] + rate * LR_MULT[i] * gi
+            step = (1 + p.momentum) * v[i] - p.momentum * v_old if nesterov else v[i]
+            w[i] = w[i] - step
+    return w, v
+
+
+def _close(a, b, rtol=1e-5, atol=1e-7):
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64),
+                                   rtol=rtol, atol=atol)
+
+
+# ------------------------------------------------------------------------------------------
+# lr policies
+# ------------------------------------------------------------------------------------------
+
+def _policy(**fields):
+    p = pb.SolverParameter()
+    p.base_lr = 0.1
+    for k, v in fields.items():
+        if k == "stepvalue":
+            p.stepvalue.extend(v)
+        else:
+            setattr(p, k, v)
+    return p
+
+
+@pytest.mark.parametrize("policy,fields,formula", [
+    ("fixed", {}, lambda it: 0.1),
+    ("step", {"gamma": 0.1, "stepsize": 10}, lambda it: 0.1 * 0.1 ** (it // 10)),
+    ("exp", {"gamma": 0.9}, lambda it: 0.1 * 0.9 ** it),
+    ("inv", {"gamma": 1e-2, "power": 0.75}, lambda it: 0.1 * (1 + 1e-2 * it) ** -0.75),
+    ("poly", {"power": 2.0, "max_iter": 30}, lambda it: 0.1 * (1 - it / 30) ** 2),
+    ("sigmoid", {"gamma": -0.5, "stepsize": 10},   # gamma < 0: decaying, as Caffe allows
+     lambda it: 0.1 / (1 + math.exp(0.5 * (it - 10)))),
+])
+def test_lr_policy_values_across_a_step_boundary(policy, fields, formula):
+    p = _policy(lr_policy=policy, **fields)
+    for it in (0, 1, 9, 10, 11, 19, 20, 25):
+        rate, step = learning_rate(p, it, 0)
+        assert rate == pytest.approx(formula(it), rel=2e-6), (policy, it)
+        assert float(np.float32(rate)) == rate  # fp32, like Caffe's Dtype rate
+        assert step == (it // 10 if policy == "step" else 0)
+
+
+def test_lr_policy_parameter_checks():
+    # Caffe CHECKs: step needs stepsize > 0; step/exp/inv/multistep need gamma >= 0.
+    with pytest.raises(AllconvError, match="stepsize"):
+        learning_rate(_policy(lr_policy="step", gamma=0.1), 0, 0)
+    for policy in ("step", "exp", "inv", "multistep"):
+        with pytest.raises(AllconvError, match="gamma"):
+            learning_rate(_policy(lr_policy=policy, gamma=-0.5, stepsize=10), 0, 0)
+
+
+def test_multistep_advances_at_most_one_step_per_call():
+    p = _policy(lr_policy="multistep", gamma=0.5, stepvalue=[3, 5, 6])
+    step, rates = 0, []
+    for it in range(9):
+        rate, step = learning_rate(p, it, step)
+        rates.append((rate, step))
+    assert [s for _, s in rates] == [0, 0, 0, 1, 1, 2, 3, 3, 3]
+    assert rates[4][0] == pytest.approx(0.05) and rates[6][0] == pytest.approx(0.0125)
+    # Entering late (e.g. a stale current_step) catches up one step per call, like Caffe.
+    r1, s1 = learning_rate(p, 100, 0)
+    r2, s2 = learning_rate(p, 101, s1)
+    assert (s1, s2) == (1, 2) and r1 == pytest.approx(0.05) and r2 == pytest.approx(0.025)
+
+
+def test_unknown_lr_policy_lists_the_valid_ones():
+    with pytest.raises(AllconvError) as e:
+        learning_rate(_policy(lr_policy="cosine"), 0, 0)
+    for name in POLICIES:
+        assert name in str(e.value)
+    assert set(POLICIES) == {"fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid"}
+
+
+# ------------------------------------------------------------------------------------------
+# the update
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reg", ["L2", "L1"])
+@pytest.mark.parametrize("cls", [SGDSolver, NesterovSolver])
+def test_update_matches_caffe_reference(cls, reg):
+    batches = _batches(3)
+    p = _solver_param(_net_text(), lr_policy="step", gamma=0.5, stepsize=2,
+                      regularization_type=reg, weight_decay=0.05,
+                      type="Nesterov" if cls is NesterovSolver else "SGD")
+    solver = cls(p, train_feed=Feed(batches))
+    w0 = _params_np(solver)
+    assert [prm.lr_mult for prm in solver.net.learnable_params] == LR_MULT
+    assert [prm.decay_mult for prm in solver.net.learnable_params] == DECAY_MULT
+    solver.step(3)
+    assert solver.iter == 3
+    w_ref, v_ref = _caffe_reference(w0, batches, 3, p, nesterov=cls is NesterovSolver)
+    _close(_params_np(solver), w_ref)
+    _close([h.numpy() for h in solver.history], v_ref)
+    np.testing.assert_array_equal(_params_np(solver)[2], w0[2])  # lr_mult 0: frozen
+
+
+def test_make_solver_picks_the_type_and_refuses_others():
+    p = _solver_param(_net_text(source="input"), type="Nesterov")
+    assert type(make_solver(p)) is NesterovSolver
+    assert type(make_solver(_solver_param(_net_text(source="input")))) is SGDSolver
+    for bad in ("Adam", "AdaGrad", "RMSProp"):
+        with pytest.raises(AllconvError, match="SGD, Nesterov"):
+            make_solver(_solver_param(_net_text(source="input"), type=bad))
+    with pytest.raises(AllconvError, match="HDF5"):
+        SGDSolver(_solver_param(_net_text(source="input"), snapshot_format=pb.SolverParameter.HDF5))
+
+
+def test_custom_loop_with_input_layers_and_a_tensor_rate():
+    """The harness's loop: inputs set directly, backward, then update()/apply_update()."""
+    batches = _batches(3, seed=9)
+    p = _solver_param(_net_text(source="input"), lr_policy="step", gamma=0.5, stepsize=2)
+    results = []
+    for as_tensor in (False, True):
+        s = SGDSolver(p)
+        w0 = _params_np(s)
+        for data, label in batches:
+            s.net.clear_param_diffs()
+            s.net.forward_backward(data=data, label=label)
+            if as_tensor:
+                rate = s.learning_rate()
+                s.apply_update(torch.tensor(rate, dtype=torch.float32))
+                s.iter += 1
+            else:
+                s.update()
+        assert s.iter == 3
+        results.append(_params_np(s))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    _close(results[0], _caffe_reference(w0, batches, 3, p)[0])
+
+
+def test_step_down_keeps_the_old_rate_in_the_velocity_unlike_torch_sgd():
+    batches = _batches(1)
+    p = _solver_param(_net_text(), lr_policy="step", gamma=0.1, stepsize=2, weight_decay=0.0)
+    solver = SGDSolver(p, train_feed=Feed(batches))
+    w0 = [prm.detach().clone() for prm in solver.net.learnable_params]
+
+    # torch.optim.SGD's update (its functional form, which SGD.step runs; the class itself
+    # costs seconds of torch._dynamo import) on the same function, lr from the same policy.
+    from torch.optim.sgd import sgd as torch_sgd
+
+    w = [t.clone().requires_grad_() for t in w0]
+    buffers = [[None] for _ in w]
+    x, y = batches[0]
+
+    def torch_step(it):
+        for t in w:
+            t.grad = None
+        o = (x @ w[0].T + w[1]) @ w[2].T + w[3]
+        torch.nn.functional.cross_entropy(o, y.long()).backward()
+        rate, _ = learning_rate(p, it, 0)
+        with torch.no_grad():
+            for t, buf, m in zip(w, buffers, LR_MULT):
+                if m:  # b = 0.9 b + g; w -= lr * b
+                    torch_sgd([t], [t.grad], buf, weight_decay=0.0, momentum=0.9, lr=rate * m,
+                              dampening=0.0, nesterov=False, maximize=False, foreach=False)
+
+    def rel(a, b):
+        return max(float((ai - bi).abs().max() / bi.abs().max())
+                   for ai, bi in zip((t.detach() for t in a), (t.detach() for t in b)))
+
+    for it in range(2):       # constant rate: both formulations agree
+        solver.step(1)
+        torch_step(it)
+    assert rel(w, solver.net.learnable_params) < 1e-5
+    for it in range(2, 4):    # after the step-down Caffe's v still carries 0.1 * g
+        solver.step(1)
+        torch_step(it)
+    assert rel(w, solver.net.learnable_params) > 1e-3
+    w_ref, _ = _caffe_reference([t.double().numpy() for t in w0], batches, 4, p)
+    _close(_params_np(solver), w_ref)
+
+
+def test_iter_size_2_equals_a_batch_twice_as_large():
+    halves = _batches(6, batch=4, seed=3)
+    doubled = [(torch.cat([a[0], b[0]]), torch.cat([a[1], b[1]]))
+               for a, b in zip(halves[::2], halves[1::2])]
+    s2 = SGDSolver(_solver_param(_net_text(4), iter_size=2), train_feed=Feed(halves))
+    s1 = SGDSolver(_solver_param(_net_text(8)), train_feed=Feed(doubled))
+    _close(_params_np(s1), _params_np(s2), rtol=0, atol=0)  # same seed, same fill
+    s2.step(3)
+    s1.step(3)
+    _close(_params_np(s2), _params_np(s1), rtol=1e-5, atol=1e-7)
+
+
+def test_clip_gradients_scales_the_summed_gradient_to_the_global_norm():
+    batches = _batches(2, seed=5)
+    clip = 0.05
+    p = _solver_param(_net_text(), clip_gradients=clip, momentum=0.0, weight_decay=0.0,
+                      base_lr=1.0)
+    s = SGDSolver(p, train_feed=Feed(batches))
+    w0 = _params_np(s)
+    g, _ = _grads_np(w0, batches[0])
+    g[2] = np.zeros_like(g[2])  # lr_mult 0 blobs carry no diff in Caffe
+    assert math.sqrt(sum((a ** 2).sum() for a in g)) > clip
+    s.step(1)
+    delta = [(a - b) for a, b in zip(w0, _params_np(s))]
+    scaled = [d / m if m else np.zeros_like(d) for d, m in zip(delta, LR_MULT)]
+    assert math.sqrt(sum((a ** 2).sum() for a in scaled)) == pytest.approx(clip, rel=1e-5)
+    _close(_params_np(s), _caffe_reference(w0, batches, 1, p, clip=clip)[0])
+
+    # iter_size 2: Caffe clips the *sum* of the two passes, then divides by iter_size,
+    # so the applied gradient has norm clip / 2.
+    p2 = _solver_param(_net_text(), clip_gradients=clip, momentum=0.0, weight_decay=0.0,
+                       base_lr=1.0, iter_size=2)
+    s2 = SGDSolver(p2, train_feed=Feed(batches))
+    s2.step(1)
+    delta = [(a - b) / m if m else np.zeros_like(a)
+             for a, b, m in zip(w0, _params_np(s2), LR_MULT)]
+    assert math.sqrt(sum((a ** 2).sum() for a in delta)) == pytest.approx(clip / 2, rel=1e-5)
+    _close(_params_np(s2), _caffe_reference(w0, batches, 1, p2, iter_size=2, clip=clip)[0])
+
+
+# ------------------------------------------------------------------------------------------
+# snapshots
+# ------------------------------------------------------------------------------------------
+
+def _dropout_solver(tmp_path, feed, **fields):
+    p = _solver_param(_net_text(dropout=True), lr_policy="multistep", gamma=0.5,
+                      stepvalue=[2, 4, 5], snapshot_prefix=str(tmp_path / "snap"), **fields)
+    return SGDSolver(p, train_feed=feed)
+
+
+def test_snapshot_restore_continue_is_bit_identical(tmp_path):
+    batches = _batches(5, seed=11)
+    n, m = 4, 3
+    full = _dropout_solver(tmp_path, Feed(batches))
+    full.step(n + m)
+    want = [prm.detach().clone() for prm in full.net.learnable_params]
+    want_hist = [h.clone() for h in full.history]
+
+    first = _dropout_solver(tmp_path, Feed(batches))
+    first.step(n)
+    model_path, state_path = first.snapshot()
+    assert model_path == str(tmp_path / f"snap_iter_{n}.caffemodel")
+    assert state_path == str(tmp_path / f"snap_iter_{n}.solverstate")
+    assert os.path.isfile(str(tmp_path / f"snap_iter_{n}.rngstate"))
+    state = pb.SolverState()
+    state.ParseFromString(open(state_path, "rb").read())
+    assert state.iter == n and state.current_step == 1 and state.learned_net == model_path
+    assert len(state.history) == len(first.net.learnable_params)
+
+    torch.manual_seed(123)  # disturb global RNG; restore must not depend on it
+    resumed = _dropout_solver(tmp_path, Feed(batches))
+    resumed.restore(state_path)
+    assert resumed.iter == n and resumed.current_step == 1
+    resumed.step(m)
+    assert resumed.iter == n + m
+    for a, b in zip(resumed.net.learnable_params, want):
+        assert torch.equal(a.detach(), b)
+    for a, b in zip(resumed.history, want_hist):
+        assert torch.equal(a, b)
+
+    # Without the .rngstate the dropout masks differ: the file is what makes resume exact.
+    os.remove(str(tmp_path / f"snap_iter_{n}.rngstate"))
+    feed = Feed(batches)
+    plain = _dropout_solver(tmp_path, feed)
+    plain.restore(state_path)
+    feed.pos = n  # same data as the exact resume; only the random streams differ
+    plain.step(m)
+    assert not all(torch.equal(a.detach(), b) for a, b in zip(plain.net.learnable_params, want))
+
+
+def test_restore_finds_learned_net_beside_the_solverstate(tmp_path, monkeypatch):
+    batches = _batches(2)
+    monkeypatch.chdir(tmp_path)
+    os.mkdir("run")
+    s = SGDSolver(_solver_param(_net_text(), snapshot_prefix="run/x"), train_feed=Feed(batches))
+    s.step(2)
+    _, state_path = s.snapshot()
+    assert state_path == "run/x_iter_2.solverstate"
+    monkeypatch.chdir(tmp_path / "run")  # learned_net "run/x_iter_2.caffemodel" is now relative
+    r = SGDSolver(_solver_param(_net_text()), train_feed=Feed(batches))
+    r.restore("x_iter_2.solverstate")
+    for a, b in zip(r.net.learnable_params, s.net.learnable_params):
+        assert torch.equal(a.detach(), b.detach())
+
+
+def test_corrupt_or_mismatched_solverstate_names_the_path(tmp_path):
+    batches = _batches(2)
+    s = SGDSolver(_solver_param(_net_text(), snapshot_prefix=str(tmp_path / "s")),
+                  train_feed=Feed(batches))
+    s.step(1)
+    _, state_path = s.snapshot()
+
+    truncated = tmp_path / "truncated.solverstate"
+    data = open(state_path, "rb").read()
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AllconvError, match="truncated.solverstate"):
+        SGDSolver(_solver_param(_net_text()), train_feed=Feed(batches)).restore(truncated)
+
+    garbage = tmp_path / "garbage.solverstate"
+    garbage.write_bytes(b"\xff\xfe this is not a protobuf")
+    with pytest.raises(AllconvError, match="garbage.solverstate"):
+        SGDSolver(_solver_param(_net_text()), train_feed=Feed(batches)).restore(garbage)
+
+    # Wrong number of history blobs.
+    state = pb.SolverState()
+    state.ParseFromString(data)
+    del state.history[-1]
+    short = tmp_path / "short.solverstate"
+    short.write_bytes(state.SerializeToString())
+    with pytest.raises(AllconvError, match=r"short\.solverstate.*3 history blobs.*4"):
+        SGDSolver(_solver_param(_net_text()), train_feed=Feed(batches)).restore(short)
+
+    # Right count, wrong shape (a net with a wider ip1).
+    state = pb.SolverState()
+    state.ParseFromString(data)
+    state.history[0].shape.dim[0] = 5
+    state.history[0].data.extend([0.0] * 3 * 2)
+    wrong = tmp_path / "wrong.solverstate"
+    wrong.write_bytes(state.SerializeToString())
+    fresh = SGDSolver(_solver_param(_net_text()), train_feed=Feed(batches))
+    w_before = _params_np(fresh)
+    with pytest.raises(AllconvError, match=r"wrong\.solverstate.*history blob 0.*\(5, 3\)"):
+        fresh.restore(wrong)
+    assert fresh.iter == 0  # nothing half-restored
+    _close(_params_np(fresh), w_before, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------------------------
+# the loop: testing and snapshot schedule
+# ------------------------------------------------------------------------------------------
+
+def _counting_solver(tmp_path, **fields):
+    batches = _batches(3, seed=2)
+    p = _solver_param(_net_text(), test_iter=[2], test_interval=3,
+                      snapshot_prefix=str(tmp_path / "t"), **fields)
+    s = SGDSolver(p, train_feed=Feed(batches), test_feeds=[Feed(batches[:2])])
+    calls = []
+    original = s.test
+
+    def counting(i=0):
+        calls.append(s.iter)
+        return original(i)
+
+    s.test = counting
+    return s, calls
+
+
+@pytest.mark.parametrize("max_iter,init,expected", [
+    (7, True, [0, 3, 6]),         # 7 % 3 != 0: no final test
+    (6, True, [0, 3, 6]),         # loop tests at 0, 3; the final test at 6
+    (6, False, [3, 6]),
+    (3, False, [3]),
+])
+def test_test_interval_and_test_initialization_timing(tmp_path, max_iter, init, expected):
+    s, calls = _counting_solver(tmp_path, max_iter=max_iter, test_initialization=init)
+    s.solve()
+    assert calls == expected and s.iter == max_iter
+
+
+def test_test_all_averages_outputs_over_test_iter(tmp_path):
+    s, _ = _counting_solver(tmp_path, max_iter=0)
+    batches = _batches(3, seed=2)[:2]
+    scores = s.test_all()
+    w = _params_np(s)
+    want = np.mean([_grads_np(w, b)[1] for b in batches])
+    assert list(scores[0]) == ["loss"]
+    assert scores[0]["loss"] == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("max_iter,after_train,files", [
+    (6, True, [4, 6]),    # snapshot at 4, snapshot_after_train at 6
+    (8, True, [4, 8]),    # 8 was just snapshotted: no second one
+    (6, False, [4]),
+])
+def test_snapshot_schedule(tmp_path, max_iter, after_train, files):
+    batches = _batches(2)
+    p = _solver_param(_net_text(), max_iter=max_iter, snapshot=4,
+                      snapshot_after_train=after_train, snapshot_prefix=str(tmp_path / "z"))
+    s = SGDSolver(p, train_feed=Feed(batches))
+    calls = []
+    original = s.snapshot
+    s.snapshot = lambda: calls.append(s.iter) or original()
+    s.solve()
+    assert calls == files
+    found = sorted(int(f[len("z_iter_"):-len(".solverstate")])
+                   for f in os.listdir(tmp_path) if f.endswith(".solverstate"))
+    assert found == files
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_solve_resumes_from_a_solverstate(tmp_path):
+    batches = _batches(3, seed=4)
+    p = _solver_param(_net_text(), max_iter=5, snapshot=2, snapshot_prefix=str(tmp_path / "r"))
+    a = SGDSolver(p, train_feed=Feed(batches))
+    a.solve()
+    b = SGDSolver(p, train_feed=Feed(batches))
+    b.solve(resume_file=str(tmp_path / "r_iter_2.solverstate"))
+    assert b.iter == 5
+    for x, y in zip(a.net.learnable_params, b.net.learnable_params):
+        assert torch.equal(x.detach(), y.detach())
+
+
+def test_solver_file_paths_defaults_and_log_lines(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "tiny.prototxt").write_text(_net_text())
+    (tmp_path / "solver.prototxt").write_text(
+        'net: "nets/tiny.prototxt"\n'          # relative to the current directory, like Caffe
+        'type: "Nesterov"\nbase_lr: 0.1\nlr_policy: "fixed"\nmomentum: 0.9\n'
+        'max_iter: 2\ndisplay: 1\ntest_iter: 1\ntest_interval: 2\n'
+        'test_initialization: false\nsolver_mode: CPU\nrandom_seed: 3\n')
+    batches = _batches(2)
+    caplog.set_level("INFO", logger="allconv.solver")
+    s = make_solver("solver.prototxt", train_feed=Feed(batches), test_feeds=Feed(batches))
+    assert isinstance(s, NesterovSolver) and s.device.type == "cpu"
+    assert s.param.snapshot_prefix == "solver"  # Caffe: the solver file name sans extension
+    assert len(s.test_nets) == 1 and s.test_nets[0].phase == pb.TEST and s.net.phase == pb.TRAIN
+    s.solve()
+    assert os.path.isfile("solver_iter_2.caffemodel") and os.path.isfile("solver_iter_2.solverstate")
+    text = caplog.text
+    assert "Iteration 0, lr = 0.1" in text and "Iteration 1, lr = 0.1" in text
+    assert "Iteration 0 (" in text and "), loss = " in text
+    assert "Iteration 2, Testing net (#0)" in text
+    assert "Test net output #0: loss = " in text and "(* 1 = " in text
+    assert "Optimization Done." in text
