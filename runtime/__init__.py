@@ -1,0 +1,25 @@
+"""allconv runtime: Caffe NetParameter -> torch module with Caffe semantics.
+
+Exports are loaded lazily so that light modules (runtime.prototxt, runtime.errors) can be
+imported without importing torch.
+"""
+from runtime.errors import AllconvError
+
+TRAIN, TEST = 0, 1  # Caffe's Phase enum
+
+_LAZY = {
+    "Net": "runtime.net",
+    # The solver module adds its exports here, e.g. "SGDSolver": "runtime.solver".
+    "SGDSolver": "runtime.solver",
+    "NesterovSolver": "runtime.solver",
+    "make_solver": "runtime.solver",
+}
+
+__all__ = ["AllconvError", "TRAIN", "TEST", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'runtime' has no attribute {name!r}")

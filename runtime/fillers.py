@@ -1,0 +1,80 @@
+"""Caffe's weight fillers (include/caffe/filler.hpp), keyed by FillerParameter.type."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from runtime.errors import AllconvError
+from runtime.proto import pb
+
+FILLERS = {}
+
+
+def _filler(name):
+    def add(fn):
+        FILLERS[name] = fn
+        return fn
+    return add
+
+
+def fan_in_out(shape) -> tuple[int, int]:
+    """Caffe's fans: fan_in = count / num, fan_out = count / channels (legacy axes 0 and 1)."""
+    count = math.prod(shape)
+    channels = shape[1] if len(shape) > 1 else 1
+    return count // shape[0], count // channels
+
+
+def _fan(shape, param) -> float:
+    """The n of xavier/msra, chosen by ``variance_norm``."""
+    fan_in, fan_out = fan_in_out(shape)
+    if param.variance_norm == pb.FillerParameter.FAN_OUT:
+        return fan_out
+    if param.variance_norm == pb.FillerParameter.AVERAGE:
+        return (fan_in + fan_out) / 2
+    return fan_in
+
+
+@_filler("constant")
+def _constant(tensor, param, generator):
+    return tensor.fill_(param.value)
+
+
+@_filler("uniform")
+def _uniform(tensor, param, generator):
+    return tensor.uniform_(param.min, param.max, generator=generator)
+
+
+@_filler("gaussian")
+def _gaussian(tensor, param, generator):
+    tensor.normal_(param.mean, param.std, generator=generator)
+    if param.sparse >= 0:
+        keep = param.sparse / tensor.shape[0]  # mean non-zeros per output
+        mask = torch.rand(tensor.shape, generator=generator) < keep
+        tensor.mul_(mask)
+    return tensor
+
+
+@_filler("xavier")
+def _xavier(tensor, param, generator):
+    scale = math.sqrt(3.0 / _fan(tensor.shape, param))
+    return tensor.uniform_(-scale, scale, generator=generator)
+
+
+@_filler("msra")
+def _msra(tensor, param, generator):
+    return tensor.normal_(0.0, math.sqrt(2.0 / _fan(tensor.shape, param)), generator=generator)
+
+
+def fill(tensor: torch.Tensor, param, generator: torch.Generator) -> torch.Tensor:
+    """Fill ``tensor`` in place as Caffe's filler ``param`` would, drawing from ``generator``."""
+    fn = FILLERS.get(param.type)
+    if fn is None:
+        raise AllconvError(f"unknown filler type {param.type!r} "
+                           f"(supported: {', '.join(sorted(FILLERS))})")
+    if param.sparse >= 0 and param.type != "gaussian":
+        raise AllconvError(f"filler {param.type!r} does not support `sparse` (only gaussian does)")
+    if tensor.numel() == 0:
+        raise AllconvError(f"cannot fill an empty blob of shape {tuple(tensor.shape)}")
+    with torch.no_grad():
+        return fn(tensor, param, generator)

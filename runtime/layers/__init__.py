@@ -1,0 +1,166 @@
+"""Caffe layers as torch modules: the ``Layer`` base, the ``LAYERS`` registry and ``make_layer``.
+
+A layer is built from its LayerParameter and its bottom shapes. ``setup`` is Caffe's
+LayerSetUp (read the parameters, create the learnable blobs), ``reshape`` is Caffe's
+Reshape (check the bottom shapes, return the top shapes), ``forward`` returns a tuple of
+tops. Errors raised inside them are prefixed with the layer's name and type.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+import pkgutil
+import warnings
+
+import torch
+from torch import nn
+
+from runtime.errors import AllconvError
+from runtime.fillers import fill
+
+LAYERS: dict[str, type] = {}
+
+
+def register(type_name: str):
+    """Class decorator: make the layer class buildable for Caffe type ``type_name``."""
+    def add(cls):
+        cls.type_name = type_name
+        LAYERS[type_name] = cls
+        return cls
+    return add
+
+
+def describe(param) -> str:
+    """How errors name a layer: ``layer 'conv1' (Convolution)``."""
+    return f"layer {param.name!r} ({param.type})"
+
+
+@contextlib.contextmanager
+def layer_errors(param):
+    """Prefix AllconvErrors raised inside with the layer's name and type."""
+    try:
+        yield
+    except AllconvError as err:
+        raise AllconvError(f"{describe(param)}: {err}") from None
+
+
+def layer_class(param) -> type:
+    """The registered class for ``param.type``."""
+    cls = LAYERS.get(param.type)
+    if cls is None:
+        raise AllconvError(f"{describe(param)}: unknown layer type "
+                           f"(supported: {', '.join(sorted(LAYERS))})")
+    return cls
+
+
+def make_layer(param, bottom_shapes, phase: int, generator: torch.Generator, **options):
+    """Build the layer for ``param``; ``options`` go to layers that take them (Data: feed)."""
+    cls = layer_class(param)
+    with layer_errors(param):
+        return cls(param, bottom_shapes, phase, generator, **options)
+
+
+def canonical_axis(axis: int, num_axes: int) -> int:
+    """Caffe's CanonicalAxisIndex: negative axes count from the end."""
+    if not -num_axes <= axis < num_axes:
+        raise AllconvError(f"axis {axis} is out of range for a {num_axes}-axis blob")
+    return axis % num_axes
+
+
+def count(shape, start: int = 0, end: int | None = None) -> int:
+    """Caffe's Blob::count(start, end): the product of the dims in [start, end)."""
+    return math.prod(shape[start:end])
+
+
+def hw_pair(message, name: str, both: bool = True) -> tuple[int, int] | None:
+    """``(name_h, name_w)`` when either is set, else None; ``both``: one alone is an error
+    (otherwise the other keeps its proto default)."""
+    if f"{name}_h" not in message.DESCRIPTOR.fields_by_name:
+        return None
+    has_h, has_w = message.HasField(f"{name}_h"), message.HasField(f"{name}_w")
+    if not (has_h or has_w):
+        return None
+    if both and not (has_h and has_w):
+        raise AllconvError(f"{name}_h and {name}_w must be given together")
+    return getattr(message, f"{name}_h"), getattr(message, f"{name}_w")
+
+
+def _check_count(what: str, got: int, allowed: tuple[int, int | None]) -> None:
+    low, high = allowed
+    if got < low or (high is not None and got > high):
+        want = f"{low}" if low == high else f"{low} to {high}" if high else f"at least {low}"
+        raise AllconvError(f"needs {want} {what} blob(s), got {got}")
+
+
+class Layer(nn.Module):
+    """Base of all layers. Subclasses override ``setup``, ``reshape`` and ``forward``.
+
+    ``options`` are passed to ``setup``; only layers with ``accepts_feed`` take any.
+    """
+
+    num_bottoms: tuple[int, int | None] = (1, 1)
+    num_tops: tuple[int, int | None] = (1, 1)
+    is_loss = False        # Caffe LossLayer: top 0 gets loss_weight 1 by default
+    accepts_feed = False   # Data-like source layers take feed/sample_shape options
+
+    def __init__(self, param, bottom_shapes, phase: int, generator: torch.Generator, **options):
+        super().__init__()
+        self.param, self.name, self.phase = param, param.name, phase
+        self.bottoms, self.tops = tuple(param.bottom), tuple(param.top)
+        _check_count("bottom", len(param.bottom), self.num_bottoms)
+        _check_count("top", len(param.top), self.num_tops)
+        self.blobs = nn.ParameterList()
+        bottom_shapes = [tuple(s) for s in bottom_shapes]
+        self.setup(bottom_shapes, generator, **options)
+        if len(param.param) > len(self.blobs):
+            raise AllconvError(f"{len(param.param)} `param` entries but the layer has "
+                               f"{len(self.blobs)} learnable blob(s)")
+        self.top_shapes = self.reshape(bottom_shapes)
+        self.loss_weights = self._loss_weights()
+
+    def setup(self, bottom_shapes, generator) -> None:
+        """Caffe's LayerSetUp: read parameters, create learnable blobs."""
+
+    def reshape(self, bottom_shapes) -> list[tuple[int, ...]]:
+        """Caffe's Reshape: check bottom shapes, return top shapes (default: like bottom 0)."""
+        return [bottom_shapes[0]] * len(self.tops)
+
+    def _loss_weights(self) -> list[float]:
+        given = list(self.param.loss_weight)
+        if given:
+            if len(given) != len(self.tops):
+                raise AllconvError(f"{len(given)} loss_weight value(s) for "
+                                   f"{len(self.tops)} top(s): give none or one per top")
+            return given
+        weights = [0.0] * len(self.tops)
+        if self.is_loss:
+            weights[0] = 1.0
+        return weights
+
+    def add_blob(self, shape, filler, generator) -> None:
+        """Append a learnable blob of ``shape`` filled by ``filler``, tagged with its ParamSpec."""
+        index = len(self.blobs)
+        data = fill(torch.empty(tuple(int(d) for d in shape)), filler, generator)
+        blob = nn.Parameter(data)
+        spec = self.param.param[index] if index < len(self.param.param) else None
+        blob.lr_mult = spec.lr_mult if spec is not None else 1.0
+        blob.decay_mult = spec.decay_mult if spec is not None else 1.0
+        self.blobs.append(blob)
+
+    def add_weights(self, shape, layer_param, generator) -> None:
+        """Weights of ``shape`` and, with ``bias_term``, a bias of ``num_output`` values
+        (Convolution and InnerProduct parameters)."""
+        if not layer_param.HasField("weight_filler"):
+            warnings.warn(f"{describe(self.param)} has no weight_filler: its weights start at "
+                          "zero (Caffe's default constant filler)", stacklevel=2)
+        self.add_blob(shape, layer_param.weight_filler, generator)
+        if layer_param.bias_term:
+            self.add_blob((layer_param.num_output,), layer_param.bias_filler, generator)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"
+
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -1,0 +1,51 @@
+"""Accuracy (accuracy_layer.cpp): a position counts as correct when fewer than ``top_k``
+classes score >= its label's score (the label itself included); optional second top:
+per-class accuracy (0 for classes that do not occur)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from runtime.errors import AllconvError
+from runtime.layers import Layer, canonical_axis, count, register
+
+
+@register("Accuracy")
+class Accuracy(Layer):
+    num_bottoms = (2, 2)
+    num_tops = (1, 2)
+
+    def setup(self, bottom_shapes, generator):
+        acc = self.param.accuracy_param
+        self.top_k = acc.top_k
+        self.ignore_label = acc.ignore_label if acc.HasField("ignore_label") else None
+
+    def reshape(self, bottom_shapes):
+        scores, labels = bottom_shapes
+        self.axis = canonical_axis(self.param.accuracy_param.axis, len(scores))
+        if self.top_k > scores[self.axis]:
+            raise AllconvError(f"top_k {self.top_k} exceeds the {scores[self.axis]} classes")
+        expected = count(scores, 0, self.axis) * count(scores, self.axis + 1)
+        if count(labels) != expected:
+            raise AllconvError(f"label shape {labels} holds {count(labels)} labels; scores "
+                               f"shape {scores} needs {expected} (one per position)")
+        return [(), (scores[self.axis],)][:len(self.tops)]
+
+    def forward(self, scores, labels):
+        outer, classes = count(scores.shape, 0, self.axis), scores.shape[self.axis]
+        scores = scores.detach().reshape(outer, classes, -1)
+        labels = labels.detach().reshape(outer, -1).long()
+        valid = (torch.ones_like(labels, dtype=torch.bool) if self.ignore_label is None
+                 else labels != self.ignore_label)
+        labels = torch.where(valid, labels, 0)
+        true_score = scores.gather(1, labels.unsqueeze(1))
+        better = (scores >= true_score).sum(1) - 1
+        correct = (better < self.top_k) & valid
+        total = valid.sum()
+        accuracy = torch.where(total > 0, correct.sum() / total.clamp(min=1), 0.0)
+        if len(self.tops) == 1:
+            return (accuracy,)
+        per_class = F.one_hot(labels, classes) * valid.unsqueeze(-1)
+        seen = per_class.sum((0, 1))
+        hits = (per_class * correct.unsqueeze(-1)).sum((0, 1))
+        return accuracy, torch.where(seen > 0, hits / seen.clamp(min=1), 0.0)

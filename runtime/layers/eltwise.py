@@ -1,0 +1,45 @@
+"""Eltwise (eltwise_layer.cpp): PROD, SUM with per-bottom ``coeff``, or MAX.
+
+MAX picks like Caffe: bottom 1 wins ties with bottom 0 (0 only when strictly greater),
+later bottoms only when strictly greater; the gradient goes to the picked bottom."""
+from __future__ import annotations
+
+import torch
+
+from runtime.errors import AllconvError
+from runtime.layers import Layer, register
+from runtime.proto import pb
+
+_E = pb.EltwiseParameter
+
+
+@register("Eltwise")
+class Eltwise(Layer):
+    num_bottoms = (2, None)
+
+    def setup(self, bottom_shapes, generator):
+        eltwise = self.param.eltwise_param
+        self.op = eltwise.operation
+        self.coeff = list(eltwise.coeff) or [1.0] * len(bottom_shapes)
+        if eltwise.coeff and self.op != _E.SUM:
+            raise AllconvError("coeff is only for operation SUM")
+        if len(self.coeff) != len(bottom_shapes):
+            raise AllconvError(f"{len(self.coeff)} coeff value(s) for {len(bottom_shapes)} bottoms")
+
+    def reshape(self, bottom_shapes):
+        for shape in bottom_shapes[1:]:
+            if shape != bottom_shapes[0]:
+                raise AllconvError(f"bottom shapes {bottom_shapes[0]} and {shape} differ")
+        return [bottom_shapes[0]]
+
+    def forward(self, *bottoms):
+        if self.op == _E.PROD:
+            return (torch.stack(bottoms).prod(0),)
+        if self.op == _E.SUM:
+            return (sum(c * b for c, b in zip(self.coeff, bottoms)),)
+        pick = (~(bottoms[0] > bottoms[1])).long()
+        best = torch.maximum(bottoms[0], bottoms[1])
+        for i, b in enumerate(bottoms[2:], start=2):
+            pick = torch.where(b > best, i, pick)
+            best = torch.maximum(best, b)
+        return (torch.stack(bottoms).gather(0, pick.unsqueeze(0)).squeeze(0),)

@@ -1,0 +1,38 @@
+"""Input: tops are persistent buffers that the caller fills (net.blobs[name].data[...] = x)."""
+from __future__ import annotations
+
+import torch
+
+from runtime.errors import AllconvError
+from runtime.layers import Layer, register
+
+
+@register("Input")
+class Input(Layer):
+    """Shapes from ``input_param.shape``: one for all tops, or one per top."""
+
+    num_bottoms = (0, 0)
+    num_tops = (1, None)
+
+    def setup(self, bottom_shapes, generator):
+        shapes = [tuple(int(d) for d in s.dim) for s in self.param.input_param.shape]
+        tops = len(self.tops)
+        if len(shapes) not in (1, tops):
+            raise AllconvError(f"input_param needs one shape, or one per top ({tops}); "
+                               f"got {len(shapes)}")
+        for i, shape in enumerate(shapes * tops if len(shapes) == 1 else shapes):
+            self.register_buffer(f"top{i}", torch.zeros(shape), persistent=False)
+
+    def reshape(self, bottom_shapes):
+        return [tuple(t.shape) for t in self.buffers_in_order()]
+
+    def buffers_in_order(self) -> list[torch.Tensor]:
+        return [getattr(self, f"top{i}") for i in range(len(self.tops))]
+
+    def set_shape(self, index: int, shape) -> None:
+        """Replace top ``index``'s buffer by zeros of ``shape`` (pycaffe's blob.reshape)."""
+        old = getattr(self, f"top{index}")
+        setattr(self, f"top{index}", old.new_zeros(tuple(int(d) for d in shape)))
+
+    def forward(self):
+        return tuple(self.buffers_in_order())

@@ -1,0 +1,32 @@
+"""LRN (lrn_layer.cpp). ACROSS_CHANNELS: x·(k + α/n·Σ x²)^−β over n channels centred on
+each one. WITHIN_CHANNEL, as Caffe composes it: x·(1 + α·avg_{n×n}(x²))^−β with average
+pooling padded by (n−1)/2 (the divisor is always n²; ``k`` is not used)."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from runtime.errors import AllconvError
+from runtime.layers import Layer, register
+from runtime.proto import pb
+
+
+@register("LRN")
+class LRN(Layer):
+    def setup(self, bottom_shapes, generator):
+        lrn = self.param.lrn_param
+        self.size, self.alpha, self.beta, self.k = lrn.local_size, lrn.alpha, lrn.beta, lrn.k
+        self.within = lrn.norm_region == pb.LRNParameter.WITHIN_CHANNEL
+        if self.size % 2 != 1:
+            raise AllconvError(f"local_size must be odd, got {self.size}")
+
+    def reshape(self, bottom_shapes):
+        if len(bottom_shapes[0]) != 4:
+            raise AllconvError(f"bottom shape {bottom_shapes[0]} is not 4-d (N, C, H, W)")
+        return [bottom_shapes[0]]
+
+    def forward(self, x):
+        if not self.within:
+            return (F.local_response_norm(x, self.size, self.alpha, self.beta, self.k),)
+        mean_sq = F.avg_pool2d(x * x, self.size, 1, (self.size - 1) // 2,
+                               count_include_pad=True)
+        return (x * (1 + self.alpha * mean_sq).pow(-self.beta),)

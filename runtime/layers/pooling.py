@@ -1,0 +1,101 @@
+"""Pooling (pooling_layer.cpp): MAX and AVE with Caffe's output size, ties and divisors.
+
+Caffe's windows start at o·s − p and are clipped to the real input; a MAX window keeps the
+first maximum (strict >) and one wholly outside the input yields −FLT_MAX; an AVE window
+sums the real input it covers and divides by its extent clipped to [−p, H+p) only (a
+signed product, as Caffe computes it). Windows are built by padding explicitly and pooling
+without padding; when PyTorch's own padded pooling gives the same windows it is used.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from runtime.errors import AllconvError
+from runtime.geometry import pool_output_size
+from runtime.layers import Layer, hw_pair, register
+from runtime.proto import pb
+
+FLT_MAX = float(torch.finfo(torch.float32).max)
+_P = pb.PoolingParameter
+
+
+def _pair(pool, name: str, default: int | None) -> tuple[int, int] | None:
+    """``name`` for both axes, or ``name_h``/``name_w``; not both forms."""
+    pair = hw_pair(pool, name)
+    field = "kernel_size" if name == "kernel" else name
+    if pair is not None:
+        if pool.HasField(field):
+            raise AllconvError(f"give {field} or {name}_h/{name}_w, not both")
+        return pair
+    if pool.HasField(field) or default is not None:
+        value = getattr(pool, field) if pool.HasField(field) else default
+        return value, value
+    return None
+
+
+@register("Pooling")
+class Pooling(Layer):
+    """MAX or AVE pooling over the last two axes of a 4-d blob."""
+
+    def setup(self, bottom_shapes, generator):
+        pool = self.param.pooling_param
+        if pool.pool not in (_P.MAX, _P.AVE):
+            raise AllconvError(f"pool method {_P.PoolMethod.Name(pool.pool)} is not supported "
+                               "(MAX, AVE)")
+        self.method, self.ceil = pool.pool, pool.round_mode == _P.CEIL
+        self.kernel = _pair(pool, "kernel", None)
+        self.pad, self.stride = _pair(pool, "pad", 0), _pair(pool, "stride", 1)
+        if pool.global_pooling:
+            if self.kernel is not None:
+                raise AllconvError("global_pooling takes the kernel from the bottom; "
+                                   "do not give kernel_size")
+            if self.pad != (0, 0) or self.stride != (1, 1):
+                raise AllconvError("global_pooling needs pad 0 and stride 1")
+        elif self.kernel is None:
+            raise AllconvError("kernel_size (or kernel_h and kernel_w) is required")
+        elif min(self.kernel) <= 0 or min(self.stride) <= 0:
+            raise AllconvError("kernel and stride must be positive")
+        elif any(p >= k for p, k in zip(self.pad, self.kernel)):
+            raise AllconvError(f"pad {self.pad} must be smaller than the kernel {self.kernel}")
+
+    def windows(self, size) -> list[tuple[int, int, int, int, int]]:
+        """Per spatial axis: (input size, kernel, pad, stride, output size)."""
+        kernel = tuple(size) if self.kernel is None else self.kernel
+        return [(h, k, p, s, pool_output_size(h, k, p, s, self.ceil))
+                for h, k, p, s in zip(size, kernel, self.pad, self.stride)]
+
+    def reshape(self, bottom_shapes):
+        shape = bottom_shapes[0]
+        if len(shape) != 4:
+            raise AllconvError(f"bottom shape {shape} is not 4-d (N, C, H, W)")
+        out = tuple(w[4] for w in self.windows(shape[2:]))
+        if min(out) <= 0:
+            raise AllconvError(f"bottom shape {shape} is smaller than the kernel")
+        return [shape[:2] + out]
+
+    def forward(self, x):
+        win = self.windows(x.shape[2:])
+        kernel, pad, stride = ([w[i] for w in win] for i in (1, 2, 3))
+        if all(p <= k // 2 and (p > 0 or (o - 1) * s < h) for h, k, p, s, o in win):
+            # PyTorch's padded pooling has exactly Caffe's windows and divisors here.
+            if self.method == _P.MAX:
+                return (F.max_pool2d(x, kernel, stride, pad, ceil_mode=self.ceil),)
+            return (F.avg_pool2d(x, kernel, stride, pad, ceil_mode=self.ceil,
+                                 count_include_pad=True),)
+        # Pad to cover every window exactly (a negative right pad crops unused input).
+        pads = []
+        for h, k, p, s, o in reversed(win):
+            pads += [p, (o - 1) * s + k - h - p]
+        if self.method == _P.MAX:
+            return (F.max_pool2d(F.pad(x, pads, value=-FLT_MAX), kernel, stride),)
+        sums = F.avg_pool2d(F.pad(x, pads), kernel, stride, divisor_override=1)
+        return (sums / self._divisors(win, x),)
+
+    @staticmethod
+    def _divisors(win, x):
+        """Caffe's AVE divisor per output: window extents clipped to [−p, H+p), multiplied."""
+        extents = [torch.tensor([min(o * s - p + k, h + p) - (o * s - p) for o in range(out)],
+                                dtype=x.dtype, device=x.device)
+                   for h, k, p, s, out in win]
+        return extents[0][:, None] * extents[1][None, :]

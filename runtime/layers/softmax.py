@@ -1,0 +1,14 @@
+"""Softmax (softmax_layer.cpp) along ``softmax_param.axis``."""
+from __future__ import annotations
+
+from runtime.layers import Layer, canonical_axis, register
+
+
+@register("Softmax")
+class Softmax(Layer):
+    def reshape(self, bottom_shapes):
+        self.axis = canonical_axis(self.param.softmax_param.axis, len(bottom_shapes[0]))
+        return [bottom_shapes[0]]
+
+    def forward(self, x):
+        return (x.softmax(self.axis),)

@@ -1,0 +1,62 @@
+"""SoftmaxWithLoss (softmax_loss_layer.cpp): −log(max(p_label, FLT_MIN)) summed over the
+non-ignored positions, divided by the normalizer of ``loss_param.normalization``.
+The optional second top is the softmax itself."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from runtime.errors import AllconvError
+from runtime.layers import Layer, canonical_axis, count, register
+from runtime.proto import pb
+
+_N = pb.LossParameter
+NEG_LOG_FLT_MIN = -math.log(float(torch.finfo(torch.float32).tiny))
+
+
+def normalization(loss_param) -> int:
+    """The mode in force: the legacy ``normalize`` flag counts only when ``normalization``
+    is unset (true → VALID, false → BATCH_SIZE)."""
+    if not loss_param.HasField("normalization") and loss_param.HasField("normalize"):
+        return _N.VALID if loss_param.normalize else _N.BATCH_SIZE
+    return loss_param.normalization
+
+
+@register("SoftmaxWithLoss")
+class SoftmaxWithLoss(Layer):
+    num_bottoms = (2, 2)
+    num_tops = (1, 2)
+    is_loss = True
+
+    def setup(self, bottom_shapes, generator):
+        loss = self.param.loss_param
+        self.ignore_label = loss.ignore_label if loss.HasField("ignore_label") else None
+        self.mode = normalization(loss)
+
+    def reshape(self, bottom_shapes):
+        scores, labels = bottom_shapes
+        self.axis = canonical_axis(self.param.softmax_param.axis, len(scores))
+        expected = count(scores, 0, self.axis) * count(scores, self.axis + 1)
+        if count(labels) != expected:
+            raise AllconvError(f"label shape {labels} holds {count(labels)} labels; scores "
+                               f"shape {scores} needs {expected} (one per position)")
+        return [()] + [scores] * (len(self.tops) - 1)
+
+    def forward(self, scores, labels):
+        outer, classes = count(scores.shape, 0, self.axis), scores.shape[self.axis]
+        logp = scores.log_softmax(self.axis).reshape(outer, classes, -1)
+        labels = labels.reshape(outer, -1).long()
+        valid = (torch.ones_like(labels, dtype=torch.bool) if self.ignore_label is None
+                 else labels != self.ignore_label)
+        nll = -logp.gather(1, torch.where(valid, labels, 0).unsqueeze(1)).squeeze(1)
+        # Clamp the value like Caffe's max(p, FLT_MIN), but keep Caffe's gradient p − 1.
+        nll = nll + (nll.clamp(max=NEG_LOG_FLT_MIN) - nll).detach()
+        loss = torch.where(valid, nll, 0).sum() / self._normalizer(valid, labels.numel(), outer)
+        return (loss,) + ((scores.softmax(self.axis),) if len(self.tops) > 1 else ())
+
+    def _normalizer(self, valid, full: int, outer: int):
+        if self.mode == _N.VALID and self.ignore_label is not None:
+            return valid.sum().clamp(min=1).to(torch.float32)
+        sizes = {_N.FULL: full, _N.VALID: full, _N.BATCH_SIZE: outer, _N.NONE: 1}
+        return float(max(1, sizes[self.mode]))

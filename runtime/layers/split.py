@@ -1,0 +1,14 @@
+"""Split (split_layer.cpp): the bottom, once per top (autograd sums the tops' gradients)."""
+from __future__ import annotations
+
+from runtime.layers import Layer, register
+
+
+@register("Split")
+class Split(Layer):
+    num_tops = (1, None)
+
+    def forward(self, x):
+        # One view per top (no copy): each top is its own autograd node, so each top blob has
+        # its own diff after backward, as in Caffe, while the bottom's diff is their sum.
+        return tuple(x.view_as(x) for _ in self.tops)

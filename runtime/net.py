@@ -1,0 +1,378 @@
+"""``Net``: a Caffe NetParameter as a torch module with pycaffe's interface (net.cpp)."""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from runtime.caffemodel import read_weights, write_weights
+from runtime.errors import AllconvError
+from runtime.layers import describe, layer_class, layer_errors, make_layer
+from runtime.proto import pb
+from runtime.prototxt import read_net
+
+
+def state_meets_rule(state, rule) -> bool:
+    """Caffe's StateMeetsRule: phase, level range, all ``stage``s present, no ``not_stage``."""
+    if rule.HasField("phase") and rule.phase != state.phase:
+        return False
+    if rule.HasField("min_level") and state.level < rule.min_level:
+        return False
+    if rule.HasField("max_level") and state.level > rule.max_level:
+        return False
+    stages = set(state.stage)
+    return all(s in stages for s in rule.stage) and not any(s in stages for s in rule.not_stage)
+
+
+def included(layer, state) -> bool:
+    """Caffe's FilterNet: no include rules → kept unless an exclude rule matches;
+    include rules → kept if one matches."""
+    if len(layer.include) and len(layer.exclude):
+        raise AllconvError(f"{describe(layer)}: give include rules or exclude rules, not both")
+    if len(layer.include):
+        return any(state_meets_rule(state, rule) for rule in layer.include)
+    return not any(state_meets_rule(state, rule) for rule in layer.exclude)
+
+
+def _zeros_if_none(tensor, like):
+    return tensor if tensor is not None else torch.zeros_like(like)
+
+
+class Blob:
+    """pycaffe-style view of a named blob: ``data``, ``diff``, ``shape``, ``count``.
+
+    ``data`` is the latest value (the last writer's output in an in-place chain); ``diff``
+    is the gradient w.r.t. the first producer's output, what Caffe leaves in an in-place
+    blob after backward. Both are tensors sharing storage with the net's.
+    """
+
+    def __init__(self, net: "Net", name: str):
+        self._net, self.name = net, name
+
+    @property
+    def data(self) -> torch.Tensor:
+        return self._net._blob_data(self.name)
+
+    @property
+    def diff(self) -> torch.Tensor:
+        first = self._net._first.get(self.name)
+        grad = first.grad if first is not None else None
+        return _zeros_if_none(grad, self.data)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._net._shapes[self.name]
+
+    @property
+    def count(self) -> int:
+        return math.prod(self.shape)
+
+    def reshape(self, *shape) -> None:
+        """Resize an input blob (then call ``net.reshape()``), like pycaffe."""
+        self._net._reshape_input(self.name, shape)
+
+    def __repr__(self):
+        return f"Blob({self.name!r}, shape={self.shape})"
+
+
+class ParamView:
+    """pycaffe-style view of a learnable blob: writes to ``data`` change the weights."""
+
+    def __init__(self, param: nn.Parameter):
+        self._param = param
+
+    @property
+    def data(self) -> torch.Tensor:
+        return self._param.data
+
+    @property
+    def diff(self) -> torch.Tensor:
+        return _zeros_if_none(self._param.grad, self._param.data)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._param.shape)
+
+    @property
+    def count(self) -> int:
+        return self._param.numel()
+
+
+class Net(nn.Module):
+    """A Caffe net for one phase, built from a prototxt path, its text, or a NetParameter.
+
+    The Caffe phase (TRAIN=0 / TEST=1) is fixed at construction, as in Caffe:
+    ``net.train()`` / ``net.eval()`` do not change it (so Dropout follows the phase).
+    ``seed`` seeds the generator for fillers and dropout; None draws a random seed.
+    ``feeds``: a feed, or ``{data layer name: feed}``, for Data layers; ``input_shapes``:
+    ``{top name: sample shape}`` for Data layers whose feed has no ``sample_shape``.
+    """
+
+    def __init__(self, prototxt, phase: int, weights=None, *, level: int = 0, stages=(),
+                 input_shapes=None, seed: int | None = None, feeds=None):
+        super().__init__()
+        if phase not in (pb.TRAIN, pb.TEST):
+            raise AllconvError(f"phase must be TRAIN (0) or TEST (1), got {phase!r}")
+        param = read_net(prototxt)
+        param.state.phase, param.state.level = phase, level
+        param.state.stage.extend(stages)
+        self.name, self.phase = param.name, phase
+        self.force_backward = param.force_backward
+        self.retain_blob_diffs = True
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+        self.register_buffer("_anchor", torch.empty(0), persistent=False)
+        self.layers = nn.ModuleList()
+        self.layer_names, self.inputs = [], []
+        self._shapes, self._values, self._first, self._loss = OrderedDict(), {}, {}, None
+        self._input_slots, self._propagate_down = {}, []
+        available = set()
+        for layer_param in param.layer:
+            if included(layer_param, param.state):
+                self._add_layer(layer_param, available, feeds, input_shapes or {})
+        self.outputs = sorted(available)  # Caffe keeps its leftover blobs in a std::set
+        self.top_names = OrderedDict((l.name, list(l.tops)) for l in self.layers)
+        self.bottom_names = OrderedDict((l.name, list(l.bottoms)) for l in self.layers)
+        self._share_params()
+        self.learnable_params = list({id(p): p for l in self.layers for p in l.blobs}.values())
+        for p in self.learnable_params:
+            p.requires_grad_(p.lr_mult > 0 or self.force_backward)
+        self.params = OrderedDict((l.name, [ParamView(p) for p in l.blobs])
+                                  for l in self.layers if len(l.blobs))
+        self.blobs = OrderedDict((name, Blob(self, name)) for name in self._shapes)
+        if weights is not None:
+            self.copy_from(weights)
+
+    # ------------------------------------------------------------------ construction
+
+    def _add_layer(self, layer_param, available, feeds, input_shapes) -> None:
+        """Connect bottoms/tops like Net::AppendBottom/AppendTop, then build the layer."""
+        for name in layer_param.bottom:
+            if name not in self._shapes:
+                raise AllconvError(f"{describe(layer_param)}: unknown bottom blob {name!r} "
+                                   "(no earlier layer produces it)")
+            available.discard(name)
+        for i, name in enumerate(layer_param.top):
+            in_place = i < len(layer_param.bottom) and layer_param.bottom[i] == name
+            if name in self._shapes and not in_place:
+                raise AllconvError(f"{describe(layer_param)}: top blob {name!r} is already "
+                                   "produced by an earlier layer (only top i == bottom i may "
+                                   "reuse a name, in place)")
+            available.add(name)
+        if len(layer_param.propagate_down) not in (0, len(layer_param.bottom)):
+            raise AllconvError(f"{describe(layer_param)}: propagate_down needs one value per "
+                               "bottom, or none")
+        options = {}
+        if layer_class(layer_param).accepts_feed:
+            options["feed"] = feeds.get(layer_param.name) if isinstance(feeds, dict) else feeds
+            options["sample_shape"] = input_shapes.get(layer_param.top[0])
+        phase = layer_param.phase if layer_param.HasField("phase") else self.phase
+        layer = make_layer(layer_param, [self._shapes[b] for b in layer_param.bottom], phase,
+                           self.generator, **options)
+        self.layers.append(layer)
+        self._propagate_down.append(tuple(layer_param.propagate_down)
+                                    or (True,) * len(layer_param.bottom))
+        self.layer_names.append(layer.name)
+        for name, shape in zip(layer_param.top, layer.top_shapes):
+            self._shapes[name] = tuple(shape)
+        if layer_param.type == "Input":
+            self.inputs += list(layer_param.top)
+            self._input_slots.update((name, (layer, i)) for i, name in enumerate(layer_param.top))
+
+    def _share_params(self) -> None:
+        """Caffe's ParamSpec ``name``: later blobs with a name reuse the first one's."""
+        owners, explicit = {}, {}
+        for layer in self.layers:
+            for i, spec in enumerate(layer.param.param):
+                if not spec.name:
+                    continue
+                if spec.name not in owners:
+                    owners[spec.name] = layer.blobs[i]
+                    explicit[spec.name] = {f for f in ("lr_mult", "decay_mult") if spec.HasField(f)}
+                    continue
+                owner, mine = owners[spec.name], layer.blobs[i]
+                if owner.shape != mine.shape:
+                    raise AllconvError(f"{describe(layer.param)}: cannot share param "
+                                       f"{spec.name!r}: shape {tuple(mine.shape)} vs the "
+                                       f"owner's {tuple(owner.shape)}")
+                for field in ("lr_mult", "decay_mult"):
+                    if not spec.HasField(field):
+                        continue
+                    value = getattr(spec, field)
+                    if field in explicit[spec.name] and value != getattr(owner, field):
+                        raise AllconvError(f"{describe(layer.param)}: shared param "
+                                           f"{spec.name!r} has mismatched {field}")
+                    setattr(owner, field, value)
+                    explicit[spec.name].add(field)
+                layer.blobs[i] = owner
+
+    # ------------------------------------------------------------------ blobs
+
+    @property
+    def device(self) -> torch.device:
+        return self._anchor.device
+
+    def _blob_data(self, name: str) -> torch.Tensor:
+        if name in self._input_slots:
+            layer, index = self._input_slots[name]
+            return layer.buffers_in_order()[index]
+        if name not in self._values:
+            self._values[name] = torch.zeros(self._shapes[name], device=self.device)
+        return self._values[name].detach()
+
+    def _reshape_input(self, name: str, shape) -> None:
+        if name not in self._input_slots:
+            raise AllconvError(f"blob {name!r} is not a net input (inputs: {self.inputs})")
+        layer, index = self._input_slots[name]
+        layer.set_shape(index, shape)
+        self._shapes[name] = tuple(int(d) for d in shape)
+
+    def reshape(self) -> None:
+        """Re-infer every blob shape from the input shapes (Caffe's Net::Reshape)."""
+        for layer in self.layers:
+            with layer_errors(layer.param):
+                layer.top_shapes = layer.reshape([self._shapes[b] for b in layer.bottoms])
+            self._shapes.update(zip(layer.tops, map(tuple, layer.top_shapes)))
+        self._values, self._first = {}, {}
+
+    def set_feed(self, feed, layer: str | None = None) -> None:
+        """Give Data layers (all, or the one named ``layer``) a new feed."""
+        targets = [l for l in self.layers if l.accepts_feed and layer in (None, l.name)]
+        if not targets:
+            raise AllconvError(f"no Data layer {layer!r} in this net" if layer else
+                               "this net has no Data layer")
+        for target in targets:
+            target.feed = feed
+            if getattr(feed, "sample_shape", None) is not None:
+                target.sample_shape = tuple(int(d) for d in feed.sample_shape)
+        self.reshape()
+
+    # ------------------------------------------------------------------ running
+
+    def _check_inputs(self, inputs, whole) -> None:
+        """Inputs must be tops of source layers; for a source with ``whole(layer)`` true,
+        all of its tops or none."""
+        sources = [l for l in self.layers if not l.bottoms]
+        unknown = set(inputs) - {t for l in sources for t in l.tops}
+        if unknown:
+            raise AllconvError(f"unknown input blob(s) {sorted(unknown)} (inputs: "
+                               f"{self.inputs}, data tops: {self._data_tops()})")
+        for layer in filter(whole, sources):
+            given = [t in inputs for t in layer.tops]
+            if any(given) and not all(given):
+                raise AllconvError(f"{describe(layer.param)}: give all of its tops "
+                                   f"{list(layer.tops)} or none")
+
+    def _data_tops(self) -> list[str]:
+        return [t for l in self.layers if l.accepts_feed for t in l.tops]
+
+    def _run(self, overrides: dict, store: bool):
+        """One pass; returns (blob values, first producer outputs, weighted loss)."""
+        values, first, total = {}, {}, None
+        for layer, keep in zip(self.layers, self._propagate_down):
+            if not layer.bottoms and layer.tops[0] in overrides:
+                tops = tuple(overrides[t] for t in layer.tops)
+            else:
+                tops = layer(*[values[b] if k else values[b].detach()
+                               for b, k in zip(layer.bottoms, keep)])
+            if self.force_backward and not layer.bottoms:
+                tops = tuple(t.detach().requires_grad_() for t in tops)
+            for name, top, weight in zip(layer.tops, tops, layer.loss_weights):
+                values[name] = top
+                if store and name not in first:
+                    first[name] = top
+                    if self.retain_blob_diffs and top.requires_grad and not top.is_leaf:
+                        top.retain_grad()
+                if weight:
+                    term = weight * top.sum()
+                    total = term if total is None else total + term
+        if total is None:
+            total = torch.zeros((), device=self.device)
+        return values, first, total
+
+    def forward(self, **inputs) -> dict:
+        """Run the net; returns ``{output blob: tensor}`` (with autograd graph).
+
+        Inputs named by Input-layer tops are copied into the persistent input buffers;
+        tops of Data layers replace what their feed would deliver.
+        """
+        self._check_inputs(inputs, lambda layer: layer.accepts_feed)
+        inputs = {name: torch.as_tensor(value, dtype=torch.float32, device=self.device)
+                  for name, value in inputs.items()}
+        overrides = {n: v for n, v in inputs.items() if n not in self._input_slots}
+        for name in set(inputs) - set(overrides):
+            value, target = inputs[name], self._blob_data(name)
+            if tuple(value.shape) != tuple(target.shape):
+                raise AllconvError(f"input {name!r} has shape {tuple(value.shape)}, the blob "
+                                   f"is {tuple(target.shape)}: call net.blobs[{name!r}]"
+                                   ".reshape(...) and net.reshape() first")
+            with torch.no_grad():
+                target.copy_(value)
+        self._values, self._first, self._loss = self._run(overrides, store=True)
+        return {name: self._values[name] for name in self.outputs}
+
+    def backward(self) -> None:
+        """Backpropagate the weighted loss of the last forward; parameter gradients
+        accumulate in ``.grad`` (clear them with ``clear_param_diffs``)."""
+        if self._loss is None:
+            raise AllconvError("backward() needs a forward() first (one backward per forward)")
+        loss, self._loss = self._loss, None
+        if loss.requires_grad:
+            loss.backward()
+
+    def forward_backward(self, **inputs) -> float:
+        """forward + backward; returns the total weighted loss."""
+        self.forward(**inputs)
+        loss = float(self._loss.detach())
+        self.backward()
+        return loss
+
+    def loss(self, **inputs) -> torch.Tensor:
+        """The weighted loss scalar, storing no blobs (for compiled training steps).
+        All inputs are used as given (Input buffers are not touched)."""
+        self._check_inputs(inputs, lambda layer: True)
+        return self._run(inputs, store=False)[2]
+
+    def clear_param_diffs(self) -> None:
+        """Drop the accumulated parameter gradients (Caffe's ClearParamDiffs)."""
+        for p in self.learnable_params:
+            p.grad = None
+
+    # ------------------------------------------------------------------ weights
+
+    def copy_from(self, path) -> None:
+        """Copy weights from a .caffemodel by layer name; layers absent from the file
+        keep their initial values (Caffe's CopyTrainedLayersFrom)."""
+        weights = read_weights(path)
+        for layer in self.layers:
+            source = weights.get(layer.name)
+            if source is None:
+                continue
+            if len(source) != len(layer.blobs):
+                raise AllconvError(f"{path}: layer {layer.name!r} has {len(source)} blob(s) in "
+                                   f"the file but {len(layer.blobs)} in the net")
+            for i, (array, blob) in enumerate(zip(source, layer.blobs)):
+                if not _shape_equals(array.shape, tuple(blob.shape)):
+                    raise AllconvError(f"{path}: layer {layer.name!r} blob {i}: shape "
+                                       f"{tuple(array.shape)} in the file, "
+                                       f"{tuple(blob.shape)} in the net")
+                with torch.no_grad():
+                    blob.copy_(torch.from_numpy(array).reshape(blob.shape))
+
+    def save(self, path) -> None:
+        """Write every layer's blobs as a binary NetParameter (.caffemodel, V2 layers)."""
+        write_weights(path, [(l.name, l.type_name, [b.detach().cpu().numpy() for b in l.blobs])
+                             for l in self.layers], net_name=self.name)
+
+
+def _shape_equals(source, target) -> bool:
+    """Caffe's ShapeEquals: equal, or a legacy 4-d source matching the target padded
+    with leading 1s (old files store an InnerProduct weight as 1×1×M×N)."""
+    if tuple(source) == tuple(target):
+        return True
+    return len(source) == 4 and len(target) <= 4 and (1,) * (4 - len(target)) + target == source

@@ -1,0 +1,82 @@
+"""Fillers against the formulas of Caffe's filler.hpp (statistics over many draws)."""
+import math
+
+import pytest
+import torch
+
+from runtime.errors import AllconvError
+from runtime.fillers import FILLERS, fan_in_out, fill
+from runtime.proto import pb
+
+N = 200_000  # draws: the std of a sample std is about std / sqrt(2N) = 0.16 %
+
+
+def draw(shape, seed=0, **fields):
+    return fill(torch.empty(shape), pb.FillerParameter(**fields), torch.Generator().manual_seed(seed))
+
+
+def test_fans_follow_caffe_legacy_axes():
+    assert fan_in_out((96, 3, 5, 5)) == (75, 2400)      # count/num, count/channels
+    assert fan_in_out((10, 192)) == (192, 10)           # InnerProduct (num_output, K)
+    assert fan_in_out((7,)) == (1, 7)                    # 1-d: channels counts as 1
+
+
+def test_constant_default_is_zero_and_value_is_used():
+    assert torch.count_nonzero(draw((3, 4))) == 0
+    assert torch.all(draw((3, 4), type="constant", value=0.25) == 0.25)
+
+
+def test_gaussian_std_defaults_to_one():
+    x = draw((N,), type="gaussian")
+    assert abs(x.mean()) < 0.01 and abs(x.std() - 1) < 0.01
+
+
+def test_gaussian_mean_and_std():
+    x = draw((N,), type="gaussian", mean=2.0, std=0.05)
+    assert abs(x.mean() - 2.0) < 0.001 and abs(x.std() - 0.05) < 0.001
+
+
+def test_gaussian_sparse_keeps_sparse_over_num_outputs():
+    x = draw((50, 4000), type="gaussian", sparse=10)
+    assert abs((x != 0).float().mean() - 10 / 50) < 0.005
+
+
+@pytest.mark.parametrize("norm,n", [("FAN_IN", 3 * 5 * 500), ("FAN_OUT", 8 * 5 * 500),
+                                    ("AVERAGE", (3 + 8) / 2 * 5 * 500)])
+def test_xavier_is_uniform_with_a_sqrt3_over_n(norm, n):
+    x = draw((8, 3, 5, 500), type="xavier", variance_norm=getattr(pb.FillerParameter, norm))
+    a = math.sqrt(3 / n)
+    assert x.abs().max() <= a
+    assert abs(x.std() / (a / math.sqrt(3)) - 1) < 0.01  # U(-a, a) has std a/sqrt(3)
+
+
+@pytest.mark.parametrize("norm", ["FAN_IN", "FAN_OUT", "AVERAGE"])
+def test_msra_std_is_sqrt_2_over_n(norm):
+    shape = (40, 20, 3, 3 * 50)
+    fan_in, fan_out = 20 * 3 * 150, 40 * 3 * 150
+    n = {"FAN_IN": fan_in, "FAN_OUT": fan_out, "AVERAGE": (fan_in + fan_out) / 2}[norm]
+    x = draw(shape, type="msra", variance_norm=getattr(pb.FillerParameter, norm))
+    assert abs(x.mean()) < 0.01 * math.sqrt(2 / n)
+    assert abs(x.std() / math.sqrt(2 / n) - 1) < 0.01
+
+
+def test_uniform_range_and_mean():
+    x = draw((N,), type="uniform", min=-1.0, max=3.0)
+    assert x.min() >= -1 and x.max() < 3 and abs(x.mean() - 1) < 0.02
+
+
+def test_same_seed_same_values():
+    assert torch.equal(draw((5, 5), seed=3, type="gaussian"), draw((5, 5), seed=3, type="gaussian"))
+    assert not torch.equal(draw((5, 5), seed=3, type="gaussian"),
+                           draw((5, 5), seed=4, type="gaussian"))
+
+
+def test_unknown_type_lists_supported():
+    with pytest.raises(AllconvError, match="unknown filler type 'bilinear'.*constant, gaussian"):
+        draw((2,), type="bilinear")
+    assert {"constant", "gaussian", "xavier", "msra", "uniform"} <= set(FILLERS)
+
+
+def test_sparse_only_for_gaussian():
+    with pytest.raises(AllconvError, match="sparse"):
+        draw((2, 2), type="xavier", sparse=1)

@@ -1,0 +1,428 @@
+"""Layers against hand-computed Caffe formulas (small shapes, CPU)."""
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from google.protobuf import text_format
+
+from runtime.errors import AllconvError
+from runtime.layers import LAYERS, make_layer
+from runtime.proto import pb
+
+TRAIN, TEST = 0, 1
+FLT_MAX = torch.finfo(torch.float32).max
+FLT_MIN = torch.finfo(torch.float32).tiny
+
+
+def build(text, *bottom_shapes, phase=TRAIN, seed=0, **options):
+    param = text_format.Parse(text, pb.LayerParameter())
+    return make_layer(param, bottom_shapes, phase, torch.Generator().manual_seed(seed), **options)
+
+
+def pool(shape, spec):
+    bottoms = "top: 'y'" if "bottom" in spec else "bottom: 'x' top: 'y'"
+    return build(f"name: 'pool' type: 'Pooling' {bottoms} pooling_param {{ {spec} }}", shape)
+
+
+def caffe_pool(x, method, k, s, p, out):
+    """Caffe's Forward_cpu loops (pooling_layer.cpp) for square windows."""
+    n, c, h, w = x.shape
+    y = torch.empty(n, c, out, out)
+    for i in range(out):
+        for j in range(out):
+            h0, w0 = i * s - p, j * s - p
+            h1, w1 = min(h0 + k, h + p), min(w0 + k, w + p)
+            size = (h1 - h0) * (w1 - w0)
+            hs, ws, he, we = max(h0, 0), max(w0, 0), min(h0 + k, h), min(w0 + k, w)
+            win = x[:, :, hs:max(he, hs), ws:max(we, ws)].reshape(n, c, -1)
+            if method == "MAX":
+                y[:, :, i, j] = win.max(-1).values if win.shape[-1] else -FLT_MAX
+            else:
+                y[:, :, i, j] = win.sum(-1) / size
+    return y
+
+
+# ---------------------------------------------------------------------------- Pooling
+
+@pytest.mark.parametrize("h,k,s,p,out", [
+    (32, 3, 2, 0, 16), (16, 3, 2, 0, 8), (7, 3, 2, 0, 3), (13, 3, 2, 0, 6),
+    (6, 3, 2, 0, 3),     # ceil: the last window hangs over the edge
+    (5, 3, 2, 1, 3),
+    (5, 2, 2, 1, 3),     # ceil gives 4, the 4th window would start in the padding: dropped
+    (5, 1, 3, 0, 3),     # stride > kernel, no pad: the 3rd window lies past the input
+    (8, 3, 3, 2, 4), (7, 5, 2, 3, 5),
+])
+def test_pool_output_size(h, k, s, p, out):
+    layer = pool((1, 1, h, h), f"kernel_size: {k} stride: {s} pad: {p}")
+    assert layer.top_shapes == [(1, 1, out, out)]
+    assert layer(torch.zeros(1, 1, h, h))[0].shape == (1, 1, out, out)
+
+
+def test_pool_floor_round_mode():
+    assert pool((1, 1, 6, 6), "kernel_size: 3 stride: 2").top_shapes == [(1, 1, 3, 3)]
+    assert pool((1, 1, 6, 6), "kernel_size: 3 stride: 2 round_mode: FLOOR").top_shapes == [(1, 1, 2, 2)]
+
+
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+@pytest.mark.parametrize("h,k,s,p", [
+    (7, 3, 2, 0), (6, 3, 2, 1), (5, 2, 2, 1), (5, 1, 3, 0), (8, 3, 3, 2), (7, 5, 2, 3),
+    (9, 3, 1, 1), (6, 2, 2, 0),
+])
+def test_pool_matches_caffe_loops(method, h, k, s, p):
+    x = torch.randn(2, 3, h, h, generator=torch.Generator().manual_seed(h * k + s))
+    layer = pool(x.shape, f"pool: {method} kernel_size: {k} stride: {s} pad: {p}")
+    out = layer.top_shapes[0][-1]
+    torch.testing.assert_close(layer(x)[0], caffe_pool(x, method, k, s, p, out))
+
+
+def test_pool_window_past_input_gives_caffe_values():
+    x = torch.arange(1.0, 26.0).reshape(1, 1, 5, 5)
+    y_max = pool(x.shape, "pool: MAX kernel_size: 1 stride: 3")(x)[0][0, 0]
+    assert y_max[0, 0] == 1 and y_max[1, 1] == x[0, 0, 3, 3]
+    assert y_max[2, 0] == -FLT_MAX and y_max[2, 2] == -FLT_MAX
+    y_ave = pool(x.shape, "pool: AVE kernel_size: 1 stride: 3")(x)[0][0, 0]
+    assert y_ave[1, 1] == x[0, 0, 3, 3] and y_ave[2, 0] == 0 and y_ave[2, 2] == 0
+    # Caffe divides by (hend - hstart)·(wend - wstart); a zero extent gives 0/0.
+    y_nan = pool((1, 1, 4, 4), "pool: AVE kernel_size: 1 stride: 2")(torch.ones(1, 1, 4, 4))[0]
+    assert torch.isnan(y_nan[0, 0, 2, 0]) and y_nan[0, 0, 1, 1] == 1
+
+
+def test_pool_ave_divisor_counts_padding_not_overhang():
+    ones = torch.ones(1, 1, 3, 3)
+    y = pool(ones.shape, "pool: AVE kernel_size: 3 stride: 1 pad: 1")(ones)[0][0, 0]
+    torch.testing.assert_close(y, torch.tensor([[4, 6, 4], [6, 9, 6], [4, 6, 4]]) / 9)
+    # H=6, k=3, s=2, no pad: the last window covers 2 rows and divides by 2, not 3.
+    ones = torch.ones(1, 1, 6, 6)
+    y = pool(ones.shape, "pool: AVE kernel_size: 3 stride: 2")(ones)[0][0, 0]
+    assert torch.all(y == 1)
+    x = torch.arange(36.0).reshape(1, 1, 6, 6)
+    y = pool(x.shape, "pool: AVE kernel_size: 3 stride: 2")(x)[0][0, 0]
+    assert y[2, 2] == (28 + 29 + 34 + 35) / 4
+
+
+def test_pool_ave_gradient_is_top_diff_over_divisor():
+    x = torch.ones(1, 1, 3, 3, requires_grad=True)
+    pool(x.shape, "pool: AVE kernel_size: 3 stride: 1 pad: 1")(x)[0].sum().backward()
+    # every output divides by 9; each input sits in 4, 6 or 9 windows
+    torch.testing.assert_close(x.grad[0, 0], torch.tensor([[4, 6, 4], [6, 9, 6], [4, 6, 4]]) / 9)
+
+
+@pytest.mark.parametrize("spec", ["kernel_size: 2 stride: 2", "kernel_size: 2 stride: 1",
+                                  "kernel_size: 2 stride: 2 pad: 1", "kernel_size: 1 stride: 3"])
+def test_pool_max_ties_send_gradient_to_first_maximum(spec):
+    x = torch.zeros(1, 1, 4, 4, requires_grad=True)
+    layer = pool(x.shape, spec)
+    layer(x)[0].sum().backward()
+    y = layer(x.detach())[0]
+    expected = torch.zeros(4, 4)
+    h = layer.windows((4, 4))[0]
+    for i in range(y.shape[-2]):
+        for j in range(y.shape[-1]):
+            h0, w0 = max(i * h[3] - h[2], 0), max(j * h[3] - h[2], 0)
+            if h0 < 4 and w0 < 4:
+                expected[h0, w0] += 1   # first element of the clipped window
+    torch.testing.assert_close(x.grad[0, 0], expected)
+
+
+def test_global_pooling():
+    x = torch.randn(2, 3, 5, 7)
+    ave = pool(x.shape, "pool: AVE global_pooling: true")
+    assert ave.top_shapes == [(2, 3, 1, 1)]
+    torch.testing.assert_close(ave(x)[0], x.mean((2, 3), keepdim=True))
+    torch.testing.assert_close(pool(x.shape, "global_pooling: true")(x)[0],
+                               x.amax((2, 3), keepdim=True))
+
+
+@pytest.mark.parametrize("spec,match", [
+    ("kernel_size: 3 pad: 3", "pad .* smaller than the kernel"),
+    ("stride: 2", "kernel_size .* required"),
+    ("pool: STOCHASTIC kernel_size: 2", "STOCHASTIC is not supported"),
+    ("kernel_size: 2 kernel_h: 2 kernel_w: 2", "not both"),
+    ("kernel_h: 2", "kernel_h and kernel_w must be given together"),
+    ("global_pooling: true kernel_size: 2", "global_pooling"),
+])
+def test_pool_errors_name_the_layer(spec, match):
+    with pytest.raises(AllconvError, match=f"layer 'pool' \\(Pooling\\): .*{match}"):
+        pool((1, 1, 6, 6), spec)
+
+
+def test_pool_non_square_hw():
+    layer = pool((1, 1, 6, 9), "kernel_h: 2 kernel_w: 3 stride_h: 2 stride_w: 3")
+    assert layer.top_shapes == [(1, 1, 3, 3)]
+
+
+# ---------------------------------------------------------------------------- Convolution
+
+CONV = ("name: 'conv' type: 'Convolution' bottom: 'x' top: 'y' convolution_param {{ {} "
+        "weight_filler {{ type: 'gaussian' std: 0.1 }} bias_filler {{ type: 'gaussian' }} }}")
+
+
+def test_conv_matches_torch_and_caffe_size():
+    layer = build(CONV.format("num_output: 6 kernel_size: 3 stride: 2 pad: 1 group: 2"),
+                  (2, 4, 9, 9))
+    assert [tuple(b.shape) for b in layer.blobs] == [(6, 2, 3, 3), (6,)]
+    assert layer.top_shapes == [(2, 6, 5, 5)]       # floor((9 + 2 - 3) / 2) + 1
+    x = torch.randn(2, 4, 9, 9)
+    expected = F.conv2d(x, layer.blobs[0], layer.blobs[1], 2, 1, 1, 2)
+    torch.testing.assert_close(layer(x)[0], expected)
+
+
+def test_conv_hw_dilation_and_per_axis_values():
+    layer = build(CONV.format("num_output: 2 kernel_h: 3 kernel_w: 1 pad_h: 1 stride_w: 2 "
+                              "stride_h: 1"), (1, 1, 5, 6))
+    assert layer.top_shapes == [(1, 2, 5, 3)]
+    layer = build(CONV.format("num_output: 2 kernel_size: 3 kernel_size: 1 dilation: 2"),
+                  (1, 1, 7, 7))
+    assert tuple(layer.blobs[0].shape) == (2, 1, 3, 1) and layer.top_shapes == [(1, 2, 3, 7)]
+
+
+def test_conv_without_weight_filler_warns_and_starts_at_zero():
+    with pytest.warns(UserWarning, match="'conv' .*no weight_filler.*zero"):
+        layer = build("name: 'conv' type: 'Convolution' bottom: 'x' top: 'y' "
+                      "convolution_param { num_output: 2 kernel_size: 1 }", (1, 3, 4, 4))
+    assert torch.count_nonzero(layer.blobs[0]) == 0
+
+
+def test_conv_errors():
+    with pytest.raises(AllconvError, match="'conv' \\(Convolution\\): group 2 must divide"):
+        build(CONV.format("num_output: 4 kernel_size: 1 group: 2"), (1, 3, 4, 4))
+    with pytest.raises(AllconvError, match="kernel_size .* required"):
+        build(CONV.format("num_output: 4"), (1, 3, 4, 4))
+    layer = build(CONV.format("num_output: 4 kernel_size: 1"), (1, 3, 4, 4))
+    with pytest.raises(AllconvError, match=r"bottom shape \(1, 5, 4, 4\) does not fit .*\(4, 3, 1, 1\)"):
+        layer.reshape([(1, 5, 4, 4)])
+
+
+def test_param_spec_tags_blobs():
+    layer = build(CONV.format("num_output: 2 kernel_size: 1")[:-1].replace(
+        "bottom: 'x'", "param { lr_mult: 1 } param { lr_mult: 2 decay_mult: 0 } bottom: 'x'")
+        + "}", (1, 1, 2, 2))
+    assert [(b.lr_mult, b.decay_mult) for b in layer.blobs] == [(1, 1), (2, 0)]
+    with pytest.raises(AllconvError, match="3 `param` entries but the layer has 2"):
+        build("name: 'c' type: 'Convolution' bottom: 'x' top: 'y' param {} param {} param {} "
+              "convolution_param { num_output: 2 kernel_size: 1 weight_filler { type: 'xavier' } }",
+              (1, 1, 2, 2))
+
+
+# ---------------------------------------------------------------------------- InnerProduct
+
+IP = ("name: 'ip' type: 'InnerProduct' bottom: 'x' top: 'y' inner_product_param {{ {} "
+      "weight_filler {{ type: 'xavier' }} bias_filler {{ type: 'uniform' }} }}")
+
+
+def test_inner_product_axis_and_transpose():
+    layer = build(IP.format("num_output: 5"), (2, 3, 4))
+    assert tuple(layer.blobs[0].shape) == (5, 12) and layer.top_shapes == [(2, 5)]
+    x = torch.randn(2, 3, 4)
+    torch.testing.assert_close(layer(x)[0], x.reshape(2, 12) @ layer.blobs[0].T + layer.blobs[1])
+    t = build(IP.format("num_output: 5 axis: 2 transpose: true"), (2, 3, 4))
+    assert tuple(t.blobs[0].shape) == (4, 5) and t.top_shapes == [(2, 3, 5)]
+    torch.testing.assert_close(t(x)[0], x @ t.blobs[0] + t.blobs[1])
+    with pytest.raises(AllconvError, match="gives 10 inputs .* expect 12"):
+        layer.reshape([(2, 10)])
+
+
+# ---------------------------------------------------------------------------- activations
+
+def test_relu_negative_slope_and_gradient_at_zero():
+    x = torch.tensor([-2.0, 0.0, 3.0], requires_grad=True)
+    layer = build("name: 'r' type: 'ReLU' bottom: 'x' top: 'x' relu_param { negative_slope: 0.1 }",
+                  (3,))
+    y = layer(x)[0]
+    torch.testing.assert_close(y, torch.tensor([-0.2, 0.0, 3.0]))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, torch.tensor([0.1, 0.1, 1.0]))  # Caffe: slope at x <= 0
+
+
+def test_dropout_train_scales_and_keeps_one_minus_p():
+    text = "name: 'd' type: 'Dropout' bottom: 'x' top: 'x' dropout_param { dropout_ratio: 0.2 }"
+    x = torch.ones(100_000)
+    y = build(text, x.shape, seed=5)(x)[0]
+    assert set(y.unique().tolist()) == {0.0, 1.25}
+    assert abs((y != 0).float().mean() - 0.8) < 0.01
+    assert torch.equal(y, build(text, x.shape, seed=5)(x)[0])       # seeded: reproducible
+    layer = build(text, x.shape, seed=5)
+    assert not torch.equal(layer(x)[0], layer(x)[0])                # fresh mask per pass
+    assert build(text, x.shape, phase=TEST)(x)[0] is x
+    with pytest.raises(AllconvError, match="dropout_ratio"):
+        build(text.replace("0.2", "1.0"), x.shape)
+
+
+def test_softmax_axis():
+    x = torch.randn(2, 3, 4)
+    layer = build("name: 's' type: 'Softmax' bottom: 'x' top: 'y' softmax_param { axis: -1 }", x.shape)
+    torch.testing.assert_close(layer(x)[0], x.softmax(2))
+
+
+# ---------------------------------------------------------------------------- losses
+
+LOSS = "name: 'loss' type: 'SoftmaxWithLoss' bottom: 'x' bottom: 'l' top: 'loss' {}"
+
+
+@pytest.mark.parametrize("norm,divisor", [
+    ("normalization: FULL", 4), ("normalization: VALID", 3), ("", 3),
+    ("normalization: BATCH_SIZE", 2), ("normalization: NONE", 1),
+    ("normalize: false", 2), ("normalize: true", 3),
+])
+def test_softmax_loss_normalization(norm, divisor):
+    scores = torch.randn(2, 3, 1, 2, requires_grad=True)
+    labels = torch.tensor([[[0.0, 2.0]], [[5.0, 1.0]]])   # 5 is ignored
+    layer = build(LOSS.format(f"loss_param {{ ignore_label: 5 {norm} }}"),
+                  scores.shape, labels.shape)
+    assert layer.loss_weights == [1.0] and layer.top_shapes == [()]
+    loss = layer(scores, labels)[0]
+    p = scores.detach().softmax(1)
+    picks = [(0, 0, 0), (0, 2, 1), (1, 1, 1)]
+    expected = -sum(math.log(p[n, c, 0, w]) for n, c, w in picks) / divisor
+    assert abs(loss.item() - expected) < 1e-5
+    loss.backward()
+    grad = p.clone()
+    for n, c, w in picks:
+        grad[n, c, 0, w] -= 1
+    grad[1, :, 0, 0] = 0                                   # the ignored position
+    torch.testing.assert_close(scores.grad, grad / divisor)
+
+
+def test_softmax_loss_clamps_at_flt_min_but_keeps_gradient():
+    scores = torch.tensor([[0.0, 200.0]], requires_grad=True)
+    loss = build(LOSS.format(""), (1, 2), (1,))(scores, torch.tensor([0.0]))[0]
+    assert loss.item() == pytest.approx(-math.log(FLT_MIN))
+    loss.backward()
+    torch.testing.assert_close(scores.grad, torch.tensor([[-1.0, 1.0]]))  # p - onehot
+
+
+def test_softmax_loss_second_top_and_loss_weights():
+    layer = build(LOSS.format("top: 'prob'"), (2, 3), (2,))
+    assert layer.loss_weights == [1.0, 0.0] and layer.top_shapes == [(), (2, 3)]
+    x = torch.randn(2, 3)
+    torch.testing.assert_close(layer(x, torch.zeros(2))[1], x.softmax(1))
+    layer = build(LOSS.format("loss_weight: 0.5"), (2, 3), (2,))
+    assert layer.loss_weights == [0.5]
+    with pytest.raises(AllconvError, match="1 loss_weight value\\(s\\) for 2 top"):
+        build(LOSS.format("top: 'prob' loss_weight: 1"), (2, 3), (2,))
+    with pytest.raises(AllconvError, match="label shape \\(3,\\) holds 3 labels"):
+        build(LOSS.format(""), (2, 3), (3,))
+
+
+ACC = "name: 'acc' type: 'Accuracy' bottom: 'x' bottom: 'l' top: 'a' {}"
+
+
+def test_accuracy_ties_count_against_and_top_k():
+    scores = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0], [3.0, 2.0, 1.0], [0.0, 1.0, 2.0]])
+    labels = torch.tensor([0.0, 2.0, 0.0, 0.0])
+    top1 = build(ACC.format(""), scores.shape, labels.shape)(scores, labels)[0]
+    assert top1.item() == pytest.approx(1 / 4)       # only row 2; row 0 ties with class 1
+    top2 = build(ACC.format("accuracy_param { top_k: 2 }"), scores.shape, labels.shape)
+    assert top2(scores, labels)[0].item() == pytest.approx(3 / 4)  # row 3: 3 scores >= 0
+
+
+def test_accuracy_ignore_label_and_per_class():
+    scores = torch.tensor([[2.0, 1.0, 0.0], [0.0, 2.0, 1.0], [0.0, 1.0, 2.0], [1.0, 0.0, 0.0]])
+    labels = torch.tensor([0.0, 0.0, 2.0, 7.0])
+    layer = build(ACC.format("top: 'per_class' accuracy_param { ignore_label: 7 }"),
+                  scores.shape, labels.shape)
+    assert layer.top_shapes == [(), (3,)] and layer.loss_weights == [0.0, 0.0]
+    acc, per_class = layer(scores, labels)
+    assert acc.item() == pytest.approx(2 / 3)
+    torch.testing.assert_close(per_class, torch.tensor([0.5, 0.0, 1.0]))
+    none = layer(scores, torch.full((4,), 7.0))[0]
+    assert none.item() == 0
+
+
+# ---------------------------------------------------------------------------- LRN
+
+def test_lrn_across_channels_formula():
+    x = torch.randn(2, 5, 3, 3)
+    layer = build("name: 'n' type: 'LRN' bottom: 'x' top: 'y' "
+                  "lrn_param { local_size: 3 alpha: 0.3 beta: 0.7 k: 2 }", x.shape)
+    sq = F.pad(x * x, (0, 0, 0, 0, 1, 1))
+    scale = 2 + 0.3 / 3 * (sq[:, :-2] + sq[:, 1:-1] + sq[:, 2:])
+    torch.testing.assert_close(layer(x)[0], x * scale ** -0.7)
+
+
+def test_lrn_within_channel_formula_ignores_k():
+    x = torch.randn(1, 2, 4, 4)
+    layer = build("name: 'n' type: 'LRN' bottom: 'x' top: 'y' lrn_param { local_size: 3 "
+                  "alpha: 0.5 beta: 0.75 k: 9 norm_region: WITHIN_CHANNEL }", x.shape)
+    sums = F.conv2d(F.pad(x * x, (1, 1, 1, 1)).reshape(2, 1, 6, 6), torch.ones(1, 1, 3, 3))
+    expected = x * (1 + 0.5 * sums.reshape(1, 2, 4, 4) / 9) ** -0.75
+    torch.testing.assert_close(layer(x)[0], expected)
+    with pytest.raises(AllconvError, match="local_size must be odd"):
+        build("name: 'n' type: 'LRN' bottom: 'x' top: 'y' lrn_param { local_size: 4 }", x.shape)
+
+
+# ---------------------------------------------------------------------------- structure
+
+def test_concat_axis_and_legacy_concat_dim():
+    a, b = torch.randn(2, 3, 4), torch.randn(2, 1, 4)
+    layer = build("name: 'c' type: 'Concat' bottom: 'a' bottom: 'b' top: 'y'", a.shape, b.shape)
+    assert layer.top_shapes == [(2, 4, 4)]
+    torch.testing.assert_close(layer(a, b)[0], torch.cat([a, b], 1))
+    layer = build("name: 'c' type: 'Concat' bottom: 'a' bottom: 'b' top: 'y' "
+                  "concat_param { concat_dim: 2 }", (2, 3, 4), (2, 3, 1))
+    assert layer.top_shapes == [(2, 3, 5)]
+    with pytest.raises(AllconvError, match=r"'c' \(Concat\): bottom shapes \(2, 3, 4\) and \(2, 1, 5\)"):
+        build("name: 'c' type: 'Concat' bottom: 'a' bottom: 'b' top: 'y'", (2, 3, 4), (2, 1, 5))
+
+
+def test_eltwise_sum_prod():
+    a, b = torch.randn(3), torch.randn(3)
+    text = "name: 'e' type: 'Eltwise' bottom: 'a' bottom: 'b' top: 'y' eltwise_param {{ {} }}"
+    torch.testing.assert_close(build(text.format("coeff: 2 coeff: -1"), (3,), (3,))(a, b)[0], 2 * a - b)
+    torch.testing.assert_close(build(text.format("operation: PROD"), (3,), (3,))(a, b)[0], a * b)
+    with pytest.raises(AllconvError, match="1 coeff value"):
+        build(text.format("coeff: 2"), (3,), (3,))
+    with pytest.raises(AllconvError, match=r"bottom shapes \(3,\) and \(4,\) differ"):
+        build(text.format(""), (3,), (4,))
+
+
+def test_eltwise_max_picks_like_caffe():
+    a = torch.tensor([1.0, 2.0, 5.0], requires_grad=True)
+    b = torch.tensor([1.0, 3.0, 5.0], requires_grad=True)
+    c = torch.tensor([1.0, 3.0, 4.0], requires_grad=True)
+    layer = build("name: 'e' type: 'Eltwise' bottom: 'a' bottom: 'b' bottom: 'c' top: 'y' "
+                  "eltwise_param { operation: MAX }", (3,), (3,), (3,))
+    y = layer(a, b, c)[0]
+    torch.testing.assert_close(y, torch.tensor([1.0, 3.0, 5.0]))
+    y.sum().backward()
+    # a == b: Caffe picks b (a only when strictly greater); c ties later: not picked
+    assert a.grad.tolist() == [0, 0, 0] and b.grad.tolist() == [1, 1, 1] and c.grad.tolist() == [0, 0, 0]
+
+
+def test_flatten_axes():
+    layer = build("name: 'f' type: 'Flatten' bottom: 'x' top: 'y' flatten_param { axis: 1 end_axis: 2 }",
+                  (2, 3, 4, 5))
+    assert layer.top_shapes == [(2, 12, 5)]
+    assert layer(torch.zeros(2, 3, 4, 5))[0].shape == (2, 12, 5)
+    assert build("name: 'f' type: 'Flatten' bottom: 'x' top: 'y'", (2, 3, 4)).top_shapes == [(2, 12)]
+
+
+def test_split_gradients_add_up():
+    x = torch.randn(3, requires_grad=True)
+    y1, y2 = build("name: 's' type: 'Split' bottom: 'x' top: 'a' top: 'b'", (3,))(x)
+    (2 * y1 + 3 * y2).sum().backward()
+    torch.testing.assert_close(x.grad, torch.full((3,), 5.0))
+
+
+# ---------------------------------------------------------------------------- registry
+
+def test_unknown_type_lists_supported_types():
+    with pytest.raises(AllconvError, match="layer 'm' \\(Mystery\\): unknown layer type "
+                                           "\\(supported: Accuracy, .*Convolution.*\\)"):
+        build("name: 'm' type: 'Mystery' bottom: 'x' top: 'y'", (1,))
+    assert {"Input", "Data", "Convolution", "Pooling", "ReLU", "Dropout", "InnerProduct",
+            "Softmax", "SoftmaxWithLoss", "Accuracy", "LRN", "Concat", "Eltwise", "Flatten",
+            "Split"} <= set(LAYERS)
+
+
+def test_wrong_number_of_bottoms():
+    with pytest.raises(AllconvError, match="'loss' \\(SoftmaxWithLoss\\): needs 2 bottom"):
+        build("name: 'loss' type: 'SoftmaxWithLoss' bottom: 'x' top: 'y'", (2, 3))
+
+
+def test_no_warning_with_fillers():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build(IP.format("num_output: 2"), (1, 3))

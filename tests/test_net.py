@@ -1,0 +1,400 @@
+"""Net: Caffe's layer filtering, blob bookkeeping, in-place diffs, losses and weight files."""
+import numpy as np
+import pytest
+import torch
+
+from runtime import TEST, TRAIN, AllconvError, Net
+from runtime.caffemodel import read_weights, write_weights
+from runtime.net import included, state_meets_rule
+from runtime.proto import pb
+
+INPUT = """
+layer { name: "input" type: "Input" top: "data" top: "label"
+        input_param { shape { dim: 2 dim: 3 dim: 6 dim: 6 } shape { dim: 2 } } }
+"""
+CONV = """
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1
+                            weight_filler { type: "gaussian" std: 0.5 }
+                            bias_filler { type: "constant" value: 0.1 } } }
+"""
+HEAD = """
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+        pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "ip" type: "InnerProduct" bottom: "pool1" top: "ip"
+        inner_product_param { num_output: 5 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+layer { name: "acc" type: "Accuracy" bottom: "ip" bottom: "label" top: "acc"
+        include { phase: TEST } }
+"""
+NET = 'name: "small"' + INPUT + CONV + HEAD
+
+
+def small(phase=TRAIN, **kwargs):
+    net = Net(NET, phase, seed=kwargs.pop("seed", 1), **kwargs)
+    gen = torch.Generator().manual_seed(7)
+    net.blobs["data"].data[...] = torch.randn(2, 3, 6, 6, generator=gen)
+    net.blobs["label"].data[...] = torch.tensor([1.0, 4.0])
+    return net
+
+
+# ---------------------------------------------------------------------------- filtering
+
+def rule(**fields):
+    return pb.NetStateRule(**fields)
+
+
+def state(phase=TRAIN, level=0, stages=()):
+    return pb.NetState(phase=phase, level=level, stage=list(stages))
+
+
+def test_state_meets_rule_like_caffe():
+    assert state_meets_rule(state(), rule())
+    assert not state_meets_rule(state(TEST), rule(phase=TRAIN))
+    assert state_meets_rule(state(level=2), rule(min_level=2, max_level=3))
+    assert not state_meets_rule(state(level=1), rule(min_level=2))
+    assert not state_meets_rule(state(level=4), rule(max_level=3))
+    assert state_meets_rule(state(stages=["a", "b"]), rule(stage=["a", "b"]))
+    assert not state_meets_rule(state(stages=["a"]), rule(stage=["a", "b"]))
+    assert not state_meets_rule(state(stages=["a"]), rule(not_stage=["a"]))
+    assert state_meets_rule(state(stages=["a"]), rule(not_stage=["b"]))
+
+
+def test_include_exclude():
+    layer = pb.LayerParameter(name="x", include=[rule(phase=TEST), rule(stage=["s"])])
+    assert included(layer, state(TEST)) and included(layer, state(TRAIN, stages=["s"]))
+    assert not included(layer, state(TRAIN))
+    layer = pb.LayerParameter(name="x", exclude=[rule(phase=TEST)])
+    assert included(layer, state(TRAIN)) and not included(layer, state(TEST))
+    with pytest.raises(AllconvError, match="layer 'x'.*include rules or exclude rules, not both"):
+        included(pb.LayerParameter(name="x", type="ReLU", include=[rule()], exclude=[rule()]),
+                 state())
+
+
+def test_net_filters_by_phase_level_and_stage():
+    text = NET + """
+    layer { name: "deep" type: "ReLU" bottom: "ip" top: "deep"
+            include { min_level: 1 stage: "viz" } }
+    """
+    assert "acc" not in Net(text, TRAIN).layer_names
+    assert "acc" in Net(text, TEST).layer_names
+    assert "deep" not in Net(text, TRAIN, stages=["viz"]).layer_names
+    assert "deep" in Net(text, TRAIN, level=1, stages=["viz"]).layer_names
+
+
+# ---------------------------------------------------------------------------- structure
+
+def test_names_shapes_inputs_outputs():
+    net = small(TEST)
+    assert net.layer_names == ["input", "conv1", "relu1", "pool1", "ip", "loss", "acc"]
+    assert net.inputs == ["data", "label"]
+    assert net.outputs == ["acc", "loss"]          # leftover blobs, sorted as Caffe's std::set
+    assert {n: b.shape for n, b in net.blobs.items()} == {
+        "data": (2, 3, 6, 6), "label": (2,), "conv1": (2, 4, 6, 6), "pool1": (2, 4, 3, 3),
+        "ip": (2, 5), "loss": (), "acc": ()}
+    assert net.top_names["relu1"] == ["conv1"] and net.bottom_names["loss"] == ["ip", "label"]
+    assert list(net.params) == ["conv1", "ip"]
+    assert [p.shape for p in net.params["conv1"]] == [(4, 3, 3, 3), (4,)]
+    assert [tuple(p.shape) for p in net.learnable_params] == [(4, 3, 3, 3), (4,), (5, 36), (5,)]
+
+
+def test_unknown_bottom_and_duplicate_top():
+    with pytest.raises(AllconvError, match="layer 'conv1' \\(Convolution\\): unknown bottom blob 'data'"):
+        Net(CONV, TRAIN)
+    dup = INPUT + CONV + CONV.replace('name: "conv1"', 'name: "conv2"')
+    with pytest.raises(AllconvError, match="layer 'conv2'.*top blob 'conv1' is already produced"):
+        Net(dup, TRAIN)
+
+
+def test_layer_errors_name_the_layer():
+    bad = INPUT + 'layer { name: "p" type: "Pooling" bottom: "data" top: "p" }'
+    with pytest.raises(AllconvError, match="layer 'p' \\(Pooling\\): kernel_size"):
+        Net(bad, TRAIN)
+
+
+def test_phase_must_be_caffe_phase():
+    with pytest.raises(AllconvError, match="phase"):
+        Net(NET, "train")
+
+
+# ---------------------------------------------------------------------------- forward/backward
+
+def test_forward_returns_outputs_and_stores_blobs():
+    net = small()
+    out = net.forward()
+    assert list(out) == ["loss"]
+    conv = torch.nn.functional.conv2d(net.blobs["data"].data, *net.learnable_params[:2], padding=1)
+    torch.testing.assert_close(net.blobs["conv1"].data, conv.clamp(min=0))  # last writer: ReLU
+    assert out["loss"].item() > 0 and out["loss"].requires_grad
+
+
+def test_in_place_blob_diff_is_gradient_of_first_producer():
+    net = small()
+    net.forward()
+    net.backward()
+    conv_out = net._first["conv1"]
+    relu_out = net._values["conv1"]
+    assert conv_out is not relu_out
+    diff = net.blobs["conv1"].diff
+    # ReLU's backward zeroes the gradient where the conv output was <= 0
+    assert torch.all(diff[conv_out.detach() <= 0] == 0)
+    assert diff.abs().sum() > 0
+    # chain rule by hand: d loss / d conv = (d loss / d relu) * (conv > 0)
+    x = conv_out.detach().requires_grad_()
+    loss = net.layers[5](net.layers[4](net.layers[3](net.layers[2](x)[0])[0])[0],
+                         net.blobs["label"].data)[0]
+    torch.testing.assert_close(diff, torch.autograd.grad(loss, x)[0])
+
+
+def test_blob_used_twice_gets_summed_gradient():
+    text = INPUT + CONV + """
+    layer { name: "a" type: "InnerProduct" bottom: "conv1" top: "a"
+            inner_product_param { num_output: 5 weight_filler { type: "xavier" } } }
+    layer { name: "b" type: "InnerProduct" bottom: "conv1" top: "b"
+            inner_product_param { num_output: 5 weight_filler { type: "xavier" } } }
+    layer { name: "la" type: "SoftmaxWithLoss" bottom: "a" bottom: "label" top: "la" }
+    layer { name: "lb" type: "SoftmaxWithLoss" bottom: "b" bottom: "label" top: "lb"
+            loss_weight: 2 }
+    """
+    net = Net(text, TRAIN, seed=3)
+    net.blobs["label"].data[...] = torch.tensor([0.0, 2.0])
+    total = net.forward_backward(data=torch.randn(2, 3, 6, 6))
+    out = net._values
+    assert total == pytest.approx(out["la"].item() + 2 * out["lb"].item(), rel=1e-6)
+    assert net.outputs == ["la", "lb"]
+    conv = net._first["conv1"].detach().requires_grad_()
+    label = net.blobs["label"].data
+    la = net.layers[4](net.layers[2](conv)[0], label)[0]
+    lb = net.layers[5](net.layers[3](conv)[0], label)[0]
+    torch.testing.assert_close(net.blobs["conv1"].diff, torch.autograd.grad(la + 2 * lb, conv)[0])
+
+
+def test_param_diffs_accumulate_until_cleared():
+    net = small()
+    net.forward_backward()
+    once = net.params["ip"][0].diff.clone()
+    net.forward_backward()
+    torch.testing.assert_close(net.params["ip"][0].diff, 2 * once)
+    net.clear_param_diffs()
+    assert torch.count_nonzero(net.params["ip"][0].diff) == 0
+    with pytest.raises(AllconvError, match="forward"):
+        net.backward()
+
+
+def test_loss_matches_forward_and_stores_nothing():
+    net = small()
+    total = net.forward_backward()
+    fresh = small()
+    data, label = fresh.blobs["data"].data.clone(), fresh.blobs["label"].data.clone()
+    loss = fresh.loss(data=data, label=label)
+    assert loss.item() == pytest.approx(total) and fresh._values == {}
+    with pytest.raises(AllconvError, match="unknown input blob\\(s\\) \\['nope'\\]"):
+        fresh.loss(nope=data)
+
+
+def test_forward_copies_inputs_and_checks_shapes():
+    net = small()
+    x = torch.ones(2, 3, 6, 6)
+    net.forward(data=x)
+    assert torch.equal(net.blobs["data"].data, x)
+    with pytest.raises(AllconvError, match="input 'data' has shape \\(1, 3, 6, 6\\), the blob is "
+                                           "\\(2, 3, 6, 6\\)"):
+        net.forward(data=torch.ones(1, 3, 6, 6))
+
+
+def test_reshape_inputs_then_net():
+    net = small(TEST)
+    net.blobs["data"].reshape(5, 3, 6, 6)
+    net.blobs["label"].reshape(5)
+    net.reshape()
+    assert net.blobs["conv1"].shape == (5, 4, 6, 6) and net.blobs["ip"].shape == (5, 5)
+    out = net.forward(data=torch.randn(5, 3, 6, 6), label=torch.zeros(5))
+    assert out["acc"].shape == ()
+    net.blobs["data"].reshape(5, 3, 8, 8)
+    with pytest.raises(AllconvError, match="layer 'ip' \\(InnerProduct\\): bottom shape "
+                                           "\\(5, 4, 4, 4\\) gives 64 inputs"):
+        net.reshape()
+    with pytest.raises(AllconvError, match="not a net input"):
+        net.blobs["ip"].reshape(1, 5)
+
+
+def test_loss_weight_scales_total():
+    net = Net(NET.replace('top: "loss" }', 'top: "loss" loss_weight: 3 }'), TRAIN, seed=1)
+    ref = small()
+    net.blobs["data"].data[...] = ref.blobs["data"].data
+    net.blobs["label"].data[...] = ref.blobs["label"].data
+    assert net.forward_backward() == pytest.approx(3 * ref.forward_backward(), rel=1e-6)
+
+
+def test_propagate_down_false_stops_the_gradient():
+    net = Net(NET.replace('bottom: "pool1" top: "ip"',
+                          'bottom: "pool1" top: "ip" propagate_down: false'), TRAIN, seed=1)
+    net.forward_backward(data=torch.randn(2, 3, 6, 6), label=torch.zeros(2))
+    assert torch.count_nonzero(net.params["conv1"][0].diff) == 0
+    assert torch.count_nonzero(net.params["ip"][0].diff) > 0
+
+
+def test_force_backward_gives_input_diff():
+    net = Net("force_backward: true\n" + NET, TRAIN, seed=1)
+    net.forward_backward(data=torch.randn(2, 3, 6, 6), label=torch.zeros(2))
+    assert net.blobs["data"].diff.abs().sum() > 0
+    assert torch.count_nonzero(small().blobs["data"].diff) == 0
+
+
+def test_lr_mult_zero_freezes_and_tags():
+    text = NET.replace('top: "conv1"\n', 'top: "conv1" param { lr_mult: 0 } '
+                       'param { lr_mult: 2 decay_mult: 0 }\n', 1)
+    net = Net(text, TRAIN, seed=1)
+    w, b = net.learnable_params[:2]
+    assert (w.lr_mult, w.decay_mult, b.lr_mult, b.decay_mult) == (0, 1, 2, 0)
+    net.forward_backward(data=torch.randn(2, 3, 6, 6), label=torch.zeros(2))
+    assert not w.requires_grad and torch.count_nonzero(net.params["conv1"][0].diff) == 0
+    assert net.params["conv1"][1].diff.abs().sum() > 0
+
+
+SHARED = INPUT + """
+layer { name: "a" type: "InnerProduct" bottom: "data" top: "a" param { name: "w" }
+        inner_product_param { num_output: 4 bias_term: false weight_filler { type: "xavier" } } }
+layer { name: "b" type: "InnerProduct" bottom: "data" top: "b" param { name: "w" %s }
+        inner_product_param { num_output: %d bias_term: false weight_filler { type: "xavier" } } }
+"""
+
+
+def test_shared_params():
+    net = Net(SHARED % ("", 4), TRAIN, seed=1)
+    assert net.layers[1].blobs[0] is net.layers[2].blobs[0] and len(net.learnable_params) == 1
+    assert Net(SHARED % ("lr_mult: 3", 4), TRAIN).learnable_params[0].lr_mult == 3
+    with pytest.raises(AllconvError, match="layer 'b'.*cannot share param 'w': shape \\(3, 108\\)"):
+        Net(SHARED % ("", 3), TRAIN)
+    with pytest.raises(AllconvError, match="shared param 'w' has mismatched lr_mult"):
+        Net((SHARED % ("lr_mult: 3", 4)).replace('{ name: "w" }', '{ name: "w" lr_mult: 2 }'), TRAIN)
+
+
+def test_phase_is_fixed_train_eval_do_not_change_dropout():
+    text = INPUT + 'layer { name: "d" type: "Dropout" bottom: "data" top: "d" }'
+    test_net = Net(text, TEST)
+    test_net.train()
+    x = torch.randn(2, 3, 6, 6)
+    assert torch.equal(test_net.forward(data=x)["d"], x)
+    train_net = Net(text, TRAIN, seed=0)
+    train_net.eval()
+    assert not torch.equal(train_net.forward(data=x)["d"], x)
+
+
+def test_layer_phase_overrides_net_phase():
+    text = INPUT + 'layer { name: "d" type: "Dropout" bottom: "data" top: "d" phase: TEST }'
+    x = torch.randn(2, 3, 6, 6)
+    assert torch.equal(Net(text, TRAIN).forward(data=x)["d"], x)
+
+
+def test_seed_makes_weights_reproducible():
+    a, b, c = Net(NET, TRAIN, seed=4), Net(NET, TRAIN, seed=4), Net(NET, TRAIN, seed=5)
+    assert all(torch.equal(p, q) for p, q in zip(a.learnable_params, b.learnable_params))
+    assert not torch.equal(a.learnable_params[0], c.learnable_params[0])
+
+
+def test_state_dict_roundtrip_and_module_behaviour():
+    a, b = small(seed=1), small(seed=2)
+    b.load_state_dict(a.state_dict())
+    assert all(torch.equal(p, q) for p, q in zip(a.learnable_params, b.learnable_params))
+    assert b.to(torch.device("cpu")) is b and b.device.type == "cpu"
+    assert all(hasattr(p, "lr_mult") for p in b.parameters())
+
+
+# ---------------------------------------------------------------------------- weight files
+
+def test_save_and_copy_from_roundtrip(tmp_path):
+    path = tmp_path / "w.caffemodel"
+    a = small(seed=1)
+    with torch.no_grad():
+        a.params["conv1"][0].data[...] = 0.5
+    a.save(path)
+    saved = read_weights(path)
+    assert list(saved) == ["conv1", "ip"] and saved["conv1"][0].shape == (4, 3, 3, 3)
+    b = Net(NET, TRAIN, weights=str(path), seed=2)
+    assert all(torch.equal(p, q) for p, q in zip(a.learnable_params, b.learnable_params))
+
+
+def test_copy_from_keeps_absent_layers_and_accepts_legacy_shapes(tmp_path):
+    path = tmp_path / "ip_only.caffemodel"
+    net = small(seed=1)
+    conv_before = net.params["conv1"][0].data.clone()
+    weight = np.full((1, 1, 5, 36), 0.25, np.float32)          # legacy 4-d InnerProduct blob
+    write_weights(path, [("ip", "InnerProduct", [weight, np.zeros(5, np.float32)]),
+                         ("not_in_net", "ReLU", [np.zeros(1, np.float32)])])
+    net.copy_from(path)
+    assert torch.all(net.params["ip"][0].data == 0.25)
+    assert torch.equal(net.params["conv1"][0].data, conv_before)
+
+
+def test_copy_from_shape_mismatch_names_path_layer_and_shapes(tmp_path):
+    path = tmp_path / "bad.caffemodel"
+    write_weights(path, [("conv1", "Convolution", [np.zeros((4, 3, 5, 5), np.float32),
+                                                   np.zeros(4, np.float32)])])
+    with pytest.raises(AllconvError, match=f"{path}: layer 'conv1' blob 0: shape \\(4, 3, 5, 5\\) "
+                                           "in the file, \\(4, 3, 3, 3\\) in the net"):
+        small().copy_from(path)
+    write_weights(path, [("conv1", "Convolution", [np.zeros((4, 3, 3, 3), np.float32)])])
+    with pytest.raises(AllconvError, match="layer 'conv1' has 1 blob\\(s\\) in the file but 2"):
+        small().copy_from(path)
+
+
+# ---------------------------------------------------------------------------- Data layers
+
+DATA = """
+layer { name: "data" type: "Data" top: "data" top: "label"
+        data_param { source: "/nonexistent/source" batch_size: 2 } }
+""" + CONV + HEAD
+
+
+class Feed:
+    sample_shape = (3, 6, 6)
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, batch_size):
+        self.calls += 1
+        return torch.full((batch_size, 3, 6, 6), float(self.calls)), torch.zeros(batch_size)
+
+
+def test_data_layer_reads_from_its_feed():
+    feed = Feed()
+    net = Net(DATA, TRAIN, feeds={"data": feed}, seed=1)
+    assert net.blobs["data"].shape == (2, 3, 6, 6) and net.inputs == []
+    net.forward()
+    net.forward()
+    assert feed.calls == 2 and torch.all(net.blobs["data"].data == 2)
+    net.loss(data=torch.zeros(2, 3, 6, 6), label=torch.zeros(2))
+    assert feed.calls == 2                                  # given tops bypass the feed
+    with pytest.raises(AllconvError, match="give all of its tops"):
+        net.loss(data=torch.zeros(2, 3, 6, 6))
+
+
+def test_data_layer_shape_from_input_shapes_and_set_feed():
+    def plain(batch_size):
+        return torch.zeros(batch_size, 3, 6, 6), torch.zeros(batch_size)
+    net = Net(DATA, TRAIN, feeds=plain, input_shapes={"data": (3, 6, 6)})
+    assert net.blobs["data"].shape == (2, 3, 6, 6)
+    feed = Feed()
+    net.set_feed(feed)
+    net.forward()
+    assert feed.calls == 1
+    with pytest.raises(AllconvError, match="no Data layer 'x'"):
+        net.set_feed(feed, layer="x")
+    with pytest.raises(AllconvError, match="layer 'data' \\(Data\\): no sample shape"):
+        Net(DATA, TRAIN, feeds=plain)
+
+
+def test_data_layer_without_feed_opens_source_or_names_it():
+    with pytest.raises(AllconvError, match="layer 'data' \\(Data\\): cannot open data source "
+                                           "'/nonexistent/source'"):
+        Net(DATA, TRAIN)
+
+
+def test_data_layer_checks_fed_shapes():
+    net = Net(DATA, TRAIN, feeds=lambda b: (torch.zeros(b, 3, 5, 5), torch.zeros(b)),
+              input_shapes={"data": (3, 6, 6)})
+    with pytest.raises(AllconvError, match="layer 'data' \\(Data\\): a fed batch has shape"):
+        net.forward()
