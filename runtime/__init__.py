@@ -9,7 +9,6 @@ TRAIN, TEST = 0, 1  # Caffe's Phase enum
 
 _LAZY = {
     "Net": "runtime.net",
-    # The solver module adds its exports here, e.g. "SGDSolver": "runtime.solver".
     "SGDSolver": "runtime.solver",
     "NesterovSolver": "runtime.solver",
     "make_solver": "runtime.solver",

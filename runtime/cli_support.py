@@ -20,6 +20,8 @@ def run_cli(main: Callable[[list[str] | None], int | None], prog: str,
     """Call ``main``; turn AllconvError and OSError into one line on stderr and exit status 2."""
     try:
         return main(argv) or 0
+    except SystemExit as stop:          # argparse: --help (0) or a usage error (2)
+        return stop.code if isinstance(stop.code, int) else 2
     except AllconvError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
     except OSError as err:

@@ -168,6 +168,12 @@ def _set_generators(net, entries: list[dict], path: str, what: str) -> None:
         g.set_state(entry["state"])
 
 
+def _feeds(net) -> list[tuple[str, Any]]:
+    """(layer name, feed) of every Data layer of ``net``: their read positions go in snapshots."""
+    return [(name, layer.feed) for name, layer in zip(net.layer_names, net.layers)
+            if getattr(layer, "feed", None) is not None]
+
+
 def _output_items(net, outputs=None) -> list[tuple[str, torch.Tensor]]:
     """(name, tensor) for the net's output blobs, from a forward result or net.outputs."""
     if outputs is None:
@@ -257,7 +263,6 @@ class SGDSolver:
         if self.seed is not None:
             torch.manual_seed(self.seed)
 
-        self.train_feed = train_feed
         self.net = self._init_train_net(train_feed)
         self.test_nets = self._init_test_nets(test_feeds)
 
@@ -638,9 +643,6 @@ class SGDSolver:
         cuda = None
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             cuda = torch.cuda.get_rng_state_all()
-        feed_state = None
-        if self.train_feed is not None and hasattr(self.train_feed, "state_dict"):
-            feed_state = self.train_feed.state_dict()
         return {
             "format": "allconv-rngstate-1",
             "iter": self.iter,
@@ -648,7 +650,8 @@ class SGDSolver:
             "test_nets": [_generator_states(n) for n in self.test_nets],
             "torch_cpu": torch.get_rng_state(),
             "torch_cuda": cuda,
-            "train_feed": feed_state,
+            "feeds": {name: feed.state_dict() for name, feed in _feeds(self.net)
+                      if hasattr(feed, "state_dict")},
         }
 
     def _set_rng_state(self, state: dict, path: str) -> None:
@@ -660,9 +663,10 @@ class SGDSolver:
         cuda = state.get("torch_cuda")
         if cuda is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
-        feed_state = state.get("train_feed")
-        if feed_state is not None and hasattr(self.train_feed, "load_state_dict"):
-            self.train_feed.load_state_dict(feed_state)
+        feeds = dict(_feeds(self.net))
+        for name, feed_state in state.get("feeds", {}).items():
+            if name in feeds and hasattr(feeds[name], "load_state_dict"):
+                feeds[name].load_state_dict(feed_state)
 
     def restore(self, state_path) -> None:
         """Load a .solverstate: weights from learned_net, momentum history, iter, current_step.

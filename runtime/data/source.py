@@ -29,6 +29,13 @@ class Source:
         self._cursor = (self._cursor + batch_size) % self.num_samples
         return self._data[index].float(), self._labels[index].float()
 
+    def state_dict(self) -> dict:
+        """The read position, saved in snapshots so a resumed run reads the same batches."""
+        return {"cursor": self._cursor}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._cursor = int(state["cursor"])
+
 
 def open_source(source: str, phase: int, verify: bool = True) -> Source:
     """Open a Data layer's ``source``: a ``.npz`` from save_npz_source, or a folder holding an

@@ -1,0 +1,112 @@
+"""allconv-caffe: Caffe's command line (tools/caffe.cpp) over the PyTorch runtime.
+
+    allconv-caffe train -solver S [-snapshot X.solverstate | -weights W.caffemodel] [-gpu 0]
+    allconv-caffe test  -model M -weights W [-iterations 50] [-gpu 0]
+    allconv-caffe time  -model M [-iterations 50] [-gpu 0]
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import torch
+
+from runtime.cli_support import Parser, run_cli
+from runtime.errors import AllconvError
+
+
+def _device(gpu: str | None) -> str:
+    if gpu is None:
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise AllconvError(f"-gpu {gpu} asked for, but CUDA is not available here")
+    return f"cuda:{gpu.split(',')[0]}" if gpu != "all" else "cuda:0"
+
+
+def train(args) -> None:
+    from runtime.solver import make_solver
+    if args.snapshot and args.weights:
+        raise AllconvError("give -snapshot or -weights, not both (as Caffe)")
+    solver = make_solver(args.solver, device=_device(args.gpu))
+    if args.weights:
+        for weights in args.weights.split(","):
+            solver.net.copy_from(weights)
+    solver.solve(resume_file=args.snapshot)
+
+
+def test(args) -> None:
+    from runtime import TEST, Net
+    net = Net(args.model, TEST, weights=args.weights).to(_device(args.gpu))
+    totals: dict[str, float] = {}
+    with torch.no_grad():
+        for i in range(args.iterations):
+            for name, value in net.forward().items():
+                value = value.float().mean().item() if value.numel() > 1 else value.item()
+                totals[name] = totals.get(name, 0.0) + value
+                logging.info("Batch %d, %s = %g", i, name, value)
+    for name, total in totals.items():
+        print(f"{name} = {total / args.iterations:g}")
+
+
+def time_net(args) -> None:
+    from runtime import TRAIN, Net
+    device = _device(args.gpu)
+    net = Net(args.model, TRAIN).to(device)
+    net.retain_blob_diffs = False
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    forward = backward = 0.0
+    for _ in range(args.iterations):
+        sync(); t0 = time.perf_counter()
+        loss = net.loss()
+        sync(); t1 = time.perf_counter()
+        if loss.requires_grad:
+            loss.backward()
+        sync(); t2 = time.perf_counter()
+        forward, backward = forward + t1 - t0, backward + t2 - t1
+        net.clear_param_diffs()
+    n = args.iterations
+    print(f"Average Forward pass: {1e3 * forward / n:.3f} ms.")
+    print(f"Average Backward pass: {1e3 * backward / n:.3f} ms.")
+    print(f"Average Forward-Backward: {1e3 * (forward + backward) / n:.3f} ms.")
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="allconv-caffe", description="Caffe's command line, run by the allconv "
+                                                 "PyTorch runtime with Caffe's semantics.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    t = sub.add_parser("train", help="train a net with a solver prototxt")
+    t.add_argument("-solver", required=True, help="solver prototxt")
+    t.add_argument("-snapshot", help="resume from this .solverstate")
+    t.add_argument("-weights", help="start from these .caffemodel weights (comma-separated)")
+    t.set_defaults(run=train)
+    e = sub.add_parser("test", help="score a model: average each output over N batches")
+    e.add_argument("-model", required=True, help="net prototxt (TEST phase)")
+    e.add_argument("-weights", required=True, help=".caffemodel")
+    e.set_defaults(run=test)
+    m = sub.add_parser("time", help="time forward and backward passes of a net (TRAIN phase)")
+    m.add_argument("-model", required=True, help="net prototxt")
+    m.set_defaults(run=time_net)
+    for s in (e, m):
+        s.add_argument("-iterations", type=int, default=50, help="batches (default 50)")
+    for s in (t, e, m):
+        s.add_argument("-gpu", help="GPU id; default: CPU")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    args.run(args)
+    return 0
+
+
+def entry_point() -> None:
+    sys.exit(run_cli(main, "allconv-caffe"))
+
+
+if __name__ == "__main__":
+    entry_point()

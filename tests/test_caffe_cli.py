@@ -1,0 +1,82 @@
+"""allconv-caffe: Caffe's train/test/time command line over the runtime, on a tiny net."""
+import numpy as np
+import pytest
+import torch
+
+from runtime.caffemodel import read_weights
+from runtime.cli import main
+from runtime.cli_support import run_cli
+from runtime.data.preprocess import save_npz_source
+
+NET = """
+name: "tiny"
+layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TRAIN }
+        data_param { source: "train.npz" batch_size: 4 } }
+layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TEST }
+        data_param { source: "test.npz" batch_size: 5 } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+        convolution_param { num_output: 3 kernel_size: 3 weight_filler { type: "msra" } } }
+layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool"
+        pooling_param { pool: AVE global_pooling: true } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "pool" bottom: "label" top: "loss" }
+layer { name: "accuracy" type: "Accuracy" bottom: "pool" bottom: "label" top: "accuracy"
+        include { phase: TEST } }
+"""
+SOLVER = """net: "net.prototxt" test_iter: 2 test_interval: 4 base_lr: 0.1 lr_policy: "fixed"
+momentum: 0.9 max_iter: {max_iter} snapshot: 4 snapshot_prefix: "snap" solver_mode: CPU
+random_seed: 1 display: 0"""
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    rng = np.random.RandomState(0)
+    save_npz_source(tmp_path / "train.npz", rng.randn(12, 2, 6, 6).astype("f4"), rng.randint(0, 3, 12))
+    save_npz_source(tmp_path / "test.npz", rng.randn(10, 2, 6, 6).astype("f4"), rng.randint(0, 3, 10))
+    (tmp_path / "net.prototxt").write_text(NET)
+    for max_iter in (4, 8):
+        (tmp_path / f"solver{max_iter}.prototxt").write_text(SOLVER.format(max_iter=max_iter))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_train_resume_equals_uninterrupted(workdir):
+    assert main(["train", "-solver", "solver8.prototxt"]) == 0
+    straight = read_weights("snap_iter_8.caffemodel")
+    (workdir / "snap_iter_8.caffemodel").unlink()
+    assert main(["train", "-solver", "solver8.prototxt", "-snapshot", "snap_iter_4.solverstate"]) == 0
+    resumed = read_weights("snap_iter_8.caffemodel")
+    for a, b in zip(straight["conv"], resumed["conv"]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_test_averages_outputs(workdir, capsys):
+    main(["train", "-solver", "solver4.prototxt"])
+    capsys.readouterr()
+    assert main(["test", "-model", "net.prototxt", "-weights", "snap_iter_4.caffemodel",
+                 "-iterations", "2"]) == 0
+    out = dict(line.split(" = ") for line in capsys.readouterr().out.strip().splitlines())
+    assert set(out) == {"accuracy", "loss"}
+    assert 0.0 <= float(out["accuracy"]) <= 1.0 and float(out["loss"]) > 0
+
+
+def test_time_prints_caffe_lines(workdir, capsys):
+    assert main(["time", "-model", "net.prototxt", "-iterations", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "Average Forward pass:" in out and "Average Forward-Backward:" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "-solver", "solver4.prototxt", "-snapshot", "a", "-weights", "b"], "not both"),
+    (["train", "-solver", "missing.prototxt"], "missing.prototxt"),
+    (["test", "-model", "net.prototxt"], "-weights"),
+])
+def test_errors_are_one_line(workdir, capsys, args, message):
+    assert run_cli(main, "allconv-caffe", args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU-only machine")
+def test_gpu_flag_without_cuda(workdir, capsys):
+    assert run_cli(main, "allconv-caffe", ["time", "-model", "net.prototxt", "-gpu", "0"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
