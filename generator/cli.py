@@ -1,6 +1,7 @@
 """gen-prototxt: print or write the paper's networks and solvers as Caffe prototxt."""
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def build_parser() -> Parser:
                epilog="examples:\n  gen-prototxt --variant convpool-c\n"
                       "  gen-prototxt --variant All-CNN-C --classes 100 -o all_c.prototxt "
                       "--solver all_c_solver.prototxt\n  gen-prototxt --list",
-               formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", "-v", help="network name, e.g. all-c, All-CNN-C, model-a, "
                                            "large-all-cnn, imagenet (case-insensitive)")
     p.add_argument("--list", action="store_true", help="list every variant with its parameter count")
@@ -47,13 +48,22 @@ def build_parser() -> Parser:
     g = p.add_argument_group("solver (with --solver)")
     g.add_argument("--base-lr", type=float, help="base learning rate (default 0.01)")
     g.add_argument("--epochs", type=float, help="CIFAR: epochs in all (default 350)")
-    g.add_argument("--steps", help="CIFAR: comma-separated epochs of the x0.1 steps "
-                                   "(default 200,250,300)")
+    g.add_argument("--steps", type=_epoch_list, help="CIFAR: comma-separated epochs of the x0.1 "
+                                                      "steps (default 200,250,300)")
     g.add_argument("--snapshot-prefix",
                    help="solver snapshot_prefix (default: the variant's name, in the current "
                         "directory; Caffe needs its directory to exist)")
     g.add_argument("--seed", type=int, help="solver random_seed")
     return p
+
+
+def _epoch_list(text: str) -> tuple[float, ...]:
+    """argparse type of --steps: '200,250,300' -> (200.0, 250.0, 300.0)."""
+    try:
+        return tuple(float(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated epochs like 200,250,300, not {text!r}") from None
 
 
 def _init(args) -> Init:
@@ -108,10 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sys.stdout.write(text)
     if args.solver:
-        steps = tuple(float(s) for s in args.steps.split(",")) if args.steps else None
         solver = render_solver(variant, opts, SolverOptions(
             net_path=args.output or f"{variant.name}_train_test.prototxt", base_lr=args.base_lr,
-            epochs=args.epochs, step_epochs=steps,
+            epochs=args.epochs, step_epochs=args.steps,
             snapshot_prefix=args.snapshot_prefix or variant.name,
             seed=args.seed))
         prototxt.atomic_write_bytes(args.solver, solver.encode())

@@ -5,3 +5,13 @@ from pathlib import Path
 ROOT = str(Path(__file__).resolve().parent.parent)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the largest runtime-vs-Caffe error per category (tests/test_caffe_fixtures.py)."""
+    module = sys.modules.get("test_caffe_fixtures")
+    lines = module.summary_lines() if module is not None else []
+    if lines:
+        terminalreporter.write_sep("-", "runtime vs real Caffe")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,0 +1,212 @@
+"""The format of the Caffe reference fixtures in tests/fixtures/*.npz (pure numpy).
+
+Imported by both sides:
+
+* ``tools/caffe_reference/make_fixtures.py`` (Debian's python3 with pycaffe; it puts
+  ``<repo>/tests`` on ``sys.path``) to generate inputs and weights and to encode what real
+  Caffe computed;
+* ``tests/test_caffe_fixtures.py`` (the project's venv, never imports caffe) to regenerate the
+  same inputs and weights and to compare the runtime against the stored values.
+
+Everything random comes from numpy's legacy ``np.random.RandomState`` (its streams are frozen
+across numpy versions), seeded by a CRC-32 of a string naming what is drawn, so every array is
+independent of the order in which arrays are drawn.
+
+One fixture file holds one case:
+
+* ``meta``: a JSON string (see ``load_case``): kind, prototxt text, input specs, weight mode,
+  the checksums of the regenerated inputs/weights, and what was recorded;
+* arrays, one *entry* per recorded array, under keys ``<category>:<name>`` (e.g.
+  ``fwd:conv1``, ``diff:conv1``, ``grad:conv1:0``, ``step3:conv1:0``). An array with at most
+  ``FULL_LIMIT`` elements is stored whole under the key; a larger one as
+  ``<key>@sample`` (the values at ``sample_indices(size, count)``; count is SAMPLE_SIZE
+  except in the whole-network forward/backward cases, which keep the files small with
+  fewer samples), ``<key>@sum`` and ``<key>@sumsq`` (float64 sums
+  of the values and their squares), ``<key>@absmax`` (float64 max |value|) and ``<key>@shape``.
+
+Relative error (``rel_error``) is max|a - b| / max(max|b|, TINY), b the reference. For a
+sampled entry it is the largest of: the samples' relative error, and the errors of the sums
+scaled by the bound an element-wise relative error eps implies (|d sum| <= n*eps*M,
+|d sumsq| <= 2*n*eps*M^2 with M = max|b|), so all three read on the same scale.
+"""
+from __future__ import annotations
+
+import json
+import zlib
+
+import numpy as np
+
+FORMAT_VERSION = 1
+FULL_LIMIT = 4096          # arrays up to this many elements are stored whole
+SAMPLE_SIZE = 4096         # else this many deterministic samples (+ sums)
+TINY = 1e-30
+
+__all__ = [
+    "FORMAT_VERSION", "FULL_LIMIT", "SAMPLE_SIZE", "TINY",
+    "seed_of", "rng", "make_input", "make_weight", "sample_indices",
+    "encode", "entry_keys", "has_entry", "entry_shape", "rel_error", "checksum",
+    "meta_to_array", "meta_from_npz",
+]
+
+
+# ------------------------------------------------------------------------------ randomness
+
+def seed_of(*parts) -> int:
+    """A 32-bit seed from the parts' text (stable across Python and numpy versions)."""
+    return zlib.crc32("/".join(str(p) for p in parts).encode("utf-8")) & 0xFFFFFFFF
+
+
+def rng(*parts) -> np.random.RandomState:
+    return np.random.RandomState(seed_of(*parts))
+
+
+def make_input(case: str, name: str, spec: dict) -> np.ndarray:
+    """The float32 array an input blob is fed with. ``spec`` (JSON-able):
+
+    ``shape`` (list), ``kind``:
+      * ``normal``: N(0, 1) * ``scale`` (default 1)
+      * ``uniform``: U(``low``, ``high``)
+      * ``ties``: integers in [``low``, ``high``] (defaults -2..2) -> many equal values, zeros
+      * ``labels``: integers in [0, ``classes``); with ``ignore_label`` and ``ignore_frac``,
+        that fraction of the entries (rounded down, at least one) set to the ignore label
+    """
+    shape = tuple(int(d) for d in spec["shape"])
+    r = rng("input", case, name)
+    kind = spec.get("kind", "normal")
+    if kind == "normal":
+        a = r.standard_normal(shape) * float(spec.get("scale", 1.0))
+    elif kind == "uniform":
+        a = r.uniform(float(spec.get("low", -1.0)), float(spec.get("high", 1.0)), shape)
+    elif kind == "ties":
+        a = r.randint(int(spec.get("low", -2)), int(spec.get("high", 2)) + 1, shape)
+    elif kind == "labels":
+        a = r.randint(0, int(spec["classes"]), shape)
+        if "ignore_label" in spec:
+            flat = a.reshape(-1)
+            k = max(1, int(flat.size * float(spec.get("ignore_frac", 0.25))))
+            flat[r.permutation(flat.size)[:k]] = int(spec["ignore_label"])
+    else:
+        raise ValueError(f"unknown input kind {kind!r}")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def make_weight(case: str, layer: str, index: int, shape, mode: str = "msra") -> np.ndarray:
+    """The float32 value of learnable blob ``index`` of ``layer``.
+
+    ``mode``:
+      * ``msra``: blobs with >= 2 axes ~ U(-a, a), a = sqrt(6 / fan_in), fan_in = product of
+        all axes but the first (variance 2 / fan_in, as Caffe's msra filler); 1-axis blobs
+        (biases) ~ U(-0.1, 0.1)
+      * ``normal``: N(0, 1) for every blob
+      * ``ties``: integers in [-2, 2] (many equal products -> exercises first-max rules)
+    Drawn in float64 chunks of at most 2**22 values so that huge blobs stay cheap in memory.
+    """
+    shape = tuple(int(d) for d in shape)
+    n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    r = rng("weight", case, layer, index)
+    out = np.empty(n, dtype=np.float32)
+    if mode == "msra":
+        if len(shape) >= 2:
+            fan_in = n // shape[0]
+            a = float(np.sqrt(6.0 / fan_in))
+        else:
+            a = 0.1
+        chunk = 1 << 22
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            out[start:stop] = r.uniform(-a, a, stop - start)
+    elif mode == "normal":
+        out[:] = r.standard_normal(n)
+    elif mode == "ties":
+        out[:] = r.randint(-2, 3, n)
+    else:
+        raise ValueError(f"unknown weight mode {mode!r}")
+    return out.reshape(shape)
+
+
+def checksum(a: np.ndarray) -> list:
+    """[sum, sum of squares] in float64: pins regenerated inputs/weights to the fixture's."""
+    a = np.asarray(a, dtype=np.float64)
+    return [float(a.sum()), float((a * a).sum())]
+
+
+# ------------------------------------------------------------------------------ sampling
+
+def sample_indices(size: int, count: int = SAMPLE_SIZE) -> np.ndarray:
+    """``count`` sorted flat indices in [0, size), fixed for a given (size, count)."""
+    r = np.random.RandomState(seed_of("sample", size, count))
+    return np.sort(r.randint(0, size, count)).astype(np.int64)
+
+
+def encode(key: str, array, sample_size: int = SAMPLE_SIZE) -> dict:
+    """The npz entries that store ``array`` under ``key`` (whole or sampled)."""
+    a = np.asarray(array, dtype=np.float32)
+    if a.size <= FULL_LIMIT:
+        return {key: a.copy()}
+    flat = a.reshape(-1)
+    f64 = flat.astype(np.float64)
+    return {
+        key + "@sample": flat[sample_indices(flat.size, sample_size)].copy(),
+        key + "@sum": np.float64(f64.sum()),
+        key + "@sumsq": np.float64((f64 * f64).sum()),
+        key + "@absmax": np.float64(np.abs(f64).max()),
+        key + "@shape": np.asarray(a.shape, dtype=np.int64),
+    }
+
+
+def entry_keys(files, prefix: str) -> list[str]:
+    """The entry names (without suffixes) stored under ``prefix`` (e.g. 'fwd:'), in order."""
+    seen = []
+    for k in files:
+        if not k.startswith(prefix):
+            continue
+        base = k.split("@", 1)[0]
+        if base not in seen:
+            seen.append(base)
+    return seen
+
+
+def has_entry(npz, key: str) -> bool:
+    return key in npz.files or (key + "@sample") in npz.files
+
+
+def entry_shape(npz, key: str) -> tuple:
+    if key in npz.files:
+        return tuple(npz[key].shape)
+    return tuple(int(d) for d in npz[key + "@shape"])
+
+
+def rel_error(actual, npz, key: str) -> float:
+    """Relative error of ``actual`` (any array-like) against the stored entry ``key``."""
+    a = np.asarray(actual, dtype=np.float64)
+    shape = entry_shape(npz, key)
+    if tuple(a.shape) != shape:
+        raise AssertionError(f"{key}: shape {tuple(a.shape)} != Caffe's {shape}")
+    if key in npz.files:
+        b = np.asarray(npz[key], dtype=np.float64)
+        if b.size == 0:
+            return 0.0
+        scale = max(float(np.abs(b).max()), TINY)
+        if not np.all(np.isfinite(a)):
+            return float("inf")
+        return float(np.abs(a - b).max()) / scale
+    flat = a.reshape(-1)
+    samples = np.asarray(npz[key + "@sample"], dtype=np.float64)
+    m = max(float(npz[key + "@absmax"]), TINY)
+    n = flat.size
+    if not np.all(np.isfinite(flat)):
+        return float("inf")
+    e_samples = float(np.abs(flat[sample_indices(n, samples.size)] - samples).max()) / m
+    e_sum = abs(float(flat.sum()) - float(npz[key + "@sum"])) / (n * m)
+    e_sumsq = abs(float((flat * flat).sum()) - float(npz[key + "@sumsq"])) / (2.0 * n * m * m)
+    return max(e_samples, e_sum, e_sumsq)
+
+
+# ------------------------------------------------------------------------------ meta
+
+def meta_to_array(meta: dict) -> np.ndarray:
+    return np.asarray(json.dumps(meta, sort_keys=True))
+
+
+def meta_from_npz(npz) -> dict:
+    return json.loads(str(npz["meta"][()]))

@@ -1,0 +1,518 @@
+"""The runtime against real BVLC Caffe: every fixture in tests/fixtures/*.npz.
+
+The fixtures are made by ``tools/caffe_reference/make_fixtures.sh`` (real Caffe, CPU); this
+module never imports caffe. It regenerates the seeded inputs and weights
+(``fixture_format.make_input`` / ``make_weight``, pinned by checksums stored in each fixture),
+runs the same computation in the runtime and compares with Caffe's values.
+
+Relative error = max|runtime - caffe| / max|caffe| per array (sampled arrays: samples and
+sums, see fixture_format.rel_error). Tolerances (fp32, CPU):
+
+* single layers and small nets: forward values, blob diffs, parameter gradients <= 1e-5
+* the 14 generated networks (TEST phase, forward + backward): <= 1e-4
+* solvers: weights after every recorded step <= 1e-5 (All-CNN-C: 20 steps)
+* round trips through .caffemodel files: outputs <= 1e-5 (1e-4 for the All-CNN-C net),
+  loaded weights exact
+* fillers (random, so statistical): mean / std / range / KS distance, in standard errors
+
+ReLU kinks in whole networks: a ReLU input a hair from zero (|x| <= 2e-5 max|x|; fp32 rounding
+differs between Caffe and the runtime by ~1e-6 max|x|) can land on the other side of zero in
+the runtime; its gradient mask then flips and every gradient below it changes by O(1) although
+both computations are correct to fp32. For the generated networks and the All-CNN-C solver the
+fixture records Caffe's values at those positions (a few per million), and ``install_kinks``
+gives the runtime's ReLU inputs exactly those values there (forward: Caffe's value; backward:
+the identity), so both take the same side of every kink. Everything else is compared as is.
+
+The largest error per category is collected in ``ERRORS`` and printed at the end of the run
+(``pytest_terminal_summary`` in conftest.py).
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import fixture_format as ff
+from runtime.proto import pb
+
+# The fixture nets set every weight themselves; the runtime's "no weight_filler" notice is noise.
+pytestmark = pytest.mark.filterwarnings("ignore:.*has no weight_filler:UserWarning")
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURE_FILES = sorted(FIXTURES.glob("*.npz"))
+REGENERATE = "re-run tools/caffe_reference/make_fixtures.sh"
+
+TOL_LAYER = 1e-5
+TOL_NETWORK = 1e-4
+TOL_SOLVER = 1e-5
+Z_LIMIT = 5.0          # fillers: allowed deviation in standard errors
+
+# category -> {"max": float, "arrays": int, "cases": set, "where": str, "tol": float}
+ERRORS: dict = defaultdict(lambda: {"max": 0.0, "arrays": 0, "cases": set(), "where": "",
+                                    "tol": None})
+CATEGORY_ORDER = [
+    "layer forward", "layer blob diff", "layer param grad",
+    "network forward", "network blob diff", "network param grad",
+    "solver weights", "solver loss", "All-CNN-C 20-step weights", "All-CNN-C 20-step loss",
+    "round trip runtime->Caffe outputs", "round trip Caffe->runtime weights",
+    "round trip Caffe->runtime outputs",
+    "filler z-score (runtime vs formula)", "filler z-score (Caffe vs formula)",
+    "filler z-score (runtime vs Caffe)",
+]
+
+
+def record(category: str, case: str, where: str, err: float, tol: float) -> None:
+    e = ERRORS[category]
+    e["arrays"] += 1
+    e["cases"].add(case)
+    e["tol"] = tol
+    if not e["where"] or err > e["max"]:
+        e["max"], e["where"] = err, f"{case}:{where}"
+
+
+def summary_lines() -> list[str]:
+    if not ERRORS:
+        return []
+    cases = set().union(*(e["cases"] for e in ERRORS.values()))
+    lines = [f"{len(cases)} Caffe fixture cases compared; largest error per category:",
+             f"  {'category':<38} {'cases':>5} {'arrays':>7} {'max error':>11} {'tolerance':>10}"
+             "  worst"]
+    order = CATEGORY_ORDER + sorted(set(ERRORS) - set(CATEGORY_ORDER))
+    for cat in order:
+        if cat not in ERRORS:
+            continue
+        e = ERRORS[cat]
+        lines.append(f"  {cat:<38} {len(e['cases']):>5} {e['arrays']:>7} {e['max']:>11.3e} "
+                     f"{e['tol']:>10.0e}  {e['where']}")
+    if KINKS["relu_inputs"]:
+        lines.append(f"  (ReLU kinks given Caffe's side of zero: {KINKS['forced']} of "
+                     f"{KINKS['relu_inputs']} ReLU inputs of the networks and the solver run)")
+    return lines
+
+
+# ------------------------------------------------------------------------------ loading
+
+def _meta(path: Path) -> dict | None:
+    """The fixture's meta, or None for an .npz that make_fixtures.py did not write."""
+    with np.load(path) as z:
+        if "meta" not in z.files:
+            return None
+        meta = ff.meta_from_npz(z)
+    return meta if "format_version" in meta else None
+
+
+METAS = {p.stem: m for p in FIXTURE_FILES if (m := _meta(p)) is not None}
+
+
+def cases_of(*kinds):
+    return [pytest.param(name, id=name) for name, m in METAS.items() if m["kind"] in kinds]
+
+
+def load(name: str):
+    return np.load(FIXTURES / f"{name}.npz")
+
+
+def _check_sum(actual, expected, what):
+    got = ff.checksum(actual)
+    for g, e in zip(got, expected):
+        assert math.isclose(g, e, rel_tol=1e-9, abs_tol=1e-9), (
+            f"{what}: regenerated array differs from the fixture's (checksum {got} vs "
+            f"{expected}); fixture_format changed? {REGENERATE}")
+
+
+def make_inputs(meta: dict, tag: str = "") -> dict:
+    out = {}
+    for name, spec in meta["inputs"].items():
+        x = ff.make_input(meta["name"], name + tag, spec)
+        _check_sum(x, meta["input_sums"][name + tag], f"input {name + tag}")
+        out[name] = x
+    return out
+
+
+def set_weights(net, meta: dict) -> None:
+    expected = meta["weight_sums"]
+    got = {f"{layer}:{i}" for layer, views in net.params.items() for i in range(len(views))}
+    assert got == set(expected), f"learnable blobs {sorted(got)} != Caffe's {sorted(expected)}"
+    for layer, views in net.params.items():
+        for i, view in enumerate(views):
+            w = ff.make_weight(meta["name"], layer, i, tuple(view.shape), meta["weight_mode"])
+            _check_sum(w, expected[f"{layer}:{i}"], f"weight {layer}:{i}")
+            view.data.copy_(torch.from_numpy(w).to(view.data.device))
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
+
+
+def compare(z, prefix: str, get, category: str, case: str, tol: float, skip_missing_splits=True):
+    """Compare every stored entry under ``prefix`` with ``get(name)``; record; return failures."""
+    failures = []
+    keys = ff.entry_keys(z.files, prefix)
+    assert keys or prefix in ("diff:", "grad:"), f"{case}: no {prefix} entries"
+    for key in keys:
+        name = key[len(prefix):]
+        value = get(name)
+        if value is None:
+            if skip_missing_splits and "_split_" in name:
+                continue            # Caffe's automatic Split blobs have no runtime twin
+            failures.append(f"{key}: missing in the runtime")
+            continue
+        err = ff.rel_error(_np(value), z, key)
+        record(category, case, name, err, tol)
+        if not err <= tol:
+            failures.append(f"{key}: relative error {err:.3e} > {tol:.0e}")
+    return failures
+
+
+# ------------------------------------------------------------------------------ ReLU kinks
+
+KINKS = {"forced": 0, "relu_inputs": 0}
+
+
+def install_kinks(net, z, prefix: str) -> list:
+    """Pre-hooks on the runtime's ReLU layers that set the recorded near-zero inputs to
+    Caffe's values (gradient unchanged). Returns the hook handles."""
+    handles = []
+    layers = {layer.name: layer for layer in net.layers}
+    for key in ff.entry_keys(z.files, prefix):
+        name = key[len(prefix):]
+        assert name in layers, f"ReLU layer {name!r} missing in the runtime"
+        idx = torch.from_numpy(np.asarray(z[key + "@index"], dtype=np.int64))
+        val = torch.from_numpy(np.asarray(z[key + "@value"], dtype=np.float32))
+
+        def hook(module, args, idx=idx, val=val):
+            x = args[0]
+            KINKS["forced"] += int(idx.numel())
+            KINKS["relu_inputs"] += x.numel()
+            if not idx.numel():
+                return None
+            flat = x.detach().reshape(-1).clone()
+            flat[idx.to(x.device)] = val.to(x.device)
+            # forward: Caffe's values at the kinks; backward: identity (x - x.detach() is 0)
+            return (flat.view_as(x) + (x - x.detach()),) + tuple(args[1:])
+
+        handles.append(layers[name].register_forward_pre_hook(hook))
+    return handles
+
+
+# ------------------------------------------------------------------------------ net cases
+
+def run_net_case(name: str, device: str = "cpu"):
+    """Build, feed and run a ``net`` fixture in the runtime; returns (net, meta)."""
+    from runtime.net import Net
+
+    meta = METAS[name]
+    net = Net(meta["prototxt"], pb.TEST)
+    if device != "cpu":
+        net.to(device)
+    set_weights(net, meta)
+    for blob, shape in meta["blob_shapes"].items():
+        if blob in net.blobs:
+            assert tuple(net.blobs[blob].shape) == tuple(shape), (
+                f"blob {blob}: runtime shape {net.blobs[blob].shape} != Caffe's {tuple(shape)}")
+        else:
+            assert "_split_" in blob, f"blob {blob!r} missing in the runtime"
+    inputs = make_inputs(meta)
+    with load(name) as z:
+        hooks = install_kinks(net, z, "kink:")
+    try:
+        outs = net.forward(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()})
+    finally:
+        for h in hooks:
+            h.remove()
+    if meta["backward"] == "loss":
+        net.clear_param_diffs()
+        net.backward()
+    elif meta["backward"] == "top_diff":
+        net.clear_param_diffs()
+        tensors, grads = [], []
+        for top in meta["top_diffs"]:
+            g = ff.make_input(name, "topdiff:" + top,
+                              {"shape": meta["blob_shapes"][top], "kind": "normal"})
+            _check_sum(g, meta["top_diff_sums"][top], f"top diff {top}")
+            tensors.append(outs[top])
+            grads.append(torch.from_numpy(g).to(device))
+        torch.autograd.backward(tensors, grads)
+    return net, meta
+
+
+def check_net_case(name: str, net, meta, tol=None, label=None):
+    scale = meta["scale"]
+    tol = tol or (TOL_NETWORK if scale == "network" else TOL_LAYER)
+    label = label or scale
+    z = load(name)
+    with z:
+        blob = lambda n: net.blobs[n].data if n in net.blobs else None  # noqa: E731
+        diff = lambda n: net.blobs[n].diff if n in net.blobs else None  # noqa: E731
+
+        def grad(key):
+            layer, i = key.rsplit(":", 1)
+            views = net.params.get(layer)
+            return views[int(i)].diff if views is not None and int(i) < len(views) else None
+
+        failures = compare(z, "fwd:", blob, f"{label} forward", name, tol)
+        if meta["backward"] != "none":
+            failures += compare(z, "diff:", diff, f"{label} blob diff", name, tol)
+            failures += compare(z, "grad:", grad, f"{label} param grad", name, tol)
+    assert not failures, f"{name}: " + "; ".join(failures)
+
+
+@pytest.mark.parametrize("name", cases_of("net"))
+def test_net(name):
+    net, meta = run_net_case(name)
+    check_net_case(name, net, meta)
+
+
+# ------------------------------------------------------------------------------ fillers
+
+def _filler_expectation(filler, shape):
+    """(mean, std, lo, hi, kurtosis) of Caffe's filler on a blob of ``shape``."""
+    count = math.prod(shape)
+    fan_in = count // shape[0]
+    fan_out = count // (shape[1] if len(shape) > 1 else 1)
+    n = {pb.FillerParameter.FAN_IN: fan_in, pb.FillerParameter.FAN_OUT: fan_out,
+         pb.FillerParameter.AVERAGE: (fan_in + fan_out) / 2}[filler.variance_norm]
+    if filler.type == "constant":
+        return filler.value, 0.0, filler.value, filler.value, None
+    if filler.type == "gaussian":
+        return filler.mean, filler.std, -math.inf, math.inf, 3.0
+    if filler.type == "uniform":
+        return ((filler.min + filler.max) / 2, (filler.max - filler.min) / math.sqrt(12),
+                filler.min, filler.max, 1.8)
+    if filler.type == "xavier":
+        a = math.sqrt(3.0 / n)
+        return 0.0, a / math.sqrt(3.0), -a, a, 1.8
+    if filler.type == "msra":
+        return 0.0, math.sqrt(2.0 / n), -math.inf, math.inf, 3.0
+    raise AssertionError(f"no expectation for filler {filler.type}")
+
+
+def _ks_distance(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.sort(a), np.sort(b)
+    grid = np.concatenate([a, b])
+    return float(np.abs(np.searchsorted(a, grid, side="right") / a.size
+                        - np.searchsorted(b, grid, side="right") / b.size).max())
+
+
+@pytest.mark.parametrize("name", cases_of("filler"))
+def test_filler(name):
+    from google.protobuf import text_format
+    from runtime.net import Net
+
+    meta = METAS[name]
+    filler = pb.FillerParameter()
+    text_format.Merge(meta["filler"], filler)
+    net = Net(meta["prototxt"], pb.TEST, seed=meta["seed"])
+    views = net.params[meta["layer"]]
+    z = load(name)
+    failures = []
+    with z:
+        for i, view in enumerate(views):
+            caffe = meta[f"blob{i}"]
+            w = _np(view.data).astype(np.float64)
+            assert list(w.shape) == caffe["shape"], f"blob {i}: shape {w.shape} vs {caffe['shape']}"
+            if i == 1:      # the bias: constant 0.25 (conv) or the default constant 0 (ip)
+                err = ff.rel_error(w, z, f"fill:{i}")
+                failures += [f"bias differs from Caffe's ({err})"] if err else []
+                continue
+            mean, std, lo, hi, kurt = _filler_expectation(filler, w.shape)
+            if kurt is None:       # constant: exact
+                if not (np.all(w == mean) and caffe["min"] == caffe["max"] == np.float32(mean)):
+                    failures.append(f"constant filler: runtime {w.min()}..{w.max()}, "
+                                    f"Caffe {caffe['min']}..{caffe['max']}, expected {mean}")
+                for cat in ("runtime vs formula", "Caffe vs formula", "runtime vs Caffe"):
+                    record(f"filler z-score ({cat})", name, "constant", 0.0, Z_LIMIT)
+                continue
+            n = w.size
+            se_mean = std / math.sqrt(n)
+            se_std = std * math.sqrt((kurt - 1) / (4 * n))
+            stats = {"runtime": (w.mean(), w.std(), w.min(), w.max()),
+                     "Caffe": (caffe["mean"], caffe["std"], caffe["min"], caffe["max"])}
+            for who, (m, s, mn, mx) in stats.items():
+                zmax = max(abs(m - mean) / se_mean, abs(s - std) / se_std)
+                record(f"filler z-score ({who} vs formula)", name, f"blob{i}", zmax, Z_LIMIT)
+                if zmax > Z_LIMIT:
+                    failures.append(f"{who}: mean {m:.6g} std {s:.6g}, formula mean {mean:.6g} "
+                                    f"std {std:.6g} ({zmax:.1f} standard errors)")
+                where = f"{who}: range {mn:.6g}..{mx:.6g}"
+                if mn < lo - 1e-7 * max(1, abs(lo)) or mx > hi + 1e-7 * max(1, abs(hi)):
+                    failures.append(f"{where} outside [{lo:.6g}, {hi:.6g}]")
+                slack = 0.01 * (hi - lo)
+                if math.isfinite(lo) and (mn > lo + slack or mx < hi - slack):
+                    failures.append(f"{where} does not fill [{lo:.6g}, {hi:.6g}]")
+            rm, rs = stats["runtime"][:2]
+            cm, cs = stats["Caffe"][:2]
+            zdiff = max(abs(rm - cm) / (se_mean * math.sqrt(2)),
+                        abs(rs - cs) / (se_std * math.sqrt(2)))
+            # Kolmogorov-Smirnov distance between the runtime's whole blob and Caffe's 4096
+            # stored draws, in units of its alpha = 0.001 critical value / Z_LIMIT (so a
+            # distance below the critical value passes).
+            sample = np.asarray(z[f"fill:{i}@sample"], dtype=np.float64)
+            mine = w.reshape(-1)
+            d_crit = 1.95 * math.sqrt(1.0 / sample.size + 1.0 / mine.size)
+            zks = _ks_distance(mine, sample) / d_crit * Z_LIMIT
+            zdiff = max(zdiff, zks)
+            record("filler z-score (runtime vs Caffe)", name, f"blob{i}", zdiff, Z_LIMIT)
+            if zdiff > Z_LIMIT:
+                failures.append(f"runtime vs Caffe: mean {rm:.6g}/{cm:.6g} std {rs:.6g}/{cs:.6g} "
+                                f"KS {zks / Z_LIMIT:.2f} x critical ({zdiff:.1f})")
+    assert not failures, f"{name}: " + "; ".join(failures)
+
+
+# ------------------------------------------------------------------------------ solvers
+
+def run_solver_case(name: str, check_step, device=None):
+    from runtime.solver import make_solver
+
+    meta = METAS[name]
+    solver = make_solver(meta["solver"], device=device or "cpu")
+    net = solver.net
+    set_weights(net, meta)
+    dev = net.device
+    if meta["feed"] == "fixed":
+        fixed = make_inputs(meta)
+    z = load(name)
+    for k in range(1, meta["steps"] + 1):
+        inputs = fixed if meta["feed"] == "fixed" else make_inputs(meta, f"@{k}")
+        for blob, x in inputs.items():
+            net.blobs[blob].data.copy_(torch.from_numpy(x).to(dev))
+        hooks = install_kinks(net, z, f"kink{k}:")
+        try:
+            solver.step(1)
+        finally:
+            for h in hooks:
+                h.remove()
+        check_step(k, net)
+    z.close()
+    assert solver.iter == meta["steps"]
+    return solver, meta
+
+
+@pytest.mark.parametrize("name", cases_of("solver"))
+def test_solver(name):
+    check_solver_case(name)
+
+
+def check_solver_case(name, device=None, label=""):
+    meta = METAS[name]
+    big = "variant" in meta
+    cat_w = label + ("All-CNN-C 20-step weights" if big else "solver weights")
+    cat_l = label + ("All-CNN-C 20-step loss" if big else "solver loss")
+    failures = []
+    z = load(name)
+
+    def check_step(k, net):
+        loss = float(_np(net.blobs["loss"].data))
+        ref = meta["losses"][k - 1]
+        err = abs(loss - ref) / max(abs(ref), ff.TINY)
+        record(cat_l, name, f"step{k}", err, TOL_SOLVER)
+        if not err <= TOL_SOLVER:
+            failures.append(f"loss at step {k}: {loss} vs Caffe's {ref} ({err:.2e})")
+        if k not in meta["record"]:
+            return
+
+        def weight(key):
+            layer, i = key.rsplit(":", 1)
+            return net.params[layer][int(i)].data
+
+        failures.extend(compare(z, f"step{k}:", weight, cat_w, name, TOL_SOLVER))
+
+    with z:
+        run_solver_case(name, check_step, device)
+    assert not failures, f"{name}: " + "; ".join(failures[:10])
+
+
+# ------------------------------------------------------------------------------ round trips
+
+@pytest.mark.parametrize("name", cases_of("roundtrip_runtime"))
+def test_roundtrip_runtime_saved_loads_in_caffe(name, tmp_path):
+    """Caffe loaded a .caffemodel written by the runtime's Net.save (fixture time): same
+    weights bit for bit, same outputs as the runtime computes now."""
+    from runtime.caffemodel import read_weights
+    from runtime.net import Net
+
+    meta = METAS[name]
+    assert meta["loaded_weights_max_abs_diff"] == 0.0, "Caffe read different weights"
+    net = Net(meta["prototxt"], pb.TEST)
+    set_weights(net, meta)
+    # the runtime's writer still produces what Caffe read: same blobs, same values
+    path = tmp_path / "again.caffemodel"
+    net.save(str(path))
+    saved = read_weights(str(path))
+    for layer, views in net.params.items():
+        for i, view in enumerate(views):
+            assert np.array_equal(saved[layer][i].reshape(tuple(view.shape)), _np(view.data))
+    net.forward(**make_inputs(meta))
+    with load(name) as z:
+        failures = compare(z, "fwd:", lambda n: net.blobs[n].data if n in net.blobs else None,
+                           "round trip runtime->Caffe outputs", name, TOL_NETWORK)
+    assert not failures, "; ".join(failures)
+
+
+@pytest.mark.parametrize("name", cases_of("roundtrip_caffe"))
+def test_roundtrip_caffe_saved_loads_in_runtime(name):
+    """A .caffemodel written by real Caffe's net.save loads in the runtime: same weights,
+    same outputs."""
+    from runtime.net import Net
+
+    meta = METAS[name]
+    model = FIXTURES / meta["caffemodel"]
+    assert model.stat().st_size == meta["caffemodel_bytes"]
+    net = Net(meta["prototxt"], pb.TEST, weights=str(model))
+    net.forward(**make_inputs(meta))
+
+    def weight(key):
+        layer, i = key.rsplit(":", 1)
+        return net.params[layer][int(i)].data
+
+    with load(name) as z:
+        failures = compare(z, "weight:", weight, "round trip Caffe->runtime weights", name, 0.0)
+        failures += compare(z, "fwd:", lambda n: net.blobs[n].data if n in net.blobs else None,
+                            "round trip Caffe->runtime outputs", name, TOL_LAYER)
+    assert not failures, "; ".join(failures)
+
+
+# ------------------------------------------------------------------------------ inventory
+
+def test_fixture_inventory():
+    """Enough cases, and every layer type the runtime registers (but the Data layers) is
+    exercised by some fixture net."""
+    from google.protobuf import text_format
+    from runtime.layers import LAYERS
+
+    assert len(METAS) >= 60, f"only {len(METAS)} fixtures; {REGENERATE}"
+    stale = [n for n, m in METAS.items() if m["format_version"] != ff.FORMAT_VERSION]
+    assert not stale, f"fixtures of an older format: {stale}; {REGENERATE}"
+    used = set()
+    for m in METAS.values():
+        text = m.get("prototxt") or ""
+        if m["kind"] == "solver":
+            sp = pb.SolverParameter()
+            text_format.Merge(m["solver"], sp)
+            used.update(l.type for l in sp.net_param.layer)
+        elif text:
+            used.update(l.type for l in text_format.Merge(text, pb.NetParameter()).layer)
+    missing = set(LAYERS) - used - {"Data"}
+    assert not missing, f"layer types without a Caffe fixture: {sorted(missing)}"
+    total = sum(p.stat().st_size for p in FIXTURES.iterdir())
+    assert total < 8 * 2**20, f"tests/fixtures is {total / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, id=n) for n, m in METAS.items()
+                                  if "generated_prototxt" in m])
+def test_generated_net_unchanged_since_fixture(name):
+    """The fixtures of the generated networks are still about what the generator renders."""
+    from generator.render import NetOptions, SolverOptions, render_net, render_solver
+    from generator.variants import VARIANTS
+
+    meta = METAS[name]
+    variant = VARIANTS[meta["variant"]]
+    assert render_net(variant, NetOptions()) == meta["generated_prototxt"], (
+        f"the generator's {meta['variant']} changed since the fixture was made; {REGENERATE}")
+    if "generated_solver" in meta:
+        assert render_solver(variant, NetOptions(), SolverOptions(
+            net_path="all-c.prototxt")) == meta["generated_solver"], REGENERATE

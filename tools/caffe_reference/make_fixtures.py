@@ -1,0 +1,886 @@
+#!/usr/bin/env python3
+"""Make the reference fixtures (tests/fixtures/*.npz) from real BVLC Caffe.
+
+Run through ``tools/caffe_reference/make_fixtures.sh``, which calls this script twice:
+
+``make_fixtures.py venv WORKDIR``
+    under the project's venv: renders every generated network (train/test and deploy form)
+    and the All-CNN-C solver into WORKDIR/gen/, and saves a ``.caffemodel`` with the
+    runtime's ``Net.save`` (seeded weights) for the runtime -> Caffe round trip.
+``make_fixtures.py caffe WORKDIR OUTDIR [--only SUBSTRING ...]``
+    under Debian's ``/usr/bin/python3`` with ``PYTHONPATH=/opt/reference-caffe/python``:
+    runs every case in real Caffe (CPU) and writes one ``OUTDIR/<case>.npz`` per case, plus
+    the Caffe-saved ``OUTDIR/caffe_saved_small.caffemodel``.
+
+The file format, the seeded inputs/weights and the sampling of large arrays are in
+``tests/fixture_format.py`` (shared with ``tests/test_caffe_fixtures.py``).
+
+Case kinds (``meta["kind"]``):
+
+* ``net``: a prototxt with Input layers, seeded inputs and weights; records every blob's
+  forward value (``fwd:``), every blob's diff after backward (``diff:``) and every parameter's
+  gradient (``grad:<layer>:<i>``). Backward is either from the loss layers (their loss_weight
+  seeds the diffs) or, for nets without a loss, from seeded diffs written into the output
+  blobs (``force_backward: true`` so Caffe runs it). Blobs Caffe computes no diff for (labels,
+  loss tops) are not recorded. The 14 generated networks (Data -> Input, Accuracy dropped,
+  TEST phase) also record their ReLU inputs within KINK_TAU of zero (``kink:``), and keep
+  NET_SAMPLE_SIZE samples per large array.
+* ``filler``: Caffe fills a big blob with a filler under ``caffe.set_random_seed``; records
+  its mean, std, min and max.
+* ``solver``: a solver with its net inline (``net_param``), seeded initial weights, fixed
+  inputs fed through Input layers; records the weights after each of K ``step(1)`` calls
+  (All-CNN-C: a new seeded batch of 8 before each of 20 steps, Dropout removed, and the
+  ReLU kinks of every step).
+
+pycaffe's ``caffe.io`` imports ``skimage.io`` (image loading only); when scikit-image is not
+installed a stub module stands in for it (``import_caffe``).
+* ``roundtrip_runtime``: Caffe loads a ``.caffemodel`` written by the runtime's ``Net.save``
+  and records the outputs; ``roundtrip_caffe``: Caffe writes ``caffe_saved_small.caffemodel``
+  (weights from Caffe's own fillers) and records its weights and outputs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import textwrap
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+import fixture_format as ff  # noqa: E402
+
+# The whole-network forward/backward cases keep fewer samples per large array (their sums and
+# sums of squares still cover every element) so that tests/fixtures stays a few MB.
+NET_SAMPLE_SIZE = 1024
+CIFAR_BATCH = 2
+ALLC_SOLVER_BATCH = 8
+ALLC_SOLVER_STEPS = 20
+ALLC_SOLVER_RECORD = (1, 2, 3, 5, 10, 15, 20)
+SOLVER_STEPS = 8
+# Whole networks: ReLU inputs within KINK_TAU * max|input| of zero are recorded (flat index and
+# Caffe's value), so that the test can give the runtime Caffe's side of the kink there: fp32
+# rounding (~1e-6 relative) may otherwise put such a value on the other side of zero, flip the
+# ReLU's gradient mask and change every gradient below it by O(1). See test_caffe_fixtures.py.
+KINK_TAU = 2e-5
+ROUNDTRIP_VARIANT = "all-c"
+ROUNDTRIP_BATCH = 2
+
+
+# ============================================================================ prototxt helpers
+
+def _list(x):
+    if x is None:
+        return []
+    return [x] if isinstance(x, str) else list(x)
+
+
+def L(name, type_, bottoms=(), tops=(), body=""):
+    """One ``layer { }`` block; ``body`` is the layer's parameter text."""
+    b = "".join(f'  bottom: "{x}"\n' for x in _list(bottoms))
+    t = "".join(f'  top: "{x}"\n' for x in _list(tops))
+    body = textwrap.dedent(body).strip()
+    body = textwrap.indent(body, "  ") + "\n" if body else ""
+    return f'layer {{\n  name: "{name}"\n  type: "{type_}"\n{b}{t}{body}}}\n'
+
+
+def input_layer(inputs: dict) -> str:
+    tops = list(inputs)
+    shapes = " ".join("shape { " + " ".join(f"dim: {d}" for d in inputs[n]["shape"]) + " }"
+                      for n in tops)
+    return L("input", "Input", (), tops, f"input_param {{ {shapes} }}")
+
+
+def net_text(name, inputs, layers, force_backward=True) -> str:
+    head = f'name: "{name}"\n' + ("force_backward: true\n" if force_backward else "")
+    return head + input_layer(inputs) + "".join(layers)
+
+
+def conv(name, bottom, top, body, filler=""):
+    return L(name, "Convolution", bottom, top, f"convolution_param {{ {body} {filler} }}")
+
+
+def pool(name, bottom, top, body):
+    return L(name, "Pooling", bottom, top, f"pooling_param {{ {body} }}")
+
+
+def normal(*shape, scale=1.0):
+    return {"shape": list(shape), "kind": "normal", "scale": scale}
+
+
+def ties(*shape, low=-2, high=2):
+    return {"shape": list(shape), "kind": "ties", "low": low, "high": high}
+
+
+def labels(*shape, classes, **kw):
+    return dict({"shape": list(shape), "kind": "labels", "classes": classes}, **kw)
+
+
+# ============================================================================ the cases
+
+def net_case(name, group, inputs, layers, backward="top_diff", top_diffs=None,
+             weight_mode="msra", force_backward=None, note=""):
+    if force_backward is None:
+        force_backward = backward != "none"
+    return {
+        "kind": "net", "name": name, "group": group, "scale": "layer",
+        "prototxt": net_text(name, inputs, layers, force_backward),
+        "inputs": inputs, "weight_mode": weight_mode, "backward": backward,
+        "top_diffs": top_diffs, "sample_size": ff.SAMPLE_SIZE, "note": note,
+    }
+
+
+def convolution_cases():
+    c = []
+    add = lambda name, shape, body, **kw: c.append(net_case(  # noqa: E731
+        f"conv_{name}", "Convolution", {"data": normal(*shape)},
+        [conv("conv", "data", "out", body)], **kw))
+    add("k3_p1", (2, 3, 7, 7), "num_output: 4 kernel_size: 3 pad: 1")
+    add("k3_s2_p1_odd", (2, 3, 9, 9), "num_output: 5 kernel_size: 3 stride: 2 pad: 1")
+    add("rect", (2, 3, 8, 7), "num_output: 4 kernel_h: 3 kernel_w: 2 pad_h: 1 pad_w: 0 "
+                              "stride_h: 2 stride_w: 1")
+    add("group2", (2, 4, 6, 6), "num_output: 6 kernel_size: 3 pad: 1 group: 2")
+    add("depthwise", (2, 4, 5, 5), "num_output: 4 kernel_size: 3 group: 4")
+    add("dilation2", (2, 3, 9, 9), "num_output: 4 kernel_size: 3 dilation: 2 pad: 2")
+    add("1x1_nobias", (2, 5, 5, 5), "num_output: 3 kernel_size: 1 bias_term: false")
+    add("k5_s3_p2", (2, 2, 13, 13), "num_output: 3 kernel_size: 5 stride: 3 pad: 2")
+    add("k2_s2_odd", (1, 3, 6, 5), "num_output: 4 kernel_size: 2 stride: 2")
+    add("k11_s4", (1, 3, 31, 31), "num_output: 8 kernel_size: 11 stride: 4")
+    return c
+
+
+def pooling_cases():
+    c = []
+
+    def add(name, shape, body, kind="normal"):
+        inp = ties(*shape) if kind == "ties" else normal(*shape)
+        c.append(net_case(f"pool_{name}", "Pooling", {"data": inp},
+                          [pool("pool", "data", "out", body)]))
+
+    for p in ("MAX", "AVE"):
+        q = p.lower()
+        add(f"{q}_k3s2_ceil_8", (2, 3, 8, 8), f"pool: {p} kernel_size: 3 stride: 2")
+        add(f"{q}_k2s2_pad1_clip_5", (2, 2, 5, 5), f"pool: {p} kernel_size: 2 stride: 2 pad: 1")
+        add(f"{q}_k3s2_pad1_7", (2, 2, 7, 7), f"pool: {p} kernel_size: 3 stride: 2 pad: 1")
+        add(f"{q}_k3s2_7", (2, 3, 7, 7), f"pool: {p} kernel_size: 3 stride: 2")
+        add(f"{q}_k3s2_13", (2, 3, 13, 13), f"pool: {p} kernel_size: 3 stride: 2")
+        add(f"{q}_global_7", (2, 3, 7, 7), f"pool: {p} global_pooling: true")
+        add(f"{q}_global_13", (2, 3, 13, 13), f"pool: {p} global_pooling: true")
+        add(f"{q}_rect", (2, 2, 7, 6), f"pool: {p} kernel_h: 3 kernel_w: 2 stride_h: 2 "
+                                       f"stride_w: 1 pad_h: 1 pad_w: 0")
+    add("max_k2s3_8", (2, 2, 8, 8), "pool: MAX kernel_size: 2 stride: 3")
+    add("ave_k2s3_10", (2, 2, 10, 10), "pool: AVE kernel_size: 2 stride: 3")
+    add("ave_global_rect", (2, 2, 5, 7), "pool: AVE global_pooling: true")
+    add("max_ties_k3s2_9", (2, 3, 9, 9), "pool: MAX kernel_size: 3 stride: 2", "ties")
+    add("max_ties_k2s2_6", (2, 2, 6, 6), "pool: MAX kernel_size: 2 stride: 2", "ties")
+    add("max_ties_k3s2_pad1_8", (2, 2, 8, 8), "pool: MAX kernel_size: 3 stride: 2 pad: 1",
+        "ties")
+    add("max_ties_global_5", (2, 3, 5, 5), "pool: MAX global_pooling: true", "ties")
+    return c
+
+
+def elementwise_cases():
+    c = []
+    c.append(net_case("relu_ties", "ReLU", {"data": ties(2, 3, 4, 5)},
+                      [L("relu", "ReLU", "data", "out")]))
+    c.append(net_case("relu_leaky_ties", "ReLU", {"data": ties(2, 3, 4, 5)},
+                      [L("relu", "ReLU", "data", "out", "relu_param { negative_slope: 0.333 }")]))
+    c.append(net_case("relu_inplace_after_conv", "ReLU", {"data": normal(2, 3, 6, 6)},
+                      [conv("conv", "data", "conv", "num_output: 4 kernel_size: 3"),
+                       L("relu", "ReLU", "conv", "conv", "relu_param { negative_slope: 0.1 }")]))
+    c.append(net_case("dropout_test", "Dropout", {"data": normal(2, 3, 4, 4)},
+                      [L("drop", "Dropout", "data", "out", "dropout_param { dropout_ratio: 0.5 }")]))
+    c.append(net_case("dropout_inplace_after_conv", "Dropout", {"data": normal(2, 3, 6, 6)},
+                      [conv("conv", "data", "conv", "num_output: 4 kernel_size: 3 pad: 1"),
+                       L("drop", "Dropout", "conv", "conv", "dropout_param { dropout_ratio: 0.2 }"),
+                       L("relu", "ReLU", "conv", "conv")]))
+    return c
+
+
+def inner_product_cases():
+    c = []
+    add = lambda name, shape, body: c.append(net_case(  # noqa: E731
+        f"ip_{name}", "InnerProduct", {"data": normal(*shape)},
+        [L("ip", "InnerProduct", "data", "out", f"inner_product_param {{ {body} }}")]))
+    add("basic_4d", (2, 3, 4, 5), "num_output: 7")
+    add("axis2", (2, 3, 4, 5), "num_output: 6 axis: 2")
+    add("nobias_2d", (4, 10), "num_output: 3 bias_term: false")
+    add("transpose", (3, 8), "num_output: 5 transpose: true")
+    return c
+
+
+def softmax_cases():
+    c = []
+    add = lambda name, shape, body="", scale=1.0: c.append(net_case(  # noqa: E731
+        f"softmax_{name}", "Softmax", {"data": normal(*shape, scale=scale)},
+        [L("softmax", "Softmax", "data", "out", body)]))
+    add("2d", (3, 10), scale=3.0)
+    add("4d", (2, 5, 3, 4))
+    add("axis2", (2, 3, 4, 5), "softmax_param { axis: 2 }")
+    return c
+
+
+def softmax_loss_cases():
+    c = []
+
+    def add(name, logits, lab, loss_param="", loss_weight=None):
+        body = loss_param
+        if loss_weight is not None:
+            body = f"loss_weight: {loss_weight}\n" + body
+        c.append(net_case(f"swl_{name}", "SoftmaxWithLoss", {"data": logits, "label": lab},
+                          [L("loss", "SoftmaxWithLoss", ["data", "label"], "loss", body)],
+                          backward="loss"))
+
+    add("default_2d", normal(4, 10, scale=2.0), labels(4, classes=10))
+    add("loss_weight_2p5", normal(5, 6), labels(5, classes=6), loss_weight=2.5)
+    for norm in ("FULL", "VALID", "BATCH_SIZE", "NONE"):
+        add(f"{norm.lower()}_ignore_spatial", normal(2, 5, 3, 3),
+            labels(2, 3, 3, classes=5, ignore_label=255, ignore_frac=0.3),
+            f"loss_param {{ ignore_label: 255 normalization: {norm} }}",
+            loss_weight=0.5 if norm == "NONE" else None)
+    add("valid_ignore_valid_class", normal(6, 4), labels(6, classes=4),
+        "loss_param { ignore_label: 1 }")
+    add("normalize_false_legacy", normal(2, 5, 3, 3),
+        labels(2, 3, 3, classes=5, ignore_label=255, ignore_frac=0.3),
+        "loss_param { ignore_label: 255 normalize: false }")
+    add("flt_min_clamp", normal(4, 5, scale=60.0), labels(4, classes=5))
+    # (SoftmaxWithLoss with a second "prob" top cannot be built in Caffe: LossLayer adds one
+    # loss_weight, SetLossWeights then wants one per top; explicit weights break the internal
+    # Softmax layer, which copies them. Several tops are covered by Split and Accuracy.)
+    return c
+
+
+def accuracy_cases():
+    c = []
+
+    def add(name, scores, lab, body="", tops=("accuracy",)):
+        c.append(net_case(f"accuracy_{name}", "Accuracy", {"data": scores, "label": lab},
+                          [L("accuracy", "Accuracy", ["data", "label"], list(tops), body)],
+                          backward="none"))
+
+    add("top1", normal(6, 5), labels(6, classes=5))
+    add("top2_ties", ties(8, 5, low=0, high=2), labels(8, classes=5),
+        "accuracy_param { top_k: 2 }")
+    add("ignore_per_class", normal(10, 4), labels(10, classes=4, ignore_label=2, ignore_frac=0.2),
+        "accuracy_param { ignore_label: 2 }", tops=("accuracy", "per_class"))
+    add("spatial_top3", normal(2, 5, 3, 3), labels(2, 3, 3, classes=5),
+        "accuracy_param { top_k: 3 }")
+    return c
+
+
+def lrn_cases():
+    c = []
+    add = lambda name, shape, body, scale=1.0: c.append(net_case(  # noqa: E731
+        f"lrn_{name}", "LRN", {"data": normal(*shape, scale=scale)},
+        [L("lrn", "LRN", "data", "out", f"lrn_param {{ {body} }}")]))
+    add("across_default", (2, 7, 4, 5), "")
+    add("across_k2", (2, 6, 3, 3), "local_size: 3 alpha: 0.5 beta: 0.6 k: 2", scale=2.0)
+    add("within", (2, 3, 6, 7), "norm_region: WITHIN_CHANNEL local_size: 3 alpha: 0.5 beta: 0.75",
+        scale=2.0)
+    add("within_k_ignored", (2, 2, 7, 7),
+        "norm_region: WITHIN_CHANNEL local_size: 5 alpha: 2 beta: 0.75 k: 3", scale=2.0)
+    return c
+
+
+def structure_cases():
+    c = []
+    c.append(net_case("concat_axis1", "Concat", {"a": normal(2, 3, 4, 4), "b": normal(2, 2, 4, 4)},
+                      [L("concat", "Concat", ["a", "b"], "out")]))
+    c.append(net_case("concat_axis0", "Concat", {"a": normal(2, 3, 3), "b": normal(1, 3, 3)},
+                      [L("concat", "Concat", ["a", "b"], "out", "concat_param { axis: 0 }")]))
+    three = {"a": normal(2, 3, 4, 4), "b": normal(2, 3, 4, 4), "c": normal(2, 3, 4, 4)}
+    c.append(net_case("eltwise_sum_coeff", "Eltwise", three,
+                      [L("eltwise", "Eltwise", ["a", "b", "c"], "out",
+                         "eltwise_param { operation: SUM coeff: 1 coeff: -0.5 coeff: 2 }")]))
+    c.append(net_case("eltwise_sum_default", "Eltwise",
+                      {"a": normal(2, 3, 4, 4), "b": normal(2, 3, 4, 4)},
+                      [L("eltwise", "Eltwise", ["a", "b"], "out")]))
+    c.append(net_case("eltwise_prod", "Eltwise", three,
+                      [L("eltwise", "Eltwise", ["a", "b", "c"], "out",
+                         "eltwise_param { operation: PROD }")]))
+    c.append(net_case("eltwise_max_ties", "Eltwise",
+                      {"a": ties(2, 3, 4, 4), "b": ties(2, 3, 4, 4), "c": ties(2, 3, 4, 4)},
+                      [L("eltwise", "Eltwise", ["a", "b", "c"], "out",
+                         "eltwise_param { operation: MAX }")]))
+    c.append(net_case("flatten_default", "Flatten", {"data": normal(2, 3, 4, 5)},
+                      [L("flatten", "Flatten", "data", "out")]))
+    c.append(net_case("flatten_axis1_end2", "Flatten", {"data": normal(2, 3, 4, 5)},
+                      [L("flatten", "Flatten", "data", "out",
+                         "flatten_param { axis: 1 end_axis: 2 }")]))
+    c.append(net_case("split_explicit", "Split", {"data": normal(2, 3, 5, 5)},
+                      [L("split", "Split", "data", ["s1", "s2"]),
+                       conv("conv", "s1", "c", "num_output: 2 kernel_size: 3"),
+                       L("relu", "ReLU", "s2", "r", "relu_param { negative_slope: 0.2 }")]))
+    c.append(net_case("split_implicit_blob_used_twice", "Split", {"data": normal(2, 3, 6, 6)},
+                      [conv("conv", "data", "c", "num_output: 4 kernel_size: 3 pad: 1"),
+                       L("relu", "ReLU", "c", "r"),
+                       pool("pool", "c", "p", "pool: MAX kernel_size: 3 stride: 2")]))
+    # Every layer type together, with in-place layers and a loss that is not weighted 1.
+    c.append(net_case(
+        "mininet_all_layers", "Mixed",
+        {"data": normal(2, 3, 11, 11), "label": labels(2, classes=5)},
+        [conv("conv1", "data", "conv1", "num_output: 6 kernel_size: 3 pad: 1 group: 3"),
+         L("relu1", "ReLU", "conv1", "conv1", "relu_param { negative_slope: 0.1 }"),
+         L("norm1", "LRN", "conv1", "norm1", "lrn_param { local_size: 3 alpha: 0.1 beta: 0.75 }"),
+         pool("pool1", "norm1", "pool1", "pool: MAX kernel_size: 3 stride: 2"),
+         conv("conv2a", "pool1", "conv2a", "num_output: 4 kernel_size: 1"),
+         conv("conv2b", "pool1", "conv2b", "num_output: 4 kernel_size: 3 pad: 1"),
+         L("drop2", "Dropout", "conv2b", "conv2b", "dropout_param { dropout_ratio: 0.5 }"),
+         L("cat", "Concat", ["conv2a", "conv2b"], "cat"),
+         L("sum", "Eltwise", ["conv2a", "conv2b"], "sum",
+           "eltwise_param { coeff: 0.5 coeff: 1.5 }"),
+         pool("pool2", "cat", "pool2", "pool: AVE kernel_size: 3 stride: 2 pad: 1"),
+         L("flat", "Flatten", "pool2", "flat"),
+         L("fc_a", "InnerProduct", "flat", "fc_a", "inner_product_param { num_output: 5 }"),
+         pool("gp", "sum", "gp", "pool: AVE global_pooling: true"),
+         L("fc_b", "InnerProduct", "gp", "fc_b", "inner_product_param { num_output: 5 }"),
+         L("logits", "Eltwise", ["fc_a", "fc_b"], "logits"),
+         L("loss", "SoftmaxWithLoss", ["logits", "label"], "loss", "loss_weight: 3")],
+        backward="loss"))
+    return c
+
+
+# ---------------------------------------------------------------------------- fillers
+
+FILLER_SHAPE = (256, 128, 3, 3)     # fan_in 1152, fan_out 2304
+
+
+def filler_cases():
+    c = []
+
+    def add(name, filler, layer="conv", note=""):
+        if layer == "conv":
+            body = conv("layer", "data", "out", "num_output: 256 kernel_size: 3 "
+                        + (f"weight_filler {{ {filler} }}" if filler else "")
+                        + ' bias_filler { type: "constant" value: 0.25 }')
+            inputs = {"data": {"shape": [1, 128, 3, 3], "kind": "normal"}}
+        else:
+            body = L("layer", "InnerProduct", "data", "out",
+                     f"inner_product_param {{ num_output: 300 weight_filler {{ {filler} }} }}")
+            inputs = {"data": {"shape": [1, 500], "kind": "normal"}}
+        c.append({"kind": "filler", "name": f"filler_{name}", "group": "Filler",
+                  "prototxt": net_text(f"filler_{name}", inputs, [body], False),
+                  "inputs": inputs, "layer": "layer", "filler": filler, "note": note,
+                  "seed": ff.seed_of("filler", name) % 100000})
+
+    add("default_constant0", "")
+    add("constant", 'type: "constant" value: 0.37')
+    add("gaussian_default_std", 'type: "gaussian"')
+    add("gaussian", 'type: "gaussian" mean: 0.5 std: 2')
+    add("uniform", 'type: "uniform" min: -0.3 max: 0.7')
+    for vn in ("FAN_IN", "FAN_OUT", "AVERAGE"):
+        add(f"xavier_{vn.lower()}", f'type: "xavier" variance_norm: {vn}')
+        add(f"msra_{vn.lower()}", f'type: "msra" variance_norm: {vn}')
+    add("msra_inner_product_fan_out", 'type: "msra" variance_norm: FAN_OUT', layer="ip")
+    add("xavier_inner_product", 'type: "xavier"', layer="ip")
+    return c
+
+
+# ---------------------------------------------------------------------------- solvers
+
+DEFAULT_MULTS = "param { lr_mult: 1 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 }"
+
+
+def tiny_solver_net(ip1_params=DEFAULT_MULTS, ip2_params=""):
+    inputs = {"data": normal(8, 6), "label": labels(8, classes=3)}
+    layers = [
+        L("ip1", "InnerProduct", "data", "ip1",
+          ip1_params + " inner_product_param { num_output: 5 }"),
+        L("relu1", "ReLU", "ip1", "ip1", "relu_param { negative_slope: 0.1 }"),
+        L("ip2", "InnerProduct", "ip1", "ip2",
+          ip2_params + " inner_product_param { num_output: 3 }"),
+        L("loss", "SoftmaxWithLoss", ["ip2", "label"], "loss"),
+    ]
+    return inputs, net_text("tiny", inputs, layers, force_backward=False)
+
+
+def solver_case(name, group, settings, note="", net=None, steps=SOLVER_STEPS):
+    inputs, text = net or tiny_solver_net()
+    solver = (f"net_param {{\n{textwrap.indent(text, '  ')}}}\n" + textwrap.dedent(settings).strip()
+              + "\nmax_iter: 10\ndisplay: 0\nsnapshot: 0\nrandom_seed: 5\nsolver_mode: CPU\n")
+    return {"kind": "solver", "name": f"solver_{name}", "group": group, "solver": solver,
+            "inputs": inputs, "weight_mode": "msra", "steps": steps,
+            "record": list(range(1, steps + 1)), "feed": "fixed", "note": note,
+            "sample_size": ff.SAMPLE_SIZE}
+
+
+def solver_cases():
+    c = []
+    # lr policies: no momentum and no decay, so each step's change is -rate * g: the rate
+    # of every iteration reads straight off the weights. Step boundaries fall inside the 8 steps.
+    plain = 'type: "SGD" base_lr: 0.2 momentum: 0 weight_decay: 0\n'
+    c.append(solver_case("lr_fixed", "lr_policy", plain + 'lr_policy: "fixed"'))
+    c.append(solver_case("lr_step", "lr_policy",
+                         plain + 'lr_policy: "step" gamma: 0.5 stepsize: 3'))
+    c.append(solver_case("lr_multistep", "lr_policy", plain + 'lr_policy: "multistep" gamma: 0.3 '
+                         'stepvalue: 2 stepvalue: 5 stepvalue: 6'))
+    c.append(solver_case("lr_exp", "lr_policy", plain + 'lr_policy: "exp" gamma: 0.8'))
+    c.append(solver_case("lr_inv", "lr_policy", plain + 'lr_policy: "inv" gamma: 0.5 power: 0.75'))
+    c.append(solver_case("lr_poly", "lr_policy", plain + 'lr_policy: "poly" power: 2'))
+    # (gamma >= 0: BVLC master CHECKs it, as the runtime does; this Caffe build does not)
+    c.append(solver_case("lr_sigmoid", "lr_policy", plain + 'lr_policy: "sigmoid" gamma: 1.5 '
+                         'stepsize: 4'))
+    mom = ('type: "SGD" base_lr: 0.1 momentum: 0.9 weight_decay: 0.05 '
+           'lr_policy: "step" gamma: 0.1 stepsize: 4\n')
+    c.append(solver_case("momentum_step_down", "momentum", mom))
+    c.append(solver_case(
+        "lr_decay_mults", "lr_mult/decay_mult", mom,
+        net=tiny_solver_net('param { lr_mult: 0 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 }',
+                            'param { lr_mult: 1 decay_mult: 0 } param { lr_mult: 0 decay_mult: 1 }')))
+    c.append(solver_case(
+        "lr_mult2_decay1_bias", "lr_mult/decay_mult", mom,
+        net=tiny_solver_net('param { lr_mult: 2 decay_mult: 1 } param { lr_mult: 1 decay_mult: 1 }',
+                            "")))
+    c.append(solver_case("iter_size2", "iter_size", mom + "iter_size: 2"))
+    c.append(solver_case("clip_gradients", "clip_gradients", mom + "clip_gradients: 0.05"))
+    c.append(solver_case("l1", "regularization",
+                         mom.replace("weight_decay: 0.05", "weight_decay: 0.02")
+                         + 'regularization_type: "L1"'))
+    c.append(solver_case("nesterov", "Nesterov", mom.replace('type: "SGD"', 'type: "Nesterov"')))
+    c.append(solver_case("nesterov_clip_iter_size", "Nesterov",
+                         mom.replace('type: "SGD"', 'type: "Nesterov"')
+                         + "clip_gradients: 0.05\niter_size: 2"))
+    return c
+
+
+# ---------------------------------------------------------------------------- generated nets
+
+def generated_cases(gen_dir: Path):
+    variants = json.loads((gen_dir / "variants.json").read_text())
+    cases = []
+    for v in variants:
+        size, batch = v["input_size"], v["batch"]
+        raw = (gen_dir / f"{v['name']}.prototxt").read_text()
+        inputs = {"data": normal(batch, 3, size, size),
+                  "label": labels(batch, classes=v["classes"])}
+        cases.append({"kind": "net", "name": f"net_{v['name']}", "group": "network",
+                      "scale": "network", "variant": v["name"], "generated_prototxt": raw,
+                      "inputs": inputs, "weight_mode": "msra", "backward": "loss",
+                      "top_diffs": None, "sample_size": NET_SAMPLE_SIZE,
+                      "convert": {"phase": "TEST", "drop": ["Accuracy"], "force_backward": True},
+                      "note": "generated train/test net in TEST phase; Data -> Input, "
+                              "Accuracy dropped (no backward in Caffe)"})
+    raw = (gen_dir / "all-c.prototxt").read_text()
+    solver_raw = (gen_dir / "all-c.solver.prototxt").read_text()
+    cases.append({"kind": "solver", "name": "solver_all_c_20_steps", "group": "All-CNN-C",
+                  "variant": "all-c", "generated_prototxt": raw,
+                  "generated_solver": solver_raw,
+                  "inputs": {"data": normal(ALLC_SOLVER_BATCH, 3, 32, 32),
+                             "label": labels(ALLC_SOLVER_BATCH, classes=10)},
+                  "weight_mode": "msra", "steps": ALLC_SOLVER_STEPS,
+                  "record": list(ALLC_SOLVER_RECORD), "feed": "per_step", "kinks": True,
+                  "sample_size": ff.SAMPLE_SIZE,
+                  "convert": {"phase": "TRAIN", "drop": ["Dropout", "Accuracy"],
+                              "force_backward": False},
+                  "note": "generated All-CNN-C train net, Data -> Input (new batch each step), "
+                          "Dropout removed; generated solver with stepvalues 10, 15 and no "
+                          "testing/snapshots"})
+    return cases
+
+
+def roundtrip_cases(gen_dir: Path):
+    deploy = (gen_dir / f"{ROUNDTRIP_VARIANT}.deploy_b{ROUNDTRIP_BATCH}.prototxt").read_text()
+    small_inputs = {"data": normal(2, 3, 9, 9)}
+    small = net_text("caffe_saved_small", small_inputs, [
+        conv("conv1", "data", "conv1", "num_output: 4 kernel_size: 3 pad: 1",
+             'weight_filler { type: "msra" } bias_filler { type: "uniform" min: -0.5 max: 0.5 }'),
+        L("relu1", "ReLU", "conv1", "conv1"),
+        pool("pool1", "conv1", "pool1", "pool: MAX kernel_size: 3 stride: 2"),
+        L("fc", "InnerProduct", "pool1", "fc",
+          'inner_product_param { num_output: 6 weight_filler { type: "xavier" } '
+          'bias_filler { type: "gaussian" std: 0.3 } }'),
+        L("prob", "Softmax", "fc", "prob")], force_backward=False)
+    return [
+        {"kind": "roundtrip_runtime", "name": "roundtrip_runtime_saved_all_c", "group": "round trip",
+         "prototxt": deploy, "inputs": {"data": normal(ROUNDTRIP_BATCH, 3, 32, 32)},
+         "weight_mode": "msra", "caffemodel": "runtime_saved.caffemodel",
+         "sample_size": ff.SAMPLE_SIZE,
+         "note": "runtime Net.save -> caffe.Net(..., weights=) -> outputs"},
+        {"kind": "roundtrip_caffe", "name": "roundtrip_caffe_saved_small", "group": "round trip",
+         "prototxt": small, "inputs": small_inputs, "caffemodel": "caffe_saved_small.caffemodel",
+         "seed": 1234, "sample_size": ff.SAMPLE_SIZE,
+         "note": "caffe net.save (Caffe's own fillers) -> runtime Net(weights=) -> outputs"},
+    ]
+
+
+def layer_cases():
+    return (convolution_cases() + pooling_cases() + elementwise_cases() + inner_product_cases()
+            + softmax_cases() + softmax_loss_cases() + accuracy_cases() + lrn_cases()
+            + structure_cases())
+
+
+def all_cases(gen_dir: Path):
+    return (layer_cases() + filler_cases() + solver_cases() + generated_cases(gen_dir)
+            + roundtrip_cases(gen_dir))
+
+
+# ============================================================================ venv step
+
+def venv_step(work: Path) -> None:
+    """Render the generated nets and save a caffemodel with the runtime (no caffe here)."""
+    sys.path.insert(0, str(REPO))
+    from generator.cli import INPUT_SIZE
+    from generator.render import NetOptions, SolverOptions, render_net, render_solver
+    from generator.variants import VARIANTS
+
+    gen = work / "gen"
+    gen.mkdir(parents=True, exist_ok=True)
+    table = []
+    for name, variant in VARIANTS.items():
+        (gen / f"{name}.prototxt").write_text(render_net(variant, NetOptions()))
+        size = INPUT_SIZE.get(name, 32)
+        classes = 1000 if name == "imagenet" else 10
+        table.append({"name": name, "input_size": size, "classes": classes,
+                      "batch": CIFAR_BATCH if variant.is_cifar else 1})
+    (gen / "variants.json").write_text(json.dumps(table, indent=1))
+    allc = VARIANTS["all-c"]
+    (gen / "all-c.solver.prototxt").write_text(
+        render_solver(allc, NetOptions(), SolverOptions(net_path="all-c.prototxt")))
+    deploy = render_net(VARIANTS[ROUNDTRIP_VARIANT],
+                        NetOptions(deploy=True, deploy_batch=ROUNDTRIP_BATCH))
+    (gen / f"{ROUNDTRIP_VARIANT}.deploy_b{ROUNDTRIP_BATCH}.prototxt").write_text(deploy)
+
+    # runtime -> Caffe round trip: the runtime writes the caffemodel Caffe will load.
+    from runtime.proto import pb
+    try:
+        from runtime.net import Net
+    except ImportError as err:
+        print(f"venv step: WARNING: runtime.net unavailable ({err}); no runtime caffemodel")
+        return
+    case = roundtrip_cases(gen)[0]
+    net = Net(case["prototxt"], pb.TEST)
+    import torch
+    for layer, blobs in net.params.items():
+        for i, blob in enumerate(blobs):
+            blob.data.copy_(torch.from_numpy(ff.make_weight(
+                case["name"], layer, i, tuple(blob.data.shape), case["weight_mode"])))
+    net.save(str(work / case["caffemodel"]))
+    print(f"venv step: rendered {len(table)} networks, saved {case['caffemodel']}")
+
+
+# ============================================================================ caffe step
+
+def import_caffe():
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    try:
+        import skimage.io  # noqa: F401
+    except ImportError:
+        # caffe/io.py imports skimage.io for image loading only, which nothing here uses.
+        sk = types.ModuleType("skimage")
+        sk.io = types.ModuleType("skimage.io")
+        sys.modules["skimage"] = sk
+        sys.modules["skimage.io"] = sk.io
+    import caffe
+    caffe.set_mode_cpu()
+    return caffe
+
+
+class CaffeRunner:
+    def __init__(self, caffe, work: Path, out: Path):
+        self.caffe = caffe
+        from caffe.proto import caffe_pb2
+        from google.protobuf import text_format
+        self.pb = caffe_pb2
+        self.text_format = text_format
+        self.work = work
+        self.out = out
+        self.tmp = Path(tempfile.mkdtemp(prefix="caffe_fixtures_"))
+
+    # ---------------------------------------------------------------- helpers
+    def write_tmp(self, name: str, text: str) -> str:
+        path = self.tmp / name
+        path.write_text(text)
+        return str(path)
+
+    def convert(self, raw: str, inputs: dict, convert: dict) -> str:
+        """Generated net -> Caffe-ready: Data layers -> one Input layer, layers dropped."""
+        pb = self.pb
+        src = pb.NetParameter()
+        self.text_format.Merge(raw, src)
+        dst = pb.NetParameter()
+        dst.name = src.name
+        if convert.get("force_backward"):
+            dst.force_backward = True
+        inp = dst.layer.add()
+        inp.name = "data"
+        inp.type = "Input"
+        for name, spec in inputs.items():
+            inp.top.append(name)
+            inp.input_param.shape.add().dim.extend(spec["shape"])
+        phase = getattr(pb, convert["phase"])
+        for layer in src.layer:
+            if layer.type in ("Data",) or layer.type in convert.get("drop", ()):
+                continue
+            if any(r.HasField("phase") and r.phase != phase for r in layer.include):
+                continue
+            dst.layer.add().CopyFrom(layer)
+        return self.text_format.MessageToString(dst)
+
+    def forward_recording_kinks(self, net, prefix: str) -> dict:
+        """net.forward() one layer at a time; returns the entries recording every ReLU's
+        near-zero inputs (``<prefix><layer>@index`` int64, ``<prefix><layer>@value``)."""
+        arrays = {}
+        names = list(net._layer_names)
+        for i, lname in enumerate(names):
+            layer = net.layers[i]
+            if layer.type == "ReLU":
+                x = net.blobs[net.bottom_names[lname][0]].data.reshape(-1).copy()
+                m = float(np.abs(x).max())
+                idx = np.nonzero(np.abs(x) <= KINK_TAU * m)[0].astype(np.int64)
+                arrays[f"{prefix}{lname}@index"] = idx
+                arrays[f"{prefix}{lname}@value"] = x[idx].astype(np.float32)
+            net._forward(i, i)
+        return arrays
+
+    def set_weights(self, net, case: dict) -> dict:
+        sums = {}
+        for layer, blobs in net.params.items():
+            for i, blob in enumerate(blobs):
+                w = ff.make_weight(case["name"], layer, i, blob.data.shape, case["weight_mode"])
+                blob.data[...] = w
+                sums[f"{layer}:{i}"] = ff.checksum(w)
+        return sums
+
+    def feed(self, net, case: dict, tag: str = "") -> dict:
+        sums = {}
+        for name, spec in case["inputs"].items():
+            x = ff.make_input(case["name"], name + tag, spec)
+            net.blobs[name].data[...] = x
+            sums[name + tag] = ff.checksum(x)
+        return sums
+
+    def save(self, case: dict, meta: dict, arrays: dict) -> int:
+        meta = dict(meta)
+        meta.update({k: v for k, v in case.items() if k not in meta})
+        meta["format_version"] = ff.FORMAT_VERSION
+        meta["caffe"] = f"BVLC Caffe {self.caffe.__version__} (brocolli-caffe 9.0.2 sdist), CPU"
+        path = self.out / f"{case['name']}.npz"
+        np.savez_compressed(path, meta=ff.meta_to_array(meta), **arrays)
+        return path.stat().st_size
+
+    # ---------------------------------------------------------------- kinds
+    def run_net(self, case: dict):
+        caffe = self.caffe
+        if "generated_prototxt" in case:
+            case["prototxt"] = self.convert(case["generated_prototxt"], case["inputs"],
+                                            case["convert"])
+        path = self.write_tmp(case["name"] + ".prototxt", case["prototxt"])
+        net = caffe.Net(path, caffe.TEST)
+        wsums = self.set_weights(net, case)
+        isums = self.feed(net, case)
+        arrays = {}
+        if case["scale"] == "network":
+            arrays.update(self.forward_recording_kinks(net, "kink:"))
+        else:
+            net.forward()
+        s = case["sample_size"]
+        inputs = set(case["inputs"])
+        loss_w = dict(net.blob_loss_weights)
+        for name, blob in net.blobs.items():
+            if name not in inputs:
+                arrays.update(ff.encode(f"fwd:{name}", blob.data, s))
+        meta = {"input_sums": isums, "weight_sums": wsums,
+                "blob_shapes": {n: list(b.data.shape) for n, b in net.blobs.items()},
+                "param_shapes": {f"{l}:{i}": list(b.data.shape)
+                                 for l, bl in net.params.items() for i, b in enumerate(bl)},
+                "loss_weights": {n: float(w) for n, w in loss_w.items() if w},
+                "outputs": list(net.outputs)}
+        if case["backward"] != "none":
+            for name, blob in net.blobs.items():
+                if not loss_w.get(name):
+                    blob.diff[...] = 0
+            net.clear_param_diffs()
+            top_diffs = {}
+            if case["backward"] == "top_diff":
+                tops = case["top_diffs"] or list(net.outputs)
+                for t in tops:
+                    g = ff.make_input(case["name"], "topdiff:" + t,
+                                      {"shape": list(net.blobs[t].diff.shape), "kind": "normal"})
+                    net.blobs[t].diff[...] = g
+                    top_diffs[t] = ff.checksum(g)
+                meta["top_diffs"] = tops
+                meta["top_diff_sums"] = top_diffs
+            net.backward()
+            no_diff = [n for n, spec in case["inputs"].items() if spec["kind"] == "labels"]
+            no_diff += [n for n in loss_w if loss_w[n]]
+            for name, blob in net.blobs.items():
+                if name in no_diff or name in top_diffs:
+                    continue
+                arrays.update(ff.encode(f"diff:{name}", blob.diff, s))
+            for layer, blobs in net.params.items():
+                for i, blob in enumerate(blobs):
+                    arrays.update(ff.encode(f"grad:{layer}:{i}", blob.diff, s))
+        return meta, arrays
+
+    def run_filler(self, case: dict):
+        caffe = self.caffe
+        path = self.write_tmp(case["name"] + ".prototxt", case["prototxt"])
+        caffe.set_random_seed(case["seed"])
+        net = caffe.Net(path, caffe.TEST)
+        meta = {}
+        arrays = {}
+        for i, blob in enumerate(net.params[case["layer"]]):
+            w = blob.data.astype(np.float64)
+            meta[f"blob{i}"] = {"shape": list(w.shape), "count": int(w.size),
+                                "mean": float(w.mean()), "std": float(w.std()),
+                                "min": float(w.min()), "max": float(w.max())}
+            arrays.update(ff.encode(f"fill:{i}", blob.data))
+        return meta, arrays
+
+    def solver_text(self, case: dict) -> str:
+        if "generated_solver" not in case:
+            return case["solver"]
+        net_text_ = self.convert(case["generated_prototxt"], case["inputs"], case["convert"])
+        case["prototxt"] = net_text_
+        pb = self.pb
+        sp = pb.SolverParameter()
+        self.text_format.Merge(case["generated_solver"], sp)
+        for f in ("net", "test_iter", "test_interval", "test_initialization", "snapshot",
+                  "snapshot_prefix", "display", "average_loss", "solver_mode", "stepvalue"):
+            sp.ClearField(f)
+        sp.net_param.CopyFrom(self.parse_net(net_text_))
+        sp.stepvalue.extend([10, 15])
+        sp.random_seed = 5
+        sp.solver_mode = pb.SolverParameter.CPU
+        return self.text_format.MessageToString(sp)
+
+    def parse_net(self, text: str):
+        n = self.pb.NetParameter()
+        self.text_format.Merge(text, n)
+        return n
+
+    def run_solver(self, case: dict):
+        caffe = self.caffe
+        text = self.solver_text(case)
+        case["solver"] = text
+        path = self.write_tmp(case["name"] + ".solver.prototxt", text)
+        solver = caffe.get_solver(path)
+        net = solver.net
+        wsums = self.set_weights(net, case)
+        s = case["sample_size"]
+        arrays = {}
+        isums = {}
+        losses = []
+        if case["feed"] == "fixed":
+            isums.update(self.feed(net, case))
+        for k in range(1, case["steps"] + 1):
+            if case["feed"] == "per_step":
+                isums.update(self.feed(net, case, f"@{k}"))
+            if case.get("kinks"):
+                # the same forward pass as step(1)'s (deterministic on CPU), to see its kinks
+                arrays.update(self.forward_recording_kinks(net, f"kink{k}:"))
+            solver.step(1)
+            losses.append(float(net.blobs["loss"].data))
+            if k in case["record"]:
+                for layer, blobs in net.params.items():
+                    for i, blob in enumerate(blobs):
+                        arrays.update(ff.encode(f"step{k}:{layer}:{i}", blob.data, s))
+        assert solver.iter == case["steps"]
+        meta = {"input_sums": isums, "weight_sums": wsums, "losses": losses,
+                "param_shapes": {f"{l}:{i}": list(b.data.shape)
+                                 for l, bl in net.params.items() for i, b in enumerate(bl)}}
+        return meta, arrays
+
+    def run_roundtrip_runtime(self, case: dict):
+        caffe = self.caffe
+        path = self.write_tmp(case["name"] + ".prototxt", case["prototxt"])
+        net = caffe.Net(path, caffe.TEST, weights=str(self.work / case["caffemodel"]))
+        worst = 0.0
+        wsums = {}
+        for layer, blobs in net.params.items():
+            for i, blob in enumerate(blobs):
+                w = ff.make_weight(case["name"], layer, i, blob.data.shape, case["weight_mode"])
+                worst = max(worst, float(np.abs(blob.data - w).max()))
+                wsums[f"{layer}:{i}"] = ff.checksum(w)
+        isums = self.feed(net, case)
+        net.forward()
+        arrays = {}
+        for name, blob in net.blobs.items():
+            if name not in case["inputs"]:
+                arrays.update(ff.encode(f"fwd:{name}", blob.data, case["sample_size"]))
+        meta = {"input_sums": isums, "weight_sums": wsums,
+                "loaded_weights_max_abs_diff": worst,
+                "caffemodel_bytes": (self.work / case["caffemodel"]).stat().st_size}
+        if worst != 0.0:
+            print(f"  WARNING: weights Caffe loaded differ from the runtime's by {worst}")
+        return meta, arrays
+
+    def run_roundtrip_caffe(self, case: dict):
+        caffe = self.caffe
+        path = self.write_tmp(case["name"] + ".prototxt", case["prototxt"])
+        caffe.set_random_seed(case["seed"])
+        net = caffe.Net(path, caffe.TEST)
+        model = self.out / case["caffemodel"]
+        net.save(str(model))
+        net2 = caffe.Net(path, caffe.TEST, weights=str(model))   # Caffe reads back its file
+        isums = self.feed(net2, case)
+        net2.forward()
+        arrays = {}
+        for layer, blobs in net2.params.items():
+            for i, blob in enumerate(blobs):
+                arrays.update(ff.encode(f"weight:{layer}:{i}", blob.data))
+        for name, blob in net2.blobs.items():
+            if name not in case["inputs"]:
+                arrays.update(ff.encode(f"fwd:{name}", blob.data))
+        return {"input_sums": isums, "caffemodel_bytes": model.stat().st_size}, arrays
+
+    def run(self, case: dict) -> int:
+        fn = getattr(self, "run_" + case["kind"])
+        meta, arrays = fn(case)
+        return self.save(case, meta, arrays)
+
+
+def caffe_step(work: Path, out: Path, only: list[str]) -> None:
+    caffe = import_caffe()
+    out.mkdir(parents=True, exist_ok=True)
+    runner = CaffeRunner(caffe, work, out)
+    cases = all_cases(work / "gen")
+    names = [c["name"] for c in cases]
+    assert len(names) == len(set(names)), "duplicate case names"
+    if not (work / "runtime_saved.caffemodel").exists():
+        print("WARNING: no runtime-saved caffemodel in WORKDIR; skipping the runtime -> Caffe "
+              "round trip (run the venv step with the runtime in place)")
+        cases = [c for c in cases if c["kind"] != "roundtrip_runtime"]
+    if only:
+        cases = [c for c in cases if any(s in c["name"] for s in only)]
+    else:
+        for stale in out.glob("*.npz"):     # only this script's files (they carry a meta)
+            with np.load(stale) as z:
+                ours = "meta" in z.files and "format_version" in ff.meta_from_npz(z)
+            if ours:
+                stale.unlink()
+    total = 0
+    for case in cases:
+        t = time.perf_counter()
+        size = runner.run(case)
+        total += size
+        print(f"{case['name']:<45} {size / 1024:8.1f} KiB {time.perf_counter() - t:7.2f} s",
+              flush=True)
+    print(f"{len(cases)} fixtures, {total / 1024 / 1024:.2f} MiB written to {out}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="step", required=True)
+    v = sub.add_parser("venv", help="render nets and save a runtime caffemodel (project venv)")
+    v.add_argument("work", type=Path)
+    c = sub.add_parser("caffe", help="run the cases in real Caffe (Debian python3 + pycaffe)")
+    c.add_argument("work", type=Path)
+    c.add_argument("out", type=Path)
+    c.add_argument("--only", nargs="*", default=[], help="only cases whose name contains one")
+    args = ap.parse_args(argv)
+    if args.step == "venv":
+        venv_step(args.work)
+    else:
+        caffe_step(args.work, args.out, args.only)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Regenerate tests/fixtures/ from real BVLC Caffe (CPU, pycaffe).
+#
+#   tools/caffe_reference/make_fixtures.sh [--only SUBSTRING ...]
+#
+# Step 1 (the project's venv): render the generated networks and write a .caffemodel with the
+#         runtime's Net.save (for the runtime -> Caffe round trip) into a temp dir.
+# Step 2 (Debian's /usr/bin/python3 + pycaffe): run every case in Caffe, write
+#         tests/fixtures/<case>.npz and tests/fixtures/caffe_saved_small.caffemodel.
+# Then: pytest tests/test_caffe_fixtures.py
+#
+# Needs Caffe built into $CAFFE_PREFIX (default /opt/reference-caffe); if it is missing:
+#   sudo /work/shared/tools/build-reference-caffe.sh /opt/reference-caffe   (5-10 min, 2 cores)
+# or any BVLC Caffe with pycaffe for /usr/bin/python3: CAFFE_PREFIX=/path/to/caffe (the
+# folder holding python/caffe). The venv is $VENV (default <repo>/.venv).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+CAFFE_PREFIX=${CAFFE_PREFIX:-/opt/reference-caffe}
+VENV=${VENV:-$repo/.venv}
+CAFFE_PYTHON=${CAFFE_PYTHON:-/usr/bin/python3}
+out=$repo/tests/fixtures
+
+caffe_env=(env "PYTHONPATH=$CAFFE_PREFIX/python" GLOG_minloglevel=2)
+probe='import sys, types
+try:
+    import skimage.io
+except ImportError:   # caffe.io imports skimage.io for image loading only
+    sys.modules["skimage"] = types.ModuleType("skimage"); sys.modules["skimage.io"] = types.ModuleType("skimage.io")
+import caffe'
+if ! "${caffe_env[@]}" "$CAFFE_PYTHON" -c "$probe" 2>/dev/null; then
+  cat >&2 <<MSG
+make_fixtures.sh: pycaffe is not importable from $CAFFE_PREFIX/python with $CAFFE_PYTHON.
+Build the reference Caffe first (CPU only, about 5-10 minutes on 2 cores):
+    /work/shared/tools/build-reference-caffe.sh $CAFFE_PREFIX
+then run this script again (or set CAFFE_PREFIX to another Caffe checkout with pycaffe built).
+MSG
+  exit 2
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "make_fixtures.sh: no venv at $VENV (set VENV=...)" >&2; exit 2
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/allconv_fixtures.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cd "$repo"
+"$VENV/bin/python" tools/caffe_reference/make_fixtures.py venv "$work"
+"${caffe_env[@]}" "$CAFFE_PYTHON" tools/caffe_reference/make_fixtures.py caffe "$work" "$out" "$@"
+du -sh "$out"
