@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                       test_source=args.test_source, init=_init(args))
     text = render_net(variant, opts)
     if args.output:
-        prototxt.atomic_write_bytes(args.output, text.encode())
+        prototxt.write_text(text, args.output)
     else:
         sys.stdout.write(text)
     if args.solver:
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs, step_epochs=args.steps,
             snapshot_prefix=args.snapshot_prefix or variant.name,
             seed=args.seed))
-        prototxt.atomic_write_bytes(args.solver, solver.encode())
+        prototxt.write_text(solver, args.solver)
     if args.draw:
         from generator.draw import draw
         net = prototxt.parse_net(text, variant.name)

@@ -27,7 +27,7 @@ import numpy as np
 from google.protobuf.message import DecodeError, Message
 
 from runtime.errors import AllconvError
-from runtime.prototxt import atomic_write_bytes
+from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
 
 __all__ = [
@@ -102,22 +102,11 @@ def array_to_blob(array) -> "pb.BlobProto":
     return blob
 
 
-def _read_bytes(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise AllconvError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise AllconvError(f"{path}: is a directory, expected a {what} file") from None
-    except OSError as err:
-        raise AllconvError(f"{path}: cannot read: {err.strerror or err}") from None
-
-
 def read_binary(path: PathLike, message_cls) -> Message:
     """Parse a binary protobuf file (.solverstate, .binaryproto, .caffemodel)."""
     path = Path(path)
     name = message_cls.DESCRIPTOR.name
-    data = _read_bytes(path, f"binary {name}")
+    data = read_bytes(path, f"binary {name}")
     message = message_cls()
     try:
         message.ParseFromString(data)

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Union
 
@@ -47,6 +46,7 @@ from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from runtime.errors import AllconvError
+from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
 
 __all__ = [
@@ -215,14 +215,7 @@ def _looks_like_text(value: str) -> bool:
 
 
 def _read_text_file(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise AllconvError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise AllconvError(f"{path}: is a directory, expected a .prototxt file") from None
-    except OSError as err:
-        raise AllconvError(f"{path}: cannot read: {err.strerror or err}") from None
+    data = read_bytes(path, ".prototxt")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -410,37 +403,4 @@ def write_text(message: Union[Message, str], path: Union[str, os.PathLike]) -> N
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_bytes(path: Union[str, os.PathLike], data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory."""
-    target = Path(path)
-    tmp_name = None
-    try:
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-        )
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o666 & ~_UMASK)
-        os.replace(tmp_name, target)
-        tmp_name = None
-    except OSError as err:
-        raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
 
-
-def _read_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# Read once at import: mkstemp creates 0600 files, written files get the
-# permissions an ordinary open() would give them.
-_UMASK = _read_umask()

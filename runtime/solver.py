@@ -617,7 +617,7 @@ class SGDSolver:
     def snapshot(self) -> tuple[str, str]:
         """Write <prefix>_iter_<N>.caffemodel, .rngstate and .solverstate (each atomically)."""
         from .caffemodel import array_to_blob, write_binary
-        from .prototxt import atomic_write_bytes
+        from .files import atomic_write_bytes
 
         if not self.param.snapshot_prefix:
             raise AllconvError("cannot snapshot: snapshot_prefix is not set")

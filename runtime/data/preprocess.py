@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from runtime.data import cifar
+from runtime.files import atomic_writer
 
 GCN_SCALE = 55.0
 SQRT_BIAS = 0.0
@@ -142,15 +143,8 @@ def save_npz_source(path, data, labels) -> None:
     if data.ndim != 4 or labels.shape != (len(data),):
         raise ValueError(f"need data (N, C, H, W) and labels (N,), "
                          f"got {data.shape} and {labels.shape}")
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, data=data, labels=labels)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_writer(path) as f:
+        np.savez(f, data=data, labels=labels)
 
 
 def _write_entry(entry: Path, arrays: dict[str, np.ndarray], whitening: Whitening) -> None:

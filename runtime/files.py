@@ -1,0 +1,68 @@
+"""File reading and atomic writing with one-line errors: nothing is half-written on interruption."""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Union
+
+from runtime.errors import AllconvError
+
+PathLike = Union[str, os.PathLike]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def read_bytes(path: PathLike, what: str) -> bytes:
+    """The bytes of ``path``; a missing or unreadable file is an AllconvError naming it."""
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise AllconvError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise AllconvError(f"{path}: is a directory, expected a {what} file") from None
+    except OSError as err:
+        raise AllconvError(f"{path}: cannot read: {err.strerror or err}") from None
+
+
+@contextmanager
+def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
+    """A binary file that appears at ``path`` (temp file, fsync, rename) only if the block ends
+    without an exception; an unwritable path is an AllconvError naming it."""
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as err:
+        raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, target)
+        tmp = None
+    except OSError as err:
+        raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_writer(path) as handle:
+        handle.write(data)
