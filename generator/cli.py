@@ -38,8 +38,8 @@ def build_parser() -> Parser:
     g.add_argument("--train-source", help="Data layer source at TRAIN")
     g.add_argument("--test-source", help="Data layer source at TEST")
     g = p.add_argument_group("initialisation (choices the paper leaves open)")
-    g.add_argument("--weight-filler", choices=["msra", "xavier", "gaussian"], default="msra",
-                   help="weight filler (default msra, fan-in)")
+    g.add_argument("--weight-filler", choices=["xavier", "msra", "gaussian"], default="xavier",
+                   help="weight filler (default xavier, fan-in; see README, Open choices)")
     g.add_argument("--weight-std", type=float, default=0.01, help="std of the gaussian filler")
     g.add_argument("--bias-value", type=float, default=0.0, help="constant bias filler value")
     g.add_argument("--bias-lr-mult", type=float, default=2.0, help="biases' lr_mult (default 2)")

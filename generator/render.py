@@ -40,7 +40,7 @@ class Filler:
 class Init:
     """The open choices: fillers and the ParamSpec multipliers of weights and biases."""
 
-    weight_filler: Filler = Filler("msra", (("variance_norm", "FAN_IN"),))
+    weight_filler: Filler = Filler("xavier", (("variance_norm", "FAN_IN"),))
     bias_filler: Filler = Filler("constant", (("value", 0),))
     weight_lr_mult: float = 1
     weight_decay_mult: float = 1
@@ -74,6 +74,7 @@ class SolverOptions:
     snapshot_every_epochs: float = 50
     snapshot_prefix: str = "net"
     seed: int | None = None
+    train_size: int | None = None        # images per epoch; None: the dataset's (CIFAR 50,000)
 
 
 def _family_defaults(variant: Variant, opts: NetOptions) -> NetOptions:
@@ -149,7 +150,7 @@ def render_solver(variant: Variant, net_opts: NetOptions, opts: SolverOptions) -
                        schedule_note="Table 6: 450,000 iterations of batch 64, lr 0.01 / 10 "
                                      "every 200,000, weight decay 0.0005.")
     else:
-        per_epoch = CIFAR_TRAIN_SIZE[net_opts.num_classes] / net_opts.batch_size
+        per_epoch = (opts.train_size or CIFAR_TRAIN_SIZE[net_opts.num_classes]) / net_opts.batch_size
         epochs = opts.epochs or 350
         steps = opts.step_epochs if opts.step_epochs is not None else (200, 250, 300)
         context = dict(lr_policy="multistep", gamma=0.1, stepsize=0,

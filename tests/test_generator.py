@@ -98,7 +98,7 @@ def test_open_choices_are_written_out():
     for layer in net.layer:
         if layer.type == "Convolution":
             c = layer.convolution_param
-            assert c.HasField("weight_filler") and c.weight_filler.type == "msra"
+            assert c.HasField("weight_filler") and c.weight_filler.type == "xavier"
             assert c.weight_filler.HasField("variance_norm")
             assert c.HasField("bias_filler") and c.bias_filler.HasField("value")
             assert [(p.lr_mult, p.decay_mult) for p in layer.param] == [(1, 1), (2, 0)]

@@ -1,0 +1,1 @@
+"""The replication harness: reproduction specs, training runs through the runtime, reports, `replicate`."""

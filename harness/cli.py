@@ -1,0 +1,188 @@
+"""replicate: train the paper's table rows through the generator and runtime, report paper vs measured."""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+from harness.report import row_result, write_row, write_table_readme
+from harness.specs import SPECS_DIR, Spec, load_tables, select
+from harness.train import (PRECISIONS, Data, Diverged, RunOptions, check_trainable, load_data,
+                           resolve_device, train)
+from runtime.cli_support import Parser, run_cli
+from runtime.errors import AllconvError
+
+EXIT_FAIL, EXIT_STOPPED = 1, 3
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="replicate",
+               description="Train rows of the paper's tables (reproductions/*/*.toml) through "
+                           "the generated prototxt,\nthe runtime's Net and Caffe's SGD update; "
+                           "write results/<table>/<row>.json and a\npaper-vs-measured "
+                           "results/<table>/README.md.",
+               epilog="examples:\n  replicate --list\n  replicate all-cnn-c\n"
+                      "  replicate table3 --lr-search --rows-in-parallel 2\n"
+                      "  replicate all-cnn-c --epochs 5        (a SMOKE run, never a replication)\n"
+                      "  replicate all-cnn-c --time-limit 500 ; replicate all-cnn-c --resume\n\n"
+                      "exit status: 0 done, 1 a row failed its tolerance or diverged, 2 usage or "
+                      "data error,\n3 stopped by --time-limit (rerun with --resume)",
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("targets", nargs="*", metavar="TABLE|ROW",
+                   help="a table (table3, table4, table6), a row (all-cnn-c; the variants' "
+                        "aliases such as All-CNN-C work) or table/row")
+    p.add_argument("--list", action="store_true", help="list the tables' rows and exit")
+    p.add_argument("--specs", metavar="DIR", type=Path, default=SPECS_DIR,
+                   help="folder of table folders of row specs (default: reproductions/)")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", metavar="DIR",
+                   help="folder holding the CIFAR release (default: the XDG cache, "
+                        "downloaded when online)")
+    g.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip the md5 check of the CIFAR files (for hand-made test data)")
+    g = p.add_argument_group("training")
+    g.add_argument("--lr-search", action="store_true",
+                   help="train every lr of the row's grid and keep the best by final test "
+                        "error, as the paper did (it reports no validation split)")
+    g.add_argument("--lr", type=float, help="train at this lr instead of the spec's")
+    g.add_argument("--epochs", type=float, metavar="N",
+                   help="train this many epochs; fewer than the spec's makes a SMOKE run")
+    g.add_argument("--eval-every", type=float, default=1.0, metavar="EPOCHS",
+                   help="evaluate every this many epochs (default 1)")
+    g.add_argument("--checkpoint-every", type=int, default=10, metavar="EVALS",
+                   help="checkpoint at every this many evaluations and at the end (default 10)")
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="fp32 (TF32 off, Caffe-exact), tf32, or bf16 autocast; auto: bf16 on "
+                        "CUDA, fp32 on the CPU")
+    g.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when available)")
+    g.add_argument("--seed", type=int, default=0, help="solver random_seed and data order seed")
+    g.add_argument("--resume", action="store_true",
+                   help="continue each run from its last checkpoint in --out")
+    g.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="stop each run at its first checkpoint past this much training time")
+    g.add_argument("--rows-in-parallel", type=int, default=1, metavar="K",
+                   help="train K runs (rows, or lrs of a grid) at once, in processes sharing "
+                        "the device")
+    g = p.add_argument_group("speed levers (CUDA)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the training loss")
+    g.add_argument("--cuda-graphs", action="store_true",
+                   help="torch.compile with mode reduce-overhead (CUDA graphs)")
+    g.add_argument("--channels-last", action="store_true", help="NHWC weights and batches")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", metavar="DIR", type=Path, default=Path("results"),
+                   help="results folder (default: results/)")
+    g.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars")
+    return p
+
+
+def list_rows(tables: dict[str, list[Spec]]) -> str:
+    lines = [f"{'row':<28} {'model':<30} {'dataset':<9} {'augmentation':<21} "
+             f"{'paper %':>7} {'tol':>4} {'lr':>5} {'batch':>5}  length"]
+    for specs in tables.values():
+        for s in specs:
+            t = s.training
+            lines.append(f"{s.key:<28} {s.title:<30} {s.dataset:<9} {s.augmentation:<21} "
+                         f"{s.paper.error:>7.2f} {s.paper.tolerance:>4g} {t.lr:>5g} "
+                         f"{t.batch_size:>5}  {t.length:g} {t.unit}s")
+    return "\n".join(lines)
+
+
+def _check_args(args) -> None:
+    if args.lr is not None and args.lr_search:
+        raise AllconvError("--lr conflicts with --lr-search: give one")
+    for name in ("epochs", "eval_every", "checkpoint_every", "rows_in_parallel", "lr",
+                 "time_limit"):
+        value = getattr(args, name)
+        if value is not None and value <= 0 and not (name == "time_limit" and value == 0):
+            raise AllconvError(f"--{name.replace('_', '-')} must be positive, not {value:g}")
+
+
+def run_job(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None) -> dict:
+    """Train one (row, lr); a divergence is reported and returned as ``{'diverged': message}``."""
+    try:
+        return train(spec, opts, run_dir, data)
+    except Diverged as err:
+        print(f"replicate: {err}", file=sys.stderr)
+        return {"diverged": str(err)}
+
+
+def run_jobs(jobs: list[tuple[Spec, RunOptions, Path]], parallel: int) -> list[dict]:
+    """Run the jobs one after another in this process (sharing each dataset's device copy), or
+    ``parallel`` at a time in spawned processes."""
+    if parallel == 1:
+        loaded: dict[str, Data] = {}
+        results = []
+        for spec, opts, run_dir in jobs:
+            if spec.dataset not in loaded:
+                loaded[spec.dataset] = load_data(spec, opts, resolve_device(opts.device))
+            results.append(run_job(spec, opts, run_dir, loaded[spec.dataset]))
+        return results
+    with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_job, spec, replace(opts, position=i % parallel), run_dir)
+                   for i, (spec, opts, run_dir) in enumerate(jobs)]
+        return [f.result() for f in futures]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _check_args(args)
+    tables = load_tables(args.specs)
+    if args.list:
+        print(list_rows(tables))
+        return 0
+    if not args.targets:
+        raise AllconvError(f"name a table or row, or --list; tables: {', '.join(tables)}")
+    specs = []
+    for spec in select(args.targets, tables):
+        try:
+            check_trainable(spec)
+            specs.append(spec)
+        except AllconvError as err:
+            print(f"replicate: skipping {err}", file=sys.stderr)
+    jobs = []
+    for spec in specs:
+        smoke = spec.is_smoke(args.epochs)
+        for lr in spec.training.lr_grid if args.lr_search else [args.lr or spec.training.lr]:
+            opts = RunOptions(lr=lr, epochs=args.epochs, precision=args.precision,
+                              device=args.device, seed=args.seed, eval_every=args.eval_every,
+                              checkpoint_every=args.checkpoint_every, data_dir=args.data, verify=args.verify, resume=args.resume,
+                              time_limit=args.time_limit, compile=args.compile,
+                              cuda_graphs=args.cuda_graphs, channels_last=args.channels_last,
+                              progress=args.progress)
+            run_dir = args.out / spec.table / spec.name / f"lr-{lr:g}{'-smoke' if smoke else ''}"
+            jobs.append((spec, opts, run_dir))
+    results = run_jobs(jobs, args.rows_in_parallel)
+    by_row: dict[str, dict[float, dict]] = {}
+    for (spec, opts, _), result in zip(jobs, results):
+        by_row.setdefault(spec.key, {})[opts.lr] = result
+    code = 0
+    command = "replicate " + " ".join(sys.argv[1:] if argv is None else argv)
+    for spec in specs:
+        runs = by_row[spec.key]
+        stopped = [r for r in runs.values() if r.get("finished") is False]
+        if stopped:
+            print(f"replicate: {spec.key} stopped by --time-limit at epoch "
+                  f"{min(r['epoch'] for r in stopped):.2f}; rerun with --resume to continue",
+                  file=sys.stderr)
+            code = EXIT_STOPPED
+            continue
+        result = row_result(spec, runs, spec.is_smoke(args.epochs), args.lr_search, command)
+        path = write_row(args.out, result)
+        print(f"replicate: {spec.key}: {result['status']}, wrote {path}", file=sys.stderr)
+        if result["status"] == "FAIL" and code == 0:
+            code = EXIT_FAIL
+    for table in dict.fromkeys(spec.table for spec in specs):
+        print(write_table_readme(args.out, table, tables[table]))
+    return code
+
+
+def entry_point() -> None:
+    sys.exit(run_cli(main, "replicate"))
+
+
+if __name__ == "__main__":
+    entry_point()

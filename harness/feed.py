@@ -1,0 +1,53 @@
+"""The training feed: a device-resident dataset served in reshuffled passes, augmented on the device.
+
+A feed is what the runtime's Data layer calls, ``feed(batch_size) -> (data, label)``. Like
+Caffe's Data layer it reads a stream and wraps around, so a batch may straddle two passes; unlike
+Caffe's fixed LMDB order, each pass is a fresh permutation. ``state_dict`` holds the pass order,
+the position in it and the generator, so a restored feed continues with the same batches.
+"""
+from __future__ import annotations
+
+import torch
+
+from runtime.data import augment
+
+
+class TrainFeed:
+    """Batches of ``images`` (N, C, H, W) and float ``labels`` on their device; ``flip_translate``
+    adds the paper's flips and translations of at most 5 pixels."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, flip_translate: bool,
+                 seed: int):
+        self.images, self.labels = images, labels.float()
+        self.flip_translate = flip_translate
+        self.sample_shape = tuple(images.shape[1:])
+        self.generator = torch.Generator(images.device).manual_seed(seed)
+        self.order, self.cursor = self._permutation(), 0
+
+    def _permutation(self) -> torch.Tensor:
+        return torch.randperm(len(self.images), generator=self.generator,
+                              device=self.images.device)
+
+    def __call__(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        parts, need = [], batch_size
+        while need:
+            if self.cursor == len(self.order):
+                self.order, self.cursor = self._permutation(), 0
+            take = self.order[self.cursor:self.cursor + need]
+            parts.append(take)
+            self.cursor += len(take)
+            need -= len(take)
+        index = parts[0] if len(parts) == 1 else torch.cat(parts)
+        images = self.images[index]
+        if self.flip_translate:
+            images = augment.augment(images, self.generator)
+        return images, self.labels[index]
+
+    def state_dict(self) -> dict:
+        return {"order": self.order.cpu(), "cursor": self.cursor,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order = state["order"].to(self.images.device)
+        self.cursor = int(state["cursor"])
+        self.generator.set_state(state["generator"])

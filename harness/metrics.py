@@ -1,0 +1,77 @@
+"""What a run records: test metrics from class scores, the JSONL log, and the curves PNG."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+
+def class_metrics(scores: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Test metrics from class scores (N, K) and labels (N,).
+
+    - ``error``: % of images not classified correctly by Caffe's Accuracy rule (top-1: no other
+      class scores >= the label's score, so ties count as wrong);
+    - ``per_class``: accuracy of each class by the same rule (None for a class with no image);
+    - ``never_predicted``: classes that are nobody's argmax;
+    - ``dead_units``: classes whose score is exactly 0 on every image. For the All-CNN nets the
+      score is the global average of the class conv's ReLU output, so a zero score means the
+      unit is zero at every position of every test image: a dead unit, which gets no gradient.
+    """
+    scores, labels = scores.float(), labels.long()
+    true_score = scores.gather(1, labels[:, None])
+    correct = (scores >= true_score).sum(1) == 1
+    classes = scores.shape[1]
+    seen = torch.bincount(labels, minlength=classes)
+    hits = torch.bincount(labels[correct], minlength=classes)
+    predicted = torch.bincount(scores.argmax(1), minlength=classes)
+    return {
+        "error": 100.0 * (1.0 - correct.float().mean().item()),
+        "per_class": [h / s if s else None for h, s in zip(hits.tolist(), seen.tolist())],
+        "never_predicted": (predicted == 0).nonzero().flatten().tolist(),
+        "dead_units": (scores.amax(0) == 0).nonzero().flatten().tolist(),
+    }
+
+
+class MetricsLog:
+    """Append-only JSONL of a run: one line per evaluation (and one per event, e.g. divergence)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def records(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def truncate(self, iteration: int) -> list[dict]:
+        """Drop records after ``iteration`` (written after the checkpoint we resume from)."""
+        kept = [r for r in self.records() if r["iter"] <= iteration]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        return kept
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def plot_curves(records: list[dict], path: Path, title: str) -> None:
+    """Training loss and test error against epochs, as a PNG (matplotlib's Agg backend)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    evals = [r for r in records if "test_error" in r]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = [r["epoch"] for r in evals]
+    left.plot(epochs, [r["train_loss"] for r in evals], label="train (mean since last eval)")
+    left.plot(epochs, [r["test_loss"] for r in evals], label="test")
+    left.set(xlabel="epoch", ylabel="loss", yscale="log")
+    left.legend()
+    right.plot(epochs, [r["test_error"] for r in evals])
+    right.set(xlabel="epoch", ylabel="test error %")
+    right.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

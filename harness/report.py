@@ -1,0 +1,143 @@
+"""Row results (results/<table>/<row>.json) and the table's paper-vs-measured README.md."""
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness.specs import Spec
+from harness.train import check_trainable
+from runtime.errors import AllconvError
+
+RULES = ("PASS: measured error <= paper error + tolerance (one-sided: beating the paper passes). "
+         "SMOKE: a short run (--epochs below the spec's), never a replication. "
+         "With --lr-search the lr is the grid's best by final test error, as the paper chose it.")
+
+
+def git_commit() -> str | None:
+    """HEAD of the checkout holding this file, with '-dirty' for uncommitted tracked changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty.strip() else "")
+
+
+def status(result: dict) -> str:
+    """SMOKE for short runs; else PASS or FAIL against the row's tolerance."""
+    if result["smoke"]:
+        return "SMOKE"
+    error = result["measured"]["error"]
+    if error is None:
+        return "FAIL"
+    return "PASS" if error <= result["paper"]["error"] + result["paper"]["tolerance"] else "FAIL"
+
+
+def row_result(spec: Spec, runs: dict[float, dict], smoke: bool, lr_search: bool,
+               command: str) -> dict:
+    """The row's result from its finished runs by lr (a diverged run holds only 'diverged')."""
+    good = {lr: r for lr, r in runs.items() if "diverged" not in r}
+    best_lr = min(good, key=lambda lr: good[lr]["test_error"]) if good else None
+    best = good.get(best_lr, {})
+    result = {
+        "table": spec.table, "row": spec.name, "title": spec.title,
+        "variant": spec.variant.name, "dataset": spec.dataset, "augmentation": spec.augmentation,
+        "smoke": smoke,
+        "paper": {"error": spec.paper.error, "params": spec.paper.params,
+                  "tolerance": spec.paper.tolerance, "sources": spec.sources},
+        "params_counted": best.get("params_counted", spec.paper.counted_params),
+        "measured": {
+            "error": best.get("test_error"), "lr": best_lr,
+            "per_class_accuracy": best.get("per_class_accuracy"),
+            "dead_class_units": best.get("dead_class_units"),
+            "never_predicted": best.get("never_predicted"),
+        },
+        "lr_search": lr_search,
+        "runs": [{"lr": lr, "test_error": r.get("test_error"), "diverged": r.get("diverged"),
+                  "wall_seconds": r.get("wall_seconds")} for lr, r in sorted(runs.items())],
+        **{k: best.get(k) for k in ("epochs", "iterations", "batch_size", "seed", "precision",
+                                    "options", "wall_seconds", "device", "torch", "train_size",
+                                    "test_size")},
+        "commit": git_commit(), "command": command,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    result["status"] = status(result)
+    return result
+
+
+def write_row(out: Path, result: dict) -> Path:
+    """Write ``out/<table>/<row>.json``; a smoke result never replaces a full one."""
+    path = out / result["table"] / f"{result['row']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if result["smoke"] and path.is_file() and not json.loads(path.read_text())["smoke"]:
+        raise AllconvError(f"{path} holds a full replication; a smoke run will not overwrite it "
+                           "(pass --out to write elsewhere)")
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return path
+
+
+def _fmt(value, spec: str = ".2f", missing: str = "—") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def _millions(n: int | None) -> str:
+    return "—" if n is None else f"{n / 1e6:.2f} M"
+
+
+def _notes(result: dict) -> str:
+    measured, notes = result["measured"], []
+    if measured["dead_class_units"]:
+        notes.append("dead class units: " + ", ".join(measured["dead_class_units"]))
+    if measured["never_predicted"]:
+        notes.append("never predicted: " + ", ".join(measured["never_predicted"]))
+    notes += [f"lr {r['lr']:g} diverged" for r in result["runs"] if r["diverged"]]
+    return "; ".join(notes)
+
+
+def _row_line(spec: Spec, result: dict | None) -> str:
+    head = f"| {spec.title} | `{spec.name}` | {spec.paper.error:.2f} |"
+    if result is None:
+        try:
+            check_trainable(spec)
+            note = "not run"
+        except AllconvError as err:
+            note = f"not trainable here: {str(err).split(': ', 1)[1]}"
+        return f"{head} — | — | {spec.paper.tolerance:g} | {note} | — | " \
+               f"{_millions(spec.paper.params)} / {_millions(spec.paper.counted_params)} | — | — | — |"
+    error = result["measured"]["error"]
+    delta = None if error is None else error - spec.paper.error
+    minutes = None if result["wall_seconds"] is None else result["wall_seconds"] / 60
+    return (f"{head} {_fmt(error)} | {_fmt(delta, '+.2f')} | {spec.paper.tolerance:g} | "
+            f"**{result['status']}** | {_fmt(result['measured']['lr'], 'g')} | "
+            f"{_millions(spec.paper.params)} / {_millions(result['params_counted'])} | "
+            f"{_fmt(result['epochs'], 'g')} | {_fmt(minutes, '.1f')} | {_notes(result)} |")
+
+
+def table_markdown(table: str, specs: list[Spec], results: dict[str, dict]) -> str:
+    """Markdown: paper vs measured for every row of ``table`` (``results`` by row name)."""
+    lines = [f"# {table}: paper vs measured", "",
+             "| Model | Row | Paper error % | Measured error % | Δ points | Tolerance | Result | "
+             "lr | Params paper / counted | Epochs | Minutes | Notes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [_row_line(spec, results.get(spec.name)) for spec in specs]
+    devices = sorted({r["device"] for r in results.values() if r.get("device")})
+    lines += ["", RULES]
+    if devices:
+        lines.append(f"Device: {', '.join(devices)}.")
+    return "\n".join(lines) + "\n"
+
+
+def write_table_readme(out: Path, table: str, specs: list[Spec]) -> str:
+    """Rebuild ``out/<table>/README.md`` from the row JSONs there; returns the Markdown."""
+    folder = out / table
+    results = {s.name: json.loads((folder / f"{s.name}.json").read_text())
+               for s in specs if (folder / f"{s.name}.json").is_file()}
+    text = table_markdown(table, specs, results)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "README.md").write_text(text)
+    return text

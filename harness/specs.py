@@ -1,0 +1,238 @@
+"""Reproduction specs: one TOML file per paper table row, loaded and validated.
+
+A table is a folder of ``reproductions/`` (``table3``), a row is a file stem in it
+(``all-cnn-c``). Rows are looked up case-insensitively, with the generator's variant aliases
+(``All-CNN-C``, ``all-c``), and may be qualified by their table (``table3/all-cnn-c``).
+The schema is documented in reproductions/README.md.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from generator.render import Filler, Init
+from generator.variants import Variant, get_variant
+from runtime.errors import AllconvError
+from runtime.proto import pb
+
+SPECS_DIR = Path(__file__).resolve().parent.parent / "reproductions"
+
+DATASETS = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
+AUGMENTATIONS = ("none", "flip-translate", "large", "imagenet-crop-mirror")
+UNITS = ("epoch", "iteration")
+SOURCES = ("quoted", "recalled", "chosen", "counted")
+
+_NUMBER = (int, float)
+# key -> (type(s), required); a nested dict is a TOML table with its own keys.
+SCHEMA = {
+    "order": (int, True), "title": (str, True), "variant": (str, True),
+    "dataset": (str, True), "augmentation": (str, True),
+    "paper": ({
+        "error": (_NUMBER, True), "params": (int, False), "counted_params": (int, True),
+        "tolerance": (_NUMBER, True), "tolerance_why": (str, True)}, True),
+    "training": ({
+        "batch_size": (int, True), "lr_grid": (list, True), "lr": (_NUMBER, True),
+        "unit": (str, True), "length": (_NUMBER, True), "steps": (list, True)}, True),
+    "init": ({
+        "weight_filler": (str, True), "weight_filler_args": (dict, True),
+        "bias_value": (_NUMBER, True), "weight_lr_mult": (_NUMBER, True),
+        "weight_decay_mult": (_NUMBER, True), "bias_lr_mult": (_NUMBER, True),
+        "bias_decay_mult": (_NUMBER, True)}, True),
+    "sources": ({key: (str, key != "params") for key in (
+        "error", "params", "counted_params", "lr_grid", "lr", "schedule", "batch_size",
+        "init")}, True),
+}
+
+
+@dataclass(frozen=True)
+class Paper:
+    error: float
+    params: int | None
+    counted_params: int
+    tolerance: float
+    tolerance_why: str
+
+
+@dataclass(frozen=True)
+class Training:
+    batch_size: int
+    lr_grid: tuple[float, ...]
+    lr: float
+    unit: str
+    length: float
+    steps: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One row: what to train and what the paper measured."""
+
+    path: Path
+    table: str
+    name: str
+    order: int
+    title: str
+    variant: Variant
+    dataset: str
+    augmentation: str
+    paper: Paper
+    training: Training
+    init: Init
+    sources: dict[str, str]
+
+    @property
+    def num_classes(self) -> int:
+        return DATASETS[self.dataset]
+
+    @property
+    def key(self) -> str:
+        return f"{self.table}/{self.name}"
+
+    def is_smoke(self, epochs: float | None) -> bool:
+        """A run of ``epochs`` (None: the spec's length) shorter than the spec's is a smoke run."""
+        return epochs is not None and epochs < self.training.length
+
+
+def _check_keys(data: dict, schema: dict, path: Path, where: str) -> None:
+    """Unknown keys, missing keys and wrong types of one TOML table, against ``schema``."""
+    for key in data:
+        if key not in schema:
+            raise AllconvError(f"{path}: unknown key '{where}{key}'; valid keys: "
+                               f"{', '.join(schema)}")
+    for key, (kind, required) in schema.items():
+        if key not in data:
+            if required:
+                raise AllconvError(f"{path}: missing key '{where}{key}'")
+            continue
+        value = data[key]
+        if isinstance(kind, dict):
+            if not isinstance(value, dict):
+                raise AllconvError(f"{path}: '{where}{key}' must be a table [{key}]")
+            _check_keys(value, kind, path, f"{where}{key}.")
+        elif isinstance(value, bool) or not isinstance(value, kind):
+            names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise AllconvError(f"{path}: '{where}{key}' must be {names}, "
+                               f"not {type(value).__name__} {value!r}")
+
+
+def _numbers(values: list, path: Path, key: str) -> tuple[float, ...]:
+    if not all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in values):
+        raise AllconvError(f"{path}: {key!r} must be a list of numbers, not {values!r}")
+    return tuple(float(v) for v in values)
+
+
+def _choice(value: str, allowed, path: Path, key: str) -> str:
+    if value not in allowed:
+        raise AllconvError(f"{path}: {key!r} is {value!r}; expected one of {', '.join(allowed)}")
+    return value
+
+
+def _init(data: dict, path: Path) -> Init:
+    fields = pb.FillerParameter.DESCRIPTOR.fields_by_name
+    for key in data["weight_filler_args"]:
+        if key not in fields or key == "type":
+            raise AllconvError(f"{path}: unknown key 'init.weight_filler_args.{key}'; valid "
+                               f"keys: {', '.join(f for f in fields if f != 'type')}")
+    return Init(weight_filler=Filler(data["weight_filler"],
+                                     tuple(data["weight_filler_args"].items())),
+                bias_filler=Filler("constant", (("value", data["bias_value"]),)),
+                weight_lr_mult=data["weight_lr_mult"], weight_decay_mult=data["weight_decay_mult"],
+                bias_lr_mult=data["bias_lr_mult"], bias_decay_mult=data["bias_decay_mult"])
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate one row's TOML file; every problem is an AllconvError naming file and key."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise AllconvError(f"{path}: {err}") from None
+    _check_keys(data, SCHEMA, path, "")
+    try:
+        variant = get_variant(data["variant"])
+    except AllconvError as err:
+        raise AllconvError(f"{path}: 'variant': {err}") from None
+    dataset = _choice(data["dataset"], DATASETS, path, "dataset")
+    if (dataset == "imagenet") != (variant.name == "imagenet"):
+        raise AllconvError(f"{path}: 'dataset' {dataset!r} does not fit variant {variant.name!r}")
+    paper, train, sources = data["paper"], data["training"], data["sources"]
+    if ("params" in paper) != ("params" in sources):
+        raise AllconvError(f"{path}: 'sources.params' must be given exactly when 'paper.params' is")
+    for key, value in sources.items():
+        _choice(value, SOURCES, path, f"sources.{key}")
+    training = Training(batch_size=train["batch_size"],
+                        lr_grid=_numbers(train["lr_grid"], path, "training.lr_grid"),
+                        lr=float(train["lr"]), unit=_choice(train["unit"], UNITS, path,
+                                                            "training.unit"),
+                        length=float(train["length"]),
+                        steps=_numbers(train["steps"], path, "training.steps"))
+    if training.lr not in training.lr_grid:
+        raise AllconvError(f"{path}: 'training.lr' {training.lr:g} is not in 'training.lr_grid'")
+    if training.batch_size <= 0 or training.length <= 0:
+        raise AllconvError(f"{path}: 'training.batch_size' and 'training.length' must be positive")
+    if list(training.steps) != sorted(training.steps) or any(
+            not 0 < s < training.length for s in training.steps):
+        raise AllconvError(f"{path}: 'training.steps' must increase and lie inside the run's "
+                           f"length {training.length:g}")
+    return Spec(path=path, table=path.parent.name, name=path.stem, order=data["order"],
+                title=data["title"], variant=variant, dataset=dataset,
+                augmentation=_choice(data["augmentation"], AUGMENTATIONS, path, "augmentation"),
+                paper=Paper(float(paper["error"]), paper.get("params"), paper["counted_params"],
+                            float(paper["tolerance"]), paper["tolerance_why"]),
+                training=training, init=_init(data["init"], path), sources=dict(sources))
+
+
+def load_tables(root: str | Path = SPECS_DIR) -> dict[str, list[Spec]]:
+    """Every table folder under ``root`` with its rows in the paper's order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise AllconvError(f"spec folder {root} not found")
+    tables = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("*.toml"))):
+        specs = sorted((load_spec(p) for p in folder.glob("*.toml")), key=lambda s: s.order)
+        tables[folder.name] = specs
+    if not tables:
+        raise AllconvError(f"no table folders with .toml specs in {root}")
+    return tables
+
+
+def row_key(name: str) -> str:
+    """Lookup key of a row name: case and separators folded, variant aliases resolved."""
+    try:
+        return get_variant(name).name
+    except AllconvError:
+        return re.sub(r"[\s_]+", "-", name.strip().lower())
+
+
+def table_key(name: str) -> str:
+    return re.sub(r"[\s_-]+", "", name.strip().lower())
+
+
+def select(targets: list[str], tables: dict[str, list[Spec]]) -> list[Spec]:
+    """The rows named by ``targets``: table names (every row), rows, or ``table/row``."""
+    chosen: list[Spec] = []
+    for target in targets:
+        found = _table_rows(target, tables) or _matching_rows(target, tables)
+        chosen += [s for s in found if s not in chosen]
+    return chosen
+
+
+def _table_rows(target: str, tables: dict[str, list[Spec]]) -> list[Spec]:
+    return next((specs for t, specs in tables.items() if table_key(t) == table_key(target)), [])
+
+
+def _matching_rows(target: str, tables: dict[str, list[Spec]]) -> list[Spec]:
+    table, _, row = target.rpartition("/")
+    found = [s for t, specs in tables.items() for s in specs
+             if row_key(s.name) == row_key(row) and (not table or table_key(t) == table_key(table))]
+    if not found:
+        raise AllconvError(f"unknown table or row {target!r}; valid tables: {', '.join(tables)}; "
+                           "valid rows: " + ", ".join(s.name for specs in tables.values()
+                                                      for s in specs))
+    if len(found) > 1:
+        raise AllconvError(f"row {target!r} is ambiguous: {', '.join(s.key for s in found)}; "
+                           "name one of these")
+    return found

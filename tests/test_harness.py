@@ -1,0 +1,341 @@
+"""The replication harness: specs, metrics, reports, and training end to end on tiny CIFAR files."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from generator.cli import data_shape
+from generator.render import NetOptions, render_net
+from generator.summary import count_params, summarize
+from harness import cli
+from harness.metrics import class_metrics
+from harness.report import row_result, status, table_markdown, write_row
+from harness.specs import SPECS_DIR, load_spec, load_tables, select
+from harness.train import Diverged, Run, RunOptions, train
+from runtime.caffemodel import read_weights
+from runtime.data import preprocess
+from runtime.errors import AllconvError
+from runtime.prototxt import parse_net
+
+REAL = SPECS_DIR / "table3"
+
+
+# ----------------------------------------------------------------------------- tiny data
+
+def write_cifar10_bin(folder: Path, n_train: int, n_test: int) -> Path:
+    """A CIFAR-10 binary release in the official record format, with random pixels."""
+    folder = folder / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+
+    def write(path, n, offset):
+        labels = ((np.arange(n) + offset) % 10).astype(np.uint8)
+        pixels = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        np.concatenate([labels[:, None], pixels], 1).tofile(path)
+    sizes = np.array_split(np.arange(n_train), 5)
+    for i, part in enumerate(sizes, 1):
+        write(folder / f"data_batch_{i}.bin", len(part), int(part[0]))
+    write(folder / "test_batch.bin", n_test, 0)
+    return folder.parent
+
+
+def cheap_whitening(train, test, device=None):
+    """Stands in for GCN+ZCA (tested in test_data.py): its 3072x3072 eigh takes a minute here."""
+    def scale(x):
+        return ((x.astype(np.float32) - 127.5) / 64).astype(np.float32)
+    return scale(train), scale(test), preprocess.Whitening(np.zeros(2), np.eye(2))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """This module's XDG cache, with cheap whitening of the tiny data."""
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(path))
+        mp.setattr(preprocess, "gcn_zca", cheap_whitening)
+        yield path
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory, cache):
+    return write_cifar10_bin(tmp_path_factory.mktemp("cifar"), n_train=32, n_test=16)
+
+
+def tiny_spec(folder: Path, row: str, table: str = "tiny", **training) -> Path:
+    """A copy of a real table-3 row with its [training] values replaced (e.g. batch_size)."""
+    text = (REAL / f"{row}.toml").read_text()
+    for key, value in training.items():
+        text, n = re.subn(rf"^{key} = [^\"\n]*$", f"{key} = {json.dumps(value)}", text,
+                          flags=re.M)
+        assert n == 1, key
+    path = folder / table / f"{row}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def options(tiny_data, **kw) -> RunOptions:
+    return RunOptions(**{"lr": 0.01, "epochs": 1, "data_dir": str(tiny_data), "verify": False,
+                         "device": "cpu", "progress": False, "checkpoint_every": 1, **kw})
+
+
+# ----------------------------------------------------------------------------- specs
+
+def test_reproductions_hold_every_paper_row():
+    tables = load_tables()
+    assert {t: len(rows) for t, rows in tables.items()} == {"table3": 12, "table4": 3, "table6": 1}
+    errors = {s.title: s.paper.error for s in tables["table3"]}
+    assert errors["Model A"] == 12.47 and errors["ALL-CNN-C"] == 9.08
+    assert [s.paper.error for s in tables["table4"]] == [7.25, 33.71, 4.41]
+    assert tables["table6"][0].paper.error == 41.2
+    for spec in (s for rows in tables.values() for s in rows):
+        assert spec.training.lr in spec.training.lr_grid
+        assert spec.sources["init"] == "chosen"
+        opts = NetOptions(num_classes=spec.num_classes, deploy=True)
+        net = parse_net(render_net(spec.variant, opts))
+        assert count_params(summarize(net, 1, data_shape(spec.variant, opts))) == \
+            spec.paper.counted_params, spec.key
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("batch_size = 128", "batch_size = 128\ncolour = 1"), "unknown key 'training.colour'"),
+    (("title = ", "titel = "), "unknown key 'titel'"),
+    (("tolerance = 0.5\n", ""), "missing key 'paper.tolerance'"),
+    (("batch_size = 128", 'batch_size = "128"'), "'training.batch_size' must be int, not str"),
+    (("lr = 0.01 ", "lr = true "), "'training.lr' must be int/float, not bool"),
+    (('variant = "all-cnn-c"', 'variant = "all-cnn-d"'), "'variant': unknown variant 'all-cnn-d'"),
+    (('error = "quoted"', 'error = "guessed"'), "'sources.error' is 'guessed'"),
+    (("lr = 0.01 ", "lr = 0.5 "), "'training.lr' 0.5 is not in 'training.lr_grid'"),
+    (('dataset = "cifar10"', 'dataset = "mnist"'), "'dataset' is 'mnist'"),
+    (('{ variance_norm = "FAN_IN" }', "{ sdt = 1 }"), "'init.weight_filler_args.sdt'"),
+    (("steps = [200, 250, 300]", "steps = [200, 400]"), "'training.steps' must increase"),
+    (("[paper]", "[paper"), "all-cnn-c.toml: "),
+])
+def test_spec_errors_name_file_and_key(tmp_path, edit, message):
+    text = (REAL / "all-cnn-c.toml").read_text()
+    assert edit[0] in text
+    path = tmp_path / "all-cnn-c.toml"
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(AllconvError, match=re.escape(message)) as err:
+        load_spec(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_rows_are_found_by_table_name_and_alias():
+    tables = load_tables()
+    assert [s.key for s in select(["All-CNN-C"], tables)] == ["table3/all-cnn-c"]
+    assert [s.key for s in select(["ALL_CNN_C", "all-c", "table3/all-cnn-c"], tables)] == \
+        ["table3/all-cnn-c"]
+    assert [s.name for s in select(["Table4"], tables)] == \
+        ["all-cnn-c-augmented", "all-cnn-c-cifar100", "large-all-cnn"]
+    assert select(["strided-c"], tables)[0].name == "strided-cnn-c"
+    with pytest.raises(AllconvError, match="unknown table or row 'all-cnn-d'; valid tables: "
+                                           "table3, table4, table6; valid rows: model-a, "):
+        select(["all-cnn-d"], tables)
+
+
+def test_an_ambiguous_row_asks_for_its_table(tmp_path):
+    for table in ("t1", "t2"):
+        tiny_spec(tmp_path, "model-a", table)
+    with pytest.raises(AllconvError, match="ambiguous: t1/model-a, t2/model-a"):
+        select(["model-a"], load_tables(tmp_path))
+    assert select(["t2/Model-A"], load_tables(tmp_path))[0].key == "t2/model-a"
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def test_class_metrics_on_a_hand_made_example():
+    scores = torch.tensor([[2.0, 1.0, 0.0, 0.0],    # label 0: right
+                           [1.0, 1.0, 0.0, 0.0],    # label 1: a tie counts as wrong (Caffe)
+                           [0.0, 3.0, 0.0, 0.0],    # label 1: right
+                           [0.5, 0.0, 0.0, 0.0]])   # label 2: wrong
+    labels = torch.tensor([0, 1, 1, 2])
+    m = class_metrics(scores, labels)
+    assert m["error"] == pytest.approx(50.0)
+    assert m["per_class"] == [1.0, 0.5, 0.0, None]
+    assert m["never_predicted"] == [2, 3]          # argmax picks class 0 on the tie
+    assert m["dead_units"] == [2, 3]               # zero score on every image
+
+
+# ----------------------------------------------------------------------------- reports
+
+def _result(spec, error, smoke=False, lr_search=False, runs=None):
+    runs = runs or {spec.training.lr: {"test_error": error, "params_counted": 1,
+                                       "per_class_accuracy": {}, "dead_class_units": ["cat"],
+                                       "never_predicted": [], "device": "CPU",
+                                       "wall_seconds": 60.0, "epochs": 350}}
+    return row_result(spec, runs, smoke, lr_search, "replicate test")
+
+
+def test_pass_fail_smoke_against_the_tolerance():
+    spec = load_spec(REAL / "all-cnn-c.toml")             # paper 9.08, tolerance 0.5
+    assert status(_result(spec, 9.58)) == "PASS"           # on the edge
+    assert status(_result(spec, 5.0)) == "PASS"            # one-sided
+    assert status(_result(spec, 9.59)) == "FAIL"
+    assert status(_result(spec, 9.0, smoke=True)) == "SMOKE"
+    diverged = _result(spec, None, runs={0.05: {"diverged": "diverged at iteration 3"}})
+    assert status(diverged) == "FAIL" and diverged["measured"]["error"] is None
+    other = load_spec(REAL / "model-a.toml")
+    text = table_markdown("table3", [other, spec], {"all-cnn-c": _result(spec, 9.2)})
+    model_a, all_c = [line for line in text.splitlines() if line.startswith("| Model A")
+                      or line.startswith("| ALL-CNN-C")]
+    assert "| not run |" in model_a
+    assert "| 9.20 | +0.12 | 0.5 | **PASS** | 0.01 |" in all_c
+    assert "dead class units: cat" in all_c and "Device: CPU." in text
+
+
+def test_lr_search_keeps_the_best_test_error():
+    spec = load_spec(REAL / "model-a.toml")
+    base = {"params_counted": 1, "per_class_accuracy": {}, "dead_class_units": [],
+            "never_predicted": []}
+    runs = {0.1: {**base, "test_error": 20.0}, 0.05: {**base, "test_error": 12.0},
+            0.01: {"diverged": "boom"}}
+    result = _result(spec, None, lr_search=True, runs=runs)
+    assert result["measured"]["lr"] == 0.05 and result["measured"]["error"] == 12.0
+    assert [r["lr"] for r in result["runs"] if r["diverged"]] == [0.01]
+    assert "lr 0.01 diverged" in table_markdown("table3", [spec], {"model-a": result})
+
+
+def test_a_smoke_result_never_replaces_a_full_one(tmp_path):
+    spec = load_spec(REAL / "model-a.toml")
+    write_row(tmp_path, _result(spec, 12.0))
+    with pytest.raises(AllconvError, match="holds a full replication"):
+        write_row(tmp_path, _result(spec, 50.0, smoke=True))
+
+
+# ----------------------------------------------------------------------------- training
+
+def test_replicate_a_two_row_table_end_to_end(tmp_path, tiny_data, capsys):
+    for row in ("model-a", "all-cnn-c"):
+        tiny_spec(tmp_path / "specs", row, batch_size=16)
+    out = tmp_path / "results"
+    code = cli.main(["tiny", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+                     "--no-verify", "--epochs", "1", "--device", "cpu", "--out", str(out),
+                     "--no-progress"])
+    assert code == 0
+    readme = (out / "tiny" / "README.md").read_text()
+    assert readme == capsys.readouterr().out.rstrip("\n") + "\n"
+    assert readme.count("**SMOKE**") == 2 and "PASS" not in readme.split("\n\n")[1]
+    for row, params in (("model-a", 839_242), ("all-cnn-c", 1_369_738)):
+        result = json.loads((out / "tiny" / f"{row}.json").read_text())
+        assert result["smoke"] and result["status"] == "SMOKE"
+        assert result["params_counted"] == params and result["paper"]["params"] > 0
+        assert 0 <= result["measured"]["error"] <= 100 and result["measured"]["lr"] == 0.01
+        assert len(result["measured"]["per_class_accuracy"]) == 10
+        assert result["iterations"] == 2 and result["train_size"] == 32
+        assert result["torch"] == torch.__version__ and result["seed"] == 0
+        run_dir = out / "tiny" / row / "lr-0.01-smoke"
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert [r["iter"] for r in records] == [2] and all(r["smoke"] for r in records)
+        assert (run_dir / "curves.png").stat().st_size > 0
+        assert [p.name for p in sorted(run_dir.glob("checkpoint_*"))] == [
+            "checkpoint_iter_2.caffemodel", "checkpoint_iter_2.rngstate",
+            "checkpoint_iter_2.solverstate"]
+
+
+def test_resume_continues_bit_identically(tmp_path, tiny_data):
+    # 32 images in batches of 12 (batches straddle passes), flips and translations on.
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=12))
+    spec = dataclasses.replace(spec, augmentation="flip-translate")
+    opts = options(tiny_data, epochs=2)
+    straight = train(spec, opts, tmp_path / "straight")
+    assert straight["iterations"] == 5
+    stopped = train(spec, dataclasses.replace(opts, time_limit=0), tmp_path / "resumed")
+    assert stopped == {"finished": False, "iter": 3, "epoch": 1.125,
+                       "run_dir": str(tmp_path / "resumed")}
+    resumed = train(spec, dataclasses.replace(opts, resume=True), tmp_path / "resumed")
+    assert resumed["test_error"] == straight["test_error"]
+    assert resumed["test_loss"] == straight["test_loss"]
+    a = read_weights(tmp_path / "straight" / "checkpoint_iter_5.caffemodel")
+    b = read_weights(tmp_path / "resumed" / "checkpoint_iter_5.caffemodel")
+    assert a.keys() == b.keys()
+    for layer in a:
+        for x, y in zip(a[layer], b[layer]):
+            np.testing.assert_array_equal(x, y)
+    for name in ("straight", "resumed"):
+        records = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(r)["iter"] for r in records] == [3, 5]
+
+
+def test_resume_refuses_other_settings(tmp_path, tiny_data):
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=16))
+    train(spec, options(tiny_data, time_limit=0), tmp_path / "run")
+    with pytest.raises(AllconvError, match=r"other settings \(seed\)"):
+        train(spec, options(tiny_data, seed=1, resume=True), tmp_path / "run")
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_data, monkeypatch):
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=16))
+    real_step = Run.step
+
+    def step(self):   # the loss turns NaN after the first epoch's checkpoint (iteration 2)
+        loss = real_step(self)
+        return loss if self.iter <= 2 else loss * float("nan")
+    monkeypatch.setattr(Run, "step", step)
+    with pytest.raises(Diverged, match=r"diverged at iteration 4 \(epoch 2.00\): the loss is nan; "
+                                       r"the last good checkpoint is .*checkpoint_iter_2"):
+        train(spec, options(tiny_data, epochs=3), tmp_path / "run")
+    assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint_*")) == [
+        "checkpoint_iter_2.caffemodel", "checkpoint_iter_2.rngstate",
+        "checkpoint_iter_2.solverstate"]
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["event"] == "diverged" and last["iter"] == 4
+
+
+def test_a_huge_lr_diverges_into_a_failed_row(tmp_path, tiny_data, capsys):
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    code = cli.main(["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+                     "--no-verify", "--device", "cpu", "--lr", "1e6", "--eval-every", "0.5",
+                     "--out", str(tmp_path / "out"), "--no-progress"])
+    assert code == cli.EXIT_FAIL
+    err = capsys.readouterr().err
+    assert "tiny/model-a at lr 1e+06 diverged at iteration" in err
+    result = json.loads((tmp_path / "out" / "tiny" / "model-a.json").read_text())
+    assert result["status"] == "FAIL" and not result["smoke"]
+    assert result["runs"][0]["diverged"]
+
+
+# ----------------------------------------------------------------------------- command line
+
+def test_cli_errors_are_one_line(capsys):
+    assert cli.run_cli(cli.main, "replicate", ["all-cnn-d"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("replicate: error: unknown table or row")
+    assert cli.run_cli(cli.main, "replicate", ["all-cnn-c", "--epochs", "0"]) == 2
+    assert "--epochs must be positive" in capsys.readouterr().err
+
+
+def test_cli_lists_rows_and_skips_untrainable_ones(capsys, tmp_path):
+    assert cli.main(["--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "table3/all-cnn-c" in listing and "table6/imagenet" in listing
+    assert cli.main(["table6", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "skipping table6/imagenet: the harness trains CIFAR only" in captured.err
+
+
+def test_benchmark_runs_a_tiny_cpu_version(capsys):
+    from benchmarks.train_throughput import main
+    assert main(["--device", "cpu", "--batch", "4", "--iters", "1", "--warmup", "0"]) == 0
+    out = capsys.readouterr().out
+    assert all(line.startswith("CPU ") for line in out.splitlines())
+    assert "ratio harness / baseline" in out and "projected 350-epoch run" in out
+
+
+def test_rows_in_parallel_match_one_after_another(tmp_path, tiny_data):
+    for row in ("model-a", "model-b"):
+        tiny_spec(tmp_path / "specs", row, batch_size=16)
+    args = ["tiny", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data), "--no-verify",
+            "--epochs", "1", "--device", "cpu", "--no-progress"]
+    assert cli.main(args + ["--out", str(tmp_path / "serial")]) == 0
+    assert cli.main(args + ["--out", str(tmp_path / "parallel"), "--rows-in-parallel", "2"]) == 0
+    for row in ("model-a", "model-b"):
+        serial, parallel = (json.loads((tmp_path / out / "tiny" / f"{row}.json").read_text())
+                            for out in ("serial", "parallel"))
+        assert serial["measured"] == parallel["measured"]
