@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         for lr in spec.training.lr_grid if args.lr_search else [args.lr or spec.training.lr]:
             opts = RunOptions(lr=lr, epochs=args.epochs, precision=args.precision,
                               device=args.device, seed=args.seed, eval_every=args.eval_every,
-                              checkpoint_every=args.checkpoint_every, data_dir=args.data, verify=args.verify, resume=args.resume,
+                              checkpoint_every=args.checkpoint_every, data_dir=args.data,
+                              verify=args.verify, resume=args.resume,
                               time_limit=args.time_limit, compile=args.compile,
                               cuda_graphs=args.cuda_graphs, channels_last=args.channels_last,
                               progress=args.progress)
