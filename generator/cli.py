@@ -18,7 +18,7 @@ INPUT_SIZE = {"large-all-cnn": 126, "imagenet": 227}
 
 def build_parser() -> Parser:
     p = Parser(prog="gen-prototxt",
-               description="Generate the All Convolutional Net papers' networks as Caffe prototxt.",
+               description="Generate the All Convolutional Net paper's networks as Caffe prototxt.",
                epilog="examples:\n  gen-prototxt --variant convpool-c\n"
                       "  gen-prototxt --variant All-CNN-C --classes 100 -o all_c.prototxt "
                       "--solver all_c_solver.prototxt\n  gen-prototxt --list",
@@ -35,8 +35,11 @@ def build_parser() -> Parser:
     g = p.add_argument_group("data")
     g.add_argument("--batch-size", type=int, help="training batch (CIFAR 128, ImageNet 64)")
     g.add_argument("--test-batch-size", type=int, help="test batch (CIFAR 100, ImageNet 50)")
-    g.add_argument("--train-source", help="Data layer source at TRAIN")
-    g.add_argument("--test-source", help="Data layer source at TEST")
+    g.add_argument("--train-source", help="Data layer source at TRAIN (default "
+                                          "data/cifar10_gcn_zca_train.npz, which "
+                                          "allconv-prep-cifar writes)")
+    g.add_argument("--test-source", help="Data layer source at TEST (default "
+                                         "data/cifar10_gcn_zca_test.npz)")
     g = p.add_argument_group("initialisation (choices the paper leaves open)")
     g.add_argument("--weight-filler", choices=["xavier", "msra", "gaussian"], default="xavier",
                    help="weight filler (default xavier, fan-in; see README, Open choices)")

@@ -1,0 +1,29 @@
+"""allconv-prep-cifar writes the whitened sources that gen-prototxt's nets read by default."""
+import numpy as np
+
+from runtime import TEST
+from runtime.data import cli
+from runtime.data.preprocess import Prepared
+from runtime.data.source import open_source
+
+
+def test_writes_default_sources(tmp_path, monkeypatch, capsys):
+    rng = np.random.RandomState(0)
+    fake = Prepared(rng.randn(6, 3, 32, 32).astype("f4"), np.arange(6) % 10,
+                    rng.randn(4, 3, 32, 32).astype("f4"), np.arange(4), None)
+    seen = {}
+
+    def prepared(name, data_dir):
+        seen.update(name=name, data_dir=data_dir)
+        return fake
+    monkeypatch.setattr(cli, "prepared_cifar", prepared)
+    assert cli.main(["--data", "somewhere", "--out", str(tmp_path / "data")]) == 0
+    assert seen == {"name": "cifar10", "data_dir": "somewhere"}
+    source = open_source(str(tmp_path / "data" / "cifar10_gcn_zca_test.npz"), TEST)
+    data, labels = source(4)
+    np.testing.assert_array_equal(data.numpy(), fake.test_images)
+    np.testing.assert_array_equal(labels.numpy(), np.arange(4))
+    out = capsys.readouterr().out
+    assert "cifar10_gcn_zca_train.npz: 6 images (3, 32, 32)" in out
+    assert "cifar10_gcn_zca_test.npz: 4 images (3, 32, 32)" in out
+    assert (tmp_path / "data" / "cifar10_gcn_zca_train.npz").is_file()
