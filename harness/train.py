@@ -14,7 +14,9 @@ import json
 import math
 import re
 import shutil
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -220,6 +222,27 @@ class Run:
         self.solver.restore(state)
 
 
+class DeferredInterrupt:
+    """Holds Ctrl-C (SIGINT) until the current iteration has finished, so that the weights,
+    momentum and data order a checkpoint saves belong to one iteration. Main thread only."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self._active = threading.current_thread() is threading.main_thread()
+        if self._active:
+            self._previous = signal.signal(signal.SIGINT, self._request)
+        return self
+
+    def _request(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._active:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def _snapshot_iter(path: Path) -> int:
     return int(re.search(r"_iter_(\d+)\.", path.name).group(1))
 
@@ -274,11 +297,16 @@ def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None)
     loss_sum, loss_count = torch.zeros((), device=device), 0
     start, done_before = time.perf_counter(), last["seconds"]
     tick, tick_iter = start, run.iter
-    with tqdm(total=param.max_iter, initial=run.iter, desc=label, unit="it", position=opts.position,
-              disable=not opts.progress, dynamic_ncols=True) as bar:
+    with DeferredInterrupt() as interrupt, tqdm(
+            total=param.max_iter, initial=run.iter, desc=label, unit="it",
+            position=opts.position, disable=not opts.progress, dynamic_ncols=True) as bar:
         while run.iter < param.max_iter:
             loss_sum += run.step()
             loss_count += 1
+            if interrupt.requested:
+                tqdm.write(f"{label}: interrupted; checkpoint {run.checkpoint()} written, "
+                           "--resume continues from it", file=sys.stderr)
+                raise KeyboardInterrupt
             evaluate = run.iter % param.test_interval == 0 or run.iter == param.max_iter
             if not (evaluate or run.iter % param.display == 0):
                 continue

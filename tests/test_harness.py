@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import re
 from pathlib import Path
 
@@ -261,6 +263,32 @@ def test_resume_continues_bit_identically(tmp_path, tiny_data):
     for name in ("straight", "resumed"):
         records = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(r)["iter"] for r in records] == [3, 5]
+
+
+def test_ctrl_c_checkpoints_the_finished_iteration_and_resumes_exactly(tmp_path, tiny_data,
+                                                                       monkeypatch):
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=12))
+    opts = options(tiny_data, epochs=2)
+    straight = train(spec, opts, tmp_path / "straight")
+    real_step = Run.step
+
+    def step(self):   # Ctrl-C arrives during iteration 2, before its update
+        if self.iter == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(self)
+    monkeypatch.setattr(Run, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, opts, tmp_path / "resumed")
+    assert sorted(p.name for p in (tmp_path / "resumed").glob("checkpoint_*.solverstate")) == [
+        "checkpoint_iter_2.solverstate"]
+    monkeypatch.setattr(Run, "step", real_step)
+    resumed = train(spec, dataclasses.replace(opts, resume=True), tmp_path / "resumed")
+    assert resumed["test_loss"] == straight["test_loss"]
+    a = read_weights(tmp_path / "straight" / "checkpoint_iter_5.caffemodel")
+    b = read_weights(tmp_path / "resumed" / "checkpoint_iter_5.caffemodel")
+    for layer in a:
+        for x, y in zip(a[layer], b[layer]):
+            np.testing.assert_array_equal(x, y)
 
 
 def test_resume_refuses_other_settings(tmp_path, tiny_data):
