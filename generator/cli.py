@@ -33,7 +33,8 @@ def build_parser() -> Parser:
     p.add_argument("--solver", metavar="FILE", help="also write the matching solver prototxt")
     p.add_argument("--draw", metavar="PICTURE", help="draw the net to a .png or .svg file")
     g = p.add_argument_group("data")
-    g.add_argument("--batch-size", type=int, help="training batch (CIFAR 128, ImageNet 64)")
+    g.add_argument("--batch-size", type=int, help="training batch (CIFAR 128, ImageNet 64); "
+                                                  "with --deploy, the Input batch (default 1)")
     g.add_argument("--test-batch-size", type=int, help="test batch (CIFAR 100, ImageNet 50)")
     g.add_argument("--train-source", help="Data layer source at TRAIN (default "
                                           "data/cifar10_gcn_zca_train.npz, which "
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         print(list_variants())
         return 0
     variant = get_variant(args.variant)
-    opts = NetOptions(num_classes=args.classes, deploy=args.deploy, batch_size=args.batch_size,
+    opts = NetOptions(num_classes=args.classes, deploy=args.deploy,
+                      deploy_batch=args.batch_size or 1, batch_size=args.batch_size,
                       test_batch_size=args.test_batch_size, train_source=args.train_source,
                       test_source=args.test_source, init=_init(args))
     text = render_net(variant, opts)

@@ -185,6 +185,12 @@ def test_cli_prints_convpool_c(capsys):
     assert parse_net(out).name == "ConvPool-CNN-C"
 
 
+def test_cli_deploy_batch(capsys):
+    code, out, _ = _run(["--variant", "model-b", "--deploy", "--batch-size", "16"], capsys)
+    assert code == 0
+    assert list(parse_net(out).layer[0].input_param.shape[0].dim) == [16, 3, 32, 32]
+
+
 def test_cli_list(capsys):
     code, out, _ = _run(["--list"], capsys)
     assert code == 0
