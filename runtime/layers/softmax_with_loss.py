@@ -58,5 +58,9 @@ class SoftmaxWithLoss(Layer):
     def _normalizer(self, valid, full: int, outer: int):
         if self.mode == _N.VALID and self.ignore_label is not None:
             return valid.sum().clamp(min=1).to(torch.float32)
-        sizes = {_N.FULL: full, _N.VALID: full, _N.BATCH_SIZE: outer, _N.NONE: 1}
-        return float(max(1, sizes[self.mode]))
+        # An if-chain, not a dict keyed by the enum: torch.compile traces it without a break.
+        if self.mode == _N.BATCH_SIZE:
+            return float(max(1, outer))
+        if self.mode == _N.NONE:
+            return 1.0
+        return float(max(1, full))
