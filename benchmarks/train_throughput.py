@@ -7,15 +7,18 @@ in CPU memory. Both run at the same precision and batch on synthetic data of CIF
 Without CUDA it runs a tiny version and labels every line CPU.
 
     python benchmarks/train_throughput.py [--precision bf16] [--batch 128] [--iters 200]
+    python benchmarks/train_throughput.py --sweep --json results/benchmarks/train_throughput.json
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import tempfile
 import time
 from contextlib import nullcontext
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -23,10 +26,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness.report import git_commit  # noqa: E402
 from harness.specs import SPECS_DIR, load_spec  # noqa: E402
 from harness.train import (PRECISIONS, Data, Run, RunOptions, resolve_device,  # noqa: E402
                            resolve_precision, set_precision)
 from runtime.cli_support import Parser, run_cli  # noqa: E402
+from runtime.files import atomic_write_bytes  # noqa: E402
 
 FLOP_PER_IMAGE = 1.625e9      # bf16 FLOP floor of one All-CNN-C training image (fwd + bwd)
 PEAK_FLOPS = 989e12           # H100 SXM dense bf16
@@ -66,14 +71,23 @@ def synthetic(n_train: int, n_test: int, device: torch.device) -> Data:
                 torch.randint(0, 10, (n_test,), generator=g).to(device))
 
 
-def harness_rates(args, device, precision, data: Data) -> tuple[float, float]:
-    """(training images/s, evaluation images/s) of the harness loop."""
+LEVERS = {                    # name -> RunOptions switches
+    "eager": {},
+    "channels-last": {"channels_last": True},
+    "compile+channels-last": {"compile": True, "channels_last": True},
+    "cuda-graphs+channels-last": {"cuda_graphs": True, "channels_last": True},
+}
+SWEEP_PRECISIONS = {"cuda": ("fp32", "tf32", "bf16"), "cpu": ("fp32",)}
+SWEEP_LEVERS = {"cuda": tuple(LEVERS), "cpu": ("eager", "channels-last")}
+
+
+def harness_rates(args, device, precision, data: Data, levers: dict) -> tuple[float, float]:
+    """(training images/s, evaluation images/s) of the harness loop with ``levers`` on."""
     spec = load_spec(SPECS_DIR / "table3" / "all-cnn-c.toml")
     spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training,
                                                                   batch_size=args.batch))
     opts = RunOptions(lr=spec.training.lr, precision=precision, device=str(device),
-                      compile=args.compile, cuda_graphs=args.cuda_graphs,
-                      channels_last=args.channels_last, progress=False)
+                      progress=False, **levers)
     with tempfile.TemporaryDirectory() as tmp:
         run = Run(spec, opts, data, Path(tmp), device, precision)
         train = timed(run.step, args.iters, args.warmup, device)
@@ -120,7 +134,50 @@ def build_parser() -> Parser:
     p.add_argument("--compile", action="store_true", help="harness loop: torch.compile")
     p.add_argument("--cuda-graphs", action="store_true", help="harness loop: CUDA graphs")
     p.add_argument("--channels-last", action="store_true", help="harness loop: channels_last")
+    p.add_argument("--sweep", action="store_true",
+                   help="measure every lever set (CUDA: " + ", ".join(LEVERS) + "; CPU: "
+                        "eager, channels-last) at every precision (CUDA: fp32, tf32, bf16; CPU: "
+                        "fp32; or the one --precision names) against the baseline at that "
+                        "precision, and name the fastest")
+    p.add_argument("--json", metavar="FILE", help="also write the measurements, with the "
+                   "device, torch version, commit and time, to FILE")
     return p
+
+
+def measure(args, device, precision: str, lever_sets: dict, data: Data) -> list[dict]:
+    """The baseline, then the harness loop with each lever set, at ``precision``."""
+    set_precision(precision)
+    base = baseline_rate(args, device, precision, data)
+    rows = [{"precision": precision, "loop": "baseline", "train_images_per_s": base}]
+    for name, levers in lever_sets.items():
+        train, evaluate = harness_rates(args, device, precision, data, levers)
+        rows.append({"precision": precision, "loop": name, "train_images_per_s": train,
+                     "eval_images_per_s": evaluate, "ratio": train / base,
+                     "projected_minutes": projected_minutes(train, evaluate)})
+    return rows
+
+
+def projected_minutes(train_rate: float, eval_rate: float) -> float:
+    """A 350-epoch run with one evaluation of the test set per epoch."""
+    return EPOCHS * (TRAIN_SIZE / train_rate + TEST_SIZE / eval_rate) / 60
+
+
+def report(rows: list[dict], tag: str) -> str:
+    """The measurements as an aligned table, then the fastest configuration."""
+    lines = [f"{tag}{'precision':<9} {'loop':<26} {'img/s':>9} {'TFLOP/s':>8} {'% peak':>7} "
+             f"{'vs base':>8} {'350 ep':>8}"]
+    for r in rows:
+        flops = r["train_images_per_s"] * FLOP_PER_IMAGE
+        ratio = f"{r['ratio']:.2f}x" if "ratio" in r else ""
+        minutes = f"{r['projected_minutes']:.1f} m" if "projected_minutes" in r else ""
+        lines.append(f"{tag}{r['precision']:<9} {r['loop']:<26} {r['train_images_per_s']:>9,.0f} "
+                     f"{flops / 1e12:>8.2f} {100 * flops / PEAK_FLOPS:>6.2f}% {ratio:>8} "
+                     f"{minutes:>8}")
+    best = max((r for r in rows if "ratio" in r), key=lambda r: r["train_images_per_s"])
+    lines.append(f"{tag}fastest: {best['precision']} {best['loop']}: {best['ratio']:.2f}x its "
+                 f"baseline, 350 epochs with per-epoch eval in {best['projected_minutes']:.1f} "
+                 f"min (eval {best['eval_images_per_s']:,.0f} img/s)")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,28 +187,41 @@ def main(argv: list[str] | None = None) -> int:
     args.batch = args.batch or (8 if cpu else 128)
     args.iters = args.iters or (3 if cpu else 200)
     args.warmup = args.warmup if args.warmup is not None else (1 if cpu else 20)
-    precision = resolve_precision(args.precision, device)
-    set_precision(precision)
     torch.backends.cudnn.benchmark = True
     data = synthetic(args.batch * 4 if cpu else TRAIN_SIZE, args.batch * 4 if cpu else TEST_SIZE,
                      device)
     tag = "CPU " if cpu else ""
     name = f"CPU ({torch.get_num_threads()} threads), tiny run" if cpu else \
         torch.cuda.get_device_name(device)
-    print(f"{tag}device: {name}; All-CNN-C, batch {args.batch}, precision {precision}, "
-          f"{args.iters} timed iterations after {args.warmup}")
-    ours, eval_rate = harness_rates(args, device, precision, data)
-    theirs = baseline_rate(args, device, precision, data)
-    for label, rate in (("harness loop", ours), ("plain PyTorch baseline", theirs)):
-        flops = rate * FLOP_PER_IMAGE
-        print(f"{tag}{label:<24} {rate:>10,.0f} img/s  {flops / 1e12:7.2f} TFLOP/s  "
-              f"{100 * flops / PEAK_FLOPS:5.2f} % of the bf16 peak ({PEAK_FLOPS / 1e12:.0f} "
-              f"TFLOP/s, {FLOP_PER_IMAGE / 1e9:.3f} GFLOP/image)")
-    print(f"{tag}ratio harness / baseline: {ours / theirs:.2f}x")
-    train_s, eval_s = EPOCHS * TRAIN_SIZE / ours, EPOCHS * TEST_SIZE / eval_rate
-    print(f"{tag}projected {EPOCHS}-epoch run with per-epoch eval: {(train_s + eval_s) / 60:.1f} "
-          f"min (train {train_s / 60:.1f} + eval {eval_s / 60:.1f}; eval {eval_rate:,.0f} img/s)")
+    if args.sweep:
+        precisions = (SWEEP_PRECISIONS[device.type] if args.precision == "auto"
+                      else (resolve_precision(args.precision, device),))
+        lever_sets = {n: LEVERS[n] for n in SWEEP_LEVERS[device.type]}
+    else:
+        precisions = (resolve_precision(args.precision, device),)
+        chosen = {k: True for k in ("compile", "cuda_graphs", "channels_last")
+                  if getattr(args, k)}
+        lever_sets = {"+".join(k.replace("_", "-") for k in chosen) or "eager": chosen}
+    print(f"{tag}device: {name}; All-CNN-C, batch {args.batch}, {args.iters} timed iterations "
+          f"after {args.warmup}; baseline: nn.Sequential + torch.optim.SGD + DataLoader",
+          flush=True)
+    rows = [row for precision in precisions
+            for row in measure(args, device, precision, lever_sets, data)]
+    print(report(rows, tag))
+    if args.json:
+        write_json(Path(args.json), args, name, rows)
     return 0
+
+
+def write_json(path: Path, args, device_name: str, rows: list[dict]) -> None:
+    """The measurements with their provenance, written atomically."""
+    record = {"benchmark": "train_throughput", "model": "all-cnn-c", "device": device_name,
+              "torch": torch.__version__, "commit": git_commit(),
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "batch": args.batch, "iters": args.iters, "warmup": args.warmup,
+              "flop_per_image": FLOP_PER_IMAGE, "peak_flops": PEAK_FLOPS, "rows": rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, (json.dumps(record, indent=1) + "\n").encode())
 
 
 if __name__ == "__main__":

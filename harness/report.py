@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,13 +11,15 @@ from harness.specs import Spec
 from harness.train import check_trainable
 from runtime.errors import AllconvError
 
+COMMIT_ENV = "ALLCONV_COMMIT"
 RULES = ("PASS: measured error <= paper error + tolerance (one-sided: beating the paper passes). "
          "SMOKE: a short run (--epochs below the spec's), never a replication. "
          "With --lr-search the lr is the grid's best by final test error, as the paper chose it.")
 
 
 def git_commit() -> str | None:
-    """HEAD of the checkout holding this file, with '-dirty' for uncommitted tracked changes."""
+    """HEAD of the checkout holding this file, with '-dirty' for uncommitted tracked changes.
+    A copy of the tree without .git (a remote GPU machine) names it in $ALLCONV_COMMIT."""
     here = Path(__file__).resolve().parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
@@ -24,7 +27,7 @@ def git_commit() -> str | None:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
                                cwd=here, capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
-        return None
+        return os.environ.get(COMMIT_ENV) or None
     return head + ("-dirty" if dirty.strip() else "")
 
 

@@ -17,19 +17,20 @@ from runtime.proto import pb
 BATCH = 4
 
 
-def all_cnn_c(tmp_path, phase: int) -> Net:
+def all_cnn_c(tmp_path, phase: int, device: str = "cpu") -> Net:
     path = tmp_path / "all_cnn_c.prototxt"
     path.write_text(render_net(get_variant("all-cnn-c"),
                                NetOptions(batch_size=BATCH, test_batch_size=BATCH)))
     g = torch.Generator().manual_seed(1)
     feed = Source(torch.randn(2 * BATCH, 3, 32, 32, generator=g),
                   torch.randint(0, 10, (2 * BATCH,), generator=g).float())
-    return Net(str(path), phase, seed=0, feeds=feed)
+    return Net(str(path), phase, seed=0, feeds=feed).to(device)
 
 
-def batch():
+def batch(device: str = "cpu"):
     g = torch.Generator().manual_seed(2)
-    return torch.randn(BATCH, 3, 32, 32, generator=g), torch.arange(BATCH).float()
+    return (torch.randn(BATCH, 3, 32, 32, generator=g).to(device),
+            torch.arange(BATCH).float().to(device))
 
 
 def test_train_loss_traces_as_one_graph_without_breaks(tmp_path):
@@ -40,19 +41,38 @@ def test_train_loss_traces_as_one_graph_without_breaks(tmp_path):
     assert (explained.graph_count, explained.graph_break_count) == (1, 0)
 
 
-def test_compiled_loss_and_gradients_equal_eager(tmp_path):
-    net = all_cnn_c(tmp_path, pb.TEST)    # no dropout: both runs see the same function
-    data, label = batch()
+@pytest.fixture
+def no_tf32():
+    """Full fp32 in CUDA matmuls and convolutions while a test runs."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.parametrize("device, mode", [
+    ("cpu", None),
+    pytest.param("cuda", None, marks=[pytest.mark.gpu, CUDA]),
+    pytest.param("cuda", "reduce-overhead", marks=[pytest.mark.gpu, CUDA], id="cuda-graphs"),
+])
+def test_compiled_loss_and_gradients_equal_eager(tmp_path, no_tf32, device, mode):
+    net = all_cnn_c(tmp_path, pb.TEST, device)  # no dropout: both runs see the same function
+    data, label = batch(device)
+    compiled = torch.compile(net.loss, mode=mode)
     results = []
-    for loss_fn in (net.loss, torch.compile(net.loss)):
+    for loss_fn in (net.loss, compiled, compiled, compiled):   # replays after the capture
         net.clear_param_diffs()
         loss = loss_fn(data=data, label=label)
         loss.backward()
         results.append((loss.detach().clone(),
                         [p.grad.clone() for p in net.learnable_params]))
-    (eager_loss, eager_grads), (compiled_loss, compiled_grads) = results
-    assert compiled_loss.item() == pytest.approx(eager_loss.item(), rel=1e-5)
-    assert len(compiled_grads) == 18
-    for eager, compiled in zip(eager_grads, compiled_grads):
-        scale = eager.abs().max().clamp_min(1e-12)
-        assert ((compiled - eager).abs().max() / scale).item() < 1e-4
+    eager_loss, eager_grads = results[0]
+    assert len(eager_grads) == 18
+    for compiled_loss, compiled_grads in results[1:]:
+        assert compiled_loss.item() == pytest.approx(eager_loss.item(), rel=1e-5)
+        for eager, grad in zip(eager_grads, compiled_grads):
+            scale = eager.abs().max().clamp_min(1e-12)
+            assert ((grad - eager).abs().max() / scale).item() < 1e-4

@@ -348,12 +348,47 @@ def test_cli_lists_rows_and_skips_untrainable_ones(capsys, tmp_path):
     assert "skipping table6/imagenet: the harness trains CIFAR only" in captured.err
 
 
-def test_benchmark_runs_a_tiny_cpu_version(capsys):
+def test_benchmark_sweep_measures_each_lever_set_against_the_baseline(capsys, tmp_path):
     from benchmarks.train_throughput import main
-    assert main(["--device", "cpu", "--batch", "4", "--iters", "1", "--warmup", "0"]) == 0
-    out = capsys.readouterr().out
-    assert all(line.startswith("CPU ") for line in out.splitlines())
-    assert "ratio harness / baseline" in out and "projected 350-epoch run" in out
+    from harness import report
+    out_json = tmp_path / "bench.json"
+    assert main(["--device", "cpu", "--batch", "4", "--iters", "1", "--warmup", "0", "--sweep",
+                 "--json", str(out_json)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all(line.startswith("CPU ") for line in lines)
+    record = json.loads(out_json.read_text())
+    assert record["batch"] == 4 and record["torch"] == torch.__version__
+    assert record["commit"] == report.git_commit()
+    rows = record["rows"]
+    assert [(r["precision"], r["loop"]) for r in rows] == [
+        ("fp32", "baseline"), ("fp32", "eager"), ("fp32", "channels-last")]
+    base = rows[0]["train_images_per_s"]
+    for row in rows[1:]:
+        assert row["ratio"] == pytest.approx(row["train_images_per_s"] / base)
+        assert row["projected_minutes"] == pytest.approx(
+            350 * (50_000 / row["train_images_per_s"] + 10_000 / row["eval_images_per_s"]) / 60)
+    fastest = max(rows[1:], key=lambda r: r["train_images_per_s"])
+    assert lines[-1].startswith(f"CPU fastest: fp32 {fastest['loop']}: {fastest['ratio']:.2f}x")
+
+
+def test_benchmark_single_configuration_names_its_levers(capsys):
+    from benchmarks.train_throughput import main
+    assert main(["--device", "cpu", "--batch", "4", "--iters", "1", "--warmup", "0",
+                 "--channels-last"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:4]]
+    assert [row[1:3] for row in rows] == [["fp32", "baseline"], ["fp32", "channels-last"]]
+
+
+def test_commit_falls_back_to_the_environment_outside_a_checkout(monkeypatch):
+    from harness import report
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+    monkeypatch.setattr(report.subprocess, "run", no_git)
+    monkeypatch.delenv(report.COMMIT_ENV, raising=False)
+    assert report.git_commit() is None
+    monkeypatch.setenv(report.COMMIT_ENV, "0123abc")
+    assert report.git_commit() == "0123abc"
 
 
 def test_rows_in_parallel_match_one_after_another(tmp_path, tiny_data):
