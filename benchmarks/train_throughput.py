@@ -7,17 +7,18 @@ in CPU memory. Both run at the same precision and batch on synthetic data of CIF
 Without CUDA it runs a tiny version and labels every line CPU.
 
     python benchmarks/train_throughput.py [--precision bf16] [--batch 128] [--iters 200]
-    python benchmarks/train_throughput.py --sweep --json results/benchmarks/train_throughput.json
+    python benchmarks/train_throughput.py --sweep --parallel 2 --json results/benchmarks/tp.json
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from harness.specs import SPECS_DIR, load_spec  # noqa: E402
 from harness.train import (PRECISIONS, Data, Run, RunOptions, resolve_device,  # noqa: E402
                            resolve_precision, set_precision)
 from runtime.cli_support import Parser, run_cli  # noqa: E402
+from runtime.errors import AllconvError  # noqa: E402
 from runtime.files import atomic_write_bytes  # noqa: E402
 
 FLOP_PER_IMAGE = 1.625e9      # bf16 FLOP floor of one All-CNN-C training image (fwd + bwd)
@@ -63,6 +65,11 @@ def timed(step, iters: int, warmup: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / iters
 
 
+def data_sizes(args, device) -> tuple[int, int]:
+    """CIFAR's train and test sizes on CUDA; four batches each for the tiny CPU run."""
+    return (TRAIN_SIZE, TEST_SIZE) if device.type == "cuda" else (4 * args.batch, 4 * args.batch)
+
+
 def synthetic(n_train: int, n_test: int, device: torch.device) -> Data:
     g = torch.Generator().manual_seed(0)
     return Data(torch.randn(n_train, 3, 32, 32, generator=g).to(device),
@@ -81,18 +88,59 @@ SWEEP_PRECISIONS = {"cuda": ("fp32", "tf32", "bf16"), "cpu": ("fp32",)}
 SWEEP_LEVERS = {"cuda": tuple(LEVERS), "cpu": ("eager", "channels-last")}
 
 
-def harness_rates(args, device, precision, data: Data, levers: dict) -> tuple[float, float]:
-    """(training images/s, evaluation images/s) of the harness loop with ``levers`` on."""
+@contextmanager
+def harness_run(args, device, precision, data: Data, levers: dict):
+    """The harness's All-CNN-C Run at ``args.batch`` with ``levers`` on, in a scratch folder."""
     spec = load_spec(SPECS_DIR / "table3" / "all-cnn-c.toml")
     spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training,
                                                                   batch_size=args.batch))
     opts = RunOptions(lr=spec.training.lr, precision=precision, device=str(device),
                       progress=False, **levers)
     with tempfile.TemporaryDirectory() as tmp:
-        run = Run(spec, opts, data, Path(tmp), device, precision)
+        yield Run(spec, opts, data, Path(tmp), device, precision)
+
+
+def harness_rates(args, device, precision, data: Data, levers: dict) -> tuple[float, float]:
+    """(training images/s, evaluation images/s) of the harness loop with ``levers`` on."""
+    with harness_run(args, device, precision, data, levers) as run:
         train = timed(run.step, args.iters, args.warmup, device)
         evaluate = timed(run.evaluate, 1, 1, device)
     return args.batch / train, len(data.test_images) / evaluate
+
+
+def concurrent_rate(args, device, precision, levers: dict, loops: int) -> float:
+    """Total training images/s of ``loops`` harness loops at once, each in its own process on
+    the device (what ``replicate --rows-in-parallel`` does), timed from a common start."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(loops), ctx.Queue()
+    workers = [ctx.Process(target=_concurrent_loop,
+                           args=(args, device, precision, levers, barrier, results))
+               for _ in range(loops)]
+    for worker in workers:
+        worker.start()
+    seconds = [results.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    if any(s is None for s in seconds):
+        raise AllconvError("a concurrent benchmark loop failed (its traceback is above)")
+    return loops * args.iters * args.batch / max(seconds)
+
+
+def _concurrent_loop(args, device, precision, levers, barrier, results) -> None:
+    """One process of concurrent_rate: warm up, wait for the others, time ``args.iters``."""
+    try:
+        set_precision(precision)
+        torch.backends.cudnn.benchmark = True
+        data = synthetic(*data_sizes(args, device), device)
+        with harness_run(args, device, precision, data, levers) as run:
+            for _ in range(max(args.warmup, 1)):    # compiles and captures before the start
+                run.step()
+            barrier.wait()
+            results.put(args.iters * timed(run.step, args.iters, 0, device))
+    except BaseException:
+        barrier.abort()
+        results.put(None)
+        raise
 
 
 def baseline_rate(args, device, precision, data: Data) -> float:
@@ -139,6 +187,10 @@ def build_parser() -> Parser:
                         "eager, channels-last) at every precision (CUDA: fp32, tf32, bf16; CPU: "
                         "fp32; or the one --precision names) against the baseline at that "
                         "precision, and name the fastest")
+    p.add_argument("--parallel", type=int, default=1, metavar="K",
+                   help="also run K copies of the fastest harness loop at once, in processes "
+                        "sharing the device, and print their total rate against one loop's "
+                        "(what replicate --rows-in-parallel K gains)")
     p.add_argument("--json", metavar="FILE", help="also write the measurements, with the "
                    "device, torch version, commit and time, to FILE")
     return p
@@ -162,6 +214,11 @@ def projected_minutes(train_rate: float, eval_rate: float) -> float:
     return EPOCHS * (TRAIN_SIZE / train_rate + TEST_SIZE / eval_rate) / 60
 
 
+def fastest(rows: list[dict]) -> dict:
+    """The harness configuration with the highest training rate."""
+    return max((r for r in rows if "ratio" in r), key=lambda r: r["train_images_per_s"])
+
+
 def report(rows: list[dict], tag: str) -> str:
     """The measurements as an aligned table, then the fastest configuration."""
     lines = [f"{tag}{'precision':<9} {'loop':<26} {'img/s':>9} {'TFLOP/s':>8} {'% peak':>7} "
@@ -173,7 +230,7 @@ def report(rows: list[dict], tag: str) -> str:
         lines.append(f"{tag}{r['precision']:<9} {r['loop']:<26} {r['train_images_per_s']:>9,.0f} "
                      f"{flops / 1e12:>8.2f} {100 * flops / PEAK_FLOPS:>6.2f}% {ratio:>8} "
                      f"{minutes:>8}")
-    best = max((r for r in rows if "ratio" in r), key=lambda r: r["train_images_per_s"])
+    best = fastest(rows)
     lines.append(f"{tag}fastest: {best['precision']} {best['loop']}: {best['ratio']:.2f}x its "
                  f"baseline, 350 epochs with per-epoch eval in {best['projected_minutes']:.1f} "
                  f"min (eval {best['eval_images_per_s']:,.0f} img/s)")
@@ -182,14 +239,15 @@ def report(rows: list[dict], tag: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.parallel < 1:
+        raise AllconvError(f"--parallel must be at least 1, not {args.parallel}")
     device = resolve_device(args.device)
     cpu = device.type != "cuda"
     args.batch = args.batch or (8 if cpu else 128)
     args.iters = args.iters or (3 if cpu else 200)
     args.warmup = args.warmup if args.warmup is not None else (1 if cpu else 20)
     torch.backends.cudnn.benchmark = True
-    data = synthetic(args.batch * 4 if cpu else TRAIN_SIZE, args.batch * 4 if cpu else TEST_SIZE,
-                     device)
+    data = synthetic(*data_sizes(args, device), device)
     tag = "CPU " if cpu else ""
     name = f"CPU ({torch.get_num_threads()} threads), tiny run" if cpu else \
         torch.cuda.get_device_name(device)
@@ -208,18 +266,34 @@ def main(argv: list[str] | None = None) -> int:
     rows = [row for precision in precisions
             for row in measure(args, device, precision, lever_sets, data)]
     print(report(rows, tag))
+    parallel = concurrency(args, device, rows, lever_sets, tag) if args.parallel > 1 else None
     if args.json:
-        write_json(Path(args.json), args, name, rows)
+        write_json(Path(args.json), args, name, rows, parallel)
     return 0
 
 
-def write_json(path: Path, args, device_name: str, rows: list[dict]) -> None:
+def concurrency(args, device, rows: list[dict], lever_sets: dict, tag: str) -> dict:
+    """The fastest configuration as 1 and as ``args.parallel`` loops at once; prints the gain."""
+    best = fastest(rows)
+    levers = lever_sets[best["loop"]]
+    one = concurrent_rate(args, device, best["precision"], levers, 1)
+    many = concurrent_rate(args, device, best["precision"], levers, args.parallel)
+    print(f"{tag}{args.parallel} loops at once ({best['precision']} {best['loop']}, one process "
+          f"each): {many:,.0f} img/s in total against {one:,.0f} for one loop: "
+          f"{many / one:.2f}x")
+    return {"loops": args.parallel, "precision": best["precision"], "loop": best["loop"],
+            "total_images_per_s": many, "one_loop_images_per_s": one, "gain": many / one}
+
+
+def write_json(path: Path, args, device_name: str, rows: list[dict],
+               parallel: dict | None) -> None:
     """The measurements with their provenance, written atomically."""
     record = {"benchmark": "train_throughput", "model": "all-cnn-c", "device": device_name,
               "torch": torch.__version__, "commit": git_commit(),
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "batch": args.batch, "iters": args.iters, "warmup": args.warmup,
-              "flop_per_image": FLOP_PER_IMAGE, "peak_flops": PEAK_FLOPS, "rows": rows}
+              "flop_per_image": FLOP_PER_IMAGE, "peak_flops": PEAK_FLOPS, "rows": rows,
+              "parallel": parallel}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(record, indent=1) + "\n").encode())
 

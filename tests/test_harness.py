@@ -353,7 +353,7 @@ def test_benchmark_sweep_measures_each_lever_set_against_the_baseline(capsys, tm
     from harness import report
     out_json = tmp_path / "bench.json"
     assert main(["--device", "cpu", "--batch", "4", "--iters", "1", "--warmup", "0", "--sweep",
-                 "--json", str(out_json)]) == 0
+                 "--parallel", "2", "--json", str(out_json)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert all(line.startswith("CPU ") for line in lines)
     record = json.loads(out_json.read_text())
@@ -368,7 +368,15 @@ def test_benchmark_sweep_measures_each_lever_set_against_the_baseline(capsys, tm
         assert row["projected_minutes"] == pytest.approx(
             350 * (50_000 / row["train_images_per_s"] + 10_000 / row["eval_images_per_s"]) / 60)
     fastest = max(rows[1:], key=lambda r: r["train_images_per_s"])
-    assert lines[-1].startswith(f"CPU fastest: fp32 {fastest['loop']}: {fastest['ratio']:.2f}x")
+    assert lines[-2].startswith(f"CPU fastest: fp32 {fastest['loop']}: {fastest['ratio']:.2f}x")
+    parallel = record["parallel"]
+    assert (parallel["loops"], parallel["precision"], parallel["loop"]) == (
+        2, "fp32", fastest["loop"])
+    assert parallel["gain"] == pytest.approx(
+        parallel["total_images_per_s"] / parallel["one_loop_images_per_s"])
+    assert lines[-1].startswith(f"CPU 2 loops at once (fp32 {fastest['loop']}, one process each)")
+    with pytest.raises(AllconvError, match="--parallel must be at least 1, not 0"):
+        main(["--device", "cpu", "--parallel", "0"])
 
 
 def test_benchmark_single_configuration_names_its_levers(capsys):
