@@ -179,6 +179,8 @@ class Run:
         The batch comes from the Data layer's feed and is passed as its tops, which keeps the
         Python sampler out of a compiled graph."""
         self.net.clear_param_diffs()
+        if self.opts.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()   # the last step's graph outputs are done
         data, label = self.feed(self.batch_size)
         with self.autocast:
             loss = self.loss(data=data.contiguous(memory_format=self.memory_format), label=label)

@@ -65,6 +65,7 @@ def test_compiled_loss_and_gradients_equal_eager(tmp_path, no_tf32, device, mode
     results = []
     for loss_fn in (net.loss, compiled, compiled, compiled):   # replays after the capture
         net.clear_param_diffs()
+        torch.compiler.cudagraph_mark_step_begin()                # as harness.train.Run.step
         loss = loss_fn(data=data, label=label)
         loss.backward()
         results.append((loss.detach().clone(),
