@@ -55,23 +55,45 @@ class MetricsLog:
             f.write(json.dumps(record) + "\n")
 
 
-def plot_curves(records: list[dict], path: Path, title: str) -> None:
-    """Training loss and test error against epochs, as a PNG (matplotlib's Agg backend)."""
+def plot_curves(records: list[dict], path: Path, title: str, paper_error: float | None = None,
+                tolerance: float = 0.0) -> None:
+    """Training loss and test error against epochs, as a PNG (matplotlib's Agg backend). Dotted
+    lines mark the lr drops; the paper's error and its tolerance band frame the test error."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     evals = [r for r in records if "test_error" in r]
+    style = {"marker": "."} if len(evals) <= 60 else {}
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [r["epoch"] for r in evals]
-    left.plot(epochs, [r["train_loss"] for r in evals], label="train (mean since last eval)")
-    left.plot(epochs, [r["test_loss"] for r in evals], label="test")
+    left.plot(epochs, [r["train_loss"] for r in evals], label="train (mean since last eval)",
+              **style)
+    left.plot(epochs, [r["test_loss"] for r in evals], label="test", **style)
     left.set(xlabel="epoch", ylabel="loss", yscale="log")
-    left.legend()
-    right.plot(epochs, [r["test_error"] for r in evals])
-    right.set(xlabel="epoch", ylabel="test error %")
+    right.plot(epochs, [r["test_error"] for r in evals], label="measured", **style)
+    right.set(xlabel="epoch", ylabel="test error % (log scale)", yscale="log")
+    for axis in (left, right):
+        axis.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        axis.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    if paper_error is not None:
+        right.axhline(paper_error, color="k", linestyle="--", linewidth=1,
+                      label=f"paper {paper_error:g} %")
+        right.axhspan(paper_error, paper_error + tolerance, color="g", alpha=0.15,
+                      label=f"PASS (<= {paper_error + tolerance:g} %)")
+    for epoch in lr_drops(evals):
+        for axis in (left, right):
+            axis.axvline(epoch, color="grey", linestyle=":", linewidth=1)
     right.grid(alpha=0.3)
+    left.legend()
+    right.legend()
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def lr_drops(evals: list[dict]) -> list[float]:
+    """Epochs of the first evaluation after each fall of the learning rate."""
+    return [b["epoch"] for a, b in zip(evals, evals[1:]) if b["lr"] < a["lr"]]

@@ -345,7 +345,8 @@ def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None)
                             "run_dir": str(run_dir)}
             tick, tick_iter = time.perf_counter(), run.iter
     plot_curves(log.records(), run_dir / "curves.png",
-                f"{spec.title} ({spec.key}), lr {opts.lr:g}" + (" - SMOKE RUN" if run.smoke else ""))
+                f"{spec.title} ({spec.key}), lr {opts.lr:g}" + (" - SMOKE RUN" if run.smoke else ""),
+                spec.paper.error, spec.paper.tolerance)
     result = _result(run, last, precision, device, names)
     (run_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result

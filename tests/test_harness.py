@@ -348,6 +348,17 @@ def test_cli_lists_rows_and_skips_untrainable_ones(capsys, tmp_path):
     assert "skipping table6/imagenet: the harness trains CIFAR only" in captured.err
 
 
+def test_curves_mark_each_lr_drop_at_the_first_evaluation_after_it(tmp_path):
+    from harness.metrics import lr_drops, plot_curves
+    records = [{"epoch": e, "lr": lr, "train_loss": 1.0 / e, "test_loss": 1.2 / e,
+                "test_error": 50.0 / e} for e, lr in
+               [(1, 0.01), (2, 0.01), (3, 0.001), (4, 0.001), (5, 0.0001)]]
+    assert lr_drops(records) == [3, 5]
+    assert lr_drops(records[:2]) == []
+    plot_curves(records, tmp_path / "curves.png", "title", paper_error=9.08, tolerance=0.5)
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_benchmark_sweep_measures_each_lever_set_against_the_baseline(capsys, tmp_path):
     from benchmarks.train_throughput import main
     from harness import report
