@@ -121,12 +121,16 @@ def _row_line(spec: Spec, result: dict | None) -> str:
             f"{_fmt(result['epochs'], 'g')} | {_fmt(minutes, '.1f')} | {_notes(result)} |")
 
 
-def table_markdown(table: str, specs: list[Spec], results: dict[str, dict]) -> str:
-    """Markdown: paper vs measured for every row of ``table`` (``results`` by row name)."""
-    lines = [f"# {table}: paper vs measured", "",
-             "| Model | Row | Paper error % | Measured error % | Δ points | Tolerance | Result | "
-             "lr | Params paper / counted | Epochs | Minutes | Notes |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+def table_markdown(table: str, specs: list[Spec], results: dict[str, dict],
+                   figure: str | None = None) -> str:
+    """Markdown: paper vs measured for every row of ``table`` (``results`` by row name), under
+    the ``figure`` image when one is given."""
+    lines = [f"# {table}: paper vs measured", ""]
+    if figure:
+        lines += [f"![{table}: paper vs measured]({figure})", ""]
+    lines += ["| Model | Row | Paper error % | Measured error % | Δ points | Tolerance | Result | "
+              "lr | Params paper / counted | Epochs | Minutes | Notes |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [_row_line(spec, results.get(spec.name)) for spec in specs]
     devices = sorted({r["device"] for r in results.values() if r.get("device")})
     lines += ["", RULES]
@@ -135,12 +139,60 @@ def table_markdown(table: str, specs: list[Spec], results: dict[str, dict]) -> s
     return "\n".join(lines) + "\n"
 
 
+def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Path) -> None:
+    """One line per row: the paper's error with its PASS band, and the measured error coloured
+    by status; a measured error far off the paper's range sits at the edge as an arrow with its
+    value. A PNG (matplotlib's Agg backend)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    colours = {"PASS": "tab:green", "FAIL": "tab:red", "SMOKE": "tab:grey"}
+    low = min(s.paper.error for s in specs) - 2
+    high = max(s.paper.error + s.paper.tolerance for s in specs) + 4
+    height = 0.4 * len(specs) + 1.8
+    fig, axis = plt.subplots(figsize=(8, height))
+    for y, spec in enumerate(reversed(specs)):
+        paper, tol = spec.paper.error, spec.paper.tolerance
+        axis.plot([paper, paper + tol], [y, y], color="tab:green", alpha=0.3, linewidth=8,
+                  solid_capstyle="butt")
+        axis.plot(paper, y, "k|", markersize=14)
+        result = results.get(spec.name)
+        error = result["measured"]["error"] if result else None
+        if error is None:
+            continue
+        colour = colours[result["status"]]
+        if low <= error <= high:
+            axis.plot(error, y, "o", color=colour)
+        else:
+            edge = high if error > high else low
+            axis.plot(edge, y, ">" if error > high else "<", color=colour)
+            axis.annotate(f"{error:.1f}", (edge, y), textcoords="offset points",
+                          xytext=(-8 if error > high else 8, 6),
+                          ha="right" if error > high else "left", color=colour, fontsize=8)
+    axis.set_yticks(range(len(specs)), [s.title for s in reversed(specs)])
+    axis.set(xlabel="test error %", xlim=(low - 0.5, high + 0.5), ylim=(-0.7, len(specs) - 0.3),
+             title=f"{table}: paper vs measured")
+    axis.grid(axis="x", alpha=0.3)
+    key = [Line2D([], [], color="k", marker="|", linestyle="", markersize=12, label="paper"),
+           Line2D([], [], color="tab:green", alpha=0.3, linewidth=8, label="PASS band")]
+    key += [Line2D([], [], color=c, marker="o", linestyle="", label=f"measured: {name}")
+            for name, c in colours.items()]
+    fig.legend(handles=key, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.35 / height, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def write_table_readme(out: Path, table: str, specs: list[Spec]) -> str:
-    """Rebuild ``out/<table>/README.md`` from the row JSONs there; returns the Markdown."""
+    """Rebuild ``out/<table>/README.md`` and its figure ``<table>.png`` from the row JSONs there;
+    returns the Markdown."""
     folder = out / table
     results = {s.name: json.loads((folder / f"{s.name}.json").read_text())
                for s in specs if (folder / f"{s.name}.json").is_file()}
-    text = table_markdown(table, specs, results)
     folder.mkdir(parents=True, exist_ok=True)
+    plot_table(table, specs, results, folder / f"{table}.png")
+    text = table_markdown(table, specs, results, figure=f"{table}.png")
     (folder / "README.md").write_text(text)
     return text

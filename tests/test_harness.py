@@ -223,7 +223,9 @@ def test_replicate_a_two_row_table_end_to_end(tmp_path, tiny_data, capsys):
     assert code == 0
     readme = (out / "tiny" / "README.md").read_text()
     assert readme == capsys.readouterr().out.rstrip("\n") + "\n"
-    assert readme.count("**SMOKE**") == 2 and "PASS" not in readme.split("\n\n")[1]
+    assert readme.count("**SMOKE**") == 2 and "PASS" not in readme.split("\n\n")[2]
+    assert readme.split("\n\n")[1] == "![tiny: paper vs measured](tiny.png)"
+    assert (out / "tiny" / "tiny.png").read_bytes()[:4] == b"\x89PNG"
     for row, params in (("model-a", 839_242), ("all-cnn-c", 1_369_738)):
         result = json.loads((out / "tiny" / f"{row}.json").read_text())
         assert result["smoke"] and result["status"] == "SMOKE"
