@@ -11,6 +11,14 @@ COLOURS = {"Convolution": "#f4a582", "Pooling": "#92c5de", "Data": "#d9f0d3", "I
 FOLDED = {"ReLU", "Dropout"}   # in-place layers, written inside the box of the layer they modify
 
 
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display), imported on first use."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def _boxes(rows: list[LayerSummary]) -> list[tuple[str, str]]:
     """(label, layer type) per box; in-place ReLU/Dropout are folded into the box above."""
     boxes: list[list[str]] = []
@@ -31,10 +39,7 @@ def draw(rows: list[LayerSummary], title: str, path: str | Path) -> None:
     path = Path(path)
     if path.suffix.lower() not in (".png", ".svg"):
         raise AllconvError(f"--draw {path}: the picture must end in .png or .svg")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     boxes = _boxes(rows)
     step = 1.0
     fig, ax = plt.subplots(figsize=(6.4, 0.9 + step * len(boxes)))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from generator.draw import pyplot
+
 
 def class_metrics(scores: torch.Tensor, labels: torch.Tensor) -> dict:
     """Test metrics from class scores (N, K) and labels (N,).
@@ -59,10 +61,8 @@ def plot_curves(records: list[dict], path: Path, title: str, paper_error: float 
                 tolerance: float = 0.0) -> None:
     """Training loss and test error against epochs, as a PNG (matplotlib's Agg backend). Dotted
     lines mark the lr drops; the paper's error and its tolerance band frame the test error."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
+    plt = pyplot()
+    from matplotlib.ticker import FormatStrFormatter
 
     evals = [r for r in records if "test_error" in r]
     style = {"marker": "."} if len(evals) <= 60 else {}
@@ -75,8 +75,8 @@ def plot_curves(records: list[dict], path: Path, title: str, paper_error: float 
     right.plot(epochs, [r["test_error"] for r in evals], label="measured", **style)
     right.set(xlabel="epoch", ylabel="test error % (log scale)", yscale="log")
     for axis in (left, right):
-        axis.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        axis.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        axis.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     if paper_error is not None:
         right.axhline(paper_error, color="k", linestyle="--", linewidth=1,
                       label=f"paper {paper_error:g} %")

@@ -7,6 +7,7 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+from generator.draw import pyplot
 from harness.specs import Spec
 from harness.train import check_trainable
 from runtime.errors import AllconvError
@@ -143,9 +144,7 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
     """One line per row: the paper's error with its PASS band, and the measured error coloured
     by status; a measured error far off the paper's range sits at the edge as an arrow with its
     value. A PNG (matplotlib's Agg backend)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.lines import Line2D
 
     colours = {"PASS": "tab:green", "FAIL": "tab:red", "SMOKE": "tab:grey"}

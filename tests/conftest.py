@@ -1,10 +1,22 @@
-"""Make the repository root importable when pytest runs from a checkout."""
+"""Make the repository root importable when pytest runs from a checkout; shared fixtures."""
 import sys
 from pathlib import Path
+
+import pytest
+import torch
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+
+@pytest.fixture
+def no_tf32():
+    """Full fp32 in CUDA matmuls and cuDNN convolutions while a test runs."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def pytest_terminal_summary(terminalreporter):

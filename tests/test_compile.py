@@ -41,15 +41,6 @@ def test_train_loss_traces_as_one_graph_without_breaks(tmp_path):
     assert (explained.graph_count, explained.graph_break_count) == (1, 0)
 
 
-@pytest.fixture
-def no_tf32():
-    """Full fp32 in CUDA matmuls and convolutions while a test runs."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 

@@ -13,13 +13,9 @@ pytestmark = [pytest.mark.gpu,
 
 
 @pytest.fixture
-def fp32_cuda():
-    """TF32 off for matmuls and cuDNN convolutions while a test runs."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    yield "cuda"
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+def fp32_cuda(no_tf32):
+    """The CUDA device, with TF32 off (conftest's no_tf32) while a test runs."""
+    return "cuda"
 
 
 def test_all_c_forward_backward_on_cuda_matches_caffe(fp32_cuda):
