@@ -187,6 +187,8 @@ def build_parser() -> Parser:
                         "eager, channels-last) at every precision (CUDA: fp32, tf32, bf16; CPU: "
                         "fp32; or the one --precision names) against the baseline at that "
                         "precision, and name the fastest")
+    p.add_argument("--levers", metavar="NAME,...",
+                   help="with --sweep, measure only these lever sets (" + ", ".join(LEVERS) + ")")
     p.add_argument("--parallel", type=int, default=1, metavar="K",
                    help="also run K copies of the fastest harness loop at once, in processes "
                         "sharing the device, and print their total rate against one loop's "
@@ -254,7 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep:
         precisions = (SWEEP_PRECISIONS[device.type] if args.precision == "auto"
                       else (resolve_precision(args.precision, device),))
-        lever_sets = {n: LEVERS[n] for n in SWEEP_LEVERS[device.type]}
+        names = args.levers.split(",") if args.levers else SWEEP_LEVERS[device.type]
+        unknown = [n for n in names if n not in LEVERS]
+        if unknown:
+            raise AllconvError(f"unknown lever set {unknown[0]!r}; valid: {', '.join(LEVERS)}")
+        lever_sets = {n: LEVERS[n] for n in names}
     else:
         precisions = (resolve_precision(args.precision, device),)
         chosen = {k: True for k in ("compile", "cuda_graphs", "channels_last")
