@@ -8,12 +8,13 @@
 #   resume SECONDS   the same run continued from its last checkpoint
 # The machine keeps /tmp while it is warm (about 30 s after a call), so the calls go back to back.
 # ALLCONV_COMMIT names the commit in the result files (the tree that travels has no .git).
+# CARRY names the carried folder of CIFAR files (default .carry).
 # EXTRA adds replicate options (for a dry run on the CPU: EXTRA="--device cpu --epochs 0.02").
 set -uo pipefail
 : "${OUT:?run this on the device machine, where OUT is set}"
 export PYTHONPATH=. PYTHONUNBUFFERED=1
 CIFAR=/tmp/cifar RESULTS=/tmp/results BENCH=/tmp/train_throughput.json
-mkdir -p "$CIFAR" && cp .carry/* "$CIFAR"/ && ls "$CIFAR"
+mkdir -p "$CIFAR" && cp "${CARRY:-.carry}"/* "$CIFAR"/ && ls "$CIFAR"
 
 fastest_levers() {   # replicate's flags for the fastest bf16 lever set that stage1 measured
     python3 - "$BENCH" <<'EOF'
