@@ -20,7 +20,10 @@ RULES = ("PASS: measured error <= paper error + tolerance (one-sided: beating th
 
 def git_commit() -> str | None:
     """HEAD of the checkout holding this file, with '-dirty' for uncommitted tracked changes.
-    A copy of the tree without .git (a remote GPU machine) names it in $ALLCONV_COMMIT."""
+    $ALLCONV_COMMIT, when set, names it instead: a copy of the tree on a remote GPU machine has
+    no .git, or a stale one."""
+    if os.environ.get(COMMIT_ENV):
+        return os.environ[COMMIT_ENV]
     here = Path(__file__).resolve().parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
@@ -28,7 +31,7 @@ def git_commit() -> str | None:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
                                cwd=here, capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get(COMMIT_ENV) or None
+        return None
     return head + ("-dirty" if dirty.strip() else "")
 
 

@@ -42,6 +42,11 @@ def test_train_loss_traces_as_one_graph_without_breaks(tmp_path):
 
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+# Largest gradient difference over the gradient's largest magnitude. On the CPU compiled and
+# eager code run the same convolution kernels. On CUDA (fp32, TF32 off) they do not: an H200 with
+# torch 2.11 measured 8.7e-4 in one weight gradient, with and without CUDA graphs (an absolute
+# 1.2e-6, as large as eager CUDA's own difference from Caffe's CPU fixtures), so CUDA gets 2e-3.
+GRAD_TOLERANCE = {"cpu": 1e-4, "cuda": 2e-3}
 
 
 @pytest.mark.parametrize("device, mode", [
@@ -67,4 +72,4 @@ def test_compiled_loss_and_gradients_equal_eager(tmp_path, no_tf32, device, mode
         assert compiled_loss.item() == pytest.approx(eager_loss.item(), rel=1e-5)
         for eager, grad in zip(eager_grads, compiled_grads):
             scale = eager.abs().max().clamp_min(1e-12)
-            assert ((grad - eager).abs().max() / scale).item() < 1e-4
+            assert ((grad - eager).abs().max() / scale).item() < GRAD_TOLERANCE[device]

@@ -412,6 +412,16 @@ def test_commit_falls_back_to_the_environment_outside_a_checkout(monkeypatch):
     assert report.git_commit() == "0123abc"
 
 
+def test_commit_in_the_environment_wins_over_a_stale_checkout(monkeypatch):
+    """The device's copy of the tree once carried the session's starting .git: its HEAD named
+    the wrong commit, and "-dirty"."""
+    from harness import report
+    monkeypatch.setenv(report.COMMIT_ENV, "0123abc")
+    assert report.git_commit() == "0123abc"
+    monkeypatch.delenv(report.COMMIT_ENV)
+    assert report.git_commit() != "0123abc"
+
+
 def test_rows_in_parallel_match_one_after_another(tmp_path, tiny_data):
     for row in ("model-a", "model-b"):
         tiny_spec(tmp_path / "specs", row, batch_size=16)
