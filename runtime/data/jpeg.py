@@ -105,8 +105,12 @@ def resize(image: torch.Tensor, size: int = 256, mode: str = "square") -> torch.
     else:
         scale = size / min(h, w)
         target = (max(size, round(h * scale)), max(size, round(w * scale)))
-    x = F.interpolate(image[None].float(), size=target, mode="bilinear", align_corners=False,
-                      antialias=False)[0]
+    if image.device.type == "cpu":   # PyTorch's uint8 kernel: ~40x faster, within 1 of float
+        x = F.interpolate(image[None].contiguous(memory_format=torch.channels_last), size=target,
+                          mode="bilinear", align_corners=False, antialias=False)[0]
+    else:
+        x = F.interpolate(image[None].float(), size=target, mode="bilinear",
+                          align_corners=False, antialias=False)[0].round_().clamp_(0, 255)
     top, left = (target[0] - size) // 2, (target[1] - size) // 2
     x = x[:, top:top + size, left:left + size]
-    return x.round_().clamp_(0, 255).to(torch.uint8).flip(0)
+    return x.to(torch.uint8).flip(0).contiguous()
