@@ -6,6 +6,7 @@ import torch
 
 from runtime.data.large_augment import (FRAME, IMAGE, LargeAugment, draw_geometry, frame,
                                         large_batch, scale_pixels)
+from runtime.errors import AllconvError
 
 OFF = LargeAugment.off()
 OFFSET = (FRAME - IMAGE) // 2      # 47: the image's first row and column in the frame
@@ -32,7 +33,8 @@ def test_shift_and_flip_move_the_image_exactly():
     x = scale_pixels(_images(2, seed=1))
     a = torch.diag_embed(torch.tensor([[-1.0, 1.0], [1.0, 1.0]]))        # image 0 mirrored
     shift = torch.tensor([[5.0, -3.0], [-16.0, 16.0]])                  # (x, y) pixels
-    framed, mask = frame(x, a, shift)
+    framed, mask, grid = frame(x, a, shift)
+    assert grid.shape == (2, FRAME, FRAME, 2)
     for i, (dx, dy) in enumerate(shift.long().tolist()):
         want = x[i].flip(-1) if i == 0 else x[i]
         top, left = OFFSET + dy, OFFSET + dx
@@ -109,6 +111,19 @@ def test_batches_are_reproducible_from_the_generator():
     two = large_batch(x, LargeAugment(), torch.Generator().manual_seed(7))
     assert torch.equal(one, two)
     assert not torch.equal(one, large_batch(x, OFF, None))
+
+
+def test_a_spec_table_overrides_the_defaults_and_bad_keys_are_named():
+    cfg = LargeAugment.from_table({"max_shift": 8, "flip": False, "alpha": 0.1}, "large.toml")
+    assert (cfg.max_shift, cfg.flip, cfg.alpha, cfg.stretch) == (8, False, 0.1, 0.2)
+    with pytest.raises(AllconvError, match="large.toml: unknown key 'rotate'; valid keys: stretch"):
+        LargeAugment.from_table({"rotate": 1}, "large.toml")
+    with pytest.raises(AllconvError, match="'max_shift' must be int, not 2.5"):
+        LargeAugment.from_table({"max_shift": 2.5}, "large.toml")
+    with pytest.raises(AllconvError, match="'flip' must be bool"):
+        LargeAugment.from_table({"flip": 1}, "large.toml")
+    with pytest.raises(AllconvError, match="'stretch' must not be negative"):
+        LargeAugment.from_table({"stretch": -0.1}, "large.toml")
 
 
 @pytest.mark.gpu

@@ -24,10 +24,13 @@ Test time: the image centred at scale 1, unflipped, unshifted and uncoloured, on
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from runtime.errors import AllconvError
 
 FRAME = 126
 IMAGE = 32
@@ -48,6 +51,21 @@ class LargeAugment:
     @classmethod
     def off(cls) -> "LargeAugment":
         return cls(0.0, False, 0.0, 0, 0.0, 0.0, 0.0)
+
+    @classmethod
+    def from_table(cls, table: dict, where: str) -> "LargeAugment":
+        """The defaults overridden by a spec's TOML table; ``where`` names it in errors."""
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        for key, value in table.items():
+            if key not in fields:
+                raise AllconvError(f"{where}: unknown key {key!r}; valid keys: "
+                                   f"{', '.join(fields)}")
+            kind = {"bool": bool, "int": int, "float": (int, float)}[fields[key]]
+            if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
+                raise AllconvError(f"{where}: {key!r} must be {fields[key]}, not {value!r}")
+            if not isinstance(value, bool) and value < 0:
+                raise AllconvError(f"{where}: {key!r} must not be negative, not {value!r}")
+        return cls(**table)
 
 
 def scale_pixels(images: torch.Tensor) -> torch.Tensor:
@@ -82,9 +100,10 @@ def draw_geometry(n: int, cfg: LargeAugment, generator: torch.Generator
 
 
 def frame(images: torch.Tensor, a: torch.Tensor, shift: torch.Tensor
-          ) -> tuple[torch.Tensor, torch.Tensor]:
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Place scaled images (n, C, 32, 32) in the 126 frame, frame point p = A q + t for image
-    point q (pixels from each centre; x first). Returns (framed, mask of image pixels)."""
+    point q (pixels from each centre; x first). Returns (framed, mask of image pixels, grid):
+    grid (n, 126, 126, 2) holds each frame pixel's image coordinates q / 16, in [-1, 1] inside."""
     n = len(images)
     inverse = torch.linalg.inv(a)
     theta = torch.cat([inverse * ((FRAME / 2) / (IMAGE / 2)),
@@ -94,11 +113,11 @@ def frame(images: torch.Tensor, a: torch.Tensor, shift: torch.Tensor
                            align_corners=False)
     mask = F.grid_sample(torch.ones_like(images[:, :1]), grid, mode="bilinear",
                          padding_mode="zeros", align_corners=False)
-    return framed, mask
+    return framed, mask, grid
 
 
-def colour(framed: torch.Tensor, mask: torch.Tensor, a: torch.Tensor, shift: torch.Tensor,
-           cfg: LargeAugment, generator: torch.Generator) -> torch.Tensor:
+def colour(framed: torch.Tensor, mask: torch.Tensor, grid: torch.Tensor, cfg: LargeAugment,
+           generator: torch.Generator) -> torch.Tensor:
     """Per-image colour shift, channel mixing and x/y colour gradients on the image pixels."""
     n, c = framed.shape[:2]
     dev = generator.device
@@ -107,11 +126,7 @@ def colour(framed: torch.Tensor, mask: torch.Tensor, a: torch.Tensor, shift: tor
     mix = torch.eye(c, device=dev) + normal(n, c, c, std=cfg.colour_mix / c)
     offset = normal(n, c, 1, 1, std=cfg.colour_shift)
     gx, gy = (normal(n, c, 1, 1, std=cfg.colour_gradient) for _ in range(2))
-    # image coordinates in [-1, 1] of each frame pixel: q = A^-1 (p - t) / 16
-    span = (torch.arange(FRAME, device=dev) - (FRAME - 1) / 2)
-    p = torch.stack(torch.meshgrid(span, span, indexing="xy"), -1).reshape(1, -1, 2, 1)
-    q = (torch.linalg.inv(a)[:, None] @ (p - shift[:, None, :, None])).squeeze(-1) / (IMAGE / 2)
-    qx, qy = (q[..., i].reshape(n, 1, FRAME, FRAME) for i in (0, 1))
+    qx, qy = grid[:, None, :, :, 0], grid[:, None, :, :, 1]
     out = torch.einsum("nij,njhw->nihw", mix, framed) + offset + gx * qx + gy * qy
     return out * mask
 
@@ -126,8 +141,8 @@ def large_batch(images: torch.Tensor, cfg: LargeAugment, generator: torch.Genera
         eye = torch.eye(2, device=x.device).expand(n, 2, 2)
         return frame(x, eye, torch.zeros(n, 2, device=x.device))[0]
     a, shift = draw_geometry(n, cfg, generator)
-    framed, mask = frame(x, a, shift)
+    framed, mask, grid = frame(x, a, shift)
     if cfg.colour_shift or cfg.colour_mix or cfg.colour_gradient:
-        framed = colour(framed, mask, a, shift, cfg, generator)
+        framed = colour(framed, mask, grid, cfg, generator)
     return framed
 
