@@ -10,7 +10,7 @@ from PIL import Image
 from generator.render import NetOptions, render_net
 from generator.variants import get_variant
 from runtime import Net, TEST, TRAIN
-from runtime.caffemodel import blob_to_array, read_binary
+from runtime.caffemodel import array_to_blob, blob_to_array, read_binary, write_binary
 from runtime.data import imagenet, jpeg
 from runtime.data.imagenet import CROP, RESIZE, ImageNetFeed, crop_mirror, mean_image, scan
 from runtime.errors import AllconvError
@@ -114,6 +114,12 @@ def test_mean_image_is_the_training_mean_and_is_cached_as_binaryproto(tree, tmp_
     assert blob.shape == (1, 3, RESIZE, RESIZE)
     monkeypatch.setattr(imagenet, "load_batch", lambda *a, **k: pytest.fail("not cached"))
     torch.testing.assert_close(mean_image(folder, cache=tmp_path / "cache"), mean)
+    write_binary(cached, array_to_blob(np.zeros((2, 2), np.float32)))
+    with pytest.raises(AllconvError, match=r"imagenet-mean-.*shape \(2, 2\).*delete it"):
+        mean_image(folder, cache=tmp_path / "cache")
+    cached.write_bytes(b"\x08garbage")
+    with pytest.raises(AllconvError, match="imagenet-mean-.*binaryproto"):
+        mean_image(folder, cache=tmp_path / "cache")
 
 
 def test_test_feed_is_mean_subtracted_centre_crops_in_file_order(tree):

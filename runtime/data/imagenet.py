@@ -91,8 +91,11 @@ def mean_image(folder: Folder, device="cpu", batch_size: int = 256, threads: int
     key = hashlib.sha256(json.dumps([resize_mode, listing]).encode()).hexdigest()[:20]
     path = Path(cache or cache_dir()) / f"imagenet-mean-{key}.binaryproto"
     if path.is_file():
-        return torch.from_numpy(blob_to_array(read_binary(path, pb.BlobProto))).reshape(3, RESIZE,
-                                                                                        RESIZE)
+        cached = blob_to_array(read_binary(path, pb.BlobProto))
+        if cached.shape not in ((1, 3, RESIZE, RESIZE), (3, RESIZE, RESIZE)):
+            raise AllconvError(f"{path}: a mean of shape {cached.shape}, expected "
+                               f"(1, 3, {RESIZE}, {RESIZE}); delete it to recompute")
+        return torch.from_numpy(cached).reshape(3, RESIZE, RESIZE)
     total = torch.zeros(3, RESIZE, RESIZE, dtype=torch.float64, device=device)
     with ThreadPoolExecutor(threads) as pool:
         for start in range(0, len(folder), batch_size):
