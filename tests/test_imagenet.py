@@ -77,7 +77,13 @@ def test_decode_and_resize_give_caffes_bgr_256_square(tree):
         jpeg.resize(images[0], mode="crop")
 
 
-def test_a_corrupt_jpeg_names_its_path(tree):
+def test_a_png_named_jpeg_is_decoded_and_a_corrupt_jpeg_names_its_path(tree):
+    png = tree / "train" / WNIDS[1] / "disguised.JPEG"
+    Image.new("RGB", (300, 300), (10, 20, 30)).save(png, format="PNG")
+    folder = scan(tree, "train")
+    with ThreadPoolExecutor(1) as pool:
+        image = imagenet.load_batch(folder, torch.tensor([folder.paths.index(png)]), "cpu", pool)
+    assert image[0, :, 5, 5].tolist() == [30, 20, 10]                     # BGR
     bad = tree / "train" / WNIDS[0] / "broken.JPEG"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     folder = scan(tree, "train")
@@ -208,3 +214,6 @@ def test_torchvision_and_pillow_decode_alike(tree):
     ours = jpeg._torchvision_one(data, path).int()
     pillow = jpeg._pillow(data, path).int()
     assert (ours - pillow).abs().max() <= 2
+    png = tree / "disguised.JPEG"                     # a PNG named .JPEG, as in ILSVRC-2012
+    Image.new("RGB", (5, 4), (10, 20, 30)).save(png, format="PNG")
+    assert jpeg._torchvision_one(png.read_bytes(), png)[:, 0, 0].tolist() == [10, 20, 30]

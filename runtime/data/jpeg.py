@@ -62,12 +62,14 @@ def _pillow(data: bytes, path: Path) -> torch.Tensor:
 
 
 def _torchvision_one(data: bytes, path: Path) -> torch.Tensor:
+    """torchvision's CPU decoder; files it refuses go to Pillow (ILSVRC-2012 has a PNG and some
+    CMYK JPEGs among its .JPEG files), which names the path if it cannot read them either."""
     tvio = torchvision_io()
     try:
         return tvio.decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8),
                                 mode=tvio.ImageReadMode.RGB)
-    except RuntimeError as err:
-        raise AllconvError(f"{path}: cannot decode as a JPEG: {str(err).splitlines()[0]}") from None
+    except RuntimeError:
+        return _pillow(data, path)
 
 
 def read_files(paths: list[Path], pool: ThreadPoolExecutor) -> list[bytes]:
