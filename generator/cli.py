@@ -6,14 +6,12 @@ import sys
 from pathlib import Path
 
 from generator.render import Filler, Init, NetOptions, SolverOptions, render_net, render_solver
-from generator.summary import count_params, summarize
-from generator.variants import VARIANTS, Variant, get_variant
+from generator.variants import VARIANTS, get_variant
 from runtime import prototxt
 from runtime.cli_support import Parser, run_cli
 from runtime.errors import AllconvError
+from runtime.meta import count_params, meta_net
 from runtime.proto import pb
-
-INPUT_SIZE = {"large-all-cnn": 126, "imagenet": 227}
 
 
 def build_parser() -> Parser:
@@ -92,17 +90,13 @@ def _check_conflicts(args) -> None:
             raise AllconvError(f"--{name.replace('_', '-')} must be positive, not {value}")
 
 
-def data_shape(variant: Variant, opts: NetOptions) -> tuple[int, ...]:
-    size = INPUT_SIZE.get(variant.name, 32)
-    return (opts.batch_size or 1, 3, size, size)
-
-
 def list_variants() -> str:
-    lines = [f"{'variant':<15} {'paper name':<18} {'table':<11} {'parameters':>12}"]
+    """One line per registry entry; counts come from the runtime's layers on the meta device."""
+    lines = [f"{'variant':<15} {'paper name':<18} {'table':<11} {'input':>7} {'parameters':>12}"]
     for v in VARIANTS.values():
-        net = prototxt.parse_net(render_net(v, NetOptions(deploy=True)), v.name)
-        rows = summarize(net, pb.TEST, data_shape(v, NetOptions()))
-        lines.append(f"{v.name:<15} {v.title:<18} {v.table:<11} {count_params(rows):>12,}")
+        net = meta_net(render_net(v, NetOptions(deploy=True)), pb.TEST)
+        size = f"{v.input_size}x{v.input_size}"
+        lines.append(f"{v.name:<15} {v.title:<18} {v.table:<11} {size:>7} {count_params(net):>12,}")
     return "\n".join(lines)
 
 
@@ -131,9 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         prototxt.write_text(solver, args.solver)
     if args.draw:
         from generator.draw import draw
-        net = prototxt.parse_net(text, variant.name)
         phase = pb.TEST if args.deploy else pb.TRAIN
-        draw(summarize(net, phase, data_shape(variant, opts)), variant.title, args.draw)
+        draw(meta_net(text, phase, variant.data_shape()[1:]), variant.title, args.draw)
     if args.output or args.solver or args.draw:
         written = [p for p in (args.output, args.solver, args.draw) if p]
         print(f"wrote {', '.join(str(Path(p)) for p in written)}", file=sys.stderr)

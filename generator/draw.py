@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from generator.summary import LayerSummary
 from runtime.errors import AllconvError
+from runtime.proto import pb
 
 COLOURS = {"Convolution": "#f4a582", "Pooling": "#92c5de", "Data": "#d9f0d3", "Input": "#d9f0d3",
            "SoftmaxWithLoss": "#c2a5cf", "Softmax": "#c2a5cf", "Accuracy": "#c2a5cf"}
@@ -19,28 +19,48 @@ def pyplot():
     return plt
 
 
-def _boxes(rows: list[LayerSummary]) -> list[tuple[str, str]]:
+def detail(layer) -> str:
+    """What the box says about a layer beside its type: kernel/stride/pad, pool, ratio, slope."""
+    if layer.type_name == "Convolution":
+        (kh, kw), (sh, _), (ph, _) = layer.kernel, layer.stride, layer.pad
+        return f"{kh}x{kw}" + (f"/s{sh}" if sh != 1 else "") + (f" pad {ph}" if ph else "")
+    if layer.type_name == "Pooling":
+        kind = pb.PoolingParameter.PoolMethod.Name(layer.method)
+        if layer.kernel is None:
+            return f"global {kind}"
+        return f"{kind} {layer.kernel[0]}x{layer.kernel[1]}/s{layer.stride[0]}"
+    if layer.type_name == "Dropout":
+        return f"{layer.ratio:g}"
+    if layer.type_name == "ReLU" and layer.slope:
+        return f"slope {layer.slope:g}"
+    return ""
+
+
+def _boxes(net) -> list[tuple[str, str]]:
     """(label, layer type) per box; in-place ReLU/Dropout are folded into the box above."""
     boxes: list[list[str]] = []
     types: list[str] = []
-    for row in rows:
-        if row.type in FOLDED and boxes and row.in_place:
-            boxes[-1].append(f"+ {row.type}{' ' + row.detail if row.detail else ''}")
+    for layer in net.layers:
+        kind, note = layer.type_name, detail(layer)
+        if kind in FOLDED and boxes and layer.tops == layer.bottoms:
+            boxes[-1].append(f"+ {kind}{' ' + note if note else ''}")
             continue
-        shape = " ".join("x".join(map(str, s)) if s else "scalar" for s in row.top_shapes)
-        head = f"{row.name}  ({row.type}{', ' + row.detail if row.detail else ''})"
-        boxes.append([head, f"-> {shape}" + (f"   {row.num_params:,} params" if row.num_params else "")])
-        types.append(row.type)
+        shape = " ".join("x".join(map(str, s)) if s else "scalar" for s in layer.top_shapes)
+        params = sum(p.numel() for p in layer.blobs)
+        head = f"{layer.name}  ({kind}{', ' + note if note else ''})"
+        boxes.append([head, f"-> {shape}" + (f"   {params:,} params" if params else "")])
+        types.append(kind)
     return [("\n".join(lines), kind) for lines, kind in zip(boxes, types)]
 
 
-def draw(rows: list[LayerSummary], title: str, path: str | Path) -> None:
-    """Write the picture to ``path``; the suffix (.png or .svg) picks the format."""
+def draw(net, title: str, path: str | Path) -> None:
+    """Write the picture of ``net`` (a runtime Net; a meta-device one will do) to ``path``;
+    the suffix (.png or .svg) picks the format."""
     path = Path(path)
     if path.suffix.lower() not in (".png", ".svg"):
         raise AllconvError(f"--draw {path}: the picture must end in .png or .svg")
     plt = pyplot()
-    boxes = _boxes(rows)
+    boxes = _boxes(net)
     step = 1.0
     fig, ax = plt.subplots(figsize=(6.4, 0.9 + step * len(boxes)))
     ax.set_xlim(0, 1)

@@ -1,13 +1,17 @@
-"""The registry of the paper's networks: one table drives every variant.
+"""The registry of the paper's networks: one ``Variant`` entry holds everything that defines one.
 
-The 12 CIFAR variants (Tables 1-2) are rows of ``BASE_STAGES`` x ``DOWNSAMPLING``
-rendered by one family template; Large All-CNN (Table 5) and the ImageNet model
-(Table 6) have a template each.
+An entry names its template and the template's layer table, its input size, the class counts it
+accepts, its data defaults (batch sizes, Data-layer sources, Caffe's crop/mirror/mean transform)
+and the paper's solver schedule. Everything else (``gen-prototxt``, ``--list``, the harness)
+reads it from here.
+
+The 12 CIFAR variants (Tables 1-2) are rows of ``BASE_STAGES`` x ``DOWNSAMPLING`` rendered by one
+family template; Large All-CNN (Table 5) and the ImageNet model (Table 6) have a template each.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from runtime.errors import AllconvError
 
@@ -25,15 +29,92 @@ DOWNSAMPLING = {"model": "pool", "strided": "stride", "convpool": "conv+pool", "
 FAMILY_TITLES = {"model": "Model {B}", "strided": "Strided-CNN-{B}",
                  "convpool": "ConvPool-CNN-{B}", "all": "All-CNN-{B}"}
 
+LEAKY_SLOPE = 0.333   # Table 5 says LeakyReLU without a slope; 1/3 as in Graham's sparse CNNs.
+
+# Large All-CNN (Table 5): (n, width, kernel, stride, dropout after the conv or 0), all unpadded.
+LARGE_LAYERS = (
+    (1, 320, 2, 1, 0), (2, 320, 2, 1, 0), (3, 320, 2, 2, 0),
+    (4, 640, 2, 1, 0.1), (5, 640, 2, 1, 0.1), (6, 640, 2, 2, 0),
+    (7, 960, 2, 1, 0.2), (8, 960, 2, 1, 0.2), (9, 960, 2, 2, 0),
+    (10, 1280, 2, 1, 0.3), (11, 1280, 2, 1, 0.3), (12, 1280, 2, 2, 0),
+    (13, 1600, 2, 1, 0.4), (14, 1600, 2, 1, 0.4), (15, 1600, 2, 2, 0),
+    (16, 1920, 2, 1, 0.5), (17, 1920, 1, 1, 0.5))
+
+# The ImageNet All-CNN (Table 6): (n, width or None for the class count, kernel, stride, pad,
+# dropout after the conv or 0).
+IMAGENET_LAYERS = (
+    (1, 96, 11, 4, 0, 0), (2, 96, 1, 1, 0, 0), (3, 96, 3, 2, 0, 0),
+    (4, 256, 5, 1, 2, 0), (5, 256, 1, 1, 0, 0), (6, 256, 3, 2, 0, 0),
+    (7, 384, 3, 1, 1, 0), (8, 384, 1, 1, 0, 0), (9, 384, 3, 2, 0, 0.5),
+    (10, 1024, 3, 1, 1, 0), (11, 1024, 1, 1, 0, 0), (12, None, 1, 1, 0, 0))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The paper's SGD schedule (momentum 0.9, lr x0.1 per step) in ``unit`` epochs or iterations.
+
+    ``lr_policy`` "multistep" steps after each of ``steps``; "step" every ``steps[0]``.
+    """
+
+    source: str
+    unit: str
+    length: float
+    steps: tuple[float, ...]
+    lr_policy: str
+    weight_decay: float
+    base_lr: float = 0.01
+    test_every: float = 5
+    snapshot_every: float = 50
+
+
+CIFAR_SCHEDULE = Schedule("Section 3.2", "epoch", 350, (200, 250, 300), "multistep", 0.001)
+IMAGENET_SCHEDULE = Schedule("Table 6", "iteration", 450_000, (200_000,), "step", 0.0005,
+                             test_every=10_000, snapshot_every=50_000)
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Caffe's TransformationParameter of the Data layers: random crop and mirror at TRAIN,
+    centre crop at TEST, mean values subtracted per channel. Empty for pre-whitened CIFAR."""
+
+    crop_size: int | None = None
+    mirror: bool = False
+    mean_values: tuple[float, ...] = ()
+
+    def fields(self, phase: str) -> list[tuple[str, object]]:
+        """(field, value) pairs of the transform_param of ``phase`` ("TRAIN" or "TEST")."""
+        if self.crop_size is None and not self.mirror and not self.mean_values:
+            return []
+        mirror = "true" if self.mirror and phase == "TRAIN" else "false"
+        crop = [("crop_size", self.crop_size)] if self.crop_size else []
+        return [("mirror", mirror)] + crop + [("mean_value", v) for v in self.mean_values]
+
 
 @dataclass(frozen=True)
 class Variant:
-    """One network of the paper: its canonical name, title and template inputs."""
+    """One network of the paper and everything that defines it.
+
+    ``layers`` is the template's layer table; ``classes`` the class counts the net accepts
+    (the first is the default); ``sources`` the Data layers' default TRAIN and TEST sources,
+    with ``{classes}`` filled in.
+    """
 
     name: str
     title: str
-    template: str
     table: str
+    template: str
+    layers: dict = field(hash=False, compare=False)
+    input_size: int = 32
+    classes: tuple[int, ...] = (10, 100)
+    train_size: int = 50_000
+    test_size: int = 10_000
+    batch_size: int = 128
+    test_batch_size: int = 100
+    sources: tuple[str, str] = ("data/cifar{classes}_gcn_zca_train.npz",
+                                "data/cifar{classes}_gcn_zca_test.npz")
+    transform: Transform = Transform()
+    schedule: Schedule = CIFAR_SCHEDULE
+    notes: tuple[str, ...] = ()
     family: str = ""
     base: str = ""
 
@@ -41,18 +122,53 @@ class Variant:
     def is_cifar(self) -> bool:
         return self.template == "cifar_family.prototxt.j2"
 
+    def check_classes(self, classes: int | None) -> int:
+        """``classes``, or the default when None; AllconvError if the net does not take it."""
+        if classes is None:
+            return self.classes[0]
+        if classes not in self.classes:
+            if len(self.classes) == 1:
+                raise AllconvError(f"--classes {classes} conflicts with {self.title} "
+                                   f"({self.table}), which has {self.classes[0]} classes")
+            raise AllconvError(f"--classes must be {' or '.join(map(str, self.classes))} for "
+                               f"{self.title}, not {classes}")
+        return classes
 
-def _cifar_variants() -> list[Variant]:
-    return [Variant(name=f"{family}-{base}", title=FAMILY_TITLES[family].format(B=base.upper()),
-                    template="cifar_family.prototxt.j2", table="Tables 1-2",
-                    family=family, base=base)
-            for family in DOWNSAMPLING for base in BASE_STAGES]
+    def data_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
+        """The Data or Input top's shape for ``batch`` images."""
+        return (batch, 3, self.input_size, self.input_size)
 
 
-VARIANTS: dict[str, Variant] = {v.name: v for v in _cifar_variants() + [
-    Variant("large-all-cnn", "Large All-CNN", "large_all_cnn.prototxt.j2", "Table 5"),
-    Variant("imagenet", "All-CNN ImageNet", "imagenet.prototxt.j2", "Table 6"),
-]}
+def _cifar_variant(family: str, base: str) -> Variant:
+    notes = (("Strided-CNN: the 50 % dropout follows the strided conv's ReLU, where the pool "
+              "was.",) if family == "strided" else ())
+    return Variant(name=f"{family}-{base}", title=FAMILY_TITLES[family].format(B=base.upper()),
+                   table="Tables 1-2", template="cifar_family.prototxt.j2",
+                   layers=dict(stage_widths=STAGE_WIDTHS, base_kernels=BASE_STAGES[base],
+                               downsampling=DOWNSAMPLING[family]),
+                   notes=notes, family=family, base=base)
+
+
+LARGE_ALL_CNN = Variant(
+    "large-all-cnn", "Large All-CNN", "Table 5", "large_all_cnn.prototxt.j2",
+    layers=dict(convs=LARGE_LAYERS, leaky_slope=LEAKY_SLOPE), input_size=126, classes=(10,),
+    batch_size=64, sources=("data/cifar10_large_train.npz", "data/cifar10_large_test.npz"),
+    notes=(f"LeakyReLU slope {LEAKY_SLOPE} (Table 5 gives none); dropout after each unstrided "
+           "conv at its group's rate; a 1x1 conv 'classifier' maps 1920 -> classes.",))
+
+IMAGENET = Variant(
+    "imagenet", "All-CNN ImageNet", "Table 6", "imagenet.prototxt.j2",
+    layers=dict(convs=IMAGENET_LAYERS), input_size=227, classes=(1000,),
+    train_size=1_281_167, test_size=50_000, batch_size=64, test_batch_size=50,
+    sources=("data/ilsvrc12_train_lmdb", "data/ilsvrc12_val_lmdb"),
+    transform=Transform(crop_size=227, mirror=True, mean_values=(104, 117, 123)),
+    schedule=IMAGENET_SCHEDULE,
+    notes=("227x227 crops with unpadded strided convs give 55-27-13-6, the paper's 6x6 global "
+           "average (the paper's 224 cannot reach 6x6 without extra padding).",))
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in [
+    _cifar_variant(family, base) for family in DOWNSAMPLING for base in BASE_STAGES
+] + [LARGE_ALL_CNN, IMAGENET]}
 
 
 def _normalise(name: str) -> str:

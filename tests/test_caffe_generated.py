@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from generator.cli import INPUT_SIZE
 from generator.render import NetOptions, render_net
-from generator.summary import count_params, summarize
 from generator.variants import VARIANTS
-from runtime.prototxt import parse_net
+from runtime.meta import count_params, meta_net
 from runtime.proto import pb
 
 REPORT = json.loads((Path(__file__).parent / "fixtures" / "caffe_generated_nets.json").read_text())
@@ -26,14 +24,11 @@ def test_caffe_loaded_all_fourteen_nets_with_their_solvers():
 @pytest.mark.parametrize("phase", ["TRAIN", "TEST"])
 def test_shapes_and_counts_match_real_caffe(name, phase):
     seen = REPORT["nets"][name][phase]
-    net = parse_net(render_net(VARIANTS[name], NetOptions(batch_size=2, test_batch_size=2)))
-    size = INPUT_SIZE.get(name, 32)
-    rows = summarize(net, getattr(pb, phase), (2, 3, size, size))
-    ours = {}
-    for row in rows:
-        layer = next(l for l in net.layer if l.name == row.name)
-        ours.update(zip(layer.top, (list(s) for s in row.top_shapes)))
+    variant = VARIANTS[name]
+    net = meta_net(render_net(variant, NetOptions(batch_size=2, test_batch_size=2)),
+                   getattr(pb, phase), variant.data_shape()[1:])
+    ours = {blob: list(net.blobs[blob].shape) for blob in net.blobs}
     # Caffe adds Split layers where a blob feeds two layers (loss and accuracy at TEST).
     caffe_blobs = {k: v for k, v in seen["blobs"].items() if not re.search(r"_split_\d+$", k)}
     assert ours == caffe_blobs
-    assert count_params(rows) == seen["params"]
+    assert count_params(net) == seen["params"]

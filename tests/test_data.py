@@ -432,3 +432,35 @@ def test_cuda_matches_cpu():
     for a, b in zip(preprocess.gcn_zca(train, test, device="cuda")[:2],
                     preprocess.gcn_zca(train, test, device="cpu")[:2]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_cifar100_python_release_goes_through_the_cifar10_whitening_path(tmp_path, monkeypatch):
+    """A tiny official CIFAR-100 python release (train, test, meta) -> prepared_cifar: GCN on
+    every image, the ZCA fit on the training split, fine labels kept."""
+    rng = np.random.default_rng(4)
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    splits = {name: fake_split(rng, n, 100) for name, n in (("train", 5), ("test", 3))}
+    for name, (x, fine) in splits.items():
+        (folder / name).write_bytes(pickle.dumps(
+            {b"filenames": [b"x.png"] * len(x), b"batch_label": name.encode(),
+             b"fine_labels": [int(v) for v in fine],
+             b"coarse_labels": [int(v) // 5 for v in fine], b"data": x.reshape(len(x), -1)}))
+    (folder / "meta").write_bytes(pickle.dumps(
+        {b"fine_label_names": [n.encode() for n in cifar.class_names("cifar100")],
+         b"coarse_label_names": [b"c%d" % i for i in range(20)]}))
+    fitted = []
+
+    def identity_zca(x, filter_bias=preprocess.FILTER_BIAS):   # the 3072x3072 eigh is slow
+        fitted.append(x.shape)
+        return torch.zeros(x.shape[1], dtype=x.dtype), torch.eye(x.shape[1], dtype=x.dtype)
+
+    monkeypatch.setattr(preprocess, "fit_zca", identity_zca)
+    prepared = prepared_cifar("cifar100", tmp_path, cache_dir=tmp_path / "cache", verify=False,
+                              device="cpu")
+    assert fitted == [(5, 3072)]
+    np.testing.assert_array_equal(prepared.train_labels, splits["train"][1])
+    np.testing.assert_array_equal(prepared.test_labels, splits["test"][1])
+    flat = prepared.test_images.reshape(3, -1).astype(np.float64)
+    np.testing.assert_allclose(np.linalg.norm(flat, axis=1), preprocess.GCN_SCALE, rtol=1e-5)
+    np.testing.assert_allclose(flat.mean(1), 0, atol=1e-4)

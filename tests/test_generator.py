@@ -8,9 +8,10 @@ from google.protobuf import text_format
 
 from generator import cli
 from generator.render import NetOptions, SolverOptions, render_net, render_solver
-from generator.summary import count_params, summarize
+from generator.draw import detail
 from generator.variants import VARIANTS, get_variant
 from runtime.errors import AllconvError
+from runtime.meta import count_params, meta_net
 from runtime.prototxt import parse_net, parse_solver
 from runtime.proto import pb
 
@@ -29,9 +30,9 @@ def _net(variant, **opts):
     return parse_net(render_net(variant, NetOptions(**opts)), variant.name)
 
 
-def _rows(variant, phase=pb.TRAIN, **opts):
-    size = cli.INPUT_SIZE.get(variant.name, 32)
-    return summarize(_net(variant, **opts), phase, (1, 3, size, size))
+def _meta(variant, phase=pb.TRAIN, **opts):
+    """The runtime's net of ``variant`` on the meta device (shapes and counts, no weights)."""
+    return meta_net(_net(variant, **opts), phase, variant.data_shape()[1:])
 
 
 @pytest.mark.parametrize("variant", VARIANTS.values(), ids=list(VARIANTS))
@@ -47,29 +48,32 @@ def test_every_net_round_trips(variant, deploy):
 @pytest.mark.parametrize("variant", CIFAR, ids=[v.name for v in CIFAR])
 def test_parameter_counts_equal_facts_counted_column(variant):
     expected = _counted_column()[variant.title.replace("All-CNN", "ALL-CNN")]
-    assert count_params(_rows(variant)) == expected
+    assert count_params(_meta(variant)) == expected
 
 
 def test_large_and_imagenet_counts():
-    assert count_params(_rows(get_variant("imagenet"))) == 9_372_840   # "< 10 million", ≈9.37 M
-    assert count_params(_rows(get_variant("large-all-cnn"))) > 70_000_000
+    assert count_params(_meta(get_variant("imagenet"))) == 9_372_840   # "< 10 million", ≈9.37 M
+    large = _meta(get_variant("large-all-cnn"))
+    assert count_params(large) == 77_455_690
+    assert all(p.device.type == "meta" for p in large.learnable_params)   # nothing allocated
+    assert large.blobs["conv16"].shape == (64, 1920, 1, 1)                # 126 -> 1
 
 
 @pytest.mark.parametrize("variant", CIFAR, ids=[v.name for v in CIFAR])
 def test_cifar_geometry_32_16_8_6_1(variant):
-    rows = _rows(variant)
+    layers = _meta(variant).layers
     sizes = []
-    for row in rows:
-        if row.type in ("Data", "Convolution", "Pooling"):
-            size = row.top_shapes[0][2]
+    for layer in layers:
+        if layer.type_name in ("Data", "Convolution", "Pooling"):
+            size = layer.top_shapes[0][2]
             if not sizes or sizes[-1] != size:
                 sizes.append(size)
     assert sizes == [32, 16, 8, 6, 1]
-    convs = [r for r in rows if r.type == "Convolution"]
+    convs = [l for l in layers if l.type_name == "Convolution"]
     assert convs[-1].top_shapes[0][1] == 10
-    assert convs[-3].detail == "3x3"            # the head's 3x3 conv is unpadded: 8 -> 6
-    pools = [r for r in rows if r.type == "Pooling" and not r.detail.startswith("global")]
-    assert all(r.detail == "MAX 3x3/s2" for r in pools)
+    assert detail(convs[-3]) == "3x3"            # the head's 3x3 conv is unpadded: 8 -> 6
+    pools = [l for l in layers if l.type_name == "Pooling" and l.kernel is not None]
+    assert all(detail(l) == "MAX 3x3/s2" for l in pools)
 
 
 def test_every_conv_is_followed_by_relu_and_dropout_placement():
@@ -122,7 +126,7 @@ def test_train_and_test_phases_and_deploy_form():
 
 
 def test_cifar100_changes_only_the_class_conv():
-    ten, hundred = _rows(get_variant("all-c")), _rows(get_variant("all-c"), num_classes=100)
+    ten, hundred = _meta(get_variant("all-c")), _meta(get_variant("all-c"), num_classes=100)
     assert count_params(hundred) - count_params(ten) == 90 * 192 + 90
     assert "cifar100" in _net(get_variant("all-c"), num_classes=100).layer[0].data_param.source
 
@@ -194,14 +198,17 @@ def test_cli_deploy_batch(capsys):
 def test_cli_list(capsys):
     code, out, _ = _run(["--list"], capsys)
     assert code == 0
-    assert re.search(r"all-c\s+All-CNN-C\s+Tables 1-2\s+1,369,738", out)
+    assert re.search(r"all-c\s+All-CNN-C\s+Tables 1-2\s+32x32\s+1,369,738", out)
+    assert re.search(r"large-all-cnn\s+Large All-CNN\s+Table 5\s+126x126\s+77,455,690", out)
     assert len(out.strip().splitlines()) == 1 + len(VARIANTS)
 
 
 @pytest.mark.parametrize("args, message", [
     (["--variant", "all-q"], "valid variants: model-a"),
     (["--variant", "all-c", "--deploy", "--solver", "s.prototxt"], "--deploy conflicts with --solver"),
-    (["--variant", "imagenet", "--classes", "10"], "conflicts with the ImageNet model"),
+    (["--variant", "imagenet", "--classes", "10"], "conflicts with All-CNN ImageNet (Table 6), "
+                                                   "which has 1000 classes"),
+    (["--variant", "large-all-cnn", "--classes", "100"], "conflicts with Large All-CNN"),
     (["--variant", "all-c", "--classes", "7"], "--classes must be 10 or 100"),
     (["--list", "--variant", "all-c"], "--list cannot be combined"),
     ([], "--variant is required"),

@@ -12,9 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from generator.cli import data_shape
 from generator.render import NetOptions, render_net
-from generator.summary import count_params, summarize
 from harness import cli
 from harness.metrics import class_metrics
 from harness.report import row_result, status, table_markdown, write_row
@@ -23,7 +21,7 @@ from harness.train import Diverged, Run, RunOptions, train
 from runtime.caffemodel import read_weights
 from runtime.data import preprocess
 from runtime.errors import AllconvError
-from runtime.prototxt import parse_net
+from runtime.meta import count_params, meta_net
 
 REAL = SPECS_DIR / "table3"
 
@@ -100,9 +98,8 @@ def test_reproductions_hold_every_paper_row():
         assert spec.training.lr in spec.training.lr_grid
         assert spec.sources["init"] == "chosen"
         opts = NetOptions(num_classes=spec.num_classes, deploy=True)
-        net = parse_net(render_net(spec.variant, opts))
-        assert count_params(summarize(net, 1, data_shape(spec.variant, opts))) == \
-            spec.paper.counted_params, spec.key
+        net = meta_net(render_net(spec.variant, opts), 1)
+        assert count_params(net) == spec.paper.counted_params, spec.key
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -1,5 +1,5 @@
 """Accuracy (accuracy_layer.cpp): a position counts as correct when fewer than ``top_k``
-classes score >= its label's score (the label itself included); optional second top:
+other classes score >= its label's score (``runtime.topk.label_rank``); optional second top:
 per-class accuracy (0 for classes that do not occur)."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from runtime.errors import AllconvError
 from runtime.layers import Layer, canonical_axis, count, register
+from runtime.topk import label_rank
 
 
 @register("Accuracy")
@@ -38,9 +39,7 @@ class Accuracy(Layer):
         valid = (torch.ones_like(labels, dtype=torch.bool) if self.ignore_label is None
                  else labels != self.ignore_label)
         labels = torch.where(valid, labels, 0)
-        true_score = scores.gather(1, labels.unsqueeze(1))
-        better = (scores >= true_score).sum(1) - 1
-        correct = (better < self.top_k) & valid
+        correct = (label_rank(scores, labels) < self.top_k) & valid
         total = valid.sum()
         accuracy = torch.where(total > 0, correct.sum() / total.clamp(min=1), 0.0)
         if len(self.tops) == 1:

@@ -20,7 +20,7 @@ class Dropout(Layer):
         if not 0 < self.ratio < 1:
             raise AllconvError(f"dropout_ratio must be in (0, 1), got {self.ratio}")
         self.scale = 1.0 / (1.0 - self.ratio)
-        self.seed = int(torch.randint(2**62, (), generator=generator))
+        self.seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
         self._generators = {}
 
     def _generator(self, device) -> torch.Generator:

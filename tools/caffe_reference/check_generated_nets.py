@@ -2,7 +2,8 @@
 
 Run by tools/caffe_reference/check_generated_nets.sh under Debian's python3 with pycaffe:
     check_generated_nets.py NETS_DIR OUT_JSON
-NETS_DIR holds <variant>.prototxt (train/test form) and <variant>_solver.prototxt. Data layers are
+NETS_DIR holds <variant>.prototxt (train/test form), <variant>_solver.prototxt and
+input_sizes.json (each variant's input size, from the generator's registry). Data layers are
 swapped for Input layers of the same shape (Caffe's Data layer would need an LMDB), then each net
 is instantiated in both phases; the solver is parsed as Caffe's SolverParameter and a CPU
 SGDSolver is built from it. The JSON keeps blob shapes and learnable-parameter counts per phase.
@@ -16,9 +17,6 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 import caffe  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
-
-INPUT_SIZE = {"large-all-cnn": 126, "imagenet": 227}
-
 
 def with_inputs(net, size, batch):
     """Return a copy of ``net`` whose Data layers are Input layers of the same shapes."""
@@ -42,6 +40,7 @@ def inspect(path, phase):
 
 def main(nets_dir, out_json):
     report = {"caffe": caffe.__file__, "nets": {}}
+    input_sizes = json.load(open(os.path.join(nets_dir, "input_sizes.json")))
     for name in sorted(f[:-len(".prototxt")] for f in os.listdir(nets_dir)
                        if f.endswith(".prototxt") and not f.endswith("_solver.prototxt")):
         net = text_format.Parse(open(os.path.join(nets_dir, name + ".prototxt")).read(),
@@ -49,7 +48,7 @@ def main(nets_dir, out_json):
         with tempfile.TemporaryDirectory() as tmp:
             swapped = os.path.join(tmp, "net.prototxt")
             with open(swapped, "w") as f:
-                f.write(text_format.MessageToString(with_inputs(net, INPUT_SIZE.get(name, 32), 2)))
+                f.write(text_format.MessageToString(with_inputs(net, input_sizes[name], 2)))
             entry = {"TRAIN": inspect(swapped, caffe.TRAIN), "TEST": inspect(swapped, caffe.TEST)}
             solver = text_format.Parse(open(os.path.join(nets_dir, name + "_solver.prototxt")).read(),
                                        caffe_pb2.SolverParameter())

@@ -13,5 +13,7 @@ cd "$repo"
 for v in $(${PYTHON:-python} -c "from generator.variants import VARIANTS; print(' '.join(VARIANTS))"); do
   ${PYTHON:-python} -m generator.cli --variant "$v" -o "$nets/$v.prototxt" --solver "$nets/${v}_solver.prototxt" 2>/dev/null
 done
+${PYTHON:-python} -c "import json; from generator.variants import VARIANTS
+print(json.dumps({n: v.input_size for n, v in VARIANTS.items()}))" > "$nets/input_sizes.json"
 PYTHONPATH=$caffe_python /usr/bin/python3 tools/caffe_reference/check_generated_nets.py "$nets" \
   tests/fixtures/caffe_generated_nets.json

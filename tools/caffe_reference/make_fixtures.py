@@ -525,7 +525,6 @@ def all_cases(gen_dir: Path):
 def venv_step(work: Path) -> None:
     """Render the generated nets and save a caffemodel with the runtime (no caffe here)."""
     sys.path.insert(0, str(REPO))
-    from generator.cli import INPUT_SIZE
     from generator.render import NetOptions, SolverOptions, render_net, render_solver
     from generator.variants import VARIANTS
 
@@ -534,9 +533,8 @@ def venv_step(work: Path) -> None:
     table = []
     for name, variant in VARIANTS.items():
         (gen / f"{name}.prototxt").write_text(render_net(variant, NetOptions()))
-        size = INPUT_SIZE.get(name, 32)
-        classes = 1000 if name == "imagenet" else 10
-        table.append({"name": name, "input_size": size, "classes": classes,
+        table.append({"name": name, "input_size": variant.input_size,
+                      "classes": variant.classes[0],
                       "batch": CIFAR_BATCH if variant.is_cifar else 1})
     (gen / "variants.json").write_text(json.dumps(table, indent=1))
     allc = VARIANTS["all-c"]

@@ -1,0 +1,192 @@
+"""ImageNet from an ImageFolder tree (``train/<wnid>/*.JPEG``, ``val/<wnid>/*.JPEG``) with Caffe's
+recipe (examples/imagenet, models/bvlc_reference_caffenet):
+
+- every image resized to 256 x 256 (``runtime.data.jpeg.resize``), BGR uint8;
+- the mean image of the training set subtracted (Caffe's compute_image_mean and ``mean_file``,
+  cached as a ``.binaryproto``), or per-channel mean values;
+- TRAIN: a random 227 x 227 crop and a mirror with probability 1/2; TEST: the centre crop.
+
+Crop, mirror and mean run on whole batches on the device (one gather, as DataTransformer does
+per image). Labels are the wnid folders' indices in sorted order, the order of Caffe's
+``train.txt``/``synset_words.txt``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from runtime.caffemodel import array_to_blob, blob_to_array, read_binary, write_binary
+from runtime.data import jpeg
+from runtime.data.cifar import cache_dir
+from runtime.errors import AllconvError
+from runtime.proto import pb
+
+SPLITS = ("train", "val")
+EXTENSIONS = (".jpeg", ".jpg")
+CROP = 227
+RESIZE = 256
+
+
+@dataclass(frozen=True)
+class Folder:
+    """One split of an ImageFolder tree: file paths, labels and the class (wnid) names."""
+
+    root: Path
+    paths: tuple[Path, ...]
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def scan(root: str | os.PathLike, split: str, classes: tuple[str, ...] | None = None) -> Folder:
+    """The JPEGs of ``root/split/<wnid>/``; ``classes`` (the training split's) fixes the labels."""
+    if split not in SPLITS:
+        raise AllconvError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+    top = Path(root) / split
+    if not top.is_dir():
+        raise AllconvError(f"{top}: no such folder (expected {split}/<wnid>/*.JPEG under {root})")
+    found = sorted(p.name for p in top.iterdir() if p.is_dir())
+    classes = tuple(found) if classes is None else classes
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise AllconvError(f"{top}: class folder(s) {', '.join(unknown[:5])} are not among the "
+                           f"training split's {len(classes)} classes")
+    index = {name: i for i, name in enumerate(classes)}
+    paths, labels = [], []
+    for name in found:
+        files = sorted(p for p in (top / name).iterdir() if p.suffix.lower() in EXTENSIONS)
+        paths += files
+        labels += [index[name]] * len(files)
+    if not paths:
+        raise AllconvError(f"{top}: no .JPEG files in its class folders")
+    return Folder(top, tuple(paths), torch.tensor(labels), classes)
+
+
+def load_batch(folder: Folder, index: torch.Tensor, device, pool: ThreadPoolExecutor,
+               resize_mode: str = "square") -> torch.Tensor:
+    """Images ``index`` of ``folder`` as Caffe's stored BGR uint8 (N, 3, 256, 256) on ``device``."""
+    paths = [folder.paths[i] for i in index.tolist()]
+    images = jpeg.decode(jpeg.read_files(paths, pool), paths, device, pool)
+    return torch.stack(list(pool.map(lambda image: jpeg.resize(image, RESIZE, resize_mode),
+                                     images)))
+
+
+def mean_image(folder: Folder, device="cpu", batch_size: int = 256, threads: int = 8,
+               resize_mode: str = "square", cache: str | os.PathLike | None = None
+               ) -> torch.Tensor:
+    """Caffe's compute_image_mean over the split: the float mean (3, 256, 256), BGR.
+
+    Cached as ``<cache>/imagenet-mean-<key>.binaryproto`` (Caffe's mean_file format); the key
+    hashes the file list with sizes and modification times, and the resize mode.
+    """
+    listing = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in folder.paths]
+    key = hashlib.sha256(json.dumps([resize_mode, listing]).encode()).hexdigest()[:20]
+    path = Path(cache or cache_dir()) / f"imagenet-mean-{key}.binaryproto"
+    if path.is_file():
+        cached = blob_to_array(read_binary(path, pb.BlobProto))
+        if cached.shape not in ((1, 3, RESIZE, RESIZE), (3, RESIZE, RESIZE)):
+            raise AllconvError(f"{path}: a mean of shape {cached.shape}, expected "
+                               f"(1, 3, {RESIZE}, {RESIZE}); delete it to recompute")
+        return torch.from_numpy(cached).reshape(3, RESIZE, RESIZE)
+    total = torch.zeros(3, RESIZE, RESIZE, dtype=torch.float64, device=device)
+    with ThreadPoolExecutor(threads) as pool:
+        for start in range(0, len(folder), batch_size):
+            index = torch.arange(start, min(start + batch_size, len(folder)))
+            total += load_batch(folder, index, device, pool, resize_mode).double().sum(0)
+    mean = (total / len(folder)).float().cpu()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_binary(path, array_to_blob(mean[None].numpy()))
+    return mean
+
+
+def crop_mirror(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor,
+                crop: int = CROP) -> torch.Tensor:
+    """out[i] = images[i, :, y_i:y_i+crop, x_i:x_i+crop], mirrored left-right where flips[i]
+    (DataTransformer's crop and mirror); offsets int64 (N, 2) as (y, x). Two gathers, rows then
+    columns, in the images' dtype (uint8 moves a quarter of the bytes)."""
+    n, c, _, w = images.shape
+    span = torch.arange(crop, device=images.device)
+    ys = offsets[:, :1] + span
+    xs = torch.where(flips[:, None], offsets[:, 1:] + crop - 1 - span, offsets[:, 1:] + span)
+    rows = images.gather(2, ys[:, None, :, None].expand(n, c, crop, w))
+    return rows.gather(3, xs[:, None, None, :].expand(n, c, crop, crop))
+
+
+def draw_crops(n: int, size: int, train: bool, generator: torch.Generator | None,
+               crop: int = CROP) -> tuple[torch.Tensor, torch.Tensor]:
+    """(offsets (n, 2), flips (n,)): uniform offsets and fair flips at TRAIN, the centre
+    ((size - crop) // 2, Caffe's integer division) and no flip at TEST."""
+    if not train:
+        return torch.full((n, 2), (size - crop) // 2), torch.zeros(n, dtype=torch.bool)
+    device = generator.device
+    offsets = torch.randint(0, size - crop + 1, (n, 2), generator=generator, device=device)
+    flips = torch.randint(0, 2, (n,), generator=generator, device=device).bool()
+    return offsets, flips
+
+
+class ImageNetFeed:
+    """Batches (float32 (N, 3, 227, 227), float labels) from one split, on ``device``.
+
+    ``mean``: a mean image (3, 256, 256) or per-channel values (3,), BGR, subtracted at the
+    crop's place (as DataTransformer subtracts ``mean_file``). TRAIN reads a fresh permutation each pass and crops at random; TEST reads in file order
+    and takes the centre. ``state_dict`` holds the order, position and generator, so a restored
+    feed continues with the same batches.
+    """
+
+    def __init__(self, folder: Folder, train: bool, mean: torch.Tensor, device="cpu",
+                 seed: int = 0, threads: int = 8, resize_mode: str = "square"):
+        self.folder, self.train, self.device = folder, train, torch.device(device)
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).to(self.device)
+        if self.mean.shape not in ((3,), (3, RESIZE, RESIZE)):
+            raise AllconvError(f"mean must be 3 channel values or a (3, {RESIZE}, {RESIZE}) "
+                               f"image, not shape {tuple(self.mean.shape)}")
+        if self.mean.ndim == 1:
+            self.mean = self.mean[:, None, None]
+        self.resize_mode = resize_mode
+        self.sample_shape = (3, CROP, CROP)
+        self.generator = torch.Generator(self.device).manual_seed(seed)
+        self.pool = ThreadPoolExecutor(threads)
+        self.order, self.cursor = self._order(), 0
+
+    def _order(self) -> torch.Tensor:
+        if not self.train:
+            return torch.arange(len(self.folder))
+        return torch.randperm(len(self.folder), generator=self.generator,
+                              device=self.device).cpu()
+
+    def _next_indices(self, batch_size: int) -> torch.Tensor:
+        parts, need = [], batch_size
+        while need:
+            if self.cursor == len(self.order):
+                self.order, self.cursor = self._order(), 0
+            take = self.order[self.cursor:self.cursor + need]
+            parts.append(take)
+            self.cursor += len(take)
+            need -= len(take)
+        return torch.cat(parts)
+
+    def __call__(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = self._next_indices(batch_size)
+        images = load_batch(self.folder, index, self.device, self.pool, self.resize_mode)
+        offsets, flips = draw_crops(len(index), RESIZE, self.train, self.generator)
+        offsets, flips = offsets.to(self.device), flips.to(self.device)
+        mean = self.mean if self.mean.shape[-1] == 1 else crop_mirror(
+            self.mean.expand(len(index), -1, -1, -1), offsets, flips)
+        data = crop_mirror(images, offsets, flips).float().sub_(mean)
+        return data, self.folder.labels[index].float().to(self.device)
+
+    def state_dict(self) -> dict:
+        return {"order": self.order.clone(), "cursor": self.cursor,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order, self.cursor = state["order"].clone(), int(state["cursor"])
+        self.generator.set_state(state["generator"])
