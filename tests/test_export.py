@@ -27,7 +27,6 @@ from runtime.proto import pb
 pytestmark = pytest.mark.filterwarnings("ignore:.*has no weight_filler:UserWarning")
 
 SHARED_CIFAR10 = Path(__file__).resolve().parents[1] / ".." / "shared/data/cifar-10-batches-bin"
-LARGEST = {}   # fixture case -> {level: largest relative error}, printed by -s
 
 
 # ----------------------------------------------------------------------------- real Caffe
@@ -69,7 +68,6 @@ def test_onnxruntime_computes_what_real_caffe_computed(name, outputs):
         for label, level in check.LEVELS.items():
             got = check.session(model, level).run(outputs, feeds)
             errors = {o: ff.rel_error(v, z, f"fwd:{o}") for o, v in zip(outputs, got)}
-            LARGEST.setdefault(name, {})[label] = max(errors.values())
             bad = {o: e for o, e in errors.items() if not e <= tol}
             assert not bad, f"{name} ({label}): relative errors {bad} > {tol:g}"
 
@@ -203,3 +201,196 @@ def test_a_mismatch_names_the_output_and_first_blob_and_writes_nothing(tmp_path,
                                              r"'conv2'; nothing was written"):
         to_onnx(net, tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+def fast_whitening(images) -> preprocess.Whitening:
+    """GCN as the harness computes it and a real whitening of those images, made fast for the
+    tests: the inverse Cholesky factor of the ZCA covariance instead of the ZCA matrix (the
+    3072×3072 eigh takes a minute on a small CPU). The graph applies any matrix the same way."""
+    x = preprocess.global_contrast_normalize(
+        torch.from_numpy(images.reshape(len(images), -1)).double())
+    mean = x.mean(0)
+    cov = (x - mean).T @ (x - mean) / len(x) + preprocess.FILTER_BIAS * torch.eye(x.shape[1],
+                                                                                  dtype=x.dtype)
+    factor = torch.linalg.cholesky(cov)
+    matrix = torch.linalg.solve_triangular(factor, torch.eye(len(cov), dtype=x.dtype), upper=False).T
+    return preprocess.Whitening(mean.numpy(), matrix.contiguous().numpy())
+
+
+def fast_gcn_zca(train_images, test_images, device=None):
+    """Stands in for preprocess.gcn_zca in the run-folder tests (see fast_whitening)."""
+    whitening = fast_whitening(train_images)
+    return whitening(train_images, "cpu"), whitening(test_images, "cpu"), whitening
+
+
+def _deploy_net(variant="all-c", seed=0):
+    return Net(render_net(VARIANTS[variant], NetOptions(deploy=True)), pb.TEST, seed=seed)
+
+
+@pytest.mark.skipif(not SHARED_CIFAR10.is_dir(), reason="no shared CIFAR-10 copy")
+def test_with_preprocessing_on_real_cifar10_images_matches_the_harness_and_runtime(tmp_path):
+    train, _ = cifar.load_cifar("cifar10", "train", SHARED_CIFAR10, verify=False)
+    test, _ = cifar.load_cifar("cifar10", "test", SHARED_CIFAR10, verify=False)
+    whitening = fast_whitening(train[:1000])
+    net = _deploy_net()
+    to_onnx(net, tmp_path / "m.onnx", whitening=whitening)
+    model = onnx.load(tmp_path / "m.onnx")
+    (image,) = model.graph.input
+    assert image.name == "image" and image.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    images = test[:100]
+    got = check.session(model, check.LEVELS["optimisations on"]).run(
+        ["prob"], {"image": np.ascontiguousarray(images.transpose(0, 2, 3, 1))})[0]
+    want = check.run_runtime(net, {"data": whitening(images, "cpu")})["prob"]
+    assert np.abs(got - want).max() <= 1e-5
+    assert (got.argmax(1) == want.argmax(1)).all()
+    props = {p.key: json.loads(p.value) for p in model.metadata_props if p.key == "allconv.input"}
+    assert props["allconv.input"]["shape"] == ["N", 32, 32, 3]
+
+
+def test_with_preprocessing_in_fp16_and_opset_17(tmp_path):
+    rng = np.random.default_rng(0)
+    whitening = fast_whitening(rng.integers(0, 256, (64, 3, 32, 32), dtype=np.uint8))
+    worst = to_onnx(_deploy_net("strided-a"), tmp_path / "m.onnx", whitening=whitening, fp16=True,
+                    opset=17)
+    assert max(worst.values()) <= check.TOL_FP16
+
+
+# ----------------------------------------------------------------------------- run folders
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A replicate run folder of All-CNN-C from two CPU iterations on a tiny CIFAR-10 copy."""
+    from harness.specs import load_spec
+    from harness.train import train
+    from test_harness import options, tiny_spec, write_cifar10_bin
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        mp.setattr(preprocess, "gcn_zca", fast_gcn_zca)
+        data = write_cifar10_bin(tmp_path_factory.mktemp("cifar"), n_train=32, n_test=16)
+        spec = load_spec(tiny_spec(tmp_path_factory.mktemp("specs"), "all-cnn-c", batch_size=16))
+        folder = tmp_path_factory.mktemp("run") / "lr-0.01-smoke"
+        result = train(spec, options(data), folder)
+        yield folder, result, data
+
+
+def test_a_run_folder_records_its_deploy_net_and_provenance(run_dir):
+    folder, _, _ = run_dir
+    config = json.loads((folder / "run.json").read_text())
+    provenance = config["provenance"]
+    assert provenance["dataset"] == "cifar10" and provenance["commit"]
+    assert Path(provenance["whitening"]["cache_entry"]).name.startswith("cifar10-")
+    assert Net(folder / "deploy.prototxt", pb.TEST).inputs == ["data"]
+
+
+def test_export_a_run_folder_with_preprocessing(run_dir, tmp_path, capsys):
+    folder, result, _ = run_dir
+    out = tmp_path / "run.onnx"
+    assert cli.main(["--run", str(folder), "-o", str(out), "--with-preprocessing"]) == 0
+    model = onnx.load(out)
+    props = {p.key: json.loads(p.value) if p.key != "allconv.net" and p.key != "allconv.variant"
+             else p.value for p in model.metadata_props}
+    assert props["allconv.variant"] == "all-c"
+    assert props["allconv.classes"] == list(cifar.class_names("cifar10"))
+    assert props["allconv.input"]["name"] == "image" and props["allconv.input"]["dtype"] == "uint8"
+    provenance = props["allconv.provenance"]
+    assert provenance["test_error"] == result["test_error"] and provenance["seed"] == 0
+    assert provenance["snapshot"] == "checkpoint_iter_2.caffemodel" and provenance["finished"]
+    assert "variant = " in provenance["spec"] and provenance["commit"]
+    assert "optimisations on" in capsys.readouterr().err
+    # The exported graph, fed raw images, gives the trained net's probabilities.
+    images = np.random.default_rng(1).integers(0, 256, (5, 3, 32, 32), dtype=np.uint8)
+    net = cli.load_net(folder / "deploy.prototxt", folder / "checkpoint_iter_2.caffemodel")
+    whitening = preprocess.Whitening.load(
+        Path(json.loads((folder / "run.json").read_text())["provenance"]["whitening"]
+             ["cache_entry"]) / "whitening.npz")
+    want = check.run_runtime(net, {"data": whitening(images, "cpu")})["prob"]
+    got = check.session(model, check.LEVELS["optimisations off"]).run(
+        ["prob"], {"image": images.transpose(0, 2, 3, 1).copy()})[0]
+    assert np.abs(got - want).max() <= 1e-4
+
+
+def test_export_with_data_whitens_from_the_harness_cache(run_dir, tmp_path, monkeypatch):
+    folder, _, data = run_dir
+    monkeypatch.setenv("XDG_CACHE_HOME", str(Path(json.loads((folder / "run.json").read_text())
+                                                  ["provenance"]["whitening"]["cache_entry"])
+                                             .parents[2]))
+    out = tmp_path / "m.onnx"
+    assert cli.main(["--prototxt", str(folder / "deploy.prototxt"), "--weights",
+                     str(folder / "checkpoint_iter_2.caffemodel"), "-o", str(out),
+                     "--with-preprocessing", "--data", str(data), "--no-verify",
+                     "--static-batch", "2"]) == 0
+    assert onnx.load(out).graph.input[0].name == "image"
+
+
+# ----------------------------------------------------------------------------- bad input
+
+UNSUPPORTED = ('layer { name: "input" type: "Input" top: "data" top: "label" '
+               'input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } shape { dim: 1 } } }\n'
+               + _layer("ip", "InnerProduct", ["data"], ["ip"],
+                        f"inner_product_param {{ num_output: 3 {FILLED} }}")
+               + _layer("loss", "SoftmaxWithLoss", ["ip", "label"], ["loss"]))
+
+
+def _bad(tmp_path, argv, capsys) -> str:
+    from runtime.cli_support import run_cli
+    assert run_cli(cli.main, "export-onnx", argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("export-onnx: error: "), err
+    return err
+
+
+def _files(tmp_path, text, name="net"):
+    proto = tmp_path / f"{name}.prototxt"
+    proto.write_text(text)
+    Net(text, pb.TEST, seed=0).save(tmp_path / f"{name}.caffemodel")
+    return str(proto), str(tmp_path / f"{name}.caffemodel")
+
+
+def test_an_unsupported_layer_is_named_with_what_exports(tmp_path, capsys):
+    proto, weights = _files(tmp_path, UNSUPPORTED)
+    err = _bad(tmp_path, ["--prototxt", proto, "--weights", weights, "-o",
+                          str(tmp_path / "m.onnx")], capsys)
+    assert "layer 'loss' (SoftmaxWithLoss)" in err
+    assert "exportable: Concat, Convolution, Dropout, Eltwise, Flatten, InnerProduct, Input, " \
+           "LRN, Pooling, ReLU, Softmax, Split" in err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_missing_weights(tmp_path, capsys):
+    proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"])
+    out = str(tmp_path / "m.onnx")
+    assert "needs --weights" in _bad(tmp_path, ["--prototxt", proto, "-o", out], capsys)
+    assert "no such file" in _bad(tmp_path, ["--prototxt", proto, "--weights",
+                                             str(tmp_path / "nope.caffemodel"), "-o", out], capsys)
+    _, other = _files(tmp_path, UNSUPPORTED, "other")
+    assert "no weights for layer(s) conv1, conv2, fc, fc_t (the file has: ip)" in _bad(
+        tmp_path, ["--prototxt", proto, "--weights", other, "-o", out], capsys)
+    assert "no snapshot" in _bad(tmp_path, ["--run", str(_empty_run(tmp_path)), "-o", out], capsys)
+
+
+def _empty_run(tmp_path) -> Path:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({"provenance": {"dataset": "cifar10"}}))
+    (folder / "deploy.prototxt").write_text(HAND_NETS["caffenet_like"])
+    return folder
+
+
+def test_unwritable_output_and_other_bad_options(tmp_path, capsys):
+    proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"])
+    base = ["--prototxt", proto, "--weights", weights]
+    assert "cannot write" in _bad(tmp_path, base + ["-o", str(tmp_path / "no" / "m.onnx")], capsys)
+    out = ["-o", str(tmp_path / "m.onnx")]
+    assert "opset 16 is too old" in _bad(tmp_path, base + out + ["--opset", "16"], capsys)
+    assert "static batch must be positive" in _bad(tmp_path, base + out + ["--static-batch", "0"],
+                                                   capsys)
+    assert "not a replicate run folder" in _bad(tmp_path, ["--run", str(tmp_path)] + out, capsys)
+
+
+def test_with_preprocessing_needs_a_3x32x32_input(tmp_path, capsys):
+    proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"])
+    err = _bad(tmp_path, ["--prototxt", proto, "--weights", weights, "-o",
+                          str(tmp_path / "m.onnx"), "--with-preprocessing"], capsys)
+    assert "one 3×32×32 input" in err and "data (2, 3, 35, 35)" in err
