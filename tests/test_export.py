@@ -18,7 +18,6 @@ from test_caffe_fixtures import METAS, TOL_LAYER, TOL_NETWORK, load, make_inputs
 from generator.render import NetOptions, render_net
 from generator.variants import VARIANTS
 from runtime.data import cifar, preprocess
-from runtime.errors import AllconvError
 from runtime.export import build_model, check, cli, registry, to_onnx
 from runtime.export.walker import needed_layers
 from runtime.net import Net
