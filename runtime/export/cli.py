@@ -31,10 +31,11 @@ def build_parser() -> Parser:
     p.add_argument("--weights", metavar="W.caffemodel",
                    help="the weights (required with --prototxt; with --run, instead of the "
                         "last snapshot)")
-    p.add_argument("-o", "--output", metavar="MODEL.onnx", required=True, type=Path)
+    p.add_argument("-o", "--output", metavar="MODEL.onnx", required=True, type=Path,
+                   help="the ONNX file to write (weights inside it, up to protobuf's 2 GB)")
     p.add_argument("--static-batch", type=int, metavar="N",
                    help="fix the batch size (default: a dynamic batch dimension N)")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
                    help=f"ONNX opset, at least {MIN_OPSET} (default {DEFAULT_OPSET})")
     p.add_argument("--fp16", action="store_true",
                    help="a float16 net, checked to 1e-2 x max(1, max|output|)")
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.with_preprocessing:
             check_image_net(net)
             whitening = prepared_whitening(args.dataset, args.data, verify=args.verify)
+        if args.with_preprocessing or args.data:
             metadata = {"allconv.classes": list(class_names(args.dataset))}
     start = time.perf_counter()
     worst = to_onnx(net, args.output, static_batch=args.static_batch, opset=args.opset,
