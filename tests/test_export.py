@@ -80,7 +80,8 @@ def test_all_fourteen_generated_networks_are_compared():
 
 def _input(shape) -> str:
     dims = " ".join(f"dim: {d}" for d in shape)
-    return f'layer {{ name: "input" type: "Input" top: "data" input_param {{ shape {{ {dims} }} }} }}\n'
+    return (f'layer {{ name: "input" type: "Input" top: "data" '
+            f'input_param {{ shape {{ {dims} }} }} }}\n')
 
 
 def _layer(name, type_, bottoms, tops, body="") -> str:
@@ -89,40 +90,63 @@ def _layer(name, type_, bottoms, tops, body="") -> str:
 
 
 FILLED = 'weight_filler { type: "gaussian" std: 0.3 } bias_filler { type: "gaussian" std: 0.1 }'
+
+
+def _conv(name, bottom, fields) -> str:
+    return _layer(name, "Convolution", [bottom], [name],
+                  f"convolution_param {{ {fields} {FILLED} }}")
+
+
+def _pool(name, bottom, fields) -> str:
+    return _layer(name, "Pooling", [bottom], [name], f"pooling_param {{ {fields} }}")
+
+
+def _ip(name, bottom, fields) -> str:
+    return _layer(name, "InnerProduct", [bottom], [name],
+                  f"inner_product_param {{ {fields} {FILLED} }}")
+
+
+def _eltwise(name, bottoms, fields) -> str:
+    return _layer(name, "Eltwise", bottoms, [name], f"eltwise_param {{ {fields} }}")
+
+
 HAND_NETS = {
     # AlexNet/CaffeNet's first stage on an odd size: conv 11/4, in-place ReLU, LRN across,
     # max pool 3/2 rounding up, grouped conv, LRN within, dropout in place, inner products.
-    "caffenet_like": _input((2, 3, 35, 35))
-    + _layer("conv1", "Convolution", ["data"], ["conv1"],
-             f"convolution_param {{ num_output: 8 kernel_size: 11 stride: 4 {FILLED} }}")
-    + _layer("relu1", "ReLU", ["conv1"], ["conv1"])
-    + _layer("norm1", "LRN", ["conv1"], ["norm1"], "lrn_param { local_size: 5 alpha: 0.1 beta: 0.75 k: 2 }")
-    + _layer("pool1", "Pooling", ["norm1"], ["pool1"], "pooling_param { pool: MAX kernel_size: 3 stride: 2 }")
-    + _layer("conv2", "Convolution", ["pool1"], ["conv2"],
-             f"convolution_param {{ num_output: 6 kernel_size: 3 pad: 1 group: 2 {FILLED} }}")
-    + _layer("relu2", "ReLU", ["conv2"], ["conv2"], "relu_param { negative_slope: 0.1 }")
-    + _layer("norm2", "LRN", ["conv2"], ["norm2"],
-             "lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 norm_region: WITHIN_CHANNEL }")
-    + _layer("fc", "InnerProduct", ["norm2"], ["fc"], f"inner_product_param {{ num_output: 7 {FILLED} }}")
-    + _layer("drop", "Dropout", ["fc"], ["fc"], "dropout_param { dropout_ratio: 0.5 }")
-    + _layer("fc_t", "InnerProduct", ["fc"], ["fc_t"],
-             f"inner_product_param {{ num_output: 4 transpose: true {FILLED} }}")
-    + _layer("prob", "Softmax", ["fc_t"], ["prob"]),
+    "caffenet_like": (
+        _input((2, 3, 35, 35))
+        + _conv("conv1", "data", "num_output: 8 kernel_size: 11 stride: 4")
+        + _layer("relu1", "ReLU", ["conv1"], ["conv1"])
+        + _layer("norm1", "LRN", ["conv1"], ["norm1"],
+                 "lrn_param { local_size: 5 alpha: 0.1 beta: 0.75 k: 2 }")
+        + _pool("pool1", "norm1", "pool: MAX kernel_size: 3 stride: 2")
+        + _conv("conv2", "pool1", "num_output: 6 kernel_size: 3 pad: 1 group: 2")
+        + _layer("relu2", "ReLU", ["conv2"], ["conv2"], "relu_param { negative_slope: 0.1 }")
+        + _layer("norm2", "LRN", ["conv2"], ["norm2"],
+                 "lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 norm_region: WITHIN_CHANNEL }")
+        + _ip("fc", "norm2", "num_output: 7")
+        + _layer("drop", "Dropout", ["fc"], ["fc"], "dropout_param { dropout_ratio: 0.5 }")
+        + _ip("fc_t", "fc", "num_output: 4 transpose: true")
+        + _layer("prob", "Softmax", ["fc_t"], ["prob"]),
+        {"Conv", "Relu", "LRN", "MaxPool", "LeakyRelu", "AveragePool", "Pow", "MatMul",
+         "Softmax"}),
     # GoogLeNet-like: an inception block (Concat of branches), padded AVE pooling rounding up,
-    # an Eltwise of each kind, Flatten, global max pooling.
-    "inception_like": _input((2, 4, 9, 9))
-    + _layer("a", "Convolution", ["data"], ["a"], f"convolution_param {{ num_output: 3 kernel_size: 1 {FILLED} }}")
-    + _layer("b", "Convolution", ["data"], ["b"], f"convolution_param {{ num_output: 5 kernel_size: 3 pad: 1 {FILLED} }}")
-    + _layer("c", "Pooling", ["data"], ["c"], "pooling_param { pool: MAX kernel_size: 3 stride: 1 pad: 1 }")
-    + _layer("cat", "Concat", ["a", "b", "c"], ["cat"])
-    + _layer("ave", "Pooling", ["cat"], ["ave"], "pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 }")
-    + _layer("s1", "Convolution", ["ave"], ["s1"], f"convolution_param {{ num_output: 4 kernel_size: 1 {FILLED} }}")
-    + _layer("s2", "Convolution", ["ave"], ["s2"], f"convolution_param {{ num_output: 4 kernel_size: 1 {FILLED} }}")
-    + _layer("sum", "Eltwise", ["s1", "s2"], ["sum"], "eltwise_param { operation: SUM coeff: 0.5 coeff: -2 }")
-    + _layer("prod", "Eltwise", ["s1", "s2", "sum"], ["prod"], "eltwise_param { operation: PROD }")
-    + _layer("max", "Eltwise", ["sum", "prod"], ["max"], "eltwise_param { operation: MAX }")
-    + _layer("gmax", "Pooling", ["max"], ["gmax"], "pooling_param { pool: MAX global_pooling: true }")
-    + _layer("flat", "Flatten", ["gmax"], ["flat"]),
+    # an Eltwise of each kind, global max pooling, Flatten.
+    "inception_like": (
+        _input((2, 4, 9, 9))
+        + _conv("a", "data", "num_output: 3 kernel_size: 1")
+        + _conv("b", "data", "num_output: 5 kernel_size: 3 pad: 1")
+        + _pool("c", "data", "pool: MAX kernel_size: 3 stride: 1 pad: 1")
+        + _layer("cat", "Concat", ["a", "b", "c"], ["cat"])
+        + _pool("ave", "cat", "pool: AVE kernel_size: 3 stride: 2 pad: 1")
+        + _conv("s1", "ave", "num_output: 4 kernel_size: 1")
+        + _conv("s2", "ave", "num_output: 4 kernel_size: 1")
+        + _eltwise("sum", ["s1", "s2"], "operation: SUM coeff: 0.5 coeff: -2")
+        + _eltwise("prod", ["s1", "s2", "sum"], "operation: PROD")
+        + _eltwise("max", ["sum", "prod"], "operation: MAX")
+        + _pool("gmax", "max", "pool: MAX global_pooling: true")
+        + _layer("flat", "Flatten", ["gmax"], ["flat"]),
+        {"Concat", "Pad", "AveragePool", "Sum", "Mul", "Max", "GlobalMaxPool", "Reshape"}),
 }
 
 # Pooling where Caffe's rounding up changes the output size: (input, kernel, stride, pad,
@@ -136,14 +160,12 @@ POOLS = [(7, 2, 2, 0, 4), (8, 3, 2, 0, 4), (6, 3, 2, 1, 4), (11, 4, 3, 2, 5), (5
 
 @pytest.mark.parametrize("name", HAND_NETS)
 def test_hand_written_nets_match_the_runtime(name, tmp_path):
-    net = Net(HAND_NETS[name], pb.TEST, seed=1)
+    text, ops = HAND_NETS[name]
+    net = Net(text, pb.TEST, seed=1)
     worst = to_onnx(net, tmp_path / "m.onnx")
     assert set(worst) == {"optimisations off", "optimisations on"}
     assert max(worst.values()) <= check.TOL_FP32
-    model = onnx.load(tmp_path / "m.onnx")
-    ops = {node.op_type for node in model.graph.node}
-    assert {"LRN", "Conv", "MaxPool", "MatMul", "Softmax"} <= ops or \
-        {"Concat", "AveragePool", "Sum", "Mul", "Max", "GlobalMaxPool", "Reshape"} <= ops
+    assert ops <= {node.op_type for node in onnx.load(tmp_path / "m.onnx").graph.node}
 
 
 @pytest.mark.parametrize("method", ["MAX", "AVE"])
@@ -187,7 +209,7 @@ def test_static_batch_opset_fp16_and_metadata(tmp_path):
 
 
 def test_a_mismatch_names_the_output_and_first_blob_and_writes_nothing(tmp_path, monkeypatch):
-    net = Net(HAND_NETS["caffenet_like"], pb.TEST, seed=1)
+    net = Net(HAND_NETS["caffenet_like"][0], pb.TEST, seed=1)
     relu = registry.CONVERTERS["ReLU"]
 
     def wrong_relu2(graph, layer, bottoms, tops, shapes):
@@ -211,10 +233,11 @@ def fast_whitening(images) -> preprocess.Whitening:
     x = preprocess.global_contrast_normalize(
         torch.from_numpy(images.reshape(len(images), -1)).double())
     mean = x.mean(0)
-    cov = (x - mean).T @ (x - mean) / len(x) + preprocess.FILTER_BIAS * torch.eye(x.shape[1],
-                                                                                  dtype=x.dtype)
+    cov = (x - mean).T @ (x - mean) / len(x)
+    cov += preprocess.FILTER_BIAS * torch.eye(len(cov), dtype=x.dtype)
     factor = torch.linalg.cholesky(cov)
-    matrix = torch.linalg.solve_triangular(factor, torch.eye(len(cov), dtype=x.dtype), upper=False).T
+    identity = torch.eye(len(cov), dtype=x.dtype)
+    matrix = torch.linalg.solve_triangular(factor, identity, upper=False).T
     return preprocess.Whitening(mean.numpy(), matrix.contiguous().numpy())
 
 
@@ -358,7 +381,7 @@ def test_an_unsupported_layer_is_named_with_what_exports(tmp_path, capsys):
 
 
 def test_missing_weights(tmp_path, capsys):
-    proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"])
+    proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"][0])
     out = str(tmp_path / "m.onnx")
     assert "needs --weights" in _bad(tmp_path, ["--prototxt", proto, "-o", out], capsys)
     assert "no such file" in _bad(tmp_path, ["--prototxt", proto, "--weights",
@@ -373,12 +396,12 @@ def _empty_run(tmp_path) -> Path:
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "run.json").write_text(json.dumps({"provenance": {"dataset": "cifar10"}}))
-    (folder / "deploy.prototxt").write_text(HAND_NETS["caffenet_like"])
+    (folder / "deploy.prototxt").write_text(HAND_NETS["caffenet_like"][0])
     return folder
 
 
 def test_unwritable_output_and_other_bad_options(tmp_path, capsys):
-    proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"])
+    proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"][0])
     base = ["--prototxt", proto, "--weights", weights]
     assert "cannot write" in _bad(tmp_path, base + ["-o", str(tmp_path / "no" / "m.onnx")], capsys)
     out = ["-o", str(tmp_path / "m.onnx")]
@@ -389,7 +412,21 @@ def test_unwritable_output_and_other_bad_options(tmp_path, capsys):
 
 
 def test_with_preprocessing_needs_a_3x32x32_input(tmp_path, capsys):
-    proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"])
+    proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"][0])
     err = _bad(tmp_path, ["--prototxt", proto, "--weights", weights, "-o",
                           str(tmp_path / "m.onnx"), "--with-preprocessing"], capsys)
     assert "one 3×32×32 input" in err and "data (2, 3, 35, 35)" in err
+
+
+def test_a_run_whose_whitening_left_the_cache_needs_the_same_data(run_dir, tmp_path, capsys):
+    folder, _, data = run_dir
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for name in ("deploy.prototxt", "checkpoint_iter_2.caffemodel"):
+        (copy / name).write_bytes((folder / name).read_bytes())
+    config = json.loads((folder / "run.json").read_text())
+    config["provenance"]["whitening"]["cache_entry"] = str(tmp_path / "gone" / "cifar10-0000")
+    (copy / "run.json").write_text(json.dumps(config))
+    err = _bad(tmp_path, ["--run", str(copy), "-o", str(tmp_path / "m.onnx"),
+                          "--with-preprocessing", "--data", str(data), "--no-verify"], capsys)
+    assert "whitening" in err and "is not in the cache" in err and "give --data" in err

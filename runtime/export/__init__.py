@@ -29,7 +29,8 @@ MIN_OPSET, DEFAULT_OPSET = 17, 18
 PROTOBUF_LIMIT = 2**31 - 1
 BATCH_DIM = "N"
 
-__all__ = ["to_onnx", "build_model", "check_image_net", "exportable_types", "MIN_OPSET", "DEFAULT_OPSET"]
+__all__ = ["to_onnx", "build_model", "check_image_net", "exportable_types", "MIN_OPSET",
+           "DEFAULT_OPSET"]
 
 
 def to_onnx(net, path, *, outputs=None, static_batch: int | None = None,

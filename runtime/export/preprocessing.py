@@ -43,12 +43,13 @@ def add_preprocessing(graph, whitening) -> str:
     mean = _reduce(graph, "ReduceMean", x, "pre/gcn_mean")
     x = graph.node("Sub", [x, mean], name="pre/gcn_centre")
     squares = _reduce(graph, "ReduceSumSquare", x, "pre/gcn_sumsq")
-    squares = graph.node("Add", [squares, graph.constant("pre/sqrt_bias", whitening.sqrt_bias, f32)],
-                         name="pre/gcn_bias")
-    norm = graph.node("Div", [graph.node("Sqrt", [squares], name="pre/gcn_sqrt"),
-                              graph.constant("pre/scale", whitening.scale, f32)], name="pre/gcn_norm")
-    small = graph.node("Less", [norm, graph.constant("pre/min_divisor", whitening.min_divisor, f32)],
-                       name="pre/gcn_small")
+    bias = graph.constant("pre/sqrt_bias", whitening.sqrt_bias, f32)
+    root = graph.node("Sqrt", [graph.node("Add", [squares, bias], name="pre/gcn_bias")],
+                      name="pre/gcn_sqrt")
+    norm = graph.node("Div", [root, graph.constant("pre/scale", whitening.scale, f32)],
+                      name="pre/gcn_norm")
+    small = graph.node("Less", [norm, graph.constant("pre/min_divisor", whitening.min_divisor,
+                                                     f32)], name="pre/gcn_small")
     norm = graph.node("Where", [small, graph.constant("pre/one", 1.0, f32), norm],
                       name="pre/gcn_divisor")
     x = graph.node("Div", [x, norm], name="pre/gcn")
