@@ -21,7 +21,7 @@ from runtime.errors import AllconvError
 from runtime.export import check, preprocessing
 from runtime.export.builder import GraphBuilder
 from runtime.export.registry import exportable_types
-from runtime.export.walker import add_net
+from runtime.export.walker import add_net, used_inputs
 from runtime.files import atomic_write_bytes
 from runtime.proto import pb
 
@@ -78,26 +78,26 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
                            f"({onnx.defs.onnx_opset_version()})")
     if static_batch is not None and static_batch <= 0:
         raise AllconvError(f"the static batch must be positive, not {static_batch}")
-    if not net.inputs:
-        raise AllconvError("the net has no Input layer: export a deploy net "
-                           "(gen-prototxt --deploy)")
     outputs = list(outputs or net.outputs)
+    names = used_inputs(net, outputs)
+    if not names:
+        raise AllconvError("the net has no Input layer that its outputs depend on: export a "
+                           "deploy net (gen-prototxt --deploy)")
     batch = static_batch or BATCH_DIM
     graph = GraphBuilder(opset, np.float16 if fp16 else np.float32)
     if whitening is not None:
         check_image_net(net)
         inputs = [preprocessing.image_input(batch)]
-        sources = {net.inputs[0]: preprocessing.add_preprocessing(graph, whitening)}
+        sources = {names[0]: preprocessing.add_preprocessing(graph, whitening)}
         described = preprocessing.describe_input(whitening)
     else:
         inputs = [helper.make_tensor_value_info(name, graph.elem_type,
                                                 [batch, *net.blobs[name].shape[1:]])
-                  for name in net.inputs]
-        sources = {name: graph.reserve(name) for name in net.inputs}
-        described = {"name": net.inputs[0] if len(net.inputs) == 1 else net.inputs,
+                  for name in names]
+        sources = {name: graph.reserve(name) for name in names}
+        described = {"name": names[0] if len(names) == 1 else names,
                      "layout": "NCHW", "dtype": str(graph.dtype),
-                     "shape": ["N" if static_batch is None else static_batch,
-                               *net.blobs[net.inputs[0]].shape[1:]]}
+                     "shape": [batch, *net.blobs[names[0]].shape[1:]]}
     values = add_net(graph, net, outputs, sources)
     model = helper.make_model(
         helper.make_graph(graph.nodes, net.name or "net", inputs,

@@ -23,6 +23,12 @@ def needed_layers(net, outputs) -> list:
     return kept[::-1]
 
 
+def used_inputs(net, outputs) -> list[str]:
+    """The Input tops that the layers computing ``outputs`` read (the graph's inputs)."""
+    read = {b for layer in needed_layers(net, outputs) for b in layer.bottoms}
+    return [name for name in net.inputs if name in read]
+
+
 def add_net(graph, net, outputs, sources: dict[str, str]) -> dict[str, str]:
     """Append the nodes computing ``outputs`` from the Input tops (``sources``: Input top ->
     value name); returns ``{blob: value name of its final value}``."""
