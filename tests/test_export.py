@@ -4,6 +4,8 @@ GCN+ZCA, run folders, and each bad input as one line with exit status 2."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -430,3 +432,19 @@ def test_a_run_whose_whitening_left_the_cache_needs_the_same_data(run_dir, tmp_p
     err = _bad(tmp_path, ["--run", str(copy), "-o", str(tmp_path / "m.onnx"),
                           "--with-preprocessing", "--data", str(data), "--no-verify"], capsys)
     assert "whitening" in err and "is not in the cache" in err and "give --data" in err
+
+
+def test_without_onnx_installed_the_command_says_how_to_get_it():
+    """In a Python where onnxruntime cannot be imported, export-onnx says how to install it."""
+    code = ("import importlib.util, sys\n"
+            "real = importlib.util.find_spec\n"
+            "importlib.util.find_spec = lambda n, *a: None if n == 'onnxruntime' else real(n, *a)\n"
+            "sys.modules['onnxruntime'] = None\n"
+            "sys.argv = ['export-onnx', '--help']\n"
+            "from runtime.export.cli import entry_point\n"
+            "entry_point()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == ('export-onnx: error: export-onnx needs onnxruntime: pip install -e '
+                           '".[onnx]" in the allconv checkout (or pip install onnx onnxruntime)\n')

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 from runtime.caffemodel import read_weights
@@ -68,7 +69,16 @@ def load_net(prototxt, weights):
     return net
 
 
+def require_onnx() -> None:
+    """onnx and onnxruntime are the ``[onnx]`` extra; without them, say how to get them."""
+    missing = [name for name in ("onnx", "onnxruntime") if find_spec(name) is None]
+    if missing:
+        raise AllconvError(f"export-onnx needs {' and '.join(missing)}: pip install -e "
+                           "\".[onnx]\" in the allconv checkout (or pip install onnx onnxruntime)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    require_onnx()
     args = build_parser().parse_args(argv)
     from runtime.export import check_image_net, to_onnx
     from runtime.data.cifar import class_names
