@@ -29,6 +29,7 @@ from tqdm import tqdm
 from generator.render import NetOptions, SolverOptions, render_net, render_solver
 from harness.feed import TrainFeed
 from harness.metrics import MetricsLog, class_metrics, plot_curves
+from harness.run_files import record_run_files, run_settings
 from harness.specs import Spec
 from runtime.data import prepared_cifar
 from runtime.data.cifar import class_names
@@ -261,7 +262,7 @@ def prepare_dir(run_dir: Path, config: dict, resume: bool) -> bool:
     """Make ``run_dir``; with ``resume`` keep it if its config matches (True), else empty it."""
     config_path = run_dir / "run.json"
     if resume and config_path.is_file():
-        old = json.loads(config_path.read_text())
+        old = run_settings(json.loads(config_path.read_text()))
         if old != config:
             changed = ", ".join(k for k in config if old.get(k) != config[k])
             raise AllconvError(f"cannot resume {run_dir}: it was started with other settings "
@@ -285,6 +286,7 @@ def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None)
     resumed = prepare_dir(run_dir, run_config(spec, opts, precision), opts.resume)
     if resumed and (run_dir / "result.json").is_file():
         return json.loads((run_dir / "result.json").read_text())
+    record_run_files(run_dir, spec, opts)
     run = Run(spec, opts, data or load_data(spec, opts, device), run_dir, device, precision)
     state = run.latest_checkpoint() if resumed else None
     if state is not None:

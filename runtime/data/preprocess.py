@@ -112,6 +112,18 @@ class Prepared(NamedTuple):
     whitening: Whitening
 
 
+def prepared_entry(name: str, data_dir=None, cache_dir=None, verify: bool = True) -> Path:
+    """The cache folder of the whitened dataset (which ``prepared_cifar`` fills): its name
+    hashes the input files' md5s and the settings, so it identifies the whitening."""
+    found = {split: cifar.find_release(name, split, data_dir) for split in cifar.SPLITS}
+    md5s = [[split, p.name, cifar.checked_md5(r, p) if verify else cifar.file_md5(p)]
+            for split, (r, paths) in found.items() for p in paths]
+    settings = dict(format=_CACHE_FORMAT, name=name, files=md5s, scale=GCN_SCALE,
+                    sqrt_bias=SQRT_BIAS, min_divisor=MIN_DIVISOR, filter_bias=FILTER_BIAS)
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(cache_dir or cifar.cache_dir() / "prepared") / f"{name}-{key}"
+
+
 def prepared_cifar(name: str, data_dir=None, cache_dir=None, device=None,
                    verify: bool = True) -> Prepared:
     """GCN+ZCA-whitened CIFAR, cached as a folder of .npy files under ``cache_dir``
@@ -120,14 +132,9 @@ def prepared_cifar(name: str, data_dir=None, cache_dir=None, device=None,
     The cache key hashes the input files' md5s and the settings (not the device the fit ran on);
     entries are written atomically.
     """
-    found = {split: cifar.find_release(name, split, data_dir) for split in cifar.SPLITS}
-    md5s = [[split, p.name, cifar.checked_md5(r, p) if verify else cifar.file_md5(p)]
-            for split, (r, paths) in found.items() for p in paths]
-    settings = dict(format=_CACHE_FORMAT, name=name, files=md5s, scale=GCN_SCALE,
-                    sqrt_bias=SQRT_BIAS, min_divisor=MIN_DIVISOR, filter_bias=FILTER_BIAS)
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
-    entry = Path(cache_dir or cifar.cache_dir() / "prepared") / f"{name}-{key}"
+    entry = prepared_entry(name, data_dir, cache_dir, verify)
     if not entry.is_dir():
+        found = {split: cifar.find_release(name, split, data_dir) for split in cifar.SPLITS}
         train_images, train_labels = cifar.read_release(*found["train"])
         test_images, test_labels = cifar.read_release(*found["test"])
         train, test, whitening = gcn_zca(train_images, test_images, device=device)
@@ -135,6 +142,15 @@ def prepared_cifar(name: str, data_dir=None, cache_dir=None, device=None,
                                  test_images=test, test_labels=test_labels), whitening)
     arrays = {k: np.load(entry / f"{k}.npy") for k in Prepared._fields[:4]}
     return Prepared(**arrays, whitening=Whitening.load(entry / "whitening.npz"))
+
+
+def prepared_whitening(name: str, data_dir=None, cache_dir=None, device=None,
+                       verify: bool = True) -> Whitening:
+    """The Whitening of ``prepared_cifar``, from its cache entry (made first when absent)."""
+    entry = prepared_entry(name, data_dir, cache_dir, verify)
+    if not entry.is_dir():
+        prepared_cifar(name, data_dir, cache_dir, device, verify)
+    return Whitening.load(entry / "whitening.npz")
 
 
 def save_npz_source(path, data, labels) -> None:

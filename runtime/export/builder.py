@@ -1,0 +1,77 @@
+"""``GraphBuilder``: the nodes, weights and constants of one ONNX graph, with unique names."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+
+
+class GraphBuilder:
+    """Collects nodes and initializers; ``dtype`` (float32 or float16) is the net's float type,
+    ``opset`` the ONNX opset the nodes are written for."""
+
+    def __init__(self, opset: int, dtype=np.float32):
+        self.opset, self.dtype = opset, np.dtype(dtype)
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._names: set[str] = set()
+        self._node_names: set[str] = set()
+        self._weights: dict[int, str] = {}
+
+    @property
+    def elem_type(self) -> int:
+        return helper.np_dtype_to_tensor_dtype(self.dtype)
+
+    @property
+    def lowest(self) -> float:
+        """The most negative finite value of the net's float type (Caffe's −FLT_MAX)."""
+        return float(np.finfo(self.dtype).min)
+
+    def reserve(self, name: str) -> str:
+        """Claim ``name`` for a value; a name already taken is an internal error."""
+        if name in self._names:
+            raise ValueError(f"ONNX value name {name!r} used twice")
+        self._names.add(name)
+        return name
+
+    def fresh(self, hint: str) -> str:
+        """A new value name starting with ``hint``."""
+        name = _unused(hint, self._names)
+        self._names.add(name)
+        return name
+
+    def node(self, op: str, inputs, outputs=None, name: str | None = None, **attrs) -> str:
+        """Append an ``op`` node; ``outputs`` None makes one fresh output. Returns output 0."""
+        outputs = [self.fresh(f"{name or op}/out")] if outputs is None else list(outputs)
+        node_name = _unused(name or op, self._node_names)
+        self._node_names.add(node_name)
+        self.nodes.append(helper.make_node(op, list(inputs), outputs, name=node_name, **attrs))
+        return outputs[0]
+
+    def constant(self, hint: str, value, dtype=None) -> str:
+        """An initializer holding ``value`` (the net's float type unless ``dtype``)."""
+        array = np.asarray(value, dtype=dtype or self.dtype)
+        name = self.fresh(hint)
+        self.initializers.append(numpy_helper.from_array(array, name))
+        return name
+
+    def weight(self, hint: str, tensor: torch.Tensor, transpose: bool = False) -> str:
+        """A learnable blob as an initializer; a blob shared by several layers is stored once."""
+        key = (id(tensor), transpose)
+        if key not in self._weights:
+            array = tensor.detach().cpu().numpy()
+            self._weights[key] = self.constant(hint, array.T if transpose else array)
+        return self._weights[key]
+
+    def shape(self, hint: str, dims) -> str:
+        """An int64 shape tensor (for Reshape)."""
+        return self.constant(hint, list(dims), np.int64)
+
+
+def _unused(hint: str, taken: set[str]) -> str:
+    """``hint``, or ``hint_1``, ``hint_2``, ... whichever is not in ``taken``."""
+    name, i = hint, 1
+    while name in taken:
+        name, i = f"{hint}_{i}", i + 1
+    return name

@@ -1,0 +1,124 @@
+"""Validation of an exported model before it is written: the ONNX checker, then onnxruntime
+(CPU provider, graph optimisations off and fully on) against the runtime on random inputs at
+batch 1 and 3 (or the static batch).
+
+Tolerance on every output, max |onnxruntime − runtime|: 1e-4 for a float32 model; for a
+float16 model 1e-2·max(1, max|runtime|), float16's 11-bit mantissa through a whole net.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnx import helper
+
+from runtime.errors import AllconvError
+
+BATCHES = (1, 3)
+TOL_FP32 = 1e-4
+TOL_FP16 = 1e-2
+LEVELS = {"optimisations off": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+          "optimisations on": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+
+
+class Mismatch(AllconvError):
+    """onnxruntime and the runtime disagree beyond the tolerance."""
+
+
+def tolerance(reference: np.ndarray, fp16: bool) -> float:
+    return TOL_FP16 * max(1.0, float(np.nanmax(np.abs(reference)))) if fp16 else TOL_FP32
+
+
+def largest_difference(got: np.ndarray, reference: np.ndarray) -> float:
+    """max |got − reference|; NaN in both at a position counts as equal (Caffe's AVE gives
+    0/0 for a window of zero width), NaN in one of them as a difference of NaN."""
+    diff = np.abs(got.astype(np.float32) - reference)
+    diff[np.isnan(got) & np.isnan(reference)] = 0
+    return float(diff.max()) if diff.size else 0.0
+
+
+def session(model, level) -> ort.InferenceSession:
+    """An onnxruntime CPU session of ``model`` (ModelProto, bytes or path)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = level
+    options.log_severity_level = 3
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def run_runtime(net, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every blob's final value (float32) after a forward of ``net`` on ``inputs`` at their
+    batch size; the net's input shapes are restored afterwards."""
+    saved = {name: net.blobs[name].shape for name in inputs}
+    try:
+        for name, value in inputs.items():
+            net.blobs[name].reshape(*value.shape)
+        net.reshape()
+        with torch.no_grad():
+            net.forward(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+            return {name: blob.data.float().cpu().numpy().copy()
+                    for name, blob in net.blobs.items()}
+    finally:
+        for name, shape in saved.items():
+            net.blobs[name].reshape(*shape)
+        net.reshape()
+
+
+def random_feeds(model: onnx.ModelProto, batch: int, seed: int) -> dict[str, np.ndarray]:
+    """Random values for each graph input: uint8 images 0-255, or N(0, 1) floats."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for value in model.graph.input:
+        tensor = value.type.tensor_type
+        shape = [batch] + [d.dim_value for d in tensor.shape.dim[1:]]
+        dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+        feeds[value.name] = (rng.integers(0, 256, shape, dtype=np.uint8) if dtype == np.uint8
+                             else rng.standard_normal(shape).astype(dtype))
+    return feeds
+
+
+def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
+             static_batch: int | None, source=None) -> dict[str, float]:
+    """Check ``model`` against ``net``; ``to_net_inputs(feeds)`` gives the net's inputs for the
+    graph's feeds; ``source``: the saved file of a model over 2 GB (its weights are outside
+    the proto). Returns the largest difference per optimisation level; raises Mismatch
+    naming the output and the first blob that differs."""
+    onnx.checker.check_model(source or model, full_check=True)
+    outputs = [o.name for o in model.graph.output]
+    worst = {}
+    for label, level in LEVELS.items():
+        ort_session = session(source or model, level)
+        worst[label] = 0.0
+        for seed, batch in enumerate([static_batch] if static_batch else BATCHES):
+            feeds = random_feeds(model, batch, seed)
+            reference = run_runtime(net, to_net_inputs(feeds))
+            for name, got in zip(outputs, ort_session.run(outputs, feeds)):
+                diff = largest_difference(got, reference[name])
+                worst[label] = max(worst[label], diff)
+                if not diff <= tolerance(reference[name], fp16):
+                    first = ("not searched (a model over 2 GB)" if source else repr(
+                        first_difference(model, level, feeds, reference, values, fp16)))
+                    raise Mismatch(f"onnxruntime ({label}, batch {batch}) differs from the "
+                                   f"runtime on output {name!r} by {diff:.3g}; the first blob "
+                                   f"that differs is {first}; nothing was written")
+    return worst
+
+
+def first_difference(model, level, feeds, reference, values, fp16) -> str:
+    """The first blob, in the net's order, whose onnxruntime value is off the runtime's."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    inputs = {i.name for i in probe.graph.input}
+    known = {o.name for o in probe.graph.output}
+    elem_type = probe.graph.output[0].type.tensor_type.elem_type
+    blobs = [b for b in values if b in reference and values[b] not in inputs]
+    probe.graph.output.extend(helper.make_tensor_value_info(values[b], elem_type, None)
+                              for b in blobs if values[b] not in known)
+    names = [values[b] for b in blobs]
+    got = dict(zip(names, session(probe, level).run(names, feeds)))
+    for blob in blobs:
+        diff = largest_difference(got[values[blob]], reference[blob])
+        if not diff <= tolerance(reference[blob], fp16):
+            return blob
+    return "none of the blobs"

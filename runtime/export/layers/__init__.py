@@ -1,0 +1,1 @@
+"""One ONNX converter per Caffe layer type (registered with ``runtime.export.registry``)."""

@@ -1,0 +1,23 @@
+"""Eltwise -> Sum with per-bottom coefficients (SUM), Max (MAX: Caffe's tie rule only picks
+among equal values, so the value is the same), a chain of Mul (PROD)."""
+from __future__ import annotations
+
+from runtime.export.registry import converter
+from runtime.proto import pb
+
+
+@converter("Eltwise")
+def eltwise(graph, layer, bottoms, tops, shapes):
+    name = layer.name
+    if layer.op == pb.EltwiseParameter.SUM:
+        scaled = [b if c == 1 else graph.node(
+            "Mul", [b, graph.constant(f"{name}/coeff{i}", c)], name=f"{name}/coeff{i}")
+            for i, (b, c) in enumerate(zip(bottoms, layer.coeff))]
+        graph.node("Sum", scaled, tops, name=name)
+    elif layer.op == pb.EltwiseParameter.MAX:
+        graph.node("Max", bottoms, tops, name=name)
+    else:
+        product = bottoms[0]
+        for b in bottoms[1:-1]:
+            product = graph.node("Mul", [product, b], name=name)
+        graph.node("Mul", [product, bottoms[-1]], tops, name=name)

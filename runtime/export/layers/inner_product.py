@@ -1,0 +1,24 @@
+"""InnerProduct -> Reshape to (N, ..., K), MatMul by Wᵀ (W with ``transpose``), Add bias."""
+from __future__ import annotations
+
+from runtime.errors import AllconvError
+from runtime.export.registry import converter
+from runtime.layers import count
+
+
+@converter("InnerProduct")
+def inner_product(graph, layer, bottoms, tops, shapes):
+    shape, name = shapes[0], layer.name
+    if layer.axis == 0:
+        raise AllconvError(f"layer {name!r}: axis 0 folds the batch into the inputs; "
+                           "only axis >= 1 exports")
+    flat = graph.node("Reshape", [bottoms[0], graph.shape(
+        f"{name}/shape", [-1, *shape[1:layer.axis], count(shape, layer.axis)])],
+        name=f"{name}/flatten")
+    weight = graph.weight(f"{name}/weight_t", layer.blobs[0], transpose=not layer.transpose)
+    if len(layer.blobs) == 1:
+        graph.node("MatMul", [flat, weight], tops, name=name)
+        return
+    product = graph.node("MatMul", [flat, weight], name=name)
+    graph.node("Add", [product, graph.weight(f"{name}/bias", layer.blobs[1])], tops,
+               name=f"{name}/bias")

@@ -1,0 +1,61 @@
+"""Pooling -> ONNX with Caffe's windows: global pooling as GlobalMaxPool/GlobalAveragePool;
+otherwise explicit padding (−FLT_MAX for MAX, 0 for AVE; a negative right pad crops input
+that no window reads) followed by unpadded floor-mode pooling, and for AVE a factor that turns
+the k_h·k_w divisor into Caffe's window clipped to [−p, H+p). ONNX's own ``ceil_mode`` and
+``pads`` are never used: they disagree with Caffe's rule about a last window starting in the
+padding and with its AVE divisor, and onnxruntime had bugs there (microsoft/onnxruntime#15446).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from runtime.export.registry import converter
+from runtime.proto import pb
+
+
+@converter("Pooling")
+def pooling(graph, layer, bottoms, tops, shapes):
+    is_max = layer.method == pb.PoolingParameter.MAX
+    if layer.param.pooling_param.global_pooling:
+        graph.node("GlobalMaxPool" if is_max else "GlobalAveragePool", bottoms, tops,
+                   name=layer.name)
+        return
+    win = layer.windows(shapes[0][2:])
+    x = _crop(graph, layer.name, bottoms[0], win)
+    begin = [p for _, _, p, _, _ in win]
+    end = [max(_right_pad(w), 0) for w in win]
+    if any(begin) or any(end):
+        pads = graph.shape(f"{layer.name}/pads", [0, 0, *begin, 0, 0, *end])
+        value = graph.constant(f"{layer.name}/pad_value", graph.lowest if is_max else 0.0)
+        x = graph.node("Pad", [x, pads, value], name=f"{layer.name}/pad", mode="constant")
+    kernel = [k for _, k, _, _, _ in win]
+    attrs = dict(kernel_shape=kernel, strides=[s for _, _, _, s, _ in win])
+    if is_max:
+        graph.node("MaxPool", [x], tops, name=layer.name, **attrs)
+        return
+    divisors = layer._divisors(win, torch.empty(0, dtype=torch.float64)).numpy()
+    with np.errstate(divide="ignore"):       # a window of zero width: 0/0 as in Caffe
+        factor = np.prod(kernel) / divisors
+    if np.all(factor == 1):
+        graph.node("AveragePool", [x], tops, name=layer.name, **attrs)
+        return
+    mean = graph.node("AveragePool", [x], name=layer.name, **attrs)
+    graph.node("Mul", [mean, graph.constant(f"{layer.name}/divisor_factor", factor)], tops,
+               name=f"{layer.name}/caffe_divisor")
+
+
+def _right_pad(window) -> int:
+    """Padding after the input that the last window needs (negative: input it never reads)."""
+    h, k, p, s, o = window
+    return (o - 1) * s + k - h - p
+
+
+def _crop(graph, name, x, win):
+    """Slice off trailing input that no window reads."""
+    if all(_right_pad(w) >= 0 for w in win):
+        return x
+    ends = [h + min(_right_pad((h, k, p, s, o)), 0) for h, k, p, s, o in win]
+    return graph.node("Slice", [x, graph.shape(f"{name}/crop_starts", [0] * len(win)),
+                                graph.shape(f"{name}/crop_ends", ends),
+                                graph.shape(f"{name}/crop_axes", [2, 3])], name=f"{name}/crop")

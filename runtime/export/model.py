@@ -1,0 +1,141 @@
+"""``to_onnx`` and ``build_model``: a runtime ``Net`` as an ONNX model, checked and written."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from runtime.errors import AllconvError
+from runtime.export import check, preprocessing
+from runtime.export.builder import GraphBuilder
+from runtime.export.walker import add_net, used_inputs
+from runtime.files import atomic_write_bytes
+from runtime.proto import pb
+
+MIN_OPSET, DEFAULT_OPSET = 17, 18
+PROTOBUF_LIMIT = 2**31 - 1
+BATCH_DIM = "N"
+
+
+def to_onnx(net, path, *, outputs=None, static_batch: int | None = None,
+            opset: int = DEFAULT_OPSET, fp16: bool = False, whitening=None,
+            metadata: dict | None = None, check_model: bool = True) -> dict[str, float]:
+    """Export the TEST-phase ``net`` with its current weights to the ONNX file ``path``.
+
+    ``outputs``: blob names (default: the net's outputs, Caffe's blobs no layer consumes).
+    ``static_batch``: fix the batch dimension (default: dynamic, named ``N``). ``fp16``: a
+    float16 net. ``whitening`` (a ``runtime.data.preprocess.Whitening``): the graph takes
+    ``image``, uint8 N×32×32×3 RGB, and applies the paper's GCN+ZCA before the net.
+    ``metadata``: extra ``metadata_props`` (``allconv.variant``, ``allconv.classes``,
+    ``allconv.provenance``, ...). Unless ``check_model`` is False, the model is validated
+    against the runtime with onnxruntime first and nothing is written on a mismatch.
+    Returns the largest onnxruntime difference per optimisation level (empty when unchecked).
+    """
+    model, values = build_model(net, outputs=outputs, static_batch=static_batch, opset=opset,
+                                fp16=fp16, whitening=whitening, metadata=metadata)
+    large = model.ByteSize() > PROTOBUF_LIMIT
+    with tempfile.TemporaryDirectory(dir=_writable_parent(path)) as tmp:
+        source = Path(tmp) / Path(path).name if large else None
+        if large:
+            _save_external(model, source)
+        worst = {}
+        if check_model:
+            worst = check.validate(model, net, _net_inputs(net, whitening), values, fp16,
+                                   static_batch, source)
+        if large:
+            for part in Path(tmp).iterdir():
+                shutil.move(part, Path(path).parent / part.name)
+        else:
+            atomic_write_bytes(path, model.SerializeToString())
+    return worst
+
+
+def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp16=False,
+                whitening=None, metadata=None) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """The ONNX model of ``net`` (see ``to_onnx``) and ``{blob: value name}``."""
+    if net.phase != pb.TEST:
+        raise AllconvError("export needs a TEST-phase net (Dropout passes through only there)")
+    if opset < MIN_OPSET:
+        raise AllconvError(f"opset {opset} is too old; the export needs opset {MIN_OPSET} or newer")
+    if opset > onnx.defs.onnx_opset_version():
+        raise AllconvError(f"opset {opset} is newer than this onnx supports "
+                           f"({onnx.defs.onnx_opset_version()})")
+    if static_batch is not None and static_batch <= 0:
+        raise AllconvError(f"the static batch must be positive, not {static_batch}")
+    outputs = list(outputs or net.outputs)
+    names = used_inputs(net, outputs)
+    if not names:
+        raise AllconvError("the net has no Input layer that its outputs depend on: export a "
+                           "deploy net (gen-prototxt --deploy)")
+    batch = static_batch or BATCH_DIM
+    graph = GraphBuilder(opset, np.float16 if fp16 else np.float32)
+    if whitening is not None:
+        check_image_net(net)
+        inputs = [preprocessing.image_input(batch)]
+        sources = {names[0]: preprocessing.add_preprocessing(graph, whitening)}
+        described = preprocessing.describe_input(whitening)
+    else:
+        inputs = [helper.make_tensor_value_info(name, graph.elem_type,
+                                                [batch, *net.blobs[name].shape[1:]])
+                  for name in names]
+        sources = {name: graph.reserve(name) for name in names}
+        described = {"name": names[0] if len(names) == 1 else names,
+                     "layout": "NCHW", "dtype": str(graph.dtype),
+                     "shape": [batch, *net.blobs[names[0]].shape[1:]]}
+    values = add_net(graph, net, outputs, sources)
+    model = helper.make_model(
+        helper.make_graph(graph.nodes, net.name or "net", inputs,
+                          [helper.make_tensor_value_info(o, graph.elem_type,
+                                                        [batch, *net.blobs[o].shape[1:]])
+                           for o in outputs],
+                          graph.initializers),
+        opset_imports=[helper.make_opsetid("", opset)], producer_name="allconv")
+    props = {"allconv.net": net.name, **_variant(net.name), "allconv.input": described,
+             **(metadata or {})}
+    helper.set_model_props(model, {k: v if isinstance(v, str) else json.dumps(v)
+                                   for k, v in props.items()})
+    return model, values
+
+
+def check_image_net(net) -> None:
+    """--with-preprocessing needs one N×3×32×32 input."""
+    shapes = [net.blobs[name].shape for name in net.inputs]
+    if len(shapes) != 1 or tuple(shapes[0][1:]) != preprocessing.NET_SHAPE:
+        raise AllconvError("--with-preprocessing needs a net with one 3×32×32 input; this net's "
+                           f"input(s): {', '.join(f'{n} {s}' for n, s in zip(net.inputs, shapes))}")
+
+
+def _variant(name: str) -> dict:
+    """``allconv.variant`` when the net's name is one of the generator's variants."""
+    from generator.variants import get_variant
+    try:
+        return {"allconv.variant": get_variant(name).name}
+    except AllconvError:
+        return {}
+
+
+def _net_inputs(net, whitening):
+    """Feeds of the graph -> the runtime net's float32 inputs."""
+    if whitening is None:
+        return lambda feeds: {k: v.astype(np.float32) for k, v in feeds.items()}
+    return lambda feeds: {net.inputs[0]: whitening(
+        feeds[preprocessing.IMAGE].transpose(0, 3, 1, 2), device="cpu")}
+
+
+def _writable_parent(path) -> str:
+    parent = Path(path).resolve().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise AllconvError(f"{path}: cannot write: its folder does not exist or is not writable")
+    return str(parent)
+
+
+def _save_external(model: onnx.ModelProto, path: Path) -> None:
+    """A model over protobuf's 2 GB: the weights go to ``<name>.data`` beside it."""
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=f"{path.name}.data")

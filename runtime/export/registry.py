@@ -1,0 +1,46 @@
+"""The ``CONVERTERS`` registry: one ONNX converter per Caffe layer type, beside ``runtime.layers``.
+
+A converter is ``convert(graph, layer, bottoms, tops, shapes)``: it appends the nodes that
+compute the runtime ``layer`` to ``graph`` (a ``GraphBuilder``), reading value names
+``bottoms`` and writing exactly the value names ``tops``; ``shapes`` are the bottom shapes
+the runtime inferred (batch included).
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from runtime.errors import AllconvError
+from runtime.layers import describe
+
+CONVERTERS: dict = {}
+
+
+def converter(type_name: str):
+    """Function decorator: the ONNX converter for Caffe layer type ``type_name``."""
+    def add(fn):
+        CONVERTERS[type_name] = fn
+        return fn
+    return add
+
+
+def converter_for(layer):
+    """The converter of a runtime layer, or an error naming the layer and what exports."""
+    _load()
+    fn = CONVERTERS.get(layer.param.type)
+    if fn is None:
+        raise AllconvError(f"{describe(layer.param)}: this layer type does not export to ONNX "
+                           f"(exportable: {', '.join(exportable_types())})")
+    return fn
+
+
+def exportable_types() -> list[str]:
+    """Caffe layer types that export (Input is the graph's input)."""
+    _load()
+    return sorted(["Input", *CONVERTERS])
+
+
+def _load() -> None:
+    from runtime.export import layers
+    for module in pkgutil.iter_modules(layers.__path__):
+        importlib.import_module(f"{layers.__name__}.{module.name}")

@@ -1,0 +1,51 @@
+"""Walk a runtime ``Net`` in layer order and append its ONNX nodes, one converter per layer.
+
+Value names: the last layer writing a blob produces the value named like the blob (so graph
+outputs and Caffe's in-place chains keep Caffe's blob names); earlier writers of an in-place
+blob produce ``<blob>/<layer>``. Layers that no requested output depends on are left out.
+"""
+from __future__ import annotations
+
+from runtime.errors import AllconvError
+from runtime.export.registry import converter_for
+
+
+def needed_layers(net, outputs) -> list:
+    """The layers the blobs ``outputs`` depend on, in the net's order."""
+    unknown = [o for o in outputs if o not in net.blobs]
+    if unknown:
+        raise AllconvError(f"unknown output blob(s) {unknown} (blobs: {', '.join(net.blobs)})")
+    wanted, kept = set(outputs), []
+    for layer in reversed(net.layers):
+        if wanted & set(layer.tops):
+            kept.append(layer)
+            wanted.update(layer.bottoms)
+    return kept[::-1]
+
+
+def used_inputs(net, outputs) -> list[str]:
+    """The Input tops that the layers computing ``outputs`` read (the graph's inputs)."""
+    read = {b for layer in needed_layers(net, outputs) for b in layer.bottoms}
+    return [name for name in net.inputs if name in read]
+
+
+def add_net(graph, net, outputs, sources: dict[str, str]) -> dict[str, str]:
+    """Append the nodes computing ``outputs`` from the Input tops (``sources``: Input top ->
+    value name); returns ``{blob: value name of its final value}``."""
+    layers = needed_layers(net, outputs)
+    last_writer = {top: layer for layer in layers for top in layer.tops}
+    values = dict(sources)
+    for layer in layers:
+        if layer.param.type == "Input":
+            continue
+        convert = converter_for(layer)
+        bottoms = [values[b] for b in layer.bottoms]
+        tops = [graph.reserve(top) if last_writer[top] is layer and top not in sources
+                else graph.fresh(f"{top}/{layer.name}") for top in layer.tops]
+        convert(graph, layer, bottoms, tops, [net.blobs[b].shape for b in layer.bottoms])
+        values.update(zip(layer.tops, tops))
+    inputs = [o for o in outputs if values[o] != o]
+    if inputs:
+        raise AllconvError(f"output blob(s) {inputs} are net inputs or are rewritten in place "
+                           "by an input; name a blob computed by a layer")
+    return values

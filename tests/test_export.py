@@ -1,0 +1,450 @@
+"""ONNX export (runtime/export, export-onnx): onnxruntime against real Caffe's fixture values,
+against the runtime on hand-written nets and on real CIFAR-10 images through the in-graph
+GCN+ZCA, run folders, and each bad input as one line with exit status 2."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import fixture_format as ff
+from test_caffe_fixtures import METAS, TOL_LAYER, TOL_NETWORK, load, make_inputs, set_weights
+
+from generator.render import NetOptions, render_net
+from generator.variants import VARIANTS
+from runtime.data import cifar, preprocess
+from runtime.export import build_model, check, cli, registry, to_onnx
+from runtime.export.walker import needed_layers
+from runtime.net import Net
+from runtime.proto import pb
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*has no weight_filler:UserWarning")
+
+SHARED_CIFAR10 = Path(__file__).resolve().parents[1] / ".." / "shared/data/cifar-10-batches-bin"
+
+
+# ----------------------------------------------------------------------------- real Caffe
+
+def _exportable(net, blob) -> bool:
+    types = set(registry.exportable_types())
+    return all(layer.param.type in types for layer in needed_layers(net, [blob]))
+
+
+def _fixture_cases():
+    cases = []
+    for name, meta in METAS.items():
+        if meta["kind"] != "net":
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net = Net(meta["prototxt"], pb.TEST, seed=0)
+        blobs = [k[4:] for k in ff.entry_keys(load(name).files, "fwd:")]
+        outputs = [b for b in blobs if b in net.blobs and b not in net.inputs
+                   and _exportable(net, b)]
+        if outputs:
+            cases.append(pytest.param(name, outputs, id=name))
+    return cases
+
+
+@pytest.mark.parametrize("name,outputs", _fixture_cases())
+def test_onnxruntime_computes_what_real_caffe_computed(name, outputs):
+    """Every fixture net (the 14 generated networks, each layer case: pooling corner cases,
+    LRN, groups, Concat, Eltwise, InnerProduct, in-place layers) whose blobs export: the
+    exported model, run by onnxruntime with optimisations off and on, against Caffe's values."""
+    meta = METAS[name]
+    net = Net(meta["prototxt"], pb.TEST, seed=0)
+    set_weights(net, meta)
+    model, _ = build_model(net, outputs=outputs)
+    inputs = make_inputs(meta)
+    feeds = {i.name: inputs[i.name] for i in model.graph.input}
+    tol = TOL_NETWORK if meta["scale"] == "network" else TOL_LAYER
+    with load(name) as z:
+        for label, level in check.LEVELS.items():
+            got = check.session(model, level).run(outputs, feeds)
+            errors = {o: ff.rel_error(v, z, f"fwd:{o}") for o, v in zip(outputs, got)}
+            bad = {o: e for o, e in errors.items() if not e <= tol}
+            assert not bad, f"{name} ({label}): relative errors {bad} > {tol:g}"
+
+
+def test_all_fourteen_generated_networks_are_compared():
+    names = {p.id for p in _fixture_cases()}
+    assert {f"net_{v}" for v in VARIANTS} <= names
+
+
+# ----------------------------------------------------------------------------- hand-written nets
+
+def _input(shape) -> str:
+    dims = " ".join(f"dim: {d}" for d in shape)
+    return (f'layer {{ name: "input" type: "Input" top: "data" '
+            f'input_param {{ shape {{ {dims} }} }} }}\n')
+
+
+def _layer(name, type_, bottoms, tops, body="") -> str:
+    links = "".join(f' bottom: "{b}"' for b in bottoms) + "".join(f' top: "{t}"' for t in tops)
+    return f'layer {{ name: "{name}" type: "{type_}"{links} {body} }}\n'
+
+
+FILLED = 'weight_filler { type: "gaussian" std: 0.3 } bias_filler { type: "gaussian" std: 0.1 }'
+
+
+def _conv(name, bottom, fields) -> str:
+    return _layer(name, "Convolution", [bottom], [name],
+                  f"convolution_param {{ {fields} {FILLED} }}")
+
+
+def _pool(name, bottom, fields) -> str:
+    return _layer(name, "Pooling", [bottom], [name], f"pooling_param {{ {fields} }}")
+
+
+def _ip(name, bottom, fields) -> str:
+    return _layer(name, "InnerProduct", [bottom], [name],
+                  f"inner_product_param {{ {fields} {FILLED} }}")
+
+
+def _eltwise(name, bottoms, fields) -> str:
+    return _layer(name, "Eltwise", bottoms, [name], f"eltwise_param {{ {fields} }}")
+
+
+HAND_NETS = {
+    # AlexNet/CaffeNet's first stage on an odd size: conv 11/4, in-place ReLU, LRN across,
+    # max pool 3/2 rounding up, grouped conv, LRN within, dropout in place, inner products.
+    "caffenet_like": (
+        _input((2, 3, 35, 35))
+        + _conv("conv1", "data", "num_output: 8 kernel_size: 11 stride: 4")
+        + _layer("relu1", "ReLU", ["conv1"], ["conv1"])
+        + _layer("norm1", "LRN", ["conv1"], ["norm1"],
+                 "lrn_param { local_size: 5 alpha: 0.1 beta: 0.75 k: 2 }")
+        + _pool("pool1", "norm1", "pool: MAX kernel_size: 3 stride: 2")
+        + _conv("conv2", "pool1", "num_output: 6 kernel_size: 3 pad: 1 group: 2")
+        + _layer("relu2", "ReLU", ["conv2"], ["conv2"], "relu_param { negative_slope: 0.1 }")
+        + _layer("norm2", "LRN", ["conv2"], ["norm2"],
+                 "lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 norm_region: WITHIN_CHANNEL }")
+        + _ip("fc", "norm2", "num_output: 7")
+        + _layer("drop", "Dropout", ["fc"], ["fc"], "dropout_param { dropout_ratio: 0.5 }")
+        + _ip("fc_t", "fc", "num_output: 4 transpose: true")
+        + _layer("prob", "Softmax", ["fc_t"], ["prob"]),
+        {"Conv", "Relu", "LRN", "MaxPool", "LeakyRelu", "AveragePool", "Pow", "MatMul",
+         "Softmax"}),
+    # GoogLeNet-like: an inception block (Concat of branches), padded AVE pooling rounding up,
+    # an Eltwise of each kind, global max pooling, Flatten.
+    "inception_like": (
+        _input((2, 4, 9, 9))
+        + _conv("a", "data", "num_output: 3 kernel_size: 1")
+        + _conv("b", "data", "num_output: 5 kernel_size: 3 pad: 1")
+        + _pool("c", "data", "pool: MAX kernel_size: 3 stride: 1 pad: 1")
+        + _layer("cat", "Concat", ["a", "b", "c"], ["cat"])
+        + _pool("ave", "cat", "pool: AVE kernel_size: 3 stride: 2 pad: 1")
+        + _conv("s1", "ave", "num_output: 4 kernel_size: 1")
+        + _conv("s2", "ave", "num_output: 4 kernel_size: 1")
+        + _eltwise("sum", ["s1", "s2"], "operation: SUM coeff: 0.5 coeff: -2")
+        + _eltwise("prod", ["s1", "s2", "sum"], "operation: PROD")
+        + _eltwise("max", ["sum", "prod"], "operation: MAX")
+        + _pool("gmax", "max", "pool: MAX global_pooling: true")
+        + _layer("flat", "Flatten", ["gmax"], ["flat"]),
+        {"Concat", "Pad", "AveragePool", "Sum", "Mul", "Max", "GlobalMaxPool", "Reshape"}),
+}
+
+# Pooling where Caffe's rounding up changes the output size: (input, kernel, stride, pad,
+# Caffe's output size). Floor rounding gives one less in the first four (two with pad);
+# 5/2/2/1 rounds up to 4 and Caffe drops the last window, which would start in the padding
+# (ONNX's ceil_mode keeps it); 5/1/3/0 has a last window wholly outside the input (MAX gives
+# −FLT_MAX there, AVE 0/0 in the column of width 0).
+POOLS = [(7, 2, 2, 0, 4), (8, 3, 2, 0, 4), (6, 3, 2, 1, 4), (11, 4, 3, 2, 5), (5, 2, 2, 1, 3),
+         (5, 1, 3, 0, 3)]
+
+
+@pytest.mark.parametrize("name", HAND_NETS)
+def test_hand_written_nets_match_the_runtime(name, tmp_path):
+    text, ops = HAND_NETS[name]
+    net = Net(text, pb.TEST, seed=1)
+    worst = to_onnx(net, tmp_path / "m.onnx")
+    assert set(worst) == {"optimisations off", "optimisations on"}
+    assert max(worst.values()) <= check.TOL_FP32
+    assert ops <= {node.op_type for node in onnx.load(tmp_path / "m.onnx").graph.node}
+
+
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+@pytest.mark.parametrize("size,kernel,stride,pad,caffe", POOLS)
+def test_pooling_that_rounds_up_keeps_caffes_windows(method, size, kernel, stride, pad, caffe,
+                                                     tmp_path):
+    text = _input((2, 3, size, size + 1)) + _layer(
+        "pool", "Pooling", ["data"], ["pool"],
+        f"pooling_param {{ pool: {method} kernel_size: {kernel} stride: {stride} pad: {pad} }}")
+    net = Net(text, pb.TEST)
+    assert net.blobs["pool"].shape[2] == caffe
+    to_onnx(net, tmp_path / "m.onnx")
+    model = onnx.load(tmp_path / "m.onnx")
+    x = np.random.default_rng(size).standard_normal((3, 3, size, size + 1)).astype(np.float32)
+    got = check.session(model, check.LEVELS["optimisations on"]).run(None, {"data": x})[0]
+    want = check.run_runtime(net, {"data": x})["pool"]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)   # NaN only where both are NaN
+    assert not any(a.name == "ceil_mode" and a.i for n in model.graph.node for a in n.attribute)
+
+
+def test_static_batch_opset_fp16_and_metadata(tmp_path):
+    net = Net(render_net(VARIANTS["all-c"], NetOptions(deploy=True)), pb.TEST, seed=0)
+    worst = to_onnx(net, tmp_path / "m.onnx", static_batch=4, opset=17, fp16=True,
+                    metadata={"allconv.classes": ["a"] * 10})
+    assert max(worst.values()) <= check.TOL_FP16
+    model = onnx.load(tmp_path / "m.onnx")
+    assert model.opset_import[0].version == 17
+    (data,), (prob,) = model.graph.input, model.graph.output
+    assert data.name == "data" and prob.name == "prob"
+    assert [d.dim_value for d in data.type.tensor_type.shape.dim] == [4, 3, 32, 32]
+    assert data.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["allconv.net"] == "All-CNN-C" and props["allconv.variant"] == "all-c"
+    assert json.loads(props["allconv.classes"]) == ["a"] * 10
+    assert json.loads(props["allconv.input"]) == {"name": "data", "layout": "NCHW",
+                                                  "dtype": "float16", "shape": [4, 3, 32, 32]}
+    dynamic, _ = build_model(net)
+    assert dynamic.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
+    assert dynamic.opset_import[0].version == 18
+
+
+def test_a_mismatch_names_the_output_and_first_blob_and_writes_nothing(tmp_path, monkeypatch):
+    net = Net(HAND_NETS["caffenet_like"][0], pb.TEST, seed=1)
+    relu = registry.CONVERTERS["ReLU"]
+
+    def wrong_relu2(graph, layer, bottoms, tops, shapes):
+        if layer.name == "relu2":
+            graph.node("Relu", bottoms, tops)   # drops the negative slope
+        else:
+            relu(graph, layer, bottoms, tops, shapes)
+    monkeypatch.setitem(registry.CONVERTERS, "ReLU", wrong_relu2)
+    with pytest.raises(check.Mismatch, match=r"output 'prob' .* first blob that differs is "
+                                             r"'conv2'; nothing was written"):
+        to_onnx(net, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+def fast_whitening(images) -> preprocess.Whitening:
+    """GCN as the harness computes it and a real whitening of those images, made fast for the
+    tests: the inverse Cholesky factor of the ZCA covariance instead of the ZCA matrix (the
+    3072×3072 eigh takes a minute on a small CPU). The graph applies any matrix the same way."""
+    x = preprocess.global_contrast_normalize(
+        torch.from_numpy(images.reshape(len(images), -1)).double())
+    mean = x.mean(0)
+    cov = (x - mean).T @ (x - mean) / len(x)
+    cov += preprocess.FILTER_BIAS * torch.eye(len(cov), dtype=x.dtype)
+    factor = torch.linalg.cholesky(cov)
+    identity = torch.eye(len(cov), dtype=x.dtype)
+    matrix = torch.linalg.solve_triangular(factor, identity, upper=False).T
+    return preprocess.Whitening(mean.numpy(), matrix.contiguous().numpy())
+
+
+def fast_gcn_zca(train_images, test_images, device=None):
+    """Stands in for preprocess.gcn_zca in the run-folder tests (see fast_whitening)."""
+    whitening = fast_whitening(train_images)
+    return whitening(train_images, "cpu"), whitening(test_images, "cpu"), whitening
+
+
+def _deploy_net(variant="all-c", seed=0):
+    return Net(render_net(VARIANTS[variant], NetOptions(deploy=True)), pb.TEST, seed=seed)
+
+
+@pytest.mark.skipif(not SHARED_CIFAR10.is_dir(), reason="no shared CIFAR-10 copy")
+def test_with_preprocessing_on_real_cifar10_images_matches_the_harness_and_runtime(tmp_path):
+    train, _ = cifar.load_cifar("cifar10", "train", SHARED_CIFAR10, verify=False)
+    test, _ = cifar.load_cifar("cifar10", "test", SHARED_CIFAR10, verify=False)
+    whitening = fast_whitening(train[:1000])
+    net = _deploy_net()
+    to_onnx(net, tmp_path / "m.onnx", whitening=whitening)
+    model = onnx.load(tmp_path / "m.onnx")
+    (image,) = model.graph.input
+    assert image.name == "image" and image.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    images = test[:100]
+    got = check.session(model, check.LEVELS["optimisations on"]).run(
+        ["prob"], {"image": np.ascontiguousarray(images.transpose(0, 2, 3, 1))})[0]
+    want = check.run_runtime(net, {"data": whitening(images, "cpu")})["prob"]
+    assert np.abs(got - want).max() <= 1e-5
+    assert (got.argmax(1) == want.argmax(1)).all()
+    props = {p.key: json.loads(p.value) for p in model.metadata_props if p.key == "allconv.input"}
+    assert props["allconv.input"]["shape"] == ["N", 32, 32, 3]
+
+
+def test_with_preprocessing_in_fp16_and_opset_17(tmp_path):
+    rng = np.random.default_rng(0)
+    whitening = fast_whitening(rng.integers(0, 256, (64, 3, 32, 32), dtype=np.uint8))
+    worst = to_onnx(_deploy_net("strided-a"), tmp_path / "m.onnx", whitening=whitening, fp16=True,
+                    opset=17)
+    assert max(worst.values()) <= check.TOL_FP16
+
+
+# ----------------------------------------------------------------------------- run folders
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A replicate run folder of All-CNN-C from two CPU iterations on a tiny CIFAR-10 copy."""
+    from harness.specs import load_spec
+    from harness.train import train
+    from test_harness import options, tiny_spec, write_cifar10_bin
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        mp.setattr(preprocess, "gcn_zca", fast_gcn_zca)
+        data = write_cifar10_bin(tmp_path_factory.mktemp("cifar"), n_train=32, n_test=16)
+        spec = load_spec(tiny_spec(tmp_path_factory.mktemp("specs"), "all-cnn-c", batch_size=16))
+        folder = tmp_path_factory.mktemp("run") / "lr-0.01-smoke"
+        result = train(spec, options(data), folder)
+        yield folder, result, data
+
+
+def test_a_run_folder_records_its_deploy_net_and_provenance(run_dir):
+    folder, _, _ = run_dir
+    config = json.loads((folder / "run.json").read_text())
+    provenance = config["provenance"]
+    assert provenance["dataset"] == "cifar10" and provenance["commit"]
+    assert Path(provenance["whitening"]["cache_entry"]).name.startswith("cifar10-")
+    assert Net(folder / "deploy.prototxt", pb.TEST).inputs == ["data"]
+
+
+def test_export_a_run_folder_with_preprocessing(run_dir, tmp_path, capsys):
+    folder, result, _ = run_dir
+    out = tmp_path / "run.onnx"
+    assert cli.main(["--run", str(folder), "-o", str(out), "--with-preprocessing"]) == 0
+    model = onnx.load(out)
+    props = {p.key: json.loads(p.value) if p.key != "allconv.net" and p.key != "allconv.variant"
+             else p.value for p in model.metadata_props}
+    assert props["allconv.variant"] == "all-c"
+    assert props["allconv.classes"] == list(cifar.class_names("cifar10"))
+    assert props["allconv.input"]["name"] == "image" and props["allconv.input"]["dtype"] == "uint8"
+    provenance = props["allconv.provenance"]
+    assert provenance["test_error"] == result["test_error"] and provenance["seed"] == 0
+    assert provenance["snapshot"] == "checkpoint_iter_2.caffemodel" and provenance["finished"]
+    assert "variant = " in provenance["spec"] and provenance["commit"]
+    assert "optimisations on" in capsys.readouterr().err
+    # The exported graph, fed raw images, gives the trained net's probabilities.
+    images = np.random.default_rng(1).integers(0, 256, (5, 3, 32, 32), dtype=np.uint8)
+    net = cli.load_net(folder / "deploy.prototxt", folder / "checkpoint_iter_2.caffemodel")
+    whitening = preprocess.Whitening.load(
+        Path(json.loads((folder / "run.json").read_text())["provenance"]["whitening"]
+             ["cache_entry"]) / "whitening.npz")
+    want = check.run_runtime(net, {"data": whitening(images, "cpu")})["prob"]
+    got = check.session(model, check.LEVELS["optimisations off"]).run(
+        ["prob"], {"image": images.transpose(0, 2, 3, 1).copy()})[0]
+    assert np.abs(got - want).max() <= 1e-4
+
+
+def test_export_with_data_whitens_from_the_harness_cache(run_dir, tmp_path, monkeypatch):
+    folder, _, data = run_dir
+    monkeypatch.setenv("XDG_CACHE_HOME", str(Path(json.loads((folder / "run.json").read_text())
+                                                  ["provenance"]["whitening"]["cache_entry"])
+                                             .parents[2]))
+    out = tmp_path / "m.onnx"
+    assert cli.main(["--prototxt", str(folder / "deploy.prototxt"), "--weights",
+                     str(folder / "checkpoint_iter_2.caffemodel"), "-o", str(out),
+                     "--with-preprocessing", "--data", str(data), "--no-verify",
+                     "--static-batch", "2"]) == 0
+    assert onnx.load(out).graph.input[0].name == "image"
+
+
+# ----------------------------------------------------------------------------- bad input
+
+UNSUPPORTED = ('layer { name: "input" type: "Input" top: "data" top: "label" '
+               'input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } shape { dim: 1 } } }\n'
+               + _layer("ip", "InnerProduct", ["data"], ["ip"],
+                        f"inner_product_param {{ num_output: 3 {FILLED} }}")
+               + _layer("loss", "SoftmaxWithLoss", ["ip", "label"], ["loss"]))
+
+
+def _bad(tmp_path, argv, capsys) -> str:
+    from runtime.cli_support import run_cli
+    assert run_cli(cli.main, "export-onnx", argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("export-onnx: error: "), err
+    return err
+
+
+def _files(tmp_path, text, name="net"):
+    proto = tmp_path / f"{name}.prototxt"
+    proto.write_text(text)
+    Net(text, pb.TEST, seed=0).save(tmp_path / f"{name}.caffemodel")
+    return str(proto), str(tmp_path / f"{name}.caffemodel")
+
+
+def test_an_unsupported_layer_is_named_with_what_exports(tmp_path, capsys):
+    proto, weights = _files(tmp_path, UNSUPPORTED)
+    err = _bad(tmp_path, ["--prototxt", proto, "--weights", weights, "-o",
+                          str(tmp_path / "m.onnx")], capsys)
+    assert "layer 'loss' (SoftmaxWithLoss)" in err
+    assert "exportable: Concat, Convolution, Dropout, Eltwise, Flatten, InnerProduct, Input, " \
+           "LRN, Pooling, ReLU, Softmax, Split" in err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_missing_weights(tmp_path, capsys):
+    proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"][0])
+    out = str(tmp_path / "m.onnx")
+    assert "needs --weights" in _bad(tmp_path, ["--prototxt", proto, "-o", out], capsys)
+    assert "no such file" in _bad(tmp_path, ["--prototxt", proto, "--weights",
+                                             str(tmp_path / "nope.caffemodel"), "-o", out], capsys)
+    _, other = _files(tmp_path, UNSUPPORTED, "other")
+    assert "no weights for layer(s) conv1, conv2, fc, fc_t (the file has: ip)" in _bad(
+        tmp_path, ["--prototxt", proto, "--weights", other, "-o", out], capsys)
+    assert "no snapshot" in _bad(tmp_path, ["--run", str(_empty_run(tmp_path)), "-o", out], capsys)
+
+
+def _empty_run(tmp_path) -> Path:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({"provenance": {"dataset": "cifar10"}}))
+    (folder / "deploy.prototxt").write_text(HAND_NETS["caffenet_like"][0])
+    return folder
+
+
+def test_unwritable_output_and_other_bad_options(tmp_path, capsys):
+    proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"][0])
+    base = ["--prototxt", proto, "--weights", weights]
+    assert "cannot write" in _bad(tmp_path, base + ["-o", str(tmp_path / "no" / "m.onnx")], capsys)
+    out = ["-o", str(tmp_path / "m.onnx")]
+    assert "opset 16 is too old" in _bad(tmp_path, base + out + ["--opset", "16"], capsys)
+    assert "static batch must be positive" in _bad(tmp_path, base + out + ["--static-batch", "0"],
+                                                   capsys)
+    assert "not a replicate run folder" in _bad(tmp_path, ["--run", str(tmp_path)] + out, capsys)
+
+
+def test_with_preprocessing_needs_a_3x32x32_input(tmp_path, capsys):
+    proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"][0])
+    err = _bad(tmp_path, ["--prototxt", proto, "--weights", weights, "-o",
+                          str(tmp_path / "m.onnx"), "--with-preprocessing"], capsys)
+    assert "one 3×32×32 input" in err and "data (2, 3, 35, 35)" in err
+
+
+def test_a_run_whose_whitening_left_the_cache_needs_the_same_data(run_dir, tmp_path, capsys):
+    folder, _, data = run_dir
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for name in ("deploy.prototxt", "checkpoint_iter_2.caffemodel"):
+        (copy / name).write_bytes((folder / name).read_bytes())
+    config = json.loads((folder / "run.json").read_text())
+    config["provenance"]["whitening"]["cache_entry"] = str(tmp_path / "gone" / "cifar10-0000")
+    (copy / "run.json").write_text(json.dumps(config))
+    err = _bad(tmp_path, ["--run", str(copy), "-o", str(tmp_path / "m.onnx"),
+                          "--with-preprocessing", "--data", str(data), "--no-verify"], capsys)
+    assert "whitening" in err and "is not in the cache" in err and "give --data" in err
+
+
+def test_without_onnx_installed_the_command_says_how_to_get_it():
+    """In a Python where onnxruntime cannot be imported, export-onnx says how to install it."""
+    code = ("import importlib.util, sys\n"
+            "real = importlib.util.find_spec\n"
+            "importlib.util.find_spec = lambda n, *a: None if n == 'onnxruntime' else real(n, *a)\n"
+            "sys.modules['onnxruntime'] = None\n"
+            "sys.argv = ['export-onnx', '--help']\n"
+            "from runtime.export.cli import entry_point\n"
+            "entry_point()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == ('export-onnx: error: export-onnx needs onnxruntime: pip install -e '
+                           '".[onnx]" in the allconv checkout (or pip install onnx onnxruntime)\n')
