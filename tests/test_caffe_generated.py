@@ -37,3 +37,20 @@ def test_shapes_and_counts_match_real_caffe(name, phase):
     caffe_blobs = {k: v for k, v in seen["blobs"].items() if not re.search(r"_split_\d+$", k)}
     assert ours == caffe_blobs
     assert count_params(rows) == seen["params"]
+
+
+class ShapeOnlyFeed:
+    """A Data-layer feed that only states its sample shape (no batch is drawn)."""
+
+    def __init__(self, size: int):
+        self.sample_shape = (3, size, size)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("phase", ["TRAIN", "TEST"])
+def test_runtime_net_has_every_blob_of_real_caffe_split_blobs_included(name, phase):
+    from runtime import Net
+    text = render_net(VARIANTS[name], NetOptions(batch_size=2, test_batch_size=2))
+    net = Net(text, getattr(pb, phase), feeds=ShapeOnlyFeed(INPUT_SIZE.get(name, 32)))
+    ours = {blob: list(view.shape) for blob, view in net.blobs.items()}
+    assert ours == REPORT["nets"][name][phase]["blobs"]
