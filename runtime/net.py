@@ -241,7 +241,7 @@ class Net(nn.Module):
         """Re-infer every blob shape from the input shapes (Caffe's Net::Reshape)."""
         for layer in self.layers:
             with layer_errors(layer.param):
-                layer.top_shapes = layer.reshape([self._shapes[b] for b in layer.bottoms])
+                layer.top_shapes = layer.reshape_tops([self._shapes[b] for b in layer.bottoms])
             self._shapes.update(zip(layer.tops, map(tuple, layer.top_shapes)))
         self._values, self._first = {}, {}
 

@@ -80,3 +80,12 @@ def test_errors_are_one_line(workdir, capsys, args, message):
 def test_gpu_flag_without_cuda(workdir, capsys):
     assert run_cli(main, "allconv-caffe", ["time", "-model", "net.prototxt", "-gpu", "0"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_solver_net_path_with_a_nul_byte_is_one_line(workdir, capsys):
+    (workdir / "nul.prototxt").write_text(SOLVER.format(max_iter=4).replace(
+        'net: "net.prototxt"', 'net: "net\\000.prototxt"'))
+    assert run_cli(main, "allconv-caffe", ["train", "-solver", "nul.prototxt"]) == 2
+    err = capsys.readouterr().err
+    assert "'net\\x00.prototxt': not a usable path: embedded null byte" in err
+    assert len(err.strip().splitlines()) == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from runtime.blob_shape import check_int_field
 from runtime.errors import AllconvError
 from runtime.geometry import pool_output_size
 from runtime.layers import Layer, hw_pair, register
@@ -27,10 +28,10 @@ def _pair(pool, name: str, default: int | None) -> tuple[int, int] | None:
     if pair is not None:
         if pool.HasField(field):
             raise AllconvError(f"give {field} or {name}_h/{name}_w, not both")
-        return pair
+        return check_int_field(f"pooling_param.{name}_h/{name}_w", pair)
     if pool.HasField(field) or default is not None:
         value = getattr(pool, field) if pool.HasField(field) else default
-        return value, value
+        return check_int_field(f"pooling_param.{field}", (value, value))
     return None
 
 
