@@ -65,3 +65,29 @@ def test_reshape_to_a_too_large_input_names_the_growing_top():
     net.blobs["data"].reshape(2, 3, 4, 4)
     with pytest.raises(AllconvError, match=r"layer 'conv1' \(Convolution\): top 'conv1'"):
         net.reshape()
+
+
+def test_lrn_across_channels_checks_caffes_padded_square_blob():
+    lrn = ('layer { name: "norm" type: "LRN" bottom: "data" top: "norm" '
+           'lrn_param { local_size: %d } }')
+    with pytest.raises(AllconvError, match=r"layer 'norm' \(LRN\): lrn_param.local_size: shape "
+                                           r"\(1, 2147483649, 4, 4\) .* INT_MAX"):
+        Net(OK + lrn % (2**31 - 1), TEST)
+    with pytest.raises(AllconvError, match=r"lrn_param.local_size 4294967295 is out of range"):
+        Net(OK + lrn % (2**32 - 1), TEST)
+
+
+@pytest.mark.parametrize("method, outside", [("MAX", -3.4028234663852886e38), ("AVE", 0.0)])
+def test_pooling_stride_far_past_the_input_allocates_no_padded_copy(method, outside):
+    """A window starting past the input (pad 0, rounding up) reads nothing: -FLT_MAX for MAX,
+    a zero sum for AVE, as pooling_layer.cpp; without padding the input out to the stride."""
+    import torch
+    text = OK + POOL.format("stride: 2000000000").replace("MAX", method)
+    net = Net(text, TEST)
+    assert net.blobs["pool1"].shape == (1, 3, 2, 2)
+    x = torch.arange(48.0).reshape(1, 3, 4, 4)
+    y = net.forward(data=x)["pool1"]
+    first = x[:, :, :3, :3].amax((2, 3)) if method == "MAX" else x[:, :, :3, :3].mean((2, 3))
+    torch.testing.assert_close(y[:, :, 0, 0], first)
+    for i, j in ((0, 1), (1, 0), (1, 1)):
+        assert torch.all(y[:, :, i, j] == outside)
