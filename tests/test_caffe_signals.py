@@ -37,11 +37,23 @@ def workdir(tmp_path):
     return tmp_path
 
 
-def start(workdir, *flags):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "runtime.cli", "train", "-solver",
-                             "solver.prototxt", *flags], cwd=workdir, env=env,
-                            stderr=subprocess.PIPE, text=True)
+@pytest.fixture
+def start(workdir):
+    """start(*flags): allconv-caffe train in ``workdir``; whatever still runs at the end of
+    the test is killed, so a failing test leaves no training behind."""
+    started = []
+
+    def run(*flags):
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        started.append(subprocess.Popen(
+            [sys.executable, "-m", "runtime.cli", "train", "-solver", "solver.prototxt", *flags],
+            cwd=workdir, env=env, stderr=subprocess.PIPE, text=True))
+        return started[-1]
+    yield run
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def wait_for(process, text: str) -> list[str]:
@@ -58,8 +70,8 @@ def snapshots(workdir) -> list[int]:
     return sorted(read_binary(p, pb.SolverState).iter for p in workdir.glob("*.solverstate"))
 
 
-def test_sigint_stops_after_the_iteration_and_snapshots(workdir):
-    process = start(workdir)
+def test_sigint_stops_after_the_iteration_and_snapshots(workdir, start):
+    process = start()
     wait_for(process, "Iteration 3,")
     process.send_signal(signal.SIGINT)
     rest = process.stderr.read()
@@ -70,8 +82,8 @@ def test_sigint_stops_after_the_iteration_and_snapshots(workdir):
     assert (workdir / f"snap_iter_{stopped}.caffemodel").is_file()
 
 
-def test_sighup_snapshots_and_goes_on_and_effects_can_be_swapped(workdir):
-    process = start(workdir, "-sigint_effect", "none", "-sighup_effect", "snapshot")
+def test_sighup_snapshots_and_goes_on_and_effects_can_be_swapped(workdir, start):
+    process = start("-sigint_effect", "none", "-sighup_effect", "snapshot")
     wait_for(process, "Iteration 2,")
     process.send_signal(signal.SIGHUP)
     wait_for(process, "Snapshotting solver state")
@@ -81,13 +93,11 @@ def test_sighup_snapshots_and_goes_on_and_effects_can_be_swapped(workdir):
     process.send_signal(signal.SIGINT)             # none: training goes on
     wait_for(process, f"Iteration {first[0] + 5},")
     assert process.poll() is None and snapshots(workdir) == first
-    process.terminate()
-    process.wait(timeout=60)
 
 
-def test_sighup_stop_without_snapshot_after_train(workdir):
+def test_sighup_stop_without_snapshot_after_train(workdir, start):
     (workdir / "solver.prototxt").write_text(SOLVER + "\nsnapshot_after_train: false")
-    process = start(workdir, "-sighup_effect", "stop")
+    process = start("-sighup_effect", "stop")
     wait_for(process, "Iteration 2,")
     process.send_signal(signal.SIGHUP)
     rest = process.stderr.read()
