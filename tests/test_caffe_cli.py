@@ -128,3 +128,12 @@ def test_solver_mode_gpu_uses_the_gpu_without_a_flag(workdir, caplog):
     with caplog.at_level("INFO"):
         assert main(["train", "-solver", "gpu.prototxt"]) == 0
     assert any(r.getMessage().startswith("Using GPU 0: ") for r in caplog.records)
+
+
+def test_error_quoting_a_newline_stays_one_line(workdir, capsys):
+    """Found by tools/fuzz.py: a layer type holding a newline made a two-line error."""
+    (workdir / "nl.prototxt").write_text(
+        'layer { name: "x" type: "Convolutio\\n" top: "x" }')
+    assert run_cli(main, "allconv-caffe", ["time", "-model", "nl.prototxt"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "(Convolutio\\n): unknown layer type" in err
