@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def build_parser() -> Parser:
     g = p.add_argument_group("initialisation (choices the paper leaves open)")
     g.add_argument("--weight-filler", choices=["xavier", "msra", "gaussian"], default="xavier",
                    help="weight filler (default xavier, fan-in; see README, Open choices)")
-    g.add_argument("--weight-std", type=float, default=0.01, help="std of the gaussian filler")
+    g.add_argument("--weight-std", type=float,
+                   help="std of the gaussian filler (default 0.01; needs --weight-filler gaussian)")
     g.add_argument("--bias-value", type=float, default=0.0, help="constant bias filler value")
     g.add_argument("--bias-lr-mult", type=float, default=2.0, help="biases' lr_mult (default 2)")
     g.add_argument("--bias-decay-mult", type=float, default=0.0,
@@ -71,7 +73,7 @@ def _epoch_list(text: str) -> tuple[float, ...]:
 def _init(args) -> Init:
     weight = {"msra": Filler("msra", (("variance_norm", "FAN_IN"),)),
               "xavier": Filler("xavier", (("variance_norm", "FAN_IN"),)),
-              "gaussian": Filler("gaussian", (("std", args.weight_std),))}[args.weight_filler]
+              "gaussian": Filler("gaussian", (("std", args.weight_std or 0.01),))}[args.weight_filler]
     return Init(weight_filler=weight, bias_filler=Filler("constant", (("value", args.bias_value),)),
                 bias_lr_mult=args.bias_lr_mult, bias_decay_mult=args.bias_decay_mult)
 
@@ -88,6 +90,65 @@ def _check_conflicts(args) -> None:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise AllconvError(f"--{name.replace('_', '-')} must be positive, not {value}")
+    _check_options_do_something(args)
+    _check_schedule(args)
+
+
+# options that only shape the solver, and those a deploy net has no place for
+SOLVER_OPTIONS = ("base_lr", "epochs", "steps", "snapshot_prefix", "seed")
+TRAINING_NET_OPTIONS = ("test_batch_size", "train_source", "test_source")
+CIFAR_SCHEDULE_OPTIONS = ("epochs", "steps")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_options_do_something(args) -> None:
+    """An option that would change nothing in this context is an error saying so."""
+    given = [n for n in SOLVER_OPTIONS if getattr(args, n) is not None]
+    if given and not args.solver:
+        raise AllconvError(f"{_flag(given[0])} only affects the solver, and no --solver FILE "
+                           "is written")
+    given = [n for n in TRAINING_NET_OPTIONS if getattr(args, n) is not None]
+    if given and args.deploy:
+        raise AllconvError(f"{_flag(given[0])} does nothing with --deploy (a deploy net has no "
+                           "Data layers)")
+    if args.weight_std is not None and args.weight_filler != "gaussian":
+        raise AllconvError(f"--weight-std sets the gaussian filler's std; it does nothing with "
+                           f"--weight-filler {args.weight_filler} (add --weight-filler gaussian)")
+    given = [n for n in CIFAR_SCHEDULE_OPTIONS if getattr(args, n) is not None]
+    if given and args.variant and get_variant(args.variant).name == "imagenet":
+        raise AllconvError(f"{_flag(given[0])} does nothing for imagenet: its solver follows "
+                           "Table 6 (450,000 iterations)")
+
+
+def _check_schedule(args) -> None:
+    """--epochs > 0; --steps after epoch 0 and increasing (``check_solver_length`` checks that
+    they fall inside the run, on the rendered solver)."""
+    if args.epochs is not None and not (math.isfinite(args.epochs) and args.epochs > 0):
+        raise AllconvError(f"--epochs must be a positive number of epochs, not {args.epochs:g}")
+    steps = args.steps or ()
+    if any(not (math.isfinite(s) and s > 0) for s in steps):
+        raise AllconvError(f"--steps must be epochs after 0, not {_epochs(steps)}")
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise AllconvError(f"--steps must increase, not {_epochs(steps)}")
+
+
+def _epochs(values) -> str:
+    return ",".join(f"{v:g}" for v in values)
+
+
+def check_solver_length(solver_text: str) -> None:
+    """The rendered solver runs at least one iteration and every lr step lies inside it."""
+    solver = prototxt.parse_solver(solver_text)
+    if solver.max_iter < 1:
+        raise AllconvError(f"--epochs is less than one iteration (max_iter {solver.max_iter})")
+    late = [v for v in solver.stepvalue if v >= solver.max_iter]
+    if late:
+        raise AllconvError(f"an lr step lies beyond the run: stepvalue {late[0]} is not before "
+                           f"max_iter {solver.max_iter}; give --steps inside --epochs (default "
+                           "steps: epochs 200,250,300 of 350)")
 
 
 def list_variants() -> str:
@@ -112,16 +173,18 @@ def main(argv: list[str] | None = None) -> int:
                       test_batch_size=args.test_batch_size, train_source=args.train_source,
                       test_source=args.test_source, init=_init(args))
     text = render_net(variant, opts)
-    if args.output:
-        prototxt.write_text(text, args.output)
-    else:
-        sys.stdout.write(text)
-    if args.solver:
+    if args.solver:             # rendered and checked before anything is written
         solver = render_solver(variant, opts, SolverOptions(
             net_path=args.output or f"{variant.name}_train_test.prototxt", base_lr=args.base_lr,
             epochs=args.epochs, step_epochs=args.steps,
             snapshot_prefix=args.snapshot_prefix or variant.name,
             seed=args.seed))
+        check_solver_length(solver)
+    if args.output:
+        prototxt.write_text(text, args.output)
+    elif not args.draw:         # the picture was asked for, not the text
+        sys.stdout.write(text)
+    if args.solver:
         prototxt.write_text(solver, args.solver)
     if args.draw:
         from generator.draw import draw

@@ -1,11 +1,13 @@
 """allconv-caffe: Caffe's command line (tools/caffe.cpp) over the PyTorch runtime.
 
     allconv-caffe train -solver S [-snapshot X.solverstate | -weights W.caffemodel] [-gpu 0]
+                        [-sigint_effect stop|snapshot|none] [-sighup_effect snapshot|stop|none]
     allconv-caffe test  -model M -weights W [-iterations 50] [-gpu 0]
     allconv-caffe time  -model M [-iterations 50] [-gpu 0]
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
@@ -14,25 +16,49 @@ import torch
 
 from runtime.cli_support import Parser, run_cli
 from runtime.errors import AllconvError
+from runtime.signal_handler import EFFECTS, SignalHandler
+
+log = logging.getLogger("allconv.caffe")
 
 
 def _device(gpu: str | None) -> str:
+    """The device of a -gpu flag (CPU without one), named in the log as Caffe does."""
     if gpu is None:
+        log.info("Use CPU.")
         return "cpu"
     if not torch.cuda.is_available():
         raise AllconvError(f"-gpu {gpu} asked for, but CUDA is not available here")
-    return f"cuda:{gpu.split(',')[0]}" if gpu != "all" else "cuda:0"
+    device = f"cuda:{gpu.split(',')[0]}" if gpu != "all" else "cuda:0"
+    log.info("Using GPU %s: %s", device[5:], torch.cuda.get_device_name(device))
+    return device
+
+
+def _train_device(gpu: str | None, solver_path: str) -> str:
+    """caffe.cpp: without -gpu, a solver that sets solver_mode GPU runs on its device_id (or
+    GPU 0); with no CUDA here, that is said in one line and the CPU is used."""
+    from runtime.prototxt import read_solver
+    from runtime.proto import pb
+    param = read_solver(solver_path)
+    if gpu is None and param.HasField("solver_mode") and param.solver_mode == pb.SolverParameter.GPU:
+        gpu = str(param.device_id)
+        if not torch.cuda.is_available():
+            log.warning("solver_mode is GPU (device_id %s), but CUDA is not available here: "
+                        "running on the CPU", gpu)
+            gpu = None
+    return _device(gpu)
 
 
 def train(args) -> None:
     from runtime.solver import make_solver
     if args.snapshot and args.weights:
         raise AllconvError("give -snapshot or -weights, not both (as Caffe)")
-    solver = make_solver(args.solver, device=_device(args.gpu))
+    solver = make_solver(args.solver, device=_train_device(args.gpu, args.solver))
     if args.weights:
         for weights in args.weights.split(","):
             solver.net.copy_from(weights)
-    solver.solve(resume_file=args.snapshot)
+    with SignalHandler(args.sigint_effect, args.sighup_effect) as requested_action:
+        solver.action_function = requested_action
+        solver.solve(resume_file=args.snapshot)
 
 
 def test(args) -> None:
@@ -74,6 +100,17 @@ def time_net(args) -> None:
     print(f"Average Forward-Backward: {1e3 * (forward + backward) / n:.3f} ms.")
 
 
+def _positive(text: str) -> int:
+    """argparse type of -iterations: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
 def build_parser() -> Parser:
     p = Parser(prog="allconv-caffe", description="Caffe's command line, run by the allconv "
                                                  "PyTorch runtime with Caffe's semantics.")
@@ -82,6 +119,11 @@ def build_parser() -> Parser:
     t.add_argument("-solver", required=True, help="solver prototxt")
     t.add_argument("-snapshot", help="resume from this .solverstate")
     t.add_argument("-weights", help="start from these .caffemodel weights (comma-separated)")
+    t.add_argument("-sigint_effect", choices=EFFECTS, default="stop",
+                   help="on SIGINT (Ctrl-C), after the current iteration: stop (and snapshot, "
+                        "with snapshot_after_train), snapshot and go on, or none (default stop)")
+    t.add_argument("-sighup_effect", choices=EFFECTS, default="snapshot",
+                   help="on SIGHUP: as -sigint_effect (default snapshot)")
     t.set_defaults(run=train)
     e = sub.add_parser("test", help="score a model: average each output over N batches")
     e.add_argument("-model", required=True, help="net prototxt (TEST phase)")
@@ -91,8 +133,10 @@ def build_parser() -> Parser:
     m.add_argument("-model", required=True, help="net prototxt")
     m.set_defaults(run=time_net)
     for s in (e, m):
-        s.add_argument("-iterations", type=int, default=50, help="batches (default 50)")
-    for s in (t, e, m):
+        s.add_argument("-iterations", type=_positive, default=50, help="batches (default 50)")
+    t.add_argument("-gpu", help="GPU id; default: the solver's device_id when it says "
+                                "solver_mode: GPU (the CPU when CUDA is absent), else the CPU")
+    for s in (e, m):
         s.add_argument("-gpu", help="GPU id; default: CPU")
     return p
 

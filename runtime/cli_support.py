@@ -22,8 +22,8 @@ def run_cli(main: Callable[[list[str] | None], int | None], prog: str,
         return main(argv) or 0
     except SystemExit as stop:          # argparse: --help (0) or a usage error (2)
         return stop.code if isinstance(stop.code, int) else 2
-    except AllconvError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+    except AllconvError as err:      # one line, even when it quotes a name holding a newline
+        print(f"{prog}: error: {err}".replace("\n", "\\n"), file=sys.stderr)
     except OSError as err:
         where = f" {err.filename}" if err.filename else ""
         print(f"{prog}: error:{where}: {err.strerror or err}", file=sys.stderr)

@@ -33,6 +33,8 @@ def read_bytes(path: PathLike, what: str) -> bytes:
         raise AllconvError(f"{path}: is a directory, expected a {what} file") from None
     except OSError as err:
         raise AllconvError(f"{path}: cannot read: {err.strerror or err}") from None
+    except ValueError as err:  # a NUL byte in the path
+        raise AllconvError(f"{str(path)!r}: not a usable path: {err}") from None
 
 
 @contextmanager
@@ -44,6 +46,8 @@ def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as err:
         raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
+    except ValueError as err:  # a NUL byte in the path
+        raise AllconvError(f"{str(target)!r}: not a usable path: {err}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle

@@ -42,11 +42,19 @@ def _constant(tensor, param, generator):
 
 @_filler("uniform")
 def _uniform(tensor, param, generator):
+    # caffe_rng_uniform checks a <= b
+    if not (math.isfinite(param.min) and math.isfinite(param.max) and param.min <= param.max):
+        raise AllconvError(f"uniform filler needs finite min <= max, got min {param.min:g}, "
+                           f"max {param.max:g}")
     return tensor.uniform_(param.min, param.max, generator=generator)
 
 
 @_filler("gaussian")
 def _gaussian(tensor, param, generator):
+    # caffe_rng_gaussian checks sigma > 0
+    if not (math.isfinite(param.mean) and math.isfinite(param.std) and param.std > 0):
+        raise AllconvError(f"gaussian filler needs a finite mean and std > 0, got mean "
+                           f"{param.mean:g}, std {param.std:g}")
     tensor.normal_(param.mean, param.std, generator=generator)
     if param.sparse >= 0:
         keep = param.sparse / tensor.shape[0]  # mean non-zeros per output

@@ -9,6 +9,7 @@ from torch import nn
 
 from runtime.caffemodel import read_weights, write_weights
 from runtime.errors import AllconvError
+from runtime.insert_splits import insert_splits
 from runtime.layers import describe, layer_class, layer_errors, make_layer
 from runtime.proto import pb
 from runtime.prototxt import read_net
@@ -34,6 +35,15 @@ def included(layer, state) -> bool:
     if len(layer.include):
         return any(state_meets_rule(state, rule) for rule in layer.include)
     return not any(state_meets_rule(state, rule) for rule in layer.exclude)
+
+
+def filter_net(param):
+    """Caffe's FilterNet: a copy of NetParameter ``param`` keeping the layers its state includes."""
+    kept = pb.NetParameter()
+    kept.CopyFrom(param)
+    del kept.layer[:]
+    kept.layer.extend(layer for layer in param.layer if included(layer, param.state))
+    return kept
 
 
 def _zeros_if_none(tensor, like):
@@ -132,9 +142,8 @@ class Net(nn.Module):
         self._shapes, self._values, self._first, self._loss = OrderedDict(), {}, {}, None
         self._input_slots, self._propagate_down = {}, []
         available = set()
-        for layer_param in param.layer:
-            if included(layer_param, param.state):
-                self._add_layer(layer_param, available, feeds, input_shapes or {})
+        for layer_param in insert_splits(filter_net(param)).layer:
+            self._add_layer(layer_param, available, feeds, input_shapes or {})
         self.outputs = sorted(available)  # Caffe keeps its leftover blobs in a std::set
         self.top_names = OrderedDict((l.name, list(l.tops)) for l in self.layers)
         self.bottom_names = OrderedDict((l.name, list(l.bottoms)) for l in self.layers)
@@ -152,11 +161,7 @@ class Net(nn.Module):
 
     def _add_layer(self, layer_param, available, feeds, input_shapes) -> None:
         """Connect bottoms/tops like Net::AppendBottom/AppendTop, then build the layer."""
-        for name in layer_param.bottom:
-            if name not in self._shapes:
-                raise AllconvError(f"{describe(layer_param)}: unknown bottom blob {name!r} "
-                                   "(no earlier layer produces it)")
-            available.discard(name)
+        available.difference_update(layer_param.bottom)  # insert_splits checked they exist
         for i, name in enumerate(layer_param.top):
             in_place = i < len(layer_param.bottom) and layer_param.bottom[i] == name
             if name in self._shapes and not in_place:
@@ -236,7 +241,7 @@ class Net(nn.Module):
         """Re-infer every blob shape from the input shapes (Caffe's Net::Reshape)."""
         for layer in self.layers:
             with layer_errors(layer.param):
-                layer.top_shapes = layer.reshape([self._shapes[b] for b in layer.bottoms])
+                layer.top_shapes = layer.reshape_tops([self._shapes[b] for b in layer.bottoms])
             self._shapes.update(zip(layer.tops, map(tuple, layer.top_shapes)))
         self._values, self._first = {}, {}
 

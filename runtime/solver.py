@@ -271,6 +271,10 @@ class SGDSolver:
         self.mean_scores: list[dict[str, Any]] = [{} for _ in self.test_nets]
         self._losses: list[float] = []
         self.smoothed_loss = 0.0
+        # Caffe's SetActionFunction: called after each iteration, returns "snapshot", "stop"
+        # or None (allconv-caffe train maps SIGINT/SIGHUP to these).
+        self.action_function = None
+        self.requested_early_exit = False
         self._init_state()
 
     # ---------------------------------------------------------------- construction
@@ -528,8 +532,12 @@ class SGDSolver:
                 iterations_last = self.iter
                 self._log_outputs(self.net, _output_items(self.net), "Train")
             self.update()
-            if p.snapshot and self.iter % p.snapshot == 0:
+            request = self.action_function() if self.action_function else None
+            if (p.snapshot and self.iter % p.snapshot == 0) or request == "snapshot":
                 self.snapshot()
+            if request == "stop":
+                self.requested_early_exit = True
+                break
 
     def solve(self, resume_file=None) -> None:
         """Caffe's Solver::Solve: optional restore, step to max_iter, final snapshot/test."""
@@ -546,6 +554,9 @@ class SGDSolver:
                 self.snapshot()
             else:  # Caffe would write "_iter_N.caffemodel" into the current directory
                 log.warning("snapshot_after_train: no snapshot_prefix; final snapshot skipped")
+        if self.requested_early_exit:
+            log.info("Optimization stopped early.")
+            return
         if p.display and self.iter % p.display == 0:
             # Forward-only pass to display the train loss after the last update.
             with torch.no_grad():

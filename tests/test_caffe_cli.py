@@ -80,3 +80,60 @@ def test_errors_are_one_line(workdir, capsys, args, message):
 def test_gpu_flag_without_cuda(workdir, capsys):
     assert run_cli(main, "allconv-caffe", ["time", "-model", "net.prototxt", "-gpu", "0"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_solver_net_path_with_a_nul_byte_is_one_line(workdir, capsys):
+    (workdir / "nul.prototxt").write_text(SOLVER.format(max_iter=4).replace(
+        'net: "net.prototxt"', 'net: "net\\000.prototxt"'))
+    assert run_cli(main, "allconv-caffe", ["train", "-solver", "nul.prototxt"]) == 2
+    err = capsys.readouterr().err
+    assert "'net\\x00.prototxt': not a usable path: embedded null byte" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["test", "-model", "net.prototxt", "-weights", "w"],
+                                     ["time", "-model", "net.prototxt"]])
+@pytest.mark.parametrize("iterations", ["0", "-3"])
+def test_iterations_must_be_positive(workdir, capsys, command, iterations):
+    assert run_cli(main, "allconv-caffe", command + ["-iterations", iterations]) == 2
+    err = capsys.readouterr().err
+    assert f"argument -iterations: must be a positive integer, not '{iterations}'" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
+def test_solver_mode_gpu_without_cuda_says_so_and_runs_on_the_cpu(workdir, caplog):
+    (workdir / "gpu.prototxt").write_text(SOLVER.format(max_iter=4).replace(
+        "solver_mode: CPU", "solver_mode: GPU device_id: 1"))
+    with caplog.at_level("INFO"):
+        assert main(["train", "-solver", "gpu.prototxt"]) == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert ("solver_mode is GPU (device_id 1), but CUDA is not available here: running on the "
+            "CPU") in messages
+    assert messages.index("Use CPU.") < messages.index("Solving tiny")
+
+
+def test_cpu_solver_names_the_cpu(workdir, caplog):
+    with caplog.at_level("INFO"):
+        assert main(["train", "-solver", "solver4.prototxt"]) == 0
+    assert "Use CPU." in [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.gpu
+def test_solver_mode_gpu_uses_the_gpu_without_a_flag(workdir, caplog):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    (workdir / "gpu.prototxt").write_text(SOLVER.format(max_iter=4).replace(
+        "solver_mode: CPU", "solver_mode: GPU"))
+    with caplog.at_level("INFO"):
+        assert main(["train", "-solver", "gpu.prototxt"]) == 0
+    assert any(r.getMessage().startswith("Using GPU 0: ") for r in caplog.records)
+
+
+def test_error_quoting_a_newline_stays_one_line(workdir, capsys):
+    """Found by tools/fuzz.py: a layer type holding a newline made a two-line error."""
+    (workdir / "nl.prototxt").write_text(
+        'layer { name: "x" type: "Convolutio\\n" top: "x" }')
+    assert run_cli(main, "allconv-caffe", ["time", "-model", "nl.prototxt"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "(Convolutio\\n): unknown layer type" in err

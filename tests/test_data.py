@@ -310,7 +310,10 @@ def test_gcn_zca_matches_numpy_reference():
     base = rng.integers(0, 256, (300, 3, 4, 4))
     train = np.clip(base + rng.integers(-20, 20, (300, 1, 1, 1)), 0, 255).astype(np.uint8)
     test = rng.integers(0, 256, (7, 3, 4, 4), dtype=np.uint8)
-    train_w, test_w, whitening = preprocess.gcn_zca(train, test, device="cpu")
+    stages = []
+    train_w, test_w, whitening = preprocess.gcn_zca(train, test, device="cpu",
+                                                    stage=stages.append)
+    assert stages == ["global contrast normalisation", "fitting ZCA", "whitening"]
     ref_train, ref_test, ref_mean, ref_matrix = reference_gcn_zca(train, test)
     assert train_w.dtype == test_w.dtype == np.float32 and train_w.shape == train.shape
     np.testing.assert_allclose(train_w.reshape(300, -1), ref_train, rtol=1e-5, atol=1e-5)
@@ -324,7 +327,7 @@ def test_prepared_cifar_cache_hit_skips_recomputation(tmp_path, monkeypatch):
     make_cifar10_bin(tmp_path / "data", np.random.default_rng(9))
     calls = []
 
-    def fake_gcn_zca(train, test, device=None):
+    def fake_gcn_zca(train, test, device=None, stage=None):
         calls.append(len(train))
         return (train / 255).astype(np.float32), (test / 255).astype(np.float32), \
             preprocess.Whitening(np.zeros(2), np.eye(2))
@@ -464,3 +467,25 @@ def test_cifar100_python_release_goes_through_the_cifar10_whitening_path(tmp_pat
     flat = prepared.test_images.reshape(3, -1).astype(np.float64)
     np.testing.assert_allclose(np.linalg.norm(flat, axis=1), preprocess.GCN_SCALE, rtol=1e-5)
     np.testing.assert_allclose(flat.mean(1), 0, atol=1e-4)
+
+
+def test_prepared_cifar_reports_its_stages_in_order(tmp_path, monkeypatch):
+    """allconv-prep-cifar's progress: every stage of a cache miss (gcn_zca reports its own
+    three, see test_gcn_zca_matches_numpy_reference), then only the cheap ones on a hit."""
+    make_cifar10_bin(tmp_path / "data", np.random.default_rng(9))
+    seen, given = [], []
+
+    def fake_gcn_zca(train, test, device=None, stage=None):
+        given.append(stage)
+        return (train / 255).astype(np.float32), (test / 255).astype(np.float32), \
+            preprocess.Whitening(np.zeros(2), np.eye(2))
+
+    monkeypatch.setattr(preprocess, "gcn_zca", fake_gcn_zca)
+    kwargs = dict(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", verify=False,
+                  stage=seen.append)
+    prepared_cifar("cifar10", **kwargs)
+    assert seen == ["checking md5 sums", "reading the release", "writing the cache",
+                    "loading the cache"] and given == [seen.append]
+    seen.clear()
+    prepared_cifar("cifar10", **kwargs)
+    assert seen == ["checking md5 sums", "loading the cache"]

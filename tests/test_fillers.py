@@ -80,3 +80,16 @@ def test_unknown_type_lists_supported():
 def test_sparse_only_for_gaussian():
     with pytest.raises(AllconvError, match="sparse"):
         draw((2, 2), type="xavier", sparse=1)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(type="uniform", min=1e30, max=0.5), "uniform filler needs finite min <= max"),
+    (dict(type="uniform", min=-math.inf, max=0.5), "uniform filler needs finite min <= max"),
+    (dict(type="gaussian", std=0.0), "gaussian filler needs a finite mean and std > 0"),
+    (dict(type="gaussian", std=-1.0), "std -1"),
+    (dict(type="gaussian", mean=math.nan), "mean nan"),
+])
+def test_caffe_rng_argument_checks(fields, message):
+    """caffe_rng_uniform checks min <= max and caffe_rng_gaussian std > 0 (found by fuzzing)."""
+    with pytest.raises(AllconvError, match=message):
+        draw((2, 2), **fields)

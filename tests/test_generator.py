@@ -214,12 +214,47 @@ def test_cli_list(capsys):
     ([], "--variant is required"),
     (["--variant", "all-c", "-o", "/nonexistent-dir/x.prototxt"], "/nonexistent-dir/x.prototxt"),
     (["--variant", "all-c", "--draw", "net.jpg"], "must end in .png or .svg"),
+    (["--variant", "all-c", "--solver", "s", "--epochs", "-1"],
+     "--epochs must be a positive number of epochs, not -1"),
+    (["--variant", "all-c", "--solver", "s", "--epochs", "0"],
+     "--epochs must be a positive number of epochs, not 0"),
+    (["--variant", "all-c", "--solver", "s", "--epochs", "1e-4"],
+     "--epochs is less than one iteration (max_iter 0)"),
+    (["--variant", "all-c", "--solver", "s", "--steps", "400"],
+     "an lr step lies beyond the run: stepvalue 156250 is not before max_iter 136719"),
+    (["--variant", "all-c", "--solver", "s", "--epochs", "100"], "stepvalue 78125 is not before"),
+    (["--variant", "all-c", "--solver", "s", "--steps", "250,200"], "--steps must increase"),
+    (["--variant", "all-c", "--solver", "s", "--steps=-5,200"], "--steps must be epochs after 0"),
+    (["--variant", "imagenet", "--solver", "s", "--epochs", "3"], "does nothing for imagenet"),
+    (["--variant", "all-c", "--weight-std", "0.5"],
+     "--weight-std sets the gaussian filler's std; it does nothing with --weight-filler xavier"),
+    (["--variant", "all-c", "--base-lr", "0.1"],
+     "--base-lr only affects the solver, and no --solver FILE is written"),
+    (["--variant", "all-c", "--seed", "3"], "--seed only affects the solver"),
+    (["--variant", "all-c", "--deploy", "--train-source", "x"],
+     "--train-source does nothing with --deploy"),
 ])
 def test_cli_errors_are_one_line_with_status_2(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, _, err = _run(args, capsys)
+    code, out, err = _run(args, capsys)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
+    assert out == "" and not (tmp_path / "s").exists()      # nothing written on an error
+
+
+def test_cli_gaussian_std_and_short_runs_with_their_steps(tmp_path, capsys):
+    solver = tmp_path / "s.prototxt"
+    code, out, _ = _run(["--variant", "all-c", "--weight-filler", "gaussian", "--weight-std",
+                         "0.05", "--solver", str(solver), "--epochs", "4", "--steps", "2,3"],
+                        capsys)
+    assert code == 0 and "std: 0.05" in out
+    param = parse_solver(solver.read_text())
+    assert param.max_iter == 1562 and list(param.stepvalue) == [781, 1172]
+
+
+def test_cli_draw_alone_prints_no_prototxt(tmp_path, capsys):
+    code, out, err = _run(["--variant", "all-c", "--draw", str(tmp_path / "n.svg")], capsys)
+    assert code == 0 and out == "" and "wrote" in err
 
 
 def test_cli_writes_net_solver_and_picture(tmp_path, capsys):

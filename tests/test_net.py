@@ -87,13 +87,19 @@ def test_net_filters_by_phase_level_and_stage():
 
 def test_names_shapes_inputs_outputs():
     net = small(TEST)
-    assert net.layer_names == ["input", "conv1", "relu1", "pool1", "ip", "loss", "acc"]
+    # Caffe's InsertSplits: label and ip each feed loss and acc, so each gets a Split layer
+    assert net.layer_names == ["input", "label_input_1_split", "conv1", "relu1", "pool1", "ip",
+                               "ip_ip_0_split", "loss", "acc"]
     assert net.inputs == ["data", "label"]
     assert net.outputs == ["acc", "loss"]          # leftover blobs, sorted as Caffe's std::set
-    assert {n: b.shape for n, b in net.blobs.items()} == {
-        "data": (2, 3, 6, 6), "label": (2,), "conv1": (2, 4, 6, 6), "pool1": (2, 4, 3, 3),
-        "ip": (2, 5), "loss": (), "acc": ()}
-    assert net.top_names["relu1"] == ["conv1"] and net.bottom_names["loss"] == ["ip", "label"]
+    assert [(n, b.shape) for n, b in net.blobs.items()] == [
+        ("data", (2, 3, 6, 6)), ("label", (2,)), ("label_input_1_split_0", (2,)),
+        ("label_input_1_split_1", (2,)), ("conv1", (2, 4, 6, 6)), ("pool1", (2, 4, 3, 3)),
+        ("ip", (2, 5)), ("ip_ip_0_split_0", (2, 5)), ("ip_ip_0_split_1", (2, 5)),
+        ("loss", ()), ("acc", ())]
+    assert net.top_names["relu1"] == ["conv1"]
+    assert net.bottom_names["loss"] == ["ip_ip_0_split_0", "label_input_1_split_0"]
+    assert net.bottom_names["acc"] == ["ip_ip_0_split_1", "label_input_1_split_1"]
     assert list(net.params) == ["conv1", "ip"]
     assert [p.shape for p in net.params["conv1"]] == [(4, 3, 3, 3), (4,)]
     assert [tuple(p.shape) for p in net.learnable_params] == [(4, 3, 3, 3), (4,), (5, 36), (5,)]
@@ -165,8 +171,10 @@ def test_blob_used_twice_gets_summed_gradient():
     assert net.outputs == ["la", "lb"]
     conv = net._first["conv1"].detach().requires_grad_()
     label = net.blobs["label"].data
-    la = net.layers[4](net.layers[2](conv)[0], label)[0]
-    lb = net.layers[5](net.layers[3](conv)[0], label)[0]
+    assert net.layer_names == ["input", "label_input_1_split", "conv1", "conv1_conv1_0_split",
+                               "a", "b", "la", "lb"]
+    la = net.layers[6](net.layers[4](conv)[0], label)[0]
+    lb = net.layers[7](net.layers[5](conv)[0], label)[0]
     torch.testing.assert_close(net.blobs["conv1"].diff, torch.autograd.grad(la + 2 * lb, conv)[0])
 
 
@@ -263,7 +271,8 @@ layer { name: "b" type: "InnerProduct" bottom: "data" top: "b" param { name: "w"
 
 def test_shared_params():
     net = Net(SHARED % ("", 4), TRAIN, seed=1)
-    assert net.layers[1].blobs[0] is net.layers[2].blobs[0] and len(net.learnable_params) == 1
+    layers = dict(zip(net.layer_names, net.layers))
+    assert layers["a"].blobs[0] is layers["b"].blobs[0] and len(net.learnable_params) == 1
     assert Net(SHARED % ("lr_mult: 3", 4), TRAIN).learnable_params[0].lr_mult == 3
     with pytest.raises(AllconvError, match="layer 'b'.*cannot share param 'w': shape \\(3, 108\\)"):
         Net(SHARED % ("", 3), TRAIN)

@@ -13,8 +13,10 @@ def test_writes_default_sources(tmp_path, monkeypatch, capsys):
                     rng.randn(4, 3, 32, 32).astype("f4"), np.arange(4), None)
     seen = {}
 
-    def prepared(name, data_dir):
+    def prepared(name, data_dir, stage):
         seen.update(name=name, data_dir=data_dir)
+        stage("checking md5 sums")
+        stage("fitting ZCA")
         return fake
     monkeypatch.setattr(cli, "prepared_cifar", prepared)
     assert cli.main(["--data", "somewhere", "--out", str(tmp_path / "data")]) == 0
@@ -23,7 +25,9 @@ def test_writes_default_sources(tmp_path, monkeypatch, capsys):
     data, labels = source(4)
     np.testing.assert_array_equal(data.numpy(), fake.test_images)
     np.testing.assert_array_equal(labels.numpy(), np.arange(4))
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "checking md5 sums" in err and "fitting ZCA" in err           # progress on stderr
+    assert "writing the sources" in err and "8/8 stages" in err
     assert "cifar10_gcn_zca_train.npz: 6 images (3, 32, 32)" in out
     assert "cifar10_gcn_zca_test.npz: 4 images (3, 32, 32)" in out
     assert (tmp_path / "data" / "cifar10_gcn_zca_train.npz").is_file()

@@ -30,7 +30,7 @@ TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 SPLITS = ("train", "test")
 
 # (md5 or None, size in bytes) of every official file. Sources: the dataset page
-# (archive md5s), /work/shared/data/README.md (CIFAR-10 binary members), torchvision's
+# (archive md5s), ../shared/data/README.md (CIFAR-10 binary members), torchvision's
 # CIFAR10/CIFAR100 classes (python members), datalad's MD5E keys (sizes).
 OFFICIAL = {
     "cifar-10-binary.tar.gz": ("c32a1d4ab5d03f1284b67883e8d87530", 170052171),

@@ -8,8 +8,30 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from runtime.cli_support import Parser, run_cli
-from runtime.data.preprocess import prepared_cifar, save_npz_source
+from runtime.data.preprocess import STAGES, prepared_cifar, save_npz_source
+
+WRITING = "writing the sources"
+
+
+class StageBar:
+    """A tqdm bar over named stages, moved by calling it with the stage that starts."""
+
+    def __init__(self, stages: tuple[str, ...]):
+        self.stages = stages
+        self.bar = tqdm(total=len(stages), unit="stage", file=sys.stderr,
+                        bar_format="{desc:<32} {n_fmt}/{total_fmt} stages [{elapsed}]")
+
+    def __call__(self, stage: str) -> None:
+        self.bar.set_description_str(stage, refresh=False)
+        self.bar.update(self.stages.index(stage) - self.bar.n)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.update(self.bar.total - self.bar.n)
+        self.bar.close()
 
 
 def build_parser() -> Parser:
@@ -24,14 +46,19 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    prepared = prepared_cifar(args.dataset, args.data)
+    progress = StageBar(STAGES + (WRITING,))
+    prepared = prepared_cifar(args.dataset, args.data, stage=progress)
+    progress(WRITING)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    written = []
     for split, images, labels in (("train", prepared.train_images, prepared.train_labels),
                                   ("test", prepared.test_images, prepared.test_labels)):
         path = out / f"{args.dataset}_gcn_zca_{split}.npz"
         save_npz_source(path, images, labels)
-        print(f"wrote {path}: {len(images):,} images {tuple(images.shape[1:])}")
+        written.append(f"wrote {path}: {len(images):,} images {tuple(images.shape[1:])}")
+    progress.close()
+    print("\n".join(written))
     return 0
 
 

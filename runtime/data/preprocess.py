@@ -89,14 +89,26 @@ class Whitening:
                        float(f["min_divisor"]), float(f["filter_bias"]))
 
 
+# What prepared_cifar does, in order; its ``stage`` callback is called with each as it starts.
+STAGES = ("checking md5 sums", "reading the release", "global contrast normalisation",
+          "fitting ZCA", "whitening", "writing the cache", "loading the cache")
+
+
+def _quiet(stage: str) -> None:
+    """The default ``stage`` callback: report nothing."""
+
+
 def gcn_zca(train_images, test_images, scale: float = GCN_SCALE,
-            filter_bias: float = FILTER_BIAS, device=None
+            filter_bias: float = FILTER_BIAS, device=None, stage=_quiet
             ) -> tuple[np.ndarray, np.ndarray, Whitening]:
     """GCN both sets, fit ZCA on train, whiten both: (train float32, test float32, Whitening)."""
+    stage("global contrast normalisation")
     x = global_contrast_normalize(_flat64(train_images, device), scale)
+    stage("fitting ZCA")
     mean, matrix = fit_zca(x, filter_bias)
     whitening = Whitening(mean.cpu().numpy(), matrix.cpu().numpy(), scale=scale,
                           filter_bias=filter_bias)
+    stage("whitening")
     train = _whiten(x, mean, matrix, tuple(train_images.shape))
     del x
     return train, whitening(test_images, device), whitening
@@ -125,21 +137,26 @@ def prepared_entry(name: str, data_dir=None, cache_dir=None, verify: bool = True
 
 
 def prepared_cifar(name: str, data_dir=None, cache_dir=None, device=None,
-                   verify: bool = True) -> Prepared:
+                   verify: bool = True, stage=_quiet) -> Prepared:
     """GCN+ZCA-whitened CIFAR, cached as a folder of .npy files under ``cache_dir``
-    (default ``<XDG cache>/allconv/prepared``). ``data_dir`` and ``verify`` as in load_cifar.
+    (default ``<XDG cache>/allconv/prepared``). ``data_dir`` and ``verify`` as in load_cifar;
+    ``stage(name)`` is called as each of ``STAGES`` starts (a cache hit skips some).
 
     The cache key hashes the input files' md5s and the settings (not the device the fit ran on);
     entries are written atomically.
     """
+    stage("checking md5 sums")
     entry = prepared_entry(name, data_dir, cache_dir, verify)
     if not entry.is_dir():
         found = {split: cifar.find_release(name, split, data_dir) for split in cifar.SPLITS}
+        stage("reading the release")
         train_images, train_labels = cifar.read_release(*found["train"])
         test_images, test_labels = cifar.read_release(*found["test"])
-        train, test, whitening = gcn_zca(train_images, test_images, device=device)
+        train, test, whitening = gcn_zca(train_images, test_images, device=device, stage=stage)
+        stage("writing the cache")
         _write_entry(entry, dict(train_images=train, train_labels=train_labels,
                                  test_images=test, test_labels=test_labels), whitening)
+    stage("loading the cache")
     arrays = {k: np.load(entry / f"{k}.npy") for k in Prepared._fields[:4]}
     return Prepared(**arrays, whitening=Whitening.load(entry / "whitening.npz"))
 

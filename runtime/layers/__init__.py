@@ -16,6 +16,7 @@ import warnings
 import torch
 from torch import nn
 
+from runtime.blob_shape import check_blob_shape
 from runtime.errors import AllconvError
 from runtime.fillers import fill
 
@@ -116,7 +117,7 @@ class Layer(nn.Module):
         if len(param.param) > len(self.blobs):
             raise AllconvError(f"{len(param.param)} `param` entries but the layer has "
                                f"{len(self.blobs)} learnable blob(s)")
-        self.top_shapes = self.reshape(bottom_shapes)
+        self.top_shapes = self.reshape_tops(bottom_shapes)
         self.loss_weights = self._loss_weights()
 
     def setup(self, bottom_shapes, generator) -> None:
@@ -125,6 +126,11 @@ class Layer(nn.Module):
     def reshape(self, bottom_shapes) -> list[tuple[int, ...]]:
         """Caffe's Reshape: check bottom shapes, return top shapes (default: like bottom 0)."""
         return [bottom_shapes[0]] * len(self.tops)
+
+    def reshape_tops(self, bottom_shapes) -> list[tuple[int, ...]]:
+        """``reshape``, each top shape checked as Caffe's Blob::Reshape checks it."""
+        return [check_blob_shape(shape, f"top {name!r}")
+                for name, shape in zip(self.tops, self.reshape(bottom_shapes))]
 
     def _loss_weights(self) -> list[float]:
         given = list(self.param.loss_weight)
@@ -141,7 +147,8 @@ class Layer(nn.Module):
     def add_blob(self, shape, filler, generator) -> None:
         """Append a learnable blob of ``shape`` filled by ``filler``, tagged with its ParamSpec."""
         index = len(self.blobs)
-        data = fill(torch.empty(tuple(int(d) for d in shape)), filler, generator)
+        data = fill(torch.empty(check_blob_shape(shape, f"learnable blob {index}")), filler,
+                    generator)
         blob = nn.Parameter(data)
         spec = self.param.param[index] if index < len(self.param.param) else None
         blob.lr_mult = spec.lr_mult if spec is not None else 1.0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
+from runtime.blob_shape import check_int_field
 from runtime.errors import AllconvError
 from runtime.geometry import conv_output_size
 from runtime.layers import Layer, canonical_axis, count, hw_pair, register
@@ -12,12 +13,13 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 def _spatial(conv, name: str, n: int, default: int | None) -> tuple[int, ...]:
     """A repeated field (one value for all axes, or one per axis) or its 2-d _h/_w form."""
-    values = list(getattr(conv, name if name != "kernel" else "kernel_size"))
+    field = name if name != "kernel" else "kernel_size"
+    values = list(check_int_field(f"convolution_param.{field}", getattr(conv, field)))
     pair = hw_pair(conv, name, both=name == "kernel")  # Caffe: pad_h or stride_h alone is fine
     if pair is not None:
         if values or n != 2:
             raise AllconvError(f"{name}_h/{name}_w need 2-d convolution and no repeated {name}")
-        return pair
+        return check_int_field(f"convolution_param.{name}_h/{name}_w", pair)
     if not values:
         if default is None:
             raise AllconvError("kernel_size (or kernel_h and kernel_w) is required")

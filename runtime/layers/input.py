@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import torch
 
+from runtime.blob_shape import check_blob_shape
 from runtime.errors import AllconvError
-from runtime.layers import Layer, register
+from runtime.layers import Layer, describe, register
 
 
 @register("Input")
@@ -15,7 +16,8 @@ class Input(Layer):
     num_tops = (1, None)
 
     def setup(self, bottom_shapes, generator):
-        shapes = [tuple(int(d) for d in s.dim) for s in self.param.input_param.shape]
+        shapes = [check_blob_shape(s.dim, f"input_param.shape[{i}]")
+                  for i, s in enumerate(self.param.input_param.shape)]
         tops = len(self.tops)
         if len(shapes) not in (1, tops):
             raise AllconvError(f"input_param needs one shape, or one per top ({tops}); "
@@ -32,7 +34,8 @@ class Input(Layer):
     def set_shape(self, index: int, shape) -> None:
         """Replace top ``index``'s buffer by zeros of ``shape`` (pycaffe's blob.reshape)."""
         old = getattr(self, f"top{index}")
-        setattr(self, f"top{index}", old.new_zeros(tuple(int(d) for d in shape)))
+        shape = check_blob_shape(shape, f"{describe(self.param)}: reshape of top {self.tops[index]!r}")
+        setattr(self, f"top{index}", old.new_zeros(shape))
 
     def forward(self):
         return tuple(self.buffers_in_order())

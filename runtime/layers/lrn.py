@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
+from runtime.blob_shape import check_blob_shape, check_int_field
 from runtime.errors import AllconvError
 from runtime.layers import Layer, register
 from runtime.proto import pb
@@ -14,6 +15,7 @@ from runtime.proto import pb
 class LRN(Layer):
     def setup(self, bottom_shapes, generator):
         lrn = self.param.lrn_param
+        check_int_field("lrn_param.local_size", (lrn.local_size,))
         self.size, self.alpha, self.beta, self.k = lrn.local_size, lrn.alpha, lrn.beta, lrn.k
         self.within = lrn.norm_region == pb.LRNParameter.WITHIN_CHANNEL
         if self.size % 2 != 1:
@@ -22,6 +24,9 @@ class LRN(Layer):
     def reshape(self, bottom_shapes):
         if len(bottom_shapes[0]) != 4:
             raise AllconvError(f"bottom shape {bottom_shapes[0]} is not 4-d (N, C, H, W)")
+        n, c, h, w = bottom_shapes[0]
+        if not self.within:  # Caffe's padded_square_ blob: the channels padded by local_size - 1
+            check_blob_shape((n, c + self.size - 1, h, w), "lrn_param.local_size")
         return [bottom_shapes[0]]
 
     def forward(self, x):

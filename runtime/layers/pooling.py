@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from runtime.blob_shape import check_int_field
 from runtime.errors import AllconvError
 from runtime.geometry import pool_output_size
 from runtime.layers import Layer, hw_pair, register
@@ -27,10 +28,10 @@ def _pair(pool, name: str, default: int | None) -> tuple[int, int] | None:
     if pair is not None:
         if pool.HasField(field):
             raise AllconvError(f"give {field} or {name}_h/{name}_w, not both")
-        return pair
+        return check_int_field(f"pooling_param.{name}_h/{name}_w", pair)
     if pool.HasField(field) or default is not None:
         value = getattr(pool, field) if pool.HasField(field) else default
-        return value, value
+        return check_int_field(f"pooling_param.{field}", (value, value))
     return None
 
 
@@ -83,13 +84,19 @@ class Pooling(Layer):
                 return (F.max_pool2d(x, kernel, stride, pad, ceil_mode=self.ceil),)
             return (F.avg_pool2d(x, kernel, stride, pad, ceil_mode=self.ceil,
                                  count_include_pad=True),)
-        # Pad to cover every window exactly (a negative right pad crops unused input).
-        pads = []
+        # Pad to cover exactly the windows that start inside the input (a negative right pad
+        # crops unused input). A last window starting past it (pad 0, rounding up) reads
+        # nothing: it is added to the output as -FLT_MAX (MAX) or a zero sum (AVE), with no
+        # padded copy as large as the stride.
+        pads, outside = [], []
         for h, k, p, s, o in reversed(win):
-            pads += [p, (o - 1) * s + k - h - p]
+            inside = min(o, (h + p - 1) // s + 1)
+            pads += [p, (inside - 1) * s + k - h - p]
+            outside += [0, o - inside]
         if self.method == _P.MAX:
-            return (F.max_pool2d(F.pad(x, pads, value=-FLT_MAX), kernel, stride),)
-        sums = F.avg_pool2d(F.pad(x, pads), kernel, stride, divisor_override=1)
+            y = F.max_pool2d(F.pad(x, pads, value=-FLT_MAX), kernel, stride)
+            return (F.pad(y, outside, value=-FLT_MAX),)
+        sums = F.pad(F.avg_pool2d(F.pad(x, pads), kernel, stride, divisor_override=1), outside)
         return (sums / self._divisors(win, x),)
 
     @staticmethod

@@ -10,7 +10,7 @@
 # Then: pytest tests/test_caffe_fixtures.py
 #
 # Needs Caffe built into $CAFFE_PREFIX (default /opt/reference-caffe); if it is missing:
-#   sudo /work/shared/tools/build-reference-caffe.sh /opt/reference-caffe   (5-10 min, 2 cores)
+#   sudo ../shared/tools/build-reference-caffe.sh /opt/reference-caffe   (from the checkout; 5-10 min, 2 cores)
 # or any BVLC Caffe with pycaffe for /usr/bin/python3: CAFFE_PREFIX=/path/to/caffe (the
 # folder holding python/caffe). The venv is $VENV (default <repo>/.venv).
 set -euo pipefail
@@ -31,7 +31,7 @@ if ! "${caffe_env[@]}" "$CAFFE_PYTHON" -c "$probe" 2>/dev/null; then
   cat >&2 <<MSG
 make_fixtures.sh: pycaffe is not importable from $CAFFE_PREFIX/python with $CAFFE_PYTHON.
 Build the reference Caffe first (CPU only, about 5-10 minutes on 2 cores):
-    /work/shared/tools/build-reference-caffe.sh $CAFFE_PREFIX
+    $repo/../shared/tools/build-reference-caffe.sh $CAFFE_PREFIX
 then run this script again (or set CAFFE_PREFIX to another Caffe checkout with pycaffe built).
 MSG
   exit 2

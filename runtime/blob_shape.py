@@ -1,0 +1,47 @@
+"""Caffe's Blob::Reshape checks (blob.cpp), applied before any tensor is made: every dim >= 0
+and at most INT_MAX elements, plus the runtime's own: the float32 blob must fit in this
+machine's memory. Also Caffe's int range for the uint32 geometry fields it keeps in an int."""
+from __future__ import annotations
+
+import math
+import os
+
+from runtime.errors import AllconvError
+
+INT_MAX = 2**31 - 1
+
+
+def physical_memory() -> int:
+    """Bytes of RAM on this machine (0 where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def check_blob_shape(shape, what: str) -> tuple[int, ...]:
+    """``shape`` as ints, or an AllconvError naming ``what`` (a field or a blob)."""
+    shape = tuple(int(d) for d in shape)
+    for axis, dim in enumerate(shape):
+        if dim < 0:
+            raise AllconvError(f"{what}: dim {axis} is {dim} in shape {shape}; every dim "
+                               "must be >= 0")
+    elements = math.prod(shape)
+    if elements > INT_MAX:
+        raise AllconvError(f"{what}: shape {shape} has {elements:,} elements, more than "
+                           f"Caffe's limit of INT_MAX ({INT_MAX:,})")
+    memory = physical_memory()
+    if memory and 4 * elements > memory:
+        raise AllconvError(f"{what}: shape {shape} needs {4 * elements / 2**30:.3g} GiB as "
+                           f"float32, more than this machine's {memory / 2**30:.3g} GiB")
+    return shape
+
+
+def check_int_field(field: str, values) -> tuple[int, ...]:
+    """A uint32 field that Caffe reads into an int (pad, kernel, stride): at most INT_MAX."""
+    values = tuple(int(v) for v in values)
+    for value in values:
+        if value > INT_MAX:
+            raise AllconvError(f"{field} {value} is out of range: Caffe keeps it in an int "
+                               f"(at most {INT_MAX:,})")
+    return values

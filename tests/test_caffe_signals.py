@@ -1,0 +1,105 @@
+"""allconv-caffe train under real signals, as Caffe's -sigint_effect / -sighup_effect: the
+signal takes effect after the current iteration; stop still writes the final snapshot."""
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.data.preprocess import save_npz_source
+from runtime.proto import pb
+from runtime.caffemodel import read_binary
+
+ROOT = Path(__file__).resolve().parents[1]
+NET = """name: "tiny"
+layer { name: "data" type: "Data" top: "data" top: "label"
+        data_param { source: "train.npz" batch_size: 4 } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+        convolution_param { num_output: 3 kernel_size: 3 weight_filler { type: "msra" } } }
+layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool"
+        pooling_param { pool: AVE global_pooling: true } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "pool" bottom: "label" top: "loss" }
+"""
+SOLVER = """net: "net.prototxt" base_lr: 0.01 lr_policy: "fixed" momentum: 0.9
+max_iter: 100000000 snapshot_prefix: "snap" solver_mode: CPU display: 1 random_seed: 1"""
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    rng = np.random.RandomState(0)
+    save_npz_source(tmp_path / "train.npz", rng.randn(8, 2, 6, 6).astype("f4"),
+                    rng.randint(0, 3, 8))
+    (tmp_path / "net.prototxt").write_text(NET)
+    (tmp_path / "solver.prototxt").write_text(SOLVER)
+    return tmp_path
+
+
+@pytest.fixture
+def start(workdir):
+    """start(*flags): allconv-caffe train in ``workdir``; whatever still runs at the end of
+    the test is killed, so a failing test leaves no training behind."""
+    started = []
+
+    def run(*flags):
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        started.append(subprocess.Popen(
+            [sys.executable, "-m", "runtime.cli", "train", "-solver", "solver.prototxt", *flags],
+            cwd=workdir, env=env, stderr=subprocess.PIPE, text=True))
+        return started[-1]
+    yield run
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def wait_for(process, text: str) -> list[str]:
+    """stderr lines up to the first one containing ``text``."""
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError(f"{text!r} never logged:\n{''.join(lines)}")
+
+
+def snapshots(workdir) -> list[int]:
+    return sorted(read_binary(p, pb.SolverState).iter for p in workdir.glob("*.solverstate"))
+
+
+def test_sigint_stops_after_the_iteration_and_snapshots(workdir, start):
+    process = start()
+    wait_for(process, "Iteration 3,")
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=60) == 0, rest
+    assert "Optimization stopped early." in rest and "Traceback" not in rest
+    (stopped,) = snapshots(workdir)
+    assert 3 <= stopped < 100000000
+    assert (workdir / f"snap_iter_{stopped}.caffemodel").is_file()
+
+
+def test_sighup_snapshots_and_goes_on_and_effects_can_be_swapped(workdir, start):
+    process = start("-sigint_effect", "none", "-sighup_effect", "snapshot")
+    wait_for(process, "Iteration 2,")
+    process.send_signal(signal.SIGHUP)
+    wait_for(process, "Snapshotting solver state")
+    wait_for(process, "Iteration")                 # the snapshot is written, training goes on
+    first = snapshots(workdir)
+    assert len(first) == 1
+    process.send_signal(signal.SIGINT)             # none: training goes on
+    wait_for(process, f"Iteration {first[0] + 5},")
+    assert process.poll() is None and snapshots(workdir) == first
+
+
+def test_sighup_stop_without_snapshot_after_train(workdir, start):
+    (workdir / "solver.prototxt").write_text(SOLVER + "\nsnapshot_after_train: false")
+    process = start("-sighup_effect", "stop")
+    wait_for(process, "Iteration 2,")
+    process.send_signal(signal.SIGHUP)
+    rest = process.stderr.read()
+    assert process.wait(timeout=60) == 0 and "Optimization stopped early." in rest
+    assert snapshots(workdir) == []

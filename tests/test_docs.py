@@ -1,0 +1,67 @@
+"""What the README and the tools tell a new user holds: paths, prefixes, ignores, messages."""
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from generator import cli as gen_cli
+from runtime.data import cli as prep_cli
+from runtime.prototxt import parse_solver
+from runtime.cli_support import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+SESSION_ROOT = "/wo" "rk/"    # where the checkouts lie on the machines of the sessions (split so
+                              # that this file does not match itself)
+
+
+def _tracked_files() -> list[Path]:
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout")
+    names = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    return [ROOT / n for n in names if (ROOT / n).is_file()]
+
+
+def test_readme_restores_the_snapshot_its_solver_writes(tmp_path, monkeypatch):
+    solver_file = re.search(r'SGDSolver\("([^"]+)"\)', README).group(1)
+    restored = re.search(r'solver\.restore\("([^"]+)"\)', README).group(1)
+    command = next(line for line in README.splitlines()
+                   if line.startswith("gen-prototxt") and f"--solver {solver_file}" in line)
+    monkeypatch.chdir(tmp_path)
+    args = command.split("#")[0].split()[1:]
+    assert run_cli(gen_cli.main, "gen-prototxt", args) == 0
+    prefix = parse_solver((tmp_path / solver_file).read_text()).snapshot_prefix
+    assert restored.startswith(f"{prefix}_iter_"), (restored, prefix)
+
+
+def test_prep_cifar_output_is_git_ignored():
+    _tracked_files()
+    out = prep_cli.build_parser().parse_args([]).out
+    ignored = subprocess.run(["git", "check-ignore", "-q", f"{out}/cifar10_gcn_zca_train.npz"],
+                             cwd=ROOT)
+    assert ignored.returncode == 0, f"{out}/ is not in .gitignore"
+
+
+def test_no_absolute_paths_to_the_shared_folder():
+    offenders = [str(p.relative_to(ROOT)) for p in _tracked_files()
+                 if p.suffix in {".md", ".sh", ".py", ".toml", ".cfg", ".j2", ""}
+                 and SESSION_ROOT in p.read_text(errors="replace")]
+    assert offenders == []
+
+
+def test_readme_setup_gives_the_cpu_build_its_own_line():
+    block = README.split("## Set-up and first run", 1)[1].split("```bash", 1)[1].split("```")[0]
+    lines = [line for line in block.strip().splitlines() if not line.startswith("#")]
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in lines
+    assert any("CPU-only" in line for line in block.splitlines() if line.startswith("#"))
+
+
+def test_check_generated_nets_says_why_when_the_generator_cannot_run():
+    run = subprocess.run(["bash", "tools/caffe_reference/check_generated_nets.sh"], cwd=ROOT,
+                         env={"PATH": "/usr/bin:/bin", "PYTHON": "/bin/false"},
+                         capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "the generator does not run with /bin/false" in run.stderr
