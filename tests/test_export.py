@@ -243,7 +243,7 @@ def fast_whitening(images) -> preprocess.Whitening:
     return preprocess.Whitening(mean.numpy(), matrix.contiguous().numpy())
 
 
-def fast_gcn_zca(train_images, test_images, device=None):
+def fast_gcn_zca(train_images, test_images, device=None, stage=None):
     """Stands in for preprocess.gcn_zca in the run-folder tests (see fast_whitening)."""
     whitening = fast_whitening(train_images)
     return whitening(train_images, "cpu"), whitening(test_images, "cpu"), whitening
