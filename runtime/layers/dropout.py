@@ -28,6 +28,14 @@ class Dropout(Layer):
             self._generators[device] = torch.Generator(device).manual_seed(self.seed)
         return self._generators[device]
 
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        """{device: generator state} of the mask generators made so far."""
+        return {str(device): g.get_state() for device, g in self._generators.items()}
+
+    def set_rng_state(self, states: dict[str, torch.Tensor]) -> None:
+        for device, state in states.items():
+            self._generator(torch.device(device)).set_state(state)
+
     def forward(self, x):
         if self.phase != pb.TRAIN:
             return (x,)
