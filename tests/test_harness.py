@@ -308,14 +308,15 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_data
         loss = real_step(self)
         return loss if self.iter <= 2 else loss * float("nan")
     monkeypatch.setattr(Run, "step", step)
-    with pytest.raises(Diverged, match=r"diverged at iteration 4 \(epoch 2.00\): the loss is nan; "
+    # caught at the first non-finite loss (the 3rd iteration), not at the next display
+    with pytest.raises(Diverged, match=r"diverged at iteration 3 \(epoch 1.50\): the loss is nan; "
                                        r"the last good checkpoint is .*checkpoint_iter_2"):
         train(spec, options(tiny_data, epochs=3), tmp_path / "run")
     assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint_*")) == [
         "checkpoint_iter_2.caffemodel", "checkpoint_iter_2.rngstate",
         "checkpoint_iter_2.solverstate"]
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert last["event"] == "diverged" and last["iter"] == 4
+    assert last["event"] == "diverged" and last["iter"] == 3
 
 
 def test_a_huge_lr_diverges_into_a_failed_row(tmp_path, tiny_data, capsys):
