@@ -340,19 +340,30 @@ class LossOf(torch.nn.Module):
 
 class DeferredInterrupt:
     """Holds Ctrl-C (SIGINT) until the current iteration has finished, so that the weights,
-    momentum and data order a checkpoint saves belong to one iteration. Main thread only."""
+    momentum and data order a checkpoint saves belong to one iteration. The request is one
+    per process: a worker process `install`s the handler for good, so a Ctrl-C that comes
+    while it loads data still stops its run before the first iteration."""
 
-    def __init__(self):
-        self.requested = False
+    requested = False
+
+    @classmethod
+    def request(cls, signum=None, frame=None) -> None:
+        cls.requested = True
+
+    @classmethod
+    def install(cls) -> None:
+        signal.signal(signal.SIGINT, cls.request)
+
+    @classmethod
+    def consume(cls) -> bool:
+        requested, cls.requested = cls.requested, False
+        return requested
 
     def __enter__(self):
         self._active = threading.current_thread() is threading.main_thread()
         if self._active:
-            self._previous = signal.signal(signal.SIGINT, self._request)
+            self._previous = signal.signal(signal.SIGINT, self.request)
         return self
-
-    def _request(self, signum, frame):
-        self.requested = True
 
     def __exit__(self, *exc):
         if self._active:
@@ -413,13 +424,16 @@ def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
     records = log.truncate(run.iter) if log else []
     last = records[-1] if records else {"seconds": 0.0}
     evaluations = sum("test_error" in r for r in records)
-    with DeferredInterrupt() as interrupt, Progress(run, opts, ranks, last) as bar:
+    with DeferredInterrupt(), Progress(run, opts, ranks, last) as bar:
         loop = Loop(run, log, bar, done_before=last["seconds"])
+        if DeferredInterrupt.consume():
+            raise KeyboardInterrupt   # stopped before its first iteration: nothing to save
         while run.iter < run.max_iter:
             loop.step()
-            if interrupt.requested:
-                bar.write(f"{bar.label}: interrupted; checkpoint {run.checkpoint()} written, "
-                          "--resume continues from it")
+            if DeferredInterrupt.consume():
+                if ranks.is_main:
+                    bar.write(f"{bar.label}: interrupted; checkpoint {run.checkpoint()} "
+                              "written, --resume continues from it")
                 raise KeyboardInterrupt
             evaluate = run.iter % run.solver_param.test_interval == 0 or run.iter == run.max_iter
             if not loop.sync_due(evaluate):
