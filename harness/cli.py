@@ -11,8 +11,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from harness.distributed import SINGLE, Ranks, from_environment, launched_by_torchrun
-from harness.distributed import local_device
+from runtime.distributed import (SINGLE, Ranks, from_environment, launched_by_torchrun,
+                                 local_device)
 from harness.report import row_result, write_row, write_table_readme
 from harness.specs import SPECS_DIR, Spec, load_tables, select
 from harness.train import (PRECISIONS, Data, DeferredInterrupt, Diverged, RunOptions,

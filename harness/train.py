@@ -7,7 +7,7 @@ its own feed. It is airbench-style: the whitened dataset stays on the device, ba
 and augmented there, and the host reads the device only every few seconds (for the progress
 bar and the non-finite-loss flag, which every iteration updates on the device) and at
 evaluations. Under torchrun each process trains its slice of the global batch (see
-harness/distributed.py). Checkpoints, at every ``checkpoint_every``-th evaluation and at the
+runtime/distributed.py). Checkpoints, at every ``checkpoint_every``-th evaluation and at the
 end, are Caffe's snapshot (.caffemodel, .solverstate) plus the loop's own .rngstate (the feed's
 order and position and the generators, by name), each written atomically.
 """
@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from generator.render import NetOptions, SolverOptions, render_net, render_solver
-from harness.distributed import SINGLE, Ranks
+from runtime.distributed import SINGLE, Ranks
 from harness.feed import TrainFeed
 from harness.metrics import MetricsLog, class_metrics, plot_curves
 from harness.specs import Spec

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .distributed import SINGLE, RankFeed, Ranks
 from .errors import AllconvError
 from .lr_policy import CaffeLR
 from .optim import SOLVER_TYPES as SUPPORTED_SOLVER_TYPES
@@ -174,7 +175,8 @@ class Solver:
 
     type_name = ""
 
-    def __init__(self, solver, *, device=None, train_feed=None, test_feeds=None):
+    def __init__(self, solver, *, device=None, train_feed=None, test_feeds=None,
+                 ranks: Ranks = SINGLE):
         param, path = _load_solver_param(solver)
         self.param = param
         self.solver_path = path
@@ -193,7 +195,12 @@ class Solver:
         if self.seed is not None:
             torch.manual_seed(self.seed)
 
+        self.ranks = ranks
         self.net = self._init_train_net(train_feed)
+        if ranks.world > 1:      # Caffe's multi-GPU: the ranks take turns on the data stream
+            for layer in self.net.layers:
+                if getattr(layer, "feed", None) is not None:
+                    layer.feed = RankFeed(layer.feed, ranks)
         self.test_nets = self._init_test_nets(test_feeds)
 
         self.mean_scores: list[dict[str, Any]] = [{} for _ in self.test_nets]
@@ -356,13 +363,14 @@ class Solver:
         iterations_last = self.iter
         while self.iter < stop_iter:
             self.net.clear_param_diffs()
-            if self._test_due():
+            if self._test_due() and self.ranks.is_main:   # the root solver tests, as in Caffe
                 self.test_all()
-            display = bool(p.display and self.iter % p.display == 0)
+            display = bool(p.display and self.iter % p.display == 0) and self.ranks.is_main
             loss = 0.0
             for _ in range(iter_size):
                 loss += float(self.net.forward_backward())
             loss /= iter_size
+            self.ranks.average_gradients(self.net.learnable_params)
             self._update_smoothed_loss(loss, start_iter)
             if display:
                 lapse = time.perf_counter() - timer
@@ -373,7 +381,7 @@ class Solver:
                 iterations_last = self.iter
                 self._log_outputs(self.net, _output_items(self.net), "Train")
             self.update()
-            if p.snapshot and self.iter % p.snapshot == 0:
+            if p.snapshot and self.iter % p.snapshot == 0 and self.ranks.is_main:
                 self.snapshot()
 
     def solve(self, resume_file=None) -> None:
@@ -386,6 +394,8 @@ class Solver:
             self.restore(resume_file)
         start_iter = self.iter
         self.step(p.max_iter - self.iter)
+        if not self.ranks.is_main:
+            return
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
             if p.snapshot_prefix:
                 self.snapshot()

@@ -13,7 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.distributed import from_environment  # noqa: E402
+from runtime.distributed import from_environment  # noqa: E402
 from harness.specs import load_spec  # noqa: E402
 from harness.train import Data, RunOptions, train  # noqa: E402
 

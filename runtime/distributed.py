@@ -1,10 +1,15 @@
 """One run on several processes, started by torchrun: PyTorch's engine, nothing home-made.
 
 torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; `from_environment` joins the process group
-(NCCL on CUDA, gloo on the CPU). Every rank draws the same global permutation and the same
-random numbers for the global batch, and trains its own slice of it (`Ranks.part`);
-DistributedDataParallel averages the gradients, so N processes compute what one process
-computes on the whole global batch, up to float rounding.
+(NCCL on CUDA, gloo on the CPU). Two ways to split the work:
+
+* the harness (replicate): every rank draws the same global permutation and the same random
+  numbers for the global batch and trains its slice of it (`Ranks.part`); DistributedDataParallel
+  averages the gradients, so N processes compute what one process computes on the global batch;
+* Caffe's multi-GPU (allconv-caffe train): each rank takes a whole batch_size batch, the ranks
+  reading the one data stream in turn (`RankFeed`, Caffe's shared DataReader), and the summed
+  gradients are divided by the number of ranks (`Ranks.average_gradients`, as Caffe's NCCL
+  callback does), so the effective batch is N x batch_size.
 """
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["Ranks", "SINGLE", "from_environment", "launched_by_torchrun"]
+__all__ = ["Ranks", "RankFeed", "SINGLE", "from_environment", "launched_by_torchrun",
+           "local_device"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,17 @@ class Ranks:
         dist.all_reduce(value)
         return value / self.world
 
+    def average_gradients(self, params) -> None:
+        """Every rank's ``.grad`` becomes the mean over the ranks (one all-reduce)."""
+        if self.world == 1:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        torch._foreach_copy_(grads, [t.view_as(g) for t, g in
+                                     zip(flat.split([g.numel() for g in grads]), grads)])
+
     def min(self, value: torch.Tensor) -> torch.Tensor:
         """The smallest ``value`` over the ranks (every rank must call it)."""
         if self.world == 1:
@@ -64,6 +81,30 @@ class Ranks:
 
 
 SINGLE = Ranks()
+
+
+class RankFeed:
+    """A Data layer's feed shared by the ranks as Caffe shares one DataReader: rank r takes
+    batches r, r + N, r + 2N, ... of the stream (each rank reads the whole stream and keeps
+    its own, so no rank waits for another)."""
+
+    def __init__(self, feed, ranks: Ranks):
+        self.feed, self.ranks = feed, ranks
+        self.sample_shape = getattr(feed, "sample_shape", None)
+
+    def __call__(self, batch_size: int):
+        mine = None
+        for r in range(self.ranks.world):
+            batch = self.feed(batch_size)
+            if r == self.ranks.rank:
+                mine = batch
+        return mine
+
+    def state_dict(self) -> dict:
+        return self.feed.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.feed.load_state_dict(state)
 
 
 def launched_by_torchrun() -> bool:
