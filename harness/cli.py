@@ -14,9 +14,10 @@ from pathlib import Path
 from runtime.distributed import (SINGLE, Ranks, from_environment, launched_by_torchrun,
                                  local_device)
 from harness.report import row_result, write_row, write_table_readme
-from harness.specs import SPECS_DIR, Spec, load_tables, select
-from harness.train import (PRECISIONS, Data, DeferredInterrupt, Diverged, RunOptions,
-                           check_trainable, load_data, resolve_device, train)
+from harness.specs import SPECS_DIR, Spec, load_tables, select, table_key
+from harness.loop import DeferredInterrupt, Diverged
+from harness.train import (PRECISIONS, Data, RunOptions, check_trainable, load_data,
+                           resolve_device, train)
 from runtime.cli_support import Parser, run_cli
 from runtime.errors import AllconvError
 
@@ -218,19 +219,18 @@ def read_run(run_dir: Path) -> dict:
 
 
 def _selected_specs(args, tables) -> list[Spec]:
-    """The targets' rows; a row named on its own that cannot run is an error, a table's such
-    row is skipped with a note."""
+    """The targets' rows; a row named on its own that cannot run is an error (exit status 2),
+    a named table's such row is skipped with a note."""
+    named_tables = {table_key(t) for t in args.targets} & {table_key(t) for t in tables}
     specs = []
     for spec in select(args.targets, tables):
         try:
             check_trainable(spec)
             specs.append(spec)
         except AllconvError as err:
-            if spec.table not in args.targets and spec.key not in args.targets \
-                    and any(t in tables for t in args.targets):
-                print(f"replicate: skipping {err}", file=sys.stderr)
-            else:
+            if table_key(spec.table) not in named_tables:
                 raise
+            print(f"replicate: skipping {err}", file=sys.stderr)
     return specs
 
 

@@ -15,24 +15,19 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import re
 import shutil
-import signal
-import sys
-import threading
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from tqdm import tqdm
 
 from generator.render import NetOptions, SolverOptions, render_net, render_solver
 from runtime.distributed import SINGLE, Ranks
 from harness.feed import TrainFeed
+from harness.loop import DeferredInterrupt, Loop, Progress
 from harness.metrics import MetricsLog, class_metrics, plot_curves
 from harness.specs import Spec
 from runtime import TEST, TRAIN
@@ -52,8 +47,6 @@ PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 EVAL_BATCH = 500
 CHECKPOINT = "checkpoint"
 STATE_FORMAT = "allconv-harness-state-1"
-TICK_SECONDS = 2.0     # the progress bar and the divergence flag are read this often
-NEVER = 2**62          # "no non-finite loss yet" in the device flag's reduction
 
 
 @dataclass(frozen=True)
@@ -77,10 +70,6 @@ class RunOptions:
     progress: bool = True
     position: int = 0
     batch_per_process: bool = False
-
-
-class Diverged(AllconvError):
-    """The training loss became NaN or infinite."""
 
 
 class Data(NamedTuple):
@@ -338,38 +327,6 @@ class LossOf(torch.nn.Module):
         return self.net.loss(data=data, label=label)
 
 
-class DeferredInterrupt:
-    """Holds Ctrl-C (SIGINT) until the current iteration has finished, so that the weights,
-    momentum and data order a checkpoint saves belong to one iteration. The request is one
-    per process: a worker process `install`s the handler for good, so a Ctrl-C that comes
-    while it loads data still stops its run before the first iteration."""
-
-    requested = False
-
-    @classmethod
-    def request(cls, signum=None, frame=None) -> None:
-        cls.requested = True
-
-    @classmethod
-    def install(cls) -> None:
-        signal.signal(signal.SIGINT, cls.request)
-
-    @classmethod
-    def consume(cls) -> bool:
-        requested, cls.requested = cls.requested, False
-        return requested
-
-    def __enter__(self):
-        self._active = threading.current_thread() is threading.main_thread()
-        if self._active:
-            self._previous = signal.signal(signal.SIGINT, self.request)
-        return self
-
-    def __exit__(self, *exc):
-        if self._active:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 def _snapshot_iter(path: Path) -> int:
     return int(re.search(r"_iter_(\d+)\.", path.name).group(1))
 
@@ -459,119 +416,6 @@ def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
     result = _result(run, last, precision, device, class_names(spec.dataset))
     (run_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result
-
-
-class Progress:
-    """The run's tqdm bar (rank 0 only): iterations, then loss, test accuracy and speed once
-    each exists, and the evaluation's progress while it runs."""
-
-    def __init__(self, run: Run, opts: RunOptions, ranks: Ranks, last: dict):
-        self.label = f"{run.spec.key} lr {opts.lr:g}" + (" SMOKE" if run.smoke else "")
-        self.bar = tqdm(total=run.max_iter, initial=run.iter, desc=self.label, unit="it",
-                        position=opts.position, dynamic_ncols=True,
-                        disable=not (opts.progress and ranks.is_main))
-        self.fields = {}
-        if "test_error" in last:
-            self.fields["test acc"] = f"{100 - last['test_error']:.2f}%"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.bar.close()
-
-    def show(self, iteration: int, **fields) -> None:
-        self.fields.update(fields)
-        self.bar.update(iteration - self.bar.n)
-        self.bar.set_postfix_str(" ".join(f"{k} {v}" for k, v in self.fields.items()))
-
-    def write(self, line: str) -> None:
-        tqdm.write(line, file=sys.stderr)
-
-
-class Loop:
-    """The loop's bookkeeping between host syncs: the loss sum and the first non-finite
-    loss stay on the device and are read every TICK_SECONDS (every ``display`` iterations
-    under torchrun, where every rank must sync at the same iteration), at evaluations, and
-    on the CPU, where reading costs nothing, every iteration."""
-
-    def __init__(self, run: Run, log: MetricsLog | None, bar: Progress, done_before: float):
-        self.run, self.log, self.bar = run, log, bar
-        device = run.net.device
-        self.loss_sum = torch.zeros((), device=device)
-        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
-        self.count = 0
-        self.start, self.done_before = time.perf_counter(), done_before
-        self.tick, self.tick_iter = self.start, run.iter
-        self.train_loss = self.images_per_s = float("nan")
-        self.every_iteration = device.type == "cpu" and run.ranks.world == 1
-
-    def step(self) -> None:
-        loss = self.run.step()
-        self.loss_sum += loss
-        self.count += 1
-        bad = ~torch.isfinite(loss) & (self.first_bad < 0)
-        self.first_bad = torch.where(bad, self.run.iter, self.first_bad)
-
-    def sync_due(self, evaluate: bool) -> bool:
-        if evaluate or self.every_iteration:
-            return True
-        if self.run.ranks.world > 1:
-            display = self.run.solver_param.display
-            return bool(display) and self.run.iter % display == 0
-        return time.perf_counter() - self.tick >= TICK_SECONDS
-
-    def sync(self, evaluate: bool) -> None:
-        """Read the device: stop at a non-finite loss; refresh the bar when a tick is due."""
-        ranks = self.run.ranks
-        first_bad = int(ranks.min(torch.where(self.first_bad < 0, NEVER, self.first_bad)))
-        if first_bad != NEVER:
-            self.diverged(first_bad)
-        now = time.perf_counter()
-        if not (evaluate or ranks.world > 1 or now - self.tick >= TICK_SECONDS):
-            return
-        self.train_loss = float(ranks.mean(self.loss_sum)) / max(self.count, 1)
-        self.images_per_s = ((self.run.iter - self.tick_iter) * self.run.global_batch
-                             / max(now - self.tick, 1e-9))
-        self.bar.show(self.run.iter, loss=f"{self.train_loss:.4f}",
-                      speed=f"{self.images_per_s:,.0f} img/s")
-        self.tick, self.tick_iter = now, self.run.iter
-
-    def evaluate(self) -> dict:
-        run = self.run
-        self.bar.show(run.iter)
-        metrics = run.evaluate(lambda done, total: self.bar.show(
-            run.iter, **{"test acc": f"evaluating {done}/{total}"}))
-        if not math.isfinite(metrics["test_loss"]):
-            self.diverged(run.iter, metrics["test_loss"])
-        record = {"iter": run.iter, "epoch": round(run.epoch, 4), "lr": run.rate,
-                  "train_loss": self.train_loss, **metrics,
-                  "seconds": round(self.done_before + time.perf_counter() - self.start, 3),
-                  "images_per_s": round(self.images_per_s, 1), "smoke": run.smoke}
-        self.bar.show(run.iter, **{"test acc": f"{100 - metrics['test_error']:.2f}%"})
-        if self.log is not None:
-            self.log.write(record)
-            if metrics["never_predicted"]:
-                names = class_names(run.spec.dataset)
-                self.bar.write(f"warning: {self.bar.label}, epoch {run.epoch:.2f}: classes "
-                               "never predicted: "
-                               + ", ".join(names[c] for c in metrics["never_predicted"]))
-        self.loss_sum.zero_()
-        self.count = 0
-        return record
-
-    def diverged(self, iteration: int, loss: float = float("nan")) -> None:
-        run = self.run
-        epoch = iteration * run.global_batch / len(run.data.train_images)
-        if self.log is not None:
-            self.log.write({"iter": iteration, "epoch": round(epoch, 4), "event": "diverged",
-                            "loss": str(loss), "smoke": run.smoke})
-        state = run.latest_checkpoint()
-        kept = (f"the last good checkpoint is {state} (iteration {_snapshot_iter(state)})"
-                if state else "no checkpoint had been written yet")
-        raise Diverged(f"{run.spec.key} at lr {run.opts.lr:g} diverged at iteration "
-                       f"{iteration} (epoch {epoch:.2f}): the loss is {loss}; {kept}; try a "
-                       "smaller lr")
 
 
 def _result(run: Run, last: dict, precision: str, device: torch.device, names) -> dict:

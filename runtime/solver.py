@@ -471,7 +471,7 @@ class Solver:
 
     def snapshot(self) -> tuple[str, str]:
         """Write <prefix>_iter_<N>.caffemodel, .rngstate and .solverstate (each atomically)."""
-        from .caffemodel import array_to_blob, write_binary
+        from .caffemodel import write_binary
         from .files import atomic_write_bytes
 
         if not self.param.snapshot_prefix:
