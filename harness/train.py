@@ -404,8 +404,8 @@ def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
                 if ranks.is_main:
                     run.checkpoint()
                 ranks.barrier()
-                if opts.time_limit is not None and last["seconds"] >= opts.time_limit \
-                        and run.iter < run.max_iter:
+                out_of_time = opts.time_limit is not None and last["seconds"] >= opts.time_limit
+                if ranks.any(out_of_time) and run.iter < run.max_iter:
                     return {"finished": False, "iter": run.iter, "epoch": run.epoch,
                             "run_dir": str(run_dir)}
     if not ranks.is_main:
@@ -422,7 +422,8 @@ def _result(run: Run, last: dict, precision: str, device: torch.device, names) -
     opts = run.opts
     return {
         "finished": True, "row": run.spec.key, "lr": opts.lr, "smoke": run.smoke,
-        "epochs": run.epochs, "iterations": run.iter, "batch_size": run.batch_size,
+        "epochs": run.epochs, "iterations": run.iter, "batch_size": run.global_batch,
+        "processes": run.ranks.world,
         "seed": opts.seed, "precision": precision,
         "options": {k: getattr(opts, k) for k in ("compile", "cuda_graphs", "channels_last")},
         "device": device_name(device), "torch": torch.__version__,

@@ -29,6 +29,7 @@ class Ranks:
 
     rank: int = 0
     world: int = 1
+    device: str = "cpu"       # where collectives' tensors live (NCCL: the rank's GPU)
 
     @property
     def is_main(self) -> bool:
@@ -75,6 +76,12 @@ class Ranks:
         dist.all_reduce(value, op=dist.ReduceOp.MIN)
         return value
 
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on one (every rank must call it)."""
+        if self.world == 1:
+            return flag
+        return bool(self.min(torch.tensor(0 if flag else 1, device=self.device)) == 0)
+
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
@@ -119,7 +126,7 @@ def from_environment(device: torch.device) -> Ranks:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Ranks(dist.get_rank(), dist.get_world_size())
+    return Ranks(dist.get_rank(), dist.get_world_size(), str(device))
 
 
 def local_device(device: torch.device) -> torch.device:

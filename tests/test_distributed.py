@@ -115,7 +115,7 @@ def test_one_ctrl_c_stops_both_workers_which_checkpoint_and_resume(tmp_path, tin
         tiny_spec(tmp_path / "specs", row, batch_size=4)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "harness.cli", "tiny", "--specs", str(tmp_path / "specs"),
-               "--data", str(tiny_data), "--no-verify", "--epochs", "2", "--eval-every", "0.5",
+               "--data", str(tiny_data), "--no-verify", "--epochs", "8", "--eval-every", "0.25",
                "--device", "cpu",
                "--no-progress", "--rows-in-parallel", "2", "--checkpoint-every", "100",
                "--out", str(out)]
@@ -127,7 +127,7 @@ def test_one_ctrl_c_stops_both_workers_which_checkpoint_and_resume(tmp_path, tin
             for row in ("model-a", "model-b")]
     deadline = time.time() + 240
     while not all(r.is_file() and r.read_text() for r in runs) and time.time() < deadline:
-        time.sleep(0.2)   # both are training: each has written its first evaluation
+        time.sleep(0.1)   # both are training: each has written its first evaluation (of 32)
     os.killpg(main.pid, signal.SIGINT)          # what Ctrl-C in a terminal does
     _, err = main.communicate(timeout=240)
     assert main.returncode == cli.EXIT_INTERRUPTED, err
@@ -141,4 +141,4 @@ def test_one_ctrl_c_stops_both_workers_which_checkpoint_and_resume(tmp_path, tin
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     for r in runs:
-        assert json.loads((r.parent / "result.json").read_text())["iterations"] == 16
+        assert json.loads((r.parent / "result.json").read_text())["iterations"] == 64
