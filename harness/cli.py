@@ -2,20 +2,26 @@
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
+import os
+import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
+from runtime.distributed import (SINGLE, Ranks, from_environment, launched_by_torchrun,
+                                 local_device)
 from harness.report import row_result, write_row, write_table_readme
-from harness.specs import SPECS_DIR, Spec, load_tables, select
-from harness.train import (PRECISIONS, Data, Diverged, RunOptions, check_trainable, load_data,
+from harness.specs import SPECS_DIR, Spec, load_tables, select, table_key
+from harness.loop import DeferredInterrupt, Diverged
+from harness.train import (PRECISIONS, Data, RunOptions, check_trainable, load_data,
                            resolve_device, train)
 from runtime.cli_support import Parser, run_cli
 from runtime.errors import AllconvError
 
-EXIT_FAIL, EXIT_STOPPED = 1, 3
+EXIT_FAIL, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 3, 130
 
 
 def build_parser() -> Parser:
@@ -27,9 +33,13 @@ def build_parser() -> Parser:
                epilog="examples:\n  replicate --list\n  replicate all-cnn-c\n"
                       "  replicate table3 --lr-search --rows-in-parallel 2\n"
                       "  replicate all-cnn-c --epochs 5        (a SMOKE run, never a replication)\n"
-                      "  replicate all-cnn-c --time-limit 500 ; replicate all-cnn-c --resume\n\n"
+                      "  replicate all-cnn-c --time-limit 500 ; replicate all-cnn-c --resume\n"
+                      "  torchrun --nproc_per_node 2 $(which replicate) all-cnn-c\n"
+                      "  replicate table3 --lr-search --shard 0/4 ; ... ; "
+                      "replicate table3 --lr-search --report\n\n"
                       "exit status: 0 done, 1 a row failed its tolerance or diverged, 2 usage or "
-                      "data error,\n3 stopped by --time-limit (rerun with --resume)",
+                      "data error,\n3 stopped by --time-limit (rerun with --resume), 130 "
+                      "stopped by Ctrl-C (rerun with --resume)",
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("targets", nargs="*", metavar="TABLE|ROW",
                    help="a table (table3, table4, table6), a row (all-cnn-c; the variants' "
@@ -66,6 +76,18 @@ def build_parser() -> Parser:
     g.add_argument("--rows-in-parallel", type=int, default=1, metavar="K",
                    help="train K runs (rows, or lrs of a grid) at once, in processes sharing "
                         "the device")
+    g.add_argument("--batch-per-process", action="store_true",
+                   help="under torchrun: each process takes the spec's batch, so the "
+                        "effective batch is N times larger (Caffe's multi-GPU semantics); "
+                        "by default the spec's batch is the global batch, split over the N "
+                        "processes")
+    g = p.add_argument_group("sweeps over machines")
+    g.add_argument("--shard", metavar="K/N",
+                   help="train only every N-th run of the (row, lr) list, in --list order, "
+                        "starting at the K-th (K = 0..N-1); writes run folders, not tables")
+    g.add_argument("--report", action="store_true",
+                   help="train nothing: read the run folders under --out, keep each row's "
+                        "best finished lr, mark rows whose grid is incomplete, write results")
     g = p.add_argument_group("speed levers (CUDA)")
     g.add_argument("--compile", action="store_true", help="torch.compile the training loss")
     g.add_argument("--cuda-graphs", action="store_true",
@@ -99,50 +121,74 @@ def _check_args(args) -> None:
         value = getattr(args, name)
         if value is not None and value <= 0 and not (name == "time_limit" and value == 0):
             raise AllconvError(f"--{name.replace('_', '-')} must be positive, not {value:g}")
+    if args.report and args.shard:
+        raise AllconvError("--report reads what the shards wrote: give it without --shard")
+    if launched_by_torchrun() and args.rows_in_parallel > 1:
+        raise AllconvError("--rows-in-parallel cannot be used under torchrun, which already "
+                           "runs one run on several processes")
 
 
-def run_job(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None) -> dict:
-    """Train one (row, lr); a divergence is reported and returned as ``{'diverged': message}``."""
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``K/N`` -> (K, N) with 0 <= K < N; None -> (0, 1)."""
+    if text is None:
+        return 0, 1
     try:
-        return train(spec, opts, run_dir, data)
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise AllconvError(f"--shard wants K/N, such as 0/4, not {text!r}") from None
+    if not 0 <= k < n:
+        raise AllconvError(f"--shard {text}: K must be in 0..N-1 and N at least 1")
+    return k, n
+
+
+def run_job(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
+            ranks: Ranks = SINGLE) -> dict:
+    """Train one (row, lr); a divergence is reported and returned as ``{'diverged': message}``,
+    a Ctrl-C (after its checkpoint) as ``{'interrupted': True}``."""
+    try:
+        return train(spec, opts, run_dir, data, ranks)
     except Diverged as err:
         print(f"replicate: {err}", file=sys.stderr)
         return {"diverged": str(err)}
+    except KeyboardInterrupt:
+        return {"interrupted": True}
 
 
-def run_jobs(jobs: list[tuple[Spec, RunOptions, Path]], parallel: int) -> list[dict]:
+def run_jobs(jobs: list[tuple[Spec, RunOptions, Path]], parallel: int,
+             ranks: Ranks = SINGLE) -> list[dict]:
     """Run the jobs one after another in this process (sharing each dataset's device copy), or
-    ``parallel`` at a time in spawned processes."""
+    ``parallel`` at a time in spawned processes. A Ctrl-C stops every running job after its
+    iteration (each checkpoints) and starts no other."""
     if parallel == 1:
         loaded: dict[str, Data] = {}
         results = []
         for spec, opts, run_dir in jobs:
             if spec.dataset not in loaded:
                 loaded[spec.dataset] = load_data(spec, opts, resolve_device(opts.device))
-            results.append(run_job(spec, opts, run_dir, loaded[spec.dataset]))
+            results.append(run_job(spec, opts, run_dir, loaded[spec.dataset], ranks))
+            if results[-1].get("interrupted"):
+                break
         return results
-    with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=DeferredInterrupt.install) as pool:
         futures = [pool.submit(run_job, spec, replace(opts, position=i % parallel), run_dir)
                    for i, (spec, opts, run_dir) in enumerate(jobs)]
-        return [f.result() for f in futures]
 
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _check_args(args)
-    tables = load_tables(args.specs)
-    if args.list:
-        print(list_rows(tables))
-        return 0
-    if not args.targets:
-        raise AllconvError(f"name a table or row, or --list; tables: {', '.join(tables)}")
-    specs = []
-    for spec in select(args.targets, tables):
+        def stop(signum, frame):   # Ctrl-C: no new job; the running ones checkpoint and stop
+            for future in futures:
+                future.cancel()
+            for process in list(pool._processes.values()):
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGINT)
+        previous = signal.signal(signal.SIGINT, stop)
         try:
-            check_trainable(spec)
-            specs.append(spec)
-        except AllconvError as err:
-            print(f"replicate: skipping {err}", file=sys.stderr)
+            return [{"interrupted": True} if f.cancelled() else f.result() for f in futures]
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def job_list(args, specs: list[Spec]) -> list[tuple[Spec, RunOptions, Path]]:
+    """Every (row, lr) run of the command, in --list order, with its run folder."""
     jobs = []
     for spec in specs:
         smoke = spec.is_smoke(args.epochs)
@@ -153,10 +199,79 @@ def main(argv: list[str] | None = None) -> int:
                               verify=args.verify, resume=args.resume,
                               time_limit=args.time_limit, compile=args.compile,
                               cuda_graphs=args.cuda_graphs, channels_last=args.channels_last,
-                              progress=args.progress)
+                              progress=args.progress, batch_per_process=args.batch_per_process)
             run_dir = args.out / spec.table / spec.name / f"lr-{lr:g}{'-smoke' if smoke else ''}"
             jobs.append((spec, opts, run_dir))
-    results = run_jobs(jobs, args.rows_in_parallel)
+    return jobs
+
+
+def read_run(run_dir: Path) -> dict:
+    """What a run folder holds: its result, a divergence, or {'missing': why}."""
+    result = run_dir / "result.json"
+    if result.is_file():
+        return json.loads(result.read_text())
+    metrics = run_dir / "metrics.jsonl"
+    lines = metrics.read_text().splitlines() if metrics.is_file() else []
+    last = json.loads(lines[-1]) if lines else {}
+    if last.get("event") == "diverged":
+        return {"diverged": f"diverged at iteration {last['iter']} (epoch {last['epoch']:.2f})"}
+    return {"missing": "not started" if not lines else f"unfinished at iteration {last['iter']}"}
+
+
+def _selected_specs(args, tables) -> list[Spec]:
+    """The targets' rows; a row named on its own that cannot run is an error (exit status 2),
+    a named table's such row is skipped with a note."""
+    named_tables = {table_key(t) for t in args.targets} & {table_key(t) for t in tables}
+    specs = []
+    for spec in select(args.targets, tables):
+        try:
+            check_trainable(spec)
+            specs.append(spec)
+        except AllconvError as err:
+            if table_key(spec.table) not in named_tables:
+                raise
+            print(f"replicate: skipping {err}", file=sys.stderr)
+    return specs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _check_args(args)
+    shard, shards = parse_shard(args.shard)
+    tables = load_tables(args.specs)
+    if args.list:
+        print(list_rows(tables))
+        return 0
+    if not args.targets:
+        raise AllconvError(f"name a table or row, or --list; tables: {', '.join(tables)}")
+    ranks = SINGLE
+    if launched_by_torchrun():
+        device = local_device(resolve_device(args.device))
+        args.device = str(device)
+        ranks = from_environment(device)
+    specs = _selected_specs(args, tables)
+    jobs = job_list(args, specs)
+    if args.report:
+        results = [read_run(run_dir) for _, _, run_dir in jobs]
+    else:
+        mine = jobs[shard::shards]
+        results = run_jobs(mine, args.rows_in_parallel, ranks)
+        if any(r.get("interrupted") for r in results):
+            if ranks.is_main:
+                print("replicate: stopped by Ctrl-C; the running runs wrote their checkpoints, "
+                      "rerun with --resume to continue", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if not ranks.is_main:
+            return 0
+        if shards > 1:
+            print(f"replicate: shard {shard}/{shards} trained {len(mine)} of {len(jobs)} runs "
+                  f"under {args.out}; when every shard is done, the same command with --report "
+                  "instead of --shard writes the tables", file=sys.stderr)
+            return 0
+    return _write_results(args, argv, tables, specs, jobs, results)
+
+
+def _write_results(args, argv, tables, specs, jobs, results) -> int:
     by_row: dict[str, dict[float, dict]] = {}
     for (spec, opts, _), result in zip(jobs, results):
         by_row.setdefault(spec.key, {})[opts.lr] = result
@@ -171,7 +286,15 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             code = EXIT_STOPPED
             continue
-        result = row_result(spec, runs, spec.is_smoke(args.epochs), args.lr_search, command)
+        missing = {lr: r["missing"] for lr, r in runs.items() if "missing" in r}
+        done = {lr: r for lr, r in runs.items() if "missing" not in r}
+        if not done:
+            print(f"replicate: {spec.key}: no run finished yet", file=sys.stderr)
+            continue
+        result = row_result(spec, done, spec.is_smoke(args.epochs), args.lr_search, command)
+        if missing:
+            result["incomplete_grid"] = {f"{lr:g}": why for lr, why in missing.items()}
+            result["status"] = "INCOMPLETE"
         path = write_row(args.out, result)
         print(f"replicate: {spec.key}: {result['status']}, wrote {path}", file=sys.stderr)
         if result["status"] == "FAIL" and code == 0:

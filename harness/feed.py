@@ -28,7 +28,11 @@ class TrainFeed:
         return torch.randperm(len(self.images), generator=self.generator,
                               device=self.images.device)
 
-    def __call__(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, batch_size: int, part: slice | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next ``batch_size`` samples, or only the positions ``part`` of them (a
+        process's slice of a global batch); the augmentation is drawn for the whole batch,
+        so a sample's flip and shift do not depend on how the batch is split."""
         parts, need = [], batch_size
         while need:
             if self.cursor == len(self.order):
@@ -38,10 +42,12 @@ class TrainFeed:
             self.cursor += len(take)
             need -= len(take)
         index = parts[0] if len(parts) == 1 else torch.cat(parts)
-        images = self.images[index]
+        part = part or slice(0, batch_size)
+        images = self.images[index[part]]
         if self.flip_translate:
-            images = augment.augment(images, self.generator)
-        return images, self.labels[index]
+            shifts, flips = augment.draw(batch_size, self.generator)
+            images = augment.apply(images, shifts[part], flips[part])
+        return images, self.labels[index[part]]
 
     def state_dict(self) -> dict:
         return {"order": self.order.cpu(), "cursor": self.cursor,

@@ -36,12 +36,13 @@ def git_commit() -> str | None:
 
 
 def status(result: dict) -> str:
-    """SMOKE for short runs; else PASS or FAIL against the row's tolerance."""
-    if result["smoke"]:
-        return "SMOKE"
+    """FAIL when no run finished (every lr diverged), short runs included; else SMOKE for
+    short runs, PASS or FAIL against the row's tolerance."""
     error = result["measured"]["error"]
     if error is None:
         return "FAIL"
+    if result["smoke"]:
+        return "SMOKE"
     return "PASS" if error <= result["paper"]["error"] + result["paper"]["tolerance"] else "FAIL"
 
 
@@ -103,6 +104,7 @@ def _notes(result: dict) -> str:
     if measured["never_predicted"]:
         notes.append("never predicted: " + ", ".join(measured["never_predicted"]))
     notes += [f"lr {r['lr']:g} diverged" for r in result["runs"] if r["diverged"]]
+    notes += [f"lr {lr} {why}" for lr, why in result.get("incomplete_grid", {}).items()]
     return "; ".join(notes)
 
 
@@ -150,7 +152,8 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
     plt = pyplot()
     from matplotlib.lines import Line2D
 
-    colours = {"PASS": "tab:green", "FAIL": "tab:red", "SMOKE": "tab:grey"}
+    colours = {"PASS": "tab:green", "FAIL": "tab:red", "SMOKE": "tab:grey",
+               "INCOMPLETE": "tab:orange"}
     low = min(s.paper.error for s in specs) - 2
     high = max(s.paper.error + s.paper.tolerance for s in specs) + 4
     height = 0.4 * len(specs) + 1.8

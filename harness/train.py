@@ -1,45 +1,53 @@
-"""One training run: a reproduction row at one learning rate, trained through the runtime.
+"""One training run: a reproduction row at one learning rate, in a loop the harness owns.
 
-The generator writes the row's net and solver prototxt; the runtime's SGDSolver builds the TRAIN
-and TEST nets from them and applies Caffe's update with the lr of Caffe's policy. The loop is
-airbench-style: the whitened dataset stays on the device, batches are drawn and augmented there,
-and the host waits for the device only every ``display`` iterations (the solver's) and at
-evaluations. Checkpoints, at every ``checkpoint_every``-th evaluation and at the end, are the
-solver's Caffe snapshots (.caffemodel, .solverstate, .rngstate, each written atomically); the
-.rngstate holds the generators and the feed's data order.
+The generator writes the row's net and solver prototxt. The loop builds one TRAIN `Net` from
+the net (its Data layers turned into Input layers: the loop feeds them), an evaluation net of
+the TEST phase sharing its weights, `CaffeSGD` and the `CaffeLR` schedule from the solver, and
+its own feed. It is airbench-style: the whitened dataset stays on the device, batches are drawn
+and augmented there, and the host reads the device only every few seconds (for the progress
+bar and the non-finite-loss flag, which every iteration updates on the device) and at
+evaluations. Under torchrun each process trains its slice of the global batch (see
+runtime/distributed.py). Checkpoints, at every ``checkpoint_every``-th evaluation and at the
+end, are Caffe's snapshot (.caffemodel, .solverstate) plus the loop's own .rngstate (the feed's
+order and position and the generators, by name), each written atomically.
 """
 from __future__ import annotations
 
+import io
 import json
-import math
 import re
 import shutil
-import signal
-import sys
-import threading
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from tqdm import tqdm
 
 from generator.render import NetOptions, SolverOptions, render_net, render_solver
+from runtime.distributed import SINGLE, Ranks
 from harness.feed import TrainFeed
+from harness.loop import DeferredInterrupt, Loop, Progress
 from harness.metrics import MetricsLog, class_metrics, plot_curves
 from harness.run_files import record_run_files, run_settings
 from harness.specs import Spec
+from runtime import TEST, TRAIN
+from runtime.caffemodel import write_binary
 from runtime.data import prepared_cifar
 from runtime.data.cifar import class_names
-from runtime.data.source import Source
 from runtime.errors import AllconvError
-from runtime.solver import SGDSolver
+from runtime.files import atomic_write_bytes
+from runtime.lr_policy import CaffeLR
+from runtime.net import Net
+from runtime.optim import CaffeSGD, read_solver_state
+from runtime.prototxt import read_net, read_solver
+from runtime.proto import pb
+from runtime.rng import net_rng_state, set_net_rng_state
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 EVAL_BATCH = 500
 CHECKPOINT = "checkpoint"
+STATE_FORMAT = "allconv-harness-state-1"
 
 
 @dataclass(frozen=True)
@@ -62,10 +70,7 @@ class RunOptions:
     channels_last: bool = False
     progress: bool = True
     position: int = 0
-
-
-class Diverged(AllconvError):
-    """The training loss became NaN or infinite."""
+    batch_per_process: bool = False
 
 
 class Data(NamedTuple):
@@ -122,139 +127,217 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
+def input_net(net_param, phase: int, batch: int, sample_shape) -> "pb.NetParameter":
+    """The net with each Data layer of ``phase`` turned into an Input layer of ``batch``
+    samples (and labels): the loop feeds the tops itself, so no source is ever opened."""
+    out = pb.NetParameter()
+    out.CopyFrom(net_param)
+    out.state.phase = phase
+    for layer in out.layer:
+        if layer.type != "Data":
+            continue
+        layer.type = "Input"
+        for field in ("data_param", "transform_param"):
+            layer.ClearField(field)
+        shapes = [(batch, *sample_shape), (batch,)][:len(layer.top)]
+        for shape in shapes:
+            layer.input_param.shape.add().dim.extend(shape)
+    return out
+
+
+def share_params(owner: Net, user: Net) -> None:
+    """Point ``user``'s layers at ``owner``'s learnable blobs of the same layer name (Caffe's
+    ShareTrainedLayersWith), so the evaluation net always sees the trained weights."""
+    layers = dict(zip(owner.layer_names, owner.layers))
+    for name, layer in zip(user.layer_names, user.layers):
+        for i in range(len(layer.blobs)):
+            layer.blobs[i] = layers[name].blobs[i]
+
+
 class Run:
-    """A row's nets, solver and feed for one lr; ``step`` trains one iteration."""
+    """One (row, lr): the TRAIN net, an evaluation net sharing its weights, `CaffeSGD` under
+    the `CaffeLR` schedule, and the feed; ``step`` trains one iteration of ``ranks.world``
+    processes' global batch."""
 
     def __init__(self, spec: Spec, opts: RunOptions, data: Data, run_dir: Path,
-                 device: torch.device, precision: str):
-        self.spec, self.opts, self.data, self.dir = spec, opts, data, run_dir
+                 device: torch.device, precision: str, ranks: Ranks = SINGLE):
+        self.spec, self.opts, self.data, self.dir, self.ranks = spec, opts, data, run_dir, ranks
         self.epochs = opts.epochs or spec.training.length
         self.smoke = spec.is_smoke(opts.epochs)
-        self.batch_size = spec.training.batch_size
+        self.global_batch = spec.training.batch_size * (ranks.world if opts.batch_per_process
+                                                        else 1)
+        if self.global_batch % ranks.world:
+            raise AllconvError(f"the batch of {self.global_batch} does not split into "
+                               f"{ranks.world} processes; use --batch-per-process")
+        self.batch_size = self.global_batch // ranks.world
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
                          if precision == "bf16" else nullcontext())
+        net_param, self.solver_param = self._prototxt()
+        shape = tuple(data.train_images.shape[1:])
+        self.net = Net(input_net(net_param, TRAIN, self.batch_size, shape), TRAIN,
+                       seed=opts.seed).to(device)
+        self.eval_batch = min(EVAL_BATCH, len(data.test_images))
+        self.eval_net = Net(input_net(net_param, TEST, self.eval_batch, shape), TEST,
+                            seed=opts.seed).to(device)
+        self.net.retain_blob_diffs = False
+        self.memory_format = torch.channels_last if opts.channels_last else torch.preserve_format
+        if opts.channels_last:
+            self.net.to(memory_format=self.memory_format)
+        share_params(self.net, self.eval_net)
+        self.dropouts = [l for l in self.net.layers if hasattr(l, "key_masks")]
+        self.scores = next(l.param.bottom[0] for l in self.eval_net.layers
+                           if l.param.type == "SoftmaxWithLoss")
+        self.optimizer = CaffeSGD.from_solver(self.solver_param, self.net)
+        self.schedule = CaffeLR(self.optimizer, self.solver_param)
         self.feed = TrainFeed(data.train_images, data.train_labels,
                               spec.augmentation == "flip-translate", opts.seed)
-        self.solver = SGDSolver(self._write_prototxt(), device=device, train_feed=self.feed,
-                                test_feeds=Source(data.test_images, data.test_labels))
-        self.net, self.test_net = self.solver.net, self.solver.test_nets[0]
-        self.net.retain_blob_diffs = False
-        self.scores = next(l.param.bottom[0] for l in self.test_net.layers
-                           if l.param.type == "SoftmaxWithLoss")
-        self.memory_format = torch.preserve_format
-        if opts.channels_last:
-            self.memory_format = torch.channels_last
-            self.net.to(memory_format=self.memory_format)
-            self.test_net.to(memory_format=self.memory_format)
-        self.loss = self.net.loss
+        self.loss = ranks.wrap(LossOf(self.net))
         if opts.compile or opts.cuda_graphs:
-            self.loss = torch.compile(self.net.loss,
+            self.loss = torch.compile(self.loss,
                                       mode="reduce-overhead" if opts.cuda_graphs else None)
         self.rate = float("nan")
 
-    def _write_prototxt(self) -> Path:
-        """Net and solver prototxt of the row from the generator; the Data layers' sources are
-        never opened, since the feeds serve the device-resident data."""
+    def _prototxt(self):
+        """The row's net (TRAIN and TEST Data layers) and solver from the generator, written
+        to the run folder for the record; returns both parsed."""
         spec = self.spec
-        net_opts = NetOptions(num_classes=spec.num_classes, batch_size=self.batch_size,
+        net_opts = NetOptions(num_classes=spec.num_classes, batch_size=self.global_batch,
                               test_batch_size=EVAL_BATCH, init=spec.init)
         net_path, solver_path = self.dir / "train_test.prototxt", self.dir / "solver.prototxt"
-        net_path.write_text(render_net(spec.variant, net_opts))
-        solver_path.write_text(render_solver(spec.variant, net_opts, SolverOptions(
+        net_text = render_net(spec.variant, net_opts)
+        solver_text = render_solver(spec.variant, net_opts, SolverOptions(
             net_path=str(net_path), base_lr=self.opts.lr, epochs=self.epochs,
             step_epochs=spec.training.steps, test_every_epochs=self.opts.eval_every,
             snapshot_prefix=str(self.dir / CHECKPOINT), seed=self.opts.seed,
-            train_size=len(self.data.train_images))))
-        return solver_path
+            train_size=len(self.data.train_images)))
+        if self.ranks.is_main:
+            net_path.write_text(net_text)
+            solver_path.write_text(solver_text)
+        return read_net(net_text), read_solver(solver_text)
 
     @property
     def iter(self) -> int:
-        return self.solver.iter
+        return self.schedule.last_epoch
+
+    @property
+    def max_iter(self) -> int:
+        return self.solver_param.max_iter
 
     @property
     def epoch(self) -> float:
-        return self.iter * self.batch_size / len(self.data.train_images)
+        return self.iter * self.global_batch / len(self.data.train_images)
 
     def step(self) -> torch.Tensor:
-        """One Caffe iteration: clear diffs, forward/backward on the feed's next batch, update.
-        The batch comes from the Data layer's feed and is passed as its tops, which keeps the
-        Python sampler out of a compiled graph."""
-        self.net.clear_param_diffs()
+        """One Caffe iteration on this process's slice of the next global batch: forward,
+        backward (gradients averaged over the processes), Caffe's update; returns the global
+        batch's mean loss as seen by this process (its slice's, averaged by the caller)."""
+        self.optimizer.zero_grad()
         if self.opts.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()   # the last step's graph outputs are done
-        data, label = self.feed(self.batch_size)
+        part = self.ranks.part(self.global_batch)
+        for layer in self.dropouts:
+            layer.key_masks(self.iter, part.start, self.global_batch)
+        data, label = self.feed(self.global_batch, part)
         with self.autocast:
-            loss = self.loss(data=data.contiguous(memory_format=self.memory_format), label=label)
+            loss = self.loss(data.contiguous(memory_format=self.memory_format), label)
         loss.backward()
-        self.rate = self.solver.update()
+        self.rate = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.schedule.step()
         return loss.detach()
 
     @torch.no_grad()
-    def evaluate(self) -> dict:
-        """Test loss and class_metrics over the whole test set, with the TEST-phase net."""
-        for name, blobs in self.test_net.params.items():
-            for mine, trained in zip(blobs, self.net.params[name]):
-                mine.data.copy_(trained.data)
+    def evaluate(self, progress=None) -> dict:
+        """Test loss and class_metrics over the whole test set, with the TEST-phase net;
+        ``progress(done, total)`` is called after each batch."""
         images, labels = self.data.test_images, self.data.test_labels
         scores, loss = [], 0.0
-        for start in range(0, len(images), EVAL_BATCH):
-            x, y = images[start:start + EVAL_BATCH], labels[start:start + EVAL_BATCH]
+        for start in range(0, len(images), self.eval_batch):
+            x, y = images[start:start + self.eval_batch], labels[start:start + self.eval_batch]
+            if len(x) != self.eval_net.blobs["data"].shape[0]:
+                self.eval_net.blobs["data"].reshape(*x.shape)
+                self.eval_net.blobs["label"].reshape(len(x))
+                self.eval_net.reshape()
             with self.autocast:
-                out = self.test_net.forward(data=x.contiguous(memory_format=self.memory_format),
+                out = self.eval_net.forward(data=x.contiguous(memory_format=self.memory_format),
                                             label=y)
             loss += out["loss"].float() * len(x)
-            scores.append(self.test_net.blobs[self.scores].data.float().reshape(len(x), -1))
+            scores.append(self.eval_net.blobs[self.scores].data.float().reshape(len(x), -1))
+            if progress is not None:
+                progress(start + len(x), len(images))
         metrics = class_metrics(torch.cat(scores), labels)
         return {"test_loss": float(loss) / len(images), "test_error": metrics.pop("error"),
                 **metrics}
 
     def checkpoint(self) -> Path:
-        """Snapshot the solver (about 70 ms for All-CNN-C), then delete older snapshots;
-        returns the .solverstate."""
-        _, state = self.solver.snapshot()
+        """Caffe's snapshot (.caffemodel, .solverstate) and the loop's own state (.rngstate:
+        the feed's order and position, the dropout and torch generators, by name), each
+        written atomically; older checkpoints are deleted. Returns the .solverstate."""
+        prefix = self.dir / f"{CHECKPOINT}_iter_{self.iter}"
+        model = f"{prefix}.caffemodel"
+        self.net.save(model)
+        state = {"format": STATE_FORMAT, "iter": self.iter, "feed": self.feed.state_dict(),
+                 "dropout": net_rng_state(self.net), "torch_cpu": torch.get_rng_state(),
+                 "torch_cuda": (torch.cuda.get_rng_state_all() if torch.cuda.is_initialized()
+                                else None)}
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write_bytes(f"{prefix}.rngstate", buffer.getvalue())
+        write_binary(f"{prefix}.solverstate", self.optimizer.solver_state(
+            self.iter, self.schedule.current_step, model))
         for path in self.dir.glob(f"{CHECKPOINT}_iter_*"):
             if _snapshot_iter(path) != self.iter:
                 path.unlink()
-        return Path(state)
+        return Path(f"{prefix}.solverstate")
 
     def latest_checkpoint(self) -> Path | None:
         states = sorted(self.dir.glob(f"{CHECKPOINT}_iter_*.solverstate"), key=_snapshot_iter)
         return states[-1] if states else None
 
-    def restore(self, state: Path) -> None:
-        self.solver.restore(state)
+    def restore(self, path: Path) -> None:
+        """Continue from a `checkpoint`: weights, momentum, iteration, lr position, feed and
+        generators."""
+        solver_state = read_solver_state(path)
+        self.net.copy_from(str(path).replace(".solverstate", ".caffemodel"))
+        self.optimizer.load_solver_state(solver_state, str(path))
+        self.schedule.load_state_dict({"last_epoch": solver_state.iter,
+                                       "current_step": solver_state.current_step})
+        rng_path = str(path).replace(".solverstate", ".rngstate")
+        try:
+            state = torch.load(rng_path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise AllconvError(f"{rng_path}: unreadable loop state: {e}") from None
+        if state.get("format") != STATE_FORMAT or state.get("iter") != self.iter:
+            raise AllconvError(f"{rng_path}: not the loop state of {path} (format "
+                               f"{state.get('format')!r}, iteration {state.get('iter')})")
+        self.feed.load_state_dict(state["feed"])
+        set_net_rng_state(self.net, state["dropout"], rng_path)
+        torch.set_rng_state(state["torch_cpu"])
+        if state["torch_cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["torch_cuda"][:torch.cuda.device_count()])
 
 
-class DeferredInterrupt:
-    """Holds Ctrl-C (SIGINT) until the current iteration has finished, so that the weights,
-    momentum and data order a checkpoint saves belong to one iteration. Main thread only."""
+class LossOf(torch.nn.Module):
+    """``net.loss`` as a module's forward, so DistributedDataParallel can wrap it."""
 
-    def __init__(self):
-        self.requested = False
+    def __init__(self, net: Net):
+        super().__init__()
+        self.net = net
 
-    def __enter__(self):
-        self._active = threading.current_thread() is threading.main_thread()
-        if self._active:
-            self._previous = signal.signal(signal.SIGINT, self._request)
-        return self
-
-    def _request(self, signum, frame):
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self._active:
-            signal.signal(signal.SIGINT, self._previous)
+    def forward(self, data: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return self.net.loss(data=data, label=label)
 
 
 def _snapshot_iter(path: Path) -> int:
     return int(re.search(r"_iter_(\d+)\.", path.name).group(1))
 
 
-def run_config(spec: Spec, opts: RunOptions, precision: str) -> dict:
+def run_config(spec: Spec, opts: RunOptions, precision: str, ranks: Ranks = SINGLE) -> dict:
     """What a checkpoint must have been made with to be resumed."""
     return {"row": spec.key, "lr": opts.lr, "epochs": opts.epochs or spec.training.length,
             "seed": opts.seed, "precision": precision, "batch_size": spec.training.batch_size,
             "eval_every": opts.eval_every, "checkpoint_every": opts.checkpoint_every,
+            "processes": ranks.world, "batch_per_process": opts.batch_per_process,
             "spec": spec.path.read_text()}
 
 
@@ -274,82 +357,66 @@ def prepare_dir(run_dir: Path, config: dict, resume: bool) -> bool:
     return False
 
 
-def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None) -> dict:
+def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
+          ranks: Ranks = SINGLE) -> dict:
     """Train ``spec`` at ``opts.lr`` in ``run_dir`` and return the run's result. ``finished`` is
-    False when ``time_limit`` stopped it (``resume`` continues it); Diverged on a NaN/inf loss."""
+    False when ``time_limit`` stopped it (``resume`` continues it); Diverged at the first
+    non-finite loss; KeyboardInterrupt after checkpointing on Ctrl-C."""
     check_trainable(spec)
     device = resolve_device(opts.device)
     precision = resolve_precision(opts.precision, device)
     set_precision(precision)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    resumed = prepare_dir(run_dir, run_config(spec, opts, precision), opts.resume)
+    config = run_config(spec, opts, precision, ranks)
+    resumed = prepare_dir(run_dir, config, opts.resume) if ranks.is_main else opts.resume
+    ranks.barrier()
     if resumed and (run_dir / "result.json").is_file():
         return json.loads((run_dir / "result.json").read_text())
-    record_run_files(run_dir, spec, opts)
-    run = Run(spec, opts, data or load_data(spec, opts, device), run_dir, device, precision)
+    if ranks.is_main:
+        record_run_files(run_dir, spec, opts)
+    run = Run(spec, opts, data or load_data(spec, opts, device), run_dir, device, precision,
+              ranks)
     state = run.latest_checkpoint() if resumed else None
     if state is not None:
         run.restore(state)
-    log = MetricsLog(run_dir / "metrics.jsonl")
-    records = log.truncate(run.iter)
+    log = MetricsLog(run_dir / "metrics.jsonl") if ranks.is_main else None
+    records = log.truncate(run.iter) if log else []
     last = records[-1] if records else {"seconds": 0.0}
     evaluations = sum("test_error" in r for r in records)
-    label = f"{spec.key} lr {opts.lr:g}" + (" SMOKE" if run.smoke else "")
-    names = class_names(spec.dataset)
-    param = run.solver.param
-    loss_sum, loss_count = torch.zeros((), device=device), 0
-    start, done_before = time.perf_counter(), last["seconds"]
-    tick, tick_iter = start, run.iter
-    with DeferredInterrupt() as interrupt, tqdm(
-            total=param.max_iter, initial=run.iter, desc=label, unit="it",
-            position=opts.position, disable=not opts.progress, dynamic_ncols=True) as bar:
-        while run.iter < param.max_iter:
-            loss_sum += run.step()
-            loss_count += 1
-            if interrupt.requested:
-                tqdm.write(f"{label}: interrupted; checkpoint {run.checkpoint()} written, "
-                           "--resume continues from it", file=sys.stderr)
+    with DeferredInterrupt(), Progress(run, opts, ranks, last) as bar:
+        loop = Loop(run, log, bar, done_before=last["seconds"])
+        if DeferredInterrupt.consume():
+            raise KeyboardInterrupt   # stopped before its first iteration: nothing to save
+        while run.iter < run.max_iter:
+            loop.step()
+            if DeferredInterrupt.consume():
+                if ranks.is_main:
+                    bar.write(f"{bar.label}: interrupted; checkpoint {run.checkpoint()} "
+                              "written, --resume continues from it")
                 raise KeyboardInterrupt
-            evaluate = run.iter % param.test_interval == 0 or run.iter == param.max_iter
-            if not (evaluate or run.iter % param.display == 0):
+            evaluate = run.iter % run.solver_param.test_interval == 0 or run.iter == run.max_iter
+            if not loop.sync_due(evaluate):
                 continue
-            train_loss = loss_sum.item() / loss_count
-            images_per_s = (run.iter - tick_iter) * run.batch_size / (time.perf_counter() - tick)
-            bar.update(run.iter - bar.n)
-            bar.set_postfix_str(f"loss {train_loss:.4f} test acc "
-                                f"{100 - last.get('test_error', 100):.2f}% "
-                                f"{images_per_s:,.0f} img/s")
-            if not math.isfinite(train_loss):
-                _diverged(run, log, train_loss)
+            loop.sync(evaluate)
             if not evaluate:
                 continue
-            metrics = run.evaluate()
-            if not math.isfinite(metrics["test_loss"]):
-                _diverged(run, log, metrics["test_loss"])
-            last = {"iter": run.iter, "epoch": round(run.epoch, 4), "lr": run.rate,
-                    "train_loss": train_loss, **metrics,
-                    "seconds": round(done_before + time.perf_counter() - start, 3),
-                    "images_per_s": round(images_per_s, 1), "smoke": run.smoke}
-            log.write(last)
+            last = loop.evaluate()
             evaluations += 1
-            if metrics["never_predicted"]:
-                tqdm.write(f"warning: {label}, epoch {run.epoch:.2f}: classes never predicted: "
-                           + ", ".join(names[c] for c in metrics["never_predicted"]),
-                           file=sys.stderr)
-            loss_sum.zero_()
-            loss_count = 0
-            if evaluations % opts.checkpoint_every == 0 or run.iter == param.max_iter:
-                run.checkpoint()
-                if opts.time_limit is not None and last["seconds"] >= opts.time_limit \
-                        and run.iter < param.max_iter:
+            if evaluations % opts.checkpoint_every == 0 or run.iter == run.max_iter:
+                if ranks.is_main:
+                    run.checkpoint()
+                ranks.barrier()
+                out_of_time = opts.time_limit is not None and last["seconds"] >= opts.time_limit
+                if ranks.any(out_of_time) and run.iter < run.max_iter:
                     return {"finished": False, "iter": run.iter, "epoch": run.epoch,
                             "run_dir": str(run_dir)}
-            tick, tick_iter = time.perf_counter(), run.iter
+    if not ranks.is_main:
+        return {"finished": True, "rank": ranks.rank}
     plot_curves(log.records(), run_dir / "curves.png",
                 f"{spec.title} ({spec.key}), lr {opts.lr:g}" + (" - SMOKE RUN" if run.smoke else ""),
                 spec.paper.error, spec.paper.tolerance)
-    result = _result(run, last, precision, device, names)
+    result = _result(run, last, precision, device, class_names(spec.dataset))
     (run_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result
 
@@ -358,7 +425,8 @@ def _result(run: Run, last: dict, precision: str, device: torch.device, names) -
     opts = run.opts
     return {
         "finished": True, "row": run.spec.key, "lr": opts.lr, "smoke": run.smoke,
-        "epochs": run.epochs, "iterations": run.iter, "batch_size": run.batch_size,
+        "epochs": run.epochs, "iterations": run.iter, "batch_size": run.global_batch,
+        "processes": run.ranks.world,
         "seed": opts.seed, "precision": precision,
         "options": {k: getattr(opts, k) for k in ("compile", "cuda_graphs", "channels_last")},
         "device": device_name(device), "torch": torch.__version__,
@@ -370,13 +438,3 @@ def _result(run: Run, last: dict, precision: str, device: torch.device, names) -
         "train_size": len(run.data.train_images), "test_size": len(run.data.test_images),
         "run_dir": str(run.dir),
     }
-
-
-def _diverged(run: Run, log: MetricsLog, loss: float) -> None:
-    log.write({"iter": run.iter, "epoch": round(run.epoch, 4), "event": "diverged",
-               "loss": str(loss), "smoke": run.smoke})
-    state = run.latest_checkpoint()
-    kept = (f"the last good checkpoint is {state} (iteration {_snapshot_iter(state)})"
-            if state else "no checkpoint had been written yet")
-    raise Diverged(f"{run.spec.key} at lr {run.opts.lr:g} diverged at iteration {run.iter} "
-                   f"(epoch {run.epoch:.2f}): the loss is {loss}; {kept}; try a smaller lr")

@@ -12,6 +12,9 @@ _LAZY = {
     "SGDSolver": "runtime.solver",
     "NesterovSolver": "runtime.solver",
     "make_solver": "runtime.solver",
+    "Solver": "runtime.solver",
+    "CaffeSGD": "runtime.optim",
+    "CaffeLR": "runtime.lr_policy",
 }
 
 __all__ = ["AllconvError", "TRAIN", "TEST", *_LAZY]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
@@ -49,10 +50,21 @@ def _train_device(gpu: str | None, solver_path: str) -> str:
 
 
 def train(args) -> None:
+    from runtime.distributed import from_environment, launched_by_torchrun
     from runtime.solver import make_solver
     if args.snapshot and args.weights:
         raise AllconvError("give -snapshot or -weights, not both (as Caffe)")
-    solver = make_solver(args.solver, device=_train_device(args.gpu, args.solver))
+    if args.gpu and ("," in args.gpu or args.gpu == "all") and not launched_by_torchrun():
+        raise AllconvError(f"-gpu {args.gpu}: one process per GPU, started by torchrun: "
+                           "torchrun --nproc_per_node N $(which allconv-caffe) train -solver "
+                           f"{args.solver} -gpu 0 (each process takes its LOCAL_RANK's GPU)")
+    device = _train_device(args.gpu, args.solver)
+    if launched_by_torchrun() and device.startswith("cuda"):
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    ranks = from_environment(torch.device(device))
+    if not ranks.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    solver = make_solver(args.solver, device=device, ranks=ranks)
     if args.weights:
         for weights in args.weights.split(","):
             solver.net.copy_from(weights)

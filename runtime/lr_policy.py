@@ -7,6 +7,11 @@ position in the solver and saves it in `.solverstate` as `current_step`).
 Arithmetic follows Caffe's float solver: SolverParameter floats are fp32; `step`, `multistep` and
 `exp` raise gamma to an integer power in double (C++11 `pow(float, int)`); `inv`, `poly` and
 `sigmoid` are computed in fp32. The returned rate is a Python float holding an fp32 value.
+
+`CaffeLR` is the same function as a torch lr scheduler, for a loop around `runtime.CaffeSGD`:
+a scheduler is what such a loop already steps once per update, and it carries multistep's
+position in its ``state_dict`` (a stateless function could not: multistep moves at most one
+step per call). The Solver keeps calling the function, because the rate is also logged.
 """
 from __future__ import annotations
 
@@ -14,10 +19,11 @@ import math
 from typing import Callable
 
 import numpy as np
+import torch
 
 from .errors import AllconvError
 
-__all__ = ["POLICIES", "learning_rate", "policy_names"]
+__all__ = ["POLICIES", "CaffeLR", "learning_rate", "policy_names"]
 
 _f32 = np.float32
 
@@ -104,3 +110,44 @@ def learning_rate(solver_param, iter: int, current_step: int = 0) -> tuple[float
         raise AllconvError(
             f"unknown lr_policy {name!r}; valid policies: {', '.join(POLICIES)}")
     return fn(solver_param, int(iter), int(current_step))
+
+
+class CaffeLR(torch.optim.lr_scheduler.LRScheduler):
+    """Caffe's lr policy of ``solver_param`` for every group of ``optimizer``.
+
+    After k calls of ``step()`` (k updates done) each group's ``lr`` is the rate of update k;
+    ``current_step`` is Caffe's multistep position after those k updates, the value a
+    ``.solverstate`` written at iteration k holds. The rate comes from the solver's
+    ``base_lr``, not from the optimizer's ``lr``.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, solver_param, iter: int = 0,
+                 current_step: int = 0):
+        if solver_param.lr_policy not in POLICIES:
+            learning_rate(solver_param, 0, 0)  # raises the listing error
+        self.solver_param = solver_param
+        self.current_step = self._lookahead = int(current_step)
+        super().__init__(optimizer)
+        if iter:
+            self.load_state_dict({"last_epoch": iter, "current_step": current_step})
+
+    def get_lr(self) -> list[float]:
+        rate, self._lookahead = learning_rate(self.solver_param, self.last_epoch,
+                                              self.current_step)
+        return [rate] * len(self.optimizer.param_groups)
+
+    def step(self, epoch=None) -> None:
+        self.current_step = self._lookahead   # the update just done moved Caffe's position
+        super().step(epoch)
+
+    def state_dict(self) -> dict:
+        return {"last_epoch": self.last_epoch, "current_step": self.current_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue at ``last_epoch`` updates done and multistep position ``current_step``."""
+        self.last_epoch = int(state["last_epoch"])
+        self.current_step = int(state["current_step"])
+        rates = self.get_lr()
+        for group, rate in zip(self.optimizer.param_groups, rates):
+            group["lr"] = rate
+        self._last_lr = rates

@@ -1,26 +1,14 @@
-"""Caffe's SGD and Nesterov solvers over `runtime.net.Net`.
+"""Caffe's Solver over `runtime.net.Net`, with the update rule of `runtime.optim.CaffeSGD`.
 
-Semantics follow BVLC Caffe (src/caffe/solver.cpp, src/caffe/solvers/sgd_solver.cpp,
-src/caffe/solvers/nesterov_solver.cpp):
+As in BVLC Caffe, the generic `Solver` (src/caffe/solver.cpp) builds the train and test nets
+from the solver file, runs the loop, tests, snapshots and restores; the update rule and its
+momentum history belong to the optimizer (sgd_solver.cpp, nesterov_solver.cpp), here
+`CaffeSGD`, stepped by the `CaffeLR` schedule. Per iteration of `step`: clear the param diffs;
+test when ``test_interval`` divides ``iter`` (at iteration 0 only with ``test_initialization``);
+``iter_size`` forward/backward passes whose gradients add up; the update; ``iter += 1``;
+snapshot when ``snapshot`` divides ``iter``.
 
-* Step loop, per iteration: clear param diffs; test when ``test_interval`` divides ``iter`` (at
-  iteration 0 only with ``test_initialization``); ``iter_size`` forward/backward passes whose
-  gradients add up; ApplyUpdate; ``iter += 1``; snapshot when ``snapshot`` divides ``iter``.
-* ApplyUpdate: rate = lr_policy(iter) -> clip the *summed* gradients on their global L2 norm
-  (clip_gradients >= 0) -> per blob: scale by 1/iter_size -> weight decay (L2: g += l*w,
-  L1: g += l*sign(w), l = weight_decay*decay_mult) -> v = momentum*v + (rate*lr_mult)*g -> w -= v.
-* Blobs with ``lr_mult == 0`` get no gradient in Caffe (their param_propagate_down is off), so
-  they count as zero in the clipping norm and their update is v = momentum*v; w -= v.
-
-The update runs as a handful of in-place ``torch._foreach_*`` calls per (lr_mult, decay_mult)
-group, with no host synchronisation; `apply_update(rate)` accepts a Python float or a 0-dim
-tensor on the net's device (the latter keeps a captured CUDA graph valid across rate changes).
-
-A custom training loop replaces `step()` with::
-
-    solver.net.clear_param_diffs()      # or zero the .grad tensors itself
-    loss.backward()                     # iter_size times; grads add up
-    solver.update()                     # rate from lr_policy, apply_update(rate), iter += 1
+A loop of one's own needs no Solver: see `runtime.optim.CaffeSGD` and the README.
 """
 from __future__ import annotations
 
@@ -34,19 +22,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import lr_policy
+from .distributed import SINGLE, RankFeed, Ranks
 from .errors import AllconvError
+from .lr_policy import CaffeLR
+from .optim import SOLVER_TYPES as SUPPORTED_SOLVER_TYPES
+from .optim import CaffeSGD, read_solver_state
 from .proto import pb
+from .rng import net_rng_state, set_net_rng_state
 
-__all__ = ["SGDSolver", "NesterovSolver", "make_solver", "SUPPORTED_SOLVER_TYPES"]
+__all__ = ["Solver", "SGDSolver", "NesterovSolver", "make_solver", "SUPPORTED_SOLVER_TYPES"]
 
 log = logging.getLogger("allconv.solver")
 
-SUPPORTED_SOLVER_TYPES = ("SGD", "Nesterov")
 # Deprecated `solver_type` enum (upgrade_proto.cpp: UpgradeSolverType).
 _SOLVER_TYPE_ENUM = {0: "SGD", 1: "Nesterov", 2: "AdaGrad", 3: "RMSProp", 4: "AdaDelta", 5: "Adam"}
 _TRAIN, _TEST = 0, 1
-_f32 = np.float32
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,52 +112,6 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-def _net_generators(net) -> list[tuple[tuple[str, str, Any], torch.Generator]]:
-    """Every torch.Generator held by the net's modules, keyed by (module, attribute, key).
-
-    Layers may create generators lazily (Dropout keeps one per device in a dict), so a
-    restored entry can name a dict slot that does not exist yet; see `_set_generators`.
-    """
-    found, seen = [], set()
-    for mod_name, mod in net.named_modules():
-        for attr, v in vars(mod).items():
-            if isinstance(v, torch.Generator):
-                items = [(None, v)]
-            elif isinstance(v, dict):
-                items = [(k, g) for k, g in v.items() if isinstance(g, torch.Generator)]
-            elif isinstance(v, (list, tuple)):
-                items = [(i, g) for i, g in enumerate(v) if isinstance(g, torch.Generator)]
-            else:
-                continue
-            for key, g in items:
-                if id(g) not in seen:
-                    seen.add(id(g))
-                    found.append(((mod_name, attr, key), g))
-    return found
-
-
-def _generator_states(net) -> list[dict]:
-    return [{"where": where, "device": str(g.device), "state": g.get_state()}
-            for where, g in _net_generators(net)]
-
-
-def _set_generators(net, entries: list[dict], path: str, what: str) -> None:
-    current = dict(_net_generators(net))
-    modules = dict(net.named_modules())
-    for entry in entries:
-        where = tuple(entry["where"])
-        g = current.get(where)
-        if g is None:
-            mod_name, attr, key = where
-            holder = getattr(modules.get(mod_name), attr, None) if mod_name in modules else None
-            if isinstance(holder, dict):  # a lazily created generator: create it now
-                g = holder[key] = torch.Generator(entry["device"])
-            else:
-                log.warning("%s: %s has no generator at %s; not restored", path, what, where)
-                continue
-        g.set_state(entry["state"])
-
-
 def _feeds(net) -> list[tuple[str, Any]]:
     """(layer name, feed) of every Data layer of ``net``: their read positions go in snapshots."""
     return [(name, layer.feed) for name, layer in zip(net.layer_names, net.layers)
@@ -221,30 +165,18 @@ def _share_trained_layers(src, dst) -> None:
                     d.copy_(s)
 
 
-class _Group:
-    """Learnable params sharing (lr_mult, decay_mult); all tensors on one device."""
-
-    __slots__ = ("lr_mult", "decay_mult", "index", "params", "history", "update")
-
-    def __init__(self, lr_mult: float, decay_mult: float):
-        self.lr_mult = lr_mult
-        self.decay_mult = decay_mult
-        self.index: list[int] = []
-        self.params: list[torch.nn.Parameter] = []
-        self.history: list[torch.Tensor] = []
-        self.update: list[torch.Tensor] = []  # Nesterov scratch (Caffe's update_ blobs)
-
-
 # --------------------------------------------------------------------------------------------
-# SGD
+# the generic Solver
 # --------------------------------------------------------------------------------------------
 
-class SGDSolver:
-    """Caffe's SGDSolver: momentum SGD with Caffe's update order and snapshot format."""
+class Solver:
+    """Caffe's Solver: the nets of a solver file, the training loop, tests, snapshots and
+    restore; ``optimizer`` (set by a subclass) owns the update rule and its history."""
 
-    type_name = "SGD"
+    type_name = ""
 
-    def __init__(self, solver, *, device=None, train_feed=None, test_feeds=None):
+    def __init__(self, solver, *, device=None, train_feed=None, test_feeds=None,
+                 ranks: Ranks = SINGLE):
         param, path = _load_solver_param(solver)
         self.param = param
         self.solver_path = path
@@ -263,11 +195,14 @@ class SGDSolver:
         if self.seed is not None:
             torch.manual_seed(self.seed)
 
+        self.ranks = ranks
         self.net = self._init_train_net(train_feed)
+        if ranks.world > 1:      # Caffe's multi-GPU: the ranks take turns on the data stream
+            for layer in self.net.layers:
+                if getattr(layer, "feed", None) is not None:
+                    layer.feed = RankFeed(layer.feed, ranks)
         self.test_nets = self._init_test_nets(test_feeds)
 
-        self.iter = 0
-        self.current_step = 0
         self.mean_scores: list[dict[str, Any]] = [{} for _ in self.test_nets]
         self._losses: list[float] = []
         self.smoothed_loss = 0.0
@@ -275,7 +210,8 @@ class SGDSolver:
         # or None (allconv-caffe train maps SIGINT/SIGHUP to these).
         self.action_function = None
         self.requested_early_exit = False
-        self._init_state()
+        self.optimizer = self._make_optimizer()
+        self.schedule = CaffeLR(self.optimizer, self.param)
 
     # ---------------------------------------------------------------- construction
     def _check_param(self) -> None:
@@ -290,13 +226,8 @@ class SGDSolver:
             raise AllconvError(f"average_loss must be >= 1 (got {p.average_loss})")
         if p.iter_size < 1:
             raise AllconvError(f"iter_size must be >= 1 (got {p.iter_size})")
-        if p.weight_decay and p.regularization_type not in ("L1", "L2"):
-            raise AllconvError(
-                f"unknown regularization_type {p.regularization_type!r}; valid: L1, L2")
         if p.snapshot_format != pb.SolverParameter.BINARYPROTO:
             raise AllconvError("snapshot_format HDF5 is not supported; use BINARYPROTO")
-        if p.lr_policy not in lr_policy.POLICIES:
-            lr_policy.learning_rate(p, 0, 0)  # raises the listing error
         if p.snapshot > 0:
             if not p.snapshot_prefix:
                 raise AllconvError(
@@ -379,112 +310,33 @@ class SGDSolver:
             nets.append(self._make_net(net_param, _TEST, state, seed, feed))
         return nets
 
-    def _init_state(self) -> None:
-        params = list(self.net.learnable_params)
-        self._params = params
-        self.history = [torch.zeros_like(p, memory_format=torch.contiguous_format).detach()
-                        for p in params]
-        groups: "OrderedDict[tuple[float, float], _Group]" = OrderedDict()
-        for i, prm in enumerate(params):
-            key = (float(getattr(prm, "lr_mult", 1.0)), float(getattr(prm, "decay_mult", 1.0)))
-            g = groups.get(key)
-            if g is None:
-                g = groups[key] = _Group(*key)
-            g.index.append(i)
-            g.params.append(prm)
-            g.history.append(self.history[i])
-            if self._needs_update_buffers:
-                g.update.append(torch.zeros_like(self.history[i]))
-        self._groups = list(groups.values())
-        self._active = [g for g in self._groups if g.lr_mult != 0]
-        self._frozen = [g for g in self._groups if g.lr_mult == 0]
-
-    _needs_update_buffers = False
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        raise NotImplementedError
 
     # ---------------------------------------------------------------- the update
-    def learning_rate(self) -> float:
-        """Caffe's GetLearningRate for the current iter; advances current_step like Caffe."""
-        rate, self.current_step = lr_policy.learning_rate(self.param, self.iter,
-                                                          self.current_step)
-        return rate
+    @property
+    def iter(self) -> int:
+        """Updates done (Caffe's iter_)."""
+        return self.schedule.last_epoch
+
+    @property
+    def current_step(self) -> int:
+        """Caffe's multistep position after `iter` updates."""
+        return self.schedule.current_step
+
+    @property
+    def history(self) -> list[torch.Tensor]:
+        """The momentum history in the train net's learnable_params order."""
+        return self.optimizer.history()
 
     def update(self) -> float:
-        """Caffe's ApplyUpdate plus ++iter: rate from the policy, apply_update, iter += 1."""
-        rate = self.learning_rate()
+        """Caffe's ApplyUpdate plus ++iter on the accumulated gradients; returns the rate."""
+        rate = self.optimizer.param_groups[0]["lr"]
         if self.param.display and self.iter % self.param.display == 0:
             log.info("Iteration %d, lr = %s", self.iter, _fmt(rate))
-        self.apply_update(rate)
-        self.iter += 1
+        self.optimizer.step()
+        self.schedule.step()
         return rate
-
-    def _group_grads(self, group: _Group) -> list[torch.Tensor]:
-        grads = []
-        for prm in group.params:
-            if prm.grad is None:
-                prm.grad = torch.zeros_like(prm)
-            grads.append(prm.grad)
-        return grads
-
-    @torch.no_grad()
-    def apply_update(self, rate) -> None:
-        """Clip, normalize, regularize and apply the momentum update to every learnable param.
-
-        `rate` is the policy rate (float, or a 0-dim tensor on the net's device). Does not
-        touch `iter` or `current_step`; gradients are consumed (overwritten).
-        """
-        p = self.param
-        grads = [self._group_grads(g) for g in self._active]
-
-        clip = float(p.clip_gradients)
-        if clip >= 0:
-            flat = [t for gs in grads for t in gs]
-            if flat:
-                # Caffe: if (l2norm > clip) scale every diff by clip / l2norm. No host sync.
-                norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(flat)))
-                scale = torch.where(norm > clip, clip / norm, 1.0)
-                torch._foreach_mul_(flat, scale)
-
-        iter_size = int(p.iter_size)
-        accum_norm = float(_f32(1) / _f32(iter_size))
-        weight_decay = _f32(p.weight_decay)
-        l1 = p.regularization_type == "L1"
-        momentum = float(_f32(p.momentum))
-        rate_is_tensor = isinstance(rate, torch.Tensor)
-        if not rate_is_tensor:
-            rate = _f32(rate)
-
-        for group, gs in zip(self._active, grads):
-            if iter_size != 1:
-                torch._foreach_mul_(gs, accum_norm)
-            local_decay = float(weight_decay * _f32(group.decay_mult))
-            if local_decay:
-                if l1:
-                    torch._foreach_add_(gs, torch._foreach_sign(group.params), alpha=local_decay)
-                else:
-                    torch._foreach_add_(gs, group.params, alpha=local_decay)
-            if rate_is_tensor:
-                local_rate = rate * float(_f32(group.lr_mult))
-            else:
-                local_rate = float(rate * _f32(group.lr_mult))
-            self._compute_update_value(group, gs, local_rate, momentum)
-
-        # lr_mult == 0: no gradient reaches these blobs in Caffe, local_rate is 0:
-        # v = momentum * v; w -= v (a no-op while v is zero).
-        for group in self._frozen:
-            self._frozen_update_value(group, momentum)
-
-    def _compute_update_value(self, group: _Group, grads, local_rate, momentum: float) -> None:
-        # history = momentum * history + local_rate * g ; w -= history
-        torch._foreach_mul_(grads, local_rate)
-        torch._foreach_mul_(group.history, momentum)
-        torch._foreach_add_(group.history, grads)
-        torch._foreach_sub_(group.params, group.history)
-
-    def _frozen_update_value(self, group: _Group, momentum: float) -> None:
-        # lr_mult == 0: local_rate is 0, so history = momentum * history; w -= history.
-        if momentum:
-            torch._foreach_mul_(group.history, momentum)
-            torch._foreach_sub_(group.params, group.history)
 
     # ---------------------------------------------------------------- loop
     def _update_smoothed_loss(self, loss: float, start_iter: int) -> None:
@@ -515,13 +367,14 @@ class SGDSolver:
         iterations_last = self.iter
         while self.iter < stop_iter:
             self.net.clear_param_diffs()
-            if self._test_due():
+            if self._test_due() and self.ranks.is_main:   # the root solver tests, as in Caffe
                 self.test_all()
-            display = bool(p.display and self.iter % p.display == 0)
+            display = bool(p.display and self.iter % p.display == 0) and self.ranks.is_main
             loss = 0.0
             for _ in range(iter_size):
                 loss += float(self.net.forward_backward())
             loss /= iter_size
+            self.ranks.average_gradients(self.net.learnable_params)
             self._update_smoothed_loss(loss, start_iter)
             if display:
                 lapse = time.perf_counter() - timer
@@ -533,7 +386,8 @@ class SGDSolver:
                 self._log_outputs(self.net, _output_items(self.net), "Train")
             self.update()
             request = self.action_function() if self.action_function else None
-            if (p.snapshot and self.iter % p.snapshot == 0) or request == "snapshot":
+            if ((p.snapshot and self.iter % p.snapshot == 0) or request == "snapshot") \
+                    and self.ranks.is_main:
                 self.snapshot()
             if request == "stop":
                 self.requested_early_exit = True
@@ -549,6 +403,8 @@ class SGDSolver:
             self.restore(resume_file)
         start_iter = self.iter
         self.step(p.max_iter - self.iter)
+        if not self.ranks.is_main:
+            return
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
             if p.snapshot_prefix:
                 self.snapshot()
@@ -627,7 +483,7 @@ class SGDSolver:
 
     def snapshot(self) -> tuple[str, str]:
         """Write <prefix>_iter_<N>.caffemodel, .rngstate and .solverstate (each atomically)."""
-        from .caffemodel import array_to_blob, write_binary
+        from .caffemodel import write_binary
         from .files import atomic_write_bytes
 
         if not self.param.snapshot_prefix:
@@ -640,12 +496,7 @@ class SGDSolver:
         buffer = io.BytesIO()
         torch.save(self._rng_state(), buffer)
         atomic_write_bytes(rng_path, buffer.getvalue())
-        state = pb.SolverState()
-        state.iter = self.iter
-        state.learned_net = model_path
-        state.current_step = self.current_step
-        for h in self.history:
-            state.history.append(array_to_blob(h.detach().float().cpu().numpy()))
+        state = self.optimizer.solver_state(self.iter, self.current_step, model_path)
         log.info("Snapshotting solver state to binary proto file %s", state_path)
         write_binary(state_path, state)
         return model_path, state_path
@@ -655,10 +506,10 @@ class SGDSolver:
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             cuda = torch.cuda.get_rng_state_all()
         return {
-            "format": "allconv-rngstate-1",
+            "format": "allconv-rngstate-2",
             "iter": self.iter,
-            "net": _generator_states(self.net),
-            "test_nets": [_generator_states(n) for n in self.test_nets],
+            "net": net_rng_state(self.net),
+            "test_nets": [net_rng_state(n) for n in self.test_nets],
             "torch_cpu": torch.get_rng_state(),
             "torch_cuda": cuda,
             "feeds": {name: feed.state_dict() for name, feed in _feeds(self.net)
@@ -666,9 +517,9 @@ class SGDSolver:
         }
 
     def _set_rng_state(self, state: dict, path: str) -> None:
-        _set_generators(self.net, state.get("net", []), path, "the train net")
-        for i, (net, entries) in enumerate(zip(self.test_nets, state.get("test_nets", []))):
-            _set_generators(net, entries, path, f"test net #{i}")
+        set_net_rng_state(self.net, state.get("net", {}), f"{path}, the train net")
+        for i, (net, states) in enumerate(zip(self.test_nets, state.get("test_nets", []))):
+            set_net_rng_state(net, states, f"{path}, test net #{i}")
         if state.get("torch_cpu") is not None:
             torch.set_rng_state(state["torch_cpu"])
         cuda = state.get("torch_cuda")
@@ -684,52 +535,15 @@ class SGDSolver:
 
         Also restores `<prefix>_iter_<N>.rngstate` beside it when present.
         """
-        from .caffemodel import blob_to_array, read_binary
-
         state_path = os.fspath(state_path)
-        if state_path.endswith(".h5"):
-            raise AllconvError(f"{state_path}: HDF5 solver states are not supported")
-        if not os.path.isfile(state_path):
-            raise AllconvError(f"{state_path}: solver state file not found")
-        try:
-            state = read_binary(state_path, pb.SolverState)
-        except AllconvError as e:
-            if state_path in str(e):
-                raise
-            raise AllconvError(f"{state_path}: not a readable solverstate: {e}") from e
-        except Exception as e:  # protobuf DecodeError and friends
-            raise AllconvError(f"{state_path}: not a readable solverstate: {e}") from e
-
-        params = self._params
-        if len(state.history) != len(params):
-            raise AllconvError(
-                f"{state_path}: solverstate has {len(state.history)} history blobs but the "
-                f"train net has {len(params)} learnable params")
-        arrays = []
-        for i, (blob, prm) in enumerate(zip(state.history, params)):
-            want = tuple(prm.shape)
-            try:
-                a = blob_to_array(blob)
-            except AllconvError as e:
-                raise AllconvError(f"{state_path}: history blob {i}: {e}") from None
-            legacy = any(blob.HasField(f) for f in ("num", "channels", "height", "width"))
-            padded = (1,) * (4 - len(want)) + want if len(want) <= 4 else want
-            if not (a.shape == want or (legacy and a.shape == padded)):
-                raise AllconvError(
-                    f"{state_path}: history blob {i} has shape {tuple(a.shape)} but learnable "
-                    f"param {i} has shape {want}")
-            arrays.append(a.reshape(want))
-
+        state = read_solver_state(state_path)
+        self.optimizer.load_solver_state(state, state_path)
         if state.learned_net:
             model = self._find_learned_net(state.learned_net, state_path)
             log.info("Restoring weights from %s", model)
             self.net.copy_from(model)
-        with torch.no_grad():
-            for h, a in zip(self.history, arrays):
-                h.copy_(torch.from_numpy(a).to(device=h.device, dtype=h.dtype))
-        self.iter = int(state.iter)
-        self.current_step = int(state.current_step)
-
+        self.schedule.load_state_dict({"last_epoch": int(state.iter),
+                                       "current_step": int(state.current_step)})
         rng_path = (state_path[: -len(".solverstate")] if state_path.endswith(".solverstate")
                     else state_path) + ".rngstate"
         if os.path.isfile(rng_path):
@@ -737,13 +551,15 @@ class SGDSolver:
                 rng = torch.load(rng_path, map_location="cpu", weights_only=True)
             except Exception as e:
                 raise AllconvError(f"{rng_path}: unreadable rng state: {e}") from e
+            rng = _upgrade_rng_state(rng, self, rng_path)
             if rng.get("iter") != self.iter:
                 log.warning("%s is for iteration %s, the solverstate for %d", rng_path,
                             rng.get("iter"), self.iter)
             self._set_rng_state(rng, rng_path)
         else:
             log.info("%s not found; random streams are not restored", rng_path)
-        log.info("SGDSolver: restored iteration %d from %s", self.iter, state_path)
+        log.info("%s: restored iteration %d from %s", type(self).__name__, self.iter,
+                 state_path)
 
     @staticmethod
     def _find_learned_net(learned_net: str, state_path: str) -> str:
@@ -759,6 +575,26 @@ class SGDSolver:
             f"{state_path}: learned_net {learned_net!r} not found (also looked in {base or '.'})")
 
 
+def _upgrade_rng_state(state: dict, solver: Solver, path: str) -> dict:
+    """Format 1 named generators by module path ("layers.<i>", attribute, device); format 2
+    by layer name ({layer: {device: state}})."""
+    if state.get("format") == "allconv-rngstate-2":
+        return state
+    if state.get("format") != "allconv-rngstate-1":
+        raise AllconvError(f"{path}: unknown rng state format {state.get('format')!r}")
+
+    def by_name(net, entries):
+        out: dict = {}
+        for entry in entries:
+            module, _, device = entry["where"]
+            index = int(module.rsplit(".", 1)[-1])
+            out.setdefault(net.layer_names[index], {})[str(device)] = entry["state"]
+        return out
+
+    return {**state, "format": "allconv-rngstate-2", "net": by_name(solver.net, state["net"]),
+            "test_nets": [by_name(n, e) for n, e in zip(solver.test_nets, state["test_nets"])]}
+
+
 def _copy_net(net_param):
     out = pb.NetParameter()
     out.CopyFrom(net_param)
@@ -766,34 +602,25 @@ def _copy_net(net_param):
 
 
 # --------------------------------------------------------------------------------------------
-# Nesterov
+# SGD and Nesterov
 # --------------------------------------------------------------------------------------------
 
+class SGDSolver(Solver):
+    """Caffe's SGDSolver: the Solver stepping `CaffeSGD` (momentum SGD)."""
+
+    type_name = "SGD"
+
+    def _make_optimizer(self) -> CaffeSGD:
+        param = pb.SolverParameter()
+        param.CopyFrom(self.param)
+        param.type = self.type_name      # the class decides the rule, as in Caffe
+        return CaffeSGD.from_solver(param, self.net)
+
+
 class NesterovSolver(SGDSolver):
-    """Caffe's NesterovSolver: v_new = mu*v + rate*lr_mult*g; w -= (1+mu)*v_new - mu*v_old."""
+    """Caffe's NesterovSolver: w -= (1 + mu) * v_new - mu * v_old."""
 
     type_name = "Nesterov"
-    _needs_update_buffers = True
-
-    def _compute_update_value(self, group: _Group, grads, local_rate, momentum: float) -> None:
-        one_plus = float(_f32(1) + _f32(momentum))
-        torch._foreach_mul_(grads, local_rate)
-        torch._foreach_copy_(group.update, group.history)      # update = v_old
-        torch._foreach_mul_(group.update, -momentum)           # update = -mu * v_old
-        torch._foreach_mul_(group.history, momentum)
-        torch._foreach_add_(group.history, grads)              # v_new
-        torch._foreach_add_(group.update, group.history, alpha=one_plus)
-        torch._foreach_sub_(group.params, group.update)
-
-    def _frozen_update_value(self, group: _Group, momentum: float) -> None:
-        # lr_mult == 0: v_new = mu * v_old; update = (1 + mu) * v_new - mu * v_old.
-        if momentum:
-            one_plus = float(_f32(1) + _f32(momentum))
-            torch._foreach_copy_(group.update, group.history)
-            torch._foreach_mul_(group.update, -momentum)
-            torch._foreach_mul_(group.history, momentum)
-            torch._foreach_add_(group.update, group.history, alpha=one_plus)
-            torch._foreach_sub_(group.params, group.update)
 
 
 _SOLVER_CLASSES = {"SGD": SGDSolver, "Nesterov": NesterovSolver}

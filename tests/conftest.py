@@ -13,10 +13,13 @@ if ROOT not in sys.path:
 @pytest.fixture
 def no_tf32():
     """Full fp32 in CUDA matmuls and cuDNN convolutions while a test runs."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    # The fp32_precision API only: mixing it with the legacy allow_tf32 flags (which
+    # harness.train.set_precision does not use) makes torch refuse to read either.
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    saved = conv.fp32_precision, matmul.fp32_precision
+    conv.fp32_precision = matmul.fp32_precision = "ieee"
     yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    conv.fp32_precision, matmul.fp32_precision = saved
 
 
 def pytest_terminal_summary(terminalreporter):

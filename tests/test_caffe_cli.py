@@ -137,3 +137,37 @@ def test_error_quoting_a_newline_stays_one_line(workdir, capsys):
     assert run_cli(main, "allconv-caffe", ["time", "-model", "nl.prototxt"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "(Convolutio\\n): unknown layer type" in err
+
+
+def test_train_under_torchrun_is_caffes_multi_gpu_batch(workdir):
+    """Two gloo processes, each taking batch_size from the shared stream in turn and averaging
+    the gradients (Caffe's multi-GPU), train what one process trains with iter_size 2."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    (workdir / "two.prototxt").write_text(SOLVER.format(max_iter=4).replace('"snap"', '"two"'))
+    (workdir / "one.prototxt").write_text(
+        SOLVER.format(max_iter=4).replace('"snap"', '"one"') + "\niter_size: 2")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", "-m", "runtime.cli", "train",
+                           "-solver", "two.prototxt"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main(["train", "-solver", "one.prototxt"]) == 0
+    two, one = read_weights("two_iter_4.caffemodel"), read_weights("one_iter_4.caffemodel")
+    for layer in one:
+        for a, b in zip(one[layer], two[layer]):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert sorted(p.name for p in workdir.glob("two_iter_*")) == [
+        "two_iter_4.caffemodel", "two_iter_4.rngstate", "two_iter_4.solverstate"]
+
+
+def test_several_gpus_outside_torchrun_say_how_to_launch(workdir, capsys):
+    code = run_cli(main, "allconv-caffe", ["train", "-solver", "solver4.prototxt", "-gpu", "0,1"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "torchrun --nproc_per_node N $(which allconv-caffe) train" in err

@@ -58,6 +58,7 @@ CATEGORY_ORDER = [
     "layer forward", "layer blob diff", "layer param grad",
     "network forward", "network blob diff", "network param grad",
     "solver weights", "solver loss", "All-CNN-C 20-step weights", "All-CNN-C 20-step loss",
+    "CaffeSGD weights (own loop)",
     "round trip runtime->Caffe outputs", "round trip Caffe->runtime weights",
     "round trip Caffe->runtime outputs",
     "filler z-score (runtime vs formula)", "filler z-score (Caffe vs formula)",
@@ -417,6 +418,35 @@ def check_solver_case(name, device=None, label=""):
 
     with z:
         run_solver_case(name, check_step, device)
+    assert not failures, f"{name}: " + "; ".join(failures[:10])
+
+
+@pytest.mark.parametrize("name", [c for c in cases_of("solver") if "all_c" not in c.id])
+def test_caffe_sgd_in_a_plain_loop(name):
+    """The same fixtures through the optimizer API alone: a Net, CaffeSGD.from_solver, the
+    CaffeLR schedule and a loop of one's own (iter_size backward passes per step)."""
+    from runtime import TRAIN, CaffeLR, CaffeSGD, Net
+    from runtime.prototxt import read_solver
+
+    meta = METAS[name]
+    param = read_solver(meta["solver"])
+    net = Net(param.net_param, TRAIN, seed=param.random_seed)
+    set_weights(net, meta)
+    optimizer = CaffeSGD.from_solver(param, net)
+    schedule = CaffeLR(optimizer, param)
+    inputs = make_inputs(meta)
+    failures = []
+    with load(name) as z:
+        for k in range(1, meta["steps"] + 1):
+            optimizer.zero_grad()
+            for _ in range(param.iter_size):
+                net.loss(**{b: torch.from_numpy(x) for b, x in inputs.items()}).backward()
+            optimizer.step()
+            schedule.step()
+            if k in meta["record"]:
+                failures += compare(z, f"step{k}:", lambda key: net.params[key.rsplit(":", 1)[0]][
+                    int(key.rsplit(":", 1)[1])].data, "CaffeSGD weights (own loop)", name,
+                    TOL_SOLVER)
     assert not failures, f"{name}: " + "; ".join(failures[:10])
 
 

@@ -17,7 +17,8 @@ from harness import cli
 from harness.metrics import class_metrics
 from harness.report import row_result, status, table_markdown, write_row
 from harness.specs import SPECS_DIR, load_spec, load_tables, select
-from harness.train import Diverged, Run, RunOptions, train
+from harness.loop import Diverged
+from harness.train import Run, RunOptions, train
 from runtime.caffemodel import read_weights
 from runtime.data import preprocess
 from runtime.errors import AllconvError
@@ -305,14 +306,15 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_data
         loss = real_step(self)
         return loss if self.iter <= 2 else loss * float("nan")
     monkeypatch.setattr(Run, "step", step)
-    with pytest.raises(Diverged, match=r"diverged at iteration 4 \(epoch 2.00\): the loss is nan; "
+    # caught at the first non-finite loss (the 3rd iteration), not at the next display
+    with pytest.raises(Diverged, match=r"diverged at iteration 3 \(epoch 1.50\): the loss is nan; "
                                        r"the last good checkpoint is .*checkpoint_iter_2"):
         train(spec, options(tiny_data, epochs=3), tmp_path / "run")
     assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint_*")) == [
         "checkpoint_iter_2.caffemodel", "checkpoint_iter_2.rngstate",
         "checkpoint_iter_2.solverstate"]
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert last["event"] == "diverged" and last["iter"] == 4
+    assert last["event"] == "diverged" and last["iter"] == 3
 
 
 def test_a_huge_lr_diverges_into_a_failed_row(tmp_path, tiny_data, capsys):
@@ -345,6 +347,9 @@ def test_cli_lists_rows_and_skips_untrainable_ones(capsys, tmp_path):
     assert cli.main(["table6", "--out", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     assert "skipping table6/imagenet: the harness trains CIFAR only" in captured.err
+    # named on its own, a row that cannot run is an error: exit status 2, one line
+    assert cli.run_cli(cli.main, "replicate", ["table6/imagenet", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_curves_mark_each_lr_drop_at_the_first_evaluation_after_it(tmp_path):
@@ -430,3 +435,24 @@ def test_rows_in_parallel_match_one_after_another(tmp_path, tiny_data):
         serial, parallel = (json.loads((tmp_path / out / "tiny" / f"{row}.json").read_text())
                             for out in ("serial", "parallel"))
         assert serial["measured"] == parallel["measured"]
+
+
+def test_progress_shows_no_figure_before_it_exists_and_the_evaluation_as_it_runs(capsys):
+    from types import SimpleNamespace
+
+    from harness.loop import Progress
+    from runtime.distributed import SINGLE
+
+    run = SimpleNamespace(spec=SimpleNamespace(key="tiny/model-a"), smoke=True, max_iter=10,
+                          iter=0)
+    opts = RunOptions(lr=0.01, progress=True)
+    with Progress(run, opts, SINGLE, {"seconds": 0.0}) as bar:
+        bar.show(3)
+        assert "test acc" not in str(bar.bar) and "loss" not in str(bar.bar)
+        bar.show(5, loss="2.3026")
+        bar.show(5, **{"test acc": "evaluating 500/10000"})
+        assert "loss 2.3026 test acc evaluating 500/10000" in str(bar.bar)
+        assert bar.bar.n == 5
+    with Progress(run, opts, SINGLE, {"seconds": 1.0, "test_error": 60.0}) as bar:
+        assert "test acc 40.00%" in bar.bar.postfix   # a resumed run shows its last figure
+    capsys.readouterr()

@@ -22,11 +22,37 @@ class Dropout(Layer):
         self.scale = 1.0 / (1.0 - self.ratio)
         self.seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
         self._generators = {}
+        self._key = None
 
     def _generator(self, device) -> torch.Generator:
         if device not in self._generators:
             self._generators[device] = torch.Generator(device).manual_seed(self.seed)
         return self._generators[device]
+
+    def key_masks(self, iteration: int, offset: int, global_batch: int) -> None:
+        """Draw the next masks from (seed, iteration) alone, for the whole ``global_batch``,
+        and keep the rows from ``offset`` on: a sample's mask then depends on its position in
+        the global batch, not on how many processes share the batch (and not on the
+        generator's history, so a resumed run needs no saved state)."""
+        self._key = (int(iteration), int(offset), int(global_batch))
+
+    def _noise(self, x):
+        generator = self._generator(x.device)
+        if self._key is None:
+            return torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+        iteration, offset, global_batch = self._key
+        generator.manual_seed((self.seed + iteration * 0x9E3779B97F4A7C15) % 2**63)
+        noise = torch.rand((global_batch, *x.shape[1:]), dtype=x.dtype, device=x.device,
+                           generator=generator)
+        return noise[offset:offset + len(x)]
+
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        """{device: generator state} of the mask generators made so far."""
+        return {str(device): g.get_state() for device, g in self._generators.items()}
+
+    def set_rng_state(self, states: dict[str, torch.Tensor]) -> None:
+        for device, state in states.items():
+            self._generator(torch.device(device)).set_state(state)
 
     def forward(self, x):
         if self.phase != pb.TRAIN:
@@ -34,6 +60,5 @@ class Dropout(Layer):
         if torch.compiler.is_compiling():
             noise = torch.rand(x.shape, dtype=x.dtype, device=x.device)
         else:
-            noise = torch.rand(x.shape, dtype=x.dtype, device=x.device,
-                               generator=self._generator(x.device))
+            noise = self._noise(x)
         return (x * (noise >= self.ratio) * self.scale,)

@@ -1,0 +1,43 @@
+"""Run by tests/test_distributed.py under torchrun (gloo, CPU): one tiny run trained straight
+through, and the same run stopped at its first checkpoint and resumed, on every process.
+
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py SPEC OUT
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from runtime.distributed import from_environment  # noqa: E402
+from harness.specs import load_spec  # noqa: E402
+from harness.train import Data, RunOptions, train  # noqa: E402
+
+
+def synthetic_data() -> Data:
+    """16 training and 8 test images of CIFAR's shape, the same on every process."""
+    g = torch.Generator().manual_seed(0)
+    return Data(torch.randn(16, 3, 32, 32, generator=g), torch.randint(0, 10, (16,), generator=g),
+                torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g))
+
+
+def options(**kw) -> RunOptions:
+    return RunOptions(**{"lr": 0.05, "epochs": 2, "device": "cpu", "progress": False,
+                         "checkpoint_every": 1, **kw})
+
+
+def main(spec_path: str, out: str) -> None:
+    torch.set_num_threads(1)
+    spec, data, out = load_spec(spec_path), synthetic_data(), Path(out)
+    ranks = from_environment(torch.device("cpu"))
+    train(spec, options(), out / "straight", data, ranks)
+    train(spec, options(time_limit=0), out / "resumed", data, ranks)
+    train(spec, dataclasses.replace(options(), resume=True), out / "resumed", data, ranks)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,144 @@
+"""One run on several processes (torchrun, gloo on the CPU), --shard and --report, and Ctrl-C
+with --rows-in-parallel, on tiny data."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ddp_worker
+from harness import cli
+from harness.specs import SPECS_DIR, load_spec, load_tables, select
+from harness.train import Run, train
+from runtime.caffemodel import read_weights
+from test_harness import cache, tiny_data, tiny_spec  # noqa: F401  (fixtures)
+
+ROOT = Path(__file__).resolve().parent.parent
+TOLERANCE = 1e-4   # fp32: the gradient is summed in another order on 2 processes
+
+
+def _weights(path: Path) -> dict:
+    return {f"{layer}:{i}": a for layer, arrays in read_weights(path).items()
+            for i, a in enumerate(arrays)}
+
+
+def _group_ends(pgid: int, seconds: float = 10) -> bool:
+    """True once no process of the group is left (multiprocessing's resource tracker exits
+    a moment after the main process)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_two_gloo_processes_train_what_one_process_trains(tmp_path):
+    spec_path = tiny_spec(tmp_path / "specs", "model-a", batch_size=8)   # has dropout
+    spec, data = load_spec(spec_path), ddp_worker.synthetic_data()
+    single = train(spec, ddp_worker.options(), tmp_path / "single", data)
+    (tmp_path / "init").mkdir()
+    start = Run(spec, ddp_worker.options(), data, tmp_path / "init", torch.device("cpu"), "fp32")
+    w0 = {f"{name}:{i}": v.data.numpy() for name, views in start.net.params.items()
+          for i, v in enumerate(views)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", str(Path(ddp_worker.__file__)),
+                           str(spec_path), str(tmp_path / "ddp")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    last = f"checkpoint_iter_{single['iterations']}.caffemodel"
+    one = _weights(tmp_path / "single" / last)
+    two = _weights(tmp_path / "ddp" / "straight" / last)
+    moved = max(np.abs(one[k] - w0[k]).max() for k in one)
+    differ = max(np.abs(one[k] - two[k]).max() for k in one)
+    assert moved > 1e-3 and differ / moved < TOLERANCE, (differ, moved)
+    resumed = _weights(tmp_path / "ddp" / "resumed" / last)     # stopped, resumed under torchrun
+    for k in two:
+        np.testing.assert_array_equal(two[k], resumed[k])
+    straight = json.loads((tmp_path / "ddp" / "straight" / "result.json").read_text())
+    assert straight["iterations"] == single["iterations"] == 4
+    # only rank 0 wrote: one metrics line per evaluation
+    records = (tmp_path / "ddp" / "straight" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["iter"] for r in records] == [2, 4]
+
+
+def test_shards_cover_every_run_exactly_once_in_list_order():
+    tables = load_tables(SPECS_DIR)
+    args = cli.build_parser().parse_args(["table3", "--lr-search"])
+    jobs = cli.job_list(args, select(["table3"], tables))
+    everything = [(spec.key, opts.lr) for spec, opts, _ in jobs]
+    assert len(everything) == len(set(everything)) == 48
+    assert [k for k, _ in everything][::4] == [s.key for s in tables["table3"]]
+    for n in (1, 3, 5, 48, 50):
+        shards = [everything[k::n] for k in (cli.parse_shard(f"{k}/{n}")[0] for k in range(n))]
+        assert sorted(sum(shards, [])) == sorted(everything)
+    for bad in ("3/3", "-1/2", "1", "a/b"):
+        with pytest.raises(cli.AllconvError, match="--shard"):
+            cli.parse_shard(bad)
+
+
+def test_shards_then_report_mark_an_incomplete_grid(tmp_path, tiny_data):  # noqa: F811
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16, lr_grid=[0.01, 0.02])
+    args = ["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+            "--no-verify", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "out"),
+            "--no-progress", "--lr-search"]
+    assert cli.main(args + ["--shard", "1/2"]) == 0
+    assert [p.name for p in (tmp_path / "out" / "tiny" / "model-a").iterdir()] == [
+        "lr-0.02-smoke"]
+    assert cli.main(args + ["--report"]) == 0
+    row = json.loads((tmp_path / "out" / "tiny" / "model-a.json").read_text())
+    assert row["status"] == "INCOMPLETE" and row["incomplete_grid"] == {"0.01": "not started"}
+    assert row["measured"]["lr"] == 0.02
+    assert cli.main(args + ["--shard", "0/2"]) == 0
+    assert cli.main(args + ["--report"]) == 0
+    row = json.loads((tmp_path / "out" / "tiny" / "model-a.json").read_text())
+    assert row["status"] == "SMOKE" and [r["lr"] for r in row["runs"]] == [0.01, 0.02]
+
+
+def test_one_ctrl_c_stops_both_workers_which_checkpoint_and_resume(tmp_path, tiny_data,
+                                                                   cache):  # noqa: F811
+    from runtime.data import prepared_cifar
+
+    prepared_cifar("cifar10", tiny_data, verify=False)   # workers find the cheap whitening
+    for row in ("model-a", "model-b"):
+        tiny_spec(tmp_path / "specs", row, batch_size=4)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "harness.cli", "tiny", "--specs", str(tmp_path / "specs"),
+               "--data", str(tiny_data), "--no-verify", "--epochs", "8", "--eval-every", "0.25",
+               "--device", "cpu",
+               "--no-progress", "--rows-in-parallel", "2", "--checkpoint-every", "100",
+               "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
+           "XDG_CACHE_HOME": str(cache)}
+    main = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    runs = [out / "tiny" / row / "lr-0.01-smoke" / "metrics.jsonl"
+            for row in ("model-a", "model-b")]
+    deadline = time.time() + 240
+    while not all(r.is_file() and r.read_text() for r in runs) and time.time() < deadline:
+        time.sleep(0.1)   # both are training: each has written its first evaluation (of 32)
+    os.killpg(main.pid, signal.SIGINT)          # what Ctrl-C in a terminal does
+    _, err = main.communicate(timeout=240)
+    assert main.returncode == cli.EXIT_INTERRUPTED, err
+    assert "Traceback" not in err and "stopped by Ctrl-C" in err
+    assert _group_ends(main.pid), subprocess.run(     # no worker left behind
+        ["ps", "-o", "pid,stat,args", "-g", str(main.pid)], capture_output=True, text=True).stdout
+    for r in runs:
+        assert list(r.parent.glob("checkpoint_iter_*.solverstate")), r.parent
+        assert not (r.parent / "result.json").exists()
+    done = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for r in runs:
+        assert json.loads((r.parent / "result.json").read_text())["iterations"] == 64
