@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generator.render import NetOptions, render_net
-from runtime.data import preprocess
-from runtime.data.cifar import class_names
+from runtime.data import cifar, preprocess
 from runtime.errors import AllconvError
 
 DEPLOY = "deploy.prototxt"
@@ -31,12 +30,21 @@ def record_run_files(run_dir: Path, spec, opts) -> None:
     from harness.report import git_commit   # harness.report imports harness.train
     opts_net = NetOptions(num_classes=spec.num_classes, deploy=True, init=spec.init)
     (run_dir / DEPLOY).write_text(render_net(spec.variant, opts_net))
-    entry = preprocess.prepared_entry(spec.dataset, opts.data_dir, verify=opts.verify)
     config = json.loads((run_dir / RUN_JSON).read_text())
     config[PROVENANCE] = {"commit": git_commit(), "dataset": spec.dataset,
-                          "whitening": {"cache_entry": str(entry), "scale": preprocess.GCN_SCALE,
-                                        "filter_bias": preprocess.FILTER_BIAS}}
+                          "whitening": _whitening_identity(spec.dataset, opts)}
     (run_dir / RUN_JSON).write_text(json.dumps(config, indent=1))
+
+
+def _whitening_identity(dataset: str, opts) -> dict | None:
+    """The whitening's cache folder, when the CIFAR release lies in ``opts.data_dir`` (or the
+    cache); None for a run on data handed to it in memory (tests, benchmarks)."""
+    root = Path(opts.data_dir) if opts.data_dir else cifar.cache_dir()
+    if not all(cifar.search_release(dataset, split, root) for split in cifar.SPLITS):
+        return None
+    entry = preprocess.prepared_entry(dataset, opts.data_dir, verify=opts.verify)
+    return {"cache_entry": str(entry), "scale": preprocess.GCN_SCALE,
+            "filter_bias": preprocess.FILTER_BIAS}
 
 
 def run_settings(config: dict) -> dict:
@@ -62,11 +70,16 @@ class RunFolder:
         return self.provenance["dataset"]
 
     def classes(self) -> list[str]:
-        return list(class_names(self.dataset))
+        return list(cifar.class_names(self.dataset))
 
     def whitening(self, data_dir=None, verify: bool = True) -> preprocess.Whitening:
         """The run's whitening from its cache folder; gone from the cache, it is rebuilt from
         ``data_dir`` (or the default CIFAR location) when the files hash the same."""
+        if self.provenance["whitening"] is None:   # trained on data given in memory
+            if data_dir is None:
+                raise AllconvError(f"{self.path}: the run names no whitening (it trained on data "
+                                   "given in memory); give --data with the CIFAR release to use")
+            return preprocess.prepared_whitening(self.dataset, data_dir, verify=verify)
         entry = Path(self.provenance["whitening"]["cache_entry"])
         if not (entry / "whitening.npz").is_file():
             rebuilt = preprocess.prepared_entry(self.dataset, data_dir, verify=verify)

@@ -308,6 +308,28 @@ def test_a_run_folder_records_its_deploy_net_and_provenance(run_dir):
     assert Net(folder / "deploy.prototxt", pb.TEST).inputs == ["data"]
 
 
+def test_a_run_on_data_in_memory_names_no_whitening_and_export_asks_for_data(run_dir, tmp_path,
+                                                                          monkeypatch):
+    """A run handed its data in memory (a test, a torchrun worker, a benchmark) has no release
+    to name: its run.json says so, no download is tried, and --run without --data is refused."""
+    from harness.run_files import read_run_folder, record_run_files
+    from harness.specs import SPECS_DIR, load_spec
+    from runtime.errors import AllconvError
+    from test_harness import options
+    folder, _, _ = run_dir
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for name in ("run.json", "deploy.prototxt", "checkpoint_iter_2.caffemodel", "metrics.jsonl"):
+        (copy / name).write_bytes((folder / name).read_bytes())
+    monkeypatch.setattr(cifar, "download", lambda *a: pytest.fail("no download may be tried"))
+    empty = tmp_path / "no-cifar"
+    empty.mkdir()
+    record_run_files(copy, load_spec(SPECS_DIR / "table3" / "all-cnn-c.toml"), options(empty))
+    assert json.loads((copy / "run.json").read_text())["provenance"]["whitening"] is None
+    with pytest.raises(AllconvError, match="names no whitening .* give --data"):
+        read_run_folder(copy).whitening()
+
+
 def test_export_a_run_folder_with_preprocessing(run_dir, tmp_path, capsys):
     folder, result, _ = run_dir
     out = tmp_path / "run.onnx"
