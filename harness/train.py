@@ -390,13 +390,15 @@ def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
             raise KeyboardInterrupt   # stopped before its first iteration: nothing to save
         while run.iter < run.max_iter:
             loop.step()
-            if DeferredInterrupt.consume():
+            evaluate = run.iter % run.solver_param.test_interval == 0 or run.iter == run.max_iter
+            due = loop.sync_due(evaluate)
+            if interrupted(ranks, due):
                 if ranks.is_main:
                     bar.write(f"{bar.label}: interrupted; checkpoint {run.checkpoint()} "
                               "written, --resume continues from it")
+                ranks.barrier()
                 raise KeyboardInterrupt
-            evaluate = run.iter % run.solver_param.test_interval == 0 or run.iter == run.max_iter
-            if not loop.sync_due(evaluate):
+            if not due:
                 continue
             loop.sync(evaluate)
             if not evaluate:
@@ -419,6 +421,20 @@ def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
     result = _result(run, last, precision, device, class_names(spec.dataset))
     (run_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def interrupted(ranks: Ranks, synced: bool) -> bool:
+    """Ctrl-C was pressed: after this iteration alone, or under torchrun at the next
+    iteration where the ranks sync anyway, all of them together (one rank stopping alone
+    would leave the others waiting in the next all-reduce)."""
+    if ranks.world == 1:
+        return DeferredInterrupt.consume()
+    if not synced:
+        return False
+    stop = ranks.any(DeferredInterrupt.requested)
+    if stop:
+        DeferredInterrupt.consume()
+    return stop
 
 
 def _result(run: Run, last: dict, precision: str, device: torch.device, names) -> dict:
