@@ -456,3 +456,16 @@ def test_progress_shows_no_figure_before_it_exists_and_the_evaluation_as_it_runs
     with Progress(run, opts, SINGLE, {"seconds": 1.0, "test_error": 60.0}) as bar:
         assert "test acc 40.00%" in bar.bar.postfix   # a resumed run shows its last figure
     capsys.readouterr()
+
+
+def test_cuda_runs_default_to_the_measured_fastest_levers(monkeypatch):
+    """CUDA graphs + channels-last unless a flag says otherwise; the CPU keeps eager NCHW."""
+    parse = cli.build_parser().parse_args
+    assert cli.default_levers(parse(["all-cnn-c", "--device", "cpu"])) == \
+        {"cuda_graphs": False, "channels_last": False}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cli.default_levers(parse(["all-cnn-c"])) == {"cuda_graphs": True, "channels_last": True}
+    assert cli.default_levers(parse(["all-cnn-c", "--no-cuda-graphs"])) == \
+        {"cuda_graphs": False, "channels_last": True}
+    assert cli.default_levers(parse(["all-cnn-c", "--device", "cpu", "--channels-last"])) == \
+        {"cuda_graphs": False, "channels_last": True}
