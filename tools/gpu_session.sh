@@ -37,14 +37,17 @@ train() {            # $1: seconds of training; $2: --resume or nothing
         --no-progress $levers $2 ${EXTRA:-} 2>&1 | tee "$OUT/replicate.log"
     python3 - "$RESULTS"/table3/all-cnn-c/*/metrics.jsonl <<'EOF'
 import json, sys
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    if "test_error" in r:
-        print(f"epoch {r['epoch']:7.2f}  lr {r['lr']:.4g}  train loss {r['train_loss']:.4f}  "
-              f"test error {r['test_error']:6.2f} %  {r['images_per_s']:9,.0f} img/s  "
-              f"{r['seconds']:7.1f} s  dead {r['dead_units']}")
+for path in sys.argv[1:]:
+    print(path)
+    for r in map(json.loads, open(path)):
+        if "test_error" in r:
+            print(f"epoch {r['epoch']:7.2f}  lr {r['lr']:.4g}  train loss {r['train_loss']:.4f}  "
+                  f"test error {r['test_error']:6.2f} %  {r['images_per_s']:9,.0f} img/s  "
+                  f"{r['seconds']:7.1f} s  dead {r['dead_units']}")
 EOF
-    tar -C "$RESULTS" -cf "$OUT/run.tar" table3
+    for run in "$RESULTS"/table3/all-cnn-c/*/; do   # one tar a run: a returned file holds 16 MB
+        tar -C "$RESULTS" -cf "$OUT/run-$(basename "$run").tar" "table3/all-cnn-c/$(basename "$run")"
+    done
     cp "$RESULTS"/table3/all-cnn-c.json "$RESULTS"/table3/README.md "$OUT"/ 2>/dev/null
     return 0
 }
