@@ -118,7 +118,7 @@ def filters(args) -> None:
 def top_patches(args) -> None:
     net, dataset = load_net(args)
     shape = spatial_blob(net, args.blob)
-    chosen = parse_filters(args.filters, shape[1])
+    chosen = parse_filters(args.filters or f"0-{min(16, shape[1]) - 1}", shape[1])
     data = load_dataset(args.data, dataset, args.split)
     check_sample(net, data.whitened.shape[1:], f"a {args.split} image of --data")
     top = top_units(net, args.blob, data.whitened, chosen, args.k, args.batch_size)
@@ -187,8 +187,7 @@ def build_parser() -> Parser:
         s.add_argument("--data", help="CIFAR folder (whitened as the harness does) or a .npz "
                                       "Data-layer source (used as it is)")
     for s in (f, t):
-        s.add_argument("--filters", help="0-15, 3,7 or a mix (default: all; top-patches 0-15)")
-    t.set_defaults(filters="0-15")
+        s.add_argument("--filters", help="0-15, 3,7 or a mix (default: all; top-patches: the first 16)")
     t.add_argument("--k", type=int, default=10, help="images per filter (default 10)")
     t.add_argument("--split", choices=("test", "train"), default="test")
     t.add_argument("--batch-size", type=_positive, default=500, help="images per forward pass")

@@ -83,9 +83,12 @@ def load_picture(args, net, dataset: str) -> Picture:
         raise AllconvError("give one input: --input X.npy, --image FILE or --cifar-index I")
     if args.input is not None:
         try:
-            array = np.load(args.input).astype(np.float32)
+            array = np.load(args.input, allow_pickle=False)
         except (OSError, ValueError) as err:
             raise AllconvError(f"{args.input}: not a .npy array ({err})") from None
+        if not isinstance(array, np.ndarray):
+            raise AllconvError(f"{args.input}: not a .npy array (an .npz archive)")
+        array = array.astype(np.float32)
         array = array[0] if array.ndim == 4 and len(array) == 1 else array
         check_sample(net, array.shape, f"--input {args.input}")
         return Picture(array, rescaled(array), f"{Path(args.input).name} (rescaled)")
