@@ -132,7 +132,7 @@ def top_patches(args) -> None:
         for j, (i, yx, signal) in enumerate(zip(images.tolist(), positions.tolist(), signals)):
             pixels = (np.moveaxis(crop(data.raw[i], window, yx), 0, -1) / 255.0
                       if data.raw is not None else rescaled(crop(data.whitened[i], window, yx)))
-            cells.append((f"filter {f}" if j == 0 else f"#{i}",
+            cells.append((f"filter {f}: #{i}" if j == 0 else f"#{i}",
                           [pixels, shown(crop(signal, window, yx))]))
         print(f"filter {f}: images {images.tolist()}, activations "
               f"{', '.join(f'{v:.3g}' for v in values.tolist())}")

@@ -50,13 +50,14 @@ def unit_figure(path, picture, rows: list[tuple[str, dict]], title: str) -> None
     plt = pyplot()
     methods = list(rows[0][1])
     fig, axes = plt.subplots(len(rows), len(methods) + 1, squeeze=False,
-                             figsize=(2.0 * (len(methods) + 1), 2.2 * len(rows) + 0.6))
+                             figsize=(2.0 * (len(methods) + 1), 1.9 * len(rows) + 0.9))
     for r, (label, signals) in enumerate(rows):
         _panel(axes[r, 0], picture.shown, picture.caption if r == 0 else None)
         axes[r, 0].set_ylabel(label, fontsize=8)
         for c, method in enumerate(methods, 1):
             _panel(axes[r, c], shown(signals[method]), method if r == 0 else None)
     fig.suptitle(f"{title}\n{SCALING}", fontsize=9)
+    fig.tight_layout()
     _save(fig, path)
 
 
