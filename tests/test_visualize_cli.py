@@ -10,6 +10,7 @@ from runtime import TEST, Net
 from runtime.cli_support import run_cli
 from runtime.data.preprocess import save_npz_source
 from runtime.reconstruction import METHODS, reconstruct, switched_net
+import visualize.cli
 from visualize.cli import main
 from visualize.run_folder import read_run
 
@@ -144,3 +145,21 @@ def test_bad_weights_source_is_one_line(tmp_path, capsys):
                                        "--input", "x.npy", "-o", str(tmp_path / "u.png")])
     err = capsys.readouterr().err
     assert code == 2 and "not a replicate run folder (no run.json)" in err
+
+
+def test_image_is_whitened_with_the_runs_whitening_and_shown_raw(files, monkeypatch, capsys):
+    from PIL import Image
+    from runtime.data.preprocess import Whitening
+    import visualize.inputs
+    d, net = files
+    rng = np.random.RandomState(3)
+    pixels = rng.randint(0, 256, (8, 8, 3)).astype(np.uint8)
+    Image.fromarray(pixels).save(d / "image.png")
+    whitening = Whitening(rng.randn(192), np.eye(192) + 0.01 * rng.randn(192, 192))
+    monkeypatch.setattr(visualize.inputs, "load_dataset",
+                        lambda data, dataset, split: visualize.inputs.Dataset(None, None, whitening))
+    args = visualize.cli.build_parser().parse_args(
+        ["unit", "--blob", "conv1", "--image", str(d / "image.png"), "-o", "u.png"])
+    picture = visualize.inputs.load_picture(args, net, "cifar10")
+    np.testing.assert_array_equal(picture.shown, pixels / 255.0)
+    np.testing.assert_allclose(picture.whitened, whitening(np.moveaxis(pixels, -1, 0)[None])[0])

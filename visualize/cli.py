@@ -65,7 +65,7 @@ def unit(args) -> None:
     activation = activations(net, args.blob, x)[0]
     chosen = choose_unit(activation, wanted, args.blob)
     value = float(activation[chosen])
-    nets = [("trained net", net, "")]
+    nets = [("net as given", net, "")]
     notes = []
     if args.switches:
         switched, notes = switched_net(net)
