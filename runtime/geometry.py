@@ -1,7 +1,9 @@
-"""Caffe's output-size arithmetic for convolution and pooling windows (one place for both)."""
+"""Caffe's output-size arithmetic for convolution and pooling windows (one place for both),
+and the receptive field such windows stack up to."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 
 def conv_output_size(size: int, kernel: int, pad: int, stride: int, dilation: int = 1) -> int:
@@ -17,3 +19,23 @@ def pool_output_size(size: int, kernel: int, pad: int, stride: int, round_up: bo
     if pad > 0 and (out - 1) * stride >= size + pad:
         out -= 1
     return out
+
+
+@dataclass(frozen=True)
+class Window:
+    """Along one axis, the input positions a blob's unit i sees: [start + i·jump, … + size).
+    The input blob itself is Window(0, 1, 1)."""
+
+    start: int = 0
+    size: int = 1
+    jump: int = 1
+
+    def through(self, kernel: int, pad: int, stride: int, dilation: int = 1) -> Window:
+        """The window of a conv or pooling layer's top whose bottom has this window."""
+        return Window(self.start - pad * self.jump,
+                      self.size + dilation * (kernel - 1) * self.jump, self.jump * stride)
+
+    def span(self, index: int, length: int) -> tuple[int, int]:
+        """Unit ``index``'s input interval [begin, end), clipped to an input of ``length``."""
+        begin = self.start + index * self.jump
+        return max(begin, 0), min(begin + self.size, length)

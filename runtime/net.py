@@ -343,6 +343,12 @@ class Net(nn.Module):
         self._check_inputs(inputs, lambda layer: True)
         return self._run(inputs, store=False)[2]
 
+    def blob_values(self, **inputs) -> dict:
+        """Every blob's latest value, with the autograd graph, storing nothing (for gradients
+        w.r.t. any blob, as visualisation takes them). Inputs are used as given, as in loss()."""
+        self._check_inputs(inputs, lambda layer: True)
+        return self._run(inputs, store=False)[0]
+
     def clear_param_diffs(self) -> None:
         """Drop the accumulated parameter gradients (Caffe's ClearParamDiffs)."""
         for p in self.learnable_params:

@@ -1,15 +1,60 @@
-"""ReLU (relu_layer.cpp): max(x, 0) + negative_slope·min(x, 0); gradient at 0 is the slope."""
+"""ReLU (relu_layer.cpp): max(x, 0) + negative_slope·min(x, 0); gradient at 0 is the slope.
+
+``rule`` picks the backward rule (Springenberg et al. 2015, Section 3.4). With input f, signal
+R from above and slope s, and g(v) = 1 if v > 0 else s:
+
+- ``backprop``: g(f)·R, the true gradient (the default; plain autograd);
+- ``deconvnet``: g(R)·R, the ReLU applied to the signal, whatever f was;
+- ``guided``: g(f)·g(R)·R, both masks.
+
+With s = 0 these are the paper's (f > 0)·R, (R > 0)·R and (f > 0)·(R > 0)·R; a leaky ReLU
+lets s times the signal through where a plain one blocks it, in each mask alike.
+"""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
+from runtime.errors import AllconvError
 from runtime.layers import Layer, register
+
+RULES = ("backprop", "deconvnet", "guided")
+
+
+def rule_backward(f: torch.Tensor, signal: torch.Tensor, slope: float, rule: str) -> torch.Tensor:
+    """The signal a ReLU with input ``f`` passes down under ``rule``."""
+    if rule not in RULES:
+        raise AllconvError(f"unknown ReLU backward rule {rule!r} (valid: {', '.join(RULES)})")
+    out = signal
+    if rule in ("backprop", "guided"):
+        out = torch.where(f > 0, out, slope * out)
+    if rule in ("deconvnet", "guided"):
+        out = torch.where(signal > 0, out, slope * out)
+    return out
+
+
+class _RuledReLU(torch.autograd.Function):
+    """Caffe's ReLU forward with a chosen backward rule."""
+
+    @staticmethod
+    def forward(ctx, x, slope, rule):
+        ctx.save_for_backward(x)
+        ctx.slope, ctx.rule = slope, rule
+        return F.leaky_relu(x, slope) if slope else F.relu(x)
+
+    @staticmethod
+    def backward(ctx, signal):
+        (x,) = ctx.saved_tensors
+        return rule_backward(x, signal, ctx.slope, ctx.rule), None, None
 
 
 @register("ReLU")
 class ReLU(Layer):
     def setup(self, bottom_shapes, generator):
         self.slope = self.param.relu_param.negative_slope
+        self.rule = "backprop"
 
     def forward(self, x):
+        if self.rule != "backprop":
+            return (_RuledReLU.apply(x, self.slope, self.rule),)
         return (F.leaky_relu(x, self.slope) if self.slope else F.relu(x),)

@@ -1,0 +1,225 @@
+"""Backprop, deconvnet and guided backpropagation against backward passes written out by hand
+with explicit masks; switches, receptive fields and the top-k dataset pass."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.nn.grad import conv2d_input
+
+from generator.render import NetOptions, render_net
+from generator.variants import get_variant
+from runtime import TEST, AllconvError, Net
+from runtime.geometry import Window
+from runtime.layers.relu import rule_backward
+from runtime.reconstruction import (METHODS, activations, choose_unit, parse_unit,
+                                    receptive_windows, reconstruct, relu_rule, switched_net,
+                                    top_units)
+
+SLOPE = 0.1
+# data -> conv1 (3x3 pad 1) -> in-place ReLU -> conv2 (3x3 stride 2 pad 1) -> in-place leaky ReLU
+CHAIN = f"""
+name: "chain"
+layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: 2 dim: 2 dim: 6 dim: 6 }} }} }}
+layer {{ name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param {{ num_output: 3 kernel_size: 3 pad: 1
+    weight_filler {{ type: "gaussian" std: 0.5 }} bias_filler {{ type: "gaussian" std: 0.3 }} }} }}
+layer {{ name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }}
+layer {{ name: "conv2" type: "Convolution" bottom: "conv1" top: "conv2"
+  convolution_param {{ num_output: 4 kernel_size: 3 pad: 1 stride: 2
+    weight_filler {{ type: "gaussian" std: 0.5 }} bias_filler {{ type: "gaussian" std: 0.3 }} }} }}
+layer {{ name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" relu_param {{ negative_slope: {SLOPE} }} }}
+"""
+# one ReLU top ("r1") feeding two convs whose tops are summed
+FORK = """
+name: "fork"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 2 dim: 5 dim: 5 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 3 kernel_size: 3 pad: 1
+    weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "r1" }
+layer { name: "a" type: "Convolution" bottom: "r1" top: "a"
+  convolution_param { num_output: 2 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "b" type: "Convolution" bottom: "r1" top: "b"
+  convolution_param { num_output: 2 kernel_size: 1 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "sum" type: "Eltwise" bottom: "a" bottom: "b" top: "sum" }
+layer { name: "relu2" type: "ReLU" bottom: "sum" top: "sum" }
+"""
+
+
+def masked(f, signal, slope, method):
+    """The paper's rules with explicit 0/1 masks; a leaky ReLU lets `slope` through instead of 0."""
+    def gate(positive):
+        return positive.float() + slope * (~positive).float()
+    if method == "backprop":
+        return gate(f > 0) * signal
+    if method == "deconvnet":
+        return gate(signal > 0) * signal
+    return gate(f > 0) * gate(signal > 0) * signal
+
+
+def weights(net, name):
+    return [p.data for p in net.params[name]]
+
+
+def seed(shape, units):
+    out = torch.zeros(shape)
+    for i, unit in enumerate(units):
+        out[(i,) + unit] = 1
+    return out
+
+
+@pytest.fixture(scope="module")
+def chain():
+    return Net(CHAIN, TEST, seed=3)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randn(2, 2, 6, 6, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_chain_matches_the_hand_written_backward(chain, images, method):
+    w1, b1 = weights(chain, "conv1")
+    w2, b2 = weights(chain, "conv2")
+    f1 = F.conv2d(images, w1, b1, padding=1)
+    f2 = F.conv2d(F.relu(f1), w2, b2, stride=2, padding=1)
+    units = [(1, 0, 2), (3, 2, 1)]
+    r = masked(f2, seed(f2.shape, units), SLOPE, method)     # through the in-place leaky relu2
+    r = conv2d_input(f1.shape, w2, r, stride=2, padding=1)
+    r = masked(f1, r, 0.0, method)
+    r = conv2d_input(images.shape, w1, r, padding=1)
+    got = reconstruct(chain, "conv2", images, method, units)
+    torch.testing.assert_close(got, r, rtol=1e-5, atol=1e-6)
+
+
+def test_the_methods_differ_where_their_masks_do(chain, images):
+    """At one ReLU, the four sign cases of (input f, signal R), for a plain and a leaky ReLU;
+    through the whole chain the three results all differ."""
+    f = torch.tensor([2.0, 2.0, -2.0, -2.0])
+    r = torch.tensor([3.0, -3.0, 3.0, -3.0])
+    passes = {"backprop": [1, 1, 0, 0], "deconvnet": [1, 0, 1, 0], "guided": [1, 0, 0, 0]}
+    for slope in (0.0, SLOPE):
+        for method, mask in passes.items():
+            want = r * torch.tensor([1.0 if m else slope for m in mask])
+            if method == "guided":   # blocked by both masks: slope squared
+                want[3] = r[3] * slope * slope
+            torch.testing.assert_close(rule_backward(f, r, slope, method), want)
+    got = {m: reconstruct(chain, "conv2", images, m, [(1, 0, 2), (3, 2, 1)]) for m in METHODS}
+    for a, b in [("backprop", "deconvnet"), ("backprop", "guided"), ("deconvnet", "guided")]:
+        assert (got[a] - got[b]).abs().max() > 1e-3, (a, b)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_relu_feeding_two_layers_gets_the_summed_signal(method):
+    net = Net(FORK, TEST, seed=7)
+    x = torch.randn(2, 2, 5, 5, generator=torch.Generator().manual_seed(1))
+    w1, b1 = weights(net, "conv1")
+    (wa, ba), (wb, bb) = weights(net, "a"), weights(net, "b")
+    f1 = F.conv2d(x, w1, b1, padding=1)
+    s = F.conv2d(F.relu(f1), wa, ba, padding=1) + F.conv2d(F.relu(f1), wb, bb)
+    units = [(0, 1, 1), (1, 3, 2)]
+    r = masked(s, seed(s.shape, units), 0.0, method)
+    r = conv2d_input(f1.shape, wa, r, padding=1) + conv2d_input(f1.shape, wb, r)
+    r = conv2d_input(x.shape, w1, masked(f1, r, 0.0, method), padding=1)
+    torch.testing.assert_close(reconstruct(net, "sum", x, method, units), r, rtol=1e-5, atol=1e-6)
+
+
+def test_rules_are_restored_and_training_backward_is_unchanged(chain, images):
+    with relu_rule(chain, "guided"):
+        assert {l.rule for l in chain.layers if l.type_name == "ReLU"} == {"guided"}
+    assert {l.rule for l in chain.layers if l.type_name == "ReLU"} == {"backprop"}
+    with pytest.raises(AllconvError, match="valid: backprop, deconvnet, guided"):
+        with relu_rule(chain, "saliency"):
+            pass
+
+
+def test_choosing_a_unit():
+    act = torch.zeros(3, 2, 4)
+    act[1, 1, 2] = act[2, 0, 0] = 5.0         # a tie: the first in row-major order wins
+    act[0, 1, 3] = 2.0
+    assert choose_unit(act, None) == (1, 1, 2)
+    assert choose_unit(act, (0,)) == (0, 1, 3)
+    assert choose_unit(act, (2, 1, 1)) == (2, 1, 1)
+    assert parse_unit("4") == (4,) and parse_unit("1,2,3") == (1, 2, 3)
+    with pytest.raises(AllconvError, match="out of range for blob 'b' of shape \\(3, 2, 4\\)"):
+        choose_unit(act, (3,), "b")
+    with pytest.raises(AllconvError, match="give C or C,Y,X"):
+        parse_unit("1,2")
+
+
+def small_switch_net():
+    return Net(CHAIN.replace("relu_param { negative_slope: 0.1 }", ""), TEST, seed=11)
+
+
+def test_switches_keep_every_later_blob_shape():
+    for variant, pool, count in (("all-c", "3x3 s2 pad 0", 2), ("imagenet", "3x3 s2 pad 1", 3)):
+        net = Net(render_net(get_variant(variant), NetOptions(deploy=True)), TEST, seed=0)
+        switched, notes = switched_net(net)
+        assert all(pool in note for note in notes) and len(notes) == count
+        for name, blob in net.blobs.items():
+            assert switched.blobs[name].shape == blob.shape, name
+        conv = next(n for n in notes).split(":")[0]
+        assert torch.equal(switched.params[conv][0].data, net.params[conv][0].data)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_switches_route_through_the_recorded_maxima(images, method):
+    net = small_switch_net()
+    switched, notes = switched_net(net)
+    assert notes == ["conv2: stride 1 + max-pool 3x3 s2 pad 0 (6->3)"]
+    w1, b1 = weights(net, "conv1")
+    w2, b2 = weights(net, "conv2")
+    f1 = F.conv2d(images, w1, b1, padding=1)
+    full = F.conv2d(F.relu(f1), w2, b2, padding=1)               # stride 1: (2, 4, 6, 6)
+    padded = F.pad(full, (0, 1, 0, 1), value=-float("inf"))      # Caffe's rounding up: 6 -> 3
+    units = [(1, 0, 2), (3, 2, 1)]
+    r_full = torch.zeros_like(full)
+    for i, (c, y, x) in enumerate(units):
+        window = padded[i, c, 2 * y:2 * y + 3, 2 * x:2 * x + 3]
+        dy, dx = divmod(int(torch.argmax(window)), 3)             # the switch: first maximum
+        pooled = window.max()
+        r_full[i, c, 2 * y + dy, 2 * x + dx] = masked(pooled, torch.tensor(1.0), 0.0, method)
+    r = conv2d_input(f1.shape, w2, r_full, padding=1)
+    r = conv2d_input(images.shape, w1, masked(f1, r, 0.0, method), padding=1)
+    torch.testing.assert_close(reconstruct(switched, "conv2", images, method, units), r,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_receptive_windows_of_all_cnn_c():
+    net = Net(render_net(get_variant("all-c"), NetOptions(deploy=True)), TEST, seed=0)
+    windows = receptive_windows(net)
+    assert windows["data"] == (Window(), Window())
+    assert windows["conv1"][0] == Window(-1, 3, 1)
+    assert windows["conv3"][0] == Window(-3, 7, 2)      # 3x3, 3x3, then 3x3 stride 2
+    assert windows["conv6"][1] == Window(-9, 19, 4)     # two more 3x3 at jump 2, then s2
+    assert windows["conv6"][0].span(0, 32) == (0, 10) and windows["conv6"][0].span(7, 32) == (19, 32)
+    assert windows["global_pool"] is None or windows["global_pool"][0].size >= 32
+
+
+def test_receptive_window_bounds_the_reconstruction(images):
+    """Every input position a conv2 unit's backprop reaches lies inside its window."""
+    net = Net(CHAIN, TEST, seed=3)
+    window = receptive_windows(net)["conv2"]
+    signal = reconstruct(net, "conv2", images, "deconvnet", [(0, 1, 2), (0, 1, 2)])
+    rows, cols = window[0].span(1, 6), window[1].span(2, 6)
+    inside = torch.zeros(6, 6, dtype=torch.bool)
+    inside[rows[0]:rows[1], cols[0]:cols[1]] = True
+    assert signal[:, :, inside].abs().sum() > 0 and not signal[:, :, ~inside].any()
+
+
+def test_top_units_are_the_true_top_k():
+    net = Net(CHAIN, TEST, seed=3)
+    data = np.random.RandomState(0).randn(23, 2, 6, 6).astype(np.float32)
+    data[17] = data[4]                                 # a tie: the earlier image ranks first
+    found = top_units(net, "conv2", data, [3, 0], k=5, batch_size=4, progress=False)
+    acts = activations(net, "conv2", torch.from_numpy(data))
+    for row, f in enumerate([3, 0]):
+        best = acts[:, f].flatten(1).max(1).values
+        order = sorted(range(len(data)), key=lambda i: (-float(best[i]), i))[:5]
+        assert found.images[row].tolist() == order
+        torch.testing.assert_close(found.values[row], best[order])
+        for i, (y, x) in zip(order, found.positions[row].tolist()):
+            assert acts[i, f, y, x] == best[i]
+    tied = top_units(net, "conv2", data, [0], k=23, batch_size=5, progress=False).images[0].tolist()
+    assert tied.index(4) == tied.index(17) - 1

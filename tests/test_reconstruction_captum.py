@@ -1,0 +1,53 @@
+"""Cross-check with Captum (skipped when it is not installed): guided backpropagation, the
+deconvnet rule and plain backprop of one unit, on a plain torch copy of a small net."""
+import pytest
+import torch
+from torch import nn
+
+from runtime import TEST, Net
+from runtime.reconstruction import reconstruct
+
+captum = pytest.importorskip("captum.attr")
+
+NET = """
+name: "plain"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 3 dim: 3 dim: 9 dim: 9 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1
+    weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "conv2" type: "Convolution" bottom: "conv1" top: "conv2"
+  convolution_param { num_output: 6 kernel_size: 3 pad: 1 stride: 2
+    weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
+layer { name: "conv3" type: "Convolution" bottom: "conv2" top: "conv3"
+  convolution_param { num_output: 5 kernel_size: 3
+    weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "relu3" type: "ReLU" bottom: "conv3" top: "conv3" }
+"""
+
+
+def torch_copy(net):
+    convs = [nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 6, 3, stride=2, padding=1),
+             nn.Conv2d(6, 5, 3)]
+    with torch.no_grad():
+        for conv, name in zip(convs, ("conv1", "conv2", "conv3")):
+            conv.weight.copy_(net.params[name][0].data)
+            conv.bias.copy_(net.params[name][1].data)
+    return nn.Sequential(*[m for c in convs for m in (c, nn.ReLU())])
+
+
+@pytest.mark.filterwarnings("ignore:Setting backward hooks")
+@pytest.mark.parametrize("method, attribution", [
+    ("guided", lambda m: captum.GuidedBackprop(m)),
+    ("deconvnet", lambda m: captum.Deconvolution(m)),
+    ("backprop", lambda m: captum.Saliency(m)),
+])
+def test_agrees_with_captum(method, attribution):
+    net = Net(NET, TEST, seed=4)
+    x = torch.randn(3, 3, 9, 9, generator=torch.Generator().manual_seed(2))
+    for unit in [(1, 0, 2), (4, 2, 1), (0, 1, 1)]:
+        ours = reconstruct(net, "conv3", x, method, [unit] * 3)
+        kwargs = {"abs": False} if method == "backprop" else {}
+        theirs = attribution(torch_copy(net)).attribute(x.clone().requires_grad_(), target=unit, **kwargs)
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)

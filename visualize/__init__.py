@@ -1,0 +1,1 @@
+"""`visualize`: the paper's Section 3.4 figures (backprop, deconvnet, guided backpropagation)."""

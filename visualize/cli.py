@@ -1,0 +1,223 @@
+"""`visualize`: reconstructions of one unit (unit), of every filter without an image (filters),
+and the dataset images that drive each filter hardest (top-patches)."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+from runtime.cli_support import Parser, run_cli
+from runtime.errors import AllconvError
+from runtime.proto import pb
+from runtime.reconstruction import (METHODS, activations, check_blob, choose_unit, input_blob,
+                                    parse_unit, receptive_windows, reconstruct, switched_net,
+                                    top_units)
+from visualize.figures import SCALING, check_png, grid_figure, shown, unit_figure
+from visualize.inputs import (check_sample, device_tensor, load_dataset, load_net, load_picture,
+                              rescaled)
+
+FILTER_BATCH = 64
+
+
+def parse_filters(text: str | None, channels: int) -> list[int]:
+    """``0-15``, ``3,7,9`` or a mix, as a list; None: every channel."""
+    if text is None:
+        return list(range(channels))
+    filters = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            filters += range(int(low), int(high or low) + 1)
+    except ValueError:
+        raise AllconvError(f"--filters {text!r}: give ranges and numbers, like 0-15 or 0,4,9") \
+            from None
+    bad = [f for f in filters if not 0 <= f < channels]
+    if bad or not filters:
+        raise AllconvError(f"--filters {text!r}: the blob has channels 0-{channels - 1}")
+    return filters
+
+
+def spatial_blob(net, blob: str) -> tuple[int, ...]:
+    check_blob(net, blob)
+    shape = net.blobs[blob].shape
+    if len(shape) != 4:
+        raise AllconvError(f"blob {blob!r} has shape {shape}; this needs a 4-d (N, C, H, W) blob")
+    return shape
+
+
+def crop(array: np.ndarray, window, unit_yx) -> np.ndarray:
+    """(C, H, W) cut to the receptive field of the unit at ``unit_yx`` (clipped to the image);
+    the whole array when the blob's units see the whole input."""
+    if window is None:
+        return array
+    (top, bottom), (left, right) = (w.span(i, n) for w, i, n in
+                                    zip(window, unit_yx, array.shape[1:]))
+    return array[:, top:bottom, left:right]
+
+
+def unit(args) -> None:
+    net, dataset = load_net(args)
+    check_blob(net, args.blob)
+    wanted = parse_unit(args.unit) if args.unit else None
+    picture = load_picture(args, net, dataset)
+    x = device_tensor(picture.whitened[None], net)
+    activation = activations(net, args.blob, x)[0]
+    chosen = choose_unit(activation, wanted, args.blob)
+    value = float(activation[chosen])
+    nets = [("net as given", net, "")]
+    notes = []
+    if args.switches:
+        switched, notes = switched_net(net)
+        nets.append(("with switches", switched, "_switches"))
+    rows, arrays = [], {}
+    for label, model, suffix in nets:
+        signals = {m: reconstruct(model, args.blob, x, m, [chosen]).cpu().numpy()
+                   for m in METHODS}
+        rows.append((label, {m: s[0] for m, s in signals.items()}))
+        arrays.update((m + suffix, s) for m, s in signals.items())
+    print(f"blob {args.blob} unit {chosen}: activation {value:.6g}")
+    for note in notes:
+        print(f"switches: {note}")
+    title = f"{net.name}: blob {args.blob}, unit {chosen} (activation {value:.3g})"
+    if notes:
+        title += "\nswitches: " + "; ".join(notes)
+    unit_figure(args.out, picture, rows, title)
+    _write_npz(args.npy, arrays)
+
+
+def filters(args) -> None:
+    net, _ = load_net(args)
+    shape = spatial_blob(net, args.blob)
+    last = max(i for i, layer in enumerate(net.layers) if args.blob in layer.tops)
+    pools = [layer.name for layer in net.layers[:last + 1] if layer.type_name == "Pooling"
+             and layer.method == pb.PoolingParameter.MAX]
+    if pools:
+        raise AllconvError(f"max-pooling ({', '.join(pools)}) below {args.blob!r}: the "
+                           "deconvnet reconstruction needs an image's switches; use `unit`")
+    chosen = parse_filters(args.filters, shape[1])
+    centre = (shape[2] // 2, shape[3] // 2)
+    window = receptive_windows(net)[args.blob]
+    sample = net.blobs[input_blob(net)].shape[1:]
+    signals = []
+    for start in range(0, len(chosen), FILTER_BATCH):
+        batch = chosen[start:start + FILTER_BATCH]
+        zeros = torch.zeros((len(batch),) + tuple(sample), device=net.device)
+        signals.append(reconstruct(net, args.blob, zeros, "deconvnet",
+                                   [(f,) + centre for f in batch]).cpu().numpy())
+    signals = np.concatenate(signals)
+    cells = [(str(f), [shown(crop(s, window, centre))]) for f, s in zip(chosen, signals)]
+    size = "x".join(map(str, crop(signals[0], window, centre).shape[1:]))
+    grid_figure(args.out, cells, f"{net.name}: deconvnet reconstructions of blob {args.blob}, "
+                f"unit {centre} of each filter, no image (cropped to its {size} receptive "
+                f"field)\n{SCALING}", columns=min(16, len(cells)))
+    print(f"{len(chosen)} filters of {args.blob}, centre unit {centre}, field {size}")
+    _write_npz(args.npy, {"deconvnet": signals, "filters": np.array(chosen)})
+
+
+def top_patches(args) -> None:
+    net, dataset = load_net(args)
+    shape = spatial_blob(net, args.blob)
+    chosen = parse_filters(args.filters or f"0-{min(16, shape[1]) - 1}", shape[1])
+    data = load_dataset(args.data, dataset, args.split)
+    check_sample(net, data.whitened.shape[1:], f"a {args.split} image of --data")
+    top = top_units(net, args.blob, data.whitened, chosen, args.k, args.batch_size)
+    window = receptive_windows(net)[args.blob]
+    cells, guided = [], []
+    for f, values, images, positions in zip(chosen, *top):
+        x = device_tensor(data.whitened[images.numpy()], net)
+        units = [(f,) + tuple(int(p) for p in yx) for yx in positions]
+        signals = reconstruct(net, args.blob, x, "guided", units).cpu().numpy()
+        guided.append(signals)
+        for j, (i, yx, signal) in enumerate(zip(images.tolist(), positions.tolist(), signals)):
+            pixels = (np.moveaxis(crop(data.raw[i], window, yx), 0, -1) / 255.0
+                      if data.raw is not None else rescaled(crop(data.whitened[i], window, yx)))
+            cells.append((f"filter {f}: #{i}" if j == 0 else f"#{i}",
+                          [pixels, shown(crop(signal, window, yx))]))
+        print(f"filter {f}: images {images.tolist()}, activations "
+              f"{', '.join(f'{v:.3g}' for v in values.tolist())}")
+    grid_figure(args.out, cells, f"{net.name}: the {args.k} {args.split} images with the highest "
+                f"activation of each filter of {args.blob}, cropped to the unit's receptive field,"
+                f" beside its guided backpropagation\n{SCALING}", columns=args.k)
+    _write_npz(args.npy, {"guided": np.stack(guided), "filters": np.array(chosen),
+                          "values": top.values.numpy(), "images": top.images.numpy(),
+                          "positions": top.positions.numpy()})
+
+
+def _write_npz(path, arrays: dict) -> None:
+    if path is None:
+        return
+    try:
+        np.savez(path, **arrays)
+    except OSError as err:
+        raise AllconvError(f"cannot write {path}: {err.strerror or err}") from None
+    print(f"wrote {path}: {', '.join(arrays)}")
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="visualize", description="Backprop, deconvnet and guided backpropagation "
+               "pictures (Springenberg et al. 2015, Section 3.4) for any net the runtime loads.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    u = sub.add_parser("unit", help="one unit's reconstruction by each method (Figures 4-6)")
+    f = sub.add_parser("filters", help="deconvnet reconstruction of each filter's centre unit, "
+                                       "without an image (Figure 2)")
+    t = sub.add_parser("top-patches", help="the k images that drive each filter hardest, "
+                                           "beside their guided reconstructions (Figure 3)")
+    for s in (u, f, t):
+        g = s.add_argument_group("net")
+        g.add_argument("--prototxt", help="net prototxt (an Input layer, or Data layers)")
+        g.add_argument("--weights", help=".caffemodel for --prototxt")
+        g.add_argument("--run", help="a replicate run folder: its net and newest checkpoint")
+        g.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10",
+                       help="whose whitening --image and --data get with --prototxt "
+                            "(default cifar10; --run knows its own)")
+        g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                       help="cpu or cuda (default: cuda when available)")
+        s.add_argument("--blob", required=True, help="a blob as Caffe names it (a layer's top)")
+        s.add_argument("-o", "--out", required=True, type=_png, help="the figure, .png")
+        s.add_argument("--npy", metavar="OUT.npz", help="also write the raw reconstructions")
+    u.add_argument("--unit", help="C,Y,X; or C (its strongest position); default: the "
+                                  "blob's strongest unit")
+    u.add_argument("--switches", action="store_true",
+                   help="add a row for the net whose stride-2 convs are stride 1 + max-pool")
+    u.add_argument("--input", help="X.npy, an array of the input blob's shape, used as given")
+    u.add_argument("--image", help="a PNG/JPG of the input's size, whitened like the run's data")
+    u.add_argument("--cifar-index", type=int, metavar="I", help="test image I of --data")
+    for s in (u, t):
+        s.add_argument("--data", help="CIFAR folder (whitened as the harness does) or a .npz "
+                                      "Data-layer source (used as it is)")
+    for s in (f, t):
+        s.add_argument("--filters", help="0-15, 3,7 or a mix (default: all; top-patches: the first 16)")
+    t.add_argument("--k", type=int, default=10, help="images per filter (default 10)")
+    t.add_argument("--split", choices=("test", "train"), default="test")
+    t.add_argument("--batch-size", type=_positive, default=500, help="images per forward pass")
+    u.set_defaults(action=unit)
+    f.set_defaults(action=filters)
+    t.set_defaults(action=top_patches)
+    return p
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+def _png(text: str) -> str:
+    check_png(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.action(args)
+    return 0
+
+
+def entry_point() -> None:
+    sys.exit(run_cli(main, "visualize"))
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,82 @@
+"""The three figures as PNG: one unit's reconstructions (Figures 4-6), filters (Figure 2),
+top patches (Figure 3). Every reconstruction is shown with one stated display scaling."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from generator.draw import pyplot
+from runtime.errors import AllconvError
+
+SCALING = "reconstructions: 0.5 + 0.5·r / max|r| per panel (0 is grey)"
+
+
+def shown(signal: np.ndarray) -> np.ndarray:
+    """A reconstruction (C, H, W) as an RGB (or grey) image in [0, 1], zero at 0.5."""
+    peak = float(np.abs(signal).max())
+    image = 0.5 + 0.5 * signal / (peak if peak > 0 else 1.0)
+    image = np.moveaxis(image, 0, -1)
+    return image[..., 0] if image.shape[-1] == 1 else image
+
+
+def _panel(ax, image, title=None, fontsize=8):
+    ax.imshow(np.clip(image, 0, 1), interpolation="nearest",
+              cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=fontsize)
+
+
+def _save(fig, path) -> None:
+    plt = pyplot()
+    try:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    except OSError as err:
+        raise AllconvError(f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        plt.close(fig)
+
+
+def check_png(path) -> None:
+    if Path(path).suffix.lower() != ".png":
+        raise AllconvError(f"-o {path}: the figure must end in .png")
+
+
+def unit_figure(path, picture, rows: list[tuple[str, dict]], title: str) -> None:
+    """The input, then one reconstruction per method; one row per net (``rows``: label and
+    ``{method: (C, H, W)}``)."""
+    plt = pyplot()
+    methods = list(rows[0][1])
+    fig, axes = plt.subplots(len(rows), len(methods) + 1, squeeze=False,
+                             figsize=(2.0 * (len(methods) + 1), 1.9 * len(rows) + 0.9))
+    for r, (label, signals) in enumerate(rows):
+        _panel(axes[r, 0], picture.shown, picture.caption if r == 0 else None)
+        axes[r, 0].set_ylabel(label, fontsize=8)
+        for c, method in enumerate(methods, 1):
+            _panel(axes[r, c], shown(signals[method]), method if r == 0 else None)
+    fig.suptitle(f"{title}\n{SCALING}", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def grid_figure(path, cells: list[tuple[str, list[np.ndarray]]], title: str,
+                columns: int) -> None:
+    """Cells of equal-size panels in a grid; each cell is a label over its images (side by
+    side). Used for filters (one image per cell) and top patches (patch, reconstruction)."""
+    plt = pyplot()
+    per_cell = max(len(images) for _, images in cells)
+    rows = -(-len(cells) // columns)
+    fig, axes = plt.subplots(rows, columns * per_cell, squeeze=False,
+                             figsize=(0.9 * columns * per_cell, 1.05 * rows + 0.8))
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (label, images) in enumerate(cells):
+        row, col = divmod(i, columns)
+        for j, image in enumerate(images):
+            ax = axes[row, col * per_cell + j]
+            ax.axis("on")
+            _panel(ax, image, label if j == 0 else None, fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path)
