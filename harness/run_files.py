@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from generator.render import NetOptions, render_net
+from generator.variants import get_variant
 from runtime.data import cifar, preprocess
 from runtime.errors import AllconvError
 
@@ -62,8 +64,15 @@ class RunFolder:
     weights: Path
 
     @property
-    def deploy(self) -> Path:
-        return self.path / DEPLOY
+    def deploy(self) -> str:
+        """The deploy net's prototxt text: the folder's ``deploy.prototxt``, or for a run made
+        before runs wrote one, the row's net rendered from the spec in run.json."""
+        if (self.path / DEPLOY).is_file():
+            return (self.path / DEPLOY).read_text()
+        spec = _spec(self.path, self.config)
+        classes = 100 if spec["dataset"] == "cifar100" else None
+        return render_net(get_variant(spec["variant"]), NetOptions(num_classes=classes,
+                                                                   deploy=True))
 
     @property
     def dataset(self) -> str:
@@ -110,21 +119,30 @@ def read_run_folder(run_dir, weights=None) -> RunFolder:
     if not (path / RUN_JSON).is_file():
         raise AllconvError(f"{path}: not a replicate run folder (no {RUN_JSON})")
     config = _read_json(path / RUN_JSON)
-    if PROVENANCE not in config or not (path / DEPLOY).is_file():
-        raise AllconvError(f"{path}: the run folder has no {DEPLOY} or no provenance in "
-                           f"{RUN_JSON} (made before runs wrote them); use --prototxt and "
-                           "--weights")
+    # a run made before runs recorded provenance: its dataset from the spec, no whitening known
+    provenance = config.get(PROVENANCE) or {"commit": None, "whitening": None,
+                                             "dataset": _spec(path, config)["dataset"]}
     if weights is None:
         snapshots = sorted(path.glob("*_iter_*.caffemodel"), key=_snapshot_iter)
         if not snapshots:
             raise AllconvError(f"{path}: no snapshot (*_iter_N.caffemodel) in the run folder; "
                                "give --weights")
         weights = snapshots[-1]
-    return RunFolder(path, config, config[PROVENANCE], Path(weights))
+    return RunFolder(path, config, provenance, Path(weights))
 
 
 def _snapshot_iter(path: Path) -> int:
     return int(re.search(r"_iter_(\d+)\.caffemodel$", path.name).group(1))
+
+
+def _spec(path: Path, config: dict) -> dict:
+    """The row's spec TOML that run.json holds."""
+    try:
+        spec = tomllib.loads(config["spec"])
+        get_variant(spec["variant"])
+        return spec
+    except (KeyError, TypeError, tomllib.TOMLDecodeError) as err:
+        raise AllconvError(f"{path / RUN_JSON}: cannot read the row's spec ({err})") from None
 
 
 def _read_json(path: Path) -> dict:

@@ -12,7 +12,7 @@ from runtime.data.preprocess import save_npz_source
 from runtime.reconstruction import METHODS, reconstruct, switched_net
 import visualize.cli
 from visualize.cli import main
-from visualize.run_folder import read_run
+from harness.run_files import read_run_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 NET = """
@@ -111,9 +111,9 @@ def test_read_run_takes_the_newest_checkpoint(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"row": "table3/all-cnn-c", "spec": spec}))
     for it in (8, 40, 12):
         (tmp_path / f"checkpoint_iter_{it}.caffemodel").write_bytes(b"")
-    run = read_run(tmp_path)
+    run = read_run_folder(tmp_path)    # a run made before runs wrote deploy.prototxt
     assert run.weights.name == "checkpoint_iter_40.caffemodel" and run.dataset == "cifar10"
-    assert 'type: "Input"' in run.deploy_prototxt and "conv9" in run.deploy_prototxt
+    assert 'type: "Input"' in run.deploy and "conv9" in run.deploy
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -13,7 +13,7 @@ from runtime.errors import AllconvError
 from runtime.net import Net
 from runtime.proto import pb
 from runtime.reconstruction import input_blob
-from visualize.run_folder import read_run
+from harness.run_files import read_run_folder
 
 
 class Dataset(NamedTuple):
@@ -33,7 +33,8 @@ def load_net(args) -> tuple[Net, str]:
     if args.run is not None:
         if args.prototxt or args.weights:
             raise AllconvError("give --run or --prototxt/--weights, not both")
-        prototxt, weights, dataset = read_run(args.run)
+        run = read_run_folder(args.run)
+        prototxt, weights, dataset = run.deploy, run.weights, run.dataset
     elif args.prototxt and args.weights:
         prototxt, weights, dataset = args.prototxt, args.weights, args.dataset
     else:
