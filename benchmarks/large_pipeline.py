@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -21,24 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from generator.render import NetOptions, render_net  # noqa: E402
 from generator.variants import get_variant  # noqa: E402
 from runtime import TRAIN, Net  # noqa: E402
+from benchmarks.timing import timed  # noqa: E402
 from runtime.cli_support import Parser, run_cli  # noqa: E402
 from runtime.data.large_augment import LargeAugment, large_batch  # noqa: E402
 from runtime.errors import AllconvError  # noqa: E402
 
 SCHEDULE_IMAGES = 350 * 50_000
 
-
-def seconds_per_call(step, iters: int, warmup: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / iters
 
 
 def build_parser() -> Parser:
@@ -67,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                              generator=generator)
 
     raw = images(args.augment_batch)
-    augment_s = seconds_per_call(lambda: large_batch(raw, cfg, generator), 5, 1, device)
+    augment_s = timed(lambda: large_batch(raw, cfg, generator), 5, 1, device)
     augment_rate = args.augment_batch / augment_s
 
     def feed(n):
@@ -76,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     feed.sample_shape = (3, 126, 126)
     text = render_net(get_variant("large-all-cnn"), NetOptions(batch_size=batch))
     net = Net(text, TRAIN, seed=0, feeds=feed).to(device)
-    train_s = seconds_per_call(net.forward_backward, iters, 0 if cpu else 3, device)
+    train_s = timed(net.forward_backward, iters, 0 if cpu else 3, device)
     train_rate = batch / train_s
     print(f"Large All-CNN on {device} (torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads)")

@@ -17,7 +17,6 @@ import json
 import multiprocessing
 import sys
 import tempfile
-import time
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +30,7 @@ from harness.report import git_commit  # noqa: E402
 from harness.specs import SPECS_DIR, load_spec  # noqa: E402
 from harness.train import (PRECISIONS, Data, Run, RunOptions, resolve_device,  # noqa: E402
                            resolve_precision, set_precision)
+from benchmarks.timing import timed  # noqa: E402
 from runtime.cli_support import Parser, run_cli  # noqa: E402
 from runtime.errors import AllconvError  # noqa: E402
 from runtime.files import atomic_write_bytes  # noqa: E402
@@ -50,19 +50,6 @@ def all_cnn_c() -> nn.Sequential:
         *conv(192, 192, 3, pad=0), *conv(192, 192, 1), *conv(192, 10, 1),
         nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
-
-def timed(step, iters: int, warmup: int, device: torch.device) -> float:
-    """Seconds per call of ``step`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / iters
 
 
 def data_sizes(args, device) -> tuple[int, int]:
