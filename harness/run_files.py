@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generator.render import NetOptions, render_net
+from harness.datasets import PIPELINES
 from runtime.data import cifar, preprocess
 from runtime.errors import AllconvError
 
@@ -31,8 +32,10 @@ def record_run_files(run_dir: Path, spec, opts) -> None:
     opts_net = NetOptions(num_classes=spec.num_classes, deploy=True, init=spec.init)
     (run_dir / DEPLOY).write_text(render_net(spec.variant, opts_net))
     config = json.loads((run_dir / RUN_JSON).read_text())
+    whitened = PIPELINES[spec.augmentation].whitened
     config[PROVENANCE] = {"commit": git_commit(), "dataset": spec.dataset,
-                          "whitening": _whitening_identity(spec.dataset, opts)}
+                          "whitening": _whitening_identity(spec.dataset, opts) if whitened
+                          else None}
     (run_dir / RUN_JSON).write_text(json.dumps(config, indent=1))
 
 
