@@ -223,3 +223,25 @@ def test_in_memory_tensors_still_train_a_cifar_row():
     plain, plain_y = TrainFeed(data.train_images, data.train_labels, 0)(6)
     assert x.shape == (6, 3, 32, 32) and torch.equal(y, plain_y) and y.dtype == torch.float32
     assert not torch.equal(x, plain)   # flipped and shifted
+
+
+def test_an_imagenet_run_resumes_with_the_same_batches(tmp_path, data_root):
+    """The ImageNet feed's order, position and generator go into the loop's checkpoint: a run
+    stopped after its first evaluation and resumed ends with the weights of one trained
+    straight through."""
+    from harness.train import RunOptions, train
+    from runtime.caffemodel import read_weights
+    spec = load_spec(IMAGENET)
+    opts = RunOptions(lr=0.001, epochs=3 / 32, eval_every=1 / 32, batch_size=1, eval_limit=2,
+                      data_dir=str(data_root), device="cpu", progress=False, checkpoint_every=1)
+    straight = train(spec, opts, tmp_path / "straight")
+    assert straight["iterations"] == 3 and "top5_error" in straight
+    stopped = train(spec, dataclasses.replace(opts, time_limit=0), tmp_path / "resumed")
+    assert stopped["finished"] is False and stopped["iter"] == 1
+    resumed = train(spec, dataclasses.replace(opts, resume=True), tmp_path / "resumed")
+    assert resumed["test_loss"] == straight["test_loss"]
+    a = read_weights(tmp_path / "straight" / "checkpoint_iter_3.caffemodel")
+    b = read_weights(tmp_path / "resumed" / "checkpoint_iter_3.caffemodel")
+    for layer in a:
+        for x, y in zip(a[layer], b[layer]):
+            np.testing.assert_array_equal(x, y)
