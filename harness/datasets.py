@@ -4,11 +4,12 @@ augmentation into data on the device, a training feed and test batches.
 Each augmentation names a `Pipeline`: the datasets it reads, the input size it makes (checked
 against the variant registry when a spec loads) and its parameters' table, if any.
 
-| augmentation | held on the device | training feed | test batches |
-|---|---|---|---|
-| none, flip-translate | GCN+ZCA-whitened CIFAR | `TrainFeed` (flips and shifts of at most 5 px) | as they are |
-| large | raw uint8 CIFAR | `TrainFeed` through `large_batch` (the 126 frame, distorted) | centred in the frame, unscaled, one pass |
-| imagenet-crop-mirror | the ImageFolder's file list | `ImageNetFeed` (random 227 crop, mirror) | the centre 227 crop |
+- ``none``, ``flip-translate``: the GCN+ZCA-whitened CIFAR held on the device, `TrainFeed`
+  (with flips and shifts of at most 5 px), test images as they are;
+- ``large``: raw uint8 CIFAR on the device, `TrainFeed` through `large_batch` (the 126 frame,
+  distorted), test images centred in the frame, unscaled, one pass;
+- ``imagenet-crop-mirror``: the ImageFolder's file lists, `ImageNetFeed` (random 227 crop,
+  mirror) for training, the centre 227 crop of ``val/`` for testing.
 
 `load_data` reads what a row needs (rows with the same `data_key` share it); `row_data` gives a
 run its `RowData`.
