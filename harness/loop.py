@@ -145,10 +145,10 @@ class Loop:
         if self.log is not None:
             self.log.write(record)
             if metrics["never_predicted"]:
-                names = run.data.classes
+                never = [run.data.classes[c] for c in metrics["never_predicted"]]
+                more = f" and {len(never) - 10} more" if len(never) > 10 else ""
                 self.bar.write(f"warning: {self.bar.label}, epoch {run.epoch:.2f}: classes "
-                               "never predicted: "
-                               + ", ".join(names[c] for c in metrics["never_predicted"]))
+                               f"never predicted: {', '.join(never[:10])}{more}")
         self.loss_sum.zero_()
         self.count = 0
         return record

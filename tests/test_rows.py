@@ -81,6 +81,10 @@ def test_every_listed_row_starts_a_smoke_run(tmp_path, data_root, capsys):
                      "--epochs", str(1 / 32), "--batch-size", "1", "--eval-limit", "2",
                      "--device", "cpu", "--out", str(out), "--no-progress"])
     assert code == 0
+    # a never-predicted warning names at most 10 classes (ImageNet has 1000)
+    warning = next(line for line in capsys.readouterr().err.splitlines()
+                   if line.startswith("warning: table6/imagenet"))
+    assert re.search(r"never predicted: (n\d{8}, ){9}n\d{8} and 9\d\d more$", warning)
     specs = [s for rows in load_tables().values() for s in rows]
     assert len(specs) == 16
     for spec in specs:
