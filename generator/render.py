@@ -58,7 +58,9 @@ class NetOptions:
 
 @dataclass(frozen=True)
 class SolverOptions:
-    """The training schedule. Epoch-based schedules are converted to iterations."""
+    """The training schedule. Epoch-based schedules are converted to iterations; an iteration
+    schedule (Table 6) keeps its own unless ``epochs`` or the test or snapshot interval are given
+    (the harness's shorter runs), which are converted alike."""
 
     net_path: str
     base_lr: float | None = None
@@ -103,14 +105,17 @@ def _schedule_context(variant: Variant, net_opts: NetOptions, opts: SolverOption
     common = dict(lr_policy=sched.lr_policy, gamma=0.1, base_lr=opts.base_lr or sched.base_lr,
                   weight_decay=sched.weight_decay, display=100,
                   test_iter=math.ceil(variant.test_size / net_opts.test_batch_size))
+    per_epoch = (opts.train_size or variant.train_size) / net_opts.batch_size
     if sched.unit == "iteration":
+        def iterations(epochs: float | None, default: float) -> int:
+            return round(default) if epochs is None else max(1, round(epochs * per_epoch))
         return dict(common, stepvalues=[], stepsize=round(sched.steps[0]),
-                    max_iter=round(sched.length), test_interval=round(sched.test_every),
-                    snapshot=round(sched.snapshot_every),
+                    max_iter=iterations(opts.epochs, sched.length),
+                    test_interval=iterations(opts.test_every_epochs, sched.test_every),
+                    snapshot=iterations(opts.snapshot_every_epochs, sched.snapshot_every),
                     schedule_note=f"{sched.source}: {sched.length:,.0f} iterations of batch "
                                   f"{variant.batch_size}, lr {sched.base_lr:g} / 10 every "
                                   f"{sched.steps[0]:,.0f}, weight decay {sched.weight_decay:g}.")
-    per_epoch = (opts.train_size or variant.train_size) / net_opts.batch_size
     epochs = opts.epochs or sched.length
     steps = opts.step_epochs if opts.step_epochs is not None else sched.steps
     return dict(common, stepsize=0, stepvalues=[round(e * per_epoch) for e in steps],

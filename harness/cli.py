@@ -14,10 +14,11 @@ from pathlib import Path
 from runtime.distributed import (SINGLE, Ranks, from_environment, launched_by_torchrun,
                                  local_device)
 from harness.report import row_result, write_row, write_table_readme
-from harness.specs import SPECS_DIR, Spec, load_tables, select, table_key
+from harness.specs import SPECS_DIR, Spec, load_tables, select
 from harness.loop import DeferredInterrupt, Diverged
-from harness.train import (PRECISIONS, Data, RunOptions, check_trainable, load_data,
-                           resolve_device, train)
+from harness.datasets import data_key
+from harness.train import (PRECISIONS, RunOptions, check_trainable, load_data, resolve_device,
+                           train)
 from runtime.cli_support import Parser, run_cli
 from runtime.errors import AllconvError
 
@@ -33,6 +34,8 @@ def build_parser() -> Parser:
                epilog="examples:\n  replicate --list\n  replicate all-cnn-c\n"
                       "  replicate table3 --lr-search --rows-in-parallel 2\n"
                       "  replicate all-cnn-c --epochs 5        (a SMOKE run, never a replication)\n"
+                      "  replicate imagenet --data /data/imagenet --epochs 0.0001 "
+                      "--eval-limit 100\n"
                       "  replicate all-cnn-c --time-limit 500 ; replicate all-cnn-c --resume\n"
                       "  torchrun --nproc_per_node 2 $(which replicate) all-cnn-c\n"
                       "  replicate table3 --lr-search --shard 0/4 ; ... ; "
@@ -50,7 +53,8 @@ def build_parser() -> Parser:
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="DIR",
                    help="folder holding the CIFAR release (default: the XDG cache, "
-                        "downloaded when online)")
+                        "downloaded when online); for ImageNet (table6) an ImageFolder tree "
+                        "DIR/train/<wnid>/*.JPEG, DIR/val/<wnid>/*.JPEG (required)")
     g.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the md5 check of the CIFAR files (for hand-made test data)")
     g = p.add_argument_group("training")
@@ -60,6 +64,10 @@ def build_parser() -> Parser:
     g.add_argument("--lr", type=float, help="train at this lr instead of the spec's")
     g.add_argument("--epochs", type=float, metavar="N",
                    help="train this many epochs; fewer than the spec's makes a SMOKE run")
+    g.add_argument("--batch-size", type=int, metavar="N",
+                   help="train at this batch instead of the spec's (a SMOKE run)")
+    g.add_argument("--eval-limit", type=int, metavar="N",
+                   help="evaluate on the first N test images only (a SMOKE run)")
     g.add_argument("--eval-every", type=float, default=1.0, metavar="EPOCHS",
                    help="evaluate every this many epochs (default 1)")
     g.add_argument("--checkpoint-every", type=int, default=10, metavar="EVALS",
@@ -120,7 +128,7 @@ def _check_args(args) -> None:
     if args.lr is not None and args.lr_search:
         raise AllconvError("--lr conflicts with --lr-search: give one")
     for name in ("epochs", "eval_every", "checkpoint_every", "rows_in_parallel", "lr",
-                 "time_limit"):
+                 "time_limit", "batch_size", "eval_limit"):
         value = getattr(args, name)
         if value is not None and value <= 0 and not (name == "time_limit" and value == 0):
             raise AllconvError(f"--{name.replace('_', '-')} must be positive, not {value:g}")
@@ -163,12 +171,12 @@ def run_jobs(jobs: list[tuple[Spec, RunOptions, Path]], parallel: int,
     ``parallel`` at a time in spawned processes. A Ctrl-C stops every running job after its
     iteration (each checkpoints) and starts no other."""
     if parallel == 1:
-        loaded: dict[str, Data] = {}
+        loaded = {}
         results = []
         for spec, opts, run_dir in jobs:
-            if spec.dataset not in loaded:
-                loaded[spec.dataset] = load_data(spec, opts, resolve_device(opts.device))
-            results.append(run_job(spec, opts, run_dir, loaded[spec.dataset], ranks))
+            if data_key(spec) not in loaded:
+                loaded[data_key(spec)] = load_data(spec, opts, resolve_device(opts.device))
+            results.append(run_job(spec, opts, run_dir, loaded[data_key(spec)], ranks))
             if results[-1].get("interrupted"):
                 break
         return results
@@ -203,7 +211,7 @@ def job_list(args, specs: list[Spec]) -> list[tuple[Spec, RunOptions, Path]]:
     """Every (row, lr) run of the command, in --list order, with its run folder."""
     jobs = []
     for spec in specs:
-        smoke = spec.is_smoke(args.epochs)
+        smoke = spec.is_smoke(args.epochs, args.batch_size, args.eval_limit)
         for lr in spec.training.lr_grid if args.lr_search else [args.lr or spec.training.lr]:
             opts = RunOptions(lr=lr, epochs=args.epochs, precision=args.precision,
                               device=args.device, seed=args.seed, eval_every=args.eval_every,
@@ -211,7 +219,8 @@ def job_list(args, specs: list[Spec]) -> list[tuple[Spec, RunOptions, Path]]:
                               verify=args.verify, resume=args.resume,
                               time_limit=args.time_limit, compile=args.compile,
                               **default_levers(args),
-                              progress=args.progress, batch_per_process=args.batch_per_process)
+                              progress=args.progress, batch_per_process=args.batch_per_process,
+                              batch_size=args.batch_size, eval_limit=args.eval_limit)
             run_dir = args.out / spec.table / spec.name / f"lr-{lr:g}{'-smoke' if smoke else ''}"
             jobs.append((spec, opts, run_dir))
     return jobs
@@ -231,18 +240,12 @@ def read_run(run_dir: Path) -> dict:
 
 
 def _selected_specs(args, tables) -> list[Spec]:
-    """The targets' rows; a row named on its own that cannot run is an error (exit status 2),
-    a named table's such row is skipped with a note."""
-    named_tables = {table_key(t) for t in args.targets} & {table_key(t) for t in tables}
-    specs = []
-    for spec in select(args.targets, tables):
-        try:
-            check_trainable(spec)
-            specs.append(spec)
-        except AllconvError as err:
-            if table_key(spec.table) not in named_tables:
-                raise
-            print(f"replicate: skipping {err}", file=sys.stderr)
+    """The targets' rows; one that cannot run (ImageNet without --data) is an error before any
+    row trains (exit status 2), whether named on its own or in its table."""
+    specs = select(args.targets, tables)
+    if not args.report:
+        for spec in specs:
+            check_trainable(spec, args.data)
     return specs
 
 
@@ -303,7 +306,8 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
         if not done:
             print(f"replicate: {spec.key}: no run finished yet", file=sys.stderr)
             continue
-        result = row_result(spec, done, spec.is_smoke(args.epochs), args.lr_search, command)
+        smoke = spec.is_smoke(args.epochs, args.batch_size, args.eval_limit)
+        result = row_result(spec, done, smoke, args.lr_search, command)
         if missing:
             result["incomplete_grid"] = {f"{lr:g}": why for lr, why in missing.items()}
             result["status"] = "INCOMPLETE"

@@ -7,20 +7,20 @@ the position in it and the generator, so a restored feed continues with the same
 """
 from __future__ import annotations
 
-import torch
+from typing import Callable
 
-from runtime.data import augment
+import torch
 
 
 class TrainFeed:
-    """Batches of ``images`` (N, C, H, W) and float ``labels`` on their device; ``flip_translate``
-    adds the paper's flips and translations of at most 5 pixels."""
+    """Batches of ``images`` (N, C, H, W) and float ``labels`` on their device, through
+    ``transform(images, generator, draws, part)`` when given: a batch transform on the device
+    that draws its randomness for ``draws`` images and returns the positions ``part``."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, flip_translate: bool,
-                 seed: int):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, seed: int,
+                 transform: Callable | None = None):
         self.images, self.labels = images, labels.float()
-        self.flip_translate = flip_translate
-        self.sample_shape = tuple(images.shape[1:])
+        self.transform = transform
         self.generator = torch.Generator(images.device).manual_seed(seed)
         self.order, self.cursor = self._permutation(), 0
 
@@ -32,7 +32,7 @@ class TrainFeed:
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """The next ``batch_size`` samples, or only the positions ``part`` of them (a
         process's slice of a global batch); the augmentation is drawn for the whole batch,
-        so a sample's flip and shift do not depend on how the batch is split."""
+        so a sample's distortion does not depend on how the batch is split."""
         parts, need = [], batch_size
         while need:
             if self.cursor == len(self.order):
@@ -44,9 +44,8 @@ class TrainFeed:
         index = parts[0] if len(parts) == 1 else torch.cat(parts)
         part = part or slice(0, batch_size)
         images = self.images[index[part]]
-        if self.flip_translate:
-            shifts, flips = augment.draw(batch_size, self.generator)
-            images = augment.apply(images, shifts[part], flips[part])
+        if self.transform is not None:
+            images = self.transform(images, self.generator, batch_size, part)
         return images, self.labels[index[part]]
 
     def state_dict(self) -> dict:

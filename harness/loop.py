@@ -12,7 +12,6 @@ import torch
 from tqdm import tqdm
 
 from harness.metrics import MetricsLog
-from runtime.data.cifar import class_names
 from runtime.errors import AllconvError
 
 TICK_SECONDS = 2.0     # the progress bar and the divergence flag are read this often
@@ -146,17 +145,17 @@ class Loop:
         if self.log is not None:
             self.log.write(record)
             if metrics["never_predicted"]:
-                names = class_names(run.spec.dataset)
+                never = [run.data.classes[c] for c in metrics["never_predicted"]]
+                more = f" and {len(never) - 10} more" if len(never) > 10 else ""
                 self.bar.write(f"warning: {self.bar.label}, epoch {run.epoch:.2f}: classes "
-                               "never predicted: "
-                               + ", ".join(names[c] for c in metrics["never_predicted"]))
+                               f"never predicted: {', '.join(never[:10])}{more}")
         self.loss_sum.zero_()
         self.count = 0
         return record
 
     def diverged(self, iteration: int, loss: float = float("nan")) -> None:
         run = self.run
-        epoch = iteration * run.global_batch / len(run.data.train_images)
+        epoch = iteration * run.global_batch / run.data.train_size
         if self.log is not None:
             self.log.write({"iter": iteration, "epoch": round(epoch, 4), "event": "diverged",
                             "loss": str(loss), "smoke": run.smoke})

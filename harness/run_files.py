@@ -19,6 +19,7 @@ from pathlib import Path
 
 from generator.render import NetOptions, render_net
 from generator.variants import get_variant
+from harness.datasets import PIPELINES
 from runtime.data import cifar, preprocess
 from runtime.errors import AllconvError
 
@@ -33,8 +34,10 @@ def record_run_files(run_dir: Path, spec, opts) -> None:
     opts_net = NetOptions(num_classes=spec.num_classes, deploy=True, init=spec.init)
     (run_dir / DEPLOY).write_text(render_net(spec.variant, opts_net))
     config = json.loads((run_dir / RUN_JSON).read_text())
+    whitened = PIPELINES[spec.augmentation].whitened
     config[PROVENANCE] = {"commit": git_commit(), "dataset": spec.dataset,
-                          "whitening": _whitening_identity(spec.dataset, opts)}
+                          "whitening": _whitening_identity(spec.dataset, opts) if whitened
+                          else None}
     (run_dir / RUN_JSON).write_text(json.dumps(config, indent=1))
 
 

@@ -7,6 +7,7 @@ The schema is documented in reproductions/README.md.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from dataclasses import dataclass
@@ -14,13 +15,14 @@ from pathlib import Path
 
 from generator.render import Filler, Init
 from generator.variants import Variant, get_variant
+from harness.datasets import PIPELINES
 from runtime.errors import AllconvError
 from runtime.proto import pb
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "reproductions"
 
 DATASETS = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
-AUGMENTATIONS = ("none", "flip-translate", "large", "imagenet-crop-mirror")
+AUGMENTATIONS = tuple(PIPELINES)
 UNITS = ("epoch", "iteration")
 SOURCES = ("quoted", "recalled", "chosen", "counted")
 
@@ -40,9 +42,10 @@ SCHEMA = {
         "bias_value": (_NUMBER, True), "weight_lr_mult": (_NUMBER, True),
         "weight_decay_mult": (_NUMBER, True), "bias_lr_mult": (_NUMBER, True),
         "bias_decay_mult": (_NUMBER, True)}, True),
-    "sources": ({key: (str, key != "params") for key in (
+    "augment": (dict, False),
+    "sources": ({**{key: (str, key != "params") for key in (
         "error", "params", "counted_params", "lr_grid", "lr", "schedule", "batch_size",
-        "init")}, True),
+        "init")}, "augment": (dict, False)}, True),
 }
 
 
@@ -80,7 +83,8 @@ class Spec:
     paper: Paper
     training: Training
     init: Init
-    sources: dict[str, str]
+    sources: dict
+    augment: object = None    # the pipeline's parameters (its ``params`` class), if it has any
 
     @property
     def num_classes(self) -> int:
@@ -90,9 +94,21 @@ class Spec:
     def key(self) -> str:
         return f"{self.table}/{self.name}"
 
-    def is_smoke(self, epochs: float | None) -> bool:
-        """A run of ``epochs`` (None: the spec's length) shorter than the spec's is a smoke run."""
-        return epochs is not None and epochs < self.training.length
+    @property
+    def epochs(self) -> float:
+        """The run's length in epochs of the variant's training set (an iteration length is
+        converted at the spec's batch)."""
+        t = self.training
+        return t.length if t.unit == "epoch" else \
+            t.length * t.batch_size / self.variant.train_size
+
+    def is_smoke(self, epochs: float | None, batch_size: int | None = None,
+                 eval_limit: int | None = None) -> bool:
+        """A run shorter than the spec's (``epochs``), at another batch, or evaluated on fewer
+        test images than the variant's test set is a smoke run; None leaves the spec's."""
+        return ((epochs is not None and epochs < self.epochs)
+                or (batch_size is not None and batch_size != self.training.batch_size)
+                or (eval_limit is not None and eval_limit < self.variant.test_size))
 
 
 def _check_keys(data: dict, schema: dict, path: Path, where: str) -> None:
@@ -142,6 +158,53 @@ def _init(data: dict, path: Path) -> Init:
                 bias_lr_mult=data["bias_lr_mult"], bias_decay_mult=data["bias_decay_mult"])
 
 
+def _check_fit(variant: Variant, dataset: str, augmentation: str, path: Path) -> None:
+    """The dataset, augmentation and variant fit together: the pipeline reads the dataset, the
+    variant (the registry entry) takes its class count and the pipeline's input size."""
+    pipeline = PIPELINES[augmentation]
+    if dataset not in pipeline.datasets:
+        raise AllconvError(f"{path}: 'augmentation' {augmentation!r} reads "
+                           f"{', '.join(pipeline.datasets)}, not 'dataset' {dataset!r}")
+    if DATASETS[dataset] not in variant.classes:
+        raise AllconvError(f"{path}: 'dataset' {dataset!r} has {DATASETS[dataset]} classes; "
+                           f"variant {variant.name!r} takes "
+                           f"{' or '.join(map(str, variant.classes))}")
+    if pipeline.input_size != variant.input_size:
+        raise AllconvError(f"{path}: 'augmentation' {augmentation!r} makes "
+                           f"{pipeline.input_size}x{pipeline.input_size} inputs; variant "
+                           f"{variant.name!r} takes {variant.input_size}x{variant.input_size}")
+
+
+def _augment(data: dict, augmentation: str, path: Path):
+    """The pipeline's parameters from ``[augment]``, every one given, each with a
+    ``[sources.augment]`` entry "KIND: reason" (KIND one of SOURCES)."""
+    params = PIPELINES[augmentation].params
+    table, sources = data.get("augment"), data["sources"].get("augment")
+    if params is None:
+        if table is not None or sources is not None:
+            raise AllconvError(f"{path}: augmentation {augmentation!r} takes no [augment] "
+                               "table or 'sources.augment'")
+        return None
+    fields = [f.name for f in dataclasses.fields(params)]
+    for where, given in (("augment", table), ("sources.augment", sources)):
+        if given is None:
+            raise AllconvError(f"{path}: missing table [{where}] (augmentation "
+                               f"{augmentation!r}: {', '.join(fields)})")
+        missing = [f for f in fields if f not in given]
+        if missing:
+            raise AllconvError(f"{path}: missing key '{where}.{missing[0]}'")
+    config = params.from_table(table, f"{path}: [augment]")
+    for key, text in sources.items():
+        if key not in fields:
+            raise AllconvError(f"{path}: unknown key 'sources.augment.{key}'; valid keys: "
+                               f"{', '.join(fields)}")
+        kind, _, why = text.partition(":") if isinstance(text, str) else ("", "", "")
+        if kind not in SOURCES or not why.strip():
+            raise AllconvError(f"{path}: 'sources.augment.{key}' must read 'KIND: reason' "
+                               f"with KIND one of {', '.join(SOURCES)}, not {text!r}")
+    return config
+
+
 def load_spec(path: str | Path) -> Spec:
     """Read and validate one row's TOML file; every problem is an AllconvError naming file and key."""
     path = Path(path)
@@ -156,13 +219,14 @@ def load_spec(path: str | Path) -> Spec:
     except AllconvError as err:
         raise AllconvError(f"{path}: 'variant': {err}") from None
     dataset = _choice(data["dataset"], DATASETS, path, "dataset")
-    if (dataset == "imagenet") != (variant.name == "imagenet"):
-        raise AllconvError(f"{path}: 'dataset' {dataset!r} does not fit variant {variant.name!r}")
+    augmentation = _choice(data["augmentation"], AUGMENTATIONS, path, "augmentation")
+    _check_fit(variant, dataset, augmentation, path)
     paper, train, sources = data["paper"], data["training"], data["sources"]
     if ("params" in paper) != ("params" in sources):
         raise AllconvError(f"{path}: 'sources.params' must be given exactly when 'paper.params' is")
     for key, value in sources.items():
-        _choice(value, SOURCES, path, f"sources.{key}")
+        if key != "augment":
+            _choice(value, SOURCES, path, f"sources.{key}")
     training = Training(batch_size=train["batch_size"],
                         lr_grid=_numbers(train["lr_grid"], path, "training.lr_grid"),
                         lr=float(train["lr"]), unit=_choice(train["unit"], UNITS, path,
@@ -179,10 +243,11 @@ def load_spec(path: str | Path) -> Spec:
                            f"length {training.length:g}")
     return Spec(path=path, table=path.parent.name, name=path.stem, order=data["order"],
                 title=data["title"], variant=variant, dataset=dataset,
-                augmentation=_choice(data["augmentation"], AUGMENTATIONS, path, "augmentation"),
+                augmentation=augmentation,
                 paper=Paper(float(paper["error"]), paper.get("params"), paper["counted_params"],
                             float(paper["tolerance"]), paper["tolerance_why"]),
-                training=training, init=_init(data["init"], path), sources=dict(sources))
+                training=training, init=_init(data["init"], path), sources=dict(sources),
+                augment=_augment(data, augmentation, path))
 
 
 def load_tables(root: str | Path = SPECS_DIR) -> dict[str, list[Spec]]:

@@ -20,21 +20,19 @@ import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 
 from generator.render import NetOptions, SolverOptions, render_net, render_solver
 from runtime.distributed import SINGLE, Ranks
-from harness.feed import TrainFeed
+from harness.datasets import Data, ImageFolders, check_trainable, row_data
+from harness import datasets
 from harness.loop import DeferredInterrupt, Loop, Progress
 from harness.metrics import MetricsLog, class_metrics, plot_curves
 from harness.run_files import record_run_files, run_settings
 from harness.specs import Spec
 from runtime import TEST, TRAIN
 from runtime.caffemodel import write_binary
-from runtime.data import prepared_cifar
-from runtime.data.cifar import class_names
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes
 from runtime.lr_policy import CaffeLR
@@ -43,9 +41,10 @@ from runtime.optim import CaffeSGD, read_solver_state
 from runtime.prototxt import read_net, read_solver
 from runtime.proto import pb
 from runtime.rng import net_rng_state, set_net_rng_state
+from runtime.topk import topk_errors
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
-EVAL_BATCH = 500
+EVAL_BATCH = 500        # test images per forward at 32x32; fewer for larger inputs, same pixels
 CHECKPOINT = "checkpoint"
 STATE_FORMAT = "allconv-harness-state-1"
 
@@ -71,13 +70,8 @@ class RunOptions:
     progress: bool = True
     position: int = 0
     batch_per_process: bool = False
-
-
-class Data(NamedTuple):
-    train_images: torch.Tensor
-    train_labels: torch.Tensor
-    test_images: torch.Tensor
-    test_labels: torch.Tensor
+    batch_size: int | None = None
+    eval_limit: int | None = None
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -106,19 +100,9 @@ def set_precision(precision: str) -> None:
     torch.backends.cuda.matmul.fp32_precision = mode
 
 
-def check_trainable(spec: Spec) -> None:
-    """The harness trains the CIFAR rows with no or flip-and-translate augmentation."""
-    if spec.dataset not in ("cifar10", "cifar100"):
-        raise AllconvError(f"{spec.key}: the harness trains CIFAR only, not {spec.dataset}")
-    if spec.augmentation not in ("none", "flip-translate"):
-        raise AllconvError(f"{spec.key}: augmentation {spec.augmentation!r} is not implemented "
-                           "(the harness does flips and translations of at most 5 px)")
-
-
-def load_data(spec: Spec, opts: RunOptions, device: torch.device) -> Data:
-    """The GCN+ZCA whitened dataset, cached on disk by runtime.data, moved to ``device``."""
-    prepared = prepared_cifar(spec.dataset, opts.data_dir, device=device, verify=opts.verify)
-    return Data(*(torch.from_numpy(a).to(device) for a in prepared[:4]))
+def load_data(spec: Spec, opts: RunOptions, device: torch.device) -> Data | ImageFolders:
+    """The data the row trains on (harness/datasets.py)."""
+    return datasets.load_data(spec, opts.data_dir, opts.verify, device)
 
 
 def device_name(device: torch.device) -> str:
@@ -159,13 +143,15 @@ class Run:
     the `CaffeLR` schedule, and the feed; ``step`` trains one iteration of ``ranks.world``
     processes' global batch."""
 
-    def __init__(self, spec: Spec, opts: RunOptions, data: Data, run_dir: Path,
+    def __init__(self, spec: Spec, opts: RunOptions, data: Data | ImageFolders, run_dir: Path,
                  device: torch.device, precision: str, ranks: Ranks = SINGLE):
-        self.spec, self.opts, self.data, self.dir, self.ranks = spec, opts, data, run_dir, ranks
-        self.epochs = opts.epochs or spec.training.length
-        self.smoke = spec.is_smoke(opts.epochs)
-        self.global_batch = spec.training.batch_size * (ranks.world if opts.batch_per_process
-                                                        else 1)
+        self.spec, self.opts, self.dir, self.ranks = spec, opts, run_dir, ranks
+        self.data = row_data(spec, data, device)
+        self.epochs = opts.epochs or spec.epochs
+        self.smoke = spec.is_smoke(opts.epochs, opts.batch_size, opts.eval_limit)
+        self.test_size = min(self.data.test_size, opts.eval_limit or self.data.test_size)
+        self.global_batch = (opts.batch_size or spec.training.batch_size) * (
+            ranks.world if opts.batch_per_process else 1)
         if self.global_batch % ranks.world:
             raise AllconvError(f"the batch of {self.global_batch} does not split into "
                                f"{ranks.world} processes; use --batch-per-process")
@@ -173,10 +159,11 @@ class Run:
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
                          if precision == "bf16" else nullcontext())
         net_param, self.solver_param = self._prototxt()
-        shape = tuple(data.train_images.shape[1:])
+        shape = self.data.sample_shape
         self.net = Net(input_net(net_param, TRAIN, self.batch_size, shape), TRAIN,
                        seed=opts.seed).to(device)
-        self.eval_batch = min(EVAL_BATCH, len(data.test_images))
+        self.eval_batch = min(max(1, EVAL_BATCH * 32 * 32 // (shape[1] * shape[2])),
+                              self.test_size)
         self.eval_net = Net(input_net(net_param, TEST, self.eval_batch, shape), TEST,
                             seed=opts.seed).to(device)
         self.net.retain_blob_diffs = False
@@ -189,8 +176,7 @@ class Run:
                            if l.param.type == "SoftmaxWithLoss")
         self.optimizer = CaffeSGD.from_solver(self.solver_param, self.net)
         self.schedule = CaffeLR(self.optimizer, self.solver_param)
-        self.feed = TrainFeed(data.train_images, data.train_labels,
-                              spec.augmentation == "flip-translate", opts.seed)
+        self.feed = self.data.feed(opts.seed)
         self.loss = ranks.wrap(LossOf(self.net))
         if opts.compile or opts.cuda_graphs:
             self.loss = torch.compile(self.loss,
@@ -209,7 +195,7 @@ class Run:
             net_path=str(net_path), base_lr=self.opts.lr, epochs=self.epochs,
             step_epochs=spec.training.steps, test_every_epochs=self.opts.eval_every,
             snapshot_prefix=str(self.dir / CHECKPOINT), seed=self.opts.seed,
-            train_size=len(self.data.train_images)))
+            train_size=self.data.train_size))
         if self.ranks.is_main:
             net_path.write_text(net_text)
             solver_path.write_text(solver_text)
@@ -225,7 +211,7 @@ class Run:
 
     @property
     def epoch(self) -> float:
-        return self.iter * self.global_batch / len(self.data.train_images)
+        return self.iter * self.global_batch / self.data.train_size
 
     def step(self) -> torch.Tensor:
         """One Caffe iteration on this process's slice of the next global batch: forward,
@@ -248,12 +234,11 @@ class Run:
 
     @torch.no_grad()
     def evaluate(self, progress=None) -> dict:
-        """Test loss and class_metrics over the whole test set, with the TEST-phase net;
-        ``progress(done, total)`` is called after each batch."""
-        images, labels = self.data.test_images, self.data.test_labels
-        scores, loss = [], 0.0
-        for start in range(0, len(images), self.eval_batch):
-            x, y = images[start:start + self.eval_batch], labels[start:start + self.eval_batch]
+        """Test loss, class_metrics and the dataset's top-k errors over the test set (its first
+        ``eval_limit`` images), with the TEST-phase net; ``progress(done, total)`` is called
+        after each batch."""
+        scores, labels, loss, done = [], [], 0.0, 0
+        for x, y in self.data.test_batches(self.eval_batch, self.test_size):
             if len(x) != self.eval_net.blobs["data"].shape[0]:
                 self.eval_net.blobs["data"].reshape(*x.shape)
                 self.eval_net.blobs["label"].reshape(len(x))
@@ -263,10 +248,15 @@ class Run:
                                             label=y)
             loss += out["loss"].float() * len(x)
             scores.append(self.eval_net.blobs[self.scores].data.float().reshape(len(x), -1))
+            labels.append(y)
+            done += len(x)
             if progress is not None:
-                progress(start + len(x), len(images))
-        metrics = class_metrics(torch.cat(scores), labels)
-        return {"test_loss": float(loss) / len(images), "test_error": metrics.pop("error"),
+                progress(done, self.test_size)
+        scores, labels = torch.cat(scores), torch.cat(labels)
+        metrics = class_metrics(scores, labels)
+        topk = {f"top{k}_error": e for k, e in topk_errors(scores, labels, self.data.topk).items()
+                if k > 1}
+        return {"test_loss": float(loss) / done, "test_error": metrics.pop("error"), **topk,
                 **metrics}
 
     def checkpoint(self) -> Path:
@@ -335,7 +325,9 @@ def _snapshot_iter(path: Path) -> int:
 def run_config(spec: Spec, opts: RunOptions, precision: str, ranks: Ranks = SINGLE) -> dict:
     """What a checkpoint must have been made with to be resumed."""
     return {"row": spec.key, "lr": opts.lr, "epochs": opts.epochs or spec.training.length,
-            "seed": opts.seed, "precision": precision, "batch_size": spec.training.batch_size,
+            "seed": opts.seed, "precision": precision,
+            "batch_size": opts.batch_size or spec.training.batch_size,
+            "eval_limit": opts.eval_limit,
             "eval_every": opts.eval_every, "checkpoint_every": opts.checkpoint_every,
             "processes": ranks.world, "batch_per_process": opts.batch_per_process,
             "spec": spec.path.read_text()}
@@ -362,7 +354,8 @@ def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
     """Train ``spec`` at ``opts.lr`` in ``run_dir`` and return the run's result. ``finished`` is
     False when ``time_limit`` stopped it (``resume`` continues it); Diverged at the first
     non-finite loss; KeyboardInterrupt after checkpointing on Ctrl-C."""
-    check_trainable(spec)
+    if data is None:
+        check_trainable(spec, opts.data_dir)
     device = resolve_device(opts.device)
     precision = resolve_precision(opts.precision, device)
     set_precision(precision)
@@ -418,7 +411,7 @@ def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
     plot_curves(log.records(), run_dir / "curves.png",
                 f"{spec.title} ({spec.key}), lr {opts.lr:g}" + (" - SMOKE RUN" if run.smoke else ""),
                 spec.paper.error, spec.paper.tolerance)
-    result = _result(run, last, precision, device, class_names(spec.dataset))
+    result = _result(run, last, precision, device, run.data.classes)
     (run_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result
 
@@ -447,10 +440,11 @@ def _result(run: Run, last: dict, precision: str, device: torch.device, names) -
         "options": {k: getattr(opts, k) for k in ("compile", "cuda_graphs", "channels_last")},
         "device": device_name(device), "torch": torch.__version__,
         "wall_seconds": last["seconds"], "test_error": last["test_error"],
+        **{k: v for k, v in last.items() if re.fullmatch(r"top\d+_error", k)},
         "test_loss": last["test_loss"], "per_class_accuracy": dict(zip(names, last["per_class"])),
         "never_predicted": [names[c] for c in last["never_predicted"]],
         "dead_class_units": [names[c] for c in last["dead_units"]],
         "params_counted": sum(p.numel() for p in run.net.learnable_params),
-        "train_size": len(run.data.train_images), "test_size": len(run.data.test_images),
+        "train_size": run.data.train_size, "test_size": run.test_size,
         "run_dir": str(run.dir),
     }

@@ -340,16 +340,24 @@ def test_cli_errors_are_one_line(capsys):
     assert "--epochs must be positive" in capsys.readouterr().err
 
 
-def test_cli_lists_rows_and_skips_untrainable_ones(capsys, tmp_path):
+def test_cli_lists_rows_and_a_row_without_its_data_is_an_error(capsys, tmp_path):
     assert cli.main(["--list"]) == 0
     listing = capsys.readouterr().out
     assert "table3/all-cnn-c" in listing and "table6/imagenet" in listing
-    assert cli.main(["table6", "--out", str(tmp_path)]) == 0
-    captured = capsys.readouterr()
-    assert "skipping table6/imagenet: the harness trains CIFAR only" in captured.err
-    # named on its own, a row that cannot run is an error: exit status 2, one line
-    assert cli.run_cli(cli.main, "replicate", ["table6/imagenet", "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.count("\n") == 1
+    # ImageNet is never downloaded: without --data its row, alone or in its table, stops
+    # before anything trains with one line and exit status 2, never a skip
+    for target in ("table6", "imagenet", "table6/imagenet"):
+        assert cli.run_cli(cli.main, "replicate", [target, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err == ("replicate: error: table6/imagenet needs --data DIR: an ImageFolder tree "
+                       "with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (ImageNet is not "
+                       "downloaded)\n")
+    assert cli.run_cli(cli.main, "replicate", ["table3", "table6", "--data", str(tmp_path),
+                                               "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"replicate: error: table6/imagenet: {tmp_path}/train: no "
+                                       "such folder (--data must hold train/<wnid>/*.JPEG and "
+                                       "val/<wnid>/*.JPEG)\n")
+    assert not (tmp_path / "table3").exists()
 
 
 def test_curves_mark_each_lr_drop_at_the_first_evaluation_after_it(tmp_path):

@@ -173,15 +173,24 @@ class ImageNetFeed:
             need -= len(take)
         return torch.cat(parts)
 
-    def __call__(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, batch_size: int, part: slice | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next ``batch_size`` images, or only the positions ``part`` of them (a process's
+        slice of a global batch: the crops are drawn for the whole batch, the slice decoded)."""
         index = self._next_indices(batch_size)
-        images = load_batch(self.folder, index, self.device, self.pool, self.resize_mode)
         offsets, flips = draw_crops(len(index), RESIZE, self.train, self.generator)
+        part = part or slice(0, len(index))
+        index, offsets, flips = index[part], offsets[part], flips[part]
         offsets, flips = offsets.to(self.device), flips.to(self.device)
+        images = load_batch(self.folder, index, self.device, self.pool, self.resize_mode)
         mean = self.mean if self.mean.shape[-1] == 1 else crop_mirror(
             self.mean.expand(len(index), -1, -1, -1), offsets, flips)
         data = crop_mirror(images, offsets, flips).float().sub_(mean)
         return data, self.folder.labels[index].float().to(self.device)
+
+    def rewind(self) -> None:
+        """Start a new pass (TEST: from the first file again)."""
+        self.order, self.cursor = self._order(), 0
 
     def state_dict(self) -> dict:
         return {"order": self.order.clone(), "cursor": self.cursor,

@@ -117,12 +117,15 @@ def frame(images: torch.Tensor, a: torch.Tensor, shift: torch.Tensor
 
 
 def colour(framed: torch.Tensor, mask: torch.Tensor, grid: torch.Tensor, cfg: LargeAugment,
-           generator: torch.Generator) -> torch.Tensor:
-    """Per-image colour shift, channel mixing and x/y colour gradients on the image pixels."""
-    n, c = framed.shape[:2]
+           generator: torch.Generator, draws: int | None = None, part: slice | None = None
+           ) -> torch.Tensor:
+    """Per-image colour shift, channel mixing and x/y colour gradients on the image pixels;
+    drawn for ``draws`` images (default: the batch's), of which ``part`` are these."""
+    n, c = draws or len(framed), framed.shape[1]
+    part = part or slice(0, n)
     dev = generator.device
     def normal(*shape, std):
-        return std * torch.randn(shape, generator=generator, device=dev)
+        return std * torch.randn(shape, generator=generator, device=dev)[part]
     mix = torch.eye(c, device=dev) + normal(n, c, c, std=cfg.colour_mix / c)
     offset = normal(n, c, 1, 1, std=cfg.colour_shift)
     gx, gy = (normal(n, c, 1, 1, std=cfg.colour_gradient) for _ in range(2))
@@ -131,18 +134,20 @@ def colour(framed: torch.Tensor, mask: torch.Tensor, grid: torch.Tensor, cfg: La
     return out * mask
 
 
-def large_batch(images: torch.Tensor, cfg: LargeAugment, generator: torch.Generator | None
-                ) -> torch.Tensor:
+def large_batch(images: torch.Tensor, cfg: LargeAugment, generator: torch.Generator | None,
+                draws: int | None = None, part: slice | None = None) -> torch.Tensor:
     """The Large All-CNN input (n, 3, 126, 126) of uint8 CIFAR images (n, 3, 32, 32) on their
-    device; ``generator`` (on that device) draws the distortions, None with ``LargeAugment.off()``."""
+    device; ``generator`` (on that device) draws the distortions, None with ``LargeAugment.off()``.
+    The distortions are drawn for ``draws`` images (default n), of which ``part`` are these
+    ``images`` (a process's slice of a global batch keeps the distortions of its positions)."""
     x = scale_pixels(images)
     n = len(x)
     if cfg == LargeAugment.off():
         eye = torch.eye(2, device=x.device).expand(n, 2, 2)
         return frame(x, eye, torch.zeros(n, 2, device=x.device))[0]
-    a, shift = draw_geometry(n, cfg, generator)
-    framed, mask, grid = frame(x, a, shift)
+    part = part or slice(0, n)
+    a, shift = draw_geometry(draws or n, cfg, generator)
+    framed, mask, grid = frame(x, a[part], shift[part])
     if cfg.colour_shift or cfg.colour_mix or cfg.colour_gradient:
-        framed = colour(framed, mask, grid, cfg, generator)
+        framed = colour(framed, mask, grid, cfg, generator, draws, part)
     return framed
-

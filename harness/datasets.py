@@ -1,0 +1,183 @@
+"""What a row trains and tests on: the one place the harness turns a row's dataset and
+augmentation into data on the device, a training feed and test batches.
+
+Each augmentation names a `Pipeline`: the datasets it reads, the input size it makes (checked
+against the variant registry when a spec loads) and its parameters' table, if any.
+
+- ``none``, ``flip-translate``: the GCN+ZCA-whitened CIFAR held on the device, `TrainFeed`
+  (with flips and shifts of at most 5 px), test images as they are;
+- ``large``: raw uint8 CIFAR on the device, `TrainFeed` through `large_batch` (the 126 frame,
+  distorted), test images centred in the frame, unscaled, one pass;
+- ``imagenet-crop-mirror``: the ImageFolder's file lists, `ImageNetFeed` (random 227 crop,
+  mirror) for training, the centre 227 crop of ``val/`` for testing.
+
+`load_data` reads what a row needs (rows with the same `data_key` share it); `row_data` gives a
+run its `RowData`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
+
+import torch
+
+from harness.feed import TrainFeed
+from runtime.data import augment, cifar, prepared_cifar
+from runtime.data.imagenet import CROP, Folder, ImageNetFeed, scan
+from runtime.data.large_augment import FRAME, IMAGE, LargeAugment, large_batch
+from runtime.errors import AllconvError
+
+if TYPE_CHECKING:
+    from harness.specs import Spec
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One augmentation: the datasets it reads, the side of the square input it feeds the net,
+    whether it reads the GCN+ZCA-whitened CIFAR, and the class of its spec table ``[augment]``
+    (None: it takes no parameters)."""
+
+    datasets: tuple[str, ...]
+    input_size: int
+    whitened: bool
+    params: type | None = None
+
+
+CIFAR = ("cifar10", "cifar100")
+PIPELINES = {
+    "none": Pipeline(CIFAR, IMAGE, True),
+    "flip-translate": Pipeline(CIFAR, IMAGE, True),
+    "large": Pipeline(CIFAR, FRAME, False, LargeAugment),
+    "imagenet-crop-mirror": Pipeline(("imagenet",), CROP, False),
+}
+
+
+class Data(NamedTuple):
+    """A dataset held in tensors on the device (CIFAR, whitened or raw, or any given in memory)."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+
+
+class ImageFolders(NamedTuple):
+    """An ImageFolder tree's two splits and the per-channel mean subtracted from them."""
+
+    train: Folder
+    val: Folder
+    mean: torch.Tensor
+
+
+@dataclass(frozen=True)
+class RowData:
+    """What a run needs of its data. ``feed(seed)`` makes the training feed
+    (``feed(batch, part) -> (data, labels)`` with ``state_dict``); ``test_batches(batch, limit)``
+    yields the first ``limit`` test images in order as (data, labels); ``topk`` are the
+    top-k errors the run reports."""
+
+    classes: tuple[str, ...]
+    train_size: int
+    test_size: int
+    sample_shape: tuple[int, int, int]
+    feed: Callable[[int], object]
+    test_batches: Callable[[int, int], Iterator[tuple[torch.Tensor, torch.Tensor]]]
+    topk: tuple[int, ...] = (1,)
+
+
+def check_trainable(spec: Spec, data_dir: str | None) -> None:
+    """A row whose data cannot be had is an AllconvError before anything trains: ImageNet is
+    never downloaded, so it needs ``data_dir`` holding ``train/`` and ``val/``."""
+    if spec.dataset != "imagenet":
+        return
+    if data_dir is None:
+        raise AllconvError(f"{spec.key} needs --data DIR: an ImageFolder tree with "
+                           "train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (ImageNet is not "
+                           "downloaded)")
+    for split in ("train", "val"):
+        if not (Path(data_dir) / split).is_dir():
+            raise AllconvError(f"{spec.key}: {Path(data_dir) / split}: no such folder (--data "
+                               f"must hold train/<wnid>/*.JPEG and val/<wnid>/*.JPEG)")
+
+
+def data_key(spec: Spec) -> tuple[str, bool]:
+    """Rows with the same key train on the same loaded data."""
+    return spec.dataset, PIPELINES[spec.augmentation].whitened
+
+
+def load_data(spec: Spec, data_dir: str | None, verify: bool, device: torch.device
+              ) -> Data | ImageFolders:
+    """The data ``spec`` trains on: CIFAR on ``device`` (GCN+ZCA-whitened and cached on disk by
+    runtime.data, or raw uint8 for the Large pipeline), or the ImageFolder tree's file lists."""
+    check_trainable(spec, data_dir)
+    if spec.dataset == "imagenet":
+        return _image_folders(spec, data_dir)
+    if PIPELINES[spec.augmentation].whitened:
+        arrays = prepared_cifar(spec.dataset, data_dir, device=device, verify=verify)[:4]
+    else:
+        arrays = [a for split in cifar.SPLITS
+                  for a in cifar.load_cifar(spec.dataset, split, data_dir, verify)]
+    return Data(*(torch.from_numpy(a).to(device) for a in arrays))
+
+
+def _image_folders(spec: Spec, data_dir: str) -> ImageFolders:
+    """Both splits of the tree; it must have the row's class count. The mean is the variant's
+    per-channel ``mean_value`` (BGR), as the generated prototxt's transform_param has it."""
+    train = scan(data_dir, "train")
+    if len(train.classes) != spec.num_classes:
+        raise AllconvError(f"{train.root} has {len(train.classes)} class folders; {spec.key} "
+                           f"trains {spec.num_classes} classes")
+    mean = torch.tensor(spec.variant.transform.mean_values, dtype=torch.float32)
+    return ImageFolders(train, scan(data_dir, "val", train.classes), mean)
+
+
+def row_data(spec: Spec, data: Data | ImageFolders, device: torch.device) -> RowData:
+    """The run's view of ``data`` through the row's augmentation."""
+    if isinstance(data, ImageFolders):
+        return _folder_rows(data, device)
+    classes = cifar.class_names(spec.dataset)
+    if spec.augmentation == "large":
+        return _tensor_rows(data, classes, _large(spec.augment), _large(LargeAugment.off()),
+                            (3, FRAME, FRAME))
+    transform = _flip_translate if spec.augmentation == "flip-translate" else None
+    return _tensor_rows(data, classes, transform, None, tuple(data.train_images.shape[1:]))
+
+
+def _flip_translate(images: torch.Tensor, generator: torch.Generator, draws: int,
+                    part: slice) -> torch.Tensor:
+    shifts, flips = augment.draw(draws, generator)
+    return augment.apply(images, shifts[part], flips[part])
+
+
+def _large(cfg: LargeAugment):
+    def transform(images, generator, draws: int, part: slice) -> torch.Tensor:
+        return large_batch(images, cfg, generator, draws, part)
+    return transform
+
+
+def _tensor_rows(data: Data, classes, transform, test_transform, sample_shape) -> RowData:
+    def test_batches(batch: int, limit: int):
+        for start in range(0, limit, batch):
+            images = data.test_images[start:min(start + batch, limit)]
+            if test_transform is not None:
+                images = test_transform(images, None, len(images), slice(0, len(images)))
+            yield images, data.test_labels[start:start + len(images)]
+
+    return RowData(classes, len(data.train_images), len(data.test_images), sample_shape,
+                   lambda seed: TrainFeed(data.train_images, data.train_labels, seed, transform),
+                   test_batches)
+
+
+def _folder_rows(data: ImageFolders, device: torch.device) -> RowData:
+    val = ImageNetFeed(data.val, train=False, mean=data.mean, device=device)
+
+    def test_batches(batch: int, limit: int):
+        val.rewind()
+        for start in range(0, limit, batch):
+            yield val(min(batch, limit - start))
+
+    return RowData(data.train.classes, len(data.train), len(data.val), val.sample_shape,
+                   lambda seed: ImageNetFeed(data.train, train=True, mean=data.mean,
+                                             device=device, seed=seed),
+                   test_batches, topk=(1, 5))
