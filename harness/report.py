@@ -13,7 +13,8 @@ from runtime.errors import AllconvError
 
 COMMIT_ENV = "ALLCONV_COMMIT"
 RULES = ("PASS: measured error <= paper error + tolerance (one-sided: beating the paper passes). "
-         "SMOKE: a short run (--epochs below the spec's), never a replication. "
+         "SMOKE: a short run (--epochs below the spec's, --batch-size or --eval-limit), never a "
+         "replication. "
          "With --lr-search the lr is the grid's best by final test error, as the paper chose it.")
 
 
