@@ -13,7 +13,7 @@ from pathlib import Path
 
 from runtime.distributed import (SINGLE, Ranks, from_environment, launched_by_torchrun,
                                  local_device)
-from harness.report import row_result, write_row, write_table_readme
+from harness.report import check_writable, row_result, write_row, write_table_readme
 from harness.specs import SPECS_DIR, Spec, load_tables, select
 from harness.loop import DeferredInterrupt, Diverged
 from harness.datasets import data_key
@@ -155,7 +155,10 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def run_job(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
             ranks: Ranks = SINGLE) -> dict:
     """Train one (row, lr); a divergence is reported and returned as ``{'diverged': message}``,
-    a Ctrl-C (after its checkpoint) as ``{'interrupted': True}``."""
+    a Ctrl-C (after its checkpoint) as ``{'interrupted': True}``; in a worker process that a
+    Ctrl-C has reached, no further job starts."""
+    if DeferredInterrupt.stopping:
+        return {"interrupted": True}
     try:
         return train(spec, opts, run_dir, data, ranks)
     except Diverged as err:
@@ -240,12 +243,16 @@ def read_run(run_dir: Path) -> dict:
 
 
 def _selected_specs(args, tables) -> list[Spec]:
-    """The targets' rows; one that cannot run (ImageNet without --data) is an error before any
-    row trains (exit status 2), whether named on its own or in its table."""
+    """The targets' rows; one that cannot run (its data missing, or a smoke result that would
+    replace a full one) is an error before any row trains (exit status 2), whether named on its
+    own or in its table."""
     specs = select(args.targets, tables)
     if not args.report:
         for spec in specs:
             check_trainable(spec, args.data)
+            if args.shard is None:
+                check_writable(args.out, spec.table, spec.name,
+                               spec.is_smoke(args.epochs, args.batch_size, args.eval_limit))
     return specs
 
 

@@ -87,9 +87,14 @@ class RowData:
 
 
 def check_trainable(spec: Spec, data_dir: str | None) -> None:
-    """A row whose data cannot be had is an AllconvError before anything trains: ImageNet is
-    never downloaded, so it needs ``data_dir`` holding ``train/`` and ``val/``."""
+    """A row whose data cannot be had is an AllconvError before anything trains: CIFAR files
+    named by ``data_dir`` must be there (without it they come from the cache, or are
+    downloaded); ImageNet is never downloaded, so it needs ``data_dir`` holding ``train/`` and
+    ``val/``."""
     if spec.dataset != "imagenet":
+        if data_dir is not None:
+            for split in cifar.SPLITS:
+                cifar.find_release(spec.dataset, split, data_dir)
         return
     if data_dir is None:
         raise AllconvError(f"{spec.key} needs --data DIR: an ImageFolder tree with "

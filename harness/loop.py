@@ -29,13 +29,17 @@ class DeferredInterrupt:
     while it loads data still stops its run before the first iteration."""
 
     requested = False
+    stopping = False     # a worker process, once a Ctrl-C reached it: it starts no further run
+    installed = False
 
     @classmethod
     def request(cls, signum=None, frame=None) -> None:
         cls.requested = True
+        cls.stopping = cls.installed
 
     @classmethod
     def install(cls) -> None:
+        cls.installed = True
         signal.signal(signal.SIGINT, cls.request)
 
     @classmethod
@@ -44,7 +48,8 @@ class DeferredInterrupt:
         return requested
 
     def __enter__(self):
-        self._active = threading.current_thread() is threading.main_thread()
+        self._active = (threading.current_thread() is threading.main_thread()
+                        and not self.installed)
         if self._active:
             self._previous = signal.signal(signal.SIGINT, self.request)
         return self

@@ -78,13 +78,20 @@ def row_result(spec: Spec, runs: dict[float, dict], smoke: bool, lr_search: bool
     return result
 
 
-def write_row(out: Path, result: dict) -> Path:
-    """Write ``out/<table>/<row>.json``; a smoke result never replaces a full one."""
-    path = out / result["table"] / f"{result['row']}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if result["smoke"] and path.is_file() and not json.loads(path.read_text())["smoke"]:
+def check_writable(out: Path, table: str, row: str, smoke: bool) -> Path:
+    """``out/<table>/<row>.json``, unless a smoke result would replace a full one there (checked
+    before training too, so that a smoke run does not train only to be refused)."""
+    path = out / table / f"{row}.json"
+    if smoke and path.is_file() and not json.loads(path.read_text())["smoke"]:
         raise AllconvError(f"{path} holds a full replication; a smoke run will not overwrite it "
                            "(pass --out to write elsewhere)")
+    return path
+
+
+def write_row(out: Path, result: dict) -> Path:
+    """Write ``out/<table>/<row>.json``; a smoke result never replaces a full one."""
+    path = check_writable(out, result["table"], result["row"], result["smoke"])
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     return path
 

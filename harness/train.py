@@ -159,6 +159,9 @@ class Run:
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
                          if precision == "bf16" else nullcontext())
         net_param, self.solver_param = self._prototxt()
+        if self.solver_param.max_iter < 1:
+            raise AllconvError(f"{spec.key}: {self.epochs:g} epochs of {self.data.train_size:,} "
+                               f"images is less than one iteration of batch {self.global_batch}")
         shape = self.data.sample_shape
         self.net = Net(input_net(net_param, TRAIN, self.batch_size, shape), TRAIN,
                        seed=opts.seed).to(device)

@@ -111,7 +111,7 @@ def test_one_ctrl_c_stops_both_workers_which_checkpoint_and_resume(tmp_path, tin
     from runtime.data import prepared_cifar
 
     prepared_cifar("cifar10", tiny_data, verify=False)   # workers find the cheap whitening
-    for row in ("model-a", "model-b"):
+    for row in ("model-a", "model-b", "model-c"):     # the third waits for a free worker
         tiny_spec(tmp_path / "specs", row, batch_size=4)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "harness.cli", "tiny", "--specs", str(tmp_path / "specs"),
@@ -137,8 +137,9 @@ def test_one_ctrl_c_stops_both_workers_which_checkpoint_and_resume(tmp_path, tin
     for r in runs:
         assert list(r.parent.glob("checkpoint_iter_*.solverstate")), r.parent
         assert not (r.parent / "result.json").exists()
+    assert not (out / "tiny" / "model-c").exists()     # queued, never started after Ctrl-C
     done = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    for r in runs:
+    for r in runs + [out / "tiny" / "model-c" / "lr-0.01-smoke" / "metrics.jsonl"]:
         assert json.loads((r.parent / "result.json").read_text())["iterations"] == 64

@@ -477,3 +477,29 @@ def test_cuda_runs_default_to_the_measured_fastest_levers(monkeypatch):
         {"cuda_graphs": False, "channels_last": True}
     assert cli.default_levers(parse(["all-cnn-c", "--device", "cpu", "--channels-last"])) == \
         {"cuda_graphs": False, "channels_last": True}
+
+
+def test_bad_runs_are_refused_before_any_row_trains(tmp_path, tiny_data, capsys):
+    """Less than one iteration, CIFAR files missing from --data for a later row of a table, and
+    a smoke run over a full result: one line each, exit 2, and nothing trained."""
+    from runtime.cli_support import run_cli
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    base = ["model-a", "--specs", str(tmp_path / "specs"), "--no-verify", "--device", "cpu",
+            "--no-progress"]
+    out = tmp_path / "out"
+    short = base + ["--data", str(tiny_data), "--epochs", "0.001", "--out", str(out)]
+    assert run_cli(cli.main, "replicate", short) == 2
+    err = capsys.readouterr().err
+    assert "is less than one iteration of batch 16" in err and len(err.strip().splitlines()) == 1
+    out = tmp_path / "out2"
+    assert run_cli(cli.main, "replicate", base + ["--data", str(tmp_path), "--epochs", "1",
+                                                  "--out", str(out)]) == 2
+    assert "CIFAR-10 train files not found" in capsys.readouterr().err
+    assert not (out / "tiny" / "model-a").exists()
+    full = out / "tiny" / "model-a.json"
+    full.parent.mkdir(parents=True)
+    full.write_text(json.dumps({"smoke": False}))
+    assert run_cli(cli.main, "replicate", base + ["--data", str(tiny_data), "--epochs", "1",
+                                                  "--out", str(out)]) == 2
+    assert "holds a full replication" in capsys.readouterr().err
+    assert not (out / "tiny" / "model-a").exists()
