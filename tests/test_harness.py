@@ -352,11 +352,17 @@ def test_cli_lists_rows_and_a_row_without_its_data_is_an_error(capsys, tmp_path)
         assert err == ("replicate: error: table6/imagenet needs --data DIR: an ImageFolder tree "
                        "with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (ImageNet is not "
                        "downloaded)\n")
-    assert cli.run_cli(cli.main, "replicate", ["table3", "table6", "--data", str(tmp_path),
+    assert cli.run_cli(cli.main, "replicate", ["table6", "--data", str(tmp_path),
                                                "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == (f"replicate: error: table6/imagenet: {tmp_path}/train: no "
                                        "such folder (--data must hold train/<wnid>/*.JPEG and "
                                        "val/<wnid>/*.JPEG)\n")
+    # a folder without CIFAR stops the table's first row before anything trains
+    assert cli.run_cli(cli.main, "replicate", ["table3", "table6", "--data", str(tmp_path),
+                                               "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("replicate: error: CIFAR-10 train files not found") and \
+        err.count("\n") == 1
     assert not (tmp_path / "table3").exists()
 
 
