@@ -31,3 +31,12 @@ def test_writes_default_sources(tmp_path, monkeypatch, capsys):
     assert "cifar10_gcn_zca_train.npz: 6 images (3, 32, 32)" in out
     assert "cifar10_gcn_zca_test.npz: 4 images (3, 32, 32)" in out
     assert (tmp_path / "data" / "cifar10_gcn_zca_train.npz").is_file()
+
+
+def test_an_error_clears_the_progress_bar_and_stands_alone(tmp_path, capsys):
+    from runtime.cli_support import run_cli
+    assert run_cli(cli.main, "allconv-prep-cifar", ["--data", str(tmp_path / "none"),
+                                                    "--out", str(tmp_path / "out")]) == 2
+    last = capsys.readouterr().err.split("\r")[-1]   # what a terminal shows last
+    assert last.startswith("allconv-prep-cifar: error: CIFAR-10 train files not found")
+    assert not (tmp_path / "out").exists()

@@ -29,8 +29,16 @@ class StageBar:
         self.bar.update(self.stages.index(stage) - self.bar.n)
         self.bar.refresh()
 
-    def close(self) -> None:
-        self.bar.update(self.bar.total - self.bar.n)
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error, *rest) -> None:
+        """Done: the full bar stays. An error: the bar is cleared, so the one-line error that
+        follows stands alone."""
+        if error is None:
+            self.bar.update(self.bar.total - self.bar.n)
+        else:
+            self.bar.leave = False
         self.bar.close()
 
 
@@ -46,18 +54,17 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    progress = StageBar(STAGES + (WRITING,))
-    prepared = prepared_cifar(args.dataset, args.data, stage=progress)
-    progress(WRITING)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
-    for split, images, labels in (("train", prepared.train_images, prepared.train_labels),
-                                  ("test", prepared.test_images, prepared.test_labels)):
-        path = out / f"{args.dataset}_gcn_zca_{split}.npz"
-        save_npz_source(path, images, labels)
-        written.append(f"wrote {path}: {len(images):,} images {tuple(images.shape[1:])}")
-    progress.close()
+    with StageBar(STAGES + (WRITING,)) as progress:
+        prepared = prepared_cifar(args.dataset, args.data, stage=progress)
+        progress(WRITING)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for split, images, labels in (("train", prepared.train_images, prepared.train_labels),
+                                      ("test", prepared.test_images, prepared.test_labels)):
+            path = out / f"{args.dataset}_gcn_zca_{split}.npz"
+            save_npz_source(path, images, labels)
+            written.append(f"wrote {path}: {len(images):,} images {tuple(images.shape[1:])}")
     print("\n".join(written))
     return 0
 
