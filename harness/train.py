@@ -174,7 +174,11 @@ class Run:
         if opts.channels_last:
             self.net.to(memory_format=self.memory_format)
         share_params(self.net, self.eval_net)
-        self.dropouts = [l for l in self.net.layers if hasattr(l, "key_masks")]
+        # Keyed masks (the same for any number of processes) in eager mode only: a compiled
+        # Dropout draws from the default generator, so there nothing is keyed each step.
+        compiled = opts.compile or opts.cuda_graphs
+        self.dropouts = [] if compiled else [l for l in self.net.layers
+                                             if hasattr(l, "key_masks")]
         self.scores = next(l.param.bottom[0] for l in self.eval_net.layers
                            if l.param.type == "SoftmaxWithLoss")
         self.optimizer = CaffeSGD.from_solver(self.solver_param, self.net)
@@ -242,15 +246,11 @@ class Run:
         after each batch."""
         scores, labels, loss, done = [], [], 0.0, 0
         for x, y in self.data.test_batches(self.eval_batch, self.test_size):
-            if len(x) != self.eval_net.blobs["data"].shape[0]:
-                self.eval_net.blobs["data"].reshape(*x.shape)
-                self.eval_net.blobs["label"].reshape(len(x))
-                self.eval_net.reshape()
-            with self.autocast:
-                out = self.eval_net.forward(data=x.contiguous(memory_format=self.memory_format),
-                                            label=y)
+            with self.autocast:   # the batch as given: no copy into Input buffers, any size
+                out = self.eval_net.blob_values(
+                    data=x.contiguous(memory_format=self.memory_format), label=y)
             loss += out["loss"].float() * len(x)
-            scores.append(self.eval_net.blobs[self.scores].data.float().reshape(len(x), -1))
+            scores.append(out[self.scores].float().reshape(len(x), -1))
             labels.append(y)
             done += len(x)
             if progress is not None:
