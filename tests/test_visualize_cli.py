@@ -156,8 +156,7 @@ def test_image_is_whitened_with_the_runs_whitening_and_shown_raw(files, monkeypa
     pixels = rng.randint(0, 256, (8, 8, 3)).astype(np.uint8)
     Image.fromarray(pixels).save(d / "image.png")
     whitening = Whitening(rng.randn(192), np.eye(192) + 0.01 * rng.randn(192, 192))
-    monkeypatch.setattr(visualize.inputs, "load_dataset",
-                        lambda data, dataset, split: visualize.inputs.Dataset(None, None, whitening))
+    monkeypatch.setattr(visualize.inputs, "prepared_whitening", lambda dataset, data: whitening)
     args = visualize.cli.build_parser().parse_args(
         ["unit", "--blob", "conv1", "--image", str(d / "image.png"), "-o", "u.png"])
     picture = visualize.inputs.load_picture(args, net, "cifar10")

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from runtime.data import load_cifar, prepared_cifar
+from runtime.data.preprocess import prepared_whitening
 from runtime.errors import AllconvError
 from runtime.net import Net
 from runtime.proto import pb
@@ -19,7 +20,6 @@ from harness.run_files import read_run_folder
 class Dataset(NamedTuple):
     whitened: np.ndarray          # (N, C, H, W) float32: what the net sees
     raw: np.ndarray | None        # (N, C, H, W) uint8 pixels, or None for a .npz source
-    whitening: object | None      # runtime.data.preprocess.Whitening, or None
 
 
 class Picture(NamedTuple):
@@ -56,10 +56,10 @@ def load_dataset(data, dataset: str, split: str) -> Dataset:
             raise AllconvError(f"{data}: not a .npz source with a 'data' array ({err})") from None
         if whitened.ndim != 4 or not len(whitened):
             raise AllconvError(f"{data}: 'data' must be (N, C, H, W), got {whitened.shape}")
-        return Dataset(whitened, None, None)
+        return Dataset(whitened, None)
     prepared = prepared_cifar(dataset, data)
     raw, _ = load_cifar(dataset, split, data)
-    return Dataset(getattr(prepared, f"{split}_images"), raw, prepared.whitening)
+    return Dataset(getattr(prepared, f"{split}_images"), raw)
 
 
 def check_sample(net, shape, what: str) -> None:
@@ -96,9 +96,7 @@ def load_picture(args, net, dataset: str) -> Picture:
     if args.image is not None:
         pixels = _read_image(args.image)
         check_sample(net, pixels.shape, f"--image {args.image}")
-        whitening = load_dataset(args.data, dataset, "test").whitening
-        if whitening is None:
-            raise AllconvError("--image needs the run's whitening: --data a CIFAR folder, or --run")
+        whitening = _image_whitening(args, dataset)
         return Picture(whitening(pixels[None])[0], np.moveaxis(pixels, 0, -1) / 255.0,
                        Path(args.image).name)
     data = load_dataset(args.data, dataset, "test")
@@ -126,3 +124,12 @@ def _read_image(path) -> np.ndarray:
 
 def device_tensor(array: np.ndarray, net) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32, device=net.device)
+
+
+def _image_whitening(args, dataset: str):
+    """--image's GCN+ZCA: the one the run recorded, or the one fitted on --data's CIFAR."""
+    if args.data is not None and Path(args.data).suffix == ".npz":
+        raise AllconvError("--image needs the run's whitening: --data a CIFAR folder, or --run")
+    if args.run is not None:
+        return read_run_folder(args.run).whitening(args.data)
+    return prepared_whitening(dataset, args.data)
