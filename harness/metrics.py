@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from generator.draw import pyplot
+from runtime.topk import label_rank
 
 
 def class_metrics(scores: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -21,8 +22,7 @@ def class_metrics(scores: torch.Tensor, labels: torch.Tensor) -> dict:
       unit is zero at every position of every test image: a dead unit, which gets no gradient.
     """
     scores, labels = scores.float(), labels.long()
-    true_score = scores.gather(1, labels[:, None])
-    correct = (scores >= true_score).sum(1) == 1
+    correct = label_rank(scores, labels) == 0
     classes = scores.shape[1]
     seen = torch.bincount(labels, minlength=classes)
     hits = torch.bincount(labels[correct], minlength=classes)

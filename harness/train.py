@@ -257,8 +257,9 @@ class Run:
                 progress(done, self.test_size)
         scores, labels = torch.cat(scores), torch.cat(labels)
         metrics = class_metrics(scores, labels)
-        topk = {f"top{k}_error": e for k, e in topk_errors(scores, labels, self.data.topk).items()
-                if k > 1}
+        wider = [k for k in self.data.topk if k > 1]   # top-1 is class_metrics' error
+        topk = ({f"top{k}_error": e for k, e in topk_errors(scores, labels, wider).items()}
+                if wider else {})
         return {"test_loss": float(loss) / done, "test_error": metrics.pop("error"), **topk,
                 **metrics}
 
