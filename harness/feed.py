@@ -2,14 +2,17 @@
 
 A feed is what the runtime's Data layer calls, ``feed(batch_size) -> (data, label)``. Like
 Caffe's Data layer it reads a stream and wraps around, so a batch may straddle two passes; unlike
-Caffe's fixed LMDB order, each pass is a fresh permutation. ``state_dict`` holds the pass order,
-the position in it and the generator, so a restored feed continues with the same batches.
+Caffe's fixed LMDB order, each pass is a fresh permutation (``runtime.data.passes.Passes``, kept
+on the images' device). ``state_dict`` holds the pass order, the position in it and the
+generator, so a restored feed continues with the same batches.
 """
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
+
+from runtime.data.passes import Passes
 
 
 class TrainFeed:
@@ -22,26 +25,14 @@ class TrainFeed:
         self.images, self.labels = images, labels.float()
         self.transform = transform
         self.generator = torch.Generator(images.device).manual_seed(seed)
-        self.order, self.cursor = self._permutation(), 0
-
-    def _permutation(self) -> torch.Tensor:
-        return torch.randperm(len(self.images), generator=self.generator,
-                              device=self.images.device)
+        self.passes = Passes(len(images), self.generator, device=images.device)
 
     def __call__(self, batch_size: int, part: slice | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """The next ``batch_size`` samples, or only the positions ``part`` of them (a
         process's slice of a global batch); the augmentation is drawn for the whole batch,
         so a sample's distortion does not depend on how the batch is split."""
-        parts, need = [], batch_size
-        while need:
-            if self.cursor == len(self.order):
-                self.order, self.cursor = self._permutation(), 0
-            take = self.order[self.cursor:self.cursor + need]
-            parts.append(take)
-            self.cursor += len(take)
-            need -= len(take)
-        index = parts[0] if len(parts) == 1 else torch.cat(parts)
+        index = self.passes.take(batch_size)
         part = part or slice(0, batch_size)
         images = self.images[index[part]]
         if self.transform is not None:
@@ -49,10 +40,7 @@ class TrainFeed:
         return images, self.labels[index[part]]
 
     def state_dict(self) -> dict:
-        return {"order": self.order.cpu(), "cursor": self.cursor,
-                "generator": self.generator.get_state()}
+        return self.passes.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self.order = state["order"].to(self.images.device)
-        self.cursor = int(state["cursor"])
-        self.generator.set_state(state["generator"])
+        self.passes.load_state_dict(state)

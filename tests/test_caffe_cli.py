@@ -1,27 +1,12 @@
 """allconv-caffe: Caffe's train/test/time command line over the runtime, on a tiny net."""
-import numpy as np
 import pytest
 import torch
 
-from runtime.caffemodel import read_weights
 from runtime.cli import main
 from runtime.cli_support import run_cli
-from runtime.data.preprocess import save_npz_source
+from same_weights import assert_same_weights
+from tiny_caffe import write_tiny_net
 
-NET = """
-name: "tiny"
-layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TRAIN }
-        data_param { source: "train.npz" batch_size: 4 } }
-layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TEST }
-        data_param { source: "test.npz" batch_size: 5 } }
-layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
-        convolution_param { num_output: 3 kernel_size: 3 weight_filler { type: "msra" } } }
-layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool"
-        pooling_param { pool: AVE global_pooling: true } }
-layer { name: "loss" type: "SoftmaxWithLoss" bottom: "pool" bottom: "label" top: "loss" }
-layer { name: "accuracy" type: "Accuracy" bottom: "pool" bottom: "label" top: "accuracy"
-        include { phase: TEST } }
-"""
 SOLVER = """net: "net.prototxt" test_iter: 2 test_interval: 4 base_lr: 0.1 lr_policy: "fixed"
 momentum: 0.9 max_iter: {max_iter} snapshot: 4 snapshot_prefix: "snap" solver_mode: CPU
 random_seed: 1 display: 0"""
@@ -29,10 +14,7 @@ random_seed: 1 display: 0"""
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    rng = np.random.RandomState(0)
-    save_npz_source(tmp_path / "train.npz", rng.randn(12, 2, 6, 6).astype("f4"), rng.randint(0, 3, 12))
-    save_npz_source(tmp_path / "test.npz", rng.randn(10, 2, 6, 6).astype("f4"), rng.randint(0, 3, 10))
-    (tmp_path / "net.prototxt").write_text(NET)
+    write_tiny_net(tmp_path)
     for max_iter in (4, 8):
         (tmp_path / f"solver{max_iter}.prototxt").write_text(SOLVER.format(max_iter=max_iter))
     monkeypatch.chdir(tmp_path)
@@ -41,12 +23,9 @@ def workdir(tmp_path, monkeypatch):
 
 def test_train_resume_equals_uninterrupted(workdir):
     assert main(["train", "-solver", "solver8.prototxt"]) == 0
-    straight = read_weights("snap_iter_8.caffemodel")
-    (workdir / "snap_iter_8.caffemodel").unlink()
+    (workdir / "snap_iter_8.caffemodel").rename(workdir / "straight.caffemodel")
     assert main(["train", "-solver", "solver8.prototxt", "-snapshot", "snap_iter_4.solverstate"]) == 0
-    resumed = read_weights("snap_iter_8.caffemodel")
-    for a, b in zip(straight["conv"], resumed["conv"]):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights("straight.caffemodel", "snap_iter_8.caffemodel")
 
 
 def test_test_averages_outputs(workdir, capsys):
@@ -158,10 +137,7 @@ def test_train_under_torchrun_is_caffes_multi_gpu_batch(workdir):
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert main(["train", "-solver", "one.prototxt"]) == 0
-    two, one = read_weights("two_iter_4.caffemodel"), read_weights("one_iter_4.caffemodel")
-    for layer in one:
-        for a, b in zip(one[layer], two[layer]):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert_same_weights("one_iter_4.caffemodel", "two_iter_4.caffemodel", rtol=1e-5, atol=1e-6)
     assert sorted(p.name for p in workdir.glob("two_iter_*")) == [
         "two_iter_4.caffemodel", "two_iter_4.rngstate", "two_iter_4.solverstate"]
 

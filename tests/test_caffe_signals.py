@@ -6,33 +6,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from runtime.data.preprocess import save_npz_source
-from runtime.proto import pb
 from runtime.caffemodel import read_binary
+from runtime.proto import pb
+from tiny_caffe import write_tiny_net
 
 ROOT = Path(__file__).resolve().parents[1]
-NET = """name: "tiny"
-layer { name: "data" type: "Data" top: "data" top: "label"
-        data_param { source: "train.npz" batch_size: 4 } }
-layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
-        convolution_param { num_output: 3 kernel_size: 3 weight_filler { type: "msra" } } }
-layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool"
-        pooling_param { pool: AVE global_pooling: true } }
-layer { name: "loss" type: "SoftmaxWithLoss" bottom: "pool" bottom: "label" top: "loss" }
-"""
 SOLVER = """net: "net.prototxt" base_lr: 0.01 lr_policy: "fixed" momentum: 0.9
 max_iter: 100000000 snapshot_prefix: "snap" solver_mode: CPU display: 1 random_seed: 1"""
 
 
 @pytest.fixture
 def workdir(tmp_path):
-    rng = np.random.RandomState(0)
-    save_npz_source(tmp_path / "train.npz", rng.randn(8, 2, 6, 6).astype("f4"),
-                    rng.randint(0, 3, 8))
-    (tmp_path / "net.prototxt").write_text(NET)
+    """The tiny Data net; the solver has no test_iter, so it builds no TEST net."""
+    write_tiny_net(tmp_path)
     (tmp_path / "solver.prototxt").write_text(SOLVER)
     return tmp_path
 

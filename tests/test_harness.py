@@ -19,10 +19,10 @@ from harness.report import row_result, status, table_markdown, write_row
 from harness.specs import SPECS_DIR, load_spec, load_tables, select
 from harness.loop import Diverged
 from harness.train import Run, RunOptions, train
-from runtime.caffemodel import read_weights
 from runtime.data import preprocess
 from runtime.errors import AllconvError
 from runtime.meta import count_params, meta_net
+from same_weights import assert_same_weights
 
 REAL = SPECS_DIR / "table3"
 
@@ -254,12 +254,8 @@ def test_resume_continues_bit_identically(tmp_path, tiny_data):
     resumed = train(spec, dataclasses.replace(opts, resume=True), tmp_path / "resumed")
     assert resumed["test_error"] == straight["test_error"]
     assert resumed["test_loss"] == straight["test_loss"]
-    a = read_weights(tmp_path / "straight" / "checkpoint_iter_5.caffemodel")
-    b = read_weights(tmp_path / "resumed" / "checkpoint_iter_5.caffemodel")
-    assert a.keys() == b.keys()
-    for layer in a:
-        for x, y in zip(a[layer], b[layer]):
-            np.testing.assert_array_equal(x, y)
+    assert_same_weights(tmp_path / "straight" / "checkpoint_iter_5.caffemodel",
+                        tmp_path / "resumed" / "checkpoint_iter_5.caffemodel")
     for name in ("straight", "resumed"):
         records = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(r)["iter"] for r in records] == [3, 5]
@@ -284,11 +280,8 @@ def test_ctrl_c_checkpoints_the_finished_iteration_and_resumes_exactly(tmp_path,
     monkeypatch.setattr(Run, "step", real_step)
     resumed = train(spec, dataclasses.replace(opts, resume=True), tmp_path / "resumed")
     assert resumed["test_loss"] == straight["test_loss"]
-    a = read_weights(tmp_path / "straight" / "checkpoint_iter_5.caffemodel")
-    b = read_weights(tmp_path / "resumed" / "checkpoint_iter_5.caffemodel")
-    for layer in a:
-        for x, y in zip(a[layer], b[layer]):
-            np.testing.assert_array_equal(x, y)
+    assert_same_weights(tmp_path / "straight" / "checkpoint_iter_5.caffemodel",
+                        tmp_path / "resumed" / "checkpoint_iter_5.caffemodel")
 
 
 def test_resume_refuses_other_settings(tmp_path, tiny_data):

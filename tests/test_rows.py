@@ -21,6 +21,7 @@ from runtime.data import cifar
 from runtime.data.imagenet import ImageNetFeed, scan
 from runtime.data.large_augment import LargeAugment, large_batch
 from runtime.errors import AllconvError
+from same_weights import assert_same_weights
 from test_harness import cache, write_cifar10_bin  # noqa: F401  (fixtures)
 
 LARGE = SPECS_DIR / "table4" / "large-all-cnn.toml"
@@ -241,7 +242,6 @@ def test_an_imagenet_run_resumes_with_the_same_batches(tmp_path, data_root):
     stopped after its first evaluation and resumed ends with the weights of one trained
     straight through."""
     from harness.train import RunOptions, train
-    from runtime.caffemodel import read_weights
     spec = load_spec(IMAGENET)
     opts = RunOptions(lr=0.001, epochs=3 / 32, eval_every=1 / 32, batch_size=1, eval_limit=2,
                       data_dir=str(data_root), device="cpu", progress=False, checkpoint_every=1)
@@ -251,8 +251,5 @@ def test_an_imagenet_run_resumes_with_the_same_batches(tmp_path, data_root):
     assert stopped["finished"] is False and stopped["iter"] == 1
     resumed = train(spec, dataclasses.replace(opts, resume=True), tmp_path / "resumed")
     assert resumed["test_loss"] == straight["test_loss"]
-    a = read_weights(tmp_path / "straight" / "checkpoint_iter_3.caffemodel")
-    b = read_weights(tmp_path / "resumed" / "checkpoint_iter_3.caffemodel")
-    for layer in a:
-        for x, y in zip(a[layer], b[layer]):
-            np.testing.assert_array_equal(x, y)
+    assert_same_weights(tmp_path / "straight" / "checkpoint_iter_3.caffemodel",
+                        tmp_path / "resumed" / "checkpoint_iter_3.caffemodel")

@@ -4,7 +4,7 @@ Each case writes one mutated file and runs the command line on it in this proces
 ``run_cli`` as the console script does (no process start per case):
 
     prototxt    allconv-caffe time -model NET -iterations 1   (and test -weights, every other)
-    solver      allconv-caffe train -solver SOLVER            (a tiny net, 2 iterations)
+    solver      allconv-caffe train -solver SOLVER            (tests/tiny_caffe.py, 2 iterations)
     caffemodel  allconv-caffe test -model NET -weights MODEL -iterations 1
 
 A case ends "ok" (exit 0), "clean" (exit 2, the last stderr line ``allconv-caffe: error: ...``),
@@ -38,12 +38,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from runtime import blob_shape  # noqa: E402
 from runtime.cli import main as caffe_main  # noqa: E402
 from runtime.cli_support import run_cli  # noqa: E402
+from tests.tiny_caffe import write_tiny_net  # noqa: E402
 
 KINDS = ("prototxt", "solver", "caffemodel")
 
@@ -79,20 +79,6 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
         loss_weight: 1 loss_param { normalization: VALID } }
 layer { name: "acc" type: "Accuracy" bottom: "ip" bottom: "label" top: "acc"
         accuracy_param { top_k: 1 } include { phase: TEST } }
-"""
-
-DATA_NET = """name: "tiny"
-layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TRAIN }
-        data_param { source: "train.npz" batch_size: 4 } }
-layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TEST }
-        data_param { source: "test.npz" batch_size: 5 } }
-layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
-        convolution_param { num_output: 3 kernel_size: 3 weight_filler { type: "msra" } } }
-layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool"
-        pooling_param { pool: AVE global_pooling: true } }
-layer { name: "loss" type: "SoftmaxWithLoss" bottom: "pool" bottom: "label" top: "loss" }
-layer { name: "accuracy" type: "Accuracy" bottom: "pool" bottom: "label" top: "accuracy"
-        include { phase: TEST } }
 """
 
 SOLVER = """net: "tiny.prototxt"
@@ -271,14 +257,8 @@ class Fuzzer:
 
     def __init__(self, workdir: Path, seed: int, case_seconds: float):
         self.dir, self.seed, self.case_seconds = workdir, seed, case_seconds
-        rng = np.random.RandomState(0)
-        from runtime.data.preprocess import save_npz_source
-        save_npz_source(workdir / "train.npz", rng.randn(12, 2, 6, 6).astype("f4"),
-                        rng.randint(0, 3, 12))
-        save_npz_source(workdir / "test.npz", rng.randn(10, 2, 6, 6).astype("f4"),
-                        rng.randint(0, 3, 10))
         (workdir / "net.prototxt").write_text(NET)
-        (workdir / "tiny.prototxt").write_text(DATA_NET)
+        write_tiny_net(workdir, "tiny.prototxt")
         from runtime import TEST, Net
         Net(NET, TEST, seed=0).save(workdir / "net.caffemodel")
         self.caffemodel = (workdir / "net.caffemodel").read_bytes()

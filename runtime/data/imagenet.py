@@ -24,6 +24,7 @@ import torch
 from runtime.caffemodel import array_to_blob, blob_to_array, read_binary, write_binary
 from runtime.data import jpeg
 from runtime.data.cifar import cache_dir
+from runtime.data.passes import Passes
 from runtime.errors import AllconvError
 from runtime.proto import pb
 
@@ -136,8 +137,9 @@ class ImageNetFeed:
     """Batches (float32 (N, 3, 227, 227), float labels) from one split, on ``device``.
 
     ``mean``: a mean image (3, 256, 256) or per-channel values (3,), BGR, subtracted at the
-    crop's place (as DataTransformer subtracts ``mean_file``). TRAIN reads a fresh permutation each pass and crops at random; TEST reads in file order
-    and takes the centre. ``state_dict`` holds the order, position and generator, so a restored
+    crop's place (as DataTransformer subtracts ``mean_file``). TRAIN reads a fresh permutation
+    each pass and crops at random; TEST reads in file order and takes the centre (``Passes``,
+    kept on the CPU). ``state_dict`` holds the order, position and generator, so a restored
     feed continues with the same batches.
     """
 
@@ -154,30 +156,13 @@ class ImageNetFeed:
         self.sample_shape = (3, CROP, CROP)
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.pool = ThreadPoolExecutor(threads)
-        self.order, self.cursor = self._order(), 0
-
-    def _order(self) -> torch.Tensor:
-        if not self.train:
-            return torch.arange(len(self.folder))
-        return torch.randperm(len(self.folder), generator=self.generator,
-                              device=self.device).cpu()
-
-    def _next_indices(self, batch_size: int) -> torch.Tensor:
-        parts, need = [], batch_size
-        while need:
-            if self.cursor == len(self.order):
-                self.order, self.cursor = self._order(), 0
-            take = self.order[self.cursor:self.cursor + need]
-            parts.append(take)
-            self.cursor += len(take)
-            need -= len(take)
-        return torch.cat(parts)
+        self.passes = Passes(len(folder), self.generator, shuffle=train, device="cpu")
 
     def __call__(self, batch_size: int, part: slice | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """The next ``batch_size`` images, or only the positions ``part`` of them (a process's
         slice of a global batch: the crops are drawn for the whole batch, the slice decoded)."""
-        index = self._next_indices(batch_size)
+        index = self.passes.take(batch_size)
         offsets, flips = draw_crops(len(index), RESIZE, self.train, self.generator)
         part = part or slice(0, len(index))
         index, offsets, flips = index[part], offsets[part], flips[part]
@@ -190,12 +175,10 @@ class ImageNetFeed:
 
     def rewind(self) -> None:
         """Start a new pass (TEST: from the first file again)."""
-        self.order, self.cursor = self._order(), 0
+        self.passes.rewind()
 
     def state_dict(self) -> dict:
-        return {"order": self.order.clone(), "cursor": self.cursor,
-                "generator": self.generator.get_state()}
+        return self.passes.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self.order, self.cursor = state["order"].clone(), int(state["cursor"])
-        self.generator.set_state(state["generator"])
+        self.passes.load_state_dict(state)
