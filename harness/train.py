@@ -13,7 +13,6 @@ order and position and the generators, by name), each written atomically.
 """
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
@@ -31,13 +30,11 @@ from harness.loop import DeferredInterrupt, Loop, Progress
 from harness.metrics import MetricsLog, class_metrics, plot_curves
 from harness.run_files import record_run_files, run_settings
 from harness.specs import Spec
-from runtime import TEST, TRAIN
-from runtime.caffemodel import write_binary
+from runtime import TEST, TRAIN, snapshot
 from runtime.errors import AllconvError
-from runtime.files import atomic_write_bytes
 from runtime.lr_policy import CaffeLR
 from runtime.net import Net
-from runtime.optim import CaffeSGD, read_solver_state
+from runtime.optim import CaffeSGD
 from runtime.prototxt import read_net, read_solver
 from runtime.proto import pb
 from runtime.rng import net_rng_state, set_net_rng_state
@@ -129,15 +126,6 @@ def input_net(net_param, phase: int, batch: int, sample_shape) -> "pb.NetParamet
     return out
 
 
-def share_params(owner: Net, user: Net) -> None:
-    """Point ``user``'s layers at ``owner``'s learnable blobs of the same layer name (Caffe's
-    ShareTrainedLayersWith), so the evaluation net always sees the trained weights."""
-    layers = dict(zip(owner.layer_names, owner.layers))
-    for name, layer in zip(user.layer_names, user.layers):
-        for i in range(len(layer.blobs)):
-            layer.blobs[i] = layers[name].blobs[i]
-
-
 class Run:
     """One (row, lr): the TRAIN net, an evaluation net sharing its weights, `CaffeSGD` under
     the `CaffeLR` schedule, and the feed; ``step`` trains one iteration of ``ranks.world``
@@ -173,7 +161,7 @@ class Run:
         self.memory_format = torch.channels_last if opts.channels_last else torch.preserve_format
         if opts.channels_last:
             self.net.to(memory_format=self.memory_format)
-        share_params(self.net, self.eval_net)
+        self.eval_net.share_trained_layers_with(self.net)   # it always sees the trained weights
         # Keyed masks (the same for any number of processes) in eager mode only: a compiled
         # Dropout draws from the default generator, so there nothing is keyed each step.
         compiled = opts.compile or opts.cuda_graphs
@@ -267,22 +255,14 @@ class Run:
         """Caffe's snapshot (.caffemodel, .solverstate) and the loop's own state (.rngstate:
         the feed's order and position, the dropout and torch generators, by name), each
         written atomically; older checkpoints are deleted. Returns the .solverstate."""
-        prefix = self.dir / f"{CHECKPOINT}_iter_{self.iter}"
-        model = f"{prefix}.caffemodel"
-        self.net.save(model)
         state = {"format": STATE_FORMAT, "iter": self.iter, "feed": self.feed.state_dict(),
-                 "dropout": net_rng_state(self.net), "torch_cpu": torch.get_rng_state(),
-                 "torch_cuda": (torch.cuda.get_rng_state_all() if torch.cuda.is_initialized()
-                                else None)}
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        atomic_write_bytes(f"{prefix}.rngstate", buffer.getvalue())
-        write_binary(f"{prefix}.solverstate", self.optimizer.solver_state(
-            self.iter, self.schedule.current_step, model))
+                 "dropout": net_rng_state(self.net), **snapshot.torch_rng_state()}
+        _, solver_state = snapshot.write(self.dir / CHECKPOINT, self.net, self.optimizer,
+                                         self.schedule, state)
         for path in self.dir.glob(f"{CHECKPOINT}_iter_*"):
             if _snapshot_iter(path) != self.iter:
                 path.unlink()
-        return Path(f"{prefix}.solverstate")
+        return Path(solver_state)
 
     def latest_checkpoint(self) -> Path | None:
         states = sorted(self.dir.glob(f"{CHECKPOINT}_iter_*.solverstate"), key=_snapshot_iter)
@@ -291,24 +271,17 @@ class Run:
     def restore(self, path: Path) -> None:
         """Continue from a `checkpoint`: weights, momentum, iteration, lr position, feed and
         generators."""
-        solver_state = read_solver_state(path)
-        self.net.copy_from(str(path).replace(".solverstate", ".caffemodel"))
-        self.optimizer.load_solver_state(solver_state, str(path))
-        self.schedule.load_state_dict({"last_epoch": solver_state.iter,
-                                       "current_step": solver_state.current_step})
-        rng_path = str(path).replace(".solverstate", ".rngstate")
-        try:
-            state = torch.load(rng_path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise AllconvError(f"{rng_path}: unreadable loop state: {e}") from None
+        # the .caffemodel beside it, not learned_net: a copied run folder resumes its own
+        snapshot.restore(path, self.net, self.optimizer, self.schedule,
+                         weights=snapshot.sibling(path, ".caffemodel"))
+        rng_path = snapshot.sibling(path, ".rngstate")
+        state = snapshot.read_rng_state(rng_path)
         if state.get("format") != STATE_FORMAT or state.get("iter") != self.iter:
             raise AllconvError(f"{rng_path}: not the loop state of {path} (format "
                                f"{state.get('format')!r}, iteration {state.get('iter')})")
         self.feed.load_state_dict(state["feed"])
         set_net_rng_state(self.net, state["dropout"], rng_path)
-        torch.set_rng_state(state["torch_cpu"])
-        if state["torch_cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["torch_cuda"][:torch.cuda.device_count()])
+        snapshot.set_torch_rng_state(state)
 
 
 class LossOf(torch.nn.Module):

@@ -148,11 +148,9 @@ class Net(nn.Module):
         self.top_names = OrderedDict((l.name, list(l.tops)) for l in self.layers)
         self.bottom_names = OrderedDict((l.name, list(l.bottoms)) for l in self.layers)
         self._share_params()
-        self.learnable_params = list({id(p): p for l in self.layers for p in l.blobs}.values())
+        self._index_params()
         for p in self.learnable_params:
             p.requires_grad_(p.lr_mult > 0 or self.force_backward)
-        self.params = OrderedDict((l.name, [ParamView(p) for p in l.blobs])
-                                  for l in self.layers if len(l.blobs))
         self.blobs = OrderedDict((name, Blob(self, name)) for name in self._shapes)
         if weights is not None:
             self.copy_from(weights)
@@ -215,6 +213,12 @@ class Net(nn.Module):
                     setattr(owner, field, value)
                     explicit[spec.name].add(field)
                 layer.blobs[i] = owner
+
+    def _index_params(self) -> None:
+        """``learnable_params`` (a shared blob once) and pycaffe's ``params`` from the layers."""
+        self.learnable_params = list({id(p): p for l in self.layers for p in l.blobs}.values())
+        self.params = OrderedDict((l.name, [ParamView(p) for p in l.blobs])
+                                  for l in self.layers if len(l.blobs))
 
     # ------------------------------------------------------------------ blobs
 
@@ -374,6 +378,26 @@ class Net(nn.Module):
                                        f"{tuple(blob.shape)} in the net")
                 with torch.no_grad():
                     blob.copy_(torch.from_numpy(array).reshape(blob.shape))
+
+    def share_trained_layers_with(self, other: "Net") -> None:
+        """Caffe's ShareTrainedLayersWith: each layer named like a layer of ``other`` uses
+        that layer's learnable blobs (the same Parameters), so it sees ``other``'s training.
+        Blob counts and shapes must match; all are checked before anything is shared."""
+        mine = dict(zip(self.layer_names, self.layers))
+        pairs = [(mine[l.name], l) for l in other.layers if l.name in mine]
+        for target, source in pairs:
+            if len(target.blobs) != len(source.blobs):
+                raise AllconvError(f"cannot share layer {source.name!r}: {len(source.blobs)} "
+                                   f"blob(s) in the trained net, {len(target.blobs)} in this one")
+            for i, (blob, trained) in enumerate(zip(target.blobs, source.blobs)):
+                if blob.shape != trained.shape:
+                    raise AllconvError(f"cannot share layer {source.name!r} blob {i}: shape "
+                                       f"{tuple(trained.shape)} in the trained net, "
+                                       f"{tuple(blob.shape)} in this one")
+        for target, source in pairs:
+            for i, trained in enumerate(source.blobs):
+                target.blobs[i] = trained
+        self._index_params()
 
     def save(self, path) -> None:
         """Write every layer's blobs as a binary NetParameter (.caffemodel, V2 layers)."""

@@ -12,7 +12,6 @@ A loop of one's own needs no Solver: see `runtime.optim.CaffeSGD` and the README
 """
 from __future__ import annotations
 
-import io
 import logging
 import os
 import time
@@ -26,9 +25,10 @@ from .distributed import SINGLE, RankFeed, Ranks
 from .errors import AllconvError
 from .lr_policy import CaffeLR
 from .optim import SOLVER_TYPES as SUPPORTED_SOLVER_TYPES
-from .optim import CaffeSGD, read_solver_state
+from .optim import CaffeSGD
 from .proto import pb
 from .rng import net_rng_state, set_net_rng_state
+from . import snapshot
 
 __all__ = ["Solver", "SGDSolver", "NesterovSolver", "make_solver", "SUPPORTED_SOLVER_TYPES"]
 
@@ -139,30 +139,6 @@ def _blob_loss_weights(net) -> dict[str, float]:
             if w:
                 out[name] = out.get(name, 0.0) + float(w)
     return out
-
-
-def _share_trained_layers(src, dst) -> None:
-    """Caffe's ShareTrainedLayersWith: dst layers named like a src layer take its blobs."""
-    if src is dst:
-        return
-    src_params = src.params
-    with torch.no_grad():
-        for name, dst_blobs in dst.params.items():
-            src_blobs = src_params.get(name)
-            if src_blobs is None:
-                continue
-            if len(src_blobs) != len(dst_blobs):
-                raise AllconvError(
-                    f"layer {name!r}: the test net has {len(dst_blobs)} parameter blobs, "
-                    f"the train net {len(src_blobs)}")
-            for i, (s, d) in enumerate(zip(src_blobs, dst_blobs)):
-                s, d = _as_tensor(s), _as_tensor(d)
-                if s.shape != d.shape:
-                    raise AllconvError(
-                        f"layer {name!r} blob {i}: shape {tuple(d.shape)} in the test net, "
-                        f"{tuple(s.shape)} in the train net")
-                if s.data_ptr() != d.data_ptr():
-                    d.copy_(s)
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,7 +412,7 @@ class Solver:
         p = self.param
         log.info("Iteration %d, Testing net (#%d)", self.iter, test_net_id)
         net = self.test_nets[test_net_id]
-        _share_trained_layers(self.net, net)
+        net.share_trained_layers_with(self.net)
         n = int(p.test_iter[test_net_id])
         weights = _blob_loss_weights(net)
         sums: "OrderedDict[str, torch.Tensor]" = OrderedDict()
@@ -479,39 +455,22 @@ class Solver:
 
     # ---------------------------------------------------------------- snapshots
     def snapshot_filename(self, extension: str) -> str:
-        return f"{self.param.snapshot_prefix}_iter_{self.iter}{extension}"
+        return snapshot.filename(self.param.snapshot_prefix, self.iter, extension)
 
     def snapshot(self) -> tuple[str, str]:
         """Write <prefix>_iter_<N>.caffemodel, .rngstate and .solverstate (each atomically)."""
-        from .caffemodel import write_binary
-        from .files import atomic_write_bytes
-
         if not self.param.snapshot_prefix:
             raise AllconvError("cannot snapshot: snapshot_prefix is not set")
-        model_path = self.snapshot_filename(".caffemodel")
-        state_path = self.snapshot_filename(".solverstate")
-        rng_path = self.snapshot_filename(".rngstate")
-        log.info("Snapshotting to binary proto file %s", model_path)
-        self.net.save(model_path)  # write_binary: temp file + os.replace
-        buffer = io.BytesIO()
-        torch.save(self._rng_state(), buffer)
-        atomic_write_bytes(rng_path, buffer.getvalue())
-        state = self.optimizer.solver_state(self.iter, self.current_step, model_path)
-        log.info("Snapshotting solver state to binary proto file %s", state_path)
-        write_binary(state_path, state)
-        return model_path, state_path
+        return snapshot.write(self.param.snapshot_prefix, self.net, self.optimizer,
+                              self.schedule, self._rng_state())
 
     def _rng_state(self) -> dict:
-        cuda = None
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            cuda = torch.cuda.get_rng_state_all()
         return {
             "format": "allconv-rngstate-2",
             "iter": self.iter,
             "net": net_rng_state(self.net),
             "test_nets": [net_rng_state(n) for n in self.test_nets],
-            "torch_cpu": torch.get_rng_state(),
-            "torch_cuda": cuda,
+            **snapshot.torch_rng_state(),
             "feeds": {name: feed.state_dict() for name, feed in _feeds(self.net)
                       if hasattr(feed, "state_dict")},
         }
@@ -520,11 +479,7 @@ class Solver:
         set_net_rng_state(self.net, state.get("net", {}), f"{path}, the train net")
         for i, (net, states) in enumerate(zip(self.test_nets, state.get("test_nets", []))):
             set_net_rng_state(net, states, f"{path}, test net #{i}")
-        if state.get("torch_cpu") is not None:
-            torch.set_rng_state(state["torch_cpu"])
-        cuda = state.get("torch_cuda")
-        if cuda is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
+        snapshot.set_torch_rng_state(state)
         feeds = dict(_feeds(self.net))
         for name, feed_state in state.get("feeds", {}).items():
             if name in feeds and hasattr(feeds[name], "load_state_dict"):
@@ -535,23 +490,10 @@ class Solver:
 
         Also restores `<prefix>_iter_<N>.rngstate` beside it when present.
         """
-        state_path = os.fspath(state_path)
-        state = read_solver_state(state_path)
-        self.optimizer.load_solver_state(state, state_path)
-        if state.learned_net:
-            model = self._find_learned_net(state.learned_net, state_path)
-            log.info("Restoring weights from %s", model)
-            self.net.copy_from(model)
-        self.schedule.load_state_dict({"last_epoch": int(state.iter),
-                                       "current_step": int(state.current_step)})
-        rng_path = (state_path[: -len(".solverstate")] if state_path.endswith(".solverstate")
-                    else state_path) + ".rngstate"
+        snapshot.restore(state_path, self.net, self.optimizer, self.schedule)
+        rng_path = snapshot.sibling(state_path, ".rngstate")
         if os.path.isfile(rng_path):
-            try:
-                rng = torch.load(rng_path, map_location="cpu", weights_only=True)
-            except Exception as e:
-                raise AllconvError(f"{rng_path}: unreadable rng state: {e}") from e
-            rng = _upgrade_rng_state(rng, self, rng_path)
+            rng = _upgrade_rng_state(snapshot.read_rng_state(rng_path), self, rng_path)
             if rng.get("iter") != self.iter:
                 log.warning("%s is for iteration %s, the solverstate for %d", rng_path,
                             rng.get("iter"), self.iter)
@@ -560,19 +502,6 @@ class Solver:
             log.info("%s not found; random streams are not restored", rng_path)
         log.info("%s: restored iteration %d from %s", type(self).__name__, self.iter,
                  state_path)
-
-    @staticmethod
-    def _find_learned_net(learned_net: str, state_path: str) -> str:
-        base = os.path.dirname(state_path)
-        candidates = [learned_net]
-        if not os.path.isabs(learned_net):
-            candidates.append(os.path.join(base, learned_net))
-        candidates.append(os.path.join(base, os.path.basename(learned_net)))
-        for c in candidates:
-            if os.path.isfile(c):
-                return c
-        raise AllconvError(
-            f"{state_path}: learned_net {learned_net!r} not found (also looked in {base or '.'})")
 
 
 def _upgrade_rng_state(state: dict, solver: Solver, path: str) -> dict:

@@ -280,6 +280,45 @@ def test_shared_params():
         Net((SHARED % ("lr_mult: 3", 4)).replace('{ name: "w" }', '{ name: "w" lr_mult: 2 }'), TRAIN)
 
 
+def _ip(name, outputs, bias=True):
+    return (f'layer {{ name: "{name}" type: "InnerProduct" bottom: "data" top: "{name}" '
+            f'inner_product_param {{ num_output: {outputs} bias_term: {str(bias).lower()} '
+            'weight_filler { type: "xavier" } } }')
+
+
+def test_share_trained_layers_with_aliases_the_blobs_of_layers_named_alike():
+    trained = small(TRAIN, seed=1)
+    net = Net(NET.replace('name: "ip"', 'name: "ip_own"'), TEST, seed=2)
+    own = [p.data.clone() for p in net.params["ip_own"]]
+    net.share_trained_layers_with(trained)
+    mine, theirs = dict(zip(net.layer_names, net.layers)), dict(zip(trained.layer_names,
+                                                                   trained.layers))
+    assert all(a is b for a, b in zip(mine["conv1"].blobs, theirs["conv1"].blobs))
+    assert all(torch.equal(a.data, b) for a, b in zip(net.params["ip_own"], own))
+    assert [p.data_ptr() for p in net.learnable_params] == [
+        p.data_ptr() for p in (*theirs["conv1"].blobs, *mine["ip_own"].blobs)]
+    assert net.params["conv1"][0].data.data_ptr() == trained.params["conv1"][0].data.data_ptr()
+    with torch.no_grad():
+        trained.params["conv1"][1].data.add_(1.0)   # training shows in the sharing net at once
+    assert torch.equal(net.params["conv1"][1].data, trained.params["conv1"][1].data)
+
+
+def test_share_trained_layers_with_checks_blob_counts_and_shapes_before_sharing():
+    trained = Net(INPUT + _ip("a", 4) + _ip("b", 4), TRAIN, seed=1)
+    for layers, error in [
+            (_ip("a", 4) + _ip("b", 4, bias=False),
+             r"cannot share layer 'b': 2 blob\(s\) in the trained net, 1 in this one"),
+            (_ip("a", 4) + _ip("b", 5),
+             r"cannot share layer 'b' blob 0: shape \(4, 108\) in the trained net, "
+             r"\(5, 108\) in this one")]:
+        net = Net(INPUT + layers, TEST, seed=2)
+        before = [p.data_ptr() for p in net.learnable_params]
+        with pytest.raises(AllconvError, match=error):
+            net.share_trained_layers_with(trained)
+        assert [p.data_ptr() for p in net.learnable_params] == before   # "a" not shared either
+        assert net.params["a"][0].data.data_ptr() == before[0]
+
+
 def test_phase_is_fixed_train_eval_do_not_change_dropout():
     text = INPUT + 'layer { name: "d" type: "Dropout" bottom: "data" top: "d" }'
     test_net = Net(text, TEST)

@@ -555,6 +555,17 @@ def test_test_all_averages_outputs_over_test_iter(tmp_path):
     assert scores[0]["loss"] == pytest.approx(want, rel=1e-5)
 
 
+def test_test_nets_use_the_train_nets_blobs_also_after_restore(tmp_path):
+    s, _ = _counting_solver(tmp_path, max_iter=0)
+    s.step(2)
+    want = s.test()
+    _, state_path = s.snapshot()
+    r, _ = _counting_solver(tmp_path, max_iter=0)
+    r.restore(state_path)                  # copy_from writes in place: still the same blobs
+    assert r.test() == want
+    assert all(a is b for a, b in zip(r.test_nets[0].learnable_params, r.net.learnable_params))
+
+
 @pytest.mark.parametrize("max_iter,after_train,files", [
     (6, True, [4, 6]),    # snapshot at 4, snapshot_after_train at 6
     (8, True, [4, 8]),    # 8 was just snapshotted: no second one

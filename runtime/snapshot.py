@@ -1,0 +1,104 @@
+"""Snapshot files: ``<prefix>_iter_<N>`` .caffemodel, .rngstate and .solverstate, each written
+atomically, and the restore of weights, momentum history and schedule position from them.
+
+Caffe's two files (weights; ``SolverState`` with the history, ``iter``, ``current_step`` and
+``learned_net``) plus ``.rngstate``: a dict of random state, in whatever form the caller keeps
+(`runtime.solver.Solver` and the harness's `Run` each have theirs), saved with ``torch.save``.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+
+import torch
+
+from runtime.caffemodel import write_binary
+from runtime.errors import AllconvError
+from runtime.files import atomic_write_bytes
+from runtime.optim import read_solver_state
+
+__all__ = ["filename", "write", "restore", "sibling", "read_rng_state", "torch_rng_state",
+           "set_torch_rng_state"]
+
+log = logging.getLogger("allconv.snapshot")
+
+
+def filename(prefix, iter: int, extension: str) -> str:
+    """Caffe's SnapshotFilename: ``<prefix>_iter_<iter><extension>``."""
+    return f"{prefix}_iter_{iter}{extension}"
+
+
+def write(prefix, net, optimizer, schedule, rng_state: dict) -> tuple[str, str]:
+    """Write ``net``'s weights, ``rng_state`` and ``optimizer``'s history at ``schedule``'s
+    iteration and multistep position; returns the .caffemodel and .solverstate paths."""
+    iter = schedule.last_epoch
+    model, state = filename(prefix, iter, ".caffemodel"), filename(prefix, iter, ".solverstate")
+    log.info("Snapshotting to binary proto file %s", model)
+    net.save(model)
+    buffer = io.BytesIO()
+    torch.save(rng_state, buffer)
+    atomic_write_bytes(filename(prefix, iter, ".rngstate"), buffer.getvalue())
+    log.info("Snapshotting solver state to binary proto file %s", state)
+    write_binary(state, optimizer.solver_state(iter, schedule.current_step, model))
+    return model, state
+
+
+def restore(state_path, net, optimizer, schedule, weights=None) -> None:
+    """Load a .solverstate: the history into ``optimizer`` (checked first, so a mismatch
+    changes nothing), the weights into ``net`` (from ``weights``, else from the state's
+    ``learned_net`` when it names one), ``iter`` and ``current_step`` into ``schedule``."""
+    state_path = os.fspath(state_path)
+    state = read_solver_state(state_path)
+    optimizer.load_solver_state(state, state_path)
+    if weights is None and state.learned_net:
+        weights = _find_learned_net(state.learned_net, state_path)
+    if weights is not None:
+        log.info("Restoring weights from %s", weights)
+        net.copy_from(weights)
+    schedule.load_state_dict({"last_epoch": state.iter, "current_step": state.current_step})
+
+
+def _find_learned_net(learned_net: str, state_path: str) -> str:
+    """``learned_net`` as written, else relative to the .solverstate's folder, else its file
+    name in that folder (a snapshot folder that was moved)."""
+    base = os.path.dirname(state_path)
+    candidates = [learned_net]
+    if not os.path.isabs(learned_net):
+        candidates.append(os.path.join(base, learned_net))
+    candidates.append(os.path.join(base, os.path.basename(learned_net)))
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise AllconvError(
+        f"{state_path}: learned_net {learned_net!r} not found (also looked in {base or '.'})")
+
+
+def sibling(state_path, extension: str) -> str:
+    """The snapshot file beside ``state_path`` with ``extension`` in place of .solverstate."""
+    state_path = os.fspath(state_path)
+    stem = state_path[:-len(".solverstate")] if state_path.endswith(".solverstate") else state_path
+    return stem + extension
+
+
+def read_rng_state(path: str) -> dict:
+    """The dict a `write` saved as .rngstate (tensors on the CPU)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise AllconvError(f"{path}: unreadable rng state: {e}") from None
+
+
+def torch_rng_state() -> dict:
+    """torch's CPU generator and, once CUDA is in use, every CUDA device's."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return {"torch_cpu": torch.get_rng_state(), "torch_cuda": cuda}
+
+
+def set_torch_rng_state(state: dict) -> None:
+    """Restore what `torch_rng_state` returned (CUDA for the devices this machine has)."""
+    if state.get("torch_cpu") is not None:
+        torch.set_rng_state(state["torch_cpu"])
+    cuda = state.get("torch_cuda")
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
