@@ -147,3 +147,20 @@ def test_several_gpus_outside_torchrun_say_how_to_launch(workdir, capsys):
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "torchrun --nproc_per_node N $(which allconv-caffe) train" in err
+
+
+def test_label_past_the_class_count_is_one_line(workdir, capsys):
+    """The loss takes the 2-channel data, pooled, as its scores, while the labels go up to 2:
+    Caffe's release build reads out of bounds; here one line names the layer and the label."""
+    net = (workdir / "net.prototxt").read_text().replace(
+        'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "pool"',
+        'layer { name: "flat" type: "Pooling" bottom: "data" top: "flat"\n'
+        '        pooling_param { pool: AVE global_pooling: true } }\n'
+        'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "flat"')
+    (workdir / "bad.prototxt").write_text(net)
+    (workdir / "bad_solver.prototxt").write_text(
+        SOLVER.format(max_iter=4).replace("net.prototxt", "bad.prototxt"))
+    assert run_cli(main, "allconv-caffe", ["train", "-solver", "bad_solver.prototxt"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "layer 'loss' (SoftmaxWithLoss): label 2 is outside its 2 classes (0 to 1)" in err

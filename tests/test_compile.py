@@ -11,6 +11,7 @@ import torch
 from generator.render import NetOptions, render_net
 from generator.variants import get_variant
 from runtime.data.source import Source
+from runtime.labels import defer_label_checks
 from runtime.net import Net
 from runtime.proto import pb
 
@@ -34,7 +35,10 @@ def batch(device: str = "cpu"):
 
 
 def test_train_loss_traces_as_one_graph_without_breaks(tmp_path):
+    """With the label checks deferred to a device record, as the training loop does (an
+    immediate check reads the device, which breaks the graph)."""
     net = all_cnn_c(tmp_path, pb.TRAIN)
+    defer_label_checks(net)
     data, label = batch()
     explained = torch._dynamo.explain(net.loss)(data=data, label=label)
     assert explained.break_reasons == []

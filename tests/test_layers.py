@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from google.protobuf import text_format
 
 from runtime.errors import AllconvError
+from runtime.labels import defer_label_checks, deferred_label_error
 from runtime.layers import LAYERS, make_layer
 from runtime.proto import pb
 
@@ -329,6 +330,29 @@ def test_accuracy_ignore_label_and_per_class():
     torch.testing.assert_close(per_class, torch.tensor([0.5, 0.0, 1.0]))
     none = layer(scores, torch.full((4,), 7.0))[0]
     assert none.item() == 0
+
+
+@pytest.mark.parametrize("text, name", [(LOSS.format(""), "loss"), (ACC.format(""), "acc")])
+def test_out_of_range_labels_name_layer_label_and_classes(text, name):
+    """Checked before the gather by default; with a device record (a training loop's), the
+    gather reads a clamped index and the first offending label waits in the record."""
+    scores, labels = torch.randn(3, 4), torch.tensor([1.0, 4.0, -1.0])
+    layer = build(text, scores.shape, labels.shape)
+    message = f"layer '{name}' .*: label 4 is outside its 4 classes \\(0 to 3\\)"
+    with pytest.raises(AllconvError, match=message):
+        layer(scores, labels)
+    with pytest.raises(AllconvError, match="label -1 is outside"):
+        layer(scores, torch.tensor([1.0, 2.0, -1.0]))
+    net = type("N", (), {"layers": [layer], "device": torch.device("cpu")})()
+    deferred = defer_label_checks(net)
+    assert deferred == [layer] and deferred_label_error(deferred) is None
+    layer(scores, torch.tensor([1.0, 2.0, 3.0]))
+    assert deferred_label_error(deferred) is None
+    out = layer(scores, labels)[0]
+    assert torch.isfinite(out)
+    layer(scores, torch.tensor([9.0, 0.0, 0.0]))      # later offenders do not replace the first
+    with pytest.raises(AllconvError, match=message):
+        raise deferred_label_error(deferred)
 
 
 # ---------------------------------------------------------------------------- LRN

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from runtime.errors import AllconvError
+from runtime.labels import class_indices
 from runtime.layers import Layer, canonical_axis, count, register
 from runtime.topk import label_rank
 
@@ -24,6 +25,7 @@ class Accuracy(Layer):
     def reshape(self, bottom_shapes):
         scores, labels = bottom_shapes
         self.axis = canonical_axis(self.param.accuracy_param.axis, len(scores))
+        self.label_classes = scores[self.axis]
         if self.top_k > scores[self.axis]:
             raise AllconvError(f"top_k {self.top_k} exceeds the {scores[self.axis]} classes")
         expected = count(scores, 0, self.axis) * count(scores, self.axis + 1)
@@ -38,7 +40,7 @@ class Accuracy(Layer):
         labels = labels.detach().reshape(outer, -1).long()
         valid = (torch.ones_like(labels, dtype=torch.bool) if self.ignore_label is None
                  else labels != self.ignore_label)
-        labels = torch.where(valid, labels, 0)
+        labels = class_indices(self, labels, valid, classes)
         correct = (label_rank(scores, labels) < self.top_k) & valid
         total = valid.sum()
         accuracy = torch.where(total > 0, correct.sum() / total.clamp(min=1), 0.0)

@@ -8,6 +8,7 @@ import math
 import torch
 
 from runtime.errors import AllconvError
+from runtime.labels import class_indices
 from runtime.layers import Layer, canonical_axis, count, register
 from runtime.proto import pb
 
@@ -37,6 +38,7 @@ class SoftmaxWithLoss(Layer):
     def reshape(self, bottom_shapes):
         scores, labels = bottom_shapes
         self.axis = canonical_axis(self.param.softmax_param.axis, len(scores))
+        self.label_classes = scores[self.axis]
         expected = count(scores, 0, self.axis) * count(scores, self.axis + 1)
         if count(labels) != expected:
             raise AllconvError(f"label shape {labels} holds {count(labels)} labels; scores "
@@ -49,7 +51,8 @@ class SoftmaxWithLoss(Layer):
         labels = labels.reshape(outer, -1).long()
         valid = (torch.ones_like(labels, dtype=torch.bool) if self.ignore_label is None
                  else labels != self.ignore_label)
-        nll = -logp.gather(1, torch.where(valid, labels, 0).unsqueeze(1)).squeeze(1)
+        index = class_indices(self, labels, valid, classes)
+        nll = -logp.gather(1, index.unsqueeze(1)).squeeze(1)
         # Clamp the value like Caffe's max(p, FLT_MIN), but keep Caffe's gradient p − 1.
         nll = nll + (nll.clamp(max=NEG_LOG_FLT_MIN) - nll).detach()
         loss = torch.where(valid, nll, 0).sum() / self._normalizer(valid, labels.numel(), outer)

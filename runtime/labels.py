@@ -1,0 +1,61 @@
+"""Labels as class indices, for the layers that index class scores by label (SoftmaxWithLoss,
+Accuracy).
+
+Caffe only DCHECKs the range, so a release build reads out of bounds on a label past the class
+count. Here such a label is an error that names the layer, the label and the class count:
+
+- checked at once (one host read) by default: on the CPU, for `Net` and `allconv-caffe` users;
+- or, when a training loop gives the layer a device record (`defer_label_checks`), the label
+  is clamped into range before the gather (an out-of-range gather on the GPU asserts on the
+  device before any flag could be read) and recorded there, for the loop to read with its
+  other device flags at its next host sync (`deferred_label_error`).
+"""
+from __future__ import annotations
+
+import torch
+
+from runtime.errors import AllconvError
+
+NONE_SEEN = 0
+
+
+def class_indices(layer, labels: torch.Tensor, valid: torch.Tensor, classes: int) -> torch.Tensor:
+    """``labels`` (int64) as indices into ``classes`` scores: 0 where not ``valid`` (ignored),
+    out-of-range valid labels refused (see the module docstring)."""
+    bad = valid & ((labels < 0) | (labels >= classes))
+    record = getattr(layer, "label_record", None)
+    if record is None:
+        if bool(bad.any()):
+            raise AllconvError(_message(layer, int(labels[bad][0]), classes))
+        return torch.where(valid, labels, 0)
+    flat = bad.reshape(-1)
+    first = labels.reshape(-1).index_select(0, flat.long().argmax().reshape(1))[0]
+    seen = flat.any() & (record[0] == NONE_SEEN)
+    record.copy_(torch.where(seen, torch.stack([torch.ones_like(first), first]), record))
+    return torch.where(valid & ~bad, labels, 0)
+
+
+def defer_label_checks(net) -> list:
+    """Give every label-indexing layer of ``net`` a device record (see the module docstring);
+    returns those layers, for `deferred_label_error`."""
+    layers = [layer for layer in net.layers if hasattr(layer, "label_classes")]
+    for layer in layers:
+        layer.label_record = torch.zeros(2, dtype=torch.long, device=net.device)
+    return layers
+
+
+def deferred_label_error(layers) -> AllconvError | None:
+    """The error for the first out-of-range label the records hold (one host read for all of
+    them), or None."""
+    if not layers:
+        return None
+    records = torch.stack([layer.label_record for layer in layers]).cpu()
+    for layer, (seen, label) in zip(layers, records.tolist()):
+        if seen != NONE_SEEN:
+            return AllconvError(_message(layer, label, layer.label_classes))
+    return None
+
+
+def _message(layer, label: int, classes: int) -> str:
+    return (f"layer {layer.name!r} ({layer.param.type}): label {label} is outside its "
+            f"{classes} classes (0 to {classes - 1})")
