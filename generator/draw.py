@@ -45,7 +45,10 @@ def _boxes(net) -> list[tuple[str, str]]:
         if kind in FOLDED and boxes and layer.tops == layer.bottoms:
             boxes[-1].append(f"+ {kind}{' ' + note if note else ''}")
             continue
-        shape = " ".join("x".join(map(str, s)) if s else "scalar" for s in layer.top_shapes)
+        shapes = ["x".join(map(str, s)) if s else "scalar" for s in layer.top_shapes]
+        if len(shapes) > 1:   # several tops (data and label): name each
+            shapes = [f"{name} {shape}" for name, shape in zip(layer.tops, shapes)]
+        shape = ", ".join(shapes)
         params = sum(p.numel() for p in layer.blobs)
         head = f"{layer.name}  ({kind}{', ' + note if note else ''})"
         boxes.append([head, f"-> {shape}" + (f"   {params:,} params" if params else "")])
@@ -61,18 +64,23 @@ def draw(net, title: str, path: str | Path) -> None:
         raise AllconvError(f"--draw {path}: the picture must end in .png or .svg")
     plt = pyplot()
     boxes = _boxes(net)
-    step = 1.0
-    fig, ax = plt.subplots(figsize=(6.4, 0.9 + step * len(boxes)))
+    line, gap = 0.17, 0.45           # a text line's height and the arrow between boxes
+    halves = [0.5 * line * label.count("\n") + 0.12 for label, _ in boxes]  # to the box edge
+    centres, y = [], 0.0
+    for i, half in enumerate(halves):
+        y -= (halves[i - 1] + gap + half) if i else 0.0
+        centres.append(y)
+    fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.8 * (halves[0] - y + halves[-1])))
     ax.set_xlim(0, 1)
-    ax.set_ylim(-step * len(boxes), step * 0.6)
+    ax.set_ylim(y - halves[-1] - 0.2, halves[0] + 0.2)
     ax.axis("off")
     ax.set_title(title, fontsize=11)
-    for i, (label, kind) in enumerate(boxes):
-        y = -step * i
-        ax.text(0.5, y, label, ha="center", va="center", fontsize=7, family="monospace",
+    for i, ((label, kind), centre) in enumerate(zip(boxes, centres)):
+        ax.text(0.5, centre, label, ha="center", va="center", fontsize=7, family="monospace",
                 bbox=dict(boxstyle="round,pad=0.4", fc=COLOURS.get(kind, "#eeeeee"), ec="#555555"))
         if i:
-            ax.annotate("", xy=(0.5, y + 0.28), xytext=(0.5, y + step - 0.28),
+            ax.annotate("", xy=(0.5, centre + halves[i] + 0.05),
+                        xytext=(0.5, centres[i - 1] - halves[i - 1] - 0.05),
                         arrowprops=dict(arrowstyle="->", color="#555555"))
     try:
         fig.savefig(path, bbox_inches="tight", dpi=110)

@@ -8,7 +8,7 @@ from google.protobuf import text_format
 
 from generator import cli
 from generator.render import NetOptions, SolverOptions, render_net, render_solver
-from generator.draw import detail
+from generator.draw import _boxes, detail
 from generator.variants import VARIANTS, get_variant
 from runtime.errors import AllconvError
 from runtime.meta import count_params, meta_net
@@ -250,6 +250,12 @@ def test_cli_gaussian_std_and_short_runs_with_their_steps(tmp_path, capsys):
     assert code == 0 and "std: 0.05" in out
     param = parse_solver(solver.read_text())
     assert param.max_iter == 1562 and list(param.stepvalue) == [781, 1172]
+
+
+def test_draw_names_each_top_of_a_layer_with_several():
+    (data, _), (conv1, _) = _boxes(_meta(get_variant("all-c"), pb.TRAIN))[:2]
+    assert "-> data 128x3x32x32, label 128\n" in data
+    assert "-> 128x96x32x32 " in conv1
 
 
 def test_cli_draw_alone_prints_no_prototxt(tmp_path, capsys):
