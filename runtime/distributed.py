@@ -13,6 +13,7 @@ torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; `from_environment` joins the proc
 """
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -21,6 +22,13 @@ import torch.distributed as dist
 
 __all__ = ["Ranks", "RankFeed", "SINGLE", "from_environment", "launched_by_torchrun",
            "local_device"]
+
+
+# No buffer sync in each forward (the net's buffers are its rank-local Input batches). torch
+# 2.13 renamed DDP's broadcast_buffers to forward_sync_buffers and warns about the old name.
+_NO_BUFFER_SYNC = ({"forward_sync_buffers": False} if "forward_sync_buffers" in
+                   inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
+                   else {"broadcast_buffers": False})
 
 
 @dataclass(frozen=True)
@@ -46,8 +54,7 @@ class Ranks:
             return module
         device = next(module.parameters()).device
         return torch.nn.parallel.DistributedDataParallel(
-            module, device_ids=[device] if device.type == "cuda" else None,
-            broadcast_buffers=False)
+            module, device_ids=[device] if device.type == "cuda" else None, **_NO_BUFFER_SYNC)
 
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         """The average of ``value`` over the ranks (every rank must call it)."""
