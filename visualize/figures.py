@@ -64,12 +64,18 @@ def unit_figure(path, picture, rows: list[tuple[str, dict]], title: str) -> None
 def grid_figure(path, cells: list[tuple[str, list[np.ndarray]]], title: str,
                 columns: int) -> None:
     """Cells of equal-size panels in a grid; each cell is a label over its images (side by
-    side). Used for filters (one image per cell) and top patches (patch, reconstruction)."""
+    side), left-aligned over the cell so that it may run over the cell's later panels but
+    not into the next cell. Used for filters (one image per cell) and top patches (patch,
+    reconstruction). The title gets a fixed band of its own, whatever the number of rows."""
     plt = pyplot()
     per_cell = max(len(images) for _, images in cells)
     rows = -(-len(cells) // columns)
-    fig, axes = plt.subplots(rows, columns * per_cell, squeeze=False,
-                             figsize=(0.9 * columns * per_cell, 1.05 * rows + 0.8))
+    panel, title_band = 0.9, 0.25 + 0.16 * (title.count("\n") + 1)     # inches
+    width, height = panel * columns * per_cell, (panel + 0.2) * rows + title_band
+    fig, axes = plt.subplots(rows, columns * per_cell, squeeze=False, figsize=(width, height),
+                             gridspec_kw=dict(left=0.01, right=0.99, bottom=0.01,
+                                              top=1 - title_band / height, wspace=0.08,
+                                              hspace=0.3))
     for ax in axes.flat:
         ax.axis("off")
     for i, (label, images) in enumerate(cells):
@@ -77,6 +83,7 @@ def grid_figure(path, cells: list[tuple[str, list[np.ndarray]]], title: str,
         for j, image in enumerate(images):
             ax = axes[row, col * per_cell + j]
             ax.axis("on")
-            _panel(ax, image, label if j == 0 else None, fontsize=6)
-    fig.suptitle(title, fontsize=9)
+            _panel(ax, image)
+        axes[row, col * per_cell].set_title(label, fontsize=6, loc="left")
+    fig.suptitle(title, fontsize=9, y=1 - 0.08 / height, va="top")
     _save(fig, path)
