@@ -62,8 +62,6 @@ def plot_curves(records: list[dict], path: Path, title: str, paper_error: float 
     """Training loss and test error against epochs, as a PNG (matplotlib's Agg backend). Dotted
     lines mark the lr drops; the paper's error and its tolerance band frame the test error."""
     plt = pyplot()
-    from matplotlib.ticker import FormatStrFormatter
-
     evals = [r for r in records if "test_error" in r]
     style = {"marker": "."} if len(evals) <= 60 else {}
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -75,8 +73,7 @@ def plot_curves(records: list[dict], path: Path, title: str, paper_error: float 
     right.plot(epochs, [r["test_error"] for r in evals], label="measured", **style)
     right.set(xlabel="epoch", ylabel="test error % (log scale)", yscale="log")
     for axis in (left, right):
-        axis.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-        axis.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+        _label_log_axis(axis.yaxis)
     if paper_error is not None:
         right.axhline(paper_error, color="k", linestyle="--", linewidth=1,
                       label=f"paper {paper_error:g} %")
@@ -92,6 +89,18 @@ def plot_curves(records: list[dict], path: Path, title: str, paper_error: float 
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _label_log_axis(axis) -> None:
+    """Plain numbers on a log axis: the decades, and of the ticks between them only those
+    starting with 2, 3 or 5, so that labels never crowd below a decade (0.06-0.09, 0.7-0.9)."""
+    from matplotlib.ticker import FormatStrFormatter, FuncFormatter
+
+    def minor(value, _):
+        leading = f"{value:e}"[0]
+        return f"{value:g}" if leading in "235" else ""
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def lr_drops(evals: list[dict]) -> list[float]:
