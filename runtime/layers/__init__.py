@@ -19,15 +19,17 @@ from torch import nn
 from runtime.blob_shape import check_blob_shape
 from runtime.errors import AllconvError
 from runtime.fillers import fill
+from runtime.registry import add_once
 
 LAYERS: dict[str, type] = {}
 
 
 def register(type_name: str):
-    """Class decorator: make the layer class buildable for Caffe type ``type_name``."""
+    """Class decorator: make the layer class buildable for Caffe type ``type_name``; a type
+    is registered once (a second class for it is an error, as in Caffe's LayerRegistry)."""
     def add(cls):
+        add_once(LAYERS, type_name, cls, "layer type")
         cls.type_name = type_name
-        LAYERS[type_name] = cls
         return cls
     return add
 
