@@ -58,7 +58,8 @@ CATEGORY_ORDER = [
     "layer forward", "layer blob diff", "layer param grad",
     "network forward", "network blob diff", "network param grad",
     "solver weights", "solver loss", "All-CNN-C 20-step weights", "All-CNN-C 20-step loss",
-    "CaffeSGD weights (own loop)",
+    "optimizer weights (own loop)", "solverstate history (Caffe's snapshot)",
+    "weights resumed from Caffe's solverstate",
     "round trip runtime->Caffe outputs", "round trip Caffe->runtime weights",
     "round trip Caffe->runtime outputs",
     "filler z-score (runtime vs formula)", "filler z-score (Caffe vs formula)",
@@ -360,11 +361,13 @@ def test_filler(name):
 
 # ------------------------------------------------------------------------------ solvers
 
-def run_solver_case(name: str, check_step, device=None):
+def run_solver_case(name: str, check_step, device=None, solver_ref=None):
     from runtime.solver import make_solver
 
     meta = METAS[name]
     solver = make_solver(meta["solver"], device=device or "cpu")
+    if solver_ref is not None:
+        solver_ref.append(solver)
     net = solver.net
     set_weights(net, meta)
     dev = net.device
@@ -415,24 +418,76 @@ def check_solver_case(name, device=None, label=""):
             return net.params[layer][int(i)].data
 
         failures.extend(compare(z, f"step{k}:", weight, cat_w, name, TOL_SOLVER))
+        if k == meta.get("snapshot_at"):
+            failures.extend(compare_history(z, solver_ref[0].history, name))
 
+    solver_ref = []
     with z:
-        run_solver_case(name, check_step, device)
+        run_solver_case(name, check_step, device, solver_ref)
+    assert not failures, f"{name}: " + "; ".join(failures[:10])
+
+
+def compare_history(z, history, case: str) -> list[str]:
+    """The runtime's history blobs against those of the .solverstate Caffe wrote (Caffe's
+    layout: for Adam and AdaDelta all N first blobs, then all N second ones)."""
+    from runtime.caffemodel import blob_to_array
+
+    state = pb.SolverState()
+    state.ParseFromString(z["file:solverstate"].tobytes())
+    if len(state.history) != len(history):
+        return [f"{len(history)} history blobs, Caffe's solverstate has {len(state.history)}"]
+    failures = []
+    for i, (blob, h) in enumerate(zip(state.history, history)):
+        ref = blob_to_array(blob).reshape(tuple(h.shape)).astype(np.float64)
+        err = float(np.abs(_np(h) - ref).max() / max(np.abs(ref).max(), ff.TINY))
+        record("solverstate history (Caffe's snapshot)", case, f"history{i}", err, TOL_SOLVER)
+        if not err <= TOL_SOLVER:
+            failures.append(f"history blob {i}: relative error {err:.3e} > {TOL_SOLVER:.0e}")
+    return failures
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, id=n) for n, m in METAS.items()
+                                  if m.get("snapshot_at")])
+def test_caffe_written_solverstate_resumes(name, tmp_path):
+    """A .solverstate (and .caffemodel) written by real Caffe's snapshot after step k restores
+    into the runtime's solver, which then continues to Caffe's weights at every later step."""
+    from runtime.solver import make_solver
+
+    meta = METAS[name]
+    k, failures = meta["snapshot_at"], []
+    with load(name) as z:
+        (tmp_path / meta["learned_net"]).write_bytes(z["file:caffemodel"].tobytes())
+        state = tmp_path / "caffe_written.solverstate"
+        state.write_bytes(z["file:solverstate"].tobytes())
+        solver = make_solver(meta["solver"], device="cpu")
+        solver.restore(state)
+        assert solver.iter == k
+        inputs = make_inputs(meta)
+        for step in range(k + 1, meta["steps"] + 1):
+            # the fixed batch, as Caffe had it in its Input blobs
+            for blob, x in inputs.items():
+                solver.net.blobs[blob].data.copy_(torch.from_numpy(x))
+            solver.step(1)
+            failures += compare(z, f"step{step}:", lambda key: solver.net.params[
+                key.rsplit(":", 1)[0]][int(key.rsplit(":", 1)[1])].data,
+                "weights resumed from Caffe's solverstate", name, TOL_SOLVER)
     assert not failures, f"{name}: " + "; ".join(failures[:10])
 
 
 @pytest.mark.parametrize("name", [c for c in cases_of("solver") if "all_c" not in c.id])
-def test_caffe_sgd_in_a_plain_loop(name):
-    """The same fixtures through the optimizer API alone: a Net, CaffeSGD.from_solver, the
-    CaffeLR schedule and a loop of one's own (iter_size backward passes per step)."""
-    from runtime import TRAIN, CaffeLR, CaffeSGD, Net
+def test_optimizer_in_a_plain_loop(name):
+    """The same fixtures through the optimizer API alone: a Net, optimizer_from_solver (the
+    solver type's runtime.optim class), the CaffeLR schedule and a loop of one's own
+    (iter_size backward passes per step)."""
+    from runtime import TRAIN, CaffeLR, Net
+    from runtime.optim import optimizer_from_solver
     from runtime.prototxt import read_solver
 
     meta = METAS[name]
     param = read_solver(meta["solver"])
     net = Net(param.net_param, TRAIN, seed=param.random_seed)
     set_weights(net, meta)
-    optimizer = CaffeSGD.from_solver(param, net)
+    optimizer = optimizer_from_solver(param, net)
     schedule = CaffeLR(optimizer, param)
     inputs = make_inputs(meta)
     failures = []
@@ -445,7 +500,7 @@ def test_caffe_sgd_in_a_plain_loop(name):
             schedule.step()
             if k in meta["record"]:
                 failures += compare(z, f"step{k}:", lambda key: net.params[key.rsplit(":", 1)[0]][
-                    int(key.rsplit(":", 1)[1])].data, "CaffeSGD weights (own loop)", name,
+                    int(key.rsplit(":", 1)[1])].data, "optimizer weights (own loop)", name,
                     TOL_SOLVER)
     assert not failures, f"{name}: " + "; ".join(failures[:10])
 

@@ -30,7 +30,8 @@ Case kinds (``meta["kind"]``):
 * ``solver``: a solver with its net inline (``net_param``), seeded initial weights, fixed
   inputs fed through Input layers; records the weights after each of K ``step(1)`` calls
   (All-CNN-C: a new seeded batch of 8 before each of 20 steps, Dropout removed, and the
-  ReLU kinks of every step).
+  ReLU kinks of every step). With ``snapshot_at`` k, Caffe's own snapshot after step k is
+  kept as bytes (``file:solverstate``, ``file:caffemodel``).
 
 pycaffe's ``caffe.io`` imports ``skimage.io`` (image loading only); when scikit-image is not
 installed a stub module stands in for it (``import_caffe``).
@@ -400,14 +401,17 @@ def tiny_solver_net(ip1_params=DEFAULT_MULTS, ip2_params=""):
     return inputs, net_text("tiny", inputs, layers, force_backward=False)
 
 
-def solver_case(name, group, settings, note="", net=None, steps=SOLVER_STEPS):
+def solver_case(name, group, settings, note="", net=None, steps=SOLVER_STEPS, snapshot_at=None):
     inputs, text = net or tiny_solver_net()
     solver = (f"net_param {{\n{textwrap.indent(text, '  ')}}}\n" + textwrap.dedent(settings).strip()
               + "\nmax_iter: 10\ndisplay: 0\nsnapshot: 0\nrandom_seed: 5\nsolver_mode: CPU\n")
-    return {"kind": "solver", "name": f"solver_{name}", "group": group, "solver": solver,
+    case = {"kind": "solver", "name": f"solver_{name}", "group": group, "solver": solver,
             "inputs": inputs, "weight_mode": "msra", "steps": steps,
             "record": list(range(1, steps + 1)), "feed": "fixed", "note": note,
             "sample_size": ff.SAMPLE_SIZE}
+    if snapshot_at:   # Caffe also writes a .solverstate and .caffemodel after that step
+        case["snapshot_at"] = snapshot_at
+    return case
 
 
 def solver_cases():
@@ -446,6 +450,35 @@ def solver_cases():
     c.append(solver_case("nesterov_clip_iter_size", "Nesterov",
                          mom.replace('type: "SGD"', 'type: "Nesterov"')
                          + "clip_gradients: 0.05\niter_size: 2"))
+    return c + adaptive_solver_cases()
+
+
+# Each adaptive rule twice, 5 steps: (a) L2 decay, every lr_mult/decay_mult combination (lr_mult
+# 0 blobs included: decay still reaches their history) and a step schedule, with a snapshot
+# (Caffe's .solverstate) after step 3; (b) L1 decay, clip_gradients, iter_size 2, multistep.
+ADAPTIVE_RULES = {
+    "adam": 'type: "Adam" base_lr: 0.05 momentum: 0.9 momentum2: 0.999 delta: 0.001',
+    "adagrad": 'type: "AdaGrad" base_lr: 0.1 delta: 0.001',
+    "rmsprop": 'type: "RMSProp" base_lr: 0.02 rms_decay: 0.9 delta: 0.0001',
+    "adadelta": 'type: "AdaDelta" base_lr: 1.0 momentum: 0.95 delta: 0.0001',
+}
+ADAPTIVE_STEPS = 5
+ADAPTIVE_SNAPSHOT = 3
+
+
+def adaptive_solver_cases():
+    c = []
+    mults = tiny_solver_net('param { lr_mult: 0 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 }',
+                            'param { lr_mult: 1 decay_mult: 0 } param { lr_mult: 0 decay_mult: 1 }')
+    for rule, fields in ADAPTIVE_RULES.items():
+        c.append(solver_case(
+            f"{rule}_decay_mults_step", rule, fields + '\nweight_decay: 0.05 lr_policy: "step" '
+            "gamma: 0.5 stepsize: 2", net=mults, steps=ADAPTIVE_STEPS,
+            snapshot_at=ADAPTIVE_SNAPSHOT))
+        c.append(solver_case(
+            f"{rule}_l1_clip_iter_size", rule, fields + '\nweight_decay: 0.02 '
+            'regularization_type: "L1" clip_gradients: 0.05 iter_size: 2 lr_policy: "multistep" '
+            "gamma: 0.3 stepvalue: 1 stepvalue: 3", steps=ADAPTIVE_STEPS))
     return c
 
 
@@ -779,11 +812,30 @@ class CaffeRunner:
                 for layer, blobs in net.params.items():
                     for i, blob in enumerate(blobs):
                         arrays.update(ff.encode(f"step{k}:{layer}:{i}", blob.data, s))
+            if k == case.get("snapshot_at"):
+                arrays.update(self.snapshot_files(solver, case))
         assert solver.iter == case["steps"]
         meta = {"input_sums": isums, "weight_sums": wsums, "losses": losses,
                 "param_shapes": {f"{l}:{i}": list(b.data.shape)
                                  for l, bl in net.params.items() for i, b in enumerate(bl)}}
         return meta, arrays
+
+    def snapshot_files(self, solver, case: dict) -> dict:
+        """solver.snapshot() in an empty folder; its .solverstate and .caffemodel as bytes
+        (``file:solverstate``, ``file:caffemodel``) and the learned_net name in the case."""
+        folder = Path(tempfile.mkdtemp(prefix="snapshot_", dir=self.tmp))
+        here = os.getcwd()
+        os.chdir(folder)     # an unset snapshot_prefix writes "_iter_N.*" into the cwd
+        try:
+            solver.snapshot()
+        finally:
+            os.chdir(here)
+        found = {p.suffix: p for p in folder.rglob("*") if p.is_file()}
+        state = self.pb.SolverState()
+        state.ParseFromString(found[".solverstate"].read_bytes())
+        case["learned_net"] = os.path.basename(state.learned_net)
+        return {f"file:{suffix[1:]}": np.frombuffer(found[suffix].read_bytes(), np.uint8)
+                for suffix in (".solverstate", ".caffemodel")}
 
     def run_roundtrip_runtime(self, case: dict):
         caffe = self.caffe
