@@ -61,7 +61,7 @@ CATEGORY_ORDER = [
     "optimizer weights (own loop)", "solverstate history (Caffe's snapshot)",
     "weights resumed from Caffe's solverstate",
     "round trip runtime->Caffe outputs", "round trip Caffe->runtime weights",
-    "round trip Caffe->runtime outputs",
+    "round trip Caffe->runtime outputs", "data layer tops",
     "filler z-score (runtime vs formula)", "filler z-score (Caffe vs formula)",
     "filler z-score (runtime vs Caffe)",
 ]
@@ -551,8 +551,64 @@ def test_roundtrip_caffe_saved_loads_in_runtime(name):
     with load(name) as z:
         failures = compare(z, "weight:", weight, "round trip Caffe->runtime weights", name, 0.0)
         failures += compare(z, "fwd:", lambda n: net.blobs[n].data if n in net.blobs else None,
-                            "round trip Caffe->runtime outputs", name, TOL_LAYER)
+                            "round trip Caffe->runtime outputs", "data layer tops", name, TOL_LAYER)
     assert not failures, "; ".join(failures)
+
+
+# ------------------------------------------------------------------------------ data layers
+
+@pytest.mark.parametrize("name", cases_of("data"))
+def test_data_layer(name, tmp_path):
+    """Data layers against Caffe: every top after each forward, exactly (random tops: shape,
+    range and a refill at each forward, as in Caffe); HDF5Output's file against Caffe's."""
+    from runtime.net import Net
+
+    meta = METAS[name]
+    h5py = None
+    if meta.get("h5_files") or meta.get("output_file"):
+        h5py = pytest.importorskip("h5py", reason="HDF5 layers need h5py (the hdf5 extra)")
+    ff.write_data_files(meta, tmp_path, h5py)
+    net = Net(meta["prototxt"].replace(ff.DIR, str(tmp_path)), getattr(pb, meta["phase"]),
+              seed=7)
+    inputs = make_inputs(meta) if meta["inputs"] else {}
+    if "memory_arrays" in meta:
+        arrays = {k: ff.make_input(meta["name"], k, spec)
+                  for k, spec in meta["memory_arrays"].items()}
+        for k, v in arrays.items():
+            _check_sum(v, meta["input_sums"][k], k)
+        with pytest.warns(UserWarning, match="does not transform"):
+            net.set_input_arrays(arrays["data"], arrays["labels"])
+    random = set(meta.get("random_tops", ()))
+    failures, previous = [], {}
+    with load(name) as z:
+        for k in range(1, meta["forwards"] + 1):
+            net.forward(**inputs)
+            for key in ff.entry_keys(z.files, f"fwd{k}:"):
+                blob = key.split(":", 1)[1]
+                ours = _np(net.blobs[blob].data)
+                if blob in random:   # Caffe's RNG is not ours: same shape, range, refill
+                    caffe = np.asarray(z[key])
+                    assert ours.shape == caffe.shape
+                    assert ours.min() >= -1 and ours.max() <= 3 and ours.std() > 0.5
+                    if blob in previous:
+                        assert not np.array_equal(ours, previous[blob])
+                        assert not np.array_equal(caffe, np.asarray(z[f"fwd{k - 1}:{blob}"]))
+                    previous[blob] = ours.copy()
+                    continue
+                err = ff.rel_error(ours, z, key)
+                record("data layer tops", name, key, err, 0.0)
+                if err != 0:
+                    failures.append(f"{key}: relative error {err:.3e}")
+        if "output_file" in meta:
+            theirs = tmp_path / "caffe_written.h5"
+            theirs.write_bytes(z["file:output"].tobytes())
+            with h5py.File(tmp_path / meta["output_file"], "r") as a, \
+                    h5py.File(theirs, "r") as b:
+                assert sorted(a) == sorted(b) == ["data", "label"]
+                for key in b:
+                    assert a[key].shape == b[key].shape and a[key].dtype == b[key].dtype, key
+                    np.testing.assert_array_equal(a[key][()], b[key][()])
+    assert not failures, f"{name}: " + "; ".join(failures)
 
 
 # ------------------------------------------------------------------------------ inventory
@@ -575,7 +631,9 @@ def test_fixture_inventory():
             used.update(l.type for l in sp.net_param.layer)
         elif text:
             used.update(l.type for l in text_format.Merge(text, pb.NetParameter()).layer)
-    missing = set(LAYERS) - used - {"Data"}
+    # no LMDB and no OpenCV in the reference build: Data and ImageData are checked against
+    # files the tests write (test_data.py, test_data_layers.py)
+    missing = set(LAYERS) - used - {"Data", "ImageData"}
     assert not missing, f"layer types without a Caffe fixture: {sorted(missing)}"
     total = sum(p.stat().st_size for p in FIXTURES.iterdir())
     assert total < 8 * 2**20, f"tests/fixtures is {total / 2**20:.1f} MiB"

@@ -22,6 +22,13 @@ from runtime.fillers import fill
 from runtime.registry import add_once
 
 LAYERS: dict[str, type] = {}
+# Layer types that cannot run here, each with the reason.
+REFUSED = {
+    "Python": "a Python layer runs a user's module through pycaffe's embedded interpreter; "
+              "write it as a runtime layer (runtime.layers.register) instead",
+    "WindowData": "WindowData is R-CNN's OpenCV window sampler, deprecated in Caffe and not "
+                  "supported; crop the windows into an image list for ImageData",
+}
 
 
 def register(type_name: str):
@@ -51,6 +58,8 @@ def layer_errors(param):
 def layer_class(param) -> type:
     """The registered class for ``param.type``."""
     cls = LAYERS.get(param.type)
+    if param.type in REFUSED:
+        raise AllconvError(f"{describe(param)}: not supported: {REFUSED[param.type]}")
     if cls is None:
         raise AllconvError(f"{describe(param)}: unknown layer type "
                            f"(supported: {', '.join(sorted(LAYERS))})")

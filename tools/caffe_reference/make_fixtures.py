@@ -482,6 +482,57 @@ def adaptive_solver_cases():
     return c
 
 
+# ---------------------------------------------------------------------------- data layers
+
+def data_case(name, phase, layers, forwards, note, inputs=None, **extra):
+    """A net of data layers run ``forwards`` times; every top recorded after each forward
+    (``fwd<k>:<blob>``). Files (``h5_files``, ``list_files``) are written into the case's
+    folder, named ff.DIR in the prototxt, by the venv step (h5py) before Caffe runs."""
+    text = (input_layer(inputs) if inputs else "") + "".join(layers)
+    return dict({"kind": "data", "name": f"data_{name}", "group": "data layers",
+                 "prototxt": text, "phase": phase, "forwards": forwards, "inputs": inputs or {},
+                 "note": note, "sample_size": ff.SAMPLE_SIZE}, **extra)
+
+
+def data_cases():
+    d = ff.DIR
+    dummy = [
+        L("dummy", "DummyData", (), ["a", "b"], """dummy_data_param {
+            shape { dim: 2 dim: 3 } shape { dim: 4 dim: 1 dim: 5 }
+            data_filler { type: "constant" value: 1.5 }
+            data_filler { type: "uniform" min: -1 max: 3 } }"""),
+        L("legacy", "DummyData", (), ["c", "e"], """dummy_data_param {
+            num: 2 channels: 3 channels: 1 height: 1 width: 4 width: 2 }"""),
+    ]
+    h5 = {"a.h5": {"data": normal(5, 2, 3), "label": labels(5, classes=4, dtype="int32"),
+                   "w": dict(normal(5, 1), dtype="float64")},
+          "b.h5": {"data": normal(4, 2, 3), "label": labels(4, classes=4, dtype="int32"),
+                   "w": dict(normal(4, 1), dtype="float64")}}
+    memory_data = {"data": normal(6, 2, 1, 3), "labels": labels(6, classes=5)}
+    return [
+        data_case("dummy", "TEST", dummy, 2, "constant tops (shape and legacy dims, default "
+                  "filler 0) exact; the uniform top refilled at every forward",
+                  random_tops=["b"]),
+        data_case("hdf5", "TRAIN", [L("h5", "HDF5Data", (), ["data", "label", "w"],
+                                      f'hdf5_data_param {{ source: "{d}/list.txt" '
+                                      "batch_size: 4 }")], 4,
+                  "two files of 5 and 4 rows (int32 labels, float64 column), batch 4 across "
+                  "files and wrapping around", h5_files=h5,
+                  list_files={"list.txt": [f"{d}/a.h5", f"  {d}/b.h5"]}),
+        data_case("hdf5_output", "TEST", [L("out", "HDF5Output", ["data", "label"], (),
+                                            f'hdf5_output_param {{ file_name: "{d}/out.h5" }}')],
+                  1, "Caffe's HDF5Output file (bytes) for seeded bottoms",
+                  inputs={"data": normal(2, 3, 4), "label": labels(2, classes=3)},
+                  output_file="out.h5"),
+        data_case("memory", "TRAIN", [L("mem", "MemoryData", (), ["data", "label"],
+                                        "memory_data_param { batch_size: 2 channels: 2 "
+                                        "height: 1 width: 3 } transform_param { scale: 0.5 }")],
+                  4, "set_input_arrays with 6 rows, batch 2, wrapping around; the "
+                  "transform_param is not applied (Caffe's Reset warns)",
+                  memory_arrays=memory_data),
+    ]
+
+
 # ---------------------------------------------------------------------------- generated nets
 
 def generated_cases(gen_dir: Path):
@@ -550,14 +601,16 @@ def layer_cases():
 
 def all_cases(gen_dir: Path):
     return (layer_cases() + filler_cases() + solver_cases() + generated_cases(gen_dir)
-            + roundtrip_cases(gen_dir))
+            + roundtrip_cases(gen_dir) + data_cases())
 
 
 # ============================================================================ venv step
 
 def venv_step(work: Path) -> None:
-    """Render the generated nets and save a caffemodel with the runtime (no caffe here)."""
+    """Render the generated nets and save a caffemodel with the runtime (no caffe here);
+    write the data cases' files (h5py)."""
     sys.path.insert(0, str(REPO))
+    write_data_case_files(work)
     from generator.render import NetOptions, SolverOptions, render_net, render_solver
     from generator.variants import VARIANTS
 
@@ -593,6 +646,18 @@ def venv_step(work: Path) -> None:
                 case["name"], layer, i, tuple(blob.data.shape), case["weight_mode"])))
     net.save(str(work / case["caffemodel"]))
     print(f"venv step: rendered {len(table)} networks, saved {case['caffemodel']}")
+
+
+def write_data_case_files(work: Path) -> None:
+    try:
+        import h5py
+    except ImportError:
+        print("venv step: no h5py in the venv; the HDF5 data cases will be skipped")
+        return
+    for case in data_cases():
+        folder = work / "data" / case["name"]
+        folder.mkdir(parents=True, exist_ok=True)
+        ff.write_data_files(case, folder, h5py)
 
 
 # ============================================================================ caffe step
@@ -837,6 +902,31 @@ class CaffeRunner:
         return {f"file:{suffix[1:]}": np.frombuffer(found[suffix].read_bytes(), np.uint8)
                 for suffix in (".solverstate", ".caffemodel")}
 
+    def run_data(self, case: dict):
+        caffe = self.caffe
+        folder = self.work / "data" / case["name"]
+        text = case["prototxt"].replace(ff.DIR, str(folder))
+        net = caffe.Net(self.write_tmp(case["name"] + ".prototxt", text),
+                        getattr(caffe, case["phase"]))
+        isums = self.feed(net, case) if case["inputs"] else {}
+        if "memory_arrays" in case:
+            arrays_in = {k: ff.make_input(case["name"], k, spec)
+                         for k, spec in case["memory_arrays"].items()}
+            isums = {k: ff.checksum(v) for k, v in arrays_in.items()}
+            net.set_input_arrays(arrays_in["data"], arrays_in["labels"])
+        arrays = {}
+        for k in range(1, case["forwards"] + 1):
+            net.forward()
+            for name, blob in net.blobs.items():
+                if name not in case["inputs"]:
+                    arrays.update(ff.encode(f"fwd{k}:{name}", blob.data, case["sample_size"]))
+        shapes = {n: list(b.data.shape) for n, b in net.blobs.items()}
+        del net     # HDF5Output closes its file in its destructor
+        if "output_file" in case:
+            data = (folder / case["output_file"]).read_bytes()
+            arrays["file:output"] = np.frombuffer(data, np.uint8)
+        return {"input_sums": isums, "blob_shapes": shapes}, arrays
+
     def run_roundtrip_runtime(self, case: dict):
         caffe = self.caffe
         path = self.write_tmp(case["name"] + ".prototxt", case["prototxt"])
@@ -897,6 +987,11 @@ def caffe_step(work: Path, out: Path, only: list[str]) -> None:
         print("WARNING: no runtime-saved caffemodel in WORKDIR; skipping the runtime -> Caffe "
               "round trip (run the venv step with the runtime in place)")
         cases = [c for c in cases if c["kind"] != "roundtrip_runtime"]
+    missing = [c["name"] for c in cases if c.get("h5_files")
+               and not (work / "data" / c["name"]).is_dir()]
+    if missing:
+        print(f"WARNING: no files for {missing} (h5py missing in the venv); skipped")
+        cases = [c for c in cases if c["name"] not in missing]
     if only:
         cases = [c for c in cases if any(s in c["name"] for s in only)]
     else:
