@@ -204,3 +204,28 @@ def test_history_layout_is_caffes():
         assert all(a is b for a, b in zip(opt.history(), want))
         assert len(opt.solver_state(0, 0, "").history) == 6
     assert len(CaffeAdaGrad(params, lr=0.1).history()) == 3
+
+
+@pytest.mark.parametrize("kind", ["Adam", "AdaDelta"])
+def test_allconv_caffe_trains_and_resumes_the_rule(kind, tmp_path, monkeypatch, capsys):
+    """`allconv-caffe train -solver` with the rule's `type:`, and `-snapshot` resuming it."""
+    from runtime.cli import main
+    from runtime.cli_support import run_cli
+    from same_weights import assert_same_weights
+    from tiny_caffe import write_tiny_net
+
+    write_tiny_net(tmp_path)
+    fields = " ".join(f"{k}: {v}" for k, v in RULES[kind][0].items())
+    (tmp_path / "s.prototxt").write_text(
+        f'net: "net.prototxt" type: "{kind}" {fields} lr_policy: "fixed" max_iter: 6 '
+        'snapshot: 3 snapshot_prefix: "snap" solver_mode: CPU random_seed: 1 display: 0')
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "-solver", "s.prototxt"]) == 0
+    (tmp_path / "snap_iter_6.caffemodel").rename(tmp_path / "straight.caffemodel")
+    assert main(["train", "-solver", "s.prototxt", "-snapshot", "snap_iter_3.solverstate"]) == 0
+    assert_same_weights("straight.caffemodel", "snap_iter_6.caffemodel")
+    (tmp_path / "bad.prototxt").write_text('net: "net.prototxt" type: "AdaGrad" momentum: 0.9')
+    capsys.readouterr()
+    assert run_cli(main, "allconv-caffe", ["train", "-solver", "bad.prototxt"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Momentum cannot be used with AdaGrad" in err and len(err.splitlines()) == 1
