@@ -59,7 +59,7 @@ CATEGORY_ORDER = [
     "network forward", "network blob diff", "network param grad",
     "solver weights", "solver loss", "All-CNN-C 20-step weights", "All-CNN-C 20-step loss",
     "optimizer weights (own loop)", "solverstate history (Caffe's snapshot)",
-    "weights resumed from Caffe's solverstate",
+    "runtime resumes Caffe solverstate", "Caffe resumes runtime solverstate",
     "round trip runtime->Caffe outputs", "round trip Caffe->runtime weights",
     "round trip Caffe->runtime outputs", "data layer tops",
     "filler z-score (runtime vs formula)", "filler z-score (Caffe vs formula)",
@@ -470,8 +470,45 @@ def test_caffe_written_solverstate_resumes(name, tmp_path):
             solver.step(1)
             failures += compare(z, f"step{step}:", lambda key: solver.net.params[
                 key.rsplit(":", 1)[0]][int(key.rsplit(":", 1)[1])].data,
-                "weights resumed from Caffe's solverstate", name, TOL_SOLVER)
+                "runtime resumes Caffe solverstate", name, TOL_SOLVER)
     assert not failures, f"{name}: " + "; ".join(failures[:10])
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, id=n) for n, m in METAS.items()
+                                  if m.get("snapshot_at")])
+def test_runtime_written_solverstate_resumes_in_caffe(name):
+    """At fixture time real Caffe restored the .solverstate the runtime wrote after step k and
+    stepped on to its own uninterrupted weights; the runtime still writes that history."""
+    from runtime.caffemodel import blob_to_array
+    from runtime.solver import make_solver
+
+    meta = METAS[name]
+    k, failures = meta["snapshot_at"], []
+    with load(name) as z:
+        for step in range(k + 1, meta["steps"] + 1):
+            for key in ff.entry_keys(z.files, f"resumed{step}:"):
+                ours_in_caffe = np.asarray(z[key])
+                err = ff.rel_error(ours_in_caffe, z, f"step{step}:" + key.split(":", 1)[1])
+                record("Caffe resumes runtime solverstate", name, key, err,
+                       TOL_SOLVER)
+                if not err <= TOL_SOLVER:
+                    failures.append(f"{key}: relative error {err:.3e}")
+        state = pb.SolverState()
+        state.ParseFromString(z["file:runtime_solverstate"].tobytes())
+    assert state.iter == k and len(state.history) > 0
+    solver = make_solver(meta["solver"], device="cpu")
+    set_weights(solver.net, meta)
+    inputs = make_inputs(meta)
+    for _ in range(k):
+        for blob, x in inputs.items():
+            solver.net.blobs[blob].data.copy_(torch.from_numpy(x))
+        solver.step(1)
+    written = solver.optimizer.solver_state(k, solver.current_step, "")
+    assert len(written.history) == len(state.history)
+    for then, now in zip(state.history, written.history):
+        np.testing.assert_allclose(blob_to_array(now), blob_to_array(then), rtol=1e-6,
+                                   atol=1e-12)
+    assert not failures, f"{name}: " + "; ".join(failures)
 
 
 @pytest.mark.parametrize("name", [c for c in cases_of("solver") if "all_c" not in c.id])

@@ -645,7 +645,35 @@ def venv_step(work: Path) -> None:
             blob.data.copy_(torch.from_numpy(ff.make_weight(
                 case["name"], layer, i, tuple(blob.data.shape), case["weight_mode"])))
     net.save(str(work / case["caffemodel"]))
+    write_runtime_snapshots(work)
     print(f"venv step: rendered {len(table)} networks, saved {case['caffemodel']}")
+
+
+def write_runtime_snapshots(work: Path) -> None:
+    """For each solver case with ``snapshot_at`` k: the runtime's own solver, k steps from the
+    case's weights and inputs, snapshotted into WORKDIR/ours/<case>/ (Caffe restores it)."""
+    import torch
+    from runtime.prototxt import read_solver
+    from runtime.solver import make_solver
+
+    for case in solver_cases():
+        if not case.get("snapshot_at"):
+            continue
+        param = read_solver(case["solver"])
+        folder = work / "ours" / case["name"]
+        folder.mkdir(parents=True, exist_ok=True)
+        param.snapshot_prefix = str(folder / "ours")
+        solver = make_solver(param, device="cpu")
+        for layer, views in solver.net.params.items():
+            for i, view in enumerate(views):
+                view.data.copy_(torch.from_numpy(ff.make_weight(
+                    case["name"], layer, i, tuple(view.shape), case["weight_mode"])))
+        for _ in range(case["snapshot_at"]):
+            for blob, spec in case["inputs"].items():
+                solver.net.blobs[blob].data.copy_(torch.from_numpy(
+                    ff.make_input(case["name"], blob, spec)))
+            solver.step(1)
+        solver.snapshot()
 
 
 def write_data_case_files(work: Path) -> None:
@@ -880,10 +908,33 @@ class CaffeRunner:
             if k == case.get("snapshot_at"):
                 arrays.update(self.snapshot_files(solver, case))
         assert solver.iter == case["steps"]
+        if case.get("snapshot_at"):
+            arrays.update(self.resume_runtime_snapshot(path, case))
         meta = {"input_sums": isums, "weight_sums": wsums, "losses": losses,
                 "param_shapes": {f"{l}:{i}": list(b.data.shape)
                                  for l, bl in net.params.items() for i, b in enumerate(bl)}}
         return meta, arrays
+
+    def resume_runtime_snapshot(self, path: str, case: dict) -> dict:
+        """Caffe restores the runtime's snapshot after step k (venv step) and steps on:
+        ``resumed<k>:<layer>:<i>`` weights, and the runtime's .solverstate as bytes."""
+        k = case["snapshot_at"]
+        state = self.work / "ours" / case["name"] / f"ours_iter_{k}.solverstate"
+        if not state.is_file():
+            print(f"  WARNING: no runtime snapshot {state}; Caffe does not resume one")
+            return {}
+        solver = self.caffe.get_solver(path)
+        solver.restore(str(state))
+        assert solver.iter == k
+        arrays = {"file:runtime_solverstate": np.frombuffer(state.read_bytes(), np.uint8)}
+        self.feed(solver.net, case)
+        for step in range(k + 1, case["steps"] + 1):
+            solver.step(1)
+            for layer, blobs in solver.net.params.items():
+                for i, blob in enumerate(blobs):
+                    arrays.update(ff.encode(f"resumed{step}:{layer}:{i}", blob.data,
+                                            case["sample_size"]))
+        return arrays
 
     def snapshot_files(self, solver, case: dict) -> dict:
         """solver.snapshot() in an empty folder; its .solverstate and .caffemodel as bytes
