@@ -229,3 +229,16 @@ def test_allconv_caffe_trains_and_resumes_the_rule(kind, tmp_path, monkeypatch, 
     assert run_cli(main, "allconv-caffe", ["train", "-solver", "bad.prototxt"]) == 2
     err = capsys.readouterr().err.strip()
     assert "Momentum cannot be used with AdaGrad" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("rule", ["adam", "adagrad", "rmsprop", "adadelta"])
+def test_each_rule_on_cuda_matches_caffe(rule, no_tf32):
+    """The Caffe fixtures of each rule (every step, 1e-5) with the solver on CUDA."""
+    from test_caffe_fixtures import METAS, check_solver_case
+
+    names = [n for n in METAS if n.startswith(f"solver_{rule}_")]
+    assert names, f"no {rule} fixtures"
+    for name in names:
+        check_solver_case(name, device="cuda", label="CUDA ")
