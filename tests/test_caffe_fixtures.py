@@ -588,7 +588,7 @@ def test_roundtrip_caffe_saved_loads_in_runtime(name):
     with load(name) as z:
         failures = compare(z, "weight:", weight, "round trip Caffe->runtime weights", name, 0.0)
         failures += compare(z, "fwd:", lambda n: net.blobs[n].data if n in net.blobs else None,
-                            "round trip Caffe->runtime outputs", "data layer tops", name, TOL_LAYER)
+                            "round trip Caffe->runtime outputs", name, TOL_LAYER)
     assert not failures, "; ".join(failures)
 
 

@@ -31,7 +31,12 @@ Case kinds (``meta["kind"]``):
   inputs fed through Input layers; records the weights after each of K ``step(1)`` calls
   (All-CNN-C: a new seeded batch of 8 before each of 20 steps, Dropout removed, and the
   ReLU kinks of every step). With ``snapshot_at`` k, Caffe's own snapshot after step k is
-  kept as bytes (``file:solverstate``, ``file:caffemodel``).
+  kept as bytes (``file:solverstate``, ``file:caffemodel``), and Caffe also restores the
+  runtime's snapshot after step k (written by the venv step) and steps on (``resumed<k>:``).
+
+* ``data``: a net of data layers (DummyData, HDF5Data over .h5 files the venv step writes with
+  h5py, HDF5Output, MemoryData through ``set_input_arrays``) run a few times; records every top
+  after each forward (``fwd<k>:<blob>``) and HDF5Output's file as bytes (``file:output``).
 
 pycaffe's ``caffe.io`` imports ``skimage.io`` (image loading only); when scikit-image is not
 installed a stub module stands in for it (``import_caffe``).
