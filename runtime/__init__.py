@@ -11,9 +11,17 @@ _LAZY = {
     "Net": "runtime.net",
     "SGDSolver": "runtime.solver",
     "NesterovSolver": "runtime.solver",
+    "AdaGradSolver": "runtime.solver",
+    "RMSPropSolver": "runtime.solver",
+    "AdaDeltaSolver": "runtime.solver",
+    "AdamSolver": "runtime.solver",
     "make_solver": "runtime.solver",
     "Solver": "runtime.solver",
     "CaffeSGD": "runtime.optim",
+    "CaffeAdaGrad": "runtime.optim",
+    "CaffeRMSProp": "runtime.optim",
+    "CaffeAdaDelta": "runtime.optim",
+    "CaffeAdam": "runtime.optim",
     "CaffeLR": "runtime.lr_policy",
 }
 

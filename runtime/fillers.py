@@ -7,14 +7,15 @@ import torch
 
 from runtime.errors import AllconvError
 from runtime.proto import pb
+from runtime.registry import add_once
 
 FILLERS = {}
 
 
 def _filler(name):
+    """Function decorator: the filler for FillerParameter.type ``name`` (registered once)."""
     def add(fn):
-        FILLERS[name] = fn
-        return fn
+        return add_once(FILLERS, name, fn, "filler type")
     return add
 
 

@@ -261,6 +261,15 @@ class Net(nn.Module):
                 target.sample_shape = tuple(int(d) for d in feed.sample_shape)
         self.reshape()
 
+    def set_input_arrays(self, data, labels) -> None:
+        """pycaffe's ``set_input_arrays``: the arrays the first layer, a MemoryData layer,
+        serves (float32, data (N, C, H, W), labels (N,); see MemoryData.set_input_arrays)."""
+        first = self.layers[0] if len(self.layers) else None
+        if first is None or first.type_name != "MemoryData":
+            raise AllconvError("set_input_arrays may only be called if the first layer is a "
+                               "MemoryData layer")
+        first.set_input_arrays(data, labels)
+
     # ------------------------------------------------------------------ running
 
     def _check_inputs(self, inputs, whole) -> None:

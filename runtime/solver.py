@@ -1,9 +1,9 @@
-"""Caffe's Solver over `runtime.net.Net`, with the update rule of `runtime.optim.CaffeSGD`.
+"""Caffe's Solver over `runtime.net.Net`, with the update rules of `runtime.optim`.
 
 As in BVLC Caffe, the generic `Solver` (src/caffe/solver.cpp) builds the train and test nets
 from the solver file, runs the loop, tests, snapshots and restores; the update rule and its
-momentum history belong to the optimizer (sgd_solver.cpp, nesterov_solver.cpp), here
-`CaffeSGD`, stepped by the `CaffeLR` schedule. Per iteration of `step`: clear the param diffs;
+history belong to the optimizer (src/caffe/solvers/*.cpp), here the `runtime.optim` class of
+the solver's ``type`` (`CaffeSGD`, `CaffeAdam`, ...), stepped by the `CaffeLR` schedule. Per iteration of `step`: clear the param diffs;
 test when ``test_interval`` divides ``iter`` (at iteration 0 only with ``test_initialization``);
 ``iter_size`` forward/backward passes whose gradients add up; the update; ``iter += 1``;
 snapshot when ``snapshot`` divides ``iter``.
@@ -24,13 +24,14 @@ import torch
 from .distributed import SINGLE, RankFeed, Ranks
 from .errors import AllconvError
 from .lr_policy import CaffeLR
+from .optim import OPTIMIZERS, check_solver_type
 from .optim import SOLVER_TYPES as SUPPORTED_SOLVER_TYPES
-from .optim import CaffeSGD
 from .proto import pb
 from .rng import net_rng_state, set_net_rng_state
 from . import snapshot
 
-__all__ = ["Solver", "SGDSolver", "NesterovSolver", "make_solver", "SUPPORTED_SOLVER_TYPES"]
+__all__ = ["Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver",
+           "AdaDeltaSolver", "AdamSolver", "make_solver", "SUPPORTED_SOLVER_TYPES"]
 
 log = logging.getLogger("allconv.solver")
 
@@ -87,12 +88,8 @@ def _upgrade_snapshot_prefix(param, path: str) -> None:
 def make_solver(solver, **kwargs) -> "SGDSolver":
     """Build the solver named by `type` (or the deprecated `solver_type`) in the parameters."""
     param, _ = _load_solver_param(solver)
-    cls = _SOLVER_CLASSES.get(param.type)
-    if cls is None:
-        raise AllconvError(
-            f"solver type {param.type!r} is not supported; supported types: "
-            f"{', '.join(SUPPORTED_SOLVER_TYPES)}")
-    return cls(solver, **kwargs)
+    check_solver_type(param.type)
+    return _SOLVER_CLASSES[param.type](solver, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,10 +189,7 @@ class Solver:
     # ---------------------------------------------------------------- construction
     def _check_param(self) -> None:
         p = self.param
-        if p.type not in SUPPORTED_SOLVER_TYPES:
-            raise AllconvError(
-                f"solver type {p.type!r} is not supported; supported types: "
-                f"{', '.join(SUPPORTED_SOLVER_TYPES)}")
+        check_solver_type(p.type)
         if p.type != self.type_name:
             log.warning("solver type is %s but %s was constructed", p.type, type(self).__name__)
         if p.average_loss < 1:
@@ -302,7 +296,8 @@ class Solver:
 
     @property
     def history(self) -> list[torch.Tensor]:
-        """The momentum history in the train net's learnable_params order."""
+        """Caffe's history_ (momentum; Adam and AdaDelta: two blocks of N) in the train net's
+        learnable_params order."""
         return self.optimizer.history()
 
     def update(self) -> float:
@@ -531,19 +526,20 @@ def _copy_net(net_param):
 
 
 # --------------------------------------------------------------------------------------------
-# SGD and Nesterov
+# the update rules: Caffe's SGDSolver and its subclasses
 # --------------------------------------------------------------------------------------------
 
 class SGDSolver(Solver):
-    """Caffe's SGDSolver: the Solver stepping `CaffeSGD` (momentum SGD)."""
+    """Caffe's SGDSolver: the Solver stepping the `runtime.optim` rule of its ``type_name``
+    (`CaffeSGD` for momentum SGD)."""
 
     type_name = "SGD"
 
-    def _make_optimizer(self) -> CaffeSGD:
+    def _make_optimizer(self) -> torch.optim.Optimizer:
         param = pb.SolverParameter()
         param.CopyFrom(self.param)
         param.type = self.type_name      # the class decides the rule, as in Caffe
-        return CaffeSGD.from_solver(param, self.net)
+        return OPTIMIZERS[self.type_name].from_solver(param, self.net)
 
 
 class NesterovSolver(SGDSolver):
@@ -552,4 +548,29 @@ class NesterovSolver(SGDSolver):
     type_name = "Nesterov"
 
 
-_SOLVER_CLASSES = {"SGD": SGDSolver, "Nesterov": NesterovSolver}
+class AdaGradSolver(SGDSolver):
+    """Caffe's AdaGradSolver (`runtime.optim.CaffeAdaGrad`)."""
+
+    type_name = "AdaGrad"
+
+
+class RMSPropSolver(SGDSolver):
+    """Caffe's RMSPropSolver (`runtime.optim.CaffeRMSProp`)."""
+
+    type_name = "RMSProp"
+
+
+class AdaDeltaSolver(SGDSolver):
+    """Caffe's AdaDeltaSolver (`runtime.optim.CaffeAdaDelta`)."""
+
+    type_name = "AdaDelta"
+
+
+class AdamSolver(SGDSolver):
+    """Caffe's AdamSolver (`runtime.optim.CaffeAdam`)."""
+
+    type_name = "Adam"
+
+
+_SOLVER_CLASSES = {cls.type_name: cls for cls in (SGDSolver, NesterovSolver, AdaGradSolver,
+                                                  RMSPropSolver, AdaDeltaSolver, AdamSolver)}

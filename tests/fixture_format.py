@@ -44,7 +44,8 @@ TINY = 1e-30
 __all__ = [
     "FORMAT_VERSION", "FULL_LIMIT", "SAMPLE_SIZE", "TINY",
     "seed_of", "rng", "make_input", "make_weight", "sample_indices",
-    "encode", "entry_keys", "has_entry", "entry_shape", "rel_error", "checksum",
+    "encode", "entry_keys", "has_entry", "entry_shape", "rel_error", "checksum", "DIR",
+    "write_data_files",
     "meta_to_array", "meta_from_npz",
 ]
 
@@ -200,6 +201,26 @@ def rel_error(actual, npz, key: str) -> float:
     e_sum = abs(float(flat.sum()) - float(npz[key + "@sum"])) / (n * m)
     e_sumsq = abs(float((flat * flat).sum()) - float(npz[key + "@sumsq"])) / (2.0 * n * m * m)
     return max(e_samples, e_sum, e_sumsq)
+
+
+# ------------------------------------------------------------------------------ data files
+
+DIR = "@DIR@"     # in a data case's prototxt and file lists: the folder holding its files
+
+
+def write_data_files(case: dict, folder, h5py) -> None:
+    """A data case's files into ``folder``: each ``h5_files`` entry {name: {dataset: input
+    spec, optionally with "dtype"}} written with the given ``h5py`` module, each
+    ``list_files`` entry {name: [lines]} as text with DIR replaced by ``folder``."""
+    import os
+    for name, datasets in case.get("h5_files", {}).items():
+        with h5py.File(os.path.join(folder, name), "w") as f:
+            for dataset, spec in datasets.items():
+                value = make_input(case["name"], f"{name}/{dataset}", spec)
+                f.create_dataset(dataset, data=value.astype(spec.get("dtype", "float32")))
+    for name, lines in case.get("list_files", {}).items():
+        with open(os.path.join(folder, name), "w") as f:
+            f.write("".join(line.replace(DIR, str(folder)) + "\n" for line in lines))
 
 
 # ------------------------------------------------------------------------------ meta

@@ -58,9 +58,10 @@ CATEGORY_ORDER = [
     "layer forward", "layer blob diff", "layer param grad",
     "network forward", "network blob diff", "network param grad",
     "solver weights", "solver loss", "All-CNN-C 20-step weights", "All-CNN-C 20-step loss",
-    "CaffeSGD weights (own loop)",
+    "optimizer weights (own loop)", "solverstate history (Caffe's snapshot)",
+    "runtime resumes Caffe solverstate", "Caffe resumes runtime solverstate",
     "round trip runtime->Caffe outputs", "round trip Caffe->runtime weights",
-    "round trip Caffe->runtime outputs",
+    "round trip Caffe->runtime outputs", "data layer tops",
     "filler z-score (runtime vs formula)", "filler z-score (Caffe vs formula)",
     "filler z-score (runtime vs Caffe)",
 ]
@@ -360,11 +361,13 @@ def test_filler(name):
 
 # ------------------------------------------------------------------------------ solvers
 
-def run_solver_case(name: str, check_step, device=None):
+def run_solver_case(name: str, check_step, device=None, solver_ref=None):
     from runtime.solver import make_solver
 
     meta = METAS[name]
     solver = make_solver(meta["solver"], device=device or "cpu")
+    if solver_ref is not None:
+        solver_ref.append(solver)
     net = solver.net
     set_weights(net, meta)
     dev = net.device
@@ -415,24 +418,113 @@ def check_solver_case(name, device=None, label=""):
             return net.params[layer][int(i)].data
 
         failures.extend(compare(z, f"step{k}:", weight, cat_w, name, TOL_SOLVER))
+        if k == meta.get("snapshot_at"):
+            failures.extend(compare_history(z, solver_ref[0].history, name))
 
+    solver_ref = []
     with z:
-        run_solver_case(name, check_step, device)
+        run_solver_case(name, check_step, device, solver_ref)
     assert not failures, f"{name}: " + "; ".join(failures[:10])
 
 
+def compare_history(z, history, case: str) -> list[str]:
+    """The runtime's history blobs against those of the .solverstate Caffe wrote (Caffe's
+    layout: for Adam and AdaDelta all N first blobs, then all N second ones)."""
+    from runtime.caffemodel import blob_to_array
+
+    state = pb.SolverState()
+    state.ParseFromString(z["file:solverstate"].tobytes())
+    if len(state.history) != len(history):
+        return [f"{len(history)} history blobs, Caffe's solverstate has {len(state.history)}"]
+    failures = []
+    for i, (blob, h) in enumerate(zip(state.history, history)):
+        ref = blob_to_array(blob).reshape(tuple(h.shape)).astype(np.float64)
+        err = float(np.abs(_np(h) - ref).max() / max(np.abs(ref).max(), ff.TINY))
+        record("solverstate history (Caffe's snapshot)", case, f"history{i}", err, TOL_SOLVER)
+        if not err <= TOL_SOLVER:
+            failures.append(f"history blob {i}: relative error {err:.3e} > {TOL_SOLVER:.0e}")
+    return failures
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, id=n) for n, m in METAS.items()
+                                  if m.get("snapshot_at")])
+def test_caffe_written_solverstate_resumes(name, tmp_path):
+    """A .solverstate (and .caffemodel) written by real Caffe's snapshot after step k restores
+    into the runtime's solver, which then continues to Caffe's weights at every later step."""
+    from runtime.solver import make_solver
+
+    meta = METAS[name]
+    k, failures = meta["snapshot_at"], []
+    with load(name) as z:
+        (tmp_path / meta["learned_net"]).write_bytes(z["file:caffemodel"].tobytes())
+        state = tmp_path / "caffe_written.solverstate"
+        state.write_bytes(z["file:solverstate"].tobytes())
+        solver = make_solver(meta["solver"], device="cpu")
+        solver.restore(state)
+        assert solver.iter == k
+        inputs = make_inputs(meta)
+        for step in range(k + 1, meta["steps"] + 1):
+            # the fixed batch, as Caffe had it in its Input blobs
+            for blob, x in inputs.items():
+                solver.net.blobs[blob].data.copy_(torch.from_numpy(x))
+            solver.step(1)
+            failures += compare(z, f"step{step}:", lambda key: solver.net.params[
+                key.rsplit(":", 1)[0]][int(key.rsplit(":", 1)[1])].data,
+                "runtime resumes Caffe solverstate", name, TOL_SOLVER)
+    assert not failures, f"{name}: " + "; ".join(failures[:10])
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, id=n) for n, m in METAS.items()
+                                  if m.get("snapshot_at")])
+def test_runtime_written_solverstate_resumes_in_caffe(name):
+    """At fixture time real Caffe restored the .solverstate the runtime wrote after step k and
+    stepped on to its own uninterrupted weights; the runtime still writes that history."""
+    from runtime.caffemodel import blob_to_array
+    from runtime.solver import make_solver
+
+    meta = METAS[name]
+    k, failures = meta["snapshot_at"], []
+    with load(name) as z:
+        for step in range(k + 1, meta["steps"] + 1):
+            for key in ff.entry_keys(z.files, f"resumed{step}:"):
+                ours_in_caffe = np.asarray(z[key])
+                err = ff.rel_error(ours_in_caffe, z, f"step{step}:" + key.split(":", 1)[1])
+                record("Caffe resumes runtime solverstate", name, key, err,
+                       TOL_SOLVER)
+                if not err <= TOL_SOLVER:
+                    failures.append(f"{key}: relative error {err:.3e}")
+        state = pb.SolverState()
+        state.ParseFromString(z["file:runtime_solverstate"].tobytes())
+    assert state.iter == k and len(state.history) > 0
+    solver = make_solver(meta["solver"], device="cpu")
+    set_weights(solver.net, meta)
+    inputs = make_inputs(meta)
+    for _ in range(k):
+        for blob, x in inputs.items():
+            solver.net.blobs[blob].data.copy_(torch.from_numpy(x))
+        solver.step(1)
+    written = solver.optimizer.solver_state(k, solver.current_step, "")
+    assert len(written.history) == len(state.history)
+    for then, now in zip(state.history, written.history):
+        np.testing.assert_allclose(blob_to_array(now), blob_to_array(then), rtol=1e-6,
+                                   atol=1e-12)
+    assert not failures, f"{name}: " + "; ".join(failures)
+
+
 @pytest.mark.parametrize("name", [c for c in cases_of("solver") if "all_c" not in c.id])
-def test_caffe_sgd_in_a_plain_loop(name):
-    """The same fixtures through the optimizer API alone: a Net, CaffeSGD.from_solver, the
-    CaffeLR schedule and a loop of one's own (iter_size backward passes per step)."""
-    from runtime import TRAIN, CaffeLR, CaffeSGD, Net
+def test_optimizer_in_a_plain_loop(name):
+    """The same fixtures through the optimizer API alone: a Net, optimizer_from_solver (the
+    solver type's runtime.optim class), the CaffeLR schedule and a loop of one's own
+    (iter_size backward passes per step)."""
+    from runtime import TRAIN, CaffeLR, Net
+    from runtime.optim import optimizer_from_solver
     from runtime.prototxt import read_solver
 
     meta = METAS[name]
     param = read_solver(meta["solver"])
     net = Net(param.net_param, TRAIN, seed=param.random_seed)
     set_weights(net, meta)
-    optimizer = CaffeSGD.from_solver(param, net)
+    optimizer = optimizer_from_solver(param, net)
     schedule = CaffeLR(optimizer, param)
     inputs = make_inputs(meta)
     failures = []
@@ -445,7 +537,7 @@ def test_caffe_sgd_in_a_plain_loop(name):
             schedule.step()
             if k in meta["record"]:
                 failures += compare(z, f"step{k}:", lambda key: net.params[key.rsplit(":", 1)[0]][
-                    int(key.rsplit(":", 1)[1])].data, "CaffeSGD weights (own loop)", name,
+                    int(key.rsplit(":", 1)[1])].data, "optimizer weights (own loop)", name,
                     TOL_SOLVER)
     assert not failures, f"{name}: " + "; ".join(failures[:10])
 
@@ -500,6 +592,62 @@ def test_roundtrip_caffe_saved_loads_in_runtime(name):
     assert not failures, "; ".join(failures)
 
 
+# ------------------------------------------------------------------------------ data layers
+
+@pytest.mark.parametrize("name", cases_of("data"))
+def test_data_layer(name, tmp_path):
+    """Data layers against Caffe: every top after each forward, exactly (random tops: shape,
+    range and a refill at each forward, as in Caffe); HDF5Output's file against Caffe's."""
+    from runtime.net import Net
+
+    meta = METAS[name]
+    h5py = None
+    if meta.get("h5_files") or meta.get("output_file"):
+        h5py = pytest.importorskip("h5py", reason="HDF5 layers need h5py (the hdf5 extra)")
+    ff.write_data_files(meta, tmp_path, h5py)
+    net = Net(meta["prototxt"].replace(ff.DIR, str(tmp_path)), getattr(pb, meta["phase"]),
+              seed=7)
+    inputs = make_inputs(meta) if meta["inputs"] else {}
+    if "memory_arrays" in meta:
+        arrays = {k: ff.make_input(meta["name"], k, spec)
+                  for k, spec in meta["memory_arrays"].items()}
+        for k, v in arrays.items():
+            _check_sum(v, meta["input_sums"][k], k)
+        with pytest.warns(UserWarning, match="does not transform"):
+            net.set_input_arrays(arrays["data"], arrays["labels"])
+    random = set(meta.get("random_tops", ()))
+    failures, previous = [], {}
+    with load(name) as z:
+        for k in range(1, meta["forwards"] + 1):
+            net.forward(**inputs)
+            for key in ff.entry_keys(z.files, f"fwd{k}:"):
+                blob = key.split(":", 1)[1]
+                ours = _np(net.blobs[blob].data)
+                if blob in random:   # Caffe's RNG is not ours: same shape, range, refill
+                    caffe = np.asarray(z[key])
+                    assert ours.shape == caffe.shape
+                    assert ours.min() >= -1 and ours.max() <= 3 and ours.std() > 0.5
+                    if blob in previous:
+                        assert not np.array_equal(ours, previous[blob])
+                        assert not np.array_equal(caffe, np.asarray(z[f"fwd{k - 1}:{blob}"]))
+                    previous[blob] = ours.copy()
+                    continue
+                err = ff.rel_error(ours, z, key)
+                record("data layer tops", name, key, err, 0.0)
+                if err != 0:
+                    failures.append(f"{key}: relative error {err:.3e}")
+        if "output_file" in meta:
+            theirs = tmp_path / "caffe_written.h5"
+            theirs.write_bytes(z["file:output"].tobytes())
+            with h5py.File(tmp_path / meta["output_file"], "r") as a, \
+                    h5py.File(theirs, "r") as b:
+                assert sorted(a) == sorted(b) == ["data", "label"]
+                for key in b:
+                    assert a[key].shape == b[key].shape and a[key].dtype == b[key].dtype, key
+                    np.testing.assert_array_equal(a[key][()], b[key][()])
+    assert not failures, f"{name}: " + "; ".join(failures)
+
+
 # ------------------------------------------------------------------------------ inventory
 
 def test_fixture_inventory():
@@ -520,7 +668,9 @@ def test_fixture_inventory():
             used.update(l.type for l in sp.net_param.layer)
         elif text:
             used.update(l.type for l in text_format.Merge(text, pb.NetParameter()).layer)
-    missing = set(LAYERS) - used - {"Data"}
+    # no LMDB and no OpenCV in the reference build: Data and ImageData are checked against
+    # files the tests write (test_data.py, test_data_layers.py)
+    missing = set(LAYERS) - used - {"Data", "ImageData"}
     assert not missing, f"layer types without a Caffe fixture: {sorted(missing)}"
     total = sum(p.stat().st_size for p in FIXTURES.iterdir())
     assert total < 8 * 2**20, f"tests/fixtures is {total / 2**20:.1f} MiB"

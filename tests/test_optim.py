@@ -112,7 +112,7 @@ def test_caffe_lr_starts_at_a_given_iteration_like_a_restored_solver():
 
 
 def test_refusals_name_the_valid_choices():
-    with pytest.raises(AllconvError, match="supported types: SGD, Nesterov"):
+    with pytest.raises(AllconvError, match="CaffeSGD runs solver type.s. SGD, Nesterov, not 'Adam'"):
         CaffeSGD.from_solver(pb.SolverParameter(type="Adam"), _params())
     with pytest.raises(AllconvError, match="valid: L1, L2"):
         CaffeSGD(_params(), lr=0.1, regularization="L3")

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from runtime.caffemodel import array_to_blob, blob_to_array, read_binary, write_binary
-from runtime.data import jpeg
+from runtime.data import jpeg, transform
 from runtime.data.cifar import cache_dir
 from runtime.data.passes import Passes
 from runtime.errors import AllconvError
@@ -110,27 +110,15 @@ def mean_image(folder: Folder, device="cpu", batch_size: int = 256, threads: int
 
 def crop_mirror(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor,
                 crop: int = CROP) -> torch.Tensor:
-    """out[i] = images[i, :, y_i:y_i+crop, x_i:x_i+crop], mirrored left-right where flips[i]
-    (DataTransformer's crop and mirror); offsets int64 (N, 2) as (y, x). Two gathers, rows then
-    columns, in the images' dtype (uint8 moves a quarter of the bytes)."""
-    n, c, _, w = images.shape
-    span = torch.arange(crop, device=images.device)
-    ys = offsets[:, :1] + span
-    xs = torch.where(flips[:, None], offsets[:, 1:] + crop - 1 - span, offsets[:, 1:] + span)
-    rows = images.gather(2, ys[:, None, :, None].expand(n, c, crop, w))
-    return rows.gather(3, xs[:, None, None, :].expand(n, c, crop, crop))
+    """DataTransformer's crop and mirror of ``crop`` x ``crop`` (`transform.crop_mirror`)."""
+    return transform.crop_mirror(images, offsets, flips, crop)
 
 
 def draw_crops(n: int, size: int, train: bool, generator: torch.Generator | None,
                crop: int = CROP) -> tuple[torch.Tensor, torch.Tensor]:
-    """(offsets (n, 2), flips (n,)): uniform offsets and fair flips at TRAIN, the centre
-    ((size - crop) // 2, Caffe's integer division) and no flip at TEST."""
-    if not train:
-        return torch.full((n, 2), (size - crop) // 2), torch.zeros(n, dtype=torch.bool)
-    device = generator.device
-    offsets = torch.randint(0, size - crop + 1, (n, 2), generator=generator, device=device)
-    flips = torch.randint(0, 2, (n,), generator=generator, device=device).bool()
-    return offsets, flips
+    """(offsets (n, 2), flips (n,)) for ``size`` x ``size`` images: uniform offsets and fair
+    flips at TRAIN, the centre and no flip at TEST (`transform.draw_crops`)."""
+    return transform.draw_crops(n, (size, size), (crop, crop), train, train, generator)
 
 
 class ImageNetFeed:

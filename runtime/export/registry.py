@@ -12,15 +12,16 @@ import pkgutil
 
 from runtime.errors import AllconvError
 from runtime.layers import describe
+from runtime.registry import add_once
 
 CONVERTERS: dict = {}
 
 
 def converter(type_name: str):
-    """Function decorator: the ONNX converter for Caffe layer type ``type_name``."""
+    """Function decorator: the ONNX converter for Caffe layer type ``type_name`` (one per
+    type: a second is an error)."""
     def add(fn):
-        CONVERTERS[type_name] = fn
-        return fn
+        return add_once(CONVERTERS, type_name, fn, "ONNX converter for layer type")
     return add
 
 

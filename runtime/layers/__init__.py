@@ -19,15 +19,24 @@ from torch import nn
 from runtime.blob_shape import check_blob_shape
 from runtime.errors import AllconvError
 from runtime.fillers import fill
+from runtime.registry import add_once
 
 LAYERS: dict[str, type] = {}
+# Layer types that cannot run here, each with the reason.
+REFUSED = {
+    "Python": "a Python layer runs a user's module through pycaffe's embedded interpreter; "
+              "write it as a runtime layer (runtime.layers.register) instead",
+    "WindowData": "WindowData is R-CNN's OpenCV window sampler, deprecated in Caffe and not "
+                  "supported; crop the windows into an image list for ImageData",
+}
 
 
 def register(type_name: str):
-    """Class decorator: make the layer class buildable for Caffe type ``type_name``."""
+    """Class decorator: make the layer class buildable for Caffe type ``type_name``; a type
+    is registered once (a second class for it is an error, as in Caffe's LayerRegistry)."""
     def add(cls):
+        add_once(LAYERS, type_name, cls, "layer type")
         cls.type_name = type_name
-        LAYERS[type_name] = cls
         return cls
     return add
 
@@ -49,6 +58,8 @@ def layer_errors(param):
 def layer_class(param) -> type:
     """The registered class for ``param.type``."""
     cls = LAYERS.get(param.type)
+    if param.type in REFUSED:
+        raise AllconvError(f"{describe(param)}: not supported: {REFUSED[param.type]}")
     if cls is None:
         raise AllconvError(f"{describe(param)}: unknown layer type "
                            f"(supported: {', '.join(sorted(LAYERS))})")

@@ -1,4 +1,5 @@
-"""Data: batches from a feed, ``feed(batch_size) -> (data, label)``, in the feed's order."""
+"""Data (data_layer.cpp) and the base of every data layer (base_data_layer.cpp): tops from a
+feed, ``feed(batch_size) -> (data, label, ...)``, in the feed's order."""
 from __future__ import annotations
 
 import warnings
@@ -9,47 +10,74 @@ from runtime.errors import AllconvError
 from runtime.layers import Layer, describe, layer_errors, register
 
 
-@register("Data")
-class Data(Layer):
-    """Tops ``data`` (batch_size, *sample_shape) and optionally ``label`` (batch_size,).
+def seeded_generator(generator: torch.Generator) -> torch.Generator:
+    """A CPU generator of the layer's own, seeded from the net's (as Dropout seeds its masks),
+    so a seeded net draws the same crops, flips and shuffles every run."""
+    seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
+    return torch.Generator().manual_seed(seed)
 
-    The feed is given by the Net (``feeds`` / ``set_feed``) or opened from
-    ``data_param.source`` with ``runtime.data.open_source``. ``transform_param`` is not
-    applied here: a feed delivers batches already transformed.
+
+class BaseData(Layer):
+    """Caffe's BaseDataLayer: no bottoms; tops of ``batch_size`` samples from ``self.feed``.
+
+    The feed is given by the Net (``feeds`` / ``set_feed``; it then delivers finished batches
+    and ``transform_param`` is not applied) or opened by the subclass from its parameters
+    (``open_feed``). A feed has ``sample_shape`` (the data top's; a second top is the
+    (batch_size,) labels) or ``sample_shapes`` (one per top), and ``state_dict`` /
+    ``load_state_dict`` for its read position, which snapshots keep.
     """
 
     num_bottoms = (0, 0)
     num_tops = (1, 2)
     accepts_feed = True
+    param_field = "data_param"      # the message holding batch_size
 
     def setup(self, bottom_shapes, generator, feed=None, sample_shape=None):
-        self.batch_size = self.param.data_param.batch_size
+        self.batch_size = getattr(self.param, self.param_field).batch_size
         if self.batch_size <= 0:
-            raise AllconvError("data_param.batch_size must be positive")
-        if self.param.HasField("transform_param"):
-            warnings.warn(f"{describe(self.param)}: transform_param is not applied by the "
-                          "runtime; the feed must deliver transformed batches", stacklevel=2)
-        self.feed = feed if feed is not None else self._open_source()
-        shape = sample_shape if sample_shape is not None else getattr(self.feed, "sample_shape", None)
-        if shape is None:
-            raise AllconvError("no sample shape: give the feed a .sample_shape or pass "
-                               f"input_shapes={{{self.tops[0]!r}: (C, H, W)}} to Net")
-        self.sample_shape = tuple(int(d) for d in shape)
+            raise AllconvError(f"{self.param_field}.batch_size must be positive")
+        if feed is not None and self.param.HasField("transform_param"):
+            warnings.warn(f"{describe(self.param)}: transform_param is not applied to a given "
+                          "feed; the feed must deliver transformed batches", stacklevel=2)
+        self.feed = feed if feed is not None else self.open_feed(generator)
+        self.sample_shapes = self.feed_shapes(self.feed, sample_shape)
         self.register_buffer("_device", torch.empty(0), persistent=False)
 
-    def _open_source(self):
-        from runtime.data import open_source
-        source = self.param.data_param.source
-        try:
-            return open_source(source, self.phase)
-        except (AllconvError, OSError) as err:
-            raise AllconvError(f"cannot open data source {source!r}: {err}") from None
+    def open_feed(self, generator):
+        """The feed this layer reads from its own parameters (Caffe's DataLayerSetUp)."""
+        raise NotImplementedError
+
+    def feed_shapes(self, feed, sample_shape=None) -> list[tuple[int, ...]]:
+        """One sample shape per top, from ``sample_shape``, the feed's, or ``input_shapes``."""
+        shapes = getattr(feed, "sample_shapes", None)
+        if shapes is None:
+            shape = sample_shape if sample_shape is not None else getattr(feed, "sample_shape",
+                                                                           None)
+            if shape is None:
+                raise AllconvError("no sample shape: give the feed a .sample_shape or pass "
+                                   f"input_shapes={{{self.tops[0]!r}: (C, H, W)}} to Net")
+            shapes = [shape, ()]
+        if len(shapes) < len(self.tops):
+            raise AllconvError(f"the feed gives {len(shapes)} sample shape(s) for "
+                               f"{len(self.tops)} top(s)")
+        return [tuple(int(d) for d in s) for s in shapes[:len(self.tops)]]
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The data top's sample shape (Net.set_feed sets it from a new feed)."""
+        return self.sample_shapes[0]
+
+    @sample_shape.setter
+    def sample_shape(self, shape) -> None:
+        self.sample_shapes[0] = tuple(int(d) for d in shape)
 
     def reshape(self, bottom_shapes):
-        return [(self.batch_size,) + self.sample_shape, (self.batch_size,)][:len(self.tops)]
+        return [(self.batch_size,) + shape for shape in self.sample_shapes]
 
     def forward(self):
         with layer_errors(self.param):
+            if self.feed is None:
+                raise AllconvError(self.no_feed_message())
             batch = tuple(self.feed(self.batch_size))
             if len(batch) < len(self.top_shapes):
                 raise AllconvError(f"the feed returned {len(batch)} tensor(s) for "
@@ -61,3 +89,34 @@ class Data(Layer):
                     raise AllconvError(f"a fed batch has shape {tuple(top.shape)}, "
                                        f"expected {tuple(shape)}")
         return tops
+
+    def no_feed_message(self) -> str:
+        return "no feed to read"
+
+    def transformed(self, feed, generator):
+        """``feed`` with this layer's ``transform_param`` applied (Caffe's DataTransformer),
+        drawing from a generator of the layer's own when the transform is random."""
+        from runtime.data.transform import TransformedFeed, Transformer
+        from runtime.proto import pb
+
+        transformer = Transformer(self.param.transform_param, self.phase == pb.TRAIN)
+        if transformer.random:
+            transformer.generator = seeded_generator(generator)
+        return TransformedFeed(feed, transformer)
+
+
+@register("Data")
+class Data(BaseData):
+    """Tops ``data`` (batch_size, *sample_shape) and optionally ``label`` (batch_size,), read
+    from ``data_param.source`` with ``runtime.data.open_source`` (a .npz or a CIFAR folder,
+    in order, wrapping around) through ``transform_param``, or from a given feed."""
+
+    def open_feed(self, generator):
+        from runtime.data import open_source
+        source = self.param.data_param.source
+        try:
+            feed = open_source(source, self.phase)
+        except (AllconvError, OSError) as err:
+            raise AllconvError(f"cannot open data source {source!r}: {err}") from None
+        return self.transformed(feed, generator) if self.param.HasField("transform_param") \
+            else feed

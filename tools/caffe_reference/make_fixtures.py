@@ -30,7 +30,13 @@ Case kinds (``meta["kind"]``):
 * ``solver``: a solver with its net inline (``net_param``), seeded initial weights, fixed
   inputs fed through Input layers; records the weights after each of K ``step(1)`` calls
   (All-CNN-C: a new seeded batch of 8 before each of 20 steps, Dropout removed, and the
-  ReLU kinks of every step).
+  ReLU kinks of every step). With ``snapshot_at`` k, Caffe's own snapshot after step k is
+  kept as bytes (``file:solverstate``, ``file:caffemodel``), and Caffe also restores the
+  runtime's snapshot after step k (written by the venv step) and steps on (``resumed<k>:``).
+
+* ``data``: a net of data layers (DummyData, HDF5Data over .h5 files the venv step writes with
+  h5py, HDF5Output, MemoryData through ``set_input_arrays``) run a few times; records every top
+  after each forward (``fwd<k>:<blob>``) and HDF5Output's file as bytes (``file:output``).
 
 pycaffe's ``caffe.io`` imports ``skimage.io`` (image loading only); when scikit-image is not
 installed a stub module stands in for it (``import_caffe``).
@@ -400,14 +406,17 @@ def tiny_solver_net(ip1_params=DEFAULT_MULTS, ip2_params=""):
     return inputs, net_text("tiny", inputs, layers, force_backward=False)
 
 
-def solver_case(name, group, settings, note="", net=None, steps=SOLVER_STEPS):
+def solver_case(name, group, settings, note="", net=None, steps=SOLVER_STEPS, snapshot_at=None):
     inputs, text = net or tiny_solver_net()
     solver = (f"net_param {{\n{textwrap.indent(text, '  ')}}}\n" + textwrap.dedent(settings).strip()
               + "\nmax_iter: 10\ndisplay: 0\nsnapshot: 0\nrandom_seed: 5\nsolver_mode: CPU\n")
-    return {"kind": "solver", "name": f"solver_{name}", "group": group, "solver": solver,
+    case = {"kind": "solver", "name": f"solver_{name}", "group": group, "solver": solver,
             "inputs": inputs, "weight_mode": "msra", "steps": steps,
             "record": list(range(1, steps + 1)), "feed": "fixed", "note": note,
             "sample_size": ff.SAMPLE_SIZE}
+    if snapshot_at:   # Caffe also writes a .solverstate and .caffemodel after that step
+        case["snapshot_at"] = snapshot_at
+    return case
 
 
 def solver_cases():
@@ -446,7 +455,87 @@ def solver_cases():
     c.append(solver_case("nesterov_clip_iter_size", "Nesterov",
                          mom.replace('type: "SGD"', 'type: "Nesterov"')
                          + "clip_gradients: 0.05\niter_size: 2"))
+    return c + adaptive_solver_cases()
+
+
+# Each adaptive rule twice, 5 steps: (a) L2 decay, every lr_mult/decay_mult combination (lr_mult
+# 0 blobs included: decay still reaches their history) and a step schedule, with a snapshot
+# (Caffe's .solverstate) after step 3; (b) L1 decay, clip_gradients, iter_size 2, multistep.
+ADAPTIVE_RULES = {
+    "adam": 'type: "Adam" base_lr: 0.05 momentum: 0.9 momentum2: 0.999 delta: 0.001',
+    "adagrad": 'type: "AdaGrad" base_lr: 0.1 delta: 0.001',
+    "rmsprop": 'type: "RMSProp" base_lr: 0.02 rms_decay: 0.9 delta: 0.0001',
+    "adadelta": 'type: "AdaDelta" base_lr: 1.0 momentum: 0.95 delta: 0.0001',
+}
+ADAPTIVE_STEPS = 5
+ADAPTIVE_SNAPSHOT = 3
+
+
+def adaptive_solver_cases():
+    c = []
+    mults = tiny_solver_net('param { lr_mult: 0 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 }',
+                            'param { lr_mult: 1 decay_mult: 0 } param { lr_mult: 0 decay_mult: 1 }')
+    for rule, fields in ADAPTIVE_RULES.items():
+        c.append(solver_case(
+            f"{rule}_decay_mults_step", rule, fields + '\nweight_decay: 0.05 lr_policy: "step" '
+            "gamma: 0.5 stepsize: 2", net=mults, steps=ADAPTIVE_STEPS,
+            snapshot_at=ADAPTIVE_SNAPSHOT))
+        c.append(solver_case(
+            f"{rule}_l1_clip_iter_size", rule, fields + '\nweight_decay: 0.02 '
+            'regularization_type: "L1" clip_gradients: 0.05 iter_size: 2 lr_policy: "multistep" '
+            "gamma: 0.3 stepvalue: 1 stepvalue: 3", steps=ADAPTIVE_STEPS))
     return c
+
+
+# ---------------------------------------------------------------------------- data layers
+
+def data_case(name, phase, layers, forwards, note, inputs=None, **extra):
+    """A net of data layers run ``forwards`` times; every top recorded after each forward
+    (``fwd<k>:<blob>``). Files (``h5_files``, ``list_files``) are written into the case's
+    folder, named ff.DIR in the prototxt, by the venv step (h5py) before Caffe runs."""
+    text = (input_layer(inputs) if inputs else "") + "".join(layers)
+    return dict({"kind": "data", "name": f"data_{name}", "group": "data layers",
+                 "prototxt": text, "phase": phase, "forwards": forwards, "inputs": inputs or {},
+                 "note": note, "sample_size": ff.SAMPLE_SIZE}, **extra)
+
+
+def data_cases():
+    d = ff.DIR
+    dummy = [
+        L("dummy", "DummyData", (), ["a", "b"], """dummy_data_param {
+            shape { dim: 2 dim: 3 } shape { dim: 4 dim: 1 dim: 5 }
+            data_filler { type: "constant" value: 1.5 }
+            data_filler { type: "uniform" min: -1 max: 3 } }"""),
+        L("legacy", "DummyData", (), ["c", "e"], """dummy_data_param {
+            num: 2 channels: 3 channels: 1 height: 1 width: 4 width: 2 }"""),
+    ]
+    h5 = {"a.h5": {"data": normal(5, 2, 3), "label": labels(5, classes=4, dtype="int32"),
+                   "w": dict(normal(5, 1), dtype="float64")},
+          "b.h5": {"data": normal(4, 2, 3), "label": labels(4, classes=4, dtype="int32"),
+                   "w": dict(normal(4, 1), dtype="float64")}}
+    memory_data = {"data": normal(6, 2, 1, 3), "labels": labels(6, classes=5)}
+    return [
+        data_case("dummy", "TEST", dummy, 2, "constant tops (shape and legacy dims, default "
+                  "filler 0) exact; the uniform top refilled at every forward",
+                  random_tops=["b"]),
+        data_case("hdf5", "TRAIN", [L("h5", "HDF5Data", (), ["data", "label", "w"],
+                                      f'hdf5_data_param {{ source: "{d}/list.txt" '
+                                      "batch_size: 4 }")], 4,
+                  "two files of 5 and 4 rows (int32 labels, float64 column), batch 4 across "
+                  "files and wrapping around", h5_files=h5,
+                  list_files={"list.txt": [f"{d}/a.h5", f"  {d}/b.h5"]}),
+        data_case("hdf5_output", "TEST", [L("out", "HDF5Output", ["data", "label"], (),
+                                            f'hdf5_output_param {{ file_name: "{d}/out.h5" }}')],
+                  1, "Caffe's HDF5Output file (bytes) for seeded bottoms",
+                  inputs={"data": normal(2, 3, 4), "label": labels(2, classes=3)},
+                  output_file="out.h5"),
+        data_case("memory", "TRAIN", [L("mem", "MemoryData", (), ["data", "label"],
+                                        "memory_data_param { batch_size: 2 channels: 2 "
+                                        "height: 1 width: 3 } transform_param { scale: 0.5 }")],
+                  4, "set_input_arrays with 6 rows, batch 2, wrapping around; the "
+                  "transform_param is not applied (Caffe's Reset warns)",
+                  memory_arrays=memory_data),
+    ]
 
 
 # ---------------------------------------------------------------------------- generated nets
@@ -517,14 +606,16 @@ def layer_cases():
 
 def all_cases(gen_dir: Path):
     return (layer_cases() + filler_cases() + solver_cases() + generated_cases(gen_dir)
-            + roundtrip_cases(gen_dir))
+            + roundtrip_cases(gen_dir) + data_cases())
 
 
 # ============================================================================ venv step
 
 def venv_step(work: Path) -> None:
-    """Render the generated nets and save a caffemodel with the runtime (no caffe here)."""
+    """Render the generated nets and save a caffemodel with the runtime (no caffe here);
+    write the data cases' files (h5py)."""
     sys.path.insert(0, str(REPO))
+    write_data_case_files(work)
     from generator.render import NetOptions, SolverOptions, render_net, render_solver
     from generator.variants import VARIANTS
 
@@ -559,7 +650,47 @@ def venv_step(work: Path) -> None:
             blob.data.copy_(torch.from_numpy(ff.make_weight(
                 case["name"], layer, i, tuple(blob.data.shape), case["weight_mode"])))
     net.save(str(work / case["caffemodel"]))
+    write_runtime_snapshots(work)
     print(f"venv step: rendered {len(table)} networks, saved {case['caffemodel']}")
+
+
+def write_runtime_snapshots(work: Path) -> None:
+    """For each solver case with ``snapshot_at`` k: the runtime's own solver, k steps from the
+    case's weights and inputs, snapshotted into WORKDIR/ours/<case>/ (Caffe restores it)."""
+    import torch
+    from runtime.prototxt import read_solver
+    from runtime.solver import make_solver
+
+    for case in solver_cases():
+        if not case.get("snapshot_at"):
+            continue
+        param = read_solver(case["solver"])
+        folder = work / "ours" / case["name"]
+        folder.mkdir(parents=True, exist_ok=True)
+        param.snapshot_prefix = str(folder / "ours")
+        solver = make_solver(param, device="cpu")
+        for layer, views in solver.net.params.items():
+            for i, view in enumerate(views):
+                view.data.copy_(torch.from_numpy(ff.make_weight(
+                    case["name"], layer, i, tuple(view.shape), case["weight_mode"])))
+        for _ in range(case["snapshot_at"]):
+            for blob, spec in case["inputs"].items():
+                solver.net.blobs[blob].data.copy_(torch.from_numpy(
+                    ff.make_input(case["name"], blob, spec)))
+            solver.step(1)
+        solver.snapshot()
+
+
+def write_data_case_files(work: Path) -> None:
+    try:
+        import h5py
+    except ImportError:
+        print("venv step: no h5py in the venv; the HDF5 data cases will be skipped")
+        return
+    for case in data_cases():
+        folder = work / "data" / case["name"]
+        folder.mkdir(parents=True, exist_ok=True)
+        ff.write_data_files(case, folder, h5py)
 
 
 # ============================================================================ caffe step
@@ -779,11 +910,78 @@ class CaffeRunner:
                 for layer, blobs in net.params.items():
                     for i, blob in enumerate(blobs):
                         arrays.update(ff.encode(f"step{k}:{layer}:{i}", blob.data, s))
+            if k == case.get("snapshot_at"):
+                arrays.update(self.snapshot_files(solver, case))
         assert solver.iter == case["steps"]
+        if case.get("snapshot_at"):
+            arrays.update(self.resume_runtime_snapshot(path, case))
         meta = {"input_sums": isums, "weight_sums": wsums, "losses": losses,
                 "param_shapes": {f"{l}:{i}": list(b.data.shape)
                                  for l, bl in net.params.items() for i, b in enumerate(bl)}}
         return meta, arrays
+
+    def resume_runtime_snapshot(self, path: str, case: dict) -> dict:
+        """Caffe restores the runtime's snapshot after step k (venv step) and steps on:
+        ``resumed<k>:<layer>:<i>`` weights, and the runtime's .solverstate as bytes."""
+        k = case["snapshot_at"]
+        state = self.work / "ours" / case["name"] / f"ours_iter_{k}.solverstate"
+        if not state.is_file():
+            print(f"  WARNING: no runtime snapshot {state}; Caffe does not resume one")
+            return {}
+        solver = self.caffe.get_solver(path)
+        solver.restore(str(state))
+        assert solver.iter == k
+        arrays = {"file:runtime_solverstate": np.frombuffer(state.read_bytes(), np.uint8)}
+        self.feed(solver.net, case)
+        for step in range(k + 1, case["steps"] + 1):
+            solver.step(1)
+            for layer, blobs in solver.net.params.items():
+                for i, blob in enumerate(blobs):
+                    arrays.update(ff.encode(f"resumed{step}:{layer}:{i}", blob.data,
+                                            case["sample_size"]))
+        return arrays
+
+    def snapshot_files(self, solver, case: dict) -> dict:
+        """solver.snapshot() in an empty folder; its .solverstate and .caffemodel as bytes
+        (``file:solverstate``, ``file:caffemodel``) and the learned_net name in the case."""
+        folder = Path(tempfile.mkdtemp(prefix="snapshot_", dir=self.tmp))
+        here = os.getcwd()
+        os.chdir(folder)     # an unset snapshot_prefix writes "_iter_N.*" into the cwd
+        try:
+            solver.snapshot()
+        finally:
+            os.chdir(here)
+        found = {p.suffix: p for p in folder.rglob("*") if p.is_file()}
+        state = self.pb.SolverState()
+        state.ParseFromString(found[".solverstate"].read_bytes())
+        case["learned_net"] = os.path.basename(state.learned_net)
+        return {f"file:{suffix[1:]}": np.frombuffer(found[suffix].read_bytes(), np.uint8)
+                for suffix in (".solverstate", ".caffemodel")}
+
+    def run_data(self, case: dict):
+        caffe = self.caffe
+        folder = self.work / "data" / case["name"]
+        text = case["prototxt"].replace(ff.DIR, str(folder))
+        net = caffe.Net(self.write_tmp(case["name"] + ".prototxt", text),
+                        getattr(caffe, case["phase"]))
+        isums = self.feed(net, case) if case["inputs"] else {}
+        if "memory_arrays" in case:
+            arrays_in = {k: ff.make_input(case["name"], k, spec)
+                         for k, spec in case["memory_arrays"].items()}
+            isums = {k: ff.checksum(v) for k, v in arrays_in.items()}
+            net.set_input_arrays(arrays_in["data"], arrays_in["labels"])
+        arrays = {}
+        for k in range(1, case["forwards"] + 1):
+            net.forward()
+            for name, blob in net.blobs.items():
+                if name not in case["inputs"]:
+                    arrays.update(ff.encode(f"fwd{k}:{name}", blob.data, case["sample_size"]))
+        shapes = {n: list(b.data.shape) for n, b in net.blobs.items()}
+        del net     # HDF5Output closes its file in its destructor
+        if "output_file" in case:
+            data = (folder / case["output_file"]).read_bytes()
+            arrays["file:output"] = np.frombuffer(data, np.uint8)
+        return {"input_sums": isums, "blob_shapes": shapes}, arrays
 
     def run_roundtrip_runtime(self, case: dict):
         caffe = self.caffe
@@ -845,6 +1043,11 @@ def caffe_step(work: Path, out: Path, only: list[str]) -> None:
         print("WARNING: no runtime-saved caffemodel in WORKDIR; skipping the runtime -> Caffe "
               "round trip (run the venv step with the runtime in place)")
         cases = [c for c in cases if c["kind"] != "roundtrip_runtime"]
+    missing = [c["name"] for c in cases if c.get("h5_files")
+               and not (work / "data" / c["name"]).is_dir()]
+    if missing:
+        print(f"WARNING: no files for {missing} (h5py missing in the venv); skipped")
+        cases = [c for c in cases if c["name"] not in missing]
     if only:
         cases = [c for c in cases if any(s in c["name"] for s in only)]
     else:

@@ -1,0 +1,175 @@
+"""Caffe's HDF5 data files (src/caffe/util/hdf5.cpp, hdf5_data_layer.cpp,
+hdf5_output_layer.cpp): the one module that reads and writes them.
+
+Reading (HDF5Data): ``source`` is a text file of .h5 paths (whitespace-separated); each file
+holds one dataset per top, named like the top, float or integer (read as float32), with the
+same first dimension. Rows are served in order, file after file, wrapping around; with
+``shuffle`` the file order is shuffled at the start and at each wrap, and each file's rows
+when it is loaded and at each wrap of its rows (Caffe draws these with std::random_shuffle;
+here a generator of the layer's own, saved with the feed's state).
+
+Writing (HDF5Output): datasets ``data`` and ``label``, float32, each of its bottom's legacy
+4-d shape (num, channels, height, width; missing axes are 1).
+
+h5py is optional: ``pip install -e ".[hdf5]"`` (or ``pip install h5py``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from runtime.errors import AllconvError
+
+INSTALL = 'pip install -e ".[hdf5]" (or pip install h5py)'
+DATA, LABEL = "data", "label"       # HDF5_DATA_DATASET_NAME, HDF5_DATA_LABEL_NAME
+
+
+def h5py(layer: str):
+    """The h5py module, or a one-line error saying how to install it."""
+    try:
+        import h5py as module
+    except ImportError:
+        raise AllconvError(f"{layer} needs h5py, which is not installed: {INSTALL}") from None
+    return module
+
+
+def read_source(source: str) -> list[str]:
+    """The .h5 file names listed in ``source``."""
+    try:
+        with open(source) as f:
+            names = f.read().split()
+    except OSError as err:
+        raise AllconvError(f"{source}: cannot open the HDF5 file list: "
+                           f"{err.strerror or err}") from None
+    if not names:
+        raise AllconvError(f"{source}: must list at least 1 HDF5 file")
+    return names
+
+
+def load(path: str, names) -> list[np.ndarray]:
+    """The datasets ``names`` of ``path`` as float32 arrays (hdf5_load_nd_dataset)."""
+    module = h5py("HDF5Data")
+    try:
+        with module.File(path, "r") as f:
+            arrays = []
+            for name in names:
+                if name not in f or not isinstance(f[name], module.Dataset):
+                    raise AllconvError(f"{path}: no dataset {name!r} (found: "
+                                       f"{', '.join(sorted(f)) or 'none'})")
+                dataset = f[name]
+                if dataset.dtype.kind not in "fiu":
+                    raise AllconvError(f"{path}: dataset {name!r} has the unsupported type "
+                                       f"{dataset.dtype} (float or integer only)")
+                if dataset.ndim < 1:
+                    raise AllconvError(f"{path}: dataset {name!r} needs at least 1 axis")
+                arrays.append(np.asarray(dataset[()], dtype=np.float32))
+    except OSError as err:
+        raise AllconvError(f"{path}: cannot read as HDF5: {err}") from None
+    rows = {len(a) for a in arrays}
+    if len(rows) != 1:
+        raise AllconvError(f"{path}: the datasets {list(names)} have different numbers of "
+                           f"rows {[len(a) for a in arrays]}")
+    return arrays
+
+
+class HDF5Feed:
+    """HDF5Data's rows: ``feed(batch_size)`` -> one float32 tensor per top, (batch_size,
+    *dataset shape[1:]); ``sample_shapes`` from the first file; resumable."""
+
+    def __init__(self, source: str, tops, shuffle: bool = False,
+                 generator: torch.Generator | None = None):
+        self.files, self.tops, self.shuffle = read_source(source), tuple(tops), shuffle
+        self.generator = generator if generator is not None else torch.Generator()
+        self.file_order = self._order(len(self.files))
+        self.file_index = 0
+        self._load()
+        self.sample_shapes = [a.shape[1:] for a in self.arrays]
+
+    def _order(self, n: int) -> torch.Tensor:
+        return torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+
+    def _load(self, row_order=None) -> None:
+        path = self.files[int(self.file_order[self.file_index])]
+        self.arrays = load(path, self.tops)
+        if hasattr(self, "sample_shapes"):
+            for top, a, shape in zip(self.tops, self.arrays, self.sample_shapes):
+                if a.shape[1:] != shape:
+                    raise AllconvError(f"{path}: dataset {top!r} has rows of shape "
+                                       f"{a.shape[1:]}, the first file's {shape}")
+        self.row_order = self._order(len(self.arrays[0])) if row_order is None else row_order
+        self.row = 0
+
+    def _next(self) -> None:
+        """Caffe's HDF5DataLayer::Next."""
+        self.row += 1
+        if self.row < len(self.arrays[0]):
+            return
+        if len(self.files) > 1:
+            self.file_index += 1
+            if self.file_index == len(self.files):
+                self.file_index = 0
+                if self.shuffle:
+                    self.file_order = self._order(len(self.files))
+            self._load()
+        self.row = 0
+        if self.shuffle:
+            self.row_order = self._order(len(self.arrays[0]))
+
+    def __call__(self, batch_size: int) -> tuple[torch.Tensor, ...]:
+        rows = [[] for _ in self.tops]
+        for _ in range(batch_size):
+            index = int(self.row_order[self.row])
+            for out, array in zip(rows, self.arrays):
+                out.append(array[index])
+            self._next()
+        return tuple(torch.from_numpy(np.stack(r)) for r in rows)
+
+    def state_dict(self) -> dict:
+        return {"file_order": self.file_order.clone(), "file_index": self.file_index,
+                "row_order": self.row_order.clone(), "row": self.row,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.file_order = state["file_order"].clone()
+        self.file_index = int(state["file_index"])
+        self._load(state["row_order"].clone())
+        self.row = int(state["row"])
+        self.generator.set_state(state["generator"])
+
+
+def legacy_shape(shape, what: str) -> tuple[int, int, int, int]:
+    """Blob's num/channels/height/width: at most 4 axes, the missing ones 1."""
+    if len(shape) > 4:
+        raise AllconvError(f"{what} has {len(shape)} axes; HDF5Output writes at most 4 "
+                           "(Caffe's legacy num/channels/height/width)")
+    return tuple(shape) + (1,) * (4 - len(shape))
+
+
+def create(path: str) -> None:
+    """An empty HDF5 file at ``path`` (truncated), as HDF5OutputLayer's setup makes it."""
+    module = h5py("HDF5Output")
+    try:
+        module.File(path, "w").close()
+    except OSError as err:
+        raise AllconvError(f"{path}: cannot create the HDF5 output file: {err}") from None
+
+
+def write(path: str, data: np.ndarray, label: np.ndarray) -> None:
+    """Datasets ``data`` and ``label`` into the file `create` made; a file that already holds
+    them is refused (Caffe's H5LTmake_dataset fails there too: one batch per file)."""
+    module = h5py("HDF5Output")
+    if len(data) != len(label):
+        raise AllconvError(f"data and label must have the same batch size ({len(data)} vs "
+                           f"{len(label)})")
+    data = np.ascontiguousarray(data, np.float32).reshape(legacy_shape(data.shape, "data"))
+    label = np.ascontiguousarray(label, np.float32).reshape(legacy_shape(label.shape, "label"))
+    try:
+        with module.File(path, "a") as f:
+            if DATA in f or LABEL in f:
+                raise AllconvError(f"{path} already holds a batch: Caffe's HDF5Output writes "
+                                   "one forward pass per file")
+            f.create_dataset(DATA, data=data)
+            f.create_dataset(LABEL, data=label)
+    except OSError as err:
+        raise AllconvError(f"{path}: cannot write the HDF5 output: {err}") from None
+

@@ -1,0 +1,110 @@
+"""ImageData's source (image_data_layer.cpp, util/io.cpp ReadImageToCVMat): a list file of
+``path label`` lines, images decoded with Pillow as OpenCV's ``imread`` gives them.
+
+A line's label is the integer after its last space (C's ``atoi``), its path what comes before,
+read under ``root_folder`` (prefixed as a string, as Caffe does). Images are BGR (``is_color``)
+or one grey channel, uint8, resized to ``new_height`` x ``new_width`` by bilinear
+interpolation when both are set (OpenCV's INTER_LINEAR; Pillow's grey conversion and
+PyTorch's uint8 kernel may differ from OpenCV's fixed point by 1). Pixels are taken as stored:
+a JPEG's EXIF orientation is not applied (OpenCV 2.4's imread; 3.1 and later rotate).
+
+Lines are read in order, wrapping around; with ``shuffle`` in a fresh order at the start and
+at each wrap; ``rand_skip`` skips a random number of lines (below it) once, at the start.
+"""
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from runtime.data import jpeg
+from runtime.data.passes import Passes
+from runtime.errors import AllconvError
+
+_ATOI = re.compile(r"\s*([+-]?\d+)")
+
+
+def atoi(text: str) -> int:
+    """C's atoi: leading blanks, a sign and digits; 0 when there are none."""
+    match = _ATOI.match(text)
+    return int(match.group(1)) if match else 0
+
+
+def read_list(source: str) -> list[tuple[str, int]]:
+    """(path, label) per non-empty line of ``source``."""
+    try:
+        with open(source, newline=None) as f:
+            text = f.read()
+    except OSError as err:
+        raise AllconvError(f"{source}: cannot open the image list: {err.strerror or err}") \
+            from None
+    lines = []
+    for line in text.split("\n"):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        pos = line.rfind(" ")
+        lines.append((line[:pos] if pos >= 0 else line, atoi(line[pos + 1:])))
+    if not lines:
+        raise AllconvError(f"{source}: the image list is empty")
+    return lines
+
+
+def read_image(path: str, is_color: bool, size: tuple[int, int] | None) -> torch.Tensor:
+    """The image at ``path`` as uint8 (3, H, W) BGR or (1, H, W) grey, resized to ``size``."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB" if is_color else "L"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise AllconvError(f"{path}: could not load the image: "
+                           f"{getattr(err, 'strerror', None) or err}") from None
+    out = torch.from_numpy(pixels[:, :, ::-1].copy()).permute(2, 0, 1) if is_color else \
+        torch.from_numpy(pixels.copy())[None]
+    return jpeg.interpolate(out, *size).contiguous() if size else out
+
+
+class ImageList:
+    """ImageData's images and labels: ``feed(batch_size) -> (images, labels)``; images a
+    uint8 tensor (N, C, H, W), or a list of (C, H, W) when their sizes differ (a crop makes
+    them one size); ``sample_shape`` is the first image's; resumable (order, position and
+    generator)."""
+
+    def __init__(self, source: str, root_folder: str = "", new_size=None, is_color=True,
+                 shuffle=False, rand_skip: int = 0, generator: torch.Generator | None = None,
+                 threads: int = 4):
+        self.lines = read_list(source)
+        self.root, self.size, self.is_color = root_folder, new_size, is_color
+        self.passes = Passes(len(self.lines), generator or torch.Generator(), shuffle)
+        if rand_skip:
+            skip = int(torch.randint(0, 2**32, (), generator=self.passes.generator)) % rand_skip
+            if skip >= len(self.lines):
+                raise AllconvError(f"{source}: rand_skip drew {skip}, not fewer than its "
+                                   f"{len(self.lines)} images")
+            self.passes.cursor = skip
+        self.threads = threads
+        self._pool = None
+        first = self.lines[int(self.passes.order[self.passes.cursor])][0]
+        self.sample_shape = tuple(self._read(first).shape)
+
+    def _read(self, name: str) -> torch.Tensor:
+        return read_image(self.root + name, self.is_color, self.size)
+
+    def __call__(self, batch_size: int):
+        index = self.passes.take(batch_size).tolist()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads)
+        images = list(self._pool.map(self._read, [self.lines[i][0] for i in index]))
+        labels = torch.tensor([float(self.lines[i][1]) for i in index])
+        if len({tuple(im.shape) for im in images}) == 1:
+            return torch.stack(images), labels
+        return images, labels
+
+    def state_dict(self) -> dict:
+        return self.passes.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.passes.load_state_dict(state)
+

@@ -1,0 +1,29 @@
+"""ImageData (image_data_layer.cpp): images named in a list file, with their labels, through
+``transform_param`` (see `runtime.data.image_list`, `runtime.data.transform`)."""
+from __future__ import annotations
+
+from runtime.errors import AllconvError
+from runtime.layers import register
+from runtime.layers.data import BaseData, seeded_generator
+
+
+@register("ImageData")
+class ImageData(BaseData):
+    """Tops ``data`` (batch_size, C, H, W) and ``label`` (batch_size,); C is 3 (BGR) with
+    ``is_color``, else 1; H, W are the first image's (after ``new_height``/``new_width``)
+    or the crop's. Every batch must come out at that size."""
+
+    num_tops = (2, 2)
+    param_field = "image_data_param"
+
+    def open_feed(self, generator):
+        from runtime.data.image_list import ImageList
+
+        p = self.param.image_data_param
+        if (p.new_height > 0) != (p.new_width > 0):
+            raise AllconvError("image_data_param: new_height and new_width must be set "
+                               "together")
+        size = (p.new_height, p.new_width) if p.new_height > 0 else None
+        images = ImageList(p.source, p.root_folder, size, p.is_color, p.shuffle, p.rand_skip,
+                           seeded_generator(generator))
+        return self.transformed(images, generator)

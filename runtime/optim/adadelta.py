@@ -1,0 +1,40 @@
+"""Caffe's AdaDelta (adadelta_solver.cpp), with Caffe's learning rate on top of Zeiler's rule:
+h_g = μ·h_g + (1 − μ)·g²; u = g·√((h_u + δ) / (h_g + δ)); h_u = μ·h_u + (1 − μ)·u²;
+w -= lr·lr_mult·u."""
+from __future__ import annotations
+
+import torch
+
+from runtime.optim.base import CaffeOptimizer, fp32, running_average_
+
+
+class CaffeAdaDelta(CaffeOptimizer):
+    """AdaDelta as Caffe computes it (``momentum`` is Zeiler's decay ρ). The history is the
+    running mean of the squared diffs (``state[p]["grad_sq"]``, Caffe's history_[i]) and of
+    the squared updates before the rate (``state[p]["update_sq"]``, history_[N + i])."""
+
+    solver_types = ("AdaDelta",)
+    history_keys = ("grad_sq", "update_sq")
+
+    def __init__(self, params, lr: float, momentum: float, delta: float = 1e-8,
+                 weight_decay: float = 0.0, regularization: str = "L2",
+                 clip_gradients: float = -1.0, iter_size: int = 1):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "delta": delta,
+                                  "weight_decay": weight_decay,
+                                  "regularization": regularization}, clip_gradients, iter_size)
+
+    @classmethod
+    def solver_options(cls, param) -> dict:
+        return {"momentum": param.momentum, "delta": param.delta}
+
+    def _update(self, group, params, grads, local_rate) -> None:
+        grad_sq, update_sq = self._state(params, "grad_sq"), self._state(params, "update_sq")
+        momentum, delta = group["momentum"], fp32(group["delta"])
+        running_average_(grad_sq, torch._foreach_mul(grads, grads), momentum)
+        ratio = torch._foreach_add(update_sq, delta)
+        torch._foreach_div_(ratio, torch._foreach_add(grad_sq, delta))
+        torch._foreach_sqrt_(ratio)
+        torch._foreach_mul_(grads, ratio)
+        running_average_(update_sq, torch._foreach_mul(grads, grads), momentum)
+        torch._foreach_mul_(grads, local_rate)
+        torch._foreach_sub_(params, grads)

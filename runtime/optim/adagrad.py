@@ -1,0 +1,34 @@
+"""Caffe's AdaGrad (adagrad_solver.cpp): h += g²; w -= lr·lr_mult · g / (√h + delta)."""
+from __future__ import annotations
+
+import torch
+
+from runtime.errors import AllconvError
+from runtime.optim.base import CaffeOptimizer, over_root
+
+
+class CaffeAdaGrad(CaffeOptimizer):
+    """AdaGrad as Caffe computes it; the history (``state[p]["sum_sq"]``) is the sum of the
+    squared regularized diffs. Caffe refuses a momentum with it."""
+
+    solver_types = ("AdaGrad",)
+    history_keys = ("sum_sq",)
+
+    def __init__(self, params, lr: float, delta: float = 1e-8, weight_decay: float = 0.0,
+                 regularization: str = "L2", clip_gradients: float = -1.0, iter_size: int = 1):
+        super().__init__(params, {"lr": lr, "delta": delta, "weight_decay": weight_decay,
+                                  "regularization": regularization}, clip_gradients, iter_size)
+
+    @classmethod
+    def solver_options(cls, param) -> dict:
+        if param.momentum != 0:
+            raise AllconvError(f"Momentum cannot be used with AdaGrad (momentum is "
+                               f"{param.momentum:g}; leave it out or set 0)")
+        return {"delta": param.delta}
+
+    def _update(self, group, params, grads, local_rate) -> None:
+        history = self._state(params, "sum_sq")
+        torch._foreach_add_(history, torch._foreach_mul(grads, grads))
+        update = over_root(grads, history, group["delta"])
+        torch._foreach_mul_(update, local_rate)
+        torch._foreach_sub_(params, update)

@@ -1,0 +1,49 @@
+"""Caffe's Adam (adam_solver.cpp): m = β₁·m + (1 − β₁)·g; v = β₂·v + (1 − β₂)·g²;
+w -= lr·lr_mult · √(1 − β₂ᵗ)/(1 − β₁ᵗ) · m / (√v + δ), t = iter + 1. Unlike Kingma and Ba,
+δ is added to the uncorrected √v."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from runtime.optim.base import CaffeOptimizer, fp32, over_root, running_average_
+
+
+class CaffeAdam(CaffeOptimizer):
+    """Adam as Caffe computes it: β₁ is the solver's ``momentum``, β₂ its ``momentum2``, δ its
+    ``delta``. The history is m (``state[p]["exp_avg"]``, Caffe's history_[i]) and v
+    (``state[p]["exp_avg_sq"]``, history_[N + i]); t comes from ``group["iter"]``, which
+    ``load_solver_state`` sets from the ``.solverstate``."""
+
+    solver_types = ("Adam",)
+    history_keys = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params, lr: float, momentum: float, momentum2: float = 0.999,
+                 delta: float = 1e-8, weight_decay: float = 0.0, regularization: str = "L2",
+                 clip_gradients: float = -1.0, iter_size: int = 1):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "momentum2": momentum2,
+                                  "delta": delta, "weight_decay": weight_decay,
+                                  "regularization": regularization}, clip_gradients, iter_size)
+
+    @classmethod
+    def solver_options(cls, param) -> dict:
+        return {"momentum": param.momentum, "momentum2": param.momentum2, "delta": param.delta}
+
+    @staticmethod
+    def correction(beta1: float, beta2: float, t: int) -> float:
+        """√(1 − β₂ᵗ)/(1 − β₁ᵗ): float betas raised to an int power in double (C++'s
+        ``pow(float, int)``), the quotient rounded to float."""
+        b1, b2 = fp32(beta1), fp32(beta2)
+        return fp32(math.sqrt(1.0 - math.pow(b2, t)) / (1.0 - math.pow(b1, t)))
+
+    def _update(self, group, params, grads, local_rate) -> None:
+        m, v = self._state(params, "exp_avg"), self._state(params, "exp_avg_sq")
+        running_average_(m, grads, group["momentum"])
+        running_average_(v, torch._foreach_mul(grads, grads), group["momentum2"])
+        update = over_root(m, v, group["delta"])
+        scale = self.correction(group["momentum"], group["momentum2"], group["iter"] + 1)
+        rate = local_rate * scale if isinstance(local_rate, torch.Tensor) else fp32(
+            fp32(local_rate) * scale)
+        torch._foreach_mul_(update, rate)
+        torch._foreach_sub_(params, update)

@@ -1,0 +1,268 @@
+"""What every Caffe update rule shares (src/caffe/solvers/sgd_solver.cpp, SGDSolver, which
+AdaGrad, RMSProp, AdaDelta and Adam extend): parameter groups by multipliers, ClipGradients,
+Normalize (1/iter_size), Regularize (L2/L1), and the history blobs <-> ``.solverstate``.
+
+One ``step()`` is Caffe's ApplyUpdate:
+
+1. clip: when ``clip_gradients >= 0`` and the global L2 norm of the diffs of *every* parameter
+   (``lr_mult`` 0 included: under ``force_backward`` they have diffs) exceeds it, scale every
+   diff by clip / norm;
+2. per parameter: scale by 1/iter_size; add ``weight_decay * decay_mult * w`` (L2) or
+   ``* sign(w)`` (L1); then the rule's ComputeUpdateValue with the local rate
+   ``lr * lr_mult`` (a subclass's ``_update``), which subtracts the update from the weights.
+
+Arithmetic is Caffe's float solver: hyper-parameters are rounded to fp32 before use, and each
+operation is done in Caffe's order as a few in-place ``torch._foreach_*`` calls per group, with
+no host sync. The rate is ``group["lr"]`` (a float, or a 0-dim tensor that a CUDA graph can
+keep), set by `runtime.lr_policy.CaffeLR` or by the caller; ``group["iter"]`` counts the
+updates done (Caffe's ``iter_``; Adam's bias correction reads it).
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from runtime.errors import AllconvError
+from runtime.proto import pb
+
+REGULARIZATIONS = ("L1", "L2")
+_f32 = np.float32
+
+
+def fp32(x: float) -> float:
+    """``x`` rounded to float32 (Caffe's Dtype), as a Python float."""
+    return float(_f32(x))
+
+
+def one_minus(x: float) -> float:
+    """Caffe's ``Dtype(1) - x`` in float32."""
+    return fp32(_f32(1) - _f32(x))
+
+
+def running_average_(history, values, decay: float) -> None:
+    """history = decay * history + (1 - decay) * values, in place: Caffe's
+    ``caffe_cpu_axpby(N, 1 - decay, values, decay, history)`` (scale, then add)."""
+    torch._foreach_mul_(history, fp32(decay))
+    torch._foreach_add_(history, values, alpha=one_minus(decay))
+
+
+def over_root(numerators, history, delta: float) -> list[torch.Tensor]:
+    """numerators / (sqrt(history) + delta), as new tensors (AdaGrad, RMSProp, Adam)."""
+    root = torch._foreach_sqrt(history)
+    torch._foreach_add_(root, fp32(delta))
+    return torch._foreach_div(numerators, root)
+
+
+def _group_by_mults(params, owner: str) -> list[dict]:
+    """Torch-style params (tensors or group dicts) split into one group per (lr_mult,
+    decay_mult); a parameter's own attributes win over its group's keys, which win over 1."""
+    params = list(params)
+    if not params:
+        raise AllconvError(f"{owner} got an empty parameter list")
+    given = params if isinstance(params[0], dict) else [{"params": params}]
+    groups: "OrderedDict[tuple, dict]" = OrderedDict()
+    for index, group in enumerate(given):
+        options = {k: v for k, v in group.items() if k != "params"}
+        tensors = group["params"]
+        tensors = [tensors] if isinstance(tensors, torch.Tensor) else list(tensors)
+        for p in tensors:
+            lr_mult = float(getattr(p, "lr_mult", options.get("lr_mult", 1.0)))
+            decay_mult = float(getattr(p, "decay_mult", options.get("decay_mult", 1.0)))
+            key = (index, lr_mult, decay_mult)
+            if key not in groups:
+                groups[key] = {**options, "params": [], "lr_mult": lr_mult,
+                               "decay_mult": decay_mult}
+            groups[key]["params"].append(p)
+    return list(groups.values())
+
+
+class CaffeOptimizer(torch.optim.Optimizer):
+    """The shared part of Caffe's solvers as a ``torch.optim.Optimizer``.
+
+    A subclass names its Caffe ``solver_types``, its ``history_keys`` (per-parameter state keys,
+    each a block of N blobs in the ``.solverstate``, in Caffe's history_ order), reads its
+    hyper-parameters from a SolverParameter in ``solver_options`` and implements ``_update``.
+    ``weight_decay`` and ``regularization`` ("L2" or "L1") may differ per group;
+    ``clip_gradients`` (global norm; negative: off) and ``iter_size`` (backward passes summed
+    into one step) apply to the whole step. The history is created at construction, so it can
+    be saved before the first step.
+    """
+
+    solver_types: tuple[str, ...] = ()
+    history_keys: tuple[str, ...] = ()
+
+    def __init__(self, params, defaults: dict, clip_gradients: float = -1.0,
+                 iter_size: int = 1):
+        if defaults.get("regularization", "L2") not in REGULARIZATIONS:
+            raise AllconvError(f"unknown regularization_type {defaults['regularization']!r}; "
+                               f"valid: {', '.join(REGULARIZATIONS)}")
+        if int(iter_size) < 1:
+            raise AllconvError(f"iter_size must be >= 1 (got {iter_size})")
+        params = list(params)
+        defaults = {"weight_decay": 0.0, "regularization": "L2", **defaults, "iter": 0}
+        super().__init__(_group_by_mults(params, type(self).__name__), defaults)
+        self.clip_gradients = float(clip_gradients)
+        self.iter_size = int(iter_size)
+        self._order = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+        for group in self.param_groups:
+            for p in group["params"]:
+                for key in self.history_keys:
+                    self.state[p][key] = torch.zeros_like(
+                        p, memory_format=torch.contiguous_format).detach()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_solver(cls, solver, net) -> "CaffeOptimizer":
+        """From a SolverParameter, its text or a solver file, for ``net``'s learnable params
+        (a `runtime.Net`, or any iterable of parameters). The solver's ``type`` must be one
+        this class runs (`runtime.optim.optimizer_from_solver` picks the class)."""
+        from runtime.prototxt import read_solver
+
+        param = solver if isinstance(solver, pb.SolverParameter) else read_solver(solver)
+        if param.type not in cls.solver_types:
+            raise AllconvError(f"{cls.__name__} runs solver type(s) "
+                               f"{', '.join(cls.solver_types)}, not {param.type!r}")
+        params = getattr(net, "learnable_params", net)
+        return cls(params, lr=fp32(param.base_lr), weight_decay=param.weight_decay,
+                   # Caffe reads regularization_type only when there is weight decay
+                   regularization=param.regularization_type if param.weight_decay else "L2",
+                   clip_gradients=param.clip_gradients, iter_size=param.iter_size,
+                   **cls.solver_options(param))
+
+    @classmethod
+    def solver_options(cls, param) -> dict:
+        """The rule's keyword arguments from a SolverParameter, after Caffe's checks."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ the update
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One Caffe ApplyUpdate on the accumulated ``.grad`` tensors (which it overwrites)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._clip()
+        for group in self.param_groups:
+            params = group["params"]
+            if not (group["lr_mult"] == 0 and all(p.grad is None for p in params)
+                    and self._frozen(group, params)):
+                for p in params:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                grads = [p.grad for p in params]
+                self._regularized(group, params, grads)
+                self._update(group, params, grads, self._local_rate(group))
+            group["iter"] += 1
+        return loss
+
+    def _update(self, group: dict, params, grads, local_rate) -> None:
+        """Caffe's ComputeUpdateValue and Net::Update for one group: ``grads`` are the
+        regularized diffs; the history is in ``self.state``; weights change in place."""
+        raise NotImplementedError
+
+    def _frozen(self, group: dict, params) -> bool:
+        """A group with ``lr_mult`` 0 whose params got no diff (Caffe: a zero diff); True when
+        handled here without one. By default the rule runs on zero diffs: weight decay still
+        reaches the adaptive rules' histories, as in Caffe."""
+        return False
+
+    def _local_rate(self, group: dict):
+        rate = group["lr"]
+        if isinstance(rate, torch.Tensor):
+            return rate * fp32(group["lr_mult"])
+        return fp32(_f32(rate) * _f32(group["lr_mult"]))
+
+    def _clip(self) -> None:
+        clip = self.clip_gradients
+        if clip < 0:
+            return
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        if not grads:
+            return
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        torch._foreach_mul_(grads, torch.where(norm > clip, clip / norm, 1.0))
+
+    def _regularized(self, group: dict, params, grads) -> None:
+        """g = g / iter_size + weight_decay * decay_mult * (w or sign(w)), in place."""
+        if self.iter_size != 1:
+            torch._foreach_mul_(grads, fp32(_f32(1) / _f32(self.iter_size)))
+        decay = fp32(_f32(group["weight_decay"]) * _f32(group["decay_mult"]))
+        if decay:
+            if group["regularization"] == "L1":
+                torch._foreach_add_(grads, torch._foreach_sign(params), alpha=decay)
+            else:
+                torch._foreach_add_(grads, params, alpha=decay)
+
+    def _state(self, params, key: str) -> list[torch.Tensor]:
+        return [self.state[p][key] for p in params]
+
+    # ------------------------------------------------------------------ .solverstate
+    def history(self) -> list[torch.Tensor]:
+        """Caffe's history_: each history key's blobs in the order the parameters were given
+        (Caffe's learnable_params order when built from a Net), key after key."""
+        return [self.state[p][key] for key in self.history_keys for p in self._order]
+
+    def solver_state(self, iter: int, current_step: int, learned_net: str) -> "pb.SolverState":
+        """A Caffe ``SolverState`` message holding the history, exactly (fp32)."""
+        from runtime.caffemodel import array_to_blob
+
+        state = pb.SolverState()
+        state.iter, state.current_step, state.learned_net = iter, current_step, learned_net
+        for h in self.history():
+            state.history.append(array_to_blob(h.detach().float().cpu().numpy()))
+        return state
+
+    def load_solver_state(self, state: "pb.SolverState", path: str = "solverstate") -> None:
+        """Copy a ``SolverState``'s history into this optimizer and take its ``iter``; shapes
+        must match (legacy 4-d blob shapes padded with leading 1s are accepted, as Caffe
+        does). Everything is checked before anything changes."""
+        from runtime.caffemodel import blob_to_array
+
+        history = self.history()
+        if len(state.history) != len(history):
+            per = len(self.history_keys)
+            raise AllconvError(f"{path}: solverstate has {len(state.history)} history blobs "
+                               f"but the net has {len(history)}" + (
+                                   f" ({per} per learnable param for {type(self).__name__})"
+                                   if per > 1 else ""))
+        arrays = []
+        for i, (blob, h) in enumerate(zip(state.history, history)):
+            want = tuple(h.shape)
+            try:
+                a = blob_to_array(blob)
+            except AllconvError as e:
+                raise AllconvError(f"{path}: history blob {i}: {e}") from None
+            legacy = any(blob.HasField(f) for f in ("num", "channels", "height", "width"))
+            padded = (1,) * (4 - len(want)) + want if len(want) <= 4 else want
+            if not (a.shape == want or (legacy and a.shape == padded)):
+                raise AllconvError(f"{path}: history blob {i} has shape {tuple(a.shape)} but "
+                                   f"it is for a learnable param of shape {want}")
+            arrays.append(a.reshape(want))
+        with torch.no_grad():
+            for h, a in zip(history, arrays):
+                h.copy_(torch.from_numpy(np.ascontiguousarray(a)).to(h.device, h.dtype))
+        for group in self.param_groups:
+            group["iter"] = int(state.iter)
+
+
+def read_solver_state(path) -> "pb.SolverState":
+    """A binary ``.solverstate``; one-line errors naming the path."""
+    from runtime.caffemodel import read_binary
+
+    path = os.fspath(path)
+    if path.endswith(".h5"):
+        raise AllconvError(f"{path}: HDF5 solver states are not supported")
+    if not os.path.isfile(path):
+        raise AllconvError(f"{path}: solver state file not found")
+    try:
+        return read_binary(path, pb.SolverState)
+    except AllconvError as e:
+        if path in str(e):
+            raise
+        raise AllconvError(f"{path}: not a readable solverstate: {e}") from e
+    except Exception as e:  # protobuf DecodeError and friends
+        raise AllconvError(f"{path}: not a readable solverstate: {e}") from e

@@ -1,0 +1,40 @@
+"""Caffe's RMSProp (rmsprop_solver.cpp): h = rms_decay·h + (1 − rms_decay)·g²;
+w -= lr·lr_mult · g / (√h + delta)."""
+from __future__ import annotations
+
+import torch
+
+from runtime.errors import AllconvError
+from runtime.optim.base import CaffeOptimizer, fp32, over_root, running_average_
+
+
+class CaffeRMSProp(CaffeOptimizer):
+    """RMSProp as Caffe computes it; the history (``state[p]["mean_sq"]``) is the running mean
+    of the squared regularized diffs. ``rms_decay`` must lie in [0, 1); Caffe refuses a
+    momentum with it."""
+
+    solver_types = ("RMSProp",)
+    history_keys = ("mean_sq",)
+
+    def __init__(self, params, lr: float, rms_decay: float = 0.99, delta: float = 1e-8,
+                 weight_decay: float = 0.0, regularization: str = "L2",
+                 clip_gradients: float = -1.0, iter_size: int = 1):
+        if not 0 <= fp32(rms_decay) < 1:
+            raise AllconvError(f"rms_decay should lie between 0 and 1 (got {rms_decay:g})")
+        super().__init__(params, {"lr": lr, "rms_decay": rms_decay, "delta": delta,
+                                  "weight_decay": weight_decay,
+                                  "regularization": regularization}, clip_gradients, iter_size)
+
+    @classmethod
+    def solver_options(cls, param) -> dict:
+        if param.momentum != 0:
+            raise AllconvError(f"Momentum cannot be used with RMSProp (momentum is "
+                               f"{param.momentum:g}; leave it out or set 0)")
+        return {"rms_decay": param.rms_decay, "delta": param.delta}
+
+    def _update(self, group, params, grads, local_rate) -> None:
+        history = self._state(params, "mean_sq")
+        running_average_(history, torch._foreach_mul(grads, grads), group["rms_decay"])
+        update = over_root(grads, history, group["delta"])
+        torch._foreach_mul_(update, local_rate)
+        torch._foreach_sub_(params, update)

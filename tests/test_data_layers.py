@@ -1,0 +1,395 @@
+"""Data layers on files the tests write, against Caffe's documented behaviour: the
+DataTransformer (data_transformer.cpp), ImageData (no OpenCV in the reference Caffe, so no
+fixture), HDF5Data's shuffling and errors, HDF5Output, MemoryData's checks (pycaffe's),
+DummyData, the Data layer's own transform, the refused Python and WindowData layers, and an
+exact resume. Values of DummyData, HDF5Data, HDF5Output and MemoryData are also pinned against
+real Caffe in test_caffe_fixtures.py (test_data_layer)."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from runtime import TEST, TRAIN, Net
+from runtime.caffemodel import array_to_blob, write_binary
+from runtime.data.transform import Transformer
+from runtime.errors import AllconvError
+from runtime.proto import pb
+from runtime.prototxt import read_net
+
+
+def _transform(**fields) -> "pb.TransformationParameter":
+    p = pb.TransformationParameter()
+    for k, v in fields.items():
+        if k == "mean_value":
+            p.mean_value.extend(v)
+        else:
+            setattr(p, k, v)
+    return p
+
+
+def _images(n=3, c=3, h=6, w=7, seed=0) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (n, c, h, w))
+                            .astype(np.uint8))
+
+
+# ----------------------------------------------------------------------- DataTransformer
+
+def test_test_phase_is_the_centre_crop_minus_mean_values_times_scale():
+    images = _images()
+    t = Transformer(_transform(crop_size=4, mean_value=[10, 20, 30], scale=0.5), train=False)
+    out = t(images)
+    x = images.numpy().astype(np.float32)[:, :, 1:5, 1:5]       # (6-4)//2, (7-4)//2
+    want = (x - np.float32([10, 20, 30])[:, None, None]) * np.float32(0.5)
+    np.testing.assert_array_equal(out.numpy(), want)
+    one = Transformer(_transform(mean_value=[7]), train=False)(images)   # one value: all
+    np.testing.assert_array_equal(one.numpy(), images.numpy().astype(np.float32) - 7)
+
+
+def test_mean_file_is_read_at_the_crop_and_mirrored_with_it(tmp_path):
+    images = _images(n=40)
+    mean = np.random.default_rng(1).uniform(0, 255, (1, 3, 6, 7)).astype(np.float32)
+    write_binary(tmp_path / "mean.binaryproto", array_to_blob(mean))
+    t = Transformer(_transform(crop_size=5, mirror=True, mean_file=str(tmp_path / "m"
+                                                                      "ean.binaryproto")),
+                    train=True, generator=torch.Generator().manual_seed(3))
+    out = t(images).numpy()
+    x = images.numpy().astype(np.float32) - mean        # (x - mean[data_index]) * 1
+    seen = set()
+    for i in range(len(images)):
+        found = [(y, xo, flip) for y in range(2) for xo in range(3) for flip in (False, True)
+                 if np.array_equal(out[i], (lambda a: a[..., ::-1] if flip else a)(
+                     x[i, :, y:y + 5, xo:xo + 5]))]
+        assert found, f"image {i} is no crop of (x - mean)"
+        seen.update(found)
+    assert {f[2] for f in seen} == {False, True} and len({f[:2] for f in seen}) == 6
+
+
+def test_mirror_flips_at_test_too_as_caffe_draws_it():
+    """Caffe's do_mirror = mirror && Rand(2) in both phases; only the crop is phase-bound."""
+    images = _images(n=64)
+    out = Transformer(_transform(mirror=True, crop_size=4), train=False,
+                      generator=torch.Generator().manual_seed(0))(images).numpy()
+    centre = images.numpy()[:, :, 1:5, 1:5].astype(np.float32)
+    same = [np.array_equal(o, c) for o, c in zip(out, centre)]
+    flipped = [np.array_equal(o, c[..., ::-1]) for o, c in zip(out, centre)]
+    assert all(a or b for a, b in zip(same, flipped))
+    assert 10 < sum(flipped) < 54
+
+
+def test_train_crops_are_uniform_over_every_offset():
+    images = torch.arange(4 * 8, dtype=torch.uint8).reshape(1, 1, 4, 8).expand(3000, 1, 4, 8)
+    out = Transformer(_transform(crop_size=3), train=True,
+                      generator=torch.Generator().manual_seed(5))(images)
+    ys, xs = (out[:, 0, 0, 0] // 8).long(), (out[:, 0, 0, 0] % 8).long()
+    counts = torch.bincount(ys * 6 + xs, minlength=12)
+    assert counts.numel() == 12 and counts.min() > 3000 / 12 * 0.7   # 2 x 6 offsets, each
+
+
+@pytest.mark.parametrize("fields, shape, message", [
+    ({"mean_value": [1, 2]}, (3, 6, 6), "either 1 mean_value or as many as channels: 3"),
+    ({"crop_size": 7}, (3, 6, 9), "crop_size 7 is larger than the 6x9 image"),
+])
+def test_transform_checks_name_the_field(fields, shape, message):
+    with pytest.raises(AllconvError, match=message):
+        Transformer(_transform(**fields), train=True).output_shape(shape)
+
+
+def test_mean_file_and_mean_value_exclude_each_other(tmp_path):
+    write_binary(tmp_path / "m.binaryproto", array_to_blob(np.zeros((1, 3, 4, 4), np.float32)))
+    with pytest.raises(AllconvError, match="cannot specify mean_file and mean_value"):
+        Transformer(_transform(mean_file=str(tmp_path / "m.binaryproto"), mean_value=[1]), True)
+    t = Transformer(_transform(mean_file=str(tmp_path / "m.binaryproto")), True)
+    with pytest.raises(AllconvError, match=r"the mean_file is \(3, 4, 4\), the images "
+                                           r"\(3, 5, 5\)"):
+        t.output_shape((3, 5, 5))
+
+
+def test_data_layer_transforms_what_its_own_source_reads(tmp_path):
+    data = np.random.default_rng(2).uniform(0, 255, (6, 3, 5, 5)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", data=data, labels=np.arange(6, dtype=np.float32))
+    text = f"""layer {{ name: "d" type: "Data" top: "data" top: "label"
+      transform_param {{ crop_size: 3 mean_value: 100 scale: 0.25 }}
+      data_param {{ source: "{tmp_path / 'd.npz'}" batch_size: 4 }} }}"""
+    net = Net(text, TEST)
+    assert net.blobs["data"].shape == (4, 3, 3, 3)
+    out = net.forward()
+    np.testing.assert_array_equal(out["data"].numpy(), (data[:4, :, 1:4, 1:4] - 100) * 0.25)
+    with pytest.warns(UserWarning, match="transform_param is not applied to a given feed"):
+        Net(text, TEST, feeds=lambda n: (torch.zeros(n, 3, 3, 3), torch.zeros(n)),
+            input_shapes={"data": (3, 3, 3)})
+
+
+# ----------------------------------------------------------------------- ImageData
+
+COLOURS = [(250, 10, 20), (0, 128, 255), (33, 66, 99), (200, 200, 0), (5, 6, 7)]
+
+
+def _image_tree(tmp_path, sizes=None):
+    """root/a b/img<i>.png (a space in the folder name), flat colours; the list file."""
+    folder = tmp_path / "root" / "a b"
+    folder.mkdir(parents=True)
+    lines = []
+    for i, rgb in enumerate(COLOURS):
+        h, w = (sizes or [(6, 8)] * len(COLOURS))[i]
+        pixels = np.empty((h, w, 3), np.uint8)
+        pixels[:] = rgb
+        pixels[0, 0] = (255, 255, 255)
+        Image.fromarray(pixels).save(folder / f"img{i}.png")
+        lines.append(f"a b/img{i}.png {i * 10}")
+    (tmp_path / "list.txt").write_text("\r\n".join(lines) + "\r\n\n")
+    return tmp_path / "list.txt"
+
+
+def _image_net(tmp_path, phase=TEST, params="", transform="", sizes=None):
+    listing = _image_tree(tmp_path, sizes)
+    return Net(f"""layer {{ name: "img" type: "ImageData" top: "data" top: "label"
+        {transform}
+        image_data_param {{ source: "{listing}" root_folder: "{tmp_path / 'root'}/"
+                            batch_size: 3 {params} }} }}""", phase, seed=11)
+
+
+def test_image_data_reads_bgr_images_and_labels_in_order_wrapping(tmp_path):
+    net = _image_net(tmp_path)
+    assert net.blobs["data"].shape == (3, 3, 6, 8)
+    first, second = net.forward(), net.forward()
+    assert first["label"].tolist() == [0, 10, 20] and second["label"].tolist() == [30, 40, 0]
+    r, g, b = COLOURS[1]
+    np.testing.assert_array_equal(first["data"][1, :, 2, 3].numpy(), [b, g, r])   # BGR
+    np.testing.assert_array_equal(first["data"][1, :, 0, 0].numpy(), [255, 255, 255])
+
+
+def test_image_data_resizes_greys_and_crops(tmp_path):
+    net = _image_net(tmp_path, params="new_height: 4 new_width: 5 is_color: false",
+                     transform="transform_param { crop_size: 3 scale: 0.5 }",
+                     sizes=[(9, 9), (6, 8), (7, 3), (6, 8), (4, 4)])
+    assert net.blobs["data"].shape == (3, 1, 3, 3)
+    out = net.forward()["data"].numpy()
+    r, g, b = COLOURS[2]
+    grey = round(0.299 * r + 0.587 * g + 0.114 * b)
+    assert abs(out[2, 0, 1, 1] - grey * 0.5) <= 0.5        # Pillow's L vs OpenCV: within 1
+
+
+def test_image_data_of_several_sizes_needs_one_size(tmp_path):
+    cropped = _image_net(tmp_path, transform="transform_param { crop_size: 3 }",
+                         sizes=[(6, 8), (5, 5), (9, 4), (6, 8), (4, 4)])
+    assert cropped.forward()["data"].shape == (3, 3, 3, 3)   # Caffe crops each image alone
+    (tmp_path / "again").mkdir()
+    plain = _image_net(tmp_path / "again", sizes=[(6, 8), (5, 5), (9, 4), (6, 8), (4, 4)])
+    with pytest.raises(AllconvError, match=r"layer 'img' \(ImageData\): images of different "
+                                           r"sizes in one batch \(\(3, 5, 5\), \(3, 6, 8\), "
+                                           r"\(3, 9, 4\)\): resize them"):
+        plain.forward()
+
+
+def test_image_data_shuffles_each_pass_and_skips_at_random(tmp_path):
+    """rand_skip: the first pass starts at a drawn line below it; shuffle: every pass is a
+    fresh order of all lines."""
+    net = _image_net(tmp_path, TRAIN, params="shuffle: true rand_skip: 4")
+    passes = net.layers[0].feed.feed.passes
+    skip, order = passes.cursor, [int(i) * 10 for i in passes.order]
+    assert 0 <= skip < 4
+    labels = [int(v) for _ in range(6) for v in net.forward()["label"].tolist()]
+    first = 5 - skip
+    assert labels[:first] == order[skip:]
+    rest = [labels[i:i + 5] for i in range(first, first + 10, 5)]
+    assert all(sorted(p) == [0, 10, 20, 30, 40] for p in rest)
+    assert len({tuple(p) for p in rest + [order]}) > 1
+    (tmp_path / "plain").mkdir()
+    plain = _image_net(tmp_path / "plain", TRAIN, params="rand_skip: 5")
+    skip = plain.layers[0].feed.feed.passes.cursor
+    assert plain.forward()["label"].tolist() == [(skip + i) % 5 * 10 for i in range(3)]
+
+
+def test_image_data_errors_name_the_file(tmp_path):
+    listing = _image_tree(tmp_path)
+    (tmp_path / "bad.txt").write_text("missing.png 1\n")
+    with pytest.raises(AllconvError, match=r"missing\.png: could not load the image"):
+        Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
+            image_data_param {{ source: "{tmp_path / 'bad.txt'}" }} }}""", TEST)
+    with pytest.raises(AllconvError, match="new_height and new_width must be set together"):
+        Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
+            image_data_param {{ source: "{listing}" new_height: 4 }} }}""", TEST)
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(AllconvError, match="empty.txt: the image list is empty"):
+        Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
+            image_data_param {{ source: "{tmp_path / 'empty.txt'}" }} }}""", TEST)
+
+
+# ----------------------------------------------------------------------- HDF5Data, HDF5Output
+
+def _h5_files(tmp_path, rows=(4, 3)):
+    h5py = pytest.importorskip("h5py", reason="HDF5 layers need h5py (the hdf5 extra)")
+    names, start = [], 0
+    for i, n in enumerate(rows):
+        with h5py.File(tmp_path / f"f{i}.h5", "w") as f:
+            f["data"] = np.arange(start, start + n, dtype=np.float32)[:, None] * [1, -1]
+            f["label"] = np.arange(start, start + n, dtype=np.int64)
+        names.append(str(tmp_path / f"f{i}.h5"))
+        start += n
+    (tmp_path / "list.txt").write_text("\n".join(names))
+    return h5py
+
+
+def _h5_net(tmp_path, params="", extra="", batch=7):
+    return Net(f"""layer {{ name: "h" type: "HDF5Data" top: "data" top: "label" {extra}
+        hdf5_data_param {{ source: "{tmp_path / 'list.txt'}" batch_size: {batch} {params} }} }}""",
+               TRAIN, seed=3)
+
+
+def test_hdf5_data_shuffles_files_and_rows_every_pass(tmp_path):
+    _h5_files(tmp_path)
+    net = _h5_net(tmp_path, "shuffle: true")
+    passes = [[int(v) for v in net.forward()["label"].tolist()] for _ in range(12)]
+    for p in passes:                       # one file's rows, then the other's, each shuffled
+        a, b = (p[:4], p[4:]) if p[0] < 4 else (p[:3], p[3:])
+        assert sorted(a) in ([0, 1, 2, 3], [4, 5, 6]) and sorted(a + b) == list(range(7))
+    assert len({tuple(p) for p in passes}) > 1
+    assert {p[0] < 4 for p in passes} == {True, False}       # both file orders occur
+    data = net.blobs["data"].data.numpy()
+    np.testing.assert_array_equal(data[:, 1], -data[:, 0])
+    np.testing.assert_array_equal(data[:, 0], net.blobs["label"].data.numpy())
+
+
+def test_hdf5_data_refusals_are_one_line(tmp_path, monkeypatch):
+    h5py = _h5_files(tmp_path)
+    with pytest.raises(AllconvError, match="HDF5Data does not transform data"):
+        _h5_net(tmp_path, extra="transform_param { scale: 2 }")
+    with h5py.File(tmp_path / "f1.h5", "a") as f:
+        del f["label"]
+    net = _h5_net(tmp_path, batch=5)
+    with pytest.raises(AllconvError, match=r"f1\.h5: no dataset 'label' \(found: data\)"):
+        net.forward()
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(AllconvError, match=r"HDF5Data needs h5py, which is not installed: "
+                                           r"pip install -e \"\.\[hdf5\]\""):
+        _h5_net(tmp_path)
+    (tmp_path / "none.txt").write_text(" \n")
+    with pytest.raises(AllconvError, match="none.txt: must list at least 1 HDF5 file"):
+        Net(f"""layer {{ name: "h" type: "HDF5Data" top: "data"
+            hdf5_data_param {{ source: "{tmp_path / 'none.txt'}" batch_size: 1 }} }}""", TEST)
+
+
+def test_hdf5_output_writes_one_batch_per_file(tmp_path):
+    h5py = pytest.importorskip("h5py", reason="HDF5 layers need h5py (the hdf5 extra)")
+    out = tmp_path / "out.h5"
+    net = Net(f"""layer {{ name: "in" type: "Input" top: "x" top: "y"
+        input_param {{ shape {{ dim: 2 dim: 5 }} shape {{ dim: 2 }} }} }}
+        layer {{ name: "o" type: "HDF5Output" bottom: "x" bottom: "y"
+        hdf5_output_param {{ file_name: "{out}" }} }}""", TEST)
+    with h5py.File(out, "r") as f:
+        assert list(f) == []                       # created empty at setup, as Caffe does
+    x = np.arange(10, dtype=np.float32).reshape(2, 5)
+    net.forward(x=x, y=np.array([3, 4], np.float32))
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["data"][()], x.reshape(2, 5, 1, 1))
+        assert f["label"].shape == (2, 1, 1, 1) and f["label"].dtype == np.float32
+    with pytest.raises(AllconvError, match=r"out\.h5 already holds a batch: Caffe's HDF5Output "
+                                           "writes one forward pass per file"):
+        net.forward(x=x, y=np.zeros(2, np.float32))
+    with pytest.raises(AllconvError, match="bottom 'x' has 5 axes; HDF5Output writes at most 4"):
+        Net(f"""layer {{ name: "in" type: "Input" top: "x" top: "y"
+            input_param {{ shape {{ dim: 1 dim: 1 dim: 1 dim: 1 dim: 2 }} shape {{ dim: 1 }} }} }}
+            layer {{ name: "o" type: "HDF5Output" bottom: "x" bottom: "y"
+            hdf5_output_param {{ file_name: "{out}" }} }}""", TEST)
+
+
+# ----------------------------------------------------------------------- MemoryData, DummyData
+
+MEMORY = """layer { name: "m" type: "MemoryData" top: "data" top: "label"
+    memory_data_param { batch_size: 2 channels: 1 height: 2 width: 3 } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+    inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }"""
+
+
+def test_memory_data_serves_the_arrays_in_batches_wrapping_around():
+    net = Net(MEMORY, TRAIN, seed=1)
+    with pytest.raises(AllconvError, match=r"call net.set_input_arrays\(data, labels\) first"):
+        net.forward()
+    data = np.arange(4 * 6, dtype=np.float32).reshape(4, 1, 2, 3)
+    net.set_input_arrays(data, np.array([5, 6, 7, 8], np.float32))
+    got = [net.forward() and net.blobs["label"].data.reshape(-1).tolist() for _ in range(3)]
+    assert got == [[5, 6], [7, 8], [5, 6]]
+    assert net.blobs["label"].shape == (2, 1, 1, 1)    # Caffe's Forward gives it this shape
+    np.testing.assert_array_equal(net.blobs["data"].data.numpy(), data[:2])
+
+
+@pytest.mark.parametrize("data, labels, message", [
+    (np.zeros((2, 1, 2, 3)), np.zeros(2, np.float32), "data array must be float32"),
+    (np.zeros((2, 2, 2, 3), np.float32), np.zeros(2, np.float32),
+     r"data array must be \(N, 1, 2, 3\), got \(2, 2, 2, 3\)"),
+    (np.zeros((3, 1, 2, 3), np.float32), np.zeros(3, np.float32),
+     "positive multiple of batch size 2"),
+    (np.zeros((2, 1, 2, 3), np.float32), np.zeros(4, np.float32), "same first dimension"),
+])
+def test_memory_data_checks_the_arrays_as_pycaffe(data, labels, message):
+    with pytest.raises(AllconvError, match=message):
+        Net(MEMORY, TEST).set_input_arrays(data, labels)
+
+
+def test_set_input_arrays_needs_a_memory_data_first_layer():
+    net = Net('layer { name: "d" type: "DummyData" top: "x" dummy_data_param { shape { dim: 1 '
+              '} } }', TEST)
+    with pytest.raises(AllconvError, match="first layer is a MemoryData layer"):
+        net.set_input_arrays(np.zeros((1, 1, 1, 1), np.float32), np.zeros(1, np.float32))
+
+
+@pytest.mark.parametrize("param, message", [
+    ("shape { dim: 1 } shape { dim: 2 } shape { dim: 3 }",
+     r"must specify 'shape' once, or once per top blob \(2\); specified 3"),
+    ("shape { dim: 1 } num: 1 channels: 1 height: 1 width: 1",
+     "both shape and legacy fields were specified"),
+    ("shape { dim: 1 } data_filler { } data_filler { } data_filler { }",
+     "number of data fillers must be 0, 1 or equal to the number of tops: 2"),
+    ("num: 1 channels: 1 height: 1", r"must specify 'width' once, or once per top blob"),
+])
+def test_dummy_data_checks_are_caffes(param, message):
+    with pytest.raises(AllconvError, match=message):
+        Net(f'layer {{ name: "d" type: "DummyData" top: "a" top: "b" dummy_data_param '
+            f'{{ {param} }} }}', TEST)
+
+
+def test_python_and_window_data_are_refused_by_name():
+    for kind, why in (("Python", "runs a user's module"), ("WindowData", "R-CNN")):
+        with pytest.raises(AllconvError, match=rf"^layer 'x' \({kind}\): not supported: .*"
+                                               rf"{why}") as err:
+            Net(f'layer {{ name: "x" type: "{kind}" top: "d" }}', TEST)
+        assert "\n" not in str(err.value)
+
+
+# ----------------------------------------------------------------------- exact resume
+
+def test_a_snapshot_resumes_image_data_crops_and_dummy_draws_exactly(tmp_path):
+    """Shuffled ImageData with random crops and mirrors, and a random DummyData top: the
+    .rngstate keeps their positions and generators, so a restored solver sees what an
+    uninterrupted one sees."""
+    from runtime.solver import make_solver
+
+    listing = _image_tree(tmp_path)
+    net = f"""layer {{ name: "img" type: "ImageData" top: "data" top: "label"
+        transform_param {{ crop_size: 4 mirror: true mean_value: 100 scale: 0.01 }}
+        image_data_param {{ source: "{listing}" root_folder: "{tmp_path / 'root'}/"
+                            batch_size: 3 shuffle: true }} }}
+      layer {{ name: "noise" type: "DummyData" top: "noise" dummy_data_param {{
+        shape {{ dim: 3 dim: 3 dim: 4 dim: 4 }} data_filler {{ type: "gaussian" std: 0.1 }} }} }}
+      layer {{ name: "sum" type: "Eltwise" bottom: "data" bottom: "noise" top: "sum" }}
+      layer {{ name: "ip" type: "InnerProduct" bottom: "sum" top: "ip"
+        inner_product_param {{ num_output: 50 weight_filler {{ type: "xavier" }} }} }}
+      layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }}"""
+    param = pb.SolverParameter(base_lr=0.01, momentum=0.9, lr_policy="fixed", max_iter=9,
+                               random_seed=4, snapshot_prefix=str(tmp_path / "s"),
+                               solver_mode=pb.SolverParameter.CPU, snapshot_after_train=False)
+    param.net_param.CopyFrom(read_net(net))
+    full = make_solver(param)
+    full.step(5)
+    first = make_solver(param)
+    first.step(2)
+    _, state = first.snapshot()
+    resumed = make_solver(param)
+    resumed.restore(state)
+    resumed.step(3)
+    for a, b in zip(full.net.learnable_params, resumed.net.learnable_params):
+        assert torch.equal(a, b)
