@@ -1,1 +1,2 @@
-"""The replication harness: reproduction specs, training runs through the runtime, reports, `replicate`."""
+"""The replication harness: reproduction specs, training runs through the runtime, their run
+folders, reports, `replicate` and `export-onnx`."""
