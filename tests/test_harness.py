@@ -543,6 +543,25 @@ def test_run_folder_names_outcomes_and_checkpoints(tmp_path):
         "checkpoint_iter_10.solverstate"]
 
 
+@pytest.mark.parametrize("lr", ["0.01", "0.05"])
+def test_the_committed_gpu_runs_read_as_run_folders(lr):
+    """results/table3's runs carry the deploy net and provenance a run writes today (their
+    snapshots stay out of git)."""
+    from harness.run_folder import RunFolder
+    from runtime.proto import pb
+    run = RunFolder.read(ROOT / "results" / "table3" / "all-cnn-c" / f"lr-{lr}")
+    spec = load_spec(REAL / "all-cnn-c.toml")
+    assert (run.variant, run.dataset, run.config["lr"]) == ("all-c", "cifar10", float(lr))
+    assert run.classes == list(spec.dataset.class_names)
+    assert run.provenance["whitening"]["cache_entry"].endswith("cifar10-a29c02eb0e5081874db4")
+    assert run.deploy() == render_net(spec.variant, NetOptions(num_classes=10, deploy=True,
+                                                               init=spec.init))
+    assert count_params(meta_net(run.deploy(), pb.TEST)) == spec.paper.counted_params
+    assert run.outcome()["lr"] == float(lr) and run.outcome()["finished"]
+    with pytest.raises(AllconvError, match="no snapshot .* give --weights"):
+        run.weights()
+
+
 def test_a_run_parses_each_prototxt_once_and_transforms_the_message(tmp_path, monkeypatch):
     """The rendered net is parsed once (so are the solver and the deploy net); its Data layers
     become Input layers of each phase's batch in a transformed copy, from which both nets are
