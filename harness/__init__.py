@@ -1,2 +1,1 @@
-"""The replication harness: reproduction specs, training runs through the runtime, their run
-folders, reports, `replicate` and `export-onnx`."""
+"""The replication harness: specs, training runs, run folders, reports, replicate, export-onnx."""
