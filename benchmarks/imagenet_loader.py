@@ -24,7 +24,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runtime.cli_support import Parser, run_cli  # noqa: E402
+from runtime.cli_support import Parser, add_device_option, resolve_device, run_cli  # noqa: E402
 from runtime.data import imagenet, jpeg  # noqa: E402
 from runtime.errors import AllconvError  # noqa: E402
 
@@ -89,7 +89,7 @@ def build_parser() -> Parser:
     p.add_argument("--batch", type=int, default=64, help="batch size (default 64, Table 6)")
     p.add_argument("--threads", type=int, default=8, help="reader/decoder threads (default 8)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats, best kept (default 3)")
-    p.add_argument("--device", default="cpu", help="where decoding and crops run (default cpu)")
+    add_device_option(p, "where decoding and crops run (default cpu)")
     return p
 
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if min(args.images, args.batch, args.threads, args.repeats) <= 0:
         raise AllconvError("--images, --batch, --threads and --repeats must be positive")
-    device = torch.device(args.device)
+    device = resolve_device(args.device or "cpu")
     with tempfile.TemporaryDirectory() as tmp:
         write_folder(Path(tmp), args.images)
         folder = imagenet.scan(tmp, "train")

@@ -21,7 +21,7 @@ from generator.render import NetOptions, render_net  # noqa: E402
 from generator.variants import get_variant  # noqa: E402
 from runtime import TRAIN, Net  # noqa: E402
 from benchmarks.timing import timed  # noqa: E402
-from runtime.cli_support import Parser, run_cli  # noqa: E402
+from runtime.cli_support import Parser, add_device_option, resolve_device, run_cli  # noqa: E402
 from runtime.data.large_augment import LargeAugment, large_batch  # noqa: E402
 from runtime.errors import AllconvError  # noqa: E402
 
@@ -32,7 +32,7 @@ SCHEDULE_IMAGES = 350 * 50_000
 def build_parser() -> Parser:
     p = Parser(prog="large_pipeline.py", description=__doc__.split("\n\n")[0],
                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    add_device_option(p, "cuda or cpu (default: cuda when available)")
     p.add_argument("--batch", type=int, help="training batch (default 64, Table 5's row; CPU 2)")
     p.add_argument("--iters", type=int, help="timed training iterations (default 20; CPU 1)")
     p.add_argument("--augment-batch", type=int, default=64,
@@ -42,7 +42,7 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     cpu = device.type == "cpu"
     batch, iters = args.batch or (2 if cpu else 64), args.iters or (1 if cpu else 20)
     if min(batch, iters, args.augment_batch) <= 0:

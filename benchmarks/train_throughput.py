@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.report import git_commit  # noqa: E402
 from harness.specs import SPECS_DIR, load_spec  # noqa: E402
-from harness.train import (PRECISIONS, Data, Run, RunOptions, resolve_device,  # noqa: E402
-                           resolve_precision, set_precision)
+from harness.train import (PRECISIONS, Data, Run, RunOptions, resolve_precision,  # noqa: E402
+                           set_precision)
 from benchmarks.timing import timed  # noqa: E402
-from runtime.cli_support import Parser, run_cli  # noqa: E402
+from runtime.cli_support import Parser, add_device_option, resolve_device, run_cli  # noqa: E402
 from runtime.errors import AllconvError  # noqa: E402
 from runtime.files import atomic_write_bytes  # noqa: E402
 
@@ -165,7 +165,7 @@ def build_parser() -> Parser:
     p.add_argument("--batch", type=int, help="batch size (default 128; CPU 8)")
     p.add_argument("--iters", type=int, help="timed iterations (default 200; CPU 3)")
     p.add_argument("--warmup", type=int, help="untimed iterations first (default 20; CPU 1)")
-    p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    add_device_option(p, "cuda or cpu (default: cuda when available)")
     p.add_argument("--compile", action="store_true", help="harness loop: torch.compile")
     p.add_argument("--cuda-graphs", action="store_true", help="harness loop: CUDA graphs")
     p.add_argument("--channels-last", action="store_true", help="harness loop: channels_last")

@@ -5,6 +5,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import jinja2
 
@@ -17,6 +18,14 @@ TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 def _plain_number(value):
     """Print integral floats as integers (lr_mult: 2, not 2.0); everything else unchanged."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class Rendered(NamedTuple):
+    """A rendered prototxt: its text and that text parsed, once, as Caffe's message
+    (``NetParameter`` or ``SolverParameter``)."""
+
+    text: str
+    param: object
 
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), finalize=_plain_number,
@@ -84,6 +93,11 @@ def _with_defaults(variant: Variant, opts: NetOptions) -> NetOptions:
 
 def render_net(variant: Variant, opts: NetOptions = NetOptions()) -> str:
     """Return the prototxt text of ``variant``; it is parsed once as a NetParameter to check it."""
+    return rendered_net(variant, opts).text
+
+
+def rendered_net(variant: Variant, opts: NetOptions = NetOptions()) -> Rendered:
+    """The prototxt of ``variant`` and the NetParameter it parses to."""
     opts = _with_defaults(variant, opts)
     transform = {phase: variant.transform.fields(phase) for phase in ("TRAIN", "TEST")}
     context = dict(variant=variant, io=dict(deploy=opts.deploy, deploy_batch=opts.deploy_batch,
@@ -94,8 +108,7 @@ def render_net(variant: Variant, opts: NetOptions = NetOptions()) -> str:
                    num_classes=opts.num_classes, init=opts.init, notes=variant.notes,
                    layers=variant.layers)
     text = re.sub(r"\n{3,}", "\n\n", _ENV.get_template(variant.template).render(**context))
-    parse_net(text, f"<{variant.name}>")
-    return text
+    return Rendered(text, parse_net(text, f"<{variant.name}>"))
 
 
 def _schedule_context(variant: Variant, net_opts: NetOptions, opts: SolverOptions) -> dict:
@@ -132,9 +145,13 @@ def _schedule_context(variant: Variant, net_opts: NetOptions, opts: SolverOption
 
 def render_solver(variant: Variant, net_opts: NetOptions, opts: SolverOptions) -> str:
     """Return the solver prototxt of the paper's schedule for ``variant`` (its ``schedule``)."""
+    return rendered_solver(variant, net_opts, opts).text
+
+
+def rendered_solver(variant: Variant, net_opts: NetOptions, opts: SolverOptions) -> Rendered:
+    """The solver prototxt of ``variant`` and the SolverParameter it parses to."""
     context = _schedule_context(variant, _with_defaults(variant, net_opts), opts)
     text = _ENV.get_template("solver.prototxt.j2").render(
         variant=variant, net_path=opts.net_path, momentum=0.9, snapshot_prefix=opts.snapshot_prefix,
         seed=opts.seed, **context)
-    parse_solver(text, f"<{variant.name} solver>")
-    return text
+    return Rendered(text, parse_solver(text, f"<{variant.name} solver>"))

@@ -1,1 +1,1 @@
-"""The replication harness: reproduction specs, training runs through the runtime, reports, `replicate`."""
+"""The replication harness: specs, training runs, run folders, reports, replicate, export-onnx."""

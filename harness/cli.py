@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import signal
@@ -16,10 +15,10 @@ from runtime.distributed import (SINGLE, Ranks, from_environment, launched_by_to
 from harness.report import check_writable, row_result, write_row, write_table_readme
 from harness.specs import SPECS_DIR, Spec, load_tables, select
 from harness.loop import DeferredInterrupt, Diverged
-from harness.datasets import data_key
-from harness.train import (PRECISIONS, RunOptions, check_trainable, load_data, resolve_device,
-                           train)
-from runtime.cli_support import Parser, run_cli
+from harness.datasets import Data, data_key
+from harness.run_folder import RunFolder, run_name
+from harness.train import PRECISIONS, RunOptions, check_trainable, load_data, train
+from runtime.cli_support import Parser, add_device_option, resolve_device, run_cli
 from runtime.errors import AllconvError
 
 EXIT_FAIL, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 3, 130
@@ -75,7 +74,7 @@ def build_parser() -> Parser:
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="fp32 (TF32 off, Caffe-exact), tf32, or bf16 autocast; auto: bf16 on "
                         "CUDA, fp32 on the CPU")
-    g.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when available)")
+    add_device_option(g, "cuda, cuda:1 or cpu (default: cuda when available)")
     g.add_argument("--seed", type=int, default=0, help="solver random_seed and data order seed")
     g.add_argument("--resume", action="store_true",
                    help="continue each run from its last checkpoint in --out")
@@ -118,7 +117,7 @@ def list_rows(tables: dict[str, list[Spec]]) -> str:
     for specs in tables.values():
         for s in specs:
             t = s.training
-            lines.append(f"{s.key:<28} {s.title:<30} {s.dataset:<9} {s.augmentation:<21} "
+            lines.append(f"{s.key:<28} {s.title:<30} {s.dataset.name:<9} {s.augmentation:<21} "
                          f"{s.paper.error:>7.2f} {s.paper.tolerance:>4g} {t.lr:>5g} "
                          f"{t.batch_size:>5}  {t.length:g} {t.unit}s")
     return "\n".join(lines)
@@ -224,22 +223,9 @@ def job_list(args, specs: list[Spec]) -> list[tuple[Spec, RunOptions, Path]]:
                               **default_levers(args),
                               progress=args.progress, batch_per_process=args.batch_per_process,
                               batch_size=args.batch_size, eval_limit=args.eval_limit)
-            run_dir = args.out / spec.table / spec.name / f"lr-{lr:g}{'-smoke' if smoke else ''}"
+            run_dir = args.out / spec.table / spec.name / run_name(lr, args.seed, smoke)
             jobs.append((spec, opts, run_dir))
     return jobs
-
-
-def read_run(run_dir: Path) -> dict:
-    """What a run folder holds: its result, a divergence, or {'missing': why}."""
-    result = run_dir / "result.json"
-    if result.is_file():
-        return json.loads(result.read_text())
-    metrics = run_dir / "metrics.jsonl"
-    lines = metrics.read_text().splitlines() if metrics.is_file() else []
-    last = json.loads(lines[-1]) if lines else {}
-    if last.get("event") == "diverged":
-        return {"diverged": f"diverged at iteration {last['iter']} (epoch {last['epoch']:.2f})"}
-    return {"missing": "not started" if not lines else f"unfinished at iteration {last['iter']}"}
 
 
 def _selected_specs(args, tables) -> list[Spec]:
@@ -274,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = _selected_specs(args, tables)
     jobs = job_list(args, specs)
     if args.report:
-        results = [read_run(run_dir) for _, _, run_dir in jobs]
+        results = [RunFolder(run_dir).outcome() for _, _, run_dir in jobs]
     else:
         mine = jobs[shard::shards]
         results = run_jobs(mine, args.rows_in_parallel, ranks)

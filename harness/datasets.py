@@ -1,8 +1,6 @@
 """What a row trains and tests on: the one place the harness turns a row's dataset and
-augmentation into data on the device, a training feed and test batches.
-
-Each augmentation names a `Pipeline`: the datasets it reads, the input size it makes (checked
-against the variant registry when a spec loads) and its parameters' table, if any.
+augmentation (its `Pipeline`, harness/pipelines.py) into data on the device, a training feed and
+test batches.
 
 - ``none``, ``flip-translate``: the GCN+ZCA-whitened CIFAR held on the device, `TrainFeed`
   (with flips and shifts of at most 5 px), test images as they are;
@@ -17,40 +15,20 @@ run its `RowData`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
 
 import torch
 
 from harness.feed import TrainFeed
-from runtime.data import augment, cifar, prepared_cifar
-from runtime.data.imagenet import CROP, Folder, ImageNetFeed, scan
-from runtime.data.large_augment import FRAME, IMAGE, LargeAugment, large_batch
+from harness.pipelines import PIPELINES
+from runtime.data import augment, prepared_cifar
+from runtime.data.datasets import IMAGE_FOLDER
+from runtime.data.imagenet import Folder, ImageNetFeed, scan
+from runtime.data.large_augment import FRAME, LargeAugment, large_batch
 from runtime.errors import AllconvError
 
 if TYPE_CHECKING:
     from harness.specs import Spec
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """One augmentation: the datasets it reads, the side of the square input it feeds the net,
-    whether it reads the GCN+ZCA-whitened CIFAR, and the class of its spec table ``[augment]``
-    (None: it takes no parameters)."""
-
-    datasets: tuple[str, ...]
-    input_size: int
-    whitened: bool
-    params: type | None = None
-
-
-CIFAR = ("cifar10", "cifar100")
-PIPELINES = {
-    "none": Pipeline(CIFAR, IMAGE, True),
-    "flip-translate": Pipeline(CIFAR, IMAGE, True),
-    "large": Pipeline(CIFAR, FRAME, False, LargeAugment),
-    "imagenet-crop-mirror": Pipeline(("imagenet",), CROP, False),
-}
 
 
 class Data(NamedTuple):
@@ -89,26 +67,13 @@ class RowData:
 def check_trainable(spec: Spec, data_dir: str | None) -> None:
     """A row whose data cannot be had is an AllconvError before anything trains: CIFAR files
     named by ``data_dir`` must be there (without it they come from the cache, or are
-    downloaded); ImageNet is never downloaded, so it needs ``data_dir`` holding ``train/`` and
-    ``val/``."""
-    if spec.dataset != "imagenet":
-        if data_dir is not None:
-            for split in cifar.SPLITS:
-                cifar.find_release(spec.dataset, split, data_dir)
-        return
-    if data_dir is None:
-        raise AllconvError(f"{spec.key} needs --data DIR: an ImageFolder tree with "
-                           "train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (ImageNet is not "
-                           "downloaded)")
-    for split in ("train", "val"):
-        if not (Path(data_dir) / split).is_dir():
-            raise AllconvError(f"{spec.key}: {Path(data_dir) / split}: no such folder (--data "
-                               f"must hold train/<wnid>/*.JPEG and val/<wnid>/*.JPEG)")
+    downloaded); an ImageFolder tree is never downloaded, so it needs ``data_dir``."""
+    spec.dataset.check_files(data_dir, spec.key)
 
 
 def data_key(spec: Spec) -> tuple[str, bool]:
     """Rows with the same key train on the same loaded data."""
-    return spec.dataset, PIPELINES[spec.augmentation].whitened
+    return spec.dataset.name, PIPELINES[spec.augmentation].whitened
 
 
 def load_data(spec: Spec, data_dir: str | None, verify: bool, device: torch.device
@@ -116,32 +81,34 @@ def load_data(spec: Spec, data_dir: str | None, verify: bool, device: torch.devi
     """The data ``spec`` trains on: CIFAR on ``device`` (GCN+ZCA-whitened and cached on disk by
     runtime.data, or raw uint8 for the Large pipeline), or the ImageFolder tree's file lists."""
     check_trainable(spec, data_dir)
-    if spec.dataset == "imagenet":
+    pipeline = PIPELINES[spec.augmentation]
+    if pipeline.layout == IMAGE_FOLDER:
         return _image_folders(spec, data_dir)
-    if PIPELINES[spec.augmentation].whitened:
-        arrays = prepared_cifar(spec.dataset, data_dir, device=device, verify=verify)[:4]
+    if pipeline.whitened:
+        arrays = prepared_cifar(spec.dataset.name, data_dir, device=device, verify=verify)[:4]
     else:
-        arrays = [a for split in cifar.SPLITS
-                  for a in cifar.load_cifar(spec.dataset, split, data_dir, verify)]
+        arrays = [a for split in spec.dataset.splits
+                  for a in spec.dataset.load(split, data_dir, verify)]
     return Data(*(torch.from_numpy(a).to(device) for a in arrays))
 
 
 def _image_folders(spec: Spec, data_dir: str) -> ImageFolders:
     """Both splits of the tree; it must have the row's class count. The mean is the variant's
     per-channel ``mean_value`` (BGR), as the generated prototxt's transform_param has it."""
-    train = scan(data_dir, "train")
+    train_split, test_split = spec.dataset.splits
+    train = scan(data_dir, train_split)
     if len(train.classes) != spec.num_classes:
         raise AllconvError(f"{train.root} has {len(train.classes)} class folders; {spec.key} "
                            f"trains {spec.num_classes} classes")
     mean = torch.tensor(spec.variant.transform.mean_values, dtype=torch.float32)
-    return ImageFolders(train, scan(data_dir, "val", train.classes), mean)
+    return ImageFolders(train, scan(data_dir, test_split, train.classes), mean)
 
 
 def row_data(spec: Spec, data: Data | ImageFolders, device: torch.device) -> RowData:
     """The run's view of ``data`` through the row's augmentation."""
     if isinstance(data, ImageFolders):
         return _folder_rows(data, device)
-    classes = cifar.class_names(spec.dataset)
+    classes = spec.dataset.class_names
     if spec.augmentation == "large":
         return _tensor_rows(data, classes, _large(spec.augment), _large(LargeAugment.off()),
                             (3, FRAME, FRAME))

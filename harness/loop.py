@@ -11,7 +11,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from harness.metrics import MetricsLog
+from harness.run_folder import MetricsLog
 from runtime.errors import AllconvError
 
 TICK_SECONDS = 2.0     # the progress bar and the divergence flag are read this often
@@ -164,7 +164,7 @@ class Loop:
         if self.log is not None:
             self.log.write({"iter": iteration, "epoch": round(epoch, 4), "event": "diverged",
                             "loss": str(loss), "smoke": run.smoke})
-        state = run.latest_checkpoint()
+        state = run.folder.latest_checkpoint()
         kept = (f"the last good checkpoint is {state}" if state
                 else "no checkpoint had been written yet")
         raise Diverged(f"{run.spec.key} at lr {run.opts.lr:g} diverged at iteration "

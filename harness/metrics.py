@@ -1,7 +1,6 @@
-"""What a run records: test metrics from class scores, the JSONL log, and the curves PNG."""
+"""What a run measures: test metrics from class scores, and the curves PNG of its log."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -33,28 +32,6 @@ def class_metrics(scores: torch.Tensor, labels: torch.Tensor) -> dict:
         "never_predicted": (predicted == 0).nonzero().flatten().tolist(),
         "dead_units": (scores.amax(0) == 0).nonzero().flatten().tolist(),
     }
-
-
-class MetricsLog:
-    """Append-only JSONL of a run: one line per evaluation (and one per event, e.g. divergence)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def records(self) -> list[dict]:
-        if not self.path.is_file():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-
-    def truncate(self, iteration: int) -> list[dict]:
-        """Drop records after ``iteration`` (written after the checkpoint we resume from)."""
-        kept = [r for r in self.records() if r["iter"] <= iteration]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        return kept
-
-    def write(self, record: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
 
 
 def plot_curves(records: list[dict], path: Path, title: str, paper_error: float | None = None,

@@ -54,7 +54,7 @@ def row_result(spec: Spec, runs: dict[float, dict], smoke: bool, lr_search: bool
     best = good.get(best_lr, {})
     result = {
         "table": spec.table, "row": spec.name, "title": spec.title,
-        "variant": spec.variant.name, "dataset": spec.dataset, "augmentation": spec.augmentation,
+        "variant": spec.variant.name, "dataset": spec.dataset.name, "augmentation": spec.augmentation,
         "smoke": smoke,
         "paper": {"error": spec.paper.error, "params": spec.paper.params,
                   "tolerance": spec.paper.tolerance, "sources": spec.sources},

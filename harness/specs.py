@@ -15,13 +15,13 @@ from pathlib import Path
 
 from generator.render import Filler, Init
 from generator.variants import Variant, get_variant
-from harness.datasets import PIPELINES
+from harness.pipelines import PIPELINES
+from runtime.data.datasets import DATASETS, Dataset, get_dataset
 from runtime.errors import AllconvError
 from runtime.proto import pb
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "reproductions"
 
-DATASETS = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
 AUGMENTATIONS = tuple(PIPELINES)
 UNITS = ("epoch", "iteration")
 SOURCES = ("quoted", "recalled", "chosen", "counted")
@@ -78,7 +78,7 @@ class Spec:
     order: int
     title: str
     variant: Variant
-    dataset: str
+    dataset: Dataset
     augmentation: str
     paper: Paper
     training: Training
@@ -88,7 +88,7 @@ class Spec:
 
     @property
     def num_classes(self) -> int:
-        return DATASETS[self.dataset]
+        return self.dataset.num_classes
 
     @property
     def key(self) -> str:
@@ -158,16 +158,16 @@ def _init(data: dict, path: Path) -> Init:
                 bias_lr_mult=data["bias_lr_mult"], bias_decay_mult=data["bias_decay_mult"])
 
 
-def _check_fit(variant: Variant, dataset: str, augmentation: str, path: Path) -> None:
+def _check_fit(variant: Variant, dataset: Dataset, augmentation: str, path: Path) -> None:
     """The dataset, augmentation and variant fit together: the pipeline reads the dataset, the
     variant (the registry entry) takes its class count and the pipeline's input size."""
     pipeline = PIPELINES[augmentation]
-    if dataset not in pipeline.datasets:
+    if not pipeline.reads(dataset):
         raise AllconvError(f"{path}: 'augmentation' {augmentation!r} reads "
-                           f"{', '.join(pipeline.datasets)}, not 'dataset' {dataset!r}")
-    if DATASETS[dataset] not in variant.classes:
-        raise AllconvError(f"{path}: 'dataset' {dataset!r} has {DATASETS[dataset]} classes; "
-                           f"variant {variant.name!r} takes "
+                           f"{', '.join(pipeline.datasets)}, not 'dataset' {dataset.name!r}")
+    if dataset.num_classes not in variant.classes:
+        raise AllconvError(f"{path}: 'dataset' {dataset.name!r} has {dataset.num_classes} "
+                           f"classes; variant {variant.name!r} takes "
                            f"{' or '.join(map(str, variant.classes))}")
     if pipeline.input_size != variant.input_size:
         raise AllconvError(f"{path}: 'augmentation' {augmentation!r} makes "
@@ -218,7 +218,7 @@ def load_spec(path: str | Path) -> Spec:
         variant = get_variant(data["variant"])
     except AllconvError as err:
         raise AllconvError(f"{path}: 'variant': {err}") from None
-    dataset = _choice(data["dataset"], DATASETS, path, "dataset")
+    dataset = get_dataset(_choice(data["dataset"], DATASETS, path, "dataset"))
     augmentation = _choice(data["augmentation"], AUGMENTATIONS, path, "augmentation")
     _check_fit(variant, dataset, augmentation, path)
     paper, train, sources = data["paper"], data["training"], data["sources"]

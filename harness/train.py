@@ -1,48 +1,51 @@
 """One training run: a reproduction row at one learning rate, in a loop the harness owns.
 
-The generator writes the row's net and solver prototxt. The loop builds one TRAIN `Net` from
-the net (its Data layers turned into Input layers: the loop feeds them), an evaluation net of
-the TEST phase sharing its weights, `CaffeSGD` and the `CaffeLR` schedule from the solver, and
-its own feed. It is airbench-style: the whitened dataset stays on the device, batches are drawn
-and augmented there, and the host reads the device only every few seconds (for the progress
-bar and the non-finite-loss flag, which every iteration updates on the device) and at
-evaluations. Under torchrun each process trains its slice of the global batch (see
-runtime/distributed.py). Checkpoints, at every ``checkpoint_every``-th evaluation and at the
-end, are Caffe's snapshot (.caffemodel, .solverstate) plus the loop's own .rngstate (the feed's
-order and position and the generators, by name), each written atomically.
+The generator renders the row's net and solver, each parsed once. The net's NetParameter goes
+through the run's transforms (harness/net_transforms.py: its Data layers become Input layers,
+which the loop feeds), and one TRAIN `Net` and an evaluation net of the TEST phase sharing its
+weights are built from the result; `CaffeSGD` and the `CaffeLR` schedule come from the solver,
+and the feed is the loop's own. The rendered texts go to the run folder as they are
+(harness/run_folder.py). The loop is airbench-style: the whitened dataset stays on the device,
+batches are drawn and augmented there, and the host reads the device only every few seconds
+(for the progress bar and the non-finite-loss flag, which every iteration updates on the
+device) and at evaluations. Under torchrun each process trains its slice of the global batch
+(see runtime/distributed.py). Checkpoints, at every ``checkpoint_every``-th evaluation and at
+the end, are Caffe's snapshot (.caffemodel, .solverstate) plus the loop's own .rngstate (the
+feed's order and position and the generators, by name), each written atomically.
 """
 from __future__ import annotations
 
-import json
 import re
-import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
-from generator.render import NetOptions, SolverOptions, render_net, render_solver
+from generator.render import NetOptions, Rendered, SolverOptions, rendered_net, rendered_solver
 from runtime.distributed import SINGLE, Ranks
+from harness import run_folder
 from harness.datasets import Data, ImageFolders, check_trainable, row_data
 from harness import datasets
 from harness.loop import DeferredInterrupt, Loop, Progress
-from harness.metrics import MetricsLog, class_metrics, plot_curves
-from harness.run_files import record_run_files, run_settings
+from harness.metrics import class_metrics, plot_curves
+from harness.net_transforms import NetTransform, data_as_input, transformed
+from harness.pipelines import PIPELINES
+from harness.report import git_commit
+from harness.run_folder import RunFolder
 from harness.specs import Spec
 from runtime import TEST, TRAIN, snapshot
+from runtime.cli_support import resolve_device
 from runtime.errors import AllconvError
 from runtime.lr_policy import CaffeLR
 from runtime.net import Net
 from runtime.optim import CaffeSGD
-from runtime.prototxt import read_net, read_solver
-from runtime.proto import pb
 from runtime.rng import net_rng_state, set_net_rng_state
 from runtime.topk import topk_errors
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 EVAL_BATCH = 500        # test images per forward at 32x32; fewer for larger inputs, same pixels
-CHECKPOINT = "checkpoint"
 STATE_FORMAT = "allconv-harness-state-1"
 
 
@@ -69,13 +72,6 @@ class RunOptions:
     batch_per_process: bool = False
     batch_size: int | None = None
     eval_limit: int | None = None
-
-
-def resolve_device(name: str | None) -> torch.device:
-    device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AllconvError(f"device {name!r} asked for, but torch sees no CUDA device")
-    return device
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -108,22 +104,13 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
-def input_net(net_param, phase: int, batch: int, sample_shape) -> "pb.NetParameter":
-    """The net with each Data layer of ``phase`` turned into an Input layer of ``batch``
-    samples (and labels): the loop feeds the tops itself, so no source is ever opened."""
-    out = pb.NetParameter()
-    out.CopyFrom(net_param)
-    out.state.phase = phase
-    for layer in out.layer:
-        if layer.type != "Data":
-            continue
-        layer.type = "Input"
-        for field in ("data_param", "transform_param"):
-            layer.ClearField(field)
-        shapes = [(batch, *sample_shape), (batch,)][:len(layer.top)]
-        for shape in shapes:
-            layer.input_param.shape.add().dim.extend(shape)
-    return out
+class Prototxt(NamedTuple):
+    """A run's prototxt as the generator rendered it, each parsed once: the net (TRAIN and TEST
+    Data layers) and solver, and the deploy net's text."""
+
+    net: Rendered
+    solver: Rendered
+    deploy: str
 
 
 class Run:
@@ -133,7 +120,7 @@ class Run:
 
     def __init__(self, spec: Spec, opts: RunOptions, data: Data | ImageFolders, run_dir: Path,
                  device: torch.device, precision: str, ranks: Ranks = SINGLE):
-        self.spec, self.opts, self.dir, self.ranks = spec, opts, run_dir, ranks
+        self.spec, self.opts, self.folder, self.ranks = spec, opts, RunFolder(run_dir), ranks
         self.data = row_data(spec, data, device)
         self.epochs = opts.epochs or spec.epochs
         self.smoke = spec.is_smoke(opts.epochs, opts.batch_size, opts.eval_limit)
@@ -146,17 +133,17 @@ class Run:
         self.batch_size = self.global_batch // ranks.world
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
                          if precision == "bf16" else nullcontext())
-        net_param, self.solver_param = self._prototxt()
+        self.prototxt = self._render()
+        self.solver_param = self.prototxt.solver.param
         if self.solver_param.max_iter < 1:
             raise AllconvError(f"{spec.key}: {self.epochs:g} epochs of {self.data.train_size:,} "
                                f"images is less than one iteration of batch {self.global_batch}")
         shape = self.data.sample_shape
-        self.net = Net(input_net(net_param, TRAIN, self.batch_size, shape), TRAIN,
-                       seed=opts.seed).to(device)
         self.eval_batch = min(max(1, EVAL_BATCH * 32 * 32 // (shape[1] * shape[2])),
                               self.test_size)
-        self.eval_net = Net(input_net(net_param, TEST, self.eval_batch, shape), TEST,
-                            seed=opts.seed).to(device)
+        net_param = transformed(self.prototxt.net.param, self.net_transforms())
+        self.net = Net(net_param, TRAIN, seed=opts.seed).to(device)
+        self.eval_net = Net(net_param, TEST, seed=opts.seed).to(device)
         self.net.retain_blob_diffs = False
         self.memory_format = torch.channels_last if opts.channels_last else torch.preserve_format
         if opts.channels_last:
@@ -178,23 +165,40 @@ class Run:
                                       mode="reduce-overhead" if opts.cuda_graphs else None)
         self.rate = float("nan")
 
-    def _prototxt(self):
-        """The row's net (TRAIN and TEST Data layers) and solver from the generator, written
-        to the run folder for the record; returns both parsed."""
-        spec = self.spec
+    def net_transforms(self) -> list[NetTransform]:
+        """The transforms from the rendered net to the one the TRAIN and TEST nets are built
+        from (harness/net_transforms.py), in order: each phase's Data layer becomes an Input
+        layer of the batch the loop feeds it. A packed run appends its pack here."""
+        return [data_as_input({TRAIN: self.batch_size, TEST: self.eval_batch},
+                              self.data.sample_shape)]
+
+    def _render(self) -> Prototxt:
+        """The row's net, solver and deploy net from the generator, for this run's batch, lr,
+        length and run folder."""
+        spec, folder = self.spec, self.folder
         net_opts = NetOptions(num_classes=spec.num_classes, batch_size=self.global_batch,
                               test_batch_size=EVAL_BATCH, init=spec.init)
-        net_path, solver_path = self.dir / "train_test.prototxt", self.dir / "solver.prototxt"
-        net_text = render_net(spec.variant, net_opts)
-        solver_text = render_solver(spec.variant, net_opts, SolverOptions(
-            net_path=str(net_path), base_lr=self.opts.lr, epochs=self.epochs,
+        solver = rendered_solver(spec.variant, net_opts, SolverOptions(
+            net_path=str(folder.file(run_folder.NET)), base_lr=self.opts.lr, epochs=self.epochs,
             step_epochs=spec.training.steps, test_every_epochs=self.opts.eval_every,
-            snapshot_prefix=str(self.dir / CHECKPOINT), seed=self.opts.seed,
+            snapshot_prefix=str(folder.checkpoint_prefix), seed=self.opts.seed,
             train_size=self.data.train_size))
-        if self.ranks.is_main:
-            net_path.write_text(net_text)
-            solver_path.write_text(solver_text)
-        return read_net(net_text), read_solver(solver_text)
+        deploy = rendered_net(spec.variant, NetOptions(num_classes=spec.num_classes, deploy=True,
+                                                       init=spec.init)).text
+        return Prototxt(rendered_net(spec.variant, net_opts), solver, deploy)
+
+    def record(self, settings: dict) -> None:
+        """Write the run folder's record: run.json (``settings`` and the provenance) and the
+        prototxt as rendered."""
+        spec, opts = self.spec, self.opts
+        whitened = PIPELINES[spec.augmentation].whitened
+        provenance = run_folder.provenance(
+            commit=git_commit(), variant=spec.variant.name, dataset=spec.dataset.name,
+            classes=self.data.classes,
+            whitening=run_folder.whitening_identity(spec.dataset.name, opts.data_dir,
+                                                    opts.verify) if whitened else None)
+        self.folder.write_record(settings, provenance, net=self.prototxt.net.text,
+                                 solver=self.prototxt.solver.text, deploy=self.prototxt.deploy)
 
     @property
     def iter(self) -> int:
@@ -257,16 +261,10 @@ class Run:
         written atomically; older checkpoints are deleted. Returns the .solverstate."""
         state = {"format": STATE_FORMAT, "iter": self.iter, "feed": self.feed.state_dict(),
                  "dropout": net_rng_state(self.net), **snapshot.torch_rng_state()}
-        _, solver_state = snapshot.write(self.dir / CHECKPOINT, self.net, self.optimizer,
+        _, solver_state = snapshot.write(self.folder.checkpoint_prefix, self.net, self.optimizer,
                                          self.schedule, state)
-        for path in self.dir.glob(f"{CHECKPOINT}_iter_*"):
-            if _snapshot_iter(path) != self.iter:
-                path.unlink()
+        self.folder.prune_checkpoints(self.iter)
         return Path(solver_state)
-
-    def latest_checkpoint(self) -> Path | None:
-        states = sorted(self.dir.glob(f"{CHECKPOINT}_iter_*.solverstate"), key=_snapshot_iter)
-        return states[-1] if states else None
 
     def restore(self, path: Path) -> None:
         """Continue from a `checkpoint`: weights, momentum, iteration, lr position, feed and
@@ -295,37 +293,6 @@ class LossOf(torch.nn.Module):
         return self.net.loss(data=data, label=label)
 
 
-def _snapshot_iter(path: Path) -> int:
-    return int(re.search(r"_iter_(\d+)\.", path.name).group(1))
-
-
-def run_config(spec: Spec, opts: RunOptions, precision: str, ranks: Ranks = SINGLE) -> dict:
-    """What a checkpoint must have been made with to be resumed."""
-    return {"row": spec.key, "lr": opts.lr, "epochs": opts.epochs or spec.training.length,
-            "seed": opts.seed, "precision": precision,
-            "batch_size": opts.batch_size or spec.training.batch_size,
-            "eval_limit": opts.eval_limit,
-            "eval_every": opts.eval_every, "checkpoint_every": opts.checkpoint_every,
-            "processes": ranks.world, "batch_per_process": opts.batch_per_process,
-            "spec": spec.path.read_text()}
-
-
-def prepare_dir(run_dir: Path, config: dict, resume: bool) -> bool:
-    """Make ``run_dir``; with ``resume`` keep it if its config matches (True), else empty it."""
-    config_path = run_dir / "run.json"
-    if resume and config_path.is_file():
-        old = run_settings(json.loads(config_path.read_text()))
-        if old != config:
-            changed = ", ".join(k for k in config if old.get(k) != config[k])
-            raise AllconvError(f"cannot resume {run_dir}: it was started with other settings "
-                               f"({changed}); drop --resume to start again")
-        return True
-    shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.mkdir(parents=True)
-    config_path.write_text(json.dumps(config, indent=1))
-    return False
-
-
 def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
           ranks: Ranks = SINGLE) -> dict:
     """Train ``spec`` at ``opts.lr`` in ``run_dir`` and return the run's result. ``finished`` is
@@ -338,19 +305,20 @@ def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
     set_precision(precision)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    config = run_config(spec, opts, precision, ranks)
-    resumed = prepare_dir(run_dir, config, opts.resume) if ranks.is_main else opts.resume
+    folder = RunFolder(run_dir)
+    settings = run_folder.settings(spec, opts, precision, ranks.world)
+    resumed = folder.start(settings, opts.resume) if ranks.is_main else opts.resume
     ranks.barrier()
-    if resumed and (run_dir / "result.json").is_file():
-        return json.loads((run_dir / "result.json").read_text())
-    if ranks.is_main:
-        record_run_files(run_dir, spec, opts)
+    if resumed and folder.result() is not None:
+        return folder.result()
     run = Run(spec, opts, data or load_data(spec, opts, device), run_dir, device, precision,
               ranks)
-    state = run.latest_checkpoint() if resumed else None
+    if ranks.is_main:
+        run.record(settings)
+    state = folder.latest_checkpoint() if resumed else None
     if state is not None:
         run.restore(state)
-    log = MetricsLog(run_dir / "metrics.jsonl") if ranks.is_main else None
+    log = folder.metrics if ranks.is_main else None
     records = log.truncate(run.iter) if log else []
     last = records[-1] if records else {"seconds": 0.0}
     evaluations = sum("test_error" in r for r in records)
@@ -385,11 +353,11 @@ def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
                             "run_dir": str(run_dir)}
     if not ranks.is_main:
         return {"finished": True, "rank": ranks.rank}
-    plot_curves(log.records(), run_dir / "curves.png",
+    plot_curves(log.records(), folder.file(run_folder.CURVES),
                 f"{spec.title} ({spec.key}), lr {opts.lr:g}" + (" - SMOKE RUN" if run.smoke else ""),
                 spec.paper.error, spec.paper.tolerance)
     result = _result(run, last, precision, device, run.data.classes)
-    (run_dir / "result.json").write_text(json.dumps(result, indent=1))
+    folder.write_result(result)
     return result
 
 
@@ -423,5 +391,5 @@ def _result(run: Run, last: dict, precision: str, device: torch.device, names) -
         "dead_class_units": [names[c] for c in last["dead_units"]],
         "params_counted": sum(p.numel() for p in run.net.learnable_params),
         "train_size": run.data.train_size, "test_size": run.test_size,
-        "run_dir": str(run.dir),
+        "run_dir": str(run.folder.path),
     }

@@ -1,11 +1,16 @@
-"""What every allconv command line shares: one-line errors, exit status 2, Ctrl-C."""
+"""What every allconv command line shares: one-line errors, exit status 2, Ctrl-C, and the
+one check of a ``--device`` value."""
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Callable
 
+import torch
+
 from runtime.errors import AllconvError
+
+DEVICES = "cpu, cuda, cuda:N"
 
 
 class Parser(argparse.ArgumentParser):
@@ -13,6 +18,40 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """The device a ``--device`` value names: cpu, or cuda or cuda:N that this torch has;
+    None picks cuda when it is available, else cpu. Anything else is an AllconvError."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise AllconvError(f"unknown device {name!r}; valid: {DEVICES}")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise AllconvError(f"device {name!r} asked for, but torch sees no CUDA device")
+        if device.index is not None and device.index >= count:
+            valid = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+            raise AllconvError(f"device {name!r} asked for, but torch sees {count} CUDA "
+                               f"device(s): {valid}")
+    return device
+
+
+def add_device_option(parser, help: str) -> None:
+    """``--device``, checked by `resolve_device` as the command line is parsed (a bad value is
+    the parser's one-line error) and kept as given; absent, it is None."""
+    def checked(text: str) -> str:
+        try:
+            resolve_device(text)
+        except AllconvError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return text
+    parser.add_argument("--device", type=checked, metavar="DEVICE", help=help)
 
 
 def run_cli(main: Callable[[list[str] | None], int | None], prog: str,

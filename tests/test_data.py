@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from runtime.data import augment, cifar, preprocess
-from runtime.data import load_cifar, open_source, prepared_cifar
+from runtime.data import get_dataset, open_source, prepared_cifar
+from runtime.data.datasets import Dataset, register
 from runtime.errors import AllconvError
 
 SHARED_CIFAR10 = Path(__file__).resolve().parents[1] / ".." / "shared/data/cifar-10-batches-bin"
@@ -74,12 +75,13 @@ def make_cifar10_bin(root, rng, per_batch=3, test=4):
 
 def test_cifar10_binary_reads_back_exactly(tmp_path):
     (train_x, train_y), (test_x, test_y) = make_cifar10_bin(tmp_path, np.random.default_rng(0))
-    images, labels = load_cifar("cifar10", "train", tmp_path, verify=False)
+    images, labels = get_dataset("cifar10").load("train", tmp_path, verify=False)
     assert images.dtype == np.uint8 and labels.dtype == np.int64 and images.shape == (15, 3, 32, 32)
     np.testing.assert_array_equal(images, train_x)
     np.testing.assert_array_equal(labels, train_y)
     # the release folder itself works as data_dir too
-    images, labels = load_cifar("cifar10", "test", tmp_path / "cifar-10-batches-bin", verify=False)
+    images, labels = get_dataset("cifar10").load("test", tmp_path / "cifar-10-batches-bin",
+                                                 verify=False)
     np.testing.assert_array_equal(images, test_x)
     np.testing.assert_array_equal(labels, test_y)
 
@@ -89,7 +91,7 @@ def test_cifar100_binary_returns_fine_labels(tmp_path):
     x, fine = fake_split(rng, 5, 100)
     coarse = rng.integers(0, 20, 5)
     write_bin(tmp_path / "cifar-100-binary" / "test.bin", x, fine, coarse)
-    images, labels = load_cifar("cifar100", "test", tmp_path, verify=False)
+    images, labels = get_dataset("cifar100").load("test", tmp_path, verify=False)
     np.testing.assert_array_equal(images, x)
     np.testing.assert_array_equal(labels, fine)
 
@@ -104,10 +106,10 @@ def test_cifar10_python_pickles_from_python2_read_back_exactly(tmp_path):
         entry = {"batch_label": "training batch", "labels": list(y), "data": x.reshape(2, -1)}
         (folder / name).write_bytes(py2_pickle(entry))
         parts.append((x, y))
-    images, labels = load_cifar("cifar10", "train", tmp_path, verify=False)
+    images, labels = get_dataset("cifar10").load("train", tmp_path, verify=False)
     np.testing.assert_array_equal(images, np.concatenate([p[0] for p in parts[:5]]))
     np.testing.assert_array_equal(labels, np.concatenate([p[1] for p in parts[:5]]))
-    images, labels = load_cifar("cifar10", "test", tmp_path, verify=False)
+    images, labels = get_dataset("cifar10").load("test", tmp_path, verify=False)
     np.testing.assert_array_equal(images, parts[5][0])
     np.testing.assert_array_equal(labels, parts[5][1])
 
@@ -124,10 +126,10 @@ def test_cifar100_python_reads_fine_labels_from_py2_and_py3_pickles(tmp_path):
     (folder / "test").write_bytes(pickle.dumps(
         {b"data": test_x.reshape(2, -1), b"coarse_labels": [0, 1],
          b"fine_labels": [int(v) for v in test_fine]}, protocol=2))
-    images, labels = load_cifar("cifar100", "train", tmp_path, verify=False)
+    images, labels = get_dataset("cifar100").load("train", tmp_path, verify=False)
     np.testing.assert_array_equal(images, x)
     np.testing.assert_array_equal(labels, fine)
-    images, labels = load_cifar("cifar100", "test", tmp_path, verify=False)
+    images, labels = get_dataset("cifar100").load("test", tmp_path, verify=False)
     np.testing.assert_array_equal(images, test_x)
     np.testing.assert_array_equal(labels, test_fine)
 
@@ -137,13 +139,13 @@ def test_pickle_with_other_objects_is_refused(tmp_path):
     folder.mkdir()
     (folder / "test").write_bytes(b"\x80\x02cos\nsystem\nU\x04trueq\x00\x85R.")
     with pytest.raises(AllconvError, match="refusing to load os.system"):
-        load_cifar("cifar100", "test", tmp_path, verify=False)
+        get_dataset("cifar100").load("test", tmp_path, verify=False)
 
 
 def test_truncated_binary_file_is_reported(tmp_path):
     (tmp_path / "test_batch.bin").write_bytes(bytes(3073 + 10))
     with pytest.raises(AllconvError, match="not a whole number of 3073-byte records"):
-        load_cifar("cifar10", "test", tmp_path, verify=False)
+        get_dataset("cifar10").load("test", tmp_path, verify=False)
 
 
 # ---- verification and missing files ----
@@ -153,7 +155,7 @@ def test_corrupt_file_names_path_and_both_md5s(tmp_path):
     path = tmp_path / "cifar-10-batches-bin" / "test_batch.bin"
     actual = hashlib.md5(path.read_bytes()).hexdigest()
     with pytest.raises(AllconvError) as err:
-        load_cifar("cifar10", "test", tmp_path)
+        get_dataset("cifar10").load("test", tmp_path)
     message = str(err.value)
     assert str(path) in message and actual in message
     assert "803d5f7f4d78ea53de84dbe85f74fb6d" in message and "\n" not in message
@@ -163,12 +165,12 @@ def test_cifar100_binary_without_published_md5_is_checked_by_size(tmp_path):
     x, y = fake_split(np.random.default_rng(5), 2, 100)
     write_bin(tmp_path / "cifar-100-binary" / "test.bin", x, y, y // 5)
     with pytest.raises(AllconvError, match="6148 bytes, expected 30740000"):
-        load_cifar("cifar100", "test", tmp_path)
+        get_dataset("cifar100").load("test", tmp_path)
 
 
 def test_missing_files_message_lists_files_and_folders(tmp_path):
     with pytest.raises(AllconvError) as err:
-        load_cifar("cifar10", "train", tmp_path / "nowhere")
+        get_dataset("cifar10").load("train", tmp_path / "nowhere")
     message = str(err.value)
     assert ", ".join(f"data_batch_{i}.bin" for i in range(1, 6)) in message
     assert ", ".join(f"data_batch_{i}" for i in range(1, 6)) + " (from" in message
@@ -181,7 +183,7 @@ def test_missing_files_message_lists_files_and_folders(tmp_path):
 def test_no_data_dir_reads_the_xdg_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     _, (test_x, _) = make_cifar10_bin(tmp_path / "allconv", np.random.default_rng(6))
-    images, _ = load_cifar("cifar10", "test", verify=False)
+    images, _ = get_dataset("cifar10").load("test", verify=False)
     np.testing.assert_array_equal(images, test_x)
 
 
@@ -189,7 +191,7 @@ def test_no_data_dir_reads_the_xdg_cache(tmp_path, monkeypatch):
 def test_shared_cifar10_is_the_official_release():
     counts = {}
     for split in ("train", "test"):
-        release, paths = cifar.find_release("cifar10", split, SHARED_CIFAR10)
+        release, paths = get_dataset("cifar10").find(split, SHARED_CIFAR10)
         assert [cifar.checked_md5(release, p) for p in paths] == \
             [cifar.OFFICIAL[f"cifar-10-batches-bin/{p.name}"][0] for p in paths]
         images, labels = cifar.read_release(release, paths)
@@ -197,7 +199,7 @@ def test_shared_cifar10_is_the_official_release():
         counts[split] = np.bincount(labels, minlength=10)
     assert (counts["train"] == 5000).all() and (counts["test"] == 1000).all()
     names = (SHARED_CIFAR10 / "batches.meta.txt").read_text().split()
-    assert list(cifar.class_names("cifar10")) == names
+    assert list(get_dataset("cifar10").class_names) == names
     source = open_source(str(SHARED_CIFAR10), 1, verify=False)
     assert source.num_samples == 10000 and source.sample_shape == (3, 32, 32)
 
@@ -220,8 +222,9 @@ def test_download_from_file_url_extracts_the_release(tmp_path):
     md5 = tarball(tmp_path / "c10.tar.gz",
                   {f"cifar-10-batches-bin/{p.name}": p.read_bytes() for p in folder.iterdir()})
     dest = tmp_path / "cache"
-    cifar.download("cifar10", dest, url=(tmp_path / "c10.tar.gz").as_uri(), md5=md5)
-    images, labels = load_cifar("cifar10", "train", dest, verify=False)
+    cifar.download(get_dataset("cifar10").releases, dest, url=(tmp_path / "c10.tar.gz").as_uri(),
+                   md5=md5)
+    images, labels = get_dataset("cifar10").load("train", dest, verify=False)
     np.testing.assert_array_equal(images, train_x)
     np.testing.assert_array_equal(labels, train_y)
     assert sorted(p.name for p in dest.iterdir()) == ["cifar-10-batches-bin"]   # archive removed
@@ -230,14 +233,16 @@ def test_download_from_file_url_extracts_the_release(tmp_path):
 def test_download_with_wrong_md5_is_refused(tmp_path):
     md5 = tarball(tmp_path / "a.tar.gz", {"cifar-10-batches-bin/x": b"x"})
     with pytest.raises(AllconvError) as err:
-        cifar.download("cifar10", tmp_path / "d", url=(tmp_path / "a.tar.gz").as_uri())
+        cifar.download(get_dataset("cifar10").releases, tmp_path / "d",
+                       url=(tmp_path / "a.tar.gz").as_uri())
     assert md5 in str(err.value) and "c32a1d4ab5d03f1284b67883e8d87530" in str(err.value)
 
 
 def test_archive_escaping_its_folder_is_refused(tmp_path):
     md5 = tarball(tmp_path / "evil.tar.gz", {"../evil.txt": b"x"})
     with pytest.raises(AllconvError, match="cannot extract"):
-        cifar.download("cifar10", tmp_path / "d", url=(tmp_path / "evil.tar.gz").as_uri(), md5=md5)
+        cifar.download(get_dataset("cifar10").releases, tmp_path / "d",
+                       url=(tmp_path / "evil.tar.gz").as_uri(), md5=md5)
     assert not (tmp_path / "d" / "evil.txt").exists() and not (tmp_path / "evil.txt").exists()
 
 
@@ -249,7 +254,7 @@ def test_offline_without_data_names_url_and_where_to_put_files(tmp_path, monkeyp
 
     monkeypatch.setattr(cifar, "urlopen", offline)
     with pytest.raises(AllconvError) as err:
-        load_cifar("cifar10", "test")
+        get_dataset("cifar10").load("test")
     message = str(err.value)
     assert "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz" in message
     assert str(tmp_path / "allconv" / "cifar-10-batches-bin") in message
@@ -257,11 +262,26 @@ def test_offline_without_data_names_url_and_where_to_put_files(tmp_path, monkeyp
 
 
 def test_class_names():
-    assert cifar.class_names("cifar10")[3] == "cat"
-    names = cifar.class_names("cifar100")
+    assert get_dataset("cifar10").class_names[3] == "cat"
+    names = get_dataset("cifar100").class_names
     assert len(names) == 100 == len(set(names)) and list(names) == sorted(names)
-    with pytest.raises(AllconvError, match="unknown dataset"):
-        cifar.class_names("mnist")
+    with pytest.raises(AllconvError, match="unknown dataset 'mnist': expected one of cifar10, "
+                                           "cifar100, imagenet"):
+        get_dataset("mnist")
+
+
+def test_the_registry_refuses_a_second_entry_of_a_name():
+    with pytest.raises(AllconvError, match="dataset 'cifar10' is registered already"):
+        register(Dataset("cifar10", "another", 10, ("train", "test")))
+    assert get_dataset("cifar10").title == "CIFAR-10"
+
+
+def test_imagenet_has_no_cifar_reader_and_no_whitening(tmp_path):
+    with pytest.raises(AllconvError, match="imagenet is an ImageFolder tree, not a CIFAR release"):
+        get_dataset("imagenet").load("train", tmp_path)
+    with pytest.raises(AllconvError, match="imagenet has no GCN\\+ZCA whitening; the whitened "
+                                           "datasets: cifar10, cifar100"):
+        prepared_cifar("imagenet", tmp_path)
 
 
 # ---- GCN + ZCA ----
@@ -450,7 +470,7 @@ def test_cifar100_python_release_goes_through_the_cifar10_whitening_path(tmp_pat
              b"fine_labels": [int(v) for v in fine],
              b"coarse_labels": [int(v) // 5 for v in fine], b"data": x.reshape(len(x), -1)}))
     (folder / "meta").write_bytes(pickle.dumps(
-        {b"fine_label_names": [n.encode() for n in cifar.class_names("cifar100")],
+        {b"fine_label_names": [n.encode() for n in get_dataset("cifar100").class_names],
          b"coarse_label_names": [b"c%d" % i for i in range(20)]}))
     fitted = []
 

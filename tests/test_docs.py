@@ -65,3 +65,16 @@ def test_check_generated_nets_says_why_when_the_generator_cannot_run():
                          capture_output=True, text=True)
     assert run.returncode == 1
     assert "the generator does not run with /bin/false" in run.stderr
+
+
+def test_every_console_script_of_setup_cfg_resolves():
+    import configparser
+    import importlib
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    scripts = [line.split("=") for line in
+               config["options.entry_points"]["console_scripts"].strip().splitlines()]
+    assert {name.strip() for name, _ in scripts} >= {"export-onnx", "replicate", "visualize"}
+    for name, target in scripts:
+        module, _, function = target.strip().partition(":")
+        assert callable(getattr(importlib.import_module(module), function)), name

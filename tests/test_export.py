@@ -19,8 +19,9 @@ from test_caffe_fixtures import METAS, TOL_LAYER, TOL_NETWORK, load, make_inputs
 
 from generator.render import NetOptions, render_net
 from generator.variants import VARIANTS
-from runtime.data import cifar, preprocess
-from runtime.export import build_model, check, cli, registry, to_onnx
+from runtime.data import cifar, get_dataset, preprocess
+from harness import export_onnx as cli
+from runtime.export import build_model, check, registry, to_onnx
 from runtime.export.walker import needed_layers
 from runtime.net import Net
 from runtime.proto import pb
@@ -192,7 +193,7 @@ def test_pooling_that_rounds_up_keeps_caffes_windows(method, size, kernel, strid
 def test_static_batch_opset_fp16_and_metadata(tmp_path):
     net = Net(render_net(VARIANTS["all-c"], NetOptions(deploy=True)), pb.TEST, seed=0)
     worst = to_onnx(net, tmp_path / "m.onnx", static_batch=4, opset=17, fp16=True,
-                    metadata={"allconv.classes": ["a"] * 10})
+                    variant="all-c", classes=["a"] * 10)
     assert max(worst.values()) <= check.TOL_FP16
     model = onnx.load(tmp_path / "m.onnx")
     assert model.opset_import[0].version == 17
@@ -255,8 +256,8 @@ def _deploy_net(variant="all-c", seed=0):
 
 @pytest.mark.skipif(not SHARED_CIFAR10.is_dir(), reason="no shared CIFAR-10 copy")
 def test_with_preprocessing_on_real_cifar10_images_matches_the_harness_and_runtime(tmp_path):
-    train, _ = cifar.load_cifar("cifar10", "train", SHARED_CIFAR10, verify=False)
-    test, _ = cifar.load_cifar("cifar10", "test", SHARED_CIFAR10, verify=False)
+    train, _ = get_dataset("cifar10").load("train", SHARED_CIFAR10, verify=False)
+    test, _ = get_dataset("cifar10").load("test", SHARED_CIFAR10, verify=False)
     whitening = fast_whitening(train[:1000])
     net = _deploy_net()
     to_onnx(net, tmp_path / "m.onnx", whitening=whitening)
@@ -312,10 +313,8 @@ def test_a_run_on_data_in_memory_names_no_whitening_and_export_asks_for_data(run
                                                                           monkeypatch):
     """A run handed its data in memory (a test, a torchrun worker, a benchmark) has no release
     to name: its run.json says so, no download is tried, and --run without --data is refused."""
-    from harness.run_files import read_run_folder, record_run_files
-    from harness.specs import SPECS_DIR, load_spec
+    from harness import run_folder
     from runtime.errors import AllconvError
-    from test_harness import options
     folder, _, _ = run_dir
     copy = tmp_path / "run"
     copy.mkdir()
@@ -324,10 +323,13 @@ def test_a_run_on_data_in_memory_names_no_whitening_and_export_asks_for_data(run
     monkeypatch.setattr(cifar, "download", lambda *a: pytest.fail("no download may be tried"))
     empty = tmp_path / "no-cifar"
     empty.mkdir()
-    record_run_files(copy, load_spec(SPECS_DIR / "table3" / "all-cnn-c.toml"), options(empty))
+    run = run_folder.RunFolder(copy)
+    run.write_record(run.settings, run_folder.provenance(
+        commit=None, variant=run.variant, dataset=run.dataset, classes=run.classes,
+        whitening=run_folder.whitening_identity(run.dataset, str(empty))))
     assert json.loads((copy / "run.json").read_text())["provenance"]["whitening"] is None
     with pytest.raises(AllconvError, match="names no whitening .* give --data"):
-        read_run_folder(copy).whitening()
+        run_folder.RunFolder.read(copy).whitening()
 
 
 def test_export_a_run_folder_with_preprocessing(run_dir, tmp_path, capsys):
@@ -338,7 +340,7 @@ def test_export_a_run_folder_with_preprocessing(run_dir, tmp_path, capsys):
     props = {p.key: json.loads(p.value) if p.key != "allconv.net" and p.key != "allconv.variant"
              else p.value for p in model.metadata_props}
     assert props["allconv.variant"] == "all-c"
-    assert props["allconv.classes"] == list(cifar.class_names("cifar10"))
+    assert props["allconv.classes"] == list(get_dataset("cifar10").class_names)
     assert props["allconv.input"]["name"] == "image" and props["allconv.input"]["dtype"] == "uint8"
     provenance = props["allconv.provenance"]
     assert provenance["test_error"] == result["test_error"] and provenance["seed"] == 0
@@ -355,6 +357,24 @@ def test_export_a_run_folder_with_preprocessing(run_dir, tmp_path, capsys):
     got = check.session(model, check.LEVELS["optimisations off"]).run(
         ["prob"], {"image": images.transpose(0, 2, 3, 1).copy()})[0]
     assert np.abs(got - want).max() <= 1e-4
+
+
+def test_dataset_must_match_the_run_and_must_do_something(run_dir, tmp_path, capsys):
+    """--dataset beside --run is the run's own or an error; beside --prototxt it names the
+    dataset of --data or --with-preprocessing, and alone it does nothing: an error."""
+    folder, _, _ = run_dir
+    out = ["-o", str(tmp_path / "m.onnx")]
+    err = _bad(tmp_path, ["--run", str(folder), "--dataset", "cifar100", "--with-preprocessing"]
+               + out, capsys)
+    assert f"--dataset cifar100 contradicts the run {folder}, which trained on cifar10" in err
+    assert not (tmp_path / "m.onnx").exists()
+    assert cli.main(["--run", str(folder), "--dataset", "cifar10", "--skip-check"] + out) == 0
+    capsys.readouterr()
+    err = _bad(tmp_path, ["--prototxt", str(folder / "deploy.prototxt"), "--weights",
+                          str(folder / "checkpoint_iter_2.caffemodel"), "--dataset", "cifar100"]
+               + ["-o", str(tmp_path / "n.onnx")], capsys)
+    assert "--dataset cifar100 does nothing without --with-preprocessing or --data" in err
+    assert not (tmp_path / "n.onnx").exists()
 
 
 def test_export_with_data_whitens_from_the_harness_cache(run_dir, tmp_path, monkeypatch):
@@ -417,10 +437,13 @@ def test_missing_weights(tmp_path, capsys):
 
 
 def _empty_run(tmp_path) -> Path:
+    from harness import run_folder
     folder = tmp_path / "run"
     folder.mkdir()
-    (folder / "run.json").write_text(json.dumps({"provenance": {"dataset": "cifar10"}}))
-    (folder / "deploy.prototxt").write_text(HAND_NETS["caffenet_like"][0])
+    run_folder.RunFolder(folder).write_record(
+        {"row": "table3/all-cnn-c"}, run_folder.provenance(
+            commit=None, variant="all-c", dataset="cifar10", classes=["a"] * 10, whitening=None),
+        deploy=HAND_NETS["caffenet_like"][0])
     return folder
 
 
@@ -463,7 +486,7 @@ def test_without_onnx_installed_the_command_says_how_to_get_it():
             "importlib.util.find_spec = lambda n, *a: None if n == 'onnxruntime' else real(n, *a)\n"
             "sys.modules['onnxruntime'] = None\n"
             "sys.argv = ['export-onnx', '--help']\n"
-            "from runtime.export.cli import entry_point\n"
+            "from harness.export_onnx import entry_point\n"
             "entry_point()\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])

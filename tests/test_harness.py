@@ -25,6 +25,7 @@ from runtime.meta import count_params, meta_net
 from same_weights import assert_same_weights
 
 REAL = SPECS_DIR / "table3"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # ----------------------------------------------------------------------------- tiny data
@@ -502,3 +503,84 @@ def test_bad_runs_are_refused_before_any_row_trains(tmp_path, tiny_data, capsys)
                                                   "--out", str(out)]) == 2
     assert "holds a full replication" in capsys.readouterr().err
     assert not (out / "tiny" / "model-a").exists()
+
+
+@pytest.mark.parametrize("device, cuda_devices, message", [
+    ("tpu", 0, "unknown device 'tpu'; valid: cpu, cuda, cuda:N"),
+    ("cuda", 0, "device 'cuda' asked for, but torch sees no CUDA device"),
+    ("cuda:0", 0, "device 'cuda:0' asked for, but torch sees no CUDA device"),
+    ("cuda:1", 1, "device 'cuda:1' asked for, but torch sees 1 CUDA device(s): cuda:0"),
+    ("cuda:4", 2, "device 'cuda:4' asked for, but torch sees 2 CUDA device(s): cuda:0 to cuda:1"),
+])
+def test_a_device_this_machine_lacks_is_one_line(capsys, monkeypatch, device, cuda_devices,
+                                                 message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_devices > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda_devices)
+    assert cli.run_cli(cli.main, "replicate", ["all-cnn-c", "--device", device]) == 2
+    assert capsys.readouterr().err == (f"replicate: error: argument --device: {message} "
+                                       "(see --help)\n")
+
+
+def test_run_folder_names_outcomes_and_checkpoints(tmp_path):
+    from harness.run_folder import RunFolder, run_name
+    assert [run_name(0.05), run_name(0.05, 4), run_name(0.01, smoke=True),
+            run_name(0.1, 2, smoke=True)] == ["lr-0.05", "lr-0.05-seed-4", "lr-0.01-smoke",
+                                              "lr-0.1-seed-2-smoke"]
+    folder = RunFolder(tmp_path / "run")
+    assert folder.outcome() == {"missing": "not started"}
+    assert folder.start({"lr": 0.05}, resume=True) is False and folder.path.is_dir()
+    folder.metrics.write({"iter": 3, "epoch": 1.5, "test_error": 50.0})
+    assert folder.outcome() == {"missing": "unfinished at iteration 3"}
+    folder.metrics.write({"iter": 4, "epoch": 2.0, "event": "diverged"})
+    assert folder.outcome() == {"diverged": "diverged at iteration 4 (epoch 2.00)"}
+    for iteration in (2, 10, 7):
+        for extension in (".caffemodel", ".solverstate", ".rngstate"):
+            (folder.path / f"checkpoint_iter_{iteration}{extension}").write_bytes(b"")
+    assert folder.latest_checkpoint().name == "checkpoint_iter_10.solverstate"
+    folder.prune_checkpoints(10)
+    assert sorted(p.name for p in folder.path.glob("checkpoint_*")) == [
+        "checkpoint_iter_10.caffemodel", "checkpoint_iter_10.rngstate",
+        "checkpoint_iter_10.solverstate"]
+
+
+@pytest.mark.parametrize("lr", ["0.01", "0.05"])
+def test_the_committed_gpu_runs_read_as_run_folders(lr):
+    """results/table3's runs carry the deploy net and provenance a run writes today (their
+    snapshots stay out of git)."""
+    from harness.run_folder import RunFolder
+    from runtime.proto import pb
+    run = RunFolder.read(ROOT / "results" / "table3" / "all-cnn-c" / f"lr-{lr}")
+    spec = load_spec(REAL / "all-cnn-c.toml")
+    assert (run.variant, run.dataset, run.config["lr"]) == ("all-c", "cifar10", float(lr))
+    assert run.classes == list(spec.dataset.class_names)
+    assert run.provenance["whitening"]["cache_entry"].endswith("cifar10-a29c02eb0e5081874db4")
+    assert run.deploy() == render_net(spec.variant, NetOptions(num_classes=10, deploy=True,
+                                                               init=spec.init))
+    assert count_params(meta_net(run.deploy(), pb.TEST)) == spec.paper.counted_params
+    assert run.outcome()["lr"] == float(lr) and run.outcome()["finished"]
+    with pytest.raises(AllconvError, match="no snapshot .* give --weights"):
+        run.weights()
+
+
+def test_a_run_parses_each_prototxt_once_and_transforms_the_message(tmp_path, monkeypatch):
+    """The rendered net is parsed once (so are the solver and the deploy net); its Data layers
+    become Input layers of each phase's batch in a transformed copy, from which both nets are
+    built; the rendered message keeps its Data layers, as the record has them."""
+    from harness.datasets import Data
+    from runtime import prototxt
+    parsed = []
+    real = prototxt._parse_text
+    monkeypatch.setattr(prototxt, "_parse_text",
+                        lambda text, message, name: parsed.append(name) or real(text, message,
+                                                                                 name))
+    spec = load_spec(tiny_spec(tmp_path, "all-cnn-c", batch_size=6))
+    g = torch.Generator().manual_seed(0)
+    data = Data(torch.randn(12, 3, 32, 32, generator=g), torch.arange(12) % 10,
+                torch.randn(7, 3, 32, 32, generator=g), torch.arange(7) % 10)
+    run = Run(spec, RunOptions(lr=0.01, epochs=1, device="cpu"), data, tmp_path / "run",
+              torch.device("cpu"), "fp32")
+    assert sorted(parsed) == ["<all-c solver>", "<all-c>", "<all-c>"]
+    assert [l.type for l in run.prototxt.net.param.layer[:2]] == ["Data", "Data"]
+    assert run.net.blobs["data"].shape == (6, 3, 32, 32)
+    assert run.eval_net.blobs["data"].shape == (7, 3, 32, 32)
+    assert not (tmp_path / "run").exists()   # the record is written by train(), not by Run

@@ -17,7 +17,7 @@ from harness import cli
 from harness.feed import TrainFeed
 from harness.datasets import Data, ImageFolders, load_data, row_data
 from harness.specs import SPECS_DIR, load_spec, load_tables
-from runtime.data import cifar
+from runtime.data import get_dataset
 from runtime.data.imagenet import ImageNetFeed, scan
 from runtime.data.large_augment import LargeAugment, large_batch
 from runtime.errors import AllconvError
@@ -47,7 +47,7 @@ def write_cifar100_python(root, n_train: int, n_test: int) -> None:
                  b"coarse_labels": (fine // 5).tolist(),
                  b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8)}
         (folder / split).write_bytes(pickle.dumps(entry, protocol=2))
-    names = [name.encode() for name in cifar.class_names("cifar100")]
+    names = [name.encode() for name in get_dataset("cifar100").class_names]
     coarse = [name.encode() for name in COARSE]
     (folder / "meta").write_bytes(pickle.dumps({b"fine_label_names": names,
                                                 b"coarse_label_names": coarse}))

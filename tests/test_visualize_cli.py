@@ -12,9 +12,12 @@ from runtime.data.preprocess import save_npz_source
 from runtime.reconstruction import METHODS, reconstruct, switched_net
 import visualize.cli
 from visualize.cli import main
-from harness.run_files import read_run_folder
+from generator.render import NetOptions, render_net
+from generator.variants import get_variant
+from harness import run_folder
 
 ROOT = Path(__file__).resolve().parent.parent
+ALL_C_DEPLOY = render_net(get_variant("all-c"), NetOptions(deploy=True))
 NET = """
 name: "tiny"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
@@ -108,12 +111,15 @@ def test_top_patches_finds_the_top_k_of_the_dataset(files):
 
 def test_read_run_takes_the_newest_checkpoint(tmp_path):
     spec = (ROOT / "reproductions" / "table3" / "all-cnn-c.toml").read_text()
-    (tmp_path / "run.json").write_text(json.dumps({"row": "table3/all-cnn-c", "spec": spec}))
+    run_folder.RunFolder(tmp_path).write_record(
+        {"row": "table3/all-cnn-c", "spec": spec}, run_folder.provenance(
+            commit=None, variant="all-c", dataset="cifar10", classes=["a"] * 10,
+            whitening=None), deploy=ALL_C_DEPLOY)
     for it in (8, 40, 12):
         (tmp_path / f"checkpoint_iter_{it}.caffemodel").write_bytes(b"")
-    run = read_run_folder(tmp_path)    # a run made before runs wrote deploy.prototxt
-    assert run.weights.name == "checkpoint_iter_40.caffemodel" and run.dataset == "cifar10"
-    assert 'type: "Input"' in run.deploy and "conv9" in run.deploy
+    run = run_folder.RunFolder.read(tmp_path)
+    assert run.weights().name == "checkpoint_iter_40.caffemodel" and run.dataset == "cifar10"
+    assert 'type: "Input"' in run.deploy() and "conv9" in run.deploy()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -162,3 +168,32 @@ def test_image_is_whitened_with_the_runs_whitening_and_shown_raw(files, monkeypa
     picture = visualize.inputs.load_picture(args, net, "cifar10")
     np.testing.assert_array_equal(picture.shown, pixels / 255.0)
     np.testing.assert_allclose(picture.whitened, whitening(np.moveaxis(pixels, -1, 0)[None])[0])
+
+
+@pytest.mark.parametrize("command", ["unit", "filters", "top-patches"])
+@pytest.mark.parametrize("device, message", [
+    ("tpu", "unknown device 'tpu'; valid: cpu, cuda, cuda:N"),
+    ("cuda", "device 'cuda' asked for, but torch sees no CUDA device"),
+    ("cuda:0", "device 'cuda:0' asked for, but torch sees no CUDA device"),
+])
+def test_a_device_this_machine_lacks_is_one_line(files, capsys, monkeypatch, command, device,
+                                                 message):
+    d, _ = files
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code = run_cli(main, "visualize", [command, "--prototxt", str(d / "net.prototxt"),
+                                       "--weights", str(d / "net.caffemodel"), "--device", device,
+                                       "--blob", "conv2", "-o", str(d / "dev.png")])
+    assert code == 2 and capsys.readouterr().err == (
+        f"visualize {command}: error: argument --device: {message} (see --help)\n")
+    assert not (d / "dev.png").exists()
+
+
+def test_dataset_beside_run_must_be_the_runs(tmp_path, capsys):
+    run_folder.RunFolder(tmp_path).write_record({"row": "table3/all-cnn-c"}, run_folder.provenance(
+        commit=None, variant="all-c", dataset="cifar10", classes=["a"] * 10, whitening=None),
+        deploy=ALL_C_DEPLOY)
+    code = run_cli(main, "visualize", ["filters", "--run", str(tmp_path), "--dataset", "cifar100",
+                                       "--blob", "conv1", "-o", str(tmp_path / "f.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"--dataset cifar100 contradicts the run {tmp_path}, which trained on cifar10" in err

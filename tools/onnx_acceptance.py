@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from generator.render import NetOptions, render_net  # noqa: E402
 from generator.variants import VARIANTS  # noqa: E402
-from runtime.data import cifar, preprocess  # noqa: E402
+from runtime.data import get_dataset, preprocess  # noqa: E402
 from runtime.export import build_model, check, to_onnx  # noqa: E402
 from runtime.net import Net  # noqa: E402
 from runtime.proto import pb  # noqa: E402
@@ -79,7 +79,7 @@ def all_c(folder: Path, weights) -> None:
 
 def preprocessing(folder: Path, data: str, weights, batch: int = 500) -> None:
     prepared = preprocess.prepared_cifar("cifar10", data)
-    images, _ = cifar.load_cifar("cifar10", "test", data)
+    images, _ = get_dataset("cifar10").load("test", data)
     net = deploy_net("all-c", weights)
     start = time.perf_counter()
     to_onnx(net, folder / "pre.onnx", whitening=prepared.whitening)

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import torch
 
-from runtime.cli_support import Parser, run_cli
+from runtime.cli_support import Parser, add_device_option, run_cli
+from runtime.data.datasets import dataset_names
 from runtime.errors import AllconvError
 from runtime.proto import pb
 from runtime.reconstruction import (METHODS, activations, check_blob, choose_unit, input_blob,
@@ -158,6 +159,7 @@ def build_parser() -> Parser:
     p = Parser(prog="visualize", description="Backprop, deconvnet and guided backpropagation "
                "pictures (Springenberg et al. 2015, Section 3.4) for any net the runtime loads.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    datasets = dataset_names(whitening=True)
     u = sub.add_parser("unit", help="one unit's reconstruction by each method (Figures 4-6)")
     f = sub.add_parser("filters", help="deconvnet reconstruction of each filter's centre unit, "
                                        "without an image (Figure 2)")
@@ -168,11 +170,10 @@ def build_parser() -> Parser:
         g.add_argument("--prototxt", help="net prototxt (an Input layer, or Data layers)")
         g.add_argument("--weights", help=".caffemodel for --prototxt")
         g.add_argument("--run", help="a replicate run folder: its net and newest checkpoint")
-        g.add_argument("--dataset", choices=("cifar10", "cifar100"), default="cifar10",
-                       help="whose whitening --image and --data get with --prototxt "
-                            "(default cifar10; --run knows its own)")
-        g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                       help="cpu or cuda (default: cuda when available)")
+        g.add_argument("--dataset", choices=datasets,
+                       help=f"whose whitening --image and --data get with --prototxt "
+                            f"(default {datasets[0]}); --run knows its own and takes no other")
+        add_device_option(g, "cpu, cuda or cuda:N (default: cuda when available)")
         s.add_argument("--blob", required=True, help="a blob as Caffe names it (a layer's top)")
         s.add_argument("-o", "--out", required=True, type=_png, help="the figure, .png")
         s.add_argument("--npy", metavar="OUT.npz", help="also write the raw reconstructions")

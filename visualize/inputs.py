@@ -8,13 +8,15 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from runtime.data import load_cifar, prepared_cifar
+from harness.run_folder import RunFolder
+from runtime.cli_support import resolve_device
+from runtime.data import get_dataset, prepared_cifar
+from runtime.data.datasets import dataset_names
 from runtime.data.preprocess import prepared_whitening
 from runtime.errors import AllconvError
 from runtime.net import Net
 from runtime.proto import pb
 from runtime.reconstruction import input_blob
-from harness.run_files import read_run_folder
 
 
 class Dataset(NamedTuple):
@@ -29,20 +31,24 @@ class Picture(NamedTuple):
 
 
 def load_net(args) -> tuple[Net, str]:
-    """The TEST-phase net with weights from --prototxt/--weights or --run, and its dataset."""
+    """The TEST-phase net with weights from --prototxt/--weights or --run, on --device, and its
+    dataset's registry name (--run: the run's; --prototxt: --dataset, by default the first
+    whitened one)."""
     if args.run is not None:
         if args.prototxt or args.weights:
             raise AllconvError("give --run or --prototxt/--weights, not both")
-        run = read_run_folder(args.run)
-        prototxt, weights, dataset = run.deploy, run.weights, run.dataset
+        run = RunFolder.read(args.run)
+        run.check_dataset(args.dataset)
+        prototxt, weights, dataset = run.deploy(), run.weights(), run.dataset
     elif args.prototxt and args.weights:
-        prototxt, weights, dataset = args.prototxt, args.weights, args.dataset
+        prototxt, weights = args.prototxt, args.weights
+        dataset = args.dataset or dataset_names(whitening=True)[0]
     else:
         raise AllconvError("the weights: give --prototxt NET --weights W.caffemodel, or --run DIR")
     with warnings.catch_warnings():    # fillers are overwritten by the weights
         warnings.simplefilter("ignore")
         net = Net(prototxt, pb.TEST, weights=weights, seed=0)
-    return net.to(args.device), dataset
+    return net.to(resolve_device(args.device)), dataset
 
 
 def load_dataset(data, dataset: str, split: str) -> Dataset:
@@ -58,7 +64,7 @@ def load_dataset(data, dataset: str, split: str) -> Dataset:
             raise AllconvError(f"{data}: 'data' must be (N, C, H, W), got {whitened.shape}")
         return Dataset(whitened, None)
     prepared = prepared_cifar(dataset, data)
-    raw, _ = load_cifar(dataset, split, data)
+    raw, _ = get_dataset(dataset).load(split, data)
     return Dataset(getattr(prepared, f"{split}_images"), raw)
 
 
@@ -131,5 +137,5 @@ def _image_whitening(args, dataset: str):
     if args.data is not None and Path(args.data).suffix == ".npz":
         raise AllconvError("--image needs the run's whitening: --data a CIFAR folder, or --run")
     if args.run is not None:
-        return read_run_folder(args.run).whitening(args.data)
+        return RunFolder.read(args.run).whitening(args.data)
     return prepared_whitening(dataset, args.data)

@@ -1,8 +1,10 @@
 """Readers for the official CIFAR-10/100 releases (binary and python), with md5 checks and download.
 
-Each dataset has two official releases we read: the binary one (preferred; nothing is unpickled)
-and the python-pickle one. A folder "holds" a release when it, or its sub-folder named like the
-archive's top folder (e.g. ``cifar-10-batches-bin``), holds the split's files.
+Each dataset has two official releases we read (``CIFAR10_RELEASES``, ``CIFAR100_RELEASES``): the
+binary one (preferred; nothing is unpickled) and the python-pickle one. A folder "holds" a
+release when it, or its sub-folder named like the archive's top folder (e.g.
+``cifar-10-batches-bin``), holds the split's files. The functions here take a dataset's
+releases; the dataset registry (runtime/data/datasets.py) names them.
 
 Verification (``verify=True``) compares each file with the published release: md5 where the
 authors or torchvision publish one, byte size for ``cifar-100-binary`` (no md5 of its members is
@@ -26,7 +28,6 @@ from tqdm import tqdm
 from runtime.errors import AllconvError
 
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
-TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 SPLITS = ("train", "test")
 
 # (md5 or None, size in bytes) of every official file. Sources: the dataset page
@@ -58,13 +59,17 @@ OFFICIAL = {
 
 @dataclass(frozen=True)
 class Release:
-    """One official archive of one dataset and the files each split reads from it."""
+    """One official archive of one dataset and the files each split reads from it. A binary
+    record holds ``label_bytes`` label bytes (the label read is the last) before its pixels; a
+    pickle holds the labels read under ``label_key``."""
 
-    dataset: str
+    title: str
     dirname: str
     archive: str
     binary: bool
     files: dict[str, tuple[str, ...]]
+    label_bytes: int = 1
+    label_key: str = "labels"
 
     @property
     def url(self) -> str:
@@ -76,24 +81,23 @@ class Release:
 
 
 _C10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
-RELEASES = {
-    "cifar10": (
-        Release("cifar10", "cifar-10-batches-bin", "cifar-10-binary.tar.gz", True,
-                {"train": tuple(f + ".bin" for f in _C10_TRAIN), "test": ("test_batch.bin",)}),
-        Release("cifar10", "cifar-10-batches-py", "cifar-10-python.tar.gz", False,
-                {"train": _C10_TRAIN, "test": ("test_batch",)}),
-    ),
-    "cifar100": (
-        Release("cifar100", "cifar-100-binary", "cifar-100-binary.tar.gz", True,
-                {"train": ("train.bin",), "test": ("test.bin",)}),
-        Release("cifar100", "cifar-100-python", "cifar-100-python.tar.gz", False,
-                {"train": ("train",), "test": ("test",)}),
-    ),
-}
+CIFAR10_RELEASES = (
+    Release("CIFAR-10", "cifar-10-batches-bin", "cifar-10-binary.tar.gz", True,
+            {"train": tuple(f + ".bin" for f in _C10_TRAIN), "test": ("test_batch.bin",)}),
+    Release("CIFAR-10", "cifar-10-batches-py", "cifar-10-python.tar.gz", False,
+            {"train": _C10_TRAIN, "test": ("test_batch",)}),
+)
+# CIFAR-100 records hold the coarse label, then the fine one; its pickles both: we read fine.
+CIFAR100_RELEASES = (
+    Release("CIFAR-100", "cifar-100-binary", "cifar-100-binary.tar.gz", True,
+            {"train": ("train.bin",), "test": ("test.bin",)}, label_bytes=2),
+    Release("CIFAR-100", "cifar-100-python", "cifar-100-python.tar.gz", False,
+            {"train": ("train",), "test": ("test",)}, label_key="fine_labels"),
+)
 
-_CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
-                  "dog", "frog", "horse", "ship", "truck")
-_CIFAR100_NAMES = tuple("""
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+CIFAR100_CLASSES = tuple("""
 apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly
 camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile
 cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp
@@ -104,50 +108,46 @@ squirrel streetcar sunflower sweet_pepper table tank telephone television tiger 
 trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split())
 
 
-def class_names(name: str) -> tuple[str, ...]:
-    """Class names in label order (CIFAR-100: the 100 fine labels)."""
-    return {"cifar10": _CIFAR10_NAMES, "cifar100": _CIFAR100_NAMES}[_check_name(name)]
-
-
 def cache_dir() -> Path:
     """``$XDG_CACHE_HOME/allconv``, or ``~/.cache/allconv``."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "allconv"
 
 
-def load_cifar(name: str, split: str, data_dir: str | os.PathLike | None = None,
-               verify: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def load(releases: tuple[Release, ...], split: str,
+         data_dir: str | os.PathLike | None = None, verify: bool = True
+         ) -> tuple[np.ndarray, np.ndarray]:
     """Images uint8 (N, 3, 32, 32) and labels int64 (N,) of one split, in file order.
 
     ``data_dir=None`` reads the cache folder, downloading the binary release into it if needed.
     """
-    release, paths = find_release(name, split, data_dir)
+    release, paths = find_release(releases, split, data_dir)
     if verify:
         for path in paths:
             checked_md5(release, path)
     return read_release(release, paths)
 
 
-def find_release(name: str, split: str, data_dir: str | os.PathLike | None = None
-                 ) -> tuple[Release, list[Path]]:
+def find_release(releases: tuple[Release, ...], split: str,
+                 data_dir: str | os.PathLike | None = None) -> tuple[Release, list[Path]]:
     """The release and file paths of one split; download into the cache when no folder is given."""
-    _check_name(name)
     if split not in SPLITS:
         raise AllconvError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
     root = Path(data_dir) if data_dir is not None else cache_dir()
-    found = search_release(name, split, root)
+    found = search_release(releases, split, root)
     if found is None and data_dir is None:
-        download(name, root)
-        found = search_release(name, split, root)
+        download(releases, root)
+        found = search_release(releases, split, root)
     if found is None:
-        raise AllconvError(f"{TITLES[name]} {split} files not found in {root}: "
-                           + "; or ".join(_where(r, split, root) for r in RELEASES[name]))
+        raise AllconvError(f"{releases[0].title} {split} files not found in {root}: "
+                           + "; or ".join(_where(r, split, root) for r in releases))
     return found
 
 
-def search_release(name: str, split: str, root: Path) -> tuple[Release, list[Path]] | None:
+def search_release(releases: tuple[Release, ...], split: str, root: Path
+                   ) -> tuple[Release, list[Path]] | None:
     """The first release (binary before python) whose split files lie in root or root/<dirname>."""
-    for release in RELEASES[name]:
+    for release in releases:
         for folder in (root / release.dirname, root):
             paths = [folder / f for f in release.files[split]]
             if all(p.is_file() for p in paths):
@@ -187,13 +187,13 @@ def read_release(release: Release, paths: list[Path]) -> tuple[np.ndarray, np.nd
     return images, labels
 
 
-def download(name: str, dest: str | os.PathLike, url: str | None = None,
+def download(releases: tuple[Release, ...], dest: str | os.PathLike, url: str | None = None,
              md5: str | None = None) -> None:
     """Fetch a dataset's binary release archive, check its md5 and extract it into ``dest``.
 
     ``url``/``md5`` default to the official archive's; the archive is removed afterwards.
     """
-    release = RELEASES[_check_name(name)][0]
+    release = releases[0]
     url, md5, dest = url or release.url, md5 or release.archive_md5, Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".download-") as tmp:
@@ -242,7 +242,7 @@ def _extract(archive: Path, scratch: Path, release: Release, dest: Path) -> None
 
 
 def _read_binary(release: Release, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    label_bytes = 1 if release.dataset == "cifar10" else 2   # CIFAR-100: coarse, then fine
+    label_bytes = release.label_bytes
     raw = np.fromfile(path, dtype=np.uint8)
     record = label_bytes + 3072
     if raw.size == 0 or raw.size % record:
@@ -269,7 +269,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _read_pickle(release: Release, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    key = "labels" if release.dataset == "cifar10" else "fine_labels"
+    key = release.label_key
     try:
         with open(path, "rb") as f:
             entry = _ArrayUnpickler(f, encoding="latin1").load()
@@ -289,8 +289,3 @@ def _where(release: Release, split: str, root: Path) -> str:
     return (f"put {', '.join(release.files[split])} (from {release.url}) "
             f"into {root / release.dirname}")
 
-
-def _check_name(name: str) -> str:
-    if name not in RELEASES:
-        raise AllconvError(f"unknown dataset {name!r}: expected one of {', '.join(RELEASES)}")
-    return name

@@ -11,6 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from runtime.cli_support import Parser, run_cli
+from runtime.data.datasets import dataset_names
 from runtime.data.preprocess import STAGES, prepared_cifar, save_npz_source
 
 WRITING = "writing the sources"
@@ -44,7 +45,9 @@ class StageBar:
 
 def build_parser() -> Parser:
     p = Parser(prog="allconv-prep-cifar", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=["cifar10", "cifar100"], default="cifar10")
+    names = dataset_names(whitening=True)
+    p.add_argument("--dataset", choices=names, default=names[0],
+                   help=f"the dataset to whiten (default {names[0]})")
     p.add_argument("--data", metavar="DIR", help="folder holding the official release (default: "
                                                   "the XDG cache, downloaded when online)")
     p.add_argument("--out", metavar="DIR", default="data",

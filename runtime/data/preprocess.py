@@ -28,6 +28,8 @@ import numpy as np
 import torch
 
 from runtime.data import cifar
+from runtime.data.datasets import dataset_names, get_dataset
+from runtime.errors import AllconvError
 from runtime.files import atomic_writer
 
 GCN_SCALE = 55.0
@@ -124,22 +126,38 @@ class Prepared(NamedTuple):
     whitening: Whitening
 
 
+def whitened_dataset(name: str):
+    """The registry entry ``name``, which must be one the paper's GCN+ZCA whitens."""
+    dataset = get_dataset(name)
+    if not dataset.whitening:
+        raise AllconvError(f"{name} has no GCN+ZCA whitening; the whitened datasets: "
+                           f"{', '.join(dataset_names(whitening=True))}")
+    return dataset
+
+
+def prepared_root(cache_dir=None) -> Path:
+    """The folder of the cache entries: ``cache_dir``, or ``<XDG cache>/allconv/prepared``."""
+    return Path(cache_dir or cifar.cache_dir() / "prepared")
+
+
 def prepared_entry(name: str, data_dir=None, cache_dir=None, verify: bool = True) -> Path:
     """The cache folder of the whitened dataset (which ``prepared_cifar`` fills): its name
     hashes the input files' md5s and the settings, so it identifies the whitening."""
-    found = {split: cifar.find_release(name, split, data_dir) for split in cifar.SPLITS}
+    dataset = whitened_dataset(name)
+    found = {split: dataset.find(split, data_dir) for split in dataset.splits}
     md5s = [[split, p.name, cifar.checked_md5(r, p) if verify else cifar.file_md5(p)]
             for split, (r, paths) in found.items() for p in paths]
     settings = dict(format=_CACHE_FORMAT, name=name, files=md5s, scale=GCN_SCALE,
                     sqrt_bias=SQRT_BIAS, min_divisor=MIN_DIVISOR, filter_bias=FILTER_BIAS)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
-    return Path(cache_dir or cifar.cache_dir() / "prepared") / f"{name}-{key}"
+    return prepared_root(cache_dir) / f"{name}-{key}"
 
 
 def prepared_cifar(name: str, data_dir=None, cache_dir=None, device=None,
                    verify: bool = True, stage=_quiet) -> Prepared:
     """GCN+ZCA-whitened CIFAR, cached as a folder of .npy files under ``cache_dir``
-    (default ``<XDG cache>/allconv/prepared``). ``data_dir`` and ``verify`` as in load_cifar;
+    (default ``<XDG cache>/allconv/prepared``). ``data_dir`` and ``verify`` as in
+    ``Dataset.load``;
     ``stage(name)`` is called as each of ``STAGES`` starts (a cache hit skips some).
 
     The cache key hashes the input files' md5s and the settings (not the device the fit ran on);
@@ -148,10 +166,11 @@ def prepared_cifar(name: str, data_dir=None, cache_dir=None, device=None,
     stage("checking md5 sums")
     entry = prepared_entry(name, data_dir, cache_dir, verify)
     if not entry.is_dir():
-        found = {split: cifar.find_release(name, split, data_dir) for split in cifar.SPLITS}
+        dataset = get_dataset(name)
         stage("reading the release")
-        train_images, train_labels = cifar.read_release(*found["train"])
-        test_images, test_labels = cifar.read_release(*found["test"])
+        train_images, train_labels, test_images, test_labels = (
+            array for split in dataset.splits
+            for array in cifar.read_release(*dataset.find(split, data_dir)))
         train, test, whitening = gcn_zca(train_images, test_images, device=device, stage=stage)
         stage("writing the cache")
         _write_entry(entry, dict(train_images=train, train_labels=train_labels,

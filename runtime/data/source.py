@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from runtime.data import cifar
+from runtime.data.datasets import CIFAR_RELEASE, DATASETS
 from runtime.errors import AllconvError
 
 PHASE_SPLITS = {0: "train", 1: "test"}   # Caffe's Phase: TRAIN, TEST
@@ -40,7 +41,8 @@ class Source:
 def open_source(source: str, phase: int, verify: bool = True) -> Source:
     """Open a Data layer's ``source``: a ``.npz`` from save_npz_source, or a folder holding an
     official CIFAR release (TRAIN phase reads its train split, TEST its test split; raw pixel
-    values 0-255 as floats, the layout of Caffe's convert_cifar_data). ``verify`` as in load_cifar.
+    values 0-255 as floats, the layout of Caffe's convert_cifar_data). ``verify`` as in
+    ``Dataset.load``.
     """
     if phase not in PHASE_SPLITS:
         raise AllconvError(f"data source {source}: unknown phase {phase} (0=TRAIN, 1=TEST)")
@@ -66,12 +68,11 @@ def _open_npz(path: Path) -> Source:
 
 
 def _open_cifar(path: Path, split: str, verify: bool) -> Source:
-    found = {name: cifar.search_release(name, split, path) for name in cifar.RELEASES}
-    found = {name: hit for name, hit in found.items() if hit is not None}
+    found = [d for d in DATASETS.values() if d.layout == CIFAR_RELEASE
+             and cifar.search_release(d.releases, split, path) is not None]
     if len(found) != 1:
-        what = "both CIFAR-10 and CIFAR-100" if found else f"no CIFAR {split} files"
+        what = " and ".join(d.title for d in found) if found else f"no CIFAR {split} files"
         raise AllconvError(f"data source {path} holds {what}: point it at one release's folder "
                            "(e.g. cifar-10-batches-bin)")
-    name, = found
-    images, labels = cifar.load_cifar(name, split, path, verify)
+    images, labels = found[0].load(split, path, verify)
     return Source(torch.from_numpy(images), torch.from_numpy(labels))

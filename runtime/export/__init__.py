@@ -3,7 +3,9 @@
 The graph is built with ``onnx.helper``, one converter per Caffe layer type
 (``runtime/export/layers/``, registered in ``registry.CONVERTERS``), from the runtime's own
 layers and the shapes it inferred; it is checked against the runtime with onnxruntime before
-anything is written (``check.py``). ``export-onnx`` (``cli.py``) is the command line.
+anything is written (``check.py``). The export takes what it records as arguments (the
+variant's name, the class names); the command line ``export-onnx`` (harness/export_onnx.py) reads
+them from a run folder or the registries.
 
 onnx and onnxruntime (the ``[onnx]`` extra) are imported on first use of these names, so that
 ``export-onnx`` can say how to install them when they are missing.

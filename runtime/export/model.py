@@ -25,20 +25,23 @@ BATCH_DIM = "N"
 
 def to_onnx(net, path, *, outputs=None, static_batch: int | None = None,
             opset: int = DEFAULT_OPSET, fp16: bool = False, whitening=None,
-            metadata: dict | None = None, check_model: bool = True) -> dict[str, float]:
+            variant: str | None = None, classes=None, metadata: dict | None = None,
+            check_model: bool = True) -> dict[str, float]:
     """Export the TEST-phase ``net`` with its current weights to the ONNX file ``path``.
 
     ``outputs``: blob names (default: the net's outputs, Caffe's blobs no layer consumes).
     ``static_batch``: fix the batch dimension (default: dynamic, named ``N``). ``fp16``: a
     float16 net. ``whitening`` (a ``runtime.data.preprocess.Whitening``): the graph takes
     ``image``, uint8 N×32×32×3 RGB, and applies the paper's GCN+ZCA before the net.
-    ``metadata``: extra ``metadata_props`` (``allconv.variant``, ``allconv.classes``,
-    ``allconv.provenance``, ...). Unless ``check_model`` is False, the model is validated
+    ``variant`` (the generator's name of the net) and ``classes`` (class names in label order)
+    become ``allconv.variant`` and ``allconv.classes``; ``metadata``: further
+    ``metadata_props`` (``allconv.provenance``, ...). Unless ``check_model`` is False, the model is validated
     against the runtime with onnxruntime first and nothing is written on a mismatch.
     Returns the largest onnxruntime difference per optimisation level (empty when unchecked).
     """
     model, values = build_model(net, outputs=outputs, static_batch=static_batch, opset=opset,
-                                fp16=fp16, whitening=whitening, metadata=metadata)
+                                fp16=fp16, whitening=whitening, variant=variant, classes=classes,
+                                metadata=metadata)
     large = model.ByteSize() > PROTOBUF_LIMIT
     with tempfile.TemporaryDirectory(dir=_writable_parent(path)) as tmp:
         source = Path(tmp) / Path(path).name if large else None
@@ -57,7 +60,8 @@ def to_onnx(net, path, *, outputs=None, static_batch: int | None = None,
 
 
 def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp16=False,
-                whitening=None, metadata=None) -> tuple[onnx.ModelProto, dict[str, str]]:
+                whitening=None, variant=None, classes=None, metadata=None
+                ) -> tuple[onnx.ModelProto, dict[str, str]]:
     """The ONNX model of ``net`` (see ``to_onnx``) and ``{blob: value name}``."""
     if net.phase != pb.TEST:
         raise AllconvError("export needs a TEST-phase net (Dropout passes through only there)")
@@ -96,8 +100,10 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
                            for o in outputs],
                           graph.initializers),
         opset_imports=[helper.make_opsetid("", opset)], producer_name="allconv")
-    props = {"allconv.net": net.name, **_variant(net.name), "allconv.input": described,
-             **(metadata or {})}
+    named = {"allconv.variant": variant, "allconv.classes": None if classes is None
+             else list(classes)}
+    props = {"allconv.net": net.name, **{k: v for k, v in named.items() if v is not None},
+             "allconv.input": described, **(metadata or {})}
     helper.set_model_props(model, {k: v if isinstance(v, str) else json.dumps(v)
                                    for k, v in props.items()})
     return model, values
@@ -109,15 +115,6 @@ def check_image_net(net) -> None:
     if len(shapes) != 1 or tuple(shapes[0][1:]) != preprocessing.NET_SHAPE:
         raise AllconvError("--with-preprocessing needs a net with one 3×32×32 input; this net's "
                            f"input(s): {', '.join(f'{n} {s}' for n, s in zip(net.inputs, shapes))}")
-
-
-def _variant(name: str) -> dict:
-    """``allconv.variant`` when the net's name is one of the generator's variants."""
-    from generator.variants import get_variant
-    try:
-        return {"allconv.variant": get_variant(name).name}
-    except AllconvError:
-        return {}
 
 
 def _net_inputs(net, whitening):

@@ -1,4 +1,5 @@
-"""export-onnx: a Caffe deploy net and its weights, or a replicate run folder, as an ONNX model.
+"""export-onnx: a Caffe deploy net and its weights, or a replicate run folder, as an ONNX model
+(`runtime.export.to_onnx`; this command reads run folders and the registries for it).
 
     export-onnx --prototxt DEPLOY --weights W.caffemodel -o model.onnx
     export-onnx --run RUN_DIR -o model.onnx [--with-preprocessing]
@@ -10,12 +11,13 @@ import time
 from importlib.util import find_spec
 from pathlib import Path
 
+from generator.variants import get_variant
+from harness.run_folder import RunFolder
 from runtime.caffemodel import read_weights
 from runtime.cli_support import Parser, run_cli
+from runtime.data.datasets import dataset_names, get_dataset
 from runtime.errors import AllconvError
 from runtime.proto import pb
-
-DATASETS = ("cifar10", "cifar100")
 
 
 def build_parser() -> Parser:
@@ -47,8 +49,11 @@ def build_parser() -> Parser:
     g.add_argument("--data", metavar="DIR",
                    help="the CIFAR release whose training set gives the whitening (default: "
                         "the harness's cache; with --run, the run's whitening)")
-    g.add_argument("--dataset", choices=DATASETS, default="cifar10",
-                   help="with --prototxt: the dataset of --data (default cifar10)")
+    names = dataset_names(whitening=True)
+    g.add_argument("--dataset", choices=names,
+                   help=f"with --prototxt: the dataset of --data, whose whitening and class names "
+                        f"the model gets (default {names[0]}); with --run the run's own, and no "
+                        "other")
     g.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the md5 check of the CIFAR files")
     p.add_argument("--skip-check", action="store_true",
@@ -81,36 +86,49 @@ def main(argv: list[str] | None = None) -> int:
     require_onnx()
     args = build_parser().parse_args(argv)
     from runtime.export import check_image_net, to_onnx
-    from runtime.data.cifar import class_names
     from runtime.data.preprocess import prepared_whitening
-    metadata, whitening = {}, None
+    metadata, whitening, classes = {}, None, None
     if args.run is not None:
-        from harness.run_files import read_run_folder
-        run = read_run_folder(args.run, args.weights)
-        net = load_net(run.deploy, run.weights)
-        metadata = {"allconv.classes": run.classes(),
-                    "allconv.provenance": run.export_provenance()}
+        run = RunFolder.read(args.run)
+        run.check_dataset(args.dataset)
+        weights = Path(args.weights) if args.weights else run.weights()
+        net = load_net(run.deploy(), weights)
+        variant, classes = run.variant, run.classes
+        metadata = {"allconv.provenance": run.export_provenance(weights)}
         if args.with_preprocessing:
             check_image_net(net)
             whitening = run.whitening(args.data, args.verify)
     else:
         if args.weights is None:
             raise AllconvError("--prototxt needs --weights W.caffemodel (the trained weights)")
+        if args.dataset is not None and not (args.with_preprocessing or args.data):
+            raise AllconvError(f"--dataset {args.dataset} does nothing without "
+                               "--with-preprocessing or --data (it names their dataset)")
+        dataset = get_dataset(args.dataset or dataset_names(whitening=True)[0])
         net = load_net(args.prototxt, args.weights)
+        variant = _variant(net.name)
         if args.with_preprocessing:
             check_image_net(net)
-            whitening = prepared_whitening(args.dataset, args.data, verify=args.verify)
+            whitening = prepared_whitening(dataset.name, args.data, verify=args.verify)
         if args.with_preprocessing or args.data:
-            metadata = {"allconv.classes": list(class_names(args.dataset))}
+            classes = dataset.class_names
     start = time.perf_counter()
     worst = to_onnx(net, args.output, static_batch=args.static_batch, opset=args.opset,
-                    fp16=args.fp16, whitening=whitening, metadata=metadata,
-                    check_model=not args.skip_check)
+                    fp16=args.fp16, whitening=whitening, variant=variant, classes=classes,
+                    metadata=metadata, check_model=not args.skip_check)
     checked = ("not checked (--skip-check)" if not worst else "onnxruntime vs runtime, max |diff|: "
                + ", ".join(f"{label} {value:.2e}" for label, value in worst.items()))
     print(f"export-onnx: wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB, "
           f"{time.perf_counter() - start:.1f} s); {checked}", file=sys.stderr)
     return 0
+
+
+def _variant(name: str) -> str | None:
+    """The generator's variant a net of this name is (by the variant's name or title), if any."""
+    try:
+        return get_variant(name).name
+    except AllconvError:
+        return None
 
 
 def entry_point() -> None:

@@ -1,0 +1,301 @@
+"""A run folder: the one module that writes and reads what a run keeps. `replicate` writes it;
+`--resume`, `--report`, `export-onnx --run` and `visualize --run` read it.
+
+    <out>/<table>/<row>/<run_name(lr, seed, smoke)>/
+        run.json              settings (what a resume must match) and "provenance"
+        train_test.prototxt   the row's net and solver as the generator rendered them
+        solver.prototxt
+        deploy.prototxt       the row's net with an Input layer and Softmax "prob"
+        metrics.jsonl         one JSON record per evaluation, and events (a divergence)
+        checkpoint_iter_N.caffemodel, .solverstate, .rngstate   the latest snapshot (its bytes:
+                              runtime/snapshot.py)
+        curves.png, result.json   when the run has finished
+
+run.json's ``provenance`` is what readers need besides the settings: the commit, the variant,
+the dataset (its registry name) and the run's class names, and the whitening's identity (its
+cache folder, named by the hash of the CIFAR files' md5s and the GCN+ZCA settings; None for a
+run on data handed to it in memory or not whitened). A resume compares the settings only: a
+resumed run may run another commit, and records that one.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from runtime import snapshot
+from runtime.data import cifar, preprocess
+from runtime.data.datasets import get_dataset
+from runtime.errors import AllconvError
+from runtime.files import atomic_write_bytes
+
+RUN_JSON, RESULT_JSON, METRICS = "run.json", "result.json", "metrics.jsonl"
+NET, SOLVER, DEPLOY, CURVES = ("train_test.prototxt", "solver.prototxt", "deploy.prototxt",
+                               "curves.png")
+CHECKPOINT = "checkpoint"
+PROVENANCE = "provenance"
+PROVENANCE_KEYS = ("commit", "variant", "dataset", "classes", "whitening")
+
+
+def run_name(lr: float, seed: int = 0, smoke: bool = False) -> str:
+    """A run's folder within its row's: ``lr-0.05`` at seed 0, ``lr-0.05-seed-4`` at another
+    seed, each followed by ``-smoke`` for a smoke run."""
+    return f"lr-{lr:g}" + (f"-seed-{seed}" if seed else "") + ("-smoke" if smoke else "")
+
+
+def settings(spec, opts, precision: str, processes: int) -> dict:
+    """run.json's settings for ``spec`` trained with ``opts`` (harness.train.RunOptions): what a
+    checkpoint must have been made with to be resumed."""
+    return {"row": spec.key, "lr": opts.lr, "epochs": opts.epochs or spec.training.length,
+            "seed": opts.seed, "precision": precision,
+            "batch_size": opts.batch_size or spec.training.batch_size,
+            "eval_limit": opts.eval_limit,
+            "eval_every": opts.eval_every, "checkpoint_every": opts.checkpoint_every,
+            "processes": processes, "batch_per_process": opts.batch_per_process,
+            "spec": spec.path.read_text()}
+
+
+def whitening_identity(dataset: str, data_dir, verify: bool = True) -> dict | None:
+    """The whitening's cache folder and settings, when the CIFAR release lies in ``data_dir``
+    (or the cache); None for a run on data handed to it in memory (tests, benchmarks)."""
+    entry = get_dataset(dataset)
+    root = Path(data_dir) if data_dir else cifar.cache_dir()
+    if not all(cifar.search_release(entry.releases, split, root) for split in entry.splits):
+        return None
+    path = preprocess.prepared_entry(dataset, data_dir, verify=verify)
+    return {"cache_entry": str(path), "scale": preprocess.GCN_SCALE,
+            "filter_bias": preprocess.FILTER_BIAS}
+
+
+def provenance(*, commit: str | None, variant: str, dataset: str, classes,
+               whitening: dict | None) -> dict:
+    """run.json's provenance (see the module's docstring)."""
+    return {"commit": commit, "variant": variant, "dataset": get_dataset(dataset).name,
+            "classes": list(classes), "whitening": whitening}
+
+
+class MetricsLog:
+    """Append-only JSONL of a run: one line per evaluation (and one per event, e.g. divergence)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def records(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        try:
+            return [json.loads(line) for line in self.path.read_text().splitlines()
+                    if line.strip()]
+        except ValueError as err:
+            raise AllconvError(f"{self.path}: a line is not JSON: {err}") from None
+
+    def truncate(self, iteration: int) -> list[dict]:
+        """Drop records after ``iteration`` (written after the checkpoint we resume from)."""
+        kept = [r for r in self.records() if r["iter"] <= iteration]
+        atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+        return kept
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+class RunFolder:
+    """The run folder at ``path``: the writer's calls (process 0 only) and the readers'."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def checkpoint_prefix(self) -> Path:
+        """The snapshot prefix: `runtime.snapshot.write` adds ``_iter_N.<extension>``."""
+        return self.path / CHECKPOINT
+
+    @property
+    def metrics(self) -> MetricsLog:
+        return MetricsLog(self.file(METRICS))
+
+    # ------------------------------------------------------------------ writing
+
+    def start(self, settings: dict, resume: bool) -> bool:
+        """Ready the folder for a run with ``settings``. With ``resume``, a folder whose run.json
+        has the same settings is kept (True); other settings are an error. Otherwise the folder
+        is emptied (False)."""
+        if resume and self.file(RUN_JSON).is_file():
+            old = self.settings
+            if old != settings:
+                changed = ", ".join(k for k in settings if old.get(k) != settings[k])
+                raise AllconvError(f"cannot resume {self.path}: it was started with other "
+                                   f"settings ({changed}); drop --resume to start again")
+            return True
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.path.mkdir(parents=True)
+        return False
+
+    def write_record(self, settings: dict, provenance: dict, **prototxt: str) -> None:
+        """The run's record: the prototxt given (``net``, ``solver``, ``deploy``: texts as
+        rendered), then run.json (last, so that a run.json means a complete record)."""
+        names = {"net": NET, "solver": SOLVER, "deploy": DEPLOY}
+        for key, text in prototxt.items():
+            atomic_write_bytes(self.file(names[key]), text.encode())
+        self._write_json(RUN_JSON, {**settings, PROVENANCE: provenance})
+
+    def write_result(self, result: dict) -> None:
+        self._write_json(RESULT_JSON, result)
+
+    def prune_checkpoints(self, keep: int) -> None:
+        """Delete every checkpoint file but iteration ``keep``'s."""
+        for path, iteration in self._checkpoints(".*"):
+            if iteration != keep:
+                path.unlink()
+
+    def _write_json(self, name: str, data: dict) -> None:
+        atomic_write_bytes(self.file(name), json.dumps(data, indent=1).encode())
+
+    # ------------------------------------------------------------------ reading
+
+    @classmethod
+    def read(cls, path) -> RunFolder:
+        """The run folder at ``path`` for reading, its run.json and provenance checked."""
+        folder = cls(path)
+        folder.provenance
+        return folder
+
+    @property
+    def config(self) -> dict:
+        """run.json as written."""
+        path = self.file(RUN_JSON)
+        if not path.is_file():
+            raise AllconvError(f"{self.path}: not a replicate run folder (no {RUN_JSON})")
+        return _read_json(path)
+
+    @property
+    def settings(self) -> dict:
+        """run.json without its provenance: what a resume must match."""
+        return {k: v for k, v in self.config.items() if k != PROVENANCE}
+
+    @property
+    def provenance(self) -> dict:
+        found = self.config.get(PROVENANCE)
+        missing = [k for k in PROVENANCE_KEYS if not isinstance(found, dict) or k not in found]
+        if missing:
+            raise AllconvError(f"{self.file(RUN_JSON)}: its provenance lacks "
+                               f"{', '.join(missing)}; run the row again to record them")
+        try:
+            get_dataset(found["dataset"])
+        except AllconvError as err:
+            raise AllconvError(f"{self.file(RUN_JSON)}: {err}") from None
+        return found
+
+    @property
+    def dataset(self) -> str:
+        """The run's dataset, by its registry name."""
+        return self.provenance["dataset"]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.provenance["classes"])
+
+    @property
+    def variant(self) -> str:
+        return self.provenance["variant"]
+
+    def deploy(self) -> str:
+        """The deploy net's prototxt text."""
+        path = self.file(DEPLOY)
+        if not path.is_file():
+            raise AllconvError(f"{self.path}: no {DEPLOY} in the run folder")
+        return path.read_text()
+
+    def result(self) -> dict | None:
+        """result.json, written when the run finished; None before."""
+        path = self.file(RESULT_JSON)
+        return _read_json(path) if path.is_file() else None
+
+    def outcome(self) -> dict:
+        """What the folder holds: its result, ``{'diverged': why}``, or ``{'missing': why}``."""
+        result = self.result()
+        if result is not None:
+            return result
+        records = self.metrics.records()
+        last = records[-1] if records else {}
+        if last.get("event") == "diverged":
+            return {"diverged": f"diverged at iteration {last['iter']} "
+                                f"(epoch {last['epoch']:.2f})"}
+        return {"missing": "not started" if not records
+                else f"unfinished at iteration {last['iter']}"}
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest checkpoint's .solverstate, or None."""
+        found = self._checkpoints(".solverstate")
+        return found[-1][0] if found else None
+
+    def weights(self) -> Path:
+        """The newest checkpoint's .caffemodel."""
+        found = self._checkpoints(".caffemodel")
+        if not found:
+            raise AllconvError(f"{self.path}: no snapshot ({CHECKPOINT}_iter_N.caffemodel) in "
+                               "the run folder; give --weights")
+        return found[-1][0]
+
+    def whitening(self, data_dir=None, verify: bool = True) -> preprocess.Whitening:
+        """The run's whitening from its cache folder (where run.json says, or under this
+        machine's cache by the same name); gone from the cache, it is rebuilt from ``data_dir``
+        (or the default CIFAR location) when the files hash the same."""
+        identity = self.provenance["whitening"]
+        if identity is None:   # trained on data given in memory
+            if data_dir is None:
+                raise AllconvError(f"{self.path}: the run names no whitening (it trained on data "
+                                   "given in memory); give --data with the CIFAR release to use")
+            return preprocess.prepared_whitening(self.dataset, data_dir, verify=verify)
+        recorded = Path(identity["cache_entry"])
+        for entry in (recorded, preprocess.prepared_root() / recorded.name):
+            if (entry / "whitening.npz").is_file():
+                return preprocess.Whitening.load(entry / "whitening.npz")
+        rebuilt = preprocess.prepared_entry(self.dataset, data_dir, verify=verify)
+        if rebuilt.name != recorded.name:
+            raise AllconvError(f"{self.path}: the run's whitening {recorded} is not in the cache "
+                               f"and the CIFAR files found give {rebuilt.name}; give --data "
+                               "with the release the run trained on")
+        return preprocess.prepared_whitening(self.dataset, data_dir, verify=verify)
+
+    def export_provenance(self, weights: Path) -> dict:
+        """``allconv.provenance`` of an export of ``weights``: commit, seed, test error (of the
+        run's last evaluation), row, lr, the snapshot and the spec's text."""
+        config, result = self.config, self.result()
+        evaluated = [r for r in self.metrics.records() if "test_error" in r]
+        return {"commit": self.provenance["commit"], "seed": config.get("seed"),
+                "row": config.get("row"), "lr": config.get("lr"),
+                "test_error": result["test_error"] if result else
+                (evaluated[-1]["test_error"] if evaluated else None),
+                "finished": result is not None, "snapshot": Path(weights).name,
+                "spec": config.get("spec")}
+
+    def check_dataset(self, given: str | None, option: str = "--dataset") -> None:
+        """A ``--dataset`` given beside ``--run`` must be the run's own."""
+        if given is not None and given != self.dataset:
+            raise AllconvError(f"{option} {given} contradicts the run {self.path}, which "
+                               f"trained on {self.dataset}; drop {option}")
+
+    def _checkpoints(self, extension: str) -> list[tuple[Path, int]]:
+        """(path, iteration) of the checkpoint files with ``extension`` (".*": any), oldest
+        first."""
+        pattern = re.compile(rf"{CHECKPOINT}_iter_(\d+)\.\w+")
+        found = [(p, int(match.group(1)))
+                 for p in self.path.glob(snapshot.filename(CHECKPOINT, "*", extension))
+                 if (match := pattern.fullmatch(p.name))]
+        return sorted(found, key=lambda item: item[1])
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise AllconvError(f"{path}: cannot read it as JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise AllconvError(f"{path}: holds a JSON {type(data).__name__}, not an object")
+    return data
