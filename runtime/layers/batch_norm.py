@@ -8,7 +8,6 @@ f = ``moving_average_fraction``, m = count / channels and c = m / (m − 1) (1 w
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from runtime.errors import AllconvError
@@ -64,7 +63,7 @@ class BatchNorm(Layer):
         return ((x - mean.view(view)) / torch.sqrt(var + self.eps).view(view),)
 
     def _update(self, mean, var, m: int) -> None:
-        correction = float(np.float32(m) / np.float32(m - 1)) if m > 1 else 1.0
+        correction = m / (m - 1) if m > 1 else 1.0     # rounded to float32 where it is used
         blob_mean, blob_var, s = self.blobs
         with torch.no_grad():
             s.mul_(self.fraction).add_(1)
