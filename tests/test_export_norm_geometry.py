@@ -78,7 +78,7 @@ NETS = {
         + _layer("total", "Reduction", ["mvn_all"], ["total"], "reduction_param { operation: "
                                                                "MEAN axis: 2 }"),
         {"Mul", "Add", "ReduceSum", "ReduceMean"}),
-    # Slice, Tile, Reshape, SPP, ArgMax (with ties), batch-statistics BatchNorm, Bias
+    # Slice, Tile, Reshape, SPP, ArgMax, batch-statistics BatchNorm, Bias, Silence
     "geometry": (
         _input((2, 6, 7, 9))
         + _layer("slice", "Slice", ["data"], ["s1", "s2", "s3"],
@@ -86,6 +86,7 @@ NETS = {
         + _layer("tile", "Tile", ["s1"], ["tile"], "tile_param { tiles: 3 }")
         + _layer("cat", "Concat", ["tile", "s2"], ["cat"])
         + _layer("halves", "Slice", ["s3"], ["h1", "h2"], "slice_param { slice_dim: 1 }")
+        + _layer("quiet", "Silence", ["h1"], [])          # no top: pruned from the graph
         + _layer("spp", "SPP", ["cat"], ["spp"], "spp_param { pyramid_height: 3 }")
         + _layer("spp_ave", "SPP", ["s2"], ["spp_ave"], "spp_param { pyramid_height: 1 "
                                                         "pool: AVE }")
