@@ -1,5 +1,5 @@
 """Fixture cases for the normalisation and affine layers: BatchNorm, Scale, Bias, MVN, PReLU,
-and the bilinear filler (collected by make_fixtures.layer_cases and filler cases)."""
+and the bilinear filler (collected by make_fixtures.layer_cases)."""
 from __future__ import annotations
 
 import fixture_format as ff
