@@ -75,6 +75,20 @@ def _msra(tensor, param, generator):
     return tensor.normal_(0.0, math.sqrt(2.0 / _fan(tensor.shape, param)), generator=generator)
 
 
+@_filler("bilinear")
+def _bilinear(tensor, param, generator):
+    # (1 − |x/f − c|)(1 − |y/f − c|) over each k×k filter, f = ceil(k/2), c = (k − 1)/(2f),
+    # in float32 as Caffe computes it: upsampling by f with a Deconvolution (FCN)
+    if tensor.dim() != 4 or tensor.shape[2] != tensor.shape[3]:
+        raise AllconvError(f"bilinear filler needs a 4-d blob with square filters, got shape "
+                           f"{tuple(tensor.shape)}")
+    k = tensor.shape[3]
+    f = math.ceil(k / 2)
+    c = torch.tensor((k - 1) / (2.0 * f), dtype=torch.float32)
+    ramp = 1 - (torch.arange(k, dtype=torch.float32) / f - c).abs()
+    return tensor.copy_(ramp[:, None] * ramp[None, :])
+
+
 def fill(tensor: torch.Tensor, param, generator: torch.Generator) -> torch.Tensor:
     """Fill ``tensor`` in place as Caffe's filler ``param`` would, drawing from ``generator``."""
     fn = FILLERS.get(param.type)

@@ -1,5 +1,5 @@
-"""Caffe's output-size arithmetic for convolution and pooling windows (one place for both),
-and the receptive field such windows stack up to."""
+"""Caffe's output-size arithmetic for convolution, deconvolution and pooling windows (one
+place for all), and the receptive field such windows stack up to."""
 from __future__ import annotations
 
 import math
@@ -39,3 +39,9 @@ class Window:
         """Unit ``index``'s input interval [begin, end), clipped to an input of ``length``."""
         begin = self.start + index * self.jump
         return max(begin, 0), min(begin + self.size, length)
+
+
+def deconv_output_size(size: int, kernel: int, pad: int, stride: int, dilation: int = 1) -> int:
+    """Deconvolution: s(H − 1) + d(k − 1) + 1 − 2p, the size a convolution maps back to H
+    (deconv_layer.cpp)."""
+    return stride * (size - 1) + dilation * (kernel - 1) + 1 - 2 * pad

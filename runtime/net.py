@@ -332,6 +332,9 @@ class Net(nn.Module):
             with torch.no_grad():
                 target.copy_(value)
         self._values, self._first, self._loss = self._run(overrides, store=True)
+        # Caffe reshapes each layer in every forward: a top whose size follows the data
+        # (Filter's) keeps the shape of its last value, as pycaffe's blob does.
+        self._shapes.update((name, tuple(v.shape)) for name, v in self._values.items())
         return {name: self._values[name] for name in self.outputs}
 
     def backward(self) -> None:

@@ -88,7 +88,7 @@ def make_input(case: str, name: str, spec: dict) -> np.ndarray:
             flat[r.permutation(flat.size)[:k]] = int(spec["ignore_label"])
     else:
         raise ValueError(f"unknown input kind {kind!r}")
-    return np.ascontiguousarray(a, dtype=np.float32)
+    return np.ascontiguousarray(a, dtype=np.float32).reshape(shape)  # 0-d stays 0-d
 
 
 def make_weight(case: str, layer: str, index: int, shape, mode: str = "msra") -> np.ndarray:
@@ -100,8 +100,14 @@ def make_weight(case: str, layer: str, index: int, shape, mode: str = "msra") ->
         (biases) ~ U(-0.1, 0.1)
       * ``normal``: N(0, 1) for every blob
       * ``ties``: integers in [-2, 2] (many equal products -> exercises first-max rules)
+      * ``positive``: U(0.5, 1.5) for every blob (BatchNorm's variance and scale factor)
+      * ``zeros``: 0 for every blob
+      * a dict: the mode per blob, ``{"<layer>:<index>": mode, "*": mode for the others}``
+        (default msra)
     Drawn in float64 chunks of at most 2**22 values so that huge blobs stay cheap in memory.
     """
+    if isinstance(mode, dict):
+        mode = mode.get(f"{layer}:{index}", mode.get("*", "msra"))
     shape = tuple(int(d) for d in shape)
     n = int(np.prod(shape, dtype=np.int64)) if shape else 1
     r = rng("weight", case, layer, index)
@@ -120,6 +126,10 @@ def make_weight(case: str, layer: str, index: int, shape, mode: str = "msra") ->
         out[:] = r.standard_normal(n)
     elif mode == "ties":
         out[:] = r.randint(-2, 3, n)
+    elif mode == "positive":
+        out[:] = r.uniform(0.5, 1.5, n)
+    elif mode == "zeros":
+        out[:] = 0
     else:
         raise ValueError(f"unknown weight mode {mode!r}")
     return out.reshape(shape)

@@ -55,7 +55,7 @@ Z_LIMIT = 5.0          # fillers: allowed deviation in standard errors
 ERRORS: dict = defaultdict(lambda: {"max": 0.0, "arrays": 0, "cases": set(), "where": "",
                                     "tol": None})
 CATEGORY_ORDER = [
-    "layer forward", "layer blob diff", "layer param grad",
+    "layer forward", "layer blob diff", "layer param grad", "layer param after forward",
     "network forward", "network blob diff", "network param grad",
     "solver weights", "solver loss", "All-CNN-C 20-step weights", "All-CNN-C 20-step loss",
     "optimizer weights (own loop)", "solverstate history (Caffe's snapshot)",
@@ -154,7 +154,7 @@ def compare(z, prefix: str, get, category: str, case: str, tol: float):
     """Compare every stored entry under ``prefix`` with ``get(name)``; record; return failures."""
     failures = []
     keys = ff.entry_keys(z.files, prefix)
-    assert keys or prefix in ("diff:", "grad:"), f"{case}: no {prefix} entries"
+    assert keys or prefix in ("diff:", "grad:", "param:"), f"{case}: no {prefix} entries"
     for key in keys:
         name = key[len(prefix):]
         value = get(name)
@@ -245,12 +245,15 @@ def check_net_case(name: str, net, meta, tol=None, label=None):
         blob = lambda n: net.blobs[n].data if n in net.blobs else None  # noqa: E731
         diff = lambda n: net.blobs[n].diff if n in net.blobs else None  # noqa: E731
 
-        def grad(key):
+        def grad(key, field="diff"):
             layer, i = key.rsplit(":", 1)
             views = net.params.get(layer)
-            return views[int(i)].diff if views is not None and int(i) < len(views) else None
+            return (getattr(views[int(i)], field) if views is not None and int(i) < len(views)
+                    else None)
 
         failures = compare(z, "fwd:", blob, f"{label} forward", name, tol)
+        failures += compare(z, "param:", lambda key: grad(key, "data"),
+                            f"{label} param after forward", name, tol)
         if meta["backward"] != "none":
             failures += compare(z, "diff:", diff, f"{label} blob diff", name, tol)
             failures += compare(z, "grad:", grad, f"{label} param grad", name, tol)
@@ -306,6 +309,12 @@ def test_filler(name):
     views = net.params[meta["layer"]]
     z = load(name)
     failures = []
+    if filler.type == "bilinear":       # deterministic: Caffe's values, to fp32 rounding
+        with z:
+            failures = compare(z, "fill:", lambda key: views[int(key)].data,
+                               "filler bilinear (runtime vs Caffe)", name, 1e-7)
+        assert not failures, f"{name}: " + "; ".join(failures)
+        return
     with z:
         for i, view in enumerate(views):
             caffe = meta[f"blob{i}"]

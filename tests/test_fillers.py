@@ -72,8 +72,8 @@ def test_same_seed_same_values():
 
 
 def test_unknown_type_lists_supported():
-    with pytest.raises(AllconvError, match="unknown filler type 'bilinear'.*constant, gaussian"):
-        draw((2,), type="bilinear")
+    with pytest.raises(AllconvError, match="unknown filler type 'mystery'.*constant, gaussian"):
+        draw((2,), type="mystery")
     assert {"constant", "gaussian", "xavier", "msra", "uniform"} <= set(FILLERS)
 
 

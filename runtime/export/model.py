@@ -26,7 +26,7 @@ BATCH_DIM = "N"
 def to_onnx(net, path, *, outputs=None, static_batch: int | None = None,
             opset: int = DEFAULT_OPSET, fp16: bool = False, whitening=None,
             variant: str | None = None, classes=None, metadata: dict | None = None,
-            check_model: bool = True) -> dict[str, float]:
+            check_model: bool = True, fuse_batchnorm: bool = True) -> dict[str, float]:
     """Export the TEST-phase ``net`` with its current weights to the ONNX file ``path``.
 
     ``outputs``: blob names (default: the net's outputs, Caffe's blobs no layer consumes).
@@ -37,11 +37,13 @@ def to_onnx(net, path, *, outputs=None, static_batch: int | None = None,
     become ``allconv.variant`` and ``allconv.classes``; ``metadata``: further
     ``metadata_props`` (``allconv.provenance``, ...). Unless ``check_model`` is False, the model is validated
     against the runtime with onnxruntime first and nothing is written on a mismatch.
+    ``fuse_batchnorm``: a BatchNorm read only by a channel-wise Scale exports with it as one
+    BatchNormalization (False: one node group per layer).
     Returns the largest onnxruntime difference per optimisation level (empty when unchecked).
     """
     model, values = build_model(net, outputs=outputs, static_batch=static_batch, opset=opset,
                                 fp16=fp16, whitening=whitening, variant=variant, classes=classes,
-                                metadata=metadata)
+                                metadata=metadata, fuse_batchnorm=fuse_batchnorm)
     large = model.ByteSize() > PROTOBUF_LIMIT
     with tempfile.TemporaryDirectory(dir=_writable_parent(path)) as tmp:
         source = Path(tmp) / Path(path).name if large else None
@@ -60,8 +62,8 @@ def to_onnx(net, path, *, outputs=None, static_batch: int | None = None,
 
 
 def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp16=False,
-                whitening=None, variant=None, classes=None, metadata=None
-                ) -> tuple[onnx.ModelProto, dict[str, str]]:
+                whitening=None, variant=None, classes=None, metadata=None,
+                fuse_batchnorm=True) -> tuple[onnx.ModelProto, dict[str, str]]:
     """The ONNX model of ``net`` (see ``to_onnx``) and ``{blob: value name}``."""
     if net.phase != pb.TEST:
         raise AllconvError("export needs a TEST-phase net (Dropout passes through only there)")
@@ -92,7 +94,7 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         described = {"name": names[0] if len(names) == 1 else names,
                      "layout": "NCHW", "dtype": str(graph.dtype),
                      "shape": [batch, *net.blobs[names[0]].shape[1:]]}
-    values = add_net(graph, net, outputs, sources)
+    values = add_net(graph, net, outputs, sources, fuse_batchnorm)
     model = helper.make_model(
         helper.make_graph(graph.nodes, net.name or "net", inputs,
                           [helper.make_tensor_value_info(o, graph.elem_type,

@@ -7,6 +7,8 @@ blob produce ``<blob>/<layer>``. Layers that no requested output depends on are 
 from __future__ import annotations
 
 from runtime.errors import AllconvError
+from runtime.export.fusion import batchnorm_scale_pairs
+from runtime.export.layers.batch_norm import batch_norm_with_scale
 from runtime.export.registry import converter_for
 
 
@@ -29,20 +31,28 @@ def used_inputs(net, outputs) -> list[str]:
     return [name for name in net.inputs if name in read]
 
 
-def add_net(graph, net, outputs, sources: dict[str, str]) -> dict[str, str]:
+def add_net(graph, net, outputs, sources: dict[str, str],
+            fuse_batchnorm: bool = True) -> dict[str, str]:
     """Append the nodes computing ``outputs`` from the Input tops (``sources``: Input top ->
-    value name); returns ``{blob: value name of its final value}``."""
+    value name); returns ``{blob: value name of its final value}``. ``fuse_batchnorm``:
+    BatchNorm + Scale pairs as one BatchNormalization (``runtime.export.fusion``)."""
     layers = needed_layers(net, outputs)
     last_writer = {top: layer for layer in layers for top in layer.tops}
+    pairs = batchnorm_scale_pairs(layers, outputs) if fuse_batchnorm else {}
+    fused = {id(bn) for bn in pairs.values()}
     values = dict(sources)
     for layer in layers:
-        if layer.param.type == "Input":
+        if layer.param.type == "Input" or id(layer) in fused:
             continue
-        convert = converter_for(layer)
-        bottoms = [values[b] for b in layer.bottoms]
+        first = pairs.get(id(layer), layer)      # a fused pair reads the BatchNorm's bottom
+        bottoms = [values[b] for b in first.bottoms]
         tops = [graph.reserve(top) if last_writer[top] is layer and top not in sources
                 else graph.fresh(f"{top}/{layer.name}") for top in layer.tops]
-        convert(graph, layer, bottoms, tops, [net.blobs[b].shape for b in layer.bottoms])
+        shapes = [net.blobs[b].shape for b in first.bottoms]
+        if first is layer:
+            converter_for(layer)(graph, layer, bottoms, tops, shapes)
+        else:
+            batch_norm_with_scale(graph, first, layer, bottoms, tops, shapes)
         values.update(zip(layer.tops, tops))
     inputs = [o for o in outputs if values[o] != o]
     if inputs:

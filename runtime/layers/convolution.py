@@ -1,4 +1,6 @@
-"""Convolution (conv_layer.cpp): N-d grouped, strided, dilated cross-correlation."""
+"""Convolution (conv_layer.cpp): N-d grouped, strided, dilated cross-correlation. Its
+parameter parsing, shapes and forward serve Deconvolution too, which overrides
+``weight_shape``, ``output_size`` and ``convolve``."""
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -52,24 +54,37 @@ class Convolution(Layer):
         if channels % self.group or conv.num_output % self.group:
             raise AllconvError(f"group {self.group} must divide the input channels ({channels}) "
                                f"and num_output ({conv.num_output})")
-        self.add_weights((conv.num_output, channels // self.group) + self.kernel, conv, generator)
+        self.channels, self.num_output = channels, conv.num_output
+        self.add_weights(self.weight_shape(), conv, generator)
+
+    def weight_shape(self) -> tuple[int, ...]:
+        """(num_output, C / group, *kernel)."""
+        return (self.num_output, self.channels // self.group) + self.kernel
+
+    @staticmethod
+    def output_size(size: int, kernel: int, pad: int, stride: int, dilation: int) -> int:
+        return conv_output_size(size, kernel, pad, stride, dilation)
 
     def reshape(self, bottom_shapes):
         shape = bottom_shapes[0]
-        want = self.blobs[0].shape[1] * self.group
-        if len(shape) != self.axis + 1 + len(self.kernel) or shape[self.axis] != want:
+        if len(shape) != self.axis + 1 + len(self.kernel) or shape[self.axis] != self.channels:
             raise AllconvError(f"bottom shape {shape} does not fit the weights "
                                f"{tuple(self.blobs[0].shape)} (channel axis {self.axis})")
-        spatial = tuple(conv_output_size(*dims) for dims in zip(
+        spatial = tuple(self.output_size(*dims) for dims in zip(
             shape[self.axis + 1:], self.kernel, self.pad, self.stride, self.dilation))
         if min(spatial) <= 0:
-            raise AllconvError(f"bottom shape {shape} is smaller than the kernel {self.kernel}")
-        return [shape[:self.axis] + (self.blobs[0].shape[0],) + spatial]
+            raise AllconvError(f"bottom shape {shape} gives output size {spatial} (kernel "
+                               f"{self.kernel}, pad {self.pad}, stride {self.stride}, dilation "
+                               f"{self.dilation}); every size must be positive")
+        return [shape[:self.axis] + (self.num_output,) + spatial]
+
+    def convolve(self, x, bias):
+        """The operation on a batch with the channel axis at 1."""
+        return _CONV[len(self.kernel)](x, self.blobs[0], bias, self.stride, self.pad,
+                                       self.dilation, self.group)
 
     def forward(self, x):
         lead = x.shape[:self.axis]
         y = x.reshape((count(lead),) + tuple(x.shape[self.axis:]))
-        bias = self.blobs[1] if len(self.blobs) > 1 else None
-        y = _CONV[len(self.kernel)](y, self.blobs[0], bias, self.stride, self.pad,
-                                    self.dilation, self.group)
+        y = self.convolve(y, self.blobs[1] if len(self.blobs) > 1 else None)
         return (y.reshape(tuple(lead) + tuple(y.shape[1:])),)

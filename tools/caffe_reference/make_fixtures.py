@@ -24,7 +24,9 @@ Case kinds (``meta["kind"]``):
   blobs (``force_backward: true`` so Caffe runs it). Blobs Caffe computes no diff for (labels,
   loss tops) are not recorded. The 14 generated networks (Data -> Input, Accuracy dropped,
   TEST phase) also record their ReLU inputs within KINK_TAU of zero (``kink:``), and keep
-  NET_SAMPLE_SIZE samples per large array.
+  NET_SAMPLE_SIZE samples per large array. With ``params_after_forward`` a case also records
+  every learnable blob's value after the forward (``param:<layer>:<i>``: BatchNorm's TRAIN
+  statistics).
 * ``filler``: Caffe fills a big blob with a filler under ``caffe.set_random_seed``; records
   its mean, std, min and max.
 * ``solver``: a solver with its net inline (``net_param``), seeded initial weights, fixed
@@ -131,7 +133,7 @@ def labels(*shape, classes, **kw):
 # ============================================================================ the cases
 
 def net_case(name, group, inputs, layers, backward="top_diff", top_diffs=None,
-             weight_mode="msra", force_backward=None, note=""):
+             weight_mode="msra", force_backward=None, note="", params_after_forward=False):
     if force_backward is None:
         force_backward = backward != "none"
     return {
@@ -139,6 +141,7 @@ def net_case(name, group, inputs, layers, backward="top_diff", top_diffs=None,
         "prototxt": net_text(name, inputs, layers, force_backward),
         "inputs": inputs, "weight_mode": weight_mode, "backward": backward,
         "top_diffs": top_diffs, "sample_size": ff.SAMPLE_SIZE, "note": note,
+        "params_after_forward": params_after_forward,
     }
 
 
@@ -599,9 +602,10 @@ def roundtrip_cases(gen_dir: Path):
 
 
 def layer_cases():
+    import cases_geometry, cases_normalization  # noqa: E401 (they import this module's helpers)
     return (convolution_cases() + pooling_cases() + elementwise_cases() + inner_product_cases()
             + softmax_cases() + softmax_loss_cases() + accuracy_cases() + lrn_cases()
-            + structure_cases())
+            + structure_cases() + cases_geometry.cases() + cases_normalization.cases())
 
 
 def all_cases(gen_dir: Path):
@@ -808,6 +812,10 @@ class CaffeRunner:
             arrays.update(self.forward_recording_kinks(net, "kink:"))
         else:
             net.forward()
+        if case.get("params_after_forward"):     # blobs a forward changes (BatchNorm's TRAIN)
+            for layer, blobs in net.params.items():
+                for i, blob in enumerate(blobs):
+                    arrays.update(ff.encode(f"param:{layer}:{i}", blob.data, case["sample_size"]))
         s = case["sample_size"]
         inputs = set(case["inputs"])
         loss_w = dict(net.blob_loss_weights)

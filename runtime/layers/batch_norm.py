@@ -1,0 +1,71 @@
+"""BatchNorm (batch_norm_layer.cpp): (x − μ) / √(σ² + eps) per channel (axis 1).
+
+Three blobs, never learned: the mean sum, the variance sum and the factor s both are divided by
+(s = 0 gives 0). With ``use_global_stats`` (default: true at TEST, false at TRAIN) μ and σ² are
+the blobs over s; otherwise they are the batch's (σ² biased) and each forward updates the blobs
+in place, without autograd: s ← f·s + 1, mean ← μ + f·mean, var ← c·σ² + f·var, where
+f = ``moving_average_fraction``, m = count / channels and c = m / (m − 1) (1 when m = 1).
+"""
+from __future__ import annotations
+
+import torch
+
+from runtime.errors import AllconvError
+from runtime.layers import Layer, register
+from runtime.proto import pb
+
+
+@register("BatchNorm")
+class BatchNorm(Layer):
+    def setup(self, bottom_shapes, generator):
+        bn = self.param.batch_norm_param
+        self.channels = self._channels(bottom_shapes[0])
+        self.use_global_stats = (bn.use_global_stats if bn.HasField("use_global_stats")
+                                 else self.phase == pb.TEST)
+        self.fraction, self.eps = bn.moving_average_fraction, bn.eps
+        for i, spec in enumerate(self.param.param):
+            if spec.lr_mult != 0:
+                raise AllconvError(f"param[{i}].lr_mult is {spec.lr_mult:g}: BatchNorm's "
+                                   "statistics are not learned; give lr_mult 0 or no param")
+        zeros = pb.FillerParameter(type="constant", value=0)
+        for shape in ((self.channels,), (self.channels,), (1,)):
+            self.add_blob(shape, zeros, generator)
+            self.blobs[-1].lr_mult = 0.0     # Caffe adds or checks `param { lr_mult: 0 }`
+
+    @staticmethod
+    def _channels(shape) -> int:
+        if len(shape) < 2:
+            raise AllconvError(f"bottom shape {shape} has no channel axis (axis 1)")
+        return shape[1]
+
+    def reshape(self, bottom_shapes):
+        if self._channels(bottom_shapes[0]) != self.channels:
+            raise AllconvError(f"bottom shape {bottom_shapes[0]} has {bottom_shapes[0][1]} "
+                               f"channels; the blobs have {self.channels}")
+        return [bottom_shapes[0]]
+
+    def statistics(self):
+        """The stored (mean, variance) per channel: the sums over s, or 0 when s is 0."""
+        mean, var, s = (b.detach() for b in self.blobs)
+        factor = torch.where(s == 0, torch.zeros_like(s), 1 / s)
+        return mean * factor, var * factor
+
+    def forward(self, x):
+        view = (1, self.channels) + (1,) * (x.dim() - 2)
+        if self.use_global_stats:
+            mean, var = self.statistics()
+        else:
+            axes = [0, *range(2, x.dim())]
+            mean = x.mean(axes)
+            centered = x - mean.view(view)
+            var = (centered * centered).mean(axes)
+            self._update(mean.detach(), var.detach(), x.numel() // self.channels)
+        return ((x - mean.view(view)) / torch.sqrt(var + self.eps).view(view),)
+
+    def _update(self, mean, var, m: int) -> None:
+        correction = m / (m - 1) if m > 1 else 1.0     # rounded to float32 where it is used
+        blob_mean, blob_var, s = self.blobs
+        with torch.no_grad():
+            s.mul_(self.fraction).add_(1)
+            blob_mean.mul_(self.fraction).add_(mean)
+            blob_var.mul_(self.fraction).add_(var, alpha=correction)

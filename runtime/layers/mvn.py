@@ -1,0 +1,48 @@
+"""MVN (mvn_layer.cpp): subtract the mean of each (n, c) plane, or of each sample with
+``across_channels``; with ``normalize_variance`` divide by √σ² + eps (eps added after the
+root). Caffe reads the bottom with its legacy 4-d accessors, so the top is (N, C, H, W) with
+missing axes as 1. The backward with ``normalize_variance`` is Caffe's,
+(dy − mean(dy) − mean(dy·y)·y) / (√σ² + eps), which leaves out the exact gradient's factor
+(√σ² + eps) / √σ² on the last term."""
+from __future__ import annotations
+
+import torch
+
+from runtime.errors import AllconvError
+from runtime.layers import Layer, register
+
+
+class _Normalize(torch.autograd.Function):
+    """Rows of ``x`` (already centred) over √σ² + eps, with Caffe's backward."""
+
+    @staticmethod
+    def forward(ctx, centred, eps):
+        std = (centred * centred).mean(1, keepdim=True).sqrt() + eps
+        y = centred / std
+        ctx.save_for_backward(y, std)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        y, std = ctx.saved_tensors
+        dx = dy - dy.mean(1, keepdim=True) - (dy * y).mean(1, keepdim=True) * y
+        return dx / std, None
+
+
+@register("MVN")
+class MVN(Layer):
+    def reshape(self, bottom_shapes):
+        shape = bottom_shapes[0]
+        if len(shape) > 4:
+            raise AllconvError(f"bottom shape {shape} has more than 4 axes (Caffe's MVN reads "
+                               "num, channels, height, width)")
+        return [tuple(shape) + (1,) * (4 - len(shape))]
+
+    def forward(self, x):
+        mvn = self.param.mvn_param
+        shape = tuple(x.shape) + (1,) * (4 - x.dim())
+        rows = x.reshape(shape[0] if mvn.across_channels else shape[0] * shape[1], -1)
+        centred = rows - rows.mean(1, keepdim=True)
+        if mvn.normalize_variance:
+            centred = _Normalize.apply(centred, mvn.eps)
+        return (centred.reshape(shape),)

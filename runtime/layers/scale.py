@@ -1,0 +1,43 @@
+"""Scale (scale_layer.cpp): bottom 0 times a factor broadcast over the axes from ``axis`` on,
+plus an optional bias (``bias_term``). The factor is bottom 1, or a learned blob covering
+``num_axes`` axes filled by ``filler`` (default constant 1). The bias is a learned blob over
+the factor's axes, filled by ``bias_filler`` (default constant 0). Blobs: [factor, bias] with
+one bottom, [bias] with two."""
+from __future__ import annotations
+
+from runtime.layers import Layer, register
+from runtime.layers.bias import affine_shape, broadcast, broadcast_axis
+from runtime.proto import pb
+
+
+@register("Scale")
+class Scale(Layer):
+    num_bottoms = (1, 2)
+
+    def setup(self, bottom_shapes, generator):
+        scale = self.param.scale_param
+        shape = bottom_shapes[0]
+        self.learned = len(bottom_shapes) == 1
+        if self.learned:
+            filler = scale.filler if scale.HasField("filler") else pb.FillerParameter(
+                type="constant", value=1)
+            self.add_blob(affine_shape(shape, scale.axis, scale.num_axes, "scale_param"),
+                          filler, generator)
+        if scale.bias_term:
+            num_axes = scale.num_axes if self.learned else len(bottom_shapes[1])
+            self.add_blob(affine_shape(shape, scale.axis, num_axes, "scale_param"),
+                          scale.bias_filler, generator)
+
+    def reshape(self, bottom_shapes):
+        shape, axis = bottom_shapes[0], self.param.scale_param.axis
+        factor = tuple(self.blobs[0].shape) if self.learned else bottom_shapes[1]
+        self.axis = broadcast_axis(shape, factor, axis, "scale")
+        if self.param.scale_param.bias_term:
+            self.bias_axis = broadcast_axis(shape, tuple(self.blobs[-1].shape), axis, "bias")
+        return [shape]
+
+    def forward(self, x, *factor):
+        y = x * broadcast(self.blobs[0] if self.learned else factor[0], self.axis, x.dim())
+        if self.param.scale_param.bias_term:
+            y = y + broadcast(self.blobs[-1], self.bias_axis, x.dim())
+        return (y,)

@@ -1,0 +1,205 @@
+"""ONNX export of the normalisation/affine and geometry layers: onnxruntime against the runtime
+on hand-written nets (ResNet's BatchNorm + Scale blocks, FCN's bilinear Deconvolution + Crop,
+squeeze-and-excitation's Scale by a second bottom, and every other inference type), BatchNorm
++ Scale fused and unfused alike, and what does not export as one line. Real Caffe's values for
+each layer's fixtures are compared in test_export.py."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from runtime.errors import AllconvError
+from runtime.export import build_model, check, to_onnx
+from runtime.net import Net
+from runtime.proto import pb
+from test_export import FILLED, _conv, _input, _layer
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*has no weight_filler:UserWarning")
+
+
+def _bn_scale(name, bottom) -> str:
+    """ResNet's pair, in place."""
+    return (_layer(f"bn_{name}", "BatchNorm", [bottom], [bottom])
+            + _layer(f"scale_{name}", "Scale", [bottom], [bottom],
+                     "scale_param { bias_term: true filler { type: 'gaussian' std: 0.5 } "
+                     "bias_filler { type: 'gaussian' std: 0.5 } }"))
+
+
+NETS = {
+    # a ResNet basic block: conv, BatchNorm + Scale, ReLU twice, the shortcut summed; PReLU
+    "resnet_block": (
+        _input((2, 3, 8, 8))
+        + _layer("conv0", "Convolution", ["data"], ["x"],
+                 f"convolution_param {{ num_output: 4 kernel_size: 3 pad: 1 {FILLED} }}")
+        + _layer("conv1", "Convolution", ["x"], ["a"], "convolution_param { num_output: 4 "
+                 "kernel_size: 3 pad: 1 bias_term: false weight_filler { type: 'msra' } }")
+        + _bn_scale("1", "a") + _layer("relu1", "ReLU", ["a"], ["a"])
+        + _layer("conv2", "Convolution", ["a"], ["b"], "convolution_param { num_output: 4 "
+                 "kernel_size: 3 pad: 1 bias_term: false weight_filler { type: 'msra' } }")
+        + _bn_scale("2", "b")
+        + _layer("sum", "Eltwise", ["x", "b"], ["sum"])
+        + _layer("prelu", "PReLU", ["sum"], ["sum"], "prelu_param { filler { type: 'gaussian' "
+                                                     "std: 0.3 } }")
+        + _layer("pool", "Pooling", ["sum"], ["pool"], "pooling_param { pool: AVE "
+                                                       "global_pooling: true }"),
+        {"BatchNormalization", "Conv", "PRelu", "Sum"}),
+    # FCN's upsampling: a score conv, per-channel bilinear Deconvolution without bias, Crop
+    # back to the input's size with offset, then a pixelwise softmax
+    "fcn_head": (
+        _input((2, 3, 13, 13))
+        + _layer("pool", "Pooling", ["data"], ["pool"], "pooling_param { pool: MAX "
+                                                        "kernel_size: 2 stride: 2 }")
+        + _conv("score", "pool", "num_output: 2 kernel_size: 1")
+        + _layer("up", "Deconvolution", ["score"], ["up"], "convolution_param { num_output: 2 "
+                 "group: 2 kernel_size: 4 stride: 2 bias_term: false weight_filler { "
+                 "type: 'bilinear' } }")
+        + _layer("crop", "Crop", ["up", "data"], ["crop"], "crop_param { axis: 2 offset: 1 }")
+        + _layer("prob", "Softmax", ["crop"], ["prob"]),
+        {"ConvTranspose", "Slice", "Softmax"}),
+    # squeeze-and-excitation: global pooling, a bottleneck, the channel weights as a second
+    # Scale bottom on axis 0; a Bias by a second bottom; MVN; Reduction
+    "squeeze_excite": (
+        _input((2, 4, 5, 5))
+        + _layer("gap", "Pooling", ["data"], ["gap"], "pooling_param { pool: AVE "
+                                                      "global_pooling: true }")
+        + _layer("fc", "InnerProduct", ["gap"], ["fc"],
+                 f"inner_product_param {{ num_output: 4 {FILLED} }}")
+        + _layer("gate", "Scale", ["fc"], ["gate"], "scale_param { num_axes: 0 filler { "
+                                                    "value: 0.5 } bias_term: true }")
+        + _layer("excite", "Scale", ["data", "gate"], ["excite"], "scale_param { axis: 0 }")
+        + _layer("shift", "Bias", ["excite", "fc"], ["shift"], "bias_param { axis: 0 }")
+        + _layer("mvn", "MVN", ["shift"], ["mvn"], "mvn_param { eps: 0.01 }")
+        + _layer("mvn_all", "MVN", ["shift"], ["mvn_all"], "mvn_param { across_channels: true "
+                                                           "normalize_variance: false }")
+        + _layer("energy", "Reduction", ["mvn"], ["energy"], "reduction_param { operation: "
+                                                             "SUMSQ axis: 1 coeff: 0.5 }")
+        + _layer("total", "Reduction", ["mvn_all"], ["total"], "reduction_param { operation: "
+                                                               "MEAN axis: 2 }"),
+        {"Mul", "Add", "ReduceSum", "ReduceMean"}),
+    # Slice, Tile, Reshape, SPP, ArgMax, batch-statistics BatchNorm, Bias, Silence
+    "geometry": (
+        _input((2, 6, 7, 9))
+        + _layer("slice", "Slice", ["data"], ["s1", "s2", "s3"],
+                 "slice_param { slice_point: 1 slice_point: 4 }")
+        + _layer("tile", "Tile", ["s1"], ["tile"], "tile_param { tiles: 3 }")
+        + _layer("cat", "Concat", ["tile", "s2"], ["cat"])
+        + _layer("halves", "Slice", ["s3"], ["h1", "h2"], "slice_param { slice_dim: 1 }")
+        + _layer("quiet", "Silence", ["h1"], [])          # no top: pruned from the graph
+        + _layer("spp", "SPP", ["cat"], ["spp"], "spp_param { pyramid_height: 3 }")
+        + _layer("spp_ave", "SPP", ["s2"], ["spp_ave"], "spp_param { pyramid_height: 1 "
+                                                        "pool: AVE }")
+        + _layer("rows", "Reshape", ["spp_ave"], ["rows"], "reshape_param { shape { dim: 0 "
+                                                           "dim: -1 } }")
+        + _layer("bn", "BatchNorm", ["rows"], ["bn"], "batch_norm_param { use_global_stats: "
+                                                      "false }")
+        + _layer("bias", "Bias", ["bn"], ["bias"], "bias_param { filler { type: 'gaussian' } }")
+        + _layer("top3", "ArgMax", ["spp"], ["top3"], "argmax_param { top_k: 3 "
+                                                      "out_max_val: true }")
+        + _layer("amax", "ArgMax", ["cat"], ["amax"], "argmax_param { axis: 1 top_k: 2 }")
+        + _layer("vmax", "ArgMax", ["cat"], ["vmax"], "argmax_param { axis: 3 "
+                                                      "out_max_val: true }"),
+        {"Split", "Tile", "TopK", "MaxPool", "ReduceMean"}),
+}
+
+
+def _with_statistics(net) -> Net:
+    """Give every BatchNorm stored statistics (positive variances, s ≠ 1)."""
+    g = torch.Generator().manual_seed(7)
+    for layer in net.layers:
+        if layer.type_name == "BatchNorm":
+            with torch.no_grad():
+                layer.blobs[0].normal_(generator=g)
+                layer.blobs[1].uniform_(0.5, 2.0, generator=g)
+                layer.blobs[2].fill_(1.5)
+    return net
+
+
+@pytest.mark.parametrize("opset", [17, 18])     # 18 moved Reduce*'s axes and Split's parts
+@pytest.mark.parametrize("name", NETS)
+def test_hand_written_nets_match_the_runtime(name, opset, tmp_path):
+    text, ops = NETS[name]
+    net = _with_statistics(Net(text, pb.TEST, seed=2))
+    worst = to_onnx(net, tmp_path / "m.onnx", outputs=net.outputs, opset=opset)
+    assert max(worst.values()) <= check.TOL_FP32
+    assert ops <= {node.op_type for node in onnx.load(tmp_path / "m.onnx").graph.node}
+
+
+def test_argmax_ties_in_onnxruntime_go_to_the_larger_index():
+    net = Net(_input((2, 5)) + _layer("a", "ArgMax", ["data"], ["a"], "argmax_param { top_k: 3 "
+                                                                    "out_max_val: true }"),
+              pb.TEST)
+    model, _ = build_model(net)
+    x = np.array([[1, 3, 3, 0, 3], [2, 2, 1, 2, 0]], dtype=np.float32)
+    got = check.session(model, check.LEVELS["optimisations on"]).run(None, {"data": x})[0]
+    np.testing.assert_array_equal(got, [[[4, 2, 1], [3, 3, 3]], [[3, 1, 0], [2, 2, 2]]])
+    np.testing.assert_array_equal(got, check.run_runtime(net, {"data": x})["a"])
+
+
+def _outputs(model, feeds):
+    return check.session(model, check.LEVELS["optimisations off"]).run(None, feeds)
+
+
+def test_batchnorm_scale_fused_and_unfused_give_equal_outputs():
+    net = _with_statistics(Net(NETS["resnet_block"][0], pb.TEST, seed=3))
+    fused, _ = build_model(net)
+    unfused, _ = build_model(net, fuse_batchnorm=False)
+    ops = [n.op_type for n in fused.graph.node]
+    assert ops.count("BatchNormalization") == 2 and "Mul" not in ops
+    ops = [n.op_type for n in unfused.graph.node]
+    assert ops.count("BatchNormalization") == 2 and ops.count("Mul") == 2
+    x = np.random.default_rng(0).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    want = check.run_runtime(net, {"data": x})["pool"]
+    for model in (fused, unfused):
+        got = _outputs(model, {"data": x})[0]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    np.testing.assert_allclose(_outputs(fused, {"data": x})[0],
+                               _outputs(unfused, {"data": x})[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_batchnorm_read_by_more_than_its_scale_is_not_fused():
+    def ops(text, outputs):
+        model, _ = build_model(_with_statistics(Net(text, pb.TEST)), outputs=outputs)
+        return {n.op_type for n in model.graph.node}
+
+    pair = (_input((2, 3, 4, 4)) + _layer("bn", "BatchNorm", ["data"], ["bn"])
+            + _layer("scale", "Scale", ["bn"], ["scale"], "scale_param { bias_term: true }"))
+    assert "Mul" not in ops(pair, ["scale"])                 # fused
+    assert "Mul" in ops(pair, ["scale", "bn"])               # the BatchNorm's top is wanted
+    shared = pair + _layer("relu", "ReLU", ["bn"], ["relu"])  # read twice (through a Split)
+    assert "Mul" in ops(shared, ["scale"])
+
+
+def test_filter_and_batch_reindex_with_their_index_inputs():
+    text = ("layer { name: 'in' type: 'Input' top: 'data' top: 'keep' top: 'index' input_param "
+            "{ shape { dim: 4 dim: 3 } shape { dim: 4 dim: 1 } shape { dim: 5 } } }\n"
+            + _layer("filter", "Filter", ["data", "keep"], ["kept"])
+            + _layer("reindex", "BatchReindex", ["data", "index"], ["picked"]))
+    net = Net(text, pb.TEST)
+    model, _ = build_model(net, outputs=["kept", "picked"])
+    feeds = {"data": np.arange(12, dtype=np.float32).reshape(4, 3),
+             "keep": np.array([[1], [0], [-2], [0]], dtype=np.float32),
+             "index": np.array([3, 0, 0, 2.7, 1], dtype=np.float32)}
+    kept, picked = _outputs(model, feeds)
+    np.testing.assert_array_equal(kept, feeds["data"][[0, 2]])
+    np.testing.assert_array_equal(picked, feeds["data"][[3, 0, 0, 2, 1]])
+    runtime = check.run_runtime(net, feeds)
+    np.testing.assert_array_equal(kept, runtime["kept"])
+    np.testing.assert_array_equal(picked, runtime["picked"])
+
+
+@pytest.mark.parametrize("layer,shape,match", [
+    (_layer("c", "Crop", ["data", "data"], ["c"], "crop_param { axis: 0 }"), (2, 3),
+     r"layer 'c': cropping the batch axis \(crop_param.axis 0\) does not export"),
+    (_layer("r", "Reshape", ["data"], ["r"], "reshape_param { shape { dim: -1 } }"), (2, 3),
+     r"layer 'r': a Reshape that changes the batch axis \(\(2, 3\) -> \(6,\)\) does not export"),
+    (_layer("s", "Slice", ["data"], ["a", "b"], "slice_param { axis: 0 slice_point: 1 }"),
+     (2, 3), r"layer 's': slice_point on the batch axis does not export"),
+    (_layer("m", "Scale", ["data"], ["m"], "scale_param { axis: 0 }"), (2, 3),
+     r"layer 'm': a learned factor over the batch axis does not export"),
+])
+def test_what_does_not_export_is_one_line(layer, shape, match):
+    net = Net(_input(shape) + layer, pb.TEST)
+    with pytest.raises(AllconvError, match=match):
+        build_model(net)
