@@ -19,13 +19,14 @@ class Embed(Layer):
         if embed.input_dim <= 0:
             raise AllconvError("embed_param.input_dim must be positive")
         self.add_weights((embed.input_dim, embed.num_output), embed, generator)
+        self.index_range = embed.input_dim      # the valid input values 0 … input_dim − 1
 
     def reshape(self, bottom_shapes):
         return [bottom_shapes[0] + (self.blobs[0].shape[1],)]
 
     def forward(self, x):
         index = x.detach()
-        rows = self.blobs[0].shape[0]
+        rows = self.index_range
         bad = (index != index.trunc()) | (index < 0) | (index >= rows)
         if bool(bad.any()):
             value = float(index[bad][0])

@@ -44,7 +44,7 @@ def lstm_unit(c_prev, gates, cont):
 class LSTMUnit(Layer):
     num_bottoms = (3, 3)
     num_tops = (2, 2)
-    batch_axis = 1      # the streams N are axis 1 of every bottom and top (for ONNX export)
+    batch_axes = ([1, 1, 1], [1, 1])   # the streams N, for ONNX export
 
     def reshape(self, bottom_shapes):
         c, gates, cont = bottom_shapes

@@ -25,12 +25,17 @@ class Recurrent(Layer):
     learnable blobs (``add_blobs``) and compute the unrolled net (``unroll``)."""
 
     states: tuple[str, ...] = ()
-    batch_axis = 1      # the streams N are axis 1 of x, cont, the states and the output
 
     @property
     def exposed(self) -> int:
         """How many state bottoms and tops ``expose_hidden`` adds."""
         return len(self.states) * self.param.recurrent_param.expose_hidden
+
+    @property
+    def batch_axes(self) -> tuple[list[int], list[int]]:
+        """The axis of each bottom and top that holds the streams N (for ONNX export): 1, but
+        0 in x_static."""
+        return [1, 1] + [0] * self.has_static + [1] * self.exposed, [1] * (1 + self.exposed)
 
     @property
     def num_bottoms(self):
