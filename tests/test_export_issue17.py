@@ -83,6 +83,16 @@ NETS = {
         + layer("rnn_all", "RNN", ["x", "cont", "x_static", "h0"], ["o_all", "hT"],
                 f"recurrent_param {{ num_output: 3 expose_hidden: true {FILLED} }}"),
         {"Tanh", "MatMul"}),
+    # LRCN's captioning shape: the batch stays on axis 1 through InnerProduct and Softmax
+    "lrcn_like": (
+        inputs(words=(4, 2), cont=(4, 2))
+        + neuron("embed", "Embed", "words", f"embed_param {{ num_output: 3 input_dim: 6 {FILLED} }}")
+        + layer("lstm", "LSTM", ["embed", "cont"], ["lstm"],
+                f"recurrent_param {{ num_output: 4 {FILLED} }}")
+        + neuron("predict", "InnerProduct", "lstm",
+                 f"inner_product_param {{ num_output: 5 axis: 2 {FILLED} }}")
+        + neuron("prob", "Softmax", "predict", "softmax_param { axis: 2 }"),
+        {"Gather", "Softmax"}),
     "lstm_unit": (
         inputs(c_prev=(1, 3, 2), gates=(1, 3, 8), cont=(1, 3))
         + layer("unit", "LSTMUnit", ["c_prev", "gates", "cont"], ["c", "h"]),

@@ -56,4 +56,15 @@ def cases():
         c.append(recurrent(f"{low}_static_expose_hidden", type_,
                            dict(seq, **static, **state), "expose_hidden: true",
                            tops=["out"] + [f"{s}T" for s in "hc"][:len(state)]))
+    # LRCN's captioning shape: words -> Embed -> LSTM -> InnerProduct (axis 2) -> softmax loss
+    c.append(net_case(
+        "lrcn_like", "LSTM",
+        {"words": labels(4, 2, classes=6), "cont": labels(4, 2, classes=2),
+         "target": labels(4, 2, classes=5)},
+        [L("embed", "Embed", "words", "embedded", "embed_param { num_output: 3 input_dim: 6 }"),
+         L("lstm", "LSTM", ["embedded", "cont"], "lstm", "recurrent_param { num_output: 4 }"),
+         L("predict", "InnerProduct", "lstm", "predict",
+           "inner_product_param { num_output: 5 axis: 2 }"),
+         L("loss", "SoftmaxWithLoss", ["predict", "target"], "loss", "softmax_param { axis: 2 }")],
+        backward="loss", force_backward=False))
     return c
