@@ -24,8 +24,8 @@ class Exp(Layer):
     def setup(self, bottom_shapes, generator):
         exp = self.param.exp_param
         self.inner_scale = log_base(exp.base, "exp_param.base") * exp.scale
-        self.outer_scale = (1.0 if exp.shift == 0 else
-                            math.exp(exp.shift) if exp.base == -1 else exp.base ** exp.shift)
+        base = torch.tensor(math.e if exp.base == -1 else exp.base)
+        self.outer_scale = 1.0 if exp.shift == 0 else float(base.pow(exp.shift))  # float32
 
     def forward(self, x):
         return (torch.exp(x * self.inner_scale) * self.outer_scale,)

@@ -17,7 +17,7 @@ from runtime.caffemodel import blob_to_array, read_binary
 from runtime.errors import AllconvError
 from runtime.layers import canonical_axis, count, register
 from runtime.layers.gradient import with_gradient
-from runtime.layers.loss import LOG_THRESHOLD, LossLayer, ignored, normalizer
+from runtime.layers.loss import LOG_THRESHOLD, LossLayer, check_labels, ignored, normalizer
 from runtime.proto import pb
 
 LOG_MIN = math.log(float(torch.tensor(LOG_THRESHOLD, dtype=torch.float32)))
@@ -63,7 +63,9 @@ class InfogainLoss(LossLayer):
         logp = with_gradient(logp.clamp(min=LOG_MIN), logp)
         label = labels.detach().reshape(outer, -1).long()
         skip = ignored(label, self.param.loss_param)
-        rows = h[torch.where(skip, 0, label) if skip is not None else label]
+        if skip is not None:
+            label = torch.where(skip, 0, label)
+        rows = h[check_labels(label, classes, self.param)]
         per_position = -(rows.transpose(1, 2) * logp).sum(1)
         if skip is not None:
             per_position = torch.where(skip, 0, per_position)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from runtime.errors import AllconvError
 from runtime.layers import register
 from runtime.layers.gradient import with_gradient
-from runtime.layers.loss import LOG_THRESHOLD, LossLayer
+from runtime.layers.loss import LOG_THRESHOLD, LossLayer, check_labels
 
 
 @register("MultinomialLogisticLoss")
@@ -21,7 +21,8 @@ class MultinomialLogisticLoss(LossLayer):
 
     def forward(self, prob, labels):
         num = prob.shape[0]
-        label = labels.detach().reshape(num, 1).long()
-        p = prob.reshape(num, -1).gather(1, label)
+        prob = prob.reshape(num, -1)
+        label = check_labels(labels.detach().reshape(num, 1).long(), prob.shape[1], self.param)
+        p = prob.gather(1, label)
         clamped = p.clamp(min=LOG_THRESHOLD)
         return (-with_gradient(clamped.log(), p / clamped.detach()).sum() / num,)

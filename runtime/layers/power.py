@@ -18,11 +18,12 @@ class Power(Layer):
         power = self.param.power_param
         self.power, self.scale, self.shift = power.power, power.scale, power.shift
         self.diff_scale = self.power * self.scale
+        # the output when scale·power is 0, in float32 as Caffe's pow (inf, NaN included)
+        self.constant = 1.0 if self.power == 0 else float(torch.tensor(self.shift).pow(self.power))
 
     def forward(self, x):
         if self.diff_scale == 0:
-            value = 1.0 if self.power == 0 else self.shift ** self.power
-            return (torch.full_like(x, value),)
+            return (torch.full_like(x, self.constant),)
         base = x * self.scale + self.shift
         if self.power in (1, 2):
             return (base if self.power == 1 else base * base,)

@@ -48,9 +48,9 @@ class Recurrent(Layer):
     def setup(self, bottom_shapes, generator):
         recurrent = self.param.recurrent_param
         x = bottom_shapes[0]
-        if len(x) < 2:
-            raise AllconvError(f"bottom 0 (x) has shape {x}; it needs at least 2 axes "
-                               "(timesteps T, streams N, ...)")
+        if len(x) < 3:   # Caffe checks 2, then its InnerProduct on axis 2 needs a third
+            raise AllconvError(f"bottom 0 (x) has shape {x}; it needs at least 3 axes "
+                               "(timesteps T, streams N, values ...)")
         if recurrent.num_output <= 0:
             raise AllconvError("recurrent_param.num_output must be positive")
         if not recurrent.HasField("weight_filler"):
@@ -59,15 +59,16 @@ class Recurrent(Layer):
         self.timesteps, self.hidden = x[0], recurrent.num_output
         self.has_static = len(bottom_shapes) == 3 + self.exposed
         static = bottom_shapes[2] if self.has_static else None
-        if static is not None and not static:
-            raise AllconvError("bottom 2 (x_static) needs at least 1 axis (streams N, ...)")
+        if static is not None and len(static) < 2:
+            raise AllconvError(f"bottom 2 (x_static) has shape {static}; it needs at least 2 "
+                               "axes (streams N, values ...)")
         self.add_blobs(count(x, 2), count(static, 1) if static else 0, recurrent, generator)
         for name in self.states:
             self.register_buffer(f"carry_{name}", torch.zeros(0), persistent=False)
 
     def reshape(self, bottom_shapes):
         x, cont = bottom_shapes[:2]
-        if len(x) < 2 or x[0] != self.timesteps:
+        if len(x) < 3 or x[0] != self.timesteps:
             raise AllconvError(f"bottom 0 (x) has shape {x}; the number of timesteps was "
                                f"{self.timesteps} at setup and cannot change")
         steps, streams = x[:2]

@@ -10,9 +10,9 @@ from runtime.export.registry import converter
 def power(graph, layer, bottoms, tops, shapes):
     x, name = bottoms[0], layer.name
     if layer.diff_scale == 0:
-        value = 1.0 if layer.power == 0 else layer.shift ** layer.power
         shape = graph.node("Shape", [x], name=f"{name}/shape")
-        graph.node("Expand", [graph.constant(f"{name}/value", value), shape], tops, name=name)
+        graph.node("Expand", [graph.constant(f"{name}/value", layer.constant), shape], tops,
+                   name=name)
         return
     base = affine(graph, name, x, layer.scale, layer.shift)
     if layer.power == 1:
