@@ -61,13 +61,15 @@ NETS = {
         {"Conv"}),
     "embed": (
         inputs(words=(2, 3))
-        + neuron("embed", "Embed", "words", f"embed_param {{ num_output: 4 input_dim: 6 {FILLED} }}")
+        + neuron("embed", "Embed", "words",
+                 f"embed_param {{ num_output: 4 input_dim: 6 {FILLED} }}")
         + neuron("embed_nobias", "Embed", "words",
                  f"embed_param {{ num_output: 2 input_dim: 6 bias_term: false {FILLED} }}"),
         {"Gather", "Cast"}),
     "lstm": (
         inputs(x=(3, 2, 2, 2), cont=(3, 2), x_static=(2, 5))
-        + layer("lstm", "LSTM", ["x", "cont"], ["h"], f"recurrent_param {{ num_output: 3 {FILLED} }}")
+        + layer("lstm", "LSTM", ["x", "cont"], ["h"],
+                f"recurrent_param {{ num_output: 3 {FILLED} }}")
         + neuron("h_tanh", "TanH", "h", top="h")
         + layer("lstm_static", "LSTM", ["x", "cont", "x_static"], ["hs"],
                 f"recurrent_param {{ num_output: 2 {FILLED} }}"),
@@ -86,7 +88,8 @@ NETS = {
     # LRCN's captioning shape: the batch stays on axis 1 through InnerProduct and Softmax
     "lrcn_like": (
         inputs(words=(4, 2), cont=(4, 2))
-        + neuron("embed", "Embed", "words", f"embed_param {{ num_output: 3 input_dim: 6 {FILLED} }}")
+        + neuron("embed", "Embed", "words",
+                 f"embed_param {{ num_output: 3 input_dim: 6 {FILLED} }}")
         + layer("lstm", "LSTM", ["embed", "cont"], ["lstm"],
                 f"recurrent_param {{ num_output: 4 {FILLED} }}")
         + neuron("predict", "InnerProduct", "lstm",

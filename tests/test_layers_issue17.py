@@ -101,7 +101,8 @@ def test_bnll_is_caffes_two_branch_formula_far_out():
     x = torch.tensor([-100.0, -30.0, -1.0, 0.0, 1e-3, 1.0, 19.0, 21.0, 49.0, 51.0, 100.0])
     y, grad = grad_of(build(layer_text("BNLL"), x.shape), x)
     xs = x.double().numpy()
-    caffe = np.where(xs > 0, xs + np.log1p(np.exp(-np.abs(xs))), np.log1p(np.exp(np.minimum(xs, 0))))
+    caffe = np.where(xs > 0, xs + np.log1p(np.exp(-np.abs(xs))),
+                     np.log1p(np.exp(np.minimum(xs, 0))))
     np.testing.assert_allclose(y.numpy(), caffe, rtol=1e-6, atol=1e-30)
     e = np.exp(np.minimum(xs, 50))
     np.testing.assert_allclose(grad.numpy(), e / (e + 1), rtol=1e-6, atol=1e-30)
@@ -226,13 +227,13 @@ def test_infogain_equals_the_old_layer_on_softmax_with_batch_normalization():
     log(max(p_j, 1e-20)) / N on probabilities p. Master's with BATCH_SIZE on the scores is
     the same; the fixtures infogain_h_bottom* check it against that build."""
     rng = np.random.default_rng(5)
-    scores, labels, h = rng.standard_normal((6, 3)), rng.integers(0, 3, 6), rng.uniform(0, 1, (3, 3))
+    scores, labels = rng.standard_normal((6, 3)), rng.integers(0, 3, 6)
+    h = rng.uniform(0, 1, (3, 3))
     p = np.exp(scores) / np.exp(scores).sum(1, keepdims=True)
     old = -sum((h[labels[i]] * np.log(np.maximum(p[i], 1e-20))).sum() for i in range(6)) / 6
     layer = build(layer_text("InfogainLoss", "loss_param { normalization: BATCH_SIZE }",
                              ("x", "l", "H"), ("loss",)), (6, 3), (6,), (3, 3))
-    got = layer(torch.tensor(scores, dtype=torch.float32), torch.tensor(labels, dtype=torch.float32),
-                torch.tensor(h, dtype=torch.float32))[0]
+    got = layer(*(torch.tensor(a, dtype=torch.float32) for a in (scores, labels, h)))[0]
     assert got.item() == pytest.approx(old, rel=1e-5)
 
 

@@ -27,7 +27,8 @@ def cases():
                            L("loss", "EuclideanLoss", ["out", "target"], "loss")],
                           backward="loss", force_backward=False))
     c.append(net_case("parameter", "Parameter", {"data": normal(2, 3)},
-                      [L("param", "Parameter", [], "p", "parameter_param { shape { dim: 2 dim: 3 } }"),
+                      [L("param", "Parameter", [], "p",
+                         "parameter_param { shape { dim: 2 dim: 3 } }"),
                        L("sum", "Eltwise", ["data", "p"], "out")]))
     for name, shape, body in (
             ("k3_s2_p1", (2, 3, 6, 5), "kernel_size: 3 stride: 2 pad: 1"),
@@ -49,13 +50,13 @@ def cases():
         state = {"h0": normal(1, 2, 3)}
         if type_ == "LSTM":
             state["c0"] = normal(1, 2, 3)
+        final = ["out"] + [f"{s[0]}T" for s in state]
         c.append(recurrent(f"{low}", type_, seq, ""))
         c.append(recurrent(f"{low}_static", type_, dict(seq, **static), ""))
         c.append(recurrent(f"{low}_expose_hidden", type_, dict(seq, **state),
-                           "expose_hidden: true", tops=["out"] + [f"{s}T" for s in "hc"][:len(state)]))
+                           "expose_hidden: true", tops=final))
         c.append(recurrent(f"{low}_static_expose_hidden", type_,
-                           dict(seq, **static, **state), "expose_hidden: true",
-                           tops=["out"] + [f"{s}T" for s in "hc"][:len(state)]))
+                           dict(seq, **static, **state), "expose_hidden: true", tops=final))
     # LRCN's captioning shape: words -> Embed -> LSTM -> InnerProduct (axis 2) -> softmax loss
     c.append(net_case(
         "lrcn_like", "LSTM",
