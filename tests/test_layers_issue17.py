@@ -51,6 +51,8 @@ def test_clip_is_caffes_max_of_min(low, high):
     np.testing.assert_array_equal(y.numpy(), np.maximum(low, np.minimum(xs, high)))
     # Caffe: top_diff · (min <= x <= max), both ends included; nothing when min > max
     np.testing.assert_array_equal(grad.numpy(), g.numpy() * ((xs >= low) & (xs <= high)))
+    away = torch.tensor([-2.0, -0.3, 0.2, 0.6, 3.0], dtype=torch.float64)   # off the kinks
+    assert torch.autograd.gradcheck(lambda t: layer(t)[0], away.requires_grad_())
 
 
 def test_clip_needs_min_and_max():
