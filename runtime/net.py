@@ -298,7 +298,7 @@ class Net(nn.Module):
             else:
                 tops = layer(*[values[b] if k else values[b].detach()
                                for b, k in zip(layer.bottoms, keep)])
-            if self.force_backward and not layer.bottoms:
+            if self.force_backward and not layer.bottoms and not layer.blobs:  # not Parameter
                 tops = tuple(t.detach().requires_grad_() for t in tops)
             for name, top, weight in zip(layer.tops, tops, layer.loss_weights):
                 values[name] = top

@@ -396,7 +396,7 @@ UNSUPPORTED = ('layer { name: "input" type: "Input" top: "data" top: "label" '
                'input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } shape { dim: 1 } } }\n'
                + _layer("ip", "InnerProduct", ["data"], ["ip"],
                         f"inner_product_param {{ num_output: 3 {FILLED} }}")
-               + _layer("loss", "SoftmaxWithLoss", ["ip", "label"], ["loss"]))
+               + _layer("accuracy", "Accuracy", ["ip", "label"], ["accuracy"]))
 
 
 def _bad(tmp_path, argv, capsys) -> str:
@@ -418,9 +418,9 @@ def test_an_unsupported_layer_is_named_with_what_exports(tmp_path, capsys):
     proto, weights = _files(tmp_path, UNSUPPORTED)
     err = _bad(tmp_path, ["--prototxt", proto, "--weights", weights, "-o",
                           str(tmp_path / "m.onnx")], capsys)
-    assert "layer 'loss' (SoftmaxWithLoss)" in err
+    assert "layer 'accuracy' (Accuracy)" in err
     assert f"exportable: {', '.join(registry.exportable_types())})" in err
-    assert {"Concat", "Convolution", "InnerProduct", "Input", "Pooling"} <= set(
+    assert {"Concat", "Convolution", "InnerProduct", "Input", "Pooling", "ReLU"} <= set(
         registry.exportable_types())
     assert not (tmp_path / "m.onnx").exists()
 

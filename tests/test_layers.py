@@ -434,7 +434,7 @@ def test_split_gradients_add_up():
 
 def test_unknown_type_lists_supported_types():
     with pytest.raises(AllconvError, match="layer 'm' \\(Mystery\\): unknown layer type "
-                                           "\\(supported: Accuracy, .*Convolution.*\\)"):
+                                           "\\(supported: .*Accuracy, .*Convolution.*\\)"):
         build("name: 'm' type: 'Mystery' bottom: 'x' top: 'y'", (1,))
     assert {"Input", "Data", "Convolution", "Pooling", "ReLU", "Dropout", "InnerProduct",
             "Softmax", "SoftmaxWithLoss", "Accuracy", "LRN", "Concat", "Eltwise", "Flatten",

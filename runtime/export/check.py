@@ -49,12 +49,16 @@ def session(model, level) -> ort.InferenceSession:
 
 def run_runtime(net, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every blob's final value (float32) after a forward of ``net`` on ``inputs`` at their
-    batch size; the net's input shapes are restored afterwards."""
+    batch size, from reset recurrent states (as the graph starts); the net's input shapes
+    are restored afterwards."""
     saved = {name: net.blobs[name].shape for name in inputs}
     try:
         for name, value in inputs.items():
             net.blobs[name].reshape(*value.shape)
         net.reshape()
+        for layer in net.layers:
+            if hasattr(layer, "reset"):
+                layer.reset()
         with torch.no_grad():
             net.forward(**{k: torch.from_numpy(v) for k, v in inputs.items()})
             return {name: blob.data.float().cpu().numpy().copy()
@@ -65,17 +69,36 @@ def run_runtime(net, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         net.reshape()
 
 
-def random_feeds(model: onnx.ModelProto, batch: int, seed: int) -> dict[str, np.ndarray]:
-    """Random values for each graph input: uint8 images 0-255, or N(0, 1) floats."""
+def random_feeds(model: onnx.ModelProto, batch: int, seed: int,
+                 index_ranges: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Random values for each graph input (``batch`` on its dynamic axis): uint8 images
+    0-255, integers 0 … k − 1 for an input read as indices (``index_ranges``: input -> k,
+    Embed's input_dim), or N(0, 1) floats."""
     rng = np.random.default_rng(seed)
     feeds = {}
     for value in model.graph.input:
         tensor = value.type.tensor_type
-        shape = [batch] + [d.dim_value for d in tensor.shape.dim[1:]]
+        shape = [batch if d.dim_param else d.dim_value for d in tensor.shape.dim]
         dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
-        feeds[value.name] = (rng.integers(0, 256, shape, dtype=np.uint8) if dtype == np.uint8
-                             else rng.standard_normal(shape).astype(dtype))
+        if dtype == np.uint8:
+            feeds[value.name] = rng.integers(0, 256, shape, dtype=np.uint8)
+        elif value.name in (index_ranges or {}):
+            feeds[value.name] = rng.integers(0, index_ranges[value.name], shape).astype(dtype)
+        else:
+            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
     return feeds
+
+
+def index_ranges(net) -> dict[str, int]:
+    """The net inputs that a layer reads as indices (``index_range``: Embed), directly or
+    through Splits, with their range."""
+    ranges = {}
+    for layer in reversed(net.layers):
+        if getattr(layer, "index_range", None):
+            ranges.update((bottom, layer.index_range) for bottom in layer.bottoms)
+        elif layer.param.type == "Split" and any(top in ranges for top in layer.tops):
+            ranges[layer.bottoms[0]] = min(ranges[top] for top in layer.tops if top in ranges)
+    return {name: ranges[name] for name in net.inputs if name in ranges}
 
 
 def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
@@ -91,7 +114,7 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
         ort_session = session(source or model, level)
         worst[label] = 0.0
         for seed, batch in enumerate([static_batch] if static_batch else BATCHES):
-            feeds = random_feeds(model, batch, seed)
+            feeds = random_feeds(model, batch, seed, index_ranges(net))
             reference = run_runtime(net, to_net_inputs(feeds))
             for name, got in zip(outputs, ort_session.run(outputs, feeds)):
                 diff = largest_difference(got, reference[name])

@@ -14,7 +14,7 @@ from onnx import helper
 from runtime.errors import AllconvError
 from runtime.export import check, preprocessing
 from runtime.export.builder import GraphBuilder
-from runtime.export.walker import add_net, used_inputs
+from runtime.export.walker import add_net, batch_axes, needed_layers, used_inputs
 from runtime.files import atomic_write_bytes
 from runtime.proto import pb
 
@@ -80,6 +80,7 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         raise AllconvError("the net has no Input layer that its outputs depend on: export a "
                            "deploy net (gen-prototxt --deploy)")
     batch = static_batch or BATCH_DIM
+    axes = batch_axes(needed_layers(net, outputs))
     graph = GraphBuilder(opset, np.float16 if fp16 else np.float32)
     if whitening is not None:
         check_image_net(net)
@@ -88,17 +89,17 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         described = preprocessing.describe_input(whitening)
     else:
         inputs = [helper.make_tensor_value_info(name, graph.elem_type,
-                                                [batch, *net.blobs[name].shape[1:]])
+                                                _dims(net, name, axes, batch))
                   for name in names]
         sources = {name: graph.reserve(name) for name in names}
         described = {"name": names[0] if len(names) == 1 else names,
                      "layout": "NCHW", "dtype": str(graph.dtype),
-                     "shape": [batch, *net.blobs[names[0]].shape[1:]]}
+                     "shape": _dims(net, names[0], axes, batch)}
     values = add_net(graph, net, outputs, sources, fuse_batchnorm)
     model = helper.make_model(
         helper.make_graph(graph.nodes, net.name or "net", inputs,
                           [helper.make_tensor_value_info(o, graph.elem_type,
-                                                        [batch, *net.blobs[o].shape[1:]])
+                                                        _dims(net, o, axes, batch))
                            for o in outputs],
                           graph.initializers),
         opset_imports=[helper.make_opsetid("", opset)], producer_name="allconv")
@@ -109,6 +110,14 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
     helper.set_model_props(model, {k: v if isinstance(v, str) else json.dumps(v)
                                    for k, v in props.items()})
     return model, values
+
+
+def _dims(net, blob: str, axes: dict[str, int], batch) -> list:
+    """The blob's shape with ``batch`` on its batch axis (axis 1 of a recurrent layer's
+    T × N × … blobs, else 0)."""
+    dims = list(net.blobs[blob].shape)
+    dims[axes.get(blob, 0)] = batch
+    return dims
 
 
 def check_image_net(net) -> None:

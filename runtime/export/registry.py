@@ -29,6 +29,10 @@ def converter_for(layer):
     """The converter of a runtime layer, or an error naming the layer and what exports."""
     _load()
     fn = CONVERTERS.get(layer.param.type)
+    if fn is None and layer.is_loss:
+        raise AllconvError(f"{describe(layer.param)}: a loss layer computes a training loss, "
+                           "not an inference output, and does not export to ONNX; export the "
+                           f"blob it reads ({layer.bottoms[0]!r}) instead")
     if fn is None:
         raise AllconvError(f"{describe(layer.param)}: this layer type does not export to ONNX "
                            f"(exportable: {', '.join(exportable_types())})")

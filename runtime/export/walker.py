@@ -31,6 +31,32 @@ def used_inputs(net, outputs) -> list[str]:
     return [name for name in net.inputs if name in read]
 
 
+def batch_axes(layers) -> dict[str, int]:
+    """The axis of each blob that holds the batch: what a layer's ``batch_axes`` (bottom
+    axes, top axes) says (the recurrent layers' T × N × … blobs: axis 1), else the axis of
+    the layer's first bottom; a source's top takes the axis its first reader expects, back
+    through the layers that keep it (Split), else 0."""
+    wanted = {}
+    for layer in reversed(layers):
+        declared = getattr(layer, "batch_axes", None)
+        if declared is not None:
+            wanted.update(zip(layer.bottoms, declared[0]))
+        elif layer.bottoms:
+            read = [wanted[top] for top in layer.tops if top in wanted]
+            if read:
+                wanted[layer.bottoms[0]] = read[0]
+    axes = {}
+    for layer in layers:
+        declared = getattr(layer, "batch_axes", None)
+        if declared is not None:
+            axes.update(zip(layer.tops, declared[1]))
+        elif layer.bottoms:
+            axes.update((top, axes.get(layer.bottoms[0], 0)) for top in layer.tops)
+        else:
+            axes.update((top, wanted.get(top, 0)) for top in layer.tops)
+    return axes
+
+
 def add_net(graph, net, outputs, sources: dict[str, str],
             fuse_batchnorm: bool = True) -> dict[str, str]:
     """Append the nodes computing ``outputs`` from the Input tops (``sources``: Input top ->

@@ -10,18 +10,9 @@ import torch
 from runtime.errors import AllconvError
 from runtime.labels import class_indices
 from runtime.layers import Layer, canonical_axis, count, register
-from runtime.proto import pb
+from runtime.layers.loss import normalization, normalizer
 
-_N = pb.LossParameter
 NEG_LOG_FLT_MIN = -math.log(float(torch.finfo(torch.float32).tiny))
-
-
-def normalization(loss_param) -> int:
-    """The mode in force: the legacy ``normalize`` flag counts only when ``normalization``
-    is unset (true → VALID, false → BATCH_SIZE)."""
-    if not loss_param.HasField("normalization") and loss_param.HasField("normalize"):
-        return _N.VALID if loss_param.normalize else _N.BATCH_SIZE
-    return loss_param.normalization
 
 
 @register("SoftmaxWithLoss")
@@ -55,15 +46,6 @@ class SoftmaxWithLoss(Layer):
         nll = -logp.gather(1, index.unsqueeze(1)).squeeze(1)
         # Clamp the value like Caffe's max(p, FLT_MIN), but keep Caffe's gradient p − 1.
         nll = nll + (nll.clamp(max=NEG_LOG_FLT_MIN) - nll).detach()
-        loss = torch.where(valid, nll, 0).sum() / self._normalizer(valid, labels.numel(), outer)
+        loss = torch.where(valid, nll, 0).sum() / normalizer(
+            self.mode, outer, labels.shape[1], None if self.ignore_label is None else valid)
         return (loss,) + ((scores.softmax(self.axis),) if len(self.tops) > 1 else ())
-
-    def _normalizer(self, valid, full: int, outer: int):
-        if self.mode == _N.VALID and self.ignore_label is not None:
-            return valid.sum().clamp(min=1).to(torch.float32)
-        # An if-chain, not a dict keyed by the enum: torch.compile traces it without a break.
-        if self.mode == _N.BATCH_SIZE:
-            return float(max(1, outer))
-        if self.mode == _N.NONE:
-            return 1.0
-        return float(max(1, full))

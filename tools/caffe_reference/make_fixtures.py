@@ -18,8 +18,10 @@ The file format, the seeded inputs/weights and the sampling of large arrays are 
 Case kinds (``meta["kind"]``):
 
 * ``net``: a prototxt with Input layers, seeded inputs and weights; records every blob's
-  forward value (``fwd:``), every blob's diff after backward (``diff:``) and every parameter's
-  gradient (``grad:<layer>:<i>``). Backward is either from the loss layers (their loss_weight
+  forward value (``fwd:``), every blob's diff after backward (``diff:``, but the blobs a case
+  lists in ``no_diff``) and every parameter's gradient (``grad:<layer>:<i>``). A case whose
+  layer the reference build implements differently from BVLC master also carries
+  ``runtime_prototxt``, the same computation in master's terms, which the runtime runs. Backward is either from the loss layers (their loss_weight
   seeds the diffs) or, for nets without a loss, from seeded diffs written into the output
   blobs (``force_backward: true`` so Caffe runs it). Blobs Caffe computes no diff for (labels,
   loss tops) are not recorded. The 14 generated networks (Data -> Input, Accuracy dropped,
@@ -602,10 +604,11 @@ def roundtrip_cases(gen_dir: Path):
 
 
 def layer_cases():
-    import cases_geometry, cases_normalization  # noqa: E401 (they import this module's helpers)
+    import cases_geometry, cases_losses, cases_neurons, cases_normalization, cases_other  # noqa: E401
     return (convolution_cases() + pooling_cases() + elementwise_cases() + inner_product_cases()
             + softmax_cases() + softmax_loss_cases() + accuracy_cases() + lrn_cases()
-            + structure_cases() + cases_geometry.cases() + cases_normalization.cases())
+            + structure_cases() + cases_geometry.cases() + cases_normalization.cases()
+            + cases_neurons.cases() + cases_losses.cases() + cases_other.cases())
 
 
 def all_cases(gen_dir: Path):
@@ -808,6 +811,13 @@ class CaffeRunner:
         wsums = self.set_weights(net, case)
         isums = self.feed(net, case)
         arrays = {}
+        loss_w = dict(net.blob_loss_weights)
+        if case["backward"] != "none":
+            # zeroed before the forward pass, which may leave values in a bottom's diff for
+            # the backward pass to use (HingeLoss does)
+            for name, blob in net.blobs.items():
+                if not loss_w.get(name):
+                    blob.diff[...] = 0
         if case["scale"] == "network":
             arrays.update(self.forward_recording_kinks(net, "kink:"))
         else:
@@ -818,7 +828,6 @@ class CaffeRunner:
                     arrays.update(ff.encode(f"param:{layer}:{i}", blob.data, case["sample_size"]))
         s = case["sample_size"]
         inputs = set(case["inputs"])
-        loss_w = dict(net.blob_loss_weights)
         for name, blob in net.blobs.items():
             if name not in inputs:
                 arrays.update(ff.encode(f"fwd:{name}", blob.data, s))
@@ -829,9 +838,6 @@ class CaffeRunner:
                 "loss_weights": {n: float(w) for n, w in loss_w.items() if w},
                 "outputs": list(net.outputs)}
         if case["backward"] != "none":
-            for name, blob in net.blobs.items():
-                if not loss_w.get(name):
-                    blob.diff[...] = 0
             net.clear_param_diffs()
             top_diffs = {}
             if case["backward"] == "top_diff":
@@ -845,7 +851,7 @@ class CaffeRunner:
                 meta["top_diff_sums"] = top_diffs
             net.backward()
             no_diff = [n for n, spec in case["inputs"].items() if spec["kind"] == "labels"]
-            no_diff += [n for n in loss_w if loss_w[n]]
+            no_diff += [n for n in loss_w if loss_w[n]] + case.get("no_diff", [])
             for name, blob in net.blobs.items():
                 if name in no_diff or name in top_diffs:
                     continue

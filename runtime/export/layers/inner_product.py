@@ -12,9 +12,8 @@ def inner_product(graph, layer, bottoms, tops, shapes):
     if layer.axis == 0:
         raise AllconvError(f"layer {name!r}: axis 0 folds the batch into the inputs; "
                            "only axis >= 1 exports")
-    flat = graph.node("Reshape", [bottoms[0], graph.shape(
-        f"{name}/shape", [-1, *shape[1:layer.axis], count(shape, layer.axis)])],
-        name=f"{name}/flatten")
+    flat = graph.node("Reshape", [bottoms[0], graph.shape(   # 0: keep that axis, batch or not
+        f"{name}/shape", [0] * layer.axis + [count(shape, layer.axis)])], name=f"{name}/flatten")
     weight = graph.weight(f"{name}/weight_t", layer.blobs[0], transpose=not layer.transpose)
     if len(layer.blobs) == 1:
         graph.node("MatMul", [flat, weight], tops, name=name)

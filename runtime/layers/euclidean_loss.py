@@ -1,0 +1,21 @@
+"""EuclideanLoss (euclidean_loss_layer.cpp): Σ(a − b)² / (2·N), N the first dimension; both
+bottoms get a gradient (±(a − b)/N), and they need only the same count from axis 1 on."""
+from __future__ import annotations
+
+from runtime.errors import AllconvError
+from runtime.layers import count, register
+from runtime.layers.loss import LossLayer
+
+
+@register("EuclideanLoss")
+class EuclideanLoss(LossLayer):
+    def reshape(self, bottom_shapes):
+        a, b = bottom_shapes
+        if count(a, 1) != count(b, 1):
+            raise AllconvError(f"inputs must have the same dimension: shapes {a} and {b} hold "
+                               f"{count(a, 1)} and {count(b, 1)} values per item")
+        return super().reshape(bottom_shapes)
+
+    def forward(self, a, b):
+        diff = a - b.reshape(a.shape)
+        return ((diff * diff).sum() / a.shape[0] / 2,)

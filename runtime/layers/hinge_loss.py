@@ -1,0 +1,34 @@
+"""HingeLoss (hinge_loss_layer.cpp): one-vs-all hinge on scores x (N × dim, dim = count/N)
+with one label per item: t = max(0, 1 − x) at the label, max(0, 1 + x) elsewhere;
+Σt / N (norm L1, the default) or Σt² / N (L2). Gradient ±sign(t)/N or ±2t/N; none to labels."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from runtime.errors import AllconvError
+from runtime.layers import count, register
+from runtime.layers.loss import LossLayer, check_labels
+from runtime.proto import pb
+
+
+@register("HingeLoss")
+class HingeLoss(LossLayer):
+    def setup(self, bottom_shapes, generator):
+        self.l2 = self.param.hinge_loss_param.norm == pb.HingeLossParameter.L2
+
+    def reshape(self, bottom_shapes):
+        tops = super().reshape(bottom_shapes)
+        scores, labels = bottom_shapes
+        if count(labels) < scores[0]:
+            raise AllconvError(f"label shape {labels} holds {count(labels)} labels; scores "
+                               f"shape {scores} needs one per item ({scores[0]})")
+        return tops
+
+    def forward(self, scores, labels):
+        num = scores.shape[0]
+        x = scores.reshape(num, -1)
+        label = check_labels(labels.detach().reshape(-1)[:num].long(), x.shape[1], self.param)
+        sign = 1 - 2 * F.one_hot(label, x.shape[1]).to(x.dtype)
+        margin = torch.relu(1 + sign * x)
+        return (((margin * margin) if self.l2 else margin).sum() / num,)

@@ -1,0 +1,28 @@
+"""MultinomialLogisticLoss (multinomial_logistic_loss_layer.cpp): −Σ log(max(p_label, 1e-20))
+/ N over probabilities p (N × dim) and one label per item (N × 1 × 1 × 1). Gradient
+−1/(N·max(p_label, 1e-20)) at the label, also where the clamp applies (Caffe's); none to
+labels."""
+from __future__ import annotations
+
+from runtime.errors import AllconvError
+from runtime.layers import register
+from runtime.layers.gradient import with_gradient
+from runtime.layers.loss import LOG_THRESHOLD, LossLayer, check_labels
+
+
+@register("MultinomialLogisticLoss")
+class MultinomialLogisticLoss(LossLayer):
+    def reshape(self, bottom_shapes):
+        labels = bottom_shapes[1]
+        if len(labels) > 4 or any(d != 1 for d in labels[1:]):
+            raise AllconvError(f"the label blob must be N × 1 × 1 × 1 (one label per item), "
+                               f"not {labels}")
+        return super().reshape(bottom_shapes)
+
+    def forward(self, prob, labels):
+        num = prob.shape[0]
+        prob = prob.reshape(num, -1)
+        label = check_labels(labels.detach().reshape(num, 1).long(), prob.shape[1], self.param)
+        p = prob.gather(1, label)
+        clamped = p.clamp(min=LOG_THRESHOLD)
+        return (-with_gradient(clamped.log(), p / clamped.detach()).sum() / num,)

@@ -1,0 +1,131 @@
+"""RecurrentLayer (recurrent_layer.cpp): the base of RNN and LSTM, which Caffe unrolls into a
+net over the T timesteps of its input.
+
+Bottoms: x (T × N × …), cont (T × N; 0 starts a new sequence: the previous state is
+multiplied by cont_t), an optional static input x_static (N × …) added to every step, and with
+``expose_hidden`` the initial states (1 × N × num_output each, after x_static). Tops: the
+output (T × N × num_output) and, with ``expose_hidden``, the final states.
+
+Without ``expose_hidden`` each forward starts from the previous forward's final state (zeros
+at first, and after N changes), as Caffe copies h_T into h_0. As in Caffe, no gradient flows
+into the initial states, out of the exposed final states, or to cont; x and x_static get one.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from runtime.errors import AllconvError
+from runtime.layers import Layer, count, describe
+
+
+class Recurrent(Layer):
+    """Subclasses name their states (``states``, Caffe's recurrent input order), create the
+    learnable blobs (``add_blobs``) and compute the unrolled net (``unroll``)."""
+
+    states: tuple[str, ...] = ()
+
+    @property
+    def exposed(self) -> int:
+        """How many state bottoms and tops ``expose_hidden`` adds."""
+        return len(self.states) * self.param.recurrent_param.expose_hidden
+
+    @property
+    def batch_axes(self) -> tuple[list[int], list[int]]:
+        """The axis of each bottom and top that holds the streams N (for ONNX export): 1, but
+        0 in x_static."""
+        return [1, 1] + [0] * self.has_static + [1] * self.exposed, [1] * (1 + self.exposed)
+
+    @property
+    def num_bottoms(self):
+        return (2 + self.exposed, 3 + self.exposed)
+
+    @property
+    def num_tops(self):
+        return (1 + self.exposed, 1 + self.exposed)
+
+    def setup(self, bottom_shapes, generator):
+        recurrent = self.param.recurrent_param
+        x = bottom_shapes[0]
+        if len(x) < 3:   # Caffe checks 2, then its InnerProduct on axis 2 needs a third
+            raise AllconvError(f"bottom 0 (x) has shape {x}; it needs at least 3 axes "
+                               "(timesteps T, streams N, values ...)")
+        if recurrent.num_output <= 0:
+            raise AllconvError("recurrent_param.num_output must be positive")
+        if not recurrent.HasField("weight_filler"):
+            warnings.warn(f"{describe(self.param)} has no weight_filler: its weights start at "
+                          "zero (Caffe's default constant filler)", stacklevel=3)
+        self.timesteps, self.hidden = x[0], recurrent.num_output
+        self.has_static = len(bottom_shapes) == 3 + self.exposed
+        static = bottom_shapes[2] if self.has_static else None
+        if static is not None and len(static) < 2:
+            raise AllconvError(f"bottom 2 (x_static) has shape {static}; it needs at least 2 "
+                               "axes (streams N, values ...)")
+        self.add_blobs(count(x, 2), count(static, 1) if static else 0, recurrent, generator)
+        for name in self.states:
+            self.register_buffer(f"carry_{name}", torch.zeros(0), persistent=False)
+
+    def reshape(self, bottom_shapes):
+        x, cont = bottom_shapes[:2]
+        if len(x) < 3 or x[0] != self.timesteps:
+            raise AllconvError(f"bottom 0 (x) has shape {x}; the number of timesteps was "
+                               f"{self.timesteps} at setup and cannot change")
+        steps, streams = x[:2]
+        if cont != (steps, streams):
+            raise AllconvError(f"bottom 1 (cont) has shape {cont}; it must be T × N = "
+                               f"{(steps, streams)} like x's first two axes")
+        if count(x, 2) != self.input_size(0):
+            raise AllconvError(f"bottom 0 (x) has {count(x, 2)} values per step and stream; "
+                               f"the weights take {self.input_size(0)}")
+        state = (1, streams, self.hidden)
+        if self.has_static:
+            static = bottom_shapes[2]
+            if static[0] != streams or count(static, 1) != self.input_size(2):
+                raise AllconvError(f"bottom 2 (x_static) has shape {static}; it must hold "
+                                   f"{self.input_size(2)} values for each of the {streams} "
+                                   "streams")
+        for index, shape in enumerate(bottom_shapes[2 + self.has_static:], 2 + self.has_static):
+            if shape != state:
+                raise AllconvError(f"bottom {index} (an initial state) has shape {shape}; "
+                                   f"it must be 1 × N × num_output = {state}")
+        return [(steps, streams, self.hidden)] + [state] * self.exposed
+
+    def input_size(self, index: int) -> int:
+        """Values per stream that the weights of blob ``index`` take."""
+        return self.blobs[index].shape[1]
+
+    def forward(self, x, cont, *rest):
+        steps, streams = x.shape[:2]
+        static = rest[0].reshape(streams, -1) if self.has_static else None
+        if self.exposed:
+            states = [s.detach().reshape(streams, self.hidden) for s in rest[self.has_static:]]
+        else:
+            states = [self._carried(name, x) for name in self.states]
+        output, finals = self.unroll(x.reshape(steps, streams, -1), cont.detach(), static,
+                                     states)
+        finals = [f.detach().unsqueeze(0) for f in finals]
+        if self.exposed:
+            return (output, *finals)
+        for name, final in zip(self.states, finals):
+            setattr(self, f"carry_{name}", final)
+        return (output,)
+
+    def _carried(self, name: str, x) -> torch.Tensor:
+        state = getattr(self, f"carry_{name}")
+        if tuple(state.shape) != (1, x.shape[1], self.hidden) or state.device != x.device:
+            return x.new_zeros(x.shape[1], self.hidden)
+        return state.reshape(x.shape[1], self.hidden)
+
+    def reset(self) -> None:
+        """Caffe's RecurrentLayer::Reset: the next forward starts from zero states."""
+        for name in self.states:
+            setattr(self, f"carry_{name}", getattr(self, f"carry_{name}").new_zeros(0))
+
+    def add_blobs(self, input_size, static_size, recurrent, generator) -> None:
+        raise NotImplementedError
+
+    def unroll(self, x, cont, static, states):
+        """(output T × N × num_output, final states N × num_output) from x (T × N × K),
+        cont (T × N), x_static (N × K_s or None) and the initial states (N × num_output)."""
+        raise NotImplementedError

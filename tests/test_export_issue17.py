@@ -1,0 +1,159 @@
+"""ONNX export of issue 17's inference layers (neurons, Embed, Parameter, Im2col, RNN, LSTM,
+LSTMUnit): onnxruntime against the runtime through ``to_onnx``'s own check (optimisations off
+and on, two batch sizes on each input's batch axis), the ops chosen, and the loss layers'
+refusal. Real Caffe's values for the same layers are compared in test_export.py
+(``test_onnxruntime_computes_what_real_caffe_computed``, every fixture net that exports)."""
+import numpy as np
+import onnx
+import pytest
+
+from runtime.errors import AllconvError
+from runtime.export import build_model, check, to_onnx
+from runtime.net import Net
+from runtime.proto import pb
+
+FILLED = 'weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.3 }'
+
+
+def inputs(**shapes) -> str:
+    tops = "".join(f' top: "{n}"' for n in shapes)
+    dims = " ".join("shape { " + " ".join(f"dim: {d}" for d in s) + " }" for s in shapes.values())
+    return f'layer {{ name: "input" type: "Input"{tops} input_param {{ {dims} }} }}\n'
+
+
+def layer(name, type_, bottoms, tops, body="") -> str:
+    links = "".join(f' bottom: "{b}"' for b in bottoms) + "".join(f' top: "{t}"' for t in tops)
+    return f'layer {{ name: "{name}" type: "{type_}"{links} {body} }}\n'
+
+
+def neuron(name, type_, bottom, body="", top=None):
+    return layer(name, type_, [bottom], [top or name], body)
+
+
+NETS = {
+    "neurons": (
+        inputs(data=(2, 3, 4, 5))
+        + neuron("sigmoid", "Sigmoid", "data")
+        + neuron("tanh", "TanH", "data")
+        + neuron("elu", "ELU", "data", "elu_param { alpha: 0.3 }")
+        + neuron("abs", "AbsVal", "data")
+        + neuron("power", "Power", "abs", "power_param { power: 1.5 scale: 0.5 shift: 0.1 }")
+        + neuron("square", "Power", "data", "power_param { power: 2 scale: -1 shift: 0.5 }")
+        + neuron("constant", "Power", "data", "power_param { power: 3 scale: 0 shift: 2 }")
+        + neuron("exp", "Exp", "data", "exp_param { base: 2 scale: 0.5 shift: 1 }")
+        + neuron("log", "Log", "exp", "log_param { base: 10 scale: 2 shift: 0.5 }")
+        + neuron("ln", "Log", "exp")
+        + neuron("bnll", "BNLL", "data")
+        + neuron("threshold", "Threshold", "data", "threshold_param { threshold: 0.2 }")
+        + neuron("clip", "Clip", "data", "clip_param { min: -0.5 max: 0.8 }")
+        + neuron("clip_crossed", "Clip", "data", "clip_param { min: 0.5 max: -0.5 }")
+        + neuron("swish", "Swish", "data", "swish_param { beta: 0.7 }")
+        + neuron("swish1", "Swish", "data")
+        + neuron("tanh_inplace", "TanH", "swish1", top="swish1"),
+        {"Sigmoid", "Tanh", "Elu", "Abs", "Pow", "Expand", "Exp", "Log", "Softplus", "Greater",
+         "Cast", "Min", "Max"}),
+    "im2col": (
+        inputs(data=(2, 3, 7, 6), seq=(2, 2, 9))
+        + neuron("cols", "Im2col", "data", "convolution_param { kernel_size: 3 stride: 2 pad: 1 }")
+        + neuron("rect", "Im2col", "data", "convolution_param { kernel_h: 2 kernel_w: 3 "
+                 "dilation: 2 pad_w: 1 }")
+        + neuron("cols1d", "Im2col", "seq", "convolution_param { kernel_size: 3 stride: 2 }"),
+        {"Conv"}),
+    "embed": (
+        inputs(words=(2, 3))
+        + neuron("embed", "Embed", "words",
+                 f"embed_param {{ num_output: 4 input_dim: 6 {FILLED} }}")
+        + neuron("embed_nobias", "Embed", "words",
+                 f"embed_param {{ num_output: 2 input_dim: 6 bias_term: false {FILLED} }}"),
+        {"Gather", "Cast"}),
+    "lstm": (
+        inputs(x=(3, 2, 2, 2), cont=(3, 2), x_static=(2, 5))
+        + layer("lstm", "LSTM", ["x", "cont"], ["h"],
+                f"recurrent_param {{ num_output: 3 {FILLED} }}")
+        + neuron("h_tanh", "TanH", "h", top="h")
+        + layer("lstm_static", "LSTM", ["x", "cont", "x_static"], ["hs"],
+                f"recurrent_param {{ num_output: 2 {FILLED} }}"),
+        {"Split", "Sigmoid", "Tanh", "MatMul", "Gather", "Concat"}),
+    "lstm_expose_hidden": (
+        inputs(x=(4, 2, 3), cont=(4, 2), h0=(1, 2, 3), c0=(1, 2, 3))
+        + layer("lstm", "LSTM", ["x", "cont", "h0", "c0"], ["h", "hT", "cT"],
+                f"recurrent_param {{ num_output: 3 expose_hidden: true {FILLED} }}"),
+        {"Squeeze", "Unsqueeze"}),
+    "rnn": (
+        inputs(x=(3, 2, 4), cont=(3, 2), x_static=(2, 2, 2), h0=(1, 2, 3))
+        + layer("rnn", "RNN", ["x", "cont"], ["o"], f"recurrent_param {{ num_output: 3 {FILLED} }}")
+        + layer("rnn_all", "RNN", ["x", "cont", "x_static", "h0"], ["o_all", "hT"],
+                f"recurrent_param {{ num_output: 3 expose_hidden: true {FILLED} }}"),
+        {"Tanh", "MatMul"}),
+    # LRCN's captioning shape: the batch stays on axis 1 through InnerProduct and Softmax
+    "lrcn_like": (
+        inputs(words=(4, 2), cont=(4, 2))
+        + neuron("embed", "Embed", "words",
+                 f"embed_param {{ num_output: 3 input_dim: 6 {FILLED} }}")
+        + layer("lstm", "LSTM", ["embed", "cont"], ["lstm"],
+                f"recurrent_param {{ num_output: 4 {FILLED} }}")
+        + neuron("predict", "InnerProduct", "lstm",
+                 f"inner_product_param {{ num_output: 5 axis: 2 {FILLED} }}")
+        + neuron("prob", "Softmax", "predict", "softmax_param { axis: 2 }"),
+        {"Gather", "Softmax"}),
+    "lstm_unit": (
+        inputs(c_prev=(1, 3, 2), gates=(1, 3, 8), cont=(1, 3))
+        + layer("unit", "LSTMUnit", ["c_prev", "gates", "cont"], ["c", "h"]),
+        {"Split"}),
+}
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_export_matches_the_runtime(name, tmp_path):
+    text, ops = NETS[name]
+    net = Net(text, pb.TEST, seed=2)
+    worst = to_onnx(net, tmp_path / "m.onnx")
+    assert max(worst.values()) <= check.TOL_FP32
+    model = onnx.load(tmp_path / "m.onnx")
+    assert ops <= {node.op_type for node in model.graph.node}
+    assert {o.name for o in model.graph.output} == set(net.outputs)
+
+
+def _dims(value) -> list:
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def test_recurrent_blobs_have_the_batch_on_axis_1():
+    """x (T × N × …), cont, the states and the outputs vary in N, never in the fixed T;
+    x_static (N × …) in its axis 0."""
+    net = Net(NETS["rnn"][0], pb.TEST, seed=2)
+    model, _ = build_model(net)
+    dims = {v.name: _dims(v) for v in [*model.graph.input, *model.graph.output]}
+    assert dims == {"x": [3, "N", 4], "cont": [3, "N"], "x_static": ["N", 2, 2],
+                    "h0": [1, "N", 3], "o": [3, "N", 3], "o_all": [3, "N", 3],
+                    "hT": [1, "N", 3]}
+
+
+def test_bnll_softplus_equals_caffes_formula_far_out():
+    net = Net(inputs(data=(1, 401)) + neuron("bnll", "BNLL", "data"), pb.TEST)
+    model, _ = build_model(net)
+    x = np.linspace(-100, 100, 401, dtype=np.float32)[None]
+    xs = x.astype(np.float64)
+    caffe = np.where(xs > 0, xs + np.log1p(np.exp(-xs)), np.log1p(np.exp(np.minimum(xs, 0))))
+    for level in check.LEVELS.values():
+        got = check.session(model, level).run(None, {"data": x})[0]
+        np.testing.assert_allclose(got, caffe, rtol=2e-7, atol=1e-30)
+
+
+def test_parameter_exports_as_its_blob(tmp_path):
+    text = (inputs(data=(2, 3))
+            + layer("p", "Parameter", [], ["p"], "parameter_param { shape { dim: 2 dim: 3 } }")
+            + layer("sum", "Eltwise", ["data", "p"], ["sum"]))
+    net = Net(text, pb.TEST)
+    net.params["p"][0].data.copy_(net.params["p"][0].data.new_tensor([[1, 2, 3], [4, 5, 6]]))
+    assert max(to_onnx(net, tmp_path / "m.onnx", static_batch=2).values()) == 0.0
+
+
+def test_loss_layers_refuse_to_export():
+    text = (inputs(data=(2, 3), label=(2, 3))
+            + layer("loss", "SigmoidCrossEntropyLoss", ["data", "label"], ["loss"]))
+    with pytest.raises(AllconvError, match="layer 'loss' \\(SigmoidCrossEntropyLoss\\): a loss "
+                                           "layer computes a training loss, not an inference "
+                                           "output, and does not export to ONNX; export the "
+                                           "blob it reads \\('data'\\) instead"):
+        build_model(Net(text, pb.TEST))

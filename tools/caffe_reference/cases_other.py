@@ -1,0 +1,71 @@
+"""Fixture cases for Embed, Parameter, Im2col and the recurrent layers RNN, LSTM and LSTMUnit
+(issue 17). Collected by make_fixtures.py's ``layer_cases``.
+
+Embed cannot back-propagate to its input (Caffe CHECKs it), so its cases run without
+force_backward, and a loss makes Caffe run their backward; cont (T × N) is a 0/1 label input
+and gets no diff, as in Caffe."""
+from __future__ import annotations
+
+from make_fixtures import L, labels, net_case, normal
+from cases_neurons import uniform
+
+
+def recurrent(name, type_, inputs, body, tops=("out",)):
+    bottoms = list(inputs)
+    return net_case(name, type_, inputs,
+                    [L("rec", type_, bottoms, list(tops),
+                       f"recurrent_param {{ num_output: 3 {body} }}")])
+
+
+def cases():
+    c = []
+    for name, out, dim, body in (("embed", 4, 5, ""), ("embed_nobias", 3, 7, "bias_term: false")):
+        c.append(net_case(name, "Embed", {"data": labels(2, 3, classes=dim),
+                                          "target": normal(2, 3, out)},
+                          [L("embed", "Embed", "data", "out",
+                             f"embed_param {{ num_output: {out} input_dim: {dim} {body} }}"),
+                           L("loss", "EuclideanLoss", ["out", "target"], "loss")],
+                          backward="loss", force_backward=False))
+    c.append(net_case("parameter", "Parameter", {"data": normal(2, 3)},
+                      [L("param", "Parameter", [], "p",
+                         "parameter_param { shape { dim: 2 dim: 3 } }"),
+                       L("sum", "Eltwise", ["data", "p"], "out")]))
+    for name, shape, body in (
+            ("k3_s2_p1", (2, 3, 6, 5), "kernel_size: 3 stride: 2 pad: 1"),
+            ("rect_dilation", (1, 2, 7, 8), "kernel_h: 2 kernel_w: 3 dilation: 2 pad_w: 1"),
+            ("force_nd", (2, 2, 5, 5), "kernel_size: 2 stride: 2 force_nd_im2col: true"),
+            ("1d", (2, 3, 9), "kernel_size: 3 stride: 2 pad: 1")):
+        c.append(net_case(f"im2col_{name}", "Im2col", {"data": normal(*shape)},
+                          [L("im2col", "Im2col", "data", "out",
+                             f"convolution_param {{ {body} }}")]))
+    unit = {"c_prev": normal(1, 3, 4), "gates": normal(1, 3, 16, scale=1.5)}
+    for name, cont in (("lstm_unit", labels(1, 3, classes=2)),
+                       ("lstm_unit_soft_cont", uniform(1, 3, low=0.2, high=1.0))):
+        c.append(net_case(name, "LSTMUnit", dict(unit, cont=cont),
+                          [L("unit", "LSTMUnit", ["c_prev", "gates", "cont"], ["c", "h"])]))
+    seq = {"x": normal(4, 2, 2, 3), "cont": labels(4, 2, classes=2)}
+    static = {"x_static": normal(2, 5)}
+    for type_ in ("RNN", "LSTM"):
+        low = type_.lower()
+        state = {"h0": normal(1, 2, 3)}
+        if type_ == "LSTM":
+            state["c0"] = normal(1, 2, 3)
+        final = ["out"] + [f"{s[0]}T" for s in state]
+        c.append(recurrent(f"{low}", type_, seq, ""))
+        c.append(recurrent(f"{low}_static", type_, dict(seq, **static), ""))
+        c.append(recurrent(f"{low}_expose_hidden", type_, dict(seq, **state),
+                           "expose_hidden: true", tops=final))
+        c.append(recurrent(f"{low}_static_expose_hidden", type_,
+                           dict(seq, **static, **state), "expose_hidden: true", tops=final))
+    # LRCN's captioning shape: words -> Embed -> LSTM -> InnerProduct (axis 2) -> softmax loss
+    c.append(net_case(
+        "lrcn_like", "LSTM",
+        {"words": labels(4, 2, classes=6), "cont": labels(4, 2, classes=2),
+         "target": labels(4, 2, classes=5)},
+        [L("embed", "Embed", "words", "embedded", "embed_param { num_output: 3 input_dim: 6 }"),
+         L("lstm", "LSTM", ["embedded", "cont"], "lstm", "recurrent_param { num_output: 4 }"),
+         L("predict", "InnerProduct", "lstm", "predict",
+           "inner_product_param { num_output: 5 axis: 2 }"),
+         L("loss", "SoftmaxWithLoss", ["predict", "target"], "loss", "softmax_param { axis: 2 }")],
+        backward="loss", force_backward=False))
+    return c
