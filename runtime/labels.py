@@ -1,5 +1,5 @@
 """Labels as class indices, for the layers that index class scores by label (SoftmaxWithLoss,
-Accuracy).
+Accuracy, InfogainLoss, MultinomialLogisticLoss, HingeLoss: ``reads_class_labels = True``).
 
 Caffe only DCHECKs the range, so a release build reads out of bounds on a label past the class
 count. Here such a label is an error that names the layer, the label and the class count:
@@ -19,28 +19,32 @@ from runtime.errors import AllconvError
 NONE_SEEN = 0
 
 
-def class_indices(layer, labels: torch.Tensor, valid: torch.Tensor, classes: int) -> torch.Tensor:
-    """``labels`` (int64) as indices into ``classes`` scores: 0 where not ``valid`` (ignored),
-    out-of-range valid labels refused (see the module docstring)."""
-    bad = valid & ((labels < 0) | (labels >= classes))
+def class_indices(layer, labels: torch.Tensor, classes: int,
+                  valid: torch.Tensor | None = None) -> torch.Tensor:
+    """``labels`` (int64) as indices into ``classes`` scores: 0 where not ``valid`` (ignored
+    labels; None: all valid), out-of-range valid labels refused (see the module docstring)."""
+    bad = (labels < 0) | (labels >= classes)
+    if valid is not None:
+        bad &= valid
     record = getattr(layer, "label_record", None)
     if record is None:
         if bool(bad.any()):
             raise AllconvError(_message(layer, int(labels[bad][0]), classes))
-        return torch.where(valid, labels, 0)
+        return labels if valid is None else torch.where(valid, labels, 0)
     flat = bad.reshape(-1)
     first = labels.reshape(-1).index_select(0, flat.long().argmax().reshape(1))[0]
     seen = flat.any() & (record[0] == NONE_SEEN)
-    record.copy_(torch.where(seen, torch.stack([torch.ones_like(first), first]), record))
-    return torch.where(valid & ~bad, labels, 0)
+    found = torch.stack([torch.ones_like(first), first, torch.full_like(first, classes)])
+    record.copy_(torch.where(seen, found, record))
+    return torch.where(~bad if valid is None else valid & ~bad, labels, 0)
 
 
 def defer_label_checks(net) -> list:
     """Give every label-indexing layer of ``net`` a device record (see the module docstring);
     returns those layers, for `deferred_label_error`."""
-    layers = [layer for layer in net.layers if hasattr(layer, "label_classes")]
+    layers = [layer for layer in net.layers if getattr(layer, "reads_class_labels", False)]
     for layer in layers:
-        layer.label_record = torch.zeros(2, dtype=torch.long, device=net.device)
+        layer.label_record = torch.zeros(3, dtype=torch.long, device=net.device)
     return layers
 
 
@@ -50,9 +54,9 @@ def deferred_label_error(layers) -> AllconvError | None:
     if not layers:
         return None
     records = torch.stack([layer.label_record for layer in layers]).cpu()
-    for layer, (seen, label) in zip(layers, records.tolist()):
+    for layer, (seen, label, classes) in zip(layers, records.tolist()):
         if seen != NONE_SEEN:
-            return AllconvError(_message(layer, label, layer.label_classes))
+            return AllconvError(_message(layer, label, classes))
     return None
 
 

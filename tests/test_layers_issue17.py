@@ -378,6 +378,6 @@ def test_loss_labels_must_be_class_indices(type_, shapes):
     layer = build(layer_text(type_, "", bottoms, ("loss",)), *shapes)
     x = [torch.rand(s) for s in shapes]
     x[1] = torch.tensor([1.0, 3.0])
-    with pytest.raises(AllconvError, match=f"layer 'l' \\({type_}\\): label 3 is not a class "
-                                           "index in \\[0, 3\\)"):
+    with pytest.raises(AllconvError, match=f"layer 'l' \\({type_}\\): label 3 is outside its 3 "
+                                           "classes \\(0 to 2\\)"):
         layer(*x)

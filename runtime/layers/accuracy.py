@@ -16,6 +16,7 @@ from runtime.topk import label_rank
 class Accuracy(Layer):
     num_bottoms = (2, 2)
     num_tops = (1, 2)
+    reads_class_labels = True
 
     def setup(self, bottom_shapes, generator):
         acc = self.param.accuracy_param
@@ -25,7 +26,6 @@ class Accuracy(Layer):
     def reshape(self, bottom_shapes):
         scores, labels = bottom_shapes
         self.axis = canonical_axis(self.param.accuracy_param.axis, len(scores))
-        self.label_classes = scores[self.axis]
         if self.top_k > scores[self.axis]:
             raise AllconvError(f"top_k {self.top_k} exceeds the {scores[self.axis]} classes")
         expected = count(scores, 0, self.axis) * count(scores, self.axis + 1)
@@ -40,7 +40,7 @@ class Accuracy(Layer):
         labels = labels.detach().reshape(outer, -1).long()
         valid = (torch.ones_like(labels, dtype=torch.bool) if self.ignore_label is None
                  else labels != self.ignore_label)
-        labels = class_indices(self, labels, valid, classes)
+        labels = class_indices(self, labels, classes, valid)
         correct = (label_rank(scores, labels) < self.top_k) & valid
         total = valid.sum()
         accuracy = torch.where(total > 0, correct.sum() / total.clamp(min=1), 0.0)

@@ -8,12 +8,14 @@ import torch.nn.functional as F
 
 from runtime.errors import AllconvError
 from runtime.layers import count, register
-from runtime.layers.loss import LossLayer, check_labels
+from runtime.labels import class_indices
+from runtime.layers.loss import LossLayer
 from runtime.proto import pb
 
 
 @register("HingeLoss")
 class HingeLoss(LossLayer):
+    reads_class_labels = True
     def setup(self, bottom_shapes, generator):
         self.l2 = self.param.hinge_loss_param.norm == pb.HingeLossParameter.L2
 
@@ -28,7 +30,7 @@ class HingeLoss(LossLayer):
     def forward(self, scores, labels):
         num = scores.shape[0]
         x = scores.reshape(num, -1)
-        label = check_labels(labels.detach().reshape(-1)[:num].long(), x.shape[1], self.param)
+        label = class_indices(self, labels.detach().reshape(-1)[:num].long(), x.shape[1])
         sign = 1 - 2 * F.one_hot(label, x.shape[1]).to(x.dtype)
         margin = torch.relu(1 + sign * x)
         return (((margin * margin) if self.l2 else margin).sum() / num,)

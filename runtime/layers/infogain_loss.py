@@ -17,7 +17,8 @@ from runtime.caffemodel import blob_to_array, read_binary
 from runtime.errors import AllconvError
 from runtime.layers import canonical_axis, count, register
 from runtime.layers.gradient import with_gradient
-from runtime.layers.loss import LOG_THRESHOLD, LossLayer, check_labels, ignored, normalizer
+from runtime.labels import class_indices
+from runtime.layers.loss import LOG_THRESHOLD, LossLayer, ignored, normalizer
 from runtime.proto import pb
 
 LOG_MIN = math.log(float(torch.tensor(LOG_THRESHOLD, dtype=torch.float32)))
@@ -25,6 +26,7 @@ LOG_MIN = math.log(float(torch.tensor(LOG_THRESHOLD, dtype=torch.float32)))
 
 @register("InfogainLoss")
 class InfogainLoss(LossLayer):
+    reads_class_labels = True
     num_bottoms = (2, 3)
     num_tops = (1, 2)
 
@@ -63,9 +65,7 @@ class InfogainLoss(LossLayer):
         logp = with_gradient(logp.clamp(min=LOG_MIN), logp)
         label = labels.detach().reshape(outer, -1).long()
         skip = ignored(label, self.param.loss_param)
-        if skip is not None:
-            label = torch.where(skip, 0, label)
-        rows = h[check_labels(label, classes, self.param)]
+        rows = h[class_indices(self, label, classes, None if skip is None else ~skip)]
         per_position = -(rows.transpose(1, 2) * logp).sum(1)
         if skip is not None:
             per_position = torch.where(skip, 0, per_position)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from runtime.errors import AllconvError
-from runtime.layers import Layer, describe
+from runtime.layers import Layer
 from runtime.proto import pb
 
 _N = pb.LossParameter
@@ -44,16 +44,6 @@ def ignored(labels: torch.Tensor, loss_param) -> torch.Tensor | None:
     if not loss_param.HasField("ignore_label"):
         return None
     return labels.long() == loss_param.ignore_label
-
-
-def check_labels(labels: torch.Tensor, classes: int, param) -> torch.Tensor:
-    """``labels`` (int64), or an error naming the layer when one is not a class index
-    0 … classes − 1 (Caffe only DCHECKs it, and reads past the blob otherwise)."""
-    bad = (labels < 0) | (labels >= classes)
-    if bool(bad.any()):
-        raise AllconvError(f"{describe(param)}: label {int(labels[bad][0])} is not a class "
-                           f"index in [0, {classes})")
-    return labels
 
 
 class LossLayer(Layer):

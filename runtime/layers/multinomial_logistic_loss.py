@@ -7,11 +7,13 @@ from __future__ import annotations
 from runtime.errors import AllconvError
 from runtime.layers import register
 from runtime.layers.gradient import with_gradient
-from runtime.layers.loss import LOG_THRESHOLD, LossLayer, check_labels
+from runtime.labels import class_indices
+from runtime.layers.loss import LOG_THRESHOLD, LossLayer
 
 
 @register("MultinomialLogisticLoss")
 class MultinomialLogisticLoss(LossLayer):
+    reads_class_labels = True
     def reshape(self, bottom_shapes):
         labels = bottom_shapes[1]
         if len(labels) > 4 or any(d != 1 for d in labels[1:]):
@@ -22,7 +24,7 @@ class MultinomialLogisticLoss(LossLayer):
     def forward(self, prob, labels):
         num = prob.shape[0]
         prob = prob.reshape(num, -1)
-        label = check_labels(labels.detach().reshape(num, 1).long(), prob.shape[1], self.param)
+        label = class_indices(self, labels.detach().reshape(num, 1).long(), prob.shape[1])
         p = prob.gather(1, label)
         clamped = p.clamp(min=LOG_THRESHOLD)
         return (-with_gradient(clamped.log(), p / clamped.detach()).sum() / num,)

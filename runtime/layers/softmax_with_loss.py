@@ -19,6 +19,7 @@ NEG_LOG_FLT_MIN = -math.log(float(torch.finfo(torch.float32).tiny))
 class SoftmaxWithLoss(Layer):
     num_bottoms = (2, 2)
     num_tops = (1, 2)
+    reads_class_labels = True
     is_loss = True
 
     def setup(self, bottom_shapes, generator):
@@ -29,7 +30,6 @@ class SoftmaxWithLoss(Layer):
     def reshape(self, bottom_shapes):
         scores, labels = bottom_shapes
         self.axis = canonical_axis(self.param.softmax_param.axis, len(scores))
-        self.label_classes = scores[self.axis]
         expected = count(scores, 0, self.axis) * count(scores, self.axis + 1)
         if count(labels) != expected:
             raise AllconvError(f"label shape {labels} holds {count(labels)} labels; scores "
@@ -42,7 +42,7 @@ class SoftmaxWithLoss(Layer):
         labels = labels.reshape(outer, -1).long()
         valid = (torch.ones_like(labels, dtype=torch.bool) if self.ignore_label is None
                  else labels != self.ignore_label)
-        index = class_indices(self, labels, valid, classes)
+        index = class_indices(self, labels, classes, valid)
         nll = -logp.gather(1, index.unsqueeze(1)).squeeze(1)
         # Clamp the value like Caffe's max(p, FLT_MIN), but keep Caffe's gradient p − 1.
         nll = nll + (nll.clamp(max=NEG_LOG_FLT_MIN) - nll).detach()
