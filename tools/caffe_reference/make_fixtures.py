@@ -510,9 +510,10 @@ def roundtrip_cases(gen_dir: Path):
 
 
 def layer_cases():
+    import cases_geometry  # noqa: PLC0415 (it imports this module's helpers)
     return (convolution_cases() + pooling_cases() + elementwise_cases() + inner_product_cases()
             + softmax_cases() + softmax_loss_cases() + accuracy_cases() + lrn_cases()
-            + structure_cases())
+            + structure_cases() + cases_geometry.cases())
 
 
 def all_cases(gen_dir: Path):

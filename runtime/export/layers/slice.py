@@ -1,0 +1,19 @@
+"""Slice -> ONNX Split: the runtime's part sizes, or equal parts (which keep a sliced batch
+axis dynamic). Slice points on the batch axis do not export: the batch is dynamic."""
+from __future__ import annotations
+
+from runtime.errors import AllconvError
+from runtime.export.registry import converter
+
+
+@converter("Slice")
+def slice_(graph, layer, bottoms, tops, shapes):
+    if not layer.points:
+        equal = {"num_outputs": len(tops)} if graph.opset >= 18 else {}
+        graph.node("Split", bottoms, tops, name=layer.name, axis=layer.axis, **equal)
+        return
+    if layer.axis == 0:
+        raise AllconvError(f"layer {layer.name!r}: slice_point on the batch axis does not "
+                           "export (the batch is dynamic)")
+    graph.node("Split", [bottoms[0], graph.shape(f"{layer.name}/split", layer.sizes)], tops,
+               name=layer.name, axis=layer.axis)
