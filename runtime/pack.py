@@ -43,7 +43,7 @@ PER_MEMBER = ("Accuracy", "SoftmaxWithLoss")
 _WHY_MIXING = {
     "Concat": "joining blobs would interleave the members' channel blocks",
     "Data": "a Data layer reads one data stream; turn it into an Input layer first "
-            "(harness.train.input_net)",
+            "(as the harness's input_net does)",
     "InnerProduct": "it connects every input channel to every output, which would mix the "
                     "members",
     "Softmax": "a softmax over the channels would mix the members",
@@ -70,20 +70,21 @@ def _blob_shapes(param) -> dict[str, tuple[int, ...]]:
     return {name: blob.shape for name, blob in net.blobs.items()}
 
 
-def _check_packable(layer, shapes) -> None:
-    """Refuse, naming the layer, what acts across channels or on another axis."""
+def _check_type(layer) -> None:
+    """Refuse, naming the layer, what acts across channels (or is not known not to)."""
     if layer.type == "LRN" and layer.lrn_param.norm_region != pb.LRNParameter.WITHIN_CHANNEL:
         raise _refuse(layer, "ACROSS_CHANNELS normalization would mix neighbouring members' "
                              "channels (WITHIN_CHANNEL packs)")
-    if layer.type == "Convolution":
-        axis = canonical_axis(layer.convolution_param.axis, len(shapes[layer.bottom[0]]))
-        if axis != 1:
-            raise _refuse(layer, f"the pack stacks members on axis 1, the convolution's "
-                                 f"channel axis is {axis}")
-    elif layer.type not in PER_CHANNEL:
+    if layer.type not in ("Input", "Convolution") + PER_CHANNEL + PER_MEMBER:
         raise _refuse(layer, _WHY_MIXING.get(layer.type, (
             f"packing maps only Convolution, {', '.join(PER_CHANNEL + PER_MEMBER)} and Input "
             "layers, which keep the members apart")))
+
+
+def _check_axis(layer, axis: int, shape, what: str) -> None:
+    if canonical_axis(axis, len(shape)) != 1:
+        raise _refuse(layer, f"its {what} axis must be the channel axis (1), where the members "
+                             "are stacked")
 
 
 def _pack_input(layer, shapes, labels: set, members: int, packed: set, per_member: set):
@@ -155,6 +156,8 @@ def pack_net(net_param, members: int) -> "pb.NetParameter":
     if members < 1:
         raise AllconvError(f"a pack needs at least one member, got {members}")
     param = filter_net(read_net(net_param))
+    for layer in param.layer:
+        _check_type(layer)
     shapes = _blob_shapes(param)
     labels = {l.bottom[1] for l in param.layer if l.type in PER_MEMBER and len(l.bottom) == 2}
     out = pb.NetParameter()
@@ -165,23 +168,24 @@ def pack_net(net_param, members: int) -> "pb.NetParameter":
     for layer in param.layer:
         if layer.type == "Input":
             out.layer.append(_pack_input(layer, shapes, labels, members, packed, per_member))
-            made += [t for t in out.layer[-1].top if t not in layer.top]
+            made += [member_name(t, k) for t in layer.top if t in labels
+                     for k in range(members)]
             continue
         if layer.type in PER_MEMBER:
             scores, label = layer.bottom[:2] if len(layer.bottom) == 2 else (None, None)
             if scores not in packed or label not in per_member:
                 raise _refuse(layer, "its bottoms must be the packed scores and a label "
                                      "Input top")
-            if canonical_axis(_score_axis(layer), len(shapes[scores])) != 1:
-                raise _refuse(layer, "its class axis must be the channel axis (1), where the "
-                                     "members are stacked")
+            _check_axis(layer, _score_axis(layer), shapes[scores], "class")
             copies = [_slice_layer(scores, members)] if scores not in sliced else []
             copies += _member_layers(layer, members)
             out.layer.extend(copies)
             made += _names(copies)
             sliced.add(scores)
             continue
-        _check_packable(layer, shapes)
+        if layer.type == "Convolution":
+            _check_axis(layer, layer.convolution_param.axis, shapes[layer.bottom[0]],
+                        "convolution")
         outside = [b for b in layer.bottom if b not in packed]
         if outside:
             raise _refuse(layer, f"bottom {outside[0]!r} is not a packed blob (labels are per "
