@@ -218,7 +218,8 @@ SCORE = LOSS.replace('"score"', '"s"')
 
 @pytest.mark.parametrize("body, refused", [
     ('layer { name: "fc" type: "InnerProduct" bottom: "d" top: "s" '
-     'inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }\n', "layer 'fc' (InnerProduct)"),
+     'inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }\n',
+     "layer 'fc' (InnerProduct)"),
     ('layer { name: "norm" type: "LRN" bottom: "d" top: "s" }\n',
      "layer 'norm' (LRN): ACROSS_CHANNELS"),
     ('layer { name: "cat" type: "Concat" bottom: "d" bottom: "d" top: "s" }\n',
