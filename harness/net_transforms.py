@@ -47,3 +47,12 @@ def data_as_input(batches: dict[int, int], sample_shape: tuple[int, ...]) -> Net
                 layer.input_param.shape.add().dim.extend(shape)
         return out
     return transform
+
+
+def input_net(param: pb.NetParameter, phase: int, batch: int,
+              sample_shape: tuple[int, ...]) -> pb.NetParameter:
+    """``param`` for ``phase`` (its state's phase set, which `runtime.pack.pack_net` filters
+    by) with every Data layer an Input layer of ``batch`` samples."""
+    out = transformed(param, [data_as_input({pb.TRAIN: batch, pb.TEST: batch}, sample_shape)])
+    out.state.phase = phase
+    return out

@@ -8,7 +8,7 @@ count. Here such a label is an error that names the layer, the label and the cla
 - or, when a training loop gives the layer a device record (`defer_label_checks`), the label
   is clamped into range before the gather (an out-of-range gather on the GPU asserts on the
   device before any flag could be read) and recorded there, for the loop to read with its
-  other device flags at its next host sync (`deferred_label_error`).
+  other device flags at its next host sync (`label_records`, `deferred_label_error`).
 """
 from __future__ import annotations
 
@@ -48,13 +48,20 @@ def defer_label_checks(net) -> list:
     return layers
 
 
-def deferred_label_error(layers) -> AllconvError | None:
-    """The error for the first out-of-range label the records hold (one host read for all of
-    them), or None."""
+def label_records(layers) -> torch.Tensor:
+    """The layers' records as one (layers, 3) device tensor, for a caller that reads it with
+    its other device values in one host read."""
+    return torch.stack([layer.label_record for layer in layers]).reshape(len(layers), 3)
+
+
+def deferred_label_error(layers, records=None) -> AllconvError | None:
+    """The error for the first out-of-range label the records hold, or None; ``records``:
+    `label_records` already read to the host (default: read them now)."""
     if not layers:
         return None
-    records = torch.stack([layer.label_record for layer in layers]).cpu()
-    for layer, (seen, label, classes) in zip(layers, records.tolist()):
+    if records is None:
+        records = label_records(layers).cpu()
+    for layer, (seen, label, classes) in zip(layers, records.long().tolist()):
         if seen != NONE_SEEN:
             return AllconvError(_message(layer, label, classes))
     return None

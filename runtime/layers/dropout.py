@@ -8,26 +8,45 @@ from runtime.errors import AllconvError
 from runtime.layers import Layer, register
 from runtime.proto import pb
 
+_KEY_STEP = 0x9E3779B97F4A7C15   # the keyed reseed: (seed + iteration · step) mod 2**63
+
 
 @register("Dropout")
 class Dropout(Layer):
     """Masks come from a per-device generator seeded from the net's generator, so a seeded
     net drops the same units every run. Under torch.compile the device's default generator
-    is used instead (compiled graphs cannot take generator objects)."""
+    is used instead (compiled graphs cannot take generator objects).
+
+    ``seeds`` holds one seed, drawn at build time. A packed net (runtime/pack.py) gives the
+    layer one seed per member (`set_member_seeds`): member k's block of channels
+    [k·C/K, (k+1)·C/K) then draws its noise of shape (N, C/K, ...) from generators of its own
+    seed, so its masks are its solo net's, bit for bit, in eager mode."""
 
     def setup(self, bottom_shapes, generator):
         self.ratio = self.param.dropout_param.dropout_ratio
         if not 0 < self.ratio < 1:
             raise AllconvError(f"dropout_ratio must be in (0, 1), got {self.ratio}")
         self.scale = 1.0 / (1.0 - self.ratio)
-        self.seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
+        self.seeds = (int(torch.randint(2**62, (), generator=generator,
+                                        device=generator.device)),)
         self._generators = {}
         self._key = None
 
-    def _generator(self, device) -> torch.Generator:
-        if device not in self._generators:
-            self._generators[device] = torch.Generator(device).manual_seed(self.seed)
-        return self._generators[device]
+    def set_member_seeds(self, seeds) -> None:
+        """Draw the masks of K members, member k with ``seeds[k]`` (its solo layer's seed);
+        the channel axis (1) must split into K blocks. Generators restart from the seeds."""
+        seeds = tuple(int(s) for s in seeds)
+        shape = self.top_shapes[0]
+        if not seeds or (len(seeds) > 1 and (len(shape) < 2 or shape[1] % len(seeds))):
+            raise AllconvError(f"{len(seeds)} member seeds do not split the channels of "
+                               f"shape {shape} into equal blocks")
+        self.seeds, self._generators = seeds, {}
+
+    def _generator(self, member: int, device) -> torch.Generator:
+        key = (member, torch.device(device))
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device).manual_seed(self.seeds[member])
+        return self._generators[key]
 
     def key_masks(self, iteration: int, offset: int, global_batch: int) -> None:
         """Draw the next masks from (seed, iteration) alone, for the whole ``global_batch``,
@@ -36,23 +55,46 @@ class Dropout(Layer):
         generator's history, so a resumed run needs no saved state)."""
         self._key = (int(iteration), int(offset), int(global_batch))
 
-    def _noise(self, x):
-        generator = self._generator(x.device)
+    def _member_noise(self, member: int, shape, like) -> torch.Tensor:
+        generator = self._generator(member, like.device)
         if self._key is None:
-            return torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+            return torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
         iteration, offset, global_batch = self._key
-        generator.manual_seed((self.seed + iteration * 0x9E3779B97F4A7C15) % 2**63)
-        noise = torch.rand((global_batch, *x.shape[1:]), dtype=x.dtype, device=x.device,
+        generator.manual_seed((self.seeds[member] + iteration * _KEY_STEP) % 2**63)
+        noise = torch.rand((global_batch, *shape[1:]), dtype=like.dtype, device=like.device,
                            generator=generator)
-        return noise[offset:offset + len(x)]
+        return noise[offset:offset + shape[0]]
 
-    def rng_state(self) -> dict[str, torch.Tensor]:
-        """{device: generator state} of the mask generators made so far."""
-        return {str(device): g.get_state() for device, g in self._generators.items()}
+    def _noise(self, x):
+        members = len(self.seeds)
+        if members == 1:
+            return self._member_noise(0, x.shape, x)
+        block = (x.shape[0], x.shape[1] // members, *x.shape[2:])
+        return torch.cat([self._member_noise(k, block, x) for k in range(members)], 1)
 
-    def set_rng_state(self, states: dict[str, torch.Tensor]) -> None:
+    def _member(self, member: int | None) -> int:
+        if member is None:
+            if len(self.seeds) > 1:
+                raise AllconvError(f"layer {self.name!r} is packed: its random state is per "
+                                   f"member; give member 0 to {len(self.seeds) - 1}")
+            return 0
+        if not 0 <= member < len(self.seeds):
+            raise AllconvError(f"layer {self.name!r} has no member {member} "
+                               f"({len(self.seeds)} member(s))")
+        return member
+
+    def rng_state(self, member: int | None = None) -> dict[str, torch.Tensor]:
+        """{device: generator state} of the mask generators made so far (of ``member``, for
+        a packed layer: the form of its solo layer's state)."""
+        member = self._member(member)
+        return {str(device): g.get_state() for (k, device), g in self._generators.items()
+                if k == member}
+
+    def set_rng_state(self, states: dict[str, torch.Tensor], member: int | None = None) -> None:
+        """Restore `rng_state` (a solo layer's state restores a member of a pack, and back)."""
+        member = self._member(member)
         for device, state in states.items():
-            self._generator(torch.device(device)).set_state(state)
+            self._generator(member, device).set_state(state)
 
     def forward(self, x):
         if self.phase != pb.TRAIN:

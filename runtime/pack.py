@@ -1,0 +1,308 @@
+"""Packed runs (issue 20): K runs of one net trained as one Caffe net.
+
+A pack keeps each member's computation apart inside Caffe's own terms. Every Convolution gets
+``num_output × K`` and ``group × K``, so member k's output channels [k·O, (k+1)·O) read only its
+input channels; member k's images fill input channels [k·C, (k+1)·C) of each packed input.
+ReLU, Dropout, MAX/AVE pooling, WITHIN_CHANNEL LRN, Eltwise and Split act per channel (or per
+position of same-layout blobs) and stay as they are. Each member has its own label input
+(``label_m<k>``), its own block of the class scores (a Slice of the scores along the channel
+axis into ``<scores>_m<k>``) and its own SoftmaxWithLoss and Accuracy (``loss_m<k>``, ...) with
+the solo layer's loss_weight: the total loss is the members' sum, and the gradient of member
+k's parameters is its own loss's alone. Layers that would mix the members are refused.
+
+Every learnable blob of a pack (Convolution's weights (K·O, C/g, kh, kw) and bias (K·O,)) holds
+its members along axis 0: member k's rows are [k·n, (k+1)·n) with n = rows / K. The same holds
+for state shaped like the parameters (momentum history). Dropout keeps each member's solo seed
+(`Dropout.set_member_seeds`), so its masks are the solo run's, bit for bit, in eager mode.
+
+    param = pack_net(input_net(..., TRAIN, batch, shape), K)   # a NetParameter
+    net = packed_net(solo_param, TRAIN, seeds)                 # weights, seeds from solo nets
+    net.loss(**pack_inputs(net, [{"data": x_k, "label": y_k} for each member k]))
+    write_weights(path, member_weights(net, k, K), net.name)   # member k's .caffemodel
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Mapping, Sequence
+
+import torch
+
+from runtime.errors import AllconvError
+from runtime.layers import canonical_axis, describe
+from runtime.net import Net, filter_net
+from runtime.proto import pb
+from runtime.prototxt import read_net
+
+__all__ = ["member_name", "pack_net", "packed_net", "pack_weights", "pack_seeds",
+           "member_block", "member_weights", "member_state", "pack_state", "pack_inputs"]
+
+# Layers that act on each channel alone (or, Eltwise and Split, on blobs of the same layout).
+PER_CHANNEL = ("Dropout", "Eltwise", "LRN", "Pooling", "ReLU", "Split")
+# Layers that read one member's scores and labels: one copy per member.
+PER_MEMBER = ("Accuracy", "SoftmaxWithLoss")
+_WHY_MIXING = {
+    "Concat": "joining blobs would interleave the members' channel blocks",
+    "Data": "a Data layer reads one data stream; turn it into an Input layer first "
+            "(as the harness's input_net does)",
+    "InnerProduct": "it connects every input channel to every output, which would mix the "
+                    "members",
+    "Softmax": "a softmax over the channels would mix the members",
+}
+
+
+def member_name(name: str, k: int) -> str:
+    """What the pack calls member ``k``'s copy of ``name`` (a label input, a loss layer, its
+    top, a block of the scores): ``<name>_m<k>``."""
+    return f"{name}_m{k}"
+
+
+def _refuse(layer, why: str) -> AllconvError:
+    return AllconvError(f"cannot pack {describe(layer)}: {why}")
+
+
+def _blob_shapes(param) -> dict[str, tuple[int, ...]]:
+    """Every blob's shape in the net of ``param.state``, from the runtime's layers on the meta
+    device (no weights)."""
+    state = param.state
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = Net(param, state.phase, level=state.level, stages=tuple(state.stage), seed=0)
+    return {name: blob.shape for name, blob in net.blobs.items()}
+
+
+def _check_type(layer) -> None:
+    """Refuse, naming the layer, what acts across channels (or is not known not to)."""
+    if layer.type == "LRN" and layer.lrn_param.norm_region != pb.LRNParameter.WITHIN_CHANNEL:
+        raise _refuse(layer, "ACROSS_CHANNELS normalization would mix neighbouring members' "
+                             "channels (WITHIN_CHANNEL packs)")
+    if layer.type not in ("Input", "Convolution") + PER_CHANNEL + PER_MEMBER:
+        raise _refuse(layer, _WHY_MIXING.get(layer.type, (
+            f"packing maps only Convolution, {', '.join(PER_CHANNEL + PER_MEMBER)} and Input "
+            "layers, which keep the members apart")))
+
+
+def _check_axis(layer, axis: int, shape, what: str) -> None:
+    if canonical_axis(axis, len(shape)) != 1:
+        raise _refuse(layer, f"its {what} axis must be the channel axis (1), where the members "
+                             "are stacked")
+
+
+def _pack_input(layer, shapes, labels: set, members: int, packed: set, per_member: set):
+    """The Input layer with each label top repeated per member and each other top's channel
+    axis (1) K times as wide; one explicit shape per top."""
+    out = pb.LayerParameter()
+    out.CopyFrom(layer)
+    del out.top[:]
+    out.input_param.ClearField("shape")
+    for top in layer.top:
+        shape = list(shapes[top])
+        if top in labels:
+            out.top.extend(member_name(top, k) for k in range(members))
+            for _ in range(members):
+                out.input_param.shape.add().dim.extend(shape)
+            per_member.add(top)
+            continue
+        if len(shape) < 2:
+            raise _refuse(layer, f"top {top!r} of shape {tuple(shape)} has no channel axis to "
+                                 "stack the members on, and no loss or accuracy reads it as "
+                                 "labels")
+        shape[1] *= members
+        out.top.append(top)
+        out.input_param.shape.add().dim.extend(shape)
+        packed.add(top)
+    return out
+
+
+def _score_axis(layer) -> int:
+    return (layer.softmax_param.axis if layer.type == "SoftmaxWithLoss"
+            else layer.accuracy_param.axis)
+
+
+def _slice_layer(scores: str, members: int):
+    """Caffe's Slice of ``scores`` along the channel axis into K equal blocks."""
+    layer = pb.LayerParameter(name=f"{scores}_members", type="Slice", bottom=[scores],
+                              top=[member_name(scores, k) for k in range(members)])
+    layer.slice_param.axis = 1
+    return layer
+
+
+def _member_layers(layer, members: int):
+    """One copy of a loss or accuracy layer per member, on its scores block and labels."""
+    for k in range(members):
+        copy = pb.LayerParameter()
+        copy.CopyFrom(layer)
+        copy.name = member_name(layer.name, k)
+        copy.bottom[:] = [member_name(b, k) for b in layer.bottom]
+        copy.top[:] = [member_name(t, k) for t in layer.top]
+        yield copy
+
+
+def _names(layers) -> list[str]:
+    return [n for l in layers for n in (l.name, *l.top)]
+
+
+def pack_net(net_param, members: int) -> "pb.NetParameter":
+    """The NetParameter of the pack of ``members`` copies of ``net_param`` (a NetParameter,
+    path or text whose data comes from Input layers, as `harness.net_transforms.input_net` makes it),
+    for the state it holds (its phase: Caffe's FilterNet is applied first).
+
+    Input tops read as labels (bottom 1 of SoftmaxWithLoss or Accuracy) become one input per
+    member, ``label_m<k>``; every other Input top is K times as wide on axis 1. Each loss or
+    accuracy layer is copied per member (``loss_m<k>``, top ``loss_m<k>``, bottoms
+    ``<scores>_m<k>`` and ``<label>_m<k>``) behind one Slice of its scores
+    (``<scores>_members``). Raises `AllconvError`, naming the layer, for a layer that would mix
+    members (InnerProduct, Concat, ACROSS_CHANNELS LRN, Softmax, any layer not known to keep
+    them apart) and for a name the pack needs that the net already uses."""
+    if members < 1:
+        raise AllconvError(f"a pack needs at least one member, got {members}")
+    param = filter_net(read_net(net_param))
+    for layer in param.layer:
+        _check_type(layer)
+    shapes = _blob_shapes(param)
+    labels = {l.bottom[1] for l in param.layer if l.type in PER_MEMBER and len(l.bottom) == 2}
+    out = pb.NetParameter()
+    out.CopyFrom(param)
+    del out.layer[:]
+    packed, per_member, sliced = set(), set(), set()
+    made = []      # the names the pack makes: they must be new
+    for layer in param.layer:
+        if layer.type == "Input":
+            out.layer.append(_pack_input(layer, shapes, labels, members, packed, per_member))
+            made += [member_name(t, k) for t in layer.top if t in labels
+                     for k in range(members)]
+            continue
+        if layer.type in PER_MEMBER:
+            scores, label = layer.bottom[:2] if len(layer.bottom) == 2 else (None, None)
+            if scores not in packed or label not in per_member:
+                raise _refuse(layer, "its bottoms must be the packed scores and a label "
+                                     "Input top")
+            _check_axis(layer, _score_axis(layer), shapes[scores], "class")
+            copies = [_slice_layer(scores, members)] if scores not in sliced else []
+            copies += _member_layers(layer, members)
+            out.layer.extend(copies)
+            made += _names(copies)
+            sliced.add(scores)
+            continue
+        if layer.type == "Convolution":
+            _check_axis(layer, layer.convolution_param.axis, shapes[layer.bottom[0]],
+                        "convolution")
+        outside = [b for b in layer.bottom if b not in packed]
+        if outside:
+            raise _refuse(layer, f"bottom {outside[0]!r} is not a packed blob (labels are per "
+                                 "member; only loss and accuracy layers may read them)")
+        rewritten = sliced.intersection(layer.top)
+        if rewritten:
+            raise _refuse(layer, f"it rewrites {sorted(rewritten)[0]!r} after the scores were "
+                                 "sliced into the members' blocks")
+        copy = out.layer.add()
+        copy.CopyFrom(layer)
+        if layer.type == "Convolution":
+            copy.convolution_param.num_output *= members
+            copy.convolution_param.group *= members
+        packed.update(layer.top)
+    clash = sorted(set(made) & (set(_names(param.layer)) | set(shapes)))
+    if clash:
+        raise AllconvError(f"cannot pack: the name {clash[0]!r}, which the pack gives a "
+                           "member's copy, is taken in the net")
+    return out
+
+
+def _solo_layers(packed: Net, solos: Sequence[Net]):
+    """(packed layer, [each solo net's layer of that name]) for the packed layers that have
+    blobs or seeds; a solo net missing one is an error."""
+    by_name = [dict(zip(solo.layer_names, solo.layers)) for solo in solos]
+    for layer in packed.layers:
+        if not (len(layer.blobs) or hasattr(layer, "set_member_seeds")):
+            continue
+        missing = [k for k, layers in enumerate(by_name) if layer.name not in layers]
+        if missing:
+            raise AllconvError(f"member {missing[0]}'s net has no layer {layer.name!r}")
+        yield layer, [layers[layer.name] for layers in by_name]
+
+
+def member_block(tensor: torch.Tensor, k: int, members: int) -> torch.Tensor:
+    """Member ``k``'s block of a packed learnable blob, or of a tensor shaped like one: rows
+    [k·n, (k+1)·n) of axis 0, n = rows / members (a view: writes reach the pack)."""
+    rows, left = divmod(tensor.shape[0], members)
+    if left or not 0 <= k < members:
+        raise AllconvError(f"no member {k} of {members} in a blob of shape "
+                           f"{tuple(tensor.shape)}")
+    return tensor.narrow(0, k * rows, rows)
+
+
+def pack_state(per_member: Sequence[Sequence[torch.Tensor]]) -> list[torch.Tensor]:
+    """The packed tensors from each member's list of tensors shaped like its parameters
+    (momentum history: ``CaffeSGD.history()`` order): each the members' tensors along axis 0."""
+    if len({len(tensors) for tensors in per_member}) != 1:
+        raise AllconvError("the members hold different numbers of state tensors")
+    return [torch.cat(blocks, 0) for blocks in zip(*per_member)]
+
+
+def member_state(tensors: Sequence[torch.Tensor], k: int, members: int) -> list[torch.Tensor]:
+    """Member ``k``'s blocks (views) of packed tensors shaped like the parameters."""
+    return [member_block(t, k, members) for t in tensors]
+
+
+def pack_weights(packed: Net, solos: Sequence[Net]) -> None:
+    """Copy member k's learnable blobs from ``solos[k]``, layer by name, into ``packed``."""
+    for layer, sources in _solo_layers(packed, solos):
+        for i, blob in enumerate(layer.blobs):
+            parts = [source.blobs[i].detach() if i < len(source.blobs) else None
+                     for source in sources]
+            for k, part in enumerate(parts):
+                if part is None or part.shape != member_block(blob, k, len(solos)).shape:
+                    raise AllconvError(f"layer {layer.name!r} blob {i}: member {k}'s blob "
+                                       f"{None if part is None else tuple(part.shape)} is not "
+                                       f"a block of the pack's {tuple(blob.shape)}")
+            with torch.no_grad():
+                blob.copy_(torch.cat(parts, 0))
+
+
+def pack_seeds(packed: Net, solos: Sequence[Net]) -> None:
+    """Give every packed Dropout the seeds of ``solos``' layers of its name (member k's masks
+    are then ``solos[k]``'s)."""
+    for layer, sources in _solo_layers(packed, solos):
+        if hasattr(layer, "set_member_seeds"):
+            if any(len(source.seeds) != 1 for source in sources):
+                raise AllconvError(f"layer {layer.name!r}: a member's net is itself a pack")
+            layer.set_member_seeds([source.seeds[0] for source in sources])
+
+
+def member_weights(packed: Net, k: int, members: int) -> list[tuple[str, str, list]]:
+    """Member ``k``'s learnable layers as ``runtime.caffemodel.write_weights`` takes them
+    ((name, type, [arrays])): a .caffemodel its solo net copies from by layer name."""
+    return [(layer.name, layer.type_name,
+             [member_block(b.detach(), k, members).cpu().numpy() for b in layer.blobs])
+            for layer in packed.layers if len(layer.blobs)]
+
+
+def packed_net(net_param, phase: int, seeds: Sequence[int]) -> Net:
+    """The pack of ``len(seeds)`` members of ``net_param`` (see `pack_net`) as a `Net` of
+    ``phase``, member k's weights and Dropout seeds those of ``Net(net_param, phase,
+    seed=seeds[k])`` (the pack's own fillers are overwritten)."""
+    param = read_net(net_param)
+    param.state.phase = phase
+    solos = [Net(param, phase, seed=seed) for seed in seeds]
+    net = Net(pack_net(param, len(seeds)), phase, seed=seeds[0])
+    pack_weights(net, solos)
+    pack_seeds(net, solos)
+    return net
+
+
+def pack_inputs(packed: Net, member_inputs: Sequence[Mapping[str, torch.Tensor]]) -> dict:
+    """The pack's inputs from each member's solo inputs (``{"data": x_k, "label": y_k}``):
+    a label goes to its member's input (``label_m<k>``); other inputs are joined on axis 1
+    (member k's channels [k·C, (k+1)·C))."""
+    members, inputs = len(member_inputs), {}
+    for name in member_inputs[0]:
+        values = [given[name] for given in member_inputs]
+        if member_name(name, 0) in packed.inputs:
+            if (member_name(name, members - 1) not in packed.inputs
+                    or member_name(name, members) in packed.inputs):
+                raise AllconvError(f"inputs of {members} members for a pack of another size")
+            inputs.update((member_name(name, k), v) for k, v in enumerate(values))
+        elif name in packed.inputs:
+            inputs[name] = torch.cat(values, 1)
+        else:
+            raise AllconvError(f"the pack has no input for {name!r} (inputs: {packed.inputs})")
+    return inputs
