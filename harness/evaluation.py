@@ -117,7 +117,8 @@ class Evaluator:
             out = self.net.blob_values(**inputs)
         scores = torch.stack([out[s].float().reshape(len(images), -1) for s in self.scores])
         losses = torch.stack([out[l].float() for l in self.losses]) * len(images)
-        return (losses, *class_counts(scores, labels, self.ks))
+        # an out-of-range label is in the loss layer's record; clamped, it cannot index here
+        return (losses, *class_counts(scores, labels.clamp(0, scores.shape[2] - 1), self.ks))
 
     @torch.no_grad()
     def __call__(self, batches: Iterable, progress: Callable[[int], None] | None = None
