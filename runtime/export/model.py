@@ -116,7 +116,8 @@ def _dims(net, blob: str, axes: dict[str, int], batch) -> list:
     """The blob's shape with ``batch`` on its batch axis (axis 1 of a recurrent layer's
     T × N × … blobs, else 0)."""
     dims = list(net.blobs[blob].shape)
-    dims[axes.get(blob, 0)] = batch
+    if dims:                      # a scalar (a Reduction over every axis) has no batch axis
+        dims[axes.get(blob, 0)] = batch
     return dims
 
 
