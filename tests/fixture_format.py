@@ -40,6 +40,7 @@ FORMAT_VERSION = 1
 FULL_LIMIT = 4096          # arrays up to this many elements are stored whole
 SAMPLE_SIZE = 4096         # else this many deterministic samples (+ sums)
 TINY = 1e-30
+CHUNK = 1 << 22            # values per float64 chunk (make_weight, checksum)
 
 __all__ = [
     "FORMAT_VERSION", "FULL_LIMIT", "SAMPLE_SIZE", "TINY",
@@ -104,7 +105,7 @@ def make_weight(case: str, layer: str, index: int, shape, mode: str = "msra") ->
       * ``zeros``: 0 for every blob
       * a dict: the mode per blob, ``{"<layer>:<index>": mode, "*": mode for the others}``
         (default msra)
-    Drawn in float64 chunks of at most 2**22 values so that huge blobs stay cheap in memory.
+    Drawn in float64 chunks of at most CHUNK values so that huge blobs stay cheap in memory.
     """
     if isinstance(mode, dict):
         mode = mode.get(f"{layer}:{index}", mode.get("*", "msra"))
@@ -118,9 +119,8 @@ def make_weight(case: str, layer: str, index: int, shape, mode: str = "msra") ->
             a = float(np.sqrt(6.0 / fan_in))
         else:
             a = 0.1
-        chunk = 1 << 22
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
+        for start in range(0, n, CHUNK):
+            stop = min(n, start + CHUNK)
             out[start:stop] = r.uniform(-a, a, stop - start)
     elif mode == "normal":
         out[:] = r.standard_normal(n)
@@ -136,9 +136,16 @@ def make_weight(case: str, layer: str, index: int, shape, mode: str = "msra") ->
 
 
 def checksum(a: np.ndarray) -> list:
-    """[sum, sum of squares] in float64: pins regenerated inputs/weights to the fixture's."""
-    a = np.asarray(a, dtype=np.float64)
-    return [float(a.sum()), float((a * a).sum())]
+    """[sum, sum of squares] in float64: pins regenerated inputs/weights to the fixture's.
+    Summed in chunks of CHUNK values, so a huge blob (FCN-8s's 103 M-value fc6) needs no
+    float64 copy of itself."""
+    flat = np.asarray(a).reshape(-1)
+    total = squares = 0.0
+    for start in range(0, flat.size, CHUNK):
+        part = flat[start:start + CHUNK].astype(np.float64)
+        total += float(part.sum())
+        squares += float((part * part).sum())
+    return [total, squares]
 
 
 # ------------------------------------------------------------------------------ sampling

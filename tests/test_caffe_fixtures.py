@@ -686,7 +686,7 @@ def test_fixture_inventory():
     # the reference build: test_layers_issue17.py checks them against BVLC master's formulas
     missing = set(LAYERS) - used - {"Data", "ImageData", "Clip", "Swish"}
     assert not missing, f"layer types without a Caffe fixture: {sorted(missing)}"
-    total = sum(p.stat().st_size for p in FIXTURES.iterdir())
+    total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file())
     assert total < 8 * 2**20, f"tests/fixtures is {total / 2**20:.1f} MiB"
 
 

@@ -3,10 +3,11 @@
 
 Run through ``tools/caffe_reference/make_fixtures.sh``, which calls this script twice:
 
-``make_fixtures.py venv WORKDIR``
+``make_fixtures.py venv WORKDIR [--only SUBSTRING ...]``
     under the project's venv: renders every generated network (train/test and deploy form)
-    and the All-CNN-C solver into WORKDIR/gen/, and saves a ``.caffemodel`` with the
-    runtime's ``Net.save`` (seeded weights) for the runtime -> Caffe round trip.
+    and the All-CNN-C solver into WORKDIR/gen/, and saves ``.caffemodel`` files with the
+    runtime's ``Net.save`` (seeded weights) for the runtime -> Caffe round trip and for the
+    real-world models (WORKDIR/models/, only those ``--only`` selects).
 ``make_fixtures.py caffe WORKDIR OUTDIR [--only SUBSTRING ...]``
     under Debian's ``/usr/bin/python3`` with ``PYTHONPATH=/opt/reference-caffe/python``:
     runs every case in real Caffe (CPU) and writes one ``OUTDIR/<case>.npz`` per case, plus
@@ -47,6 +48,10 @@ installed a stub module stands in for it (``import_caffe``).
 * ``roundtrip_runtime``: Caffe loads a ``.caffemodel`` written by the runtime's ``Net.save``
   and records the outputs; ``roundtrip_caffe``: Caffe writes ``caffe_saved_small.caffemodel``
   (weights from Caffe's own fillers) and records its weights and outputs.
+* ``model``: a real-world model's published prototxt (tests/fixtures/models/, see
+  ``cases_models.py``) with seeded weights from the runtime's ``Net.save`` file; Caffe
+  reshapes its inputs, runs forward and records the blobs the case names (``fwd:``), its
+  layers and every blob's shape.
 """
 from __future__ import annotations
 
@@ -611,15 +616,24 @@ def layer_cases():
             + cases_neurons.cases() + cases_losses.cases() + cases_other.cases())
 
 
+def model_cases():
+    import cases_models
+    return cases_models.cases()
+
+
 def all_cases(gen_dir: Path):
     return (layer_cases() + filler_cases() + solver_cases() + generated_cases(gen_dir)
-            + roundtrip_cases(gen_dir) + data_cases())
+            + roundtrip_cases(gen_dir) + data_cases() + model_cases())
 
 
 # ============================================================================ venv step
 
-def venv_step(work: Path) -> None:
-    """Render the generated nets and save a caffemodel with the runtime (no caffe here);
+def selected(name: str, only: list[str]) -> bool:
+    return not only or any(s in name for s in only)
+
+
+def venv_step(work: Path, only: list[str]) -> None:
+    """Render the generated nets and save caffemodels with the runtime (no caffe here);
     write the data cases' files (h5py)."""
     sys.path.insert(0, str(REPO))
     write_data_case_files(work)
@@ -658,7 +672,51 @@ def venv_step(work: Path) -> None:
                 case["name"], layer, i, tuple(blob.data.shape), case["weight_mode"])))
     net.save(str(work / case["caffemodel"]))
     write_runtime_snapshots(work)
+    write_model_weights(work, only)
     print(f"venv step: rendered {len(table)} networks, saved {case['caffemodel']}")
+
+
+# The reference build reads at most 512 MiB of protobuf per file (its CodedInputStream limit;
+# BVLC Caffe's is 2 GiB), less than FCN-8s's 538 MB of weights: a model's layers are written in
+# files of at most this size, which Caffe copies one after another (CopyTrainedLayersFrom).
+MODEL_PART_BYTES = 450 * 2**20
+
+
+def write_model_weights(work: Path, only: list[str]) -> None:
+    """Each selected real-world model's seeded weights, written in Caffe's .caffemodel format
+    by the runtime's writer (Net.save's) to WORKDIR/models/<case>.<k>.caffemodel."""
+    import torch
+    from google.protobuf import text_format
+    import cases_models
+    from runtime.caffemodel import write_weights
+    from runtime.net import Net
+    from runtime.proto import pb
+
+    folder = work / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    for case in model_cases():
+        if not selected(case["name"], only):
+            continue
+        text = cases_models.apply_edits(cases_models.caffe_text(case, pb, text_format),
+                                        case["runtime_edits"])
+        net = Net(text, pb.TEST)
+        modes = cases_models.weight_modes(case, ((l.name, l.type_name, len(l.blobs))
+                                                 for l in net.layers))
+        for layer in net.layers:
+            for i, blob in enumerate(layer.blobs):
+                blob.data.copy_(torch.from_numpy(ff.make_weight(
+                    case["name"], layer.name, i, tuple(blob.shape), modes)))
+        parts, size = [[]], 0
+        for layer in net.layers:
+            blobs = [b.detach().numpy() for b in layer.blobs]
+            nbytes = sum(b.nbytes for b in blobs)
+            if parts[-1] and size + nbytes > MODEL_PART_BYTES:
+                parts.append([])
+                size = 0
+            parts[-1].append((layer.name, layer.type_name, blobs))
+            size += nbytes
+        for k, part in enumerate(parts, 1):
+            write_weights(folder / f"{case['name']}.{k}.caffemodel", part, net_name=net.name)
 
 
 def write_runtime_snapshots(work: Path) -> None:
@@ -1040,6 +1098,57 @@ class CaffeRunner:
                 arrays.update(ff.encode(f"fwd:{name}", blob.data))
         return {"input_sums": isums, "caffemodel_bytes": model.stat().st_size}, arrays
 
+    def run_model(self, case: dict):
+        import cases_models
+        caffe = self.caffe
+        text = cases_models.caffe_text(case, self.pb, self.text_format)
+        path = self.write_tmp(case["name"] + ".prototxt", text)
+        parts = sorted((self.work / "models").glob(f"{case['name']}.*.caffemodel"))
+        net = caffe.Net(path, caffe.TEST)
+        for part in parts:
+            net.copy_from(str(part))
+        names = list(net._layer_names)
+        modes = cases_models.weight_modes(case, ((n, l.type, len(l.blobs))
+                                                 for n, l in zip(names, net.layers)))
+        wsums, worst = {}, 0.0
+        for layer, blobs in net.params.items():
+            for i, blob in enumerate(blobs):
+                w = ff.make_weight(case["name"], layer, i, blob.data.shape, modes)
+                worst = max(worst, float(np.abs(blob.data - w).max()))
+                wsums[f"{layer}:{i}"] = ff.checksum(w)
+        if worst != 0.0:
+            raise SystemExit(f"{case['name']}: the weights Caffe loaded differ from the "
+                             f"runtime's by {worst}")
+        for name, spec in case["inputs"].items():     # pycaffe's reshape
+            net.blobs[name].reshape(*spec["shape"])
+        net.reshape()
+        isums = self.feed(net, case)
+        net.forward()
+        arrays = {}
+        for name in case["record"]:
+            arrays.update(ff.encode(f"fwd:{name}", net.blobs[name].data, case["sample_size"]))
+        meta = {"input_sums": isums, "weight_sums": wsums, "weight_mode": modes,
+                "source_sha256": cases_models.source_sha256(case),
+                "layers": [[n, l.type] for n, l in zip(names, net.layers)],
+                "blob_shapes": {n: list(b.data.shape) for n, b in net.blobs.items()},
+                "outputs": list(net.outputs),
+                "caffemodel_bytes": [p.stat().st_size for p in parts]}
+        if case["v1_data_as_inputs"]:
+            meta["prototxt"] = text
+            meta["caffe_net"] = self.upgraded_net(net)
+        return meta, arrays
+
+    def upgraded_net(self, net) -> str:
+        """The NetParameter Caffe built (its upgrade of the prototxt, phase filtered, Split
+        layers inserted), as text without blobs: what net.save writes, less the weights."""
+        model = self.tmp / "upgraded.caffemodel"
+        net.save(str(model))
+        param = self.pb.NetParameter()
+        param.ParseFromString(model.read_bytes())
+        for layer in param.layer:
+            del layer.blobs[:]
+        return self.text_format.MessageToString(param)
+
     def run(self, case: dict) -> int:
         fn = getattr(self, "run_" + case["kind"])
         meta, arrays = fn(case)
@@ -1063,13 +1172,18 @@ def caffe_step(work: Path, out: Path, only: list[str]) -> None:
         print(f"WARNING: no files for {missing} (h5py missing in the venv); skipped")
         cases = [c for c in cases if c["name"] not in missing]
     if only:
-        cases = [c for c in cases if any(s in c["name"] for s in only)]
+        cases = [c for c in cases if selected(c["name"], only)]
     else:
         for stale in out.glob("*.npz"):     # only this script's files (they carry a meta)
             with np.load(stale) as z:
                 ours = "meta" in z.files and "format_version" in ff.meta_from_npz(z)
             if ours:
                 stale.unlink()
+    missing = [c["name"] for c in cases if c["kind"] == "model"
+               and not (work / "models" / f"{c['name']}.1.caffemodel").exists()]
+    if missing:
+        print(f"WARNING: no runtime-saved caffemodel for {missing}; skipped")
+        cases = [c for c in cases if c["name"] not in missing]
     total = 0
     for case in cases:
         t = time.perf_counter()
@@ -1085,13 +1199,15 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="step", required=True)
     v = sub.add_parser("venv", help="render nets and save a runtime caffemodel (project venv)")
     v.add_argument("work", type=Path)
+    v.add_argument("--only", nargs="*", default=[], help="only the models whose case name "
+                   "contains one (the other files are always written)")
     c = sub.add_parser("caffe", help="run the cases in real Caffe (Debian python3 + pycaffe)")
     c.add_argument("work", type=Path)
     c.add_argument("out", type=Path)
     c.add_argument("--only", nargs="*", default=[], help="only cases whose name contains one")
     args = ap.parse_args(argv)
     if args.step == "venv":
-        venv_step(args.work)
+        venv_step(args.work, args.only)
     else:
         caffe_step(args.work, args.out, args.only)
     return 0

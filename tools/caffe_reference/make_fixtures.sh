@@ -43,6 +43,6 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/allconv_fixtures.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cd "$repo"
-"$VENV/bin/python" tools/caffe_reference/make_fixtures.py venv "$work"
+"$VENV/bin/python" tools/caffe_reference/make_fixtures.py venv "$work" "$@"
 "${caffe_env[@]}" "$CAFFE_PYTHON" tools/caffe_reference/make_fixtures.py caffe "$work" "$out" "$@"
 du -sh "$out"
