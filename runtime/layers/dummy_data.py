@@ -62,9 +62,10 @@ class DummyData(Layer):
             tops.append(top)
         return tuple(tops)
 
-    def rng_state(self) -> dict:
+    def rng_state(self, member: int | None = None) -> dict:
+        """The refilling generator's state (one for the layer: ``member`` does not split it)."""
         return {"cpu": self.generator.get_state()} if self.generator is not None else {}
 
-    def set_rng_state(self, states: dict) -> None:
+    def set_rng_state(self, states: dict, member: int | None = None) -> None:
         if self.generator is not None and "cpu" in states:
             self.generator.set_state(states["cpu"])
