@@ -438,6 +438,8 @@ def test_run_without_data_reads_the_runs_whitened_copy_and_never_downloads(files
      "--data does nothing with --input"),
     (["top-patches", "--blob", "conv2", "--data", "{d}/data.npz", "--dataset", "cifar100"],
      "--dataset does nothing with --data {d}/data.npz (a .npz source is used as it is)"),
+    (["top-patches", "--blob", "conv2", "--data", "{d}/data.npz", "--split", "train"],
+     "--split does nothing with --data {d}/data.npz"),
     (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--methods", "guided,grad"],
      "argument --methods: 'guided,grad': give one or more of backprop, deconvnet, guided"),
 ])

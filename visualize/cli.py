@@ -144,8 +144,10 @@ def top_patches(args) -> None:
     net = _net(args)
     shape = spatial_blob(net, args.blob)
     chosen = parse_filters(args.filters or f"0-{min(16, shape[1]) - 1}", shape[1])
-    data = load_images(args, args.source, args.split)
-    check_sample(net, data.whitened.shape[1:], f"a {args.split} image of --data")
+    split = args.split or "test"
+    data = load_images(args, args.source, split)
+    images_of = f"images of {args.data}" if is_npz(args.data) else f"{split} images"
+    check_sample(net, data.whitened.shape[1:], f"the {images_of}")
     top = top_units(net, args.blob, data.whitened, chosen, args.k, args.batch_size)
     window = receptive_windows(net)[args.blob]
     cells, signals = [], {m: [] for m in args.methods}
@@ -162,10 +164,12 @@ def top_patches(args) -> None:
                           [pixels] + [shown(crop(s[j], window, yx)) for s in found.values()]))
         print(f"filter {f}: images {images.tolist()}, activations "
               f"{', '.join(f'{v:.3g}' for v in values.tolist())}")
-    grid_figure(args.out, cells, f"{net.name}: the {args.k} {args.split} images with the highest "
+    methods = " and ".join(args.methods) + (" reconstructions" if len(args.methods) > 1
+                                            else " reconstruction")
+    shown_as = "" if data.raw is not None else " (patches: the net's input, rescaled)"
+    grid_figure(args.out, cells, f"{net.name}: the {args.k} {images_of} with the highest "
                 f"activation of each filter of {args.blob}, cropped to the unit's receptive field,"
-                f" beside its {', '.join(args.methods)} reconstruction\n{SCALING}",
-                columns=args.k)
+                f" beside its {methods}{shown_as}\n{SCALING}", columns=args.k)
     _write_npz(args.npy, {**{m: np.stack(s) for m, s in signals.items()},
                           "filters": np.array(chosen), "values": top.values.numpy(),
                           "images": top.images.numpy(), "positions": top.positions.numpy()})
@@ -204,10 +208,12 @@ def check_options_do_something(args, source) -> None:
         if given:
             raise AllconvError(f"--{given[0]} does nothing with --input (the array is used as "
                                "it is)")
-    if args.dataset is not None and is_npz(getattr(args, "data", None)) and (
-            args.command == "top-patches" or args.cifar_index is not None):
-        raise AllconvError(f"--dataset does nothing with --data {args.data} (a .npz source is "
-                           "used as it is)")
+    if is_npz(getattr(args, "data", None)) and (args.command == "top-patches"
+                                                 or args.cifar_index is not None):
+        given = [o for o in ("dataset", "split") if getattr(args, o, None) is not None]
+        if given:
+            raise AllconvError(f"--{given[0]} does nothing with --data {args.data} (a .npz "
+                               "source is used as it is)")
     if args.command == "unit" and args.image is not None and args.data is not None \
             and not source.dataset.whitening:
         raise AllconvError(f"--data does nothing with --image for {source.dataset.name} (the "
@@ -272,8 +278,8 @@ def build_parser() -> Parser:
                    help=f"the reconstructions beside each patch ({', '.join(METHODS)}; "
                         "default guided)")
     t.add_argument("--k", type=_positive, default=10, help="images per filter (default 10)")
-    t.add_argument("--split", choices=("test", "train"), default="test",
-                   help="the dataset split to search (default test)")
+    t.add_argument("--split", choices=("test", "train"),
+                   help="the CIFAR split to search (default test)")
     t.add_argument("--batch-size", type=_positive, default=500,
                    help="images per forward pass (default 500)")
     u.set_defaults(action=unit)
@@ -283,9 +289,12 @@ def build_parser() -> Parser:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value <= 0:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
     return value
 
 

@@ -2,6 +2,7 @@
 top patches (Figure 3). Every reconstruction is shown with one stated display scaling."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +81,12 @@ def grid_figure(path, cells: list[tuple[str, list[np.ndarray]]], title: str,
     plt = pyplot()
     per_cell = max(len(images) for _, images in cells)
     rows = -(-len(cells) // columns)
-    panel, title_band = 0.9, 0.25 + 0.16 * (title.count("\n") + 1)     # inches
-    width, height = panel * columns * per_cell, (panel + 0.2) * rows + title_band
+    panel = 0.9                                                        # inches
+    width = panel * columns * per_cell
+    title = "\n".join(textwrap.fill(line, max(60, int(13 * width)))   # ~13 characters an inch
+                      for line in title.split("\n"))
+    title_band = 0.25 + 0.16 * (title.count("\n") + 1)
+    height = (panel + 0.2) * rows + title_band
     fig, axes = plt.subplots(rows, columns * per_cell, squeeze=False, figsize=(width, height),
                              gridspec_kw=dict(left=0.01, right=0.99, bottom=0.01,
                                               top=1 - title_band / height, wspace=0.08,

@@ -93,8 +93,8 @@ def load_images(args, source: Source, split: str) -> Images:
         return Images(whitened, None)
     dataset = source.dataset
     if dataset.layout != CIFAR_RELEASE or not dataset.whitening:
-        raise AllconvError(f"a dataset's images come from a CIFAR release or a .npz source "
-                           f"(--data X.npz); {dataset.name} is {dataset.layout}")
+        raise AllconvError(f"{dataset.name} is {dataset.layout}, which is not read here: give "
+                           "--data X.npz, a Data-layer source of the net's inputs")
     if source.run is not None and args.data is None:
         entry = source.run.cache_entry()
         if entry is None:
