@@ -77,8 +77,8 @@ def unit(args) -> None:
     chosen = choose_unit(activation, wanted, args.blob)
     value = float(activation[chosen])
     if not math.isfinite(value):
-        raise AllconvError(f"blob {args.blob!r} unit {chosen} is {value} for this input: the "
-                           f"weights {source.weights} hold non-finite values")
+        raise AllconvError(f"blob {args.blob!r} unit {chosen} is {value} for this input: "
+                           f"non-finite weights in {source.weights}, or an overflow")
     nets = [("net as given", net, "", value)]
     notes = []
     if args.switches:
