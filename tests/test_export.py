@@ -578,3 +578,19 @@ def test_options_that_do_nothing_beside_run_are_refused(run_dir, tmp_path, capsy
     assert ("--no-verify does nothing without --with-preprocessing" in
             _bad(tmp_path, ["--run", str(folder), "--no-verify"] + out, capsys))
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_scalar_output_exports_and_is_checked(tmp_path):
+    """A Reduction over every axis gives a 0-d blob: a graph output of no dimensions (the input
+    keeps its dynamic batch), checked against the runtime at batch 1 and 3."""
+    net = Net(_input((2, 3)) + _layer("r", "Reduction", ["data"], ["r"],
+                                      "reduction_param { axis: 0 operation: SUMSQ }"),
+              pb.TEST)
+    assert to_onnx(net, tmp_path / "r.onnx") == {"optimisations off": 0.0,
+                                                  "optimisations on": 0.0}
+    model = onnx.load(tmp_path / "r.onnx")
+    assert len(model.graph.output[0].type.tensor_type.shape.dim) == 0
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    (got,) = check.session(model, check.LEVELS["optimisations on"]).run(None, {"data": x})
+    assert got.shape == () and float(got) == float((x ** 2).sum())
