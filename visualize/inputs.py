@@ -13,7 +13,8 @@ import torch
 from harness.run_folder import RunFolder
 from runtime.cli_support import resolve_device
 from runtime.data import cifar, imagenet
-from runtime.data.datasets import CIFAR_RELEASE, Dataset, dataset_names, get_dataset
+from runtime.data.datasets import (CIFAR_RELEASE, IMAGE_FOLDER, Dataset, dataset_names,
+                                   get_dataset)
 from runtime.data.preprocess import prepared_folder, prepared_images, prepared_whitening
 from runtime.errors import AllconvError
 from runtime.net import Net
@@ -159,8 +160,9 @@ def load_picture(args, net, source: Source) -> Picture:
 
 def _image(args, net, source: Source) -> Picture:
     """--image as the net's training data was prepared: for a whitened dataset the run's
-    GCN+ZCA on an image of the net's input size (another size is refused); for ImageNet any
-    size, resized to 256×256, BGR, the centre crop of the net's input size less the mean."""
+    GCN+ZCA on an image of the net's input size (another size is refused); for an ImageFolder
+    dataset (ImageNet) Caffe's TEST transform of runtime/data/imagenet.py: any size, resized to
+    256×256, BGR, the centre crop of the net's input size less the mean values."""
     dataset, name = source.dataset, Path(args.image).name
     if dataset.whitening:
         pixels = _read_image(args.image)
@@ -169,7 +171,7 @@ def _image(args, net, source: Source) -> Picture:
                      "resizes)")
         return Picture(_whitening(args, source)(pixels[None])[0],
                        np.moveaxis(pixels, 0, -1) / 255.0, name)
-    if dataset.name != "imagenet":
+    if dataset.layout != IMAGE_FOLDER:
         raise AllconvError(f"--image: no preprocessing is known for {dataset.name}")
     c, h, w = net.blobs[input_blob(net)].shape[1:]
     if c != 3 or h != w or h > imagenet.RESIZE:
