@@ -131,7 +131,7 @@ def test_read_run_takes_the_newest_checkpoint(tmp_path):
      "unit (5,) is out of range for blob 'conv2' of shape (5, 4, 4)"),
     (["unit", "--blob", "conv2", "--unit", "1,4,0", "--input", "{d}/x.npy"], "out of range"),
     (["unit", "--blob", "conv2", "--image", "{d}/big.png"],
-     "has shape (3, 9, 8); the net's input blob 'data' takes (3, 8, 8)"),
+     "--image: the cifar10 whitening takes 3×32×32 images, and this net's input is 3×8×8"),
     (["unit", "--blob", "conv2", "--input", "{d}/data.npz"], "not a .npy array"),
     (["unit", "--blob", "conv2"], "give one input"),
     (["top-patches", "--blob", "conv2", "--filters", "7", "--data", "{d}/data.npz"],
@@ -155,23 +155,46 @@ def test_bad_weights_source_is_one_line(tmp_path, capsys):
     assert code == 2 and "not a replicate run folder (no run.json)" in err
 
 
-def test_image_is_whitened_with_the_runs_whitening_and_shown_raw(files, monkeypatch, capsys):
+@pytest.fixture(scope="module")
+def all_c(tmp_path_factory):
+    """All-CNN-C's deploy net (3×32×32 input, filler weights) and a 40×30 picture."""
+    from PIL import Image
+    d = tmp_path_factory.mktemp("all_c")
+    (d / "deploy.prototxt").write_text(ALL_C_DEPLOY)
+    net = Net(ALL_C_DEPLOY, TEST, seed=0)
+    net.save(d / "w.caffemodel")
+    Image.fromarray(np.zeros((40, 30, 3), np.uint8)).save(d / "big.png")
+    return d, net
+
+
+def test_image_is_whitened_with_the_runs_whitening_and_shown_raw(all_c, monkeypatch):
     from PIL import Image
     from runtime.data.preprocess import Whitening
     import visualize.inputs
-    d, net = files
+    d, net = all_c
     rng = np.random.RandomState(3)
-    pixels = rng.randint(0, 256, (8, 8, 3)).astype(np.uint8)
+    pixels = rng.randint(0, 256, (32, 32, 3)).astype(np.uint8)
     Image.fromarray(pixels).save(d / "image.png")
-    whitening = Whitening(rng.randn(192), np.eye(192) + 0.01 * rng.randn(192, 192))
+    whitening = Whitening(rng.randn(3072), np.eye(3072) + 0.01 * rng.randn(3072, 3072))
     monkeypatch.setattr(visualize.inputs, "prepared_whitening", lambda dataset, data: whitening)
     args = visualize.cli.build_parser().parse_args(
         ["unit", "--blob", "conv1", "--image", str(d / "image.png"), "-o", "u.png"])
-    source = visualize.inputs.Source(d / "net.prototxt", d / "net.caffemodel",
+    source = visualize.inputs.Source(d / "deploy.prototxt", d / "w.caffemodel",
                                      get_dataset("cifar10"), None)
     picture = visualize.inputs.load_picture(args, net, source)
     np.testing.assert_array_equal(picture.shown, pixels / 255.0)
     np.testing.assert_allclose(picture.whitened, whitening(np.moveaxis(pixels, -1, 0)[None])[0])
+
+
+def test_image_of_another_size_for_a_cifar_net_is_refused(all_c, capsys):
+    d, _ = all_c
+    code = run_cli(main, "visualize", ["unit", "--prototxt", str(d / "deploy.prototxt"),
+                                       "--weights", str(d / "w.caffemodel"), "--blob", "conv6",
+                                       "--image", str(d / "big.png"), "-o", str(d / "u.png")])
+    assert code == 2 and capsys.readouterr().err == (
+        f"visualize: error: --image {d}/big.png has shape (3, 40, 30); the net's input blob "
+        "'data' takes (3, 32, 32) (C, H, W) (a CIFAR net's image must have its input size; "
+        "only --dataset imagenet resizes)\n")
 
 
 @pytest.mark.parametrize("command", ["unit", "filters", "top-patches"])
@@ -233,6 +256,7 @@ def imagenet_files(tmp_path_factory):
     photo = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
     (d / "val" / "n0001").mkdir(parents=True)
     Image.fromarray(photo).save(d / "val" / "n0001" / "photo.JPEG", quality=90)
+    Image.fromarray(photo[:227, :227]).save(d / "photo227.png")
     (d / "photo.jpg").write_bytes((d / "val" / "n0001" / "photo.JPEG").read_bytes())
     return d
 
@@ -292,10 +316,9 @@ def test_image_for_imagenet_is_shown_in_rgb_and_fed_in_bgr(imagenet_files, tmp_p
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--image", "{d}/photo.jpg", "--data", "{d}"],
-     "--image {d}/photo.jpg has shape (3, 300, 400); the net's input blob 'data' takes "
-     "(3, 227, 227) (C, H, W) (a CIFAR net's image must have its input size; only --dataset "
-     "imagenet resizes)"),
+    (["--image", "{d}/photo227.png", "--data", "{d}"],
+     "--image: the cifar10 whitening takes 3×32×32 images, and this net's input is 3×227×227 "
+     "(for the ImageNet net give --dataset imagenet; any net takes --input X.npy)"),
     (["--dataset", "imagenet", "--image", "{d}/photo.jpg", "--data", "{d}"],
      "--data does nothing with --image for imagenet"),
     (["--dataset", "imagenet", "--cifar-index", "0"],

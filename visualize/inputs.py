@@ -165,6 +165,12 @@ def _image(args, net, source: Source) -> Picture:
     256×256, BGR, the centre crop of the net's input size less the mean values."""
     dataset, name = source.dataset, Path(args.image).name
     if dataset.whitening:
+        shape = tuple(net.blobs[input_blob(net)].shape[1:])
+        if shape != cifar.IMAGE_SHAPE:
+            raise AllconvError(f"--image: the {dataset.name} whitening takes "
+                               f"{'×'.join(map(str, cifar.IMAGE_SHAPE))} images, and this net's "
+                               f"input is {'×'.join(map(str, shape))} (for the ImageNet net give "
+                               "--dataset imagenet; any net takes --input X.npy)")
         pixels = _read_image(args.image)
         check_sample(net, pixels.shape, f"--image {args.image}",
                      " (a CIFAR net's image must have its input size; only --dataset imagenet "
