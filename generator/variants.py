@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from runtime.data import imagenet
 from runtime.errors import AllconvError
 
 # Convolutions of one body stage (kernel sizes), per base model of Table 1. The stage's width
@@ -161,7 +162,7 @@ IMAGENET = Variant(
     layers=dict(convs=IMAGENET_LAYERS), input_size=227, classes=(1000,),
     train_size=1_281_167, test_size=50_000, batch_size=64, test_batch_size=50,
     sources=("data/ilsvrc12_train_lmdb", "data/ilsvrc12_val_lmdb"),
-    transform=Transform(crop_size=227, mirror=True, mean_values=(104, 117, 123)),
+    transform=Transform(crop_size=imagenet.CROP, mirror=True, mean_values=imagenet.MEAN_VALUES),
     schedule=IMAGENET_SCHEDULE,
     notes=("227x227 crops with unpadded strided convs give 55-27-13-6, the paper's 6x6 global "
            "average (the paper's 224 cannot reach 6x6 without extra padding).",))

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from importlib.util import find_spec
@@ -17,6 +18,7 @@ from runtime.caffemodel import read_weights
 from runtime.cli_support import Parser, run_cli
 from runtime.data.datasets import dataset_names, get_dataset
 from runtime.errors import AllconvError
+from runtime.files import check_writable
 from runtime.proto import pb
 
 
@@ -36,6 +38,10 @@ def build_parser() -> Parser:
                         "last snapshot)")
     p.add_argument("-o", "--output", metavar="MODEL.onnx", required=True, type=Path,
                    help="the ONNX file to write (weights inside it, up to protobuf's 2 GB)")
+    p.add_argument("--outputs", metavar="BLOB[,BLOB]", type=_blobs,
+                   help="the blobs the model returns (default: the net's outputs, 'prob' in the "
+                        "generated nets; 'global_pool' gives their N x C scores before the "
+                        "softmax)")
     p.add_argument("--static-batch", type=int, metavar="N",
                    help="fix the batch size (default: a dynamic batch dimension N)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
@@ -55,10 +61,35 @@ def build_parser() -> Parser:
                         f"the model gets (default {names[0]}); with --run the run's own, and no "
                         "other")
     g.add_argument("--no-verify", dest="verify", action="store_false",
-                   help="skip the md5 check of the CIFAR files")
+                   help="skip the md5 check of the CIFAR files (with --with-preprocessing)")
     p.add_argument("--skip-check", action="store_true",
                    help="write without checking against the runtime with onnxruntime")
     return p
+
+
+def _blobs(text: str) -> list[str]:
+    """--outputs: blob names separated by commas."""
+    names = text.split(",")
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: give blob names separated by commas, "
+                                         "like global_pool or conv9,prob")
+    return names
+
+
+def check_options_do_something(args) -> None:
+    """An option that would change nothing beside the others is an error saying so (as
+    gen-prototxt's): --data and --dataset of --prototxt name the preprocessing's dataset and
+    the class names, --run brings its own; --no-verify checks files only a whitening reads."""
+    if args.run is not None and args.data is not None and not args.with_preprocessing:
+        raise AllconvError("--data does nothing with --run without --with-preprocessing (the "
+                           "run names its own classes; --data only rebuilds its whitening)")
+    if args.prototxt is not None and args.dataset is not None and not (
+            args.with_preprocessing or args.data):
+        raise AllconvError(f"--dataset {args.dataset} does nothing without "
+                           "--with-preprocessing or --data (it names their dataset)")
+    if not args.verify and not args.with_preprocessing:
+        raise AllconvError("--no-verify does nothing without --with-preprocessing (no CIFAR "
+                           "file is read)")
 
 
 def load_net(prototxt, weights):
@@ -85,6 +116,8 @@ def require_onnx() -> None:
 def main(argv: list[str] | None = None) -> int:
     require_onnx()
     args = build_parser().parse_args(argv)
+    check_options_do_something(args)
+    check_writable(args.output)
     from runtime.export import check_image_net, to_onnx
     from runtime.data.preprocess import prepared_whitening
     metadata, whitening, classes = {}, None, None
@@ -101,9 +134,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if args.weights is None:
             raise AllconvError("--prototxt needs --weights W.caffemodel (the trained weights)")
-        if args.dataset is not None and not (args.with_preprocessing or args.data):
-            raise AllconvError(f"--dataset {args.dataset} does nothing without "
-                               "--with-preprocessing or --data (it names their dataset)")
         dataset = get_dataset(args.dataset or dataset_names(whitening=True)[0])
         net = load_net(args.prototxt, args.weights)
         variant = _variant(net.name)
@@ -113,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.with_preprocessing or args.data:
             classes = dataset.class_names
     start = time.perf_counter()
-    worst = to_onnx(net, args.output, static_batch=args.static_batch, opset=args.opset,
+    worst = to_onnx(net, args.output, outputs=args.outputs, static_batch=args.static_batch,
+                    opset=args.opset,
                     fp16=args.fp16, whitening=whitening, variant=variant, classes=classes,
                     metadata=metadata, check_model=not args.skip_check)
     checked = ("not checked (--skip-check)" if not worst else "onnxruntime vs runtime, max |diff|: "

@@ -252,16 +252,27 @@ class RunFolder:
                 raise AllconvError(f"{self.path}: the run names no whitening (it trained on data "
                                    "given in memory); give --data with the CIFAR release to use")
             return preprocess.prepared_whitening(self.dataset, data_dir, verify=verify)
+        entry = self.cache_entry()
+        if entry is not None:
+            return preprocess.Whitening.load(entry / "whitening.npz")
         recorded = Path(identity["cache_entry"])
-        for entry in (recorded, preprocess.prepared_root() / recorded.name):
-            if (entry / "whitening.npz").is_file():
-                return preprocess.Whitening.load(entry / "whitening.npz")
         rebuilt = preprocess.prepared_entry(self.dataset, data_dir, verify=verify)
         if rebuilt.name != recorded.name:
             raise AllconvError(f"{self.path}: the run's whitening {recorded} is not in the cache "
                                f"and the CIFAR files found give {rebuilt.name}; give --data "
                                "with the release the run trained on")
         return preprocess.prepared_whitening(self.dataset, data_dir, verify=verify)
+
+    def cache_entry(self) -> Path | None:
+        """The cache folder of the run's whitened dataset on this machine (where run.json
+        says, or under this machine's cache by the same name); None when it is in neither or
+        the run names no whitening."""
+        identity = self.provenance["whitening"]
+        if identity is None:
+            return None
+        recorded = Path(identity["cache_entry"])
+        return next((entry for entry in (recorded, preprocess.prepared_root() / recorded.name)
+                     if (entry / "whitening.npz").is_file()), None)
 
     def export_provenance(self, weights: Path) -> dict:
         """``allconv.provenance`` of an export of ``weights``: commit, seed, test error (of the

@@ -37,6 +37,27 @@ def read_bytes(path: PathLike, what: str) -> bytes:
         raise AllconvError(f"{str(path)!r}: not a usable path: {err}") from None
 
 
+def check_writable(path: PathLike) -> None:
+    """An AllconvError naming ``path`` unless a file can be written there now: its folder
+    exists and takes a new file (probed with an empty temporary file, removed at once), and
+    the path is not a folder. Commands call it for every output before they write any."""
+    target = Path(path)
+    try:
+        if target.is_dir():
+            raise AllconvError(f"{target}: cannot write: it is a folder")
+        if not target.parent.is_dir():
+            raise AllconvError(f"{target}: cannot write: no folder {target.parent}")
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe",
+                                     dir=target.parent)
+    except OSError as err:
+        raise AllconvError(f"{target}: cannot write: {target.parent} takes no new file "
+                           f"({err.strerror or err})") from None
+    except ValueError as err:  # a NUL byte in the path
+        raise AllconvError(f"{str(target)!r}: not a usable path: {err}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 @contextmanager
 def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
     """A binary file that appears at ``path`` (temp file, fsync, rename) only if the block ends

@@ -164,3 +164,29 @@ def test_label_past_the_class_count_is_one_line(workdir, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "layer 'loss' (SoftmaxWithLoss): label 2 is outside its 2 classes (0 to 1)" in err
+
+
+DUMMY_NET = """name: "dummy"
+layer { name: "data" type: "DummyData" top: "data" top: "label"
+  dummy_data_param { shape { dim: 4 dim: 3 dim: 5 dim: 5 } shape { dim: 4 }
+    data_filler { type: "gaussian" std: 1 } data_filler { type: "constant" value: 1 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+  inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+"""
+
+
+def test_snapshots_go_to_the_prefix_relative_to_the_current_folder(workdir):
+    """As in Caffe, snapshot_prefix (like net:) is relative to the folder train runs in, not
+    to the solver file's; a DummyData net's snapshot keeps its refilling generator's state
+    (it raised a TypeError there before)."""
+    (workdir / "conf").mkdir()
+    (workdir / "snaps").mkdir()
+    (workdir / "dummy.prototxt").write_text(DUMMY_NET)
+    (workdir / "conf" / "solver.prototxt").write_text(
+        'net: "dummy.prototxt" base_lr: 0.01 lr_policy: "fixed" max_iter: 3 '
+        'snapshot_prefix: "snaps/run" solver_mode: CPU display: 0')
+    assert main(["train", "-solver", "conf/solver.prototxt"]) == 0
+    assert sorted(p.name for p in (workdir / "snaps").iterdir()) == [
+        "run_iter_3.caffemodel", "run_iter_3.rngstate", "run_iter_3.solverstate"]
+    assert not (workdir / "conf" / "snaps").exists()

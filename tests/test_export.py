@@ -494,3 +494,103 @@ def test_without_onnx_installed_the_command_says_how_to_get_it():
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == ('export-onnx: error: export-onnx needs onnxruntime: pip install -e '
                            '".[onnx]" in the allconv checkout (or pip install onnx onnxruntime)\n')
+
+
+# ----------------------------------------------------------------------------- issue 18
+
+def test_outputs_give_the_scores_before_the_softmax(tmp_path):
+    """--outputs global_pool,prob: the model returns the N×10 scores and the probabilities,
+    each equal to the runtime's blob."""
+    proto, weights = _files(tmp_path, render_net(VARIANTS["all-c"], NetOptions(deploy=True)))
+    out = tmp_path / "m.onnx"
+    assert cli.main(["--prototxt", proto, "--weights", weights, "-o", str(out),
+                     "--outputs", "global_pool,prob"]) == 0
+    model = onnx.load(out)
+    assert [(o.name, [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim])
+            for o in model.graph.output] == [("global_pool", ["N", 10, 1, 1]),
+                                             ("prob", ["N", 10, 1, 1])]
+    images = np.random.default_rng(2).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    scores, prob = check.session(model, check.LEVELS["optimisations on"]).run(
+        None, {"data": images})
+    want = check.run_runtime(cli.load_net(proto, weights), {"data": images})
+    assert np.abs(scores - want["global_pool"]).max() <= 1e-4
+    assert np.abs(prob - want["prob"]).max() <= 1e-6
+    assert not np.allclose(scores, prob)
+
+
+def test_unknown_or_repeated_outputs_are_one_line(tmp_path, capsys):
+    proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"][0])
+    base = ["--prototxt", proto, "--weights", weights, "-o", str(tmp_path / "m.onnx")]
+    net = Net(HAND_NETS["caffenet_like"][0], pb.TEST)
+    assert (f"unknown output blob(s) 'scores' (blobs: {', '.join(net.blobs)})"
+            in _bad(tmp_path, base + ["--outputs", "conv1,scores"], capsys))
+    assert "output blob(s) 'conv1' named more than once" in _bad(
+        tmp_path, base + ["--outputs", "conv1,conv1"], capsys)
+    assert "argument --outputs: 'conv1,': give blob names separated by commas" in _bad(
+        tmp_path, base + ["--outputs", "conv1,"], capsys)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_an_unwritable_output_names_the_users_path_and_is_checked_first(tmp_path, capsys,
+                                                                        monkeypatch):
+    """Before: "/proc/tmp…: No such file or directory", a temporary folder's name."""
+    proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"][0])
+    monkeypatch.setattr(cli, "load_net", lambda *a: pytest.fail("checked before any work"))
+    err = _bad(tmp_path, ["--prototxt", proto, "--weights", weights, "-o", "/proc/o.onnx"],
+               capsys)
+    assert err.startswith("export-onnx: error: /proc/o.onnx: cannot write: /proc takes no new "
+                          "file"), err
+    assert "/proc/tmp" not in err and "/proc/." not in err
+    assert "is a folder" in _bad(tmp_path, ["--prototxt", proto, "--weights", weights, "-o",
+                                            str(tmp_path)], capsys)
+
+
+def test_a_small_model_is_written_directly_and_a_large_one_beside_its_data(tmp_path,
+                                                                          monkeypatch):
+    """Under 2 GB: no temporary folder, one file written atomically. Over it (the limit set to
+    0 here): the model and ``<name>.data`` beside it, checked by onnxruntime from the saved
+    files, no temporary folder left behind."""
+    from runtime.export import model as export_model
+    net = Net(HAND_NETS["caffenet_like"][0], pb.TEST, seed=3)
+    with monkeypatch.context() as mp:
+        mp.setattr(export_model.tempfile, "TemporaryDirectory",
+                   lambda *a, **k: pytest.fail("no temporary folder for a small model"))
+        to_onnx(net, tmp_path / "small.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.onnx"]
+    monkeypatch.setattr(export_model, "PROTOBUF_LIMIT", 0)
+    worst = to_onnx(net, tmp_path / "large.onnx")
+    assert max(worst.values()) <= check.TOL_FP32
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["large.onnx", "large.onnx.data",
+                                                          "small.onnx"]
+    images = np.random.default_rng(0).standard_normal((2, 3, 35, 35)).astype(np.float32)
+    small, large = (check.session(tmp_path / name, check.LEVELS["optimisations off"]).run(
+        None, {"data": images}) for name in ("small.onnx", "large.onnx"))
+    for a, b in zip(small, large):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_options_that_do_nothing_beside_run_are_refused(run_dir, tmp_path, capsys):
+    """Before: --data beside --run without --with-preprocessing did nothing and exited 0."""
+    folder, _, data = run_dir
+    out = ["-o", str(tmp_path / "m.onnx")]
+    assert ("--data does nothing with --run without --with-preprocessing" in
+            _bad(tmp_path, ["--run", str(folder), "--data", str(data)] + out, capsys))
+    assert ("--no-verify does nothing without --with-preprocessing" in
+            _bad(tmp_path, ["--run", str(folder), "--no-verify"] + out, capsys))
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_scalar_output_exports_and_is_checked(tmp_path):
+    """A Reduction over every axis gives a 0-d blob: a graph output of no dimensions (the input
+    keeps its dynamic batch), checked against the runtime at batch 1 and 3."""
+    net = Net(_input((2, 3)) + _layer("r", "Reduction", ["data"], ["r"],
+                                      "reduction_param { axis: 0 operation: SUMSQ }"),
+              pb.TEST)
+    assert to_onnx(net, tmp_path / "r.onnx") == {"optimisations off": 0.0,
+                                                  "optimisations on": 0.0}
+    model = onnx.load(tmp_path / "r.onnx")
+    assert len(model.graph.output[0].type.tensor_type.shape.dim) == 0
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    (got,) = check.session(model, check.LEVELS["optimisations on"]).run(None, {"data": x})
+    assert got.shape == () and float(got) == float((x ** 2).sum())

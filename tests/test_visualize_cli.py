@@ -8,6 +8,8 @@ import torch
 
 from runtime import TEST, Net
 from runtime.cli_support import run_cli
+from runtime.data import cifar, imagenet
+from runtime.data.datasets import get_dataset
 from runtime.data.preprocess import save_npz_source
 from runtime.reconstruction import METHODS, reconstruct, switched_net
 import visualize.cli
@@ -129,7 +131,7 @@ def test_read_run_takes_the_newest_checkpoint(tmp_path):
      "unit (5,) is out of range for blob 'conv2' of shape (5, 4, 4)"),
     (["unit", "--blob", "conv2", "--unit", "1,4,0", "--input", "{d}/x.npy"], "out of range"),
     (["unit", "--blob", "conv2", "--image", "{d}/big.png"],
-     "has shape (3, 9, 8); the net's input blob 'data' takes (3, 8, 8)"),
+     "--image: the cifar10 whitening takes 3×32×32 images, and this net's input is 3×8×8"),
     (["unit", "--blob", "conv2", "--input", "{d}/data.npz"], "not a .npy array"),
     (["unit", "--blob", "conv2"], "give one input"),
     (["top-patches", "--blob", "conv2", "--filters", "7", "--data", "{d}/data.npz"],
@@ -153,21 +155,46 @@ def test_bad_weights_source_is_one_line(tmp_path, capsys):
     assert code == 2 and "not a replicate run folder (no run.json)" in err
 
 
-def test_image_is_whitened_with_the_runs_whitening_and_shown_raw(files, monkeypatch, capsys):
+@pytest.fixture(scope="module")
+def all_c(tmp_path_factory):
+    """All-CNN-C's deploy net (3×32×32 input, filler weights) and a 40×30 picture."""
+    from PIL import Image
+    d = tmp_path_factory.mktemp("all_c")
+    (d / "deploy.prototxt").write_text(ALL_C_DEPLOY)
+    net = Net(ALL_C_DEPLOY, TEST, seed=0)
+    net.save(d / "w.caffemodel")
+    Image.fromarray(np.zeros((40, 30, 3), np.uint8)).save(d / "big.png")
+    return d, net
+
+
+def test_image_is_whitened_with_the_runs_whitening_and_shown_raw(all_c, monkeypatch):
     from PIL import Image
     from runtime.data.preprocess import Whitening
     import visualize.inputs
-    d, net = files
+    d, net = all_c
     rng = np.random.RandomState(3)
-    pixels = rng.randint(0, 256, (8, 8, 3)).astype(np.uint8)
+    pixels = rng.randint(0, 256, (32, 32, 3)).astype(np.uint8)
     Image.fromarray(pixels).save(d / "image.png")
-    whitening = Whitening(rng.randn(192), np.eye(192) + 0.01 * rng.randn(192, 192))
+    whitening = Whitening(rng.randn(3072), np.eye(3072) + 0.01 * rng.randn(3072, 3072))
     monkeypatch.setattr(visualize.inputs, "prepared_whitening", lambda dataset, data: whitening)
     args = visualize.cli.build_parser().parse_args(
         ["unit", "--blob", "conv1", "--image", str(d / "image.png"), "-o", "u.png"])
-    picture = visualize.inputs.load_picture(args, net, "cifar10")
+    source = visualize.inputs.Source(d / "deploy.prototxt", d / "w.caffemodel",
+                                     get_dataset("cifar10"), None)
+    picture = visualize.inputs.load_picture(args, net, source)
     np.testing.assert_array_equal(picture.shown, pixels / 255.0)
     np.testing.assert_allclose(picture.whitened, whitening(np.moveaxis(pixels, -1, 0)[None])[0])
+
+
+def test_image_of_another_size_for_a_cifar_net_is_refused(all_c, capsys):
+    d, _ = all_c
+    code = run_cli(main, "visualize", ["unit", "--prototxt", str(d / "deploy.prototxt"),
+                                       "--weights", str(d / "w.caffemodel"), "--blob", "conv6",
+                                       "--image", str(d / "big.png"), "-o", str(d / "u.png")])
+    assert code == 2 and capsys.readouterr().err == (
+        f"visualize: error: --image {d}/big.png has shape (3, 40, 30); the net's input blob "
+        "'data' takes (3, 32, 32) (C, H, W) (a CIFAR net's image must have its input size; "
+        "only --dataset imagenet resizes)\n")
 
 
 @pytest.mark.parametrize("command", ["unit", "filters", "top-patches"])
@@ -192,8 +219,266 @@ def test_dataset_beside_run_must_be_the_runs(tmp_path, capsys):
     run_folder.RunFolder(tmp_path).write_record({"row": "table3/all-cnn-c"}, run_folder.provenance(
         commit=None, variant="all-c", dataset="cifar10", classes=["a"] * 10, whitening=None),
         deploy=ALL_C_DEPLOY)
-    code = run_cli(main, "visualize", ["filters", "--run", str(tmp_path), "--dataset", "cifar100",
+    code = run_cli(main, "visualize", ["top-patches", "--run", str(tmp_path), "--dataset",
+                                       "cifar100",
                                        "--blob", "conv1", "-o", str(tmp_path / "f.png")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert f"--dataset cifar100 contradicts the run {tmp_path}, which trained on cifar10" in err
+
+
+
+# ----------------------------------------------------------------------------- issue 18
+
+IMAGENET_NET = """
+name: "tiny-imagenet"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 227 dim: 227 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 4 kernel_size: 11 stride: 4
+    weight_filler { type: "gaussian" std: 0.05 } bias_filler { type: "constant" value: 0.1 } } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "conv2" type: "Convolution" bottom: "conv1" top: "conv2"
+  convolution_param { num_output: 3 kernel_size: 3 stride: 2
+    weight_filler { type: "gaussian" std: 0.3 } bias_filler { type: "constant" value: 0.1 } } }
+layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
+"""
+
+
+@pytest.fixture(scope="module")
+def imagenet_files(tmp_path_factory):
+    """A net with the ImageNet net's 3×227×227 input, and a 300×400 photo, also as the one
+    JPEG of an ImageFolder tree's val split."""
+    from PIL import Image
+    d = tmp_path_factory.mktemp("imagenet")
+    (d / "net.prototxt").write_text(IMAGENET_NET)
+    Net(IMAGENET_NET, TEST, seed=0).save(d / "net.caffemodel")
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    (d / "val" / "n0001").mkdir(parents=True)
+    Image.fromarray(photo).save(d / "val" / "n0001" / "photo.JPEG", quality=90)
+    Image.fromarray(photo[:227, :227]).save(d / "photo227.png")
+    (d / "photo.jpg").write_bytes((d / "val" / "n0001" / "photo.JPEG").read_bytes())
+    return d
+
+
+def _imagenet_cli(d, *argv):
+    return run_cli(main, "visualize", ["unit", "--prototxt", str(d / "net.prototxt"), "--weights",
+                                       str(d / "net.caffemodel"), "--device", "cpu", "--blob",
+                                       "conv2", *map(str, argv)])
+
+
+def test_image_for_imagenet_is_the_test_feeds_crop_and_needs_no_cifar(imagenet_files,
+                                                                     monkeypatch, capsys):
+    """--dataset imagenet: any size, prepared exactly as the harness's ImageNet TEST feed
+    (resize to 256×256, BGR, centre 227 crop, less 104/117/123); CIFAR is never touched."""
+    d = imagenet_files
+    monkeypatch.setattr(cifar, "download", lambda *a: pytest.fail("no CIFAR download"))
+    monkeypatch.setattr(cifar, "cache_dir", lambda: pytest.fail("no CIFAR cache"))
+    assert _imagenet_cli(d, "--dataset", "imagenet", "--image", d / "photo.jpg",
+                         "-o", d / "u.png", "--npy", d / "u.npz") == 0
+    assert (d / "u.png").read_bytes()[:4] == b"\x89PNG"
+    args = visualize.cli.build_parser().parse_args(
+        ["unit", "--blob", "conv2", "--image", str(d / "photo.jpg"), "-o", "u.png"])
+    source = visualize.inputs.Source(d / "net.prototxt", d / "net.caffemodel",
+                                     get_dataset("imagenet"), None)
+    net = Net(IMAGENET_NET, TEST, weights=d / "net.caffemodel")
+    picture = visualize.inputs.load_picture(args, net, source)
+    feed = imagenet.ImageNetFeed(imagenet.scan(d, "val"), train=False,
+                                 mean=imagenet.MEAN_VALUES, threads=1)
+    want, _ = feed(1)
+    assert picture.whitened.shape == (3, 227, 227)
+    np.testing.assert_array_equal(picture.whitened, want[0].numpy())
+    with np.load(d / "u.npz") as saved:
+        x = torch.from_numpy(picture.whitened[None])
+        conv2 = net.blob_values(data=x)["conv2"][0].detach()
+        unit = np.unravel_index(int(conv2.argmax()), conv2.shape)
+        np.testing.assert_allclose(saved["guided"], reconstruct(
+            net, "conv2", x, "guided", [tuple(map(int, unit))]).numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_image_for_imagenet_is_shown_in_rgb_and_fed_in_bgr(imagenet_files, tmp_path):
+    from PIL import Image
+    d = imagenet_files
+    pixels = np.zeros((256, 256, 3), np.uint8)
+    pixels[:, :128] = (255, 0, 0)        # red left half
+    pixels[:, 128:] = (0, 0, 255)        # blue right half
+    Image.fromarray(pixels).save(tmp_path / "halves.png")
+    args = visualize.cli.build_parser().parse_args(
+        ["unit", "--blob", "conv2", "--image", str(tmp_path / "halves.png"), "-o", "u.png"])
+    source = visualize.inputs.Source(d / "net.prototxt", d / "net.caffemodel",
+                                     get_dataset("imagenet"), None)
+    picture = visualize.inputs.load_picture(args, Net(IMAGENET_NET, TEST), source)
+    left, right = picture.whitened[:, :, 0], picture.whitened[:, :, -1]    # crop starts at 14
+    assert (left == np.array([[-104], [-117], [255 - 123]])).all()          # B, G, R
+    assert (right == np.array([[255 - 104], [-117], [-123]])).all()
+    np.testing.assert_array_equal(picture.shown[:, 0], [[1.0, 0.0, 0.0]] * 227)
+    np.testing.assert_array_equal(picture.shown[:, -1], [[0.0, 0.0, 1.0]] * 227)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--image", "{d}/photo227.png", "--data", "{d}"],
+     "--image: the cifar10 whitening takes 3×32×32 images, and this net's input is 3×227×227 "
+     "(for the ImageNet net give --dataset imagenet; any net takes --input X.npy)"),
+    (["--dataset", "imagenet", "--image", "{d}/photo.jpg", "--data", "{d}"],
+     "--data does nothing with --image for imagenet"),
+    (["--dataset", "imagenet", "--cifar-index", "0"],
+     "--cifar-index takes a CIFAR test image; imagenet is an ImageFolder tree"),
+    (["--dataset", "imagenet", "--image", "{d}/net.prototxt"], "cannot decode as an image"),
+])
+def test_image_for_the_imagenet_net_bad_input_is_one_line(imagenet_files, capsys, argv,
+                                                          message):
+    """Before: the CIFAR whitening applied to a 227×227 image (RuntimeError, 154587 against
+    3072), or a CIFAR-10 download."""
+    d = imagenet_files
+    code = _imagenet_cli(d, *[a.format(d=d) for a in argv], "-o", d / "bad.png")
+    err = capsys.readouterr().err
+    assert code == 2 and message.format(d=d) in err and err.count("\n") == 1, err
+    assert not (d / "bad.png").exists()
+
+
+def _figure_of(monkeypatch):
+    """Keep the figures that visualize writes, to count their panels."""
+    import visualize.figures
+    figures = []
+    save = visualize.figures._save
+
+    def keep(fig, path):
+        figures.append(fig)
+        save(fig, path)
+    monkeypatch.setattr(visualize.figures, "_save", keep)
+    return figures
+
+
+def test_methods_choose_the_panels_and_arrays(files, monkeypatch):
+    d, net = files
+    figures = _figure_of(monkeypatch)
+    assert cli(files, "unit", "--blob", "conv2", "--methods", "guided,backprop", "--switches",
+               "--input", d / "x.npy", "-o", d / "m.png", "--npy", d / "m.npz") == 0
+    assert len(figures[0].axes) == 2 * 3                    # 2 rows: input, guided, backprop
+    assert [ax.get_title() for ax in figures[0].axes[1:3]] == ["guided", "backprop"]
+    with np.load(d / "m.npz") as saved:
+        assert list(saved) == ["guided", "backprop", "guided_switches", "backprop_switches"]
+    assert cli(files, "top-patches", "--blob", "conv2", "--filters", "0,4", "--k", "3",
+               "--methods", "backprop,guided", "--data", d / "data.npz", "-o", d / "t.png",
+               "--npy", d / "t.npz") == 0
+    visible = [ax for ax in figures[1].axes if ax.axison]
+    assert len(visible) == 2 * 3 * 3                        # 2 filters x 3 images x 3 panels
+    with np.load(d / "t.npz") as saved:
+        assert saved["backprop"].shape == saved["guided"].shape == (2, 3, 3, 8, 8)
+        assert not np.array_equal(saved["backprop"], saved["guided"])
+
+
+SWITCH_NET = """
+name: "switch-dead"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 1 kernel_size: 1 stride: 2
+    weight_filler { type: "constant" value: 1 } bias_filler { type: "constant" value: 0 } } }
+layer { name: "conv2" type: "Convolution" bottom: "conv1" top: "conv2"
+  convolution_param { num_output: 1 kernel_size: 1
+    weight_filler { type: "constant" value: -1 } bias_filler { type: "constant" value: 1 } } }
+layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
+"""
+
+
+def test_grey_panels_with_switches_are_explained(tmp_path, monkeypatch, capsys):
+    """The strided conv samples the zeros at even positions (conv2 = 1 - 0 > 0); the max-pool
+    that replaces it takes the 3s beside them (conv2 = 1 - 3 < 0), so the unit is 0 with
+    switches and backprop and guided pass nothing: the figure and stderr say so."""
+    (tmp_path / "n.prototxt").write_text(SWITCH_NET)
+    Net(SWITCH_NET, TEST, seed=0).save(tmp_path / "n.caffemodel")
+    x = np.ones((1, 3, 8, 8), np.float32)
+    x[..., ::2, ::2] = 0
+    np.save(tmp_path / "x.npy", x)
+    figures = _figure_of(monkeypatch)
+    code = run_cli(main, "visualize", [
+        "unit", "--prototxt", str(tmp_path / "n.prototxt"), "--weights",
+        str(tmp_path / "n.caffemodel"), "--blob", "conv2", "--unit", "0,1,1", "--switches",
+        "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "u.png"), "--npy",
+        str(tmp_path / "u.npz")])
+    out, err = capsys.readouterr()
+    assert code == 0 and "activation 1" in out
+    assert err == ("visualize unit: note: with switches: backprop and guided are 0 everywhere "
+                   "(grey), since the unit's value there is 0 and these rules pass nothing back "
+                   "through a ReLU whose input is not positive\n")
+    with np.load(tmp_path / "u.npz") as saved:
+        assert not saved["backprop_switches"].any() and not saved["guided_switches"].any()
+        assert saved["deconvnet_switches"].any() and saved["backprop"].any()
+    fig = figures[0]
+    assert "with switches: backprop and guided are 0 everywhere" in fig._suptitle.get_text()
+    marked = [i for i, ax in enumerate(fig.axes) if any(t.get_text() == "0 everywhere"
+                                                        for t in ax.texts)]
+    assert marked == [5, 7]                                 # row 2: backprop, guided
+    assert fig.axes[4].get_ylabel() == "with switches\nactivation 0"
+
+
+def test_run_without_data_reads_the_runs_whitened_copy_and_never_downloads(files, tmp_path,
+                                                                           monkeypatch):
+    """--cifar-index with --run and no --data: the run's whitened test set in the cache."""
+    from runtime.data.preprocess import Whitening
+    d, net = files
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(cifar, "download", lambda *a: pytest.fail("no download may be tried"))
+    entry = tmp_path / "cache" / "allconv" / "prepared" / "cifar10-0123"
+    entry.mkdir(parents=True)
+    images = np.random.default_rng(5).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    np.save(entry / "test_images.npy", images)
+    Whitening(np.zeros(192), np.eye(192)).save(entry / "whitening.npz")
+    run = tmp_path / "run"
+    run.mkdir()
+    run_folder.RunFolder(run).write_record({"row": "table3/all-cnn-c"}, run_folder.provenance(
+        commit=None, variant="all-c", dataset="cifar10", classes=["a"] * 10,
+        whitening={"cache_entry": str(entry)}), deploy=NET)
+    (run / "checkpoint_iter_1.caffemodel").write_bytes((d / "net.caffemodel").read_bytes())
+    assert run_cli(main, "visualize", ["unit", "--run", str(run), "--blob", "conv2",
+                                       "--unit", "1", "--cifar-index", "2", "-o",
+                                       str(tmp_path / "u.png"), "--npy",
+                                       str(tmp_path / "u.npz")]) == 0
+    x = torch.from_numpy(images[2:3])
+    conv2 = net.blob_values(data=x)["conv2"][0, 1].detach()
+    y, xx = divmod(int(conv2.argmax()), conv2.shape[1])
+    with np.load(tmp_path / "u.npz") as saved:
+        np.testing.assert_allclose(saved["guided"], reconstruct(
+            net, "conv2", x, "guided", [(1, y, xx)]).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["unit", "--blob", "conv2", "--input", "{d}/nan.npy"],
+     "--input {d}/nan.npy: 2 of its 192 values are not finite (NaN or infinite)"),
+    (["top-patches", "--blob", "conv2", "--data", "{d}/nan.npz"],
+     "{d}/nan.npz: 1 of its 5760 values are not finite"),
+    (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--npy", "{d}/no/x.npz"],
+     "{d}/no/x.npz: cannot write: no folder {d}/no"),
+    (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--npy", "{d}/x.npy"],
+     "--npy {d}/x.npy: the arrays file must end in .npz"),
+    (["filters", "--blob", "conv2", "--filters", "3-1"],
+     "--filters '3-1': the range 3-1 is reversed; write 1-3"),
+    (["filters", "--blob", "conv2", "--dataset", "cifar10"],
+     "unrecognized arguments: --dataset cifar10"),
+    (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--dataset", "cifar10"],
+     "--dataset does nothing with --input (the array is used as it is)"),
+    (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--data", "{d}/data.npz"],
+     "--data does nothing with --input"),
+    (["top-patches", "--blob", "conv2", "--data", "{d}/data.npz", "--dataset", "cifar100"],
+     "--dataset does nothing with --data {d}/data.npz (a .npz source is used as it is)"),
+    (["top-patches", "--blob", "conv2", "--data", "{d}/data.npz", "--split", "train"],
+     "--split does nothing with --data {d}/data.npz"),
+    (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--methods", "guided,grad"],
+     "argument --methods: 'guided,grad': give one or more of backprop, deconvnet, guided"),
+])
+def test_issue_18_bad_input_is_one_line_exit_2_and_writes_nothing(files, capsys, argv, message):
+    """Before: a figure of NaNs ("activation nan", exit 0); the figure written, then exit 2
+    on --npy; "the blob has channels 0-4" for a reversed range; options that did nothing."""
+    d, _ = files
+    x = np.load(d / "x.npy")
+    x[0, 1, 2, 3] = np.nan
+    x[0, 0, 0, 0] = np.inf
+    np.save(d / "nan.npy", x)
+    data = np.random.default_rng(0).standard_normal((30, 3, 8, 8))
+    data[4, 0, 0, 0] = np.nan
+    save_npz_source(d / "nan.npz", data, np.zeros(30))
+    out = d / "never.png"
+    code = cli(files, *[a.format(d=d) for a in argv], "-o", out)
+    err = capsys.readouterr().err
+    assert code == 2 and message.format(d=d) in err and err.count("\n") == 1, err
+    assert not out.exists()

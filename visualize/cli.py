@@ -2,7 +2,11 @@
 and the dataset images that drive each filter hardest (top-patches)."""
 from __future__ import annotations
 
+import argparse
+import math
 import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -10,13 +14,14 @@ import torch
 from runtime.cli_support import Parser, add_device_option, run_cli
 from runtime.data.datasets import dataset_names
 from runtime.errors import AllconvError
+from runtime.files import atomic_writer, check_writable
 from runtime.proto import pb
 from runtime.reconstruction import (METHODS, activations, check_blob, choose_unit, input_blob,
                                     parse_unit, receptive_windows, reconstruct, switched_net,
                                     top_units)
-from visualize.figures import SCALING, check_png, grid_figure, shown, unit_figure
-from visualize.inputs import (check_sample, device_tensor, load_dataset, load_net, load_picture,
-                              rescaled)
+from visualize.figures import SCALING, blank, check_png, grid_figure, shown, unit_figure
+from visualize.inputs import (check_sample, device_tensor, is_npz, load_images, load_net,
+                              load_picture, net_source, rescaled)
 
 FILTER_BATCH = 64
 
@@ -29,7 +34,11 @@ def parse_filters(text: str | None, channels: int) -> list[int]:
     try:
         for part in text.split(","):
             low, _, high = part.partition("-")
-            filters += range(int(low), int(high or low) + 1)
+            low, high = int(low), int(high or low)
+            if high < low:
+                raise AllconvError(f"--filters {text!r}: the range {part} is reversed; write "
+                                   f"{high}-{low}")
+            filters += range(low, high + 1)
     except ValueError:
         raise AllconvError(f"--filters {text!r}: give ranges and numbers, like 0-15 or 0,4,9") \
             from None
@@ -58,37 +67,52 @@ def crop(array: np.ndarray, window, unit_yx) -> np.ndarray:
 
 
 def unit(args) -> None:
-    net, dataset = load_net(args)
+    net = _net(args)
+    source = args.source
     check_blob(net, args.blob)
     wanted = parse_unit(args.unit) if args.unit else None
-    picture = load_picture(args, net, dataset)
+    picture = load_picture(args, net, source)
     x = device_tensor(picture.whitened[None], net)
     activation = activations(net, args.blob, x)[0]
     chosen = choose_unit(activation, wanted, args.blob)
     value = float(activation[chosen])
-    nets = [("net as given", net, "")]
+    if not math.isfinite(value):
+        raise AllconvError(f"blob {args.blob!r} unit {chosen} is {value} for this input: "
+                           f"non-finite weights in {source.weights}, or an overflow")
+    nets = [("net as given", net, "", value)]
     notes = []
     if args.switches:
         switched, notes = switched_net(net)
-        nets.append(("with switches", switched, "_switches"))
-    rows, arrays = [], {}
-    for label, model, suffix in nets:
+        nets.append(("with switches", switched, "_switches",
+                     float(activations(switched, args.blob, x)[0][chosen])))
+    rows, arrays, grey = [], {}, []
+    for label, model, suffix, at in nets:
         signals = {m: reconstruct(model, args.blob, x, m, [chosen]).cpu().numpy()
-                   for m in METHODS}
-        rows.append((label, {m: s[0] for m, s in signals.items()}))
+                   for m in args.methods}
+        rows.append((f"{label}\nactivation {at:.3g}", {m: s[0] for m, s in signals.items()}))
         arrays.update((m + suffix, s) for m, s in signals.items())
+        empty = [m for m, s in signals.items() if blank(s)]
+        if empty:
+            grey.append(f"{label}: {' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} "
+                        f"0 everywhere (grey)" + (
+                            f", since the unit's value there is {at:.3g} and these rules pass "
+                            "nothing back through a ReLU whose input is not positive"
+                            if at <= 0 else ""))
     print(f"blob {args.blob} unit {chosen}: activation {value:.6g}")
     for note in notes:
         print(f"switches: {note}")
+    for note in grey:
+        print(f"visualize unit: note: {note}", file=sys.stderr)
     title = f"{net.name}: blob {args.blob}, unit {chosen} (activation {value:.3g})"
     if notes:
         title += "\nswitches: " + "; ".join(notes)
+    title += "".join(f"\n{textwrap.fill(note, 100)}" for note in grey)
     unit_figure(args.out, picture, rows, title)
     _write_npz(args.npy, arrays)
 
 
 def filters(args) -> None:
-    net, _ = load_net(args)
+    net = _net(args)
     shape = spatial_blob(net, args.blob)
     last = max(i for i, layer in enumerate(net.layers) if args.blob in layer.tops)
     pools = [layer.name for layer in net.layers[:last + 1] if layer.type_name == "Pooling"
@@ -117,62 +141,115 @@ def filters(args) -> None:
 
 
 def top_patches(args) -> None:
-    net, dataset = load_net(args)
+    net = _net(args)
     shape = spatial_blob(net, args.blob)
     chosen = parse_filters(args.filters or f"0-{min(16, shape[1]) - 1}", shape[1])
-    data = load_dataset(args.data, dataset, args.split)
-    check_sample(net, data.whitened.shape[1:], f"a {args.split} image of --data")
+    split = args.split or "test"
+    data = load_images(args, args.source, split)
+    images_of = f"images of {args.data}" if is_npz(args.data) else f"{split} images"
+    check_sample(net, data.whitened.shape[1:], f"the {images_of}")
     top = top_units(net, args.blob, data.whitened, chosen, args.k, args.batch_size)
     window = receptive_windows(net)[args.blob]
-    cells, guided = [], []
+    cells, signals = [], {m: [] for m in args.methods}
     for f, values, images, positions in zip(chosen, *top):
         x = device_tensor(data.whitened[images.numpy()], net)
         units = [(f,) + tuple(int(p) for p in yx) for yx in positions]
-        signals = reconstruct(net, args.blob, x, "guided", units).cpu().numpy()
-        guided.append(signals)
-        for j, (i, yx, signal) in enumerate(zip(images.tolist(), positions.tolist(), signals)):
+        found = {m: reconstruct(net, args.blob, x, m, units).cpu().numpy() for m in args.methods}
+        for m, s in found.items():
+            signals[m].append(s)
+        for j, (i, yx) in enumerate(zip(images.tolist(), positions.tolist())):
             pixels = (np.moveaxis(crop(data.raw[i], window, yx), 0, -1) / 255.0
                       if data.raw is not None else rescaled(crop(data.whitened[i], window, yx)))
             cells.append((f"filter {f}: #{i}" if j == 0 else f"#{i}",
-                          [pixels, shown(crop(signal, window, yx))]))
+                          [pixels] + [shown(crop(s[j], window, yx)) for s in found.values()]))
         print(f"filter {f}: images {images.tolist()}, activations "
               f"{', '.join(f'{v:.3g}' for v in values.tolist())}")
-    grid_figure(args.out, cells, f"{net.name}: the {args.k} {args.split} images with the highest "
+    methods = " and ".join(args.methods) + (" reconstructions" if len(args.methods) > 1
+                                            else " reconstruction")
+    shown_as = "" if data.raw is not None else " (patches: the net's input, rescaled)"
+    grid_figure(args.out, cells, f"{net.name}: the {args.k} {images_of} with the highest "
                 f"activation of each filter of {args.blob}, cropped to the unit's receptive field,"
-                f" beside its guided backpropagation\n{SCALING}", columns=args.k)
-    _write_npz(args.npy, {"guided": np.stack(guided), "filters": np.array(chosen),
-                          "values": top.values.numpy(), "images": top.images.numpy(),
-                          "positions": top.positions.numpy()})
+                f" beside its {methods}{shown_as}\n{SCALING}", columns=args.k)
+    _write_npz(args.npy, {**{m: np.stack(s) for m, s in signals.items()},
+                          "filters": np.array(chosen), "values": top.values.numpy(),
+                          "images": top.images.numpy(), "positions": top.positions.numpy()})
+
+
+def _net(args):
+    """The net of --prototxt/--weights or --run on --device (``args.source``, read by main)."""
+    return load_net(args.source, args.device)
 
 
 def _write_npz(path, arrays: dict) -> None:
+    """The raw arrays to ``path`` (checked writable before anything ran), atomically."""
     if path is None:
         return
-    try:
-        np.savez(path, **arrays)
-    except OSError as err:
-        raise AllconvError(f"cannot write {path}: {err.strerror or err}") from None
+    with atomic_writer(path) as handle:
+        np.savez(handle, **arrays)
     print(f"wrote {path}: {', '.join(arrays)}")
+
+
+def check_outputs(args) -> None:
+    """Every output path can be written, before anything is computed or written."""
+    check_writable(args.out)
+    if args.npy is not None:
+        if Path(args.npy).suffix != ".npz":
+            raise AllconvError(f"--npy {args.npy}: the arrays file must end in .npz")
+        if Path(args.npy).resolve() == Path(args.out).resolve():
+            raise AllconvError(f"--npy and -o name the same file {args.out}")
+        check_writable(args.npy)
+
+
+def check_options_do_something(args, source) -> None:
+    """An option that would change nothing in this command is an error saying so, as in
+    gen-prototxt: --dataset and --data only say how images are prepared."""
+    if args.command == "unit" and args.input is not None:
+        given = [o for o in ("dataset", "data") if getattr(args, o) is not None]
+        if given:
+            raise AllconvError(f"--{given[0]} does nothing with --input (the array is used as "
+                               "it is)")
+    if is_npz(getattr(args, "data", None)) and (args.command == "top-patches"
+                                                 or args.cifar_index is not None):
+        given = [o for o in ("dataset", "split") if getattr(args, o, None) is not None]
+        if given:
+            raise AllconvError(f"--{given[0]} does nothing with --data {args.data} (a .npz "
+                               "source is used as it is)")
+    if args.command == "unit" and args.image is not None and args.data is not None \
+            and not source.dataset.whitening:
+        raise AllconvError(f"--data does nothing with --image for {source.dataset.name} (the "
+                           "image is resized and cropped, less the mean values)")
 
 
 def build_parser() -> Parser:
     p = Parser(prog="visualize", description="Backprop, deconvnet and guided backpropagation "
                "pictures (Springenberg et al. 2015, Section 3.4) for any net the runtime loads.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
-    datasets = dataset_names(whitening=True)
-    u = sub.add_parser("unit", help="one unit's reconstruction by each method (Figures 4-6)")
-    f = sub.add_parser("filters", help="deconvnet reconstruction of each filter's centre unit, "
-                                       "without an image (Figure 2)")
-    t = sub.add_parser("top-patches", help="the k images that drive each filter hardest, "
-                                           "beside their guided reconstructions (Figure 3)")
+    u = sub.add_parser(
+        "unit", help="one unit's reconstruction by each method (Figures 4-6)",
+        description="Reconstruct one unit of a blob back to the input, from one input, by "
+                    "each method (Figures 4-6); --switches adds the net whose stride-2 convs "
+                    "are stride 1 + max-pooling (Figure 5).")
+    f = sub.add_parser(
+        "filters", help="deconvnet reconstruction of each filter's centre unit, without an "
+                        "image (Figure 2)",
+        description="For each filter of a blob, the deconvnet reconstruction of its centre "
+                    "unit with no image, cropped to its receptive field (Figure 2).")
+    t = sub.add_parser(
+        "top-patches", help="the k images that drive each filter hardest, beside their "
+                            "guided reconstructions (Figure 3)",
+        description="One pass over a dataset finds, for each filter of a blob, the k images "
+                    "whose strongest unit of it is highest; each is shown cropped to that "
+                    "unit's receptive field beside its reconstruction (Figure 3).")
     for s in (u, f, t):
         g = s.add_argument_group("net")
         g.add_argument("--prototxt", help="net prototxt (an Input layer, or Data layers)")
         g.add_argument("--weights", help=".caffemodel for --prototxt")
         g.add_argument("--run", help="a replicate run folder: its net and newest checkpoint")
-        g.add_argument("--dataset", choices=datasets,
-                       help=f"whose whitening --image and --data get with --prototxt "
-                            f"(default {datasets[0]}); --run knows its own and takes no other")
+        if s is not f:     # filters reads no image: a --dataset there is refused by argparse
+            g.add_argument("--dataset", choices=dataset_names(),
+                           help="with --prototxt, how images are prepared: cifar10/cifar100 "
+                                "the paper's GCN+ZCA (default cifar10), imagenet Caffe's ImageNet "
+                                "test transform; --run knows its own and takes no other")
         add_device_option(g, "cpu, cuda or cuda:N (default: cuda when available)")
         s.add_argument("--blob", required=True, help="a blob as Caffe names it (a layer's top)")
         s.add_argument("-o", "--out", required=True, type=_png, help="the figure, .png")
@@ -181,28 +258,53 @@ def build_parser() -> Parser:
                                   "blob's strongest unit")
     u.add_argument("--switches", action="store_true",
                    help="add a row for the net whose stride-2 convs are stride 1 + max-pool")
+    u.add_argument("--methods", type=_methods, default=list(METHODS), metavar="M[,M]",
+                   help=f"the reconstructions to draw, in this order ({', '.join(METHODS)}; "
+                        "default all three)")
     u.add_argument("--input", help="X.npy, an array of the input blob's shape, used as given")
-    u.add_argument("--image", help="a PNG/JPG of the input's size, whitened like the run's data")
+    u.add_argument("--image", help="a PNG/JPG prepared as the net's data: for a CIFAR net "
+                                   "whitened with the run's GCN+ZCA, and it must have the net's "
+                                   "input size (another is refused); with --dataset imagenet any "
+                                   "size, resized to 256x256, BGR, the centre 227x227 (the net's "
+                                   "input) less the mean values 104, 117, 123")
     u.add_argument("--cifar-index", type=int, metavar="I", help="test image I of --data")
     for s in (u, t):
-        s.add_argument("--data", help="CIFAR folder (whitened as the harness does) or a .npz "
+        s.add_argument("--data", help="CIFAR folder (whitened as the harness does; default: "
+                                      "with --run its whitened copy in the cache) or a .npz "
                                       "Data-layer source (used as it is)")
-    for s in (f, t):
-        s.add_argument("--filters", help="0-15, 3,7 or a mix (default: all; top-patches: the first 16)")
-    t.add_argument("--k", type=int, default=10, help="images per filter (default 10)")
-    t.add_argument("--split", choices=("test", "train"), default="test")
-    t.add_argument("--batch-size", type=_positive, default=500, help="images per forward pass")
+    f.add_argument("--filters", help="0-15, 3,7 or a mix (default: all)")
+    t.add_argument("--filters", help="0-15, 3,7 or a mix (default: the first 16)")
+    t.add_argument("--methods", type=_methods, default=["guided"], metavar="M[,M]",
+                   help=f"the reconstructions beside each patch ({', '.join(METHODS)}; "
+                        "default guided)")
+    t.add_argument("--k", type=_positive, default=10, help="images per filter (default 10)")
+    t.add_argument("--split", choices=("test", "train"),
+                   help="the CIFAR split to search (default test)")
+    t.add_argument("--batch-size", type=_positive, default=500,
+                   help="images per forward pass (default 500)")
     u.set_defaults(action=unit)
-    f.set_defaults(action=filters)
+    f.set_defaults(action=filters, dataset=None)
     t.set_defaults(action=top_patches)
     return p
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value <= 0:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
     return value
+
+
+def _methods(text: str) -> list[str]:
+    """--methods: method names separated by commas, each once."""
+    methods = text.split(",")
+    if not methods or any(m not in METHODS for m in methods) or len(set(methods)) < len(methods):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more of {', '.join(METHODS)}, "
+                                         "each once, separated by commas")
+    return methods
 
 
 def _png(text: str) -> str:
@@ -212,6 +314,9 @@ def _png(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_outputs(args)
+    args.source = net_source(args)
+    check_options_do_something(args, args.source)
     args.action(args)
     return 0
 

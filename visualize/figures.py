@@ -2,12 +2,14 @@
 top patches (Figure 3). Every reconstruction is shown with one stated display scaling."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from generator.draw import pyplot
 from runtime.errors import AllconvError
+from runtime.files import atomic_writer
 
 SCALING = "reconstructions: 0.5 + 0.5·r / max|r| per panel (0 is grey)"
 
@@ -30,11 +32,11 @@ def _panel(ax, image, title=None, fontsize=8):
 
 
 def _save(fig, path) -> None:
+    """The figure as a PNG at ``path``, written atomically."""
     plt = pyplot()
     try:
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-    except OSError as err:
-        raise AllconvError(f"cannot write {path}: {err.strerror or err}") from None
+        with atomic_writer(path) as handle:
+            fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
 
@@ -44,18 +46,27 @@ def check_png(path) -> None:
         raise AllconvError(f"-o {path}: the figure must end in .png")
 
 
+def blank(signal: np.ndarray) -> bool:
+    """A reconstruction that is 0 everywhere: its panel is uniformly grey."""
+    return not np.any(signal)
+
+
 def unit_figure(path, picture, rows: list[tuple[str, dict]], title: str) -> None:
     """The input, then one reconstruction per method; one row per net (``rows``: label and
-    ``{method: (C, H, W)}``)."""
+    ``{method: (C, H, W)}``). A reconstruction that is 0 everywhere says so on its panel."""
     plt = pyplot()
     methods = list(rows[0][1])
     fig, axes = plt.subplots(len(rows), len(methods) + 1, squeeze=False,
-                             figsize=(2.0 * (len(methods) + 1), 1.9 * len(rows) + 0.9))
+                             figsize=(2.0 * (len(methods) + 1), 1.9 * len(rows) + 0.9
+                                      + 0.15 * title.count("\n")))
     for r, (label, signals) in enumerate(rows):
         _panel(axes[r, 0], picture.shown, picture.caption if r == 0 else None)
         axes[r, 0].set_ylabel(label, fontsize=8)
         for c, method in enumerate(methods, 1):
             _panel(axes[r, c], shown(signals[method]), method if r == 0 else None)
+            if blank(signals[method]):
+                axes[r, c].text(0.5, 0.5, "0 everywhere", ha="center", va="center",
+                                fontsize=8, transform=axes[r, c].transAxes)
     fig.suptitle(f"{title}\n{SCALING}", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
@@ -70,8 +81,12 @@ def grid_figure(path, cells: list[tuple[str, list[np.ndarray]]], title: str,
     plt = pyplot()
     per_cell = max(len(images) for _, images in cells)
     rows = -(-len(cells) // columns)
-    panel, title_band = 0.9, 0.25 + 0.16 * (title.count("\n") + 1)     # inches
-    width, height = panel * columns * per_cell, (panel + 0.2) * rows + title_band
+    panel = 0.9                                                        # inches
+    width = panel * columns * per_cell
+    title = "\n".join(textwrap.fill(line, max(60, int(13 * width)))   # ~13 characters an inch
+                      for line in title.split("\n"))
+    title_band = 0.25 + 0.16 * (title.count("\n") + 1)
+    height = (panel + 0.2) * rows + title_band
     fig, axes = plt.subplots(rows, columns * per_cell, squeeze=False, figsize=(width, height),
                              gridspec_kw=dict(left=0.01, right=0.99, bottom=0.01,
                                               top=1 - title_band / height, wspace=0.08,

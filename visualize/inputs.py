@@ -1,4 +1,6 @@
-"""What `visualize` reads: the net and its weights, the dataset, and the image to explain."""
+"""What `visualize` reads: the net and its weights, the dataset, and the image to explain, each
+prepared as the net was trained: the run's GCN+ZCA for CIFAR nets, Caffe's ImageNet test
+transform (runtime/data/imagenet.py) for an ImageNet net."""
 from __future__ import annotations
 
 import warnings
@@ -10,18 +12,19 @@ import torch
 
 from harness.run_folder import RunFolder
 from runtime.cli_support import resolve_device
-from runtime.data import get_dataset, prepared_cifar
-from runtime.data.datasets import dataset_names
-from runtime.data.preprocess import prepared_whitening
+from runtime.data import cifar, imagenet
+from runtime.data.datasets import (CIFAR_RELEASE, IMAGE_FOLDER, Dataset, dataset_names,
+                                   get_dataset)
+from runtime.data.preprocess import prepared_folder, prepared_images, prepared_whitening
 from runtime.errors import AllconvError
 from runtime.net import Net
 from runtime.proto import pb
 from runtime.reconstruction import input_blob
 
 
-class Dataset(NamedTuple):
+class Images(NamedTuple):
     whitened: np.ndarray          # (N, C, H, W) float32: what the net sees
-    raw: np.ndarray | None        # (N, C, H, W) uint8 pixels, or None for a .npz source
+    raw: np.ndarray | None        # (N, C, H, W) uint8 pixels, or None (a .npz source)
 
 
 class Picture(NamedTuple):
@@ -30,51 +33,89 @@ class Picture(NamedTuple):
     caption: str
 
 
-def load_net(args) -> tuple[Net, str]:
-    """The TEST-phase net with weights from --prototxt/--weights or --run, on --device, and its
-    dataset's registry name (--run: the run's; --prototxt: --dataset, by default the first
-    whitened one)."""
+class Source(NamedTuple):
+    """Where the net comes from: its prototxt and weights, its dataset's registry entry (the
+    run's; --dataset, by default the first whitened one, with --prototxt), and the run."""
+
+    prototxt: str | Path
+    weights: str | Path
+    dataset: Dataset
+    run: RunFolder | None
+
+
+def net_source(args) -> Source:
+    """--prototxt/--weights or --run, read but not yet loaded."""
     if args.run is not None:
         if args.prototxt or args.weights:
             raise AllconvError("give --run or --prototxt/--weights, not both")
         run = RunFolder.read(args.run)
         run.check_dataset(args.dataset)
-        prototxt, weights, dataset = run.deploy(), run.weights(), run.dataset
-    elif args.prototxt and args.weights:
-        prototxt, weights = args.prototxt, args.weights
-        dataset = args.dataset or dataset_names(whitening=True)[0]
-    else:
-        raise AllconvError("the weights: give --prototxt NET --weights W.caffemodel, or --run DIR")
+        return Source(run.deploy(), run.weights(), get_dataset(run.dataset), run)
+    if args.prototxt and args.weights:
+        name = args.dataset or dataset_names(whitening=True)[0]
+        return Source(args.prototxt, args.weights, get_dataset(name), None)
+    raise AllconvError("the weights: give --prototxt NET --weights W.caffemodel, or --run DIR")
+
+
+def load_net(source: Source, device: str | None) -> Net:
+    """The TEST-phase net with the source's weights, on ``device`` (see resolve_device)."""
     with warnings.catch_warnings():    # fillers are overwritten by the weights
         warnings.simplefilter("ignore")
-        net = Net(prototxt, pb.TEST, weights=weights, seed=0)
-    return net.to(resolve_device(args.device)), dataset
+        net = Net(source.prototxt, pb.TEST, weights=source.weights, seed=0)
+    return net.to(resolve_device(device))
 
 
-def load_dataset(data, dataset: str, split: str) -> Dataset:
-    """A .npz Data-layer source as it is, or a CIFAR folder (None: the cache) GCN+ZCA-whitened
-    as the harness trains on it, with its raw pixels."""
-    if data is not None and Path(data).suffix == ".npz":
+def is_npz(data) -> bool:
+    return data is not None and Path(data).suffix == ".npz"
+
+
+def check_finite(array: np.ndarray, what: str) -> None:
+    """Non-finite input values would give a figure of NaNs: refused."""
+    bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise AllconvError(f"{what}: {bad} of its {np.size(array)} values are not finite "
+                           "(NaN or infinite)")
+
+
+def load_images(args, source: Source, split: str) -> Images:
+    """--data as a .npz Data-layer source (used as it is), or the source's CIFAR dataset
+    GCN+ZCA-whitened as the harness trains on it: from --data DIR, else (with --run) the run's
+    whitened copy in the cache, else the cache's CIFAR files (downloaded when absent)."""
+    if is_npz(args.data):
         try:
-            with np.load(data) as f:
+            with np.load(args.data) as f:
                 whitened = f["data"].astype(np.float32)
         except (OSError, ValueError, KeyError) as err:
-            raise AllconvError(f"{data}: not a .npz source with a 'data' array ({err})") from None
+            raise AllconvError(f"{args.data}: not a .npz source with a 'data' array ({err})") \
+                from None
         if whitened.ndim != 4 or not len(whitened):
-            raise AllconvError(f"{data}: 'data' must be (N, C, H, W), got {whitened.shape}")
-        return Dataset(whitened, None)
-    prepared = prepared_cifar(dataset, data)
-    raw, _ = get_dataset(dataset).load(split, data)
-    return Dataset(getattr(prepared, f"{split}_images"), raw)
+            raise AllconvError(f"{args.data}: 'data' must be (N, C, H, W), got {whitened.shape}")
+        check_finite(whitened, args.data)
+        return Images(whitened, None)
+    dataset = source.dataset
+    if dataset.layout != CIFAR_RELEASE or not dataset.whitening:
+        raise AllconvError(f"{dataset.name} is {dataset.layout}, which is not read here: give "
+                           "--data X.npz, a Data-layer source of the net's inputs")
+    if source.run is not None and args.data is None:
+        entry = source.run.cache_entry()
+        if entry is None:
+            raise AllconvError(f"{source.run.path}: the run's whitened {dataset.name} is not in "
+                               "this machine's cache; give --data with the CIFAR release")
+        in_cache = cifar.search_release(dataset.releases, split, cifar.cache_dir())
+        raw = dataset.load(split)[0] if in_cache else None    # never a download here
+    else:
+        entry = prepared_folder(dataset.name, args.data)
+        raw = dataset.load(split, args.data)[0]
+    return Images(prepared_images(entry, split), raw)
 
 
-def check_sample(net, shape, what: str) -> None:
+def check_sample(net, shape, what: str, hint: str = "") -> None:
     """An input sample (C, H, W) must fit the net's input blob."""
     blob = input_blob(net)
     want = tuple(net.blobs[blob].shape[1:])
     if tuple(shape) != want:
         raise AllconvError(f"{what} has shape {tuple(shape)}; the net's input blob {blob!r} "
-                           f"takes {want} (C, H, W)")
+                           f"takes {want} (C, H, W){hint}")
 
 
 def rescaled(array: np.ndarray) -> np.ndarray:
@@ -83,7 +124,7 @@ def rescaled(array: np.ndarray) -> np.ndarray:
     return np.moveaxis((array - low) / (high - low if high > low else 1.0), 0, -1)
 
 
-def load_picture(args, net, dataset: str) -> Picture:
+def load_picture(args, net, source: Source) -> Picture:
     """The input from --input X.npy, --image FILE or --cifar-index I (with --data or --run)."""
     given = [o for o in ("input", "image", "cifar_index") if getattr(args, o) is not None]
     if len(given) != 1:
@@ -98,24 +139,55 @@ def load_picture(args, net, dataset: str) -> Picture:
         array = array.astype(np.float32)
         array = array[0] if array.ndim == 4 and len(array) == 1 else array
         check_sample(net, array.shape, f"--input {args.input}")
+        check_finite(array, f"--input {args.input}")
         return Picture(array, rescaled(array), f"{Path(args.input).name} (rescaled)")
     if args.image is not None:
-        pixels = _read_image(args.image)
-        check_sample(net, pixels.shape, f"--image {args.image}")
-        whitening = _image_whitening(args, dataset)
-        return Picture(whitening(pixels[None])[0], np.moveaxis(pixels, 0, -1) / 255.0,
-                       Path(args.image).name)
-    data = load_dataset(args.data, dataset, "test")
+        return _image(args, net, source)
+    if source.dataset.layout != CIFAR_RELEASE:
+        raise AllconvError(f"--cifar-index takes a CIFAR test image; {source.dataset.name} is "
+                           f"{source.dataset.layout}: give --image FILE or --input X.npy")
+    data = load_images(args, source, "test")
     index = args.cifar_index
     if not 0 <= index < len(data.whitened):
         raise AllconvError(f"--cifar-index {index} is out of range: the test set has "
                            f"{len(data.whitened)} images")
     check_sample(net, data.whitened.shape[1:], f"test image {index}")
+    whitened = np.array(data.whitened[index])
     if data.raw is None:
-        return Picture(data.whitened[index], rescaled(data.whitened[index]),
-                       f"test image {index} (rescaled)")
-    return Picture(data.whitened[index], np.moveaxis(data.raw[index], 0, -1) / 255.0,
-                   f"test image {index}")
+        return Picture(whitened, rescaled(whitened), f"test image {index} (rescaled)")
+    return Picture(whitened, np.moveaxis(data.raw[index], 0, -1) / 255.0, f"test image {index}")
+
+
+def _image(args, net, source: Source) -> Picture:
+    """--image as the net's training data was prepared: for a whitened dataset the run's
+    GCN+ZCA on an image of the net's input size (another size is refused); for an ImageFolder
+    dataset (ImageNet) Caffe's TEST transform of runtime/data/imagenet.py: any size, resized to
+    256×256, BGR, the centre crop of the net's input size less the mean values."""
+    dataset, name = source.dataset, Path(args.image).name
+    if dataset.whitening:
+        shape = tuple(net.blobs[input_blob(net)].shape[1:])
+        if shape != cifar.IMAGE_SHAPE:
+            raise AllconvError(f"--image: the {dataset.name} whitening takes "
+                               f"{'×'.join(map(str, cifar.IMAGE_SHAPE))} images, and this net's "
+                               f"input is {'×'.join(map(str, shape))} (for the ImageNet net give "
+                               "--dataset imagenet; any net takes --input X.npy)")
+        pixels = _read_image(args.image)
+        check_sample(net, pixels.shape, f"--image {args.image}",
+                     " (a CIFAR net's image must have its input size; only --dataset imagenet "
+                     "resizes)")
+        return Picture(_whitening(args, source)(pixels[None])[0],
+                       np.moveaxis(pixels, 0, -1) / 255.0, name)
+    if dataset.layout != IMAGE_FOLDER:
+        raise AllconvError(f"--image: no preprocessing is known for {dataset.name}")
+    c, h, w = net.blobs[input_blob(net)].shape[1:]
+    if c != 3 or h != w or h > imagenet.RESIZE:
+        raise AllconvError(f"--image with --dataset imagenet takes a 3×S×S crop of the "
+                           f"{imagenet.RESIZE}×{imagenet.RESIZE} image (S ≤ {imagenet.RESIZE}); "
+                           f"the net's input is {c}×{h}×{w}")
+    x = imagenet.test_image(args.image, imagenet.MEAN_VALUES, crop=h).numpy()
+    bgr = x + np.asarray(imagenet.MEAN_VALUES, np.float32)[:, None, None]
+    return Picture(x, np.moveaxis(bgr[::-1], 0, -1) / 255.0,
+                   f"{name} ({imagenet.RESIZE}², centre {h}²)")
 
 
 def _read_image(path) -> np.ndarray:
@@ -124,18 +196,20 @@ def _read_image(path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.moveaxis(np.asarray(image.convert("RGB")), -1, 0)
-    except UnidentifiedImageError:
-        raise AllconvError(f"{path}: not an image file PIL can read") from None
+    except FileNotFoundError:
+        raise AllconvError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise AllconvError(f"{path}: not an image file PIL can read ({err})") from None
 
 
 def device_tensor(array: np.ndarray, net) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32, device=net.device)
 
 
-def _image_whitening(args, dataset: str):
+def _whitening(args, source: Source):
     """--image's GCN+ZCA: the one the run recorded, or the one fitted on --data's CIFAR."""
-    if args.data is not None and Path(args.data).suffix == ".npz":
+    if is_npz(args.data):
         raise AllconvError("--image needs the run's whitening: --data a CIFAR folder, or --run")
-    if args.run is not None:
-        return RunFolder.read(args.run).whitening(args.data)
-    return prepared_whitening(dataset, args.data)
+    if source.run is not None:
+        return source.run.whitening(args.data)
+    return prepared_whitening(source.dataset.name, args.data)

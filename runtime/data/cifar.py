@@ -29,6 +29,7 @@ from runtime.errors import AllconvError
 
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
 SPLITS = ("train", "test")
+IMAGE_SHAPE = (3, 32, 32)      # C, H, W of every CIFAR image
 
 # (md5 or None, size in bytes) of every official file. Sources: the dataset page
 # (archive md5s), ../shared/data/README.md (CIFAR-10 binary members), torchvision's
@@ -250,7 +251,7 @@ def _read_binary(release: Release, path: Path) -> tuple[np.ndarray, np.ndarray]:
                            f"are not a whole number of {record}-byte records")
     raw = raw.reshape(-1, record)
     labels = raw[:, label_bytes - 1].astype(np.int64)
-    return raw[:, label_bytes:].reshape(-1, 3, 32, 32), labels
+    return raw[:, label_bytes:].reshape(-1, *IMAGE_SHAPE), labels
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -282,7 +283,7 @@ def _read_pickle(release: Release, path: Path) -> tuple[np.ndarray, np.ndarray]:
             or len(labels) != len(data):
         raise AllconvError(f"{path} is not a {release.dirname} file: data {data.dtype} "
                            f"{data.shape} with {len(labels)} labels, expected uint8 (N, 3072)")
-    return data.reshape(-1, 3, 32, 32), labels
+    return data.reshape(-1, *IMAGE_SHAPE), labels
 
 
 def _where(release: Release, split: str, root: Path) -> str:

@@ -32,6 +32,7 @@ SPLITS = ("train", "val")
 EXTENSIONS = (".jpeg", ".jpg")
 CROP = 227
 RESIZE = 256
+MEAN_VALUES = (104, 117, 123)   # B, G, R: the generated ImageNet net's mean_value
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,36 @@ def draw_crops(n: int, size: int, train: bool, generator: torch.Generator | None
     return transform.draw_crops(n, (size, size), (crop, crop), train, train, generator)
 
 
+def mean_tensor(mean, device="cpu") -> torch.Tensor:
+    """Per-channel values (3,) as (3, 1, 1), or a mean image (3, 256, 256), float32, BGR."""
+    mean = torch.as_tensor(mean, dtype=torch.float32).to(device)
+    if mean.shape not in ((3,), (3, RESIZE, RESIZE)):
+        raise AllconvError(f"mean must be 3 channel values or a (3, {RESIZE}, {RESIZE}) "
+                           f"image, not shape {tuple(mean.shape)}")
+    return mean[:, None, None] if mean.ndim == 1 else mean
+
+
+def transformed(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor,
+                mean: torch.Tensor, crop: int = CROP) -> torch.Tensor:
+    """DataTransformer on stored images (N, 3, 256, 256): the crops and mirrors, less the
+    mean (`mean_tensor`; an image is read at each crop's place), float32."""
+    if mean.shape[-1] != 1:
+        mean = crop_mirror(mean.expand(len(images), -1, -1, -1), offsets, flips, crop)
+    return crop_mirror(images, offsets, flips, crop).float().sub_(mean)
+
+
+def test_image(path: str | os.PathLike, mean=MEAN_VALUES, crop: int = CROP,
+               resize_mode: str = "square") -> torch.Tensor:
+    """One image file (any size) as the TEST feed gives it, float32 (3, crop, crop) on the
+    CPU: decoded, resized to 256 x 256 in BGR, the centre crop less ``mean``."""
+    path = Path(path)
+    with ThreadPoolExecutor(1) as pool:
+        (image,) = jpeg.decode(jpeg.read_files([path], pool), [path], "cpu", pool)
+    offsets, flips = draw_crops(1, RESIZE, False, None, crop)
+    return transformed(jpeg.resize(image, RESIZE, resize_mode)[None], offsets, flips,
+                       mean_tensor(mean), crop)[0]
+
+
 class ImageNetFeed:
     """Batches (float32 (N, 3, 227, 227), float labels) from one split, on ``device``.
 
@@ -134,12 +165,7 @@ class ImageNetFeed:
     def __init__(self, folder: Folder, train: bool, mean: torch.Tensor, device="cpu",
                  seed: int = 0, threads: int = 8, resize_mode: str = "square"):
         self.folder, self.train, self.device = folder, train, torch.device(device)
-        self.mean = torch.as_tensor(mean, dtype=torch.float32).to(self.device)
-        if self.mean.shape not in ((3,), (3, RESIZE, RESIZE)):
-            raise AllconvError(f"mean must be 3 channel values or a (3, {RESIZE}, {RESIZE}) "
-                               f"image, not shape {tuple(self.mean.shape)}")
-        if self.mean.ndim == 1:
-            self.mean = self.mean[:, None, None]
+        self.mean = mean_tensor(mean, self.device)
         self.resize_mode = resize_mode
         self.sample_shape = (3, CROP, CROP)
         self.generator = torch.Generator(self.device).manual_seed(seed)
@@ -156,9 +182,7 @@ class ImageNetFeed:
         index, offsets, flips = index[part], offsets[part], flips[part]
         offsets, flips = offsets.to(self.device), flips.to(self.device)
         images = load_batch(self.folder, index, self.device, self.pool, self.resize_mode)
-        mean = self.mean if self.mean.shape[-1] == 1 else crop_mirror(
-            self.mean.expand(len(index), -1, -1, -1), offsets, flips)
-        data = crop_mirror(images, offsets, flips).float().sub_(mean)
+        data = transformed(images, offsets, flips, self.mean)
         return data, self.folder.labels[index].float().to(self.device)
 
     def rewind(self) -> None:

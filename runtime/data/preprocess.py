@@ -180,13 +180,26 @@ def prepared_cifar(name: str, data_dir=None, cache_dir=None, device=None,
     return Prepared(**arrays, whitening=Whitening.load(entry / "whitening.npz"))
 
 
-def prepared_whitening(name: str, data_dir=None, cache_dir=None, device=None,
-                       verify: bool = True) -> Whitening:
-    """The Whitening of ``prepared_cifar``, from its cache entry (made first when absent)."""
+def prepared_images(entry: Path, split: str) -> np.ndarray:
+    """The whitened float32 images (N, 3, 32, 32) of ``split`` ('train' or 'test') in the
+    cache entry ``entry`` (a folder ``prepared_cifar`` filled), memory-mapped."""
+    return np.load(Path(entry) / f"{split}_images.npy", mmap_mode="r")
+
+
+def prepared_folder(name: str, data_dir=None, cache_dir=None, device=None,
+                    verify: bool = True) -> Path:
+    """The cache entry of ``prepared_cifar`` (made first when absent)."""
     entry = prepared_entry(name, data_dir, cache_dir, verify)
     if not entry.is_dir():
         prepared_cifar(name, data_dir, cache_dir, device, verify)
-    return Whitening.load(entry / "whitening.npz")
+    return entry
+
+
+def prepared_whitening(name: str, data_dir=None, cache_dir=None, device=None,
+                       verify: bool = True) -> Whitening:
+    """The Whitening of ``prepared_cifar``, from its cache entry (made first when absent)."""
+    return Whitening.load(prepared_folder(name, data_dir, cache_dir, device, verify)
+                          / "whitening.npz")
 
 
 def save_npz_source(path, data, labels) -> None:

@@ -33,8 +33,8 @@ def tolerance(reference: np.ndarray, fp16: bool) -> float:
 def largest_difference(got: np.ndarray, reference: np.ndarray) -> float:
     """max |got − reference|; NaN in both at a position counts as equal (Caffe's AVE gives
     0/0 for a window of zero width), NaN in one of them as a difference of NaN."""
-    diff = np.abs(got.astype(np.float32) - reference)
-    diff[np.isnan(got) & np.isnan(reference)] = 0
+    diff = np.atleast_1d(np.abs(got.astype(np.float32) - reference))    # 0-d: a scalar blob
+    diff[np.atleast_1d(np.isnan(got) & np.isnan(reference))] = 0
     return float(diff.max()) if diff.size else 0.0
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from runtime.errors import AllconvError
 from runtime.export import check, preprocessing
 from runtime.export.builder import GraphBuilder
 from runtime.export.walker import add_net, batch_axes, needed_layers, used_inputs
-from runtime.files import atomic_write_bytes
+from runtime.files import atomic_write_bytes, check_writable
 from runtime.proto import pb
 
 MIN_OPSET, DEFAULT_OPSET = 17, 18
@@ -41,23 +40,20 @@ def to_onnx(net, path, *, outputs=None, static_batch: int | None = None,
     BatchNormalization (False: one node group per layer).
     Returns the largest onnxruntime difference per optimisation level (empty when unchecked).
     """
+    check_writable(path)
     model, values = build_model(net, outputs=outputs, static_batch=static_batch, opset=opset,
                                 fp16=fp16, whitening=whitening, variant=variant, classes=classes,
                                 metadata=metadata, fuse_batchnorm=fuse_batchnorm)
-    large = model.ByteSize() > PROTOBUF_LIMIT
-    with tempfile.TemporaryDirectory(dir=_writable_parent(path)) as tmp:
-        source = Path(tmp) / Path(path).name if large else None
-        if large:
-            _save_external(model, source)
-        worst = {}
-        if check_model:
-            worst = check.validate(model, net, _net_inputs(net, whitening), values, fp16,
-                                   static_batch, source)
-        if large:
-            for part in Path(tmp).iterdir():
-                shutil.move(part, Path(path).parent / part.name)
-        else:
-            atomic_write_bytes(path, model.SerializeToString())
+
+    def validate(source=None) -> dict[str, float]:
+        if not check_model:
+            return {}
+        return check.validate(model, net, _net_inputs(net, whitening), values, fp16,
+                              static_batch, source)
+    if model.ByteSize() > PROTOBUF_LIMIT:
+        return _write_external(model, Path(path), validate)
+    worst = validate()
+    atomic_write_bytes(path, model.SerializeToString())
     return worst
 
 
@@ -75,6 +71,9 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
     if static_batch is not None and static_batch <= 0:
         raise AllconvError(f"the static batch must be positive, not {static_batch}")
     outputs = list(outputs or net.outputs)
+    twice = sorted({o for o in outputs if outputs.count(o) > 1})
+    if twice:
+        raise AllconvError(f"output blob(s) {', '.join(map(repr, twice))} named more than once")
     names = used_inputs(net, outputs)
     if not names:
         raise AllconvError("the net has no Input layer that its outputs depend on: export a "
@@ -114,7 +113,7 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
 
 def _dims(net, blob: str, axes: dict[str, int], batch) -> list:
     """The blob's shape with ``batch`` on its batch axis (axis 1 of a recurrent layer's
-    T × N × … blobs, else 0)."""
+    T × N × … blobs, else 0); a 0-d blob (a Reduction over every axis) has none."""
     dims = list(net.blobs[blob].shape)
     if dims:                      # a scalar (a Reduction over every axis) has no batch axis
         dims[axes.get(blob, 0)] = batch
@@ -137,14 +136,18 @@ def _net_inputs(net, whitening):
         feeds[preprocessing.IMAGE].transpose(0, 3, 1, 2), device="cpu")}
 
 
-def _writable_parent(path) -> str:
-    parent = Path(path).resolve().parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise AllconvError(f"{path}: cannot write: its folder does not exist or is not writable")
-    return str(parent)
-
-
-def _save_external(model: onnx.ModelProto, path: Path) -> None:
-    """A model over protobuf's 2 GB: the weights go to ``<name>.data`` beside it."""
-    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=f"{path.name}.data")
+def _write_external(model: onnx.ModelProto, path: Path, validate) -> dict[str, float]:
+    """A model over protobuf's 2 GB: saved with its weights in ``<name>.data`` to a temporary
+    folder beside ``path`` (onnxruntime checks it from there: ``validate(saved file)``), then
+    both files moved beside ``path``; errors name ``path``."""
+    try:
+        with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
+            source = Path(tmp) / path.name
+            onnx.save_model(model, str(source), save_as_external_data=True,
+                            all_tensors_to_one_file=True, location=f"{path.name}.data")
+            worst = validate(source)
+            for part in sorted(Path(tmp).iterdir(), key=lambda p: p == source):  # data first
+                os.replace(part, path.parent / part.name)
+    except OSError as err:
+        raise AllconvError(f"{path}: cannot write: {err.strerror or err}") from None
+    return worst

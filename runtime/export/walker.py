@@ -16,7 +16,8 @@ def needed_layers(net, outputs) -> list:
     """The layers the blobs ``outputs`` depend on, in the net's order."""
     unknown = [o for o in outputs if o not in net.blobs]
     if unknown:
-        raise AllconvError(f"unknown output blob(s) {unknown} (blobs: {', '.join(net.blobs)})")
+        raise AllconvError(f"unknown output blob(s) {', '.join(map(repr, unknown))} (blobs: "
+                           f"{', '.join(net.blobs)})")
     wanted, kept = set(outputs), []
     for layer in reversed(net.layers):
         if wanted & set(layer.tops):
