@@ -115,7 +115,7 @@ def _dims(net, blob: str, axes: dict[str, int], batch) -> list:
     """The blob's shape with ``batch`` on its batch axis (axis 1 of a recurrent layer's
     T × N × … blobs, else 0); a 0-d blob (a Reduction over every axis) has none."""
     dims = list(net.blobs[blob].shape)
-    if dims:                      # a scalar (a Reduction over every axis) has no batch axis
+    if dims:
         dims[axes.get(blob, 0)] = batch
     return dims
 
