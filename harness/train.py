@@ -1,25 +1,32 @@
-"""One training run: a reproduction row at one learning rate, in a loop the harness owns.
+"""Training runs: a reproduction row at one (lr, seed), or a pack of K such runs of one row
+trained as one net (issue 20), in a loop the harness owns.
 
-The generator renders the row's net and solver, each parsed once. The net's NetParameter goes
-through the run's transforms (harness/net_transforms.py: its Data layers become Input layers,
-which the loop feeds), and one TRAIN `Net` and an evaluation net of the TEST phase sharing its
-weights are built from the result; `CaffeSGD` and the `CaffeLR` schedule come from the solver,
-and the feed is the loop's own. The rendered texts go to the run folder as they are
-(harness/run_folder.py). The loop is airbench-style: the whitened dataset stays on the device,
-batches are drawn and augmented there, and the host reads the device only every few seconds
-(for the progress bar and the non-finite-loss flag, which every iteration updates on the
-device) and at evaluations. Under torchrun each process trains its slice of the global batch
-(see runtime/distributed.py). Checkpoints, at every ``checkpoint_every``-th evaluation and at
-the end, are Caffe's snapshot (.caffemodel, .solverstate) plus the loop's own .rngstate (the
-feed's order and position and the generators, by name), each written atomically.
+The generator renders the row's net once and each run's solver, each parsed once. The net's
+NetParameter goes through the run's transforms (harness/net_transforms.py: its Data layers
+become Input layers, which the loop feeds); a pack of K > 1 runs is then `runtime.pack`'s
+packed net, whose member k starts from the weights and Dropout seeds of the solo ``Net(seed_k)``
+and reads its own `TrainFeed(seed_k)`. One TRAIN `Net`, a TEST net sharing its weights,
+`CaffeSGD` (one rate per member) under the `CaffeLR` schedule (each member's base lr), and the
+feeds make the run. A member whose loss becomes NaN or infinite stops alone: its update becomes
+zero on the device at once, its folder ends with a diverged event, the others go on.
+
+Each member writes its own run folder in the solo format (harness/run_folder.py): run.json
+with its own lr and seed, the rendered texts, metrics.jsonl, and checkpoints (its slice of the
+weights, momentum and random state, at every ``checkpoint_every``-th evaluation, at the end,
+on Ctrl-C and before ``deadline``), so a member resumes, exports and visualizes as a solo run.
+
+The loop is airbench-style: the dataset stays on the device, batches are drawn and augmented
+there, and the host reads the device only every few seconds and at evaluations
+(harness/loop.py); the step (harness/step.py) is one CUDA graph with --cuda-graphs.
+Under torchrun each process trains its slice of the global batch (runtime/distributed.py).
 """
 from __future__ import annotations
 
 import re
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import torch
 
@@ -28,30 +35,39 @@ from runtime.distributed import SINGLE, Ranks
 from harness import run_folder
 from harness.datasets import Data, ImageFolders, check_trainable, row_data
 from harness import datasets
-from harness.loop import DeferredInterrupt, Loop, Progress
-from harness.metrics import class_metrics, plot_curves
+from harness.evaluation import Evaluator
+from harness.loop import DeferredInterrupt, Diverged, Loop, Progress
+from harness.metrics import plot_curves
 from harness.net_transforms import NetTransform, data_as_input, transformed
 from harness.pipelines import PIPELINES
 from harness.report import git_commit
 from harness.run_folder import RunFolder
 from harness.specs import Spec
+from harness.step import TrainStep
 from runtime import TEST, TRAIN, snapshot
 from runtime.cli_support import resolve_device
 from runtime.errors import AllconvError
+from runtime.labels import defer_label_checks
 from runtime.lr_policy import CaffeLR
 from runtime.net import Net
 from runtime.optim import CaffeSGD
+from runtime.optim.base import fp32
+from runtime.pack import Member, pack_inputs, pack_net, packed_net
+from runtime.proto import pb
 from runtime.rng import net_rng_state, set_net_rng_state
-from runtime.topk import topk_errors
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 EVAL_BATCH = 500        # test images per forward at 32x32; fewer for larger inputs, same pixels
 STATE_FORMAT = "allconv-harness-state-1"
+LR_FROM = ("spec", "grid", "--lr")   # how a run's lr was chosen (run.json's provenance)
+MEMBER_FIELDS = ("lr", "seed", "lr_from")   # what may differ between the runs of a pack
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run a row; ``epochs`` below the spec's length makes a smoke run."""
+    """How to run a row; ``epochs`` below the spec's length makes a smoke run. ``lr_from``
+    records how the lr was chosen; ``deadline`` is a `time.monotonic()` time by which the run
+    stops at a checkpoint."""
 
     lr: float
     epochs: float | None = None
@@ -64,6 +80,7 @@ class RunOptions:
     verify: bool = True
     resume: bool = False
     time_limit: float | None = None
+    deadline: float | None = None
     compile: bool = False
     cuda_graphs: bool = False
     channels_last: bool = False
@@ -72,6 +89,7 @@ class RunOptions:
     batch_per_process: bool = False
     batch_size: int | None = None
     eval_limit: int | None = None
+    lr_from: str = "spec"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -106,22 +124,52 @@ def device_name(device: torch.device) -> str:
 
 class Prototxt(NamedTuple):
     """A run's prototxt as the generator rendered it, each parsed once: the net (TRAIN and TEST
-    Data layers) and solver, and the deploy net's text."""
+    Data layers), each member's solver, and the deploy net's text."""
 
     net: Rendered
-    solver: Rendered
+    solvers: list[Rendered]
     deploy: str
 
 
-class Run:
-    """One (row, lr): the TRAIN net, an evaluation net sharing its weights, `CaffeSGD` under
-    the `CaffeLR` schedule, and the feed; ``step`` trains one iteration of ``ranks.world``
-    processes' global batch."""
+class RunMember(NamedTuple):
+    """One run of a pack: its options (lr, seed), run folder and training feed."""
 
-    def __init__(self, spec: Spec, opts: RunOptions, data: Data | ImageFolders, run_dir: Path,
-                 device: torch.device, precision: str, ranks: Ranks = SINGLE):
-        self.spec, self.opts, self.folder, self.ranks = spec, opts, RunFolder(run_dir), ranks
+    opts: RunOptions
+    folder: RunFolder
+    feed: object
+
+
+def check_pack(members: Sequence[tuple[RunOptions, Path]]) -> None:
+    """The runs of a pack differ only in lr, seed and lr_from, each with its own folder."""
+    first = members[0][0]
+    for opts, _ in members[1:]:
+        other = [f.name for f in fields(RunOptions) if f.name not in MEMBER_FIELDS + ("position",)
+                 and getattr(opts, f.name) != getattr(first, f.name)]
+        if other:
+            raise AllconvError(f"the runs of a pack must share every option but lr and seed; "
+                               f"these differ: {', '.join(other)}")
+    folders = [Path(d).resolve() for _, d in members]
+    if len(set(folders)) != len(folders):
+        raise AllconvError("two runs of a pack have the same run folder")
+
+
+class Run:
+    """K runs of one row (K = 1: a solo run): the TRAIN net (packed for K > 1), an evaluation
+    net sharing its weights, `CaffeSGD` under the `CaffeLR` schedule, the members' feeds;
+    ``step`` trains one iteration of ``ranks.world`` processes' global batch."""
+
+    def __init__(self, spec: Spec, members: Sequence[tuple[RunOptions, Path]],
+                 data: Data | ImageFolders, device: torch.device, precision: str,
+                 ranks: Ranks = SINGLE):
+        check_pack(members)
+        opts = members[0][0]
+        self.spec, self.opts, self.ranks, self.K = spec, opts, ranks, len(members)
+        if self.K > 1 and ranks.world > 1:
+            raise AllconvError("a pack trains on one process: under torchrun use --pack 1")
         self.data = row_data(spec, data, device)
+        folders = [RunFolder(run_dir) for _, run_dir in members]
+        self.members = [RunMember(o, f, self.data.feed(o.seed))
+                        for (o, _), f in zip(members, folders)]
         self.epochs = opts.epochs or spec.epochs
         self.smoke = spec.is_smoke(opts.epochs, opts.batch_size, opts.eval_limit)
         self.test_size = min(self.data.test_size, opts.eval_limit or self.data.test_size)
@@ -134,71 +182,114 @@ class Run:
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
                          if precision == "bf16" else nullcontext())
         self.prototxt = self._render()
-        self.solver_param = self.prototxt.solver.param
+        self.solver_param = self.prototxt.solvers[0].param
         if self.solver_param.max_iter < 1:
             raise AllconvError(f"{spec.key}: {self.epochs:g} epochs of {self.data.train_size:,} "
                                f"images is less than one iteration of batch {self.global_batch}")
         shape = self.data.sample_shape
         self.eval_batch = min(max(1, EVAL_BATCH * 32 * 32 // (shape[1] * shape[2])),
                               self.test_size)
-        net_param = transformed(self.prototxt.net.param, self.net_transforms())
-        self.net = Net(net_param, TRAIN, seed=opts.seed).to(device)
-        self.eval_net = Net(net_param, TEST, seed=opts.seed).to(device)
-        self.net.retain_blob_diffs = False
+        self._build_nets(device)
         self.memory_format = torch.channels_last if opts.channels_last else torch.preserve_format
         if opts.channels_last:
             self.net.to(memory_format=self.memory_format)
-        self.eval_net.share_trained_layers_with(self.net)   # it always sees the trained weights
-        # Keyed masks (the same for any number of processes) in eager mode only: a compiled
-        # Dropout draws from the default generator, so there nothing is keyed each step.
-        compiled = opts.compile or opts.cuda_graphs
-        self.dropouts = [] if compiled else [l for l in self.net.layers
-                                             if hasattr(l, "key_masks")]
-        self.scores = next(l.param.bottom[0] for l in self.eval_net.layers
-                           if l.param.type == "SoftmaxWithLoss")
-        self.optimizer = CaffeSGD.from_solver(self.solver_param, self.net)
-        self.schedule = CaffeLR(self.optimizer, self.solver_param)
-        self.feed = self.data.feed(opts.seed)
+        graphed = opts.cuda_graphs and device.type == "cuda"
+        # Keyed masks (the same for any number of processes) in eager mode only: compiled or
+        # captured, Dropout draws from the default generator, so nothing is keyed each step.
+        self.dropouts = [] if opts.compile or graphed else [
+            l for l in self.net.layers if hasattr(l, "key_masks")]
+        self._build_optimizer(device, tensor_rates=self.K > 1 or graphed)
+        self.label_layers = defer_label_checks(self.net)
+        self.loss_sum = torch.zeros(self.K, device=device)
+        self.first_bad = torch.full((self.K,), -1, dtype=torch.long, device=device)
+        self.iteration = torch.zeros((), dtype=torch.long, device=device)
         self.loss = ranks.wrap(LossOf(self.net))
-        if opts.compile or opts.cuda_graphs:
-            self.loss = torch.compile(self.loss,
-                                      mode="reduce-overhead" if opts.cuda_graphs else None)
-        self.rate = float("nan")
+        if opts.compile:
+            self.loss = torch.compile(self.loss)
+        self.train_step = TrainStep(self, graphed)
+        self.evaluator = Evaluator(self.eval_net, self.data.topk, autocast=self.autocast,
+                                   cuda_graphs=graphed, memory_format=self.memory_format)
+        self.rates = self.schedule.rates
+
+    # ------------------------------------------------------------------ construction
 
     def net_transforms(self) -> list[NetTransform]:
-        """The transforms from the rendered net to the one the TRAIN and TEST nets are built
-        from (harness/net_transforms.py), in order: each phase's Data layer becomes an Input
-        layer of the batch the loop feeds it. A packed run appends its pack here."""
+        """The transforms from the rendered net to a solo run's TRAIN and TEST nets
+        (harness/net_transforms.py), in order: each phase's Data layer becomes an Input layer
+        of the batch the loop feeds it. A pack of K > 1 is then `runtime.pack.packed_net` of
+        the result, which needs the solo nets for its members' weights."""
         return [data_as_input({TRAIN: self.batch_size, TEST: self.eval_batch},
                               self.data.sample_shape)]
 
+    def _phase_param(self, phase: int) -> pb.NetParameter:
+        param = transformed(self.prototxt.net.param, self.net_transforms())
+        param.state.phase = phase
+        return param
+
+    def _build_nets(self, device: torch.device) -> None:
+        seeds = [m.opts.seed for m in self.members]
+        train, test = self._phase_param(TRAIN), self._phase_param(TEST)
+        if self.K == 1:
+            self.net = Net(train, TRAIN, seed=seeds[0]).to(device)
+            self.eval_net = Net(test, TEST, seed=seeds[0]).to(device)
+        else:
+            self.net = packed_net(train, TRAIN, seeds).to(device)
+            self.eval_net = Net(pack_net(test, self.K), TEST, seed=seeds[0]).to(device)
+        self.input_names = list(next(l for l in train.layer if l.type == "Input").top)
+        self.net.retain_blob_diffs = False
+        self.eval_net.share_trained_layers_with(self.net)   # it always sees the trained weights
+
+    def _build_optimizer(self, device: torch.device, tensor_rates: bool) -> None:
+        """CaffeSGD with one rate per member (a device tensor: packs and CUDA graphs), under
+        `CaffeLR` with each member's base lr."""
+        base_lrs = [m.opts.lr for m in self.members]
+        lr = (torch.tensor([fp32(b) for b in base_lrs], device=device) if tensor_rates
+              else None)
+        self.optimizer = CaffeSGD.from_solver(self.solver_param, self.net, lr=lr)
+        if self.K > 1:
+            self.optimizer.active = torch.ones(self.K, dtype=torch.bool, device=device)
+        self.schedule = CaffeLR(self.optimizer, self.solver_param,
+                                base_lrs=base_lrs if tensor_rates else None)
+
     def _render(self) -> Prototxt:
-        """The row's net, solver and deploy net from the generator, for this run's batch, lr,
-        length and run folder."""
-        spec, folder = self.spec, self.folder
+        """The row's net and deploy net from the generator, for this run's batch, and each
+        member's solver, for its lr, seed, length and run folder."""
+        spec = self.spec
         net_opts = NetOptions(num_classes=spec.num_classes, batch_size=self.global_batch,
                               test_batch_size=EVAL_BATCH, init=spec.init)
-        solver = rendered_solver(spec.variant, net_opts, SolverOptions(
-            net_path=str(folder.file(run_folder.NET)), base_lr=self.opts.lr, epochs=self.epochs,
-            step_epochs=spec.training.steps, test_every_epochs=self.opts.eval_every,
-            snapshot_prefix=str(folder.checkpoint_prefix), seed=self.opts.seed,
-            train_size=self.data.train_size))
+        solvers = [rendered_solver(spec.variant, net_opts, SolverOptions(
+            net_path=str(m.folder.file(run_folder.NET)), base_lr=m.opts.lr, epochs=self.epochs,
+            step_epochs=spec.training.steps, test_every_epochs=m.opts.eval_every,
+            snapshot_prefix=str(m.folder.checkpoint_prefix), seed=m.opts.seed,
+            train_size=self.data.train_size)) for m in self.members]
         deploy = rendered_net(spec.variant, NetOptions(num_classes=spec.num_classes, deploy=True,
                                                        init=spec.init)).text
-        return Prototxt(rendered_net(spec.variant, net_opts), solver, deploy)
+        return Prototxt(rendered_net(spec.variant, net_opts), solvers, deploy)
 
-    def record(self, settings: dict) -> None:
-        """Write the run folder's record: run.json (``settings`` and the provenance) and the
+    def record(self, k: int, settings: dict) -> None:
+        """Write member ``k``'s record: run.json (``settings`` and the provenance) and the
         prototxt as rendered."""
-        spec, opts = self.spec, self.opts
+        spec, member = self.spec, self.members[k]
         whitened = PIPELINES[spec.augmentation].whitened
         provenance = run_folder.provenance(
             commit=git_commit(), variant=spec.variant.name, dataset=spec.dataset.name,
             classes=self.data.classes,
-            whitening=run_folder.whitening_identity(spec.dataset.name, opts.data_dir,
-                                                    opts.verify) if whitened else None)
-        self.folder.write_record(settings, provenance, net=self.prototxt.net.text,
-                                 solver=self.prototxt.solver.text, deploy=self.prototxt.deploy)
+            whitening=run_folder.whitening_identity(spec.dataset.name, member.opts.data_dir,
+                                                    member.opts.verify) if whitened else None,
+            lr_from=member.opts.lr_from)
+        member.folder.write_record(settings, provenance, net=self.prototxt.net.text,
+                                   solver=self.prototxt.solvers[k].text,
+                                   deploy=self.prototxt.deploy)
+
+    @property
+    def label(self) -> str:
+        """The progress bar's name of the run: row, lr(s), seed(s)."""
+        lrs = ",".join(dict.fromkeys(f"{m.opts.lr:g}" for m in self.members))
+        seeds = ",".join(dict.fromkeys(str(m.opts.seed) for m in self.members))
+        return (f"{self.spec.key} lr {lrs}" + (f" seed {seeds}" if seeds != "0" else "")
+                + (" SMOKE" if self.smoke else ""))
+
+    # ------------------------------------------------------------------ training
 
     @property
     def iter(self) -> int:
@@ -212,92 +303,157 @@ class Run:
     def epoch(self) -> float:
         return self.iter * self.global_batch / self.data.train_size
 
-    def step(self) -> torch.Tensor:
-        """One Caffe iteration on this process's slice of the next global batch: forward,
-        backward (gradients averaged over the processes), Caffe's update; returns the global
-        batch's mean loss as seen by this process (its slice's, averaged by the caller)."""
-        self.optimizer.zero_grad()
-        if self.opts.cuda_graphs:
-            torch.compiler.cudagraph_mark_step_begin()   # the last step's graph outputs are done
+    def next_inputs(self) -> dict[str, torch.Tensor]:
+        """This process's slice of the next global batch of every member, as the net's
+        inputs (a pack: the members' images side by side on the channel axis)."""
+        part = self.ranks.part(self.global_batch)
+        batches = [dict(zip(self.input_names, m.feed(self.global_batch, part)))
+                   for m in self.members]
+        inputs = batches[0] if self.K == 1 else pack_inputs(self.net, batches)
+        data = self.input_names[0]
+        inputs[data] = inputs[data].contiguous(memory_format=self.memory_format)
+        return inputs
+
+    def step(self) -> None:
+        """One Caffe iteration of every member: the batch, then the step (eager, or a CUDA
+        graph's replay), then the schedule on the host."""
         part = self.ranks.part(self.global_batch)
         for layer in self.dropouts:
             layer.key_masks(self.iter, part.start, self.global_batch)
-        data, label = self.feed(self.global_batch, part)
-        with self.autocast:
-            loss = self.loss(data.contiguous(memory_format=self.memory_format), label)
-        loss.backward()
-        self.rate = self.optimizer.param_groups[0]["lr"]
-        self.optimizer.step()
+        inputs = self.next_inputs()
+        self.rates = self.schedule.rates
+        self.train_step(inputs)
         self.schedule.step()
-        return loss.detach()
+
+    def update(self, inputs: dict[str, torch.Tensor]) -> None:
+        """The step's device work (harness/step.py): forward, backward (gradients averaged
+        over the processes), the members' bookkeeping, Caffe's update. No host read."""
+        self.optimizer.zero_grad()
+        with self.autocast:
+            losses = self.loss(**inputs)
+        losses.sum().backward()
+        losses = losses.detach().float()
+        finite = torch.isfinite(losses)
+        self.iteration += 1
+        self.loss_sum += losses
+        self.first_bad.copy_(torch.where(~finite & (self.first_bad < 0), self.iteration,
+                                         self.first_bad))
+        if self.optimizer.active is not None:   # a member whose loss is not finite stops here
+            self.optimizer.active.logical_and_(finite)
+        self.optimizer.step()
+
+    def stop_member(self, k: int) -> None:
+        """Member ``k`` gets no further update (a pack; a solo run stops altogether)."""
+        if self.optimizer.active is not None:
+            self.optimizer.active[k] = False
 
     @torch.no_grad()
-    def evaluate(self, progress=None) -> dict:
-        """Test loss, class_metrics and the dataset's top-k errors over the test set (its first
-        ``eval_limit`` images), with the TEST-phase net; ``progress(done, total)`` is called
-        after each batch."""
-        scores, labels, loss, done = [], [], 0.0, 0
-        for x, y in self.data.test_batches(self.eval_batch, self.test_size):
-            with self.autocast:   # the batch as given: no copy into Input buffers, any size
-                out = self.eval_net.blob_values(
-                    data=x.contiguous(memory_format=self.memory_format), label=y)
-            loss += out["loss"].float() * len(x)
-            scores.append(out[self.scores].float().reshape(len(x), -1))
-            labels.append(y)
-            done += len(x)
-            if progress is not None:
-                progress(done, self.test_size)
-        scores, labels = torch.cat(scores), torch.cat(labels)
-        metrics = class_metrics(scores, labels)
-        wider = [k for k in self.data.topk if k > 1]   # top-1 is class_metrics' error
-        topk = ({f"top{k}_error": e for k, e in topk_errors(scores, labels, wider).items()}
-                if wider else {})
-        return {"test_loss": float(loss) / done, "test_error": metrics.pop("error"), **topk,
-                **metrics}
+    def evaluate(self, progress=None) -> list[dict]:
+        """Each member's test loss, error, top-k errors, per-class accuracy, never-predicted
+        classes and dead class units over the test set (its first ``eval_limit`` images), in
+        one pass of the TEST net (harness/evaluation.py); ``progress(done, total)`` after each
+        batch."""
+        return self.evaluator(self.data.test_batches(self.eval_batch, self.test_size),
+                              None if progress is None else
+                              (lambda done: progress(done, self.test_size)))
 
-    def checkpoint(self) -> Path:
-        """Caffe's snapshot (.caffemodel, .solverstate) and the loop's own state (.rngstate:
-        the feed's order and position, the dropout and torch generators, by name), each
-        written atomically; older checkpoints are deleted. Returns the .solverstate."""
-        state = {"format": STATE_FORMAT, "iter": self.iter, "feed": self.feed.state_dict(),
-                 "dropout": net_rng_state(self.net), **snapshot.torch_rng_state()}
-        _, solver_state = snapshot.write(self.folder.checkpoint_prefix, self.net, self.optimizer,
-                                         self.schedule, state)
-        self.folder.prune_checkpoints(self.iter)
-        return Path(solver_state)
+    # ------------------------------------------------------------------ checkpoints
 
-    def restore(self, path: Path) -> None:
-        """Continue from a `checkpoint`: weights, momentum, iteration, lr position, feed and
-        generators."""
-        # the .caffemodel beside it, not learned_net: a copied run folder resumes its own
-        snapshot.restore(path, self.net, self.optimizer, self.schedule,
-                         weights=snapshot.sibling(path, ".caffemodel"))
-        rng_path = snapshot.sibling(path, ".rngstate")
-        state = snapshot.read_rng_state(rng_path)
-        if state.get("format") != STATE_FORMAT or state.get("iter") != self.iter:
-            raise AllconvError(f"{rng_path}: not the loop state of {path} (format "
-                               f"{state.get('format')!r}, iteration {state.get('iter')})")
-        self.feed.load_state_dict(state["feed"])
-        set_net_rng_state(self.net, state["dropout"], rng_path)
-        snapshot.set_torch_rng_state(state)
+    def _snapshot_view(self, k: int):
+        """What runtime.snapshot saves and restores for member ``k``: the net and optimizer
+        themselves for a solo run, member k's slice of them for a pack."""
+        if self.K == 1:
+            return self.net, self.optimizer
+        view = Member(self.net, self.optimizer, k, self.K)
+        return view, view
+
+    def checkpoint(self, members: Sequence[int] | None = None) -> list[Path]:
+        """For each of ``members`` (default: all): Caffe's snapshot (.caffemodel, .solverstate)
+        and the loop's own state (.rngstate: the feed's order and position, the dropout and
+        torch generators, by name), each written atomically, into its folder; older
+        checkpoints are deleted. Returns the .solverstate paths."""
+        written = []
+        for k in range(self.K) if members is None else members:
+            member = self.members[k]
+            state = {"format": STATE_FORMAT, "iter": self.iter,
+                     "feed": member.feed.state_dict(),
+                     "dropout": net_rng_state(self.net, None if self.K == 1 else k),
+                     **snapshot.torch_rng_state()}
+            net, optimizer = self._snapshot_view(k)
+            _, solver_state = snapshot.write(member.folder.checkpoint_prefix, net, optimizer,
+                                             self.schedule, state)
+            member.folder.prune_checkpoints(self.iter)
+            written.append(Path(solver_state))
+        return written
+
+    def restore(self, paths: Sequence[Path]) -> None:
+        """Continue every member from its `checkpoint` (one path each, all of one iteration):
+        weights, momentum, iteration, lr position, feed and generators."""
+        iterations = {snapshot_iteration(p) for p in paths}
+        if len(iterations) != 1:
+            raise AllconvError(f"the runs of a pack must resume from checkpoints of one "
+                               f"iteration, not {sorted(iterations)}: resume them apart")
+        for k, path in enumerate(paths):
+            net, optimizer = self._snapshot_view(k)
+            # the .caffemodel beside it, not learned_net: a copied run folder resumes its own
+            snapshot.restore(path, net, optimizer, self.schedule,
+                             weights=snapshot.sibling(path, ".caffemodel"))
+            rng_path = snapshot.sibling(path, ".rngstate")
+            state = snapshot.read_rng_state(rng_path)
+            if state.get("format") != STATE_FORMAT or state.get("iter") != self.iter:
+                raise AllconvError(f"{rng_path}: not the loop state of {path} (format "
+                                   f"{state.get('format')!r}, iteration {state.get('iter')})")
+            self.members[k].feed.load_state_dict(state["feed"])
+            set_net_rng_state(self.net, state["dropout"], rng_path, None if self.K == 1 else k)
+            snapshot.set_torch_rng_state(state)
+        self.iteration.fill_(self.iter)
+        self.rates = self.schedule.rates
+
+
+def snapshot_iteration(path: Path) -> int:
+    """N of a checkpoint_iter_N file."""
+    match = re.search(r"_iter_(\d+)\.\w+$", str(path))
+    if match is None:
+        raise AllconvError(f"{path}: not a checkpoint_iter_N file")
+    return int(match.group(1))
 
 
 class LossOf(torch.nn.Module):
-    """``net.loss`` as a module's forward, so DistributedDataParallel can wrap it."""
+    """Every member's weighted loss (a (K,) tensor) from the net's inputs, as a module's
+    forward, so DistributedDataParallel can wrap it; their sum is the net's loss."""
 
     def __init__(self, net: Net):
         super().__init__()
         self.net = net
+        self.terms = [(top, weight) for layer in net.layers if layer.type_name != "Accuracy"
+                      for top, weight in zip(layer.tops, layer.loss_weights) if weight]
 
-    def forward(self, data: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return self.net.loss(data=data, label=label)
+    def forward(self, **inputs) -> torch.Tensor:
+        values = self.net.blob_values(**inputs)
+        return torch.stack([weight * values[top].sum() for top, weight in self.terms])
 
 
 def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
           ranks: Ranks = SINGLE) -> dict:
-    """Train ``spec`` at ``opts.lr`` in ``run_dir`` and return the run's result. ``finished`` is
-    False when ``time_limit`` stopped it (``resume`` continues it); Diverged at the first
-    non-finite loss; KeyboardInterrupt after checkpointing on Ctrl-C."""
+    """Train ``spec`` at ``opts.lr`` and ``opts.seed`` in ``run_dir`` and return the run's
+    result (`train_pack` with one member). ``finished`` is False when ``time_limit`` or
+    ``deadline`` stopped it (``resume`` continues it); Diverged at the first non-finite loss;
+    KeyboardInterrupt after checkpointing on Ctrl-C."""
+    [result] = train_pack(spec, [(opts, run_dir)], data, ranks)
+    if "diverged" in result:
+        raise Diverged(result["diverged"])
+    return result
+
+
+def train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Data | None = None,
+               ranks: Ranks = SINGLE) -> list[dict]:
+    """Train each (options, run folder) of ``members`` (options differing only in lr and
+    seed) as one pack, and return one outcome per member: its result, ``{"finished": False,
+    ...}`` when ``time_limit`` or ``deadline`` stopped it, or ``{"diverged": message}``.
+    A member whose folder holds a result and ``resume`` is kept as it is. KeyboardInterrupt
+    after checkpointing every member on Ctrl-C."""
+    check_pack(members)
+    opts = members[0][0]
     if data is None:
         check_trainable(spec, opts.data_dir)
     device = resolve_device(opts.device)
@@ -305,60 +461,95 @@ def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
     set_precision(precision)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    folder = RunFolder(run_dir)
-    settings = run_folder.settings(spec, opts, precision, ranks.world)
-    resumed = folder.start(settings, opts.resume) if ranks.is_main else opts.resume
+    outcomes, todo = [None] * len(members), []
+    for i, (member_opts, run_dir) in enumerate(members):
+        folder = RunFolder(run_dir)
+        settings = run_folder.settings(spec, member_opts, precision, ranks.world)
+        resumed = folder.start(settings, opts.resume) if ranks.is_main else opts.resume
+        if resumed and ranks.is_main and folder.result() is not None:
+            outcomes[i] = folder.result()
+        else:
+            todo.append((i, settings, resumed))
     ranks.barrier()
-    if resumed and folder.result() is not None:
-        return folder.result()
-    run = Run(spec, opts, data or load_data(spec, opts, device), run_dir, device, precision,
-              ranks)
+    if not todo:
+        return outcomes
+    run = Run(spec, [members[i] for i, _, _ in todo], data or load_data(spec, opts, device),
+              device, precision, ranks)
     if ranks.is_main:
-        run.record(settings)
-    state = folder.latest_checkpoint() if resumed else None
-    if state is not None:
-        run.restore(state)
-    log = folder.metrics if ranks.is_main else None
-    records = log.truncate(run.iter) if log else []
-    last = records[-1] if records else {"seconds": 0.0}
-    evaluations = sum("test_error" in r for r in records)
-    with DeferredInterrupt(), Progress(run, opts, ranks, last) as bar:
-        loop = Loop(run, log, bar, done_before=last["seconds"])
+        for k, (_, settings, _) in enumerate(todo):
+            run.record(k, settings)
+    states = [m.folder.latest_checkpoint() for m in run.members]
+    if any(resumed for _, _, resumed in todo) and any(states):
+        if not all(states):
+            raise AllconvError("some runs of the pack have a checkpoint and others none: "
+                               "resume them apart")
+        run.restore(states)
+    for i, outcome in zip((i for i, _, _ in todo), _loop(run, ranks, precision, device)):
+        outcomes[i] = outcome
+    return outcomes
+
+
+def _loop(run: Run, ranks: Ranks, precision: str, device: torch.device) -> list[dict]:
+    """Train ``run`` to its end, a stop or every member's divergence; one outcome each."""
+    opts = run.opts
+    logs = [m.folder.metrics for m in run.members] if ranks.is_main else None
+    records = [log.truncate(run.iter) for log in logs] if logs else [[] for _ in run.members]
+    lasts = [r[-1] if r else {"seconds": 0.0} for r in records]
+    evaluations = max(sum("test_error" in r for r in rs) for rs in records)
+    with DeferredInterrupt(), Progress(run, opts, ranks, lasts[0]) as bar:
+        loop = Loop(run, logs, bar, done_before=[last["seconds"] for last in lasts])
         if DeferredInterrupt.consume():
             raise KeyboardInterrupt   # stopped before its first iteration: nothing to save
-        while run.iter < run.max_iter:
+        while run.iter < run.max_iter and loop.alive:
+            if loop.deadline_due():
+                loop.sync(evaluate=False)
+                if run.iter > loop.start_iter and ranks.is_main:
+                    loop.checkpoint()
+                ranks.barrier()
+                return loop.stopped("deadline")
             loop.step()
             evaluate = run.iter % run.solver_param.test_interval == 0 or run.iter == run.max_iter
             due = loop.sync_due(evaluate)
             if interrupted(ranks, due):
                 if ranks.is_main:
-                    bar.write(f"{bar.label}: interrupted; checkpoint {run.checkpoint()} "
-                              "written, --resume continues from it")
+                    bar.write(f"{bar.label}: interrupted; checkpoint "
+                              f"{', '.join(map(str, loop.checkpoint()))} written, --resume "
+                              "continues from it")
                 ranks.barrier()
                 raise KeyboardInterrupt
             if not due:
                 continue
             loop.sync(evaluate)
-            if not evaluate:
+            if not evaluate or not loop.alive:
                 continue
-            last = loop.evaluate()
+            lasts = loop.evaluate()
             evaluations += 1
+            if not loop.alive:
+                break
             if evaluations % opts.checkpoint_every == 0 or run.iter == run.max_iter:
                 if ranks.is_main:
-                    run.checkpoint()
+                    loop.checkpoint()
                 ranks.barrier()
-                out_of_time = opts.time_limit is not None and last["seconds"] >= opts.time_limit
+                seconds = max(last["seconds"] for last in lasts if last is not None)
+                out_of_time = opts.time_limit is not None and seconds >= opts.time_limit
                 if ranks.any(out_of_time) and run.iter < run.max_iter:
-                    return {"finished": False, "iter": run.iter, "epoch": run.epoch,
-                            "run_dir": str(run_dir)}
+                    return loop.stopped("time_limit")
     if not ranks.is_main:
-        return {"finished": True, "rank": ranks.rank}
-    plot_curves(log.records(), folder.file(run_folder.CURVES),
-                f"{spec.title} ({spec.key}), lr {opts.lr:g}" + (" - SMOKE RUN" if run.smoke else ""),
-                spec.paper.error, spec.paper.tolerance)
-    result = _result(run, last, precision, device, run.data.classes)
-    folder.write_result(result)
-    return result
+        return [{"finished": True, "rank": ranks.rank} for _ in run.members]
+    outcomes = []
+    for k, member in enumerate(run.members):
+        if loop.diverged_message[k] is not None:
+            outcomes.append({"diverged": loop.diverged_message[k]})
+            continue
+        plot_curves(member.folder.metrics.records(), member.folder.file(run_folder.CURVES),
+                    f"{run.spec.title} ({run.spec.key}), lr {member.opts.lr:g}"
+                    + (f", seed {member.opts.seed}" if member.opts.seed else "")
+                    + (" - SMOKE RUN" if run.smoke else ""),
+                    run.spec.paper.error, run.spec.paper.tolerance)
+        result = _result(run, k, lasts[k], precision, device)
+        member.folder.write_result(result)
+        outcomes.append(result)
+    return outcomes
 
 
 def interrupted(ranks: Ranks, synced: bool) -> bool:
@@ -375,21 +566,23 @@ def interrupted(ranks: Ranks, synced: bool) -> bool:
     return stop
 
 
-def _result(run: Run, last: dict, precision: str, device: torch.device, names) -> dict:
-    opts = run.opts
+def _result(run: Run, k: int, last: dict, precision: str, device: torch.device) -> dict:
+    member, names = run.members[k], run.data.classes
+    opts = member.opts
     return {
-        "finished": True, "row": run.spec.key, "lr": opts.lr, "smoke": run.smoke,
-        "epochs": run.epochs, "iterations": run.iter, "batch_size": run.global_batch,
-        "processes": run.ranks.world,
+        "finished": True, "row": run.spec.key, "lr": opts.lr, "lr_from": opts.lr_from,
+        "smoke": run.smoke, "epochs": run.epochs, "iterations": run.iter,
+        "batch_size": run.global_batch, "processes": run.ranks.world,
         "seed": opts.seed, "precision": precision,
-        "options": {k: getattr(opts, k) for k in ("compile", "cuda_graphs", "channels_last")},
+        "options": {**{name: getattr(opts, name)
+                       for name in ("compile", "cuda_graphs", "channels_last")}, "pack": run.K},
         "device": device_name(device), "torch": torch.__version__,
         "wall_seconds": last["seconds"], "test_error": last["test_error"],
-        **{k: v for k, v in last.items() if re.fullmatch(r"top\d+_error", k)},
+        **{key: v for key, v in last.items() if re.fullmatch(r"top\d+_error", key)},
         "test_loss": last["test_loss"], "per_class_accuracy": dict(zip(names, last["per_class"])),
         "never_predicted": [names[c] for c in last["never_predicted"]],
         "dead_class_units": [names[c] for c in last["dead_units"]],
-        "params_counted": sum(p.numel() for p in run.net.learnable_params),
+        "params_counted": sum(p.numel() for p in run.net.learnable_params) // run.K,
         "train_size": run.data.train_size, "test_size": run.test_size,
-        "run_dir": str(run.folder.path),
+        "run_dir": str(member.folder.path),
     }

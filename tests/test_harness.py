@@ -166,12 +166,15 @@ def test_class_metrics_on_a_hand_made_example():
 
 # ----------------------------------------------------------------------------- reports
 
-def _result(spec, error, smoke=False, lr_search=False, runs=None):
-    runs = runs or {spec.training.lr: {"test_error": error, "params_counted": 1,
-                                       "per_class_accuracy": {}, "dead_class_units": ["cat"],
-                                       "never_predicted": [], "device": "CPU",
-                                       "wall_seconds": 60.0, "epochs": 350}}
-    return row_result(spec, runs, smoke, lr_search, "replicate test")
+def _run(error, **kw):
+    return {"test_error": error, "params_counted": 1, "per_class_accuracy": {},
+            "dead_class_units": ["cat"], "never_predicted": [], "device": "CPU",
+            "wall_seconds": 60.0, "epochs": 350, **kw}
+
+
+def _result(spec, error, smoke=False, runs=None):
+    runs = runs or {(spec.training.lr, 0): _run(error)}
+    return row_result(spec, runs, smoke, "replicate test")
 
 
 def test_pass_fail_smoke_against_the_tolerance():
@@ -180,27 +183,36 @@ def test_pass_fail_smoke_against_the_tolerance():
     assert status(_result(spec, 5.0)) == "PASS"            # one-sided
     assert status(_result(spec, 9.59)) == "FAIL"
     assert status(_result(spec, 9.0, smoke=True)) == "SMOKE"
-    diverged = _result(spec, None, runs={0.05: {"diverged": "diverged at iteration 3"}})
+    diverged = _result(spec, None, runs={(0.05, 0): {"diverged": "diverged at iteration 3"}})
     assert status(diverged) == "FAIL" and diverged["measured"]["error"] is None
     other = load_spec(REAL / "model-a.toml")
     text = table_markdown("table3", [other, spec], {"all-cnn-c": _result(spec, 9.2)})
     model_a, all_c = [line for line in text.splitlines() if line.startswith("| Model A")
                       or line.startswith("| ALL-CNN-C")]
     assert "| not run |" in model_a
-    assert "| 9.20 | +0.12 | 0.5 | **PASS** | 0.01 |" in all_c
+    assert "| 9.20 | +0.12 | 0.5 | **PASS** (partial) | 0.01 | 0 | 9.20 (lr 0.01, seed 0) |" \
+        in all_c
     assert "dead class units: cat" in all_c and "Device: CPU." in text
+    assert "grid partial: 0.25, 0.1, 0.05 not trained" in all_c
 
 
-def test_lr_search_keeps_the_best_test_error():
+def test_the_best_lr_is_the_grid_seeds_and_its_seeds_give_mean_and_spread():
     spec = load_spec(REAL / "model-a.toml")
-    base = {"params_counted": 1, "per_class_accuracy": {}, "dead_class_units": [],
-            "never_predicted": []}
-    runs = {0.1: {**base, "test_error": 20.0}, 0.05: {**base, "test_error": 12.0},
-            0.01: {"diverged": "boom"}}
-    result = _result(spec, None, lr_search=True, runs=runs)
-    assert result["measured"]["lr"] == 0.05 and result["measured"]["error"] == 12.0
-    assert [r["lr"] for r in result["runs"] if r["diverged"]] == [0.01]
-    assert "lr 0.01 diverged" in table_markdown("table3", [spec], {"model-a": result})
+    runs = {(0.1, 0): _run(20.0), (0.05, 0): _run(12.0), (0.01, 0): {"diverged": "boom"},
+            (0.25, 0): {"missing": "unfinished at iteration 9"},
+            (0.05, 1): _run(12.5), (0.05, 2): _run(11.5, lr_from="--lr"),
+            (0.1, 1): _run(11.0)}      # a better single run, at a seed the grid has not
+    result = _result(spec, None, runs=runs)
+    measured = result["measured"]
+    assert measured["lr"] == 0.05 and measured["seeds"] == [0, 1, 2]
+    assert measured["error"] == pytest.approx(12.0) and measured["std"] == pytest.approx(0.5)
+    assert measured["best_run"] == {"lr": 0.1, "seed": 1, "error": 11.0}
+    assert result["partial"] and result["grid"]["missing"] == [0.25]
+    line = table_markdown("table3", [spec], {"model-a": result}).splitlines()[4]
+    assert "| 12.00 ± 0.50 | -0.47 |" in line and "| 0.05 | 0, 1, 2 | 11.00 (lr 0.1, seed 1) |" \
+        in line
+    assert "lr 0.01 diverged" in line and "lr 0.25 unfinished at iteration 9" in line
+    assert "grid partial: 0.25 not trained" in line
 
 
 def test_a_smoke_result_never_replaces_a_full_one(tmp_path):
@@ -250,8 +262,8 @@ def test_resume_continues_bit_identically(tmp_path, tiny_data):
     straight = train(spec, opts, tmp_path / "straight")
     assert straight["iterations"] == 5
     stopped = train(spec, dataclasses.replace(opts, time_limit=0), tmp_path / "resumed")
-    assert stopped == {"finished": False, "iter": 3, "epoch": 1.125,
-                       "run_dir": str(tmp_path / "resumed")}
+    assert stopped == {"finished": False, "stopped_by": "time_limit", "iter": 3,
+                       "epoch": 1.125, "run_dir": str(tmp_path / "resumed")}
     resumed = train(spec, dataclasses.replace(opts, resume=True), tmp_path / "resumed")
     assert resumed["test_error"] == straight["test_error"]
     assert resumed["test_loss"] == straight["test_loss"]
@@ -294,12 +306,14 @@ def test_resume_refuses_other_settings(tmp_path, tiny_data):
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_data, monkeypatch):
     spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=16))
-    real_step = Run.step
+    real_inputs = Run.next_inputs
 
-    def step(self):   # the loss turns NaN after the first epoch's checkpoint (iteration 2)
-        loss = real_step(self)
-        return loss if self.iter <= 2 else loss * float("nan")
-    monkeypatch.setattr(Run, "step", step)
+    def next_inputs(self):   # NaN images from the 3rd iteration: after epoch 1's checkpoint
+        inputs = real_inputs(self)
+        if self.iter >= 2:
+            inputs["data"] = inputs["data"] * float("nan")
+        return inputs
+    monkeypatch.setattr(Run, "next_inputs", next_inputs)
     # caught at the first non-finite loss (the 3rd iteration), not at the next display
     with pytest.raises(Diverged, match=r"diverged at iteration 3 \(epoch 1.50\): the loss is nan; "
                                        r"the last good checkpoint is .*checkpoint_iter_2"):
@@ -451,8 +465,7 @@ def test_progress_shows_no_figure_before_it_exists_and_the_evaluation_as_it_runs
     from harness.loop import Progress
     from runtime.distributed import SINGLE
 
-    run = SimpleNamespace(spec=SimpleNamespace(key="tiny/model-a"), smoke=True, max_iter=10,
-                          iter=0)
+    run = SimpleNamespace(label="tiny/model-a lr 0.01 SMOKE", max_iter=10, iter=0)
     opts = RunOptions(lr=0.01, progress=True)
     with Progress(run, opts, SINGLE, {"seconds": 0.0}) as bar:
         bar.show(3)
@@ -577,7 +590,7 @@ def test_a_run_parses_each_prototxt_once_and_transforms_the_message(tmp_path, mo
     g = torch.Generator().manual_seed(0)
     data = Data(torch.randn(12, 3, 32, 32, generator=g), torch.arange(12) % 10,
                 torch.randn(7, 3, 32, 32, generator=g), torch.arange(7) % 10)
-    run = Run(spec, RunOptions(lr=0.01, epochs=1, device="cpu"), data, tmp_path / "run",
+    run = Run(spec, [(RunOptions(lr=0.01, epochs=1, device="cpu"), tmp_path / "run")], data,
               torch.device("cpu"), "fp32")
     assert sorted(parsed) == ["<all-c solver>", "<all-c>", "<all-c>"]
     assert [l.type for l in run.prototxt.net.param.layer[:2]] == ["Data", "Data"]
