@@ -37,7 +37,7 @@ from harness.datasets import Data, ImageFolders, check_trainable, row_data
 from harness import datasets
 from harness.evaluation import Evaluator
 from harness.loop import DeferredInterrupt, Diverged, Loop, Progress
-from harness.metrics import plot_curves
+from harness.curves import plot_curves
 from harness.net_transforms import NetTransform, data_as_input, transformed
 from harness.pipelines import PIPELINES
 from harness.report import git_commit

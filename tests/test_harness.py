@@ -14,7 +14,7 @@ import torch
 
 from generator.render import NetOptions, render_net
 from harness import cli
-from harness.metrics import class_metrics
+from harness.evaluation import class_counts, summarize
 from harness.report import row_result, status, table_markdown, write_row
 from harness.specs import SPECS_DIR, load_spec, load_tables, select
 from harness.loop import Diverged
@@ -151,14 +151,15 @@ def test_an_ambiguous_row_asks_for_its_table(tmp_path):
 
 # ----------------------------------------------------------------------------- metrics
 
-def test_class_metrics_on_a_hand_made_example():
+def test_test_metrics_on_a_hand_made_example():
     scores = torch.tensor([[2.0, 1.0, 0.0, 0.0],    # label 0: right
                            [1.0, 1.0, 0.0, 0.0],    # label 1: a tie counts as wrong (Caffe)
                            [0.0, 3.0, 0.0, 0.0],    # label 1: right
                            [0.5, 0.0, 0.0, 0.0]])   # label 2: wrong
     labels = torch.tensor([0, 1, 1, 2])
-    m = class_metrics(scores, labels)
-    assert m["error"] == pytest.approx(50.0)
+    counts, maxima = class_counts(scores[None], labels)
+    m = summarize(counts[0].tolist(), maxima[0].tolist(), 0.0, len(labels))
+    assert m["test_error"] == pytest.approx(50.0)
     assert m["per_class"] == [1.0, 0.5, 0.0, None]
     assert m["never_predicted"] == [2, 3]          # argmax picks class 0 on the tie
     assert m["dead_units"] == [2, 3]               # zero score on every image
@@ -375,7 +376,7 @@ def test_cli_lists_rows_and_a_row_without_its_data_is_an_error(capsys, tmp_path)
 
 
 def test_curves_mark_each_lr_drop_at_the_first_evaluation_after_it(tmp_path):
-    from harness.metrics import lr_drops, plot_curves
+    from harness.curves import lr_drops, plot_curves
     records = [{"epoch": e, "lr": lr, "train_loss": 1.0 / e, "test_loss": 1.2 / e,
                 "test_error": 50.0 / e} for e, lr in
                [(1, 0.01), (2, 0.01), (3, 0.001), (4, 0.001), (5, 0.0001)]]
@@ -385,16 +386,18 @@ def test_curves_mark_each_lr_drop_at_the_first_evaluation_after_it(tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_benchmark_sweep_measures_each_lever_set_against_the_baseline(capsys, tmp_path):
+def test_benchmark_sweep_and_packs_side_by_side(capsys, tmp_path):
+    """The tiny CPU version: every lever set against the baseline, then packs of 1 and 2
+    against solo runs one after another and loops in processes."""
     from benchmarks.train_throughput import main
     from harness import report
     out_json = tmp_path / "bench.json"
-    assert main(["--device", "cpu", "--batch", "4", "--iters", "1", "--warmup", "0", "--sweep",
-                 "--parallel", "2", "--json", str(out_json)]) == 0
+    assert main(["--device", "cpu", "--batch", "2", "--iters", "1", "--warmup", "0", "--sweep",
+                 "--pack", "1,2", "--processes", "--json", str(out_json)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert all(line.startswith("CPU ") for line in lines)
     record = json.loads(out_json.read_text())
-    assert record["batch"] == 4 and record["torch"] == torch.__version__
+    assert record["batch"] == 2 and record["torch"] == torch.__version__
     assert record["commit"] == report.git_commit()
     rows = record["rows"]
     assert [(r["precision"], r["loop"]) for r in rows] == [
@@ -405,23 +408,43 @@ def test_benchmark_sweep_measures_each_lever_set_against_the_baseline(capsys, tm
         assert row["projected_minutes"] == pytest.approx(
             350 * (50_000 / row["train_images_per_s"] + 10_000 / row["eval_images_per_s"]) / 60)
     fastest = max(rows[1:], key=lambda r: r["train_images_per_s"])
-    assert lines[-2].startswith(f"CPU fastest: fp32 {fastest['loop']}: {fastest['ratio']:.2f}x")
-    parallel = record["parallel"]
-    assert (parallel["loops"], parallel["precision"], parallel["loop"]) == (
-        2, "fp32", fastest["loop"])
-    assert parallel["gain"] == pytest.approx(
-        parallel["total_images_per_s"] / parallel["one_loop_images_per_s"])
-    assert lines[-1].startswith(f"CPU 2 loops at once (fp32 {fastest['loop']}, one process each)")
-    with pytest.raises(AllconvError, match="--parallel must be at least 1, not 0"):
-        main(["--device", "cpu", "--parallel", "0"])
+    assert f"CPU fastest: fp32 {fastest['loop']}: {fastest['ratio']:.2f}x" in "\n".join(lines)
+    packs = record["packs"]
+    assert [(r["members"], r["route"]) for r in packs] == [
+        (1, "pack"), (1, "solo"), (1, "processes"), (2, "pack"), (2, "solo"), (2, "processes")]
+    solo = fastest["train_images_per_s"]
+    for row in packs:
+        assert row["vs_solo"] == pytest.approx(row["train_images_per_s"] / solo)
+    table = lines[lines.index(f"CPU packs (fp32 {fastest['loop']}): total images/s of K runs, "
+                              "training and evaluation") + 2:]
+    assert [line.split()[1:3] for line in table[:6]] == [
+        ["1", "pack"], ["1", "solo"], ["1", "processes"], ["2", "pack"], ["2", "solo"],
+        ["2", "processes"]]
+    assert table[6].startswith("CPU fastest pack: K=")
+    with pytest.raises(AllconvError, match="--processes and --profile go with --pack"):
+        main(["--device", "cpu", "--processes"])
 
 
-def test_benchmark_single_configuration_names_its_levers(capsys):
-    from benchmarks.train_throughput import main
-    assert main(["--device", "cpu", "--batch", "4", "--iters", "1", "--warmup", "0",
-                 "--channels-last"]) == 0
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:4]]
-    assert [row[1:3] for row in rows] == [["fp32", "baseline"], ["fp32", "channels-last"]]
+def test_benchmark_projects_350_epochs_from_slices(capsys, tmp_path):
+    from benchmarks.train_throughput import EPOCHS, main
+    out_json = tmp_path / "bench.json"
+    assert main(["--device", "cpu", "--batch", "2", "--iters", "1", "--warmup", "0",
+                 "--channels-last", "--slices", "--json", str(out_json)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1:3] for line in lines[2:4]] == [["fp32", "baseline"],
+                                                          ["fp32", "channels-last"]]
+    solo, pack = json.loads(out_json.read_text())["slices"]
+    assert (solo["members"], pack["members"], pack["lrs"]) == (1, 4, [0.25, 0.1, 0.05, 0.01])
+    for s in (solo, pack):
+        half = s["seconds"] - s["first_half_seconds"]
+        assert s["projected_350_seconds"] == pytest.approx(
+            s["first_half_seconds"] + (EPOCHS / 0.5 - 1) * half)
+    ratio = pack["projected_350_seconds"] / solo["projected_350_seconds"]
+    assert lines[-1] == (
+        f"CPU slices of 1 epoch (synthetic, evaluated every 0.5): solo {solo['seconds']:.1f} s, "
+        f"pack of 4 {pack['seconds']:.1f} s; projected 350 epochs: solo "
+        f"{solo['projected_350_seconds']:.0f} s (target 150 s), pack "
+        f"{pack['projected_350_seconds']:.0f} s = {ratio:.2f}x the solo run (target 1.5x)")
 
 
 def test_commit_falls_back_to_the_environment_outside_a_checkout(monkeypatch):

@@ -162,3 +162,54 @@ def test_a_members_folder_resumes_solo_exports_and_visualizes(tmp_path, tiny_dat
     assert visualize_cli.main(["filters", "--run", str(member), "--blob", "conv2", "--filters",
                                "0-3", "--device", "cpu", "-o", str(tmp_path / "f.png")]) == 0
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _without_dropout(param):
+    from runtime.proto import pb
+    out = pb.NetParameter()
+    out.CopyFrom(param)
+    kept = [layer for layer in out.layer if layer.type != "Dropout"]
+    del out.layer[:]
+    out.layer.extend(kept)
+    return out
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_whole_step_as_one_cuda_graph_equals_the_eager_step(spec, data, tmp_path, no_tf32,
+                                                                 monkeypatch):
+    """A pack of two, dropout off, fp32 with TF32 off: 3 eager warm-up steps, the capture, 4
+    replays, against 7 eager steps; and no host sync in a replayed step."""
+    import warnings
+    from harness.step import WARMUP
+    real = Run.net_transforms
+    monkeypatch.setattr(Run, "net_transforms", lambda self: real(self) + [_without_dropout])
+    cuda = Data(*(t.cuda() for t in data))
+    weights, losses = [], []
+    for graphed in (False, True):
+        run = Run(spec, [(opts(lr=lr, seed=seed, device="cuda", cuda_graphs=graphed),
+                          tmp_path / f"{graphed}-{k}")
+                         for k, (lr, seed) in enumerate([(0.01, 3), (0.05, 4)])],
+                  cuda, torch.device("cuda"), "fp32")
+        for _ in range(WARMUP + 1):
+            run.step()
+        assert (run.train_step.graph is not None) == graphed
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                for _ in range(3):
+                    run.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        if graphed:
+            assert not [w for w in caught if "synchroniz" in str(w.message)]
+        assert run.iter == int(run.iteration) == WARMUP + 4
+        assert run.optimizer.param_groups[0]["iter"] == WARMUP + 4
+        weights.append([p.detach().clone() for p in run.net.learnable_params])
+        losses.append(run.loss_sum.clone())
+    for eager, graphed in zip(*weights):
+        scale = eager.abs().max()
+        assert (graphed - eager).abs().max() <= 2e-3 * scale
+    torch.testing.assert_close(losses[1], losses[0], rtol=2e-3, atol=0)
