@@ -394,10 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     return _write_results(args, argv, tables, specs, jobs, results)
 
 
-def row_outcomes(spec: Spec, args, jobs: list[tuple]) -> dict[tuple[float, int], dict]:
+def row_outcomes(spec: Spec, args) -> dict[tuple[float, int], dict]:
     """Every run of ``spec`` under --out of this command's length, batch and test subset, by
-    (lr, seed): a finished run's result, or its diverged or missing outcome; this command's
-    runs with no folder yet are missing, "not started"."""
+    (lr, seed): a finished run's result, or its diverged or missing outcome, with how its lr
+    was chosen and its note. The row's table is made from these alone, so --report gives the
+    table the runs wrote, whatever lrs and seeds the command names."""
     expected = {"epochs": args.epochs or spec.training.length,
                 "batch_size": args.batch_size or spec.training.batch_size,
                 "eval_limit": args.eval_limit}
@@ -409,11 +410,18 @@ def row_outcomes(spec: Spec, args, jobs: list[tuple]) -> dict[tuple[float, int],
             continue
         outcome = {**folder.outcome(), "lr_from": folder.lr_from, "note": folder.note}
         runs[float(settings["lr"]), int(settings.get("seed", 0))] = outcome
-    for job_spec, opts, _ in jobs:
-        if job_spec.key == spec.key:
-            runs.setdefault((opts.lr, opts.seed), {"missing": "not started",
-                                                    "lr_from": opts.lr_from})
     return runs
+
+
+def _stopped(outcomes: list[dict]) -> str:
+    """What --time-limit or --deadline did to a row's runs, in words."""
+    reasons = " and ".join(sorted({"--" + r["stopped_by"].replace("_", "-") for r in outcomes}))
+    epochs = [r["epoch"] for r in outcomes if r["iter"] > 0]
+    parts = [f"{len(epochs)} run{'s' if len(epochs) > 1 else ''} at epoch "
+             f"{format_epoch(min(epochs))}"] if epochs else []
+    if len(epochs) < len(outcomes):
+        parts.append(f"{len(outcomes) - len(epochs)} not started")
+    return f"stopped by {reasons} ({', '.join(parts)})"
 
 
 def _write_results(args, argv, tables, specs, jobs, results) -> int:
@@ -423,14 +431,11 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
         stopped = [r for (s, _, _), r in zip(jobs, results)
                    if s.key == spec.key and r.get("finished") is False]
         if stopped:
-            reasons = " and ".join(sorted({"--" + r["stopped_by"].replace("_", "-")
-                                           for r in stopped}))
-            print(f"replicate: {spec.key} stopped by {reasons} at epoch "
-                  f"{format_epoch(min(r['epoch'] for r in stopped))}; rerun with --resume to "
-                  "continue", file=sys.stderr)
+            print(f"replicate: {spec.key} {_stopped(stopped)}; rerun with --resume to continue",
+                  file=sys.stderr)
             code = EXIT_STOPPED
             continue
-        runs = row_outcomes(spec, args, jobs)
+        runs = row_outcomes(spec, args)
         if not any("test_error" in r or "diverged" in r for r in runs.values()):
             print(f"replicate: {spec.key}: no run finished yet", file=sys.stderr)
             continue

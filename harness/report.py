@@ -149,10 +149,13 @@ def _notes(result: dict) -> str:
         notes.append("never predicted: " + ", ".join(measured["never_predicted"]))
     if measured.get("lr_from") == "--lr":
         notes.append(f"lr {measured['lr']:g} set by hand (--lr)")
-    runs = result["runs"]
-    notes += [f"lr {r['lr']:g}{_seed(r['seed'])} diverged" for r in runs if r["diverged"]]
-    notes += [f"lr {r['lr']:g}{_seed(r['seed'])} {r['missing']}" for r in runs if r["missing"]]
-    if result["partial"]:
+    runs = result["runs"]     # a row JSON of an older harness: lr only, no seed, no missing
+    notes += [f"lr {r['lr']:g}{_seed(r.get('seed', 0))} diverged" for r in runs
+              if r["diverged"]]
+    notes += [f"lr {r['lr']:g}{_seed(r.get('seed', 0))} {r['missing']}" for r in runs
+              if r.get("missing")]
+    notes += [f"lr {lr} {why}" for lr, why in result.get("incomplete_grid", {}).items()]
+    if result.get("partial"):
         notes.append("grid partial: " + ", ".join(f"{lr:g}" for lr in result["grid"]["missing"])
                      + " not trained")
     notes += list(dict.fromkeys(r["note"] for r in runs if r.get("note")))
@@ -184,8 +187,8 @@ def _row_line(spec: Spec, result: dict | None) -> str:
     error = measured["error"]
     delta = None if error is None else error - spec.paper.error
     minutes = None if result["wall_seconds"] is None else result["wall_seconds"] / 60
-    seeds = ", ".join(map(str, measured["seeds"])) or "—"
-    partial = " (partial)" if result["partial"] else ""
+    seeds = ", ".join(map(str, measured.get("seeds", [result.get("seed", 0)]))) or "—"
+    partial = " (partial)" if result.get("partial") else ""
     return (f"{head} {_measured(result)} | {_fmt(delta, '+.2f')} | {spec.paper.tolerance:g} | "
             f"**{result['status']}**{partial} | {_fmt(measured['lr'], 'g')} | {seeds} | "
             f"{_best_run(result)} | "
@@ -232,12 +235,12 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
         error = result["measured"]["error"] if result else None
         if error is None:
             continue
-        colour = colours[result["status"]]
+        colour = colours.get(result["status"], "tab:orange")   # older JSON: INCOMPLETE
         if result["measured"].get("std") is not None:
             axis.errorbar(error, y, xerr=result["measured"]["std"], color=colour, capsize=3)
         if low <= error <= high:
             axis.plot(error, y, "o", color=colour,
-                      fillstyle="none" if result["partial"] else "full")
+                      fillstyle="none" if result.get("partial") else "full")
         else:
             edge = high if error > high else low
             axis.plot(edge, y, ">" if error > high else "<", color=colour)

@@ -620,3 +620,100 @@ def test_a_run_parses_each_prototxt_once_and_transforms_the_message(tmp_path, mo
     assert run.net.blobs["data"].shape == (6, 3, 32, 32)
     assert run.eval_net.blobs["data"].shape == (7, 3, 32, 32)
     assert not (tmp_path / "run").exists()   # the record is written by train(), not by Run
+
+
+# ----------------------------------------------------------------------------- issue 18
+
+def test_report_gives_back_the_table_the_runs_wrote(tmp_path, tiny_data, capsys):
+    """Run folders in, the same README table out: the spec's lr, then a hand-set --lr (the
+    better one) in a second command; --report, with or without --lr-search, writes what the
+    second command wrote."""
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    base = ["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+            "--no-verify", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "out"),
+            "--no-progress"]
+    assert cli.main(base) == 0
+    assert cli.main(base + ["--lr", "0.05"]) == 0
+    folder = tmp_path / "out" / "tiny"
+    wrote = (folder / "README.md").read_text()
+    row = json.loads((folder / "model-a.json").read_text())
+    assert [(r["lr"], r["lr_from"]) for r in row["runs"]] == [(0.01, "spec"), (0.05, "--lr")]
+    assert row["partial"] and row["grid"]["missing"] == [0.25, 0.1]
+    line = next(line for line in wrote.splitlines() if line.startswith("| Model A"))
+    best = min(row["runs"], key=lambda r: r["test_error"])
+    assert f"| {best['lr']:g} | 0 |" in line and "grid partial: 0.25, 0.1 not trained" in line
+    assert ("lr 0.05 set by hand (--lr)" in line) == (best["lr"] == 0.05)
+    for extra in ([], ["--lr-search"]):
+        (folder / "README.md").unlink()
+        (folder / "model-a.json").unlink()
+        assert cli.main(base + ["--report"] + extra) == 0
+        assert (folder / "README.md").read_text() == wrote
+        again = json.loads((folder / "model-a.json").read_text())
+        assert again["measured"] == row["measured"] and again["runs"] == row["runs"]
+    capsys.readouterr()
+
+
+def test_the_committed_table3_is_what_its_run_folders_report(tmp_path, capsys):
+    """results/table3 as committed: `replicate table3 --report` over a copy of its run folders
+    writes the committed README, 9.96 % at the hand-set lr 0.05, partial grid."""
+    import shutil
+    shutil.copytree(ROOT / "results" / "table3", tmp_path / "table3",
+                    ignore=shutil.ignore_patterns("*.json", "README.md", "*.png"))
+    for lr in ("0.01", "0.05"):
+        for name in ("run.json", "result.json"):
+            shutil.copy(ROOT / "results" / "table3" / "all-cnn-c" / f"lr-{lr}" / name,
+                        tmp_path / "table3" / "all-cnn-c" / f"lr-{lr}" / name)
+    assert cli.main(["table3", "--report", "--out", str(tmp_path)]) == cli.EXIT_FAIL
+    committed = (ROOT / "results" / "table3" / "README.md").read_text()
+    assert (tmp_path / "table3" / "README.md").read_text() == committed
+    line = next(line for line in committed.splitlines() if line.startswith("| ALL-CNN-C"))
+    assert "| 9.96 | +0.88 | 0.5 | **FAIL** (partial) | 0.05 | 0 |" in line
+    assert "lr 0.05 set by hand (--lr)" in line and "before CaffeSGD" in line
+    capsys.readouterr()
+
+
+def test_list_columns_line_up_on_every_row(capsys):
+    assert cli.main(["--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    head = lines[0]
+    for line in lines[1:]:
+        row, title = line.split()[0], line.split()[1]
+        assert line.index(" " + title) + 1 == head.index("model"), line
+        dataset = next(d for d in ("cifar100", "cifar10", "imagenet") if f"  {d}  " in line)
+        assert line.index(f"  {dataset}  ") + 2 == head.index("dataset"), line
+        assert line.index(" epochs" if "epochs" in line else " iterations") > head.index(
+            "length"), line
+        assert line[:head.index("paper %") + 7].endswith(line.split()[-6]), line  # right-aligned
+    assert any(line.startswith("table6/imagenet") for line in lines)
+
+
+def test_an_evaluation_at_a_small_epoch_is_labelled_with_its_precision(tmp_path, capsys,
+                                                                        cache):
+    data = write_cifar10_bin(tmp_path / "cifar", n_train=400, n_test=8)
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=2)
+    assert cli.main(["model-a", "--specs", str(tmp_path / "specs"), "--data", str(data),
+                     "--no-verify", "--epochs", "0.01", "--eval-every", "0.005", "--device",
+                     "cpu", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "at lr 0.01, epoch 0.0050: classes never predicted" in err
+    assert "at lr 0.01, epoch 0.010: classes never predicted" in err
+
+
+def test_progress_shows_a_slow_speed_with_its_precision(tmp_path, tiny_data, capsys,
+                                                        monkeypatch):
+    """A clock that runs 5 s a step of 2 images: 0.4 images/s, not "0 img/s"."""
+    import time
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=2)
+    offset, real_clock, real_step = [0.0], time.perf_counter, Run.step
+    monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + offset[0])
+
+    def step(self):
+        offset[0] += 5.0
+        return real_step(self)
+    monkeypatch.setattr(Run, "step", step)
+    assert cli.main(["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+                     "--no-verify", "--epochs", "0.125", "--device", "cpu",
+                     "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"speed 0\.[34]\d* img/s", err), err[-500:]
+    assert "speed 0 img/s" not in err

@@ -213,3 +213,38 @@ def test_the_whole_step_as_one_cuda_graph_equals_the_eager_step(spec, data, tmp_
         scale = eager.abs().max()
         assert (graphed - eager).abs().max() <= 2e-3 * scale
     torch.testing.assert_close(losses[1], losses[0], rtol=2e-3, atol=0)
+
+
+def test_deadline_stops_every_run_at_a_checkpoint_before_it_and_resume_continues(
+        tmp_path, tiny_data, monkeypatch, capsys):  # noqa: F811
+    """A clock that runs 10 s a step: with --deadline 25 the first run checkpoints after its
+    3rd step (the 4th would end past the deadline), the second is not started, the command
+    exits 3, and --resume ends where uninterrupted runs end, bit for bit."""
+    import time
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=4)
+    args = ["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+            "--no-verify", "--device", "cpu", "--no-progress", "--epochs", "1",
+            "--eval-every", "0.5", "--lr", "0.01,0.05", "--seed", "1", "--pack", "1"]
+    assert cli.main(args + ["--out", str(tmp_path / "straight")]) == 0
+    offset = [0.0]
+    real_clock, real_step = time.monotonic, Run.step
+    monkeypatch.setattr(time, "monotonic", lambda: real_clock() + offset[0])
+
+    def step(self):
+        offset[0] += 10.0
+        return real_step(self)
+    monkeypatch.setattr(Run, "step", step)
+    capsys.readouterr()
+    out = ["--out", str(tmp_path / "cut")]
+    assert cli.main(args + out + ["--deadline", "25"]) == cli.EXIT_STOPPED
+    assert "tiny/model-a stopped by --deadline (1 run at epoch 0.38, 1 not started); rerun " \
+        "with --resume" in capsys.readouterr().err
+    row = tmp_path / "cut" / "tiny" / "model-a"
+    assert [p.name for p in row.glob("*/*.solverstate")] == [
+        "checkpoint_iter_3.solverstate"]                  # the second run never started
+    monkeypatch.setattr(Run, "step", real_step)
+    assert cli.main(args + out + ["--resume"]) == 0
+    for name in ("lr-0.01-seed-1-smoke", "lr-0.05-seed-1-smoke"):
+        assert_same_weights(tmp_path / "straight" / "tiny" / "model-a" / name
+                            / "checkpoint_iter_8.caffemodel",
+                            row / name / "checkpoint_iter_8.caffemodel")
