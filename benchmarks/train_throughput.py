@@ -218,6 +218,11 @@ def build_parser() -> Parser:
                         "one solo run and of a pack of the row's 4-lr grid, and project 350 "
                         "epochs from each (CIFAR-10 with --data; CPU: a tiny slice)")
     p.add_argument("--data", metavar="DIR", help="the CIFAR-10 release, for --slices")
+    p.add_argument("--slice-epochs", type=float, metavar="N",
+                   help=f"the slices' length (default {SLICE} with --data; a dry run may "
+                        "take less)")
+    p.add_argument("--eval-limit", type=int, metavar="N",
+                   help="the slices evaluate the first N test images only (a dry run)")
     p.add_argument("--profile", action="store_true",
                    help="with --pack, profile a few steps of the largest pack: device against "
                         "host time per step and the top kernels")
@@ -308,7 +313,8 @@ def run_slice(args, device, precision: str, levers: dict, data: Data, lrs, epoch
     spec = row_spec(args.batch)
     members = [(RunOptions(lr=lr, epochs=epochs, eval_every=epochs / 2, precision=precision,
                            device=str(device), progress=False, checkpoint_every=100,
-                           **levers), tmp / f"lr-{lr:g}-{len(lrs)}") for lr in lrs]
+                           eval_limit=args.eval_limit, **levers),
+                tmp / f"lr-{lr:g}-{len(lrs)}") for lr in lrs]
     outcomes = train_pack(spec, members, data)
     if any("diverged" in o for o in outcomes):
         raise AllconvError(f"a slice run diverged: {outcomes}")
@@ -324,10 +330,10 @@ def measure_slices(args, device, best: dict, levers: dict, tag: str) -> list[dic
     if args.data:
         opts = RunOptions(lr=spec.training.lr, data_dir=args.data, device=str(device))
         data = load_data(spec, opts, device)
-        epochs = SLICE
+        epochs = args.slice_epochs or SLICE
     else:   # a tiny synthetic slice: the code path, not a measurement of CIFAR
         data = synthetic(*data_sizes(args, device), device)
-        epochs = 1
+        epochs = args.slice_epochs or 1
     grid = spec.training.lr_grid
     with tempfile.TemporaryDirectory() as tmp:
         slices = [run_slice(args, device, best["precision"], levers, data, lrs, epochs,
