@@ -425,7 +425,7 @@ class LossOf(torch.nn.Module):
     def __init__(self, net: Net):
         super().__init__()
         self.net = net
-        self.terms = [(top, weight) for layer in net.layers if layer.type_name != "Accuracy"
+        self.terms = [(top, weight) for layer in net.layers
                       for top, weight in zip(layer.tops, layer.loss_weights) if weight]
 
     def forward(self, **inputs) -> torch.Tensor:
