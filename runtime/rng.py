@@ -17,8 +17,8 @@ __all__ = ["net_rng_state", "set_net_rng_state"]
 def net_rng_state(net, member: int | None = None) -> dict:
     """``{layer name: layer.rng_state(member)}`` for every layer of ``net`` that draws at
     random (``member``: of a packed net)."""
-    return {name: layer.rng_state(member) for name, layer in zip(net.layer_names, net.layers)
-            if hasattr(layer, "rng_state")}
+    return {name: layer.rng_state() if member is None else layer.rng_state(member)
+            for name, layer in zip(net.layer_names, net.layers) if hasattr(layer, "rng_state")}
 
 
 def set_net_rng_state(net, states: dict, where: str, member: int | None = None) -> None:
@@ -31,4 +31,7 @@ def set_net_rng_state(net, states: dict, where: str, member: int | None = None) 
             log.warning("%s: the net has no random layer %r; its state is not restored",
                         where, name)
             continue
-        layer.set_rng_state(state, member)
+        if member is None:   # a solo net's layers (DummyData, ...) need not know of members
+            layer.set_rng_state(state)
+        else:
+            layer.set_rng_state(state, member)
