@@ -1,7 +1,7 @@
 """All-CNN-C training images/s, side by side in one run: the harness loop against a plain PyTorch
 baseline, packs of K runs against K solo runs, and 350-epoch runs projected from 10-epoch slices.
 
-The harness loop is harness.train.Run (generated prototxt, runtime Net, Caffe SGD update, data and
+The harness loop is harness.run.Run (generated prototxt, runtime Net, Caffe SGD update, data and
 augmentation resident on the device; a pack of K runs is one net, runtime/pack.py). The baseline
 is what a hand-written port does: an eager nn.Sequential of the same architecture,
 torch.optim.SGD, and a DataLoader over a TensorDataset in CPU memory. Every loop runs at the same
@@ -37,8 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.report import git_commit  # noqa: E402
 from harness.specs import SPECS_DIR, load_spec  # noqa: E402
-from harness.train import (PRECISIONS, Data, Run, RunOptions, load_data,  # noqa: E402
-                           resolve_precision, set_precision, train_pack)
+from harness.datasets import Data  # noqa: E402
+from harness.run import (PRECISIONS, Run, RunOptions, load_data, resolve_precision,  # noqa: E402
+                         set_precision)
+from harness.train import train_pack  # noqa: E402
 from benchmarks.timing import timed  # noqa: E402
 from runtime.cli_support import Parser, add_device_option, resolve_device, run_cli  # noqa: E402
 from runtime.errors import AllconvError  # noqa: E402

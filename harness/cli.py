@@ -18,8 +18,9 @@ from harness.specs import SPECS_DIR, Spec, load_tables, select
 from harness.loop import DeferredInterrupt, format_epoch
 from harness.datasets import Data, data_key
 from harness.run_folder import RunFolder, row_runs, run_name
-from harness.train import (PRECISIONS, RunOptions, check_trainable, load_data,
-                           snapshot_iteration, train_pack)
+from harness.datasets import check_trainable
+from harness.run import PRECISIONS, RunOptions, load_data, snapshot_iteration
+from harness.train import train_pack
 from runtime.cli_support import Parser, add_device_option, resolve_device, run_cli
 from runtime.errors import AllconvError
 

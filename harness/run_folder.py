@@ -17,7 +17,7 @@ cache folder, named by the hash of the CIFAR files' md5s and the GCN+ZCA setting
 run on data handed to it in memory or not whitened); ``lr_from``, how the lr was chosen (the
 spec's, the grid of --lr-search, or a hand-set --lr); optionally a ``note`` for the row's
 table. A resume compares the settings only: a resumed run may run another commit, and
-records that one. A packed run (harness/train.py) writes one such folder per member, with
+records that one. A pack of runs (harness/train.py) writes one such folder per member, with
 its own lr and seed: nothing in it says it was packed but result.json's ``options``.
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ def run_name(lr: float, seed: int = 0, smoke: bool = False) -> str:
 
 
 def settings(spec, opts, precision: str, processes: int) -> dict:
-    """run.json's settings for ``spec`` trained with ``opts`` (harness.train.RunOptions): what a
+    """run.json's settings for ``spec`` trained with ``opts`` (harness.run.RunOptions): what a
     checkpoint must have been made with to be resumed."""
     return {"row": spec.key, "lr": opts.lr, "epochs": opts.epochs or spec.training.length,
             "seed": opts.seed, "precision": precision,

@@ -17,7 +17,8 @@ import torch
 import ddp_worker
 from harness import cli
 from harness.specs import SPECS_DIR, load_spec, load_tables, select
-from harness.train import Run, train
+from harness.run import Run
+from harness.train import train
 from runtime.caffemodel import read_weights
 from same_weights import assert_same_weights
 from test_harness import cache, tiny_data, tiny_spec  # noqa: F401  (fixtures)

@@ -18,7 +18,8 @@ from harness.evaluation import class_counts, summarize
 from harness.report import row_result, status, table_markdown, write_row
 from harness.specs import SPECS_DIR, load_spec, load_tables, select
 from harness.loop import Diverged
-from harness.train import Run, RunOptions, train
+from harness.run import Run, RunOptions
+from harness.train import train
 from runtime.data import preprocess
 from runtime.errors import AllconvError
 from runtime.meta import count_params, meta_net

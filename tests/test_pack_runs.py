@@ -16,7 +16,9 @@ import torch
 
 from harness import cli
 from harness.specs import SPECS_DIR, load_spec
-from harness.train import Data, Run, RunOptions, train, train_pack
+from harness.datasets import Data
+from harness.run import Run, RunOptions
+from harness.train import train, train_pack
 from runtime.caffemodel import read_weights
 from same_weights import assert_same_weights
 from test_harness import cache, tiny_data, tiny_spec  # noqa: F401  (fixtures)
