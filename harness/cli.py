@@ -213,14 +213,10 @@ def run_pack(spec: Spec, members: list[tuple[RunOptions, Path]], data: Data | No
              ranks: Ranks = SINGLE) -> list[dict]:
     """Train one pack (one run when it has one member): one outcome per member; a divergence
     is reported and kept as ``{'diverged': message}``, a Ctrl-C (after its checkpoint) is
-    ``{'interrupted': True}``, a pack the deadline leaves no time to start is stopped
-    unstarted; in a worker process that a Ctrl-C has reached, no further pack starts."""
-    deadline = members[0][0].deadline
+    ``{'interrupted': True}``; in a worker process that a Ctrl-C has reached, no further
+    pack starts."""
     if DeferredInterrupt.stopping:
         return [{"interrupted": True}] * len(members)
-    if deadline is not None and time.monotonic() >= deadline:
-        return [{"finished": False, "stopped_by": "deadline", "iter": 0, "epoch": 0.0,
-                 "run_dir": str(run_dir)} for _, run_dir in members]
     try:
         outcomes = train_pack(spec, members, data, ranks)
     except KeyboardInterrupt:

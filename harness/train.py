@@ -13,6 +13,7 @@ slice of the global batch (runtime/distributed.py).
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -42,15 +43,27 @@ def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
     return result
 
 
+class StartUp:
+    """Seconds from a pack's start to the end of its first step (data, nets, compiling), the
+    last measured in this process: a pack starts only if twice that is left to its deadline."""
+
+    seconds = 0.0
+
+
 def train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Data | None = None,
                ranks: Ranks = SINGLE) -> list[dict]:
     """Train each (options, run folder) of ``members`` (options differing only in lr and
     seed) as one pack, and return one outcome per member: its result, ``{"finished": False,
     ...}`` when ``time_limit`` or ``deadline`` stopped it, or ``{"diverged": message}``.
-    A member whose folder holds a result and ``resume`` is kept as it is. KeyboardInterrupt
-    after checkpointing every member on Ctrl-C."""
+    A member whose folder holds a result and ``resume`` is kept as it is; a pack its deadline
+    leaves no time to start is not started (its folders untouched). KeyboardInterrupt after
+    checkpointing every member on Ctrl-C."""
+    entered = time.monotonic()
     check_pack(members)
     opts = members[0][0]
+    if opts.deadline is not None and entered + 2 * StartUp.seconds >= opts.deadline:
+        return [{"finished": False, "stopped_by": "deadline", "iter": 0, "epoch": 0.0,
+                 "run_dir": str(run_dir)} for _, run_dir in members]
     if data is None:
         check_trainable(spec, opts.data_dir)
     device = resolve_device(opts.device)
@@ -81,13 +94,16 @@ def train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Dat
             raise AllconvError("some runs of the pack have a checkpoint and others none: "
                                "resume them apart")
         run.restore(states)
-    for i, outcome in zip((i for i, _, _ in todo), _loop(run, ranks, precision, device)):
+    for i, outcome in zip((i for i, _, _ in todo),
+                          _loop(run, ranks, precision, device, entered)):
         outcomes[i] = outcome
     return outcomes
 
 
-def _loop(run: Run, ranks: Ranks, precision: str, device: torch.device) -> list[dict]:
-    """Train ``run`` to its end, a stop or every member's divergence; one outcome each."""
+def _loop(run: Run, ranks: Ranks, precision: str, device: torch.device,
+          entered: float) -> list[dict]:
+    """Train ``run`` to its end, a stop or every member's divergence; one outcome each
+    (``entered``: when its `train_pack` began, for `StartUp`)."""
     opts = run.opts
     logs = [m.folder.metrics for m in run.members] if ranks.is_main else None
     records = [log.truncate(run.iter) for log in logs] if logs else [[] for _ in run.members]
@@ -105,6 +121,8 @@ def _loop(run: Run, ranks: Ranks, precision: str, device: torch.device) -> list[
                 ranks.barrier()
                 return loop.stopped("deadline")
             loop.step()
+            if run.iter == loop.start_iter + 1:
+                StartUp.seconds = time.monotonic() - entered
             evaluate = run.iter % run.solver_param.test_interval == 0 or run.iter == run.max_iter
             due = loop.sync_due(evaluate)
             if interrupted(ranks, due):

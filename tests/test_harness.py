@@ -718,3 +718,27 @@ def test_progress_shows_a_slow_speed_with_its_precision(tmp_path, tiny_data, cap
     err = capsys.readouterr().err
     assert re.search(r"speed 0\.[34]\d* img/s", err), err[-500:]
     assert "speed 0 img/s" not in err
+
+
+def test_a_training_label_past_the_classes_is_one_line_read_with_the_flags(tmp_path, tiny_data,
+                                                                          monkeypatch, capsys):
+    """The loss layer clamps it and records it on the device; the loop's next host read (every
+    iteration on the CPU) turns it into one line naming the layer, and exit status 2."""
+    from runtime.cli_support import run_cli
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    real_inputs = Run.next_inputs
+
+    def next_inputs(self):
+        inputs = real_inputs(self)
+        if self.iter == 1:
+            inputs["label"] = inputs["label"].clone()
+            inputs["label"][5] = 12
+        return inputs
+    monkeypatch.setattr(Run, "next_inputs", next_inputs)
+    assert run_cli(cli.main, "replicate", [
+        "model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data), "--no-verify",
+        "--epochs", "2", "--device", "cpu", "--out", str(tmp_path / "out"),
+        "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("replicate: error: layer 'loss' (SoftmaxWithLoss): label 12 is outside "
+                        "its 10 classes (0 to 9)\n"), err

@@ -220,9 +220,12 @@ def test_the_whole_step_as_one_cuda_graph_equals_the_eager_step(spec, data, tmp_
 def test_deadline_stops_every_run_at_a_checkpoint_before_it_and_resume_continues(
         tmp_path, tiny_data, monkeypatch, capsys):  # noqa: F811
     """A clock that runs 10 s a step: with --deadline 25 the first run checkpoints after its
-    3rd step (the 4th would end past the deadline), the second is not started, the command
-    exits 3, and --resume ends where uninterrupted runs end, bit for bit."""
+    3rd step (the 4th would end past the deadline), the second is not started (its start-up
+    and first step took the first run 10 s, and 20 s are not left), the command exits 3, and
+    --resume ends where uninterrupted runs end, bit for bit."""
     import time
+    from harness.train import StartUp
+    monkeypatch.setattr(StartUp, "seconds", 0.0)
     tiny_spec(tmp_path / "specs", "model-a", batch_size=4)
     args = ["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
             "--no-verify", "--device", "cpu", "--no-progress", "--epochs", "1",
