@@ -1,13 +1,22 @@
-"""All-CNN-C training images/s: the harness loop against a plain PyTorch baseline, in one run.
+"""All-CNN-C training images/s, side by side in one run: the harness loop against a plain PyTorch
+baseline, packs of K runs against K solo runs, and 350-epoch runs projected from 10-epoch slices.
 
-The harness loop is harness.train.Run (generated prototxt, runtime Net, Caffe SGD update, data and
-augmentation resident on the device). The baseline is what a hand-written port does: an eager
-nn.Sequential of the same architecture, torch.optim.SGD, and a DataLoader over a TensorDataset
-in CPU memory. Both run at the same precision and batch on synthetic data of CIFAR's shape.
+The harness loop is harness.run.Run (generated prototxt, runtime Net, Caffe SGD update, data and
+augmentation resident on the device; a pack of K runs is one net, runtime/pack.py). The baseline
+is what a hand-written port does: an eager nn.Sequential of the same architecture,
+torch.optim.SGD, and a DataLoader over a TensorDataset in CPU memory. Every loop runs at the same
+precision and batch on synthetic data of CIFAR's shape (the slices: CIFAR-10 with --data).
 Without CUDA it runs a tiny version and labels every line CPU.
 
     python benchmarks/train_throughput.py [--precision bf16] [--batch 128] [--iters 200]
-    python benchmarks/train_throughput.py --sweep --parallel 2 --json results/benchmarks/tp.json
+    python benchmarks/train_throughput.py --sweep --json results/benchmarks/tp.json
+    python benchmarks/train_throughput.py --pack 1,2,4,8 --processes --slices --data DIR
+
+Routes of --pack K (the training step of K runs; total images/s of all K):
+  pack       one net of K members (grouped convolutions, runtime/pack.py), the route kept;
+  solo       K solo runs one after another (one solo step's rate: each takes as long);
+  processes  K solo loops at once, one process each, sharing the device (--processes; what
+             replicate --rows-in-parallel K does).
 """
 from __future__ import annotations
 
@@ -28,16 +37,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.report import git_commit  # noqa: E402
 from harness.specs import SPECS_DIR, load_spec  # noqa: E402
-from harness.train import (PRECISIONS, Data, Run, RunOptions, resolve_precision,  # noqa: E402
-                           set_precision)
+from harness.datasets import Data  # noqa: E402
+from harness.run import (PRECISIONS, Run, RunOptions, load_data, resolve_precision,  # noqa: E402
+                         set_precision)
+from harness.train import train_pack  # noqa: E402
 from benchmarks.timing import timed  # noqa: E402
 from runtime.cli_support import Parser, add_device_option, resolve_device, run_cli  # noqa: E402
 from runtime.errors import AllconvError  # noqa: E402
 from runtime.files import atomic_write_bytes  # noqa: E402
 
 FLOP_PER_IMAGE = 1.625e9      # bf16 FLOP floor of one All-CNN-C training image (fwd + bwd)
-PEAK_FLOPS = 989e12           # H100 SXM dense bf16
+PEAK_FLOPS = 989e12           # H100/H200 SXM dense bf16
 EPOCHS, TRAIN_SIZE, TEST_SIZE = 350, 50_000, 10_000
+SLICE = 10                    # epochs of a measured slice, evaluated every SLICE / 2
+TARGETS = {"solo": 150.0, "pack_over_solo": 1.5}   # issue 20, on an H200 at bf16
 
 
 def all_cnn_c() -> nn.Sequential:
@@ -49,7 +62,6 @@ def all_cnn_c() -> nn.Sequential:
         *conv(96, 192, 3), *conv(192, 192, 3), *conv(192, 192, 3, 2), nn.Dropout(0.5),
         *conv(192, 192, 3, pad=0), *conv(192, 192, 1), *conv(192, 10, 1),
         nn.AdaptiveAvgPool2d(1), nn.Flatten())
-
 
 
 def data_sizes(args, device) -> tuple[int, int]:
@@ -75,24 +87,34 @@ SWEEP_PRECISIONS = {"cuda": ("fp32", "tf32", "bf16"), "cpu": ("fp32",)}
 SWEEP_LEVERS = {"cuda": tuple(LEVERS), "cpu": ("eager", "channels-last")}
 
 
-@contextmanager
-def harness_run(args, device, precision, data: Data, levers: dict):
-    """The harness's All-CNN-C Run at ``args.batch`` with ``levers`` on, in a scratch folder."""
+def row_spec(batch: int):
+    """All-CNN-C's Table 3 row at ``batch``."""
     spec = load_spec(SPECS_DIR / "table3" / "all-cnn-c.toml")
-    spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training,
-                                                                  batch_size=args.batch))
-    opts = RunOptions(lr=spec.training.lr, precision=precision, device=str(device),
-                      progress=False, **levers)
+    return dataclasses.replace(spec, training=dataclasses.replace(spec.training,
+                                                                  batch_size=batch))
+
+
+@contextmanager
+def harness_run(args, device, precision, data: Data, levers: dict, members: int = 1):
+    """The harness's All-CNN-C Run of ``members`` runs (the row's lr grid, cycled) at
+    ``args.batch`` with ``levers`` on, in a scratch folder."""
+    spec = row_spec(args.batch)
+    grid = spec.training.lr_grid
     with tempfile.TemporaryDirectory() as tmp:
-        yield Run(spec, opts, data, Path(tmp), device, precision)
+        yield Run(spec, [(RunOptions(lr=grid[k % len(grid)], seed=k // len(grid),
+                                     precision=precision, device=str(device), progress=False,
+                                     **levers), Path(tmp) / str(k)) for k in range(members)],
+                  data, device, precision)
 
 
-def harness_rates(args, device, precision, data: Data, levers: dict) -> tuple[float, float]:
-    """(training images/s, evaluation images/s) of the harness loop with ``levers`` on."""
-    with harness_run(args, device, precision, data, levers) as run:
+def harness_rates(args, device, precision, data: Data, levers: dict,
+                  members: int = 1) -> tuple[float, float]:
+    """(training images/s, evaluation images/s) of all members of the harness loop with
+    ``levers`` on (one evaluation pass serves every member)."""
+    with harness_run(args, device, precision, data, levers, members) as run:
         train = timed(run.step, args.iters, args.warmup, device)
         evaluate = timed(run.evaluate, 1, 1, device)
-    return args.batch / train, len(data.test_images) / evaluate
+    return members * args.batch / train, members * len(data.test_images) / evaluate
 
 
 def concurrent_rate(args, device, precision, levers: dict, loops: int) -> float:
@@ -157,17 +179,28 @@ def baseline_rate(args, device, precision, data: Data) -> float:
     return args.batch / timed(step, args.iters, args.warmup, device)
 
 
+def pack_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--pack wants sizes such as 1,2,4,8, not {text!r}")
+    if any(k < 1 for k in sizes):
+        raise argparse.ArgumentTypeError(f"--pack sizes must be at least 1, not {text!r}")
+    return sizes
+
+
 def build_parser() -> Parser:
     p = Parser(prog="train_throughput", description=__doc__.split("\n\n")[0],
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="both loops' precision (auto: bf16 on CUDA, fp32 on the CPU)")
+                   help="every loop's precision (auto: bf16 on CUDA, fp32 on the CPU)")
     p.add_argument("--batch", type=int, help="batch size (default 128; CPU 8)")
     p.add_argument("--iters", type=int, help="timed iterations (default 200; CPU 3)")
     p.add_argument("--warmup", type=int, help="untimed iterations first (default 20; CPU 1)")
     add_device_option(p, "cuda or cpu (default: cuda when available)")
     p.add_argument("--compile", action="store_true", help="harness loop: torch.compile")
-    p.add_argument("--cuda-graphs", action="store_true", help="harness loop: CUDA graphs")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="harness loop: the whole step as one CUDA graph")
     p.add_argument("--channels-last", action="store_true", help="harness loop: channels_last")
     p.add_argument("--sweep", action="store_true",
                    help="measure every lever set (CUDA: " + ", ".join(LEVERS) + "; CPU: "
@@ -176,10 +209,25 @@ def build_parser() -> Parser:
                         "precision, and name the fastest")
     p.add_argument("--levers", metavar="NAME,...",
                    help="with --sweep, measure only these lever sets (" + ", ".join(LEVERS) + ")")
-    p.add_argument("--parallel", type=int, default=1, metavar="K",
-                   help="also run K copies of the fastest harness loop at once, in processes "
-                        "sharing the device, and print their total rate against one loop's "
-                        "(what replicate --rows-in-parallel K gains)")
+    p.add_argument("--pack", type=pack_sizes, metavar="K,...",
+                   help="for each K, with the fastest lever set: a pack of K runs against K "
+                        "solo runs one after another (and K processes with --processes): total "
+                        "training and evaluation images/s")
+    p.add_argument("--processes", action="store_true",
+                   help="with --pack, also K solo loops at once in K processes")
+    p.add_argument("--slices", action="store_true",
+                   help=f"train a {SLICE}-epoch slice, evaluated every {SLICE // 2} epochs, of "
+                        "one solo run and of a pack of the row's 4-lr grid, and project 350 "
+                        "epochs from each (CIFAR-10 with --data; CPU: a tiny slice)")
+    p.add_argument("--data", metavar="DIR", help="the CIFAR-10 release, for --slices")
+    p.add_argument("--slice-epochs", type=float, metavar="N",
+                   help=f"the slices' length (default {SLICE} with --data; a dry run may "
+                        "take less)")
+    p.add_argument("--eval-limit", type=int, metavar="N",
+                   help="the slices evaluate the first N test images only (a dry run)")
+    p.add_argument("--profile", action="store_true",
+                   help="with --pack, profile a few steps of the largest pack: device against "
+                        "host time per step and the top kernels")
     p.add_argument("--json", metavar="FILE", help="also write the measurements, with the "
                    "device, torch version, commit and time, to FILE")
     return p
@@ -226,15 +274,121 @@ def report(rows: list[dict], tag: str) -> str:
     return "\n".join(lines)
 
 
+def measure_packs(args, device, best: dict, levers: dict, data: Data) -> list[dict]:
+    """For each K of --pack: each route's total training images/s and evaluation rate."""
+    precision = best["precision"]
+    solo_train, solo_eval = best["train_images_per_s"], best["eval_images_per_s"]
+    rows = []
+    for k in args.pack:
+        train, evaluate = (solo_train, solo_eval) if k == 1 else harness_rates(
+            args, device, precision, data, levers, members=k)
+        rows.append({"members": k, "route": "pack", "train_images_per_s": train,
+                     "eval_images_per_s": evaluate, "vs_solo": train / solo_train})
+        rows.append({"members": k, "route": "solo", "train_images_per_s": solo_train,
+                     "eval_images_per_s": solo_eval, "vs_solo": 1.0})
+        if args.processes:
+            rate = concurrent_rate(args, device, precision, levers, k)
+            rows.append({"members": k, "route": "processes", "train_images_per_s": rate,
+                         "vs_solo": rate / solo_train})
+    return rows
+
+
+def pack_report(rows: list[dict], tag: str, what: str) -> str:
+    lines = [f"{tag}packs ({what}): total images/s of K runs, training and evaluation",
+             f"{tag}{'K':>2}  {'route':<10} {'train img/s':>12} {'vs solo':>8} "
+             f"{'eval img/s':>11}"]
+    for r in rows:
+        evaluate = f"{r['eval_images_per_s']:>11,.0f}" if "eval_images_per_s" in r else ""
+        lines.append(f"{tag}{r['members']:>2}  {r['route']:<10} {r['train_images_per_s']:>12,.0f}"
+                     f" {r['vs_solo']:>7.2f}x {evaluate}".rstrip())
+    best = max((r for r in rows if r["route"] == "pack"), key=lambda r: r["train_images_per_s"])
+    lines.append(f"{tag}fastest pack: K={best['members']}, {best['vs_solo']:.2f}x the images/s of "
+                 "one solo run")
+    return "\n".join(lines)
+
+
+def run_slice(args, device, precision: str, levers: dict, data: Data, lrs, epochs: float,
+              tmp: Path) -> dict:
+    """Train ``lrs`` (one run, or a pack) for ``epochs`` evaluated twice; project 350 epochs
+    from the records: the first half (start-up and compiling included) once, the second half
+    (steady training and one evaluation) for every later half-slice."""
+    spec = row_spec(args.batch)
+    members = [(RunOptions(lr=lr, epochs=epochs, eval_every=epochs / 2, precision=precision,
+                           device=str(device), progress=False, checkpoint_every=100,
+                           eval_limit=args.eval_limit, **levers),
+                tmp / f"lr-{lr:g}-{len(lrs)}") for lr in lrs]
+    outcomes = train_pack(spec, members, data)
+    if any("diverged" in o for o in outcomes):
+        raise AllconvError(f"a slice run diverged: {outcomes}")
+    records = [r for r in members[0][1].joinpath("metrics.jsonl").read_text().splitlines()]
+    first, second = (json.loads(r)["seconds"] for r in records[:2])
+    projected = first + (EPOCHS / (epochs / 2) - 1) * (second - first)
+    return {"members": len(lrs), "lrs": list(lrs), "epochs": epochs, "seconds": second,
+            "first_half_seconds": first, "projected_350_seconds": projected}
+
+
+def measure_slices(args, device, best: dict, levers: dict, tag: str) -> list[dict]:
+    spec = row_spec(args.batch)
+    if args.data:
+        opts = RunOptions(lr=spec.training.lr, data_dir=args.data, device=str(device))
+        data = load_data(spec, opts, device)
+        epochs = args.slice_epochs or SLICE
+    else:   # a tiny synthetic slice: the code path, not a measurement of CIFAR
+        data = synthetic(*data_sizes(args, device), device)
+        epochs = args.slice_epochs or 1
+    grid = spec.training.lr_grid
+    with tempfile.TemporaryDirectory() as tmp:
+        slices = [run_slice(args, device, best["precision"], levers, data, lrs, epochs,
+                            Path(tmp)) for lrs in ([spec.training.lr], grid)]
+    solo, pack = slices
+    print(f"{tag}slices of {epochs:g} epoch{'s' if epochs != 1 else ''} "
+          f"({'CIFAR-10' if args.data else 'synthetic'}, "
+          f"evaluated every {epochs / 2:g}): solo {solo['seconds']:.1f} s, pack of "
+          f"{pack['members']} {pack['seconds']:.1f} s; projected 350 epochs: solo "
+          f"{solo['projected_350_seconds']:.0f} s (target {TARGETS['solo']:.0f} s), pack "
+          f"{pack['projected_350_seconds']:.0f} s = "
+          f"{pack['projected_350_seconds'] / solo['projected_350_seconds']:.2f}x the solo run "
+          f"(target {TARGETS['pack_over_solo']:g}x)")
+    return slices
+
+
+def profile(args, device, best: dict, levers: dict, data: Data, tag: str) -> dict:
+    """Device and host time per step of the largest pack, and its top kernels."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    k = max(args.pack)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
+                                           else [])
+    with harness_run(args, device, best["precision"], data, levers, k) as run:
+        for _ in range(max(args.warmup, 1)):
+            run.step()
+        steps = 10
+        with torch_profile(activities=activities) as prof:
+            seconds = timed(run.step, steps, 0, device)
+    events = prof.key_averages()
+    device_us = sum(e.self_device_time_total for e in events) / steps
+    host_us = sum(e.self_cpu_time_total for e in events) / steps
+    top = sorted(events, key=lambda e: e.self_device_time_total if device.type == "cuda"
+                 else e.self_cpu_time_total, reverse=True)[:8]
+    print(f"{tag}profile of a pack of {k}: {seconds * 1e3:.2f} ms a step, device "
+          f"{device_us / 1e3:.2f} ms, host {host_us / 1e3:.2f} ms; top kernels:")
+    for e in top:
+        print(f"{tag}  {e.self_device_time_total / steps / 1e3:8.3f} ms device "
+              f"{e.self_cpu_time_total / steps / 1e3:8.3f} ms host  {e.key[:70]}")
+    return {"members": k, "step_seconds": seconds, "device_ms": device_us / 1e3,
+            "host_ms": host_us / 1e3,
+            "top": [{"name": e.key, "device_ms": e.self_device_time_total / steps / 1e3,
+                     "host_ms": e.self_cpu_time_total / steps / 1e3} for e in top]}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.parallel < 1:
-        raise AllconvError(f"--parallel must be at least 1, not {args.parallel}")
     device = resolve_device(args.device)
     cpu = device.type != "cuda"
     args.batch = args.batch or (8 if cpu else 128)
     args.iters = args.iters or (3 if cpu else 200)
     args.warmup = args.warmup if args.warmup is not None else (1 if cpu else 20)
+    if (args.processes or args.profile) and not args.pack:
+        raise AllconvError("--processes and --profile go with --pack")
     torch.backends.cudnn.benchmark = True
     data = synthetic(*data_sizes(args, device), device)
     tag = "CPU " if cpu else ""
@@ -258,35 +412,31 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     rows = [row for precision in precisions
             for row in measure(args, device, precision, lever_sets, data)]
-    print(report(rows, tag))
-    parallel = concurrency(args, device, rows, lever_sets, tag) if args.parallel > 1 else None
+    print(report(rows, tag), flush=True)
+    best = fastest(rows)
+    levers = lever_sets[best["loop"]]
+    record = {"rows": rows}
+    if args.pack:
+        record["packs"] = measure_packs(args, device, best, levers, data)
+        print(pack_report(record["packs"], tag, f"{best['precision']} {best['loop']}"),
+              flush=True)
+        if args.profile:
+            record["profile"] = profile(args, device, best, levers, data, tag)
+    if args.slices:
+        record["slices"] = measure_slices(args, device, best, levers, tag)
     if args.json:
-        write_json(Path(args.json), args, name, rows, parallel)
+        write_json(Path(args.json), args, name, record)
     return 0
 
 
-def concurrency(args, device, rows: list[dict], lever_sets: dict, tag: str) -> dict:
-    """The fastest configuration as 1 and as ``args.parallel`` loops at once; prints the gain."""
-    best = fastest(rows)
-    levers = lever_sets[best["loop"]]
-    one = concurrent_rate(args, device, best["precision"], levers, 1)
-    many = concurrent_rate(args, device, best["precision"], levers, args.parallel)
-    print(f"{tag}{args.parallel} loops at once ({best['precision']} {best['loop']}, one process "
-          f"each): {many:,.0f} img/s in total against {one:,.0f} for one loop: "
-          f"{many / one:.2f}x")
-    return {"loops": args.parallel, "precision": best["precision"], "loop": best["loop"],
-            "total_images_per_s": many, "one_loop_images_per_s": one, "gain": many / one}
-
-
-def write_json(path: Path, args, device_name: str, rows: list[dict],
-               parallel: dict | None) -> None:
+def write_json(path: Path, args, device_name: str, record: dict) -> None:
     """The measurements with their provenance, written atomically."""
     record = {"benchmark": "train_throughput", "model": "all-cnn-c", "device": device_name,
               "torch": torch.__version__, "commit": git_commit(),
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "batch": args.batch, "iters": args.iters, "warmup": args.warmup,
-              "flop_per_image": FLOP_PER_IMAGE, "peak_flops": PEAK_FLOPS, "rows": rows,
-              "parallel": parallel}
+              "flop_per_image": FLOP_PER_IMAGE, "peak_flops": PEAK_FLOPS, "targets": TARGETS,
+              **record}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(record, indent=1) + "\n").encode())
 

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -14,14 +15,21 @@ from runtime.distributed import (SINGLE, Ranks, from_environment, launched_by_to
                                  local_device)
 from harness.report import check_writable, row_result, write_row, write_table_readme
 from harness.specs import SPECS_DIR, Spec, load_tables, select
-from harness.loop import DeferredInterrupt, Diverged
+from harness.loop import DeferredInterrupt, format_epoch
 from harness.datasets import Data, data_key
-from harness.run_folder import RunFolder, run_name
-from harness.train import PRECISIONS, RunOptions, check_trainable, load_data, train
+from harness.run_folder import RunFolder, row_runs, run_name
+from harness.datasets import check_trainable
+from harness.run import PRECISIONS, RunOptions, load_data, snapshot_iteration
+from harness.train import train_pack
 from runtime.cli_support import Parser, add_device_option, resolve_device, run_cli
 from runtime.errors import AllconvError
 
 EXIT_FAIL, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 3, 130
+# --pack's default on CUDA. Provisional: no GPU has measured packs yet (benchmarks/
+# train_throughput.py --pack 1,2,4,8 will). 4 is the paper's lr grid in one net: an All-CNN-C
+# step of batch 128 used 11 % of an H200's bf16 peak, so four members should still fit the
+# chip's idle share.
+CUDA_PACK = 4
 
 
 def build_parser() -> Parser:
@@ -35,7 +43,8 @@ def build_parser() -> Parser:
                       "  replicate all-cnn-c --epochs 5        (a SMOKE run, never a replication)\n"
                       "  replicate imagenet --data /data/imagenet --epochs 0.0001 "
                       "--eval-limit 100\n"
-                      "  replicate all-cnn-c --time-limit 500 ; replicate all-cnn-c --resume\n"
+                      "  replicate all-cnn-c --lr 0.05 --seed 0,1,2 --pack 3\n"
+                      "  replicate all-cnn-c --deadline 500 ; replicate all-cnn-c --resume\n"
                       "  torchrun --nproc_per_node 2 $(which replicate) all-cnn-c\n"
                       "  replicate table3 --lr-search --shard 0/4 ; ... ; "
                       "replicate table3 --lr-search --report\n\n"
@@ -58,9 +67,10 @@ def build_parser() -> Parser:
                    help="skip the md5 check of the CIFAR files (for hand-made test data)")
     g = p.add_argument_group("training")
     g.add_argument("--lr-search", action="store_true",
-                   help="train every lr of the row's grid and keep the best by final test "
-                        "error, as the paper did (it reports no validation split)")
-    g.add_argument("--lr", type=float, help="train at this lr instead of the spec's")
+                   help="train every lr of the row's grid (at each --seed) and keep the best by "
+                        "final test error, as the paper did (it reports no validation split)")
+    g.add_argument("--lr", type=number_list(float), metavar="LR[,LR...]",
+                   help="train at these lrs instead of the spec's (recorded as set by hand)")
     g.add_argument("--epochs", type=float, metavar="N",
                    help="train this many epochs; fewer than the spec's makes a SMOKE run")
     g.add_argument("--batch-size", type=int, metavar="N",
@@ -75,13 +85,29 @@ def build_parser() -> Parser:
                    help="fp32 (TF32 off, Caffe-exact), tf32, or bf16 autocast; auto: bf16 on "
                         "CUDA, fp32 on the CPU")
     add_device_option(g, "cuda, cuda:1 or cpu (default: cuda when available)")
-    g.add_argument("--seed", type=int, default=0, help="solver random_seed and data order seed")
+    g.add_argument("--seed", type=number_list(int), default=[0], metavar="S[,S...]",
+                   help="solver random_seed and data order seed; a list trains each (default 0)")
+    g.add_argument("--pack", type=int, metavar="K",
+                   help="train up to K runs of a row (its lrs and seeds) as one net, each "
+                        "member exactly its solo run, each with its own run folder; --pack 1 "
+                        f"trains them one by one. Default: {CUDA_PACK} on CUDA (provisional, "
+                        "until benchmarks/train_throughput.py --pack has run on a GPU), 1 on "
+                        "the CPU and under torchrun, which refuses more")
     g.add_argument("--resume", action="store_true",
-                   help="continue each run from its last checkpoint in --out")
+                   help="continue each run from its last checkpoint in --out (a pack's "
+                        "members resume together when their checkpoints are of one iteration, "
+                        "else apart; any --pack resumes any run)")
     g.add_argument("--time-limit", type=float, metavar="SECONDS",
-                   help="stop each run at its first checkpoint past this much training time")
+                   help="stop each run at its first checkpoint past this much training time "
+                        "(summed over resumes)")
+    g.add_argument("--deadline", type=float, metavar="SECONDS",
+                   help="wall-clock limit of this command, counted from its start (data "
+                        "loading and compiling included): every run stops at a checkpoint "
+                        "before it, from an estimate of a step's, an evaluation's and a "
+                        "checkpoint's time, and runs not started are left alone; --resume "
+                        "continues")
     g.add_argument("--rows-in-parallel", type=int, default=1, metavar="K",
-                   help="train K runs (rows, or lrs of a grid) at once, in processes sharing "
+                   help="train K packs (or, with --pack 1, runs) at once, in processes sharing "
                         "the device")
     g.add_argument("--batch-per-process", action="store_true",
                    help="under torchrun: each process takes the spec's batch, so the "
@@ -90,17 +116,19 @@ def build_parser() -> Parser:
                         "processes")
     g = p.add_argument_group("sweeps over machines")
     g.add_argument("--shard", metavar="K/N",
-                   help="train only every N-th run of the (row, lr) list, in --list order, "
-                        "starting at the K-th (K = 0..N-1); writes run folders, not tables")
+                   help="train only every N-th run of the (row, lr, seed) list, in --list "
+                        "order, starting at the K-th (K = 0..N-1); writes run folders, not "
+                        "tables")
     g.add_argument("--report", action="store_true",
-                   help="train nothing: read the run folders under --out, keep each row's "
-                        "best finished lr, mark rows whose grid is incomplete, write results")
+                   help="train nothing: read every run folder of the rows under --out (the "
+                        "runs of this command's length and batch), keep each row's best lr, "
+                        "its seeds' mean and its best run, mark a partial grid, write results")
     g = p.add_argument_group("speed levers (CUDA; on by default there: the fastest set an H200 "
                              "measured, see README)")
     g.add_argument("--compile", action="store_true", help="torch.compile the training loss")
     g.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction,
-                   help="torch.compile with mode reduce-overhead (CUDA graphs); default: on "
-                        "with CUDA, off on the CPU")
+                   help="the whole training step (forward, backward, update) as one CUDA "
+                        "graph; default: on with CUDA, off on the CPU and under torchrun")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="NHWC weights and batches; default: on with CUDA, off on the CPU")
     g = p.add_argument_group("output")
@@ -111,31 +139,61 @@ def build_parser() -> Parser:
     return p
 
 
+def number_list(kind):
+    """An argparse type: one number or a comma list, as a list (duplicates dropped)."""
+    def parse(text: str) -> list:
+        try:
+            values = [kind(part) for part in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of "
+                                             f"{kind.__name__}s") from None
+        return list(dict.fromkeys(values))
+    return parse
+
+
 def list_rows(tables: dict[str, list[Spec]]) -> str:
-    lines = [f"{'row':<28} {'model':<30} {'dataset':<9} {'augmentation':<21} "
-             f"{'paper %':>7} {'tol':>4} {'lr':>5} {'batch':>5}  length"]
-    for specs in tables.values():
-        for s in specs:
-            t = s.training
-            lines.append(f"{s.key:<28} {s.title:<30} {s.dataset.name:<9} {s.augmentation:<21} "
-                         f"{s.paper.error:>7.2f} {s.paper.tolerance:>4g} {t.lr:>5g} "
-                         f"{t.batch_size:>5}  {t.length:g} {t.unit}s")
-    return "\n".join(lines)
+    """The rows as a table whose columns are as wide as their widest entry."""
+    head = ("row", "model", "dataset", "augmentation", "paper %", "tol", "lr", "batch",
+            "length")
+    rows = [(s.key, s.title, s.dataset.name, s.augmentation, f"{s.paper.error:.2f}",
+             f"{s.paper.tolerance:g}", f"{s.training.lr:g}", str(s.training.batch_size),
+             f"{s.training.length:g} {s.training.unit}s")
+            for specs in tables.values() for s in specs]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    right = {4, 5, 6, 7}
+
+    def line(cells) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return "\n".join(line(r) for r in [head, *rows])
 
 
 def _check_args(args) -> None:
     if args.lr is not None and args.lr_search:
         raise AllconvError("--lr conflicts with --lr-search: give one")
-    for name in ("epochs", "eval_every", "checkpoint_every", "rows_in_parallel", "lr",
-                 "time_limit", "batch_size", "eval_limit"):
+    for name in ("epochs", "eval_every", "checkpoint_every", "rows_in_parallel",
+                 "time_limit", "batch_size", "eval_limit", "pack", "deadline"):
         value = getattr(args, name)
         if value is not None and value <= 0 and not (name == "time_limit" and value == 0):
             raise AllconvError(f"--{name.replace('_', '-')} must be positive, not {value:g}")
+    for lr in args.lr or ():
+        if lr <= 0:
+            raise AllconvError(f"--lr must be positive, not {lr:g}")
+    for seed in args.seed:
+        if seed < 0:
+            raise AllconvError(f"--seed must be 0 or more, not {seed}")
     if args.report and args.shard:
         raise AllconvError("--report reads what the shards wrote: give it without --shard")
-    if launched_by_torchrun() and args.rows_in_parallel > 1:
-        raise AllconvError("--rows-in-parallel cannot be used under torchrun, which already "
-                           "runs one run on several processes")
+    if launched_by_torchrun():
+        if args.rows_in_parallel > 1:
+            raise AllconvError("--rows-in-parallel cannot be used under torchrun, which already "
+                               "runs one run on several processes")
+        if args.pack is not None and args.pack > 1:
+            raise AllconvError("--pack trains its runs on one process: under torchrun use "
+                               "--pack 1, or a pack without torchrun")
+        if args.cuda_graphs:
+            raise AllconvError("--cuda-graphs captures a step without torchrun's all-reduce: "
+                               "drop it under torchrun")
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -151,43 +209,70 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return k, n
 
 
-def run_job(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
-            ranks: Ranks = SINGLE) -> dict:
-    """Train one (row, lr); a divergence is reported and returned as ``{'diverged': message}``,
-    a Ctrl-C (after its checkpoint) as ``{'interrupted': True}``; in a worker process that a
-    Ctrl-C has reached, no further job starts."""
-    if DeferredInterrupt.stopping:
-        return {"interrupted": True}
-    try:
-        return train(spec, opts, run_dir, data, ranks)
-    except Diverged as err:
-        print(f"replicate: {err}", file=sys.stderr)
-        return {"diverged": str(err)}
-    except KeyboardInterrupt:
-        return {"interrupted": True}
-
-
-def run_jobs(jobs: list[tuple[Spec, RunOptions, Path]], parallel: int,
+def run_pack(spec: Spec, members: list[tuple[RunOptions, Path]], data: Data | None = None,
              ranks: Ranks = SINGLE) -> list[dict]:
-    """Run the jobs one after another in this process (sharing each dataset's device copy), or
-    ``parallel`` at a time in spawned processes. A Ctrl-C stops every running job after its
-    iteration (each checkpoints) and starts no other."""
+    """Train one pack (one run when it has one member): one outcome per member; a divergence
+    is reported and kept as ``{'diverged': message}``, a Ctrl-C (after its checkpoint) is
+    ``{'interrupted': True}``; in a worker process that a Ctrl-C has reached, no further
+    pack starts."""
+    if DeferredInterrupt.stopping:
+        return [{"interrupted": True}] * len(members)
+    try:
+        outcomes = train_pack(spec, members, data, ranks)
+    except KeyboardInterrupt:
+        return [{"interrupted": True}] * len(members)
+    for outcome in outcomes:
+        if "diverged" in outcome:
+            print(f"replicate: {outcome['diverged']}", file=sys.stderr)
+    return outcomes
+
+
+def packs(jobs: list[tuple], size: int) -> list[list[int]]:
+    """The jobs' indices in packs of at most ``size`` runs of one row and of one set of
+    options (all but lr and seed), in order; resumed runs are packed only with runs whose
+    latest checkpoint is of the same iteration (they step together)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (spec, opts, run_dir) in enumerate(jobs):
+        start = 0
+        if opts.resume:
+            state = RunFolder(run_dir).latest_checkpoint()
+            start = -1 if state is None else snapshot_iteration(state)
+        shared = replace(opts, lr=0.0, seed=0, lr_from="", position=0)
+        groups.setdefault((spec.key, shared, start), []).append(i)
+    return [indices[i:i + size] for indices in groups.values()
+            for i in range(0, len(indices), size)]
+
+
+def run_jobs(jobs: list[tuple], parallel: int, pack: int, ranks: Ranks = SINGLE) -> list[dict]:
+    """Run the jobs in packs of ``pack``, one pack after another in this process (sharing each
+    dataset's device copy), or ``parallel`` packs at a time in spawned processes; one outcome
+    per job. A Ctrl-C stops every running pack after its iteration (each checkpoints) and
+    starts no other."""
+    results: list[dict | None] = [None] * len(jobs)
+    grouped = packs(jobs, pack)
+
+    def members(indices):
+        return [(jobs[i][1], jobs[i][2]) for i in indices]
     if parallel == 1:
         loaded = {}
-        results = []
-        for spec, opts, run_dir in jobs:
+        for indices in grouped:
+            spec, opts, _ = jobs[indices[0]]
             if data_key(spec) not in loaded:
                 loaded[data_key(spec)] = load_data(spec, opts, resolve_device(opts.device))
-            results.append(run_job(spec, opts, run_dir, loaded[data_key(spec)], ranks))
-            if results[-1].get("interrupted"):
+            outcomes = run_pack(spec, members(indices), loaded[data_key(spec)], ranks)
+            for i, outcome in zip(indices, outcomes):
+                results[i] = outcome
+            if any(o.get("interrupted") for o in outcomes):
                 break
-        return results
+        return [r if r is not None else {"interrupted": True} for r in results]
     with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"),
                              initializer=DeferredInterrupt.install) as pool:
-        futures = [pool.submit(run_job, spec, replace(opts, position=i % parallel), run_dir)
-                   for i, (spec, opts, run_dir) in enumerate(jobs)]
+        futures = [pool.submit(run_pack, jobs[indices[0]][0],
+                               [(replace(o, position=n % parallel), d)
+                                for o, d in members(indices)])
+                   for n, indices in enumerate(grouped)]
 
-        def stop(signum, frame):   # Ctrl-C: no new job; the running ones checkpoint and stop
+        def stop(signum, frame):   # Ctrl-C: no new pack; the running ones checkpoint and stop
             for future in futures:
                 future.cancel()
             for process in list(pool._processes.values()):
@@ -195,36 +280,57 @@ def run_jobs(jobs: list[tuple[Spec, RunOptions, Path]], parallel: int,
                     os.kill(process.pid, signal.SIGINT)
         previous = signal.signal(signal.SIGINT, stop)
         try:
-            return [{"interrupted": True} if f.cancelled() else f.result() for f in futures]
+            for indices, future in zip(grouped, futures):
+                outcomes = ([{"interrupted": True}] * len(indices) if future.cancelled()
+                            else future.result())
+                for i, outcome in zip(indices, outcomes):
+                    results[i] = outcome
+            return results
         finally:
             signal.signal(signal.SIGINT, previous)
 
 
 def default_levers(args) -> dict[str, bool]:
-    """--cuda-graphs and --channels-last as given, else on with CUDA: together they trained
-    All-CNN-C 2.84x faster than the eager baseline on an H200, where either alone was not
-    measured and channels-last alone was slower than eager (results/benchmarks/)."""
+    """--cuda-graphs and --channels-last as given, else on with CUDA (CUDA graphs not under
+    torchrun): together they trained All-CNN-C 2.84x faster than the eager baseline on an
+    H200, where either alone was not measured and channels-last alone was slower than eager
+    (results/benchmarks/)."""
     cuda = resolve_device(args.device).type == "cuda"
-    return {name: cuda if getattr(args, name) is None else getattr(args, name)
-            for name in ("cuda_graphs", "channels_last")}
+    defaults = {"cuda_graphs": cuda and not launched_by_torchrun(), "channels_last": cuda}
+    return {name: default if getattr(args, name) is None else getattr(args, name)
+            for name, default in defaults.items()}
 
 
-def job_list(args, specs: list[Spec]) -> list[tuple[Spec, RunOptions, Path]]:
-    """Every (row, lr) run of the command, in --list order, with its run folder."""
+def default_pack(args) -> int:
+    """--pack as given, else CUDA_PACK on CUDA (1 under torchrun) and 1 on the CPU."""
+    if args.pack is not None:
+        return args.pack
+    cuda = resolve_device(args.device).type == "cuda"
+    return CUDA_PACK if cuda and not launched_by_torchrun() else 1
+
+
+def job_list(args, specs: list[Spec], deadline: float | None = None) -> list[tuple]:
+    """Every (row, lr, seed) run of the command, in --list order (lr, then seed), with its
+    run folder."""
     jobs = []
     for spec in specs:
         smoke = spec.is_smoke(args.epochs, args.batch_size, args.eval_limit)
-        for lr in spec.training.lr_grid if args.lr_search else [args.lr or spec.training.lr]:
-            opts = RunOptions(lr=lr, epochs=args.epochs, precision=args.precision,
-                              device=args.device, seed=args.seed, eval_every=args.eval_every,
-                              checkpoint_every=args.checkpoint_every, data_dir=args.data,
-                              verify=args.verify, resume=args.resume,
-                              time_limit=args.time_limit, compile=args.compile,
-                              **default_levers(args),
-                              progress=args.progress, batch_per_process=args.batch_per_process,
-                              batch_size=args.batch_size, eval_limit=args.eval_limit)
-            run_dir = args.out / spec.table / spec.name / run_name(lr, args.seed, smoke)
-            jobs.append((spec, opts, run_dir))
+        lrs, lr_from = ((spec.training.lr_grid, "grid") if args.lr_search else
+                        (args.lr, "--lr") if args.lr else ([spec.training.lr], "spec"))
+        for lr in lrs:
+            for seed in args.seed:
+                opts = RunOptions(lr=lr, epochs=args.epochs, precision=args.precision,
+                                  device=args.device, seed=seed, eval_every=args.eval_every,
+                                  checkpoint_every=args.checkpoint_every, data_dir=args.data,
+                                  verify=args.verify, resume=args.resume,
+                                  time_limit=args.time_limit, deadline=deadline,
+                                  compile=args.compile, **default_levers(args),
+                                  progress=args.progress,
+                                  batch_per_process=args.batch_per_process,
+                                  batch_size=args.batch_size, eval_limit=args.eval_limit,
+                                  lr_from=lr_from)
+                run_dir = args.out / spec.table / spec.name / run_name(lr, seed, smoke)
+                jobs.append((spec, opts, run_dir))
     return jobs
 
 
@@ -243,6 +349,7 @@ def _selected_specs(args, tables) -> list[Spec]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()
     args = build_parser().parse_args(argv)
     _check_args(args)
     shard, shards = parse_shard(args.shard)
@@ -258,13 +365,18 @@ def main(argv: list[str] | None = None) -> int:
         args.device = str(device)
         ranks = from_environment(device)
     specs = _selected_specs(args, tables)
-    jobs = job_list(args, specs)
+    deadline = None if args.deadline is None else started + args.deadline
+    jobs = job_list(args, specs, deadline)
     if args.report:
-        results = [RunFolder(run_dir).outcome() for _, _, run_dir in jobs]
+        results = [{} for _ in jobs]
     else:
-        mine = jobs[shard::shards]
-        results = run_jobs(mine, args.rows_in_parallel, ranks)
-        if any(r.get("interrupted") for r in results):
+        mine = list(range(len(jobs)))[shard::shards]
+        trained = run_jobs([jobs[i] for i in mine], args.rows_in_parallel, default_pack(args),
+                           ranks)
+        results = [{} for _ in jobs]
+        for i, outcome in zip(mine, trained):
+            results[i] = outcome
+        if any(r.get("interrupted") for r in trained):
             if ranks.is_main:
                 print("replicate: stopped by Ctrl-C; the running runs wrote their checkpoints, "
                       "rerun with --resume to continue", file=sys.stderr)
@@ -279,33 +391,57 @@ def main(argv: list[str] | None = None) -> int:
     return _write_results(args, argv, tables, specs, jobs, results)
 
 
+def row_outcomes(spec: Spec, args) -> dict[tuple[float, int], dict]:
+    """Every run of ``spec`` under --out of this command's length, batch and test subset, by
+    (lr, seed): a finished run's result, or its diverged or missing outcome, with how its lr
+    was chosen and its note. The row's table is made from these alone, so --report gives the
+    table the runs wrote, whatever lrs and seeds the command names."""
+    expected = {"epochs": args.epochs or spec.training.length,
+                "batch_size": args.batch_size or spec.training.batch_size,
+                "eval_limit": args.eval_limit}
+    runs = {}
+    for folder in row_runs(args.out / spec.table / spec.name):
+        settings = folder.settings
+        if settings.get("row") != spec.key or any(settings.get(k) != v
+                                                   for k, v in expected.items()):
+            continue
+        outcome = {**folder.outcome(), "lr_from": folder.lr_from, "note": folder.note}
+        runs[float(settings["lr"]), int(settings.get("seed", 0))] = outcome
+    return runs
+
+
+def _stopped(outcomes: list[dict]) -> str:
+    """What --time-limit or --deadline did to a row's runs, in words."""
+    reasons = " and ".join(sorted({"--" + r["stopped_by"].replace("_", "-") for r in outcomes}))
+    epochs = [r["epoch"] for r in outcomes if r["iter"] > 0]
+    parts = [f"{len(epochs)} run{'s' if len(epochs) > 1 else ''} at epoch "
+             f"{format_epoch(min(epochs))}"] if epochs else []
+    if len(epochs) < len(outcomes):
+        parts.append(f"{len(outcomes) - len(epochs)} not started")
+    return f"stopped by {reasons} ({', '.join(parts)})"
+
+
 def _write_results(args, argv, tables, specs, jobs, results) -> int:
-    by_row: dict[str, dict[float, dict]] = {}
-    for (spec, opts, _), result in zip(jobs, results):
-        by_row.setdefault(spec.key, {})[opts.lr] = result
     code = 0
     command = "replicate " + " ".join(sys.argv[1:] if argv is None else argv)
     for spec in specs:
-        runs = by_row[spec.key]
-        stopped = [r for r in runs.values() if r.get("finished") is False]
+        stopped = [r for (s, _, _), r in zip(jobs, results)
+                   if s.key == spec.key and r.get("finished") is False]
         if stopped:
-            print(f"replicate: {spec.key} stopped by --time-limit at epoch "
-                  f"{min(r['epoch'] for r in stopped):.2f}; rerun with --resume to continue",
+            print(f"replicate: {spec.key} {_stopped(stopped)}; rerun with --resume to continue",
                   file=sys.stderr)
             code = EXIT_STOPPED
             continue
-        missing = {lr: r["missing"] for lr, r in runs.items() if "missing" in r}
-        done = {lr: r for lr, r in runs.items() if "missing" not in r}
-        if not done:
+        runs = row_outcomes(spec, args)
+        if not any("test_error" in r or "diverged" in r for r in runs.values()):
             print(f"replicate: {spec.key}: no run finished yet", file=sys.stderr)
             continue
         smoke = spec.is_smoke(args.epochs, args.batch_size, args.eval_limit)
-        result = row_result(spec, done, smoke, args.lr_search, command)
-        if missing:
-            result["incomplete_grid"] = {f"{lr:g}": why for lr, why in missing.items()}
-            result["status"] = "INCOMPLETE"
+        result = row_result(spec, runs, smoke, command)
         path = write_row(args.out, result)
-        print(f"replicate: {spec.key}: {result['status']}, wrote {path}", file=sys.stderr)
+        partial = " (partial grid)" if result["partial"] else ""
+        print(f"replicate: {spec.key}: {result['status']}{partial}, wrote {path}",
+              file=sys.stderr)
         if result["status"] == "FAIL" and code == 0:
             code = EXIT_FAIL
     for table in dict.fromkeys(spec.table for spec in specs):

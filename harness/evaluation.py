@@ -4,12 +4,14 @@ device, and the host reads the device once per evaluation. A pack (runtime/pack.
 evaluated in the same passes for all its members: the test images fill every member's input
 channels and every member's label input gets the test labels.
 
-The metrics are those `Run.evaluate` reports today from `harness.metrics.class_metrics` and
-`runtime.topk.topk_errors` (one definition of a hit, `runtime.topk.label_rank`: ties count
-against the label): the mean SoftmaxWithLoss, the top-1 error, wider top-k errors, accuracy per
-class (None for a class with no image), classes that are nobody's argmax, and dead class units
-(a class whose score is exactly 0 on every image). Errors are computed from integer counts in
-double precision, where the old path takes a float32 mean (they agree to float32 rounding).
+The metrics a run records (one definition of a hit, `runtime.topk.label_rank`: ties count
+against the label, as Caffe's Accuracy layer counts them): the mean SoftmaxWithLoss, the top-1
+error, wider top-k errors, accuracy per class (None for a class with no image), classes that
+are nobody's argmax, and dead class units (a class whose score is exactly 0 on every image: for
+the All-CNN nets the global average of the class conv's ReLU, so the unit is zero at every
+position of every test image and gets no gradient). Errors are computed from integer counts in
+double precision (the host path they replaced took a float32 mean; they agree to float32
+rounding, tests/test_evaluation.py).
 """
 from __future__ import annotations
 

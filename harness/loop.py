@@ -1,5 +1,7 @@
-"""The training loop's bookkeeping: the progress bar, the device-side loss and non-finite
-flag read at host syncs, evaluations with their record, and Ctrl-C held to an iteration's end."""
+"""The training loop's bookkeeping: the progress bar, the device-side loss sums, non-finite
+flags and label records read at host syncs (one read), each member's evaluation record, its
+divergence, the estimate of when a --deadline forces a checkpoint, and Ctrl-C held to an
+iteration's end."""
 from __future__ import annotations
 
 import math
@@ -13,13 +15,30 @@ from tqdm import tqdm
 
 from harness.run_folder import MetricsLog
 from runtime.errors import AllconvError
+from runtime.labels import deferred_label_error, label_records
 
-TICK_SECONDS = 2.0     # the progress bar and the divergence flag are read this often
+TICK_SECONDS = 2.0     # the progress bar and the divergence flags are read this often
 NEVER = 2**62          # "no non-finite loss yet" in the device flag's reduction
+CHECKPOINT_GUESS = 0.5   # seconds per member's checkpoint, until one has been timed
 
 
 class Diverged(AllconvError):
     """The training loss became NaN or infinite."""
+
+
+def format_epoch(epoch: float) -> str:
+    """An epoch with the decimals it needs: two, or two significant digits below 0.1
+    (0.0051, not 0.01)."""
+    if epoch >= 0.1 or epoch <= 0:
+        return f"{epoch:.2f}"
+    return f"{epoch:.{math.ceil(-math.log10(epoch)) + 1}f}"
+
+
+def format_speed(images_per_s: float) -> str:
+    """Images per second: whole numbers from 100 on, else three significant digits."""
+    if not math.isfinite(images_per_s) or images_per_s >= 100:
+        return f"{images_per_s:,.0f}"
+    return f"{images_per_s:.3g}"
 
 
 class DeferredInterrupt:
@@ -61,10 +80,11 @@ class DeferredInterrupt:
 
 class Progress:
     """The run's tqdm bar (rank 0 only): iterations, then loss, test accuracy and speed once
-    each exists, and the evaluation's progress while it runs."""
+    each exists (a pack: each member's, separated by /), and the evaluation's progress while
+    it runs."""
 
     def __init__(self, run, opts, ranks, last: dict):
-        self.label = f"{run.spec.key} lr {opts.lr:g}" + (" SMOKE" if run.smoke else "")
+        self.label = run.label
         self.bar = tqdm(total=run.max_iter, initial=run.iter, desc=self.label, unit="it",
                         position=opts.position, dynamic_ncols=True,
                         disable=not (opts.progress and ranks.is_main))
@@ -88,28 +108,35 @@ class Progress:
 
 
 class Loop:
-    """The loop's bookkeeping between host syncs: the loss sum and the first non-finite
-    loss stay on the device and are read every TICK_SECONDS (every ``display`` iterations
-    under torchrun, where every rank must sync at the same iteration), at evaluations, and
-    on the CPU, where reading costs nothing, every iteration."""
+    """The loop's bookkeeping between host syncs. The run's device tensors (each member's loss
+    sum, its first non-finite loss, the label records) are read every TICK_SECONDS (every
+    ``display`` iterations under torchrun, where every rank must sync at the same iteration),
+    at evaluations, and on the CPU, where reading costs nothing, every iteration."""
 
-    def __init__(self, run, log: MetricsLog | None, bar: Progress, done_before: float):
-        self.run, self.log, self.bar = run, log, bar
-        device = run.net.device
-        self.loss_sum = torch.zeros((), device=device)
-        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    def __init__(self, run, logs: list[MetricsLog] | None, bar: Progress,
+                 done_before: list[float]):
+        self.run, self.logs, self.bar = run, logs, bar
         self.count = 0
         self.start, self.done_before = time.perf_counter(), done_before
+        self.start_iter = run.iter
         self.tick, self.tick_iter = self.start, run.iter
-        self.train_loss = self.images_per_s = float("nan")
-        self.every_iteration = device.type == "cpu" and run.ranks.world == 1
+        self.train_loss = [float("nan")] * run.K
+        self.images_per_s = float("nan")          # each member's
+        self.every_iteration = run.net.device.type == "cpu" and run.ranks.world == 1
+        self.diverged_message: list[str | None] = [None] * run.K
+        self.step_seconds = self.checkpoint_seconds = None
+        self.eval_seconds = 0.0
+
+    @property
+    def alive(self) -> bool:
+        return any(message is None for message in self.diverged_message)
 
     def step(self) -> None:
-        loss = self.run.step()
-        self.loss_sum += loss
+        begin = time.perf_counter()
+        self.run.step()
         self.count += 1
-        bad = ~torch.isfinite(loss) & (self.first_bad < 0)
-        self.first_bad = torch.where(bad, self.run.iter, self.first_bad)
+        if self.step_seconds is None:   # the first step (compiling included), until a tick
+            self.step_seconds = time.perf_counter() - begin
 
     def sync_due(self, evaluate: bool) -> bool:
         if evaluate or self.every_iteration:
@@ -120,53 +147,125 @@ class Loop:
         return time.perf_counter() - self.tick >= TICK_SECONDS
 
     def sync(self, evaluate: bool) -> None:
-        """Read the device: stop at a non-finite loss; refresh the bar when a tick is due."""
-        ranks = self.run.ranks
-        first_bad = int(ranks.min(torch.where(self.first_bad < 0, NEVER, self.first_bad)))
-        if first_bad != NEVER:
-            self.diverged(first_bad)
+        """Read the device once: a label outside the classes is an error; a member with a
+        non-finite loss diverged; the bar is refreshed when a tick is due."""
+        run, ranks = self.run, self.run.ranks
+        first_bad = ranks.min(torch.where(run.first_bad < 0, NEVER, run.first_bad))
+        values = [first_bad.double(), ranks.mean(run.loss_sum).double()]
+        if run.label_layers:
+            values.append(label_records(run.label_layers).double().flatten())
+        host = torch.cat(values).cpu()
+        error = deferred_label_error(run.label_layers, host[2 * run.K:].long().reshape(-1, 3))
+        if error is not None:
+            raise error
+        for k, iteration in enumerate(host[:run.K].long().tolist()):
+            if iteration != NEVER and self.diverged_message[k] is None:
+                self.diverged(k, iteration)
         now = time.perf_counter()
         if not (evaluate or ranks.world > 1 or now - self.tick >= TICK_SECONDS):
             return
-        self.train_loss = float(ranks.mean(self.loss_sum)) / max(self.count, 1)
-        self.images_per_s = ((self.run.iter - self.tick_iter) * self.run.global_batch
-                             / max(now - self.tick, 1e-9))
-        self.bar.show(self.run.iter, loss=f"{self.train_loss:.4f}",
-                      speed=f"{self.images_per_s:,.0f} img/s")
-        self.tick, self.tick_iter = now, self.run.iter
+        self.train_loss = [float(v) / max(self.count, 1) for v in host[run.K:2 * run.K]]
+        if run.iter > self.tick_iter:
+            self.step_seconds = (now - self.tick) / (run.iter - self.tick_iter)
+            self.images_per_s = run.global_batch / self.step_seconds
+        alive = [k for k in range(run.K) if self.diverged_message[k] is None]
+        self.bar.show(run.iter, loss="/".join(f"{self.train_loss[k]:.4f}" for k in alive),
+                      speed=f"{format_speed(self.images_per_s * run.K)} img/s")
+        self.tick, self.tick_iter = now, run.iter
 
-    def evaluate(self) -> dict:
+    def evaluate(self) -> list[dict | None]:
+        """Evaluate every member in one pass; write each live member's record (None for a
+        member that diverged, now or before)."""
         run = self.run
         self.bar.show(run.iter)
+        begin = time.perf_counter()
         metrics = run.evaluate(lambda done, total: self.bar.show(
             run.iter, **{"test acc": f"evaluating {done}/{total}"}))
-        if not math.isfinite(metrics["test_loss"]):
-            self.diverged(run.iter, metrics["test_loss"])
-        record = {"iter": run.iter, "epoch": round(run.epoch, 4), "lr": run.rate,
-                  "train_loss": self.train_loss, **metrics,
-                  "seconds": round(self.done_before + time.perf_counter() - self.start, 3),
+        self.eval_seconds = time.perf_counter() - begin
+        records = []
+        for k, member_metrics in enumerate(metrics):
+            if self.diverged_message[k] is None and not math.isfinite(
+                    member_metrics["test_loss"]):
+                self.diverged(k, run.iter, member_metrics["test_loss"])
+            if self.diverged_message[k] is not None:
+                records.append(None)
+                continue
+            records.append(self._record(k, member_metrics))
+        shown = [f"{100 - r['test_error']:.2f}%" for r in records if r is not None]
+        if shown:
+            self.bar.show(run.iter, **{"test acc": "/".join(shown)})
+        run.loss_sum.zero_()
+        self.count = 0
+        self.tick, self.tick_iter = time.perf_counter(), run.iter
+        return records
+
+    def _record(self, k: int, metrics: dict) -> dict:
+        run = self.run
+        record = {"iter": run.iter, "epoch": round(run.epoch, 4), "lr": run.rates[k],
+                  "train_loss": self.train_loss[k], **metrics,
+                  "seconds": round(self.done_before[k] + time.perf_counter() - self.start, 3),
                   "images_per_s": round(self.images_per_s, 1), "smoke": run.smoke}
-        self.bar.show(run.iter, **{"test acc": f"{100 - metrics['test_error']:.2f}%"})
-        if self.log is not None:
-            self.log.write(record)
+        if self.logs is not None:
+            self.logs[k].write(record)
             if metrics["never_predicted"]:
                 never = [run.data.classes[c] for c in metrics["never_predicted"]]
                 more = f" and {len(never) - 10} more" if len(never) > 10 else ""
-                self.bar.write(f"warning: {self.bar.label}, epoch {run.epoch:.2f}: classes "
-                               f"never predicted: {', '.join(never[:10])}{more}")
-        self.loss_sum.zero_()
-        self.count = 0
+                self.bar.write(f"warning: {self._name(k)}, epoch {format_epoch(run.epoch)}: "
+                               f"classes never predicted: {', '.join(never[:10])}{more}")
         return record
 
-    def diverged(self, iteration: int, loss: float = float("nan")) -> None:
+    def _name(self, k: int) -> str:
+        opts = self.run.members[k].opts
+        return (f"{self.run.spec.key} at lr {opts.lr:g}"
+                + (f" seed {opts.seed}" if opts.seed else ""))
+
+    def diverged(self, k: int, iteration: int, loss: float = float("nan")) -> None:
+        """Member ``k``'s loss was not finite at ``iteration``: its folder gets the event, it
+        stops (the others of a pack go on), its last good checkpoint stays."""
         run = self.run
         epoch = iteration * run.global_batch / run.data.train_size
-        if self.log is not None:
-            self.log.write({"iter": iteration, "epoch": round(epoch, 4), "event": "diverged",
-                            "loss": str(loss), "smoke": run.smoke})
-        state = run.folder.latest_checkpoint()
+        if self.logs is not None:
+            self.logs[k].write({"iter": iteration, "epoch": round(epoch, 4),
+                                "event": "diverged", "loss": str(loss), "smoke": run.smoke})
+        state = run.members[k].folder.latest_checkpoint()
         kept = (f"the last good checkpoint is {state}" if state
                 else "no checkpoint had been written yet")
-        raise Diverged(f"{run.spec.key} at lr {run.opts.lr:g} diverged at iteration "
-                       f"{iteration} (epoch {epoch:.2f}): the loss is {loss}; {kept}; try a "
-                       "smaller lr")
+        self.diverged_message[k] = (f"{self._name(k)} diverged at iteration {iteration} "
+                                    f"(epoch {format_epoch(epoch)}): the loss is {loss}; "
+                                    f"{kept}; try a smaller lr")
+        run.stop_member(k)
+        if run.K > 1 and self.alive:
+            self.bar.write(f"warning: {self.diverged_message[k]}; the other runs of the pack "
+                           "go on")
+
+    def checkpoint(self) -> list:
+        """Checkpoint the live members (timed, for the deadline's estimate)."""
+        begin = time.perf_counter()
+        written = self.run.checkpoint([k for k in range(self.run.K)
+                                       if self.diverged_message[k] is None])
+        self.checkpoint_seconds = time.perf_counter() - begin
+        return written
+
+    def deadline_due(self) -> bool:
+        """Whether the next step, the evaluation it may bring, a checkpoint and a margin of
+        one more step (and on CUDA one tick, which the host may run ahead of the device)
+        would pass the run's deadline: then the loop checkpoints now and stops."""
+        run = self.run
+        if run.opts.deadline is None:
+            return False
+        after = run.iter + 1
+        evaluation = self.eval_seconds if (after % run.solver_param.test_interval == 0
+                                           or after == run.max_iter) else 0.0
+        checkpoint = (self.checkpoint_seconds if self.checkpoint_seconds is not None
+                      else CHECKPOINT_GUESS * run.K)
+        ahead = 0.0 if self.every_iteration else TICK_SECONDS
+        need = 2 * (self.step_seconds or 0.0) + evaluation + checkpoint + ahead
+        return time.monotonic() + need >= run.opts.deadline
+
+    def stopped(self, reason: str) -> list[dict]:
+        """Each member's outcome when ``reason`` (time_limit, deadline) stopped the loop."""
+        run = self.run
+        return [{"diverged": message} if message is not None else
+                {"finished": False, "stopped_by": reason, "iter": run.iter, "epoch": run.epoch,
+                 "run_dir": str(member.folder.path)}
+                for member, message in zip(run.members, self.diverged_message)]

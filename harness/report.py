@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +16,9 @@ COMMIT_ENV = "ALLCONV_COMMIT"
 RULES = ("PASS: measured error <= paper error + tolerance (one-sided: beating the paper passes). "
          "SMOKE: a short run (--epochs below the spec's, --batch-size or --eval-limit), never a "
          "replication. "
-         "With --lr-search the lr is the grid's best by final test error, as the paper chose it.")
+         "The lr is the best of the row's runs by final test error at the grid's seed, as the "
+         "paper chose it; (partial) marks a row whose grid is not all trained yet. With more "
+         "than one seed at that lr the measured error is their mean ± standard deviation.")
 
 
 def git_commit() -> str | None:
@@ -36,7 +39,7 @@ def git_commit() -> str | None:
 
 
 def status(result: dict) -> str:
-    """FAIL when no run finished (every lr diverged), short runs included; else SMOKE for
+    """FAIL when no run finished (every run diverged), short runs included; else SMOKE for
     short runs, PASS or FAIL against the row's tolerance."""
     error = result["measured"]["error"]
     if error is None:
@@ -46,12 +49,34 @@ def status(result: dict) -> str:
     return "PASS" if error <= result["paper"]["error"] + result["paper"]["tolerance"] else "FAIL"
 
 
-def row_result(spec: Spec, runs: dict[float, dict], smoke: bool, lr_search: bool,
+def _best_lr(finished: dict[tuple[float, int], dict]) -> float | None:
+    """The lr with the lowest final test error among the runs at the grid's seed (the lowest
+    seed any run has), as the paper chose its lr; None when nothing finished."""
+    if not finished:
+        return None
+    grid_seed = min(seed for _, seed in finished)
+    at_seed = {lr: r for (lr, seed), r in finished.items() if seed == grid_seed}
+    return min(at_seed, key=lambda lr: at_seed[lr]["test_error"])
+
+
+def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
                command: str) -> dict:
-    """The row's result from its finished runs by lr (a diverged run holds only 'diverged')."""
-    good = {lr: r for lr, r in runs.items() if "diverged" not in r}
-    best_lr = min(good, key=lambda lr: good[lr]["test_error"]) if good else None
-    best = good.get(best_lr, {})
+    """The row's result from its runs by (lr, seed): each a finished run's result, or
+    ``{"diverged": why}`` or ``{"missing": why}`` (with ``lr_from`` and ``note`` when its
+    folder records them). The best lr is the grid seed's lowest final test error; the
+    measured error is the mean over the seeds trained at that lr (± their standard deviation
+    with more than one); the best single run is kept too. Grid lrs with no finished or
+    diverged run at the grid seed make the row ``partial``."""
+    finished = {key: r for key, r in runs.items() if "test_error" in r}
+    best_lr = _best_lr(finished)
+    seeds = sorted(seed for lr, seed in finished if lr == best_lr)
+    errors = [finished[best_lr, seed]["test_error"] for seed in seeds]
+    best = finished.get((best_lr, seeds[0]), {}) if seeds else {}
+    single = min(finished, key=lambda key: finished[key]["test_error"]) if finished else None
+    grid_seed = min((seed for _, seed in runs), default=0)
+    tried = {lr for (lr, seed), r in runs.items() if seed == grid_seed
+             and ("test_error" in r or "diverged" in r)}
+    missing = [lr for lr in spec.training.lr_grid if lr not in tried]
     result = {
         "table": spec.table, "row": spec.name, "title": spec.title,
         "variant": spec.variant.name, "dataset": spec.dataset.name, "augmentation": spec.augmentation,
@@ -60,14 +85,24 @@ def row_result(spec: Spec, runs: dict[float, dict], smoke: bool, lr_search: bool
                   "tolerance": spec.paper.tolerance, "sources": spec.sources},
         "params_counted": best.get("params_counted", spec.paper.counted_params),
         "measured": {
-            "error": best.get("test_error"), "top5_error": best.get("top5_error"), "lr": best_lr,
+            "error": statistics.fmean(errors) if errors else None,
+            "std": statistics.stdev(errors) if len(errors) > 1 else None,
+            "seeds": seeds, "lr": best_lr, "lr_from": best.get("lr_from"),
+            "top5_error": best.get("top5_error"),
             "per_class_accuracy": best.get("per_class_accuracy"),
             "dead_class_units": best.get("dead_class_units"),
             "never_predicted": best.get("never_predicted"),
+            "best_run": None if single is None else {
+                "lr": single[0], "seed": single[1], "error": finished[single]["test_error"]},
         },
-        "lr_search": lr_search,
-        "runs": [{"lr": lr, "test_error": r.get("test_error"), "diverged": r.get("diverged"),
-                  "wall_seconds": r.get("wall_seconds")} for lr, r in sorted(runs.items())],
+        "grid": {"lrs": list(spec.training.lr_grid), "seed": grid_seed,
+                 "missing": missing},
+        "partial": bool(missing),
+        "runs": [{"lr": lr, "seed": seed, "test_error": r.get("test_error"),
+                  "diverged": r.get("diverged"), "missing": r.get("missing"),
+                  "lr_from": r.get("lr_from"), "note": r.get("note"),
+                  "wall_seconds": r.get("wall_seconds")}
+                 for (lr, seed), r in sorted(runs.items())],
         **{k: best.get(k) for k in ("epochs", "iterations", "batch_size", "seed", "precision",
                                     "options", "wall_seconds", "device", "torch", "train_size",
                                     "test_size")},
@@ -112,21 +147,51 @@ def _notes(result: dict) -> str:
         notes.append("dead class units: " + ", ".join(measured["dead_class_units"]))
     if measured["never_predicted"]:
         notes.append("never predicted: " + ", ".join(measured["never_predicted"]))
-    notes += [f"lr {r['lr']:g} diverged" for r in result["runs"] if r["diverged"]]
+    if measured.get("lr_from") == "--lr":
+        notes.append(f"lr {measured['lr']:g} set by hand (--lr)")
+    runs = result["runs"]     # a row JSON of an older harness: lr only, no seed, no missing
+    notes += [f"lr {r['lr']:g}{_seed(r.get('seed', 0))} diverged" for r in runs
+              if r["diverged"]]
+    notes += [f"lr {r['lr']:g}{_seed(r.get('seed', 0))} {r['missing']}" for r in runs
+              if r.get("missing")]
     notes += [f"lr {lr} {why}" for lr, why in result.get("incomplete_grid", {}).items()]
+    if result.get("partial"):
+        notes.append("grid partial: " + ", ".join(f"{lr:g}" for lr in result["grid"]["missing"])
+                     + " not trained")
+    notes += list(dict.fromkeys(r["note"] for r in runs if r.get("note")))
     return "; ".join(notes)
+
+
+def _seed(seed: int) -> str:
+    return f" seed {seed}" if seed else ""
+
+
+def _measured(result: dict) -> str:
+    measured = result["measured"]
+    if measured["error"] is None or measured.get("std") is None:
+        return _fmt(measured["error"])
+    return f"{measured['error']:.2f} ± {measured['std']:.2f}"
+
+
+def _best_run(result: dict) -> str:
+    best = result["measured"].get("best_run")
+    return "—" if best is None else f"{best['error']:.2f} (lr {best['lr']:g}, seed {best['seed']})"
 
 
 def _row_line(spec: Spec, result: dict | None) -> str:
     head = f"| {spec.title} | `{spec.name}` | {spec.paper.error:.2f} |"
     if result is None:
-        return f"{head} — | — | {spec.paper.tolerance:g} | not run | — | " \
+        return f"{head} — | — | {spec.paper.tolerance:g} | not run | — | — | — | " \
                f"{_millions(spec.paper.params)} / {_millions(spec.paper.counted_params)} | — | — | — |"
-    error = result["measured"]["error"]
+    measured = result["measured"]
+    error = measured["error"]
     delta = None if error is None else error - spec.paper.error
     minutes = None if result["wall_seconds"] is None else result["wall_seconds"] / 60
-    return (f"{head} {_fmt(error)} | {_fmt(delta, '+.2f')} | {spec.paper.tolerance:g} | "
-            f"**{result['status']}** | {_fmt(result['measured']['lr'], 'g')} | "
+    seeds = ", ".join(map(str, measured.get("seeds", [result.get("seed", 0)]))) or "—"
+    partial = " (partial)" if result.get("partial") else ""
+    return (f"{head} {_measured(result)} | {_fmt(delta, '+.2f')} | {spec.paper.tolerance:g} | "
+            f"**{result['status']}**{partial} | {_fmt(measured['lr'], 'g')} | {seeds} | "
+            f"{_best_run(result)} | "
             f"{_millions(spec.paper.params)} / {_millions(result['params_counted'])} | "
             f"{_fmt(result['epochs'], 'g')} | {_fmt(minutes, '.1f')} | {_notes(result)} |")
 
@@ -139,8 +204,8 @@ def table_markdown(table: str, specs: list[Spec], results: dict[str, dict],
     if figure:
         lines += [f"![{table}: paper vs measured]({figure})", ""]
     lines += ["| Model | Row | Paper error % | Measured error % | Δ points | Tolerance | Result | "
-              "lr | Params paper / counted | Epochs | Minutes | Notes |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "lr | Seeds | Best run % | Params paper / counted | Epochs | Minutes | Notes |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [_row_line(spec, results.get(spec.name)) for spec in specs]
     devices = sorted({r["device"] for r in results.values() if r.get("device")})
     lines += ["", RULES]
@@ -156,8 +221,7 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
     plt = pyplot()
     from matplotlib.lines import Line2D
 
-    colours = {"PASS": "tab:green", "FAIL": "tab:red", "SMOKE": "tab:grey",
-               "INCOMPLETE": "tab:orange"}
+    colours = {"PASS": "tab:green", "FAIL": "tab:red", "SMOKE": "tab:grey"}
     low = min(s.paper.error for s in specs) - 2
     high = max(s.paper.error + s.paper.tolerance for s in specs) + 4
     height = 0.4 * len(specs) + 1.8
@@ -171,9 +235,12 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
         error = result["measured"]["error"] if result else None
         if error is None:
             continue
-        colour = colours[result["status"]]
+        colour = colours.get(result["status"], "tab:orange")   # older JSON: INCOMPLETE
+        if result["measured"].get("std") is not None:
+            axis.errorbar(error, y, xerr=result["measured"]["std"], color=colour, capsize=3)
         if low <= error <= high:
-            axis.plot(error, y, "o", color=colour)
+            axis.plot(error, y, "o", color=colour,
+                      fillstyle="none" if result.get("partial") else "full")
         else:
             edge = high if error > high else low
             axis.plot(edge, y, ">" if error > high else "<", color=colour)
@@ -188,7 +255,9 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
            Line2D([], [], color="tab:green", alpha=0.3, linewidth=8, label="PASS band")]
     key += [Line2D([], [], color=c, marker="o", linestyle="", label=f"measured: {name}")
             for name, c in colours.items()]
-    fig.legend(handles=key, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    key.append(Line2D([], [], color="k", marker="o", fillstyle="none", linestyle="",
+                      label="partial grid"))
+    fig.legend(handles=key, loc="lower center", ncol=6, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.35 / height, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)

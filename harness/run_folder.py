@@ -14,8 +14,11 @@
 run.json's ``provenance`` is what readers need besides the settings: the commit, the variant,
 the dataset (its registry name) and the run's class names, and the whitening's identity (its
 cache folder, named by the hash of the CIFAR files' md5s and the GCN+ZCA settings; None for a
-run on data handed to it in memory or not whitened). A resume compares the settings only: a
-resumed run may run another commit, and records that one.
+run on data handed to it in memory or not whitened); ``lr_from``, how the lr was chosen (the
+spec's, the grid of --lr-search, or a hand-set --lr); optionally a ``note`` for the row's
+table. A resume compares the settings only: a resumed run may run another commit, and
+records that one. A pack of runs (harness/train.py) writes one such folder per member, with
+its own lr and seed: nothing in it says it was packed but result.json's ``options``.
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ def run_name(lr: float, seed: int = 0, smoke: bool = False) -> str:
 
 
 def settings(spec, opts, precision: str, processes: int) -> dict:
-    """run.json's settings for ``spec`` trained with ``opts`` (harness.train.RunOptions): what a
+    """run.json's settings for ``spec`` trained with ``opts`` (harness.run.RunOptions): what a
     checkpoint must have been made with to be resumed."""
     return {"row": spec.key, "lr": opts.lr, "epochs": opts.epochs or spec.training.length,
             "seed": opts.seed, "precision": precision,
@@ -69,10 +72,20 @@ def whitening_identity(dataset: str, data_dir, verify: bool = True) -> dict | No
 
 
 def provenance(*, commit: str | None, variant: str, dataset: str, classes,
-               whitening: dict | None) -> dict:
+               whitening: dict | None, lr_from: str | None = None,
+               note: str | None = None) -> dict:
     """run.json's provenance (see the module's docstring)."""
-    return {"commit": commit, "variant": variant, "dataset": get_dataset(dataset).name,
-            "classes": list(classes), "whitening": whitening}
+    found = {"commit": commit, "variant": variant, "dataset": get_dataset(dataset).name,
+             "classes": list(classes), "whitening": whitening, "lr_from": lr_from}
+    return {**found, "note": note} if note else found
+
+
+def row_runs(row_dir) -> list["RunFolder"]:
+    """The run folders in a row's folder (those holding a run.json), by name."""
+    row_dir = Path(row_dir)
+    if not row_dir.is_dir():
+        return []
+    return [RunFolder(p) for p in sorted(row_dir.iterdir()) if (p / RUN_JSON).is_file()]
 
 
 class MetricsLog:
@@ -203,6 +216,15 @@ class RunFolder:
     @property
     def variant(self) -> str:
         return self.provenance["variant"]
+
+    @property
+    def lr_from(self) -> str | None:
+        """How the run's lr was chosen ("spec", "grid", "--lr"; None when not recorded)."""
+        return self.config.get(PROVENANCE, {}).get("lr_from")
+
+    @property
+    def note(self) -> str | None:
+        return self.config.get(PROVENANCE, {}).get("note")
 
     def deploy(self) -> str:
         """The deploy net's prototxt text."""

@@ -1,303 +1,69 @@
-"""One training run: a reproduction row at one learning rate, in a loop the harness owns.
+"""Training runs of a reproduction row: `train` (one run at one lr and seed) and `train_pack`
+(K runs of one row differing in lr and seed, trained as one net, issue 20), in a loop the
+harness owns.
 
-The generator renders the row's net and solver, each parsed once. The net's NetParameter goes
-through the run's transforms (harness/net_transforms.py: its Data layers become Input layers,
-which the loop feeds), and one TRAIN `Net` and an evaluation net of the TEST phase sharing its
-weights are built from the result; `CaffeSGD` and the `CaffeLR` schedule come from the solver,
-and the feed is the loop's own. The rendered texts go to the run folder as they are
-(harness/run_folder.py). The loop is airbench-style: the whitened dataset stays on the device,
-batches are drawn and augmented there, and the host reads the device only every few seconds
-(for the progress bar and the non-finite-loss flag, which every iteration updates on the
-device) and at evaluations. Under torchrun each process trains its slice of the global batch
-(see runtime/distributed.py). Checkpoints, at every ``checkpoint_every``-th evaluation and at
-the end, are Caffe's snapshot (.caffemodel, .solverstate) plus the loop's own .rngstate (the
-feed's order and position and the generators, by name), each written atomically.
+Each run keeps its own run folder in the solo format (harness/run_folder.py): run.json with its
+own lr and seed, the rendered texts, metrics.jsonl, and checkpoints at every
+``checkpoint_every``-th evaluation, at the end, on Ctrl-C and before ``deadline``; a resumed
+run continues exactly. The loop is airbench-style: the dataset stays on the device (harness/
+run.py's `Run`), batches are drawn and augmented there, and the host reads the device only
+every few seconds and at evaluations (harness/loop.py). Under torchrun each process trains its
+slice of the global batch (runtime/distributed.py).
 """
 from __future__ import annotations
 
 import re
-from contextlib import nullcontext
-from dataclasses import dataclass
+import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Sequence
 
 import torch
 
-from generator.render import NetOptions, Rendered, SolverOptions, rendered_net, rendered_solver
 from runtime.distributed import SINGLE, Ranks
 from harness import run_folder
-from harness.datasets import Data, ImageFolders, check_trainable, row_data
-from harness import datasets
-from harness.loop import DeferredInterrupt, Loop, Progress
-from harness.metrics import class_metrics, plot_curves
-from harness.net_transforms import NetTransform, data_as_input, transformed
-from harness.pipelines import PIPELINES
-from harness.report import git_commit
+from harness.curves import plot_curves
+from harness.datasets import Data, check_trainable
+from harness.loop import DeferredInterrupt, Diverged, Loop, Progress
+from harness.run import (Run, RunOptions, check_pack, device_name, load_data,
+                         resolve_precision, set_precision)
 from harness.run_folder import RunFolder
 from harness.specs import Spec
-from runtime import TEST, TRAIN, snapshot
 from runtime.cli_support import resolve_device
 from runtime.errors import AllconvError
-from runtime.lr_policy import CaffeLR
-from runtime.net import Net
-from runtime.optim import CaffeSGD
-from runtime.rng import net_rng_state, set_net_rng_state
-from runtime.topk import topk_errors
-
-PRECISIONS = ("auto", "fp32", "tf32", "bf16")
-EVAL_BATCH = 500        # test images per forward at 32x32; fewer for larger inputs, same pixels
-STATE_FORMAT = "allconv-harness-state-1"
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run a row; ``epochs`` below the spec's length makes a smoke run."""
-
-    lr: float
-    epochs: float | None = None
-    precision: str = "auto"
-    device: str | None = None
-    seed: int = 0
-    eval_every: float = 1.0
-    checkpoint_every: int = 10
-    data_dir: str | None = None
-    verify: bool = True
-    resume: bool = False
-    time_limit: float | None = None
-    compile: bool = False
-    cuda_graphs: bool = False
-    channels_last: bool = False
-    progress: bool = True
-    position: int = 0
-    batch_per_process: bool = False
-    batch_size: int | None = None
-    eval_limit: int | None = None
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` is bf16 on CUDA and fp32 on the CPU; tf32 needs CUDA."""
-    if precision not in PRECISIONS:
-        raise AllconvError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if precision == "tf32" and device.type != "cuda":
-        raise AllconvError("precision tf32 needs a CUDA device")
-    return precision
-
-
-def set_precision(precision: str) -> None:
-    """fp32 turns TF32 off for convolutions and matmuls (PyTorch allows it in cuDNN convs by
-    default); tf32 turns it on; bf16 runs under autocast with fp32 weights and updates."""
-    mode = "tf32" if precision == "tf32" else "ieee"
-    torch.backends.cudnn.conv.fp32_precision = mode
-    torch.backends.cuda.matmul.fp32_precision = mode
-
-
-def load_data(spec: Spec, opts: RunOptions, device: torch.device) -> Data | ImageFolders:
-    """The data the row trains on (harness/datasets.py)."""
-    return datasets.load_data(spec, opts.data_dir, opts.verify, device)
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({torch.get_num_threads()} threads)"
-
-
-class Prototxt(NamedTuple):
-    """A run's prototxt as the generator rendered it, each parsed once: the net (TRAIN and TEST
-    Data layers) and solver, and the deploy net's text."""
-
-    net: Rendered
-    solver: Rendered
-    deploy: str
-
-
-class Run:
-    """One (row, lr): the TRAIN net, an evaluation net sharing its weights, `CaffeSGD` under
-    the `CaffeLR` schedule, and the feed; ``step`` trains one iteration of ``ranks.world``
-    processes' global batch."""
-
-    def __init__(self, spec: Spec, opts: RunOptions, data: Data | ImageFolders, run_dir: Path,
-                 device: torch.device, precision: str, ranks: Ranks = SINGLE):
-        self.spec, self.opts, self.folder, self.ranks = spec, opts, RunFolder(run_dir), ranks
-        self.data = row_data(spec, data, device)
-        self.epochs = opts.epochs or spec.epochs
-        self.smoke = spec.is_smoke(opts.epochs, opts.batch_size, opts.eval_limit)
-        self.test_size = min(self.data.test_size, opts.eval_limit or self.data.test_size)
-        self.global_batch = (opts.batch_size or spec.training.batch_size) * (
-            ranks.world if opts.batch_per_process else 1)
-        if self.global_batch % ranks.world:
-            raise AllconvError(f"the batch of {self.global_batch} does not split into "
-                               f"{ranks.world} processes; use --batch-per-process")
-        self.batch_size = self.global_batch // ranks.world
-        self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
-                         if precision == "bf16" else nullcontext())
-        self.prototxt = self._render()
-        self.solver_param = self.prototxt.solver.param
-        if self.solver_param.max_iter < 1:
-            raise AllconvError(f"{spec.key}: {self.epochs:g} epochs of {self.data.train_size:,} "
-                               f"images is less than one iteration of batch {self.global_batch}")
-        shape = self.data.sample_shape
-        self.eval_batch = min(max(1, EVAL_BATCH * 32 * 32 // (shape[1] * shape[2])),
-                              self.test_size)
-        net_param = transformed(self.prototxt.net.param, self.net_transforms())
-        self.net = Net(net_param, TRAIN, seed=opts.seed).to(device)
-        self.eval_net = Net(net_param, TEST, seed=opts.seed).to(device)
-        self.net.retain_blob_diffs = False
-        self.memory_format = torch.channels_last if opts.channels_last else torch.preserve_format
-        if opts.channels_last:
-            self.net.to(memory_format=self.memory_format)
-        self.eval_net.share_trained_layers_with(self.net)   # it always sees the trained weights
-        # Keyed masks (the same for any number of processes) in eager mode only: a compiled
-        # Dropout draws from the default generator, so there nothing is keyed each step.
-        compiled = opts.compile or opts.cuda_graphs
-        self.dropouts = [] if compiled else [l for l in self.net.layers
-                                             if hasattr(l, "key_masks")]
-        self.scores = next(l.param.bottom[0] for l in self.eval_net.layers
-                           if l.param.type == "SoftmaxWithLoss")
-        self.optimizer = CaffeSGD.from_solver(self.solver_param, self.net)
-        self.schedule = CaffeLR(self.optimizer, self.solver_param)
-        self.feed = self.data.feed(opts.seed)
-        self.loss = ranks.wrap(LossOf(self.net))
-        if opts.compile or opts.cuda_graphs:
-            self.loss = torch.compile(self.loss,
-                                      mode="reduce-overhead" if opts.cuda_graphs else None)
-        self.rate = float("nan")
-
-    def net_transforms(self) -> list[NetTransform]:
-        """The transforms from the rendered net to the one the TRAIN and TEST nets are built
-        from (harness/net_transforms.py), in order: each phase's Data layer becomes an Input
-        layer of the batch the loop feeds it. A packed run appends its pack here."""
-        return [data_as_input({TRAIN: self.batch_size, TEST: self.eval_batch},
-                              self.data.sample_shape)]
-
-    def _render(self) -> Prototxt:
-        """The row's net, solver and deploy net from the generator, for this run's batch, lr,
-        length and run folder."""
-        spec, folder = self.spec, self.folder
-        net_opts = NetOptions(num_classes=spec.num_classes, batch_size=self.global_batch,
-                              test_batch_size=EVAL_BATCH, init=spec.init)
-        solver = rendered_solver(spec.variant, net_opts, SolverOptions(
-            net_path=str(folder.file(run_folder.NET)), base_lr=self.opts.lr, epochs=self.epochs,
-            step_epochs=spec.training.steps, test_every_epochs=self.opts.eval_every,
-            snapshot_prefix=str(folder.checkpoint_prefix), seed=self.opts.seed,
-            train_size=self.data.train_size))
-        deploy = rendered_net(spec.variant, NetOptions(num_classes=spec.num_classes, deploy=True,
-                                                       init=spec.init)).text
-        return Prototxt(rendered_net(spec.variant, net_opts), solver, deploy)
-
-    def record(self, settings: dict) -> None:
-        """Write the run folder's record: run.json (``settings`` and the provenance) and the
-        prototxt as rendered."""
-        spec, opts = self.spec, self.opts
-        whitened = PIPELINES[spec.augmentation].whitened
-        provenance = run_folder.provenance(
-            commit=git_commit(), variant=spec.variant.name, dataset=spec.dataset.name,
-            classes=self.data.classes,
-            whitening=run_folder.whitening_identity(spec.dataset.name, opts.data_dir,
-                                                    opts.verify) if whitened else None)
-        self.folder.write_record(settings, provenance, net=self.prototxt.net.text,
-                                 solver=self.prototxt.solver.text, deploy=self.prototxt.deploy)
-
-    @property
-    def iter(self) -> int:
-        return self.schedule.last_epoch
-
-    @property
-    def max_iter(self) -> int:
-        return self.solver_param.max_iter
-
-    @property
-    def epoch(self) -> float:
-        return self.iter * self.global_batch / self.data.train_size
-
-    def step(self) -> torch.Tensor:
-        """One Caffe iteration on this process's slice of the next global batch: forward,
-        backward (gradients averaged over the processes), Caffe's update; returns the global
-        batch's mean loss as seen by this process (its slice's, averaged by the caller)."""
-        self.optimizer.zero_grad()
-        if self.opts.cuda_graphs:
-            torch.compiler.cudagraph_mark_step_begin()   # the last step's graph outputs are done
-        part = self.ranks.part(self.global_batch)
-        for layer in self.dropouts:
-            layer.key_masks(self.iter, part.start, self.global_batch)
-        data, label = self.feed(self.global_batch, part)
-        with self.autocast:
-            loss = self.loss(data.contiguous(memory_format=self.memory_format), label)
-        loss.backward()
-        self.rate = self.optimizer.param_groups[0]["lr"]
-        self.optimizer.step()
-        self.schedule.step()
-        return loss.detach()
-
-    @torch.no_grad()
-    def evaluate(self, progress=None) -> dict:
-        """Test loss, class_metrics and the dataset's top-k errors over the test set (its first
-        ``eval_limit`` images), with the TEST-phase net; ``progress(done, total)`` is called
-        after each batch."""
-        scores, labels, loss, done = [], [], 0.0, 0
-        for x, y in self.data.test_batches(self.eval_batch, self.test_size):
-            with self.autocast:   # the batch as given: no copy into Input buffers, any size
-                out = self.eval_net.blob_values(
-                    data=x.contiguous(memory_format=self.memory_format), label=y)
-            loss += out["loss"].float() * len(x)
-            scores.append(out[self.scores].float().reshape(len(x), -1))
-            labels.append(y)
-            done += len(x)
-            if progress is not None:
-                progress(done, self.test_size)
-        scores, labels = torch.cat(scores), torch.cat(labels)
-        metrics = class_metrics(scores, labels)
-        wider = [k for k in self.data.topk if k > 1]   # top-1 is class_metrics' error
-        topk = ({f"top{k}_error": e for k, e in topk_errors(scores, labels, wider).items()}
-                if wider else {})
-        return {"test_loss": float(loss) / done, "test_error": metrics.pop("error"), **topk,
-                **metrics}
-
-    def checkpoint(self) -> Path:
-        """Caffe's snapshot (.caffemodel, .solverstate) and the loop's own state (.rngstate:
-        the feed's order and position, the dropout and torch generators, by name), each
-        written atomically; older checkpoints are deleted. Returns the .solverstate."""
-        state = {"format": STATE_FORMAT, "iter": self.iter, "feed": self.feed.state_dict(),
-                 "dropout": net_rng_state(self.net), **snapshot.torch_rng_state()}
-        _, solver_state = snapshot.write(self.folder.checkpoint_prefix, self.net, self.optimizer,
-                                         self.schedule, state)
-        self.folder.prune_checkpoints(self.iter)
-        return Path(solver_state)
-
-    def restore(self, path: Path) -> None:
-        """Continue from a `checkpoint`: weights, momentum, iteration, lr position, feed and
-        generators."""
-        # the .caffemodel beside it, not learned_net: a copied run folder resumes its own
-        snapshot.restore(path, self.net, self.optimizer, self.schedule,
-                         weights=snapshot.sibling(path, ".caffemodel"))
-        rng_path = snapshot.sibling(path, ".rngstate")
-        state = snapshot.read_rng_state(rng_path)
-        if state.get("format") != STATE_FORMAT or state.get("iter") != self.iter:
-            raise AllconvError(f"{rng_path}: not the loop state of {path} (format "
-                               f"{state.get('format')!r}, iteration {state.get('iter')})")
-        self.feed.load_state_dict(state["feed"])
-        set_net_rng_state(self.net, state["dropout"], rng_path)
-        snapshot.set_torch_rng_state(state)
-
-
-class LossOf(torch.nn.Module):
-    """``net.loss`` as a module's forward, so DistributedDataParallel can wrap it."""
-
-    def __init__(self, net: Net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, data: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return self.net.loss(data=data, label=label)
-
 
 def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
           ranks: Ranks = SINGLE) -> dict:
-    """Train ``spec`` at ``opts.lr`` in ``run_dir`` and return the run's result. ``finished`` is
-    False when ``time_limit`` stopped it (``resume`` continues it); Diverged at the first
-    non-finite loss; KeyboardInterrupt after checkpointing on Ctrl-C."""
+    """Train ``spec`` at ``opts.lr`` and ``opts.seed`` in ``run_dir`` and return the run's
+    result (`train_pack` with one member). ``finished`` is False when ``time_limit`` or
+    ``deadline`` stopped it (``resume`` continues it); Diverged at the first non-finite loss;
+    KeyboardInterrupt after checkpointing on Ctrl-C."""
+    [result] = train_pack(spec, [(opts, run_dir)], data, ranks)
+    if "diverged" in result:
+        raise Diverged(result["diverged"])
+    return result
+
+
+class StartUp:
+    """Seconds from a pack's start to the end of its first step (data, nets, compiling), the
+    last measured in this process: a pack starts only if twice that is left to its deadline."""
+
+    seconds = 0.0
+
+
+def train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Data | None = None,
+               ranks: Ranks = SINGLE) -> list[dict]:
+    """Train each (options, run folder) of ``members`` (options differing only in lr and
+    seed) as one pack, and return one outcome per member: its result, ``{"finished": False,
+    ...}`` when ``time_limit`` or ``deadline`` stopped it, or ``{"diverged": message}``.
+    A member whose folder holds a result and ``resume`` is kept as it is; a pack its deadline
+    leaves no time to start is not started (its folders untouched). KeyboardInterrupt after
+    checkpointing every member on Ctrl-C."""
+    entered = time.monotonic()
+    check_pack(members)
+    opts = members[0][0]
+    if opts.deadline is not None and entered + 2 * StartUp.seconds >= opts.deadline:
+        return [{"finished": False, "stopped_by": "deadline", "iter": 0, "epoch": 0.0,
+                 "run_dir": str(run_dir)} for _, run_dir in members]
     if data is None:
         check_trainable(spec, opts.data_dir)
     device = resolve_device(opts.device)
@@ -305,60 +71,100 @@ def train(spec: Spec, opts: RunOptions, run_dir: Path, data: Data | None = None,
     set_precision(precision)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    folder = RunFolder(run_dir)
-    settings = run_folder.settings(spec, opts, precision, ranks.world)
-    resumed = folder.start(settings, opts.resume) if ranks.is_main else opts.resume
+    outcomes, todo = [None] * len(members), []
+    for i, (member_opts, run_dir) in enumerate(members):
+        folder = RunFolder(run_dir)
+        settings = run_folder.settings(spec, member_opts, precision, ranks.world)
+        resumed = folder.start(settings, opts.resume) if ranks.is_main else opts.resume
+        if resumed and ranks.is_main and folder.result() is not None:
+            outcomes[i] = folder.result()
+        else:
+            todo.append((i, settings, resumed))
     ranks.barrier()
-    if resumed and folder.result() is not None:
-        return folder.result()
-    run = Run(spec, opts, data or load_data(spec, opts, device), run_dir, device, precision,
-              ranks)
+    if not todo:
+        return outcomes
+    run = Run(spec, [members[i] for i, _, _ in todo], data or load_data(spec, opts, device),
+              device, precision, ranks)
     if ranks.is_main:
-        run.record(settings)
-    state = folder.latest_checkpoint() if resumed else None
-    if state is not None:
-        run.restore(state)
-    log = folder.metrics if ranks.is_main else None
-    records = log.truncate(run.iter) if log else []
-    last = records[-1] if records else {"seconds": 0.0}
-    evaluations = sum("test_error" in r for r in records)
-    with DeferredInterrupt(), Progress(run, opts, ranks, last) as bar:
-        loop = Loop(run, log, bar, done_before=last["seconds"])
+        for k, (_, settings, _) in enumerate(todo):
+            run.record(k, settings)
+    states = [m.folder.latest_checkpoint() for m in run.members]
+    if any(resumed for _, _, resumed in todo) and any(states):
+        if not all(states):
+            raise AllconvError("some runs of the pack have a checkpoint and others none: "
+                               "resume them apart")
+        run.restore(states)
+    for i, outcome in zip((i for i, _, _ in todo),
+                          _loop(run, ranks, precision, device, entered)):
+        outcomes[i] = outcome
+    return outcomes
+
+
+def _loop(run: Run, ranks: Ranks, precision: str, device: torch.device,
+          entered: float) -> list[dict]:
+    """Train ``run`` to its end, a stop or every member's divergence; one outcome each
+    (``entered``: when its `train_pack` began, for `StartUp`)."""
+    opts = run.opts
+    logs = [m.folder.metrics for m in run.members] if ranks.is_main else None
+    records = [log.truncate(run.iter) for log in logs] if logs else [[] for _ in run.members]
+    lasts = [r[-1] if r else {"seconds": 0.0} for r in records]
+    evaluations = max(sum("test_error" in r for r in rs) for rs in records)
+    with DeferredInterrupt(), Progress(run, opts, ranks, lasts[0]) as bar:
+        loop = Loop(run, logs, bar, done_before=[last["seconds"] for last in lasts])
         if DeferredInterrupt.consume():
             raise KeyboardInterrupt   # stopped before its first iteration: nothing to save
-        while run.iter < run.max_iter:
+        while run.iter < run.max_iter and loop.alive:
+            if loop.deadline_due():
+                loop.sync(evaluate=False)
+                if run.iter > loop.start_iter and ranks.is_main:
+                    loop.checkpoint()
+                ranks.barrier()
+                return loop.stopped("deadline")
             loop.step()
+            if run.iter == loop.start_iter + 1:
+                StartUp.seconds = time.monotonic() - entered
             evaluate = run.iter % run.solver_param.test_interval == 0 or run.iter == run.max_iter
             due = loop.sync_due(evaluate)
             if interrupted(ranks, due):
                 if ranks.is_main:
-                    bar.write(f"{bar.label}: interrupted; checkpoint {run.checkpoint()} "
-                              "written, --resume continues from it")
+                    bar.write(f"{bar.label}: interrupted; checkpoint "
+                              f"{', '.join(map(str, loop.checkpoint()))} written, --resume "
+                              "continues from it")
                 ranks.barrier()
                 raise KeyboardInterrupt
             if not due:
                 continue
             loop.sync(evaluate)
-            if not evaluate:
+            if not evaluate or not loop.alive:
                 continue
-            last = loop.evaluate()
+            lasts = loop.evaluate()
             evaluations += 1
+            if not loop.alive:
+                break
             if evaluations % opts.checkpoint_every == 0 or run.iter == run.max_iter:
                 if ranks.is_main:
-                    run.checkpoint()
+                    loop.checkpoint()
                 ranks.barrier()
-                out_of_time = opts.time_limit is not None and last["seconds"] >= opts.time_limit
+                seconds = max(last["seconds"] for last in lasts if last is not None)
+                out_of_time = opts.time_limit is not None and seconds >= opts.time_limit
                 if ranks.any(out_of_time) and run.iter < run.max_iter:
-                    return {"finished": False, "iter": run.iter, "epoch": run.epoch,
-                            "run_dir": str(run_dir)}
+                    return loop.stopped("time_limit")
     if not ranks.is_main:
-        return {"finished": True, "rank": ranks.rank}
-    plot_curves(log.records(), folder.file(run_folder.CURVES),
-                f"{spec.title} ({spec.key}), lr {opts.lr:g}" + (" - SMOKE RUN" if run.smoke else ""),
-                spec.paper.error, spec.paper.tolerance)
-    result = _result(run, last, precision, device, run.data.classes)
-    folder.write_result(result)
-    return result
+        return [{"finished": True, "rank": ranks.rank} for _ in run.members]
+    outcomes = []
+    for k, member in enumerate(run.members):
+        if loop.diverged_message[k] is not None:
+            outcomes.append({"diverged": loop.diverged_message[k]})
+            continue
+        plot_curves(member.folder.metrics.records(), member.folder.file(run_folder.CURVES),
+                    f"{run.spec.title} ({run.spec.key}), lr {member.opts.lr:g}"
+                    + (f", seed {member.opts.seed}" if member.opts.seed else "")
+                    + (" - SMOKE RUN" if run.smoke else ""),
+                    run.spec.paper.error, run.spec.paper.tolerance)
+        result = _result(run, k, lasts[k], precision, device)
+        member.folder.write_result(result)
+        outcomes.append(result)
+    return outcomes
 
 
 def interrupted(ranks: Ranks, synced: bool) -> bool:
@@ -375,21 +181,23 @@ def interrupted(ranks: Ranks, synced: bool) -> bool:
     return stop
 
 
-def _result(run: Run, last: dict, precision: str, device: torch.device, names) -> dict:
-    opts = run.opts
+def _result(run: Run, k: int, last: dict, precision: str, device: torch.device) -> dict:
+    member, names = run.members[k], run.data.classes
+    opts = member.opts
     return {
-        "finished": True, "row": run.spec.key, "lr": opts.lr, "smoke": run.smoke,
-        "epochs": run.epochs, "iterations": run.iter, "batch_size": run.global_batch,
-        "processes": run.ranks.world,
+        "finished": True, "row": run.spec.key, "lr": opts.lr, "lr_from": opts.lr_from,
+        "smoke": run.smoke, "epochs": run.epochs, "iterations": run.iter,
+        "batch_size": run.global_batch, "processes": run.ranks.world,
         "seed": opts.seed, "precision": precision,
-        "options": {k: getattr(opts, k) for k in ("compile", "cuda_graphs", "channels_last")},
+        "options": {**{name: getattr(opts, name)
+                       for name in ("compile", "cuda_graphs", "channels_last")}, "pack": run.K},
         "device": device_name(device), "torch": torch.__version__,
         "wall_seconds": last["seconds"], "test_error": last["test_error"],
-        **{k: v for k, v in last.items() if re.fullmatch(r"top\d+_error", k)},
+        **{key: v for key, v in last.items() if re.fullmatch(r"top\d+_error", key)},
         "test_loss": last["test_loss"], "per_class_accuracy": dict(zip(names, last["per_class"])),
         "never_predicted": [names[c] for c in last["never_predicted"]],
         "dead_class_units": [names[c] for c in last["dead_units"]],
-        "params_counted": sum(p.numel() for p in run.net.learnable_params),
+        "params_counted": sum(p.numel() for p in run.net.learnable_params) // run.K,
         "train_size": run.data.train_size, "test_size": run.test_size,
-        "run_dir": str(run.folder.path),
+        "run_dir": str(member.folder.path),
     }

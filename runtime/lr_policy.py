@@ -119,26 +119,60 @@ class CaffeLR(torch.optim.lr_scheduler.LRScheduler):
     ``current_step`` is Caffe's multistep position after those k updates, the value a
     ``.solverstate`` written at iteration k holds. The rate comes from the solver's
     ``base_lr``, not from the optimizer's ``lr``.
+
+    ``base_lrs`` (a pack of runs, runtime/pack.py): one base lr per member, each member's rate
+    the one its solo solver (``base_lr`` replaced) computes; every group's ``lr`` must then be
+    a 1-d tensor of one rate per member, which is written, in place, only when a rate changes
+    (a CUDA graph that reads it stays valid). ``rates`` holds the current rate of each member
+    (one without ``base_lrs``) as floats, for the host.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, solver_param, iter: int = 0,
-                 current_step: int = 0):
+                 current_step: int = 0, base_lrs=None):
         if solver_param.lr_policy not in POLICIES:
             learning_rate(solver_param, 0, 0)  # raises the listing error
         self.solver_param = solver_param
+        self.member_params = None if base_lrs is None else [
+            _with_base_lr(solver_param, lr) for lr in base_lrs]
+        self._written = None
         self.current_step = self._lookahead = int(current_step)
         super().__init__(optimizer)
         if iter:
             self.load_state_dict({"last_epoch": iter, "current_step": current_step})
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list:
         rate, self._lookahead = learning_rate(self.solver_param, self.last_epoch,
                                               self.current_step)
+        if self.member_params is not None:
+            rate = tuple(learning_rate(p, self.last_epoch, self.current_step)[0]
+                         for p in self.member_params)
+        self.rates = rate if isinstance(rate, tuple) else (rate,)
         return [rate] * len(self.optimizer.param_groups)
 
     def step(self, epoch=None) -> None:
         self.current_step = self._lookahead   # the update just done moved Caffe's position
-        super().step(epoch)
+        if self.member_params is None:
+            super().step(epoch)
+            return
+        self._step_count = getattr(self, "_step_count", 0) + 1
+        self.last_epoch += 1
+        self._write(self.get_lr())
+
+    def _write(self, rates: list) -> None:
+        """Each group's lr: a float, or (members) its tensor, written when the rates change."""
+        if self.member_params is None:
+            for group, rate in zip(self.optimizer.param_groups, rates):
+                group["lr"] = rate
+        elif rates[0] != self._written:
+            for group in self.optimizer.param_groups:
+                lr = group["lr"]
+                if not isinstance(lr, torch.Tensor) or lr.numel() != len(rates[0]):
+                    raise AllconvError(f"{len(rates[0])} member rates need a group lr tensor "
+                                       "of as many rates")
+                source = torch.tensor(rates[0], dtype=lr.dtype)
+                lr.copy_(source.pin_memory() if lr.is_cuda else source, non_blocking=True)
+            self._written = rates[0]
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def state_dict(self) -> dict:
         return {"last_epoch": self.last_epoch, "current_step": self.current_step}
@@ -147,7 +181,12 @@ class CaffeLR(torch.optim.lr_scheduler.LRScheduler):
         """Continue at ``last_epoch`` updates done and multistep position ``current_step``."""
         self.last_epoch = int(state["last_epoch"])
         self.current_step = int(state["current_step"])
-        rates = self.get_lr()
-        for group, rate in zip(self.optimizer.param_groups, rates):
-            group["lr"] = rate
-        self._last_lr = rates
+        self._write(self.get_lr())
+
+
+def _with_base_lr(solver_param, base_lr: float):
+    """A copy of ``solver_param`` with another ``base_lr``."""
+    param = type(solver_param)()
+    param.CopyFrom(solver_param)
+    param.base_lr = base_lr
+    return param

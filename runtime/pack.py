@@ -27,6 +27,7 @@ from typing import Mapping, Sequence
 
 import torch
 
+from runtime.caffemodel import read_weights, write_weights
 from runtime.errors import AllconvError
 from runtime.layers import canonical_axis, describe
 from runtime.net import Net, filter_net
@@ -34,7 +35,8 @@ from runtime.proto import pb
 from runtime.prototxt import read_net
 
 __all__ = ["member_name", "pack_net", "packed_net", "pack_weights", "pack_seeds",
-           "member_block", "member_weights", "member_state", "pack_state", "pack_inputs"]
+           "member_block", "member_rows", "member_weights", "member_state", "pack_state",
+           "pack_inputs", "Member"]
 
 # Layers that act on each channel alone (or, Eltwise and Split, on blobs of the same layout).
 PER_CHANNEL = ("Dropout", "Eltwise", "LRN", "Pooling", "ReLU", "Split")
@@ -230,6 +232,18 @@ def member_block(tensor: torch.Tensor, k: int, members: int) -> torch.Tensor:
     return tensor.narrow(0, k * rows, rows)
 
 
+def member_rows(values: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
+    """Per-member ``values`` (K,) spread over the rows of ``tensor``'s member blocks (axis 0,
+    as `member_block` splits it), broadcastable against ``tensor``: a per-member learning
+    rate, clip factor or stop mask applied to a packed parameter."""
+    members = values.numel()
+    rows, left = divmod(tensor.shape[0], members)
+    if left:
+        raise AllconvError(f"{members} member values do not split a blob of shape "
+                           f"{tuple(tensor.shape)} along axis 0")
+    return values.repeat_interleave(rows).reshape(-1, *(1,) * (tensor.dim() - 1))
+
+
 def pack_state(per_member: Sequence[Sequence[torch.Tensor]]) -> list[torch.Tensor]:
     """The packed tensors from each member's list of tensors shaped like its parameters
     (momentum history: ``CaffeSGD.history()`` order): each the members' tensors along axis 0."""
@@ -274,6 +288,49 @@ def member_weights(packed: Net, k: int, members: int) -> list[tuple[str, str, li
     return [(layer.name, layer.type_name,
              [member_block(b.detach(), k, members).cpu().numpy() for b in layer.blobs])
             for layer in packed.layers if len(layer.blobs)]
+
+
+class Member:
+    """Member ``k`` of a packed net and its optimizer (`runtime.optim`, built with one rate
+    per member) in the shape `runtime.snapshot` writes and restores, so that its files are
+    those of a solo run: ``save`` / ``copy_from`` its .caffemodel (its learnable layers),
+    ``solver_state`` / ``load_solver_state`` its momentum history."""
+
+    def __init__(self, net: Net, optimizer, k: int, members: int):
+        if not 0 <= k < members:
+            raise AllconvError(f"no member {k} of {members}")
+        self.net, self.optimizer, self.k, self.members = net, optimizer, k, members
+
+    def save(self, path) -> None:
+        write_weights(path, member_weights(self.net, self.k, self.members), self.net.name)
+
+    def copy_from(self, path) -> None:
+        """Member k's blocks from a solo net's .caffemodel, by layer name, checked first."""
+        weights, blocks = read_weights(path), []
+        for layer in self.net.layers:
+            if not len(layer.blobs):
+                continue
+            arrays = weights.get(layer.name)
+            if arrays is None or len(arrays) != len(layer.blobs):
+                raise AllconvError(f"{path}: layer {layer.name!r} has "
+                                   f"{'no' if arrays is None else len(arrays)} blob(s) in the "
+                                   f"file but {len(layer.blobs)} in the net")
+            for i, (array, blob) in enumerate(zip(arrays, layer.blobs)):
+                block = member_block(blob, self.k, self.members)
+                if tuple(array.shape) != tuple(block.shape):
+                    raise AllconvError(f"{path}: layer {layer.name!r} blob {i}: shape "
+                                       f"{tuple(array.shape)} in the file, {tuple(block.shape)}"
+                                       " in a member of the pack")
+                blocks.append((block, array))
+        with torch.no_grad():
+            for block, array in blocks:
+                block.copy_(torch.from_numpy(array))
+
+    def solver_state(self, iter: int, current_step: int, learned_net: str):
+        return self.optimizer.solver_state(iter, current_step, learned_net, member=self.k)
+
+    def load_solver_state(self, state, path: str = "solverstate") -> None:
+        self.optimizer.load_solver_state(state, path, member=self.k)
 
 
 def packed_net(net_param, phase: int, seeds: Sequence[int]) -> Net:

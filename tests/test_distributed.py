@@ -17,7 +17,8 @@ import torch
 import ddp_worker
 from harness import cli
 from harness.specs import SPECS_DIR, load_spec, load_tables, select
-from harness.train import Run, train
+from harness.run import Run
+from harness.train import train
 from runtime.caffemodel import read_weights
 from same_weights import assert_same_weights
 from test_harness import cache, tiny_data, tiny_spec  # noqa: F401  (fixtures)
@@ -49,7 +50,8 @@ def test_two_gloo_processes_train_what_one_process_trains(tmp_path):
     spec, data = load_spec(spec_path), ddp_worker.synthetic_data()
     single = train(spec, ddp_worker.options(), tmp_path / "single", data)
     (tmp_path / "init").mkdir()
-    start = Run(spec, ddp_worker.options(), data, tmp_path / "init", torch.device("cpu"), "fp32")
+    start = Run(spec, [(ddp_worker.options(), tmp_path / "init")], data, torch.device("cpu"),
+                "fp32")
     w0 = {f"{name}:{i}": v.data.numpy() for name, views in start.net.params.items()
           for i, v in enumerate(views)}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -78,9 +80,9 @@ def test_shards_cover_every_run_exactly_once_in_list_order():
     tables = load_tables(SPECS_DIR)
     args = cli.build_parser().parse_args(["table3", "--lr-search"])
     jobs = cli.job_list(args, select(["table3"], tables))
-    everything = [(spec.key, opts.lr) for spec, opts, _ in jobs]
+    everything = [(spec.key, opts.lr, opts.seed) for spec, opts, _ in jobs]
     assert len(everything) == len(set(everything)) == 48
-    assert [k for k, _ in everything][::4] == [s.key for s in tables["table3"]]
+    assert [k for k, _, _ in everything][::4] == [s.key for s in tables["table3"]]
     for n in (1, 3, 5, 48, 50):
         shards = [everything[k::n] for k in (cli.parse_shard(f"{k}/{n}")[0] for k in range(n))]
         assert sorted(sum(shards, [])) == sorted(everything)
@@ -89,22 +91,32 @@ def test_shards_cover_every_run_exactly_once_in_list_order():
             cli.parse_shard(bad)
 
 
-def test_shards_then_report_mark_an_incomplete_grid(tmp_path, tiny_data):  # noqa: F811
+def test_shards_count_lr_seed_runs_and_report_marks_a_partial_grid(tmp_path,
+                                                                   tiny_data):  # noqa: F811
     tiny_spec(tmp_path / "specs", "model-a", batch_size=16, lr_grid=[0.01, 0.02])
     args = ["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
             "--no-verify", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "out"),
-            "--no-progress", "--lr-search"]
-    assert cli.main(args + ["--shard", "1/2"]) == 0
-    assert [p.name for p in (tmp_path / "out" / "tiny" / "model-a").iterdir()] == [
-        "lr-0.02-smoke"]
+            "--no-progress", "--lr-search", "--seed", "0,1"]
+    shards = cli.job_list(cli.build_parser().parse_args(args),
+                          select(["model-a"], load_tables(tmp_path / "specs")))
+    assert [(o.lr, o.seed) for _, o, _ in shards][1::2] == [(0.01, 1), (0.02, 1)]
+    assert cli.main(args + ["--shard", "1/2"]) == 0      # seed 1 of both lrs, as one pack
+    assert sorted(p.name for p in (tmp_path / "out" / "tiny" / "model-a").iterdir()) == [
+        "lr-0.01-seed-1-smoke", "lr-0.02-seed-1-smoke"]
     assert cli.main(args + ["--report"]) == 0
     row = json.loads((tmp_path / "out" / "tiny" / "model-a.json").read_text())
-    assert row["status"] == "INCOMPLETE" and row["incomplete_grid"] == {"0.01": "not started"}
-    assert row["measured"]["lr"] == 0.02
-    assert cli.main(args + ["--shard", "0/2"]) == 0
+    # the grid's seed is the lowest any run has: 1, until seed 0's runs are there
+    assert not row["partial"] and row["grid"] == {"lrs": [0.01, 0.02], "seed": 1,
+                                                  "missing": []}
+    assert [(r["lr"], r["seed"], r["missing"]) for r in row["runs"]] == [(0.01, 1, None),
+                                                                          (0.02, 1, None)]
+    assert cli.main(args + ["--shard", "0/2", "--pack", "1"]) == 0
     assert cli.main(args + ["--report"]) == 0
     row = json.loads((tmp_path / "out" / "tiny" / "model-a.json").read_text())
-    assert row["status"] == "SMOKE" and [r["lr"] for r in row["runs"]] == [0.01, 0.02]
+    assert row["status"] == "SMOKE" and not row["partial"]
+    assert [(r["lr"], r["seed"]) for r in row["runs"]] == [(0.01, 0), (0.01, 1), (0.02, 0),
+                                                           (0.02, 1)]
+    assert row["measured"]["seeds"] == [0, 1]
 
 
 def test_one_ctrl_c_stops_both_workers_which_checkpoint_and_resume(tmp_path, tiny_data,

@@ -1,5 +1,6 @@
-"""Device-side evaluation (harness/evaluation.py) against the host path `Run.evaluate` takes
-(`class_metrics`, `topk_errors`, the mean SoftmaxWithLoss), for a solo net and a pack of 2."""
+"""Device-side evaluation (harness/evaluation.py) against the host path the harness took before
+it (`class_metrics` below, `topk_errors`, the mean SoftmaxWithLoss), for a solo net and a pack
+of 2."""
 from __future__ import annotations
 
 import warnings
@@ -8,12 +9,11 @@ import pytest
 import torch
 
 from harness.evaluation import Evaluator, class_counts, summarize
-from harness.metrics import class_metrics
 from runtime.errors import AllconvError
 from runtime import TEST
 from runtime.net import Net
 from runtime.pack import pack_net, pack_weights
-from runtime.topk import topk_errors
+from runtime.topk import label_rank, topk_errors
 
 CLASSES, TOPK = 5, (1, 2)
 NET = """name: "tiny"
@@ -32,6 +32,24 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "pool" bottom: "label" top:
 layer { name: "accuracy" type: "Accuracy" bottom: "pool" bottom: "label" top: "accuracy"
   include { phase: TEST } }
 """
+
+
+def class_metrics(scores: torch.Tensor, labels: torch.Tensor) -> dict:
+    """The old host path's metrics from class scores (N, K) and labels (N,), kept here as the
+    reference: error (ties wrong, Caffe's Accuracy), per-class accuracy, never-predicted
+    classes, dead class units."""
+    scores, labels = scores.float(), labels.long()
+    correct = label_rank(scores, labels) == 0
+    classes = scores.shape[1]
+    seen = torch.bincount(labels, minlength=classes)
+    hits = torch.bincount(labels[correct], minlength=classes)
+    predicted = torch.bincount(scores.argmax(1), minlength=classes)
+    return {
+        "error": 100.0 * (1.0 - correct.float().mean().item()),
+        "per_class": [h / s if s else None for h, s in zip(hits.tolist(), seen.tolist())],
+        "never_predicted": (predicted == 0).nonzero().flatten().tolist(),
+        "dead_units": (scores.amax(0) == 0).nonzero().flatten().tolist(),
+    }
 
 
 def solo(seed: int, dead: int | None = None) -> Net:
@@ -53,7 +71,7 @@ def batches(size: int = 60, batch: int = 25):
 
 @torch.no_grad()
 def host_metrics(net: Net, test_batches) -> dict:
-    """What Run.evaluate computes: scores gathered on the host side, then class_metrics."""
+    """What the harness's Run.evaluate computed before: scores gathered, then class_metrics."""
     scores, labels, loss, done = [], [], 0.0, 0
     for x, y in test_batches:
         out = net.blob_values(data=x, label=y)

@@ -14,11 +14,12 @@ import torch
 
 from generator.render import NetOptions, render_net
 from harness import cli
-from harness.metrics import class_metrics
+from harness.evaluation import class_counts, summarize
 from harness.report import row_result, status, table_markdown, write_row
 from harness.specs import SPECS_DIR, load_spec, load_tables, select
 from harness.loop import Diverged
-from harness.train import Run, RunOptions, train
+from harness.run import Run, RunOptions
+from harness.train import train
 from runtime.data import preprocess
 from runtime.errors import AllconvError
 from runtime.meta import count_params, meta_net
@@ -151,14 +152,15 @@ def test_an_ambiguous_row_asks_for_its_table(tmp_path):
 
 # ----------------------------------------------------------------------------- metrics
 
-def test_class_metrics_on_a_hand_made_example():
+def test_test_metrics_on_a_hand_made_example():
     scores = torch.tensor([[2.0, 1.0, 0.0, 0.0],    # label 0: right
                            [1.0, 1.0, 0.0, 0.0],    # label 1: a tie counts as wrong (Caffe)
                            [0.0, 3.0, 0.0, 0.0],    # label 1: right
                            [0.5, 0.0, 0.0, 0.0]])   # label 2: wrong
     labels = torch.tensor([0, 1, 1, 2])
-    m = class_metrics(scores, labels)
-    assert m["error"] == pytest.approx(50.0)
+    counts, maxima = class_counts(scores[None], labels)
+    m = summarize(counts[0].tolist(), maxima[0].tolist(), 0.0, len(labels))
+    assert m["test_error"] == pytest.approx(50.0)
     assert m["per_class"] == [1.0, 0.5, 0.0, None]
     assert m["never_predicted"] == [2, 3]          # argmax picks class 0 on the tie
     assert m["dead_units"] == [2, 3]               # zero score on every image
@@ -166,12 +168,15 @@ def test_class_metrics_on_a_hand_made_example():
 
 # ----------------------------------------------------------------------------- reports
 
-def _result(spec, error, smoke=False, lr_search=False, runs=None):
-    runs = runs or {spec.training.lr: {"test_error": error, "params_counted": 1,
-                                       "per_class_accuracy": {}, "dead_class_units": ["cat"],
-                                       "never_predicted": [], "device": "CPU",
-                                       "wall_seconds": 60.0, "epochs": 350}}
-    return row_result(spec, runs, smoke, lr_search, "replicate test")
+def _run(error, **kw):
+    return {"test_error": error, "params_counted": 1, "per_class_accuracy": {},
+            "dead_class_units": ["cat"], "never_predicted": [], "device": "CPU",
+            "wall_seconds": 60.0, "epochs": 350, **kw}
+
+
+def _result(spec, error, smoke=False, runs=None):
+    runs = runs or {(spec.training.lr, 0): _run(error)}
+    return row_result(spec, runs, smoke, "replicate test")
 
 
 def test_pass_fail_smoke_against_the_tolerance():
@@ -180,27 +185,36 @@ def test_pass_fail_smoke_against_the_tolerance():
     assert status(_result(spec, 5.0)) == "PASS"            # one-sided
     assert status(_result(spec, 9.59)) == "FAIL"
     assert status(_result(spec, 9.0, smoke=True)) == "SMOKE"
-    diverged = _result(spec, None, runs={0.05: {"diverged": "diverged at iteration 3"}})
+    diverged = _result(spec, None, runs={(0.05, 0): {"diverged": "diverged at iteration 3"}})
     assert status(diverged) == "FAIL" and diverged["measured"]["error"] is None
     other = load_spec(REAL / "model-a.toml")
     text = table_markdown("table3", [other, spec], {"all-cnn-c": _result(spec, 9.2)})
     model_a, all_c = [line for line in text.splitlines() if line.startswith("| Model A")
                       or line.startswith("| ALL-CNN-C")]
     assert "| not run |" in model_a
-    assert "| 9.20 | +0.12 | 0.5 | **PASS** | 0.01 |" in all_c
+    assert "| 9.20 | +0.12 | 0.5 | **PASS** (partial) | 0.01 | 0 | 9.20 (lr 0.01, seed 0) |" \
+        in all_c
     assert "dead class units: cat" in all_c and "Device: CPU." in text
+    assert "grid partial: 0.25, 0.1, 0.05 not trained" in all_c
 
 
-def test_lr_search_keeps_the_best_test_error():
+def test_the_best_lr_is_the_grid_seeds_and_its_seeds_give_mean_and_spread():
     spec = load_spec(REAL / "model-a.toml")
-    base = {"params_counted": 1, "per_class_accuracy": {}, "dead_class_units": [],
-            "never_predicted": []}
-    runs = {0.1: {**base, "test_error": 20.0}, 0.05: {**base, "test_error": 12.0},
-            0.01: {"diverged": "boom"}}
-    result = _result(spec, None, lr_search=True, runs=runs)
-    assert result["measured"]["lr"] == 0.05 and result["measured"]["error"] == 12.0
-    assert [r["lr"] for r in result["runs"] if r["diverged"]] == [0.01]
-    assert "lr 0.01 diverged" in table_markdown("table3", [spec], {"model-a": result})
+    runs = {(0.1, 0): _run(20.0), (0.05, 0): _run(12.0), (0.01, 0): {"diverged": "boom"},
+            (0.25, 0): {"missing": "unfinished at iteration 9"},
+            (0.05, 1): _run(12.5), (0.05, 2): _run(11.5, lr_from="--lr"),
+            (0.1, 1): _run(11.0)}      # a better single run, at a seed the grid has not
+    result = _result(spec, None, runs=runs)
+    measured = result["measured"]
+    assert measured["lr"] == 0.05 and measured["seeds"] == [0, 1, 2]
+    assert measured["error"] == pytest.approx(12.0) and measured["std"] == pytest.approx(0.5)
+    assert measured["best_run"] == {"lr": 0.1, "seed": 1, "error": 11.0}
+    assert result["partial"] and result["grid"]["missing"] == [0.25]
+    line = table_markdown("table3", [spec], {"model-a": result}).splitlines()[4]
+    assert "| 12.00 ± 0.50 | -0.47 |" in line and "| 0.05 | 0, 1, 2 | 11.00 (lr 0.1, seed 1) |" \
+        in line
+    assert "lr 0.01 diverged" in line and "lr 0.25 unfinished at iteration 9" in line
+    assert "grid partial: 0.25 not trained" in line
 
 
 def test_a_smoke_result_never_replaces_a_full_one(tmp_path):
@@ -250,8 +264,8 @@ def test_resume_continues_bit_identically(tmp_path, tiny_data):
     straight = train(spec, opts, tmp_path / "straight")
     assert straight["iterations"] == 5
     stopped = train(spec, dataclasses.replace(opts, time_limit=0), tmp_path / "resumed")
-    assert stopped == {"finished": False, "iter": 3, "epoch": 1.125,
-                       "run_dir": str(tmp_path / "resumed")}
+    assert stopped == {"finished": False, "stopped_by": "time_limit", "iter": 3,
+                       "epoch": 1.125, "run_dir": str(tmp_path / "resumed")}
     resumed = train(spec, dataclasses.replace(opts, resume=True), tmp_path / "resumed")
     assert resumed["test_error"] == straight["test_error"]
     assert resumed["test_loss"] == straight["test_loss"]
@@ -294,12 +308,14 @@ def test_resume_refuses_other_settings(tmp_path, tiny_data):
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_data, monkeypatch):
     spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=16))
-    real_step = Run.step
+    real_inputs = Run.next_inputs
 
-    def step(self):   # the loss turns NaN after the first epoch's checkpoint (iteration 2)
-        loss = real_step(self)
-        return loss if self.iter <= 2 else loss * float("nan")
-    monkeypatch.setattr(Run, "step", step)
+    def next_inputs(self):   # NaN images from the 3rd iteration: after epoch 1's checkpoint
+        inputs = real_inputs(self)
+        if self.iter >= 2:
+            inputs["data"] = inputs["data"] * float("nan")
+        return inputs
+    monkeypatch.setattr(Run, "next_inputs", next_inputs)
     # caught at the first non-finite loss (the 3rd iteration), not at the next display
     with pytest.raises(Diverged, match=r"diverged at iteration 3 \(epoch 1.50\): the loss is nan; "
                                        r"the last good checkpoint is .*checkpoint_iter_2"):
@@ -361,7 +377,7 @@ def test_cli_lists_rows_and_a_row_without_its_data_is_an_error(capsys, tmp_path)
 
 
 def test_curves_mark_each_lr_drop_at_the_first_evaluation_after_it(tmp_path):
-    from harness.metrics import lr_drops, plot_curves
+    from harness.curves import lr_drops, plot_curves
     records = [{"epoch": e, "lr": lr, "train_loss": 1.0 / e, "test_loss": 1.2 / e,
                 "test_error": 50.0 / e} for e, lr in
                [(1, 0.01), (2, 0.01), (3, 0.001), (4, 0.001), (5, 0.0001)]]
@@ -371,16 +387,18 @@ def test_curves_mark_each_lr_drop_at_the_first_evaluation_after_it(tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_benchmark_sweep_measures_each_lever_set_against_the_baseline(capsys, tmp_path):
+def test_benchmark_sweep_and_packs_side_by_side(capsys, tmp_path):
+    """The tiny CPU version: every lever set against the baseline, then packs of 1 and 2
+    against solo runs one after another and loops in processes."""
     from benchmarks.train_throughput import main
     from harness import report
     out_json = tmp_path / "bench.json"
-    assert main(["--device", "cpu", "--batch", "4", "--iters", "1", "--warmup", "0", "--sweep",
-                 "--parallel", "2", "--json", str(out_json)]) == 0
+    assert main(["--device", "cpu", "--batch", "2", "--iters", "1", "--warmup", "0", "--sweep",
+                 "--pack", "1,2", "--processes", "--json", str(out_json)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert all(line.startswith("CPU ") for line in lines)
     record = json.loads(out_json.read_text())
-    assert record["batch"] == 4 and record["torch"] == torch.__version__
+    assert record["batch"] == 2 and record["torch"] == torch.__version__
     assert record["commit"] == report.git_commit()
     rows = record["rows"]
     assert [(r["precision"], r["loop"]) for r in rows] == [
@@ -391,23 +409,43 @@ def test_benchmark_sweep_measures_each_lever_set_against_the_baseline(capsys, tm
         assert row["projected_minutes"] == pytest.approx(
             350 * (50_000 / row["train_images_per_s"] + 10_000 / row["eval_images_per_s"]) / 60)
     fastest = max(rows[1:], key=lambda r: r["train_images_per_s"])
-    assert lines[-2].startswith(f"CPU fastest: fp32 {fastest['loop']}: {fastest['ratio']:.2f}x")
-    parallel = record["parallel"]
-    assert (parallel["loops"], parallel["precision"], parallel["loop"]) == (
-        2, "fp32", fastest["loop"])
-    assert parallel["gain"] == pytest.approx(
-        parallel["total_images_per_s"] / parallel["one_loop_images_per_s"])
-    assert lines[-1].startswith(f"CPU 2 loops at once (fp32 {fastest['loop']}, one process each)")
-    with pytest.raises(AllconvError, match="--parallel must be at least 1, not 0"):
-        main(["--device", "cpu", "--parallel", "0"])
+    assert f"CPU fastest: fp32 {fastest['loop']}: {fastest['ratio']:.2f}x" in "\n".join(lines)
+    packs = record["packs"]
+    assert [(r["members"], r["route"]) for r in packs] == [
+        (1, "pack"), (1, "solo"), (1, "processes"), (2, "pack"), (2, "solo"), (2, "processes")]
+    solo = fastest["train_images_per_s"]
+    for row in packs:
+        assert row["vs_solo"] == pytest.approx(row["train_images_per_s"] / solo)
+    table = lines[lines.index(f"CPU packs (fp32 {fastest['loop']}): total images/s of K runs, "
+                              "training and evaluation") + 2:]
+    assert [line.split()[1:3] for line in table[:6]] == [
+        ["1", "pack"], ["1", "solo"], ["1", "processes"], ["2", "pack"], ["2", "solo"],
+        ["2", "processes"]]
+    assert table[6].startswith("CPU fastest pack: K=")
+    with pytest.raises(AllconvError, match="--processes and --profile go with --pack"):
+        main(["--device", "cpu", "--processes"])
 
 
-def test_benchmark_single_configuration_names_its_levers(capsys):
-    from benchmarks.train_throughput import main
-    assert main(["--device", "cpu", "--batch", "4", "--iters", "1", "--warmup", "0",
-                 "--channels-last"]) == 0
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:4]]
-    assert [row[1:3] for row in rows] == [["fp32", "baseline"], ["fp32", "channels-last"]]
+def test_benchmark_projects_350_epochs_from_slices(capsys, tmp_path):
+    from benchmarks.train_throughput import EPOCHS, main
+    out_json = tmp_path / "bench.json"
+    assert main(["--device", "cpu", "--batch", "2", "--iters", "1", "--warmup", "0",
+                 "--channels-last", "--slices", "--json", str(out_json)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1:3] for line in lines[2:4]] == [["fp32", "baseline"],
+                                                          ["fp32", "channels-last"]]
+    solo, pack = json.loads(out_json.read_text())["slices"]
+    assert (solo["members"], pack["members"], pack["lrs"]) == (1, 4, [0.25, 0.1, 0.05, 0.01])
+    for s in (solo, pack):
+        half = s["seconds"] - s["first_half_seconds"]
+        assert s["projected_350_seconds"] == pytest.approx(
+            s["first_half_seconds"] + (EPOCHS / 0.5 - 1) * half)
+    ratio = pack["projected_350_seconds"] / solo["projected_350_seconds"]
+    assert lines[-1] == (
+        f"CPU slices of 1 epoch (synthetic, evaluated every 0.5): solo {solo['seconds']:.1f} s, "
+        f"pack of 4 {pack['seconds']:.1f} s; projected 350 epochs: solo "
+        f"{solo['projected_350_seconds']:.0f} s (target 150 s), pack "
+        f"{pack['projected_350_seconds']:.0f} s = {ratio:.2f}x the solo run (target 1.5x)")
 
 
 def test_commit_falls_back_to_the_environment_outside_a_checkout(monkeypatch):
@@ -451,8 +489,7 @@ def test_progress_shows_no_figure_before_it_exists_and_the_evaluation_as_it_runs
     from harness.loop import Progress
     from runtime.distributed import SINGLE
 
-    run = SimpleNamespace(spec=SimpleNamespace(key="tiny/model-a"), smoke=True, max_iter=10,
-                          iter=0)
+    run = SimpleNamespace(label="tiny/model-a lr 0.01 SMOKE", max_iter=10, iter=0)
     opts = RunOptions(lr=0.01, progress=True)
     with Progress(run, opts, SINGLE, {"seconds": 0.0}) as bar:
         bar.show(3)
@@ -577,10 +614,131 @@ def test_a_run_parses_each_prototxt_once_and_transforms_the_message(tmp_path, mo
     g = torch.Generator().manual_seed(0)
     data = Data(torch.randn(12, 3, 32, 32, generator=g), torch.arange(12) % 10,
                 torch.randn(7, 3, 32, 32, generator=g), torch.arange(7) % 10)
-    run = Run(spec, RunOptions(lr=0.01, epochs=1, device="cpu"), data, tmp_path / "run",
+    run = Run(spec, [(RunOptions(lr=0.01, epochs=1, device="cpu"), tmp_path / "run")], data,
               torch.device("cpu"), "fp32")
     assert sorted(parsed) == ["<all-c solver>", "<all-c>", "<all-c>"]
     assert [l.type for l in run.prototxt.net.param.layer[:2]] == ["Data", "Data"]
     assert run.net.blobs["data"].shape == (6, 3, 32, 32)
     assert run.eval_net.blobs["data"].shape == (7, 3, 32, 32)
     assert not (tmp_path / "run").exists()   # the record is written by train(), not by Run
+
+
+# ----------------------------------------------------------------------------- issue 18
+
+def test_report_gives_back_the_table_the_runs_wrote(tmp_path, tiny_data, capsys):
+    """Run folders in, the same README table out: the spec's lr, then a hand-set --lr (the
+    better one) in a second command; --report, with or without --lr-search, writes what the
+    second command wrote."""
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    base = ["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+            "--no-verify", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "out"),
+            "--no-progress"]
+    assert cli.main(base) == 0
+    assert cli.main(base + ["--lr", "0.05"]) == 0
+    folder = tmp_path / "out" / "tiny"
+    wrote = (folder / "README.md").read_text()
+    row = json.loads((folder / "model-a.json").read_text())
+    assert [(r["lr"], r["lr_from"]) for r in row["runs"]] == [(0.01, "spec"), (0.05, "--lr")]
+    assert row["partial"] and row["grid"]["missing"] == [0.25, 0.1]
+    line = next(line for line in wrote.splitlines() if line.startswith("| Model A"))
+    best = min(row["runs"], key=lambda r: r["test_error"])
+    assert f"| {best['lr']:g} | 0 |" in line and "grid partial: 0.25, 0.1 not trained" in line
+    assert ("lr 0.05 set by hand (--lr)" in line) == (best["lr"] == 0.05)
+    for extra in ([], ["--lr-search"]):
+        (folder / "README.md").unlink()
+        (folder / "model-a.json").unlink()
+        assert cli.main(base + ["--report"] + extra) == 0
+        assert (folder / "README.md").read_text() == wrote
+        again = json.loads((folder / "model-a.json").read_text())
+        assert again["measured"] == row["measured"] and again["runs"] == row["runs"]
+    capsys.readouterr()
+
+
+def test_the_committed_table3_is_what_its_run_folders_report(tmp_path, capsys):
+    """results/table3 as committed: `replicate table3 --report` over a copy of its run folders
+    writes the committed README, 9.96 % at the hand-set lr 0.05, partial grid."""
+    import shutil
+    shutil.copytree(ROOT / "results" / "table3", tmp_path / "table3",
+                    ignore=shutil.ignore_patterns("*.json", "README.md", "*.png"))
+    for lr in ("0.01", "0.05"):
+        for name in ("run.json", "result.json"):
+            shutil.copy(ROOT / "results" / "table3" / "all-cnn-c" / f"lr-{lr}" / name,
+                        tmp_path / "table3" / "all-cnn-c" / f"lr-{lr}" / name)
+    assert cli.main(["table3", "--report", "--out", str(tmp_path)]) == cli.EXIT_FAIL
+    committed = (ROOT / "results" / "table3" / "README.md").read_text()
+    assert (tmp_path / "table3" / "README.md").read_text() == committed
+    line = next(line for line in committed.splitlines() if line.startswith("| ALL-CNN-C"))
+    assert "| 9.96 | +0.88 | 0.5 | **FAIL** (partial) | 0.05 | 0 |" in line
+    assert "lr 0.05 set by hand (--lr)" in line and "before CaffeSGD" in line
+    capsys.readouterr()
+
+
+def test_list_columns_line_up_on_every_row(capsys):
+    assert cli.main(["--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    head = lines[0]
+    for line in lines[1:]:
+        row, title = line.split()[0], line.split()[1]
+        assert line.index(" " + title) + 1 == head.index("model"), line
+        dataset = next(d for d in ("cifar100", "cifar10", "imagenet") if f"  {d}  " in line)
+        assert line.index(f"  {dataset}  ") + 2 == head.index("dataset"), line
+        assert line.index(" epochs" if "epochs" in line else " iterations") > head.index(
+            "length"), line
+        assert line[:head.index("paper %") + 7].endswith(line.split()[-6]), line  # right-aligned
+    assert any(line.startswith("table6/imagenet") for line in lines)
+
+
+def test_an_evaluation_at_a_small_epoch_is_labelled_with_its_precision(tmp_path, capsys,
+                                                                        cache):
+    data = write_cifar10_bin(tmp_path / "cifar", n_train=400, n_test=8)
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=2)
+    assert cli.main(["model-a", "--specs", str(tmp_path / "specs"), "--data", str(data),
+                     "--no-verify", "--epochs", "0.01", "--eval-every", "0.005", "--device",
+                     "cpu", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "at lr 0.01, epoch 0.0050: classes never predicted" in err
+    assert "at lr 0.01, epoch 0.010: classes never predicted" in err
+
+
+def test_progress_shows_a_slow_speed_with_its_precision(tmp_path, tiny_data, capsys,
+                                                        monkeypatch):
+    """A clock that runs 5 s a step of 2 images: 0.4 images/s, not "0 img/s"."""
+    import time
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=2)
+    offset, real_clock, real_step = [0.0], time.perf_counter, Run.step
+    monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + offset[0])
+
+    def step(self):
+        offset[0] += 5.0
+        return real_step(self)
+    monkeypatch.setattr(Run, "step", step)
+    assert cli.main(["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+                     "--no-verify", "--epochs", "0.125", "--device", "cpu",
+                     "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"speed 0\.[34]\d* img/s", err), err[-500:]
+    assert "speed 0 img/s" not in err
+
+
+def test_a_training_label_past_the_classes_is_one_line_read_with_the_flags(tmp_path, tiny_data,
+                                                                          monkeypatch, capsys):
+    """The loss layer clamps it and records it on the device; the loop's next host read (every
+    iteration on the CPU) turns it into one line naming the layer, and exit status 2."""
+    from runtime.cli_support import run_cli
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    real_inputs = Run.next_inputs
+
+    def next_inputs(self):
+        inputs = real_inputs(self)
+        if self.iter == 1:
+            inputs["label"] = inputs["label"].clone()
+            inputs["label"][5] = 12
+        return inputs
+    monkeypatch.setattr(Run, "next_inputs", next_inputs)
+    assert run_cli(cli.main, "replicate", [
+        "model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data), "--no-verify",
+        "--epochs", "2", "--device", "cpu", "--out", str(tmp_path / "out"),
+        "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("replicate: error: layer 'loss' (SoftmaxWithLoss): label 12 is outside "
+                        "its 10 classes (0 to 9)\n"), err

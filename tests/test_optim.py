@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from runtime import CaffeLR, CaffeSGD
+from runtime.optim import CaffeAdam
 from runtime.errors import AllconvError
 from runtime.proto import pb
 
@@ -120,3 +121,138 @@ def test_refusals_name_the_valid_choices():
         CaffeSGD(_params(), lr=0.1, iter_size=0)
     with pytest.raises(AllconvError, match="valid policies: fixed, step"):
         CaffeLR(CaffeSGD(_params(), lr=0.1), pb.SolverParameter(lr_policy="cosine"))
+
+
+# ----------------------------------------------------------------------------- packed runs
+
+MEMBERS, RATES = 2, (0.1, 0.02)
+
+
+def _member_params(seed: int = 0):
+    """Parameters of a pack of two: each holds its members along axis 0 (rows [3k, 3k+3))."""
+    g = torch.Generator().manual_seed(seed)
+    w, b = (torch.nn.Parameter(torch.randn(shape, generator=g)) for shape in ((6, 4, 3), (6,)))
+    b.lr_mult, b.decay_mult = 2.0, 0.0
+    return [w, b]
+
+
+def _blocks(params, k):
+    """Member k's params as a solo run's own."""
+    out = []
+    for p in params:
+        block = torch.nn.Parameter(p.detach()[3 * k:3 * k + 3].clone())
+        block.lr_mult, block.decay_mult = getattr(p, "lr_mult", 1.0), getattr(p, "decay_mult", 1.0)
+        out.append(block)
+    return out
+
+
+def _grads(params, step: int, nan_member: int | None = None):
+    g = torch.Generator().manual_seed(100 + step)
+    grads = [torch.randn(p.shape, generator=g) * 10 for p in params]
+    if nan_member is not None:
+        for grad in grads:
+            grad[3 * nan_member:3 * nan_member + 3] = float("nan")
+    return grads
+
+
+@pytest.mark.parametrize("cls, options, exact", [
+    (CaffeSGD, {"momentum": 0.9, "weight_decay": 0.01}, True),
+    (CaffeSGD, {"momentum": 0.9, "weight_decay": 0.01, "nesterov": True}, True),
+    (CaffeSGD, {"momentum": 0.9, "weight_decay": 0.01, "regularization": "L1"}, True),
+    (CaffeSGD, {"momentum": 0.9, "clip_gradients": 5.0}, False),
+    (CaffeAdam, {"momentum": 0.9, "momentum2": 0.999, "delta": 1e-8}, True),
+], ids=["sgd", "nesterov", "l1", "clip-per-member", "adam"])
+def test_one_rate_per_member_steps_each_block_as_its_solo_optimizer(cls, options, exact):
+    pack = _member_params()
+    opt = cls(pack, lr=torch.tensor(RATES), **options)
+    solos = [_blocks(pack, k) for k in range(MEMBERS)]
+    solo_opts = [cls(params, lr=rate, **options) for params, rate in zip(solos, RATES)]
+    for step in range(3):
+        for p, g in zip(pack, _grads(pack, step)):
+            p.grad = g.clone()
+        opt.step()
+        for k, (params, solo_opt) in enumerate(zip(solos, solo_opts)):
+            for p, g in zip(params, _grads(pack, step)):
+                p.grad = g[3 * k:3 * k + 3].clone()
+            solo_opt.step()
+    for k, params in enumerate(solos):
+        for packed, solo in zip(pack, params):
+            got = packed.detach()[3 * k:3 * k + 3]
+            if exact:
+                assert torch.equal(got, solo.detach())
+            else:   # each member's own norm, summed in another order: rounding only
+                torch.testing.assert_close(got, solo.detach(), rtol=1e-6, atol=1e-6)
+        for packed, solo in zip(opt.history(member=k), solo_opts[k].history()):
+            torch.testing.assert_close(packed, solo, rtol=0 if exact else 1e-6,
+                                       atol=0 if exact else 1e-6)
+
+
+def test_a_stopped_member_keeps_its_weights_and_the_others_step_alone():
+    pack = _member_params()
+    before = [p.detach().clone() for p in pack]
+    opt = CaffeSGD(pack, lr=torch.tensor(RATES), momentum=0.9, weight_decay=0.01,
+                   clip_gradients=5.0)
+    opt.active = torch.tensor([False, True])
+    solo = _blocks(pack, 1)
+    solo_opt = CaffeSGD(solo, lr=RATES[1], momentum=0.9, weight_decay=0.01, clip_gradients=5.0)
+    for step in range(2):   # member 0's gradients are NaN: they reach nobody
+        for p, g in zip(pack, _grads(pack, step, nan_member=0)):
+            p.grad = g
+        opt.step()
+        for p, g in zip(solo, _grads(pack, step)):
+            p.grad = g[3:6].clone()
+        solo_opt.step()
+    for packed, start, other in zip(pack, before, solo):
+        assert torch.equal(packed.detach()[:3], start[:3])
+        torch.testing.assert_close(packed.detach()[3:], other.detach(), rtol=1e-6, atol=1e-6)
+
+
+def test_a_members_solverstate_is_its_solo_runs():
+    pack = _member_params()
+    opt = CaffeSGD(pack, lr=torch.tensor(RATES), momentum=0.9)
+    for step in range(2):
+        for p, g in zip(pack, _grads(pack, step)):
+            p.grad = g
+        opt.step()
+    state = opt.solver_state(2, 0, "m1.caffemodel", member=1)
+    solo_opt = CaffeSGD(_blocks(pack, 1), lr=RATES[1], momentum=0.9)
+    solo_opt.load_solver_state(state)
+    assert all(torch.equal(a, b) for a, b in zip(solo_opt.history(), opt.history(member=1)))
+    fresh = CaffeSGD(_member_params(), lr=torch.tensor(RATES), momentum=0.9)
+    fresh.load_solver_state(state, member=0)          # into the other member's blocks
+    assert all(torch.equal(h[:3], s) and not h[3:].any()
+               for h, s in zip(fresh.history(), solo_opt.history()))
+    with pytest.raises(AllconvError, match=r"\(5, 4\) does not split into 2 members"):
+        CaffeSGD([torch.nn.Parameter(torch.zeros(5, 4))], lr=torch.tensor(RATES))
+
+
+def test_caffe_lr_gives_each_member_its_solo_rate_and_writes_it_when_it_changes():
+    p = _solver()                     # multistep at 1, 2, 4: gamma 0.5
+    base = (0.1, 0.03)
+    opt = CaffeSGD(_member_params(), lr=torch.tensor(base))
+    sched = CaffeLR(opt, p, base_lrs=base)
+    solos = []
+    for rate in base:
+        solo_param = pb.SolverParameter()
+        solo_param.CopyFrom(p)
+        solo_param.base_lr = rate
+        solo_opt = CaffeSGD(_params(), lr=rate)
+        solos.append((solo_opt, CaffeLR(solo_opt, solo_param)))
+    lr = opt.param_groups[0]["lr"]
+    writes, seen = [], []
+    for _ in range(6):
+        before = lr.clone()
+        opt.step()
+        sched.step()
+        for solo_opt, solo_sched in solos:
+            solo_opt.step()
+            solo_sched.step()
+        writes.append(not torch.equal(before, lr))
+        assert lr.tolist() == [s.param_groups[0]["lr"] for s, _ in solos] == list(sched.rates)
+        seen.append((sched.state_dict(), sched.rates))
+    assert writes == [True, True, False, True, False, False]
+    state, rates = seen[2]             # 3 updates done, 2 steps of the multistep taken
+    restarted = CaffeLR(CaffeSGD(_member_params(), lr=torch.tensor(base)), p, base_lrs=base,
+                        iter=state["last_epoch"], current_step=state["current_step"])
+    assert restarted.rates == rates and restarted.optimizer.param_groups[0]["lr"].tolist() == \
+        list(rates)

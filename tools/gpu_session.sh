@@ -1,69 +1,127 @@
 #!/usr/bin/env bash
-# The device calls of docs/GPU_SESSION.md, run on the GPU machine from the repository root with
-# the CIFAR-10 files of this call in .carry/ (the 64 MiB a call carries holds two of them):
-#   stage1           files 1-2; pytest -m gpu; the bf16 benchmark against the baseline
+# The device calls of docs/GPU_SESSION.md, run on the GPU machine from the repository root. The
+# CIFAR-10 files of a call are in $CARRY (default .carry; the 64 MiB a call carries holds two):
+#   stage1           files 1-2; pytest -m gpu; the benchmark: packs of 1, 2, 4, 8 against solo
+#                    runs, and a profile of the largest (JSON: train_throughput_pack.json)
 #   stage2           files 3-4
-#   stage3 SECONDS   file 5 and the test file; replicate all-cnn-c with the benchmark's fastest
-#                    levers, stopping at the first checkpoint past SECONDS of training
-#   resume SECONDS   the same run continued from its last checkpoint
+#   stage3           file 5 and the test file; the two 10-epoch slices on CIFAR-10, solo and a
+#                    pack of the 4-lr grid, each projected to 350 epochs (train_throughput_slices.json)
+#   next SECONDS     the next pack of Table 3's campaign (issue 19's order), trained with
+#                    --deadline SECONDS; run folders under $CARRY_RUNS (default .carry-runs) are
+#                    unpacked first (an unfinished pack of an earlier lease)
+#   pack SECONDS ROW OPTION...   one pack of ROW with these replicate options and the deadline
+# Each training call returns one tar a run folder touched: a finished run without .solverstate
+# and .rngstate (its final .caffemodel stays, for the cache), an unfinished one whole (to carry
+# back); a tar holds at most 16 MiB, and a call returns at most 8 files.
 # The machine keeps /tmp while it is warm (about 30 s after a call), so the calls go back to back.
 # ALLCONV_COMMIT names the commit in the result files (the tree that travels has no .git).
-# CARRY names the carried folder of CIFAR files (default .carry).
-# EXTRA adds replicate options (for a dry run on the CPU: EXTRA="--device cpu --epochs 0.02").
+# Dry run on the CPU: DEVICE="--device cpu" TINY=1 (tiny benchmark, slices and runs, and
+# --pack 4, the CUDA default), with CIFAR=<the release> RESULTS=<a scratch folder>.
 set -uo pipefail
-: "${OUT:?run this on the device machine, where OUT is set}"
+: "${OUT:?run this on the device machine, where OUT is set (or set it for a dry run)}"
 export PYTHONPATH=. PYTHONUNBUFFERED=1
-CIFAR=/tmp/cifar RESULTS=/tmp/results BENCH=/tmp/train_throughput.json
-mkdir -p "$CIFAR" && cp "${CARRY:-.carry}"/* "$CIFAR"/ && ls "$CIFAR"
+CIFAR=${CIFAR:-/tmp/cifar} RESULTS=${RESULTS:-/tmp/results}
+DEVICE=${DEVICE:-}
+mkdir -p "$CIFAR" "$RESULTS/table3"
+if [ -d "${CARRY:-.carry}" ]; then cp "${CARRY:-.carry}"/* "$CIFAR"/ && ls "$CIFAR"; fi
+# the committed runs of Table 3 (finished: a resume keeps them) join the device's own; a dry
+# run's smoke runs could not write beside their full rows
+[ -n "${TINY:-}" ] || cp -rn results/table3/. "$RESULTS/table3/"
+if [ -n "${TINY:-}" ]; then
+    BENCH_TINY="--batch 2 --iters 1 --warmup 0"
+    SLICE_TINY="--slice-epochs 0.0002 --eval-limit 50"
+    RUN_TINY="--epochs 0.0004 --batch-size 4 --eval-every 0.0002 --eval-limit 100 --pack 4"
+else
+    BENCH_TINY="" SLICE_TINY="" RUN_TINY=""
+fi
 
-fastest_levers() {   # replicate's flags for the fastest bf16 lever set that stage1 measured
-    python3 - "$BENCH" <<'EOF'
-import json, sys
-flags = {"eager": "", "channels-last": "--channels-last",
-         "compile+channels-last": "--compile --channels-last",
-         "cuda-graphs+channels-last": "--cuda-graphs --channels-last"}
-try:
-    rows = [r for r in json.load(open(sys.argv[1]))["rows"] if "ratio" in r]
-    print(flags[max(rows, key=lambda r: r["train_images_per_s"])["loop"]])
-except (OSError, KeyError, ValueError):
-    print(flags["cuda-graphs+channels-last"])
+next_pack() {        # the replicate arguments of the campaign's next pack, or nothing
+    python3 - "$RESULTS" <<'EOF'
+import sys
+from pathlib import Path
+from harness.run_folder import row_runs
+from harness.specs import load_tables
+
+C_ROWS = ["convpool-cnn-c", "model-c", "strided-cnn-c"]
+B_ROWS = ["all-cnn-b", "convpool-cnn-b", "model-b", "strided-cnn-b"]
+A_ROWS = ["all-cnn-a", "convpool-cnn-a", "model-a", "strided-cnn-a"]
+ORDER = ([("all-cnn-c", "grid"), ("all-cnn-c", "seeds")]
+         + [(row, "grid") for row in C_ROWS + B_ROWS + A_ROWS]
+         + [(row, "seeds") for row in C_ROWS + B_ROWS + A_ROWS])
+specs = {s.name: s for s in load_tables()["table3"]}
+for row, kind in ORDER:
+    spec, done, finished = specs[row], set(), {}
+    for folder in row_runs(Path(sys.argv[1]) / "table3" / row):
+        settings, outcome = folder.settings, folder.outcome()
+        if settings["epochs"] != spec.training.length or "missing" in outcome:
+            continue
+        key = (settings["lr"], settings["seed"])
+        done.add(key)
+        if "test_error" in outcome:
+            finished[key] = outcome["test_error"]
+    grid = [lr for lr in spec.training.lr_grid if (lr, 0) not in done]
+    if kind == "grid" and grid:
+        print(f"{row} --lr-search --seed 0")
+        break
+    at_zero = {lr: e for (lr, seed), e in finished.items() if seed == 0}
+    if kind == "seeds" and at_zero:
+        best = min(at_zero, key=at_zero.get)
+        seeds = [s for s in (1, 2) if (best, s) not in done]
+        if seeds:
+            print(f"{row} --lr {best:g} --seed {','.join(map(str, seeds))}")
+            break
 EOF
 }
 
-train() {            # $1: seconds of training; $2: --resume or nothing
-    local levers=${LEVERS-$(fastest_levers)}
-    echo "replicate all-cnn-c $levers --time-limit $1 $2 ${EXTRA:-}"
-    python3 -m harness.cli all-cnn-c --data "$CIFAR" --out "$RESULTS" --time-limit "$1" \
-        --no-progress $levers $2 ${EXTRA:-} 2>&1 | tee "$OUT/replicate.log"
-    python3 - "$RESULTS"/table3/all-cnn-c/*/metrics.jsonl <<'EOF'
-import json, sys
-for path in sys.argv[1:]:
-    print(path)
-    for r in map(json.loads, open(path)):
-        if "test_error" in r:
-            print(f"epoch {r['epoch']:7.2f}  lr {r['lr']:.4g}  train loss {r['train_loss']:.4f}  "
-                  f"test error {r['test_error']:6.2f} %  {r['images_per_s']:9,.0f} img/s  "
-                  f"{r['seconds']:7.1f} s  dead {r['dead_units']}")
-EOF
-    for run in "$RESULTS"/table3/all-cnn-c/*/; do   # one tar a run: a returned file holds 16 MB
-        tar -C "$RESULTS" -cf "$OUT/run-$(basename "$run").tar" "table3/all-cnn-c/$(basename "$run")"
+train_pack() {       # $1: --deadline seconds; the rest: ROW and replicate options
+    local seconds=$1; shift
+    local start; start=$(date +%s)
+    echo "replicate $* --deadline $seconds --resume"
+    # shellcheck disable=SC2086
+    python3 -m harness.cli $DEVICE $RUN_TINY "$@" --data "$CIFAR" --out "$RESULTS" \
+        --deadline "$seconds" --resume --no-progress 2>&1 | tee "$OUT/replicate.log"
+    local row=$1 folder
+    for folder in "$RESULTS"/table3/"$row"/*/; do
+        [ -f "$folder/run.json" ] || continue
+        # only what this call trained: a folder written since it started
+        [ "$(stat -c %Y "$folder/run.json")" -ge "$start" ] || \
+            [ -n "$(find "$folder" -newermt "@$start" -print -quit)" ] || continue
+        local name; name=$(basename "$folder")
+        if [ -f "$folder/result.json" ]; then
+            tar -C "$RESULTS" --exclude='*.solverstate' --exclude='*.rngstate' \
+                -cf "$OUT/run-$row-$name.tar" "table3/$row/$name"
+        else
+            tar -C "$RESULTS" -cf "$OUT/run-$row-$name-unfinished.tar" "table3/$row/$name"
+        fi
     done
-    cp "$RESULTS"/table3/all-cnn-c.json "$RESULTS"/table3/README.md "$OUT"/ 2>/dev/null
+    cp "$RESULTS/table3/$row.json" "$RESULTS/table3/README.md" "$OUT"/ 2>/dev/null
+    ls -la "$OUT"
     return 0
 }
 
 case "${1:-}" in
     stage1)
-        nvidia-smi -L
+        nvidia-smi -L 2>/dev/null
         python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'cudnn', torch.backends.cudnn.version())"
-        python3 -m pytest -q -m gpu tests 2>&1 | tee "$OUT/test_gpu.log"
-        python3 benchmarks/train_throughput.py --precision bf16 --sweep \
-            --levers eager,channels-last,cuda-graphs+channels-last --json "$BENCH" 2>&1 \
-            | tee "$OUT/train_throughput.log"
-        cp "$BENCH" "$OUT"/ ;;
+        python3 -m pytest -q -m gpu tests 2>&1 | tail -n 30 | tee "$OUT/test_gpu.log"
+        python3 benchmarks/train_throughput.py --cuda-graphs --channels-last --pack 1,2,4,8 \
+            --profile --json "$OUT/train_throughput_pack.json" $DEVICE $BENCH_TINY 2>&1 \
+            | tee "$OUT/train_throughput_pack.log" ;;
     stage2) ;;
-    stage3) train "${2:?seconds}" "" ;;
-    resume) train "${2:?seconds}" --resume ;;
-    *) echo "usage: gpu_session.sh stage1|stage2|stage3 SECONDS|resume SECONDS" >&2; exit 2 ;;
+    stage3)
+        python3 benchmarks/train_throughput.py --cuda-graphs --channels-last --slices \
+            --data "$CIFAR" --json "$OUT/train_throughput_slices.json" $DEVICE $BENCH_TINY \
+            $SLICE_TINY 2>&1 | tee "$OUT/train_throughput_slices.log" ;;
+    next)
+        if [ -d "${CARRY_RUNS:-.carry-runs}" ]; then
+            for tar in "${CARRY_RUNS:-.carry-runs}"/*.tar; do tar -C "$RESULTS" -xf "$tar"; done
+        fi
+        args=$(next_pack)
+        if [ -z "$args" ]; then echo "Table 3's campaign is done"; exit 0; fi
+        # shellcheck disable=SC2086
+        train_pack "${2:?seconds}" $args ;;
+    pack) seconds=${2:?seconds}; shift 2; train_pack "$seconds" "$@" ;;
+    *) echo "usage: gpu_session.sh stage1|stage2|stage3|next SECONDS|pack SECONDS ROW OPTION..." >&2
+       exit 2 ;;
 esac

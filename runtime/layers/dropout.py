@@ -14,8 +14,10 @@ _KEY_STEP = 0x9E3779B97F4A7C15   # the keyed reseed: (seed + iteration · step) 
 @register("Dropout")
 class Dropout(Layer):
     """Masks come from a per-device generator seeded from the net's generator, so a seeded
-    net drops the same units every run. Under torch.compile the device's default generator
-    is used instead (compiled graphs cannot take generator objects).
+    net drops the same units every run. Under torch.compile and while a CUDA graph is being
+    captured the device's default generator is used instead (compiled graphs cannot take
+    generator objects; the default CUDA generator is the one a captured graph advances at
+    every replay).
 
     ``seeds`` holds one seed, drawn at build time. A packed net (runtime/pack.py) gives the
     layer one seed per member (`set_member_seeds`): member k's block of channels
@@ -99,7 +101,8 @@ class Dropout(Layer):
     def forward(self, x):
         if self.phase != pb.TRAIN:
             return (x,)
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or (x.is_cuda
+                                             and torch.cuda.is_current_stream_capturing()):
             noise = torch.rand(x.shape, dtype=x.dtype, device=x.device)
         else:
             noise = self._noise(x)

@@ -37,4 +37,4 @@ class CaffeAdaDelta(CaffeOptimizer):
         torch._foreach_mul_(grads, ratio)
         running_average_(update_sq, torch._foreach_mul(grads, grads), momentum)
         torch._foreach_mul_(grads, local_rate)
-        torch._foreach_sub_(params, grads)
+        self._subtract(params, grads)

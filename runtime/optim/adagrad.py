@@ -31,4 +31,4 @@ class CaffeAdaGrad(CaffeOptimizer):
         torch._foreach_add_(history, torch._foreach_mul(grads, grads))
         update = over_root(grads, history, group["delta"])
         torch._foreach_mul_(update, local_rate)
-        torch._foreach_sub_(params, update)
+        self._subtract(params, update)

@@ -43,7 +43,11 @@ class CaffeAdam(CaffeOptimizer):
         running_average_(v, torch._foreach_mul(grads, grads), group["momentum2"])
         update = over_root(m, v, group["delta"])
         scale = self.correction(group["momentum"], group["momentum2"], group["iter"] + 1)
-        rate = local_rate * scale if isinstance(local_rate, torch.Tensor) else fp32(
-            fp32(local_rate) * scale)
+        if isinstance(local_rate, list):     # a pack: one tensor of row rates per parameter
+            rate = [r * scale for r in local_rate]
+        elif isinstance(local_rate, torch.Tensor):
+            rate = local_rate * scale
+        else:
+            rate = fp32(fp32(local_rate) * scale)
         torch._foreach_mul_(update, rate)
-        torch._foreach_sub_(params, update)
+        self._subtract(params, update)

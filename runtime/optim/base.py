@@ -16,6 +16,11 @@ operation is done in Caffe's order as a few in-place ``torch._foreach_*`` calls 
 no host sync. The rate is ``group["lr"]`` (a float, or a 0-dim tensor that a CUDA graph can
 keep), set by `runtime.lr_policy.CaffeLR` or by the caller; ``group["iter"]`` counts the
 updates done (Caffe's ``iter_``; Adam's bias correction reads it).
+
+Packed runs (runtime/pack.py): with ``lr`` a 1-d tensor of K rates, the parameters hold K
+members along axis 0 (`runtime.pack.member_block`) and member k's rows step at rate k; the
+clip's norm is then each member's own, and ``active`` (a (K,) bool tensor, None: all) stops a
+member: its gradient is zeroed and its weights stay, while the others go on.
 """
 from __future__ import annotations
 
@@ -107,6 +112,15 @@ class CaffeOptimizer(torch.optim.Optimizer):
         self.clip_gradients = float(clip_gradients)
         self.iter_size = int(iter_size)
         self._order = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+        rate = defaults["lr"]
+        self.members = rate.numel() if isinstance(rate, torch.Tensor) and rate.dim() == 1 else 1
+        self.active: torch.Tensor | None = None
+        if self.members > 1:
+            uneven = [tuple(p.shape) for p in self._order if p.shape[0] % self.members]
+            if uneven:
+                raise AllconvError(f"{self.members} member rates, but a parameter of shape "
+                                   f"{uneven[0]} does not split into {self.members} members "
+                                   "along axis 0")
         for group in self.param_groups:
             for p in group["params"]:
                 for key in self.history_keys:
@@ -115,10 +129,11 @@ class CaffeOptimizer(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_solver(cls, solver, net) -> "CaffeOptimizer":
+    def from_solver(cls, solver, net, lr=None) -> "CaffeOptimizer":
         """From a SolverParameter, its text or a solver file, for ``net``'s learnable params
         (a `runtime.Net`, or any iterable of parameters). The solver's ``type`` must be one
-        this class runs (`runtime.optim.optimizer_from_solver` picks the class)."""
+        this class runs (`runtime.optim.optimizer_from_solver` picks the class). ``lr``
+        replaces the solver's ``base_lr`` (a pack: a 1-d tensor of the members' rates)."""
         from runtime.prototxt import read_solver
 
         param = solver if isinstance(solver, pb.SolverParameter) else read_solver(solver)
@@ -126,7 +141,8 @@ class CaffeOptimizer(torch.optim.Optimizer):
             raise AllconvError(f"{cls.__name__} runs solver type(s) "
                                f"{', '.join(cls.solver_types)}, not {param.type!r}")
         params = getattr(net, "learnable_params", net)
-        return cls(params, lr=fp32(param.base_lr), weight_decay=param.weight_decay,
+        return cls(params, lr=fp32(param.base_lr) if lr is None else lr,
+                   weight_decay=param.weight_decay,
                    # Caffe reads regularization_type only when there is weight decay
                    regularization=param.regularization_type if param.weight_decay else "L2",
                    clip_gradients=param.clip_gradients, iter_size=param.iter_size,
@@ -145,6 +161,7 @@ class CaffeOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._stop_inactive()
         self._clip()
         for group in self.param_groups:
             params = group["params"]
@@ -155,7 +172,7 @@ class CaffeOptimizer(torch.optim.Optimizer):
                         p.grad = torch.zeros_like(p)
                 grads = [p.grad for p in params]
                 self._regularized(group, params, grads)
-                self._update(group, params, grads, self._local_rate(group))
+                self._update(group, params, grads, self._local_rate(group, params))
             group["iter"] += 1
         return loss
 
@@ -170,11 +187,35 @@ class CaffeOptimizer(torch.optim.Optimizer):
         reaches the adaptive rules' histories, as in Caffe."""
         return False
 
-    def _local_rate(self, group: dict):
+    def _local_rate(self, group: dict, params):
+        """lr * lr_mult: a float, a 0-dim tensor, or (members) one tensor per parameter of
+        its rows' rates."""
         rate = group["lr"]
-        if isinstance(rate, torch.Tensor):
-            return rate * fp32(group["lr_mult"])
+        if self.members > 1:
+            return self._per_row(rate * fp32(group["lr_mult"]), params)
+        if isinstance(rate, torch.Tensor):   # 0-dim, or one member's 1-d rate
+            return rate.reshape(()) * fp32(group["lr_mult"])
         return fp32(_f32(rate) * _f32(group["lr_mult"]))
+
+    def _per_row(self, values: torch.Tensor, tensors) -> list[torch.Tensor]:
+        """Per-member ``values`` (K,) as one tensor per parameter, broadcast over its rows."""
+        from runtime.pack import member_rows
+        return [member_rows(values, t) for t in tensors]
+
+    def _subtract(self, params, updates) -> None:
+        """w -= update (Caffe's Net::Update), none for the rows of an inactive member."""
+        if self.active is not None:
+            updates = [torch.where(keep, u, 0) for keep, u in
+                       zip(self._per_row(self.active, params), updates)]
+        torch._foreach_sub_(params, updates)
+
+    def _stop_inactive(self) -> None:
+        """An inactive member's gradients become 0 (a NaN one too)."""
+        if self.active is None:
+            return
+        params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        for keep, p in zip(self._per_row(self.active, params), params):
+            p.grad.masked_fill_(~keep, 0)
 
     def _clip(self) -> None:
         clip = self.clip_gradients
@@ -183,8 +224,14 @@ class CaffeOptimizer(torch.optim.Optimizer):
         grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
         if not grads:
             return
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-        torch._foreach_mul_(grads, torch.where(norm > clip, clip / norm, 1.0))
+        if self.members == 1:
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            torch._foreach_mul_(grads, torch.where(norm > clip, clip / norm, 1.0))
+            return
+        norm = torch.linalg.vector_norm(torch.stack(   # (members,): each member's own norm
+            [torch.linalg.vector_norm(g.reshape(self.members, -1), dim=1) for g in grads]), dim=0)
+        torch._foreach_mul_(grads, self._per_row(torch.where(norm > clip, clip / norm, 1.0),
+                                                 grads))
 
     def _regularized(self, group: dict, params, grads) -> None:
         """g = g / iter_size + weight_decay * decay_mult * (w or sign(w)), in place."""
@@ -201,28 +248,37 @@ class CaffeOptimizer(torch.optim.Optimizer):
         return [self.state[p][key] for p in params]
 
     # ------------------------------------------------------------------ .solverstate
-    def history(self) -> list[torch.Tensor]:
+    def history(self, member: int | None = None) -> list[torch.Tensor]:
         """Caffe's history_: each history key's blobs in the order the parameters were given
-        (Caffe's learnable_params order when built from a Net), key after key."""
-        return [self.state[p][key] for key in self.history_keys for p in self._order]
+        (Caffe's learnable_params order when built from a Net), key after key; of a pack,
+        ``member``'s blocks (views), the history of its solo run."""
+        history = [self.state[p][key] for key in self.history_keys for p in self._order]
+        if member is None:
+            return history
+        from runtime.pack import member_state
+        return member_state(history, member, self.members)
 
-    def solver_state(self, iter: int, current_step: int, learned_net: str) -> "pb.SolverState":
-        """A Caffe ``SolverState`` message holding the history, exactly (fp32)."""
+    def solver_state(self, iter: int, current_step: int, learned_net: str,
+                     member: int | None = None) -> "pb.SolverState":
+        """A Caffe ``SolverState`` message holding the history (of ``member``), exactly
+        (fp32)."""
         from runtime.caffemodel import array_to_blob
 
         state = pb.SolverState()
         state.iter, state.current_step, state.learned_net = iter, current_step, learned_net
-        for h in self.history():
+        for h in self.history(member):
             state.history.append(array_to_blob(h.detach().float().cpu().numpy()))
         return state
 
-    def load_solver_state(self, state: "pb.SolverState", path: str = "solverstate") -> None:
-        """Copy a ``SolverState``'s history into this optimizer and take its ``iter``; shapes
-        must match (legacy 4-d blob shapes padded with leading 1s are accepted, as Caffe
-        does). Everything is checked before anything changes."""
+    def load_solver_state(self, state: "pb.SolverState", path: str = "solverstate",
+                          member: int | None = None) -> None:
+        """Copy a ``SolverState``'s history into this optimizer (into ``member``'s blocks: a
+        solo run's state) and take its ``iter``; shapes must match (legacy 4-d blob shapes
+        padded with leading 1s are accepted, as Caffe does). Everything is checked before
+        anything changes."""
         from runtime.caffemodel import blob_to_array
 
-        history = self.history()
+        history = self.history(member)
         if len(state.history) != len(history):
             per = len(self.history_keys)
             raise AllconvError(f"{path}: solverstate has {len(state.history)} history blobs "

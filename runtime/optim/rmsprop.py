@@ -37,4 +37,4 @@ class CaffeRMSProp(CaffeOptimizer):
         running_average_(history, torch._foreach_mul(grads, grads), group["rms_decay"])
         update = over_root(grads, history, group["delta"])
         torch._foreach_mul_(update, local_rate)
-        torch._foreach_sub_(params, update)
+        self._subtract(params, update)

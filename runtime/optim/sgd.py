@@ -54,9 +54,9 @@ class CaffeSGD(CaffeOptimizer):
             torch._foreach_add_(history, scaled_grads)
         if group["nesterov"]:
             torch._foreach_add_(old, history, alpha=fp32(_f32(1) + _f32(momentum)))
-            torch._foreach_sub_(params, old)
+            self._subtract(params, old)
         else:
-            torch._foreach_sub_(params, history)
+            self._subtract(params, history)
 
     def _scratch_for(self, params) -> list[torch.Tensor]:
         """Caffe's update_ blobs (Nesterov): kept between steps, not part of the state."""

@@ -1,37 +1,10 @@
-"""What a run measures: test metrics from class scores, and the curves PNG of its log."""
+"""The curves PNG of a run's log: training and test loss, test error, the lr drops and the paper's
+error. (The test metrics themselves are harness/evaluation.py's.)"""
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from generator.draw import pyplot
-from runtime.topk import label_rank
-
-
-def class_metrics(scores: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Test metrics from class scores (N, K) and labels (N,).
-
-    - ``error``: % of images not classified correctly by Caffe's Accuracy rule (top-1: no other
-      class scores >= the label's score, so ties count as wrong);
-    - ``per_class``: accuracy of each class by the same rule (None for a class with no image);
-    - ``never_predicted``: classes that are nobody's argmax;
-    - ``dead_units``: classes whose score is exactly 0 on every image. For the All-CNN nets the
-      score is the global average of the class conv's ReLU output, so a zero score means the
-      unit is zero at every position of every test image: a dead unit, which gets no gradient.
-    """
-    scores, labels = scores.float(), labels.long()
-    correct = label_rank(scores, labels) == 0
-    classes = scores.shape[1]
-    seen = torch.bincount(labels, minlength=classes)
-    hits = torch.bincount(labels[correct], minlength=classes)
-    predicted = torch.bincount(scores.argmax(1), minlength=classes)
-    return {
-        "error": 100.0 * (1.0 - correct.float().mean().item()),
-        "per_class": [h / s if s else None for h, s in zip(hits.tolist(), seen.tolist())],
-        "never_predicted": (predicted == 0).nonzero().flatten().tolist(),
-        "dead_units": (scores.amax(0) == 0).nonzero().flatten().tolist(),
-    }
 
 
 def plot_curves(records: list[dict], path: Path, title: str, paper_error: float | None = None,

@@ -1,0 +1,255 @@
+"""Packed runs through the harness (issue 20): K runs of a row trained as one net, on the CPU in
+fp32 and eagerly, through the packed path the GPU runs. Each member ends where its solo run
+ends (within 1e-2 of how far the weights moved), resumes bit for bit, diverges alone, and
+leaves a run folder that resumes solo, exports and visualizes."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harness import cli
+from harness.specs import SPECS_DIR, load_spec
+from harness.datasets import Data
+from harness.run import Run, RunOptions
+from harness.train import train, train_pack
+from runtime.caffemodel import read_weights
+from same_weights import assert_same_weights
+from test_harness import cache, tiny_data, tiny_spec  # noqa: F401  (fixtures)
+
+BATCH = 4
+
+
+@pytest.fixture(scope="module")
+def data() -> Data:
+    """12 training images (3 iterations of 4 an epoch) and 6 test images of CIFAR's shape."""
+    g = torch.Generator().manual_seed(0)
+    return Data(torch.randn(12, 3, 32, 32, generator=g), torch.randint(0, 10, (12,), generator=g),
+                torch.randn(6, 3, 32, 32, generator=g), torch.randint(0, 10, (6,), generator=g))
+
+
+@pytest.fixture(scope="module")
+def spec():
+    """All-CNN-C (Table 3) at batch 4: three Dropout layers, nine convolutions."""
+    spec = load_spec(SPECS_DIR / "table3" / "all-cnn-c.toml")
+    return dataclasses.replace(spec, training=dataclasses.replace(spec.training,
+                                                                  batch_size=BATCH))
+
+
+def opts(**kw) -> RunOptions:
+    return RunOptions(**{"lr": 0.01, "epochs": 1, "device": "cpu", "progress": False,
+                         "checkpoint_every": 1, **kw})
+
+
+def final(folder: Path) -> dict[str, np.ndarray]:
+    [path] = folder.glob("checkpoint_iter_*.caffemodel")
+    return {f"{layer}/{i}": a for layer, arrays in read_weights(path).items()
+            for i, a in enumerate(arrays)}
+
+
+def initial(spec, data, seed: int, tmp: Path) -> dict[str, np.ndarray]:
+    """A solo run's weights before its first update (the fillers of Net(seed))."""
+    run = Run(spec, [(opts(seed=seed), tmp / "init")], data, torch.device("cpu"), "fp32")
+    return {f"{name}/{i}": blob.data.numpy().copy() for name, blobs in run.net.params.items()
+            for i, blob in enumerate(blobs)}
+
+
+def worst_ratio(a: dict, b: dict, start: dict) -> float:
+    """max over blobs of |a − b| / |b − start| (L2 per blob): 0 for the same weights."""
+    return max(np.linalg.norm(a[k] - b[k]) / np.linalg.norm(b[k] - start[k]) for k in b)
+
+
+@pytest.mark.parametrize("members", [[(0.01, 3), (0.05, 3)], [(0.05, 3), (0.05, 4)]],
+                         ids=["two-lrs", "two-seeds"])
+def test_each_member_ends_where_its_solo_run_ends(spec, data, tmp_path, members):
+    outcomes = train_pack(spec, [(opts(lr=lr, seed=seed), tmp_path / f"pack-{k}")
+                                 for k, (lr, seed) in enumerate(members)], data)
+    assert [o["iterations"] for o in outcomes] == [3, 3]
+    assert [o["options"]["pack"] for o in outcomes] == [2, 2]
+    packed, solo, start = [], [], []
+    for k, (lr, seed) in enumerate(members):
+        result = train(spec, opts(lr=lr, seed=seed), tmp_path / f"solo-{k}", data)
+        assert outcomes[k]["test_error"] == result["test_error"]   # 6 images: the same calls
+        assert outcomes[k]["test_loss"] == pytest.approx(result["test_loss"], rel=1e-4)
+        packed.append(final(tmp_path / f"pack-{k}"))
+        solo.append(final(tmp_path / f"solo-{k}"))
+        start.append(initial(spec, data, seed, tmp_path / f"init-{k}"))
+    for k in range(2):
+        ratio = worst_ratio(packed[k], solo[k], start[k])
+        assert ratio < 1e-2, ratio
+        print(f"member {k} {members[k]}: pack vs solo {ratio:.2e} of the distance moved")
+    # the other member's solo run (another lr, or another seed: its weights, masks and data
+    # order) is of order 1 away, so the bound above tells a right member from a wrong one
+    wrong = worst_ratio(packed[0], solo[1], start[1])
+    assert wrong > 0.1, wrong
+
+
+def test_a_pack_stopped_by_ctrl_c_mid_epoch_resumes_bit_for_bit(spec, data, tmp_path,
+                                                                 monkeypatch):
+    members = [(0.01, 3), (0.05, 4)]
+
+    def pack(root: Path, **kw):
+        return [(opts(lr=lr, seed=seed, epochs=2, **kw), root / f"m{k}")
+                for k, (lr, seed) in enumerate(members)]
+    straight = train_pack(spec, pack(tmp_path / "straight"), data)
+    real_step = Run.step
+
+    def step(self):   # Ctrl-C during iteration 5, before its update: after it, a checkpoint
+        if self.iter == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(self)
+    monkeypatch.setattr(Run, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        train_pack(spec, pack(tmp_path / "resumed"), data)
+    monkeypatch.setattr(Run, "step", real_step)
+    for k in range(2):
+        assert [p.name for p in (tmp_path / "resumed" / f"m{k}").glob("*.solverstate")] == [
+            "checkpoint_iter_5.solverstate"]
+    resumed = train_pack(spec, pack(tmp_path / "resumed", resume=True), data)
+    for k in range(2):
+        assert resumed[k]["test_loss"] == straight[k]["test_loss"]
+        assert_same_weights(tmp_path / "straight" / f"m{k}" / "checkpoint_iter_6.caffemodel",
+                            tmp_path / "resumed" / f"m{k}" / "checkpoint_iter_6.caffemodel")
+
+
+def test_a_diverging_member_stops_alone(spec, data, tmp_path):
+    calm = train_pack(spec, [(opts(lr=0.01, seed=3), tmp_path / "calm-0"),
+                             (opts(lr=0.05, seed=4), tmp_path / "calm-1")], data)
+    stormy = train_pack(spec, [(opts(lr=0.01, seed=3), tmp_path / "stormy-0"),
+                               (opts(lr=1e6, seed=4), tmp_path / "stormy-1")], data)
+    assert calm[0]["iterations"] == stormy[0]["iterations"] == 3
+    assert stormy[1]["diverged"].startswith("table3/all-cnn-c at lr 1e+06 seed 4 diverged at "
+                                            "iteration 2 (epoch 0.67)")
+    # the other member trained exactly as beside a member that did not diverge
+    assert_same_weights(tmp_path / "calm-0" / "checkpoint_iter_3.caffemodel",
+                        tmp_path / "stormy-0" / "checkpoint_iter_3.caffemodel")
+    diverged = tmp_path / "stormy-1"
+    assert not (diverged / "result.json").exists()
+    assert not list(diverged.glob("checkpoint_*"))     # none was due before it diverged
+    last = json.loads((diverged / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["event"] == "diverged" and last["iter"] == 2
+
+
+def test_a_members_folder_resumes_solo_exports_and_visualizes(tmp_path, tiny_data):  # noqa: F811
+    """Through the command lines: a pack of two stopped by --time-limit; member 1's folder
+    resumed by a solo `replicate --resume`, then exported and visualized from --run."""
+    pytest.importorskip("onnxruntime")
+    from harness import export_onnx
+    from visualize import cli as visualize_cli
+    tiny_spec(tmp_path / "specs", "all-cnn-c", batch_size=BATCH)
+    args = ["all-cnn-c", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+            "--no-verify", "--device", "cpu", "--out", str(tmp_path / "out"), "--no-progress",
+            "--epochs", "0.5", "--eval-every", "0.25", "--checkpoint-every", "1"]
+    assert cli.main(args + ["--lr", "0.01,0.05", "--seed", "3", "--pack", "2",
+                            "--time-limit", "0"]) == cli.EXIT_STOPPED
+    row = tmp_path / "out" / "tiny" / "all-cnn-c"
+    member = row / "lr-0.05-seed-3-smoke"
+    run = json.loads((member / "run.json").read_text())
+    assert (run["lr"], run["seed"], run["provenance"]["lr_from"]) == (0.05, 3, "--lr")
+    assert "pack" not in run and [p.name for p in member.glob("*.solverstate")] == [
+        "checkpoint_iter_2.solverstate"]
+    assert cli.main(args + ["--lr", "0.05", "--seed", "3", "--pack", "1", "--resume"]) == 0
+    result = json.loads((member / "result.json").read_text())
+    assert result["iterations"] == 4 and result["options"]["pack"] == 1
+    records = [json.loads(r) for r in (member / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records] == [2, 4]
+    assert export_onnx.main(["--run", str(member), "-o", str(tmp_path / "m.onnx")]) == 0
+    assert (tmp_path / "m.onnx").stat().st_size > 1_000_000
+    assert visualize_cli.main(["filters", "--run", str(member), "--blob", "conv2", "--filters",
+                               "0-3", "--device", "cpu", "-o", str(tmp_path / "f.png")]) == 0
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _without_dropout(param):
+    from runtime.proto import pb
+    out = pb.NetParameter()
+    out.CopyFrom(param)
+    kept = [layer for layer in out.layer if layer.type != "Dropout"]
+    del out.layer[:]
+    out.layer.extend(kept)
+    return out
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_whole_step_as_one_cuda_graph_equals_the_eager_step(spec, data, tmp_path, no_tf32,
+                                                                 monkeypatch):
+    """A pack of two, dropout off, fp32 with TF32 off: 3 eager warm-up steps, the capture, 4
+    replays, against 7 eager steps; and no host sync in a replayed step."""
+    import warnings
+    from harness.step import WARMUP
+    real = Run.net_transforms
+    monkeypatch.setattr(Run, "net_transforms", lambda self: real(self) + [_without_dropout])
+    cuda = Data(*(t.cuda() for t in data))
+    weights, losses = [], []
+    for graphed in (False, True):
+        run = Run(spec, [(opts(lr=lr, seed=seed, device="cuda", cuda_graphs=graphed),
+                          tmp_path / f"{graphed}-{k}")
+                         for k, (lr, seed) in enumerate([(0.01, 3), (0.05, 4)])],
+                  cuda, torch.device("cuda"), "fp32")
+        for _ in range(WARMUP + 1):
+            run.step()
+        assert (run.train_step.graph is not None) == graphed
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                for _ in range(3):
+                    run.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        if graphed:
+            assert not [w for w in caught if "synchroniz" in str(w.message)]
+        assert run.iter == int(run.iteration) == WARMUP + 4
+        assert run.optimizer.param_groups[0]["iter"] == WARMUP + 4
+        weights.append([p.detach().clone() for p in run.net.learnable_params])
+        losses.append(run.loss_sum.clone())
+    for eager, graphed in zip(*weights):
+        scale = eager.abs().max()
+        assert (graphed - eager).abs().max() <= 2e-3 * scale
+    torch.testing.assert_close(losses[1], losses[0], rtol=2e-3, atol=0)
+
+
+def test_deadline_stops_every_run_at_a_checkpoint_before_it_and_resume_continues(
+        tmp_path, tiny_data, monkeypatch, capsys):  # noqa: F811
+    """A clock that runs 10 s a step: with --deadline 25 the first run checkpoints after its
+    3rd step (the 4th would end past the deadline), the second is not started (its start-up
+    and first step took the first run 10 s, and 20 s are not left), the command exits 3, and
+    --resume ends where uninterrupted runs end, bit for bit."""
+    import time
+    from harness.train import StartUp
+    monkeypatch.setattr(StartUp, "seconds", 0.0)
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=4)
+    args = ["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+            "--no-verify", "--device", "cpu", "--no-progress", "--epochs", "1",
+            "--eval-every", "0.5", "--lr", "0.01,0.05", "--seed", "1", "--pack", "1"]
+    assert cli.main(args + ["--out", str(tmp_path / "straight")]) == 0
+    offset = [0.0]
+    real_clock, real_step = time.monotonic, Run.step
+    monkeypatch.setattr(time, "monotonic", lambda: real_clock() + offset[0])
+
+    def step(self):
+        offset[0] += 10.0
+        return real_step(self)
+    monkeypatch.setattr(Run, "step", step)
+    capsys.readouterr()
+    out = ["--out", str(tmp_path / "cut")]
+    assert cli.main(args + out + ["--deadline", "25"]) == cli.EXIT_STOPPED
+    assert "tiny/model-a stopped by --deadline (1 run at epoch 0.38, 1 not started); rerun " \
+        "with --resume" in capsys.readouterr().err
+    row = tmp_path / "cut" / "tiny" / "model-a"
+    assert [p.name for p in row.glob("*/*.solverstate")] == [
+        "checkpoint_iter_3.solverstate"]                  # the second run never started
+    monkeypatch.setattr(Run, "step", real_step)
+    assert cli.main(args + out + ["--resume"]) == 0
+    for name in ("lr-0.01-seed-1-smoke", "lr-0.05-seed-1-smoke"):
+        assert_same_weights(tmp_path / "straight" / "tiny" / "model-a" / name
+                            / "checkpoint_iter_8.caffemodel",
+                            row / name / "checkpoint_iter_8.caffemodel")
