@@ -31,6 +31,21 @@ def _spatial(conv, name: str, n: int, default: int | None) -> tuple[int, ...]:
     return tuple(values) * n if len(values) == 1 else tuple(values)
 
 
+def window_geometry(conv, shape) -> tuple:
+    """``(axis, kernel, pad, stride, dilation)`` of a ConvolutionParameter for a bottom of
+    ``shape`` (Convolution, Deconvolution and Im2col read the same fields)."""
+    axis = canonical_axis(conv.axis, len(shape))
+    n = len(shape) - axis - 1
+    if n not in _CONV:
+        raise AllconvError(f"bottom shape {shape} has {n} spatial axes; 1 to 3 are supported")
+    kernel = _spatial(conv, "kernel", n, None)
+    pad, stride, dilation = (_spatial(conv, name, n, default)
+                             for name, default in (("pad", 0), ("stride", 1), ("dilation", 1)))
+    if min(kernel) <= 0 or min(stride) <= 0 or min(dilation) <= 0:
+        raise AllconvError("kernel, stride and dilation must be positive")
+    return axis, kernel, pad, stride, dilation
+
+
 @register("Convolution")
 class Convolution(Layer):
     """Weights (num_output, C/group, *kernel) and bias (num_output,)."""
@@ -38,16 +53,7 @@ class Convolution(Layer):
     def setup(self, bottom_shapes, generator):
         conv = self.param.convolution_param
         shape = bottom_shapes[0]
-        self.axis = canonical_axis(conv.axis, len(shape))
-        n = len(shape) - self.axis - 1
-        if n not in _CONV:
-            raise AllconvError(f"bottom shape {shape} has {n} spatial axes; 1 to 3 are supported")
-        self.kernel = _spatial(conv, "kernel", n, None)
-        self.pad = _spatial(conv, "pad", n, 0)
-        self.stride = _spatial(conv, "stride", n, 1)
-        self.dilation = _spatial(conv, "dilation", n, 1)
-        if min(self.kernel) <= 0 or min(self.stride) <= 0 or min(self.dilation) <= 0:
-            raise AllconvError("kernel, stride and dilation must be positive")
+        self.axis, self.kernel, self.pad, self.stride, self.dilation = window_geometry(conv, shape)
         self.group, channels = conv.group, shape[self.axis]
         if conv.num_output <= 0 or self.group <= 0:
             raise AllconvError("num_output and group must be positive")

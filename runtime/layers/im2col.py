@@ -10,8 +10,8 @@ import torch
 
 from runtime.errors import AllconvError
 from runtime.geometry import conv_output_size
-from runtime.layers import Layer, canonical_axis, count, register
-from runtime.layers.convolution import _CONV, _spatial
+from runtime.layers import Layer, count, register
+from runtime.layers.convolution import _CONV, window_geometry
 
 
 def one_hot_kernels(channels: int, kernel, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -24,18 +24,8 @@ def one_hot_kernels(channels: int, kernel, dtype=torch.float32, device=None) -> 
 @register("Im2col")
 class Im2col(Layer):
     def setup(self, bottom_shapes, generator):
-        conv = self.param.convolution_param
-        shape = bottom_shapes[0]
-        self.axis = canonical_axis(conv.axis, len(shape))
-        n = len(shape) - self.axis - 1
-        if n not in _CONV:
-            raise AllconvError(f"bottom shape {shape} has {n} spatial axes; 1 to 3 are supported")
-        self.kernel = _spatial(conv, "kernel", n, None)
-        self.pad = _spatial(conv, "pad", n, 0)
-        self.stride = _spatial(conv, "stride", n, 1)
-        self.dilation = _spatial(conv, "dilation", n, 1)
-        if min(self.kernel) <= 0 or min(self.stride) <= 0 or min(self.dilation) <= 0:
-            raise AllconvError("kernel, stride and dilation must be positive")
+        self.axis, self.kernel, self.pad, self.stride, self.dilation = window_geometry(
+            self.param.convolution_param, bottom_shapes[0])
 
     def reshape(self, bottom_shapes):
         shape = bottom_shapes[0]
