@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from runtime.errors import AllconvError
-from runtime.optim.base import CaffeOptimizer, over_root
+from runtime.optim.base import CaffeOptimizer, over_root, refuse_momentum
 
 
 class CaffeAdaGrad(CaffeOptimizer):
@@ -21,9 +20,7 @@ class CaffeAdaGrad(CaffeOptimizer):
 
     @classmethod
     def solver_options(cls, param) -> dict:
-        if param.momentum != 0:
-            raise AllconvError(f"Momentum cannot be used with AdaGrad (momentum is "
-                               f"{param.momentum:g}; leave it out or set 0)")
+        refuse_momentum(param, "AdaGrad")
         return {"delta": param.delta}
 
     def _update(self, group, params, grads, local_rate) -> None:

@@ -61,6 +61,13 @@ def over_root(numerators, history, delta: float) -> list[torch.Tensor]:
     return torch._foreach_div(numerators, root)
 
 
+def refuse_momentum(param, rule: str) -> None:
+    """Caffe's check of AdaGrad and RMSProp: a solver file's ``momentum`` must be 0."""
+    if param.momentum != 0:
+        raise AllconvError(f"Momentum cannot be used with {rule} (momentum is "
+                           f"{param.momentum:g}; leave it out or set 0)")
+
+
 def _group_by_mults(params, owner: str) -> list[dict]:
     """Torch-style params (tensors or group dicts) split into one group per (lr_mult,
     decay_mult); a parameter's own attributes win over its group's keys, which win over 1."""

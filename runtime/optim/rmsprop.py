@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from runtime.errors import AllconvError
-from runtime.optim.base import CaffeOptimizer, fp32, over_root, running_average_
+from runtime.optim.base import (CaffeOptimizer, fp32, over_root, refuse_momentum,
+                                running_average_)
 
 
 class CaffeRMSProp(CaffeOptimizer):
@@ -27,9 +28,7 @@ class CaffeRMSProp(CaffeOptimizer):
 
     @classmethod
     def solver_options(cls, param) -> dict:
-        if param.momentum != 0:
-            raise AllconvError(f"Momentum cannot be used with RMSProp (momentum is "
-                               f"{param.momentum:g}; leave it out or set 0)")
+        refuse_momentum(param, "RMSProp")
         return {"rms_decay": param.rms_decay, "delta": param.delta}
 
     def _update(self, group, params, grads, local_rate) -> None:
