@@ -2,7 +2,7 @@
 Filter, BatchReindex, Silence, Deconvolution (collected by make_fixtures.layer_cases)."""
 from __future__ import annotations
 
-from make_fixtures import L, conv, labels, net_case, normal, ties
+from case_kit import L, conv, labels, net_case, normal, ties
 
 
 def slice_cases():

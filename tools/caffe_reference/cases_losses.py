@@ -13,8 +13,7 @@ would back-propagate to H (a third bottom is not a label to LossLayer) and abort
 nets learn an InnerProduct instead."""
 from __future__ import annotations
 
-from make_fixtures import L, labels, net_case, net_text, normal
-from cases_neurons import uniform
+from case_kit import L, labels, net_case, net_text, normal, uniform
 
 
 def loss_case(name, group, inputs, layers, runtime_layers=None, no_diff=()):

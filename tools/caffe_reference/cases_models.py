@@ -27,7 +27,7 @@ import fnmatch
 import hashlib
 from pathlib import Path
 
-from make_fixtures import NET_SAMPLE_SIZE, labels, normal
+from case_kit import NET_SAMPLE_SIZE, labels, normal
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "models"
 

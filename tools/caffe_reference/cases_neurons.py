@@ -6,11 +6,7 @@ Inputs keep away from kinks and poles: Log and fractional powers get positive in
 Threshold (no backward in Caffe) records its forward only."""
 from __future__ import annotations
 
-from make_fixtures import L, net_case, normal
-
-
-def uniform(*shape, low, high):
-    return {"shape": list(shape), "kind": "uniform", "low": low, "high": high}
+from case_kit import L, net_case, normal, uniform
 
 
 def neuron(name, type_, data, body="", **kw):

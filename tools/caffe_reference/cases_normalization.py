@@ -3,7 +3,7 @@ and the bilinear filler (collected by make_fixtures.layer_cases)."""
 from __future__ import annotations
 
 import fixture_format as ff
-from make_fixtures import L, conv, net_case, net_text, normal, ties
+from case_kit import L, conv, net_case, net_text, normal, ties
 
 # BatchNorm's variance and scale factor must be positive; its blobs after a TRAIN forward are
 # recorded (``param:``), the moving averages Caffe updates.

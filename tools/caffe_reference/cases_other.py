@@ -6,8 +6,7 @@ force_backward, and a loss makes Caffe run their backward; cont (T × N) is a 0/
 and gets no diff, as in Caffe."""
 from __future__ import annotations
 
-from make_fixtures import L, labels, net_case, normal
-from cases_neurons import uniform
+from case_kit import L, labels, net_case, normal, uniform
 
 
 def recurrent(name, type_, inputs, body, tops=("out",)):
