@@ -11,7 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from runtime.distributed import (SINGLE, Ranks, from_environment, launched_by_torchrun,
+from runtime.distributed import (SINGLE, Ranks, from_environment, launched_by_torchrun, leave,
                                  local_device)
 from harness.report import check_writable, row_result, write_row, write_table_readme
 from harness.specs import SPECS_DIR, Spec, load_tables, select
@@ -373,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         mine = list(range(len(jobs)))[shard::shards]
         trained = run_jobs([jobs[i] for i in mine], args.rows_in_parallel, default_pack(args),
                            ranks)
+        leave(ranks)
         results = [{} for _ in jobs]
         for i, outcome in zip(mine, trained):
             results[i] = outcome

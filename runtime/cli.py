@@ -50,7 +50,7 @@ def _train_device(gpu: str | None, solver_path: str) -> str:
 
 
 def train(args) -> None:
-    from runtime.distributed import from_environment, launched_by_torchrun
+    from runtime.distributed import from_environment, launched_by_torchrun, leave
     from runtime.solver import make_solver
     if args.snapshot and args.weights:
         raise AllconvError("give -snapshot or -weights, not both (as Caffe)")
@@ -71,6 +71,7 @@ def train(args) -> None:
     with SignalHandler(args.sigint_effect, args.sighup_effect) as requested_action:
         solver.action_function = requested_action
         solver.solve(resume_file=args.snapshot)
+    leave(ranks)
 
 
 def test(args) -> None:

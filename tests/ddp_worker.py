@@ -13,7 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runtime.distributed import from_environment  # noqa: E402
+from runtime.distributed import from_environment, leave  # noqa: E402
 from harness.specs import load_spec  # noqa: E402
 from harness.train import Data, RunOptions, train  # noqa: E402
 
@@ -37,6 +37,7 @@ def main(spec_path: str, out: str) -> None:
     train(spec, options(), out / "straight", data, ranks)
     train(spec, options(time_limit=0), out / "resumed", data, ranks)
     train(spec, dataclasses.replace(options(), resume=True), out / "resumed", data, ranks)
+    leave(ranks)
 
 
 if __name__ == "__main__":
