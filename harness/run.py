@@ -187,15 +187,18 @@ class Run:
         if opts.channels_last:
             self.net.to(memory_format=self.memory_format)
         graphed = opts.cuda_graphs and device.type == "cuda"
-        # Keyed masks (the same for any number of processes) in eager mode only: compiled or
-        # captured, Dropout draws from the default generator, so nothing is keyed each step.
-        self.dropouts = [] if opts.compile or graphed else [
-            l for l in self.net.layers if hasattr(l, "key_masks")]
         self._build_optimizer(device, tensor_rates=self.K > 1 or graphed)
         self.label_layers = defer_label_checks(self.net)
         self.loss_sum = torch.zeros(self.K, device=device)
         self.first_bad = torch.full((self.K,), -1, dtype=torch.long, device=device)
         self.iteration = torch.zeros((), dtype=torch.long, device=device)
+        # Masks keyed by (seed, iteration) on the device: the same eager, compiled and in the
+        # CUDA graph, for any number of processes, and for a pack's members as for their solo
+        # runs; a resume needs no generator state for them.
+        part = ranks.part(self.global_batch)
+        for layer in self.net.layers:
+            if hasattr(layer, "key_masks"):
+                layer.key_masks(self.iteration, part.start, self.global_batch)
         self.loss = ranks.wrap(LossOf(self.net))
         if opts.compile:
             self.loss = torch.compile(self.loss)
@@ -310,9 +313,6 @@ class Run:
     def step(self) -> None:
         """One Caffe iteration of every member: the batch, then the step (eager, or a CUDA
         graph's replay), then the schedule on the host."""
-        part = self.ranks.part(self.global_batch)
-        for layer in self.dropouts:
-            layer.key_masks(self.iter, part.start, self.global_batch)
         inputs = self.next_inputs()
         self.rates = self.schedule.rates
         self.train_step(inputs)

@@ -8,12 +8,16 @@ Outside the step, on the host: the feed, which gathers and augments the next bat
 device (its result is copied into the graph's static input buffers), and the schedule, which
 writes the lr tensor the update reads only when a rate changes. The graph is captured after
 ``WARMUP`` eager steps on a side stream (cuDNN's autotuning, lazy allocations, the gradients'
-first allocation); while it is captured, Dropout draws from the default CUDA generator, which
-a replay advances (runtime/layers/dropout.py).
+first allocation). Dropout's masks are keyed by the run's device iteration counter
+(runtime/layers/dropout.py `keyed_uniform`), which each replay reads, so the warm-up steps, the
+replays and an eager run draw the same masks. An update rule that reads the iteration on the
+host (Adam's bias correction) would be frozen at its captured value: such rules are refused.
 """
 from __future__ import annotations
 
 import torch
+
+from runtime.errors import AllconvError
 
 WARMUP = 3
 
@@ -22,6 +26,10 @@ class TrainStep:
     """``step(inputs)``: ``run.update(inputs)``, eagerly or as a replayed CUDA graph."""
 
     def __init__(self, run, graphed: bool):
+        if graphed and run.optimizer.host_iteration:
+            raise AllconvError(f"{type(run.optimizer).__name__} reads the iteration on the host "
+                               "in its update, which a CUDA graph would freeze: use "
+                               "--no-cuda-graphs")
         self.run, self.graphed = run, graphed
         self.graph, self.static, self.warm = None, None, 0
 

@@ -2,22 +2,63 @@
 at TEST pass through. The phase is the layer's Caffe phase, not ``Module.training``."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from runtime.errors import AllconvError
 from runtime.layers import Layer, register
 from runtime.proto import pb
 
-_KEY_STEP = 0x9E3779B97F4A7C15   # the keyed reseed: (seed + iteration · step) mod 2**63
+_M32 = 0xFFFFFFFF
+
+
+def _mix32(x):
+    """A 32-bit integer hash (two xorshift-multiply rounds; a bijection of [0, 2**32)) of a
+    Python int, or in place of an int64 tensor holding such values (the products stay below
+    2**59)."""
+    if not isinstance(x, torch.Tensor):
+        x = ((x >> 16) ^ x) * 0x45D9F3B & _M32
+        x = ((x >> 16) ^ x) * 0x45D9F3B & _M32
+        return (x >> 16) ^ x
+    for _ in range(2):
+        x ^= x >> 16
+        x *= 0x45D9F3B
+        x &= _M32
+    x ^= x >> 16
+    return x
+
+
+def keyed_uniform(seed: int, iteration, start: int, shape, device) -> torch.Tensor:
+    """Uniform [0, 1) float32 noise of ``shape`` for rows ``start``… of a batch, a function of
+    (``seed``, ``iteration``, each element's index in the whole batch) alone: a counter-based
+    generator, so the same in eager mode, compiled and inside a captured CUDA graph
+    (``iteration`` may be a device tensor that the graph reads at each replay), for any split
+    of the batch over processes, and with no state to save. 24 random bits per value; each
+    element's bits are the hash of its index xor a key of (seed, iteration)."""
+    key = _mix32(_mix32(seed & _M32) ^ ((seed >> 32) & _M32))
+    if isinstance(iteration, torch.Tensor):
+        step = _mix32((iteration.to(torch.int64) & _M32) ^ key)
+    else:
+        step = _mix32((int(iteration) & _M32) ^ key)
+    per_row = math.prod(shape[1:])
+    first, last = start * per_row, (start + shape[0]) * per_row
+    bits = torch.arange(first, last, dtype=torch.int64, device=device)
+    if last > _M32:             # indices past 32 bits fold their high part in
+        bits = (bits & _M32) ^ _mix32(bits >> 32)
+    bits ^= step
+    bits = _mix32(bits) >> 8
+    return (bits.to(torch.float32) * 2.0 ** -24).reshape(shape)
 
 
 @register("Dropout")
 class Dropout(Layer):
     """Masks come from a per-device generator seeded from the net's generator, so a seeded
-    net drops the same units every run. Under torch.compile and while a CUDA graph is being
-    captured the device's default generator is used instead (compiled graphs cannot take
-    generator objects; the default CUDA generator is the one a captured graph advances at
-    every replay).
+    net drops the same units every run; or, once a training loop keys them (`key_masks`),
+    from `keyed_uniform` of the seed and the iteration, the same eager, compiled and in a
+    CUDA graph. Unkeyed, under torch.compile and while a CUDA graph is being captured, the
+    device's default generator is used instead (compiled graphs cannot take generator
+    objects; the default CUDA generator is the one a captured graph advances at every replay).
 
     ``seeds`` holds one seed, drawn at build time. A packed net (runtime/pack.py) gives the
     layer one seed per member (`set_member_seeds`): member k's block of channels
@@ -50,22 +91,20 @@ class Dropout(Layer):
             self._generators[key] = torch.Generator(device).manual_seed(self.seeds[member])
         return self._generators[key]
 
-    def key_masks(self, iteration: int, offset: int, global_batch: int) -> None:
-        """Draw the next masks from (seed, iteration) alone, for the whole ``global_batch``,
-        and keep the rows from ``offset`` on: a sample's mask then depends on its position in
-        the global batch, not on how many processes share the batch (and not on the
-        generator's history, so a resumed run needs no saved state)."""
-        self._key = (int(iteration), int(offset), int(global_batch))
+    def key_masks(self, iteration, offset: int, global_batch: int) -> None:
+        """Draw every later mask from (seed, ``iteration``) alone (`keyed_uniform`), as rows
+        ``offset``… of a ``global_batch``: a sample's mask then depends on its position in the
+        global batch, not on how many processes share the batch, nor on any generator's
+        history, so a resumed run needs no saved state. ``iteration``: an int, or a 0-d device
+        tensor the caller advances (a training loop's step counter; a CUDA graph reads it)."""
+        self._key = (iteration, int(offset), int(global_batch))
 
     def _member_noise(self, member: int, shape, like) -> torch.Tensor:
-        generator = self._generator(member, like.device)
         if self._key is None:
-            return torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
-        iteration, offset, global_batch = self._key
-        generator.manual_seed((self.seeds[member] + iteration * _KEY_STEP) % 2**63)
-        noise = torch.rand((global_batch, *shape[1:]), dtype=like.dtype, device=like.device,
-                           generator=generator)
-        return noise[offset:offset + shape[0]]
+            return torch.rand(shape, dtype=like.dtype, device=like.device,
+                              generator=self._generator(member, like.device))
+        iteration, offset, _ = self._key
+        return keyed_uniform(self.seeds[member], iteration, offset, shape, like.device)
 
     def _noise(self, x):
         members = len(self.seeds)
@@ -101,8 +140,8 @@ class Dropout(Layer):
     def forward(self, x):
         if self.phase != pb.TRAIN:
             return (x,)
-        if torch.compiler.is_compiling() or (x.is_cuda
-                                             and torch.cuda.is_current_stream_capturing()):
+        if self._key is None and (torch.compiler.is_compiling() or (
+                x.is_cuda and torch.cuda.is_current_stream_capturing())):
             noise = torch.rand(x.shape, dtype=x.dtype, device=x.device)
         else:
             noise = self._noise(x)

@@ -17,6 +17,7 @@ class CaffeAdam(CaffeOptimizer):
     ``load_solver_state`` sets from the ``.solverstate``."""
 
     solver_types = ("Adam",)
+    host_iteration = True
     history_keys = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params, lr: float, momentum: float, momentum2: float = 0.999,

@@ -105,6 +105,7 @@ class CaffeOptimizer(torch.optim.Optimizer):
 
     solver_types: tuple[str, ...] = ()
     history_keys: tuple[str, ...] = ()
+    host_iteration = False   # the update reads group["iter"] on the host (no CUDA graph)
 
     def __init__(self, params, defaults: dict, clip_gradients: float = -1.0,
                  iter_size: int = 1):
