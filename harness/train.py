@@ -126,6 +126,9 @@ def _loop(run: Run, ranks: Ranks, precision: str, device: torch.device,
             evaluate = run.iter % run.solver_param.test_interval == 0 or run.iter == run.max_iter
             due = loop.sync_due(evaluate)
             if interrupted(ranks, due):
+                loop.sync(evaluate=False)   # a member that diverged since the last read is
+                if not loop.alive:          # not checkpointed (its good checkpoint stays)
+                    break
                 if ranks.is_main:
                     bar.write(f"{bar.label}: interrupted; checkpoint "
                               f"{', '.join(map(str, loop.checkpoint()))} written, --resume "

@@ -327,6 +327,27 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_data
     assert last["event"] == "diverged" and last["iter"] == 3
 
 
+def test_ctrl_c_in_the_iteration_that_diverges_keeps_the_last_good_checkpoint(
+        tmp_path, tiny_data, monkeypatch):
+    """Ctrl-C during the first iteration with a NaN loss: the run is reported as diverged and
+    its NaN weights are not checkpointed over the good checkpoint of iteration 2."""
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=16))
+    real_inputs = Run.next_inputs
+
+    def next_inputs(self):
+        inputs = real_inputs(self)
+        if self.iter >= 2:
+            inputs["data"] = inputs["data"] * float("nan")
+            os.kill(os.getpid(), signal.SIGINT)
+        return inputs
+    monkeypatch.setattr(Run, "next_inputs", next_inputs)
+    with pytest.raises(Diverged, match=r"diverged at iteration 3 .*checkpoint_iter_2"):
+        train(spec, options(tiny_data, epochs=3), tmp_path / "run")
+    assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint_*")) == [
+        "checkpoint_iter_2.caffemodel", "checkpoint_iter_2.rngstate",
+        "checkpoint_iter_2.solverstate"]
+
+
 def test_a_huge_lr_diverges_into_a_failed_row(tmp_path, tiny_data, capsys):
     tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
     code = cli.main(["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
