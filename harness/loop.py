@@ -117,7 +117,13 @@ class Loop:
                  done_before: list[float]):
         self.run, self.logs, self.bar = run, logs, bar
         self.count = 0
-        self.start, self.done_before = time.perf_counter(), done_before
+        self.start, self.done_before = time.perf_counter(), list(done_before)
+        restored = run.restored_progress   # a resumed run goes on with its checkpoint's figures
+        for k, progress in enumerate(restored):
+            if progress is not None:
+                self.count = progress["count"]
+                run.loss_sum[k] = progress["loss_sum"]
+                self.done_before[k] = progress["seconds"]
         self.start_iter = run.iter
         self.tick, self.tick_iter = self.start, run.iter
         self.train_loss = [float("nan")] * run.K
@@ -239,10 +245,16 @@ class Loop:
                            "go on")
 
     def checkpoint(self) -> list:
-        """Checkpoint the live members (timed, for the deadline's estimate)."""
+        """Checkpoint the live members with the loop's running figures (the loss summed since
+        the last evaluation, its step count, the training seconds so far), so that a resume
+        goes on with them; timed, for the deadline's estimate."""
         begin = time.perf_counter()
+        sums = self.run.loss_sum.tolist()
+        progress = [{"loss_sum": sums[k], "count": self.count,
+                     "seconds": self.done_before[k] + begin - self.start}
+                    for k in range(self.run.K)]
         written = self.run.checkpoint([k for k in range(self.run.K)
-                                       if self.diverged_message[k] is None])
+                                       if self.diverged_message[k] is None], progress)
         self.checkpoint_seconds = time.perf_counter() - begin
         return written
 

@@ -190,6 +190,7 @@ class Run:
         self._build_optimizer(device, tensor_rates=self.K > 1 or graphed)
         self.label_layers = defer_label_checks(self.net)
         self.loss_sum = torch.zeros(self.K, device=device)
+        self.restored_progress: list[dict | None] = [None] * self.K   # from `restore`
         self.first_bad = torch.full((self.K,), -1, dtype=torch.long, device=device)
         self.iteration = torch.zeros((), dtype=torch.long, device=device)
         # Masks keyed by (seed, iteration) on the device: the same eager, compiled and in the
@@ -360,17 +361,20 @@ class Run:
         view = Member(self.net, self.optimizer, k, self.K)
         return view, view
 
-    def checkpoint(self, members: Sequence[int] | None = None) -> list[Path]:
+    def checkpoint(self, members: Sequence[int] | None = None,
+                   progress: Sequence[dict] | None = None) -> list[Path]:
         """For each of ``members`` (default: all): Caffe's snapshot (.caffemodel, .solverstate)
         and the loop's own state (.rngstate: the feed's order and position, the dropout and
-        torch generators, by name), each written atomically, into its folder; older
-        checkpoints are deleted. Returns the .solverstate paths."""
+        torch generators, by name, and ``progress[k]``, the loop's running figures), each
+        written atomically, into its folder; older checkpoints are deleted. Returns the
+        .solverstate paths."""
         written = []
         for k in range(self.K) if members is None else members:
             member = self.members[k]
             state = {"format": STATE_FORMAT, "iter": self.iter,
                      "feed": member.feed.state_dict(),
                      "dropout": net_rng_state(self.net, None if self.K == 1 else k),
+                     "progress": progress[k] if progress is not None else None,
                      **snapshot.torch_rng_state()}
             net, optimizer = self._snapshot_view(k)
             _, solver_state = snapshot.write(member.folder.checkpoint_prefix, net, optimizer,
@@ -397,6 +401,7 @@ class Run:
                 raise AllconvError(f"{rng_path}: not the loop state of {path} (format "
                                    f"{state.get('format')!r}, iteration {state.get('iter')})")
             self.members[k].feed.load_state_dict(state["feed"])
+            self.restored_progress[k] = state.get("progress")
             set_net_rng_state(self.net, state["dropout"], rng_path, None if self.K == 1 else k)
             snapshot.set_torch_rng_state(state)
         self.iteration.fill_(self.iter)
