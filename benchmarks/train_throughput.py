@@ -35,7 +35,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.report import git_commit  # noqa: E402
+from harness.run_folder import git_commit  # noqa: E402
 from harness.specs import SPECS_DIR, load_spec  # noqa: E402
 from harness.datasets import Data  # noqa: E402
 from harness.run import (PRECISIONS, Run, RunOptions, load_data, resolve_precision,  # noqa: E402

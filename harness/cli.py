@@ -286,6 +286,10 @@ def run_jobs(jobs: list[tuple], parallel: int, pack: int, ranks: Ranks = SINGLE)
                 for i, outcome in zip(indices, outcomes):
                     results[i] = outcome
             return results
+        except BaseException:   # an error in one worker: no queued pack starts after it
+            for future in futures:
+                future.cancel()
+            raise
         finally:
             signal.signal(signal.SIGINT, previous)
 

@@ -4,8 +4,8 @@ The generator's text is parsed once (`generator.render.rendered_net`); `transfor
 NetParameter through a list of transforms, in order, and the TRAIN and TEST nets are built from
 the result. A transform is a function NetParameter -> NetParameter that returns a changed copy
 and leaves its argument alone, so the rendered message stays what the run folder records.
-`Run.net_transforms` lists a run's transforms: today Data layers become Input layers; a packed
-run appends its own after them.
+`Run.net_transforms` lists a run's transforms (Data layers become Input layers); a pack of K
+runs is then `runtime.pack.packed_net` of the result, which needs the solo nets' weights.
 """
 from __future__ import annotations
 

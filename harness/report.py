@@ -2,40 +2,21 @@
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
 from generator.draw import pyplot
+from harness.run_folder import git_commit
 from harness.specs import Spec
 from runtime.errors import AllconvError
 
-COMMIT_ENV = "ALLCONV_COMMIT"
 RULES = ("PASS: measured error <= paper error + tolerance (one-sided: beating the paper passes). "
          "SMOKE: a short run (--epochs below the spec's, --batch-size or --eval-limit), never a "
          "replication. "
          "The lr is the best of the row's runs by final test error at the grid's seed, as the "
          "paper chose it; (partial) marks a row whose grid is not all trained yet. With more "
          "than one seed at that lr the measured error is their mean ± standard deviation.")
-
-
-def git_commit() -> str | None:
-    """HEAD of the checkout holding this file, with '-dirty' for uncommitted tracked changes.
-    $ALLCONV_COMMIT, when set, names it instead: a copy of the tree on a remote GPU machine has
-    no .git, or a stale one."""
-    if os.environ.get(COMMIT_ENV):
-        return os.environ[COMMIT_ENV]
-    here = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=here, capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("-dirty" if dirty.strip() else "")
 
 
 def status(result: dict) -> str:
@@ -49,14 +30,11 @@ def status(result: dict) -> str:
     return "PASS" if error <= result["paper"]["error"] + result["paper"]["tolerance"] else "FAIL"
 
 
-def _best_lr(finished: dict[tuple[float, int], dict]) -> float | None:
-    """The lr with the lowest final test error among the runs at the grid's seed (the lowest
-    seed any run has), as the paper chose its lr; None when nothing finished."""
-    if not finished:
-        return None
-    grid_seed = min(seed for _, seed in finished)
+def _best_lr(finished: dict[tuple[float, int], dict], grid_seed: int) -> float | None:
+    """The lr with the lowest final test error among the finished runs at ``grid_seed``, as
+    the paper chose its lr; None when none finished there."""
     at_seed = {lr: r for (lr, seed), r in finished.items() if seed == grid_seed}
-    return min(at_seed, key=lambda lr: at_seed[lr]["test_error"])
+    return min(at_seed, key=lambda lr: at_seed[lr]["test_error"]) if at_seed else None
 
 
 def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
@@ -68,12 +46,12 @@ def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
     with more than one); the best single run is kept too. Grid lrs with no finished or
     diverged run at the grid seed make the row ``partial``."""
     finished = {key: r for key, r in runs.items() if "test_error" in r}
-    best_lr = _best_lr(finished)
+    grid_seed = min((seed for _, seed in runs), default=0)   # the lowest seed of any run
+    best_lr = _best_lr(finished, grid_seed)
     seeds = sorted(seed for lr, seed in finished if lr == best_lr)
     errors = [finished[best_lr, seed]["test_error"] for seed in seeds]
     best = finished.get((best_lr, seeds[0]), {}) if seeds else {}
     single = min(finished, key=lambda key: finished[key]["test_error"]) if finished else None
-    grid_seed = min((seed for _, seed in runs), default=0)
     tried = {lr for (lr, seed), r in runs.items() if seed == grid_seed
              and ("test_error" in r or "diverged" in r)}
     missing = [lr for lr in spec.training.lr_grid if lr not in tried]

@@ -35,7 +35,6 @@ from harness import datasets
 from harness.evaluation import Evaluator
 from harness.net_transforms import NetTransform, data_as_input, transformed
 from harness.pipelines import PIPELINES
-from harness.report import git_commit
 from harness.run_folder import RunFolder
 from harness.specs import Spec
 from harness.step import TrainStep
@@ -269,7 +268,7 @@ class Run:
         spec, member = self.spec, self.members[k]
         whitened = PIPELINES[spec.augmentation].whitened
         provenance = run_folder.provenance(
-            commit=git_commit(), variant=spec.variant.name, dataset=spec.dataset.name,
+            commit=run_folder.git_commit(), variant=spec.variant.name, dataset=spec.dataset.name,
             classes=self.data.classes,
             whitening=run_folder.whitening_identity(spec.dataset.name, member.opts.data_dir,
                                                     member.opts.verify) if whitened else None,

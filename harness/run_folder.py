@@ -23,8 +23,10 @@ its own lr and seed: nothing in it says it was packed but result.json's ``option
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 from runtime import snapshot
@@ -39,6 +41,24 @@ NET, SOLVER, DEPLOY, CURVES = ("train_test.prototxt", "solver.prototxt", "deploy
 CHECKPOINT = "checkpoint"
 PROVENANCE = "provenance"
 PROVENANCE_KEYS = ("commit", "variant", "dataset", "classes", "whitening")
+COMMIT_ENV = "ALLCONV_COMMIT"
+
+
+def git_commit() -> str | None:
+    """HEAD of the checkout holding this file, with '-dirty' for uncommitted tracked changes
+    (what run.json's provenance and the row results record). $ALLCONV_COMMIT, when set, names
+    it instead: a copy of the tree on a remote GPU machine has no .git, or a stale one."""
+    if os.environ.get(COMMIT_ENV):
+        return os.environ[COMMIT_ENV]
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty.strip() else "")
 
 
 def run_name(lr: float, seed: int = 0, smoke: bool = False) -> str:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from generator.render import NetOptions, render_net
-from harness import cli
+from harness import cli, run_folder
 from harness.evaluation import class_counts, summarize
 from harness.report import row_result, status, table_markdown, write_row
 from harness.specs import SPECS_DIR, load_spec, load_tables, select
@@ -424,7 +424,6 @@ def test_benchmark_sweep_and_packs_side_by_side(capsys, tmp_path):
     """The tiny CPU version: every lever set against the baseline, then packs of 1 and 2
     against solo runs one after another and loops in processes."""
     from benchmarks.train_throughput import main
-    from harness import report
     out_json = tmp_path / "bench.json"
     assert main(["--device", "cpu", "--batch", "2", "--iters", "1", "--warmup", "0", "--sweep",
                  "--pack", "1,2", "--processes", "--json", str(out_json)]) == 0
@@ -432,7 +431,7 @@ def test_benchmark_sweep_and_packs_side_by_side(capsys, tmp_path):
     assert all(line.startswith("CPU ") for line in lines)
     record = json.loads(out_json.read_text())
     assert record["batch"] == 2 and record["torch"] == torch.__version__
-    assert record["commit"] == report.git_commit()
+    assert record["commit"] == run_folder.git_commit()
     rows = record["rows"]
     assert [(r["precision"], r["loop"]) for r in rows] == [
         ("fp32", "baseline"), ("fp32", "eager"), ("fp32", "channels-last")]
@@ -482,25 +481,22 @@ def test_benchmark_projects_350_epochs_from_slices(capsys, tmp_path):
 
 
 def test_commit_falls_back_to_the_environment_outside_a_checkout(monkeypatch):
-    from harness import report
-
     def no_git(*args, **kwargs):
         raise FileNotFoundError("git")
-    monkeypatch.setattr(report.subprocess, "run", no_git)
-    monkeypatch.delenv(report.COMMIT_ENV, raising=False)
-    assert report.git_commit() is None
-    monkeypatch.setenv(report.COMMIT_ENV, "0123abc")
-    assert report.git_commit() == "0123abc"
+    monkeypatch.setattr(run_folder.subprocess, "run", no_git)
+    monkeypatch.delenv(run_folder.COMMIT_ENV, raising=False)
+    assert run_folder.git_commit() is None
+    monkeypatch.setenv(run_folder.COMMIT_ENV, "0123abc")
+    assert run_folder.git_commit() == "0123abc"
 
 
 def test_commit_in_the_environment_wins_over_a_stale_checkout(monkeypatch):
     """The device's copy of the tree once carried the session's starting .git: its HEAD named
     the wrong commit, and "-dirty"."""
-    from harness import report
-    monkeypatch.setenv(report.COMMIT_ENV, "0123abc")
-    assert report.git_commit() == "0123abc"
-    monkeypatch.delenv(report.COMMIT_ENV)
-    assert report.git_commit() != "0123abc"
+    monkeypatch.setenv(run_folder.COMMIT_ENV, "0123abc")
+    assert run_folder.git_commit() == "0123abc"
+    monkeypatch.delenv(run_folder.COMMIT_ENV)
+    assert run_folder.git_commit() != "0123abc"
 
 
 def test_rows_in_parallel_match_one_after_another(tmp_path, tiny_data):

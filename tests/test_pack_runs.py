@@ -1,6 +1,7 @@
 """Packed runs through the harness (issue 20): K runs of a row trained as one net, on the CPU in
 fp32 and eagerly, through the packed path the GPU runs. Each member ends where its solo run
-ends (within 1e-2 of how far the weights moved), resumes bit for bit, diverges alone, and
+ends (within 1e-3 of how far the weights moved: the issue's bound is 1e-2, this CPU measures
+about 1e-5, a wrong lr, seed, mask or data order about 1), resumes bit for bit, diverges alone, and
 leaves a run folder that resumes solo, exports and visualizes."""
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ def test_each_member_ends_where_its_solo_run_ends(spec, data, tmp_path, members)
         start.append(initial(spec, data, seed, tmp_path / f"init-{k}"))
     for k in range(2):
         ratio = worst_ratio(packed[k], solo[k], start[k])
-        assert ratio < 1e-2, ratio
+        assert ratio < 1e-3, ratio
         print(f"member {k} {members[k]}: pack vs solo {ratio:.2e} of the distance moved")
     # the other member's solo run (another lr, or another seed: its weights, masks and data
     # order) is of order 1 away, so the bound above tells a right member from a wrong one
@@ -222,10 +223,11 @@ def test_the_whole_step_as_one_cuda_graph_equals_the_eager_step(spec, data, tmp_
 
 def test_deadline_stops_every_run_at_a_checkpoint_before_it_and_resume_continues(
         tmp_path, tiny_data, monkeypatch, capsys):  # noqa: F811
-    """A clock that runs 10 s a step: with --deadline 25 the first run checkpoints after its
+    """A clock that runs 100 s a step: with --deadline 250 the first run checkpoints after its
     3rd step (the 4th would end past the deadline), the second is not started (its start-up
-    and first step took the first run 10 s, and 20 s are not left), the command exits 3, and
-    --resume ends where uninterrupted runs end, bit for bit."""
+    and first step took the first run 100 s, and 200 s are not left), the command exits 3,
+    and --resume ends where uninterrupted runs end, bit for bit. The real seconds of the
+    steps, evaluations and checkpoints (a few on a loaded machine) stay far below a step."""
     import time
     from harness.train import StartUp
     monkeypatch.setattr(StartUp, "seconds", 0.0)
@@ -239,12 +241,12 @@ def test_deadline_stops_every_run_at_a_checkpoint_before_it_and_resume_continues
     monkeypatch.setattr(time, "monotonic", lambda: real_clock() + offset[0])
 
     def step(self):
-        offset[0] += 10.0
+        offset[0] += 100.0
         return real_step(self)
     monkeypatch.setattr(Run, "step", step)
     capsys.readouterr()
     out = ["--out", str(tmp_path / "cut")]
-    assert cli.main(args + out + ["--deadline", "25"]) == cli.EXIT_STOPPED
+    assert cli.main(args + out + ["--deadline", "250"]) == cli.EXIT_STOPPED
     assert "tiny/model-a stopped by --deadline (1 run at epoch 0.38, 1 not started); rerun " \
         "with --resume" in capsys.readouterr().err
     row = tmp_path / "cut" / "tiny" / "model-a"
