@@ -6,6 +6,7 @@ from Caffe master's formulas in numpy or plain torch ops, independently of the l
 backward passes are checked with torch.autograd.gradcheck in float64 where the function is
 smooth there."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -223,6 +224,17 @@ def test_infogain_master_formula(shape, axis, ignore, mode, spec, tmp_path):
     assert two(x, l_)[0].item() == pytest.approx(want_loss, rel=1e-5)
     assert torch.autograd.gradcheck(lambda t: three(t, l_.double(), h32.double())[0],
                                     x.double().requires_grad_())
+
+
+def test_a_corrupt_infogain_source_is_named(tmp_path):
+    path = tmp_path / "h.binaryproto"
+    path.write_bytes(pb.BlobProto(num=1, channels=1, height=3, width=3, data=[1.0] * 5)
+                     .SerializeToString())
+    with pytest.raises(AllconvError, match=rf"layer 'l' \(InfogainLoss\): "
+                                           rf"{re.escape(str(path))}: blob shape "
+                                           r"\(1, 1, 3, 3\) needs 9 values but it holds 5$"):
+        build(layer_text("InfogainLoss", f"infogain_loss_param {{ source: '{path}' }}",
+                         ("x", "l"), ("loss",)), (2, 3), (2,))
 
 
 def test_infogain_equals_the_old_layer_on_softmax_with_batch_normalization():
