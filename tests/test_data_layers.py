@@ -301,7 +301,8 @@ def test_hdf5_output_writes_one_batch_per_file(tmp_path):
     with pytest.raises(AllconvError, match=r"out\.h5 already holds a batch: Caffe's HDF5Output "
                                            "writes one forward pass per file"):
         net.forward(x=x, y=np.zeros(2, np.float32))
-    with pytest.raises(AllconvError, match="bottom 'x' has 5 axes; HDF5Output writes at most 4"):
+    with pytest.raises(AllconvError, match=r"layer 'o' \(HDF5Output\): bottom 'x' has 5 axes "
+                                           r"\(1, 1, 1, 1, 2\), more than the 4 of Caffe's"):
         Net(f"""layer {{ name: "in" type: "Input" top: "x" top: "y"
             input_param {{ shape {{ dim: 1 dim: 1 dim: 1 dim: 1 dim: 2 }} shape {{ dim: 1 }} }} }}
             layer {{ name: "o" type: "HDF5Output" bottom: "x" bottom: "y"
