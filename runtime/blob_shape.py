@@ -1,6 +1,7 @@
 """Caffe's Blob::Reshape checks (blob.cpp), applied before any tensor is made: every dim >= 0
 and at most INT_MAX elements, plus the runtime's own: the float32 blob must fit in this
-machine's memory. Also Caffe's int range for the uint32 geometry fields it keeps in an int."""
+machine's memory. Also Caffe's int range for the uint32 geometry fields it keeps in an int, and
+Blob::LegacyShape (``legacy_shape``)."""
 from __future__ import annotations
 
 import math
@@ -35,6 +36,18 @@ def check_blob_shape(shape, what: str) -> tuple[int, ...]:
         raise AllconvError(f"{what}: shape {shape} needs {4 * elements / 2**30:.3g} GiB as "
                            f"float32, more than this machine's {memory / 2**30:.3g} GiB")
     return shape
+
+
+def legacy_shape(shape, what: str, from_end: bool = False) -> tuple[int, int, int, int]:
+    """Caffe's Blob::LegacyShape: a blob of at most 4 axes read as (num, channels, height,
+    width), the missing axes 1 after the last (``num()`` .. ``width()``) or, ``from_end``,
+    before the first (LegacyShape(-4) .. (-1), as ShapeEquals matches a legacy BlobProto)."""
+    shape = tuple(shape)
+    if len(shape) > 4:
+        raise AllconvError(f"{what} has {len(shape)} axes {shape}, more than the 4 of Caffe's "
+                           "legacy num, channels, height, width")
+    ones = (1,) * (4 - len(shape))
+    return ones + shape if from_end else shape + ones
 
 
 def check_int_field(field: str, values) -> tuple[int, ...]:

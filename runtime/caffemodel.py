@@ -7,6 +7,7 @@ Public functions::
     read_weights(path) -> dict[str, list[np.ndarray]]  # alias load_weights
     write_weights(path, layers, net_name="") -> None
     read_binary(path, message_cls) -> Message
+    read_blob(path) -> np.ndarray                      # a .binaryproto BlobProto
     write_binary(path, message) -> None
 
 Failures are one-line ``AllconvError``s naming the file.
@@ -37,6 +38,7 @@ __all__ = [
     "load_weights",
     "write_weights",
     "read_binary",
+    "read_blob",
     "write_binary",
 ]
 
@@ -116,6 +118,16 @@ def read_binary(path: PathLike, message_cls) -> Message:
             f"{path} is not a binary {name} (truncated or corrupt): {reason}"
         ) from None
     return message
+
+
+def read_blob(path: PathLike) -> np.ndarray:
+    """The float32 array of a .binaryproto file (one BlobProto: a mean file, an H matrix);
+    every error names the file."""
+    blob = read_binary(path, pb.BlobProto)
+    try:
+        return blob_to_array(blob)
+    except AllconvError as err:
+        raise AllconvError(f"{path}: {err}") from None
 
 
 def write_binary(path: PathLike, message: Message) -> None:

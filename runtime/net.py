@@ -7,6 +7,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from runtime.blob_shape import legacy_shape
 from runtime.caffemodel import read_weights, write_weights
 from runtime.errors import AllconvError
 from runtime.insert_splits import insert_splits
@@ -422,4 +423,5 @@ def _shape_equals(source, target) -> bool:
     with leading 1s (old files store an InnerProduct weight as 1×1×M×N)."""
     if tuple(source) == tuple(target):
         return True
-    return len(source) == 4 and len(target) <= 4 and (1,) * (4 - len(target)) + target == source
+    return (len(source) == 4 and len(target) <= 4
+            and legacy_shape(target, "the net's blob", from_end=True) == tuple(source))

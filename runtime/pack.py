@@ -35,8 +35,8 @@ from runtime.proto import pb
 from runtime.prototxt import read_net
 
 __all__ = ["member_name", "pack_net", "packed_net", "pack_weights", "pack_seeds",
-           "member_block", "member_rows", "member_weights", "member_state", "pack_state",
-           "pack_inputs", "Member"]
+           "member_block", "member_rows", "member_weights", "member_state", "pack_inputs",
+           "Member"]
 
 # Layers that act on each channel alone (or, Eltwise and Split, on blobs of the same layout).
 PER_CHANNEL = ("Dropout", "Eltwise", "LRN", "Pooling", "ReLU", "Split")
@@ -242,14 +242,6 @@ def member_rows(values: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
         raise AllconvError(f"{members} member values do not split a blob of shape "
                            f"{tuple(tensor.shape)} along axis 0")
     return values.repeat_interleave(rows).reshape(-1, *(1,) * (tensor.dim() - 1))
-
-
-def pack_state(per_member: Sequence[Sequence[torch.Tensor]]) -> list[torch.Tensor]:
-    """The packed tensors from each member's list of tensors shaped like its parameters
-    (momentum history: ``CaffeSGD.history()`` order): each the members' tensors along axis 0."""
-    if len({len(tensors) for tensors in per_member}) != 1:
-        raise AllconvError("the members hold different numbers of state tensors")
-    return [torch.cat(blocks, 0) for blocks in zip(*per_member)]
 
 
 def member_state(tensors: Sequence[torch.Tensor], k: int, members: int) -> list[torch.Tensor]:

@@ -1,5 +1,6 @@
-"""One rule for the type registries (layers, fillers, ONNX converters): a name is registered
-once, as Caffe's LayerRegistry::AddCreator checks; a second registration is an error naming it."""
+"""One rule for the registries (layers, fillers, ONNX converters, solver types, datasets): a
+name is registered once, as Caffe's LayerRegistry::AddCreator checks; a second registration is
+an error naming it."""
 from __future__ import annotations
 
 from runtime.errors import AllconvError
@@ -9,8 +10,8 @@ def add_once(table: dict, name: str, entry, what: str):
     """``table[name] = entry``, refusing a ``name`` already in ``table``; returns ``entry``."""
     if name in table:
         old = table[name]
-        raise AllconvError(f"{what} {name!r} is already registered (by "
-                           f"{getattr(old, '__module__', '?')}."
-                           f"{getattr(old, '__qualname__', old)})")
+        by = getattr(old, "__qualname__", None)      # a class or function: where it is from
+        raise AllconvError(f"{what} {name!r} is already registered"
+                           + (f" (by {old.__module__}.{by})" if by else ""))
     table[name] = entry
     return entry

@@ -27,6 +27,7 @@ from .lr_policy import CaffeLR
 from .optim import OPTIMIZERS, check_solver_type
 from .optim import SOLVER_TYPES as SUPPORTED_SOLVER_TYPES
 from .proto import pb
+from .registry import add_once
 from .rng import net_rng_state, set_net_rng_state
 from . import snapshot
 
@@ -542,35 +543,22 @@ class SGDSolver(Solver):
         return OPTIMIZERS[self.type_name].from_solver(param, self.net)
 
 
-class NesterovSolver(SGDSolver):
-    """Caffe's NesterovSolver: w -= (1 + mu) * v_new - mu * v_old."""
-
-    type_name = "Nesterov"
+_SOLVER_CLASSES: dict[str, type] = {}
+add_once(_SOLVER_CLASSES, SGDSolver.type_name, SGDSolver, "solver class for type")
 
 
-class AdaGradSolver(SGDSolver):
-    """Caffe's AdaGradSolver (`runtime.optim.CaffeAdaGrad`)."""
-
-    type_name = "AdaGrad"
-
-
-class RMSPropSolver(SGDSolver):
-    """Caffe's RMSPropSolver (`runtime.optim.CaffeRMSProp`)."""
-
-    type_name = "RMSProp"
+def _solver_class(type_name: str) -> type:
+    """pycaffe's ``<type>Solver`` for a solver type of `runtime.optim.OPTIMIZERS`: an SGDSolver
+    whose ``type_name`` picks the rule; registered once per type."""
+    rule = OPTIMIZERS[type_name].__name__
+    cls = type(f"{type_name}Solver", (SGDSolver,), {
+        "__module__": __name__, "__qualname__": f"{type_name}Solver", "type_name": type_name,
+        "__doc__": f"Caffe's {type_name}Solver: the Solver stepping `runtime.optim.{rule}`."})
+    return add_once(_SOLVER_CLASSES, type_name, cls, "solver class for type")
 
 
-class AdaDeltaSolver(SGDSolver):
-    """Caffe's AdaDeltaSolver (`runtime.optim.CaffeAdaDelta`)."""
-
-    type_name = "AdaDelta"
-
-
-class AdamSolver(SGDSolver):
-    """Caffe's AdamSolver (`runtime.optim.CaffeAdam`)."""
-
-    type_name = "Adam"
-
-
-_SOLVER_CLASSES = {cls.type_name: cls for cls in (SGDSolver, NesterovSolver, AdaGradSolver,
-                                                  RMSPropSolver, AdaDeltaSolver, AdamSolver)}
+NesterovSolver = _solver_class("Nesterov")
+AdaGradSolver = _solver_class("AdaGrad")
+RMSPropSolver = _solver_class("RMSProp")
+AdaDeltaSolver = _solver_class("AdaDelta")
+AdamSolver = _solver_class("Adam")

@@ -91,3 +91,21 @@ def test_pooling_stride_far_past_the_input_allocates_no_padded_copy(method, outs
     torch.testing.assert_close(y[:, :, 0, 0], first)
     for i, j in ((0, 1), (1, 0), (1, 1)):
         assert torch.all(y[:, :, i, j] == outside)
+
+
+def test_legacy_shape_pads_as_caffes_legacy_accessors_and_refuses_five_axes():
+    """num()..width() pad after the last axis; ShapeEquals' LegacyShape(-4..-1) before the
+    first; a 5-axis blob has no legacy shape (Caffe's CHECK), named in the error."""
+    assert blob_shape.legacy_shape((7, 3), "b") == (7, 3, 1, 1)
+    assert blob_shape.legacy_shape((7, 3), "b", from_end=True) == (1, 1, 7, 3)
+    assert blob_shape.legacy_shape((), "b") == (1, 1, 1, 1)
+    assert blob_shape.legacy_shape((2, 3, 4, 5), "b", from_end=True) == (2, 3, 4, 5)
+    with pytest.raises(AllconvError, match=r"^bottom 1 has 5 axes \(1, 2, 3, 4, 5\), more "
+                                           "than the 4 of Caffe's legacy num"):
+        blob_shape.legacy_shape((1, 2, 3, 4, 5), "bottom 1")
+    five = (INPUT.format(2, 1).replace("dim: 4", "dim: 1 dim: 1")
+            + 'layer { name: "y" type: "Input" top: "y" input_param { shape { dim: 2 } } }\n'
+            + 'layer { name: "loss" type: "ContrastiveLoss" bottom: "data" bottom: "data" '
+              'bottom: "y" top: "loss" }\n')
+    with pytest.raises(AllconvError, match=r"layer 'loss' \(ContrastiveLoss\): bottom 0 has 5"):
+        Net(five, TEST)

@@ -605,6 +605,42 @@ def test_roundtrip_caffe_saved_loads_in_runtime(name):
     assert not failures, "; ".join(failures)
 
 
+# ------------------------------------------------------------------------------ Exp, Log
+
+@pytest.mark.parametrize("name", cases_of("exp_log_constants"))
+def test_exp_log_constants_are_caffes(name):
+    """Exp's ln(base)·scale and base^shift and Log's 1/ln(base) are Caffe's float32 values, bit
+    for bit, over the fixture's sweep of bases, scales and shifts."""
+    from google.protobuf import text_format
+    from runtime.layers import make_layer
+
+    def layer(type_, body):
+        param = text_format.Parse(f"name: 'l' type: '{type_}' bottom: 'x' top: 'y' {body}",
+                                  pb.LayerParameter())
+        return make_layer(param, [(1,)], pb.TEST, torch.Generator())
+
+    exp = "exp_param {{ base: {!r} scale: {!r} shift: {!r} }}".format
+    meta = METAS[name]
+    runtime = {
+        "log:base_scale": [layer("Log", f"log_param {{ base: {b!r} }}").base_scale
+                           for b in meta["log_bases"]],
+        "exp:inner_scale": [layer("Exp", exp(b, s, 0.0)).inner_scale for b, s in meta["exp_inner"]],
+        "exp:outer_scale": [layer("Exp", exp(b, 1.0, s)).outer_scale for b, s in meta["exp_outer"]],
+    }
+    failures = []
+    with load(name) as z:
+        for key, values in runtime.items():
+            ours, caffe = np.asarray(values, dtype=np.float32), z[key]
+            differ = np.flatnonzero(ours != caffe)
+            record("Exp/Log constants (exact)", name, key,
+                   float(np.abs(ours - caffe).max() / np.abs(caffe).max()), 0.0)
+            if differ.size:
+                i = differ[0]
+                failures.append(f"{key}: {differ.size} of {caffe.size} differ from Caffe "
+                                f"(first: {ours[i]!r} vs {caffe[i]!r})")
+    assert not failures, "; ".join(failures)
+
+
 # ------------------------------------------------------------------------------ data layers
 
 @pytest.mark.parametrize("name", cases_of("data"))

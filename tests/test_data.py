@@ -271,7 +271,7 @@ def test_class_names():
 
 
 def test_the_registry_refuses_a_second_entry_of_a_name():
-    with pytest.raises(AllconvError, match="dataset 'cifar10' is registered already"):
+    with pytest.raises(AllconvError, match="^dataset 'cifar10' is already registered$"):
         register(Dataset("cifar10", "another", 10, ("train", "test")))
     assert get_dataset("cifar10").title == "CIFAR-10"
 

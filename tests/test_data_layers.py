@@ -6,6 +6,7 @@ exact resume. Values of DummyData, HDF5Data, HDF5Output and MemoryData are also 
 real Caffe in test_caffe_fixtures.py (test_data_layer)."""
 from __future__ import annotations
 
+import re
 import sys
 
 import numpy as np
@@ -96,6 +97,16 @@ def test_train_crops_are_uniform_over_every_offset():
 def test_transform_checks_name_the_field(fields, shape, message):
     with pytest.raises(AllconvError, match=message):
         Transformer(_transform(**fields), train=True).output_shape(shape)
+
+
+def test_a_corrupt_mean_file_is_named(tmp_path):
+    path = str(tmp_path / "mean.binaryproto")
+    with open(path, "wb") as f:         # shape (1, 3, 4, 4) but 5 values
+        f.write(pb.BlobProto(num=1, channels=3, height=4, width=4, data=[0.0] * 5)
+                .SerializeToString())
+    with pytest.raises(AllconvError, match=rf"^{re.escape(path)}: blob shape \(1, 3, 4, 4\) "
+                                           "needs 48 values but it holds 5$"):
+        Transformer(_transform(mean_file=path), True)
 
 
 def test_mean_file_and_mean_value_exclude_each_other(tmp_path):
@@ -290,7 +301,8 @@ def test_hdf5_output_writes_one_batch_per_file(tmp_path):
     with pytest.raises(AllconvError, match=r"out\.h5 already holds a batch: Caffe's HDF5Output "
                                            "writes one forward pass per file"):
         net.forward(x=x, y=np.zeros(2, np.float32))
-    with pytest.raises(AllconvError, match="bottom 'x' has 5 axes; HDF5Output writes at most 4"):
+    with pytest.raises(AllconvError, match=r"layer 'o' \(HDF5Output\): bottom 'x' has 5 axes "
+                                           r"\(1, 1, 1, 1, 2\), more than the 4 of Caffe's"):
         Net(f"""layer {{ name: "in" type: "Input" top: "x" top: "y"
             input_param {{ shape {{ dim: 1 dim: 1 dim: 1 dim: 1 dim: 2 }} shape {{ dim: 1 }} }} }}
             layer {{ name: "o" type: "HDF5Output" bottom: "x" bottom: "y"

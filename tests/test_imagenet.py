@@ -1,4 +1,5 @@
 """runtime.data.imagenet / jpeg / runtime.topk on a tiny ImageFolder of JPEGs the test writes."""
+import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,7 +11,7 @@ from PIL import Image
 from generator.render import NetOptions, render_net
 from generator.variants import get_variant
 from runtime import Net, TEST, TRAIN
-from runtime.caffemodel import array_to_blob, blob_to_array, read_binary, write_binary
+from runtime.caffemodel import array_to_blob, read_blob, write_binary
 from runtime.data import imagenet, jpeg
 from runtime.data.imagenet import CROP, RESIZE, ImageNetFeed, crop_mirror, mean_image, scan
 from runtime.errors import AllconvError
@@ -116,12 +117,17 @@ def test_mean_image_is_the_training_mean_and_is_cached_as_binaryproto(tree, tmp_
         every = imagenet.load_batch(folder, torch.arange(len(folder)), "cpu", pool)
     torch.testing.assert_close(mean, every.double().mean(0).float())
     cached, = (tmp_path / "cache").glob("imagenet-mean-*.binaryproto")
-    blob = blob_to_array(read_binary(cached, pb.BlobProto))
+    blob = read_blob(cached)
     assert blob.shape == (1, 3, RESIZE, RESIZE)
     monkeypatch.setattr(imagenet, "load_batch", lambda *a, **k: pytest.fail("not cached"))
     torch.testing.assert_close(mean_image(folder, cache=tmp_path / "cache"), mean)
     write_binary(cached, array_to_blob(np.zeros((2, 2), np.float32)))
     with pytest.raises(AllconvError, match=r"imagenet-mean-.*shape \(2, 2\).*delete it"):
+        mean_image(folder, cache=tmp_path / "cache")
+    cached.write_bytes(pb.BlobProto(num=1, channels=3, height=4, width=4, data=[0.0] * 5)
+                       .SerializeToString())
+    with pytest.raises(AllconvError,
+                       match=rf"^{re.escape(str(cached))}: blob shape \(1, 3, 4, 4\) needs 48"):
         mean_image(folder, cache=tmp_path / "cache")
     cached.write_bytes(b"\x08garbage")
     with pytest.raises(AllconvError, match="imagenet-mean-.*binaryproto"):

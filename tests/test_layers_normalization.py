@@ -296,7 +296,8 @@ def test_mvn_backward_is_caffes_not_the_exact_gradient():
 
 
 def test_mvn_refuses_5d():
-    with pytest.raises(AllconvError, match=r"^layer 'mvn' \(MVN\): bottom shape .* more than 4"):
+    with pytest.raises(AllconvError, match=r"^layer 'mvn' \(MVN\): bottom has 5 axes .* more than the 4 of "
+                                           "Caffe's legacy num, channels, height, width$"):
         build("name: 'mvn' type: 'MVN' bottom: 'x' top: 'y'", (1, 2, 3, 4, 5))
 
 

@@ -100,6 +100,27 @@ def test_solverstate_history_round_trip_is_exact():
         other.load_solver_state(back, "s.solverstate")
 
 
+def test_solverstate_history_in_legacy_4d_blobs_loads_as_caffes_shape_equals():
+    """An old .solverstate keeps a (3, 4) history as num/channels/height/width 1×1×3×4 and a
+    (3,) one as 1×1×1×3 (Caffe's ShapeEquals pads in front); the same shape given by the
+    ``shape`` field is a mismatch."""
+    values = [torch.arange(12.0).reshape(3, 4), torch.arange(3.0), torch.zeros(2, 3)]
+    state = pb.SolverState(iter=1)
+    for h in values:
+        dims = (1,) * (4 - h.dim()) + tuple(h.shape)
+        state.history.add(num=dims[0], channels=dims[1], height=dims[2], width=dims[3],
+                          data=h.reshape(-1).tolist())
+    opt = CaffeSGD(_params(), lr=0.1)
+    opt.load_solver_state(state)
+    assert all(torch.equal(a, b) for a, b in zip(opt.history(), values))
+    state.history[0].Clear()
+    state.history[0].shape.dim.extend([1, 1, 3, 4])
+    state.history[0].data.extend(range(12))
+    with pytest.raises(AllconvError, match=r"history blob 0 has shape \(1, 1, 3, 4\) but it is "
+                                           r"for a learnable param of shape \(3, 4\)"):
+        opt.load_solver_state(state, "s.solverstate")
+
+
 def test_caffe_lr_starts_at_a_given_iteration_like_a_restored_solver():
     p = _solver()
     opt = CaffeSGD(_params(), lr=0.1)

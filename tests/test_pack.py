@@ -16,7 +16,7 @@ from runtime.caffemodel import write_weights
 from runtime.errors import AllconvError
 from runtime.net import Net
 from runtime.pack import (member_block, member_state, member_weights, pack_inputs, pack_net,
-                          pack_state, packed_net)
+                          packed_net)
 from runtime.prototxt import read_net
 
 BATCH, SIZE, SEEDS = 8, 16, (3, 11, 5)
@@ -162,10 +162,10 @@ def test_sgd_steps_per_member_lr_keep_members_equal_to_solo_runs():
                     p.sub_(v)
     for packed, *solo_params in zip(pack.learnable_params, *(s.learnable_params for s in solos)):
         torch.testing.assert_close(packed, torch.cat(solo_params), **FP64)
-    for packed, expected in zip(history, pack_state(solo_history)):
-        torch.testing.assert_close(packed, expected, **FP64)
-    assert all(torch.equal(a, b) for a, b in zip(
-        pack_state([member_state(history, k, 3) for k in range(3)]), history))
+    for packed, *solo_blocks in zip(history, *solo_history):   # members along axis 0
+        torch.testing.assert_close(packed, torch.cat(solo_blocks), **FP64)
+    for packed, *blocks in zip(history, *(member_state(history, k, 3) for k in range(3))):
+        assert torch.equal(torch.cat(blocks), packed)
 
 
 def test_member_caffemodel_loads_into_its_solo_net(tmp_path):

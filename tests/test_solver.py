@@ -275,6 +275,26 @@ def test_make_solver_picks_the_type_and_refuses_others():
         SGDSolver(_solver_param(_net_text(source="input"), snapshot_format=pb.SolverParameter.HDF5))
 
 
+def test_one_solver_class_per_solver_type_with_pycaffes_name():
+    """SGDSolver and one subclass per other `runtime.optim` type, importable under pycaffe's
+    names; make_solver builds each; a second class for a type is refused."""
+    import runtime
+    from runtime import solver
+    from runtime.optim import OPTIMIZERS
+
+    assert list(solver._SOLVER_CLASSES) == list(OPTIMIZERS)
+    for type_name, cls in solver._SOLVER_CLASSES.items():
+        assert cls.__name__ == f"{type_name}Solver" and cls.type_name == type_name
+        assert getattr(runtime, cls.__name__) is getattr(solver, cls.__name__) is cls
+        assert issubclass(cls, SGDSolver) and cls.__name__ in solver.__all__
+        built = make_solver(_solver_param(_net_text(source="input"), type=type_name,
+                                          momentum=0.0 if type_name in ("AdaGrad", "RMSProp") else 0.9))
+        assert type(built) is cls and type(built.optimizer) is OPTIMIZERS[type_name]
+    with pytest.raises(AllconvError, match="^solver class for type 'Adam' is already "
+                                           r"registered \(by runtime.solver.AdamSolver\)$"):
+        solver._solver_class("Adam")
+
+
 def test_a_loop_of_ones_own_with_caffe_sgd_and_a_tensor_rate():
     """Net + CaffeSGD + CaffeLR, no Solver; a 0-dim tensor lr (as a CUDA graph keeps it)
     gives the same weights as the float one."""

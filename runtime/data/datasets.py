@@ -14,6 +14,7 @@ import numpy as np
 
 from runtime.data import cifar, imagenet
 from runtime.errors import AllconvError
+from runtime.registry import add_once
 
 CIFAR_RELEASE = "a CIFAR release"
 IMAGE_FOLDER = "an ImageFolder tree"
@@ -80,10 +81,7 @@ DATASETS: dict[str, Dataset] = {}
 
 def register(dataset: Dataset) -> Dataset:
     """Add ``dataset`` to the registry; a second entry of the same name is refused."""
-    if dataset.name in DATASETS:
-        raise AllconvError(f"dataset {dataset.name!r} is registered already")
-    DATASETS[dataset.name] = dataset
-    return dataset
+    return add_once(DATASETS, dataset.name, dataset, "dataset")
 
 
 def get_dataset(name: str) -> Dataset:

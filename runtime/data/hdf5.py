@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from runtime.blob_shape import legacy_shape
 from runtime.errors import AllconvError
 
 INSTALL = 'pip install -e ".[hdf5]" (or pip install h5py)'
@@ -135,14 +136,6 @@ class HDF5Feed:
         self._load(state["row_order"].clone())
         self.row = int(state["row"])
         self.generator.set_state(state["generator"])
-
-
-def legacy_shape(shape, what: str) -> tuple[int, int, int, int]:
-    """Blob's num/channels/height/width: at most 4 axes, the missing ones 1."""
-    if len(shape) > 4:
-        raise AllconvError(f"{what} has {len(shape)} axes; HDF5Output writes at most 4 "
-                           "(Caffe's legacy num/channels/height/width)")
-    return tuple(shape) + (1,) * (4 - len(shape))
 
 
 def create(path: str) -> None:

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import torch
 
-from runtime.caffemodel import array_to_blob, blob_to_array, read_binary, write_binary
+from runtime.caffemodel import array_to_blob, read_blob, write_binary
 from runtime.data import jpeg, transform
 from runtime.data.cifar import cache_dir
 from runtime.data.passes import Passes
 from runtime.errors import AllconvError
-from runtime.proto import pb
 
 SPLITS = ("train", "val")
 EXTENSIONS = (".jpeg", ".jpg")
@@ -93,7 +92,7 @@ def mean_image(folder: Folder, device="cpu", batch_size: int = 256, threads: int
     key = hashlib.sha256(json.dumps([resize_mode, listing]).encode()).hexdigest()[:20]
     path = Path(cache or cache_dir()) / f"imagenet-mean-{key}.binaryproto"
     if path.is_file():
-        cached = blob_to_array(read_binary(path, pb.BlobProto))
+        cached = read_blob(path)
         if cached.shape not in ((1, 3, RESIZE, RESIZE), (3, RESIZE, RESIZE)):
             raise AllconvError(f"{path}: a mean of shape {cached.shape}, expected "
                                f"(1, 3, {RESIZE}, {RESIZE}); delete it to recompute")

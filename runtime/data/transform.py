@@ -57,8 +57,7 @@ class Transformer:
     ``generator`` (its state is part of the feed's, so a resumed run draws the same)."""
 
     def __init__(self, param, train: bool, generator: torch.Generator | None = None):
-        from runtime.caffemodel import blob_to_array, read_binary
-        from runtime.proto import pb
+        from runtime.caffemodel import read_blob
 
         self.train, self.generator = train, generator
         self.scale, self.mirror, self.crop = float(param.scale), param.mirror, param.crop_size
@@ -67,7 +66,7 @@ class Transformer:
             if len(param.mean_value):
                 raise AllconvError("transform_param: cannot specify mean_file and mean_value "
                                    "at the same time")
-            mean = blob_to_array(read_binary(param.mean_file, pb.BlobProto))
+            mean = read_blob(param.mean_file)
             if mean.ndim == 4 and mean.shape[0] == 1:
                 mean = mean[0]
             if mean.ndim != 3:

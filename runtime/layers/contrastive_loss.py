@@ -7,19 +7,13 @@ from __future__ import annotations
 
 import torch
 
+from runtime.blob_shape import legacy_shape
 from runtime.errors import AllconvError
 from runtime.layers import register
 from runtime.layers.gradient import with_gradient
 from runtime.layers.loss import LossLayer
 
 EPSILON = 1e-4      # Caffe adds it to d in the dissimilar gradient
-
-
-def _legacy(shape, axis: int) -> int:
-    """Caffe's Blob::LegacyShape: 1 past the last axis (at most 4 axes)."""
-    if len(shape) > 4:
-        raise AllconvError(f"blob shape {shape} has more than 4 axes")
-    return shape[axis] if axis < len(shape) else 1
 
 
 @register("ContrastiveLoss")
@@ -32,10 +26,10 @@ class ContrastiveLoss(LossLayer):
 
     def reshape(self, bottom_shapes):
         a, b, y = bottom_shapes
-        if (_legacy(a, 1) != _legacy(b, 1) or _legacy(a, 2) != 1 or _legacy(a, 3) != 1
-                or _legacy(b, 2) != 1 or _legacy(b, 3) != 1):
+        legacy_a, legacy_b = legacy_shape(a, "bottom 0"), legacy_shape(b, "bottom 1")
+        if legacy_a[1] != legacy_b[1] or legacy_a[2:] != (1, 1) or legacy_b[2:] != (1, 1):
             raise AllconvError(f"the pair bottoms must both be N × C × 1 × 1 (shapes {a}, {b})")
-        if any(_legacy(y, axis) != 1 for axis in (1, 2, 3)):
+        if legacy_shape(y, "bottom 2")[1:] != (1, 1, 1):
             raise AllconvError(f"the similarity bottom must be N × 1 × 1 × 1, not {y}")
         return super().reshape([a, y])
 

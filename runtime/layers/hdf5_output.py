@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from runtime.blob_shape import legacy_shape
 from runtime.errors import AllconvError
 from runtime.layers import Layer, register
 
@@ -24,7 +25,7 @@ class HDF5Output(Layer):
         if not self.file_name:
             raise AllconvError("hdf5_output_param.file_name is required")
         for name, shape in zip(self.bottoms, bottom_shapes):
-            hdf5.legacy_shape(shape, f"bottom {name!r}")
+            legacy_shape(shape, f"bottom {name!r}")
         if bottom_shapes[0][:1] != bottom_shapes[1][:1]:
             raise AllconvError(f"data and label must have the same batch size "
                                f"({bottom_shapes[0][:1]} vs {bottom_shapes[1][:1]})")

@@ -13,13 +13,12 @@ import math
 
 import torch
 
-from runtime.caffemodel import blob_to_array, read_binary
+from runtime.caffemodel import read_blob
 from runtime.errors import AllconvError
 from runtime.layers import canonical_axis, count, register
 from runtime.layers.gradient import with_gradient
 from runtime.labels import class_indices
 from runtime.layers.loss import LOG_THRESHOLD, LossLayer, ignored, normalizer
-from runtime.proto import pb
 
 LOG_MIN = math.log(float(torch.tensor(LOG_THRESHOLD, dtype=torch.float32)))
 
@@ -40,7 +39,7 @@ class InfogainLoss(LossLayer):
         if not infogain.HasField("source"):
             raise AllconvError("infogain_loss_param.source (the H matrix file) is required "
                                "without a third bottom")
-        matrix = blob_to_array(read_binary(infogain.source, pb.BlobProto))
+        matrix = read_blob(infogain.source)
         self.register_buffer("matrix", torch.from_numpy(matrix.reshape(-1)), persistent=False)
 
     def reshape(self, bottom_shapes):

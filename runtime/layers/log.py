@@ -1,7 +1,9 @@
 """Log (log_layer.cpp): y = log_base(shift + scale·x), natural log when ``base`` is −1 (the
-default); gradient scale / (ln base · (shift + scale·x))."""
+default); gradient scale / (ln base · (shift + scale·x)). The factor 1/ln base is Caffe's float32
+value (the C library's logf, then a float divide)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from runtime.errors import AllconvError
@@ -16,7 +18,8 @@ class Log(Layer):
         ln_base = log_base(log.base, "log_param.base")
         if ln_base == 0:
             raise AllconvError("log_param.base 1 has no logarithm (ln 1 = 0)")
-        self.base_scale, self.scale, self.shift = 1.0 / ln_base, log.scale, log.shift
+        self.base_scale = float(np.float32(1) / ln_base)
+        self.scale, self.shift = log.scale, log.shift
 
     def forward(self, x):
         return (torch.log(x * self.scale + self.shift) * self.base_scale,)

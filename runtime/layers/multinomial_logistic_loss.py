@@ -4,6 +4,7 @@
 labels."""
 from __future__ import annotations
 
+from runtime.blob_shape import legacy_shape
 from runtime.errors import AllconvError
 from runtime.layers import register
 from runtime.layers.gradient import with_gradient
@@ -16,7 +17,7 @@ class MultinomialLogisticLoss(LossLayer):
     reads_class_labels = True
     def reshape(self, bottom_shapes):
         labels = bottom_shapes[1]
-        if len(labels) > 4 or any(d != 1 for d in labels[1:]):
+        if legacy_shape(labels, "the label blob")[1:] != (1, 1, 1):
             raise AllconvError(f"the label blob must be N × 1 × 1 × 1 (one label per item), "
                                f"not {labels}")
         return super().reshape(bottom_shapes)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from runtime.errors import AllconvError
+from runtime.blob_shape import legacy_shape
 from runtime.layers import Layer, register
 
 
@@ -32,15 +32,11 @@ class _Normalize(torch.autograd.Function):
 @register("MVN")
 class MVN(Layer):
     def reshape(self, bottom_shapes):
-        shape = bottom_shapes[0]
-        if len(shape) > 4:
-            raise AllconvError(f"bottom shape {shape} has more than 4 axes (Caffe's MVN reads "
-                               "num, channels, height, width)")
-        return [tuple(shape) + (1,) * (4 - len(shape))]
+        return [legacy_shape(bottom_shapes[0], "bottom")]
 
     def forward(self, x):
         mvn = self.param.mvn_param
-        shape = tuple(x.shape) + (1,) * (4 - x.dim())
+        shape = legacy_shape(x.shape, "bottom")
         rows = x.reshape(shape[0] if mvn.across_channels else shape[0] * shape[1], -1)
         centred = rows - rows.mean(1, keepdim=True)
         if mvn.normalize_variance:

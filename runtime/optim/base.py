@@ -284,6 +284,7 @@ class CaffeOptimizer(torch.optim.Optimizer):
         solo run's state) and take its ``iter``; shapes must match (legacy 4-d blob shapes
         padded with leading 1s are accepted, as Caffe does). Everything is checked before
         anything changes."""
+        from runtime.blob_shape import legacy_shape
         from runtime.caffemodel import blob_to_array
 
         history = self.history(member)
@@ -301,7 +302,7 @@ class CaffeOptimizer(torch.optim.Optimizer):
             except AllconvError as e:
                 raise AllconvError(f"{path}: history blob {i}: {e}") from None
             legacy = any(blob.HasField(f) for f in ("num", "channels", "height", "width"))
-            padded = (1,) * (4 - len(want)) + want if len(want) <= 4 else want
+            padded = legacy_shape(want, "history", from_end=True) if len(want) <= 4 else want
             if not (a.shape == want or (legacy and a.shape == padded)):
                 raise AllconvError(f"{path}: history blob {i} has shape {tuple(a.shape)} but "
                                    f"it is for a learnable param of shape {want}")

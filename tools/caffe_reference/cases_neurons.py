@@ -3,19 +3,42 @@ BNLL, Threshold. Collected by make_fixtures.py's ``layer_cases``. (The reference
 Clip or Swish: tests/test_layers_issue17.py checks those against master's formulas.)
 
 Inputs keep away from kinks and poles: Log and fractional powers get positive inputs;
-Threshold (no backward in Caffe) records its forward only."""
+Threshold (no backward in Caffe) records its forward only.
+
+``exp_log_constants`` is a case of its own kind: Exp's and Log's float32 setup constants over a
+sweep of parameters, read out of Caffe exactly (see make_fixtures.py's ``run_exp_log_constants``).
+"""
 from __future__ import annotations
 
-from case_kit import L, net_case, normal, uniform
+import numpy as np
+
+from case_kit import L, ff, net_case, normal, uniform
 
 
 def neuron(name, type_, data, body="", **kw):
     return net_case(name, type_, {"data": data}, [L("neuron", type_, "data", "out", body)], **kw)
 
 
+def exp_log_constants():
+    """Bases log-uniform in [1e-3, 1e3] (and the integers 2..20), scales and shifts uniform in
+    [-6, 6] (and Exp's shifts 2, 3, 10 at base e), all float32; base -1 is e."""
+    r = ff.rng("exp_log_constants")
+    f32 = lambda a: [float(v) for v in np.asarray(a, dtype=np.float32)]  # noqa: E731
+    bases = f32(np.concatenate([np.exp(r.uniform(np.log(1e-3), np.log(1e3), 180)),
+                                np.arange(2, 21)]))
+    bases = [b for b in bases if b != 1]
+    exp_bases = [-1.0] * 20 + bases[:180]
+    shifts = [2.0, 3.0, 10.0, -1.0, 0.5] + f32(r.uniform(-6, 6, len(exp_bases) - 5))
+    return {"kind": "exp_log_constants", "name": "exp_log_constants", "group": "Exp, Log",
+            "log_bases": bases,
+            "exp_inner": [[b, s] for b, s in zip(exp_bases, f32(r.uniform(-6, 6, 200)))],
+            "exp_outer": [[b, s] for b, s in zip(exp_bases, shifts)],
+            "note": "Log's 1/ln(base), Exp's ln(base)*scale and base^shift in Caffe<float>"}
+
+
 def cases():
     shape = (2, 3, 4, 5)
-    return [
+    return [exp_log_constants(),
         neuron("sigmoid", "Sigmoid", normal(*shape, scale=3.0)),
         neuron("tanh", "TanH", normal(*shape, scale=2.0)),
         neuron("elu_default", "ELU", normal(*shape, scale=2.0)),

@@ -48,6 +48,11 @@ installed a stub module stands in for it (``import_caffe``).
 * ``roundtrip_runtime``: Caffe loads a ``.caffemodel`` written by the runtime's ``Net.save``
   and records the outputs; ``roundtrip_caffe``: Caffe writes ``caffe_saved_small.caffemodel``
   (weights from Caffe's own fillers) and records its weights and outputs.
+* ``exp_log_constants``: Exp's and Log's setup constants, each read out of a one-layer net
+  whose single input makes a top or bottom diff equal it exactly: Exp's forward at x = 0 is
+  base^shift (``outer_scale``), its backward at x = 0 with shift 0 and top diff 1 is
+  ln(base)·scale (``inner_scale``); Log's backward at x = 1 with scale 1, shift 0 and top diff 1
+  is 1/ln(base) (``base_scale``).
 * ``model``: a real-world model's published prototxt (tests/fixtures/models/, see
   ``cases_models.py``) with seeded weights from the runtime's ``Net.save`` file; Caffe
   reshapes its inputs, runs forward and records the blobs the case names (``fwd:``), its
@@ -870,6 +875,32 @@ class CaffeRunner:
                                 "min": float(w.min()), "max": float(w.max())}
             arrays.update(ff.encode(f"fill:{i}", blob.data))
         return meta, arrays
+
+    def probe(self, layer_type: str, param: str, x: float, read: str) -> float:
+        """One Exp or Log layer on a 1-element input ``x``: its top (``read`` "fwd") or, with
+        top diff 1, its bottom diff."""
+        text = (f'force_backward: true\n{input_layer({"x": {"shape": [1]}})}'
+                + L("l", layer_type, "x", "y", param))
+        net = self.caffe.Net(self.write_tmp("probe.prototxt", text), self.caffe.TEST)
+        net.blobs["x"].data[...] = x
+        net.forward()
+        if read == "fwd":
+            return net.blobs["y"].data[0]
+        net.blobs["y"].diff[...] = 1
+        net.backward()
+        return net.blobs["x"].diff[0]
+
+    def run_exp_log_constants(self, case: dict):
+        exp = "exp_param {{ base: {!r} scale: {!r} shift: {!r} }}".format
+        arrays = {
+            "log:base_scale": [self.probe("Log", f"log_param {{ base: {b!r} }}", 1, "diff")
+                               for b in case["log_bases"]],
+            "exp:inner_scale": [self.probe("Exp", exp(b, s, 0.0), 0, "diff")
+                                for b, s in case["exp_inner"]],
+            "exp:outer_scale": [self.probe("Exp", exp(b, 1.0, s), 0, "fwd")
+                                for b, s in case["exp_outer"]],
+        }
+        return {}, {k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()}
 
     def solver_text(self, case: dict) -> str:
         if "generated_solver" not in case:

@@ -1,0 +1,46 @@
+"""The C library's float ``logf``, ``expf`` and ``powf``: what Caffe<float>'s setup code calls
+where it writes ``log``, ``exp`` or ``pow`` of a Dtype (Exp's and Log's constants).
+
+Measured against the reference Caffe build, these give its constants bit for bit; numpy's and
+torch's float32 versions differ from them by an ulp in 2-14 % of bases. Where no C math library
+loads, the double result rounded to float32 stands in (it differs in about 1 base of 400).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+
+import numpy as np
+
+
+@functools.cache
+def _library():
+    path = ctypes.util.find_library("m")
+    if path is None:
+        return None
+    library = ctypes.CDLL(path)
+    for name, arity in (("logf", 1), ("expf", 1), ("powf", 2)):
+        function = getattr(library, name)
+        function.argtypes, function.restype = [ctypes.c_float] * arity, ctypes.c_float
+    return library
+
+
+def _call(name: str, fallback, *args: float) -> np.float32:
+    library = _library()
+    if library is None:
+        with np.errstate(all="ignore"):
+            return np.float32(fallback(*(np.float64(np.float32(a)) for a in args)))
+    return np.float32(getattr(library, name)(*args))
+
+
+def logf(x: float) -> np.float32:
+    return _call("logf", np.log, x)
+
+
+def expf(x: float) -> np.float32:
+    return _call("expf", np.exp, x)
+
+
+def powf(x: float, y: float) -> np.float32:
+    return _call("powf", np.power, x, y)
