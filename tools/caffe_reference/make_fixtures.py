@@ -811,7 +811,7 @@ class CaffeRunner:
             case["prototxt"] = self.convert(case["generated_prototxt"], case["inputs"],
                                             case["convert"])
         path = self.write_tmp(case["name"] + ".prototxt", case["prototxt"])
-        net = caffe.Net(path, caffe.TEST)
+        net = caffe.Net(path, getattr(caffe, case.get("phase", "TEST")))
         wsums = self.set_weights(net, case)
         isums = self.feed(net, case)
         arrays = {}
