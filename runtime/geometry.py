@@ -7,8 +7,19 @@ from dataclasses import dataclass
 
 
 def conv_output_size(size: int, kernel: int, pad: int, stride: int, dilation: int = 1) -> int:
-    """Convolution: floor((H + 2p - (d(k-1)+1)) / s) + 1 (conv_layer.cpp)."""
-    return (size + 2 * pad - (dilation * (kernel - 1) + 1)) // stride + 1
+    """Convolution: (H + 2p - (d(k-1)+1)) / s + 1 in C++ integers (conv_layer.cpp), so the
+    division truncates toward zero: a window that overhangs the padded input by less than a
+    stride still gives one output (see ``conv_overhang``)."""
+    span = size + 2 * pad - (dilation * (kernel - 1) + 1)
+    return (span // stride if span >= 0 else -(-span // stride)) + 1
+
+
+def conv_overhang(size: int, kernel: int, pad: int, stride: int, dilation: int = 1) -> int:
+    """How far the last window of ``conv_output_size`` reaches past the padded input: 0 but
+    where the truncation above kept a window that overhangs, whose missing values Caffe's
+    im2col reads as zeros (as more padding at the end)."""
+    out = conv_output_size(size, kernel, pad, stride, dilation)
+    return max(0, (out - 1) * stride + dilation * (kernel - 1) + 1 - size - 2 * pad)
 
 
 def pool_output_size(size: int, kernel: int, pad: int, stride: int, round_up: bool = True) -> int:

@@ -333,8 +333,14 @@ def test_softmax_loss_second_top_and_loss_weights():
     assert layer.loss_weights == [0.5]
     with pytest.raises(AllconvError, match="1 loss_weight value\\(s\\) for 2 top"):
         build(LOSS.format("top: 'prob' loss_weight: 1"), (2, 3), (2,))
-    with pytest.raises(AllconvError, match="label shape \\(3,\\) holds 3 labels"):
+    # Caffe's LossLayer::Reshape checks the first dimension before the label count
+    with pytest.raises(AllconvError, match="the data and label should have the same first"):
         build(LOSS.format(""), (2, 3), (3,))
+    with pytest.raises(AllconvError, match="label shape \\(2, 3\\) holds 6 labels"):
+        build(LOSS.format(""), (2, 3, 2), (2, 3))
+    # ... whatever the softmax axis: 6 labels for axis 0 of (4, 2, 3), but 2 is not 4
+    with pytest.raises(AllconvError, match="the data and label should have the same first"):
+        build(LOSS.format("softmax_param { axis: 0 }"), (4, 2, 3), (2, 3))
 
 
 ACC = "name: 'acc' type: 'Accuracy' bottom: 'x' bottom: 'l' top: 'a' {}"

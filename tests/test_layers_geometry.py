@@ -308,6 +308,26 @@ def test_filter_top_size_follows_the_selector_and_gradient_is_zero_elsewhere():
     torch.testing.assert_close(net.blobs["x"].diff, torch.tensor([[0.] * 2, [1.] * 2] * 2))
 
 
+def test_filter_selecting_nothing_runs_on_through_inner_product_and_loss():
+    """No item selected: empty tops, and the layers after them (InnerProduct, SoftmaxWithLoss)
+    run on an empty batch, loss 0, every gradient 0. (The reference Caffe build dies of an
+    integer division by zero in its Softmax here; nothing to compare with.)"""
+    from runtime.net import Net
+    net = Net(NET_HEAD.replace("top: 's'", "top: 's' top: 'l'").replace(
+                  "dim: 4 dim: 1 }", "dim: 4 dim: 1 } shape { dim: 4 }")
+              + "layer { name: 'f' type: 'Filter' bottom: 'x' bottom: 'l' bottom: 's' "
+                "top: 'y' top: 'yl' propagate_down: true propagate_down: false "
+                "propagate_down: false }\n"
+                "layer { name: 'ip' type: 'InnerProduct' bottom: 'y' top: 'z' "
+                "inner_product_param { num_output: 3 } }\n"
+                "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'z' bottom: 'yl' "
+                "top: 'loss' loss_param { normalization: NONE } }", TEST)
+    net.forward(x=rand(4, 2), s=torch.zeros(4, 1), l=torch.zeros(4))
+    assert net.blobs["z"].shape == (0, 3) and float(net.blobs["loss"].data) == 0.0
+    net.backward()
+    assert not net.blobs["x"].diff.any() and not net.params["ip"][0].diff.any()
+
+
 @pytest.mark.parametrize("tops,selector,match", [
     ("top: 'a'", (4, 2), r"the selector bottom shape \(4, 2\) must be 1 on every axis"),
     ("top: 'a' top: 'b'", (4, 1), r"needs one top per filtered bottom \(1\), got 2"),

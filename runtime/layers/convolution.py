@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from runtime.blob_shape import check_int_field
 from runtime.errors import AllconvError
-from runtime.geometry import conv_output_size
+from runtime.geometry import conv_output_size, conv_overhang
 from runtime.layers import Layer, canonical_axis, count, hw_pair, register
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -29,6 +29,15 @@ def _spatial(conv, name: str, n: int, default: int | None) -> tuple[int, ...]:
     if len(values) not in (1, n):
         raise AllconvError(f"{name} needs 1 or {n} values for {n} spatial axes, got {len(values)}")
     return tuple(values) * n if len(values) == 1 else tuple(values)
+
+
+def pad_overhang(x, kernel, pad, stride, dilation):
+    """``x`` (batch, channels, *spatial) with the zeros a window overhanging its end reads
+    (``geometry.conv_overhang``) appended to each spatial axis; ``x`` itself when none do."""
+    ends = [conv_overhang(*dims) for dims in zip(x.shape[2:], kernel, pad, stride, dilation)]
+    if not any(ends):
+        return x
+    return F.pad(x, [p for end in reversed(ends) for p in (0, end)])
 
 
 def window_geometry(conv, shape) -> tuple:
@@ -86,6 +95,7 @@ class Convolution(Layer):
 
     def convolve(self, x, bias):
         """The operation on a batch with the channel axis at 1."""
+        x = pad_overhang(x, self.kernel, self.pad, self.stride, self.dilation)
         return _CONV[len(self.kernel)](x, self.blobs[0], bias, self.stride, self.pad,
                                        self.dilation, self.group)
 

@@ -1,6 +1,7 @@
 """Im2col (im2col_layer.cpp): each output position holds the kernel window's values, channel
 c and kernel offset k at channel c·K + k (K the kernel's size, offsets in row-major order),
-zeros for the padding; spatial sizes as Convolution's. Computed as a grouped convolution with
+zeros for the padding (and for a window's overhang past the end); spatial sizes as
+Convolution's. Computed as a grouped convolution with
 one-hot kernels (exact: each output is one input value times 1), whose backward is col2im."""
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from runtime.errors import AllconvError
 from runtime.geometry import conv_output_size
 from runtime.layers import Layer, count, register
-from runtime.layers.convolution import _CONV, window_geometry
+from runtime.layers.convolution import _CONV, pad_overhang, window_geometry
 
 
 def one_hot_kernels(channels: int, kernel, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -41,6 +42,7 @@ class Im2col(Layer):
     def forward(self, x):
         lead, channels = x.shape[:self.axis], x.shape[self.axis]
         y = x.reshape((count(lead),) + tuple(x.shape[self.axis:]))
+        y = pad_overhang(y, self.kernel, self.pad, self.stride, self.dilation)
         weight = one_hot_kernels(channels, self.kernel, x.dtype, x.device)
         y = _CONV[len(self.kernel)](y, weight, None, self.stride, self.pad, self.dilation,
                                     channels)

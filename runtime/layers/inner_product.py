@@ -31,7 +31,7 @@ class InnerProduct(Layer):
         return [shape[:self.axis] + (self.param.inner_product_param.num_output,)]
 
     def forward(self, x):
-        x = x.reshape(tuple(x.shape[:self.axis]) + (-1,))
+        x = x.reshape(tuple(x.shape[:self.axis]) + (count(x.shape, self.axis),))  # N may be 0
         weight = self.blobs[0].t() if self.transpose else self.blobs[0]
         bias = self.blobs[1] if len(self.blobs) > 1 else None
         return (F.linear(x, weight, bias),)

@@ -9,18 +9,16 @@ import torch
 
 from runtime.errors import AllconvError
 from runtime.labels import class_indices
-from runtime.layers import Layer, canonical_axis, count, register
-from runtime.layers.loss import normalization, normalizer
+from runtime.layers import canonical_axis, count, register
+from runtime.layers.loss import LossLayer, normalization, normalizer
 
 NEG_LOG_FLT_MIN = -math.log(float(torch.finfo(torch.float32).tiny))
 
 
 @register("SoftmaxWithLoss")
-class SoftmaxWithLoss(Layer):
-    num_bottoms = (2, 2)
+class SoftmaxWithLoss(LossLayer):
     num_tops = (1, 2)
     reads_class_labels = True
-    is_loss = True
 
     def setup(self, bottom_shapes, generator):
         loss = self.param.loss_param
@@ -28,6 +26,7 @@ class SoftmaxWithLoss(Layer):
         self.mode = normalization(loss)
 
     def reshape(self, bottom_shapes):
+        super().reshape(bottom_shapes)      # the same first dimension, whatever the axis
         scores, labels = bottom_shapes
         self.axis = canonical_axis(self.param.softmax_param.axis, len(scores))
         expected = count(scores, 0, self.axis) * count(scores, self.axis + 1)
@@ -38,8 +37,9 @@ class SoftmaxWithLoss(Layer):
 
     def forward(self, scores, labels):
         outer, classes = count(scores.shape, 0, self.axis), scores.shape[self.axis]
-        logp = scores.log_softmax(self.axis).reshape(outer, classes, -1)
-        labels = labels.reshape(outer, -1).long()
+        inner = count(scores.shape, self.axis + 1)      # explicit: outer may be 0 (Filter)
+        logp = scores.log_softmax(self.axis).reshape(outer, classes, inner)
+        labels = labels.reshape(outer, inner).long()
         valid = (torch.ones_like(labels, dtype=torch.bool) if self.ignore_label is None
                  else labels != self.ignore_label)
         index = class_indices(self, labels, classes, valid)

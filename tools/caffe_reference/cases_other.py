@@ -33,7 +33,10 @@ def cases():
             ("k3_s2_p1", (2, 3, 6, 5), "kernel_size: 3 stride: 2 pad: 1"),
             ("rect_dilation", (1, 2, 7, 8), "kernel_h: 2 kernel_w: 3 dilation: 2 pad_w: 1"),
             ("force_nd", (2, 2, 5, 5), "kernel_size: 2 stride: 2 force_nd_im2col: true"),
-            ("1d", (2, 3, 9), "kernel_size: 3 stride: 2 pad: 1")):
+            ("1d", (2, 3, 9), "kernel_size: 3 stride: 2 pad: 1"),
+            # windows overhanging the end by less than a stride (Convolution's sizes)
+            ("overhang_1d", (2, 3, 2), "kernel_size: 3 stride: 2"),
+            ("overhang_rect", (1, 2, 5, 2), "kernel_h: 3 kernel_w: 4 stride: 3")):
         c.append(net_case(f"im2col_{name}", "Im2col", {"data": normal(*shape)},
                           [L("im2col", "Im2col", "data", "out",
                              f"convolution_param {{ {body} }}")]))

@@ -110,6 +110,10 @@ def convolution_cases():
     add("k5_s3_p2", (2, 2, 13, 13), "num_output: 3 kernel_size: 5 stride: 3 pad: 2")
     add("k2_s2_odd", (1, 3, 6, 5), "num_output: 4 kernel_size: 2 stride: 2")
     add("k11_s4", (1, 3, 31, 31), "num_output: 8 kernel_size: 11 stride: 4")
+    # C++ integer division truncates toward zero: a window overhanging the padded input by
+    # less than a stride still gives an output, its missing values read as zeros
+    add("overhang_trunc", (2, 2, 1, 6), "num_output: 3 kernel_size: 4 stride: 2 pad: 1")
+    add("overhang_rect", (2, 3, 5, 2), "num_output: 2 kernel_h: 3 kernel_w: 4 stride: 3")
     return c
 
 
@@ -807,7 +811,7 @@ class CaffeRunner:
             case["prototxt"] = self.convert(case["generated_prototxt"], case["inputs"],
                                             case["convert"])
         path = self.write_tmp(case["name"] + ".prototxt", case["prototxt"])
-        net = caffe.Net(path, caffe.TEST)
+        net = caffe.Net(path, getattr(caffe, case.get("phase", "TEST")))
         wsums = self.set_weights(net, case)
         isums = self.feed(net, case)
         arrays = {}
