@@ -174,7 +174,8 @@ class Net(nn.Module):
         options = {}
         if layer_class(layer_param).accepts_feed:
             options["feed"] = feeds.get(layer_param.name) if isinstance(feeds, dict) else feeds
-            options["sample_shape"] = input_shapes.get(layer_param.top[0])
+            options["sample_shape"] = (input_shapes.get(layer_param.top[0])
+                                       if layer_param.top else None)
         phase = layer_param.phase if layer_param.HasField("phase") else self.phase
         layer = make_layer(layer_param, [self._shapes[b] for b in layer_param.bottom], phase,
                            self.generator, **options)
