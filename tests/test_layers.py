@@ -453,6 +453,22 @@ def test_flatten_axes():
     assert build("name: 'f' type: 'Flatten' bottom: 'x' top: 'y'", (2, 3, 4)).top_shapes == [(2, 12)]
 
 
+
+def test_flatten_end_axis_just_before_axis_adds_a_unit_axis_as_caffe():
+    """Found by tools/fuzz.py: axis -1, end_axis -2 was a torch error in forward; Caffe's
+    count(axis, end_axis + 1) is 1 there (shape (2, 3, 1, 4), checked in pycaffe), and an
+    end_axis further before axis is its CHECK."""
+    layer = build("name: 'f' type: 'Flatten' bottom: 'x' top: 'y' "
+                  "flatten_param { axis: -1 end_axis: -2 }", (2, 3, 4))
+    x = torch.arange(24.0).reshape(2, 3, 4)
+    assert layer.top_shapes == [(2, 3, 1, 4)]
+    assert torch.equal(layer(x)[0], x.reshape(2, 3, 1, 4))
+    with pytest.raises(AllconvError, match=r"layer 'f' \(Flatten\): flatten_param.end_axis 0 "
+                                           r"\(axis 0\) comes before flatten_param.axis 2"):
+        build("name: 'f' type: 'Flatten' bottom: 'x' top: 'y' "
+              "flatten_param { axis: 2 end_axis: 0 }", (2, 3, 4))
+
+
 def test_split_gradients_add_up():
     x = torch.randn(3, requires_grad=True)
     y1, y2 = build("name: 's' type: 'Split' bottom: 'x' top: 'a' top: 'b'", (3,))(x)
