@@ -1,5 +1,5 @@
 """Caffe's Blob::Reshape checks (blob.cpp), applied before any tensor is made: every dim >= 0
-and at most INT_MAX elements, plus the runtime's own: the float32 blob must fit in this
+and within Caffe's int, at most INT_MAX elements, plus the runtime's own: the float32 blob must fit in this
 machine's memory. Also Caffe's int range for the uint32 geometry fields it keeps in an int, and
 Blob::LegacyShape (``legacy_shape``)."""
 from __future__ import annotations
@@ -31,6 +31,10 @@ def check_blob_shape(shape, what: str) -> tuple[int, ...]:
     if elements > INT_MAX:
         raise AllconvError(f"{what}: shape {shape} has {elements:,} elements, more than "
                            f"Caffe's limit of INT_MAX ({INT_MAX:,})")
+    for axis, dim in enumerate(shape):      # beside a 0 dim: no elements, but Caffe's int
+        if dim > INT_MAX:
+            raise AllconvError(f"{what}: dim {axis} is {dim} in shape {shape}, more than "
+                               f"Caffe's int holds (INT_MAX, {INT_MAX:,})")
     memory = physical_memory()
     if memory and 4 * elements > memory:
         raise AllconvError(f"{what}: shape {shape} needs {4 * elements / 2**30:.3g} GiB as "

@@ -4,6 +4,7 @@ Public functions::
 
     blob_to_array(blob) -> np.ndarray                  # float32
     array_to_blob(array) -> BlobProto
+    read_layers(path) -> list[tuple[str, list[np.ndarray]]]  # every layer, in file order
     read_weights(path) -> dict[str, list[np.ndarray]]  # alias load_weights
     write_weights(path, layers, net_name="") -> None
     read_binary(path, message_cls) -> Message
@@ -34,6 +35,7 @@ from runtime.proto import pb
 __all__ = [
     "blob_to_array",
     "array_to_blob",
+    "read_layers",
     "read_weights",
     "load_weights",
     "write_weights",
@@ -135,26 +137,28 @@ def write_binary(path: PathLike, message: Message) -> None:
     atomic_write_bytes(path, message.SerializeToString())
 
 
-def read_weights(path: PathLike) -> dict:
-    """``{layer name: [blob arrays]}`` from a .caffemodel (V2 or V1 layers).
-
-    Layers without blobs are left out. A name seen twice keeps the later
-    layer, as Caffe's copy-by-name does.
-    """
+def read_layers(path: PathLike) -> list[tuple[str, list[np.ndarray]]]:
+    """``(layer name, [blob arrays])`` of every layer of a .caffemodel (V2, then V1 layers),
+    in file order, layers without blobs included (Caffe's CopyTrainedLayersFrom checks their
+    count too). A file without any blob is an error."""
     path = Path(path)
     net = read_binary(path, pb.NetParameter)
-    weights = {}
+    layers = []
     for index, layer in enumerate(list(net.layer) + list(net.layers)):
-        if not len(layer.blobs):
-            continue
-        name = layer.name
         try:
-            weights[name] = [blob_to_array(blob) for blob in layer.blobs]
+            layers.append((layer.name, [blob_to_array(blob) for blob in layer.blobs]))
         except AllconvError as err:
-            raise AllconvError(f"{path}: layer {name or '#' + str(index)}: {err}") from None
-    if not weights:
+            raise AllconvError(f"{path}: layer {layer.name or '#' + str(index)}: {err}") \
+                from None
+    if not any(blobs for _, blobs in layers):
         raise AllconvError(f"{path}: contains no layer weights (is it a .caffemodel?)")
-    return weights
+    return layers
+
+
+def read_weights(path: PathLike) -> dict:
+    """``{layer name: [blob arrays]}`` of the layers with blobs of a .caffemodel; a name seen
+    twice keeps the later layer."""
+    return {name: blobs for name, blobs in read_layers(path) if blobs}
 
 
 # Name used by docs/DESIGN.md.

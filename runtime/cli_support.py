@@ -11,6 +11,9 @@ import torch
 from runtime.errors import AllconvError
 
 DEVICES = "cpu, cuda, cuda:N"
+# Every character that ends a line for str.splitlines, written as its escape in an error.
+_LINE_BREAKS = {c: repr(chr(c))[1:-1] for c in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85,
+                                                  0x2028, 0x2029)}
 
 
 class Parser(argparse.ArgumentParser):
@@ -62,10 +65,11 @@ def run_cli(main: Callable[[list[str] | None], int | None], prog: str,
     except SystemExit as stop:          # argparse: --help (0) or a usage error (2)
         return stop.code if isinstance(stop.code, int) else 2
     except AllconvError as err:      # one line, even when it quotes a name holding a newline
-        print(f"{prog}: error: {err}".replace("\n", "\\n"), file=sys.stderr)
+        print(f"{prog}: error: {err}".translate(_LINE_BREAKS), file=sys.stderr)
     except OSError as err:
         where = f" {err.filename}" if err.filename else ""
-        print(f"{prog}: error:{where}: {err.strerror or err}", file=sys.stderr)
+        print(f"{prog}: error:{where}: {err.strerror or err}".translate(_LINE_BREAKS),
+              file=sys.stderr)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

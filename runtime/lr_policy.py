@@ -15,7 +15,6 @@ step per call). The Solver keeps calling the function, because the rate is also 
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
@@ -34,8 +33,10 @@ def _check(cond: bool, policy: str, what: str) -> None:
 
 
 def _int_power(p, k: int) -> float:
-    # base_lr * pow(gamma, k): float base_lr times a double power, rounded to fp32 on assignment.
-    return float(_f32(float(_f32(p.base_lr)) * math.pow(float(_f32(p.gamma)), k)))
+    # base_lr * pow(gamma, k): float base_lr times a double power, rounded to fp32 on assignment
+    # (an overflow is inf, as in C++).
+    with np.errstate(all="ignore"):
+        return float(_f32(np.float64(_f32(p.base_lr)) * np.power(np.float64(_f32(p.gamma)), k)))
 
 
 def _fixed(p, it: int, step: int) -> tuple[float, int]:

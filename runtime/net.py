@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from runtime.blob_shape import legacy_shape
-from runtime.caffemodel import read_weights, write_weights
+from runtime.caffemodel import read_layers, write_weights
 from runtime.errors import AllconvError
 from runtime.insert_splits import insert_splits
 from runtime.layers import describe, layer_class, layer_errors, make_layer
@@ -174,7 +174,8 @@ class Net(nn.Module):
         options = {}
         if layer_class(layer_param).accepts_feed:
             options["feed"] = feeds.get(layer_param.name) if isinstance(feeds, dict) else feeds
-            options["sample_shape"] = input_shapes.get(layer_param.top[0])
+            options["sample_shape"] = (input_shapes.get(layer_param.top[0])
+                                       if layer_param.top else None)
         phase = layer_param.phase if layer_param.HasField("phase") else self.phase
         layer = make_layer(layer_param, [self._shapes[b] for b in layer_param.bottom], phase,
                            self.generator, **options)
@@ -374,12 +375,15 @@ class Net(nn.Module):
     # ------------------------------------------------------------------ weights
 
     def copy_from(self, path) -> None:
-        """Copy weights from a .caffemodel by layer name; layers absent from the file
-        keep their initial values (Caffe's CopyTrainedLayersFrom)."""
-        weights = read_weights(path)
+        """Copy weights from a .caffemodel by layer name (Caffe's CopyTrainedLayersFrom): each
+        layer of the file, in order, into the first layer of that name, whose blob count must
+        match (a blob-less layer's too); other layers keep their initial values."""
+        first = {}
         for layer in self.layers:
-            source = weights.get(layer.name)
-            if source is None:
+            first.setdefault(layer.name, layer)
+        for name, source in read_layers(path):
+            layer = first.get(name)
+            if layer is None:
                 continue
             if len(source) != len(layer.blobs):
                 raise AllconvError(f"{path}: layer {layer.name!r} has {len(source)} blob(s) in "

@@ -163,6 +163,20 @@ def test_adam_adds_delta_to_the_uncorrected_root():
     assert abs(caffe - 1 / 1.01) > 0.2
 
 
+def test_adam_correction_is_ieee_where_caffe_checks_nothing():
+    """Found by tools/fuzz.py: momentum2 > 1 or momentum 1 raised ValueError or
+    ZeroDivisionError; Caffe computes NaN and inf (sqrt of a negative, a division by 0)."""
+    assert math.isnan(CaffeAdam.correction(0.9, 3.0, 1))
+    assert CaffeAdam.correction(1.0, 0.999, 1) == math.inf
+    assert math.isnan(CaffeAdam.correction(1.0, 1.0, 1))
+    assert math.isnan(CaffeAdam.correction(0.9, 1e30, 20))         # 1 - inf, then its root
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = CaffeAdam([w], lr=0.1, momentum=0.9, momentum2=3.0)
+    w.grad = torch.ones(1)
+    opt.step()
+    assert math.isnan(float(w.detach()))
+
+
 @pytest.mark.parametrize("kind, fields, message", [
     ("AdaGrad", {"momentum": 0.9}, r"^Momentum cannot be used with AdaGrad \(momentum is 0.9"),
     ("RMSProp", {"momentum": 0.5}, r"^Momentum cannot be used with RMSProp \(momentum is 0.5"),

@@ -19,6 +19,9 @@ CASES = [
     (INPUT.format(1, 2**31), r"layer 'input' \(Input\): input_param.shape\[0\]: shape "
                              r"\(1, 3, 2147483648, 4\) has .* more than Caffe's limit of INT_MAX"),
     (INPUT.format(2**62, 4), r"input_param.shape\[0\]: .* more than Caffe's limit"),
+    # found by tools/fuzz.py: a huge dim beside a 0 has no elements, but no tensor takes it
+    (INPUT.format(0, 2**63 - 1), r"input_param.shape\[0\]: dim 2 is 9223372036854775807 in "
+                                 r"shape \(0, 3, 9223372036854775807, 4\), more than Caffe's int"),
     (OK + CONV.format(2, "pad: 2147483648"),
      r"layer 'conv1' \(Convolution\): convolution_param.pad 2147483648 is out of range"),
     (OK + CONV.format(2, "stride: 4294967295"), r"convolution_param.stride 4294967295"),

@@ -109,13 +109,15 @@ def test_solver_mode_gpu_uses_the_gpu_without_a_flag(workdir, caplog):
     assert any(r.getMessage().startswith("Using GPU 0: ") for r in caplog.records)
 
 
-def test_error_quoting_a_newline_stays_one_line(workdir, capsys):
-    """Found by tools/fuzz.py: a layer type holding a newline made a two-line error."""
+@pytest.mark.parametrize("escape", ["\\n", "\\r", "\\x0c", "\\u2028"])
+def test_error_quoting_a_line_break_stays_one_line(workdir, capsys, escape):
+    """Found by tools/fuzz.py: a layer type holding a newline (later a carriage return) made
+    a two-line error."""
     (workdir / "nl.prototxt").write_text(
-        'layer { name: "x" type: "Convolutio\\n" top: "x" }')
+        f'layer {{ name: "x" type: "Convolutio{escape}" top: "x" }}')
     assert run_cli(main, "allconv-caffe", ["time", "-model", "nl.prototxt"]) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "(Convolutio\\n): unknown layer type" in err
+    assert len(err.strip().splitlines()) == 1 and f"(Convolutio{escape}): unknown layer" in err
 
 
 def test_train_under_torchrun_is_caffes_multi_gpu_batch(workdir):

@@ -6,6 +6,7 @@ exact resume. Values of DummyData, HDF5Data, HDF5Output and MemoryData are also 
 real Caffe in test_caffe_fixtures.py (test_data_layer)."""
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -230,6 +231,40 @@ def test_image_data_errors_name_the_file(tmp_path):
             image_data_param {{ source: "{tmp_path / 'empty.txt'}" }} }}""", TEST)
 
 
+
+@pytest.mark.parametrize("size, message", [
+    ("new_height: 4294967295 new_width: 6", "new_height/new_width 4294967295 is out of range"),
+    ("new_height: 60000 new_width: 60000", r"new_height/new_width: shape \(3, 3, 60000, 60000\)")])
+def test_image_data_new_size_is_checked_before_any_resize(tmp_path, size, message):
+    """Found by tools/fuzz.py: a huge new_height/new_width went to the resize (a 77 GB
+    allocation) before any check."""
+    listing = _image_tree(tmp_path)
+    with pytest.raises(AllconvError, match=f"layer 'i' \\(ImageData\\): image_data_param.{message}"):
+        Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
+            image_data_param {{ source: "{listing}" batch_size: 3 {size} }} }}""", TEST)
+
+
+def test_list_files_name_paths_by_their_bytes_as_caffe_reads_them(tmp_path):
+    """Found by tools/fuzz.py: a list file that is not UTF-8 (here a path in Latin-1) raised
+    UnicodeDecodeError; Caffe reads the names as bytes, so the image loads."""
+    _image_tree(tmp_path)
+    name = os.fsdecode(b"caf\xe9.png")
+    (tmp_path / "root" / "a b" / "img0.png").rename(tmp_path / name)
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9.png 7\n")
+    net = Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
+        image_data_param {{ source: "{tmp_path / 'latin1.txt'}" root_folder: "{tmp_path}/"
+                            batch_size: 1 }} }}""", TEST)
+    assert net.forward()["l"].tolist() == [7]
+    (tmp_path / "binary.txt").write_bytes(b"\x89PNG\xff\xfe 1\n")
+    with pytest.raises(AllconvError, match="could not load the image"):
+        Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
+            image_data_param {{ source: "{tmp_path / 'binary.txt'}" }} }}""", TEST)
+    _h5_files(tmp_path)
+    (tmp_path / "f0.h5").rename(tmp_path / os.fsdecode(b"f\xe9.h5"))
+    (tmp_path / "list.txt").write_bytes(str(tmp_path).encode() + b"/f\xe9.h5\n")
+    assert _h5_net(tmp_path, batch=4).forward()["label"].tolist() == [0, 1, 2, 3]
+
+
 # ----------------------------------------------------------------------- HDF5Data, HDF5Output
 
 def _h5_files(tmp_path, rows=(4, 3)):
@@ -310,6 +345,14 @@ def test_hdf5_output_writes_one_batch_per_file(tmp_path):
 
 
 # ----------------------------------------------------------------------- MemoryData, DummyData
+
+def test_a_data_layer_without_tops_is_one_line():
+    """Found by tools/fuzz.py: a feed-taking layer with no top raised IndexError."""
+    with pytest.raises(AllconvError, match=r"layer 'm' \(MemoryData\): needs 2 top blob\(s\), "
+                                           "got 0"):
+        Net("""layer { name: "m" type: "MemoryData"
+            memory_data_param { batch_size: 2 channels: 1 height: 2 width: 3 } }""", TEST)
+
 
 MEMORY = """layer { name: "m" type: "MemoryData" top: "data" top: "label"
     memory_data_param { batch_size: 2 channels: 1 height: 2 width: 3 } }

@@ -1,10 +1,18 @@
 """A seeded slice of the project's mutation fuzzer (tools/fuzz.py): mutated prototxt, solver
 and caffemodel files through allconv-caffe end in success or in one clean error line, never in
-a traceback (the full run, 10,000 cases of each kind, is `python tools/fuzz.py`)."""
+a traceback, from every seed net and solver (the full run, 10,000 cases of each kind, is
+`python tools/fuzz.py`)."""
 import importlib.util
+import random
+import re
 from pathlib import Path
 
 import pytest
+
+from runtime.layers import LAYERS
+from runtime.optim import OPTIMIZERS
+from runtime.prototxt import parse_solver
+from tests.tiny_caffe import NET as TINY
 
 _SPEC = importlib.util.spec_from_file_location(
     "fuzz", Path(__file__).resolve().parents[1] / "tools" / "fuzz.py")
@@ -12,18 +20,40 @@ fuzz = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(fuzz)
 
 
-@pytest.mark.parametrize("kind, cases", [("prototxt", 120), ("solver", 60), ("caffemodel", 120)])
-def test_mutated_files_never_escape_as_tracebacks(kind, cases, tmp_path):
-    counts = fuzz.fuzz([kind], cases, seed=12, keep=tmp_path)[kind]
-    found = sorted(p.name for p in tmp_path.glob("*.txt"))
+def _check(counts: dict, cases: int, keep: Path) -> None:
+    found = sorted(p.name for p in keep.glob("*.txt"))
     assert counts["traceback"] == 0 and counts["other"] == 0, (
-        counts, [(tmp_path / name).read_text()[-400:] for name in found[:3]])
-    assert counts["cases"] == cases and counts["ok"] > 0 and counts["clean"] > cases // 4
+        counts, [(keep / name).read_text()[-400:] for name in found[:3]])
+    assert counts["cases"] == cases and counts["clean"] > cases // 4
+
+
+@pytest.mark.parametrize("net", list(fuzz.NETS))
+def test_mutated_nets_and_weights_never_escape_as_tracebacks(net, tmp_path):
+    counts = fuzz.fuzz(["prototxt", "caffemodel"], 24, seed=12, keep=tmp_path, nets=[net],
+                       solvers=[])
+    for kind in ("prototxt", "caffemodel"):
+        _check(counts[kind], 24, tmp_path)
+    assert counts["prototxt"]["ok"] + counts["caffemodel"]["ok"] > 0
+
+
+@pytest.mark.parametrize("solver", list(fuzz.SOLVERS))
+def test_mutated_solvers_never_escape_as_tracebacks(solver, tmp_path):
+    counts = fuzz.fuzz(["solver"], 16, seed=12, keep=tmp_path, nets=[], solvers=[solver])
+    _check(counts["solver"], 16, tmp_path)
+    assert counts["solver"]["ok"] > 0
+
+
+def test_seeds_hold_every_layer_type_and_solver_type():
+    """A layer or solver type added to the runtime needs a seed that holds it."""
+    used = set(re.findall(r'type: "(\w+)"', "".join(fuzz.NETS.values()) + TINY))
+    assert set(LAYERS) <= used, sorted(set(LAYERS) - used)
+    assert {parse_solver(fuzz.SOLVER + text).type for text in fuzz.SOLVERS.values()} == \
+        set(OPTIMIZERS)
 
 
 def test_mutators_are_seeded_and_change_the_input():
-    import random
-    a = fuzz.mutate_text(fuzz.NET, random.Random(5))
-    assert a == fuzz.mutate_text(fuzz.NET, random.Random(5)) and a != fuzz.NET
-    data = fuzz.NET.encode()
+    net = fuzz.NETS["classic"]
+    a = fuzz.mutate_text(net, random.Random(5))
+    assert a == fuzz.mutate_text(net, random.Random(5)) and a != net
+    data = net.encode()
     assert fuzz.mutate_bytes(data, random.Random(1)) != data

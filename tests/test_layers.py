@@ -248,8 +248,21 @@ def test_dropout_train_scales_and_keeps_one_minus_p():
     layer = build(text, x.shape, seed=5)
     assert not torch.equal(layer(x)[0], layer(x)[0])                # fresh mask per pass
     assert build(text, x.shape, phase=TEST)(x)[0] is x
-    with pytest.raises(AllconvError, match="dropout_ratio"):
-        build(text.replace("0.2", "1.0"), x.shape)
+
+
+def test_dropout_ratio_is_checked_as_caffe_does_only_to_train():
+    """Found by tools/fuzz.py against pycaffe: Caffe only DCHECKs 0 < ratio < 1 (a release
+    build accepts any ratio at TEST); training CHECKs 0 <= 1 - ratio <= 1. Ratio 0 keeps
+    all; ratio 1 drops all with an inf scale: NaN."""
+    text = "name: 'd' type: 'Dropout' bottom: 'x' top: 'x' dropout_param { dropout_ratio: %s }"
+    x = torch.full((2, 3), 2.0)
+    assert build(text % 2, x.shape, phase=TEST)(x)[0] is x
+    assert torch.equal(build(text % 0, x.shape)(x)[0], x)
+    assert build(text % 1, x.shape)(x)[0].isnan().all()
+    for ratio in (2, -1, "nan"):
+        with pytest.raises(AllconvError, match=r"layer 'd' \(Dropout\): dropout_param."
+                                               r"dropout_ratio must be in \[0, 1\] to train"):
+            build(text % ratio, x.shape)
 
 
 def test_keyed_dropout_masks_are_a_function_of_seed_iteration_and_position():
@@ -457,6 +470,22 @@ def test_flatten_axes():
     assert layer.top_shapes == [(2, 12, 5)]
     assert layer(torch.zeros(2, 3, 4, 5))[0].shape == (2, 12, 5)
     assert build("name: 'f' type: 'Flatten' bottom: 'x' top: 'y'", (2, 3, 4)).top_shapes == [(2, 12)]
+
+
+
+def test_flatten_end_axis_just_before_axis_adds_a_unit_axis_as_caffe():
+    """Found by tools/fuzz.py: axis -1, end_axis -2 was a torch error in forward; Caffe's
+    count(axis, end_axis + 1) is 1 there (shape (2, 3, 1, 4), checked in pycaffe), and an
+    end_axis further before axis is its CHECK."""
+    layer = build("name: 'f' type: 'Flatten' bottom: 'x' top: 'y' "
+                  "flatten_param { axis: -1 end_axis: -2 }", (2, 3, 4))
+    x = torch.arange(24.0).reshape(2, 3, 4)
+    assert layer.top_shapes == [(2, 3, 1, 4)]
+    assert torch.equal(layer(x)[0], x.reshape(2, 3, 1, 4))
+    with pytest.raises(AllconvError, match=r"layer 'f' \(Flatten\): flatten_param.end_axis 0 "
+                                           r"\(axis 0\) comes before flatten_param.axis 2"):
+        build("name: 'f' type: 'Flatten' bottom: 'x' top: 'y' "
+              "flatten_param { axis: 2 end_axis: 0 }", (2, 3, 4))
 
 
 def test_split_gradients_add_up():

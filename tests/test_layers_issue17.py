@@ -278,6 +278,9 @@ def test_contrastive_uses_caffes_epsilon_in_the_gradient():
     loss, grad = grad_of(layer, a, b, torch.zeros(1))
     assert loss.item() == pytest.approx((1 - 0.5) ** 2 / 2)
     torch.testing.assert_close(grad, -(1 - 0.5) / (0.5 + 1e-4) * a)
+    longer = build(layer_text("ContrastiveLoss", "", ("a", "b", "y"), ("loss",)),
+                   (1, 2), (1, 2), (3,))      # Caffe reads the first N similarities only
+    assert longer(a, b, torch.tensor([0.0, 1.0, 1.0]))[0].item() == loss.item()
 
 
 # ---------------------------------------------------------------------------- recurrent
@@ -360,6 +363,11 @@ def test_lstm_unit_uses_caffes_forget_gate_derivative():
      "the label blob must be N × 1 × 1 × 1"),
     (layer_text("ContrastiveLoss", "", ("a", "b", "y"), ("loss",)), [(2, 3), (2, 4), (2,)],
      "the pair bottoms must both be N × C × 1 × 1"),
+    # found by tools/fuzz.py: pairs of different N, or fewer similarities, failed in forward
+    (layer_text("ContrastiveLoss", "", ("a", "b", "y"), ("loss",)), [(2, 3), (1, 3), (2,)],
+     r"the data and label should have the same first dimension \(shapes \(2, 3\) and \(1, 3\)"),
+    (layer_text("ContrastiveLoss", "", ("a", "b", "y"), ("loss",)), [(2, 3), (2, 3), (1,)],
+     r"the similarity bottom \(1,\) has fewer values than the 2 pairs"),
     (layer_text("Im2col", "convolution_param { kernel_size: 0 }"), [(1, 2, 5, 5)],
      "kernel, stride and dilation must be positive"),
     (layer_text("Parameter", "parameter_param { shape { dim: 2 dim: -1 } }", (), ("p",)), [],

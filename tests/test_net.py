@@ -388,6 +388,22 @@ def test_copy_from_shape_mismatch_names_path_layer_and_shapes(tmp_path):
         small().copy_from(path)
 
 
+
+def test_copy_from_matches_caffes_copy_trained_layers_by_first_name(tmp_path):
+    """Found by tools/fuzz.py against pycaffe: Caffe copies each layer of the file into the
+    first net layer of that name (a later namesake, here a Softmax, is not looked at), and a
+    blob-less layer of the file named like a learnable one is its blob count CHECK."""
+    path = tmp_path / "w.caffemodel"
+    small(seed=1).save(path)
+    twice = NET + 'layer { name: "conv1" type: "Softmax" bottom: "ip" top: "prob" }'
+    net = Net(twice, TEST, weights=str(path), seed=2)
+    assert np.array_equal(net.params["conv1"][0].data.numpy(), read_weights(path)["conv1"][0])
+    renamed = NET.replace('name: "relu1" type: "ReLU"', 'name: "relu1" type: "PReLU"')
+    with pytest.raises(AllconvError, match=f"{path}: layer 'relu1' has 0 blob\\(s\\) in the "
+                                           "file but 1 in the net"):
+        Net(renamed, TEST, weights=str(path))
+
+
 # ---------------------------------------------------------------------------- Data layers
 
 DATA = """

@@ -218,6 +218,12 @@ def test_lr_policy_parameter_checks():
             learning_rate(_policy(lr_policy=policy, gamma=-0.5, stepsize=10), 0, 0)
 
 
+def test_lr_policy_power_overflows_to_inf_as_in_cpp():
+    """Found by tools/fuzz.py: pow(gamma, k) past the double range raised OverflowError."""
+    rate, _ = learning_rate(_policy(lr_policy="exp", gamma=1e30), 11, 0)
+    assert rate == math.inf
+
+
 def test_multistep_advances_at_most_one_step_per_call():
     p = _policy(lr_policy="multistep", gamma=0.5, stepvalue=[3, 5, 6])
     step, rates = 0, []

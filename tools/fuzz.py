@@ -1,7 +1,9 @@
 """Mutation fuzzer: mutated prototxt, solver and caffemodel files through allconv-caffe.
 
-Each case writes one mutated file and runs the command line on it in this process, through
-``run_cli`` as the console script does (no process start per case):
+Each case mutates one seed input, picked by the case's rng from ``NETS`` (small nets that
+together hold every supported layer type) or ``SOLVERS`` (one per solver type), writes the
+mutated file and runs the command line on it in this process, through ``run_cli`` as the
+console script does (no process start per case):
 
     prototxt    allconv-caffe time -model NET -iterations 1   (and test -weights, every other)
     solver      allconv-caffe train -solver SOLVER            (tests/tiny_caffe.py, 2 iterations)
@@ -9,9 +11,11 @@ Each case writes one mutated file and runs the command line on it in this proces
 
 A case ends "ok" (exit 0), "clean" (exit 2, the last stderr line ``allconv-caffe: error: ...``),
 "traceback" (an exception escaped the command line) or "other" (any other exit status or
-message), or "slow" (over --case-seconds). Tracebacks and others are kept under --out.
+message), or "slow" (over --case-seconds). Tracebacks, others and slow cases are
+kept under --out.
 
     python tools/fuzz.py --cases 10000 --seed 0 --out /tmp/fuzz
+    python tools/fuzz.py --cases 500 --kinds prototxt --nets recurrent,losses
 
 Cases run in a temporary folder. Blobs are capped at --memory-mib per blob (the runtime's
 "fits in memory" check is told the machine has that much), so a mutated net never swaps a
@@ -47,7 +51,10 @@ from tests.tiny_caffe import write_tiny_net  # noqa: E402
 
 KINDS = ("prototxt", "solver", "caffemodel")
 
-NET = """name: "fuzz"
+# Seed inputs: small nets (2x3x8x8-ish) that set the fields which change their layers'
+# behaviour, so that mutations reach them, and one solver per type. Each case picks one.
+NETS = {
+    "classic": """name: "classic"
 layer { name: "input" type: "Input" top: "data" top: "label"
         input_param { shape { dim: 2 dim: 3 dim: 8 dim: 8 } shape { dim: 2 } } }
 layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
@@ -79,21 +86,197 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
         loss_weight: 1 loss_param { normalization: VALID } }
 layer { name: "acc" type: "Accuracy" bottom: "ip" bottom: "label" top: "acc"
         accuracy_param { top_k: 1 } include { phase: TEST } }
-"""
+""",
+    "normalization": """name: "normalization"
+layer { name: "data" type: "DummyData" top: "data" top: "label"
+        dummy_data_param { shape { dim: 2 dim: 3 dim: 8 dim: 8 } shape { dim: 2 }
+                           data_filler { type: "gaussian" std: 1 }
+                           data_filler { type: "constant" value: 1 } } }
+layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn"
+        batch_norm_param { use_global_stats: false moving_average_fraction: 0.9 eps: 0.0001 } }
+layer { name: "bn_global" type: "BatchNorm" bottom: "data" top: "bn_global"
+        batch_norm_param { use_global_stats: true eps: 0.001 } }
+layer { name: "scale" type: "Scale" bottom: "bn" top: "scale"
+        scale_param { axis: 1 num_axes: 1 filler { type: "constant" value: 1.5 }
+                      bias_term: true bias_filler { type: "constant" value: 0.1 } } }
+layer { name: "gamma" type: "Parameter" top: "gamma" parameter_param { shape { dim: 3 dim: 8 } } }
+layer { name: "scale2" type: "Scale" bottom: "bn_global" bottom: "gamma" top: "scale2"
+        scale_param { axis: 1 bias_term: true bias_filler { type: "constant" value: 1 } } }
+layer { name: "bias" type: "Bias" bottom: "scale" top: "bias"
+        bias_param { axis: 1 num_axes: 1 filler { type: "gaussian" std: 0.1 } } }
+layer { name: "bias2" type: "Bias" bottom: "scale2" bottom: "gamma" top: "bias2" bias_param { axis: 1 } }
+layer { name: "mvn" type: "MVN" bottom: "bias" top: "mvn"
+        mvn_param { normalize_variance: true across_channels: false eps: 1e-9 } }
+layer { name: "mvn2" type: "MVN" bottom: "bias2" top: "mvn2"
+        mvn_param { normalize_variance: false across_channels: true } }
+layer { name: "prelu" type: "PReLU" bottom: "mvn" top: "prelu"
+        prelu_param { channel_shared: false filler { type: "constant" value: 0.25 } } }
+layer { name: "lrn" type: "LRN" bottom: "prelu" top: "lrn"
+        lrn_param { local_size: 3 alpha: 0.001 beta: 0.75 norm_region: WITHIN_CHANNEL k: 2 } }
+layer { name: "prod" type: "Eltwise" bottom: "lrn" bottom: "mvn2" top: "prod"
+        eltwise_param { operation: PROD } }
+layer { name: "ip" type: "InnerProduct" bottom: "prod" top: "ip"
+        inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+""",
+    "geometry": """name: "geometry"
+layer { name: "input" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 8 dim: 8 } } }
+layer { name: "select" type: "DummyData" top: "index" top: "select"
+        dummy_data_param { shape { dim: 3 } shape { dim: 2 }
+                           data_filler { type: "constant" value: 1 } } }
+layer { name: "deconv" type: "Deconvolution" bottom: "data" top: "deconv"
+        convolution_param { num_output: 6 group: 3 kernel_size: 3 stride: 2 pad: 1 dilation: 2
+                            weight_filler { type: "gaussian" std: 0.1 }
+                            bias_filler { type: "constant" value: 0.1 } } }
+layer { name: "crop" type: "Crop" bottom: "deconv" bottom: "data" top: "crop"
+        crop_param { axis: 2 offset: 1 offset: 2 } }
+layer { name: "slice" type: "Slice" bottom: "crop" top: "s1" top: "s2" top: "s3"
+        slice_param { axis: 1 slice_point: 1 slice_point: 4 } }
+layer { name: "reshape" type: "Reshape" bottom: "s2" top: "r"
+        reshape_param { shape { dim: 0 dim: -1 dim: 4 } axis: 1 num_axes: 2 } }
+layer { name: "tile" type: "Tile" bottom: "s1" top: "tile" tile_param { axis: 1 tiles: 3 } }
+layer { name: "spp" type: "SPP" bottom: "tile" top: "spp" spp_param { pyramid_height: 2 pool: MAX } }
+layer { name: "split" type: "Split" bottom: "s3" top: "s3a" top: "s3b" }
+layer { name: "im2col" type: "Im2col" bottom: "s3a" top: "cols"
+        convolution_param { kernel_size: 3 stride: 2 pad: 1 } }
+layer { name: "reindex" type: "BatchReindex" bottom: "cols" bottom: "index" top: "reindex" }
+layer { name: "filter" type: "Filter" bottom: "spp" bottom: "select" top: "filter" }
+layer { name: "argmax" type: "ArgMax" bottom: "filter" top: "argmax"
+        argmax_param { top_k: 2 out_max_val: true axis: 1 } }
+layer { name: "argmax2" type: "ArgMax" bottom: "r" top: "argmax2" argmax_param { top_k: 3 } }
+layer { name: "flat" type: "Flatten" bottom: "r" top: "flat" flatten_param { axis: 1 end_axis: -2 } }
+layer { name: "sumsq" type: "Reduction" bottom: "reindex" top: "sumsq" loss_weight: 0.01
+        reduction_param { operation: SUMSQ axis: 1 coeff: 0.5 } }
+layer { name: "asum" type: "Reduction" bottom: "flat" top: "asum" reduction_param { operation: ASUM axis: 2 } }
+layer { name: "mean" type: "Reduction" bottom: "filter" top: "mean" loss_weight: 1
+        reduction_param { operation: MEAN } }
+layer { name: "silence" type: "Silence" bottom: "argmax" bottom: "argmax2" bottom: "asum"
+        bottom: "s3b" }
+""",
+    "activations": """name: "activations"
+layer { name: "data" type: "DummyData" top: "data" top: "label"
+        dummy_data_param { shape { dim: 2 dim: 3 dim: 8 dim: 8 } shape { dim: 2 }
+                           data_filler { type: "gaussian" std: 1 }
+                           data_filler { type: "constant" value: 2 } } }
+layer { name: "sigmoid" type: "Sigmoid" bottom: "data" top: "sigmoid" }
+layer { name: "tanh" type: "TanH" bottom: "data" top: "tanh" }
+layer { name: "elu" type: "ELU" bottom: "data" top: "elu" elu_param { alpha: 0.5 } }
+layer { name: "abs" type: "AbsVal" bottom: "data" top: "abs" }
+layer { name: "power" type: "Power" bottom: "abs" top: "power"
+        power_param { power: 1.5 scale: 0.5 shift: 1 } }
+layer { name: "exp" type: "Exp" bottom: "tanh" top: "exp" exp_param { base: 2 scale: 0.5 shift: 0.1 } }
+layer { name: "log" type: "Log" bottom: "power" top: "log" log_param { base: 10 scale: 1 shift: 0.5 } }
+layer { name: "bnll" type: "BNLL" bottom: "data" top: "bnll" }
+layer { name: "threshold" type: "Threshold" bottom: "data" top: "threshold"
+        threshold_param { threshold: 0.2 } }
+layer { name: "clip" type: "Clip" bottom: "data" top: "clip" clip_param { min: -0.5 max: 0.5 } }
+layer { name: "swish" type: "Swish" bottom: "data" top: "swish" swish_param { beta: 1.5 } }
+layer { name: "relu" type: "ReLU" bottom: "data" top: "relu" relu_param { negative_slope: 0.1 } }
+layer { name: "sum" type: "Eltwise" top: "sum" bottom: "sigmoid" bottom: "elu" bottom: "exp"
+        bottom: "log" bottom: "bnll" bottom: "clip" bottom: "swish" bottom: "relu"
+        eltwise_param { operation: SUM coeff: 1 coeff: 0.5 coeff: -1 coeff: 1 coeff: 2
+                        coeff: 1 coeff: 1 coeff: -0.5 } }
+layer { name: "max" type: "Eltwise" bottom: "sum" bottom: "threshold" top: "max"
+        eltwise_param { operation: MAX } }
+layer { name: "ip" type: "InnerProduct" bottom: "max" top: "ip"
+        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+""",
+    "losses": """name: "losses"
+layer { name: "data" type: "DummyData" top: "data" top: "target" top: "label" top: "similar"
+        top: "index"
+        dummy_data_param { shape { dim: 2 dim: 3 dim: 4 dim: 4 } shape { dim: 2 dim: 3 dim: 4 dim: 4 }
+                           shape { dim: 2 } shape { dim: 2 dim: 1 dim: 1 dim: 1 } shape { dim: 2 dim: 3 }
+                           data_filler { type: "gaussian" std: 1 }
+                           data_filler { type: "uniform" min: 0 max: 1 }
+                           data_filler { type: "constant" value: 1 }
+                           data_filler { type: "constant" value: 1 }
+                           data_filler { type: "constant" value: 4 } } }
+layer { name: "infogain" type: "DummyData" top: "H"
+        dummy_data_param { shape { dim: 1 dim: 1 dim: 3 dim: 3 } data_filler { type: "uniform" } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+        inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
+layer { name: "ip2" type: "InnerProduct" bottom: "target" top: "ip2"
+        inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
+layer { name: "euclidean" type: "EuclideanLoss" bottom: "data" bottom: "target" top: "euclidean"
+        loss_weight: 0.5 }
+layer { name: "sigmoid_ce" type: "SigmoidCrossEntropyLoss" bottom: "data" bottom: "target"
+        top: "sigmoid_ce" loss_param { ignore_label: 5 normalization: BATCH_SIZE } }
+layer { name: "hinge" type: "HingeLoss" bottom: "ip" bottom: "label" top: "hinge"
+        hinge_loss_param { norm: L2 } }
+layer { name: "infogain_loss" type: "InfogainLoss" bottom: "ip" bottom: "label" bottom: "H"
+        top: "infogain_loss" infogain_loss_param { axis: 1 } }
+layer { name: "prob" type: "Softmax" bottom: "ip" top: "prob" softmax_param { axis: 1 } }
+layer { name: "logistic" type: "MultinomialLogisticLoss" bottom: "prob" bottom: "label"
+        top: "logistic" }
+layer { name: "contrastive" type: "ContrastiveLoss" bottom: "ip" bottom: "ip2" bottom: "similar"
+        top: "contrastive" contrastive_loss_param { margin: 2 legacy_version: true } }
+layer { name: "embed" type: "Embed" bottom: "index" top: "embed"
+        embed_param { num_output: 4 input_dim: 5 bias_term: true
+                      weight_filler { type: "uniform" min: -1 max: 1 } } }
+layer { name: "embed_sum" type: "Reduction" bottom: "embed" top: "embed_sum" loss_weight: 0.1
+        reduction_param { operation: SUM axis: 0 } }
+layer { name: "acc" type: "Accuracy" bottom: "ip" bottom: "label" top: "acc" include { phase: TEST } }
+""",
+    "recurrent": """name: "recurrent"
+layer { name: "seq" type: "DummyData" top: "x" top: "cont" top: "x_static" top: "h0"
+        dummy_data_param { shape { dim: 3 dim: 2 dim: 4 } shape { dim: 3 dim: 2 }
+                           shape { dim: 2 dim: 5 } shape { dim: 1 dim: 2 dim: 5 }
+                           data_filler { type: "gaussian" std: 1 }
+                           data_filler { type: "constant" value: 1 }
+                           data_filler { type: "gaussian" std: 1 }
+                           data_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "unit_in" type: "DummyData" top: "c_prev" top: "gates" top: "unit_cont"
+        dummy_data_param { shape { dim: 1 dim: 2 dim: 6 } shape { dim: 1 dim: 2 dim: 24 }
+                           shape { dim: 1 dim: 2 }
+                           data_filler { type: "gaussian" std: 1 }
+                           data_filler { type: "gaussian" std: 1 }
+                           data_filler { type: "constant" value: 1 } } }
+layer { name: "rnn" type: "RNN" bottom: "x" bottom: "cont" bottom: "h0" top: "rnn" top: "h_T"
+        recurrent_param { num_output: 5 expose_hidden: true
+                          weight_filler { type: "gaussian" std: 0.1 }
+                          bias_filler { type: "constant" value: 0.1 } } }
+layer { name: "lstm" type: "LSTM" bottom: "x" bottom: "cont" bottom: "x_static" top: "lstm"
+        recurrent_param { num_output: 6 weight_filler { type: "uniform" min: -0.1 max: 0.1 } } }
+layer { name: "unit" type: "LSTMUnit" bottom: "c_prev" bottom: "gates" bottom: "unit_cont"
+        top: "c" top: "h" }
+layer { name: "rnn_loss" type: "Reduction" bottom: "rnn" top: "rnn_loss" loss_weight: 1
+        reduction_param { operation: SUMSQ } }
+layer { name: "lstm_loss" type: "Reduction" bottom: "lstm" top: "lstm_loss" loss_weight: 1
+        reduction_param { operation: SUM axis: 2 } }
+layer { name: "unit_loss" type: "EuclideanLoss" bottom: "h" bottom: "c" top: "unit_loss" }
+layer { name: "silence" type: "Silence" bottom: "h_T" }
+""",
+    "data": """name: "data"
+layer { name: "hdf5" type: "HDF5Data" top: "data" top: "label"
+        hdf5_data_param { source: "hdf5.txt" batch_size: 2 shuffle: true } }
+layer { name: "images" type: "ImageData" top: "images" top: "image_label"
+        transform_param { crop_size: 4 mirror: true scale: 0.5 mean_value: 100 }
+        image_data_param { source: "images.txt" root_folder: "./" batch_size: 2 new_height: 6
+                           new_width: 6 is_color: true shuffle: true rand_skip: 2 } }
+layer { name: "dummy" type: "DummyData" top: "dummy"
+        dummy_data_param { shape { dim: 2 dim: 3 dim: 4 dim: 4 }
+                           data_filler { type: "uniform" min: -1 max: 1 } } }
+layer { name: "memory" type: "MemoryData" top: "memory" top: "memory_label" include { phase: TRAIN }
+        memory_data_param { batch_size: 2 channels: 3 height: 4 width: 4 } }
+layer { name: "silence" type: "Silence" bottom: "memory" bottom: "memory_label" include { phase: TRAIN } }
+layer { name: "output" type: "HDF5Output" bottom: "images" bottom: "image_label"
+        hdf5_output_param { file_name: "output.h5" } }
+layer { name: "sum" type: "Eltwise" bottom: "data" bottom: "images" bottom: "dummy" top: "sum" }
+layer { name: "ip" type: "InnerProduct" bottom: "sum" top: "ip"
+        inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+""",
+}
 
+# Solver seeds: the fields every solver shares, then each type's own (tiny.prototxt).
 SOLVER = """net: "tiny.prototxt"
 test_iter: 1
 test_interval: 1
 test_initialization: true
 base_lr: 0.01
-lr_policy: "multistep"
-stepvalue: 1
-gamma: 0.1
-momentum: 0.9
 weight_decay: 0.001
-regularization_type: "L2"
 clip_gradients: 10
-iter_size: 1
 average_loss: 1
 max_iter: 2
 display: 1
@@ -102,8 +285,21 @@ snapshot_prefix: "snap"
 snapshot_after_train: true
 solver_mode: CPU
 random_seed: 1
-type: "SGD"
 """
+
+SOLVERS = {
+    "SGD": 'type: "SGD"\nmomentum: 0.9\nlr_policy: "multistep"\nstepvalue: 1\ngamma: 0.1\n'
+           'regularization_type: "L2"\n',
+    "Nesterov": 'solver_type: NESTEROV\nmomentum: 0.95\nlr_policy: "sigmoid"\ngamma: -0.5\n'
+                'stepsize: 1\n',
+    "Adam": 'type: "Adam"\nmomentum: 0.9\nmomentum2: 0.999\ndelta: 1e-8\nlr_policy: "fixed"\n',
+    "AdaGrad": 'type: "AdaGrad"\ndelta: 1e-6\nlr_policy: "inv"\ngamma: 0.1\npower: 0.75\n'
+               'regularization_type: "L1"\n',
+    "AdaDelta": 'type: "AdaDelta"\nmomentum: 0.95\ndelta: 1e-6\nlr_policy: "step"\ngamma: 0.5\n'
+                'stepsize: 1\niter_size: 2\n',
+    "RMSProp": 'type: "RMSProp"\nrms_decay: 0.98\ndelta: 1e-8\nlr_policy: "poly"\npower: 2\n'
+               'test_compute_loss: true\n',
+}
 
 INTERESTING = ("-1", "0", "1", "2", "3", "7", "255", "65536", "2147483647", "2147483648",
                "4294967295", "4294967296", "9223372036854775807", "-9223372036854775808",
@@ -232,14 +428,14 @@ def _alarm(signum, frame):
 
 
 def run_case(argv: list[str], seconds: float) -> tuple[str, str]:
-    """(outcome, detail) of one allconv-caffe run."""
+    """(outcome, detail) of one allconv-caffe run, stopped after ``seconds`` (0: no limit)."""
     err, out = io.StringIO(), io.StringIO()
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
             status = run_cli(caffe_main, "allconv-caffe", argv)
     except SlowCase:
-        return "slow", ""
+        return "slow", f"over {seconds:g} s: {' '.join(argv)}"
     except BaseException:  # noqa: BLE001 - what escapes the command line is the finding
         return "traceback", traceback.format_exc()
     finally:
@@ -252,33 +448,101 @@ def run_case(argv: list[str], seconds: float) -> tuple[str, str]:
     return "other", f"exit {status}: {err.getvalue()}"
 
 
-class Fuzzer:
-    """Seeds written once into ``workdir``; ``case(kind, i)`` mutates and runs one case."""
+def write_sources(folder: Path) -> None:
+    """The files the seed nets read: tiny.prototxt with its sources (the solvers' net), an
+    HDF5 list and file (HDF5Data) and an image list with its images (ImageData)."""
+    import numpy as np
+    from PIL import Image
 
-    def __init__(self, workdir: Path, seed: int, case_seconds: float):
-        self.dir, self.seed, self.case_seconds = workdir, seed, case_seconds
-        (workdir / "net.prototxt").write_text(NET)
-        write_tiny_net(workdir, "tiny.prototxt")
+    from runtime.data import hdf5
+    write_tiny_net(folder, "tiny.prototxt")
+    rng = np.random.RandomState(0)
+    hdf5.create(str(folder / "rows.h5"))
+    hdf5.write(str(folder / "rows.h5"), rng.randn(5, 3, 4, 4), rng.randint(0, 3, 5))
+    (folder / "hdf5.txt").write_text("rows.h5\n")
+    for i in range(3):
+        Image.fromarray(rng.randint(0, 256, (5 + i, 7, 3)).astype(np.uint8)).save(
+            folder / f"image{i}.png")
+    (folder / "images.txt").write_text("".join(f"image{i}.png {i}\n" for i in range(3)))
+
+
+class Fuzzer:
+    """Seed inputs written once into ``workdir`` (each seed net with its saved weights);
+    ``case(kind, i)`` picks a seed of ``nets``/``solvers``, mutates it and runs one case.
+
+    Each seed first runs once unmutated, untimed: a case's time limit must never cut a first
+    import short (a half-imported module would fail every later case), and a seed that
+    does not run is the fuzzer's own error. A seed file that a case writes over (a mutated
+    HDF5Output file_name naming a source) is put back before the next case."""
+
+    def __init__(self, workdir: Path, seed: int, case_seconds: float,
+                 nets=tuple(NETS), solvers=tuple(SOLVERS)):
         from runtime import TEST, Net
-        Net(NET, TEST, seed=0).save(workdir / "net.caffemodel")
-        self.caffemodel = (workdir / "net.caffemodel").read_bytes()
+        self.dir, self.seed, self.case_seconds = workdir, seed, case_seconds
+        self.nets, self.solvers = list(nets), list(solvers)
+        write_sources(workdir)
+        self.caffemodels = {}
+        for name in self.nets:
+            (workdir / f"{name}.prototxt").write_text(NETS[name])
+            Net(NETS[name], TEST, seed=0).save(workdir / f"{name}.caffemodel")
+            self.caffemodels[name] = (workdir / f"{name}.caffemodel").read_bytes()
+        for name in self.solvers:
+            (workdir / f"{name}.solver").write_text(SOLVER + SOLVERS[name])
+        self.seed_files = {path: path.read_bytes() for path in workdir.iterdir()}
+        self.seed_stats = {path: self._stat(path) for path in self.seed_files}
+        for argv in self.seed_runs():
+            outcome, detail = run_case(argv, 0)
+            if outcome not in ("ok", "clean"):
+                raise RuntimeError(f"seed input {' '.join(argv)} ended in {outcome}: {detail}")
+
+    def seed_runs(self) -> list[list[str]]:
+        """The command lines of the unmutated seeds (MemoryData's TRAIN net ends clean)."""
+        runs = [["train", "-solver", f"{name}.solver"] for name in self.solvers]
+        for name in self.nets:
+            runs += [["time", "-model", f"{name}.prototxt", "-iterations", "1"],
+                     ["test", "-model", f"{name}.prototxt", "-weights", f"{name}.caffemodel",
+                      "-iterations", "1"]]
+        return runs
+
+    @staticmethod
+    def _stat(path: Path):
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        return stat.st_size, stat.st_mtime_ns
+
+    def restore_seed_files(self) -> None:
+        """Write back the seed files that a case changed or removed."""
+        for path, data in self.seed_files.items():
+            if self._stat(path) != self.seed_stats[path]:
+                path.write_bytes(data)
+                self.seed_stats[path] = self._stat(path)
 
     def case(self, kind: str, index: int) -> tuple[str, str, bytes]:
         """(outcome, detail, the mutated file) of case ``index`` of ``kind``."""
         rng = random.Random(f"{self.seed}:{kind}:{index}")
         path = self.dir / f"case.{kind}"
-        if kind == "caffemodel":
-            data = (mutate_model if index % 2 else mutate_bytes)(self.caffemodel, rng)
-            argv = ["test", "-model", "net.prototxt", "-weights", str(path), "-iterations", "1"]
-        elif kind == "solver":
-            data = mutate_text(SOLVER, rng).encode("utf-8", "surrogateescape")
+        if kind == "solver":
+            data = mutate_text(SOLVER + SOLVERS[rng.choice(self.solvers)], rng)
             argv = ["train", "-solver", str(path)]
         else:
-            data = mutate_text(NET, rng).encode("utf-8", "surrogateescape")
-            argv = (["time", "-model", str(path), "-iterations", "1"] if index % 2 else
-                    ["test", "-model", str(path), "-weights", "net.caffemodel", "-iterations", "1"])
+            name = rng.choice(self.nets)
+            weights = f"{name}.caffemodel"
+            if kind == "caffemodel":
+                mutate = mutate_model if index % 2 else mutate_bytes
+                data = mutate(self.caffemodels[name], rng)
+                argv = ["test", "-model", f"{name}.prototxt", "-weights", str(path),
+                        "-iterations", "1"]
+            else:
+                data = mutate_text(NETS[name], rng)
+                argv = (["time", "-model", str(path), "-iterations", "1"] if index % 2 else
+                        ["test", "-model", str(path), "-weights", weights, "-iterations", "1"])
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogateescape")
         path.write_bytes(data)
         outcome, detail = run_case(argv, self.case_seconds)
+        self.restore_seed_files()
         return outcome, detail, data
 
 
@@ -303,12 +567,14 @@ def fuzzing(memory_mib: int):
 
 
 def fuzz(kinds, cases: int, seed: int, memory_mib: int = 64, case_seconds: float = 3.0,
-         keep: Path | None = None, progress=None) -> dict:
-    """Run ``cases`` cases of each kind; ``{kind: {outcome: count}}``. Cases that end in a
-    traceback or an unexpected exit are written to ``keep`` with their details."""
+         keep: Path | None = None, progress=None, nets=tuple(NETS),
+         solvers=tuple(SOLVERS)) -> dict:
+    """Run ``cases`` cases of each kind, each from a seed of ``nets`` (prototxt, caffemodel)
+    or ``solvers``; ``{kind: {outcome: count}}``. Cases that end in a traceback, an
+    unexpected exit or over time are written to ``keep`` with their details."""
     counts = {}
     with fuzzing(memory_mib) as workdir:
-        fuzzer = Fuzzer(workdir, seed, case_seconds)
+        fuzzer = Fuzzer(workdir, seed, case_seconds, nets, solvers)
         for kind in kinds:
             tally = counts[kind] = {"cases": 0, "ok": 0, "clean": 0, "traceback": 0,
                                     "other": 0, "slow": 0}
@@ -316,7 +582,7 @@ def fuzz(kinds, cases: int, seed: int, memory_mib: int = 64, case_seconds: float
                 outcome, detail, data = fuzzer.case(kind, i)
                 tally["cases"] += 1
                 tally[outcome] += 1
-                if keep is not None and outcome in ("traceback", "other"):
+                if keep is not None and outcome in ("traceback", "other", "slow"):
                     keep.mkdir(parents=True, exist_ok=True)
                     (keep / f"{kind}-{i}.{kind}").write_bytes(data)
                     (keep / f"{kind}-{i}.txt").write_text(detail)
@@ -330,14 +596,21 @@ def main() -> int:
     p.add_argument("--cases", type=int, default=10_000, help="cases per kind (default 10000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated: " + ", ".join(KINDS))
-    p.add_argument("--out", type=Path, help="keep the tracebacks' cases here")
+    p.add_argument("--nets", default=",".join(NETS),
+                   help="comma-separated seed nets: " + ", ".join(NETS))
+    p.add_argument("--solvers", default=",".join(SOLVERS),
+                   help="comma-separated seed solvers: " + ", ".join(SOLVERS))
+    p.add_argument("--out", type=Path, help="keep the cases that end in a traceback, another "
+                                            "exit or over time here")
     p.add_argument("--memory-mib", type=int, default=64, help="largest blob (default 64 MiB)")
     p.add_argument("--case-seconds", type=float, default=3.0,
                    help="time limit of one case (default 3 s)")
     args = p.parse_args()
-    kinds = args.kinds.split(",")
-    if unknown := set(kinds) - set(KINDS):
-        p.error(f"unknown kind(s) {sorted(unknown)}; valid: {', '.join(KINDS)}")
+    chosen = {}
+    for option, valid in (("kinds", KINDS), ("nets", NETS), ("solvers", SOLVERS)):
+        chosen[option] = getattr(args, option).split(",")
+        if unknown := set(chosen[option]) - set(valid):
+            p.error(f"unknown {option[:-1]}(s) {sorted(unknown)}; valid: {', '.join(valid)}")
     torch.set_num_threads(1)    # many tiny cases: threads only add overhead
     start = time.perf_counter()
 
@@ -346,7 +619,8 @@ def main() -> int:
             print(f"{kind}: {i + 1} cases, {tally['traceback']} tracebacks, {tally['slow']} slow "
                   f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     out = args.out.resolve() if args.out else None
-    counts = fuzz(kinds, args.cases, args.seed, args.memory_mib, args.case_seconds, out, progress)
+    counts = fuzz(chosen["kinds"], args.cases, args.seed, args.memory_mib, args.case_seconds,
+                  out, progress, chosen["nets"], chosen["solvers"])
     print(json.dumps(counts, indent=1))
     return 1 if any(c["traceback"] or c["other"] for c in counts.values()) else 0
 

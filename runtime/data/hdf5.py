@@ -37,7 +37,7 @@ def h5py(layer: str):
 def read_source(source: str) -> list[str]:
     """The .h5 file names listed in ``source``."""
     try:
-        with open(source) as f:
+        with open(source, errors="surrogateescape") as f:
             names = f.read().split()
     except OSError as err:
         raise AllconvError(f"{source}: cannot open the HDF5 file list: "

@@ -35,7 +35,7 @@ def atoi(text: str) -> int:
 def read_list(source: str) -> list[tuple[str, int]]:
     """(path, label) per non-empty line of ``source``."""
     try:
-        with open(source, newline=None) as f:
+        with open(source, newline=None, errors="surrogateescape") as f:
             text = f.read()
     except OSError as err:
         raise AllconvError(f"{source}: cannot open the image list: {err.strerror or err}") \

@@ -31,13 +31,16 @@ class ContrastiveLoss(LossLayer):
             raise AllconvError(f"the pair bottoms must both be N × C × 1 × 1 (shapes {a}, {b})")
         if legacy_shape(y, "bottom 2")[1:] != (1, 1, 1):
             raise AllconvError(f"the similarity bottom must be N × 1 × 1 × 1, not {y}")
-        return super().reshape([a, y])
+        if y[:1] < a[:1]:
+            raise AllconvError(f"the similarity bottom {y} has fewer values than the "
+                               f"{a[0]} pairs")
+        return super().reshape([a, b])
 
     def forward(self, a, b, y):
         num = a.shape[0]
         diff = (a - b.reshape(a.shape)).reshape(num, -1)
         dist_sq = (diff * diff).sum(1)
-        similar = y.detach().reshape(num).long() != 0
+        similar = y.detach().reshape(-1)[:num].long() != 0
         if self.legacy:
             mdist = self.margin - dist_sq
             dissimilar = mdist.clamp(min=0)

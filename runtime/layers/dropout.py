@@ -66,10 +66,13 @@ class Dropout(Layer):
     seed, so its masks are its solo net's, bit for bit, in eager mode."""
 
     def setup(self, bottom_shapes, generator):
+        # Caffe only DCHECKs 0 < ratio < 1; training CHECKs the keep probability 1 - ratio
+        # (caffe_rng_bernoulli). Ratio 0 keeps all; ratio 1 keeps none, times an inf scale.
         self.ratio = self.param.dropout_param.dropout_ratio
-        if not 0 < self.ratio < 1:
-            raise AllconvError(f"dropout_ratio must be in (0, 1), got {self.ratio}")
-        self.scale = 1.0 / (1.0 - self.ratio)
+        if self.phase == pb.TRAIN and not 0 <= self.ratio <= 1:
+            raise AllconvError(f"dropout_param.dropout_ratio must be in [0, 1] to train (Caffe's "
+                               f"keep probability 1 - ratio), got {self.ratio:g}")
+        self.scale = 1.0 / (1.0 - self.ratio) if self.ratio != 1 else math.inf
         self.seeds = (int(torch.randint(2**62, (), generator=generator,
                                         device=generator.device)),)
         self._generators = {}

@@ -1,6 +1,8 @@
-"""Flatten (flatten_layer.cpp): merge axes ``axis`` .. ``end_axis`` into one."""
+"""Flatten (flatten_layer.cpp): merge axes ``axis`` .. ``end_axis`` into one. As Caffe's
+``count(axis, end_axis + 1)``, ``end_axis`` may be ``axis - 1``: a new axis of size 1."""
 from __future__ import annotations
 
+from runtime.errors import AllconvError
 from runtime.layers import Layer, canonical_axis, count, register
 
 
@@ -11,8 +13,15 @@ class Flatten(Layer):
         flatten = self.param.flatten_param
         self.start = canonical_axis(flatten.axis, len(shape))
         self.end = canonical_axis(flatten.end_axis, len(shape))
-        return [shape[:self.start] + (count(shape, self.start, self.end + 1),)
-                + shape[self.end + 1:]]
+        if self.end + 1 < self.start:
+            raise AllconvError(f"flatten_param.end_axis {flatten.end_axis} (axis {self.end}) "
+                               f"comes before flatten_param.axis {flatten.axis} (axis "
+                               f"{self.start}) minus 1")
+        return [self._merged(shape)]
+
+    def _merged(self, shape) -> tuple[int, ...]:
+        return (tuple(shape[:self.start]) + (count(shape, self.start, self.end + 1),)
+                + tuple(shape[self.end + 1:]))
 
     def forward(self, x):
-        return (x.flatten(self.start, self.end),)
+        return (x.reshape(self._merged(tuple(x.shape))),)

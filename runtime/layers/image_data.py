@@ -2,6 +2,7 @@
 ``transform_param`` (see `runtime.data.image_list`, `runtime.data.transform`)."""
 from __future__ import annotations
 
+from runtime.blob_shape import check_blob_shape, check_int_field
 from runtime.errors import AllconvError
 from runtime.layers import register
 from runtime.layers.data import BaseData, seeded_generator
@@ -23,7 +24,11 @@ class ImageData(BaseData):
         if (p.new_height > 0) != (p.new_width > 0):
             raise AllconvError("image_data_param: new_height and new_width must be set "
                                "together")
-        size = (p.new_height, p.new_width) if p.new_height > 0 else None
+        size = None
+        if p.new_height > 0:
+            field = "image_data_param.new_height/new_width"
+            size = check_int_field(field, (p.new_height, p.new_width))
+            check_blob_shape((p.batch_size, 3 if p.is_color else 1) + size, field)
         images = ImageList(p.source, p.root_folder, size, p.is_color, p.shuffle, p.rand_skip,
                            seeded_generator(generator))
         return self.transformed(images, generator)

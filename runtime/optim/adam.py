@@ -3,8 +3,7 @@ w -= lr·lr_mult · √(1 − β₂ᵗ)/(1 − β₁ᵗ) · m / (√v + δ), t =
 δ is added to the uncorrected √v."""
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
 
 from runtime.optim.base import CaffeOptimizer, fp32, over_root, running_average_
@@ -34,9 +33,11 @@ class CaffeAdam(CaffeOptimizer):
     @staticmethod
     def correction(beta1: float, beta2: float, t: int) -> float:
         """√(1 − β₂ᵗ)/(1 − β₁ᵗ): float betas raised to an int power in double (C++'s
-        ``pow(float, int)``), the quotient rounded to float."""
-        b1, b2 = fp32(beta1), fp32(beta2)
-        return fp32(math.sqrt(1.0 - math.pow(b2, t)) / (1.0 - math.pow(b1, t)))
+        ``pow(float, int)``), the quotient rounded to float; IEEE as in C++: β₂ > 1 gives NaN,
+        β₁ = 1 gives ±inf or NaN, an overflow inf (Caffe checks neither)."""
+        b1, b2 = np.float64(fp32(beta1)), np.float64(fp32(beta2))
+        with np.errstate(all="ignore"):
+            return fp32(np.sqrt(1.0 - np.power(b2, t)) / (1.0 - np.power(b1, t)))
 
     def _update(self, group, params, grads, local_rate) -> None:
         m, v = self._state(params, "exp_avg"), self._state(params, "exp_avg_sq")
