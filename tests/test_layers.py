@@ -1,26 +1,24 @@
 """Layers against hand-computed Caffe formulas (small shapes, CPU)."""
+import functools
 import math
 import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
-from google.protobuf import text_format
 
 from runtime.errors import AllconvError
 from runtime.labels import defer_label_checks, deferred_label_error
 from runtime.layers.dropout import keyed_uniform
-from runtime.layers import LAYERS, make_layer
-from runtime.proto import pb
+from runtime.layers import LAYERS
+import layer_kit
 
 TRAIN, TEST = 0, 1
 FLT_MAX = torch.finfo(torch.float32).max
 FLT_MIN = torch.finfo(torch.float32).tiny
 
 
-def build(text, *bottom_shapes, phase=TRAIN, seed=0, **options):
-    param = text_format.Parse(text, pb.LayerParameter())
-    return make_layer(param, bottom_shapes, phase, torch.Generator().manual_seed(seed), **options)
+build = functools.partial(layer_kit.build, phase=TRAIN)
 
 
 def pool(shape, spec):

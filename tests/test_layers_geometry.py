@@ -3,23 +3,12 @@ Silence, Deconvolution) against hand-computed Caffe rules; bad parameters as one
 the layer and the field. Real Caffe's values are in tests/fixtures (test_caffe_fixtures.py)."""
 import pytest
 import torch
-from google.protobuf import text_format
 
 from runtime.errors import AllconvError
-from runtime.layers import make_layer
-from runtime.proto import pb
+from layer_kit import build, rand
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*has no weight_filler:UserWarning")
 TEST = 1
-
-
-def build(text, *bottom_shapes, phase=TEST, seed=0):
-    param = text_format.Parse(text, pb.LayerParameter())
-    return make_layer(param, bottom_shapes, phase, torch.Generator().manual_seed(seed))
-
-
-def rand(*shape, seed=0):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 # ---------------------------------------------------------------------------- Slice

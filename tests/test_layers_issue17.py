@@ -5,26 +5,24 @@ forward passes, Caffe's gradient quirks, and bad parameters. The expected values
 from Caffe master's formulas in numpy or plain torch ops, independently of the layers' code;
 backward passes are checked with torch.autograd.gradcheck in float64 where the function is
 smooth there."""
+import functools
 import math
 import re
 
 import numpy as np
 import pytest
 import torch
-from google.protobuf import text_format
 
 from runtime.caffemodel import array_to_blob, write_binary
 from runtime.errors import AllconvError
-from runtime.layers import make_layer
 from runtime.net import Net
 from runtime.proto import pb
+import layer_kit
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*has no weight_filler:UserWarning")
 
 
-def build(text, *bottom_shapes):
-    param = text_format.Parse(text, pb.LayerParameter())
-    return make_layer(param, bottom_shapes, pb.TRAIN, torch.Generator().manual_seed(0))
+build = functools.partial(layer_kit.build, phase=pb.TRAIN)
 
 
 def layer_text(type_, body="", bottoms=("x",), tops=("y",)):

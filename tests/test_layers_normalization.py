@@ -8,21 +8,12 @@ import torch
 from google.protobuf import text_format
 
 from runtime.errors import AllconvError
-from runtime.layers import make_layer
 from runtime.net import Net
 from runtime.proto import pb
 from runtime.solver import SGDSolver
+from layer_kit import build, rand
 
 TRAIN, TEST = 0, 1
-
-
-def build(text, *bottom_shapes, phase=TEST, seed=0):
-    param = text_format.Parse(text, pb.LayerParameter())
-    return make_layer(param, bottom_shapes, phase, torch.Generator().manual_seed(seed))
-
-
-def rand(*shape, seed=0):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 BN = "name: 'bn' type: 'BatchNorm' bottom: 'x' top: 'y' {}"
