@@ -14,11 +14,10 @@ from pathlib import Path
 
 from generator.variants import get_variant
 from harness.run_folder import RunFolder
-from runtime.caffemodel import read_weights
 from runtime.cli_support import Parser, run_cli
 from runtime.data.datasets import dataset_names, get_dataset
 from runtime.errors import AllconvError
-from runtime.files import check_writable
+from runtime.files import check_writable, suffix_option
 from runtime.proto import pb
 
 
@@ -36,7 +35,8 @@ def build_parser() -> Parser:
     p.add_argument("--weights", metavar="W.caffemodel",
                    help="the weights (required with --prototxt; with --run, instead of the "
                         "last snapshot)")
-    p.add_argument("-o", "--output", metavar="MODEL.onnx", required=True, type=Path,
+    p.add_argument("-o", "--output", metavar="MODEL.onnx", required=True,
+                   type=suffix_option(".onnx", "the ONNX model"),
                    help="the ONNX file to write (weights inside it, up to protobuf's 2 GB)")
     p.add_argument("--outputs", metavar="BLOB[,BLOB]", type=_blobs,
                    help="the blobs the model returns (default: the net's outputs, 'prob' in the "
@@ -96,12 +96,7 @@ def load_net(prototxt, weights):
     """The TEST-phase net with ``weights``; every layer with learnable blobs must find its own."""
     from runtime.net import Net
     net = Net(prototxt, pb.TEST, seed=0)
-    stored = read_weights(weights)
-    missing = [layer.name for layer in net.layers if len(layer.blobs) and layer.name not in stored]
-    if missing:
-        raise AllconvError(f"{weights}: no weights for layer(s) {', '.join(missing)} "
-                           f"(the file has: {', '.join(stored) or 'none'})")
-    net.copy_from(weights)
+    net.copy_from(weights, require_all=True)
     return net
 
 
@@ -116,6 +111,7 @@ def require_onnx() -> None:
 def main(argv: list[str] | None = None) -> int:
     require_onnx()
     args = build_parser().parse_args(argv)
+    args.output = Path(args.output)
     check_options_do_something(args)
     check_writable(args.output)
     from runtime.export import check_image_net, to_onnx

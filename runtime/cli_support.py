@@ -1,16 +1,19 @@
-"""What every allconv command line shares: one-line errors, exit status 2, Ctrl-C, and the
-one check of a ``--device`` value."""
+"""What every allconv command line shares: one-line errors and warnings, exit status 2, Ctrl-C,
+and the one check of a ``--device`` value."""
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable
+from contextvars import ContextVar
 
 import torch
 
 from runtime.errors import AllconvError
 
 DEVICES = "cpu, cuda, cuda:N"
+_parsed_prog: ContextVar[str | None] = ContextVar("allconv_parsed_prog", default=None)
 # Every character that ends a line for str.splitlines, written as its escape in an error.
 _LINE_BREAKS = {c: repr(chr(c))[1:-1] for c in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85,
                                                   0x2028, 0x2029)}
@@ -21,6 +24,10 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        _parsed_prog.set(self.prog)     # a subcommand's parser runs last: "visualize unit"
+        return super().parse_known_args(args, namespace)
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -59,18 +66,36 @@ def add_device_option(parser, help: str) -> None:
 
 def run_cli(main: Callable[[list[str] | None], int | None], prog: str,
             argv: list[str] | None = None) -> int:
-    """Call ``main``; turn AllconvError and OSError into one line on stderr and exit status 2."""
+    """Call ``main``; turn AllconvError and OSError into one line on stderr and exit status 2,
+    and every warning into one line ``PROG: warning: ...``; PROG names the subcommand once
+    one was parsed (``visualize unit``), as argparse's own errors do."""
+    _parsed_prog.set(None)
+
+    def shown() -> str:
+        parsed = _parsed_prog.get()
+        return parsed if parsed and parsed.startswith(prog + " ") else prog
+
+    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{shown()}: warning: {message}".translate(_LINE_BREAKS),
+              file=sys.stderr if file is None else file)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line
+        return _run(main, shown, argv)
+
+
+def _run(main, shown: Callable[[], str], argv) -> int:
     try:
         return main(argv) or 0
     except SystemExit as stop:          # argparse: --help (0) or a usage error (2)
         return stop.code if isinstance(stop.code, int) else 2
     except AllconvError as err:      # one line, even when it quotes a name holding a newline
-        print(f"{prog}: error: {err}".translate(_LINE_BREAKS), file=sys.stderr)
+        print(f"{shown()}: error: {err}".translate(_LINE_BREAKS), file=sys.stderr)
     except OSError as err:
         where = f" {err.filename}" if err.filename else ""
-        print(f"{prog}: error:{where}: {err.strerror or err}".translate(_LINE_BREAKS),
+        print(f"{shown()}: error:{where}: {err.strerror or err}".translate(_LINE_BREAKS),
               file=sys.stderr)
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        print(f"{shown()}: interrupted", file=sys.stderr)
         return 130
     return 2

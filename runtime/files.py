@@ -1,6 +1,7 @@
 """File reading and atomic writing with one-line errors: nothing is half-written on interruption."""
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 from collections.abc import Iterator
@@ -35,6 +36,17 @@ def read_bytes(path: PathLike, what: str) -> bytes:
         raise AllconvError(f"{path}: cannot read: {err.strerror or err}") from None
     except ValueError as err:  # a NUL byte in the path
         raise AllconvError(f"{str(path)!r}: not a usable path: {err}") from None
+
+
+def suffix_option(suffix: str, what: str):
+    """An argparse type for ``-o``: the path as given when it ends in ``suffix`` (any case),
+    else the parser's one-line error naming the path and ``what`` it is."""
+    def checked(text: str) -> str:
+        if Path(text).suffix.lower() != suffix:
+            raise argparse.ArgumentTypeError(f"{text}: {what} must end in {suffix}")
+        return text
+    checked.__name__ = suffix.lstrip(".")
+    return checked
 
 
 def check_writable(path: PathLike) -> None:

@@ -1,7 +1,9 @@
 """``Net``: a Caffe NetParameter as a torch module with pycaffe's interface (net.cpp)."""
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from collections import OrderedDict
 
 import torch
@@ -14,6 +16,8 @@ from runtime.insert_splits import insert_splits
 from runtime.layers import describe, layer_class, layer_errors, make_layer
 from runtime.proto import pb
 from runtime.prototxt import read_net
+
+log = logging.getLogger("allconv.net")
 
 
 def state_meets_rule(state, rule) -> bool:
@@ -374,16 +378,28 @@ class Net(nn.Module):
 
     # ------------------------------------------------------------------ weights
 
-    def copy_from(self, path) -> None:
+    def copy_from(self, path, *, require_all: bool = False) -> None:
         """Copy weights from a .caffemodel by layer name (Caffe's CopyTrainedLayersFrom): each
         layer of the file, in order, into the first layer of that name, whose blob count must
-        match (a blob-less layer's too); other layers keep their initial values."""
+        match (a blob-less layer's too). As in Caffe, a file layer the net lacks is logged
+        ("Ignoring source layer NAME") and net layers the file lacks keep their initial
+        values; a UserWarning names those that have blobs (with ``require_all``, an
+        AllconvError, before anything is copied)."""
+        stored = read_layers(path)
         first = {}
         for layer in self.layers:
             first.setdefault(layer.name, layer)
-        for name, source in read_layers(path):
+        names = {name for name, _ in stored}
+        missing = [layer.name for layer in self.layers if layer.blobs and layer.name not in names]
+        if missing:
+            message = (f"{path}: no weights for layer(s) {', '.join(missing)} (the file has: "
+                       f"{', '.join(dict.fromkeys(n for n, b in stored if b)) or 'none'})")
+            if require_all:
+                raise AllconvError(message)
+        for name, source in stored:
             layer = first.get(name)
             if layer is None:
+                log.info("Ignoring source layer %s", name)
                 continue
             if len(source) != len(layer.blobs):
                 raise AllconvError(f"{path}: layer {layer.name!r} has {len(source)} blob(s) in "
@@ -395,6 +411,9 @@ class Net(nn.Module):
                                        f"{tuple(blob.shape)} in the net")
                 with torch.no_grad():
                     blob.copy_(torch.from_numpy(array).reshape(blob.shape))
+        if missing:
+            warnings.warn(message + "; they keep their fillers' values", UserWarning,
+                          stacklevel=2)
 
     def share_trained_layers_with(self, other: "Net") -> None:
         """Caffe's ShareTrainedLayersWith: each layer named like a layer of ``other`` uses

@@ -46,7 +46,8 @@ _TRAIN, _TEST = 0, 1
 # --------------------------------------------------------------------------------------------
 
 def _load_solver_param(solver) -> tuple[Any, str | None]:
-    """Returns (upgraded SolverParameter copy, path of the solver file or None)."""
+    """Returns (SolverParameter copy with its type upgraded, path of the solver file or None);
+    the Solver upgrades snapshot_prefix (and logs it) once its checks have passed."""
     from .prototxt import read_solver
 
     path = None
@@ -55,8 +56,6 @@ def _load_solver_param(solver) -> tuple[Any, str | None]:
         path = os.fspath(solver)
     param = read_solver(solver)  # copies a message argument
     _upgrade_solver_type(param, path)
-    if path is not None:
-        _upgrade_snapshot_prefix(param, path)
     return param, path
 
 
@@ -199,6 +198,9 @@ class Solver:
             raise AllconvError(f"iter_size must be >= 1 (got {p.iter_size})")
         if p.snapshot_format != pb.SolverParameter.BINARYPROTO:
             raise AllconvError("snapshot_format HDF5 is not supported; use BINARYPROTO")
+        OPTIMIZERS[self.type_name].check_solver(p)     # the rule's values, before any net
+        if self.solver_path is not None:
+            _upgrade_snapshot_prefix(p, self.solver_path)
         if p.snapshot > 0:
             if not p.snapshot_prefix:
                 raise AllconvError(

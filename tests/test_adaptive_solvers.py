@@ -32,8 +32,8 @@ RULES = {  # type: (solver fields, Solver class, history blobs per param)
 def _param(kind: str, tmp_path=None, net: str = "data", **extra) -> "pb.SolverParameter":
     """The rule's solver on test_solver's tiny net (every lr_mult/decay_mult combination);
     ``net`` "data": a Data layer and dropout, "input": Input buffers and no dropout."""
-    fields = dict(RULES[kind][0], type=kind, lr_policy="multistep", gamma=0.5,
-                  stepvalue=[2, 4], weight_decay=0.01, **extra)
+    fields = {**RULES[kind][0], "type": kind, "lr_policy": "multistep", "gamma": 0.5,
+              "stepvalue": [2, 4], "weight_decay": 0.01, **extra}
     if tmp_path is not None:
         fields["snapshot_prefix"] = str(tmp_path / "snap")
     return _solver_param(_net_text(dropout=net == "data", source=net), **fields)
@@ -170,11 +170,8 @@ def test_adam_correction_is_ieee_where_caffe_checks_nothing():
     assert CaffeAdam.correction(1.0, 0.999, 1) == math.inf
     assert math.isnan(CaffeAdam.correction(1.0, 1.0, 1))
     assert math.isnan(CaffeAdam.correction(0.9, 1e30, 20))         # 1 - inf, then its root
-    w = torch.nn.Parameter(torch.zeros(1))
-    opt = CaffeAdam([w], lr=0.1, momentum=0.9, momentum2=3.0)
-    w.grad = torch.ones(1)
-    opt.step()
-    assert math.isnan(float(w.detach()))
+    with pytest.raises(AllconvError, match="^momentum2 is 3: Adam's bias correction"):
+        CaffeAdam([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9, momentum2=3.0)
 
 
 @pytest.mark.parametrize("kind, fields, message", [
@@ -182,6 +179,14 @@ def test_adam_correction_is_ieee_where_caffe_checks_nothing():
     ("RMSProp", {"momentum": 0.5}, r"^Momentum cannot be used with RMSProp \(momentum is 0.5"),
     ("RMSProp", {"rms_decay": 1.0}, r"^rms_decay should lie between 0 and 1 \(got 1\)$"),
     ("RMSProp", {"rms_decay": -0.1}, r"^rms_decay should lie between 0 and 1 \(got -0.1\)$"),
+    ("Adam", {"momentum2": 1.5}, r"^momentum2 is 1.5: .* would be nan at iteration 1"),
+    ("Adam", {"momentum2": -1.5}, r"^momentum2 is -1.5: .* would be nan at iteration 2"),
+    ("Adam", {"momentum": 1.0}, r"^momentum is 1: .* would be inf at iteration 1"),
+    ("Adam", {"momentum": -1.0}, r"^momentum is -1: .* would be inf at iteration 2"),
+    ("AdaDelta", {"momentum": 2.0}, r"^momentum is 2: AdaDelta's squared-gradient history"),
+    ("AdaGrad", {"base_lr": math.inf}, r"^lr \(a solver's base_lr\) is inf: every update"),
+    ("RMSProp", {"weight_decay": math.nan}, r"^weight_decay is nan: every update"),
+    ("Adam", {"delta": math.nan}, r"^delta is nan: every update would be NaN"),
 ])
 def test_caffe_checks_are_one_line_errors(kind, fields, message):
     p = _param(kind, **{k: v for k, v in fields.items()})
@@ -190,6 +195,63 @@ def test_caffe_checks_are_one_line_errors(kind, fields, message):
     assert "\n" not in str(err.value)
     with pytest.raises(AllconvError, match=message):
         optimizer_from_solver(p, [torch.nn.Parameter(torch.zeros(2))])
+
+
+@pytest.mark.parametrize("kind, fields", [
+    ("Adam", {"momentum": -0.5}), ("Adam", {"momentum": 1.5}), ("Adam", {"momentum2": -0.5}),
+    ("Adam", {"base_lr": -0.05}), ("AdaDelta", {"momentum": -2.0}), ("AdaDelta", {"momentum": 1}),
+])
+def test_unusual_but_finite_values_are_accepted_as_in_caffe(kind, fields):
+    """Caffe's first update with these is finite: accepted, as in Caffe (a negative
+    momentum2 or AdaDelta momentum lets some later gradients drive the history negative)."""
+    solver = make_solver(_param(kind, **fields), train_feed=Feed(_batches(1)))
+    solver.step(1)
+    assert all(torch.isfinite(p).all() for p in solver.net.learnable_params)
+
+
+@pytest.mark.parametrize("fields, field", [
+    ('type: "Adam" momentum: 0.9 momentum2: 1.5', "momentum2 is 1.5"),
+    ('type: "Adam" momentum: 1.0', "momentum is 1"),
+    ('type: "AdaDelta" momentum: 2', "momentum is 2"),
+    ("base_lr: nan", "base_lr) is nan"),
+    ('type: "AdaGrad" momentum: 0.9', "Momentum cannot be used with AdaGrad"),
+])
+def test_allconv_caffe_refuses_what_caffe_would_update_to_nan(fields, field, tmp_path,
+                                                              monkeypatch, capsys, caplog):
+    """Before: exit 0 and NaN snapshots ("Optimization Done."). Now one line naming the field,
+    before any net is built, and snapshot_prefix is never logged for a refused solver."""
+    from runtime.cli import main
+    from runtime.cli_support import run_cli
+    from tiny_caffe import write_tiny_net
+
+    write_tiny_net(tmp_path)
+    rate = "" if "base_lr" in fields else "base_lr: 0.1"
+    (tmp_path / "s.prototxt").write_text(f'net: "net.prototxt" {rate} {fields} '
+                                         'lr_policy: "fixed" max_iter: 2 display: 0')
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("INFO"):
+        assert run_cli(main, "allconv-caffe", ["train", "-solver", "s.prototxt"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("allconv-caffe train: error: ") and err.count("\n") == 1, err
+    assert field in err
+    assert not any("snapshot_prefix" in r.getMessage() for r in caplog.records)
+    assert not list(tmp_path.glob("s_iter_*"))
+
+
+def test_snapshot_prefix_upgrade_is_logged_once(tmp_path, monkeypatch, caplog):
+    """It was logged twice (make_solver, then the Solver) for every solver type."""
+    from runtime.cli import main
+    from tiny_caffe import write_tiny_net
+
+    write_tiny_net(tmp_path)
+    (tmp_path / "s.prototxt").write_text('net: "net.prototxt" type: "AdaGrad" base_lr: 0.1 '
+                                         'lr_policy: "fixed" max_iter: 1 display: 0')
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("INFO"):
+        assert main(["train", "-solver", "s.prototxt"]) == 0
+    logged = [r.getMessage() for r in caplog.records if "snapshot_prefix" in r.getMessage()]
+    assert logged == ["snapshot_prefix was not specified and is set to s"]
+    assert (tmp_path / "s_iter_1.caffemodel").exists()
 
 
 def test_rms_decay_is_checked_by_the_optimizer_too():

@@ -192,3 +192,30 @@ def test_snapshots_go_to_the_prefix_relative_to_the_current_folder(workdir):
     assert sorted(p.name for p in (workdir / "snaps").iterdir()) == [
         "run_iter_3.caffemodel", "run_iter_3.rngstate", "run_iter_3.solverstate"]
     assert not (workdir / "conf" / "snaps").exists()
+
+
+def test_weights_sharing_no_layer_load_as_caffe_with_one_warning(workdir, capsys, caplog):
+    """Caffe's CopyTrainedLayersFrom: "Ignoring source layer" for file layers the net lacks,
+    net layers the file lacks keep their fillers; before, nothing said so. The warning is one
+    line, as every warning of a CLI."""
+    import numpy as np
+    from runtime.caffemodel import write_weights
+    write_weights("lstm.caffemodel", [("lstm", "LSTM", [np.zeros((8, 2), np.float32)])])
+    with caplog.at_level("INFO"):
+        assert run_cli(main, "allconv-caffe", ["test", "-model", "net.prototxt", "-weights",
+                                               "lstm.caffemodel", "-iterations", "1"]) == 0
+    assert "Ignoring source layer lstm" in [r.getMessage() for r in caplog.records]
+    assert capsys.readouterr().err == (
+        "allconv-caffe test: warning: lstm.caffemodel: no weights for layer(s) conv (the file "
+        "has: lstm); they keep their fillers' values\n")
+
+
+def test_a_warning_is_one_line(workdir, capsys):
+    """A layer without weight_filler: before, Python's two-line UserWarning quoting
+    ``self.add_weights(...)``."""
+    net = (workdir / "net.prototxt").read_text().replace(' weight_filler { type: "msra" }', "")
+    (workdir / "bare.prototxt").write_text(net)
+    assert run_cli(main, "allconv-caffe", ["time", "-model", "bare.prototxt",
+                                           "-iterations", "1"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("allconv-caffe time: warning: layer 'conv'") and err.count("\n") == 1, err

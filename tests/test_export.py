@@ -435,6 +435,10 @@ def test_missing_weights(tmp_path, capsys):
     assert "no weights for layer(s) conv1, conv2, fc, fc_t (the file has: ip)" in _bad(
         tmp_path, ["--prototxt", proto, "--weights", other, "-o", out], capsys)
     assert "no snapshot" in _bad(tmp_path, ["--run", str(_empty_run(tmp_path)), "-o", out], capsys)
+    # before: an ONNX model written under any name
+    assert ("export-onnx: error: argument -o/--output: y.txt: the ONNX model must end in .onnx"
+            in _bad(tmp_path, ["--prototxt", proto, "--weights", weights, "-o", "y.txt"], capsys))
+    assert not (tmp_path / "y.txt").exists()
 
 
 def _empty_run(tmp_path) -> Path:
@@ -541,8 +545,9 @@ def test_an_unwritable_output_names_the_users_path_and_is_checked_first(tmp_path
     assert err.startswith("export-onnx: error: /proc/o.onnx: cannot write: /proc takes no new "
                           "file"), err
     assert "/proc/tmp" not in err and "/proc/." not in err
+    (tmp_path / "d.onnx").mkdir()
     assert "is a folder" in _bad(tmp_path, ["--prototxt", proto, "--weights", weights, "-o",
-                                            str(tmp_path)], capsys)
+                                            str(tmp_path / "d.onnx")], capsys)
 
 
 def test_a_small_model_is_written_directly_and_a_large_one_beside_its_data(tmp_path,

@@ -364,16 +364,30 @@ def test_save_and_copy_from_roundtrip(tmp_path):
     assert all(torch.equal(p, q) for p, q in zip(a.learnable_params, b.learnable_params))
 
 
-def test_copy_from_keeps_absent_layers_and_accepts_legacy_shapes(tmp_path):
+def test_copy_from_keeps_absent_layers_and_accepts_legacy_shapes(tmp_path, caplog):
+    """As Caffe: file layers the net lacks are logged and skipped, net layers the file lacks
+    keep their fillers; a UserWarning names those (before: silence), and ``require_all``
+    (export-onnx, visualize) refuses the file before anything is copied."""
     path = tmp_path / "ip_only.caffemodel"
     net = small(seed=1)
     conv_before = net.params["conv1"][0].data.clone()
     weight = np.full((1, 1, 5, 36), 0.25, np.float32)          # legacy 4-d InnerProduct blob
     write_weights(path, [("ip", "InnerProduct", [weight, np.zeros(5, np.float32)]),
                          ("not_in_net", "ReLU", [np.zeros(1, np.float32)])])
-    net.copy_from(path)
-    assert torch.all(net.params["ip"][0].data == 0.25)
+    with pytest.raises(AllconvError, match=r"ip_only.caffemodel: no weights for layer\(s\) "
+                                           r"conv1 \(the file has: ip, not_in_net\)$"):
+        net.copy_from(path, require_all=True)
     assert torch.equal(net.params["conv1"][0].data, conv_before)
+    ip_before = net.params["ip"][0].data.clone()
+    with caplog.at_level("INFO"), pytest.warns(UserWarning, match=r"no weights for layer\(s\) "
+                                                r"conv1 .*; they keep their fillers' values$"):
+        net.copy_from(path)
+    assert "Ignoring source layer not_in_net" in [r.getMessage() for r in caplog.records]
+    assert torch.all(net.params["ip"][0].data == 0.25) and not torch.equal(
+        net.params["ip"][0].data, ip_before)
+    assert torch.equal(net.params["conv1"][0].data, conv_before)
+    with pytest.warns(UserWarning, match="no weights for layer"):
+        Net(NET, TRAIN, weights=path)
 
 
 def test_copy_from_shape_mismatch_names_path_layer_and_shapes(tmp_path):

@@ -192,7 +192,7 @@ def test_image_of_another_size_for_a_cifar_net_is_refused(all_c, capsys):
                                        "--weights", str(d / "w.caffemodel"), "--blob", "conv6",
                                        "--image", str(d / "big.png"), "-o", str(d / "u.png")])
     assert code == 2 and capsys.readouterr().err == (
-        f"visualize: error: --image {d}/big.png has shape (3, 40, 30); the net's input blob "
+        f"visualize unit: error: --image {d}/big.png has shape (3, 40, 30); the net's input blob "
         "'data' takes (3, 32, 32) (C, H, W) (a CIFAR net's image must have its input size; "
         "only --dataset imagenet resizes)\n")
 
@@ -481,4 +481,31 @@ def test_issue_18_bad_input_is_one_line_exit_2_and_writes_nothing(files, capsys,
     code = cli(files, *[a.format(d=d) for a in argv], "-o", out)
     err = capsys.readouterr().err
     assert code == 2 and message.format(d=d) in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["unit", "--blob", "conv2", "--input", "{d}/junk.npy"],
+     "visualize unit: error: {d}/junk.npy: not a .npy array (the magic string is not correct; "
+     "expected b'\\x93NUMPY', got b'a text'"),
+    (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--weights", "{d}/lstm.caffemodel"],
+     "visualize unit: error: {d}/lstm.caffemodel: no weights for layer(s) conv1, conv2 (the "
+     "file has: lstm)"),
+    (["filters", "--blob", "conv2", "--weights", "{d}/lstm.caffemodel"],
+     "visualize filters: error: {d}/lstm.caffemodel: no weights for layer(s) conv1, conv2"),
+    (["top-patches", "--blob", "conv2", "--data", "{d}/data.npz", "-o", "{d}/t.jpg"],
+     "visualize top-patches: error: argument -o/--out: {d}/t.jpg: the figure must end in .png"),
+])
+def test_new_user_errors_name_the_subcommand_and_the_file(files, capsys, argv, message):
+    """Before: numpy's "pickled (object) data" for a text file; a .caffemodel sharing no layer
+    with the net drawn from filler weights, exit 0; "visualize: error:" beside argparse's
+    "visualize unit: error:"."""
+    from runtime.caffemodel import write_weights
+    d, _ = files
+    (d / "junk.npy").write_text("a text file, not an array\n")
+    write_weights(d / "lstm.caffemodel", [("lstm", "LSTM", [np.zeros((8, 2), np.float32)])])
+    out = d / "never.png"
+    code = cli(files, *[a.format(d=d) for a in argv], "-o", out)
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(message.format(d=d)) and err.count("\n") == 1, err
     assert not out.exists()

@@ -9,7 +9,7 @@ console script does (no process start per case):
     solver      allconv-caffe train -solver SOLVER            (tests/tiny_caffe.py, 2 iterations)
     caffemodel  allconv-caffe test -model NET -weights MODEL -iterations 1
 
-A case ends "ok" (exit 0), "clean" (exit 2, the last stderr line ``allconv-caffe: error: ...``),
+A case ends "ok" (exit 0), "clean" (exit 2, the last stderr line ``allconv-caffe CMD: error: ...``),
 "traceback" (an exception escaped the command line) or "other" (any other exit status or
 message), or "slow" (over --case-seconds). Tracebacks, others and slow cases are
 kept under --out.
@@ -443,7 +443,7 @@ def run_case(argv: list[str], seconds: float) -> tuple[str, str]:
     lines = err.getvalue().strip().splitlines()
     if status == 0:
         return "ok", ""
-    if status == 2 and lines and lines[-1].startswith("allconv-caffe: error: "):
+    if status == 2 and lines and re.match(r"allconv-caffe (train|test|time): error: ", lines[-1]):
         return "clean", lines[-1]
     return "other", f"exit {status}: {err.getvalue()}"
 

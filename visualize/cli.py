@@ -14,12 +14,12 @@ import torch
 from runtime.cli_support import Parser, add_device_option, run_cli
 from runtime.data.datasets import dataset_names
 from runtime.errors import AllconvError
-from runtime.files import atomic_writer, check_writable
+from runtime.files import atomic_writer, check_writable, suffix_option
 from runtime.proto import pb
 from runtime.reconstruction import (METHODS, activations, check_blob, choose_unit, input_blob,
                                     parse_unit, receptive_windows, reconstruct, switched_net,
                                     top_units)
-from visualize.figures import SCALING, blank, check_png, grid_figure, shown, unit_figure
+from visualize.figures import SCALING, blank, grid_figure, shown, unit_figure
 from visualize.inputs import (check_sample, device_tensor, is_npz, load_images, load_net,
                               load_picture, net_source, rescaled)
 
@@ -252,7 +252,8 @@ def build_parser() -> Parser:
                                 "test transform; --run knows its own and takes no other")
         add_device_option(g, "cpu, cuda or cuda:N (default: cuda when available)")
         s.add_argument("--blob", required=True, help="a blob as Caffe names it (a layer's top)")
-        s.add_argument("-o", "--out", required=True, type=_png, help="the figure, .png")
+        s.add_argument("-o", "--out", required=True, type=suffix_option(".png", "the figure"),
+                       help="the figure, .png")
         s.add_argument("--npy", metavar="OUT.npz", help="also write the raw reconstructions")
     u.add_argument("--unit", help="C,Y,X; or C (its strongest position); default: the "
                                   "blob's strongest unit")
@@ -305,11 +306,6 @@ def _methods(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"{text!r}: give one or more of {', '.join(METHODS)}, "
                                          "each once, separated by commas")
     return methods
-
-
-def _png(text: str) -> str:
-    check_png(text)
-    return text
 
 
 def main(argv: list[str] | None = None) -> int:

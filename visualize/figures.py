@@ -3,12 +3,10 @@ top patches (Figure 3). Every reconstruction is shown with one stated display sc
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import numpy as np
 
 from generator.draw import pyplot
-from runtime.errors import AllconvError
 from runtime.files import atomic_writer
 
 SCALING = "reconstructions: 0.5 + 0.5·r / max|r| per panel (0 is grey)"
@@ -39,11 +37,6 @@ def _save(fig, path) -> None:
             fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
-
-
-def check_png(path) -> None:
-    if Path(path).suffix.lower() != ".png":
-        raise AllconvError(f"-o {path}: the figure must end in .png")
 
 
 def blank(signal: np.ndarray) -> bool:

@@ -61,7 +61,8 @@ def load_net(source: Source, device: str | None) -> Net:
     """The TEST-phase net with the source's weights, on ``device`` (see resolve_device)."""
     with warnings.catch_warnings():    # fillers are overwritten by the weights
         warnings.simplefilter("ignore")
-        net = Net(source.prototxt, pb.TEST, weights=source.weights, seed=0)
+        net = Net(source.prototxt, pb.TEST, seed=0)
+    net.copy_from(source.weights, require_all=True)   # export-onnx's check: every layer's own
     return net.to(resolve_device(device))
 
 
@@ -130,13 +131,7 @@ def load_picture(args, net, source: Source) -> Picture:
     if len(given) != 1:
         raise AllconvError("give one input: --input X.npy, --image FILE or --cifar-index I")
     if args.input is not None:
-        try:
-            array = np.load(args.input, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise AllconvError(f"{args.input}: not a .npy array ({err})") from None
-        if not isinstance(array, np.ndarray):
-            raise AllconvError(f"{args.input}: not a .npy array (an .npz archive)")
-        array = array.astype(np.float32)
+        array = _read_npy(args.input).astype(np.float32)
         array = array[0] if array.ndim == 4 and len(array) == 1 else array
         check_sample(net, array.shape, f"--input {args.input}")
         check_finite(array, f"--input {args.input}")
@@ -156,6 +151,20 @@ def load_picture(args, net, source: Source) -> Picture:
     if data.raw is None:
         return Picture(whitened, rescaled(whitened), f"test image {index} (rescaled)")
     return Picture(whitened, np.moveaxis(data.raw[index], 0, -1) / 255.0, f"test image {index}")
+
+
+def _read_npy(path) -> np.ndarray:
+    """The array of a .npy file, never unpickled: another file (text, .npz, a pickle) is an
+    error naming the path and what its first bytes are instead of .npy's magic string."""
+    try:
+        with open(path, "rb") as handle:
+            np.lib.format.read_magic(handle)
+            handle.seek(0)
+            return np.load(handle, allow_pickle=False)
+    except OSError as err:
+        raise AllconvError(f"{path}: cannot read: {err.strerror or err}") from None
+    except ValueError as err:
+        raise AllconvError(f"{path}: not a .npy array ({err})") from None
 
 
 def _image(args, net, source: Source) -> Picture:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from runtime.errors import AllconvError
 from runtime.optim.base import CaffeOptimizer, fp32, running_average_
 
 
@@ -22,6 +23,18 @@ class CaffeAdaDelta(CaffeOptimizer):
         super().__init__(params, {"lr": lr, "momentum": momentum, "delta": delta,
                                   "weight_decay": weight_decay,
                                   "regularization": regularization}, clip_gradients, iter_size)
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """momentum > 1 weighs g² by 1 − momentum < 0: the history h_g goes negative at the
+        first update and the root of (h_u + δ)/(h_g + δ) is NaN (Caffe checks nothing). Below
+        0 the history is a signed sum that only some gradients drive negative: accepted."""
+        super().check_options(options)
+        if fp32(options["momentum"]) > 1:
+            raise AllconvError(f"momentum is {options['momentum']:g}: AdaDelta's squared-"
+                               "gradient history momentum*h + (1 - momentum)*g^2 would be "
+                               "negative and the update NaN (Caffe does not check this); "
+                               "momentum must be at most 1")
 
     @classmethod
     def solver_options(cls, param) -> dict:

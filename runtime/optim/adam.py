@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from runtime.errors import AllconvError
 from runtime.optim.base import CaffeOptimizer, fp32, over_root, running_average_
 
 
@@ -29,6 +30,25 @@ class CaffeAdam(CaffeOptimizer):
     @classmethod
     def solver_options(cls, param) -> dict:
         return {"momentum": param.momentum, "momentum2": param.momentum2, "delta": param.delta}
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """The bias correction must be finite at every t. 1 − β₁ᵗ is 0 only for β₁ = ±1 (at
+        t = 1 or 2) and 1 − β₂ᵗ < 0 only for |β₂| > 1 (at t = 1 or 2), so t = 1 and 2 decide
+        (beyond them a power may overflow, which makes the correction 0, not NaN). Other
+        values, unusual as they are (β₁ > 1, β₂ in [−1, 0)), Caffe computes finitely, and so
+        are accepted."""
+        super().check_options(options)
+        beta1, beta2 = options["momentum"], options["momentum2"]
+        for t in (1, 2):
+            correction = cls.correction(beta1, beta2, t)
+            if not np.isfinite(correction):
+                field, value = (("momentum", beta1) if np.isfinite(cls.correction(0, beta2, t))
+                                else ("momentum2", beta2))
+                raise AllconvError(
+                    f"{field} is {value:g}: Adam's bias correction sqrt(1 - momentum2^t) / "
+                    f"(1 - momentum^t) would be {correction:g} at iteration {t}, and so would "
+                    "the update (Caffe does not check this)")
 
     @staticmethod
     def correction(beta1: float, beta2: float, t: int) -> float:

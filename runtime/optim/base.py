@@ -61,6 +61,29 @@ def over_root(numerators, history, delta: float) -> list[torch.Tensor]:
     return torch._foreach_div(numerators, root)
 
 
+def fp32_values(x) -> list[float]:
+    """A rate or hyper-parameter (a float, or a tensor of them) as float32 Python floats."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().float().cpu().flatten().tolist()
+    with np.errstate(over="ignore"):      # beyond float32's range: inf, as C++ casts it
+        return [fp32(x)]
+
+
+def check_finite(options: dict, names) -> None:
+    """Each of ``names`` present in ``options`` must be finite in float32: a NaN or infinite
+    hyper-parameter makes every update NaN or infinite (Caffe checks none of them)."""
+    for name in names:
+        if name in options and not all(np.isfinite(fp32_values(options[name]))):
+            field = "lr (a solver's base_lr)" if name == "lr" else name
+            raise AllconvError(f"{field} is {_shown(options[name])}: every update would be NaN "
+                               "or infinite (Caffe does not check this)")
+
+
+def _shown(x) -> str:
+    values = fp32_values(x)
+    return f"{values[0]:g}" if len(values) == 1 else "[" + ", ".join(f"{v:g}" for v in values) + "]"
+
+
 def refuse_momentum(param, rule: str) -> None:
     """Caffe's check of AdaGrad and RMSProp: a solver file's ``momentum`` must be 0."""
     if param.momentum != 0:
@@ -114,6 +137,7 @@ class CaffeOptimizer(torch.optim.Optimizer):
                                f"valid: {', '.join(REGULARIZATIONS)}")
         if int(iter_size) < 1:
             raise AllconvError(f"iter_size must be >= 1 (got {iter_size})")
+        self.check_options(defaults)
         params = list(params)
         defaults = {"weight_decay": 0.0, "regularization": "L2", **defaults, "iter": 0}
         super().__init__(_group_by_mults(params, type(self).__name__), defaults)
@@ -160,6 +184,24 @@ class CaffeOptimizer(torch.optim.Optimizer):
     def solver_options(cls, param) -> dict:
         """The rule's keyword arguments from a SolverParameter, after Caffe's checks."""
         raise NotImplementedError
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """One-line errors for hyper-parameters (constructor keywords: ``lr``,
+        ``weight_decay``, the rule's) that Caffe refuses, or with which Caffe's update would
+        be NaN or infinite from the start: here any non-finite rate, decay or momentum and a
+        NaN delta; a rule adds its own. Run by the constructor."""
+        check_finite(options, ("lr", "weight_decay", "momentum", "momentum2"))
+        if "delta" in options and np.isnan(fp32(options["delta"])):
+            raise AllconvError("delta is nan: every update would be NaN (Caffe does not check "
+                               "this)")
+
+    @classmethod
+    def check_solver(cls, param) -> None:
+        """`check_options` on a SolverParameter's values (with the rule's Caffe checks), as
+        `from_solver` would run them: a Solver calls it before it builds any net."""
+        cls.check_options({"lr": param.base_lr, "weight_decay": param.weight_decay,
+                           **cls.solver_options(param)})
 
     # ------------------------------------------------------------------ the update
     @torch.no_grad()

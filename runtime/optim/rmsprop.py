@@ -20,11 +20,17 @@ class CaffeRMSProp(CaffeOptimizer):
     def __init__(self, params, lr: float, rms_decay: float = 0.99, delta: float = 1e-8,
                  weight_decay: float = 0.0, regularization: str = "L2",
                  clip_gradients: float = -1.0, iter_size: int = 1):
-        if not 0 <= fp32(rms_decay) < 1:
-            raise AllconvError(f"rms_decay should lie between 0 and 1 (got {rms_decay:g})")
         super().__init__(params, {"lr": lr, "rms_decay": rms_decay, "delta": delta,
                                   "weight_decay": weight_decay,
                                   "regularization": regularization}, clip_gradients, iter_size)
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """Caffe's check: rms_decay in [0, 1), so the squared-gradient history stays >= 0."""
+        if not 0 <= fp32(options["rms_decay"]) < 1:
+            raise AllconvError(f"rms_decay should lie between 0 and 1 (got "
+                               f"{options['rms_decay']:g})")
+        super().check_options(options)
 
     @classmethod
     def solver_options(cls, param) -> dict:
