@@ -2,24 +2,28 @@
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
+import shlex
 import signal
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 from runtime.distributed import (SINGLE, Ranks, from_environment, launched_by_torchrun, leave,
                                  local_device)
-from harness.report import check_writable, row_result, write_row, write_table_readme
+from harness.report import (check_writable, read_row, row_result, write_row,
+                            write_table_readme)
 from harness.specs import SPECS_DIR, Spec, load_tables, select
 from harness.loop import DeferredInterrupt, format_epoch
 from harness.datasets import Data, data_key
-from harness.run_folder import RunFolder, row_runs, run_name
-from harness.datasets import check_trainable
-from harness.run import PRECISIONS, RunOptions, load_data, snapshot_iteration
+from harness.run_folder import RunFolder, length_flags, length_settings, row_runs, run_name
+from harness.datasets import check_trainable, train_size
+from harness.run import PRECISIONS, RunOptions, check_length, load_data, snapshot_iteration
 from harness.train import train_pack
 from runtime.cli_support import Parser, add_device_option, resolve_device, run_cli
 from runtime.errors import AllconvError
@@ -30,6 +34,12 @@ EXIT_FAIL, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 3, 130
 # step of batch 128 used 11 % of an H200's bf16 peak, so four members should still fit the
 # chip's idle share.
 CUDA_PACK = 4
+# The largest --seed: Caffe seeds its generator with an unsigned int (Caffe::set_random_seed),
+# so a solver.prototxt with a larger random_seed would train another run under Caffe.
+SEED_MAX = 2**32 - 1
+# What --report, which trains nothing, refuses: the options that only change training.
+TRAINING_ONLY = ("resume", "time_limit", "deadline", "pack", "rows_in_parallel", "compile",
+                 "cuda_graphs", "channels_last", "batch_per_process", "checkpoint_every")
 
 
 def build_parser() -> Parser:
@@ -49,7 +59,8 @@ def build_parser() -> Parser:
                       "  replicate table3 --lr-search --shard 0/4 ; ... ; "
                       "replicate table3 --lr-search --report\n\n"
                       "exit status: 0 done, 1 a row failed its tolerance or diverged, 2 usage or "
-                      "data error,\n3 stopped by --time-limit (rerun with --resume), 130 "
+                      "data error,\n3 stopped by --time-limit or --deadline (rerun with "
+                      "--resume), 130 "
                       "stopped by Ctrl-C (rerun with --resume)",
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("targets", nargs="*", metavar="TABLE|ROW",
@@ -69,25 +80,28 @@ def build_parser() -> Parser:
     g.add_argument("--lr-search", action="store_true",
                    help="train every lr of the row's grid (at each --seed) and keep the best by "
                         "final test error, as the paper did (it reports no validation split)")
-    g.add_argument("--lr", type=number_list(float), metavar="LR[,LR...]",
+    g.add_argument("--lr", type=number_list(number(float)), metavar="LR[,LR...]",
                    help="train at these lrs instead of the spec's (recorded as set by hand)")
-    g.add_argument("--epochs", type=float, metavar="N",
+    g.add_argument("--epochs", type=number(float), metavar="N",
                    help="train this many epochs; fewer than the spec's makes a SMOKE run")
-    g.add_argument("--batch-size", type=int, metavar="N",
+    g.add_argument("--batch-size", type=number(int), metavar="N",
                    help="train at this batch instead of the spec's (a SMOKE run)")
-    g.add_argument("--eval-limit", type=int, metavar="N",
+    g.add_argument("--eval-limit", type=number(int), metavar="N",
                    help="evaluate on the first N test images only (a SMOKE run)")
-    g.add_argument("--eval-every", type=float, default=1.0, metavar="EPOCHS",
+    g.add_argument("--eval-every", type=number(float), default=1.0, metavar="EPOCHS",
                    help="evaluate every this many epochs (default 1)")
-    g.add_argument("--checkpoint-every", type=int, default=10, metavar="EVALS",
+    g.add_argument("--checkpoint-every", type=number(int), default=10, metavar="EVALS",
                    help="checkpoint at every this many evaluations and at the end (default 10)")
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="fp32 (TF32 off, Caffe-exact), tf32, or bf16 autocast; auto: bf16 on "
                         "CUDA, fp32 on the CPU")
     add_device_option(g, "cuda, cuda:1 or cpu (default: cuda when available)")
-    g.add_argument("--seed", type=number_list(int), default=[0], metavar="S[,S...]",
-                   help="solver random_seed and data order seed; a list trains each (default 0)")
-    g.add_argument("--pack", type=int, metavar="K",
+    g.add_argument("--seed", type=number_list(number(int, positive=False, high=SEED_MAX,
+                                                why=" (Caffe's seed is an unsigned int)")),
+                   default=[0], metavar="S[,S...]",
+                   help=f"solver random_seed and data order seed, 0..{SEED_MAX} (Caffe's "
+                        "seed is an unsigned int); a list trains each (default 0)")
+    g.add_argument("--pack", type=number(int), metavar="K",
                    help="train up to K runs of a row (its lrs and seeds) as one net, each "
                         "member exactly its solo run, each with its own run folder; --pack 1 "
                         f"trains them one by one. Default: {CUDA_PACK} on CUDA (provisional, "
@@ -97,16 +111,16 @@ def build_parser() -> Parser:
                    help="continue each run from its last checkpoint in --out (a pack's "
                         "members resume together when their checkpoints are of one iteration, "
                         "else apart; any --pack resumes any run)")
-    g.add_argument("--time-limit", type=float, metavar="SECONDS",
+    g.add_argument("--time-limit", type=number(float, positive=False), metavar="SECONDS",
                    help="stop each run at its first checkpoint past this much training time "
                         "(summed over resumes)")
-    g.add_argument("--deadline", type=float, metavar="SECONDS",
+    g.add_argument("--deadline", type=number(float), metavar="SECONDS",
                    help="wall-clock limit of this command, counted from its start (data "
                         "loading and compiling included): every run stops at a checkpoint "
                         "before it, from an estimate of a step's, an evaluation's and a "
                         "checkpoint's time, and runs not started are left alone; --resume "
                         "continues")
-    g.add_argument("--rows-in-parallel", type=int, default=1, metavar="K",
+    g.add_argument("--rows-in-parallel", type=number(int), default=1, metavar="K",
                    help="train K packs (or, with --pack 1, runs) at once, in processes sharing "
                         "the device")
     g.add_argument("--batch-per-process", action="store_true",
@@ -122,13 +136,17 @@ def build_parser() -> Parser:
     g.add_argument("--report", action="store_true",
                    help="train nothing: read every run folder of the rows under --out (the "
                         "runs of this command's length and batch), keep each row's best lr, "
-                        "its seeds' mean and its best run, mark a partial grid, write results")
+                        "its seeds' mean and its best run, mark a partial grid, write results; "
+                        "the options that only change training (--resume, --deadline, "
+                        "--pack...) are refused")
     g = p.add_argument_group("speed levers (CUDA; on by default there: the fastest set an H200 "
                              "measured, see README)")
     g.add_argument("--compile", action="store_true", help="torch.compile the training loss")
     g.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction,
                    help="the whole training step (forward, backward, update) as one CUDA "
-                        "graph; default: on with CUDA, off on the CPU and under torchrun")
+                        "graph; default: on with CUDA, off on the CPU and under torchrun; "
+                        "refused where the device is not CUDA (--device cpu, or no --device "
+                        "on a machine without CUDA, where the device is the CPU)")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="NHWC weights and batches; default: on with CUDA, off on the CPU")
     g = p.add_argument_group("output")
@@ -139,15 +157,37 @@ def build_parser() -> Parser:
     return p
 
 
-def number_list(kind):
-    """An argparse type: one number or a comma list, as a list (duplicates dropped)."""
-    def parse(text: str) -> list:
+def number(kind, positive: bool = True, high: int | None = None, why: str = ""):
+    """An argparse type: one finite number of ``kind`` (int or float), above 0 (``positive``)
+    or at least 0, at most ``high`` (``why``: the reason, said with it); anything else is the
+    parser's one-line error."""
+    def parse(text: str):
         try:
-            values = [kind(part) for part in text.split(",")]
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of "
-                                             f"{kind.__name__}s") from None
-        return list(dict.fromkeys(values))
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+        if value < 0 or (positive and value == 0):
+            raise argparse.ArgumentTypeError(
+                f"must be {'positive' if positive else '0 or more'}, not {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}{why}, not {text}")
+        return value
+    return parse
+
+
+def number_list(item):
+    """An argparse type: one value of the type ``item`` or a comma list of distinct ones, as a
+    list; a value given twice is an error naming it."""
+    def parse(text: str) -> list:
+        values = [item(part) for part in text.split(",")]
+        for i, value in enumerate(values):
+            if value in values[:i]:
+                shown = f"{value:g}" if isinstance(value, float) else str(value)
+                raise argparse.ArgumentTypeError(f"{shown} is given twice in {text!r}")
+        return values
     return parse
 
 
@@ -168,22 +208,21 @@ def list_rows(tables: dict[str, list[Spec]]) -> str:
     return "\n".join(line(r) for r in [head, *rows])
 
 
-def _check_args(args) -> None:
+def _check_args(args, parser: Parser) -> None:
+    """Options that conflict, or that would do nothing in this command, are errors."""
     if args.lr is not None and args.lr_search:
         raise AllconvError("--lr conflicts with --lr-search: give one")
-    for name in ("epochs", "eval_every", "checkpoint_every", "rows_in_parallel",
-                 "time_limit", "batch_size", "eval_limit", "pack", "deadline"):
-        value = getattr(args, name)
-        if value is not None and value <= 0 and not (name == "time_limit" and value == 0):
-            raise AllconvError(f"--{name.replace('_', '-')} must be positive, not {value:g}")
-    for lr in args.lr or ():
-        if lr <= 0:
-            raise AllconvError(f"--lr must be positive, not {lr:g}")
-    for seed in args.seed:
-        if seed < 0:
-            raise AllconvError(f"--seed must be 0 or more, not {seed}")
-    if args.report and args.shard:
-        raise AllconvError("--report reads what the shards wrote: give it without --shard")
+    if args.report:
+        if args.shard:
+            raise AllconvError("--report reads what the shards wrote: give it without --shard")
+        given = [n for n in TRAINING_ONLY if getattr(args, n) != parser.get_default(n)]
+        if given:
+            raise AllconvError(f"{_flag(given[0])} does nothing with --report, which trains "
+                               "nothing: drop it")
+    if args.cuda_graphs and resolve_device(args.device).type != "cuda":
+        where = args.device or "this machine (torch sees no CUDA device)"
+        raise AllconvError(f"--cuda-graphs does nothing on {where}: CUDA graphs need a CUDA "
+                           "device; drop it")
     if launched_by_torchrun():
         if args.rows_in_parallel > 1:
             raise AllconvError("--rows-in-parallel cannot be used under torchrun, which already "
@@ -194,6 +233,10 @@ def _check_args(args) -> None:
         if args.cuda_graphs:
             raise AllconvError("--cuda-graphs captures a step without torchrun's all-reduce: "
                                "drop it under torchrun")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -207,6 +250,31 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     if not 0 <= k < n:
         raise AllconvError(f"--shard {text}: K must be in 0..N-1 and N at least 1")
     return k, n
+
+
+def check_lengths(jobs: list[tuple], data_dir: str | None, world: int) -> None:
+    """Every run's batch splits into the ``world`` processes and its length is an iteration
+    at least, checked on the training files' sizes before any data is read or folder made
+    (rows whose size only reading tells are checked as their run starts)."""
+    sizes = {}
+    for spec, opts, _ in jobs:
+        if spec.key not in sizes:
+            sizes[spec.key] = train_size(spec, data_dir)
+        if sizes[spec.key] is not None:
+            check_length(spec, opts, sizes[spec.key], world)
+
+
+def fresh_starts(jobs) -> list[str]:
+    """A note for each run that --resume starts from its first iteration (its folder holds
+    no checkpoint and no result)."""
+    notes = []
+    for spec, opts, run_dir in jobs:
+        folder = RunFolder(run_dir)
+        if opts.resume and folder.latest_checkpoint() is None and folder.result() is None:
+            notes.append(f"--resume: {spec.key} at lr {opts.lr:g}"
+                         + (f" seed {opts.seed}" if opts.seed else "")
+                         + f" has no checkpoint in {run_dir}; it starts from the beginning")
+    return notes
 
 
 def run_pack(spec: Spec, members: list[tuple[RunOptions, Path]], data: Data | None = None,
@@ -354,8 +422,9 @@ def _selected_specs(args, tables) -> list[Spec]:
 
 def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
-    args = build_parser().parse_args(argv)
-    _check_args(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_args(args, parser)
     shard, shards = parse_shard(args.shard)
     tables = load_tables(args.specs)
     if args.list:
@@ -375,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
         results = [{} for _ in jobs]
     else:
         mine = list(range(len(jobs)))[shard::shards]
+        check_lengths([jobs[i] for i in mine], args.data, ranks.world)
+        if ranks.is_main:
+            for note in fresh_starts(jobs[i] for i in mine):
+                print(f"replicate: {note}", file=sys.stderr)
         trained = run_jobs([jobs[i] for i in mine], args.rows_in_parallel, default_pack(args),
                            ranks)
         leave(ranks)
@@ -390,29 +463,56 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if shards > 1:
             print(f"replicate: shard {shard}/{shards} trained {len(mine)} of {len(jobs)} runs "
-                  f"under {args.out}; when every shard is done, the same command with --report "
-                  "instead of --shard writes the tables", file=sys.stderr)
+                  f"under {args.out}; when every shard is done, {report_command(args)} writes "
+                  "the tables", file=sys.stderr)
             return 0
     return _write_results(args, argv, tables, specs, jobs, results)
 
 
-def row_outcomes(spec: Spec, args) -> dict[tuple[float, int], dict]:
+def report_command(args) -> str:
+    """The --report command of this command's rows, length, batch, test subset and --out."""
+    words = ["replicate", *args.targets]
+    words += ["--specs", str(args.specs)] if args.specs != SPECS_DIR else []
+    words += ["--lr-search"] if args.lr_search else []
+    for name in ("epochs", "batch_size", "eval_limit"):
+        if getattr(args, name) is not None:
+            words += [_flag(name), f"{getattr(args, name):g}"]
+    return shlex.join(words + ["--report", "--out", str(args.out)])
+
+
+def row_length(spec: Spec, args) -> dict:
+    """The run length, batch and test subset this command gives ``spec``'s runs."""
+    return length_settings(spec, args.epochs, args.batch_size, args.eval_limit)
+
+
+def row_outcomes(spec: Spec, args) -> tuple[dict[tuple[float, int], dict], Counter]:
     """Every run of ``spec`` under --out of this command's length, batch and test subset, by
     (lr, seed): a finished run's result, or its diverged or missing outcome, with how its lr
-    was chosen and its note. The row's table is made from these alone, so --report gives the
-    table the runs wrote, whatever lrs and seeds the command names."""
-    expected = {"epochs": args.epochs or spec.training.length,
-                "batch_size": args.batch_size or spec.training.batch_size,
-                "eval_limit": args.eval_limit}
-    runs = {}
+    was chosen and its note; and how many runs of the row have other such settings, by the
+    options that give them. The row's table is made from the first alone, so --report gives
+    the table the runs wrote, whatever lrs and seeds the command names."""
+    expected = row_length(spec, args)
+    runs, others = {}, Counter()
     for folder in row_runs(args.out / spec.table / spec.name):
         settings = folder.settings
-        if settings.get("row") != spec.key or any(settings.get(k) != v
-                                                   for k, v in expected.items()):
+        if settings.get("row") != spec.key:
+            continue
+        length = {k: settings.get(k) for k in expected}
+        if length != expected:
+            others[length_flags(spec, length) or "the spec's length"] += 1
             continue
         outcome = {**folder.outcome(), "lr_from": folder.lr_from, "note": folder.note}
         runs[float(settings["lr"]), int(settings.get("seed", 0))] = outcome
-    return runs
+    return runs, others
+
+
+def _other_runs(others: Counter) -> str:
+    """`` (N runs of other settings: FLAGS; FLAGS)``, or "" when there are none."""
+    if not others:
+        return ""
+    n = sum(others.values())
+    return (f" ({n} run{'s' if n > 1 else ''} of other settings: "
+            f"{'; '.join(sorted(others))})")
 
 
 def _stopped(outcomes: list[dict]) -> str:
@@ -427,30 +527,42 @@ def _stopped(outcomes: list[dict]) -> str:
 
 
 def _write_results(args, argv, tables, specs, jobs, results) -> int:
+    """Each row's result from its runs of this command's settings, then each table; a row
+    without one shows as not run, and a table none of whose named rows has one is neither
+    written nor printed."""
     code = 0
     command = "replicate " + " ".join(sys.argv[1:] if argv is None else argv)
+    shown: dict[str, dict[str, dict | None]] = {}
     for spec in specs:
+        row = shown.setdefault(spec.table, {})
+        row[spec.name] = None
         stopped = [r for (s, _, _), r in zip(jobs, results)
                    if s.key == spec.key and r.get("finished") is False]
         if stopped:
             print(f"replicate: {spec.key} {_stopped(stopped)}; rerun with --resume to continue",
                   file=sys.stderr)
             code = EXIT_STOPPED
+            earlier = read_row(args.out, spec.table, spec.name)
+            if earlier is not None and earlier.get("settings") == row_length(spec, args):
+                row[spec.name] = earlier
             continue
-        runs = row_outcomes(spec, args)
+        runs, others = row_outcomes(spec, args)
         if not any("test_error" in r or "diverged" in r for r in runs.values()):
-            print(f"replicate: {spec.key}: no run finished yet", file=sys.stderr)
+            print(f"replicate: {spec.key}: no run finished yet{_other_runs(others)}",
+                  file=sys.stderr)
             continue
         smoke = spec.is_smoke(args.epochs, args.batch_size, args.eval_limit)
-        result = row_result(spec, runs, smoke, command)
+        result = row_result(spec, runs, smoke, command, row_length(spec, args))
         path = write_row(args.out, result)
+        row[spec.name] = result
         partial = " (partial grid)" if result["partial"] else ""
         print(f"replicate: {spec.key}: {result['status']}{partial}, wrote {path}",
               file=sys.stderr)
         if result["status"] == "FAIL" and code == 0:
             code = EXIT_FAIL
-    for table in dict.fromkeys(spec.table for spec in specs):
-        print(write_table_readme(args.out, table, tables[table]))
+    for table, named in shown.items():
+        if any(named.values()):
+            print(write_table_readme(args.out, table, tables[table], named))
     return code
 
 

@@ -15,13 +15,14 @@ run its `RowData`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
 
 import torch
 
 from harness.feed import TrainFeed
 from harness.pipelines import PIPELINES
-from runtime.data import augment, prepared_cifar
+from runtime.data import augment, cifar, prepared_cifar
 from runtime.data.datasets import IMAGE_FOLDER
 from runtime.data.imagenet import Folder, ImageNetFeed, scan
 from runtime.data.large_augment import FRAME, LargeAugment, large_batch
@@ -69,6 +70,21 @@ def check_trainable(spec: Spec, data_dir: str | None) -> None:
     named by ``data_dir`` must be there (without it they come from the cache, or are
     downloaded); an ImageFolder tree is never downloaded, so it needs ``data_dir``."""
     spec.dataset.check_files(data_dir, spec.key)
+
+
+def train_size(spec: Spec, data_dir: str | None) -> int | None:
+    """The training split's image count from its files' sizes, without reading them (a CIFAR
+    binary release in ``data_dir`` or the cache); None where only reading tells (pickles, an
+    ImageFolder tree, files not there yet)."""
+    if spec.dataset.layout == IMAGE_FOLDER:
+        return None
+    split = spec.dataset.splits[0]
+    found = cifar.search_release(spec.dataset.releases, split,
+                                 Path(data_dir) if data_dir else cifar.cache_dir())
+    if found is None or not found[0].binary:
+        return None
+    release, paths = found
+    return sum(p.stat().st_size for p in paths) // (release.label_bytes + 3072)
 
 
 def data_key(spec: Spec) -> tuple[str, bool]:

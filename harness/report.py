@@ -38,13 +38,14 @@ def _best_lr(finished: dict[tuple[float, int], dict], grid_seed: int) -> float |
 
 
 def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
-               command: str) -> dict:
+               command: str, settings: dict) -> dict:
     """The row's result from its runs by (lr, seed): each a finished run's result, or
     ``{"diverged": why}`` or ``{"missing": why}`` (with ``lr_from`` and ``note`` when its
     folder records them). The best lr is the grid seed's lowest final test error; the
     measured error is the mean over the seeds trained at that lr (± their standard deviation
     with more than one); the best single run is kept too. Grid lrs with no finished or
-    diverged run at the grid seed make the row ``partial``."""
+    diverged run at the grid seed make the row ``partial``. ``settings`` are the runs' length
+    settings (harness/run_folder.py's `length_settings`), which the row JSON keeps."""
     finished = {key: r for key, r in runs.items() if "test_error" in r}
     grid_seed = min((seed for _, seed in runs), default=0)   # the lowest seed of any run
     best_lr = _best_lr(finished, grid_seed)
@@ -58,7 +59,7 @@ def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
     result = {
         "table": spec.table, "row": spec.name, "title": spec.title,
         "variant": spec.variant.name, "dataset": spec.dataset.name, "augmentation": spec.augmentation,
-        "smoke": smoke,
+        "smoke": smoke, "settings": settings,
         "paper": {"error": spec.paper.error, "params": spec.paper.params,
                   "tolerance": spec.paper.tolerance, "sources": spec.sources},
         "params_counted": best.get("params_counted", spec.paper.counted_params),
@@ -241,12 +242,21 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
     plt.close(fig)
 
 
-def write_table_readme(out: Path, table: str, specs: list[Spec]) -> str:
-    """Rebuild ``out/<table>/README.md`` and its figure ``<table>.png`` from the row JSONs there;
+def read_row(out: Path, table: str, row: str) -> dict | None:
+    """``out/<table>/<row>.json``, None when absent."""
+    path = out / table / f"{row}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_table_readme(out: Path, table: str, specs: list[Spec],
+                       named: dict[str, dict | None] | None = None) -> str:
+    """Rebuild ``out/<table>/README.md`` and its figure ``<table>.png``: the rows in ``named``
+    (by row name) from their results there (None: not run), the others from their row JSONs;
     returns the Markdown."""
-    folder = out / table
-    results = {s.name: json.loads((folder / f"{s.name}.json").read_text())
-               for s in specs if (folder / f"{s.name}.json").is_file()}
+    folder, named = out / table, named or {}
+    results = {s.name: named[s.name] if s.name in named else read_row(out, table, s.name)
+               for s in specs}
+    results = {name: result for name, result in results.items() if result is not None}
     folder.mkdir(parents=True, exist_ok=True)
     plot_table(table, specs, results, folder / f"{table}.png")
     text = table_markdown(table, specs, results, figure=f"{table}.png")

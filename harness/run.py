@@ -108,10 +108,60 @@ def load_data(spec: Spec, opts: RunOptions, device: torch.device) -> Data | Imag
     return datasets.load_data(spec, opts.data_dir, opts.verify, device)
 
 
-def device_name(device: torch.device) -> str:
+def device_name(device: torch.device, processes: int = 1) -> str:
+    """The device as the row tables name it: the GPU's name, or the CPU and its threads; then
+    the processes that shared the run, when more than one (torchrun)."""
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({torch.get_num_threads()} threads)"
+        name = torch.cuda.get_device_name(device)
+    else:
+        threads = torch.get_num_threads()
+        name = f"CPU ({threads} thread{'s' if threads != 1 else ''})"
+    return name + (f" × {processes} processes" if processes > 1 else "")
+
+
+def net_options(spec: Spec, global_batch: int) -> NetOptions:
+    """The row's training net at ``global_batch``."""
+    return NetOptions(num_classes=spec.num_classes, batch_size=global_batch,
+                      test_batch_size=EVAL_BATCH, init=spec.init)
+
+
+def solver(spec: Spec, opts: RunOptions, global_batch: int, train_size: int,
+           folder: RunFolder | None = None) -> Rendered:
+    """The solver of ``spec`` run with ``opts`` at ``global_batch`` over ``train_size``
+    images, its paths in ``folder`` (None: none, to read its counts before any folder)."""
+    return rendered_solver(spec.variant, net_options(spec, global_batch), SolverOptions(
+        net_path=str(folder.file(run_folder.NET)) if folder else "", base_lr=opts.lr,
+        epochs=opts.epochs or spec.epochs, step_epochs=spec.training.steps,
+        test_every_epochs=opts.eval_every,
+        snapshot_prefix=str(folder.checkpoint_prefix) if folder else "", seed=opts.seed,
+        train_size=train_size))
+
+
+def global_batch(spec: Spec, opts: RunOptions, world: int = 1) -> int:
+    """The global batch of ``spec`` run with ``opts`` on ``world`` processes; one that does not
+    split into them is an error."""
+    batch = (opts.batch_size or spec.training.batch_size) * (
+        world if opts.batch_per_process else 1)
+    if batch % world:
+        raise AllconvError(f"the batch of {batch} does not split into {world} processes; use "
+                           "--batch-per-process")
+    return batch
+
+
+def check_iterations(spec: Spec, opts: RunOptions, train_size: int, batch: int,
+                     max_iter: int) -> None:
+    """A run of less than one iteration is an error."""
+    if max_iter < 1:
+        raise AllconvError(f"{spec.key}: {opts.epochs or spec.epochs:g} epochs of "
+                           f"{train_size:,} images is less than one iteration of batch {batch}")
+
+
+def check_length(spec: Spec, opts: RunOptions, train_size: int, world: int = 1) -> None:
+    """What `Run` checks of the batch and length, from ``train_size`` alone: before any data
+    is read or folder made."""
+    batch = global_batch(spec, opts, world)
+    check_iterations(spec, opts, train_size, batch,
+                     solver(spec, opts, batch, train_size).param.max_iter)
 
 
 class Prototxt(NamedTuple):
@@ -165,19 +215,14 @@ class Run:
         self.epochs = opts.epochs or spec.epochs
         self.smoke = spec.is_smoke(opts.epochs, opts.batch_size, opts.eval_limit)
         self.test_size = min(self.data.test_size, opts.eval_limit or self.data.test_size)
-        self.global_batch = (opts.batch_size or spec.training.batch_size) * (
-            ranks.world if opts.batch_per_process else 1)
-        if self.global_batch % ranks.world:
-            raise AllconvError(f"the batch of {self.global_batch} does not split into "
-                               f"{ranks.world} processes; use --batch-per-process")
+        self.global_batch = global_batch(spec, opts, ranks.world)
         self.batch_size = self.global_batch // ranks.world
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
                          if precision == "bf16" else nullcontext())
         self.prototxt = self._render()
         self.solver_param = self.prototxt.solvers[0].param
-        if self.solver_param.max_iter < 1:
-            raise AllconvError(f"{spec.key}: {self.epochs:g} epochs of {self.data.train_size:,} "
-                               f"images is less than one iteration of batch {self.global_batch}")
+        check_iterations(spec, opts, self.data.train_size, self.global_batch,
+                         self.solver_param.max_iter)
         shape = self.data.sample_shape
         self.eval_batch = min(max(1, EVAL_BATCH * 32 * 32 // (shape[1] * shape[2])),
                               self.test_size)
@@ -251,16 +296,12 @@ class Run:
         """The row's net and deploy net from the generator, for this run's batch, and each
         member's solver, for its lr, seed, length and run folder."""
         spec = self.spec
-        net_opts = NetOptions(num_classes=spec.num_classes, batch_size=self.global_batch,
-                              test_batch_size=EVAL_BATCH, init=spec.init)
-        solvers = [rendered_solver(spec.variant, net_opts, SolverOptions(
-            net_path=str(m.folder.file(run_folder.NET)), base_lr=m.opts.lr, epochs=self.epochs,
-            step_epochs=spec.training.steps, test_every_epochs=m.opts.eval_every,
-            snapshot_prefix=str(m.folder.checkpoint_prefix), seed=m.opts.seed,
-            train_size=self.data.train_size)) for m in self.members]
+        solvers = [solver(spec, m.opts, self.global_batch, self.data.train_size, m.folder)
+                   for m in self.members]
         deploy = rendered_net(spec.variant, NetOptions(num_classes=spec.num_classes, deploy=True,
                                                        init=spec.init)).text
-        return Prototxt(rendered_net(spec.variant, net_opts), solvers, deploy)
+        return Prototxt(rendered_net(spec.variant, net_options(spec, self.global_batch)),
+                        solvers, deploy)
 
     def record(self, k: int, settings: dict) -> None:
         """Write member ``k``'s record: run.json (``settings`` and the provenance) and the

@@ -67,13 +67,29 @@ def run_name(lr: float, seed: int = 0, smoke: bool = False) -> str:
     return f"lr-{lr:g}" + (f"-seed-{seed}" if seed else "") + ("-smoke" if smoke else "")
 
 
+def length_settings(spec, epochs: float | None, batch_size: int | None,
+                    eval_limit: int | None) -> dict:
+    """The settings of run.json that set a run's length, batch and test subset (None: the
+    spec's): a row's table is made of the runs of one such setting (``replicate --report``)."""
+    return {"epochs": epochs or spec.training.length,
+            "batch_size": batch_size or spec.training.batch_size, "eval_limit": eval_limit}
+
+
+def length_flags(spec, length: dict) -> str:
+    """The replicate options that give ``length`` (a `length_settings`), "" for the spec's."""
+    flags = [f"--epochs {length['epochs']:g}" if length["epochs"] != spec.training.length
+             else "",
+             f"--batch-size {length['batch_size']}"
+             if length["batch_size"] != spec.training.batch_size else "",
+             f"--eval-limit {length['eval_limit']}" if length["eval_limit"] is not None else ""]
+    return " ".join(f for f in flags if f)
+
+
 def settings(spec, opts, precision: str, processes: int) -> dict:
     """run.json's settings for ``spec`` trained with ``opts`` (harness.run.RunOptions): what a
     checkpoint must have been made with to be resumed."""
-    return {"row": spec.key, "lr": opts.lr, "epochs": opts.epochs or spec.training.length,
-            "seed": opts.seed, "precision": precision,
-            "batch_size": opts.batch_size or spec.training.batch_size,
-            "eval_limit": opts.eval_limit,
+    return {"row": spec.key, "lr": opts.lr, "seed": opts.seed, "precision": precision,
+            **length_settings(spec, opts.epochs, opts.batch_size, opts.eval_limit),
             "eval_every": opts.eval_every, "checkpoint_every": opts.checkpoint_every,
             "processes": processes, "batch_per_process": opts.batch_per_process,
             "spec": spec.path.read_text()}
@@ -154,16 +170,23 @@ class RunFolder:
 
     # ------------------------------------------------------------------ writing
 
+    def resumable(self, settings: dict) -> bool:
+        """Whether the folder holds a run of ``settings`` to resume (False: no run.json); a run
+        of other settings is an error. Reads only."""
+        if not self.file(RUN_JSON).is_file():
+            return False
+        old = self.settings
+        if old != settings:
+            changed = ", ".join(k for k in settings if old.get(k) != settings[k])
+            raise AllconvError(f"cannot resume {self.path}: it was started with other "
+                               f"settings ({changed}); drop --resume to start again")
+        return True
+
     def start(self, settings: dict, resume: bool) -> bool:
         """Ready the folder for a run with ``settings``. With ``resume``, a folder whose run.json
         has the same settings is kept (True); other settings are an error. Otherwise the folder
         is emptied (False)."""
-        if resume and self.file(RUN_JSON).is_file():
-            old = self.settings
-            if old != settings:
-                changed = ", ".join(k for k in settings if old.get(k) != settings[k])
-                raise AllconvError(f"cannot resume {self.path}: it was started with other "
-                                   f"settings ({changed}); drop --resume to start again")
+        if resume and self.resumable(settings):
             return True
         shutil.rmtree(self.path, ignore_errors=True)
         self.path.mkdir(parents=True)

@@ -75,19 +75,21 @@ def train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Dat
     for i, (member_opts, run_dir) in enumerate(members):
         folder = RunFolder(run_dir)
         settings = run_folder.settings(spec, member_opts, precision, ranks.world)
-        resumed = folder.start(settings, opts.resume) if ranks.is_main else opts.resume
+        resumed = opts.resume and (folder.resumable(settings) if ranks.is_main else True)
         if resumed and ranks.is_main and folder.result() is not None:
             outcomes[i] = folder.result()
         else:
             todo.append((i, settings, resumed))
-    ranks.barrier()
     if not todo:
         return outcomes
+    # the Run checks what it can before any folder is emptied or made
     run = Run(spec, [members[i] for i, _, _ in todo], data or load_data(spec, opts, device),
               device, precision, ranks)
     if ranks.is_main:
-        for k, (_, settings, _) in enumerate(todo):
+        for k, (_, settings, resumed) in enumerate(todo):
+            run.members[k].folder.start(settings, resumed)
             run.record(k, settings)
+    ranks.barrier()
     states = [m.folder.latest_checkpoint() for m in run.members]
     if any(resumed for _, _, resumed in todo) and any(states):
         if not all(states):
@@ -194,7 +196,7 @@ def _result(run: Run, k: int, last: dict, precision: str, device: torch.device) 
         "seed": opts.seed, "precision": precision,
         "options": {**{name: getattr(opts, name)
                        for name in ("compile", "cuda_graphs", "channels_last")}, "pack": run.K},
-        "device": device_name(device), "torch": torch.__version__,
+        "device": device_name(device, run.ranks.world), "torch": torch.__version__,
         "wall_seconds": last["seconds"], "test_error": last["test_error"],
         **{key: v for key, v in last.items() if re.fullmatch(r"top\d+_error", key)},
         "test_loss": last["test_loss"], "per_class_accuracy": dict(zip(names, last["per_class"])),

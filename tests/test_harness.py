@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -176,7 +177,8 @@ def _run(error, **kw):
 
 def _result(spec, error, smoke=False, runs=None):
     runs = runs or {(spec.training.lr, 0): _run(error)}
-    return row_result(spec, runs, smoke, "replicate test")
+    return row_result(spec, runs, smoke, "replicate test",
+                      run_folder.length_settings(spec, None, None, None))
 
 
 def test_pass_fail_smoke_against_the_tolerance():
@@ -380,7 +382,7 @@ def test_cli_errors_are_one_line(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("replicate: error: unknown table or row")
     assert cli.run_cli(cli.main, "replicate", ["all-cnn-c", "--epochs", "0"]) == 2
-    assert "--epochs must be positive" in capsys.readouterr().err
+    assert "argument --epochs: must be positive" in capsys.readouterr().err
 
 
 def test_cli_lists_rows_and_a_row_without_its_data_is_an_error(capsys, tmp_path):
@@ -772,3 +774,117 @@ def test_a_training_label_past_the_classes_is_one_line_read_with_the_flags(tmp_p
     err = capsys.readouterr().err
     assert err.endswith("replicate: error: layer 'loss' (SoftmaxWithLoss): label 12 is outside "
                         "its 10 classes (0 to 9)\n"), err
+
+
+# ----------------------------------------------------------------------------- a new user
+
+@pytest.mark.parametrize("given, message", [
+    (["--seed", str(2**64)], "argument --seed: must be at most 4294967295 (Caffe's seed is an "
+                             f"unsigned int), not {2**64}"),
+    (["--seed", "1,4294967296"], "argument --seed: must be at most 4294967295"),
+    (["--seed", "-1"], "argument --seed: must be 0 or more, not -1"),
+    (["--lr", "nan"], "argument --lr: must be a finite number, not nan"),
+    (["--lr", "0.01,inf"], "argument --lr: must be a finite number, not inf"),
+    (["--lr", "1e400"], "argument --lr: must be a finite number, not 1e400"),
+    (["--lr", "-0.1"], "argument --lr: must be positive, not -0.1"),
+    (["--deadline", "nan"], "argument --deadline: must be a finite number, not nan"),
+    (["--time-limit", "inf"], "argument --time-limit: must be a finite number, not inf"),
+    (["--epochs", "NaN"], "argument --epochs: must be a finite number, not NaN"),
+    (["--eval-every=-inf"], "argument --eval-every: must be a finite number, not -inf"),
+    (["--batch-size", "1.5"], "argument --batch-size: '1.5' is not an integer"),
+    (["--lr", "0.01,0.01"], "argument --lr: 0.01 is given twice in '0.01,0.01'"),
+    (["--lr", "0.05,0.01,5e-2"], "argument --lr: 0.05 is given twice in '0.05,0.01,5e-2'"),
+    (["--seed", "0,1,0"], "argument --seed: 0 is given twice in '0,1,0'"),
+    (["--resume", "--report"], "--resume does nothing with --report, which trains nothing: "
+                               "drop it"),
+    (["--report", "--deadline", "60"], "--deadline does nothing with --report"),
+    (["--report", "--pack", "2"], "--pack does nothing with --report"),
+    (["--cuda-graphs", "--device", "cpu"], "--cuda-graphs does nothing on cpu: CUDA graphs "
+                                           "need a CUDA device; drop it"),
+    (["--cuda-graphs"], "--cuda-graphs does nothing on this machine (torch sees no CUDA "
+                        "device)"),
+])
+def test_a_bad_number_or_an_option_that_does_nothing_is_one_line_and_leaves_nothing(
+        tmp_path, capsys, monkeypatch, given, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "out"
+    assert cli.run_cli(cli.main, "replicate", ["all-cnn-c", "--out", str(out)] + given) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"replicate: error: {message}") and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_the_largest_seed_is_caffes_and_cuda_graphs_stay_with_cuda(monkeypatch):
+    parse = cli.build_parser().parse_args
+    assert parse(["all-cnn-c", "--seed", "4294967295,0"]).seed == [4294967295, 0]
+    cli._check_args(parse(["all-cnn-c", "--device", "cpu", "--no-cuda-graphs"]), cli.build_parser())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cli._check_args(parse(["all-cnn-c", "--cuda-graphs"]), cli.build_parser())
+
+
+def test_help_names_both_stops_of_exit_status_3(capsys):
+    assert cli.run_cli(cli.main, "replicate", ["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "3 stopped by --time-limit or --deadline (rerun with --resume)" in text
+    assert "0..4294967295 (Caffe's seed is an unsigned int)" in text
+
+
+def test_the_device_line_counts_threads_and_processes(monkeypatch):
+    from harness.run import device_name
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert device_name(torch.device("cpu")) == "CPU (1 thread)"
+    assert device_name(torch.device("cpu"), 2) == "CPU (1 thread) × 2 processes"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    assert device_name(torch.device("cpu")) == "CPU (4 threads)"
+
+
+def test_a_refused_length_reads_no_data_and_makes_no_folder(tmp_path, tiny_data, capsys,
+                                                            monkeypatch):
+    from harness import datasets
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    monkeypatch.setattr(datasets, "prepared_cifar", lambda *a, **k: pytest.fail("data read"))
+    out = tmp_path / "out"
+    assert cli.run_cli(cli.main, "replicate", [
+        "model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data), "--no-verify",
+        "--device", "cpu", "--epochs", "0.001", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == ("replicate: error: tiny/model-a: 0.001 epochs of 32 "
+                                       "images is less than one iteration of batch 16\n")
+    assert not out.exists()
+
+
+def test_report_shows_only_runs_of_its_settings_and_names_the_others(tmp_path, tiny_data,
+                                                                      capsys):
+    """A shard of SMOKE runs prints the --report command of its settings, which makes the
+    table; a --report of other settings says which settings the runs have, prints no table
+    and leaves the written one alone; --resume notes the runs it starts from the beginning
+    (here at the largest seed), and only those."""
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    out = tmp_path / "out"
+    base = ["model-a", "--specs", str(tmp_path / "specs"), "--out", str(out)]
+    train = base + ["--data", str(tiny_data), "--no-verify", "--device", "cpu", "--no-progress",
+                    "--epochs", "0.5", "--eval-limit", "8"]
+    assert cli.main(train + ["--lr", "0.01,0.02", "--shard", "0/2"]) == 0
+    err = capsys.readouterr().err
+    report = shlex.split(err.split("when every shard is done, ")[1].split(" writes the")[0])
+    assert report == ["replicate"] + base[:3] + ["--epochs", "0.5", "--eval-limit", "8",
+                                                 "--report", "--out", str(out)]
+    assert cli.main(report[1:]) == 0
+    table = capsys.readouterr().out
+    line = next(line for line in table.splitlines() if line.startswith("| Model A"))
+    assert "| **SMOKE** (partial) | 0.01 | 0 |" in line
+    readme = (out / "tiny" / "README.md").read_text()
+    assert readme == table.rstrip("\n") + "\n"
+    for other in (["--epochs", "0.25", "--eval-limit", "8"], ["--epochs", "0.5"]):
+        assert cli.main(base + ["--report"] + other) == 0
+        captured = capsys.readouterr()
+        assert captured.out == "" and (out / "tiny" / "README.md").read_text() == readme
+        assert captured.err == ("replicate: tiny/model-a: no run finished yet (1 run of other "
+                                "settings: --epochs 0.5 --eval-limit 8)\n")
+    resume = train + ["--resume", "--seed", "4294967295"]
+    assert cli.main(resume + ["--lr", "0.01,0.02"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "--resume:" in line]
+    assert notes == [f"replicate: --resume: tiny/model-a at lr {lr} seed 4294967295 has no "
+                     f"checkpoint in {out}/tiny/model-a/lr-{lr}-seed-4294967295-smoke; it "
+                     "starts from the beginning" for lr in ("0.01", "0.02")]
+    assert cli.main(resume + ["--lr", "0.01"]) == 0     # finished: nothing to say
+    assert "--resume:" not in capsys.readouterr().err

@@ -170,7 +170,8 @@ def test_smoke_options_label_a_run():
 def test_cli_smoke_options_must_be_positive(capsys):
     for flag in ("--batch-size", "--eval-limit"):
         assert cli.run_cli(cli.main, "replicate", ["all-cnn-c", flag, "0"]) == 2
-        assert capsys.readouterr().err == f"replicate: error: {flag} must be positive, not 0\n"
+        assert capsys.readouterr().err == (f"replicate: error: argument {flag}: must be "
+                                           "positive, not 0 (see --help)\n")
 
 
 def _edited(tmp_path, source, *edits):
