@@ -145,30 +145,29 @@ def _affine_param(d, shape, with_bias):
     return fields, second
 
 
-def draw_scale(d, name):
+def _draw_affine(d, name, type_, bottom, with_bias):
+    """Scale or Bias: its own blob, or (40 %) a second bottom named ``bottom``."""
     shape = d.shape(1, 4, 1, 4)
-    fields, second = _affine_param(d, shape, True)
+    fields, second = _affine_param(d, shape, with_bias)
     inputs = {"data": normal(*shape)}
     if d.chance(0.4):
-        inputs["factor"] = normal(*second)
+        inputs[bottom] = normal(*second)
         fields = _drop(fields, "num_axes")      # the second bottom's shape says it
-    return one(name, "Scale", inputs, f"scale_param {{ {fields}}}", weight_mode="normal")
+    return one(name, type_, inputs, f"{type_.lower()}_param {{ {fields}}}", weight_mode="normal")
+
+
+def draw_scale(d, name):
+    return _draw_affine(d, name, "Scale", "factor", True)
+
+
+def draw_bias(d, name):
+    return _draw_affine(d, name, "Bias", "bias", False)
 
 
 def _drop(fields, key):
     """``fields`` without ``key: value``."""
     parts = fields.split()
     return "".join(f"{k} {v} " for k, v in zip(parts[::2], parts[1::2]) if k != key + ":")
-
-
-def draw_bias(d, name):
-    shape = d.shape(1, 4, 1, 4)
-    fields, second = _affine_param(d, shape, False)
-    inputs = {"data": normal(*shape)}
-    if d.chance(0.4):
-        inputs["bias"] = normal(*second)
-        fields = _drop(fields, "num_axes")
-    return one(name, "Bias", inputs, f"bias_param {{ {fields}}}", weight_mode="normal")
 
 
 def draw_mvn(d, name):
