@@ -55,11 +55,9 @@ class BatchNorm(Layer):
         if self.use_global_stats:
             mean, var = self.statistics()
         else:
-            axes = [0, *range(2, x.dim())]
-            mean = x.mean(axes)
-            centered = x - mean.view(view)
-            var = (centered * centered).mean(axes)
-            self._update(mean.detach(), var.detach(), x.numel() // self.channels)
+            y, mean, var = BatchStatistics.apply(x, self.eps)
+            self._update(mean, var, x.numel() // self.channels)
+            return (y,)
         return ((x - mean.view(view)) / torch.sqrt(var + self.eps).view(view),)
 
     def _update(self, mean, var, m: int) -> None:
@@ -69,3 +67,30 @@ class BatchNorm(Layer):
             s.mul_(self.fraction).add_(1)
             blob_mean.mul_(self.fraction).add_(mean)
             blob_var.mul_(self.fraction).add_(var, alpha=correction)
+
+
+class BatchStatistics(torch.autograd.Function):
+    """Normalisation by the batch's own statistics, with Caffe's closed-form backward
+    dx = (dy − (y·Σ(dy·y) + Σdy) / m) / √(σ² + eps), sums per channel, in Caffe's order of
+    operations (autograd's longer chain rounds differently, which shows where the sums cancel,
+    as with few values per channel). Returns y and the (non-differentiable) μ and σ²."""
+
+    @staticmethod
+    def forward(ctx, x, eps):
+        axes, view = [0, *range(2, x.dim())], (1, x.shape[1]) + (1,) * (x.dim() - 2)
+        mean = x.mean(axes)
+        centered = x - mean.view(view)
+        var = (centered * centered).mean(axes)
+        std = torch.sqrt(var + eps).view(view)
+        y = centered / std
+        ctx.save_for_backward(y, std)
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    def backward(ctx, dy, _mean, _var):
+        y, std = ctx.saved_tensors
+        axes = [0, *range(2, y.dim())]
+        neg_inv_m = torch.tensor(-1.0 / (y.numel() // y.shape[1]), dtype=y.dtype)
+        together = y * (dy * y).sum(axes, keepdim=True) + dy.sum(axes, keepdim=True)
+        return (dy + neg_inv_m.to(y.device) * together) / std, None

@@ -29,6 +29,9 @@ def batch_norm_cases():
         L("bn", "BatchNorm", "ip", "ip", "batch_norm_param { use_global_stats: false "
                                          "moving_average_fraction: 0.9 eps: 0.001 }")],
         weight_mode={"ip:0": "msra", "*": POSITIVE})
+    # m = 2: two values per channel, y = ±(nearly 1), and the backward's sums cancel to a
+    # few ulps: it takes Caffe's closed form in Caffe's order (found by random_layer_check)
+    add("train_m2", (2, 3, 1), "phase: TRAIN batch_norm_param { use_global_stats: false }")
     # m = 1: no bias correction (c = 1), the variance is 0
     add("train_m1", (1, 3), "batch_norm_param { use_global_stats: false }")
     # TEST: global statistics, the sums over s
