@@ -286,6 +286,33 @@ def test_mvn_backward_is_caffes_not_the_exact_gradient():
     assert (exact - caffe).abs().max() > 1e-2
 
 
+def _caffe_normalization_backward(dy, y, std, axes):
+    """Caffe's order in float32 numpy: the sums, dy + (−1/m)·(y·Σ(dy·y) + Σdy), then ÷ std."""
+    f = np.float32
+    m = y.size // std.size
+    together = y * (dy * y).sum(axes, keepdims=True, dtype=f) + dy.sum(axes, keepdims=True,
+                                                                       dtype=f)
+    return (dy + f(-1.0 / m) * together) / std
+
+
+@pytest.mark.parametrize("text, shape, axes", [
+    ("type: 'MVN'", (5, 4, 1, 2), (2, 3)),
+    ("type: 'BatchNorm' batch_norm_param { use_global_stats: false }", (2, 5, 1), (0, 2)),
+])
+def test_two_values_per_group_take_caffes_backward_bit_for_bit(text, shape, axes):
+    """With two values per normalised group y = ±(1 − a few ulps) and the gradient is all
+    rounding, so only Caffe's order of operations gives Caffe's bits; a second pass through
+    the centring (MVN) or autograd's chain (BatchNorm) rounds elsewhere (random_layer_check)."""
+    x, dy = rand(*shape, seed=8).requires_grad_(), rand(*shape, seed=9)
+    y = build(f"name: 'n' {text} bottom: 'x' top: 'y'", shape, phase=TRAIN)(x)[0]
+    y.backward(dy)
+    c = x.detach().numpy() - x.detach().numpy().mean(axes, keepdims=True)
+    var = (c * c).mean(axes, keepdims=True)
+    std = np.sqrt(var) + np.float32(1e-9) if "MVN" in text else np.sqrt(var + np.float32(1e-5))
+    expected = _caffe_normalization_backward(dy.numpy(), y.detach().numpy(), std, axes)
+    assert np.array_equal(x.grad.numpy(), expected)
+
+
 def test_mvn_refuses_5d():
     with pytest.raises(AllconvError, match=r"^layer 'mvn' \(MVN\): bottom has 5 axes .* more than the 4 of "
                                            "Caffe's legacy num, channels, height, width$"):

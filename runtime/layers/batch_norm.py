@@ -12,6 +12,7 @@ import torch
 
 from runtime.errors import AllconvError
 from runtime.layers import Layer, register
+from runtime.layers.gradient import normalization_backward
 from runtime.proto import pb
 
 
@@ -70,10 +71,8 @@ class BatchNorm(Layer):
 
 
 class BatchStatistics(torch.autograd.Function):
-    """Normalisation by the batch's own statistics, with Caffe's closed-form backward
-    dx = (dy − (y·Σ(dy·y) + Σdy) / m) / √(σ² + eps), sums per channel, in Caffe's order of
-    operations (autograd's longer chain rounds differently, which shows where the sums cancel,
-    as with few values per channel). Returns y and the (non-differentiable) μ and σ²."""
+    """Normalisation by the batch's own statistics, std = √(σ² + eps) per channel, with Caffe's
+    closed-form backward. Returns y and the (non-differentiable) μ and σ²."""
 
     @staticmethod
     def forward(ctx, x, eps):
@@ -90,7 +89,4 @@ class BatchStatistics(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy, _mean, _var):
         y, std = ctx.saved_tensors
-        axes = [0, *range(2, y.dim())]
-        neg_inv_m = torch.tensor(-1.0 / (y.numel() // y.shape[1]), dtype=y.dtype)
-        together = y * (dy * y).sum(axes, keepdim=True) + dy.sum(axes, keepdim=True)
-        return (dy + neg_inv_m.to(y.device) * together) / std, None
+        return normalization_backward(dy, y, std, [0, *range(2, y.dim())]), None

@@ -1,6 +1,6 @@
-"""``with_gradient``: a value whose backward is Caffe's hand-written gradient, where that
-gradient is not the derivative autograd would take (clamped logs, a kink, Caffe's own
-approximations)."""
+"""Caffe's hand-written gradients: ``with_gradient``, where that gradient is not the derivative
+autograd would take (clamped logs, a kink, Caffe's own approximations), and
+``normalization_backward``, BatchNorm's and MVN's closed form in Caffe's order."""
 from __future__ import annotations
 
 import torch
@@ -9,3 +9,15 @@ import torch
 def with_gradient(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
     """``value`` in the forward pass, the gradient of ``surrogate`` in the backward pass."""
     return value.detach() + (surrogate - surrogate.detach())
+
+
+def normalization_backward(dy: torch.Tensor, y: torch.Tensor, std: torch.Tensor,
+                           dims) -> torch.Tensor:
+    """dx = (dy − (y·Σ(dy·y) + Σdy) / m) / std for y = (x − mean) / std, the sums and mean over
+    ``dims`` (m values), computed as Caffe does: the sums, then dy + (−1/m)·(…) in the input's
+    dtype, then the division. Where few values are normalised together the terms cancel to a
+    few ulps, and autograd's longer chain would round them differently."""
+    m = y.numel() // std.numel()        # std has one value per normalised group
+    together = y * (dy * y).sum(dims, keepdim=True) + dy.sum(dims, keepdim=True)
+    neg_inv_m = torch.tensor(-1.0 / m, dtype=y.dtype, device=y.device)
+    return (dy + neg_inv_m * together) / std

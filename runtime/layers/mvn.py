@@ -10,13 +10,16 @@ import torch
 
 from runtime.blob_shape import legacy_shape
 from runtime.layers import Layer, register
+from runtime.layers.gradient import normalization_backward
 
 
 class _Normalize(torch.autograd.Function):
-    """Rows of ``x`` (already centred) over √σ² + eps, with Caffe's backward."""
+    """Rows of ``x`` less their mean, over √σ² + eps, with Caffe's backward (which already
+    holds the centring's gradient: autograd must not take it again)."""
 
     @staticmethod
-    def forward(ctx, centred, eps):
+    def forward(ctx, rows, eps):
+        centred = rows - rows.mean(1, keepdim=True)
         std = (centred * centred).mean(1, keepdim=True).sqrt() + eps
         y = centred / std
         ctx.save_for_backward(y, std)
@@ -25,8 +28,7 @@ class _Normalize(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         y, std = ctx.saved_tensors
-        dx = dy - dy.mean(1, keepdim=True) - (dy * y).mean(1, keepdim=True) * y
-        return dx / std, None
+        return normalization_backward(dy, y, std, 1), None
 
 
 @register("MVN")
@@ -38,7 +40,6 @@ class MVN(Layer):
         mvn = self.param.mvn_param
         shape = legacy_shape(x.shape, "bottom")
         rows = x.reshape(shape[0] if mvn.across_channels else shape[0] * shape[1], -1)
-        centred = rows - rows.mean(1, keepdim=True)
         if mvn.normalize_variance:
-            centred = _Normalize.apply(centred, mvn.eps)
-        return (centred.reshape(shape),)
+            return (_Normalize.apply(rows, mvn.eps).reshape(shape),)
+        return ((rows - rows.mean(1, keepdim=True)).reshape(shape),)
