@@ -47,7 +47,7 @@ __all__ = [
     "seed_of", "rng", "make_input", "make_weight", "sample_indices",
     "encode", "entry_keys", "has_entry", "entry_shape", "rel_error", "checksum", "DIR",
     "write_data_files",
-    "meta_to_array", "meta_from_npz",
+    "meta_to_array", "meta_from_npz", "backward_as_caffe",
 ]
 
 
@@ -248,3 +248,30 @@ def meta_to_array(meta: dict) -> np.ndarray:
 
 def meta_from_npz(npz) -> dict:
     return json.loads(str(npz["meta"][()]))
+
+
+# ------------------------------------------------------------------------------ the runtime's half
+
+def backward_as_caffe(case: str, net, outs: dict, backward: str, top_diffs, device="cpu",
+                      check=None) -> None:
+    """The backward of a case as make_fixtures ran it in Caffe: the loss's (``backward``
+    "loss"), or the seeded top diffs of ``top_diffs`` ("top_diff"; ``check(top, diff)`` sees
+    each first), or none. Tops that take no diff (constants) are skipped, as Caffe does."""
+    import torch
+    if backward not in ("loss", "top_diff"):
+        return
+    net.clear_param_diffs()
+    if backward == "loss":
+        net.backward()
+        return
+    tensors, grads = [], []
+    for top in top_diffs:
+        g = make_input(case, "topdiff:" + top, {"shape": list(net.blobs[top].shape),
+                                                 "kind": "normal"})
+        if check:
+            check(top, g)
+        if outs[top].requires_grad:
+            tensors.append(outs[top])
+            grads.append(torch.from_numpy(g).to(device))
+    if tensors:
+        torch.autograd.backward(tensors, grads)

@@ -222,21 +222,9 @@ def run_net_case(name: str, device: str = "cpu"):
     finally:
         for h in hooks:
             h.remove()
-    if meta["backward"] == "loss":
-        net.clear_param_diffs()
-        net.backward()
-    elif meta["backward"] == "top_diff":
-        net.clear_param_diffs()
-        tensors, grads = [], []
-        for top in meta["top_diffs"]:
-            g = ff.make_input(name, "topdiff:" + top,
-                              {"shape": meta["blob_shapes"][top], "kind": "normal"})
-            _check_sum(g, meta["top_diff_sums"][top], f"top diff {top}")
-            if outs[top].requires_grad:   # not a constant, nor a top Caffe takes no diff from
-                tensors.append(outs[top])
-                grads.append(torch.from_numpy(g).to(device))
-        if tensors:
-            torch.autograd.backward(tensors, grads)
+    ff.backward_as_caffe(name, net, outs, meta["backward"], meta.get("top_diffs"), device,
+                         check=lambda top, g: _check_sum(g, meta["top_diff_sums"][top],
+                                                         f"top diff {top}"))
     return net, meta
 
 

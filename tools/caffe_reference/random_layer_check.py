@@ -692,20 +692,8 @@ def run_ours(case):
             view.data.copy_(torch.from_numpy(w))
     inputs = {k: ff.make_input(case["name"], k, spec) for k, spec in case["inputs"].items()}
     outs = net.forward(**{k: torch.from_numpy(v) for k, v in inputs.items()})
-    if case["backward"] == "loss":
-        net.clear_param_diffs()
-        net.backward()
-    elif case["backward"] == "top_diff":
-        net.clear_param_diffs()
-        tensors, grads = [], []
-        for top in case["top_diffs"] or net.outputs:
-            g = ff.make_input(case["name"], "topdiff:" + top,
-                              {"shape": list(net.blobs[top].shape), "kind": "normal"})
-            if outs[top].requires_grad:
-                tensors.append(outs[top])
-                grads.append(torch.from_numpy(g))
-        if tensors:
-            torch.autograd.backward(tensors, grads)
+    ff.backward_as_caffe(case["name"], net, outs, case["backward"],
+                         case["top_diffs"] or net.outputs)
     return net, inputs
 
 
