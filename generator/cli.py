@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 from generator.render import Filler, Init, NetOptions, SolverOptions, render_net, render_solver
 from generator.variants import VARIANTS, get_variant
 from runtime import prototxt
-from runtime.cli_support import Parser, run_cli
+from runtime.cli_support import Parser, number, run_cli
 from runtime.errors import AllconvError
 from runtime.meta import count_params, meta_net
 from runtime.proto import pb
@@ -43,15 +42,15 @@ def build_parser() -> Parser:
     g = p.add_argument_group("initialisation (choices the paper leaves open)")
     g.add_argument("--weight-filler", choices=["xavier", "msra", "gaussian"], default="xavier",
                    help="weight filler (default xavier, fan-in; see README, Open choices)")
-    g.add_argument("--weight-std", type=_number("positive"),
+    g.add_argument("--weight-std", type=number(float),
                    help="std of the gaussian filler (default 0.01; needs --weight-filler gaussian)")
-    g.add_argument("--bias-value", type=_number("finite"), default=0.0, help="constant bias filler value")
-    g.add_argument("--bias-lr-mult", type=_number("non-negative"), default=2.0, help="biases' lr_mult (default 2)")
-    g.add_argument("--bias-decay-mult", type=_number("non-negative"), default=0.0,
+    g.add_argument("--bias-value", type=number(float, None), default=0.0, help="constant bias filler value")
+    g.add_argument("--bias-lr-mult", type=number(float, "non-negative"), default=2.0, help="biases' lr_mult (default 2)")
+    g.add_argument("--bias-decay-mult", type=number(float, "non-negative"), default=0.0,
                    help="biases' decay_mult (default 0)")
     g = p.add_argument_group("solver (with --solver)")
-    g.add_argument("--base-lr", type=_number("positive"), help="base learning rate (default 0.01)")
-    g.add_argument("--epochs", type=_number("positive"), help="CIFAR: epochs in all (default 350)")
+    g.add_argument("--base-lr", type=number(float), help="base learning rate (default 0.01)")
+    g.add_argument("--epochs", type=number(float), help="CIFAR: epochs in all (default 350)")
     g.add_argument("--steps", type=_epoch_list, help="CIFAR: comma-separated epochs of the x0.1 "
                                                       "steps (default 200,250,300)")
     g.add_argument("--snapshot-prefix",
@@ -61,30 +60,10 @@ def build_parser() -> Parser:
     return p
 
 
-_BOUNDS = {"finite": lambda v: True, "positive": lambda v: v > 0,
-           "non-negative": lambda v: v >= 0}
-
-
-def _number(kind: str):
-    """The argparse type of every float option: a finite number, and ``kind`` ("finite",
-    "positive" or "non-negative"); anything else (nan, inf, a word) is the parser's one-line
-    error."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and _BOUNDS[kind](value)):
-            raise argparse.ArgumentTypeError(f"must be a {kind} number, not {text!r}")
-        return value
-    parse.__name__ = f"{kind} number"
-    return parse
-
-
 def _epoch_list(text: str) -> tuple[float, ...]:
     """argparse type of --steps: '200,250,300' -> (200.0, 250.0, 300.0), each positive."""
     try:
-        return tuple(_number("positive")(s) for s in text.split(","))
+        return tuple(number(float)(s) for s in text.split(","))
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"must be epochs after 0 separated by commas, like 200,250,300, not {text!r}"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import multiprocessing
 import os
 import shlex
@@ -25,7 +24,8 @@ from harness.run_folder import RunFolder, length_flags, length_settings, row_run
 from harness.datasets import check_trainable, train_size
 from harness.run import PRECISIONS, RunOptions, check_length, load_data, snapshot_iteration
 from harness.train import train_pack
-from runtime.cli_support import Parser, add_device_option, resolve_device, run_cli
+from runtime.cli_support import (Parser, add_device_option, number, number_list,
+                                  resolve_device, run_cli)
 from runtime.errors import AllconvError
 
 EXIT_FAIL, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 3, 130
@@ -96,7 +96,7 @@ def build_parser() -> Parser:
                    help="fp32 (TF32 off, Caffe-exact), tf32, or bf16 autocast; auto: bf16 on "
                         "CUDA, fp32 on the CPU")
     add_device_option(g, "cuda, cuda:1 or cpu (default: cuda when available)")
-    g.add_argument("--seed", type=number_list(number(int, positive=False, high=SEED_MAX,
+    g.add_argument("--seed", type=number_list(number(int, "non-negative", high=SEED_MAX,
                                                 why=" (Caffe's seed is an unsigned int)")),
                    default=[0], metavar="S[,S...]",
                    help=f"solver random_seed and data order seed, 0..{SEED_MAX} (Caffe's "
@@ -111,7 +111,7 @@ def build_parser() -> Parser:
                    help="continue each run from its last checkpoint in --out (a pack's "
                         "members resume together when their checkpoints are of one iteration, "
                         "else apart; any --pack resumes any run)")
-    g.add_argument("--time-limit", type=number(float, positive=False), metavar="SECONDS",
+    g.add_argument("--time-limit", type=number(float, "non-negative"), metavar="SECONDS",
                    help="stop each run at its first checkpoint past this much training time "
                         "(summed over resumes)")
     g.add_argument("--deadline", type=number(float), metavar="SECONDS",
@@ -155,40 +155,6 @@ def build_parser() -> Parser:
     g.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars")
     return p
-
-
-def number(kind, positive: bool = True, high: int | None = None, why: str = ""):
-    """An argparse type: one finite number of ``kind`` (int or float), above 0 (``positive``)
-    or at least 0, at most ``high`` (``why``: the reason, said with it); anything else is the
-    parser's one-line error."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
-        if value < 0 or (positive and value == 0):
-            raise argparse.ArgumentTypeError(
-                f"must be {'positive' if positive else '0 or more'}, not {text}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be at most {high}{why}, not {text}")
-        return value
-    return parse
-
-
-def number_list(item):
-    """An argparse type: one value of the type ``item`` or a comma list of distinct ones, as a
-    list; a value given twice is an error naming it."""
-    def parse(text: str) -> list:
-        values = [item(part) for part in text.split(",")]
-        for i, value in enumerate(values):
-            if value in values[:i]:
-                shown = f"{value:g}" if isinstance(value, float) else str(value)
-                raise argparse.ArgumentTypeError(f"{shown} is given twice in {text!r}")
-        return values
-    return parse
 
 
 def list_rows(tables: dict[str, list[Spec]]) -> str:
@@ -476,7 +442,7 @@ def report_command(args) -> str:
     words += ["--lr-search"] if args.lr_search else []
     for name in ("epochs", "batch_size", "eval_limit"):
         if getattr(args, name) is not None:
-            words += [_flag(name), f"{getattr(args, name):g}"]
+            words += [_flag(name), str(getattr(args, name))]   # exactly as run.json holds it
     return shlex.join(words + ["--report", "--out", str(args.out)])
 
 

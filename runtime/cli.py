@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -15,7 +14,7 @@ import time
 
 import torch
 
-from runtime.cli_support import Parser, run_cli
+from runtime.cli_support import Parser, number, run_cli
 from runtime.errors import AllconvError
 from runtime.signal_handler import EFFECTS, SignalHandler
 
@@ -113,15 +112,6 @@ def time_net(args) -> None:
     print(f"Average Forward-Backward: {1e3 * (forward + backward) / n:.3f} ms.")
 
 
-def _positive(text: str) -> int:
-    """argparse type of -iterations: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
 
 
 def build_parser() -> Parser:
@@ -146,7 +136,7 @@ def build_parser() -> Parser:
     m.add_argument("-model", required=True, help="net prototxt")
     m.set_defaults(run=time_net)
     for s in (e, m):
-        s.add_argument("-iterations", type=_positive, default=50, help="batches (default 50)")
+        s.add_argument("-iterations", type=number(int), default=50, help="batches (default 50)")
     t.add_argument("-gpu", help="GPU id; default: the solver's device_id when it says "
                                 "solver_mode: GPU (the CPU when CUDA is absent), else the CPU")
     for s in (e, m):

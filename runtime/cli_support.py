@@ -3,6 +3,7 @@ and the one check of a ``--device`` value."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from collections.abc import Callable
@@ -28,6 +29,40 @@ class Parser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):
         _parsed_prog.set(self.prog)     # a subcommand's parser runs last: "visualize unit"
         return super().parse_known_args(args, namespace)
+
+
+def number(kind=float, low: str | None = "positive", high: int | None = None, why: str = ""):
+    """The argparse type of every number option: one finite number of ``kind`` (int or float),
+    ``low`` "positive", "non-negative" or None (any sign), at most ``high`` (``why``: the
+    reason, said with it); anything else is the parser's one-line error."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+        if (low == "positive" and value <= 0) or (low == "non-negative" and value < 0):
+            raise argparse.ArgumentTypeError(
+                f"must be {'positive' if low == 'positive' else '0 or more'}, not {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}{why}, not {text}")
+        return value
+    return parse
+
+
+def number_list(item):
+    """An argparse type: one value of the type ``item`` or a comma list of distinct ones, as a
+    list; a value given twice is an error naming it."""
+    def parse(text: str) -> list:
+        values = [item(part) for part in text.split(",")]
+        for i, value in enumerate(values):
+            if value in values[:i]:
+                shown = f"{value:g}" if isinstance(value, float) else str(value)
+                raise argparse.ArgumentTypeError(f"{shown} is given twice in {text!r}")
+        return values
+    return parse
 
 
 def resolve_device(name: str | None) -> torch.device:

@@ -76,7 +76,7 @@ def test_solver_net_path_with_a_nul_byte_is_one_line(workdir, capsys):
 def test_iterations_must_be_positive(workdir, capsys, command, iterations):
     assert run_cli(main, "allconv-caffe", command + ["-iterations", iterations]) == 2
     err = capsys.readouterr().err
-    assert f"argument -iterations: must be a positive integer, not '{iterations}'" in err
+    assert f"argument -iterations: must be positive, not {iterations}" in err
     assert len(err.strip().splitlines()) == 1
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runtime.cli_support import Parser, add_device_option, run_cli
+from runtime.cli_support import Parser, add_device_option, number, run_cli
 from runtime.data.datasets import dataset_names
 from runtime.errors import AllconvError
 from runtime.files import atomic_writer, check_writable, suffix_option
@@ -278,10 +278,10 @@ def build_parser() -> Parser:
     t.add_argument("--methods", type=_methods, default=["guided"], metavar="M[,M]",
                    help=f"the reconstructions beside each patch ({', '.join(METHODS)}; "
                         "default guided)")
-    t.add_argument("--k", type=_positive, default=10, help="images per filter (default 10)")
+    t.add_argument("--k", type=number(int), default=10, help="images per filter (default 10)")
     t.add_argument("--split", choices=("test", "train"),
                    help="the CIFAR split to search (default test)")
-    t.add_argument("--batch-size", type=_positive, default=500,
+    t.add_argument("--batch-size", type=number(int), default=500,
                    help="images per forward pass (default 500)")
     u.set_defaults(action=unit)
     f.set_defaults(action=filters, dataset=None)
@@ -289,14 +289,6 @@ def build_parser() -> Parser:
     return p
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
 
 
 def _methods(text: str) -> list[str]:
