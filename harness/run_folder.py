@@ -77,7 +77,7 @@ def length_settings(spec, epochs: float | None, batch_size: int | None,
 
 def length_flags(spec, length: dict) -> str:
     """The replicate options that give ``length`` (a `length_settings`), "" for the spec's."""
-    flags = [f"--epochs {length['epochs']:g}" if length["epochs"] != spec.training.length
+    flags = [f"--epochs {length['epochs']}" if length["epochs"] != spec.training.length
              else "",
              f"--batch-size {length['batch_size']}"
              if length["batch_size"] != spec.training.batch_size else "",

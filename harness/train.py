@@ -75,8 +75,9 @@ def train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Dat
     for i, (member_opts, run_dir) in enumerate(members):
         folder = RunFolder(run_dir)
         settings = run_folder.settings(spec, member_opts, precision, ranks.world)
-        resumed = opts.resume and (folder.resumable(settings) if ranks.is_main else True)
-        if resumed and ranks.is_main and folder.result() is not None:
+        # every rank reads the (shared) folder, so that all agree on which runs train
+        resumed = opts.resume and folder.resumable(settings)
+        if resumed and folder.result() is not None:
             outcomes[i] = folder.result()
         else:
             todo.append((i, settings, resumed))

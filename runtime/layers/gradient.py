@@ -19,5 +19,4 @@ def normalization_backward(dy: torch.Tensor, y: torch.Tensor, std: torch.Tensor,
     few ulps, and autograd's longer chain would round them differently."""
     m = y.numel() // std.numel()        # std has one value per normalised group
     together = y * (dy * y).sum(dims, keepdim=True) + dy.sum(dims, keepdim=True)
-    neg_inv_m = torch.tensor(-1.0 / m, dtype=y.dtype, device=y.device)
-    return (dy + neg_inv_m * together) / std
+    return (dy + together * (-1.0 / m)) / std      # the scalar is rounded to y's dtype

@@ -27,10 +27,10 @@ class CaffeRMSProp(CaffeOptimizer):
     @classmethod
     def check_options(cls, options: dict) -> None:
         """Caffe's check: rms_decay in [0, 1), so the squared-gradient history stays >= 0."""
+        super().check_options(options)
         if not 0 <= fp32(options["rms_decay"]) < 1:
             raise AllconvError(f"rms_decay should lie between 0 and 1 (got "
                                f"{options['rms_decay']:g})")
-        super().check_options(options)
 
     @classmethod
     def solver_options(cls, param) -> dict:
