@@ -84,7 +84,7 @@ def train_size(spec: Spec, data_dir: str | None) -> int | None:
     if found is None or not found[0].binary:
         return None
     release, paths = found
-    return sum(p.stat().st_size for p in paths) // (release.label_bytes + 3072)
+    return sum(p.stat().st_size for p in paths) // release.record_bytes
 
 
 def data_key(spec: Spec) -> tuple[str, bool]:

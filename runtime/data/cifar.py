@@ -14,6 +14,7 @@ formats and read them with ``verify=False``; the record layout is checked either
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import pickle
 import tarfile
@@ -75,6 +76,11 @@ class Release:
     @property
     def url(self) -> str:
         return BASE_URL + self.archive
+
+    @property
+    def record_bytes(self) -> int:
+        """The size of one record of a binary release: its labels, then 3·32·32 pixels."""
+        return self.label_bytes + math.prod(IMAGE_SHAPE)
 
     @property
     def archive_md5(self) -> str:
@@ -245,7 +251,7 @@ def _extract(archive: Path, scratch: Path, release: Release, dest: Path) -> None
 def _read_binary(release: Release, path: Path) -> tuple[np.ndarray, np.ndarray]:
     label_bytes = release.label_bytes
     raw = np.fromfile(path, dtype=np.uint8)
-    record = label_bytes + 3072
+    record = release.record_bytes
     if raw.size == 0 or raw.size % record:
         raise AllconvError(f"{path} is not a {release.dirname} file: its {raw.size} bytes "
                            f"are not a whole number of {record}-byte records")
