@@ -10,6 +10,7 @@ from generator.draw import pyplot
 from harness.run_folder import git_commit
 from harness.specs import Spec
 from runtime.errors import AllconvError
+from runtime.files import atomic_write_bytes, read_json_object
 
 RULES = ("PASS: measured error <= paper error + tolerance (one-sided: beating the paper passes). "
          "SMOKE: a short run (--epochs below the spec's, --batch-size or --eval-limit), never a "
@@ -96,7 +97,8 @@ def check_writable(out: Path, table: str, row: str, smoke: bool) -> Path:
     """``out/<table>/<row>.json``, unless a smoke result would replace a full one there (checked
     before training too, so that a smoke run does not train only to be refused)."""
     path = out / table / f"{row}.json"
-    if smoke and path.is_file() and not json.loads(path.read_text())["smoke"]:
+    held = read_row(out, table, row)
+    if smoke and held is not None and not held.get("smoke", False):
         raise AllconvError(f"{path} holds a full replication; a smoke run will not overwrite it "
                            "(pass --out to write elsewhere)")
     return path
@@ -106,7 +108,7 @@ def write_row(out: Path, result: dict) -> Path:
     """Write ``out/<table>/<row>.json``; a smoke result never replaces a full one."""
     path = check_writable(out, result["table"], result["row"], result["smoke"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_bytes(path, (json.dumps(result, indent=1) + "\n").encode())
     return path
 
 
@@ -245,7 +247,7 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
 def read_row(out: Path, table: str, row: str) -> dict | None:
     """``out/<table>/<row>.json``, None when absent."""
     path = out / table / f"{row}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json_object(path) if path.exists() else None
 
 
 def write_table_readme(out: Path, table: str, specs: list[Spec],
@@ -260,5 +262,5 @@ def write_table_readme(out: Path, table: str, specs: list[Spec],
     folder.mkdir(parents=True, exist_ok=True)
     plot_table(table, specs, results, folder / f"{table}.png")
     text = table_markdown(table, specs, results, figure=f"{table}.png")
-    (folder / "README.md").write_text(text)
+    atomic_write_bytes(folder / "README.md", text.encode())
     return text

@@ -33,7 +33,7 @@ from runtime import snapshot
 from runtime.data import cifar, preprocess
 from runtime.data.datasets import get_dataset
 from runtime.errors import AllconvError
-from runtime.files import atomic_write_bytes
+from runtime.files import atomic_write_bytes, read_json_object
 
 RUN_JSON, RESULT_JSON, METRICS = "run.json", "result.json", "metrics.jsonl"
 NET, SOLVER, DEPLOY, CURVES = ("train_test.prototxt", "solver.prototxt", "deploy.prototxt",
@@ -227,7 +227,7 @@ class RunFolder:
         path = self.file(RUN_JSON)
         if not path.is_file():
             raise AllconvError(f"{self.path}: not a replicate run folder (no {RUN_JSON})")
-        return _read_json(path)
+        return read_json_object(path)
 
     @property
     def settings(self) -> dict:
@@ -279,7 +279,7 @@ class RunFolder:
     def result(self) -> dict | None:
         """result.json, written when the run finished; None before."""
         path = self.file(RESULT_JSON)
-        return _read_json(path) if path.is_file() else None
+        return read_json_object(path) if path.is_file() else None
 
     def outcome(self) -> dict:
         """What the folder holds: its result, ``{'diverged': why}``, or ``{'missing': why}``."""
@@ -366,12 +366,3 @@ class RunFolder:
                  if (match := pattern.fullmatch(p.name))]
         return sorted(found, key=lambda item: item[1])
 
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise AllconvError(f"{path}: cannot read it as JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise AllconvError(f"{path}: holds a JSON {type(data).__name__}, not an object")
-    return data

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -37,6 +38,18 @@ def read_bytes(path: PathLike, what: str) -> bytes:
     except ValueError as err:  # a NUL byte in the path
         raise AllconvError(f"{str(path)!r}: not a usable path: {err}") from None
 
+
+
+def read_json_object(path: PathLike) -> dict:
+    """The JSON object in ``path``; an unreadable file, bad JSON or another JSON value is an
+    AllconvError naming the path."""
+    try:
+        data = json.loads(read_bytes(path, "JSON"))
+    except ValueError as err:
+        raise AllconvError(f"{path}: cannot read it as JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise AllconvError(f"{path}: holds a JSON {type(data).__name__}, not an object")
+    return data
 
 def suffix_option(suffix: str, what: str):
     """An argparse type for ``-o``: the path as given when it ends in ``suffix`` (any case),

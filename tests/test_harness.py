@@ -226,6 +226,17 @@ def test_a_smoke_result_never_replaces_a_full_one(tmp_path):
         write_row(tmp_path, _result(spec, 50.0, smoke=True))
 
 
+@pytest.mark.parametrize("text, why", [('{"bad', "cannot read it as JSON"),
+                                       ("[1]", "holds a JSON list, not an object")])
+def test_a_corrupt_row_json_is_named_in_one_line(tmp_path, text, why):
+    spec = load_spec(REAL / "model-a.toml")
+    path = tmp_path / "table3" / "model-a.json"
+    path.parent.mkdir()
+    path.write_text(text)
+    with pytest.raises(AllconvError, match=f"^{path}: {why}"):
+        write_row(tmp_path, _result(spec, 50.0, smoke=True))
+
+
 # ----------------------------------------------------------------------------- training
 
 def test_replicate_a_two_row_table_end_to_end(tmp_path, tiny_data, capsys):

@@ -15,13 +15,16 @@
 # back); a tar holds at most 16 MiB, and a call returns at most 8 files.
 # The machine keeps /tmp while it is warm (about 30 s after a call), so the calls go back to back.
 # ALLCONV_COMMIT names the commit in the result files (the tree that travels has no .git).
+# If stage 1's whole-step graph test fails, the later calls run without the graph:
+# LEVERS=--channels-last for the benchmark of stage 3, EXTRA=--no-cuda-graphs for the training calls
+# (EXTRA: replicate options added to every training call).
 # Dry run on the CPU: DEVICE="--device cpu" TINY=1 (tiny benchmark, slices and runs, and
 # --pack 4, the CUDA default), with CIFAR=<the release> RESULTS=<a scratch folder>.
 set -uo pipefail
 : "${OUT:?run this on the device machine, where OUT is set (or set it for a dry run)}"
 export PYTHONPATH=. PYTHONUNBUFFERED=1
 CIFAR=${CIFAR:-/tmp/cifar} RESULTS=${RESULTS:-/tmp/results}
-DEVICE=${DEVICE:-}
+DEVICE=${DEVICE:-} LEVERS=${LEVERS:---cuda-graphs --channels-last}
 mkdir -p "$CIFAR" "$RESULTS/table3"
 if [ -d "${CARRY:-.carry}" ]; then cp "${CARRY:-.carry}"/* "$CIFAR"/ && ls "$CIFAR"; fi
 # the committed runs of Table 3 (finished: a resume keeps them) join the device's own; a dry
@@ -78,7 +81,7 @@ train_pack() {       # $1: --deadline seconds; the rest: ROW and replicate optio
     local start; start=$(date +%s)
     echo "replicate $* --deadline $seconds --resume"
     # shellcheck disable=SC2086
-    python3 -m harness.cli $DEVICE $RUN_TINY "$@" --data "$CIFAR" --out "$RESULTS" \
+    python3 -m harness.cli $DEVICE $RUN_TINY ${EXTRA:-} "$@" --data "$CIFAR" --out "$RESULTS" \
         --deadline "$seconds" --resume --no-progress 2>&1 | tee "$OUT/replicate.log"
     local row=$1 folder
     for folder in "$RESULTS"/table3/"$row"/*/; do
@@ -104,13 +107,16 @@ case "${1:-}" in
         nvidia-smi -L 2>/dev/null
         python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'cudnn', torch.backends.cudnn.version())"
-        python3 -m pytest -q -m gpu tests 2>&1 | tail -n 30 | tee "$OUT/test_gpu.log"
-        python3 benchmarks/train_throughput.py --cuda-graphs --channels-last --pack 1,2,4,8 \
-            --profile --json "$OUT/train_throughput_pack.json" $DEVICE $BENCH_TINY 2>&1 \
+        # time limits, so that a hang still leaves the call's files and time for the next one
+        timeout 240 python3 -m pytest -q -m gpu tests 2>&1 | tail -n 30 | tee "$OUT/test_gpu.log"
+        # shellcheck disable=SC2086
+        timeout 320 python3 benchmarks/train_throughput.py $LEVERS --pack 1,2,4,8 --profile \
+            --json "$OUT/train_throughput_pack.json" $DEVICE $BENCH_TINY 2>&1 \
             | tee "$OUT/train_throughput_pack.log" ;;
     stage2) ;;
     stage3)
-        python3 benchmarks/train_throughput.py --cuda-graphs --channels-last --slices \
+        # shellcheck disable=SC2086
+        timeout 540 python3 benchmarks/train_throughput.py $LEVERS --slices \
             --data "$CIFAR" --json "$OUT/train_throughput_slices.json" $DEVICE $BENCH_TINY \
             $SLICE_TINY 2>&1 | tee "$OUT/train_throughput_slices.log" ;;
     next)
