@@ -390,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     if (args.processes or args.profile) and not args.pack:
         raise AllconvError("--processes and --profile go with --pack")
     torch.backends.cudnn.benchmark = True
+    if args.profile and not cpu:
+        # the profiler's CUDA tracing starts before any graph is captured (pytorch#75504)
+        from torch.profiler._utils import _init_for_cuda_graphs
+        _init_for_cuda_graphs()
     data = synthetic(*data_sizes(args, device), device)
     tag = "CPU " if cpu else ""
     name = f"CPU ({torch.get_num_threads()} threads), tiny run" if cpu else \
@@ -421,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         print(pack_report(record["packs"], tag, f"{best['precision']} {best['loop']}"),
               flush=True)
         if args.profile:
+            if args.json:       # the measurements so far are kept, whatever the profiler does
+                write_json(Path(args.json), args, name, record)
             record["profile"] = profile(args, device, best, levers, data, tag)
     if args.slices:
         record["slices"] = measure_slices(args, device, best, levers, tag)

@@ -20,6 +20,7 @@ from runtime.labels import deferred_label_error, label_records
 TICK_SECONDS = 2.0     # the progress bar and the divergence flags are read this often
 NEVER = 2**62          # "no non-finite loss yet" in the device flag's reduction
 CHECKPOINT_GUESS = 0.5   # seconds per member's checkpoint, until one has been timed
+EVAL_COMPILE_GUESS = 60.0   # seconds the first evaluation on CUDA may spend compiling
 
 
 class Diverged(AllconvError):
@@ -130,8 +131,7 @@ class Loop:
         self.images_per_s = float("nan")          # each member's
         self.every_iteration = run.net.device.type == "cpu" and run.ranks.world == 1
         self.diverged_message: list[str | None] = [None] * run.K
-        self.step_seconds = self.checkpoint_seconds = None
-        self.eval_seconds = 0.0
+        self.step_seconds = self.checkpoint_seconds = self.eval_seconds = None
 
     @property
     def alive(self) -> bool:
@@ -266,13 +266,25 @@ class Loop:
         if run.opts.deadline is None:
             return False
         after = run.iter + 1
-        evaluation = self.eval_seconds if (after % run.solver_param.test_interval == 0
+        evaluation = self.eval_guess() if (after % run.solver_param.test_interval == 0
                                            or after == run.max_iter) else 0.0
         checkpoint = (self.checkpoint_seconds if self.checkpoint_seconds is not None
                       else CHECKPOINT_GUESS * run.K)
         ahead = 0.0 if self.every_iteration else TICK_SECONDS
         need = 2 * (self.step_seconds or 0.0) + evaluation + checkpoint + ahead
         return time.monotonic() + need >= run.opts.deadline
+
+    def eval_guess(self) -> float:
+        """The last evaluation's seconds; before one in this process, a third of a steady
+        training step (the forward alone) per batch of test images, plus, on CUDA, the
+        compiling of the evaluator's first call. The first step's time (compiling, capture)
+        is no guide to a forward: the step part waits for a tick."""
+        if self.eval_seconds is not None:
+            return self.eval_seconds
+        run = self.run
+        steady = self.step_seconds if self.tick_iter > self.start_iter else 0.0
+        compiling = EVAL_COMPILE_GUESS if run.net.device.type == "cuda" else 0.0
+        return steady * run.test_size / run.global_batch / 3 + compiling
 
     def stopped(self, reason: str) -> list[dict]:
         """Each member's outcome when ``reason`` (time_limit, deadline) stopped the loop."""

@@ -221,6 +221,25 @@ def test_the_whole_step_as_one_cuda_graph_equals_the_eager_step(spec, data, tmp_
     torch.testing.assert_close(losses[1], losses[0], rtol=2e-3, atol=0)
 
 
+def test_the_deadline_allows_for_a_first_evaluation_not_yet_timed():
+    """Before an evaluation has been timed, the deadline counts a third of a steady step per
+    test batch (not the first step's, which holds compiling), and on CUDA the evaluator's
+    compiling; after one, its own seconds."""
+    from types import SimpleNamespace
+    from harness.loop import EVAL_COMPILE_GUESS, Loop
+    loop = Loop.__new__(Loop)
+    loop.run = SimpleNamespace(test_size=10_000, global_batch=128,
+                               net=SimpleNamespace(device=torch.device("cpu")))
+    loop.eval_seconds, loop.start_iter, loop.tick_iter, loop.step_seconds = None, 5, 5, 30.0
+    assert loop.eval_guess() == 0.0                     # only the first step timed
+    loop.tick_iter, loop.step_seconds = 9, 0.384
+    assert loop.eval_guess() == pytest.approx(10.0)     # 78.125 batches x 0.128 s
+    loop.run.net.device = torch.device("cuda")
+    assert loop.eval_guess() == pytest.approx(10.0 + EVAL_COMPILE_GUESS)
+    loop.eval_seconds = 4.0
+    assert loop.eval_guess() == 4.0
+
+
 def test_deadline_stops_every_run_at_a_checkpoint_before_it_and_resume_continues(
         tmp_path, tiny_data, monkeypatch, capsys):  # noqa: F811
     """A clock that runs 100 s a step: with --deadline 250 the first run checkpoints after its

@@ -107,8 +107,10 @@ case "${1:-}" in
         nvidia-smi -L 2>/dev/null
         python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'cudnn', torch.backends.cudnn.version())"
-        # time limits, so that a hang still leaves the call's files and time for the next one
-        timeout 240 python3 -m pytest -q -m gpu tests 2>&1 | tail -n 30 | tee "$OUT/test_gpu.log"
+        # time limits, so that a hang still leaves the call's files and time for the next one;
+        # the device has no onnx: the export tests fail to collect, the CUDA tests still run
+        timeout 240 python3 -m pytest -q -m gpu --continue-on-collection-errors tests 2>&1 \
+            | tail -n 30 | tee "$OUT/test_gpu.log"
         # shellcheck disable=SC2086
         timeout 320 python3 benchmarks/train_throughput.py $LEVERS --pack 1,2,4,8 --profile \
             --json "$OUT/train_throughput_pack.json" $DEVICE $BENCH_TINY 2>&1 \

@@ -101,8 +101,9 @@ class Pooling(Layer):
 
     @staticmethod
     def _divisors(win, x):
-        """Caffe's AVE divisor per output: window extents clipped to [−p, H+p), multiplied."""
-        extents = [torch.tensor([min(o * s - p + k, h + p) - (o * s - p) for o in range(out)],
-                                dtype=x.dtype, device=x.device)
-                   for h, k, p, s, out in win]
+        """Caffe's AVE divisor per output: window extents clipped to [−p, H+p), multiplied
+        (made on the device, with no host copy: a CUDA graph may capture it)."""
+        starts = [torch.arange(out, device=x.device) * s - p for h, k, p, s, out in win]
+        extents = [((start + k).clamp(max=h + p) - start).to(x.dtype)
+                   for start, (h, k, p, s, out) in zip(starts, win)]
         return extents[0][:, None] * extents[1][None, :]
