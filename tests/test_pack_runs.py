@@ -179,12 +179,14 @@ def _without_dropout(param):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("dropout", [False, True], ids=["dropout-off", "dropout-on"])
+@pytest.mark.parametrize("dropout, compiled", [(False, False), (True, False), (True, True)],
+                         ids=["dropout-off", "dropout-on", "dropout-on-compiled"])
 def test_the_whole_step_as_one_cuda_graph_equals_the_eager_step(spec, data, tmp_path, no_tf32,
-                                                                 monkeypatch, dropout):
+                                                                 monkeypatch, dropout, compiled):
     """A pack of two, fp32 with TF32 off: 3 eager warm-up steps, the capture, 4 replays,
     against 7 eager steps; and no host sync in a replayed step. With dropout on, the masks
-    keyed by the device iteration counter are the same in the graph as eagerly."""
+    keyed by the device iteration counter are the same in the graph as eagerly; with
+    --compile too, the graph holds the compiled loss (its fused kernels)."""
     import warnings
     from harness.step import WARMUP
     if not dropout:
@@ -193,7 +195,8 @@ def test_the_whole_step_as_one_cuda_graph_equals_the_eager_step(spec, data, tmp_
     cuda = Data(*(t.cuda() for t in data))
     weights, losses = [], []
     for graphed in (False, True):
-        run = Run(spec, [(opts(lr=lr, seed=seed, device="cuda", cuda_graphs=graphed),
+        run = Run(spec, [(opts(lr=lr, seed=seed, device="cuda", cuda_graphs=graphed,
+                               compile=graphed and compiled),
                           tmp_path / f"{graphed}-{k}")
                          for k, (lr, seed) in enumerate([(0.01, 3), (0.05, 4)])],
                   cuda, torch.device("cuda"), "fp32")

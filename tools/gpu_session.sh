@@ -3,7 +3,8 @@
 # CIFAR-10 files of a call are in $CARRY (default .carry; the 64 MiB a call carries holds two):
 #   stage1           files 1-2; pytest -m gpu; the benchmark: packs of 1, 2, 4, 8 against solo
 #                    runs, and a profile of the largest (JSON: train_throughput_pack.json)
-#   stage2           files 3-4
+#   stage2           files 3-4; the fused route: --compile inside the whole-step graph, a pack of
+#                    4 against solo (JSON: train_throughput_pack_compiled.json)
 #   stage3           file 5 and the test file; the two 10-epoch slices on CIFAR-10, solo and a
 #                    pack of the 4-lr grid, each projected to 350 epochs (train_throughput_slices.json)
 #   next SECONDS     the next pack of Table 3's campaign (issue 19's order), trained with
@@ -115,7 +116,11 @@ case "${1:-}" in
         timeout 320 python3 benchmarks/train_throughput.py $LEVERS --pack 1,2,4,8 --profile \
             --json "$OUT/train_throughput_pack.json" $DEVICE $BENCH_TINY 2>&1 \
             | tee "$OUT/train_throughput_pack.log" ;;
-    stage2) ;;
+    stage2)
+        # shellcheck disable=SC2086
+        timeout 200 python3 benchmarks/train_throughput.py --compile $LEVERS --pack 4 --iters 100 \
+            --json "$OUT/train_throughput_pack_compiled.json" $DEVICE $BENCH_TINY 2>&1 \
+            | tee "$OUT/train_throughput_pack_compiled.log" ;;
     stage3)
         # shellcheck disable=SC2086
         timeout 540 python3 benchmarks/train_throughput.py $LEVERS --slices \
