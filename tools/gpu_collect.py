@@ -1,0 +1,117 @@
+"""File what a lease's device calls brought back (docs/GPU_SESSION.md, "What to commit").
+
+    python tools/gpu_collect.py FOLDER [FOLDER ...]
+
+Each FOLDER holds one call's files (the device tool's ``files_at``):
+
+    run-ROW-NAME.tar             a finished run: its folder goes to RESULTS/table3/ROW/NAME with
+                                 its final .caffemodel (git ignores results/**/*.caffemodel);
+                                 that run's unfinished tar in CARRY_RUNS, if any, is dropped
+    run-ROW-NAME-unfinished.tar  kept in CARRY_RUNS (.carry-runs), which the next lease's
+                                 `next` call carries and resumes
+    train_throughput*.json       copied to RESULTS/benchmarks/
+
+Then it prints each finished run (test error, wall time, images/s) for CAMPAIGN.md and
+rebuilds the table: ``replicate table3 --lr-search --report --out RESULTS`` (exit status 0 with
+rows that FAIL: a result, not an error).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness import cli  # noqa: E402
+from harness.run_folder import RunFolder  # noqa: E402
+from runtime.cli_support import run_cli  # noqa: E402
+from runtime.errors import AllconvError  # noqa: E402
+
+TAR = re.compile(r"run-(?P<row>[a-z0-9-]+?)-(?P<name>lr-[0-9.e+-]+?(?:-seed-\d+)?(?:-smoke)?)"
+                 r"(?P<unfinished>-unfinished)?\.tar")
+
+
+def unpack_run(tar_path: Path, row: str, name: str, results: Path) -> Path:
+    """Replace RESULTS/table3/ROW/NAME by the tar's ``table3/ROW/NAME`` folder."""
+    prefix = f"table3/{row}/{name}"
+    results.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(tar_path) as tar, tempfile.TemporaryDirectory(dir=results) as tmp:
+            strays = [m.name for m in tar.getmembers()
+                      if m.name != prefix and not m.name.startswith(prefix + "/")]
+            if strays:
+                raise AllconvError(f"{tar_path}: holds {strays[0]}, outside {prefix}/")
+            tar.extractall(tmp, filter="data")
+            target = results / prefix
+            if target.exists():
+                shutil.rmtree(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(Path(tmp) / prefix), target)
+    except (tarfile.TarError, OSError) as err:
+        raise AllconvError(f"{tar_path}: cannot unpack it: {err}") from None
+    return target
+
+
+def collect(folders: list[Path], results: Path, carry_runs: Path) -> list[RunFolder]:
+    """File every call's files; the finished runs' folders."""
+    finished = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise AllconvError(f"{folder}: no such folder")
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith("train_throughput") and path.suffix == ".json":
+                (results / "benchmarks").mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, results / "benchmarks" / path.name)
+                print(f"{path.name} -> {results / 'benchmarks'}")
+                continue
+            match = TAR.fullmatch(path.name)
+            if match is None:
+                continue
+            if match["unfinished"]:
+                carry_runs.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, carry_runs / path.name)
+                print(f"{path.name} -> {carry_runs} (unfinished: the next lease resumes it)")
+                continue
+            target = unpack_run(path, match["row"], match["name"], results)
+            (carry_runs / f"run-{match['row']}-{match['name']}-unfinished.tar").unlink(
+                missing_ok=True)
+            finished.append(RunFolder.read(target))
+    return finished
+
+
+def describe(run: RunFolder) -> str:
+    result = run.result()
+    if result is None:
+        return f"{run.path}: no result.json (a finished run's tar should hold one)"
+    seconds = result["wall_seconds"]
+    speed = result["iterations"] * result["batch_size"] / seconds if seconds else float("nan")
+    return (f"{run.path}: {result['test_error']:.2f} % after {result['epochs']:g} epochs, "
+            f"{seconds:.0f} s, {speed:.0f} img/s, {result['device']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="gpu_collect", description=__doc__.splitlines()[0])
+    p.add_argument("folders", nargs="+", type=Path, metavar="FOLDER",
+                   help="a device call's files (files_at)")
+    p.add_argument("--results", type=Path, default=ROOT / "results",
+                   help="the results folder (default: the repository's)")
+    p.add_argument("--carry-runs", type=Path, default=ROOT / ".carry-runs",
+                   help="where unfinished runs wait for the next lease (default .carry-runs)")
+    args = p.parse_args(argv)
+    finished = collect(args.folders, args.results, args.carry_runs)
+    for run in finished:
+        print(describe(run))
+    if not finished:
+        print("no finished run")
+    code = cli.main(["table3", "--lr-search", "--report", "--out", str(args.results)])
+    return 0 if code == cli.EXIT_FAIL else code   # a row's FAIL is a result, not an error
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, "gpu_collect"))
