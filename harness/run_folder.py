@@ -131,13 +131,21 @@ class MetricsLog:
         self.path = path
 
     def records(self) -> list[dict]:
+        """The records; a last line that is neither whole JSON nor ended by its newline (cut
+        short by a kill while it was written) is left out."""
         if not self.path.is_file():
             return []
-        try:
-            return [json.loads(line) for line in self.path.read_text().splitlines()
-                    if line.strip()]
-        except ValueError as err:
-            raise AllconvError(f"{self.path}: a line is not JSON: {err}") from None
+        lines = [line for line in self.path.read_text().splitlines(keepends=True)
+                 if line.strip()]
+        records = []
+        for i, line in enumerate(lines):
+            try:
+                records.append(json.loads(line))
+            except ValueError as err:
+                if i == len(lines) - 1 and not line.endswith("\n"):
+                    break
+                raise AllconvError(f"{self.path}: a line is not JSON: {err}") from None
+        return records
 
     def truncate(self, iteration: int) -> list[dict]:
         """Drop records after ``iteration`` (written after the checkpoint we resume from)."""

@@ -226,6 +226,17 @@ def test_a_smoke_result_never_replaces_a_full_one(tmp_path):
         write_row(tmp_path, _result(spec, 50.0, smoke=True))
 
 
+def test_a_metrics_line_cut_short_by_a_kill_is_left_out_and_a_bad_one_named(tmp_path):
+    MetricsLog, path = run_folder.MetricsLog, tmp_path / "metrics.jsonl"
+    path.write_text('{"iter": 1}\n{"iter": 2}\n{"iter": 3, "test_e')
+    assert MetricsLog(path).records() == [{"iter": 1}, {"iter": 2}]
+    path.write_text('{"iter": 1}\n{"iter": 2}')                  # whole, its newline not yet
+    assert MetricsLog(path).records() == [{"iter": 1}, {"iter": 2}]
+    path.write_text('{"iter": 1}\n{"iter": 2, "te\n{"iter": 3}\n')
+    with pytest.raises(AllconvError, match=f"^{path}: a line is not JSON"):
+        MetricsLog(path).records()
+
+
 @pytest.mark.parametrize("text, why", [('{"bad', "cannot read it as JSON"),
                                        ("[1]", "holds a JSON list, not an object")])
 def test_a_corrupt_row_json_is_named_in_one_line(tmp_path, text, why):
