@@ -377,6 +377,9 @@ def _selected_specs(args, tables) -> list[Spec]:
     replace a full one) is an error before any row trains (exit status 2), whether named on its
     own or in its table."""
     specs = select(args.targets, tables)
+    if args.report and not args.out.is_dir():
+        raise AllconvError(f"--out {args.out}: no such folder (--report reads the run folders "
+                           "that training wrote there)")
     if not args.report:
         for spec in specs:
             check_trainable(spec, args.data)
@@ -390,7 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     parser = build_parser()
     args = parser.parse_args(argv)
-    _check_args(args, parser)
+    try:
+        _check_args(args, parser)
+    except AllconvError:
+        if launched_by_torchrun() and os.environ.get("RANK", "0") != "0":
+            raise SystemExit(2) from None   # every process finds the same: process 0 says it
+        raise
     shard, shards = parse_shard(args.shard)
     tables = load_tables(args.specs)
     if args.list:

@@ -93,9 +93,16 @@ def check_options_do_something(args) -> None:
 
 
 def load_net(prototxt, weights):
-    """The TEST-phase net with ``weights``; every layer with learnable blobs must find its own."""
-    from runtime.net import Net
-    net = Net(prototxt, pb.TEST, seed=0)
+    """The TEST-phase net with ``weights``; every layer with learnable blobs must find its own.
+    A net without Input layers is refused before any Data layer opens its source."""
+    from runtime.export import DEPLOY
+    from runtime.net import Net, filter_net
+    from runtime.prototxt import read_net
+    param = read_net(prototxt)
+    param.state.phase = pb.TEST
+    if not any(layer.type == "Input" for layer in filter_net(param).layer):
+        raise AllconvError(f"the net has no Input layer: {DEPLOY}")
+    net = Net(param, pb.TEST, seed=0)
     net.copy_from(weights, require_all=True)
     return net
 

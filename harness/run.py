@@ -320,9 +320,12 @@ class Run:
 
     @property
     def label(self) -> str:
-        """The progress bar's name of the run: row, lr(s), seed(s)."""
-        lrs = ",".join(dict.fromkeys(f"{m.opts.lr:g}" for m in self.members))
-        seeds = ",".join(dict.fromkeys(str(m.opts.seed) for m in self.members))
+        """The progress bar's name of the run: row, lr(s), seed(s); a pack's per member, in
+        the order of the losses and accuracies the bar shows (one value when all share it)."""
+        def each(values: list[str]) -> str:
+            return values[0] if len(set(values)) == 1 else "/".join(values)
+        lrs = each([f"{m.opts.lr:g}" for m in self.members])
+        seeds = each([str(m.opts.seed) for m in self.members])
         return (f"{self.spec.key} lr {lrs}" + (f" seed {seeds}" if seeds != "0" else "")
                 + (" SMOKE" if self.smoke else ""))
 

@@ -57,12 +57,12 @@ def train(args) -> None:
         raise AllconvError(f"-gpu {args.gpu}: one process per GPU, started by torchrun: "
                            "torchrun --nproc_per_node N $(which allconv-caffe) train -solver "
                            f"{args.solver} -gpu 0 (each process takes its LOCAL_RANK's GPU)")
+    if launched_by_torchrun() and os.environ.get("RANK", "0") != "0":
+        logging.getLogger().setLevel(logging.ERROR)   # as Caffe's, only the root solver logs
     device = _train_device(args.gpu, args.solver)
     if launched_by_torchrun() and device.startswith("cuda"):
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     ranks = from_environment(torch.device(device))
-    if not ranks.is_main:
-        logging.getLogger().setLevel(logging.WARNING)
     solver = make_solver(args.solver, device=device, ranks=ranks)
     if args.weights:
         for weights in args.weights.split(","):

@@ -138,6 +138,7 @@ def test_train_under_torchrun_is_caffes_multi_gpu_batch(workdir):
                            "-solver", "two.prototxt"], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("Use CPU.") == 1, done.stderr[-3000:]   # only process 0 logs
     assert main(["train", "-solver", "one.prototxt"]) == 0
     assert_same_weights("one_iter_4.caffemodel", "two_iter_4.caffemodel", rtol=1e-5, atol=1e-6)
     assert sorted(p.name for p in workdir.glob("two_iter_*")) == [

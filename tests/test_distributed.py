@@ -76,6 +76,19 @@ def test_two_gloo_processes_train_what_one_process_trains(tmp_path):
     assert [json.loads(r)["iter"] for r in records] == [2, 4]
 
 
+def test_an_option_refused_under_torchrun_is_said_once(tmp_path):
+    """Every process refuses --pack 2 under torchrun; process 0 alone says why."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", "-m", "harness.cli", "all-cnn-c", "--pack",
+                           "2", "--out", str(tmp_path / "out")], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode != 0
+    said = [line for line in done.stderr.splitlines() if line.startswith("replicate: error: ")]
+    assert said == ["replicate: error: --pack trains its runs on one process: under torchrun use "
+                    "--pack 1, or a pack without torchrun"], done.stderr[-2000:]
+
+
 def test_shards_cover_every_run_exactly_once_in_list_order():
     tables = load_tables(SPECS_DIR)
     args = cli.build_parser().parse_args(["table3", "--lr-search"])

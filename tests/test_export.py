@@ -574,6 +574,21 @@ def test_a_small_model_is_written_directly_and_a_large_one_beside_its_data(tmp_p
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_train_test_net_is_refused_before_its_data_source_is_opened(tmp_path, capsys):
+    """Before: a Data layer's missing source was the error (from another folder), hiding that
+    a train/test net does not export at all."""
+    from generator.render import render_net
+    from generator.variants import get_variant
+    proto = tmp_path / "all_c.prototxt"
+    proto.write_text(render_net(get_variant("all-c")))
+    weights = tmp_path / "w.caffemodel"
+    weights.write_bytes(b"")
+    err = _bad(tmp_path, ["--prototxt", str(proto), "--weights", str(weights), "-o",
+                          str(tmp_path / "m.onnx")], capsys)
+    assert err == ("export-onnx: error: the net has no Input layer: export a deploy net "
+                   "(gen-prototxt --deploy)\n")
+
+
 def test_options_that_do_nothing_beside_run_are_refused(run_dir, tmp_path, capsys):
     """Before: --data beside --run without --with-preprocessing did nothing and exited 0."""
     folder, _, data = run_dir

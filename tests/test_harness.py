@@ -836,6 +836,16 @@ def test_a_bad_number_or_an_option_that_does_nothing_is_one_line_and_leaves_noth
     assert not out.exists()
 
 
+def test_report_on_a_missing_out_folder_is_one_line(tmp_path, capsys):
+    """Before: exit 0 and twelve "no run finished yet" lines, nothing written."""
+    out = tmp_path / "nonexistent"
+    assert cli.run_cli(cli.main, "replicate", ["table3", "--report", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"replicate: error: --out {out}: no such folder "
+                                       "(--report reads the run folders that training wrote "
+                                       "there)\n")
+    assert not out.exists()
+
+
 def test_the_largest_seed_is_caffes_and_cuda_graphs_stay_with_cuda(monkeypatch):
     parse = cli.build_parser().parse_args
     assert parse(["all-cnn-c", "--seed", "4294967295,0"]).seed == [4294967295, 0]

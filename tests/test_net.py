@@ -466,8 +466,8 @@ def test_data_layer_shape_from_input_shapes_and_set_feed():
 
 
 def test_data_layer_without_feed_opens_source_or_names_it():
-    with pytest.raises(AllconvError, match="layer 'data' \\(Data\\): cannot open data source "
-                                           "'/nonexistent/source'"):
+    with pytest.raises(AllconvError, match="^layer 'data' \\(Data\\): data source "
+                                           "/nonexistent/source: no such file$"):
         Net(DATA, TRAIN)
 
 

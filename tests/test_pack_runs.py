@@ -224,6 +224,17 @@ def test_the_whole_step_as_one_cuda_graph_equals_the_eager_step(spec, data, tmp_
     torch.testing.assert_close(losses[1], losses[0], rtol=2e-3, atol=0)
 
 
+def test_a_packs_progress_bar_names_each_member_in_the_order_of_its_losses(spec, data,
+                                                                          tmp_path):
+    members = [(0.01, 0), (0.05, 0), (0.01, 1), (0.05, 1)]
+    run = Run(spec, [(opts(lr=lr, seed=seed), tmp_path / f"{k}")
+                     for k, (lr, seed) in enumerate(members)], data, torch.device("cpu"), "fp32")
+    assert run.label == "table3/all-cnn-c lr 0.01/0.05/0.01/0.05 seed 0/0/1/1 SMOKE"
+    run = Run(spec, [(opts(lr=lr, seed=3), tmp_path / f"s{k}")
+                     for k, lr in enumerate([0.01, 0.05])], data, torch.device("cpu"), "fp32")
+    assert run.label == "table3/all-cnn-c lr 0.01/0.05 seed 3 SMOKE"
+
+
 def test_the_deadline_allows_for_a_first_evaluation_not_yet_timed():
     """Before an evaluation has been timed, the deadline counts a third of a steady step per
     test batch (not the first step's, which holds compiling), and on CUDA the evaluator's

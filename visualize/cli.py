@@ -306,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     args.source = net_source(args)
     check_options_do_something(args, args.source)
     args.action(args)
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -51,6 +51,10 @@ def open_source(source: str, phase: int, verify: bool = True) -> Source:
         return _open_npz(path)
     if path.is_dir():
         return _open_cifar(path, PHASE_SPLITS[phase], verify)
+    if not path.exists():
+        where = "" if path.is_absolute() else f" (relative to the current folder {Path.cwd()})"
+        hint = ("; allconv-prep-cifar writes it" if "_gcn_zca_" in path.name else "")
+        raise AllconvError(f"data source {source}: no such file{where}{hint}")
     raise AllconvError(f"data source {source} is neither a .npz file nor a folder "
                        "holding an official CIFAR release")
 

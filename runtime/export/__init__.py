@@ -14,6 +14,7 @@ _LAZY = {
     "to_onnx": "runtime.export.model",
     "build_model": "runtime.export.model",
     "check_image_net": "runtime.export.model",
+    "DEPLOY": "runtime.export.model",
     "MIN_OPSET": "runtime.export.model",
     "DEFAULT_OPSET": "runtime.export.model",
     "exportable_types": "runtime.export.registry",

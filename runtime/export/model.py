@@ -20,6 +20,7 @@ from runtime.proto import pb
 MIN_OPSET, DEFAULT_OPSET = 17, 18
 PROTOBUF_LIMIT = 2**31 - 1
 BATCH_DIM = "N"
+DEPLOY = "export a deploy net (gen-prototxt --deploy)"
 
 
 def to_onnx(net, path, *, outputs=None, static_batch: int | None = None,
@@ -76,8 +77,7 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         raise AllconvError(f"output blob(s) {', '.join(map(repr, twice))} named more than once")
     names = used_inputs(net, outputs)
     if not names:
-        raise AllconvError("the net has no Input layer that its outputs depend on: export a "
-                           "deploy net (gen-prototxt --deploy)")
+        raise AllconvError(f"the net has no Input layer that its outputs depend on: {DEPLOY}")
     batch = static_batch or BATCH_DIM
     axes = batch_axes(needed_layers(net, outputs))
     graph = GraphBuilder(opset, np.float16 if fp16 else np.float32)

@@ -116,7 +116,7 @@ class Data(BaseData):
         source = self.param.data_param.source
         try:
             feed = open_source(source, self.phase)
-        except (AllconvError, OSError) as err:
-            raise AllconvError(f"cannot open data source {source!r}: {err}") from None
+        except OSError as err:      # open_source's own errors name the source already
+            raise AllconvError(f"data source {source}: cannot read: {err}") from None
         return self.transformed(feed, generator) if self.param.HasField("transform_param") \
             else feed
