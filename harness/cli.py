@@ -230,16 +230,17 @@ def check_lengths(jobs: list[tuple], data_dir: str | None, world: int) -> None:
             check_length(spec, opts, sizes[spec.key], world)
 
 
-def fresh_starts(jobs) -> list[str]:
+def fresh_starts(jobs, args) -> list[str]:
     """A note for each run that --resume starts from its first iteration (its folder holds
-    no checkpoint and no result)."""
+    no checkpoint and no result), naming the row's runs of other settings, if any."""
     notes = []
     for spec, opts, run_dir in jobs:
         folder = RunFolder(run_dir)
         if opts.resume and folder.latest_checkpoint() is None and folder.result() is None:
             notes.append(f"--resume: {spec.key} at lr {opts.lr:g}"
                          + (f" seed {opts.seed}" if opts.seed else "")
-                         + f" has no checkpoint in {run_dir}; it starts from the beginning")
+                         + f" has no checkpoint in {run_dir}; it starts from the beginning"
+                         + _other_runs(row_outcomes(spec, args)[1]))
     return notes
 
 
@@ -420,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         mine = list(range(len(jobs)))[shard::shards]
         check_lengths([jobs[i] for i in mine], args.data, ranks.world)
         if ranks.is_main:
-            for note in fresh_starts(jobs[i] for i in mine):
+            for note in fresh_starts((jobs[i] for i in mine), args):
                 print(f"replicate: {note}", file=sys.stderr)
         trained = run_jobs([jobs[i] for i in mine], args.rows_in_parallel, default_pack(args),
                            ranks)

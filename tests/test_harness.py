@@ -920,3 +920,10 @@ def test_report_shows_only_runs_of_its_settings_and_names_the_others(tmp_path, t
                      "starts from the beginning" for lr in ("0.01", "0.02")]
     assert cli.main(resume + ["--lr", "0.01"]) == 0     # finished: nothing to say
     assert "--resume:" not in capsys.readouterr().err
+    full = base + ["--data", str(tiny_data), "--no-verify", "--device", "cpu", "--no-progress",
+                   "--resume", "--lr", "0.01", "--deadline", "0.001"]   # notes, trains nothing
+    assert cli.main(full) == cli.EXIT_STOPPED
+    notes = [line for line in capsys.readouterr().err.splitlines() if "--resume:" in line]
+    assert notes == [f"replicate: --resume: tiny/model-a at lr 0.01 has no checkpoint in "
+                     f"{out}/tiny/model-a/lr-0.01; it starts from the beginning (3 runs of other "
+                     "settings: --epochs 0.5 --eval-limit 8)"]
