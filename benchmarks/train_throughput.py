@@ -420,18 +420,22 @@ def main(argv: list[str] | None = None) -> int:
     best = fastest(rows)
     levers = lever_sets[best["loop"]]
     record = {"rows": rows}
+
+    def keep() -> None:     # after each part: what was measured survives a later failure
+        if args.json:
+            write_json(Path(args.json), args, name, record)
+    keep()
     if args.pack:
         record["packs"] = measure_packs(args, device, best, levers, data)
         print(pack_report(record["packs"], tag, f"{best['precision']} {best['loop']}"),
               flush=True)
+        keep()
         if args.profile:
-            if args.json:       # the measurements so far are kept, whatever the profiler does
-                write_json(Path(args.json), args, name, record)
             record["profile"] = profile(args, device, best, levers, data, tag)
+            keep()
     if args.slices:
         record["slices"] = measure_slices(args, device, best, levers, tag)
-    if args.json:
-        write_json(Path(args.json), args, name, record)
+        keep()
     return 0
 
 

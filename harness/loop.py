@@ -143,6 +143,8 @@ class Loop:
         self.count += 1
         if self.step_seconds is None:   # the first step (compiling included), until a tick
             self.step_seconds = time.perf_counter() - begin
+            # ticks time steady steps: the first window starts after this one
+            self.tick, self.tick_iter = time.perf_counter(), self.run.iter
 
     def sync_due(self, evaluate: bool) -> bool:
         if evaluate or self.every_iteration:
@@ -278,11 +280,11 @@ class Loop:
         """The last evaluation's seconds; before one in this process, a third of a steady
         training step (the forward alone) per batch of test images, plus, on CUDA, the
         compiling of the evaluator's first call. The first step's time (compiling, capture)
-        is no guide to a forward: the step part waits for a tick."""
+        is no guide to a forward: the step part waits for a tick after it."""
         if self.eval_seconds is not None:
             return self.eval_seconds
         run = self.run
-        steady = self.step_seconds if self.tick_iter > self.start_iter else 0.0
+        steady = self.step_seconds if self.tick_iter > self.start_iter + 1 else 0.0
         compiling = EVAL_COMPILE_GUESS if run.net.device.type == "cuda" else 0.0
         return steady * run.test_size / run.global_batch / 3 + compiling
 

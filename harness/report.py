@@ -97,8 +97,8 @@ def check_writable(out: Path, table: str, row: str, smoke: bool) -> Path:
     """``out/<table>/<row>.json``, unless a smoke result would replace a full one there (checked
     before training too, so that a smoke run does not train only to be refused)."""
     path = out / table / f"{row}.json"
-    held = read_row(out, table, row)
-    if smoke and held is not None and not held.get("smoke", False):
+    held = read_row(out, table, row) if smoke else None   # a full result replaces any file
+    if held is not None and not held.get("smoke", False):
         raise AllconvError(f"{path} holds a full replication; a smoke run will not overwrite it "
                            "(pass --out to write elsewhere)")
     return path

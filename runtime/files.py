@@ -39,7 +39,6 @@ def read_bytes(path: PathLike, what: str) -> bytes:
         raise AllconvError(f"{str(path)!r}: not a usable path: {err}") from None
 
 
-
 def read_json_object(path: PathLike) -> dict:
     """The JSON object in ``path``; an unreadable file, bad JSON or another JSON value is an
     AllconvError naming the path."""
@@ -50,6 +49,7 @@ def read_json_object(path: PathLike) -> dict:
     if not isinstance(data, dict):
         raise AllconvError(f"{path}: holds a JSON {type(data).__name__}, not an object")
     return data
+
 
 def suffix_option(suffix: str, what: str):
     """An argparse type for ``-o``: the path as given when it ends in ``suffix`` (any case),

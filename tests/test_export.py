@@ -10,8 +10,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
+
+onnx = pytest.importorskip("onnx")   # the [onnx] extra: without it, these tests skip
 import torch
 
 import fixture_format as ff

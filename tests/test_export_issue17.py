@@ -4,8 +4,9 @@ and on, two batch sizes on each input's batch axis), the ops chosen, and the los
 refusal. Real Caffe's values for the same layers are compared in test_export.py
 (``test_onnxruntime_computes_what_real_caffe_computed``, every fixture net that exports)."""
 import numpy as np
-import onnx
 import pytest
+
+onnx = pytest.importorskip("onnx")   # the [onnx] extra: without it, these tests skip
 
 from runtime.errors import AllconvError
 from runtime.export import build_model, check, to_onnx

@@ -1,6 +1,6 @@
 """tools/gpu_collect.py files a lease's device files: a finished run's tar becomes its run folder
-(weights beside it) and the table is rebuilt from it; an unfinished one waits in .carry-runs;
-the benchmark JSONs go to results/benchmarks."""
+(weights beside it) and the table is rebuilt from it; an unfinished one waits in .carry-runs
+unless the run finished in another call; the benchmark JSONs go to results/benchmarks."""
 import importlib.util
 import io
 import tarfile
@@ -36,12 +36,16 @@ def test_a_lease_is_filed_and_the_table_rebuilt(tmp_path, capsys):
          {"table3/model-c/lr-0.1-seed-2/run.json": b"{}"})
     (call / "train_throughput_pack.json").write_text('{"packs": []}\n')
     (call / "replicate.log").write_text("log\n")
+    earlier = tmp_path / "call3"        # given after the call that finished the run
+    earlier.mkdir()
+    _tar(earlier / "run-all-cnn-c-lr-0.05-unfinished.tar",
+         {"table3/all-cnn-c/lr-0.05/run.json": b"{}"})
     carry = tmp_path / ".carry-runs"
     carry.mkdir()
     (carry / "run-all-cnn-c-lr-0.05-unfinished.tar").write_bytes(b"an earlier lease's")
     results = tmp_path / "results"
 
-    assert gpu_collect.main([str(call), "--results", str(results),
+    assert gpu_collect.main([str(call), str(earlier), "--results", str(results),
                              "--carry-runs", str(carry)]) == 0
     folder = results / "table3" / "all-cnn-c" / "lr-0.05"
     assert (folder / "result.json").read_bytes() == (COMMITTED / "result.json").read_bytes()

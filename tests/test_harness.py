@@ -246,6 +246,8 @@ def test_a_corrupt_row_json_is_named_in_one_line(tmp_path, text, why):
     path.write_text(text)
     with pytest.raises(AllconvError, match=f"^{path}: {why}"):
         write_row(tmp_path, _result(spec, 50.0, smoke=True))
+    write_row(tmp_path, _result(spec, 12.0))        # a full result (--report's) replaces it
+    assert json.loads(path.read_text())["smoke"] is False
 
 
 # ----------------------------------------------------------------------------- training

@@ -237,18 +237,26 @@ def test_a_packs_progress_bar_names_each_member_in_the_order_of_its_losses(spec,
 
 def test_the_deadline_allows_for_a_first_evaluation_not_yet_timed():
     """Before an evaluation has been timed, the deadline counts a third of a steady step per
-    test batch (not the first step's, which holds compiling), and on CUDA the evaluator's
-    compiling; after one, its own seconds."""
+    test batch (not the first step's, which holds compiling: ticks start after it), and on
+    CUDA the evaluator's compiling; after one, its own seconds."""
+    import time
     from types import SimpleNamespace
     from harness.loop import EVAL_COMPILE_GUESS, Loop
+
+    def step():
+        time.sleep(0.2 if run.iter == 5 else 0.0)    # the first step compiles
+        run.iter += 1
+    run = SimpleNamespace(test_size=10_000, global_batch=128, iter=5, step=step,
+                          net=SimpleNamespace(device=torch.device("cpu")))
     loop = Loop.__new__(Loop)
-    loop.run = SimpleNamespace(test_size=10_000, global_batch=128,
-                               net=SimpleNamespace(device=torch.device("cpu")))
-    loop.eval_seconds, loop.start_iter, loop.tick_iter, loop.step_seconds = None, 5, 5, 30.0
+    loop.run, loop.count, loop.eval_seconds, loop.step_seconds = run, 0, None, None
+    loop.start_iter, loop.tick_iter, loop.tick = 5, 5, time.perf_counter()
+    loop.step()
+    assert loop.step_seconds >= 0.2 and loop.tick_iter == 6
     assert loop.eval_guess() == 0.0                     # only the first step timed
-    loop.tick_iter, loop.step_seconds = 9, 0.384
+    loop.tick_iter, loop.step_seconds = 9, 0.384         # as sync sets them at a tick
     assert loop.eval_guess() == pytest.approx(10.0)     # 78.125 batches x 0.128 s
-    loop.run.net.device = torch.device("cuda")
+    run.net.device = torch.device("cuda")
     assert loop.eval_guess() == pytest.approx(10.0 + EVAL_COMPILE_GUESS)
     loop.eval_seconds = 4.0
     assert loop.eval_guess() == 4.0

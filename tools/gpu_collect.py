@@ -4,16 +4,17 @@
 
 Each FOLDER holds one call's files (the device tool's ``files_at``):
 
-    run-ROW-NAME.tar             a finished run: its folder goes to RESULTS/table3/ROW/NAME with
-                                 its final .caffemodel (git ignores results/**/*.caffemodel);
-                                 that run's unfinished tar in CARRY_RUNS, if any, is dropped
+    run-ROW-NAME.tar             a finished run: its folder goes to RESULTS/TABLE/ROW/NAME
+                                 (TABLE: the row's) with its final .caffemodel (git ignores
+                                 results/**/*.caffemodel); that run's unfinished tar in
+                                 CARRY_RUNS, if any, is dropped
     run-ROW-NAME-unfinished.tar  kept in CARRY_RUNS (.carry-runs), which the next lease's
-                                 `next` call carries and resumes
+                                 `next` call carries and resumes, unless the run has finished
     train_throughput*.json       copied to RESULTS/benchmarks/
 
 Then it prints each finished run (test error, wall time, images/s) for CAMPAIGN.md and
-rebuilds the table: ``replicate table3 --lr-search --report --out RESULTS`` (exit status 0 with
-rows that FAIL: a result, not an error).
+rebuilds the tables they are in (Table 3 when none): ``replicate TABLE --lr-search --report
+--out RESULTS`` (exit status 0 with rows that FAIL: a result, not an error).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness import cli  # noqa: E402
 from harness.run_folder import RunFolder  # noqa: E402
+from harness.specs import load_tables  # noqa: E402
 from runtime.cli_support import run_cli  # noqa: E402
 from runtime.errors import AllconvError  # noqa: E402
 
@@ -37,9 +39,17 @@ TAR = re.compile(r"run-(?P<row>[a-z0-9-]+?)-(?P<name>lr-[0-9.e+-]+?(?:-seed-\d+)
                  r"(?P<unfinished>-unfinished)?\.tar")
 
 
-def unpack_run(tar_path: Path, row: str, name: str, results: Path) -> Path:
-    """Replace RESULTS/table3/ROW/NAME by the tar's ``table3/ROW/NAME`` folder."""
-    prefix = f"table3/{row}/{name}"
+def table_of(row: str) -> str:
+    """The table whose rows include ``row``."""
+    tables = [table for table, specs in load_tables().items()
+              if any(spec.name == row for spec in specs)]
+    if len(tables) != 1:
+        raise AllconvError(f"row {row!r} is in {len(tables)} tables; a run's tar names one row")
+    return tables[0]
+
+
+def unpack_run(tar_path: Path, prefix: str, results: Path) -> Path:
+    """Replace RESULTS/PREFIX (TABLE/ROW/NAME) by the tar's folder of that name."""
     results.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(tar_path) as tar, tempfile.TemporaryDirectory(dir=results) as tmp:
@@ -61,6 +71,7 @@ def unpack_run(tar_path: Path, row: str, name: str, results: Path) -> Path:
 def collect(folders: list[Path], results: Path, carry_runs: Path) -> list[RunFolder]:
     """File every call's files; the finished runs' folders."""
     finished = []
+    tars = []
     for folder in folders:
         if not folder.is_dir():
             raise AllconvError(f"{folder}: no such folder")
@@ -71,17 +82,20 @@ def collect(folders: list[Path], results: Path, carry_runs: Path) -> list[RunFol
                 print(f"{path.name} -> {results / 'benchmarks'}")
                 continue
             match = TAR.fullmatch(path.name)
-            if match is None:
+            if match is not None:
+                tars.append((bool(match["unfinished"]), path, match["row"], match["name"]))
+    for unfinished, path, row, name in sorted(tars, key=lambda t: t[0]):   # finished first
+        prefix = f"{table_of(row)}/{row}/{name}"
+        if unfinished:
+            if (results / prefix / "result.json").is_file():
+                print(f"{path.name}: left (the run finished in a later call)")
                 continue
-            if match["unfinished"]:
-                carry_runs.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, carry_runs / path.name)
-                print(f"{path.name} -> {carry_runs} (unfinished: the next lease resumes it)")
-                continue
-            target = unpack_run(path, match["row"], match["name"], results)
-            (carry_runs / f"run-{match['row']}-{match['name']}-unfinished.tar").unlink(
-                missing_ok=True)
-            finished.append(RunFolder.read(target))
+            carry_runs.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, carry_runs / path.name)
+            print(f"{path.name} -> {carry_runs} (unfinished: the next lease resumes it)")
+            continue
+        finished.append(RunFolder.read(unpack_run(path, prefix, results)))
+        (carry_runs / f"run-{row}-{name}-unfinished.tar").unlink(missing_ok=True)
     return finished
 
 
@@ -109,8 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         print(describe(run))
     if not finished:
         print("no finished run")
-    code = cli.main(["table3", "--lr-search", "--report", "--out", str(args.results)])
-    return 0 if code == cli.EXIT_FAIL else code   # a row's FAIL is a result, not an error
+    for table in sorted({run.path.parts[-3] for run in finished} or {"table3"}):
+        code = cli.main([table, "--lr-search", "--report", "--out", str(args.results)])
+        if code not in (0, cli.EXIT_FAIL):      # a row's FAIL is a result, not an error
+            return code
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,22 +10,26 @@
 #   next SECONDS     the next pack of Table 3's campaign (issue 19's order), trained with
 #                    --deadline SECONDS; run folders under $CARRY_RUNS (default .carry-runs) are
 #                    unpacked first (an unfinished pack of an earlier lease)
-#   pack SECONDS ROW OPTION...   one pack of ROW with these replicate options and the deadline
+#   pack SECONDS ROW OPTION...   one pack of ROW (of any table) with these replicate options
+#                    and the deadline
 # Each training call returns one tar a run folder touched: a finished run without .solverstate
 # and .rngstate (its final .caffemodel stays, for the cache), an unfinished one whole (to carry
 # back); a tar holds at most 16 MiB, and a call returns at most 8 files.
 # The machine keeps /tmp while it is warm (about 30 s after a call), so the calls go back to back.
 # ALLCONV_COMMIT names the commit in the result files (the tree that travels has no .git).
-# If stage 1's whole-step graph test fails, the later calls run without the graph:
-# LEVERS=--channels-last for the benchmark of stage 3, EXTRA=--no-cuda-graphs for the training calls
-# (EXTRA: replicate options added to every training call).
+# LEVERS: the benchmark's levers in stages 1-3 (default --cuda-graphs --channels-last; set but
+# empty: none); EXTRA: replicate options added to every training call. If stage 1's whole-step
+# graph test fails, the later calls go without the graph: LEVERS=--channels-last,
+# EXTRA=--no-cuda-graphs (docs/GPU_SESSION.md). Every step has a time limit; a stage ends with
+# status 0 after printing each step's own status (a step's failure is read in the logs, not
+# mistaken for the call's own time limit).
 # Dry run on the CPU: DEVICE="--device cpu" TINY=1 (tiny benchmark, slices and runs, and
 # --pack 4, the CUDA default), with CIFAR=<the release> RESULTS=<a scratch folder>.
 set -uo pipefail
 : "${OUT:?run this on the device machine, where OUT is set (or set it for a dry run)}"
 export PYTHONPATH=. PYTHONUNBUFFERED=1
 CIFAR=${CIFAR:-/tmp/cifar} RESULTS=${RESULTS:-/tmp/results}
-DEVICE=${DEVICE:-} LEVERS=${LEVERS:---cuda-graphs --channels-last}
+DEVICE=${DEVICE:-} LEVERS=${LEVERS---cuda-graphs --channels-last}
 mkdir -p "$CIFAR" "$RESULTS/table3"
 if [ -d "${CARRY:-.carry}" ]; then cp "${CARRY:-.carry}"/* "$CIFAR"/ && ls "$CIFAR"; fi
 # the committed runs of Table 3 (finished: a resume keeps them) join the device's own; a dry
@@ -77,15 +81,24 @@ for row, kind in ORDER:
 EOF
 }
 
+table_of() {         # the table holding row $1
+    python3 -c "import sys; from harness.specs import load_tables; print(next((t for t, rows in \
+load_tables().items() if any(s.name == sys.argv[1] for s in rows)), 'table3'))" "$1"
+}
+
 train_pack() {       # $1: --deadline seconds; the rest: ROW and replicate options
     local seconds=$1; shift
     local start; start=$(date +%s)
     echo "replicate $* --deadline $seconds --resume"
+    # a hang past the deadline is cut short, and what the runs checkpointed still comes back
     # shellcheck disable=SC2086
-    python3 -m harness.cli $DEVICE $RUN_TINY ${EXTRA:-} "$@" --data "$CIFAR" --out "$RESULTS" \
-        --deadline "$seconds" --resume --no-progress 2>&1 | tee "$OUT/replicate.log"
-    local row=$1 folder
-    for folder in "$RESULTS"/table3/"$row"/*/; do
+    timeout -k 10 $((seconds + 25)) python3 -m harness.cli $DEVICE $RUN_TINY ${EXTRA:-} "$@" \
+        --data "$CIFAR" --out "$RESULTS" --deadline "$seconds" --resume --no-progress 2>&1 \
+        | tee "$OUT/replicate.log"
+    local rc=${PIPESTATUS[0]}; echo "replicate: exit status $rc"
+    local row=$1 table folder
+    table=$(table_of "$row")
+    for folder in "$RESULTS/$table/$row"/*/; do
         [ -f "$folder/run.json" ] || continue
         # only what this call trained: a folder written since it started
         [ "$(stat -c %Y "$folder/run.json")" -ge "$start" ] || \
@@ -93,12 +106,12 @@ train_pack() {       # $1: --deadline seconds; the rest: ROW and replicate optio
         local name; name=$(basename "$folder")
         if [ -f "$folder/result.json" ]; then
             tar -C "$RESULTS" --exclude='*.solverstate' --exclude='*.rngstate' \
-                -cf "$OUT/run-$row-$name.tar" "table3/$row/$name"
+                -cf "$OUT/run-$row-$name.tar" "$table/$row/$name"
         else
-            tar -C "$RESULTS" -cf "$OUT/run-$row-$name-unfinished.tar" "table3/$row/$name"
+            tar -C "$RESULTS" -cf "$OUT/run-$row-$name-unfinished.tar" "$table/$row/$name"
         fi
     done
-    cp "$RESULTS/table3/$row.json" "$RESULTS/table3/README.md" "$OUT"/ 2>/dev/null
+    cp "$RESULTS/$table/$row.json" "$RESULTS/$table/README.md" "$OUT"/ 2>/dev/null
     ls -la "$OUT"
     return 0
 }
@@ -108,24 +121,30 @@ case "${1:-}" in
         nvidia-smi -L 2>/dev/null
         python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'cudnn', torch.backends.cudnn.version())"
-        # time limits, so that a hang still leaves the call's files and time for the next one;
-        # the device has no onnx: the export tests fail to collect, the CUDA tests still run
-        timeout 240 python3 -m pytest -q -m gpu --continue-on-collection-errors tests 2>&1 \
-            | tail -n 30 | tee "$OUT/test_gpu.log"
+        # the device has no onnx: the export tests skip, as without the [onnx] extra
+        timeout -k 10 240 python3 -m pytest -q -m gpu tests 2>&1 | tail -n 30 \
+            | tee "$OUT/test_gpu.log"
+        rc=${PIPESTATUS[0]}; echo "pytest: exit status $rc" | tee -a "$OUT/test_gpu.log"
         # shellcheck disable=SC2086
-        timeout 320 python3 benchmarks/train_throughput.py $LEVERS --pack 1,2,4,8 --profile \
-            --json "$OUT/train_throughput_pack.json" $DEVICE $BENCH_TINY 2>&1 \
-            | tee "$OUT/train_throughput_pack.log" ;;
+        timeout -k 10 320 python3 benchmarks/train_throughput.py $LEVERS --pack 1,2,4,8 \
+            --profile --json "$OUT/train_throughput_pack.json" $DEVICE $BENCH_TINY 2>&1 \
+            | tee "$OUT/train_throughput_pack.log"
+        rc=${PIPESTATUS[0]}; echo "benchmark: exit status $rc"
+        exit 0 ;;
     stage2)
         # shellcheck disable=SC2086
-        timeout 200 python3 benchmarks/train_throughput.py --compile $LEVERS --pack 4 --iters 100 \
-            --json "$OUT/train_throughput_pack_compiled.json" $DEVICE $BENCH_TINY 2>&1 \
-            | tee "$OUT/train_throughput_pack_compiled.log" ;;
+        timeout -k 10 200 python3 benchmarks/train_throughput.py --compile $LEVERS --pack 4 \
+            --iters 100 --json "$OUT/train_throughput_pack_compiled.json" $DEVICE $BENCH_TINY \
+            2>&1 | tee "$OUT/train_throughput_pack_compiled.log"
+        rc=${PIPESTATUS[0]}; echo "benchmark: exit status $rc"
+        exit 0 ;;
     stage3)
         # shellcheck disable=SC2086
-        timeout 540 python3 benchmarks/train_throughput.py $LEVERS --slices \
+        timeout -k 10 540 python3 benchmarks/train_throughput.py $LEVERS --slices \
             --data "$CIFAR" --json "$OUT/train_throughput_slices.json" $DEVICE $BENCH_TINY \
-            $SLICE_TINY 2>&1 | tee "$OUT/train_throughput_slices.log" ;;
+            $SLICE_TINY 2>&1 | tee "$OUT/train_throughput_slices.log"
+        rc=${PIPESTATUS[0]}; echo "benchmark: exit status $rc"
+        exit 0 ;;
     next)
         if [ -d "${CARRY_RUNS:-.carry-runs}" ]; then
             for tar in "${CARRY_RUNS:-.carry-runs}"/*.tar; do tar -C "$RESULTS" -xf "$tar"; done
