@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from runtime.distributed import (SINGLE, Ranks, from_environment, launched_by_torchrun, leave,
-                                 local_device)
+                                 local_device, not_process_zero)
 from harness.report import (check_writable, read_row, row_result, write_row,
                             write_table_readme)
 from harness.specs import SPECS_DIR, Spec, load_tables, select
@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_args(args, parser)
     except AllconvError:
-        if launched_by_torchrun() and os.environ.get("RANK", "0") != "0":
+        if not_process_zero():
             raise SystemExit(2) from None   # every process finds the same: process 0 says it
         raise
     shard, shards = parse_shard(args.shard)

@@ -49,7 +49,8 @@ def _train_device(gpu: str | None, solver_path: str) -> str:
 
 
 def train(args) -> None:
-    from runtime.distributed import from_environment, launched_by_torchrun, leave
+    from runtime.distributed import (from_environment, launched_by_torchrun, leave,
+                                     not_process_zero)
     from runtime.solver import make_solver
     if args.snapshot and args.weights:
         raise AllconvError("give -snapshot or -weights, not both (as Caffe)")
@@ -57,7 +58,7 @@ def train(args) -> None:
         raise AllconvError(f"-gpu {args.gpu}: one process per GPU, started by torchrun: "
                            "torchrun --nproc_per_node N $(which allconv-caffe) train -solver "
                            f"{args.solver} -gpu 0 (each process takes its LOCAL_RANK's GPU)")
-    if launched_by_torchrun() and os.environ.get("RANK", "0") != "0":
+    if not_process_zero():
         logging.getLogger().setLevel(logging.ERROR)   # as Caffe's, only the root solver logs
     device = _train_device(args.gpu, args.solver)
     if launched_by_torchrun() and device.startswith("cuda"):

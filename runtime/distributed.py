@@ -125,6 +125,12 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def not_process_zero() -> bool:
+    """Under torchrun, a process other than rank 0, before the process group is joined:
+    what every process finds alike (a refused option, the device), process 0 alone says."""
+    return launched_by_torchrun() and os.environ.get("RANK", "0") != "0"
+
+
 def from_environment(device: torch.device) -> Ranks:
     """Join torchrun's process group when WORLD_SIZE > 1 (once per process)."""
     if not launched_by_torchrun():
