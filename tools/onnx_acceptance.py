@@ -22,6 +22,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -87,7 +88,8 @@ def preprocessing(folder: Path, data: str, weights, batch: int = 500) -> None:
           f"{(folder / 'pre.onnx').stat().st_size / 1e6:.2f} MB", flush=True)
     session = check.session(folder / "pre.onnx", check.LEVELS["optimisations on"])
     agree, largest = 0, 0.0
-    for i in range(0, len(images), batch):
+    for i in tqdm(range(0, len(images), batch), desc="onnxruntime vs runtime", unit="batch",
+                  file=sys.stderr):
         raw = np.ascontiguousarray(images[i:i + batch].transpose(0, 2, 3, 1))
         got = session.run(["prob"], {"image": raw})[0].reshape(len(raw), -1)
         want = check.run_runtime(net, {"data": prepared.test_images[i:i + batch]})["prob"]
