@@ -13,8 +13,8 @@ Each FOLDER holds one call's files (the device tool's ``files_at``):
     train_throughput*.json       copied to RESULTS/benchmarks/
 
 Then it prints each finished run (test error, wall time, images/s) for CAMPAIGN.md and
-rebuilds the tables they are in (Table 3 when none): ``replicate TABLE --lr-search --report
---out RESULTS`` (exit status 0 with rows that FAIL: a result, not an error).
+rebuilds the tables they are in: ``replicate TABLE --lr-search --report --out RESULTS`` (exit
+status 0 with rows that FAIL: a result, not an error).
 """
 from __future__ import annotations
 
@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     for run in finished:
         print(describe(run))
     if not finished:
-        print("no finished run")
-    for table in sorted({run.path.parts[-3] for run in finished} or {"table3"}):
+        print("no finished run: no table to rebuild")
+    for table in sorted({run.path.parts[-3] for run in finished}):
         code = cli.main([table, "--lr-search", "--report", "--out", str(args.results)])
         if code not in (0, cli.EXIT_FAIL):      # a row's FAIL is a result, not an error
             return code
