@@ -7,7 +7,8 @@
 #                    4 against solo (JSON: train_throughput_pack_compiled.json)
 #   stage3           file 5 and the test file; the two 10-epoch slices on CIFAR-10, solo and a
 #                    pack of the 4-lr grid, each projected to 350 epochs (train_throughput_slices.json)
-#   next SECONDS     the next pack of Table 3's campaign (issue 19's order), trained with
+#   next SECONDS     the next pack of Table 3's campaign (issue 19's order, then Table 4's
+#                    all-cnn-c-augmented), trained with
 #                    --deadline SECONDS; run folders under $CARRY_RUNS (default .carry-runs) are
 #                    unpacked first (an unfinished pack of an earlier lease)
 #   pack SECONDS ROW OPTION...   one pack of ROW (of any table) with these replicate options
@@ -55,11 +56,12 @@ B_ROWS = ["all-cnn-b", "convpool-cnn-b", "model-b", "strided-cnn-b"]
 A_ROWS = ["all-cnn-a", "convpool-cnn-a", "model-a", "strided-cnn-a"]
 ORDER = ([("all-cnn-c", "grid"), ("all-cnn-c", "seeds")]
          + [(row, "grid") for row in C_ROWS + B_ROWS + A_ROWS]
-         + [(row, "seeds") for row in C_ROWS + B_ROWS + A_ROWS])
-specs = {s.name: s for s in load_tables()["table3"]}
+         + [(row, "seeds") for row in C_ROWS + B_ROWS + A_ROWS]
+         + [("all-cnn-c-augmented", "grid")])      # Table 4, after Table 3 (issue 19)
+specs = {s.name: s for table in load_tables().values() for s in table}
 for row, kind in ORDER:
     spec, done, finished = specs[row], set(), {}
-    for folder in row_runs(Path(sys.argv[1]) / "table3" / row):
+    for folder in row_runs(Path(sys.argv[1]) / spec.table / row):
         settings, outcome = folder.settings, folder.outcome()
         if settings["epochs"] != spec.training.length or "missing" in outcome:
             continue
@@ -150,7 +152,7 @@ case "${1:-}" in
             for tar in "${CARRY_RUNS:-.carry-runs}"/*.tar; do tar -C "$RESULTS" -xf "$tar"; done
         fi
         args=$(next_pack)
-        if [ -z "$args" ]; then echo "Table 3's campaign is done"; exit 0; fi
+        if [ -z "$args" ]; then echo "the campaign is done (Table 3, Table 4's row)"; exit 0; fi
         # shellcheck disable=SC2086
         train_pack "${2:?seconds}" $args ;;
     pack) seconds=${2:?seconds}; shift 2; train_pack "$seconds" "$@" ;;
