@@ -61,16 +61,8 @@ def train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Dat
     entered = time.monotonic()
     check_pack(members)
     opts = members[0][0]
-    if opts.deadline is not None and entered + 2 * StartUp.seconds >= opts.deadline:
-        return [{"finished": False, "stopped_by": "deadline", "iter": 0, "epoch": 0.0,
-                 "run_dir": str(run_dir)} for _, run_dir in members]
-    if data is None:
-        check_trainable(spec, opts.data_dir)
     device = resolve_device(opts.device)
     precision = resolve_precision(opts.precision, device)
-    set_precision(precision)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     outcomes, todo = [None] * len(members), []
     for i, (member_opts, run_dir) in enumerate(members):
         folder = RunFolder(run_dir)
@@ -83,6 +75,16 @@ def train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Dat
             todo.append((i, settings, resumed))
     if not todo:
         return outcomes
+    if opts.deadline is not None and entered + 2 * StartUp.seconds >= opts.deadline:
+        for i, _, _ in todo:
+            outcomes[i] = {"finished": False, "stopped_by": "deadline", "iter": 0, "epoch": 0.0,
+                           "run_dir": str(members[i][1])}
+        return outcomes
+    if data is None:
+        check_trainable(spec, opts.data_dir)
+    set_precision(precision)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     # the Run checks what it can before any folder is emptied or made
     run = Run(spec, [members[i] for i, _, _ in todo], data or load_data(spec, opts, device),
               device, precision, ranks)

@@ -295,6 +295,10 @@ def test_deadline_stops_every_run_at_a_checkpoint_before_it_and_resume_continues
         "checkpoint_iter_3.solverstate"]                  # the second run never started
     monkeypatch.setattr(Run, "step", real_step)
     assert cli.main(args + out + ["--resume"]) == 0
+    capsys.readouterr()
+    # no time to start anything: the finished runs are kept as finished, not "not started"
+    assert cli.main(args + out + ["--resume", "--deadline", "0.001"]) == 0
+    assert "stopped by" not in capsys.readouterr().err
     for name in ("lr-0.01-seed-1-smoke", "lr-0.05-seed-1-smoke"):
         assert_same_weights(tmp_path / "straight" / "tiny" / "model-a" / name
                             / "checkpoint_iter_8.caffemodel",

@@ -33,9 +33,11 @@ CIFAR=${CIFAR:-/tmp/cifar} RESULTS=${RESULTS:-/tmp/results}
 DEVICE=${DEVICE:-} LEVERS=${LEVERS---cuda-graphs --channels-last}
 mkdir -p "$CIFAR" "$RESULTS/table3"
 if [ -d "${CARRY:-.carry}" ]; then cp "${CARRY:-.carry}"/* "$CIFAR"/ && ls "$CIFAR"; fi
-# the committed runs of Table 3 (finished: a resume keeps them) join the device's own; a dry
-# run's smoke runs could not write beside their full rows
-[ -n "${TINY:-}" ] || cp -rn results/table3/. "$RESULTS/table3/"
+# the committed runs (finished: a resume keeps them) join the device's own, every table's; a
+# dry run's smoke runs could not write beside their full rows
+if [ -z "${TINY:-}" ]; then
+    for table in results/table*/; do cp -rn "$table" "$RESULTS/"; done
+fi
 if [ -n "${TINY:-}" ]; then
     BENCH_TINY="--batch 2 --iters 1 --warmup 0"
     SLICE_TINY="--slice-epochs 0.0002 --eval-limit 50"
