@@ -390,7 +390,8 @@ class Net(nn.Module):
         for layer in self.layers:
             first.setdefault(layer.name, layer)
         names = {name for name, _ in stored}
-        missing = [layer.name for layer in self.layers if layer.blobs and layer.name not in names]
+        missing = list(dict.fromkeys(layer.name for layer in self.layers
+                                     if layer.blobs and layer.name not in names))
         if missing:
             message = (f"{path}: no weights for layer(s) {', '.join(missing)} (the file has: "
                        f"{', '.join(dict.fromkeys(n for n, b in stored if b)) or 'none'})")

@@ -390,6 +390,20 @@ def test_copy_from_keeps_absent_layers_and_accepts_legacy_shapes(tmp_path, caplo
         Net(NET, TRAIN, weights=path)
 
 
+def test_copy_from_names_a_missing_layer_once_however_many_share_its_name(tmp_path):
+    text = """
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "a"
+        inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }
+layer { name: "fc" type: "InnerProduct" bottom: "a" top: "b"
+        inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }
+"""
+    path = tmp_path / "none.caffemodel"
+    write_weights(path, [("ip", "InnerProduct", [np.zeros((2, 2), np.float32)])])
+    with pytest.raises(AllconvError, match=r"no weights for layer\(s\) fc \(the file has: ip\)$"):
+        Net(text, TEST).copy_from(path, require_all=True)
+
+
 def test_copy_from_shape_mismatch_names_path_layer_and_shapes(tmp_path):
     path = tmp_path / "bad.caffemodel"
     write_weights(path, [("conv1", "Convolution", [np.zeros((4, 3, 5, 5), np.float32),
