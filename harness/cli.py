@@ -233,14 +233,16 @@ def check_lengths(jobs: list[tuple], data_dir: str | None, world: int) -> None:
 def fresh_starts(jobs, args) -> list[str]:
     """A note for each run that --resume starts from its first iteration (its folder holds
     no checkpoint and no result), naming the row's runs of other settings, if any."""
-    notes = []
+    notes, others = [], {}
     for spec, opts, run_dir in jobs:
         folder = RunFolder(run_dir)
         if opts.resume and folder.latest_checkpoint() is None and folder.result() is None:
+            if spec.key not in others:       # the row's folders, read once
+                others[spec.key] = _other_runs(row_outcomes(spec, args)[1])
             notes.append(f"--resume: {spec.key} at lr {opts.lr:g}"
                          + (f" seed {opts.seed}" if opts.seed else "")
                          + f" has no checkpoint in {run_dir}; it starts from the beginning"
-                         + _other_runs(row_outcomes(spec, args)[1]))
+                         + others[spec.key])
     return notes
 
 

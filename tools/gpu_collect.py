@@ -4,9 +4,9 @@
 
 Each FOLDER holds one call's files (the device tool's ``files_at``):
 
-    run-ROW-NAME.tar             a finished run: its folder goes to RESULTS/TABLE/ROW/NAME
-                                 (TABLE: the row's) with its final .caffemodel (git ignores
-                                 results/**/*.caffemodel); that run's unfinished tar in
+    run-ROW-NAME.tar             a finished run: the one folder it holds, TABLE/ROW/NAME, goes
+                                 to RESULTS/TABLE/ROW/NAME with its final .caffemodel (git
+                                 ignores results/**/*.caffemodel); that run's unfinished tar in
                                  CARRY_RUNS, if any, is dropped
     run-ROW-NAME-unfinished.tar  kept in CARRY_RUNS (.carry-runs), which the next lease's
                                  `next` call carries and resumes, unless the run has finished
@@ -19,7 +19,6 @@ status 0 with rows that FAIL: a result, not an error).
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import sys
 import tarfile
@@ -31,32 +30,35 @@ sys.path.insert(0, str(ROOT))
 
 from harness import cli  # noqa: E402
 from harness.run_folder import RunFolder  # noqa: E402
-from harness.specs import load_tables  # noqa: E402
 from runtime.cli_support import run_cli  # noqa: E402
 from runtime.errors import AllconvError  # noqa: E402
 
-TAR = re.compile(r"run-(?P<row>[a-z0-9-]+?)-(?P<name>lr-[0-9.e+-]+?(?:-seed-\d+)?(?:-smoke)?)"
-                 r"(?P<unfinished>-unfinished)?\.tar")
+UNFINISHED = "-unfinished.tar"
 
 
-def table_of(row: str) -> str:
-    """The table whose rows include ``row``."""
-    tables = [table for table, specs in load_tables().items()
-              if any(spec.name == row for spec in specs)]
-    if len(tables) != 1:
-        raise AllconvError(f"row {row!r} is in {len(tables)} tables; a run's tar names one row")
-    return tables[0]
+def run_prefix(tar_path: Path) -> str:
+    """TABLE/ROW/NAME: the one run folder the tar holds (its first entry's)."""
+    try:
+        with tarfile.open(tar_path, "r:") as tar:    # gpu_session.sh's tars are plain
+            names = tar.getnames()
+    except (tarfile.TarError, OSError) as err:
+        raise AllconvError(f"{tar_path}: cannot read it as a tar: {err}") from None
+    parts = Path(names[0]).parts[:3] if names else ()
+    if len(parts) != 3:
+        raise AllconvError(f"{tar_path}: holds no run folder TABLE/ROW/NAME")
+    prefix = "/".join(parts)
+    strays = [n for n in names if n != prefix and not n.startswith(prefix + "/")]
+    if strays:
+        raise AllconvError(f"{tar_path}: holds {strays[0]}, outside {prefix}/")
+    return prefix
 
 
 def unpack_run(tar_path: Path, prefix: str, results: Path) -> Path:
-    """Replace RESULTS/PREFIX (TABLE/ROW/NAME) by the tar's folder of that name."""
+    """Replace RESULTS/PREFIX by the tar's folder (`run_prefix`)."""
     results.mkdir(parents=True, exist_ok=True)
     try:
-        with tarfile.open(tar_path) as tar, tempfile.TemporaryDirectory(dir=results) as tmp:
-            strays = [m.name for m in tar.getmembers()
-                      if m.name != prefix and not m.name.startswith(prefix + "/")]
-            if strays:
-                raise AllconvError(f"{tar_path}: holds {strays[0]}, outside {prefix}/")
+        with tarfile.open(tar_path, "r:") as tar, \
+                tempfile.TemporaryDirectory(dir=results) as tmp:
             tar.extractall(tmp, filter="data")
             target = results / prefix
             if target.exists():
@@ -81,11 +83,10 @@ def collect(folders: list[Path], results: Path, carry_runs: Path) -> list[RunFol
                 shutil.copyfile(path, results / "benchmarks" / path.name)
                 print(f"{path.name} -> {results / 'benchmarks'}")
                 continue
-            match = TAR.fullmatch(path.name)
-            if match is not None:
-                tars.append((bool(match["unfinished"]), path, match["row"], match["name"]))
-    for unfinished, path, row, name in sorted(tars, key=lambda t: t[0]):   # finished first
-        prefix = f"{table_of(row)}/{row}/{name}"
+            if path.name.startswith("run-") and path.suffix == ".tar":
+                tars.append((path.name.endswith(UNFINISHED), path))
+    for unfinished, path in sorted(tars, key=lambda t: t[0]):   # finished first
+        prefix = run_prefix(path)
         if unfinished:
             if (results / prefix / "result.json").is_file():
                 print(f"{path.name}: left (the run finished in a later call)")
@@ -95,7 +96,7 @@ def collect(folders: list[Path], results: Path, carry_runs: Path) -> list[RunFol
             print(f"{path.name} -> {carry_runs} (unfinished: the next lease resumes it)")
             continue
         finished.append(RunFolder.read(unpack_run(path, prefix, results)))
-        (carry_runs / f"run-{row}-{name}-unfinished.tar").unlink(missing_ok=True)
+        (carry_runs / (path.name.removesuffix(".tar") + UNFINISHED)).unlink(missing_ok=True)
     return finished
 
 
