@@ -24,6 +24,7 @@ def plot_curves(records: list[dict], path: Path, title: str, paper_error: float 
     right.set(xlabel="epoch", ylabel="test error % (log scale)", yscale="log")
     for axis in (left, right):
         _label_log_axis(axis.yaxis)
+        _label_epochs(axis.xaxis)
     if paper_error is not None:
         right.axhline(paper_error, color="k", linestyle="--", linewidth=1,
                       label=f"paper {paper_error:g} %")
@@ -51,6 +52,14 @@ def _label_log_axis(axis) -> None:
         return f"{value:g}" if leading in "235" else ""
     axis.set_major_formatter(FormatStrFormatter("%g"))
     axis.set_minor_formatter(FuncFormatter(minor))
+
+
+def _label_epochs(axis) -> None:
+    """At most 6 epoch ticks, plain numbers: a SMOKE run's 0.0002-0.0004 do not run into
+    each other."""
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+    axis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
 
 
 def lr_drops(evals: list[dict]) -> list[float]:

@@ -446,6 +446,24 @@ def test_curves_mark_each_lr_drop_at_the_first_evaluation_after_it(tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize("epochs, ticks", [((0.0002, 0.0004), ["0.0002", "0.00025", "0.0003",
+                                                             "0.00035", "0.0004"]),
+                                           ((0, 350), ["0", "100", "200", "300"])])
+def test_curves_label_a_few_plain_epochs(epochs, ticks):
+    """Before: a SMOKE run's epochs ran into each other (0.000200, 0.000250, ... in a row)."""
+    from generator.draw import pyplot
+    from harness.curves import _label_epochs
+    plt = pyplot()
+    fig, axis = plt.subplots(figsize=(5, 4))
+    axis.plot(epochs, [1.0, 2.0])
+    _label_epochs(axis.xaxis)
+    fig.canvas.draw()
+    shown = [t.get_text() for t in axis.get_xticklabels()
+             if epochs[0] <= t.get_position()[0] <= epochs[1]]
+    plt.close(fig)
+    assert shown == ticks
+
+
 def test_benchmark_sweep_and_packs_side_by_side(capsys, tmp_path):
     """The tiny CPU version: every lever set against the baseline, then packs of 1 and 2
     against solo runs one after another and loops in processes."""
