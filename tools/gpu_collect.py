@@ -32,8 +32,16 @@ from harness import cli  # noqa: E402
 from harness.run_folder import RunFolder  # noqa: E402
 from runtime.cli_support import run_cli  # noqa: E402
 from runtime.errors import AllconvError  # noqa: E402
+from runtime.files import atomic_writer  # noqa: E402
 
 UNFINISHED = "-unfinished.tar"
+
+
+def copy(source: Path, target: Path) -> None:
+    """``source`` to ``target``, atomically: a Ctrl-C leaves no half tar for the next lease."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(source, "rb") as read, atomic_writer(target) as write:
+        shutil.copyfileobj(read, write)
 
 
 def run_prefix(tar_path: Path) -> str:
@@ -79,8 +87,7 @@ def collect(folders: list[Path], results: Path, carry_runs: Path) -> list[RunFol
             raise AllconvError(f"{folder}: no such folder")
         for path in sorted(folder.iterdir()):
             if path.name.startswith("train_throughput") and path.suffix == ".json":
-                (results / "benchmarks").mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, results / "benchmarks" / path.name)
+                copy(path, results / "benchmarks" / path.name)
                 print(f"{path.name} -> {results / 'benchmarks'}")
                 continue
             if path.name.startswith("run-") and path.suffix == ".tar":
@@ -91,8 +98,7 @@ def collect(folders: list[Path], results: Path, carry_runs: Path) -> list[RunFol
             if (results / prefix / "result.json").is_file():
                 print(f"{path.name}: left (the run finished in a later call)")
                 continue
-            carry_runs.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, carry_runs / path.name)
+            copy(path, carry_runs / path.name)
             print(f"{path.name} -> {carry_runs} (unfinished: the next lease resumes it)")
             continue
         finished.append(RunFolder.read(unpack_run(path, prefix, results)))
