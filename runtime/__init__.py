@@ -28,6 +28,18 @@ _LAZY = {
 __all__ = ["AllconvError", "TRAIN", "TEST", *_LAZY]
 
 
+def allconv_caffe_command() -> None:
+    """The ``allconv-caffe`` console script."""
+    from runtime.console import launch
+    launch("runtime.cli", "allconv-caffe")
+
+
+def allconv_prep_cifar_command() -> None:
+    """The ``allconv-prep-cifar`` console script."""
+    from runtime.console import launch
+    launch("runtime.data.cli", "allconv-prep-cifar")
+
+
 def __getattr__(name):
     if name in _LAZY:
         import importlib

@@ -1,7 +1,6 @@
 """Every generated net as real Caffe instantiated it (tests/fixtures/caffe_generated_nets.json,
 made by tools/caffe_reference/check_generated_nets.sh): blob shapes and parameter counts agree."""
 import json
-import re
 from pathlib import Path
 
 import pytest

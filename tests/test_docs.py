@@ -78,3 +78,14 @@ def test_every_console_script_of_setup_cfg_resolves():
     for name, target in scripts:
         module, _, function = target.strip().partition(":")
         assert callable(getattr(importlib.import_module(module), function)), name
+
+
+def test_ctrl_c_while_a_console_script_imports_torch_is_one_line(tmp_path, monkeypatch, capsys):
+    """A command is Ctrl-C'd in its first seconds (torch's import): one line and 130, as later."""
+    from runtime.console import launch
+    (tmp_path / "slow_cli.py").write_text("raise KeyboardInterrupt\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SystemExit) as stop:
+        launch("slow_cli", "replicate")
+    assert stop.value.code == 130
+    assert capsys.readouterr().err == "replicate: interrupted\n"

@@ -751,7 +751,7 @@ def test_list_columns_line_up_on_every_row(capsys):
     lines = capsys.readouterr().out.splitlines()
     head = lines[0]
     for line in lines[1:]:
-        row, title = line.split()[0], line.split()[1]
+        title = line.split()[1]
         assert line.index(" " + title) + 1 == head.index("model"), line
         dataset = next(d for d in ("cifar100", "cifar10", "imagenet") if f"  {d}  " in line)
         assert line.index(f"  {dataset}  ") + 2 == head.index("dataset"), line

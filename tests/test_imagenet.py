@@ -135,7 +135,7 @@ def test_mean_image_is_the_training_mean_and_is_cached_as_binaryproto(tree, tmp_
 
 
 def test_test_feed_is_mean_subtracted_centre_crops_in_file_order(tree):
-    train, val = scan(tree, "train"), scan(tree, "val", WNIDS)
+    val = scan(tree, "val", WNIDS)
     feed = ImageNetFeed(val, train=False, mean=torch.tensor([104.0, 117.0, 123.0]), threads=2)
     data, labels = feed(2)
     assert data.shape == (2, 3, CROP, CROP) and labels.tolist() == [0.0, 1.0]

@@ -1,5 +1,4 @@
 """`visualize` as a user runs it: figures and --npy arrays, the --run reader, one-line errors."""
-import json
 from pathlib import Path
 
 import numpy as np

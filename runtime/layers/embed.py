@@ -3,7 +3,6 @@ of the weights (input_dim × num_output, InnerProduct's transposed) plus the bia
 the bottom's shape + (num_output,). Gradients go to the weights and bias, never to the input."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from runtime.errors import AllconvError
