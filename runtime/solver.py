@@ -115,6 +115,18 @@ def _feeds(net) -> list[tuple[str, Any]]:
             if getattr(layer, "feed", None) is not None]
 
 
+def _feed_states(net) -> dict[str, dict]:
+    """{Data layer: its read position}: a resumed run reads on from where its snapshot was."""
+    return {name: feed.state_dict() for name, feed in _feeds(net) if hasattr(feed, "state_dict")}
+
+
+def _load_feed_states(net, states: dict[str, dict]) -> None:
+    feeds = dict(_feeds(net))
+    for name, feed_state in states.items():
+        if name in feeds and hasattr(feeds[name], "load_state_dict"):
+            feeds[name].load_state_dict(feed_state)
+
+
 def _output_items(net, outputs=None) -> list[tuple[str, torch.Tensor]]:
     """(name, tensor) for the net's output blobs, from a forward result or net.outputs."""
     if outputs is None:
@@ -341,8 +353,12 @@ class Solver:
         iterations_last = self.iter
         while self.iter < stop_iter:
             self.net.clear_param_diffs()
-            if self._test_due() and self.ranks.is_main:   # the root solver tests, as in Caffe
-                self.test_all()
+            if self._test_due():
+                if self.ranks.is_main:          # the root solver tests, as in Caffe
+                    self.test_all()
+                if self.ranks.any(self.requested_early_exit):   # stopped while testing
+                    self.requested_early_exit = True
+                    break
             display = bool(p.display and self.iter % p.display == 0) and self.ranks.is_main
             loss = 0.0
             for _ in range(iter_size):
@@ -359,7 +375,7 @@ class Solver:
                 iterations_last = self.iter
                 self._log_outputs(self.net, _output_items(self.net), "Train")
             self.update()
-            request = self.action_function() if self.action_function else None
+            request = self._agreed_request()
             if ((p.snapshot and self.iter % p.snapshot == 0) or request == "snapshot") \
                     and self.ranks.is_main:
                 self.snapshot()
@@ -367,9 +383,20 @@ class Solver:
                 self.requested_early_exit = True
                 break
 
+    def _agreed_request(self) -> str | None:
+        """What Ctrl-C or SIGHUP asked for since the last check, the same on every rank: one
+        rank leaving the loop alone would leave the others waiting in their all-reduce."""
+        request = self.action_function() if self.action_function else None
+        if self.ranks.world == 1:
+            return request
+        if self.ranks.any(request == "stop"):
+            return "stop"
+        return "snapshot" if self.ranks.any(request == "snapshot") else None
+
     def solve(self, resume_file=None) -> None:
         """Caffe's Solver::Solve: optional restore, step to max_iter, final snapshot/test."""
         p = self.param
+        self.requested_early_exit = False
         log.info("Solving %s", getattr(self.net, "name", "") or "net")
         log.info("Learning Rate Policy: %s", p.lr_policy)
         if resume_file is not None:
@@ -399,7 +426,17 @@ class Solver:
 
     # ---------------------------------------------------------------- testing
     def test_all(self) -> list[dict[str, Any]]:
-        return [self.test(i) for i in range(len(self.test_nets))]
+        return [self.test(i) for i in range(len(self.test_nets)) if not self.requested_early_exit]
+
+    def _stopped_while_testing(self) -> bool:
+        """Caffe's Test, before each batch: act on every pending request (snapshot now, or
+        stop), so that Ctrl-C during a long test stops it rather than after one more update."""
+        while request := (self.action_function() if self.action_function else None):
+            if request == "snapshot":
+                self.snapshot()
+            else:
+                self.requested_early_exit = True
+        return self.requested_early_exit
 
     @torch.no_grad()
     def test(self, test_net_id: int = 0) -> dict[str, Any]:
@@ -416,6 +453,8 @@ class Solver:
         sums: "OrderedDict[str, torch.Tensor]" = OrderedDict()
         loss = None
         for i in range(n):
+            if self._stopped_while_testing():
+                break
             outputs = net.forward()
             for name, value in _output_items(net, outputs):
                 v = value.detach().reshape(-1)
@@ -426,6 +465,9 @@ class Solver:
                 if p.test_compute_loss and weights.get(name):
                     term = weights[name] * v.sum()
                     loss = term if loss is None else loss + term
+        if self.requested_early_exit:
+            log.info("Test interrupted.")
+            return {}
         if p.test_compute_loss and n:
             log.info("Test loss: %s", _fmt(float(loss) / n if loss is not None else 0.0))
         scores: dict[str, Any] = OrderedDict()
@@ -469,8 +511,8 @@ class Solver:
             "net": net_rng_state(self.net),
             "test_nets": [net_rng_state(n) for n in self.test_nets],
             **snapshot.torch_rng_state(),
-            "feeds": {name: feed.state_dict() for name, feed in _feeds(self.net)
-                      if hasattr(feed, "state_dict")},
+            "feeds": _feed_states(self.net),
+            "test_feeds": [_feed_states(net) for net in self.test_nets],
         }
 
     def _set_rng_state(self, state: dict, path: str) -> None:
@@ -478,10 +520,9 @@ class Solver:
         for i, (net, states) in enumerate(zip(self.test_nets, state.get("test_nets", []))):
             set_net_rng_state(net, states, f"{path}, test net #{i}")
         snapshot.set_torch_rng_state(state)
-        feeds = dict(_feeds(self.net))
-        for name, feed_state in state.get("feeds", {}).items():
-            if name in feeds and hasattr(feeds[name], "load_state_dict"):
-                feeds[name].load_state_dict(feed_state)
+        _load_feed_states(self.net, state.get("feeds", {}))
+        for net, states in zip(self.test_nets, state.get("test_feeds", [])):
+            _load_feed_states(net, states)
 
     def restore(self, state_path) -> None:
         """Load a .solverstate: weights from learned_net, momentum history, iter, current_step.

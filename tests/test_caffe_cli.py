@@ -220,3 +220,30 @@ def test_a_warning_is_one_line(workdir, capsys):
                                            "-iterations", "1"]) == 0
     err = capsys.readouterr().err
     assert err.startswith("allconv-caffe time: warning: layer 'conv'") and err.count("\n") == 1, err
+
+
+def test_resume_tests_the_same_images_as_an_uninterrupted_run(workdir):
+    """test_iter 1 reads half the test set: the test net's read position is in the snapshot."""
+    from runtime.solver import make_solver
+    (workdir / "half.prototxt").write_text(
+        SOLVER.format(max_iter=8).replace("test_iter: 2", "test_iter: 1"))
+    straight = make_solver("half.prototxt")
+    straight.solve()
+    resumed = make_solver("half.prototxt")
+    resumed.solve(resume_file="snap_iter_4.solverstate")
+    assert resumed.mean_scores == straight.mean_scores
+
+
+def test_a_stop_asked_for_while_testing_stops_before_the_next_update(workdir, caplog):
+    """Caffe's Test asks for requested actions before each batch; after TestAll, Step stops."""
+    from runtime.solver import make_solver
+    (workdir / "late.prototxt").write_text(
+        SOLVER.format(max_iter=8) + "\ntest_initialization: false")
+    solver = make_solver("late.prototxt")
+    requests = iter([None] * 4 + ["stop"])      # after updates 1-4, then the test at 4
+    solver.action_function = lambda: next(requests, None)
+    with caplog.at_level("INFO", logger="allconv.solver"):
+        solver.solve()
+    assert solver.iter == 4 and solver.requested_early_exit
+    assert "Test interrupted." in caplog.text and "Optimization stopped early." in caplog.text
+    assert not (workdir / "snap_iter_5.caffemodel").exists()
