@@ -246,6 +246,21 @@ def fresh_starts(jobs, args) -> list[str]:
     return notes
 
 
+def resumed_apart(jobs, size: int) -> list[str]:
+    """A note for each row whose runs --resume continues from checkpoints of different
+    iterations while --pack would pack them: they resume in one pack per iteration."""
+    starts: dict[str, dict[int, list[str]]] = {}
+    for spec, opts, run_dir in jobs:
+        state = RunFolder(run_dir).latest_checkpoint() if opts.resume and size > 1 else None
+        if state is not None:
+            starts.setdefault(spec.key, {}).setdefault(snapshot_iteration(state), []).append(
+                Path(run_dir).name)
+    return [f"--resume: {row}'s checkpoints are of iterations "
+            + ", ".join(f"{i} ({' '.join(names)})" for i, names in sorted(by_iter.items()))
+            + "; each iteration's runs resume as a pack of their own"
+            for row, by_iter in starts.items() if len(by_iter) > 1]
+
+
 def run_pack(spec: Spec, members: list[tuple[RunOptions, Path]], data: Data | None = None,
              ranks: Ranks = SINGLE) -> list[dict]:
     """Train one pack (one run when it has one member): one outcome per member; a divergence
@@ -421,12 +436,12 @@ def main(argv: list[str] | None = None) -> int:
         results = [{} for _ in jobs]
     else:
         mine = list(range(len(jobs)))[shard::shards]
-        check_lengths([jobs[i] for i in mine], args.data, ranks.world)
+        my_jobs, pack = [jobs[i] for i in mine], default_pack(args)
+        check_lengths(my_jobs, args.data, ranks.world)
         if ranks.is_main:
-            for note in fresh_starts((jobs[i] for i in mine), args):
+            for note in fresh_starts(my_jobs, args) + resumed_apart(my_jobs, pack):
                 print(f"replicate: {note}", file=sys.stderr)
-        trained = run_jobs([jobs[i] for i in mine], args.rows_in_parallel, default_pack(args),
-                           ranks)
+        trained = run_jobs(my_jobs, args.rows_in_parallel, pack, ranks)
         leave(ranks)
         results = [{} for _ in jobs]
         for i, outcome in zip(mine, trained):

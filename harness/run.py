@@ -40,6 +40,7 @@ from harness.specs import Spec
 from harness.step import TrainStep
 from runtime import TEST, TRAIN, snapshot
 from runtime.errors import AllconvError
+from runtime.files import written_together
 from runtime.labels import defer_label_checks
 from runtime.lr_policy import CaffeLR
 from runtime.net import Net
@@ -408,22 +409,24 @@ class Run:
                    progress: Sequence[dict] | None = None) -> list[Path]:
         """For each of ``members`` (default: all): Caffe's snapshot (.caffemodel, .solverstate)
         and the loop's own state (.rngstate: the feed's order and position, the dropout and
-        torch generators, by name, and ``progress[k]``, the loop's running figures), each
-        written atomically, into its folder; older checkpoints are deleted. Returns the
-        .solverstate paths."""
+        torch generators, by name, and ``progress[k]``, the loop's running figures), into its
+        folder, all members' files appearing together; then older checkpoints are deleted.
+        Returns the .solverstate paths."""
+        members = range(self.K) if members is None else members
         written = []
-        for k in range(self.K) if members is None else members:
-            member = self.members[k]
-            state = {"format": STATE_FORMAT, "iter": self.iter,
-                     "feed": member.feed.state_dict(),
-                     "dropout": net_rng_state(self.net, None if self.K == 1 else k),
-                     "progress": progress[k] if progress is not None else None,
-                     **snapshot.torch_rng_state()}
-            net, optimizer = self._snapshot_view(k)
-            _, solver_state = snapshot.write(member.folder.checkpoint_prefix, net, optimizer,
-                                             self.schedule, state)
-            member.folder.prune_checkpoints(self.iter)
-            written.append(Path(solver_state))
+        with written_together():     # a kill while writing leaves every member where it was
+            for k in members:
+                state = {"format": STATE_FORMAT, "iter": self.iter,
+                         "feed": self.members[k].feed.state_dict(),
+                         "dropout": net_rng_state(self.net, None if self.K == 1 else k),
+                         "progress": progress[k] if progress is not None else None,
+                         **snapshot.torch_rng_state()}
+                net, optimizer = self._snapshot_view(k)
+                _, solver_state = snapshot.write(self.members[k].folder.checkpoint_prefix, net,
+                                                 optimizer, self.schedule, state)
+                written.append(Path(solver_state))
+        for k in members:
+            self.members[k].folder.prune_checkpoints(self.iter)
         return written
 
     def restore(self, paths: Sequence[Path]) -> None:

@@ -33,7 +33,7 @@ from runtime import snapshot
 from runtime.data import cifar, preprocess
 from runtime.data.datasets import get_dataset
 from runtime.errors import AllconvError
-from runtime.files import atomic_write_bytes, read_json_object
+from runtime.files import TEMPORARY, atomic_write_bytes, read_json_object
 
 RUN_JSON, RESULT_JSON, METRICS = "run.json", "result.json", "metrics.jsonl"
 NET, SOLVER, DEPLOY, CURVES = ("train_test.prototxt", "solver.prototxt", "deploy.prototxt",
@@ -192,9 +192,12 @@ class RunFolder:
 
     def start(self, settings: dict, resume: bool) -> bool:
         """Ready the folder for a run with ``settings``. With ``resume``, a folder whose run.json
-        has the same settings is kept (True); other settings are an error. Otherwise the folder
+        has the same settings is kept (True), less the temporary files of a write that was
+        killed; other settings are an error. Otherwise the folder
         is emptied (False)."""
         if resume and self.resumable(settings):
+            for stale in self.path.glob(TEMPORARY):   # a killed write's
+                stale.unlink()
             return True
         shutil.rmtree(self.path, ignore_errors=True)
         self.path.mkdir(parents=True)

@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -22,6 +23,9 @@ def _umask() -> int:
 
 
 _UMASK = _umask()
+# (temporary, target) of the files `written_together` renames when its block ends
+_together: ContextVar[list | None] = ContextVar("allconv_written_together", default=None)
+TEMPORARY = ".*.tmp"      # the names of `atomic_writer`'s temporary files, as a glob
 
 
 def read_bytes(path: PathLike, what: str) -> bytes:
@@ -100,16 +104,49 @@ def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, target)
+        pending = _together.get()
+        if pending is None:
+            os.replace(tmp, target)
+        else:
+            pending.append((tmp, target))
         tmp = None
     except OSError as err:
         raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
     finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        _unlink_quietly(tmp)
+
+
+@contextmanager
+def written_together() -> Iterator[None]:
+    """The files that `atomic_writer` writes in this block appear together when it ends
+    without an exception: each is written and fsynced under its temporary name, then all are
+    renamed in a row. Interrupted while writing, the block leaves none of them (a pack's
+    members checkpoint at one iteration, or all stay at the one before)."""
+    pending: list = []
+    token = _together.set(pending)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in pending:
+            _unlink_quietly(tmp)
+        raise
+    finally:
+        _together.reset(token)
+    for n, (tmp, target) in enumerate(pending):
+        try:
+            os.replace(tmp, target)
+        except OSError as err:
+            for rest, _ in pending[n:]:
+                _unlink_quietly(rest)
+            raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
+
+
+def _unlink_quietly(path) -> None:
+    if path is not None:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:

@@ -119,6 +119,60 @@ def test_a_pack_stopped_by_ctrl_c_mid_epoch_resumes_bit_for_bit(spec, data, tmp_
                             tmp_path / "resumed" / f"m{k}" / "checkpoint_iter_6.caffemodel")
 
 
+class Killed(BaseException):
+    """kill -9, as far as a test can have one: nothing after it runs."""
+
+
+def test_a_pack_killed_while_checkpointing_resumes_packed_bit_for_bit(spec, data, tmp_path,
+                                                                       monkeypatch):
+    """Killed after member 0's checkpoint at 6 and during member 1's: neither has one at 6
+    (the members' files appear together), so --resume packs them again from 3."""
+    from runtime import snapshot
+    members = [(0.01, 3), (0.05, 4)]
+
+    def pack(root: Path, **kw):
+        return [(opts(lr=lr, seed=seed, epochs=2, **kw), root / f"m{k}")
+                for k, (lr, seed) in enumerate(members)]
+    straight = train_pack(spec, pack(tmp_path / "straight"), data)
+    real_write = snapshot.write
+
+    def write(prefix, net, optimizer, schedule, rng_state):
+        if schedule.last_epoch == 6 and Path(prefix).parent.name == "m1":
+            (Path(prefix).parent / ".checkpoint_iter_6.caffemodel.x1y2z3.tmp").write_bytes(b"")
+            raise Killed
+        return real_write(prefix, net, optimizer, schedule, rng_state)
+    monkeypatch.setattr(snapshot, "write", write)
+    with pytest.raises(Killed):
+        train_pack(spec, pack(tmp_path / "resumed"), data)
+    monkeypatch.setattr(snapshot, "write", real_write)
+    for k in range(2):
+        assert sorted(p.name for p in (tmp_path / "resumed" / f"m{k}").glob("checkpoint_*")) \
+            == [f"checkpoint_iter_3.{e}" for e in ("caffemodel", "rngstate", "solverstate")]
+    jobs = [(spec, o, d) for o, d in pack(tmp_path / "resumed", resume=True)]
+    assert cli.packs(jobs, 2) == [[0, 1]]
+    resumed = train_pack(spec, pack(tmp_path / "resumed", resume=True), data)
+    for k in range(2):
+        assert resumed[k]["options"]["pack"] == 2
+        assert resumed[k]["test_loss"] == straight[k]["test_loss"]
+        assert_same_weights(tmp_path / "straight" / f"m{k}" / "checkpoint_iter_6.caffemodel",
+                            tmp_path / "resumed" / f"m{k}" / "checkpoint_iter_6.caffemodel")
+        assert not list((tmp_path / "resumed" / f"m{k}").glob(".*.tmp"))
+
+
+def test_runs_resuming_from_different_iterations_are_told_they_resume_apart(spec, tmp_path):
+    jobs = []
+    for lr, iteration in ((0.01, 8), (0.05, 4), (0.1, 8)):
+        folder = tmp_path / f"lr-{lr}"
+        folder.mkdir()
+        (folder / f"checkpoint_iter_{iteration}.solverstate").write_bytes(b"")
+        jobs.append((spec, opts(lr=lr, resume=True), folder))
+    assert cli.packs(jobs, 3) == [[0, 2], [1]]
+    assert cli.resumed_apart(jobs, 3) == [
+        f"--resume: {spec.key}'s checkpoints are of iterations 4 (lr-0.05), 8 (lr-0.01 lr-0.1); "
+        "each iteration's runs resume as a pack of their own"]
+    assert cli.resumed_apart(jobs, 1) == []
+
+
 def test_a_diverging_member_stops_alone(spec, data, tmp_path):
     calm = train_pack(spec, [(opts(lr=0.01, seed=3), tmp_path / "calm-0"),
                              (opts(lr=0.05, seed=4), tmp_path / "calm-1")], data)
