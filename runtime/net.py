@@ -146,6 +146,7 @@ class Net(nn.Module):
         self.layer_names, self.inputs = [], []
         self._shapes, self._values, self._first, self._loss = OrderedDict(), {}, {}, None
         self._input_slots, self._propagate_down = {}, []
+        self._asked_diffs = set()    # blobs a propagate_down: true asks a diff for
         available = set()
         for layer_param in insert_splits(filter_net(param)).layer:
             self._add_layer(layer_param, available, feeds, input_shapes or {})
@@ -155,7 +156,7 @@ class Net(nn.Module):
         self._share_params()
         self._index_params()
         for p in self.learnable_params:
-            p.requires_grad_(p.lr_mult > 0 or self.force_backward)
+            p.requires_grad_(p.lr_mult != 0 or self.force_backward)
         self.blobs = OrderedDict((name, Blob(self, name)) for name in self._shapes)
         if weights is not None:
             self.copy_from(weights)
@@ -184,8 +185,13 @@ class Net(nn.Module):
         layer = make_layer(layer_param, [self._shapes[b] for b in layer_param.bottom], phase,
                            self.generator, **options)
         self.layers.append(layer)
-        self._propagate_down.append(tuple(layer_param.propagate_down)
+        # force_backward turns every bottom's backward back on (net.cpp, after propagate_down;
+        # a layer detaches what Caffe's AllowForceBackward keeps out: labels, cont)
+        self._propagate_down.append((True,) * len(layer_param.bottom) if self.force_backward
+                                    else tuple(layer_param.propagate_down)
                                     or (True,) * len(layer_param.bottom))
+        self._asked_diffs.update(b for b, down in zip(layer_param.bottom,
+                                                      layer_param.propagate_down) if down)
         self.layer_names.append(layer.name)
         for name, shape in zip(layer_param.top, layer.top_shapes):
             self._shapes[name] = tuple(shape)
@@ -304,8 +310,10 @@ class Net(nn.Module):
             else:
                 tops = layer(*[values[b] if k else values[b].detach()
                                for b, k in zip(layer.bottoms, keep)])
-            if self.force_backward and not layer.bottoms and not layer.blobs:  # not Parameter
-                tops = tuple(t.detach().requires_grad_() for t in tops)
+            if not layer.bottoms and not layer.blobs:    # a source (Input, Data; not Parameter)
+                tops = tuple(t.detach().requires_grad_()
+                             if self.force_backward or name in self._asked_diffs else t
+                             for name, t in zip(layer.tops, tops))
             for name, top, weight in zip(layer.tops, tops, layer.loss_weights):
                 values[name] = top
                 if store and name not in first:

@@ -327,10 +327,12 @@ def test_softmax_loss_normalization(norm, divisor):
     torch.testing.assert_close(scores.grad, grad / divisor)
 
 
-def test_softmax_loss_clamps_at_flt_min_but_keeps_gradient():
-    scores = torch.tensor([[0.0, 200.0]], requires_grad=True)
+@pytest.mark.parametrize("gap", [200.0, 1e6])
+def test_softmax_loss_clamps_at_flt_min_but_keeps_gradient(gap):
+    """Caffe's −log(FLT_MIN) in fp32 exactly (87.336548), also where −log p is 1e6."""
+    scores = torch.tensor([[0.0, gap]], requires_grad=True)
     loss = build(LOSS.format(""), (1, 2), (1,))(scores, torch.tensor([0.0]))[0]
-    assert loss.item() == pytest.approx(-math.log(FLT_MIN))
+    assert loss.item() == torch.tensor(-math.log(FLT_MIN), dtype=torch.float32).item()
     loss.backward()
     torch.testing.assert_close(scores.grad, torch.tensor([[-1.0, 1.0]]))  # p - onehot
 

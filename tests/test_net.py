@@ -490,3 +490,35 @@ def test_data_layer_checks_fed_shapes():
               input_shapes={"data": (3, 6, 6)})
     with pytest.raises(AllconvError, match="layer 'data' \\(Data\\): a fed batch has shape"):
         net.forward()
+
+
+def test_force_backward_overrides_propagate_down_false_as_caffe():
+    """net.cpp applies force_backward after propagate_down: the bottom gets its diff back."""
+    text = "force_backward: true\n" + NET.replace('bottom: "pool1" top: "ip"',
+                                                  'bottom: "pool1" top: "ip" propagate_down: false')
+    net, forced = Net(text, TRAIN, seed=1), Net("force_backward: true\n" + NET, TRAIN, seed=1)
+    for n in (net, forced):
+        n.forward_backward(data=torch.ones(2, 3, 6, 6), label=torch.zeros(2))
+    assert torch.count_nonzero(net.params["conv1"][0].diff) > 0
+    torch.testing.assert_close(net.params["conv1"][0].diff, forced.params["conv1"][0].diff)
+
+
+def test_propagate_down_true_on_an_input_gives_it_a_diff_as_caffe():
+    """AppendBottom takes an explicit propagate_down as the bottom's need_backward."""
+    net = Net(NET.replace('bottom: "data" top: "conv1"',
+                          'bottom: "data" top: "conv1" propagate_down: true'), TRAIN, seed=1)
+    net.forward_backward(data=torch.randn(2, 3, 6, 6), label=torch.zeros(2))
+    assert net.blobs["data"].diff.abs().sum() > 0
+
+
+def test_a_negative_lr_mult_gets_its_diff_and_reverses_the_step():
+    """net.cpp: param_need_backward is lr_mult != 0 (a negative one reverses the gradient)."""
+    from runtime.optim import CaffeSGD
+    text = NET.replace('top: "conv1"\n', 'top: "conv1" param { lr_mult: -1 }\n', 1)
+    net = Net(text, TRAIN, seed=1)
+    w = net.learnable_params[0]
+    net.forward_backward(data=torch.randn(2, 3, 6, 6), label=torch.zeros(2))
+    before, diff = w.detach().clone(), net.params["conv1"][0].diff.clone()
+    assert torch.count_nonzero(diff) > 0
+    CaffeSGD(net.learnable_params, lr=0.1).step()
+    torch.testing.assert_close(w.detach(), before + 0.1 * diff)

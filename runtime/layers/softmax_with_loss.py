@@ -10,6 +10,7 @@ import torch
 from runtime.errors import AllconvError
 from runtime.labels import class_indices
 from runtime.layers import canonical_axis, count, register
+from runtime.layers.gradient import with_gradient
 from runtime.layers.loss import LossLayer, normalization, normalizer
 
 NEG_LOG_FLT_MIN = -math.log(float(torch.finfo(torch.float32).tiny))
@@ -45,7 +46,7 @@ class SoftmaxWithLoss(LossLayer):
         index = class_indices(self, labels, classes, valid)
         nll = -logp.gather(1, index.unsqueeze(1)).squeeze(1)
         # Clamp the value like Caffe's max(p, FLT_MIN), but keep Caffe's gradient p − 1.
-        nll = nll + (nll.clamp(max=NEG_LOG_FLT_MIN) - nll).detach()
+        nll = with_gradient(nll.clamp(max=NEG_LOG_FLT_MIN), nll)   # exact: no 1e6 − 1e6
         loss = torch.where(valid, nll, 0).sum() / normalizer(
             self.mode, outer, labels.shape[1], None if self.ignore_label is None else valid)
         return (loss,) + ((scores.softmax(self.axis),) if len(self.tops) > 1 else ())
