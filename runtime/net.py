@@ -353,10 +353,15 @@ class Net(nn.Module):
 
     def backward(self) -> None:
         """Backpropagate the weighted loss of the last forward; parameter gradients
-        accumulate in ``.grad`` (clear them with ``clear_param_diffs``)."""
+        accumulate in ``.grad`` (clear them with ``clear_param_diffs``), but for a blob whose
+        diff is its layer's top diff (Parameter's), which each backward overwrites."""
         if self._loss is None:
             raise AllconvError("backward() needs a forward() first (one backward per forward)")
         loss, self._loss = self._loss, None
+        for layer in self.layers:
+            if layer.diff_is_top_diff:
+                for blob in layer.blobs:
+                    blob.grad = None
         if loss.requires_grad:
             loss.backward()
 

@@ -522,3 +522,16 @@ def test_a_negative_lr_mult_gets_its_diff_and_reverses_the_step():
     assert torch.count_nonzero(diff) > 0
     CaffeSGD(net.learnable_params, lr=0.1).step()
     torch.testing.assert_close(w.detach(), before + 0.1 * diff)
+
+
+def test_a_parameter_layers_diff_is_the_last_backwards_as_caffe():
+    """Parameter shares its top's diff, which each backward overwrites: with iter_size 2,
+    Caffe's step is half the summed one's (checked against real Caffe)."""
+    net = Net("""
+layer { name: "p" type: "Parameter" top: "p" parameter_param { shape { dim: 2 dim: 3 } } }
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "x" top: "loss" }""", TRAIN)
+    x = torch.arange(6.0).reshape(2, 3)
+    net.forward_backward(x=x)
+    net.forward_backward(x=2 * x)
+    torch.testing.assert_close(net.params["p"][0].diff, -2 * x / 2)   # (p − x)/N, N = 2

@@ -115,6 +115,7 @@ class Layer(nn.Module):
     num_tops: tuple[int, int | None] = (1, 1)
     is_loss = False        # Caffe LossLayer: top 0 gets loss_weight 1 by default
     accepts_feed = False   # Data-like source layers take feed/sample_shape options
+    diff_is_top_diff = False   # its blobs' diff is its top's, which each backward overwrites
 
     def __init__(self, param, bottom_shapes, phase: int, generator: torch.Generator, **options):
         super().__init__()
