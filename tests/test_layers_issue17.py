@@ -205,7 +205,8 @@ def test_infogain_master_formula(shape, axis, ignore, mode, spec, tmp_path):
     x = torch.tensor(scores, dtype=torch.float32)
     l_ = torch.tensor(labels, dtype=torch.float32)
     h32 = torch.tensor(h, dtype=torch.float32)
-    three = build(layer_text("InfogainLoss", spec, ("x", "l", "H"), ("loss", "prob")),
+    weights = " loss_weight: 1 loss_weight: 0"      # two tops: Caffe wants a weight each
+    three = build(layer_text("InfogainLoss", spec + weights, ("x", "l", "H"), ("loss", "prob")),
                   x.shape, l_.shape, (1, 1, classes, classes))
     loss, grad = grad_of(three, x, l_, h32.reshape(1, 1, classes, classes))
     assert loss.item() == pytest.approx(want_loss, rel=1e-5)

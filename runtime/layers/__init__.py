@@ -151,6 +151,10 @@ class Layer(nn.Module):
                 raise AllconvError(f"{len(given)} loss_weight value(s) for "
                                    f"{len(self.tops)} top(s): give none or one per top")
             return given
+        if self.is_loss and len(self.tops) > 1:    # LossLayer adds one loss_weight, then checks
+            raise AllconvError(f"{len(self.tops)} tops and no loss_weight: a loss layer weights "
+                               "top 0 by 1 and then needs one loss_weight per top, as Caffe "
+                               "(e.g. loss_weight: 1 loss_weight: 0)")
         weights = [0.0] * len(self.tops)
         if self.is_loss:
             weights[0] = 1.0
