@@ -348,3 +348,22 @@ def test_silence_consumes_its_bottoms():
     net = Net(NET_HEAD + "layer { name: 'q' type: 'Silence' bottom: 'x' bottom: 's' }", TEST)
     assert net.outputs == [] and net.layers[-1].top_shapes == []
     assert net.forward(x=rand(4, 2), s=torch.zeros(4, 1)) == {}
+
+
+@pytest.mark.parametrize("kind, extra", [("Convolution", "num_output: 4 "), ("Im2col", "")])
+def test_a_stride_past_the_input_is_one_window_and_its_backward_runs(kind, extra):
+    """Stride 65536 on 8 + 2·1 padded: one window, as stride 10 gives (PyTorch's CPU backward
+    segfaulted on such strides; Caffe computes them)."""
+    text = (f"name: 'c' type: '{kind}' bottom: 'x' top: 'y' convolution_param {{ {extra}"
+            "kernel_size: 3 pad: 1 stride: STRIDE weight_filler { type: 'gaussian' std: 1 } }")
+    x = rand(2, 3, 8, 8).requires_grad_()
+    far, near = (build(text.replace("STRIDE", str(s)), x.shape) for s in (65536, 10))
+    if kind == "Convolution":
+        near.blobs[0].data.copy_(far.blobs[0].data)
+    (y,) = far(x)
+    assert far.top_shapes == near.top_shapes and y.shape[2:] == (1, 1)
+    torch.testing.assert_close(y, near(x)[0])
+    y.square().sum().backward()
+    grad, x.grad = x.grad.clone(), None
+    near(x)[0].square().sum().backward()
+    torch.testing.assert_close(grad, x.grad)

@@ -31,13 +31,16 @@ def _spatial(conv, name: str, n: int, default: int | None) -> tuple[int, ...]:
     return tuple(values) * n if len(values) == 1 else tuple(values)
 
 
-def pad_overhang(x, kernel, pad, stride, dilation):
-    """``x`` (batch, channels, *spatial) with the zeros a window overhanging its end reads
-    (``geometry.conv_overhang``) appended to each spatial axis; ``x`` itself when none do."""
+def convolve(x, weight, bias, kernel, pad, stride, dilation, group):
+    """Caffe's convolution of ``x`` (batch, channels, *spatial): a window overhanging the end
+    reads zeros (``geometry.conv_overhang``), and a stride past the padded input, where one
+    window fits, is shortened to it: the same window, and PyTorch's CPU backward crashes on
+    strides of tens of thousands."""
     ends = [conv_overhang(*dims) for dims in zip(x.shape[2:], kernel, pad, stride, dilation)]
-    if not any(ends):
-        return x
-    return F.pad(x, [p for end in reversed(ends) for p in (0, end)])
+    if any(ends):
+        x = F.pad(x, [p for end in reversed(ends) for p in (0, end)])
+    stride = tuple(min(s, size + 2 * p) for s, size, p in zip(stride, x.shape[2:], pad))
+    return _CONV[len(kernel)](x, weight, bias, stride, pad, dilation, group)
 
 
 def window_geometry(conv, shape) -> tuple:
@@ -95,9 +98,8 @@ class Convolution(Layer):
 
     def convolve(self, x, bias):
         """The operation on a batch with the channel axis at 1."""
-        x = pad_overhang(x, self.kernel, self.pad, self.stride, self.dilation)
-        return _CONV[len(self.kernel)](x, self.blobs[0], bias, self.stride, self.pad,
-                                       self.dilation, self.group)
+        return convolve(x, self.blobs[0], bias, self.kernel, self.pad, self.stride,
+                        self.dilation, self.group)
 
     def forward(self, x):
         lead = x.shape[:self.axis]

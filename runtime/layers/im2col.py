@@ -12,7 +12,7 @@ import torch
 from runtime.errors import AllconvError
 from runtime.geometry import conv_output_size
 from runtime.layers import Layer, count, register
-from runtime.layers.convolution import _CONV, pad_overhang, window_geometry
+from runtime.layers.convolution import convolve, window_geometry
 
 
 def one_hot_kernels(channels: int, kernel, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -42,8 +42,6 @@ class Im2col(Layer):
     def forward(self, x):
         lead, channels = x.shape[:self.axis], x.shape[self.axis]
         y = x.reshape((count(lead),) + tuple(x.shape[self.axis:]))
-        y = pad_overhang(y, self.kernel, self.pad, self.stride, self.dilation)
         weight = one_hot_kernels(channels, self.kernel, x.dtype, x.device)
-        y = _CONV[len(self.kernel)](y, weight, None, self.stride, self.pad, self.dilation,
-                                    channels)
+        y = convolve(y, weight, None, self.kernel, self.pad, self.stride, self.dilation, channels)
         return (y.reshape(tuple(lead) + tuple(y.shape[1:])),)
