@@ -12,7 +12,8 @@ console script does (no process start per case):
 A case ends "ok" (exit 0), "clean" (exit 2, the last stderr line ``allconv-caffe CMD: error: ...``),
 "traceback" (an exception escaped the command line) or "other" (any other exit status or
 message), or "slow" (over --case-seconds). Tracebacks, others and slow cases are
-kept under --out.
+kept under --out; so is the case that was running, as ``running-KIND-N.KIND``, when a crash
+in native code ends the fuzzer itself.
 
     python tools/fuzz.py --cases 10000 --seed 0 --out /tmp/fuzz
     python tools/fuzz.py --cases 500 --kinds prototxt --nets recurrent,losses
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import json
 import logging
@@ -53,6 +55,7 @@ KINDS = ("prototxt", "solver", "caffemodel")
 
 # Seed inputs: small nets (2x3x8x8-ish) that set the fields which change their layers'
 # behaviour, so that mutations reach them, and one solver per type. Each case picks one.
+HDF5_NET = "data"      # the seed net with HDF5Data and HDF5Output (h5py, the [hdf5] extra)
 NETS = {
     "classic": """name: "classic"
 layer { name: "input" type: "Input" top: "data" top: "label"
@@ -448,18 +451,20 @@ def run_case(argv: list[str], seconds: float) -> tuple[str, str]:
     return "other", f"exit {status}: {err.getvalue()}"
 
 
-def write_sources(folder: Path) -> None:
+def write_sources(folder: Path, with_hdf5: bool) -> None:
     """The files the seed nets read: tiny.prototxt with its sources (the solvers' net), an
-    HDF5 list and file (HDF5Data) and an image list with its images (ImageData)."""
+    HDF5 list and file (HDF5Data, when ``with_hdf5``) and an image list with its images
+    (ImageData)."""
     import numpy as np
     from PIL import Image
 
-    from runtime.data import hdf5
     write_tiny_net(folder, "tiny.prototxt")
     rng = np.random.RandomState(0)
-    hdf5.create(str(folder / "rows.h5"))
-    hdf5.write(str(folder / "rows.h5"), rng.randn(5, 3, 4, 4), rng.randint(0, 3, 5))
-    (folder / "hdf5.txt").write_text("rows.h5\n")
+    if with_hdf5:
+        from runtime.data import hdf5
+        hdf5.create(str(folder / "rows.h5"))
+        hdf5.write(str(folder / "rows.h5"), rng.randn(5, 3, 4, 4), rng.randint(0, 3, 5))
+        (folder / "hdf5.txt").write_text("rows.h5\n")
     for i in range(3):
         Image.fromarray(rng.randint(0, 256, (5 + i, 7, 3)).astype(np.uint8)).save(
             folder / f"image{i}.png")
@@ -476,11 +481,11 @@ class Fuzzer:
     HDF5Output file_name naming a source) is put back before the next case."""
 
     def __init__(self, workdir: Path, seed: int, case_seconds: float,
-                 nets=tuple(NETS), solvers=tuple(SOLVERS)):
+                 nets=tuple(NETS), solvers=tuple(SOLVERS), keep: Path | None = None):
         from runtime import TEST, Net
-        self.dir, self.seed, self.case_seconds = workdir, seed, case_seconds
+        self.dir, self.seed, self.case_seconds, self.keep = workdir, seed, case_seconds, keep
         self.nets, self.solvers = list(nets), list(solvers)
-        write_sources(workdir)
+        write_sources(workdir, with_hdf5=HDF5_NET in self.nets)
         self.caffemodels = {}
         for name in self.nets:
             (workdir / f"{name}.prototxt").write_text(NETS[name])
@@ -541,7 +546,13 @@ class Fuzzer:
         if isinstance(data, str):
             data = data.encode("utf-8", "surrogateescape")
         path.write_bytes(data)
+        running = None
+        if self.keep is not None:   # a crash in native code ends the fuzzer: the case stays
+            running = self.keep / f"running-{kind}-{index}.{kind}"
+            running.write_bytes(data)
         outcome, detail = run_case(argv, self.case_seconds)
+        if running is not None:
+            running.unlink()
         self.restore_seed_files()
         return outcome, detail, data
 
@@ -573,8 +584,10 @@ def fuzz(kinds, cases: int, seed: int, memory_mib: int = 64, case_seconds: float
     or ``solvers``; ``{kind: {outcome: count}}``. Cases that end in a traceback, an
     unexpected exit or over time are written to ``keep`` with their details."""
     counts = {}
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
     with fuzzing(memory_mib) as workdir:
-        fuzzer = Fuzzer(workdir, seed, case_seconds, nets, solvers)
+        fuzzer = Fuzzer(workdir, seed, case_seconds, nets, solvers, keep)
         for kind in kinds:
             tally = counts[kind] = {"cases": 0, "ok": 0, "clean": 0, "traceback": 0,
                                     "other": 0, "slow": 0}
@@ -583,7 +596,6 @@ def fuzz(kinds, cases: int, seed: int, memory_mib: int = 64, case_seconds: float
                 tally["cases"] += 1
                 tally[outcome] += 1
                 if keep is not None and outcome in ("traceback", "other", "slow"):
-                    keep.mkdir(parents=True, exist_ok=True)
                     (keep / f"{kind}-{i}.{kind}").write_bytes(data)
                     (keep / f"{kind}-{i}.txt").write_text(detail)
                 if progress:
@@ -601,7 +613,8 @@ def main() -> int:
     p.add_argument("--solvers", default=",".join(SOLVERS),
                    help="comma-separated seed solvers: " + ", ".join(SOLVERS))
     p.add_argument("--out", type=Path, help="keep the cases that end in a traceback, another "
-                                            "exit or over time here")
+                                            "exit, over time or in a crash of the fuzzer "
+                                            "itself here")
     p.add_argument("--memory-mib", type=int, default=64, help="largest blob (default 64 MiB)")
     p.add_argument("--case-seconds", type=float, default=3.0,
                    help="time limit of one case (default 3 s)")
@@ -611,6 +624,9 @@ def main() -> int:
         chosen[option] = getattr(args, option).split(",")
         if unknown := set(chosen[option]) - set(valid):
             p.error(f"unknown {option[:-1]}(s) {sorted(unknown)}; valid: {', '.join(valid)}")
+    if HDF5_NET in chosen["nets"] and importlib.util.find_spec("h5py") is None:
+        p.error(f"the seed net {HDF5_NET!r} reads and writes HDF5, and h5py is not installed: "
+                "pip install -e \".[hdf5]\", or leave it out with --nets")
     torch.set_num_threads(1)    # many tiny cases: threads only add overhead
     start = time.perf_counter()
 
