@@ -116,8 +116,8 @@ def require_onnx() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    require_onnx()
     args = build_parser().parse_args(argv)
+    require_onnx()
     args.output = Path(args.output)
     check_options_do_something(args)
     check_writable(args.output)

@@ -485,20 +485,27 @@ def test_a_run_whose_whitening_left_the_cache_needs_the_same_data(run_dir, tmp_p
     assert "whitening" in err and "is not in the cache" in err and "give --data" in err
 
 
-def test_without_onnx_installed_the_command_says_how_to_get_it():
-    """In a Python where onnxruntime cannot be imported, export-onnx says how to install it."""
+@pytest.mark.parametrize("argv", [["--help"], ["--prototxt", "d.prototxt", "-o", "m.onnx"]])
+def test_without_onnx_installed_the_command_says_how_to_get_it(argv):
+    """In a Python where onnx and onnxruntime cannot be imported, --help still works, and an
+    export says how to install them."""
     code = ("import importlib.util, sys\n"
             "real = importlib.util.find_spec\n"
-            "importlib.util.find_spec = lambda n, *a: None if n == 'onnxruntime' else real(n, *a)\n"
-            "sys.modules['onnxruntime'] = None\n"
-            "sys.argv = ['export-onnx', '--help']\n"
+            "importlib.util.find_spec = lambda n, *a: None if n.startswith('onnx') else "
+            "real(n, *a)\n"
+            "sys.modules['onnx'] = sys.modules['onnxruntime'] = None\n"
+            f"sys.argv = ['export-onnx', *{argv!r}]\n"
             "from harness.export_onnx import entry_point\n"
             "entry_point()\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])
+    if argv == ["--help"]:
+        assert done.returncode == 0 and "--with-preprocessing" in done.stdout, done.stderr
+        return
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr == ('export-onnx: error: export-onnx needs onnxruntime: pip install -e '
-                           '".[onnx]" in the allconv checkout (or pip install onnx onnxruntime)\n')
+    assert done.stderr == ('export-onnx: error: export-onnx needs onnx and onnxruntime: pip '
+                           'install -e ".[onnx]" in the allconv checkout (or pip install onnx '
+                           'onnxruntime)\n')
 
 
 # ----------------------------------------------------------------------------- issue 18

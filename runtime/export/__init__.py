@@ -10,17 +10,17 @@ them from a run folder or the registries.
 onnx and onnxruntime (the ``[onnx]`` extra) are imported on first use of these names, so that
 ``export-onnx`` can say how to install them when they are missing.
 """
+MIN_OPSET, DEFAULT_OPSET = 17, 18     # here, not in model.py: `export-onnx --help` needs no onnx
+
 _LAZY = {
     "to_onnx": "runtime.export.model",
     "build_model": "runtime.export.model",
     "check_image_net": "runtime.export.model",
     "DEPLOY": "runtime.export.model",
-    "MIN_OPSET": "runtime.export.model",
-    "DEFAULT_OPSET": "runtime.export.model",
     "exportable_types": "runtime.export.registry",
 }
 
-__all__ = list(_LAZY)
+__all__ = ["MIN_OPSET", "DEFAULT_OPSET", *_LAZY]
 
 
 def __getattr__(name):

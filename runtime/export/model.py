@@ -11,13 +11,12 @@ import onnx
 from onnx import helper
 
 from runtime.errors import AllconvError
-from runtime.export import check, preprocessing
+from runtime.export import DEFAULT_OPSET, MIN_OPSET, check, preprocessing
 from runtime.export.builder import GraphBuilder
 from runtime.export.walker import add_net, batch_axes, needed_layers, used_inputs
 from runtime.files import atomic_write_bytes, check_writable
 from runtime.proto import pb
 
-MIN_OPSET, DEFAULT_OPSET = 17, 18
 PROTOBUF_LIMIT = 2**31 - 1
 BATCH_DIM = "N"
 DEPLOY = "export a deploy net (gen-prototxt --deploy)"
