@@ -61,6 +61,7 @@ installed a stub module stands in for it (``import_caffe``).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -708,14 +709,19 @@ def write_data_case_files(work: Path) -> None:
 
 def import_caffe():
     os.environ.setdefault("GLOG_minloglevel", "2")
-    try:
-        import skimage.io  # noqa: F401
-    except ImportError:
-        # caffe/io.py imports skimage.io for image loading only, which nothing here uses.
-        sk = types.ModuleType("skimage")
-        sk.io = types.ModuleType("skimage.io")
-        sys.modules["skimage"] = sk
-        sys.modules["skimage.io"] = sk.io
+    # caffe/io.py imports skimage.io and scipy.ndimage.zoom for its image helpers, which
+    # nothing here uses: stand-ins where they are not installed.
+    for package, module, names in (("skimage", "skimage.io", ()),
+                                   ("scipy", "scipy.ndimage", ("zoom",))):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            parent = sys.modules.setdefault(package, types.ModuleType(package))
+            child = types.ModuleType(module)
+            for name in names:
+                setattr(child, name, None)
+            setattr(parent, module.split(".")[1], child)
+            sys.modules[module] = child
     import caffe
     caffe.set_mode_cpu()
     return caffe
