@@ -236,6 +236,8 @@ class RunFolder:
     def config(self) -> dict:
         """run.json as written."""
         path = self.file(RUN_JSON)
+        if not self.path.is_dir():
+            raise AllconvError(f"{self.path}: no such run folder")
         if not path.is_file():
             raise AllconvError(f"{self.path}: not a replicate run folder (no {RUN_JSON})")
         return read_json_object(path)

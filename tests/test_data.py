@@ -509,3 +509,14 @@ def test_prepared_cifar_reports_its_stages_in_order(tmp_path, monkeypatch):
     seen.clear()
     prepared_cifar("cifar10", **kwargs)
     assert seen == ["checking md5 sums", "loading the cache"]
+
+
+def test_a_data_folder_that_is_a_file_or_lacks_the_files_says_where_they_go(tmp_path):
+    (tmp_path / "data_batch_1.bin").write_bytes(b"")
+    with pytest.raises(AllconvError, match=r"data_batch_1.bin is a file: give the folder that "
+                                           r"holds the CIFAR-10 files, or the folder above it"):
+        get_dataset("cifar10").load("train", tmp_path / "data_batch_1.bin")
+    with pytest.raises(AllconvError) as err:
+        get_dataset("cifar10").load("test", tmp_path)
+    assert f"test_batch.bin (from https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz) into " \
+           f"{tmp_path} or {tmp_path / 'cifar-10-batches-bin'}" in str(err.value)

@@ -462,6 +462,8 @@ def test_unwritable_output_and_other_bad_options(tmp_path, capsys):
     assert "static batch must be positive" in _bad(tmp_path, base + out + ["--static-batch", "0"],
                                                    capsys)
     assert "not a replicate run folder" in _bad(tmp_path, ["--run", str(tmp_path)] + out, capsys)
+    assert f"{tmp_path / 'nope'}: no such run folder" in _bad(
+        tmp_path, ["--run", str(tmp_path / "nope")] + out, capsys)
 
 
 def test_with_preprocessing_needs_a_3x32x32_input(tmp_path, capsys):

@@ -145,6 +145,9 @@ def find_release(releases: tuple[Release, ...], split: str,
     if found is None and data_dir is None:
         download(releases, root)
         found = search_release(releases, split, root)
+    if found is None and root.is_file():
+        raise AllconvError(f"{root} is a file: give the folder that holds the "
+                           f"{releases[0].title} files, or the folder above it")
     if found is None:
         raise AllconvError(f"{releases[0].title} {split} files not found in {root}: "
                            + "; or ".join(_where(r, split, root) for r in releases))
@@ -294,5 +297,5 @@ def _read_pickle(release: Release, path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _where(release: Release, split: str, root: Path) -> str:
     return (f"put {', '.join(release.files[split])} (from {release.url}) "
-            f"into {root / release.dirname}")
+            f"into {root} or {root / release.dirname}")
 
