@@ -404,6 +404,11 @@ def _selected_specs(args, tables) -> list[Spec]:
             if args.shard is None:
                 check_writable(args.out, spec.table, spec.name,
                                spec.is_smoke(args.epochs, args.batch_size, args.eval_limit))
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise AllconvError(f"--out {args.out}: cannot make that folder "
+                               f"({err.strerror or err})") from None
     return specs
 
 

@@ -947,3 +947,14 @@ def test_report_shows_only_runs_of_its_settings_and_names_the_others(tmp_path, t
     assert notes == [f"replicate: --resume: tiny/model-a at lr 0.01 has no checkpoint in "
                      f"{out}/tiny/model-a/lr-0.01; it starts from the beginning (3 runs of other "
                      "settings: --epochs 0.5 --eval-limit 8)"]
+
+
+def test_an_out_that_cannot_be_a_folder_is_one_line_naming_the_option(tmp_path, tiny_data,
+                                                                      capsys):
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    (tmp_path / "file").write_text("")
+    assert cli.run_cli(cli.main, "replicate", [
+        "model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data), "--no-verify",
+        "--device", "cpu", "--out", str(tmp_path / "file")]) == 2
+    assert capsys.readouterr().err == (f"replicate: error: --out {tmp_path / 'file'}: cannot "
+                                       "make that folder (File exists)\n")
