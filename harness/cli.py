@@ -452,9 +452,12 @@ def main(argv: list[str] | None = None) -> int:
         for i, outcome in zip(mine, trained):
             results[i] = outcome
         if any(r.get("interrupted") for r in trained):
-            if ranks.is_main:
+            if ranks.is_main and any(RunFolder(d).latest_checkpoint() for _, _, d in my_jobs):
                 print("replicate: stopped by Ctrl-C; the running runs wrote their checkpoints, "
                       "rerun with --resume to continue", file=sys.stderr)
+            elif ranks.is_main:
+                print("replicate: stopped by Ctrl-C before any run wrote a checkpoint; rerun "
+                      "the command to start", file=sys.stderr)
             return EXIT_INTERRUPTED
         if not ranks.is_main:
             return 0

@@ -958,3 +958,14 @@ def test_an_out_that_cannot_be_a_folder_is_one_line_naming_the_option(tmp_path, 
         "--device", "cpu", "--out", str(tmp_path / "file")]) == 2
     assert capsys.readouterr().err == (f"replicate: error: --out {tmp_path / 'file'}: cannot "
                                        "make that folder (File exists)\n")
+
+
+def test_ctrl_c_before_any_checkpoint_does_not_promise_one(tmp_path, tiny_data, capsys,
+                                                          monkeypatch):
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    monkeypatch.setattr(cli, "run_jobs", lambda jobs, *a: [{"interrupted": True}] * len(jobs))
+    assert cli.main(["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+                     "--no-verify", "--device", "cpu", "--out", str(tmp_path / "out")]) == 130
+    assert capsys.readouterr().err.endswith(
+        "replicate: stopped by Ctrl-C before any run wrote a checkpoint; rerun the command to "
+        "start\n")
