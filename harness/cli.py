@@ -404,12 +404,16 @@ def _selected_specs(args, tables) -> list[Spec]:
             if args.shard is None:
                 check_writable(args.out, spec.table, spec.name,
                                spec.is_smoke(args.epochs, args.batch_size, args.eval_limit))
-        try:
-            args.out.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise AllconvError(f"--out {args.out}: cannot make that folder "
-                               f"({err.strerror or err})") from None
     return specs
+
+
+def make_out(out: Path) -> None:
+    """The --out folder, made once every check has passed (a refused command makes none)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise AllconvError(f"--out {out}: cannot make that folder ({err.strerror or err})") \
+            from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -443,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         mine = list(range(len(jobs)))[shard::shards]
         my_jobs, pack = [jobs[i] for i in mine], default_pack(args)
         check_lengths(my_jobs, args.data, ranks.world)
+        make_out(args.out)
         if ranks.is_main:
             for note in fresh_starts(my_jobs, args) + resumed_apart(my_jobs, pack):
                 print(f"replicate: {note}", file=sys.stderr)
