@@ -430,7 +430,7 @@ def test_cli_lists_rows_and_a_row_without_its_data_is_an_error(capsys, tmp_path)
     assert cli.run_cli(cli.main, "replicate", ["table3", "table6", "--data", str(tmp_path),
                                                "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("replicate: error: CIFAR-10 train files not found") and \
+    assert err.startswith("replicate: error: table3/model-a: CIFAR-10 train files not found") and \
         err.count("\n") == 1
     assert not (tmp_path / "table3").exists()
 

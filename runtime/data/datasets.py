@@ -59,7 +59,10 @@ class Dataset:
         if self.releases:
             if data_dir is not None:
                 for split in self.splits:
-                    self.find(split, data_dir)
+                    try:
+                        self.find(split, data_dir)
+                    except AllconvError as err:
+                        raise AllconvError(f"{who}: {err}") from None
             return
         want = " and ".join(f"{split}/<wnid>/*.JPEG" for split in self.splits)
         if data_dir is None:
