@@ -389,9 +389,9 @@ class Solver:
         request = self.action_function() if self.action_function else None
         if self.ranks.world == 1:
             return request
-        if self.ranks.any(request == "stop"):
-            return "stop"
-        return "snapshot" if self.ranks.any(request == "snapshot") else None
+        order = (None, "snapshot", "stop")     # the strongest of any rank: one all-reduce
+        strongest = self.ranks.min(torch.tensor(-order.index(request), device=self.ranks.device))
+        return order[-int(strongest)]
 
     def solve(self, resume_file=None) -> None:
         """Caffe's Solver::Solve: optional restore, step to max_iter, final snapshot/test."""

@@ -247,3 +247,19 @@ def test_a_stop_asked_for_while_testing_stops_before_the_next_update(workdir, ca
     assert solver.iter == 4 and solver.requested_early_exit
     assert "Test interrupted." in caplog.text and "Optimization stopped early." in caplog.text
     assert not (workdir / "snap_iter_5.caffemodel").exists()
+
+
+@pytest.mark.parametrize("mine, others, agreed", [(None, None, None), (None, "stop", "stop"),
+                                                  ("snapshot", None, "snapshot"),
+                                                  ("snapshot", "stop", "stop")])
+def test_every_rank_takes_the_strongest_request_of_any(mine, others, agreed):
+    """Under torchrun a Ctrl-C may reach one rank an iteration before another: all act alike."""
+    from types import SimpleNamespace
+    from runtime.solver import Solver
+    order = [None, "snapshot", "stop"]
+
+    def smallest(value):       # the all-reduce MIN over this rank and the other
+        return torch.minimum(value, torch.tensor(-order.index(others)))
+    solver = SimpleNamespace(action_function=lambda: mine,
+                             ranks=SimpleNamespace(world=2, device="cpu", min=smallest))
+    assert Solver._agreed_request(solver) == agreed
