@@ -61,7 +61,7 @@ def build_parser() -> Parser:
                       "exit status: 0 done, 1 a row failed its tolerance or diverged, 2 usage or "
                       "data error,\n3 stopped by --time-limit or --deadline (rerun with "
                       "--resume), 130 "
-                      "stopped by Ctrl-C (rerun with --resume)",
+                      "stopped by Ctrl-C or SIGTERM (rerun with --resume)",
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("targets", nargs="*", metavar="TABLE|ROW",
                    help="a table (table3, table4, table6), a row (all-cnn-c; the variants' "
@@ -324,13 +324,14 @@ def run_jobs(jobs: list[tuple], parallel: int, pack: int, ranks: Ranks = SINGLE)
                                 for o, d in members(indices)])
                    for n, indices in enumerate(grouped)]
 
-        def stop(signum, frame):   # Ctrl-C: no new pack; the running ones checkpoint and stop
+        def stop(signum, frame):   # Ctrl-C, SIGTERM: no new pack; the running ones checkpoint
+            DeferredInterrupt.received = signal.Signals(signum).name
             for future in futures:
                 future.cancel()
             for process in list(pool._processes.values()):
                 if process.is_alive():
                     os.kill(process.pid, signal.SIGINT)
-        previous = signal.signal(signal.SIGINT, stop)
+        previous = {s: signal.signal(s, stop) for s in DeferredInterrupt.SIGNALS}
         try:
             for indices, future in zip(grouped, futures):
                 outcomes = ([{"interrupted": True}] * len(indices) if future.cancelled()
@@ -343,7 +344,8 @@ def run_jobs(jobs: list[tuple], parallel: int, pack: int, ranks: Ranks = SINGLE)
                 future.cancel()
             raise
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def default_levers(args) -> dict[str, bool]:
@@ -457,11 +459,12 @@ def main(argv: list[str] | None = None) -> int:
         for i, outcome in zip(mine, trained):
             results[i] = outcome
         if any(r.get("interrupted") for r in trained):
+            by = DeferredInterrupt.by_whom()
             if ranks.is_main and any(RunFolder(d).latest_checkpoint() for _, _, d in my_jobs):
-                print("replicate: stopped by Ctrl-C; the running runs wrote their checkpoints, "
+                print(f"replicate: stopped by {by}; the running runs wrote their checkpoints, "
                       "rerun with --resume to continue", file=sys.stderr)
             elif ranks.is_main:
-                print("replicate: stopped by Ctrl-C before any run wrote a checkpoint; rerun "
+                print(f"replicate: stopped by {by} before any run wrote a checkpoint; rerun "
                       "the command to start", file=sys.stderr)
             return EXIT_INTERRUPTED
         if not ranks.is_main:

@@ -43,24 +43,34 @@ def format_speed(images_per_s: float) -> str:
 
 
 class DeferredInterrupt:
-    """Holds Ctrl-C (SIGINT) until the current iteration has finished, so that the weights,
-    momentum and data order a checkpoint saves belong to one iteration. The request is one
-    per process: a worker process `install`s the handler for good, so a Ctrl-C that comes
-    while it loads data still stops its run before the first iteration."""
+    """Holds Ctrl-C (SIGINT) and SIGTERM (a scheduler's, ``timeout``'s, ``docker stop``'s) until
+    the current iteration has finished, so that the weights, momentum and data order a
+    checkpoint saves belong to one iteration. The request is one per process: a worker process
+    `install`s the handler for good, so a signal that comes while it loads data still stops its
+    run before the first iteration."""
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
     requested = False
+    received = "SIGINT"  # the signal's name, for the message
     stopping = False     # a worker process, once a Ctrl-C reached it: it starts no further run
     installed = False
 
     @classmethod
-    def request(cls, signum=None, frame=None) -> None:
+    def request(cls, signum=signal.SIGINT, frame=None) -> None:
         cls.requested = True
+        cls.received = signal.Signals(signum).name
         cls.stopping = cls.installed
 
     @classmethod
     def install(cls) -> None:
         cls.installed = True
-        signal.signal(signal.SIGINT, cls.request)
+        for signum in cls.SIGNALS:
+            signal.signal(signum, cls.request)
+
+    @classmethod
+    def by_whom(cls) -> str:
+        """What stopped the command, as its message says it."""
+        return "Ctrl-C" if cls.received == "SIGINT" else cls.received
 
     @classmethod
     def consume(cls) -> bool:
@@ -71,12 +81,13 @@ class DeferredInterrupt:
         self._active = (threading.current_thread() is threading.main_thread()
                         and not self.installed)
         if self._active:
-            self._previous = signal.signal(signal.SIGINT, self.request)
+            self._previous = {s: signal.signal(s, self.request) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):
         if self._active:
-            signal.signal(signal.SIGINT, self._previous)
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
 
 
 class Progress:

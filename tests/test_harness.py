@@ -308,16 +308,18 @@ def test_resume_continues_bit_identically(tmp_path, tiny_data):
         assert [json.loads(r)["iter"] for r in records] == [3, 5]
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_checkpoints_the_finished_iteration_and_resumes_exactly(tmp_path, tiny_data,
-                                                                       monkeypatch):
+                                                                       monkeypatch, signum):
+    """Ctrl-C, or SIGTERM (a scheduler's, timeout's): the same clean stop."""
     spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=12))
     opts = options(tiny_data, epochs=2)
     straight = train(spec, opts, tmp_path / "straight")
     real_step = Run.step
 
-    def step(self):   # Ctrl-C arrives during iteration 2, before its update
+    def step(self):   # the signal arrives during iteration 2, before its update
         if self.iter == 1:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
         return real_step(self)
     monkeypatch.setattr(Run, "step", step)
     with pytest.raises(KeyboardInterrupt):
