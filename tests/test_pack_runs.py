@@ -91,13 +91,14 @@ def test_each_member_ends_where_its_solo_run_ends(spec, data, tmp_path, members)
     assert wrong > 0.1, wrong
 
 
+def pack(root: Path, **kw) -> list:
+    """Two members, lr 0.01 seed 3 and lr 0.05 seed 4, of 2 epochs, in root/m0 and root/m1."""
+    return [(opts(lr=lr, seed=seed, epochs=2, **kw), root / f"m{k}")
+            for k, (lr, seed) in enumerate([(0.01, 3), (0.05, 4)])]
+
+
 def test_a_pack_stopped_by_ctrl_c_mid_epoch_resumes_bit_for_bit(spec, data, tmp_path,
                                                                  monkeypatch):
-    members = [(0.01, 3), (0.05, 4)]
-
-    def pack(root: Path, **kw):
-        return [(opts(lr=lr, seed=seed, epochs=2, **kw), root / f"m{k}")
-                for k, (lr, seed) in enumerate(members)]
     straight = train_pack(spec, pack(tmp_path / "straight"), data)
     real_step = Run.step
 
@@ -128,11 +129,6 @@ def test_a_pack_killed_while_checkpointing_resumes_packed_bit_for_bit(spec, data
     """Killed after member 0's checkpoint at 6 and during member 1's: neither has one at 6
     (the members' files appear together), so --resume packs them again from 3."""
     from runtime import snapshot
-    members = [(0.01, 3), (0.05, 4)]
-
-    def pack(root: Path, **kw):
-        return [(opts(lr=lr, seed=seed, epochs=2, **kw), root / f"m{k}")
-                for k, (lr, seed) in enumerate(members)]
     straight = train_pack(spec, pack(tmp_path / "straight"), data)
     real_write = snapshot.write
 
