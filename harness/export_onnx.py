@@ -33,8 +33,8 @@ def build_parser() -> Parser:
                         help="a replicate run folder: its deploy.prototxt, last snapshot and "
                              "whitening")
     p.add_argument("--weights", metavar="W.caffemodel",
-                   help="the weights (required with --prototxt; with --run, instead of the "
-                        "last snapshot)")
+                   help="the weights (with --prototxt, unless no layer learns; with --run, "
+                        "instead of the last snapshot)")
     p.add_argument("-o", "--output", metavar="MODEL.onnx", required=True,
                    type=suffix_option(".onnx", "the ONNX model"),
                    help="the ONNX file to write (weights inside it, up to protobuf's 2 GB)")
@@ -96,15 +96,13 @@ def load_net(prototxt, weights):
     """The TEST-phase net with ``weights``; every layer with learnable blobs must find its own.
     A net without Input layers is refused before any Data layer opens its source."""
     from runtime.export import DEPLOY
-    from runtime.net import Net, filter_net
+    from runtime.net import filter_net, trained_net
     from runtime.prototxt import read_net
     param = read_net(prototxt)
     param.state.phase = pb.TEST
     if not any(layer.type == "Input" for layer in filter_net(param).layer):
         raise AllconvError(f"the net has no Input layer: {DEPLOY}")
-    net = Net(param, pb.TEST, seed=0)
-    net.copy_from(weights, require_all=True)
-    return net
+    return trained_net(param, weights)
 
 
 def require_onnx() -> None:
@@ -135,8 +133,6 @@ def main(argv: list[str] | None = None) -> int:
             check_image_net(net)
             whitening = run.whitening(args.data, args.verify)
     else:
-        if args.weights is None:
-            raise AllconvError("--prototxt needs --weights W.caffemodel (the trained weights)")
         dataset = get_dataset(args.dataset or dataset_names(whitening=True)[0])
         net = load_net(args.prototxt, args.weights)
         variant = _variant(net.name)

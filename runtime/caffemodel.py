@@ -140,7 +140,7 @@ def write_binary(path: PathLike, message: Message) -> None:
 def read_layers(path: PathLike) -> list[tuple[str, list[np.ndarray]]]:
     """``(layer name, [blob arrays])`` of every layer of a .caffemodel (V2, then V1 layers),
     in file order, layers without blobs included (Caffe's CopyTrainedLayersFrom checks their
-    count too). A file without any blob is an error."""
+    count too; a net without learnable layers saves only such layers)."""
     path = Path(path)
     net = read_binary(path, pb.NetParameter)
     layers = []
@@ -150,15 +150,20 @@ def read_layers(path: PathLike) -> list[tuple[str, list[np.ndarray]]]:
         except AllconvError as err:
             raise AllconvError(f"{path}: layer {layer.name or '#' + str(index)}: {err}") \
                 from None
-    if not any(blobs for _, blobs in layers):
-        raise AllconvError(f"{path}: contains no layer weights (is it a .caffemodel?)")
     return layers
 
 
 def read_weights(path: PathLike) -> dict:
     """``{layer name: [blob arrays]}`` of the layers with blobs of a .caffemodel; a name seen
-    twice keeps the later layer."""
-    return {name: blobs for name, blobs in read_layers(path) if blobs}
+    twice keeps the later layer. A file without any blob is an error."""
+    weights = {name: blobs for name, blobs in read_layers(path) if blobs}
+    if not weights:
+        raise no_weights(path)
+    return weights
+
+
+def no_weights(path: PathLike) -> AllconvError:
+    return AllconvError(f"{path}: contains no layer weights (is it a .caffemodel?)")
 
 
 # Name used by docs/DESIGN.md.

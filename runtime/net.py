@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from runtime.blob_shape import legacy_shape
-from runtime.caffemodel import read_layers, write_weights
+from runtime.caffemodel import no_weights, read_layers, write_weights
 from runtime.errors import AllconvError
 from runtime.insert_splits import insert_splits
 from runtime.layers import describe, layer_class, layer_errors, make_layer
@@ -399,6 +399,8 @@ class Net(nn.Module):
         values; a UserWarning names those that have blobs (with ``require_all``, an
         AllconvError, before anything is copied)."""
         stored = read_layers(path)
+        if self.learnable_params and not any(blobs for _, blobs in stored):
+            raise no_weights(path)       # a net without learnable layers saves no blobs
         first = {}
         for layer in self.layers:
             first.setdefault(layer.name, layer)
@@ -462,3 +464,19 @@ def _shape_equals(source, target) -> bool:
         return True
     return (len(source) == 4 and len(target) <= 4
             and legacy_shape(target, "the net's blob", from_end=True) == tuple(source))
+
+
+def trained_net(prototxt, weights, phase: int = pb.TEST) -> Net:
+    """The net with every learnable layer's blobs from ``weights`` (each layer must find its
+    own there; None for a net without learnable layers), built without the warnings of
+    fillers that the weights replace."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*has no weight_filler")
+        net = Net(prototxt, phase, seed=0)
+    if weights is not None:
+        net.copy_from(weights, require_all=True)
+    elif net.learnable_params:
+        learned = ", ".join(dict.fromkeys(l.name for l in net.layers if len(l.blobs)))
+        raise AllconvError(f"layer(s) {learned} learn: give their weights (--weights "
+                           "W.caffemodel)")
+    return net

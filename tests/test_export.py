@@ -429,7 +429,8 @@ def test_an_unsupported_layer_is_named_with_what_exports(tmp_path, capsys):
 def test_missing_weights(tmp_path, capsys):
     proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"][0])
     out = str(tmp_path / "m.onnx")
-    assert "needs --weights" in _bad(tmp_path, ["--prototxt", proto, "-o", out], capsys)
+    assert "learn: give their weights (--weights W.caffemodel)" in _bad(
+        tmp_path, ["--prototxt", proto, "-o", out], capsys)
     assert "no such file" in _bad(tmp_path, ["--prototxt", proto, "--weights",
                                              str(tmp_path / "nope.caffemodel"), "-o", out], capsys)
     _, other = _files(tmp_path, UNSUPPORTED, "other")
@@ -624,3 +625,24 @@ def test_a_scalar_output_exports_and_is_checked(tmp_path):
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
     (got,) = check.session(model, check.LEVELS["optimisations on"]).run(None, {"data": x})
     assert got.shape == () and float(got) == float((x ** 2).sum())
+
+
+def test_a_net_without_learnable_layers_exports_without_weights_or_with_caffes_file(tmp_path):
+    """Caffe saves such a net's .caffemodel with layers and no blobs: both ways export."""
+    from harness.export_onnx import main
+    from runtime import caffemodel
+    proto = tmp_path / "geo.prototxt"
+    proto.write_text('layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 '
+                     'dim: 3 dim: 6 dim: 6 } } }\nlayer { name: "p" type: "Pooling" bottom: "x" '
+                     'top: "p" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }\n')
+    caffemodel.write_weights(tmp_path / "geo.caffemodel", [("x", "Input", []),
+                                                            ("p", "Pooling", [])])
+    assert main(["--prototxt", str(proto), "-o", str(tmp_path / "a.onnx")]) == 0
+    assert main(["--prototxt", str(proto), "--weights", str(tmp_path / "geo.caffemodel"),
+                 "-o", str(tmp_path / "b.onnx")]) == 0
+
+
+def test_the_check_is_relative_for_large_outputs():
+    assert check.tolerance(np.array([1e5, -3.0]), fp16=False) == pytest.approx(10.0)
+    assert check.tolerance(np.array([0.5, np.nan, np.inf]), fp16=False) == check.TOL_FP32
+    assert check.tolerance(np.array([], dtype=np.float32), fp16=True) == check.TOL_FP16

@@ -3,7 +3,6 @@ prepared as the net was trained: the run's GCN+ZCA for CIFAR nets, Caffe's Image
 transform (runtime/data/imagenet.py) for an ImageNet net."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -17,8 +16,7 @@ from runtime.data.datasets import (CIFAR_RELEASE, IMAGE_FOLDER, Dataset, dataset
                                    get_dataset)
 from runtime.data.preprocess import prepared_folder, prepared_images, prepared_whitening
 from runtime.errors import AllconvError
-from runtime.net import Net
-from runtime.proto import pb
+from runtime.net import Net, trained_net
 from runtime.reconstruction import input_blob
 
 
@@ -59,11 +57,7 @@ def net_source(args) -> Source:
 
 def load_net(source: Source, device: str | None) -> Net:
     """The TEST-phase net with the source's weights, on ``device`` (see resolve_device)."""
-    with warnings.catch_warnings():    # fillers are overwritten by the weights
-        warnings.simplefilter("ignore")
-        net = Net(source.prototxt, pb.TEST, seed=0)
-    net.copy_from(source.weights, require_all=True)   # export-onnx's check: every layer's own
-    return net.to(resolve_device(device))
+    return trained_net(source.prototxt, source.weights).to(resolve_device(device))
 
 
 def is_npz(data) -> bool:
