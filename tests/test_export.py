@@ -646,3 +646,21 @@ def test_the_check_is_relative_for_large_outputs():
     assert check.tolerance(np.array([1e5, -3.0]), fp16=False) == pytest.approx(10.0)
     assert check.tolerance(np.array([0.5, np.nan, np.inf]), fp16=False) == check.TOL_FP32
     assert check.tolerance(np.array([], dtype=np.float32), fp16=True) == check.TOL_FP16
+
+
+@pytest.mark.parametrize("static_batch, declared", [(None, [None, 4]), (3, [6, 4])])
+def test_a_concat_over_the_batch_declares_its_own_extent(tmp_path, static_batch, declared):
+    """Concat on axis 0 gives 2N rows: a static batch declares them; a dynamic one leaves the
+    dimension unnamed (it was declared N, and a static export crashed in the checker)."""
+    net = Net("""
+layer { name: "input" type: "Input" top: "data" input_param { shape { dim: 3 dim: 7 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+        inner_product_param { num_output: 4 weight_filler { type: "gaussian" std: 1 } } }
+layer { name: "sm" type: "Softmax" bottom: "ip" top: "sm" }
+layer { name: "cat0" type: "Concat" bottom: "ip" bottom: "sm" top: "cat0"
+        concat_param { axis: 0 } }""", pb.TEST, seed=0)
+    to_onnx(net, tmp_path / "m.onnx", static_batch=static_batch)
+    [output] = onnx.load(tmp_path / "m.onnx").graph.output
+    dims = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None)
+            for d in output.type.tensor_type.shape.dim]
+    assert dims == declared

@@ -79,6 +79,8 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         raise AllconvError(f"the net has no Input layer that its outputs depend on: {DEPLOY}")
     batch = static_batch or BATCH_DIM
     axes = batch_axes(needed_layers(net, outputs))
+    first = net.blobs[names[0]].shape
+    net_batch = first[axes.get(names[0], 0)] if len(first) else 1
     graph = GraphBuilder(opset, np.float16 if fp16 else np.float32)
     if whitening is not None:
         check_image_net(net)
@@ -87,17 +89,17 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         described = preprocessing.describe_input(whitening)
     else:
         inputs = [helper.make_tensor_value_info(name, graph.elem_type,
-                                                _dims(net, name, axes, batch))
+                                                _dims(net, name, axes, batch, net_batch))
                   for name in names]
         sources = {name: graph.reserve(name) for name in names}
         described = {"name": names[0] if len(names) == 1 else names,
                      "layout": "NCHW", "dtype": str(graph.dtype),
-                     "shape": _dims(net, names[0], axes, batch)}
+                     "shape": _dims(net, names[0], axes, batch, net_batch)}
     values = add_net(graph, net, outputs, sources, fuse_batchnorm)
     model = helper.make_model(
         helper.make_graph(graph.nodes, net.name or "net", inputs,
                           [helper.make_tensor_value_info(o, graph.elem_type,
-                                                        _dims(net, o, axes, batch))
+                                                        _dims(net, o, axes, batch, net_batch))
                            for o in outputs],
                           graph.initializers),
         opset_imports=[helper.make_opsetid("", opset)], producer_name="allconv")
@@ -110,12 +112,20 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
     return model, values
 
 
-def _dims(net, blob: str, axes: dict[str, int], batch) -> list:
+def _dims(net, blob: str, axes: dict[str, int], batch, net_batch: int) -> list:
     """The blob's shape with ``batch`` on its batch axis (axis 1 of a recurrent layer's
-    T × N × … blobs, else 0); a 0-d blob (a Reduction over every axis) has none."""
+    T × N × … blobs, else 0); a 0-d blob (a Reduction over every axis) has none. An extent
+    there other than the input's ``net_batch`` (a Concat over the batch: 2N) scales with a
+    static batch, and is left unnamed with a dynamic one."""
     dims = list(net.blobs[blob].shape)
     if dims:
-        dims[axes.get(blob, 0)] = batch
+        axis = axes.get(blob, 0)
+        if dims[axis] == net_batch:
+            dims[axis] = batch
+        elif isinstance(batch, int) and batch * dims[axis] % net_batch == 0:
+            dims[axis] = batch * dims[axis] // net_batch
+        else:
+            dims[axis] = None
     return dims
 
 
