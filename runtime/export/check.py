@@ -83,7 +83,7 @@ def random_feeds(model: onnx.ModelProto, batch: int, seed: int,
     feeds = {}
     for value in model.graph.input:
         tensor = value.type.tensor_type
-        shape = [batch if d.dim_param else d.dim_value for d in tensor.shape.dim]
+        shape = [d.dim_value if d.HasField("dim_value") else batch for d in tensor.shape.dim]
         dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
         if dtype == np.uint8:
             feeds[value.name] = rng.integers(0, 256, shape, dtype=np.uint8)
@@ -112,7 +112,12 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
     graph's feeds; ``source``: the saved file of a model over 2 GB (its weights are outside
     the proto). Returns the largest difference per optimisation level; raises Mismatch
     naming the output and the first blob that differs."""
-    onnx.checker.check_model(source or model, full_check=True)
+    try:
+        onnx.checker.check_model(source or model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        detail = " ".join(str(err).split())
+        raise AllconvError(f"the ONNX checker refuses the model ({detail}); nothing was "
+                           "written") from None
     outputs = [o.name for o in model.graph.output]
     worst = {}
     for label, level in LEVELS.items():

@@ -94,7 +94,7 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         sources = {name: graph.reserve(name) for name in names}
         described = {"name": names[0] if len(names) == 1 else names,
                      "layout": "NCHW", "dtype": str(graph.dtype),
-                     "shape": _dims(net, names[0], axes, batch, net_batch)}
+                     "shape": _dims(net, names[0], axes, batch)}
     values = add_net(graph, net, outputs, sources, fuse_batchnorm)
     model = helper.make_model(
         helper.make_graph(graph.nodes, net.name or "net", inputs,
@@ -112,15 +112,16 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
     return model, values
 
 
-def _dims(net, blob: str, axes: dict[str, int], batch, net_batch: int) -> list:
+def _dims(net, blob: str, axes: dict[str, int], batch, net_batch: int | None = None) -> list:
     """The blob's shape with ``batch`` on its batch axis (axis 1 of a recurrent layer's
     T × N × … blobs, else 0); a 0-d blob (a Reduction over every axis) has none. An extent
-    there other than the input's ``net_batch`` (a Concat over the batch: 2N) scales with a
-    static batch, and is left unnamed with a dynamic one."""
+    there other than the first input's ``net_batch`` (a Concat over the batch: 2N; an index
+    input of its own length) scales with a static batch, and is left unnamed with a dynamic
+    one."""
     dims = list(net.blobs[blob].shape)
     if dims:
         axis = axes.get(blob, 0)
-        if dims[axis] == net_batch:
+        if net_batch is None or dims[axis] == net_batch:
             dims[axis] = batch
         elif isinstance(batch, int) and batch * dims[axis] % net_batch == 0:
             dims[axis] = batch * dims[axis] // net_batch
