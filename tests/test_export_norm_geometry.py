@@ -196,7 +196,8 @@ def test_filter_and_batch_reindex_with_their_index_inputs():
     (_layer("r", "Reshape", ["data"], ["r"], "reshape_param { shape { dim: -1 } }"), (2, 3),
      r"layer 'r': a Reshape that changes the batch axis \(\(2, 3\) -> \(6,\)\) does not export"),
     (_layer("s", "Slice", ["data"], ["a", "b"], "slice_param { axis: 0 slice_point: 1 }"),
-     (2, 3), r"layer 's': slice_point on the batch axis does not export"),
+     (2, 3), r"layer 's': slice_point on the batch axis exports only with the prototxt's "
+             r"batch: --static-batch 2"),
     (_layer("m", "Scale", ["data"], ["m"], "scale_param { axis: 0 }"), (2, 3),
      r"layer 'm': a learned factor over the batch axis does not export"),
 ])
@@ -204,3 +205,16 @@ def test_what_does_not_export_is_one_line(layer, shape, match):
     net = Net(_input(shape) + layer, pb.TEST)
     with pytest.raises(AllconvError, match=match):
         build_model(net)
+
+
+def test_slice_points_on_the_batch_axis_export_with_the_prototxts_static_batch():
+    net = Net(_input((4, 3)) + _layer("s", "Slice", ["data"], ["a", "b"],
+                                      "slice_param { axis: 0 slice_point: 1 }"), pb.TEST)
+    model, _ = build_model(net, static_batch=4)
+    feeds = {"data": np.arange(12, dtype=np.float32).reshape(4, 3)}
+    got = dict(zip(("a", "b"), _outputs(model, feeds)))
+    runtime = check.run_runtime(net, feeds)
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(got[name], runtime[name])
+    with pytest.raises(AllconvError, match="--static-batch 4"):
+        build_model(net, static_batch=3)

@@ -9,10 +9,12 @@ from onnx import helper, numpy_helper
 
 class GraphBuilder:
     """Collects nodes and initializers; ``dtype`` (float32 or float16) is the net's float type,
-    ``opset`` the ONNX opset the nodes are written for."""
+    ``opset`` the ONNX opset the nodes are written for; ``batch_is_the_nets``: the model's
+    batch is fixed at the prototxt's, so what depends on the batch's size exports as it is."""
 
-    def __init__(self, opset: int, dtype=np.float32):
+    def __init__(self, opset: int, dtype=np.float32, batch_is_the_nets: bool = False):
         self.opset, self.dtype = opset, np.dtype(dtype)
+        self.batch_is_the_nets = batch_is_the_nets   # a static batch of the prototxt's size
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._names: set[str] = set()

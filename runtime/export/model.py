@@ -81,7 +81,8 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
     axes = batch_axes(needed_layers(net, outputs))
     first = net.blobs[names[0]].shape
     net_batch = first[axes.get(names[0], 0)] if len(first) else 1
-    graph = GraphBuilder(opset, np.float16 if fp16 else np.float32)
+    graph = GraphBuilder(opset, np.float16 if fp16 else np.float32,
+                         batch_is_the_nets=static_batch == net_batch)
     if whitening is not None:
         check_image_net(net)
         inputs = [preprocessing.image_input(batch)]

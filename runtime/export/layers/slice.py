@@ -1,5 +1,6 @@
 """Slice -> ONNX Split: the runtime's part sizes, or equal parts (which keep a sliced batch
-axis dynamic). Slice points on the batch axis do not export: the batch is dynamic."""
+axis dynamic). Slice points on the batch axis export only with a static batch of the
+prototxt's size, the one they were written for."""
 from __future__ import annotations
 
 from runtime.errors import AllconvError
@@ -12,8 +13,8 @@ def slice_(graph, layer, bottoms, tops, shapes):
         equal = {"num_outputs": len(tops)} if graph.opset >= 18 else {}
         graph.node("Split", bottoms, tops, name=layer.name, axis=layer.axis, **equal)
         return
-    if layer.axis == 0:
-        raise AllconvError(f"layer {layer.name!r}: slice_point on the batch axis does not "
-                           "export (the batch is dynamic)")
+    if layer.axis == 0 and not graph.batch_is_the_nets:
+        raise AllconvError(f"layer {layer.name!r}: slice_point on the batch axis exports only "
+                           f"with the prototxt's batch: --static-batch {shapes[0][0]}")
     graph.node("Split", [bottoms[0], graph.shape(f"{layer.name}/split", layer.sizes)], tops,
                name=layer.name, axis=layer.axis)
