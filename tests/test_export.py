@@ -21,6 +21,7 @@ from test_caffe_fixtures import METAS, TOL_LAYER, TOL_NETWORK, load, make_inputs
 from generator.render import NetOptions, render_net
 from generator.variants import VARIANTS
 from runtime.data import cifar, get_dataset, preprocess
+from runtime.errors import AllconvError
 from harness import export_onnx as cli
 from runtime.export import build_model, check, registry, to_onnx
 from runtime.export.walker import needed_layers
@@ -664,3 +665,16 @@ layer { name: "cat0" type: "Concat" bottom: "ip" bottom: "sm" top: "cat0"
     dims = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None)
             for d in output.type.tensor_type.shape.dim]
     assert dims == declared
+
+
+def test_a_net_that_runs_only_at_its_prototxts_batch_says_to_fix_the_batch(tmp_path):
+    """A Parameter of the batch's size added to the input: the check's batch 1 cannot run."""
+    net = Net("""
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 3 dim: 4 } } }
+layer { name: "p" type: "Parameter" top: "p" parameter_param { shape { dim: 3 dim: 4 } } }
+layer { name: "sum" type: "Eltwise" bottom: "x" bottom: "p" top: "s" }""", pb.TEST, seed=0)
+    with pytest.raises(AllconvError, match=r"at batch 1 the net does not run \(.*\): it holds a "
+                                           r"size of its prototxt's batch; export it with "
+                                           r"--static-batch"):
+        to_onnx(net, tmp_path / "m.onnx")
+    to_onnx(net, tmp_path / "m.onnx", static_batch=3)

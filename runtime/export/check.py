@@ -125,7 +125,14 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
         worst[label] = 0.0
         for seed, batch in enumerate([static_batch] if static_batch else BATCHES):
             feeds = random_feeds(model, batch, seed, index_ranges(net))
-            reference = run_runtime(net, to_net_inputs(feeds))
+            try:
+                reference = run_runtime(net, to_net_inputs(feeds))
+            except AllconvError as err:
+                if static_batch:
+                    raise
+                raise AllconvError(f"at batch {batch} the net does not run ({err}): it holds "
+                                   "a size of its prototxt's batch; export it with "
+                                   "--static-batch") from None
             for name, got in zip(outputs, ort_session.run(outputs, feeds)):
                 diff = largest_difference(got, reference[name])
                 worst[label] = max(worst[label], diff)
