@@ -190,6 +190,17 @@ def test_filter_and_batch_reindex_with_their_index_inputs():
     np.testing.assert_array_equal(picked, runtime["picked"])
 
 
+@pytest.mark.parametrize("static_batch", [None, 4])
+def test_the_check_feeds_batch_reindex_indices_into_the_batch(tmp_path, static_batch):
+    """The check's random inputs: BatchReindex's index input gets 0 … batch − 1, so a
+    correct export passes (with random floats the static export was refused)."""
+    text = ("layer { name: 'in' type: 'Input' top: 'data' top: 'index' input_param "
+            "{ shape { dim: 4 dim: 3 } shape { dim: 5 } } }\n"
+            + _layer("reindex", "BatchReindex", ["data", "index"], ["picked"]))
+    assert check.index_ranges(Net(text, pb.TEST)) == {"index": None}
+    to_onnx(Net(text, pb.TEST), tmp_path / "m.onnx", static_batch=static_batch)
+
+
 @pytest.mark.parametrize("layer,shape,match", [
     (_layer("c", "Crop", ["data", "data"], ["c"], "crop_param { axis: 0 }"), (2, 3),
      r"layer 'c': cropping the batch axis \(crop_param.axis 0\) does not export"),

@@ -75,10 +75,10 @@ def run_runtime(net, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def random_feeds(model: onnx.ModelProto, batch: int, seed: int,
-                 index_ranges: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+                 index_ranges: dict[str, int | None] | None = None) -> dict[str, np.ndarray]:
     """Random values for each graph input (``batch`` on its dynamic axis): uint8 images
     0-255, integers 0 … k − 1 for an input read as indices (``index_ranges``: input -> k,
-    Embed's input_dim), or N(0, 1) floats."""
+    Embed's input_dim, or None: the batch, BatchReindex's), or N(0, 1) floats."""
     rng = np.random.default_rng(seed)
     feeds = {}
     for value in model.graph.input:
@@ -88,21 +88,26 @@ def random_feeds(model: onnx.ModelProto, batch: int, seed: int,
         if dtype == np.uint8:
             feeds[value.name] = rng.integers(0, 256, shape, dtype=np.uint8)
         elif value.name in (index_ranges or {}):
-            feeds[value.name] = rng.integers(0, index_ranges[value.name], shape).astype(dtype)
+            high = index_ranges[value.name] or batch
+            feeds[value.name] = rng.integers(0, high, shape).astype(dtype)
         else:
             feeds[value.name] = rng.standard_normal(shape).astype(dtype)
     return feeds
 
 
-def index_ranges(net) -> dict[str, int]:
-    """The net inputs that a layer reads as indices (``index_range``: Embed), directly or
-    through Splits, with their range."""
+def index_ranges(net) -> dict[str, int | None]:
+    """The net inputs that a layer reads as indices (``index_range``: Embed; None for the
+    batch, ``batch_index_bottom``: BatchReindex), directly or through Splits, with their
+    range."""
     ranges = {}
     for layer in reversed(net.layers):
         if getattr(layer, "index_range", None):
             ranges.update((bottom, layer.index_range) for bottom in layer.bottoms)
+        elif getattr(layer, "batch_index_bottom", None) is not None:
+            ranges[layer.bottoms[layer.batch_index_bottom]] = None
         elif layer.param.type == "Split" and any(top in ranges for top in layer.tops):
-            ranges[layer.bottoms[0]] = min(ranges[top] for top in layer.tops if top in ranges)
+            known = [ranges[top] for top in layer.tops if top in ranges]
+            ranges[layer.bottoms[0]] = None if None in known else min(known)
     return {name: ranges[name] for name in net.inputs if name in ranges}
 
 
