@@ -453,18 +453,19 @@ def main(argv: list[str] | None = None) -> int:
         if ranks.is_main:
             for note in fresh_starts(my_jobs, args) + resumed_apart(my_jobs, pack):
                 print(f"replicate: {note}", file=sys.stderr)
+        DeferredInterrupt.received = "SIGINT"     # until a signal of this command says more
         trained = run_jobs(my_jobs, args.rows_in_parallel, pack, ranks)
         leave(ranks)
         results = [{} for _ in jobs]
         for i, outcome in zip(mine, trained):
             results[i] = outcome
         if any(r.get("interrupted") for r in trained):
-            by = DeferredInterrupt.by_whom()
-            if ranks.is_main and any(RunFolder(d).latest_checkpoint() for _, _, d in my_jobs):
+            if ranks.is_main:
+                by = DeferredInterrupt.by_whom()
+                saved = any(RunFolder(d).latest_checkpoint() for _, _, d in my_jobs)
                 print(f"replicate: stopped by {by}; the running runs wrote their checkpoints, "
-                      "rerun with --resume to continue", file=sys.stderr)
-            elif ranks.is_main:
-                print(f"replicate: stopped by {by} before any run wrote a checkpoint; rerun "
+                      "rerun with --resume to continue" if saved else
+                      f"replicate: stopped by {by} before any run wrote a checkpoint; rerun "
                       "the command to start", file=sys.stderr)
             return EXIT_INTERRUPTED
         if not ranks.is_main:

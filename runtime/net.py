@@ -155,6 +155,7 @@ class Net(nn.Module):
         self.bottom_names = OrderedDict((l.name, list(l.bottoms)) for l in self.layers)
         self._share_params()
         self._index_params()
+        self._overwritten_diffs = [b for l in self.layers if l.diff_is_top_diff for b in l.blobs]
         for p in self.learnable_params:
             p.requires_grad_(p.lr_mult != 0 or self.force_backward)
         self.blobs = OrderedDict((name, Blob(self, name)) for name in self._shapes)
@@ -310,7 +311,8 @@ class Net(nn.Module):
             else:
                 tops = layer(*[values[b] if k else values[b].detach()
                                for b, k in zip(layer.bottoms, keep)])
-            if not layer.bottoms and not layer.blobs:    # a source (Input, Data; not Parameter)
+            if (self.force_backward or self._asked_diffs) and not layer.bottoms \
+                    and not layer.blobs:                      # a source: Input, Data
                 tops = tuple(t.detach().requires_grad_()
                              if self.force_backward or name in self._asked_diffs else t
                              for name, t in zip(layer.tops, tops))
@@ -358,10 +360,8 @@ class Net(nn.Module):
         if self._loss is None:
             raise AllconvError("backward() needs a forward() first (one backward per forward)")
         loss, self._loss = self._loss, None
-        for layer in self.layers:
-            if layer.diff_is_top_diff:
-                for blob in layer.blobs:
-                    blob.grad = None
+        for blob in self._overwritten_diffs:
+            blob.grad = None
         if loss.requires_grad:
             loss.backward()
 
