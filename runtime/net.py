@@ -8,6 +8,7 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from runtime.blob_shape import legacy_shape
 from runtime.caffemodel import no_weights, read_layers, write_weights
@@ -156,8 +157,7 @@ class Net(nn.Module):
         self._share_params()
         self._index_params()
         self._overwritten_diffs = [b for l in self.layers if l.diff_is_top_diff for b in l.blobs]
-        for p in self.learnable_params:
-            p.requires_grad_(p.lr_mult != 0 or self.force_backward)
+        self._frozen_uses = self._param_propagate_down()
         self.blobs = OrderedDict((name, Blob(self, name)) for name in self._shapes)
         if weights is not None:
             self.copy_from(weights)
@@ -226,6 +226,20 @@ class Net(nn.Module):
                     setattr(owner, field, value)
                     explicit[spec.name].add(field)
                 layer.blobs[i] = owner
+
+    def _param_propagate_down(self) -> list[tuple[int, ...]]:
+        """Caffe's param_propagate_down: a layer computes a learnable blob's diff when its own
+        ParamSpec's lr_mult is non-zero (not the effective one of a shared blob), or under
+        force_backward. A blob gets a diff when some layer computes one; returns, per layer,
+        the indices of such blobs that this layer reads detached (it adds nothing to the diff)."""
+        def propagates(layer, i: int) -> bool:
+            specs = layer.param.param
+            return self.force_backward or (specs[i].lr_mult if i < len(specs) else 1.0) != 0
+        needed = {id(b) for l in self.layers for i, b in enumerate(l.blobs) if propagates(l, i)}
+        for p in self.learnable_params:
+            p.requires_grad_(id(p) in needed)
+        return [tuple(i for i, b in enumerate(l.blobs) if id(b) in needed and not propagates(l, i))
+                for l in self.layers]
 
     def _index_params(self) -> None:
         """``learnable_params`` (a shared blob once) and pycaffe's ``params`` from the layers."""
@@ -305,12 +319,15 @@ class Net(nn.Module):
     def _run(self, overrides: dict, store: bool):
         """One pass; returns (blob values, first producer outputs, weighted loss)."""
         values, first, total = {}, {}, None
-        for layer, keep in zip(self.layers, self._propagate_down):
+        for layer, keep, frozen in zip(self.layers, self._propagate_down, self._frozen_uses):
             if not layer.bottoms and layer.tops[0] in overrides:
                 tops = tuple(overrides[t] for t in layer.tops)
             else:
-                tops = layer(*[values[b] if k else values[b].detach()
-                               for b, k in zip(layer.bottoms, keep)])
+                bottoms = [values[b] if k else values[b].detach()
+                           for b, k in zip(layer.bottoms, keep)]
+                tops = (functional_call(layer, {f"blobs.{i}": layer.blobs[i].detach()
+                                                for i in frozen}, tuple(bottoms))
+                        if frozen else layer(*bottoms))
             if (self.force_backward or self._asked_diffs) and not layer.bottoms \
                     and not layer.blobs:                      # a source: Input, Data
                 tops = tuple(t.detach().requires_grad_()

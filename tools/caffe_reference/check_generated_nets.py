@@ -13,8 +13,9 @@ import os
 import sys
 import tempfile
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-import caffe  # noqa: E402
+from pycaffe_import import import_caffe
+
+caffe = import_caffe()
 from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 

@@ -14,7 +14,7 @@ cd "$repo"
 variants=$("$PYTHON" -c "from generator.variants import VARIANTS; print(' '.join(VARIANTS))") || {
   echo "check_generated_nets.sh: the generator does not run with $PYTHON: make the venv" \
        "(README, Set-up) or set PYTHON=/path/to/python" >&2; exit 1; }
-PYTHONPATH=$caffe_python /usr/bin/python3 -c "import caffe" 2>/dev/null || {
+PYTHONPATH=$caffe_python:tools/caffe_reference /usr/bin/python3 -m pycaffe_import 2>/dev/null || {
   echo "real Caffe not found at $caffe_python: build it with ../shared/tools/build-reference-caffe.sh" >&2; exit 1; }
 nets=$(mktemp -d); trap 'rm -rf "$nets"' EXIT
 for v in $variants; do

@@ -43,8 +43,8 @@ Case kinds (``meta["kind"]``):
   h5py, HDF5Output, MemoryData through ``set_input_arrays``) run a few times; records every top
   after each forward (``fwd<k>:<blob>``) and HDF5Output's file as bytes (``file:output``).
 
-pycaffe's ``caffe.io`` imports ``skimage.io`` (image loading only); when scikit-image is not
-installed a stub module stands in for it (``import_caffe``).
+pycaffe comes from ``pycaffe_import.import_caffe`` (stand-ins for the packages of its image
+helpers where they are not installed).
 * ``roundtrip_runtime``: Caffe loads a ``.caffemodel`` written by the runtime's ``Net.save``
   and records the outputs; ``roundtrip_caffe``: Caffe writes ``caffe_saved_small.caffemodel``
   (weights from Caffe's own fillers) and records its weights and outputs.
@@ -61,14 +61,12 @@ installed a stub module stands in for it (``import_caffe``).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
 import tempfile
 import textwrap
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +76,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import fixture_format as ff  # noqa: E402
 from case_kit import (NET_SAMPLE_SIZE, L, conv, input_layer, labels, net_case,  # noqa: E402
                       net_text, normal, pool, ties)
+from pycaffe_import import import_caffe  # noqa: E402
 
 CIFAR_BATCH = 2
 ALLC_SOLVER_BATCH = 8
@@ -363,6 +362,23 @@ def tiny_solver_net(ip1_params=DEFAULT_MULTS, ip2_params=""):
     return inputs, net_text("tiny", inputs, layers, force_backward=False)
 
 
+def shared_solver_net(owner_spec, sharer_spec):
+    """Two InnerProducts of one input sharing weights "w", each with its own ParamSpec: a layer
+    computes the shared diff when its own lr_mult is non-zero, whatever the owner's."""
+    inputs = {"data": normal(8, 6), "label": labels(8, classes=3)}
+    layers = [
+        L("ip1", "InnerProduct", "data", "ip1",
+          owner_spec + " param { lr_mult: 2 decay_mult: 0 } inner_product_param { num_output: 5 }"),
+        L("ip1b", "InnerProduct", "data", "ip1b",
+          sharer_spec + " inner_product_param { num_output: 5 bias_term: false }"),
+        L("sum", "Eltwise", ["ip1", "ip1b"], "sum", "eltwise_param { coeff: 1 coeff: -0.5 }"),
+        L("relu1", "ReLU", "sum", "sum", "relu_param { negative_slope: 0.1 }"),
+        L("ip2", "InnerProduct", "sum", "ip2", "inner_product_param { num_output: 3 }"),
+        L("loss", "SoftmaxWithLoss", ["ip2", "label"], "loss"),
+    ]
+    return inputs, net_text("shared", inputs, layers, force_backward=False)
+
+
 def solver_case(name, group, settings, note="", net=None, steps=SOLVER_STEPS, snapshot_at=None):
     inputs, text = net or tiny_solver_net()
     solver = (f"net_param {{\n{textwrap.indent(text, '  ')}}}\n" + textwrap.dedent(settings).strip()
@@ -404,6 +420,12 @@ def solver_cases():
         net=tiny_solver_net('param { lr_mult: 2 decay_mult: 1 } param { lr_mult: 1 decay_mult: 1 }',
                             "")))
     c.append(solver_case("iter_size2", "iter_size", mom + "iter_size: 2"))
+    # a shared blob with lr 0 still gets the diff of a layer whose own lr_mult is not 0, and
+    # that diff enters the clip_gradients norm (the blob itself never moves)
+    c.append(solver_case("shared_owner_lr0_clip", "shared lr_mult", mom + "clip_gradients: 0.05",
+                         net=shared_solver_net('param { name: "w" lr_mult: 0 }', 'param { name: "w" }')))
+    c.append(solver_case("shared_sharer_lr0_clip", "shared lr_mult", mom + "clip_gradients: 0.05",
+                         net=shared_solver_net('param { name: "w" }', 'param { name: "w" lr_mult: 0 }')))
     c.append(solver_case("clip_gradients", "clip_gradients", mom + "clip_gradients: 0.05"))
     c.append(solver_case("l1", "regularization",
                          mom.replace("weight_decay: 0.05", "weight_decay: 0.02")
@@ -432,6 +454,11 @@ def adaptive_solver_cases():
     c = []
     mults = tiny_solver_net('param { lr_mult: 0 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 }',
                             'param { lr_mult: 1 decay_mult: 0 } param { lr_mult: 0 decay_mult: 1 }')
+    # the diff of the shared lr-0 blob reaches Adam's history though the blob never moves
+    c.append(solver_case("adam_shared_owner_lr0", "adam", ADAPTIVE_RULES["adam"]
+                         + '\nweight_decay: 0.05 lr_policy: "fixed"',
+                         net=shared_solver_net('param { name: "w" lr_mult: 0 }', 'param { name: "w" }'),
+                         steps=ADAPTIVE_STEPS, snapshot_at=ADAPTIVE_SNAPSHOT))
     for rule, fields in ADAPTIVE_RULES.items():
         c.append(solver_case(
             f"{rule}_decay_mults_step", rule, fields + '\nweight_decay: 0.05 lr_policy: "step" '
@@ -706,26 +733,6 @@ def write_data_case_files(work: Path) -> None:
 
 
 # ============================================================================ caffe step
-
-def import_caffe():
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    # caffe/io.py imports skimage.io and scipy.ndimage.zoom for its image helpers, which
-    # nothing here uses: stand-ins where they are not installed.
-    for package, module, names in (("skimage", "skimage.io", ()),
-                                   ("scipy", "scipy.ndimage", ("zoom",))):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            parent = sys.modules.setdefault(package, types.ModuleType(package))
-            child = types.ModuleType(module)
-            for name in names:
-                setattr(child, name, None)
-            setattr(parent, module.split(".")[1], child)
-            sys.modules[module] = child
-    import caffe
-    caffe.set_mode_cpu()
-    return caffe
-
 
 class CaffeRunner:
     def __init__(self, caffe, work: Path, out: Path):

@@ -20,14 +20,8 @@ VENV=${VENV:-$repo/.venv}
 CAFFE_PYTHON=${CAFFE_PYTHON:-/usr/bin/python3}
 out=$repo/tests/fixtures
 
-caffe_env=(env "PYTHONPATH=$CAFFE_PREFIX/python" GLOG_minloglevel=2)
-probe='import sys, types
-try:
-    import skimage.io
-except ImportError:   # caffe.io imports skimage.io for image loading only
-    sys.modules["skimage"] = types.ModuleType("skimage"); sys.modules["skimage.io"] = types.ModuleType("skimage.io")
-import caffe'
-if ! "${caffe_env[@]}" "$CAFFE_PYTHON" -c "$probe" 2>/dev/null; then
+caffe_env=(env "PYTHONPATH=$CAFFE_PREFIX/python:$repo/tools/caffe_reference" GLOG_minloglevel=2)
+if ! "${caffe_env[@]}" "$CAFFE_PYTHON" -m pycaffe_import 2>/dev/null; then
   cat >&2 <<MSG
 make_fixtures.sh: pycaffe is not importable from $CAFFE_PREFIX/python with $CAFFE_PYTHON.
 Build the reference Caffe first (CPU only, about 5-10 minutes on 2 cores):

@@ -618,7 +618,8 @@ def caffe_half(work: Path) -> int:
     """Run every case of WORK/cases.json without a WORK/caffe/<name>.npz; print START/DONE
     lines (the parent reads them to know which case an abort belongs to)."""
     import make_fixtures
-    caffe = make_fixtures.import_caffe()
+    from pycaffe_import import import_caffe
+    caffe = import_caffe()
     out = work / "caffe"
     out.mkdir(exist_ok=True)
     runner = make_fixtures.CaffeRunner(caffe, work, out)
