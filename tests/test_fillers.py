@@ -93,3 +93,9 @@ def test_caffe_rng_argument_checks(fields, message):
     """caffe_rng_uniform checks min <= max and caffe_rng_gaussian std > 0 (found by fuzzing)."""
     with pytest.raises(AllconvError, match=message):
         draw((2, 2), **fields)
+
+
+def test_gaussian_sparse_0_keeps_no_weight():
+    """Caffe masks whenever sparse >= 0, keeping each weight with probability sparse / fan-in."""
+    param = pb.FillerParameter(type="gaussian", std=1.0, sparse=0)
+    assert not fill(torch.empty(4, 5), param, torch.Generator().manual_seed(0)).any()

@@ -235,6 +235,9 @@ def test_a_metrics_line_cut_short_by_a_kill_is_left_out_and_a_bad_one_named(tmp_
     path.write_text('{"iter": 1}\n{"iter": 2, "te\n{"iter": 3}\n')
     with pytest.raises(AllconvError, match=f"^{path}: a line is not JSON"):
         MetricsLog(path).records()
+    path.write_text('{"iter": 1}\n{"iter": 2, "te\n')             # complete, so not cut short
+    with pytest.raises(AllconvError, match=f"^{path}: a line is not JSON"):
+        MetricsLog(path).records()
 
 
 @pytest.mark.parametrize("text, why", [('{"bad', "cannot read it as JSON"),
@@ -653,6 +656,8 @@ def test_run_folder_names_outcomes_and_checkpoints(tmp_path):
     assert sorted(p.name for p in folder.path.glob("checkpoint_*")) == [
         "checkpoint_iter_10.caffemodel", "checkpoint_iter_10.rngstate",
         "checkpoint_iter_10.solverstate"]
+    assert folder.start({"lr": 0.05}, resume=False) is False      # a fresh start: an empty folder
+    assert list(folder.path.iterdir()) == []
 
 
 @pytest.mark.parametrize("lr", ["0.01", "0.05"])

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from runtime.errors import AllconvError
 from runtime.labels import defer_label_checks, deferred_label_error
-from runtime.layers.dropout import keyed_uniform
+from runtime.layers.dropout import _mix32, keyed_uniform
 from runtime.layers import LAYERS
 import layer_kit
 
@@ -290,6 +290,26 @@ def test_keyed_dropout_masks_are_a_function_of_seed_iteration_and_position():
     noise = keyed_uniform(5, 3, 0, (1000, 1000), "cpu")
     assert 0 <= noise.min() and noise.max() < 1 and abs(noise.mean() - 0.5) < 1e-3
     assert torch.equal(noise * 2 ** 24, (noise * 2 ** 24).floor())
+
+
+def test_keyed_masks_are_the_same_for_an_int_and_a_tensor_iteration():
+    """Eager steps key masks with an int iteration, a CUDA graph replay with a device tensor."""
+    xs = [0, 1, 12345, 2**31 + 5, 2**32 - 1]
+    assert [_mix32(x) for x in xs] == _mix32(torch.tensor(xs, dtype=torch.int64)).tolist()
+    seed = 2**40 + 7
+    assert torch.equal(keyed_uniform(seed, 5, 3, (2, 3, 4), "cpu"),
+                       keyed_uniform(seed, torch.tensor(5), 3, (2, 3, 4), "cpu"))
+
+
+def test_keyed_mask_values_are_pinned():
+    """A resumed run continues with its masks across versions: values of commit 7fbbac3."""
+    got = keyed_uniform(2**40 + 2**32 + 7, 3, 2, (2, 3), "cpu").mul(2**24).long().tolist()
+    assert got == [[9156501, 7554810, 14159299], [1576296, 6049108, 6849175]]
+    got = keyed_uniform(2**40 + 7, 3, 2, (2, 3), "cpu").mul(2**24).long().tolist()
+    assert got == [[474313, 6906368, 7050346], [9407819, 6208178, 5581211]]
+    # element indices past 2**32 (rows of a huge global batch: the high bits are folded in)
+    got = keyed_uniform(2**40 + 7, 3, 2**33 + 5, (1, 4), "cpu").mul(2**24).long().tolist()
+    assert got == [[3912201, 14246022, 10862790, 7628004]]
 
 
 def test_softmax_axis():

@@ -12,6 +12,7 @@ import torch
 from runtime import CaffeLR, CaffeSGD
 from runtime.optim import CaffeAdam
 from runtime.errors import AllconvError
+from runtime.lr_policy import learning_rate
 from runtime.proto import pb
 
 
@@ -122,15 +123,68 @@ def test_solverstate_history_in_legacy_4d_blobs_loads_as_caffes_shape_equals():
 
 
 def test_caffe_lr_starts_at_a_given_iteration_like_a_restored_solver():
-    p = _solver()
+    p = _solver()                     # multistep at 1, 2, 4: past all three after 5 steps
     opt = CaffeSGD(_params(), lr=0.1)
     sched = CaffeLR(opt, p)
-    for _ in range(3):
+    for _ in range(5):
         opt.step()
         sched.step()
-    restarted = CaffeLR(CaffeSGD(_params(), lr=0.1), p, iter=3, current_step=sched.current_step)
+    restarted = CaffeLR(CaffeSGD(_params(), lr=0.1), p, iter=5, current_step=sched.current_step)
+    assert restarted.last_epoch == 5
     assert restarted.get_last_lr() == sched.get_last_lr()
-    assert restarted.optimizer.param_groups[0]["lr"] == pytest.approx(0.025)
+    assert restarted.optimizer.param_groups[0]["lr"] == pytest.approx(0.0125)
+    # "step" reads the iteration alone: iteration 5 of stepsize 2 is two steps down, and on
+    step = pb.SolverParameter(base_lr=0.1, lr_policy="step", gamma=0.5, stepsize=2)
+    sched = CaffeLR(CaffeSGD(_params(), lr=0.1), step, iter=5)
+    assert sched.optimizer.param_groups[0]["lr"] == pytest.approx(0.025)
+    sched.optimizer.step()
+    sched.step()
+    assert sched.optimizer.param_groups[0]["lr"] == pytest.approx(0.0125)
+
+
+def test_learning_rate_of_multistep_starts_before_the_first_stepvalue():
+    assert learning_rate(_solver(), 0) == (pytest.approx(0.1), 0)
+    assert learning_rate(_solver(), 1) == (pytest.approx(0.05), 1)
+
+
+def test_caffe_sgd_defaults_are_momentum_sgd_without_decay_or_clipping():
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = CaffeSGD([w], lr=0.1, momentum=0.9)
+    for _ in range(2):
+        w.grad = torch.tensor([3.0, 4.0])             # norm 5: a clip at 1 or 2 would scale it
+        opt.step()
+    # v1 = 0.1 g = (.3, .4), w1 = (.7, -2.4); v2 = .9 v1 + .1 g = (.57, .76), w2 = (.13, -3.16)
+    torch.testing.assert_close(w.detach(), torch.tensor([0.13, -3.16]))
+
+
+def test_an_lr_mult_0_blob_with_a_history_moves_by_its_momentum_alone():
+    """Caffe: local rate 0, so v = m v and w -= v, as after loading a .solverstate."""
+    w = torch.nn.Parameter(torch.zeros(2))
+    w.lr_mult = 0.0
+    opt = CaffeSGD([w], lr=0.1, momentum=0.5)
+    opt.state[w]["momentum_buffer"].fill_(1.0)
+    opt.step()                                        # no backward: w.grad is None
+    assert opt.state[w]["momentum_buffer"].tolist() == [0.5, 0.5]
+    assert w.tolist() == [-0.5, -0.5]
+
+
+def test_a_blob_without_a_diff_still_decays():
+    """Caffe's diff is a zero blob: Regularize adds decay * w, and the update applies it."""
+    w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    opt = CaffeSGD([w], lr=0.1, momentum=0.0, weight_decay=0.5)
+    opt.step()                                        # w.grad is None
+    torch.testing.assert_close(w.detach(), torch.tensor([0.95, 1.9]))
+
+
+def test_clip_gradients_leaves_a_smaller_norm_alone():
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = CaffeSGD([w], lr=0.1, momentum=0.0, clip_gradients=10.0)
+    w.grad = torch.tensor([3.0, 4.0])                 # norm 5 <= 10
+    opt.step()
+    torch.testing.assert_close(w.detach(), torch.tensor([0.7, -2.4]))
+    w.grad = torch.tensor([30.0, 40.0])               # norm 50: scaled by 10/50
+    opt.step()
+    torch.testing.assert_close(w.detach(), torch.tensor([0.1, -3.2]))
 
 
 def test_refusals_name_the_valid_choices():
@@ -228,6 +282,26 @@ def test_a_stopped_member_keeps_its_weights_and_the_others_step_alone():
         torch.testing.assert_close(packed.detach()[3:], other.detach(), rtol=1e-6, atol=1e-6)
 
 
+def test_a_stopped_members_nan_gradient_does_not_reach_its_history():
+    pack = _member_params()
+    opt = CaffeSGD(pack, lr=torch.tensor(RATES), momentum=0.9, weight_decay=0.01,
+                   clip_gradients=5.0)
+    opt.active = torch.tensor([False, True])
+    for step in range(2):
+        for p, g in zip(pack, _grads(pack, step, nan_member=0)):
+            p.grad = g
+        opt.step()
+    assert all(torch.isfinite(h).all() for h in opt.history(member=0))
+
+
+def test_per_member_clipping_leaves_a_member_below_the_threshold_alone():
+    w = torch.nn.Parameter(torch.zeros(2, 2))           # members 0 and 1: one row each
+    opt = CaffeSGD([w], lr=torch.tensor([0.1, 0.1]), momentum=0.0, clip_gradients=10.0)
+    w.grad = torch.tensor([[3.0, 4.0], [30.0, 40.0]])   # member norms 5 and 50
+    opt.step()
+    torch.testing.assert_close(w.detach(), torch.tensor([[-0.3, -0.4], [-0.6, -0.8]]))
+
+
 def test_a_members_solverstate_is_its_solo_runs():
     pack = _member_params()
     opt = CaffeSGD(pack, lr=torch.tensor(RATES), momentum=0.9)
@@ -277,3 +351,13 @@ def test_caffe_lr_gives_each_member_its_solo_rate_and_writes_it_when_it_changes(
                         iter=state["last_epoch"], current_step=state["current_step"])
     assert restarted.rates == rates and restarted.optimizer.param_groups[0]["lr"].tolist() == \
         list(rates)
+
+
+def test_caffe_lr_writes_member_rates_of_a_pack_in_one_group():
+    base = (0.1, 0.03)
+    w = torch.nn.Parameter(torch.zeros(2, 3))          # 2 members, 1 row each, one group
+    opt = CaffeSGD([w], lr=torch.tensor(base))
+    sched = CaffeLR(opt, _solver(), base_lrs=base)
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"].tolist() == pytest.approx([0.05, 0.015])

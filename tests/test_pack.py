@@ -253,7 +253,9 @@ SCORE = LOSS.replace('"score"', '"s"')
      'layer { name: "x" type: "Input" top: "label_m1" '
      'input_param { shape { dim: 1 dim: 1 } } }\n',
      "'label_m1'"),
-])
+] + [('layer { name: "s" type: "ReLU" bottom: "d" top: "s" }\n'    # a name the pack adds
+      f'layer {{ name: "{taken}" type: "ReLU" bottom: "d" top: "{taken}_top" }}\n',
+      f"'{taken}'") for taken in ("loss_m1", "s_m0", "s_members")])
 def test_layers_that_would_mix_members_are_refused_in_one_line(body, refused):
     Net(INPUT + POOLED + body + SCORE, TRAIN)   # a valid solo net
     with pytest.raises(AllconvError) as err:

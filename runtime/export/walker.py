@@ -80,7 +80,7 @@ def add_net(graph, net, outputs, sources: dict[str, str],
             converter_for(layer)(graph, layer, bottoms, tops, shapes)
         else:
             batch_norm_with_scale(graph, first, layer, bottoms, tops, shapes)
-        values.update(zip(layer.tops, tops))
+        values.update(zip(layer.tops, tops, strict=True))
     inputs = [o for o in outputs if values[o] != o]
     if inputs:
         raise AllconvError(f"output blob(s) {inputs} are net inputs or are rewritten in place "
