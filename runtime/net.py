@@ -116,6 +116,22 @@ class ParamView:
         return self._param.numel()
 
 
+AUTOMATIC = "(automatic)"
+
+
+def with_automatic_tops(layer_param):
+    """Caffe's AutoTopBlobs: a loss layer given fewer tops than it needs gets anonymous ones,
+    named "(automatic)": no layer can read them and they are no output, but the loss counts."""
+    cls = layer_class(layer_param)
+    missing = cls.num_tops[0] - len(layer_param.top) if cls.is_loss else 0
+    if missing <= 0:
+        return layer_param
+    out = pb.LayerParameter()
+    out.CopyFrom(layer_param)
+    out.top.extend([AUTOMATIC] * missing)
+    return out
+
+
 class Net(nn.Module):
     """A Caffe net for one phase, built from a prototxt path, its text, or a NetParameter.
 
@@ -167,7 +183,9 @@ class Net(nn.Module):
     def _add_layer(self, layer_param, available, feeds, input_shapes) -> None:
         """Connect bottoms/tops like Net::AppendBottom/AppendTop, then build the layer."""
         available.difference_update(layer_param.bottom)  # insert_splits checked they exist
-        for i, name in enumerate(layer_param.top):
+        named = len(layer_param.top)
+        layer_param = with_automatic_tops(layer_param)
+        for i, name in enumerate(layer_param.top[:named]):
             in_place = i < len(layer_param.bottom) and layer_param.bottom[i] == name
             if name in self._shapes and not in_place:
                 raise AllconvError(f"{describe(layer_param)}: top blob {name!r} is already "

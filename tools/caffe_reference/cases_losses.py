@@ -72,4 +72,11 @@ def cases():
                                               "contrastive_loss_param { legacy_version: true }"),
                        ("contrastive_margin2", "contrastive_loss_param { margin: 2 }")):
         add(name, "ContrastiveLoss", pair, body, bottoms=("a", "b", "y"))
+    # loss layers without a top: Caffe gives each an anonymous "(automatic)" top; both count
+    scores = L("ip", "InnerProduct", "data", "scores", "inner_product_param { num_output: 4 }")
+    c.append(loss_case(
+        "losses_without_tops", "SoftmaxWithLoss",
+        {"data": normal(5, 6), "label": labels(5, classes=4), "target": normal(5, 4)},
+        [scores, L("softmax_loss", "SoftmaxWithLoss", ["scores", "label"]),
+         L("euclidean", "EuclideanLoss", ["scores", "target"], (), "loss_weight: 0.5")]))
     return c
