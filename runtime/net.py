@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from runtime.backward_plan import backward_plan
 from runtime.blob_shape import legacy_shape
 from runtime.caffemodel import no_weights, read_layers, write_weights
 from runtime.errors import AllconvError
@@ -75,6 +76,8 @@ class Blob:
     def diff(self) -> torch.Tensor:
         first = self._net._first.get(self.name)
         grad = first.grad if first is not None else None
+        if grad is None and self.name in self._net._top_loss_weights:   # set at Caffe's set-up
+            return torch.full_like(self.data, self._net._top_loss_weights[self.name])
         return _zeros_if_none(grad, self.data)
 
     @property
@@ -163,7 +166,6 @@ class Net(nn.Module):
         self.layer_names, self.inputs = [], []
         self._shapes, self._values, self._first, self._loss = OrderedDict(), {}, {}, None
         self._input_slots, self._propagate_down = {}, []
-        self._asked_diffs = set()    # blobs a propagate_down: true asks a diff for
         available = set()
         for layer_param in insert_splits(filter_net(param)).layer:
             self._add_layer(layer_param, available, feeds, input_shapes or {})
@@ -174,6 +176,7 @@ class Net(nn.Module):
         self._index_params()
         self._overwritten_diffs = [b for l in self.layers if l.diff_is_top_diff for b in l.blobs]
         self._frozen_uses = self._param_propagate_down()
+        self._plan_diffs()
         self.blobs = OrderedDict((name, Blob(self, name)) for name in self._shapes)
         if weights is not None:
             self.copy_from(weights)
@@ -209,8 +212,6 @@ class Net(nn.Module):
         self._propagate_down.append((True,) * len(layer_param.bottom) if self.force_backward
                                     else tuple(layer_param.propagate_down)
                                     or (True,) * len(layer_param.bottom))
-        self._asked_diffs.update(b for b, down in zip(layer_param.bottom,
-                                                      layer_param.propagate_down) if down)
         self.layer_names.append(layer.name)
         for name, shape in zip(layer_param.top, layer.top_shapes):
             self._shapes[name] = tuple(shape)
@@ -256,8 +257,30 @@ class Net(nn.Module):
         needed = {id(b) for l in self.layers for i, b in enumerate(l.blobs) if propagates(l, i)}
         for p in self.learnable_params:
             p.requires_grad_(id(p) in needed)
+        self._param_needs = [any(propagates(l, i) for i in range(len(l.blobs)))
+                             for l in self.layers]
         return [tuple(i for i, b in enumerate(l.blobs) if id(b) in needed and not propagates(l, i))
                 for l in self.layers]
+
+    def _plan_diffs(self) -> None:
+        """Where Caffe's backward differs from autograd's on the same graph. A bottom that Caffe
+        computes a diff for gets one even when nothing below it learns (``_fresh_diffs``: per
+        layer, those bottoms; autograd would stop at a value that needs no gradient). A loss
+        term whose top a later layer back-propagates into counts in the forward only
+        (``_forward_only``: (layer, top) pairs): that layer's backward overwrites the loss
+        weight Caffe put into the top's diff at set-up."""
+        plan = backward_plan(self.layers, self._param_needs, self.force_backward)
+        self._fresh_diffs = [tuple(j for j, need in enumerate(needs) if need and layer_need)
+                             for layer_need, needs in zip(plan.layer_need, plan.bottom_need)]
+        overwritten = {(k, b) for k, l in enumerate(self.layers)
+                       for j, b in enumerate(l.bottoms) if j in self._fresh_diffs[k]
+                       and not (j < len(l.tops) and l.tops[j] == b)}
+        self._forward_only = {(i, j) for i, l in enumerate(self.layers)
+                              for j, (t, w) in enumerate(zip(l.tops, l.loss_weights))
+                              if w and any((k, t) in overwritten
+                                           for k in range(i + 1, len(self.layers)))}
+        self._top_loss_weights = {t: w for l in self.layers
+                                  for t, w in zip(l.tops, l.loss_weights) if w}
 
     def _index_params(self) -> None:
         """``learnable_params`` (a shared blob once) and pycaffe's ``params`` from the layers."""
@@ -337,28 +360,33 @@ class Net(nn.Module):
     def _run(self, overrides: dict, store: bool):
         """One pass; returns (blob values, first producer outputs, weighted loss)."""
         values, first, total = {}, {}, None
-        for layer, keep, frozen in zip(self.layers, self._propagate_down, self._frozen_uses):
+        for i, (layer, keep, frozen, fresh) in enumerate(zip(
+                self.layers, self._propagate_down, self._frozen_uses, self._fresh_diffs)):
             if not layer.bottoms and layer.tops[0] in overrides:
                 tops = tuple(overrides[t] for t in layer.tops)
             else:
+                for j in fresh:
+                    name = layer.bottoms[j]
+                    if keep[j] and not values[name].requires_grad \
+                            and values[name].is_floating_point():
+                        values[name] = values[name].detach().requires_grad_()
+                        if store and not first[name].requires_grad:
+                            first[name] = values[name]
                 bottoms = [values[b] if k else values[b].detach()
                            for b, k in zip(layer.bottoms, keep)]
                 tops = (functional_call(layer, {f"blobs.{i}": layer.blobs[i].detach()
                                                 for i in frozen}, tuple(bottoms))
                         if frozen else layer(*bottoms))
-            if (self.force_backward or self._asked_diffs) and not layer.bottoms \
-                    and not layer.blobs:                      # a source: Input, Data
-                tops = tuple(t.detach().requires_grad_()
-                             if self.force_backward or name in self._asked_diffs else t
-                             for name, t in zip(layer.tops, tops))
-            for name, top, weight in zip(layer.tops, tops, layer.loss_weights):
+            if self.force_backward and not layer.bottoms and not layer.blobs:   # Input, Data
+                tops = tuple(t.detach().requires_grad_() for t in tops)
+            for j, (name, top, weight) in enumerate(zip(layer.tops, tops, layer.loss_weights)):
                 values[name] = top
                 if store and name not in first:
                     first[name] = top
                     if self.retain_blob_diffs and top.requires_grad and not top.is_leaf:
                         top.retain_grad()
                 if weight:
-                    term = weight * top.sum()
+                    term = weight * (top.detach() if (i, j) in self._forward_only else top).sum()
                     total = term if total is None else total + term
         if total is None:
             total = torch.zeros((), device=self.device)

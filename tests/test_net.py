@@ -511,6 +511,18 @@ def test_propagate_down_true_on_an_input_gives_it_a_diff_as_caffe():
     assert net.blobs["data"].diff.abs().sum() > 0
 
 
+def test_a_weighted_top_without_a_backward_keeps_its_loss_weight_as_diff():
+    """Caffe writes each top's loss_weight into its diff at set-up; with no layer to run
+    backward, it stays there (real Caffe: diff 0.5 everywhere)."""
+    net = Net('layer { name: "in" type: "Input" top: "a" top: "b" '
+              'input_param { shape { dim: 2 dim: 3 } } }\n'
+              'layer { name: "prod" type: "Eltwise" bottom: "a" bottom: "b" top: "s" '
+              'eltwise_param { operation: PROD } loss_weight: 0.5 }', TRAIN)
+    net.forward_backward(a=torch.randn(2, 3), b=torch.randn(2, 3))
+    assert torch.equal(net.blobs["s"].diff, torch.full((2, 3), 0.5))
+    assert not net.blobs["a"].diff.any()
+
+
 def test_a_negative_lr_mult_gets_its_diff_and_reverses_the_step():
     """net.cpp: param_need_backward is lr_mult != 0 (a negative one reverses the gradient)."""
     from runtime.optim import CaffeSGD

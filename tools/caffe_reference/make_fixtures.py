@@ -305,6 +305,28 @@ def structure_cases():
          L("logits", "Eltwise", ["fc_a", "fc_b"], "logits"),
          L("loss", "SoftmaxWithLoss", ["logits", "label"], "loss", "loss_weight: 3")],
         backward="loss"))
+    # Caffe's backward bookkeeping: a loss top read by a later layer (that layer's backward
+    # overwrites the loss weight in its diff), propagate_down where no backward runs or where
+    # nothing below learns
+    xy = {"x": normal(4, 3), "label": labels(4, classes=3)}
+    add = lambda name, inputs, layers: c.append(net_case(  # noqa: E731
+        name, "backward", inputs, layers, backward="loss", force_backward=False))
+    add("loss_top_read_by_a_layer", xy,
+        [L("ip", "InnerProduct", "x", "ip", "inner_product_param { num_output: 3 }"),
+         L("loss", "SoftmaxWithLoss", ["ip", "label"], "loss"),
+         L("pow", "Power", "loss", "p", "power_param { power: 2 scale: 0.5 } loss_weight: 0.25")])
+    add("loss_top_read_by_a_layer_weighted", xy,
+        [L("ip", "InnerProduct", "x", "ip", "inner_product_param { num_output: 3 }"),
+         L("loss", "SoftmaxWithLoss", ["ip", "label"], "loss", "loss_weight: 2"),
+         L("pow", "Power", "loss", "p", "power_param { power: 2 scale: 0.5 } loss_weight: 0.25")])
+    add("propagate_down_without_backward", xy,
+        [L("loss", "SoftmaxWithLoss", ["x", "label"], "loss",
+           "propagate_down: true propagate_down: true")])
+    add("propagate_down_to_an_input_through_splits", {"x": normal(4, 3), "y": normal(4, 3)},
+        [L("ip", "InnerProduct", "x", "ip", "inner_product_param { num_output: 3 }"),
+         L("e", "Eltwise", ["ip", "y"], "e", "propagate_down: true propagate_down: true "
+           "eltwise_param { operation: PROD } loss_weight: 1"),
+         L("t", "TanH", "y", "t", "propagate_down: true loss_weight: 1")])
     return c
 
 
