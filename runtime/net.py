@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from runtime import hdf5_snapshot
 from runtime.backward_plan import backward_plan
 from runtime.blob_shape import legacy_shape
 from runtime.caffemodel import no_weights, read_layers, write_weights
@@ -461,10 +462,11 @@ class Net(nn.Module):
         ("Ignoring source layer NAME") and net layers the file lacks keep their initial
         values; a UserWarning names those that have blobs (with ``require_all``, an
         AllconvError, before anything is copied)."""
-        stored = read_layers(path)
+        stored = hdf5_snapshot.read_weights(path) if hdf5_snapshot.is_hdf5(path) \
+            else read_layers(path)
         if self.learnable_params and not any(blobs for _, blobs in stored):
             raise no_weights(path)       # a net without learnable layers saves no blobs
-        first = {}
+        first, owners = {}, self._blob_owners()
         for layer in self.layers:
             first.setdefault(layer.name, layer)
         names = {name for name, _ in stored}
@@ -480,10 +482,16 @@ class Net(nn.Module):
             if layer is None:
                 log.info("Ignoring source layer %s", name)
                 continue
+            if hdf5_snapshot.is_hdf5(path) and len(source) <= len(layer.blobs):
+                source = source + [None] * (len(layer.blobs) - len(source))
             if len(source) != len(layer.blobs):
                 raise AllconvError(f"{path}: layer {layer.name!r} has {len(source)} blob(s) in "
                                    f"the file but {len(layer.blobs)} in the net")
             for i, (array, blob) in enumerate(zip(source, layer.blobs)):
+                if array is None:     # HDF5 saves a blob once, with the layer that owns it
+                    if owners[id(blob)] is layer:
+                        raise AllconvError(f"{path}: layer {layer.name!r} has no blob {i}")
+                    continue
                 if not _shape_equals(array.shape, tuple(blob.shape)):
                     raise AllconvError(f"{path}: layer {layer.name!r} blob {i}: shape "
                                        f"{tuple(array.shape)} in the file, "
@@ -513,6 +521,21 @@ class Net(nn.Module):
             for i, trained in enumerate(source.blobs):
                 target.blobs[i] = trained
         self._index_params()
+
+    def _blob_owners(self) -> dict:
+        """{id(learnable blob): the first layer holding it}."""
+        owners = {}
+        for layer in self.layers:
+            for blob in layer.blobs:
+                owners.setdefault(id(blob), layer)
+        return owners
+
+    def save_hdf5(self, path) -> None:
+        """Write the weights as Caffe's ToHDF5 does (``.caffemodel.h5``; a shared blob once)."""
+        owners = self._blob_owners()
+        hdf5_snapshot.write_weights(path, [
+            (l.name, [b.detach().cpu().numpy() if owners[id(b)] is l else None for b in l.blobs])
+            for l in self.layers])
 
     def save(self, path) -> None:
         """Write every layer's blobs as a binary NetParameter (.caffemodel, V2 layers)."""

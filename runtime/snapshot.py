@@ -1,5 +1,5 @@
-"""Snapshot files: ``<prefix>_iter_<N>`` .caffemodel, .rngstate and .solverstate, each written
-atomically, and the restore of weights, momentum history and schedule position from them.
+"""Snapshot files: ``<prefix>_iter_<N>`` .caffemodel, .rngstate and .solverstate (or Caffe's
+HDF5 pair, .caffemodel.h5 and .solverstate.h5), each written atomically, and the restore of weights, momentum history and schedule position from them.
 
 Caffe's two files (weights; ``SolverState`` with the history, ``iter``, ``current_step`` and
 ``learned_net``) plus ``.rngstate``: a dict of random state, in whatever form the caller keeps
@@ -13,6 +13,7 @@ import os
 
 import torch
 
+from runtime import hdf5_snapshot
 from runtime.caffemodel import write_binary
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes
@@ -29,18 +30,23 @@ def filename(prefix, iter: int, extension: str) -> str:
     return f"{prefix}_iter_{iter}{extension}"
 
 
-def write(prefix, net, optimizer, schedule, rng_state: dict) -> tuple[str, str]:
+def write(prefix, net, optimizer, schedule, rng_state: dict,
+          hdf5: bool = False) -> tuple[str, str]:
     """Write ``net``'s weights, ``rng_state`` and ``optimizer``'s history at ``schedule``'s
-    iteration and multistep position; returns the .caffemodel and .solverstate paths."""
+    iteration and multistep position; returns the .caffemodel and .solverstate paths (with
+    ``hdf5``, Caffe's .caffemodel.h5 and .solverstate.h5)."""
     iter = schedule.last_epoch
-    model, state = filename(prefix, iter, ".caffemodel"), filename(prefix, iter, ".solverstate")
-    log.info("Snapshotting to binary proto file %s", model)
-    net.save(model)
+    end, kind = (".h5", "HDF5") if hdf5 else ("", "binary proto")
+    model = filename(prefix, iter, ".caffemodel" + end)
+    state = filename(prefix, iter, ".solverstate" + end)
+    log.info("Snapshotting to %s file %s", kind, model)
+    (net.save_hdf5 if hdf5 else net.save)(model)
     buffer = io.BytesIO()
     torch.save(rng_state, buffer)
     atomic_write_bytes(filename(prefix, iter, ".rngstate"), buffer.getvalue())
-    log.info("Snapshotting solver state to binary proto file %s", state)
-    write_binary(state, optimizer.solver_state(iter, schedule.current_step, model))
+    log.info("Snapshotting solver state to %s file %s", kind, state)
+    message = optimizer.solver_state(iter, schedule.current_step, model)
+    (hdf5_snapshot.write_state if hdf5 else write_binary)(state, message)
     return model, state
 
 
@@ -49,7 +55,8 @@ def restore(state_path, net, optimizer, schedule, weights=None) -> None:
     changes nothing), the weights into ``net`` (from ``weights``, else from the state's
     ``learned_net`` when it names one), ``iter`` and ``current_step`` into ``schedule``."""
     state_path = os.fspath(state_path)
-    state = read_solver_state(state_path)
+    state = (hdf5_snapshot.read_state(state_path) if hdf5_snapshot.is_hdf5(state_path)
+             else read_solver_state(state_path))
     optimizer.load_solver_state(state, state_path)
     if weights is None and state.learned_net:
         weights = _find_learned_net(state.learned_net, state_path)
@@ -77,8 +84,10 @@ def _find_learned_net(learned_net: str, state_path: str) -> str:
 def sibling(state_path, extension: str) -> str:
     """The snapshot file beside ``state_path`` with ``extension`` in place of .solverstate."""
     state_path = os.fspath(state_path)
-    stem = state_path[:-len(".solverstate")] if state_path.endswith(".solverstate") else state_path
-    return stem + extension
+    for end in (".solverstate", ".solverstate.h5"):
+        if state_path.endswith(end):
+            return state_path[:-len(end)] + extension
+    return state_path + extension
 
 
 def read_rng_state(path: str) -> dict:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .data.hdf5 import h5py
 from .distributed import SINGLE, RankFeed, Ranks
 from .errors import AllconvError
 from .lr_policy import CaffeLR
@@ -208,8 +209,8 @@ class Solver:
             raise AllconvError(f"average_loss must be >= 1 (got {p.average_loss})")
         if p.iter_size < 1:
             raise AllconvError(f"iter_size must be >= 1 (got {p.iter_size})")
-        if p.snapshot_format != pb.SolverParameter.BINARYPROTO:
-            raise AllconvError("snapshot_format HDF5 is not supported; use BINARYPROTO")
+        if p.snapshot_format == pb.SolverParameter.HDF5:
+            h5py("snapshot_format: HDF5")       # before any training, if it is not installed
         OPTIMIZERS[self.type_name].check_solver(p)     # the rule's values, before any net
         if self.solver_path is not None:
             _upgrade_snapshot_prefix(p, self.solver_path)
@@ -498,11 +499,13 @@ class Solver:
         return snapshot.filename(self.param.snapshot_prefix, self.iter, extension)
 
     def snapshot(self) -> tuple[str, str]:
-        """Write <prefix>_iter_<N>.caffemodel, .rngstate and .solverstate (each atomically)."""
+        """Write <prefix>_iter_<N>.caffemodel, .rngstate and .solverstate (each atomically;
+        snapshot_format HDF5: .caffemodel.h5 and .solverstate.h5)."""
         if not self.param.snapshot_prefix:
             raise AllconvError("cannot snapshot: snapshot_prefix is not set")
         return snapshot.write(self.param.snapshot_prefix, self.net, self.optimizer,
-                              self.schedule, self._rng_state())
+                              self.schedule, self._rng_state(),
+                              hdf5=self.param.snapshot_format == pb.SolverParameter.HDF5)
 
     def _rng_state(self) -> dict:
         return {

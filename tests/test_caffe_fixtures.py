@@ -29,6 +29,7 @@ The largest error per category is collected in ``ERRORS`` and printed at the end
 from __future__ import annotations
 
 import math
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -428,13 +429,29 @@ def check_solver_case(name, device=None, label=""):
     assert not failures, f"{name}: " + "; ".join(failures[:10])
 
 
+def _hdf5(meta) -> bool:
+    return "snapshot_format: HDF5" in meta["solver"]
+
+
+def solver_state(data: bytes, hdf5: bool):
+    """A .solverstate's bytes (binary, or Caffe's HDF5 layout) as a SolverState."""
+    if not hdf5:
+        state = pb.SolverState()
+        state.ParseFromString(data)
+        return state
+    from runtime import hdf5_snapshot
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "state.solverstate.h5"
+        path.write_bytes(data)
+        return hdf5_snapshot.read_state(path)
+
+
 def compare_history(z, history, case: str) -> list[str]:
     """The runtime's history blobs against those of the .solverstate Caffe wrote (Caffe's
     layout: for Adam and AdaDelta all N first blobs, then all N second ones)."""
     from runtime.caffemodel import blob_to_array
 
-    state = pb.SolverState()
-    state.ParseFromString(z["file:solverstate"].tobytes())
+    state = solver_state(z["file:solverstate"].tobytes(), _hdf5(METAS[case]))
     if len(state.history) != len(history):
         return [f"{len(history)} history blobs, Caffe's solverstate has {len(state.history)}"]
     failures = []
@@ -458,7 +475,7 @@ def test_caffe_written_solverstate_resumes(name, tmp_path):
     k, failures = meta["snapshot_at"], []
     with load(name) as z:
         (tmp_path / meta["learned_net"]).write_bytes(z["file:caffemodel"].tobytes())
-        state = tmp_path / "caffe_written.solverstate"
+        state = tmp_path / ("caffe_written.solverstate" + (".h5" if _hdf5(meta) else ""))
         state.write_bytes(z["file:solverstate"].tobytes())
         solver = make_solver(meta["solver"], device="cpu")
         solver.restore(state)
@@ -494,8 +511,7 @@ def test_runtime_written_solverstate_resumes_in_caffe(name):
                        TOL_SOLVER)
                 if not err <= TOL_SOLVER:
                     failures.append(f"{key}: relative error {err:.3e}")
-        state = pb.SolverState()
-        state.ParseFromString(z["file:runtime_solverstate"].tobytes())
+        state = solver_state(z["file:runtime_solverstate"].tobytes(), _hdf5(meta))
     assert state.iter == k and len(state.history) > 0
     solver = make_solver(meta["solver"], device="cpu")
     set_weights(solver.net, meta)

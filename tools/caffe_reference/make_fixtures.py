@@ -448,6 +448,10 @@ def solver_cases():
                          net=shared_solver_net('param { name: "w" lr_mult: 0 }', 'param { name: "w" }')))
     c.append(solver_case("shared_sharer_lr0_clip", "shared lr_mult", mom + "clip_gradients: 0.05",
                          net=shared_solver_net('param { name: "w" }', 'param { name: "w" lr_mult: 0 }')))
+    # Caffe's HDF5 snapshot pair, a shared blob saved once, restored both ways
+    c.append(solver_case("hdf5_snapshot", "snapshot_format", mom + "snapshot_format: HDF5",
+                         net=shared_solver_net('param { name: "w" }', 'param { name: "w" }'),
+                         steps=5, snapshot_at=3))
     c.append(solver_case("clip_gradients", "clip_gradients", mom + "clip_gradients: 0.05"))
     c.append(solver_case("l1", "regularization",
                          mom.replace("weight_decay: 0.05", "weight_decay: 0.02")
@@ -1003,7 +1007,8 @@ class CaffeRunner:
         """Caffe restores the runtime's snapshot after step k (venv step) and steps on:
         ``resumed<k>:<layer>:<i>`` weights, and the runtime's .solverstate as bytes."""
         k = case["snapshot_at"]
-        state = self.work / "ours" / case["name"] / f"ours_iter_{k}.solverstate"
+        end = ".solverstate.h5" if "snapshot_format: HDF5" in case["solver"] else ".solverstate"
+        state = self.work / "ours" / case["name"] / f"ours_iter_{k}{end}"
         if not state.is_file():
             print(f"  WARNING: no runtime snapshot {state}; Caffe does not resume one")
             return {}
@@ -1030,12 +1035,12 @@ class CaffeRunner:
             solver.snapshot()
         finally:
             os.chdir(here)
-        found = {p.suffix: p for p in folder.rglob("*") if p.is_file()}
-        state = self.pb.SolverState()
-        state.ParseFromString(found[".solverstate"].read_bytes())
-        case["learned_net"] = os.path.basename(state.learned_net)
-        return {f"file:{suffix[1:]}": np.frombuffer(found[suffix].read_bytes(), np.uint8)
-                for suffix in (".solverstate", ".caffemodel")}
+        found = {kind: p for p in folder.rglob("*") if p.is_file()
+                 for kind in (".solverstate", ".caffemodel") if kind in p.name}
+        # learned_net: the .caffemodel as Caffe names it (no h5py here to read an HDF5 state)
+        case["learned_net"] = found[".caffemodel"].name
+        return {f"file:{kind[1:]}": np.frombuffer(found[kind].read_bytes(), np.uint8)
+                for kind in (".solverstate", ".caffemodel")}
 
     def run_data(self, case: dict):
         caffe = self.caffe

@@ -1,0 +1,101 @@
+"""Caffe's HDF5 snapshot files (``snapshot_format: HDF5``): ``.caffemodel.h5`` and
+``.solverstate.h5``.
+
+Weights (Net::ToHDF5): a group ``data`` holding one group per layer (every layer, in net
+order), and in it one float32 dataset per learnable blob the layer owns, named by its index
+(``data/conv1/0``); a blob shared from an earlier layer is left out. Solver state
+(SnapshotSolverStateToHDF5): int32 datasets ``iter`` and ``current_step`` of shape (1,),
+the string ``learned_net`` and a group ``history`` of datasets ``0`` … ``N-1``. h5py is
+optional (``pip install -e ".[hdf5]"``)."""
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+
+from runtime.caffemodel import array_to_blob, blob_to_array
+from runtime.data.hdf5 import h5py
+from runtime.errors import AllconvError
+from runtime.files import atomic_write_bytes
+from runtime.proto import pb
+
+SUFFIX = ".h5"
+WHAT = "snapshot_format: HDF5"
+
+
+def is_hdf5(path) -> bool:
+    """Caffe tells the formats apart by the ``.h5`` ending."""
+    return os.fspath(path).endswith(SUFFIX)
+
+
+def _write(path, fill) -> None:
+    module = h5py(WHAT)
+    buffer = io.BytesIO()
+    with module.File(buffer, "w") as f:
+        fill(f)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _read(path, take):
+    module = h5py(WHAT)
+    try:
+        with module.File(os.fspath(path), "r") as f:
+            return take(f, module)
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise AllconvError(f"{path}: cannot read it as a Caffe HDF5 snapshot: {err}") from None
+
+
+def write_weights(path, layers: list[tuple[str, list]]) -> None:
+    """``layers``: (name, [the blobs it owns as arrays, None for a shared one]) in net order."""
+    def fill(f):
+        data = f.create_group("data")
+        for name, blobs in layers:
+            group = data.require_group(name)
+            for i, blob in enumerate(blobs):
+                if blob is not None:
+                    group.create_dataset(str(i), data=np.asarray(blob, np.float32))
+    _write(path, fill)
+
+
+def read_weights(path) -> list[tuple[str, list]]:
+    """(layer name, [blob arrays, None where the file has no dataset of that index]), as
+    CopyTrainedLayersFromHDF5 reads them."""
+    def take(f, module):
+        if "data" not in f:
+            raise AllconvError(f"{path}: no group 'data' (not Caffe HDF5 weights)")
+        layers = []
+        for name, group in f["data"].items():
+            indices = [int(k) for k in group if k.isdigit()]
+            blobs = [None] * (max(indices) + 1 if indices else 0)
+            for i in indices:
+                blobs[i] = np.asarray(group[str(i)], np.float32)
+            layers.append((name, blobs))
+        return layers
+    return _read(path, take)
+
+
+def write_state(path, state: "pb.SolverState") -> None:
+    """``state`` (as `CaffeSGD.solver_state` makes it) in Caffe's HDF5 layout."""
+    def fill(f):
+        f.create_dataset("iter", data=np.array([state.iter], np.int32))
+        f.create_dataset("learned_net", data=np.bytes_(state.learned_net.encode()))
+        f.create_dataset("current_step", data=np.array([state.current_step], np.int32))
+        history = f.create_group("history")
+        for i, blob in enumerate(state.history):
+            history.create_dataset(str(i), data=blob_to_array(blob))
+    _write(path, fill)
+
+
+def read_state(path) -> "pb.SolverState":
+    """A .solverstate.h5 as a SolverState message (its history as blobs)."""
+    def take(f, module):
+        state = pb.SolverState(iter=int(f["iter"][0]), current_step=int(f["current_step"][0]))
+        if "learned_net" in f:
+            value = f["learned_net"][()]
+            state.learned_net = value.decode() if isinstance(value, bytes) else str(value)
+        history = f["history"]
+        for i in range(len(history)):
+            state.history.append(array_to_blob(np.asarray(history[str(i)], np.float32)))
+        return state
+    return _read(path, take)
