@@ -269,7 +269,8 @@ class Net(nn.Module):
         layer, those bottoms; autograd would stop at a value that needs no gradient). A loss
         term whose top a later layer back-propagates into counts in the forward only
         (``_forward_only``: (layer, top) pairs): that layer's backward overwrites the loss
-        weight Caffe put into the top's diff at set-up."""
+        weight Caffe put into the top's diff at set-up), and so does the loss of a layer that
+        runs no backward (its top read by a layer that propagates nothing into it)."""
         plan = backward_plan(self.layers, self._param_needs, self.force_backward)
         self._fresh_diffs = [tuple(j for j, need in enumerate(needs) if need and layer_need)
                              for layer_need, needs in zip(plan.layer_need, plan.bottom_need)]
@@ -278,8 +279,8 @@ class Net(nn.Module):
                        and not (j < len(l.tops) and l.tops[j] == b)}
         self._forward_only = {(i, j) for i, l in enumerate(self.layers)
                               for j, (t, w) in enumerate(zip(l.tops, l.loss_weights))
-                              if w and any((k, t) in overwritten
-                                           for k in range(i + 1, len(self.layers)))}
+                              if w and (not plan.layer_need[i] or any(
+                                  (k, t) in overwritten for k in range(i + 1, len(self.layers))))}
         self._top_loss_weights = {t: w for l in self.layers
                                   for t, w in zip(l.tops, l.loss_weights) if w}
 

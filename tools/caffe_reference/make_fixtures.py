@@ -319,6 +319,10 @@ def structure_cases():
         [L("ip", "InnerProduct", "x", "ip", "inner_product_param { num_output: 3 }"),
          L("loss", "SoftmaxWithLoss", ["ip", "label"], "loss", "loss_weight: 2"),
          L("pow", "Power", "loss", "p", "power_param { power: 2 scale: 0.5 } loss_weight: 0.25")])
+    add("loss_top_read_by_a_layer_without_loss", xy,      # Caffe: no backward at all
+        [L("ip", "InnerProduct", "x", "ip", "inner_product_param { num_output: 3 }"),
+         L("loss", "SoftmaxWithLoss", ["ip", "label"], "loss"),
+         L("pow", "Power", "loss", "p", "power_param { power: 2 }")])
     add("propagate_down_without_backward", xy,
         [L("loss", "SoftmaxWithLoss", ["x", "label"], "loss",
            "propagate_down: true propagate_down: true")])
