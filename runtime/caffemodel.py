@@ -68,7 +68,7 @@ def blob_to_array(blob) -> np.ndarray:
     Like Caffe, the legacy 4-d fields win when any of them is set; otherwise
     ``shape`` is used (an empty ``shape`` is a scalar). With neither, a single
     value is a scalar (Caffe's reading) and several come back 1-d.
-    ``double_data`` is used when ``data`` is empty.
+    ``double_data`` is used when it holds values (else ``data``), as in Blob::FromProto.
     """
     if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
         shape = (blob.num, blob.channels, blob.height, blob.width)
@@ -76,10 +76,10 @@ def blob_to_array(blob) -> np.ndarray:
         shape = tuple(int(d) for d in blob.shape.dim)
     else:
         shape = None
-    if len(blob.data) or not len(blob.double_data):
-        values = np.array(blob.data, dtype=np.float32)
-    else:
+    if len(blob.double_data):     # Blob::FromProto: double_data whenever it holds values
         values = np.array(blob.double_data, dtype=np.float64).astype(np.float32)
+    else:
+        values = np.array(blob.data, dtype=np.float32)
     if shape is None:
         return values.reshape(()) if values.size == 1 else values
     if any(d < 0 for d in shape):

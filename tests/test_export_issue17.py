@@ -158,3 +158,16 @@ def test_loss_layers_refuse_to_export():
                                            "output, and does not export to ONNX; export the "
                                            "blob it reads \\('data'\\) instead"):
         build_model(Net(text, pb.TEST))
+
+
+# export/walker.py:55 dropping `axes.update((top, axes.get(layer.bottoms[0], 0)) ...)` survived
+#: the batch axis of a plain layer's tops follows its first bottom. No test has a layer
+# after a recurrent one, whose output (T x N x ...) must keep N on axis 1 in the ONNX output,
+# not get the dynamic batch on its fixed time axis T.
+def test_a_layer_after_a_recurrent_one_keeps_the_batch_on_axis_1():
+    from runtime import Net
+    net = Net(NETS["rnn"][0] + 'layer { name: "r" type: "ReLU" bottom: "o" top: "r" }',
+              pb.TEST, seed=2)
+    model, _ = build_model(net)
+    dims = {v.name: _dims(v) for v in model.graph.output}
+    assert dims["r"] == [3, "N", 3]

@@ -537,3 +537,25 @@ def test_no_warning_with_fillers():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         build(IP.format("num_output: 2"), (1, 3))
+
+
+# layers/convolution.py:56 `min(stride) <= 0` / `min(dilation) <= 0` -> `< 0` and :70
+# `conv.num_output <= 0` / `self.group <= 0` -> `< 0` survived test_layers,
+# test_layers_geometry, test_fuzz, test_blob_limits, test_net and the net fixtures (only a zero
+# kernel is refused by a test). With the mutants a zero stride or group ends in a
+# ZeroDivisionError, not the promised one-line AllconvError naming the layer; a zero
+# num_output or dilation is accepted (Caffe: CHECK_GT(num_output, 0); CHECK_EQ(channels %
+# group, 0) on group 0 is a division by zero).
+@pytest.mark.parametrize("fields", ["num_output: 2 kernel_size: 1 stride: 0",
+                                    "num_output: 2 kernel_size: 3 dilation: 0",
+                                    "num_output: 0 kernel_size: 1",
+                                    "num_output: 2 kernel_size: 1 group: 0"])
+def test_conv_refuses_a_zero_stride_dilation_num_output_or_group(fields):
+    from layer_kit import build
+    from runtime.errors import AllconvError
+    with pytest.raises(AllconvError, match="'conv' \\(Convolution\\): .*must be positive"):
+        build(CONV.format(fields), (1, 2, 5, 5))
+
+
+def torch_equal_params(x, y) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(x.learnable_params, y.learnable_params))

@@ -547,3 +547,71 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "x" top: "loss" }
     net.forward_backward(x=x)
     net.forward_backward(x=2 * x)
     torch.testing.assert_close(net.params["p"][0].diff, -2 * x / 2)   # (p − x)/N, N = 2
+
+
+# insert_splits.py:73 `[weight] + [0.0] * (count - 1)` -> `[1.0] * ...` and :74 dropping
+# `copy.ClearField("loss_weight")` survived. Caffe's InsertSplits moves a weighted top's
+# loss_weight to the Split's top 0 (the other split tops weigh 0) and clears it on the
+# producer, so the term counts once. With the mutants the loss counts the top twice or adds
+# the other consumers' copies: a wrong total loss (and gradient).
+def test_a_weighted_top_with_another_reader_counts_once_in_the_loss():
+    net = Net(INPUT + CONV + """
+    layer { name: "ip" type: "InnerProduct" bottom: "conv1" top: "ip" loss_weight: 2
+            inner_product_param { num_output: 5 weight_filler { type: "xavier" } } }
+    layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+    layer { name: "ip2" type: "InnerProduct" bottom: "ip" top: "ip2"
+            inner_product_param { num_output: 1 weight_filler { type: "xavier" } } }
+    """, TRAIN, seed=3)
+    split = net.layer_names.index("ip_ip_0_split")
+    assert net.layers[split].loss_weights == [2.0, 0.0, 0.0]
+    assert net.layers[net.layer_names.index("ip")].loss_weights == [0.0]
+    total = net.forward_backward(data=torch.randn(2, 3, 6, 6), label=torch.tensor([0.0, 3.0]))
+    values = net._values
+    assert total == pytest.approx(2 * values["ip"].sum().item() + values["loss"].item(),
+                                  rel=1e-5, abs=1e-5)
+
+
+# A loss top read by a layer B whose only top goes to a loss layer C with propagate_down: false.
+# net.cpp Init, walking back: C skips `u`; B's tops are all skipped, so B runs no backward and
+# skips its bottom `loss`; then the SoftmaxWithLoss's only top is skipped too, so it runs no
+# backward, and so on down to conv1 (Caffe's diffs there stay 0).
+SKIP_TAIL = """
+layer { name: "b" type: "Power" bottom: "loss" top: "u" power_param { scale: 2 } }
+layer { name: "c" type: "Power" bottom: "u" top: "v" loss_weight: 1 propagate_down: false }
+"""
+
+
+# backward_plan.py:45 dropping `skipped.add(b)` survived: the "every top skipped" rule
+# of net.cpp is never exercised by a test (no fixture has it).
+def test_backward_plan_skips_a_layer_whose_tops_no_reader_propagates_into():
+    from runtime.backward_plan import backward_plan
+    net = Net(NET + SKIP_TAIL, TRAIN, seed=1)
+    plan = backward_plan(net.layers, [bool(len(l.blobs)) for l in net.layers], False)
+    need = dict(zip(net.layer_names, plan.layer_need))
+    assert need == {"input": False, "conv1": False, "relu1": False, "pool1": False,
+                    "ip": False, "loss": False, "b": False, "c": True}
+    assert all(not any(b) for b in plan.bottom_need)
+
+
+# Side finding (not a mutant): net.cpp's walk back also skips a loss layer whose top is read
+# by a later layer that propagates nothing into it, e.g. a Power (or Silence) reading `loss`
+# that contributes no loss: that reader skips its bottom `loss`, so SoftmaxWithLoss (every top
+# skipped) and everything below it run no backward, and Caffe's conv1/ip diffs stay 0. The
+# plan says so, and Net follows it (real Caffe: fixture loss_top_read_by_a_layer_without_loss).
+@pytest.mark.parametrize("reader", ['layer { name: "b" type: "Power" bottom: "loss" top: "u" }',
+                                    'layer { name: "b" type: "Silence" bottom: "loss" }'],
+                         ids=["power", "silence"])
+def test_a_loss_layer_whose_top_is_skipped_runs_no_backward_as_caffe(reader):
+    net = Net(NET + reader, TRAIN, seed=1)
+    net.forward_backward(data=torch.randn(2, 3, 6, 6), label=torch.tensor([1.0, 4.0]))
+    assert not net.params["conv1"][0].diff.any() and not net.params["ip"][0].diff.any()
+
+
+# net.py:161 dropping `self.generator.seed()` survived: with seed=None (a solver's
+# random_seed: -1) every Net would start from torch's fixed default generator seed, so
+# "random" fillers and dropout masks would repeat run after run (Caffe seeds from entropy).
+def test_nets_without_a_seed_draw_different_weights():
+    a, b = Net(NET, TRAIN), Net(NET, TRAIN)
+    assert not torch.equal(a.params["conv1"][0].data, b.params["conv1"][0].data)
+    assert torch.equal(Net(NET, TRAIN, seed=5).params["conv1"][0].data,
+                       Net(NET, TRAIN, seed=5).params["conv1"][0].data)

@@ -708,3 +708,73 @@ def test_text_format_matches_caffe_conventions():
     text = text_format.MessageToString(layer)
     assert prototxt.to_text(layer) == text
     assert "pool: AVE" in text
+
+
+# prototxt.py:286 dropping `new.bottom.extend(old.bottom)` survived: no V1 upgrade test
+# looks at bottoms or tops, so an upgraded V1 net could lose its wiring.
+def test_v1_layers_keep_their_bottoms_and_tops():
+    net = prototxt.parse_net(
+        'input: "data"\ninput_dim: 1\ninput_dim: 3\ninput_dim: 4\ninput_dim: 4\n'
+        'layers { name: "conv" type: CONVOLUTION bottom: "data" top: "conv"\n'
+        '  convolution_param { num_output: 2 kernel_size: 1 } }\n'
+        'layers { name: "relu" type: RELU bottom: "conv" top: "conv" }\n'
+        'layers { name: "loss" type: SOFTMAX_LOSS bottom: "conv" bottom: "label" top: "loss" }\n')
+    assert [(l.name, list(l.bottom), list(l.top)) for l in net.layer] == [
+        ("input", [], ["data"]), ("conv", ["data"], ["conv"]), ("relu", ["conv"], ["conv"]),
+        ("loss", ["conv", "label"], ["loss"])]
+
+
+# prototxt.py:292 dropping `new.blobs.extend(old.blobs)` survived: Caffe's V1 upgrade
+# carries the layer's blobs over, so an old model-zoo NetParameter (V1 `layers` with weights)
+# given to read_net keeps its weights.
+def test_v1_layer_blobs_survive_the_upgrade():
+    old = pb.NetParameter()
+    ip = old.layers.add(name="ip", type=pb.V1LayerParameter.INNER_PRODUCT)
+    ip.blobs.add(num=1, channels=1, height=1, width=2).data.extend([1.5, -2.0])
+    net = prototxt.read_net(old)
+    assert len(net.layer[0].blobs) == 1
+    assert caffemodel.blob_to_array(net.layer[0].blobs[0]).ravel().tolist() == [1.5, -2.0]
+
+
+# prototxt.py:269 `layer.type == "BatchNorm" and len(layer.param) == 3` -> `or` survived:
+# Caffe drops the three ParamSpecs of BatchNorm only; another layer with three learnable
+# blobs (LSTM: W_xc, b_c, W_hc) keeps its lr_mult/decay_mult settings.
+def test_three_param_specs_of_a_non_batchnorm_layer_are_kept():
+    net = prototxt.parse_net(
+        'layer { name: "lstm" type: "LSTM" param { lr_mult: 0 } param { lr_mult: 2 } '
+        "param { lr_mult: 0 } recurrent_param { num_output: 4 } }\n")
+    assert [p.lr_mult for p in net.layer[0].param] == [0, 2, 0]
+
+
+# prototxt.py:349 `4 * len(names)` -> `4 / len(names)` and :361 `4 * i + 4` -> `4 * i + 5`
+# survived: no test gives input_dim for more than one net input (Caffe takes four
+# input_dim values per input, in order).
+def test_input_dim_of_two_inputs_gives_two_shapes():
+    net = prototxt.parse_net(
+        'input: "data"\ninput: "label"\n'
+        + "".join(f"input_dim: {d}\n" for d in (2, 3, 8, 8, 2, 1, 1, 1)))
+    assert list(net.layer[0].top) == ["data", "label"]
+    assert [list(s.dim) for s in net.layer[0].input_param.shape] == [[2, 3, 8, 8], [2, 1, 1, 1]]
+
+
+# prototxt.py:383 dropping `upgrade_net(getattr(solver, field))` survived: the module
+# promises that a solver's inline nets get the net upgrades; no test has an inline V1 net.
+@pytest.mark.parametrize("field", ["net_param", "train_net_param"])
+def test_a_solvers_inline_v1_net_is_upgraded(field):
+    solver = prototxt.parse_solver(
+        f'base_lr: 0.1\n{field} {{ layers {{ name: "r" type: RELU bottom: "x" top: "x" }} }}\n'
+        'test_net_param { input: "x" input_shape { dim: 1 } }\n', "s.prototxt")
+    net = getattr(solver, field)
+    assert len(net.layers) == 0 and [(l.name, l.type) for l in net.layer] == [("r", "ReLU")]
+    assert [l.type for l in solver.test_net_param[0].layer] == ["Input"]
+
+
+# caffemodel.py:79 `len(blob.data) or not len(blob.double_data)` -> `and` survived. The
+# two differ only for a blob holding both `data` and `double_data`, and there the mutant was
+# Caffe's reading: Blob::FromProto copies double_data whenever it is non-empty, else data.
+def test_blob_with_data_and_double_data_reads_double_data_like_caffe():
+    blob = pb.BlobProto()
+    blob.shape.dim.append(2)
+    blob.data.extend([1.0, 2.0])
+    blob.double_data.extend([3.0, 4.0])
+    assert caffemodel.blob_to_array(blob).tolist() == [3.0, 4.0]

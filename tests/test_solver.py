@@ -675,3 +675,71 @@ def test_solver_file_paths_defaults_and_log_lines(tmp_path, monkeypatch, caplog)
     assert "Iteration 2, Testing net (#0)" in text
     assert "Test net output #0: loss = " in text and "(* 1 = " in text
     assert "Optimization Done." in text
+
+
+# solver.py:179 `seed if seed >= 0 else None` -> `>= 1` survived: Caffe seeds whenever
+# random_seed >= 0 (solver.cpp), so random_seed: 0 is a fixed seed: two runs start alike.
+def test_random_seed_0_is_a_seed():
+    from runtime.solver import SGDSolver
+    a, b = (SGDSolver(_solver_param(_net_text(source="input"), random_seed=0)) for _ in "ab")
+    assert a.seed == 0
+    assert all(torch.equal(p, q) for p, q in zip(a.net.learnable_params,
+                                                  b.net.learnable_params))
+
+
+# solver.py:277 `p.test_interval <= 0` -> `< 0` survived: Caffe's InitTestNets does
+# CHECK_GT(test_interval, 0) when there are test nets; with the mutant, a solver that forgot
+# test_interval (default 0) is accepted and its test nets never run.
+def test_test_nets_without_a_test_interval_are_refused():
+    from runtime.errors import AllconvError
+    from runtime.solver import SGDSolver
+    p = _solver_param(_net_text(source="input"), test_iter=[2])
+    with pytest.raises(AllconvError, match="test_interval must be > 0"):
+        SGDSolver(p)
+
+
+# solver.py:333 `(smoothed * (size - 1) + loss) / size` -> `size + 1` survived: nothing
+# tests average_loss > 1. Caffe's UpdateSmoothedLoss averages the last average_loss losses
+# (the displayed "Iteration N ..., loss = X" that logs and curves are read from).
+def test_smoothed_loss_is_the_mean_of_the_last_average_loss_losses():
+    from runtime.solver import SGDSolver
+    batches = _batches(4, seed=5)
+    one = SGDSolver(_solver_param(_net_text()), train_feed=Feed(batches))
+    losses = []
+    for _ in range(4):
+        one.step(1)
+        losses.append(one.smoothed_loss)
+    three = SGDSolver(_solver_param(_net_text(), average_loss=3), train_feed=Feed(batches))
+    three.step(2)
+    assert three.smoothed_loss == pytest.approx(sum(losses[:2]) / 2, rel=1e-6)
+    three = SGDSolver(_solver_param(_net_text(), average_loss=3), train_feed=Feed(batches))
+    three.step(4)
+    assert three.smoothed_loss == pytest.approx(sum(losses[1:]) / 3, rel=1e-6)
+
+
+# solver.py:376 dropping `self._log_outputs(..., "Train")` survived: only the "Test net
+# output" lines are checked. Caffe prints "Train net output #i: name = v (* w = l loss)" at
+# each display iteration; Caffe's log parsers (tools/extra/parse_log.py) read the train loss
+# from it. (Could be one more assert in test_solver_file_paths_defaults_and_log_lines.)
+def test_display_logs_the_train_net_outputs(caplog):
+    from runtime.solver import SGDSolver
+    caplog.set_level("INFO", logger="allconv.solver")
+    s = SGDSolver(_solver_param(_net_text(), display=1), train_feed=Feed(_batches(1)))
+    s.step(1)
+    assert "    Train net output #0: loss = " in caplog.text and "(* 1 = " in caplog.text
+
+
+# solver.py:551 `state.get("format") != "allconv-rngstate-1"` -> `==` survived: no test
+# reads a format-1 .rngstate (layers named by module path), so resuming from a snapshot written
+# by an earlier version would fail ("unknown rng state format") unnoticed.
+def test_a_format_1_rngstate_is_upgraded_to_layer_names():
+    from runtime.errors import AllconvError
+    from runtime.solver import SGDSolver, _upgrade_rng_state
+    s = SGDSolver(_solver_param(_net_text(source="input", dropout=True)))
+    old = {"format": "allconv-rngstate-1", "iter": 0, "test_nets": [],
+           "net": [{"where": ("layers.2", "generator", "cpu"), "state": "S"}]}
+    new = _upgrade_rng_state(old, s, "x.rngstate")
+    assert new["format"] == "allconv-rngstate-2"
+    assert new["net"] == {s.net.layer_names[2]: {"cpu": "S"}}
+    with pytest.raises(AllconvError, match="unknown rng state format 'allconv-rngstate-9'"):
+        _upgrade_rng_state({**old, "format": "allconv-rngstate-9"}, s, "x.rngstate")
