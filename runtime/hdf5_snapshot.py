@@ -41,7 +41,7 @@ def _read(path, take):
     module = h5py(WHAT)
     try:
         with module.File(os.fspath(path), "r") as f:
-            return take(f, module)
+            return take(f)
     except (OSError, KeyError, ValueError, TypeError) as err:
         raise AllconvError(f"{path}: cannot read it as a Caffe HDF5 snapshot: {err}") from None
 
@@ -61,7 +61,7 @@ def write_weights(path, layers: list[tuple[str, list]]) -> None:
 def read_weights(path) -> list[tuple[str, list]]:
     """(layer name, [blob arrays, None where the file has no dataset of that index]), as
     CopyTrainedLayersFromHDF5 reads them."""
-    def take(f, module):
+    def take(f):
         if "data" not in f:
             raise AllconvError(f"{path}: no group 'data' (not Caffe HDF5 weights)")
         layers = []
@@ -89,7 +89,7 @@ def write_state(path, state: "pb.SolverState") -> None:
 
 def read_state(path) -> "pb.SolverState":
     """A .solverstate.h5 as a SolverState message (its history as blobs)."""
-    def take(f, module):
+    def take(f):
         state = pb.SolverState(iter=int(f["iter"][0]), current_step=int(f["current_step"][0]))
         if "learned_net" in f:
             value = f["learned_net"][()]

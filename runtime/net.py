@@ -176,7 +176,7 @@ class Net(nn.Module):
         self._share_params()
         self._index_params()
         self._overwritten_diffs = [b for l in self.layers if l.diff_is_top_diff for b in l.blobs]
-        self._frozen_uses = self._param_propagate_down()
+        self._param_propagate_down()
         self._plan_diffs()
         self.blobs = OrderedDict((name, Blob(self, name)) for name in self._shapes)
         if weights is not None:
@@ -247,11 +247,12 @@ class Net(nn.Module):
                     explicit[spec.name].add(field)
                 layer.blobs[i] = owner
 
-    def _param_propagate_down(self) -> list[tuple[int, ...]]:
+    def _param_propagate_down(self) -> None:
         """Caffe's param_propagate_down: a layer computes a learnable blob's diff when its own
         ParamSpec's lr_mult is non-zero (not the effective one of a shared blob), or under
-        force_backward. A blob gets a diff when some layer computes one; returns, per layer,
-        the indices of such blobs that this layer reads detached (it adds nothing to the diff)."""
+        force_backward. A blob gets a diff when some layer computes one. Per layer:
+        ``_param_needs``, whether it computes any, and ``_frozen_uses``, the indices of blobs
+        with a diff that it reads detached (it adds nothing to the diff)."""
         def propagates(layer, i: int) -> bool:
             specs = layer.param.param
             return self.force_backward or (specs[i].lr_mult if i < len(specs) else 1.0) != 0
@@ -260,8 +261,9 @@ class Net(nn.Module):
             p.requires_grad_(id(p) in needed)
         self._param_needs = [any(propagates(l, i) for i in range(len(l.blobs)))
                              for l in self.layers]
-        return [tuple(i for i, b in enumerate(l.blobs) if id(b) in needed and not propagates(l, i))
-                for l in self.layers]
+        self._frozen_uses = [tuple(i for i, b in enumerate(l.blobs)
+                                   if id(b) in needed and not propagates(l, i))
+                             for l in self.layers]
 
     def _plan_diffs(self) -> None:
         """Where Caffe's backward differs from autograd's on the same graph. A bottom that Caffe
@@ -376,11 +378,9 @@ class Net(nn.Module):
                             first[name] = values[name]
                 bottoms = [values[b] if k else values[b].detach()
                            for b, k in zip(layer.bottoms, keep)]
-                tops = (functional_call(layer, {f"blobs.{i}": layer.blobs[i].detach()
-                                                for i in frozen}, tuple(bottoms))
+                tops = (functional_call(layer, {f"blobs.{k}": layer.blobs[k].detach()
+                                                for k in frozen}, tuple(bottoms))
                         if frozen else layer(*bottoms))
-            if self.force_backward and not layer.bottoms and not layer.blobs:   # Input, Data
-                tops = tuple(t.detach().requires_grad_() for t in tops)
             for j, (name, top, weight) in enumerate(zip(layer.tops, tops, layer.loss_weights)):
                 values[name] = top
                 if store and name not in first:
@@ -463,8 +463,8 @@ class Net(nn.Module):
         ("Ignoring source layer NAME") and net layers the file lacks keep their initial
         values; a UserWarning names those that have blobs (with ``require_all``, an
         AllconvError, before anything is copied)."""
-        stored = hdf5_snapshot.read_weights(path) if hdf5_snapshot.is_hdf5(path) \
-            else read_layers(path)
+        hdf5 = hdf5_snapshot.is_hdf5(path)
+        stored = hdf5_snapshot.read_weights(path) if hdf5 else read_layers(path)
         if self.learnable_params and not any(blobs for _, blobs in stored):
             raise no_weights(path)       # a net without learnable layers saves no blobs
         first, owners = {}, self._blob_owners()
@@ -483,7 +483,7 @@ class Net(nn.Module):
             if layer is None:
                 log.info("Ignoring source layer %s", name)
                 continue
-            if hdf5_snapshot.is_hdf5(path) and len(source) <= len(layer.blobs):
+            if hdf5 and len(source) <= len(layer.blobs):
                 source = source + [None] * (len(layer.blobs) - len(source))
             if len(source) != len(layer.blobs):
                 raise AllconvError(f"{path}: layer {layer.name!r} has {len(source)} blob(s) in "

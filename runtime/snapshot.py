@@ -1,5 +1,6 @@
 """Snapshot files: ``<prefix>_iter_<N>`` .caffemodel, .rngstate and .solverstate (or Caffe's
-HDF5 pair, .caffemodel.h5 and .solverstate.h5), each written atomically, and the restore of weights, momentum history and schedule position from them.
+HDF5 pair, .caffemodel.h5 and .solverstate.h5), each written atomically, and the restore of
+weights, momentum history and schedule position from them.
 
 Caffe's two files (weights; ``SolverState`` with the history, ``iter``, ``current_step`` and
 ``learned_net``) plus ``.rngstate``: a dict of random state, in whatever form the caller keeps
