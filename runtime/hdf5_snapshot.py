@@ -17,7 +17,7 @@ import numpy as np
 from runtime.caffemodel import array_to_blob, blob_to_array
 from runtime.data.hdf5 import h5py
 from runtime.errors import AllconvError
-from runtime.files import atomic_write_bytes
+from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
 
 SUFFIX = ".h5"
@@ -39,8 +39,9 @@ def _write(path, fill) -> None:
 
 def _read(path, take):
     module = h5py(WHAT)
+    data = read_bytes(path, "Caffe HDF5 snapshot")
     try:
-        with module.File(os.fspath(path), "r") as f:
+        with module.File(io.BytesIO(data), "r") as f:
             return take(f)
     except (OSError, KeyError, ValueError, TypeError) as err:
         raise AllconvError(f"{path}: cannot read it as a Caffe HDF5 snapshot: {err}") from None
