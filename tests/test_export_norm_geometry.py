@@ -229,3 +229,94 @@ def test_slice_points_on_the_batch_axis_export_with_the_prototxts_static_batch()
         np.testing.assert_array_equal(got[name], runtime[name])
     with pytest.raises(AllconvError, match="--static-batch 4"):
         build_model(net, static_batch=3)
+
+
+def _at_batch(model, net, feeds):
+    """onnxruntime's outputs and the runtime's blobs on ``feeds`` (another batch than the
+    prototxt's)."""
+    names = [o.name for o in model.graph.output]
+    return dict(zip(names, _outputs(model, feeds))), check.run_runtime(net, feeds)
+
+
+def test_a_mean_over_the_batch_axis_divides_by_the_batch_it_is_given(tmp_path):
+    """Reduction MEAN at Caffe's default axis 0: the graph divides by the batch it runs on
+    (the runtime's coeff / count held the prototxt's batch of 2: refused, and wrong at batch 3
+    unchecked)."""
+    net = Net(_input((2, 3, 4)) + _layer("r", "Reduction", ["data"], ["r"],
+                                         "reduction_param { operation: MEAN coeff: 1.5 }"),
+              pb.TEST)
+    to_onnx(net, tmp_path / "m.onnx")
+    x = np.random.default_rng(0).standard_normal((3, 3, 4)).astype(np.float32)
+    got, runtime = _at_batch(onnx.load(tmp_path / "m.onnx"), net, {"data": x})
+    assert got["r"] == pytest.approx(1.5 * x.mean(), rel=1e-6)
+    assert got["r"] == pytest.approx(float(runtime["r"]), rel=1e-6)
+
+
+@pytest.mark.parametrize("type_,param", [("Scale", "scale_param { axis: 1 bias_term: true }"),
+                                         ("Bias", "bias_param { axis: 1 }")])
+@pytest.mark.parametrize("static_batch", [None, 4])
+def test_a_second_bottom_after_the_batch_axis_keeps_its_own_shape(tmp_path, type_, param,
+                                                                   static_batch):
+    """Scale/Bias by an input covering axes 1-2: that input has no batch axis, so it keeps its
+    3×4 in the graph and in the check (it was declared N×4: refused, and with --static-batch 4
+    the check made it 6×4)."""
+    text = ("layer { name: 'in' type: 'Input' top: 'data' top: 'f' input_param "
+            "{ shape { dim: 2 dim: 3 dim: 4 dim: 5 } shape { dim: 3 dim: 4 } } }\n"
+            + _layer("s", type_, ["data", "f"], ["s"], param))
+    net = Net(text, pb.TEST, seed=0)
+    to_onnx(net, tmp_path / "m.onnx", static_batch=static_batch)
+    model = onnx.load(tmp_path / "m.onnx")
+    declared = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+                for i in model.graph.input}
+    assert declared == {"data": [static_batch or "N", 3, 4, 5], "f": [3, 4]}
+    rng = np.random.default_rng(1)
+    feeds = {"data": rng.standard_normal((static_batch or 5, 3, 4, 5)).astype(np.float32),
+             "f": rng.standard_normal((3, 4)).astype(np.float32)}
+    got, runtime = _at_batch(model, net, feeds)
+    np.testing.assert_allclose(got["s"], runtime["s"], rtol=1e-6, atol=1e-6)
+
+
+def test_equal_slices_of_the_batch_export_dynamic_and_are_checked_at_multiples_of_it(tmp_path):
+    """Slice into two equal parts on axis 0 of a batch-4 net: the check runs at 4 and 12 (at 1
+    and 3 no equal split exists, and the export was refused)."""
+    net = Net(_input((4, 3)) + _layer("s", "Slice", ["data"], ["a", "b"],
+                                      "slice_param { axis: 0 }"), pb.TEST)
+    to_onnx(net, tmp_path / "m.onnx")
+    model = onnx.load(tmp_path / "m.onnx")
+    assert check.prototxt_batch(model, net) == 4
+    x = np.arange(18, dtype=np.float32).reshape(6, 3)
+    got, _ = _at_batch(model, net, {"data": x})
+    np.testing.assert_array_equal(got["a"], x[:3])
+    np.testing.assert_array_equal(got["b"], x[3:])
+
+
+def test_fp16_keeps_index_inputs_float32_and_refuses_indices_it_cannot_hold(tmp_path):
+    """float16 holds integers exactly only up to 2048: Embed's index input stays float32 (index
+    4097 read as 4096 gathered the wrong row), ArgMax over 3000 values is refused, and an index
+    input also read as values is refused."""
+    text = ("layer { name: 'in' type: 'Input' top: 'idx' input_param { shape { dim: 2 dim: 3 } } }\n"
+            + _layer("e", "Embed", ["idx"], ["e"], "embed_param { input_dim: 5000 num_output: 2 "
+                     "weight_filler { type: 'gaussian' std: 1 } bias_term: false }"))
+    net = Net(text, pb.TEST, seed=0)
+    to_onnx(net, tmp_path / "m.onnx", fp16=True)
+    model = onnx.load(tmp_path / "m.onnx")
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    idx = np.array([[4097, 4096, 4999]], dtype=np.float32)
+    (got,) = _outputs(model, {"idx": idx})
+    weight = net.layers[1].blobs[0].detach().numpy()
+    np.testing.assert_allclose(got[0], weight[[4097, 4096, 4999]], rtol=1e-3, atol=1e-3)
+    assert not np.allclose(got[0, 0], got[0, 1])
+
+    mixed = Net(text + _layer("p", "Power", ["idx"], ["p"]), pb.TEST, seed=0)
+    with pytest.raises(AllconvError, match=r"--fp16: input 'idx' holds indices and layer 'p' "
+                                           r"reads it as values; export it in float32"):
+        build_model(mixed, fp16=True)
+    wide = Net(_input((2, 3000)) + _layer("am", "ArgMax", ["data"], ["am"],
+                                          "argmax_param { axis: 1 }"), pb.TEST)
+    with pytest.raises(AllconvError, match=r"--fp16: ArgMax 'am' gives indices up to 2999; "
+                                           r"float16 holds integers exactly only up to 2048"):
+        build_model(wide, fp16=True)
+    values = Net(_input((2, 3000)) + _layer("am", "ArgMax", ["data"], ["am"],
+                                            "argmax_param { axis: 1 out_max_val: true }"),
+                 pb.TEST)
+    build_model(values, fp16=True)      # values, not indices: float16 holds them

@@ -70,13 +70,14 @@ class GraphBuilder:
         """An int64 shape tensor (for Reshape)."""
         return self.constant(hint, list(dims), np.int64)
 
-    def reduce(self, op: str, x: str, axes, name: str, keepdims: bool = True) -> str:
+    def reduce(self, op: str, x: str, axes, name: str, keepdims: bool = True,
+               outputs=None) -> str:
         """A Reduce* node over ``axes``: an input from opset 18 (ReduceSum from 13), an
         attribute before."""
         if self.opset >= (13 if op == "ReduceSum" else 18):
-            return self.node(op, [x, self.shape(f"{name}/axes", axes)], name=name,
+            return self.node(op, [x, self.shape(f"{name}/axes", axes)], outputs, name=name,
                              keepdims=int(keepdims))
-        return self.node(op, [x], name=name, axes=list(axes), keepdims=int(keepdims))
+        return self.node(op, [x], outputs, name=name, axes=list(axes), keepdims=int(keepdims))
 
 
 def _unused(hint: str, taken: set[str]) -> str:

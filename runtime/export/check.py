@@ -1,6 +1,7 @@
 """Validation of an exported model before it is written: the ONNX checker, then onnxruntime
 (CPU provider, graph optimisations off and fully on) against the runtime on random inputs at
-batch 1 and 3 (or the static batch).
+the prototxt's batch and three times it (1 and 3 for a deploy net of batch 1), or the static
+batch.
 
 Tolerance on every output, max |onnxruntime − runtime|: 1e-4·max(1, max|runtime|) for a
 float32 model (relative for outputs of large values, absolute below 1); 1e-2·max(1,
@@ -16,7 +17,6 @@ from onnx import helper
 
 from runtime.errors import AllconvError
 
-BATCHES = (1, 3)
 TOL_FP32 = 1e-4
 TOL_FP16 = 1e-2
 LEVELS = {"optimisations off": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -95,20 +95,42 @@ def random_feeds(model: onnx.ModelProto, batch: int, seed: int,
     return feeds
 
 
+def index_bottoms(layer) -> list[int]:
+    """The bottoms ``layer`` reads as indices: all of Embed's (``index_range``),
+    BatchReindex's ``batch_index_bottom``."""
+    if getattr(layer, "index_range", None):
+        return list(range(len(layer.bottoms)))
+    index = getattr(layer, "batch_index_bottom", None)
+    return [] if index is None else [index]
+
+
 def index_ranges(net) -> dict[str, int | None]:
     """The net inputs that a layer reads as indices (``index_range``: Embed; None for the
     batch, ``batch_index_bottom``: BatchReindex), directly or through Splits, with their
     range."""
     ranges = {}
     for layer in reversed(net.layers):
-        if getattr(layer, "index_range", None):
-            ranges.update((bottom, layer.index_range) for bottom in layer.bottoms)
-        elif getattr(layer, "batch_index_bottom", None) is not None:
-            ranges[layer.bottoms[layer.batch_index_bottom]] = None
+        if index_bottoms(layer):
+            ranges.update((layer.bottoms[i], getattr(layer, "index_range", None))
+                          for i in index_bottoms(layer))
         elif layer.param.type == "Split" and any(top in ranges for top in layer.tops):
             known = [ranges[top] for top in layer.tops if top in ranges]
             ranges[layer.bottoms[0]] = None if None in known else min(known)
     return {name: ranges[name] for name in net.inputs if name in ranges}
+
+
+def prototxt_batch(model, net) -> int:
+    """The batch the net's prototxt declares: an input blob's extent on its graph input's
+    dynamic axis (for the preprocessing's ``image``, axis 0 of the net's input); 1 if the
+    graph has no dynamic axis."""
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        axis = next((i for i, d in enumerate(dims) if d.HasField("dim_param")), None)
+        if axis is not None:
+            if value.name in net.blobs:
+                return net.blobs[value.name].shape[axis]
+            return net.blobs[net.inputs[0]].shape[0]
+    return 1
 
 
 def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
@@ -128,7 +150,8 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
     for label, level in LEVELS.items():
         ort_session = session(source or model, level)
         worst[label] = 0.0
-        for seed, batch in enumerate([static_batch] if static_batch else BATCHES):
+        nb = prototxt_batch(model, net)
+        for seed, batch in enumerate([static_batch] if static_batch else [nb, 3 * nb]):
             feeds = random_feeds(model, batch, seed, index_ranges(net))
             try:
                 reference = run_runtime(net, to_net_inputs(feeds))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import TensorProto, helper
 
 from runtime.errors import AllconvError
 from runtime.export import DEFAULT_OPSET, MIN_OPSET, check, preprocessing
@@ -79,8 +79,9 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         raise AllconvError(f"the net has no Input layer that its outputs depend on: {DEPLOY}")
     batch = static_batch or BATCH_DIM
     axes = batch_axes(needed_layers(net, outputs))
-    first = net.blobs[names[0]].shape
-    net_batch = first[axes.get(names[0], 0)] if len(first) else 1
+    batched = [(net.blobs[n].shape, axes.get(n, 0)) for n in names
+               if axes.get(n, 0) is not None and net.blobs[n].shape]
+    net_batch = batched[0][0][batched[0][1]] if batched else 1
     graph = GraphBuilder(opset, np.float16 if fp16 else np.float32,
                          batch_is_the_nets=static_batch == net_batch)
     if whitening is not None:
@@ -89,8 +90,10 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         sources = {names[0]: preprocessing.add_preprocessing(graph, whitening)}
         described = preprocessing.describe_input(whitening)
     else:
-        inputs = [helper.make_tensor_value_info(name, graph.elem_type,
-                                                _dims(net, name, axes, batch, net_batch))
+        exact = _float32_indices(net, needed_layers(net, outputs)) if fp16 else set()
+        inputs = [helper.make_tensor_value_info(
+                      name, TensorProto.FLOAT if name in exact else graph.elem_type,
+                      _dims(net, name, axes, batch, net_batch))
                   for name in names]
         sources = {name: graph.reserve(name) for name in names}
         described = {"name": names[0] if len(names) == 1 else names,
@@ -115,13 +118,13 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
 
 def _dims(net, blob: str, axes: dict[str, int], batch, net_batch: int | None = None) -> list:
     """The blob's shape with ``batch`` on its batch axis (axis 1 of a recurrent layer's
-    T × N × … blobs, else 0); a 0-d blob (a Reduction over every axis) has none. An extent
+    T × N × … blobs, else 0); a 0-d blob (a Reduction over every axis) and a blob of no batch
+    axis (``batch_axes``: None) keep their shape. An extent
     there other than the first input's ``net_batch`` (a Concat over the batch: 2N; an index
     input of its own length) scales with a static batch, and is left unnamed with a dynamic
     one."""
-    dims = list(net.blobs[blob].shape)
-    if dims:
-        axis = axes.get(blob, 0)
+    dims, axis = list(net.blobs[blob].shape), axes.get(blob, 0)
+    if dims and axis is not None:
         if net_batch is None or dims[axis] == net_batch:
             dims[axis] = batch
         elif isinstance(batch, int) and batch * dims[axis] % net_batch == 0:
@@ -129,6 +132,24 @@ def _dims(net, blob: str, axes: dict[str, int], batch, net_batch: int | None = N
         else:
             dims[axis] = None
     return dims
+
+
+def _float32_indices(net, layers) -> set[str]:
+    """The inputs a float16 model keeps float32: those read as indices (Embed's, BatchReindex's
+    bottom 1, directly or through Splits), as float16 holds integers exactly only up to 2048.
+    Refused when a layer also reads one as values."""
+    indices, source = check.index_ranges(net), {}
+    for layer in layers:
+        if layer.param.type == "Split":
+            source.update((top, source.get(layer.bottoms[0], layer.bottoms[0]))
+                          for top in layer.tops)
+            continue
+        for i, bottom in enumerate(layer.bottoms):
+            name = source.get(bottom, bottom)
+            if name in indices and i not in check.index_bottoms(layer):
+                raise AllconvError(f"--fp16: input {name!r} holds indices and layer "
+                                   f"{layer.name!r} reads it as values; export it in float32")
+    return set(indices)
 
 
 def check_image_net(net) -> None:

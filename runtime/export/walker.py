@@ -27,7 +27,13 @@ def needed_layers(net, outputs) -> list:
 
 
 def used_inputs(net, outputs) -> list[str]:
-    """The Input tops that the layers computing ``outputs`` read (the graph's inputs)."""
+    """The Input tops that the layers computing ``outputs`` read (the graph's inputs);
+    ``outputs`` must be blobs and not Input tops (their name is the graph input's)."""
+    given = [o for o in outputs if o in net.inputs and o in net.blobs]
+    if given:
+        raise AllconvError(f"output blob(s) {', '.join(map(repr, given))} are net inputs (an "
+                           "Input top names the graph input, even where a layer rewrites it "
+                           "in place); name a blob computed by a layer")
     read = {b for layer in needed_layers(net, outputs) for b in layer.bottoms}
     return [name for name in net.inputs if name in read]
 
@@ -36,7 +42,8 @@ def batch_axes(layers) -> dict[str, int]:
     """The axis of each blob that holds the batch: what a layer's ``batch_axes`` (bottom
     axes, top axes) says (the recurrent layers' T × N × … blobs: axis 1), else the axis of
     the layer's first bottom; a source's top takes the axis its first reader expects, back
-    through the layers that keep it (Split), else 0."""
+    through the layers that keep it (Split), else 0. None: the blob has no batch axis (a
+    Scale's or Bias's bottom 1 that covers only axes after the batch)."""
     wanted = {}
     for layer in reversed(layers):
         declared = getattr(layer, "batch_axes", None)
@@ -46,6 +53,8 @@ def batch_axes(layers) -> dict[str, int]:
             read = [wanted[top] for top in layer.tops if top in wanted]
             if read:
                 wanted[layer.bottoms[0]] = read[0]
+            if len(layer.bottoms) > 1 and hasattr(layer, "operand_batch_axis"):
+                wanted[layer.bottoms[1]] = layer.operand_batch_axis(read[0] if read else 0)
     axes = {}
     for layer in layers:
         declared = getattr(layer, "batch_axes", None)
@@ -81,8 +90,4 @@ def add_net(graph, net, outputs, sources: dict[str, str],
         else:
             batch_norm_with_scale(graph, first, layer, bottoms, tops, shapes)
         values.update(zip(layer.tops, tops, strict=True))
-    inputs = [o for o in outputs if values[o] != o]
-    if inputs:
-        raise AllconvError(f"output blob(s) {inputs} are net inputs or are rewritten in place "
-                           "by an input; name a blob computed by a layer")
     return values

@@ -37,8 +37,20 @@ def broadcast(operand, start: int, ndim: int):
     return operand.reshape(tuple(operand.shape) + (1,) * (ndim - start - operand.dim()))
 
 
+class BroadcastOperand:
+    """Bias and Scale: a bottom 1 covers bottom 0's axes from ``self.axis`` on, over its
+    ``self.operand_ndim`` axes (both set by ``reshape``)."""
+
+    def operand_batch_axis(self, axis: int | None) -> int | None:
+        """The axis of bottom 1 that holds bottom 0's ``axis`` (its batch, for ONNX export),
+        or None where bottom 1 does not cover that axis."""
+        if axis is None or not self.axis <= axis < self.axis + self.operand_ndim:
+            return None
+        return axis - self.axis
+
+
 @register("Bias")
-class Bias(Layer):
+class Bias(BroadcastOperand, Layer):
     num_bottoms = (1, 2)
 
     def setup(self, bottom_shapes, generator):
@@ -49,6 +61,7 @@ class Bias(Layer):
 
     def reshape(self, bottom_shapes):
         operand = bottom_shapes[1] if len(bottom_shapes) > 1 else tuple(self.blobs[0].shape)
+        self.operand_ndim = len(operand)
         self.axis = broadcast_axis(bottom_shapes[0], operand, self.param.bias_param.axis, "bias")
         return [bottom_shapes[0]]
 

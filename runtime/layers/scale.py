@@ -6,12 +6,12 @@ one bottom, [bias] with two."""
 from __future__ import annotations
 
 from runtime.layers import Layer, register
-from runtime.layers.bias import affine_shape, broadcast, broadcast_axis
+from runtime.layers.bias import BroadcastOperand, affine_shape, broadcast, broadcast_axis
 from runtime.proto import pb
 
 
 @register("Scale")
-class Scale(Layer):
+class Scale(BroadcastOperand, Layer):
     num_bottoms = (1, 2)
 
     def setup(self, bottom_shapes, generator):
@@ -31,6 +31,7 @@ class Scale(Layer):
     def reshape(self, bottom_shapes):
         shape, axis = bottom_shapes[0], self.param.scale_param.axis
         factor = tuple(self.blobs[0].shape) if self.learned else bottom_shapes[1]
+        self.operand_ndim = len(factor)
         self.axis = broadcast_axis(shape, factor, axis, "scale")
         if self.param.scale_param.bias_term:
             self.bias_axis = broadcast_axis(shape, tuple(self.blobs[-1].shape), axis, "bias")

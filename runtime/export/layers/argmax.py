@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from runtime.errors import AllconvError
 from runtime.export.registry import converter
 from runtime.layers import count
 
 INT64_MIN = -2**63
+FP16_EXACT = 2048       # the largest integer float16 holds with all below it
 
 
 @converter("ArgMax")
@@ -17,6 +19,11 @@ def argmax(graph, layer, bottoms, tops, shapes):
     if axis is None:
         x = graph.node("Flatten", [x], name=f"{name}/flatten", axis=1)
     size = count(shapes[0], 1) if axis is None else shapes[0][axis]
+    gives_indices = axis is None or not layer.out_max_val
+    if gives_indices and graph.dtype == np.float16 and size - 1 > FP16_EXACT:
+        raise AllconvError(f"--fp16: ArgMax {layer.name!r} gives indices up to {size - 1}; "
+                           f"float16 holds integers exactly only up to {FP16_EXACT}: export "
+                           "it in float32")
     along = 1 if axis is None else axis
     reversed_ = graph.node("Slice", [x, graph.shape(f"{name}/starts", [-1]),
                                      graph.shape(f"{name}/ends", [INT64_MIN]),
