@@ -523,6 +523,15 @@ class Net(nn.Module):
                 target.blobs[i] = trained
         self._index_params()
 
+    def layers_below(self, blobs) -> list:
+        """The layers that the blobs ``blobs`` depend on, in the net's order."""
+        wanted, below = set(blobs), []
+        for layer in reversed(self.layers):
+            if wanted & set(layer.tops):
+                below.append(layer)
+                wanted.update(layer.bottoms)
+        return below[::-1]
+
     def _blob_owners(self) -> dict:
         """{id(learnable blob): the first layer holding it}."""
         owners = {}
@@ -553,13 +562,18 @@ def _shape_equals(source, target) -> bool:
             and legacy_shape(target, "the net's blob", from_end=True) == tuple(source))
 
 
-def trained_net(prototxt, weights, phase: int = pb.TEST) -> Net:
-    """The net with every learnable layer's blobs from ``weights`` (each layer must find its
-    own there; None for a net without learnable layers), built without the warnings of
-    fillers that the weights replace."""
+def net_for_weights(prototxt, phase: int) -> Net:
+    """A net whose weights are copied in next, built without the warnings of the fillers
+    that the weights replace."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*has no weight_filler")
-        net = Net(prototxt, phase, seed=0)
+        return Net(prototxt, phase, seed=0)
+
+
+def trained_net(prototxt, weights, phase: int = pb.TEST) -> Net:
+    """The net with every learnable layer's blobs from ``weights`` (each layer must find its
+    own there; None for a net without learnable layers)."""
+    net = net_for_weights(prototxt, phase)
     if weights is not None:
         net.copy_from(weights, require_all=True)
     elif net.learnable_params:

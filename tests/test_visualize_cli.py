@@ -94,7 +94,68 @@ def test_filters_refuses_max_pooling(files, tmp_path, capsys):
                                        "--weights", str(d / "net.caffemodel"), "--blob", "pool",
                                        "-o", str(tmp_path / "f.png")])
     err = capsys.readouterr().err
-    assert code == 2 and "max-pooling (pool)" in err and err.count("\n") == 1
+    assert code == 2 and err.count("\n") == 1
+    assert ("the deconvnet reconstruction of 'pool' passes pool (Pooling), which depend(s) on "
+            "the image (max-pooling on its switches); use `unit` with an image") in err
+
+
+@pytest.mark.parametrize("extra,blob,refused", [
+    # a max-pool on a side branch is not below conv2: it was refused
+    ('layer { name: "side" type: "Pooling" bottom: "conv1" top: "side" '
+     'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }', "conv2", None),
+    # LRN's backward depends on the image: a zero image drew another picture, silently
+    ('layer { name: "norm" type: "LRN" bottom: "conv2" top: "norm" }', "norm", "norm (LRN)"),
+    ('layer { name: "p" type: "Power" bottom: "conv2" top: "p" power_param { power: 2 } }',
+     "p", "p (Power)"),
+    ('layer { name: "avg" type: "Pooling" bottom: "conv2" top: "avg" '
+     'pooling_param { pool: AVE kernel_size: 2 } }', "avg", None),
+])
+def test_filters_refuses_only_layers_below_whose_backward_needs_the_image(
+        files, tmp_path, capsys, extra, blob, refused):
+    d, net = files
+    (tmp_path / "p.prototxt").write_text(NET + extra)
+    code = run_cli(main, "visualize", ["filters", "--prototxt", str(tmp_path / "p.prototxt"),
+                                       "--weights", str(d / "net.caffemodel"), "--blob", blob,
+                                       "-o", str(tmp_path / "f.png")])
+    err = capsys.readouterr().err
+    if refused is None:
+        assert code == 0 and (tmp_path / "f.png").exists()
+    else:
+        assert code == 2 and f"passes {refused}, which depend(s) on the image" in err
+        assert not (tmp_path / "f.png").exists()
+
+
+def test_a_net_whose_input_is_not_an_image_is_one_line(tmp_path, capsys):
+    """A 1×10 input: --input of its own shape was refused, and of shape (10,) crashed in
+    matplotlib after the work."""
+    text = ('layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 dim: 10 } } }\n'
+            'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" '
+            'inner_product_param { num_output: 3 weight_filler { type: "gaussian" } } }\n')
+    (tmp_path / "n.prototxt").write_text(text)
+    Net(text, TEST, seed=0).save(tmp_path / "n.caffemodel")
+    np.save(tmp_path / "x.npy", np.ones((10,), np.float32))
+    code = run_cli(main, "visualize", ["unit", "--prototxt", str(tmp_path / "n.prototxt"),
+                                       "--weights", str(tmp_path / "n.caffemodel"), "--blob",
+                                       "ip", "--input", str(tmp_path / "x.npy"),
+                                       "-o", str(tmp_path / "u.png")])
+    assert code == 2 and capsys.readouterr().err == (
+        "visualize unit: error: the net's input blob 'x' has shape (1, 10); visualize draws "
+        "images and needs an N×C×H×W input\n")
+
+
+def test_switches_on_a_deploy_file_without_fillers_warns_of_nothing(tmp_path, capsys):
+    """The switched net takes the trained weights: its fillers' warnings were printed."""
+    text = NET.replace('weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: '
+                       '"gaussian" std: 0.3 }', "")
+    assert "filler" not in text
+    (tmp_path / "n.prototxt").write_text(text)
+    Net(NET, TEST, seed=2).save(tmp_path / "n.caffemodel")
+    np.save(tmp_path / "x.npy", np.ones((1, 3, 8, 8), np.float32))
+    code = run_cli(main, "visualize", ["unit", "--prototxt", str(tmp_path / "n.prototxt"),
+                                       "--weights", str(tmp_path / "n.caffemodel"), "--blob",
+                                       "conv2", "--switches", "--input", str(tmp_path / "x.npy"),
+                                       "-o", str(tmp_path / "u.png")])
+    assert code == 0 and capsys.readouterr().err == ""
 
 
 def test_top_patches_finds_the_top_k_of_the_dataset(files):

@@ -15,10 +15,9 @@ from runtime.cli_support import Parser, add_device_option, number, run_cli
 from runtime.data.datasets import dataset_names
 from runtime.errors import AllconvError
 from runtime.files import atomic_writer, check_writable, suffix_option
-from runtime.proto import pb
-from runtime.reconstruction import (METHODS, activations, check_blob, choose_unit, input_blob,
-                                    parse_unit, receptive_windows, reconstruct, switched_net,
-                                    top_units)
+from runtime.reconstruction import (METHODS, activations, backward_ignores_input, check_blob,
+                                    choose_unit, input_blob, parse_unit, receptive_windows,
+                                    reconstruct, switched_net, top_units)
 from visualize.figures import SCALING, blank, grid_figure, shown, unit_figure
 from visualize.inputs import (check_sample, device_tensor, is_npz, load_images, load_net,
                               load_picture, net_source, rescaled)
@@ -114,12 +113,12 @@ def unit(args) -> None:
 def filters(args) -> None:
     net = _net(args)
     shape = spatial_blob(net, args.blob)
-    last = max(i for i, layer in enumerate(net.layers) if args.blob in layer.tops)
-    pools = [layer.name for layer in net.layers[:last + 1] if layer.type_name == "Pooling"
-             and layer.method == pb.PoolingParameter.MAX]
-    if pools:
-        raise AllconvError(f"max-pooling ({', '.join(pools)}) below {args.blob!r}: the "
-                           "deconvnet reconstruction needs an image's switches; use `unit`")
+    needs_image = [f"{layer.name} ({layer.type_name})"
+                   for layer in net.layers_below([args.blob]) if not backward_ignores_input(layer)]
+    if needs_image:
+        raise AllconvError(f"the deconvnet reconstruction of {args.blob!r} passes "
+                           f"{', '.join(needs_image)}, which depend(s) on the image (max-pooling "
+                           "on its switches); use `unit` with an image")
     chosen = parse_filters(args.filters, shape[1])
     centre = (shape[2] // 2, shape[3] // 2)
     window = receptive_windows(net)[args.blob]
@@ -176,8 +175,14 @@ def top_patches(args) -> None:
 
 
 def _net(args):
-    """The net of --prototxt/--weights or --run on --device (``args.source``, read by main)."""
-    return load_net(args.source, args.device)
+    """The net of --prototxt/--weights or --run on --device (``args.source``, read by main);
+    its input blob must hold images, N×C×H×W."""
+    net = load_net(args.source, args.device)
+    blob = input_blob(net)
+    if len(net.blobs[blob].shape) != 4:
+        raise AllconvError(f"the net's input blob {blob!r} has shape {net.blobs[blob].shape}; "
+                           "visualize draws images and needs an N×C×H×W input")
+    return net
 
 
 def _write_npz(path, arrays: dict) -> None:

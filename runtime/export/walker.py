@@ -18,12 +18,7 @@ def needed_layers(net, outputs) -> list:
     if unknown:
         raise AllconvError(f"unknown output blob(s) {', '.join(map(repr, unknown))} (blobs: "
                            f"{', '.join(net.blobs)})")
-    wanted, kept = set(outputs), []
-    for layer in reversed(net.layers):
-        if wanted & set(layer.tops):
-            kept.append(layer)
-            wanted.update(layer.bottoms)
-    return kept[::-1]
+    return net.layers_below(outputs)
 
 
 def used_inputs(net, outputs) -> list[str]:

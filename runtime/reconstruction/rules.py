@@ -5,8 +5,14 @@ import contextlib
 
 from runtime.errors import AllconvError
 from runtime.layers.relu import RULES, ReLU
+from runtime.proto import pb
 
 METHODS = RULES
+
+# Layer types whose backward is one linear map for every input (ReLU: its deconvnet rule reads
+# only the signal from above).
+_INPUT_FREE = {"Input", "Convolution", "Deconvolution", "InnerProduct", "ReLU", "Dropout",
+               "Split", "Concat", "Slice", "Flatten", "Reshape", "Crop", "Tile", "Im2col"}
 
 
 @contextlib.contextmanager
@@ -24,3 +30,21 @@ def relu_rule(net, method: str):
     finally:
         for layer, rule in zip(relus, before):
             layer.rule = rule
+
+
+def backward_ignores_input(layer) -> bool:
+    """Whether the deconvnet signal passes ``layer`` the same way for every input, so that it
+    needs no image: the linear layers (AVE pooling, Eltwise SUM, a learned Scale or Bias,
+    Power of power 1, BatchNorm on its global statistics) and ReLU."""
+    kind = layer.param.type
+    if kind == "Pooling":
+        return layer.method == pb.PoolingParameter.AVE
+    if kind == "Eltwise":
+        return layer.param.eltwise_param.operation == pb.EltwiseParameter.SUM
+    if kind in ("Scale", "Bias"):
+        return len(layer.bottoms) == 1
+    if kind == "Power":
+        return layer.param.power_param.power == 1
+    if kind == "BatchNorm":
+        return layer.use_global_stats
+    return kind in _INPUT_FREE

@@ -74,11 +74,11 @@ def switches_param(net) -> tuple[object, list[str]]:
 
 def switched_net(net):
     """``(net with switches, notes)``: the same phase and weights, on the same device."""
-    from runtime.net import Net
+    from runtime.net import net_for_weights
     param, notes = switches_param(net)
     if not notes:
         raise AllconvError(f"net {net.name!r} has no stride-2 convolution to replace")
-    switched = Net(param, net.phase, seed=0)
+    switched = net_for_weights(param, net.phase)
     with torch.no_grad():
         for layer in switched.layers:
             for mine, trained in zip(layer.blobs, net.params.get(layer.name, [])):
