@@ -156,12 +156,12 @@ def _image_tree(tmp_path, sizes=None):
     return tmp_path / "list.txt"
 
 
-def _image_net(tmp_path, phase=TEST, params="", transform="", sizes=None):
+def _image_net(tmp_path, phase=TEST, params="", transform="", sizes=None, batch_size=3):
     listing = _image_tree(tmp_path, sizes)
     return Net(f"""layer {{ name: "img" type: "ImageData" top: "data" top: "label"
         {transform}
         image_data_param {{ source: "{listing}" root_folder: "{tmp_path / 'root'}/"
-                            batch_size: 3 {params} }} }}""", phase, seed=11)
+                            batch_size: {batch_size} {params} }} }}""", phase, seed=11)
 
 
 def test_image_data_reads_bgr_images_and_labels_in_order_wrapping(tmp_path):
@@ -191,10 +191,48 @@ def test_image_data_of_several_sizes_needs_one_size(tmp_path):
     assert cropped.forward()["data"].shape == (3, 3, 3, 3)   # Caffe crops each image alone
     (tmp_path / "again").mkdir()
     plain = _image_net(tmp_path / "again", sizes=[(6, 8), (5, 5), (9, 4), (6, 8), (4, 4)])
-    with pytest.raises(AllconvError, match=r"layer 'img' \(ImageData\): images of different "
-                                           r"sizes in one batch \(\(3, 5, 5\), \(3, 6, 8\), "
-                                           r"\(3, 9, 4\)\): resize them"):
+    with pytest.raises(AllconvError, match=r"layer 'img' \(ImageData\): .*/root/a b/img1\.png: "
+                                           r"a 5x5 image; this layer's images are 6x8 \(its "
+                                           r"first image's\): set new_height/new_width or "
+                                           r"crop_size"):
         plain.forward()
+    (tmp_path / "one").mkdir()
+    one = _image_net(tmp_path / "one", batch_size=1, sizes=[(6, 8), (5, 5)] * 3)
+    one.forward()           # batch 1 of another size: Caffe reshapes, the runtime names it
+    with pytest.raises(AllconvError, match=r"img1\.png: a 5x5 image; this layer's images "
+                                           r"are 6x8"):
+        one.forward()
+
+
+def _colour_jpeg(path):
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)).save(path, quality=90)
+
+
+def test_a_colour_jpeg_read_grey_is_libjpegs_luma(tmp_path):
+    """OpenCV's grey imread has libjpeg decode the Y plane; converting the decoded RGB to
+    grey was up to 24 levels off."""
+    from runtime.data.image_list import read_image
+    _colour_jpeg(tmp_path / "c.jpg")
+    with Image.open(tmp_path / "c.jpg") as image:
+        image.draft("YCbCr", image.size)
+        luma = np.asarray(image)[:, :, 0]
+        converted = np.asarray(image.convert("RGB").convert("L"))
+    grey = read_image(str(tmp_path / "c.jpg"), False, None)
+    assert grey.shape == (1, 16, 24)
+    np.testing.assert_array_equal(grey[0].numpy(), luma)
+    assert np.abs(luma.astype(int) - converted).max() > 1
+
+
+def test_a_16_bit_grey_png_keeps_its_high_byte(tmp_path):
+    """As OpenCV's imread; Pillow's conversion clipped every value to 255."""
+    from runtime.data.image_list import read_image
+    values = (np.arange(12) * 5400 + 77).astype(np.uint16).reshape(3, 4)
+    Image.fromarray(values).save(tmp_path / "g.png")
+    grey = read_image(str(tmp_path / "g.png"), False, None)
+    np.testing.assert_array_equal(grey[0].numpy(), values >> 8)
+    colour = read_image(str(tmp_path / "g.png"), True, None)
+    np.testing.assert_array_equal(colour.numpy(), np.stack([values >> 8] * 3))
 
 
 def test_image_data_shuffles_each_pass_and_skips_at_random(tmp_path):

@@ -4,8 +4,9 @@
 A line's label is the integer after its last space (C's ``atoi``), its path what comes before,
 read under ``root_folder`` (prefixed as a string, as Caffe does). Images are BGR (``is_color``)
 or one grey channel, uint8, resized to ``new_height`` x ``new_width`` by bilinear
-interpolation when both are set (OpenCV's INTER_LINEAR; Pillow's grey conversion and
-PyTorch's uint8 kernel may differ from OpenCV's fixed point by 1). Pixels are taken as stored:
+interpolation when both are set (OpenCV's INTER_LINEAR; Pillow's grey conversion of a
+colour PNG and PyTorch's uint8 kernel may differ from OpenCV's fixed point by 1; a JPEG read
+grey is libjpeg's luma, as OpenCV's; 16-bit grey keeps its high byte, as OpenCV does). Pixels are taken as stored:
 a JPEG's EXIF orientation is not applied (OpenCV 2.4's imread; 3.1 and later rotate).
 
 Lines are read in order, wrapping around; with ``shuffle`` in a fresh order at the start and
@@ -57,6 +58,10 @@ def read_image(path: str, is_color: bool, size: tuple[int, int] | None) -> torch
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as image:
+            if not is_color and image.format == "JPEG":
+                image.draft("L", image.size)    # libjpeg's own luma, as OpenCV's grey imread
+            if image.mode.startswith("I"):      # 16-bit grey: OpenCV keeps the high byte
+                image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
             pixels = np.asarray(image.convert("RGB" if is_color else "L"))
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise AllconvError(f"{path}: could not load the image: "
@@ -69,14 +74,15 @@ def read_image(path: str, is_color: bool, size: tuple[int, int] | None) -> torch
 class ImageList:
     """ImageData's images and labels: ``feed(batch_size) -> (images, labels)``; images a
     uint8 tensor (N, C, H, W), or a list of (C, H, W) when their sizes differ (a crop makes
-    them one size); ``sample_shape`` is the first image's; resumable (order, position and
-    generator)."""
+    them one size; ``same_size`` refuses an image of another size than the first, naming
+    it); ``sample_shape`` is the first image's; resumable (order, position and generator)."""
 
     def __init__(self, source: str, root_folder: str = "", new_size=None, is_color=True,
                  shuffle=False, rand_skip: int = 0, generator: torch.Generator | None = None,
-                 threads: int = 4):
+                 threads: int = 4, same_size: bool = False):
         self.lines = read_list(source)
         self.root, self.size, self.is_color = root_folder, new_size, is_color
+        self.same_size = same_size
         self.passes = Passes(len(self.lines), generator or torch.Generator(), shuffle)
         if rand_skip:
             skip = int(torch.randint(0, 2**32, (), generator=self.passes.generator)) % rand_skip
@@ -96,7 +102,15 @@ class ImageList:
         index = self.passes.take(batch_size).tolist()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads)
-        images = list(self._pool.map(self._read, [self.lines[i][0] for i in index]))
+        names = [self.lines[i][0] for i in index]
+        images = list(self._pool.map(self._read, names))
+        if self.same_size:
+            for name, image in zip(names, images):
+                if tuple(image.shape) != self.sample_shape:
+                    raise AllconvError(
+                        f"{self.root + name}: a {'x'.join(map(str, image.shape[1:]))} image; "
+                        f"this layer's images are {'x'.join(map(str, self.sample_shape[1:]))}"
+                        " (its first image's): set new_height/new_width or crop_size")
         labels = torch.tensor([float(self.lines[i][1]) for i in index])
         if len({tuple(im.shape) for im in images}) == 1:
             return torch.stack(images), labels

@@ -126,12 +126,8 @@ class TransformedFeed:
         data, *rest = self.feed(batch_size)
         if not isinstance(data, (list, tuple)):
             return (self.transformer(torch.as_tensor(data)), *rest)
-        # images of several sizes (ImageData): one by one, as Caffe transforms them
-        shapes = {self.transformer.output_shape(tuple(image.shape)) for image in data}
-        if len(shapes) > 1:
-            raise AllconvError(f"images of different sizes in one batch "
-                               f"({', '.join(map(str, sorted(shapes)))}): resize them to one "
-                               "size or crop them")
+        # images of several sizes (ImageData) that a crop makes one: one by one, as Caffe
+        # transforms them
         return (torch.cat([self.transformer(image[None]) for image in data]), *rest)
 
     def state_dict(self) -> dict:
