@@ -54,7 +54,7 @@ TARGETS = {"solo": 150.0, "pack_over_solo": 1.5}   # issue 20, on an H200 at bf1
 
 
 def all_cnn_c() -> nn.Sequential:
-    """All-CNN-C by hand (Tables 1-2), as a port would write it: PyTorch's default init."""
+    """All-CNN-C by hand (Table 2), as a port would write it: PyTorch's default init."""
     def conv(cin, cout, k, stride=1, pad=None):
         return [nn.Conv2d(cin, cout, k, stride, k // 2 if pad is None else pad), nn.ReLU()]
     return nn.Sequential(

@@ -18,8 +18,8 @@ def build_parser() -> Parser:
     p = Parser(prog="gen-prototxt",
                description="Generate the All Convolutional Net paper's networks as Caffe prototxt.",
                epilog="examples:\n  gen-prototxt --variant convpool-c\n"
-                      "  gen-prototxt --variant All-CNN-C --classes 100 -o all_c.prototxt "
-                      "--solver all_c_solver.prototxt\n  gen-prototxt --list",
+                      "  gen-prototxt --variant All-CNN-C --classes 100 -o all_c100.prototxt "
+                      "--solver all_c100_solver.prototxt\n  gen-prototxt --list",
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", "-v", help="network name, e.g. all-c, All-CNN-C, model-a, "
                                            "large-all-cnn, imagenet (case-insensitive)")

@@ -5,7 +5,7 @@ accepts, its data defaults (batch sizes, Data-layer sources, Caffe's crop/mirror
 and the paper's solver schedule. Everything else (``gen-prototxt``, ``--list``, the harness)
 reads it from here.
 
-The 12 CIFAR variants (Tables 1-2) are rows of ``BASE_STAGES`` x ``DOWNSAMPLING`` rendered by one
+The 12 CIFAR variants (Table 1's base models, Table 2's derived ones) are rows of ``BASE_STAGES`` x ``DOWNSAMPLING`` rendered by one
 family template; Large All-CNN (Table 5) and the ImageNet model (Table 6) have a template each.
 """
 from __future__ import annotations
@@ -144,7 +144,8 @@ def _cifar_variant(family: str, base: str) -> Variant:
     notes = (("Strided-CNN: the 50 % dropout follows the strided conv's ReLU, where the pool "
               "was.",) if family == "strided" else ())
     return Variant(name=f"{family}-{base}", title=FAMILY_TITLES[family].format(B=base.upper()),
-                   table="Tables 1-2", template="cifar_family.prototxt.j2",
+                   table="Table 1" if family == "model" else "Table 2",
+                   template="cifar_family.prototxt.j2",
                    layers=dict(stage_widths=STAGE_WIDTHS, base_kernels=BASE_STAGES[base],
                                downsampling=DOWNSAMPLING[family]),
                    notes=notes, family=family, base=base)

@@ -150,8 +150,9 @@ def build_parser() -> Parser:
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="NHWC weights and batches; default: on with CUDA, off on the CPU")
     g = p.add_argument_group("output")
-    g.add_argument("--out", metavar="DIR", type=Path, default=Path("results"),
-                   help="results folder (default: results/)")
+    g.add_argument("--out", metavar="DIR", type=Path, default=Path("runs"),
+                   help="results folder (default: runs/; the committed GPU runs are in "
+                        "results/)")
     g.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars")
     return p
@@ -228,6 +229,25 @@ def check_lengths(jobs: list[tuple], data_dir: str | None, world: int) -> None:
             sizes[spec.key] = train_size(spec, data_dir)
         if sizes[spec.key] is not None:
             check_length(spec, opts, sizes[spec.key], world)
+
+
+def check_finished_runs_kept(jobs) -> None:
+    """A run started afresh must not empty a folder that holds a finished run."""
+    done = [str(d) for _, opts, d in jobs if not opts.resume and RunFolder(d).result() is not None]
+    if done:
+        more = f" and {len(done) - 1} more" if len(done) > 1 else ""
+        raise AllconvError(f"{done[0]}{more} hold(s) a finished run: --resume keeps it, --out "
+                           "DIR writes elsewhere; remove the folder to train it again")
+
+
+def said_once(check, *args):
+    """``check(*args)``; every process finds the same error, so only process 0 says it."""
+    try:
+        return check(*args)
+    except AllconvError:
+        if not_process_zero():
+            raise SystemExit(2) from None
+        raise
 
 
 def fresh_starts(jobs, args) -> list[str]:
@@ -422,12 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        _check_args(args, parser)
-    except AllconvError:
-        if not_process_zero():
-            raise SystemExit(2) from None   # every process finds the same: process 0 says it
-        raise
+    said_once(_check_args, args, parser)
     shard, shards = parse_shard(args.shard)
     tables = load_tables(args.specs)
     if args.list:
@@ -449,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         mine = list(range(len(jobs)))[shard::shards]
         my_jobs, pack = [jobs[i] for i in mine], default_pack(args)
         check_lengths(my_jobs, args.data, ranks.world)
+        said_once(check_finished_runs_kept, my_jobs)
         make_out(args.out)
         if ranks.is_main:
             for note in fresh_starts(my_jobs, args) + resumed_apart(my_jobs, pack):

@@ -3,8 +3,14 @@ and caffemodel files through allconv-caffe end in success or in one clean error 
 a traceback, from every seed net and solver (the full run, 10,000 cases of each kind, is
 `python tools/fuzz.py`)."""
 import importlib.util
+import json
+import os
 import random
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -57,3 +63,27 @@ def test_mutators_are_seeded_and_change_the_input():
     assert a == fuzz.mutate_text(net, random.Random(5)) and a != net
     data = net.encode()
     assert fuzz.mutate_bytes(data, random.Random(1)) != data
+
+
+def test_ctrl_c_stops_the_fuzzer_with_the_counts_so_far(tmp_path):
+    """Ctrl-C (SIGINT to the process group): each case's command said "interrupted" and the
+    fuzzer went on to the next case; now it prints the counts so far and exits 130."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, str(root / "tools" / "fuzz.py"), "--cases", "100000", "--kinds",
+         "prototxt", "--nets", next(iter(fuzz.NETS)), "--out", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("running-*")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-2000:]
+    assert 0 < json.loads(out)["prototxt"]["cases"] < 100000
+    assert err.endswith("fuzz: interrupted; the counts so far are above\n")

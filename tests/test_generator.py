@@ -198,7 +198,7 @@ def test_cli_deploy_batch(capsys):
 def test_cli_list(capsys):
     code, out, _ = _run(["--list"], capsys)
     assert code == 0
-    assert re.search(r"all-c\s+All-CNN-C\s+Tables 1-2\s+32x32\s+1,369,738", out)
+    assert re.search(r"all-c\s+All-CNN-C\s+Table 2\s+32x32\s+1,369,738", out)
     assert re.search(r"large-all-cnn\s+Large All-CNN\s+Table 5\s+126x126\s+77,455,690", out)
     assert len(out.strip().splitlines()) == 1 + len(VARIANTS)
 

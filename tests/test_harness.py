@@ -911,6 +911,29 @@ def test_a_refused_length_reads_no_data_and_makes_no_folder(tmp_path, tiny_data,
     assert not out.exists()
 
 
+def test_a_fresh_start_refuses_a_finished_runs_folder(tmp_path, tiny_data, capsys):
+    """The README's `replicate all-cnn-c` once started afresh in the committed
+    results/table3/all-cnn-c/lr-0.01 and emptied it; --out is now runs/ unless given, and a
+    finished run is kept: refused in one line without --resume, kept with it."""
+    assert cli.build_parser().parse_args(["all-cnn-c"]).out == Path("runs")
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    out = tmp_path / "out"
+    train = ["model-a", "--specs", str(tmp_path / "specs"), "--out", str(out), "--data",
+             str(tiny_data), "--no-verify", "--device", "cpu", "--no-progress", "--epochs",
+             "0.5", "--eval-limit", "8"]
+    assert cli.main(train + ["--lr", "0.01"]) == 0
+    folder = out / "tiny" / "model-a" / "lr-0.01-smoke"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    capsys.readouterr()
+    assert cli.run_cli(cli.main, "replicate", train + ["--lr", "0.01,0.02"]) == 2
+    assert capsys.readouterr().err == (f"replicate: error: {folder} hold(s) a finished run: "
+                                       "--resume keeps it, --out DIR writes elsewhere; remove "
+                                       "the folder to train it again\n")
+    assert not (out / "tiny" / "model-a" / "lr-0.02-smoke").exists()
+    assert cli.main(train + ["--lr", "0.01", "--resume"]) == 0
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
 def test_report_shows_only_runs_of_its_settings_and_names_the_others(tmp_path, tiny_data,
                                                                       capsys):
     """A shard of SMOKE runs prints the --report command of its settings, which makes the

@@ -443,6 +443,8 @@ def run_case(argv: list[str], seconds: float) -> tuple[str, str]:
         return "traceback", traceback.format_exc()
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+    if status == 130:           # the command was interrupted: by the user, who stops the fuzzer
+        raise KeyboardInterrupt
     lines = err.getvalue().strip().splitlines()
     if status == 0:
         return "ok", ""
@@ -582,24 +584,29 @@ def fuzz(kinds, cases: int, seed: int, memory_mib: int = 64, case_seconds: float
          solvers=tuple(SOLVERS)) -> dict:
     """Run ``cases`` cases of each kind, each from a seed of ``nets`` (prototxt, caffemodel)
     or ``solvers``; ``{kind: {outcome: count}}``. Cases that end in a traceback, an
-    unexpected exit or over time are written to ``keep`` with their details."""
+    unexpected exit or over time are written to ``keep`` with their details. Ctrl-C stops
+    it: the KeyboardInterrupt carries the counts so far (``.counts``)."""
     counts = {}
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
     with fuzzing(memory_mib) as workdir:
         fuzzer = Fuzzer(workdir, seed, case_seconds, nets, solvers, keep)
-        for kind in kinds:
-            tally = counts[kind] = {"cases": 0, "ok": 0, "clean": 0, "traceback": 0,
-                                    "other": 0, "slow": 0}
-            for i in range(cases):
-                outcome, detail, data = fuzzer.case(kind, i)
-                tally["cases"] += 1
-                tally[outcome] += 1
-                if keep is not None and outcome in ("traceback", "other", "slow"):
-                    (keep / f"{kind}-{i}.{kind}").write_bytes(data)
-                    (keep / f"{kind}-{i}.txt").write_text(detail)
-                if progress:
-                    progress(kind, i, tally)
+        try:
+            for kind in kinds:
+                tally = counts[kind] = {"cases": 0, "ok": 0, "clean": 0, "traceback": 0,
+                                        "other": 0, "slow": 0}
+                for i in range(cases):
+                    outcome, detail, data = fuzzer.case(kind, i)
+                    tally["cases"] += 1
+                    tally[outcome] += 1
+                    if keep is not None and outcome in ("traceback", "other", "slow"):
+                        (keep / f"{kind}-{i}.{kind}").write_bytes(data)
+                        (keep / f"{kind}-{i}.txt").write_text(detail)
+                    if progress:
+                        progress(kind, i, tally)
+        except KeyboardInterrupt as stop:
+            stop.counts = counts
+            raise
     return counts
 
 
@@ -635,8 +642,13 @@ def main() -> int:
             print(f"{kind}: {i + 1} cases, {tally['traceback']} tracebacks, {tally['slow']} slow "
                   f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
     out = args.out.resolve() if args.out else None
-    counts = fuzz(chosen["kinds"], args.cases, args.seed, args.memory_mib, args.case_seconds,
-                  out, progress, chosen["nets"], chosen["solvers"])
+    try:
+        counts = fuzz(chosen["kinds"], args.cases, args.seed, args.memory_mib,
+                      args.case_seconds, out, progress, chosen["nets"], chosen["solvers"])
+    except KeyboardInterrupt as stop:
+        print(json.dumps(getattr(stop, "counts", {}), indent=1))
+        print("fuzz: interrupted; the counts so far are above", file=sys.stderr)
+        return 130
     print(json.dumps(counts, indent=1))
     return 1 if any(c["traceback"] or c["other"] for c in counts.values()) else 0
 

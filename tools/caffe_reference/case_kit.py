@@ -81,5 +81,5 @@ def net_case(name, group, inputs, layers, backward="top_diff", top_diffs=None,
         "prototxt": net_text(name, inputs, layers, force_backward),
         "inputs": inputs, "weight_mode": weight_mode, "backward": backward,
         "top_diffs": top_diffs, "sample_size": ff.SAMPLE_SIZE, "note": note,
-        "params_after_forward": params_after_forward,
+        **({"params_after_forward": True} if params_after_forward else {}),
     }
