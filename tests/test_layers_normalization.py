@@ -157,7 +157,7 @@ def test_batchnorm_statistics_train_not_learn_and_resume_exactly(tmp_path):
     full = _solver(tmp_path, Feed(batches))
     full.step(5)
     bn = full.net.layers[full.net.layer_names.index("bn")]
-    assert float(bn.blobs[2]) == pytest.approx(sum(0.9 ** k for k in range(5)))
+    assert bn.blobs[2].item() == pytest.approx(sum(0.9 ** k for k in range(5)))
     assert all(p.grad is None for p in bn.blobs)       # the solver never changes them
 
     first = _solver(tmp_path, Feed(batches))
