@@ -486,3 +486,26 @@ def test_a_snapshot_resumes_image_data_crops_and_dummy_draws_exactly(tmp_path):
     resumed.step(3)
     for a, b in zip(full.net.learnable_params, resumed.net.learnable_params):
         assert torch.equal(a, b)
+
+
+# ------------------------------------------------ Transformer, from mutation testing
+
+def test_a_train_crop_draws_rows_when_only_the_height_exceeds_it():
+    """8x4 images, crop 4: the column offset is 0, the row offset uniform in 0..4 (it was
+    centred when only the height exceeded the crop)."""
+    images = torch.arange(8.)[None, None, :, None].expand(64, 1, 8, 4)   # value = row index
+    t = Transformer(_transform(crop_size=4), train=True, generator=torch.Generator().manual_seed(0))
+    assert set(t(images)[:, 0, 0, 0].tolist()) == {0., 1., 2., 3., 4.}
+
+
+@pytest.mark.parametrize("fields,train,random", [
+    ({"crop_size": 4}, False, False), ({"crop_size": 4}, True, True),
+    ({"mirror": True}, False, True), ({}, True, False)])
+def test_only_a_train_crop_or_a_mirror_draws(fields, train, random):
+    assert Transformer(_transform(**fields), train=train).random is random
+
+
+def test_scale_zero_zeroes_the_data():
+    """As Caffe's DataTransformer multiplies by scale (0 left the data unscaled)."""
+    out = Transformer(_transform(scale=0.0), train=False)(torch.full((1, 1, 2, 2), 7.))
+    assert not out.any()

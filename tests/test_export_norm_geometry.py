@@ -320,3 +320,16 @@ def test_fp16_keeps_index_inputs_float32_and_refuses_indices_it_cannot_hold(tmp_
                                             "argmax_param { axis: 1 out_max_val: true }"),
                  pb.TEST)
     build_model(values, fp16=True)      # values, not indices: float16 holds them
+
+
+def test_to_onnx_fuses_batchnorm_with_its_scale_by_default(tmp_path):
+    """export-onnx relies on to_onnx's default (build_model's alone was tested)."""
+    net = _with_statistics(Net(NETS["resnet_block"][0], pb.TEST, seed=3))
+    to_onnx(net, tmp_path / "m.onnx")
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node]
+    assert ops.count("BatchNormalization") == 2 and "Mul" not in ops
+
+
+def test_an_empty_output_differs_by_nothing():
+    assert check.largest_difference(np.zeros((0, 3), np.float32),
+                                    np.zeros((0, 3), np.float32)) == 0.0

@@ -223,3 +223,78 @@ def test_top_units_are_the_true_top_k():
             assert acts[i, f, y, x] == best[i]
     tied = top_units(net, "conv2", data, [0], k=23, batch_size=5, progress=False).images[0].tolist()
     assert tied.index(4) == tied.index(17) - 1
+
+
+# Concat of two strides, a 4-d blob after an InnerProduct, a non-square kernel
+BRANCHES = """
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 8 dim: 8 } } }
+layer { name: "a" type: "Convolution" bottom: "data" top: "a" convolution_param { num_output: 1 kernel_size: 1 stride: 2 weight_filler { type: "gaussian" } } }
+layer { name: "b" type: "Convolution" bottom: "data" top: "b" convolution_param { num_output: 1 kernel_size: 5 weight_filler { type: "gaussian" } } }
+layer { name: "cat" type: "Concat" bottom: "a" bottom: "b" top: "cat" }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 16 weight_filler { type: "gaussian" } } }
+layer { name: "grid" type: "Reshape" bottom: "ip" top: "grid" reshape_param { shape { dim: 1 dim: 1 dim: 4 dim: 4 } } }
+layer { name: "g" type: "Convolution" bottom: "grid" top: "g" convolution_param { num_output: 1 kernel_size: 1 weight_filler { type: "gaussian" } } }
+layer { name: "mix" type: "Eltwise" bottom: "grid" bottom: "a" top: "mix" }
+layer { name: "tall" type: "Convolution" bottom: "data" top: "tall" convolution_param { num_output: 1 kernel_h: 3 kernel_w: 1 pad_h: 1 weight_filler { type: "gaussian" } } }
+layer { name: "rt" type: "ReLU" bottom: "tall" top: "rt" }
+"""
+
+
+def test_receptive_windows_of_branches_strides_and_non_square_kernels():
+    windows = receptive_windows(Net(BRANCHES, TEST, seed=0))
+    assert windows["cat"] is None            # jump 2 and jump 1 side by side: no one window
+    assert windows["g"] is None and windows["mix"] is None   # after an InnerProduct: whole input
+    assert windows["rt"] == (Window(-1, 3, 1), Window(0, 1, 1))
+
+
+STRIDE_HW = """
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 6 dim: 6 } } }
+layer { name: "conv2" type: "Convolution" bottom: "data" top: "conv2"
+  convolution_param { num_output: 4 kernel_h: 3 kernel_w: 1 pad_h: 1 pad_w: 0 stride_h: 2 stride_w: 2
+    weight_filler { type: "gaussian" std: 0.5 } } }
+"""
+
+
+def test_switches_replace_a_conv_strided_with_stride_h_and_stride_w():
+    net = Net(STRIDE_HW, TEST, seed=1)
+    switched, notes = switched_net(net)
+    assert notes == ["conv2: stride 1 + max-pool 3x3 s2 pad 0 (6->3)"]    # rows: 6 at stride 1
+    assert switched.blobs["conv2"].shape == net.blobs["conv2"].shape
+
+
+MEMORY = """
+layer { name: "d" type: "MemoryData" top: "data" top: "label"
+  memory_data_param { batch_size: 2 channels: 2 height: 6 width: 6 } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 3 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "ip" type: "InnerProduct" bottom: "conv1" top: "ip" inner_product_param { num_output: 3 weight_filler { type: "gaussian" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+"""
+
+
+def test_a_data_layer_net_takes_the_images_as_its_data_top():
+    net = Net(MEMORY, TEST, seed=3)
+    images = torch.randn(2, 2, 6, 6, generator=torch.Generator().manual_seed(5))
+    w, b = (p.data for p in net.params["conv1"])
+    f = F.conv2d(images, w, b, padding=1)
+    torch.testing.assert_close(activations(net, "conv1", images), F.relu(f))
+    seed = torch.zeros_like(f)
+    seed[0, 1, 2, 2] = seed[1, 2, 3, 3] = 1
+    expected = conv2d_input(images.shape, w, seed * (f > 0), padding=1)
+    got = reconstruct(net, "conv1", images, "backprop", [(1, 2, 2), (2, 3, 3)])
+    torch.testing.assert_close(got, expected)
+
+
+def test_a_blob_of_weights_alone_is_refused_not_drawn_as_zeros():
+    """A Parameter's blob needs grad but not the image: the reconstruction was silently 0."""
+    net = Net("""
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 4 dim: 4 } } }
+layer { name: "p" type: "Parameter" top: "p" parameter_param { shape { dim: 1 dim: 1 dim: 4 dim: 4 } } }
+layer { name: "relu" type: "ReLU" bottom: "p" top: "r" }
+layer { name: "sum" type: "Eltwise" bottom: "data" bottom: "r" top: "s" }""", TEST, seed=0)
+    with torch.no_grad():
+        net.params["p"][0].data.fill_(1)
+    with pytest.raises(AllconvError, match="blob 'r' does not depend on the input blob 'data'"):
+        reconstruct(net, "r", torch.ones(1, 1, 4, 4), "guided", [(0, 1, 1)])
+    assert reconstruct(net, "s", torch.ones(1, 1, 4, 4), "guided", [(0, 1, 1)]).sum() == 1

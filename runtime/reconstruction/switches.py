@@ -9,7 +9,8 @@ The pool tried first is the 3×3 stride-2 pooling of the paper's ConvPool models
 keeps the shape of the padded CIFAR nets (32 → 16 with Caffe's rounding up). It is one short
 wherever the strided conv is unpadded, as in the ImageNet net (conv3: 55 → 27 strided, but
 stride 1 gives 53 and a 3×3 pool 53 → 26); there pad 1 gives 27, and centres each window on the
-position the strided conv sampled. A 2×2 pool is the last candidate.
+position the strided conv sampled. One of the two always fits: pad 0 where the stride-1 map's
+size is even, pad 1 where it is odd.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from runtime.errors import AllconvError
 from runtime.geometry import conv_output_size, pool_output_size
 from runtime.proto import pb
 
-POOL_CANDIDATES = ((3, 0), (3, 1), (2, 0))   # (kernel, pad), tried in order, stride 2
+POOL_CANDIDATES = ((3, 0), (3, 1))   # (kernel, pad), tried in order, stride 2
 
 
 def _pool_for(layer, bottom_shape, top_shape) -> tuple[tuple[int, int], tuple[int, int]]:

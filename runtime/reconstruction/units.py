@@ -84,17 +84,17 @@ def reconstruct(net, blob: str, images: torch.Tensor, method: str,
     check_blob(net, blob)
     if len(units) != len(images):
         raise AllconvError(f"{len(units)} unit(s) for {len(images)} image(s)")
-    force_backward, net.force_backward = net.force_backward, False  # keep x in the graph
-    try:
-        with relu_rule(net, method), torch.enable_grad():
-            x = images.detach().clone().requires_grad_(True)
-            top = net.blob_values(**_feeds(net, x))[blob]
-    finally:
-        net.force_backward = force_backward
+    with relu_rule(net, method), torch.enable_grad():
+        x = images.detach().clone().requires_grad_(True)
+        top = net.blob_values(**_feeds(net, x))[blob]
+    unrelated = AllconvError(f"blob {blob!r} does not depend on the input blob "
+                             f"{input_blob(net)!r}")
     if not top.requires_grad:
-        raise AllconvError(f"blob {blob!r} does not depend on the input blob {input_blob(net)!r}")
+        raise unrelated
     seed = torch.zeros_like(top)
     for i, unit in enumerate(units):
         seed[(i,) + tuple(unit)] = 1
     (signal,) = torch.autograd.grad(top, x, seed, allow_unused=True)  # rules fixed at forward
-    return signal if signal is not None else torch.zeros_like(x)
+    if signal is None:          # the blob depends on weights only (a Parameter's, say)
+        raise unrelated
+    return signal
