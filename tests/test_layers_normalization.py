@@ -184,7 +184,7 @@ def test_batchnorm_update_under_torch_compile_equals_eager():
     for eager, fast in zip(nets[0].learnable_params, nets[1].learnable_params):
         torch.testing.assert_close(fast.detach(), eager.detach(), rtol=1e-6, atol=1e-7)
     bn = nets[1].layers[nets[1].layer_names.index("bn")]
-    assert float(bn.blobs[2]) == pytest.approx(1 + 0.9 + 0.81)
+    assert bn.blobs[2].item() == pytest.approx(1 + 0.9 + 0.81)
 
 
 def test_batchnorm_blobs_get_no_gradient_under_force_backward():
