@@ -130,6 +130,22 @@ def test_recurrent_blobs_have_the_batch_on_axis_1():
                     "hT": [1, "N", 3]}
 
 
+def test_an_lstm_with_a_static_input_and_exposed_states_keeps_n_on_axis_1_of_its_tops(
+        tmp_path):
+    """x_static holds N on axis 0; the tops (h, h_T, c_T) all hold it on axis 1 (a bottom's
+    axes given to the tops made c_T's axis 0, the static input's)."""
+    net = Net(inputs(x=(4, 2, 3), cont=(4, 2), x_static=(2, 5), h0=(1, 2, 3), c0=(1, 2, 3))
+              + layer("lstm", "LSTM", ["x", "cont", "x_static", "h0", "c0"], ["h", "hT", "cT"],
+                      f"recurrent_param {{ num_output: 3 expose_hidden: true {FILLED} }}"),
+              pb.TEST, seed=4)
+    to_onnx(net, tmp_path / "m.onnx")
+    model = onnx.load(tmp_path / "m.onnx")
+    dims = {v.name: _dims(v) for v in [*model.graph.input, *model.graph.output]}
+    assert dims == {"x": [4, "N", 3], "cont": [4, "N"], "x_static": ["N", 5],
+                    "h0": [1, "N", 3], "c0": [1, "N", 3], "h": [4, "N", 3],
+                    "hT": [1, "N", 3], "cT": [1, "N", 3]}
+
+
 def test_bnll_softplus_equals_caffes_formula_far_out():
     net = Net(inputs(data=(1, 401)) + neuron("bnll", "BNLL", "data"), pb.TEST)
     model, _ = build_model(net)
