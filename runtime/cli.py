@@ -54,6 +54,9 @@ def train(args) -> None:
     from runtime.solver import make_solver
     if args.snapshot and args.weights:
         raise AllconvError("give -snapshot or -weights, not both (as Caffe)")
+    for given in [args.snapshot] if args.snapshot else (args.weights or "").split(","):
+        if given and not os.path.exists(given):     # said before the nets are built
+            raise AllconvError(f"{given}: no such file")
     if args.gpu and ("," in args.gpu or args.gpu == "all") and not launched_by_torchrun():
         raise AllconvError(f"-gpu {args.gpu}: one process per GPU, started by torchrun: "
                            "torchrun --nproc_per_node N $(which allconv-caffe) train -solver "

@@ -48,6 +48,12 @@ def test_time_prints_caffe_lines(workdir, capsys):
     (["train", "-solver", "solver4.prototxt", "-snapshot", "a", "-weights", "b"], "not both"),
     (["train", "-solver", "missing.prototxt"], "missing.prototxt"),
     (["test", "-model", "net.prototxt"], "-weights"),
+    # a missing -snapshot or -weights is said before the solver and its nets are built (here
+    # the solver file is missing too, and the snapshot is named)
+    (["train", "-solver", "missing.prototxt", "-snapshot", "gone.solverstate"],
+     "gone.solverstate: no such file"),
+    (["train", "-solver", "missing.prototxt", "-weights", "net.caffemodel,gone.caffemodel"],
+     "net.caffemodel: no such file"),
 ])
 def test_errors_are_one_line(workdir, capsys, args, message):
     assert run_cli(main, "allconv-caffe", args) == 2
