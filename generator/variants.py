@@ -5,8 +5,9 @@ accepts, its data defaults (batch sizes, Data-layer sources, Caffe's crop/mirror
 and the paper's solver schedule. Everything else (``gen-prototxt``, ``--list``, the harness)
 reads it from here.
 
-The 12 CIFAR variants (Table 1's base models, Table 2's derived ones) are rows of ``BASE_STAGES`` x ``DOWNSAMPLING`` rendered by one
-family template; Large All-CNN (Table 5) and the ImageNet model (Table 6) have a template each.
+The 12 CIFAR variants (Table 1's base models, Table 2's derived ones) are rows of
+``BASE_STAGES`` x ``DOWNSAMPLING`` rendered by one family template; Large All-CNN (Table 5)
+and the ImageNet model (Table 6) have a template each.
 """
 from __future__ import annotations
 

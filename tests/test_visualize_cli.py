@@ -95,8 +95,8 @@ def test_filters_refuses_max_pooling(files, tmp_path, capsys):
                                        "-o", str(tmp_path / "f.png")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
-    assert ("the deconvnet reconstruction of 'pool' passes pool (Pooling), which depend(s) on "
-            "the image (max-pooling on its switches); use `unit` with an image") in err
+    assert ("the deconvnet reconstruction of 'pool' passes pool (Pooling), whose backward "
+            "depends on the image (a max-pool's on its switches); use `unit` with an image") in err
 
 
 @pytest.mark.parametrize("extra,blob,refused", [
@@ -121,7 +121,7 @@ def test_filters_refuses_only_layers_below_whose_backward_needs_the_image(
     if refused is None:
         assert code == 0 and (tmp_path / "f.png").exists()
     else:
-        assert code == 2 and f"passes {refused}, which depend(s) on the image" in err
+        assert code == 2 and f"passes {refused}, whose backward depends on the image" in err
         assert not (tmp_path / "f.png").exists()
 
 

@@ -117,8 +117,8 @@ def filters(args) -> None:
                    for layer in net.layers_below([args.blob]) if not backward_ignores_input(layer)]
     if needs_image:
         raise AllconvError(f"the deconvnet reconstruction of {args.blob!r} passes "
-                           f"{', '.join(needs_image)}, which depend(s) on the image (max-pooling "
-                           "on its switches); use `unit` with an image")
+                           f"{', '.join(needs_image)}, whose backward depends on the image "
+                           "(a max-pool's on its switches); use `unit` with an image")
     chosen = parse_filters(args.filters, shape[1])
     centre = (shape[2] // 2, shape[3] // 2)
     window = receptive_windows(net)[args.blob]

@@ -6,8 +6,9 @@ read under ``root_folder`` (prefixed as a string, as Caffe does). Images are BGR
 or one grey channel, uint8, resized to ``new_height`` x ``new_width`` by bilinear
 interpolation when both are set (OpenCV's INTER_LINEAR; Pillow's grey conversion of a
 colour PNG and PyTorch's uint8 kernel may differ from OpenCV's fixed point by 1; a JPEG read
-grey is libjpeg's luma, as OpenCV's; 16-bit grey keeps its high byte, as OpenCV does). Pixels are taken as stored:
-a JPEG's EXIF orientation is not applied (OpenCV 2.4's imread; 3.1 and later rotate).
+grey is libjpeg's luma, as OpenCV's; 16-bit grey keeps its high byte, as OpenCV does).
+Pixels are taken as stored: a JPEG's EXIF orientation is not applied (OpenCV 2.4's imread;
+3.1 and later rotate).
 
 Lines are read in order, wrapping around; with ``shuffle`` in a fresh order at the start and
 at each wrap; ``rand_skip`` skips a random number of lines (below it) once, at the start.

@@ -110,9 +110,9 @@ def index_ranges(net) -> dict[str, int | None]:
     range."""
     ranges = {}
     for layer in reversed(net.layers):
-        if index_bottoms(layer):
+        if read_as_indices := index_bottoms(layer):
             ranges.update((layer.bottoms[i], getattr(layer, "index_range", None))
-                          for i in index_bottoms(layer))
+                          for i in read_as_indices)
         elif layer.param.type == "Split" and any(top in ranges for top in layer.tops):
             known = [ranges[top] for top in layer.tops if top in ranges]
             ranges[layer.bottoms[0]] = None if None in known else min(known)

@@ -79,9 +79,8 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         raise AllconvError(f"the net has no Input layer that its outputs depend on: {DEPLOY}")
     batch = static_batch or BATCH_DIM
     axes = batch_axes(needed_layers(net, outputs))
-    batched = [(net.blobs[n].shape, axes.get(n, 0)) for n in names
-               if axes.get(n, 0) is not None and net.blobs[n].shape]
-    net_batch = batched[0][0][batched[0][1]] if batched else 1
+    net_batch = next((net.blobs[n].shape[axes.get(n, 0)] for n in names
+                      if axes.get(n, 0) is not None and net.blobs[n].shape), 1)
     graph = GraphBuilder(opset, np.float16 if fp16 else np.float32,
                          batch_is_the_nets=static_batch == net_batch)
     if whitening is not None:

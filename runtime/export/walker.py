@@ -24,7 +24,7 @@ def needed_layers(net, outputs) -> list:
 def used_inputs(net, outputs) -> list[str]:
     """The Input tops that the layers computing ``outputs`` read (the graph's inputs);
     ``outputs`` must be blobs and not Input tops (their name is the graph input's)."""
-    given = [o for o in outputs if o in net.inputs and o in net.blobs]
+    given = [o for o in outputs if o in net.inputs]
     if given:
         raise AllconvError(f"output blob(s) {', '.join(map(repr, given))} are net inputs (an "
                            "Input top names the graph input, even where a layer rewrites it "

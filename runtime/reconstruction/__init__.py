@@ -8,5 +8,6 @@ from runtime.reconstruction.top_units import TopUnits, top_units
 from runtime.reconstruction.units import (activations, check_blob, choose_unit, input_blob,
                                           parse_unit, reconstruct)
 
-__all__ = ["METHODS", "backward_ignores_input", "relu_rule", "switched_net", "receptive_windows", "TopUnits", "top_units",
+__all__ = ["METHODS", "backward_ignores_input", "relu_rule", "switched_net", "receptive_windows",
+           "TopUnits", "top_units",
            "activations", "check_blob", "choose_unit", "input_blob", "parse_unit", "reconstruct"]
