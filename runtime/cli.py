@@ -3,7 +3,9 @@
     allconv-caffe train -solver S [-snapshot X.solverstate | -weights W.caffemodel] [-gpu 0]
                         [-sigint_effect stop|snapshot|none] [-sighup_effect snapshot|stop|none]
     allconv-caffe test  -model M -weights W [-iterations 50] [-gpu 0]
-    allconv-caffe time  -model M [-iterations 50] [-gpu 0]
+    allconv-caffe time  -model M [-iterations 50] [-phase TRAIN|TEST] [-gpu 0]
+    allconv-caffe device_query -gpu 0
+    (train, test, time also take -level N and -stage a,b; --flag and -flag=value work as in gflags)
 """
 from __future__ import annotations
 
@@ -67,34 +69,55 @@ def train(args) -> None:
     if launched_by_torchrun() and device.startswith("cuda"):
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     ranks = from_environment(torch.device(device))
-    solver = make_solver(args.solver, device=device, ranks=ranks)
-    if args.weights:
+    solver = make_solver(args.solver, device=device, ranks=ranks, level=args.level,
+                         stages=_stages(args))
+    if args.weights:        # Caffe's CopyLayers: into the train net and every test net
         for weights in args.weights.split(","):
-            solver.net.copy_from(weights)
+            for net in [solver.net, *solver.test_nets]:
+                net.copy_from(weights)
     with SignalHandler(args.sigint_effect, args.sighup_effect) as requested_action:
         solver.action_function = requested_action
         solver.solve(resume_file=args.snapshot)
     leave(ranks)
 
 
+def _stages(args) -> list[str]:
+    """-stage's comma-separated names, as caffe.cpp splits them."""
+    return [stage for stage in (args.stage or "").split(",") if stage]
+
+
 def test(args) -> None:
+    """caffe.cpp's test: every element of every output, per batch and averaged, with the
+    loss (the weighted sum Forward returns) and each loss output's weighted share."""
     from runtime import TEST, Net
-    net = Net(args.model, TEST, weights=args.weights).to(_device(args.gpu))
-    totals: dict[str, float] = {}
+    net = Net(args.model, TEST, weights=args.weights, level=args.level,
+              stages=_stages(args)).to(_device(args.gpu))
+    totals: dict[str, list[float]] = {}
+    loss = 0.0
     with torch.no_grad():
         for i in range(args.iterations):
-            for name, value in net.forward().items():
-                value = value.float().mean().item() if value.numel() > 1 else value.item()
-                totals[name] = totals.get(name, 0.0) + value
-                logging.info("Batch %d, %s = %g", i, name, value)
-    for name, total in totals.items():
-        print(f"{name} = {total / args.iterations:g}")
+            outputs = net.forward()
+            loss += net.last_loss
+            for name, value in outputs.items():
+                scores = value.double().flatten().tolist()
+                sums = totals.setdefault(name, [0.0] * len(scores))
+                for k, score in enumerate(scores):
+                    sums[k] += score
+                    logging.info("Batch %d, %s = %g", i, name, score)
+    print(f"Loss: {loss / args.iterations:g}")
+    for name, sums in totals.items():
+        weight = net.loss_weight(name)
+        for total in sums:
+            mean = total / args.iterations
+            share = f" (* {weight:g} = {weight * mean:g} loss)" if weight else ""
+            print(f"{name} = {mean:g}{share}")
 
 
 def time_net(args) -> None:
-    from runtime import TRAIN, Net
+    from runtime import TEST, TRAIN, Net
     device = _device(args.gpu)
-    net = Net(args.model, TRAIN).to(device)
+    phase = TEST if args.phase == "TEST" else TRAIN
+    net = Net(args.model, phase, level=args.level, stages=_stages(args)).to(device)
     net.retain_blob_diffs = False
 
     def sync():
@@ -118,38 +141,73 @@ def time_net(args) -> None:
 
 
 
+def device_query(args) -> None:
+    """caffe device_query: the properties of each -gpu device."""
+    for gpu in args.gpu.split(","):
+        device = _device(gpu)
+        props = torch.cuda.get_device_properties(device)
+        print(f"Device id:                     {device[5:]}")
+        print(f"Name:                          {props.name}")
+        print(f"Major revision number:         {props.major}")
+        print(f"Minor revision number:         {props.minor}")
+        print(f"Total global memory:           {props.total_memory}")
+        print(f"Number of multiprocessors:     {props.multi_processor_count}")
+
+
+def _flag(parser, name: str, **kwargs) -> None:
+    """A gflags-style flag, -name (see `_gflags_spelling` for --name and -name=value)."""
+    parser.add_argument(f"-{name}", **kwargs)
+
+
+def _gflags_spelling(argv: list[str]) -> list[str]:
+    """gflags takes --name as -name (Caffe's scripts write --solver=...); -name=value
+    argparse already takes."""
+    return [arg[1:] if arg.startswith("--") and arg[2:3].isalpha() and arg != "--help" else arg
+            for arg in argv]
+
+
 def build_parser() -> Parser:
     p = Parser(prog="allconv-caffe", description="Caffe's command line, run by the allconv "
                                                  "PyTorch runtime with Caffe's semantics.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     t = sub.add_parser("train", help="train a net with a solver prototxt")
-    t.add_argument("-solver", required=True, help="solver prototxt")
-    t.add_argument("-snapshot", help="resume from this .solverstate")
-    t.add_argument("-weights", help="start from these .caffemodel weights (comma-separated)")
-    t.add_argument("-sigint_effect", choices=EFFECTS, default="stop",
-                   help="on SIGINT (Ctrl-C), after the current iteration: stop (and snapshot, "
-                        "with snapshot_after_train), snapshot and go on, or none (default stop)")
-    t.add_argument("-sighup_effect", choices=EFFECTS, default="snapshot",
-                   help="on SIGHUP: as -sigint_effect (default snapshot)")
+    _flag(t, "solver", required=True, help="solver prototxt")
+    _flag(t, "snapshot", help="resume from this .solverstate")
+    _flag(t, "weights", help="start from these .caffemodel weights (comma-separated), copied "
+                             "into the train net and every test net")
+    _flag(t, "sigint_effect", choices=EFFECTS, default="stop",
+          help="on SIGINT (Ctrl-C), after the current iteration: stop (and snapshot, "
+               "with snapshot_after_train), snapshot and go on, or none (default stop)")
+    _flag(t, "sighup_effect", choices=EFFECTS, default="snapshot",
+          help="on SIGHUP: as -sigint_effect (default snapshot)")
+    _flag(t, "gpu", help="GPU id; default: the solver's device_id when it says solver_mode: "
+                         "GPU (the CPU when CUDA is absent), else the CPU")
     t.set_defaults(run=train)
-    e = sub.add_parser("test", help="score a model: average each output over N batches")
-    e.add_argument("-model", required=True, help="net prototxt (TEST phase)")
-    e.add_argument("-weights", required=True, help=".caffemodel")
+    e = sub.add_parser("test", help="score a model: every output, per batch and averaged")
+    _flag(e, "model", required=True, help="net prototxt (TEST phase)")
+    _flag(e, "weights", required=True, help=".caffemodel")
     e.set_defaults(run=test)
-    m = sub.add_parser("time", help="time forward and backward passes of a net (TRAIN phase)")
-    m.add_argument("-model", required=True, help="net prototxt")
+    m = sub.add_parser("time", help="time forward and backward passes of a net")
+    _flag(m, "model", required=True, help="net prototxt")
+    _flag(m, "phase", choices=("TRAIN", "TEST"), default="TRAIN",
+          help="the net's phase (default TRAIN)")
     m.set_defaults(run=time_net)
+    q = sub.add_parser("device_query", help="show the properties of the -gpu devices")
+    _flag(q, "gpu", required=True, help="GPU id(s), comma-separated")
+    q.set_defaults(run=device_query)
     for s in (e, m):
-        s.add_argument("-iterations", type=number(int), default=50, help="batches (default 50)")
-    t.add_argument("-gpu", help="GPU id; default: the solver's device_id when it says "
-                                "solver_mode: GPU (the CPU when CUDA is absent), else the CPU")
-    for s in (e, m):
-        s.add_argument("-gpu", help="GPU id; default: CPU")
+        _flag(s, "iterations", type=number(int), default=50, help="batches (default 50)")
+        _flag(s, "gpu", help="GPU id; default: CPU")
+    for s in (t, e, m):
+        _flag(s, "level", type=number(int), default=0,
+              help="the net state's level (default 0; train: replaces train_state's level)")
+        _flag(s, "stage", help="the net state's stages, comma-separated (train: added to "
+                               "train_state's)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_gflags_spelling(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     args.run(args)
     return 0

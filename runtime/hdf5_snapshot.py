@@ -76,11 +76,23 @@ def read_weights(path) -> list[tuple[str, list]]:
     return _read(path, take)
 
 
+def _write_c_string(f, name: str, text: str) -> None:
+    """A scalar NUL-terminated string, as H5LTmake_dataset_string writes it: Caffe reads it
+    into a buffer of the type's size and takes it as a C string, so the NUL must be inside."""
+    value, module = text.encode() + b"\0", h5py(WHAT)
+    string_type = module.h5t.C_S1.copy()
+    string_type.set_size(len(value))
+    string_type.set_strpad(module.h5t.STR_NULLTERM)
+    scalar = module.h5s.create(module.h5s.SCALAR)
+    dataset = module.h5d.create(f.id, name.encode(), string_type, scalar)
+    dataset.write(module.h5s.ALL, module.h5s.ALL, np.array(value, f"S{len(value)}"))
+
+
 def write_state(path, state: "pb.SolverState") -> None:
     """``state`` (as `CaffeSGD.solver_state` makes it) in Caffe's HDF5 layout."""
     def fill(f):
         f.create_dataset("iter", data=np.array([state.iter], np.int32))
-        f.create_dataset("learned_net", data=np.bytes_(state.learned_net.encode()))
+        _write_c_string(f, "learned_net", state.learned_net)
         f.create_dataset("current_step", data=np.array([state.current_step], np.int32))
         history = f.create_group("history")
         for i, blob in enumerate(state.history):

@@ -437,6 +437,15 @@ class Net(nn.Module):
         self.backward()
         return loss
 
+    @property
+    def last_loss(self) -> float:
+        """The weighted loss of the last `forward` (what Caffe's Net::Forward returns)."""
+        return 0.0 if self._loss is None else float(self._loss.detach())
+
+    def loss_weight(self, blob: str) -> float:
+        """The loss weight of a top blob (Caffe's blob_loss_weights; 0 for a non-loss top)."""
+        return self._top_loss_weights.get(blob, 0.0)
+
     def loss(self, **inputs) -> torch.Tensor:
         """The weighted loss scalar, storing no blobs (for compiled training steps).
         All inputs are used as given (Input buffers are not touched)."""

@@ -162,8 +162,11 @@ class Solver:
     type_name = ""
 
     def __init__(self, solver, *, device=None, train_feed=None, test_feeds=None,
-                 ranks: Ranks = SINGLE):
+                 ranks: Ranks = SINGLE, level: int | None = None, stages=()):
         param, path = _load_solver_param(solver)
+        if level is not None:        # caffe train's -level replaces train_state's level
+            param.train_state.level = level
+        param.train_state.stage.extend(stages)
         self.param = param
         self.solver_path = path
         self._check_param()

@@ -5,11 +5,18 @@ import torch
 from runtime.cli import main
 from runtime.cli_support import run_cli
 from same_weights import assert_same_weights
-from tiny_caffe import write_tiny_net
+from tiny_caffe import NET, write_tiny_net
 
 SOLVER = """net: "net.prototxt" test_iter: 2 test_interval: 4 base_lr: 0.1 lr_policy: "fixed"
 momentum: 0.9 max_iter: {max_iter} snapshot: 4 snapshot_prefix: "snap" solver_mode: CPU
 random_seed: 1 display: 0"""
+
+# TEST-only: a 3-way scoring layer and its softmax, an output of 5 x 3 values per batch
+VECTOR_OUTPUT = """layer { name: "extra" type: "InnerProduct" bottom: "pool" top: "extra"
+        include { phase: TEST }
+        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 1 } } }
+layer { name: "prob" type: "Softmax" bottom: "extra" top: "prob" include { phase: TEST } }
+"""
 
 
 @pytest.fixture
@@ -28,14 +35,69 @@ def test_train_resume_equals_uninterrupted(workdir):
     assert_same_weights("straight.caffemodel", "snap_iter_8.caffemodel")
 
 
-def test_test_averages_outputs(workdir, capsys):
-    main(["train", "-solver", "solver4.prototxt"])
-    capsys.readouterr()
-    assert main(["test", "-model", "net.prototxt", "-weights", "snap_iter_4.caffemodel",
+def test_test_prints_every_element_and_the_loss_as_caffe(workdir, capsys):
+    """caffe test: each element of each output per batch and averaged, "Loss: L", and a loss
+    output's weighted share; the values are the runtime's own forward passes."""
+    from runtime import TEST, Net
+    (workdir / "vec.prototxt").write_text(NET + VECTOR_OUTPUT)
+    Net("vec.prototxt", TEST).save(workdir / "vec.caffemodel")
+    assert main(["test", "-model", "vec.prototxt", "-weights", "vec.caffemodel",
                  "-iterations", "2"]) == 0
-    out = dict(line.split(" = ") for line in capsys.readouterr().out.strip().splitlines())
-    assert set(out) == {"accuracy", "loss"}
-    assert 0.0 <= float(out["accuracy"]) <= 1.0 and float(out["loss"]) > 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    net = Net("vec.prototxt", TEST, weights="vec.caffemodel")
+    with torch.no_grad():
+        runs = [{k: v.double().flatten() for k, v in net.forward().items()} for _ in range(2)]
+    mean = {k: (runs[0][k] + runs[1][k]) / 2 for k in runs[0]}
+    assert lines[0] == f"Loss: {float(mean['loss']):g}"
+    assert f"loss = {float(mean['loss']):g} (* 1 = {float(mean['loss']):g} loss)" in lines
+    assert [line for line in lines if line.startswith("prob = ")] == [
+        f"prob = {float(v):g}" for v in mean["prob"]]
+    assert len(mean["prob"]) == 15 and len(set(mean["prob"].tolist())) == 15
+
+
+def test_level_and_stage_choose_layers_as_caffe(workdir, capsys):
+    """-level replaces the solver's train_state level and -stage adds to its stages (caffe.cpp);
+    a layer of an unknown type, included only at level 1 or stage "s", shows which net was
+    built."""
+    guarded = NET + 'layer { name: "boom" type: "Nonesuch" include { min_level: 1 } }\n' \
+        + 'layer { name: "bang" type: "Nonesuch" include { stage: "s" } }\n'
+    (workdir / "net.prototxt").write_text(guarded)
+    (workdir / "level1.prototxt").write_text(SOLVER.format(max_iter=4)
+                                             + " train_state { level: 1 }")
+    assert main(["train", "-solver", "level1.prototxt"]) == 0     # -level 0 replaces 1
+    for args in (["-level", "1"], ["--stage=x,s"]):
+        assert run_cli(main, "allconv-caffe", ["train", "--solver=level1.prototxt", *args]) == 2
+        assert "Nonesuch" in capsys.readouterr().err
+        assert run_cli(main, "allconv-caffe", ["test", "-model", "net.prototxt", "-weights",
+                                               "snap_iter_4.caffemodel", *args]) == 2
+        assert "Nonesuch" in capsys.readouterr().err
+    assert run_cli(main, "allconv-caffe", ["time", "-model", "net.prototxt", "-phase", "TEST",
+                                           "-stage", "s"]) == 2
+
+
+def test_train_weights_fill_layers_only_the_test_net_has(workdir, monkeypatch):
+    """Caffe's CopyLayers copies -weights into the train net and every test net."""
+    import runtime.solver
+    from runtime import TEST, Net
+    (workdir / "vec.prototxt").write_text(NET + VECTOR_OUTPUT)
+    source = Net("vec.prototxt", TEST)
+    for blob in source.params["extra"]:
+        blob.data[...] = 0.25
+    source.save(workdir / "extra.caffemodel")
+    (workdir / "vec_solver.prototxt").write_text(
+        SOLVER.format(max_iter=1).replace("net.prototxt", "vec.prototxt"))
+    built = []
+    make = runtime.solver.make_solver
+    monkeypatch.setattr(runtime.solver, "make_solver", lambda *a, **k: built.append(make(*a, **k))
+                        or built[-1])
+    assert main(["train", "-solver", "vec_solver.prototxt", "-weights", "extra.caffemodel"]) == 0
+    assert all(torch.all(b.data == 0.25) for b in built[0].test_nets[0].params["extra"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU-only machine")
+def test_device_query_without_cuda_is_one_line(capsys):
+    assert run_cli(main, "allconv-caffe", ["device_query", "-gpu", "0"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
 
 
 def test_time_prints_caffe_lines(workdir, capsys):

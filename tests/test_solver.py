@@ -507,6 +507,11 @@ def test_an_hdf5_snapshot_resumes_bit_identically_and_a_bad_one_is_named(tmp_pat
     (tmp_path / "bad.solverstate.h5").write_bytes(b"not hdf5")
     with pytest.raises(AllconvError, match=r"bad.solverstate.h5: cannot read it as a Caffe HDF5"):
         resumed.restore(tmp_path / "bad.solverstate.h5")
+    import h5py
+    with h5py.File(state_path) as f:      # Caffe's H5LTmake_dataset_string: a C string
+        string_type = f["learned_net"].id.get_type()
+        assert string_type.get_size() == len(model_path) + 1
+        assert string_type.get_strpad() == h5py.h5t.STR_NULLTERM
 
 
 def test_restore_finds_learned_net_beside_the_solverstate(tmp_path, monkeypatch):
