@@ -318,3 +318,24 @@ def test_each_rule_on_cuda_matches_caffe(rule, no_tf32):
     assert names, f"no {rule} fixtures"
     for name in names:
         check_solver_case(name, device="cuda", label="CUDA ")
+
+
+@pytest.mark.parametrize("solver_type", ["SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta",
+                                         "Adam"])
+def test_a_net_without_learnable_blobs_trains_and_resumes_as_in_caffe(tmp_path, monkeypatch,
+                                                                       solver_type):
+    """Caffe's solvers step a net that has no learnable blobs (nothing to update)."""
+    from runtime.solver import make_solver
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.prototxt").write_text(
+        'layer { name: "x" type: "DummyData" top: "x" top: "t" dummy_data_param { '
+        'shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 } data_filler { type: "gaussian" } } }\n'
+        'layer { name: "e" type: "EuclideanLoss" bottom: "x" bottom: "t" top: "l" }\n')
+    momentum = "" if solver_type in ("AdaGrad", "RMSProp") else "momentum: 0.9"
+    solver = make_solver(f'net: "net.prototxt" type: "{solver_type}" base_lr: 0.1 '
+                         f'lr_policy: "fixed" max_iter: 2 snapshot_prefix: "s" {momentum}')
+    solver.solve()
+    assert solver.iter == 2 and (tmp_path / "s_iter_2.solverstate").exists()
+    make_solver(f'net: "net.prototxt" type: "{solver_type}" base_lr: 0.1 lr_policy: "fixed" '
+                f'max_iter: 3 snapshot_prefix: "s" {momentum}').solve("s_iter_2.solverstate")
+    assert (tmp_path / "s_iter_3.caffemodel").exists()

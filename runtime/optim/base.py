@@ -111,7 +111,7 @@ def _group_by_mults(params, owner: str) -> list[dict]:
                 groups[key] = {**options, "params": [], "lr_mult": lr_mult,
                                "decay_mult": decay_mult}
             groups[key]["params"].append(p)
-    return list(groups.values())
+    return list(groups.values()) or [{**given[0], "lr_mult": 1.0, "decay_mult": 1.0}]
 
 
 class CaffeOptimizer(torch.optim.Optimizer):
@@ -172,7 +172,11 @@ class CaffeOptimizer(torch.optim.Optimizer):
         if param.type not in cls.solver_types:
             raise AllconvError(f"{cls.__name__} runs solver type(s) "
                                f"{', '.join(cls.solver_types)}, not {param.type!r}")
-        params = getattr(net, "learnable_params", net)
+        params = getattr(net, "learnable_params", None)
+        if params is None:
+            params = net
+        elif not params:        # Caffe's solver steps a net without learnable blobs too
+            params = [{"params": []}]
         return cls(params, lr=fp32(param.base_lr) if lr is None else lr,
                    weight_decay=param.weight_decay,
                    # Caffe reads regularization_type only when there is weight decay
@@ -215,8 +219,8 @@ class CaffeOptimizer(torch.optim.Optimizer):
         self._clip()
         for group in self.param_groups:
             params = group["params"]
-            if not (group["lr_mult"] == 0 and all(p.grad is None for p in params)
-                    and self._frozen(group, params)):
+            if params and not (group["lr_mult"] == 0 and all(p.grad is None for p in params)
+                               and self._frozen(group, params)):
                 for p in params:
                     if p.grad is None:
                         p.grad = torch.zeros_like(p)
