@@ -683,3 +683,14 @@ layer { name: "sum" type: "Eltwise" bottom: "x" bottom: "p" top: "s" }""", pb.TE
                                            r"--static-batch"):
         to_onnx(net, tmp_path / "m.onnx")
     to_onnx(net, tmp_path / "m.onnx", static_batch=3)
+
+
+def test_a_max_pooling_mask_top_is_refused_in_one_line(tmp_path, capsys):
+    text = ('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 '
+            'dim: 4 dim: 4 } } }\nlayer { name: "pool" type: "Pooling" bottom: "x" top: "p" '
+            'top: "mask" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n')
+    proto, weights = _files(tmp_path, text)
+    err = _bad(tmp_path, ["--prototxt", proto, "--weights", weights, "-o",
+                          str(tmp_path / "m.onnx")], capsys)
+    assert "layer 'pool': the MAX pooling mask (its second top 'mask') has no ONNX" in err
+    assert not (tmp_path / "m.onnx").exists()

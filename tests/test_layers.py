@@ -1,5 +1,6 @@
 """Layers against hand-computed Caffe formulas (small shapes, CPU)."""
 import functools
+import itertools
 import math
 import warnings
 
@@ -75,6 +76,36 @@ def test_pool_matches_caffe_loops(method, h, k, s, p):
     layer = pool(x.shape, f"pool: {method} kernel_size: {k} stride: {s} pad: {p}")
     out = layer.top_shapes[0][-1]
     torch.testing.assert_close(layer(x)[0], caffe_pool(x, method, k, s, p, out))
+
+
+def caffe_pool_mask(x, k, s, p, out):
+    """Caffe's MAX mask loop: from −FLT_MAX keep a strictly greater value, index h·W + w."""
+    n, c, h, w = x.shape
+    mask = torch.full((n, c, out, out), -1.0)
+    for b, ch, i, j in itertools.product(range(n), range(c), range(out), range(out)):
+        best = -FLT_MAX
+        for y, z in itertools.product(range(max(i * s - p, 0), min(i * s - p + k, h)),
+                                      range(max(j * s - p, 0), min(j * s - p + k, w))):
+            if x[b, ch, y, z] > best:
+                best, mask[b, ch, i, j] = x[b, ch, y, z], y * w + z
+    return mask
+
+
+@pytest.mark.parametrize("h,k,s,p", [(7, 3, 2, 0), (6, 3, 2, 1), (5, 1, 3, 0), (8, 3, 3, 2),
+                                     (7, 5, 2, 3), (6, 2, 2, 0)])
+def test_max_pool_mask_top_is_caffes_first_maximum(h, k, s, p):
+    """A second top of MAX pooling is Caffe's mask (ties: the first in the window; −1 for a
+    window past the input); AVE refuses one."""
+    x = torch.randint(-2, 3, (2, 2, h, h), generator=torch.Generator().manual_seed(h + k)).float()
+    layer = build(f"name: 'pool' type: 'Pooling' bottom: 'x' top: 'y' top: 'mask' "
+                  f"pooling_param {{ kernel_size: {k} stride: {s} pad: {p} }}", x.shape)
+    y, mask = layer(x)
+    out = layer.top_shapes[1][-1]
+    torch.testing.assert_close(y, caffe_pool(x, "MAX", k, s, p, out))
+    torch.testing.assert_close(mask, caffe_pool_mask(x, k, s, p, out), rtol=0, atol=0)
+    with pytest.raises(AllconvError, match="only MAX pooling has a second top"):
+        build("name: 'pool' type: 'Pooling' bottom: 'x' top: 'y' top: 'mask' "
+              "pooling_param { pool: AVE kernel_size: 2 }", x.shape)
 
 
 def test_pool_window_past_input_gives_caffe_values():

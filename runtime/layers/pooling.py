@@ -1,7 +1,9 @@
 """Pooling (pooling_layer.cpp): MAX and AVE with Caffe's output size, ties and divisors.
 
 Caffe's windows start at o·s − p and are clipped to the real input; a MAX window keeps the
-first maximum (strict >) and one wholly outside the input yields −FLT_MAX; an AVE window
+first maximum (strict >) and one wholly outside the input yields −FLT_MAX (a second top,
+MAX only, is Caffe's mask: each maximum's index h·W + w in its input plane, −1 for a window
+that found none, as floats); an AVE window
 sums the real input it covers and divides by its extent clipped to [−p, H+p) only (a
 signed product, as Caffe computes it). Windows are built by padding explicitly and pooling
 without padding; when PyTorch's own padded pooling gives the same windows it is used.
@@ -39,12 +41,17 @@ def _pair(pool, name: str, default: int | None) -> tuple[int, int] | None:
 class Pooling(Layer):
     """MAX or AVE pooling over the last two axes of a 4-d blob."""
 
+    num_tops = (1, 2)
+
     def setup(self, bottom_shapes, generator):
         pool = self.param.pooling_param
         if pool.pool not in (_P.MAX, _P.AVE):
             raise AllconvError(f"pool method {_P.PoolMethod.Name(pool.pool)} is not supported "
                                "(MAX, AVE)")
         self.method, self.ceil = pool.pool, pool.round_mode == _P.CEIL
+        self.mask = len(self.param.top) == 2
+        if self.mask and self.method != _P.MAX:
+            raise AllconvError("only MAX pooling has a second top (the mask); AVE has one")
         self.kernel = _pair(pool, "kernel", None)
         self.pad, self.stride = _pair(pool, "pad", 0), _pair(pool, "stride", 1)
         if pool.global_pooling:
@@ -73,7 +80,7 @@ class Pooling(Layer):
         out = tuple(w[4] for w in self.windows(shape[2:]))
         if min(out) <= 0:
             raise AllconvError(f"bottom shape {shape} is smaller than the kernel")
-        return [shape[:2] + out]
+        return [shape[:2] + out] * (2 if self.mask else 1)
 
     def forward(self, x):
         win = self.windows(x.shape[2:])
@@ -81,7 +88,11 @@ class Pooling(Layer):
         if all(p <= k // 2 and (p > 0 or (o - 1) * s < h) for h, k, p, s, o in win):
             # PyTorch's padded pooling has exactly Caffe's windows and divisors here.
             if self.method == _P.MAX:
-                return (F.max_pool2d(x, kernel, stride, pad, ceil_mode=self.ceil),)
+                if not self.mask:
+                    return (F.max_pool2d(x, kernel, stride, pad, ceil_mode=self.ceil),)
+                y, index = F.max_pool2d(x, kernel, stride, pad, ceil_mode=self.ceil,
+                                        return_indices=True)
+                return y, index.to(x.dtype)
             return (F.avg_pool2d(x, kernel, stride, pad, ceil_mode=self.ceil,
                                  count_include_pad=True),)
         # Pad to cover exactly the windows that start inside the input (a negative right pad
@@ -94,10 +105,22 @@ class Pooling(Layer):
             pads += [p, (inside - 1) * s + k - h - p]
             outside += [0, o - inside]
         if self.method == _P.MAX:
-            y = F.max_pool2d(F.pad(x, pads, value=-FLT_MAX), kernel, stride)
-            return (F.pad(y, outside, value=-FLT_MAX),)
+            padded = F.pad(x, pads, value=-FLT_MAX)
+            if not self.mask:
+                return (F.pad(F.max_pool2d(padded, kernel, stride), outside, value=-FLT_MAX),)
+            y, index = F.max_pool2d(padded, kernel, stride, return_indices=True)
+            return (F.pad(y, outside, value=-FLT_MAX),
+                    F.pad(self._unpadded(index, padded.shape[3], pads, x), outside, value=-1))
         sums = F.pad(F.avg_pool2d(F.pad(x, pads), kernel, stride, divisor_override=1), outside)
         return (sums / self._divisors(win, x),)
+
+    @staticmethod
+    def _unpadded(index, padded_width, pads, x):
+        """Indices into the padded plane as Caffe's mask: h·W + w of the real input, −1 where
+        the maximum was padding (Caffe starts at −FLT_MAX and keeps only a greater value)."""
+        h, w = index // padded_width - pads[2], index % padded_width - pads[0]
+        real = (h >= 0) & (h < x.shape[2]) & (w >= 0) & (w < x.shape[3])
+        return torch.where(real, h * x.shape[3] + w, -1).to(x.dtype)
 
     @staticmethod
     def _divisors(win, x):

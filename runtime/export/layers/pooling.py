@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from runtime.errors import AllconvError
 from runtime.export.registry import converter
 from runtime.proto import pb
 
@@ -17,6 +18,9 @@ from runtime.proto import pb
 @converter("Pooling")
 def pooling(graph, layer, bottoms, tops, shapes):
     is_max = layer.method == pb.PoolingParameter.MAX
+    if layer.mask:
+        raise AllconvError(f"layer {layer.name!r}: the MAX pooling mask (its second top "
+                           f"{tops[1]!r}) has no ONNX converter; drop that top to export")
     if layer.param.pooling_param.global_pooling:
         graph.node("GlobalMaxPool" if is_max else "GlobalAveragePool", bottoms, tops,
                    name=layer.name)
