@@ -43,7 +43,7 @@ def _read(path, take):
     try:
         with module.File(io.BytesIO(data), "r") as f:
             return take(f)
-    except (OSError, KeyError, ValueError, TypeError) as err:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:   # h5py: all
         raise AllconvError(f"{path}: cannot read it as a Caffe HDF5 snapshot: {err}") from None
 
 

@@ -191,6 +191,9 @@ class Net(nn.Module):
         layer_param = with_automatic_tops(layer_param)
         for i, name in enumerate(layer_param.top[:named]):
             in_place = i < len(layer_param.bottom) and layer_param.bottom[i] == name
+            if name in layer_param.top[:i]:
+                raise AllconvError(f"{describe(layer_param)}: top blob {name!r} is named twice "
+                                   "(Caffe: produced by multiple sources)")
             if name in self._shapes and not in_place:
                 raise AllconvError(f"{describe(layer_param)}: top blob {name!r} is already "
                                    "produced by an earlier layer (only top i == bottom i may "

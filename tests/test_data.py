@@ -142,6 +142,16 @@ def test_pickle_with_other_objects_is_refused(tmp_path):
         get_dataset("cifar100").load("test", tmp_path, verify=False)
 
 
+def test_a_label_past_int64_is_refused_naming_the_file(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    x, _ = fake_split(np.random.default_rng(4), 1)
+    (folder / "test_batch").write_bytes(pickle.dumps({"data": x.reshape(1, -1),
+                                                      "labels": [2 ** 70]}, protocol=2))
+    with pytest.raises(AllconvError, match="test_batch is not a cifar-10-batches-py file"):
+        get_dataset("cifar10").load("test", tmp_path, verify=False)
+
+
 def test_truncated_binary_file_is_reported(tmp_path):
     (tmp_path / "test_batch.bin").write_bytes(bytes(3073 + 10))
     with pytest.raises(AllconvError, match="not a whole number of 3073-byte records"):

@@ -355,6 +355,9 @@ def test_hdf5_data_refusals_are_one_line(tmp_path, monkeypatch):
     with pytest.raises(AllconvError, match="none.txt: must list at least 1 HDF5 file"):
         Net(f"""layer {{ name: "h" type: "HDF5Data" top: "data"
             hdf5_data_param {{ source: "{tmp_path / 'none.txt'}" batch_size: 1 }} }}""", TEST)
+    with pytest.raises(AllconvError, match="cannot open the HDF5 file list: embedded null byte"):
+        Net("""layer { name: "h" type: "HDF5Data" top: "data"
+            hdf5_data_param { source: "list\\000.txt" batch_size: 1 } }""", TEST)
 
 
 def test_hdf5_output_writes_one_batch_per_file(tmp_path):

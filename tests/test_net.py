@@ -111,6 +111,9 @@ def test_unknown_bottom_and_duplicate_top():
     dup = INPUT + CONV + CONV.replace('name: "conv1"', 'name: "conv2"')
     with pytest.raises(AllconvError, match="layer 'conv2'.*top blob 'conv1' is already produced"):
         Net(dup, TRAIN)
+    twice = INPUT.replace('top: "data"', 'top: "data" top: "data"', 1)
+    with pytest.raises(AllconvError, match="top blob 'data' is named twice"):
+        Net(twice, TRAIN)       # Caffe: "produced by multiple sources", within a layer too
 
 
 def test_layer_errors_name_the_layer():

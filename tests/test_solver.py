@@ -508,6 +508,14 @@ def test_an_hdf5_snapshot_resumes_bit_identically_and_a_bad_one_is_named(tmp_pat
     with pytest.raises(AllconvError, match=r"bad.solverstate.h5: cannot read it as a Caffe HDF5"):
         resumed.restore(tmp_path / "bad.solverstate.h5")
     import h5py
+
+    def broken(*args, **kwargs):     # what h5py raises for some flipped bits in a file
+        raise RuntimeError("Link iteration failed (addr overflow)")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(h5py, "File", broken)
+        with pytest.raises(AllconvError, match=r"iter_3.solverstate.h5: cannot read it as a "
+                                               r"Caffe HDF5 snapshot: Link iteration failed"):
+            resumed.restore(state_path)
     with h5py.File(state_path) as f:      # Caffe's H5LTmake_dataset_string: a C string
         string_type = f["learned_net"].id.get_type()
         assert string_type.get_size() == len(model_path) + 1

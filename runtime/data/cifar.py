@@ -286,7 +286,7 @@ def _read_pickle(release: Release, path: Path) -> tuple[np.ndarray, np.ndarray]:
         entry = {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
         data, labels = np.asarray(entry["data"]), np.asarray(entry[key], dtype=np.int64)
     except (pickle.UnpicklingError, EOFError, AttributeError, KeyError, TypeError,
-            ValueError) as err:
+            ValueError, OverflowError) as err:
         raise AllconvError(f"{path} is not a {release.dirname} file: {err}") from None
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 \
             or len(labels) != len(data):

@@ -39,9 +39,9 @@ def read_source(source: str) -> list[str]:
     try:
         with open(source, errors="surrogateescape") as f:
             names = f.read().split()
-    except OSError as err:
-        raise AllconvError(f"{source}: cannot open the HDF5 file list: "
-                           f"{err.strerror or err}") from None
+    except (OSError, ValueError) as err:        # ValueError: a NUL in the name
+        raise AllconvError(f"{source!r}: cannot open the HDF5 file list: "
+                           f"{getattr(err, 'strerror', None) or err}") from None
     if not names:
         raise AllconvError(f"{source}: must list at least 1 HDF5 file")
     return names

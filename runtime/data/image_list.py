@@ -39,9 +39,9 @@ def read_list(source: str) -> list[tuple[str, int]]:
     try:
         with open(source, newline=None, errors="surrogateescape") as f:
             text = f.read()
-    except OSError as err:
-        raise AllconvError(f"{source}: cannot open the image list: {err.strerror or err}") \
-            from None
+    except (OSError, ValueError) as err:        # ValueError: a NUL in the name
+        raise AllconvError(f"{source!r}: cannot open the image list: "
+                           f"{getattr(err, 'strerror', None) or err}") from None
     lines = []
     for line in text.split("\n"):
         line = line.rstrip("\r")
