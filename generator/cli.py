@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -84,6 +85,9 @@ def _check_conflicts(args) -> None:
     if not args.list and not args.variant:
         raise AllconvError("--variant is required (or --list); valid variants: "
                            + ", ".join(VARIANTS))
+    if args.output and args.solver and os.path.abspath(args.output) == os.path.abspath(args.solver):
+        raise AllconvError(f"--output and --solver are the same file ({args.output}): give "
+                           "each its own")
     if args.deploy and args.solver:
         raise AllconvError("--deploy conflicts with --solver: a deploy net cannot be trained")
     for name in ("batch_size", "test_batch_size"):

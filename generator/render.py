@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import jinja2
+from google.protobuf import text_encoding
 
 from generator.variants import Variant
 from runtime.prototxt import parse_net, parse_solver
@@ -30,6 +31,8 @@ class Rendered(NamedTuple):
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), finalize=_plain_number,
                           undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+# a string field's text as protobuf's text format escapes it (a path may hold \\ or ")
+_ENV.filters["escaped"] = lambda text: text_encoding.CEscape(str(text), as_utf8=True)
 
 @dataclass(frozen=True)
 class Filler:

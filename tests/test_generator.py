@@ -251,6 +251,7 @@ def test_cli_list(capsys):
     (["--variant", "all-c", "--seed", "3"], "--seed only affects the solver"),
     (["--variant", "all-c", "--deploy", "--train-source", "x"],
      "--train-source does nothing with --deploy"),
+    (["--variant", "all-c", "-o", "s", "--solver", "./s"], "--output and --solver are the same"),
 ])
 def test_cli_errors_are_one_line_with_status_2(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -268,6 +269,17 @@ def test_cli_gaussian_std_and_short_runs_with_their_steps(tmp_path, capsys):
     assert code == 0 and "std: 0.05" in out
     param = parse_solver(solver.read_text())
     assert param.max_iter == 1562 and list(param.stepvalue) == [781, 1172]
+
+
+def test_paths_are_written_escaped_and_read_back_as_given(tmp_path, capsys):
+    """A source or prefix holding a backslash or a quote is escaped in the prototxt text."""
+    odd = 'dir\\bname "x".npz'
+    solver = tmp_path / "s.prototxt"
+    code, out, _ = _run(["--variant", "all-c", "--train-source", odd, "--solver", str(solver),
+                         "--snapshot-prefix", "runs\\new"], capsys)
+    assert code == 0
+    assert parse_net(out).layer[0].data_param.source == odd
+    assert parse_solver(solver.read_text()).snapshot_prefix == "runs\\new"
 
 
 def test_draw_names_each_top_of_a_layer_with_several():
