@@ -144,6 +144,23 @@ def _parse_text(text: str, message: Message, filename: str) -> Message:
     return message
 
 
+_UNKNOWN_ENUM = re.compile(r"^(?:'.*': )?(Enum type \"([\w.]+)\" has no value named \w+\.?)$")
+_UNKNOWN_FIELD = re.compile(r'^Message type "([\w.]+)" has no field named "\w+"\.?$')
+
+
+def _with_valid_names(detail: str) -> str:
+    """protobuf's unknown enum value or field, with the valid names (and without the echoed
+    source line protobuf puts before an enum's)."""
+    pool = pb.DESCRIPTOR.pool
+    if match := _UNKNOWN_ENUM.match(detail):
+        names = pool.FindEnumTypeByName(match.group(2)).values_by_name
+        return f"{match.group(1)} (valid: {', '.join(names)})"
+    if match := _UNKNOWN_FIELD.match(detail):
+        fields = pool.FindMessageTypeByName(match.group(1)).fields_by_name
+        return f"{detail} (fields: {', '.join(fields)})"
+    return detail
+
+
 def _format_parse_error(err: text_format.ParseError, text: str, filename: str) -> str:
     detail = str(err)
     line, column = err.GetLine(), err.GetColumn()
@@ -153,7 +170,7 @@ def _format_parse_error(err: text_format.ParseError, text: str, filename: str) -
         if line is None:
             line, column = int(match.group(1)), int(match.group(2))
     where = filename if line is None else f"{filename}:{line}:{column or 0}"
-    detail = detail.strip() or "syntax error"
+    detail = _with_valid_names(detail.strip()) or "syntax error"
     if 'V1LayerParameter" has no field named "layer"' in detail:
         detail += f" (this is a V0 net from 2013; {_UPGRADE_HINT})"
     elif "Expected string" in detail and _ENUM_TYPE_LINE.search(text):

@@ -383,6 +383,17 @@ def test_syntax_error_has_file_line_column():
     assert "\n" not in message
 
 
+def test_unknown_field_or_enum_value_lists_the_valid_ones():
+    with pytest.raises(AllconvError, match=r'^n.prototxt:1:\d+: Message type "caffe.Pooling'
+                                           r'Parameter" has no field named "kernel_sizes"\. '
+                                           r"\(fields: pool, pad, .*kernel_size, .*\)$"):
+        prototxt.parse_net('layer { pooling_param { kernel_sizes: 2 } }', "n.prototxt")
+    with pytest.raises(AllconvError, match=r'^n.prototxt:1:\d+: Enum type "caffe.Pooling'
+                                           r'Parameter.PoolMethod" has no value named MAXX\. '
+                                           r"\(valid: MAX, AVE, STOCHASTIC\)$"):
+        prototxt.parse_net('layer { pooling_param { pool: MAXX } }', "n.prototxt")
+
+
 def test_syntax_error_unclosed_brace(tmp_path):
     path = tmp_path / "open.prototxt"
     path.write_text('layer {\n  name: "a"\n')
