@@ -58,6 +58,9 @@ def restore(state_path, net, optimizer, schedule, weights=None) -> None:
     state_path = os.fspath(state_path)
     state = (hdf5_snapshot.read_state(state_path) if hdf5_snapshot.is_hdf5(state_path)
              else read_solver_state(state_path))
+    if state.iter < 0 or state.current_step < 0:      # no solver ever writes one
+        raise AllconvError(f"{state_path}: iter {state.iter} and current_step "
+                           f"{state.current_step} must not be negative")
     optimizer.load_solver_state(state, state_path)
     if weights is None and state.learned_net:
         weights = _find_learned_net(state.learned_net, state_path)

@@ -555,6 +555,15 @@ def test_corrupt_or_mismatched_solverstate_names_the_path(tmp_path):
     with pytest.raises(AllconvError, match="garbage.solverstate"):
         SGDSolver(_solver_param(_net_text()), train_feed=Feed(batches)).restore(garbage)
 
+    state = pb.SolverState()        # a negative iteration (C++ and Python round -1/2 apart)
+    state.ParseFromString(data)
+    state.iter = -1
+    negative = tmp_path / "negative.solverstate"
+    negative.write_bytes(state.SerializeToString())
+    with pytest.raises(AllconvError, match=r"negative\.solverstate: iter -1 and current_step 0 "
+                                           r"must not be negative"):
+        SGDSolver(_solver_param(_net_text()), train_feed=Feed(batches)).restore(negative)
+
     # Wrong number of history blobs.
     state = pb.SolverState()
     state.ParseFromString(data)
