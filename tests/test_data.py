@@ -152,6 +152,21 @@ def test_a_label_past_int64_is_refused_naming_the_file(tmp_path):
         get_dataset("cifar10").load("test", tmp_path, verify=False)
 
 
+@pytest.mark.parametrize("name, classes, label", [("cifar10", 10, 10), ("cifar100", 100, 100)])
+def test_a_label_outside_the_classes_names_the_file_and_record(tmp_path, name, classes, label):
+    images, labels = fake_split(np.random.default_rng(5), 3, classes)
+    labels[1] = label
+    if name == "cifar10":
+        path = tmp_path / "test_batch.bin"
+        write_bin(path, images, labels)
+    else:
+        path = tmp_path / "test.bin"
+        write_bin(path, images, labels, coarse=np.zeros(3, np.int64))
+    with pytest.raises(AllconvError, match=rf"test(_batch)?.bin: record 1 has label {label}, "
+                                           rf"outside CIFAR-{classes}'s {classes} classes"):
+        get_dataset(name).load("test", tmp_path, verify=False)
+
+
 def test_truncated_binary_file_is_reported(tmp_path):
     (tmp_path / "test_batch.bin").write_bytes(bytes(3073 + 10))
     with pytest.raises(AllconvError, match="not a whole number of 3073-byte records"):

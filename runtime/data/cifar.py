@@ -72,6 +72,7 @@ class Release:
     files: dict[str, tuple[str, ...]]
     label_bytes: int = 1
     label_key: str = "labels"
+    classes: int = 10
 
     @property
     def url(self) -> str:
@@ -97,9 +98,9 @@ CIFAR10_RELEASES = (
 # CIFAR-100 records hold the coarse label, then the fine one; its pickles both: we read fine.
 CIFAR100_RELEASES = (
     Release("CIFAR-100", "cifar-100-binary", "cifar-100-binary.tar.gz", True,
-            {"train": ("train.bin",), "test": ("test.bin",)}, label_bytes=2),
+            {"train": ("train.bin",), "test": ("test.bin",)}, label_bytes=2, classes=100),
     Release("CIFAR-100", "cifar-100-python", "cifar-100-python.tar.gz", False,
-            {"train": ("train",), "test": ("test",)}, label_key="fine_labels"),
+            {"train": ("train",), "test": ("test",)}, label_key="fine_labels", classes=100),
 )
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -192,6 +193,11 @@ def read_release(release: Release, paths: list[Path]) -> tuple[np.ndarray, np.nd
     """Concatenated images uint8 (N, 3, 32, 32) and labels int64 of the given files."""
     reader = _read_binary if release.binary else _read_pickle
     parts = [reader(release, p) for p in paths]
+    for path, (_, labels) in zip(paths, parts):
+        bad = np.flatnonzero((labels < 0) | (labels >= release.classes))
+        if len(bad):
+            raise AllconvError(f"{path}: record {bad[0]} has label {labels[bad[0]]}, outside "
+                               f"{release.title}'s {release.classes} classes")
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     return images, labels
