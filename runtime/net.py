@@ -13,7 +13,7 @@ from torch.func import functional_call
 from runtime import hdf5_snapshot
 from runtime.backward_plan import backward_plan
 from runtime.blob_shape import legacy_shape
-from runtime.caffemodel import no_weights, read_layers, write_weights
+from runtime.caffemodel import blob_to_array, no_weights, read_layers, write_weights
 from runtime.errors import AllconvError
 from runtime.insert_splits import insert_splits
 from runtime.layers import describe, layer_class, layer_errors, make_layer
@@ -173,6 +173,7 @@ class Net(nn.Module):
         self.outputs = sorted(available)  # Caffe keeps its leftover blobs in a std::set
         self.top_names = OrderedDict((l.name, list(l.tops)) for l in self.layers)
         self.bottom_names = OrderedDict((l.name, list(l.bottoms)) for l in self.layers)
+        self._copy_prototxt_blobs()
         self._share_params()
         self._index_params()
         self._overwritten_diffs = [b for l in self.layers if l.diff_is_top_diff for b in l.blobs]
@@ -288,6 +289,23 @@ class Net(nn.Module):
                                   (k, t) in overwritten for k in range(i + 1, len(self.layers))))}
         self._top_loss_weights = {t: w for l in self.layers
                                   for t, w in zip(l.tops, l.loss_weights) if w}
+
+    def _copy_prototxt_blobs(self) -> None:
+        """A layer whose prototxt holds ``blobs`` starts from them, as Caffe's Layer takes them
+        (before sharing: a sharer's own are replaced by its owner's)."""
+        for layer in self.layers:
+            given = [blob_to_array(b) for b in layer.param.blobs]
+            if not given:
+                continue
+            if len(given) != len(layer.blobs):
+                raise AllconvError(f"{describe(layer.param)}: the prototxt gives {len(given)} "
+                                   f"blob(s), the layer has {len(layer.blobs)}")
+            for i, (array, blob) in enumerate(zip(given, layer.blobs)):
+                if not _shape_equals(array.shape, tuple(blob.shape)):
+                    raise AllconvError(f"{describe(layer.param)}: prototxt blob {i} has shape "
+                                       f"{tuple(array.shape)}, the layer {tuple(blob.shape)}")
+                with torch.no_grad():
+                    blob.copy_(torch.from_numpy(array).reshape(blob.shape))
 
     def _index_params(self) -> None:
         """``learnable_params`` (a shared blob once) and pycaffe's ``params`` from the layers."""

@@ -618,3 +618,16 @@ def test_nets_without_a_seed_draw_different_weights():
     assert not torch.equal(a.params["conv1"][0].data, b.params["conv1"][0].data)
     assert torch.equal(Net(NET, TRAIN, seed=5).params["conv1"][0].data,
                        Net(NET, TRAIN, seed=5).params["conv1"][0].data)
+
+
+def test_blobs_written_in_the_prototxt_are_the_layers_weights():
+    """Caffe's Layer starts from the LayerParameter's blobs (a caffemodel's text form)."""
+    net_text = ('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 } } }\n'
+                'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" '
+                'inner_product_param { num_output: 1 } '
+                'blobs { shape { dim: 1 dim: 2 } data: 3 data: 4 } blobs { shape { dim: 1 } data: 5 } }\n')
+    net = Net(net_text, TEST)
+    assert net.forward(x=torch.tensor([[1.0, 2.0]]))["y"].item() == 3 + 8 + 5
+    with pytest.raises(AllconvError, match=r"layer 'ip' \(InnerProduct\): prototxt blob 0 has "
+                                           r"shape \(2, 1\), the layer \(1, 2\)"):
+        Net(net_text.replace("dim: 1 dim: 2 } data", "dim: 2 dim: 1 } data"), TEST)
