@@ -590,3 +590,11 @@ def test_conv_refuses_a_zero_stride_dilation_num_output_or_group(fields):
 
 def torch_equal_params(x, y) -> bool:
     return all(torch.equal(p, q) for p, q in zip(x.learnable_params, y.learnable_params))
+
+
+@pytest.mark.parametrize("kind, param", [("Flatten", ""),
+                                         ("Reshape", "reshape_param { shape { dim: 0 } }")])
+def test_shape_changing_layers_refuse_to_run_in_place(kind, param):
+    """Caffe: "Flatten layer does not allow in-place computation" (Reshape likewise)."""
+    with pytest.raises(AllconvError, match=f"{kind} cannot run in place"):
+        build(f"name: 'f' type: '{kind}' bottom: 'x' top: 'x' {param}", (2, 3, 4))

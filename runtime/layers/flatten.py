@@ -8,6 +8,10 @@ from runtime.layers import Layer, canonical_axis, count, register
 
 @register("Flatten")
 class Flatten(Layer):
+    def setup(self, bottom_shapes, generator):
+        if self.bottoms[0] == self.tops[0]:
+            raise AllconvError("Flatten cannot run in place (top == bottom)")
+
     def reshape(self, bottom_shapes):
         shape = bottom_shapes[0]
         flatten = self.param.flatten_param
