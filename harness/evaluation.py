@@ -4,12 +4,12 @@ device, and the host reads the device once per evaluation. A pack (runtime/pack.
 evaluated in the same passes for all its members: the test images fill every member's input
 channels and every member's label input gets the test labels.
 
-The metrics a run records (one definition of a hit, `runtime.topk.label_rank`: ties count
-against the label, as Caffe's Accuracy layer counts them): the mean SoftmaxWithLoss, the top-1
-error, wider top-k errors, accuracy per class (None for a class with no image), classes that
-are nobody's argmax, and dead class units (a class whose score is exactly 0 on every image: for
-the All-CNN nets the global average of the class conv's ReLU, so the unit is zero at every
-position of every test image and gets no gradient). Errors are computed from integer counts in
+The metrics a run records (one definition of a hit, `runtime.topk.label_rank`: classes ordered
+by score then index, as the reference Caffe's Accuracy layer orders them): the mean
+SoftmaxWithLoss, the top-1 error, wider top-k errors, accuracy per class (None for a class with
+no image), classes that are nobody's prediction (the rank-0 class), and dead class units (a
+class whose score is exactly 0 on every image: for the All-CNN nets the global average of the
+class conv's ReLU, so the unit is zero at every position of every test image and gets no gradient). Errors are computed from integer counts in
 double precision (the host path they replaced took a float32 mean; they agree to float32
 rounding, tests/test_evaluation.py).
 """
@@ -22,7 +22,7 @@ import torch
 
 from runtime.errors import AllconvError
 from runtime.labels import defer_label_checks, deferred_label_error, label_records
-from runtime.topk import label_rank
+from runtime.topk import label_rank, predicted_class
 
 __all__ = ["class_counts", "summarize", "Evaluator"]
 
@@ -40,7 +40,7 @@ def class_counts(scores: torch.Tensor, labels: torch.Tensor, ks=()) -> tuple[tor
     counts = torch.zeros(3, members * classes, dtype=torch.long, device=scores.device)
     for row, (index, value) in enumerate([(labels, torch.ones_like(rank)),
                                           (labels, (rank == 0).long()),
-                                          (scores.argmax(2), torch.ones_like(rank))]):
+                                          (predicted_class(scores), torch.ones_like(rank))]):
         counts[row].scatter_add_(0, (offsets + index).flatten(), value.flatten())
     misses = [(rank >= k).sum(1) for k in ks]
     counts = counts.reshape(3, members, classes).permute(1, 0, 2).reshape(members, -1)

@@ -1,16 +1,25 @@
-"""Top-k error as Caffe's Accuracy layer counts it (accuracy_layer.cpp): an image is correct
-within k when fewer than k other classes score at least as high as its label (ties count
-against it)."""
+"""Top-k error as the reference Caffe's Accuracy layer counts it (accuracy_layer.cpp): the
+classes are ordered by (score, class index), largest first, and an image is correct within k
+when its label is among the first k. So a tie goes to the higher class index. (BVLC master
+since 2017 counts every tie against the label; the reference build predates that.)"""
 from __future__ import annotations
 
 import torch
 
 
 def label_rank(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """How many other classes score >= the label's class; scores (N, classes, ...), labels
-    (N, ...) int64. Rank 0 is a top-1 hit."""
+    """The label's place in that order: how many classes score higher, or equal with a higher
+    index; scores (N, classes, ...), labels (N, ...) int64. Rank 0 is a top-1 hit."""
     true_score = scores.gather(1, labels.unsqueeze(1))
-    return (scores >= true_score).sum(1) - 1
+    index = torch.arange(scores.shape[1], device=scores.device)
+    index = index.view(1, -1, *([1] * (scores.dim() - 2)))
+    above = (scores > true_score) | ((scores == true_score) & (index > labels.unsqueeze(1)))
+    return above.sum(1)
+
+
+def predicted_class(scores: torch.Tensor) -> torch.Tensor:
+    """The class of rank 0 along dim -1: the highest score, the highest index among ties."""
+    return scores.shape[-1] - 1 - scores.flip(-1).argmax(-1)
 
 
 def topk_errors(scores: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[int, float]:

@@ -13,7 +13,7 @@ from runtime.errors import AllconvError
 from runtime import TEST
 from runtime.net import Net
 from runtime.pack import pack_net, pack_weights
-from runtime.topk import label_rank, topk_errors
+from runtime.topk import label_rank, predicted_class, topk_errors
 
 CLASSES, TOPK = 5, (1, 2)
 NET = """name: "tiny"
@@ -36,14 +36,14 @@ layer { name: "accuracy" type: "Accuracy" bottom: "pool" bottom: "label" top: "a
 
 def class_metrics(scores: torch.Tensor, labels: torch.Tensor) -> dict:
     """The old host path's metrics from class scores (N, K) and labels (N,), kept here as the
-    reference: error (ties wrong, Caffe's Accuracy), per-class accuracy, never-predicted
+    reference: error (ties to the higher index, Caffe's Accuracy), per-class accuracy, never-predicted
     classes, dead class units."""
     scores, labels = scores.float(), labels.long()
     correct = label_rank(scores, labels) == 0
     classes = scores.shape[1]
     seen = torch.bincount(labels, minlength=classes)
     hits = torch.bincount(labels[correct], minlength=classes)
-    predicted = torch.bincount(scores.argmax(1), minlength=classes)
+    predicted = torch.bincount(predicted_class(scores), minlength=classes)
     return {
         "error": 100.0 * (1.0 - correct.float().mean().item()),
         "per_class": [h / s if s else None for h, s in zip(hits.tolist(), seen.tolist())],
@@ -117,17 +117,18 @@ def test_pack_of_two_gives_each_members_metrics_in_one_pass():
         assert_same_metrics(got, host_metrics(net, batches()), loss_rtol=1e-6)
 
 
-def test_counts_define_ties_as_misses_like_class_metrics():
+def test_counts_give_ties_to_the_higher_index_like_class_metrics():
     scores = torch.tensor([[2.0, 2.0, 0.0], [0.0, 0.0, 0.0], [0.0, 1.0, 3.0], [0.0, 5.0, 0.0]])
     labels = torch.tensor([0, 2, 2, 1])
     counts, maxima = class_counts(scores[None], labels, (2,))
     got = summarize(counts[0].tolist(), maxima[0].tolist(), 0.0, 4, (2,))
     want = class_metrics(scores, labels)
-    assert got["test_error"] == pytest.approx(want["error"]) == 50.0   # both ties are misses
-    assert got["top2_error"] == topk_errors(scores, labels, (2,))[2] == 25.0
+    # row 0's label loses its tie to class 1; row 1's wins its tie as the highest index
+    assert got["test_error"] == pytest.approx(want["error"]) == 25.0
+    assert got["top2_error"] == topk_errors(scores, labels, (2,))[2] == 0.0
     assert (got["per_class"], got["never_predicted"], got["dead_units"]) == \
         (want["per_class"], want["never_predicted"], want["dead_units"]) == \
-        ([0.0, 1.0, 0.5], [], [])
+        ([0.0, 1.0, 1.0], [0], [])
 
 
 def test_each_batch_traces_as_one_graph():

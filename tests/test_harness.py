@@ -155,15 +155,15 @@ def test_an_ambiguous_row_asks_for_its_table(tmp_path):
 
 def test_test_metrics_on_a_hand_made_example():
     scores = torch.tensor([[2.0, 1.0, 0.0, 0.0],    # label 0: right
-                           [1.0, 1.0, 0.0, 0.0],    # label 1: a tie counts as wrong (Caffe)
+                           [1.0, 1.0, 0.0, 0.0],    # label 0: the tie goes to class 1 (Caffe)
                            [0.0, 3.0, 0.0, 0.0],    # label 1: right
                            [0.5, 0.0, 0.0, 0.0]])   # label 2: wrong
-    labels = torch.tensor([0, 1, 1, 2])
+    labels = torch.tensor([0, 0, 1, 2])
     counts, maxima = class_counts(scores[None], labels)
     m = summarize(counts[0].tolist(), maxima[0].tolist(), 0.0, len(labels))
     assert m["test_error"] == pytest.approx(50.0)
-    assert m["per_class"] == [1.0, 0.5, 0.0, None]
-    assert m["never_predicted"] == [2, 3]          # argmax picks class 0 on the tie
+    assert m["per_class"] == [0.5, 1.0, 0.0, None]
+    assert m["never_predicted"] == [2, 3]          # the tie predicts class 1
     assert m["dead_units"] == [2, 3]               # zero score on every image
 
 

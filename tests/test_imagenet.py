@@ -161,11 +161,12 @@ def test_train_feed_resumes_with_the_same_batches(tree):
         ImageNetFeed(folder, train=True, mean=torch.zeros(4))
 
 
-def test_topk_errors_count_ties_against_the_label_as_caffe_does():
+def test_topk_errors_give_ties_to_the_higher_class_index_as_caffe_does():
     scores = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.5, 0.5], [0.1, 0.2, 0.7], [0.3, 0.3, 0.4]])
     labels = torch.tensor([0, 1, 0, 2])
-    # image 1 ties with class 2 (counts against it), image 2's label is third
+    # image 1 ties with class 2 (the higher index ranks first), image 2's label is third
     assert topk_errors(scores, labels, ks=(1, 2, 3)) == {1: 50.0, 2: 25.0, 3: 0.0}
+    assert topk_errors(scores, torch.tensor([0, 2, 2, 2]), ks=(1,)) == {1: 0.0}
 
 
 @pytest.mark.filterwarnings("ignore:.*transform_param is not applied")

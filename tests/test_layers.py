@@ -412,13 +412,26 @@ def test_softmax_loss_second_top_and_loss_weights():
 ACC = "name: 'acc' type: 'Accuracy' bottom: 'x' bottom: 'l' top: 'a' {}"
 
 
-def test_accuracy_ties_count_against_and_top_k():
-    scores = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0], [3.0, 2.0, 1.0], [0.0, 1.0, 2.0]])
-    labels = torch.tensor([0.0, 2.0, 0.0, 0.0])
+def test_accuracy_ties_go_to_the_higher_class_index_and_top_k():
+    """The reference Caffe sorts (score, index) pairs: a tie ranks the higher index first."""
+    scores = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0], [3.0, 2.0, 1.0], [0.0, 1.0, 2.0],
+                           [1.0, 0.0, 1.0]])
+    labels = torch.tensor([1.0, 2.0, 0.0, 0.0, 0.0])
     top1 = build(ACC.format(""), scores.shape, labels.shape)(scores, labels)[0]
-    assert top1.item() == pytest.approx(1 / 4)       # only row 2; row 0 ties with class 1
+    assert top1.item() == pytest.approx(2 / 5)       # rows 0 (wins its tie) and 2
     top2 = build(ACC.format("accuracy_param { top_k: 2 }"), scores.shape, labels.shape)
-    assert top2(scores, labels)[0].item() == pytest.approx(3 / 4)  # row 3: 3 scores >= 0
+    assert top2(scores, labels)[0].item() == pytest.approx(4 / 5)  # row 3: 3 scores > 0
+
+
+def test_accuracy_equals_the_reference_caffe_on_integer_scores_full_of_ties():
+    """8 rows of scores in {0, 1, 2}, top_k 2: the reference build gave 0.375 (counting every
+    tie against the label gives 0.125, ignoring ties 0.75)."""
+    scores = torch.tensor([[1, 1, 0, 1, 1], [2, 2, 2, 1, 1], [2, 2, 0, 2, 0], [0, 1, 2, 1, 2],
+                           [1, 1, 0, 1, 2], [2, 1, 1, 2, 2], [0, 1, 2, 2, 2], [1, 1, 1, 0, 0]],
+                          dtype=torch.float32)
+    labels = torch.tensor([0.0, 4, 0, 0, 4, 4, 4, 0])
+    top2 = build(ACC.format("accuracy_param { top_k: 2 }"), scores.shape, labels.shape)
+    assert top2(scores, labels)[0].item() == 0.375
 
 
 def test_accuracy_ignore_label_and_per_class():

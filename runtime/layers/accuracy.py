@@ -1,6 +1,7 @@
-"""Accuracy (accuracy_layer.cpp): a position counts as correct when fewer than ``top_k``
-other classes score >= its label's score (``runtime.topk.label_rank``); optional second top:
-per-class accuracy (0 for classes that do not occur)."""
+"""Accuracy (accuracy_layer.cpp): a position counts as correct when its label is among the
+``top_k`` classes ordered by (score, index), largest first (``runtime.topk.label_rank``: a tie
+goes to the higher index); optional second top: per-class accuracy (0 for classes that do not
+occur)."""
 from __future__ import annotations
 
 import torch
