@@ -388,17 +388,15 @@ def test_softmax_loss_clamps_at_flt_min_but_keeps_gradient(gap):
     torch.testing.assert_close(scores.grad, torch.tensor([[-1.0, 1.0]]))  # p - onehot
 
 
-def test_softmax_loss_second_top_and_loss_weights():
-    layer = build(LOSS.format("top: 'prob' loss_weight: 1 loss_weight: 0"), (2, 3), (2,))
-    assert layer.loss_weights == [1.0, 0.0] and layer.top_shapes == [(), (2, 3)]
-    x = torch.randn(2, 3)
-    torch.testing.assert_close(layer(x, torch.zeros(2))[1], x.softmax(1))
+def test_softmax_loss_refuses_a_second_top_and_takes_loss_weights():
+    """Caffe's inner Softmax is set up with the layer's loss_weights and one top: a second top
+    fails its loss_weight check whatever the weights."""
+    for weights in ("", "loss_weight: 1", "loss_weight: 1 loss_weight: 0"):
+        with pytest.raises(AllconvError, match="2 tops: Caffe cannot build a SoftmaxWithLoss "
+                                               "with a second top.*add a Softmax layer"):
+            build(LOSS.format("top: 'prob' " + weights), (2, 3), (2,))
     layer = build(LOSS.format("loss_weight: 0.5"), (2, 3), (2,))
-    assert layer.loss_weights == [0.5]
-    with pytest.raises(AllconvError, match="1 loss_weight value\\(s\\) for 2 top"):
-        build(LOSS.format("top: 'prob' loss_weight: 1"), (2, 3), (2,))
-    with pytest.raises(AllconvError, match="2 tops and no loss_weight: .* one loss_weight per"):
-        build(LOSS.format("top: 'prob'"), (2, 3), (2,))    # Caffe: 2 vs. 1 loss weights
+    assert layer.loss_weights == [0.5] and layer.top_shapes == [()]
     # Caffe's LossLayer::Reshape checks the first dimension before the label count
     with pytest.raises(AllconvError, match="the data and label should have the same first"):
         build(LOSS.format(""), (2, 3), (3,))

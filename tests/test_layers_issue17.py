@@ -225,6 +225,18 @@ def test_infogain_master_formula(shape, axis, ignore, mode, spec, tmp_path):
                                     x.double().requires_grad_())
 
 
+def test_a_two_top_loss_needs_one_loss_weight_per_top():
+    """Caffe's LossLayer adds loss_weight 1 when none is given, then wants one per top."""
+    tops, shapes = ("loss", "prob"), ((2, 3), (2,), (1, 1, 3, 3))
+    with pytest.raises(AllconvError, match="2 tops and no loss_weight: .* one loss_weight per"):
+        build(layer_text("InfogainLoss", "", ("x", "l", "H"), tops), *shapes)
+    with pytest.raises(AllconvError, match="1 loss_weight value\\(s\\) for 2 top\\(s\\)"):
+        build(layer_text("InfogainLoss", "loss_weight: 1", ("x", "l", "H"), tops), *shapes)
+    both = build(layer_text("InfogainLoss", "loss_weight: 1 loss_weight: 0.5", ("x", "l", "H"),
+                            tops), *shapes)
+    assert both.loss_weights == [1.0, 0.5]
+
+
 def test_a_corrupt_infogain_source_is_named(tmp_path):
     path = tmp_path / "h.binaryproto"
     path.write_bytes(pb.BlobProto(num=1, channels=1, height=3, width=3, data=[1.0] * 5)

@@ -1,6 +1,7 @@
 """SoftmaxWithLoss (softmax_loss_layer.cpp): −log(max(p_label, FLT_MIN)) summed over the
 non-ignored positions, divided by the normalizer of ``loss_param.normalization``.
-The optional second top is the softmax itself."""
+One top: Caffe declares a second (the softmax) but cannot build it, since its inner Softmax is
+set up from the same parameter, loss_weights included, with one top."""
 from __future__ import annotations
 
 import math
@@ -18,10 +19,14 @@ NEG_LOG_FLT_MIN = -math.log(float(torch.finfo(torch.float32).tiny))
 
 @register("SoftmaxWithLoss")
 class SoftmaxWithLoss(LossLayer):
-    num_tops = (1, 2)
+    num_tops = (1, 2)          # as Caffe declares; a second is refused in setup
     reads_class_labels = True
 
     def setup(self, bottom_shapes, generator):
+        if len(self.tops) > 1:
+            raise AllconvError(f"{len(self.tops)} tops: Caffe cannot build a SoftmaxWithLoss "
+                               "with a second top (its inner Softmax gets the layer's loss_weight "
+                               "list for one top); add a Softmax layer for the probabilities")
         loss = self.param.loss_param
         self.ignore_label = loss.ignore_label if loss.HasField("ignore_label") else None
         self.mode = normalization(loss)
@@ -34,7 +39,7 @@ class SoftmaxWithLoss(LossLayer):
         if count(labels) != expected:
             raise AllconvError(f"label shape {labels} holds {count(labels)} labels; scores "
                                f"shape {scores} needs {expected} (one per position)")
-        return [()] + [scores] * (len(self.tops) - 1)
+        return [()]
 
     def forward(self, scores, labels):
         outer, classes = count(scores.shape, 0, self.axis), scores.shape[self.axis]
@@ -49,4 +54,4 @@ class SoftmaxWithLoss(LossLayer):
         nll = with_gradient(nll.clamp(max=NEG_LOG_FLT_MIN), nll)   # exact: no 1e6 − 1e6
         loss = torch.where(valid, nll, 0).sum() / normalizer(
             self.mode, outer, labels.shape[1], None if self.ignore_label is None else valid)
-        return (loss,) + ((scores.softmax(self.axis),) if len(self.tops) > 1 else ())
+        return (loss,)
