@@ -1,7 +1,9 @@
 """EuclideanLoss (euclidean_loss_layer.cpp): Σ(a − b)² / (2·N), N the first dimension; both
-bottoms get a gradient (±(a − b)/N), and they need only the same count from axis 1 on."""
+bottoms get a gradient (±(a − b)/N), and they need only the same count from axis 1 on.
+N is Caffe's legacy num(): bottom 0 has at most 4 axes."""
 from __future__ import annotations
 
+from runtime.blob_shape import legacy_shape
 from runtime.errors import AllconvError
 from runtime.layers import count, register
 from runtime.layers.loss import LossLayer
@@ -11,6 +13,7 @@ from runtime.layers.loss import LossLayer
 class EuclideanLoss(LossLayer):
     def reshape(self, bottom_shapes):
         a, b = bottom_shapes
+        legacy_shape(a, "bottom 0")
         if count(a, 1) != count(b, 1):
             raise AllconvError(f"inputs must have the same dimension: shapes {a} and {b} hold "
                                f"{count(a, 1)} and {count(b, 1)} values per item")

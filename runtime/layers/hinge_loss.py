@@ -1,11 +1,12 @@
 """HingeLoss (hinge_loss_layer.cpp): one-vs-all hinge on scores x (N × dim, dim = count/N)
-with one label per item: t = max(0, 1 − x) at the label, max(0, 1 + x) elsewhere;
+with one label per item (N is Caffe's legacy num(): at most 4 axes): t = max(0, 1 − x) at the label, max(0, 1 + x) elsewhere;
 Σt / N (norm L1, the default) or Σt² / N (L2). Gradient ±sign(t)/N or ±2t/N; none to labels."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from runtime.blob_shape import legacy_shape
 from runtime.errors import AllconvError
 from runtime.layers import count, register
 from runtime.labels import class_indices
@@ -22,6 +23,7 @@ class HingeLoss(LossLayer):
     def reshape(self, bottom_shapes):
         tops = super().reshape(bottom_shapes)
         scores, labels = bottom_shapes
+        legacy_shape(scores, "bottom 0")
         if count(labels) < scores[0]:
             raise AllconvError(f"label shape {labels} holds {count(labels)} labels; scores "
                                f"shape {scores} needs one per item ({scores[0]})")

@@ -1,7 +1,7 @@
 """MultinomialLogisticLoss (multinomial_logistic_loss_layer.cpp): −Σ log(max(p_label, 1e-20))
-/ N over probabilities p (N × dim) and one label per item (N × 1 × 1 × 1). Gradient
-−1/(N·max(p_label, 1e-20)) at the label, also where the clamp applies (Caffe's); none to
-labels."""
+/ N over probabilities p (N × dim, at most 4 axes: N is Caffe's legacy num()) and one label
+per item (N × 1 × 1 × 1). Gradient −1/(N·max(p_label, 1e-20)) at the label, also where the
+clamp applies (Caffe's); none to labels."""
 from __future__ import annotations
 
 from runtime.blob_shape import legacy_shape
@@ -16,6 +16,7 @@ from runtime.layers.loss import LOG_THRESHOLD, LossLayer
 class MultinomialLogisticLoss(LossLayer):
     reads_class_labels = True
     def reshape(self, bottom_shapes):
+        legacy_shape(bottom_shapes[0], "bottom 0")
         labels = bottom_shapes[1]
         if legacy_shape(labels, "the label blob")[1:] != (1, 1, 1):
             raise AllconvError(f"the label blob must be N × 1 × 1 × 1 (one label per item), "
