@@ -5,10 +5,13 @@ A layer needs backward when a bottom blob does, or when one of its own params ha
 lr_mult; its tops then need backward too. ``propagate_down`` given on a layer decides its
 bottoms alone. Walking back from the losses, a layer that contributes to no loss, or whose
 every top is read by a layer that propagates nothing to it, runs no backward. Under
-``force_backward`` every layer runs backward, for every bottom."""
+``force_backward`` every layer runs backward, for every bottom but those its
+``kept_from_force_backward`` names (Caffe's AllowForceBackward: labels, cont)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from runtime.layers import describe
 
 
 @dataclass(frozen=True)
@@ -18,8 +21,9 @@ class BackwardPlan:
 
 
 def backward_plan(layers, param_needs, force_backward: bool) -> BackwardPlan:
-    """``layers``: the net's layers in order (``bottoms``, ``tops``, ``loss_weights`` and
-    ``param.propagate_down``); ``param_needs``: per layer, whether it computes a param diff."""
+    """``layers``: the net's layers in order (``bottoms``, ``tops``, ``loss_weights``,
+    ``param.propagate_down`` and ``kept_from_force_backward``); ``param_needs``: per layer,
+    whether it computes a param diff."""
     blob_need, layer_need, bottom_need = {}, [], []
     for layer, params in zip(layers, param_needs):
         down = layer.param.propagate_down
@@ -45,5 +49,24 @@ def backward_plan(layers, param_needs, force_backward: bool) -> BackwardPlan:
                 skipped.add(b)
     if force_backward:
         layer_need = [True] * len(layers)
-        bottom_need = [[True] * len(l.bottoms) for l in layers]
+        bottom_need = [[need or j not in l.kept_from_force_backward for j, need in enumerate(b)]
+                       for l, b in zip(layers, bottom_need)]
     return BackwardPlan(tuple(layer_need), tuple(tuple(b) for b in bottom_need))
+
+
+def refused_backward(layers, plan: BackwardPlan) -> str | None:
+    """Why Caffe's Net::Backward would abort, at the last layer that aborts (Backward runs
+    from the top down): a layer without a backward that runs one, or a bottom whose diff its
+    Backward refuses to compute (``no_backward_to``). None when it runs through."""
+    for layer, need, bottoms in reversed(list(zip(layers, plan.layer_need, plan.bottom_need))):
+        if not need:
+            continue
+        if not layer.has_backward:
+            return f"{describe(layer.param)}: Caffe's {layer.type_name} layer has no backward"
+        for j, what in sorted(layer.no_backward_to.items()):
+            j %= len(layer.bottoms)
+            if bottoms[j]:
+                return (f"{describe(layer.param)}: Caffe cannot back-propagate to bottom {j} "
+                        f"{layer.bottoms[j]!r} ({what}), and this net asks for its diff "
+                        "(force_backward, propagate_down or a learnable layer below it)")
+    return None

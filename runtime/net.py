@@ -11,7 +11,7 @@ from torch import nn
 from torch.func import functional_call
 
 from runtime import hdf5_snapshot
-from runtime.backward_plan import backward_plan
+from runtime.backward_plan import backward_plan, refused_backward
 from runtime.blob_shape import legacy_shape
 from runtime.caffemodel import blob_to_array, no_weights, read_layers, write_weights
 from runtime.errors import AllconvError
@@ -276,8 +276,10 @@ class Net(nn.Module):
         term whose top a later layer back-propagates into counts in the forward only
         (``_forward_only``: (layer, top) pairs): that layer's backward overwrites the loss
         weight Caffe put into the top's diff at set-up), and so does the loss of a layer that
-        runs no backward (its top read by a layer that propagates nothing into it)."""
+        runs no backward (its top read by a layer that propagates nothing into it).
+        ``_backward_refused``: why Caffe's Backward would abort on this net, if it would."""
         plan = backward_plan(self.layers, self._param_needs, self.force_backward)
+        self._backward_refused = refused_backward(self.layers, plan)
         self._fresh_diffs = [tuple(j for j, need in enumerate(needs) if need and layer_need)
                              for layer_need, needs in zip(plan.layer_need, plan.bottom_need)]
         overwritten = {(k, b) for k, l in enumerate(self.layers)
@@ -445,6 +447,8 @@ class Net(nn.Module):
         diff is its layer's top diff (Parameter's), which each backward overwrites."""
         if self._loss is None:
             raise AllconvError("backward() needs a forward() first (one backward per forward)")
+        if self._backward_refused:
+            raise AllconvError(self._backward_refused)
         loss, self._loss = self._loss, None
         for blob in self._overwritten_diffs:
             blob.grad = None

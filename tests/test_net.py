@@ -506,6 +506,55 @@ def test_force_backward_overrides_propagate_down_false_as_caffe():
     torch.testing.assert_close(net.params["conv1"][0].diff, forced.params["conv1"][0].diff)
 
 
+REFUSED = """name: "refused" {force}
+layer {{ name: "in" type: "Input" top: "x" top: "label" top: "t"
+  input_param {{ shape {{ dim: 2 dim: 3 }} shape {{ dim: 2 }} shape {{ dim: 2 dim: 3 }} }} }}
+layer {{ name: "ip" type: "InnerProduct" bottom: "x" top: "y"
+  inner_product_param {{ num_output: 3 weight_filler {{ type: "gaussian" std: 1 }} }} }}
+layer {{ name: "e" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "l" }}
+{layer}
+"""
+
+
+@pytest.mark.parametrize("layer,force,message", [
+    ('layer { name: "acc" type: "Accuracy" bottom: "y" bottom: "label" top: "a" }', True,
+     "layer 'acc' \\(Accuracy\\): Caffe cannot back-propagate to bottom 0 'y_ip_0_split_1' "
+     "\\(it has no backward\\), and this net asks for its diff"),
+    ('layer { name: "am" type: "ArgMax" bottom: "y" top: "m" }', True,
+     "layer 'am' \\(ArgMax\\): Caffe's ArgMax layer has no backward$"),
+    # the label made by a learnable layer: no force_backward needed
+    ('layer { name: "ip2" type: "InnerProduct" bottom: "x" top: "lab" '
+     'inner_product_param { num_output: 1 weight_filler { type: "xavier" } } }\n'
+     'layer { name: "s" type: "SoftmaxWithLoss" bottom: "y" bottom: "lab" top: "sl" }', False,
+     "layer 's' \\(SoftmaxWithLoss\\): Caffe cannot back-propagate to bottom 1 'lab' "
+     "\\(label inputs\\)"),
+    ('layer { name: "r" type: "BatchReindex" bottom: "y" bottom: "label" top: "z" }\n'
+     'layer { name: "e2" type: "EuclideanLoss" bottom: "z" bottom: "t" top: "l2" }', True,
+     "layer 'r' \\(BatchReindex\\): Caffe cannot back-propagate to bottom 1 'label' "
+     "\\(the index\\)"),
+])
+def test_backward_refuses_what_caffes_backward_aborts_on_after_a_forward(layer, force, message):
+    """Real Caffe builds these nets and runs their forward, then aborts in Backward."""
+    net = Net(REFUSED.format(force="force_backward: true" if force else "", layer=layer),
+              TRAIN, seed=0)
+    inputs = dict(x=torch.randn(2, 3), label=torch.tensor([0.0, 1.0]), t=torch.randn(2, 3))
+    net.forward(**inputs)
+    with pytest.raises(AllconvError, match=message):
+        net.backward()
+
+
+def test_force_backward_leaves_labels_alone_as_caffe_allows():
+    """AllowForceBackward keeps force_backward off a loss layer's label (not Euclidean's)."""
+    layer = ('layer { name: "s" type: "SoftmaxWithLoss" bottom: "y" bottom: "label" '
+             'top: "sl" }\nlayer { name: "h" type: "HingeLoss" bottom: "y" bottom: "label" '
+             'top: "hl" }')
+    net = Net(REFUSED.format(force="force_backward: true", layer=layer), TRAIN, seed=0)
+    net.forward_backward(x=torch.randn(2, 3), label=torch.tensor([0.0, 1.0]),
+                         t=torch.randn(2, 3))
+    assert net.blobs["x"].diff.abs().sum() > 0 and net.blobs["t"].diff.abs().sum() > 0
+    assert torch.count_nonzero(net.blobs["label"].diff) == 0
+
+
 def test_propagate_down_true_on_an_input_gives_it_a_diff_as_caffe():
     """AppendBottom takes an explicit propagate_down as the bottom's need_backward."""
     net = Net(NET.replace('bottom: "data" top: "conv1"',

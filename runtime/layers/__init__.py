@@ -116,6 +116,12 @@ class Layer(nn.Module):
     is_loss = False        # Caffe LossLayer: top 0 gets loss_weight 1 by default
     accepts_feed = False   # Data-like source layers take feed/sample_shape options
     diff_is_top_diff = False   # its blobs' diff is its top's, which each backward overwrites
+    # Caffe's AllowForceBackward false: the bottoms force_backward leaves alone (labels, cont)
+    kept_from_force_backward: tuple[int, ...] = ()
+    # Caffe's Backward aborts when asked for these bottoms' diff: index (from the end if
+    # negative) -> what they hold; without has_backward, whenever it runs (NOT_IMPLEMENTED)
+    no_backward_to: dict[int, str] = {}
+    has_backward = True
 
     def __init__(self, param, bottom_shapes, phase: int, generator: torch.Generator, **options):
         super().__init__()

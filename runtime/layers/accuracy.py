@@ -18,6 +18,7 @@ class Accuracy(Layer):
     num_bottoms = (2, 2)
     num_tops = (1, 2)
     reads_class_labels = True
+    no_backward_to = {0: "it has no backward", 1: "it has no backward"}
 
     def setup(self, bottom_shapes, generator):
         acc = self.param.accuracy_param

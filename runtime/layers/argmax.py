@@ -22,6 +22,7 @@ def top_k(x, k: int, dim: int):
 
 @register("ArgMax")
 class ArgMax(Layer):
+    has_backward = False
     def setup(self, bottom_shapes, generator):
         argmax, shape = self.param.argmax_param, bottom_shapes[0]
         self.k, self.out_max_val = argmax.top_k, argmax.out_max_val

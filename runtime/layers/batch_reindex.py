@@ -12,6 +12,7 @@ from runtime.layers import Layer, describe, register
 @register("BatchReindex")
 class BatchReindex(Layer):
     num_bottoms = (2, 2)
+    no_backward_to = {1: "the index"}
     batch_index_bottom = 1      # its values index the batch of bottom 0
 
     def reshape(self, bottom_shapes):

@@ -18,6 +18,7 @@ EPSILON = 1e-4      # Caffe adds it to d in the dissimilar gradient
 
 @register("ContrastiveLoss")
 class ContrastiveLoss(LossLayer):
+    kept_from_force_backward, no_backward_to = (2,), {}    # the similarity: no diff, no check
     num_bottoms = (3, 3)
 
     def setup(self, bottom_shapes, generator):

@@ -11,6 +11,7 @@ from runtime.layers import Layer, describe, register
 
 @register("Embed")
 class Embed(Layer):
+    no_backward_to = {0: "the EmbedLayer input"}
     def setup(self, bottom_shapes, generator):
         embed = self.param.embed_param
         if embed.num_output <= 0:

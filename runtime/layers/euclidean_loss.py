@@ -11,6 +11,7 @@ from runtime.layers.loss import LossLayer
 
 @register("EuclideanLoss")
 class EuclideanLoss(LossLayer):
+    kept_from_force_backward, no_backward_to = (), {}      # both bottoms get a gradient
     def reshape(self, bottom_shapes):
         a, b = bottom_shapes
         legacy_shape(a, "bottom 0")

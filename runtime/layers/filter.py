@@ -11,6 +11,7 @@ from runtime.layers import Layer, register
 @register("Filter")
 class Filter(Layer):
     num_bottoms = (2, None)
+    no_backward_to = {-1: "filter index inputs"}
     num_tops = (1, None)
 
     def reshape(self, bottom_shapes):

@@ -28,6 +28,7 @@ class InfogainLoss(LossLayer):
     reads_class_labels = True
     num_bottoms = (2, 3)
     num_tops = (1, 2)
+    no_backward_to = {1: "label inputs", 2: "infogain inputs"}
 
     def setup(self, bottom_shapes, generator):
         loss, infogain = self.param.loss_param, self.param.infogain_loss_param

@@ -52,6 +52,8 @@ class LossLayer(Layer):
 
     num_bottoms = (2, 2)
     is_loss = True
+    kept_from_force_backward = (1,)
+    no_backward_to = {1: "label inputs"}
 
     def reshape(self, bottom_shapes):
         data, label = bottom_shapes[:2]

@@ -43,6 +43,7 @@ def lstm_unit(c_prev, gates, cont):
 @register("LSTMUnit")
 class LSTMUnit(Layer):
     num_bottoms = (3, 3)
+    kept_from_force_backward, no_backward_to = (2,), {2: "sequence indicators"}
     num_tops = (2, 2)
     batch_axes = ([1, 1, 1], [1, 1])   # the streams N, for ONNX export
 

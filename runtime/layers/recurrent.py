@@ -25,6 +25,7 @@ class Recurrent(Layer):
     learnable blobs (``add_blobs``) and compute the unrolled net (``unroll``)."""
 
     states: tuple[str, ...] = ()
+    kept_from_force_backward, no_backward_to = (1,), {1: "sequence indicators"}
 
     @property
     def exposed(self) -> int:
