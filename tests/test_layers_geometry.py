@@ -109,6 +109,21 @@ def test_deconvolution_errors_name_layer_and_field(spec, shape, match):
         build(DECONV.format(spec), shape)
 
 
+@pytest.mark.parametrize("links,shapes,match", [
+    ("bottom: 'a' bottom: 'b' top: 'y'", [(1, 2, 4, 4)] * 2,
+     r"2 bottom\(s\) and 1 top\(s\): each bottom gives one top"),
+    ("bottom: 'a' bottom: 'b' top: 'y' top: 'z'", [(1, 2, 4, 4), (1, 2, 4, 5)],
+     r"all inputs must have the same shape: bottom 1 is \(1, 2, 4, 5\), bottom 0 "
+     r"\(1, 2, 4, 4\)"),
+])
+@pytest.mark.parametrize("type_", ["Convolution", "Deconvolution"])
+def test_convolution_takes_n_bottoms_of_one_shape_for_n_tops(type_, links, shapes, match):
+    text = (f"name: 'c' type: '{type_}' {links} "
+            "convolution_param {{ num_output: 2 kernel_size: 2 }}")
+    with pytest.raises(AllconvError, match=rf"^layer 'c' \({type_}\): " + match):
+        build(text.format(), *shapes)
+
+
 # ---------------------------------------------------------------------------- Crop
 
 CROP = "name: 'crop' type: 'Crop' bottom: 'x' bottom: 'ref' top: 'y' crop_param {{ {} }}"

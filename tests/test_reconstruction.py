@@ -197,6 +197,21 @@ def test_receptive_windows_of_all_cnn_c():
     assert windows["global_pool"] is None or windows["global_pool"][0].size >= 32
 
 
+def test_receptive_windows_follow_each_bottom_of_a_two_bottom_convolution():
+    net = Net("""name: "two"
+layer { name: "in" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 8 dim: 8 } } }
+layer { name: "pool" type: "Pooling" bottom: "data" top: "pooled"
+  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "near" type: "Convolution" bottom: "data" top: "near"
+  convolution_param { num_output: 2 kernel_size: 5 weight_filler { type: "xavier" } } }
+layer { name: "conv" type: "Convolution" bottom: "pooled" bottom: "near" top: "a" top: "b"
+  convolution_param { num_output: 3 kernel_size: 3 weight_filler { type: "xavier" } } }""",
+              TEST, seed=0)
+    windows = receptive_windows(net)
+    assert windows["a"][0] == Window(0, 6, 2)        # 3x3 over the 2x2 stride-2 pool
+    assert windows["b"][0] == Window(0, 7, 1)        # 3x3 over the 5x5 conv
+
+
 def test_receptive_window_bounds_the_reconstruction(images):
     """Every input position a conv2 unit's backprop reaches lies inside its window."""
     net = Net(CHAIN, TEST, seed=3)

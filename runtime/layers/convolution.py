@@ -1,6 +1,7 @@
 """Convolution (conv_layer.cpp): N-d grouped, strided, dilated cross-correlation. Its
 parameter parsing, shapes and forward serve Deconvolution too, which overrides
-``weight_shape``, ``output_size`` and ``convolve``."""
+``weight_shape``, ``output_size`` and ``convolve``. As in Caffe's BaseConvolutionLayer, N
+bottoms of one shape give N tops, top i from bottom i with the same weights."""
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -62,7 +63,12 @@ def window_geometry(conv, shape) -> tuple:
 class Convolution(Layer):
     """Weights (num_output, C/group, *kernel) and bias (num_output,)."""
 
+    num_bottoms = num_tops = (1, None)
+
     def setup(self, bottom_shapes, generator):
+        if len(self.tops) != len(self.bottoms):
+            raise AllconvError(f"{len(self.bottoms)} bottom(s) and {len(self.tops)} top(s): "
+                               "each bottom gives one top")
         conv = self.param.convolution_param
         shape = bottom_shapes[0]
         self.axis, self.kernel, self.pad, self.stride, self.dilation = window_geometry(conv, shape)
@@ -85,6 +91,10 @@ class Convolution(Layer):
 
     def reshape(self, bottom_shapes):
         shape = bottom_shapes[0]
+        for i, other in enumerate(bottom_shapes[1:], 1):
+            if other != shape:
+                raise AllconvError(f"all inputs must have the same shape: bottom {i} is "
+                                   f"{other}, bottom 0 {shape}")
         if len(shape) != self.axis + 1 + len(self.kernel) or shape[self.axis] != self.channels:
             raise AllconvError(f"bottom shape {shape} does not fit the weights "
                                f"{tuple(self.blobs[0].shape)} (channel axis {self.axis})")
@@ -94,15 +104,18 @@ class Convolution(Layer):
             raise AllconvError(f"bottom shape {shape} gives output size {spatial} (kernel "
                                f"{self.kernel}, pad {self.pad}, stride {self.stride}, dilation "
                                f"{self.dilation}); every size must be positive")
-        return [shape[:self.axis] + (self.num_output,) + spatial]
+        return [shape[:self.axis] + (self.num_output,) + spatial] * len(self.tops)
 
     def convolve(self, x, bias):
         """The operation on a batch with the channel axis at 1."""
         return convolve(x, self.blobs[0], bias, self.kernel, self.pad, self.stride,
                         self.dilation, self.group)
 
-    def forward(self, x):
+    def forward(self, *xs):
+        return tuple(self.forward_one(x) for x in xs)
+
+    def forward_one(self, x):
         lead = x.shape[:self.axis]
         y = x.reshape((count(lead),) + tuple(x.shape[self.axis:]))
         y = self.convolve(y, self.blobs[1] if len(self.blobs) > 1 else None)
-        return (y.reshape(tuple(lead) + tuple(y.shape[1:])),)
+        return y.reshape(tuple(lead) + tuple(y.shape[1:]))

@@ -36,15 +36,16 @@ def receptive_windows(net) -> dict:
             windows.update((top, (Window(), Window()) if len(shapes[top]) == 4 else None)
                            for top in layer.tops)
             continue
-        bottom = layer.bottoms[0]
-        spatial = len(shapes[bottom]) == 4 and windows.get(bottom) is not None
         if layer.type_name in ("Convolution", "Pooling"):
-            found = _through(layer, windows[bottom], shapes[bottom]) if spatial else None
-        else:
-            found = _union([windows.get(b) for b in layer.bottoms])
+            for i, top in enumerate(layer.tops):     # top i from bottom i (a mask: bottom 0)
+                bottom = layer.bottoms[min(i, len(layer.bottoms) - 1)]
+                spatial = len(shapes[bottom]) == 4 and windows.get(bottom) is not None
+                found = _through(layer, windows[bottom], shapes[bottom]) if spatial else None
+                windows[top] = found if len(shapes[top]) == 4 else None
+            continue
+        found = _union([windows.get(b) for b in layer.bottoms])
         for top in layer.tops:
-            same = found is not None and len(shapes[top]) == 4 and (
-                layer.type_name in ("Convolution", "Pooling")
-                or shapes[top][2:] == shapes[bottom][2:])
+            same = found is not None and len(shapes[top]) == 4 \
+                and shapes[top][2:] == shapes[layer.bottoms[0]][2:]
             windows[top] = found if same else None
     return windows

@@ -114,6 +114,10 @@ def convolution_cases():
     # less than a stride still gives an output, its missing values read as zeros
     add("overhang_trunc", (2, 2, 1, 6), "num_output: 3 kernel_size: 4 stride: 2 pad: 1")
     add("overhang_rect", (2, 3, 5, 2), "num_output: 2 kernel_h: 3 kernel_w: 4 stride: 3")
+    # N bottoms of one shape give N tops through the same weights (BaseConvolutionLayer)
+    c.append(net_case("conv_two_bottoms", "Convolution",
+                      {"a": normal(2, 3, 6, 6), "b": normal(2, 3, 6, 6)},
+                      [conv("conv", ["a", "b"], ["ca", "cb"], "num_output: 4 kernel_size: 3")]))
     return c
 
 

@@ -21,12 +21,14 @@ def conv_pads(layer, shape) -> list[int]:
 
 def window_node(graph, op: str, layer, bottoms, tops, pads=None) -> None:
     """``op`` (Conv, ConvTranspose) with the layer's weights, bias and window attributes
-    (``pads`` default: the layer's at both ends)."""
+    (``pads`` default: the layer's at both ends): one node per bottom, sharing the weights."""
     if layer.axis != 1:
         raise AllconvError(f"layer {layer.name!r}: only channel axis 1 exports (axis {layer.axis})")
-    inputs = [bottoms[0], graph.weight(f"{layer.name}/weight", layer.blobs[0])]
+    weights = [graph.weight(f"{layer.name}/weight", layer.blobs[0])]
     if len(layer.blobs) > 1:
-        inputs.append(graph.weight(f"{layer.name}/bias", layer.blobs[1]))
-    graph.node(op, inputs, tops, name=layer.name, kernel_shape=list(layer.kernel),
-               pads=pads or list(layer.pad) * 2, strides=list(layer.stride),
-               dilations=list(layer.dilation), group=layer.group)
+        weights.append(graph.weight(f"{layer.name}/bias", layer.blobs[1]))
+    for bottom, top in zip(bottoms, tops):
+        graph.node(op, [bottom] + weights, [top], name=layer.name,
+                   kernel_shape=list(layer.kernel), pads=pads or list(layer.pad) * 2,
+                   strides=list(layer.stride), dilations=list(layer.dilation),
+                   group=layer.group)
