@@ -114,7 +114,10 @@ def test(args) -> None:
 
 
 def time_net(args) -> None:
+    """caffe time: one untimed forward and backward, then ``-iterations`` timed ones; each
+    iteration's time, then per layer and in all, averaged."""
     from runtime import TEST, TRAIN, Net
+    from runtime.layer_timer import LayerTimer
     device = _device(args.gpu)
     phase = TEST if args.phase == "TEST" else TRAIN
     net = Net(args.model, phase, level=args.level, stages=_stages(args)).to(device)
@@ -123,22 +126,44 @@ def time_net(args) -> None:
     def sync():
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-    forward = backward = 0.0
-    for _ in range(args.iterations):
+
+    def forward_backward() -> tuple[float, float]:
+        """One timed pass: (forward, backward) seconds."""
         sync(); t0 = time.perf_counter()
         loss = net.loss()
         sync(); t1 = time.perf_counter()
         if loss.requires_grad:
             loss.backward()
         sync(); t2 = time.perf_counter()
-        forward, backward = forward + t1 - t0, backward + t2 - t1
         net.clear_param_diffs()
-    n = args.iterations
-    print(f"Average Forward pass: {1e3 * forward / n:.3f} ms.")
-    print(f"Average Backward pass: {1e3 * backward / n:.3f} ms.")
-    print(f"Average Forward-Backward: {1e3 * (forward + backward) / n:.3f} ms.")
+        return t1 - t0, t2 - t1
 
-
+    logging.info("Performing Forward")
+    loss = net.loss()
+    logging.info("Initial loss: %g", float(loss.detach()))
+    logging.info("Performing Backward")
+    if loss.requires_grad:
+        loss.backward()
+    net.clear_param_diffs()
+    logging.info("*** Benchmark begins ***")
+    logging.info("Testing for %d iterations.", args.iterations)
+    n, forward, backward, start = args.iterations, 0.0, 0.0, time.perf_counter()
+    with LayerTimer(net, sync) as timer:
+        for i in range(1, n + 1):
+            f, b = forward_backward()
+            timer.collect_backward()
+            forward, backward = forward + f, backward + b
+            logging.info("Iteration: %d forward-backward time: %g ms.", i, 1e3 * (f + b))
+    total = time.perf_counter() - start
+    print("Average time per layer: ")
+    for name in timer.forward:
+        print(f"{name:>10}\tforward: {1e3 * timer.forward[name] / n:g} ms.")
+        print(f"{name:>10}\tbackward: {1e3 * timer.backward[name] / n:g} ms.")
+    print(f"Average Forward pass: {1e3 * forward / n:g} ms.")
+    print(f"Average Backward pass: {1e3 * backward / n:g} ms.")
+    print(f"Average Forward-Backward: {1e3 * total / n:g} ms.")
+    print(f"Total Time: {1e3 * total:g} ms.")
+    logging.info("*** Benchmark ends ***")
 
 
 def device_query(args) -> None:

@@ -100,10 +100,27 @@ def test_device_query_without_cuda_is_one_line(capsys):
     assert "CUDA is not available" in capsys.readouterr().err
 
 
-def test_time_prints_caffe_lines(workdir, capsys):
-    assert main(["time", "-model", "net.prototxt", "-iterations", "2"]) == 0
-    out = capsys.readouterr().out
-    assert "Average Forward pass:" in out and "Average Forward-Backward:" in out
+def test_time_prints_caffe_lines_per_layer_and_in_all(workdir, capsys):
+    """caffe.cpp's time: per layer (net order, Caffe's setw(10) and tab), then the averages
+    and the total; a layer's backward spans the diffs it computes."""
+    assert main(["time", "-model", "net.prototxt", "-iterations", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Average time per layer: "
+    per_layer = [line.split("\t") for line in out[1:] if "\t" in line]
+    assert [(name.strip(), rest.split(":")[0]) for name, rest in per_layer] == [
+        (name, phase) for name in ("data", "conv", "pool", "loss")
+        for phase in ("forward", "backward")]
+    assert out[1] == f"{'data':>10}\tforward: " + out[1].split(": ")[1]
+    ms = {(name.strip(), rest.split(":")[0]): float(rest.split(": ")[1].removesuffix(" ms."))
+          for name, rest in per_layer}
+    assert ms["data", "backward"] == 0 and ms["conv", "backward"] > 0 and ms["pool", "backward"] > 0
+    total = {line.split(": ")[0]: float(line.split(": ")[1].removesuffix(" ms."))
+             for line in out if line.startswith(("Average F", "Average B", "Total"))}
+    assert list(total) == ["Average Forward pass", "Average Backward pass",
+                           "Average Forward-Backward", "Total Time"]
+    for phase, key in (("forward", "Average Forward pass"), ("backward", "Average Backward pass")):
+        assert 0 < sum(v for (_, p), v in ms.items() if p == phase) <= total[key] * 1.001
+    assert total["Total Time"] == pytest.approx(3 * total["Average Forward-Backward"], rel=1e-3)
 
 
 @pytest.mark.parametrize("args, message", [
