@@ -78,17 +78,17 @@ def test_pool_matches_caffe_loops(method, h, k, s, p):
     torch.testing.assert_close(layer(x)[0], caffe_pool(x, method, k, s, p, out))
 
 
-def caffe_pool_mask(x, k, s, p, out):
-    """Caffe's MAX mask loop: from −FLT_MAX keep a strictly greater value, index h·W + w."""
+def caffe_max_pool(x, k, s, p, out):
+    """Caffe's MAX loop: from −FLT_MAX keep a strictly greater value; (values, mask of index
+    h·W + w)."""
     n, c, h, w = x.shape
-    mask = torch.full((n, c, out, out), -1.0)
+    values, mask = torch.full((n, c, out, out), -FLT_MAX), torch.full((n, c, out, out), -1.0)
     for b, ch, i, j in itertools.product(range(n), range(c), range(out), range(out)):
-        best = -FLT_MAX
         for y, z in itertools.product(range(max(i * s - p, 0), min(i * s - p + k, h)),
                                       range(max(j * s - p, 0), min(j * s - p + k, w))):
-            if x[b, ch, y, z] > best:
-                best, mask[b, ch, i, j] = x[b, ch, y, z], y * w + z
-    return mask
+            if x[b, ch, y, z] > values[b, ch, i, j]:
+                values[b, ch, i, j], mask[b, ch, i, j] = x[b, ch, y, z], y * w + z
+    return values, mask
 
 
 @pytest.mark.parametrize("h,k,s,p", [(7, 3, 2, 0), (6, 3, 2, 1), (5, 1, 3, 0), (8, 3, 3, 2),
@@ -102,10 +102,31 @@ def test_max_pool_mask_top_is_caffes_first_maximum(h, k, s, p):
     y, mask = layer(x)
     out = layer.top_shapes[1][-1]
     torch.testing.assert_close(y, caffe_pool(x, "MAX", k, s, p, out))
-    torch.testing.assert_close(mask, caffe_pool_mask(x, k, s, p, out), rtol=0, atol=0)
+    torch.testing.assert_close(mask, caffe_max_pool(x, k, s, p, out)[1], rtol=0, atol=0)
     with pytest.raises(AllconvError, match="only MAX pooling has a second top"):
         build("name: 'pool' type: 'Pooling' bottom: 'x' top: 'y' top: 'mask' "
               "pooling_param { pool: AVE kernel_size: 2 }", x.shape)
+
+
+@pytest.mark.parametrize("h,k,s,p", [(6, 2, 2, 0), (5, 3, 2, 1), (5, 3, 1, 0), (5, 1, 3, 0)])
+def test_max_pool_never_takes_nan_or_minus_inf_as_caffe(h, k, s, p):
+    """Caffe's strict > from −FLT_MAX skips NaN and −inf: a window of nothing else gives
+    −FLT_MAX and mask −1 (torch's max pooling would give NaN and −inf)."""
+    x = torch.randn(2, 2, h, h, generator=torch.Generator().manual_seed(h * k))
+    special = torch.tensor([float("nan"), -float("inf"), float("inf"), -FLT_MAX])
+    pick = torch.randint(0, 8, x.shape, generator=torch.Generator().manual_seed(p))
+    x = torch.where(pick < 4, special[pick.clamp(max=3)], x)
+    x[0, 0, :3, :3] = float("nan")                        # a window of NaN alone
+    layer = build(f"name: 'pool' type: 'Pooling' bottom: 'x' top: 'y' top: 'mask' "
+                  f"pooling_param {{ kernel_size: {k} stride: {s} pad: {p} }}", x.shape)
+    values, mask = caffe_max_pool(x, k, s, p, layer.top_shapes[0][-1])
+    y, got_mask = layer(x)
+    torch.testing.assert_close(y, values, rtol=0, atol=0)
+    torch.testing.assert_close(got_mask, mask, rtol=0, atol=0)
+    assert (mask == -1).any() and not y.isnan().any()
+    single = build(f"name: 'pool' type: 'Pooling' bottom: 'x' top: 'y' "
+                   f"pooling_param {{ kernel_size: {k} stride: {s} pad: {p} }}", x.shape)
+    torch.testing.assert_close(single(x)[0], values, rtol=0, atol=0)
 
 
 def test_pool_window_past_input_gives_caffe_values():

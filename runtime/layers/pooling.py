@@ -1,9 +1,10 @@
 """Pooling (pooling_layer.cpp): MAX and AVE with Caffe's output size, ties and divisors.
 
-Caffe's windows start at o·s − p and are clipped to the real input; a MAX window keeps the
-first maximum (strict >) and one wholly outside the input yields −FLT_MAX (a second top,
-MAX only, is Caffe's mask: each maximum's index h·W + w in its input plane, −1 for a window
-that found none, as floats); an AVE window
+Caffe's windows start at o·s − p and are clipped to the real input; a MAX window starts at
+−FLT_MAX and keeps the first value strictly greater, so NaN and −inf never win, and a window
+of nothing greater (or wholly outside the input) yields −FLT_MAX (a second top, MAX only, is
+Caffe's mask: each maximum's index h·W + w in its input plane, −1 for a window that found
+none, as floats); an AVE window
 sums the real input it covers and divides by its extent clipped to [−p, H+p) only (a
 signed product, as Caffe computes it). Windows are built by padding explicitly and pooling
 without padding; when PyTorch's own padded pooling gives the same windows it is used.
@@ -83,6 +84,14 @@ class Pooling(Layer):
         return [shape[:2] + out] * (2 if self.mask else 1)
 
     def forward(self, x):
+        if self.method == _P.MAX:
+            x = torch.where(x > -FLT_MAX, x, -FLT_MAX)     # what Caffe's strict > never takes
+        tops = self._pool(x)
+        if self.mask:   # a window of nothing above −FLT_MAX found no maximum
+            tops = tops[0], torch.where(tops[0] > -FLT_MAX, tops[1], -1.0)
+        return tops
+
+    def _pool(self, x):
         win = self.windows(x.shape[2:])
         kernel, pad, stride = ([w[i] for w in win] for i in (1, 2, 3))
         if all(p <= k // 2 and (p > 0 or (o - 1) * s < h) for h, k, p, s, o in win):
