@@ -386,6 +386,8 @@ class Net(nn.Module):
 
     def _run(self, overrides: dict, store: bool):
         """One pass; returns (blob values, first producer outputs, weighted loss)."""
+        if not self.layers:         # Caffe's ForwardFromTo checks end < layers_.size()
+            raise AllconvError("the net has no layers to run")
         values, first, total = {}, {}, None
         for i, (layer, keep, frozen, fresh) in enumerate(zip(
                 self.layers, self._propagate_down, self._frozen_uses, self._fresh_diffs)):

@@ -48,6 +48,7 @@ from google.protobuf.message import Message
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
+from runtime.text_tokens import TextSyntaxError, caffe_tokens, decode_prototxt
 
 __all__ = [
     "parse_net",
@@ -138,7 +139,9 @@ _ENUM_TYPE_LINE = re.compile(r"^\s*type\s*:\s*[A-Z][A-Z0-9_]*\s*(#.*)?$", re.MUL
 
 def _parse_text(text: str, message: Message, filename: str) -> Message:
     try:
-        text_format.Parse(text, message)
+        text_format.Parse(caffe_tokens(text), message)
+    except TextSyntaxError as err:
+        raise AllconvError(f"{filename}:{err.line}:{err.column}: {err.detail}") from None
     except text_format.ParseError as err:
         raise AllconvError(_format_parse_error(err, text, filename)) from None
     return message
@@ -224,21 +227,11 @@ def _load_source(source: Source, message_cls, parse, upgrade_fn) -> Message:
     if isinstance(source, str) and not os.path.exists(source) and _looks_like_text(source):
         return parse(source, "<string>")
     path = Path(source)
-    return parse(_read_text_file(path), str(path))
+    return parse(decode_prototxt(read_bytes(path, ".prototxt")), str(path))
 
 
 def _looks_like_text(value: str) -> bool:
     return "\n" in value or "{" in value or ": " in value or value.strip() == ""
-
-
-def _read_text_file(path: Path) -> str:
-    data = read_bytes(path, ".prototxt")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise AllconvError(
-            f"{path}: not a text prototxt (invalid UTF-8 at byte {err.start})"
-        ) from None
 
 
 def read_net(source: Source, upgrade: bool = True):

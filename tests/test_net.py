@@ -524,7 +524,7 @@ layer {{ name: "e" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "l" }}
      "layer 'am' \\(ArgMax\\): Caffe's ArgMax layer has no backward$"),
     # the label made by a learnable layer: no force_backward needed
     ('layer { name: "ip2" type: "InnerProduct" bottom: "x" top: "lab" '
-     'inner_product_param { num_output: 1 weight_filler { type: "xavier" } } }\n'
+     'inner_product_param { num_output: 1 weight_filler { type: "constant" } } }\n'
      'layer { name: "s" type: "SoftmaxWithLoss" bottom: "y" bottom: "lab" top: "sl" }', False,
      "layer 's' \\(SoftmaxWithLoss\\): Caffe cannot back-propagate to bottom 1 'lab' "
      "\\(label inputs\\)"),
@@ -680,3 +680,10 @@ def test_blobs_written_in_the_prototxt_are_the_layers_weights():
     with pytest.raises(AllconvError, match=r"layer 'ip' \(InnerProduct\): prototxt blob 0 has "
                                            r"shape \(2, 1\), the layer \(1, 2\)"):
         Net(net_text.replace("dim: 1 dim: 2 } data", "dim: 2 dim: 1 } data"), TEST)
+
+
+def test_a_net_without_layers_builds_but_does_not_run():
+    """Caffe builds it; its ForwardFromTo then CHECKs for a layer."""
+    net = Net("# nothing\n", TEST)
+    with pytest.raises(AllconvError, match="^the net has no layers to run$"):
+        net.forward()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -392,6 +393,41 @@ def test_unknown_field_or_enum_value_lists_the_valid_ones():
                                            r'Parameter.PoolMethod" has no value named MAXX\. '
                                            r"\(valid: MAX, AVE, STOCHASTIC\)$"):
         prototxt.parse_net('layer { pooling_param { pool: MAXX } }', "n.prototxt")
+
+
+# Where protobuf's C++ tokenizer (Caffe's) and Python's part: positions as real Caffe gave them
+@pytest.mark.parametrize("text,where,message", [
+    ("layer { power_param { shift: +1.5 } }", "1:30", "'+' is not text-format syntax"),
+    ("layer { power_param { shift: +inf } }", "1:30", "'+' is not text-format syntax"),
+    ("layer { power_param { shift: 1_5 } }", "1:31", "Need space between number and identifier"),
+    ("layer { pooling_param { kernel_size: 0b10 } }", "1:39",
+     "Need space between number and identifier"),
+    ("layer { pooling_param { kernel_size: 0o2 } }", "1:39",
+     "Need space between number and identifier"),
+    ('layer { name: "o\\zut" }', "1:18", "Invalid escape sequence in string literal"),
+    ('# a\0b\nname: "x"', "1:4", "Invalid control characters encountered in text"),
+])
+def test_text_that_caffes_parser_refuses_is_refused_at_its_position(text, where, message):
+    with pytest.raises(AllconvError, match=rf"^n.prototxt:{where}: {re.escape(message)}"):
+        prototxt.parse_net(text, "n.prototxt")
+
+
+def test_text_that_caffes_parser_takes_is_taken(tmp_path):
+    """A sign apart from its number (two tokens in C++), escapes C++ knows, and a comment in
+    Latin-1; bytes that are not UTF-8 inside a string are refused with their position."""
+    net = prototxt.parse_net('layer { name: "\\x6f\\165t" power_param { shift: - 1.5 '
+                             'scale: -\t2 } }', "n.prototxt")
+    assert net.layer[0].name == "out"
+    assert (net.layer[0].power_param.shift, net.layer[0].power_param.scale) == (-1.5, -2)
+    path = tmp_path / "latin1.prototxt"
+    path.write_bytes(b'# Gr\xf6\xdfe\nname: "x"\n')
+    assert prototxt.read_net(path).name == "x"
+    path.write_bytes(b'name: "sy\xffn"\n')
+    with pytest.raises(AllconvError, match=rf"^{path}:1:10: invalid UTF-8 in a string$"):
+        prototxt.read_net(path)
+    path.write_bytes(b"\x08\x01\xff\xfe")
+    with pytest.raises(AllconvError, match=rf"^{path}:1:3: not a text prototxt"):
+        prototxt.read_net(path)
 
 
 def test_syntax_error_unclosed_brace(tmp_path):
