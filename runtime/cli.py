@@ -118,6 +118,7 @@ def time_net(args) -> None:
     iteration's time, then per layer and in all, averaged."""
     from runtime import TEST, TRAIN, Net
     from runtime.layer_timer import LayerTimer
+    from runtime.layers import describe
     device = _device(args.gpu)
     phase = TEST if args.phase == "TEST" else TRAIN
     net = Net(args.model, phase, level=args.level, stages=_stages(args)).to(device)
@@ -142,11 +143,16 @@ def time_net(args) -> None:
     loss = net.loss()
     logging.info("Initial loss: %g", float(loss.detach()))
     logging.info("Performing Backward")
+    net.check_backward()
     if loss.requires_grad:
         loss.backward()
     net.clear_param_diffs()
     logging.info("*** Benchmark begins ***")
     logging.info("Testing for %d iterations.", args.iterations)
+    without = [layer for layer in net.layers if not layer.has_backward]
+    if without:     # the timed loop calls every layer's Backward, needed or not
+        raise AllconvError(f"{describe(without[-1].param)}: Caffe's time runs every layer's "
+                           f"Backward, and the {without[-1].type_name} layer has none")
     n, forward, backward, start = args.iterations, 0.0, 0.0, time.perf_counter()
     with LayerTimer(net, sync) as timer:
         for i in range(1, n + 1):

@@ -449,13 +449,18 @@ class Net(nn.Module):
         diff is its layer's top diff (Parameter's), which each backward overwrites."""
         if self._loss is None:
             raise AllconvError("backward() needs a forward() first (one backward per forward)")
-        if self._backward_refused:
-            raise AllconvError(self._backward_refused)
+        self.check_backward()
         loss, self._loss = self._loss, None
         for blob in self._overwritten_diffs:
             blob.grad = None
         if loss.requires_grad:
             loss.backward()
+
+    def check_backward(self) -> None:
+        """Raise what Caffe's Net::Backward aborts on, if it would on this net: a layer
+        without a backward that runs one, or a bottom whose diff its layer refuses."""
+        if self._backward_refused:
+            raise AllconvError(self._backward_refused)
 
     def forward_backward(self, **inputs) -> float:
         """forward + backward; returns the total weighted loss."""

@@ -123,6 +123,37 @@ def test_time_prints_caffe_lines_per_layer_and_in_all(workdir, capsys):
     assert total["Total Time"] == pytest.approx(3 * total["Average Forward-Backward"], rel=1e-3)
 
 
+def test_time_builds_the_net_of_its_phase(workdir, capsys):
+    """-phase TEST times the TEST net: its extra layers and the splits they need, in Caffe's
+    order (TRAIN, the default, has neither)."""
+    (workdir / "vec.prototxt").write_text(NET + VECTOR_OUTPUT)
+    for args, layers in (([], ["data", "conv", "pool", "loss"]),
+                         (["-phase", "TEST"], ["data", "label_data_1_split", "conv", "pool",
+                                               "pool_pool_0_split", "loss", "accuracy",
+                                               "extra", "prob"])):
+        assert main(["time", "-model", "vec.prototxt", "-iterations", "1", *args]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert [line.split("\t")[0].strip() for line in out if "\tforward" in line] == layers
+
+
+@pytest.mark.parametrize("extra, message", [
+    # Caffe's timed loop calls every layer's Backward, a layer that reaches no loss included
+    ('layer { name: "th" type: "Threshold" bottom: "pool" top: "m" }',
+     "layer 'th' \\(Threshold\\): Caffe's time runs every layer's Backward, and the "
+     "Threshold layer has none"),
+    # ... after the net's own Backward, which aborts where the step's input needs a diff
+    ('layer { name: "th" type: "Threshold" bottom: "pool" top: "m" }\n'
+     'layer { name: "l2" type: "EuclideanLoss" bottom: "m" bottom: "pool" top: "l2" }',
+     "layer 'th' \\(Threshold\\): Caffe's Threshold layer has no backward$"),
+])
+def test_time_refuses_a_backward_caffe_aborts_in(workdir, capsys, extra, message):
+    import re
+    (workdir / "th.prototxt").write_text(NET + extra)
+    assert run_cli(main, "allconv-caffe", ["time", "-model", "th.prototxt"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err)
+
+
 @pytest.mark.parametrize("args, message", [
     (["train", "-solver", "solver4.prototxt", "-snapshot", "a", "-weights", "b"], "not both"),
     (["train", "-solver", "missing.prototxt"], "missing.prototxt"),

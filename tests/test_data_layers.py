@@ -267,6 +267,10 @@ def test_image_data_errors_name_the_file(tmp_path):
     with pytest.raises(AllconvError, match="empty.txt: the image list is empty"):
         Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
             image_data_param {{ source: "{tmp_path / 'empty.txt'}" }} }}""", TEST)
+    # a NUL written into the source (an escape of the text format): no such path
+    with pytest.raises(AllconvError, match=r"cannot open the image list: embedded null"):
+        Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
+            image_data_param {{ source: "{listing}\\000x" }} }}""", TEST)
 
 
 

@@ -372,11 +372,13 @@ def test_lstm_unit_uses_caffes_forget_gate_derivative():
      "the data and label should have the same first dimension"),
     (layer_text("MultinomialLogisticLoss", "", ("p", "l"), ("loss",)), [(2, 3), (2, 3)],
      "the label blob must be N × 1 × 1 × 1"),
-    # Caffe's Forward divides by the legacy num(), which CHECKs at most 4 axes
+    # Caffe's Forward divides by the legacy num(), which CHECKs at most 4 axes (the
+    # reference build's SigmoidCrossEntropyLoss too, even at TEST)
     *[(layer_text(type_, "", ("a", "b"), ("loss",)), [(2, 1, 2, 2, 2), label],
        r"bottom 0 has 5 axes \(2, 1, 2, 2, 2\), more than the 4 of Caffe's legacy num")
       for type_, label in [("EuclideanLoss", (2, 1, 2, 2, 2)), ("HingeLoss", (2,)),
-                           ("MultinomialLogisticLoss", (2,))]],
+                           ("MultinomialLogisticLoss", (2,)),
+                           ("SigmoidCrossEntropyLoss", (2, 1, 2, 2, 2))]],
     (layer_text("ContrastiveLoss", "", ("a", "b", "y"), ("loss",)), [(2, 3), (2, 4), (2,)],
      "the pair bottoms must both be N × C × 1 × 1"),
     # found by tools/fuzz.py: pairs of different N, or fewer similarities, failed in forward

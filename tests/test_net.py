@@ -1,4 +1,6 @@
 """Net: Caffe's layer filtering, blob bookkeeping, in-place diffs, losses and weight files."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -522,6 +524,18 @@ layer {{ name: "e" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "l" }}
      "\\(it has no backward\\), and this net asks for its diff"),
     ('layer { name: "am" type: "ArgMax" bottom: "y" top: "m" }', True,
      "layer 'am' \\(ArgMax\\): Caffe's ArgMax layer has no backward$"),
+    # under force_backward even a layer that reaches no loss runs its (missing) Backward
+    ('layer { name: "th" type: "Threshold" bottom: "y" top: "m" }', True,
+     "layer 'th' \\(Threshold\\): Caffe's Threshold layer has no backward$"),
+    # Euclidean's Backward divides by bottom 1's legacy num(): at most 4 axes where it
+    # gets a diff (here from a learnable layer below it)
+    ('layer { name: "ip2" type: "InnerProduct" bottom: "x" top: "z" '
+     'inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 1 } } }\n'
+     'layer { name: "r5" type: "Reshape" bottom: "z" top: "z5" '
+     'reshape_param { shape { dim: 2 dim: 3 dim: 1 dim: 1 dim: 1 } } }\n'
+     'layer { name: "e2" type: "EuclideanLoss" bottom: "y" bottom: "z5" top: "l2" }', False,
+     "layer 'e2' \\(EuclideanLoss\\): Caffe cannot back-propagate to bottom 1 'z5' \\(its 5 "
+     "axes, more than the 4 of Caffe's legacy num\\(\\)\\)"),
     # the label made by a learnable layer: no force_backward needed
     ('layer { name: "ip2" type: "InnerProduct" bottom: "x" top: "lab" '
      'inner_product_param { num_output: 1 weight_filler { type: "constant" } } }\n'
@@ -680,6 +694,19 @@ def test_blobs_written_in_the_prototxt_are_the_layers_weights():
     with pytest.raises(AllconvError, match=r"layer 'ip' \(InnerProduct\): prototxt blob 0 has "
                                            r"shape \(2, 1\), the layer \(1, 2\)"):
         Net(net_text.replace("dim: 1 dim: 2 } data", "dim: 2 dim: 1 } data"), TEST)
+    # Caffe's BaseConvolutionLayer CHECKs "Incorrect number of weight blobs"
+    conv = ('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 1 '
+            'dim: 2 dim: 2 } } }\nlayer { name: "c" type: "Convolution" bottom: "x" top: "y" '
+            'convolution_param { num_output: 1 kernel_size: 1 } '
+            'blobs { shape { dim: 1 dim: 1 dim: 1 dim: 1 } data: 2 } }\n')
+    with warnings.catch_warnings():     # the given blobs are its weights: no filler warning
+        warnings.simplefilter("error")
+        Net(conv.replace("kernel_size: 1", "kernel_size: 1 bias_term: false"), TEST)
+    with pytest.raises(AllconvError, match=r"layer 'c' \(Convolution\): the prototxt gives 1 "
+                                           r"blob\(s\), the layer has 2"):
+        Net(conv, TEST)
+    assert Net(conv.replace("kernel_size: 1", "kernel_size: 1 bias_term: false"),
+               TEST).forward(x=torch.ones(1, 1, 2, 2))["y"].tolist() == [[[[2.0, 2.0], [2.0, 2.0]]]]
 
 
 def test_a_net_without_layers_builds_but_does_not_run():

@@ -180,7 +180,7 @@ class Layer(nn.Module):
     def add_weights(self, shape, layer_param, generator) -> None:
         """Weights of ``shape`` and, with ``bias_term``, a bias of ``num_output`` values
         (Convolution and InnerProduct parameters)."""
-        if not layer_param.HasField("weight_filler"):
+        if not layer_param.HasField("weight_filler") and not len(self.param.blobs):
             warnings.warn(f"{describe(self.param)} has no weight_filler: its weights start at "
                           "zero (Caffe's default constant filler)", stacklevel=2)
         self.add_blob(shape, layer_param.weight_filler, generator)

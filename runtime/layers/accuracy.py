@@ -1,7 +1,8 @@
 """Accuracy (accuracy_layer.cpp): a position counts as correct when its label is among the
 ``top_k`` classes ordered by (score, index), largest first (``runtime.topk.label_rank``: a tie
-goes to the higher index); optional second top: per-class accuracy (0 for classes that do not
-occur)."""
+goes to the higher index), over the positions whose label is not ``ignore_label`` (NaN when
+none is left, as Caffe's 0/0); optional second top: per-class accuracy (0 for classes that do
+not occur)."""
 from __future__ import annotations
 
 import torch
@@ -44,8 +45,7 @@ class Accuracy(Layer):
                  else labels != self.ignore_label)
         labels = class_indices(self, labels, classes, valid)
         correct = (label_rank(scores, labels) < self.top_k) & valid
-        total = valid.sum()
-        accuracy = torch.where(total > 0, correct.sum() / total.clamp(min=1), 0.0)
+        accuracy = correct.sum() / valid.sum()      # every label ignored: 0/0, NaN as Caffe's
         if len(self.tops) == 1:
             return (accuracy,)
         per_class = F.one_hot(labels, classes) * valid.unsqueeze(-1)

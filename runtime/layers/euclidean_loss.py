@@ -1,6 +1,7 @@
 """EuclideanLoss (euclidean_loss_layer.cpp): Σ(a − b)² / (2·N), N the first dimension; both
 bottoms get a gradient (±(a − b)/N), and they need only the same count from axis 1 on.
-N is Caffe's legacy num(): bottom 0 has at most 4 axes."""
+N is Caffe's legacy num(): bottom 0 has at most 4 axes, and so has bottom 1 where it gets a
+diff (Backward divides by its own num())."""
 from __future__ import annotations
 
 from runtime.blob_shape import legacy_shape
@@ -15,6 +16,8 @@ class EuclideanLoss(LossLayer):
     def reshape(self, bottom_shapes):
         a, b = bottom_shapes
         legacy_shape(a, "bottom 0")
+        self.no_backward_to = {1: f"its {len(b)} axes, more than the 4 of Caffe's legacy "
+                                  "num()"} if len(b) > 4 else {}
         if count(a, 1) != count(b, 1):
             raise AllconvError(f"inputs must have the same dimension: shapes {a} and {b} hold "
                                f"{count(a, 1)} and {count(b, 1)} values per item")

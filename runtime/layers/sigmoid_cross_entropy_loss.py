@@ -2,11 +2,13 @@
 entropy of σ(x) against targets t in [0, 1], −[x·(t − [x ≥ 0]) − log(1 + e^(−|x|))] per
 position, summed over the positions whose target (cast to int) is not ``ignore_label`` and
 divided by the normalizer of ``loss_param`` (BATCH_SIZE unless ``normalization`` or the
-legacy ``normalize`` is given). Gradient (σ(x) − t)/normalizer, 0 where ignored; none to t."""
+legacy ``normalize`` is given). Gradient (σ(x) − t)/normalizer, 0 where ignored; none to t.
+Bottom 0 has at most 4 axes: the reference build divides by its legacy num()."""
 from __future__ import annotations
 
 import torch
 
+from runtime.blob_shape import legacy_shape
 from runtime.errors import AllconvError
 from runtime.layers import count, register
 from runtime.layers.gradient import with_gradient
@@ -21,6 +23,7 @@ class SigmoidCrossEntropyLoss(LossLayer):
 
     def reshape(self, bottom_shapes):
         x, t = bottom_shapes
+        legacy_shape(x, "bottom 0")
         if count(x) != count(t):
             raise AllconvError(f"inputs must have the same count: shapes {x} and {t}")
         return super().reshape(bottom_shapes)

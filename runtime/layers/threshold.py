@@ -1,5 +1,6 @@
 """Threshold (threshold_layer.cpp): 1 where x > threshold, else 0. Caffe has no backward for
-it (NOT_IMPLEMENTED): a backward pass that reaches its input is an error here too."""
+it (NOT_IMPLEMENTED): a net whose Backward runs it (force_backward, or a learnable layer below
+it that reaches a loss) refuses backward, and so does autograd on its own."""
 from __future__ import annotations
 
 import torch
@@ -22,6 +23,8 @@ class _Step(torch.autograd.Function):
 
 @register("Threshold")
 class Threshold(Layer):
+    has_backward = False
+
     def setup(self, bottom_shapes, generator):
         self.threshold = self.param.threshold_param.threshold
 
