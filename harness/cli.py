@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from runtime.distributed import (SINGLE, Ranks, from_environment, launched_by_torchrun, leave,
-                                 local_device, not_process_zero)
+                                 local_device, said_once)
 from harness.report import (check_writable, read_row, row_result, write_row,
                             write_table_readme)
 from harness.specs import SPECS_DIR, Spec, load_tables, select
@@ -238,16 +238,6 @@ def check_finished_runs_kept(jobs) -> None:
         more = f" and {len(done) - 1} more" if len(done) > 1 else ""
         raise AllconvError(f"{done[0]}{more} hold(s) a finished run: --resume keeps it, --out "
                            "DIR writes elsewhere; remove the folder to train it again")
-
-
-def said_once(check, *args):
-    """``check(*args)``; every process finds the same error, so only process 0 says it."""
-    try:
-        return check(*args)
-    except AllconvError:
-        if not_process_zero():
-            raise SystemExit(2) from None
-        raise
 
 
 def fresh_starts(jobs, args) -> list[str]:

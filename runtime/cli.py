@@ -52,7 +52,7 @@ def _train_device(gpu: str | None, solver_path: str) -> str:
 
 def train(args) -> None:
     from runtime.distributed import (from_environment, launched_by_torchrun, leave,
-                                     not_process_zero)
+                                     not_process_zero, said_once)
     from runtime.solver import make_solver
     if args.snapshot and args.weights:
         raise AllconvError("give -snapshot or -weights, not both (as Caffe)")
@@ -65,7 +65,7 @@ def train(args) -> None:
                            f"{args.solver} -gpu 0 (each process takes its LOCAL_RANK's GPU)")
     if not_process_zero():
         logging.getLogger().setLevel(logging.ERROR)   # as Caffe's, only the root solver logs
-    device = _train_device(args.gpu, args.solver)
+    device = said_once(_train_device, args.gpu, args.solver)
     if launched_by_torchrun() and device.startswith("cuda"):
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     ranks = from_environment(torch.device(device))

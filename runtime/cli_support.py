@@ -21,14 +21,42 @@ _LINE_BREAKS = {c: repr(chr(c))[1:-1] for c in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line and exit with status 2."""
+    """An ArgumentParser whose usage errors are one line and exit with status 2. Options are
+    taken only as spelt (``--epoch`` is not ``--epochs``), and a misspelt option is named
+    before the required ones it leaves missing."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def _get_option_tuples(self, option_string):
+        # argparse still matches prefixes of single-dash options (allconv-caffe's -model):
+        # keep only an option given whole, its value perhaps attached (-gpu0)
+        return [match for match in super()._get_option_tuples(option_string)
+                if option_string.startswith(match[1])]
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if message.startswith("the following arguments are required"):
+            message = self._unrecognized() or message
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
     def parse_known_args(self, args=None, namespace=None):
         _parsed_prog.set(self.prog)     # a subcommand's parser runs last: "visualize unit"
+        self._given = sys.argv[1:] if args is None else list(args)
         return super().parse_known_args(args, namespace)
+
+    def _unrecognized(self) -> str | None:
+        """The arguments this parser does not know, found by parsing the same arguments again
+        with nothing required (argparse checks the required ones first)."""
+        required = [action for action in self._actions if action.required]
+        for action in required:
+            action.required = False
+        try:
+            _, extras = super().parse_known_args(self._given)
+        finally:
+            for action in required:
+                action.required = True
+        return f"unrecognized arguments: {' '.join(extras)}" if extras else None
 
 
 def number(kind=float, low: str | None = "positive", high: int | None = None, why: str = ""):

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from runtime.errors import AllconvError
+
 __all__ = ["Ranks", "RankFeed", "SINGLE", "from_environment", "launched_by_torchrun", "leave",
-           "local_device"]
+           "local_device", "not_process_zero", "said_once"]
 
 
 # No buffer sync in each forward (the net's buffers are its rank-local Input batches). torch
@@ -129,6 +131,16 @@ def not_process_zero() -> bool:
     """Under torchrun, a process other than rank 0, before the process group is joined:
     what every process finds alike (a refused option, the device), process 0 alone says."""
     return launched_by_torchrun() and os.environ.get("RANK", "0") != "0"
+
+
+def said_once(check, *args):
+    """``check(*args)``; every process finds the same error, so only process 0 says it."""
+    try:
+        return check(*args)
+    except AllconvError:
+        if not_process_zero():
+            raise SystemExit(2) from None
+        raise
 
 
 def from_environment(device: torch.device) -> Ranks:

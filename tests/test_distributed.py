@@ -89,6 +89,21 @@ def test_an_option_refused_under_torchrun_is_said_once(tmp_path):
                     "--pack 1, or a pack without torchrun"], done.stderr[-2000:]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
+def test_a_device_refused_under_torchrun_is_said_once_by_allconv_caffe(tmp_path):
+    """allconv-caffe train -gpu 0 without CUDA: every process refuses, process 0 says why."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    (tmp_path / "solver.prototxt").write_text('net: "net.prototxt" base_lr: 0.1')
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", "-m", "runtime.cli", "train", "-solver",
+                           "solver.prototxt", "-gpu", "0"], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode != 0
+    said = [line for line in done.stderr.splitlines() if "error: " in line]
+    assert said == ["allconv-caffe train: error: -gpu 0 asked for, but CUDA is not available "
+                    "here"], done.stderr[-2000:]
+
+
 def test_shards_cover_every_run_exactly_once_in_list_order():
     tables = load_tables(SPECS_DIR)
     args = cli.build_parser().parse_args(["table3", "--lr-search"])

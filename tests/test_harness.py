@@ -844,6 +844,8 @@ def test_a_training_label_past_the_classes_is_one_line_read_with_the_flags(tmp_p
     (["--lr", "0.01,0.01"], "argument --lr: 0.01 is given twice in '0.01,0.01'"),
     (["--lr", "0.05,0.01,5e-2"], "argument --lr: 0.05 is given twice in '0.05,0.01,5e-2'"),
     (["--seed", "0,1,0"], "argument --seed: 0 is given twice in '0,1,0'"),
+    # an option is taken only as spelt: --epoch would silently be --epochs
+    (["--epoch", "1"], "unrecognized arguments: --epoch 1"),
     (["--resume", "--report"], "--resume does nothing with --report, which trains nothing: "
                                "drop it"),
     (["--report", "--deadline", "60"], "--deadline does nothing with --report"),
