@@ -174,7 +174,15 @@ def _row_line(spec: Spec, result: dict | None) -> str:
             f"**{result['status']}**{partial} | {_fmt(measured['lr'], 'g')} | {seeds} | "
             f"{_best_run(result)} | "
             f"{_millions(spec.paper.params)} / {_millions(result['params_counted'])} | "
-            f"{_fmt(result['epochs'], 'g')} | {_fmt(minutes, '.1f')} | {_notes(result)} |")
+            f"{_fmt(_epochs_trained(result), '.4g')} | {_fmt(minutes, '.1f')} | "
+            f"{_notes(result)} |")
+
+
+def _epochs_trained(result: dict) -> float | None:
+    """The passes over the training set the best run made (iterations × batch, which a short
+    --epochs rounds to whole batches), or the epochs asked for where a result lacks them."""
+    done = [result.get(k) for k in ("iterations", "batch_size", "train_size")]
+    return done[0] * done[1] / done[2] if all(done) else result.get("epochs")
 
 
 def table_markdown(table: str, specs: list[Spec], results: dict[str, dict],

@@ -219,6 +219,19 @@ def test_the_best_lr_is_the_grid_seeds_and_its_seeds_give_mean_and_spread():
     assert "grid partial: 0.25 not trained" in line
 
 
+def test_the_epochs_column_says_what_the_best_run_trained():
+    """--epochs 0.0001 at batch 2 trains 2 iterations, 4 of 50,000 images: 8e-05 epochs."""
+    spec = load_spec(REAL / "model-a.toml")
+    short = _run(80.0, epochs=0.0001, iterations=2, batch_size=2, train_size=50000)
+    line = table_markdown("table3", [spec], {"model-a": _result(
+        spec, None, runs={(0.05, 0): short})}).splitlines()[4]
+    assert "| 8e-05 | 1.0 |" in line
+    full = _run(9.0, iterations=136719, batch_size=128, train_size=50000)
+    line = table_markdown("table3", [spec], {"model-a": _result(
+        spec, None, runs={(0.05, 0): full})}).splitlines()[4]
+    assert "| 350 | 1.0 |" in line
+
+
 def test_a_smoke_result_never_replaces_a_full_one(tmp_path):
     spec = load_spec(REAL / "model-a.toml")
     write_row(tmp_path, _result(spec, 12.0))
