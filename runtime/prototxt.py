@@ -139,7 +139,7 @@ _ENUM_TYPE_LINE = re.compile(r"^\s*type\s*:\s*[A-Z][A-Z0-9_]*\s*(#.*)?$", re.MUL
 
 def _parse_text(text: str, message: Message, filename: str) -> Message:
     try:
-        text_format.Parse(caffe_tokens(text), message)
+        text_format.Parse(caffe_tokens(text, message.DESCRIPTOR), message)
     except TextSyntaxError as err:
         raise AllconvError(f"{filename}:{err.line}:{err.column}: {err.detail}") from None
     except text_format.ParseError as err:

@@ -406,6 +406,11 @@ def test_unknown_field_or_enum_value_lists_the_valid_ones():
      "Need space between number and identifier"),
     ('layer { name: "o\\zut" }', "1:18", "Invalid escape sequence in string literal"),
     ('# a\0b\nname: "x"', "1:4", "Invalid control characters encountered in text"),
+    # hex and octal integers: a float field takes neither (Python's float() takes 010)
+    ("layer { power_param { shift: 0x10 } }", "1:30", "Expect a decimal number, got: 0x10"),
+    ("layer { power_param { shift: -010 } }", "1:31", "Expect a decimal number, got: 010"),
+    # a column after a string with a \? escape is the text's own
+    ('name: "a\\?b" bogus: 1', "1:14", 'Message type "caffe.NetParameter" has no field'),
 ])
 def test_text_that_caffes_parser_refuses_is_refused_at_its_position(text, where, message):
     with pytest.raises(AllconvError, match=rf"^n.prototxt:{where}: {re.escape(message)}"):
@@ -413,12 +418,19 @@ def test_text_that_caffes_parser_refuses_is_refused_at_its_position(text, where,
 
 
 def test_text_that_caffes_parser_takes_is_taken(tmp_path):
-    """A sign apart from its number (two tokens in C++), escapes C++ knows, and a comment in
-    Latin-1; bytes that are not UTF-8 inside a string are refused with their position."""
-    net = prototxt.parse_net('layer { name: "\\x6f\\165t" power_param { shift: - 1.5 '
+    """A sign apart from its number (two tokens in C++), escapes C++ knows, hex and octal where
+    C++ takes them, and a comment in Latin-1; bytes that are not UTF-8 inside a string are
+    refused with their position."""
+    net = prototxt.parse_net('layer { name: "\\x6f\\165t\\?" power_param { shift: - 1.5 '
                              'scale: -\t2 } }', "n.prototxt")
-    assert net.layer[0].name == "out"
+    assert net.layer[0].name == "out?"
     assert (net.layer[0].power_param.shift, net.layer[0].power_param.scale) == (-1.5, -2)
+    # a bool and an int as hex or octal (Python's parser takes these only for an int)
+    for given, value in (("0x1", True), ("01", True), ("0x0", False)):
+        net = prototxt.parse_net(f"force_backward: {given} layer {{ pooling_param {{ "
+                                 "kernel_size: 010 stride: 0x3 } }", "n.prototxt")
+        assert net.force_backward is value
+        assert (net.layer[0].pooling_param.kernel_size, net.layer[0].pooling_param.stride) == (8, 3)
     path = tmp_path / "latin1.prototxt"
     path.write_bytes(b'# Gr\xf6\xdfe\nname: "x"\n')
     assert prototxt.read_net(path).name == "x"
