@@ -1,4 +1,6 @@
 """allconv-caffe: Caffe's train/test/time command line over the runtime, on a tiny net."""
+import logging
+
 import pytest
 import torch
 
@@ -35,12 +37,13 @@ def test_train_resume_equals_uninterrupted(workdir):
     assert_same_weights("straight.caffemodel", "snap_iter_8.caffemodel")
 
 
-def test_test_prints_every_element_and_the_loss_as_caffe(workdir, capsys):
-    """caffe test: each element of each output per batch and averaged, "Loss: L", and a loss
-    output's weighted share; the values are the runtime's own forward passes."""
+def test_test_prints_every_element_and_the_loss_as_caffe(workdir, capsys, caplog):
+    """caffe test: each element of each output per batch (logged) and averaged, "Loss: L", and
+    a loss output's weighted share; the values are the runtime's own forward passes."""
     from runtime import TEST, Net
     (workdir / "vec.prototxt").write_text(NET + VECTOR_OUTPUT)
     Net("vec.prototxt", TEST).save(workdir / "vec.caffemodel")
+    caplog.set_level(logging.INFO)
     assert main(["test", "-model", "vec.prototxt", "-weights", "vec.caffemodel",
                  "-iterations", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -53,6 +56,9 @@ def test_test_prints_every_element_and_the_loss_as_caffe(workdir, capsys):
     assert [line for line in lines if line.startswith("prob = ")] == [
         f"prob = {float(v):g}" for v in mean["prob"]]
     assert len(mean["prob"]) == 15 and len(set(mean["prob"].tolist())) == 15
+    batches = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Batch ")]
+    assert batches == [f"Batch {i}, {name} = {float(v):g}" for i, run in enumerate(runs)
+                       for name, values in run.items() for v in values]
 
 
 def test_level_and_stage_choose_layers_as_caffe(workdir, capsys):
