@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Union
 
@@ -48,7 +49,7 @@ from google.protobuf.message import Message
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
-from runtime.text_tokens import TextSyntaxError, caffe_tokens, decode_prototxt
+from runtime.text_tokens import TextSyntaxError, caffe_position, caffe_tokens, decode_prototxt
 
 __all__ = [
     "parse_net",
@@ -138,22 +139,32 @@ _ENUM_TYPE_LINE = re.compile(r"^\s*type\s*:\s*[A-Z][A-Z0-9_]*\s*(#.*)?$", re.MUL
 
 
 def _parse_text(text: str, message: Message, filename: str) -> Message:
+    """``text`` into ``message``, or the first error C++ would meet, at its position: one the
+    tokenizer pass finds, or, before it, one Python's parser finds."""
     try:
-        text_format.Parse(caffe_tokens(text, message.DESCRIPTOR), message)
+        tokens, syntax = caffe_tokens(text, message.DESCRIPTOR), None
     except TextSyntaxError as err:
-        raise AllconvError(f"{filename}:{err.line}:{err.column}: {err.detail}") from None
+        tokens, syntax = err.tokens, err
+    try:
+        with warnings.catch_warnings():     # an escape left past the error: Python warns
+            warnings.simplefilter("ignore", DeprecationWarning)
+            text_format.Parse(tokens, message)
     except text_format.ParseError as err:
-        raise AllconvError(_format_parse_error(err, text, filename)) from None
+        where, detail = _parse_error(err, tokens)
+        if syntax is None or _before(err, tokens, syntax.token):
+            raise AllconvError(_format_parse_error(where, detail, text, filename)) from None
+    if syntax is not None:
+        raise AllconvError(f"{filename}:{syntax.line}:{syntax.column}: {syntax.detail}")
     return message
 
 
-_UNKNOWN_ENUM = re.compile(r"^(?:'.*': )?(Enum type \"([\w.]+)\" has no value named \w+\.?)$")
+_QUOTED_LINE = re.compile(r"^'.*': (?=\S)")
+_UNKNOWN_ENUM = re.compile(r"^(Enum type \"([\w.]+)\" has no value named \w+\.?)$")
 _UNKNOWN_FIELD = re.compile(r'^Message type "([\w.]+)" has no field named "\w+"\.?$')
 
 
 def _with_valid_names(detail: str) -> str:
-    """protobuf's unknown enum value or field, with the valid names (and without the echoed
-    source line protobuf puts before an enum's)."""
+    """protobuf's unknown enum value or field, with the valid names."""
     pool = pb.DESCRIPTOR.pool
     if match := _UNKNOWN_ENUM.match(detail):
         names = pool.FindEnumTypeByName(match.group(2)).values_by_name
@@ -164,7 +175,9 @@ def _with_valid_names(detail: str) -> str:
     return detail
 
 
-def _format_parse_error(err: text_format.ParseError, text: str, filename: str) -> str:
+def _parse_error(err: text_format.ParseError, tokens: str):
+    """Python's parse error as ((line, column) where C++ reports it, or None; the message
+    without the source line Python may quote before it)."""
     detail = str(err)
     line, column = err.GetLine(), err.GetColumn()
     match = _ERROR_POSITION.match(detail)
@@ -172,8 +185,27 @@ def _format_parse_error(err: text_format.ParseError, text: str, filename: str) -
         detail = detail[match.end():]
         if line is None:
             line, column = int(match.group(1)), int(match.group(2))
-    where = filename if line is None else f"{filename}:{line}:{column or 0}"
-    detail = _with_valid_names(detail.strip()) or "syntax error"
+    detail = _QUOTED_LINE.sub("", detail.strip(), count=1)
+    if line is None:
+        return None, detail
+    return caffe_position(tokens, line, column or 1, detail), detail
+
+
+def _before(err: text_format.ParseError, tokens: str, index: int) -> bool:
+    """Whether Python's error is about a token that starts before ``index`` (C++ reads
+    tokens one by one, so a token's own error comes first)."""
+    line, column = err.GetLine(), err.GetColumn()
+    if line is None:
+        return False
+    at = sum(len(text) + 1 for text in tokens.split("\n")[:line - 1]) + (column or 1) - 1
+    if tokens[at:at + 1] == "-":        # C++'s sign is a token of its own
+        at = len(tokens) - len(tokens[at + 1:].lstrip(" \t"))
+    return at < index
+
+
+def _format_parse_error(where, detail: str, text: str, filename: str) -> str:
+    where = filename if where is None else f"{filename}:{where[0]}:{where[1]}"
+    detail = _with_valid_names(detail) or "syntax error"
     if 'V1LayerParameter" has no field named "layer"' in detail:
         detail += f" (this is a V0 net from 2013; {_UPGRADE_HINT})"
     elif "Expected string" in detail and _ENUM_TYPE_LINE.search(text):

@@ -3,12 +3,14 @@ otherwise than Python's, which parses here: a pass over the text before Python's
 
 Refused, as C++ refuses them: ``+`` outside strings and comments (``+1.5``, ``+inf``), a
 number run into letters or ``_`` (``1_0``, ``0b10``, ``0o7``; Python reads ``1_0`` as 10),
-an unknown escape in a string (``"\\z"``), a NUL (C++ ends a comment at it, then refuses it).
+an unknown escape in a string (``"\\z"``), a control character (a NUL in a comment too: C++
+ends the comment at it, then refuses it).
 Taken, as C++ takes them: ``- 1.5`` (the sign and the number are two tokens there), a hex or
 octal integer for a bool (``force_backward: 0x1``; Python takes those only for integers: they
-are given in decimal, and refused for a float, as C++ refuses them), the ``\?`` escape (``?``),
+are given in decimal, and refused for a float, as C++ refuses them), the ``\\?`` escape (``?``),
 and bytes that are not UTF-8 inside a comment (a Latin-1 comment): they read as ``?``. Such
-bytes in a string are refused, with their position.
+bytes in a string, or escapes that make them, are refused with their position (C++ takes
+them; pycaffe cannot read the names they make).
 """
 from __future__ import annotations
 
@@ -18,11 +20,25 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from runtime.errors import AllconvError
 
-_ESCAPE = re.compile(r"\\(?:[abfnrtv\\?'\"]|[0-7]{1,3}|x[0-9A-Fa-f]+|u[0-9A-Fa-f]{4}"
+_ESCAPE = re.compile(r"\\(?:[abfnrtv\\?'\"]|[0-7]{1,3}|x[0-9A-Fa-f]{1,2}|u[0-9A-Fa-f]{4}"
                      r"|U[0-9A-Fa-f]{8})")
-_NUMBER_TAIL = re.compile(r"[0-9A-Za-z_.]*(?:(?<=[eE])[+-][0-9A-Za-z_.]*)?")
+_HEX_ESCAPE = {"x": (1, "Expected hex digits for escape sequence."),
+               "u": (4, "Expected four hex digits for \\u escape sequence."),
+               "U": (8, "Expected eight hex digits up to 10ffff for \\U escape sequence")}
+_NOT_UTF8 = "{} is not UTF-8 text (C++ keeps the bytes; pycaffe cannot read them either)"
 _IDENTIFIER = re.compile(r"[A-Za-z_][0-9A-Za-z_]*")
-_HEX_OR_OCTAL = re.compile(r"0[xX][0-9A-Fa-f]+|0[0-7]+")
+_HEX = re.compile(r"0[xX][0-9A-Fa-f]*")
+_OCTAL = re.compile(r"0[0-7]*")
+_DECIMAL = re.compile(r"(?:\.[0-9]*|[0-9]+(?:\.[0-9]*)?)([eE][+-]?)?")
+_DIGITS = re.compile(r"[0-9]*")
+# what C++ expects where a '-' stands before a value that takes no sign
+_UNSIGNED = {FieldDescriptor.CPPTYPE_UINT32: "integer", FieldDescriptor.CPPTYPE_UINT64: "integer",
+             FieldDescriptor.CPPTYPE_BOOL: "identifier"}
+# Python reports these where the token they name starts, C++ at the token after it
+_AFTER_TOKEN = ("has no field named", "has no value named", "has no value with number",
+                'Expected "true" or "false"')
+_TOKEN = re.compile(r"-?[ \t]*[\w.]+|\"(?:[^\"\\\n]|\\.)*\"?|'(?:[^'\\\n]|\\.)*'?|\S")
+_GAP = re.compile(r"(?:\s|#[^\n]*)*")
 _FIELD_NAME_END = re.compile(r"\s*[:{<]")
 _BLANK = " \t"
 
@@ -30,10 +46,11 @@ _BLANK = " \t"
 class TextSyntaxError(AllconvError):
     """A text-format error at ``line``:``column`` (1-based), as protobuf reports them."""
 
-    def __init__(self, text: str, index: int, message: str):
+    def __init__(self, text: str, index: int, message: str, token: int | None = None):
         self.line = text.count("\n", 0, index) + 1
         self.column = index - text.rfind("\n", 0, index)
         self.detail = message
+        self.token = index if token is None else token     # where the token C++ reads starts
         super().__init__(f"{self.line}:{self.column}: {message}")
 
 
@@ -46,11 +63,26 @@ def _is_foreign(char: str) -> bool:
     return "\udc80" <= char <= "\udcff"
 
 
+def _is_digit(char: str) -> bool:
+    return len(char) == 1 and char in "0123456789"
+
+
 def caffe_tokens(text: str, message) -> str:
     """``text``, a ``message`` (a descriptor) in text format, as Python's parser should see it
     to read what C++ reads (the same lines and columns outside strings, so positions hold), or
     a TextSyntaxError where C++ refuses it."""
-    out, i, n = list(text), 0, len(text)
+    out = list(text)
+    try:
+        _rewrite(text, message, out)
+    except TextSyntaxError as err:
+        err.tokens = "".join(out)           # what Python may parse up to the error
+        raise
+    return "".join(out)
+
+
+def _rewrite(text: str, message, out: list[str]) -> None:
+    """``caffe_tokens``' pass, writing into ``out`` (the text's characters)."""
+    i, n = 0, len(text)
     messages, field = [message], None     # the enclosing messages; the field last named
     while i < n:
         char = text[i]
@@ -65,7 +97,11 @@ def caffe_tokens(text: str, message) -> str:
                     out[j] = "?"
             i = end
         elif char in "\"'":
-            i = _string_end(text, i, out)
+            try:
+                i = _string_end(text, i, out)
+            except TextSyntaxError as err:
+                err.token = i
+                raise
         elif char == "+":
             raise TextSyntaxError(text, i, "'+' is not text-format syntax (a number takes "
                                            "only '-')")
@@ -73,20 +109,23 @@ def caffe_tokens(text: str, message) -> str:
             j = i + 1
             while j < n and text[j] in _BLANK:
                 j += 1
+            if text[j:j + 1] == "-":        # the sign is a token: a number must follow it
+                raise TextSyntaxError(text, j, "Expected a number, got: -", token=i)
+            unsigned = _UNSIGNED.get(field.cpp_type) if field else None
+            if unsigned:
+                raise TextSyntaxError(text, i, f"Expected {unsigned}, got: -")
             if j > i + 1 and j < n and (text[j].isdigit() or text[j] == "." or
                                         _IDENTIFIER.match(text, j)):
                 out[i], out[j - 1] = " ", "-"
             i = j
-        elif char.isdigit() or (char == "." and text[i + 1:i + 2].isdigit()):
-            end = _NUMBER_TAIL.match(text, i).end()
-            token = text[i:end]
-            prefixed = token[:2].lower() in ("0b", "0o")
-            if prefixed or "_" in token:     # C++ points at the letter that ends the number
-                raise TextSyntaxError(text, i + (1 if prefixed else token.index("_")),
-                                      f"Need space between number and identifier ({token!r} "
-                                      "is not a number here)")
-            if _HEX_OR_OCTAL.fullmatch(token):
-                _integer_for(field, token, text, i, out)
+        elif _is_digit(char) or (char == "." and _is_digit(text[i + 1:i + 2])):
+            try:
+                end, based = _number_end(text, i)
+            except TextSyntaxError as err:
+                err.token = i
+                raise
+            if based:
+                _integer_for(field, text[i:end], text, i, out)
             i = end
         elif _IDENTIFIER.match(text, i):
             end = _IDENTIFIER.match(text, i).end()
@@ -96,12 +135,45 @@ def caffe_tokens(text: str, message) -> str:
         else:
             if _is_foreign(char):
                 raise TextSyntaxError(text, i, "not a text prototxt (invalid UTF-8)")
+            if char < " " and char not in "\t\n\v\f\r":
+                raise TextSyntaxError(text, i, "Invalid control characters encountered in text "
+                                               "(not a text prototxt?)")
             if char in "{<":
                 messages.append(field.message_type if field else None)
             elif char in "}>" and len(messages) > 1:
                 messages.pop()
             i += 1
-    return "".join(out)
+
+
+def _number_end(text: str, i: int) -> tuple[int, bool]:
+    """C++'s ConsumeNumber from ``i``: the index after the number, and whether it is a hex or
+    octal integer; a TextSyntaxError at the character where C++ stops."""
+    after = lambda j: text[j:j + 1]      # noqa: E731  ("" past the end)
+    if text.startswith(("0x", "0X"), i):
+        end, based, is_float = _HEX.match(text, i).end(), True, False
+        if end == i + 2:
+            raise TextSyntaxError(text, end, '"0x" must be followed by hex digits.')
+    elif text[i] == "0" and _is_digit(after(i + 1)):
+        end, based, is_float = _OCTAL.match(text, i).end(), True, False
+        if _is_digit(after(end)):
+            raise TextSyntaxError(text, end, "Numbers starting with leading zero must be in "
+                                             "octal.")
+    else:
+        match = _DECIMAL.match(text, i)
+        end, based, is_float = match.end(), False, "." in match.group() or bool(match.group(1))
+        if match.group(1):
+            if not _is_digit(after(end)):
+                raise TextSyntaxError(text, end, '"e" must be followed by exponent.')
+            end = _DIGITS.match(text, end).end()
+        if after(end) in ("f", "F"):
+            end, is_float = end + 1, True
+    if _IDENTIFIER.match(text, end):
+        raise TextSyntaxError(text, end, "Need space between number and identifier.")
+    if after(end) == ".":
+        raise TextSyntaxError(text, end, "Already saw decimal point or exponent; can't have "
+                                         "another one." if is_float else
+                                         "Hex and octal numbers must be integers.")
+    return end, based
 
 
 def _integer_for(field, token: str, text: str, i: int, out: list[str]) -> None:
@@ -118,21 +190,68 @@ def _integer_for(field, token: str, text: str, i: int, out: list[str]) -> None:
 
 def _string_end(text: str, start: int, out: list[str]) -> int:
     """The index after the string literal at ``start``; its escapes and bytes checked, and
-    ``\?`` made ``?`` in ``out`` (Python's unescaping keeps the backslash), a blank after the
+    ``\\?`` made ``?`` in ``out`` (Python's unescaping keeps the backslash), a blank after the
     closing quote for each, so that what follows keeps its column."""
     quote, i, n, dropped = text[start], start + 1, len(text), 0
     while i < n and text[i] not in (quote, "\n"):
         if text[i] == "\\":
             match = _ESCAPE.match(text, i)
             if not match:
-                raise TextSyntaxError(text, i + 1, "Invalid escape sequence in string literal.")
+                _refuse_escape(text, i)
             if match.group() == "\\?":
                 out[i], dropped = "", dropped + 1
+            elif not _utf8_escape(match.group()):
+                raise TextSyntaxError(text, i, _NOT_UTF8.format(f"the escape {match.group()}"))
             i = match.end()
             continue
         if _is_foreign(text[i]):
-            raise TextSyntaxError(text, i, "invalid UTF-8 in a string")
+            raise TextSyntaxError(text, i, _NOT_UTF8.format("a byte of this string"))
         i += 1
-    if i < n and text[i] == quote:
-        out[i] = quote + " " * dropped
+    if i == n:
+        raise TextSyntaxError(text, i, "Unexpected end of string.")
+    if text[i] == "\n":
+        raise TextSyntaxError(text, i, "String literals cannot cross line boundaries.")
+    out[i] = quote + " " * dropped
     return i + 1
+
+
+def _utf8_escape(escape: str) -> bool:
+    """Whether a string escape stands for UTF-8 text: an ASCII byte, or a code point that is
+    not a surrogate (C++ writes a byte of 128 or more as it is, and \\U up to 0x10ffff)."""
+    kind, digits = escape[1], escape[2:]
+    if kind in "xuU":
+        value = int(digits, 16)
+        return value < 0x80 if kind == "x" else not 0xD800 <= value < 0xE000 and value < 0x110000
+    return not kind.isdigit() or int(escape[1:], 8) < 0x80
+
+
+def _refuse_escape(text: str, i: int) -> None:
+    """The TextSyntaxError of the escape at ``i`` that C++ refuses, at the character where it
+    stops: a hex escape without its digits, or an unknown one."""
+    kind = text[i + 1:i + 2]
+    if kind in _HEX_ESCAPE:
+        digits, message = _HEX_ESCAPE[kind]
+        j = i + 2
+        while j < i + 2 + digits and text[j:j + 1] in tuple("0123456789abcdefABCDEF"):
+            j += 1
+        raise TextSyntaxError(text, j, message)
+    raise TextSyntaxError(text, i + 1, "Invalid escape sequence in string literal.")
+
+
+def caffe_position(tokens: str, line: int, column: int, detail: str) -> tuple[int, int]:
+    """Where C++ reports the error that Python's parser reports at ``line``:``column`` of
+    ``tokens``: past the field name or value it names (C++ has read it; not a bool's number,
+    which C++ checks before it reads it), at the ':' before a repeated field's value, or at the
+    end of the text where nothing but blanks is left."""
+    index = sum(len(text) + 1 for text in tokens.split("\n")[:line - 1]) + column - 1
+    if "should not have multiple" in detail:
+        before = tokens[:index].rstrip()
+        index = len(before) - 1 if before.endswith(":") else index
+    elif index < len(tokens):
+        token = _TOKEN.match(tokens, index)
+        after = _GAP.match(tokens, token.end()).end()
+        bool_number = detail.startswith('Expected "true"') and _is_digit(token.group()[-1])
+        if (any(what in detail for what in _AFTER_TOKEN) and not bool_number
+                or after == len(tokens) and ", got" not in detail):
+            index = after
+    return tokens.count("\n", 0, index) + 1, index - tokens.rfind("\n", 0, index)

@@ -157,7 +157,7 @@ def test_densenet_fork_field_is_refused_as_bvlc_caffe_does():
     path = _source(meta)
     lines = path.read_text().splitlines()
     row = next(i for i, line in enumerate(lines, 1) if "ceil_mode" in line)
-    column = lines[row - 1].index("ceil_mode") + 1
+    column = lines[row - 1].index("ceil_mode:") + len("ceil_mode") + 1    # C++: after the name
     with pytest.raises(AllconvError, match=rf"{path.name}:{row}:{column}: .*ceil_mode"):
         Net(str(path), pb.TEST)
     assert meta["runtime_edits"] == [["ceil_mode: false", "round_mode: FLOOR"]]

@@ -6,7 +6,9 @@
 # Step 1 (the project's venv): render the generated networks and write a .caffemodel with the
 #         runtime's Net.save (for the runtime -> Caffe round trip) into a temp dir.
 # Step 2 (Debian's /usr/bin/python3 + pycaffe): run every case in Caffe, write
-#         tests/fixtures/<case>.npz and tests/fixtures/caffe_saved_small.caffemodel.
+#         tests/fixtures/<case>.npz and tests/fixtures/caffe_saved_small.caffemodel; and
+#         (all cases, or --only text) tests/fixtures/text_format_cases.json, how Caffe reads
+#         prototxt text (make_text_cases.py).
 # Then: pytest tests/test_caffe_fixtures.py
 #
 # Needs Caffe built into $CAFFE_PREFIX (default /opt/reference-caffe); if it is missing:
@@ -39,4 +41,8 @@ trap 'rm -rf "$work"' EXIT
 cd "$repo"
 "$VENV/bin/python" tools/caffe_reference/make_fixtures.py venv "$work" "$@"
 "${caffe_env[@]}" "$CAFFE_PYTHON" tools/caffe_reference/make_fixtures.py caffe "$work" "$out" "$@"
+if [ $# -eq 0 ] || [[ " $* " == *" text "* ]]; then    # how Caffe reads prototxt text
+  "${caffe_env[@]}" "$CAFFE_PYTHON" tools/caffe_reference/make_text_cases.py \
+      "$out/text_format_cases.json" > /dev/null
+fi
 du -sh "$out"
