@@ -40,7 +40,7 @@ _AFTER_TOKEN = ("has no field named", "has no value named", "has no value with n
 _TOKEN = re.compile(r"-?[ \t]*[\w.]+|\"(?:[^\"\\\n]|\\.)*\"?|'(?:[^'\\\n]|\\.)*'?|\S")
 _GAP = re.compile(r"(?:\s|#[^\n]*)*")
 _FIELD_NAME_END = re.compile(r"\s*[:{<]")
-_BLANK = " \t"
+_BLANK = " \t\r\n\v\f"
 
 
 class TextSyntaxError(AllconvError):
@@ -114,9 +114,12 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             unsigned = _UNSIGNED.get(field.cpp_type) if field else None
             if unsigned:
                 raise TextSyntaxError(text, i, f"Expected {unsigned}, got: -")
-            if j > i + 1 and j < n and (text[j].isdigit() or text[j] == "." or
+            if j > i + 1 and j < n and (_is_digit(text[j]) or text[j] == "." or
                                         _IDENTIFIER.match(text, j)):
-                out[i], out[j - 1] = " ", "-"
+                if "\n" in text[i:j]:      # keep the lines: the sign goes before the number
+                    out[i], out[j] = " ", "-" + out[j]
+                else:
+                    out[i], out[j - 1] = " ", "-"
             i = j
         elif _is_digit(char) or (char == "." and _is_digit(text[i + 1:i + 2])):
             try:
@@ -169,6 +172,8 @@ def _number_end(text: str, i: int) -> tuple[int, bool]:
             end, is_float = end + 1, True
     if _IDENTIFIER.match(text, end):
         raise TextSyntaxError(text, end, "Need space between number and identifier.")
+    if after(end) in ("+", "-"):       # a token of its own in C++; Python's number takes it
+        raise TextSyntaxError(text, end, f"Expected identifier, got: {after(end)}")
     if after(end) == ".":
         raise TextSyntaxError(text, end, "Already saw decimal point or exponent; can't have "
                                          "another one." if is_float else

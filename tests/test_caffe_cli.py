@@ -129,6 +129,21 @@ def test_time_prints_caffe_lines_per_layer_and_in_all(workdir, capsys):
     assert total["Total Time"] == pytest.approx(3 * total["Average Forward-Backward"], rel=1e-3)
 
 
+def test_the_layer_timer_leaves_no_hook_behind(workdir):
+    """Its module hooks go at the end, and the hooks it puts on learnable blobs (which outlive
+    a pass) after each backward: later passes run as before."""
+    from runtime import TRAIN, Net
+    from runtime.layer_timer import LayerTimer
+    net = Net("net.prototxt", TRAIN)
+    with LayerTimer(net, lambda: None) as timer:
+        for _ in range(3):
+            net.loss().backward()
+            timer.collect_backward()
+        assert all(not p._backward_hooks for p in net.learnable_params)
+    assert all(not layer._forward_hooks and not layer._forward_pre_hooks for layer in net.layers)
+    assert timer.backward["conv"] > 0
+
+
 def test_time_builds_the_net_of_its_phase(workdir, capsys):
     """-phase TEST times the TEST net: its extra layers and the splits they need, in Caffe's
     order (TRAIN, the default, has neither)."""

@@ -524,6 +524,13 @@ layer {{ name: "e" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "l" }}
      "\\(it has no backward\\), and this net asks for its diff"),
     ('layer { name: "am" type: "ArgMax" bottom: "y" top: "m" }', True,
      "layer 'am' \\(ArgMax\\): Caffe's ArgMax layer has no backward$"),
+    # Backward runs from the top: the last layer that aborts is the one Caffe names
+    ('layer { name: "acc" type: "Accuracy" bottom: "y" bottom: "label" top: "a" }\n'
+     'layer { name: "am" type: "ArgMax" bottom: "y" top: "m" }', True,
+     "layer 'am' \\(ArgMax\\): Caffe's ArgMax layer has no backward$"),
+    # Filter's selector is its last bottom, named by its index
+    ('layer { name: "f" type: "Filter" bottom: "y" bottom: "label" top: "fy" }', True,
+     "layer 'f' \\(Filter\\): Caffe cannot back-propagate to bottom 1 'label' "),
     # under force_backward even a layer that reaches no loss runs its (missing) Backward
     ('layer { name: "th" type: "Threshold" bottom: "y" top: "m" }', True,
      "layer 'th' \\(Threshold\\): Caffe's Threshold layer has no backward$"),

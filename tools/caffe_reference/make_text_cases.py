@@ -37,13 +37,16 @@ PLAIN = dict(before="", float="2", string='"q"', uint="2", bool="true", after=""
 FLOATS = ["+1.5", "1_0", "0b101", "0o7", "- 1.5", "-1.5", "-\t1.5", "- -1", "--1", "1e2", "1E+2",
           ".5", "5.", "1.5f", "1.5F", "1f", "inf", "-inf", "infinity", "-Infinity", "INF",
           "0x10", "010", "-0x2", "08", "1e", "1.5.2", "0x1p3", "1d", "1e-50", "1e39", "'1.5'",
-          "true", "1 .5", "1.", "-.5", "0.5e-1", "1e+", "5e", "1e+2.5", "3.4028235e38"]
+          "true", "1 .5", "1.", "-.5", "0.5e-1", "1e+", "5e", "1e+2.5", "3.4028235e38",
+          "-\n1.5", "- \r1.5", "-\f1.5", "5x", "1e5x", ".5x", ".0b1", "1.0b1", "1e+5", ".5_0",
+          "- .5", "1+2", "1e+5_0", "-\n -1"]
 UINTS = ["0x3", "03", "08", "3.0", "+3", "- 3", "0b11", "1_0", "3u", "0X3", "-3", "00003", "3e0",
          "0x", "3L", "4294967297", "0x100000000", "-0"]
 BOOLS = ["t", "True", "1", "yes", "2", "0x1", "01", "0x0", "00", "-1", "0x2", "FALSE", "f"]
 STRINGS = [r'"\q"', r'"\x41"', r'"\101"', r'"\?"', r'"\'"', r'"a\"b"', r'"\u0041"',
            r'"\U00000041"', '"a" "b"', "'sq'", r'"\x"', r'"\8"', r'"\0"', r'"\a\b\f\v"',
-           '"a\nb"', r'"\777"', '"p', "q", r'"\x4g"', r'"\uD800"', r'"\U00110000"']
+           '"a\nb"', r'"\777"', '"p', "q", r'"\x4g"', r'"\uD800"', r'"\U00110000"',
+           r'"\xg"', r'"\u12"', r'"a\xAB"', r'"\\\v\a\'"', '"a\x80b"', r'"\x4F\u00e9"']
 AROUND = [("# caf\xe9\n", ""), ("# a\x00b\n", ""), ("# caf\xc3\xa9\n", ""), ("", "# end"),
           ("force_backward: true,\n", ""), ("force_backward: true;\n", ""),
           ("", 'layer < name: "s" type: "Silence" bottom: "y" >\n'),
@@ -63,7 +66,11 @@ AROUND = [("# caf\xe9\n", ""), ("# a\x00b\n", ""), ("# caf\xc3\xa9\n", ""), ("",
           ("", 'layer { name: "e" type: "Input" top: "e" input_param { shape { dim: [1, 2] } } }\n'),
           ("", 'layer { name: "e" type: "Power" bottom: "y" top: "e" }}\n'),
           ("", 'layer { name: "e" type: "Power" bottom: "y" top: "e"\n'),
-          ("", 'layer { name: "e" type: "Power" bottom: "y" top: "e" power_param { } } }\n')]
+          ("", 'layer { name: "e" type: "Power" bottom: "y" top: "e" power_param { } } }\n'),
+          ("", "-"), ("\n\n", 'layer { name: "e" bogus: 1 }\n'),
+          ("", 'layer { name: "h" type: "Silence" bottom: "w" '
+               'hdf5_output_param { file_name: "x.h5" } }\n'),
+          ("", 'layer { name: "h" type: "Silence" bottom: "w" phase: _0b1 }\n')]
 
 
 def cases() -> dict[str, str]:
