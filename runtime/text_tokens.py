@@ -109,11 +109,11 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             j = i + 1
             while j < n and text[j] in _BLANK:
                 j += 1
-            if text[j:j + 1] == "-":        # the sign is a token: a number must follow it
-                raise TextSyntaxError(text, j, "Expected a number, got: -", token=i)
             unsigned = _UNSIGNED.get(field.cpp_type) if field else None
             if unsigned:
                 raise TextSyntaxError(text, i, f"Expected {unsigned}, got: -")
+            if text[j:j + 1] == "-":        # the sign is a token: a number must follow it
+                raise TextSyntaxError(text, j, "Expected a number, got: -", token=i)
             if j > i + 1 and j < n and (_is_digit(text[j]) or text[j] == "." or
                                         _IDENTIFIER.match(text, j)):
                 if "\n" in text[i:j]:      # keep the lines: the sign goes before the number
