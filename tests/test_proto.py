@@ -411,6 +411,9 @@ def test_unknown_field_or_enum_value_lists_the_valid_ones():
     # hex and octal integers: a float field takes neither (Python's float() takes 010)
     ("layer { power_param { shift: 0x10 } }", "1:30", "Expect a decimal number, got: 0x10"),
     ("layer { power_param { shift: -010 } }", "1:31", "Expect a decimal number, got: 010"),
+    # an unsigned field refuses the first sign; a float, the second
+    ("layer { pooling_param { kernel_size: --3 } }", "1:38", "Expected integer, got: -"),
+    ("layer { power_param { shift: --3 } }", "1:31", "Expected a number, got: -"),
     # a column after a string with a \? escape is the text's own
     ('name: "a\\?b" bogus: 1', "1:19", 'Message type "caffe.NetParameter" has no field'),
 ])
