@@ -252,11 +252,12 @@ def caffe_position(tokens: str, line: int, column: int, detail: str) -> tuple[in
     if "should not have multiple" in detail:
         before = tokens[:index].rstrip()
         index = len(before) - 1 if before.endswith(":") else index
-    elif index < len(tokens):
+    else:
         token = _TOKEN.match(tokens, index)
-        after = _GAP.match(tokens, token.end()).end()
-        bool_number = detail.startswith('Expected "true"') and _is_digit(token.group()[-1])
-        if (any(what in detail for what in _AFTER_TOKEN) and not bool_number
-                or after == len(tokens) and ", got" not in detail):
-            index = after
+        after = _GAP.match(tokens, token.end() if token else index).end()
+        read = token and not (detail.startswith('Expected "true"')      # a bool's number
+                              and _is_digit(token.group()[-1]))
+        if (read and any(what in detail for what in _AFTER_TOKEN)
+                or after >= len(tokens) and ", got" not in detail):
+            index = min(after, len(tokens))
     return tokens.count("\n", 0, index) + 1, index - tokens.rfind("\n", 0, index)

@@ -479,6 +479,12 @@ def test_text_is_read_as_real_caffe_read_it(tmp_path, case):
             expected.SerializeToString(deterministic=True), f"{ours} != {expected}"
 
 
+def test_an_error_python_places_on_trailing_blanks_is_at_the_end_as_in_cpp():
+    from runtime.text_tokens import caffe_position
+    assert caffe_position('a: 1\n  ', 2, 1, 'Expected "}".') == (2, 3)
+    assert caffe_position("a: 1 }", 1, 6, "Expected identifier or number, got }.") == (1, 6)
+
+
 def test_syntax_error_unclosed_brace(tmp_path):
     path = tmp_path / "open.prototxt"
     path.write_text('layer {\n  name: "a"\n')
