@@ -176,7 +176,7 @@ class Net(nn.Module):
         self._copy_prototxt_blobs()
         self._share_params()
         self._index_params()
-        self._overwritten_diffs = [b for l in self.layers if l.diff_is_top_diff for b in l.blobs]
+        self._overwritten_diffs = [l.blobs[i] for l in self.layers for i in l.overwritten_diffs]
         self._param_propagate_down()
         self._plan_diffs()
         self.blobs = OrderedDict((name, Blob(self, name)) for name in self._shapes)
@@ -446,7 +446,8 @@ class Net(nn.Module):
     def backward(self) -> None:
         """Backpropagate the weighted loss of the last forward; parameter gradients
         accumulate in ``.grad`` (clear them with ``clear_param_diffs``), but for a blob whose
-        diff is its layer's top diff (Parameter's), which each backward overwrites."""
+        diff Caffe's layer writes over in each backward (Parameter's, shared with its top;
+        Scale's eltwise factor)."""
         if self._loss is None:
             raise AllconvError("backward() needs a forward() first (one backward per forward)")
         self.check_backward()

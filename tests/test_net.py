@@ -622,6 +622,22 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "x" top: "loss" }
     torch.testing.assert_close(net.params["p"][0].diff, -2 * x / 2)   # (p − x)/N, N = 2
 
 
+def test_a_scale_factor_as_large_as_its_bottom_keeps_the_last_backwards_diff_as_caffe():
+    """Caffe's Scale writes an eltwise factor's diff (top diff × bottom) instead of adding to
+    it; a per-channel factor's adds up (both checked against real Caffe with iter_size 3)."""
+    net = Net("""
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "sc" type: "Scale" bottom: "x" top: "y" scale_param { axis: 0 num_axes: -1 } }
+layer { name: "sc2" type: "Scale" bottom: "x" top: "z" }
+layer { name: "s" type: "Reduction" bottom: "y" top: "l" loss_weight: 1 }
+layer { name: "s2" type: "Reduction" bottom: "z" top: "l2" loss_weight: 1 }""", TRAIN)
+    x = torch.arange(1.0, 7.0).reshape(2, 3)
+    net.forward_backward(x=x)
+    net.forward_backward(x=2 * x)
+    torch.testing.assert_close(net.params["sc"][0].diff, 2 * x)             # the last only
+    torch.testing.assert_close(net.params["sc2"][0].diff, 3 * x.sum(0))     # both passes
+
+
 # insert_splits.py:73 `[weight] + [0.0] * (count - 1)` -> `[1.0] * ...` and :74 dropping
 # `copy.ClearField("loss_weight")` survived. Caffe's InsertSplits moves a weighted top's
 # loss_weight to the Split's top 0 (the other split tops weigh 0) and clears it on the

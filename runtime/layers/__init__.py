@@ -115,7 +115,8 @@ class Layer(nn.Module):
     num_tops: tuple[int, int | None] = (1, 1)
     is_loss = False        # Caffe LossLayer: top 0 gets loss_weight 1 by default
     accepts_feed = False   # Data-like source layers take feed/sample_shape options
-    diff_is_top_diff = False   # its blobs' diff is its top's, which each backward overwrites
+    # the blobs whose diff each backward writes over, not adds to (Caffe's code writes it)
+    overwritten_diffs: tuple[int, ...] = ()
     # Caffe's AllowForceBackward false: the bottoms force_backward leaves alone (labels, cont)
     kept_from_force_backward: tuple[int, ...] = ()
     # Caffe's Backward aborts when asked for these bottoms' diff: index (from the end if

@@ -12,7 +12,7 @@ from runtime.proto import pb
 @register("Parameter")
 class Parameter(Layer):
     num_bottoms = (0, 0)
-    diff_is_top_diff = True
+    overwritten_diffs = (0,)       # its diff is its top's
 
     def setup(self, bottom_shapes, generator):
         shape = check_blob_shape(self.param.parameter_param.shape.dim, "parameter_param.shape")

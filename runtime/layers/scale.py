@@ -2,10 +2,11 @@
 plus an optional bias (``bias_term``). The factor is bottom 1, or a learned blob covering
 ``num_axes`` axes filled by ``filler`` (default constant 1). The bias is a learned blob over
 the factor's axes, filled by ``bias_filler`` (default constant 0). Blobs: [factor, bias] with
-one bottom, [bias] with two."""
+one bottom, [bias] with two. A learned factor with as many values as bottom 0 keeps only the
+last backward's diff, as Caffe writes it (``iter_size`` and sharing do not add to it)."""
 from __future__ import annotations
 
-from runtime.layers import Layer, register
+from runtime.layers import Layer, count, register
 from runtime.layers.bias import BroadcastOperand, affine_shape, broadcast, broadcast_axis
 from runtime.proto import pb
 
@@ -33,6 +34,10 @@ class Scale(BroadcastOperand, Layer):
         factor = tuple(self.blobs[0].shape) if self.learned else bottom_shapes[1]
         self.operand_ndim = len(factor)
         self.axis = broadcast_axis(shape, factor, axis, "scale")
+        # Caffe's Backward writes the product of an eltwise factor (as many values as bottom
+        # 0) straight into the factor's diff: each backward's replaces the last
+        eltwise = self.learned and count(factor) == count(shape)
+        self.overwritten_diffs = (0,) if eltwise else ()
         if self.param.scale_param.bias_term:
             self.bias_axis = broadcast_axis(shape, tuple(self.blobs[-1].shape), axis, "bias")
         return [shape]
