@@ -31,6 +31,7 @@ _HEX = re.compile(r"0[xX][0-9A-Fa-f]*")
 _OCTAL = re.compile(r"0[0-7]*")
 _DECIMAL = re.compile(r"(?:\.[0-9]*|[0-9]+(?:\.[0-9]*)?)([eE][+-]?)?")
 _DIGITS = re.compile(r"[0-9]*")
+_FLOATS = (FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE)
 # what C++ expects where a '-' stands before a value that takes no sign
 _UNSIGNED = {FieldDescriptor.CPPTYPE_UINT32: "integer", FieldDescriptor.CPPTYPE_UINT64: "integer",
              FieldDescriptor.CPPTYPE_BOOL: "identifier"}
@@ -114,6 +115,10 @@ def _rewrite(text: str, message, out: list[str]) -> None:
                 raise TextSyntaxError(text, i, f"Expected {unsigned}, got: -")
             if text[j:j + 1] == "-":        # the sign is a token: a number must follow it
                 raise TextSyntaxError(text, j, "Expected a number, got: -", token=i)
+            name = _IDENTIFIER.match(text, j)
+            if name and field and field.cpp_type == FieldDescriptor.CPPTYPE_ENUM:
+                raise TextSyntaxError(text, j, f"Expected integer, got: {name.group()}",
+                                      token=i)
             if j > i + 1 and j < n and (_is_digit(text[j]) or text[j] == "." or
                                         _IDENTIFIER.match(text, j)):
                 if "\n" in text[i:j]:      # keep the lines: the sign goes before the number
@@ -129,11 +134,18 @@ def _rewrite(text: str, message, out: list[str]) -> None:
                 raise
             if based:
                 _integer_for(field, text[i:end], text, i, out)
+            elif field and field.cpp_type == FieldDescriptor.CPPTYPE_ENUM and \
+                    not _DIGITS.fullmatch(text[i:end]):
+                raise TextSyntaxError(text, i, "Expected integer or identifier, got: "
+                                               f"{text[i:end]}")
             i = end
         elif _IDENTIFIER.match(text, i):
             end = _IDENTIFIER.match(text, i).end()
             if _FIELD_NAME_END.match(text, end):     # not a value (an enum's, true)
                 field = messages[-1] and messages[-1].fields_by_name.get(text[i:end])
+            elif field and field.cpp_type in _FLOATS and \
+                    text[i:end].lower() not in ("inf", "infinity", "nan"):
+                raise TextSyntaxError(text, i, f"Expected double, got: {text[i:end]}")
             i = end
         else:
             if _is_foreign(char):
@@ -186,7 +198,7 @@ def _integer_for(field, token: str, text: str, i: int, out: list[str]) -> None:
     refuses it; for a bool, written in decimal where it fits (Python takes it as an int)."""
     if field is None:
         return
-    if field.cpp_type in (FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE):
+    if field.cpp_type in _FLOATS:
         raise TextSyntaxError(text, i, f"Expect a decimal number, got: {token}")
     decimal = str(int(token, 16 if token[1] in "xX" else 8))
     if field.cpp_type == FieldDescriptor.CPPTYPE_BOOL and len(decimal) <= len(token):
@@ -249,6 +261,8 @@ def caffe_position(tokens: str, line: int, column: int, detail: str) -> tuple[in
     which C++ checks before it reads it), at the ':' before a repeated field's value, or at the
     end of the text where nothing but blanks is left."""
     index = sum(len(text) + 1 for text in tokens.split("\n")[:line - 1]) + column - 1
+    if tokens[index:index + 1] == "-" and ("parse integer" in detail or "range" in detail):
+        index = len(tokens) - len(tokens[index + 1:].lstrip(" \t"))     # C++: past the sign
     if "should not have multiple" in detail:
         before = tokens[:index].rstrip()
         index = len(before) - 1 if before.endswith(":") else index

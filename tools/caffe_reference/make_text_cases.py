@@ -39,7 +39,7 @@ FLOATS = ["+1.5", "1_0", "0b101", "0o7", "- 1.5", "-1.5", "-\t1.5", "- -1", "--1
           "0x10", "010", "-0x2", "08", "1e", "1.5.2", "0x1p3", "1d", "1e-50", "1e39", "'1.5'",
           "true", "1 .5", "1.", "-.5", "0.5e-1", "1e+", "5e", "1e+2.5", "3.4028235e38",
           "-\n1.5", "- \r1.5", "-\f1.5", "5x", "1e5x", ".5x", ".0b1", "1.0b1", "1e+5", ".5_0",
-          "- .5", "1+2", "1e+5_0", "-\n -1"]
+          "- .5", "1+2", "1e+5_0", "-\n -1", "inff", "nanf", "NaN", "-Inf", "infinityf"]
 UINTS = ["0x3", "03", "08", "3.0", "+3", "- 3", "0b11", "1_0", "3u", "0X3", "-3", "00003", "3e0",
          "0x", "3L", "4294967297", "0x100000000", "-0"]
 BOOLS = ["t", "True", "1", "yes", "2", "0x1", "01", "0x0", "00", "-1", "0x2", "FALSE", "f"]
@@ -70,7 +70,14 @@ AROUND = [("# caf\xe9\n", ""), ("# a\x00b\n", ""), ("# caf\xc3\xa9\n", ""), ("",
           ("", "-"), ("\n\n", 'layer { name: "e" bogus: 1 }\n'),
           ("", 'layer { name: "h" type: "Silence" bottom: "w" '
                'hdf5_output_param { file_name: "x.h5" } }\n'),
-          ("", 'layer { name: "h" type: "Silence" bottom: "w" phase: _0b1 }\n')]
+          ("", 'layer { name: "h" type: "Silence" bottom: "w" phase: _0b1 }\n'),
+          ("", 'layer { name: "e" type: "Pooling" bottom: "w" top: "e" '
+               'pooling_param { pool: -MAX kernel_size: 1 } }\n'),
+          ("", 'layer { name: "e" type: "Pooling" bottom: "w" top: "e" '
+               'pooling_param { pool: 1.0 kernel_size: 1 } }\n'),
+          ("state { level: -2147483649 }\n", ""), ("state { level: -2147483648 }\n", ""),
+          ("", 'layer { name: "e" type: "Input" top: "e" '
+               'input_param { shape { dim: -9223372036854775809 } } }\n')]
 
 
 def cases() -> dict[str, str]:
