@@ -152,6 +152,16 @@ HAND_NETS = {
         + _pool("gmax", "max", "pool: MAX global_pooling: true")
         + _layer("flat", "Flatten", ["gmax"], ["flat"]),
         {"Concat", "Pad", "AveragePool", "Sum", "Mul", "Max", "GlobalMaxPool", "Reshape"}),
+    # Eltwise of one count in two shapes, as the reference build takes it: each bottom read
+    # in bottom 0's shape
+    "eltwise_shapes": (
+        _input((2, 3, 4, 4))
+        + _conv("a", "data", "num_output: 2 kernel_size: 4")
+        + _layer("fa", "Flatten", ["a"], ["fa"])
+        + _eltwise("sum", ["a", "fa"], "operation: SUM coeff: 0.5 coeff: -2")
+        + _eltwise("prod", ["fa", "a"], "operation: PROD")
+        + _eltwise("max", ["a", "fa", "sum"], "operation: MAX"),
+        {"Shape", "Reshape", "Sum", "Mul", "Max"}),
 }
 
 # Pooling where Caffe's rounding up changes the output size: (input, kernel, stride, pad,

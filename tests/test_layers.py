@@ -533,8 +533,35 @@ def test_eltwise_sum_prod():
     torch.testing.assert_close(build(text.format("operation: PROD"), (3,), (3,))(a, b)[0], a * b)
     with pytest.raises(AllconvError, match="1 coeff value"):
         build(text.format("coeff: 2"), (3,), (3,))
-    with pytest.raises(AllconvError, match=r"bottom shapes \(3,\) and \(4,\) differ"):
+    with pytest.raises(AllconvError, match=r"bottom shapes \(3,\) and \(4,\) hold 3 and 4 values"):
         build(text.format(""), (3,), (4,))
+
+
+ELTWISE_SHAPES = """force_backward: true
+layer { name: "in" type: "Input" top: "a" top: "b"
+        input_param { shape { dim: 2 dim: 3 dim: 1 dim: 1 } shape { dim: 2 dim: 3 } } }
+layer { name: "s" type: "Eltwise" bottom: "a" bottom: "b" top: "s"
+        eltwise_param { operation: SUM coeff: 2 coeff: -1 } }
+layer { name: "p" type: "Eltwise" bottom: "b" bottom: "a" top: "p" eltwise_param { operation: PROD } }
+layer { name: "m" type: "Eltwise" bottom: "a" bottom: "b" top: "m" eltwise_param { operation: MAX } }
+""" + "".join(f'layer {{ name: "l{k}" type: "Reduction" bottom: "{k}" top: "l{k}" loss_weight: 1 '
+              'reduction_param { operation: SUMSQ } }\n' for k in "spm")
+
+
+def test_eltwise_bottoms_of_one_count_and_other_shapes_as_the_reference_caffe():
+    """The reference build's Eltwise checks no shape: a (2, 3, 1, 1) and a (2, 3) bottom
+    combine element by element, the top in bottom 0's shape (values from real Caffe)."""
+    from runtime import TRAIN, Net
+    net = Net(ELTWISE_SHAPES, TRAIN)
+    net.forward(a=torch.tensor([1, -2, 3, 4, 0.5, -1]).reshape(2, 3, 1, 1),
+                b=torch.tensor([2.0, -3, 1, 4, 1, 2]).reshape(2, 3))
+    net.backward()
+    assert tuple(net.blobs["s"].data.shape) == (2, 3, 1, 1) and net.blobs["p"].data.shape == (2, 3)
+    caffe = {"s": [0, -1, 5, 4, 0, -4], "p": [2, 6, 3, 16, 0.5, -2], "m": [2, -2, 3, 4, 1, 2]}
+    for blob, values in caffe.items():
+        assert net.blobs[blob].data.flatten().tolist() == values
+    assert net.blobs["a"].diff.flatten().tolist() == [8, -44, 32, 144, 1, -24]
+    assert net.blobs["b"].diff.flatten().tolist() == [8, -22, 8, 128, 2.5, 16]
 
 
 def test_eltwise_max_picks_like_caffe():

@@ -1,13 +1,15 @@
 """Eltwise (eltwise_layer.cpp): PROD, SUM with per-bottom ``coeff``, or MAX.
 
 MAX picks like Caffe: bottom 1 wins ties with bottom 0 (0 only when strictly greater),
-later bottoms only when strictly greater; the gradient goes to the picked bottom."""
+later bottoms only when strictly greater; the gradient goes to the picked bottom. The bottoms
+need one count, not one shape (the reference build's shape CHECK is commented out): each is
+read in bottom 0's shape, which the top takes."""
 from __future__ import annotations
 
 import torch
 
 from runtime.errors import AllconvError
-from runtime.layers import Layer, register
+from runtime.layers import Layer, count, register
 from runtime.proto import pb
 
 _E = pb.EltwiseParameter
@@ -28,11 +30,13 @@ class Eltwise(Layer):
 
     def reshape(self, bottom_shapes):
         for shape in bottom_shapes[1:]:
-            if shape != bottom_shapes[0]:
-                raise AllconvError(f"bottom shapes {bottom_shapes[0]} and {shape} differ")
+            if count(shape) != count(bottom_shapes[0]):
+                raise AllconvError(f"bottom shapes {bottom_shapes[0]} and {shape} hold "
+                                   f"{count(bottom_shapes[0])} and {count(shape)} values")
         return [bottom_shapes[0]]
 
     def forward(self, *bottoms):
+        bottoms = [b.reshape(bottoms[0].shape) for b in bottoms]
         if self.op == _E.PROD:
             return (torch.stack(bottoms).prod(0),)
         if self.op == _E.SUM:

@@ -1,5 +1,6 @@
 """Eltwise -> Sum with per-bottom coefficients (SUM), Max (MAX: Caffe's tie rule only picks
-among equal values, so the value is the same), a chain of Mul (PROD)."""
+among equal values, so the value is the same), a chain of Mul (PROD); a bottom of another
+shape (one count) reshaped to bottom 0's first."""
 from __future__ import annotations
 
 from runtime.export.registry import converter
@@ -9,6 +10,11 @@ from runtime.proto import pb
 @converter("Eltwise")
 def eltwise(graph, layer, bottoms, tops, shapes):
     name = layer.name
+    if any(tuple(s) != tuple(shapes[0]) for s in shapes[1:]):    # one count: bottom 0's shape
+        like = graph.node("Shape", [bottoms[0]], name=f"{name}/shape")
+        bottoms = [b if tuple(s) == tuple(shapes[0]) else
+                   graph.node("Reshape", [b, like], name=f"{name}/reshape{i}")
+                   for i, (b, s) in enumerate(zip(bottoms, shapes))]
     if layer.op == pb.EltwiseParameter.SUM:
         scaled = [b if c == 1 else graph.node(
             "Mul", [b, graph.constant(f"{name}/coeff{i}", c)], name=f"{name}/coeff{i}")
