@@ -49,7 +49,8 @@ from google.protobuf.message import Message
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
-from runtime.text_tokens import TextSyntaxError, caffe_position, caffe_tokens, decode_prototxt
+from runtime.text_tokens import (TextSyntaxError, caffe_position, caffe_tokens, decode_prototxt,
+                                 past_sign, text_index)
 
 __all__ = [
     "parse_net",
@@ -195,12 +196,7 @@ def _before(err: text_format.ParseError, tokens: str, index: int) -> bool:
     """Whether Python's error is about a token that starts before ``index`` (C++ reads
     tokens one by one, so a token's own error comes first)."""
     line, column = err.GetLine(), err.GetColumn()
-    if line is None:
-        return False
-    at = sum(len(text) + 1 for text in tokens.split("\n")[:line - 1]) + (column or 1) - 1
-    if tokens[at:at + 1] == "-":        # C++'s sign is a token of its own
-        at = len(tokens) - len(tokens[at + 1:].lstrip(" \t"))
-    return at < index
+    return line is not None and past_sign(tokens, text_index(tokens, line, column or 1)) < index
 
 
 def _format_parse_error(where, detail: str, text: str, filename: str) -> str:

@@ -48,8 +48,7 @@ class TextSyntaxError(AllconvError):
     """A text-format error at ``line``:``column`` (1-based), as protobuf reports them."""
 
     def __init__(self, text: str, index: int, message: str, token: int | None = None):
-        self.line = text.count("\n", 0, index) + 1
-        self.column = index - text.rfind("\n", 0, index)
+        self.line, self.column = line_column(text, index)
         self.detail = message
         self.token = index if token is None else token     # where the token C++ reads starts
         super().__init__(f"{self.line}:{self.column}: {message}")
@@ -260,9 +259,9 @@ def caffe_position(tokens: str, line: int, column: int, detail: str) -> tuple[in
     ``tokens``: past the field name or value it names (C++ has read it; not a bool's number,
     which C++ checks before it reads it), at the ':' before a repeated field's value, or at the
     end of the text where nothing but blanks is left."""
-    index = sum(len(text) + 1 for text in tokens.split("\n")[:line - 1]) + column - 1
-    if tokens[index:index + 1] == "-" and ("parse integer" in detail or "range" in detail):
-        index = len(tokens) - len(tokens[index + 1:].lstrip(" \t"))     # C++: past the sign
+    index = text_index(tokens, line, column)
+    if "parse integer" in detail or "range" in detail:
+        index = past_sign(tokens, index)
     if "should not have multiple" in detail:
         before = tokens[:index].rstrip()
         index = len(before) - 1 if before.endswith(":") else index
@@ -274,4 +273,21 @@ def caffe_position(tokens: str, line: int, column: int, detail: str) -> tuple[in
         if (read and any(what in detail for what in _AFTER_TOKEN)
                 or after >= len(tokens) and ", got" not in detail):
             index = min(after, len(tokens))
-    return tokens.count("\n", 0, index) + 1, index - tokens.rfind("\n", 0, index)
+    return line_column(tokens, index)
+
+
+def line_column(text: str, index: int) -> tuple[int, int]:
+    """The 1-based line and column of ``text[index]``."""
+    return text.count("\n", 0, index) + 1, index - text.rfind("\n", 0, index)
+
+
+def text_index(text: str, line: int, column: int) -> int:
+    """The index of the 1-based ``line``:``column`` of ``text``."""
+    return sum(len(row) + 1 for row in text.split("\n")[:line - 1]) + column - 1
+
+
+def past_sign(text: str, index: int) -> int:
+    """``index``, or past the '-' there and its blanks (a token of its own in C++)."""
+    if text[index:index + 1] != "-":
+        return index
+    return len(text) - len(text[index + 1:].lstrip(" \t"))
