@@ -13,7 +13,8 @@ A case ends "ok" (exit 0), "clean" (exit 2, the last stderr line ``allconv-caffe
 "traceback" (an exception escaped the command line) or "other" (any other exit status or
 message), or "slow" (over --case-seconds). Tracebacks, others and slow cases are
 kept under --out; so is the case that was running, as ``running-KIND-N.KIND``, when a crash
-in native code ends the fuzzer itself.
+in native code ends the fuzzer itself. Ctrl-C stops it after the case that is running,
+with the counts so far (exit 130).
 
     python tools/fuzz.py --cases 10000 --seed 0 --out /tmp/fuzz
     python tools/fuzz.py --cases 500 --kinds prototxt --nets recurrent,losses
@@ -443,8 +444,6 @@ def run_case(argv: list[str], seconds: float) -> tuple[str, str]:
         return "traceback", traceback.format_exc()
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-    if status == 130:           # the command was interrupted: by the user, who stops the fuzzer
-        raise KeyboardInterrupt
     lines = err.getvalue().strip().splitlines()
     if status == 0:
         return "ok", ""
@@ -559,6 +558,36 @@ class Fuzzer:
         return outcome, detail, data
 
 
+class CtrlC:
+    """Ctrl-C noted, never raised into a case: Python's C-level signal handler writes each
+    signal's number to a wakeup pipe, whichever Python handler is installed at the time (a
+    train case's SignalHandler takes SIGINT while it solves), so ``requested()`` after the
+    case sees it. SIGINT gets a handler even where the launcher left it ignored."""
+
+    def __enter__(self) -> "CtrlC":
+        self._read, write = os.pipe()
+        for fd in (self._read, write):
+            os.set_blocking(fd, False)
+        self._old_handler = signal.signal(signal.SIGINT, lambda signum, frame: None)
+        self._old_wakeup = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        self._write = write
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.set_wakeup_fd(self._old_wakeup)
+        signal.signal(signal.SIGINT, self._old_handler)
+        os.close(self._read)
+        os.close(self._write)
+
+    def requested(self) -> bool:
+        """Whether SIGINT came since the last call."""
+        seen = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self._read, 4096):
+                seen += chunk
+        return signal.SIGINT in seen
+
+
 @contextlib.contextmanager
 def fuzzing(memory_mib: int):
     """A quiet, memory-capped environment in a temporary working folder."""
@@ -585,11 +614,12 @@ def fuzz(kinds, cases: int, seed: int, memory_mib: int = 64, case_seconds: float
     """Run ``cases`` cases of each kind, each from a seed of ``nets`` (prototxt, caffemodel)
     or ``solvers``; ``{kind: {outcome: count}}``. Cases that end in a traceback, an
     unexpected exit or over time are written to ``keep`` with their details. Ctrl-C stops
-    it: the KeyboardInterrupt carries the counts so far (``.counts``)."""
+    it after the case that is running: the KeyboardInterrupt carries the counts so far
+    (``.counts``)."""
     counts = {}
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
-    with fuzzing(memory_mib) as workdir:
+    with fuzzing(memory_mib) as workdir, CtrlC() as ctrl_c:
         fuzzer = Fuzzer(workdir, seed, case_seconds, nets, solvers, keep)
         try:
             for kind in kinds:
@@ -604,6 +634,8 @@ def fuzz(kinds, cases: int, seed: int, memory_mib: int = 64, case_seconds: float
                         (keep / f"{kind}-{i}.txt").write_text(detail)
                     if progress:
                         progress(kind, i, tally)
+                    if ctrl_c.requested():
+                        raise KeyboardInterrupt
         except KeyboardInterrupt as stop:
             stop.counts = counts
             raise
