@@ -311,17 +311,22 @@ def test_resume_continues_bit_identically(tmp_path, tiny_data):
     resumed = train(spec, dataclasses.replace(opts, resume=True), tmp_path / "resumed")
     assert resumed["test_error"] == straight["test_error"]
     assert resumed["test_loss"] == straight["test_loss"]
+    assert_resumed_as_straight(tmp_path)
+    for name in ("straight", "resumed"):
+        records = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(r)["iter"] for r in records] == [3, 5]
+
+
+def assert_resumed_as_straight(tmp_path):
+    """tmp_path/resumed ended with tmp_path/straight's weights at iteration 5, and its records
+    go on with the checkpoint's running loss (a mean over steps on both sides of the
+    interruption) and its training seconds."""
     assert_same_weights(tmp_path / "straight" / "checkpoint_iter_5.caffemodel",
                         tmp_path / "resumed" / "checkpoint_iter_5.caffemodel")
-    # the records go on with the checkpoint's running loss (a mean over steps on both sides
-    # of the interruption) and its training seconds
     records = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text()
                 .splitlines()] for run in ("straight", "resumed")]
     assert [r["train_loss"] for r in records[0]] == [r["train_loss"] for r in records[1]]
     assert records[1][-1]["seconds"] > records[1][0]["seconds"]
-    for name in ("straight", "resumed"):
-        records = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
-        assert [json.loads(r)["iter"] for r in records] == [3, 5]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -345,14 +350,7 @@ def test_ctrl_c_checkpoints_the_finished_iteration_and_resumes_exactly(tmp_path,
     monkeypatch.setattr(Run, "step", real_step)
     resumed = train(spec, dataclasses.replace(opts, resume=True), tmp_path / "resumed")
     assert resumed["test_loss"] == straight["test_loss"]
-    assert_same_weights(tmp_path / "straight" / "checkpoint_iter_5.caffemodel",
-                        tmp_path / "resumed" / "checkpoint_iter_5.caffemodel")
-    # the records go on with the checkpoint's running loss (a mean over steps on both sides
-    # of the interruption) and its training seconds
-    records = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text()
-                .splitlines()] for run in ("straight", "resumed")]
-    assert [r["train_loss"] for r in records[0]] == [r["train_loss"] for r in records[1]]
-    assert records[1][-1]["seconds"] > records[1][0]["seconds"]
+    assert_resumed_as_straight(tmp_path)
 
 
 def test_resume_refuses_other_settings(tmp_path, tiny_data):
