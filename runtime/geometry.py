@@ -22,12 +22,15 @@ def conv_overhang(size: int, kernel: int, pad: int, stride: int, dilation: int =
     return max(0, (out - 1) * stride + dilation * (kernel - 1) + 1 - size - 2 * pad)
 
 
-def pool_output_size(size: int, kernel: int, pad: int, stride: int, round_up: bool = True) -> int:
-    """Pooling: ceil((H + 2p - k) / s) + 1, then, when p > 0, drop a last window that would
-    start in the padding, (out - 1)·s >= H + p (pooling_layer.cpp). FLOOR mode rounds down."""
+def pool_output_size(size: int, kernel: int, pad: int, stride: int, round_up: bool = True,
+                     padded: bool | None = None) -> int:
+    """Pooling: ceil((H + 2p - k) / s) + 1, then, when the layer pads (``padded``: a pad on
+    any axis, this one's by default), drop a last window that would start in the padding,
+    (out - 1)·s >= H + p: pooling_layer.cpp tests pad_h || pad_w for both axes. FLOOR mode
+    rounds down."""
     span = size + 2 * pad - kernel
     out = (math.ceil(span / stride) if round_up else span // stride) + 1
-    if pad > 0 and (out - 1) * stride >= size + pad:
+    if (pad > 0 if padded is None else padded) and (out - 1) * stride >= size + pad:
         out -= 1
     return out
 

@@ -71,7 +71,8 @@ class Pooling(Layer):
     def windows(self, size) -> list[tuple[int, int, int, int, int]]:
         """Per spatial axis: (input size, kernel, pad, stride, output size)."""
         kernel = tuple(size) if self.kernel is None else self.kernel
-        return [(h, k, p, s, pool_output_size(h, k, p, s, self.ceil))
+        padded = any(self.pad)
+        return [(h, k, p, s, pool_output_size(h, k, p, s, self.ceil, padded))
                 for h, k, p, s in zip(size, kernel, self.pad, self.stride)]
 
     def reshape(self, bottom_shapes):

@@ -140,6 +140,9 @@ def pooling_cases():
         add(f"{q}_global_13", (2, 3, 13, 13), f"pool: {p} global_pooling: true")
         add(f"{q}_rect", (2, 2, 7, 6), f"pool: {p} kernel_h: 3 kernel_w: 2 stride_h: 2 "
                                        f"stride_w: 1 pad_h: 1 pad_w: 0")
+        # a pad on one axis drops the other axis's last window too (pad_h || pad_w)
+        add(f"{q}_pad_w_only_drops_h", (2, 2, 8, 5), f"pool: {p} kernel_h: 1 kernel_w: 3 "
+                                                     f"stride_h: 3 stride_w: 1 pad_h: 0 pad_w: 1")
     add("max_k2s3_8", (2, 2, 8, 8), "pool: MAX kernel_size: 2 stride: 3")
     add("ave_k2s3_10", (2, 2, 10, 10), "pool: AVE kernel_size: 2 stride: 3")
     add("ave_global_rect", (2, 2, 5, 7), "pool: AVE global_pooling: true")
