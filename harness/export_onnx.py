@@ -39,11 +39,12 @@ def build_parser() -> Parser:
                    type=suffix_option(".onnx", "the ONNX model"),
                    help="the ONNX file to write (weights inside it, up to protobuf's 2 GB)")
     p.add_argument("--outputs", metavar="BLOB[,BLOB]", type=_blobs,
-                   help="the blobs the model returns (default: the net's outputs, 'prob' in the "
-                        "generated nets; 'global_pool' gives their N x C scores before the "
-                        "softmax)")
+                   help="the blobs the model returns (default: the net's outputs but for Input "
+                        "tops no layer reads, 'prob' in the generated nets; 'global_pool' gives "
+                        "their N x C scores before the softmax)")
     p.add_argument("--static-batch", type=int, metavar="N",
-                   help="fix the batch size (default: a dynamic batch dimension N)")
+                   help="fix the batch size (default: a dynamic batch dimension N; the "
+                        "prototxt's, with a warning, for a net exact only there)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
                    help=f"ONNX opset, at least {MIN_OPSET} (default {DEFAULT_OPSET})")
     p.add_argument("--fp16", action="store_true",

@@ -681,17 +681,48 @@ layer { name: "cat0" type: "Concat" bottom: "ip" bottom: "sm" top: "cat0"
     assert dims == declared
 
 
-def test_a_net_that_runs_only_at_its_prototxts_batch_says_to_fix_the_batch(tmp_path):
+def test_an_input_no_layer_reads_is_no_default_output(tmp_path):
+    """A deploy net's leftover label Input: Caffe lists it among the net's outputs; the model
+    neither returns nor takes it (it was refused as an output that is a net input)."""
+    net = Net(_input((2, 3)).replace('top: "data"', 'top: "data" top: "label"').replace(
+        "} } }", "} shape { dim: 2 } } }") + _layer("prob", "Softmax", ["data"], ["prob"]),
+        pb.TEST)
+    assert net.outputs == ["label", "prob"] or net.outputs == ["prob", "label"]
+    to_onnx(net, tmp_path / "m.onnx")
+    graph = onnx.load(tmp_path / "m.onnx").graph
+    assert [v.name for v in graph.input] == ["data"]
+    assert [v.name for v in graph.output] == ["prob"]
+
+
+def test_onnxruntime_failing_on_the_model_is_one_line():
+    """What onnxruntime raises while the check runs the model becomes one error naming the
+    batch."""
+    class Failing:
+        def run(self, outputs, feeds):
+            raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : cannot be\nreshaped")
+    with pytest.raises(check.Mismatch, match=r"^onnxruntime \(optimisations on\) cannot run "
+                                              r"the model at batch 3 \(\[ONNXRuntimeError\] : 1 : "
+                                              r"FAIL : cannot be reshaped\); nothing was written$"):
+        check.run(Failing(), ["y"], {}, "optimisations on", 3)
+    assert check.largest_difference(np.zeros((1, 6)), np.zeros((3, 2))) == float("inf")
+
+
+def test_a_net_that_runs_only_at_its_prototxts_batch_is_fixed_there(tmp_path):
     """A Parameter of the batch's size added to the input: the check's second batch, three
-    times the prototxt's, cannot run."""
+    times the prototxt's, cannot run; the model's batch is the prototxt's, with a warning,
+    and another static batch is refused in one line naming it."""
     net = Net("""
 layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 3 dim: 4 } } }
 layer { name: "p" type: "Parameter" top: "p" parameter_param { shape { dim: 3 dim: 4 } } }
 layer { name: "sum" type: "Eltwise" bottom: "x" bottom: "p" top: "s" }""", pb.TEST, seed=0)
-    with pytest.raises(AllconvError, match=r"at batch 9 the net does not run \(.*\): it holds a "
-                                           r"size of its prototxt's batch; export it with "
-                                           r"--static-batch"):
+    with pytest.warns(UserWarning, match=r"at batch 9 the net does not run \(.*\): the model's "
+                                         r"batch is fixed at the prototxt's, 3"):
         to_onnx(net, tmp_path / "m.onnx")
+    dims = onnx.load(tmp_path / "m.onnx").graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [3, 4]
+    with pytest.raises(AllconvError, match=r"at batch 2 the net does not run \(.*\): it exports "
+                                           r"with the prototxt's batch, --static-batch 3"):
+        to_onnx(net, tmp_path / "n.onnx", static_batch=2)
     to_onnx(net, tmp_path / "m.onnx", static_batch=3)
 
 

@@ -97,6 +97,17 @@ NETS = {
                  f"inner_product_param {{ num_output: 5 axis: 2 {FILLED} }}")
         + neuron("prob", "Softmax", "predict", "softmax_param { axis: 2 }"),
         {"Gather", "Softmax"}),
+    # what reads a recurrent T × N × … top at batch N = 1: Caffe's MVN (num T, channels N;
+    # the channels were fixed at 1), a Reshape folding N in (exported as (−1, N·H)) and a
+    # Reduction down to (T,) (its batch axis 1 lay past its rank: a traceback)
+    "after_recurrent": (
+        inputs(x=(2, 1, 3), cont=(2, 1))
+        + layer("lstm", "LSTM", ["x", "cont"], ["h"],
+                f"recurrent_param {{ num_output: 4 {FILLED} }}")
+        + neuron("mvn", "MVN", "h")
+        + neuron("flat", "Reshape", "h", "reshape_param { shape { dim: 0 dim: -1 } }")
+        + neuron("per_t", "Reduction", "h", "reduction_param { axis: 1 }"),
+        {"Shape", "Reshape", "ReduceSum"}),
     "lstm_unit": (
         inputs(c_prev=(1, 3, 2), gates=(1, 3, 8), cont=(1, 3))
         + layer("unit", "LSTMUnit", ["c_prev", "gates", "cont"], ["c", "h"]),

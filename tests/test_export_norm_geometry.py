@@ -204,11 +204,8 @@ def test_the_check_feeds_batch_reindex_indices_into_the_batch(tmp_path, static_b
 @pytest.mark.parametrize("layer,shape,match", [
     (_layer("c", "Crop", ["data", "data"], ["c"], "crop_param { axis: 0 }"), (2, 3),
      r"layer 'c': cropping the batch axis \(crop_param.axis 0\) does not export"),
-    (_layer("r", "Reshape", ["data"], ["r"], "reshape_param { shape { dim: -1 } }"), (2, 3),
-     r"layer 'r': a Reshape that changes the batch axis \(\(2, 3\) -> \(6,\)\) does not export"),
     (_layer("s", "Slice", ["data"], ["a", "b"], "slice_param { axis: 0 slice_point: 1 }"),
-     (2, 3), r"layer 's': slice_point on the batch axis exports only with the prototxt's "
-             r"batch: --static-batch 2"),
+     (2, 3), r"layer 's' slices the batch axis at slice_point 1"),
     (_layer("m", "Scale", ["data"], ["m"], "scale_param { axis: 0 }"), (2, 3),
      r"layer 'm': a learned factor over the batch axis does not export"),
 ])
@@ -227,8 +224,43 @@ def test_slice_points_on_the_batch_axis_export_with_the_prototxts_static_batch()
     runtime = check.run_runtime(net, feeds)
     for name in ("a", "b"):
         np.testing.assert_array_equal(got[name], runtime[name])
-    with pytest.raises(AllconvError, match="--static-batch 4"):
+    with pytest.raises(AllconvError, match="slices the batch axis"):
         build_model(net, static_batch=3)
+
+
+def test_a_net_exact_only_at_its_prototxts_batch_exports_there_with_a_warning(tmp_path):
+    """The default dynamic batch becomes the prototxt's, said in a warning; another static
+    batch is refused in one line that names the prototxt's."""
+    net = Net(_input((4, 3)) + _layer("s", "Slice", ["data"], ["a", "b"],
+                                      "slice_param { axis: 0 slice_point: 1 }"), pb.TEST)
+    with pytest.warns(UserWarning, match=r"layer 's' slices the batch axis at slice_point 1: "
+                                         r"the model's batch is fixed at the prototxt's, 4"):
+        to_onnx(net, tmp_path / "m.onnx")
+    dims = onnx.load(tmp_path / "m.onnx").graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [4, 3]
+    with pytest.raises(AllconvError, match=r"slice_point 1: it exports with the prototxt's "
+                                           r"batch, --static-batch 4"):
+        to_onnx(net, tmp_path / "n.onnx", static_batch=3)
+    assert not (tmp_path / "n.onnx").exists()
+
+
+@pytest.mark.parametrize("shape,body", [
+    ((1, 2, 3), "shape { dim: 1 dim: -1 }"),        # a batch-1 deploy net's flatten: (1, 6N)
+    ((2, 3), "shape { dim: -1 }"),                   # everything in one axis: (3N,)
+    ((2, 6, 4), "shape { dim: 2 dim: -1 } axis: 1 num_axes: 1"),
+    ((2, 3, 4), "shape { dim: 3 dim: 1 } axis: 1 num_axes: 1"),   # the tail read from the input
+    ((2, 6), "shape { dim: 1 } axis: 0 num_axes: 0"),             # an axis put before the batch
+])
+def test_reshape_gives_caffes_top_at_every_batch(shape, body):
+    """Caffe's formula in the graph (0 copies, −1 infers, the other axes follow the input):
+    at three times the prototxt's batch the top is the runtime's, in values and shape."""
+    net = Net(_input(shape) + _layer("r", "Reshape", ["data"], ["r"], f"reshape_param {{ {body} }}"),
+              pb.TEST)
+    model, _ = build_model(net)
+    x = np.random.RandomState(0).randn(3 * shape[0], *shape[1:]).astype(np.float32)
+    got, runtime = _at_batch(model, net, {"data": x})
+    assert got["r"].shape == runtime["r"].shape
+    np.testing.assert_array_equal(got["r"], runtime["r"])
 
 
 def _at_batch(model, net, feeds):

@@ -16,6 +16,7 @@ import torch
 from onnx import helper
 
 from runtime.errors import AllconvError
+from runtime.export.registry import BatchFixed
 
 TOL_FP32 = 1e-4
 TOL_FP16 = 1e-2
@@ -36,8 +37,11 @@ def tolerance(reference: np.ndarray, fp16: bool) -> float:
 
 
 def largest_difference(got: np.ndarray, reference: np.ndarray) -> float:
-    """max |got − reference|; NaN in both at a position counts as equal (Caffe's AVE gives
-    0/0 for a window of zero width), NaN in one of them as a difference of NaN."""
+    """max |got − reference|, infinite for arrays of different shapes; NaN in both at a
+    position counts as equal (Caffe's AVE gives 0/0 for a window of zero width), NaN in one
+    of them as a difference of NaN."""
+    if got.shape != reference.shape:
+        return float("inf")
     diff = np.atleast_1d(np.abs(got.astype(np.float32) - reference))    # 0-d: a scalar blob
     diff[np.atleast_1d(np.isnan(got) & np.isnan(reference))] = 0
     return float(diff.max()) if diff.size else 0.0
@@ -49,7 +53,12 @@ def session(model, level) -> ort.InferenceSession:
     options.graph_optimization_level = level
     options.log_severity_level = 3
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own pybind11 classes
+        detail = " ".join(str(err).split())
+        raise Mismatch(f"onnxruntime cannot load the model ({detail}); nothing was "
+                       "written") from None
 
 
 def run_runtime(net, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -137,8 +146,17 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
              static_batch: int | None, source=None) -> dict[str, float]:
     """Check ``model`` against ``net``; ``to_net_inputs(feeds)`` gives the net's inputs for the
     graph's feeds; ``source``: the saved file of a model over 2 GB (its weights are outside
-    the proto). Returns the largest difference per optimisation level; raises Mismatch
-    naming the output and the first blob that differs."""
+    the proto). The runtime runs first, at each batch checked (``BatchFixed`` where it cannot).
+    Returns the largest difference per optimisation level; raises Mismatch naming the output
+    and the first blob that differs."""
+    nb = prototxt_batch(model, net)
+    cases = []
+    for seed, batch in enumerate([static_batch] if static_batch else [nb, 3 * nb]):
+        feeds = random_feeds(model, batch, seed, index_ranges(net))
+        try:
+            cases.append((batch, feeds, run_runtime(net, to_net_inputs(feeds))))
+        except AllconvError as err:
+            raise BatchFixed(f"at batch {batch} the net does not run ({err})") from None
     try:
         onnx.checker.check_model(source or model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
@@ -150,27 +168,30 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
     for label, level in LEVELS.items():
         ort_session = session(source or model, level)
         worst[label] = 0.0
-        nb = prototxt_batch(model, net)
-        for seed, batch in enumerate([static_batch] if static_batch else [nb, 3 * nb]):
-            feeds = random_feeds(model, batch, seed, index_ranges(net))
-            try:
-                reference = run_runtime(net, to_net_inputs(feeds))
-            except AllconvError as err:
-                if static_batch:
-                    raise
-                raise AllconvError(f"at batch {batch} the net does not run ({err}): it holds "
-                                   "a size of its prototxt's batch; export it with "
-                                   "--static-batch") from None
-            for name, got in zip(outputs, ort_session.run(outputs, feeds)):
+        for batch, feeds, reference in cases:
+            for name, got in zip(outputs, run(ort_session, outputs, feeds, label, batch)):
                 diff = largest_difference(got, reference[name])
                 worst[label] = max(worst[label], diff)
                 if not diff <= tolerance(reference[name], fp16):
                     first = ("not searched (a model over 2 GB)" if source else repr(
                         first_difference(model, level, feeds, reference, values, fp16)))
+                    by = (f"by {diff:.3g}" if got.shape == reference[name].shape else
+                          f"in shape, {got.shape} against {reference[name].shape}")
                     raise Mismatch(f"onnxruntime ({label}, batch {batch}) differs from the "
-                                   f"runtime on output {name!r} by {diff:.3g}; the first blob "
+                                   f"runtime on output {name!r} {by}; the first blob "
                                    f"that differs is {first}; nothing was written")
     return worst
+
+
+def run(ort_session, outputs, feeds, label: str, batch: int) -> list[np.ndarray]:
+    """The session's ``outputs``; onnxruntime's own failure (a shape it cannot take) is one
+    line naming the batch."""
+    try:
+        return ort_session.run(outputs, feeds)
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own pybind11 classes
+        detail = " ".join(str(err).split())
+        raise Mismatch(f"onnxruntime ({label}) cannot run the model at batch {batch} ({detail}); "
+                       "nothing was written") from None
 
 
 def first_difference(model, level, feeds, reference, values, fp16) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from onnx import TensorProto, helper
 from runtime.errors import AllconvError
 from runtime.export import DEFAULT_OPSET, MIN_OPSET, check, preprocessing
 from runtime.export.builder import GraphBuilder
+from runtime.export.registry import BatchFixed
 from runtime.export.walker import add_net, batch_axes, needed_layers, used_inputs
 from runtime.files import atomic_write_bytes, check_writable
 from runtime.proto import pb
@@ -28,9 +30,10 @@ def to_onnx(net, path, *, outputs=None, static_batch: int | None = None,
             check_model: bool = True, fuse_batchnorm: bool = True) -> dict[str, float]:
     """Export the TEST-phase ``net`` with its current weights to the ONNX file ``path``.
 
-    ``outputs``: blob names (default: the net's outputs, Caffe's blobs no layer consumes).
-    ``static_batch``: fix the batch dimension (default: dynamic, named ``N``). ``fp16``: a
-    float16 net. ``whitening`` (a ``runtime.data.preprocess.Whitening``): the graph takes
+    ``outputs``: blob names (default: the net's outputs, Caffe's blobs no layer consumes, but
+    for Input tops). ``static_batch``: fix the batch dimension (default: dynamic, named
+    ``N``; the prototxt's, with a warning, for a net exact only there: ``BatchFixed``).
+    ``fp16``: a float16 net. ``whitening`` (a ``runtime.data.preprocess.Whitening``): the graph takes
     ``image``, uint8 N×32×32×3 RGB, and applies the paper's GCN+ZCA before the net.
     ``variant`` (the generator's name of the net) and ``classes`` (class names in label order)
     become ``allconv.variant`` and ``allconv.classes``; ``metadata``: further
@@ -41,6 +44,26 @@ def to_onnx(net, path, *, outputs=None, static_batch: int | None = None,
     Returns the largest onnxruntime difference per optimisation level (empty when unchecked).
     """
     check_writable(path)
+    options = dict(outputs=outputs, opset=opset, fp16=fp16, whitening=whitening,
+                   variant=variant, classes=classes, metadata=metadata,
+                   check_model=check_model, fuse_batchnorm=fuse_batchnorm)
+    try:
+        return _export(net, path, static_batch, **options)
+    except BatchFixed as fixed:
+        batch = net_batch(net, outputs)
+        if static_batch == batch:
+            raise
+        if static_batch is not None:
+            raise AllconvError(f"{fixed}: it exports with the prototxt's batch, --static-batch "
+                               f"{batch}") from None
+        warnings.warn(f"{fixed}: the model's batch is fixed at the prototxt's, {batch} (as "
+                      f"--static-batch {batch})")
+        return _export(net, path, batch, **options)
+
+
+def _export(net, path, static_batch, *, outputs, opset, fp16, whitening, variant, classes,
+            metadata, check_model, fuse_batchnorm) -> dict[str, float]:
+    """``to_onnx`` at one batch setting."""
     model, values = build_model(net, outputs=outputs, static_batch=static_batch, opset=opset,
                                 fp16=fp16, whitening=whitening, variant=variant, classes=classes,
                                 metadata=metadata, fuse_batchnorm=fuse_batchnorm)
@@ -70,7 +93,7 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
                            f"({onnx.defs.onnx_opset_version()})")
     if static_batch is not None and static_batch <= 0:
         raise AllconvError(f"the static batch must be positive, not {static_batch}")
-    outputs = list(outputs or net.outputs)
+    outputs = list(outputs or default_outputs(net))
     twice = sorted({o for o in outputs if outputs.count(o) > 1})
     if twice:
         raise AllconvError(f"output blob(s) {', '.join(map(repr, twice))} named more than once")
@@ -79,10 +102,9 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         raise AllconvError(f"the net has no Input layer that its outputs depend on: {DEPLOY}")
     batch = static_batch or BATCH_DIM
     axes = batch_axes(needed_layers(net, outputs))
-    net_batch = next((net.blobs[n].shape[axes.get(n, 0)] for n in names
-                      if axes.get(n, 0) is not None and net.blobs[n].shape), 1)
+    prototxt_batch = net_batch(net, outputs)
     graph = GraphBuilder(opset, np.float16 if fp16 else np.float32,
-                         batch_is_the_nets=static_batch == net_batch)
+                         batch_is_the_nets=static_batch == prototxt_batch)
     if whitening is not None:
         check_image_net(net)
         inputs = [preprocessing.image_input(batch)]
@@ -92,7 +114,7 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         exact = _float32_indices(net, needed_layers(net, outputs)) if fp16 else set()
         inputs = [helper.make_tensor_value_info(
                       name, TensorProto.FLOAT if name in exact else graph.elem_type,
-                      _dims(net, name, axes, batch, net_batch))
+                      _dims(net, name, axes, batch, prototxt_batch))
                   for name in names]
         sources = {name: graph.reserve(name) for name in names}
         described = {"name": names[0] if len(names) == 1 else names,
@@ -102,7 +124,8 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
     model = helper.make_model(
         helper.make_graph(graph.nodes, net.name or "net", inputs,
                           [helper.make_tensor_value_info(o, graph.elem_type,
-                                                        _dims(net, o, axes, batch, net_batch))
+                                                        _dims(net, o, axes, batch,
+                                                              prototxt_batch))
                            for o in outputs],
                           graph.initializers),
         opset_imports=[helper.make_opsetid("", opset)], producer_name="allconv")
@@ -115,15 +138,30 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
     return model, values
 
 
+def default_outputs(net) -> list[str]:
+    """Caffe's net outputs (blobs no layer consumes) but for Input tops, which a deploy net
+    may leave unread (a ``label``); all of them if that leaves none."""
+    return [o for o in net.outputs if o not in net.inputs] or list(net.outputs)
+
+
+def net_batch(net, outputs=None) -> int:
+    """The prototxt's batch: the extent, on its batch axis, of the first input that
+    ``outputs`` (default: ``default_outputs``) depend on; 1 without one."""
+    outputs = list(outputs or default_outputs(net))
+    axes = batch_axes(needed_layers(net, outputs))
+    return next((net.blobs[n].shape[axes.get(n, 0)] for n in used_inputs(net, outputs)
+                 if axes.get(n, 0) is not None and net.blobs[n].shape), 1)
+
+
 def _dims(net, blob: str, axes: dict[str, int], batch, net_batch: int | None = None) -> list:
     """The blob's shape with ``batch`` on its batch axis (axis 1 of a recurrent layer's
     T × N × … blobs, else 0); a 0-d blob (a Reduction over every axis) and a blob of no batch
-    axis (``batch_axes``: None) keep their shape. An extent
+    axis (``batch_axes``: None, or past its last axis) keep their shape. An extent
     there other than the first input's ``net_batch`` (a Concat over the batch: 2N; an index
     input of its own length) scales with a static batch, and is left unnamed with a dynamic
     one."""
     dims, axis = list(net.blobs[blob].shape), axes.get(blob, 0)
-    if dims and axis is not None:
+    if axis is not None and axis < len(dims):
         if net_batch is None or dims[axis] == net_batch:
             dims[axis] = batch
         elif isinstance(batch, int) and batch * dims[axis] % net_batch == 0:

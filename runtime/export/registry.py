@@ -3,7 +3,8 @@
 A converter is ``convert(graph, layer, bottoms, tops, shapes)``: it appends the nodes that
 compute the runtime ``layer`` to ``graph`` (a ``GraphBuilder``), reading value names
 ``bottoms`` and writing exactly the value names ``tops``; ``shapes`` are the bottom shapes
-the runtime inferred (batch included).
+the runtime inferred (batch included). A converter exact only at the prototxt's batch raises
+``BatchFixed`` unless ``graph.batch_is_the_nets``.
 """
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ from runtime.layers import describe
 from runtime.registry import add_once
 
 CONVERTERS: dict = {}
+
+
+class BatchFixed(AllconvError):
+    """The net computes what Caffe computes only at its prototxt's batch (why: the message);
+    ``to_onnx`` then fixes the model's batch there."""
 
 
 def converter(type_name: str):

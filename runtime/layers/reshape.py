@@ -21,8 +21,9 @@ class Reshape(Layer):
             raise AllconvError(f"reshape_param.shape dim {bad[0]}: give a size, 0 (copy) or "
                                "-1 (infer)")
 
-    def reshape(self, bottom_shapes):
-        shape, reshape = bottom_shapes[0], self.param.reshape_param
+    def span(self, shape) -> tuple[int, int]:
+        """The axes [start, end) of a bottom of ``shape`` that ``shape.dim`` replaces."""
+        reshape = self.param.reshape_param
         start = reshape.axis if reshape.axis >= 0 else len(shape) + reshape.axis + 1
         if not 0 <= start <= len(shape):
             raise AllconvError(f"reshape_param.axis {reshape.axis} is out of range for a "
@@ -34,6 +35,11 @@ class Reshape(Layer):
         if end > len(shape):
             raise AllconvError(f"reshape_param: axis {start} + num_axes {reshape.num_axes} "
                                f"runs past the {len(shape)}-axis bottom")
+        return start, end
+
+    def reshape(self, bottom_shapes):
+        shape = bottom_shapes[0]
+        start, end = self.span(shape)
         new = []
         for i, dim in enumerate(self.dims):
             if dim == 0:

@@ -1,5 +1,7 @@
-"""MVN -> rows of (N·C, H·W) or (N, C·H·W) (the batch kept dynamic), minus their ReduceMean,
-over √(ReduceMean of squares) + eps, back to Caffe's 4-d top."""
+"""MVN -> rows of (N·C, H·W) or (N, C·H·W), Caffe's num and channels copied from the input
+(a recurrent T × N × … blob's N is its channels), minus their ReduceMean, over
+√(ReduceMean of squares) + eps, back to the bottom's shape padded with 1s to Caffe's 4-d
+(num, channels, height, width) top."""
 from __future__ import annotations
 
 from runtime.export.registry import converter
@@ -8,7 +10,7 @@ from runtime.export.registry import converter
 @converter("MVN")
 def mvn(graph, layer, bottoms, tops, shapes):
     name, mvn_param = layer.name, layer.param.mvn_param
-    rows = [0, -1] if mvn_param.across_channels else [0, layer.top_shapes[0][1], -1]
+    rows = [0, -1] if mvn_param.across_channels else [0, 0, -1]
     x = graph.node("Reshape", [bottoms[0], graph.shape(f"{name}/rows", rows)], name=f"{name}/rows")
     mean = graph.reduce("ReduceMean", x, [-1], f"{name}/mean")
     y = graph.node("Sub", [x, mean], name=f"{name}/centre")
@@ -18,5 +20,9 @@ def mvn(graph, layer, bottoms, tops, shapes):
         std = graph.node("Add", [graph.node("Sqrt", [var], name=f"{name}/sqrt"),
                                  graph.constant(f"{name}/eps", mvn_param.eps)], name=f"{name}/std")
         y = graph.node("Div", [y, std], name=f"{name}/normalize")
-    graph.node("Reshape", [y, graph.shape(f"{name}/shape", [0, *layer.top_shapes[0][1:]])], tops,
-               name=name)
+    shape = graph.node("Shape", bottoms, name=f"{name}/bottom_shape")
+    padding = 4 - len(shapes[0])
+    if padding:
+        shape = graph.node("Concat", [shape, graph.shape(f"{name}/ones", [1] * padding)],
+                           name=f"{name}/shape", axis=0)
+    graph.node("Reshape", [y, shape], tops, name=name)

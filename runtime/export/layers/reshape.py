@@ -1,18 +1,21 @@
-"""Reshape -> ONNX Reshape to the runtime's top shape with the batch as −1, which is exact
-whenever the top keeps the bottom's first axis and the other axes' count."""
+"""Reshape -> ONNX Reshape by Caffe's own formula, so the top is Caffe's at every batch: ONNX's
+0 copies the input's dim at the same index, as Caffe's 0 does within the replaced axes, both
+infer one −1, and the axes outside them are copied: by index (0) when the replaced axes keep
+their number, else the trailing ones from the input's shape (Shape with ``start``)."""
 from __future__ import annotations
 
-from runtime.errors import AllconvError
 from runtime.export.registry import converter
-from runtime.layers import count
 
 
 @converter("Reshape")
 def reshape(graph, layer, bottoms, tops, shapes):
-    bottom, top = shapes[0], layer.top_shapes[0]
-    if not top or top[0] != bottom[0] or count(top, 1) != count(bottom, 1):
-        raise AllconvError(f"layer {layer.name!r}: a Reshape that changes the batch axis "
-                           f"({tuple(bottom)} -> {tuple(top)}) does not export (the batch is "
-                           "dynamic)")
-    graph.node("Reshape", [bottoms[0], graph.shape(f"{layer.name}/shape", [-1, *top[1:]])], tops,
-               name=layer.name)
+    rank = len(shapes[0])
+    start, end = layer.span(shapes[0])
+    head = [0] * start + list(layer.dims)
+    if len(layer.dims) == end - start or end == rank:
+        target = graph.shape(f"{layer.name}/shape", head + [0] * (rank - end))
+    else:
+        tail = graph.node("Shape", [bottoms[0]], name=f"{layer.name}/tail", start=end)
+        target = graph.node("Concat", [graph.shape(f"{layer.name}/head", head), tail],
+                            name=f"{layer.name}/shape", axis=0)
+    graph.node("Reshape", [bottoms[0], target], tops, name=layer.name)
