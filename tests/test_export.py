@@ -202,6 +202,28 @@ def test_pooling_that_rounds_up_keeps_caffes_windows(method, size, kernel, strid
     assert not any(a.name == "ceil_mode" and a.i for n in model.graph.node for a in n.attribute)
 
 
+def test_max_pooling_never_takes_nan_or_minus_inf_as_caffe(tmp_path):
+    """Real Caffe's tops on this input: pool [[3, 2], [4, 4]] and gpool 4 (onnxruntime's
+    MaxPool gave NaN for the first window); a window of only −inf is −FLT_MAX."""
+    text = _input((1, 1, 3, 3)) + _layer(
+        "pool", "Pooling", ["data"], ["pool"], "pooling_param { pool: MAX kernel_size: 2 "
+                                               "stride: 1 }") + _layer(
+        "gpool", "Pooling", ["data"], ["gpool"], "pooling_param { pool: MAX global_pooling: "
+                                                 "true }")
+    net = Net(text, pb.TEST)
+    to_onnx(net, tmp_path / "m.onnx")
+    model = onnx.load(tmp_path / "m.onnx")
+    nan, inf, lowest = np.nan, np.inf, np.finfo(np.float32).min
+    x = np.array([[1, nan, 2], [3, 0.5, -1], [nan, 4, 0]], np.float32).reshape(1, 1, 3, 3)
+    minus_inf = np.full((1, 1, 3, 3), -inf, np.float32)
+    for level in check.LEVELS.values():
+        pool, gpool = check.session(model, level).run(["pool", "gpool"], {"data": x})
+        np.testing.assert_array_equal(pool, [[[[3, 2], [4, 4]]]])
+        np.testing.assert_array_equal(gpool, [[[[4]]]])
+        pool, gpool = check.session(model, level).run(["pool", "gpool"], {"data": minus_inf})
+        assert (pool == lowest).all() and (gpool == lowest).all()
+
+
 def test_static_batch_opset_fp16_and_metadata(tmp_path):
     net = Net(render_net(VARIANTS["all-c"], NetOptions(deploy=True)), pb.TEST, seed=0)
     worst = to_onnx(net, tmp_path / "m.onnx", static_batch=4, opset=17, fp16=True,

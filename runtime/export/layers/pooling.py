@@ -4,6 +4,8 @@ that no window reads) followed by unpadded floor-mode pooling, and for AVE a fac
 the k_h·k_w divisor into Caffe's window clipped to [−p, H+p). ONNX's own ``ceil_mode`` and
 ``pads`` are never used: they disagree with Caffe's rule about a last window starting in the
 padding and with its AVE divisor, and onnxruntime had bugs there (microsoft/onnxruntime#15446).
+MAX first raises what Caffe's strict ``>`` against its −FLT_MAX start never takes (NaN, −inf)
+to −FLT_MAX, as the runtime does: ONNX's MaxPool would return a NaN.
 """
 from __future__ import annotations
 
@@ -21,12 +23,13 @@ def pooling(graph, layer, bottoms, tops, shapes):
     if layer.mask:
         raise AllconvError(f"layer {layer.name!r}: the MAX pooling mask (its second top "
                            f"{tops[1]!r}) has no ONNX converter; drop that top to export")
+    x = _floor(graph, layer.name, bottoms[0]) if is_max else bottoms[0]
     if layer.param.pooling_param.global_pooling:
-        graph.node("GlobalMaxPool" if is_max else "GlobalAveragePool", bottoms, tops,
+        graph.node("GlobalMaxPool" if is_max else "GlobalAveragePool", [x], tops,
                    name=layer.name)
         return
     win = layer.windows(shapes[0][2:])
-    x = _crop(graph, layer.name, bottoms[0], win)
+    x = _crop(graph, layer.name, x, win)
     begin = [p for _, _, p, _, _ in win]
     end = [max(_right_pad(w), 0) for w in win]
     if any(begin) or any(end):
@@ -47,6 +50,13 @@ def pooling(graph, layer, bottoms, tops, shapes):
     mean = graph.node("AveragePool", [x], name=layer.name, **attrs)
     graph.node("Mul", [mean, graph.constant(f"{layer.name}/divisor_factor", factor)], tops,
                name=f"{layer.name}/caffe_divisor")
+
+
+def _floor(graph, name, x):
+    """x where x > −FLT_MAX, else −FLT_MAX (NaN included)."""
+    lowest = graph.constant(f"{name}/lowest", graph.lowest)
+    kept = graph.node("Greater", [x, lowest], name=f"{name}/above_lowest")
+    return graph.node("Where", [kept, x, lowest], name=f"{name}/floor")
 
 
 def _right_pad(window) -> int:
