@@ -13,6 +13,7 @@ import torch
 
 from runtime.errors import AllconvError
 from runtime.export import build_model, check, to_onnx
+from runtime.export.registry import BatchFixed
 from runtime.net import Net
 from runtime.proto import pb
 from test_export import FILLED, _conv, _input, _layer
@@ -201,18 +202,28 @@ def test_the_check_feeds_batch_reindex_indices_into_the_batch(tmp_path, static_b
     to_onnx(Net(text, pb.TEST), tmp_path / "m.onnx", static_batch=static_batch)
 
 
-@pytest.mark.parametrize("layer,shape,match", [
-    (_layer("c", "Crop", ["data", "data"], ["c"], "crop_param { axis: 0 }"), (2, 3),
-     r"layer 'c': cropping the batch axis \(crop_param.axis 0\) does not export"),
+@pytest.mark.parametrize("layer,match", [
+    (_layer("c", "Crop", ["data", "data"], ["c"], "crop_param { axis: 0 }"),
+     r"layer 'c' crops the batch axis \(crop_param.axis 0\)"),
     (_layer("s", "Slice", ["data"], ["a", "b"], "slice_param { axis: 0 slice_point: 1 }"),
-     (2, 3), r"layer 's' slices the batch axis at slice_point 1"),
-    (_layer("m", "Scale", ["data"], ["m"], "scale_param { axis: 0 }"), (2, 3),
-     r"layer 'm': a learned factor over the batch axis does not export"),
+     r"layer 's' slices the batch axis at slice_point 1"),
+    (_layer("m", "Scale", ["data"], ["m"], "scale_param { axis: 0 bias_term: true filler "
+                                           "{ type: 'gaussian' } bias_filler { type: 'gaussian' } }"),
+     r"layer 'm' has a learned factor over the batch axis"),
+    (_layer("b", "Bias", ["data"], ["b"], "bias_param { axis: 0 filler { type: 'gaussian' } }"),
+     r"layer 'b' has a learned bias over the batch axis"),
 ])
-def test_what_does_not_export_is_one_line(layer, shape, match):
-    net = Net(_input(shape) + layer, pb.TEST)
-    with pytest.raises(AllconvError, match=match):
+def test_what_is_exact_only_at_the_prototxts_batch_exports_there(layer, match, tmp_path):
+    """One line says why; the model takes the prototxt's batch and equals the runtime there."""
+    net = Net(_input((2, 3)) + layer, pb.TEST, seed=0)
+    with pytest.raises(BatchFixed, match=match):
         build_model(net)
+    with pytest.warns(UserWarning, match=match + ": the model's batch is fixed at the "
+                                                 "prototxt's, 2"):
+        worst = to_onnx(net, tmp_path / "m.onnx")
+    assert max(worst.values()) <= check.TOL_FP32
+    dims = onnx.load(tmp_path / "m.onnx").graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [2, 3]
 
 
 def test_slice_points_on_the_batch_axis_export_with_the_prototxts_static_batch():

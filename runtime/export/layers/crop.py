@@ -1,16 +1,14 @@
 """Crop -> ONNX Slice of the cropped axes from the offsets, to the reference's sizes (the
-runtime's). Cropping the batch axis does not export (the batch is dynamic)."""
+runtime's). Cropping the batch axis exports only with the prototxt's batch (``BatchFixed``)."""
 from __future__ import annotations
 
-from runtime.errors import AllconvError
-from runtime.export.registry import converter
+from runtime.export.registry import BatchFixed, converter
 
 
 @converter("Crop")
 def crop(graph, layer, bottoms, tops, shapes):
-    if layer.axis == 0:
-        raise AllconvError(f"layer {layer.name!r}: cropping the batch axis (crop_param.axis 0) "
-                           "does not export (the batch is dynamic)")
+    if layer.axis == 0 and not graph.batch_is_the_nets:
+        raise BatchFixed(f"layer {layer.name!r} crops the batch axis (crop_param.axis 0)")
     axes = range(layer.axis, len(shapes[0]))
     starts = [layer.offsets[a] for a in axes]
     ends = [layer.offsets[a] + shapes[1][a] for a in axes]

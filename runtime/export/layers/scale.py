@@ -1,10 +1,9 @@
 """Scale -> Mul by the factor (the learned blob, or bottom 1 reshaped) viewed to broadcast from
-Caffe's axis, then Add of the learned bias. A learned blob over the batch axis does not
-export (the batch is dynamic)."""
+Caffe's axis, then Add of the learned bias. A learned blob over the batch axis exports only
+with the prototxt's batch (``BatchFixed``)."""
 from __future__ import annotations
 
-from runtime.errors import AllconvError
-from runtime.export.registry import converter
+from runtime.export.registry import BatchFixed, converter
 
 
 def operand(graph, layer, value, shape, axis: int, rank: int, what: str) -> str:
@@ -12,9 +11,8 @@ def operand(graph, layer, value, shape, axis: int, rank: int, what: str) -> str:
     as a value broadcasting against a ``rank``-axis bottom from ``axis``."""
     view = list(shape) + [1] * (rank - axis - len(shape))
     if not isinstance(value, str):
-        if shape and axis == 0:
-            raise AllconvError(f"layer {layer.name!r}: a learned {what} over the batch axis "
-                               "does not export (the batch is dynamic)")
+        if shape and axis == 0 and not graph.batch_is_the_nets:
+            raise BatchFixed(f"layer {layer.name!r} has a learned {what} over the batch axis")
         return graph.constant(f"{layer.name}/{what}", value.detach().cpu().numpy().reshape(view))
     if list(shape) == view:
         return value
