@@ -37,7 +37,8 @@ def build_parser() -> Parser:
     g.add_argument("--test-batch-size", type=int, help="test batch (CIFAR 100, ImageNet 50)")
     g.add_argument("--train-source", help="Data layer source at TRAIN (default "
                                           "data/cifar10_gcn_zca_train.npz, which "
-                                          "allconv-prep-cifar writes)")
+                                          "allconv-prep-cifar writes and allconv reads; "
+                                          "real Caffe needs an LMDB here)")
     g.add_argument("--test-source", help="Data layer source at TEST (default "
                                          "data/cifar10_gcn_zca_test.npz)")
     g = p.add_argument_group("initialisation (choices the paper leaves open)")
@@ -45,7 +46,7 @@ def build_parser() -> Parser:
                    help="weight filler (default xavier, fan-in; see README, Open choices)")
     g.add_argument("--weight-std", type=number(float),
                    help="std of the gaussian filler (default 0.01; needs --weight-filler gaussian)")
-    g.add_argument("--bias-value", type=number(float, None), default=0.0, help="constant bias filler value")
+    g.add_argument("--bias-value", type=number(float, None), default=0.0, help="constant bias filler value (default 0)")
     g.add_argument("--bias-lr-mult", type=number(float, "non-negative"), default=2.0, help="biases' lr_mult (default 2)")
     g.add_argument("--bias-decay-mult", type=number(float, "non-negative"), default=0.0,
                    help="biases' decay_mult (default 0)")
@@ -57,7 +58,8 @@ def build_parser() -> Parser:
     g.add_argument("--snapshot-prefix",
                    help="solver snapshot_prefix (default: the variant's name, in the current "
                         "directory; Caffe needs its directory to exist)")
-    g.add_argument("--seed", type=int, help="solver random_seed")
+    g.add_argument("--seed", type=int,
+                   help="solver random_seed (default: none, so Caffe seeds from the clock)")
     return p
 
 

@@ -46,8 +46,8 @@ def build_parser() -> Parser:
     p = Parser(prog="replicate",
                description="Train rows of the paper's tables (reproductions/*/*.toml) through "
                            "the generated prototxt,\nthe runtime's Net and Caffe's SGD update; "
-                           "write results/<table>/<row>.json and a\npaper-vs-measured "
-                           "results/<table>/README.md.",
+                           "write <out>/<table>/<row>.json and a\npaper-vs-measured "
+                           "<out>/<table>/README.md (--out, default runs/).",
                epilog="examples:\n  replicate --list\n  replicate all-cnn-c\n"
                       "  replicate table3 --lr-search --rows-in-parallel 2\n"
                       "  replicate all-cnn-c --epochs 5        (a SMOKE run, never a replication)\n"
@@ -251,8 +251,8 @@ def fresh_starts(jobs, args) -> list[str]:
                 others[spec.key] = _other_runs(row_outcomes(spec, args)[1])
             notes.append(f"--resume: {spec.key} at lr {opts.lr:g}"
                          + (f" seed {opts.seed}" if opts.seed else "")
-                         + f" has no checkpoint in {run_dir}; it starts from the beginning"
-                         + others[spec.key])
+                         + f" has no checkpoint in {run_dir}; it starts from the beginning "
+                         "when its turn comes" + others[spec.key])
     return notes
 
 

@@ -36,8 +36,11 @@ def format_epoch(epoch: float) -> str:
 
 
 def format_speed(images_per_s: float) -> str:
-    """Images per second: whole numbers from 100 on, else three significant digits."""
-    if not math.isfinite(images_per_s) or images_per_s >= 100:
+    """Images per second: whole numbers from 100 on, else three significant digits; "–"
+    before a step has been timed."""
+    if math.isnan(images_per_s):
+        return "–"
+    if math.isinf(images_per_s) or images_per_s >= 100:
         return f"{images_per_s:,.0f}"
     return f"{images_per_s:.3g}"
 

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -201,7 +202,15 @@ def build_parser() -> Parser:
     p = Parser(prog="allconv-caffe", description="Caffe's command line, run by the allconv "
                                                  "PyTorch runtime with Caffe's semantics.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
-    t = sub.add_parser("train", help="train a net with a solver prototxt")
+    raw = argparse.RawDescriptionHelpFormatter
+    t = sub.add_parser("train", help="train a net with a solver prototxt", formatter_class=raw,
+                       description="Train the solver's net, testing its test nets every "
+                                   "test_interval, with snapshots as the solver says.",
+                       epilog="examples:\n  allconv-caffe train -solver solver.prototxt\n"
+                              "  allconv-caffe train -solver solver.prototxt -snapshot "
+                              "net_iter_1000.solverstate\n"
+                              "  allconv-caffe train -solver solver.prototxt -weights "
+                              "pretrained.caffemodel -gpu 0")
     _flag(t, "solver", required=True, help="solver prototxt")
     _flag(t, "snapshot", help="resume from this .solverstate")
     _flag(t, "weights", help="start from these .caffemodel weights (comma-separated), copied "
@@ -214,26 +223,39 @@ def build_parser() -> Parser:
     _flag(t, "gpu", help="GPU id; default: the solver's device_id when it says solver_mode: "
                          "GPU (the CPU when CUDA is absent), else the CPU")
     t.set_defaults(run=train)
-    e = sub.add_parser("test", help="score a model: every output, per batch and averaged")
+    e = sub.add_parser("test", help="score a model: every output, per batch and averaged",
+                       formatter_class=raw,
+                       description="Run -iterations TEST-phase batches of a net with trained "
+                                   "weights; print each output per batch, then averaged.",
+                       epilog="example:\n  allconv-caffe test -model net.prototxt -weights "
+                              "net_iter_1000.caffemodel -iterations 100")
     _flag(e, "model", required=True, help="net prototxt (TEST phase)")
     _flag(e, "weights", required=True, help=".caffemodel")
     e.set_defaults(run=test)
-    m = sub.add_parser("time", help="time forward and backward passes of a net")
+    m = sub.add_parser("time", help="time forward and backward passes of a net",
+                       formatter_class=raw,
+                       description="Time one untimed and then -iterations forward and backward "
+                                   "passes; print each iteration and each layer's average.",
+                       epilog="example:\n  allconv-caffe time -model net.prototxt -iterations "
+                              "10 -gpu 0")
     _flag(m, "model", required=True, help="net prototxt")
     _flag(m, "phase", choices=("TRAIN", "TEST"), default="TRAIN",
           help="the net's phase (default TRAIN)")
     m.set_defaults(run=time_net)
-    q = sub.add_parser("device_query", help="show the properties of the -gpu devices")
+    q = sub.add_parser("device_query", help="show the properties of the -gpu devices",
+                       description="Print the properties of each -gpu device.")
     _flag(q, "gpu", required=True, help="GPU id(s), comma-separated")
     q.set_defaults(run=device_query)
     for s in (e, m):
         _flag(s, "iterations", type=number(int), default=50, help="batches (default 50)")
         _flag(s, "gpu", help="GPU id; default: CPU")
     for s in (t, e, m):
+        solver = "; replaces the solver's train_state level" if s is t else ""
         _flag(s, "level", type=number(int), default=0,
-              help="the net state's level (default 0; train: replaces train_state's level)")
-        _flag(s, "stage", help="the net state's stages, comma-separated (train: added to "
-                               "train_state's)")
+              help=f"the net state's level, for include/exclude rules (default 0{solver})")
+        _flag(s, "stage", help="the net state's stages, comma-separated, for include/exclude "
+                               "rules" + ("; added to the solver's train_state stages"
+                                          if s is t else ""))
     return p
 
 

@@ -812,6 +812,13 @@ def test_progress_shows_a_slow_speed_with_its_precision(tmp_path, tiny_data, cap
     assert "speed 0 img/s" not in err
 
 
+def test_speed_before_any_timed_step_is_a_dash():
+    """A run of one iteration ends before a step is timed: "–", not "nan img/s"."""
+    from harness.loop import format_speed
+    assert [format_speed(v) for v in (float("nan"), 0.0412, 57.25, 1234.5)] == [
+        "–", "0.0412", "57.2", "1,234"]
+
+
 def test_a_training_label_past_the_classes_is_one_line_read_with_the_flags(tmp_path, tiny_data,
                                                                           monkeypatch, capsys):
     """The loss layer clamps it and records it on the device; the loop's next host read (every
@@ -988,7 +995,8 @@ def test_report_shows_only_runs_of_its_settings_and_names_the_others(tmp_path, t
     assert cli.main(full) == cli.EXIT_STOPPED
     notes = [line for line in capsys.readouterr().err.splitlines() if "--resume:" in line]
     assert notes == [f"replicate: --resume: tiny/model-a at lr 0.01 has no checkpoint in "
-                     f"{out}/tiny/model-a/lr-0.01; it starts from the beginning (3 runs of other "
+                     f"{out}/tiny/model-a/lr-0.01; it starts from the beginning when its turn comes "
+                     "(3 runs of other "
                      "settings: --epochs 0.5 --eval-limit 8)"]
 
 

@@ -645,7 +645,8 @@ def fuzz(kinds, cases: int, seed: int, memory_mib: int = 64, case_seconds: float
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", type=int, default=10_000, help="cases per kind (default 10000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the mutations: the same seed, the same cases (default 0)")
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated: " + ", ".join(KINDS))
     p.add_argument("--nets", default=",".join(NETS),
                    help="comma-separated seed nets: " + ", ".join(NETS))

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from runtime.cli_support import Parser, run_cli
 from runtime.data.datasets import dataset_names
 from runtime.data.preprocess import STAGES, prepared_cifar, save_npz_source
+from runtime.errors import AllconvError
 
 WRITING = "writing the sources"
 
@@ -62,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         prepared = prepared_cifar(args.dataset, args.data, stage=progress)
         progress(WRITING)
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise AllconvError(f"--out {out}: cannot make the folder "
+                               f"({err.strerror or err})") from None
         for split, images, labels in (("train", prepared.train_images, prepared.train_labels),
                                       ("test", prepared.test_images, prepared.test_labels)):
             path = out / f"{args.dataset}_gcn_zca_{split}.npz"

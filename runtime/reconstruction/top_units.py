@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -37,8 +38,7 @@ def top_units(net, blob: str, images, filters: list[int], k: int, batch_size: in
     best_flat = torch.empty_like(best_images)
     for start in tqdm(range(0, len(images), batch_size), desc=f"top {k} of {blob}",
                       unit="batch", disable=not progress):
-        batch = torch.as_tensor(images[start:start + batch_size], dtype=torch.float32,
-                                device=net.device)
+        batch = _batch(images[start:start + batch_size], net.device)
         acts = activations(net, blob, batch).index_select(1, chosen)
         acts = acts.reshape(acts.shape[:2] + (-1,))                              # (B, F, S)
         flat = acts.argmax(dim=2)                                                # first max
@@ -52,3 +52,11 @@ def top_units(net, blob: str, images, filters: list[int], k: int, batch_size: in
     positions = torch.stack(torch.unravel_index(best_flat, spatial), -1) if spatial else \
         best_flat.new_zeros(best_flat.shape + (0,))
     return TopUnits(best_values.cpu(), best_images.cpu(), positions.cpu())
+
+
+def _batch(part, device) -> torch.Tensor:
+    """A slice of the images as float32 on ``device``; an array is copied (a read-only one,
+    a memory map, would make torch warn)."""
+    if not isinstance(part, torch.Tensor):
+        part = torch.from_numpy(np.array(part, np.float32))
+    return part.to(device, torch.float32)
