@@ -537,6 +537,19 @@ def test_eltwise_sum_prod():
         build(text.format(""), (3,), (4,))
 
 
+@pytest.mark.parametrize("stable,diff_a", [("true", [3.0, 4.0]), ("false", [None, 4.0])])
+def test_eltwise_prod_diff_with_and_without_stable_prod_grad(stable, diff_a):
+    """Caffe's stable_prod_grad: false divides the top by the bottom: 0/0 is NaN (None here)
+    where bottom a is 0; the default multiplies the other bottoms."""
+    a = torch.tensor([0.0, 2.0], requires_grad=True)
+    b = torch.tensor([3.0, 4.0], requires_grad=True)
+    layer = build("name: 'e' type: 'Eltwise' bottom: 'a' bottom: 'b' top: 'y' eltwise_param "
+                  f"{{ operation: PROD stable_prod_grad: {stable} }}", (2,), (2,))
+    layer(a, b)[0].sum().backward()
+    assert [None if v != v else v for v in a.grad.tolist()] == diff_a
+    assert b.grad.tolist() == [0.0, 2.0]
+
+
 ELTWISE_SHAPES = """force_backward: true
 layer { name: "in" type: "Input" top: "a" top: "b"
         input_param { shape { dim: 2 dim: 3 dim: 1 dim: 1 } shape { dim: 2 dim: 3 } } }

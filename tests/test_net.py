@@ -638,6 +638,27 @@ layer { name: "s2" type: "Reduction" bottom: "z" top: "l2" loss_weight: 1 }""", 
     torch.testing.assert_close(net.params["sc2"][0].diff, 3 * x.sum(0))     # both passes
 
 
+def test_a_scale_factor_with_no_axis_before_it_keeps_the_last_backwards_diff_as_caffe():
+    """Where no axis lies before the factor's (batch 1, or axis 0), Caffe's gemv writes a
+    factor of several values (beta 0) and adds a one-value factor's dot; real Caffe, two
+    backwards (x, then 2x): sc [20, 52, 84], one [234], ax0 [12, 30]."""
+    net = Net("""
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 dim: 3 dim: 2 dim: 2 } } }
+layer { name: "x2" type: "Input" top: "x2" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "sc" type: "Scale" bottom: "x" top: "y" }
+layer { name: "one" type: "Scale" bottom: "x" top: "y1" scale_param { num_axes: 0 } }
+layer { name: "ax0" type: "Scale" bottom: "x2" top: "z" scale_param { axis: 0 } }
+layer { name: "s" type: "Reduction" bottom: "y" top: "l" loss_weight: 1 }
+layer { name: "s1" type: "Reduction" bottom: "y1" top: "l1" loss_weight: 1 }
+layer { name: "s2" type: "Reduction" bottom: "z" top: "l2" loss_weight: 1 }""", TRAIN)
+    x, x2 = torch.arange(1.0, 13.0).reshape(1, 3, 2, 2), torch.arange(1.0, 7.0).reshape(2, 3)
+    for k in (1, 2):
+        net.forward_backward(x=k * x, x2=k * x2)
+    for name, caffe in (("sc", [20, 52, 84]), ("one", [234]), ("ax0", [12, 30])):
+        torch.testing.assert_close(net.params[name][0].diff.flatten(),
+                                   torch.tensor(caffe, dtype=torch.float32))
+
+
 # insert_splits.py:73 `[weight] + [0.0] * (count - 1)` -> `[1.0] * ...` and :74 dropping
 # `copy.ClearField("loss_weight")` survived. Caffe's InsertSplits moves a weighted top's
 # loss_weight to the Split's top 0 (the other split tops weigh 0) and clears it on the

@@ -1,5 +1,8 @@
 """Eltwise (eltwise_layer.cpp): PROD, SUM with per-bottom ``coeff``, or MAX.
 
+PROD's bottom diff is the top diff times the other bottoms' product (``stable_prod_grad``,
+the default), or Caffe's top / bottom times it without (0/0, NaN, where a bottom is 0).
+
 MAX picks like Caffe: bottom 1 wins ties with bottom 0 (0 only when strictly greater),
 later bottoms only when strictly greater; the gradient goes to the picked bottom. The bottoms
 need one count, not one shape (the reference build's shape CHECK is commented out): each is
@@ -38,6 +41,8 @@ class Eltwise(Layer):
     def forward(self, *bottoms):
         bottoms = [b.reshape(bottoms[0].shape) for b in bottoms]
         if self.op == _E.PROD:
+            if not self.param.eltwise_param.stable_prod_grad:
+                return (_ProdOverBottom.apply(*bottoms),)
             return (torch.stack(bottoms).prod(0),)
         if self.op == _E.SUM:
             return (sum(c * b for c, b in zip(self.coeff, bottoms)),)
@@ -47,3 +52,18 @@ class Eltwise(Layer):
             pick = torch.where(b > best, i, pick)
             best = torch.maximum(best, b)
         return (torch.stack(bottoms).gather(0, pick.unsqueeze(0)).squeeze(0),)
+
+
+class _ProdOverBottom(torch.autograd.Function):
+    """The product, whose diff for bottom i is (top / bottom i) · top diff, in Caffe's order."""
+
+    @staticmethod
+    def forward(ctx, *bottoms):
+        top = torch.stack(bottoms).prod(0)
+        ctx.save_for_backward(top, *bottoms)
+        return top
+
+    @staticmethod
+    def backward(ctx, top_diff):
+        top, *bottoms = ctx.saved_tensors
+        return tuple(top / bottom * top_diff for bottom in bottoms)

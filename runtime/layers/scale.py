@@ -34,10 +34,13 @@ class Scale(BroadcastOperand, Layer):
         factor = tuple(self.blobs[0].shape) if self.learned else bottom_shapes[1]
         self.operand_ndim = len(factor)
         self.axis = broadcast_axis(shape, factor, axis, "scale")
-        # Caffe's Backward writes the product of an eltwise factor (as many values as bottom
-        # 0) straight into the factor's diff: each backward's replaces the last
-        eltwise = self.learned and count(factor) == count(shape)
-        self.overwritten_diffs = (0,) if eltwise else ()
+        # Caffe's Backward writes a learned factor's diff instead of adding to it, so each
+        # backward's replaces the last, where no axis lies before the factor's (outer_dim 1:
+        # batch 1, or axis 0) and it is eltwise (inner_dim 1) or holds more than one value
+        # (its gemv's beta is 0 there)
+        outer, inner = count(shape[:self.axis]), count(shape[self.axis + len(factor):])
+        overwritten = self.learned and outer == 1 and (inner == 1 or count(factor) > 1)
+        self.overwritten_diffs = (0,) if overwritten else ()
         if self.param.scale_param.bias_term:
             self.bias_axis = broadcast_axis(shape, tuple(self.blobs[-1].shape), axis, "bias")
         return [shape]
