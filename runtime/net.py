@@ -176,9 +176,9 @@ class Net(nn.Module):
         self._copy_prototxt_blobs()
         self._share_params()
         self._index_params()
-        self._overwritten_diffs = [l.blobs[i] for l in self.layers for i in l.overwritten_diffs]
         self._param_propagate_down()
         self._plan_diffs()
+        self._reshaped_in_forward = self._downstream_of_data_sized_tops()
         self.blobs = OrderedDict((name, Blob(self, name)) for name in self._shapes)
         if weights is not None:
             self.copy_from(weights)
@@ -268,6 +268,18 @@ class Net(nn.Module):
         self._frozen_uses = [tuple(i for i, b in enumerate(l.blobs)
                                    if id(b) in needed and not propagates(l, i))
                              for l in self.layers]
+
+    def _downstream_of_data_sized_tops(self) -> list[bool]:
+        """Per layer, whether a bottom's size follows the data (a Filter's top, or what a layer
+        computes from one): Caffe reshapes every layer in each forward, so such a layer
+        reshapes to its bottoms' sizes then (Reduction MEAN's count, Slice's parts)."""
+        sized, below = set(), []
+        for layer in self.layers:
+            follows = any(b in sized for b in layer.bottoms)
+            below.append(follows)
+            if follows or layer.tops_sized_by_data:
+                sized.update(layer.tops)
+        return below
 
     def _plan_diffs(self) -> None:
         """Where Caffe's backward differs from autograd's on the same graph. A bottom that Caffe
@@ -403,6 +415,9 @@ class Net(nn.Module):
                             first[name] = values[name]
                 bottoms = [values[b] if k else values[b].detach()
                            for b, k in zip(layer.bottoms, keep)]
+                if self._reshaped_in_forward[i]:
+                    with layer_errors(layer.param):
+                        layer.top_shapes = layer.reshape_tops([tuple(b.shape) for b in bottoms])
                 tops = (functional_call(layer, {f"blobs.{k}": layer.blobs[k].detach()
                                                 for k in frozen}, tuple(bottoms))
                         if frozen else layer(*bottoms))
@@ -452,8 +467,8 @@ class Net(nn.Module):
             raise AllconvError("backward() needs a forward() first (one backward per forward)")
         self.check_backward()
         loss, self._loss = self._loss, None
-        for blob in self._overwritten_diffs:
-            blob.grad = None
+        for blob in (l.blobs[i] for l in self.layers for i in l.overwritten_diffs):
+            blob.grad = None    # as the layers' shapes now say (Scale's depends on the batch)
         if loss.requires_grad:
             loss.backward()
 

@@ -123,6 +123,8 @@ class Layer(nn.Module):
     # negative) -> what they hold; without has_backward, whenever it runs (NOT_IMPLEMENTED)
     no_backward_to: dict[int, str] = {}
     has_backward = True
+    # the tops' sizes follow the bottoms' values (Filter's), not only their shapes
+    tops_sized_by_data = False
 
     def __init__(self, param, bottom_shapes, phase: int, generator: torch.Generator, **options):
         super().__init__()

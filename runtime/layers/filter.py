@@ -13,6 +13,7 @@ class Filter(Layer):
     num_bottoms = (2, None)
     no_backward_to = {-1: "filter index inputs"}
     num_tops = (1, None)
+    tops_sized_by_data = True
 
     def reshape(self, bottom_shapes):
         *data, selector = bottom_shapes
