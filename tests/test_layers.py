@@ -228,6 +228,9 @@ def test_conv_hw_dilation_and_per_axis_values():
     layer = build(CONV.format("num_output: 2 kernel_size: 3 kernel_size: 1 dilation: 2"),
                   (1, 1, 7, 7))
     assert tuple(layer.blobs[0].shape) == (2, 1, 3, 1) and layer.top_shapes == [(1, 2, 3, 7)]
+    # stride_h alone: the reference build's caffe.proto gives stride_w 1 (real Caffe's top)
+    layer = build(CONV.format("num_output: 2 kernel_size: 2 stride_h: 2"), (1, 2, 5, 6))
+    assert layer.top_shapes == [(1, 2, 2, 5)]
 
 
 def test_conv_without_weight_filler_warns_and_starts_at_zero():
