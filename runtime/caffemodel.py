@@ -145,11 +145,13 @@ def read_layers(path: PathLike) -> list[tuple[str, list[np.ndarray]]]:
     net = read_binary(path, pb.NetParameter)
     layers = []
     for index, layer in enumerate(list(net.layer) + list(net.layers)):
+        name = layer.name       # protobuf gives bytes for a name that is not UTF-8
+        if isinstance(name, bytes):     # (it can match no layer of a net read from text)
+            name = name.decode("utf-8", "backslashreplace")
         try:
-            layers.append((layer.name, [blob_to_array(blob) for blob in layer.blobs]))
+            layers.append((name, [blob_to_array(blob) for blob in layer.blobs]))
         except AllconvError as err:
-            raise AllconvError(f"{path}: layer {layer.name or '#' + str(index)}: {err}") \
-                from None
+            raise AllconvError(f"{path}: layer {name or '#' + str(index)}: {err}") from None
     return layers
 
 

@@ -409,6 +409,21 @@ layer { name: "fc" type: "InnerProduct" bottom: "a" top: "b"
         Net(text, TEST).copy_from(path, require_all=True)
 
 
+def test_a_caffemodel_layer_name_that_is_not_utf8_is_named_escaped(tmp_path):
+    """Caffe keeps a name's bytes (it matches no layer read from text); the missing layer's
+    message names it escaped (a TypeError on bytes, found by the fuzzer)."""
+    path = tmp_path / "bytes.caffemodel"
+    write_weights(path, [("iq", "InnerProduct", [np.zeros((2, 2), np.float32)])])
+    path.write_bytes(path.read_bytes().replace(b"iq", b"i\x80"))
+    net = Net("""
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "a"
+        inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }""", TEST)
+    with pytest.raises(AllconvError, match=r"no weights for layer\(s\) fc \(the file has: "
+                                           r"i\\x80\)$"):
+        net.copy_from(path, require_all=True)
+
+
 def test_copy_from_shape_mismatch_names_path_layer_and_shapes(tmp_path):
     path = tmp_path / "bad.caffemodel"
     write_weights(path, [("conv1", "Convolution", [np.zeros((4, 3, 5, 5), np.float32),
