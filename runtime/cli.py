@@ -202,15 +202,18 @@ def build_parser() -> Parser:
     p = Parser(prog="allconv-caffe", description="Caffe's command line, run by the allconv "
                                                  "PyTorch runtime with Caffe's semantics.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
-    raw = argparse.RawDescriptionHelpFormatter
-    t = sub.add_parser("train", help="train a net with a solver prototxt", formatter_class=raw,
-                       description="Train the solver's net, testing its test nets every "
-                                   "test_interval, with snapshots as the solver says.",
-                       epilog="examples:\n  allconv-caffe train -solver solver.prototxt\n"
-                              "  allconv-caffe train -solver solver.prototxt -snapshot "
-                              "net_iter_1000.solverstate\n"
-                              "  allconv-caffe train -solver solver.prototxt -weights "
-                              "pretrained.caffemodel -gpu 0")
+
+    def command(name, **texts):
+        """A subcommand whose epilog of examples keeps its lines."""
+        return sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **texts)
+    t = command("train", help="train a net with a solver prototxt",
+                description="Train the solver's net, testing its test nets every "
+                            "test_interval, with snapshots as the solver says.",
+                epilog="examples:\n  allconv-caffe train -solver solver.prototxt\n"
+                       "  allconv-caffe train -solver solver.prototxt -snapshot "
+                       "net_iter_1000.solverstate\n"
+                       "  allconv-caffe train -solver solver.prototxt -weights "
+                       "pretrained.caffemodel -gpu 0")
     _flag(t, "solver", required=True, help="solver prototxt")
     _flag(t, "snapshot", help="resume from this .solverstate")
     _flag(t, "weights", help="start from these .caffemodel weights (comma-separated), copied "
@@ -223,21 +226,19 @@ def build_parser() -> Parser:
     _flag(t, "gpu", help="GPU id; default: the solver's device_id when it says solver_mode: "
                          "GPU (the CPU when CUDA is absent), else the CPU")
     t.set_defaults(run=train)
-    e = sub.add_parser("test", help="score a model: every output, per batch and averaged",
-                       formatter_class=raw,
-                       description="Run -iterations TEST-phase batches of a net with trained "
-                                   "weights; print each output per batch, then averaged.",
-                       epilog="example:\n  allconv-caffe test -model net.prototxt -weights "
-                              "net_iter_1000.caffemodel -iterations 100")
+    e = command("test", help="score a model: every output, per batch and averaged",
+                description="Run -iterations TEST-phase batches of a net with trained "
+                            "weights; print each output per batch, then averaged.",
+                epilog="example:\n  allconv-caffe test -model net.prototxt -weights "
+                       "net_iter_1000.caffemodel -iterations 100")
     _flag(e, "model", required=True, help="net prototxt (TEST phase)")
     _flag(e, "weights", required=True, help=".caffemodel")
     e.set_defaults(run=test)
-    m = sub.add_parser("time", help="time forward and backward passes of a net",
-                       formatter_class=raw,
-                       description="Time one untimed and then -iterations forward and backward "
-                                   "passes; print each iteration and each layer's average.",
-                       epilog="example:\n  allconv-caffe time -model net.prototxt -iterations "
-                              "10 -gpu 0")
+    m = command("time", help="time forward and backward passes of a net",
+                description="Time one untimed and then -iterations forward and backward "
+                            "passes; print each iteration and each layer's average.",
+                epilog="example:\n  allconv-caffe time -model net.prototxt -iterations "
+                       "10 -gpu 0")
     _flag(m, "model", required=True, help="net prototxt")
     _flag(m, "phase", choices=("TRAIN", "TEST"), default="TRAIN",
           help="the net's phase (default TRAIN)")

@@ -737,15 +737,26 @@ def test_a_net_that_runs_only_at_its_prototxts_batch_is_fixed_there(tmp_path):
 layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 3 dim: 4 } } }
 layer { name: "p" type: "Parameter" top: "p" parameter_param { shape { dim: 3 dim: 4 } } }
 layer { name: "sum" type: "Eltwise" bottom: "x" bottom: "p" top: "s" }""", pb.TEST, seed=0)
-    with pytest.warns(UserWarning, match=r"at batch 9 the net does not run \(.*\): the model's "
-                                         r"batch is fixed at the prototxt's, 3"):
-        to_onnx(net, tmp_path / "m.onnx")
-    dims = onnx.load(tmp_path / "m.onnx").graph.input[0].type.tensor_type.shape.dim
-    assert [d.dim_value for d in dims] == [3, 4]
-    with pytest.raises(AllconvError, match=r"at batch 2 the net does not run \(.*\): it exports "
-                                           r"with the prototxt's batch, --static-batch 3"):
-        to_onnx(net, tmp_path / "n.onnx", static_batch=2)
+    assert_fixed_at_the_prototxts_batch(
+        net, tmp_path, r"at batch 9 the net does not run \(.*\)", [3, 4],
+        r"at batch 2 the net does not run \(.*\)", 2)
     to_onnx(net, tmp_path / "m.onnx", static_batch=3)
+
+
+def assert_fixed_at_the_prototxts_batch(net, tmp_path, why, dims, why_other, other):
+    """Exported by default at the prototxt's batch ``dims[0]`` with a warning matching
+    ``why``; at the static batch ``other`` refused in one line (``why_other``) naming it,
+    nothing written. Returns the export's largest onnxruntime differences."""
+    with pytest.warns(UserWarning, match=why + r": the model's batch is fixed at the "
+                                                 rf"prototxt's, {dims[0]}"):
+        worst = to_onnx(net, tmp_path / "m.onnx")
+    shape = onnx.load(tmp_path / "m.onnx").graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in shape] == dims
+    with pytest.raises(AllconvError, match=why_other + r": it exports with the prototxt's "
+                                                       rf"batch, --static-batch {dims[0]}$"):
+        to_onnx(net, tmp_path / "n.onnx", static_batch=other)
+    assert not (tmp_path / "n.onnx").exists()
+    return worst
 
 
 def test_a_max_pooling_mask_top_is_refused_in_one_line(tmp_path, capsys):

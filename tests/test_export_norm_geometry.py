@@ -16,7 +16,8 @@ from runtime.export import build_model, check, to_onnx
 from runtime.export.registry import BatchFixed
 from runtime.net import Net
 from runtime.proto import pb
-from test_export import FILLED, _conv, _input, _layer
+from test_export import (FILLED, _conv, _input, _layer,
+                         assert_fixed_at_the_prototxts_batch)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*has no weight_filler:UserWarning")
 
@@ -218,12 +219,8 @@ def test_what_is_exact_only_at_the_prototxts_batch_exports_there(layer, match, t
     net = Net(_input((2, 3)) + layer, pb.TEST, seed=0)
     with pytest.raises(BatchFixed, match=match):
         build_model(net)
-    with pytest.warns(UserWarning, match=match + ": the model's batch is fixed at the "
-                                                 "prototxt's, 2"):
-        worst = to_onnx(net, tmp_path / "m.onnx")
+    worst = assert_fixed_at_the_prototxts_batch(net, tmp_path, match, [2, 3], match, 3)
     assert max(worst.values()) <= check.TOL_FP32
-    dims = onnx.load(tmp_path / "m.onnx").graph.input[0].type.tensor_type.shape.dim
-    assert [d.dim_value for d in dims] == [2, 3]
 
 
 def test_slice_points_on_the_batch_axis_export_with_the_prototxts_static_batch():
@@ -244,15 +241,8 @@ def test_a_net_exact_only_at_its_prototxts_batch_exports_there_with_a_warning(tm
     batch is refused in one line that names the prototxt's."""
     net = Net(_input((4, 3)) + _layer("s", "Slice", ["data"], ["a", "b"],
                                       "slice_param { axis: 0 slice_point: 1 }"), pb.TEST)
-    with pytest.warns(UserWarning, match=r"layer 's' slices the batch axis at slice_point 1: "
-                                         r"the model's batch is fixed at the prototxt's, 4"):
-        to_onnx(net, tmp_path / "m.onnx")
-    dims = onnx.load(tmp_path / "m.onnx").graph.input[0].type.tensor_type.shape.dim
-    assert [d.dim_value for d in dims] == [4, 3]
-    with pytest.raises(AllconvError, match=r"slice_point 1: it exports with the prototxt's "
-                                           r"batch, --static-batch 4"):
-        to_onnx(net, tmp_path / "n.onnx", static_batch=3)
-    assert not (tmp_path / "n.onnx").exists()
+    assert_fixed_at_the_prototxts_batch(net, tmp_path, r"layer 's' slices the batch axis at "
+                                        r"slice_point 1", [4, 3], r"slice_point 1", 3)
 
 
 @pytest.mark.parametrize("shape,body", [
