@@ -759,12 +759,33 @@ def assert_fixed_at_the_prototxts_batch(net, tmp_path, why, dims, why_other, oth
     return worst
 
 
-def test_a_max_pooling_mask_top_is_refused_in_one_line(tmp_path, capsys):
-    text = ('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 '
-            'dim: 4 dim: 4 } } }\nlayer { name: "pool" type: "Pooling" bottom: "x" top: "p" '
-            'top: "mask" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n')
-    proto, weights = _files(tmp_path, text)
+def _mask_net(side: int) -> str:
+    return ('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 '
+            f'dim: {side} dim: {side} }} }} }}\nlayer {{ name: "pool" type: "Pooling" bottom: "x" '
+            'top: "p" top: "mask" pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 } }\n')
+
+
+def test_a_max_pooling_mask_top_exports_at_any_batch(tmp_path):
+    """Caffe's mask (h·W + w of each first maximum; the real-Caffe cases are in the fixtures)
+    from MaxPool's indices, at another batch than the prototxt's, with ties."""
+    proto, weights = _files(tmp_path, _mask_net(7))
+    out = tmp_path / "m.onnx"
+    assert cli.main(["--prototxt", proto, "--weights", weights, "-o", str(out)]) == 0
+    x = np.random.default_rng(0).integers(-2, 3, (3, 2, 7, 7)).astype(np.float32)
+    level = check.LEVELS["optimisations off"]
+    values, mask = check.session(onnx.load(out), level).run(["p", "mask"], {"x": x})
+    net = Net(proto, pb.TEST, seed=0)
+    net.blobs["x"].reshape(*x.shape)
+    net.reshape()
+    tops = net.forward(x=x)
+    np.testing.assert_array_equal(values, tops["p"].numpy())
+    np.testing.assert_array_equal(mask, tops["mask"].numpy())
+    assert mask.max() > 40 and mask.min() == 0
+
+
+def test_a_mask_past_float16s_integers_is_refused_in_one_line(tmp_path, capsys):
+    proto, weights = _files(tmp_path, _mask_net(46))       # indices up to 46² − 1 = 2115
     err = _bad(tmp_path, ["--prototxt", proto, "--weights", weights, "-o",
-                          str(tmp_path / "m.onnx")], capsys)
-    assert "layer 'pool': the MAX pooling mask (its second top 'mask') has no ONNX" in err
+                          str(tmp_path / "m.onnx"), "--fp16"], capsys)
+    assert "the mask of Pooling 'pool' holds indices up to 2115; float16 holds" in err
     assert not (tmp_path / "m.onnx").exists()

@@ -6,6 +6,8 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
+FP16_EXACT = 2048       # the largest integer float16 holds with all below it
+
 
 class GraphBuilder:
     """Collects nodes and initializers; ``dtype`` (float32 or float16) is the net's float type,

@@ -151,6 +151,20 @@ def pooling_cases():
     add("max_ties_k3s2_pad1_8", (2, 2, 8, 8), "pool: MAX kernel_size: 3 stride: 2 pad: 1",
         "ties")
     add("max_ties_global_5", (2, 3, 5, 5), "pool: MAX global_pooling: true", "ties")
+    # MAX's second top, the mask: h·W + w of each maximum (the first among ties), −1 for a
+    # window that holds no input (k 1, s 3: the last window starts past the input; forward
+    # only, as Caffe's backward writes that window's gradient to bottom_diff[−1])
+    for name, shape, body, kind, backward in (
+            ("ties_k3s2_pad1_8", (2, 2, 8, 8), "kernel_size: 3 stride: 2 pad: 1", "ties",
+             "top_diff"),
+            ("rect_pad_h", (2, 2, 7, 6), "kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 1 "
+                                         "pad_h: 1 pad_w: 0", "normal", "top_diff"),
+            ("k1s3_outside_8", (1, 2, 8, 8), "kernel_size: 1 stride: 3", "normal", "none"),
+            ("ties_global_5", (2, 3, 5, 5), "global_pooling: true", "ties", "top_diff")):
+        inp = ties(*shape) if kind == "ties" else normal(*shape)
+        c.append(net_case(f"pool_max_mask_{name}", "Pooling", {"data": inp},
+                          [pool("pool", "data", ["out", "mask"], f"pool: MAX {body}")],
+                          backward=backward))
     return c
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.errors import AllconvError
+from runtime.export.builder import FP16_EXACT
 from runtime.export.registry import converter
 from runtime.layers import count
 
 INT64_MIN = -2**63
-FP16_EXACT = 2048       # the largest integer float16 holds with all below it
 
 
 @converter("ArgMax")

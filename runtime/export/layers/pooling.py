@@ -5,7 +5,9 @@ the k_h·k_w divisor into Caffe's window clipped to [−p, H+p). ONNX's own ``ce
 ``pads`` are never used: they disagree with Caffe's rule about a last window starting in the
 padding and with its AVE divisor, and onnxruntime had bugs there (microsoft/onnxruntime#15446).
 MAX first raises what Caffe's strict ``>`` against its −FLT_MAX start never takes (NaN, −inf)
-to −FLT_MAX, as the runtime does: ONNX's MaxPool would return a NaN.
+to −FLT_MAX, as the runtime does: ONNX's MaxPool would return a NaN. A mask top (MAX's second)
+comes from MaxPool's indices into the padded input, mapped to Caffe's h·W + w of the real
+plane, −1 where a window held nothing above −FLT_MAX.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import numpy as np
 import torch
 
 from runtime.errors import AllconvError
+from runtime.export.builder import FP16_EXACT
 from runtime.export.registry import converter
 from runtime.proto import pb
 
@@ -20,11 +23,8 @@ from runtime.proto import pb
 @converter("Pooling")
 def pooling(graph, layer, bottoms, tops, shapes):
     is_max = layer.method == pb.PoolingParameter.MAX
-    if layer.mask:
-        raise AllconvError(f"layer {layer.name!r}: the MAX pooling mask (its second top "
-                           f"{tops[1]!r}) has no ONNX converter; drop that top to export")
     x = _floor(graph, layer.name, bottoms[0]) if is_max else bottoms[0]
-    if layer.param.pooling_param.global_pooling:
+    if layer.param.pooling_param.global_pooling and not layer.mask:
         graph.node("GlobalMaxPool" if is_max else "GlobalAveragePool", [x], tops,
                    name=layer.name)
         return
@@ -38,6 +38,9 @@ def pooling(graph, layer, bottoms, tops, shapes):
         x = graph.node("Pad", [x, pads, value], name=f"{layer.name}/pad", mode="constant")
     kernel = [k for _, k, _, _, _ in win]
     attrs = dict(kernel_shape=kernel, strides=[s for _, _, _, s, _ in win])
+    if is_max and layer.mask:
+        _mask(graph, layer.name, x, tops, attrs, win, shapes[0][2:])
+        return
     if is_max:
         graph.node("MaxPool", [x], tops, name=layer.name, **attrs)
         return
@@ -50,6 +53,34 @@ def pooling(graph, layer, bottoms, tops, shapes):
     mean = graph.node("AveragePool", [x], name=layer.name, **attrs)
     graph.node("Mul", [mean, graph.constant(f"{layer.name}/divisor_factor", factor)], tops,
                name=f"{layer.name}/caffe_divisor")
+
+
+def _mask(graph, name, x, tops, attrs, win, plane_shape):
+    """MaxPool with its Indices (flat over the padded (N, C, H', W')) turned into Caffe's mask:
+    (h' − pad_h)·W + (w' − pad_w) as floats, −1 where the maximum is −FLT_MAX."""
+    (_, k_h, p_h, s_h, o_h), (_, k_w, p_w, s_w, o_w) = win
+    height, width = plane_shape
+    if graph.dtype == np.float16 and height * width - 1 > FP16_EXACT:
+        raise AllconvError(f"--fp16: the mask of Pooling {name!r} holds indices up to "
+                           f"{height * width - 1}; float16 holds integers exactly only up to "
+                           f"{FP16_EXACT}: export it in float32")
+    index = graph.fresh(f"{name}/indices")
+    values = graph.node("MaxPool", [x], [tops[0], index], name=name, **attrs)
+    integer = lambda hint, v: graph.constant(f"{name}/{hint}", v, np.int64)  # noqa: E731
+    padded_w = integer("padded_width", (o_w - 1) * s_w + k_w)
+    plane = integer("padded_plane", ((o_h - 1) * s_h + k_h) * ((o_w - 1) * s_w + k_w))
+    flat = graph.node("Mod", [index, plane], name=f"{name}/in_plane")
+    row = graph.node("Sub", [graph.node("Div", [flat, padded_w], name=f"{name}/padded_row"),
+                             integer("pad_h", p_h)], name=f"{name}/row")
+    col = graph.node("Sub", [graph.node("Mod", [flat, padded_w], name=f"{name}/padded_col"),
+                             integer("pad_w", p_w)], name=f"{name}/col")
+    at = graph.node("Add", [graph.node("Mul", [row, integer("width", width)],
+                                       name=f"{name}/row_start"), col], name=f"{name}/at")
+    found = graph.node("Greater", [values, graph.constant(f"{name}/lowest", graph.lowest)],
+                       name=f"{name}/found")
+    graph.node("Where", [found, graph.node("Cast", [at], name=f"{name}/float",
+                                           to=graph.elem_type),
+                         graph.constant(f"{name}/none", -1.0)], tops[1:], name=f"{name}/mask")
 
 
 def _floor(graph, name, x):
