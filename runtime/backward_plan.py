@@ -6,7 +6,8 @@ lr_mult; its tops then need backward too. ``propagate_down`` given on a layer de
 bottoms alone. Walking back from the losses, a layer that contributes to no loss, or whose
 every top is read by a layer that propagates nothing to it, runs no backward. Under
 ``force_backward`` every layer runs backward, for every bottom but those its
-``kept_from_force_backward`` names (Caffe's AllowForceBackward: labels, cont)."""
+``kept_from_force_backward`` names (Caffe's AllowForceBackward: labels, cont). A layer that
+runs backward writes the diffs of its ``diffs_whenever_run`` bottoms, needed or not."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ def backward_plan(layers, param_needs, force_backward: bool) -> BackwardPlan:
         layer_need = [True] * len(layers)
         bottom_need = [[need or j not in l.kept_from_force_backward for j, need in enumerate(b)]
                        for l, b in zip(layers, bottom_need)]
+    bottom_need = [[need or (run and j in (l.diffs_whenever_run or ())) for j, need in enumerate(b)]
+                   for l, b, run in zip(layers, bottom_need, layer_need)]
     return BackwardPlan(tuple(layer_need), tuple(tuple(b) for b in bottom_need))
 
 

@@ -291,6 +291,11 @@ class Net(nn.Module):
         runs no backward (its top read by a layer that propagates nothing into it).
         ``_backward_refused``: why Caffe's Backward would abort on this net, if it would."""
         plan = backward_plan(self.layers, self._param_needs, self.force_backward)
+        for i, layer in enumerate(self.layers):
+            if plan.layer_need[i] and layer.diffs_whenever_run is not None:
+                for blob in layer.blobs:     # every param diff, whatever its lr_mult
+                    blob.requires_grad_(True)
+                self._frozen_uses[i] = ()
         self._backward_refused = refused_backward(self.layers, plan)
         self._fresh_diffs = [tuple(j for j, need in enumerate(needs) if need and layer_need)
                              for layer_need, needs in zip(plan.layer_need, plan.bottom_need)]

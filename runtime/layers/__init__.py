@@ -123,6 +123,9 @@ class Layer(nn.Module):
     # negative) -> what they hold; without has_backward, whenever it runs (NOT_IMPLEMENTED)
     no_backward_to: dict[int, str] = {}
     has_backward = True
+    # the bottoms whose diff Caffe's Backward writes, and every param diff it computes,
+    # whenever the layer runs backward, whatever lr_mult says (Recurrent's unrolled net)
+    diffs_whenever_run: tuple[int, ...] | None = None
     # the tops' sizes follow the bottoms' values (Filter's), not only their shapes
     tops_sized_by_data = False
 

@@ -9,6 +9,9 @@ output (T × N × num_output) and, with ``expose_hidden``, the final states.
 Without ``expose_hidden`` each forward starts from the previous forward's final state (zeros
 at first, and after N changes), as Caffe copies h_T into h_0. As in Caffe, no gradient flows
 into the initial states, out of the exposed final states, or to cont; x and x_static get one.
+Whenever the layer runs backward, Caffe's unrolled net computes the diffs of x, x_static and
+every learnable blob, an lr_mult of 0 or a bottom that needs no diff notwithstanding (they
+count in clip_gradients' norm).
 """
 from __future__ import annotations
 
@@ -26,6 +29,10 @@ class Recurrent(Layer):
 
     states: tuple[str, ...] = ()
     kept_from_force_backward, no_backward_to = (1,), {1: "sequence indicators"}
+
+    @property
+    def diffs_whenever_run(self) -> tuple[int, ...]:
+        return (0, 2) if self.has_static else (0,)
 
     @property
     def exposed(self) -> int:

@@ -59,6 +59,25 @@ def cases():
                            "expose_hidden: true", tops=final))
         c.append(recurrent(f"{low}_static_expose_hidden", type_,
                            dict(seq, **static, **state), "expose_hidden: true", tops=final))
+    # Caffe's unrolled net computes every param diff and x's whenever the layer runs backward,
+    # lr_mult 0 and an input that needs no diff notwithstanding: one frozen blob beside learned
+    # ones; every blob frozen under a learned layer (its backward runs for that layer's sake)
+    target = {"target": normal(4, 2, 3)}
+    frozen = "param { lr_mult: 0 } param { lr_mult: 0 } param { lr_mult: 0 } "
+    for type_ in ("RNN", "LSTM"):
+        low = type_.lower()
+        c.append(net_case(f"{low}_lr0_blob_diffs", type_, dict(seq, **target),
+                          [L("rec", type_, ["x", "cont"], "out",
+                             "param { lr_mult: 0 } recurrent_param { num_output: 3 }"),
+                           L("loss", "EuclideanLoss", ["out", "target"], "loss")],
+                          backward="loss", force_backward=False))
+        c.append(net_case(f"{low}_frozen_over_learned", type_, dict(seq, **target),
+                          [L("ip", "InnerProduct", "x", "xp",
+                             "inner_product_param { num_output: 2 axis: 2 }"),
+                           L("rec", type_, ["xp", "cont"], "out",
+                             frozen + "recurrent_param { num_output: 3 }"),
+                           L("loss", "EuclideanLoss", ["out", "target"], "loss")],
+                          backward="loss", force_backward=False))
     # LRCN's captioning shape: words -> Embed -> LSTM -> InnerProduct (axis 2) -> softmax loss
     c.append(net_case(
         "lrcn_like", "LSTM",
