@@ -9,6 +9,9 @@ R from above and slope s, and g(v) = 1 if v > 0 else s:
 
 With s = 0 these are the paper's (f > 0)·R, (R > 0)·R and (f > 0)·(R > 0)·R; a leaky ReLU
 lets s times the signal through where a plain one blocks it, in each mask alike.
+
+Run in place, Caffe's backward reads f from the overwritten bottom, the top: with s < 0 a
+negative input's top is positive, so its gradient is 1, not s. The runtime does the same.
 """
 from __future__ import annotations
 
@@ -37,15 +40,16 @@ class _RuledReLU(torch.autograd.Function):
     """Caffe's ReLU forward with a chosen backward rule."""
 
     @staticmethod
-    def forward(ctx, x, slope, rule):
-        ctx.save_for_backward(x)
+    def forward(ctx, x, slope, rule, reads_top):
+        y = F.leaky_relu(x, slope) if slope else F.relu(x)
+        ctx.save_for_backward(y if reads_top else x)
         ctx.slope, ctx.rule = slope, rule
-        return F.leaky_relu(x, slope) if slope else F.relu(x)
+        return y
 
     @staticmethod
     def backward(ctx, signal):
         (x,) = ctx.saved_tensors
-        return rule_backward(x, signal, ctx.slope, ctx.rule), None, None
+        return rule_backward(x, signal, ctx.slope, ctx.rule), None, None, None
 
 
 @register("ReLU")
@@ -55,6 +59,7 @@ class ReLU(Layer):
         self.rule = "backprop"
 
     def forward(self, x):
-        if self.rule != "backprop":
-            return (_RuledReLU.apply(x, self.slope, self.rule),)
+        reads_top = self.slope < 0 and self.tops[0] == self.bottoms[0]
+        if self.rule != "backprop" or reads_top:
+            return (_RuledReLU.apply(x, self.slope, self.rule, reads_top),)
         return (F.leaky_relu(x, self.slope) if self.slope else F.relu(x),)

@@ -177,6 +177,10 @@ def elementwise_cases():
     c.append(net_case("relu_inplace_after_conv", "ReLU", {"data": normal(2, 3, 6, 6)},
                       [conv("conv", "data", "conv", "num_output: 4 kernel_size: 3"),
                        L("relu", "ReLU", "conv", "conv", "relu_param { negative_slope: 0.1 }")]))
+    # in place, Caffe's backward reads the top's sign: 1, not the slope, for a negative input
+    c.append(net_case("relu_inplace_negative_slope", "ReLU", {"data": normal(2, 3, 6, 6)},
+                      [conv("conv", "data", "conv", "num_output: 4 kernel_size: 3"),
+                       L("relu", "ReLU", "conv", "conv", "relu_param { negative_slope: -0.5 }")]))
     c.append(net_case("dropout_test", "Dropout", {"data": normal(2, 3, 4, 4)},
                       [L("drop", "Dropout", "data", "out", "dropout_param { dropout_ratio: 0.5 }")]))
     c.append(net_case("dropout_inplace_after_conv", "Dropout", {"data": normal(2, 3, 6, 6)},
