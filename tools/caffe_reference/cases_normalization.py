@@ -3,7 +3,7 @@ and the bilinear filler (collected by make_fixtures.layer_cases)."""
 from __future__ import annotations
 
 import fixture_format as ff
-from case_kit import L, conv, net_case, net_text, normal, ties
+from case_kit import L, conv, net_case, net_text, normal, ties, uniform
 
 # BatchNorm's variance and scale factor must be positive; its blobs after a TRAIN forward are
 # recorded (``param:``), the moving averages Caffe updates.
@@ -34,6 +34,13 @@ def batch_norm_cases():
     add("train_m2", (2, 3, 1), "phase: TRAIN batch_norm_param { use_global_stats: false }")
     # m = 1: no bias correction (c = 1), the variance is 0
     add("train_m1", (1, 3), "batch_norm_param { use_global_stats: false }")
+    # constant channels: x − μ is exactly 0 in Caffe for this value (for some others its sums
+    # leave ~1e-5 after 1/√eps); so here, where a plain mean left 2e-6
+    c.append(net_case("batchnorm_train_constant_channels", "BatchNorm",
+                      {"data": uniform(2, 3, 5, 5, low=0.1, high=0.1)},
+                      [L("bn", "BatchNorm", "data", "out",
+                         "batch_norm_param { use_global_stats: false }")],
+                      weight_mode=POSITIVE, params_after_forward=True))
     # TEST: global statistics, the sums over s
     add("global_test", (2, 3, 4, 5))
     add("global_explicit_5d", (2, 3, 2, 2, 3), "phase: TRAIN batch_norm_param { "
