@@ -272,6 +272,9 @@ def lrn_cases():
         scale=2.0)
     add("within_k_ignored", (2, 2, 7, 7),
         "norm_region: WITHIN_CHANNEL local_size: 5 alpha: 2 beta: 0.75 k: 3", scale=2.0)
+    # α ≤ 0, which onnxruntime's LRN refuses: x·k^−β, and a base below k
+    add("across_alpha0", (2, 5, 3, 3), "local_size: 3 alpha: 0 beta: 0.75 k: 2")
+    add("across_alpha_negative", (2, 6, 3, 4), "local_size: 5 alpha: -0.2 beta: 0.6 k: 3")
     return c
 
 
