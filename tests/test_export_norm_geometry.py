@@ -194,12 +194,13 @@ def test_filter_and_batch_reindex_with_their_index_inputs():
 
 @pytest.mark.parametrize("static_batch", [None, 4])
 def test_the_check_feeds_batch_reindex_indices_into_the_batch(tmp_path, static_batch):
-    """The check's random inputs: BatchReindex's index input gets 0 … batch − 1, so a
-    correct export passes (with random floats the static export was refused)."""
+    """The check's random inputs: BatchReindex's index input gets 0 … batch − 1 of the blob
+    it indexes, so a correct export passes (with random floats the static export was
+    refused)."""
     text = ("layer { name: 'in' type: 'Input' top: 'data' top: 'index' input_param "
             "{ shape { dim: 4 dim: 3 } shape { dim: 5 } } }\n"
             + _layer("reindex", "BatchReindex", ["data", "index"], ["picked"]))
-    assert check.index_ranges(Net(text, pb.TEST)) == {"index": None}
+    assert check.index_ranges(Net(text, pb.TEST)) == {"index": check.IndexRange(4, True)}
     to_onnx(Net(text, pb.TEST), tmp_path / "m.onnx", static_batch=static_batch)
 
 
@@ -213,6 +214,8 @@ def test_the_check_feeds_batch_reindex_indices_into_the_batch(tmp_path, static_b
      r"layer 'm' has a learned factor over the batch axis"),
     (_layer("b", "Bias", ["data"], ["b"], "bias_param { axis: 0 filler { type: 'gaussian' } }"),
      r"layer 'b' has a learned bias over the batch axis"),
+    (_layer("am", "ArgMax", ["data"], ["am"], "argmax_param { axis: 0 }"),
+     r"layer 'am' ranks along the batch axis \(argmax_param.axis 0\)"),
 ])
 def test_what_is_exact_only_at_the_prototxts_batch_exports_there(layer, match, tmp_path):
     """One line says why; the model takes the prototxt's batch and equals the runtime there."""
@@ -366,3 +369,68 @@ def test_to_onnx_fuses_batchnorm_with_its_scale_by_default(tmp_path):
 def test_an_empty_output_differs_by_nothing():
     assert check.largest_difference(np.zeros((0, 3), np.float32),
                                     np.zeros((0, 3), np.float32)) == 0.0
+
+
+def test_a_size_only_the_prototxts_batch_gives_falls_back_to_that_batch(tmp_path, capfd):
+    """A Reshape moves the batch into axis 1 and a Slice cuts that axis at sizes of the
+    prototxt's batch: onnxruntime fails at three times it, so the model is written at the
+    prototxt's batch with a warning (it was refused); onnxruntime's own log stays quiet."""
+    net = Net(_input((3, 6)) + _layer("r", "Reshape", ["data"], ["r"],
+                                      "reshape_param { shape { dim: 2 dim: -1 } }")
+              + _layer("s", "Slice", ["r"], ["a", "b"], "slice_param { axis: 1 slice_point: 4 }"),
+              pb.TEST)
+    with pytest.warns(UserWarning, match=r"the model is exact only at the prototxt's batch "
+                                         r"\(onnxruntime .* cannot run the model at batch 9 .*"
+                                         r"the model's batch is fixed at the prototxt's, 3"):
+        worst = to_onnx(net, tmp_path / "m.onnx")
+    assert max(worst.values()) == 0
+    dims = onnx.load(tmp_path / "m.onnx").graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [3, 6]
+    assert "onnxruntime:" not in capfd.readouterr().err
+
+
+def test_batch_reindex_indices_stay_within_the_blob_they_index(tmp_path):
+    """Eight indices into a blob of one row (Caffe runs it with index 0): the check draws
+    them within that row; it drew 0 … 7 and refused."""
+    net = Net("layer { name: 'in' type: 'Input' top: 'perm' top: 'data' input_param { shape "
+              "{ dim: 8 } shape { dim: 1 dim: 4 } } }\n"
+              + _layer("bri", "BatchReindex", ["data", "perm"], ["y"]), pb.TEST)
+    assert check.index_ranges(net) == {"perm": check.IndexRange(1, True)}
+    assert max(to_onnx(net, tmp_path / "m.onnx", static_batch=8).values()) == 0
+
+
+FILTERED = ("layer { name: 'in' type: 'Input' top: 'data' top: 'sel' input_param { shape "
+            "{ dim: 4 dim: 3 } shape { dim: 4 } } }\n"
+            + _layer("flt", "Filter", ["data", "sel"], ["f"]))
+
+
+def test_the_check_drops_rows_through_a_filter(tmp_path):
+    """The selector the check feeds keeps half the rows, so a graph that takes the Filter's
+    size from the prototxt would fail; Filter then InnerProduct exports and agrees."""
+    feeds = check.random_feeds(build_model(Net(FILTERED, pb.TEST))[0], 4, 0, {}, {"sel"})
+    assert sorted(feeds["sel"].tolist()) == [0, 0, 1, 1]
+    net = Net(FILTERED + _layer("ip", "InnerProduct", ["f"], ["ip"],
+                                f"inner_product_param {{ num_output: 2 {FILLED} }}"), pb.TEST)
+    assert max(to_onnx(net, tmp_path / "m.onnx").values()) <= check.TOL_FP32
+
+
+@pytest.mark.parametrize("static_batch", [None, 4])
+def test_a_batch_fixed_layer_below_a_filter_is_refused_in_one_line(tmp_path, static_batch):
+    """The Filter's selection sets the batch, not the prototxt: a Slice point there does not
+    export, static batch or not (it was written, and onnxruntime then failed on it)."""
+    net = Net(FILTERED + _layer("s", "Slice", ["f"], ["a", "b"],
+                                "slice_param { axis: 0 slice_point: 1 }"), pb.TEST)
+    with pytest.raises(AllconvError, match=r"^layer 's' slices the batch axis at slice_point 1, "
+                                           r"and its input's batch follows the selection of "
+                                           r"Filter 'flt': it does not export$"):
+        to_onnx(net, tmp_path / "m.onnx", static_batch=static_batch)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_float16_mvn_of_one_value_per_row_is_zero(tmp_path):
+    """Caffe's eps 1e-9 is 0 in float16 and a row of one value was 0/0, NaN; Caffe gives 0."""
+    net = Net(_input((2, 5)) + _layer("mvn", "MVN", ["data"], ["mvn"]), pb.TEST)
+    to_onnx(net, tmp_path / "m.onnx", fp16=True)
+    x = np.random.default_rng(1).standard_normal((3, 5)).astype(np.float16)
+    (got,) = _outputs(onnx.load(tmp_path / "m.onnx"), {"data": x})
+    assert np.array_equal(got, np.zeros((3, 5, 1, 1), np.float16))

@@ -3,13 +3,17 @@
 Value names: the last layer writing a blob produces the value named like the blob (so graph
 outputs and Caffe's in-place chains keep Caffe's blob names); earlier writers of an in-place
 blob produce ``<blob>/<layer>``. Layers that no requested output depends on are left out.
+Below a Filter the batch follows the selector's values, so a converter exact only at a fixed
+batch (``BatchFixed``) is refused there, static batch or not.
 """
 from __future__ import annotations
+
+import contextlib
 
 from runtime.errors import AllconvError
 from runtime.export.fusion import batchnorm_scale_pairs
 from runtime.export.layers.batch_norm import batch_norm_with_scale
-from runtime.export.registry import converter_for
+from runtime.export.registry import BatchFixed, converter_for
 
 
 def needed_layers(net, outputs) -> list:
@@ -71,18 +75,40 @@ def add_net(graph, net, outputs, sources: dict[str, str],
     last_writer = {top: layer for layer in layers for top in layer.tops}
     pairs = batchnorm_scale_pairs(layers, outputs) if fuse_batchnorm else {}
     fused = {id(bn) for bn in pairs.values()}
-    values = dict(sources)
+    values, selected = dict(sources), {}
     for layer in layers:
         if layer.param.type == "Input" or id(layer) in fused:
             continue
+        filters = {selected[b] for b in layer.bottoms if b in selected}
+        selected.update((top, next(iter(filters), layer.name)) for top in layer.tops
+                        if filters or layer.tops_sized_by_data)
         first = pairs.get(id(layer), layer)      # a fused pair reads the BatchNorm's bottom
         bottoms = [values[b] for b in first.bottoms]
         tops = [graph.reserve(top) if last_writer[top] is layer and top not in sources
                 else graph.fresh(f"{top}/{layer.name}") for top in layer.tops]
         shapes = [net.blobs[b].shape for b in first.bottoms]
-        if first is layer:
-            converter_for(layer)(graph, layer, bottoms, tops, shapes)
-        else:
-            batch_norm_with_scale(graph, first, layer, bottoms, tops, shapes)
+        try:
+            with _batch_follows_data(graph, filters):
+                if first is layer:
+                    converter_for(layer)(graph, layer, bottoms, tops, shapes)
+                else:
+                    batch_norm_with_scale(graph, first, layer, bottoms, tops, shapes)
+        except BatchFixed as fixed:
+            if not filters:
+                raise
+            raise AllconvError(f"{fixed}, and its input's batch follows the selection of "
+                               f"Filter {sorted(filters)[0]!r}: it does not export") from None
         values.update(zip(layer.tops, tops, strict=True))
     return values
+
+
+@contextlib.contextmanager
+def _batch_follows_data(graph, filters):
+    """While converting a layer below a Filter (``filters`` not empty), the graph's batch is
+    not the prototxt's, even in a static export."""
+    kept = graph.batch_is_the_nets
+    graph.batch_is_the_nets = kept and not filters
+    try:
+        yield
+    finally:
+        graph.batch_is_the_nets = kept

@@ -1,13 +1,14 @@
 """ArgMax -> ONNX TopK on the input reversed along the axis (TopK puts the lower index first
 among equal values, Caffe the larger), indices mapped back and cast to float; without an axis
-on (N, −1), the indices (then the values) reshaped to Caffe's (N, 1 or 2, top_k, 1, ...)."""
+on (N, −1), the indices (then the values) reshaped to Caffe's (N, 1 or 2, top_k, 1, ...).
+Along the batch axis it exports only with the prototxt's batch (``BatchFixed``)."""
 from __future__ import annotations
 
 import numpy as np
 
 from runtime.errors import AllconvError
 from runtime.export.builder import FP16_EXACT
-from runtime.export.registry import converter
+from runtime.export.registry import BatchFixed, converter
 from runtime.layers import count
 
 INT64_MIN = -2**63
@@ -16,6 +17,8 @@ INT64_MIN = -2**63
 @converter("ArgMax")
 def argmax(graph, layer, bottoms, tops, shapes):
     name, x, axis = layer.name, bottoms[0], layer.axis
+    if axis == 0 and not graph.batch_is_the_nets:
+        raise BatchFixed(f"layer {name!r} ranks along the batch axis (argmax_param.axis 0)")
     if axis is None:
         x = graph.node("Flatten", [x], name=f"{name}/flatten", axis=1)
     size = count(shapes[0], 1) if axis is None else shapes[0][axis]

@@ -2,8 +2,8 @@
 the stored mean and variance divided by the scale factor (0 when it is 0), scale 1, bias 0; a
 BatchNorm read only by a channel-wise learned Scale is exported with it as one
 BatchNormalization carrying the Scale's factor and bias (``batch_norm_with_scale``, chosen by
-``runtime.export.fusion``). With batch statistics: ReduceMean over all axes but 1,
-(x − μ) / √(σ² + eps) composed."""
+``runtime.export.fusion``). With batch statistics: ReduceMean over all axes but 1 (a
+constant channel's own value, as the runtime takes), (x − μ) / √(σ² + eps) composed."""
 from __future__ import annotations
 
 import numpy as np
@@ -38,6 +38,13 @@ def _normalize(graph, layer, x, top, factor, bias, rank):
         return
     axes = [0, *range(2, rank)]
     mean = graph.reduce("ReduceMean", x, axes, f"{name}/mean")
+    first = graph.node("Slice", [x, graph.shape(f"{name}/first_starts", [0] * len(axes)),
+                                 graph.shape(f"{name}/first_ends", [1] * len(axes)),
+                                 graph.shape(f"{name}/first_axes", axes)], name=f"{name}/first")
+    constant = graph.node("Equal", [graph.reduce("ReduceMax", x, axes, f"{name}/max"),
+                                    graph.reduce("ReduceMin", x, axes, f"{name}/min")],
+                          name=f"{name}/constant")
+    mean = graph.node("Where", [constant, first, mean], name=f"{name}/mean_or_value")
     centred = graph.node("Sub", [x, mean], name=f"{name}/centre")
     var = graph.reduce("ReduceMean", graph.node("Mul", [centred, centred], name=f"{name}/square"),
                        axes, f"{name}/var")

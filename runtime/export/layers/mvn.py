@@ -1,10 +1,16 @@
 """MVN -> rows of (N·C, H·W) or (N, C·H·W), Caffe's num and channels copied from the input
 (a recurrent T × N × … blob's N is its channels), minus their ReduceMean, over
 √(ReduceMean of squares) + eps, back to the bottom's shape padded with 1s to Caffe's 4-d
-(num, channels, height, width) top."""
+(num, channels, height, width) top. In float16 an eps below its smallest value (Caffe's
+default 1e-9) is raised to that value, 2^−24.
+"""
 from __future__ import annotations
 
+import numpy as np
+
 from runtime.export.registry import converter
+
+FP16_SMALLEST = 2.0 ** -24
 
 
 @converter("MVN")
@@ -17,8 +23,11 @@ def mvn(graph, layer, bottoms, tops, shapes):
     if mvn_param.normalize_variance:
         var = graph.reduce("ReduceMean", graph.node("Mul", [y, y], name=f"{name}/square"), [-1],
                            f"{name}/var")
+        eps = mvn_param.eps
+        if graph.dtype == np.float16 and 0 < eps < FP16_SMALLEST:
+            eps = FP16_SMALLEST     # not 0, which would make a constant row 0/0
         std = graph.node("Add", [graph.node("Sqrt", [var], name=f"{name}/sqrt"),
-                                 graph.constant(f"{name}/eps", mvn_param.eps)], name=f"{name}/std")
+                                 graph.constant(f"{name}/eps", eps)], name=f"{name}/std")
         y = graph.node("Div", [y, std], name=f"{name}/normalize")
     shape = graph.node("Shape", bottoms, name=f"{name}/bottom_shape")
     padding = 4 - len(shapes[0])
