@@ -81,6 +81,19 @@ class GraphBuilder:
                              keepdims=int(keepdims))
         return self.node(op, [x], outputs, name=name, axes=list(axes), keepdims=int(keepdims))
 
+    def group_mean(self, x: str, axes, name: str) -> str:
+        """ReduceMean over ``axes`` (kept), but a group's own value where all its values are
+        equal, as the runtime's ``group_mean`` (so that it centres to exactly 0)."""
+        first = self.node("Slice", [x, self.shape(f"{name}/first_starts", [0] * len(axes)),
+                                    self.shape(f"{name}/first_ends", [1] * len(axes)),
+                                    self.shape(f"{name}/first_axes", axes)],
+                          name=f"{name}/first")
+        constant = self.node("Equal", [self.reduce("ReduceMax", x, axes, f"{name}/max"),
+                                       self.reduce("ReduceMin", x, axes, f"{name}/min")],
+                             name=f"{name}/constant")
+        return self.node("Where", [constant, first, self.reduce("ReduceMean", x, axes, name)],
+                         name=f"{name}/or_value")
+
 
 def _unused(hint: str, taken: set[str]) -> str:
     """``hint``, or ``hint_1``, ``hint_2``, ... whichever is not in ``taken``."""

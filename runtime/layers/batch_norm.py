@@ -13,6 +13,7 @@ import torch
 from runtime.errors import AllconvError
 from runtime.layers import Layer, register
 from runtime.layers.gradient import normalization_backward
+from runtime.layers.mean import group_mean
 from runtime.proto import pb
 
 
@@ -72,18 +73,14 @@ class BatchNorm(Layer):
 
 class BatchStatistics(torch.autograd.Function):
     """Normalisation by the batch's own statistics, std = √(σ² + eps) per channel, with Caffe's
-    closed-form backward. Returns y and the (non-differentiable) μ and σ². A constant channel's
-    μ is its value, so that it gives exactly 0, as Caffe's sums mostly do (its rounding leaves
-    ~1e-5 for some constants, amplified by 1/√eps); other channels keep the plain mean, whose
-    bits Caffe's give where the count is a power of 2."""
+    closed-form backward. Returns y and the (non-differentiable) μ and σ² (``group_mean``: a
+    constant channel gives exactly 0; other channels keep the plain mean, whose bits Caffe's
+    give where the count is a power of 2)."""
 
     @staticmethod
     def forward(ctx, x, eps):
         axes, view = [0, *range(2, x.dim())], (1, x.shape[1]) + (1,) * (x.dim() - 2)
-        mean = x.mean(axes)
-        if x.numel():   # a constant channel's own value, which a mean may miss by an ulp
-            first = x[(slice(0, 1), slice(None)) + (slice(0, 1),) * (x.dim() - 2)].reshape(-1)
-            mean = torch.where(x.amax(axes) == x.amin(axes), first, mean)
+        mean = group_mean(x, axes)
         centered = x - mean.view(view)
         var = (centered * centered).mean(axes)
         std = torch.sqrt(var + eps).view(view)

@@ -37,14 +37,7 @@ def _normalize(graph, layer, x, top, factor, bias, rank):
                    name=name, epsilon=layer.eps)
         return
     axes = [0, *range(2, rank)]
-    mean = graph.reduce("ReduceMean", x, axes, f"{name}/mean")
-    first = graph.node("Slice", [x, graph.shape(f"{name}/first_starts", [0] * len(axes)),
-                                 graph.shape(f"{name}/first_ends", [1] * len(axes)),
-                                 graph.shape(f"{name}/first_axes", axes)], name=f"{name}/first")
-    constant = graph.node("Equal", [graph.reduce("ReduceMax", x, axes, f"{name}/max"),
-                                    graph.reduce("ReduceMin", x, axes, f"{name}/min")],
-                          name=f"{name}/constant")
-    mean = graph.node("Where", [constant, first, mean], name=f"{name}/mean_or_value")
+    mean = graph.group_mean(x, axes, f"{name}/mean")
     centred = graph.node("Sub", [x, mean], name=f"{name}/centre")
     var = graph.reduce("ReduceMean", graph.node("Mul", [centred, centred], name=f"{name}/square"),
                        axes, f"{name}/var")
