@@ -789,3 +789,14 @@ def test_a_mask_past_float16s_integers_is_refused_in_one_line(tmp_path, capsys):
                           str(tmp_path / "m.onnx"), "--fp16"], capsys)
     assert "the mask of Pooling 'pool' holds indices up to 2115; float16 holds" in err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_net_whose_every_top_is_read_asks_for_outputs(tmp_path, capsys):
+    """Every top silenced: the error says there is no output and how to name one (it said the
+    net had no Input layer)."""
+    proto, weights = _files(tmp_path, _input((2, 3)) + _layer("r", "ReLU", ["data"], ["r"])
+                            + _layer("s", "Silence", ["r"], []))
+    err = _bad(tmp_path, ["--prototxt", proto, "-o", str(tmp_path / "m.onnx")], capsys)
+    assert "the net has no output blob (a layer reads every top, a Silence perhaps): name " \
+           "the blobs to export (--outputs)" in err
+    assert cli.main(["--prototxt", proto, "-o", str(tmp_path / "m.onnx"), "--outputs", "r"]) == 0

@@ -94,6 +94,9 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
     if static_batch is not None and static_batch <= 0:
         raise AllconvError(f"the static batch must be positive, not {static_batch}")
     outputs = list(outputs or default_outputs(net))
+    if not outputs:
+        raise AllconvError("the net has no output blob (a layer reads every top, a Silence "
+                           "perhaps): name the blobs to export (--outputs)")
     twice = sorted({o for o in outputs if outputs.count(o) > 1})
     if twice:
         raise AllconvError(f"output blob(s) {', '.join(map(repr, twice))} named more than once")
