@@ -339,3 +339,13 @@ def test_prelu_default_slope_and_gradient_at_zero():
 def test_prelu_axes_errors(shape):
     with pytest.raises(AllconvError, match=r"^layer 'p' \(PReLU\): bottom shape .* needs 2 to 4"):
         build("name: 'p' type: 'PReLU' bottom: 'x' top: 'y'", shape)
+
+
+def test_mvn_without_variance_passes_caffes_gradient_over_a_constant_row():
+    """dy − mean(dy) per row, whatever the values (a mean taken as a constant row's first value
+    sent that row's whole mean gradient to its first element)."""
+    x = torch.full((1, 2, 1, 3), 0.5).requires_grad_()
+    dy = rand(1, 2, 1, 3, seed=3)
+    build("name: 'mvn' type: 'MVN' bottom: 'x' top: 'y' mvn_param { normalize_variance: false }",
+          (1, 2, 1, 3))(x)[0].backward(dy)
+    torch.testing.assert_close(x.grad, dy - dy.mean(3, keepdim=True), rtol=0, atol=1e-7)

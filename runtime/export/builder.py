@@ -83,7 +83,7 @@ class GraphBuilder:
 
     def group_mean(self, x: str, axes, name: str) -> str:
         """ReduceMean over ``axes`` (kept), but a group's own value where all its values are
-        equal, as the runtime's ``group_mean`` (so that it centres to exactly 0)."""
+        equal, as the runtime's BatchNorm takes it (so that it centres to 0)."""
         first = self.node("Slice", [x, self.shape(f"{name}/first_starts", [0] * len(axes)),
                                     self.shape(f"{name}/first_ends", [1] * len(axes)),
                                     self.shape(f"{name}/first_axes", axes)],

@@ -13,7 +13,6 @@ import torch
 from runtime.errors import AllconvError
 from runtime.layers import Layer, register
 from runtime.layers.gradient import normalization_backward
-from runtime.layers.mean import group_mean
 from runtime.proto import pb
 
 
@@ -73,14 +72,12 @@ class BatchNorm(Layer):
 
 class BatchStatistics(torch.autograd.Function):
     """Normalisation by the batch's own statistics, std = √(σ² + eps) per channel, with Caffe's
-    closed-form backward. Returns y and the (non-differentiable) μ and σ² (``group_mean``: a
-    constant channel gives exactly 0; other channels keep the plain mean, whose bits Caffe's
-    give where the count is a power of 2)."""
+    closed-form backward. Returns y and the (non-differentiable) μ and σ² (``_channel_mean``)."""
 
     @staticmethod
     def forward(ctx, x, eps):
         axes, view = [0, *range(2, x.dim())], (1, x.shape[1]) + (1,) * (x.dim() - 2)
-        mean = group_mean(x, axes)
+        mean = _channel_mean(x, axes)
         centered = x - mean.view(view)
         var = (centered * centered).mean(axes)
         std = torch.sqrt(var + eps).view(view)
@@ -93,3 +90,15 @@ class BatchStatistics(torch.autograd.Function):
     def backward(ctx, dy, _mean, _var):
         y, std = ctx.saved_tensors
         return normalization_backward(dy, y, std, [0, *range(2, y.dim())]), None
+
+
+def _channel_mean(x: torch.Tensor, axes) -> torch.Tensor:
+    """The mean over ``axes``, but exactly the value of a constant channel, so that it centres
+    to 0 (a mean can miss it by an ulp, which 1/√eps amplifies; Caffe's sums give 0 for most
+    such channels). Other channels keep the plain mean, whose bits Caffe's give where the
+    count is a power of 2."""
+    mean = x.mean(axes)
+    if not x.numel():
+        return mean
+    first = x[(slice(0, 1), slice(None)) + (slice(0, 1),) * (x.dim() - 2)].reshape(-1)
+    return torch.where(x.amax(axes) == x.amin(axes), first, mean)

@@ -1,9 +1,11 @@
 """MVN (mvn_layer.cpp): subtract the mean of each (n, c) plane, or of each sample with
-``across_channels`` (a constant row's is its value: ``group_mean``); with
-``normalize_variance`` divide by √σ² + eps (eps added after the root). Caffe reads the bottom
-with its legacy 4-d accessors, so the top is (N, C, H, W) with missing axes as 1. The backward with ``normalize_variance`` is Caffe's,
+``across_channels``; with ``normalize_variance`` divide by √σ² + eps (eps added after the
+root). Caffe reads the bottom with its legacy 4-d accessors, so the top is (N, C, H, W) with
+missing axes as 1. The backward with ``normalize_variance`` is Caffe's,
 (dy − mean(dy) − mean(dy·y)·y) / (√σ² + eps), which leaves out the exact gradient's factor
-(√σ² + eps) / √σ² on the last term."""
+(√σ² + eps) / √σ² on the last term. A constant row centres to its mean's rounding, which
+1/(σ + eps) makes about ±1: Caffe's own float sums give about −0.9 for most constants, an order
+of summation not reproduced here."""
 from __future__ import annotations
 
 import torch
@@ -11,7 +13,6 @@ import torch
 from runtime.blob_shape import legacy_shape
 from runtime.layers import Layer, register
 from runtime.layers.gradient import normalization_backward
-from runtime.layers.mean import group_mean
 
 
 class _Normalize(torch.autograd.Function):
@@ -20,7 +21,7 @@ class _Normalize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, rows, eps):
-        centred = rows - group_mean(rows, [1], keepdim=True)
+        centred = rows - rows.mean(1, keepdim=True)
         std = (centred * centred).mean(1, keepdim=True).sqrt() + eps
         y = centred / std
         ctx.save_for_backward(y, std)
@@ -43,4 +44,4 @@ class MVN(Layer):
         rows = x.reshape(shape[0] if mvn.across_channels else shape[0] * shape[1], -1)
         if mvn.normalize_variance:
             return (_Normalize.apply(rows, mvn.eps).reshape(shape),)
-        return ((rows - group_mean(rows, [1], keepdim=True)).reshape(shape),)
+        return ((rows - rows.mean(1, keepdim=True)).reshape(shape),)

@@ -1,5 +1,5 @@
 """MVN -> rows of (N·C, H·W) or (N, C·H·W), Caffe's num and channels copied from the input
-(a recurrent T × N × … blob's N is its channels), minus their mean (``group_mean``), over
+(a recurrent T × N × … blob's N is its channels), minus their ReduceMean, over
 √(ReduceMean of squares) + eps, back to the bottom's shape padded with 1s to Caffe's 4-d
 (num, channels, height, width) top. In float16 an eps below its smallest value (Caffe's
 default 1e-9) is raised to that value, 2^−24.
@@ -18,7 +18,7 @@ def mvn(graph, layer, bottoms, tops, shapes):
     name, mvn_param = layer.name, layer.param.mvn_param
     rows = [0, -1] if mvn_param.across_channels else [0, 0, -1]
     x = graph.node("Reshape", [bottoms[0], graph.shape(f"{name}/rows", rows)], name=f"{name}/rows")
-    mean = graph.group_mean(x, [len(rows) - 1], f"{name}/mean")
+    mean = graph.reduce("ReduceMean", x, [-1], f"{name}/mean")
     y = graph.node("Sub", [x, mean], name=f"{name}/centre")
     if mvn_param.normalize_variance:
         var = graph.reduce("ReduceMean", graph.node("Mul", [y, y], name=f"{name}/square"), [-1],
