@@ -216,6 +216,12 @@ def test_the_check_feeds_batch_reindex_indices_into_the_batch(tmp_path, static_b
      r"layer 'b' has a learned bias over the batch axis"),
     (_layer("am", "ArgMax", ["data"], ["am"], "argmax_param { axis: 0 }"),
      r"layer 'am' ranks along the batch axis \(argmax_param.axis 0\)"),
+    (_layer("ip", "InnerProduct", ["data"], ["ip"],
+            f"inner_product_param {{ num_output: 2 axis: 0 {FILLED} }}"),
+     r"layer 'ip' folds the batch into its inputs \(inner_product_param.axis 0\)"),
+    (_layer("cv", "Convolution", ["data"], ["cv"],
+            f"convolution_param {{ num_output: 2 kernel_size: 2 axis: 0 {FILLED} }}"),
+     r"layer 'cv' takes the batch axis as its channels \(convolution_param.axis 0\)"),
 ])
 def test_what_is_exact_only_at_the_prototxts_batch_exports_there(layer, match, tmp_path):
     """One line says why; the model takes the prototxt's batch and equals the runtime there."""

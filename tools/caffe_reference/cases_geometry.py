@@ -36,6 +36,8 @@ def deconvolution_cases():
     add("rect_hw", (2, 2, 3, 4), "num_output: 3 kernel_h: 2 kernel_w: 3 stride_h: 3 "
                                  "stride_w: 1 pad_h: 1 pad_w: 0")
     add("1x1", (2, 5, 3, 3), "num_output: 2 kernel_size: 1")
+    # channel axis 2: the two axes before it are Caffe's num (export folds and unfolds them)
+    add("axis2_5d", (2, 2, 3, 3, 4), "num_output: 2 kernel_size: 2 stride: 2 axis: 2")
     c.append(net_case("deconv_two_bottoms", "Deconvolution",
                       {"a": normal(2, 3, 3, 3), "b": normal(2, 3, 3, 3)},
                       [L("deconv", "Deconvolution", ["a", "b"], ["da", "db"],

@@ -110,6 +110,8 @@ def convolution_cases():
     add("k5_s3_p2", (2, 2, 13, 13), "num_output: 3 kernel_size: 5 stride: 3 pad: 2")
     add("k2_s2_odd", (1, 3, 6, 5), "num_output: 4 kernel_size: 2 stride: 2")
     add("k11_s4", (1, 3, 31, 31), "num_output: 8 kernel_size: 11 stride: 4")
+    # channel axis 2: the two axes before it are Caffe's num (export folds and unfolds them)
+    add("axis2_5d", (2, 2, 3, 5, 6), "num_output: 4 kernel_size: 3 pad: 1 stride: 2 axis: 2")
     # C++ integer division truncates toward zero: a window overhanging the padded input by
     # less than a stride still gives an output, its missing values read as zeros
     add("overhang_trunc", (2, 2, 1, 6), "num_output: 3 kernel_size: 4 stride: 2 pad: 1")

@@ -8,4 +8,4 @@ from runtime.export.registry import converter
 
 @converter("Deconvolution")
 def deconvolution(graph, layer, bottoms, tops, shapes):
-    window_node(graph, "ConvTranspose", layer, bottoms, tops)
+    window_node(graph, "ConvTranspose", layer, bottoms, tops, shapes)
