@@ -235,9 +235,10 @@ def check_finished_runs_kept(jobs) -> None:
     """A run started afresh must not empty a folder that holds a finished run."""
     done = [str(d) for _, opts, d in jobs if not opts.resume and RunFolder(d).result() is not None]
     if done:
-        more = f" and {len(done) - 1} more" if len(done) > 1 else ""
-        raise AllconvError(f"{done[0]}{more} hold(s) a finished run: --resume keeps it, --out "
-                           "DIR writes elsewhere; remove the folder to train it again")
+        holds = (f"and {len(done) - 1} more hold finished runs" if len(done) > 1
+                 else "holds a finished run")
+        raise AllconvError(f"{done[0]} {holds}: --resume keeps it, --out DIR writes "
+                           "elsewhere; remove the folder to train it again")
 
 
 def fresh_starts(jobs, args) -> list[str]:
@@ -548,6 +549,7 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
     code = 0
     command = "replicate " + " ".join(sys.argv[1:] if argv is None else argv)
     shown: dict[str, dict[str, dict | None]] = {}
+    not_yet, other_settings = [], Counter()
     for spec in specs:
         row = shown.setdefault(spec.table, {})
         row[spec.name] = None
@@ -563,8 +565,8 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
             continue
         runs, others = row_outcomes(spec, args)
         if not any("test_error" in r or "diverged" in r for r in runs.values()):
-            print(f"replicate: {spec.key}: no run finished yet{_other_runs(others)}",
-                  file=sys.stderr)
+            not_yet.append(f"replicate: {spec.key}: no run finished yet{_other_runs(others)}")
+            other_settings += others
             continue
         smoke = spec.is_smoke(args.epochs, args.batch_size, args.eval_limit)
         result = row_result(spec, runs, smoke, command, row_length(spec, args))
@@ -575,6 +577,11 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
               file=sys.stderr)
         if result["status"] == "FAIL" and code == 0:
             code = EXIT_FAIL
+    if args.report and code == 0 and not any(any(named.values()) for named in shown.values()):
+        raise AllconvError(f"--out {args.out}: no finished run of {' '.join(args.targets)} at "
+                           f"these settings{_other_runs(other_settings)}")
+    for line in not_yet:
+        print(line, file=sys.stderr)
     for table, named in shown.items():
         if any(named.values()):
             print(write_table_readme(args.out, table, tables[table], named))

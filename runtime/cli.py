@@ -91,8 +91,9 @@ def test(args) -> None:
     """caffe.cpp's test: every element of every output, per batch and averaged, with the
     loss (the weighted sum Forward returns) and each loss output's weighted share."""
     from runtime import TEST, Net
+    device = _device(args.gpu)      # before the net: a -gpu that cannot be is said first
     net = Net(args.model, TEST, weights=args.weights, level=args.level,
-              stages=_stages(args)).to(_device(args.gpu))
+              stages=_stages(args)).to(device)
     totals: dict[str, list[float]] = {}
     loss = 0.0
     with torch.no_grad():

@@ -196,9 +196,14 @@ def test_errors_are_one_line(workdir, capsys, args, message):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU-only machine")
-def test_gpu_flag_without_cuda(workdir, capsys):
-    assert run_cli(main, "allconv-caffe", ["time", "-model", "net.prototxt", "-gpu", "0"]) == 2
-    assert "CUDA is not available" in capsys.readouterr().err
+@pytest.mark.parametrize("command", [["time", "-model", "net.prototxt"],
+                                     ["test", "-model", "net.prototxt", "-weights", "none"]])
+def test_gpu_flag_without_cuda(workdir, capsys, command):
+    """Said before the net loads (``test`` loaded it, and its weights, first)."""
+    assert run_cli(main, "allconv-caffe", command + ["-gpu", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "-gpu 0 asked for, but CUDA is not available here" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_solver_net_path_with_a_nul_byte_is_one_line(workdir, capsys):

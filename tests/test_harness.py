@@ -946,7 +946,7 @@ def test_a_fresh_start_refuses_a_finished_runs_folder(tmp_path, tiny_data, capsy
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     capsys.readouterr()
     assert cli.run_cli(cli.main, "replicate", train + ["--lr", "0.01,0.02"]) == 2
-    assert capsys.readouterr().err == (f"replicate: error: {folder} hold(s) a finished run: "
+    assert capsys.readouterr().err == (f"replicate: error: {folder} holds a finished run: "
                                        "--resume keeps it, --out DIR writes elsewhere; remove "
                                        "the folder to train it again\n")
     assert not (out / "tiny" / "model-a" / "lr-0.02-smoke").exists()
@@ -977,11 +977,13 @@ def test_report_shows_only_runs_of_its_settings_and_names_the_others(tmp_path, t
     readme = (out / "tiny" / "README.md").read_text()
     assert readme == table.rstrip("\n") + "\n"
     for other in (["--epochs", "0.25", "--eval-limit", "8"], ["--epochs", "0.5"]):
-        assert cli.main(base + ["--report"] + other) == 0
+        # nothing to report is an error a script can see (it exited 0)
+        assert cli.run_cli(cli.main, "replicate", base + ["--report"] + other) == 2
         captured = capsys.readouterr()
         assert captured.out == "" and (out / "tiny" / "README.md").read_text() == readme
-        assert captured.err == ("replicate: tiny/model-a: no run finished yet (1 run of other "
-                                "settings: --epochs 0.5 --eval-limit 8)\n")
+        assert captured.err == (f"replicate: error: --out {out}: no finished run of model-a "
+                                "at these settings (1 run of other settings: --epochs 0.5 "
+                                "--eval-limit 8)\n")
     resume = train + ["--resume", "--seed", "4294967295"]
     assert cli.main(resume + ["--lr", "0.01,0.02"]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if "--resume:" in line]
