@@ -182,9 +182,9 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
     Returns the largest difference per optimisation level; raises Mismatch naming the output
     and the first blob that differs."""
     nb = prototxt_batch(model, net)
-    cases = []
-    for seed, batch in enumerate([static_batch] if static_batch else [nb, 3 * nb]):
-        cases.append(_case(net, model, to_net_inputs, batch, seed))
+    ranges, selectors = index_ranges(net), selector_inputs(net)
+    cases = [_case(net, model, to_net_inputs, batch, seed, ranges, selectors)
+             for seed, batch in enumerate([static_batch] if static_batch else [nb, 3 * nb])]
     try:
         onnx.checker.check_model(source or model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
@@ -199,16 +199,10 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
         for batch, feeds, reference in cases:
             try:
                 for name, got in zip(outputs, run(ort_session, outputs, feeds, label, batch)):
-                    diff = largest_difference(got, reference[name])
-                    worst[label] = max(worst[label], diff)
-                    if not diff <= tolerance(reference[name], fp16):
-                        first = ("not searched (a model over 2 GB)" if source else repr(
-                            first_difference(model, level, feeds, reference, values, fp16)))
-                        by = (f"by {diff:.3g}" if got.shape == reference[name].shape else
-                              f"in shape, {got.shape} against {reference[name].shape}")
-                        raise Mismatch(f"onnxruntime ({label}, batch {batch}) differs from "
-                                       f"the runtime on output {name!r} {by}; the first blob "
-                                       f"that differs is {first}; nothing was written")
+                    worst[label] = max(worst[label], _compare(
+                        got, reference, name, fp16, f"{label}, batch {batch}",
+                        lambda: "not searched (a model over 2 GB)" if source else repr(
+                            first_difference(model, level, feeds, reference, values, fp16))))
             except Mismatch as err:
                 if static_batch or batch == nb:
                     raise
@@ -218,12 +212,24 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
     return worst
 
 
-def _case(net, model, to_net_inputs, batch: int, seed: int):
-    """(batch, feeds, the runtime's blobs) for one check; Filter selectors drop half the rows,
-    or keep all for a net that runs only so (a Concat of filtered and unfiltered blobs)."""
-    selectors = selector_inputs(net)
+def _compare(got, reference, name: str, fp16: bool, where: str, first_differing) -> float:
+    """The largest difference on output ``name``; Mismatch past the tolerance, naming the
+    first blob that differs (``first_differing()``, searched only then)."""
+    diff = largest_difference(got, reference[name])
+    if not diff <= tolerance(reference[name], fp16):
+        by = (f"by {diff:.3g}" if got.shape == reference[name].shape else
+              f"in shape, {got.shape} against {reference[name].shape}")
+        raise Mismatch(f"onnxruntime ({where}) differs from the runtime on output {name!r} "
+                       f"{by}; the first blob that differs is {first_differing()}; nothing "
+                       "was written")
+    return diff
+
+
+def _case(net, model, to_net_inputs, batch: int, seed: int, ranges, selectors):
+    """(batch, feeds, the runtime's blobs) for one check; Filter ``selectors`` drop half the
+    rows, or keep all for a net that runs only so (a Concat of filtered and unfiltered blobs)."""
     for drop in ([True, False] if selectors else [False]):
-        feeds = random_feeds(model, batch, seed, index_ranges(net), selectors if drop else set())
+        feeds = random_feeds(model, batch, seed, ranges, selectors if drop else set())
         try:
             return batch, feeds, run_runtime(net, to_net_inputs(feeds))
         except AllconvError as err:

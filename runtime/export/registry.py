@@ -23,6 +23,13 @@ class BatchFixed(AllconvError):
     ``to_onnx`` then fixes the model's batch there."""
 
 
+def batch_axis_fixes_the_batch(graph, axis: int | None, why: str) -> None:
+    """A converter whose layer works on ``axis`` 0, the batch, is exact only at the
+    prototxt's batch: ``BatchFixed(why)`` unless the model's batch is fixed there."""
+    if axis == 0 and not graph.batch_is_the_nets:
+        raise BatchFixed(why)
+
+
 def converter(type_name: str):
     """Function decorator: the ONNX converter for Caffe layer type ``type_name`` (one per
     type: a second is an error)."""

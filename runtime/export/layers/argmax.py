@@ -8,7 +8,7 @@ import numpy as np
 
 from runtime.errors import AllconvError
 from runtime.export.builder import FP16_EXACT
-from runtime.export.registry import BatchFixed, converter
+from runtime.export.registry import batch_axis_fixes_the_batch, converter
 from runtime.layers import count
 
 INT64_MIN = -2**63
@@ -17,8 +17,8 @@ INT64_MIN = -2**63
 @converter("ArgMax")
 def argmax(graph, layer, bottoms, tops, shapes):
     name, x, axis = layer.name, bottoms[0], layer.axis
-    if axis == 0 and not graph.batch_is_the_nets:
-        raise BatchFixed(f"layer {name!r} ranks along the batch axis (argmax_param.axis 0)")
+    batch_axis_fixes_the_batch(graph, axis, f"layer {name!r} ranks along the batch axis "
+                                            "(argmax_param.axis 0)")
     if axis is None:
         x = graph.node("Flatten", [x], name=f"{name}/flatten", axis=1)
     size = count(shapes[0], 1) if axis is None else shapes[0][axis]

@@ -2,7 +2,7 @@
 the zeros a last window overhanging the input reads), on any channel axis."""
 from __future__ import annotations
 
-from runtime.export.registry import BatchFixed, converter
+from runtime.export.registry import batch_axis_fixes_the_batch, converter
 from runtime.geometry import conv_overhang
 
 
@@ -23,9 +23,8 @@ def window_node(graph, op: str, layer, bottoms, tops, shapes, pads=None) -> None
     (``pads`` default: the layer's at both ends): one node per bottom, sharing the weights.
     A channel axis after 1 folds the axes before it into ONNX's N and unfolds them after;
     axis 0 (the batch as channels) exports only with the prototxt's batch."""
-    if layer.axis == 0 and not graph.batch_is_the_nets:
-        raise BatchFixed(f"layer {layer.name!r} takes the batch axis as its channels "
-                         "(convolution_param.axis 0)")
+    batch_axis_fixes_the_batch(graph, layer.axis, f"layer {layer.name!r} takes the batch axis "
+                                                  "as its channels (convolution_param.axis 0)")
     weights = [graph.weight(f"{layer.name}/weight", layer.blobs[0])]
     if len(layer.blobs) > 1:
         weights.append(graph.weight(f"{layer.name}/bias", layer.blobs[1]))

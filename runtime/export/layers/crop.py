@@ -2,13 +2,13 @@
 runtime's). Cropping the batch axis exports only with the prototxt's batch (``BatchFixed``)."""
 from __future__ import annotations
 
-from runtime.export.registry import BatchFixed, converter
+from runtime.export.registry import batch_axis_fixes_the_batch, converter
 
 
 @converter("Crop")
 def crop(graph, layer, bottoms, tops, shapes):
-    if layer.axis == 0 and not graph.batch_is_the_nets:
-        raise BatchFixed(f"layer {layer.name!r} crops the batch axis (crop_param.axis 0)")
+    batch_axis_fixes_the_batch(graph, layer.axis, f"layer {layer.name!r} crops the batch axis "
+                                                  "(crop_param.axis 0)")
     axes = range(layer.axis, len(shapes[0]))
     starts = [layer.offsets[a] for a in axes]
     ends = [layer.offsets[a] + shapes[1][a] for a in axes]

@@ -29,8 +29,8 @@ def lrn(graph, layer, bottoms, tops, shapes):
                           name=f"{name}/back")
     scaled = graph.node("Mul", [mean, graph.constant(f"{name}/alpha", layer.alpha)],
                         name=f"{name}/alpha")
-    base = graph.node("Add", [scaled, graph.constant(f"{name}/k", 1.0 if layer.within else layer.k)],
-                      name=f"{name}/base")
+    k = graph.constant(f"{name}/k", 1.0 if layer.within else layer.k)
+    base = graph.node("Add", [scaled, k], name=f"{name}/base")
     factor = graph.node("Pow", [base, graph.constant(f"{name}/minus_beta", -layer.beta)],
                         name=f"{name}/pow")
     graph.node("Mul", [x, factor], tops, name=name)

@@ -3,7 +3,7 @@ Caffe's axis, then Add of the learned bias. A learned blob over the batch axis e
 with the prototxt's batch (``BatchFixed``)."""
 from __future__ import annotations
 
-from runtime.export.registry import BatchFixed, converter
+from runtime.export.registry import batch_axis_fixes_the_batch, converter
 
 
 def operand(graph, layer, value, shape, axis: int, rank: int, what: str) -> str:
@@ -11,8 +11,8 @@ def operand(graph, layer, value, shape, axis: int, rank: int, what: str) -> str:
     as a value broadcasting against a ``rank``-axis bottom from ``axis``."""
     view = list(shape) + [1] * (rank - axis - len(shape))
     if not isinstance(value, str):
-        if shape and axis == 0 and not graph.batch_is_the_nets:
-            raise BatchFixed(f"layer {layer.name!r} has a learned {what} over the batch axis")
+        batch_axis_fixes_the_batch(graph, axis if shape else None,
+                                   f"layer {layer.name!r} has a learned {what} over the batch axis")
         return graph.constant(f"{layer.name}/{what}", value.detach().cpu().numpy().reshape(view))
     if list(shape) == view:
         return value
