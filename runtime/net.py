@@ -98,22 +98,23 @@ class Blob:
 
 
 class ParamView:
-    """pycaffe-style view of a learnable blob: writes to ``data`` change the weights."""
+    """pycaffe-style view of a layer's learnable blob ``index``, in the layer's own shape:
+    writes to ``data`` change the weights."""
 
-    def __init__(self, param: nn.Parameter):
-        self._param = param
+    def __init__(self, blobs, index: int):
+        self._param, self._shape = blobs.owner(index), blobs[index].shape
 
     @property
     def data(self) -> torch.Tensor:
-        return self._param.data
+        return self._param.data.view(self._shape)
 
     @property
     def diff(self) -> torch.Tensor:
-        return _zeros_if_none(self._param.grad, self._param.data)
+        return _zeros_if_none(self._param.grad, self._param.data).view(self._shape)
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self._param.shape)
+        return tuple(self._shape)
 
     @property
     def count(self) -> int:
@@ -225,21 +226,30 @@ class Net(nn.Module):
             self._input_slots.update((name, (layer, i)) for i, name in enumerate(layer_param.top))
 
     def _share_params(self) -> None:
-        """Caffe's ParamSpec ``name``: later blobs with a name reuse the first one's."""
+        """Caffe's ParamSpec ``name``: later blobs with a name reuse the first one's, of the
+        same shape (``share_mode: STRICT``, the default) or of the same count (PERMISSIVE:
+        the sharer keeps its own shape over the owner's data)."""
         owners, explicit = {}, {}
         for layer in self.layers:
             for i, spec in enumerate(layer.param.param):
                 if not spec.name:
                     continue
                 if spec.name not in owners:
-                    owners[spec.name] = layer.blobs[i]
+                    owners[spec.name] = layer.blobs.owner(i)
                     explicit[spec.name] = {f for f in ("lr_mult", "decay_mult") if spec.HasField(f)}
                     continue
                 owner, mine = owners[spec.name], layer.blobs[i]
-                if owner.shape != mine.shape:
+                if spec.share_mode == pb.ParamSpec.PERMISSIVE:
+                    if owner.numel() != mine.numel():
+                        raise AllconvError(f"{describe(layer.param)}: cannot share param "
+                                           f"{spec.name!r} (share_mode PERMISSIVE): count "
+                                           f"{mine.numel()} {tuple(mine.shape)} vs the owner's "
+                                           f"{owner.numel()} {tuple(owner.shape)}")
+                elif owner.shape != mine.shape:
                     raise AllconvError(f"{describe(layer.param)}: cannot share param "
                                        f"{spec.name!r}: shape {tuple(mine.shape)} vs the "
-                                       f"owner's {tuple(owner.shape)}")
+                                       f"owner's {tuple(owner.shape)} (share_mode PERMISSIVE "
+                                       "shares an equal count)")
                 for field in ("lr_mult", "decay_mult"):
                     if not spec.HasField(field):
                         continue
@@ -249,7 +259,7 @@ class Net(nn.Module):
                                            f"{spec.name!r} has mismatched {field}")
                     setattr(owner, field, value)
                     explicit[spec.name].add(field)
-                layer.blobs[i] = owner
+                layer.blobs.share(i, owner)
 
     def _param_propagate_down(self) -> None:
         """Caffe's param_propagate_down: a layer computes a learnable blob's diff when its own
@@ -260,12 +270,13 @@ class Net(nn.Module):
         def propagates(layer, i: int) -> bool:
             specs = layer.param.param
             return self.force_backward or (specs[i].lr_mult if i < len(specs) else 1.0) != 0
-        needed = {id(b) for l in self.layers for i, b in enumerate(l.blobs) if propagates(l, i)}
+        needed = {id(b) for l in self.layers for i, b in enumerate(l.blobs.owners())
+                  if propagates(l, i)}
         for p in self.learnable_params:
             p.requires_grad_(id(p) in needed)
         self._param_needs = [any(propagates(l, i) for i in range(len(l.blobs)))
                              for l in self.layers]
-        self._frozen_uses = [tuple(i for i, b in enumerate(l.blobs)
+        self._frozen_uses = [tuple(i for i, b in enumerate(l.blobs.owners())
                                    if id(b) in needed and not propagates(l, i))
                              for l in self.layers]
 
@@ -293,7 +304,7 @@ class Net(nn.Module):
         plan = backward_plan(self.layers, self._param_needs, self.force_backward)
         for i, layer in enumerate(self.layers):
             if plan.layer_need[i] and layer.diffs_whenever_run is not None:
-                for blob in layer.blobs:     # every param diff, whatever its lr_mult
+                for blob in layer.blobs.owners():     # every param diff, whatever its lr_mult
                     blob.requires_grad_(True)
                 self._frozen_uses[i] = ()
         self._backward_refused = refused_backward(self.layers, plan)
@@ -328,8 +339,9 @@ class Net(nn.Module):
 
     def _index_params(self) -> None:
         """``learnable_params`` (a shared blob once) and pycaffe's ``params`` from the layers."""
-        self.learnable_params = list({id(p): p for l in self.layers for p in l.blobs}.values())
-        self.params = OrderedDict((l.name, [ParamView(p) for p in l.blobs])
+        self.learnable_params = list({id(p): p for l in self.layers
+                                      for p in l.blobs.owners()}.values())
+        self.params = OrderedDict((l.name, [ParamView(l.blobs, i) for i in range(len(l.blobs))])
                                   for l in self.layers if len(l.blobs))
 
     # ------------------------------------------------------------------ blobs
@@ -472,7 +484,7 @@ class Net(nn.Module):
             raise AllconvError("backward() needs a forward() first (one backward per forward)")
         self.check_backward()
         loss, self._loss = self._loss, None
-        for blob in (l.blobs[i] for l in self.layers for i in l.overwritten_diffs):
+        for blob in (l.blobs.owner(i) for l in self.layers for i in l.overwritten_diffs):
             blob.grad = None    # as the layers' shapes now say (Scale's depends on the batch)
         if loss.requires_grad:
             loss.backward()
@@ -552,7 +564,7 @@ class Net(nn.Module):
                                    f"the file but {len(layer.blobs)} in the net")
             for i, (array, blob) in enumerate(zip(source, layer.blobs)):
                 if array is None:     # HDF5 saves a blob once, with the layer that owns it
-                    if owners[id(blob)] is layer:
+                    if owners[id(layer.blobs.owner(i))] is layer:
                         raise AllconvError(f"{path}: layer {layer.name!r} has no blob {i}")
                     continue
                 if not _shape_equals(array.shape, tuple(blob.shape)):
@@ -581,8 +593,8 @@ class Net(nn.Module):
                                        f"{tuple(trained.shape)} in the trained net, "
                                        f"{tuple(blob.shape)} in this one")
         for target, source in pairs:
-            for i, trained in enumerate(source.blobs):
-                target.blobs[i] = trained
+            for i, trained in enumerate(source.blobs.owners()):
+                target.blobs.share(i, trained)
         self._index_params()
 
     def layers_below(self, blobs) -> list:
@@ -598,7 +610,7 @@ class Net(nn.Module):
         """{id(learnable blob): the first layer holding it}."""
         owners = {}
         for layer in self.layers:
-            for blob in layer.blobs:
+            for blob in layer.blobs.owners():
                 owners.setdefault(id(blob), layer)
         return owners
 
@@ -606,7 +618,8 @@ class Net(nn.Module):
         """Write the weights as Caffe's ToHDF5 does (``.caffemodel.h5``; a shared blob once)."""
         owners = self._blob_owners()
         hdf5_snapshot.write_weights(path, [
-            (l.name, [b.detach().cpu().numpy() if owners[id(b)] is l else None for b in l.blobs])
+            (l.name, [b.detach().cpu().numpy() if owners[id(o)] is l else None
+                      for b, o in zip(l.blobs, l.blobs.owners())])
             for l in self.layers])
 
     def save(self, path) -> None:

@@ -21,7 +21,7 @@ class GraphBuilder:
         self.initializers: list[onnx.TensorProto] = []
         self._names: set[str] = set()
         self._node_names: set[str] = set()
-        self._weights: dict[int, str] = {}
+        self._weights: dict[tuple, tuple[str, torch.Tensor]] = {}
 
     @property
     def elem_type(self) -> int:
@@ -61,12 +61,13 @@ class GraphBuilder:
         return name
 
     def weight(self, hint: str, tensor: torch.Tensor, transpose: bool = False) -> str:
-        """A learnable blob as an initializer; a blob shared by several layers is stored once."""
+        """A learnable blob as an initializer; a blob shared by several layers is stored once
+        (the tensor is kept, so that its id cannot pass to another)."""
         key = (id(tensor), transpose)
         if key not in self._weights:
             array = tensor.detach().cpu().numpy()
-            self._weights[key] = self.constant(hint, array.T if transpose else array)
-        return self._weights[key]
+            self._weights[key] = (self.constant(hint, array.T if transpose else array), tensor)
+        return self._weights[key][0]
 
     def shape(self, hint: str, dims) -> str:
         """An int64 shape tensor (for Reshape)."""

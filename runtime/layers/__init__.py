@@ -7,6 +7,7 @@ tops. Errors raised inside them are prefixed with the layer's name and type.
 """
 from __future__ import annotations
 
+import builtins
 import contextlib
 import importlib
 import math
@@ -105,6 +106,38 @@ def _check_count(what: str, got: int, allowed: tuple[int, int | None]) -> None:
         raise AllconvError(f"needs {want} {what} blob(s), got {got}")
 
 
+class LayerBlobs(nn.ParameterList):
+    """A layer's learnable blobs, as Caffe's ``layer->blobs()``: each in the layer's own shape.
+    A blob shared in PERMISSIVE mode with an owner of another shape (same count) is a view of
+    the owner's Parameter, so its data and diff are the owner's, as Caffe's ShareData and
+    ShareDiff make them. ``owner(i)`` is the Parameter itself (what the solver updates)."""
+
+    def __init__(self):
+        super().__init__()
+        self._shapes: dict[int, torch.Size] = {}
+
+    def __getitem__(self, index):
+        if isinstance(index, builtins.slice):     # (the package's slice is Slice's module)
+            return [self[i] for i in range(*index.indices(len(self)))]
+        key = int(self._get_abs_string_index(index))
+        blob, shape = super().__getitem__(key), self._shapes.get(key)
+        return blob if shape is None else blob.view(shape)
+
+    def owner(self, index: int) -> nn.Parameter:
+        return super().__getitem__(index)
+
+    def owners(self) -> list[nn.Parameter]:
+        return [self.owner(i) for i in range(len(self))]
+
+    def share(self, index: int, owner: nn.Parameter) -> None:
+        """Use ``owner``'s data and diff for blob ``index``, keeping the blob's own shape."""
+        key, shape = int(self._get_abs_string_index(index)), self[index].shape
+        self[key] = owner
+        self._shapes.pop(key, None)
+        if shape != owner.shape:
+            self._shapes[key] = shape
+
+
 class Layer(nn.Module):
     """Base of all layers. Subclasses override ``setup``, ``reshape`` and ``forward``.
 
@@ -135,7 +168,7 @@ class Layer(nn.Module):
         self.bottoms, self.tops = tuple(param.bottom), tuple(param.top)
         _check_count("bottom", len(param.bottom), self.num_bottoms)
         _check_count("top", len(param.top), self.num_tops)
-        self.blobs = nn.ParameterList()
+        self.blobs = LayerBlobs()
         bottom_shapes = [tuple(s) for s in bottom_shapes]
         self.setup(bottom_shapes, generator, **options)
         if len(param.param) > len(self.blobs):

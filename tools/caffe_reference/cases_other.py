@@ -25,6 +25,17 @@ def cases():
                              f"embed_param {{ num_output: {out} input_dim: {dim} {body} }}"),
                            L("loss", "EuclideanLoss", ["out", "target"], "loss")],
                           backward="loss", force_backward=False))
+    # ParamSpec share_mode PERMISSIVE: one 24-value blob read as a 4x6 InnerProduct weight, a
+    # 4x3x2x1 convolution kernel and a transposed 6x4 weight; the diffs of all three add up
+    permissive = 'param { name: "w" share_mode: PERMISSIVE } '
+    c.append(net_case("shared_permissive", "ParamSpec",
+                      {"data": normal(2, 6), "image": normal(2, 3, 2, 2)},
+                      [L("ip", "InnerProduct", "data", "ip",
+                         'param { name: "w" } inner_product_param { num_output: 4 }'),
+                       L("conv", "Convolution", "image", "conv", permissive
+                         + "convolution_param { num_output: 4 kernel_h: 2 kernel_w: 1 }"),
+                       L("ip_t", "InnerProduct", "data", "ip_t", permissive
+                         + "inner_product_param { num_output: 4 transpose: true }")]))
     c.append(net_case("parameter", "Parameter", {"data": normal(2, 3)},
                       [L("param", "Parameter", [], "p",
                          "parameter_param { shape { dim: 2 dim: 3 } }"),

@@ -418,7 +418,7 @@ def tiny_solver_net(ip1_params=DEFAULT_MULTS, ip2_params=""):
     return inputs, net_text("tiny", inputs, layers, force_backward=False)
 
 
-def shared_solver_net(owner_spec, sharer_spec):
+def shared_solver_net(owner_spec, sharer_spec, sharer_ip=""):
     """Two InnerProducts of one input sharing weights "w", each with its own ParamSpec: a layer
     computes the shared diff when its own lr_mult is non-zero, whatever the owner's."""
     inputs = {"data": normal(8, 6), "label": labels(8, classes=3)}
@@ -426,7 +426,7 @@ def shared_solver_net(owner_spec, sharer_spec):
         L("ip1", "InnerProduct", "data", "ip1",
           owner_spec + " param { lr_mult: 2 decay_mult: 0 } inner_product_param { num_output: 5 }"),
         L("ip1b", "InnerProduct", "data", "ip1b",
-          sharer_spec + " inner_product_param { num_output: 5 bias_term: false }"),
+          sharer_spec + f" inner_product_param {{ num_output: 5 bias_term: false {sharer_ip}}}"),
         L("sum", "Eltwise", ["ip1", "ip1b"], "sum", "eltwise_param { coeff: 1 coeff: -0.5 }"),
         L("relu1", "ReLU", "sum", "sum", "relu_param { negative_slope: 0.1 }"),
         L("ip2", "InnerProduct", "sum", "ip2", "inner_product_param { num_output: 3 }"),
@@ -485,6 +485,14 @@ def solver_cases():
     # Caffe's HDF5 snapshot pair, a shared blob saved once, restored both ways
     c.append(solver_case("hdf5_snapshot", "snapshot_format", mom + "snapshot_format: HDF5",
                          net=shared_solver_net('param { name: "w" }', 'param { name: "w" }'),
+                         steps=5, snapshot_at=3))
+    # PERMISSIVE: the sharer reads the owner's 5x6 weights as its own 6x5 (transpose: true
+    # makes that a real product); its snapshot writes them in its own shape
+    c.append(solver_case("shared_permissive", "shared lr_mult", mom + "clip_gradients: 0.05",
+                         net=shared_solver_net(
+                             'param { name: "w" }',
+                             'param { name: "w" share_mode: PERMISSIVE lr_mult: 3 }',
+                             sharer_ip="transpose: true "),
                          steps=5, snapshot_at=3))
     c.append(solver_case("clip_gradients", "clip_gradients", mom + "clip_gradients: 0.05"))
     c.append(solver_case("l1", "regularization",
