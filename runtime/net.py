@@ -79,6 +79,9 @@ class Blob:
         grad = first.grad if first is not None else None
         if grad is None and self.name in self._net._top_loss_weights:   # set at Caffe's set-up
             return torch.full_like(self.data, self._net._top_loss_weights[self.name])
+        if grad is None and self.name in self._net._diff_shared_with:   # a Reshape's bottom
+            return Blob(self._net, self._net._diff_shared_with[self.name]).diff.reshape(
+                self.data.shape)
         return _zeros_if_none(grad, self.data)
 
     @property
@@ -300,7 +303,9 @@ class Net(nn.Module):
         (``_forward_only``: (layer, top) pairs): that layer's backward overwrites the loss
         weight Caffe put into the top's diff at set-up), and so does the loss of a layer that
         runs no backward (its top read by a layer that propagates nothing into it).
-        ``_backward_refused``: why Caffe's Backward would abort on this net, if it would."""
+        ``_backward_refused``: why Caffe's Backward would abort on this net, if it would.
+        ``_diff_shared_with``: {a Reshape's bottom: its top}, whose diff Caffe's bottom shows
+        where nothing computes the bottom's own."""
         plan = backward_plan(self.layers, self._param_needs, self.force_backward)
         for i, layer in enumerate(self.layers):
             if plan.layer_need[i] and layer.diffs_whenever_run is not None:
@@ -317,6 +322,8 @@ class Net(nn.Module):
                               for j, (t, w) in enumerate(zip(l.tops, l.loss_weights))
                               if w and (not plan.layer_need[i] or any(
                                   (k, t) in overwritten for k in range(i + 1, len(self.layers))))}
+        self._diff_shared_with = {l.bottoms[0]: l.tops[0] for l in self.layers
+                                  if l.top_diff_is_bottom_diff}
         self._top_loss_weights = {t: w for l in self.layers
                                   for t, w in zip(l.tops, l.loss_weights) if w}
 

@@ -161,6 +161,9 @@ class Layer(nn.Module):
     diffs_whenever_run: tuple[int, ...] | None = None
     # the tops' sizes follow the bottoms' values (Filter's), not only their shapes
     tops_sized_by_data = False
+    # Caffe's top shares the bottom's diff memory (Reshape's ShareDiff at every reshape), so
+    # a diff a layer above writes into the top is the bottom's too
+    top_diff_is_bottom_diff = False
 
     def __init__(self, param, bottom_shapes, phase: int, generator: torch.Generator, **options):
         super().__init__()

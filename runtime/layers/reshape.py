@@ -9,6 +9,8 @@ from runtime.layers import Layer, count, register
 
 @register("Reshape")
 class Reshape(Layer):
+    top_diff_is_bottom_diff = True
+
     def setup(self, bottom_shapes, generator):
         if self.bottoms[0] == self.tops[0]:
             raise AllconvError("Reshape cannot run in place (top == bottom)")

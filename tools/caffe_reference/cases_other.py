@@ -89,6 +89,16 @@ def cases():
                              frozen + "recurrent_param { num_output: 3 }"),
                            L("loss", "EuclideanLoss", ["out", "target"], "loss")],
                           backward="loss", force_backward=False))
+    # Reshape's top shares its bottom's diff: the x diff the RNN writes (needed by nothing)
+    # shows in the Input blob below the Reshape, as pycaffe reads it
+    c.append(net_case("rnn_x_diff_through_reshape", "Reshape",
+                      {"flat": normal(4, 12), "cont": labels(4, 2, classes=2),
+                       "target": normal(4, 2, 3)},
+                      [L("seq", "Reshape", "flat", "x",
+                         "reshape_param { shape { dim: 0 dim: 2 dim: -1 } }"),
+                       L("rec", "RNN", ["x", "cont"], "out", "recurrent_param { num_output: 3 }"),
+                       L("loss", "EuclideanLoss", ["out", "target"], "loss")],
+                      backward="loss", force_backward=False))
     # LRCN's captioning shape: words -> Embed -> LSTM -> InnerProduct (axis 2) -> softmax loss
     c.append(net_case(
         "lrcn_like", "LSTM",
