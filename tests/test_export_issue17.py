@@ -177,14 +177,18 @@ def test_parameter_exports_as_its_blob(tmp_path):
     assert max(to_onnx(net, tmp_path / "m.onnx", static_batch=2).values()) == 0.0
 
 
-def test_loss_layers_refuse_to_export():
+@pytest.mark.parametrize("readers", [1, 2])
+def test_loss_layers_refuse_to_export_naming_the_prototxts_blob(readers):
+    """With a second reader, the loss reads Caffe's inserted Split top; the message names the
+    blob the prototxt gives it."""
     text = (inputs(data=(2, 3), label=(2, 3))
-            + layer("loss", "SigmoidCrossEntropyLoss", ["data", "label"], ["loss"]))
+            + layer("loss", "SigmoidCrossEntropyLoss", ["data", "label"], ["loss"])
+            + (layer("out", "Sigmoid", ["data"], ["out"]) if readers == 2 else ""))
     with pytest.raises(AllconvError, match="layer 'loss' \\(SigmoidCrossEntropyLoss\\): a loss "
                                            "layer computes a training loss, not an inference "
                                            "output, and does not export to ONNX; export the "
-                                           "blob it reads \\('data'\\) instead"):
-        build_model(Net(text, pb.TEST))
+                                           "blob it reads instead \\(--outputs data\\)$"):
+        build_model(Net(text, pb.TEST), outputs=["loss"])
 
 
 # export/walker.py:55 dropping `axes.update((top, axes.get(layer.bottoms[0], 0)) ...)` survived

@@ -38,14 +38,15 @@ def converter(type_name: str):
     return add
 
 
-def converter_for(layer):
-    """The converter of a runtime layer, or an error naming the layer and what exports."""
+def converter_for(layer, reads: str | None = None):
+    """The converter of a runtime layer, or an error naming the layer and what exports
+    (for a loss layer, the blob it reads: ``reads``, the prototxt's name for bottom 0)."""
     _load()
     fn = CONVERTERS.get(layer.param.type)
     if fn is None and layer.is_loss:
         raise AllconvError(f"{describe(layer.param)}: a loss layer computes a training loss, "
                            "not an inference output, and does not export to ONNX; export the "
-                           f"blob it reads ({layer.bottoms[0]!r}) instead")
+                           f"blob it reads instead (--outputs {reads or layer.bottoms[0]})")
     if fn is None:
         raise AllconvError(f"{describe(layer.param)}: this layer type does not export to ONNX "
                            f"(exportable: {', '.join(exportable_types())})")

@@ -76,6 +76,8 @@ def add_net(graph, net, outputs, sources: dict[str, str],
     pairs = batchnorm_scale_pairs(layers, outputs) if fuse_batchnorm else {}
     fused = {id(bn) for bn in pairs.values()}
     values, selected = dict(sources), {}
+    split_from = {top: l.bottoms[0] for l in net.layers if l.param.type == "Split"
+                  for top in l.tops}     # the prototxt's name of an inserted Split's top
     for layer in layers:
         if layer.param.type == "Input" or id(layer) in fused:
             continue
@@ -90,7 +92,9 @@ def add_net(graph, net, outputs, sources: dict[str, str],
         try:
             with _batch_follows_data(graph, filters):
                 if first is layer:
-                    converter_for(layer)(graph, layer, bottoms, tops, shapes)
+                    reads = layer.bottoms[0] if layer.bottoms else None
+                    converter_for(layer, split_from.get(reads, reads))(graph, layer, bottoms,
+                                                                       tops, shapes)
                 else:
                     batch_norm_with_scale(graph, first, layer, bottoms, tops, shapes)
         except BatchFixed as fixed:
