@@ -62,8 +62,10 @@ class Blob:
     """pycaffe-style view of a named blob: ``data``, ``diff``, ``shape``, ``count``.
 
     ``data`` is the latest value (the last writer's output in an in-place chain); ``diff``
-    is the gradient w.r.t. the first producer's output, what Caffe leaves in an in-place
-    blob after backward. Both are tensors sharing storage with the net's.
+    is the gradient w.r.t. the earliest value of the chain that has one, what Caffe leaves in
+    an in-place blob after backward (the bottom diff of the first in-place layer that
+    propagates down; the first producer's output when all do). Both are tensors sharing
+    storage with the net's.
     """
 
     def __init__(self, net: "Net", name: str):
@@ -75,8 +77,8 @@ class Blob:
 
     @property
     def diff(self) -> torch.Tensor:
-        first = self._net._first.get(self.name)
-        grad = first.grad if first is not None else None
+        grad = next((v.grad for v in self._net._versions.get(self.name, ())
+                     if v.requires_grad and v.grad is not None), None)
         if grad is None and self.name in self._net._top_loss_weights:   # set at Caffe's set-up
             return torch.full_like(self.data, self._net._top_loss_weights[self.name])
         if grad is None and self.name in self._net._diff_shared_with:   # a Reshape's bottom
@@ -169,7 +171,7 @@ class Net(nn.Module):
         self.register_buffer("_anchor", torch.empty(0), persistent=False)
         self.layers = nn.ModuleList()
         self.layer_names, self.inputs = [], []
-        self._shapes, self._values, self._first, self._loss = OrderedDict(), {}, {}, None
+        self._shapes, self._values, self._versions, self._loss = OrderedDict(), {}, {}, None
         self._input_slots, self._propagate_down = {}, []
         available = set()
         for layer_param in insert_splits(filter_net(param)).layer:
@@ -378,7 +380,7 @@ class Net(nn.Module):
             with layer_errors(layer.param):
                 layer.top_shapes = layer.reshape_tops([self._shapes[b] for b in layer.bottoms])
             self._shapes.update(zip(layer.tops, map(tuple, layer.top_shapes)))
-        self._values, self._first = {}, {}
+        self._values, self._versions = {}, {}
 
     def set_feed(self, feed, layer: str | None = None) -> None:
         """Give Data layers (all, or the one named ``layer``) a new feed."""
@@ -421,10 +423,11 @@ class Net(nn.Module):
         return [t for l in self.layers if l.accepts_feed for t in l.tops]
 
     def _run(self, overrides: dict, store: bool):
-        """One pass; returns (blob values, first producer outputs, weighted loss)."""
+        """One pass; returns (blob values, with ``store`` each blob's values in the order
+        written (an in-place chain's), weighted loss)."""
         if not self.layers:         # Caffe's ForwardFromTo checks end < layers_.size()
             raise AllconvError("the net has no layers to run")
-        values, first, total = {}, {}, None
+        values, versions, total = {}, {}, None
         for i, (layer, keep, frozen, fresh) in enumerate(zip(
                 self.layers, self._propagate_down, self._frozen_uses, self._fresh_diffs)):
             if not layer.bottoms and layer.tops[0] in overrides:
@@ -435,8 +438,8 @@ class Net(nn.Module):
                     if keep[j] and not values[name].requires_grad \
                             and values[name].is_floating_point():
                         values[name] = values[name].detach().requires_grad_()
-                        if store and not first[name].requires_grad:
-                            first[name] = values[name]
+                        if store:
+                            versions[name][-1] = values[name]
                 bottoms = [values[b] if k else values[b].detach()
                            for b, k in zip(layer.bottoms, keep)]
                 if self._reshaped_in_forward[i]:
@@ -447,8 +450,8 @@ class Net(nn.Module):
                         if frozen else layer(*bottoms))
             for j, (name, top, weight) in enumerate(zip(layer.tops, tops, layer.loss_weights)):
                 values[name] = top
-                if store and name not in first:
-                    first[name] = top
+                if store:
+                    versions.setdefault(name, []).append(top)
                     if self.retain_blob_diffs and top.requires_grad and not top.is_leaf:
                         top.retain_grad()
                 if weight:
@@ -456,7 +459,7 @@ class Net(nn.Module):
                     total = term if total is None else total + term
         if total is None:
             total = torch.zeros((), device=self.device)
-        return values, first, total
+        return values, versions, total
 
     def forward(self, **inputs) -> dict:
         """Run the net; returns ``{output blob: tensor}`` (with autograd graph).
@@ -476,7 +479,7 @@ class Net(nn.Module):
                                    ".reshape(...) and net.reshape() first")
             with torch.no_grad():
                 target.copy_(value)
-        self._values, self._first, self._loss = self._run(overrides, store=True)
+        self._values, self._versions, self._loss = self._run(overrides, store=True)
         # Caffe reshapes each layer in every forward: a top whose size follows the data
         # (Filter's) keeps the shape of its last value, as pycaffe's blob does.
         self._shapes.update((name, tuple(v.shape)) for name, v in self._values.items())

@@ -144,7 +144,7 @@ def test_in_place_blob_diff_is_gradient_of_first_producer():
     net = small()
     net.forward()
     net.backward()
-    conv_out = net._first["conv1"]
+    conv_out = net._versions["conv1"][0]
     relu_out = net._values["conv1"]
     assert conv_out is not relu_out
     diff = net.blobs["conv1"].diff
@@ -174,7 +174,7 @@ def test_blob_used_twice_gets_summed_gradient():
     out = net._values
     assert total == pytest.approx(out["la"].item() + 2 * out["lb"].item(), rel=1e-6)
     assert net.outputs == ["la", "lb"]
-    conv = net._first["conv1"].detach().requires_grad_()
+    conv = net._versions["conv1"][0].detach().requires_grad_()
     label = net.blobs["label"].data
     assert net.layer_names == ["input", "label_input_1_split", "conv1", "conv1_conv1_0_split",
                                "a", "b", "la", "lb"]

@@ -99,6 +99,16 @@ def cases():
                        L("rec", "RNN", ["x", "cont"], "out", "recurrent_param { num_output: 3 }"),
                        L("loss", "EuclideanLoss", ["out", "target"], "loss")],
                       backward="loss", force_backward=False))
+    # an in-place chain over a frozen layer: Bias's bottom needs no diff, so Caffe's blob
+    # keeps the diff TanH wrote, the gradient at Bias's output (not 0, the frozen output's)
+    c.append(net_case("in_place_chain_over_frozen_layer", "in place",
+                      {"data": normal(2, 3), "target": normal(2, 4)},
+                      [L("ip", "InnerProduct", "data", "a", "param { lr_mult: 0 } "
+                         "param { lr_mult: 0 } inner_product_param { num_output: 4 }"),
+                       L("bias", "Bias", "a", "a"),
+                       L("tanh", "TanH", "a", "a"),
+                       L("loss", "EuclideanLoss", ["a", "target"], "loss")],
+                      backward="loss", force_backward=False))
     # LRCN's captioning shape: words -> Embed -> LSTM -> InnerProduct (axis 2) -> softmax loss
     c.append(net_case(
         "lrcn_like", "LSTM",
