@@ -16,7 +16,7 @@ from runtime.blob_shape import legacy_shape
 from runtime.caffemodel import blob_to_array, no_weights, read_layers, write_weights
 from runtime.errors import AllconvError
 from runtime.insert_splits import insert_splits
-from runtime.layers import describe, layer_class, layer_errors, make_layer
+from runtime.layers import Layer, describe, layer_class, layer_errors, make_layer
 from runtime.proto import pb
 from runtime.prototxt import read_net
 
@@ -84,6 +84,8 @@ class Blob:
         if grad is None and self.name in self._net._diff_shared_with:   # a Reshape's bottom
             return Blob(self._net, self._net._diff_shared_with[self.name]).diff.reshape(
                 self.data.shape)
+        if grad is None:
+            grad = self._net._scratch_diff(self.name)
         return _zeros_if_none(grad, self.data)
 
     @property
@@ -328,6 +330,26 @@ class Net(nn.Module):
                                   if l.top_diff_is_bottom_diff}
         self._top_loss_weights = {t: w for l in self.layers
                                   for t, w in zip(l.tops, l.loss_weights) if w}
+
+    def _scratch_diff(self, name: str):
+        """The diff Caffe's Backward of the layer reading ``name`` as bottom 0 leaves there
+        while propagating nothing to it (``Layer.scratch_diff``), or None."""
+        readers = [(i, l) for i, l in enumerate(self.layers)
+                   if l.bottoms[:1] == (name,) and l.tops[:1] != (name,) and l.tops
+                   and type(l).scratch_diff is not Layer.scratch_diff]
+        if len(readers) != 1 or not self._versions.get(name):
+            return None
+        i, layer = readers[0]
+        ran = self._versions.get(layer.tops[0], [None])[0]
+        if ran is None or not ran.requires_grad or ran.grad is None:
+            return None          # its Backward did not run
+        learns = [b.requires_grad and k not in self._frozen_uses[i]
+                  for k, b in enumerate(layer.blobs.owners())]
+        gets = [any(v.requires_grad and v.grad is not None for v in self._versions.get(b, ()))
+                for b in layer.bottoms]
+        with torch.no_grad():
+            return layer.scratch_diff([self._values[b] for b in layer.bottoms], ran.grad,
+                                      learns, gets)
 
     def _copy_prototxt_blobs(self) -> None:
         """A layer whose prototxt holds ``blobs`` starts from them, as Caffe's Layer takes them

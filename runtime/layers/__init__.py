@@ -229,6 +229,13 @@ class Layer(nn.Module):
         if layer_param.bias_term:
             self.add_blob((layer_param.num_output,), layer_param.bias_filler, generator)
 
+    def scratch_diff(self, bottoms, top_diff, learns, bottom_diffs):
+        """What Caffe's Backward leaves in bottom 0's diff where it propagates nothing there
+        (a buffer it computes in), given the bottoms' values, top 0's diff, per learnable blob
+        whether this layer computes its diff, and per bottom whether it gets one; None: Caffe
+        leaves that diff alone."""
+        return None
+
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
 

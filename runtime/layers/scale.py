@@ -50,3 +50,12 @@ class Scale(BroadcastOperand, Layer):
         if self.param.scale_param.bias_term:
             y = y + broadcast(self.blobs[-1], self.bias_axis, x.dim())
         return (y,)
+
+    def scratch_diff(self, bottoms, top_diff, learns, bottom_diffs):
+        """While Caffe sums the factor's diff it keeps the product top diff × bottom 0 in
+        bottom 0's diff (not in place, and for a factor with fewer values than bottom 0)."""
+        factor_diff = learns[0] if self.learned else bottom_diffs[1]
+        x, factor = bottoms[0], self.blobs[0] if self.learned else bottoms[1]
+        if not factor_diff or factor.numel() == x.numel() or self.bottoms[0] == self.tops[0]:
+            return None
+        return top_diff * x

@@ -109,6 +109,23 @@ def cases():
                        L("tanh", "TanH", "a", "a"),
                        L("loss", "EuclideanLoss", ["a", "target"], "loss")],
                       backward="loss", force_backward=False))
+    # Scale's Backward keeps top diff x bottom in bottom 0's diff while it sums the factor's
+    # diff, though nothing needs bottom 0's: a learned factor, a factor from a learned layer;
+    # none with an eltwise factor (its diff is the product) or a factor with lr_mult 0
+    loss = [L("loss", "EuclideanLoss", ["y", "target"], "loss")]
+    x, target = normal(2, 3, 2, 2), normal(2, 3, 2, 2)
+    for name, body in (("learned", ""), ("learned_bias", "scale_param { bias_term: true }"),
+                       ("eltwise", "scale_param { axis: 0 num_axes: -1 }"),
+                       ("frozen_factor", "param { lr_mult: 0 } param { lr_mult: 1 } "
+                                         "scale_param { bias_term: true }")):
+        c.append(net_case(f"scale_scratch_{name}", "Scale", {"x": x, "target": target},
+                          [L("scale", "Scale", "x", "y", body)] + loss,
+                          backward="loss", force_backward=False))
+    c.append(net_case("scale_scratch_factor_bottom", "Scale",
+                      {"x": x, "f": normal(2, 4), "target": target},
+                      [L("ip", "InnerProduct", "f", "factor", "inner_product_param { num_output: 3 }"),
+                       L("scale", "Scale", ["x", "factor"], "y", "scale_param { axis: 0 }")] + loss,
+                      backward="loss", force_backward=False))
     # LRCN's captioning shape: words -> Embed -> LSTM -> InnerProduct (axis 2) -> softmax loss
     c.append(net_case(
         "lrcn_like", "LSTM",
