@@ -332,23 +332,22 @@ class Net(nn.Module):
                                   for t, w in zip(l.tops, l.loss_weights) if w}
 
     def _scratch_diff(self, name: str):
-        """The diff Caffe's Backward of the layer reading ``name`` as bottom 0 leaves there
-        while propagating nothing to it (``Layer.scratch_diff``), or None."""
+        """The diff the layer reading ``name`` as bottom 0 leaves there in Caffe while
+        propagating nothing to it (``Layer.scratch_diff``), or None."""
         readers = [(i, l) for i, l in enumerate(self.layers)
                    if l.bottoms[:1] == (name,) and l.tops[:1] != (name,) and l.tops
                    and type(l).scratch_diff is not Layer.scratch_diff]
         if len(readers) != 1 or not self._versions.get(name):
             return None
         i, layer = readers[0]
-        ran = self._versions.get(layer.tops[0], [None])[0]
-        if ran is None or not ran.requires_grad or ran.grad is None:
-            return None          # its Backward did not run
+        top = self._versions.get(layer.tops[0], [None])[0]
+        top_diff = top.grad if top is not None and top.requires_grad else None
         learns = [b.requires_grad and k not in self._frozen_uses[i]
                   for k, b in enumerate(layer.blobs.owners())]
         gets = [any(v.requires_grad and v.grad is not None for v in self._versions.get(b, ()))
                 for b in layer.bottoms]
         with torch.no_grad():
-            return layer.scratch_diff([self._values[b] for b in layer.bottoms], ran.grad,
+            return layer.scratch_diff([self._values[b] for b in layer.bottoms], top_diff,
                                       learns, gets)
 
     def _copy_prototxt_blobs(self) -> None:

@@ -230,10 +230,10 @@ class Layer(nn.Module):
             self.add_blob((layer_param.num_output,), layer_param.bias_filler, generator)
 
     def scratch_diff(self, bottoms, top_diff, learns, bottom_diffs):
-        """What Caffe's Backward leaves in bottom 0's diff where it propagates nothing there
-        (a buffer it computes in), given the bottoms' values, top 0's diff, per learnable blob
-        whether this layer computes its diff, and per bottom whether it gets one; None: Caffe
-        leaves that diff alone."""
+        """What Caffe's Forward or Backward leaves in bottom 0's diff where it propagates
+        nothing there (a buffer it computes in), given the bottoms' values, top 0's diff (None
+        where Backward did not run), per learnable blob whether this layer computes its diff,
+        and per bottom whether it gets one; None: Caffe leaves that diff alone."""
         return None
 
     def extra_repr(self) -> str:

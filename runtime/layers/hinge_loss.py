@@ -29,10 +29,17 @@ class HingeLoss(LossLayer):
                                f"shape {scores} needs one per item ({scores[0]})")
         return tops
 
-    def forward(self, scores, labels):
+    def _margins(self, scores, labels):
         num = scores.shape[0]
         x = scores.reshape(num, -1)
         label = class_indices(self, labels.detach().reshape(-1)[:num].long(), x.shape[1])
         sign = 1 - 2 * F.one_hot(label, x.shape[1]).to(x.dtype)
-        margin = torch.relu(1 + sign * x)
-        return (((margin * margin) if self.l2 else margin).sum() / num,)
+        return torch.relu(1 + sign * x)
+
+    def forward(self, scores, labels):
+        margin = self._margins(scores, labels)
+        return (((margin * margin) if self.l2 else margin).sum() / scores.shape[0],)
+
+    def scratch_diff(self, bottoms, top_diff, learns, bottom_diffs):
+        """Caffe's Forward computes the margins in bottom 0's diff."""
+        return self._margins(*bottoms).reshape(bottoms[0].shape)

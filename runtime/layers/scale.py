@@ -56,6 +56,6 @@ class Scale(BroadcastOperand, Layer):
         bottom 0's diff (not in place, and for a factor with fewer values than bottom 0)."""
         factor_diff = learns[0] if self.learned else bottom_diffs[1]
         x, factor = bottoms[0], self.blobs[0] if self.learned else bottoms[1]
-        if not factor_diff or factor.numel() == x.numel() or self.bottoms[0] == self.tops[0]:
+        if top_diff is None or not factor_diff or factor.numel() == x.numel():
             return None
         return top_diff * x

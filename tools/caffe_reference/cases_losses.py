@@ -41,6 +41,13 @@ def cases():
     add("hinge_l2_4d", "HingeLoss",
         {"data": normal(3, 4, 1, 2, scale=1.5), "label": labels(3, classes=8)},
         "hinge_loss_param { norm: L2 }")
+    # nothing needs the scores' diff: Caffe's Forward leaves the margins there
+    for name, shape, body in (("l1", (5, 4), ""),
+                              ("l2_4d", (3, 4, 1, 2), "hinge_loss_param { norm: L2 }")):
+        c.append(net_case(f"hinge_scratch_{name}", "HingeLoss",
+                          {"data": normal(*shape, scale=1.5), "label": labels(shape[0], classes=4)},
+                          [L("loss", "HingeLoss", ["data", "label"], "loss", body)],
+                          backward="loss", force_backward=False))
     for name, data, weight in (("mll", uniform(5, 4, low=0.01, high=1.0), ""),
                                ("mll_clamped_zeros", {"shape": [6, 3], "kind": "ties",
                                                       "low": 0, "high": 1}, "loss_weight: 3")):
