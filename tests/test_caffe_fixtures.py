@@ -494,6 +494,43 @@ def test_caffe_written_solverstate_resumes(name, tmp_path):
 
 @pytest.mark.parametrize("name", [pytest.param(n, id=n) for n, m in METAS.items()
                                   if m.get("snapshot_at")])
+def test_runtime_written_weights_are_caffes_snapshot(name, tmp_path):
+    """After step k the runtime's .caffemodel (or HDF5 .caffemodel.h5) holds what Caffe's
+    snapshot holds: the same layers, blobs and shapes (a PERMISSIVE sharer's in its own
+    shape; in HDF5 a shared blob only with its owner) and values."""
+    from runtime import hdf5_snapshot
+    from runtime.caffemodel import read_layers
+    from runtime.solver import make_solver
+
+    meta = METAS[name]
+    hdf5 = _hdf5(meta)
+    read = hdf5_snapshot.read_weights if hdf5 else read_layers
+    with load(name) as z:
+        theirs = tmp_path / ("caffe.caffemodel" + (".h5" if hdf5 else ""))
+        theirs.write_bytes(z["file:caffemodel"].tobytes())
+    solver = make_solver(meta["solver"], device="cpu")
+    set_weights(solver.net, meta)
+    inputs = make_inputs(meta)
+    for _ in range(meta["snapshot_at"]):
+        for blob, x in inputs.items():
+            solver.net.blobs[blob].data.copy_(torch.from_numpy(x))
+        solver.step(1)
+    ours = tmp_path / ("ours.caffemodel" + (".h5" if hdf5 else ""))
+    (solver.net.save_hdf5 if hdf5 else solver.net.save)(ours)
+    expected, got = dict(read(theirs)), dict(read(ours))
+    assert list(got) == [n for n in expected if n in got] and set(got) >= {
+        n for n, blobs in expected.items() if blobs}
+    for layer, blobs in expected.items():
+        assert [None if b is None else b.shape for b in got.get(layer, [])] == [
+            None if b is None else b.shape for b in blobs], layer
+        for mine, caffe in zip(got.get(layer, []), blobs):
+            if caffe is not None:
+                np.testing.assert_allclose(mine, caffe, rtol=0,
+                                           atol=TOL_SOLVER * max(np.abs(caffe).max(), 1e-12))
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, id=n) for n, m in METAS.items()
+                                  if m.get("snapshot_at")])
 def test_runtime_written_solverstate_resumes_in_caffe(name):
     """At fixture time real Caffe restored the .solverstate the runtime wrote after step k and
     stepped on to its own uninterrupted weights; the runtime still writes that history."""

@@ -308,6 +308,34 @@ def test_share_trained_layers_with_aliases_the_blobs_of_layers_named_alike():
     assert torch.equal(net.params["conv1"][1].data, trained.params["conv1"][1].data)
 
 
+PERMISSIVE = """
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 6 } } }
+layer { name: "a" type: "InnerProduct" bottom: "x" top: "a" param { name: "w" }
+        inner_product_param { num_output: 4 bias_term: false weight_filler { type: "xavier" } } }
+layer { name: "b" type: "InnerProduct" bottom: "a" top: "b"
+        param { name: "w" share_mode: PERMISSIVE }
+        inner_product_param { num_output: 6 bias_term: false weight_filler { type: "xavier" } } }
+"""
+
+
+def test_a_permissive_share_reads_the_owners_values_in_its_own_shape_in_a_test_net_too():
+    trained = Net(PERMISSIVE, TRAIN, seed=1)
+    net = Net(PERMISSIVE, TEST, seed=2)
+    net.share_trained_layers_with(trained)
+    assert [p.shape for p in trained.learnable_params] == [(4, 6)]
+    assert [p.data_ptr() for p in net.learnable_params] == [
+        p.data_ptr() for p in trained.learnable_params]
+    assert net.params["b"][0].shape == (6, 4)
+    with torch.no_grad():
+        trained.params["a"][0].data.copy_(torch.arange(24.0).reshape(4, 6))
+    x = torch.randn(2, 6)
+    a = x @ torch.arange(24.0).reshape(4, 6).t()
+    torch.testing.assert_close(net.forward(x=x)["b"], a @ torch.arange(24.0).reshape(6, 4).t())
+    with pytest.raises(AllconvError, match=r"layer 'b' \(InnerProduct\): cannot share param "
+                                           r"'w' \(share_mode PERMISSIVE\): count 20"):
+        Net(PERMISSIVE.replace("num_output: 6", "num_output: 5"), TEST)
+
+
 def test_share_trained_layers_with_checks_blob_counts_and_shapes_before_sharing():
     trained = Net(INPUT + _ip("a", 4) + _ip("b", 4), TRAIN, seed=1)
     for layers, error in [

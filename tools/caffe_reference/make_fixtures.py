@@ -494,6 +494,15 @@ def solver_cases():
                              'param { name: "w" share_mode: PERMISSIVE lr_mult: 3 }',
                              sharer_ip="transpose: true "),
                          steps=5, snapshot_at=3))
+    # the same with the owner frozen (only the sharer computes the diff) and as an HDF5 pair
+    permissive = ('param { name: "w" share_mode: PERMISSIVE }', "transpose: true ")
+    c.append(solver_case("shared_permissive_owner_lr0", "shared lr_mult",
+                         mom + "clip_gradients: 0.05",
+                         net=shared_solver_net('param { name: "w" lr_mult: 0 }', *permissive)))
+    c.append(solver_case("hdf5_snapshot_permissive", "snapshot_format",
+                         mom + "snapshot_format: HDF5",
+                         net=shared_solver_net('param { name: "w" }', *permissive),
+                         steps=5, snapshot_at=3))
     c.append(solver_case("clip_gradients", "clip_gradients", mom + "clip_gradients: 0.05"))
     c.append(solver_case("l1", "regularization",
                          mom.replace("weight_decay: 0.05", "weight_decay: 0.02")
