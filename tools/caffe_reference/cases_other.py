@@ -121,6 +121,17 @@ def cases():
         c.append(net_case(f"scale_scratch_{name}", "Scale", {"x": x, "target": target},
                           [L("scale", "Scale", "x", "y", body)] + loss,
                           backward="loss", force_backward=False))
+    # the top diff is the one Scale's Backward reads, under a ReLU run in place on its top
+    c.append(net_case("scale_scratch_relu_above", "Scale", {"x": x, "target": target},
+                      [L("scale", "Scale", "x", "y"), L("relu", "ReLU", "y", "y")] + loss,
+                      backward="loss", force_backward=False))
+    # a factor bottom that gets no diff: Caffe's Backward runs for the bias alone and
+    # leaves bottom 0's diff alone
+    c.append(net_case("scale_scratch_factor_input", "Scale",
+                      {"x": x, "factor": normal(2), "target": target},
+                      [L("scale", "Scale", ["x", "factor"], "y",
+                         "scale_param { axis: 0 bias_term: true }")] + loss,
+                      backward="loss", force_backward=False))
     c.append(net_case("scale_scratch_factor_bottom", "Scale",
                       {"x": x, "f": normal(2, 4), "target": target},
                       [L("ip", "InnerProduct", "f", "factor", "inner_product_param { num_output: 3 }"),
