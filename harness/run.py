@@ -446,12 +446,21 @@ class Run:
             if state.get("format") != STATE_FORMAT or state.get("iter") != self.iter:
                 raise AllconvError(f"{rng_path}: not the loop state of {path} (format "
                                    f"{state.get('format')!r}, iteration {state.get('iter')})")
-            self.members[k].feed.load_state_dict(state["feed"])
-            self.restored_progress[k] = state.get("progress")
-            set_net_rng_state(self.net, state["dropout"], rng_path, None if self.K == 1 else k)
-            snapshot.set_torch_rng_state(state)
+            with snapshot.restoring_state(rng_path):
+                self.members[k].feed.load_state_dict(state["feed"])
+                self.restored_progress[k] = _progress(state.get("progress"))
+                set_net_rng_state(self.net, state["dropout"], rng_path,
+                                  None if self.K == 1 else k)
+                snapshot.set_torch_rng_state(state)
         self.iteration.fill_(self.iter)
         self.rates = self.schedule.rates
+
+
+def _progress(saved: dict | None) -> dict | None:
+    """A checkpoint's loop figures (step count, loss sum, seconds), each checked a number."""
+    return None if saved is None else {"count": int(saved["count"]),
+                                       "loss_sum": float(saved["loss_sum"]),
+                                       "seconds": float(saved["seconds"])}
 
 
 def snapshot_iteration(path: Path) -> int:

@@ -36,6 +36,13 @@ from runtime.errors import AllconvError
 from runtime.files import TEMPORARY, atomic_write_bytes, read_json_object
 
 RUN_JSON, RESULT_JSON, METRICS = "run.json", "result.json", "metrics.jsonl"
+# the fields readers take from each file, with their types (an int is a number too)
+NUMBER = (int, float)
+FIELDS = {RUN_JSON: {"row": str, "lr": NUMBER, "seed": int, "epochs": NUMBER,
+                     "batch_size": int},
+          RESULT_JSON: {"row": str, "lr": NUMBER, "seed": int, "epochs": NUMBER,
+                        "wall_seconds": NUMBER, "test_error": NUMBER},
+          METRICS: {"iter": int}}
 NET, SOLVER, DEPLOY, CURVES = ("train_test.prototxt", "solver.prototxt", "deploy.prototxt",
                                "curves.png")
 CHECKPOINT = "checkpoint"
@@ -124,6 +131,18 @@ def row_runs(row_dir) -> list["RunFolder"]:
     return [RunFolder(p) for p in sorted(row_dir.iterdir()) if (p / RUN_JSON).is_file()]
 
 
+def checked_fields(path, data: dict, fields: dict, where: str = "") -> dict:
+    """``data`` read from ``path``, each of ``fields`` present with its type, or one line
+    naming the file and the field."""
+    for key, kind in fields.items():
+        value = data.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            said = "no" if key not in data else f"a {type(value).__name__} as its"
+            raise AllconvError(f"{path}{where}: {said} {key!r} field; was it edited? (the run "
+                               "writes it)")
+    return data
+
+
 class MetricsLog:
     """Append-only JSONL of a run: one line per evaluation (and one per event, e.g. divergence)."""
 
@@ -140,11 +159,14 @@ class MetricsLog:
         records = []
         for i, line in enumerate(lines):
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except ValueError as err:
                 if i == len(lines) - 1 and not line.endswith("\n"):
                     break
                 raise AllconvError(f"{self.path}: a line is not JSON: {err}") from None
+            if not isinstance(record, dict):
+                raise AllconvError(f"{self.path}, line {i + 1}: not a JSON object")
+            records.append(checked_fields(self.path, record, FIELDS[METRICS], f", line {i + 1}"))
         return records
 
     def truncate(self, iteration: int) -> list[dict]:
@@ -244,8 +266,9 @@ class RunFolder:
 
     @property
     def settings(self) -> dict:
-        """run.json without its provenance: what a resume must match."""
-        return {k: v for k, v in self.config.items() if k != PROVENANCE}
+        """run.json without its provenance: what a resume must match (and a report reads)."""
+        return checked_fields(self.file(RUN_JSON), {k: v for k, v in self.config.items()
+                                                    if k != PROVENANCE}, FIELDS[RUN_JSON])
 
     @property
     def provenance(self) -> dict:
@@ -254,6 +277,11 @@ class RunFolder:
         if missing:
             raise AllconvError(f"{self.file(RUN_JSON)}: its provenance lacks "
                                f"{', '.join(missing)}; run the row again to record them")
+        checked_fields(self.file(RUN_JSON), found, {"variant": str, "dataset": str,
+                                                    "classes": list}, ", provenance")
+        if found["whitening"] is not None and not isinstance(found["whitening"], dict):
+            raise AllconvError(f"{self.file(RUN_JSON)}, provenance: a "
+                               f"{type(found['whitening']).__name__} as its 'whitening' field")
         try:
             get_dataset(found["dataset"])
         except AllconvError as err:
@@ -282,17 +310,18 @@ class RunFolder:
     def note(self) -> str | None:
         return self.config.get(PROVENANCE, {}).get("note")
 
-    def deploy(self) -> str:
-        """The deploy net's prototxt text."""
+    def deploy(self) -> Path:
+        """The deploy net's prototxt file (a path, so that a parse error names it)."""
         path = self.file(DEPLOY)
         if not path.is_file():
             raise AllconvError(f"{self.path}: no {DEPLOY} in the run folder")
-        return path.read_text()
+        return path
 
     def result(self) -> dict | None:
         """result.json, written when the run finished; None before."""
         path = self.file(RESULT_JSON)
-        return read_json_object(path) if path.is_file() else None
+        return (checked_fields(path, read_json_object(path), FIELDS[RESULT_JSON])
+                if path.is_file() else None)
 
     def outcome(self) -> dict:
         """What the folder holds: its result, ``{'diverged': why}``, or ``{'missing': why}``."""

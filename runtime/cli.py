@@ -192,6 +192,14 @@ def _flag(parser, name: str, **kwargs) -> None:
     parser.add_argument(f"-{name}", **kwargs)
 
 
+def _path(text: str) -> str:
+    """A file flag's value: an empty one names no file (it would read as the current
+    folder or as an empty net)."""
+    if not text.strip(", "):
+        raise argparse.ArgumentTypeError("an empty path: name a file")
+    return text
+
+
 def _gflags_spelling(argv: list[str]) -> list[str]:
     """gflags takes --name as -name (Caffe's scripts write --solver=...); -name=value
     argparse already takes."""
@@ -215,10 +223,11 @@ def build_parser() -> Parser:
                        "net_iter_1000.solverstate\n"
                        "  allconv-caffe train -solver solver.prototxt -weights "
                        "pretrained.caffemodel -gpu 0")
-    _flag(t, "solver", required=True, help="solver prototxt")
-    _flag(t, "snapshot", help="resume from this .solverstate")
-    _flag(t, "weights", help="start from these .caffemodel weights (comma-separated), copied "
-                             "into the train net and every test net")
+    _flag(t, "solver", required=True, type=_path, help="solver prototxt")
+    _flag(t, "snapshot", type=_path, help="resume from this .solverstate")
+    _flag(t, "weights", type=_path, help="start from these .caffemodel weights "
+                                         "(comma-separated), copied into the train net and "
+                                         "every test net")
     _flag(t, "sigint_effect", choices=EFFECTS, default="stop",
           help="on SIGINT (Ctrl-C), after the current iteration: stop (and snapshot, "
                "with snapshot_after_train), snapshot and go on, or none (default stop)")
@@ -232,15 +241,15 @@ def build_parser() -> Parser:
                             "weights; print each output per batch, then averaged.",
                 epilog="example:\n  allconv-caffe test -model net.prototxt -weights "
                        "net_iter_1000.caffemodel -iterations 100")
-    _flag(e, "model", required=True, help="net prototxt (TEST phase)")
-    _flag(e, "weights", required=True, help=".caffemodel")
+    _flag(e, "model", required=True, type=_path, help="net prototxt (TEST phase)")
+    _flag(e, "weights", required=True, type=_path, help=".caffemodel")
     e.set_defaults(run=test)
     m = command("time", help="time forward and backward passes of a net",
                 description="Time one untimed and then -iterations forward and backward "
                             "passes; print each iteration and each layer's average.",
                 epilog="example:\n  allconv-caffe time -model net.prototxt -iterations "
                        "10 -gpu 0")
-    _flag(m, "model", required=True, help="net prototxt")
+    _flag(m, "model", required=True, type=_path, help="net prototxt")
     _flag(m, "phase", choices=("TRAIN", "TEST"), default="TRAIN",
           help="the net's phase (default TRAIN)")
     m.set_defaults(run=time_net)

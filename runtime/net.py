@@ -176,8 +176,11 @@ class Net(nn.Module):
         self._shapes, self._values, self._versions, self._loss = OrderedDict(), {}, {}, None
         self._input_slots, self._propagate_down = {}, []
         available = set()
-        for layer_param in insert_splits(filter_net(param)).layer:
-            self._add_layer(layer_param, available, feeds, input_shapes or {})
+        with warnings.catch_warnings():
+            if weights is not None:     # they replace the fillers (copy_from names any missed)
+                warnings.filterwarnings("ignore", message=".*has no weight_filler")
+            for layer_param in insert_splits(filter_net(param)).layer:
+                self._add_layer(layer_param, available, feeds, input_shapes or {})
         self.outputs = sorted(available)  # Caffe keeps its leftover blobs in a std::set
         self.top_names = OrderedDict((l.name, list(l.tops)) for l in self.layers)
         self.bottom_names = OrderedDict((l.name, list(l.bottoms)) for l in self.layers)

@@ -8,6 +8,7 @@ Caffe's two files (weights; ``SolverState`` with the history, ``iter``, ``curren
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -96,10 +97,28 @@ def sibling(state_path, extension: str) -> str:
 
 def read_rng_state(path: str) -> dict:
     """The dict a `write` saved as .rngstate (tensors on the CPU)."""
+    if not os.path.isfile(path):
+        raise AllconvError(f"{path}: no such rng state file (one is written beside each "
+                           "snapshot)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise AllconvError(f"{path}: unreadable rng state: {e}") from None
+        raise AllconvError(f"{path}: unreadable rng state: {str(e) or type(e).__name__} (a "
+                           "truncated or foreign file?)") from None
+    if not isinstance(state, dict):
+        raise AllconvError(f"{path}: holds a {type(state).__name__}, not an rng state")
+    return state
+
+
+@contextlib.contextmanager
+def restoring_state(path):
+    """Report a state file whose content is not what its reader expects (a field missing, of
+    another type or shape) in one line naming the file."""
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError, RuntimeError) as e:
+        what = f"no field {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+        raise AllconvError(f"{path}: not a state this run can restore ({what})") from None
 
 
 def torch_rng_state() -> dict:

@@ -538,11 +538,12 @@ class Solver:
         snapshot.restore(state_path, self.net, self.optimizer, self.schedule)
         rng_path = snapshot.sibling(state_path, ".rngstate")
         if os.path.isfile(rng_path):
-            rng = _upgrade_rng_state(snapshot.read_rng_state(rng_path), self, rng_path)
-            if rng.get("iter") != self.iter:
-                log.warning("%s is for iteration %s, the solverstate for %d", rng_path,
-                            rng.get("iter"), self.iter)
-            self._set_rng_state(rng, rng_path)
+            with snapshot.restoring_state(rng_path):
+                rng = _upgrade_rng_state(snapshot.read_rng_state(rng_path), self, rng_path)
+                if rng.get("iter") != self.iter:
+                    log.warning("%s is for iteration %s, the solverstate for %d", rng_path,
+                                rng.get("iter"), self.iter)
+                self._set_rng_state(rng, rng_path)
         else:
             log.info("%s not found; random streams are not restored", rng_path)
         log.info("%s: restored iteration %d from %s", type(self).__name__, self.iter,

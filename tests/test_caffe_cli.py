@@ -188,6 +188,11 @@ def test_time_refuses_a_backward_caffe_aborts_in(workdir, capsys, extra, message
      "gone.solverstate: no such file"),
     (["train", "-solver", "missing.prototxt", "-weights", "net.caffemodel,gone.caffemodel"],
      "net.caffemodel: no such file"),
+    # an empty file flag names no file (not the current folder, not an empty net)
+    (["train", "-solver", ""], "argument -solver: an empty path"),
+    (["train", "-solver", "solver4.prototxt", "-weights", ","], "argument -weights: an empty"),
+    (["test", "-model", "", "-weights", "w"], "argument -model: an empty path"),
+    (["time", "-model", " "], "argument -model: an empty path"),
 ])
 def test_errors_are_one_line(workdir, capsys, args, message):
     assert run_cli(main, "allconv-caffe", args) == 2

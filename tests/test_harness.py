@@ -682,8 +682,8 @@ def test_the_committed_gpu_runs_read_as_run_folders(lr):
     assert (run.variant, run.dataset, run.config["lr"]) == ("all-c", "cifar10", float(lr))
     assert run.classes == list(spec.dataset.class_names)
     assert run.provenance["whitening"]["cache_entry"].endswith("cifar10-a29c02eb0e5081874db4")
-    assert run.deploy() == render_net(spec.variant, NetOptions(num_classes=10, deploy=True,
-                                                               init=spec.init))
+    assert run.deploy().read_text() == render_net(
+        spec.variant, NetOptions(num_classes=10, deploy=True, init=spec.init))
     assert count_params(meta_net(run.deploy(), pb.TEST)) == spec.paper.counted_params
     assert run.outcome()["lr"] == float(lr) and run.outcome()["finished"]
     with pytest.raises(AllconvError, match="no snapshot .* give --weights"):

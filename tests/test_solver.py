@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 
 import numpy as np
@@ -672,6 +673,27 @@ def test_solve_resumes_from_a_solverstate(tmp_path):
     assert b.iter == 5
     for x, y in zip(a.net.learnable_params, b.net.learnable_params):
         assert torch.equal(x.detach(), y.detach())
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(net="junk"), "has no attribute 'items'"),
+    (lambda d: d.update(test_nets=-1), "not iterable"),
+    (lambda d: d.update(torch_cpu=d["torch_cpu"].double()), "ByteTensor"),
+    (lambda d: torch.zeros(3), "holds a Tensor, not an rng state"),
+    (None, "unreadable rng state: EOFError"),
+])
+def test_an_edited_or_empty_rngstate_is_one_line_naming_it(tmp_path, edit, message):
+    p = _solver_param(_net_text(), max_iter=2, snapshot=2, snapshot_prefix=str(tmp_path / "r"))
+    SGDSolver(p, train_feed=Feed(_batches(2))).solve()
+    rng = tmp_path / "r_iter_2.rngstate"
+    if edit is None:
+        rng.write_bytes(b"")
+    else:
+        state = torch.load(rng, weights_only=True)
+        edited = edit(state)
+        torch.save(state if edited is None else edited, rng)
+    with pytest.raises(AllconvError, match=re.escape(str(rng)) + ": .*" + re.escape(message)):
+        SGDSolver(p, train_feed=Feed(_batches(2))).restore(str(tmp_path / "r_iter_2.solverstate"))
 
 
 def test_solver_file_paths_defaults_and_log_lines(tmp_path, monkeypatch, caplog):

@@ -182,7 +182,7 @@ def test_read_run_takes_the_newest_checkpoint(tmp_path):
         (tmp_path / f"checkpoint_iter_{it}.caffemodel").write_bytes(b"")
     run = run_folder.RunFolder.read(tmp_path)
     assert run.weights().name == "checkpoint_iter_40.caffemodel" and run.dataset == "cifar10"
-    assert 'type: "Input"' in run.deploy() and "conv9" in run.deploy()
+    assert 'type: "Input"' in run.deploy().read_text() and "conv9" in run.deploy().read_text()
 
 
 @pytest.mark.parametrize("argv, message", [

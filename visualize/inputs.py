@@ -154,11 +154,14 @@ def _read_npy(path) -> np.ndarray:
         with open(path, "rb") as handle:
             np.lib.format.read_magic(handle)
             handle.seek(0)
-            return np.load(handle, allow_pickle=False)
+            array = np.load(handle, allow_pickle=False)
     except OSError as err:
         raise AllconvError(f"{path}: cannot read: {err.strerror or err}") from None
     except ValueError as err:
         raise AllconvError(f"{path}: not a .npy array ({err})") from None
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise AllconvError(f"{path}: holds {array.dtype} values, not numbers")
+    return array
 
 
 def _image(args, net, source: Source) -> Picture:

@@ -63,8 +63,9 @@ def _open_npz(path: Path) -> Source:
     try:
         with np.load(path) as f:
             data, labels = f["data"], f["labels"]
-    except (OSError, ValueError, KeyError) as err:
-        raise AllconvError(f"data source {path}: not a save_npz_source file ({err})") from None
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        raise AllconvError(f"data source {path}: not a save_npz_source file "
+                           f"({str(err) or 'empty or cut short'})") from None
     if data.ndim != 4 or labels.shape != (len(data),) or len(data) == 0:
         raise AllconvError(f"data source {path}: need data (N, C, H, W) and labels (N,) with N > 0,"
                            f" got {data.shape} and {labels.shape}")
