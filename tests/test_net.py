@@ -336,6 +336,21 @@ def test_a_permissive_share_reads_the_owners_values_in_its_own_shape_in_a_test_n
         Net(PERMISSIVE.replace("num_output: 6", "num_output: 5"), TEST)
 
 
+def test_layer_blobs_keep_each_layers_shape_by_any_index():
+    from runtime.layers import LayerBlobs
+    blobs = LayerBlobs()
+    blobs.append(torch.nn.Parameter(torch.zeros(2, 3)))
+    blobs.append(torch.nn.Parameter(torch.zeros(6)))
+    owner = torch.nn.Parameter(torch.arange(6.0).reshape(3, 2))
+    blobs.share(-1, owner)
+    assert blobs[1].shape == blobs[-1].shape == (6,) and blobs.owner(-1) is owner
+    assert [b.shape for b in blobs[0:2]] == [(2, 3), (6,)]
+    blobs.share(0, owner)
+    assert blobs[0].shape == (2, 3) and torch.equal(blobs[0], owner.view(2, 3))
+    blobs.share(0, torch.nn.Parameter(torch.ones(2, 3)))    # the same shape: no view left
+    assert blobs[0] is blobs.owner(0)
+
+
 def test_share_trained_layers_with_checks_blob_counts_and_shapes_before_sharing():
     trained = Net(INPUT + _ip("a", 4) + _ip("b", 4), TRAIN, seed=1)
     for layers, error in [
