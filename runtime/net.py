@@ -399,12 +399,17 @@ class Net(nn.Module):
         self._shapes[name] = tuple(int(d) for d in shape)
 
     def reshape(self) -> None:
-        """Re-infer every blob shape from the input shapes (Caffe's Net::Reshape)."""
+        """Re-infer every blob shape from the input shapes (Caffe's Net::Reshape); a blob
+        whose shape this changes loses its values, the others keep them, as in pycaffe."""
+        before = dict(self._shapes)
         for layer in self.layers:
             with layer_errors(layer.param):
                 layer.top_shapes = layer.reshape_tops([self._shapes[b] for b in layer.bottoms])
             self._shapes.update(zip(layer.tops, map(tuple, layer.top_shapes)))
-        self._values, self._versions = {}, {}
+        for name, shape in self._shapes.items():
+            if before.get(name) != shape:
+                self._values.pop(name, None)
+                self._versions.pop(name, None)
 
     def set_feed(self, feed, layer: str | None = None) -> None:
         """Give Data layers (all, or the one named ``layer``) a new feed."""

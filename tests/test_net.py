@@ -232,6 +232,20 @@ def test_reshape_inputs_then_net():
         net.blobs["ip"].reshape(1, 5)
 
 
+def test_reshape_keeps_the_values_of_blobs_whose_shape_stays():
+    """pycaffe's net.reshape() with the same shapes leaves data and diffs as they were."""
+    net = small(TRAIN, seed=1)
+    net.forward_backward()
+    data, diff = net.blobs["ip"].data.clone(), net.blobs["conv1"].diff.clone()
+    net.reshape()
+    assert torch.equal(net.blobs["ip"].data, data) and torch.equal(net.blobs["conv1"].diff, diff)
+    assert data.abs().sum() > 0 and diff.abs().sum() > 0
+    net.blobs["data"].reshape(3, 3, 6, 6)
+    net.blobs["label"].reshape(3)
+    net.reshape()
+    assert net.blobs["ip"].data.shape == (3, 5) and not net.blobs["ip"].data.any()
+
+
 def test_loss_weight_scales_total():
     net = Net(NET.replace('top: "loss" }', 'top: "loss" loss_weight: 3 }'), TRAIN, seed=1)
     ref = small()
