@@ -830,3 +830,21 @@ def test_a_net_without_layers_builds_but_does_not_run():
     net = Net("# nothing\n", TEST)
     with pytest.raises(AllconvError, match="^the net has no layers to run$"):
         net.forward()
+
+
+def test_a_scale_factor_diff_caffe_writes_holds_the_last_backward_only():
+    """Outer dim 1 and more than one value: Caffe's Scale writes its factor's diff, so a
+    second forward/backward without clearing gives the same diff, not twice it."""
+    net = Net('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 3 } } }'
+              'layer { name: "s" type: "Scale" bottom: "x" top: "y" '
+              'scale_param { axis: 0 num_axes: -1 } }'
+              'layer { name: "l" type: "Reduction" bottom: "y" top: "l" loss_weight: 1 }',
+              TRAIN, seed=0)
+    x = torch.tensor([[1.0, -2.0, 3.0]])
+    net.forward(x=x)
+    net.backward()
+    once = net.params["s"][0].diff.clone()
+    net.forward(x=x)
+    net.backward()
+    torch.testing.assert_close(net.params["s"][0].diff, once)
+    torch.testing.assert_close(once, x)
