@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -133,12 +134,19 @@ def not_process_zero() -> bool:
     return launched_by_torchrun() and os.environ.get("RANK", "0") != "0"
 
 
+# how long another process waits before it exits on an error process 0 says: torchrun stops
+# every process once one exits, and process 0, started a moment later, must be let say why
+# (its exit ends the wait at once)
+SAY_GRACE_SECONDS = 30.0
+
+
 def said_once(check, *args):
     """``check(*args)``; every process finds the same error, so only process 0 says it."""
     try:
         return check(*args)
     except AllconvError:
         if not_process_zero():
+            time.sleep(SAY_GRACE_SECONDS)
             raise SystemExit(2) from None
         raise
 
