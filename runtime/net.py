@@ -77,8 +77,7 @@ class Blob:
 
     @property
     def diff(self) -> torch.Tensor:
-        grad = next((v.grad for v in self._net._versions.get(self.name, ())
-                     if v.requires_grad and v.grad is not None), None)
+        grad = self._net._earliest_grad(self.name)
         if grad is None and self.name in self._net._top_loss_weights:   # set at Caffe's set-up
             return torch.full_like(self.data, self._net._top_loss_weights[self.name])
         if grad is None and self.name in self._net._diff_shared_with:   # a Reshape's bottom
@@ -312,7 +311,8 @@ class Net(nn.Module):
         runs no backward (its top read by a layer that propagates nothing into it).
         ``_backward_refused``: why Caffe's Backward would abort on this net, if it would.
         ``_diff_shared_with``: {a Reshape's bottom: its top}, whose diff Caffe's bottom shows
-        where nothing computes the bottom's own."""
+        where nothing computes the bottom's own; ``_scratch_readers``: {a blob: the one layer
+        reading it as bottom 0 that may leave a scratch diff there}."""
         plan = backward_plan(self.layers, self._param_needs, self.force_backward)
         for i, layer in enumerate(self.layers):
             if plan.layer_need[i] and layer.diffs_whenever_run is not None:
@@ -331,24 +331,32 @@ class Net(nn.Module):
                                   (k, t) in overwritten for k in range(i + 1, len(self.layers))))}
         self._diff_shared_with = {l.bottoms[0]: l.tops[0] for l in self.layers
                                   if l.top_diff_is_bottom_diff}
+        readers = [(l.bottoms[0], i) for i, l in enumerate(self.layers)
+                   if l.bottoms and l.tops and l.tops[0] != l.bottoms[0]
+                   and type(l).scratch_diff is not Layer.scratch_diff]
+        self._scratch_readers = {b: i for b, i in readers
+                                 if [r for r, _ in readers].count(b) == 1}
         self._top_loss_weights = {t: w for l in self.layers
                                   for t, w in zip(l.tops, l.loss_weights) if w}
+
+    def _earliest_grad(self, name: str):
+        """The gradient of the earliest value of blob ``name`` (in an in-place chain) that
+        has one, or None."""
+        return next((v.grad for v in self._versions.get(name, ())
+                     if v.requires_grad and v.grad is not None), None)
 
     def _scratch_diff(self, name: str):
         """The diff the layer reading ``name`` as bottom 0 leaves there in Caffe while
         propagating nothing to it (``Layer.scratch_diff``), or None."""
-        readers = [(i, l) for i, l in enumerate(self.layers)
-                   if l.bottoms[:1] == (name,) and l.tops[:1] != (name,) and l.tops
-                   and type(l).scratch_diff is not Layer.scratch_diff]
-        if len(readers) != 1 or not self._versions.get(name):
+        i = self._scratch_readers.get(name)
+        if i is None or not self._versions.get(name):
             return None
-        i, layer = readers[0]
+        layer = self.layers[i]
         top = self._versions.get(layer.tops[0], [None])[0]
         top_diff = top.grad if top is not None and top.requires_grad else None
         learns = [b.requires_grad and k not in self._frozen_uses[i]
                   for k, b in enumerate(layer.blobs.owners())]
-        gets = [any(v.requires_grad and v.grad is not None for v in self._versions.get(b, ()))
-                for b in layer.bottoms]
+        gets = [self._earliest_grad(b) is not None for b in layer.bottoms]
         with torch.no_grad():
             return layer.scratch_diff([self._values[b] for b in layer.bottoms], top_diff,
                                       learns, gets)
