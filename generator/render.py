@@ -11,6 +11,8 @@ import jinja2
 from google.protobuf import text_encoding
 
 from generator.variants import Variant
+from runtime.blob_shape import INT_MAX
+from runtime.errors import AllconvError
 from runtime.prototxt import parse_net, parse_solver
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -154,6 +156,10 @@ def render_solver(variant: Variant, net_opts: NetOptions, opts: SolverOptions) -
 def rendered_solver(variant: Variant, net_opts: NetOptions, opts: SolverOptions) -> Rendered:
     """The solver prototxt of ``variant`` and the SolverParameter it parses to."""
     context = _schedule_context(variant, _with_defaults(variant, net_opts), opts)
+    if context["max_iter"] > INT_MAX:
+        raise AllconvError(f"the solver's max_iter would be {context['max_iter']:,} iterations, "
+                           f"more than Caffe's int32 field holds ({INT_MAX:,}): give fewer "
+                           "epochs")
     text = _ENV.get_template("solver.prototxt.j2").render(
         variant=variant, net_path=opts.net_path, momentum=0.9, snapshot_prefix=opts.snapshot_prefix,
         seed=opts.seed, **context)

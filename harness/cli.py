@@ -409,7 +409,8 @@ def _selected_specs(args, tables) -> list[Spec]:
     own or in its table."""
     specs = select(args.targets, tables)
     if args.report and not args.out.is_dir():
-        raise AllconvError(f"--out {args.out}: no such folder (--report reads the run folders "
+        what = "a file, not a folder" if args.out.exists() else "no such folder"
+        raise AllconvError(f"--out {args.out}: {what} (--report reads the run folders "
                            "that training wrote there)")
     if not args.report:
         for spec in specs:

@@ -350,25 +350,29 @@ class RunFolder:
         return found[-1][0]
 
     def whitening(self, data_dir=None, verify: bool = True) -> preprocess.Whitening:
-        """The run's whitening from its cache folder (where run.json says, or under this
+        """The run's whitening, from ``prepared_folder``."""
+        return preprocess.Whitening.load(self.prepared_folder(data_dir, verify) / "whitening.npz")
+
+    def prepared_folder(self, data_dir=None, verify: bool = True) -> Path:
+        """The cache folder of the run's whitened dataset (where run.json says, or under this
         machine's cache by the same name); gone from the cache, it is rebuilt from ``data_dir``
-        (or the default CIFAR location) when the files hash the same."""
+        (or the default CIFAR location) when the files hash the same. A ``data_dir`` given is
+        always checked to hold the release the run trained on."""
         identity = self.provenance["whitening"]
         if identity is None:   # trained on data given in memory
             if data_dir is None:
                 raise AllconvError(f"{self.path}: the run names no whitening (it trained on data "
                                    "given in memory); give --data with the CIFAR release to use")
-            return preprocess.prepared_whitening(self.dataset, data_dir, verify=verify)
-        entry = self.cache_entry()
-        if entry is not None:
-            return preprocess.Whitening.load(entry / "whitening.npz")
-        recorded = Path(identity["cache_entry"])
-        rebuilt = preprocess.prepared_entry(self.dataset, data_dir, verify=verify)
-        if rebuilt.name != recorded.name:
-            raise AllconvError(f"{self.path}: the run's whitening {recorded} is not in the cache "
-                               f"and the CIFAR files found give {rebuilt.name}; give --data "
-                               "with the release the run trained on")
-        return preprocess.prepared_whitening(self.dataset, data_dir, verify=verify)
+            return preprocess.prepared_folder(self.dataset, data_dir, verify=verify)
+        entry, recorded = self.cache_entry(), Path(identity["cache_entry"])
+        if data_dir is not None or entry is None:
+            found = preprocess.prepared_entry(self.dataset, data_dir, verify=verify)
+            if found.name != recorded.name:
+                where = f"in --data {data_dir}" if data_dir is not None else "found"
+                raise AllconvError(f"{self.path}: the run trained on the whitening "
+                                   f"{recorded.name}; the CIFAR files {where} give {found.name}; "
+                                   "give --data with the release the run trained on")
+        return entry or preprocess.prepared_folder(self.dataset, data_dir, verify=verify)
 
     def cache_entry(self) -> Path | None:
         """The cache folder of the run's whitened dataset on this machine (where run.json

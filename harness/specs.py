@@ -254,7 +254,8 @@ def load_tables(root: str | Path = SPECS_DIR) -> dict[str, list[Spec]]:
     """Every table folder under ``root`` with its rows in the paper's order."""
     root = Path(root)
     if not root.is_dir():
-        raise AllconvError(f"spec folder {root} not found")
+        raise AllconvError(f"spec folder {root} " + ("is a file" if root.exists() else
+                                                      "not found"))
     tables = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("*.toml"))):
         specs = sorted((load_spec(p) for p in folder.glob("*.toml")), key=lambda s: s.order)

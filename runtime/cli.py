@@ -209,12 +209,14 @@ def _gflags_spelling(argv: list[str]) -> list[str]:
 
 def build_parser() -> Parser:
     p = Parser(prog="allconv-caffe", description="Caffe's command line, run by the allconv "
-                                                 "PyTorch runtime with Caffe's semantics.")
+                                                 "PyTorch runtime with Caffe's semantics.",
+               empty_values=True)
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def command(name, **texts):
         """A subcommand whose epilog of examples keeps its lines."""
-        return sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **texts)
+        return sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter,
+                              empty_values=True, **texts)
     t = command("train", help="train a net with a solver prototxt",
                 description="Train the solver's net, testing its test nets every "
                             "test_interval, with snapshots as the solver says.",

@@ -22,12 +22,22 @@ _LINE_BREAKS = {c: repr(chr(c))[1:-1] for c in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line and exit with status 2. Options are
-    taken only as spelt (``--epoch`` is not ``--epochs``), and a misspelt option is named
-    before the required ones it leaves missing."""
+    taken only as spelt (``--epoch`` is not ``--epochs``), a misspelt option is named before
+    the required ones it leaves missing, and an option's empty value is refused (unless
+    ``empty_values``, for gflags' "" = not given)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, empty_values: bool = False, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.empty_values = empty_values
+
+    def _get_value(self, action, arg_string):
+        # an option's empty value names nothing: a path would read as the current folder or an
+        # empty file, a name as "not given"; refused unless the command keeps gflags' meaning
+        if action.option_strings and not self.empty_values and not arg_string.strip():
+            raise argparse.ArgumentError(action, "an empty value: give one, or leave the "
+                                                 "option out")
+        return super()._get_value(action, arg_string)
 
     def _get_option_tuples(self, option_string):
         # argparse still matches prefixes of single-dash options (allconv-caffe's -model):

@@ -160,7 +160,8 @@ def _parse_text(text: str, message: Message, filename: str) -> Message:
 
 
 _QUOTED_LINE = re.compile(r"^'.*': (?=\S)")
-_UNKNOWN_ENUM = re.compile(r"^(Enum type \"([\w.]+)\" has no value named \w+\.?)$")
+_UNKNOWN_ENUM = re.compile(r"^(Enum type \"([\w.]+)\" has no value (?:named \w+|with number "
+                           r"-?\d+)\.?)$")
 _UNKNOWN_FIELD = re.compile(r'^Message type "([\w.]+)" has no field named "\w+"\.?$')
 
 

@@ -4,6 +4,7 @@ GCN+ZCA, run folders, and each bad input as one line with exit status 2."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import warnings
@@ -522,7 +523,24 @@ def test_a_run_whose_whitening_left_the_cache_needs_the_same_data(run_dir, tmp_p
     (copy / "run.json").write_text(json.dumps(config))
     err = _bad(tmp_path, ["--run", str(copy), "-o", str(tmp_path / "m.onnx"),
                           "--with-preprocessing", "--data", str(data), "--no-verify"], capsys)
-    assert "whitening" in err and "is not in the cache" in err and "give --data" in err
+    assert "the run trained on the whitening cifar10-0000" in err and "give --data" in err
+
+
+def test_data_given_with_a_run_is_checked_even_when_its_whitening_is_cached(run_dir, tmp_path,
+                                                                            capsys):
+    """--data is never ignored: a folder without the release, or with another release than the
+    run trained on, is refused though the run's whitening is in the cache."""
+    folder, _, data = run_dir
+    out = ["-o", str(tmp_path / "m.onnx"), "--with-preprocessing"]
+    err = _bad(tmp_path, ["--run", str(folder), *out, "--data", str(tmp_path / "nope")], capsys)
+    assert str(tmp_path / "nope") in err
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    batch = next(other.rglob("data_batch_1.bin"))
+    batch.write_bytes(bytes([1]) + batch.read_bytes()[1:])
+    err = _bad(tmp_path, ["--run", str(folder), *out, "--data", str(other), "--no-verify"], capsys)
+    assert f"the CIFAR files in --data {other} give" in err
+    assert cli.main(["--run", str(folder), *out, "--data", str(data), "--no-verify"]) == 0
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--prototxt", "d.prototxt", "-o", "m.onnx"]])

@@ -220,6 +220,13 @@ def test_cli_list(capsys):
      "argument --epochs: must be positive, not 0"),
     (["--variant", "all-c", "--solver", "s", "--epochs", "1e-4"],
      "--epochs is less than one iteration (max_iter 0)"),
+    (["--variant", "all-c", "--solver", "s", "--epochs", "1e30"],
+     "the solver's max_iter would be 390,624,999,999,999,987,747,523,859,054,592 iterations, "
+     "more than Caffe's int32 field holds (2,147,483,647): give fewer epochs"),
+    (["--variant", "all-c", "-o", ""],
+     "argument -o/--output: an empty value: give one, or leave the option out"),
+    (["--variant", "all-c", "--solver", "s", "--snapshot-prefix", " "],
+     "argument --snapshot-prefix: an empty value"),
     (["--variant", "all-c", "--solver", "s", "--steps", "400"],
      "an lr step lies beyond the run: stepvalue 156250 is not before max_iter 136719"),
     (["--variant", "all-c", "--solver", "s", "--epochs", "100"], "stepvalue 78125 is not before"),

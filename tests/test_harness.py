@@ -891,6 +891,9 @@ def test_report_on_a_missing_out_folder_is_one_line(tmp_path, capsys):
                                        "(--report reads the run folders that training wrote "
                                        "there)\n")
     assert not out.exists()
+    out.write_text("")
+    assert cli.run_cli(cli.main, "replicate", ["table3", "--report", "--out", str(out)]) == 2
+    assert f"--out {out}: a file, not a folder" in capsys.readouterr().err
 
 
 def test_the_largest_seed_is_caffes_and_cuda_graphs_stay_with_cuda(monkeypatch):

@@ -1,4 +1,6 @@
 """allconv-prep-cifar writes the whitened sources that gen-prototxt's nets read by default."""
+import sys
+
 import numpy as np
 
 from runtime import TEST
@@ -8,19 +10,21 @@ from runtime.data.source import open_source
 
 
 def test_writes_default_sources(tmp_path, monkeypatch, capsys):
+    """On a terminal, a bar of the stages on stderr; the files written on stdout."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     rng = np.random.RandomState(0)
     fake = Prepared(rng.randn(6, 3, 32, 32).astype("f4"), np.arange(6) % 10,
                     rng.randn(4, 3, 32, 32).astype("f4"), np.arange(4), None)
     seen = {}
 
-    def prepared(name, data_dir, stage):
-        seen.update(name=name, data_dir=data_dir)
+    def prepared(name, data_dir, verify, stage):
+        seen.update(name=name, data_dir=data_dir, verify=verify)
         stage("checking md5 sums")
         stage("fitting ZCA")
         return fake
     monkeypatch.setattr(cli, "prepared_cifar", prepared)
     assert cli.main(["--data", "somewhere", "--out", str(tmp_path / "data")]) == 0
-    assert seen == {"name": "cifar10", "data_dir": "somewhere"}
+    assert seen == {"name": "cifar10", "data_dir": "somewhere", "verify": True}
     source = open_source(str(tmp_path / "data" / "cifar10_gcn_zca_test.npz"), TEST)
     data, labels = source(4)
     np.testing.assert_array_equal(data.numpy(), fake.test_images)
@@ -33,10 +37,31 @@ def test_writes_default_sources(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "data" / "cifar10_gcn_zca_train.npz").is_file()
 
 
-def test_an_error_clears_the_progress_bar_and_stands_alone(tmp_path, capsys):
+def test_an_error_clears_the_progress_bar_and_stands_alone(tmp_path, monkeypatch, capsys):
     from runtime.cli_support import run_cli
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert run_cli(cli.main, "allconv-prep-cifar", ["--data", str(tmp_path / "none"),
                                                     "--out", str(tmp_path / "out")]) == 2
     last = capsys.readouterr().err.split("\r")[-1]   # what a terminal shows last
     assert last.startswith("allconv-prep-cifar: error: CIFAR-10 train files not found")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_log_gets_no_bar_and_hand_made_data_skips_the_md5_check(tmp_path, monkeypatch, capsys):
+    """stderr not a terminal (a log, a pipe): no progress lines before the error or the result;
+    --no-verify reaches the reader (hand-made CIFAR files have other md5 sums)."""
+    from runtime.cli_support import run_cli
+    assert run_cli(cli.main, "allconv-prep-cifar", ["--data", str(tmp_path / "none"),
+                                                    "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("allconv-prep-cifar: error: CIFAR-10 train files not found")
+    assert err.count("\n") == 1 and "\r" not in err
+    seen = {}
+
+    def prepared(name, data_dir, verify, stage):
+        seen.update(verify=verify)
+        raise cli.AllconvError("stop here")
+    monkeypatch.setattr(cli, "prepared_cifar", prepared)
+    assert run_cli(cli.main, "allconv-prep-cifar", ["--no-verify"]) == 2
+    assert seen == {"verify": False} and capsys.readouterr().err == \
+        "allconv-prep-cifar: error: stop here\n"

@@ -395,6 +395,10 @@ def test_unknown_field_or_enum_value_lists_the_valid_ones():
                                            r'Parameter.PoolMethod" has no value named MAXX\. '
                                            r"\(valid: MAX, AVE, STOCHASTIC\)$"):
         prototxt.parse_net('layer { pooling_param { pool: MAXX } }', "n.prototxt")
+    with pytest.raises(AllconvError, match=r'^s.prototxt:1:\d+: Enum type "caffe.Solver'
+                                           r'Parameter.SolverMode" has no value with number 7\. '
+                                           r"\(valid: CPU, GPU\)$"):
+        prototxt.parse_solver('solver_mode: 7', "s.prototxt")
 
 
 # Where protobuf's C++ tokenizer (Caffe's) and Python's part: positions as real Caffe gave them

@@ -237,7 +237,8 @@ def test_image_is_whitened_with_the_runs_whitening_and_shown_raw(all_c, monkeypa
     pixels = rng.randint(0, 256, (32, 32, 3)).astype(np.uint8)
     Image.fromarray(pixels).save(d / "image.png")
     whitening = Whitening(rng.randn(3072), np.eye(3072) + 0.01 * rng.randn(3072, 3072))
-    monkeypatch.setattr(visualize.inputs, "prepared_whitening", lambda dataset, data: whitening)
+    monkeypatch.setattr(visualize.inputs, "prepared_whitening",
+                        lambda dataset, data, verify: whitening)
     args = visualize.cli.build_parser().parse_args(
         ["unit", "--blob", "conv1", "--image", str(d / "image.png"), "-o", "u.png"])
     source = visualize.inputs.Source(d / "deploy.prototxt", d / "w.caffemodel",
@@ -473,13 +474,11 @@ def test_grey_panels_with_switches_are_explained(tmp_path, monkeypatch, capsys):
     assert fig.axes[4].get_ylabel() == "with switches\nactivation 0"
 
 
-def test_run_without_data_reads_the_runs_whitened_copy_and_never_downloads(files, tmp_path,
-                                                                           monkeypatch):
-    """--cifar-index with --run and no --data: the run's whitened test set in the cache."""
+def _run_with_cached_whitening(files, tmp_path, monkeypatch):
+    """A run folder of NET whose whitened CIFAR (4 random test images) is in the cache."""
     from runtime.data.preprocess import Whitening
-    d, net = files
+    d, _ = files
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(cifar, "download", lambda *a: pytest.fail("no download may be tried"))
     entry = tmp_path / "cache" / "allconv" / "prepared" / "cifar10-0123"
     entry.mkdir(parents=True)
     images = np.random.default_rng(5).standard_normal((4, 3, 8, 8)).astype(np.float32)
@@ -491,6 +490,15 @@ def test_run_without_data_reads_the_runs_whitened_copy_and_never_downloads(files
         commit=None, variant="all-c", dataset="cifar10", classes=["a"] * 10,
         whitening={"cache_entry": str(entry)}), deploy=NET)
     (run / "checkpoint_iter_1.caffemodel").write_bytes((d / "net.caffemodel").read_bytes())
+    return run, images
+
+
+def test_run_without_data_reads_the_runs_whitened_copy_and_never_downloads(files, tmp_path,
+                                                                           monkeypatch):
+    """--cifar-index with --run and no --data: the run's whitened test set in the cache."""
+    d, net = files
+    monkeypatch.setattr(cifar, "download", lambda *a: pytest.fail("no download may be tried"))
+    run, images = _run_with_cached_whitening(files, tmp_path, monkeypatch)
     assert run_cli(main, "visualize", ["unit", "--run", str(run), "--blob", "conv2",
                                        "--unit", "1", "--cifar-index", "2", "-o",
                                        str(tmp_path / "u.png"), "--npy",
@@ -501,6 +509,21 @@ def test_run_without_data_reads_the_runs_whitened_copy_and_never_downloads(files
     with np.load(tmp_path / "u.npz") as saved:
         np.testing.assert_allclose(saved["guided"], reconstruct(
             net, "conv2", x, "guided", [(1, y, xx)]).numpy(), rtol=1e-6)
+
+
+def test_data_beside_run_must_hold_the_release_the_run_trained_on(files, tmp_path, monkeypatch,
+                                                                  capsys):
+    """--run with --data: the release is checked against the run's whitening, never used in its
+    place (it would whiten the images with another fit)."""
+    from test_harness import write_cifar10_bin
+    run, _ = _run_with_cached_whitening(files, tmp_path, monkeypatch)
+    data = write_cifar10_bin(tmp_path / "cifar", n_train=8, n_test=4)
+    code = run_cli(main, "visualize", ["unit", "--run", str(run), "--blob", "conv2", "--cifar-index",
+                                       "2", "--data", str(data), "--no-verify", "-o",
+                                       str(tmp_path / "u.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"the CIFAR files in --data {data} give cifar10-" in err, err
+    assert not (tmp_path / "u.png").exists()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -520,6 +543,8 @@ def test_run_without_data_reads_the_runs_whitened_copy_and_never_downloads(files
      "--dataset does nothing with --input (the array is used as it is)"),
     (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--data", "{d}/data.npz"],
      "--data does nothing with --input"),
+    (["top-patches", "--blob", "conv2", "--data", "{d}/data.npz", "--no-verify"],
+     "--no-verify does nothing without --data DIR (no CIFAR file is read)"),
     (["top-patches", "--blob", "conv2", "--data", "{d}/data.npz", "--dataset", "cifar100"],
      "--dataset does nothing with --data {d}/data.npz (a .npz source is used as it is)"),
     (["top-patches", "--blob", "conv2", "--data", "{d}/data.npz", "--split", "train"],

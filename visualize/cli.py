@@ -219,6 +219,9 @@ def check_options_do_something(args, source) -> None:
         if given:
             raise AllconvError(f"--{given[0]} does nothing with --data {args.data} (a .npz "
                                "source is used as it is)")
+    if not getattr(args, "verify", True) and (args.data is None or is_npz(args.data)):
+        raise AllconvError("--no-verify does nothing without --data DIR (no CIFAR file is "
+                           "read)")
     if args.command == "unit" and args.image is not None and args.data is not None \
             and not source.dataset.whitening:
         raise AllconvError(f"--data does nothing with --image for {source.dataset.name} (the "
@@ -278,6 +281,8 @@ def build_parser() -> Parser:
         s.add_argument("--data", help="CIFAR folder (whitened as the harness does; default: "
                                       "with --run its whitened copy in the cache) or a .npz "
                                       "Data-layer source (used as it is)")
+        s.add_argument("--no-verify", dest="verify", action="store_false",
+                       help="skip the md5 check of --data's CIFAR files (for hand-made data)")
     f.add_argument("--filters", help="0-15, 3,7 or a mix (default: all)")
     t.add_argument("--filters", help="0-15, 3,7 or a mix (default: the first 16)")
     t.add_argument("--methods", type=_methods, default=["guided"], metavar="M[,M]",

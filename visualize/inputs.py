@@ -99,8 +99,9 @@ def load_images(args, source: Source, split: str) -> Images:
         in_cache = cifar.search_release(dataset.releases, split, cifar.cache_dir())
         raw = dataset.load(split)[0] if in_cache else None    # never a download here
     else:
-        entry = prepared_folder(dataset.name, args.data)
-        raw = dataset.load(split, args.data)[0]
+        entry = (source.run.prepared_folder(args.data, args.verify) if source.run is not None
+                 else prepared_folder(dataset.name, args.data, verify=args.verify))
+        raw = dataset.load(split, args.data, args.verify)[0]
     return Images(prepared_images(entry, split), raw)
 
 
@@ -217,5 +218,5 @@ def _whitening(args, source: Source):
     if is_npz(args.data):
         raise AllconvError("--image needs the run's whitening: --data a CIFAR folder, or --run")
     if source.run is not None:
-        return source.run.whitening(args.data)
-    return prepared_whitening(source.dataset.name, args.data)
+        return source.run.whitening(args.data, args.verify)
+    return prepared_whitening(source.dataset.name, args.data, verify=args.verify)

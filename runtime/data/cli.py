@@ -19,11 +19,13 @@ WRITING = "writing the sources"
 
 
 class StageBar:
-    """A tqdm bar over named stages, moved by calling it with the stage that starts."""
+    """A tqdm bar over named stages, moved by calling it with the stage that starts; on a
+    terminal only (a log gets the lines written at the end, or the one-line error)."""
 
     def __init__(self, stages: tuple[str, ...]):
         self.stages = stages
         self.bar = tqdm(total=len(stages), unit="stage", file=sys.stderr,
+                        disable=not sys.stderr.isatty(),
                         bar_format="{desc:<32} {n_fmt}/{total_fmt} stages [{elapsed}]")
 
     def __call__(self, stage: str) -> None:
@@ -51,6 +53,8 @@ def build_parser() -> Parser:
                    help=f"the dataset to whiten (default {names[0]})")
     p.add_argument("--data", metavar="DIR", help="folder holding the official release (default: "
                                                   "the XDG cache, downloaded when online)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip the md5 check of the CIFAR files (for hand-made data)")
     p.add_argument("--out", metavar="DIR", default="data",
                    help="where to write <dataset>_gcn_zca_{train,test}.npz (default data/)")
     return p
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     written = []
     with StageBar(STAGES + (WRITING,)) as progress:
-        prepared = prepared_cifar(args.dataset, args.data, stage=progress)
+        prepared = prepared_cifar(args.dataset, args.data, verify=args.verify, stage=progress)
         progress(WRITING)
         out = Path(args.out)
         try:

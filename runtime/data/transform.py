@@ -62,6 +62,7 @@ class Transformer:
         self.train, self.generator = train, generator
         self.scale, self.mirror, self.crop = float(param.scale), param.mirror, param.crop_size
         self.mean_image = self.mean_values = None
+        self.mean_file = param.mean_file
         if param.HasField("mean_file"):
             if len(param.mean_value):
                 raise AllconvError("transform_param: cannot specify mean_file and mean_value "
@@ -90,7 +91,7 @@ class Transformer:
             raise AllconvError(f"transform_param: crop_size {self.crop} is larger than the "
                                f"{h}x{w} image")
         if self.mean_image is not None and tuple(self.mean_image.shape) != (c, h, w):
-            raise AllconvError(f"transform_param: the mean_file is "
+            raise AllconvError(f"transform_param: the mean_file {self.mean_file} is "
                                f"{tuple(self.mean_image.shape)}, the images ({c}, {h}, {w})")
         if self.mean_values is not None and len(self.mean_values) not in (1, c):
             raise AllconvError(f"transform_param: specify either 1 mean_value or as many as "
