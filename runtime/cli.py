@@ -91,6 +91,7 @@ def test(args) -> None:
     """caffe.cpp's test: every element of every output, per batch and averaged, with the
     loss (the weighted sum Forward returns) and each loss output's weighted share."""
     from runtime import TEST, Net
+    from runtime.solver import loss_share
     device = _device(args.gpu)      # before the net: a -gpu that cannot be is said first
     net = Net(args.model, TEST, weights=args.weights, level=args.level,
               stages=_stages(args)).to(device)
@@ -111,8 +112,7 @@ def test(args) -> None:
         weight = net.loss_weight(name)
         for total in sums:
             mean = total / args.iterations
-            share = f" (* {weight:g} = {weight * mean:g} loss)" if weight else ""
-            print(f"{name} = {mean:g}{share}")
+            print(f"{name} = {mean:g}{loss_share(weight, mean)}")
 
 
 def time_net(args) -> None:

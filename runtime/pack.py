@@ -29,7 +29,8 @@ import torch
 
 from runtime.caffemodel import read_weights, write_weights
 from runtime.errors import AllconvError
-from runtime.layers import canonical_axis, describe
+from runtime.layers import describe
+from runtime.layers.shapes import canonical_axis
 from runtime.net import Net, filter_net
 from runtime.proto import pb
 from runtime.prototxt import read_net

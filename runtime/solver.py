@@ -137,18 +137,9 @@ def _output_items(net, outputs=None) -> list[tuple[str, torch.Tensor]]:
     return [(name, _as_tensor(net.blobs[name])) for name in outputs]
 
 
-def _blob_loss_weights(net) -> dict[str, float]:
-    """{top blob: loss weight} for the net's weighted tops (Caffe's blob_loss_weights)."""
-    weights = getattr(net, "blob_loss_weights", None)
-    if isinstance(weights, dict):
-        return {k: float(v) for k, v in weights.items()}
-    out: dict[str, float] = {}
-    for layer in getattr(net, "layers", []):
-        param = getattr(layer, "param", None)
-        for name, w in zip(getattr(param, "top", []), getattr(layer, "loss_weights", [])):
-            if w:
-                out[name] = out.get(name, 0.0) + float(w)
-    return out
+def loss_share(weight: float, value: float) -> str:
+    """What Caffe adds after a weighted output's value: " (* w = w·v loss)"; "" at weight 0."""
+    return f" (* {_fmt(weight)} = {_fmt(weight * value)} loss)" if weight else ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,7 +444,6 @@ class Solver:
         net = self.test_nets[test_net_id]
         net.share_trained_layers_with(self.net)
         n = int(p.test_iter[test_net_id])
-        weights = _blob_loss_weights(net)
         sums: "OrderedDict[str, torch.Tensor]" = OrderedDict()
         loss = None
         for i in range(n):
@@ -466,41 +456,36 @@ class Solver:
                     sums[name] = v.clone()
                 else:
                     sums[name] += v
-                if p.test_compute_loss and weights.get(name):
-                    term = weights[name] * v.sum()
+                if p.test_compute_loss and net.loss_weight(name):
+                    term = net.loss_weight(name) * v.sum()
                     loss = term if loss is None else loss + term
         if self.requested_early_exit:
             log.info("Test interrupted.")
             return {}
         if p.test_compute_loss and n:
             log.info("Test loss: %s", _fmt(float(loss) / n if loss is not None else 0.0))
-        scores: dict[str, Any] = OrderedDict()
-        index = 0
-        for name, total in sums.items():
-            mean = (total / n).cpu().tolist() if n else []
-            weight = weights.get(name, 0.0)
-            for value in mean:
-                extra = f" (* {_fmt(weight)} = {_fmt(weight * value)} loss)" if weight else ""
-                log.info("    Test net output #%d: %s = %s%s", index, name, _fmt(value), extra)
-                index += 1
-            scores[name] = mean[0] if len(mean) == 1 else mean
+        means = OrderedDict((name, (total / n).cpu().tolist() if n else [])
+                            for name, total in sums.items())
+        self._log_outputs(net, means.items(), "Test")
+        scores = OrderedDict((name, mean[0] if len(mean) == 1 else mean)
+                             for name, mean in means.items())
         self.mean_scores[test_net_id] = scores
         return scores
 
-    def _log_outputs(self, net, items, kind: str) -> None:
-        weights = _blob_loss_weights(net)
+    @staticmethod
+    def _log_outputs(net, items, kind: str) -> None:
+        """Caffe's "<kind> net output #i: name = v" lines, numbered across the (name, values)
+        ``items`` (values: a tensor or a list)."""
         index = 0
-        for name, value in items:
-            weight = weights.get(name, 0.0)
-            for v in value.detach().reshape(-1).float().cpu().tolist():
-                extra = f" (* {_fmt(weight)} = {_fmt(weight * v)} loss)" if weight else ""
-                log.info("    %s net output #%d: %s = %s%s", kind, index, name, _fmt(v), extra)
+        for name, values in items:
+            if isinstance(values, torch.Tensor):
+                values = values.detach().reshape(-1).float().cpu().tolist()
+            for v in values:
+                log.info("    %s net output #%d: %s = %s%s", kind, index, name, _fmt(v),
+                         loss_share(net.loss_weight(name), v))
                 index += 1
 
     # ---------------------------------------------------------------- snapshots
-    def snapshot_filename(self, extension: str) -> str:
-        return snapshot.filename(self.param.snapshot_prefix, self.iter, extension)
-
     def snapshot(self) -> tuple[str, str]:
         """Write <prefix>_iter_<N>.caffemodel, .rngstate and .solverstate (each atomically;
         snapshot_format HDF5: .caffemodel.h5 and .solverstate.h5)."""

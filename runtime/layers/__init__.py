@@ -10,7 +10,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import importlib
-import math
 import pkgutil
 import warnings
 
@@ -72,31 +71,6 @@ def make_layer(param, bottom_shapes, phase: int, generator: torch.Generator, **o
     cls = layer_class(param)
     with layer_errors(param):
         return cls(param, bottom_shapes, phase, generator, **options)
-
-
-def canonical_axis(axis: int, num_axes: int) -> int:
-    """Caffe's CanonicalAxisIndex: negative axes count from the end."""
-    if not -num_axes <= axis < num_axes:
-        raise AllconvError(f"axis {axis} is out of range for a {num_axes}-axis blob")
-    return axis % num_axes
-
-
-def count(shape, start: int = 0, end: int | None = None) -> int:
-    """Caffe's Blob::count(start, end): the product of the dims in [start, end)."""
-    return math.prod(shape[start:end])
-
-
-def hw_pair(message, name: str, both: bool = True) -> tuple[int, int] | None:
-    """``(name_h, name_w)`` when either is set, else None; ``both``: one alone is an error
-    (otherwise the other keeps its proto default)."""
-    if f"{name}_h" not in message.DESCRIPTOR.fields_by_name:
-        return None
-    has_h, has_w = message.HasField(f"{name}_h"), message.HasField(f"{name}_w")
-    if not (has_h or has_w):
-        return None
-    if both and not (has_h and has_w):
-        raise AllconvError(f"{name}_h and {name}_w must be given together")
-    return getattr(message, f"{name}_h"), getattr(message, f"{name}_w")
 
 
 def _check_count(what: str, got: int, allowed: tuple[int, int | None]) -> None:

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from runtime.errors import AllconvError
 from runtime.labels import class_indices
-from runtime.layers import Layer, canonical_axis, count, register
+from runtime.layers import Layer, register
+from runtime.layers.shapes import canonical_axis, check_labels, count
 from runtime.topk import label_rank
 
 
@@ -31,10 +32,7 @@ class Accuracy(Layer):
         self.axis = canonical_axis(self.param.accuracy_param.axis, len(scores))
         if self.top_k > scores[self.axis]:
             raise AllconvError(f"top_k {self.top_k} exceeds the {scores[self.axis]} classes")
-        expected = count(scores, 0, self.axis) * count(scores, self.axis + 1)
-        if count(labels) != expected:
-            raise AllconvError(f"label shape {labels} holds {count(labels)} labels; scores "
-                               f"shape {scores} needs {expected} (one per position)")
+        check_labels(scores, labels, self.axis)
         return [(), (scores[self.axis],)][:len(self.tops)]
 
     def forward(self, scores, labels):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from runtime.errors import AllconvError
-from runtime.layers import Layer, canonical_axis, count, register
+from runtime.layers import Layer, register
+from runtime.layers.shapes import canonical_axis, count
 
 
 def top_k(x, k: int, dim: int):

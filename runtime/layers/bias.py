@@ -6,7 +6,8 @@ factor, and its optional bias, by the same rules."""
 from __future__ import annotations
 
 from runtime.errors import AllconvError
-from runtime.layers import Layer, canonical_axis, register
+from runtime.layers import Layer, register
+from runtime.layers.shapes import canonical_axis
 
 
 def affine_shape(shape, axis: int, num_axes: int, field: str) -> tuple[int, ...]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from runtime.errors import AllconvError
-from runtime.layers import Layer, canonical_axis, register
+from runtime.layers import Layer, register
+from runtime.layers.shapes import canonical_axis
 
 
 @register("Concat")

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from runtime.blob_shape import check_int_field
 from runtime.errors import AllconvError
 from runtime.geometry import conv_output_size, conv_overhang
-from runtime.layers import Layer, canonical_axis, count, hw_pair, register
+from runtime.layers import Layer, register
+from runtime.layers.shapes import canonical_axis, count, hw_pair
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 

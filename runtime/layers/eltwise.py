@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 
 from runtime.errors import AllconvError
-from runtime.layers import Layer, count, register
+from runtime.layers import Layer, register
+from runtime.layers.shapes import count
 from runtime.proto import pb
 
 _E = pb.EltwiseParameter

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from runtime.blob_shape import legacy_shape
 from runtime.errors import AllconvError
-from runtime.layers import count, register
+from runtime.layers import register
+from runtime.layers.shapes import count
 from runtime.layers.loss import LossLayer
 
 

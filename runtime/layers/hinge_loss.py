@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from runtime.blob_shape import legacy_shape
 from runtime.errors import AllconvError
-from runtime.layers import count, register
+from runtime.layers import register
+from runtime.layers.shapes import count
 from runtime.labels import class_indices
 from runtime.layers.loss import LossLayer
 from runtime.proto import pb

@@ -11,7 +11,8 @@ import torch
 
 from runtime.errors import AllconvError
 from runtime.geometry import conv_output_size
-from runtime.layers import Layer, count, register
+from runtime.layers import Layer, register
+from runtime.layers.shapes import count
 from runtime.layers.convolution import convolve, window_geometry
 
 

@@ -15,7 +15,8 @@ import torch
 
 from runtime.caffemodel import read_blob
 from runtime.errors import AllconvError
-from runtime.layers import canonical_axis, count, register
+from runtime.layers import register
+from runtime.layers.shapes import canonical_axis, check_labels, count
 from runtime.layers.gradient import with_gradient
 from runtime.labels import class_indices
 from runtime.layers.loss import LOG_THRESHOLD, LossLayer, ignored, normalizer
@@ -47,10 +48,7 @@ class InfogainLoss(LossLayer):
         scores, labels = bottom_shapes[:2]
         super().reshape(bottom_shapes)
         self.axis = canonical_axis(self.param.infogain_loss_param.axis, len(scores))
-        positions = count(scores, 0, self.axis) * count(scores, self.axis + 1)
-        if count(labels) != positions:
-            raise AllconvError(f"label shape {labels} holds {count(labels)} labels; scores "
-                               f"shape {scores} needs {positions} (one per position)")
+        check_labels(scores, labels, self.axis)
         classes = scores[self.axis]
         h = count(bottom_shapes[2]) if len(bottom_shapes) == 3 else self.matrix.numel()
         if h != classes * classes:

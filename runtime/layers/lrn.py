@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from runtime.blob_shape import check_blob_shape, check_int_field
 from runtime.errors import AllconvError
 from runtime.layers import Layer, register
+from runtime.layers.shapes import check_image_blob
 from runtime.proto import pb
 
 
@@ -22,8 +23,7 @@ class LRN(Layer):
             raise AllconvError(f"local_size must be odd, got {self.size}")
 
     def reshape(self, bottom_shapes):
-        if len(bottom_shapes[0]) != 4:
-            raise AllconvError(f"bottom shape {bottom_shapes[0]} is not 4-d (N, C, H, W)")
+        check_image_blob(bottom_shapes[0])
         n, c, h, w = bottom_shapes[0]
         if not self.within:  # Caffe's padded_square_ blob: the channels padded by local_size - 1
             check_blob_shape((n, c + self.size - 1, h, w), "lrn_param.local_size")

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from runtime.blob_shape import check_int_field
 from runtime.errors import AllconvError
 from runtime.geometry import pool_output_size
-from runtime.layers import Layer, hw_pair, register
+from runtime.layers import Layer, register
+from runtime.layers.shapes import check_image_blob, hw_pair
 from runtime.proto import pb
 
 FLT_MAX = float(torch.finfo(torch.float32).max)
@@ -77,8 +78,7 @@ class Pooling(Layer):
 
     def reshape(self, bottom_shapes):
         shape = bottom_shapes[0]
-        if len(shape) != 4:
-            raise AllconvError(f"bottom shape {shape} is not 4-d (N, C, H, W)")
+        check_image_blob(shape)
         out = tuple(w[4] for w in self.windows(shape[2:]))
         if min(out) <= 0:
             raise AllconvError(f"bottom shape {shape} is smaller than the kernel")

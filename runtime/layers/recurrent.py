@@ -20,7 +20,8 @@ import warnings
 import torch
 
 from runtime.errors import AllconvError
-from runtime.layers import Layer, count, describe
+from runtime.layers import Layer, describe
+from runtime.layers.shapes import count
 
 
 class Recurrent(Layer):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.layers import Layer, canonical_axis, count, register
+from runtime.layers import Layer, register
+from runtime.layers.shapes import canonical_axis, count
 from runtime.proto import pb
 
 _R = pb.ReductionParameter

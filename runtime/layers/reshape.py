@@ -4,7 +4,8 @@ one −1 is inferred from the count. The top shares the bottom's data; not in pl
 from __future__ import annotations
 
 from runtime.errors import AllconvError
-from runtime.layers import Layer, count, register
+from runtime.layers import Layer, register
+from runtime.layers.shapes import count
 
 
 @register("Reshape")

@@ -6,7 +6,8 @@ one bottom, [bias] with two. A learned factor with as many values as bottom 0 ke
 last backward's diff, as Caffe writes it (``iter_size`` and sharing do not add to it)."""
 from __future__ import annotations
 
-from runtime.layers import Layer, count, register
+from runtime.layers import Layer, register
+from runtime.layers.shapes import count
 from runtime.layers.bias import BroadcastOperand, affine_shape, broadcast, broadcast_axis
 from runtime.proto import pb
 

@@ -10,7 +10,8 @@ import torch
 
 from runtime.blob_shape import legacy_shape
 from runtime.errors import AllconvError
-from runtime.layers import count, register
+from runtime.layers import register
+from runtime.layers.shapes import count
 from runtime.layers.gradient import with_gradient
 from runtime.layers.loss import LossLayer, ignored, normalization, normalizer
 from runtime.proto import pb

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from runtime.blob_shape import check_int_field
 from runtime.errors import AllconvError
-from runtime.layers import Layer, canonical_axis, register
+from runtime.layers import Layer, register
+from runtime.layers.shapes import canonical_axis
 
 
 @register("Slice")

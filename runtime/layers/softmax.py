@@ -1,7 +1,8 @@
 """Softmax (softmax_layer.cpp) along ``softmax_param.axis``."""
 from __future__ import annotations
 
-from runtime.layers import Layer, canonical_axis, register
+from runtime.layers import Layer, register
+from runtime.layers.shapes import canonical_axis
 
 
 @register("Softmax")

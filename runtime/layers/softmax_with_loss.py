@@ -10,7 +10,8 @@ import torch
 
 from runtime.errors import AllconvError
 from runtime.labels import class_indices
-from runtime.layers import canonical_axis, count, register
+from runtime.layers import register
+from runtime.layers.shapes import canonical_axis, check_labels, count
 from runtime.layers.gradient import with_gradient
 from runtime.layers.loss import LossLayer, normalization, normalizer
 
@@ -35,10 +36,7 @@ class SoftmaxWithLoss(LossLayer):
         super().reshape(bottom_shapes)      # the same first dimension, whatever the axis
         scores, labels = bottom_shapes
         self.axis = canonical_axis(self.param.softmax_param.axis, len(scores))
-        expected = count(scores, 0, self.axis) * count(scores, self.axis + 1)
-        if count(labels) != expected:
-            raise AllconvError(f"label shape {labels} holds {count(labels)} labels; scores "
-                               f"shape {scores} needs {expected} (one per position)")
+        check_labels(scores, labels, self.axis)
         return [()]
 
     def forward(self, scores, labels):

@@ -10,6 +10,7 @@ import torch
 
 from runtime.errors import AllconvError
 from runtime.layers import Layer, register
+from runtime.layers.shapes import check_image_blob
 from runtime.layers.pooling import Pooling
 from runtime.proto import pb
 
@@ -39,8 +40,7 @@ class SPP(Layer):
 
     def reshape(self, bottom_shapes):
         shape = bottom_shapes[0]
-        if len(shape) != 4:
-            raise AllconvError(f"bottom shape {shape} is not 4-d (N, C, H, W)")
+        check_image_blob(shape)
         if min(shape[2:]) <= 0:
             raise AllconvError(f"bottom shape {shape} has an empty spatial axis")
         spp = self.param.spp_param

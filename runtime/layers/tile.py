@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from runtime.errors import AllconvError
-from runtime.layers import Layer, canonical_axis, register
+from runtime.layers import Layer, register
+from runtime.layers.shapes import canonical_axis
 
 
 @register("Tile")

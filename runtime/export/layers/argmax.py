@@ -9,7 +9,7 @@ import numpy as np
 from runtime.errors import AllconvError
 from runtime.export.builder import FP16_EXACT
 from runtime.export.registry import batch_axis_fixes_the_batch, converter
-from runtime.layers import count
+from runtime.layers.shapes import count
 
 INT64_MIN = -2**63
 

@@ -4,7 +4,7 @@ axis 0 the batch is among the K inputs: it exports only with the prototxt's batc
 from __future__ import annotations
 
 from runtime.export.registry import batch_axis_fixes_the_batch, converter
-from runtime.layers import count
+from runtime.layers.shapes import count
 
 
 @converter("InnerProduct")
