@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from runtime.data import imagenet
 from runtime.errors import AllconvError
+from runtime.registry import add_once
 
 # Convolutions of one body stage (kernel sizes), per base model of Table 1. The stage's width
 # is 96 for the first stage and 192 for the second.
@@ -169,9 +170,19 @@ IMAGENET = Variant(
     notes=("227x227 crops with unpadded strided convs give 55-27-13-6, the paper's 6x6 global "
            "average (the paper's 224 cannot reach 6x6 without extra padding).",))
 
-VARIANTS: dict[str, Variant] = {v.name: v for v in [
-    _cifar_variant(family, base) for family in DOWNSAMPLING for base in BASE_STAGES
-] + [LARGE_ALL_CNN, IMAGENET]}
+VARIANTS: dict[str, Variant] = {}
+
+
+def register(variant: Variant) -> Variant:
+    """Add ``variant`` to the registry; a second entry of the same name is refused."""
+    return add_once(VARIANTS, variant.name, variant, "variant")
+
+
+for family in DOWNSAMPLING:
+    for base in BASE_STAGES:
+        register(_cifar_variant(family, base))
+register(LARGE_ALL_CNN)
+register(IMAGENET)
 
 
 def _normalise(name: str) -> str:

@@ -19,7 +19,6 @@ is `Run.update`, run eagerly or as one CUDA graph (harness/step.py).
 """
 from __future__ import annotations
 
-import re
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -465,10 +464,10 @@ def _progress(saved: dict | None) -> dict | None:
 
 def snapshot_iteration(path: Path) -> int:
     """N of a checkpoint_iter_N file."""
-    match = re.search(r"_iter_(\d+)\.\w+$", str(path))
-    if match is None:
+    found = snapshot.iteration(path)
+    if found is None:
         raise AllconvError(f"{path}: not a checkpoint_iter_N file")
-    return int(match.group(1))
+    return found
 
 
 class LossOf(torch.nn.Module):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -406,9 +405,7 @@ class RunFolder:
     def _checkpoints(self, extension: str) -> list[tuple[Path, int]]:
         """(path, iteration) of the checkpoint files with ``extension`` (".*": any), oldest
         first."""
-        pattern = re.compile(rf"{CHECKPOINT}_iter_(\d+)\.\w+")
-        found = [(p, int(match.group(1)))
-                 for p in self.path.glob(snapshot.filename(CHECKPOINT, "*", extension))
-                 if (match := pattern.fullmatch(p.name))]
+        found = [(p, n) for p in self.path.glob(snapshot.filename(CHECKPOINT, "*", extension))
+                 if (n := snapshot.iteration(p)) is not None]
         return sorted(found, key=lambda item: item[1])
 

@@ -22,7 +22,7 @@ import torch
 
 from .errors import AllconvError
 
-__all__ = ["POLICIES", "CaffeLR", "learning_rate", "policy_names"]
+__all__ = ["POLICIES", "CaffeLR", "learning_rate"]
 
 _f32 = np.float32
 
@@ -97,10 +97,6 @@ POLICIES: dict[str, Callable] = {
     "poly": _poly,
     "sigmoid": _sigmoid,
 }
-
-
-def policy_names() -> list[str]:
-    return list(POLICIES)
 
 
 def learning_rate(solver_param, iter: int, current_step: int = 0) -> tuple[float, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 import torch
 from torch import nn
@@ -16,7 +16,8 @@ from runtime.blob_shape import legacy_shape
 from runtime.caffemodel import blob_to_array, no_weights, read_layers, write_weights
 from runtime.errors import AllconvError
 from runtime.insert_splits import insert_splits
-from runtime.layers import Layer, describe, layer_class, layer_errors, make_layer
+from runtime.layers import (Layer, NoFillerWarning, describe, layer_class, layer_errors,
+                            make_layer)
 from runtime.proto import pb
 from runtime.prototxt import read_net
 
@@ -61,11 +62,12 @@ def _zeros_if_none(tensor, like):
 class Blob:
     """pycaffe-style view of a named blob: ``data``, ``diff``, ``shape``, ``count``.
 
-    ``data`` is the latest value (the last writer's output in an in-place chain); ``diff``
-    is the gradient w.r.t. the earliest value of the chain that has one, what Caffe leaves in
-    an in-place blob after backward (the bottom diff of the first in-place layer that
-    propagates down; the first producer's output when all do). Both are tensors sharing
-    storage with the net's.
+    ``data`` is the latest value (the last writer's output in an in-place chain). ``diff`` is
+    what Caffe's memory holds after backward: the gradient w.r.t. the earliest value of the
+    chain that has one (the bottom diff of the first in-place layer that propagates down; the
+    first producer's output when all do); without one, a loss top's loss weight (set at
+    set-up), a Reshape bottom's top diff (shared memory), a layer's scratch diff
+    (``Layer.scratch_diff``), else zeros. ``data`` shares storage with the net's.
     """
 
     def __init__(self, net: "Net", name: str):
@@ -177,7 +179,7 @@ class Net(nn.Module):
         available = set()
         with warnings.catch_warnings():
             if weights is not None:     # they replace the fillers (copy_from names any missed)
-                warnings.filterwarnings("ignore", message=".*has no weight_filler")
+                warnings.simplefilter("ignore", NoFillerWarning)
             for layer_param in insert_splits(filter_net(param)).layer:
                 self._add_layer(layer_param, available, feeds, input_shapes or {})
         self.outputs = sorted(available)  # Caffe keeps its leftover blobs in a std::set
@@ -334,8 +336,8 @@ class Net(nn.Module):
         readers = [(l.bottoms[0], i) for i, l in enumerate(self.layers)
                    if l.bottoms and l.tops and l.tops[0] != l.bottoms[0]
                    and type(l).scratch_diff is not Layer.scratch_diff]
-        self._scratch_readers = {b: i for b, i in readers
-                                 if [r for r, _ in readers].count(b) == 1}
+        read = Counter(b for b, _ in readers)
+        self._scratch_readers = {b: i for b, i in readers if read[b] == 1}
         self._top_loss_weights = {t: w for l in self.layers
                                   for t, w in zip(l.tops, l.loss_weights) if w}
 
@@ -372,11 +374,7 @@ class Net(nn.Module):
                 raise AllconvError(f"{describe(layer.param)}: the prototxt gives {len(given)} "
                                    f"blob(s), the layer has {len(layer.blobs)}")
             for i, (array, blob) in enumerate(zip(given, layer.blobs)):
-                if not _shape_equals(array.shape, tuple(blob.shape)):
-                    raise AllconvError(f"{describe(layer.param)}: prototxt blob {i} has shape "
-                                       f"{tuple(array.shape)}, the layer {tuple(blob.shape)}")
-                with torch.no_grad():
-                    blob.copy_(torch.from_numpy(array).reshape(blob.shape))
+                _copy_blob(blob, array, f"{describe(layer.param)}: blob {i}", "prototxt")
 
     def _index_params(self) -> None:
         """``learnable_params`` (a shared blob once) and pycaffe's ``params`` from the layers."""
@@ -614,12 +612,7 @@ class Net(nn.Module):
                     if owners[id(layer.blobs.owner(i))] is layer:
                         raise AllconvError(f"{path}: layer {layer.name!r} has no blob {i}")
                     continue
-                if not _shape_equals(array.shape, tuple(blob.shape)):
-                    raise AllconvError(f"{path}: layer {layer.name!r} blob {i}: shape "
-                                       f"{tuple(array.shape)} in the file, "
-                                       f"{tuple(blob.shape)} in the net")
-                with torch.no_grad():
-                    blob.copy_(torch.from_numpy(array).reshape(blob.shape))
+                _copy_blob(blob, array, f"{path}: layer {layer.name!r} blob {i}", "file")
         if missing:
             warnings.warn(message + "; they keep their fillers' values", UserWarning,
                           stacklevel=2)
@@ -675,6 +668,16 @@ class Net(nn.Module):
                              for l in self.layers], net_name=self.name)
 
 
+def _copy_blob(blob, array, where: str, source: str) -> None:
+    """A stored blob's values into ``blob`` after Caffe's ShapeEquals check (``where`` and
+    ``source``, "file" or "prototxt", name it in the error)."""
+    if not _shape_equals(array.shape, tuple(blob.shape)):
+        raise AllconvError(f"{where}: shape {tuple(array.shape)} in the {source}, "
+                           f"{tuple(blob.shape)} in the net")
+    with torch.no_grad():
+        blob.copy_(torch.from_numpy(array).reshape(blob.shape))
+
+
 def _shape_equals(source, target) -> bool:
     """Caffe's ShapeEquals: equal, or a legacy 4-d source matching the target padded
     with leading 1s (old files store an InnerProduct weight as 1×1×M×N)."""
@@ -688,7 +691,7 @@ def net_for_weights(prototxt, phase: int) -> Net:
     """A net whose weights are copied in next, built without the warnings of the fillers
     that the weights replace."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*has no weight_filler")
+        warnings.simplefilter("ignore", NoFillerWarning)
         return Net(prototxt, phase, seed=0)
 
 

@@ -15,7 +15,7 @@ its members along axis 0: member k's rows are [k·n, (k+1)·n) with n = rows / K
 for state shaped like the parameters (momentum history). Dropout keeps each member's solo seed
 (`Dropout.set_member_seeds`), so its masks are the solo run's, bit for bit, in eager mode.
 
-    param = pack_net(input_net(..., TRAIN, batch, shape), K)   # a NetParameter
+    param = pack_net(solo_param, K)        # solo_param: a net whose data come from Input layers
     net = packed_net(solo_param, TRAIN, seeds)                 # weights, seeds from solo nets
     net.loss(**pack_inputs(net, [{"data": x_k, "label": y_k} for each member k]))
     write_weights(path, member_weights(net, k, K), net.name)   # member k's .caffemodel
@@ -45,8 +45,8 @@ PER_CHANNEL = ("Dropout", "Eltwise", "LRN", "Pooling", "ReLU", "Split")
 PER_MEMBER = ("Accuracy", "SoftmaxWithLoss")
 _WHY_MIXING = {
     "Concat": "joining blobs would interleave the members' channel blocks",
-    "Data": "a Data layer reads one data stream; turn it into an Input layer first "
-            "(as the harness's input_net does)",
+    "Data": "a Data layer reads one data stream; turn it into an Input layer of its "
+            "shape first",
     "InnerProduct": "it connects every input channel to every output, which would mix the "
                     "members",
     "Softmax": "a softmax over the channels would mix the members",
@@ -146,7 +146,8 @@ def _names(layers) -> list[str]:
 
 def pack_net(net_param, members: int) -> "pb.NetParameter":
     """The NetParameter of the pack of ``members`` copies of ``net_param`` (a NetParameter,
-    path or text whose data comes from Input layers, as `harness.net_transforms.input_net` makes it),
+    path or text whose data comes from Input layers: Data layers turned into Input layers of
+    their tops' shapes),
     for the state it holds (its phase: Caffe's FilterNet is applied first).
 
     Input tops read as labels (bottom 1 of SoftmaxWithLoss or Accuracy) become one input per

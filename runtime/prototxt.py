@@ -54,7 +54,6 @@ from runtime.text_tokens import (TextSyntaxError, caffe_position, caffe_tokens, 
 
 __all__ = [
     "parse_net",
-    "parse_net_text",
     "read_net",
     "parse_solver",
     "read_solver",
@@ -218,22 +217,16 @@ def parse_net(text: str, filename: str = "<string>", upgrade: bool = True):
     """Parse NetParameter text; ``filename`` only labels error messages."""
     net = _parse_text(text, pb.NetParameter(), filename)
     if upgrade:
-        _upgrade_net_checked(net, filename)
+        _upgraded(upgrade_net, net, filename)
     return net
 
-
-# Name used by docs/DESIGN.md.
-parse_net_text = parse_net
 
 
 def parse_solver(text: str, filename: str = "<string>", upgrade: bool = True):
     """Parse SolverParameter text; ``filename`` only labels error messages."""
     solver = _parse_text(text, pb.SolverParameter(), filename)
     if upgrade:
-        try:
-            upgrade_solver(solver)
-        except AllconvError as err:
-            raise AllconvError(f"{filename}: {err}") from None
+        _upgraded(upgrade_solver, solver, filename)
     return solver
 
 
@@ -248,10 +241,7 @@ def _load_source(source: Source, message_cls, parse, upgrade_fn) -> Message:
         copy = message_cls()
         copy.CopyFrom(source)
         if upgrade_fn is not None:
-            try:
-                upgrade_fn(copy)
-            except AllconvError as err:
-                raise AllconvError(f"<message>: {err}") from None
+            _upgraded(upgrade_fn, copy, "<message>")
         return copy
     if isinstance(source, str) and not os.path.exists(source) and _looks_like_text(source):
         return parse(source, "<string>")
@@ -288,9 +278,10 @@ def read_solver(source: Source, upgrade: bool = True):
 # ---------------------------------------------------------------- upgrades
 
 
-def _upgrade_net_checked(net, label: str) -> None:
+def _upgraded(upgrade, message, label: str) -> None:
+    """``upgrade(message)``, its error prefixed with ``label`` (the file it came from)."""
     try:
-        upgrade_net(net)
+        upgrade(message)
     except AllconvError as err:
         raise AllconvError(f"{label}: {err}") from None
 

@@ -12,6 +12,8 @@ import contextlib
 import io
 import logging
 import os
+import re
+from pathlib import Path
 
 import torch
 
@@ -30,6 +32,15 @@ log = logging.getLogger("allconv.snapshot")
 def filename(prefix, iter: int, extension: str) -> str:
     """Caffe's SnapshotFilename: ``<prefix>_iter_<iter><extension>``."""
     return f"{prefix}_iter_{iter}{extension}"
+
+
+_ITERATION = re.compile(r"_iter_(\d+)\.[\w.]+$")
+
+
+def iteration(path) -> int | None:
+    """The ``<iter>`` of a ``filename`` (None for a name of another form)."""
+    match = _ITERATION.search(Path(path).name)
+    return None if match is None else int(match.group(1))
 
 
 def write(prefix, net, optimizer, schedule, rng_state: dict,

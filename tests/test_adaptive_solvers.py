@@ -222,7 +222,7 @@ def test_allconv_caffe_refuses_what_caffe_would_update_to_nan(fields, field, tmp
     before any net is built, and snapshot_prefix is never logged for a refused solver."""
     from runtime.cli import main
     from runtime.cli_support import run_cli
-    from tiny_caffe import write_tiny_net
+    from tools.tiny_caffe import write_tiny_net
 
     write_tiny_net(tmp_path)
     rate = "" if "base_lr" in fields else "base_lr: 0.1"
@@ -241,7 +241,7 @@ def test_allconv_caffe_refuses_what_caffe_would_update_to_nan(fields, field, tmp
 def test_snapshot_prefix_upgrade_is_logged_once(tmp_path, monkeypatch, caplog):
     """It was logged twice (make_solver, then the Solver) for every solver type."""
     from runtime.cli import main
-    from tiny_caffe import write_tiny_net
+    from tools.tiny_caffe import write_tiny_net
 
     write_tiny_net(tmp_path)
     (tmp_path / "s.prototxt").write_text('net: "net.prototxt" type: "AdaGrad" base_lr: 0.1 '
@@ -288,7 +288,7 @@ def test_allconv_caffe_trains_and_resumes_the_rule(kind, tmp_path, monkeypatch, 
     from runtime.cli import main
     from runtime.cli_support import run_cli
     from same_weights import assert_same_weights
-    from tiny_caffe import write_tiny_net
+    from tools.tiny_caffe import write_tiny_net
 
     write_tiny_net(tmp_path)
     fields = " ".join(f"{k}: {v}" for k, v in RULES[kind][0].items())

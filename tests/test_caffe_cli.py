@@ -7,7 +7,7 @@ import torch
 from runtime.cli import main
 from runtime.cli_support import run_cli
 from same_weights import assert_same_weights
-from tiny_caffe import NET, write_tiny_net
+from tools.tiny_caffe import NET, write_tiny_net
 
 SOLVER = """net: "net.prototxt" test_iter: 2 test_interval: 4 base_lr: 0.1 lr_policy: "fixed"
 momentum: 0.9 max_iter: {max_iter} snapshot: 4 snapshot_prefix: "snap" solver_mode: CPU

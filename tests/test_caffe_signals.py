@@ -10,7 +10,7 @@ import pytest
 
 from runtime.caffemodel import read_binary
 from runtime.proto import pb
-from tiny_caffe import write_tiny_net
+from tools.tiny_caffe import write_tiny_net
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLVER = """net: "net.prototxt" base_lr: 0.01 lr_policy: "fixed" momentum: 0.9

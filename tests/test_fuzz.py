@@ -18,7 +18,7 @@ import pytest
 from runtime.layers import LAYERS
 from runtime.optim import OPTIMIZERS
 from runtime.prototxt import parse_solver
-from tests.tiny_caffe import NET as TINY
+from tools.tiny_caffe import NET as TINY
 
 _SPEC = importlib.util.spec_from_file_location(
     "fuzz", Path(__file__).resolve().parents[1] / "tools" / "fuzz.py")

@@ -313,3 +313,10 @@ def test_cli_writes_net_solver_and_picture(tmp_path, capsys):
     assert loaded.layer[0].data_param.batch_size == 64
     assert _run(["--variant", "model-a", "--deploy", "--draw", str(svg)], capsys)[0] == 0
     assert b"<svg" in svg.read_bytes()[:500]
+
+
+def test_a_second_variant_of_a_registered_name_is_refused():
+    from generator.variants import register
+    with pytest.raises(AllconvError, match="variant 'all-c' is already registered"):
+        register(VARIANTS["all-c"])
+    assert len(VARIANTS) == 14

@@ -807,8 +807,8 @@ def test_blobs_written_in_the_prototxt_are_the_layers_weights():
                 'blobs { shape { dim: 1 dim: 2 } data: 3 data: 4 } blobs { shape { dim: 1 } data: 5 } }\n')
     net = Net(net_text, TEST)
     assert net.forward(x=torch.tensor([[1.0, 2.0]]))["y"].item() == 3 + 8 + 5
-    with pytest.raises(AllconvError, match=r"layer 'ip' \(InnerProduct\): prototxt blob 0 has "
-                                           r"shape \(2, 1\), the layer \(1, 2\)"):
+    with pytest.raises(AllconvError, match=r"layer 'ip' \(InnerProduct\): blob 0: shape "
+                                           r"\(2, 1\) in the prototxt, \(1, 2\) in the net"):
         Net(net_text.replace("dim: 1 dim: 2 } data", "dim: 2 dim: 1 } data"), TEST)
     # Caffe's BaseConvolutionLayer CHECKs "Incorrect number of weight blobs"
     conv = ('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 1 '

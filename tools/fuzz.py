@@ -6,7 +6,7 @@ mutated file and runs the command line on it in this process, through ``run_cli`
 console script does (no process start per case):
 
     prototxt    allconv-caffe time -model NET -iterations 1   (and test -weights, every other)
-    solver      allconv-caffe train -solver SOLVER            (tests/tiny_caffe.py, 2 iterations)
+    solver      allconv-caffe train -solver SOLVER            (tools/tiny_caffe.py, 2 iterations)
     caffemodel  allconv-caffe test -model NET -weights MODEL -iterations 1
 
 A case ends "ok" (exit 0), "clean" (exit 2, the last stderr line ``allconv-caffe CMD: error: ...``),
@@ -50,7 +50,7 @@ import torch  # noqa: E402
 from runtime import blob_shape  # noqa: E402
 from runtime.cli import main as caffe_main  # noqa: E402
 from runtime.cli_support import run_cli  # noqa: E402
-from tests.tiny_caffe import write_tiny_net  # noqa: E402
+from tools.tiny_caffe import write_tiny_net  # noqa: E402
 
 KINDS = ("prototxt", "solver", "caffemodel")
 

@@ -31,10 +31,11 @@ from generator.render import NetOptions, render_net  # noqa: E402
 from generator.variants import VARIANTS  # noqa: E402
 from runtime.data import get_dataset, preprocess  # noqa: E402
 from runtime.export import build_model, check, to_onnx  # noqa: E402
+from runtime.layers import NoFillerWarning  # noqa: E402
 from runtime.net import Net  # noqa: E402
 from runtime.proto import pb  # noqa: E402
 
-warnings.filterwarnings("ignore", message=".*has no weight_filler")
+warnings.simplefilter("ignore", NoFillerWarning)
 
 
 def against_caffe(variant: str) -> dict[str, float]:

@@ -3,7 +3,9 @@
 A layer is built from its LayerParameter and its bottom shapes. ``setup`` is Caffe's
 LayerSetUp (read the parameters, create the learnable blobs), ``reshape`` is Caffe's
 Reshape (check the bottom shapes, return the top shapes), ``forward`` returns a tuple of
-tops. Errors raised inside them are prefixed with the layer's name and type.
+tops. Errors raised in ``setup`` and ``reshape`` are prefixed with the layer's name and type
+(a ``forward`` that checks its values names the layer itself: it runs unwrapped, as it is
+compiled).
 """
 from __future__ import annotations
 
@@ -29,6 +31,11 @@ REFUSED = {
     "WindowData": "WindowData is R-CNN's OpenCV window sampler, deprecated in Caffe and not "
                   "supported; crop the windows into an image list for ImageData",
 }
+
+
+class NoFillerWarning(UserWarning):
+    """A layer's weights have no filler, so they start at zero (silenced where weights from a
+    file replace them)."""
 
 
 def register(type_name: str):
@@ -193,12 +200,17 @@ class Layer(nn.Module):
         blob.decay_mult = spec.decay_mult if spec is not None else 1.0
         self.blobs.append(blob)
 
+    def warn_without_weight_filler(self, layer_param) -> None:
+        """Weights ``layer_param`` gives no filler start at 0, as in Caffe: said once per
+        layer, unless the prototxt gives the layer's blobs."""
+        if not layer_param.HasField("weight_filler") and not len(self.param.blobs):
+            warnings.warn(f"{describe(self.param)} has no weight_filler: its weights start at "
+                          "zero (Caffe's default constant filler)", NoFillerWarning, stacklevel=3)
+
     def add_weights(self, shape, layer_param, generator) -> None:
         """Weights of ``shape`` and, with ``bias_term``, a bias of ``num_output`` values
         (Convolution and InnerProduct parameters)."""
-        if not layer_param.HasField("weight_filler") and not len(self.param.blobs):
-            warnings.warn(f"{describe(self.param)} has no weight_filler: its weights start at "
-                          "zero (Caffe's default constant filler)", stacklevel=2)
+        self.warn_without_weight_filler(layer_param)
         self.add_blob(shape, layer_param.weight_filler, generator)
         if layer_param.bias_term:
             self.add_blob((layer_param.num_output,), layer_param.bias_filler, generator)

@@ -15,12 +15,11 @@ count in clip_gradients' norm).
 """
 from __future__ import annotations
 
-import warnings
 
 import torch
 
 from runtime.errors import AllconvError
-from runtime.layers import Layer, describe
+from runtime.layers import Layer
 from runtime.layers.shapes import count
 
 
@@ -62,9 +61,7 @@ class Recurrent(Layer):
                                "(timesteps T, streams N, values ...)")
         if recurrent.num_output <= 0:
             raise AllconvError("recurrent_param.num_output must be positive")
-        if not recurrent.HasField("weight_filler"):
-            warnings.warn(f"{describe(self.param)} has no weight_filler: its weights start at "
-                          "zero (Caffe's default constant filler)", stacklevel=3)
+        self.warn_without_weight_filler(recurrent)
         self.timesteps, self.hidden = x[0], recurrent.num_output
         self.has_static = len(bottom_shapes) == 3 + self.exposed
         static = bottom_shapes[2] if self.has_static else None

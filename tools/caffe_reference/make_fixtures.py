@@ -366,9 +366,6 @@ def structure_cases():
 
 # ---------------------------------------------------------------------------- fillers
 
-FILLER_SHAPE = (256, 128, 3, 3)     # fan_in 1152, fan_out 2304
-
-
 def filler_cases():
     c = []
 
@@ -377,7 +374,7 @@ def filler_cases():
             body = conv("layer", "data", "out", "num_output: 256 kernel_size: 3 "
                         + (f"weight_filler {{ {filler} }}" if filler else "")
                         + ' bias_filler { type: "constant" value: 0.25 }')
-            inputs = {"data": {"shape": [1, 128, 3, 3], "kind": "normal"}}
+            inputs = {"data": {"shape": [1, 128, 3, 3], "kind": "normal"}}  # fan_in 1152
         else:
             body = L("layer", "InnerProduct", "data", "out",
                      f"inner_product_param {{ num_output: 300 weight_filler {{ {filler} }} }}")

@@ -889,7 +889,8 @@ def main(argv=None) -> int:
     run_caffe(work)
     sys.path.insert(0, str(REPO))
     import warnings
-    warnings.filterwarnings("ignore", message=".*has no weight_filler")
+    from runtime.layers import NoFillerWarning
+    warnings.simplefilter("ignore", NoFillerWarning)
     results = [check_case(work, c) for c in cases]
     (work / "report.json").write_text(json.dumps(results, indent=1, default=str))
     report(results, args.show_ok)
