@@ -59,6 +59,19 @@ def _zeros_if_none(tensor, like):
     return tensor if tensor is not None else torch.zeros_like(like)
 
 
+class DiffPassesDown(torch.autograd.Function):
+    """``top`` as it is, whose gradient also goes unchanged to ``bottom``: an in-place layer
+    that does not propagate down leaves its top's diff in the memory its bottom shares."""
+
+    @staticmethod
+    def forward(ctx, top, bottom):
+        return top.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, grad
+
+
 class Blob:
     """pycaffe-style view of a named blob: ``data``, ``diff``, ``shape``, ``count``.
 
@@ -79,7 +92,7 @@ class Blob:
 
     @property
     def diff(self) -> torch.Tensor:
-        grad = self._net._earliest_grad(self.name)
+        grad = self._net._shared_memory_grad(self.name)
         if grad is None and self.name in self._net._top_loss_weights:   # set at Caffe's set-up
             return torch.full_like(self.data, self._net._top_loss_weights[self.name])
         if grad is None and self.name in self._net._diff_shared_with:   # a Reshape's bottom
@@ -313,14 +326,18 @@ class Net(nn.Module):
         runs no backward (its top read by a layer that propagates nothing into it).
         ``_backward_refused``: why Caffe's Backward would abort on this net, if it would.
         ``_diff_shared_with``: {a Reshape's bottom: its top}, whose diff Caffe's bottom shows
-        where nothing computes the bottom's own; ``_scratch_readers``: {a blob: the one layer
-        reading it as bottom 0 that may leave a scratch diff there}."""
+        where nothing computes the bottom's own (and ``_diff_memory_of``, the other way: the
+        top shows the bottom's where it has one); ``_scratch_readers``: {a blob: the one layer
+        reading it as bottom 0 that may leave a scratch diff there}. ``_runs_backward``,
+        ``_keeps`` and ``_passed_diffs``: see ``_plan_bottom_diffs``."""
         plan = backward_plan(self.layers, self._param_needs, self.force_backward)
         for i, layer in enumerate(self.layers):
             if plan.layer_need[i] and layer.diffs_whenever_run is not None:
                 for blob in layer.blobs.owners():     # every param diff, whatever its lr_mult
                     blob.requires_grad_(True)
                 self._frozen_uses[i] = ()
+        self._runs_backward = plan.layer_need
+        self._plan_bottom_diffs(plan)
         self._backward_refused = refused_backward(self.layers, plan)
         self._fresh_diffs = [tuple(j for j, need in enumerate(needs) if need and layer_need)
                              for layer_need, needs in zip(plan.layer_need, plan.bottom_need)]
@@ -333,6 +350,7 @@ class Net(nn.Module):
                                   (k, t) in overwritten for k in range(i + 1, len(self.layers))))}
         self._diff_shared_with = {l.bottoms[0]: l.tops[0] for l in self.layers
                                   if l.top_diff_is_bottom_diff}
+        self._diff_memory_of = {top: bottom for bottom, top in self._diff_shared_with.items()}
         readers = [(l.bottoms[0], i) for i, l in enumerate(self.layers)
                    if l.bottoms and l.tops and l.tops[0] != l.bottoms[0]
                    and type(l).scratch_diff is not Layer.scratch_diff]
@@ -340,6 +358,30 @@ class Net(nn.Module):
         self._scratch_readers = {b: i for b, i in readers if read[b] == 1}
         self._top_loss_weights = {t: w for l in self.layers
                                   for t, w in zip(l.tops, l.loss_weights) if w}
+
+    def _plan_bottom_diffs(self, plan) -> None:
+        """Per layer, ``_keeps``: the bottoms whose diff its Backward writes (propagate_down,
+        or ``diffs_whenever_run`` when it runs), the others read detached; ``_passed_diffs``:
+        the in-place bottoms whose diff it does not write (it runs no Backward, or not for
+        them): their memory, shared with the top, hands the top's diff on unchanged."""
+        self._keeps, self._passed_diffs = [], []
+        for i, layer in enumerate(self.layers):
+            whenever_run = layer.diffs_whenever_run or () if plan.layer_need[i] else ()
+            kept = tuple(k or j in whenever_run for j, k in enumerate(self._propagate_down[i]))
+            self._keeps.append(kept)
+            self._passed_diffs.append(tuple(
+                j for j, b in enumerate(layer.bottoms)
+                if j < len(layer.tops) and layer.tops[j] == b
+                and not (plan.layer_need[i] and kept[j])))
+
+    def _shared_memory_grad(self, name: str):
+        """The gradient Caffe's diff memory of blob ``name`` ends with: a Reshape's top shares
+        its bottom's memory, which the bottom's earliest gradient, written last, fills."""
+        chain = [name]
+        while chain[-1] in self._diff_memory_of:
+            chain.append(self._diff_memory_of[chain[-1]])
+        grad = next((g for g in map(self._earliest_grad, reversed(chain)) if g is not None), None)
+        return None if grad is None else grad.reshape(self._shapes[name])
 
     def _earliest_grad(self, name: str):
         """The gradient of the earliest value of blob ``name`` (in an in-place chain) that
@@ -464,7 +506,7 @@ class Net(nn.Module):
             raise AllconvError("the net has no layers to run")
         values, versions, total = {}, {}, None
         for i, (layer, keep, frozen, fresh) in enumerate(zip(
-                self.layers, self._propagate_down, self._frozen_uses, self._fresh_diffs)):
+                self.layers, self._keeps, self._frozen_uses, self._fresh_diffs)):
             if not layer.bottoms and layer.tops[0] in overrides:
                 tops = tuple(overrides[t] for t in layer.tops)
             else:
@@ -483,6 +525,12 @@ class Net(nn.Module):
                 tops = (functional_call(layer, {f"blobs.{k}": layer.blobs[k].detach()
                                                 for k in frozen}, tuple(bottoms))
                         if frozen else layer(*bottoms))
+                if not self._runs_backward[i]:      # no Backward: nothing reaches its params
+                    tops = tuple(t.detach() for t in tops)
+                for j in self._passed_diffs[i]:
+                    below = values[layer.bottoms[j]]
+                    if below.requires_grad:
+                        tops = tops[:j] + (DiffPassesDown.apply(tops[j], below),) + tops[j + 1:]
             for j, (name, top, weight) in enumerate(zip(layer.tops, tops, layer.loss_weights)):
                 values[name] = top
                 if store:

@@ -18,6 +18,11 @@ from runtime.proto import pb
 
 @register("BatchNorm")
 class BatchNorm(Layer):
+    # Caffe's Backward writes the bottom diff without asking propagate_down; it runs where the
+    # net's ParamSpecs leave a blob's lr_mult at its default 1 (its own lr_mult: 0 is for the
+    # solver alone)
+    diffs_whenever_run = (0,)
+
     def setup(self, bottom_shapes, generator):
         bn = self.param.batch_norm_param
         self.channels = self._channels(bottom_shapes[0])

@@ -9,6 +9,9 @@ from runtime.layers.shapes import canonical_axis, count
 
 @register("Flatten")
 class Flatten(Layer):
+    top_diff_is_bottom_diff = True      # flatten_layer.cpp: top.ShareDiff(bottom)
+    diffs_whenever_run = (0,)     # shared: propagate_down cannot stop it
+
     def setup(self, bottom_shapes, generator):
         if self.bottoms[0] == self.tops[0]:
             raise AllconvError("Flatten cannot run in place (top == bottom)")

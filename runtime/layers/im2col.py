@@ -25,6 +25,8 @@ def one_hot_kernels(channels: int, kernel, dtype=torch.float32, device=None) -> 
 
 @register("Im2col")
 class Im2col(Layer):
+    diffs_whenever_run = (0,)     # Caffe's Backward ignores propagate_down
+
     def setup(self, bottom_shapes, generator):
         self.axis, self.kernel, self.pad, self.stride, self.dilation = window_geometry(
             self.param.convolution_param, bottom_shapes[0])

@@ -14,6 +14,11 @@ from runtime.proto import pb
 
 @register("LRN")
 class LRN(Layer):
+    @property
+    def diffs_whenever_run(self) -> tuple[int, ...]:
+        """ACROSS_CHANNELS' Caffe Backward writes the bottom diff, propagate_down or not."""
+        return () if self.within else (0,)
+
     def setup(self, bottom_shapes, generator):
         lrn = self.param.lrn_param
         check_int_field("lrn_param.local_size", (lrn.local_size,))

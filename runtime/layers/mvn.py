@@ -35,6 +35,8 @@ class _Normalize(torch.autograd.Function):
 
 @register("MVN")
 class MVN(Layer):
+    diffs_whenever_run = (0,)     # Caffe's Backward ignores propagate_down
+
     def reshape(self, bottom_shapes):
         return [legacy_shape(bottom_shapes[0], "bottom")]
 

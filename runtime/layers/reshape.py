@@ -11,6 +11,7 @@ from runtime.layers.shapes import count
 @register("Reshape")
 class Reshape(Layer):
     top_diff_is_bottom_diff = True
+    diffs_whenever_run = (0,)     # shared: propagate_down cannot stop it
 
     def setup(self, bottom_shapes, generator):
         if self.bottoms[0] == self.tops[0]:

@@ -7,6 +7,8 @@ from runtime.layers.shapes import canonical_axis
 
 @register("Softmax")
 class Softmax(Layer):
+    diffs_whenever_run = (0,)     # Caffe's Backward ignores propagate_down
+
     def reshape(self, bottom_shapes):
         self.axis = canonical_axis(self.param.softmax_param.axis, len(bottom_shapes[0]))
         return [bottom_shapes[0]]

@@ -13,10 +13,11 @@ POSITIVE = "positive"
 def batch_norm_cases():
     c = []
 
-    def add(name, shape, body="", weight_mode=POSITIVE, layers=None, **kw):
+    def add(name, shape, body="", weight_mode=POSITIVE, layers=None, more_inputs=None, **kw):
         layers = layers or [L("bn", "BatchNorm", "data", "out", body)]
-        c.append(net_case(f"batchnorm_{name}", "BatchNorm", {"data": normal(*shape, scale=2.0)},
-                          layers, weight_mode=weight_mode, params_after_forward=True, **kw))
+        inputs = {"data": normal(*shape, scale=2.0), **(more_inputs or {})}
+        c.append(net_case(f"batchnorm_{name}", "BatchNorm", inputs, layers,
+                          weight_mode=weight_mode, params_after_forward=True, **kw))
 
     # TRAIN by the layer's phase: batch statistics, blobs updated (maf 0.999, m = 3·3·2 = 18)
     add("train_phase", (3, 4, 3, 2), "phase: TRAIN")
@@ -43,6 +44,12 @@ def batch_norm_cases():
                       weight_mode=POSITIVE, params_after_forward=True))
     # TEST: global statistics, the sums over s
     add("global_test", (2, 3, 4, 5))
+    # without ParamSpecs it runs Backward (the net's default lr_mult is 1; its own lr_mult 0
+    # is the solver's) and writes its bottom's diff, though nothing below needs it
+    add("without_specs_writes_bottom_diff", (2, 2, 3),
+        layers=[L("bn", "BatchNorm", "data", "h"),
+                L("loss", "EuclideanLoss", ["h", "t"], "loss")],
+        more_inputs={"t": normal(2, 2, 3)}, backward="loss", force_backward=False)
     add("global_explicit_5d", (2, 3, 2, 2, 3), "phase: TRAIN batch_norm_param { "
                                                "use_global_stats: true eps: 0.01 }")
     # s = 0: mean and variance 0, y = x / sqrt(eps)

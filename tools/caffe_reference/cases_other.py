@@ -148,4 +148,43 @@ def cases():
            "inner_product_param { num_output: 5 axis: 2 }"),
          L("loss", "SoftmaxWithLoss", ["predict", "target"], "loss", "softmax_param { axis: 2 }")],
         backward="loss", force_backward=False))
+    # An in-place ReLU that does not propagate down, on one top of a Slice whose other top
+    # learns: the Slice still runs Backward and reads the ReLU's top diff, unmasked, from the
+    # memory the in-place blob shares
+    c.append(net_case("inplace_no_propagate_down_passes_diff", "ReLU",
+                      {"data": normal(2, 3), "ta": normal(2, 2), "tb": normal(2, 2)},
+                      [L("ip", "InnerProduct", "data", "h",
+                         "inner_product_param { num_output: 4 }"),
+                       L("slice", "Slice", "h", ["a", "b"],
+                         "slice_param { axis: 1 slice_point: 2 }"),
+                       L("relu", "ReLU", "a", "a", "propagate_down: false"),
+                       L("lossA", "EuclideanLoss", ["a", "ta"], "lossA"),
+                       L("lossB", "EuclideanLoss", ["b", "tb"], "lossB")],
+                      backward="loss", force_backward=False))
+    # The same through an in-place chain: the ReLU below the Scale that does not propagate
+    # down runs no Backward (its top is skipped), so the Slice reads the TanH's bottom diff,
+    # unmasked by either; the Scale still learns
+    c.append(net_case("inplace_chain_skipped_layers_pass_diff", "Scale",
+                      {"data": normal(4, 3), "ta": normal(4, 2), "tb": normal(4, 2)},
+                      [L("ip", "InnerProduct", "data", "h",
+                         "inner_product_param { num_output: 4 }"),
+                       L("slice", "Slice", "h", ["a", "b"],
+                         "slice_param { axis: 1 slice_point: 2 }"),
+                       L("relu", "ReLU", "a", "a"),
+                       L("scale", "Scale", "a", "a", "propagate_down: false "
+                                                     "scale_param { bias_term: true }"),
+                       L("tanh", "TanH", "a", "a"),
+                       L("lossA", "EuclideanLoss", ["a", "ta"], "lossA"),
+                       L("lossB", "EuclideanLoss", ["b", "tb"], "lossB")],
+                      backward="loss", force_backward=False))
+    # A Flatten's top shares its bottom's diff memory, which the in-place Scale below rewrites
+    c.append(net_case("flatten_top_shows_bottom_diff", "Flatten",
+                      {"data": normal(2, 3, 2), "t": normal(2, 6)},
+                      [L("s1", "Scale", "data", "x",
+                         'scale_param { filler { type: "uniform" min: -1 max: 1.5 } }'),
+                       L("s2", "Scale", "x", "x",
+                         'scale_param { filler { type: "uniform" min: -1 max: 1.5 } }'),
+                       L("flat", "Flatten", "x", "f"),
+                       L("loss", "EuclideanLoss", ["f", "t"], "loss")],
+                      backward="loss", force_backward=False))
     return c
