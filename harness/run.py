@@ -437,9 +437,10 @@ class Run:
                                f"iteration, not {sorted(iterations)}: resume them apart")
         for k, path in enumerate(paths):
             net, optimizer = self._snapshot_view(k)
-            # the .caffemodel beside it, not learned_net: a copied run folder resumes its own
+            # the .caffemodel beside it, not learned_net: a copied run folder resumes its own;
+            # every layer from it, or the run would not continue as it was
             snapshot.restore(path, net, optimizer, self.schedule,
-                             weights=snapshot.sibling(path, ".caffemodel"))
+                             weights=snapshot.sibling(path, ".caffemodel"), require_all=True)
             rng_path = snapshot.sibling(path, ".rngstate")
             state = snapshot.read_rng_state(rng_path)
             if state.get("format") != STATE_FORMAT or state.get("iter") != self.iter:

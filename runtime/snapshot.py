@@ -63,10 +63,11 @@ def write(prefix, net, optimizer, schedule, rng_state: dict,
     return model, state
 
 
-def restore(state_path, net, optimizer, schedule, weights=None) -> None:
+def restore(state_path, net, optimizer, schedule, weights=None, require_all=False) -> None:
     """Load a .solverstate: the history into ``optimizer`` (checked first, so a mismatch
     changes nothing), the weights into ``net`` (from ``weights``, else from the state's
-    ``learned_net`` when it names one), ``iter`` and ``current_step`` into ``schedule``."""
+    ``learned_net`` when it names one; ``require_all``: every learnable layer must find its
+    own there), ``iter`` and ``current_step`` into ``schedule``."""
     state_path = os.fspath(state_path)
     state = (hdf5_snapshot.read_state(state_path) if hdf5_snapshot.is_hdf5(state_path)
              else read_solver_state(state_path))
@@ -78,7 +79,7 @@ def restore(state_path, net, optimizer, schedule, weights=None) -> None:
         weights = _find_learned_net(state.learned_net, state_path)
     if weights is not None:
         log.info("Restoring weights from %s", weights)
-        net.copy_from(weights)
+        net.copy_from(weights, require_all=require_all)
     schedule.load_state_dict({"last_epoch": state.iter, "current_step": state.current_step})
 
 

@@ -317,6 +317,21 @@ def test_resume_continues_bit_identically(tmp_path, tiny_data):
         assert [json.loads(r)["iter"] for r in records] == [3, 5]
 
 
+def test_resume_from_a_checkpoint_lacking_a_layer_is_refused(tmp_path, tiny_data):
+    """Caffe's restore keeps a layer the weights lack at its filler's values; a resumed run
+    would not continue as it was, so --resume refuses, naming the file and the layer."""
+    from runtime.caffemodel import read_layers, write_weights
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=12))
+    opts = options(tiny_data, epochs=2)
+    train(spec, dataclasses.replace(opts, time_limit=0), tmp_path / "run")
+    weights = tmp_path / "run" / "checkpoint_iter_3.caffemodel"
+    kept = [(name, "", blobs) for name, blobs in read_layers(weights) if name != "conv3"]
+    write_weights(weights, kept)
+    with pytest.raises(AllconvError, match=re.escape(f"{weights}: no weights for layer(s) "
+                                                     "conv3 (the file has: ")):
+        train(spec, dataclasses.replace(opts, resume=True), tmp_path / "run")
+
+
 def assert_resumed_as_straight(tmp_path):
     """tmp_path/resumed ended with tmp_path/straight's weights at iteration 5, and its records
     go on with the checkpoint's running loss (a mean over steps on both sides of the
