@@ -292,8 +292,7 @@ class Net(nn.Module):
         ``_param_needs``, whether it computes any, and ``_frozen_uses``, the indices of blobs
         with a diff that it reads detached (it adds nothing to the diff)."""
         def propagates(layer, i: int) -> bool:
-            specs = layer.param.param
-            return self.force_backward or (specs[i].lr_mult if i < len(specs) else 1.0) != 0
+            return self.force_backward or layer.param_spec(i).lr_mult != 0
         needed = {id(b) for l in self.layers for i, b in enumerate(l.blobs.owners())
                   if propagates(l, i)}
         for p in self.learnable_params:

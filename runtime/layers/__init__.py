@@ -21,6 +21,7 @@ from torch import nn
 from runtime.blob_shape import check_blob_shape
 from runtime.errors import AllconvError
 from runtime.fillers import fill
+from runtime.proto import pb
 from runtime.registry import add_once
 
 LAYERS: dict[str, type] = {}
@@ -195,10 +196,15 @@ class Layer(nn.Module):
         data = fill(torch.empty(check_blob_shape(shape, f"learnable blob {index}")), filler,
                     generator)
         blob = nn.Parameter(data)
-        spec = self.param.param[index] if index < len(self.param.param) else None
-        blob.lr_mult = spec.lr_mult if spec is not None else 1.0
-        blob.decay_mult = spec.decay_mult if spec is not None else 1.0
+        spec = self.param_spec(index)
+        blob.lr_mult, blob.decay_mult = spec.lr_mult, spec.decay_mult
         self.blobs.append(blob)
+
+    def param_spec(self, index: int) -> pb.ParamSpec:
+        """The prototxt's ParamSpec of blob ``index``, or Caffe's default one (lr_mult and
+        decay_mult 1) where it gives none."""
+        specs = self.param.param
+        return specs[index] if index < len(specs) else pb.ParamSpec()
 
     def warn_without_weight_filler(self, layer_param) -> None:
         """Weights ``layer_param`` gives no filler start at 0, as in Caffe: said once per
