@@ -19,6 +19,7 @@ from runtime.layers import describe
 class BackwardPlan:
     layer_need: tuple[bool, ...]
     bottom_need: tuple[tuple[bool, ...], ...]
+    cut: tuple[bool, ...]       # layers under a loss that the skip rule stops from running
 
 
 def backward_plan(layers, param_needs, force_backward: bool) -> BackwardPlan:
@@ -35,12 +36,13 @@ def backward_plan(layers, param_needs, force_backward: bool) -> BackwardPlan:
         for j, top in enumerate(layer.tops):
             in_place = j < len(layer.bottoms) and layer.bottoms[j] == top
             blob_need[top] = need or (in_place and blob_need[top])
-    under_loss, skipped = set(), set()
+    under_loss, skipped, cut = set(), set(), [False] * len(layers)
     for i in reversed(range(len(layers))):
         layer = layers[i]
         contributes = any(w or t in under_loss for t, w in zip(layer.tops, layer.loss_weights))
         if layer_need[i] and all(t in skipped for t in layer.tops):
             layer_need[i], bottom_need[i] = False, [False] * len(layer.bottoms)
+            cut[i] = contributes
         if not contributes:
             layer_need[i], bottom_need[i] = False, [False] * len(layer.bottoms)
         for j, b in enumerate(layer.bottoms):
@@ -49,12 +51,12 @@ def backward_plan(layers, param_needs, force_backward: bool) -> BackwardPlan:
             if not bottom_need[i][j]:
                 skipped.add(b)
     if force_backward:
-        layer_need = [True] * len(layers)
+        layer_need, cut = [True] * len(layers), [False] * len(layers)
         bottom_need = [[need or j not in l.kept_from_force_backward for j, need in enumerate(b)]
                        for l, b in zip(layers, bottom_need)]
     bottom_need = [[need or (run and j in (l.diffs_whenever_run or ())) for j, need in enumerate(b)]
                    for l, b, run in zip(layers, bottom_need, layer_need)]
-    return BackwardPlan(tuple(layer_need), tuple(tuple(b) for b in bottom_need))
+    return BackwardPlan(tuple(layer_need), tuple(tuple(b) for b in bottom_need), tuple(cut))
 
 
 def refused_backward(layers, plan: BackwardPlan) -> str | None:

@@ -327,7 +327,7 @@ class Net(nn.Module):
         ``_diff_shared_with``: {a Reshape's bottom: its top}, whose diff Caffe's bottom shows
         where nothing computes the bottom's own (and ``_diff_memory_of``, the other way: the
         top shows the bottom's where it has one); ``_scratch_readers``: {a blob: the one layer
-        reading it as bottom 0 that may leave a scratch diff there}. ``_runs_backward``,
+        reading it as bottom 0 that may leave a scratch diff there}. ``_cut``,
         ``_keeps`` and ``_passed_diffs``: see ``_plan_bottom_diffs``."""
         plan = backward_plan(self.layers, self._param_needs, self.force_backward)
         for i, layer in enumerate(self.layers):
@@ -335,7 +335,7 @@ class Net(nn.Module):
                 for blob in layer.blobs.owners():     # every param diff, whatever its lr_mult
                     blob.requires_grad_(True)
                 self._frozen_uses[i] = ()
-        self._runs_backward = plan.layer_need
+        self._cut = plan.cut
         self._plan_bottom_diffs(plan)
         self._backward_refused = refused_backward(self.layers, plan)
         self._fresh_diffs = [tuple(j for j, need in enumerate(needs) if need and layer_need)
@@ -347,8 +347,9 @@ class Net(nn.Module):
                               for j, (t, w) in enumerate(zip(l.tops, l.loss_weights))
                               if w and (not plan.layer_need[i] or any(
                                   (k, t) in overwritten for k in range(i + 1, len(self.layers))))}
-        self._diff_shared_with = {l.bottoms[0]: l.tops[0] for l in self.layers
-                                  if l.top_diff_is_bottom_diff}
+        self._diff_shared_with = {l.bottoms[0]: l.tops[0] for i, l in enumerate(self.layers)
+                                  if l.top_diff_is_bottom_diff and
+                                  (plan.layer_need[i] or not l.diff_shared_by_backward)}
         self._diff_memory_of = {top: bottom for bottom, top in self._diff_shared_with.items()}
         readers = [(l.bottoms[0], i) for i, l in enumerate(self.layers)
                    if l.bottoms and l.tops and l.tops[0] != l.bottoms[0]
@@ -361,8 +362,9 @@ class Net(nn.Module):
     def _plan_bottom_diffs(self, plan) -> None:
         """Per layer, ``_keeps``: the bottoms whose diff its Backward writes (propagate_down,
         or ``diffs_whenever_run`` when it runs), the others read detached; ``_passed_diffs``:
-        the in-place bottoms whose diff it does not write (it runs no Backward, or not for
-        them): their memory, shared with the top, hands the top's diff on unchanged."""
+        the in-place bottoms whose diff it does not write (not kept, or the layer is ``_cut``,
+        stopped by Caffe's skip rule: its tops are read detached): their memory, shared with
+        the top, hands the top's diff on unchanged."""
         self._keeps, self._passed_diffs = [], []
         for i, layer in enumerate(self.layers):
             whenever_run = layer.diffs_whenever_run or () if plan.layer_need[i] else ()
@@ -371,7 +373,7 @@ class Net(nn.Module):
             self._passed_diffs.append(tuple(
                 j for j, b in enumerate(layer.bottoms)
                 if j < len(layer.tops) and layer.tops[j] == b
-                and not (plan.layer_need[i] and kept[j])))
+                and (plan.cut[i] or not kept[j])))
 
     def _shared_memory_grad(self, name: str):
         """The gradient Caffe's diff memory of blob ``name`` ends with: a Reshape's top shares
@@ -524,7 +526,7 @@ class Net(nn.Module):
                 tops = (functional_call(layer, {f"blobs.{k}": layer.blobs[k].detach()
                                                 for k in frozen}, tuple(bottoms))
                         if frozen else layer(*bottoms))
-                if not self._runs_backward[i]:      # no Backward: nothing reaches its params
+                if self._cut[i]:        # no Backward: nothing reaches its params or bottoms
                     tops = tuple(t.detach() for t in tops)
                 for j in self._passed_diffs[i]:
                     below = values[layer.bottoms[j]]

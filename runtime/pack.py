@@ -298,8 +298,9 @@ class Member:
     def save(self, path) -> None:
         write_weights(path, member_weights(self.net, self.k, self.members), self.net.name)
 
-    def copy_from(self, path) -> None:
-        """Member k's blocks from a solo net's .caffemodel, by layer name, checked first."""
+    def copy_from(self, path, *, require_all: bool = True) -> None:
+        """Member k's blocks from a solo net's .caffemodel, by layer name, checked first: every
+        learnable layer must find its own (``require_all`` is always true here)."""
         weights, blocks = read_weights(path), []
         for layer in self.net.layers:
             if not len(layer.blobs):

@@ -144,8 +144,10 @@ class Layer(nn.Module):
     # the tops' sizes follow the bottoms' values (Filter's), not only their shapes
     tops_sized_by_data = False
     # Caffe's top shares the bottom's diff memory (Reshape's ShareDiff at every reshape), so
-    # a diff a layer above writes into the top is the bottom's too
+    # a diff a layer above writes into the top is the bottom's too; ``diff_shared_by_backward``:
+    # only once the layer's Backward has run (Flatten's ShareDiff is there)
     top_diff_is_bottom_diff = False
+    diff_shared_by_backward = False
 
     def __init__(self, param, bottom_shapes, phase: int, generator: torch.Generator, **options):
         super().__init__()

@@ -9,7 +9,7 @@ from runtime.layers.shapes import canonical_axis, count
 
 @register("Flatten")
 class Flatten(Layer):
-    top_diff_is_bottom_diff = True      # flatten_layer.cpp: top.ShareDiff(bottom)
+    top_diff_is_bottom_diff = diff_shared_by_backward = True   # Backward: ShareDiff
     diffs_whenever_run = (0,)     # shared: propagate_down cannot stop it
 
     def setup(self, bottom_shapes, generator):

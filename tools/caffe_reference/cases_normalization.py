@@ -50,6 +50,20 @@ def batch_norm_cases():
         layers=[L("bn", "BatchNorm", "data", "h"),
                 L("loss", "EuclideanLoss", ["h", "t"], "loss")],
         more_inputs={"t": normal(2, 2, 3)}, backward="loss", force_backward=False)
+    # ... with propagate_down: false over an InnerProduct: it still writes the diff, but the
+    # skip rule stops the InnerProduct, whose weights get none
+    add("without_specs_not_propagating_down", (4, 3),
+        layers=[L("ip", "InnerProduct", "data", "f", "inner_product_param { num_output: 2 }"),
+                L("bn", "BatchNorm", "f", "h", "propagate_down: false"),
+                L("loss", "EuclideanLoss", ["h", "t"], "loss")],
+        weight_mode={"ip:0": "msra", "ip:1": "msra", "*": POSITIVE},
+        more_inputs={"t": normal(4, 2)}, backward="loss", force_backward=False)
+    # ... below a Flatten that runs no Backward (nothing under it learns): Flatten shares its
+    # diff only in Backward, so its bottom keeps a zero diff
+    add("under_a_flatten_without_backward", (4, 2, 3),
+        layers=[L("flat", "Flatten", "data", "f"), L("bn", "BatchNorm", "f", "h"),
+                L("loss", "EuclideanLoss", ["h", "t"], "loss")],
+        more_inputs={"t": normal(4, 6)}, backward="loss", force_backward=False)
     add("global_explicit_5d", (2, 3, 2, 2, 3), "phase: TRAIN batch_norm_param { "
                                                "use_global_stats: true eps: 0.01 }")
     # s = 0: mean and variance 0, y = x / sqrt(eps)
