@@ -66,7 +66,8 @@ def build_parser() -> Parser:
     p.add_argument("targets", nargs="*", metavar="TABLE|ROW",
                    help="a table (table3, table4, table6), a row (all-cnn-c; the variants' "
                         "aliases such as All-CNN-C work) or table/row")
-    p.add_argument("--list", action="store_true", help="list the tables' rows and exit")
+    p.add_argument("--list", action="store_true",
+                   help="list the rows (of the tables or rows named; default all) and exit")
     p.add_argument("--specs", metavar="DIR", type=Path, default=SPECS_DIR,
                    help="folder of table folders of row specs (default: reproductions/)")
     g = p.add_argument_group("data")
@@ -158,14 +159,14 @@ def build_parser() -> Parser:
     return p
 
 
-def list_rows(tables: dict[str, list[Spec]]) -> str:
+def list_rows(specs: list[Spec]) -> str:
     """The rows as a table whose columns are as wide as their widest entry."""
     head = ("row", "model", "dataset", "augmentation", "paper %", "tol", "lr", "batch",
             "length")
     rows = [(s.key, s.title, s.dataset.name, s.augmentation, f"{s.paper.error:.2f}",
              f"{s.paper.tolerance:g}", f"{s.training.lr:g}", str(s.training.batch_size),
              f"{s.training.length:g} {s.training.unit}s")
-            for specs in tables.values() for s in specs]
+            for s in specs]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     right = {4, 5, 6, 7}
 
@@ -423,6 +424,8 @@ def _selected_specs(args, tables) -> list[Spec]:
 
 def make_out(out: Path) -> None:
     """The --out folder, made once every check has passed (a refused command makes none)."""
+    if out.exists() and not out.is_dir():
+        raise AllconvError(f"--out {out}: a file, not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -437,8 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     said_once(_check_args, args, parser)
     shard, shards = parse_shard(args.shard)
     tables = load_tables(args.specs)
-    if args.list:
-        print(list_rows(tables))
+    if args.list:       # the rows named, or every row
+        print(list_rows(select(args.targets, tables) if args.targets
+                        else [s for specs in tables.values() for s in specs]))
         return 0
     if not args.targets:
         raise AllconvError(f"name a table or row, or --list; tables: {', '.join(tables)}")

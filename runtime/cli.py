@@ -32,6 +32,9 @@ def _device(gpu: str | None) -> str:
     if not torch.cuda.is_available():
         raise AllconvError(f"-gpu {gpu} asked for, but CUDA is not available here")
     device = f"cuda:{gpu.split(',')[0]}" if gpu != "all" else "cuda:0"
+    if int(device[5:]) >= torch.cuda.device_count():
+        raise AllconvError(f"-gpu {gpu}: this machine has {torch.cuda.device_count()} GPU(s), "
+                           f"ids 0 to {torch.cuda.device_count() - 1}")
     log.info("Using GPU %s: %s", device[5:], torch.cuda.get_device_name(device))
     return device
 
@@ -55,8 +58,12 @@ def train(args) -> None:
     from runtime.distributed import (from_environment, launched_by_torchrun, leave,
                                      not_process_zero, said_once)
     from runtime.solver import make_solver
+    _needs(args.solver, "Need a solver definition to train.")
     if args.snapshot and args.weights:
         raise AllconvError("give -snapshot or -weights, not both (as Caffe)")
+    if args.snapshot and args.snapshot.endswith((".caffemodel", ".caffemodel.h5")):
+        raise AllconvError(f"-snapshot {args.snapshot}: a .caffemodel holds weights, not a "
+                           "solver state; give it as -weights (or give the .solverstate)")
     for given in [args.snapshot] if args.snapshot else (args.weights or "").split(","):
         if given and not os.path.exists(given):     # said before the nets are built
             raise AllconvError(f"{given}: no such file")
@@ -92,6 +99,8 @@ def test(args) -> None:
     loss (the weighted sum Forward returns) and each loss output's weighted share."""
     from runtime import TEST, Net
     from runtime.solver import loss_share
+    _needs(args.model, "Need a model definition to score.")
+    _needs(args.weights, "Need model weights to score.")
     device = _device(args.gpu)      # before the net: a -gpu that cannot be is said first
     net = Net(args.model, TEST, weights=args.weights, level=args.level,
               stages=_stages(args)).to(device)
@@ -121,6 +130,7 @@ def time_net(args) -> None:
     from runtime import TEST, TRAIN, Net
     from runtime.layer_timer import LayerTimer
     from runtime.layers import describe
+    _needs(args.model, "Need a model definition to time.")
     device = _device(args.gpu)
     phase = TEST if args.phase == "TEST" else TRAIN
     net = Net(args.model, phase, level=args.level, stages=_stages(args)).to(device)
@@ -176,6 +186,7 @@ def time_net(args) -> None:
 
 def device_query(args) -> None:
     """caffe device_query: the properties of each -gpu device."""
+    _needs(args.gpu, "Need a device ID to query.")
     for gpu in args.gpu.split(","):
         device = _device(gpu)
         props = torch.cuda.get_device_properties(device)
@@ -192,12 +203,29 @@ def _flag(parser, name: str, **kwargs) -> None:
     parser.add_argument(f"-{name}", **kwargs)
 
 
-def _path(text: str) -> str:
-    """A file flag's value: an empty one names no file (it would read as the current
-    folder or as an empty net)."""
+def _path(text: str) -> str | None:
+    """A file flag's value; an empty one is not given (gflags' default), and a list of empty
+    names names no file."""
+    if not text.strip():
+        return None
     if not text.strip(", "):
-        raise argparse.ArgumentTypeError("an empty path: name a file")
+        raise argparse.ArgumentTypeError(f"{text!r} names no file")
     return text
+
+
+def _gpu(text: str) -> str | None:
+    """-gpu: an id, ids separated by commas, or all; empty is not given (gflags' default)."""
+    if not text.strip():
+        return None
+    if text != "all" and not all(part.isdigit() for part in text.split(",")):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a GPU id (0), ids (0,1) or all")
+    return text
+
+
+def _needs(value, message: str) -> None:
+    """caffe.cpp's CHECK that a flag is given (not empty)."""
+    if value is None:
+        raise AllconvError(message)
 
 
 def _gflags_spelling(argv: list[str]) -> list[str]:
@@ -235,7 +263,7 @@ def build_parser() -> Parser:
                "with snapshot_after_train), snapshot and go on, or none (default stop)")
     _flag(t, "sighup_effect", choices=EFFECTS, default="snapshot",
           help="on SIGHUP: as -sigint_effect (default snapshot)")
-    _flag(t, "gpu", help="GPU id; default: the solver's device_id when it says solver_mode: "
+    _flag(t, "gpu", type=_gpu, help="GPU id; default: the solver's device_id when it says solver_mode: "
                          "GPU (the CPU when CUDA is absent), else the CPU")
     t.set_defaults(run=train)
     e = command("test", help="score a model: every output, per batch and averaged",
@@ -256,12 +284,13 @@ def build_parser() -> Parser:
           help="the net's phase (default TRAIN)")
     m.set_defaults(run=time_net)
     q = sub.add_parser("device_query", help="show the properties of the -gpu devices",
-                       description="Print the properties of each -gpu device.")
-    _flag(q, "gpu", required=True, help="GPU id(s), comma-separated")
+                       description="Print the properties of each -gpu device.",
+                       empty_values=True)
+    _flag(q, "gpu", required=True, type=_gpu, help="GPU id(s), comma-separated")
     q.set_defaults(run=device_query)
     for s in (e, m):
         _flag(s, "iterations", type=number(int), default=50, help="batches (default 50)")
-        _flag(s, "gpu", help="GPU id; default: CPU")
+        _flag(s, "gpu", type=_gpu, help="GPU id; default: CPU")
     for s in (t, e, m):
         solver = "; replaces the solver's train_state level" if s is t else ""
         _flag(s, "level", type=number(int), default=0,

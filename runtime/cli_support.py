@@ -48,7 +48,9 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         if message.startswith("the following arguments are required"):
             message = self._unrecognized() or message
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        # the subcommand's name when its arguments were reached (argparse leaves its
+        # unrecognized ones for the top parser to say)
+        self.exit(2, f"{_parsed_prog.get() or self.prog}: error: {message} (see --help)\n")
 
     def parse_known_args(self, args=None, namespace=None):
         _parsed_prog.set(self.prog)     # a subcommand's parser runs last: "visualize unit"

@@ -188,11 +188,18 @@ def test_time_refuses_a_backward_caffe_aborts_in(workdir, capsys, extra, message
      "gone.solverstate: no such file"),
     (["train", "-solver", "missing.prototxt", "-weights", "net.caffemodel,gone.caffemodel"],
      "net.caffemodel: no such file"),
-    # an empty file flag names no file (not the current folder, not an empty net)
-    (["train", "-solver", ""], "argument -solver: an empty path"),
-    (["train", "-solver", "solver4.prototxt", "-weights", ","], "argument -weights: an empty"),
-    (["test", "-model", "", "-weights", "w"], "argument -model: an empty path"),
-    (["time", "-model", " "], "argument -model: an empty path"),
+    # an empty flag is not given, as gflags has it: caffe.cpp's checks of the flags it needs
+    (["train", "-solver", ""], "Need a solver definition to train."),
+    (["train", "-solver", "solver4.prototxt", "-weights", ","], "argument -weights: ',' names "
+                                                                "no file"),
+    (["test", "-model", "", "-weights", "w"], "Need a model definition to score."),
+    (["test", "-model", "net.prototxt", "-weights", ""], "Need model weights to score."),
+    (["time", "-model", " "], "Need a model definition to time."),
+    (["device_query", "-gpu", ""], "Need a device ID to query."),
+    (["train", "-solver", "solver4.prototxt", "-snapshot", "tiny_iter_4.caffemodel"],
+     "a .caffemodel holds weights, not a solver state; give it as -weights"),
+    (["time", "-model", "net.prototxt", "-gpu", "abc"],
+     "argument -gpu: 'abc': give a GPU id (0), ids (0,1) or all"),
 ])
 def test_errors_are_one_line(workdir, capsys, args, message):
     assert run_cli(main, "allconv-caffe", args) == 2
@@ -209,6 +216,14 @@ def test_gpu_flag_without_cuda(workdir, capsys, command):
     err = capsys.readouterr().err
     assert "-gpu 0 asked for, but CUDA is not available here" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_an_empty_gpu_flag_is_not_given(workdir, caplog):
+    """gflags' -gpu "" is its default: the CPU, as without the flag."""
+    caplog.set_level("INFO")
+    assert run_cli(main, "allconv-caffe", ["time", "-model", "net.prototxt", "-iterations", "1",
+                                           "-gpu", ""]) == 0
+    assert "Use CPU." in caplog.text
 
 
 def test_solver_net_path_with_a_nul_byte_is_one_line(workdir, capsys):

@@ -184,6 +184,7 @@ def test_corrupt_file_names_path_and_both_md5s(tmp_path):
     message = str(err.value)
     assert str(path) in message and actual in message
     assert "803d5f7f4d78ea53de84dbe85f74fb6d" in message and "\n" not in message
+    assert message.endswith("delete it and fetch it again; data made by hand: give --no-verify")
 
 
 def test_cifar100_binary_without_published_md5_is_checked_by_size(tmp_path):

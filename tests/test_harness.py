@@ -444,6 +444,12 @@ def test_cli_lists_rows_and_a_row_without_its_data_is_an_error(capsys, tmp_path)
     assert cli.main(["--list"]) == 0
     listing = capsys.readouterr().out
     assert "table3/all-cnn-c" in listing and "table6/imagenet" in listing
+    assert cli.main(["table4", "all-cnn-c", "--list"]) == 0      # the rows named, in order
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == [
+        "table4/all-cnn-c-augmented", "table4/all-cnn-c-cifar100", "table4/large-all-cnn",
+        "table3/all-cnn-c"]
+    assert cli.run_cli(cli.main, "replicate", ["table9", "--list"]) == 2
+    assert "unknown table or row 'table9'" in capsys.readouterr().err
     # ImageNet is never downloaded: without --data its row, alone or in its table, stops
     # before anything trains with one line and exit status 2, never a skip
     for target in ("table6", "imagenet", "table6/imagenet"):
@@ -1027,8 +1033,8 @@ def test_an_out_that_cannot_be_a_folder_is_one_line_naming_the_option(tmp_path, 
     assert cli.run_cli(cli.main, "replicate", [
         "model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data), "--no-verify",
         "--device", "cpu", "--out", str(tmp_path / "file")]) == 2
-    assert capsys.readouterr().err == (f"replicate: error: --out {tmp_path / 'file'}: cannot "
-                                       "make that folder (File exists)\n")
+    assert capsys.readouterr().err == (f"replicate: error: --out {tmp_path / 'file'}: a file, "
+                                       "not a folder\n")
 
 
 def test_ctrl_c_before_any_checkpoint_does_not_promise_one(tmp_path, tiny_data, capsys,

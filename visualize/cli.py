@@ -220,8 +220,8 @@ def check_options_do_something(args, source) -> None:
             raise AllconvError(f"--{given[0]} does nothing with --data {args.data} (a .npz "
                                "source is used as it is)")
     if not getattr(args, "verify", True) and (args.data is None or is_npz(args.data)):
-        raise AllconvError("--no-verify does nothing without --data DIR (no CIFAR file is "
-                           "read)")
+        raise AllconvError("--no-verify does nothing here: no CIFAR file is read (it skips "
+                           "the md5 check of a --data DIR)")
     if args.command == "unit" and args.image is not None and args.data is not None \
             and not source.dataset.whitening:
         raise AllconvError(f"--data does nothing with --image for {source.dataset.name} (the "

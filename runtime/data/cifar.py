@@ -175,17 +175,21 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+_NOT_OFFICIAL = ("a corrupt copy: delete it and fetch it again; data made by hand: give "
+                 "--no-verify")
+
+
 def checked_md5(release: Release, path: Path) -> str:
     """md5 of an official file; AllconvError unless it matches the published md5 (or size)."""
     actual = file_md5(path)
     md5, size = OFFICIAL[f"{release.dirname}/{path.name}"]
     if md5 is not None and actual != md5:
-        raise AllconvError(f"{path} is corrupt: md5 {actual}, expected {md5} "
-                           f"(official {release.archive}); delete it and fetch it again")
+        raise AllconvError(f"{path} is not the official file: md5 {actual}, expected {md5} "
+                           f"(official {release.archive}); {_NOT_OFFICIAL}")
     if md5 is None and path.stat().st_size != size:
-        raise AllconvError(f"{path} is corrupt: {path.stat().st_size} bytes, expected {size} "
-                           f"(official {release.archive}, which publishes no md5 for it); "
-                           "delete it and fetch it again")
+        raise AllconvError(f"{path} is not the official file: {path.stat().st_size} bytes, "
+                           f"expected {size} (official {release.archive}, which publishes no "
+                           f"md5 for it); {_NOT_OFFICIAL}")
     return actual
 
 
