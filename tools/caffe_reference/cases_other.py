@@ -6,7 +6,7 @@ force_backward, and a loss makes Caffe run their backward; cont (T × N) is a 0/
 and gets no diff, as in Caffe."""
 from __future__ import annotations
 
-from case_kit import L, labels, net_case, normal, uniform
+from case_kit import L, conv, labels, net_case, normal, uniform
 
 
 def recurrent(name, type_, inputs, body, tops=("out",)):
@@ -177,6 +177,23 @@ def cases():
                        L("lossA", "EuclideanLoss", ["a", "ta"], "lossA"),
                        L("lossB", "EuclideanLoss", ["b", "tb"], "lossB")],
                       backward="loss", force_backward=False))
+    # Layers whose Backward writes the bottom's diff whatever propagate_down says: with the
+    # bottom also read by a loss, Caffe's Split adds that diff into the convolution's gradient
+    for kind, body, target in (
+            ("Softmax", "", (2, 4, 2, 2)),
+            ("LRN", "lrn_param { local_size: 3 }", (2, 4, 2, 2)),
+            ("MVN", "", (2, 4, 2, 2)),
+            ("Im2col", "convolution_param { kernel_size: 2 }", (2, 16, 1, 1)),
+            ("Reshape", "reshape_param { shape { dim: 0 dim: -1 } }", (2, 16)),
+            ("Flatten", "", (2, 16))):
+        c.append(net_case(f"{kind.lower()}_writes_its_bottom_diff_without_propagate_down", kind,
+                          {"data": normal(2, 3, 3, 3), "t": normal(*target),
+                           "t2": normal(2, 4, 2, 2)},
+                          [conv("conv", "data", "h", "num_output: 4 kernel_size: 2"),
+                           L("x", kind, "h", "g", f"propagate_down: false {body}"),
+                           L("loss", "EuclideanLoss", ["g", "t"], "loss"),
+                           L("loss2", "EuclideanLoss", ["h", "t2"], "loss2")],
+                          backward="loss", force_backward=False))
     # A Flatten's top shares its bottom's diff memory, which the in-place Scale below rewrites
     c.append(net_case("flatten_top_shows_bottom_diff", "Flatten",
                       {"data": normal(2, 3, 2), "t": normal(2, 6)},
