@@ -78,9 +78,10 @@ class Blob:
     ``data`` is the latest value (the last writer's output in an in-place chain). ``diff`` is
     what Caffe's memory holds after backward: the gradient w.r.t. the earliest value of the
     chain that has one (the bottom diff of the first in-place layer that propagates down; the
-    first producer's output when all do); without one, a loss top's loss weight (set at
-    set-up), a Reshape bottom's top diff (shared memory), a layer's scratch diff
-    (``Layer.scratch_diff``), else zeros. ``data`` shares storage with the net's.
+    first producer's output when all do), or for a Reshape's or Flatten's top its bottom's,
+    whose memory it shares; without one, a loss top's loss weight (set at set-up), a Reshape
+    bottom's top diff, a layer's scratch diff (``Layer.scratch_diff``), else zeros. ``data``
+    shares storage with the net's.
     """
 
     def __init__(self, net: "Net", name: str):

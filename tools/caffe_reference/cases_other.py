@@ -148,35 +148,32 @@ def cases():
            "inner_product_param { num_output: 5 axis: 2 }"),
          L("loss", "SoftmaxWithLoss", ["predict", "target"], "loss", "softmax_param { axis: 2 }")],
         backward="loss", force_backward=False))
+    def slice_case(name, group, batch, in_place):
+        """IP -> Slice into a (the ``in_place`` layers on it) and b, a loss on each."""
+        return net_case(name, group,
+                        {"data": normal(batch, 3), "ta": normal(batch, 2),
+                         "tb": normal(batch, 2)},
+                        [L("ip", "InnerProduct", "data", "h",
+                           "inner_product_param { num_output: 4 }"),
+                         L("slice", "Slice", "h", ["a", "b"],
+                           "slice_param { axis: 1 slice_point: 2 }"),
+                         *in_place,
+                         L("lossA", "EuclideanLoss", ["a", "ta"], "lossA"),
+                         L("lossB", "EuclideanLoss", ["b", "tb"], "lossB")],
+                        backward="loss", force_backward=False)
     # An in-place ReLU that does not propagate down, on one top of a Slice whose other top
     # learns: the Slice still runs Backward and reads the ReLU's top diff, unmasked, from the
     # memory the in-place blob shares
-    c.append(net_case("inplace_no_propagate_down_passes_diff", "ReLU",
-                      {"data": normal(2, 3), "ta": normal(2, 2), "tb": normal(2, 2)},
-                      [L("ip", "InnerProduct", "data", "h",
-                         "inner_product_param { num_output: 4 }"),
-                       L("slice", "Slice", "h", ["a", "b"],
-                         "slice_param { axis: 1 slice_point: 2 }"),
-                       L("relu", "ReLU", "a", "a", "propagate_down: false"),
-                       L("lossA", "EuclideanLoss", ["a", "ta"], "lossA"),
-                       L("lossB", "EuclideanLoss", ["b", "tb"], "lossB")],
-                      backward="loss", force_backward=False))
+    c.append(slice_case("inplace_no_propagate_down_passes_diff", "ReLU", 2,
+                        [L("relu", "ReLU", "a", "a", "propagate_down: false")]))
     # The same through an in-place chain: the ReLU below the Scale that does not propagate
     # down runs no Backward (its top is skipped), so the Slice reads the TanH's bottom diff,
     # unmasked by either; the Scale still learns
-    c.append(net_case("inplace_chain_skipped_layers_pass_diff", "Scale",
-                      {"data": normal(4, 3), "ta": normal(4, 2), "tb": normal(4, 2)},
-                      [L("ip", "InnerProduct", "data", "h",
-                         "inner_product_param { num_output: 4 }"),
-                       L("slice", "Slice", "h", ["a", "b"],
-                         "slice_param { axis: 1 slice_point: 2 }"),
-                       L("relu", "ReLU", "a", "a"),
-                       L("scale", "Scale", "a", "a", "propagate_down: false "
-                                                     "scale_param { bias_term: true }"),
-                       L("tanh", "TanH", "a", "a"),
-                       L("lossA", "EuclideanLoss", ["a", "ta"], "lossA"),
-                       L("lossB", "EuclideanLoss", ["b", "tb"], "lossB")],
-                      backward="loss", force_backward=False))
+    c.append(slice_case("inplace_chain_skipped_layers_pass_diff", "Scale", 4,
+                        [L("relu", "ReLU", "a", "a"),
+                         L("scale", "Scale", "a", "a", "propagate_down: false "
+                                                       "scale_param { bias_term: true }"),
+                         L("tanh", "TanH", "a", "a")]))
     # Layers whose Backward writes the bottom's diff whatever propagate_down says: with the
     # bottom also read by a loss, Caffe's Split adds that diff into the convolution's gradient
     for kind, body, target in (
