@@ -302,8 +302,9 @@ def pack_report(rows: list[dict], tag: str, what: str) -> str:
         lines.append(f"{tag}{r['members']:>2}  {r['route']:<10} {r['train_images_per_s']:>12,.0f}"
                      f" {r['vs_solo']:>7.2f}x {evaluate}".rstrip())
     best = max((r for r in rows if r["route"] == "pack"), key=lambda r: r["train_images_per_s"])
+    slower = ": solo runs one after another train faster" if best["vs_solo"] < 1 else ""
     lines.append(f"{tag}fastest pack: K={best['members']}, {best['vs_solo']:.2f}x the images/s of "
-                 "one solo run")
+                 f"one solo run{slower}")
     return "\n".join(lines)
 
 

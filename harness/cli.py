@@ -29,11 +29,12 @@ from runtime.cli_support import (Parser, add_device_option, number, number_list,
 from runtime.errors import AllconvError
 
 EXIT_FAIL, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 3, 130
-# --pack's default on CUDA. Provisional: no GPU has measured packs yet (benchmarks/
-# train_throughput.py --pack 1,2,4,8 will). 4 is the paper's lr grid in one net: an All-CNN-C
-# step of batch 128 used 11 % of an H200's bf16 peak, so four members should still fit the
-# chip's idle share.
-CUDA_PACK = 4
+# --pack's default on CUDA: the fastest K of results/benchmarks/train_throughput_pack.json (an
+# H200, 2026-12-04, All-CNN-C at bf16 with the whole-step CUDA graph and channels-last): packs
+# of 2, 4 and 8 trained 0.82x, 0.92x and 1.00x the images/s of solo runs one after another, and
+# the 10-epoch slices put a pack of the 4-lr grid at 4.39x one solo run. Packing runs as grouped
+# convolutions does not fill the chip faster than one run does, so runs train one by one.
+CUDA_PACK = 1
 # The largest --seed: Caffe seeds its generator with an unsigned int (Caffe::set_random_seed),
 # so a solver.prototxt with a larger random_seed would train another run under Caffe.
 SEED_MAX = 2**32 - 1
@@ -105,9 +106,9 @@ def build_parser() -> Parser:
     g.add_argument("--pack", type=number(int), metavar="K",
                    help="train up to K runs of a row (its lrs and seeds) as one net, each "
                         "member exactly its solo run, each with its own run folder; --pack 1 "
-                        f"trains them one by one. Default: {CUDA_PACK} on CUDA (provisional, "
-                        "until benchmarks/train_throughput.py --pack has run on a GPU), 1 on "
-                        "the CPU and under torchrun, which refuses more")
+                        f"trains them one by one. Default: {CUDA_PACK} on CUDA (the fastest of "
+                        "results/benchmarks/train_throughput_pack.json, an H200), 1 on the "
+                        "CPU and under torchrun, which refuses more")
     g.add_argument("--resume", action="store_true",
                    help="continue each run from its last checkpoint in --out (a pack's "
                         "members resume together when their checkpoints are of one iteration, "

@@ -145,6 +145,7 @@ class Loop:
         self.images_per_s = float("nan")          # each member's
         self.every_iteration = run.net.device.type == "cpu" and run.ranks.world == 1
         self.diverged_message: list[str | None] = [None] * run.K
+        self.never_warned: list[list[int]] = [[] for _ in range(run.K)]   # the last warning's
         self.step_seconds = self.checkpoint_seconds = self.eval_seconds = None
 
     @property
@@ -229,12 +230,23 @@ class Loop:
                   "images_per_s": round(self.images_per_s, 1), "smoke": run.smoke}
         if self.logs is not None:
             self.logs[k].write(record)
-            if metrics["never_predicted"]:
-                never = [run.data.classes[c] for c in metrics["never_predicted"]]
-                more = f" and {len(never) - 10} more" if len(never) > 10 else ""
-                self.bar.write(f"warning: {self._name(k)}, epoch {format_epoch(run.epoch)}: "
-                               f"classes never predicted: {', '.join(never[:10])}{more}")
+            self._warn_never_predicted(k, metrics["never_predicted"])
         return record
+
+    def _warn_never_predicted(self, k: int, never: list[int]) -> None:
+        """Warn when member ``k``'s classes never predicted change (metrics.jsonl has every
+        evaluation's): a net dead from epoch 1 says so once, not at each of 350 evaluations."""
+        if never == self.never_warned[k]:
+            return
+        self.never_warned[k] = list(never)
+        at = f"warning: {self._name(k)}, epoch {format_epoch(self.run.epoch)}: "
+        if not never:
+            self.bar.write(at + "every class predicted again")
+            return
+        names = [self.run.data.classes[c] for c in never]
+        more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+        self.bar.write(f"{at}classes never predicted: {', '.join(names[:10])}{more} "
+                       "(warned again when this changes)")
 
     def _name(self, k: int) -> str:
         opts = self.run.members[k].opts

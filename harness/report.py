@@ -81,7 +81,9 @@ def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
         "runs": [{"lr": lr, "seed": seed, "test_error": r.get("test_error"),
                   "diverged": r.get("diverged"), "missing": r.get("missing"),
                   "lr_from": r.get("lr_from"), "note": r.get("note"),
-                  "wall_seconds": r.get("wall_seconds")}
+                  "wall_seconds": r.get("wall_seconds"),
+                  "dead_class_units": r.get("dead_class_units"),
+                  "never_predicted": r.get("never_predicted")}
                  for (lr, seed), r in sorted(runs.items())],
         **{k: best.get(k) for k in ("epochs", "iterations", "batch_size", "seed", "precision",
                                     "options", "wall_seconds", "device", "torch", "train_size",
@@ -133,6 +135,10 @@ def _notes(result: dict) -> str:
     runs = result["runs"]     # a row JSON of an older harness: lr only, no seed, no missing
     notes += [f"lr {r['lr']:g}{_seed(r.get('seed', 0))} diverged" for r in runs
               if r["diverged"]]
+    shown = (measured["lr"], measured["seeds"][0]) if measured["seeds"] else None
+    notes += [f"lr {r['lr']:g}{_seed(r.get('seed', 0))}: {len(r['dead_class_units'])} dead "
+              f"class units, {r['test_error']:.2f} %" for r in runs
+              if r.get("dead_class_units") and (r["lr"], r.get("seed", 0)) != shown]
     notes += [f"lr {r['lr']:g}{_seed(r.get('seed', 0))} {r['missing']}" for r in runs
               if r.get("missing")]
     notes += [f"lr {lr} {why}" for lr, why in result.get("incomplete_grid", {}).items()]

@@ -332,6 +332,44 @@ def test_resume_from_a_checkpoint_lacking_a_layer_is_refused(tmp_path, tiny_data
         train(spec, dataclasses.replace(opts, resume=True), tmp_path / "run")
 
 
+def _cuda_feed(state, device=True):
+    state["feed"]["generator"] = torch.zeros(16, dtype=torch.uint8)   # a Philox state
+    if device:
+        state["feed"]["device"] = "cuda:0"
+    else:                   # an H200's checkpoint of 2026-12-04, before the device was kept
+        del state["feed"]["device"]
+
+
+def _cuda_dropout(state):   # a run that drew its masks from CUDA generators
+    state["dropout"] = {name: {"cuda:0": torch.zeros(16, dtype=torch.uint8)}
+                        for name in state["dropout"]}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without CUDA")
+@pytest.mark.parametrize("edit, message", [
+    (_cuda_feed, "the data order was drawn on CUDA and this run draws it on the CPU: resume the "
+                 "run on CUDA"),
+    (lambda state: _cuda_feed(state, device=False), "the data order's generator state does not "
+     "fit this run's generator on the CPU: resume the run on the device it trained on"),
+    (_cuda_dropout, "layer 'drop0' holds the state of a cuda:0 generator and this machine has "
+                    "no CUDA: resume the run on CUDA"),
+])
+def test_resume_of_a_cuda_checkpoint_without_cuda_is_one_line(tmp_path, tiny_data, edit,
+                                                              message):
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=12))
+    opts = options(tiny_data, epochs=2)
+    train(spec, dataclasses.replace(opts, time_limit=0), tmp_path / "run")
+    rng = tmp_path / "run" / "checkpoint_iter_3.rngstate"
+    state = torch.load(rng, weights_only=True)
+    assert state["feed"]["device"] == "cpu"
+    assert sorted(state["dropout"]) == ["drop0", "drop1", "drop2"]
+    edit(state)
+    torch.save(state, rng)
+    with pytest.raises(AllconvError, match=re.escape(
+            f"{rng}: not a state this run can restore ({message})")):
+        train(spec, dataclasses.replace(opts, resume=True), tmp_path / "run")
+
+
 def assert_resumed_as_straight(tmp_path):
     """tmp_path/resumed ended with tmp_path/straight's weights at iteration 5, and its records
     go on with the checkpoint's running loss (a mean over steps on both sides of the
@@ -768,20 +806,20 @@ def test_report_gives_back_the_table_the_runs_wrote(tmp_path, tiny_data, capsys)
 
 def test_the_committed_table3_is_what_its_run_folders_report(tmp_path, capsys):
     """results/table3 as committed: `replicate table3 --report` over a copy of its run folders
-    writes the committed README, 9.96 % at the hand-set lr 0.05, partial grid."""
+    writes the committed README, 9.96 % at the hand-set lr 0.05, partial grid, lr 0.25 dead."""
     import shutil
     shutil.copytree(ROOT / "results" / "table3", tmp_path / "table3",
                     ignore=shutil.ignore_patterns("*.json", "README.md", "*.png"))
-    for lr in ("0.01", "0.05"):
+    for folder in (ROOT / "results" / "table3" / "all-cnn-c").iterdir():
         for name in ("run.json", "result.json"):
-            shutil.copy(ROOT / "results" / "table3" / "all-cnn-c" / f"lr-{lr}" / name,
-                        tmp_path / "table3" / "all-cnn-c" / f"lr-{lr}" / name)
+            shutil.copy(folder / name, tmp_path / "table3" / "all-cnn-c" / folder.name / name)
     assert cli.main(["table3", "--report", "--out", str(tmp_path)]) == cli.EXIT_FAIL
     committed = (ROOT / "results" / "table3" / "README.md").read_text()
     assert (tmp_path / "table3" / "README.md").read_text() == committed
     line = next(line for line in committed.splitlines() if line.startswith("| ALL-CNN-C"))
     assert "| 9.96 | +0.88 | 0.5 | **FAIL** (partial) | 0.05 | 0 |" in line
     assert "lr 0.05 set by hand (--lr)" in line and "before CaffeSGD" in line
+    assert "lr 0.25: 10 dead class units, 90.00 %" in line
     capsys.readouterr()
 
 
@@ -809,7 +847,27 @@ def test_an_evaluation_at_a_small_epoch_is_labelled_with_its_precision(tmp_path,
                      "cpu", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "at lr 0.01, epoch 0.0050: classes never predicted" in err
-    assert "at lr 0.01, epoch 0.010: classes never predicted" in err
+
+
+def test_never_predicted_classes_are_warned_when_they_change(tmp_path, capsys, cache):
+    """Once per change of the set (metrics.jsonl keeps every evaluation's), not at each
+    evaluation of a net that predicts one class for 350 epochs."""
+    data = write_cifar10_bin(tmp_path / "cifar", n_train=400, n_test=8)
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=2)
+    assert cli.main(["model-a", "--specs", str(tmp_path / "specs"), "--data", str(data),
+                     "--no-verify", "--epochs", "0.05", "--eval-every", "0.005", "--device",
+                     "cpu", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines()
+                if line.startswith("warning: tiny/model-a")]
+    metrics = tmp_path / "out" / "tiny" / "model-a" / "lr-0.01-smoke" / "metrics.jsonl"
+    sets = [json.loads(line)["never_predicted"] for line in metrics.read_text().splitlines()
+            if "never_predicted" in line]
+    changes = [now for before, now in zip([[]] + sets, sets) if now != before]
+    assert len(sets) == 10 and 1 <= len(changes) < len(sets)
+    assert len(warnings) == len(changes)
+    for warning, now in zip(warnings, changes):
+        assert warning.endswith("(warned again when this changes)" if now
+                                else "every class predicted again")
 
 
 def test_progress_shows_a_slow_speed_with_its_precision(tmp_path, tiny_data, capsys,

@@ -1,31 +1,38 @@
 #!/usr/bin/env bash
 # The device calls of docs/GPU_SESSION.md, run on the GPU machine from the repository root. The
-# CIFAR-10 files of a call are in $CARRY (default .carry; the 64 MiB a call carries holds two):
-#   stage1           files 1-2; pytest -m gpu; the benchmark: packs of 1, 2, 4, 8 against solo
-#                    runs, and a profile of the largest (JSON: train_throughput_pack.json)
-#   stage2           files 3-4; the fused route: --compile inside the whole-step graph, a pack of
-#                    4 against solo (JSON: train_throughput_pack_compiled.json)
-#   stage3           file 5 and the test file; the two 10-epoch slices on CIFAR-10, solo and a
-#                    pack of the 4-lr grid, each projected to 350 epochs (train_throughput_slices.json)
-#   next SECONDS     the next pack of Table 3's campaign (issue 19's order, then Table 4's
+# CIFAR-10 files of a call are in $CARRY (default .carry; the 64 MiB a call carries holds two,
+# gzipped), copied to $CIFAR by every command:
+#   data             nothing else: a call that only brings its two files
+#   check            pytest -m gpu (the full log: test_gpu.log), then the benchmark's solo loop
+#                    against two solo loops at once in two processes, what --rows-in-parallel 2
+#                    does, and a pack of 2 (JSON: train_throughput_processes.json), and a pack
+#                    of 4 without channels-last (train_throughput_pack_nchw.json)
+#   packs            the benchmark: packs of 1, 2, 4, 8 against solo runs, and a profile of the
+#                    largest (JSON: train_throughput_pack.json; measured 2026-12-04)
+#   compiled         the fused route: --compile inside the whole-step graph, a pack of 4 against
+#                    solo (JSON: train_throughput_pack_compiled.json)
+#   slices           the two 10-epoch slices on CIFAR-10 (all six files), solo and a pack of the
+#                    4-lr grid, each projected to 350 epochs (train_throughput_slices.json;
+#                    measured 2026-12-04)
+#   next SECONDS     the next runs of Table 3's campaign (issue 19's order, then Table 4's
 #                    all-cnn-c-augmented), trained with
 #                    --deadline SECONDS; run folders under $CARRY_RUNS (default .carry-runs) are
-#                    unpacked first (an unfinished pack of an earlier lease)
-#   pack SECONDS ROW OPTION...   one pack of ROW (of any table) with these replicate options
+#                    unpacked first (an unfinished run of an earlier lease)
+#   pack SECONDS ROW OPTION...   runs of ROW (of any table) with these replicate options
 #                    and the deadline
 # Each training call returns one tar a run folder touched: a finished run without .solverstate
 # and .rngstate (its final .caffemodel stays, for the cache), an unfinished one whole (to carry
 # back); a tar holds at most 16 MiB, and a call returns at most 8 files.
 # The machine keeps /tmp while it is warm (about 30 s after a call), so the calls go back to back.
 # ALLCONV_COMMIT names the commit in the result files (the tree that travels has no .git).
-# LEVERS: the benchmark's levers in stages 1-3 (default --cuda-graphs --channels-last; set but
-# empty: none); EXTRA: replicate options added to every training call. If stage 1's whole-step
+# LEVERS: the benchmark's levers (default --cuda-graphs --channels-last; set but empty: none);
+# EXTRA: replicate options added to every training call. If check's whole-step
 # graph test fails, the later calls go without the graph: LEVERS=--channels-last,
 # EXTRA=--no-cuda-graphs (docs/GPU_SESSION.md). Every step has a time limit; a stage ends with
 # status 0 after printing each step's own status (a step's failure is read in the logs, not
 # mistaken for the call's own time limit).
 # Dry run on the CPU: DEVICE="--device cpu" TINY=1 (tiny benchmark, slices and runs, and
-# --pack 4, the CUDA default), with CIFAR=<the release> RESULTS=<a scratch folder>.
+# --pack 4: the packed path), with CIFAR=<the release> RESULTS=<a scratch folder>.
 set -uo pipefail
 : "${OUT:?run this on the device machine, where OUT is set (or set it for a dry run)}"
 export PYTHONPATH=. PYTHONUNBUFFERED=1
@@ -131,28 +138,41 @@ train_pack() {       # $1: --deadline seconds; the rest: ROW and replicate optio
 }
 
 case "${1:-}" in
-    stage1)
+    data) exit 0 ;;
+    check)
         nvidia-smi -L 2>/dev/null
         python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'cudnn', torch.backends.cudnn.version())"
         # the device has no onnx: the export tests skip, as without the [onnx] extra
-        timeout -k 10 240 python3 -m pytest -q -m gpu tests 2>&1 | tail -n 30 \
-            | tee "$OUT/test_gpu.log"
-        rc=${PIPESTATUS[0]}; echo "pytest: exit status $rc" | tee -a "$OUT/test_gpu.log"
+        timeout -k 10 240 python3 -m pytest -q -rfE --tb=short -m gpu tests \
+            > "$OUT/test_gpu.log" 2>&1
+        rc=$?; tail -n 30 "$OUT/test_gpu.log"; echo "pytest: exit status $rc" | tee -a "$OUT/test_gpu.log"
+        # shellcheck disable=SC2086
+        timeout -k 10 200 python3 benchmarks/train_throughput.py $LEVERS --pack 2 --processes \
+            --iters 100 --json "$OUT/train_throughput_processes.json" $DEVICE $BENCH_TINY 2>&1 \
+            | tee "$OUT/train_throughput_processes.log"
+        rc=${PIPESTATUS[0]}; echo "benchmark: exit status $rc"
+        # packs without channels-last: cuDNN's NHWC grouped convolutions led the pack profile
+        timeout -k 10 150 python3 benchmarks/train_throughput.py --cuda-graphs --pack 4 \
+            --iters 100 --json "$OUT/train_throughput_pack_nchw.json" $DEVICE $BENCH_TINY 2>&1 \
+            | tee "$OUT/train_throughput_pack_nchw.log"
+        rc=${PIPESTATUS[0]}; echo "benchmark: exit status $rc"
+        exit 0 ;;
+    packs)
         # shellcheck disable=SC2086
         timeout -k 10 320 python3 benchmarks/train_throughput.py $LEVERS --pack 1,2,4,8 \
             --profile --json "$OUT/train_throughput_pack.json" $DEVICE $BENCH_TINY 2>&1 \
             | tee "$OUT/train_throughput_pack.log"
         rc=${PIPESTATUS[0]}; echo "benchmark: exit status $rc"
         exit 0 ;;
-    stage2)
+    compiled)
         # shellcheck disable=SC2086
         timeout -k 10 200 python3 benchmarks/train_throughput.py --compile $LEVERS --pack 4 \
             --iters 100 --json "$OUT/train_throughput_pack_compiled.json" $DEVICE $BENCH_TINY \
             2>&1 | tee "$OUT/train_throughput_pack_compiled.log"
         rc=${PIPESTATUS[0]}; echo "benchmark: exit status $rc"
         exit 0 ;;
-    stage3)
+    slices)
         # shellcheck disable=SC2086
         timeout -k 10 540 python3 benchmarks/train_throughput.py $LEVERS --slices \
             --data "$CIFAR" --json "$OUT/train_throughput_slices.json" $DEVICE $BENCH_TINY \
@@ -168,6 +188,6 @@ case "${1:-}" in
         # shellcheck disable=SC2086
         train_pack "${2:?seconds}" $args ;;
     pack) seconds=${2:?seconds}; shift 2; train_pack "$seconds" "$@" ;;
-    *) echo "usage: gpu_session.sh stage1|stage2|stage3|next SECONDS|pack SECONDS ROW OPTION..." >&2
+    *) echo "usage: gpu_session.sh data|check|packs|compiled|slices|next SECONDS|pack SECONDS ROW OPTION..." >&2
        exit 2 ;;
 esac

@@ -45,9 +45,25 @@ class Passes:
 
     def state_dict(self) -> dict:
         return {"order": self.order.to("cpu", copy=True), "cursor": self.cursor,
-                "generator": self.generator.get_state()}
+                "generator": self.generator.get_state(), "device": str(self.generator.device)}
 
     def load_state_dict(self, state: dict) -> None:
+        """Raises ValueError for a state drawn on another kind of device (a CUDA run's order
+        goes on only on CUDA); a state saved before ``device`` was kept is told by its size."""
+        mine = self.generator.device.type
+        saved = torch.device(state.get("device", mine)).type
+        if saved != mine:
+            raise ValueError(f"the data order was drawn on {_named(saved)} and this run draws "
+                             f"it on {_named(mine)}: resume the run on {_named(saved)}")
         self.order = state["order"].to(self.device, copy=True)
         self.cursor = int(state["cursor"])
-        self.generator.set_state(state["generator"])
+        try:
+            self.generator.set_state(state["generator"])
+        except RuntimeError:
+            raise ValueError(f"the data order's generator state does not fit this run's "
+                             f"generator on {_named(mine)}: resume the run on the device it "
+                             "trained on") from None
+
+
+def _named(device_type: str) -> str:
+    return {"cpu": "the CPU", "cuda": "CUDA"}.get(device_type, device_type)

@@ -138,6 +138,9 @@ class Dropout(Layer):
         """Restore `rng_state` (a solo layer's state restores a member of a pack, and back)."""
         member = self._member(member)
         for device, state in states.items():
+            if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+                raise ValueError(f"layer {self.name!r} holds the state of a {device} generator "
+                                 "and this machine has no CUDA: resume the run on CUDA")
             self._generator(member, device).set_state(state)
 
     def forward(self, x):
