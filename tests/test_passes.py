@@ -23,8 +23,8 @@ def test_state_holds_order_cursor_and_generator_and_restores_the_stream():
     passes = Passes(6, torch.Generator().manual_seed(1))
     passes.take(4)
     state = passes.state_dict()
-    assert set(state) == {"order", "cursor", "generator"} and state["cursor"] == 4
-    assert state["order"].device.type == "cpu"
+    assert set(state) == {"order", "cursor", "generator", "device"} and state["cursor"] == 4
+    assert state["order"].device.type == "cpu" and state["device"] == "cpu"
     ahead = passes.take(9)
     again = Passes(6, torch.Generator().manual_seed(2))
     again.load_state_dict(state)

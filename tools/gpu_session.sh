@@ -3,10 +3,8 @@
 # CIFAR-10 files of a call are in $CARRY (default .carry; the 64 MiB a call carries holds two,
 # gzipped), copied to $CIFAR by every command:
 #   data             nothing else: a call that only brings its two files
-#   check            pytest -m gpu (the full log: test_gpu.log), then the benchmark's solo loop
-#                    against two solo loops at once in two processes, what --rows-in-parallel 2
-#                    does, and a pack of 2 (JSON: train_throughput_processes.json), and a pack
-#                    of 4 without channels-last (train_throughput_pack_nchw.json)
+#   check            pytest -m gpu (the full log: test_gpu.log), then what compiled does and a
+#                    pack of 4 without channels-last (train_throughput_pack_nchw.json)
 #   packs            the benchmark: packs of 1, 2, 4, 8 against solo runs, and a profile of the
 #                    largest (JSON: train_throughput_pack.json; measured 2026-12-04)
 #   compiled         the fused route: --compile inside the whole-step graph, a pack of 4 against
@@ -147,12 +145,13 @@ case "${1:-}" in
         timeout -k 10 240 python3 -m pytest -q -rfE --tb=short -m gpu tests \
             > "$OUT/test_gpu.log" 2>&1
         rc=$?; tail -n 30 "$OUT/test_gpu.log"; echo "pytest: exit status $rc" | tee -a "$OUT/test_gpu.log"
+        # the fused route (the compiled solo loop and a pack of 4), then packs without
+        # channels-last: cuDNN's NHWC grouped convolutions led the pack profile
         # shellcheck disable=SC2086
-        timeout -k 10 200 python3 benchmarks/train_throughput.py $LEVERS --pack 2 --processes \
-            --iters 100 --json "$OUT/train_throughput_processes.json" $DEVICE $BENCH_TINY 2>&1 \
-            | tee "$OUT/train_throughput_processes.log"
+        timeout -k 10 200 python3 benchmarks/train_throughput.py --compile $LEVERS --pack 4 \
+            --iters 100 --json "$OUT/train_throughput_pack_compiled.json" $DEVICE $BENCH_TINY \
+            2>&1 | tee "$OUT/train_throughput_pack_compiled.log"
         rc=${PIPESTATUS[0]}; echo "benchmark: exit status $rc"
-        # packs without channels-last: cuDNN's NHWC grouped convolutions led the pack profile
         timeout -k 10 150 python3 benchmarks/train_throughput.py --cuda-graphs --pack 4 \
             --iters 100 --json "$OUT/train_throughput_pack_nchw.json" $DEVICE $BENCH_TINY 2>&1 \
             | tee "$OUT/train_throughput_pack_nchw.log"
