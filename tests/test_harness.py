@@ -340,7 +340,10 @@ def _cuda_feed(state, device=True):
         del state["feed"]["device"]
 
 
-def _cuda_dropout(state):   # a run that drew its masks from CUDA generators
+def _cuda_dropout(state):
+    """Masks drawn from CUDA generators: harness runs key their masks (their checkpoints hold no
+    generator state), so this reaches a Dropout layer through allconv-caffe's solver on CUDA;
+    the edit stands in for one here."""
     state["dropout"] = {name: {"cuda:0": torch.zeros(16, dtype=torch.uint8)}
                         for name in state["dropout"]}
 
@@ -847,6 +850,38 @@ def test_an_evaluation_at_a_small_epoch_is_labelled_with_its_precision(tmp_path,
                      "cpu", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "at lr 0.01, epoch 0.0050: classes never predicted" in err
+
+
+def test_epochs_are_labelled_with_the_digits_they_need():
+    from harness.loop import format_epoch
+    assert [format_epoch(e) for e in (0.005, 0.0051, 0.01, 0.099, 0.1, 1.0, 350.0006)] == [
+        "0.0050", "0.0051", "0.010", "0.099", "0.10", "1.00", "350.00"]
+
+
+def test_the_never_predicted_warning_follows_the_set(monkeypatch):
+    """Warned at the first evaluation, again only when the set changes, and once when every
+    class is predicted again."""
+    from types import SimpleNamespace
+
+    from harness.loop import Loop
+    written = []
+    loop = Loop.__new__(Loop)
+    loop.run = SimpleNamespace(epoch=1.0, data=SimpleNamespace(classes=list("abcdefghij")),
+                               spec=SimpleNamespace(key="table3/x"),
+                               members=[SimpleNamespace(opts=SimpleNamespace(lr=0.1, seed=0))])
+    loop.bar = SimpleNamespace(write=written.append)
+    loop.never_warned = [[]]
+    for epoch, never in ((1, [0, 1]), (2, [0, 1]), (3, [1]), (4, []), (5, []), (6, [2])):
+        loop.run.epoch = float(epoch)
+        loop._warn_never_predicted(0, never)
+    assert written == [
+        "warning: table3/x at lr 0.1, epoch 1.00: classes never predicted: a, b (warned again "
+        "when this changes)",
+        "warning: table3/x at lr 0.1, epoch 3.00: classes never predicted: b (warned again when "
+        "this changes)",
+        "warning: table3/x at lr 0.1, epoch 4.00: every class predicted again",
+        "warning: table3/x at lr 0.1, epoch 6.00: classes never predicted: c (warned again when "
+        "this changes)"]
 
 
 def test_never_predicted_classes_are_warned_when_they_change(tmp_path, capsys, cache):
