@@ -354,7 +354,8 @@ def measure_slices(args, device, best: dict, levers: dict, tag: str) -> list[dic
 
 
 def profile(args, device, best: dict, levers: dict, data: Data, tag: str) -> dict:
-    """Device and host time per step of the largest pack, and its top kernels."""
+    """Device and host time per step of the largest pack (the solo loop for ``--pack 1``), and
+    its top kernels."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
     k = max(args.pack)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
@@ -370,7 +371,8 @@ def profile(args, device, best: dict, levers: dict, data: Data, tag: str) -> dic
     host_us = sum(e.self_cpu_time_total for e in events) / steps
     top = sorted(events, key=lambda e: e.self_device_time_total if device.type == "cuda"
                  else e.self_cpu_time_total, reverse=True)[:8]
-    print(f"{tag}profile of a pack of {k}: {seconds * 1e3:.2f} ms a step, device "
+    what = "the solo loop" if k == 1 else f"a pack of {k}"
+    print(f"{tag}profile of {what}: {seconds * 1e3:.2f} ms a step, device "
           f"{device_us / 1e3:.2f} ms, host {host_us / 1e3:.2f} ms; top kernels:")
     for e in top:
         print(f"{tag}  {e.self_device_time_total / steps / 1e3:8.3f} ms device "
