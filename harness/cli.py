@@ -181,6 +181,15 @@ def _check_args(args, parser: Parser) -> None:
     """Options that conflict, or that would do nothing in this command, are errors."""
     if args.lr is not None and args.lr_search:
         raise AllconvError("--lr conflicts with --lr-search: give one")
+    if args.list:           # it prints the rows (of --specs) and reads nothing else
+        given = [a.option_strings[0 if getattr(args, a.dest) or len(a.option_strings) == 1
+                                  else 1]      # --cuda-graphs or --no-cuda-graphs, as given
+                 for a in parser._actions if a.option_strings
+                 and a.dest not in ("help", "list", "specs", "progress")
+                 and getattr(args, a.dest) != a.default]
+        if given:
+            raise AllconvError(f"{given[0]} does nothing with --list, which only lists the "
+                               "rows: drop it")
     if args.report:
         if args.shard:
             raise AllconvError("--report reads what the shards wrote: give it without --shard")

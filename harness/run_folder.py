@@ -206,9 +206,11 @@ class RunFolder:
             return False
         old = self.settings
         if old != settings:
-            changed = ", ".join(k for k in settings if old.get(k) != settings[k])
+            changed = "; ".join(f"{k} {old.get(k)} there, {settings[k]} here"
+                                for k in settings if old.get(k) != settings[k])
             raise AllconvError(f"cannot resume {self.path}: it was started with other "
-                               f"settings ({changed}); drop --resume to start again")
+                               f"settings ({changed}); give its settings, or drop --resume "
+                               "to start it again")
         return True
 
     def start(self, settings: dict, resume: bool) -> bool:

@@ -21,6 +21,7 @@ left-padded with 1s to 4 axes, is the same; loaders should do the same.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Iterable, Sequence, Union
@@ -28,6 +29,7 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 from google.protobuf.message import DecodeError, Message
 
+from runtime.blob_shape import check_blob_shape
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
@@ -82,9 +84,7 @@ def blob_to_array(blob) -> np.ndarray:
         values = np.array(blob.data, dtype=np.float32)
     if shape is None:
         return values.reshape(()) if values.size == 1 else values
-    if any(d < 0 for d in shape):
-        raise AllconvError(f"blob has a negative dimension in shape {shape}")
-    expected = int(np.prod(shape, dtype=np.int64))
+    expected = math.prod(check_blob_shape(shape, "blob"))    # Caffe's Blob::Reshape checks
     if values.size != expected:
         raise AllconvError(
             f"blob shape {shape} needs {expected} values but it holds {values.size}"

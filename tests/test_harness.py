@@ -412,7 +412,8 @@ def test_ctrl_c_checkpoints_the_finished_iteration_and_resumes_exactly(tmp_path,
 def test_resume_refuses_other_settings(tmp_path, tiny_data):
     spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=16))
     train(spec, options(tiny_data, time_limit=0), tmp_path / "run")
-    with pytest.raises(AllconvError, match=r"other settings \(seed\)"):
+    with pytest.raises(AllconvError, match=r"other settings \(seed 0 there, 1 here\); give its "
+                                           r"settings, or drop --resume to start it again$"):
         train(spec, options(tiny_data, seed=1, resume=True), tmp_path / "run")
 
 
@@ -491,6 +492,15 @@ def test_cli_lists_rows_and_a_row_without_its_data_is_an_error(capsys, tmp_path)
         "table3/all-cnn-c"]
     assert cli.run_cli(cli.main, "replicate", ["table9", "--list"]) == 2
     assert "unknown table or row 'table9'" in capsys.readouterr().err
+    # --list lists: an option it would ignore is named, as given (--no-progress is display)
+    assert cli.main(["table3", "--list", "--no-progress"]) == 0
+    capsys.readouterr()
+    for option, named in ((["--lr", "0.1"], "--lr"), (["--cuda-graphs"], "--cuda-graphs"),
+                          (["--no-channels-last"], "--no-channels-last"),
+                          (["--no-verify"], "--no-verify"), (["--pack", "3"], "--pack")):
+        assert cli.run_cli(cli.main, "replicate", ["table3", "--list"] + option) == 2
+        assert capsys.readouterr().err == (f"replicate: error: {named} does nothing with "
+                                           "--list, which only lists the rows: drop it\n")
     # ImageNet is never downloaded: without --data its row, alone or in its table, stops
     # before anything trains with one line and exit status 2, never a skip
     for target in ("table6", "imagenet", "table6/imagenet"):

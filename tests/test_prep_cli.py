@@ -2,6 +2,7 @@
 import sys
 
 import numpy as np
+import pytest
 
 from runtime import TEST
 from runtime.data import cli
@@ -65,3 +66,13 @@ def test_a_log_gets_no_bar_and_hand_made_data_skips_the_md5_check(tmp_path, monk
     assert run_cli(cli.main, "allconv-prep-cifar", ["--no-verify"]) == 2
     assert seen == {"verify": False} and capsys.readouterr().err == \
         "allconv-prep-cifar: error: stop here\n"
+
+
+def test_out_naming_a_file_is_refused_before_any_whitening(tmp_path, monkeypatch, capsys):
+    from runtime.cli_support import run_cli
+    monkeypatch.setattr(cli, "prepared_cifar", lambda *a, **k: pytest.fail("nothing is read"))
+    (tmp_path / "file").write_text("x")
+    assert run_cli(cli.main, "allconv-prep-cifar", ["--data", str(tmp_path),
+                                                    "--out", str(tmp_path / "file")]) == 2
+    assert capsys.readouterr().err == (f"allconv-prep-cifar: error: --out {tmp_path / 'file'}: "
+                                       "a file, not a folder\n")

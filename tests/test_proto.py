@@ -710,6 +710,20 @@ def test_blob_legacy_dims_and_double_data():
         caffemodel.blob_to_array(wrong)
 
 
+@pytest.mark.parametrize("dims, message", [
+    ([2**32, 2**32], r"shape .* has 18,446,744,073,709,551,616 elements, more than Caffe's limit"),
+    ([2**63 - 1, 0], r"dim 0 is 9223372036854775807 in shape .* more than Caffe's int holds"),
+    ([-1, 2], r"dim 0 is -1"),
+])
+def test_a_blob_shape_caffe_refuses_is_one_line(dims, message):
+    """Caffe's Blob::Reshape checks, not an int64 product that wraps to 0 (2**32 x 2**32) or a
+    0 dim that hides a huge one, which then failed numpy's reshape with a traceback."""
+    blob = pb.BlobProto()
+    blob.shape.dim.extend(dims)
+    with pytest.raises(AllconvError, match="blob: " + message):
+        caffemodel.blob_to_array(blob)
+
+
 def test_weights_round_trip(tmp_path):
     rng = np.random.default_rng(1)
     layers = [

@@ -511,6 +511,28 @@ def test_run_without_data_reads_the_runs_whitened_copy_and_never_downloads(files
             net, "conv2", x, "guided", [(1, y, xx)]).numpy(), rtol=1e-6)
 
 
+def test_weights_beside_run_replace_its_snapshot_as_in_export_onnx(files, tmp_path,
+                                                                    monkeypatch, capsys):
+    """A run folder without a snapshot says "give --weights": --run with --weights then draws
+    from those weights (export-onnx takes the same pair); --run with --prototxt is refused."""
+    d, _ = files
+    run, _ = _run_with_cached_whitening(files, tmp_path, monkeypatch)
+    argv = ["unit", "--run", str(run), "--blob", "conv2", "--unit", "1", "--cifar-index", "2"]
+    assert run_cli(main, "visualize", argv + ["--npy", str(tmp_path / "a.npz"), "-o",
+                                              str(tmp_path / "a.png")]) == 0
+    (run / "checkpoint_iter_1.caffemodel").unlink()
+    assert run_cli(main, "visualize", argv + ["-o", str(tmp_path / "b.png")]) == 2
+    assert "no snapshot" in capsys.readouterr().err
+    assert run_cli(main, "visualize", argv + ["--weights", str(d / "net.caffemodel"), "--npy",
+                                              str(tmp_path / "b.npz"), "-o",
+                                              str(tmp_path / "b.png")]) == 0
+    with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:
+        np.testing.assert_array_equal(a["guided"], b["guided"])
+    assert run_cli(main, "visualize", argv + ["--prototxt", str(d / "net.prototxt"), "-o",
+                                              str(tmp_path / "c.png")]) == 2
+    assert "give --run or --prototxt, not both" in capsys.readouterr().err
+
+
 def test_data_beside_run_must_hold_the_release_the_run_trained_on(files, tmp_path, monkeypatch,
                                                                   capsys):
     """--run with --data: the release is checked against the run's whitening, never used in its

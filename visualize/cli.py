@@ -251,7 +251,8 @@ def build_parser() -> Parser:
     for s in (u, f, t):
         g = s.add_argument_group("net")
         g.add_argument("--prototxt", help="net prototxt (an Input layer, or Data layers)")
-        g.add_argument("--weights", help=".caffemodel for --prototxt")
+        g.add_argument("--weights", help=".caffemodel for --prototxt; with --run, instead of "
+                                         "its newest checkpoint")
         g.add_argument("--run", help="a replicate run folder: its net and newest checkpoint")
         if s is not f:     # filters reads no image: a --dataset there is refused by argparse
             g.add_argument("--dataset", choices=dataset_names(),

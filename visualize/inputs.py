@@ -42,13 +42,15 @@ class Source(NamedTuple):
 
 
 def net_source(args) -> Source:
-    """--prototxt/--weights or --run, read but not yet loaded."""
+    """--prototxt/--weights or --run (with --weights, instead of its newest snapshot), read
+    but not yet loaded."""
     if args.run is not None:
-        if args.prototxt or args.weights:
-            raise AllconvError("give --run or --prototxt/--weights, not both")
+        if args.prototxt:
+            raise AllconvError("give --run or --prototxt, not both (--weights goes with either)")
         run = RunFolder.read(args.run)
         run.check_dataset(args.dataset)
-        return Source(run.deploy(), run.weights(), get_dataset(run.dataset), run)
+        weights = args.weights or run.weights()      # --weights: instead of the newest snapshot
+        return Source(run.deploy(), weights, get_dataset(run.dataset), run)
     if args.prototxt and args.weights:
         name = args.dataset or dataset_names(whitening=True)[0]
         return Source(args.prototxt, args.weights, get_dataset(name), None)

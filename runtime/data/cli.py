@@ -62,11 +62,13 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():        # said before the whitening, not after it
+        raise AllconvError(f"--out {out}: a file, not a folder")
     written = []
     with StageBar(STAGES + (WRITING,)) as progress:
         prepared = prepared_cifar(args.dataset, args.data, verify=args.verify, stage=progress)
         progress(WRITING)
-        out = Path(args.out)
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
