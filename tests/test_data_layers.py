@@ -272,6 +272,10 @@ def test_image_data_errors_name_the_file(tmp_path):
     with pytest.raises(AllconvError, match=r"cannot open the image list: embedded null"):
         Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
             image_data_param {{ source: "{listing}\\000x" }} }}""", TEST)
+    # ... or into root_folder, which prefixes each listed name (found by tools/fuzz.py)
+    with pytest.raises(AllconvError, match=r"'a\\x00b.*': not a usable path: embedded null"):
+        Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
+            image_data_param {{ source: "{listing}" root_folder: "a\\000b" }} }}""", TEST)
 
 
 

@@ -67,6 +67,8 @@ def read_image(path: str, is_color: bool, size: tuple[int, int] | None) -> torch
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise AllconvError(f"{path}: could not load the image: "
                            f"{getattr(err, 'strerror', None) or err}") from None
+    except ValueError as err:  # a NUL byte in the path (root_folder, or the list's line)
+        raise AllconvError(f"{path!r}: not a usable path: {err}") from None
     out = torch.from_numpy(pixels[:, :, ::-1].copy()).permute(2, 0, 1) if is_color else \
         torch.from_numpy(pixels.copy())[None]
     return jpeg.interpolate(out, *size).contiguous() if size else out
