@@ -49,7 +49,8 @@ class Passes:
 
     def load_state_dict(self, state: dict) -> None:
         """Raises ValueError for a state drawn on another kind of device (a CUDA run's order
-        goes on only on CUDA); a state saved before ``device`` was kept is told by its size."""
+        goes on only on CUDA); a state saved before ``device`` was kept shows it when this
+        generator refuses it."""
         mine = self.generator.device.type
         saved = torch.device(state.get("device", mine)).type
         if saved != mine:
