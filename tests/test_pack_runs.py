@@ -25,6 +25,7 @@ from same_weights import assert_same_weights
 from test_harness import cache, tiny_data, tiny_spec  # noqa: F401  (fixtures)
 
 BATCH = 4
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +273,35 @@ def test_the_whole_step_as_one_cuda_graph_equals_the_eager_step(spec, data, tmp_
         scale = eager.abs().max()
         assert (graphed - eager).abs().max() <= 2e-3 * scale
     torch.testing.assert_close(losses[1], losses[0], rtol=2e-3, atol=0)
+
+
+@pytest.mark.parametrize("part", ["loss", "evaluation"])
+@pytest.mark.parametrize("device, members", [
+    ("cpu", 1), ("cpu", 4),
+    pytest.param("cuda", 1, marks=[pytest.mark.gpu, CUDA]),
+    pytest.param("cuda", 4, marks=[pytest.mark.gpu, CUDA])])
+def test_the_loss_and_the_evaluation_trace_as_one_graph_each(spec, data, tmp_path, device,
+                                                             members, part):
+    """As replicate runs them (on CUDA: bf16 autocast and channels-last). A graph break inside
+    the net's layer loop makes torch.compile run that loop eagerly and compile each layer call
+    as a frame of its own: Dynamo's recompile limit (8) then stops at the ninth convolution,
+    and the rest runs eagerly, uncompiled."""
+    cuda = device == "cuda"
+    on = Data(*(t.to(device) for t in data))
+    run = Run(spec, [(opts(lr=0.01, seed=k, device=device, channels_last=cuda),
+                      tmp_path / f"{k}") for k in range(members)],
+              on, torch.device(device), "bf16" if cuda else "fp32")
+    if part == "loss":
+        with run.autocast:
+            explained = torch._dynamo.explain(run.loss)(**run.next_inputs())
+    else:
+        images, labels = next(iter(run.data.test_batches(6, 6)))
+        with torch.no_grad():
+            explained = torch._dynamo.explain(run.evaluator._counts)(
+                images.contiguous(memory_format=run.memory_format), labels)
+    assert [(str(b.reason), [str(f) for f in b.user_stack[-3:]])
+            for b in explained.break_reasons] == []
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)
 
 
 def test_a_packs_progress_bar_names_each_member_in_the_order_of_its_losses(spec, data,
