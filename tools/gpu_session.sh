@@ -18,8 +18,9 @@
 #                    4-lr grid, each projected to 350 epochs (train_throughput_slices.json;
 #                    measured 2026-12-04)
 #   next SECONDS     the next runs of Table 3's campaign (issue 19's order, then Table 4's
-#                    all-cnn-c-augmented), trained with
-#                    --deadline SECONDS; run folders under $CARRY_RUNS (default .carry-runs) are
+#                    all-cnn-c-augmented), pack after pack until SECONDS have passed (each
+#                    with --deadline at what is left; none starts with under MIN_PACK_SECONDS,
+#                    default 60); run folders under $CARRY_RUNS (default .carry-runs) are
 #                    unpacked first (an unfinished run of an earlier lease)
 #   pack SECONDS ROW OPTION...   runs of ROW (of any table) with these replicate options
 #                    and the deadline
@@ -156,8 +157,8 @@ train_pack() {       # $1: --deadline seconds; the rest: ROW and replicate optio
     # shellcheck disable=SC2086
     timeout -k 10 $((seconds + 25)) python3 -m harness.cli $DEVICE $RUN_TINY ${EXTRA:-} "$@" \
         --data "$CIFAR" --out "$RESULTS" --deadline "$seconds" --resume --no-progress 2>&1 \
-        | tee "$OUT/replicate.log"
-    local rc=${PIPESTATUS[0]}; echo "replicate: exit status $rc"
+        | tee -a "$OUT/replicate.log"
+    local rc=${PIPESTATUS[0]}; echo "replicate: exit status $rc" | tee -a "$OUT/replicate.log"
     local row=$1 table folder
     table=$(table_of "$row")
     for folder in "$RESULTS/$table/$row"/*/; do
@@ -173,9 +174,9 @@ train_pack() {       # $1: --deadline seconds; the rest: ROW and replicate optio
             tar -C "$RESULTS" -cf "$OUT/run-$row-$name-unfinished.tar" "$table/$row/$name"
         fi
     done
-    cp "$RESULTS/$table/$row.json" "$RESULTS/$table/README.md" "$OUT"/ 2>/dev/null
-    ls -la "$OUT"
-    return 0
+    ls -la "$OUT"      # at most 8 files come back: the log and the tars (the table is
+                       # rebuilt here from the run folders, tools/gpu_collect.py)
+    return "$rc"
 }
 
 case "${1:-}" in
@@ -217,11 +218,21 @@ case "${1:-}" in
                 [ -f "$tar" ] && tar -C "$RESULTS" -xf "$tar" && rm -f "$tar"
             done
         fi
-        args=$(next_pack)
-        if [ -z "$args" ]; then echo "the campaign is done (Table 3, Table 4's row)"; exit 0; fi
-        # shellcheck disable=SC2086
-        train_pack "${2:?seconds}" $args ;;
-    pack) seconds=${2:?seconds}; shift 2; train_pack "$seconds" "$@" ;;
+        # pack after pack until the deadline: one that ends early (a finished pack: status 0,
+        # or 1 for a row that fails the paper) leaves its time to the next
+        end=$(( $(date +%s) + ${2:?seconds} )) last=""
+        while left=$(( end - $(date +%s) )); [ "$left" -ge "${MIN_PACK_SECONDS:-60}" ]; do
+            args=$(next_pack)
+            if [ -z "$args" ]; then echo "the campaign is done (Table 3, Table 4's row)"; break; fi
+            # a pack whose runs do not count as done (smoke runs, a dry run's) is not retrained
+            if [ "$args" = "$last" ]; then echo "next: $args again: stopping"; break; fi
+            last=$args
+            # shellcheck disable=SC2086
+            train_pack "$left" $args
+            case $? in 0|1) ;; *) break ;; esac    # stopped by the deadline, or an error
+        done
+        exit 0 ;;
+    pack) seconds=${2:?seconds}; shift 2; train_pack "$seconds" "$@"; exit 0 ;;
     *) echo "usage: gpu_session.sh data|check|packs|compiled|slices|next SECONDS|pack SECONDS ROW OPTION..." >&2
        exit 2 ;;
 esac
