@@ -530,11 +530,11 @@ def test_prepared_cifar_reports_its_stages_in_order(tmp_path, monkeypatch):
     kwargs = dict(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", verify=False,
                   stage=seen.append)
     prepared_cifar("cifar10", **kwargs)
-    assert seen == ["checking md5 sums", "reading the release", "writing the cache",
+    assert seen == ["md5 sums of the files", "reading the release", "writing the cache",
                     "loading the cache"] and given == [seen.append]
     seen.clear()
     prepared_cifar("cifar10", **kwargs)
-    assert seen == ["checking md5 sums", "loading the cache"]
+    assert seen == ["md5 sums of the files", "loading the cache"]
 
 
 def test_a_data_folder_that_is_a_file_or_lacks_the_files_says_where_they_go(tmp_path):

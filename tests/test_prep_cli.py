@@ -20,7 +20,7 @@ def test_writes_default_sources(tmp_path, monkeypatch, capsys):
 
     def prepared(name, data_dir, verify, stage):
         seen.update(name=name, data_dir=data_dir, verify=verify)
-        stage("checking md5 sums")
+        stage("md5 sums of the files")
         stage("fitting ZCA")
         return fake
     monkeypatch.setattr(cli, "prepared_cifar", prepared)
@@ -31,7 +31,7 @@ def test_writes_default_sources(tmp_path, monkeypatch, capsys):
     np.testing.assert_array_equal(data.numpy(), fake.test_images)
     np.testing.assert_array_equal(labels.numpy(), np.arange(4))
     out, err = capsys.readouterr()
-    assert "checking md5 sums" in err and "fitting ZCA" in err           # progress on stderr
+    assert "md5 sums of the files" in err and "fitting ZCA" in err           # progress on stderr
     assert "writing the sources" in err and "8/8 stages" in err
     assert "cifar10_gcn_zca_train.npz: 6 images (3, 32, 32)" in out
     assert "cifar10_gcn_zca_test.npz: 4 images (3, 32, 32)" in out

@@ -92,7 +92,7 @@ class Whitening:
 
 
 # What prepared_cifar does, in order; its ``stage`` callback is called with each as it starts.
-STAGES = ("checking md5 sums", "reading the release", "global contrast normalisation",
+STAGES = ("md5 sums of the files", "reading the release", "global contrast normalisation",
           "fitting ZCA", "whitening", "writing the cache", "loading the cache")
 
 
@@ -163,7 +163,7 @@ def prepared_cifar(name: str, data_dir=None, cache_dir=None, device=None,
     The cache key hashes the input files' md5s and the settings (not the device the fit ran on);
     entries are written atomically.
     """
-    stage("checking md5 sums")
+    stage("md5 sums of the files")     # the cache key's; checked against the release's (verify)
     entry = prepared_entry(name, data_dir, cache_dir, verify)
     if not entry.is_dir():
         dataset = get_dataset(name)
