@@ -10,12 +10,14 @@ Without CUDA it runs a tiny version and labels every line CPU.
 
     python benchmarks/train_throughput.py [--precision bf16] [--batch 128] [--iters 200]
     python benchmarks/train_throughput.py --sweep --json results/benchmarks/tp.json
-    python benchmarks/train_throughput.py --pack 1,2,4,8 --processes --slices --data DIR
+    python benchmarks/train_throughput.py --pack 1,2,4,8 --routes pack,streams --slices --data DIR
 
 Routes of --pack K (the training step of K runs; total images/s of all K):
+  solo       K solo runs one after another (one solo step's rate: each takes as long), always;
   pack       one net of K members (grouped convolutions, runtime/pack.py), the route kept;
-  solo       K solo runs one after another (one solo step's rate: each takes as long);
-  processes  K solo loops at once, one process each, sharing the device (--processes; what
+  streams    K solo loops in one process, each stepping on a CUDA stream of its own, so that
+             one run's kernels (or its step's graph) can run beside another's;
+  processes  K solo loops at once, one process each, sharing the device (what
              replicate --rows-in-parallel K does).
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ import json
 import multiprocessing
 import sys
 import tempfile
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -152,6 +154,21 @@ def _concurrent_loop(args, device, precision, levers, barrier, results) -> None:
         raise
 
 
+def streams_rate(args, device, precision, data: Data, levers: dict, loops: int) -> float:
+    """Total training images/s of ``loops`` solo harness loops in this process, stepped in turn,
+    each on a CUDA stream of its own (on the CPU, one after another: the code path only)."""
+    with ExitStack() as stack:
+        runs = [stack.enter_context(harness_run(args, device, precision, data, levers))
+                for _ in range(loops)]
+        streams = [torch.cuda.Stream(device) if device.type == "cuda" else None for _ in runs]
+
+        def step():
+            for run, stream in zip(runs, streams):
+                with torch.cuda.stream(stream) if stream is not None else nullcontext():
+                    run.step()
+        return loops * args.batch / timed(step, args.iters, max(args.warmup, 1), device)
+
+
 def baseline_rate(args, device, precision, data: Data) -> float:
     """Training images/s of the plain PyTorch port."""
     model = all_cnn_c().to(device)
@@ -189,6 +206,18 @@ def pack_sizes(text: str) -> list[int]:
     return sizes
 
 
+ROUTES = ("pack", "streams", "processes")
+
+
+def routes(text: str) -> list[str]:
+    names = text.split(",")
+    unknown = [n for n in names if n not in ROUTES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown route {unknown[0]!r}; valid: "
+                                         f"{', '.join(ROUTES)}")
+    return names
+
+
 def build_parser() -> Parser:
     p = Parser(prog="train_throughput", description=__doc__.split("\n\n")[0],
                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -213,8 +242,9 @@ def build_parser() -> Parser:
                    help="for each K, with the fastest lever set: a pack of K runs against K "
                         "solo runs one after another (and K processes with --processes): total "
                         "training and evaluation images/s")
-    p.add_argument("--processes", action="store_true",
-                   help="with --pack, also K solo loops at once in K processes")
+    p.add_argument("--routes", type=routes, default=["pack"], metavar="NAME,...",
+                   help="with --pack, the routes measured beside K solo runs one after another "
+                        f"({', '.join(ROUTES)}; default pack): see the routes above")
     p.add_argument("--slices", action="store_true",
                    help=f"train a {SLICE}-epoch slice, evaluated every {SLICE // 2} epochs, of "
                         "one solo run and of a pack of the row's 4-lr grid, and project 350 "
@@ -226,8 +256,9 @@ def build_parser() -> Parser:
     p.add_argument("--eval-limit", type=int, metavar="N",
                    help="the slices evaluate the first N test images only (a dry run)")
     p.add_argument("--profile", action="store_true",
-                   help="with --pack, profile a few steps of the largest pack: device against "
-                        "host time per step and the top kernels")
+                   help="with --pack, profile a few steps of the largest pack (the solo loop "
+                        "when --routes has no pack): device against host time per step and "
+                        "the top kernels")
     p.add_argument("--json", metavar="FILE", help="also write the measurements, with the "
                    "device, torch version, commit and time, to FILE")
     return p
@@ -280,16 +311,19 @@ def measure_packs(args, device, best: dict, levers: dict, data: Data) -> list[di
     solo_train, solo_eval = best["train_images_per_s"], best["eval_images_per_s"]
     rows = []
     for k in args.pack:
-        train, evaluate = (solo_train, solo_eval) if k == 1 else harness_rates(
-            args, device, precision, data, levers, members=k)
-        rows.append({"members": k, "route": "pack", "train_images_per_s": train,
-                     "eval_images_per_s": evaluate, "vs_solo": train / solo_train})
+        if "pack" in args.routes:
+            train, evaluate = (solo_train, solo_eval) if k == 1 else harness_rates(
+                args, device, precision, data, levers, members=k)
+            rows.append({"members": k, "route": "pack", "train_images_per_s": train,
+                         "eval_images_per_s": evaluate, "vs_solo": train / solo_train})
         rows.append({"members": k, "route": "solo", "train_images_per_s": solo_train,
                      "eval_images_per_s": solo_eval, "vs_solo": 1.0})
-        if args.processes:
-            rate = concurrent_rate(args, device, precision, levers, k)
-            rows.append({"members": k, "route": "processes", "train_images_per_s": rate,
-                         "vs_solo": rate / solo_train})
+        for route, rate_of in (("streams", streams_rate), ("processes", concurrent_rate)):
+            if route in args.routes:
+                rate = (rate_of(args, device, precision, data, levers, k)
+                        if route == "streams" else rate_of(args, device, precision, levers, k))
+                rows.append({"members": k, "route": route, "train_images_per_s": rate,
+                             "vs_solo": rate / solo_train})
     return rows
 
 
@@ -301,10 +335,12 @@ def pack_report(rows: list[dict], tag: str, what: str) -> str:
         evaluate = f"{r['eval_images_per_s']:>11,.0f}" if "eval_images_per_s" in r else ""
         lines.append(f"{tag}{r['members']:>2}  {r['route']:<10} {r['train_images_per_s']:>12,.0f}"
                      f" {r['vs_solo']:>7.2f}x {evaluate}".rstrip())
-    best = max((r for r in rows if r["route"] == "pack"), key=lambda r: r["train_images_per_s"])
-    slower = ": solo runs one after another train faster" if best["vs_solo"] < 1 else ""
-    lines.append(f"{tag}fastest pack: K={best['members']}, {best['vs_solo']:.2f}x the images/s of "
-                 f"one solo run{slower}")
+    best = max((r for r in rows if r["route"] != "solo"), key=lambda r: r["train_images_per_s"],
+               default=None)
+    if best is not None:
+        slower = ": solo runs one after another train faster" if best["vs_solo"] < 1 else ""
+        lines.append(f"{tag}fastest: {best['route']} of K={best['members']}, "
+                     f"{best['vs_solo']:.2f}x the images/s of one solo run{slower}")
     return "\n".join(lines)
 
 
@@ -354,10 +390,10 @@ def measure_slices(args, device, best: dict, levers: dict, tag: str) -> list[dic
 
 
 def profile(args, device, best: dict, levers: dict, data: Data, tag: str) -> dict:
-    """Device and host time per step of the largest pack (the solo loop for ``--pack 1``), and
-    its top kernels."""
+    """Device and host time per step of the largest pack (the solo loop for ``--pack 1``, or
+    when --routes has no pack), and its top kernels."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
-    k = max(args.pack)
+    k = max(args.pack) if "pack" in args.routes else 1
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
                                            else [])
     with harness_run(args, device, best["precision"], data, levers, k) as run:
@@ -390,8 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     args.batch = args.batch or (8 if cpu else 128)
     args.iters = args.iters or (3 if cpu else 200)
     args.warmup = args.warmup if args.warmup is not None else (1 if cpu else 20)
-    if (args.processes or args.profile) and not args.pack:
-        raise AllconvError("--processes and --profile go with --pack")
+    if (args.routes != ["pack"] or args.profile) and not args.pack:
+        raise AllconvError("--routes and --profile go with --pack")
     torch.backends.cudnn.benchmark = True
     if args.profile and not cpu:
         # the profiler's CUDA tracing starts before any graph is captured (pytorch#75504)
@@ -428,14 +464,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             write_json(Path(args.json), args, name, record)
     keep()
+    if args.pack and args.profile:      # first: a route that fails later does not lose it
+        record["profile"] = profile(args, device, best, levers, data, tag)
+        keep()
     if args.pack:
         record["packs"] = measure_packs(args, device, best, levers, data)
         print(pack_report(record["packs"], tag, f"{best['precision']} {best['loop']}"),
               flush=True)
         keep()
-        if args.profile:
-            record["profile"] = profile(args, device, best, levers, data, tag)
-            keep()
     if args.slices:
         record["slices"] = measure_slices(args, device, best, levers, tag)
         keep()

@@ -554,11 +554,13 @@ def test_curves_label_a_few_plain_epochs(epochs, ticks):
 
 def test_benchmark_sweep_and_packs_side_by_side(capsys, tmp_path):
     """The tiny CPU version: every lever set against the baseline, then packs of 1 and 2
-    against solo runs one after another and loops in processes."""
+    against solo runs one after another, loops on streams of one process and loops in
+    processes."""
     from benchmarks.train_throughput import main
     out_json = tmp_path / "bench.json"
     assert main(["--device", "cpu", "--batch", "2", "--iters", "1", "--warmup", "0", "--sweep",
-                 "--pack", "1,2", "--processes", "--json", str(out_json)]) == 0
+                 "--pack", "1,2", "--routes", "pack,streams,processes",
+                 "--json", str(out_json)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert all(line.startswith("CPU ") for line in lines)
     record = json.loads(out_json.read_text())
@@ -575,19 +577,24 @@ def test_benchmark_sweep_and_packs_side_by_side(capsys, tmp_path):
     fastest = max(rows[1:], key=lambda r: r["train_images_per_s"])
     assert f"CPU fastest: fp32 {fastest['loop']}: {fastest['ratio']:.2f}x" in "\n".join(lines)
     packs = record["packs"]
-    assert [(r["members"], r["route"]) for r in packs] == [
-        (1, "pack"), (1, "solo"), (1, "processes"), (2, "pack"), (2, "solo"), (2, "processes")]
+    routes = [(k, route) for k in (1, 2) for route in ("pack", "solo", "streams", "processes")]
+    assert [(r["members"], r["route"]) for r in packs] == routes
     solo = fastest["train_images_per_s"]
     for row in packs:
         assert row["vs_solo"] == pytest.approx(row["train_images_per_s"] / solo)
     table = lines[lines.index(f"CPU packs (fp32 {fastest['loop']}): total images/s of K runs, "
                               "training and evaluation") + 2:]
-    assert [line.split()[1:3] for line in table[:6]] == [
-        ["1", "pack"], ["1", "solo"], ["1", "processes"], ["2", "pack"], ["2", "solo"],
-        ["2", "processes"]]
-    assert table[6].startswith("CPU fastest pack: K=")
-    with pytest.raises(AllconvError, match="--processes and --profile go with --pack"):
-        main(["--device", "cpu", "--processes"])
+    assert [tuple(line.split()[1:3]) for line in table[:8]] == [
+        (str(k), route) for k, route in routes]
+    best = max((r for r in packs if r["route"] != "solo"), key=lambda r: r["train_images_per_s"])
+    assert table[8].startswith(f"CPU fastest: {best['route']} of K={best['members']}, ")
+    assert main(["--device", "cpu", "--batch", "2", "--iters", "1", "--warmup", "0",
+                 "--pack", "2", "--routes", "streams", "--profile"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[2] for line in lines if line.startswith("CPU  2")] == ["solo", "streams"]
+    assert any(line.startswith("CPU profile of the solo loop:") for line in lines)
+    with pytest.raises(AllconvError, match="--routes and --profile go with --pack"):
+        main(["--device", "cpu", "--routes", "streams"])
 
 
 def test_benchmark_projects_350_epochs_from_slices(capsys, tmp_path):

@@ -4,8 +4,9 @@
 # gzipped), copied to $CIFAR by every command:
 #   data             nothing else: a call that only brings its two files
 #   check            pytest -m gpu (the full log: test_gpu.log), then a profile of the
-#                    compiled solo loop (train_throughput_compiled_profile.json, Dynamo's
-#                    graph breaks in its log); it writes the levers the training calls then
+#                    compiled solo loop and 2 and 4 of them on CUDA streams of one process
+#                    (train_throughput_compiled_streams.json, Dynamo's graph breaks in its
+#                    log); it writes the levers the training calls then
 #                    take to $LEVER_FILE: --no-cuda-graphs if the whole-step graph test
 #                    failed, else --compile if every compiled CUDA test passed and the
 #                    committed compiled solo loop trained 1.2x the committed solo loop's
@@ -190,10 +191,11 @@ case "${1:-}" in
             > "$OUT/test_gpu.log" 2>&1
         echo "pytest: exit status $?" >> "$OUT/test_gpu.log"
         # the compiled solo loop's profile (device against host time, top kernels), with
-        # Dynamo's graph breaks logged: what stands between it and issue 20's 150 s
+        # Dynamo's graph breaks logged: what stands between it and issue 20's 150 s; then 2
+        # and 4 compiled solo loops on CUDA streams of one process, side by side
         # shellcheck disable=SC2086
-        TORCH_LOGS=graph_breaks benchmark train_throughput_compiled_profile 150 --compile \
-            $LEVERS --pack 1 --profile --iters 50
+        TORCH_LOGS=graph_breaks benchmark train_throughput_compiled_streams 240 --compile \
+            $LEVERS --pack 2,4 --routes streams --profile --iters 100
         choose_levers > "$LEVER_FILE"
         tail -n 25 "$OUT/test_gpu.log"      # last, so that the call's output ends with it
         echo "levers for next and pack (in $LEVER_FILE): '$(cat "$LEVER_FILE")'"
