@@ -69,7 +69,7 @@ def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
             "std": statistics.stdev(errors) if len(errors) > 1 else None,
             # a complete grid chose the lr, whichever command trained its runs
             "seeds": seeds, "lr": best_lr,
-            "lr_from": best.get("lr_from") if missing else "grid",
+            "lr_from": best.get("lr_from") if missing or best_lr is None else "grid",
             "top5_error": best.get("top5_error"),
             "per_class_accuracy": best.get("per_class_accuracy"),
             "dead_class_units": best.get("dead_class_units"),

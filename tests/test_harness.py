@@ -217,6 +217,10 @@ def test_the_best_lr_is_the_grid_seeds_and_its_seeds_give_mean_and_spread():
         in line
     assert "lr 0.01 diverged" in line and "lr 0.25 unfinished at iteration 9" in line
     assert "grid partial: 0.25 not trained" in line
+    every = {(lr, 0): _run(12.0, lr_from="--lr") for lr in spec.training.lr_grid}
+    assert _result(spec, None, runs=every)["measured"]["lr_from"] == "grid"   # the grid chose
+    diverged = {(lr, 0): {"diverged": "boom"} for lr in spec.training.lr_grid}
+    assert _result(spec, None, runs=diverged)["measured"]["lr_from"] is None
 
 
 def test_the_epochs_column_says_what_the_best_run_trained():
