@@ -16,7 +16,8 @@ Routes of --pack K (the training step of K runs; total images/s of all K):
   solo       K solo runs one after another (one solo step's rate: each takes as long), always;
   pack       one net of K members (grouped convolutions, runtime/pack.py), the route kept;
   streams    K solo loops in one process, each stepping on a CUDA stream of its own, so that
-             one run's kernels (or its step's graph) can run beside another's;
+             one run's kernels (or its step's graph) can run beside another's (replicate
+             --pack-route streams, harness/side_by_side.py);
   processes  K solo loops at once, one process each, sharing the device (what
              replicate --rows-in-parallel K does).
 """
@@ -42,6 +43,7 @@ from harness.specs import SPECS_DIR, load_spec  # noqa: E402
 from harness.datasets import Data  # noqa: E402
 from harness.run import (PRECISIONS, Run, RunOptions, load_data, resolve_precision,  # noqa: E402
                          set_precision)
+from harness.side_by_side import SideBySide  # noqa: E402
 from harness.train import train_pack  # noqa: E402
 from benchmarks.timing import timed  # noqa: E402
 from runtime.cli_support import Parser, add_device_option, resolve_device, run_cli  # noqa: E402
@@ -155,18 +157,13 @@ def _concurrent_loop(args, device, precision, levers, barrier, results) -> None:
 
 
 def streams_rate(args, device, precision, data: Data, levers: dict, loops: int) -> float:
-    """Total training images/s of ``loops`` solo harness loops in this process, stepped in turn,
-    each on a CUDA stream of its own (on the CPU, one after another: the code path only)."""
+    """Total training images/s of ``loops`` solo harness loops side by side in this process,
+    each stepping on a CUDA stream of its own (harness/side_by_side.py, what ``replicate
+    --pack-route streams`` trains; on the CPU one after another: the code path only)."""
     with ExitStack() as stack:
-        runs = [stack.enter_context(harness_run(args, device, precision, data, levers))
-                for _ in range(loops)]
-        streams = [torch.cuda.Stream(device) if device.type == "cuda" else None for _ in runs]
-
-        def step():
-            for run, stream in zip(runs, streams):
-                with torch.cuda.stream(stream) if stream is not None else nullcontext():
-                    run.step()
-        return loops * args.batch / timed(step, args.iters, max(args.warmup, 1), device)
+        side = SideBySide([stack.enter_context(harness_run(args, device, precision, data,
+                                                           levers)) for _ in range(loops)])
+        return loops * args.batch / timed(side.step, args.iters, max(args.warmup, 1), device)
 
 
 def baseline_rate(args, device, precision, data: Data) -> float:

@@ -39,8 +39,10 @@ CUDA_PACK = 1
 # so a solver.prototxt with a larger random_seed would train another run under Caffe.
 SEED_MAX = 2**32 - 1
 # What --report, which trains nothing, refuses: the options that only change training.
-TRAINING_ONLY = ("resume", "time_limit", "deadline", "pack", "rows_in_parallel", "compile",
-                 "cuda_graphs", "channels_last", "batch_per_process", "checkpoint_every")
+PACK_ROUTES = ("grouped", "streams")
+TRAINING_ONLY = ("resume", "time_limit", "deadline", "pack", "pack_route", "rows_in_parallel",
+                 "compile", "cuda_graphs", "channels_last", "batch_per_process",
+                 "checkpoint_every")
 
 
 def build_parser() -> Parser:
@@ -109,6 +111,11 @@ def build_parser() -> Parser:
                         f"trains them one by one. Default: {CUDA_PACK} on CUDA (the fastest of "
                         "results/benchmarks/train_throughput_pack.json, an H200), 1 on the "
                         "CPU and under torchrun, which refuses more")
+    g.add_argument("--pack-route", choices=PACK_ROUTES, default="grouped",
+                   help="how a pack of more than one run trains: grouped (one net of grouped "
+                        "convolutions, runtime/pack.py) or streams (K solo runs in this "
+                        "process, each stepping on a CUDA stream of its own; on the CPU one "
+                        "after another). Default grouped")
     g.add_argument("--resume", action="store_true",
                    help="continue each run from its last checkpoint in --out (a pack's "
                         "members resume together when their checkpoints are of one iteration, "
@@ -408,7 +415,7 @@ def job_list(args, specs: list[Spec], deadline: float | None = None) -> list[tup
                                   progress=args.progress,
                                   batch_per_process=args.batch_per_process,
                                   batch_size=args.batch_size, eval_limit=args.eval_limit,
-                                  lr_from=lr_from)
+                                  lr_from=lr_from, pack_route=args.pack_route)
                 run_dir = args.out / spec.table / spec.name / run_name(lr, seed, smoke)
                 jobs.append((spec, opts, run_dir))
     return jobs

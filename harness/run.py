@@ -82,6 +82,7 @@ class RunOptions:
     batch_size: int | None = None
     eval_limit: int | None = None
     lr_from: str = "spec"
+    pack_route: str = "grouped"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -193,6 +194,17 @@ def check_pack(members: Sequence[tuple[RunOptions, Path]]) -> None:
     folders = [Path(d).resolve() for _, d in members]
     if len(set(folders)) != len(folders):
         raise AllconvError("two runs of a pack have the same run folder")
+
+
+def pack_label(spec: Spec, members: Sequence[RunMember], smoke: bool) -> str:
+    """The progress bar's name of a run: row, lr(s), seed(s); a pack's per member, in the
+    order of the losses and accuracies the bar shows (one value when all share it)."""
+    def each(values: list[str]) -> str:
+        return values[0] if len(set(values)) == 1 else "/".join(values)
+    lrs = each([f"{m.opts.lr:g}" for m in members])
+    seeds = each([str(m.opts.seed) for m in members])
+    return (f"{spec.key} lr {lrs}" + (f" seed {seeds}" if seeds != "0" else "")
+            + (" SMOKE" if smoke else ""))
 
 
 class Run:
@@ -320,14 +332,11 @@ class Run:
 
     @property
     def label(self) -> str:
-        """The progress bar's name of the run: row, lr(s), seed(s); a pack's per member, in
-        the order of the losses and accuracies the bar shows (one value when all share it)."""
-        def each(values: list[str]) -> str:
-            return values[0] if len(set(values)) == 1 else "/".join(values)
-        lrs = each([f"{m.opts.lr:g}" for m in self.members])
-        seeds = each([str(m.opts.seed) for m in self.members])
-        return (f"{self.spec.key} lr {lrs}" + (f" seed {seeds}" if seeds != "0" else "")
-                + (" SMOKE" if self.smoke else ""))
+        return pack_label(self.spec, self.members, self.smoke)
+
+    @property
+    def params_per_member(self) -> int:
+        return sum(p.numel() for p in self.net.learnable_params) // self.K
 
     # ------------------------------------------------------------------ training
 
@@ -412,21 +421,32 @@ class Run:
         folder, all members' files appearing together; then older checkpoints are deleted.
         Returns the .solverstate paths."""
         members = range(self.K) if members is None else members
-        written = []
         with written_together():     # a kill while writing leaves every member where it was
-            for k in members:
-                state = {"format": STATE_FORMAT, "iter": self.iter,
-                         "feed": self.members[k].feed.state_dict(),
-                         "dropout": net_rng_state(self.net, None if self.K == 1 else k),
-                         "progress": progress[k] if progress is not None else None,
-                         **snapshot.torch_rng_state()}
-                net, optimizer = self._snapshot_view(k)
-                _, solver_state = snapshot.write(self.members[k].folder.checkpoint_prefix, net,
-                                                 optimizer, self.schedule, state)
-                written.append(Path(solver_state))
+            written = self.write_checkpoints(members, progress)
+        self.prune_checkpoints(members)
+        return written
+
+    def write_checkpoints(self, members: Sequence[int],
+                          progress: Sequence[dict] | None = None) -> list[Path]:
+        """`checkpoint`'s files of ``members``, through `atomic_writer` (inside the caller's
+        `written_together`); the .solverstate paths."""
+        written = []
+        for k in members:
+            state = {"format": STATE_FORMAT, "iter": self.iter,
+                     "feed": self.members[k].feed.state_dict(),
+                     "dropout": net_rng_state(self.net, None if self.K == 1 else k),
+                     "progress": progress[k] if progress is not None else None,
+                     **snapshot.torch_rng_state()}
+            net, optimizer = self._snapshot_view(k)
+            _, solver_state = snapshot.write(self.members[k].folder.checkpoint_prefix, net,
+                                             optimizer, self.schedule, state)
+            written.append(Path(solver_state))
+        return written
+
+    def prune_checkpoints(self, members: Sequence[int]) -> None:
+        """Delete the checkpoints of ``members`` older than this iteration's."""
         for k in members:
             self.members[k].folder.prune_checkpoints(self.iter)
-        return written
 
     def restore(self, paths: Sequence[Path]) -> None:
         """Continue every member from its `checkpoint` (one path each, all of one iteration):

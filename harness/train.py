@@ -27,6 +27,7 @@ from harness.loop import DeferredInterrupt, Diverged, Loop, Progress
 from harness.run import (Run, RunOptions, check_pack, device_name, load_data,
                          resolve_precision, set_precision)
 from harness.run_folder import RunFolder
+from harness.side_by_side import SideBySide
 from harness.specs import Spec
 from runtime.cli_support import resolve_device
 from runtime.errors import AllconvError
@@ -86,8 +87,10 @@ def train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Dat
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     # the Run checks what it can before any folder is emptied or made
-    run = Run(spec, [members[i] for i, _, _ in todo], data or load_data(spec, opts, device),
-              device, precision, ranks)
+    data, chosen = data or load_data(spec, opts, device), [members[i] for i, _, _ in todo]
+    run = (SideBySide([Run(spec, [member], data, device, precision, ranks) for member in chosen])
+           if opts.pack_route == "streams" and len(chosen) > 1 else
+           Run(spec, chosen, data, device, precision, ranks))
     if ranks.is_main:
         for k, (_, settings, resumed) in enumerate(todo):
             run.members[k].folder.start(settings, resumed)
@@ -105,7 +108,7 @@ def train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Dat
     return outcomes
 
 
-def _loop(run: Run, ranks: Ranks, precision: str, device: torch.device,
+def _loop(run: Run | SideBySide, ranks: Ranks, precision: str, device: torch.device,
           entered: float) -> list[dict]:
     """Train ``run`` to its end, a stop or every member's divergence; one outcome each
     (``entered``: when its `train_pack` began, for `StartUp`)."""
@@ -198,14 +201,15 @@ def _result(run: Run, k: int, last: dict, precision: str, device: torch.device) 
         "batch_size": run.global_batch, "processes": run.ranks.world,
         "seed": opts.seed, "precision": precision,
         "options": {**{name: getattr(opts, name)
-                       for name in ("compile", "cuda_graphs", "channels_last")}, "pack": run.K},
+                       for name in ("compile", "cuda_graphs", "channels_last")}, "pack": run.K,
+                    "pack_route": opts.pack_route if run.K > 1 else None},
         "device": device_name(device, run.ranks.world), "torch": torch.__version__,
         "wall_seconds": last["seconds"], "test_error": last["test_error"],
         **{key: v for key, v in last.items() if re.fullmatch(r"top\d+_error", key)},
         "test_loss": last["test_loss"], "per_class_accuracy": dict(zip(names, last["per_class"])),
         "never_predicted": [names[c] for c in last["never_predicted"]],
         "dead_class_units": [names[c] for c in last["dead_units"]],
-        "params_counted": sum(p.numel() for p in run.net.learnable_params) // run.K,
+        "params_counted": run.params_per_member,
         "train_size": run.data.train_size, "test_size": run.test_size,
         "run_dir": str(member.folder.path),
     }

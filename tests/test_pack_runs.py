@@ -21,6 +21,7 @@ from harness.datasets import Data
 from harness.run import Run, RunOptions
 from harness.train import train, train_pack
 from runtime.caffemodel import read_weights
+from runtime.errors import AllconvError
 from same_weights import assert_same_weights
 from test_harness import cache, tiny_data, tiny_spec  # noqa: F401  (fixtures)
 
@@ -383,3 +384,130 @@ def test_deadline_stops_every_run_at_a_checkpoint_before_it_and_resume_continues
         assert_same_weights(tmp_path / "straight" / "tiny" / "model-a" / name
                             / "checkpoint_iter_8.caffemodel",
                             row / name / "checkpoint_iter_8.caffemodel")
+
+
+# ----------------------------------------------------------------------- --pack-route streams
+
+def test_runs_side_by_side_are_their_solo_runs_bit_for_bit(spec, data, tmp_path):
+    """--pack-route streams: each member is a solo Run (on the CPU stepped one after another,
+    on CUDA on a stream of its own), so its weights, metrics and folder are its solo run's."""
+    members = [(0.01, 3), (0.05, 4)]
+    outcomes = train_pack(spec, [(opts(lr=lr, seed=seed, pack_route="streams"),
+                                  tmp_path / f"side-{k}") for k, (lr, seed) in enumerate(members)],
+                          data)
+    assert [(o["options"]["pack"], o["options"]["pack_route"]) for o in outcomes] == \
+        [(2, "streams")] * 2
+    for k, (lr, seed) in enumerate(members):
+        solo = train(spec, opts(lr=lr, seed=seed), tmp_path / f"solo-{k}", data)
+        assert solo["options"]["pack_route"] is None
+        for key in ("test_error", "test_loss", "per_class_accuracy", "iterations",
+                    "params_counted"):
+            assert outcomes[k][key] == solo[key]
+        assert_same_weights(tmp_path / f"side-{k}" / "checkpoint_iter_3.caffemodel",
+                            tmp_path / f"solo-{k}" / "checkpoint_iter_3.caffemodel")
+        side, alone = ([{key: v for key, v in json.loads(line).items() if key != "seconds"
+                         and key != "images_per_s"}
+                        for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+                       for name in (f"side-{k}", f"solo-{k}"))
+        assert side == alone
+
+
+def test_runs_side_by_side_stopped_by_ctrl_c_resume_bit_for_bit_and_checkpoint_together(
+        spec, data, tmp_path, monkeypatch):
+    from runtime import snapshot
+    straight = train_pack(spec, pack(tmp_path / "straight", pack_route="streams"), data)
+    real_step = Run.step
+
+    def step(self):
+        if self.iter == 4 and self.members[0].folder.path.name == "m0":
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(self)
+    monkeypatch.setattr(Run, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        train_pack(spec, pack(tmp_path / "resumed", pack_route="streams"), data)
+    monkeypatch.setattr(Run, "step", real_step)
+    for k in range(2):
+        assert [p.name for p in (tmp_path / "resumed" / f"m{k}").glob("*.solverstate")] == [
+            "checkpoint_iter_5.solverstate"]
+    real_write = snapshot.write
+
+    def write(prefix, net, optimizer, schedule, rng_state):   # killed during member 1's
+        if schedule.last_epoch == 6 and Path(prefix).parent.name == "m1":
+            raise Killed
+        return real_write(prefix, net, optimizer, schedule, rng_state)
+    monkeypatch.setattr(snapshot, "write", write)
+    with pytest.raises(Killed):
+        train_pack(spec, pack(tmp_path / "resumed", resume=True, pack_route="streams"), data)
+    monkeypatch.setattr(snapshot, "write", real_write)
+    for k in range(2):     # neither member's checkpoint at 6 appeared, nor went the one at 5
+        assert [p.name for p in (tmp_path / "resumed" / f"m{k}").glob("*.solverstate")] == [
+            "checkpoint_iter_5.solverstate"]
+    resumed = train_pack(spec, pack(tmp_path / "resumed", resume=True, pack_route="streams"),
+                         data)
+    for k in range(2):
+        assert resumed[k]["test_loss"] == straight[k]["test_loss"]
+        assert_same_weights(tmp_path / "straight" / f"m{k}" / "checkpoint_iter_6.caffemodel",
+                            tmp_path / "resumed" / f"m{k}" / "checkpoint_iter_6.caffemodel")
+
+
+def test_a_run_side_by_side_diverges_alone(spec, data, tmp_path):
+    stormy = train_pack(spec, [(opts(lr=0.01, seed=3, pack_route="streams"), tmp_path / "s0"),
+                               (opts(lr=1e6, seed=4, pack_route="streams"), tmp_path / "s1")],
+                        data)
+    calm = train(spec, opts(lr=0.01, seed=3), tmp_path / "calm", data)
+    assert stormy[0]["test_loss"] == calm["test_loss"] and stormy[0]["iterations"] == 3
+    assert stormy[1]["diverged"].startswith("table3/all-cnn-c at lr 1e+06 seed 4 diverged at "
+                                            "iteration 2 (epoch 0.67)")
+    assert not (tmp_path / "s1" / "result.json").exists()
+    assert_same_weights(tmp_path / "calm" / "checkpoint_iter_3.caffemodel",
+                        tmp_path / "s0" / "checkpoint_iter_3.caffemodel")
+
+
+def test_pack_route_streams_from_the_command_line(tiny_data, tmp_path, capsys):
+    """replicate --pack 2 --pack-route streams: two runs side by side; --report refuses it."""
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    base = ["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+            "--no-verify", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "out"),
+            "--no-progress", "--lr", "0.01,0.05"]
+    assert cli.main(base + ["--pack", "2", "--pack-route", "streams"]) == 0
+    for lr in ("0.01", "0.05"):
+        result = json.loads((tmp_path / "out" / "tiny" / "model-a" / f"lr-{lr}-smoke" /
+                             "result.json").read_text())
+        assert result["options"]["pack_route"] == "streams"
+    with pytest.raises(AllconvError, match="--pack-route does nothing with --report"):
+        cli.main(["model-a", "--specs", str(tmp_path / "specs"), "--report", "--out",
+                  str(tmp_path / "out"), "--pack-route", "streams"])
+    capsys.readouterr()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("compiled", [False, True], ids=["graphs", "graphs-compiled"])
+def test_runs_side_by_side_on_cuda_streams_equal_their_solo_runs(spec, data, tmp_path, no_tf32,
+                                                                  compiled):
+    """Two runs stepping on streams of their own, each step a CUDA graph's replay (fp32, TF32
+    off), against each run alone: what the loop reads (losses, first non-finite iterations)
+    and the weights after the warm-up, the capture and 4 replays; a missing wait between the
+    streams and the loop's reads would show as garbage, not as rounding."""
+    from harness.side_by_side import SideBySide
+    from harness.step import WARMUP
+    cuda = Data(*(t.cuda() for t in data))
+    members = [(0.01, 3), (0.05, 4)]
+
+    def run(k, lr, seed, name):
+        return Run(spec, [(opts(lr=lr, seed=seed, device="cuda", cuda_graphs=True,
+                                compile=compiled), tmp_path / f"{name}-{k}")],
+                   cuda, torch.device("cuda"), "fp32")
+    side = SideBySide([run(k, lr, seed, "side") for k, (lr, seed) in enumerate(members)])
+    for _ in range(WARMUP + 5):
+        side.step()
+    losses, first_bad = side.loss_sum.clone(), side.first_bad.clone()
+    for k, (lr, seed) in enumerate(members):
+        alone = run(k, lr, seed, "solo")
+        for _ in range(WARMUP + 5):
+            alone.step()
+        torch.testing.assert_close(losses[k:k + 1], alone.loss_sum, rtol=2e-3, atol=0)
+        assert first_bad[k].item() == alone.first_bad.item() == -1
+        for got, want in zip(side.runs[k].net.learnable_params, alone.net.learnable_params):
+            assert (got - want).abs().max() <= 2e-3 * want.abs().max()
+    assert side.iter == WARMUP + 5

@@ -11,8 +11,10 @@
 #                    failed (real Caffe on CUDA, the data on CUDA: next and pack then train
 #                    nothing), --no-cuda-graphs if the whole-step graph test failed, else
 #                    --compile if every compiled CUDA test passed and the committed
-#                    compiled solo loop trained 1.2x the committed solo loop's images/s,
-#                    else none (EXTRA, when set, is used instead)
+#                    compiled solo loop trained 1.2x the committed solo loop's images/s
+#                    (then also --pack K --pack-route streams if K compiled runs side by
+#                    side trained 1.2x one solo run in this call's benchmark and their CUDA
+#                    test passed), else none (EXTRA, when set, is used instead)
 #   packs            the benchmark: packs of 1, 2, 4, 8 against solo runs, and a profile of the
 #                    largest (JSON: train_throughput_pack.json; measured 2026-12-04)
 #   compiled         the fused route: --compile inside the whole-step graph, a pack of 4 against
@@ -138,7 +140,9 @@ compiled = (r"test_compiled_loss_and_gradients_equal_eager\[cuda", r"\[dropout-o
             r"test_the_loss_and_the_evaluation_trace_as_one_graph_each\[cuda-1-loss\]")
 speed = (r"test_the_loss_and_the_evaluation_trace_as_one_graph_each",    # graphs and host
          r"test_one_host_sync_per_evaluation_on_cuda")                    # reads: speed only
-wrong = [t for t in bad if not any(re.search(c, t) for c in (whole_step, *compiled, *speed))]
+side = r"test_runs_side_by_side_on_cuda_streams_equal_their_solo_runs"   # --pack-route streams
+wrong = [t for t in bad
+         if not any(re.search(c, t) for c in (whole_step, *compiled, *speed, side))]
 if wrong:   # real Caffe on CUDA, the data on CUDA: what the runs compute would be in doubt
     print(f"stop: {', '.join(wrong)} failed (test_gpu.log): train nothing, find out why")
 elif any(re.search(whole_step, t) for t in bad):
@@ -153,7 +157,18 @@ elif not any(re.search(c, t) for c in compiled for t in bad):
         return next(r["train_images_per_s"] for r in rows if r["loop"] != "baseline")
     # 2026-12-04: compiled 109,692 against 59,846 images/s (graph + channels-last, both bf16)
     if solo("train_throughput_pack_compiled.json") >= 1.2 * solo("train_throughput_pack.json"):
-        print("--compile")
+        levers = ["--compile"]
+        # this call's compiled runs on CUDA streams, side by side: the fastest K, at 1.2x a
+        # solo run or more, if their test (against solo runs, compiled) passed
+        try:
+            packs = json.loads((Path(sys.argv[1]) /
+                                "train_throughput_compiled_streams.json").read_text())["packs"]
+            best = max((r for r in packs if r["route"] == "streams"), key=lambda r: r["vs_solo"])
+        except (OSError, ValueError, KeyError):
+            best = None
+        if best and best["vs_solo"] >= 1.2 and not any(re.search(side, t) for t in bad):
+            levers += ["--pack", str(best["members"]), "--pack-route", "streams"]
+        print(" ".join(levers))
 EOF
 }
 
