@@ -37,6 +37,7 @@ class SideBySide:
         self.epochs, self.smoke, self.test_size = first.epochs, first.smoke, first.test_size
         self.global_batch, self.solver_param = first.global_batch, first.solver_param
         self.net = first.net      # the loop reads its device
+        self.evaluators = self.K  # each run evaluates (and on CUDA compiles) its own
         device = first.net.device
         cuda = device.type == "cuda"
         self.streams = [torch.cuda.Stream(device) if cuda else None for _ in runs]

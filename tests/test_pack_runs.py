@@ -327,7 +327,7 @@ def test_the_deadline_allows_for_a_first_evaluation_not_yet_timed():
     def step():
         time.sleep(0.2 if run.iter == 5 else 0.0)    # the first step compiles
         run.iter += 1
-    run = SimpleNamespace(test_size=10_000, global_batch=128, iter=5, step=step,
+    run = SimpleNamespace(test_size=10_000, global_batch=128, iter=5, step=step, evaluators=1,
                           net=SimpleNamespace(device=torch.device("cpu")))
     loop = Loop.__new__(Loop)
     loop.run, loop.count, loop.eval_seconds, loop.step_seconds = run, 0, None, None
@@ -339,6 +339,8 @@ def test_the_deadline_allows_for_a_first_evaluation_not_yet_timed():
     assert loop.eval_guess() == pytest.approx(10.0)     # 78.125 batches x 0.128 s
     run.net.device = torch.device("cuda")
     assert loop.eval_guess() == pytest.approx(10.0 + EVAL_COMPILE_GUESS)
+    run.evaluators = 4                                   # 4 runs side by side: 4 to compile
+    assert loop.eval_guess() == pytest.approx(10.0 + 4 * EVAL_COMPILE_GUESS)
     loop.eval_seconds = 4.0
     assert loop.eval_guess() == 4.0
 

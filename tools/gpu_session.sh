@@ -213,7 +213,7 @@ case "${1:-}" in
         python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'cudnn', torch.backends.cudnn.version())"
         # the device has no onnx: the export tests skip, as without the [onnx] extra
-        timeout -k 10 150 python3 -m pytest -q -rfE --tb=short -m gpu tests \
+        timeout -k 10 200 python3 -m pytest -q -rfE --tb=short -m gpu tests \
             > "$OUT/test_gpu.log" 2>&1
         echo "pytest: exit status $?" >> "$OUT/test_gpu.log"
         # the compiled solo loop's profile (device against host time, top kernels), with
