@@ -19,15 +19,38 @@ from typing import Sequence
 
 import torch
 
-from harness.run import Run, pack_label, snapshot_iteration
+from harness.run import Run, RunOptions, pack_label, snapshot_iteration
+from harness.specs import Spec
+from runtime.distributed import SINGLE, Ranks
 from runtime.errors import AllconvError
 from runtime.files import written_together
+
+
+def on(stream: torch.cuda.Stream | None):
+    """Work on ``stream`` after what the current stream has queued (None: the CPU, as is)."""
+    if stream is None:
+        return nullcontext()
+    stream.wait_stream(torch.cuda.current_stream(stream.device))
+    return torch.cuda.stream(stream)
 
 
 class SideBySide:
     """K solo `Run`s (one member each, of one row, at one iteration) as one pack."""
 
-    def __init__(self, runs: Sequence[Run]):
+    @classmethod
+    def of(cls, spec: Spec, members: Sequence[tuple[RunOptions, Path]], data,
+           device: torch.device, precision: str, ranks: Ranks = SINGLE) -> "SideBySide":
+        """A solo `Run` of each member, each built on its own stream: what it allocates there
+        (its data order, say) is freed there, while its steps may still read it."""
+        streams = [torch.cuda.Stream(device) if device.type == "cuda" else None
+                   for _ in members]
+        runs = []
+        for member, stream in zip(members, streams):
+            with on(stream):
+                runs.append(Run(spec, [member], data, device, precision, ranks))
+        return cls(runs, streams)
+
+    def __init__(self, runs: Sequence[Run], streams: Sequence | None = None):
         first = self.first = runs[0]
         if first.ranks.world > 1:
             raise AllconvError("a pack trains on one process: under torchrun use --pack 1")
@@ -39,8 +62,8 @@ class SideBySide:
         self.net = first.net      # the loop reads its device
         self.evaluators = self.K  # each run evaluates (and on CUDA compiles) its own
         device = first.net.device
-        cuda = device.type == "cuda"
-        self.streams = [torch.cuda.Stream(device) if cuda else None for _ in runs]
+        self.streams = list(streams) if streams is not None else [
+            torch.cuda.Stream(device) if device.type == "cuda" else None for _ in runs]
         self._loss_sum = torch.zeros(self.K, device=device)
         self._first_bad = torch.full((self.K,), -1, dtype=torch.long, device=device)
         for k, run in enumerate(runs):     # before any step: a CUDA graph keeps their memory
@@ -103,12 +126,8 @@ class SideBySide:
         """One iteration of every run, each on its stream after the loop's last work. A run
         that diverged steps on (its NaN weights are never checkpointed), so that all stay at
         one iteration."""
-        main = (torch.cuda.current_stream(self.net.device) if self.streams[0] is not None
-                else None)
         for run, stream in zip(self.runs, self.streams):
-            if stream is not None:
-                stream.wait_stream(main)
-            with torch.cuda.stream(stream) if stream is not None else nullcontext():
+            with on(stream):
                 run.step()
 
     def stop_member(self, k: int) -> None:
@@ -141,5 +160,6 @@ class SideBySide:
         if len(iterations) != 1:
             raise AllconvError(f"the runs of a pack must resume from checkpoints of one "
                                f"iteration, not {sorted(iterations)}: resume them apart")
-        for run, path in zip(self.runs, paths):
-            run.restore([path])
+        for run, stream, path in zip(self.runs, self.streams, paths):
+            with on(stream):
+                run.restore([path])

@@ -88,7 +88,7 @@ def train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Dat
         torch.backends.cudnn.benchmark = True
     # the Run checks what it can before any folder is emptied or made
     data, chosen = data or load_data(spec, opts, device), [members[i] for i, _, _ in todo]
-    run = (SideBySide([Run(spec, [member], data, device, precision, ranks) for member in chosen])
+    run = (SideBySide.of(spec, chosen, data, device, precision, ranks)
            if opts.pack_route == "streams" and len(chosen) > 1 else
            Run(spec, chosen, data, device, precision, ranks))
     if ranks.is_main:

@@ -482,34 +482,72 @@ def test_pack_route_streams_from_the_command_line(tiny_data, tmp_path, capsys):
     capsys.readouterr()
 
 
+def side_by_side(spec, data, root: Path, device: str = "cpu", precision: str = "fp32", **kw):
+    """lr 0.01 seed 3 and lr 0.05 seed 4 side by side (harness/side_by_side.py), in root/m*."""
+    from harness.side_by_side import SideBySide
+    for k in range(2):
+        (root / f"m{k}").mkdir(parents=True, exist_ok=True)
+    return SideBySide.of(spec, [(opts(lr=lr, seed=seed, device=device, **kw), root / f"m{k}")
+                                for k, (lr, seed) in enumerate([(0.01, 3), (0.05, 4)])],
+                         data, torch.device(device), precision)
+
+
+def test_runs_side_by_side_keep_writing_the_sums_the_loop_reads(spec, data, tmp_path):
+    """Each run's loss sum and first non-finite iteration are views of the pack's (K,)
+    tensors, before and after a checkpoint's restore: a rebinding in Run would cut a run's
+    captured step off from what the loop reads."""
+    side = side_by_side(spec, data, tmp_path / "a")
+    for _ in range(2):
+        side.step()
+    [path, _] = side.checkpoint()
+    again = side_by_side(spec, data, tmp_path / "a")
+    again.restore([path, path.parent.parent / "m1" / path.name])
+    again.step()
+    for pack in (side, again):
+        for k, run in enumerate(pack.runs):
+            for mine, shared in ((run.loss_sum, pack.loss_sum), (run.first_bad, pack.first_bad)):
+                assert mine.data_ptr() == shared[k:k + 1].data_ptr()
+        assert pack.loss_sum.ne(0).all()
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("compiled", [False, True], ids=["graphs", "graphs-compiled"])
+@pytest.mark.parametrize("precision, levers", [
+    ("fp32", {"cuda_graphs": True}),
+    ("bf16", {"cuda_graphs": True, "compile": True, "channels_last": True})],
+    ids=["graphs", "graphs-compiled"])
 def test_runs_side_by_side_on_cuda_streams_equal_their_solo_runs(spec, data, tmp_path, no_tf32,
-                                                                  compiled):
-    """Two runs stepping on streams of their own, each step a CUDA graph's replay (fp32, TF32
-    off), against each run alone: what the loop reads (losses, first non-finite iterations)
-    and the weights after the warm-up, the capture and 4 replays; a missing wait between the
-    streams and the loop's reads would show as garbage, not as rounding."""
-    from harness.side_by_side import SideBySide
+                                                                  precision, levers):
+    """Two runs stepping on streams of their own, each step a CUDA graph's replay, against each
+    run alone (fp32 with TF32 off; and as the campaign trains, bf16, compiled, channels-last):
+    the loss sums the loop reads and the weights. The GPU is held up (torch.cuda._sleep) on
+    the default stream before the loop zeroes the sums, and on the runs' streams before their
+    last step: a step that does not wait for the loop's write, or a read that does not wait
+    for the steps, reads or writes the sums at the wrong time."""
     from harness.step import WARMUP
     cuda = Data(*(t.cuda() for t in data))
-    members = [(0.01, 3), (0.05, 4)]
-
-    def run(k, lr, seed, name):
-        return Run(spec, [(opts(lr=lr, seed=seed, device="cuda", cuda_graphs=True,
-                                compile=compiled), tmp_path / f"{name}-{k}")],
-                   cuda, torch.device("cuda"), "fp32")
-    side = SideBySide([run(k, lr, seed, "side") for k, (lr, seed) in enumerate(members)])
-    for _ in range(WARMUP + 5):
+    side = side_by_side(spec, cuda, tmp_path / "side", "cuda", precision, **levers)
+    alone = [Run(spec, [(opts(lr=lr, seed=seed, device="cuda", **levers), tmp_path / f"solo{k}")],
+                 cuda, torch.device("cuda"), precision)
+             for k, (lr, seed) in enumerate([(0.01, 3), (0.05, 4)])]
+    for _ in range(WARMUP + 4):
         side.step()
-    losses, first_bad = side.loss_sum.clone(), side.first_bad.clone()
-    for k, (lr, seed) in enumerate(members):
-        alone = run(k, lr, seed, "solo")
-        for _ in range(WARMUP + 5):
-            alone.step()
-        torch.testing.assert_close(losses[k:k + 1], alone.loss_sum, rtol=2e-3, atol=0)
-        assert first_bad[k].item() == alone.first_bad.item() == -1
-        for got, want in zip(side.runs[k].net.learnable_params, alone.net.learnable_params):
+    sums = side.loss_sum
+    torch.cuda._sleep(100_000_000)
+    sums.zero_()                      # the loop's write, held up on the default stream
+    side.step()
+    for stream in side.streams:       # the runs' last step, held up on their streams
+        with torch.cuda.stream(stream):
+            torch.cuda._sleep(100_000_000)
+    side.step()
+    losses = side.loss_sum.clone()    # two steps' sums
+    assert side.iter == WARMUP + 6
+    for k, run in enumerate(alone):
+        for _ in range(WARMUP + 4):
+            run.step()
+        run.loss_sum.zero_()
+        for _ in range(2):
+            run.step()
+        torch.testing.assert_close(losses[k:k + 1], run.loss_sum, rtol=2e-3, atol=0)
+        for got, want in zip(side.runs[k].net.learnable_params, run.net.learnable_params):
             assert (got - want).abs().max() <= 2e-3 * want.abs().max()
-    assert side.iter == WARMUP + 5
