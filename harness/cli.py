@@ -204,6 +204,9 @@ def _check_args(args, parser: Parser) -> None:
         if given:
             raise AllconvError(f"{_flag(given[0])} does nothing with --report, which trains "
                                "nothing: drop it")
+    if args.pack_route != "grouped" and default_pack(args) < 2:
+        raise AllconvError(f"--pack-route {args.pack_route} is how a pack of runs trains, and "
+                           f"--pack is {default_pack(args)}: give --pack K with K of 2 or more")
     if args.cuda_graphs and resolve_device(args.device).type != "cuda":
         where = args.device or "this machine (torch sees no CUDA device)"
         raise AllconvError(f"--cuda-graphs does nothing on {where}: CUDA graphs need a CUDA "

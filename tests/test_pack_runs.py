@@ -476,6 +476,9 @@ def test_pack_route_streams_from_the_command_line(tiny_data, tmp_path, capsys):
         result = json.loads((tmp_path / "out" / "tiny" / "model-a" / f"lr-{lr}-smoke" /
                              "result.json").read_text())
         assert result["options"]["pack_route"] == "streams"
+    with pytest.raises(AllconvError, match=r"--pack-route streams is how a pack of runs "
+                                           r"trains, and --pack is 1: give --pack K"):
+        cli.main(base + ["--pack-route", "streams"])
     with pytest.raises(AllconvError, match="--pack-route does nothing with --report"):
         cli.main(["model-a", "--specs", str(tmp_path / "specs"), "--report", "--out",
                   str(tmp_path / "out"), "--pack-route", "streams"])
