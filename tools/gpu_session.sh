@@ -230,6 +230,7 @@ case "${1:-}" in
         TORCH_LOGS=graph_breaks benchmark train_throughput_compiled_streams 240 --compile \
             $LEVERS --pack 2,4 --routes streams --profile --iters 100
         choose_levers > "$LEVER_FILE"
+        tail -n 3 "$OUT/test_gpu_streams.log"
         tail -n 25 "$OUT/test_gpu.log"      # last, so that the call's output ends with it
         echo "levers for next and pack (in $LEVER_FILE): '$(cat "$LEVER_FILE")'"
         exit 0 ;;
