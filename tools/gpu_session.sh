@@ -62,6 +62,7 @@ EOF
     ls "$CIFAR"
 fi
 LEVER_FILE=${LEVER_FILE:-/tmp/allconv-levers}   # check's choice, which next and pack then take
+PACK_LOG=${PACK_LOG:-/tmp/allconv-pack.log}      # the last pack's output alone
 EXTRA=${EXTRA-$(cat "$LEVER_FILE" 2>/dev/null)}
 # the committed runs (finished: a resume keeps them) join the device's own, every table's; a
 # dry run's smoke runs could not write beside their full rows
@@ -187,8 +188,11 @@ train_pack() {       # $1: --deadline seconds; the rest: ROW and replicate optio
     # shellcheck disable=SC2086
     timeout -k 10 $((seconds + 25)) python3 -m harness.cli $DEVICE $RUN_TINY ${EXTRA:-} "$@" \
         --data "$CIFAR" --out "$RESULTS" --deadline "$seconds" --resume --no-progress 2>&1 \
-        | tee -a "$OUT/replicate.log"
+        | tee -a "$OUT/replicate.log" > "$PACK_LOG"
     local rc=${PIPESTATUS[0]}; echo "replicate: exit status $rc" | tee -a "$OUT/replicate.log"
+    cat "$PACK_LOG"
+    # a traceback exits 1, as a row that fails the paper does: told apart as 99
+    if [ "$rc" = 1 ] && grep -q "^Traceback (most recent call last)" "$PACK_LOG"; then rc=99; fi
     local row=$1 table folder
     table=$(table_of "$row")
     for folder in "$RESULTS/$table/$row"/*/; do
@@ -271,7 +275,19 @@ case "${1:-}" in
             last=$args
             # shellcheck disable=SC2086
             train_pack "$left" $args
-            case $? in 0|1) ;; *) break ;; esac    # stopped by the deadline, or an error
+            rc=$?
+            case $rc in
+                0|1) ;;                              # finished (1: a row that fails the paper)
+                2|99)  # an error or a crash: once, the same pack again without check's levers
+                    # (--compile, --pack-route streams are the newest code), from its checkpoint
+                    if [ -n "${EXTRA:-}" ] && [ -z "${retried:-}" ]; then
+                        echo "next: replicate failed ($rc) with '$EXTRA': once more without it"
+                        EXTRA="" retried=1 last=""
+                    else
+                        break
+                    fi ;;
+                *) break ;;                          # the deadline (3), a signal, a timeout
+            esac
         done
         exit 0 ;;
     pack) refuse_if_stopped; seconds=${2:?seconds}; shift 2; train_pack "$seconds" "$@"; exit 0 ;;
