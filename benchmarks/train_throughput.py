@@ -29,7 +29,7 @@ import json
 import multiprocessing
 import sys
 import tempfile
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -98,16 +98,22 @@ def row_spec(batch: int):
                                                                   batch_size=batch))
 
 
+def grid_members(spec, device, precision, levers: dict, members: int, tmp: Path) -> list:
+    """``members`` runs of the row's lr grid, cycled (then the next seed), with ``levers`` on,
+    each in a folder of ``tmp``."""
+    grid = spec.training.lr_grid
+    return [(RunOptions(lr=grid[k % len(grid)], seed=k // len(grid), precision=precision,
+                        device=str(device), progress=False, **levers), tmp / str(k))
+            for k in range(members)]
+
+
 @contextmanager
 def harness_run(args, device, precision, data: Data, levers: dict, members: int = 1):
-    """The harness's All-CNN-C Run of ``members`` runs (the row's lr grid, cycled) at
-    ``args.batch`` with ``levers`` on, in a scratch folder."""
+    """The harness's All-CNN-C Run of ``members`` runs at ``args.batch`` (`grid_members`), in
+    a scratch folder."""
     spec = row_spec(args.batch)
-    grid = spec.training.lr_grid
     with tempfile.TemporaryDirectory() as tmp:
-        yield Run(spec, [(RunOptions(lr=grid[k % len(grid)], seed=k // len(grid),
-                                     precision=precision, device=str(device), progress=False,
-                                     **levers), Path(tmp) / str(k)) for k in range(members)],
+        yield Run(spec, grid_members(spec, device, precision, levers, members, Path(tmp)),
                   data, device, precision)
 
 
@@ -160,9 +166,10 @@ def streams_rate(args, device, precision, data: Data, levers: dict, loops: int) 
     """Total training images/s of ``loops`` solo harness loops side by side in this process,
     each stepping on a CUDA stream of its own (harness/side_by_side.py, what ``replicate
     --pack-route streams`` trains; on the CPU one after another: the code path only)."""
-    with ExitStack() as stack:
-        side = SideBySide([stack.enter_context(harness_run(args, device, precision, data,
-                                                           levers)) for _ in range(loops)])
+    spec = row_spec(args.batch)
+    with tempfile.TemporaryDirectory() as tmp:
+        side = SideBySide.of(spec, grid_members(spec, device, precision, levers, loops,
+                                                Path(tmp)), data, device, precision)
         return loops * args.batch / timed(side.step, args.iters, max(args.warmup, 1), device)
 
 
@@ -236,12 +243,14 @@ def build_parser() -> Parser:
     p.add_argument("--levers", metavar="NAME,...",
                    help="with --sweep, measure only these lever sets (" + ", ".join(LEVERS) + ")")
     p.add_argument("--pack", type=pack_sizes, metavar="K,...",
-                   help="for each K, with the fastest lever set: a pack of K runs against K "
-                        "solo runs one after another (and K processes with --processes): total "
-                        "training and evaluation images/s")
+                   help="for each K, with the fastest lever set: K runs by each of --routes "
+                        "against K solo runs one after another: total training and evaluation "
+                        "images/s")
     p.add_argument("--routes", type=routes, default=["pack"], metavar="NAME,...",
-                   help="with --pack, the routes measured beside K solo runs one after another "
-                        f"({', '.join(ROUTES)}; default pack): see the routes above")
+                   help="with --pack, what is measured beside K solo runs one after another: "
+                        "pack (one net of grouped convolutions), streams (K runs side by side on "
+                        "CUDA streams of one process, replicate --pack-route streams), processes "
+                        "(K processes, replicate --rows-in-parallel); default pack")
     p.add_argument("--slices", action="store_true",
                    help=f"train a {SLICE}-epoch slice, evaluated every {SLICE // 2} epochs, of "
                         "one solo run and of a pack of the row's 4-lr grid, and project 350 "
@@ -315,12 +324,12 @@ def measure_packs(args, device, best: dict, levers: dict, data: Data) -> list[di
                          "eval_images_per_s": evaluate, "vs_solo": train / solo_train})
         rows.append({"members": k, "route": "solo", "train_images_per_s": solo_train,
                      "eval_images_per_s": solo_eval, "vs_solo": 1.0})
-        for route, rate_of in (("streams", streams_rate), ("processes", concurrent_rate)):
-            if route in args.routes:
-                rate = (rate_of(args, device, precision, data, levers, k)
-                        if route == "streams" else rate_of(args, device, precision, levers, k))
-                rows.append({"members": k, "route": route, "train_images_per_s": rate,
-                             "vs_solo": rate / solo_train})
+        rates = {"streams": lambda: streams_rate(args, device, precision, data, levers, k),
+                 "processes": lambda: concurrent_rate(args, device, precision, levers, k)}
+        for route in (r for r in ROUTES if r in args.routes and r in rates):
+            rate = rates[route]()
+            rows.append({"members": k, "route": route, "train_images_per_s": rate,
+                         "vs_solo": rate / solo_train})
     return rows
 
 

@@ -43,14 +43,14 @@ class SideBySide:
         """A solo `Run` of each member, each built on its own stream: what it allocates there
         (its data order, say) is freed there, while its steps may still read it."""
         streams = [torch.cuda.Stream(device) if device.type == "cuda" else None
-                   for _ in members]
+                   for _ in members]                          # None: the CPU, one stream
         runs = []
         for member, stream in zip(members, streams):
             with on(stream):
                 runs.append(Run(spec, [member], data, device, precision, ranks))
         return cls(runs, streams)
 
-    def __init__(self, runs: Sequence[Run], streams: Sequence | None = None):
+    def __init__(self, runs: Sequence[Run], streams: Sequence):
         first = self.first = runs[0]
         if first.ranks.world > 1:
             raise AllconvError("a pack trains on one process: under torchrun use --pack 1")
@@ -62,8 +62,7 @@ class SideBySide:
         self.net = first.net      # the loop reads its device
         self.evaluators = self.K  # each run evaluates (and on CUDA compiles) its own
         device = first.net.device
-        self.streams = list(streams) if streams is not None else [
-            torch.cuda.Stream(device) if device.type == "cuda" else None for _ in runs]
+        self.streams = list(streams)
         self._loss_sum = torch.zeros(self.K, device=device)
         self._first_bad = torch.full((self.K,), -1, dtype=torch.long, device=device)
         for k, run in enumerate(runs):     # before any step: a CUDA graph keeps their memory
