@@ -507,8 +507,11 @@ class Net(nn.Module):
         if not self.layers:         # Caffe's ForwardFromTo checks end < layers_.size()
             raise AllconvError("the net has no layers to run")
         values, versions, total = {}, {}, None
+        # with no autograd (an evaluation) no bottom needs a diff: the loop then holds no
+        # requires_grad_(), which older Dynamo (torch 2.11) cannot trace and breaks the graph on
+        fresh_diffs = self._fresh_diffs if torch.is_grad_enabled() else [()] * len(self.layers)
         for i, (layer, keep, frozen, fresh) in enumerate(zip(
-                self.layers, self._keeps, self._frozen_uses, self._fresh_diffs)):
+                self.layers, self._keeps, self._frozen_uses, fresh_diffs)):
             if not layer.bottoms and layer.tops[0] in overrides:
                 tops = tuple(overrides[t] for t in layer.tops)
             else:

@@ -140,6 +140,19 @@ def test_forward_returns_outputs_and_stores_blobs():
     assert out["loss"].item() > 0 and out["loss"].requires_grad
 
 
+@pytest.mark.parametrize("phase", [TRAIN, TEST])
+def test_a_pass_without_autograd_makes_nothing_that_needs_a_gradient(phase):
+    """As any torch module under no_grad: no blob value requires a gradient. (A bottom that
+    Caffe computes a diff for is made a leaf that needs one only when autograd is on: torch
+    2.11's Dynamo cannot trace ``requires_grad_`` and broke the compiled evaluation on it.)"""
+    net = Net("force_backward: true " + NET, phase, seed=1)
+    with torch.no_grad():
+        values = net.blob_values(data=torch.ones(2, 3, 6, 6), label=torch.tensor([1.0, 4.0]))
+    assert not [name for name, value in values.items() if value.requires_grad]
+    values = net.blob_values(data=torch.ones(2, 3, 6, 6), label=torch.tensor([1.0, 4.0]))
+    assert values["data"].requires_grad and values["ip"].requires_grad
+
+
 def test_in_place_blob_diff_is_gradient_of_first_producer():
     net = small()
     net.forward()
