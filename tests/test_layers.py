@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from runtime.errors import AllconvError
 from runtime.labels import defer_label_checks, deferred_label_error
-from runtime.layers.dropout import _mix32, keyed_uniform
+from runtime.layers.dropout import _mix32, keyed_uniform, seed_key
 from runtime.layers import LAYERS
 import layer_kit
 
@@ -342,9 +342,30 @@ def test_keyed_dropout_masks_are_a_function_of_seed_iteration_and_position():
     other = build(text, x.shape, seed=6)
     other.key_masks(iteration, 0, 8)
     assert not torch.equal(other(x)[0], first)
-    noise = keyed_uniform(5, 3, 0, (1000, 1000), "cpu")
+    noise = keyed_uniform(seed_key(5), 3, 0, (1000, 1000), "cpu")
     assert 0 <= noise.min() and noise.max() < 1 and abs(noise.mean() - 0.5) < 1e-3
     assert torch.equal(noise * 2 ** 24, (noise * 2 ** 24).floor())
+
+
+def test_one_compiled_dropout_serves_every_seed():
+    """The seed's key is an input of the compiled graph, not a constant: the runs of a row at
+    other seeds (and their side-by-side or packed members) compile once, and each still gets
+    its own masks."""
+    text = "name: 'd' type: 'Dropout' bottom: 'x' top: 'x' dropout_param { dropout_ratio: 0.5 }"
+    x = torch.ones(4, 6, 3, 3)
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+    masked = torch.compile(lambda layer, x: layer(x)[0], backend=backend)
+    outputs = []
+    for seed in (5, 6, 7):
+        layer = build(text, x.shape, seed=seed)
+        layer.key_masks(torch.tensor(3), 0, 4)
+        outputs.append(masked(layer, x))
+        assert torch.equal(outputs[-1], layer(x)[0])
+    assert not torch.equal(outputs[0], outputs[1]) and len(graphs) == 1
 
 
 def test_keyed_masks_are_the_same_for_an_int_and_a_tensor_iteration():
@@ -352,18 +373,22 @@ def test_keyed_masks_are_the_same_for_an_int_and_a_tensor_iteration():
     xs = [0, 1, 12345, 2**31 + 5, 2**32 - 1]
     assert [_mix32(x) for x in xs] == _mix32(torch.tensor(xs, dtype=torch.int64)).tolist()
     seed = 2**40 + 7
-    assert torch.equal(keyed_uniform(seed, 5, 3, (2, 3, 4), "cpu"),
-                       keyed_uniform(seed, torch.tensor(5), 3, (2, 3, 4), "cpu"))
+    assert torch.equal(keyed_uniform(seed_key(seed), 5, 3, (2, 3, 4), "cpu"),
+                       keyed_uniform(seed_key(seed), torch.tensor(5), 3, (2, 3, 4), "cpu"))
+    assert torch.equal(keyed_uniform(seed_key(seed), 5, 3, (2, 3, 4), "cpu"),
+                       keyed_uniform(torch.tensor(seed_key(seed)), 5, 3, (2, 3, 4), "cpu"))
 
 
 def test_keyed_mask_values_are_pinned():
     """A resumed run continues with its masks across versions: values of commit 7fbbac3."""
-    got = keyed_uniform(2**40 + 2**32 + 7, 3, 2, (2, 3), "cpu").mul(2**24).long().tolist()
+    got = keyed_uniform(seed_key(2**40 + 2**32 + 7), 3, 2, (2, 3), "cpu")
+    got = got.mul(2**24).long().tolist()
     assert got == [[9156501, 7554810, 14159299], [1576296, 6049108, 6849175]]
-    got = keyed_uniform(2**40 + 7, 3, 2, (2, 3), "cpu").mul(2**24).long().tolist()
+    got = keyed_uniform(seed_key(2**40 + 7), 3, 2, (2, 3), "cpu").mul(2**24).long().tolist()
     assert got == [[474313, 6906368, 7050346], [9407819, 6208178, 5581211]]
     # element indices past 2**32 (rows of a huge global batch: the high bits are folded in)
-    got = keyed_uniform(2**40 + 7, 3, 2**33 + 5, (1, 4), "cpu").mul(2**24).long().tolist()
+    got = keyed_uniform(seed_key(2**40 + 7), 3, 2**33 + 5, (1, 4), "cpu")
+    got = got.mul(2**24).long().tolist()
     assert got == [[3912201, 14246022, 10862790, 7628004]]
 
 

@@ -29,18 +29,25 @@ def _mix32(x):
     return x
 
 
-def keyed_uniform(seed: int, iteration, start: int, shape, device) -> torch.Tensor:
+def seed_key(seed: int) -> int:
+    """The 32-bit key of a 64-bit seed, which `keyed_uniform` takes."""
+    return _mix32(_mix32(seed & _M32) ^ ((seed >> 32) & _M32))
+
+
+def keyed_uniform(key, iteration, start: int, shape, device) -> torch.Tensor:
     """Uniform [0, 1) float32 noise of ``shape`` for rows ``start``… of a batch, a function of
-    (``seed``, ``iteration``, each element's index in the whole batch) alone: a counter-based
-    generator, so the same in eager mode, compiled and inside a captured CUDA graph
-    (``iteration`` may be a device tensor that the graph reads at each replay), for any split
-    of the batch over processes, and with no state to save. 24 random bits per value; each
-    element's bits are the hash of its index xor a key of (seed, iteration)."""
-    key = _mix32(_mix32(seed & _M32) ^ ((seed >> 32) & _M32))
+    (a seed's ``key`` (`seed_key`), ``iteration``, each element's index in the whole batch)
+    alone: a counter-based generator, so the same in eager mode, compiled and inside a
+    captured CUDA graph, for any split of the batch over processes, and with no state to save.
+    ``key`` and ``iteration`` may be device tensors (int64): a CUDA graph reads them at each
+    replay, and a compiled graph takes them as inputs, so nets of other seeds share it. 24
+    random bits per value; each element's bits are the hash of its index xor a key of
+    (seed, iteration)."""
     if isinstance(iteration, torch.Tensor):
-        step = _mix32((iteration.to(torch.int64) & _M32) ^ key)
+        iteration = iteration.to(torch.int64) & _M32
     else:
-        step = _mix32((int(iteration) & _M32) ^ key)
+        iteration = int(iteration) & _M32
+    step = _mix32(iteration ^ key)
     per_row = math.prod(shape[1:])
     first, last = start * per_row, (start + shape[0]) * per_row
     bits = torch.arange(first, last, dtype=torch.int64, device=device)
@@ -63,7 +70,8 @@ class Dropout(Layer):
     ``seeds`` holds one seed, drawn at build time. A packed net (runtime/pack.py) gives the
     layer one seed per member (`set_member_seeds`): member k's block of channels
     [k·C/K, (k+1)·C/K) then draws its noise of shape (N, C/K, ...) from generators of its own
-    seed, so its masks are its solo net's, bit for bit, in eager mode."""
+    seed, so its masks are its solo net's, bit for bit, in eager mode. Keyed masks read the
+    seeds' keys from the buffer ``seed_keys``, so one compiled graph serves nets of any seed."""
 
     def setup(self, bottom_shapes, generator):
         # Caffe only DCHECKs 0 < ratio < 1; training CHECKs the keep probability 1 - ratio
@@ -75,6 +83,10 @@ class Dropout(Layer):
         self.scale = 1.0 / (1.0 - self.ratio) if self.ratio != 1 else math.inf
         self.seeds = (int(torch.randint(2**62, (), generator=generator,
                                         device=generator.device)),)
+        # the seeds' keys as a tensor, moved with the net: compiled, an input rather than a
+        # constant (a net of another seed reuses the graph); not saved with the weights
+        self.register_buffer("seed_keys", torch.tensor([seed_key(self.seeds[0])]),
+                             persistent=False)
         self._generators = {}
         self._key = None
 
@@ -87,6 +99,7 @@ class Dropout(Layer):
             raise AllconvError(f"{len(seeds)} member seeds do not split the channels of "
                                f"shape {shape} into equal blocks")
         self.seeds, self._generators = seeds, {}
+        self.seed_keys = torch.tensor([seed_key(s) for s in seeds], device=self.seed_keys.device)
 
     def _generator(self, member: int, device) -> torch.Generator:
         key = (member, torch.device(device))
@@ -107,10 +120,10 @@ class Dropout(Layer):
             return torch.rand(shape, dtype=like.dtype, device=like.device,
                               generator=self._generator(member, like.device))
         iteration, offset, _ = self._key
-        return keyed_uniform(self.seeds[member], iteration, offset, shape, like.device)
+        return keyed_uniform(self.seed_keys[member], iteration, offset, shape, like.device)
 
     def _noise(self, x):
-        members = len(self.seeds)
+        members = self.seed_keys.shape[0]
         if members == 1:
             return self._member_noise(0, x.shape, x)
         block = (x.shape[0], x.shape[1] // members, *x.shape[2:])
