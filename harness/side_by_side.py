@@ -60,6 +60,7 @@ class SideBySide:
         self.epochs, self.smoke, self.test_size = first.epochs, first.smoke, first.test_size
         self.global_batch, self.solver_param = first.global_batch, first.solver_param
         self.net = first.net      # the loop reads its device
+        self.stopped: set[int] = set()   # members that diverged: they step no more
         self.evaluators = self.K  # each run evaluates (and on CUDA compiles) its own
         device = first.net.device
         self.streams = list(streams)
@@ -99,8 +100,14 @@ class SideBySide:
         return self.first.params_per_member
 
     @property
+    def live(self) -> Run:
+        """A run still stepping (the first, once all have stopped): the pack's iteration."""
+        return next((run for k, run in enumerate(self.runs) if k not in self.stopped),
+                    self.first)
+
+    @property
     def iter(self) -> int:
-        return self.first.iter
+        return self.live.iter
 
     @property
     def max_iter(self) -> int:
@@ -108,7 +115,7 @@ class SideBySide:
 
     @property
     def epoch(self) -> float:
-        return self.first.epoch
+        return self.live.epoch
 
     @property
     def rates(self) -> list[float]:
@@ -122,21 +129,25 @@ class SideBySide:
         self.runs[k].record(0, settings)
 
     def step(self) -> None:
-        """One iteration of every run, each on its stream after the loop's last work. A run
-        that diverged steps on (its NaN weights are never checkpointed), so that all stay at
-        one iteration."""
-        for run, stream in zip(self.runs, self.streams):
-            with on(stream):
-                run.step()
+        """One iteration of every run that has not stopped, each on its stream after the
+        loop's last work."""
+        for k, (run, stream) in enumerate(zip(self.runs, self.streams)):
+            if k not in self.stopped:
+                with on(stream):
+                    run.step()
 
     def stop_member(self, k: int) -> None:
-        """Nothing to stop: the loop no longer records or checkpoints member ``k``."""
+        """Member ``k`` (diverged) steps and evaluates no more; the loop no longer records
+        or checkpoints it."""
+        self.stopped.add(k)
 
     @torch.no_grad()
-    def evaluate(self, progress=None) -> list[dict]:
-        """Each run's evaluation, one after another on the default stream."""
+    def evaluate(self, progress=None) -> list[dict | None]:
+        """Each run's evaluation, one after another on the default stream (None for a
+        member that stopped)."""
         self._joined()
-        return [run.evaluate(None if progress is None else
+        return [None if k in self.stopped else
+                run.evaluate(None if progress is None else
                              (lambda done, total, k=k: progress(k * total + done,
                                                                 self.K * total)))[0]
                 for k, run in enumerate(self.runs)]

@@ -465,6 +465,21 @@ def test_a_run_side_by_side_diverges_alone(spec, data, tmp_path):
                         tmp_path / "s0" / "checkpoint_iter_3.caffemodel")
 
 
+def test_a_run_side_by_side_that_stopped_steps_and_evaluates_no_more(spec, data, tmp_path):
+    """A diverged member costs the others nothing: it neither steps nor evaluates, and the
+    pack's iteration is a live run's."""
+    from harness.side_by_side import SideBySide
+    pack = SideBySide.of(spec, [(opts(lr=0.01, seed=3), tmp_path / "s0"),
+                                (opts(lr=0.05, seed=4), tmp_path / "s1")],
+                         data, torch.device("cpu"), "fp32")
+    pack.step()
+    pack.stop_member(0)
+    pack.step()
+    assert [run.iter for run in pack.runs] == [1, 2] and pack.iter == 2
+    first, second = pack.evaluate()
+    assert first is None and second["test_error"] >= 0
+
+
 def test_pack_route_streams_from_the_command_line(tiny_data, tmp_path, capsys):
     """replicate --pack 2 --pack-route streams: two runs side by side; --report refuses it."""
     tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
