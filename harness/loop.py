@@ -311,9 +311,8 @@ class Loop:
             return self.eval_seconds
         run = self.run
         steady = self.step_seconds if self.tick_iter > self.start_iter + 1 else 0.0
-        # one evaluator a pack (a pack side by side: one a run, harness/side_by_side.py)
-        compiling = (EVAL_COMPILE_GUESS * run.evaluators if run.net.device.type == "cuda"
-                     else 0.0)
+        # one compiled evaluation a process: runs side by side share its graph
+        compiling = EVAL_COMPILE_GUESS if run.net.device.type == "cuda" else 0.0
         return steady * run.test_size / run.global_batch / 3 + compiling
 
     def stopped(self, reason: str) -> list[dict]:

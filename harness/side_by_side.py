@@ -61,7 +61,6 @@ class SideBySide:
         self.global_batch, self.solver_param = first.global_batch, first.solver_param
         self.net = first.net      # the loop reads its device
         self.stopped: set[int] = set()   # members that diverged: they step no more
-        self.evaluators = self.K  # each run evaluates (and on CUDA compiles) its own
         device = first.net.device
         self.streams = list(streams)
         self._loss_sum = torch.zeros(self.K, device=device)

@@ -327,7 +327,7 @@ def test_the_deadline_allows_for_a_first_evaluation_not_yet_timed():
     def step():
         time.sleep(0.2 if run.iter == 5 else 0.0)    # the first step compiles
         run.iter += 1
-    run = SimpleNamespace(test_size=10_000, global_batch=128, iter=5, step=step, evaluators=1,
+    run = SimpleNamespace(test_size=10_000, global_batch=128, iter=5, step=step,
                           net=SimpleNamespace(device=torch.device("cpu")))
     loop = Loop.__new__(Loop)
     loop.run, loop.count, loop.eval_seconds, loop.step_seconds = run, 0, None, None
@@ -339,10 +339,28 @@ def test_the_deadline_allows_for_a_first_evaluation_not_yet_timed():
     assert loop.eval_guess() == pytest.approx(10.0)     # 78.125 batches x 0.128 s
     run.net.device = torch.device("cuda")
     assert loop.eval_guess() == pytest.approx(10.0 + EVAL_COMPILE_GUESS)
-    run.evaluators = 4                                   # 4 runs side by side: 4 to compile
-    assert loop.eval_guess() == pytest.approx(10.0 + 4 * EVAL_COMPILE_GUESS)
     loop.eval_seconds = 4.0
     assert loop.eval_guess() == 4.0
+
+
+def test_runs_side_by_side_compile_one_evaluation(spec, data, tmp_path):
+    """Their evaluators, of nets of other seeds and lrs, reuse one compiled graph (so the
+    deadline counts one evaluation's compiling, not one a run)."""
+    from harness.side_by_side import SideBySide
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+    torch._dynamo.reset()
+    pack = SideBySide.of(spec, [(opts(lr=0.01, seed=3), tmp_path / "s0"),
+                                (opts(lr=0.05, seed=4), tmp_path / "s1")],
+                         data, torch.device("cpu"), "fp32")
+    for run in pack.runs:
+        run.evaluator._step = torch.compile(run.evaluator._counts, backend=backend,
+                                            dynamic=False)
+    first, second = pack.evaluate()
+    assert len(graphs) == 1 and first != second
 
 
 def test_deadline_stops_every_run_at_a_checkpoint_before_it_and_resume_continues(
