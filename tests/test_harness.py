@@ -217,6 +217,10 @@ def test_the_best_lr_is_the_grid_seeds_and_its_seeds_give_mean_and_spread():
         in line
     assert "lr 0.01 diverged" in line and "lr 0.25 unfinished at iteration 9" in line
     assert "grid partial: 0.25 not trained" in line
+    tie = {(0.01, 0): _run(12.0), (0.05, 0): _run(11.0), (0.01, 1): _run(10.5),
+           (0.05, 1): _run(10.5)}      # a tie for the best run goes to the row's lr
+    assert _result(spec, None, runs=tie)["measured"]["best_run"] == {
+        "lr": 0.05, "seed": 1, "error": 10.5}
     every = {(lr, 0): _run(12.0, lr_from="--lr") for lr in spec.training.lr_grid}
     assert _result(spec, None, runs=every)["measured"]["lr_from"] == "grid"   # the grid chose
     diverged = {(lr, 0): {"diverged": "boom"} for lr in spec.training.lr_grid}
