@@ -53,9 +53,9 @@ def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
     seeds = sorted(seed for lr, seed in finished if lr == best_lr)
     errors = [finished[best_lr, seed]["test_error"] for seed in seeds]
     best = finished.get((best_lr, seeds[0]), {}) if seeds else {}
-    # the best single run; of runs that tie, one at the row's lr, then the lowest seed
+    # the best single run; of runs that tie, one at the row's lr, then the lowest seed and lr
     single = min(finished, key=lambda key: (finished[key]["test_error"], key[0] != best_lr,
-                                            key[1])) if finished else None
+                                            key[1], key[0])) if finished else None
     tried = {lr for (lr, seed), r in runs.items() if seed == grid_seed
              and ("test_error" in r or "diverged" in r)}
     missing = [lr for lr in spec.training.lr_grid if lr not in tried]

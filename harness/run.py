@@ -212,7 +212,6 @@ class Run:
     net sharing its weights, `CaffeSGD` under the `CaffeLR` schedule, the members' feeds;
     ``step`` trains one iteration of ``ranks.world`` processes' global batch."""
 
-
     def __init__(self, spec: Spec, members: Sequence[tuple[RunOptions, Path]],
                  data: Data | ImageFolders, device: torch.device, precision: str,
                  ranks: Ranks = SINGLE):

@@ -6,8 +6,8 @@ it is one; on the CPU they step one after another.
 
 `SideBySide` shows the loop (harness/train.py, harness/loop.py) what a packed `Run` shows it:
 K members, each one's loss sum and first non-finite iteration as one (K,) device tensor (each
-run's own is a view of it), their label records, one evaluation with one record each, and
-checkpoints that appear together. Whatever the loop reads waits for every stream first, and
+run's own is a view of it), their label records, one evaluation with one record each (None for
+a run that diverged: it steps and evaluates no more), and checkpoints that appear together. Whatever the loop reads waits for every stream first, and
 each step's stream waits for what the loop did on the default stream, so the host reads and
 writes see whole steps.
 """
@@ -145,11 +145,13 @@ class SideBySide:
         """Each run's evaluation, one after another on the default stream (None for a
         member that stopped)."""
         self._joined()
-        return [None if k in self.stopped else
-                run.evaluate(None if progress is None else
-                             (lambda done, total, k=k: progress(k * total + done,
-                                                                self.K * total)))[0]
-                for k, run in enumerate(self.runs)]
+        live = [k for k in range(self.K) if k not in self.stopped]
+        metrics: list[dict | None] = [None] * self.K
+        for i, k in enumerate(live):
+            metrics[k] = self.runs[k].evaluate(
+                None if progress is None else
+                (lambda done, total, i=i: progress(i * total + done, len(live) * total)))[0]
+        return metrics
 
     def checkpoint(self, members: Sequence[int] | None = None,
                    progress: Sequence[dict] | None = None) -> list[Path]:

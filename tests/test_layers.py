@@ -365,6 +365,7 @@ def test_one_compiled_dropout_serves_every_seed():
         layer.key_masks(torch.tensor(3), 0, 4)
         outputs.append(masked(layer, x))
         assert torch.equal(outputs[-1], layer(x)[0])
+        assert "seed_keys" not in layer.state_dict()    # not saved with the weights
     assert not torch.equal(outputs[0], outputs[1]) and len(graphs) == 1
 
 

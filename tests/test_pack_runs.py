@@ -343,24 +343,36 @@ def test_the_deadline_allows_for_a_first_evaluation_not_yet_timed():
     assert loop.eval_guess() == 4.0
 
 
-def test_runs_side_by_side_compile_one_evaluation(spec, data, tmp_path):
-    """Their evaluators, of nets of other seeds and lrs, reuse one compiled graph (so the
-    deadline counts one evaluation's compiling, not one a run)."""
+def test_runs_side_by_side_compile_one_loss_and_one_evaluation(spec, data, tmp_path):
+    """Runs of other seeds and lrs reuse one compiled training loss (Dropout's seed is a graph
+    input) and one compiled evaluation (so the deadline counts one evaluation's compiling, not
+    one a run); each still trains as its eager solo run does."""
     from harness.side_by_side import SideBySide
     graphs = []
 
     def backend(gm, example_inputs):
         graphs.append(gm)
         return gm.forward
+    members = [(opts(lr=0.01, seed=3), tmp_path / "s0"), (opts(lr=0.05, seed=4), tmp_path / "s1")]
     torch._dynamo.reset()
-    pack = SideBySide.of(spec, [(opts(lr=0.01, seed=3), tmp_path / "s0"),
-                                (opts(lr=0.05, seed=4), tmp_path / "s1")],
-                         data, torch.device("cpu"), "fp32")
-    for run in pack.runs:
-        run.evaluator._step = torch.compile(run.evaluator._counts, backend=backend,
-                                            dynamic=False)
-    first, second = pack.evaluate()
-    assert len(graphs) == 1 and first != second
+    try:
+        pack = SideBySide.of(spec, members, data, torch.device("cpu"), "fp32")
+        eager = SideBySide.of(spec, members, data, torch.device("cpu"), "fp32")
+        for run in pack.runs:
+            run.loss = torch.compile(run.loss, backend=backend)
+        pack.step()
+        eager.step()
+        assert len(graphs) == 1
+        for run, solo in zip(pack.runs, eager.runs):
+            for a, b in zip(run.net.learnable_params, solo.net.learnable_params):
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+        for run in pack.runs:
+            run.evaluator._step = torch.compile(run.evaluator._counts, backend=backend,
+                                                dynamic=False)
+        first, second = pack.evaluate()
+        assert len(graphs) == 2 and first != second
+    finally:
+        torch._dynamo.reset()
 
 
 def test_deadline_stops_every_run_at_a_checkpoint_before_it_and_resume_continues(
@@ -494,8 +506,10 @@ def test_a_run_side_by_side_that_stopped_steps_and_evaluates_no_more(spec, data,
     pack.stop_member(0)
     pack.step()
     assert [run.iter for run in pack.runs] == [1, 2] and pack.iter == 2
-    first, second = pack.evaluate()
+    shown = []
+    first, second = pack.evaluate(lambda done, total: shown.append((done, total)))
     assert first is None and second["test_error"] >= 0
+    assert shown[-1] == (6, 6)                  # the live run's 6 test images, all of them
 
 
 def test_pack_route_streams_from_the_command_line(tiny_data, tmp_path, capsys):

@@ -92,7 +92,8 @@ class Dropout(Layer):
 
     def set_member_seeds(self, seeds) -> None:
         """Draw the masks of K members, member k with ``seeds[k]`` (its solo layer's seed);
-        the channel axis (1) must split into K blocks. Generators restart from the seeds."""
+        the channel axis (1) must split into K blocks. Generators restart from the seeds.
+        Before any capture or compiling: ``seed_keys`` becomes a new tensor."""
         seeds = tuple(int(s) for s in seeds)
         shape = self.top_shapes[0]
         if not seeds or (len(seeds) > 1 and (len(shape) < 2 or shape[1] % len(seeds))):
