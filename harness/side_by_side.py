@@ -7,9 +7,9 @@ it is one; on the CPU they step one after another.
 `SideBySide` shows the loop (harness/train.py, harness/loop.py) what a packed `Run` shows it:
 K members, each one's loss sum and first non-finite iteration as one (K,) device tensor (each
 run's own is a view of it), their label records, one evaluation with one record each (None for
-a run that diverged: it steps and evaluates no more), and checkpoints that appear together. Whatever the loop reads waits for every stream first, and
-each step's stream waits for what the loop did on the default stream, so the host reads and
-writes see whole steps.
+a run that diverged: it steps and evaluates no more), and checkpoints that appear together.
+Whatever the loop reads waits for every stream first, and each step's stream waits for what the
+loop did on the default stream, so the host reads and writes see whole steps.
 """
 from __future__ import annotations
 
