@@ -9,7 +9,7 @@ from pathlib import Path
 from generator.render import Filler, Init, NetOptions, SolverOptions, render_net, render_solver
 from generator.variants import VARIANTS, get_variant
 from runtime import prototxt
-from runtime.cli_support import Parser, number, run_cli
+from runtime.cli_support import SEED_WHY, UINT32_MAX, Parser, number, run_cli
 from runtime.errors import AllconvError
 from runtime.meta import count_params, meta_net
 from runtime.proto import pb
@@ -26,15 +26,17 @@ def build_parser() -> Parser:
                                            "large-all-cnn, imagenet (case-insensitive)")
     p.add_argument("--list", action="store_true", help="list every variant with its parameter count")
     p.add_argument("-o", "--output", metavar="FILE", help="write the net here instead of stdout")
-    p.add_argument("--classes", type=int, help="10 (CIFAR-10, default) or 100 (CIFAR-100)")
+    p.add_argument("--classes", type=number(int), help="10 (CIFAR-10, default) or 100 (CIFAR-100)")
     p.add_argument("--deploy", action="store_true",
                    help="Input-layer form for inference and export (no data, loss or accuracy)")
     p.add_argument("--solver", metavar="FILE", help="also write the matching solver prototxt")
     p.add_argument("--draw", metavar="PICTURE", help="draw the net to a .png or .svg file")
     g = p.add_argument_group("data")
-    g.add_argument("--batch-size", type=int, help="training batch (CIFAR 128, ImageNet 64); "
-                                                  "with --deploy, the Input batch (default 1)")
-    g.add_argument("--test-batch-size", type=int, help="test batch (CIFAR 100, ImageNet 50)")
+    g.add_argument("--batch-size", type=number(int, high=UINT32_MAX),
+                   help="training batch (CIFAR 128, ImageNet 64); with --deploy, the Input "
+                        "batch (default 1)")
+    g.add_argument("--test-batch-size", type=number(int, high=UINT32_MAX),
+                   help="test batch (CIFAR 100, ImageNet 50)")
     g.add_argument("--train-source", help="Data layer source at TRAIN (default "
                                           "data/cifar10_gcn_zca_train.npz, which "
                                           "allconv-prep-cifar writes and allconv reads; "
@@ -58,7 +60,7 @@ def build_parser() -> Parser:
     g.add_argument("--snapshot-prefix",
                    help="solver snapshot_prefix (default: the variant's name, in the current "
                         "directory; Caffe needs its directory to exist)")
-    g.add_argument("--seed", type=int,
+    g.add_argument("--seed", type=number(int, "non-negative", high=UINT32_MAX, why=SEED_WHY),
                    help="solver random_seed (default: none, so Caffe seeds from the clock)")
     return p
 

@@ -157,9 +157,10 @@ def rendered_solver(variant: Variant, net_opts: NetOptions, opts: SolverOptions)
     """The solver prototxt of ``variant`` and the SolverParameter it parses to."""
     context = _schedule_context(variant, _with_defaults(variant, net_opts), opts)
     if context["max_iter"] > INT_MAX:
-        raise AllconvError(f"the solver's max_iter would be {context['max_iter']:,} iterations, "
-                           f"more than Caffe's int32 field holds ({INT_MAX:,}): give fewer "
-                           "epochs")
+        wanted = context["max_iter"]
+        shown = f"{wanted:,}" if wanted < 10**15 else f"{wanted:.3g}"
+        raise AllconvError(f"the solver's max_iter would be {shown} iterations, more than "
+                           f"Caffe's int32 field holds ({INT_MAX:,}): give fewer epochs")
     text = _ENV.get_template("solver.prototxt.j2").render(
         variant=variant, net_path=opts.net_path, momentum=0.9, snapshot_prefix=opts.snapshot_prefix,
         seed=opts.seed, **context)

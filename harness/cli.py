@@ -24,8 +24,8 @@ from harness.run_folder import RunFolder, length_flags, length_settings, row_run
 from harness.datasets import check_trainable, train_size
 from harness.run import PRECISIONS, RunOptions, check_length, load_data, snapshot_iteration
 from harness.train import train_pack
-from runtime.cli_support import (Parser, add_device_option, number, number_list,
-                                  resolve_device, run_cli)
+from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_device_option, number,
+                                  number_list, resolve_device, run_cli)
 from runtime.errors import AllconvError
 
 EXIT_FAIL, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 3, 130
@@ -37,7 +37,6 @@ EXIT_FAIL, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 3, 130
 CUDA_PACK = 1
 # The largest --seed: Caffe seeds its generator with an unsigned int (Caffe::set_random_seed),
 # so a solver.prototxt with a larger random_seed would train another run under Caffe.
-SEED_MAX = 2**32 - 1
 # What --report, which trains nothing, refuses: the options that only change training.
 PACK_ROUTES = ("grouped", "streams")
 TRAINING_ONLY = ("resume", "time_limit", "deadline", "pack", "pack_route", "rows_in_parallel",
@@ -100,10 +99,10 @@ def build_parser() -> Parser:
                    help="fp32 (TF32 off, Caffe-exact), tf32, or bf16 autocast; auto: bf16 on "
                         "CUDA, fp32 on the CPU")
     add_device_option(g, "cuda, cuda:1 or cpu (default: cuda when available)")
-    g.add_argument("--seed", type=number_list(number(int, "non-negative", high=SEED_MAX,
-                                                why=" (Caffe's seed is an unsigned int)")),
+    g.add_argument("--seed", type=number_list(number(int, "non-negative", high=UINT32_MAX,
+                                                why=SEED_WHY)),
                    default=[0], metavar="S[,S...]",
-                   help=f"solver random_seed and data order seed, 0..{SEED_MAX} (Caffe's "
+                   help=f"solver random_seed and data order seed, 0..{UINT32_MAX} (Caffe's "
                         "seed is an unsigned int); a list trains each (default 0)")
     g.add_argument("--pack", type=number(int), metavar="K",
                    help="train up to K runs of a row (its lrs and seeds) as one net, each "
@@ -221,6 +220,9 @@ def _check_args(args, parser: Parser) -> None:
         if args.cuda_graphs:
             raise AllconvError("--cuda-graphs captures a step without torchrun's all-reduce: "
                                "drop it under torchrun")
+    elif args.batch_per_process:
+        raise AllconvError("--batch-per-process does nothing without torchrun: one process "
+                           "takes the spec's batch; drop it")
 
 
 def _flag(name: str) -> str:
@@ -536,8 +538,9 @@ def row_outcomes(spec: Spec, args) -> tuple[dict[tuple[float, int], dict], Count
     runs, others = {}, Counter()
     for folder in row_runs(args.out / spec.table / spec.name):
         settings = folder.settings
-        if settings.get("row") != spec.key:
-            continue
+        if settings["row"] != spec.key:
+            raise AllconvError(f"{folder.path}: a run of {settings['row']} in {spec.key}'s "
+                               "folder; move it to its own row's folder")
         length = {k: settings.get(k) for k in expected}
         if length != expected:
             others[length_flags(spec, length) or "the spec's length"] += 1

@@ -102,7 +102,7 @@ def load_net(prototxt, weights):
     param = read_net(prototxt)
     param.state.phase = pb.TEST
     if not any(layer.type == "Input" for layer in filter_net(param).layer):
-        raise AllconvError(f"the net has no Input layer: {DEPLOY}")
+        raise AllconvError(f"{prototxt}: the net has no Input layer: {DEPLOY}")
     return trained_net(param, weights)
 
 

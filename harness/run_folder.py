@@ -28,20 +28,60 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from generator.variants import get_variant
 from runtime import snapshot
 from runtime.data import cifar, preprocess
 from runtime.data.datasets import get_dataset
 from runtime.errors import AllconvError
-from runtime.files import TEMPORARY, atomic_write_bytes, read_json_object
+from runtime.files import TEMPORARY, atomic_write_bytes, read_json_object, read_text
 
 RUN_JSON, RESULT_JSON, METRICS = "run.json", "result.json", "metrics.jsonl"
-# the fields readers take from each file, with their types (an int is a number too)
-NUMBER = (int, float)
-FIELDS = {RUN_JSON: {"row": str, "lr": NUMBER, "seed": int, "epochs": NUMBER,
-                     "batch_size": int},
-          RESULT_JSON: {"row": str, "lr": NUMBER, "seed": int, "epochs": NUMBER,
-                        "wall_seconds": NUMBER, "test_error": NUMBER},
-          METRICS: {"iter": int}}
+
+
+class Kind:
+    """What a field of the run's files holds: ``name`` (and ``plural``) for the error,
+    ``holds(value)``."""
+
+    def __init__(self, name: str, plural: str, holds, optional: bool = False):
+        self.name, self.plural, self.holds, self.optional = name, plural, holds, optional
+
+    def list(self) -> "Kind":
+        return Kind(f"a list of {self.plural}", f"lists of {self.plural}",
+                    lambda v: isinstance(v, list) and all(self.holds(x) for x in v))
+
+    def or_none(self) -> "Kind":
+        return Kind(f"{self.name} or null", f"{self.plural} or nulls",
+                    lambda v: v is None or self.holds(v))
+
+    def or_absent(self) -> "Kind":
+        return Kind(self.name, self.plural, self.holds, optional=True)
+
+
+def _plain(*types):
+    return lambda v: isinstance(v, types) and not isinstance(v, bool)
+
+
+NUMBER = Kind("a number", "numbers", _plain(int, float))   # NaN too: a mean over no steps
+INTEGER = Kind("an integer", "integers", _plain(int))
+TEXT = Kind("a string", "strings", _plain(str))
+PERCENT = Kind("a percentage", "percentages", lambda v: NUMBER.holds(v) and 0 <= v <= 100)
+SHARE = Kind("a share", "shares", lambda v: NUMBER.holds(v) and 0 <= v <= 1)
+# the fields readers take from each file (a metrics record: every record's, then an
+# evaluation's or an event's), with what they hold
+FIELDS = {RUN_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": NUMBER,
+                     "batch_size": INTEGER, "eval_limit": INTEGER.or_none()},
+          RESULT_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": NUMBER,
+                        "wall_seconds": NUMBER, "test_error": PERCENT,
+                        "never_predicted": TEXT.list(), "dead_class_units": TEXT.list()},
+          METRICS: {"iter": INTEGER, "epoch": NUMBER}}
+EVALUATION = {"lr": NUMBER, "train_loss": NUMBER, "test_loss": NUMBER, "test_error": PERCENT,
+              "per_class": SHARE.or_none().list(), "never_predicted": INTEGER.list(),
+              "dead_units": INTEGER.list(), "seconds": NUMBER}
+EVENT = {"event": TEXT}
+PROVENANCE_FIELDS = {"commit": TEXT.or_none(), "variant": TEXT, "dataset": TEXT,
+                     "classes": TEXT.list(), "lr_from": TEXT.or_none().or_absent(),
+                     "note": TEXT.or_absent()}
+WHITENING = {"cache_entry": TEXT}     # what readers take of it
 NET, SOLVER, DEPLOY, CURVES = ("train_test.prototxt", "solver.prototxt", "deploy.prototxt",
                                "curves.png")
 CHECKPOINT = "checkpoint"
@@ -131,14 +171,19 @@ def row_runs(row_dir) -> list["RunFolder"]:
 
 
 def checked_fields(path, data: dict, fields: dict, where: str = "") -> dict:
-    """``data`` read from ``path``, each of ``fields`` present with its type, or one line
-    naming the file and the field."""
+    """``data`` read from ``path``, each of ``fields`` holding its `Kind` (present unless the
+    kind is optional), or one line naming the file and the field."""
     for key, kind in fields.items():
-        value = data.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            said = "no" if key not in data else f"a {type(value).__name__} as its"
-            raise AllconvError(f"{path}{where}: {said} {key!r} field; was it edited? (the run "
+        if key not in data:
+            if kind.optional:
+                continue
+            raise AllconvError(f"{path}{where}: no {key!r} field; was it edited? (the run "
                                "writes it)")
+        if not kind.holds(data[key]):
+            shown = json.dumps(data[key])
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise AllconvError(f"{path}{where}: its {key!r} field is {shown}, not "
+                               f"{kind.name}; was it edited? (the run writes it)")
     return data
 
 
@@ -153,7 +198,7 @@ class MetricsLog:
         short by a kill while it was written) is left out."""
         if not self.path.is_file():
             return []
-        lines = [line for line in self.path.read_text().splitlines(keepends=True)
+        lines = [line for line in read_text(self.path, "JSON lines").splitlines(keepends=True)
                  if line.strip()]
         records = []
         for i, line in enumerate(lines):
@@ -165,7 +210,10 @@ class MetricsLog:
                 raise AllconvError(f"{self.path}: a line is not JSON: {err}") from None
             if not isinstance(record, dict):
                 raise AllconvError(f"{self.path}, line {i + 1}: not a JSON object")
-            records.append(checked_fields(self.path, record, FIELDS[METRICS], f", line {i + 1}"))
+            where = f", line {i + 1}"
+            checked_fields(self.path, record, FIELDS[METRICS], where)
+            records.append(checked_fields(self.path, record,
+                                          EVENT if "event" in record else EVALUATION, where))
         return records
 
     def truncate(self, iteration: int) -> list[dict]:
@@ -201,13 +249,20 @@ class RunFolder:
 
     def resumable(self, settings: dict) -> bool:
         """Whether the folder holds a run of ``settings`` to resume (False: no run.json); a run
-        of other settings is an error. Reads only."""
+        of other settings is an error, as are checkpoints without their run.json. Reads
+        only."""
         if not self.file(RUN_JSON).is_file():
+            if self.path.is_dir() and self._checkpoints(".*"):
+                raise AllconvError(f"cannot resume {self.path}: it holds checkpoints but no "
+                                   f"{RUN_JSON} file (the record of their settings); put it "
+                                   "back, or drop --resume to start the run again")
             return False
         old = self.settings
         if old != settings:
-            changed = "; ".join(f"{k} {old.get(k)} there, {settings[k]} here"
-                                for k in settings if old.get(k) != settings[k])
+            changed = "; ".join(
+                "the row's spec file has changed" if k == "spec" else
+                f"{k} {old.get(k)} there, {settings[k]} here"
+                for k in settings if old.get(k) != settings[k])
             raise AllconvError(f"cannot resume {self.path}: it was started with other "
                                f"settings ({changed}); give its settings, or drop --resume "
                                "to start it again")
@@ -259,6 +314,9 @@ class RunFolder:
     def config(self) -> dict:
         """run.json as written."""
         path = self.file(RUN_JSON)
+        if self.path.is_file():
+            raise AllconvError(f"{self.path}: a file; give its run folder, "
+                               f"{self.path.parent}")
         if not self.path.is_dir():
             raise AllconvError(f"{self.path}: no such run folder")
         if not path.is_file():
@@ -278,15 +336,21 @@ class RunFolder:
         if missing:
             raise AllconvError(f"{self.file(RUN_JSON)}: its provenance lacks "
                                f"{', '.join(missing)}; run the row again to record them")
-        checked_fields(self.file(RUN_JSON), found, {"variant": str, "dataset": str,
-                                                    "classes": list}, ", provenance")
-        if found["whitening"] is not None and not isinstance(found["whitening"], dict):
-            raise AllconvError(f"{self.file(RUN_JSON)}, provenance: a "
-                               f"{type(found['whitening']).__name__} as its 'whitening' field")
+        path = self.file(RUN_JSON)
+        checked_fields(path, found, PROVENANCE_FIELDS, ", provenance")
+        if found["whitening"] is not None:
+            if not isinstance(found["whitening"], dict):
+                raise AllconvError(f"{path}, provenance: its 'whitening' field is "
+                                   f"{json.dumps(found['whitening'])[:40]}, not an object")
+            checked_fields(path, found["whitening"], WHITENING, ", provenance's whitening")
         try:
-            get_dataset(found["dataset"])
+            dataset, _ = get_dataset(found["dataset"]), get_variant(found["variant"])
         except AllconvError as err:
-            raise AllconvError(f"{self.file(RUN_JSON)}: {err}") from None
+            raise AllconvError(f"{path}: {err}") from None
+        if len(found["classes"]) != dataset.num_classes:
+            raise AllconvError(f"{path}, provenance: {len(found['classes'])} class names for "
+                               f"{dataset.name}'s {dataset.num_classes} classes; was it edited? "
+                               "(the run writes it)")
         return found
 
     @property
@@ -305,11 +369,11 @@ class RunFolder:
     @property
     def lr_from(self) -> str | None:
         """How the run's lr was chosen ("spec", "grid", "--lr"; None when not recorded)."""
-        return self.config.get(PROVENANCE, {}).get("lr_from")
+        return self.provenance.get("lr_from")
 
     @property
     def note(self) -> str | None:
-        return self.config.get(PROVENANCE, {}).get("note")
+        return self.provenance.get("note")
 
     def deploy(self) -> Path:
         """The deploy net's prototxt file (a path, so that a parse error names it)."""
@@ -321,8 +385,16 @@ class RunFolder:
     def result(self) -> dict | None:
         """result.json, written when the run finished; None before."""
         path = self.file(RESULT_JSON)
-        return (checked_fields(path, read_json_object(path), FIELDS[RESULT_JSON])
-                if path.is_file() else None)
+        if not path.is_file():
+            return None
+        result = checked_fields(path, read_json_object(path), FIELDS[RESULT_JSON])
+        settings = self.settings
+        differ = [f"{key} {result[key]} there, {settings[key]} in {RUN_JSON}"
+                  for key in ("row", "lr", "seed") if result[key] != settings[key]]
+        if differ:
+            raise AllconvError(f"{path}: not this run's result ({'; '.join(differ)}); was it "
+                               "copied from another run?")
+        return result
 
     def outcome(self) -> dict:
         """What the folder holds: its result, ``{'diverged': why}``, or ``{'missing': why}``."""

@@ -18,6 +18,7 @@ from generator.variants import Variant, get_variant
 from harness.pipelines import PIPELINES
 from runtime.data.datasets import DATASETS, Dataset, get_dataset
 from runtime.errors import AllconvError
+from runtime.files import read_text
 from runtime.proto import pb
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "reproductions"
@@ -208,9 +209,9 @@ def _augment(data: dict, augmentation: str, path: Path):
 def load_spec(path: str | Path) -> Spec:
     """Read and validate one row's TOML file; every problem is an AllconvError naming file and key."""
     path = Path(path)
+    text = read_text(path, "TOML")
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise AllconvError(f"{path}: {err}") from None
     _check_keys(data, SCHEMA, path, "")

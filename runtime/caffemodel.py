@@ -111,6 +111,9 @@ def read_binary(path: PathLike, message_cls) -> Message:
     path = Path(path)
     name = message_cls.DESCRIPTOR.name
     data = read_bytes(path, f"binary {name}")
+    if not data:
+        raise AllconvError(f"{path} is an empty file, not a binary {name} (its write cut "
+                           "short?)")
     message = message_cls()
     try:
         message.ParseFromString(data)

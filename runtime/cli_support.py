@@ -71,6 +71,10 @@ class Parser(argparse.ArgumentParser):
         return f"unrecognized arguments: {' '.join(extras)}" if extras else None
 
 
+UINT32_MAX = 2**32 - 1     # Caffe's batch sizes and random seeds are unsigned ints
+SEED_WHY = " (Caffe's seed is an unsigned int)"
+
+
 def number(kind=float, low: str | None = "positive", high: int | None = None, why: str = ""):
     """The argparse type of every number option: one finite number of ``kind`` (int or float),
     ``low`` "positive", "non-negative" or None (any sign), at most ``high`` (``why``: the

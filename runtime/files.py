@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -41,6 +42,45 @@ def read_bytes(path: PathLike, what: str) -> bytes:
         raise AllconvError(f"{path}: cannot read: {err.strerror or err}") from None
     except ValueError as err:  # a NUL byte in the path
         raise AllconvError(f"{str(path)!r}: not a usable path: {err}") from None
+
+
+def read_text(path: PathLike, what: str) -> str:
+    """The UTF-8 text of ``path``; a file that is not UTF-8 is an AllconvError naming it and
+    the first bad byte's offset (as are `read_bytes`'s errors)."""
+    data = read_bytes(path, what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise AllconvError(f"{path}: not a {what} text file: byte {err.start} is not "
+                           "UTF-8") from None
+
+
+def read_npz(path: PathLike, keys, what: str) -> dict:
+    """The arrays ``keys`` of the .npz file ``path``, never unpickled; a missing, cut short or
+    corrupt file, another kind of file, a missing key or an object array is an AllconvError
+    naming the path and what failed (``what``: what the file should be)."""
+    import numpy as np
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+            if magic != b"PK\x03\x04":
+                raise AllconvError(f"{path}: not {what}: "
+                                   + ("an empty file" if not magic else "not a .npz (zip) file"))
+            handle.seek(0)
+            with np.load(handle, allow_pickle=False) as f:
+                missing = [k for k in keys if k not in f.files]
+                if missing:
+                    raise AllconvError(f"{path}: not {what}: no array {missing[0]!r} (it holds "
+                                       f"{', '.join(f.files) or 'none'})")
+                return {k: f[k] for k in keys}
+    except FileNotFoundError:
+        raise AllconvError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise AllconvError(f"{path}: is a directory, expected {what}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        why = ("an array of Python objects (pickled), which is not read" if "pickle" in str(err)
+               else str(err) or "empty or cut short")
+        raise AllconvError(f"{path}: not {what}: {why}") from None
 
 
 def read_json_object(path: PathLike) -> dict:

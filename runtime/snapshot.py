@@ -112,11 +112,16 @@ def read_rng_state(path: str) -> dict:
     if not os.path.isfile(path):
         raise AllconvError(f"{path}: no such rng state file (one is written beside each "
                            "snapshot)")
+    if os.path.getsize(path) == 0:
+        raise AllconvError(f"{path}: an empty rng state file (its write was cut short?)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise AllconvError(f"{path}: unreadable rng state: {str(e) or type(e).__name__} (a "
-                           "truncated or foreign file?)") from None
+        # torch's weights-only refusal is a page of advice; its line after "error:" says why
+        said = " ".join(str(e).split("WeightsUnpickler error:")[-1].split("Check the")[0]
+                        .split()) or type(e).__name__
+        raise AllconvError(f"{path}: not an rng state a run wrote ({said[:120]}; a truncated "
+                           "or foreign file?)") from None
     if not isinstance(state, dict):
         raise AllconvError(f"{path}: holds a {type(state).__name__}, not an rng state")
     return state

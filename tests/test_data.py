@@ -2,6 +2,7 @@
 import hashlib
 import io
 import pickle
+import re
 import struct
 import tarfile
 import urllib.error
@@ -150,6 +151,22 @@ def test_a_label_past_int64_is_refused_naming_the_file(tmp_path):
                                                       "labels": [2 ** 70]}, protocol=2))
     with pytest.raises(AllconvError, match="test_batch is not a cifar-10-batches-py file"):
         get_dataset("cifar10").load("test", tmp_path, verify=False)
+
+
+@pytest.mark.parametrize("entry, said", [
+    ({"data": "x"}, "it has no 'fine_labels' entry"),
+    ({"data": np.zeros((2, 3072), np.uint8), "fine_labels": [1]},
+     "1 fine_labels for 2 images"),
+    ({"data": np.zeros((2, 30), np.uint8), "fine_labels": [1, 2]},
+     "its data is uint8 (2, 30), expected uint8 (N, 3072)"),
+])
+def test_a_cifar100_file_of_another_form_says_what_differs(tmp_path, entry, said):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    (folder / "test").write_bytes(pickle.dumps(entry, protocol=2))
+    with pytest.raises(AllconvError, match=re.escape(
+            f"{folder / 'test'} is not a cifar-100-python file: {said}")):
+        get_dataset("cifar100").load("test", tmp_path, verify=False)
 
 
 @pytest.mark.parametrize("name, classes, label", [("cifar10", 10, 10), ("cifar100", 100, 100)])

@@ -356,6 +356,10 @@ def test_hdf5_data_refusals_are_one_line(tmp_path, monkeypatch):
     net = _h5_net(tmp_path, batch=5)
     with pytest.raises(AllconvError, match=r"f1\.h5: no dataset 'label' \(found: data\)"):
         net.forward()
+    with h5py.File(tmp_path / "f1.h5", "a") as f:
+        f.create_group("label")
+    with pytest.raises(AllconvError, match=r"f1\.h5: 'label' is a group, not a dataset"):
+        _h5_net(tmp_path, batch=5).forward()
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(AllconvError, match=r"HDF5Data needs h5py, which is not installed: "
                                            r"pip install -e \"\.\[hdf5\]\""):

@@ -2,6 +2,7 @@
 naming the file and what is wrong, never a traceback."""
 from __future__ import annotations
 
+import json
 import re
 import warnings
 
@@ -17,8 +18,14 @@ from runtime.net import Net
 from runtime.proto import pb
 from visualize import inputs
 
-SETTINGS = {"row": "table3/all-cnn-c", "lr": 0.01, "seed": 0, "epochs": 1.0, "batch_size": 4}
-RESULT = {**SETTINGS, "wall_seconds": 3.5, "test_error": 90.0}
+SETTINGS = {"row": "table3/all-cnn-c", "lr": 0.01, "seed": 0, "epochs": 1.0, "batch_size": 4,
+            "eval_limit": None}
+RESULT = {**SETTINGS, "wall_seconds": 3.5, "test_error": 90.0, "never_predicted": ["a"],
+          "dead_class_units": []}
+# an evaluation's record in metrics.jsonl, as the loop writes it
+RECORD = {"iter": 2, "epoch": 0.1, "lr": 0.01, "train_loss": 2.3, "test_loss": 2.2,
+          "test_error": 90.0, "per_class": [0.5, None], "never_predicted": [1],
+          "dead_units": [], "seconds": 1.5}
 
 
 def _folder(tmp_path, settings=SETTINGS, whitening=None,
@@ -40,7 +47,8 @@ def test_run_json_without_a_field_a_report_or_resume_reads(tmp_path):
 def test_result_json_with_a_field_of_another_type(tmp_path):
     folder = _folder(tmp_path)
     folder.write_result({**RESULT, "wall_seconds": [1, 2]})
-    with pytest.raises(AllconvError, match="result.json: a list as its 'wall_seconds' field"):
+    with pytest.raises(AllconvError, match=re.escape(
+            "result.json: its 'wall_seconds' field is [1, 2], not a number")):
         folder.result()
     folder.write_result(RESULT)
     assert folder.result() == RESULT
@@ -48,15 +56,16 @@ def test_result_json_with_a_field_of_another_type(tmp_path):
 
 def test_a_metrics_record_without_its_iteration_names_the_line(tmp_path):
     folder = _folder(tmp_path)
-    folder.metrics.write({"iter": 2, "epoch": 0.1})
-    folder.metrics.write({"epoch": 0.2})
+    folder.metrics.write(RECORD)
+    folder.metrics.write({k: v for k, v in RECORD.items() if k != "iter"})
     with pytest.raises(AllconvError, match=r"metrics.jsonl, line 2: no 'iter' field"):
         folder.metrics.truncate(5)
 
 
 def test_provenance_whitening_of_another_type(tmp_path):
     _folder(tmp_path, whitening=0)
-    with pytest.raises(AllconvError, match="run.json, provenance: a int as its 'whitening'"):
+    with pytest.raises(AllconvError,
+                       match="run.json, provenance: its 'whitening' field is 0, not an object"):
         run_folder.RunFolder.read(tmp_path)
 
 
@@ -99,3 +108,161 @@ def test_weights_given_silence_the_warnings_of_the_fillers_they_replace(tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Net(text, pb.TEST, weights=str(tmp_path / "w.caffemodel"))
+
+
+def test_a_metrics_log_that_is_not_utf8_names_the_byte(tmp_path):
+    folder = _folder(tmp_path)
+    folder.metrics.path.write_bytes(b'{"iter": 1}\n\xab\xcd\n')
+    with pytest.raises(AllconvError, match=re.escape(
+            f"{folder.metrics.path}: not a JSON lines text file: byte 12 is not UTF-8")):
+        folder.metrics.records()
+
+
+@pytest.mark.parametrize("edit, said", [
+    ({"seconds": None}, "no 'seconds' field"),                   # None: the field removed
+    ({"test_error": "bad"}, "its 'test_error' field is \"bad\", not a percentage"),
+    ({"test_error": 101.0}, "its 'test_error' field is 101.0, not a percentage"),
+    ({"lr": "x"}, "its 'lr' field is \"x\", not a number"),
+    ({"train_loss": None}, "no 'train_loss' field"),
+    ({"per_class": [0.5, "a"]},
+     "its 'per_class' field is [0.5, \"a\"], not a list of shares or nulls"),
+    ({"never_predicted": 5}, "its 'never_predicted' field is 5, not a list of integers"),
+    ({"epoch": None, "event": "diverged"}, "no 'epoch' field"),
+])
+def test_a_metrics_record_edited_is_named_before_any_reader_uses_it(tmp_path, edit, said):
+    """Before: a missing 'seconds' failed at the resume's start, an 'lr' of text in the curves
+    after the whole run had trained, and an event without its epoch in --report."""
+    folder = _folder(tmp_path)
+    record = {**RECORD, **edit}
+    folder.metrics.write(RECORD)
+    folder.metrics.write({k: v for k, v in record.items() if v is not None})
+    with pytest.raises(AllconvError, match=re.escape(f"metrics.jsonl, line 2: {said}")):
+        folder.outcome()
+    folder.metrics.path.write_text(json.dumps(RECORD) + "\n")
+    assert folder.outcome() == {"missing": "unfinished at iteration 2"}
+
+
+@pytest.mark.parametrize("edit, said", [
+    ({"test_error": float("nan")}, "its 'test_error' field is NaN, not a percentage"),
+    ({"never_predicted": 5}, "its 'never_predicted' field is 5, not a list of strings"),
+    ({"dead_class_units": [1]}, "its 'dead_class_units' field is [1], not a list of strings"),
+    ({"lr": 0.05}, "not this run's result (lr 0.05 there, 0.01 in run.json); was it copied"),
+])
+def test_a_result_edited_or_copied_from_another_run(tmp_path, edit, said):
+    folder = _folder(tmp_path)
+    folder.write_result({**RESULT, **edit})
+    with pytest.raises(AllconvError, match=re.escape(f"result.json: {said}")):
+        folder.result()
+
+
+@pytest.mark.parametrize("edit, said", [
+    ({"note": [1, 2]}, "provenance: its 'note' field is [1, 2], not a string"),
+    ({"whitening": {}}, "provenance's whitening: no 'cache_entry' field"),
+    ({"whitening": {"cache_entry": 5}}, "provenance's whitening: its 'cache_entry' field is 5"),
+    ({"classes": ["a"]}, "provenance: 1 class names for cifar10's 10 classes"),
+    ({"classes": list(range(10))}, "its 'classes' field is [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], not"),
+    ({"variant": "nope"}, "unknown variant 'nope'"),
+])
+def test_a_provenance_edited_is_named_by_every_reader(tmp_path, edit, said):
+    """Before: a note of another type crashed --report, a whitening without its cache_entry
+    crashed export-onnx and visualize, and wrong class names went into an export."""
+    folder = _folder(tmp_path)
+    config = json.loads(folder.file("run.json").read_text())
+    config["provenance"].update(edit)
+    folder.file("run.json").write_text(json.dumps(config))
+    with pytest.raises(AllconvError, match=re.escape(said)):
+        run_folder.RunFolder.read(tmp_path)
+
+
+def test_a_resume_keeps_checkpoints_whose_run_json_is_gone(tmp_path):
+    """Before: --resume deleted the checkpoints without a word and started at iteration 0."""
+    folder = _folder(tmp_path)
+    (tmp_path / "checkpoint_iter_8.caffemodel").write_bytes(b"w")
+    folder.file("run.json").unlink()
+    with pytest.raises(AllconvError, match=re.escape(
+            f"cannot resume {tmp_path}: it holds checkpoints but no run.json file")):
+        folder.resumable(SETTINGS)
+    assert (tmp_path / "checkpoint_iter_8.caffemodel").read_bytes() == b"w"
+    assert folder.start(SETTINGS, resume=False) is False       # without --resume: started again
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_resume_of_another_spec_says_so_without_the_specs_text(tmp_path):
+    folder = _folder(tmp_path, {**SETTINGS, "spec": "a\nlong\ntoml"})
+    with pytest.raises(AllconvError) as caught:
+        folder.start({**SETTINGS, "spec": "another\ntoml"}, resume=True)
+    assert "(the row's spec file has changed)" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("content, said", [
+    (b"", "an empty file"),
+    (b"not a zip", "not a .npz (zip) file"),
+    ("cut", "not a .npz source"),
+    ("object", "an array of Python objects (pickled), which is not read"),
+    ("no labels", "no array 'labels' (it holds data)"),
+])
+def test_a_corrupt_npz_is_named_in_one_line(tmp_path, content, said):
+    """Before: a .npz cut short raised zipfile.BadZipFile, and an object array numpy's advice
+    about allow_pickle."""
+    path = tmp_path / "d.npz"
+    if content == "cut":
+        np.savez(path, data=np.zeros((2, 3, 4, 4), np.float32), labels=np.zeros(2))
+        path.write_bytes(path.read_bytes()[:100])
+    elif content == "object":
+        np.savez(path, data=np.array([{}, 1], dtype=object), labels=np.zeros(2))
+    elif content == "no labels":
+        np.savez(path, data=np.zeros((2, 3, 4, 4), np.float32))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(AllconvError, match=re.escape(f"{path}: not a save_npz_source file")) \
+            as caught:
+        open_source(str(path), pb.TRAIN)
+    assert said in str(caught.value) or (content == "cut" and "zip" in str(caught.value))
+
+
+@pytest.mark.parametrize("content, said", [
+    (b"", "an empty rng state file"),
+    (b"x\n", "not an rng state a run wrote (Unsupported operand 120; a truncated or foreign"),
+])
+def test_a_garbage_rng_state_is_one_short_line(tmp_path, content, said):
+    """Before: torch's page of advice on weights_only and arbitrary code execution."""
+    path = tmp_path / "checkpoint_iter_6.rngstate"
+    path.write_bytes(content)
+    with pytest.raises(AllconvError, match=re.escape(f"{path}: {said}")) as caught:
+        snapshot.read_rng_state(str(path))
+    assert "arbitrary code" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_empty_solverstate_says_it_is_empty(tmp_path):
+    from runtime.caffemodel import read_binary
+    path = tmp_path / "checkpoint_iter_6.solverstate"
+    path.write_bytes(b"")
+    with pytest.raises(AllconvError, match=re.escape(
+            f"{path} is an empty file, not a binary SolverState")):
+        read_binary(path, pb.SolverState)
+
+
+def test_a_spec_that_is_not_utf8(tmp_path):
+    from harness.specs import load_spec
+    path = tmp_path / "row.toml"
+    path.write_bytes(b'variant = "all-c"\n\xff\n')
+    with pytest.raises(AllconvError, match=re.escape(
+            f"{path}: not a TOML text file: byte 18 is not UTF-8")):
+        load_spec(path)
+
+
+def test_an_image_past_pillows_decompression_limit(tmp_path, monkeypatch):
+    """Pillow refuses an image of over twice MAX_IMAGE_PIXELS (178 M): one line, not its
+    DecompressionBombError (here with the limit lowered to 100 pixels)."""
+    from PIL import Image
+
+    from runtime.data.jpeg import _pillow
+    path = tmp_path / "big.png"
+    Image.new("RGB", (32, 32)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(AllconvError, match=re.escape(f"{path}: cannot decode as an image: "
+                                                     "Image size (1024 pixels) exceeds limit")):
+        _pillow(path.read_bytes(), path)
+    with pytest.raises(AllconvError, match=re.escape(f"{path}: not an image file PIL can read")):
+        inputs._read_image(path)

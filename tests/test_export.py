@@ -500,6 +500,13 @@ def test_unwritable_output_and_other_bad_options(tmp_path, capsys):
     assert "opset 16 is too old" in _bad(tmp_path, base + out + ["--opset", "16"], capsys)
     assert "static batch must be positive" in _bad(tmp_path, base + out + ["--static-batch", "0"],
                                                    capsys)
+    # the check's random inputs at 10^11 images (2 PiB) cannot be allocated: one line
+    assert "checking at batch 99999999999 does not fit in memory: give a smaller " \
+        "--static-batch, or --skip-check; nothing was written" in _bad(
+            tmp_path, base + out + ["--static-batch", "99999999999"], capsys)
+    assert not (tmp_path / "m.onnx").exists()
+    assert f"{weights}: a file; give its run folder, {tmp_path}" in _bad(
+        tmp_path, ["--run", weights] + out, capsys)
     assert "not a replicate run folder" in _bad(tmp_path, ["--run", str(tmp_path)] + out, capsys)
     assert f"{tmp_path / 'nope'}: no such run folder" in _bad(
         tmp_path, ["--run", str(tmp_path / "nope")] + out, capsys)
@@ -654,8 +661,8 @@ def test_a_train_test_net_is_refused_before_its_data_source_is_opened(tmp_path, 
     weights.write_bytes(b"")
     err = _bad(tmp_path, ["--prototxt", str(proto), "--weights", str(weights), "-o",
                           str(tmp_path / "m.onnx")], capsys)
-    assert err == ("export-onnx: error: the net has no Input layer: export a deploy net "
-                   "(gen-prototxt --deploy)\n")
+    assert err == (f"export-onnx: error: {proto}: the net has no Input layer: export a deploy "
+                   "net (gen-prototxt --deploy)\n")
 
 
 def test_options_that_do_nothing_beside_run_are_refused(run_dir, tmp_path, capsys):

@@ -210,6 +210,16 @@ def test_cli_list(capsys):
                                                    "which has 1000 classes"),
     (["--variant", "large-all-cnn", "--classes", "100"], "conflicts with Large All-CNN"),
     (["--variant", "all-c", "--classes", "7"], "--classes must be 10 or 100"),
+    (["--variant", "all-c", "--classes", "x"], "argument --classes: 'x' is not an integer"),
+    # Caffe's batch sizes and random_seed here are unsigned ints: past them, the option is named
+    (["--variant", "all-c", "--batch-size", "99999999999"],
+     "argument --batch-size: must be at most 4294967295, not 99999999999"),
+    (["--variant", "all-c", "--test-batch-size", "0"],
+     "argument --test-batch-size: must be positive, not 0"),
+    (["--variant", "all-c", "--solver", "s", "--seed", "-5"],
+     "argument --seed: must be 0 or more, not -5"),
+    (["--variant", "all-c", "--solver", "s", "--seed", "99999999999999999999"],
+     "argument --seed: must be at most 4294967295 (Caffe's seed is an unsigned int)"),
     (["--list", "--variant", "all-c"], "--list cannot be combined"),
     ([], "--variant is required"),
     (["--variant", "all-c", "-o", "/nonexistent-dir/x.prototxt"], "/nonexistent-dir/x.prototxt"),
@@ -221,7 +231,7 @@ def test_cli_list(capsys):
     (["--variant", "all-c", "--solver", "s", "--epochs", "1e-4"],
      "--epochs is less than one iteration (max_iter 0)"),
     (["--variant", "all-c", "--solver", "s", "--epochs", "1e30"],
-     "the solver's max_iter would be 390,624,999,999,999,987,747,523,859,054,592 iterations, "
+     "the solver's max_iter would be 3.91e+32 iterations, "
      "more than Caffe's int32 field holds (2,147,483,647): give fewer epochs"),
     (["--variant", "all-c", "-o", ""],
      "argument -o/--output: an empty value: give one, or leave the option out"),

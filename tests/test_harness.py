@@ -227,6 +227,28 @@ def test_the_best_lr_is_the_grid_seeds_and_its_seeds_give_mean_and_spread():
     assert _result(spec, None, runs=diverged)["measured"]["lr_from"] is None
 
 
+def test_the_rows_details_are_the_grid_seeds_run_at_the_best_lr():
+    """With seeds 0, 1 and 2 at the best lr, the row's per-class figures, dead units, classes
+    never predicted, wall time and device are seed 0's, the run that chose the lr (the mean is
+    over all three)."""
+    spec = load_spec(REAL / "model-a.toml")
+    runs = {(lr, 0): _run(20.0) for lr in spec.training.lr_grid}
+    runs[0.05, 0] = _run(12.0, per_class_accuracy={"cat": 0.9}, dead_class_units=[],
+                         never_predicted=["dog"], wall_seconds=10.0, device="seed 0's")
+    for seed in (1, 2):
+        runs[0.05, seed] = _run(11.0, per_class_accuracy={"cat": 0.1}, never_predicted=[],
+                                wall_seconds=99.0, device="another seed's", lr_from="--lr")
+    result = _result(spec, None, runs=runs)
+    measured = result["measured"]
+    assert measured["seeds"] == [0, 1, 2] and measured["error"] == pytest.approx(34 / 3)
+    assert (measured["per_class_accuracy"], measured["dead_class_units"],
+            measured["never_predicted"]) == ({"cat": 0.9}, [], ["dog"])
+    assert (result["wall_seconds"], result["device"], measured["lr_from"]) == (
+        10.0, "seed 0's", "grid")
+    line = table_markdown("table3", [spec], {"model-a": result}).splitlines()[4]
+    assert "never predicted: dog" in line and "dead class units: cat" not in line
+
+
 def test_the_epochs_column_says_what_the_best_run_trained():
     """--epochs 0.0001 at batch 2 trains 2 iterations, 4 of 50,000 images: 8e-05 epochs."""
     spec = load_spec(REAL / "model-a.toml")
@@ -249,14 +271,16 @@ def test_a_smoke_result_never_replaces_a_full_one(tmp_path):
 
 def test_a_metrics_line_cut_short_by_a_kill_is_left_out_and_a_bad_one_named(tmp_path):
     MetricsLog, path = run_folder.MetricsLog, tmp_path / "metrics.jsonl"
-    path.write_text('{"iter": 1}\n{"iter": 2}\n{"iter": 3, "test_e')
-    assert MetricsLog(path).records() == [{"iter": 1}, {"iter": 2}]
-    path.write_text('{"iter": 1}\n{"iter": 2}')                  # whole, its newline not yet
-    assert MetricsLog(path).records() == [{"iter": 1}, {"iter": 2}]
-    path.write_text('{"iter": 1}\n{"iter": 2, "te\n{"iter": 3}\n')
+    one, two = ({"iter": i, "epoch": i / 10, "event": "diverged"} for i in (1, 2))
+    lines = [json.dumps(one), json.dumps(two)]
+    path.write_text(f'{lines[0]}\n{lines[1]}\n{{"iter": 3, "test_e')
+    assert MetricsLog(path).records() == [one, two]
+    path.write_text(f'{lines[0]}\n{lines[1]}')                  # whole, its newline not yet
+    assert MetricsLog(path).records() == [one, two]
+    path.write_text(f'{lines[0]}\n{{"iter": 2, "te\n{lines[1]}\n')
     with pytest.raises(AllconvError, match=f"^{path}: a line is not JSON"):
         MetricsLog(path).records()
-    path.write_text('{"iter": 1}\n{"iter": 2, "te\n')             # complete, so not cut short
+    path.write_text(f'{lines[0]}\n{{"iter": 2, "te\n')             # complete, so not cut short
     with pytest.raises(AllconvError, match=f"^{path}: a line is not JSON"):
         MetricsLog(path).records()
 
@@ -742,7 +766,9 @@ def test_run_folder_names_outcomes_and_checkpoints(tmp_path):
     folder = RunFolder(tmp_path / "run")
     assert folder.outcome() == {"missing": "not started"}
     assert folder.start({"lr": 0.05}, resume=True) is False and folder.path.is_dir()
-    folder.metrics.write({"iter": 3, "epoch": 1.5, "test_error": 50.0})
+    folder.metrics.write({"iter": 3, "epoch": 1.5, "lr": 0.05, "train_loss": 1.0,
+                          "test_loss": 1.0, "test_error": 50.0, "per_class": [0.5],
+                          "never_predicted": [], "dead_units": [], "seconds": 2.0})
     assert folder.outcome() == {"missing": "unfinished at iteration 3"}
     folder.metrics.write({"iter": 4, "epoch": 2.0, "event": "diverged"})
     assert folder.outcome() == {"diverged": "diverged at iteration 4 (epoch 2.00)"}
@@ -850,6 +876,17 @@ def test_the_committed_table3_is_what_its_run_folders_report(tmp_path, capsys):
     assert "set by hand" not in line and "before CaffeSGD" in line
     assert "lr 0.1: 10 dead class units, 90.00 %; lr 0.25: 10 dead class units" in line
     capsys.readouterr()
+
+
+def test_a_run_in_another_rows_folder_is_named_by_report(tmp_path, capsys):
+    """Before: --report left it out without a word."""
+    import shutil
+    moved = tmp_path / "table3" / "model-c" / "lr-0.25"
+    shutil.copytree(ROOT / "results" / "table3" / "all-cnn-c" / "lr-0.25", moved)
+    assert cli.run_cli(cli.main, "replicate", ["table3", "--report", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"replicate: error: {moved}: a run of table3/all-cnn-c "
+                                       "in table3/model-c's folder; move it to its own row's "
+                                       "folder\n")
 
 
 def test_list_columns_line_up_on_every_row(capsys):
@@ -1012,6 +1049,8 @@ def test_a_training_label_past_the_classes_is_one_line_read_with_the_flags(tmp_p
                                            "need a CUDA device; drop it"),
     (["--cuda-graphs"], "--cuda-graphs does nothing on this machine (torch sees no CUDA "
                         "device)"),
+    (["--batch-per-process"], "--batch-per-process does nothing without torchrun: one process "
+                              "takes the spec's batch; drop it"),
 ])
 def test_a_bad_number_or_an_option_that_does_nothing_is_one_line_and_leaves_nothing(
         tmp_path, capsys, monkeypatch, given, message):

@@ -187,6 +187,15 @@ def test_clip_gradients_leaves_a_smaller_norm_alone():
     torch.testing.assert_close(w.detach(), torch.tensor([0.1, -3.2]))
 
 
+def test_clip_gradients_with_no_diff_yet_still_decays():
+    """Caffe's ClipGradients over zero diffs is a no-op (norm 0): a step before any backward
+    pass, or of a net whose blobs got no diff, only decays."""
+    w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    opt = CaffeSGD([w], lr=0.1, momentum=0.0, weight_decay=0.5, clip_gradients=1.0)
+    opt.step()                                        # w.grad is None
+    torch.testing.assert_close(w.detach(), torch.tensor([0.95, 1.9]))
+
+
 def test_refusals_name_the_valid_choices():
     with pytest.raises(AllconvError, match="CaffeSGD runs solver type.s. SGD, Nesterov, not 'Adam'"):
         CaffeSGD.from_solver(pb.SolverParameter(type="Adam"), _params())

@@ -271,8 +271,30 @@ def test_data_layers_are_refused():
 
 def test_inputs_of_another_pack_size_are_refused():
     pack = Net(pack_net(EXACT, 2), TRAIN)
-    with pytest.raises(AllconvError, match="another size"):
-        pack_inputs(pack, member_batches((1, 2, 3), (4, 6, 6)))
+    for seeds in ((1, 2, 3), (1,)):                  # more members, and fewer
+        with pytest.raises(AllconvError, match="inputs of .* members for a pack of another size"):
+            pack_inputs(pack, member_batches(seeds, (4, 6, 6)))
+
+
+def test_a_pack_of_one_is_its_solo_net_and_none_is_refused():
+    one = Net(pack_net(EXACT, 1), TRAIN)
+    assert one.inputs == ["data", "label_m0"] and one.blobs["c2"].shape == (4, 6, 6, 6)
+    with pytest.raises(AllconvError, match="a pack needs at least one member, got 0"):
+        pack_net(EXACT, 0)
+
+
+def test_a_2d_input_packs_on_its_channel_axis():
+    """(N, C) scores straight from the input: the members' C columns side by side."""
+    text = ('layer { name: "in" type: "Input" top: "score" top: "label" '
+            'input_param { shape { dim: 4 dim: 5 } shape { dim: 4 } } }\n' + LOSS)
+    pack = Net(pack_net(text, 2), TRAIN)
+    assert pack.blobs["score"].shape == (4, 10)
+    batches = member_batches((1, 2), (5,), classes=5, batch=4)
+    batches = [{"score": b["data"], "label": b["label"]} for b in batches]
+    out = pack.blob_values(**pack_inputs(pack, batches))
+    for k, batch in enumerate(batches):
+        torch.testing.assert_close(out[f"loss_m{k}"], Net(text, TRAIN).blob_values(**batch)["loss"])
+
 
 
 TABLE3 = sorted(Path(__file__).parents[1].glob("reproductions/table3/*.toml"))

@@ -16,6 +16,7 @@ from runtime.data.datasets import (CIFAR_RELEASE, IMAGE_FOLDER, Dataset, dataset
                                    get_dataset)
 from runtime.data.preprocess import prepared_folder, prepared_images, prepared_whitening
 from runtime.errors import AllconvError
+from runtime.files import read_npz
 from runtime.net import Net, trained_net
 from runtime.reconstruction import input_blob
 
@@ -79,12 +80,10 @@ def load_images(args, source: Source, split: str) -> Images:
     GCN+ZCA-whitened as the harness trains on it: from --data DIR, else (with --run) the run's
     whitened copy in the cache, else the cache's CIFAR files (downloaded when absent)."""
     if is_npz(args.data):
-        try:
-            with np.load(args.data) as f:
-                whitened = f["data"].astype(np.float32)
-        except (OSError, ValueError, KeyError) as err:
-            raise AllconvError(f"{args.data}: not a .npz source with a 'data' array ({err})") \
-                from None
+        whitened = read_npz(args.data, ("data",), "a .npz source with a 'data' array")["data"]
+        if not np.issubdtype(whitened.dtype, np.number):
+            raise AllconvError(f"{args.data}: holds {whitened.dtype} data, not numbers")
+        whitened = whitened.astype(np.float32)
         if whitened.ndim != 4 or not len(whitened):
             raise AllconvError(f"{args.data}: 'data' must be (N, C, H, W), got {whitened.shape}")
         check_finite(whitened, args.data)
@@ -207,7 +206,7 @@ def _read_image(path) -> np.ndarray:
             return np.moveaxis(np.asarray(image.convert("RGB")), -1, 0)
     except FileNotFoundError:
         raise AllconvError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
         raise AllconvError(f"{path}: not an image file PIL can read ({err})") from None
 
 

@@ -295,13 +295,18 @@ def _read_pickle(release: Release, path: Path) -> tuple[np.ndarray, np.ndarray]:
             entry = _ArrayUnpickler(f, encoding="latin1").load()
         entry = {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
         data, labels = np.asarray(entry["data"]), np.asarray(entry[key], dtype=np.int64)
-    except (pickle.UnpicklingError, EOFError, AttributeError, KeyError, TypeError,
+    except KeyError as err:
+        raise AllconvError(f"{path} is not a {release.dirname} file: it has no {err} "
+                           "entry") from None
+    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError,
             ValueError, OverflowError) as err:
         raise AllconvError(f"{path} is not a {release.dirname} file: {err}") from None
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 \
-            or len(labels) != len(data):
-        raise AllconvError(f"{path} is not a {release.dirname} file: data {data.dtype} "
-                           f"{data.shape} with {len(labels)} labels, expected uint8 (N, 3072)")
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise AllconvError(f"{path} is not a {release.dirname} file: its data is {data.dtype} "
+                           f"{data.shape}, expected uint8 (N, 3072)")
+    if len(labels) != len(data) or labels.ndim != 1:
+        raise AllconvError(f"{path} is not a {release.dirname} file: {labels.size} {key} for "
+                           f"{len(data)} images")
     return data.reshape(-1, *IMAGE_SHAPE), labels
 
 

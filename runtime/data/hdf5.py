@@ -54,7 +54,9 @@ def load(path: str, names) -> list[np.ndarray]:
         with module.File(path, "r") as f:
             arrays = []
             for name in names:
-                if name not in f or not isinstance(f[name], module.Dataset):
+                if name in f and not isinstance(f[name], module.Dataset):
+                    raise AllconvError(f"{path}: {name!r} is a group, not a dataset")
+                if name not in f:
                     raise AllconvError(f"{path}: no dataset {name!r} (found: "
                                        f"{', '.join(sorted(f)) or 'none'})")
                 dataset = f[name]

@@ -64,7 +64,7 @@ def read_image(path: str, is_color: bool, size: tuple[int, int] | None) -> torch
             if image.mode.startswith("I"):      # 16-bit grey: OpenCV keeps the high byte
                 image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
             pixels = np.asarray(image.convert("RGB" if is_color else "L"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
         raise AllconvError(f"{path}: could not load the image: "
                            f"{getattr(err, 'strerror', None) or err}") from None
     except ValueError as err:  # a NUL byte in the path (root_folder, or the list's line)

@@ -56,7 +56,10 @@ def _pillow(data: bytes, path: Path) -> torch.Tensor:
     try:
         with Image.open(io.BytesIO(data)) as image:
             rgb = np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except UnidentifiedImageError:
+        raise AllconvError(f"{path}: cannot decode as an image: not an image format Pillow "
+                           "knows") from None
+    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
         raise AllconvError(f"{path}: cannot decode as an image: {err}") from None
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
 

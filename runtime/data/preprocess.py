@@ -30,7 +30,7 @@ import torch
 from runtime.data import cifar
 from runtime.data.datasets import dataset_names, get_dataset
 from runtime.errors import AllconvError
-from runtime.files import atomic_writer
+from runtime.files import atomic_writer, read_npz
 
 GCN_SCALE = 55.0
 SQRT_BIAS = 0.0
@@ -86,9 +86,10 @@ class Whitening:
 
     @classmethod
     def load(cls, path: Path) -> Whitening:
-        with np.load(path) as f:
-            return cls(f["mean"], f["matrix"], float(f["scale"]), float(f["sqrt_bias"]),
-                       float(f["min_divisor"]), float(f["filter_bias"]))
+        f = read_npz(path, ("mean", "matrix", "scale", "sqrt_bias", "min_divisor",
+                            "filter_bias"), "a whitening (allconv-prep-cifar writes it)")
+        return cls(f["mean"], f["matrix"], float(f["scale"]), float(f["sqrt_bias"]),
+                   float(f["min_divisor"]), float(f["filter_bias"]))
 
 
 # What prepared_cifar does, in order; its ``stage`` callback is called with each as it starts.

@@ -9,6 +9,7 @@ import torch
 from runtime.data import cifar
 from runtime.data.datasets import CIFAR_RELEASE, DATASETS
 from runtime.errors import AllconvError
+from runtime.files import read_npz
 
 PHASE_SPLITS = {0: "train", 1: "test"}   # Caffe's Phase: TRAIN, TEST
 
@@ -60,12 +61,8 @@ def open_source(source: str, phase: int, verify: bool = True) -> Source:
 
 
 def _open_npz(path: Path) -> Source:
-    try:
-        with np.load(path) as f:
-            data, labels = f["data"], f["labels"]
-    except (OSError, ValueError, KeyError, EOFError) as err:
-        raise AllconvError(f"data source {path}: not a save_npz_source file "
-                           f"({str(err) or 'empty or cut short'})") from None
+    arrays = read_npz(path, ("data", "labels"), "a save_npz_source file (data source)")
+    data, labels = arrays["data"], arrays["labels"]
     if data.ndim != 4 or labels.shape != (len(data),) or len(data) == 0:
         raise AllconvError(f"data source {path}: need data (N, C, H, W) and labels (N,) with N > 0,"
                            f" got {data.shape} and {labels.shape}")

@@ -229,11 +229,15 @@ def _case(net, model, to_net_inputs, batch: int, seed: int, ranges, selectors):
     """(batch, feeds, the runtime's blobs) for one check; Filter ``selectors`` drop half the
     rows, or keep all for a net that runs only so (a Concat of filtered and unfiltered blobs)."""
     for drop in ([True, False] if selectors else [False]):
-        feeds = random_feeds(model, batch, seed, ranges, selectors if drop else set())
         try:
+            feeds = random_feeds(model, batch, seed, ranges, selectors if drop else set())
             return batch, feeds, run_runtime(net, to_net_inputs(feeds))
         except AllconvError as err:
             failure = err
+        except (MemoryError, torch.OutOfMemoryError):
+            raise AllconvError(f"checking at batch {batch} does not fit in memory: give a "
+                               "smaller --static-batch, or --skip-check; nothing was "
+                               "written") from None
     raise BatchFixed(f"at batch {batch} the net does not run ({failure})") from None
 
 
