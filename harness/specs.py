@@ -18,6 +18,7 @@ from generator.variants import Variant, get_variant
 from harness.pipelines import PIPELINES
 from runtime.data.datasets import DATASETS, Dataset, get_dataset
 from runtime.errors import AllconvError
+from runtime.fillers import FILLERS
 from runtime.files import read_text
 from runtime.proto import pb
 
@@ -147,6 +148,7 @@ def _choice(value: str, allowed, path: Path, key: str) -> str:
 
 
 def _init(data: dict, path: Path) -> Init:
+    _choice(data["weight_filler"], sorted(FILLERS), path, "init.weight_filler")
     fields = pb.FillerParameter.DESCRIPTOR.fields_by_name
     for key in data["weight_filler_args"]:
         if key not in fields or key == "type":

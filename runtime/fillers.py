@@ -75,6 +75,14 @@ def _msra(tensor, param, generator):
     return tensor.normal_(0.0, math.sqrt(2.0 / _fan(tensor.shape, param)), generator=generator)
 
 
+@_filler("positive_unitball")
+def _positive_unitball(tensor, param, generator):
+    # U(0, 1), then each of the shape[0] rows (count / num values) divided by its sum
+    tensor.uniform_(0.0, 1.0, generator=generator)
+    rows = tensor.view(tensor.shape[0], -1) if tensor.dim() else tensor.view(1, 1)
+    return rows.div_(rows.sum(1, keepdim=True)).view(tensor.shape)
+
+
 @_filler("bilinear")
 def _bilinear(tensor, param, generator):
     # (1 − |x/f − c|)(1 − |y/f − c|) over each k×k filter, f = ceil(k/2), c = (k − 1)/(2f),

@@ -71,6 +71,16 @@ def test_same_seed_same_values():
                            draw((5, 5), seed=4, type="gaussian"))
 
 
+def test_positive_unitball_rows_are_positive_and_sum_to_one():
+    x = draw((6, 3, 4, 4), type="positive_unitball")
+    assert torch.all(x > 0)
+    torch.testing.assert_close(x.sum((1, 2, 3)), torch.ones(6))
+    u = draw((6, 3, 4, 4), type="uniform", min=0.0, max=1.0)   # the same draws, normalized
+    torch.testing.assert_close(x, u / u.sum((1, 2, 3), keepdim=True))
+    with pytest.raises(AllconvError, match="sparse"):
+        draw((2, 2), type="positive_unitball", sparse=1)
+
+
 def test_unknown_type_lists_supported():
     with pytest.raises(AllconvError, match="unknown filler type 'mystery'.*constant, gaussian"):
         draw((2,), type="mystery")
