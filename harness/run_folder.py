@@ -116,9 +116,12 @@ def run_name(lr: float, seed: int = 0, smoke: bool = False) -> str:
 def length_settings(spec, epochs: float | None, batch_size: int | None,
                     eval_limit: int | None) -> dict:
     """The settings of run.json that set a run's length, batch and test subset (None: the
-    spec's): a row's table is made of the runs of one such setting (``replicate --report``)."""
+    spec's; an ``eval_limit`` of the whole test set or more is None too): a row's table is
+    made of the runs of one such setting (``replicate --report``)."""
+    whole = eval_limit is None or eval_limit >= spec.variant.test_size
     return {"epochs": epochs or spec.training.length,
-            "batch_size": batch_size or spec.training.batch_size, "eval_limit": eval_limit}
+            "batch_size": batch_size or spec.training.batch_size,
+            "eval_limit": None if whole else eval_limit}
 
 
 def length_flags(spec, length: dict) -> str:

@@ -249,6 +249,17 @@ def test_the_rows_details_are_the_grid_seeds_run_at_the_best_lr():
     assert "never predicted: dog" in line and "dead class units: cat" not in line
 
 
+def test_an_eval_limit_of_the_whole_test_set_is_no_limit():
+    """--eval-limit 10000 or more evaluates every test image: the run is not a smoke run, and
+    its run.json's settings are those of a run without the option (one row in --report)."""
+    spec = load_spec(REAL / "all-cnn-c.toml")
+    length = run_folder.length_settings
+    assert length(spec, None, None, 10_000) == length(spec, None, None, 10**20) == \
+        length(spec, None, None, None) and length(spec, None, None, None)["eval_limit"] is None
+    assert length(spec, None, None, 9_999)["eval_limit"] == 9_999
+    assert not spec.is_smoke(None, None, 10**20) and spec.is_smoke(None, None, 9_999)
+
+
 def test_the_epochs_column_says_what_the_best_run_trained():
     """--epochs 0.0001 at batch 2 trains 2 iterations, 4 of 50,000 images: 8e-05 epochs."""
     spec = load_spec(REAL / "model-a.toml")
