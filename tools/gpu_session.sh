@@ -251,11 +251,15 @@ case "${1:-}" in
         benchmark train_throughput_slices 540 $LEVERS --slices --data "$CIFAR" $SLICE_TINY
         exit 0 ;;
     next)
-        # an earlier lease's unfinished runs, once: the device keeps an ignored folder between
-        # calls, and a second unpacking would put a run back to its old checkpoint
+        # an earlier lease's unfinished runs, once (a stamp in RESULTS says so): the device
+        # keeps an ignored folder between calls, and a second unpacking would put a run back
+        # to its old checkpoint; the tars stay (a dry run here must not lose them)
         if [ -d "${CARRY_RUNS:-.carry-runs}" ]; then
             for tar in "${CARRY_RUNS:-.carry-runs}"/*.tar; do
-                [ -f "$tar" ] && tar -C "$RESULTS" -xf "$tar" && rm -f "$tar"
+                stamp="$RESULTS/.unpacked-$(basename "$tar")"
+                if [ -f "$tar" ] && [ ! -e "$stamp" ]; then
+                    tar -C "$RESULTS" -xf "$tar" && touch "$stamp"
+                fi
             done
         fi
         # pack after pack until the deadline: one that ends early (a finished pack: status 0,
