@@ -271,18 +271,16 @@ class RunFolder:
                                "to start it again")
         return True
 
-    def start(self, settings: dict, resume: bool) -> bool:
+    def start(self, settings: dict, resume: bool) -> None:
         """Ready the folder for a run with ``settings``. With ``resume``, a folder whose run.json
-        has the same settings is kept (True), less the temporary files of a write that was
-        killed; other settings are an error. Otherwise the folder
-        is emptied (False)."""
+        has the same settings is kept, less the temporary files of a write that was killed;
+        other settings are an error (`resumable`). Otherwise the folder is emptied."""
         if resume and self.resumable(settings):
             for stale in self.path.glob(TEMPORARY):   # a killed write's
                 stale.unlink()
-            return True
+            return
         shutil.rmtree(self.path, ignore_errors=True)
         self.path.mkdir(parents=True)
-        return False
 
     def write_record(self, settings: dict, provenance: dict, **prototxt: str) -> None:
         """The run's record: the prototxt given (``net``, ``solver``, ``deploy``: texts as

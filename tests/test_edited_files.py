@@ -183,7 +183,7 @@ def test_a_resume_keeps_checkpoints_whose_run_json_is_gone(tmp_path):
             f"cannot resume {tmp_path}: it holds checkpoints but no run.json file")):
         folder.resumable(SETTINGS)
     assert (tmp_path / "checkpoint_iter_8.caffemodel").read_bytes() == b"w"
-    assert folder.start(SETTINGS, resume=False) is False       # without --resume: started again
+    folder.start(SETTINGS, resume=False)                       # without --resume: started again
     assert list(tmp_path.iterdir()) == []
 
 

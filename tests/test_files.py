@@ -1,7 +1,8 @@
 """runtime.files: files written together appear together, or not at all."""
 import pytest
 
-from runtime.files import atomic_write_bytes, written_together
+from runtime.errors import AllconvError
+from runtime.files import atomic_write_bytes, atomic_writer, written_together
 
 
 def test_files_written_together_appear_only_when_the_block_ends(tmp_path):
@@ -20,3 +21,25 @@ def test_an_exception_in_the_block_leaves_no_file_and_no_temporary(tmp_path):
             atomic_write_bytes(tmp_path / "a", b"new")
             raise KeyboardInterrupt
     assert [p.name for p in tmp_path.iterdir()] == ["a"] and (tmp_path / "a").read_bytes() == b"old"
+
+
+def test_a_write_interrupted_midway_leaves_the_old_file_and_no_temporary(tmp_path):
+    (tmp_path / "a").write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_writer(tmp_path / "a") as handle:
+            handle.write(b"ne")
+            raise KeyboardInterrupt
+    assert [p.name for p in tmp_path.iterdir()] == ["a"] and (tmp_path / "a").read_bytes() == b"old"
+
+
+def test_a_rename_that_fails_leaves_none_of_the_later_temporaries(tmp_path):
+    """The second of three renames fails (its target is a folder): the first file is in place,
+    the other two are not, and no temporary stays."""
+    (tmp_path / "b").mkdir()
+    with pytest.raises(AllconvError, match=f"{tmp_path / 'b'}: cannot write"):
+        with written_together():
+            for name in "abc":
+                with atomic_writer(tmp_path / name) as handle:
+                    handle.write(name.encode())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+    assert (tmp_path / "a").read_bytes() == b"a" and (tmp_path / "b").is_dir()

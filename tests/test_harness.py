@@ -776,7 +776,8 @@ def test_run_folder_names_outcomes_and_checkpoints(tmp_path):
                                               "lr-0.1-seed-2-smoke"]
     folder = RunFolder(tmp_path / "run")
     assert folder.outcome() == {"missing": "not started"}
-    assert folder.start({"lr": 0.05}, resume=True) is False and folder.path.is_dir()
+    folder.start({"lr": 0.05}, resume=True)                      # no run.json: a fresh start
+    assert folder.path.is_dir()
     folder.metrics.write({"iter": 3, "epoch": 1.5, "lr": 0.05, "train_loss": 1.0,
                           "test_loss": 1.0, "test_error": 50.0, "per_class": [0.5],
                           "never_predicted": [], "dead_units": [], "seconds": 2.0})
@@ -791,7 +792,7 @@ def test_run_folder_names_outcomes_and_checkpoints(tmp_path):
     assert sorted(p.name for p in folder.path.glob("checkpoint_*")) == [
         "checkpoint_iter_10.caffemodel", "checkpoint_iter_10.rngstate",
         "checkpoint_iter_10.solverstate"]
-    assert folder.start({"lr": 0.05}, resume=False) is False      # a fresh start: an empty folder
+    folder.start({"lr": 0.05}, resume=False)                      # a fresh start: an empty folder
     assert list(folder.path.iterdir()) == []
 
 

@@ -2,6 +2,7 @@
 import functools
 import itertools
 import math
+import re
 import warnings
 
 import pytest
@@ -378,6 +379,26 @@ def test_keyed_masks_are_the_same_for_an_int_and_a_tensor_iteration():
                        keyed_uniform(seed_key(seed), torch.tensor(5), 3, (2, 3, 4), "cpu"))
     assert torch.equal(keyed_uniform(seed_key(seed), 5, 3, (2, 3, 4), "cpu"),
                        keyed_uniform(torch.tensor(seed_key(seed)), 5, 3, (2, 3, 4), "cpu"))
+
+
+def test_member_seeds_must_split_the_channels_and_members_are_named_in_range():
+    text = "name: 'd' type: 'Dropout' bottom: 'x' top: 'y' dropout_param { dropout_ratio: 0.5 }"
+    layer = build(text, (2, 4, 3, 3))
+    for seeds in ((1, 2, 3), ()):
+        with pytest.raises(AllconvError, match=rf"{len(seeds)} member seeds do not split the "
+                                               r"channels of shape \(2, 4, 3, 3\)"):
+            layer.set_member_seeds(seeds)
+    flat = build(text, (2,))                        # no channel axis to split
+    with pytest.raises(AllconvError, match="2 member seeds do not split"):
+        flat.set_member_seeds((1, 2))
+    flat.set_member_seeds((9,))                     # one member: any shape
+    layer.set_member_seeds((1, 2))
+    layer(torch.ones(2, 4, 3, 3))                   # draws from both members' generators
+    assert not torch.equal(layer.rng_state(0)["cpu"], layer.rng_state(1)["cpu"])
+    for member, said in ((2, "has no member 2 (2 member(s))"), (-1, "has no member -1"),
+                         (None, "is packed: its random state is per member")):
+        with pytest.raises(AllconvError, match=re.escape(said)):
+            layer.rng_state(member)
 
 
 def test_keyed_mask_values_are_pinned():

@@ -15,18 +15,10 @@ _M32 = 0xFFFFFFFF
 
 def _mix32(x):
     """A 32-bit integer hash (two xorshift-multiply rounds; a bijection of [0, 2**32)) of a
-    Python int, or in place of an int64 tensor holding such values (the products stay below
-    2**59)."""
-    if not isinstance(x, torch.Tensor):
-        x = ((x >> 16) ^ x) * 0x45D9F3B & _M32
-        x = ((x >> 16) ^ x) * 0x45D9F3B & _M32
-        return (x >> 16) ^ x
-    for _ in range(2):
-        x ^= x >> 16
-        x *= 0x45D9F3B
-        x &= _M32
-    x ^= x >> 16
-    return x
+    Python int or of an int64 tensor holding such values (the products stay below 2**59)."""
+    x = ((x >> 16) ^ x) * 0x45D9F3B & _M32
+    x = ((x >> 16) ^ x) * 0x45D9F3B & _M32
+    return (x >> 16) ^ x
 
 
 def seed_key(seed: int) -> int:
