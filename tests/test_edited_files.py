@@ -146,6 +146,8 @@ def test_a_metrics_record_edited_is_named_before_any_reader_uses_it(tmp_path, ed
     ({"test_error": float("nan")}, "its 'test_error' field is NaN, not a percentage"),
     ({"never_predicted": 5}, "its 'never_predicted' field is 5, not a list of strings"),
     ({"dead_class_units": [1]}, "its 'dead_class_units' field is [1], not a list of strings"),
+    ({"never_predicted": "x" * 50},              # a long value is cut to 40 characters
+     "its 'never_predicted' field is \"" + "x" * 36 + "..., not a list of strings"),
     ({"lr": 0.05}, "not this run's result (lr 0.05 there, 0.01 in run.json); was it copied"),
 ])
 def test_a_result_edited_or_copied_from_another_run(tmp_path, edit, said):

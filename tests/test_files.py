@@ -2,7 +2,7 @@
 import pytest
 
 from runtime.errors import AllconvError
-from runtime.files import atomic_write_bytes, atomic_writer, written_together
+from runtime.files import atomic_write_bytes, atomic_writer, check_writable, written_together
 
 
 def test_files_written_together_appear_only_when_the_block_ends(tmp_path):
@@ -43,3 +43,9 @@ def test_a_rename_that_fails_leaves_none_of_the_later_temporaries(tmp_path):
                     handle.write(name.encode())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
     assert (tmp_path / "a").read_bytes() == b"a" and (tmp_path / "b").is_dir()
+
+
+def test_an_output_path_with_a_nul_byte_is_one_line(tmp_path):
+    with pytest.raises(AllconvError, match="not a usable path: embedded null byte"):
+        check_writable(tmp_path / "a\0b.png")
+    assert list(tmp_path.iterdir()) == []

@@ -20,6 +20,7 @@ from harness.specs import SPECS_DIR, load_spec
 from harness.datasets import Data
 from harness.run import Run, RunOptions
 from harness.train import train, train_pack
+from harness.run_folder import METRICS, MetricsLog
 from runtime.caffemodel import read_weights
 from runtime.errors import AllconvError
 from same_weights import assert_same_weights
@@ -480,6 +481,10 @@ def test_runs_side_by_side_stopped_by_ctrl_c_resume_bit_for_bit_and_checkpoint_t
         assert resumed[k]["test_loss"] == straight[k]["test_loss"]
         assert_same_weights(tmp_path / "straight" / f"m{k}" / "checkpoint_iter_6.caffemodel",
                             tmp_path / "resumed" / f"m{k}" / "checkpoint_iter_6.caffemodel")
+        # the training loss since the last evaluation goes on from the checkpoint's sum
+        logs = [[r["train_loss"] for r in MetricsLog(tmp_path / run / f"m{k}" / METRICS)
+                 .records()] for run in ("straight", "resumed")]
+        assert logs[0] == logs[1] and len(logs[0]) >= 2
 
 
 def test_a_run_side_by_side_diverges_alone(spec, data, tmp_path):
