@@ -35,8 +35,6 @@ EXIT_FAIL, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 3, 130
 # the 10-epoch slices put a pack of the 4-lr grid at 4.39x one solo run. Packing runs as grouped
 # convolutions does not fill the chip faster than one run does, so runs train one by one.
 CUDA_PACK = 1
-# The largest --seed: Caffe seeds its generator with an unsigned int (Caffe::set_random_seed),
-# so a solver.prototxt with a larger random_seed would train another run under Caffe.
 # What --report, which trains nothing, refuses: the options that only change training.
 PACK_ROUTES = ("grouped", "streams")
 TRAINING_ONLY = ("resume", "time_limit", "deadline", "pack", "pack_route", "rows_in_parallel",

@@ -66,6 +66,7 @@ INTEGER = Kind("an integer", "integers", _plain(int))
 TEXT = Kind("a string", "strings", _plain(str))
 PERCENT = Kind("a percentage", "percentages", lambda v: NUMBER.holds(v) and 0 <= v <= 100)
 SHARE = Kind("a share", "shares", lambda v: NUMBER.holds(v) and 0 <= v <= 1)
+OBJECT = Kind("an object", "objects", lambda v: isinstance(v, dict))
 # the fields readers take from each file (a metrics record: every record's, then an
 # evaluation's or an event's), with what they hold
 FIELDS = {RUN_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": NUMBER,
@@ -79,8 +80,8 @@ EVALUATION = {"lr": NUMBER, "train_loss": NUMBER, "test_loss": NUMBER, "test_err
               "dead_units": INTEGER.list(), "seconds": NUMBER}
 EVENT = {"event": TEXT}
 PROVENANCE_FIELDS = {"commit": TEXT.or_none(), "variant": TEXT, "dataset": TEXT,
-                     "classes": TEXT.list(), "lr_from": TEXT.or_none().or_absent(),
-                     "note": TEXT.or_absent()}
+                     "classes": TEXT.list(), "whitening": OBJECT.or_none(),
+                     "lr_from": TEXT.or_none().or_absent(), "note": TEXT.or_absent()}
 WHITENING = {"cache_entry": TEXT}     # what readers take of it
 NET, SOLVER, DEPLOY, CURVES = ("train_test.prototxt", "solver.prototxt", "deploy.prototxt",
                                "curves.png")
@@ -340,9 +341,6 @@ class RunFolder:
         path = self.file(RUN_JSON)
         checked_fields(path, found, PROVENANCE_FIELDS, ", provenance")
         if found["whitening"] is not None:
-            if not isinstance(found["whitening"], dict):
-                raise AllconvError(f"{path}, provenance: its 'whitening' field is "
-                                   f"{json.dumps(found['whitening'])[:40]}, not an object")
             checked_fields(path, found["whitening"], WHITENING, ", provenance's whitening")
         try:
             dataset, _ = get_dataset(found["dataset"]), get_variant(found["variant"])

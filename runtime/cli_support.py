@@ -71,7 +71,9 @@ class Parser(argparse.ArgumentParser):
         return f"unrecognized arguments: {' '.join(extras)}" if extras else None
 
 
-UINT32_MAX = 2**32 - 1     # Caffe's batch sizes and random seeds are unsigned ints
+# Caffe's batch sizes are unsigned ints, and it seeds its generator with one
+# (Caffe::set_random_seed): a solver.prototxt with a larger random_seed would train another run
+UINT32_MAX = 2**32 - 1
 SEED_WHY = " (Caffe's seed is an unsigned int)"
 
 

@@ -12,6 +12,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import BinaryIO, Union
 
+import numpy as np
+
 from runtime.errors import AllconvError
 
 PathLike = Union[str, os.PathLike]
@@ -55,11 +57,18 @@ def read_text(path: PathLike, what: str) -> str:
                            "UTF-8") from None
 
 
+def numeric(array: np.ndarray, where: str) -> np.ndarray:
+    """``array`` when it holds numbers (or booleans); else an AllconvError naming ``where``."""
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise AllconvError(f"{where}: holds {array.dtype} values, not numbers")
+    return array
+
+
 def read_npz(path: PathLike, keys, what: str) -> dict:
-    """The arrays ``keys`` of the .npz file ``path``, never unpickled; a missing, cut short or
-    corrupt file, another kind of file, a missing key or an object array is an AllconvError
-    naming the path and what failed (``what``: what the file should be)."""
-    import numpy as np
+    """The arrays ``keys`` of the .npz file ``path``, never unpickled, each of numbers; a
+    missing, cut short or corrupt file, another kind of file, a missing key or an array of
+    other values is an AllconvError naming the path and what failed (``what``: what the file
+    should be)."""
     try:
         with open(path, "rb") as handle:
             magic = handle.read(4)
@@ -72,7 +81,7 @@ def read_npz(path: PathLike, keys, what: str) -> dict:
                 if missing:
                     raise AllconvError(f"{path}: not {what}: no array {missing[0]!r} (it holds "
                                        f"{', '.join(f.files) or 'none'})")
-                return {k: f[k] for k in keys}
+                return {k: numeric(f[k], f"{path}, array {k!r}") for k in keys}
     except FileNotFoundError:
         raise AllconvError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -223,6 +223,14 @@ def test_a_corrupt_npz_is_named_in_one_line(tmp_path, content, said):
     assert said in str(caught.value) or (content == "cut" and "zip" in str(caught.value))
 
 
+def test_an_npz_of_strings_is_refused_as_an_npy_of_strings_is(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, data=np.array(["a", "b"]), labels=np.zeros(2))
+    with pytest.raises(AllconvError, match=re.escape(
+            f"{path}, array 'data': holds <U1 values, not numbers")):
+        open_source(str(path), pb.TRAIN)
+
+
 @pytest.mark.parametrize("content, said", [
     (b"", "an empty rng state file"),
     (b"x\n", "not an rng state a run wrote (Unsupported operand 120; a truncated or foreign"),

@@ -16,7 +16,7 @@ from runtime.data.datasets import (CIFAR_RELEASE, IMAGE_FOLDER, Dataset, dataset
                                    get_dataset)
 from runtime.data.preprocess import prepared_folder, prepared_images, prepared_whitening
 from runtime.errors import AllconvError
-from runtime.files import read_npz
+from runtime.files import numeric, read_npz
 from runtime.net import Net, trained_net
 from runtime.reconstruction import input_blob
 
@@ -80,10 +80,8 @@ def load_images(args, source: Source, split: str) -> Images:
     GCN+ZCA-whitened as the harness trains on it: from --data DIR, else (with --run) the run's
     whitened copy in the cache, else the cache's CIFAR files (downloaded when absent)."""
     if is_npz(args.data):
-        whitened = read_npz(args.data, ("data",), "a .npz source with a 'data' array")["data"]
-        if not np.issubdtype(whitened.dtype, np.number):
-            raise AllconvError(f"{args.data}: holds {whitened.dtype} data, not numbers")
-        whitened = whitened.astype(np.float32)
+        whitened = read_npz(args.data, ("data",),
+                            "a .npz source with a 'data' array")["data"].astype(np.float32)
         if whitened.ndim != 4 or not len(whitened):
             raise AllconvError(f"{args.data}: 'data' must be (N, C, H, W), got {whitened.shape}")
         check_finite(whitened, args.data)
@@ -161,9 +159,7 @@ def _read_npy(path) -> np.ndarray:
         raise AllconvError(f"{path}: cannot read: {err.strerror or err}") from None
     except ValueError as err:
         raise AllconvError(f"{path}: not a .npy array ({err})") from None
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise AllconvError(f"{path}: holds {array.dtype} values, not numbers")
-    return array
+    return numeric(array, str(path))
 
 
 def _image(args, net, source: Source) -> Picture:
