@@ -61,7 +61,8 @@ def build_parser() -> Parser:
                    help="solver snapshot_prefix (default: the variant's name, in the current "
                         "directory; Caffe needs its directory to exist)")
     g.add_argument("--seed", type=number(int, "non-negative", high=UINT32_MAX, why=SEED_WHY),
-                   help="solver random_seed (default: none, so Caffe seeds from the clock)")
+                   help="solver random_seed, 0..4294967295 (default: none, so Caffe seeds from "
+                        "the clock)")
     return p
 
 
