@@ -1,5 +1,6 @@
 """The C library's float ``logf``, ``expf`` and ``powf``: what Caffe<float>'s setup code calls
-where it writes ``log``, ``exp`` or ``pow`` of a Dtype (Exp's and Log's constants).
+where it writes ``log``, ``exp`` or ``pow`` of a Dtype (Exp's and Log's constants); and
+``powx``, C's pow over a tensor, as Caffe's ``caffe_powx`` (Power, LRN).
 
 Measured against the reference Caffe build, these give its constants bit for bit; numpy's and
 torch's float32 versions differ from them by an ulp in 2-14 % of bases. Where no C math library
@@ -10,8 +11,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import math
 
 import numpy as np
+import torch
 
 
 @functools.cache
@@ -44,3 +47,15 @@ def expf(x: float) -> np.float32:
 
 def powf(x: float, y: float) -> np.float32:
     return _call("powf", np.power, x, y)
+
+
+def powx(base: torch.Tensor, exponent: float) -> torch.Tensor:
+    """C's pow(base, exponent) elementwise. torch's pow takes sqrt and rsqrt for ±0.5, which
+    differ from pow at −inf (NaN where pow gives +inf and +0) and at −0 (−0 and −inf where pow
+    gives +0 and +inf); every other exponent keeps pow's special values."""
+    y = base.pow(exponent)
+    if exponent == 0.5:
+        return torch.where(base == -math.inf, math.inf, y) + 0.0      # −0 + 0 = +0
+    if exponent == -0.5:
+        return torch.where(base == -math.inf, 0.0, torch.where(base == 0, math.inf, y))
+    return y

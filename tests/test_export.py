@@ -156,7 +156,8 @@ HAND_NETS = {
         + _eltwise("max", ["sum", "prod"], "operation: MAX")
         + _pool("gmax", "max", "pool: MAX global_pooling: true")
         + _layer("flat", "Flatten", ["gmax"], ["flat"]),
-        {"Concat", "Pad", "AveragePool", "Sum", "Mul", "Max", "GlobalMaxPool", "Reshape"}),
+        {"Concat", "Pad", "AveragePool", "Sum", "Mul", "Greater", "Where", "GlobalMaxPool",
+         "Reshape"}),
     # Eltwise of one count in two shapes, as the reference build takes it: each bottom read
     # in bottom 0's shape
     "eltwise_shapes": (
@@ -166,7 +167,16 @@ HAND_NETS = {
         + _eltwise("sum", ["a", "fa"], "operation: SUM coeff: 0.5 coeff: -2")
         + _eltwise("prod", ["fa", "a"], "operation: PROD")
         + _eltwise("max", ["a", "fa", "sum"], "operation: MAX"),
-        {"Shape", "Reshape", "Sum", "Mul", "Max"}),
+        {"Shape", "Reshape", "Sum", "Mul", "Greater", "Where"}),
+    # Eltwise MAX over bottoms with NaN (the log of the negative inputs): Caffe's comparisons,
+    # which ONNX's Max would not keep (it gives NaN wherever a bottom is NaN)
+    "eltwise_max_nan": (
+        _input((2, 3, 4, 4))
+        + _layer("log", "Log", ["data"], ["log"])
+        + _layer("neg", "Power", ["data"], ["neg"], "power_param { scale: -1 }")
+        + _eltwise("max", ["log", "data", "neg"], "operation: MAX")
+        + _eltwise("max2", ["data", "log"], "operation: MAX"),
+        {"Greater", "Where"}),
 }
 
 # Pooling where Caffe's rounding up changes the output size: (input, kernel, stride, pad,
@@ -186,6 +196,30 @@ def test_hand_written_nets_match_the_runtime(name, tmp_path):
     assert set(worst) == {"optimisations off", "optimisations on"}
     assert max(worst.values()) <= check.TOL_FP32
     assert ops <= {node.op_type for node in onnx.load(tmp_path / "m.onnx").graph.node}
+
+
+# LRN across channels where Caffe's sliding window sum meets an infinite square (the MAX
+# pooling of a window outside its input gives −FLT_MAX) or a NaN (the log of a negative
+# input): NaN for every later channel. ONNX's LRN where onnxruntime takes it (α, β > 0),
+# the runtime's composition elsewhere.
+LRN_INPUTS = {"pool": _pool("pool", "data", "pool: MAX kernel_size: 1 stride: 3"),
+              "log": _layer("pool", "Log", ["data"], ["pool"])}
+
+
+@pytest.mark.parametrize("params", ["alpha: 0.1 beta: 0.75 k: 2", "alpha: inf beta: 0.75",
+                                    "alpha: -0.1 beta: 0.5", "alpha: 0.1 beta: -1",
+                                    "alpha: 0 beta: 0.75"])
+@pytest.mark.parametrize("source", LRN_INPUTS)
+def test_lrn_across_channels_exports_caffes_sliding_sum(params, source, tmp_path):
+    text = _input((2, 7, 5, 4)) + LRN_INPUTS[source] + _layer(
+        "norm", "LRN", ["pool"], ["norm"], f"lrn_param {{ local_size: 3 {params} }}")
+    net = Net(text, pb.TEST, seed=1)
+    net.blobs["data"].data[...] = torch.randn(2, 7, 5, 4, generator=torch.Generator().manual_seed(0))
+    net.forward()
+    assert torch.isnan(net.blobs["norm"].data).any()       # the case reaches the NaN pattern
+    to_onnx(net, tmp_path / "m.onnx")
+    ops = {node.op_type for node in onnx.load(tmp_path / "m.onnx").graph.node}
+    assert ("LRN" in ops) == params.startswith(("alpha: 0.1 beta: 0.75", "alpha: inf"))
 
 
 @pytest.mark.parametrize("method", ["MAX", "AVE"])
@@ -756,6 +790,19 @@ def test_onnxruntime_failing_on_the_model_is_one_line():
                                               r"FAIL : cannot be reshaped\); nothing was written$"):
         check.run(Failing(), ["y"], {}, "optimisations on", 3)
     assert check.largest_difference(np.zeros((1, 6)), np.zeros((3, 2))) == float("inf")
+
+
+def test_the_same_infinity_or_nan_on_both_sides_is_no_difference():
+    """A Reduction's coeff of inf gives inf in the runtime and in onnxruntime: equal, with no
+    numpy warning (inf − inf); an infinity or NaN on one side only is a difference."""
+    inf, nan = np.inf, np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check.largest_difference(np.array([inf, -inf, nan, 1.0], np.float32),
+                                        np.array([inf, -inf, nan, 1.5], np.float32)) == 0.5
+        assert check.largest_difference(np.array([inf]), np.array([-inf])) == inf
+        assert np.isnan(check.largest_difference(np.array([nan]), np.array([1.0])))
+        assert check.largest_difference(np.array([inf]), np.array([1.0])) == inf
 
 
 def test_a_net_that_runs_only_at_its_prototxts_batch_is_fixed_there(tmp_path):

@@ -1,7 +1,8 @@
 """A seeded slice of the project's mutation fuzzer (tools/fuzz.py): mutated prototxt, solver
-and caffemodel files through allconv-caffe end in success or in one clean error line, never in
-a traceback, from every seed net and solver (the full run, 10,000 cases of each kind, is
-`python tools/fuzz.py`)."""
+and caffemodel files through allconv-caffe, and mutated deploy nets and weights through
+export-onnx, end in success or in one clean error line, never in a traceback (nor, in
+export-onnx, in onnxruntime apart from the runtime), from every seed net and solver (the full
+run, 10,000 cases of each kind, is `python tools/fuzz.py`)."""
 import importlib.util
 import json
 import os
@@ -17,7 +18,7 @@ import pytest
 
 from runtime.layers import LAYERS
 from runtime.optim import OPTIMIZERS
-from runtime.prototxt import parse_solver
+from runtime.prototxt import parse_net, parse_solver
 from tools.tiny_caffe import NET as TINY
 
 _SPEC = importlib.util.spec_from_file_location(
@@ -28,7 +29,7 @@ _SPEC.loader.exec_module(fuzz)
 
 def _check(counts: dict, cases: int, keep: Path) -> None:
     found = sorted(p.name for p in keep.glob("*.txt"))
-    assert counts["traceback"] == 0 and counts["other"] == 0, (
+    assert counts["traceback"] == counts["mismatch"] == counts["other"] == 0, (
         counts, [(keep / name).read_text()[-400:] for name in found[:3]])
     assert counts["cases"] == cases and counts["clean"] > cases // 4
 
@@ -40,6 +41,25 @@ def test_mutated_nets_and_weights_never_escape_as_tracebacks(net, tmp_path):
     for kind in ("prototxt", "caffemodel"):
         _check(counts[kind], 24, tmp_path)
     assert counts["prototxt"]["ok"] + counts["caffemodel"]["ok"] > 0
+
+
+def test_mutated_deploy_nets_and_weights_export_or_stop_cleanly(tmp_path):
+    pytest.importorskip("onnxruntime")
+    nets = [n for n in fuzz.NETS if n != fuzz.HDF5_NET]
+    counts = fuzz.fuzz(["onnx"], 60, seed=12, keep=tmp_path, nets=nets, solvers=[])
+    _check(counts["onnx"], 60, tmp_path)
+    assert counts["onnx"]["ok"] > 0
+
+
+def test_deploy_form_keeps_the_inference_layers_with_inputs_for_the_data():
+    deploy = parse_net(fuzz.deploy_text(fuzz.NETS["normalization"]))
+    types = [layer.type for layer in deploy.layer]
+    assert types[0] == "Input" and "DummyData" not in types
+    assert not [t for t in types if t.endswith("Loss") or t in ("Accuracy", "Silence")]
+    original = parse_net(fuzz.NETS["normalization"])
+    assert list(deploy.layer[0].input_param.shape) == list(original.layer[0].dummy_data_param.shape)
+    assert len(types) == len([layer for layer in original.layer if not layer.type.endswith("Loss")
+                              and layer.type not in ("Accuracy", "Silence")])
 
 
 @pytest.mark.parametrize("solver", list(fuzz.SOLVERS))

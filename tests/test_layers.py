@@ -5,6 +5,7 @@ import math
 import re
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -551,6 +552,43 @@ def test_lrn_across_channels_formula():
     torch.testing.assert_close(layer(x)[0], x * scale ** -0.7)
 
 
+def _sliding_lrn(x: np.ndarray, size: int, alpha: float, beta: float, k: float) -> np.ndarray:
+    """lrn_layer.cpp's CrossChannelForward in float32, step by step: the first window's terms
+    added to k one by one, then each channel's scale from the last one plus the new head minus
+    the old tail; top = x · scale^−β."""
+    n, c = x.shape[:2]
+    pre, a = (size - 1) // 2, np.float32(alpha) / np.float32(size)
+    padded = np.zeros((n, c + size - 1) + x.shape[2:], np.float32)
+    scale = np.empty_like(x)
+    with np.errstate(all="ignore"):
+        padded[:, pre:pre + c] = x * x
+        scale[:, 0] = np.float32(k)
+        for j in range(size):
+            scale[:, 0] += a * padded[:, j]
+        for ch in range(1, c):
+            scale[:, ch] = scale[:, ch - 1] + a * padded[:, ch + size - 1] - a * padded[:, ch - 1]
+        return x * scale ** np.float32(-beta)
+
+
+@pytest.mark.parametrize("alpha,beta,k", [(0.1, 0.75, 1.0), (-0.2, 0.5, 2.0), (float("inf"), 0.75, 1.0)])
+def test_lrn_across_channels_is_nan_where_caffes_sliding_sum_is(alpha, beta, k):
+    """An infinite square (−FLT_MAX, the MAX pooling of a window outside its input) or a NaN
+    makes Caffe's sliding sum inf − inf = NaN for every later channel, not just the windows
+    that hold it; α = inf is NaN everywhere (inf · 0 on the padding)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 7, 3, 2)).astype(np.float32)
+    x[0, 2, 1, 0] = -np.finfo(np.float32).max
+    x[1, 4, 0, 1] = np.nan
+    x[1, 0, 2, 0] = np.inf
+    layer = build("name: 'n' type: 'LRN' bottom: 'x' top: 'y' "
+                  f"lrn_param {{ local_size: 3 alpha: {alpha} beta: {beta} k: {k} }}", x.shape)
+    ours = layer(torch.from_numpy(x))[0].numpy()
+    caffe = _sliding_lrn(x, 3, alpha, beta, k)
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(caffe))
+    np.testing.assert_allclose(ours, caffe, rtol=2e-6, atol=1e-7)
+    assert np.isnan(caffe).any() and (alpha == float("inf")) == np.isnan(caffe).all()
+
+
 def test_lrn_within_channel_formula_ignores_k():
     x = torch.randn(1, 2, 4, 4)
     layer = build("name: 'n' type: 'LRN' bottom: 'x' top: 'y' lrn_param { local_size: 3 "
@@ -638,6 +676,21 @@ def test_eltwise_max_picks_like_caffe():
     y.sum().backward()
     # a == b: Caffe picks b (a only when strictly greater); c ties later: not picked
     assert a.grad.tolist() == [0, 0, 0] and b.grad.tolist() == [1, 1, 1] and c.grad.tolist() == [0, 0, 0]
+
+
+def test_eltwise_max_keeps_caffes_comparisons_with_nan():
+    """Caffe compares with the value picked so far: NaN never wins a comparison, so a NaN in
+    bottom 0 loses, one in bottom 1 is picked and stays, and a later NaN is never picked."""
+    nan = float("nan")
+    a = torch.tensor([nan, 1.0, 2.0], requires_grad=True)
+    b = torch.tensor([1.0, nan, 0.0], requires_grad=True)
+    c = torch.tensor([2.0, 3.0, nan], requires_grad=True)
+    layer = build("name: 'e' type: 'Eltwise' bottom: 'a' bottom: 'b' bottom: 'c' top: 'y' "
+                  "eltwise_param { operation: MAX }", (3,), (3,), (3,))
+    y = layer(a, b, c)[0]
+    torch.testing.assert_close(y, torch.tensor([2.0, nan, 2.0]), equal_nan=True)
+    y.sum().backward()
+    assert a.grad.tolist() == [0, 0, 1] and b.grad.tolist() == [0, 1, 0] and c.grad.tolist() == [1, 0, 0]
 
 
 def test_flatten_axes():

@@ -15,6 +15,7 @@ import torch
 
 from runtime.caffemodel import array_to_blob, write_binary
 from runtime.errors import AllconvError
+from runtime.libm import powf, powx
 from runtime.net import Net
 from runtime.proto import pb
 import layer_kit
@@ -88,6 +89,28 @@ def test_power_keeps_caffes_gradient_at_a_zero_base():
     assert y.tolist() == [1.0, 1.0] and not y.requires_grad     # Caffe's diff: 0
 
 
+
+@pytest.mark.parametrize("exponent", [0.5, -0.5, 2, 3, -1, -2, 1.5, -1.5, 0])
+def test_powx_keeps_c_pows_special_values(exponent):
+    """Caffe's caffe_powx is C's pow (here the C library's powf itself): torch's sqrt and
+    rsqrt for ±0.5 give NaN at −inf and the wrong zero or infinity at −0 (so does numpy's
+    power)."""
+    values = [-math.inf, -0.0, 0.0, math.inf, math.nan, -2.0, 4.0, 1e-30]
+    got = powx(torch.tensor(values), exponent).numpy()
+    c = np.array([powf(v, exponent) for v in values], np.float32)
+    np.testing.assert_allclose(got, c, rtol=1e-6)
+    assert (np.signbit(got) == np.signbit(c))[~np.isnan(c)].all()
+
+
+def test_power_overflow_is_caffes_inf_not_nan():
+    """y = x³ past float32's range is inf in Caffe's forward (powf), and so is its gradient
+    3·y/x; the hand-written gradient's slope (inf) must not turn the forward value into NaN."""
+    x = torch.tensor([1e30, -1e30, 2.0])
+    y, grad = grad_of(build(layer_text("Power", "power_param { power: 3 }"), (3,)), x)
+    assert y.tolist() == [math.inf, -math.inf, 8.0]
+    assert grad.tolist() == [math.inf, math.inf, 12.0]
+    y, grad = grad_of(build(layer_text("Power", "power_param { power: 3 shift: 1 }"), (3,)), x)
+    assert y.tolist() == [math.inf, -math.inf, 27.0] and grad[2] == pytest.approx(27.0)
 def test_exp_and_log_formulas_and_gradcheck():
     x = torch.linspace(0.2, 3, 9, dtype=torch.float64)
     exp = build(layer_text("Exp", "exp_param { base: 3 scale: 0.5 shift: -1 }"), x.shape)

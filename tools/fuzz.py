@@ -1,4 +1,5 @@
-"""Mutation fuzzer: mutated prototxt, solver and caffemodel files through allconv-caffe.
+"""Mutation fuzzer: mutated prototxt, solver and caffemodel files through allconv-caffe and
+export-onnx.
 
 Each case mutates one seed input, picked by the case's rng from ``NETS`` (small nets that
 together hold every supported layer type) or ``SOLVERS`` (one per solver type), writes the
@@ -8,11 +9,15 @@ console script does (no process start per case):
     prototxt    allconv-caffe time -model NET -iterations 1   (and test -weights, every other)
     solver      allconv-caffe train -solver SOLVER            (tools/tiny_caffe.py, 2 iterations)
     caffemodel  allconv-caffe test -model NET -weights MODEL -iterations 1
+    onnx        export-onnx --prototxt DEPLOY --weights MODEL -o out.onnx    (the deploy form
+                of a seed net, ``deploy_text``; its prototxt mutated, or its weights every other)
 
 A case ends "ok" (exit 0), "clean" (exit 2, the last stderr line ``allconv-caffe CMD: error: ...``),
-"traceback" (an exception escaped the command line) or "other" (any other exit status or
-message), or "slow" (over --case-seconds). Tracebacks, others and slow cases are
-kept under --out; so is the case that was running, as ``running-KIND-N.KIND``, when a crash
+"traceback" (an exception escaped the command line), "mismatch" (export-onnx's own check found
+onnxruntime and the runtime apart, or the model refused by ONNX's checker or onnxruntime: an
+exporter bug, not bad input), "other" (any other exit status or message), or "slow" (over
+--case-seconds). Tracebacks, mismatches, others and slow cases are
+kept under --out; so is the case that was running, as ``running-KIND-N.SUFFIX``, when a crash
 in native code ends the fuzzer itself. Ctrl-C stops it after the case that is running,
 with the counts so far (exit 130).
 
@@ -48,11 +53,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from runtime import blob_shape  # noqa: E402
+from harness.export_onnx import main as export_main  # noqa: E402
 from runtime.cli import main as caffe_main  # noqa: E402
 from runtime.cli_support import run_cli  # noqa: E402
+from runtime.prototxt import parse_net, to_text  # noqa: E402
 from tools.tiny_caffe import write_tiny_net  # noqa: E402
 
-KINDS = ("prototxt", "solver", "caffemodel")
+KINDS = ("prototxt", "solver", "caffemodel", "onnx")
+# the command lines run, and how each ends clean: exit 2, this last line on stderr
+COMMANDS = {"allconv-caffe": (caffe_main, r"allconv-caffe (train|test|time): error: "),
+            "export-onnx": (export_main, r"export-onnx: error: ")}
+# export-onnx's errors that are the exporter's own failures, not the input's
+EXPORT_FAILURES = re.compile(r"differs from the runtime|onnxruntime \([^)]*\) cannot run|"
+                             r"onnxruntime cannot load|the ONNX checker refuses")
 
 # Seed inputs: small nets (2x3x8x8-ish) that set the fields which change their layers'
 # behaviour, so that mutations reach them, and one solver per type. Each case picks one.
@@ -305,6 +318,24 @@ SOLVERS = {
                'test_compute_loss: true\n',
 }
 
+
+
+def deploy_text(text: str) -> str:
+    """A seed net's deploy form for export-onnx: DummyData becomes an Input of its shapes, and
+    the layers that end training (losses, Accuracy, Silence) go."""
+    net = parse_net(text)
+    kept = [layer for layer in net.layer
+            if not layer.type.endswith("Loss") and layer.type not in ("Accuracy", "Silence")]
+    for layer in kept:
+        if layer.type == "DummyData":
+            layer.type = "Input"
+            layer.input_param.shape.extend(layer.dummy_data_param.shape)
+            layer.ClearField("dummy_data_param")
+    del net.layer[:]
+    net.layer.extend(kept)
+    return to_text(net)
+
+
 INTERESTING = ("-1", "0", "1", "2", "3", "7", "255", "65536", "2147483647", "2147483648",
                "4294967295", "4294967296", "9223372036854775807", "-9223372036854775808",
                "18446744073709551616", "1e30", "-1e30", "nan", "inf", "-inf", "0.5", "1e-40")
@@ -431,13 +462,15 @@ def _alarm(signum, frame):
     raise SlowCase
 
 
-def run_case(argv: list[str], seconds: float) -> tuple[str, str]:
-    """(outcome, detail) of one allconv-caffe run, stopped after ``seconds`` (0: no limit)."""
+def run_case(argv: list[str], seconds: float, prog: str = "allconv-caffe") -> tuple[str, str]:
+    """(outcome, detail) of one run of ``prog`` (allconv-caffe or export-onnx), stopped after
+    ``seconds`` (0: no limit)."""
+    command, clean = COMMANDS[prog]
     err, out = io.StringIO(), io.StringIO()
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-            status = run_cli(caffe_main, "allconv-caffe", argv)
+            status = run_cli(command, prog, argv)
     except SlowCase:
         return "slow", f"over {seconds:g} s: {' '.join(argv)}"
     except BaseException:  # noqa: BLE001 - what escapes the command line is the finding
@@ -447,8 +480,8 @@ def run_case(argv: list[str], seconds: float) -> tuple[str, str]:
     lines = err.getvalue().strip().splitlines()
     if status == 0:
         return "ok", ""
-    if status == 2 and lines and re.match(r"allconv-caffe (train|test|time): error: ", lines[-1]):
-        return "clean", lines[-1]
+    if status == 2 and lines and re.match(clean, lines[-1]):
+        return ("mismatch" if EXPORT_FAILURES.search(lines[-1]) else "clean"), lines[-1]
     return "other", f"exit {status}: {err.getvalue()}"
 
 
@@ -488,27 +521,41 @@ class Fuzzer:
         self.nets, self.solvers = list(nets), list(solvers)
         write_sources(workdir, with_hdf5=HDF5_NET in self.nets)
         self.caffemodels = {}
+        self.deploys = [name for name in self.nets if name != HDF5_NET]  # no file-free form
         for name in self.nets:
             (workdir / f"{name}.prototxt").write_text(NETS[name])
             Net(NETS[name], TEST, seed=0).save(workdir / f"{name}.caffemodel")
             self.caffemodels[name] = (workdir / f"{name}.caffemodel").read_bytes()
+        for name in self.deploys:
+            (workdir / f"{name}.deploy").write_text(deploy_text(NETS[name]))
+            Net(deploy_text(NETS[name]), TEST, seed=0).save(workdir / f"{name}.deploy.caffemodel")
         for name in self.solvers:
             (workdir / f"{name}.solver").write_text(SOLVER + SOLVERS[name])
         self.seed_files = {path: path.read_bytes() for path in workdir.iterdir()}
         self.seed_stats = {path: self._stat(path) for path in self.seed_files}
-        for argv in self.seed_runs():
-            outcome, detail = run_case(argv, 0)
-            if outcome not in ("ok", "clean"):
-                raise RuntimeError(f"seed input {' '.join(argv)} ended in {outcome}: {detail}")
+        for prog, argv, ends in self.seed_runs():
+            outcome, detail = run_case(argv, 0, prog)
+            if outcome not in ends:
+                raise RuntimeError(f"seed input {prog} {' '.join(argv)} ended in {outcome}: "
+                                   f"{detail}")
 
-    def seed_runs(self) -> list[list[str]]:
-        """The command lines of the unmutated seeds (MemoryData's TRAIN net ends clean)."""
-        runs = [["train", "-solver", f"{name}.solver"] for name in self.solvers]
+    def seed_runs(self) -> list[tuple[str, list[str], tuple[str, ...]]]:
+        """(command, argv, the outcomes allowed) of the unmutated seeds (MemoryData's TRAIN net
+        ends clean; every deploy form exports)."""
+        runs = [("allconv-caffe", ["train", "-solver", f"{name}.solver"], ("ok", "clean"))
+                for name in self.solvers]
         for name in self.nets:
-            runs += [["time", "-model", f"{name}.prototxt", "-iterations", "1"],
-                     ["test", "-model", f"{name}.prototxt", "-weights", f"{name}.caffemodel",
-                      "-iterations", "1"]]
+            runs += [("allconv-caffe", argv, ("ok", "clean")) for argv in (
+                ["time", "-model", f"{name}.prototxt", "-iterations", "1"],
+                ["test", "-model", f"{name}.prototxt", "-weights", f"{name}.caffemodel",
+                 "-iterations", "1"])]
+        runs += [("export-onnx", self.export_argv(f"{name}.deploy", f"{name}.deploy.caffemodel"),
+                  ("ok",)) for name in self.deploys]
         return runs
+
+    @staticmethod
+    def export_argv(prototxt: str, weights: str) -> list[str]:
+        return ["--prototxt", prototxt, "--weights", weights, "-o", "out.onnx"]
 
     @staticmethod
     def _stat(path: Path):
@@ -525,11 +572,24 @@ class Fuzzer:
                 path.write_bytes(data)
                 self.seed_stats[path] = self._stat(path)
 
-    def case(self, kind: str, index: int) -> tuple[str, str, bytes]:
-        """(outcome, detail, the mutated file) of case ``index`` of ``kind``."""
+    def case(self, kind: str, index: int) -> tuple[str, str, bytes, str]:
+        """(outcome, detail, the mutated file, its file name's suffix) of case ``index`` of
+        ``kind``."""
         rng = random.Random(f"{self.seed}:{kind}:{index}")
         path = self.dir / f"case.{kind}"
-        if kind == "solver":
+        prog = "allconv-caffe"
+        if kind == "onnx":
+            prog, name = "export-onnx", rng.choice(self.deploys)
+            deploy, weights = f"{name}.deploy", f"{name}.deploy.caffemodel"
+            if index % 2:
+                path = self.dir / "case.caffemodel"
+                data = mutate_model((self.dir / weights).read_bytes(), rng)
+                argv = self.export_argv(deploy, str(path))
+            else:
+                path = self.dir / "case.prototxt"
+                data = mutate_text((self.dir / deploy).read_text(), rng)
+                argv = self.export_argv(str(path), weights)
+        elif kind == "solver":
             data = mutate_text(SOLVER + SOLVERS[rng.choice(self.solvers)], rng)
             argv = ["train", "-solver", str(path)]
         else:
@@ -549,13 +609,13 @@ class Fuzzer:
         path.write_bytes(data)
         running = None
         if self.keep is not None:   # a crash in native code ends the fuzzer: the case stays
-            running = self.keep / f"running-{kind}-{index}.{kind}"
+            running = self.keep / f"running-{kind}-{index}{path.suffix}"
             running.write_bytes(data)
-        outcome, detail = run_case(argv, self.case_seconds)
+        outcome, detail = run_case(argv, self.case_seconds, prog)
         if running is not None:
             running.unlink()
         self.restore_seed_files()
-        return outcome, detail, data
+        return outcome, detail, data, path.suffix
 
 
 class CtrlC:
@@ -624,13 +684,13 @@ def fuzz(kinds, cases: int, seed: int, memory_mib: int = 64, case_seconds: float
         try:
             for kind in kinds:
                 tally = counts[kind] = {"cases": 0, "ok": 0, "clean": 0, "traceback": 0,
-                                        "other": 0, "slow": 0}
+                                        "mismatch": 0, "other": 0, "slow": 0}
                 for i in range(cases):
-                    outcome, detail, data = fuzzer.case(kind, i)
+                    outcome, detail, data, suffix = fuzzer.case(kind, i)
                     tally["cases"] += 1
                     tally[outcome] += 1
-                    if keep is not None and outcome in ("traceback", "other", "slow"):
-                        (keep / f"{kind}-{i}.{kind}").write_bytes(data)
+                    if keep is not None and outcome in ("traceback", "mismatch", "other", "slow"):
+                        (keep / f"{kind}-{i}{suffix}").write_bytes(data)
                         (keep / f"{kind}-{i}.txt").write_text(detail)
                     if progress:
                         progress(kind, i, tally)
@@ -683,7 +743,7 @@ def main() -> int:
         print("fuzz: interrupted; the counts so far are above", file=sys.stderr)
         return 130
     print(json.dumps(counts, indent=1))
-    return 1 if any(c["traceback"] or c["other"] for c in counts.values()) else 0
+    return 1 if any(c["traceback"] or c["mismatch"] or c["other"] for c in counts.values()) else 0
 
 
 if __name__ == "__main__":

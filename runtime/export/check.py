@@ -40,12 +40,14 @@ def tolerance(reference: np.ndarray, fp16: bool) -> float:
 
 def largest_difference(got: np.ndarray, reference: np.ndarray) -> float:
     """max |got − reference|, infinite for arrays of different shapes; NaN in both at a
-    position counts as equal (Caffe's AVE gives 0/0 for a window of zero width), NaN in one
-    of them as a difference of NaN."""
+    position counts as equal (Caffe's AVE gives 0/0 for a window of zero width), and so does
+    the same infinity in both; NaN in one of them is a difference of NaN."""
     if got.shape != reference.shape:
         return float("inf")
-    diff = np.atleast_1d(np.abs(got.astype(np.float32) - reference))    # 0-d: a scalar blob
-    diff[np.atleast_1d(np.isnan(got) & np.isnan(reference))] = 0
+    got = got.astype(np.float32)
+    with np.errstate(invalid="ignore"):                                 # inf − inf
+        diff = np.atleast_1d(np.abs(got - reference))                   # 0-d: a scalar blob
+    diff[np.atleast_1d((got == reference) | (np.isnan(got) & np.isnan(reference)))] = 0
     return float(diff.max()) if diff.size else 0.0
 
 

@@ -4,7 +4,9 @@ PROD's bottom diff is the top diff times the other bottoms' product (``stable_pr
 the default), or Caffe's top / bottom times it without (0/0, NaN, where a bottom is 0).
 
 MAX picks like Caffe: bottom 1 wins ties with bottom 0 (0 only when strictly greater),
-later bottoms only when strictly greater; the gradient goes to the picked bottom. The bottoms
+later bottoms only when strictly greater than the value picked so far, so a NaN is picked only
+where it stands in bottom 1 or bottom 0 loses to it (then it stays); the gradient goes to the
+picked bottom. The bottoms
 need one count, not one shape (the reference build's shape CHECK is commented out): each is
 read in bottom 0's shape, which the top takes."""
 from __future__ import annotations
@@ -47,11 +49,11 @@ class Eltwise(Layer):
             return (torch.stack(bottoms).prod(0),)
         if self.op == _E.SUM:
             return (sum(c * b for c, b in zip(self.coeff, bottoms)),)
-        pick = (~(bottoms[0] > bottoms[1])).long()
-        best = torch.maximum(bottoms[0], bottoms[1])
-        for i, b in enumerate(bottoms[2:], start=2):
-            pick = torch.where(b > best, i, pick)
-            best = torch.maximum(best, b)
+        first = bottoms[0] > bottoms[1]
+        pick, best = (~first).long(), torch.where(first, bottoms[0], bottoms[1])
+        for i, b in enumerate(bottoms[2:], start=2):     # best: the picked value, NaN included
+            later = b > best
+            pick, best = torch.where(later, i, pick), torch.where(later, b, best)
         return (torch.stack(bottoms).gather(0, pick.unsqueeze(0)).squeeze(0),)
 
 

@@ -6,9 +6,27 @@ from __future__ import annotations
 import torch
 
 
+class _WithGradient(torch.autograd.Function):
+    """Forward: ``value`` as it is; backward: the incoming gradient goes to ``surrogate``."""
+
+    @staticmethod
+    def forward(value, surrogate):
+        return value.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, grad
+
+
 def with_gradient(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
-    """``value`` in the forward pass, the gradient of ``surrogate`` in the backward pass."""
-    return value.detach() + (surrogate - surrogate.detach())
+    """``value`` in the forward pass, the gradient of ``surrogate`` (of the same shape) in the
+    backward pass. The forward value is ``value`` exactly, also where the surrogate is infinite
+    or NaN (``value + (s − s)`` would be NaN there: Power's y = inf with a slope of inf / inf)."""
+    return _WithGradient.apply(value, surrogate)
 
 
 def normalization_backward(dy: torch.Tensor, y: torch.Tensor, std: torch.Tensor,

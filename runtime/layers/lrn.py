@@ -1,14 +1,16 @@
-"""LRN (lrn_layer.cpp). ACROSS_CHANNELS: x·(k + α/n·Σ x²)^−β over n channels centred on
-each one. WITHIN_CHANNEL, as Caffe composes it: x·(1 + α·avg_{n×n}(x²))^−β with average
+"""LRN (lrn_layer.cpp). ACROSS_CHANNELS: x·(k + Σ α/n·x²)^−β over n channels centred on
+each one, NaN where Caffe's sliding sum is (``_window_sums``). WITHIN_CHANNEL, as Caffe composes it: x·(1 + α·avg_{n×n}(x²))^−β with average
 pooling padded by (n−1)/2 (the divisor is always n²; ``k`` is not used)."""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from runtime.blob_shape import check_blob_shape, check_int_field
 from runtime.errors import AllconvError
 from runtime.layers import Layer, register
 from runtime.layers.shapes import check_image_blob
+from runtime.libm import powx
 from runtime.proto import pb
 
 
@@ -36,7 +38,18 @@ class LRN(Layer):
 
     def forward(self, x):
         if not self.within:
-            return (F.local_response_norm(x, self.size, self.alpha, self.beta, self.k),)
+            return (x * powx(self.k + self._window_sums(x), -self.beta),)
         mean_sq = F.avg_pool2d(x * x, self.size, 1, (self.size - 1) // 2,
                                count_include_pad=True)
-        return (x * (1 + self.alpha * mean_sq).pow(-self.beta),)
+        return (x * powx(1 + self.alpha * mean_sq, -self.beta),)
+
+    def _window_sums(self, x):
+        """Σ α/n·x² over each channel's window of n, the channels padded by (n−1)/2 before and
+        the rest after, as Caffe's terms. Caffe sums them as it slides (adds the window's head,
+        subtracts its tail), so once an infinite or NaN term has left a window every later
+        channel is NaN (inf − inf); a direct sum would forget it."""
+        pre = (self.size - 1) // 2
+        terms = F.pad(x * x, (0, 0, 0, 0, pre, self.size - 1 - pre)) * (self.alpha / self.size)
+        sums = terms.unfold(1, self.size, 1).sum(-1)
+        left = (~terms[:, :x.shape[1] - 1].isfinite()).cumsum(1) > 0    # after channel c's tail
+        return torch.where(F.pad(left, (0, 0, 0, 0, 1, 0)), float("nan"), sums)

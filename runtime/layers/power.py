@@ -10,6 +10,7 @@ import torch
 
 from runtime.layers import Layer, register
 from runtime.layers.gradient import with_gradient
+from runtime.libm import powf, powx
 
 
 @register("Power")
@@ -19,7 +20,7 @@ class Power(Layer):
         self.power, self.scale, self.shift = power.power, power.scale, power.shift
         self.diff_scale = self.power * self.scale
         # the output when scale·power is 0, in float32 as Caffe's pow (inf, NaN included)
-        self.constant = 1.0 if self.power == 0 else float(torch.tensor(self.shift).pow(self.power))
+        self.constant = 1.0 if self.power == 0 else float(powf(self.shift, self.power))
 
     def forward(self, x):
         if self.diff_scale == 0:
@@ -27,6 +28,6 @@ class Power(Layer):
         base = x * self.scale + self.shift
         if self.power in (1, 2):
             return (base if self.power == 1 else base * base,)
-        y = base.pow(self.power)
+        y = powx(base, self.power)
         slope = (self.power * y / x if self.shift == 0 else self.diff_scale * y / base).detach()
         return (with_gradient(y, slope * x),)

@@ -1,6 +1,6 @@
-"""Eltwise -> Sum with per-bottom coefficients (SUM), Max (MAX: Caffe's tie rule only picks
-among equal values, so the value is the same), a chain of Mul (PROD); a bottom of another
-shape (one count) reshaped to bottom 0's first."""
+"""Eltwise -> Sum with per-bottom coefficients (SUM), a chain of Greater and Where (MAX: Caffe's
+comparisons, which ONNX's Max does not keep where a value is NaN), a chain of Mul (PROD); a
+bottom of another shape (one count) reshaped to bottom 0's first."""
 from __future__ import annotations
 
 from runtime.export.registry import converter
@@ -20,8 +20,13 @@ def eltwise(graph, layer, bottoms, tops, shapes):
             "Mul", [b, graph.constant(f"{name}/coeff{i}", c)], name=f"{name}/coeff{i}")
             for i, (b, c) in enumerate(zip(bottoms, layer.coeff))]
         graph.node("Sum", scaled, tops, name=name)
-    elif layer.op == pb.EltwiseParameter.MAX:
-        graph.node("Max", bottoms, tops, name=name)
+    elif layer.op == pb.EltwiseParameter.MAX:      # Caffe's comparisons, NaN included
+        best = bottoms[0]
+        for i, b in enumerate(bottoms[1:], start=1):
+            first, later = (best, b) if i == 1 else (b, best)
+            wins = graph.node("Greater", [first, later], name=f"{name}/greater{i}")
+            best = graph.node("Where", [wins, first, later], tops if i == len(bottoms) - 1
+                              else None, name=f"{name}/pick{i}")
     else:
         product = bottoms[0]
         for b in bottoms[1:-1]:
