@@ -71,6 +71,7 @@ def make_input(case: str, name: str, spec: dict) -> np.ndarray:
       * ``ties``: integers in [``low``, ``high``] (defaults -2..2) -> many equal values, zeros
       * ``labels``: integers in [0, ``classes``); with ``ignore_label`` and ``ignore_frac``,
         that fraction of the entries (rounded down, at least one) set to the ignore label
+      * ``values``: the list ``values`` (infinities and NaN included), repeated to fill
     """
     shape = tuple(int(d) for d in spec["shape"])
     r = rng("input", case, name)
@@ -87,6 +88,8 @@ def make_input(case: str, name: str, spec: dict) -> np.ndarray:
             flat = a.reshape(-1)
             k = max(1, int(flat.size * float(spec.get("ignore_frac", 0.25))))
             flat[r.permutation(flat.size)[:k]] = int(spec["ignore_label"])
+    elif kind == "values":
+        a = np.resize(np.asarray(spec["values"], dtype=np.float32), shape)
     else:
         raise ValueError(f"unknown input kind {kind!r}")
     return np.ascontiguousarray(a, dtype=np.float32).reshape(shape)  # 0-d stays 0-d
@@ -136,13 +139,15 @@ def make_weight(case: str, layer: str, index: int, shape, mode: str = "msra") ->
 
 
 def checksum(a: np.ndarray) -> list:
-    """[sum, sum of squares] in float64: pins regenerated inputs/weights to the fixture's.
-    Summed in chunks of CHUNK values, so a huge blob (FCN-8s's 103 M-value fc6) needs no
-    float64 copy of itself."""
+    """[sum, sum of squares] in float64: pins regenerated inputs/weights to the fixture's
+    (NaN counted as 0.5, ±inf as ±0.25, so that the sums stay comparable). Summed in chunks
+    of CHUNK values, so a huge blob (FCN-8s's 103 M-value fc6) needs no float64 copy of
+    itself."""
     flat = np.asarray(a).reshape(-1)
     total = squares = 0.0
     for start in range(0, flat.size, CHUNK):
-        part = flat[start:start + CHUNK].astype(np.float64)
+        part = np.nan_to_num(flat[start:start + CHUNK].astype(np.float64), nan=0.5,
+                             posinf=0.25, neginf=-0.25)
         total += float(part.sum())
         squares += float((part * part).sum())
     return [total, squares]
@@ -202,12 +207,14 @@ def rel_error(actual, npz, key: str) -> float:
         raise AssertionError(f"{key}: shape {tuple(a.shape)} != Caffe's {shape}")
     if key in npz.files:
         b = np.asarray(npz[key], dtype=np.float64)
-        if b.size == 0:
-            return 0.0
-        scale = max(float(np.abs(b).max()), TINY)
-        if not np.all(np.isfinite(a)):
+        finite = np.isfinite(b)     # Caffe's infinities and NaN: the same ones, where they are
+        if not (np.array_equal(np.isnan(a), np.isnan(b)) and
+                np.array_equal(a[np.isinf(b)], b[np.isinf(b)]) and np.isfinite(a[finite]).all()):
             return float("inf")
-        return float(np.abs(a - b).max()) / scale
+        if not finite.any():
+            return 0.0
+        scale = max(float(np.abs(b[finite]).max()), TINY)
+        return float(np.abs(a[finite] - b[finite]).max()) / scale
     flat = a.reshape(-1)
     samples = np.asarray(npz[key + "@sample"], dtype=np.float64)
     m = max(float(npz[key + "@absmax"]), TINY)

@@ -138,7 +138,7 @@ HAND_NETS = {
         + _layer("drop", "Dropout", ["fc"], ["fc"], "dropout_param { dropout_ratio: 0.5 }")
         + _ip("fc_t", "fc", "num_output: 4 transpose: true")
         + _layer("prob", "Softmax", ["fc_t"], ["prob"]),
-        {"Conv", "Relu", "LRN", "MaxPool", "LeakyRelu", "AveragePool", "Pow", "MatMul",
+        {"Conv", "LRN", "MaxPool", "LeakyRelu", "AveragePool", "Pow", "MatMul",
          "Softmax"}),
     # GoogLeNet-like: an inception block (Concat of branches), padded AVE pooling rounding up,
     # an Eltwise of each kind, global max pooling, Flatten.
@@ -196,6 +196,21 @@ def test_hand_written_nets_match_the_runtime(name, tmp_path):
     assert set(worst) == {"optimisations off", "optimisations on"}
     assert max(worst.values()) <= check.TOL_FP32
     assert ops <= {node.op_type for node in onnx.load(tmp_path / "m.onnx").graph.node}
+
+
+@pytest.mark.parametrize("slope", [0, 0.1])
+def test_relu_keeps_caffes_nan_at_minus_infinity(slope, tmp_path):
+    """Caffe's max(x, 0) + s·min(x, 0) is NaN at −inf also with s = 0 (0·−inf): LeakyRelu,
+    not Relu, which gives 0. The cube of 1e20·x overflows to ±inf for any N(0, 1) input."""
+    text = _input((2, 3, 4, 4)) + _layer("cube", "Power", ["data"], ["cube"],
+                                         "power_param { power: 3 scale: 1e20 }") + _layer(
+        "relu", "ReLU", ["cube"], ["relu"], f"relu_param {{ negative_slope: {slope} }}")
+    net = Net(text, pb.TEST)
+    net.blobs["data"].data[...] = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    net.forward()
+    assert torch.isnan(net.blobs["relu"].data).any() == (slope == 0)
+    to_onnx(net, tmp_path / "m.onnx")
+    assert [n.op_type for n in onnx.load(tmp_path / "m.onnx").graph.node][-1] == "LeakyRelu"
 
 
 # LRN across channels where Caffe's sliding window sum meets an infinite square (the MAX

@@ -1,4 +1,5 @@
 """ReLU (relu_layer.cpp): max(x, 0) + negative_slope·min(x, 0); gradient at 0 is the slope.
+With a slope of 0 that is NaN at −inf (0·−inf), as leaky_relu gives and relu does not.
 
 ``rule`` picks the backward rule (Springenberg et al. 2015, Section 3.4). With input f, signal
 R from above and slope s, and g(v) = 1 if v > 0 else s:
@@ -41,7 +42,7 @@ class _RuledReLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, slope, rule, reads_top):
-        y = F.leaky_relu(x, slope) if slope else F.relu(x)
+        y = F.leaky_relu(x, slope)
         ctx.save_for_backward(y if reads_top else x)
         ctx.slope, ctx.rule = slope, rule
         return y
@@ -62,4 +63,4 @@ class ReLU(Layer):
         reads_top = self.slope < 0 and self.tops[0] == self.bottoms[0]
         if self.rule != "backprop" or reads_top:
             return (_RuledReLU.apply(x, self.slope, self.rule, reads_top),)
-        return (F.leaky_relu(x, self.slope) if self.slope else F.relu(x),)
+        return (F.leaky_relu(x, self.slope),)

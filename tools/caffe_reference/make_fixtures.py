@@ -657,11 +657,13 @@ def roundtrip_cases(gen_dir: Path):
 
 
 def layer_cases():
-    import cases_geometry, cases_losses, cases_neurons, cases_normalization, cases_other  # noqa: E401
+    import cases_geometry, cases_losses, cases_neurons, cases_nonfinite, cases_normalization, \
+        cases_other  # noqa: E401
     return (convolution_cases() + pooling_cases() + elementwise_cases() + inner_product_cases()
             + softmax_cases() + softmax_loss_cases() + accuracy_cases() + lrn_cases()
             + structure_cases() + cases_geometry.cases() + cases_normalization.cases()
-            + cases_neurons.cases() + cases_losses.cases() + cases_other.cases())
+            + cases_neurons.cases() + cases_losses.cases() + cases_other.cases()
+            + cases_nonfinite.cases())
 
 
 def model_cases():
