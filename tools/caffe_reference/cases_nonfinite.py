@@ -1,5 +1,6 @@
-"""Fixture cases of what Caffe computes from infinite and NaN values (forward only): the
-neurons, pooling, Softmax and Eltwise on inputs that hold them; Power where it overflows or
+"""Fixture cases of what Caffe computes from infinite and NaN values (forward only): 24 layer
+types (neurons, pooling, convolutions, normalizations, Softmax and its loss, Reduction,
+ArgMax, Eltwise) on inputs that hold them; Power where it overflows or
 its base is 0 or infinite; LRN, whose sliding window sum stays NaN after an infinite term has
 left the window; a MAX pooling window outside its input (−FLT_MAX) before an LRN. Collected
 by make_fixtures.py's ``layer_cases``; compared by fixture_format.rel_error, which asks for
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from case_kit import L, ff, net_case, normal, pool
+from case_kit import L, ff, labels, net_case, normal, pool
 
 INF, NAN, FLT_MAX = float("inf"), float("nan"), float(np.finfo(np.float32).max)
 # 13 values, repeated to fill each blob, so the non-finite ones fall on other channels and
@@ -27,8 +28,9 @@ def sprinkled(name, *shape):
     return {"shape": list(shape), "kind": "values", "values": [float(v) for v in a]}
 
 
-def one(name, type_, body="", shape=(2, 3, 4, 5)):
-    return net_case(f"nonfinite_{name}", f"{type_} (inf, NaN)", {"data": specials(*shape)},
+def one(name, type_, body="", shape=(2, 3, 4, 5), data=None):
+    return net_case(f"nonfinite_{name}", f"{type_} (inf, NaN)",
+                    {"data": data or specials(*shape)},
                     [L("layer", type_, "data", "out", body)], backward="none")
 
 
@@ -42,6 +44,24 @@ def cases():
          one("softmax", "Softmax"),
          one("pool_max", "Pooling", "pooling_param { pool: MAX kernel_size: 2 stride: 2 }"),
          one("pool_ave", "Pooling", "pooling_param { pool: AVE kernel_size: 2 stride: 1 pad: 1 }")]
+    c += [one("conv", "Convolution", "convolution_param { num_output: 2 kernel_size: 2 pad: 1 }"),
+          one("deconv", "Deconvolution", "convolution_param { num_output: 2 kernel_size: 2 stride: 2 }"),
+          one("inner_product", "InnerProduct", "inner_product_param { num_output: 3 }"),
+          one("batch_norm", "BatchNorm", "batch_norm_param { use_global_stats: false }"),
+          one("mvn", "MVN"), one("mvn_across", "MVN", "mvn_param { across_channels: true }"),
+          one("scale", "Scale", "scale_param { bias_term: true }"),
+          one("prelu", "PReLU"),
+          # without NaN: Caffe's std::partial_sort over (value, index) pairs gets no strict
+          # order from a NaN, and its result is then libstdc++'s heap order, not modelled
+          one("argmax", "ArgMax", "argmax_param { top_k: 2 out_max_val: true }",
+              data={"shape": [2, 3, 4, 5], "kind": "values",
+                    "values": [v for v in SPECIALS if v == v]}),
+          one("reduction_sumsq", "Reduction", "reduction_param { operation: SUMSQ axis: 1 }"),
+          one("reduction_asum", "Reduction", "reduction_param { operation: ASUM axis: 2 }"),
+          one("softmax_axis2", "Softmax", "softmax_param { axis: 2 }")]
+    c.append(net_case("nonfinite_softmax_loss", "SoftmaxWithLoss (inf, NaN)",
+                      {"data": specials(4, 3), "label": labels(4, classes=3)},
+                      [L("loss", "SoftmaxWithLoss", ["data", "label"], "out")], backward="none"))
     for name, body in (("cube", "power: 3"), ("half", "power: 0.5 scale: -1"),
                        ("minus_half", "power: -0.5 shift: 1"),
                        ("three_halves_scale_inf", "power: 1.5 shift: 1 scale: -inf"),
