@@ -395,8 +395,8 @@ class Net(nn.Module):
         """The diff the layer reading ``name`` as bottom 0 leaves there in Caffe while
         propagating nothing to it (``Layer.scratch_diff``), or None."""
         i = self._scratch_readers.get(name)
-        if i is None or not self._versions.get(name):
-            return None
+        if i is None or not self._versions.get(name) or 0 in self._fresh_diffs[i]:
+            return None         # Backward writes bottom 0's diff: 0 where no loss reached it
         layer = self.layers[i]
         top = self._versions.get(layer.tops[0], [None])[0]
         top_diff = top.grad if top is not None and top.requires_grad else None

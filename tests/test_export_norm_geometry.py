@@ -442,6 +442,15 @@ def test_float16_mvn_of_one_value_per_row_is_zero(tmp_path):
     assert np.array_equal(got, np.zeros((3, 5, 1, 1), np.float16))
 
 
+@pytest.mark.parametrize("across", ["false", "true"])
+def test_mvn_of_a_one_axis_bottom_exports(across, tmp_path):
+    """A bottom of one axis (N) is Caffe's N × 1 × 1 × 1: one channel per row (its reshape
+    to N × C × rest had no C to copy, and onnxruntime refused the model)."""
+    net = Net(_input((5,)) + _layer("mvn", "MVN", ["data"], ["mvn"],
+                                    f"mvn_param {{ across_channels: {across} }}"), pb.TEST)
+    assert max(to_onnx(net, tmp_path / "m.onnx").values()) <= check.TOL_FP32
+    assert net.blobs["mvn"].shape == (5, 1, 1, 1)
+
 
 def test_a_net_that_runs_only_with_every_row_kept_is_checked_so(tmp_path):
     """A Filter's top concatenated with its unfiltered input along the channels runs (in Caffe

@@ -48,6 +48,12 @@ def cases():
                           {"data": normal(*shape, scale=1.5), "label": labels(shape[0], classes=4)},
                           [L("loss", "HingeLoss", ["data", "label"], "loss", body)],
                           backward="loss", force_backward=False))
+    # loss_weight 0 with force_backward: Backward runs all the same and scales by the top
+    # diff, 0, over the margins Forward left
+    c.append(net_case("hinge_weight0_forced", "HingeLoss",
+                      {"data": normal(5, 4, scale=1.5), "label": labels(5, classes=4)},
+                      [L("loss", "HingeLoss", ["data", "label"], "loss", "loss_weight: 0")],
+                      backward="loss", force_backward=True))
     for name, data, weight in (("mll", uniform(5, 4, low=0.01, high=1.0), ""),
                                ("mll_clamped_zeros", {"shape": [6, 3], "kind": "ties",
                                                       "low": 0, "high": 1}, "loss_weight: 3")):

@@ -16,7 +16,8 @@ FP16_SMALLEST = 2.0 ** -24
 @converter("MVN")
 def mvn(graph, layer, bottoms, tops, shapes):
     name, mvn_param = layer.name, layer.param.mvn_param
-    rows = [0, -1] if mvn_param.across_channels else [0, 0, -1]
+    channels = 0 if len(shapes[0]) > 1 else 1     # a 1-axis bottom: Caffe's 1 channel
+    rows = [0, -1] if mvn_param.across_channels else [0, channels, -1]
     x = graph.node("Reshape", [bottoms[0], graph.shape(f"{name}/rows", rows)], name=f"{name}/rows")
     mean = graph.reduce("ReduceMean", x, [-1], f"{name}/mean")
     y = graph.node("Sub", [x, mean], name=f"{name}/centre")
