@@ -11,6 +11,7 @@ from generator.variants import VARIANTS, get_variant
 from runtime import prototxt
 from runtime.cli_support import SEED_WHY, UINT32_MAX, Parser, number, run_cli
 from runtime.errors import AllconvError
+from runtime.files import check_writable
 from runtime.meta import count_params, meta_net
 from runtime.proto import pb
 
@@ -29,7 +30,8 @@ def build_parser() -> Parser:
     p.add_argument("--classes", type=number(int), help="10 (CIFAR-10, default) or 100 (CIFAR-100)")
     p.add_argument("--deploy", action="store_true",
                    help="Input-layer form for inference and export (no data, loss or accuracy)")
-    p.add_argument("--solver", metavar="FILE", help="also write the matching solver prototxt")
+    p.add_argument("--solver", metavar="FILE",
+                   help="also write the matching solver prototxt (with -o, the net file it names)")
     p.add_argument("--draw", metavar="PICTURE", help="draw the net to a .png or .svg file")
     g = p.add_argument_group("data")
     g.add_argument("--batch-size", type=number(int, high=UINT32_MAX),
@@ -179,12 +181,17 @@ def main(argv: list[str] | None = None) -> int:
                       test_source=args.test_source, init=_init(args))
     text = render_net(variant, opts)
     if args.solver:             # rendered and checked before anything is written
+        if not args.output:
+            raise AllconvError("--solver needs -o: the solver's net: line names the file the "
+                               "net is written to")
         solver = render_solver(variant, opts, SolverOptions(
-            net_path=args.output or f"{variant.name}_train_test.prototxt", base_lr=args.base_lr,
-            epochs=args.epochs, step_epochs=args.steps,
-            snapshot_prefix=args.snapshot_prefix or variant.name,
+            net_path=args.output, base_lr=args.base_lr, epochs=args.epochs,
+            step_epochs=args.steps, snapshot_prefix=args.snapshot_prefix or variant.name,
             seed=args.seed))
         check_solver_length(solver)
+    written = [p for p in (args.output, args.solver, args.draw) if p]
+    for path in written:        # all or nothing
+        check_writable(path)
     if args.output:
         prototxt.write_text(text, args.output)
     elif not args.draw:         # the picture was asked for, not the text
@@ -195,8 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         from generator.draw import draw
         phase = pb.TEST if args.deploy else pb.TRAIN
         draw(meta_net(text, phase, variant.data_shape()[1:]), variant.title, args.draw)
-    if args.output or args.solver or args.draw:
-        written = [p for p in (args.output, args.solver, args.draw) if p]
+    if written:
         print(f"wrote {', '.join(str(Path(p)) for p in written)}", file=sys.stderr)
     return 0
 

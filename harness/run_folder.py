@@ -459,12 +459,15 @@ class RunFolder:
 
     def export_provenance(self, weights: Path) -> dict:
         """``allconv.provenance`` of an export of ``weights``: commit, seed, test error (of the
-        run's last evaluation), row, lr, the snapshot and the spec's text."""
+        run's last evaluation, which only its newest snapshot has: None for other weights),
+        row, lr, the snapshot and the spec's text."""
         config, result = self.config, self.result()
         evaluated = [r for r in self.metrics.records() if "test_error" in r]
+        newest = self._checkpoints(".caffemodel")
+        own = bool(newest) and Path(weights).resolve() == newest[-1][0].resolve()
         return {"commit": self.provenance["commit"], "seed": config.get("seed"),
                 "row": config.get("row"), "lr": config.get("lr"),
-                "test_error": result["test_error"] if result else
+                "test_error": None if not own else result["test_error"] if result else
                 (evaluated[-1]["test_error"] if evaluated else None),
                 "finished": result is not None, "snapshot": Path(weights).name,
                 "spec": config.get("spec")}

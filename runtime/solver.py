@@ -234,8 +234,6 @@ class Solver:
         return net
 
     def _init_train_net(self, feed):
-        from .prototxt import read_net
-
         p = self.param
         fields = ("net", "net_param", "train_net", "train_net_param")
         given = [f for f in fields if p.HasField(f)]
@@ -249,13 +247,11 @@ class Solver:
             net_param = pb.NetParameter()
             net_param.CopyFrom(getattr(p, field))
         else:
-            net_param = _copy_net(read_net(getattr(p, field)))
+            net_param = _named_net(field, getattr(p, field))
         train_state = p.train_state if p.HasField("train_state") else None
         return self._make_net(net_param, _TRAIN, train_state, self.seed, feed)
 
     def _init_test_nets(self, test_feeds) -> list:
-        from .prototxt import read_net
-
         p = self.param
         generic = [f for f in ("net_param", "net") if p.HasField(f)]
         if len(generic) > 1:
@@ -272,10 +268,10 @@ class Solver:
         if n_instances and p.test_interval <= 0:
             raise AllconvError("test_interval must be > 0 when test nets are given")
         sources = [_copy_net(n) for n in p.test_net_param]
-        sources += [_copy_net(read_net(f)) for f in p.test_net]
+        sources += [_named_net("test_net", f) for f in p.test_net]
         for _ in range(n_instances - len(sources)):
             sources.append(_copy_net(p.net_param) if p.HasField("net_param")
-                           else _copy_net(read_net(p.net)))
+                           else _named_net("net", p.net))
         if test_feeds is None or not isinstance(test_feeds, (list, tuple)):
             feeds = [test_feeds] * len(sources)
         else:
@@ -559,6 +555,15 @@ def _copy_net(net_param):
     out = pb.NetParameter()
     out.CopyFrom(net_param)
     return out
+
+
+def _named_net(field: str, path: str):
+    """The net file a solver field names, read as Caffe reads it: from the current folder."""
+    from .prototxt import read_net
+    if "\0" not in path and not os.path.exists(path):     # a NUL: read_net's own message
+        where = "" if os.path.isabs(path) else f" (relative to the current folder {os.getcwd()})"
+        raise AllconvError(f"the solver's {field}: {path}: no such file{where}")
+    return _copy_net(read_net(path))
 
 
 # --------------------------------------------------------------------------------------------

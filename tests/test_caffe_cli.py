@@ -207,6 +207,18 @@ def test_errors_are_one_line(workdir, capsys, args, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_solvers_net_is_read_from_the_current_folder_and_said_so(workdir, capsys,
+                                                                    monkeypatch):
+    """As Caffe does; run from another folder, the error names the solver's field and folder."""
+    (workdir / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 0.1\n')
+    (workdir / "elsewhere").mkdir()
+    monkeypatch.chdir(workdir / "elsewhere")
+    assert run_cli(main, "allconv-caffe", ["train", "-solver", "../solver.prototxt"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"error: the solver's net: net.prototxt: no such file (relative to the "
+                        f"current folder {workdir / 'elsewhere'})")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU-only machine")
 @pytest.mark.parametrize("command", [["time", "-model", "net.prototxt"],
                                      ["test", "-model", "net.prototxt", "-weights", "none"]])

@@ -216,41 +216,41 @@ def test_cli_list(capsys):
      "argument --batch-size: must be at most 4294967295, not 99999999999"),
     (["--variant", "all-c", "--test-batch-size", "0"],
      "argument --test-batch-size: must be positive, not 0"),
-    (["--variant", "all-c", "--solver", "s", "--seed", "-5"],
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--seed", "-5"],
      "argument --seed: must be 0 or more, not -5"),
-    (["--variant", "all-c", "--solver", "s", "--seed", "99999999999999999999"],
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--seed", "99999999999999999999"],
      "argument --seed: must be at most 4294967295 (Caffe's seed is an unsigned int)"),
     (["--list", "--variant", "all-c"], "--list cannot be combined"),
     ([], "--variant is required"),
     (["--variant", "all-c", "-o", "/nonexistent-dir/x.prototxt"], "/nonexistent-dir/x.prototxt"),
     (["--variant", "all-c", "--draw", "net.jpg"], "must end in .png or .svg"),
-    (["--variant", "all-c", "--solver", "s", "--epochs", "-1"],
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--epochs", "-1"],
      "argument --epochs: must be positive, not -1"),
-    (["--variant", "all-c", "--solver", "s", "--epochs", "0"],
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--epochs", "0"],
      "argument --epochs: must be positive, not 0"),
-    (["--variant", "all-c", "--solver", "s", "--epochs", "1e-4"],
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--epochs", "1e-4"],
      "--epochs is less than one iteration (max_iter 0)"),
-    (["--variant", "all-c", "--solver", "s", "--epochs", "1e30"],
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--epochs", "1e30"],
      "the solver's max_iter would be 3.91e+32 iterations, "
      "more than Caffe's int32 field holds (2,147,483,647): give fewer epochs"),
     (["--variant", "all-c", "-o", ""],
      "argument -o/--output: an empty value: give one, or leave the option out"),
-    (["--variant", "all-c", "--solver", "s", "--snapshot-prefix", " "],
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--snapshot-prefix", " "],
      "argument --snapshot-prefix: an empty value"),
-    (["--variant", "all-c", "--solver", "s", "--steps", "400"],
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--steps", "400"],
      "an lr step lies beyond the run: stepvalue 156250 is not before max_iter 136719"),
-    (["--variant", "all-c", "--solver", "s", "--epochs", "100"], "stepvalue 78125 is not before"),
-    (["--variant", "all-c", "--solver", "s", "--steps", "250,200"], "--steps must increase"),
-    (["--variant", "all-c", "--solver", "s", "--steps=-5,200"], "argument --steps: must be epochs after 0"),
-    (["--variant", "all-c", "--solver", "s", "--steps=200,inf"],
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--epochs", "100"], "stepvalue 78125 is not before"),
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--steps", "250,200"], "--steps must increase"),
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--steps=-5,200"], "argument --steps: must be epochs after 0"),
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--steps=200,inf"],
      "argument --steps: must be epochs after 0 separated by commas"),
-    (["--variant", "all-c", "--solver", "s", "--base-lr", "nan"],
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--base-lr", "nan"],
      "argument --base-lr: must be a finite number, not nan"),
-    (["--variant", "all-c", "--solver", "s", "--base-lr", "-1"],
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--base-lr", "-1"],
      "argument --base-lr: must be positive, not -1"),
-    (["--variant", "all-c", "--solver", "s", "--base-lr", "inf"],
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--base-lr", "inf"],
      "argument --base-lr: must be a finite number, not inf"),
-    (["--variant", "all-c", "--solver", "s", "--epochs", "inf"],
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--epochs", "inf"],
      "argument --epochs: must be a finite number, not inf"),
     (["--variant", "all-c", "--weight-filler", "gaussian", "--weight-std", "0"],
      "argument --weight-std: must be positive, not 0"),
@@ -269,21 +269,27 @@ def test_cli_list(capsys):
     (["--variant", "all-c", "--deploy", "--train-source", "x"],
      "--train-source does nothing with --deploy"),
     (["--variant", "all-c", "-o", "s", "--solver", "./s"], "--output and --solver are the same"),
+    (["--variant", "all-c", "--solver", "s"], "--solver needs -o: the solver's net: line names"),
+    # a later output that cannot be written: the earlier ones are not written either
+    (["--variant", "all-c", "-o", "n", "--solver", "/nonexistent-dir/s"],
+     "/nonexistent-dir/s: cannot write: no folder /nonexistent-dir"),
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--draw", "/nonexistent-dir/x.png"],
+     "/nonexistent-dir/x.png: cannot write"),
 ])
 def test_cli_errors_are_one_line_with_status_2(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, err = _run(args, capsys)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
-    assert out == "" and not (tmp_path / "s").exists()      # nothing written on an error
+    assert out == "" and list(tmp_path.iterdir()) == []      # nothing written on an error
 
 
 def test_cli_gaussian_std_and_short_runs_with_their_steps(tmp_path, capsys):
-    solver = tmp_path / "s.prototxt"
-    code, out, _ = _run(["--variant", "all-c", "--weight-filler", "gaussian", "--weight-std",
-                         "0.05", "--solver", str(solver), "--epochs", "4", "--steps", "2,3"],
-                        capsys)
-    assert code == 0 and "std: 0.05" in out
+    solver, net = tmp_path / "s.prototxt", tmp_path / "n.prototxt"
+    code, _, _ = _run(["--variant", "all-c", "--weight-filler", "gaussian", "--weight-std",
+                       "0.05", "-o", str(net), "--solver", str(solver), "--epochs", "4",
+                       "--steps", "2,3"], capsys)
+    assert code == 0 and "std: 0.05" in net.read_text()
     param = parse_solver(solver.read_text())
     assert param.max_iter == 1562 and list(param.stepvalue) == [781, 1172]
 
@@ -291,11 +297,11 @@ def test_cli_gaussian_std_and_short_runs_with_their_steps(tmp_path, capsys):
 def test_paths_are_written_escaped_and_read_back_as_given(tmp_path, capsys):
     """A source or prefix holding a backslash or a quote is escaped in the prototxt text."""
     odd = 'dir\\bname "x".npz'
-    solver = tmp_path / "s.prototxt"
-    code, out, _ = _run(["--variant", "all-c", "--train-source", odd, "--solver", str(solver),
-                         "--snapshot-prefix", "runs\\new"], capsys)
+    solver, net = tmp_path / "s.prototxt", tmp_path / "n.prototxt"
+    code, _, _ = _run(["--variant", "all-c", "--train-source", odd, "-o", str(net), "--solver",
+                       str(solver), "--snapshot-prefix", "runs\\new"], capsys)
     assert code == 0
-    assert parse_net(out).layer[0].data_param.source == odd
+    assert parse_net(net.read_text()).layer[0].data_param.source == odd
     assert parse_solver(solver.read_text()).snapshot_prefix == "runs\\new"
 
 

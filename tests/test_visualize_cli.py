@@ -121,8 +121,8 @@ def test_filters_refuses_only_layers_below_whose_backward_needs_the_image(
     if refused is None:
         assert code == 0 and (tmp_path / "f.png").exists()
     else:
-        assert code == 2 and f"passes {refused}, whose backward depends on the image" in err
-        assert not (tmp_path / "f.png").exists()
+        assert code == 2 and f"passes {refused}, whose backward depends on the image; use" in err
+        assert not (tmp_path / "f.png").exists()        # no max-pool: no word of switches
 
 
 def test_a_net_whose_input_is_not_an_image_is_one_line(tmp_path, capsys):
@@ -189,7 +189,7 @@ def test_read_run_takes_the_newest_checkpoint(tmp_path):
     (["unit", "--blob", "conv7", "--input", "{d}/x.npy"],
      "unknown blob 'conv7' (blobs: data, conv1, conv2)"),
     (["unit", "--blob", "conv2", "--unit", "5", "--input", "{d}/x.npy"],
-     "unit (5,) is out of range for blob 'conv2' of shape (5, 4, 4)"),
+     "unit 5 is out of range for blob 'conv2' of shape (5, 4, 4)"),
     (["unit", "--blob", "conv2", "--unit", "1,4,0", "--input", "{d}/x.npy"], "out of range"),
     (["unit", "--blob", "conv2", "--image", "{d}/big.png"],
      "--image: the cifar10 whitening takes 3×32×32 images, and this net's input is 3×8×8"),

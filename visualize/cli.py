@@ -113,12 +113,14 @@ def unit(args) -> None:
 def filters(args) -> None:
     net = _net(args)
     shape = spatial_blob(net, args.blob)
-    needs_image = [f"{layer.name} ({layer.type_name})"
-                   for layer in net.layers_below([args.blob]) if not backward_ignores_input(layer)]
+    needs_image = [layer for layer in net.layers_below([args.blob])
+                   if not backward_ignores_input(layer)]
     if needs_image:
-        raise AllconvError(f"the deconvnet reconstruction of {args.blob!r} passes "
-                           f"{', '.join(needs_image)}, whose backward depends on the image "
-                           "(a max-pool's on its switches); use `unit` with an image")
+        names = ", ".join(f"{layer.name} ({layer.type_name})" for layer in needs_image)
+        why = (" (a max-pool's on its switches)"
+               if any(layer.type_name == "Pooling" for layer in needs_image) else "")
+        raise AllconvError(f"the deconvnet reconstruction of {args.blob!r} passes {names}, "
+                           f"whose backward depends on the image{why}; use `unit` with an image")
     chosen = parse_filters(args.filters, shape[1])
     centre = (shape[2] // 2, shape[3] // 2)
     window = receptive_windows(net)[args.blob]

@@ -1,5 +1,6 @@
 """ReLU (relu_layer.cpp): max(x, 0) + negative_slope·min(x, 0); gradient at 0 is the slope.
-With a slope of 0 that is NaN at −inf (0·−inf), as leaky_relu gives and relu does not.
+With a slope of 0 that is NaN at −inf (0·−inf) and +0 below 0 (0 + −0): leaky_relu, plus 0
+for the zeros' sign (relu gives 0 at −inf, leaky_relu −0 below 0).
 
 ``rule`` picks the backward rule (Springenberg et al. 2015, Section 3.4). With input f, signal
 R from above and slope s, and g(v) = 1 if v > 0 else s:
@@ -37,12 +38,17 @@ def rule_backward(f: torch.Tensor, signal: torch.Tensor, slope: float, rule: str
     return out
 
 
+def caffe_relu(x: torch.Tensor, slope: float) -> torch.Tensor:
+    """Caffe's ReLU forward, infinities, NaN and the sign of zero included."""
+    return F.leaky_relu(x, slope) + 0.0 if slope == 0 else F.leaky_relu(x, slope)
+
+
 class _RuledReLU(torch.autograd.Function):
     """Caffe's ReLU forward with a chosen backward rule."""
 
     @staticmethod
     def forward(ctx, x, slope, rule, reads_top):
-        y = F.leaky_relu(x, slope)
+        y = caffe_relu(x, slope)
         ctx.save_for_backward(y if reads_top else x)
         ctx.slope, ctx.rule = slope, rule
         return y
@@ -63,4 +69,4 @@ class ReLU(Layer):
         reads_top = self.slope < 0 and self.tops[0] == self.bottoms[0]
         if self.rule != "backprop" or reads_top:
             return (_RuledReLU.apply(x, self.slope, self.rule, reads_top),)
-        return (F.leaky_relu(x, self.slope),)
+        return (caffe_relu(x, self.slope),)

@@ -55,7 +55,8 @@ def choose_unit(activation: torch.Tensor, unit: tuple[int, ...] | None,
         raise AllconvError(f"--unit names {len(unit)} value(s); blob {blob!r} has units "
                            f"{shape}: give C or one index per axis")
     if any(u >= n for u, n in zip(unit, shape)):
-        raise AllconvError(f"unit {unit} is out of range for blob {blob!r} of shape {shape}")
+        raise AllconvError(f"unit {','.join(map(str, unit))} is out of range for blob {blob!r} "
+                           f"of shape {shape}")
     if len(unit) == len(shape):
         return unit
     channel = activation[unit[0]]
