@@ -161,16 +161,23 @@ def _parse_text(text: str, message: Message, filename: str) -> Message:
 _QUOTED_LINE = re.compile(r"^'.*': (?=\S)")
 _UNKNOWN_ENUM = re.compile(r"^(Enum type \"([\w.]+)\" has no value (?:named \w+|with number "
                            r"-?\d+)\.?)$")
-_UNKNOWN_FIELD = re.compile(r'^Message type "([\w.]+)" has no field named "\w+"\.?$')
+_UNKNOWN_FIELD = re.compile(r'^Message type "([\w.]+)" has no field named "(\w+)"\.?$')
+# a net read as a solver, or a solver as a net: the file's first field names what it is
+_OTHER_FILE = {"caffe.SolverParameter": ("caffe.NetParameter", "a net, not a solver"),
+               "caffe.NetParameter": ("caffe.SolverParameter", "a solver, not a net")}
 
 
 def _with_valid_names(detail: str) -> str:
-    """protobuf's unknown enum value or field, with the valid names."""
+    """protobuf's unknown enum value or field, with the valid names (or, for a field of the
+    other kind of file, what the file is)."""
     pool = pb.DESCRIPTOR.pool
     if match := _UNKNOWN_ENUM.match(detail):
         names = pool.FindEnumTypeByName(match.group(2)).values_by_name
         return f"{match.group(1)} (valid: {', '.join(names)})"
     if match := _UNKNOWN_FIELD.match(detail):
+        other, what = _OTHER_FILE.get(match.group(1), (None, None))
+        if other and match.group(2) in pool.FindMessageTypeByName(other).fields_by_name:
+            return f"{detail} (a field of {other.split('.')[1]}: this file is {what})"
         fields = pool.FindMessageTypeByName(match.group(1)).fields_by_name
         return f"{detail} (fields: {', '.join(fields)})"
     return detail

@@ -178,6 +178,11 @@ def test_time_refuses_a_backward_caffe_aborts_in(workdir, capsys, extra, message
 @pytest.mark.parametrize("args, message", [
     (["train", "-solver", "solver4.prototxt", "-snapshot", "a", "-weights", "b"], "not both"),
     (["train", "-solver", "missing.prototxt"], "missing.prototxt"),
+    # a net given as the solver, or a solver as the net: said, not 40 valid fields
+    (["train", "-solver", "net.prototxt"], "(a field of NetParameter: this file is a net, not "
+                                           "a solver)"),
+    (["time", "-model", "solver4.prototxt"], "(a field of SolverParameter: this file is a "
+                                             "solver, not a net)"),
     (["test", "-model", "net.prototxt"], "-weights"),
     # a misspelt flag is named, not the required ones it leaves out; no prefix is taken
     (["test", "-modle", "net.prototxt"], "unrecognized arguments: -modle net.prototxt"),
