@@ -190,18 +190,18 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed))
         check_solver_length(solver)
     written = [p for p in (args.output, args.solver, args.draw) if p]
-    for path in written:        # all or nothing
+    for path in written:        # all or nothing: every path checked, the picture drawn first
         check_writable(path)
+    if args.draw:
+        from generator.draw import draw
+        phase = pb.TEST if args.deploy else pb.TRAIN
+        draw(meta_net(text, phase, variant.data_shape()[1:]), variant.title, args.draw)
     if args.output:
         prototxt.write_text(text, args.output)
     elif not args.draw:         # the picture was asked for, not the text
         sys.stdout.write(text)
     if args.solver:
         prototxt.write_text(solver, args.solver)
-    if args.draw:
-        from generator.draw import draw
-        phase = pb.TEST if args.deploy else pb.TRAIN
-        draw(meta_net(text, phase, variant.data_shape()[1:]), variant.title, args.draw)
     if written:
         print(f"wrote {', '.join(str(Path(p)) for p in written)}", file=sys.stderr)
     return 0

@@ -459,16 +459,19 @@ class RunFolder:
 
     def export_provenance(self, weights: Path) -> dict:
         """``allconv.provenance`` of an export of ``weights``: commit, seed, test error (of the
-        run's last evaluation, which only its newest snapshot has: None for other weights),
-        row, lr, the snapshot and the spec's text."""
+        evaluation of these weights: the result's for the newest snapshot of a finished run,
+        else the record at the snapshot's iteration; None for weights from elsewhere), row,
+        lr, the snapshot and the spec's text."""
         config, result = self.config, self.result()
-        evaluated = [r for r in self.metrics.records() if "test_error" in r]
-        newest = self._checkpoints(".caffemodel")
-        own = bool(newest) and Path(weights).resolve() == newest[-1][0].resolve()
+        checkpoints = {path.resolve(): n for path, n in self._checkpoints(".caffemodel")}
+        at = checkpoints.get(Path(weights).resolve())
+        if at is not None and result and at == max(checkpoints.values()):
+            error = result["test_error"]
+        else:
+            error = next((r["test_error"] for r in self.metrics.records()
+                          if "test_error" in r and r["iter"] == at), None)
         return {"commit": self.provenance["commit"], "seed": config.get("seed"),
-                "row": config.get("row"), "lr": config.get("lr"),
-                "test_error": None if not own else result["test_error"] if result else
-                (evaluated[-1]["test_error"] if evaluated else None),
+                "row": config.get("row"), "lr": config.get("lr"), "test_error": error,
                 "finished": result is not None, "snapshot": Path(weights).name,
                 "spec": config.get("spec")}
 

@@ -1,6 +1,7 @@
 """The C library's float ``logf``, ``expf`` and ``powf``: what Caffe<float>'s setup code calls
 where it writes ``log``, ``exp`` or ``pow`` of a Dtype (Exp's and Log's constants); and
-``powx``, C's pow over a tensor, as Caffe's ``caffe_powx`` (Power, LRN).
+``powx``, torch's pow over a tensor with C's special values, for Caffe's ``caffe_powx``
+(Power, LRN).
 
 Measured against the reference Caffe build, these give its constants bit for bit; numpy's and
 torch's float32 versions differ from them by an ulp in 2-14 % of bases. Where no C math library
@@ -50,9 +51,10 @@ def powf(x: float, y: float) -> np.float32:
 
 
 def powx(base: torch.Tensor, exponent: float) -> torch.Tensor:
-    """C's pow(base, exponent) elementwise. torch's pow takes sqrt and rsqrt for ±0.5, which
-    differ from pow at −inf (NaN where pow gives +inf and +0) and at −0 (−0 and −inf where pow
-    gives +0 and +inf); every other exponent keeps pow's special values."""
+    """torch's pow with C pow's special values (infinities, zeros and their signs, NaN): torch
+    takes sqrt and rsqrt for ±0.5, which give NaN at −inf where pow gives +inf and +0, and −0
+    and −inf at −0 where pow gives +0 and +inf. Finite values stay torch's, within an ulp or
+    so of C's powf (x·x·x for 3, 1/(x·x) for −2)."""
     y = base.pow(exponent)
     if exponent == 0.5:
         return torch.where(base == -math.inf, math.inf, y) + 0.0      # −0 + 0 = +0

@@ -275,6 +275,8 @@ def test_cli_list(capsys):
      "/nonexistent-dir/s: cannot write: no folder /nonexistent-dir"),
     (["--variant", "all-c", "-o", "n", "--solver", "s", "--draw", "/nonexistent-dir/x.png"],
      "/nonexistent-dir/x.png: cannot write"),
+    (["--variant", "all-c", "-o", "n", "--solver", "s", "--draw", "x.jpg"],
+     "must end in .png or .svg"),
 ])
 def test_cli_errors_are_one_line_with_status_2(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

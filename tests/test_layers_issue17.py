@@ -89,7 +89,6 @@ def test_power_keeps_caffes_gradient_at_a_zero_base():
     assert y.tolist() == [1.0, 1.0] and not y.requires_grad     # Caffe's diff: 0
 
 
-
 @pytest.mark.parametrize("exponent", [0.5, -0.5, 2, 3, -1, -2, 1.5, -1.5, 0])
 def test_powx_keeps_c_pows_special_values(exponent):
     """Caffe's caffe_powx is C's pow (here the C library's powf itself): torch's sqrt and
@@ -111,6 +110,8 @@ def test_power_overflow_is_caffes_inf_not_nan():
     assert grad.tolist() == [math.inf, math.inf, 12.0]
     y, grad = grad_of(build(layer_text("Power", "power_param { power: 3 shift: 1 }"), (3,)), x)
     assert y.tolist() == [math.inf, -math.inf, 27.0] and grad[2] == pytest.approx(27.0)
+
+
 def test_exp_and_log_formulas_and_gradcheck():
     x = torch.linspace(0.2, 3, 9, dtype=torch.float64)
     exp = build(layer_text("Exp", "exp_param { base: 3 scale: 0.5 shift: -1 }"), x.shape)

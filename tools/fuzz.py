@@ -15,7 +15,8 @@ console script does (no process start per case):
 A case ends "ok" (exit 0), "clean" (exit 2, the last stderr line ``allconv-caffe CMD: error: ...``),
 "traceback" (an exception escaped the command line), "mismatch" (export-onnx's own check found
 onnxruntime and the runtime apart, or the model refused by ONNX's checker or onnxruntime: an
-exporter bug, not bad input), "other" (any other exit status or message), or "slow" (over
+exporter bug, not bad input, unless it is one of the two differences the README names: Relu
+at −inf, LRN's rounding), "other" (any other exit status or message), or "slow" (over
 --case-seconds). Tracebacks, mismatches, others and slow cases are
 kept under --out; so is the case that was running, as ``running-KIND-N.SUFFIX``, when a crash
 in native code ends the fuzzer itself. Ctrl-C stops it after the case that is running,
@@ -317,7 +318,6 @@ SOLVERS = {
     "RMSProp": 'type: "RMSProp"\nrms_decay: 0.98\ndelta: 1e-8\nlr_policy: "poly"\npower: 2\n'
                'test_compute_loss: true\n',
 }
-
 
 
 def deploy_text(text: str) -> str:

@@ -3,7 +3,7 @@
 PROD's bottom diff is the top diff times the other bottoms' product (``stable_prod_grad``,
 the default), or Caffe's top / bottom times it without (0/0, NaN, where a bottom is 0).
 
-MAX picks like Caffe: bottom 1 wins ties with bottom 0 (0 only when strictly greater),
+MAX picks like (CPU) Caffe: bottom 1 wins ties with bottom 0 (0 only when strictly greater),
 later bottoms only when strictly greater than the value picked so far, so a NaN is picked only
 where it stands in bottom 1 or bottom 0 loses to it (then it stays); the gradient goes to the
 picked bottom. The bottoms

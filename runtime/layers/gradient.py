@@ -26,7 +26,7 @@ def with_gradient(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
     """``value`` in the forward pass, the gradient of ``surrogate`` (of the same shape) in the
     backward pass. The forward value is ``value`` exactly, also where the surrogate is infinite
     or NaN (``value + (s − s)`` would be NaN there: Power's y = inf with a slope of inf / inf)."""
-    return _WithGradient.apply(value, surrogate)
+    return _WithGradient.apply(value.detach(), surrogate)
 
 
 def normalization_backward(dy: torch.Tensor, y: torch.Tensor, std: torch.Tensor,

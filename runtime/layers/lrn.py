@@ -1,8 +1,10 @@
 """LRN (lrn_layer.cpp). ACROSS_CHANNELS: x·(k + Σ α/n·x²)^−β over n channels centred on
-each one, NaN where Caffe's sliding sum is (``_window_sums``). WITHIN_CHANNEL, as Caffe composes it: x·(1 + α·avg_{n×n}(x²))^−β with average
-pooling padded by (n−1)/2 (the divisor is always n²; ``k`` is not used)."""
+each one, summed as Caffe slides the window (``_scale``). WITHIN_CHANNEL, as Caffe composes
+it: x·(1 + α·avg_{n×n}(x²))^−β with average pooling padded by (n−1)/2 (the divisor is always
+n²; ``k`` is not used)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -38,18 +40,26 @@ class LRN(Layer):
 
     def forward(self, x):
         if not self.within:
-            return (x * powx(self.k + self._window_sums(x), -self.beta),)
+            return (x * powx(self._scale(x), -self.beta),)
         mean_sq = F.avg_pool2d(x * x, self.size, 1, (self.size - 1) // 2,
                                count_include_pad=True)
         return (x * powx(1 + self.alpha * mean_sq, -self.beta),)
 
-    def _window_sums(self, x):
-        """Σ α/n·x² over each channel's window of n, the channels padded by (n−1)/2 before and
-        the rest after, as Caffe's terms. Caffe sums them as it slides (adds the window's head,
-        subtracts its tail), so once an infinite or NaN term has left a window every later
-        channel is NaN (inf − inf); a direct sum would forget it."""
+    def _scale(self, x):
+        """k + Σ α/n·x² over each channel's window, summed as Caffe slides it: k plus the
+        first window's squares one by one, then each channel's scale from the last one plus
+        the new head minus the old tail, each step a fused multiply-add as BLAS's axpy. So, as
+        in Caffe, a huge square that has left the window leaves its rounding behind (k can be
+        lost) and an infinite or NaN one leaves NaN (inf − inf)."""
         pre = (self.size - 1) // 2
-        terms = F.pad(x * x, (0, 0, 0, 0, pre, self.size - 1 - pre)) * (self.alpha / self.size)
-        sums = terms.unfold(1, self.size, 1).sum(-1)
-        left = (~terms[:, :x.shape[1] - 1].isfinite()).cumsum(1) > 0    # after channel c's tail
-        return torch.where(F.pad(left, (0, 0, 0, 0, 1, 0)), float("nan"), sums)
+        squares = F.pad(x * x, (0, 0, 0, 0, pre, self.size - 1 - pre))
+        a = float(np.float32(self.alpha) / np.float32(self.size))     # Caffe's alpha_over_size
+        scale = torch.full_like(x[:, 0], self.k)
+        for j in range(self.size):
+            scale = torch.add(scale, squares[:, j], alpha=a)
+        scales = [scale]
+        for c in range(1, x.shape[1]):
+            scale = torch.add(torch.add(scale, squares[:, c + self.size - 1], alpha=a),
+                              squares[:, c - 1], alpha=-a)
+            scales.append(scale)
+        return torch.stack(scales, 1)

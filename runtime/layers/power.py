@@ -25,9 +25,10 @@ class Power(Layer):
     def forward(self, x):
         if self.diff_scale == 0:
             return (torch.full_like(x, self.constant),)
-        base = x * self.scale + self.shift
+        base = x * self.scale + self.shift if self.shift else x * self.scale   # −0 stays −0
         if self.power in (1, 2):
             return (base if self.power == 1 else base * base,)
         y = powx(base, self.power)
-        slope = (self.power * y / x if self.shift == 0 else self.diff_scale * y / base).detach()
+        # Caffe's order: y / x · power, or y / base · diff_scale (it overflows where they do)
+        slope = (y / x * self.power if self.shift == 0 else y / base * self.diff_scale).detach()
         return (with_gradient(y, slope * x),)

@@ -1,6 +1,6 @@
 """ReLU (relu_layer.cpp): max(x, 0) + negative_slope·min(x, 0); gradient at 0 is the slope.
-With a slope of 0 that is NaN at −inf (0·−inf) and +0 below 0 (0 + −0): leaky_relu, plus 0
-for the zeros' sign (relu gives 0 at −inf, leaky_relu −0 below 0).
+With a slope of 0 CPU Caffe's is NaN at −inf (0·−inf) and +0 below 0 (0 + −0): leaky_relu,
+plus 0 for the zeros' sign (relu gives 0 at −inf, leaky_relu −0 below 0).
 
 ``rule`` picks the backward rule (Springenberg et al. 2015, Section 3.4). With input f, signal
 R from above and slope s, and g(v) = 1 if v > 0 else s:
@@ -30,6 +30,10 @@ def rule_backward(f: torch.Tensor, signal: torch.Tensor, slope: float, rule: str
     """The signal a ReLU with input ``f`` passes down under ``rule``."""
     if rule not in RULES:
         raise AllconvError(f"unknown ReLU backward rule {rule!r} (valid: {', '.join(RULES)})")
+    if rule == "backprop" and slope == 0:     # relu's own backward, one kernel; it passes
+        # the signal where the output is NaN (a NaN or −inf input: a diverged net), which
+        # Caffe's x > 0 blocks
+        return torch.ops.aten.threshold_backward(signal, f, 0)
     out = signal
     if rule in ("backprop", "guided"):
         out = torch.where(f > 0, out, slope * out)
@@ -39,17 +43,20 @@ def rule_backward(f: torch.Tensor, signal: torch.Tensor, slope: float, rule: str
 
 
 def caffe_relu(x: torch.Tensor, slope: float) -> torch.Tensor:
-    """Caffe's ReLU forward, infinities, NaN and the sign of zero included."""
-    return F.leaky_relu(x, slope) + 0.0 if slope == 0 else F.leaky_relu(x, slope)
+    """CPU Caffe's ReLU forward: NaN at −inf, and +0 below zero for a slope of 0 (−0 only
+    from −0, which becomes +0 here)."""
+    return F.leaky_relu(x, slope).add_(0.0) if slope == 0 else F.leaky_relu(x, slope)
 
 
 class _RuledReLU(torch.autograd.Function):
-    """Caffe's ReLU forward with a chosen backward rule."""
+    """Caffe's ReLU forward with a chosen backward rule, which reads the sign of the input
+    from the output where the slope is not negative (as relu keeps its output, which the
+    next layer keeps anyway) or where Caffe reads the top (in place)."""
 
     @staticmethod
     def forward(ctx, x, slope, rule, reads_top):
         y = caffe_relu(x, slope)
-        ctx.save_for_backward(y if reads_top else x)
+        ctx.save_for_backward(y if reads_top or slope >= 0 else x)
         ctx.slope, ctx.rule = slope, rule
         return y
 
@@ -67,6 +74,6 @@ class ReLU(Layer):
 
     def forward(self, x):
         reads_top = self.slope < 0 and self.tops[0] == self.bottoms[0]
-        if self.rule != "backprop" or reads_top:
+        if self.rule != "backprop" or reads_top or self.slope == 0:
             return (_RuledReLU.apply(x, self.slope, self.rule, reads_top),)
-        return (caffe_relu(x, self.slope),)
+        return (F.leaky_relu(x, self.slope),)

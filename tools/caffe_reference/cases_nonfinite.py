@@ -81,6 +81,14 @@ def cases():
                           {"data": sprinkled(name, 2, 7, 3, 4)},
                           [L("lrn", "LRN", "data", "out",
                              f"lrn_param {{ local_size: 3 {body} }}")], backward="none"))
+    # finite but huge squares: Caffe's sliding sum keeps their rounding after they leave the
+    # window (k lost: NaN from a negative scale) or overflows for good
+    for name, values, body in (("k_lost", [3e4, 1, 1, 1, 1, 1], "alpha: 1 beta: 0.75"),
+                               ("overflow", [1.5e19, 1.5e19, 0, 0, 1, 1], "alpha: 3 beta: 0.75")):
+        c.append(net_case(f"nonfinite_lrn_{name}", "LRN (inf, NaN)",
+                          {"data": {"shape": [2, 6, 1, 1], "kind": "values", "values": values}},
+                          [L("lrn", "LRN", "data", "out",
+                             f"lrn_param {{ local_size: 3 {body} }}")], backward="none"))
     # the windows of a MAX pooling that start past its input give −FLT_MAX, whose square is inf
     c.append(net_case("nonfinite_pool_outside_lrn", "LRN (inf, NaN)",
                       {"data": normal(2, 6, 5, 4)},

@@ -23,9 +23,9 @@ def eltwise(graph, layer, bottoms, tops, shapes):
     elif layer.op == pb.EltwiseParameter.MAX:      # Caffe's comparisons, NaN included
         best = bottoms[0]
         for i, b in enumerate(bottoms[1:], start=1):
-            first, later = (best, b) if i == 1 else (b, best)
-            wins = graph.node("Greater", [first, later], name=f"{name}/greater{i}")
-            best = graph.node("Where", [wins, first, later], tops if i == len(bottoms) - 1
+            challenger, held = (best, b) if i == 1 else (b, best)   # ties: held
+            wins = graph.node("Greater", [challenger, held], name=f"{name}/greater{i}")
+            best = graph.node("Where", [wins, challenger, held], tops if i == len(bottoms) - 1
                               else None, name=f"{name}/pick{i}")
     else:
         product = bottoms[0]

@@ -1,9 +1,8 @@
-"""LRN -> ONNX. ACROSS_CHANNELS is ONNX's LRN (same formula, bias = k; onnxruntime sums the
-window as Caffe does, sliding, so it is NaN where Caffe is), but for α ≤ 0 or β ≤ 0, which
-onnxruntime refuses: there x·(k + Σ α/n·x²)^−β as the runtime computes it, the n-channel
-window sums of the terms padded by (n−1)/2 before, NaN for every channel after an infinite or
-NaN term (Caffe's inf − inf). WITHIN_CHANNEL as Caffe composes it: x·(1 + α·avg_{n×n}(x²))^−β,
-the average padded by (n−1)/2 and always divided by n² (count_include_pad); ``k`` is not used."""
+"""LRN -> ONNX. ACROSS_CHANNELS is ONNX's LRN (same formula, bias = k; onnxruntime's CPU
+kernel slides the window as Caffe does), but for α ≤ 0 or β ≤ 0, which onnxruntime refuses:
+there x·(k + Σ α/n·x²)^−β with the sum slid as Caffe slides it, unrolled over the channels.
+WITHIN_CHANNEL as Caffe composes it: x·(1 + α·avg_{n×n}(x²))^−β, the average padded by
+(n−1)/2 and always divided by n² (count_include_pad); ``k`` is not used."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,43 +24,36 @@ def lrn(graph, layer, bottoms, tops, shapes):
                           kernel_shape=[layer.size] * 2, pads=[pad] * 4, count_include_pad=1)
         scaled = graph.node("Mul", [mean, graph.constant(f"{name}/alpha", layer.alpha)],
                             name=f"{name}/alpha")
+        base = graph.node("Add", [scaled, graph.constant(f"{name}/one", 1.0)],
+                          name=f"{name}/base")
     else:
-        scaled = _window_sums(graph, layer, square, shapes[0])
-    k = graph.constant(f"{name}/k", 1.0 if layer.within else layer.k)
-    base = graph.node("Add", [scaled, k], name=f"{name}/base")
+        base = _scale(graph, layer, square, shapes[0][1])
     factor = graph.node("Pow", [base, graph.constant(f"{name}/minus_beta", -layer.beta)],
                         name=f"{name}/pow")
     graph.node("Mul", [x, factor], tops, name=name)
 
 
-def _window_sums(graph, layer, square, shape):
-    """Σ α/n·x² over each channel's window, on (N, 1, C + n − 1, H·W) with the channels as
-    rows; NaN from the channel after the first infinite or NaN term (``runtime.layers.lrn``)."""
-    name, size, channels = layer.name, layer.size, shape[1]
+def _scale(graph, layer, square, channels):
+    """k + Σ α/n·x², slid over the channels as Caffe (and the runtime) slide it, unrolled:
+    k plus the first window's terms, then each channel's scale from the last one plus the new
+    head minus the old tail (so k lost to a huge term and NaN after an infinite one, alike)."""
+    name, size = layer.name, layer.size
     pre = (size - 1) // 2
-    rows = graph.node("Reshape", [square, graph.shape(f"{name}/rows", [0, 1, channels, -1])],
-                      name=f"{name}/channels_as_rows")
-    padded = graph.node("Pad", [rows, graph.shape(
-        f"{name}/pads", [0, 0, pre, 0, 0, 0, size - 1 - pre, 0])], name=f"{name}/pad")
+    padded = graph.node("Pad", [square, graph.shape(
+        f"{name}/pads", [0, pre, 0, 0, 0, size - 1 - pre, 0, 0])], name=f"{name}/pad")
     terms = graph.node("Mul", [padded, graph.constant(f"{name}/alpha_over_n",
                                                       np.float32(layer.alpha) / size)],
                        name=f"{name}/terms")
-    ones = graph.constant(f"{name}/window", np.ones((1, 1, size, 1)))
-    sums = graph.node("Conv", [terms, ones], name=f"{name}/sums", kernel_shape=[size, 1])
-    bad = graph.node("Or", [graph.node("IsInf", [terms], name=f"{name}/inf"),
-                            graph.node("IsNaN", [terms], name=f"{name}/nan")], name=f"{name}/bad")
-    seen = graph.node("CumSum", [graph.node("Cast", [bad], name=f"{name}/count", to=6),
-                                 graph.constant(f"{name}/axis", 2, np.int64)],
-                      name=f"{name}/seen")
-    # channel c is NaN where a bad term stands at padded index c − 1 or before
-    before = graph.node("Slice", [seen, graph.shape(f"{name}/start", [0]),
-                                  graph.shape(f"{name}/end", [channels - 1]),
-                                  graph.shape(f"{name}/slice_axis", [2])], name=f"{name}/before")
-    shifted = graph.node("Pad", [before, graph.shape(f"{name}/shift", [0, 0, 1, 0, 0, 0, 0, 0])],
-                         name=f"{name}/shift")
-    left = graph.node("Greater", [shifted, graph.constant(f"{name}/zero", 0, np.int32)],
-                      name=f"{name}/left")
-    nan = graph.constant(f"{name}/nan_value", np.nan)
-    masked = graph.node("Where", [left, nan, sums], name=f"{name}/masked")
-    return graph.node("Reshape", [masked, graph.node("Shape", [square], name=f"{name}/shape")],
-                      name=f"{name}/back")
+    axis = graph.shape(f"{name}/channel_axis", [1])
+    term = [graph.node("Slice", [terms, graph.shape(f"{name}/from{j}", [j]),
+                                 graph.shape(f"{name}/to{j}", [j + 1]), axis],
+                       name=f"{name}/term{j}") for j in range(channels + size - 1)]
+    scale = graph.constant(f"{name}/k", layer.k)
+    for j in range(size):
+        scale = graph.node("Add", [scale, term[j]], name=f"{name}/first{j}")
+    scales = [scale]
+    for c in range(1, channels):
+        head = graph.node("Add", [scale, term[c + size - 1]], name=f"{name}/head{c}")
+        scale = graph.node("Sub", [head, term[c - 1]], name=f"{name}/tail{c}")
+        scales.append(scale)
+    return graph.node("Concat", scales, name=f"{name}/scale", axis=1)
