@@ -847,6 +847,7 @@ def test_the_same_infinity_or_nan_on_both_sides_is_no_difference():
         assert check.largest_difference(np.array([inf]), np.array([-inf])) == inf
         assert np.isnan(check.largest_difference(np.array([nan]), np.array([1.0])))
         assert check.largest_difference(np.array([inf]), np.array([1.0])) == inf
+        assert check.largest_difference(np.ones(2), np.ones(2)) == 0
 
 
 def test_a_net_that_runs_only_at_its_prototxts_batch_is_fixed_there(tmp_path):

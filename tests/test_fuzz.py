@@ -32,6 +32,7 @@ def _check(counts: dict, cases: int, keep: Path) -> None:
     assert counts["traceback"] == counts["mismatch"] == counts["other"] == 0, (
         counts, [(keep / name).read_text()[-400:] for name in found[:3]])
     assert counts["cases"] == cases and counts["clean"] > cases // 4
+    assert list(keep.iterdir()) == []           # only failing cases are kept
 
 
 @pytest.mark.parametrize("net", list(fuzz.NETS))
@@ -49,6 +50,19 @@ def test_mutated_deploy_nets_and_weights_export_or_stop_cleanly(tmp_path):
     counts = fuzz.fuzz(["onnx"], 60, seed=12, keep=tmp_path, nets=nets, solvers=[])
     _check(counts["onnx"], 60, tmp_path)
     assert counts["onnx"]["ok"] > 0
+
+
+def test_a_failing_case_is_kept_with_its_file_and_what_happened(tmp_path, monkeypatch):
+    """An onnx case keeps its mutated prototxt (even cases) or caffemodel (odd ones) beside
+    the error, and is counted."""
+    monkeypatch.setattr(fuzz, "run_case", lambda argv, seconds, prog:   # seeds run untimed
+                        ("ok", "") if seconds == 0 else ("mismatch", "apart"))
+    counts = fuzz.fuzz(["onnx"], 2, seed=12, keep=tmp_path, nets=["geometry"], solvers=[])
+    assert counts["onnx"]["mismatch"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "onnx-0.prototxt", "onnx-0.txt", "onnx-1.caffemodel", "onnx-1.txt"]
+    assert (tmp_path / "onnx-0.txt").read_text() == "apart"
+    assert b"geometry" in (tmp_path / "onnx-0.prototxt").read_bytes()
 
 
 def test_deploy_form_keeps_the_inference_layers_with_inputs_for_the_data():

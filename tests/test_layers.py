@@ -678,6 +678,27 @@ def test_eltwise_max_picks_like_caffe():
     assert a.grad.tolist() == [0, 0, 0] and b.grad.tolist() == [1, 1, 1] and c.grad.tolist() == [0, 0, 0]
 
 
+@pytest.mark.parametrize("rule", ["backprop", "guided"])
+def test_relu_gives_caffes_plus_zero_below_zero(rule):
+    """CPU Caffe's max(x, 0) + 0·min(x, 0) is 0 + −0 = +0 below zero (leaky_relu alone gives
+    −0, which a negative power after it would make −inf)."""
+    layer = build("name: 'r' type: 'ReLU' bottom: 'x' top: 'y'", (4,))
+    layer.rule = rule
+    y = layer(torch.tensor([-1.0, -1e30, 2.0, 0.0]))[0]
+    assert y.tolist() == [0.0, 0.0, 2.0, 0.0] and not torch.signbit(y).any()
+
+
+def test_leaky_relu_not_in_place_passes_the_slope_where_the_input_is_negative():
+    """Its backward reads the bottom (Caffe's in-place one reads the top: tested with the
+    fixture relu_inplace_negative_slope)."""
+    layer = build("name: 'r' type: 'ReLU' bottom: 'x' top: 'y' "
+                  "relu_param { negative_slope: -0.5 }", (3,))
+    x = torch.tensor([-2.0, 1.0, 3.0], requires_grad=True)
+    y = layer(x)[0]
+    y.backward(torch.tensor([1.0, 2.0, 3.0]))
+    assert y.tolist() == [1.0, 1.0, 3.0] and x.grad.tolist() == [-0.5, 2.0, 3.0]
+
+
 def test_eltwise_max_keeps_caffes_comparisons_with_nan():
     """Caffe compares with the value picked so far: NaN never wins a comparison, so a NaN in
     bottom 0 loses, one in bottom 1 is picked and stays, and a later NaN is never picked."""

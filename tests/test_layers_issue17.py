@@ -87,6 +87,12 @@ def test_power_keeps_caffes_gradient_at_a_zero_base():
     constant = build(layer_text("Power", "power_param { power: 0 scale: 3 }"), (2,))
     y = constant(x.clone().requires_grad_())[0]
     assert y.tolist() == [1.0, 1.0] and not y.requires_grad     # Caffe's diff: 0
+    for body, value in (("power: 1 scale: 0 shift: 3", 3.0), ("power: -1 scale: 0 shift: 2", 0.5)):
+        y = build(layer_text("Power", f"power_param {{ {body} }}"), (2,))(x)[0]
+        assert y.tolist() == [value, value]                     # shift^power, for any power
+    # shift 0: no shift is added, so −0 stays −0 and its reciprocal is −inf, as in Caffe
+    y = build(layer_text("Power", "power_param { power: -1 }"), (2,))(torch.tensor([-0.0, 0.0]))[0]
+    assert y.tolist() == [-math.inf, math.inf]
 
 
 @pytest.mark.parametrize("exponent", [0.5, -0.5, 2, 3, -1, -2, 1.5, -1.5, 0])

@@ -14,6 +14,7 @@ import torch
 from runtime.errors import AllconvError
 from runtime.lr_policy import POLICIES, learning_rate
 from runtime.proto import pb
+from runtime.prototxt import parse_solver
 from runtime.solver import NesterovSolver, SGDSolver, make_solver
 
 
@@ -787,3 +788,23 @@ def test_a_format_1_rngstate_is_upgraded_to_layer_names():
     assert new["net"] == {s.net.layer_names[2]: {"cpu": "S"}}
     with pytest.raises(AllconvError, match="unknown rng state format 'allconv-rngstate-9'"):
         _upgrade_rng_state({**old, "format": "allconv-rngstate-9"}, s, "x.rngstate")
+
+
+def test_test_nets_from_files_are_read_from_the_current_folder(tmp_path, monkeypatch):
+    """``test_net: FILE`` adds a test net read as Caffe reads it; one missing is named with
+    its field; a generic net fills the test_iter left after the specific ones."""
+    monkeypatch.chdir(tmp_path)
+    net = _net_text(source="input")
+    (tmp_path / "train.prototxt").write_text(net)
+    (tmp_path / "test.prototxt").write_text(net)
+    common = 'test_interval: 1 base_lr: 0.1 max_iter: 1 lr_policy: "fixed" '
+    solver = make_solver(parse_solver('train_net: "train.prototxt" test_net: "test.prototxt" '
+                                      'test_iter: 1 ' + common))
+    assert len(solver.test_nets) == 1
+    with pytest.raises(AllconvError, match=r"^the solver's test_net: missing.prototxt: no such "
+                                           r"file \(relative to the current folder "):
+        make_solver(parse_solver('train_net: "train.prototxt" test_net: "missing.prototxt" '
+                                 'test_iter: 1 ' + common))
+    solver = make_solver(parse_solver('net: "train.prototxt" test_net: "test.prototxt" '
+                                      'test_iter: 1 test_iter: 1 test_iter: 1 ' + common))
+    assert len(solver.test_nets) == 3
