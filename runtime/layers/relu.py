@@ -44,8 +44,9 @@ def rule_backward(f: torch.Tensor, signal: torch.Tensor, slope: float, rule: str
 
 def caffe_relu(x: torch.Tensor, slope: float) -> torch.Tensor:
     """CPU Caffe's ReLU forward: NaN at −inf, and +0 below zero for a slope of 0 (−0 only
-    from −0, which becomes +0 here)."""
-    return F.leaky_relu(x, slope).add_(0.0) if slope == 0 else F.leaky_relu(x, slope)
+    from −0, which becomes +0 here). Not ``add_``: torch 2.11 compiles an in-place op on a
+    Function's output into wrong gradients."""
+    return F.leaky_relu(x, slope) + 0.0 if slope == 0 else F.leaky_relu(x, slope)
 
 
 class _RuledReLU(torch.autograd.Function):
