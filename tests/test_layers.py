@@ -688,6 +688,15 @@ def test_relu_gives_caffes_plus_zero_below_zero(rule):
     assert y.tolist() == [0.0, 0.0, 2.0, 0.0] and not torch.signbit(y).any()
 
 
+def test_relu_backward_blocks_nan_and_minus_infinity_as_caffes_x_above_0():
+    """Caffe's diff is top diff · (x > 0): 0 where x is NaN or −inf (whose output is NaN);
+    relu's own backward, reading its output, passed the signal there."""
+    layer = build("name: 'r' type: 'ReLU' bottom: 'x' top: 'y'", (5,))
+    x = torch.tensor([float("nan"), -math.inf, math.inf, -2.0, 3.0], requires_grad=True)
+    layer(x)[0].backward(torch.ones(5))
+    assert x.grad.tolist() == [0.0, 0.0, 1.0, 0.0, 1.0]
+
+
 def test_leaky_relu_not_in_place_passes_the_slope_where_the_input_is_negative():
     """Its backward reads the bottom (Caffe's in-place one reads the top: tested with the
     fixture relu_inplace_negative_slope)."""

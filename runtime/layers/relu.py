@@ -30,10 +30,9 @@ def rule_backward(f: torch.Tensor, signal: torch.Tensor, slope: float, rule: str
     """The signal a ReLU with input ``f`` passes down under ``rule``."""
     if rule not in RULES:
         raise AllconvError(f"unknown ReLU backward rule {rule!r} (valid: {', '.join(RULES)})")
-    if rule == "backprop" and slope == 0:     # relu's own backward, one kernel; it passes
-        # the signal where the output is NaN (a NaN or −inf input: a diverged net), which
-        # Caffe's x > 0 blocks
-        return torch.ops.aten.threshold_backward(signal, f, 0)
+    if rule == "backprop" and slope == 0:     # one kernel: y > 0 ? g : 0·g, which blocks the
+        # signal where the output is NaN (a NaN or −inf input) as Caffe's x > 0 does
+        return torch.ops.aten.leaky_relu_backward(signal, f, 0.0, True)
     out = signal
     if rule in ("backprop", "guided"):
         out = torch.where(f > 0, out, slope * out)
