@@ -31,6 +31,14 @@ _together: ContextVar[list | None] = ContextVar("allconv_written_together", defa
 TEMPORARY = ".*.tmp"      # the names of `atomic_writer`'s temporary files, as a glob
 
 
+def missing(path: PathLike) -> str:
+    """``no such file``, with the folder a relative path was looked for in (the current one,
+    as Caffe looks)."""
+    path = Path(path)
+    return "no such file" + ("" if path.is_absolute() else
+                             f" (relative to the current folder {Path.cwd()})")
+
+
 def read_bytes(path: PathLike, what: str) -> bytes:
     """The bytes of ``path``; a missing or unreadable file is an AllconvError naming it."""
     path = Path(path)

@@ -559,10 +559,10 @@ def _copy_net(net_param):
 
 def _named_net(field: str, path: str):
     """The net file a solver field names, read as Caffe reads it: from the current folder."""
+    from .files import missing
     from .prototxt import read_net
     if "\0" not in path and not os.path.exists(path):     # a NUL: read_net's own message
-        where = "" if os.path.isabs(path) else f" (relative to the current folder {os.getcwd()})"
-        raise AllconvError(f"the solver's {field}: {path}: no such file{where}")
+        raise AllconvError(f"the solver's {field}: {path}: {missing(path)}")
     return _copy_net(read_net(path))
 
 

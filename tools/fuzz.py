@@ -527,8 +527,9 @@ class Fuzzer:
             Net(NETS[name], TEST, seed=0).save(workdir / f"{name}.caffemodel")
             self.caffemodels[name] = (workdir / f"{name}.caffemodel").read_bytes()
         for name in self.deploys:
-            (workdir / f"{name}.deploy").write_text(deploy_text(NETS[name]))
-            Net(deploy_text(NETS[name]), TEST, seed=0).save(workdir / f"{name}.deploy.caffemodel")
+            text = deploy_text(NETS[name])
+            (workdir / f"{name}.deploy").write_text(text)
+            Net(text, TEST, seed=0).save(workdir / f"{name}.deploy.caffemodel")
         for name in self.solvers:
             (workdir / f"{name}.solver").write_text(SOLVER + SOLVERS[name])
         self.seed_files = {path: path.read_bytes() for path in workdir.iterdir()}

@@ -9,7 +9,7 @@ import torch
 from runtime.data import cifar
 from runtime.data.datasets import CIFAR_RELEASE, DATASETS
 from runtime.errors import AllconvError
-from runtime.files import read_npz
+from runtime.files import missing, read_npz
 
 PHASE_SPLITS = {0: "train", 1: "test"}   # Caffe's Phase: TRAIN, TEST
 
@@ -53,9 +53,8 @@ def open_source(source: str, phase: int, verify: bool = True) -> Source:
     if path.is_dir():
         return _open_cifar(path, PHASE_SPLITS[phase], verify)
     if not path.exists():
-        where = "" if path.is_absolute() else f" (relative to the current folder {Path.cwd()})"
         hint = ("; allconv-prep-cifar writes it" if "_gcn_zca_" in path.name else "")
-        raise AllconvError(f"data source {source}: no such file{where}{hint}")
+        raise AllconvError(f"data source {source}: {missing(path)}{hint}")
     raise AllconvError(f"data source {source} is neither a .npz file nor a folder "
                        "holding an official CIFAR release")
 

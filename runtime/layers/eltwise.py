@@ -49,12 +49,10 @@ class Eltwise(Layer):
             return (torch.stack(bottoms).prod(0),)
         if self.op == _E.SUM:
             return (sum(c * b for c, b in zip(self.coeff, bottoms)),)
-        first = bottoms[0] > bottoms[1]
-        pick, best = (~first).long(), torch.where(first, bottoms[0], bottoms[1])
-        for i, b in enumerate(bottoms[2:], start=2):     # best: the picked value, NaN included
-            later = b > best
-            pick, best = torch.where(later, i, pick), torch.where(later, b, best)
-        return (torch.stack(bottoms).gather(0, pick.unsqueeze(0)).squeeze(0),)
+        best = torch.where(bottoms[0] > bottoms[1], bottoms[0], bottoms[1])
+        for b in bottoms[2:]:       # each where passes the gradient to the bottom it picked
+            best = torch.where(b > best, b, best)
+        return (best,)
 
 
 class _ProdOverBottom(torch.autograd.Function):
