@@ -126,3 +126,14 @@ def test_ctrl_c_stops_the_fuzzer_with_the_counts_so_far(tmp_path, kind):
     assert proc.returncode == 130, err[-2000:]
     assert 0 < json.loads(out)[kind]["cases"] < 100000
     assert err.endswith("fuzz: interrupted; the counts so far are above\n")
+
+
+def test_onnx_kind_with_only_the_data_net_is_one_line():
+    """The data net has no deploy form: said, exit 2 (it was an IndexError)."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "tools" / "fuzz.py"), "--kinds", "onnx",
+                           "--nets", fuzz.HDF5_NET, "--cases", "1"], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "fuzz.py: error: --kinds onnx exports the seed nets' deploy forms")

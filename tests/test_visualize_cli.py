@@ -60,7 +60,7 @@ def test_unit_writes_the_figure_and_the_raw_reconstructions(files, capsys):
     conv2 = net.blob_values(data=x)["conv2"][0, 3].detach()
     y, xx = divmod(int(conv2.argmax()), conv2.shape[1])
     out = capsys.readouterr().out
-    assert f"unit (3, {y}, {xx})" in out and out.endswith(f"wrote {d / 'unit.png'}\n")
+    assert f"unit 3,{y},{xx}:" in out and out.endswith(f"wrote {d / 'unit.png'}\n")
     switched, _ = switched_net(net)
     with np.load(d / "unit.npz") as saved:
         assert sorted(saved) == sorted(METHODS + tuple(m + "_switches" for m in METHODS))

@@ -713,9 +713,9 @@ def main() -> int:
                    help="comma-separated seed nets: " + ", ".join(NETS))
     p.add_argument("--solvers", default=",".join(SOLVERS),
                    help="comma-separated seed solvers: " + ", ".join(SOLVERS))
-    p.add_argument("--out", type=Path, help="keep the cases that end in a traceback, another "
-                                            "exit, over time or in a crash of the fuzzer "
-                                            "itself here")
+    p.add_argument("--out", type=Path, help="keep the cases that end in a traceback, a "
+                                            "mismatch, another exit, over time or in a crash "
+                                            "of the fuzzer itself here")
     p.add_argument("--memory-mib", type=int, default=64, help="largest blob (default 64 MiB)")
     p.add_argument("--case-seconds", type=float, default=3.0,
                    help="time limit of one case (default 3 s)")
@@ -725,6 +725,9 @@ def main() -> int:
         chosen[option] = getattr(args, option).split(",")
         if unknown := set(chosen[option]) - set(valid):
             p.error(f"unknown {option[:-1]}(s) {sorted(unknown)}; valid: {', '.join(valid)}")
+    if "onnx" in chosen["kinds"] and chosen["nets"] == [HDF5_NET]:
+        p.error(f"--kinds onnx exports the seed nets' deploy forms, and {HDF5_NET!r} (data "
+                "layers that read files) has none: give another with --nets")
     if HDF5_NET in chosen["nets"] and importlib.util.find_spec("h5py") is None:
         p.error(f"the seed net {HDF5_NET!r} reads and writes HDF5, and h5py is not installed: "
                 "pip install -e \".[hdf5]\", or leave it out with --nets")

@@ -17,7 +17,7 @@ from runtime.errors import AllconvError
 from runtime.files import atomic_writer, check_writable, suffix_option
 from runtime.reconstruction import (METHODS, activations, backward_ignores_input, check_blob,
                                     choose_unit, input_blob, parse_unit, receptive_windows,
-                                    reconstruct, switched_net, top_units)
+                                    reconstruct, switched_net, top_units, unit_text)
 from visualize.figures import SCALING, blank, grid_figure, shown, unit_figure
 from visualize.inputs import (check_sample, device_tensor, is_npz, load_images, load_net,
                               load_picture, net_source, rescaled)
@@ -74,9 +74,10 @@ def unit(args) -> None:
     x = device_tensor(picture.whitened[None], net)
     activation = activations(net, args.blob, x)[0]
     chosen = choose_unit(activation, wanted, args.blob)
+    named = unit_text(chosen)
     value = float(activation[chosen])
     if not math.isfinite(value):
-        raise AllconvError(f"blob {args.blob!r} unit {chosen} is {value} for this input: "
+        raise AllconvError(f"blob {args.blob!r} unit {named} is {value} for this input: "
                            f"non-finite weights in {source.weights}, or an overflow")
     nets = [("net as given", net, "", value)]
     notes = []
@@ -97,12 +98,12 @@ def unit(args) -> None:
                             f", since the unit's value there is {at:.3g} and these rules pass "
                             "nothing back through a ReLU whose input is not positive"
                             if at <= 0 else ""))
-    print(f"blob {args.blob} unit {chosen}: activation {value:.6g}")
+    print(f"blob {args.blob} unit {named}: activation {value:.6g}")
     for note in notes:
         print(f"switches: {note}")
     for note in grey:
         print(f"visualize unit: note: {note}", file=sys.stderr)
-    title = f"{net.name}: blob {args.blob}, unit {chosen} (activation {value:.3g})"
+    title = f"{net.name}: blob {args.blob}, unit {named} (activation {value:.3g})"
     if notes:
         title += "\nswitches: " + "; ".join(notes)
     title += "".join(f"\n{textwrap.fill(note, 100)}" for note in grey)

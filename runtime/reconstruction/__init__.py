@@ -6,8 +6,9 @@ from runtime.reconstruction.rules import METHODS, backward_ignores_input, relu_r
 from runtime.reconstruction.switches import switched_net
 from runtime.reconstruction.top_units import TopUnits, top_units
 from runtime.reconstruction.units import (activations, check_blob, choose_unit, input_blob,
-                                          parse_unit, reconstruct)
+                                          parse_unit, reconstruct, unit_text)
 
 __all__ = ["METHODS", "backward_ignores_input", "relu_rule", "switched_net", "receptive_windows",
            "TopUnits", "top_units",
-           "activations", "check_blob", "choose_unit", "input_blob", "parse_unit", "reconstruct"]
+           "activations", "check_blob", "choose_unit", "input_blob", "parse_unit", "reconstruct",
+           "unit_text"]

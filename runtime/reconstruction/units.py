@@ -43,6 +43,11 @@ def parse_unit(text: str) -> tuple[int, ...]:
     return unit
 
 
+def unit_text(unit: tuple[int, ...]) -> str:
+    """A unit as ``--unit`` takes it: C, or C,Y,X."""
+    return ",".join(map(str, unit))
+
+
 def choose_unit(activation: torch.Tensor, unit: tuple[int, ...] | None,
                 blob: str = "blob") -> tuple[int, ...]:
     """The unit's index in one sample's ``activation`` (C, ...): ``unit`` as given when it names
@@ -55,8 +60,8 @@ def choose_unit(activation: torch.Tensor, unit: tuple[int, ...] | None,
         raise AllconvError(f"--unit names {len(unit)} value(s); blob {blob!r} has units "
                            f"{shape}: give C or one index per axis")
     if any(u >= n for u, n in zip(unit, shape)):
-        raise AllconvError(f"unit {','.join(map(str, unit))} is out of range for blob {blob!r} "
-                           f"of shape {shape}")
+        raise AllconvError(f"unit {unit_text(unit)} is out of range for blob {blob!r} of "
+                           f"shape {shape}")
     if len(unit) == len(shape):
         return unit
     channel = activation[unit[0]]
