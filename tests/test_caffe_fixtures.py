@@ -685,6 +685,33 @@ def test_exp_log_constants_are_caffes(name):
     assert not failures, "; ".join(failures)
 
 
+# ------------------------------------------------------------------------------ sequences
+
+@pytest.mark.parametrize("name", cases_of("sequence"))
+def test_sequence(name):
+    """A net reshaped and run forward step after step at changing batch sizes, against
+    Caffe after each forward (a recurrent layer's carried state as N shrinks and grows)."""
+    from runtime.net import Net
+
+    meta = METAS[name]
+    net = Net(meta["prototxt"], pb.TEST)
+    set_weights(net, meta)
+    failures = []
+    with load(name) as z:
+        for k, step in enumerate(meta["steps"], 1):
+            given = {}
+            for blob, spec in step["inputs"].items():
+                given[blob] = ff.make_input(name, f"{blob}@{k}", spec)
+                _check_sum(given[blob], meta["input_sums"][f"{blob}@{k}"], f"input {blob}@{k}")
+                net.blobs[blob].reshape(*given[blob].shape)
+            net.reshape()
+            if step["forward"]:
+                net.forward(**given)
+                failures += compare(z, f"fwd{k}:", lambda b: net.blobs[b].data,
+                                    "sequence forward", name, TOL_LAYER)
+    assert not failures, f"{name}: " + "; ".join(failures)
+
+
 # ------------------------------------------------------------------------------ data layers
 
 @pytest.mark.parametrize("name", cases_of("data"))

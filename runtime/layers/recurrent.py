@@ -6,12 +6,14 @@ multiplied by cont_t), an optional static input x_static (N × …) added to eve
 ``expose_hidden`` the initial states (1 × N × num_output each, after x_static). Tops: the
 output (T × N × num_output) and, with ``expose_hidden``, the final states.
 
-Without ``expose_hidden`` each forward starts from the previous forward's final state (zeros
-at first, and after N changes), as Caffe copies h_T into h_0. As in Caffe, no gradient flows
-into the initial states, out of the exposed final states, or to cont; x and x_static get one.
-Whenever the layer runs backward, Caffe's unrolled net computes the diffs of x, x_static and
-every learnable blob, an lr_mult of 0 or a bottom that needs no diff notwithstanding (they
-count in clip_gradients' norm).
+Without ``expose_hidden`` each forward starts from the previous forward's final state, as
+Caffe copies h_T into h_0: the first N × num_output values of h_T's buffer, which keeps its
+memory when N shrinks (the first N rows of the last final state, then older rows when N
+grows back) and is zeros again when N passes its largest size so far. As in Caffe, no
+gradient flows into the initial states, out of the exposed final states, or to cont; x and
+x_static get one. Whenever the layer runs backward, Caffe's unrolled net computes the diffs
+of x, x_static and every learnable blob, an lr_mult of 0 or a bottom that needs no diff
+notwithstanding (they count in clip_gradients' norm).
 """
 from __future__ import annotations
 
@@ -63,6 +65,7 @@ class Recurrent(Layer):
             raise AllconvError("recurrent_param.num_output must be positive")
         self.warn_without_weight_filler(recurrent)
         self.timesteps, self.hidden = x[0], recurrent.num_output
+        self.state_count = x[1] * self.hidden
         self.has_static = len(bottom_shapes) == 3 + self.exposed
         static = bottom_shapes[2] if self.has_static else None
         if static is not None and len(static) < 2:
@@ -95,6 +98,10 @@ class Recurrent(Layer):
             if shape != state:
                 raise AllconvError(f"bottom {index} (an initial state) has shape {shape}; "
                                    f"it must be 1 × N × num_output = {state}")
+        self.state_count = streams * self.hidden
+        if not self.exposed:
+            for name in self.states:
+                self._buffer_for(name, self.state_count)
         return [(steps, streams, self.hidden)] + [state] * self.exposed
 
     def input_size(self, index: int) -> int:
@@ -107,26 +114,35 @@ class Recurrent(Layer):
         if self.exposed:
             states = [s.detach().reshape(streams, self.hidden) for s in rest[self.has_static:]]
         else:
-            states = [self._carried(name, x) for name in self.states]
+            states = [self._buffer_for(name, streams * self.hidden)[:streams * self.hidden]
+                      .reshape(streams, self.hidden).to(x.dtype) for name in self.states]
         output, finals = self.unroll(x.reshape(steps, streams, -1), cont.detach(), static,
                                      states)
         finals = [f.detach().unsqueeze(0) for f in finals]
         if self.exposed:
             return (output, *finals)
         for name, final in zip(self.states, finals):
-            setattr(self, f"carry_{name}", final)
+            buffer = self._buffer_for(name, final.numel())
+            setattr(self, f"carry_{name}", torch.cat([final.reshape(-1).to(buffer.dtype),
+                                                      buffer[final.numel():]]))
         return (output,)
 
-    def _carried(self, name: str, x) -> torch.Tensor:
-        state = getattr(self, f"carry_{name}")
-        if tuple(state.shape) != (1, x.shape[1], self.hidden) or state.device != x.device:
-            return x.new_zeros(x.shape[1], self.hidden)
-        return state.reshape(x.shape[1], self.hidden)
+    def _buffer_for(self, name: str, size: int) -> torch.Tensor:
+        """The state's flat buffer (Caffe's h_T blob), holding at least ``size`` values: a
+        larger size than any before allocates anew, zeros (Blob::Reshape past its capacity)."""
+        buffer = getattr(self, f"carry_{name}")
+        if buffer.numel() < size:
+            buffer = buffer.new_zeros(size)
+            setattr(self, f"carry_{name}", buffer)
+        return buffer
 
     def reset(self) -> None:
-        """Caffe's RecurrentLayer::Reset: the next forward starts from zero states."""
+        """Caffe's RecurrentLayer::Reset: the states' first N × num_output values, those the
+        next forward at this N starts from, become zeros."""
         for name in self.states:
-            setattr(self, f"carry_{name}", getattr(self, f"carry_{name}").new_zeros(0))
+            buffer = self._buffer_for(name, self.state_count)
+            setattr(self, f"carry_{name}", torch.cat([buffer.new_zeros(self.state_count),
+                                                      buffer[self.state_count:]]))
 
     def add_blobs(self, input_size, static_size, recurrent, generator) -> None:
         raise NotImplementedError

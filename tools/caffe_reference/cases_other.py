@@ -6,7 +6,8 @@ force_backward, and a loss makes Caffe run their backward; cont (T × N) is a 0/
 and gets no diff, as in Caffe."""
 from __future__ import annotations
 
-from case_kit import L, conv, labels, net_case, normal, uniform
+import fixture_format as ff
+from case_kit import L, conv, input_layer, labels, net_case, normal, uniform
 
 
 def recurrent(name, type_, inputs, body, tops=("out",)):
@@ -16,8 +17,23 @@ def recurrent(name, type_, inputs, body, tops=("out",)):
                        f"recurrent_param {{ num_output: 3 {body} }}")])
 
 
+def carried_state(type_, batches):
+    """A recurrent layer without expose_hidden run at the batch sizes ``batches`` (a negative
+    size: reshaped to it with no forward): Caffe's h_T blob keeps its memory when N shrinks
+    and reallocates zeros past its largest size, and h_0 starts from its first N rows."""
+    steps = [{"inputs": {"x": normal(3, abs(n), 2),
+                         "cont": {"shape": [3, abs(n)], "kind": "values",
+                                  "values": [1, 1, 1, 1, 1, 1, 0]}},
+              "forward": n > 0} for n in batches]
+    layer = L("rec", type_, ["x", "cont"], "h", "recurrent_param { num_output: 3 }")
+    return {"kind": "sequence", "name": f"{type_.lower()}_carried_state_batch_changes",
+            "group": type_, "prototxt": input_layer(steps[0]["inputs"]) + layer,
+            "steps": steps, "weight_mode": "msra", "sample_size": ff.SAMPLE_SIZE,
+            "note": "batches " + ", ".join(map(str, batches))}
+
+
 def cases():
-    c = []
+    c = [carried_state(type_, (3, 2, 3, 1, 5, 2, -9, 4, 6)) for type_ in ("RNN", "LSTM")]
     for name, out, dim, body in (("embed", 4, 5, ""), ("embed_nobias", 3, 7, "bias_term: false")):
         c.append(net_case(name, "Embed", {"data": labels(2, 3, classes=dim),
                                           "target": normal(2, 3, out)},

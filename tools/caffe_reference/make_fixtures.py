@@ -39,6 +39,11 @@ Case kinds (``meta["kind"]``):
   kept as bytes (``file:solverstate``, ``file:caffemodel``), and Caffe also restores the
   runtime's snapshot after step k (written by the venv step) and steps on (``resumed<k>:``).
 
+* ``sequence``: a net with Input layers and seeded weights, run through ``steps``: before each
+  step every input is reshaped to its spec's shape and refilled (tag ``@<k>``), then the net is
+  reshaped and, unless the step says ``forward: false``, run forward; records every other blob
+  after each forward (``fwd<k>:<blob>``): what a layer keeps from one forward to the next
+  (the recurrent layers' states) as the batch shrinks and grows.
 * ``data``: a net of data layers (DummyData, HDF5Data over .h5 files the venv step writes with
   h5py, HDF5Output, MemoryData through ``set_input_arrays``) run a few times; records every top
   after each forward (``fwd<k>:<blob>``) and HDF5Output's file as bytes (``file:output``).
@@ -1091,6 +1096,27 @@ class CaffeRunner:
         case["learned_net"] = found[".caffemodel"].name
         return {f"file:{kind[1:]}": np.frombuffer(found[kind].read_bytes(), np.uint8)
                 for kind in (".solverstate", ".caffemodel")}
+
+    def run_sequence(self, case: dict):
+        caffe = self.caffe
+        net = caffe.Net(self.write_tmp(case["name"] + ".prototxt", case["prototxt"]), caffe.TEST)
+        wsums, isums, arrays = self.set_weights(net, case), {}, {}
+        for k, step in enumerate(case["steps"], 1):
+            given = {name: ff.make_input(case["name"], f"{name}@{k}", spec)
+                     for name, spec in step["inputs"].items()}
+            for name, x in given.items():
+                net.blobs[name].reshape(*x.shape)
+                isums[f"{name}@{k}"] = ff.checksum(x)
+            net.reshape()
+            if not step["forward"]:
+                continue
+            for name, x in given.items():
+                net.blobs[name].data[...] = x
+            net.forward()
+            for name, blob in net.blobs.items():
+                if name not in given:
+                    arrays.update(ff.encode(f"fwd{k}:{name}", blob.data, case["sample_size"]))
+        return {"input_sums": isums, "weight_sums": wsums}, arrays
 
     def run_data(self, case: dict):
         caffe = self.caffe
