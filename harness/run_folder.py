@@ -286,10 +286,23 @@ class RunFolder:
     def write_record(self, settings: dict, provenance: dict, **prototxt: str) -> None:
         """The run's record: the prototxt given (``net``, ``solver``, ``deploy``: texts as
         rendered), then run.json (last, so that a run.json means a complete record)."""
+        if self.file(RUN_JSON).is_file():
+            self._check_same_whitening(provenance["whitening"])
         names = {"net": NET, "solver": SOLVER, "deploy": DEPLOY}
         for key, text in prototxt.items():
             atomic_write_bytes(self.file(names[key]), text.encode())
         self._write_json(RUN_JSON, {**settings, PROVENANCE: provenance})
+
+    def _check_same_whitening(self, whitening: dict | None) -> None:
+        """A resumed run must go on with the whitened data it trained on (the settings leave
+        out where the data lies, not what it is)."""
+        before, now = ((Path(w["cache_entry"]).name if w else None)
+                       for w in (self.provenance["whitening"], whitening))
+        if before != now:
+            raise AllconvError(f"cannot resume {self.path}: it trained on the whitening "
+                               f"{before or '(none: data given in memory)'}, the data given now "
+                               f"gives {now or '(none: data given in memory)'}; give --data "
+                               "with the release it trained on")
 
     def write_result(self, result: dict) -> None:
         self._write_json(RESULT_JSON, result)

@@ -7,6 +7,7 @@ import os
 import signal
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -458,6 +459,27 @@ def test_resume_refuses_other_settings(tmp_path, tiny_data):
     with pytest.raises(AllconvError, match=r"other settings \(seed 0 there, 1 here\); give its "
                                            r"settings, or drop --resume to start it again$"):
         train(spec, options(tiny_data, seed=1, resume=True), tmp_path / "run")
+
+
+def test_resume_refuses_other_data(tmp_path, tiny_data):
+    """The settings leave out where the data lies, not which whitened data it is."""
+    other = tmp_path / "other"
+    shutil.copytree(tiny_data, other)
+    batch = other / "cifar-10-batches-bin" / "data_batch_1.bin"
+    pixels = bytearray(batch.read_bytes())
+    pixels[1] ^= 0xFF
+    batch.write_bytes(bytes(pixels))
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=16))
+    assert train(spec, options(tiny_data, epochs=2, time_limit=0), tmp_path / "run")[
+        "stopped_by"] == "time_limit"
+    record = (tmp_path / "run" / "run.json").read_text()
+    with pytest.raises(AllconvError, match=r"cannot resume .*run: it trained on the whitening "
+                                           r"cifar10-\w+, the data given now gives cifar10-\w+; "
+                                           r"give --data with the release it trained on$"):
+        train(spec, options(other, epochs=2, resume=True), tmp_path / "run")
+    assert (tmp_path / "run" / "run.json").read_text() == record
+    assert "test_error" in train(spec, options(tiny_data, epochs=2, resume=True),
+                                 tmp_path / "run")                      # its own data: goes on
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_data, monkeypatch):
