@@ -106,6 +106,17 @@ def load_net(prototxt, weights):
     return trained_net(param, weights)
 
 
+def check_class_count(net, dataset: str, count: int) -> None:
+    """The class names given must name the net's scores: one of its outputs has ``count``
+    channels."""
+    from runtime.export.model import default_outputs
+    shapes = {name: tuple(net.blobs[name].shape) for name in default_outputs(net)}
+    if not any(len(shape) >= 2 and shape[1] == count for shape in shapes.values()):
+        found = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        raise AllconvError(f"{dataset} has {count} classes, and no output of the net has "
+                           f"{count} channels ({found}): give the net's own --dataset")
+
+
 def require_onnx() -> None:
     """onnx and onnxruntime are the ``[onnx]`` extra; without them, say how to get them."""
     missing = [name for name in ("onnx", "onnxruntime") if find_spec(name) is None]
@@ -137,11 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         dataset = get_dataset(args.dataset or dataset_names(whitening=True)[0])
         net = load_net(args.prototxt, args.weights)
         variant = _variant(net.name)
+        if args.with_preprocessing or args.data:
+            classes = dataset.class_names
+            check_class_count(net, dataset.name, len(classes))
         if args.with_preprocessing:
             check_image_net(net)
             whitening = prepared_whitening(dataset.name, args.data, verify=args.verify)
-        if args.with_preprocessing or args.data:
-            classes = dataset.class_names
+        elif args.data:
+            dataset.check_files(args.data, "--data")
     start = time.perf_counter()
     worst = to_onnx(net, args.output, outputs=args.outputs, static_batch=args.static_batch,
                     opset=args.opset,

@@ -494,6 +494,26 @@ def test_dataset_must_match_the_run_and_must_do_something(run_dir, tmp_path, cap
     assert not (tmp_path / "n.onnx").exists()
 
 
+def test_class_names_must_fit_the_net_and_data_must_hold_the_release(run_dir, tmp_path,
+                                                                     capsys):
+    """Before: a 10-class net exported with --dataset cifar100 got 100 class names (a
+    100-class net 10), and --data of a missing folder without --with-preprocessing was
+    accepted unread; both exited 0."""
+    folder, _, data = run_dir
+    net = ["--prototxt", str(folder / "deploy.prototxt"), "--weights",
+           str(folder / "checkpoint_iter_2.caffemodel"), "-o", str(tmp_path / "m.onnx")]
+    err = _bad(tmp_path, net + ["--data", str(data), "--dataset", "cifar100"], capsys)
+    assert err == ("export-onnx: error: cifar100 has 100 classes, and no output of the net has "
+                   "100 channels (prob (1, 10, 1, 1)): give the net's own --dataset\n")
+    err = _bad(tmp_path, net + ["--data", str(tmp_path / "nowhere")], capsys)
+    assert err.startswith(f"export-onnx: error: --data: CIFAR-10 train files not found in "
+                          f"{tmp_path / 'nowhere'}: put data_batch_1.bin")
+    assert not (tmp_path / "m.onnx").exists()
+    assert cli.main(net + ["--data", str(data), "--skip-check"]) == 0
+    model = onnx.load(tmp_path / "m.onnx")
+    assert len(json.loads({p.key: p.value for p in model.metadata_props}["allconv.classes"])) == 10
+
+
 def test_export_with_data_whitens_from_the_harness_cache(run_dir, tmp_path, monkeypatch):
     folder, _, data = run_dir
     monkeypatch.setenv("XDG_CACHE_HOME", str(Path(json.loads((folder / "run.json").read_text())
