@@ -85,6 +85,28 @@ def test_filters_reconstructs_each_centre_unit_without_an_image(files):
         assert np.abs(saved["deconvnet"]).sum() > 0
 
 
+def test_filters_of_a_data_layer_net_equal_its_input_nets(files, tmp_path):
+    """Before: a net with a Data layer (the train/test prototxt) was refused as if the Data
+    layer's backward depended on the image."""
+    d, _ = files
+    source = d / "data.npz"
+    data_net = NET.replace(
+        'type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } }',
+        f'type: "Data" top: "data" top: "label" data_param {{ source: "{source}" '
+        'batch_size: 2 }')
+    (tmp_path / "data.prototxt").write_text(data_net)
+    assert run_cli(main, "visualize", ["filters", "--prototxt", str(tmp_path / "data.prototxt"),
+                                       "--weights", str(d / "net.caffemodel"), "--device", "cpu",
+                                       "--blob", "conv2", "--filters", "1-3", "-o",
+                                       str(tmp_path / "f.png"), "--npy",
+                                       str(tmp_path / "f.npz")]) == 0
+    assert cli(files, "filters", "--blob", "conv2", "--filters", "1-3", "-o", tmp_path / "g.png",
+               "--npy", tmp_path / "g.npz") == 0
+    with np.load(tmp_path / "f.npz") as ours, np.load(tmp_path / "g.npz") as theirs:
+        assert np.abs(theirs["deconvnet"]).sum() > 0
+        np.testing.assert_array_equal(ours["deconvnet"], theirs["deconvnet"])
+
+
 def test_filters_refuses_max_pooling(files, tmp_path, capsys):
     d, net = files
     pooled = NET + ('layer { name: "pool" type: "Pooling" bottom: "conv2" top: "pool" '

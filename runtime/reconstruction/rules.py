@@ -11,7 +11,7 @@ METHODS = RULES
 
 # Layer types whose backward is one linear map for every input (ReLU: its deconvnet rule reads
 # only the signal from above).
-_INPUT_FREE = {"Input", "Convolution", "Deconvolution", "InnerProduct", "ReLU", "Dropout",
+_INPUT_FREE = {"Convolution", "Deconvolution", "InnerProduct", "ReLU", "Dropout",
                "Split", "Concat", "Slice", "Flatten", "Reshape", "Crop", "Tile", "Im2col"}
 
 
@@ -34,8 +34,11 @@ def relu_rule(net, method: str):
 
 def backward_ignores_input(layer) -> bool:
     """Whether the deconvnet signal passes ``layer`` the same way for every input, so that it
-    needs no image: the linear layers (AVE pooling, Eltwise SUM, a learned Scale or Bias,
-    Power of power 1, BatchNorm on its global statistics) and ReLU."""
+    needs no image: the sources (Input, Data: where the signal ends), the linear layers (AVE
+    pooling, Eltwise SUM, a learned Scale or Bias, Power of power 1, BatchNorm on its global
+    statistics) and ReLU."""
+    if not layer.bottoms:
+        return True
     kind = layer.param.type
     if kind == "Pooling":
         return layer.method == pb.PoolingParameter.AVE
