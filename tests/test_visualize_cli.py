@@ -639,3 +639,38 @@ def test_new_user_errors_name_the_subcommand_and_the_file(files, capsys, argv, m
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(message.format(d=d)) and err.count("\n") == 1, err
     assert not out.exists()
+
+
+def test_a_large_all_cnn_net_reads_cifar_images_in_its_frame(tmp_path, capsys):
+    """A CIFAR net of Large All-CNN's 126×126 input: --cifar-index and --image are its test
+    input (the pixels scaled and centred in the frame), not the GCN+ZCA whitening, which
+    asked for a whitened copy and then refused the 32×32 image."""
+    from runtime.data.large_augment import LargeAugment, large_batch
+    from test_harness import write_cifar10_bin
+    text = NET.replace("dim: 8 dim: 8", "dim: 126 dim: 126")
+    (tmp_path / "large.prototxt").write_text(text)
+    net = Net(text, TEST, seed=2)
+    net.save(tmp_path / "large.caffemodel")
+    data = write_cifar10_bin(tmp_path / "cifar", n_train=10, n_test=4)
+    pixels = get_dataset("cifar10").load("test", data, verify=False)[0]
+    framed = large_batch(torch.tensor(pixels[2:3]), LargeAugment.off(), None)
+    conv2 = net.blob_values(data=framed)["conv2"][0, 1].detach()
+    unit = (1,) + divmod(int(conv2.argmax()), conv2.shape[1])
+    want = reconstruct(net, "conv2", framed, "guided", [unit])
+    assert want.abs().sum() > 0
+    common = ["unit", "--prototxt", str(tmp_path / "large.prototxt"), "--weights",
+              str(tmp_path / "large.caffemodel"), "--device", "cpu", "--blob", "conv2",
+              "--unit", "1", "--methods", "guided", "-o", str(tmp_path / "u.png")]
+    assert run_cli(main, "visualize", common + ["--cifar-index", "2", "--data", str(data),
+                                                "--no-verify", "--npy", str(tmp_path / "a.npz")]) == 0
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(np.moveaxis(pixels[2], 0, -1)).save(tmp_path / "two.png")
+    assert run_cli(main, "visualize", common + ["--image", str(tmp_path / "two.png"),
+                                                "--npy", str(tmp_path / "b.npz")]) == 0
+    for name in ("a.npz", "b.npz"):
+        with np.load(tmp_path / name) as saved:
+            np.testing.assert_array_equal(saved["guided"], want.numpy())
+    capsys.readouterr()
+    assert run_cli(main, "visualize", common + ["--image", str(tmp_path / "two.png"),
+                                                "--data", str(data)]) == 2
+    assert "--data does nothing with --image for a Large All-CNN net" in capsys.readouterr().err

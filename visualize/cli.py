@@ -147,7 +147,7 @@ def top_patches(args) -> None:
     shape = spatial_blob(net, args.blob)
     chosen = parse_filters(args.filters or f"0-{min(16, shape[1]) - 1}", shape[1])
     split = args.split or "test"
-    data = load_images(args, args.source, split)
+    data = load_images(args, net, args.source, split)
     images_of = f"images of {args.data}" if is_npz(args.data) else f"{split} images"
     check_sample(net, data.whitened.shape[1:], f"the {images_of}")
     top = top_units(net, args.blob, data.whitened, chosen, args.k, args.batch_size)
@@ -257,11 +257,15 @@ def build_parser() -> Parser:
         g.add_argument("--weights", help=".caffemodel for --prototxt; with --run, instead of "
                                          "its newest checkpoint")
         g.add_argument("--run", help="a replicate run folder: its net and newest checkpoint")
-        if s is not f:     # filters reads no image: a --dataset there is refused by argparse
+        if s is u:         # filters reads no image: a --dataset there is refused by argparse
             g.add_argument("--dataset", choices=dataset_names(),
                            help="with --prototxt, how images are prepared: cifar10/cifar100 "
                                 "the paper's GCN+ZCA (default cifar10), imagenet Caffe's ImageNet "
                                 "test transform; --run knows its own and takes no other")
+        elif s is t:       # an ImageNet tree is not scanned: its nets take --data X.npz
+            g.add_argument("--dataset", choices=dataset_names(whitening=True),
+                           help="with --prototxt, the CIFAR release --data holds (default "
+                                "cifar10); --run knows its own and takes no other")
         add_device_option(g, "cpu, cuda or cuda:N (default: cuda when available)")
         s.add_argument("--blob", required=True, help="a blob as Caffe names it (a layer's top)")
         s.add_argument("-o", "--out", required=True, type=suffix_option(".png", "the figure"),

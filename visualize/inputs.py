@@ -1,6 +1,7 @@
 """What `visualize` reads: the net and its weights, the dataset, and the image to explain, each
-prepared as the net was trained: the run's GCN+ZCA for CIFAR nets, Caffe's ImageNet test
-transform (runtime/data/imagenet.py) for an ImageNet net."""
+prepared as the net was trained: the run's GCN+ZCA for CIFAR nets, Large All-CNN's 126×126
+frame (runtime/data/large_augment.py, its test input) for a CIFAR net of that input, Caffe's
+ImageNet test transform (runtime/data/imagenet.py) for an ImageNet net."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +15,7 @@ from runtime.cli_support import resolve_device
 from runtime.data import cifar, imagenet
 from runtime.data.datasets import (CIFAR_RELEASE, IMAGE_FOLDER, Dataset, dataset_names,
                                    get_dataset)
+from runtime.data.large_augment import FRAME, LargeAugment, large_batch
 from runtime.data.preprocess import prepared_folder, prepared_images, prepared_whitening
 from runtime.errors import AllconvError
 from runtime.files import numeric, read_npz
@@ -24,6 +26,35 @@ from runtime.reconstruction import input_blob
 class Images(NamedTuple):
     whitened: np.ndarray          # (N, C, H, W) float32: what the net sees
     raw: np.ndarray | None        # (N, C, H, W) uint8 pixels, or None (a .npz source)
+
+
+class FramedImages:
+    """uint8 CIFAR pixels (N, 3, 32, 32) read as Large All-CNN's test input (N, 3, 126, 126),
+    each framed when indexed: the whole training set framed at once would take 9.5 GB."""
+
+    def __init__(self, pixels: np.ndarray):
+        self.pixels = pixels
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.pixels), 3, FRAME, FRAME)
+
+    def __getitem__(self, index) -> np.ndarray:
+        pixels = self.pixels[index]
+        one = pixels.ndim == 3
+        framed = large_batch(torch.tensor(pixels[None] if one else pixels),
+                             LargeAugment.off(), None).numpy()
+        return framed[0] if one else framed
+
+
+def frames_cifar(net, source) -> bool:
+    """Whether ``net`` is a CIFAR net taking Large All-CNN's frame, 3×126×126: its images are
+    the pixels scaled to [−1, 1] and centred in the frame, not whitened."""
+    return (source.dataset.layout == CIFAR_RELEASE
+            and tuple(net.blobs[input_blob(net)].shape[1:]) == (3, FRAME, FRAME))
 
 
 class Picture(NamedTuple):
@@ -75,10 +106,11 @@ def check_finite(array: np.ndarray, what: str) -> None:
                            "(NaN or infinite)")
 
 
-def load_images(args, source: Source, split: str) -> Images:
-    """--data as a .npz Data-layer source (used as it is), or the source's CIFAR dataset
-    GCN+ZCA-whitened as the harness trains on it: from --data DIR, else (with --run) the run's
-    whitened copy in the cache, else the cache's CIFAR files (downloaded when absent)."""
+def load_images(args, net, source: Source, split: str) -> Images:
+    """--data as a .npz Data-layer source (used as it is), or the source's CIFAR dataset as
+    the harness trains on it: framed for Large All-CNN (``frames_cifar``), else
+    GCN+ZCA-whitened: from --data DIR, else (with --run) the run's whitened copy in the cache,
+    else the cache's CIFAR files (downloaded when absent)."""
     if is_npz(args.data):
         whitened = read_npz(args.data, ("data",),
                             "a .npz source with a 'data' array")["data"].astype(np.float32)
@@ -90,6 +122,12 @@ def load_images(args, source: Source, split: str) -> Images:
     if dataset.layout != CIFAR_RELEASE or not dataset.whitening:
         raise AllconvError(f"{dataset.name} is {dataset.layout}, which is not read here: give "
                            "--data X.npz, a Data-layer source of the net's inputs")
+    if frames_cifar(net, source):
+        if source.run is not None and args.data is None and not cifar.search_release(
+                dataset.releases, split, cifar.cache_dir()):
+            raise AllconvError(f"{source.run.path}: {dataset.name}'s {split} files are not in "
+                               "this machine's cache; give --data with the CIFAR release")
+        return Images(FramedImages(dataset.load(split, args.data, args.verify)[0]), None)
     if source.run is not None and args.data is None:
         entry = source.run.cache_entry()
         if entry is None:
@@ -135,7 +173,7 @@ def load_picture(args, net, source: Source) -> Picture:
     if source.dataset.layout != CIFAR_RELEASE:
         raise AllconvError(f"--cifar-index takes a CIFAR test image; {source.dataset.name} is "
                            f"{source.dataset.layout}: give --image FILE or --input X.npy")
-    data = load_images(args, source, "test")
+    data = load_images(args, net, source, "test")
     index = args.cifar_index
     if not 0 <= index < len(data.whitened):
         raise AllconvError(f"--cifar-index {index} is out of range: the test set has "
@@ -168,6 +206,18 @@ def _image(args, net, source: Source) -> Picture:
     dataset (ImageNet) Caffe's TEST transform of runtime/data/imagenet.py: any size, resized to
     256×256, BGR, the centre crop of the net's input size less the mean values."""
     dataset, name = source.dataset, Path(args.image).name
+    if frames_cifar(net, source):
+        if args.data is not None:
+            raise AllconvError("--data does nothing with --image for a Large All-CNN net (the "
+                               "image is centred in its frame, not whitened)")
+        pixels = _read_image(args.image)
+        if pixels.shape != cifar.IMAGE_SHAPE:
+            raise AllconvError(f"--image {args.image}: a Large All-CNN image is a "
+                               f"{'×'.join(map(str, cifar.IMAGE_SHAPE[1:]))} CIFAR image, "
+                               f"centred in its frame; this one is "
+                               f"{'×'.join(map(str, pixels.shape[1:]))}")
+        return Picture(FramedImages(pixels[None])[0], np.moveaxis(pixels, 0, -1) / 255.0,
+                       f"{name} (in the {FRAME}² frame)")
     if dataset.whitening:
         shape = tuple(net.blobs[input_blob(net)].shape[1:])
         if shape != cifar.IMAGE_SHAPE:
