@@ -134,8 +134,10 @@ def _loop(run: Run | SideBySide, ranks: Ranks, precision: str, device: torch.dev
             evaluate = run.iter % run.solver_param.test_interval == 0 or run.iter == run.max_iter
             due = loop.sync_due(evaluate)
             if interrupted(ranks, due):
-                loop.sync(evaluate=False)   # a member that diverged since the last read is
-                if not loop.alive:          # not checkpointed (its good checkpoint stays)
+                loop.sync(evaluate)         # a member that diverged since the last read is
+                if loop.alive and evaluate:  # not checkpointed (its good checkpoint stays);
+                    lasts = loop.evaluate()  # an evaluation due here comes first, as the
+                if not loop.alive:          # resumed run starts after it
                     break
                 if ranks.is_main:
                     bar.write(f"{bar.label}: interrupted; checkpoint "

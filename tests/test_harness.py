@@ -453,6 +453,38 @@ def test_ctrl_c_checkpoints_the_finished_iteration_and_resumes_exactly(tmp_path,
     assert_resumed_as_straight(tmp_path)
 
 
+@pytest.mark.parametrize("which", [0, -1])
+def test_a_stop_at_an_evaluation_evaluates_first(tmp_path, tiny_data, monkeypatch, which):
+    """Before: Ctrl-C in the step of an evaluation's iteration (the first evaluation; the
+    last iteration) checkpointed without it, and the resumed run never made it: its record
+    was missing, the next train_loss averaged twice the steps, and at the last iteration the
+    result took the evaluation before as the final test error."""
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=12))
+    opts = options(tiny_data, epochs=2)
+    straight = train(spec, opts, tmp_path / "straight")
+    records = [json.loads(line) for line in
+               (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    at = records[which]["iter"]
+    real_step = Run.step
+
+    def step(self):
+        if self.iter == at - 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(self)
+    monkeypatch.setattr(Run, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, opts, tmp_path / "resumed")
+    monkeypatch.setattr(Run, "step", real_step)
+    resumed = train(spec, dataclasses.replace(opts, resume=True), tmp_path / "resumed")
+    assert (resumed["test_error"], resumed["test_loss"]) == (straight["test_error"],
+                                                             straight["test_loss"])
+    again = [json.loads(line) for line in
+             (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    keys = ("iter", "train_loss", "test_error", "test_loss")
+    assert [[r.get(k) for k in keys] for r in again] == [[r.get(k) for k in keys]
+                                                         for r in records]
+
+
 def test_resume_refuses_other_settings(tmp_path, tiny_data):
     spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=16))
     train(spec, options(tiny_data, time_limit=0), tmp_path / "run")
