@@ -7,6 +7,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -252,14 +253,22 @@ def check_lengths(jobs: list[tuple], data_dir: str | None, world: int) -> None:
             check_length(spec, opts, sizes[spec.key], world)
 
 
-def check_finished_runs_kept(jobs) -> None:
-    """A run started afresh must not empty a folder that holds a finished run."""
-    done = [str(d) for _, opts, d in jobs if not opts.resume and RunFolder(d).result() is not None]
-    if done:
-        holds = (f"and {len(done) - 1} more hold finished runs" if len(done) > 1
-                 else "holds a finished run")
-        raise AllconvError(f"{done[0]} {holds}: --resume keeps it, --out DIR writes "
-                           "elsewhere; remove the folder to train it again")
+def check_runs_kept(jobs) -> None:
+    """A run started afresh must not empty a folder that holds a finished run, or the
+    checkpoint of an unfinished one (hours of training, lost to a forgotten --resume)."""
+    held = []
+    for _, opts, run_dir in jobs:
+        folder = RunFolder(run_dir)
+        if opts.resume:
+            continue
+        if folder.result() is not None:
+            held.append((run_dir, "a finished run"))
+        elif (checkpoint := folder.latest_checkpoint()) is not None:
+            held.append((run_dir, f"an unfinished run (its checkpoint {checkpoint.stem})"))
+    if held:
+        more = f", and {len(held) - 1} more folder(s) hold runs" if len(held) > 1 else ""
+        raise AllconvError(f"{held[0][0]} holds {held[0][1]}{more}: --resume keeps it, --out "
+                           "DIR writes elsewhere; remove the folder to train it again")
 
 
 def fresh_starts(jobs, args) -> list[str]:
@@ -327,6 +336,35 @@ def packs(jobs: list[tuple], size: int) -> list[list[int]]:
             for i in range(0, len(indices), size)]
 
 
+_PACK_RUNNING = threading.Event()
+
+
+def start_worker(parent: int) -> None:
+    """A --rows-in-parallel worker holds signals as the loop does, and ends with its parent
+    (killed, or hung up): a parent gone is a Ctrl-C to its running pack, which checkpoints
+    after its iteration, and then the worker exits (else it waits for work for ever, an
+    orphan writing into folders a resume would write too)."""
+    DeferredInterrupt.install()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)
+        while _PACK_RUNNING.is_set():
+            time.sleep(0.1)
+        os._exit(130)
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+def worker_pack(*args) -> list[dict]:
+    """``run_pack`` in a worker, marked running for ``start_worker``'s watch."""
+    _PACK_RUNNING.set()
+    try:
+        return run_pack(*args)
+    finally:
+        _PACK_RUNNING.clear()
+
+
 def run_jobs(jobs: list[tuple], parallel: int, pack: int, ranks: Ranks = SINGLE) -> list[dict]:
     """Run the jobs in packs of ``pack``, one pack after another in this process (sharing each
     dataset's device copy), or ``parallel`` packs at a time in spawned processes; one outcome
@@ -350,8 +388,8 @@ def run_jobs(jobs: list[tuple], parallel: int, pack: int, ranks: Ranks = SINGLE)
                 break
         return [r if r is not None else {"interrupted": True} for r in results]
     with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=DeferredInterrupt.install) as pool:
-        futures = [pool.submit(run_pack, jobs[indices[0]][0],
+                             initializer=start_worker, initargs=(os.getpid(),)) as pool:
+        futures = [pool.submit(worker_pack, jobs[indices[0]][0],
                                [(replace(o, position=n % parallel), d)
                                 for o, d in members(indices)])
                    for n, indices in enumerate(grouped)]
@@ -453,6 +491,12 @@ def make_out(out: Path) -> None:
             from None
 
 
+def _stop(signum, frame):
+    """SIGTERM or SIGHUP outside a run's loop (which holds them to its iteration's end):
+    interrupted, as Ctrl-C is there, with a line and status 130, not a silent kill."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     parser = build_parser()
@@ -480,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         mine = list(range(len(jobs)))[shard::shards]
         my_jobs, pack = [jobs[i] for i in mine], default_pack(args)
         check_lengths(my_jobs, args.data, ranks.world)
-        said_once(check_finished_runs_kept, my_jobs)
+        said_once(check_runs_kept, my_jobs)
         make_out(args.out)
         if ranks.is_main:
             for note in fresh_starts(my_jobs, args) + resumed_apart(my_jobs, pack):
@@ -615,6 +659,8 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
 
 
 def entry_point() -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop)
     sys.exit(run_cli(main, "replicate"))
 
 

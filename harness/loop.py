@@ -46,13 +46,14 @@ def format_speed(images_per_s: float) -> str:
 
 
 class DeferredInterrupt:
-    """Holds Ctrl-C (SIGINT) and SIGTERM (a scheduler's, ``timeout``'s, ``docker stop``'s) until
+    """Holds Ctrl-C (SIGINT), SIGTERM (a scheduler's, ``timeout``'s, ``docker stop``'s) and
+    SIGHUP (a closed terminal or ssh session) until
     the current iteration has finished, so that the weights, momentum and data order a
     checkpoint saves belong to one iteration. The request is one per process: a worker process
     `install`s the handler for good, so a signal that comes while it loads data still stops its
     run before the first iteration."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     requested = False
     received = "SIGINT"  # the signal's name, for the message
     stopping = False     # a worker process, once a Ctrl-C reached it: it starts no further run

@@ -184,3 +184,35 @@ def test_one_ctrl_c_stops_both_workers_which_checkpoint_and_resume(tmp_path, tin
     assert done.returncode == 0, done.stderr[-3000:]
     for r in runs + [out / "tiny" / "model-c" / "lr-0.01-smoke" / "metrics.jsonl"]:
         assert json.loads((r.parent / "result.json").read_text())["iterations"] == 64
+
+
+def test_workers_end_with_a_killed_parent_after_checkpointing(tmp_path, tiny_data,
+                                                               cache):  # noqa: F811
+    """Before: SIGKILL (or SIGHUP) to the --rows-in-parallel parent left its workers training
+    for ever, orphans writing into the folders a resume then wrote too."""
+    from runtime.data import prepared_cifar
+
+    prepared_cifar("cifar10", tiny_data, verify=False)
+    for row in ("model-a", "model-b"):
+        tiny_spec(tmp_path / "specs", row, batch_size=4)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "harness.cli", "tiny", "--specs", str(tmp_path / "specs"),
+               "--data", str(tiny_data), "--no-verify", "--epochs", "50", "--eval-every", "0.25",
+               "--device", "cpu", "--no-progress", "--rows-in-parallel", "2",
+               "--checkpoint-every", "100", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
+           "XDG_CACHE_HOME": str(cache)}
+    main = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    runs = [out / "tiny" / row / "lr-0.01-smoke" for row in ("model-a", "model-b")]
+    deadline = time.time() + 240
+    while not all((r / "metrics.jsonl").is_file() and (r / "metrics.jsonl").read_text()
+                  for r in runs) and time.time() < deadline:
+        time.sleep(0.1)
+    os.kill(main.pid, signal.SIGKILL)           # the parent alone
+    main.wait(timeout=30)
+    assert _group_ends(main.pid), subprocess.run(
+        ["ps", "-o", "pid,stat,args", "-g", str(main.pid)], capture_output=True, text=True).stdout
+    for r in runs:
+        assert list(r.glob("checkpoint_iter_*.solverstate")), r
+        assert not (r / "result.json").exists()

@@ -1202,6 +1202,27 @@ def test_a_fresh_start_refuses_a_finished_runs_folder(tmp_path, tiny_data, capsy
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
+def test_a_fresh_start_refuses_an_unfinished_runs_checkpoint(tmp_path, tiny_data, capsys):
+    """Before: rerunning a stopped run's command without --resume emptied its folder, its
+    checkpoint with it, without a word."""
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    out = tmp_path / "out"
+    train = ["model-a", "--specs", str(tmp_path / "specs"), "--out", str(out), "--data",
+             str(tiny_data), "--no-verify", "--device", "cpu", "--no-progress", "--epochs",
+             "2", "--eval-limit", "8", "--checkpoint-every", "1", "--lr", "0.01"]
+    assert cli.run_cli(cli.main, "replicate", train + ["--time-limit", "0"]) == 3
+    [folder] = (out / "tiny" / "model-a").iterdir()
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    capsys.readouterr()
+    assert cli.run_cli(cli.main, "replicate", train) == 2
+    assert capsys.readouterr().err == (f"replicate: error: {folder} holds an unfinished run "
+                                       "(its checkpoint checkpoint_iter_2): --resume keeps it, "
+                                       "--out DIR writes elsewhere; remove the folder to train "
+                                       "it again\n")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert cli.main(train + ["--resume"]) == 0
+
+
 def test_report_shows_only_runs_of_its_settings_and_names_the_others(tmp_path, tiny_data,
                                                                       capsys):
     """A shard of SMOKE runs prints the --report command of its settings, which makes the
