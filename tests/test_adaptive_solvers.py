@@ -187,6 +187,8 @@ def test_adam_correction_is_ieee_where_caffe_checks_nothing():
     ("AdaGrad", {"base_lr": math.inf}, r"^lr \(a solver's base_lr\) is inf: every update"),
     ("RMSProp", {"weight_decay": math.nan}, r"^weight_decay is nan: every update"),
     ("Adam", {"delta": math.nan}, r"^delta is nan: every update would be NaN"),
+    ("AdaDelta", {"delta": math.nan}, r"^delta is nan: every update would be NaN"),
+    ("AdaDelta", {"base_lr": math.inf}, r"^lr \(a solver's base_lr\) is inf: every update"),
 ])
 def test_caffe_checks_are_one_line_errors(kind, fields, message):
     p = _param(kind, **{k: v for k, v in fields.items()})

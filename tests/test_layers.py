@@ -82,10 +82,11 @@ def test_pool_matches_caffe_loops(method, h, k, s, p):
 
 def caffe_max_pool(x, k, s, p, out):
     """Caffe's MAX loop: from −FLT_MAX keep a strictly greater value; (values, mask of index
-    h·W + w)."""
+    h·W + w); ``out``: the output side, or (height, width)."""
     n, c, h, w = x.shape
-    values, mask = torch.full((n, c, out, out), -FLT_MAX), torch.full((n, c, out, out), -1.0)
-    for b, ch, i, j in itertools.product(range(n), range(c), range(out), range(out)):
+    oh, ow = (out, out) if isinstance(out, int) else out
+    values, mask = torch.full((n, c, oh, ow), -FLT_MAX), torch.full((n, c, oh, ow), -1.0)
+    for b, ch, i, j in itertools.product(range(n), range(c), range(oh), range(ow)):
         for y, z in itertools.product(range(max(i * s - p, 0), min(i * s - p + k, h)),
                                       range(max(j * s - p, 0), min(j * s - p + k, w))):
             if x[b, ch, y, z] > values[b, ch, i, j]:
@@ -108,6 +109,18 @@ def test_max_pool_mask_top_is_caffes_first_maximum(h, k, s, p):
     with pytest.raises(AllconvError, match="only MAX pooling has a second top"):
         build("name: 'pool' type: 'Pooling' bottom: 'x' top: 'y' top: 'mask' "
               "pooling_param { pool: AVE kernel_size: 2 }", x.shape)
+
+
+def test_max_pool_mask_of_a_non_square_input_on_the_padded_path():
+    """pad 2 > kernel 3 // 2 takes the explicitly padded path; height 5, width 9: a mask
+    computed with the other axis's size would pass every square case."""
+    x = torch.randn(1, 2, 5, 9, generator=torch.Generator().manual_seed(3))
+    layer = build("name: 'pool' type: 'Pooling' bottom: 'x' top: 'y' top: 'mask' "
+                  "pooling_param { kernel_size: 3 stride: 2 pad: 2 }", x.shape)
+    y, mask = layer(x)
+    values, want = caffe_max_pool(x, 3, 2, 2, tuple(y.shape[2:]))
+    torch.testing.assert_close(y, values)
+    torch.testing.assert_close(mask, want, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("h,k,s,p", [(6, 2, 2, 0), (5, 3, 2, 1), (5, 3, 1, 0), (5, 1, 3, 0)])

@@ -401,3 +401,26 @@ def test_a_stride_past_the_input_is_one_window_and_its_backward_runs(kind, extra
     grad, x.grad = x.grad.clone(), None
     near(x)[0].square().sum().backward()
     torch.testing.assert_close(grad, x.grad)
+
+
+CONV = ("name: 'conv' type: 'Convolution' bottom: 'x' top: 'y' convolution_param {{ "
+        "num_output: 2 {} weight_filler {{ type: 'gaussian' std: 0.1 }} }}")
+
+
+@pytest.mark.parametrize("fields, shape, message", [
+    ("kernel_size: 3 kernel_h: 3 kernel_w: 3", (1, 2, 5, 5),
+     "kernel_h/kernel_w need 2-d convolution and no repeated kernel"),
+    ("kernel_h: 3 kernel_w: 3", (1, 2, 5, 5, 5), "kernel_h/kernel_w need 2-d convolution"),
+    ("kernel_size: 3 kernel_size: 3 kernel_size: 3", (1, 2, 5, 5),
+     "kernel needs 1 or 2 values for 2 spatial axes, got 3"),
+    ("kernel_size: 1", (1, 2, 3, 3, 3, 3), "has 4 spatial axes; 1 to 3 are supported"),
+])
+def test_convolution_geometry_caffe_refuses_is_one_line(fields, shape, message):
+    with pytest.raises(AllconvError, match=message):
+        build(CONV.format(fields), shape)
+
+
+def test_crop_needs_one_offset_or_one_per_cropped_axis():
+    with pytest.raises(AllconvError, match=r"crop_param.offset: 2 values for the 3 cropped axes"):
+        build("name: 'c' type: 'Crop' bottom: 'x' bottom: 'r' top: 'y' "
+              "crop_param { axis: 1 offset: 1 offset: 2 }", (2, 5, 6, 7), (2, 3, 3, 3))

@@ -354,6 +354,15 @@ def test_recurrent_state_carries_over_to_the_next_forward(type_):
     assert not torch.allclose(again[0, 0], second[0, 0])   # stream 0 continued (cont 1)
 
 
+@pytest.mark.parametrize("static", [(4, 1), (2, 3)])
+def test_x_static_needs_one_row_of_the_weights_size_per_stream(static):
+    text = ("name: 'l' type: 'RNN' bottom: 'x' bottom: 'cont' bottom: 'xs' top: 'h' "
+            "recurrent_param { num_output: 2 weight_filler { type: 'gaussian' std: 1 } }")
+    net = build(text, (3, 2, 4), (3, 2), (2, 1), phase=pb.TRAIN)
+    with pytest.raises(AllconvError, match=r"bottom 2 \(x_static\) has shape"):
+        net.reshape_tops([(3, 2, 4), (3, 2), static])
+
+
 def test_lstm_unit_uses_caffes_forget_gate_derivative():
     """f = cont·σ(f'); Caffe's backward takes f·(1 − f), not cont·σ·(1 − σ)."""
     layer = build(layer_text("LSTMUnit", "", ("c", "x", "cont"), ("c_t", "h_t")),

@@ -142,6 +142,13 @@ def test_caffe_lr_starts_at_a_given_iteration_like_a_restored_solver():
     assert sched.optimizer.param_groups[0]["lr"] == pytest.approx(0.0125)
 
 
+def test_a_step_policy_of_gamma_0_is_caffes_drop_to_zero():
+    """Caffe refuses a negative gamma only: 0 drops the rate to 0 at the first step."""
+    p = pb.SolverParameter(base_lr=0.1, lr_policy="step", gamma=0.0, stepsize=2)
+    assert learning_rate(p, 1)[0] == pytest.approx(0.1)
+    assert learning_rate(p, 3)[0] == 0.0
+
+
 def test_learning_rate_of_multistep_starts_before_the_first_stepvalue():
     assert learning_rate(_solver(), 0) == (pytest.approx(0.1), 0)
     assert learning_rate(_solver(), 1) == (pytest.approx(0.05), 1)
