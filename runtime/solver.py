@@ -161,6 +161,7 @@ class Solver:
         self.param = param
         self.solver_path = path
         self._check_param()
+        self._before_test = None     # the test nets' random states while test_all runs
 
         if device is None:
             if param.solver_mode == pb.SolverParameter.GPU and torch.cuda.is_available():
@@ -417,7 +418,20 @@ class Solver:
 
     # ---------------------------------------------------------------- testing
     def test_all(self) -> list[dict[str, Any]]:
-        return [self.test(i) for i in range(len(self.test_nets)) if not self.requested_early_exit]
+        """Test every test net. A snapshot written before they are all done (SIGHUP, or the
+        final one after a stop) keeps their random streams and read positions as they were
+        before this test: the resumed run, which tests at this iteration again, reads the
+        batches this one read, and every later test as an unbroken run's."""
+        self._before_test = self._test_rng_states()
+        scores = [self.test(i) for i in range(len(self.test_nets))
+                  if not self.requested_early_exit]
+        if not self.requested_early_exit:
+            self._before_test = None
+        return scores
+
+    def _test_rng_states(self) -> dict:
+        return {"test_nets": [net_rng_state(n) for n in self.test_nets],
+                "test_feeds": [_feed_states(net) for net in self.test_nets]}
 
     def _stopped_while_testing(self) -> bool:
         """Caffe's Test, before each batch: act on every pending request (snapshot now, or
@@ -496,10 +510,9 @@ class Solver:
             "format": "allconv-rngstate-2",
             "iter": self.iter,
             "net": net_rng_state(self.net),
-            "test_nets": [net_rng_state(n) for n in self.test_nets],
             **snapshot.torch_rng_state(),
             "feeds": _feed_states(self.net),
-            "test_feeds": [_feed_states(net) for net in self.test_nets],
+            **(self._before_test or self._test_rng_states()),
         }
 
     def _set_rng_state(self, state: dict, path: str) -> None:

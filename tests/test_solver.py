@@ -808,3 +808,50 @@ def test_test_nets_from_files_are_read_from_the_current_folder(tmp_path, monkeyp
     solver = make_solver(parse_solver('net: "train.prototxt" test_net: "test.prototxt" '
                                       'test_iter: 1 test_iter: 1 test_iter: 1 ' + common))
     assert len(solver.test_nets) == 3
+
+
+@pytest.mark.parametrize("request_", ["stop", "snapshot"])
+def test_a_snapshot_during_a_test_resumes_every_later_test_exactly(tmp_path, monkeypatch,
+                                                                    request_):
+    """Before: a snapshot written during a test (SIGHUP, or the final one of a stop) kept the
+    test feed's position part way through, and the resumed run, which tests at that
+    iteration again, read other batches in that test and every later one."""
+    from tools.tiny_caffe import write_tiny_net
+
+    write_tiny_net(tmp_path)
+    (tmp_path / "s.prototxt").write_text(
+        'net: "net.prototxt" base_lr: 0.1 lr_policy: "fixed" momentum: 0.9 max_iter: 6 '
+        'test_iter: 3 test_interval: 2 test_initialization: false display: 0 '
+        'snapshot_prefix: "straight" random_seed: 3')
+    monkeypatch.chdir(tmp_path)
+
+    def tests(solver):
+        seen, real = [], solver.test
+
+        def test(i=0):
+            scores = real(i)
+            if scores:
+                seen.append((solver.iter, scores["accuracy"], scores["loss"]))
+            return scores
+        solver.test = test
+        return seen
+
+    straight = make_solver("s.prototxt")
+    straight_tests = tests(straight)
+    straight.solve()
+    broken = make_solver("s.prototxt")
+    broken.param.snapshot_prefix = "broken"
+    calls = []
+
+    def action():          # after the test at iteration 2 has read one batch
+        testing = broken._before_test is not None and broken.iter == 2
+        calls.append(testing)
+        return request_ if testing and calls.count(True) == 2 else None
+    broken.action_function = action
+    broken.solve()
+    resumed = make_solver("s.prototxt")
+    resumed.param.snapshot_prefix = "resumed"
+    resumed_tests = tests(resumed)
+    resumed.solve("broken_iter_2.solverstate")
+    assert [t[0] for t in straight_tests] == [2, 4, 6]
+    assert resumed_tests == straight_tests
