@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import re
+import textwrap
 from pathlib import Path
 
 import torch
@@ -120,7 +121,8 @@ def read_rng_state(path: str) -> dict:
         # torch's weights-only refusal is a page of advice; its line after "error:" says why
         said = " ".join(str(e).split("WeightsUnpickler error:")[-1].split("Check the")[0]
                         .split()) or type(e).__name__
-        raise AllconvError(f"{path}: not an rng state a run wrote ({said[:120]}; a truncated "
+        said = textwrap.shorten(said.split(". ")[0].rstrip("."), 120, placeholder=" ...")
+        raise AllconvError(f"{path}: not an rng state a run wrote ({said}; a truncated "
                            "or foreign file?)") from None
     if not isinstance(state, dict):
         raise AllconvError(f"{path}: holds a {type(state).__name__}, not an rng state")
