@@ -45,10 +45,14 @@ def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
     folder records them). The best lr is the grid seed's lowest final test error; the
     measured error is the mean over the seeds trained at that lr (± their standard deviation
     with more than one); the best single run is kept too. Grid lrs with no finished or
-    diverged run at the grid seed make the row ``partial``. ``settings`` are the runs' length
+    diverged run at the grid seed (the lowest seed of a run that ended) make the row
+    ``partial``. ``settings`` are the runs' length
     settings (harness/run_folder.py's `length_settings`), which the row JSON keeps."""
     finished = {key: r for key, r in runs.items() if "test_error" in r}
-    grid_seed = min((seed for _, seed in runs), default=0)   # the lowest seed of any run
+    # the lowest seed that any run finished or diverged at (of any run, when none did): an
+    # unfinished run at a lower seed leaves the row partial, not without a measurement
+    ended = [seed for (_, seed), r in runs.items() if "test_error" in r or "diverged" in r]
+    grid_seed = min(ended or [seed for _, seed in runs], default=0)
     best_lr = _best_lr(finished, grid_seed)
     seeds = sorted(seed for lr, seed in finished if lr == best_lr)
     errors = [finished[best_lr, seed]["test_error"] for seed in seeds]

@@ -228,6 +228,17 @@ def test_the_best_lr_is_the_grid_seeds_and_its_seeds_give_mean_and_spread():
     assert _result(spec, None, runs=diverged)["measured"]["lr_from"] is None
 
 
+def test_an_unfinished_run_at_a_lower_seed_leaves_the_row_partial_not_failed():
+    """Before: seed 0 unfinished and seed 1 finished made seed 0 the grid seed, with nothing
+    finished there: no measurement, and a SMOKE row rated FAIL."""
+    spec = load_spec(REAL / "model-a.toml")
+    runs = {(0.05, 0): {"missing": "unfinished at iteration 9"}, (0.05, 1): _run(12.0)}
+    for smoke, rated in ((True, "SMOKE"), (False, "PASS")):      # paper 12.47
+        result = _result(spec, None, runs=runs, smoke=smoke)
+        assert result["grid"]["seed"] == 1 and result["partial"]
+        assert result["measured"]["error"] == 12.0 and status(result) == rated
+
+
 def test_the_rows_details_are_the_grid_seeds_run_at_the_best_lr():
     """With seeds 0, 1 and 2 at the best lr, the row's per-class figures, dead units, classes
     never predicted, wall time and device are seed 0's, the run that chose the lr (the mean is
