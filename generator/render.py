@@ -125,10 +125,11 @@ def _schedule_context(variant: Variant, net_opts: NetOptions, opts: SolverOption
                   test_iter=math.ceil(variant.test_size / net_opts.test_batch_size))
     per_epoch = (opts.train_size or variant.train_size) / net_opts.batch_size
     if sched.unit == "iteration":
-        def iterations(epochs: float | None, default: float) -> int:
-            return round(default) if epochs is None else max(1, round(epochs * per_epoch))
+        def iterations(epochs: float | None, default: float, least: int = 1) -> int:
+            return round(default) if epochs is None else max(least, round(epochs * per_epoch))
         return dict(common, stepvalues=[], stepsize=round(sched.steps[0]),
-                    max_iter=iterations(opts.epochs, sched.length),
+                    # below one iteration: 0, which the callers refuse as for epoch schedules
+                    max_iter=iterations(opts.epochs, sched.length, least=0),
                     test_interval=iterations(opts.test_every_epochs, sched.test_every),
                     snapshot=iterations(opts.snapshot_every_epochs, sched.snapshot_every),
                     schedule_note=f"{sched.source}: {sched.length:,.0f} iterations of batch "

@@ -174,6 +174,11 @@ def test_imagenet_solver_uses_table6_schedule():
                                         SolverOptions(net_path="n")))
     assert (solver.lr_policy, solver.stepsize, solver.max_iter) == ("step", 200000, 450000)
     assert solver.weight_decay == pytest.approx(0.0005) and solver.base_lr == pytest.approx(0.01)
+    # a shorter run converts epochs as an epoch schedule does: below one iteration is 0 (which
+    # the callers refuse), not one iteration; the intervals stay at least 1
+    short = parse_solver(render_solver(get_variant("imagenet"), NetOptions(), SolverOptions(
+        net_path="n", epochs=0.0001, test_every_epochs=0.0001, train_size=1000)))
+    assert (short.max_iter, short.test_interval) == (0, 1)
 
 
 def _run(args, capsys):
