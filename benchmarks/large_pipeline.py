@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     device = resolve_device(args.device)
     cpu = device.type == "cpu"
-    batch, iters = args.batch or (2 if cpu else 64), args.iters or (1 if cpu else 20)
+    batch = (2 if cpu else 64) if args.batch is None else args.batch
+    iters = (1 if cpu else 20) if args.iters is None else args.iters
     if min(batch, iters, args.augment_batch) <= 0:
         raise AllconvError("--batch, --iters and --augment-batch must be positive")
     generator = torch.Generator(device).manual_seed(0)

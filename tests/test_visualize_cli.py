@@ -219,6 +219,8 @@ def test_read_run_takes_the_newest_checkpoint(tmp_path):
     (["unit", "--blob", "conv2"], "give one input"),
     (["top-patches", "--blob", "conv2", "--filters", "7", "--data", "{d}/data.npz"],
      "the blob has channels 0-4"),
+    (["top-patches", "--blob", "conv2", "--filters", "3,1-3", "--data", "{d}/data.npz"],
+     "--filters '3,1-3': name each filter once"),
     (["top-patches", "--blob", "conv2", "--k", "31", "--data", "{d}/data.npz"],
      "k must be between 1 and the 30 images"),
 ])

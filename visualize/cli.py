@@ -44,6 +44,9 @@ def parse_filters(text: str | None, channels: int) -> list[int]:
     bad = [f for f in filters if not 0 <= f < channels]
     if bad or not filters:
         raise AllconvError(f"--filters {text!r}: the blob has channels 0-{channels - 1}")
+    if len(set(filters)) < len(filters):
+        raise AllconvError(f"--filters {text!r}: name each filter once (as --methods each "
+                           "method)")
     return filters
 
 

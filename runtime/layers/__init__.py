@@ -69,7 +69,9 @@ def layer_class(param) -> type:
     if param.type in REFUSED:
         raise AllconvError(f"{describe(param)}: not supported: {REFUSED[param.type]}")
     if cls is None:
-        raise AllconvError(f"{describe(param)}: unknown layer type "
+        spelled = [name for name in LAYERS if name.lower() == param.type.lower()]
+        hint = f"; Caffe's types are case-sensitive: {spelled[0]}?" if spelled else ""
+        raise AllconvError(f"{describe(param)}: unknown layer type{hint} "
                            f"(supported: {', '.join(sorted(LAYERS))})")
     return cls
 
