@@ -21,7 +21,8 @@ from harness.report import (check_writable, read_row, row_result, write_row,
 from harness.specs import SPECS_DIR, Spec, load_tables, select
 from harness.loop import DeferredInterrupt, format_epoch
 from harness.datasets import Data, data_key
-from harness.run_folder import RunFolder, length_flags, length_settings, row_runs, run_name
+from harness.run_folder import (RUN_JSON, RunFolder, length_flags, length_settings, row_runs,
+                               run_name)
 from harness.datasets import check_trainable, train_size
 from harness.run import PRECISIONS, RunOptions, check_length, load_data, snapshot_iteration
 from harness.train import train_pack
@@ -255,20 +256,29 @@ def check_lengths(jobs: list[tuple], data_dir: str | None, world: int) -> None:
 
 def check_runs_kept(jobs) -> None:
     """A run started afresh must not empty a folder that holds a finished run, or the
-    checkpoint of an unfinished one (hours of training, lost to a forgotten --resume)."""
-    held = []
-    for _, opts, run_dir in jobs:
-        folder = RunFolder(run_dir)
-        if opts.resume:
-            continue
-        if folder.result() is not None:
-            held.append((run_dir, "a finished run"))
-        elif (checkpoint := folder.latest_checkpoint()) is not None:
-            held.append((run_dir, f"an unfinished run (its checkpoint {checkpoint.stem})"))
+    checkpoints of an unfinished one (hours of training, lost to a forgotten --resume)."""
+    held = [(run_dir, kept) for _, opts, run_dir in jobs
+            if not opts.resume and (kept := _kept(RunFolder(run_dir)))]
     if held:
-        more = f", and {len(held) - 1} more folder(s) hold runs" if len(held) > 1 else ""
-        raise AllconvError(f"{held[0][0]} holds {held[0][1]}{more}: --resume keeps it, --out "
-                           "DIR writes elsewhere; remove the folder to train it again")
+        (run_dir, (what, how)), more = held[0], len(held) - 1
+        others = f", and {more} more folder(s) hold runs" if more else ""
+        raise AllconvError(f"{run_dir} holds {what}{others}: {how}--out DIR writes elsewhere; "
+                           "remove the folder to train it again")
+
+
+def _kept(folder: RunFolder) -> tuple[str, str] | None:
+    """(what the folder holds that a fresh start would lose, whether --resume keeps it)."""
+    checkpoint = folder.latest_checkpoint()
+    if not folder.file(RUN_JSON).is_file():
+        return ("checkpoints without their run.json", "") if checkpoint else None
+    if folder.result() is not None:
+        return "a finished run", "--resume keeps it, "
+    outcome = folder.outcome()
+    if "diverged" in outcome:
+        return f"a run that {outcome['diverged']}", ""
+    if checkpoint is not None:
+        return f"an unfinished run (its checkpoint {checkpoint.stem})", "--resume keeps it, "
+    return None
 
 
 def fresh_starts(jobs, args) -> list[str]:
@@ -401,7 +411,7 @@ def run_jobs(jobs: list[tuple], parallel: int, pack: int, ranks: Ranks = SINGLE)
             for process in list(pool._processes.values()):
                 if process.is_alive():
                     os.kill(process.pid, signal.SIGINT)
-        previous = {s: signal.signal(s, stop) for s in DeferredInterrupt.SIGNALS}
+        previous = {s: signal.signal(s, stop) for s in DeferredInterrupt.handled()}
         try:
             for indices, future in zip(grouped, futures):
                 outcomes = ([{"interrupted": True}] * len(indices) if future.cancelled()
@@ -660,7 +670,8 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
 
 def entry_point() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _stop)
+        if signal.getsignal(signum) is not signal.SIG_IGN:      # nohup's SIGHUP stays ignored
+            signal.signal(signum, _stop)
     sys.exit(run_cli(main, "replicate"))
 
 

@@ -106,14 +106,15 @@ def load_net(prototxt, weights):
     return trained_net(param, weights)
 
 
-def check_class_count(net, dataset: str, count: int) -> None:
-    """The class names given must name the net's scores: one of its outputs has ``count``
-    channels."""
+def check_class_count(net, outputs, dataset: str, count: int) -> None:
+    """The class names given must name the model's scores: one of its outputs (``--outputs``,
+    or the net's) has ``count`` channels."""
     from runtime.export.model import default_outputs
-    shapes = {name: tuple(net.blobs[name].shape) for name in default_outputs(net)}
+    shapes = {name: tuple(net.blobs[name].shape) for name in outputs or default_outputs(net)
+              if name in net.blobs}
     if not any(len(shape) >= 2 and shape[1] == count for shape in shapes.values()):
         found = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
-        raise AllconvError(f"{dataset} has {count} classes, and no output of the net has "
+        raise AllconvError(f"{dataset} has {count} classes, and no output of the model has "
                            f"{count} channels ({found}): give the net's own --dataset")
 
 
@@ -148,11 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         dataset = get_dataset(args.dataset or dataset_names(whitening=True)[0])
         net = load_net(args.prototxt, args.weights)
         variant = _variant(net.name)
-        if args.with_preprocessing or args.data:
-            classes = dataset.class_names
-            check_class_count(net, dataset.name, len(classes))
         if args.with_preprocessing:
             check_image_net(net)
+        if args.with_preprocessing or args.data:
+            classes = dataset.class_names
+            check_class_count(net, args.outputs, dataset.name, len(classes))
+        if args.with_preprocessing:
             whitening = prepared_whitening(dataset.name, args.data, verify=args.verify)
         elif args.data:
             dataset.check_files(args.data, "--data")

@@ -66,9 +66,14 @@ class DeferredInterrupt:
         cls.stopping = cls.installed
 
     @classmethod
+    def handled(cls) -> list[signal.Signals]:
+        """SIGNALS but those this process ignores (``nohup``'s SIGHUP stays ignored)."""
+        return [s for s in cls.SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+
+    @classmethod
     def install(cls) -> None:
         cls.installed = True
-        for signum in cls.SIGNALS:
+        for signum in cls.handled():
             signal.signal(signum, cls.request)
 
     @classmethod
@@ -85,7 +90,7 @@ class DeferredInterrupt:
         self._active = (threading.current_thread() is threading.main_thread()
                         and not self.installed)
         if self._active:
-            self._previous = {s: signal.signal(s, self.request) for s in self.SIGNALS}
+            self._previous = {s: signal.signal(s, self.request) for s in self.handled()}
         return self
 
     def __exit__(self, *exc):
@@ -120,7 +125,11 @@ class Progress:
         self.bar.set_postfix_str(" ".join(f"{k} {v}" for k, v in self.fields.items()))
 
     def write(self, line: str) -> None:
-        tqdm.write(line, file=sys.stderr)
+        """A line above the bar; a terminal gone (a hangup) loses it, not the stop it tells."""
+        try:
+            tqdm.write(line, file=sys.stderr)
+        except OSError:
+            pass
 
 
 class Loop:

@@ -149,6 +149,14 @@ def global_batch(spec: Spec, opts: RunOptions, world: int = 1) -> int:
     return batch
 
 
+def whitening_of(spec: Spec, opts: RunOptions) -> dict | None:
+    """The identity of the whitened data a run of ``spec`` reads (run.json's provenance), or
+    None for a pipeline that reads no whitening."""
+    if not PIPELINES[spec.augmentation].whitened:
+        return None
+    return run_folder.whitening_identity(spec.dataset.name, opts.data_dir, opts.verify)
+
+
 def check_iterations(spec: Spec, opts: RunOptions, train_size: int, batch: int,
                      max_iter: int) -> None:
     """A run of less than one iteration is an error."""
@@ -319,12 +327,9 @@ class Run:
         """Write member ``k``'s record: run.json (``settings`` and the provenance) and the
         prototxt as rendered."""
         spec, member = self.spec, self.members[k]
-        whitened = PIPELINES[spec.augmentation].whitened
         provenance = run_folder.provenance(
             commit=run_folder.git_commit(), variant=spec.variant.name, dataset=spec.dataset.name,
-            classes=self.data.classes,
-            whitening=run_folder.whitening_identity(spec.dataset.name, member.opts.data_dir,
-                                                    member.opts.verify) if whitened else None,
+            classes=self.data.classes, whitening=whitening_of(spec, member.opts),
             lr_from=member.opts.lr_from)
         member.folder.write_record(settings, provenance, net=self.prototxt.net.text,
                                    solver=self.prototxt.solvers[k].text,

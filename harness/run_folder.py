@@ -22,10 +22,14 @@ its own lr and seed: nothing in it says it was packed but result.json's ``option
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from generator.variants import get_variant
@@ -259,7 +263,8 @@ class RunFolder:
             if self.path.is_dir() and self._checkpoints(".*"):
                 raise AllconvError(f"cannot resume {self.path}: it holds checkpoints but no "
                                    f"{RUN_JSON} file (the record of their settings); put it "
-                                   "back, or drop --resume to start the run again")
+                                   "back, or remove the folder (or --out DIR) to start the run "
+                                   "again")
             return False
         old = self.settings
         if old != settings:
@@ -268,8 +273,8 @@ class RunFolder:
                 f"{k} {old.get(k)} there, {settings[k]} here"
                 for k in settings if old.get(k) != settings[k])
             raise AllconvError(f"cannot resume {self.path}: it was started with other "
-                               f"settings ({changed}); give its settings, or drop --resume "
-                               "to start it again")
+                               f"settings ({changed}); give its settings, or remove the "
+                               "folder (or --out DIR) to start it again")
         return True
 
     def start(self, settings: dict, resume: bool) -> None:
@@ -286,18 +291,35 @@ class RunFolder:
     def write_record(self, settings: dict, provenance: dict, **prototxt: str) -> None:
         """The run's record: the prototxt given (``net``, ``solver``, ``deploy``: texts as
         rendered), then run.json (last, so that a run.json means a complete record)."""
-        if self.file(RUN_JSON).is_file():
-            self._check_same_whitening(provenance["whitening"])
         names = {"net": NET, "solver": SOLVER, "deploy": DEPLOY}
         for key, text in prototxt.items():
             atomic_write_bytes(self.file(names[key]), text.encode())
         self._write_json(RUN_JSON, {**settings, PROVENANCE: provenance})
 
-    def _check_same_whitening(self, whitening: dict | None) -> None:
+    @contextlib.contextmanager
+    def lock(self):
+        """Held while a process trains into the folder: a second command training the same
+        run is refused (an advisory lock on a file in the temporary folder named after the
+        folder's real path, which the kernel releases when the process dies, however)."""
+        key = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:24]
+        path = Path(tempfile.gettempdir()) / "allconv-locks" / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise AllconvError(f"{self.path}: another process is training this run (it "
+                                   f"holds {path}); wait for it to end, or stop it") from None
+            yield
+
+    def check_same_whitening(self, whitening: dict | None) -> None:
         """A resumed run must go on with the whitened data it trained on (the settings leave
-        out where the data lies, not what it is)."""
-        before, now = ((Path(w["cache_entry"]).name if w else None)
-                       for w in (self.provenance["whitening"], whitening))
+        out where the data lies, not what it is); a run.json of before provenance passes."""
+        found = self.config.get(PROVENANCE)
+        if not isinstance(found, dict) or "whitening" not in found:
+            return
+        before, now = ((Path(w["cache_entry"]).name if isinstance(w, dict) else None)
+                       for w in (found["whitening"], whitening))
         if before != now:
             raise AllconvError(f"cannot resume {self.path}: it trained on the whitening "
                                f"{before or '(none: data given in memory)'}, the data given now "

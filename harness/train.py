@@ -12,6 +12,7 @@ slice of the global batch (runtime/distributed.py).
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from harness.curves import plot_curves
 from harness.datasets import Data, check_trainable
 from harness.loop import DeferredInterrupt, Diverged, Loop, Progress
 from harness.run import (Run, RunOptions, check_pack, device_name, load_data,
-                         resolve_precision, set_precision)
+                         resolve_precision, set_precision, whitening_of)
 from harness.run_folder import RunFolder
 from harness.side_by_side import SideBySide
 from harness.specs import Spec
@@ -58,7 +59,17 @@ def train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Dat
     ...}`` when ``time_limit`` or ``deadline`` stopped it, or ``{"diverged": message}``.
     A member whose folder holds a result and ``resume`` is kept as it is; a pack its deadline
     leaves no time to start is not started (its folders untouched). KeyboardInterrupt after
-    checkpointing every member on Ctrl-C."""
+    checkpointing every member on Ctrl-C. The folders are locked meanwhile: another command
+    training one of them is refused."""
+    with contextlib.ExitStack() as held:
+        if ranks.is_main:
+            for _, run_dir in members:
+                held.enter_context(RunFolder(run_dir).lock())
+        return _train_pack(spec, members, data, ranks)
+
+
+def _train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Data | None,
+                ranks: Ranks) -> list[dict]:
     entered = time.monotonic()
     check_pack(members)
     opts = members[0][0]
@@ -70,6 +81,8 @@ def train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Dat
         settings = run_folder.settings(spec, member_opts, precision, ranks.world)
         # every rank reads the (shared) folder, so that all agree on which runs train
         resumed = opts.resume and folder.resumable(settings)
+        if resumed:
+            folder.check_same_whitening(whitening_of(spec, member_opts))
         if resumed and folder.result() is not None:
             outcomes[i] = folder.result()
         else:
@@ -134,10 +147,19 @@ def _loop(run: Run | SideBySide, ranks: Ranks, precision: str, device: torch.dev
             evaluate = run.iter % run.solver_param.test_interval == 0 or run.iter == run.max_iter
             due = loop.sync_due(evaluate)
             if interrupted(ranks, due):
-                loop.sync(evaluate)         # a member that diverged since the last read is
-                if loop.alive and evaluate:  # not checkpointed (its good checkpoint stays);
-                    lasts = loop.evaluate()  # an evaluation due here comes first, as the
-                if not loop.alive:          # resumed run starts after it
+                # an evaluation due here comes first (the resumed run starts after it); a
+                # member that diverged since the last read is not checkpointed (its good
+                # checkpoint stays)
+                loop.sync(evaluate)
+                if loop.alive and evaluate:
+                    lasts = loop.evaluate()
+                if not loop.alive:
+                    break
+                if run.iter == run.max_iter:   # the run is complete: it ends as usual, and
+                    DeferredInterrupt.requested = True    # the command's next run stops
+                    if ranks.is_main:
+                        loop.checkpoint()
+                    ranks.barrier()
                     break
                 if ranks.is_main:
                     bar.write(f"{bar.label}: interrupted; checkpoint "

@@ -423,10 +423,12 @@ class Solver:
         before this test: the resumed run, which tests at this iteration again, reads the
         batches this one read, and every later test as an unbroken run's."""
         self._before_test = self._test_rng_states()
-        scores = [self.test(i) for i in range(len(self.test_nets))
-                  if not self.requested_early_exit]
-        if not self.requested_early_exit:
-            self._before_test = None
+        try:
+            scores = [self.test(i) for i in range(len(self.test_nets))
+                      if not self.requested_early_exit]
+        finally:
+            if not self.requested_early_exit:
+                self._before_test = None
         return scores
 
     def _test_rng_states(self) -> dict:

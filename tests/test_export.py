@@ -503,8 +503,8 @@ def test_class_names_must_fit_the_net_and_data_must_hold_the_release(run_dir, tm
     net = ["--prototxt", str(folder / "deploy.prototxt"), "--weights",
            str(folder / "checkpoint_iter_2.caffemodel"), "-o", str(tmp_path / "m.onnx")]
     err = _bad(tmp_path, net + ["--data", str(data), "--dataset", "cifar100"], capsys)
-    assert err == ("export-onnx: error: cifar100 has 100 classes, and no output of the net has "
-                   "100 channels (prob (1, 10, 1, 1)): give the net's own --dataset\n")
+    assert err == ("export-onnx: error: cifar100 has 100 classes, and no output of the model "
+                   "has 100 channels (prob (1, 10, 1, 1)): give the net's own --dataset\n")
     err = _bad(tmp_path, net + ["--data", str(tmp_path / "nowhere")], capsys)
     assert err.startswith(f"export-onnx: error: --data: CIFAR-10 train files not found in "
                           f"{tmp_path / 'nowhere'}: put data_batch_1.bin")

@@ -5,6 +5,7 @@ refusal. Real Caffe's values for the same layers are compared in test_export.py
 (``test_onnxruntime_computes_what_real_caffe_computed``, every fixture net that exports)."""
 import numpy as np
 import pytest
+import torch
 
 onnx = pytest.importorskip("onnx")   # the [onnx] extra: without it, these tests skip
 
@@ -124,6 +125,20 @@ def test_export_matches_the_runtime(name, tmp_path):
     model = onnx.load(tmp_path / "m.onnx")
     assert ops <= {node.op_type for node in model.graph.node}
     assert {o.name for o in model.graph.output} == set(net.outputs)
+
+
+def test_the_export_check_leaves_the_nets_carried_state(tmp_path):
+    """The check runs the net from zero states at other batches; the caller's net then went
+    on from the check's last state, of random inputs."""
+    net = Net(NETS["after_recurrent"][0], pb.TEST, seed=2)
+    x, cont = torch.randn(2, 1, 3, generator=torch.Generator().manual_seed(1)), torch.ones(2, 1)
+    net.forward(x=x, cont=cont)
+    twin = Net(NETS["after_recurrent"][0], pb.TEST, seed=2)
+    twin.forward(x=x, cont=cont)
+    to_onnx(net, tmp_path / "m.onnx")
+    for each in (net, twin):
+        each.forward(x=x, cont=cont)
+    torch.testing.assert_close(net.blobs["h"].data, twin.blobs["h"].data, rtol=0, atol=0)
 
 
 def _dims(value) -> list:

@@ -19,7 +19,7 @@ from harness import cli, run_folder
 from harness.evaluation import class_counts, summarize
 from harness.report import row_result, status, table_markdown, write_row
 from harness.specs import SPECS_DIR, load_spec, load_tables, select
-from harness.loop import Diverged
+from harness.loop import DeferredInterrupt, Diverged
 from harness.run import Run, RunOptions
 from harness.train import train
 from runtime.data import preprocess
@@ -469,7 +469,8 @@ def test_a_stop_at_an_evaluation_evaluates_first(tmp_path, tiny_data, monkeypatc
     """Before: Ctrl-C in the step of an evaluation's iteration (the first evaluation; the
     last iteration) checkpointed without it, and the resumed run never made it: its record
     was missing, the next train_loss averaged twice the steps, and at the last iteration the
-    result took the evaluation before as the final test error."""
+    result took the evaluation before as the final test error. At the last iteration the run
+    now ends complete."""
     spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=12))
     opts = options(tiny_data, epochs=2)
     straight = train(spec, opts, tmp_path / "straight")
@@ -483,10 +484,14 @@ def test_a_stop_at_an_evaluation_evaluates_first(tmp_path, tiny_data, monkeypatc
             os.kill(os.getpid(), signal.SIGINT)
         return real_step(self)
     monkeypatch.setattr(Run, "step", step)
-    with pytest.raises(KeyboardInterrupt):
-        train(spec, opts, tmp_path / "resumed")
-    monkeypatch.setattr(Run, "step", real_step)
-    resumed = train(spec, dataclasses.replace(opts, resume=True), tmp_path / "resumed")
+    if which == -1:         # the last iteration: the run is complete and ends as usual
+        resumed = train(spec, opts, tmp_path / "resumed")
+        assert DeferredInterrupt.consume()          # the command's next run stops at once
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            train(spec, opts, tmp_path / "resumed")
+        monkeypatch.setattr(Run, "step", real_step)
+        resumed = train(spec, dataclasses.replace(opts, resume=True), tmp_path / "resumed")
     assert (resumed["test_error"], resumed["test_loss"]) == (straight["test_error"],
                                                              straight["test_loss"])
     again = [json.loads(line) for line in
@@ -496,11 +501,38 @@ def test_a_stop_at_an_evaluation_evaluates_first(tmp_path, tiny_data, monkeypatc
                                                          for r in records]
 
 
+def test_a_run_another_process_trains_is_refused(tmp_path, tiny_data):
+    """Two commands training one run folder wrote into it together (metrics.jsonl of both);
+    the lock is the kernel's flock, per open file: this process's second open conflicts too."""
+    from harness.run_folder import RunFolder
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=16))
+    folder = tmp_path / "row" / "run"
+    with RunFolder(folder).lock():                  # as another process's train holds it
+        with pytest.raises(AllconvError, match=f"^{re.escape(str(folder))}: another process is "
+                                               "training this run"):
+            train(spec, options(tiny_data), folder)
+        assert not folder.exists()
+    assert "test_error" in train(spec, options(tiny_data), folder)
+
+
+def test_an_ignored_sighup_stays_ignored():
+    """nohup's SIGHUP: a run the user meant to outlive the terminal is not stopped by it."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with DeferredInterrupt():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) == DeferredInterrupt.request
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def test_resume_refuses_other_settings(tmp_path, tiny_data):
     spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=16))
     train(spec, options(tiny_data, time_limit=0), tmp_path / "run")
     with pytest.raises(AllconvError, match=r"other settings \(seed 0 there, 1 here\); give its "
-                                           r"settings, or drop --resume to start it again$"):
+                                           r"settings, or remove the folder \(or --out DIR\) "
+                                           r"to start it again$"):
         train(spec, options(tiny_data, seed=1, resume=True), tmp_path / "run")
 
 

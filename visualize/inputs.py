@@ -216,8 +216,8 @@ def _image(args, net, source: Source) -> Picture:
                                f"{'×'.join(map(str, cifar.IMAGE_SHAPE[1:]))} CIFAR image, "
                                f"centred in its frame; this one is "
                                f"{'×'.join(map(str, pixels.shape[1:]))}")
-        return Picture(FramedImages(pixels[None])[0], np.moveaxis(pixels, 0, -1) / 255.0,
-                       f"{name} (in the {FRAME}² frame)")
+        framed = FramedImages(pixels[None])[0]
+        return Picture(framed, rescaled(framed), f"{name} (in the {FRAME}² frame, rescaled)")
     if dataset.whitening:
         shape = tuple(net.blobs[input_blob(net)].shape[1:])
         if shape != cifar.IMAGE_SHAPE:

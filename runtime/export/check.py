@@ -68,8 +68,10 @@ def session(model, level) -> ort.InferenceSession:
 def run_runtime(net, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every blob's final value (float32) after a forward of ``net`` on ``inputs`` at their
     batch size, from reset recurrent states (as the graph starts); the net's input shapes
-    are restored afterwards."""
+    and recurrent states are restored afterwards."""
     saved = {name: net.blobs[name].shape for name in inputs}
+    carried = [(layer, dict(layer.named_buffers(recurse=False)))   # a recurrent layer's state
+               for layer in net.layers if hasattr(layer, "reset")]
     try:
         for name, value in inputs.items():
             net.blobs[name].reshape(*value.shape)
@@ -82,6 +84,9 @@ def run_runtime(net, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             return {name: blob.data.float().cpu().numpy().copy()
                     for name, blob in net.blobs.items()}
     finally:
+        for layer, buffers in carried:       # the caller's net goes on from its own state
+            for name, buffer in buffers.items():
+                setattr(layer, name, buffer)
         for name, shape in saved.items():
             net.blobs[name].reshape(*shape)
         net.reshape()

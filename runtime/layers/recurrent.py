@@ -65,7 +65,6 @@ class Recurrent(Layer):
             raise AllconvError("recurrent_param.num_output must be positive")
         self.warn_without_weight_filler(recurrent)
         self.timesteps, self.hidden = x[0], recurrent.num_output
-        self.state_count = x[1] * self.hidden
         self.has_static = len(bottom_shapes) == 3 + self.exposed
         static = bottom_shapes[2] if self.has_static else None
         if static is not None and len(static) < 2:
@@ -122,9 +121,7 @@ class Recurrent(Layer):
         if self.exposed:
             return (output, *finals)
         for name, final in zip(self.states, finals):
-            buffer = self._buffer_for(name, final.numel())
-            setattr(self, f"carry_{name}", torch.cat([final.reshape(-1).to(buffer.dtype),
-                                                      buffer[final.numel():]]))
+            self._write_head(name, final.reshape(-1))
         return (output,)
 
     def _buffer_for(self, name: str, size: int) -> torch.Tensor:
@@ -136,13 +133,17 @@ class Recurrent(Layer):
             setattr(self, f"carry_{name}", buffer)
         return buffer
 
+    def _write_head(self, name: str, values: torch.Tensor) -> None:
+        """The state's buffer with ``values`` first and its older values after them."""
+        buffer = self._buffer_for(name, values.numel())
+        setattr(self, f"carry_{name}", torch.cat([values.to(buffer.dtype),
+                                                  buffer[values.numel():]]))
+
     def reset(self) -> None:
         """Caffe's RecurrentLayer::Reset: the states' first N × num_output values, those the
         next forward at this N starts from, become zeros."""
         for name in self.states:
-            buffer = self._buffer_for(name, self.state_count)
-            setattr(self, f"carry_{name}", torch.cat([buffer.new_zeros(self.state_count),
-                                                      buffer[self.state_count:]]))
+            self._write_head(name, getattr(self, f"carry_{name}").new_zeros(self.state_count))
 
     def add_blobs(self, input_size, static_size, recurrent, generator) -> None:
         raise NotImplementedError
