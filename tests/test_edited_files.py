@@ -276,3 +276,34 @@ def test_an_image_past_pillows_decompression_limit(tmp_path, monkeypatch):
         _pillow(path.read_bytes(), path)
     with pytest.raises(AllconvError, match=re.escape(f"{path}: not an image file PIL can read")):
         inputs._read_image(path)
+
+
+def _checkpoint(path, i=2):
+    (path / f"checkpoint_iter_{i}.solverstate").write_bytes(b"s")
+    (path / f"checkpoint_iter_{i}.caffemodel").write_bytes(b"w")
+
+
+def test_a_fresh_start_names_what_it_would_lose_and_offers_resume_only_where_it_works(
+        tmp_path):
+    from harness import cli
+    folder = _folder(tmp_path)
+    assert cli._kept(folder) is None                        # a record alone: nothing to lose
+    _checkpoint(tmp_path)
+    assert cli._kept(folder) == ("an unfinished run (its checkpoint checkpoint_iter_2)",
+                                 "--resume keeps it, ")
+    folder.metrics.write({"iter": 4, "epoch": 2.0, "event": "diverged"})
+    assert cli._kept(folder) == ("a run that diverged at iteration 4 (epoch 2.00)", "")
+    folder.file(run_folder.RUN_JSON).unlink()
+    assert cli._kept(folder) == ("checkpoints without their run.json", "")
+
+
+def test_a_run_json_of_before_provenance_resumes_on_any_whitening(tmp_path):
+    folder = _folder(tmp_path, whitening={"cache_entry": "/c/cifar10-aaaa"})
+    with pytest.raises(AllconvError, match="trained on the whitening cifar10-aaaa, the data "
+                                           "given now gives cifar10-bbbb"):
+        folder.check_same_whitening({"cache_entry": "/d/cifar10-bbbb"})
+    folder.check_same_whitening({"cache_entry": "/d/cifar10-aaaa"})   # moved, the same data
+    config = json.loads(folder.file(run_folder.RUN_JSON).read_text())
+    del config["provenance"]["whitening"]              # written before provenance had it
+    folder.file(run_folder.RUN_JSON).write_text(json.dumps(config))
+    run_folder.RunFolder(tmp_path).check_same_whitening({"cache_entry": "/d/cifar10-bbbb"})

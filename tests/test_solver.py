@@ -839,6 +839,7 @@ def test_a_snapshot_during_a_test_resumes_every_later_test_exactly(tmp_path, mon
     straight = make_solver("s.prototxt")
     straight_tests = tests(straight)
     straight.solve()
+    assert straight._before_test is None        # later snapshots keep the streams' own states
     broken = make_solver("s.prototxt")
     broken.param.snapshot_prefix = "broken"
     calls = []
