@@ -676,3 +676,23 @@ def test_a_large_all_cnn_net_reads_cifar_images_in_its_frame(tmp_path, capsys):
     assert run_cli(main, "visualize", common + ["--image", str(tmp_path / "two.png"),
                                                 "--data", str(data)]) == 2
     assert "--data does nothing with --image for a Large All-CNN net" in capsys.readouterr().err
+
+
+def test_a_large_all_cnn_run_without_cached_cifar_asks_for_data(tmp_path, monkeypatch, capsys):
+    """A run's images come from the cache only when its files lie there (never a download)."""
+    text = NET.replace("dim: 8 dim: 8", "dim: 126 dim: 126")
+    spec = (ROOT / "reproductions" / "table4" / "large-all-cnn.toml").read_text()
+    run = tmp_path / "run"
+    run.mkdir()
+    run_folder.RunFolder(run).write_record(
+        {"row": "table4/large-all-cnn", "spec": spec}, run_folder.provenance(
+            commit=None, variant="large-all-cnn", dataset="cifar10", classes=["a"] * 10,
+            whitening=None), deploy=text)
+    Net(text, TEST, seed=2).save(run / "checkpoint_iter_1.caffemodel")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    assert run_cli(main, "visualize", ["unit", "--run", str(run), "--device", "cpu", "--blob",
+                                       "conv2", "--cifar-index", "0", "-o",
+                                       str(tmp_path / "u.png")]) == 2
+    assert capsys.readouterr().err == (f"visualize unit: error: {run}: cifar10's test files are "
+                                       "not in this machine's cache; give --data with the CIFAR "
+                                       "release\n")
