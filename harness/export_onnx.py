@@ -118,6 +118,26 @@ def check_class_count(net, outputs, dataset: str, count: int) -> None:
                            f"{count} channels ({found}): give the net's own --dataset")
 
 
+def input_preparation(dataset, net) -> str:
+    """How an image becomes the model's input, as the harness trained the net on ``dataset``
+    (a model without the preprocessing in its graph says so in ``allconv.input_prepared``)."""
+    from runtime.data import imagenet
+    from runtime.data.datasets import IMAGE_FOLDER
+    from runtime.data.large_augment import takes_frame
+    from runtime.data.preprocess import GCN_SCALE
+    from runtime.reconstruction import input_blob
+    if dataset.layout == IMAGE_FOLDER:
+        return (f"Caffe's ImageNet test transform: the image resized to {imagenet.RESIZE}x"
+                f"{imagenet.RESIZE}, BGR, its centre crop of the input's size less the mean "
+                f"values {', '.join(map(str, imagenet.MEAN_VALUES))}")
+    if takes_frame(net.blobs[input_blob(net)].shape[1:]):
+        return ("a CIFAR image's pixels as (x - 128) / 128, centred in a 126x126 frame of "
+                "zeros (Large All-CNN's test input)")
+    return (f"a {dataset.title} image whitened as the harness trains on it: GCN (scale "
+            f"{GCN_SCALE:g}) and the ZCA fitted on the training set (export-onnx "
+            "--with-preprocessing puts them in the graph, for uint8 images)")
+
+
 def require_onnx() -> None:
     """onnx and onnxruntime are the ``[onnx]`` extra; without them, say how to get them."""
     missing = [name for name in ("onnx", "onnxruntime") if find_spec(name) is None]
@@ -158,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
             whitening = prepared_whitening(dataset.name, args.data, verify=args.verify)
         elif args.data:
             dataset.check_files(args.data, "--data")
+    if not args.with_preprocessing and (args.run is not None or args.data):
+        dataset = get_dataset(run.dataset) if args.run is not None else dataset
+        metadata["allconv.input_prepared"] = input_preparation(dataset, net)
     start = time.perf_counter()
     worst = to_onnx(net, args.output, outputs=args.outputs, static_batch=args.static_batch,
                     opset=args.opset,

@@ -510,8 +510,11 @@ def test_class_names_must_fit_the_net_and_data_must_hold_the_release(run_dir, tm
                           f"{tmp_path / 'nowhere'}: put data_batch_1.bin")
     assert not (tmp_path / "m.onnx").exists()
     assert cli.main(net + ["--data", str(data), "--skip-check"]) == 0
-    model = onnx.load(tmp_path / "m.onnx")
-    assert len(json.loads({p.key: p.value for p in model.metadata_props}["allconv.classes"])) == 10
+    props = {p.key: p.value for p in onnx.load(tmp_path / "m.onnx").metadata_props}
+    assert len(json.loads(props["allconv.classes"])) == 10
+    # a model without the preprocessing says how its input is made
+    assert props["allconv.input_prepared"].startswith("a CIFAR-10 image whitened as the harness "
+                                                      "trains on it: GCN (scale 55) and the ZCA")
 
 
 def test_export_with_data_whitens_from_the_harness_cache(run_dir, tmp_path, monkeypatch):
@@ -941,3 +944,16 @@ def test_a_net_whose_every_top_is_read_asks_for_outputs(tmp_path, capsys):
     assert "the net has no output blob (a layer reads every top, a Silence perhaps): name " \
            "the blobs to export (--outputs)" in err
     assert cli.main(["--prototxt", proto, "-o", str(tmp_path / "m.onnx"), "--outputs", "r"]) == 0
+
+
+def test_input_preparation_names_each_pipelines_input():
+    from harness.export_onnx import input_preparation
+    from runtime.data.datasets import get_dataset
+
+    def net(side):
+        return Net(f'layer {{ name: "d" type: "Input" top: "data" input_param {{ shape {{ dim: 1 '
+                   f'dim: 3 dim: {side} dim: {side} }} }} }}', pb.TEST)
+    assert input_preparation(get_dataset("imagenet"), net(227)).startswith(
+        "Caffe's ImageNet test transform: the image resized to 256x256, BGR")
+    assert "centred in a 126x126 frame" in input_preparation(get_dataset("cifar10"), net(126))
+    assert input_preparation(get_dataset("cifar100"), net(32)).startswith("a CIFAR-100 image")

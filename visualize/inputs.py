@@ -15,7 +15,7 @@ from runtime.cli_support import resolve_device
 from runtime.data import cifar, imagenet
 from runtime.data.datasets import (CIFAR_RELEASE, IMAGE_FOLDER, Dataset, dataset_names,
                                    get_dataset)
-from runtime.data.large_augment import FRAME, LargeAugment, large_batch
+from runtime.data.large_augment import FRAME, LargeAugment, large_batch, takes_frame
 from runtime.data.preprocess import prepared_folder, prepared_images, prepared_whitening
 from runtime.errors import AllconvError
 from runtime.files import numeric, read_npz
@@ -54,7 +54,7 @@ def frames_cifar(net, source) -> bool:
     """Whether ``net`` is a CIFAR net taking Large All-CNN's frame, 3×126×126: its images are
     the pixels scaled to [−1, 1] and centred in the frame, not whitened."""
     return (source.dataset.layout == CIFAR_RELEASE
-            and tuple(net.blobs[input_blob(net)].shape[1:]) == (3, FRAME, FRAME))
+            and takes_frame(net.blobs[input_blob(net)].shape[1:]))
 
 
 class Picture(NamedTuple):

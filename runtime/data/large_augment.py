@@ -36,6 +36,11 @@ FRAME = 126
 IMAGE = 32
 
 
+def takes_frame(input_shape) -> bool:
+    """Whether a CIFAR net's input sample (C, H, W) is this frame, Large All-CNN's."""
+    return tuple(input_shape) == (3, FRAME, FRAME)
+
+
 @dataclass(frozen=True)
 class LargeAugment:
     """The random distortions; ``LargeAugment.off()`` is test time (none of them)."""
