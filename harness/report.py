@@ -229,6 +229,7 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
     high = max(s.paper.error + s.paper.tolerance for s in specs) + 4
     height = 0.4 * len(specs) + 1.8
     fig, axis = plt.subplots(figsize=(8, height))
+    off_scale = False
     for y, spec in enumerate(reversed(specs)):
         paper, tol = spec.paper.error, spec.paper.tolerance
         axis.plot([paper, paper + tol], [y, y], color="tab:green", alpha=0.3, linewidth=8,
@@ -241,12 +242,12 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
         colour = colours.get(result["status"], "tab:orange")   # older JSON: INCOMPLETE
         if result["measured"].get("std") is not None:
             axis.errorbar(error, y, xerr=result["measured"]["std"], color=colour, capsize=3)
+        fill = "none" if result.get("partial") else "full"
         if low <= error <= high:
-            axis.plot(error, y, "o", color=colour,
-                      fillstyle="none" if result.get("partial") else "full")
+            axis.plot(error, y, "o", color=colour, fillstyle=fill)
         else:
-            edge = high if error > high else low
-            axis.plot(edge, y, ">" if error > high else "<", color=colour)
+            edge, off_scale = (high if error > high else low), True
+            axis.plot(edge, y, ">" if error > high else "<", color=colour, fillstyle=fill)
             axis.annotate(f"{error:.1f}", (edge, y), textcoords="offset points",
                           xytext=(-8 if error > high else 8, 6),
                           ha="right" if error > high else "left", color=colour, fontsize=8)
@@ -260,6 +261,9 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
             for name, c in colours.items()]
     key.append(Line2D([], [], color="k", marker="o", fillstyle="none", linestyle="",
                       label="partial grid"))
+    if off_scale:
+        key.append(Line2D([], [], color="k", marker=">", linestyle="",
+                          label="off the scale (its value)"))
     fig.legend(handles=key, loc="lower center", ncol=6, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.35 / height, 1, 1))
     fig.savefig(path, dpi=100)

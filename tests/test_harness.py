@@ -201,6 +201,25 @@ def test_pass_fail_smoke_against_the_tolerance():
     assert "grid partial: 0.25, 0.1, 0.05 not trained" in all_c
 
 
+def test_the_table_figure_keys_its_off_scale_markers(tmp_path, monkeypatch):
+    """A 90 % run sits at the edge as an arrow with its value; the key now says what the arrow
+    is (it had no entry), and only when one is drawn."""
+    import matplotlib.figure
+    from harness.report import plot_table
+    labels, real = [], matplotlib.figure.Figure.legend
+
+    def legend(self, *args, handles=(), **kwargs):
+        labels.extend(h.get_label() for h in handles)
+        return real(self, *args, handles=handles, **kwargs)
+    monkeypatch.setattr(matplotlib.figure.Figure, "legend", legend)
+    spec = load_spec(REAL / "all-cnn-c.toml")
+    plot_table("table3", [spec], {"all-cnn-c": _result(spec, 9.2)}, tmp_path / "a.png")
+    assert "partial grid" in labels and "off the scale (its value)" not in labels
+    labels.clear()
+    plot_table("table3", [spec], {"all-cnn-c": _result(spec, 90.0)}, tmp_path / "b.png")
+    assert "off the scale (its value)" in labels
+
+
 def test_the_best_lr_is_the_grid_seeds_and_its_seeds_give_mean_and_spread():
     spec = load_spec(REAL / "model-a.toml")
     runs = {(0.1, 0): _run(20.0), (0.05, 0): _run(12.0), (0.01, 0): {"diverged": "boom"},
