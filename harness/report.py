@@ -264,8 +264,9 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
     if off_scale:
         key.append(Line2D([], [], color="k", marker=">", linestyle="",
                           label="off the scale (its value)"))
-    fig.legend(handles=key, loc="lower center", ncol=6, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.35 / height, 1, 1))
+    columns = (len(key) + 1) // 2          # two rows of the key, whatever it holds
+    fig.legend(handles=key, loc="lower center", ncol=columns, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.45 / height, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
