@@ -669,9 +669,8 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
 
 
 def entry_point() -> None:
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) is not signal.SIG_IGN:      # nohup's SIGHUP stays ignored
-            signal.signal(signum, _stop)
+    for signum in set(DeferredInterrupt.handled()) - {signal.SIGINT}:   # SIGINT: Python's own
+        signal.signal(signum, _stop)
     sys.exit(run_cli(main, "replicate"))
 
 

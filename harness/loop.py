@@ -67,8 +67,11 @@ class DeferredInterrupt:
 
     @classmethod
     def handled(cls) -> list[signal.Signals]:
-        """SIGNALS but those this process ignores (``nohup``'s SIGHUP stays ignored)."""
-        return [s for s in cls.SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+        """SIGNALS, but SIGHUP where this process ignores it: ``nohup``'s run outlives the
+        terminal. (SIGINT and SIGTERM are taken even when ignored, as before: a shell starts
+        a script's background job with SIGINT ignored, and ``kill -INT`` stops it cleanly.)"""
+        return [s for s in cls.SIGNALS
+                if s != signal.SIGHUP or signal.getsignal(s) is not signal.SIG_IGN]
 
     @classmethod
     def install(cls) -> None:

@@ -544,6 +544,12 @@ def test_an_ignored_sighup_stays_ignored():
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, previous)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)    # a script's background job
+    try:
+        with DeferredInterrupt():
+            assert signal.getsignal(signal.SIGINT) == DeferredInterrupt.request   # kill -INT
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_resume_refuses_other_settings(tmp_path, tiny_data):
