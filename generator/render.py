@@ -127,14 +127,14 @@ def _schedule_context(variant: Variant, net_opts: NetOptions, opts: SolverOption
     if sched.unit == "iteration":
         def iterations(epochs: float | None, default: float, least: int = 1) -> int:
             return round(default) if epochs is None else max(least, round(epochs * per_epoch))
-        return dict(common, stepvalues=[], stepsize=round(sched.steps[0]),
-                    # below one iteration: 0, which the callers refuse as for epoch schedules
-                    max_iter=iterations(opts.epochs, sched.length, least=0),
+        # below one iteration: 0, which the callers refuse as for epoch schedules
+        max_iter = iterations(opts.epochs, sched.length, least=0)
+        return dict(common, stepvalues=[], stepsize=round(sched.steps[0]), max_iter=max_iter,
                     test_interval=iterations(opts.test_every_epochs, sched.test_every),
                     snapshot=iterations(opts.snapshot_every_epochs, sched.snapshot_every),
-                    schedule_note=f"{sched.source}: {sched.length:,.0f} iterations of batch "
-                                  f"{variant.batch_size}, lr {sched.base_lr:g} / 10 every "
-                                  f"{sched.steps[0]:,.0f}, weight decay {sched.weight_decay:g}.")
+                    schedule_note=f"{sched.source}: {max_iter:,} iterations of batch "
+                                  f"{net_opts.batch_size}, lr x0.1 every "
+                                  f"{sched.steps[0]:,.0f}.")
     epochs = opts.epochs or sched.length
     steps = opts.step_epochs if opts.step_epochs is not None else sched.steps
     return dict(common, stepsize=0, stepvalues=[round(e * per_epoch) for e in steps],

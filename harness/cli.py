@@ -172,7 +172,7 @@ def list_rows(specs: list[Spec]) -> str:
             "length")
     rows = [(s.key, s.title, s.dataset.name, s.augmentation, f"{s.paper.error:.2f}",
              f"{s.paper.tolerance:g}", f"{s.training.lr:g}", str(s.training.batch_size),
-             f"{s.training.length:g} {s.training.unit}s")
+             f"{s.variant.schedule.length:g} {s.variant.schedule.unit}s")
             for s in specs]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     right = {4, 5, 6, 7}

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from generator.draw import pyplot
-from harness.run_folder import git_commit
+from harness.run_folder import (FLAG, INTEGER, NUMBER, OBJECT, TEXT, checked_fields,
+                                git_commit)
 from harness.specs import Spec
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, read_json_object
@@ -271,10 +272,27 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
     plt.close(fig)
 
 
+# the fields of a row JSON that the table and its figure read, with what they hold
+ROW_FIELDS = {"status": TEXT, "smoke": FLAG, "measured": OBJECT, "runs": OBJECT.list(),
+              "wall_seconds": NUMBER.or_none(), "params_counted": INTEGER,
+              "partial": FLAG.or_absent()}
+MEASURED_FIELDS = {"error": NUMBER.or_none(), "lr": NUMBER.or_none(), "seeds": INTEGER.list(),
+                   "dead_class_units": TEXT.list(), "never_predicted": TEXT.list()}
+ROW_RUN_FIELDS = {"lr": NUMBER, "diverged": TEXT.or_none()}
+
+
 def read_row(out: Path, table: str, row: str) -> dict | None:
-    """``out/<table>/<row>.json``, None when absent."""
+    """``out/<table>/<row>.json``, None when absent; one line naming the file and the field
+    where a field the table reads is missing or wrong."""
     path = out / table / f"{row}.json"
-    return read_json_object(path) if path.exists() else None
+    if not path.exists():
+        return None
+    writer = "replicate --report"
+    result = checked_fields(path, read_json_object(path), ROW_FIELDS, writer=writer)
+    checked_fields(path, result["measured"], MEASURED_FIELDS, ", measured", writer)
+    for k, run in enumerate(result["runs"]):
+        checked_fields(path, run, ROW_RUN_FIELDS, f", runs[{k}]", writer)
+    return result
 
 
 def write_table_readme(out: Path, table: str, specs: list[Spec],

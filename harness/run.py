@@ -132,7 +132,7 @@ def solver(spec: Spec, opts: RunOptions, global_batch: int, train_size: int,
     images, its paths in ``folder`` (None: none, to read its counts before any folder)."""
     return rendered_solver(spec.variant, net_options(spec, global_batch), SolverOptions(
         net_path=str(folder.file(run_folder.NET)) if folder else "", base_lr=opts.lr,
-        epochs=opts.epochs or spec.epochs, step_epochs=spec.training.steps,
+        epochs=opts.epochs or spec.epochs,
         test_every_epochs=opts.eval_every,
         snapshot_prefix=str(folder.checkpoint_prefix) if folder else "", seed=opts.seed,
         train_size=train_size))

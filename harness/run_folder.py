@@ -71,6 +71,7 @@ TEXT = Kind("a string", "strings", _plain(str))
 PERCENT = Kind("a percentage", "percentages", lambda v: NUMBER.holds(v) and 0 <= v <= 100)
 SHARE = Kind("a share", "shares", lambda v: NUMBER.holds(v) and 0 <= v <= 1)
 OBJECT = Kind("an object", "objects", lambda v: isinstance(v, dict))
+FLAG = Kind("true or false", "trues or falses", lambda v: isinstance(v, bool))
 # the fields readers take from each file (a metrics record: every record's, then an
 # evaluation's or an event's), with what they hold
 FIELDS = {RUN_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": NUMBER,
@@ -124,14 +125,14 @@ def length_settings(spec, epochs: float | None, batch_size: int | None,
     spec's; an ``eval_limit`` of the whole test set or more is None too): a row's table is
     made of the runs of one such setting (``replicate --report``)."""
     whole = eval_limit is None or eval_limit >= spec.variant.test_size
-    return {"epochs": epochs or spec.training.length,
+    return {"epochs": epochs or spec.epochs,
             "batch_size": batch_size or spec.training.batch_size,
             "eval_limit": None if whole else eval_limit}
 
 
 def length_flags(spec, length: dict) -> str:
     """The replicate options that give ``length`` (a `length_settings`), "" for the spec's."""
-    flags = [f"--epochs {length['epochs']}" if length["epochs"] != spec.training.length
+    flags = [f"--epochs {length['epochs']}" if length["epochs"] != spec.epochs
              else "",
              f"--batch-size {length['batch_size']}"
              if length["batch_size"] != spec.training.batch_size else "",
@@ -178,20 +179,21 @@ def row_runs(row_dir) -> list["RunFolder"]:
     return [RunFolder(p) for p in sorted(row_dir.iterdir()) if (p / RUN_JSON).is_file()]
 
 
-def checked_fields(path, data: dict, fields: dict, where: str = "") -> dict:
+def checked_fields(path, data: dict, fields: dict, where: str = "",
+                   writer: str = "the run") -> dict:
     """``data`` read from ``path``, each of ``fields`` holding its `Kind` (present unless the
-    kind is optional), or one line naming the file and the field."""
+    kind is optional), or one line naming the file, the field and its ``writer``."""
     for key, kind in fields.items():
         if key not in data:
             if kind.optional:
                 continue
-            raise AllconvError(f"{path}{where}: no {key!r} field; was it edited? (the run "
+            raise AllconvError(f"{path}{where}: no {key!r} field; was it edited? ({writer} "
                                "writes it)")
         if not kind.holds(data[key]):
             shown = json.dumps(data[key])
             shown = shown if len(shown) <= 40 else shown[:37] + "..."
             raise AllconvError(f"{path}{where}: its {key!r} field is {shown}, not "
-                               f"{kind.name}; was it edited? (the run writes it)")
+                               f"{kind.name}; was it edited? ({writer} writes it)")
     return data
 
 

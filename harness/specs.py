@@ -25,7 +25,6 @@ from runtime.proto import pb
 SPECS_DIR = Path(__file__).resolve().parent.parent / "reproductions"
 
 AUGMENTATIONS = tuple(PIPELINES)
-UNITS = ("epoch", "iteration")
 SOURCES = ("quoted", "recalled", "chosen", "counted")
 
 _NUMBER = (int, float)
@@ -37,8 +36,7 @@ SCHEMA = {
         "error": (_NUMBER, True), "params": (int, False), "counted_params": (int, True),
         "tolerance": (_NUMBER, True), "tolerance_why": (str, True)}, True),
     "training": ({
-        "batch_size": (int, True), "lr_grid": (list, True), "lr": (_NUMBER, True),
-        "unit": (str, True), "length": (_NUMBER, True), "steps": (list, True)}, True),
+        "batch_size": (int, True), "lr_grid": (list, True), "lr": (_NUMBER, True)}, True),
     "init": ({
         "weight_filler": (str, True), "weight_filler_args": (dict, True),
         "bias_value": (_NUMBER, True), "weight_lr_mult": (_NUMBER, True),
@@ -65,9 +63,6 @@ class Training:
     batch_size: int
     lr_grid: tuple[float, ...]
     lr: float
-    unit: str
-    length: float
-    steps: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -98,11 +93,11 @@ class Spec:
 
     @property
     def epochs(self) -> float:
-        """The run's length in epochs of the variant's training set (an iteration length is
-        converted at the spec's batch)."""
-        t = self.training
-        return t.length if t.unit == "epoch" else \
-            t.length * t.batch_size / self.variant.train_size
+        """The run's length in epochs of the variant's training set: its variant's schedule
+        (the paper's), an iteration length converted at the spec's batch."""
+        schedule = self.variant.schedule
+        return schedule.length if schedule.unit == "epoch" else \
+            schedule.length * self.training.batch_size / self.variant.train_size
 
     def is_smoke(self, epochs: float | None, batch_size: int | None = None,
                  eval_limit: int | None = None) -> bool:
@@ -232,18 +227,11 @@ def load_spec(path: str | Path) -> Spec:
             _choice(value, SOURCES, path, f"sources.{key}")
     training = Training(batch_size=train["batch_size"],
                         lr_grid=_numbers(train["lr_grid"], path, "training.lr_grid"),
-                        lr=float(train["lr"]), unit=_choice(train["unit"], UNITS, path,
-                                                            "training.unit"),
-                        length=float(train["length"]),
-                        steps=_numbers(train["steps"], path, "training.steps"))
+                        lr=float(train["lr"]))
     if training.lr not in training.lr_grid:
         raise AllconvError(f"{path}: 'training.lr' {training.lr:g} is not in 'training.lr_grid'")
-    if training.batch_size <= 0 or training.length <= 0:
-        raise AllconvError(f"{path}: 'training.batch_size' and 'training.length' must be positive")
-    if list(training.steps) != sorted(training.steps) or any(
-            not 0 < s < training.length for s in training.steps):
-        raise AllconvError(f"{path}: 'training.steps' must increase and lie inside the run's "
-                           f"length {training.length:g}")
+    if training.batch_size <= 0:
+        raise AllconvError(f"{path}: 'training.batch_size' must be positive")
     return Spec(path=path, table=path.parent.name, name=path.stem, order=data["order"],
                 title=data["title"], variant=variant, dataset=dataset,
                 augmentation=augmentation,

@@ -181,6 +181,14 @@ def test_imagenet_solver_uses_table6_schedule():
     assert (short.max_iter, short.test_interval) == (0, 1)
 
 
+def test_an_iteration_solvers_comment_gives_what_it_holds():
+    """Before: the paper's 450,000 iterations of batch 64 above a shorter run's max_iter."""
+    text = render_solver(get_variant("imagenet"), NetOptions(batch_size=32), SolverOptions(
+        net_path="n", epochs=0.001, train_size=64_000, base_lr=0.05))
+    assert "# Table 6: 2 iterations of batch 32, lr x0.1 every 200,000.\n" in text
+    assert "base_lr: 0.05\n" in text and "max_iter: 2\n" in text
+
+
 def _run(args, capsys):
     from runtime.cli_support import run_cli
     code = run_cli(cli.main, "gen-prototxt", args)

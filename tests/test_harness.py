@@ -118,7 +118,7 @@ def test_reproductions_hold_every_paper_row():
     (("lr = 0.01 ", "lr = 0.5 "), "'training.lr' 0.5 is not in 'training.lr_grid'"),
     (('dataset = "cifar10"', 'dataset = "mnist"'), "'dataset' is 'mnist'"),
     (('{ variance_norm = "FAN_IN" }', "{ sdt = 1 }"), "'init.weight_filler_args.sdt'"),
-    (("steps = [200, 250, 300]", "steps = [200, 400]"), "'training.steps' must increase"),
+    (("batch_size = 128", "batch_size = 128\nsteps = [200, 400]"), "unknown key 'training.steps'"),
     (("[paper]", "[paper"), "all-cnn-c.toml: "),
 ])
 def test_spec_errors_name_file_and_key(tmp_path, edit, message):
@@ -338,6 +338,32 @@ def test_a_corrupt_row_json_is_named_in_one_line(tmp_path, text, why):
         write_row(tmp_path, _result(spec, 50.0, smoke=True))
     write_row(tmp_path, _result(spec, 12.0))        # a full result (--report's) replaces it
     assert json.loads(path.read_text())["smoke"] is False
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r.pop("status"), ": no 'status' field; was it edited? (replicate --report "),
+    (lambda r: r["measured"].update(error="x"),
+     ", measured: its 'error' field is \"x\", not a number or null"),
+    (lambda r: r["runs"][0].update(lr=None), ", runs[0]: its 'lr' field is null")])
+def test_another_rows_edited_json_is_named_when_the_table_is_rebuilt(tmp_path, edit, message):
+    """Before: a KeyError traceback in every later command that rebuilt the table."""
+    from harness.report import write_table_readme
+    specs = load_tables()["table3"]
+    row = json.loads((ROOT / "results" / "table3" / "all-cnn-c.json").read_text())
+    edit(row)
+    path = tmp_path / "table3" / "model-a.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(row))
+    with pytest.raises(AllconvError, match=f"^{re.escape(str(path) + message)}"):
+        write_table_readme(tmp_path, "table3", specs)
+
+
+def test_a_row_schedule_is_its_variants():
+    """The TOMLs hold no length or steps: 350 epochs for CIFAR, Table 6's 450,000
+    iterations of batch 64 (22.5 epochs of ImageNet's 1,281,167 images) for ImageNet."""
+    specs = {s.name: s for table in load_tables().values() for s in table}
+    assert specs["all-cnn-c"].epochs == 350 and specs["large-all-cnn"].epochs == 350
+    assert specs["imagenet"].epochs == pytest.approx(450_000 * 64 / 1_281_167)
 
 
 # ----------------------------------------------------------------------------- training
@@ -868,7 +894,7 @@ def test_bad_runs_are_refused_before_any_row_trains(tmp_path, tiny_data, capsys)
     assert not (out / "tiny" / "model-a").exists()
     full = out / "tiny" / "model-a.json"
     full.parent.mkdir(parents=True)
-    full.write_text(json.dumps({"smoke": False}))
+    full.write_text((ROOT / "results" / "table3" / "all-cnn-c.json").read_text())   # not smoke
     assert run_cli(cli.main, "replicate", base + ["--data", str(tiny_data), "--epochs", "1",
                                                   "--out", str(out)]) == 2
     assert "holds a full replication" in capsys.readouterr().err

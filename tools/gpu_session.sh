@@ -97,7 +97,7 @@ for row, kind in ORDER:
     spec, done, finished = specs[row], set(), {}
     for folder in row_runs(Path(sys.argv[1]) / spec.table / row):
         settings, outcome = folder.settings, folder.outcome()
-        if settings["epochs"] != spec.training.length or "missing" in outcome:
+        if settings["epochs"] != spec.epochs or "missing" in outcome:
             continue
         key = (settings["lr"], settings["seed"])
         done.add(key)
