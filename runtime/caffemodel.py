@@ -14,9 +14,10 @@ Public functions::
 Failures are one-line ``AllconvError``s naming the file.
 
 Shape note: a blob stored with the legacy num/channels/height/width fields
-comes back 4-d, e.g. an old InnerProduct weight is (1, 1, out, in). Caffe
-accepts such a blob for a layer blob of equal element count whose shape,
-left-padded with 1s to 4 axes, is the same; loaders should do the same.
+comes back 4-d, e.g. an old InnerProduct weight is (1, 1, out, in), as a
+`LegacyShaped` array. Caffe accepts such a blob (and only such a blob) for a
+layer blob of equal element count whose shape, left-padded with 1s to 4 axes,
+is the same; loaders should do the same.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
 
 __all__ = [
+    "LegacyShaped",
     "blob_to_array",
     "array_to_blob",
     "read_layers",
@@ -64,6 +66,12 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
+class LegacyShaped(np.ndarray):
+    """An array read from a blob's legacy num/channels/height/width fields, which Caffe's
+    ShapeEquals matches against a shape left-padded with 1s (a ``shape`` blob must match
+    exactly)."""
+
+
 def blob_to_array(blob) -> np.ndarray:
     """The values of a BlobProto as a float32 array of the blob's shape.
 
@@ -72,7 +80,8 @@ def blob_to_array(blob) -> np.ndarray:
     value is a scalar (Caffe's reading) and several come back 1-d.
     ``double_data`` is used when it holds values (else ``data``), as in Blob::FromProto.
     """
-    if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
+    legacy = any(blob.HasField(f) for f in ("num", "channels", "height", "width"))
+    if legacy:
         shape = (blob.num, blob.channels, blob.height, blob.width)
     elif blob.HasField("shape"):
         shape = tuple(int(d) for d in blob.shape.dim)
@@ -89,7 +98,7 @@ def blob_to_array(blob) -> np.ndarray:
         raise AllconvError(
             f"blob shape {shape} needs {expected} values but it holds {values.size}"
         )
-    return values.reshape(shape)
+    return values.reshape(shape).view(LegacyShaped) if legacy else values.reshape(shape)
 
 
 def array_to_blob(array) -> "pb.BlobProto":

@@ -64,8 +64,9 @@ def train(args) -> None:
     if args.snapshot and args.snapshot.endswith((".caffemodel", ".caffemodel.h5")):
         raise AllconvError(f"-snapshot {args.snapshot}: a .caffemodel holds weights, not a "
                            "solver state; give it as -weights (or give the .solverstate)")
-    for given in [args.snapshot] if args.snapshot else (args.weights or "").split(","):
-        if given and not os.path.exists(given):     # said before the nets are built
+    weights = _weights(args.weights)
+    for given in [args.snapshot] if args.snapshot else weights:
+        if not os.path.exists(given):     # said before the nets are built
             raise AllconvError(f"{given}: no such file")
     if args.gpu and ("," in args.gpu or args.gpu == "all") and not launched_by_torchrun():
         raise AllconvError(f"-gpu {args.gpu}: one process per GPU, started by torchrun: "
@@ -79,14 +80,23 @@ def train(args) -> None:
     ranks = from_environment(torch.device(device))
     solver = make_solver(args.solver, device=device, ranks=ranks, level=args.level,
                          stages=_stages(args))
-    if args.weights:        # Caffe's CopyLayers: into the train net and every test net
-        for weights in args.weights.split(","):
-            for net in [solver.net, *solver.test_nets]:
-                net.copy_from(weights)
+    for path in weights:        # Caffe's CopyLayers: into the train net and every test net
+        for net in [solver.net, *solver.test_nets]:
+            net.copy_from(path)
     with SignalHandler(args.sigint_effect, args.sighup_effect) as requested_action:
         solver.action_function = requested_action
         solver.solve(resume_file=args.snapshot)
     leave(ranks)
+
+
+def _weights(text: str | None) -> list[str]:
+    """-weights' comma-separated files, as caffe.cpp's CopyLayers splits them; an empty name
+    (Caffe then fails to open "") is refused."""
+    names = text.split(",") if text else []
+    if not all(names):
+        raise AllconvError(f"-weights {text}: an empty file name in the comma list; give "
+                           "files separated by commas, like a.caffemodel,b.caffemodel")
+    return names
 
 
 def _stages(args) -> list[str]:

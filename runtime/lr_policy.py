@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .errors import AllconvError
+from .registry import add_once
 
 __all__ = ["POLICIES", "CaffeLR", "learning_rate"]
 
@@ -88,15 +89,10 @@ def _sigmoid(p, it: int, step: int) -> tuple[float, int]:
     return float(rate), step
 
 
-POLICIES: dict[str, Callable] = {
-    "fixed": _fixed,
-    "step": _step,
-    "exp": _exp,
-    "inv": _inv,
-    "multistep": _multistep,
-    "poly": _poly,
-    "sigmoid": _sigmoid,
-}
+POLICIES: dict[str, Callable] = {}
+for _name, _policy in (("fixed", _fixed), ("step", _step), ("exp", _exp), ("inv", _inv),
+                       ("multistep", _multistep), ("poly", _poly), ("sigmoid", _sigmoid)):
+    add_once(POLICIES, _name, _policy, "lr policy")
 
 
 def learning_rate(solver_param, iter: int, current_step: int = 0) -> tuple[float, int]:
@@ -145,6 +141,12 @@ class CaffeLR(torch.optim.lr_scheduler.LRScheduler):
                          for p in self.member_params)
         self.rates = rate if isinstance(rate, tuple) else (rate,)
         return [rate] * len(self.optimizer.param_groups)
+
+    @property
+    def passed_a_step(self) -> bool:
+        """Whether this iteration's rate moved Caffe's multistep position (its "MultiStep
+        Status" line)."""
+        return self.solver_param.lr_policy == "multistep" and self._lookahead != self.current_step
 
     def step(self, epoch=None) -> None:
         self.current_step = self._lookahead   # the update just done moved Caffe's position

@@ -13,7 +13,8 @@ from torch.func import functional_call
 from runtime import hdf5_snapshot
 from runtime.backward_plan import backward_plan, refused_backward
 from runtime.blob_shape import legacy_shape
-from runtime.caffemodel import blob_to_array, no_weights, read_layers, write_weights
+from runtime.caffemodel import (LegacyShaped, blob_to_array, no_weights, read_layers,
+                                write_weights)
 from runtime.errors import AllconvError
 from runtime.insert_splits import insert_splits
 from runtime.layers import (Layer, NoFillerWarning, describe, layer_class, layer_errors,
@@ -189,6 +190,7 @@ class Net(nn.Module):
         self.layers = nn.ModuleList()
         self.layer_names, self.inputs = [], []
         self._shapes, self._values, self._versions, self._loss = OrderedDict(), {}, {}, None
+        self._loss_diffs, self._loss_tops = {}, {}     # see _loss_term
         self._input_slots, self._propagate_down = {}, []
         available = set()
         with warnings.catch_warnings():
@@ -344,10 +346,12 @@ class Net(nn.Module):
         overwritten = {(k, b) for k, l in enumerate(self.layers)
                        for j, b in enumerate(l.bottoms) if j in self._fresh_diffs[k]
                        and not (j < len(l.tops) and l.tops[j] == b)}
-        self._forward_only = {(i, j) for i, l in enumerate(self.layers)
-                              for j, (t, w) in enumerate(zip(l.tops, l.loss_weights))
-                              if w and (not plan.layer_need[i] or any(
-                                  (k, t) in overwritten for k in range(i + 1, len(self.layers))))}
+        weighted = [(i, j, t) for i, l in enumerate(self.layers)
+                    for j, (t, w) in enumerate(zip(l.tops, l.loss_weights)) if w]
+        self._diff_read = {(i, j) for i, j, t in weighted if any(
+            (k, t) in overwritten for k in range(i + 1, len(self.layers)))}
+        self._forward_only = self._diff_read | {(i, j) for i, j, _ in weighted
+                                                if not plan.layer_need[i]}
         self._diff_shared_with = {l.bottoms[0]: l.tops[0] for i, l in enumerate(self.layers)
                                   if l.top_diff_is_bottom_diff and
                                   (plan.layer_need[i] or not l.diff_shared_by_backward)}
@@ -543,11 +547,32 @@ class Net(nn.Module):
                     if self.retain_blob_diffs and top.requires_grad and not top.is_leaf:
                         top.retain_grad()
                 if weight:
-                    term = weight * (top.detach() if (i, j) in self._forward_only else top).sum()
+                    # (the compiled training loss, which stores nothing, keeps the weight)
+                    reads_diff = (i, j) in self._diff_read and (
+                        store or not torch.is_grad_enabled())
+                    term = (self._loss_term(i, j, top) if reads_diff
+                            else weight * (top.detach() if (i, j) in self._forward_only
+                                           else top).sum())
                     total = term if total is None else total + term
         if total is None:
             total = torch.zeros((), device=self.device)
         return values, versions, total
+
+    def _loss_term(self, i: int, j: int, top: torch.Tensor) -> torch.Tensor:
+        """The loss of weighted top j of layer i whose diff a later layer's backward
+        overwrites: Caffe's dot(top, top diff), its diff the loss weight until the first
+        backward, then what that backward left (a flat buffer with the blob's capacity: a
+        top grown past it starts from zeros). ``backward`` keeps each diff."""
+        flat, n = top.detach().reshape(-1), top.numel()
+        diff = self._loss_diffs.get((i, j))
+        if diff is None:
+            diff = self._loss_diffs[i, j] = torch.full_like(flat, self.layers[i].loss_weights[j])
+        elif diff.numel() < n:
+            diff = self._loss_diffs[i, j] = torch.zeros_like(flat)
+        if top.requires_grad:
+            top.retain_grad()
+            self._loss_tops[i, j] = top
+        return torch.dot(flat, diff[:n])
 
     def forward(self, **inputs) -> dict:
         """Run the net; returns ``{output blob: tensor}`` (with autograd graph).
@@ -586,6 +611,10 @@ class Net(nn.Module):
             blob.grad = None    # as the layers' shapes now say (Scale's depends on the batch)
         if loss.requires_grad:
             loss.backward()
+        for key, top in self._loss_tops.items():    # the diffs the next forward's loss reads
+            diff = torch.zeros_like(top) if top.grad is None else top.grad
+            self._loss_diffs[key][:top.numel()] = diff.detach().reshape(-1)
+        self._loss_tops = {}
 
     def check_backward(self) -> None:
         """Raise what Caffe's Net::Backward aborts on, if it would on this net: a layer
@@ -630,7 +659,8 @@ class Net(nn.Module):
 
     def copy_from(self, path, *, require_all: bool = False) -> None:
         """Copy weights from a .caffemodel by layer name (Caffe's CopyTrainedLayersFrom): each
-        layer of the file, in order, into the first layer of that name, whose blob count must
+        layer of the file, in order, into the first layer of that name (from an HDF5 file the
+        last, as Caffe's CopyTrainedLayersFromHDF5 looks names up), whose blob count must
         match (a blob-less layer's too). As in Caffe, a file layer the net lacks is logged
         ("Ignoring source layer NAME") and net layers the file lacks keep their initial
         values; a UserWarning names those that have blobs (with ``require_all``, an
@@ -639,9 +669,9 @@ class Net(nn.Module):
         stored = hdf5_snapshot.read_weights(path) if hdf5 else read_layers(path)
         if self.learnable_params and not any(blobs for _, blobs in stored):
             raise no_weights(path)       # a net without learnable layers saves no blobs
-        first, owners = {}, self._blob_owners()
-        for layer in self.layers:
-            first.setdefault(layer.name, layer)
+        owners = self._blob_owners()
+        target = {layer.name: layer
+                  for layer in (self.layers if hdf5 else reversed(self.layers))}
         names = {name for name, _ in stored}
         missing = list(dict.fromkeys(layer.name for layer in self.layers
                                      if layer.blobs and layer.name not in names))
@@ -651,7 +681,7 @@ class Net(nn.Module):
             if require_all:
                 raise AllconvError(message)
         for name, source in stored:
-            layer = first.get(name)
+            layer = target.get(name)
             if layer is None:
                 log.info("Ignoring source layer %s", name)
                 continue
@@ -673,8 +703,11 @@ class Net(nn.Module):
     def share_trained_layers_with(self, other: "Net") -> None:
         """Caffe's ShareTrainedLayersWith: each layer named like a layer of ``other`` uses
         that layer's learnable blobs (the same Parameters), so it sees ``other``'s training.
-        Blob counts and shapes must match; all are checked before anything is shared."""
-        mine = dict(zip(self.layer_names, self.layers))
+        Blob counts and shapes must match; all are checked before anything is shared. Of
+        layers with one name, the first is the target (Caffe scans from the front)."""
+        mine = {}
+        for layer in self.layers:
+            mine.setdefault(layer.name, layer)
         pairs = [(mine[l.name], l) for l in other.layers if l.name in mine]
         for target, source in pairs:
             if len(target.blobs) != len(source.blobs):
@@ -724,19 +757,22 @@ class Net(nn.Module):
 def _copy_blob(blob, array, where: str, source: str) -> None:
     """A stored blob's values into ``blob`` after Caffe's ShapeEquals check (``where`` and
     ``source``, "file" or "prototxt", name it in the error)."""
-    if not _shape_equals(array.shape, tuple(blob.shape)):
+    legacy = isinstance(array, LegacyShaped) or source == "prototxt"
+    if not _shape_equals(array.shape, tuple(blob.shape), legacy):
         raise AllconvError(f"{where}: shape {tuple(array.shape)} in the {source}, "
                            f"{tuple(blob.shape)} in the net")
     with torch.no_grad():
         blob.copy_(torch.from_numpy(array).reshape(blob.shape))
 
 
-def _shape_equals(source, target) -> bool:
-    """Caffe's ShapeEquals: equal, or a legacy 4-d source matching the target padded
-    with leading 1s (old files store an InnerProduct weight as 1×1×M×N)."""
+def _shape_equals(source, target, legacy: bool) -> bool:
+    """Caffe's ShapeEquals: equal, or a ``legacy`` 4-d source (read from num, channels,
+    height and width: old files store an InnerProduct weight as 1×1×M×N) matching the target
+    padded with leading 1s. A prototxt's blobs pass as legacy: Caffe's Layer takes their
+    shape and only some layers check it."""
     if tuple(source) == tuple(target):
         return True
-    return (len(source) == 4 and len(target) <= 4
+    return (legacy and len(source) == 4 and len(target) <= 4
             and legacy_shape(target, "the net's blob", from_end=True) == tuple(source))
 
 

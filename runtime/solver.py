@@ -37,8 +37,6 @@ __all__ = ["Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSol
 
 log = logging.getLogger("allconv.solver")
 
-# Deprecated `solver_type` enum (upgrade_proto.cpp: UpgradeSolverType).
-_SOLVER_TYPE_ENUM = {0: "SGD", 1: "Nesterov", 2: "AdaGrad", 3: "RMSProp", 4: "AdaDelta", 5: "Adam"}
 _TRAIN, _TEST = 0, 1
 
 
@@ -47,8 +45,9 @@ _TRAIN, _TEST = 0, 1
 # --------------------------------------------------------------------------------------------
 
 def _load_solver_param(solver) -> tuple[Any, str | None]:
-    """Returns (SolverParameter copy with its type upgraded, path of the solver file or None);
-    the Solver upgrades snapshot_prefix (and logs it) once its checks have passed."""
+    """Returns (SolverParameter copy, upgraded as read_solver does (its type included), path
+    of the solver file or None); the Solver upgrades snapshot_prefix (and logs it) once its
+    checks have passed."""
     from .prototxt import read_solver
 
     path = None
@@ -56,22 +55,7 @@ def _load_solver_param(solver) -> tuple[Any, str | None]:
             isinstance(solver, str) and "\n" not in solver and os.path.isfile(solver)):
         path = os.fspath(solver)
     param = read_solver(solver)  # copies a message argument
-    _upgrade_solver_type(param, path)
     return param, path
-
-
-def _upgrade_solver_type(param, path) -> None:
-    if "solver_type" not in param.DESCRIPTOR.fields_by_name or not param.HasField("solver_type"):
-        return
-    if param.HasField("type"):
-        raise AllconvError(
-            f"{path or 'solver'}: the old solver_type field (enum) and the new type field "
-            f"(string) cannot both be specified")
-    name = _SOLVER_TYPE_ENUM.get(param.solver_type)
-    if name is None:
-        raise AllconvError(f"{path or 'solver'}: unknown solver_type {param.solver_type}")
-    param.type = name
-    param.ClearField("solver_type")
 
 
 def _upgrade_snapshot_prefix(param, path: str) -> None:
@@ -138,8 +122,10 @@ def _output_items(net, outputs=None) -> list[tuple[str, torch.Tensor]]:
 
 
 def loss_share(weight: float, value: float) -> str:
-    """What Caffe adds after a weighted output's value: " (* w = w·v loss)"; "" at weight 0."""
-    return f" (* {_fmt(weight)} = {_fmt(weight * value)} loss)" if weight else ""
+    """What Caffe adds after a weighted output's value: " (* w = w·v loss)", the product in
+    float as Caffe's Dtype; "" at weight 0."""
+    return (f" (* {_fmt(weight)} = {_fmt(np.float32(weight) * np.float32(value))} loss)"
+            if weight else "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,9 +296,16 @@ class Solver:
     def update(self) -> float:
         """Caffe's ApplyUpdate plus ++iter on the accumulated gradients; returns the rate."""
         rate = self.optimizer.param_groups[0]["lr"]
+        if self.schedule.passed_a_step:
+            log.info("MultiStep Status: Iteration %d, step = %d", self.iter,
+                     self.schedule.current_step + 1)
         if self.param.display and self.iter % self.param.display == 0:
             log.info("Iteration %d, lr = %s", self.iter, _fmt(rate))
         self.optimizer.step()
+        norm, clip = self.optimizer.clip_norm, np.float32(self.optimizer.clip_gradients)
+        if norm is not None and (norm := np.float32(norm.item())) > clip:
+            log.info("Gradient clipping: scaling down gradients (L2 norm %s > %s) by scale "
+                     "factor %s", _fmt(norm), _fmt(clip), _fmt(clip / norm))
         self.schedule.step()
         return rate
 
@@ -457,25 +450,23 @@ class Solver:
         net.share_trained_layers_with(self.net)
         n = int(p.test_iter[test_net_id])
         sums: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-        loss = None
+        loss = np.float32(0.0)        # Caffe's Dtype sum
         for i in range(n):
             if self._stopped_while_testing():
                 break
             outputs = net.forward()
+            loss += np.float32(net.last_loss)    # every weighted top's: Net::Forward's
             for name, value in _output_items(net, outputs):
                 v = value.detach().reshape(-1)
                 if i == 0:
                     sums[name] = v.clone()
                 else:
                     sums[name] += v
-                if p.test_compute_loss and net.loss_weight(name):
-                    term = net.loss_weight(name) * v.sum()
-                    loss = term if loss is None else loss + term
         if self.requested_early_exit:
             log.info("Test interrupted.")
             return {}
         if p.test_compute_loss and n:
-            log.info("Test loss: %s", _fmt(float(loss) / n if loss is not None else 0.0))
+            log.info("Test loss: %s", _fmt(loss / np.float32(n)))
         means = OrderedDict((name, (total / n).cpu().tolist() if n else [])
                             for name, total in sums.items())
         self._log_outputs(net, means.items(), "Test")
@@ -595,7 +586,9 @@ class SGDSolver(Solver):
         param = pb.SolverParameter()
         param.CopyFrom(self.param)
         param.type = self.type_name      # the class decides the rule, as in Caffe
-        return OPTIMIZERS[self.type_name].from_solver(param, self.net)
+        optimizer = OPTIMIZERS[self.type_name].from_solver(param, self.net)
+        optimizer.updates_in_diffs = True     # pycaffe shows the update in each diff
+        return optimizer
 
 
 _SOLVER_CLASSES: dict[str, type] = {}

@@ -197,6 +197,9 @@ def test_time_refuses_a_backward_caffe_aborts_in(workdir, capsys, extra, message
     (["train", "-solver", ""], "Need a solver definition to train."),
     (["train", "-solver", "solver4.prototxt", "-weights", ","], "argument -weights: ',' names "
                                                                 "no file"),
+    # before: ".: is a directory" (the empty name was opened)
+    (["train", "-solver", "solver4.prototxt", "-weights", "tiny_iter_4.caffemodel,"],
+     "-weights tiny_iter_4.caffemodel,: an empty file name in the comma list"),
     (["test", "-model", "", "-weights", "w"], "Need a model definition to score."),
     (["test", "-model", "net.prototxt", "-weights", ""], "Need model weights to score."),
     (["time", "-model", " "], "Need a model definition to time."),

@@ -335,6 +335,31 @@ def test_share_trained_layers_with_aliases_the_blobs_of_layers_named_alike():
     assert torch.equal(net.params["conv1"][1].data, trained.params["conv1"][1].data)
 
 
+def test_of_two_layers_named_alike_the_first_is_shared_and_an_hdf5_file_fills_the_last(
+        tmp_path):
+    """Caffe's ShareTrainedLayersWith and CopyTrainedLayersFrom scan for the first layer of
+    a name; CopyTrainedLayersFromHDF5 looks it up in layer_names_index_, where the last
+    stands (real Caffe: the trained values in the test net's first "ip", not its second)."""
+    from runtime import hdf5_snapshot
+    pytest.importorskip("h5py")
+    trained = Net(INPUT + _ip("ip", 4), TRAIN, seed=1)
+    twin = _ip("ip", 4).replace('top: "ip"', 'top: "ip2"')
+    net = Net(INPUT + _ip("ip", 4) + twin, TEST, seed=2)
+    one, two = (next(l for l in net.layers if list(l.tops) == [top]) for top in ("ip", "ip2"))
+    second = [b.detach().clone() for b in two.blobs]
+    net.share_trained_layers_with(trained)
+    assert [b.data_ptr() for b in one.blobs] == [b.data.data_ptr() for b in trained.params["ip"]]
+    assert all(torch.equal(a, b) for a, b in zip(two.blobs, second))
+    path = tmp_path / "w.caffemodel.h5"
+    hdf5_snapshot.write_weights(path, [("ip", [b.data.numpy() for b in trained.params["ip"]])])
+    net = Net(INPUT + _ip("ip", 4) + twin, TEST, seed=2)
+    one, two = (next(l for l in net.layers if list(l.tops) == [top]) for top in ("ip", "ip2"))
+    first = [b.detach().clone() for b in one.blobs]
+    net.copy_from(path)
+    assert all(torch.equal(a, b) for a, b in zip(two.blobs, (b.data for b in trained.params["ip"])))
+    assert all(torch.equal(a, b) for a, b in zip(one.blobs, first))
+
+
 PERMISSIVE = """
 layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 6 } } }
 layer { name: "a" type: "InnerProduct" bottom: "x" top: "a" param { name: "w" }
@@ -439,6 +464,19 @@ def test_save_and_copy_from_roundtrip(tmp_path):
     assert all(torch.equal(p, q) for p, q in zip(a.learnable_params, b.learnable_params))
 
 
+def _to_legacy_fields(path) -> None:
+    """Rewrite every 4-d blob of a .caffemodel with num/channels/height/width, as old Caffe
+    stored them."""
+    from runtime.caffemodel import read_binary, write_binary
+    param = read_binary(path, pb.NetParameter)
+    for layer in param.layer:
+        for blob in layer.blobs:
+            if len(blob.shape.dim) == 4:
+                blob.num, blob.channels, blob.height, blob.width = blob.shape.dim
+                blob.ClearField("shape")
+    write_binary(path, param)
+
+
 def test_copy_from_keeps_absent_layers_and_accepts_legacy_shapes(tmp_path, caplog):
     """As Caffe: file layers the net lacks are logged and skipped, net layers the file lacks
     keep their fillers; a UserWarning names those (before: silence), and ``require_all``
@@ -449,6 +487,10 @@ def test_copy_from_keeps_absent_layers_and_accepts_legacy_shapes(tmp_path, caplo
     weight = np.full((1, 1, 5, 36), 0.25, np.float32)          # legacy 4-d InnerProduct blob
     write_weights(path, [("ip", "InnerProduct", [weight, np.zeros(5, np.float32)]),
                          ("not_in_net", "ReLU", [np.zeros(1, np.float32)])])
+    with pytest.raises(AllconvError, match=r"layer 'ip' blob 0: shape \(1, 1, 5, 36\) in the "
+                                           r"file, \(5, 36\) in the net"):
+        net.copy_from(path)            # a 4-d `shape` field: Caffe's ShapeEquals refuses it
+    _to_legacy_fields(path)
     with pytest.raises(AllconvError, match=r"ip_only.caffemodel: no weights for layer\(s\) "
                                            r"conv1 \(the file has: ip, not_in_net\)$"):
         net.copy_from(path, require_all=True)
@@ -679,6 +721,30 @@ def test_a_weighted_top_without_a_backward_keeps_its_loss_weight_as_diff():
     net.forward_backward(a=torch.randn(2, 3), b=torch.randn(2, 3))
     assert torch.equal(net.blobs["s"].diff, torch.full((2, 3), 0.5))
     assert not net.blobs["a"].diff.any()
+
+
+@pytest.mark.parametrize("weights, reader", [
+    ("", "loss_weight: 0.25 power_param { scale: 2 }"),       # 1·L + 0.25·2L; then 0.5 in diff
+    ("loss_weight: 0.5", "power_param { scale: 2 }")])      # Split: 1·L + 0.5·L; then 0.5
+def test_a_loss_read_by_a_layer_counts_as_its_diff_after_the_first_backward(weights, reader):
+    """Caffe's loss is dot(top, top diff); a later backward overwrites the loss weight Caffe
+    put in the diff at set-up (here with 0.5). Real Caffe's `caffe train` printed 1.5·L at
+    iteration 0, then 1.0·L (3.66691, then 1.77529), with the gradient 0.5·dL each time."""
+    net = Net(f"""
+layer {{ name: "x" type: "Input" top: "x" top: "label"
+        input_param {{ shape {{ dim: 4 dim: 5 }} shape {{ dim: 4 }} }} }}
+layer {{ name: "ip" type: "InnerProduct" bottom: "x" top: "ip"
+        inner_product_param {{ num_output: 3 weight_filler {{ type: "gaussian" std: 0.5 }} }} }}
+layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss"
+        {weights} }}
+layer {{ name: "twice" type: "Power" bottom: "loss" top: "twice" {reader} }}""", TRAIN, seed=0)
+    inputs = dict(x=torch.randn(4, 5), label=torch.tensor([0.0, 1.0, 2.0, 1.0]))
+    first = net.forward_backward(**inputs)
+    assert first == pytest.approx(1.5 * float(net.blobs["loss"].data), rel=1e-6)
+    second = net.forward_backward(**inputs)
+    assert second == pytest.approx(1.0 * float(net.blobs["loss"].data), rel=1e-6)
+    with torch.no_grad():                    # the forward-only loss of the solver's last line
+        assert float(net.loss(**inputs)) == pytest.approx(second, rel=1e-6)
 
 
 def test_a_negative_lr_mult_gets_its_diff_and_reverses_the_step():

@@ -308,6 +308,25 @@ def test_one_solver_class_per_solver_type_with_pycaffes_name():
         solver._solver_class("Adam")
 
 
+@pytest.mark.parametrize("type_name", ["SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta",
+                                       "Adam"])
+def test_after_a_step_each_diff_holds_the_update_as_pycaffe_shows(type_name):
+    """Caffe's ComputeUpdateValue leaves the update in each diff and Net::Update subtracts it
+    (real Caffe, SGD: ip2's diff after step(2) equals its momentum history). Before: the
+    last gradient. The frozen ip2 weight's diff is its update too (zero here)."""
+    from runtime.solver import make_solver
+    momentum = 0.0 if type_name in ("AdaGrad", "RMSProp") else 0.9
+    s = make_solver(_solver_param(_net_text(), type=type_name, momentum=momentum),
+                    train_feed=Feed(_batches(3, seed=4)))
+    s.step(1)
+    before = [w.detach().clone() for w in s.net.learnable_params]
+    s.step(1)
+    for w, old in zip(s.net.learnable_params, before):
+        torch.testing.assert_close(w.grad, old - w.detach(), rtol=1e-5, atol=1e-7)
+    if type_name == "SGD":
+        assert all(torch.equal(w.grad, h) for w, h in zip(s.net.learnable_params, s.history))
+
+
 def test_a_loop_of_ones_own_with_caffe_sgd_and_a_tensor_rate():
     """Net + CaffeSGD + CaffeLR, no Solver; a 0-dim tensor lr (as a CUDA graph keeps it)
     gives the same weights as the float one."""
@@ -632,6 +651,21 @@ def test_test_all_averages_outputs_over_test_iter(tmp_path):
     assert scores[0]["loss"] == pytest.approx(want, rel=1e-5)
 
 
+def test_test_loss_counts_a_weighted_top_that_is_not_an_output(caplog):
+    """Caffe's Test adds the loss Net::Forward returns: every weighted top's, not only the
+    outputs'. Before: "Test loss: 0" where a Silence read the loss (real Caffe: 2.14199)."""
+    text = _net_text() + 'layer { name: "quiet" type: "Silence" bottom: "loss" }\n'
+    batches = _batches(3, seed=2)[:2]
+    s = SGDSolver(_solver_param(text, test_iter=[2], test_interval=3, test_compute_loss=True),
+                  train_feed=Feed(batches), test_feeds=[Feed(batches)])
+    caplog.set_level("INFO", logger="allconv.solver")
+    assert s.test() == {}                        # no outputs left to average
+    w = _params_np(s)
+    want = np.mean([_grads_np(w, b)[1] for b in batches])
+    line = next(l for l in caplog.text.splitlines() if "Test loss: " in l)
+    assert float(line.split("Test loss: ")[1]) == pytest.approx(want, rel=1e-5)
+
+
 def test_test_nets_use_the_train_nets_blobs_also_after_restore(tmp_path):
     s, _ = _counting_solver(tmp_path, max_iter=0)
     s.step(2)
@@ -724,6 +758,24 @@ def test_solver_file_paths_defaults_and_log_lines(tmp_path, monkeypatch, caplog)
 
 # solver.py:179 `seed if seed >= 0 else None` -> `>= 1` survived: Caffe seeds whenever
 # random_seed >= 0 (solver.cpp), so random_seed: 0 is a fixed seed: two runs start alike.
+def test_multistep_and_clipping_log_caffes_lines_in_caffes_order(caplog):
+    """Real Caffe's log (sgd_solver.cpp): "MultiStep Status" when GetLearningRate passes a
+    step, before the iteration's lr line; "Gradient clipping" after it, with the norm."""
+    s = SGDSolver(_solver_param(_net_text(), lr_policy="multistep", stepvalue=[1], gamma=0.5,
+                                clip_gradients=0.01, display=1, max_iter=2),
+                  train_feed=Feed(_batches(2)))
+    caplog.set_level("INFO", logger="allconv.solver")
+    s.step(2)
+    lines = [r.getMessage() for r in caplog.records
+             if re.match("(MultiStep|Gradient|Iteration [01], lr)", r.getMessage())]
+    assert [line.split(" (L2")[0] for line in lines] == [
+        "Iteration 0, lr = 0.1", "Gradient clipping: scaling down gradients",
+        "MultiStep Status: Iteration 1, step = 1", "Iteration 1, lr = 0.05",
+        "Gradient clipping: scaling down gradients"]
+    norm, factor = re.match(r".*L2 norm (\S+) > 0.01\) by scale factor (\S+)$", lines[1]).groups()
+    assert float(factor) == pytest.approx(0.01 / float(norm), rel=1e-5)
+
+
 def test_random_seed_0_is_a_seed():
     from runtime.solver import SGDSolver
     a, b = (SGDSolver(_solver_param(_net_text(source="input"), random_seed=0)) for _ in "ab")

@@ -129,6 +129,9 @@ class CaffeOptimizer(torch.optim.Optimizer):
     solver_types: tuple[str, ...] = ()
     history_keys: tuple[str, ...] = ()
     host_iteration = False   # the update reads group["iter"] on the host (no CUDA graph)
+    # leave each step's update in ``.grad``, as Caffe's ComputeUpdateValue leaves it in the
+    # diffs (a Solver's, for pycaffe's view; a training loop of its own needs no copy)
+    updates_in_diffs = False
 
     def __init__(self, params, defaults: dict, clip_gradients: float = -1.0,
                  iter_size: int = 1):
@@ -141,7 +144,7 @@ class CaffeOptimizer(torch.optim.Optimizer):
         params = list(params)
         defaults = {"weight_decay": 0.0, "regularization": "L2", **defaults, "iter": 0}
         super().__init__(_group_by_mults(params, type(self).__name__), defaults)
-        self.clip_gradients = float(clip_gradients)
+        self.clip_gradients, self.clip_norm = float(clip_gradients), None
         self.iter_size = int(iter_size)
         self._order = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
         rate = defaults["lr"]
@@ -262,6 +265,12 @@ class CaffeOptimizer(torch.optim.Optimizer):
             updates = [torch.where(keep, u, 0) for keep, u in
                        zip(self._per_row(self.active, params), updates)]
         torch._foreach_sub_(params, updates)
+        if self.updates_in_diffs:
+            for p, update in zip(params, updates):
+                if p.grad is None:              # a frozen group's: Caffe's diff is its update
+                    p.grad = update.clone()
+                elif p.grad is not update:
+                    p.grad.copy_(update)
 
     def _stop_inactive(self) -> None:
         """An inactive member's gradients become 0 (a NaN one too)."""
@@ -272,14 +281,17 @@ class CaffeOptimizer(torch.optim.Optimizer):
             p.grad.masked_fill_(~keep, 0)
 
     def _clip(self) -> None:
-        clip = self.clip_gradients
+        """ClipGradients; ``clip_norm`` keeps the norm it measured (a tensor, no host read;
+        None where it measured none) for a Solver's log line."""
+        clip, self.clip_norm = self.clip_gradients, None
         if clip < 0:
             return
         grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
         if not grads:
             return
         if self.members == 1:
-            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            norm = self.clip_norm = torch.linalg.vector_norm(
+                torch.stack(torch._foreach_norm(grads)))
             torch._foreach_mul_(grads, torch.where(norm > clip, clip / norm, 1.0))
             return
         norm = torch.linalg.vector_norm(torch.stack(   # (members,): each member's own norm
