@@ -38,7 +38,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.run_folder import git_commit  # noqa: E402
+from harness.run_folder import RunFolder, git_commit  # noqa: E402
 from harness.specs import SPECS_DIR, load_spec  # noqa: E402
 from harness.datasets import Data  # noqa: E402
 from harness.run import (PRECISIONS, Run, RunOptions, load_data, resolve_precision,  # noqa: E402
@@ -363,8 +363,8 @@ def run_slice(args, device, precision: str, levers: dict, data: Data, lrs, epoch
     outcomes = train_pack(spec, members, data)
     if any("diverged" in o for o in outcomes):
         raise AllconvError(f"a slice run diverged: {outcomes}")
-    records = [r for r in members[0][1].joinpath("metrics.jsonl").read_text().splitlines()]
-    first, second = (json.loads(r)["seconds"] for r in records[:2])
+    records = RunFolder(members[0][1]).metrics.records()
+    first, second = (r["seconds"] for r in records[:2])
     projected = first + (EPOCHS / (epochs / 2) - 1) * (second - first)
     return {"members": len(lrs), "lrs": list(lrs), "epochs": epochs, "seconds": second,
             "first_half_seconds": first, "projected_350_seconds": projected}

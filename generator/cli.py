@@ -129,9 +129,11 @@ def _check_options_do_something(args) -> None:
         raise AllconvError(f"--weight-std sets the gaussian filler's std; it does nothing with "
                            f"--weight-filler {args.weight_filler} (add --weight-filler gaussian)")
     given = [n for n in CIFAR_SCHEDULE_OPTIONS if getattr(args, n) is not None]
-    if given and args.variant and get_variant(args.variant).name == "imagenet":
-        raise AllconvError(f"{_flag(given[0])} does nothing for imagenet: its solver follows "
-                           "Table 6 (450,000 iterations)")
+    variant = get_variant(args.variant) if given and args.variant else None
+    if variant and variant.schedule.unit == "iteration":
+        sched = variant.schedule
+        raise AllconvError(f"{_flag(given[0])} does nothing for {variant.name}: its solver "
+                           f"follows {sched.source} ({sched.length:,.0f} iterations)")
 
 
 def _check_schedule(args) -> None:

@@ -20,10 +20,9 @@ from harness.report import (check_writable, read_row, row_result, write_row,
                             write_table_readme)
 from harness.specs import SPECS_DIR, Spec, load_tables, select
 from harness.loop import DeferredInterrupt, format_epoch
-from harness.datasets import Data, data_key
+from harness.datasets import Data, check_trainable, data_key, train_size
 from harness.run_folder import (RUN_JSON, RunFolder, length_flags, length_settings, row_runs,
                                run_name)
-from harness.datasets import check_trainable, train_size
 from harness.run import PRECISIONS, RunOptions, check_length, load_data, snapshot_iteration
 from harness.train import train_pack
 from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_device_option, number,

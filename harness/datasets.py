@@ -22,10 +22,9 @@ import torch
 
 from harness.feed import TrainFeed
 from harness.pipelines import PIPELINES
-from runtime.data import augment, cifar, prepared_cifar
+from runtime.data import cifar, prepared_cifar
 from runtime.data.datasets import IMAGE_FOLDER
 from runtime.data.imagenet import Folder, ImageNetFeed, scan
-from runtime.data.large_augment import FRAME, LargeAugment, large_batch
 from runtime.errors import AllconvError
 
 if TYPE_CHECKING:
@@ -124,24 +123,11 @@ def row_data(spec: Spec, data: Data | ImageFolders, device: torch.device) -> Row
     """The run's view of ``data`` through the row's augmentation."""
     if isinstance(data, ImageFolders):
         return _folder_rows(data, device)
-    classes = spec.dataset.class_names
-    if spec.augmentation == "large":
-        return _tensor_rows(data, classes, _large(spec.augment), _large(LargeAugment.off()),
-                            (3, FRAME, FRAME))
-    transform = _flip_translate if spec.augmentation == "flip-translate" else None
-    return _tensor_rows(data, classes, transform, None, tuple(data.train_images.shape[1:]))
-
-
-def _flip_translate(images: torch.Tensor, generator: torch.Generator, draws: int,
-                    part: slice) -> torch.Tensor:
-    shifts, flips = augment.draw(draws, generator)
-    return augment.apply(images, shifts[part], flips[part])
-
-
-def _large(cfg: LargeAugment):
-    def transform(images, generator, draws: int, part: slice) -> torch.Tensor:
-        return large_batch(images, cfg, generator, draws, part)
-    return transform
+    pipeline = PIPELINES[spec.augmentation]
+    train, test = pipeline.transforms(spec.augment)
+    size = pipeline.input_size
+    shape = (3, size, size) if pipeline.frames else tuple(data.train_images.shape[1:])
+    return _tensor_rows(data, spec.dataset.class_names, train, test, shape)
 
 
 def _tensor_rows(data: Data, classes, transform, test_transform, sample_shape) -> RowData:

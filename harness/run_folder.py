@@ -460,7 +460,7 @@ class RunFolder:
 
     def whitening(self, data_dir=None, verify: bool = True) -> preprocess.Whitening:
         """The run's whitening, from ``prepared_folder``."""
-        return preprocess.Whitening.load(self.prepared_folder(data_dir, verify) / "whitening.npz")
+        return preprocess.entry_whitening(self.prepared_folder(data_dir, verify))
 
     def prepared_folder(self, data_dir=None, verify: bool = True) -> Path:
         """The cache folder of the run's whitened dataset (where run.json says, or under this
@@ -492,7 +492,7 @@ class RunFolder:
             return None
         recorded = Path(identity["cache_entry"])
         return next((entry for entry in (recorded, preprocess.prepared_root() / recorded.name)
-                     if (entry / "whitening.npz").is_file()), None)
+                     if preprocess.is_entry(entry)), None)
 
     def export_provenance(self, weights: Path) -> dict:
         """``allconv.provenance`` of an export of ``weights``: commit, seed, test error (of the

@@ -807,6 +807,15 @@ def test_a_net_without_learnable_layers_exports_without_weights_or_with_caffes_f
     assert main(["--prototxt", str(proto), "-o", str(tmp_path / "a.onnx")]) == 0
     assert main(["--prototxt", str(proto), "--weights", str(tmp_path / "geo.caffemodel"),
                  "-o", str(tmp_path / "b.onnx")]) == 0
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    want = Net(str(proto), pb.TEST).forward(x=torch.from_numpy(x))["p"].numpy()
+    models = [onnx.load(tmp_path / name) for name in ("a.onnx", "b.onnx")]
+    assert models[0].graph == models[1].graph       # the weightless file adds nothing
+    for model in models:
+        assert [o.name for o in model.graph.output] == ["p"]
+        (got,) = check.session(model, check.LEVELS["optimisations on"]).run(None, {"x": x})
+        np.testing.assert_array_equal(got, want)    # Caffe's 3x3 stride 2 windows: 3x3
+        assert got.shape == (2, 3, 3, 3)
 
 
 def test_the_check_is_relative_for_large_outputs():

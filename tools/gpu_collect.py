@@ -95,7 +95,7 @@ def collect(folders: list[Path], results: Path, carry_runs: Path) -> list[RunFol
     for unfinished, path in sorted(tars, key=lambda t: t[0]):   # finished first
         prefix = run_prefix(path)
         if unfinished:
-            if (results / prefix / "result.json").is_file():
+            if RunFolder(results / prefix).result() is not None:
                 print(f"{path.name}: left (the run finished in a later call)")
                 continue
             copy(path, carry_runs / path.name)

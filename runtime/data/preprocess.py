@@ -37,6 +37,7 @@ SQRT_BIAS = 0.0
 MIN_DIVISOR = 1e-8
 FILTER_BIAS = 0.1
 _CACHE_FORMAT = 1
+WHITENING_FILE = "whitening.npz"    # in each cache entry, beside the .npy arrays
 
 
 def global_contrast_normalize(x: torch.Tensor, scale: float = GCN_SCALE,
@@ -178,7 +179,7 @@ def prepared_cifar(name: str, data_dir=None, cache_dir=None, device=None,
                                  test_images=test, test_labels=test_labels), whitening)
     stage("loading the cache")
     arrays = {k: np.load(entry / f"{k}.npy") for k in Prepared._fields[:4]}
-    return Prepared(**arrays, whitening=Whitening.load(entry / "whitening.npz"))
+    return Prepared(**arrays, whitening=entry_whitening(entry))
 
 
 def prepared_images(entry: Path, split: str) -> np.ndarray:
@@ -199,8 +200,18 @@ def prepared_folder(name: str, data_dir=None, cache_dir=None, device=None,
 def prepared_whitening(name: str, data_dir=None, cache_dir=None, device=None,
                        verify: bool = True) -> Whitening:
     """The Whitening of ``prepared_cifar``, from its cache entry (made first when absent)."""
-    return Whitening.load(prepared_folder(name, data_dir, cache_dir, device, verify)
-                          / "whitening.npz")
+    return entry_whitening(prepared_folder(name, data_dir, cache_dir, device, verify))
+
+
+def entry_whitening(entry: Path) -> Whitening:
+    """The Whitening kept in the cache entry ``entry``."""
+    return Whitening.load(Path(entry) / WHITENING_FILE)
+
+
+def is_entry(entry: Path) -> bool:
+    """Whether ``entry`` is a cache entry that `prepared_cifar` finished (entries are written
+    atomically, whitening included)."""
+    return (Path(entry) / WHITENING_FILE).is_file()
 
 
 def save_npz_source(path, data, labels) -> None:
@@ -219,7 +230,7 @@ def _write_entry(entry: Path, arrays: dict[str, np.ndarray], whitening: Whitenin
     try:
         for key, array in arrays.items():
             np.save(tmp / f"{key}.npy", array)
-        whitening.save(tmp / "whitening.npz")
+        whitening.save(tmp / WHITENING_FILE)
         os.rename(tmp, entry)
     except OSError:
         if not entry.is_dir():   # not a concurrent writer that got there first
