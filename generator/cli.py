@@ -9,7 +9,7 @@ from pathlib import Path
 from generator.render import Filler, Init, NetOptions, SolverOptions, render_net, render_solver
 from generator.variants import VARIANTS, get_variant
 from runtime import prototxt
-from runtime.cli_support import SEED_WHY, UINT32_MAX, Parser, number, run_cli
+from runtime.cli_support import SEED_WHY, UINT32_MAX, Parser, add_version, number, run_cli
 from runtime.errors import AllconvError
 from runtime.files import check_writable
 from runtime.meta import count_params, meta_net
@@ -23,6 +23,7 @@ def build_parser() -> Parser:
                       "  gen-prototxt --variant All-CNN-C --classes 100 -o all_c100.prototxt "
                       "--solver all_c100_solver.prototxt\n  gen-prototxt --list",
                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version(p)
     p.add_argument("--variant", "-v", help="network name, e.g. all-c, All-CNN-C, model-a, "
                                            "large-all-cnn, imagenet (case-insensitive)")
     p.add_argument("--list", action="store_true", help="list every variant with its parameter count")

@@ -25,8 +25,8 @@ from harness.run_folder import (RUN_JSON, RunFolder, length_flags, length_settin
                                run_name)
 from harness.run import PRECISIONS, RunOptions, check_length, load_data, snapshot_iteration
 from harness.train import train_pack
-from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_device_option, number,
-                                  number_list, resolve_device, run_cli)
+from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_device_option, add_version,
+                                  number, number_list, resolve_device, run_cli)
 from runtime.errors import AllconvError
 
 EXIT_FAIL, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 3, 130
@@ -38,7 +38,10 @@ EXIT_FAIL, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 3, 130
 CUDA_PACK = 1
 # What --report, which trains nothing, refuses: the options that only change training.
 PACK_ROUTES = ("grouped", "streams")
-TRAINING_ONLY = ("resume", "time_limit", "deadline", "pack", "pack_route", "rows_in_parallel",
+# The table is made of every run of the command's length settings, whatever lr, seed, data or
+# precision they trained with: those options too would do nothing.
+TRAINING_ONLY = ("lr", "seed", "data", "verify", "precision", "eval_every", "device",
+                 "resume", "time_limit", "deadline", "pack", "pack_route", "rows_in_parallel",
                  "compile", "cuda_graphs", "channels_last", "batch_per_process",
                  "checkpoint_every")
 
@@ -64,6 +67,7 @@ def build_parser() -> Parser:
                       "--resume), 130 "
                       "stopped by Ctrl-C or SIGTERM (rerun with --resume)",
                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version(p)
     p.add_argument("targets", nargs="*", metavar="TABLE|ROW",
                    help="a table (table3, table4, table6), a row (all-cnn-c; the variants' "
                         "aliases such as All-CNN-C work) or table/row")
@@ -187,20 +191,17 @@ def _check_args(args, parser: Parser) -> None:
     if args.lr is not None and args.lr_search:
         raise AllconvError("--lr conflicts with --lr-search: give one")
     if args.list:           # it prints the rows (of --specs) and reads nothing else
-        given = [a.option_strings[0 if getattr(args, a.dest) or len(a.option_strings) == 1
-                                  else 1]      # --cuda-graphs or --no-cuda-graphs, as given
-                 for a in parser._actions if a.option_strings
-                 and a.dest not in ("help", "list", "specs", "progress")
-                 and getattr(args, a.dest) != a.default]
+        given = _given(args, parser, lambda dest: dest not in ("help", "list", "specs",
+                                                              "progress"))
         if given:
             raise AllconvError(f"{given[0]} does nothing with --list, which only lists the "
                                "rows: drop it")
     if args.report:
         if args.shard:
             raise AllconvError("--report reads what the shards wrote: give it without --shard")
-        given = [n for n in TRAINING_ONLY if getattr(args, n) != parser.get_default(n)]
+        given = _given(args, parser, TRAINING_ONLY.__contains__)
         if given:
-            raise AllconvError(f"{_flag(given[0])} does nothing with --report, which trains "
+            raise AllconvError(f"{given[0]} does nothing with --report, which trains "
                                "nothing: drop it")
     if args.pack_route != "grouped" and default_pack(args) < 2:
         raise AllconvError(f"--pack-route {args.pack_route} is how a pack of runs trains, and "
@@ -222,6 +223,14 @@ def _check_args(args, parser: Parser) -> None:
     elif args.batch_per_process:
         raise AllconvError("--batch-per-process does nothing without torchrun: one process "
                            "takes the spec's batch; drop it")
+
+
+def _given(args, parser: Parser, wanted) -> list[str]:
+    """The options whose destination ``wanted(dest)`` holds that differ from their defaults,
+    spelt as given (--cuda-graphs or --no-cuda-graphs, --no-verify)."""
+    return [a.option_strings[0 if getattr(args, a.dest) or len(a.option_strings) == 1 else 1]
+            for a in parser._actions if a.option_strings and wanted(a.dest)
+            and hasattr(args, a.dest) and getattr(args, a.dest) != a.default]   # not --help
 
 
 def _flag(name: str) -> str:
@@ -536,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
         said_once(check_runs_kept, my_jobs)
         make_out(args.out)
         if ranks.is_main:
+            for _, _, run_dir in my_jobs:     # another command's training: said before notes
+                RunFolder(run_dir).check_free()
             for note in fresh_starts(my_jobs, args) + resumed_apart(my_jobs, pack):
                 print(f"replicate: {note}", file=sys.stderr)
         DeferredInterrupt.received = "SIGINT"     # until a signal of this command says more

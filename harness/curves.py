@@ -30,9 +30,10 @@ def plot_curves(records: list[dict], path: Path, title: str, paper_error: float 
                       label=f"paper {paper_error:g} %")
         right.axhspan(paper_error, paper_error + tolerance, color="g", alpha=0.15,
                       label=f"PASS (<= {paper_error + tolerance:g} %)")
-    for epoch in lr_drops(evals):
+    for k, epoch in enumerate(lr_drops(evals)):
         for axis in (left, right):
-            axis.axvline(epoch, color="grey", linestyle=":", linewidth=1)
+            axis.axvline(epoch, color="grey", linestyle=":", linewidth=1,
+                         label="lr x0.1" if k == 0 else None)
     right.grid(alpha=0.3)
     left.legend()
     right.legend()

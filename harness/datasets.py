@@ -83,7 +83,7 @@ def train_size(spec: Spec, data_dir: str | None) -> int | None:
     if found is None or not found[0].binary:
         return None
     release, paths = found
-    return sum(p.stat().st_size for p in paths) // release.record_bytes
+    return sum(cifar.record_count(release, p) for p in paths)
 
 
 def data_key(spec: Spec) -> tuple[str, bool]:

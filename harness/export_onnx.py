@@ -14,7 +14,7 @@ from pathlib import Path
 
 from generator.variants import get_variant
 from harness.run_folder import RunFolder
-from runtime.cli_support import Parser, run_cli
+from runtime.cli_support import Parser, add_version, run_cli
 from runtime.data.datasets import dataset_names, get_dataset
 from runtime.errors import AllconvError
 from runtime.files import check_writable, suffix_option
@@ -27,6 +27,7 @@ def build_parser() -> Parser:
                description="Export a Caffe deploy net with its weights, or a replicate run "
                            "folder, as an ONNX model checked against the runtime with "
                            "onnxruntime before it is written.")
+    add_version(p)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--prototxt", metavar="DEPLOY", help="a deploy prototxt (Input layer)")
     source.add_argument("--run", metavar="RUN_DIR", type=Path,

@@ -312,8 +312,15 @@ class Loop:
         checkpoint = (self.checkpoint_seconds if self.checkpoint_seconds is not None
                       else CHECKPOINT_GUESS * run.K)
         ahead = 0.0 if self.every_iteration else TICK_SECONDS
-        need = 2 * (self.step_seconds or 0.0) + evaluation + checkpoint + ahead
+        need = 2 * self._step_guess() + evaluation + checkpoint + ahead
         return time.monotonic() + need >= run.opts.deadline
+
+    def _step_guess(self) -> float:
+        """A step's seconds: the first step's or a tick's in this process; before any, a
+        resumed run's mean over its earlier sessions (evaluations included); else 0."""
+        if self.step_seconds is not None:
+            return self.step_seconds
+        return self.done_before[0] / self.start_iter if self.start_iter else 0.0
 
     def eval_guess(self) -> float:
         """The last evaluation's seconds; before one in this process, a third of a steady

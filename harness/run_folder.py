@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from generator.variants import get_variant
@@ -217,7 +215,10 @@ class MetricsLog:
             except ValueError as err:
                 if i == len(lines) - 1 and not line.endswith("\n"):
                     break
-                raise AllconvError(f"{self.path}: a line is not JSON: {err}") from None
+                where, why = ((f", column {err.colno}", err.msg.removesuffix(" at"))
+                              if isinstance(err, json.JSONDecodeError) else ("", str(err)))
+                raise AllconvError(f"{self.path}, line {i + 1}{where}: not JSON ({why}); was "
+                                   "it edited? (the run writes it)") from None
             if not isinstance(record, dict):
                 raise AllconvError(f"{self.path}, line {i + 1}: not a JSON object")
             where = f", line {i + 1}"
@@ -301,18 +302,30 @@ class RunFolder:
     @contextlib.contextmanager
     def lock(self):
         """Held while a process trains into the folder: a second command training the same
-        run is refused (an advisory lock on a file in the temporary folder named after the
-        folder's real path, which the kernel releases when the process dies, however)."""
-        key = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:24]
-        path = Path(tempfile.gettempdir()) / "allconv-locks" / f"{key}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise AllconvError(f"{self.path}: another process is training this run (it "
-                                   f"holds {path}); wait for it to end, or stop it") from None
+        run is refused, whatever its environment (an advisory lock on the empty file
+        ``.<folder name>.lock`` beside the folder, which a fresh start does not remove and
+        the kernel releases when the process dies, however)."""
+        self._lock_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_file, "a") as handle:
+            self._flock(handle)
             yield
+
+    def check_free(self) -> None:
+        """`lock`'s error, now, if another process trains into the folder; makes nothing."""
+        if self._lock_file.is_file():
+            with open(self._lock_file, "a") as handle:
+                self._flock(handle)
+
+    @property
+    def _lock_file(self) -> Path:
+        return self.path.parent / f".{self.path.name}.lock"
+
+    def _flock(self, handle) -> None:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AllconvError(f"{self.path}: another process is training this run (it holds "
+                               f"{self._lock_file}); wait for it to end, or stop it") from None
 
     def check_same_whitening(self, whitening: dict | None) -> None:
         """A resumed run must go on with the whitened data it trained on (the settings leave

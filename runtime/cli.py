@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from runtime.cli_support import Parser, number, run_cli
+from runtime.cli_support import Parser, add_version, number, run_cli
 from runtime.errors import AllconvError
 from runtime.signal_handler import EFFECTS, SignalHandler
 
@@ -249,6 +249,7 @@ def build_parser() -> Parser:
     p = Parser(prog="allconv-caffe", description="Caffe's command line, run by the allconv "
                                                  "PyTorch runtime with Caffe's semantics.",
                empty_values=True)
+    add_version(p, "-version")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def command(name, **texts):

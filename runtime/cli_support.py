@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -18,6 +20,22 @@ _parsed_prog: ContextVar[str | None] = ContextVar("allconv_parsed_prog", default
 # Every character that ends a line for str.splitlines, written as its escape in an error.
 _LINE_BREAKS = {c: repr(chr(c))[1:-1] for c in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85,
                                                   0x2028, 0x2029)}
+
+
+def version_text() -> str:
+    """allconv's version (its installed package's) and torch's, as --version prints them."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        mine = version("allconv")
+    except PackageNotFoundError:    # run from a checkout that pip did not install
+        mine = "(not installed)"
+    return f"allconv {mine}, torch {torch.__version__}"
+
+
+def add_version(parser: argparse.ArgumentParser, flag: str = "--version") -> None:
+    """``flag`` prints `version_text` and exits (Caffe's ``caffe -version``)."""
+    parser.add_argument(flag, action="version", version=f"%(prog)s: {version_text()}",
+                        help="print the version and exit")
 
 
 class Parser(argparse.ArgumentParser):
@@ -172,9 +190,12 @@ def _run(main, shown: Callable[[], str], argv) -> int:
         return stop.code if isinstance(stop.code, int) else 2
     except AllconvError as err:      # one line, even when it quotes a name holding a newline
         print(f"{shown()}: error: {err}".translate(_LINE_BREAKS), file=sys.stderr)
+    except BrokenPipeError:          # the reader of stdout went away (| head): quiet, as
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())     # SIGPIPE is
+        return 128 + signal.SIGPIPE
     except OSError as err:
-        where = f" {err.filename}" if err.filename else ""
-        print(f"{shown()}: error:{where}: {err.strerror or err}".translate(_LINE_BREAKS),
+        where = f" {err.filename}:" if err.filename else ""
+        print(f"{shown()}: error:{where} {err.strerror or err}".translate(_LINE_BREAKS),
               file=sys.stderr)
     except KeyboardInterrupt:
         print(f"{shown()}: interrupted", file=sys.stderr)

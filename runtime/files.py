@@ -100,6 +100,21 @@ def read_npz(path: PathLike, keys, what: str) -> dict:
         raise AllconvError(f"{path}: not {what}: {why}") from None
 
 
+def read_npy(path: PathLike, what: str, mmap: bool = False) -> np.ndarray:
+    """The array of the .npy file ``path`` (memory-mapped with ``mmap``), never unpickled, of
+    numbers; a missing, cut short or corrupt file is an AllconvError naming the path and what
+    failed (``what``: what the file should be)."""
+    try:
+        return numeric(np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False),
+                       f"{path}")
+    except FileNotFoundError:
+        raise AllconvError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError) as err:
+        why = ("an array of Python objects (pickled), which is not read" if "pickle" in str(err)
+               else str(err) or "empty or cut short")
+        raise AllconvError(f"{path}: not {what}: {why}") from None
+
+
 def read_json_object(path: PathLike) -> dict:
     """The JSON object in ``path``; an unreadable file, bad JSON or another JSON value is an
     AllconvError naming the path."""

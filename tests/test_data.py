@@ -411,6 +411,31 @@ def test_prepared_cifar_cache_hit_skips_recomputation(tmp_path, monkeypatch):
     assert calls == [15, 15]   # changed input file -> new cache entry
 
 
+@pytest.mark.parametrize("name, size", [("test_images.npy", 1000), ("train_labels.npy", 50),
+                                        ("test_labels.npy", 0), ("whitening.npz", 30)])
+def test_a_damaged_cache_entry_is_one_line_saying_to_delete_it(tmp_path, monkeypatch, name,
+                                                               size):
+    """Before: numpy's ValueError as a traceback (a file cut short), or no advice."""
+    make_cifar10_bin(tmp_path / "data", np.random.default_rng(9))
+    monkeypatch.setattr(preprocess, "gcn_zca", lambda train, test, device=None, stage=None: (
+        (train / 255).astype(np.float32), (test / 255).astype(np.float32),
+        preprocess.Whitening(np.zeros(2), np.eye(2))))
+    kwargs = dict(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", verify=False)
+    prepared_cifar("cifar10", **kwargs)
+    entry = preprocess.prepared_entry("cifar10", **kwargs)
+    damaged = entry / name
+    if size:
+        damaged.write_bytes(damaged.read_bytes()[:size])
+    else:
+        damaged.unlink()
+    advice = f"; delete the cache entry {entry} to make it again from the CIFAR files"
+    with pytest.raises(AllconvError, match=f"^{re.escape(str(damaged))}: .*{re.escape(advice)}$"):
+        prepared_cifar("cifar10", **kwargs)
+    if name == "test_images.npy":           # memory-mapped, as visualize reads it
+        with pytest.raises(AllconvError, match=re.escape(advice)):
+            preprocess.prepared_images(entry, "test")
+
+
 # ---- Data-layer sources ----
 
 def test_npz_source_reads_in_order_and_wraps(tmp_path):

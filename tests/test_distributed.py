@@ -125,13 +125,15 @@ def test_shards_count_lr_seed_runs_and_report_marks_a_partial_grid(tmp_path,
     args = ["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
             "--no-verify", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "out"),
             "--no-progress", "--lr-search", "--seed", "0,1"]
+    report = ["model-a", "--specs", str(tmp_path / "specs"), "--epochs", "1", "--out",
+              str(tmp_path / "out"), "--lr-search", "--report"]    # as the shards print it
     shards = cli.job_list(cli.build_parser().parse_args(args),
                           select(["model-a"], load_tables(tmp_path / "specs")))
     assert [(o.lr, o.seed) for _, o, _ in shards][1::2] == [(0.01, 1), (0.02, 1)]
     assert cli.main(args + ["--shard", "1/2"]) == 0      # seed 1 of both lrs, as one pack
-    assert sorted(p.name for p in (tmp_path / "out" / "tiny" / "model-a").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "out" / "tiny" / "model-a").glob("lr-*")) == [
         "lr-0.01-seed-1-smoke", "lr-0.02-seed-1-smoke"]
-    assert cli.main(args + ["--report"]) == 0
+    assert cli.main(report) == 0
     row = json.loads((tmp_path / "out" / "tiny" / "model-a.json").read_text())
     # the grid's seed is the lowest any run has: 1, until seed 0's runs are there
     assert not row["partial"] and row["grid"] == {"lrs": [0.01, 0.02], "seed": 1,
@@ -139,7 +141,7 @@ def test_shards_count_lr_seed_runs_and_report_marks_a_partial_grid(tmp_path,
     assert [(r["lr"], r["seed"], r["missing"]) for r in row["runs"]] == [(0.01, 1, None),
                                                                           (0.02, 1, None)]
     assert cli.main(args + ["--shard", "0/2", "--pack", "1"]) == 0
-    assert cli.main(args + ["--report"]) == 0
+    assert cli.main(report) == 0
     row = json.loads((tmp_path / "out" / "tiny" / "model-a.json").read_text())
     assert row["status"] == "SMOKE" and not row["partial"]
     assert [(r["lr"], r["seed"]) for r in row["runs"]] == [(0.01, 0), (0.01, 1), (0.02, 0),

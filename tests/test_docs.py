@@ -89,3 +89,36 @@ def test_ctrl_c_while_a_console_script_imports_torch_is_one_line(tmp_path, monke
         launch("slow_cli", "replicate")
     assert stop.value.code == 130
     assert capsys.readouterr().err == "replicate: interrupted\n"
+
+
+def test_a_reader_that_goes_away_ends_a_command_quietly_as_sigpipe_does():
+    """`gen-prototxt --list | head -1`: before, "error:: Broken pipe" and exit 2."""
+    import os
+    import sys
+    script = ("import sys\nfrom runtime.cli_support import run_cli\n"
+              "def main(argv):\n    sys.stdout.write('row\\n' * 100_000)\n    sys.stdout.flush()\n"
+              "sys.exit(run_cli(main, 'replicate', []))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc.stdout.close()                           # the reader is gone before the first write
+    assert proc.stderr.read() == b"" and proc.wait() == 141
+
+
+@pytest.mark.parametrize("flag", ["--version", "-version"])
+def test_every_command_says_its_version(flag, capsys):
+    """As `caffe -version`: the package's version and torch's."""
+    import torch
+    from harness import cli as replicate_cli
+    from harness import export_onnx
+    from runtime import cli as caffe_cli
+    from visualize import cli as visualize_cli
+    mains = {"gen-prototxt": gen_cli.main, "allconv-prep-cifar": prep_cli.main,
+             "replicate": replicate_cli.main, "export-onnx": export_onnx.main,
+             "visualize": visualize_cli.main, "allconv-caffe": caffe_cli.main}
+    for prog, main in mains.items():
+        if flag == "-version" and prog != "allconv-caffe":
+            continue                              # gflags' spelling is allconv-caffe's alone
+        assert run_cli(main, prog, [flag]) == 0
+        out = capsys.readouterr().out
+        assert re.fullmatch(rf"{prog}: allconv (\S+|\(not installed\)), torch "
+                            rf"{re.escape(torch.__version__)}\n", out), out

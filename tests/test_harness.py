@@ -320,10 +320,12 @@ def test_a_metrics_line_cut_short_by_a_kill_is_left_out_and_a_bad_one_named(tmp_
     path.write_text(f'{lines[0]}\n{lines[1]}')                  # whole, its newline not yet
     assert MetricsLog(path).records() == [one, two]
     path.write_text(f'{lines[0]}\n{{"iter": 2, "te\n{lines[1]}\n')
-    with pytest.raises(AllconvError, match=f"^{path}: a line is not JSON"):
+    # the file's line, not the JSON parser's (before: "a line is not JSON: ... line 1 column 16")
+    with pytest.raises(AllconvError, match=f"^{path}, line 2, column 16: not JSON \\(Invalid "
+                                           r"control character\); was it edited\?"):
         MetricsLog(path).records()
     path.write_text(f'{lines[0]}\n{{"iter": 2, "te\n')             # complete, so not cut short
-    with pytest.raises(AllconvError, match=f"^{path}: a line is not JSON"):
+    with pytest.raises(AllconvError, match=f"^{path}, line 2, column 16: not JSON"):
         MetricsLog(path).records()
 
 
@@ -546,18 +548,53 @@ def test_a_stop_at_an_evaluation_evaluates_first(tmp_path, tiny_data, monkeypatc
                                                          for r in records]
 
 
-def test_a_run_another_process_trains_is_refused(tmp_path, tiny_data):
+def test_a_run_another_process_trains_is_refused(tmp_path, tiny_data, monkeypatch):
     """Two commands training one run folder wrote into it together (metrics.jsonl of both);
-    the lock is the kernel's flock, per open file: this process's second open conflicts too."""
+    the lock is the kernel's flock, per open file: this process's second open conflicts too.
+    It holds under another TMPDIR (before: a lock file in each command's temporary folder)."""
+    import tempfile
     from harness.run_folder import RunFolder
     spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=16))
     folder = tmp_path / "row" / "run"
     with RunFolder(folder).lock():                  # as another process's train holds it
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
         with pytest.raises(AllconvError, match=f"^{re.escape(str(folder))}: another process is "
                                                "training this run"):
             train(spec, options(tiny_data), folder)
         assert not folder.exists()
     assert "test_error" in train(spec, options(tiny_data), folder)
+
+
+def test_resume_of_a_run_another_process_trains_says_only_that(tmp_path, tiny_data, capsys):
+    """Before: "has no checkpoint ...; it starts from the beginning" and then the refusal."""
+    from harness.run_folder import RunFolder
+    from runtime.cli_support import run_cli
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    folder = tmp_path / "out" / "tiny" / "model-a" / "lr-0.01-smoke"
+    with RunFolder(folder).lock():
+        assert run_cli(cli.main, "replicate", [
+            "model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+            "--no-verify", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "out"),
+            "--no-progress", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"replicate: error: {folder}: another process is training this run (it "
+                   f"holds {folder.parent / '.lr-0.01-smoke.lock'}); wait for it to end, or "
+                   "stop it\n")
+
+
+def test_a_batch_file_cut_short_is_named_before_the_length_check(tmp_path, capsys):
+    """Before: "0.001 epochs of 40,325 images is less than one iteration" (the sizes' count
+    rounded down) for a release whose data_batch_3.bin was cut mid-record."""
+    from runtime.cli_support import run_cli
+    data = write_cifar10_bin(tmp_path, n_train=50, n_test=10)
+    cut = tmp_path / "cifar-10-batches-bin" / "data_batch_3.bin"
+    cut.write_bytes(cut.read_bytes()[:-100])
+    assert run_cli(cli.main, "replicate", ["all-cnn-c", "--data", str(data), "--no-verify",
+                                           "--epochs", "0.001", "--out",
+                                           str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        f"replicate: error: {cut} is not a cifar-10-batches-bin file: its {10 * 3073 - 100} "
+        "bytes are not a whole number of 3073-byte records\n")
 
 
 def test_an_ignored_sighup_stays_ignored():
@@ -1011,7 +1048,9 @@ def test_report_gives_back_the_table_the_runs_wrote(tmp_path, tiny_data, capsys)
     for extra in ([], ["--lr-search"]):
         (folder / "README.md").unlink()
         (folder / "model-a.json").unlink()
-        assert cli.main(base + ["--report"] + extra) == 0
+        report = ["model-a", "--specs", str(tmp_path / "specs"), "--epochs", "1", "--out",
+                  str(tmp_path / "out"), "--report"]
+        assert cli.main(report + extra) == 0
         assert (folder / "README.md").read_text() == wrote
         again = json.loads((folder / "model-a.json").read_text())
         assert again["measured"] == row["measured"] and again["runs"] == row["runs"]
@@ -1205,6 +1244,10 @@ def test_a_training_label_past_the_classes_is_one_line_read_with_the_flags(tmp_p
                                "drop it"),
     (["--report", "--deadline", "60"], "--deadline does nothing with --report"),
     (["--report", "--pack", "2"], "--pack does nothing with --report"),
+    # before: the table of every run, with the lr and seed asked for in no way chosen
+    (["--report", "--lr", "0.3", "--seed", "5"], "--lr does nothing with --report"),
+    (["--report", "--seed", "5"], "--seed does nothing with --report"),
+    (["--report", "--no-verify"], "--no-verify does nothing with --report"),
     (["--cuda-graphs", "--device", "cpu"], "--cuda-graphs does nothing on cpu: CUDA graphs "
                                            "need a CUDA device; drop it"),
     (["--cuda-graphs"], "--cuda-graphs does nothing on this machine (torch sees no CUDA "
@@ -1305,7 +1348,7 @@ def test_a_fresh_start_refuses_an_unfinished_runs_checkpoint(tmp_path, tiny_data
              str(tiny_data), "--no-verify", "--device", "cpu", "--no-progress", "--epochs",
              "2", "--eval-limit", "8", "--checkpoint-every", "1", "--lr", "0.01"]
     assert cli.run_cli(cli.main, "replicate", train + ["--time-limit", "0"]) == 3
-    [folder] = (out / "tiny" / "model-a").iterdir()
+    [folder] = (out / "tiny" / "model-a").glob("lr-*")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     capsys.readouterr()
     assert cli.run_cli(cli.main, "replicate", train) == 2

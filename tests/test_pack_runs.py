@@ -419,6 +419,26 @@ def test_deadline_stops_every_run_at_a_checkpoint_before_it_and_resume_continues
                             row / name / "checkpoint_iter_8.caffemodel")
 
 
+@pytest.mark.parametrize("start_iter, seconds, due", [(12, 120.0, True), (0, 0.0, False)])
+def test_a_resumed_runs_first_step_is_guessed_from_its_earlier_sessions(start_iter, seconds,
+                                                                         due):
+    """Before its first step a process knows no step time: a resumed run takes its earlier
+    sessions' mean (here 10 s), so that 15 s before the deadline it stops at once. Before: it
+    counted 0 s, trained a step past a deadline shorter than that step, then checkpointed."""
+    import time
+    from types import SimpleNamespace
+    from harness.loop import Loop
+    loop = Loop.__new__(Loop)
+    loop.run = SimpleNamespace(opts=SimpleNamespace(deadline=time.monotonic() + 15.0),
+                               iter=start_iter, max_iter=100, K=1,
+                               solver_param=SimpleNamespace(test_interval=50))
+    loop.start_iter, loop.done_before, loop.every_iteration = start_iter, [seconds], True
+    loop.step_seconds, loop.checkpoint_seconds = None, 0.5
+    assert loop.deadline_due() is due
+    loop.step_seconds = 1.0                     # once a step is timed, its time counts
+    assert loop.deadline_due() is False
+
+
 # ----------------------------------------------------------------------- --pack-route streams
 
 def test_runs_side_by_side_are_their_solo_runs_bit_for_bit(spec, data, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runtime.cli_support import Parser, add_device_option, number, run_cli
+from runtime.cli_support import Parser, add_device_option, add_version, number, run_cli
 from runtime.data.datasets import dataset_names
 from runtime.errors import AllconvError
 from runtime.files import atomic_writer, check_writable, suffix_option
@@ -237,6 +237,7 @@ def check_options_do_something(args, source) -> None:
 def build_parser() -> Parser:
     p = Parser(prog="visualize", description="Backprop, deconvnet and guided backpropagation "
                "pictures (Springenberg et al. 2015, Section 3.4) for any net the runtime loads.")
+    add_version(p)
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     u = sub.add_parser(
         "unit", help="one unit's reconstruction by each method (Figures 4-6)",

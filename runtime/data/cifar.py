@@ -261,14 +261,20 @@ def _extract(archive: Path, scratch: Path, release: Release, dest: Path) -> None
         os.replace(item, target / item.name)
 
 
+def record_count(release: Release, path: Path, size: int | None = None) -> int:
+    """The records of a binary file of ``size`` bytes (default: its size on disk); a size
+    that is not a whole number of them (a file cut short) is an error naming the file."""
+    size = path.stat().st_size if size is None else size
+    if size == 0 or size % release.record_bytes:
+        raise AllconvError(f"{path} is not a {release.dirname} file: its {size} bytes are not "
+                           f"a whole number of {release.record_bytes}-byte records")
+    return size // release.record_bytes
+
+
 def _read_binary(release: Release, path: Path) -> tuple[np.ndarray, np.ndarray]:
     label_bytes = release.label_bytes
     raw = np.fromfile(path, dtype=np.uint8)
-    record = release.record_bytes
-    if raw.size == 0 or raw.size % record:
-        raise AllconvError(f"{path} is not a {release.dirname} file: its {raw.size} bytes "
-                           f"are not a whole number of {record}-byte records")
-    raw = raw.reshape(-1, record)
+    raw = raw.reshape(record_count(release, path, raw.size), release.record_bytes)
     labels = raw[:, label_bytes - 1].astype(np.int64)
     return raw[:, label_bytes:].reshape(-1, *IMAGE_SHAPE), labels
 

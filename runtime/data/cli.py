@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from runtime.cli_support import Parser, run_cli
+from runtime.cli_support import Parser, add_version, run_cli
 from runtime.data.datasets import dataset_names
 from runtime.data.preprocess import STAGES, prepared_cifar, save_npz_source
 from runtime.errors import AllconvError
@@ -48,6 +48,7 @@ class StageBar:
 
 def build_parser() -> Parser:
     p = Parser(prog="allconv-prep-cifar", description=__doc__.split("\n\n")[0])
+    add_version(p)
     names = dataset_names(whitening=True)
     p.add_argument("--dataset", choices=names, default=names[0],
                    help=f"the dataset to whiten (default {names[0]})")

@@ -30,7 +30,7 @@ import torch
 from runtime.data import cifar
 from runtime.data.datasets import dataset_names, get_dataset
 from runtime.errors import AllconvError
-from runtime.files import atomic_writer, read_npz
+from runtime.files import atomic_writer, read_npy, read_npz
 
 GCN_SCALE = 55.0
 SQRT_BIAS = 0.0
@@ -178,14 +178,16 @@ def prepared_cifar(name: str, data_dir=None, cache_dir=None, device=None,
         _write_entry(entry, dict(train_images=train, train_labels=train_labels,
                                  test_images=test, test_labels=test_labels), whitening)
     stage("loading the cache")
-    arrays = {k: np.load(entry / f"{k}.npy") for k in Prepared._fields[:4]}
+    arrays = {k: _cached(entry, lambda: read_npy(entry / f"{k}.npy", _WHAT))
+              for k in Prepared._fields[:4]}
     return Prepared(**arrays, whitening=entry_whitening(entry))
 
 
 def prepared_images(entry: Path, split: str) -> np.ndarray:
     """The whitened float32 images (N, 3, 32, 32) of ``split`` ('train' or 'test') in the
     cache entry ``entry`` (a folder ``prepared_cifar`` filled), memory-mapped."""
-    return np.load(Path(entry) / f"{split}_images.npy", mmap_mode="r")
+    return _cached(entry, lambda: read_npy(Path(entry) / f"{split}_images.npy", _WHAT,
+                                           mmap=True))
 
 
 def prepared_folder(name: str, data_dir=None, cache_dir=None, device=None,
@@ -205,7 +207,21 @@ def prepared_whitening(name: str, data_dir=None, cache_dir=None, device=None,
 
 def entry_whitening(entry: Path) -> Whitening:
     """The Whitening kept in the cache entry ``entry``."""
-    return Whitening.load(Path(entry) / WHITENING_FILE)
+    return _cached(entry, lambda: Whitening.load(Path(entry) / WHITENING_FILE))
+
+
+_WHAT = "an array of the whitened CIFAR (allconv-prep-cifar writes it)"
+
+
+def _cached(entry: Path, read):
+    """``read()`` of a file of the cache entry ``entry``; its error says how to make the
+    entry again (a damaged entry is not rebuilt by itself: its name is the key of the files
+    it came from)."""
+    try:
+        return read()
+    except AllconvError as err:
+        raise AllconvError(f"{err}; delete the cache entry {entry} to make it again from the "
+                           "CIFAR files") from None
 
 
 def is_entry(entry: Path) -> bool:
