@@ -22,7 +22,7 @@ kept under --out; so is the case that was running, as ``running-KIND-N.SUFFIX``,
 in native code ends the fuzzer itself. Ctrl-C stops it after the case that is running,
 with the counts so far (exit 130).
 
-    python tools/fuzz.py --cases 10000 --seed 0 --out /tmp/fuzz
+    python tools/fuzz.py --cases 10000 --seed 0 --out runs/fuzz
     python tools/fuzz.py --cases 500 --kinds prototxt --nets recurrent,losses
 
 Cases run in a temporary folder. Blobs are capped at --memory-mib per blob (the runtime's
