@@ -307,3 +307,17 @@ def test_a_run_json_of_before_provenance_resumes_on_any_whitening(tmp_path):
     del config["provenance"]["whitening"]              # written before provenance had it
     folder.file(run_folder.RUN_JSON).write_text(json.dumps(config))
     run_folder.RunFolder(tmp_path).check_same_whitening({"cache_entry": "/d/cifar10-bbbb"})
+
+
+def test_a_cache_folder_without_its_whitening_is_not_the_runs_entry(tmp_path, monkeypatch):
+    """An entry is whole once its whitening.npz is there (entries are written atomically);
+    an empty folder of the same name is none, and the run's data is made again."""
+    from runtime.data import preprocess
+    monkeypatch.setattr(preprocess, "prepared_root", lambda cache_dir=None: tmp_path / "cache")
+    entry = tmp_path / "cifar10-aaaa"
+    entry.mkdir()
+    (tmp_path / "run").mkdir()
+    folder = _folder(tmp_path / "run", whitening={"cache_entry": str(entry)})
+    assert folder.cache_entry() is None
+    (entry / preprocess.WHITENING_FILE).write_bytes(b"")
+    assert folder.cache_entry() == entry

@@ -119,6 +119,7 @@ def test_reproductions_hold_every_paper_row():
     (('dataset = "cifar10"', 'dataset = "mnist"'), "'dataset' is 'mnist'"),
     (('{ variance_norm = "FAN_IN" }', "{ sdt = 1 }"), "'init.weight_filler_args.sdt'"),
     (("batch_size = 128", "batch_size = 128\nsteps = [200, 400]"), "unknown key 'training.steps'"),
+    (("batch_size = 128", "batch_size = 0"), "'training.batch_size' must be positive"),
     (("[paper]", "[paper"), "all-cnn-c.toml: "),
 ])
 def test_spec_errors_name_file_and_key(tmp_path, edit, message):

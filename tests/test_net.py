@@ -464,6 +464,18 @@ def test_save_and_copy_from_roundtrip(tmp_path):
     assert all(torch.equal(p, q) for p, q in zip(a.learnable_params, b.learnable_params))
 
 
+def test_a_prototxt_blob_of_a_legacy_shape_fills_a_2d_weight():
+    """Caffe's Layer takes a prototxt blob's shape and InnerProduct checks none: a 1x1x3x5
+    `shape` fills a (3, 5) weight there (a .caffemodel's must be legacy fields to)."""
+    values = " ".join(f"data: {v}" for v in range(15))
+    net = Net(f"""
+layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 1 dim: 5 }} }} }}
+layer {{ name: "ip" type: "InnerProduct" bottom: "x" top: "ip"
+        inner_product_param {{ num_output: 3 bias_term: false }}
+        blobs {{ shape {{ dim: 1 dim: 1 dim: 3 dim: 5 }} {values} }} }}""", TEST)
+    assert torch.equal(net.params["ip"][0].data, torch.arange(15.0).reshape(3, 5))
+
+
 def _to_legacy_fields(path) -> None:
     """Rewrite every 4-d blob of a .caffemodel with num/channels/height/width, as old Caffe
     stored them."""
@@ -745,6 +757,14 @@ layer {{ name: "twice" type: "Power" bottom: "loss" top: "twice" {reader} }}""",
     assert second == pytest.approx(1.0 * float(net.blobs["loss"].data), rel=1e-6)
     with torch.no_grad():                    # the forward-only loss of the solver's last line
         assert float(net.loss(**inputs)) == pytest.approx(second, rel=1e-6)
+    # the training loss that stores nothing (the harness's, compiled) keeps the weight in its
+    # value and passes the loss layer no gradient of its own: the backward's 0.5·dL
+    want = net.learnable_params[0].grad.clone() / 2           # two backwards summed so far
+    net.clear_param_diffs()
+    loss = net.loss(**inputs)
+    assert float(loss.detach()) == pytest.approx(first, rel=1e-6)
+    loss.backward()
+    torch.testing.assert_close(net.learnable_params[0].grad, want)
 
 
 def test_a_negative_lr_mult_gets_its_diff_and_reverses_the_step():

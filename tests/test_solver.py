@@ -664,6 +664,10 @@ def test_test_loss_counts_a_weighted_top_that_is_not_an_output(caplog):
     want = np.mean([_grads_np(w, b)[1] for b in batches])
     line = next(l for l in caplog.text.splitlines() if "Test loss: " in l)
     assert float(line.split("Test loss: ")[1]) == pytest.approx(want, rel=1e-5)
+    caplog.clear()
+    s.param.test_compute_loss = False                # Caffe's default: no such line
+    s.test()
+    assert "Test loss" not in caplog.text
 
 
 def test_test_nets_use_the_train_nets_blobs_also_after_restore(tmp_path):
@@ -774,6 +778,27 @@ def test_multistep_and_clipping_log_caffes_lines_in_caffes_order(caplog):
         "Gradient clipping: scaling down gradients"]
     norm, factor = re.match(r".*L2 norm (\S+) > 0.01\) by scale factor (\S+)$", lines[1]).groups()
     assert float(factor) == pytest.approx(0.01 / float(norm), rel=1e-5)
+
+
+def test_a_loss_share_is_multiplied_in_float_as_caffe_prints_it():
+    from runtime.solver import loss_share
+    assert loss_share(0.1, 1.3232449293136597) == " (* 0.1 = 0.132325 loss)"   # double: 0.132324
+    assert loss_share(0.0, 5.0) == ""
+
+
+def test_a_norm_equal_to_the_clip_is_not_clipped_nor_logged(caplog):
+    """ClipGradients scales only when the norm exceeds clip_gradients (here both are 5)."""
+    text = """
+layer { name: "p" type: "Parameter" top: "p" parameter_param { shape { dim: 1 dim: 2 } } }
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "x" top: "loss" }"""
+    s = SGDSolver(_solver_param(text, clip_gradients=5.0, weight_decay=0.0, momentum=0.0,
+                                base_lr=1.0))
+    caplog.set_level("INFO", logger="allconv.solver")
+    s.net.forward_backward(x=torch.tensor([[-3.0, -4.0]]))      # diff p − x = (3, 4): norm 5
+    s.update()
+    assert "Gradient clipping" not in caplog.text
+    torch.testing.assert_close(s.net.params["p"][0].data, torch.tensor([[-3.0, -4.0]]))
 
 
 def test_random_seed_0_is_a_seed():
