@@ -149,7 +149,8 @@ def build_parser() -> Parser:
                         "runs of this command's length and batch), keep each row's best lr, "
                         "its seeds' mean and its best run, mark a partial grid, write results; "
                         "the options that only change training (--resume, --deadline, "
-                        "--pack...) are refused")
+                        "--pack...) or would choose no runs (--lr, --seed, --data...) are "
+                        "refused")
     g = p.add_argument_group("speed levers (CUDA; on by default there: the fastest set an H200 "
                              "measured, see README)")
     g.add_argument("--compile", action="store_true", help="torch.compile the training loss")

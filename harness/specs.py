@@ -96,7 +96,7 @@ class Spec:
         """The run's length in epochs of the variant's training set: its variant's schedule
         (the paper's), an iteration length converted at the spec's batch."""
         schedule = self.variant.schedule
-        return schedule.length if schedule.unit == "epoch" else \
+        return float(schedule.length) if schedule.unit == "epoch" else \
             schedule.length * self.training.batch_size / self.variant.train_size
 
     def is_smoke(self, epochs: float | None, batch_size: int | None = None,

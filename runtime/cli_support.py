@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import select
 import signal
 import sys
 import warnings
@@ -183,6 +184,23 @@ def run_cli(main: Callable[[list[str] | None], int | None], prog: str,
         return _run(main, shown, argv)
 
 
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe without a reader (poll says POLLERR); then stdout is pointed
+    at /dev/null, so that the exit's own flush is quiet too."""
+    try:
+        fd = sys.stdout.fileno()
+        poll = select.poll()
+        poll.register(fd, select.POLLOUT)
+        if not any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0)):
+            return False
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+        return True
+    except (OSError, ValueError, AttributeError):   # no real stdout (io.UnsupportedOperation)
+        return False
+
+
 def _run(main, shown: Callable[[], str], argv) -> int:
     try:
         return main(argv) or 0
@@ -190,9 +208,10 @@ def _run(main, shown: Callable[[], str], argv) -> int:
         return stop.code if isinstance(stop.code, int) else 2
     except AllconvError as err:      # one line, even when it quotes a name holding a newline
         print(f"{shown()}: error: {err}".translate(_LINE_BREAKS), file=sys.stderr)
-    except BrokenPipeError:          # the reader of stdout went away (| head): quiet, as
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())     # SIGPIPE is
-        return 128 + signal.SIGPIPE
+    except BrokenPipeError as err:
+        if _stdout_gone():           # the reader of stdout went away (| head): quiet, as
+            return 128 + signal.SIGPIPE                                   # SIGPIPE is
+        print(f"{shown()}: error: {err.strerror or err}", file=sys.stderr)
     except OSError as err:
         where = f" {err.filename}:" if err.filename else ""
         print(f"{shown()}: error:{where} {err.strerror or err}".translate(_LINE_BREAKS),

@@ -95,9 +95,7 @@ def read_npz(path: PathLike, keys, what: str) -> dict:
     except IsADirectoryError:
         raise AllconvError(f"{path}: is a directory, expected {what}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        why = ("an array of Python objects (pickled), which is not read" if "pickle" in str(err)
-               else str(err) or "empty or cut short")
-        raise AllconvError(f"{path}: not {what}: {why}") from None
+        raise AllconvError(f"{path}: not {what}: {_why_not_read(err)}") from None
 
 
 def read_npy(path: PathLike, what: str, mmap: bool = False) -> np.ndarray:
@@ -110,9 +108,13 @@ def read_npy(path: PathLike, what: str, mmap: bool = False) -> np.ndarray:
     except FileNotFoundError:
         raise AllconvError(f"{path}: no such file") from None
     except (OSError, ValueError, EOFError) as err:
-        why = ("an array of Python objects (pickled), which is not read" if "pickle" in str(err)
-               else str(err) or "empty or cut short")
-        raise AllconvError(f"{path}: not {what}: {why}") from None
+        raise AllconvError(f"{path}: not {what}: {_why_not_read(err)}") from None
+
+
+def _why_not_read(err: Exception) -> str:
+    """What numpy's error on a .npy or .npz says, in a few words."""
+    return ("an array of Python objects (pickled), which is not read" if "pickle" in str(err)
+            else str(err) or "empty or cut short")
 
 
 def read_json_object(path: PathLike) -> dict:

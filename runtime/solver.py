@@ -124,8 +124,11 @@ def _output_items(net, outputs=None) -> list[tuple[str, torch.Tensor]]:
 def loss_share(weight: float, value: float) -> str:
     """What Caffe adds after a weighted output's value: " (* w = w·v loss)", the product in
     float as Caffe's Dtype; "" at weight 0."""
-    return (f" (* {_fmt(weight)} = {_fmt(np.float32(weight) * np.float32(value))} loss)"
-            if weight else "")
+    if not weight:
+        return ""
+    with np.errstate(over="ignore"):       # inf, as C++'s float product, without a warning
+        share = np.float32(weight) * np.float32(value)
+    return f" (* {_fmt(weight)} = {_fmt(share)} loss)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -455,7 +458,9 @@ class Solver:
             if self._stopped_while_testing():
                 break
             outputs = net.forward()
-            loss += np.float32(net.last_loss)    # every weighted top's: Net::Forward's
+            if p.test_compute_loss:      # every weighted top's: Net::Forward's (a host read)
+                with np.errstate(over="ignore"):
+                    loss += np.float32(net.last_loss)
             for name, value in _output_items(net, outputs):
                 v = value.detach().reshape(-1)
                 if i == 0:

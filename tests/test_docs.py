@@ -104,6 +104,15 @@ def test_a_reader_that_goes_away_ends_a_command_quietly_as_sigpipe_does():
     assert proc.stderr.read() == b"" and proc.wait() == 141
 
 
+def test_a_broken_pipe_that_is_not_stdouts_is_said(capsys):
+    """Only stdout's lost reader is quiet: another pipe's error is one line (also where
+    stdout is no file, as the fuzzer runs commands)."""
+    def main(argv):
+        raise BrokenPipeError(32, "Broken pipe")
+    assert run_cli(main, "replicate", []) == 2
+    assert capsys.readouterr().err == "replicate: error: Broken pipe\n"
+
+
 @pytest.mark.parametrize("flag", ["--version", "-version"])
 def test_every_command_says_its_version(flag, capsys):
     """As `caffe -version`: the package's version and torch's."""

@@ -197,6 +197,26 @@ def test_a_resume_of_another_spec_says_so_without_the_specs_text(tmp_path):
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("steps, resumes", [("[200, 250, 300]", True),
+                                             ("[100, 250, 300]", False)])
+def test_a_run_of_before_the_schedule_was_the_variants_resumes_if_it_was_the_same(
+        tmp_path, steps, resumes):
+    """Runs started before the TOMLs lost unit, length and steps (the 75 %-trained seed-1 run
+    of the campaign): their spec text resumes when those held the variant's schedule, and
+    comments or layout never count. Before: every such run was refused."""
+    from harness.specs import SPECS_DIR
+    today = (SPECS_DIR / "table3" / "all-cnn-c.toml").read_text()
+    before = today.replace("lr = 0.01 ", f'unit = "epoch"\nlength = 350\nsteps = {steps}\n'
+                                         "lr = 0.01 ").replace("# length and lr steps", "# ")
+    folder = _folder(tmp_path, {**SETTINGS, "spec": before})
+    if resumes:
+        assert folder.resumable({**SETTINGS, "spec": today})
+        assert folder.resumable({**SETTINGS, "spec": today + "\n# a comment\n"})
+    else:
+        with pytest.raises(AllconvError, match="the row's spec file has changed"):
+            folder.resumable({**SETTINGS, "spec": today})
+
+
 @pytest.mark.parametrize("content, said", [
     (b"", "an empty file"),
     (b"not a zip", "not a .npz (zip) file"),

@@ -343,7 +343,7 @@ class CaffeOptimizer(torch.optim.Optimizer):
         padded with leading 1s are accepted, as Caffe does). Everything is checked before
         anything changes."""
         from runtime.blob_shape import legacy_shape
-        from runtime.caffemodel import blob_to_array
+        from runtime.caffemodel import LegacyShaped, blob_to_array
 
         history = self.history(member)
         if len(state.history) != len(history):
@@ -359,7 +359,7 @@ class CaffeOptimizer(torch.optim.Optimizer):
                 a = blob_to_array(blob)
             except AllconvError as e:
                 raise AllconvError(f"{path}: history blob {i}: {e}") from None
-            legacy = any(blob.HasField(f) for f in ("num", "channels", "height", "width"))
+            legacy = isinstance(a, LegacyShaped)
             padded = legacy_shape(want, "history", from_end=True) if len(want) <= 4 else want
             if not (a.shape == want or (legacy and a.shape == padded)):
                 raise AllconvError(f"{path}: history blob {i} has shape {tuple(a.shape)} but "
