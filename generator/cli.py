@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.draw:
         from generator.draw import draw
         phase = pb.TEST if args.deploy else pb.TRAIN
-        draw(meta_net(text, phase, variant.data_shape()[1:]), variant.title, args.draw)
+        draw(meta_net(text, phase, variant.data_shape()[1:]),
+             f"{variant.title}, {'deploy net' if args.deploy else 'TRAIN phase'}", args.draw)
     if args.output:
         prototxt.write_text(text, args.output)
     elif not args.draw:         # the picture was asked for, not the text
