@@ -503,6 +503,11 @@ def make_out(out: Path) -> None:
     """The --out folder, made once every check has passed (a refused command makes none)."""
     if out.exists() and not out.is_dir():
         raise AllconvError(f"--out {out}: a file, not a folder")
+    inside = next((folder for folder in [out, *out.resolve().parents]
+                   if (folder / RUN_JSON).is_file()), None)
+    if inside is not None:
+        raise AllconvError(f"--out {out}: inside the run folder {inside}; give the folder "
+                           "that holds the tables (the one above <table>/<row>/)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -598,6 +598,20 @@ def test_a_batch_file_cut_short_is_named_before_the_length_check(tmp_path, capsy
         "bytes are not a whole number of 3073-byte records\n")
 
 
+def test_an_out_folder_inside_a_run_folder_is_refused(tmp_path, capsys):
+    """Before: runs/x/table3/all-cnn-c/lr-0.01-smoke/table3/... was made without a word."""
+    from runtime.cli_support import run_cli
+    run = tmp_path / "table3" / "all-cnn-c" / "lr-0.01-smoke"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    assert run_cli(cli.main, "replicate", ["all-cnn-c", "--epochs", "1", "--out",
+                                           str(run / "again")]) == 2
+    assert capsys.readouterr().err == (
+        f"replicate: error: --out {run / 'again'}: inside the run folder {run.resolve()}; give "
+        "the folder that holds the tables (the one above <table>/<row>/)\n")
+    assert not (run / "again").exists()
+
+
 def test_an_ignored_sighup_stays_ignored():
     """nohup's SIGHUP: a run the user meant to outlive the terminal is not stopped by it."""
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
