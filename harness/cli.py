@@ -503,7 +503,8 @@ def make_out(out: Path) -> None:
     """The --out folder, made once every check has passed (a refused command makes none)."""
     if out.exists() and not out.is_dir():
         raise AllconvError(f"--out {out}: a file, not a folder")
-    inside = next((folder for folder in [out, *out.resolve().parents]
+    whole = out.resolve()
+    inside = next((folder for folder in [whole, *whole.parents]
                    if (folder / RUN_JSON).is_file()), None)
     if inside is not None:
         raise AllconvError(f"--out {out}: inside the run folder {inside}; give the folder "

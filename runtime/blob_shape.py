@@ -54,6 +54,15 @@ def legacy_shape(shape, what: str, from_end: bool = False) -> tuple[int, int, in
     return ones + shape if from_end else shape + ones
 
 
+def shape_equals(source, target, legacy: bool) -> bool:
+    """Caffe's Blob::ShapeEquals of a stored blob: equal, or a ``legacy`` source (read from
+    num, channels, height and width, so 4-d) matching the target padded with leading 1s (old
+    files store an InnerProduct weight as 1x1xMxN)."""
+    source, target = tuple(source), tuple(target)
+    return source == target or (legacy and len(source) == 4 and len(target) <= 4
+                                and legacy_shape(target, "", from_end=True) == source)
+
+
 def check_int_field(field: str, values) -> tuple[int, ...]:
     """A uint32 field that Caffe reads into an int (pad, kernel, stride): at most INT_MAX."""
     values = tuple(int(v) for v in values)

@@ -12,7 +12,7 @@ from torch.func import functional_call
 
 from runtime import hdf5_snapshot
 from runtime.backward_plan import backward_plan, refused_backward
-from runtime.blob_shape import legacy_shape
+from runtime.blob_shape import shape_equals
 from runtime.caffemodel import (LegacyShaped, blob_to_array, no_weights, read_layers,
                                 write_weights)
 from runtime.errors import AllconvError
@@ -705,9 +705,7 @@ class Net(nn.Module):
         that layer's learnable blobs (the same Parameters), so it sees ``other``'s training.
         Blob counts and shapes must match; all are checked before anything is shared. Of
         layers with one name, the first is the target (Caffe scans from the front)."""
-        mine = {}
-        for layer in self.layers:
-            mine.setdefault(layer.name, layer)
+        mine = {layer.name: layer for layer in reversed(self.layers)}
         pairs = [(mine[l.name], l) for l in other.layers if l.name in mine]
         for target, source in pairs:
             if len(target.blobs) != len(source.blobs):
@@ -757,23 +755,14 @@ class Net(nn.Module):
 def _copy_blob(blob, array, where: str, source: str) -> None:
     """A stored blob's values into ``blob`` after Caffe's ShapeEquals check (``where`` and
     ``source``, "file" or "prototxt", name it in the error)."""
+    # a prototxt's blobs pass as legacy: Caffe's Layer takes their shape, and only some
+    # layers check it
     legacy = isinstance(array, LegacyShaped) or source == "prototxt"
-    if not _shape_equals(array.shape, tuple(blob.shape), legacy):
+    if not shape_equals(array.shape, blob.shape, legacy):
         raise AllconvError(f"{where}: shape {tuple(array.shape)} in the {source}, "
                            f"{tuple(blob.shape)} in the net")
     with torch.no_grad():
         blob.copy_(torch.from_numpy(array).reshape(blob.shape))
-
-
-def _shape_equals(source, target, legacy: bool) -> bool:
-    """Caffe's ShapeEquals: equal, or a ``legacy`` 4-d source (read from num, channels,
-    height and width: old files store an InnerProduct weight as 1×1×M×N) matching the target
-    padded with leading 1s. A prototxt's blobs pass as legacy: Caffe's Layer takes their
-    shape and only some layers check it."""
-    if tuple(source) == tuple(target):
-        return True
-    return (legacy and len(source) == 4 and len(target) <= 4
-            and legacy_shape(target, "the net's blob", from_end=True) == tuple(source))
 
 
 def net_for_weights(prototxt, phase: int) -> Net:

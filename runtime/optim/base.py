@@ -342,7 +342,7 @@ class CaffeOptimizer(torch.optim.Optimizer):
         solo run's state) and take its ``iter``; shapes must match (legacy 4-d blob shapes
         padded with leading 1s are accepted, as Caffe does). Everything is checked before
         anything changes."""
-        from runtime.blob_shape import legacy_shape
+        from runtime.blob_shape import shape_equals
         from runtime.caffemodel import LegacyShaped, blob_to_array
 
         history = self.history(member)
@@ -359,9 +359,7 @@ class CaffeOptimizer(torch.optim.Optimizer):
                 a = blob_to_array(blob)
             except AllconvError as e:
                 raise AllconvError(f"{path}: history blob {i}: {e}") from None
-            legacy = isinstance(a, LegacyShaped)
-            padded = legacy_shape(want, "history", from_end=True) if len(want) <= 4 else want
-            if not (a.shape == want or (legacy and a.shape == padded)):
+            if not shape_equals(a.shape, want, isinstance(a, LegacyShaped)):
                 raise AllconvError(f"{path}: history blob {i} has shape {tuple(a.shape)} but "
                                    f"it is for a learnable param of shape {want}")
             arrays.append(a.reshape(want))
