@@ -498,6 +498,70 @@ def test_grey_panels_with_switches_are_explained(tmp_path, monkeypatch, capsys):
     assert fig.axes[4].get_ylabel() == "with switches\nactivation 0"
 
 
+def test_grey_note_gives_deconvnet_its_own_reason():
+    """deconvnet's rule ignores the ReLU's input, so a unit of value 0 does not explain its grey
+    panel (a diverged run's underflowing weights do)."""
+    note = visualize.cli.grey_note("net as given", ["backprop", "deconvnet", "guided"], 0.0)
+    assert note == ("net as given: backprop and deconvnet and guided are 0 everywhere (grey); "
+                    "backprop and guided since the unit's value there is 0 and these rules pass "
+                    "nothing back through a ReLU whose input is not positive; deconvnet since no "
+                    "signal reaches the input through the layers below (zero or underflowing "
+                    "weights, say)")
+    assert visualize.cli.grey_note("x", ["deconvnet"], 0.0) == (
+        "x: deconvnet is 0 everywhere (grey), since no signal reaches the input through the "
+        "layers below (zero or underflowing weights, say)")
+    assert visualize.cli.grey_note("x", ["guided"], -1.0).endswith(
+        "since the unit's value there is -1 and this rule passes nothing back through a ReLU "
+        "whose input is not positive")
+
+
+PROD_NET = """
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 7 dim: 7 } } }
+layer { name: "c1" type: "Convolution" bottom: "data" top: "c1"
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1
+    weight_filler { type: "gaussian" std: 0.4 } bias_filler { type: "gaussian" std: 0.2 } } }
+layer { name: "r1" type: "ReLU" bottom: "c1" top: "c1" }
+layer { name: "a" type: "Convolution" bottom: "c1" top: "a"
+  convolution_param { num_output: 3 kernel_size: 3 pad: 1
+    weight_filler { type: "gaussian" std: 0.4 } bias_filler { type: "gaussian" std: 0.2 } } }
+layer { name: "ra" type: "ReLU" bottom: "a" top: "a" }
+layer { name: "b" type: "Convolution" bottom: "c1" top: "b"
+  convolution_param { num_output: 3 kernel_size: 3 pad: 1
+    weight_filler { type: "gaussian" std: 0.4 } bias_filler { type: "gaussian" std: 0.2 } } }
+layer { name: "rb" type: "ReLU" bottom: "b" top: "b" }
+layer { name: "p" type: "Eltwise" bottom: "a" bottom: "b" top: "p"
+  eltwise_param { operation: PROD stable_prod_grad: false } }
+layer { name: "c2" type: "Convolution" bottom: "p" top: "c2"
+  convolution_param { num_output: 2 kernel_size: 3 pad: 1
+    weight_filler { type: "gaussian" std: 0.4 } bias_filler { type: "gaussian" std: 0.2 } } }
+"""
+
+
+def test_a_reconstruction_that_is_not_finite_is_refused_with_nothing_written(tmp_path, capsys):
+    """Caffe's unstable PROD backward, top·diff / bottom, is 0/0 where a ReLU zeroed a bottom:
+    the arrays would be NaN and the panels white, with exit status 0."""
+    (tmp_path / "p.prototxt").write_text(PROD_NET)
+    net = Net(PROD_NET, TEST, seed=0)
+    net.save(tmp_path / "p.caffemodel")
+    x = np.random.RandomState(0).randn(1, 3, 7, 7).astype(np.float32)
+    values = net.blob_values(data=torch.from_numpy(x))
+    assert (values["a"] == 0).any() and (values["b"] == 0).any()
+    np.save(tmp_path / "x.npy", x)
+    code = run_cli(main, "visualize", [
+        "unit", "--prototxt", str(tmp_path / "p.prototxt"), "--weights",
+        str(tmp_path / "p.caffemodel"), "--blob", "c2", "--input", str(tmp_path / "x.npy"),
+        "-o", str(tmp_path / "u.png"), "--npy", str(tmp_path / "u.npz"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0] == (
+        "visualize unit: error: blob 'c2' unit 1,0,4: the reconstruction by backprop (147 of 147 "
+        "values), deconvnet (147 of 147 values), guided (147 of 147 values) is not finite: a "
+        "layer's backward divides by zero or overflows on this input (Caffe's formulas, e.g. "
+        "Eltwise PROD without stable_prod_grad at a zero, or Power's fractional power at 0); "
+        "nothing written")
+    assert not (tmp_path / "u.png").exists() and not (tmp_path / "u.npz").exists()
+
+
 def _run_with_cached_whitening(files, tmp_path, monkeypatch):
     """A run folder of NET whose whitened CIFAR (4 random test images) is in the cache."""
     from runtime.data.preprocess import Whitening

@@ -15,7 +15,7 @@ from runtime.cli_support import Parser, add_device_option, add_version, number, 
 from runtime.data.datasets import dataset_names
 from runtime.errors import AllconvError
 from runtime.files import atomic_writer, check_writable, suffix_option
-from runtime.reconstruction import (METHODS, activations, backward_ignores_input, check_blob,
+from runtime.reconstruction import (GATED_BY_INPUT, METHODS, activations, backward_ignores_input, check_blob,
                                     choose_unit, input_blob, parse_unit, receptive_windows,
                                     reconstruct, switched_net, top_units, unit_text)
 from visualize.figures import SCALING, blank, grid_figure, shown, unit_figure
@@ -92,15 +92,13 @@ def unit(args) -> None:
     for label, model, suffix, at in nets:
         signals = {m: reconstruct(model, args.blob, x, m, [chosen]).cpu().numpy()
                    for m in args.methods}
+        check_reconstructions(signals, f"blob {args.blob!r} unit {named}"
+                              + (suffix and f" ({label})"))
         rows.append((f"{label}\nactivation {at:.3g}", {m: s[0] for m, s in signals.items()}))
         arrays.update((m + suffix, s) for m, s in signals.items())
         empty = [m for m, s in signals.items() if blank(s)]
         if empty:
-            grey.append(f"{label}: {' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} "
-                        f"0 everywhere (grey)" + (
-                            f", since the unit's value there is {at:.3g} and these rules pass "
-                            "nothing back through a ReLU whose input is not positive"
-                            if at <= 0 else ""))
+            grey.append(grey_note(label, empty, at))
     print(f"blob {args.blob} unit {named}: activation {value:.6g}")
     for note in notes:
         print(f"switches: {note}")
@@ -112,6 +110,37 @@ def unit(args) -> None:
     title += "".join(f"\n{textwrap.fill(note, 100)}" for note in grey)
     unit_figure(args.out, picture, rows, title)
     _write_npz(args.npy, arrays)
+
+
+def grey_note(label: str, empty: list[str], at: float) -> str:
+    """Why the methods ``empty`` drew nothing for a unit of value ``at``: the rules that read a
+    ReLU's input pass nothing back through the unit's own ReLU when ``at`` is not positive; the
+    others (deconvnet) only when no signal reaches the input through the layers below."""
+    gated = [m for m in empty if m in GATED_BY_INPUT] if at <= 0 else []
+    rest = [m for m in empty if m not in gated]
+    reasons = [(gated, f"the unit's value there is {at:.3g} and "
+                       f"{'this rule passes' if len(gated) == 1 else 'these rules pass'} nothing "
+                       "back through a ReLU whose input is not positive"),
+               (rest, "no signal reaches the input through the layers below (zero or "
+                      "underflowing weights, say)")]
+    reasons = [(methods, why) for methods, why in reasons if methods]
+    note = f"{label}: {' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} 0 everywhere " \
+           "(grey)"
+    if len(reasons) == 1:
+        return f"{note}, since {reasons[0][1]}"
+    return note + "".join(f"; {' and '.join(methods)} since {why}" for methods, why in reasons)
+
+
+def check_reconstructions(signals: dict[str, np.ndarray], what: str) -> None:
+    """Refuse reconstructions with NaN or infinite values (nothing is drawn or written): a
+    backward of Caffe's formula that divides by zero or overflows on this input."""
+    bad = [f"{m} ({np.count_nonzero(~np.isfinite(s)):,} of {s.size:,} values)"
+           for m, s in signals.items() if not np.isfinite(s).all()]
+    if bad:
+        raise AllconvError(f"{what}: the reconstruction by {', '.join(bad)} is not finite: a "
+                           "layer's backward divides by zero or overflows on this input (Caffe's "
+                           "formulas, e.g. Eltwise PROD without stable_prod_grad at a zero, or "
+                           "Power's fractional power at 0); nothing written")
 
 
 def filters(args) -> None:
@@ -136,6 +165,7 @@ def filters(args) -> None:
         signals.append(reconstruct(net, args.blob, zeros, "deconvnet",
                                    [(f,) + centre for f in batch]).cpu().numpy())
     signals = np.concatenate(signals)
+    check_reconstructions({"deconvnet": signals}, f"blob {args.blob!r}")
     cells = [(str(f), [shown(crop(s, window, centre))]) for f, s in zip(chosen, signals)]
     size = "x".join(map(str, crop(signals[0], window, centre).shape[1:]))
     grid_figure(args.out, cells, f"{net.name}: deconvnet reconstructions of blob {args.blob}, "
@@ -160,6 +190,7 @@ def top_patches(args) -> None:
         x = device_tensor(data.whitened[images.numpy()], net)
         units = [(f,) + tuple(int(p) for p in yx) for yx in positions]
         found = {m: reconstruct(net, args.blob, x, m, units).cpu().numpy() for m in args.methods}
+        check_reconstructions(found, f"blob {args.blob!r} filter {f}")
         for m, s in found.items():
             signals[m].append(s)
         for j, (i, yx) in enumerate(zip(images.tolist(), positions.tolist())):
@@ -282,7 +313,8 @@ def build_parser() -> Parser:
     u.add_argument("--methods", type=_methods, default=list(METHODS), metavar="M[,M]",
                    help=f"the reconstructions to draw, in this order ({', '.join(METHODS)}; "
                         "default all three)")
-    u.add_argument("--input", help="X.npy, an array of the input blob's shape, used as given")
+    u.add_argument("--input", help="X.npy, one input of the input blob's (C, H, W), or "
+                   "(1, C, H, W), used as given")
     u.add_argument("--image", help="a PNG/JPG prepared as the net's data: for a CIFAR net "
                                    "whitened with the run's GCN+ZCA, and it must have the net's "
                                    "input size (another is refused); with --dataset imagenet any "

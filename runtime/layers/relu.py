@@ -24,6 +24,8 @@ from runtime.errors import AllconvError
 from runtime.layers import Layer, register
 
 RULES = ("backprop", "deconvnet", "guided")
+READS_INPUT = ("backprop", "guided")       # the rules that gate by the ReLU's input f
+READS_SIGNAL = ("deconvnet", "guided")     # the rules that gate by the signal from above
 
 
 def rule_backward(f: torch.Tensor, signal: torch.Tensor, slope: float, rule: str) -> torch.Tensor:
@@ -34,9 +36,9 @@ def rule_backward(f: torch.Tensor, signal: torch.Tensor, slope: float, rule: str
         # signal where the output is NaN (a NaN or −inf input) as Caffe's x > 0 does
         return torch.ops.aten.leaky_relu_backward(signal, f, 0.0, True)
     out = signal
-    if rule in ("backprop", "guided"):
+    if rule in READS_INPUT:
         out = torch.where(f > 0, out, slope * out)
-    if rule in ("deconvnet", "guided"):
+    if rule in READS_SIGNAL:
         out = torch.where(signal > 0, out, slope * out)
     return out
 

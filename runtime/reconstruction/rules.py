@@ -4,10 +4,11 @@ from __future__ import annotations
 import contextlib
 
 from runtime.errors import AllconvError
-from runtime.layers.relu import RULES, ReLU
+from runtime.layers.relu import READS_INPUT, RULES, ReLU
 from runtime.proto import pb
 
 METHODS = RULES
+GATED_BY_INPUT = READS_INPUT     # the methods a ReLU whose input is not positive blocks
 
 # Layer types whose backward is one linear map for every input (ReLU: its deconvnet rule reads
 # only the signal from above).
