@@ -382,6 +382,16 @@ def test_with_preprocessing_in_fp16_and_opset_17(tmp_path):
     assert max(worst.values()) <= check.TOL_FP16
 
 
+def test_with_preprocessing_refuses_a_net_with_a_blob_named_like_its_graph_input(tmp_path):
+    """Two values named ``image`` in one graph: the ONNX checker's refusal, after the work."""
+    text = render_net(VARIANTS["all-c"], NetOptions(deploy=True)).replace('"data"', '"image"')
+    whitening = fast_whitening(np.zeros((4, 3, 32, 32), np.uint8))
+    with pytest.raises(AllconvError, match="^--with-preprocessing names its graph input "
+                                           "'image', and so does a blob of the net: rename it$"):
+        to_onnx(Net(text, pb.TEST), tmp_path / "m.onnx", whitening=whitening)
+    assert not (tmp_path / "m.onnx").exists()
+
+
 # ----------------------------------------------------------------------------- run folders
 
 @pytest.fixture(scope="module")

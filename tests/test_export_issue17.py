@@ -113,6 +113,25 @@ NETS = {
         inputs(c_prev=(1, 3, 2), gates=(1, 3, 8), cont=(1, 3))
         + layer("unit", "LSTMUnit", ["c_prev", "gates", "cont"], ["c", "h"]),
         {"Split"}),
+    # blobs named like the values the exporter makes up for a layer ("<layer>/bias", a MAX
+    # pool's "<layer>/lowest"), written after them: a ValueError traceback
+    "blobs_named_like_internal_values": (
+        inputs(x=(2, 3, 5, 5))
+        + neuron("c", "Convolution", "x", f"convolution_param {{ num_output: 2 kernel_size: 3 "
+                                          f"{FILLED} }}")
+        + neuron("r", "ReLU", "c", top="c/bias")
+        + neuron("p", "Pooling", "x", "pooling_param { pool: MAX kernel_size: 2 stride: 2 }")
+        + neuron("r2", "ReLU", "p", top="p/lowest"),
+        {"Conv", "MaxPool"}),
+    # a copy (Dropout) of a split blob as an output, beside an AVE pool's Pad of the same
+    # blob: as Identity nodes, onnxruntime's optimiser lost 'b' ("onnxruntime cannot load")
+    "copied_output_beside_a_padded_ave_pool": (
+        inputs(x=(1, 2, 6, 5))
+        + neuron("s", "Sigmoid", "x", top="b")
+        + neuron("p", "Pooling", "b", "pooling_param { pool: AVE kernel_size: 3 stride: 1 pad: 1 }")
+        + neuron("d", "Dropout", "b")
+        + neuron("t", "TanH", "p"),
+        {"Pad", "AveragePool", "Dropout"}),
 }
 
 

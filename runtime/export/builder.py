@@ -14,12 +14,14 @@ class GraphBuilder:
     ``opset`` the ONNX opset the nodes are written for; ``batch_is_the_nets``: the model's
     batch is fixed at the prototxt's, so what depends on the batch's size exports as it is."""
 
-    def __init__(self, opset: int, dtype=np.float32, batch_is_the_nets: bool = False):
+    def __init__(self, opset: int, dtype=np.float32, batch_is_the_nets: bool = False,
+                 blob_names=()):
         self.opset, self.dtype = opset, np.dtype(dtype)
         self.batch_is_the_nets = batch_is_the_nets   # a static batch of the prototxt's size
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._names: set[str] = set()
+        self._blob_names = frozenset(blob_names)     # kept for ``reserve``: ``fresh`` avoids them
         self._node_names: set[str] = set()
         self._weights: dict[tuple, tuple[str, torch.Tensor]] = {}
 
@@ -33,7 +35,8 @@ class GraphBuilder:
         return float(np.finfo(self.dtype).min)
 
     def reserve(self, name: str) -> str:
-        """Claim ``name`` for a value; a name already taken is an internal error."""
+        """Claim ``name`` (a blob's, kept from ``fresh`` since the start) for a value; a name
+        already taken is an internal error."""
         if name in self._names:
             raise ValueError(f"ONNX value name {name!r} used twice")
         self._names.add(name)
@@ -41,7 +44,7 @@ class GraphBuilder:
 
     def fresh(self, hint: str) -> str:
         """A new value name starting with ``hint``."""
-        name = _unused(hint, self._names)
+        name = _unused(hint, self._names, self._blob_names)
         self._names.add(name)
         return name
 
@@ -96,9 +99,9 @@ class GraphBuilder:
                          name=f"{name}/or_value")
 
 
-def _unused(hint: str, taken: set[str]) -> str:
-    """``hint``, or ``hint_1``, ``hint_2``, ... whichever is not in ``taken``."""
+def _unused(hint: str, *taken) -> str:
+    """``hint``, or ``hint_1``, ``hint_2``, ... whichever is in none of the sets ``taken``."""
     name, i = hint, 1
-    while name in taken:
+    while any(name in names for names in taken):
         name, i = f"{hint}_{i}", i + 1
     return name

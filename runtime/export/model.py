@@ -107,7 +107,7 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
     axes = batch_axes(needed_layers(net, outputs))
     prototxt_batch = net_batch(net, outputs)
     graph = GraphBuilder(opset, np.float16 if fp16 else np.float32,
-                         batch_is_the_nets=static_batch == prototxt_batch)
+                         batch_is_the_nets=static_batch == prototxt_batch, blob_names=net.blobs)
     if whitening is not None:
         check_image_net(net)
         inputs = [preprocessing.image_input(batch)]
@@ -124,6 +124,7 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
                      "layout": "NCHW", "dtype": str(graph.dtype),
                      "shape": _dims(net, names[0], axes, batch)}
     values = add_net(graph, net, outputs, sources, fuse_batchnorm)
+    _copies_to_outputs_as_dropout(graph.nodes, outputs)
     model = helper.make_model(
         helper.make_graph(graph.nodes, net.name or "net", inputs,
                           [helper.make_tensor_value_info(o, graph.elem_type,
@@ -139,6 +140,18 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
     helper.set_model_props(model, {k: v if isinstance(v, str) else json.dumps(v)
                                    for k, v in props.items()})
     return model, values
+
+
+def _copies_to_outputs_as_dropout(nodes, outputs) -> None:
+    """An Identity that writes a graph output from another node's output becomes a Dropout (in
+    inference, the identity too). onnxruntime's EliminateIdentity (1.32, every optimisation
+    level from basic) loses that value where it also feeds a Pad fused into a Conv or
+    AveragePool, directly or through the Identities of a Split: "Node input ... is not a graph
+    input"; a Dropout it removes soundly."""
+    made = {name for node in nodes for name in node.output}
+    for node in nodes:
+        if node.op_type == "Identity" and node.output[0] in outputs and node.input[0] in made:
+            node.op_type = "Dropout"
 
 
 def default_outputs(net) -> list[str]:
@@ -193,11 +206,14 @@ def _float32_indices(net, layers) -> set[str]:
 
 
 def check_image_net(net) -> None:
-    """--with-preprocessing needs one N×3×32×32 input."""
+    """--with-preprocessing needs one N×3×32×32 input, and its graph input's name."""
     shapes = [net.blobs[name].shape for name in net.inputs]
     if len(shapes) != 1 or tuple(shapes[0][1:]) != preprocessing.NET_SHAPE:
         raise AllconvError("--with-preprocessing needs a net with one 3×32×32 input; this net's "
                            f"input(s): {', '.join(f'{n} {s}' for n, s in zip(net.inputs, shapes))}")
+    if preprocessing.IMAGE in net.blobs:
+        raise AllconvError(f"--with-preprocessing names its graph input "
+                           f"{preprocessing.IMAGE!r}, and so does a blob of the net: rename it")
 
 
 def _net_inputs(net, whitening):
