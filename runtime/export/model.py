@@ -15,7 +15,8 @@ from runtime.errors import AllconvError
 from runtime.export import DEFAULT_OPSET, MIN_OPSET, check, preprocessing
 from runtime.export.builder import GraphBuilder
 from runtime.export.registry import BatchFixed
-from runtime.export.walker import add_net, batch_axes, needed_layers, used_inputs
+from runtime.export.walker import (add_net, batch_axes, needed_layers, own_extents,
+                                   used_inputs)
 from runtime.files import atomic_write_bytes, check_writable
 from runtime.proto import pb
 
@@ -105,6 +106,7 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         raise AllconvError(f"the net has no Input layer that its outputs depend on: {DEPLOY}")
     batch = static_batch or BATCH_DIM
     axes = batch_axes(needed_layers(net, outputs))
+    own = own_extents(needed_layers(net, outputs))
     prototxt_batch = net_batch(net, outputs)
     graph = GraphBuilder(opset, np.float16 if fp16 else np.float32,
                          batch_is_the_nets=static_batch == prototxt_batch, blob_names=net.blobs)
@@ -117,7 +119,7 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         exact = _float32_indices(net, needed_layers(net, outputs)) if fp16 else set()
         inputs = [helper.make_tensor_value_info(
                       name, TensorProto.FLOAT if name in exact else graph.elem_type,
-                      _dims(net, name, axes, batch, prototxt_batch))
+                      _dims(net, name, axes, batch, prototxt_batch, own))
                   for name in names]
         sources = {name: graph.reserve(name) for name in names}
         described = {"name": names[0] if len(names) == 1 else names,
@@ -129,7 +131,7 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         helper.make_graph(graph.nodes, net.name or "net", inputs,
                           [helper.make_tensor_value_info(o, graph.elem_type,
                                                         _dims(net, o, axes, batch,
-                                                              prototxt_batch))
+                                                              prototxt_batch, own))
                            for o in outputs],
                           graph.initializers),
         opset_imports=[helper.make_opsetid("", opset)], producer_name="allconv")
@@ -162,23 +164,29 @@ def default_outputs(net) -> list[str]:
 
 def net_batch(net, outputs=None) -> int:
     """The prototxt's batch: the extent, on its batch axis, of the first input that
-    ``outputs`` (default: ``default_outputs``) depend on; 1 without one."""
+    ``outputs`` (default: ``default_outputs``) depend on, and not an index of its own length
+    (``own_extents``); 1 without one."""
     outputs = list(outputs or default_outputs(net))
     axes = batch_axes(needed_layers(net, outputs))
+    own = own_extents(needed_layers(net, outputs))
     return next((net.blobs[n].shape[axes.get(n, 0)] for n in used_inputs(net, outputs)
-                 if axes.get(n, 0) is not None and net.blobs[n].shape), 1)
+                 if axes.get(n, 0) is not None and net.blobs[n].shape and n not in own), 1)
 
 
-def _dims(net, blob: str, axes: dict[str, int], batch, net_batch: int | None = None) -> list:
+def _dims(net, blob: str, axes: dict[str, int], batch, net_batch: int | None = None,
+          own=frozenset()) -> list:
     """The blob's shape with ``batch`` on its batch axis (axis 1 of a recurrent layer's
     T × N × … blobs, else 0); a 0-d blob (a Reduction over every axis) and a blob of no batch
     axis (``batch_axes``: None, or past its last axis) keep their shape. An extent
-    there other than the first input's ``net_batch`` (a Concat over the batch: 2N; an index
-    input of its own length) scales with a static batch, and is left unnamed with a dynamic
-    one."""
+    there other than the first input's ``net_batch`` (a Concat over the batch: 2N) scales
+    with a static batch, and is left unnamed with a dynamic one; so is the extent of a blob
+    in ``own`` (a BatchReindex index's length, ``own_extents``) even where it equals the
+    batch, but it keeps the prototxt's with a static batch."""
     dims, axis = list(net.blobs[blob].shape), axes.get(blob, 0)
     if axis is not None and axis < len(dims):
-        if net_batch is None or dims[axis] == net_batch:
+        if blob in own:
+            dims[axis] = dims[axis] if isinstance(batch, int) else None
+        elif net_batch is None or dims[axis] == net_batch:
             dims[axis] = batch
         elif isinstance(batch, int) and batch * dims[axis] % net_batch == 0:
             dims[axis] = batch * dims[axis] // net_batch

@@ -66,6 +66,23 @@ def batch_axes(layers) -> dict[str, int]:
     return axes
 
 
+def own_extents(layers) -> set[str]:
+    """The blobs whose batch axis holds an extent of their own, not the net's batch: a
+    BatchReindex's index and top (as long as the index, whatever the data's batch), back
+    through Splits to the index's Input, and on to what layers compute from them."""
+    own = set()
+    for layer in layers:
+        index = getattr(layer, "batch_index_bottom", None)
+        if index is not None:
+            own.update([layer.bottoms[index], *layer.tops])
+        elif layer.bottoms and layer.bottoms[0] in own:
+            own.update(layer.tops)
+    for layer in reversed(layers):
+        if layer.param.type == "Split" and own.intersection(layer.tops):
+            own.add(layer.bottoms[0])
+    return own
+
+
 def add_net(graph, net, outputs, sources: dict[str, str],
             fuse_batchnorm: bool = True) -> dict[str, str]:
     """Append the nodes computing ``outputs`` from the Input tops (``sources``: Input top ->
