@@ -132,6 +132,13 @@ NETS = {
         + neuron("d", "Dropout", "b")
         + neuron("t", "TanH", "p"),
         {"Pad", "AveragePool", "Dropout"}),
+    # MVN in place on a 2-d blob: its top is Caffe's 4-d (N, C, 1, 1), and the converter took
+    # the bottom's rank from the blob, already 4-d (the ONNX checker refused the model)
+    "mvn_in_place_on_a_2d_blob": (
+        inputs(x=(2, 5))
+        + neuron("ip", "InnerProduct", "x", f"inner_product_param {{ num_output: 4 {FILLED} }}")
+        + neuron("mvn", "MVN", "ip", top="ip"),
+        {"MatMul", "ReduceMean"}),
 }
 
 

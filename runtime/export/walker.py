@@ -95,8 +95,11 @@ def add_net(graph, net, outputs, sources: dict[str, str],
     values, selected = dict(sources), {}
     split_from = {top: l.bottoms[0] for l in net.layers if l.param.type == "Split"
                   for top in l.tops}     # the prototxt's name of an inserted Split's top
+    read = {}       # each blob's shape as the next reader sees it (in place, MVN's 4-d top)
     for layer in layers:
+        written = dict(zip(layer.tops, map(tuple, layer.top_shapes)))
         if layer.param.type == "Input" or id(layer) in fused:
+            read.update(written)
             continue
         filters = {selected[b] for b in layer.bottoms if b in selected}
         selected.update((top, next(iter(filters), layer.name)) for top in layer.tops
@@ -105,7 +108,7 @@ def add_net(graph, net, outputs, sources: dict[str, str],
         bottoms = [values[b] for b in first.bottoms]
         tops = [graph.reserve(top) if last_writer[top] is layer and top not in sources
                 else graph.fresh(f"{top}/{layer.name}") for top in layer.tops]
-        shapes = [net.blobs[b].shape for b in first.bottoms]
+        shapes = [read[b] for b in first.bottoms]
         try:
             with _batch_follows_data(graph, filters):
                 if first is layer:
@@ -120,6 +123,7 @@ def add_net(graph, net, outputs, sources: dict[str, str],
             raise AllconvError(f"{fixed}, and its input's batch follows the selection of "
                                f"Filter {sorted(filters)[0]!r}: it does not export") from None
         values.update(zip(layer.tops, tops, strict=True))
+        read.update(written)
     return values
 
 
