@@ -198,6 +198,17 @@ def test_an_lstm_with_a_static_input_and_exposed_states_keeps_n_on_axis_1_of_its
                     "hT": [1, "N", 3], "cT": [1, "N", 3]}
 
 
+def test_clip_of_nan_exports_as_min():
+    net = Net(inputs(data=(1, 3)) + neuron("clip", "Clip", "data",
+                                           "clip_param { min: -0.5 max: 0.8 }"), pb.TEST)
+    model, _ = build_model(net)
+    x = np.array([[np.nan, 2.0, 0.25]], np.float32)
+    for level in check.LEVELS.values():
+        (got,) = check.session(model, level).run(None, {"data": x})
+        np.testing.assert_array_equal(got, check.run_runtime(net, {"data": x})["clip"])
+        assert got.tolist() == [[-0.5, 0.800000011920929, 0.25]]
+
+
 def test_bnll_softplus_equals_caffes_formula_far_out():
     net = Net(inputs(data=(1, 401)) + neuron("bnll", "BNLL", "data"), pb.TEST)
     model, _ = build_model(net)

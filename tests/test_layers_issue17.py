@@ -55,6 +55,14 @@ def test_clip_is_caffes_max_of_min(low, high):
     assert torch.autograd.gradcheck(lambda t: layer(t)[0], away.requires_grad_())
 
 
+def test_clip_of_nan_is_min_with_no_gradient():
+    """Caffe's std::max(min, std::min(NaN, max)): std::min returns its first argument, NaN, and
+    std::max then its first, min."""
+    layer = build(layer_text("Clip", "clip_param { min: -0.5 max: 0.75 }"), (3,))
+    y, grad = grad_of(layer, torch.tensor([float("nan"), 2.0, 0.25]), top_diff=torch.ones(3))
+    assert y.tolist() == [-0.5, 0.75, 0.25] and grad.tolist() == [0.0, 0.0, 1.0]
+
+
 def test_clip_needs_min_and_max():
     with pytest.raises(AllconvError, match="clip_param.min and clip_param.max are required"):
         build(layer_text("Clip", "clip_param { min: 1 }"), (2,))

@@ -1,6 +1,9 @@
-"""Clip (clip_layer.cpp, BVLC master): max(min, min(x, max)), so min wins when min > max;
-gradient 1 where min <= x <= max (both ends included), else 0."""
+"""Clip (clip_layer.cpp, BVLC master): std::max(min, std::min(x, max)), so min wins when
+min > max, and a NaN x gives min (each std:: call returns its first argument when the
+comparison with NaN is false); gradient 1 where min <= x <= max (both ends included), else 0."""
 from __future__ import annotations
+
+import torch
 
 from runtime.errors import AllconvError
 from runtime.layers import Layer, register
@@ -15,4 +18,5 @@ class Clip(Layer):
         self.min, self.max = clip.min, clip.max
 
     def forward(self, x):
-        return (x.clamp(max=self.max).clamp(min=self.min),)
+        clipped = x.clamp(max=self.max).clamp(min=self.min)
+        return (torch.where(x.isnan(), self.min, clipped),)
