@@ -209,6 +209,25 @@ def test_clip_of_nan_exports_as_min():
         assert got.tolist() == [[-0.5, 0.800000011920929, 0.25]]
 
 
+def test_eltwise_sum_leaves_out_a_bottom_of_coeff_0_as_blas_axpy_does():
+    """Caffe's SUM is axpy after axpy into a zeroed top, and axpy returns at once for a coeff of
+    0: the reference build gives x where 0 · inf would give NaN (x + 0 · z)."""
+    net = Net(inputs(x=(1, 4), z=(1, 4))
+              + layer("e", "Eltwise", ["x", "z"], ["y"],
+                      "eltwise_param { operation: SUM coeff: 1 coeff: 0 }")
+              + layer("zero", "Eltwise", ["x", "z"], ["none"],
+                      "eltwise_param { operation: SUM coeff: 0 coeff: 0 }"), pb.TEST)
+    feeds = {"x": np.array([[1, 2, 3, 4]], np.float32),
+             "z": np.array([[np.inf, np.nan, 5, -np.inf]], np.float32)}
+    want = {"y": [[1, 2, 3, 4]], "none": [[0, 0, 0, 0]]}
+    runtime = check.run_runtime(net, feeds)
+    model, _ = build_model(net)
+    for level in check.LEVELS.values():
+        got = dict(zip(["y", "none"], check.session(model, level).run(["y", "none"], feeds)))
+        assert {k: v.tolist() for k, v in got.items()} == want
+    assert {k: runtime[k].tolist() for k in want} == want
+
+
 def test_bnll_softplus_equals_caffes_formula_far_out():
     net = Net(inputs(data=(1, 401)) + neuron("bnll", "BNLL", "data"), pb.TEST)
     model, _ = build_model(net)

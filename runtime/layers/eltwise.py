@@ -1,5 +1,8 @@
 """Eltwise (eltwise_layer.cpp): PROD, SUM with per-bottom ``coeff``, or MAX.
 
+SUM adds each bottom times its coeff into a zeroed top with BLAS's axpy, which returns at once
+for a coeff of 0: such a bottom is left out, infinities and NaN included (0 · inf would be NaN).
+
 PROD's bottom diff is the top diff times the other bottoms' product (``stable_prod_grad``,
 the default), or Caffe's top / bottom times it without (0/0, NaN, where a bottom is 0).
 
@@ -48,7 +51,8 @@ class Eltwise(Layer):
                 return (_ProdOverBottom.apply(*bottoms),)
             return (torch.stack(bottoms).prod(0),)
         if self.op == _E.SUM:
-            return (sum(c * b for c, b in zip(self.coeff, bottoms)),)
+            terms = [c * b for c, b in zip(self.coeff, bottoms) if c != 0]
+            return (sum(terms) if terms else torch.zeros_like(bottoms[0]),)
         best = torch.where(bottoms[0] > bottoms[1], bottoms[0], bottoms[1])
         for b in bottoms[2:]:       # each where passes the gradient to the bottom it picked
             best = torch.where(b > best, b, best)

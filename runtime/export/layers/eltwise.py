@@ -1,7 +1,11 @@
-"""Eltwise -> Sum with per-bottom coefficients (SUM), a chain of Greater and Where (MAX: Caffe's
+"""Eltwise -> Sum with per-bottom coefficients (SUM; a bottom of coeff 0 left out, as BLAS's
+axpy leaves it, and zeros where all are), a chain of Greater and Where (MAX: Caffe's
 comparisons, which ONNX's Max does not keep where a value is NaN), a chain of Mul (PROD); a
 bottom of another shape (one count) reshaped to bottom 0's first."""
 from __future__ import annotations
+
+import numpy as np
+from onnx import numpy_helper
 
 from runtime.export.registry import converter
 from runtime.proto import pb
@@ -18,8 +22,13 @@ def eltwise(graph, layer, bottoms, tops, shapes):
     if layer.op == pb.EltwiseParameter.SUM:
         scaled = [b if c == 1 else graph.node(
             "Mul", [b, graph.constant(f"{name}/coeff{i}", c)], name=f"{name}/coeff{i}")
-            for i, (b, c) in enumerate(zip(bottoms, layer.coeff))]
-        graph.node("Sum", scaled, tops, name=name)
+            for i, (b, c) in enumerate(zip(bottoms, layer.coeff)) if c != 0]
+        if scaled:
+            graph.node("Sum", scaled, tops, name=name)
+        else:
+            shape = graph.node("Shape", [bottoms[0]], name=f"{name}/zeros_shape")
+            graph.node("ConstantOfShape", [shape], tops, name=name,
+                       value=numpy_helper.from_array(np.zeros(1, graph.dtype)))
     elif layer.op == pb.EltwiseParameter.MAX:      # Caffe's comparisons, NaN included
         best = bottoms[0]
         for i, b in enumerate(bottoms[1:], start=1):
