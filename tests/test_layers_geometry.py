@@ -403,6 +403,17 @@ def test_a_stride_past_the_input_is_one_window_and_its_backward_runs(kind, extra
     torch.testing.assert_close(grad, x.grad)
 
 
+def test_im2col_copies_infinities_and_nan_as_caffe():
+    """The reference build's columns of [[1, inf, 3], [4, 5, 6]] with a 2×2 kernel: the one-hot
+    convolution made NaN of every column beside the inf (0 · inf)."""
+    layer = build("name: 'c' type: 'Im2col' bottom: 'x' top: 'y' "
+                  "convolution_param { kernel_size: 2 }", (1, 1, 2, 3))
+    (y,) = layer(torch.tensor([[[[1.0, float("inf"), 3.0], [4.0, 5.0, 6.0]]]]))
+    assert y.flatten().tolist() == [1.0, float("inf"), float("inf"), 3.0, 4.0, 5.0, 5.0, 6.0]
+    (y,) = layer(torch.tensor([[[[1.0, float("nan"), 3.0], [4.0, 5.0, 6.0]]]]))
+    assert y.flatten().isnan().tolist() == [False, True, True, False] + [False] * 4
+
+
 CONV = ("name: 'conv' type: 'Convolution' bottom: 'x' top: 'y' convolution_param {{ "
         "num_output: 2 {} weight_filler {{ type: 'gaussian' std: 0.1 }} }}")
 
