@@ -3,6 +3,7 @@ and caffemodel files through allconv-caffe, and mutated deploy nets and weights 
 export-onnx, end in success or in one clean error line, never in a traceback (nor, in
 export-onnx, in onnxruntime apart from the runtime), from every seed net and solver (the full
 run, 10,000 cases of each kind, is `python tools/fuzz.py`)."""
+import contextlib
 import importlib.util
 import json
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime.errors import AllconvError
 from runtime.layers import LAYERS
 from runtime.optim import OPTIMIZERS
 from runtime.prototxt import parse_net, parse_solver
@@ -97,6 +99,18 @@ def test_mutators_are_seeded_and_change_the_input():
     assert a == fuzz.mutate_text(net, random.Random(5)) and a != net
     data = net.encode()
     assert fuzz.mutate_bytes(data, random.Random(1)) != data
+
+
+def test_mutated_solvers_write_only_inside_the_fuzzers_folder():
+    """A mutated snapshot_prefix of "/" made the solver cases write /case_iter_N.* (thousands
+    of files in the file system's root over a run)."""
+    solver, prefixes = fuzz.SOLVER + fuzz.SOLVERS["SGD"], set()
+    for i in range(400):
+        text = fuzz._string(solver, random.Random(i))
+        with contextlib.suppress(AllconvError):     # the escapes that are not UTF-8
+            prefixes.add(parse_solver(text).snapshot_prefix)
+    assert "." in prefixes and "./" in prefixes
+    assert not [p for p in prefixes if os.path.isabs(p) or ".." in p]
 
 
 @pytest.mark.parametrize("kind", ["prototxt", "solver"])

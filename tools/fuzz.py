@@ -367,9 +367,11 @@ def _number(text, rng):
 
 
 def _string(text, rng):
+    """A string replaced by another of the text's or an odd one; every path stays relative, so
+    what a case writes (a snapshot_prefix naming a folder: "./", ".") stays in its folder."""
     words = [m.group(0) for m in STRING.finditer(text)]
     return _sub_one(STRING, text, rng, lambda old: rng.choice(
-        words + ['""', '"/"', '"a\\000b"', '"\\377\\376"', '"' + "x" * 300 + '"', '"."']))
+        words + ['""', '"./"', '"a\\000b"', '"\\377\\376"', '"' + "x" * 300 + '"', '"."']))
 
 
 def _word(text, rng):
