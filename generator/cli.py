@@ -93,9 +93,14 @@ def _check_conflicts(args) -> None:
     if not args.list and not args.variant:
         raise AllconvError("--variant is required (or --list); valid variants: "
                            + ", ".join(VARIANTS))
-    if args.output and args.solver and os.path.abspath(args.output) == os.path.abspath(args.solver):
-        raise AllconvError(f"--output and --solver are the same file ({args.output}): give "
-                           "each its own")
+    files = [(f"--{name}", path) for name, path in
+             (("output", args.output), ("solver", args.solver), ("draw", args.draw)) if path]
+    for i, (first, path) in enumerate(files):
+        same = [name for name, other in files[i + 1:]
+                if os.path.abspath(other) == os.path.abspath(path)]
+        if same:
+            raise AllconvError(f"{first} and {same[0]} are the same file ({path}): give each "
+                               "its own")
     if args.deploy and args.solver:
         raise AllconvError("--deploy conflicts with --solver: a deploy net cannot be trained")
     for name in ("batch_size", "test_batch_size"):

@@ -237,6 +237,13 @@ WITH_SOLVER = ["--variant", "all-c", "-o", "n", "--solver", "s"]
     ([*WITH_SOLVER, "--seed", "99999999999999999999"],
      "argument --seed: must be at most 4294967295 (Caffe's seed is an unsigned int)"),
     (["--list", "--variant", "all-c"], "--list cannot be combined"),
+    (["--variant", "all-c", "-o", "n", "--solver", "./n"],
+     "--output and --solver are the same file (n): give each its own"),
+    # the picture was written, then the net over it (or the solver), with exit status 0
+    (["--variant", "all-c", "-o", "y.png", "--draw", "y.png"],
+     "--output and --draw are the same file (y.png): give each its own"),
+    ([*WITH_SOLVER[:-1], "y.png", "--draw", "y.png"],
+     "--solver and --draw are the same file (y.png): give each its own"),
     ([], "--variant is required"),
     (["--variant", "all-c", "-o", "/nonexistent-dir/x.prototxt"], "/nonexistent-dir/x.prototxt"),
     (["--variant", "all-c", "--draw", "net.jpg"], "must end in .png or .svg"),
