@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     checked = ("not checked (--skip-check)" if not worst else "onnxruntime vs runtime, max |diff|: "
                + ", ".join(f"{label} {value:.2e}" for label, value in worst.items()))
     print(f"export-onnx: wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB, "
-          f"{time.perf_counter() - start:.1f} s); {checked}", file=sys.stderr)
+          f"exported in {time.perf_counter() - start:.1f} s); {checked}", file=sys.stderr)
     return 0
 
 

@@ -4,6 +4,7 @@ import io
 import pickle
 import re
 import struct
+import sys
 import tarfile
 import urllib.error
 from pathlib import Path
@@ -577,6 +578,21 @@ def test_prepared_cifar_reports_its_stages_in_order(tmp_path, monkeypatch):
     seen.clear()
     prepared_cifar("cifar10", **kwargs)
     assert seen == ["md5 sums of the files", "loading the cache"]
+
+
+def test_prepared_cifar_shows_its_stages_on_a_terminal_by_default(tmp_path, monkeypatch,
+                                                                   capsys):
+    """Every caller (replicate, export-onnx --with-preprocessing, visualize) sat silent for
+    the minute a cold cache's whitening takes; a log still gets nothing."""
+    make_cifar10_bin(tmp_path / "data", np.random.default_rng(9))
+    kwargs = dict(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", verify=False)
+    prepared_cifar("cifar10", **kwargs)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    prepared_cifar("cifar10", **kwargs)
+    err = capsys.readouterr().err
+    assert "md5 sums of the files" in err and "loading the cache" in err
+    assert f"{len(preprocess.STAGES)}/{len(preprocess.STAGES)} stages" in err
 
 
 def test_a_data_folder_that_is_a_file_or_lacks_the_files_says_where_they_go(tmp_path):

@@ -29,6 +29,7 @@ import torch
 
 from runtime.data import cifar
 from runtime.data.datasets import dataset_names, get_dataset
+from runtime.data.stage_bar import StageBar
 from runtime.errors import AllconvError
 from runtime.files import atomic_writer, read_npy, read_npz
 
@@ -156,15 +157,19 @@ def prepared_entry(name: str, data_dir=None, cache_dir=None, verify: bool = True
 
 
 def prepared_cifar(name: str, data_dir=None, cache_dir=None, device=None,
-                   verify: bool = True, stage=_quiet) -> Prepared:
+                   verify: bool = True, stage=None) -> Prepared:
     """GCN+ZCA-whitened CIFAR, cached as a folder of .npy files under ``cache_dir``
     (default ``<XDG cache>/allconv/prepared``). ``data_dir`` and ``verify`` as in
     ``Dataset.load``;
-    ``stage(name)`` is called as each of ``STAGES`` starts (a cache hit skips some).
+    ``stage(name)`` is called as each of ``STAGES`` starts (a cache hit skips some); by
+    default a ``StageBar`` on a terminal shows them (the whitening takes a minute or more).
 
     The cache key hashes the input files' md5s and the settings (not the device the fit ran on);
     entries are written atomically.
     """
+    if stage is None:
+        with StageBar(STAGES) as bar:
+            return prepared_cifar(name, data_dir, cache_dir, device, verify, bar)
     stage("md5 sums of the files")     # the cache key's; checked against the release's (verify)
     entry = prepared_entry(name, data_dir, cache_dir, verify)
     if not entry.is_dir():
