@@ -1,6 +1,7 @@
 """Data sources for the Caffe ``Data`` layer: read in order, wrapping around, never reshuffled."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -50,13 +51,32 @@ def open_source(source: str, phase: int, verify: bool = True) -> Source:
     path = Path(source)
     if path.suffix == ".npz" and path.is_file():
         return _open_npz(path)
+    database = _caffe_database(path)
+    if database:
+        raise AllconvError(f"data source {source} is {database}; {NO_DATABASES}")
     if path.is_dir():
         return _open_cifar(path, PHASE_SPLITS[phase], verify)
     if not path.exists():
-        hint = ("; allconv-prep-cifar writes it" if "_gcn_zca_" in path.name else "")
+        hint = ("; allconv-prep-cifar writes it" if "_gcn_zca_" in path.name else
+                f"; {NO_DATABASES}" if re.search(r"lmdb|leveldb", path.name, re.I) else "")
         raise AllconvError(f"data source {source}: {missing(path)}{hint}")
     raise AllconvError(f"data source {source} is neither a .npz file nor a folder "
                        "holding an official CIFAR release")
+
+
+NO_DATABASES = ("the runtime reads no LMDB or LevelDB: give a .npz of data and labels "
+                "(allconv-prep-cifar writes CIFAR's, runtime.data.preprocess.save_npz_source "
+                "any), a folder of an official CIFAR release, or the data itself "
+                "(net.forward(data=...)); replicate imagenet trains from an ImageFolder tree")
+
+
+def _caffe_database(path: Path) -> str | None:
+    """What Caffe database the folder ``path`` holds (convert_imageset's output), if any."""
+    if (path / "data.mdb").is_file():
+        return "an LMDB database"
+    if (path / "CURRENT").is_file() and any(path.glob("MANIFEST-*")):
+        return "a LevelDB database"
+    return None
 
 
 def _open_npz(path: Path) -> Source:
