@@ -3,8 +3,10 @@ and the one check of a ``--device`` value."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import os
+import re
 import select
 import signal
 import sys
@@ -18,6 +20,7 @@ from runtime.errors import AllconvError
 
 DEVICES = "cpu, cuda, cuda:N"
 _parsed_prog: ContextVar[str | None] = ContextVar("allconv_parsed_prog", default=None)
+_parsed_parser: ContextVar["Parser | None"] = ContextVar("allconv_parsed_parser", default=None)
 # Every character that ends a line for str.splitlines, written as its escape in an error.
 _LINE_BREAKS = {c: repr(chr(c))[1:-1] for c in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85,
                                                   0x2028, 0x2029)}
@@ -67,12 +70,16 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         if message.startswith("the following arguments are required"):
             message = self._unrecognized() or message
+        if message.startswith(UNRECOGNIZED):
+            message += _did_you_mean(message[len(UNRECOGNIZED):].split(),
+                                     _parsed_parser.get() or self)
         # the subcommand's name when its arguments were reached (argparse leaves its
         # unrecognized ones for the top parser to say)
         self.exit(2, f"{_parsed_prog.get() or self.prog}: error: {message} (see --help)\n")
 
     def parse_known_args(self, args=None, namespace=None):
         _parsed_prog.set(self.prog)     # a subcommand's parser runs last: "visualize unit"
+        _parsed_parser.set(self)
         self._given = sys.argv[1:] if args is None else list(args)
         return super().parse_known_args(args, namespace)
 
@@ -87,7 +94,19 @@ class Parser(argparse.ArgumentParser):
         finally:
             for action in required:
                 action.required = True
-        return f"unrecognized arguments: {' '.join(extras)}" if extras else None
+        return f"{UNRECOGNIZED}{' '.join(extras)}" if extras else None
+
+
+UNRECOGNIZED = "unrecognized arguments: "
+
+
+def _did_you_mean(words: list[str], parser: argparse.ArgumentParser) -> str:
+    """The options of ``parser`` nearest to the unknown options among ``words`` (the other
+    commands' spelling: --out for --output), as " (did you mean --a, --b?)"; else ""."""
+    known = [o for action in parser._actions for o in action.option_strings]
+    near = [match for word in words if re.match(r"--?[A-Za-z]", word)
+            for match in difflib.get_close_matches(word.split("=")[0], known, 1, 0.6)]
+    return f" (did you mean {', '.join(dict.fromkeys(near))}?)" if near else ""
 
 
 # Caffe's batch sizes are unsigned ints, and it seeds its generator with one

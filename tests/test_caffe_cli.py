@@ -185,8 +185,10 @@ def test_time_refuses_a_backward_caffe_aborts_in(workdir, capsys, extra, message
                                              "solver, not a net)"),
     (["test", "-model", "net.prototxt"], "-weights"),
     # a misspelt flag is named, not the required ones it leaves out; no prefix is taken
-    (["test", "-modle", "net.prototxt"], "unrecognized arguments: -modle net.prototxt"),
-    (["time", "-mod", "net.prototxt"], "unrecognized arguments: -mod net.prototxt"),
+    (["test", "-modle", "net.prototxt"], "unrecognized arguments: -modle net.prototxt (did you "
+                                         "mean -model?)"),
+    (["time", "-mod", "net.prototxt"], "unrecognized arguments: -mod net.prototxt (did you mean "
+                                       "-model?)"),
     # a missing -snapshot or -weights is said before the solver and its nets are built (here
     # the solver file is missing too, and the snapshot is named)
     (["train", "-solver", "missing.prototxt", "-snapshot", "gone.solverstate"],

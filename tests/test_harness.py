@@ -1254,7 +1254,9 @@ def test_a_training_label_past_the_classes_is_one_line_read_with_the_flags(tmp_p
     (["--lr", "0.05,0.01,5e-2"], "argument --lr: 0.05 is given twice in '0.05,0.01,5e-2'"),
     (["--seed", "0,1,0"], "argument --seed: 0 is given twice in '0,1,0'"),
     # an option is taken only as spelt: --epoch would silently be --epochs
-    (["--epoch", "1"], "unrecognized arguments: --epoch 1"),
+    (["--epoch", "1"], "unrecognized arguments: --epoch 1 (did you mean --epochs?)"),
+    # another command's spelling of the option (export-onnx's --output)
+    (["--output", "runs"], "unrecognized arguments: --output runs (did you mean --out?)"),
     (["--resume", "--report"], "--resume does nothing with --report, which trains nothing: "
                                "drop it"),
     (["--report", "--deadline", "60"], "--deadline does nothing with --report"),
