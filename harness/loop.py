@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from harness.run_folder import MetricsLog
+from runtime.cli_support import warning_line
 from runtime.errors import AllconvError
 from runtime.labels import deferred_label_error, label_records
 
@@ -158,7 +159,8 @@ class Loop:
         self.images_per_s = float("nan")          # each member's
         self.every_iteration = run.net.device.type == "cpu" and run.ranks.world == 1
         self.diverged_message: list[str | None] = [None] * run.K
-        self.never_warned: list[list[int]] = [[] for _ in range(run.K)]   # the last warning's
+        self.class_warned = [{key: [] for key in self.CLASS_WARNINGS}   # the last warnings'
+                             for _ in range(run.K)]
         self.step_seconds = self.checkpoint_seconds = self.eval_seconds = None
 
     @property
@@ -243,23 +245,29 @@ class Loop:
                   "images_per_s": round(self.images_per_s, 1), "smoke": run.smoke}
         if self.logs is not None:
             self.logs[k].write(record)
-            self._warn_never_predicted(k, metrics["never_predicted"])
+            self._warn_classes(k, metrics)
         return record
 
-    def _warn_never_predicted(self, k: int, never: list[int]) -> None:
-        """Warn when member ``k``'s classes never predicted change (metrics.jsonl has every
-        evaluation's): a net dead from epoch 1 says so once, not at each of 350 evaluations."""
-        if never == self.never_warned[k]:
-            return
-        self.never_warned[k] = list(never)
-        at = f"warning: {self._name(k)}, epoch {format_epoch(self.run.epoch)}: "
-        if not never:
-            self.bar.write(at + "every class predicted again")
-            return
-        names = [self.run.data.classes[c] for c in never]
-        more = f" and {len(names) - 10} more" if len(names) > 10 else ""
-        self.bar.write(f"{at}classes never predicted: {', '.join(names[:10])}{more} "
-                       "(warned again when this changes)")
+    # the class sets an evaluation warns of: metrics key -> (what they are, when none is left)
+    CLASS_WARNINGS = {
+        "never_predicted": ("classes never predicted", "every class predicted again"),
+        "dead_units": ("dead class units (0 on every test image)", "no class unit dead any more")}
+
+    def _warn_classes(self, k: int, metrics: dict) -> None:
+        """Warn when member ``k``'s classes never predicted or dead class units change
+        (metrics.jsonl has every evaluation's): a net dead from epoch 1 says so once, not at
+        each of 350 evaluations."""
+        at = f"{self._name(k)}, epoch {format_epoch(self.run.epoch)}: "
+        for key, (what, none_left) in self.CLASS_WARNINGS.items():
+            classes = metrics[key]
+            if classes == self.class_warned[k][key]:
+                continue
+            self.class_warned[k][key] = list(classes)
+            names = [self.run.data.classes[c] for c in classes]
+            more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+            self.bar.write(warning_line(
+                at + (f"{what}: {', '.join(names[:10])}{more} (warned again when this changes)"
+                      if classes else none_left)))
 
     def _name(self, k: int) -> str:
         opts = self.run.members[k].opts
@@ -282,8 +290,8 @@ class Loop:
                                     f"{kept}; try a smaller lr")
         run.stop_member(k)
         if run.K > 1 and self.alive:
-            self.bar.write(f"warning: {self.diverged_message[k]}; the other runs of the pack "
-                           "go on")
+            self.bar.write(warning_line(f"{self.diverged_message[k]}; the other runs of the "
+                                        "pack go on"))
 
     def checkpoint(self) -> list:
         """Checkpoint the live members with the loop's running figures (the loss summed since

@@ -183,6 +183,13 @@ def add_device_option(parser, help: str) -> None:
     parser.add_argument("--device", type=checked, metavar="DEVICE", help=help)
 
 
+def warning_line(message: str) -> str:
+    """``message`` as a warning of the command line running (``replicate: warning: ...``;
+    ``warning: ...`` outside one), for code that writes its own lines (beside a progress bar)."""
+    prog = _parsed_prog.get()
+    return f"{prog + ': ' if prog else ''}warning: {message}".translate(_LINE_BREAKS)
+
+
 def run_cli(main: Callable[[list[str] | None], int | None], prog: str,
             argv: list[str] | None = None) -> int:
     """Call ``main``; turn AllconvError and OSError into one line on stderr and exit status 2,

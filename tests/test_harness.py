@@ -1135,9 +1135,10 @@ def test_epochs_are_labelled_with_the_digits_they_need():
         "0.0050", "0.0051", "0.010", "0.099", "0.10", "1.00", "350.00"]
 
 
-def test_the_never_predicted_warning_follows_the_set(monkeypatch):
-    """Warned at the first evaluation, again only when the set changes, and once when every
-    class is predicted again."""
+def test_the_class_warnings_follow_their_sets():
+    """Never-predicted classes and dead class units: each warned at the first evaluation,
+    again only when its set changes, and once when it empties (dead units were not warned)."""
+    import contextvars
     from types import SimpleNamespace
 
     from harness.loop import Loop
@@ -1147,16 +1148,21 @@ def test_the_never_predicted_warning_follows_the_set(monkeypatch):
                                spec=SimpleNamespace(key="table3/x"),
                                members=[SimpleNamespace(opts=SimpleNamespace(lr=0.1, seed=0))])
     loop.bar = SimpleNamespace(write=written.append)
-    loop.never_warned = [[]]
-    for epoch, never in ((1, [0, 1]), (2, [0, 1]), (3, [1]), (4, []), (5, []), (6, [2])):
+    loop.class_warned = [{"never_predicted": [], "dead_units": []}]
+    for epoch, never, dead in ((1, [0, 1], [1]), (2, [0, 1], [1]), (3, [1], [1]), (4, [], []),
+                               (5, [], []), (6, [2], [])):
         loop.run.epoch = float(epoch)
-        loop._warn_never_predicted(0, never)
+        metrics = {"never_predicted": never, "dead_units": dead}
+        contextvars.Context().run(loop._warn_classes, 0, metrics)   # outside a command line
     assert written == [
         "warning: table3/x at lr 0.1, epoch 1.00: classes never predicted: a, b (warned again "
         "when this changes)",
+        "warning: table3/x at lr 0.1, epoch 1.00: dead class units (0 on every test image): b "
+        "(warned again when this changes)",
         "warning: table3/x at lr 0.1, epoch 3.00: classes never predicted: b (warned again when "
         "this changes)",
         "warning: table3/x at lr 0.1, epoch 4.00: every class predicted again",
+        "warning: table3/x at lr 0.1, epoch 4.00: no class unit dead any more",
         "warning: table3/x at lr 0.1, epoch 6.00: classes never predicted: c (warned again when "
         "this changes)"]
 
@@ -1170,7 +1176,8 @@ def test_never_predicted_classes_are_warned_when_they_change(tmp_path, capsys, c
                      "--no-verify", "--epochs", "0.05", "--eval-every", "0.005", "--device",
                      "cpu", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines()
-                if line.startswith("warning: tiny/model-a")]
+                if line.startswith("replicate: warning: tiny/model-a")
+                and "dead class units" not in line and "no class unit dead" not in line]
     metrics = tmp_path / "out" / "tiny" / "model-a" / "lr-0.01-smoke" / "metrics.jsonl"
     sets = [json.loads(line)["never_predicted"] for line in metrics.read_text().splitlines()
             if "never_predicted" in line]

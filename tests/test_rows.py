@@ -84,7 +84,8 @@ def test_every_listed_row_starts_a_smoke_run(tmp_path, data_root, capsys):
     assert code == 0
     # a never-predicted warning names at most 10 classes (ImageNet has 1000)
     warning = next(line for line in capsys.readouterr().err.splitlines()
-                   if line.startswith("warning: table6/imagenet"))
+                   if line.startswith("replicate: warning: table6/imagenet")
+                   and "never predicted" in line)
     assert re.search(r"never predicted: (n\d{8}, ){9}n\d{8} and 9\d\d more "
                      r"\(warned again when this changes\)$", warning)
     specs = [s for rows in load_tables().values() for s in rows]
