@@ -87,9 +87,14 @@ def _init(args) -> Init:
                 bias_lr_mult=args.bias_lr_mult, bias_decay_mult=args.bias_decay_mult)
 
 
-def _check_conflicts(args) -> None:
-    if args.list and (args.variant or args.output or args.solver or args.draw):
-        raise AllconvError("--list cannot be combined with --variant, --output, --solver or --draw")
+def _check_conflicts(args, parser) -> None:
+    if args.list:
+        given = [max(action.option_strings, key=len) for action in parser._actions
+                 if action.dest not in ("help", "version", "list")
+                 and getattr(args, action.dest) != action.default]
+        if given:
+            raise AllconvError(f"--list lists the variants and writes no net: {given[0]} does "
+                               "nothing with it")
     if not args.list and not args.variant:
         raise AllconvError("--variant is required (or --list); valid variants: "
                            + ", ".join(VARIANTS))
@@ -177,8 +182,9 @@ def list_variants() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _check_conflicts(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_conflicts(args, parser)
     if args.list:
         print(list_variants())
         return 0

@@ -236,7 +236,12 @@ WITH_SOLVER = ["--variant", "all-c", "-o", "n", "--solver", "s"]
      "argument --seed: must be 0 or more, not -5"),
     ([*WITH_SOLVER, "--seed", "99999999999999999999"],
      "argument --seed: must be at most 4294967295 (Caffe's seed is an unsigned int)"),
-    (["--list", "--variant", "all-c"], "--list cannot be combined"),
+    (["--list", "--variant", "all-c"], "--list lists the variants and writes no net: "
+                                       "--variant does nothing with it"),
+    # before: accepted without a word (but --base-lr, refused as solver-only)
+    (["--list", "--classes", "100"], "--classes does nothing with it"),
+    (["--list", "--deploy"], "--deploy does nothing with it"),
+    (["--list", "--weight-filler", "msra"], "--weight-filler does nothing with it"),
     (["--variant", "all-c", "-o", "n", "--solver", "./n"],
      "--output and --solver are the same file (n): give each its own"),
     # the picture was written, then the net over it (or the solver), with exit status 0
