@@ -41,11 +41,14 @@ def build_parser() -> Parser:
     g.add_argument("--test-batch-size", type=number(int, high=UINT32_MAX),
                    help="test batch (CIFAR 100, ImageNet 50)")
     g.add_argument("--train-source", help="Data layer source at TRAIN (default "
-                                          "data/cifar10_gcn_zca_train.npz, which "
-                                          "allconv-prep-cifar writes and allconv reads; "
-                                          "real Caffe needs an LMDB here)")
+                                          "data/cifar10_gcn_zca_train.npz, cifar100_... with "
+                                          "--classes 100, which allconv-prep-cifar writes and "
+                                          "allconv reads; imagenet: "
+                                          "data/ilsvrc12_train_lmdb; real Caffe needs an LMDB "
+                                          "here)")
     g.add_argument("--test-source", help="Data layer source at TEST (default "
-                                         "data/cifar10_gcn_zca_test.npz)")
+                                         "data/cifar10_gcn_zca_test.npz, cifar100_... with "
+                                         "--classes 100; imagenet: data/ilsvrc12_val_lmdb)")
     g = p.add_argument_group("initialisation (choices the paper leaves open)")
     g.add_argument("--weight-filler", choices=["xavier", "msra", "gaussian"], default="xavier",
                    help="weight filler (default xavier, fan-in; see README, Open choices)")

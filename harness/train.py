@@ -162,9 +162,11 @@ def _loop(run: Run | SideBySide, ranks: Ranks, precision: str, device: torch.dev
                     ranks.barrier()
                     break
                 if ranks.is_main:
-                    bar.write(f"{bar.label}: interrupted; checkpoint "
-                              f"{', '.join(map(str, loop.checkpoint()))} written, --resume "
-                              "continues from it")
+                    written = loop.checkpoint()
+                    bar.write(f"{bar.label}: interrupted; checkpoint"
+                              f"{'s' if len(written) > 1 else ''} "
+                              f"{', '.join(map(str, written))} written, --resume continues "
+                              f"from {'them' if len(written) > 1 else 'it'}")
                 ranks.barrier()
                 raise KeyboardInterrupt
             if not due:

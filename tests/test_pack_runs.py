@@ -101,7 +101,7 @@ def pack(root: Path, **kw) -> list:
 
 
 def test_a_pack_stopped_by_ctrl_c_mid_epoch_resumes_bit_for_bit(spec, data, tmp_path,
-                                                                 monkeypatch):
+                                                                 monkeypatch, capsys):
     straight = train_pack(spec, pack(tmp_path / "straight"), data)
     real_step = Run.step
 
@@ -110,8 +110,12 @@ def test_a_pack_stopped_by_ctrl_c_mid_epoch_resumes_bit_for_bit(spec, data, tmp_
             os.kill(os.getpid(), signal.SIGINT)
         return real_step(self)
     monkeypatch.setattr(Run, "step", step)
+    capsys.readouterr()
     with pytest.raises(KeyboardInterrupt):
         train_pack(spec, pack(tmp_path / "resumed"), data)
+    said = capsys.readouterr()
+    assert (": interrupted; checkpoints " in said.out + said.err
+            and "written, --resume continues from them" in said.out + said.err)
     monkeypatch.setattr(Run, "step", real_step)
     for k in range(2):
         assert [p.name for p in (tmp_path / "resumed" / f"m{k}").glob("*.solverstate")] == [
