@@ -414,6 +414,32 @@ def test_im2col_copies_infinities_and_nan_as_caffe():
     assert y.flatten().isnan().tolist() == [False, True, True, False] + [False] * 4
 
 
+@pytest.mark.parametrize("shape", [(1, 2, 5), (1, 2, 3, 4, 5)])
+def test_im2col_of_one_or_three_spatial_axes_copies_an_inf_into_its_windows_only(shape):
+    """Each column that reads the inf holds it; every other column is finite (Caffe's
+    im2col_nd copies as im2col does)."""
+    layer = build("name: 'c' type: 'Im2col' bottom: 'x' top: 'y' "
+                  "convolution_param { kernel_size: 2 pad: 1 stride: 2 }", shape)
+    x = torch.zeros(shape)
+    x.view(-1)[3] = float("inf")
+    (y,) = layer(x)
+    marked = torch.zeros(shape)
+    marked.view(-1)[3] = 1.0
+    (reads,) = layer(marked)        # where a window reads the element
+    assert torch.equal(y.isinf(), reads == 1) and not y.isnan().any() and reads.sum() > 0
+
+
+def test_im2col_of_an_empty_batch_is_empty():
+    """A Filter that keeps no item: the new reshape could not infer its -1 (a traceback)."""
+    layer = build("name: 'c' type: 'Im2col' bottom: 'x' top: 'y' "
+                  "convolution_param { kernel_size: 3 }", (2, 2, 5, 5))
+    x = torch.zeros(0, 2, 5, 5, requires_grad=True)
+    (y,) = layer(x)
+    assert y.shape == (0, 18, 3, 3)
+    y.sum().backward()
+    assert x.grad.shape == (0, 2, 5, 5)
+
+
 CONV = ("name: 'conv' type: 'Convolution' bottom: 'x' top: 'y' convolution_param {{ "
         "num_output: 2 {} weight_filler {{ type: 'gaussian' std: 0.1 }} }}")
 
