@@ -25,6 +25,7 @@ from harness.pipelines import PIPELINES
 from runtime.data import cifar, prepared_cifar
 from runtime.data.datasets import IMAGE_FOLDER
 from runtime.data.imagenet import Folder, ImageNetFeed, scan
+from runtime.data.preprocess import quiet
 from runtime.errors import AllconvError
 
 if TYPE_CHECKING:
@@ -91,16 +92,18 @@ def data_key(spec: Spec) -> tuple[str, bool]:
     return spec.dataset.name, PIPELINES[spec.augmentation].whitened
 
 
-def load_data(spec: Spec, data_dir: str | None, verify: bool, device: torch.device
-              ) -> Data | ImageFolders:
+def load_data(spec: Spec, data_dir: str | None, verify: bool, device: torch.device,
+              progress: bool = True) -> Data | ImageFolders:
     """The data ``spec`` trains on: CIFAR on ``device`` (GCN+ZCA-whitened and cached on disk by
-    runtime.data, or raw uint8 for the Large pipeline), or the ImageFolder tree's file lists."""
+    runtime.data, or raw uint8 for the Large pipeline), or the ImageFolder tree's file lists.
+    ``progress``: the whitening's stage bar, on a terminal."""
     check_trainable(spec, data_dir)
     pipeline = PIPELINES[spec.augmentation]
     if pipeline.layout == IMAGE_FOLDER:
         return _image_folders(spec, data_dir)
     if pipeline.whitened:
-        arrays = prepared_cifar(spec.dataset.name, data_dir, device=device, verify=verify)[:4]
+        arrays = prepared_cifar(spec.dataset.name, data_dir, device=device, verify=verify,
+                                stage=None if progress else quiet)[:4]
     else:
         arrays = [a for split in spec.dataset.splits
                   for a in spec.dataset.load(split, data_dir, verify)]

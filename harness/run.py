@@ -27,7 +27,7 @@ from typing import NamedTuple, Sequence
 import torch
 
 from generator.render import NetOptions, Rendered, SolverOptions, rendered_net, rendered_solver
-from runtime.distributed import SINGLE, Ranks
+from runtime.distributed import SINGLE, Ranks, not_process_zero
 from harness import run_folder
 from harness.datasets import Data, ImageFolders, row_data
 from harness import datasets
@@ -105,8 +105,10 @@ def set_precision(precision: str) -> None:
 
 
 def load_data(spec: Spec, opts: RunOptions, device: torch.device) -> Data | ImageFolders:
-    """The data the row trains on (harness/datasets.py)."""
-    return datasets.load_data(spec, opts.data_dir, opts.verify, device)
+    """The data the row trains on (harness/datasets.py); the whitening's stage bar as the
+    progress bars go (--no-progress, torchrun's process 0 only)."""
+    return datasets.load_data(spec, opts.data_dir, opts.verify, device,
+                              progress=opts.progress and not not_process_zero())
 
 
 def device_name(device: torch.device, processes: int = 1) -> str:

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import re
+import sys
 import shlex
 import shutil
 from pathlib import Path
@@ -88,6 +89,23 @@ def tiny_spec(folder: Path, row: str, table: str = "tiny", **training) -> Path:
 def options(tiny_data, **kw) -> RunOptions:
     return RunOptions(**{"lr": 0.01, "epochs": 1, "data_dir": str(tiny_data), "verify": False,
                          "device": "cpu", "progress": False, "checkpoint_every": 1, **kw})
+
+
+def test_the_whitening_bar_goes_as_the_progress_bars_go(tiny_data, monkeypatch, capsys):
+    """On a terminal the whitening's stage bar shows, but not with --no-progress, nor on a
+    torchrun process other than 0 (each drew its own bar on one terminal)."""
+    from harness.run import load_data
+    spec = load_spec(SPECS_DIR / "table3" / "all-cnn-c.toml")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    shown = {}
+    for name, progress, rank in [("on", True, None), ("--no-progress", False, None),
+                                 ("rank 1", True, "1")]:
+        if rank:
+            monkeypatch.setenv("RANK", rank)
+            monkeypatch.setenv("WORLD_SIZE", "2")
+        load_data(spec, options(tiny_data, progress=progress), torch.device("cpu"))
+        shown[name] = "stages" in capsys.readouterr().err
+    assert shown == {"on": True, "--no-progress": False, "rank 1": False}
 
 
 # ----------------------------------------------------------------------------- specs

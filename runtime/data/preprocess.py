@@ -99,12 +99,12 @@ STAGES = ("md5 sums of the files", "reading the release", "global contrast norma
           "fitting ZCA", "whitening", "writing the cache", "loading the cache")
 
 
-def _quiet(stage: str) -> None:
+def quiet(stage: str) -> None:
     """The default ``stage`` callback: report nothing."""
 
 
 def gcn_zca(train_images, test_images, scale: float = GCN_SCALE,
-            filter_bias: float = FILTER_BIAS, device=None, stage=_quiet
+            filter_bias: float = FILTER_BIAS, device=None, stage=quiet
             ) -> tuple[np.ndarray, np.ndarray, Whitening]:
     """GCN both sets, fit ZCA on train, whiten both: (train float32, test float32, Whitening)."""
     stage("global contrast normalisation")
