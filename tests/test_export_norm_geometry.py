@@ -192,27 +192,36 @@ def test_filter_and_batch_reindex_with_their_index_inputs():
     np.testing.assert_array_equal(picked, runtime["picked"])
 
 
-def test_a_batch_reindex_index_as_long_as_the_batch_keeps_a_length_of_its_own():
-    """3 indices into a batch of 3 (then a MAX pool's mask beside it): the index and the picked
-    rows were declared N like the data, and onnxruntime reused the buffer of batch 3 for 9
-    ("Shape mismatch attempting to re-use buffer"). Their length is now unnamed."""
-    text = ("layer { name: 'in' type: 'Input' top: 'data' top: 'index' input_param "
-            "{ shape { dim: 3 dim: 4 dim: 1 dim: 8 } shape { dim: 3 } } }\n"
-            + _layer("p", "Pooling", ["data"], ["pooled", "mask"],
-                     "pooling_param { pool: MAX kernel_h: 1 kernel_w: 3 stride: 1 }")
-            + _layer("reindex", "BatchReindex", ["pooled", "index"], ["picked"])
+REINDEXED = ("layer { name: 'in' type: 'Input' top: 'data' top: 'raw' input_param "
+             "{ shape { dim: 3 dim: 4 dim: 1 dim: 8 } shape { dim: 3 } } }\n"
+             + _layer("p", "Pooling", ["data"], ["pooled", "mask"],
+                      "pooling_param { pool: MAX kernel_h: 1 kernel_w: 3 stride: 1 }"))
+
+
+@pytest.mark.parametrize("index, also", [
+    ("raw", _layer("sig_raw", "Sigmoid", ["raw"], ["raw_sig"])),    # the index read elsewhere
+    ("index", _layer("pw", "Power", ["raw"], ["index"], "power_param { scale: 1 }"))])  # computed
+def test_a_batch_reindex_index_as_long_as_the_batch_keeps_a_length_of_its_own(index, also):
+    """3 indices into a batch of 3 (then a MAX pool's mask beside it): the index, what it is
+    computed from and what reads it were declared N like the data, and onnxruntime reused the
+    buffer of batch 3 for 9 ("Shape mismatch attempting to re-use buffer"). Their length is
+    now unnamed."""
+    text = (REINDEXED + also + _layer("reindex", "BatchReindex", ["pooled", index], ["picked"])
             + _layer("sig", "Sigmoid", ["picked"], ["out"]))
     net = Net(text, pb.TEST)
     model, _ = build_model(net)
     dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in [*model.graph.input, *model.graph.output]}
-    assert dims == {"data": ["N", 4, 1, 8], "index": [0], "mask": ["N", 4, 1, 6],
-                    "out": [0, 4, 1, 6]}
+    assert {k: v for k, v in dims.items() if k != "raw_sig"} == {
+        "data": ["N", 4, 1, 8], "raw": [0], "mask": ["N", 4, 1, 6], "out": [0, 4, 1, 6]}
+    assert dims.get("raw_sig", [0]) == [0]
     feeds = {"data": np.random.default_rng(0).standard_normal((9, 4, 1, 8), np.float32),
-             "index": np.array([8, 0, 4], np.float32)}
+             "raw": np.array([8, 0, 4], np.float32)}
     runtime = check.run_runtime(net, feeds)
-    for got, name in zip(_outputs(model, feeds), [o.name for o in model.graph.output]):
-        np.testing.assert_allclose(got, runtime[name], rtol=1e-6)
+    for level in check.LEVELS.values():
+        outputs = [o.name for o in model.graph.output]
+        for got, name in zip(check.session(model, level).run(None, feeds), outputs):
+            np.testing.assert_allclose(got, runtime[name], rtol=1e-6)
 
 
 @pytest.mark.parametrize("static_batch", [None, 4])

@@ -68,18 +68,22 @@ def batch_axes(layers) -> dict[str, int]:
 
 def own_extents(layers) -> set[str]:
     """The blobs whose batch axis holds an extent of their own, not the net's batch: a
-    BatchReindex's index and top (as long as the index, whatever the data's batch), back
-    through Splits to the index's Input, and on to what layers compute from them."""
-    own = set()
+    BatchReindex's top (as long as its index, whatever the data's batch), its index and what the
+    index is computed from, back to an Input (through Splits, a Power, ...), and on to what
+    layers compute from all of these."""
+    own, index = set(), set()
     for layer in layers:
-        index = getattr(layer, "batch_index_bottom", None)
-        if index is not None:
-            own.update([layer.bottoms[index], *layer.tops])
-        elif layer.bottoms and layer.bottoms[0] in own:
+        bottom = getattr(layer, "batch_index_bottom", None)
+        if bottom is not None:
             own.update(layer.tops)
+            index.add(layer.bottoms[bottom])
     for layer in reversed(layers):
-        if layer.param.type == "Split" and own.intersection(layer.tops):
-            own.add(layer.bottoms[0])
+        if layer.bottoms and index.intersection(layer.tops):
+            index.add(layer.bottoms[0])
+    own |= index
+    for layer in layers:
+        if layer.bottoms and layer.bottoms[0] in own:
+            own.update(layer.tops)
     return own
 
 
