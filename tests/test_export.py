@@ -382,14 +382,19 @@ def test_with_preprocessing_in_fp16_and_opset_17(tmp_path):
     assert max(worst.values()) <= check.TOL_FP16
 
 
-def test_with_preprocessing_refuses_a_net_with_a_blob_named_like_its_graph_input(tmp_path):
-    """Two values named ``image`` in one graph: the ONNX checker's refusal, after the work."""
-    text = render_net(VARIANTS["all-c"], NetOptions(deploy=True)).replace('"data"', '"image"')
+def test_with_preprocessing_refuses_a_computed_blob_named_like_its_graph_input(tmp_path):
+    """A layer's top named ``image`` beside the graph input ``image``: two values of one name,
+    the ONNX checker's refusal after the work. The net's own input may be named so."""
+    deploy = render_net(VARIANTS["all-c"], NetOptions(deploy=True))
     whitening = fast_whitening(np.zeros((4, 3, 32, 32), np.uint8))
     with pytest.raises(AllconvError, match="^--with-preprocessing names its graph input "
                                            "'image', and so does a blob of the net: rename it$"):
-        to_onnx(Net(text, pb.TEST), tmp_path / "m.onnx", whitening=whitening)
+        to_onnx(Net(deploy.replace('"conv1"', '"image"'), pb.TEST), tmp_path / "m.onnx",
+                whitening=whitening)
     assert not (tmp_path / "m.onnx").exists()
+    to_onnx(Net(deploy.replace('"data"', '"image"'), pb.TEST), tmp_path / "m.onnx",
+            whitening=whitening)
+    assert [i.name for i in onnx.load(tmp_path / "m.onnx").graph.input] == ["image"]
 
 
 # ----------------------------------------------------------------------------- run folders

@@ -214,12 +214,13 @@ def _float32_indices(net, layers) -> set[str]:
 
 
 def check_image_net(net) -> None:
-    """--with-preprocessing needs one N×3×32×32 input, and its graph input's name."""
+    """--with-preprocessing needs one N×3×32×32 input, and its graph input's name for itself
+    (the net's input may have it: the graph input takes its place)."""
     shapes = [net.blobs[name].shape for name in net.inputs]
     if len(shapes) != 1 or tuple(shapes[0][1:]) != preprocessing.NET_SHAPE:
         raise AllconvError("--with-preprocessing needs a net with one 3×32×32 input; this net's "
                            f"input(s): {', '.join(f'{n} {s}' for n, s in zip(net.inputs, shapes))}")
-    if preprocessing.IMAGE in net.blobs:
+    if preprocessing.IMAGE in net.blobs and preprocessing.IMAGE not in net.inputs:
         raise AllconvError(f"--with-preprocessing names its graph input "
                            f"{preprocessing.IMAGE!r}, and so does a blob of the net: rename it")
 
