@@ -113,6 +113,18 @@ def test_mutated_solvers_write_only_inside_the_fuzzers_folder():
     assert not [p for p in prefixes if os.path.isabs(p) or ".." in p]
 
 
+@pytest.mark.parametrize("prefix, kept", [("snap", True), ("./", True), ("", True),
+                                           ("sub/x", True), ("/", False), ("../", False),
+                                           ("/tmp/x", False)])
+def test_a_solver_case_snapshots_inside_the_fuzzers_folder(tmp_path, prefix, kept):
+    """_chars can still make "/" or "../" of "./": such a prefix becomes "snap"."""
+    from types import SimpleNamespace
+    text = fuzz.SOLVER.replace('snapshot_prefix: "snap"', f'snapshot_prefix: "{prefix}"')
+    assert parse_solver(text).snapshot_prefix == prefix
+    confined = parse_solver(fuzz.Fuzzer.confined(SimpleNamespace(dir=tmp_path), text))
+    assert confined.snapshot_prefix == (prefix if kept else "snap")
+
+
 @pytest.mark.parametrize("kind", ["prototxt", "solver"])
 def test_ctrl_c_stops_the_fuzzer_with_the_counts_so_far(tmp_path, kind):
     """Ctrl-C (SIGINT to the process group) stops the fuzzer after the running case, with the

@@ -57,7 +57,8 @@ from runtime import blob_shape  # noqa: E402
 from harness.export_onnx import main as export_main  # noqa: E402
 from runtime.cli import main as caffe_main  # noqa: E402
 from runtime.cli_support import run_cli  # noqa: E402
-from runtime.prototxt import parse_net, to_text  # noqa: E402
+from runtime.errors import AllconvError  # noqa: E402
+from runtime.prototxt import parse_net, parse_solver, to_text  # noqa: E402
 from tools.tiny_caffe import write_tiny_net  # noqa: E402
 
 KINDS = ("prototxt", "solver", "caffemodel", "onnx")
@@ -367,8 +368,9 @@ def _number(text, rng):
 
 
 def _string(text, rng):
-    """A string replaced by another of the text's or an odd one; every path stays relative, so
-    what a case writes (a snapshot_prefix naming a folder: "./", ".") stays in its folder."""
+    """A string replaced by another of the text's or an odd one; none is absolute (a
+    snapshot_prefix naming a folder: "./", "."), and ``Fuzzer.confined`` keeps what a
+    further mutation makes of it inside the fuzzer's folder."""
     words = [m.group(0) for m in STRING.finditer(text)]
     return _sub_one(STRING, text, rng, lambda old: rng.choice(
         words + ['""', '"./"', '"a\\000b"', '"\\377\\376"', '"' + "x" * 300 + '"', '"."']))
@@ -556,6 +558,20 @@ class Fuzzer:
                   ("ok",)) for name in self.deploys]
         return runs
 
+    def confined(self, text: str) -> str:
+        """A mutated solver whose snapshots would land outside the fuzzer's folder (a
+        snapshot_prefix of "/" or "../", which _chars can make of "./") snapshots as "snap"."""
+        try:
+            solver = parse_solver(text)
+        except AllconvError:
+            return text
+        home = self.dir.resolve()
+        prefix = (home / solver.snapshot_prefix).resolve()
+        if prefix == home or home in prefix.parents:
+            return text
+        solver.snapshot_prefix = "snap"
+        return to_text(solver)
+
     @staticmethod
     def export_argv(prototxt: str, weights: str) -> list[str]:
         return ["--prototxt", prototxt, "--weights", weights, "-o", "out.onnx"]
@@ -593,7 +609,7 @@ class Fuzzer:
                 data = mutate_text((self.dir / deploy).read_text(), rng)
                 argv = self.export_argv(str(path), weights)
         elif kind == "solver":
-            data = mutate_text(SOLVER + SOLVERS[rng.choice(self.solvers)], rng)
+            data = self.confined(mutate_text(SOLVER + SOLVERS[rng.choice(self.solvers)], rng))
             argv = ["train", "-solver", str(path)]
         else:
             name = rng.choice(self.nets)
