@@ -68,7 +68,8 @@ class Parser(argparse.ArgumentParser):
                 if option_string.startswith(match[1])]
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        if message.startswith("the following arguments are required"):
+        if message.startswith(("the following arguments are required",
+                               "one of the arguments")):   # a required group's
             message = self._unrecognized() or message
         if message.startswith(UNRECOGNIZED):
             message += _did_you_mean(message[len(UNRECOGNIZED):].split(),
@@ -86,14 +87,15 @@ class Parser(argparse.ArgumentParser):
     def _unrecognized(self) -> str | None:
         """The arguments this parser does not know, found by parsing the same arguments again
         with nothing required (argparse checks the required ones first)."""
-        required = [action for action in self._actions if action.required]
-        for action in required:
-            action.required = False
+        required = [each for each in [*self._actions, *self._mutually_exclusive_groups]
+                    if each.required]
+        for each in required:
+            each.required = False
         try:
             _, extras = super().parse_known_args(self._given)
         finally:
-            for action in required:
-                action.required = True
+            for each in required:
+                each.required = True
         return f"{UNRECOGNIZED}{' '.join(extras)}" if extras else None
 
 
@@ -194,8 +196,9 @@ def run_cli(main: Callable[[list[str] | None], int | None], prog: str,
             argv: list[str] | None = None) -> int:
     """Call ``main``; turn AllconvError and OSError into one line on stderr and exit status 2,
     and every warning into one line ``PROG: warning: ...``; PROG names the subcommand once
-    one was parsed (``visualize unit``), as argparse's own errors do."""
-    _parsed_prog.set(None)
+    one was parsed (``visualize unit``), as argparse's own errors do. What the parsers noted
+    of the command line is forgotten on return (library calls after it warn as themselves)."""
+    tokens = _parsed_prog.set(None), _parsed_parser.set(None)
 
     def shown() -> str:
         parsed = _parsed_prog.get()
@@ -205,9 +208,13 @@ def run_cli(main: Callable[[list[str] | None], int | None], prog: str,
         print(f"{shown()}: warning: {message}".translate(_LINE_BREAKS),
               file=sys.stderr if file is None else file)
 
-    with warnings.catch_warnings():
-        warnings.showwarning = one_line
-        return _run(main, shown, argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line
+            return _run(main, shown, argv)
+    finally:
+        _parsed_prog.reset(tokens[0])
+        _parsed_parser.reset(tokens[1])
 
 
 def _stdout_gone() -> bool:

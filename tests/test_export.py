@@ -562,6 +562,23 @@ def _bad(tmp_path, argv, capsys) -> str:
     return err
 
 
+def test_another_commands_spelling_of_the_output_is_said_before_the_missing_net(tmp_path,
+                                                                                capsys):
+    """export-onnx --out x.onnx: argparse's "one of the arguments --prototxt --run is
+    required" came first and named neither --out nor --output."""
+    assert _bad(tmp_path, ["--out", "x.onnx"], capsys) == (
+        "export-onnx: error: unrecognized arguments: --out x.onnx (did you mean --output?) "
+        "(see --help)\n")
+
+
+def test_a_command_line_run_leaves_no_name_for_later_warnings(tmp_path, capsys):
+    """replicate's warning lines take the name of the command line running; after it
+    returns, library code warns as itself (the name stayed: 'export-onnx: warning: ...')."""
+    from runtime.cli_support import warning_line
+    _bad(tmp_path, ["--out", "x.onnx"], capsys)
+    assert warning_line("w") == "warning: w"
+
+
 def _files(tmp_path, text, name="net"):
     proto = tmp_path / f"{name}.prototxt"
     proto.write_text(text)
