@@ -16,6 +16,13 @@ from runtime.meta import count_params, meta_net
 from runtime.proto import pb
 
 
+def _default_sources(split: int) -> str:
+    """The variants' default Data sources of ``split`` (0 TRAIN, 1 TEST), for the help."""
+    return ", ".join(dict.fromkeys(variant.sources[split].format(classes=classes)
+                                   for variant in VARIANTS.values()
+                                   for classes in variant.classes))
+
+
 def build_parser() -> Parser:
     p = Parser(prog="gen-prototxt",
                description="Generate the All Convolutional Net paper's networks as Caffe prototxt.",
@@ -40,15 +47,12 @@ def build_parser() -> Parser:
                         "batch (default 1)")
     g.add_argument("--test-batch-size", type=number(int, high=UINT32_MAX),
                    help="test batch (CIFAR 100, ImageNet 50)")
-    g.add_argument("--train-source", help="Data layer source at TRAIN (default "
-                                          "data/cifar10_gcn_zca_train.npz, cifar100_... with "
-                                          "--classes 100, which allconv-prep-cifar writes and "
-                                          "allconv reads; imagenet: "
-                                          "data/ilsvrc12_train_lmdb; real Caffe needs an LMDB "
-                                          "here)")
-    g.add_argument("--test-source", help="Data layer source at TEST (default "
-                                         "data/cifar10_gcn_zca_test.npz, cifar100_... with "
-                                         "--classes 100; imagenet: data/ilsvrc12_val_lmdb)")
+    g.add_argument("--train-source", help="Data layer source at TRAIN (default: the "
+                                          f"variant's, {_default_sources(0)}; "
+                                          "allconv-prep-cifar writes the CIFAR .npz files; real "
+                                          "Caffe needs an LMDB here)")
+    g.add_argument("--test-source", help="Data layer source at TEST (default: the variant's, "
+                                         f"{_default_sources(1)})")
     g = p.add_argument_group("initialisation (choices the paper leaves open)")
     g.add_argument("--weight-filler", choices=["xavier", "msra", "gaussian"], default="xavier",
                    help="weight filler (default xavier, fan-in; see README, Open choices)")

@@ -15,9 +15,10 @@ from runtime.cli_support import Parser, add_device_option, add_version, number, 
 from runtime.data.datasets import dataset_names
 from runtime.errors import AllconvError
 from runtime.files import atomic_writer, check_writable, suffix_option
-from runtime.reconstruction import (GATED_BY_INPUT, METHODS, activations, backward_ignores_input, check_blob,
-                                    choose_unit, input_blob, parse_unit, receptive_windows,
-                                    reconstruct, switched_net, top_units, unit_text)
+from runtime.reconstruction import (GATED_BY_INPUT, METHODS, activations, backward_ignores_input,
+                                    check_blob, choose_unit, input_blob, parse_unit,
+                                    receptive_windows, reconstruct, switched_net, top_units,
+                                    unit_text)
 from visualize.figures import SCALING, blank, grid_figure, shown, unit_figure
 from visualize.inputs import (check_sample, device_tensor, is_npz, load_images, load_net,
                               load_picture, net_source, rescaled)

@@ -1,6 +1,8 @@
 """Clip (clip_layer.cpp, BVLC master): std::max(min, std::min(x, max)), so min wins when
 min > max, and a NaN x gives min (each std:: call returns its first argument when the
-comparison with NaN is false); gradient 1 where min <= x <= max (both ends included), else 0."""
+comparison with NaN is false; the CUDA kernel's fminf/fmaxf give max there, and the runtime
+follows the CPU's on every device); gradient 1 where min <= x <= max (both ends included),
+else 0."""
 from __future__ import annotations
 
 import torch

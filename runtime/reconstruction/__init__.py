@@ -9,7 +9,7 @@ from runtime.reconstruction.top_units import TopUnits, top_units
 from runtime.reconstruction.units import (activations, check_blob, choose_unit, input_blob,
                                           parse_unit, reconstruct, unit_text)
 
-__all__ = ["GATED_BY_INPUT", "METHODS", "backward_ignores_input", "relu_rule", "switched_net", "receptive_windows",
-           "TopUnits", "top_units",
+__all__ = ["GATED_BY_INPUT", "METHODS", "backward_ignores_input", "relu_rule", "switched_net",
+           "receptive_windows", "TopUnits", "top_units",
            "activations", "check_blob", "choose_unit", "input_blob", "parse_unit", "reconstruct",
            "unit_text"]
