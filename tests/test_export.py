@@ -574,9 +574,14 @@ def test_another_commands_spelling_of_the_output_is_said_before_the_missing_net(
 def test_a_command_line_run_leaves_no_name_for_later_warnings(tmp_path, capsys):
     """replicate's warning lines take the name of the command line running; after it
     returns, library code warns as itself (the name stayed: 'export-onnx: warning: ...')."""
+    import contextvars
+
     from runtime.cli_support import warning_line
-    _bad(tmp_path, ["--out", "x.onnx"], capsys)
-    assert warning_line("w") == "warning: w"
+
+    def run_then_warn():
+        _bad(tmp_path, ["--out", "x.onnx"], capsys)
+        return warning_line("w")
+    assert contextvars.Context().run(run_then_warn) == "warning: w"   # no earlier test's name
 
 
 def _files(tmp_path, text, name="net"):
