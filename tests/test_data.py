@@ -486,6 +486,12 @@ def test_a_caffe_database_source_says_the_runtime_reads_none(tmp_path, files, wh
         open_source(str(tmp_path / "ilsvrc12_val_lmdb"), 1)
 
 
+def test_a_folder_with_a_current_file_alone_is_no_leveldb(tmp_path):
+    (tmp_path / "CURRENT").write_bytes(b"")
+    with pytest.raises(AllconvError, match=f"^data source {tmp_path} holds no CIFAR test files"):
+        open_source(str(tmp_path), 1)
+
+
 # ---- augmentation ----
 
 def shifted(image, dy, dx):

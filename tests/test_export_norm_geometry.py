@@ -224,6 +224,20 @@ def test_a_batch_reindex_index_as_long_as_the_batch_keeps_a_length_of_its_own(in
             np.testing.assert_allclose(got, runtime[name], rtol=1e-6)
 
 
+def test_the_prototxt_batch_is_the_datas_not_an_index_declared_before_it(tmp_path):
+    """An index Input of 5 before the data's batch of 4: the export took 5 for the batch, and
+    a static batch of 4 was not the prototxt's."""
+    from runtime.export.model import net_batch
+    net = Net("layer { name: 'in' type: 'Input' top: 'index' top: 'data' input_param "
+              "{ shape { dim: 5 } shape { dim: 4 dim: 3 } } }\n"
+              + _layer("reindex", "BatchReindex", ["data", "index"], ["picked"]), pb.TEST)
+    assert net_batch(net) == 4
+    model, _ = build_model(net, static_batch=4)
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in model.graph.input}
+    assert dims == {"index": [5], "data": [4, 3]}
+
+
 @pytest.mark.parametrize("static_batch", [None, 4])
 def test_the_check_feeds_batch_reindex_indices_into_the_batch(tmp_path, static_batch):
     """The check's random inputs: BatchReindex's index input gets 0 … batch − 1 of the blob

@@ -125,6 +125,19 @@ def test_a_solver_case_snapshots_inside_the_fuzzers_folder(tmp_path, prefix, kep
     assert confined.snapshot_prefix == (prefix if kept else "snap")
 
 
+def test_the_solver_cases_go_through_the_confinement(tmp_path, monkeypatch):
+    """Whatever the mutations make of the prefix, a solver case snapshots in the fuzzer's
+    folder: one naming a folder outside it wrote its snapshots there."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    monkeypatch.setattr(fuzz, "mutate_text", lambda text, rng: text.replace(
+        'snapshot_prefix: "snap"', f'snapshot_prefix: "{outside}/escaped"'))
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    counts = fuzz.fuzz(["solver"], 2, seed=0, keep=keep, nets=["classic"], solvers=["SGD"])
+    assert counts["solver"]["ok"] == 2 and list(outside.iterdir()) == []
+
+
 @pytest.mark.parametrize("kind", ["prototxt", "solver"])
 def test_ctrl_c_stops_the_fuzzer_with_the_counts_so_far(tmp_path, kind):
     """Ctrl-C (SIGINT to the process group) stops the fuzzer after the running case, with the

@@ -208,6 +208,17 @@ def test_cli_deploy_batch(capsys):
     assert list(parse_net(out).layer[0].input_param.shape[0].dim) == [16, 3, 32, 32]
 
 
+def test_help_gives_the_variants_default_sources(capsys):
+    code, out, _ = _run(["--help"], capsys)
+    words = " ".join(out.split())
+    assert code == 0
+    for source in ("data/cifar10_gcn_zca_train.npz, data/cifar100_gcn_zca_train.npz, "
+                   "data/cifar10_large_train.npz, data/ilsvrc12_train_lmdb",
+                   "data/cifar10_gcn_zca_test.npz, data/cifar100_gcn_zca_test.npz, "
+                   "data/cifar10_large_test.npz, data/ilsvrc12_val_lmdb"):
+        assert source in words
+
+
 def test_cli_list(capsys):
     code, out, _ = _run(["--list"], capsys)
     assert code == 0

@@ -1183,6 +1183,14 @@ def test_the_class_warnings_follow_their_sets():
         "warning: table3/x at lr 0.1, epoch 4.00: no class unit dead any more",
         "warning: table3/x at lr 0.1, epoch 6.00: classes never predicted: c (warned again when "
         "this changes)"]
+    loop.run.data.classes = [f"c{i}" for i in range(100)]
+    written.clear()
+    contextvars.Context().run(loop._warn_classes, 0, {"never_predicted": list(range(11)),
+                                                      "dead_units": list(range(10))})
+    assert written[0].endswith(": classes never predicted: c0, c1, c2, c3, c4, c5, c6, c7, c8, "
+                               "c9 and 1 more (warned again when this changes)")
+    assert written[1].endswith("(0 on every test image): c0, c1, c2, c3, c4, c5, c6, c7, c8, "
+                               "c9 (warned again when this changes)")
 
 
 def test_never_predicted_classes_are_warned_when_they_change(tmp_path, capsys, cache):
@@ -1280,6 +1288,7 @@ def test_a_training_label_past_the_classes_is_one_line_read_with_the_flags(tmp_p
     (["--seed", "0,1,0"], "argument --seed: 0 is given twice in '0,1,0'"),
     # an option is taken only as spelt: --epoch would silently be --epochs
     (["--epoch", "1"], "unrecognized arguments: --epoch 1 (did you mean --epochs?)"),
+    (["--epoch=1"], "unrecognized arguments: --epoch=1 (did you mean --epochs?)"),
     # another command's spelling of the option (export-onnx's --output)
     (["--output", "runs"], "unrecognized arguments: --output runs (did you mean --out?)"),
     (["--resume", "--report"], "--resume does nothing with --report, which trains nothing: "

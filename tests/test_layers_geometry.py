@@ -429,6 +429,30 @@ def test_im2col_of_one_or_three_spatial_axes_copies_an_inf_into_its_windows_only
     assert torch.equal(y.isinf(), reads == 1) and not y.isnan().any() and reads.sum() > 0
 
 
+@pytest.mark.parametrize("shape", [(2, 2, 7), (2, 2, 5, 6), (2, 2, 4, 5, 6)])
+def test_im2col_orders_columns_as_a_one_hot_convolution_does(shape):
+    """Channel c, kernel offset k (row-major) at column c·K + k, for 1 to 3 spatial axes:
+    a grouped convolution with one-hot kernels (the exporter's) gives the same on finite
+    values, dilation, padding, a stride and a window's overhang included."""
+    from runtime.export.layers.im2col import one_hot_kernels
+    from runtime.layers.convolution import convolve
+    n = len(shape) - 2
+    layer = build("name: 'c' type: 'Im2col' bottom: 'x' top: 'y' convolution_param { "
+                  "kernel_size: 2 pad: 1 stride: 2 dilation: 2 }", shape)
+    x = rand(*shape)
+    kernels = torch.from_numpy(one_hot_kernels(shape[1], (2,) * n))
+    want = convolve(x, kernels, None, (2,) * n, (1,) * n, (2,) * n, (2,) * n, shape[1])
+    assert torch.equal(layer(x)[0], want)
+
+
+@pytest.mark.parametrize("shape", [(2, 0, 5), (2, 0, 5, 5)])
+def test_im2col_of_no_channels_has_no_columns(shape):
+    """torch's unfold refuses 0 channels; Caffe's columns are then empty."""
+    layer = build("name: 'c' type: 'Im2col' bottom: 'x' top: 'y' "
+                  "convolution_param { kernel_size: 3 }", shape)
+    assert layer(torch.zeros(shape))[0].shape == shape[:2] + (3,) * (len(shape) - 2)
+
+
 def test_im2col_of_an_empty_batch_is_empty():
     """A Filter that keeps no item: the new reshape could not infer its -1 (a traceback)."""
     layer = build("name: 'c' type: 'Im2col' bottom: 'x' top: 'y' "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import os
 import signal
 from pathlib import Path
@@ -176,11 +177,15 @@ def test_runs_resuming_from_different_iterations_are_told_they_resume_apart(spec
     assert cli.resumed_apart(jobs, 1) == []
 
 
-def test_a_diverging_member_stops_alone(spec, data, tmp_path):
+def test_a_diverging_member_stops_alone(spec, data, tmp_path, capsys):
     calm = train_pack(spec, [(opts(lr=0.01, seed=3), tmp_path / "calm-0"),
                              (opts(lr=0.05, seed=4), tmp_path / "calm-1")], data)
+    capsys.readouterr()
     stormy = train_pack(spec, [(opts(lr=0.01, seed=3), tmp_path / "stormy-0"),
                                (opts(lr=1e6, seed=4), tmp_path / "stormy-1")], data)
+    said = capsys.readouterr()
+    assert re.search(r"warning: table3/all-cnn-c at lr 1e\+06 seed 4 diverged at iteration 2 "
+                     r".*; the other runs of the pack go on", said.out + said.err)
     assert calm[0]["iterations"] == stormy[0]["iterations"] == 3
     assert stormy[1]["diverged"].startswith("table3/all-cnn-c at lr 1e+06 seed 4 diverged at "
                                             "iteration 2 (epoch 0.67)")

@@ -510,6 +510,9 @@ def test_grey_note_gives_deconvnet_its_own_reason():
     assert visualize.cli.grey_note("x", ["deconvnet"], 0.0) == (
         "x: deconvnet is 0 everywhere (grey), since no signal reaches the input through the "
         "layers below (zero or underflowing weights, say)")
+    assert visualize.cli.grey_note("x", ["guided"], 0.5) == (          # a positive unit
+        "x: guided is 0 everywhere (grey), since no signal reaches the input through the "
+        "layers below (zero or underflowing weights, say)")
     assert visualize.cli.grey_note("x", ["guided"], -1.0).endswith(
         "since the unit's value there is -1 and this rule passes nothing back through a ReLU "
         "whose input is not positive")
@@ -560,6 +563,23 @@ def test_a_reconstruction_that_is_not_finite_is_refused_with_nothing_written(tmp
         "Eltwise PROD without stable_prod_grad at a zero, or Power's fractional power at 0); "
         "nothing written")
     assert not (tmp_path / "u.png").exists() and not (tmp_path / "u.npz").exists()
+
+
+def test_top_patches_refuses_a_reconstruction_that_is_not_finite(tmp_path, capsys):
+    (tmp_path / "p.prototxt").write_text(PROD_NET)
+    Net(PROD_NET, TEST, seed=0).save(tmp_path / "p.caffemodel")
+    rng = np.random.RandomState(0)
+    save_npz_source(tmp_path / "d.npz", rng.randn(6, 3, 7, 7), np.zeros(6))
+    code = run_cli(main, "visualize", [
+        "top-patches", "--prototxt", str(tmp_path / "p.prototxt"), "--weights",
+        str(tmp_path / "p.caffemodel"), "--blob", "c2", "--data", str(tmp_path / "d.npz"),
+        "--k", "2", "-o", str(tmp_path / "t.png"), "--npy", str(tmp_path / "t.npz"),
+        "--device", "cpu"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]     # after the scan's bar
+    assert code == 2
+    assert last.startswith("visualize top-patches: error: blob 'c2' filter 0: the "
+                           "reconstruction by guided (") and last.endswith("nothing written")
+    assert not (tmp_path / "t.png").exists() and not (tmp_path / "t.npz").exists()
 
 
 def _run_with_cached_whitening(files, tmp_path, monkeypatch):
