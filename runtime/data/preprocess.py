@@ -100,7 +100,7 @@ STAGES = ("md5 sums of the files", "reading the release", "global contrast norma
 
 
 def quiet(stage: str) -> None:
-    """The default ``stage`` callback: report nothing."""
+    """A ``stage`` callback that reports nothing (gcn_zca's default)."""
 
 
 def gcn_zca(train_images, test_images, scale: float = GCN_SCALE,

@@ -105,8 +105,8 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
     if not names:
         raise AllconvError(f"the net has no Input layer that its outputs depend on: {DEPLOY}")
     batch = static_batch or BATCH_DIM
-    axes = batch_axes(needed_layers(net, outputs))
-    own = own_extents(needed_layers(net, outputs))
+    layers = needed_layers(net, outputs)
+    axes, own = batch_axes(layers), own_extents(layers)
     prototxt_batch = net_batch(net, outputs)
     graph = GraphBuilder(opset, np.float16 if fp16 else np.float32,
                          batch_is_the_nets=static_batch == prototxt_batch, blob_names=net.blobs)
@@ -116,7 +116,7 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         sources = {names[0]: preprocessing.add_preprocessing(graph, whitening)}
         described = preprocessing.describe_input(whitening)
     else:
-        exact = _float32_indices(net, needed_layers(net, outputs)) if fp16 else set()
+        exact = _float32_indices(net, layers) if fp16 else set()
         inputs = [helper.make_tensor_value_info(
                       name, TensorProto.FLOAT if name in exact else graph.elem_type,
                       _dims(net, name, axes, batch, prototxt_batch, own))
@@ -124,7 +124,7 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         sources = {name: graph.reserve(name) for name in names}
         described = {"name": names[0] if len(names) == 1 else names,
                      "layout": "NCHW", "dtype": str(graph.dtype),
-                     "shape": _dims(net, names[0], axes, batch)}
+                     "shape": _dims(net, names[0], axes, batch, own=own)}
     values = add_net(graph, net, outputs, sources, fuse_batchnorm)
     _copies_to_outputs_as_dropout(graph.nodes, outputs)
     model = helper.make_model(
@@ -167,8 +167,8 @@ def net_batch(net, outputs=None) -> int:
     ``outputs`` (default: ``default_outputs``) depend on, and not an index of its own length
     (``own_extents``); 1 without one."""
     outputs = list(outputs or default_outputs(net))
-    axes = batch_axes(needed_layers(net, outputs))
-    own = own_extents(needed_layers(net, outputs))
+    layers = needed_layers(net, outputs)
+    axes, own = batch_axes(layers), own_extents(layers)
     return next((net.blobs[n].shape[axes.get(n, 0)] for n in used_inputs(net, outputs)
                  if axes.get(n, 0) is not None and net.blobs[n].shape and n not in own), 1)
 
