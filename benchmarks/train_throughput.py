@@ -41,12 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness.run_folder import RunFolder, git_commit  # noqa: E402
 from harness.specs import SPECS_DIR, load_spec  # noqa: E402
 from harness.datasets import Data  # noqa: E402
-from harness.run import (PRECISIONS, Run, RunOptions, load_data, resolve_precision,  # noqa: E402
+from harness.run import (PRECISIONS, Run, RunOptions, resolve_precision, run_data,  # noqa: E402
                          set_precision)
 from harness.side_by_side import SideBySide  # noqa: E402
 from harness.train import train_pack  # noqa: E402
 from benchmarks.timing import timed  # noqa: E402
-from runtime.cli_support import Parser, add_device_option, resolve_device, run_cli  # noqa: E402
+from runtime.cli_support import (Parser, add_device_option, comma_list, name, number,  # noqa: E402
+                                  resolve_device, run_cli)
 from runtime.errors import AllconvError  # noqa: E402
 from runtime.files import atomic_write_bytes  # noqa: E402
 
@@ -200,26 +201,7 @@ def baseline_rate(args, device, precision, data: Data) -> float:
     return args.batch / timed(step, args.iters, args.warmup, device)
 
 
-def pack_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--pack wants sizes such as 1,2,4,8, not {text!r}")
-    if any(k < 1 for k in sizes):
-        raise argparse.ArgumentTypeError(f"--pack sizes must be at least 1, not {text!r}")
-    return sizes
-
-
 ROUTES = ("pack", "streams", "processes")
-
-
-def routes(text: str) -> list[str]:
-    names = text.split(",")
-    unknown = [n for n in names if n not in ROUTES]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown route {unknown[0]!r}; valid: "
-                                         f"{', '.join(ROUTES)}")
-    return names
 
 
 def build_parser() -> Parser:
@@ -240,13 +222,14 @@ def build_parser() -> Parser:
                         "eager, channels-last) at every precision (CUDA: fp32, tf32, bf16; CPU: "
                         "fp32; or the one --precision names) against the baseline at that "
                         "precision, and name the fastest")
-    p.add_argument("--levers", metavar="NAME,...",
+    p.add_argument("--levers", metavar="NAME,...", type=comma_list(name("lever set", LEVERS)),
                    help="with --sweep, measure only these lever sets (" + ", ".join(LEVERS) + ")")
-    p.add_argument("--pack", type=pack_sizes, metavar="K,...",
+    p.add_argument("--pack", type=comma_list(number(int)), metavar="K,...",
                    help="for each K, with the fastest lever set: K runs by each of --routes "
                         "against K solo runs one after another: total training and evaluation "
                         "images/s")
-    p.add_argument("--routes", type=routes, default=["pack"], metavar="NAME,...",
+    p.add_argument("--routes", type=comma_list(name("route", ROUTES)), default=["pack"],
+                   metavar="NAME,...",
                    help="with --pack, what is measured beside K solo runs one after another: "
                         "pack (one net of grouped convolutions), streams (K runs side by side on "
                         "CUDA streams of one process, replicate --pack-route streams), processes "
@@ -275,9 +258,9 @@ def measure(args, device, precision: str, lever_sets: dict, data: Data) -> list[
     set_precision(precision)
     base = baseline_rate(args, device, precision, data)
     rows = [{"precision": precision, "loop": "baseline", "train_images_per_s": base}]
-    for name, levers in lever_sets.items():
+    for loop, levers in lever_sets.items():
         train, evaluate = harness_rates(args, device, precision, data, levers)
-        rows.append({"precision": precision, "loop": name, "train_images_per_s": train,
+        rows.append({"precision": precision, "loop": loop, "train_images_per_s": train,
                      "eval_images_per_s": evaluate, "ratio": train / base,
                      "projected_minutes": projected_minutes(train, evaluate)})
     return rows
@@ -374,7 +357,7 @@ def measure_slices(args, device, best: dict, levers: dict, tag: str) -> list[dic
     spec = row_spec(args.batch)
     if args.data:
         opts = RunOptions(lr=spec.training.lr, data_dir=args.data, device=str(device))
-        data = load_data(spec, opts, device)
+        data = run_data(spec, opts, device)
         epochs = args.slice_epochs or SLICE
     else:   # a tiny synthetic slice: the code path, not a measurement of CIFAR
         data = synthetic(*data_sizes(args, device), device)
@@ -446,10 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep:
         precisions = (SWEEP_PRECISIONS[device.type] if args.precision == "auto"
                       else (resolve_precision(args.precision, device),))
-        names = args.levers.split(",") if args.levers else SWEEP_LEVERS[device.type]
-        unknown = [n for n in names if n not in LEVERS]
-        if unknown:
-            raise AllconvError(f"unknown lever set {unknown[0]!r}; valid: {', '.join(LEVERS)}")
+        names = args.levers or SWEEP_LEVERS[device.type]
         lever_sets = {n: LEVERS[n] for n in names}
     else:
         precisions = (resolve_precision(args.precision, device),)

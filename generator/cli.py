@@ -9,7 +9,8 @@ from pathlib import Path
 from generator.render import Filler, Init, NetOptions, SolverOptions, render_net, render_solver
 from generator.variants import VARIANTS, get_variant
 from runtime import prototxt
-from runtime.cli_support import SEED_WHY, UINT32_MAX, Parser, add_version, number, run_cli
+from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_version, comma_list,
+                                  given_options, number, run_cli)
 from runtime.errors import AllconvError
 from runtime.files import check_writable
 from runtime.meta import count_params, meta_net
@@ -21,6 +22,16 @@ def _default_sources(split: int) -> str:
     return ", ".join(dict.fromkeys(variant.sources[split].format(classes=classes)
                                    for variant in VARIANTS.values()
                                    for classes in variant.classes))
+
+
+def _classes_help() -> str:
+    """What --classes each variant takes (its first is the default), for the help."""
+    takers: dict[tuple[int, ...], list[str]] = {}
+    for variant in VARIANTS.values():
+        takers.setdefault(variant.classes, []).append(variant.name)
+    return "; ".join(f"{' or '.join(map(str, classes))} for "
+                     + (names[0] if len(names) == 1 else f"the {len(names)} nets {names[0]} ... "
+                        f"{names[-1]}") for classes, names in takers.items())
 
 
 def build_parser() -> Parser:
@@ -35,7 +46,9 @@ def build_parser() -> Parser:
                                            "large-all-cnn, imagenet (case-insensitive)")
     p.add_argument("--list", action="store_true", help="list every variant with its parameter count")
     p.add_argument("-o", "--output", metavar="FILE", help="write the net here instead of stdout")
-    p.add_argument("--classes", type=number(int), help="10 (CIFAR-10, default) or 100 (CIFAR-100)")
+    p.add_argument("--classes", type=number(int),
+                   help=f"the classes scored, by default the first a variant takes: "
+                        f"{_classes_help()}")
     p.add_argument("--deploy", action="store_true",
                    help="Input-layer form for inference and export (no data, loss or accuracy)")
     p.add_argument("--solver", metavar="FILE",
@@ -65,8 +78,8 @@ def build_parser() -> Parser:
     g = p.add_argument_group("solver (with --solver)")
     g.add_argument("--base-lr", type=number(float), help="base learning rate (default 0.01)")
     g.add_argument("--epochs", type=number(float), help="CIFAR: epochs in all (default 350)")
-    g.add_argument("--steps", type=_epoch_list, help="CIFAR: comma-separated epochs of the x0.1 "
-                                                      "steps (default 200,250,300)")
+    g.add_argument("--steps", type=comma_list(number(float)),
+                   help="CIFAR: comma-separated epochs of the x0.1 steps (default 200,250,300)")
     g.add_argument("--snapshot-prefix",
                    help="solver snapshot_prefix (default: the variant's name, in the current "
                         "directory; Caffe needs its directory to exist)")
@@ -74,16 +87,6 @@ def build_parser() -> Parser:
                    help="solver random_seed, 0..4294967295 (default: none, so Caffe seeds from "
                         "the clock)")
     return p
-
-
-def _epoch_list(text: str) -> tuple[float, ...]:
-    """argparse type of --steps: '200,250,300' -> (200.0, 250.0, 300.0), each positive."""
-    try:
-        return tuple(number(float)(s) for s in text.split(","))
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"must be epochs after 0 separated by commas, like 200,250,300, not {text!r}"
-        ) from None
 
 
 def _init(args) -> Init:
@@ -129,28 +132,24 @@ TRAINING_NET_OPTIONS = ("test_batch_size", "train_source", "test_source")
 CIFAR_SCHEDULE_OPTIONS = ("epochs", "steps")
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def _check_options_do_something(args) -> None:
     """An option that would change nothing in this context is an error saying so."""
-    given = [n for n in SOLVER_OPTIONS if getattr(args, n) is not None]
+    given = given_options(args, SOLVER_OPTIONS)
     if given and not args.solver:
-        raise AllconvError(f"{_flag(given[0])} only affects the solver, and no --solver FILE "
+        raise AllconvError(f"{given[0]} only affects the solver, and no --solver FILE "
                            "is written")
-    given = [n for n in TRAINING_NET_OPTIONS if getattr(args, n) is not None]
+    given = given_options(args, TRAINING_NET_OPTIONS)
     if given and args.deploy:
-        raise AllconvError(f"{_flag(given[0])} does nothing with --deploy (a deploy net has no "
+        raise AllconvError(f"{given[0]} does nothing with --deploy (a deploy net has no "
                            "Data layers)")
     if args.weight_std is not None and args.weight_filler != "gaussian":
         raise AllconvError(f"--weight-std sets the gaussian filler's std; it does nothing with "
                            f"--weight-filler {args.weight_filler} (add --weight-filler gaussian)")
-    given = [n for n in CIFAR_SCHEDULE_OPTIONS if getattr(args, n) is not None]
+    given = given_options(args, CIFAR_SCHEDULE_OPTIONS)
     variant = get_variant(args.variant) if given and args.variant else None
     if variant and variant.schedule.unit == "iteration":
         sched = variant.schedule
-        raise AllconvError(f"{_flag(given[0])} does nothing for {variant.name}: its solver "
+        raise AllconvError(f"{given[0]} does nothing for {variant.name}: its solver "
                            f"follows {sched.source} ({sched.length:,.0f} iterations)")
 
 
@@ -207,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                                "net is written to")
         solver = render_solver(variant, opts, SolverOptions(
             net_path=args.output, base_lr=args.base_lr, epochs=args.epochs,
-            step_epochs=args.steps, snapshot_prefix=args.snapshot_prefix or variant.name,
+            step_epochs=tuple(args.steps) if args.steps else None,
+            snapshot_prefix=args.snapshot_prefix or variant.name,
             seed=args.seed))
         check_solver_length(solver)
     written = [p for p in (args.output, args.solver, args.draw) if p]

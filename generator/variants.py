@@ -118,8 +118,6 @@ class Variant:
     transform: Transform = Transform()
     schedule: Schedule = CIFAR_SCHEDULE
     notes: tuple[str, ...] = ()
-    family: str = ""
-    base: str = ""
 
     @property
     def is_cifar(self) -> bool:
@@ -150,7 +148,7 @@ def _cifar_variant(family: str, base: str) -> Variant:
                    template="cifar_family.prototxt.j2",
                    layers=dict(stage_widths=STAGE_WIDTHS, base_kernels=BASE_STAGES[base],
                                downsampling=DOWNSAMPLING[family]),
-                   notes=notes, family=family, base=base)
+                   notes=notes)
 
 
 LARGE_ALL_CNN = Variant(

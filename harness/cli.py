@@ -16,17 +16,17 @@ from pathlib import Path
 
 from runtime.distributed import (SINGLE, Ranks, from_environment, launched_by_torchrun, leave,
                                  local_device, said_once)
-from harness.report import (check_writable, read_row, row_result, write_row,
+from harness.report import (read_row, result_path_for, row_result, write_row,
                             write_table_readme)
 from harness.specs import SPECS_DIR, Spec, load_tables, select
 from harness.loop import DeferredInterrupt, format_epoch
 from harness.datasets import Data, check_trainable, data_key, train_size
 from harness.run_folder import (RUN_JSON, RunFolder, length_flags, length_settings, row_runs,
                                run_name)
-from harness.run import PRECISIONS, RunOptions, check_length, load_data, snapshot_iteration
+from harness.run import PRECISIONS, RunOptions, check_length, run_data, snapshot_iteration
 from harness.train import train_pack
 from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_device_option, add_version,
-                                  number, number_list, resolve_device, run_cli)
+                                  comma_list, number, option_name, resolve_device, run_cli)
 from runtime.errors import AllconvError
 
 EXIT_FAIL, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 3, 130
@@ -36,8 +36,8 @@ EXIT_FAIL, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 3, 130
 # the 10-epoch slices put a pack of the 4-lr grid at 4.39x one solo run. Packing runs as grouped
 # convolutions does not fill the chip faster than one run does, so runs train one by one.
 CUDA_PACK = 1
-# What --report, which trains nothing, refuses: the options that only change training.
 PACK_ROUTES = ("grouped", "streams")
+# What --report, which trains nothing, refuses: the options that only change training.
 # The table is made of every run of the command's length settings, whatever lr, seed, data or
 # precision they trained with: those options too would do nothing.
 TRAINING_ONLY = ("lr", "seed", "data", "verify", "precision", "eval_every", "device",
@@ -86,7 +86,7 @@ def build_parser() -> Parser:
     g.add_argument("--lr-search", action="store_true",
                    help="train every lr of the row's grid (at each --seed) and keep the best by "
                         "final test error, as the paper did (it reports no validation split)")
-    g.add_argument("--lr", type=number_list(number(float)), metavar="LR[,LR...]",
+    g.add_argument("--lr", type=comma_list(number(float)), metavar="LR[,LR...]",
                    help="train at these lrs instead of the spec's (recorded as set by hand)")
     g.add_argument("--epochs", type=number(float), metavar="N",
                    help="train this many epochs; fewer than the spec's makes a SMOKE run")
@@ -102,7 +102,7 @@ def build_parser() -> Parser:
                    help="fp32 (TF32 off, Caffe-exact), tf32, or bf16 autocast; auto: bf16 on "
                         "CUDA, fp32 on the CPU")
     add_device_option(g, "cuda, cuda:1 or cpu (default: cuda when available)")
-    g.add_argument("--seed", type=number_list(number(int, "non-negative", high=UINT32_MAX,
+    g.add_argument("--seed", type=comma_list(number(int, "non-negative", high=UINT32_MAX,
                                                 why=SEED_WHY)),
                    default=[0], metavar="S[,S...]",
                    help=f"solver random_seed and data order seed, 0..{UINT32_MAX} (Caffe's "
@@ -232,10 +232,6 @@ def _given(args, parser: Parser, wanted) -> list[str]:
     return [a.option_strings[0 if getattr(args, a.dest) or len(a.option_strings) == 1 else 1]
             for a in parser._actions if a.option_strings and wanted(a.dest)
             and hasattr(args, a.dest) and getattr(args, a.dest) != a.default]   # not --help
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -399,7 +395,7 @@ def run_jobs(jobs: list[tuple], parallel: int, pack: int, ranks: Ranks = SINGLE)
         for indices in grouped:
             spec, opts, _ = jobs[indices[0]]
             if data_key(spec) not in loaded:
-                loaded[data_key(spec)] = load_data(spec, opts, resolve_device(opts.device))
+                loaded[data_key(spec)] = run_data(spec, opts, resolve_device(opts.device))
             outcomes = run_pack(spec, members(indices), loaded[data_key(spec)], ranks)
             for i, outcome in zip(indices, outcomes):
                 results[i] = outcome
@@ -494,7 +490,7 @@ def _selected_specs(args, tables) -> list[Spec]:
         for spec in specs:
             check_trainable(spec, args.data)
             if args.shard is None:
-                check_writable(args.out, spec.table, spec.name,
+                result_path_for(args.out, spec.table, spec.name,
                                spec.is_smoke(args.epochs, args.batch_size, args.eval_limit))
     return specs
 
@@ -588,7 +584,7 @@ def report_command(args) -> str:
     words += ["--lr-search"] if args.lr_search else []
     for name in ("epochs", "batch_size", "eval_limit"):
         if getattr(args, name) is not None:
-            words += [_flag(name), str(getattr(args, name))]   # exactly as run.json holds it
+            words += [option_name(name), str(getattr(args, name))]   # exactly as run.json holds it
     return shlex.join(words + ["--report", "--out", str(args.out)])
 
 

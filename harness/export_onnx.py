@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from importlib.util import find_spec
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from generator.variants import get_variant
 from harness.run_folder import RunFolder
-from runtime.cli_support import Parser, add_version, run_cli
+from runtime.cli_support import Parser, add_version, comma_list, name, run_cli
 from runtime.data.datasets import dataset_names, get_dataset
 from runtime.errors import AllconvError
 from runtime.files import check_writable, suffix_option
@@ -39,7 +38,7 @@ def build_parser() -> Parser:
     p.add_argument("-o", "--output", metavar="MODEL.onnx", required=True,
                    type=suffix_option(".onnx", "the ONNX model"),
                    help="the ONNX file to write (weights inside it, up to protobuf's 2 GB)")
-    p.add_argument("--outputs", metavar="BLOB[,BLOB]", type=_blobs,
+    p.add_argument("--outputs", metavar="BLOB[,BLOB]", type=comma_list(name("blob name")),
                    help="the blobs the model returns (default: the net's outputs but for Input "
                         "tops no layer reads, 'prob' in the generated nets; 'global_pool' gives "
                         "their N x C scores before the softmax)")
@@ -67,15 +66,6 @@ def build_parser() -> Parser:
     p.add_argument("--skip-check", action="store_true",
                    help="write without checking against the runtime with onnxruntime")
     return p
-
-
-def _blobs(text: str) -> list[str]:
-    """--outputs: blob names separated by commas."""
-    names = text.split(",")
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"{text!r}: give blob names separated by commas, "
-                                         "like global_pool or conv9,prob")
-    return names
 
 
 def check_options_do_something(args) -> None:

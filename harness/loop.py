@@ -168,6 +168,7 @@ class Loop:
         return any(message is None for message in self.diverged_message)
 
     def step(self) -> None:
+        """One training step; the first one's time (compiling included) is kept apart."""
         begin = time.perf_counter()
         self.run.step()
         self.count += 1
@@ -177,6 +178,8 @@ class Loop:
             self.tick, self.tick_iter = time.perf_counter(), self.run.iter
 
     def sync_due(self, evaluate: bool) -> bool:
+        """Whether this step reads the device's loss: at an evaluation, every step when asked,
+        at each display interval under torchrun, else once per tick of the clock."""
         if evaluate or self.every_iteration:
             return True
         if self.run.ranks.world > 1:

@@ -17,11 +17,17 @@ from runtime.proto import pb
 NetTransform = Callable[[pb.NetParameter], pb.NetParameter]
 
 
-def transformed(param: pb.NetParameter, transforms: Iterable[NetTransform]) -> pb.NetParameter:
-    """``param`` after each of ``transforms`` in turn (``param`` itself is not changed)."""
+def transformed(param: pb.NetParameter, transforms: Iterable[NetTransform],
+                phase: int | None = None) -> pb.NetParameter:
+    """``param`` after each of ``transforms`` in turn, for ``phase`` when given (its state's
+    phase set, which `runtime.pack.pack_net` filters by); ``param`` itself is not changed."""
+    out = pb.NetParameter()
+    out.CopyFrom(param)
     for transform in transforms:
-        param = transform(param)
-    return param
+        out = transform(out)
+    if phase is not None:
+        out.state.phase = phase
+    return out
 
 
 def data_as_input(batches: dict[int, int], sample_shape: tuple[int, ...]) -> NetTransform:
@@ -51,8 +57,6 @@ def data_as_input(batches: dict[int, int], sample_shape: tuple[int, ...]) -> Net
 
 def input_net(param: pb.NetParameter, phase: int, batch: int,
               sample_shape: tuple[int, ...]) -> pb.NetParameter:
-    """``param`` for ``phase`` (its state's phase set, which `runtime.pack.pack_net` filters
-    by) with every Data layer an Input layer of ``batch`` samples."""
-    out = transformed(param, [data_as_input({pb.TRAIN: batch, pb.TEST: batch}, sample_shape)])
-    out.state.phase = phase
-    return out
+    """``param`` for ``phase`` with every Data layer an Input layer of ``batch`` samples."""
+    return transformed(param, [data_as_input({pb.TRAIN: batch, pb.TEST: batch}, sample_shape)],
+                       phase)

@@ -104,8 +104,8 @@ def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
     return result
 
 
-def check_writable(out: Path, table: str, row: str, smoke: bool) -> Path:
-    """``out/<table>/<row>.json``, unless a smoke result would replace a full one there (checked
+def result_path_for(out: Path, table: str, row: str, smoke: bool) -> Path:
+    """Where a row's result goes, ``out/<table>/<row>.json``, unless a smoke result would replace a full one there (checked
     before training too, so that a smoke run does not train only to be refused)."""
     path = out / table / f"{row}.json"
     held = read_row(out, table, row) if smoke else None   # a full result replaces any file
@@ -117,7 +117,7 @@ def check_writable(out: Path, table: str, row: str, smoke: bool) -> Path:
 
 def write_row(out: Path, result: dict) -> Path:
     """Write ``out/<table>/<row>.json``; a smoke result never replaces a full one."""
-    path = check_writable(out, result["table"], result["row"], result["smoke"])
+    path = result_path_for(out, result["table"], result["row"], result["smoke"])
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(result, indent=1) + "\n").encode())
     return path

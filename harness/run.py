@@ -46,7 +46,6 @@ from runtime.net import Net
 from runtime.optim import CaffeSGD
 from runtime.optim.base import fp32
 from runtime.pack import Member, pack_inputs, pack_net, packed_net
-from runtime.proto import pb
 from runtime.rng import net_rng_state, set_net_rng_state
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
@@ -104,7 +103,7 @@ def set_precision(precision: str) -> None:
     torch.backends.cuda.matmul.fp32_precision = mode
 
 
-def load_data(spec: Spec, opts: RunOptions, device: torch.device) -> Data | ImageFolders:
+def run_data(spec: Spec, opts: RunOptions, device: torch.device) -> Data | ImageFolders:
     """The data the row trains on (harness/datasets.py); the whitening's stage bar as the
     progress bars go (--no-progress, torchrun's process 0 only)."""
     return datasets.load_data(spec, opts.data_dir, opts.verify, device,
@@ -284,14 +283,10 @@ class Run:
         return [data_as_input({TRAIN: self.batch_size, TEST: self.eval_batch},
                               self.data.sample_shape)]
 
-    def _phase_param(self, phase: int) -> pb.NetParameter:
-        param = transformed(self.prototxt.net.param, self.net_transforms())
-        param.state.phase = phase
-        return param
-
     def _build_nets(self, device: torch.device) -> None:
         seeds = [m.opts.seed for m in self.members]
-        train, test = self._phase_param(TRAIN), self._phase_param(TEST)
+        train, test = (transformed(self.prototxt.net.param, self.net_transforms(), phase)
+                       for phase in (TRAIN, TEST))
         if self.K == 1:
             self.net = Net(train, TRAIN, seed=seeds[0]).to(device)
             self.eval_net = Net(test, TEST, seed=seeds[0]).to(device)

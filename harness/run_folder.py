@@ -28,10 +28,10 @@ import json
 import os
 import shutil
 import subprocess
-import tomllib
 from pathlib import Path
 
 from generator.variants import get_variant
+from harness.specs import same_row
 from runtime import snapshot
 from runtime.data import cifar, preprocess
 from runtime.data.datasets import get_dataset
@@ -147,33 +147,6 @@ def settings(spec, opts, precision: str, processes: int) -> dict:
             "eval_every": opts.eval_every, "checkpoint_every": opts.checkpoint_every,
             "processes": processes, "batch_per_process": opts.batch_per_process,
             "spec": spec.path.read_text()}
-
-
-def same_spec(recorded, current: str) -> bool:
-    """Whether a run.json's spec text and today's define the same row: equal once parsed
-    (comments and layout aside), a row of before the schedule was its variant's (its
-    ``training`` table's unit, length and steps) the same when those were the variant's."""
-    if recorded == current:
-        return True
-    try:
-        then, now = (_current_form(tomllib.loads(text)) for text in (recorded, current))
-    except (TypeError, tomllib.TOMLDecodeError, AllconvError):
-        return False
-    return then == now
-
-
-def _current_form(data: dict) -> dict:
-    """A spec's TOML data without the schedule keys of before, where they held the variant's
-    schedule (the steps an iteration schedule kept were never read)."""
-    training = data.get("training", {})
-    old = {key: training.get(key) for key in ("unit", "length", "steps")}
-    if all(value is None for value in old.values()):
-        return data
-    schedule = get_variant(str(data.get("variant"))).schedule
-    if (old["unit"], old["length"]) == (schedule.unit, schedule.length) and (
-            schedule.unit == "iteration" or tuple(old["steps"] or ()) == schedule.steps):
-        data["training"] = {k: v for k, v in training.items() if k not in old}
-    return data
 
 
 def whitening_identity(dataset: str, data_dir, verify: bool = True) -> dict | None:
@@ -298,7 +271,7 @@ class RunFolder:
                                    "again")
             return False
         old = self.settings
-        differ = [k for k in settings if not (same_spec(old.get(k), settings[k]) if k == "spec"
+        differ = [k for k in settings if not (same_row(old.get(k), settings[k]) if k == "spec"
                                               else old.get(k) == settings[k])]
         if differ:
             changed = "; ".join(
@@ -412,6 +385,8 @@ class RunFolder:
 
     @property
     def provenance(self) -> dict:
+        """run.json's provenance, checked: every key, its fields' types, a known dataset and
+        variant, one class name per class; an AllconvError naming run.json otherwise."""
         found = self.config.get(PROVENANCE)
         missing = [k for k in PROVENANCE_KEYS if not isinstance(found, dict) or k not in found]
         if missing:

@@ -241,6 +241,33 @@ def load_spec(path: str | Path) -> Spec:
                 augment=_augment(data, augmentation, path))
 
 
+def same_row(recorded, current: str) -> bool:
+    """Whether a run.json's spec text and today's define the same row: equal once parsed
+    (comments and layout aside), a row of before the schedule was its variant's (its
+    ``training`` table's unit, length and steps) the same when those were the variant's."""
+    if recorded == current:
+        return True
+    try:
+        then, now = (_current_form(tomllib.loads(text)) for text in (recorded, current))
+    except (TypeError, tomllib.TOMLDecodeError, AllconvError):
+        return False
+    return then == now
+
+
+def _current_form(data: dict) -> dict:
+    """A spec's TOML data without the schedule keys of before, where they held the variant's
+    schedule (the steps an iteration schedule kept were never read)."""
+    training = data.get("training", {})
+    old = {key: training.get(key) for key in ("unit", "length", "steps")}
+    if all(value is None for value in old.values()):
+        return data
+    schedule = get_variant(str(data.get("variant"))).schedule
+    if (old["unit"], old["length"]) == (schedule.unit, schedule.length) and (
+            schedule.unit == "iteration" or tuple(old["steps"] or ()) == schedule.steps):
+        data["training"] = {k: v for k, v in training.items() if k not in old}
+    return data
+
+
 def load_tables(root: str | Path = SPECS_DIR) -> dict[str, list[Spec]]:
     """Every table folder under ``root`` with its rows in the paper's order."""
     root = Path(root)

@@ -25,8 +25,8 @@ from harness import run_folder
 from harness.curves import plot_curves
 from harness.datasets import Data, check_trainable
 from harness.loop import DeferredInterrupt, Diverged, Loop, Progress
-from harness.run import (Run, RunOptions, check_pack, device_name, load_data,
-                         resolve_precision, set_precision, whitening_of)
+from harness.run import (Run, RunOptions, check_pack, device_name, resolve_precision,
+                         run_data, set_precision, whitening_of)
 from harness.run_folder import RunFolder
 from harness.side_by_side import SideBySide
 from harness.specs import Spec
@@ -100,7 +100,7 @@ def _train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Da
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     # the Run checks what it can before any folder is emptied or made
-    data, chosen = data or load_data(spec, opts, device), [members[i] for i, _, _ in todo]
+    data, chosen = data or run_data(spec, opts, device), [members[i] for i, _, _ in todo]
     run = (SideBySide.of(spec, chosen, data, device, precision, ranks)
            if opts.pack_route == "streams" and len(chosen) > 1 else
            Run(spec, chosen, data, device, precision, ranks))

@@ -55,6 +55,9 @@ def _train_device(gpu: str | None, solver_path: str) -> str:
 
 
 def train(args) -> None:
+    """caffe.cpp's train: the solver from -solver, resumed from -snapshot or started from
+    -weights, one process or every process of torchrun; Ctrl-C and SIGHUP as -sigint_effect
+    and -sighup_effect say."""
     from runtime.distributed import (from_environment, launched_by_torchrun, leave,
                                      not_process_zero, said_once)
     from runtime.solver import make_solver

@@ -138,11 +138,38 @@ def number(kind=float, low: str | None = "positive", high: int | None = None, wh
     return parse
 
 
-def number_list(item):
-    """An argparse type: one value of the type ``item`` or a comma list of distinct ones, as a
-    list; a value given twice is an error naming it."""
+def option_name(dest: str) -> str:
+    """The long option of an argparse destination: ``batch_size`` -> ``--batch-size``."""
+    return "--" + dest.replace("_", "-")
+
+
+def given_options(args, dests) -> list[str]:
+    """The long options of those ``dests`` that were given (not None in ``args``), in order."""
+    return [option_name(d) for d in dests if getattr(args, d, None) is not None]
+
+
+def name(what: str, choices=None):
+    """An argparse type: a non-empty ``what`` (a blob, a method), one of ``choices`` when
+    given; anything else is an error listing them."""
+    def parse(text: str) -> str:
+        if not text:
+            raise argparse.ArgumentTypeError(f"an empty {what}")
+        if choices is not None and text not in choices:
+            raise argparse.ArgumentTypeError(f"unknown {what} {text!r}; valid: "
+                                             f"{', '.join(choices)}")
+        return text
+    return parse
+
+
+def comma_list(item):
+    """An argparse type: one value of the type ``item`` (`number`, `name`) or a comma list of
+    distinct ones, as a list; a bad value or one given twice is an error naming it."""
     def parse(text: str) -> list:
-        values = [item(part) for part in text.split(",")]
+        try:
+            values = [item(part) for part in text.split(",")]
+        except argparse.ArgumentTypeError as err:
+            raise argparse.ArgumentTypeError(f"{err}" + (f" (in {text!r})" if "," in text
+                                                         else "")) from None
         for i, value in enumerate(values):
             if value in values[:i]:
                 shown = f"{value:g}" if isinstance(value, float) else str(value)

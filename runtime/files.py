@@ -100,13 +100,18 @@ def read_npz(path: PathLike, keys, what: str) -> dict:
 
 def read_npy(path: PathLike, what: str, mmap: bool = False) -> np.ndarray:
     """The array of the .npy file ``path`` (memory-mapped with ``mmap``), never unpickled, of
-    numbers; a missing, cut short or corrupt file is an AllconvError naming the path and what
-    failed (``what``: what the file should be)."""
+    numbers; a missing, cut short or corrupt file, or another kind of file (text, .npz, a
+    pickle: no .npy magic string), is an AllconvError naming the path and what failed
+    (``what``: what the file should be)."""
     try:
+        with open(path, "rb") as handle:
+            np.lib.format.read_magic(handle)
         return numeric(np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False),
                        f"{path}")
     except FileNotFoundError:
         raise AllconvError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise AllconvError(f"{path}: is a directory, expected {what}") from None
     except (OSError, ValueError, EOFError) as err:
         raise AllconvError(f"{path}: not {what}: {_why_not_read(err)}") from None
 

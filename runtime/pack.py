@@ -25,9 +25,11 @@ from __future__ import annotations
 import warnings
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 
-from runtime.caffemodel import read_weights, write_weights
+from runtime.blob_shape import shape_equals
+from runtime.caffemodel import LegacyShaped, read_weights, write_weights
 from runtime.errors import AllconvError
 from runtime.layers import describe
 from runtime.layers.shapes import canonical_axis
@@ -299,8 +301,9 @@ class Member:
         write_weights(path, member_weights(self.net, self.k, self.members), self.net.name)
 
     def copy_from(self, path, *, require_all: bool = True) -> None:
-        """Member k's blocks from a solo net's .caffemodel, by layer name, checked first: every
-        learnable layer must find its own (``require_all`` is always true here)."""
+        """Member k's blocks from a solo net's .caffemodel, by layer name, checked first as
+        `Net.copy_from` checks them (legacy 4-d shapes included): every learnable layer must
+        find its own (``require_all`` is always true here)."""
         weights, blocks = read_weights(path), []
         for layer in self.net.layers:
             if not len(layer.blobs):
@@ -312,14 +315,14 @@ class Member:
                                    f"file but {len(layer.blobs)} in the net")
             for i, (array, blob) in enumerate(zip(arrays, layer.blobs)):
                 block = member_block(blob, self.k, self.members)
-                if tuple(array.shape) != tuple(block.shape):
+                if not shape_equals(array.shape, block.shape, isinstance(array, LegacyShaped)):
                     raise AllconvError(f"{path}: layer {layer.name!r} blob {i}: shape "
                                        f"{tuple(array.shape)} in the file, {tuple(block.shape)}"
                                        " in a member of the pack")
                 blocks.append((block, array))
         with torch.no_grad():
             for block, array in blocks:
-                block.copy_(torch.from_numpy(array))
+                block.copy_(torch.from_numpy(np.ascontiguousarray(array)).reshape(block.shape))
 
     def solver_state(self, iter: int, current_step: int, learned_net: str):
         return self.optimizer.solver_state(iter, current_step, learned_net, member=self.k)

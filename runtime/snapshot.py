@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from runtime import hdf5_snapshot
-from runtime.caffemodel import write_binary
+from runtime.caffemodel import read_binary, write_binary
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes
-from runtime.optim import read_solver_state
+from runtime.proto import pb
 
 __all__ = ["filename", "write", "restore", "sibling", "read_rng_state", "torch_rng_state",
            "set_torch_rng_state"]
@@ -71,7 +71,7 @@ def restore(state_path, net, optimizer, schedule, weights=None, require_all=Fals
     own there), ``iter`` and ``current_step`` into ``schedule``."""
     state_path = os.fspath(state_path)
     state = (hdf5_snapshot.read_state(state_path) if hdf5_snapshot.is_hdf5(state_path)
-             else read_solver_state(state_path))
+             else _read_solver_state(state_path))
     if state.iter < 0 or state.current_step < 0:      # no solver ever writes one
         raise AllconvError(f"{state_path}: iter {state.iter} and current_step "
                            f"{state.current_step} must not be negative")
@@ -82,6 +82,20 @@ def restore(state_path, net, optimizer, schedule, weights=None, require_all=Fals
         log.info("Restoring weights from %s", weights)
         net.copy_from(weights, require_all=require_all)
     schedule.load_state_dict({"last_epoch": state.iter, "current_step": state.current_step})
+
+
+def _read_solver_state(path: str) -> "pb.SolverState":
+    """A binary ``.solverstate``; one-line errors naming the path."""
+    if not os.path.isfile(path):
+        raise AllconvError(f"{path}: solver state file not found")
+    try:
+        return read_binary(path, pb.SolverState)
+    except AllconvError as e:
+        if path in str(e):
+            raise
+        raise AllconvError(f"{path}: not a readable solverstate: {e}") from e
+    except Exception as e:  # protobuf DecodeError and friends
+        raise AllconvError(f"{path}: not a readable solverstate: {e}") from e
 
 
 def _find_learned_net(learned_net: str, state_path: str) -> str:

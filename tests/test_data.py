@@ -16,6 +16,7 @@ import torch
 from runtime.data import augment, cifar, preprocess
 from runtime.data import get_dataset, open_source, prepared_cifar
 from runtime.data.datasets import Dataset, register
+from runtime.data.source import save_npz_source
 from runtime.errors import AllconvError
 
 SHARED_CIFAR10 = Path(__file__).resolve().parents[1] / ".." / "shared/data/cifar-10-batches-bin"
@@ -441,7 +442,7 @@ def test_a_damaged_cache_entry_is_one_line_saying_to_delete_it(tmp_path, monkeyp
 
 def test_npz_source_reads_in_order_and_wraps(tmp_path):
     data = np.arange(5 * 2 * 1 * 1, dtype=np.float64).reshape(5, 2, 1, 1)
-    preprocess.save_npz_source(tmp_path / "s.npz", data, [4, 3, 2, 1, 0])
+    save_npz_source(tmp_path / "s.npz", data, [4, 3, 2, 1, 0])
     source = open_source(str(tmp_path / "s.npz"), 0)
     assert source.sample_shape == (2, 1, 1) and source.num_samples == 5
     batches = [source(3) for _ in range(3)]

@@ -739,9 +739,9 @@ def test_unknown_or_repeated_outputs_are_one_line(tmp_path, capsys):
     net = Net(HAND_NETS["caffenet_like"][0], pb.TEST)
     assert (f"unknown output blob(s) 'scores' (blobs: {', '.join(net.blobs)})"
             in _bad(tmp_path, base + ["--outputs", "conv1,scores"], capsys))
-    assert "output blob(s) 'conv1' named more than once" in _bad(
+    assert "argument --outputs: conv1 is given twice in 'conv1,conv1'" in _bad(
         tmp_path, base + ["--outputs", "conv1,conv1"], capsys)
-    assert "argument --outputs: 'conv1,': give blob names separated by commas" in _bad(
+    assert "argument --outputs: an empty blob name (in 'conv1,')" in _bad(
         tmp_path, base + ["--outputs", "conv1,"], capsys)
     assert ("output blob(s) 'data' are net inputs (an Input top names the graph input, even "
             "where a layer rewrites it in place); name a blob computed by a layer") in _bad(

@@ -94,7 +94,7 @@ def options(tiny_data, **kw) -> RunOptions:
 def test_the_whitening_bar_goes_as_the_progress_bars_go(tiny_data, monkeypatch, capsys):
     """On a terminal the whitening's stage bar shows, but not with --no-progress, nor on a
     torchrun process other than 0 (each drew its own bar on one terminal)."""
-    from harness.run import load_data
+    from harness.run import run_data
     spec = load_spec(SPECS_DIR / "table3" / "all-cnn-c.toml")
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     shown = {}
@@ -103,7 +103,7 @@ def test_the_whitening_bar_goes_as_the_progress_bars_go(tiny_data, monkeypatch, 
         if rank:
             monkeypatch.setenv("RANK", rank)
             monkeypatch.setenv("WORLD_SIZE", "2")
-        load_data(spec, options(tiny_data, progress=progress), torch.device("cpu"))
+        run_data(spec, options(tiny_data, progress=progress), torch.device("cpu"))
         shown[name] = "stages" in capsys.readouterr().err
     assert shown == {"on": True, "--no-progress": False, "rank 1": False}
 

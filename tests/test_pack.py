@@ -187,6 +187,37 @@ def test_member_caffemodel_loads_into_its_solo_net(tmp_path):
     assert out["accuracy_m1"] == mine["accuracy"]
 
 
+def test_a_member_loads_a_caffemodel_of_legacy_blob_shapes(tmp_path):
+    """As `Net.copy_from`: a blob stored in the legacy num/channels/height/width fields (a bias
+    as 1x1x1xN) fills a member's block of that shape; another shape is refused first."""
+    from runtime.caffemodel import read_binary, write_binary
+    from runtime.pack import Member
+    from runtime.proto import pb
+    param = all_cnn_c(TRAIN)
+    solo, pack = Net(param, TRAIN, seed=SEEDS[0]), packed_net(param, TRAIN, SEEDS[:2])
+    path = tmp_path / "legacy.caffemodel"
+    solo.save(path)
+    stored = read_binary(path, pb.NetParameter)
+    for layer in stored.layer:
+        for blob in layer.blobs:
+            dims = [1] * (4 - len(blob.shape.dim)) + list(blob.shape.dim)
+            blob.num, blob.channels, blob.height, blob.width = dims
+            blob.ClearField("shape")
+    write_binary(path, stored)
+    member = Member(pack, None, 1, 2)
+    member.copy_from(path)
+    for mine, theirs in zip(pack.learnable_params, solo.learnable_params):
+        assert torch.equal(member_block(mine, 1, 2), theirs.detach())
+    bias = [layer for layer in stored.layer if layer.blobs][-1].blobs[1]
+    bias.num, bias.width = bias.width, bias.num       # (10, 1, 1, 1): ten values, not a bias's
+    write_binary(path, stored)
+    before = [p.detach().clone() for p in pack.learnable_params]
+    with pytest.raises(AllconvError, match=r"blob 1: shape \(10, 1, 1, 1\) in the file, "
+                                           r"\(10,\) in a member of the pack"):
+        member.copy_from(path)
+    assert all(torch.equal(a, b) for a, b in zip(before, pack.learnable_params))
+
+
 INPUT = ('name: "n" layer { name: "in" type: "Input" top: "data" top: "label" '
          'input_param { shape { dim: 4 dim: 4 dim: 6 dim: 6 } shape { dim: 4 } } }\n')
 CONV = ('layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}" '

@@ -877,7 +877,7 @@ def test_input_dim_of_two_inputs_gives_two_shapes():
     assert [list(s.dim) for s in net.layer[0].input_param.shape] == [[2, 3, 8, 8], [2, 1, 1, 1]]
 
 
-# prototxt.py:383 dropping `upgrade_net(getattr(solver, field))` survived: the module
+# upgrade_solver dropping `upgrade_net(getattr(solver, field))` survived: the module
 # promises that a solver's inline nets get the net upgrades; no test has an inline V1 net.
 @pytest.mark.parametrize("field", ["net_param", "train_net_param"])
 def test_a_solvers_inline_v1_net_is_upgraded(field):

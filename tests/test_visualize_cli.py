@@ -1,4 +1,4 @@
-"""`visualize` as a user runs it: figures and --npy arrays, the --run reader, one-line errors."""
+"""`visualize` as a user runs it: figures and --npz arrays, the --run reader, one-line errors."""
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +9,7 @@ from runtime import TEST, Net
 from runtime.cli_support import run_cli
 from runtime.data import cifar, imagenet
 from runtime.data.datasets import get_dataset
-from runtime.data.preprocess import save_npz_source
+from runtime.data.source import save_npz_source
 from runtime.reconstruction import METHODS, reconstruct, switched_net
 import visualize.cli
 from visualize.cli import main
@@ -223,6 +223,8 @@ def test_read_run_takes_the_newest_checkpoint(tmp_path):
      "--filters '3,1-3': name each filter once"),
     (["top-patches", "--blob", "conv2", "--k", "31", "--data", "{d}/data.npz"],
      "k must be between 1 and the 30 images"),
+    (["unit", "--blob", "conv2", "--methods", "guided,guided", "--input", "{d}/x.npy"],
+     "argument --methods: guided is given twice in 'guided,guided'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(files, capsys, argv, message):
     d, _ = files
@@ -409,7 +411,7 @@ def test_image_for_imagenet_is_shown_in_rgb_and_fed_in_bgr(imagenet_files, tmp_p
      "--data does nothing with --image for imagenet"),
     (["--dataset", "imagenet", "--cifar-index", "0"],
      "--cifar-index takes a CIFAR test image; imagenet is an ImageFolder tree"),
-    (["--dataset", "imagenet", "--image", "{d}/net.prototxt"], "cannot decode as an image"),
+    (["--dataset", "imagenet", "--image", "{d}/net.prototxt"], "could not load the image"),
 ])
 def test_image_for_the_imagenet_net_bad_input_is_one_line(imagenet_files, capsys, argv,
                                                           message):
@@ -664,7 +666,7 @@ def test_data_beside_run_must_hold_the_release_the_run_trained_on(files, tmp_pat
     (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--npy", "{d}/no/x.npz"],
      "{d}/no/x.npz: cannot write: no folder {d}/no"),
     (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--npy", "{d}/x.npy"],
-     "--npy {d}/x.npy: the arrays file must end in .npz"),
+     "argument --npz/--npy: {d}/x.npy: the arrays file must end in .npz"),
     (["filters", "--blob", "conv2", "--filters", "3-1"],
      "--filters '3-1': the range 3-1 is reversed; write 1-3"),
     (["filters", "--blob", "conv2", "--dataset", "cifar10"],
@@ -684,7 +686,8 @@ def test_data_beside_run_must_hold_the_release_the_run_trained_on(files, tmp_pat
     (["top-patches", "--blob", "conv2", "--data", "{d}/data.npz", "--split", "train"],
      "--split does nothing with --data {d}/data.npz"),
     (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--methods", "guided,grad"],
-     "argument --methods: 'guided,grad': give one or more of backprop, deconvnet, guided"),
+     "argument --methods: unknown method 'grad'; valid: backprop, deconvnet, guided "
+     "(in 'guided,grad')"),
 ])
 def test_issue_18_bad_input_is_one_line_exit_2_and_writes_nothing(files, capsys, argv, message):
     """Before: a figure of NaNs ("activation nan", exit 0); the figure written, then exit 2
@@ -706,7 +709,7 @@ def test_issue_18_bad_input_is_one_line_exit_2_and_writes_nothing(files, capsys,
 
 @pytest.mark.parametrize("argv, message", [
     (["unit", "--blob", "conv2", "--input", "{d}/junk.npy"],
-     "visualize unit: error: {d}/junk.npy: not a .npy array (the magic string is not correct; "
+     "visualize unit: error: {d}/junk.npy: not a .npy array: the magic string is not correct; "
      "expected b'\\x93NUMPY', got b'a text'"),
     (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--weights", "{d}/lstm.caffemodel"],
      "visualize unit: error: {d}/lstm.caffemodel: no weights for layer(s) conv1, conv2 (the "

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.data.preprocess import save_npz_source
+from runtime.data.source import save_npz_source
 
 NET = """name: "tiny"
 layer { name: "data" type: "Data" top: "data" top: "label" include { phase: TRAIN }

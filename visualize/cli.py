@@ -2,7 +2,6 @@
 and the dataset images that drive each filter hardest (top-patches)."""
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import textwrap
@@ -11,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runtime.cli_support import Parser, add_device_option, add_version, number, run_cli
+from runtime.cli_support import (Parser, add_device_option, add_version, comma_list,
+                                  given_options, name, number, run_cli)
 from runtime.data.datasets import dataset_names
+from runtime.data.source import is_npz_source
 from runtime.errors import AllconvError
 from runtime.files import atomic_writer, check_writable, suffix_option
 from runtime.reconstruction import (GATED_BY_INPUT, METHODS, activations, backward_ignores_input,
@@ -20,8 +21,8 @@ from runtime.reconstruction import (GATED_BY_INPUT, METHODS, activations, backwa
                                     receptive_windows, reconstruct, switched_net, top_units,
                                     unit_text)
 from visualize.figures import SCALING, blank, grid_figure, shown, unit_figure
-from visualize.inputs import (check_sample, device_tensor, is_npz, load_images, load_net,
-                              load_picture, net_source, rescaled)
+from visualize.inputs import (check_sample, device_tensor, load_images, load_net, load_picture,
+                              net_source, rescaled)
 
 FILTER_BATCH = 64
 
@@ -52,6 +53,7 @@ def parse_filters(text: str | None, channels: int) -> list[int]:
 
 
 def spatial_blob(net, blob: str) -> tuple[int, ...]:
+    """The shape of ``blob``, which must exist and be 4-d (N, C, H, W)."""
     check_blob(net, blob)
     shape = net.blobs[blob].shape
     if len(shape) != 4:
@@ -70,6 +72,7 @@ def crop(array: np.ndarray, window, unit_yx) -> np.ndarray:
 
 
 def unit(args) -> None:
+    """`visualize unit`: one unit's reconstructions by each method, with and without switches."""
     net = _net(args)
     source = args.source
     check_blob(net, args.blob)
@@ -110,7 +113,7 @@ def unit(args) -> None:
         title += "\nswitches: " + "; ".join(notes)
     title += "".join(f"\n{textwrap.fill(note, 100)}" for note in grey)
     unit_figure(args.out, picture, rows, title)
-    _write_npz(args.npy, arrays)
+    _write_npz(args.npz, arrays)
 
 
 def grey_note(label: str, empty: list[str], at: float) -> str:
@@ -145,6 +148,7 @@ def check_reconstructions(signals: dict[str, np.ndarray], what: str) -> None:
 
 
 def filters(args) -> None:
+    """`visualize filters`: each filter's deconvnet reconstruction from the blob alone."""
     net = _net(args)
     shape = spatial_blob(net, args.blob)
     needs_image = [layer for layer in net.layers_below([args.blob])
@@ -173,16 +177,18 @@ def filters(args) -> None:
                 f"unit {centre} of each filter, no image (cropped to its {size} receptive "
                 f"field)\n{SCALING}", columns=min(16, len(cells)))
     print(f"{len(chosen)} filters of {args.blob}, centre unit {centre}, field {size}")
-    _write_npz(args.npy, {"deconvnet": signals, "filters": np.array(chosen)})
+    _write_npz(args.npz, {"deconvnet": signals, "filters": np.array(chosen)})
 
 
 def top_patches(args) -> None:
+    """`visualize top-patches`: each filter's strongest images, cropped to the unit's
+    receptive field, beside their reconstructions."""
     net = _net(args)
     shape = spatial_blob(net, args.blob)
     chosen = parse_filters(args.filters or f"0-{min(16, shape[1]) - 1}", shape[1])
     split = args.split or "test"
     data = load_images(args, net, args.source, split)
-    images_of = f"images of {args.data}" if is_npz(args.data) else f"{split} images"
+    images_of = f"images of {args.data}" if is_npz_source(args.data) else f"{split} images"
     check_sample(net, data.whitened.shape[1:], f"the {images_of}")
     top = top_units(net, args.blob, data.whitened, chosen, args.k, args.batch_size)
     window = receptive_windows(net)[args.blob]
@@ -207,7 +213,7 @@ def top_patches(args) -> None:
     grid_figure(args.out, cells, f"{net.name}: the {args.k} {images_of} with the highest "
                 f"activation of each filter of {args.blob}, cropped to the unit's receptive field,"
                 f" beside its {methods}{shown_as}\n{SCALING}", columns=args.k)
-    _write_npz(args.npy, {**{m: np.stack(s) for m, s in signals.items()},
+    _write_npz(args.npz, {**{m: np.stack(s) for m, s in signals.items()},
                           "filters": np.array(chosen), "values": top.values.numpy(),
                           "images": top.images.numpy(), "positions": top.positions.numpy()})
 
@@ -235,29 +241,27 @@ def _write_npz(path, arrays: dict) -> None:
 def check_outputs(args) -> None:
     """Every output path can be written, before anything is computed or written."""
     check_writable(args.out)
-    if args.npy is not None:
-        if Path(args.npy).suffix != ".npz":
-            raise AllconvError(f"--npy {args.npy}: the arrays file must end in .npz")
-        if Path(args.npy).resolve() == Path(args.out).resolve():
-            raise AllconvError(f"--npy and -o name the same file {args.out}")
-        check_writable(args.npy)
+    if args.npz is not None:
+        if Path(args.npz).resolve() == Path(args.out).resolve():
+            raise AllconvError(f"--npz and -o name the same file {args.out}")
+        check_writable(args.npz)
 
 
 def check_options_do_something(args, source) -> None:
     """An option that would change nothing in this command is an error saying so, as in
     gen-prototxt: --dataset and --data only say how images are prepared."""
     if args.command == "unit" and args.input is not None:
-        given = [o for o in ("dataset", "data") if getattr(args, o) is not None]
+        given = given_options(args, ("dataset", "data"))
         if given:
-            raise AllconvError(f"--{given[0]} does nothing with --input (the array is used as "
+            raise AllconvError(f"{given[0]} does nothing with --input (the array is used as "
                                "it is)")
-    if is_npz(getattr(args, "data", None)) and (args.command == "top-patches"
-                                                 or args.cifar_index is not None):
-        given = [o for o in ("dataset", "split") if getattr(args, o, None) is not None]
+    if is_npz_source(getattr(args, "data", None)) and (args.command == "top-patches"
+                                                      or args.cifar_index is not None):
+        given = given_options(args, ("dataset", "split"))
         if given:
-            raise AllconvError(f"--{given[0]} does nothing with --data {args.data} (a .npz "
+            raise AllconvError(f"{given[0]} does nothing with --data {args.data} (a .npz "
                                "source is used as it is)")
-    if not getattr(args, "verify", True) and (args.data is None or is_npz(args.data)):
+    if not getattr(args, "verify", True) and (args.data is None or is_npz_source(args.data)):
         raise AllconvError("--no-verify does nothing here: no CIFAR file is read (it skips "
                            "the md5 check of a --data DIR)")
     if args.command == "unit" and args.image is not None and args.data is not None \
@@ -306,12 +310,15 @@ def build_parser() -> Parser:
         s.add_argument("--blob", required=True, help="a blob as Caffe names it (a layer's top)")
         s.add_argument("-o", "--out", required=True, type=suffix_option(".png", "the figure"),
                        help="the figure, .png")
-        s.add_argument("--npy", metavar="OUT.npz", help="also write the raw reconstructions")
+        s.add_argument("--npz", "--npy", metavar="OUT.npz",
+                       type=suffix_option(".npz", "the arrays file"),
+                       help="also write the raw reconstructions (--npy: its former name)")
     u.add_argument("--unit", help="C,Y,X; or C (its strongest position); default: the "
                                   "blob's strongest unit")
     u.add_argument("--switches", action="store_true",
                    help="add a row for the net whose stride-2 convs are stride 1 + max-pool")
-    u.add_argument("--methods", type=_methods, default=list(METHODS), metavar="M[,M]",
+    methods = comma_list(name("method", METHODS))
+    u.add_argument("--methods", type=methods, default=list(METHODS), metavar="M[,M]",
                    help=f"the reconstructions to draw, in this order ({', '.join(METHODS)}; "
                         "default all three)")
     u.add_argument("--input", help="X.npy, one input of the input blob's (C, H, W), or "
@@ -330,7 +337,7 @@ def build_parser() -> Parser:
                        help="skip the md5 check of --data's CIFAR files (for hand-made data)")
     f.add_argument("--filters", help="0-15, 3,7 or a mix (default: all)")
     t.add_argument("--filters", help="0-15, 3,7 or a mix (default: the first 16)")
-    t.add_argument("--methods", type=_methods, default=["guided"], metavar="M[,M]",
+    t.add_argument("--methods", type=methods, default=["guided"], metavar="M[,M]",
                    help=f"the reconstructions beside each patch ({', '.join(METHODS)}; "
                         "default guided)")
     t.add_argument("--k", type=number(int), default=10, help="images per filter (default 10)")
@@ -344,15 +351,6 @@ def build_parser() -> Parser:
     return p
 
 
-
-
-def _methods(text: str) -> list[str]:
-    """--methods: method names separated by commas, each once."""
-    methods = text.split(",")
-    if not methods or any(m not in METHODS for m in methods) or len(set(methods)) < len(methods):
-        raise argparse.ArgumentTypeError(f"{text!r}: give one or more of {', '.join(METHODS)}, "
-                                         "each once, separated by commas")
-    return methods
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,10 +15,12 @@ from runtime.cli_support import resolve_device
 from runtime.data import cifar, imagenet
 from runtime.data.datasets import (CIFAR_RELEASE, IMAGE_FOLDER, Dataset, dataset_names,
                                    get_dataset)
+from runtime.data.jpeg import pillow_image
 from runtime.data.large_augment import FRAME, LargeAugment, large_batch, takes_frame
 from runtime.data.preprocess import prepared_folder, prepared_images, prepared_whitening
+from runtime.data.source import is_npz_source, read_npz_source
 from runtime.errors import AllconvError
-from runtime.files import numeric, read_npz
+from runtime.files import read_npy
 from runtime.net import Net, trained_net
 from runtime.reconstruction import input_blob
 
@@ -94,10 +96,6 @@ def load_net(source: Source, device: str | None) -> Net:
     return trained_net(source.prototxt, source.weights).to(resolve_device(device))
 
 
-def is_npz(data) -> bool:
-    return data is not None and Path(data).suffix == ".npz"
-
-
 def check_finite(array: np.ndarray, what: str) -> None:
     """Non-finite input values would give a figure of NaNs: refused."""
     bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
@@ -111,11 +109,8 @@ def load_images(args, net, source: Source, split: str) -> Images:
     the harness trains on it: framed for Large All-CNN (``frames_cifar``), else
     GCN+ZCA-whitened: from --data DIR, else (with --run) the run's whitened copy in the cache,
     else the cache's CIFAR files (downloaded when absent)."""
-    if is_npz(args.data):
-        whitened = read_npz(args.data, ("data",),
-                            "a .npz source with a 'data' array")["data"].astype(np.float32)
-        if whitened.ndim != 4 or not len(whitened):
-            raise AllconvError(f"{args.data}: 'data' must be (N, C, H, W), got {whitened.shape}")
+    if is_npz_source(args.data):
+        whitened = read_npz_source(args.data, labels=False)[0]
         check_finite(whitened, args.data)
         return Images(whitened, None)
     dataset = source.dataset
@@ -163,7 +158,7 @@ def load_picture(args, net, source: Source) -> Picture:
     if len(given) != 1:
         raise AllconvError("give one input: --input X.npy, --image FILE or --cifar-index I")
     if args.input is not None:
-        array = _read_npy(args.input).astype(np.float32)
+        array = read_npy(args.input, "a .npy array").astype(np.float32)
         array = array[0] if array.ndim == 4 and len(array) == 1 else array
         check_sample(net, array.shape, f"--input {args.input}")
         check_finite(array, f"--input {args.input}")
@@ -183,21 +178,6 @@ def load_picture(args, net, source: Source) -> Picture:
     if data.raw is None:
         return Picture(whitened, rescaled(whitened), f"test image {index} (rescaled)")
     return Picture(whitened, np.moveaxis(data.raw[index], 0, -1) / 255.0, f"test image {index}")
-
-
-def _read_npy(path) -> np.ndarray:
-    """The array of a .npy file, never unpickled: another file (text, .npz, a pickle) is an
-    error naming the path and what its first bytes are instead of .npy's magic string."""
-    try:
-        with open(path, "rb") as handle:
-            np.lib.format.read_magic(handle)
-            handle.seek(0)
-            array = np.load(handle, allow_pickle=False)
-    except OSError as err:
-        raise AllconvError(f"{path}: cannot read: {err.strerror or err}") from None
-    except ValueError as err:
-        raise AllconvError(f"{path}: not a .npy array ({err})") from None
-    return numeric(array, str(path))
 
 
 def _image(args, net, source: Source) -> Picture:
@@ -246,14 +226,8 @@ def _image(args, net, source: Source) -> Picture:
 
 def _read_image(path) -> np.ndarray:
     """An image file as uint8 (3, H, W) RGB."""
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as image:
-            return np.moveaxis(np.asarray(image.convert("RGB")), -1, 0)
-    except FileNotFoundError:
-        raise AllconvError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
-        raise AllconvError(f"{path}: not an image file PIL can read ({err})") from None
+    with pillow_image(path, path) as image:
+        return np.moveaxis(np.asarray(image.convert("RGB")), -1, 0)
 
 
 def device_tensor(array: np.ndarray, net) -> torch.Tensor:
@@ -262,7 +236,7 @@ def device_tensor(array: np.ndarray, net) -> torch.Tensor:
 
 def _whitening(args, source: Source):
     """--image's GCN+ZCA: the one the run recorded, or the one fitted on --data's CIFAR."""
-    if is_npz(args.data):
+    if is_npz_source(args.data):
         raise AllconvError("--image needs the run's whitening: --data a CIFAR folder, or --run")
     if source.run is not None:
         return source.run.whitening(args.data, args.verify)

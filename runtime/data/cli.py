@@ -10,7 +10,8 @@ from pathlib import Path
 
 from runtime.cli_support import Parser, add_version, run_cli
 from runtime.data.datasets import dataset_names
-from runtime.data.preprocess import STAGES, prepared_cifar, save_npz_source
+from runtime.data.preprocess import STAGES, prepared_cifar
+from runtime.data.source import save_npz_source
 from runtime.data.stage_bar import StageBar
 from runtime.errors import AllconvError
 

@@ -56,19 +56,13 @@ def read_list(source: str) -> list[tuple[str, int]]:
 
 def read_image(path: str, is_color: bool, size: tuple[int, int] | None) -> torch.Tensor:
     """The image at ``path`` as uint8 (3, H, W) BGR or (1, H, W) grey, resized to ``size``."""
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as image:
-            if not is_color and image.format == "JPEG":
-                image.draft("L", image.size)    # libjpeg's own luma, as OpenCV's grey imread
-            if image.mode.startswith("I"):      # 16-bit grey: OpenCV keeps the high byte
-                image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
-            pixels = np.asarray(image.convert("RGB" if is_color else "L"))
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
-        raise AllconvError(f"{path}: could not load the image: "
-                           f"{getattr(err, 'strerror', None) or err}") from None
-    except ValueError as err:  # a NUL byte in the path (root_folder, or the list's line)
-        raise AllconvError(f"{path!r}: not a usable path: {err}") from None
+    from PIL import Image
+    with jpeg.pillow_image(path, path) as image:
+        if not is_color and image.format == "JPEG":
+            image.draft("L", image.size)    # libjpeg's own luma, as OpenCV's grey imread
+        if image.mode.startswith("I"):      # 16-bit grey: OpenCV keeps the high byte
+            image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+        pixels = np.asarray(image.convert("RGB" if is_color else "L"))
     out = torch.from_numpy(pixels[:, :, ::-1].copy()).permute(2, 0, 1) if is_color else \
         torch.from_numpy(pixels.copy())[None]
     return jpeg.interpolate(out, *size).contiguous() if size else out

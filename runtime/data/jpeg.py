@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -51,16 +52,28 @@ def decoder_name(device: torch.device | str = "cpu") -> str:
     return "nvjpeg" if torch.device(device).type == "cuda" else "torchvision"
 
 
-def _pillow(data: bytes, path: Path) -> torch.Tensor:
+@contextmanager
+def pillow_image(file, path):
+    """Pillow's image of ``file`` (``path``, or a stream of its bytes), open for the ``with``
+    body; a missing file, one Pillow cannot decode (in the body too) or one past its
+    decompression limit is an AllconvError naming ``path``."""
     from PIL import Image, UnidentifiedImageError
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            rgb = np.asarray(image.convert("RGB"))
+        with Image.open(file) as image:
+            yield image
     except UnidentifiedImageError:
-        raise AllconvError(f"{path}: cannot decode as an image: not an image format Pillow "
+        raise AllconvError(f"{path}: could not load the image: not an image format Pillow "
                            "knows") from None
     except (OSError, SyntaxError, Image.DecompressionBombError) as err:
-        raise AllconvError(f"{path}: cannot decode as an image: {err}") from None
+        raise AllconvError(f"{path}: could not load the image: "
+                           f"{getattr(err, 'strerror', None) or err}") from None
+    except ValueError as err:  # a NUL byte in the path
+        raise AllconvError(f"{str(path)!r}: not a usable path: {err}") from None
+
+
+def _pillow(data: bytes, path: Path) -> torch.Tensor:
+    with pillow_image(io.BytesIO(data), path) as image:
+        rgb = np.asarray(image.convert("RGB"))
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
 
 

@@ -31,7 +31,7 @@ from runtime.data import cifar
 from runtime.data.datasets import dataset_names, get_dataset
 from runtime.data.stage_bar import StageBar
 from runtime.errors import AllconvError
-from runtime.files import atomic_writer, read_npy, read_npz
+from runtime.files import read_npy, read_npz
 
 GCN_SCALE = 55.0
 SQRT_BIAS = 0.0
@@ -233,16 +233,6 @@ def is_entry(entry: Path) -> bool:
     """Whether ``entry`` is a cache entry that `prepared_cifar` finished (entries are written
     atomically, whitening included)."""
     return (Path(entry) / WHITENING_FILE).is_file()
-
-
-def save_npz_source(path, data, labels) -> None:
-    """Write a Data-layer source: float32 ``data`` (N, C, H, W) and int64 ``labels``, atomically."""
-    data, labels = np.asarray(data, dtype=np.float32), np.asarray(labels, dtype=np.int64)
-    if data.ndim != 4 or labels.shape != (len(data),):
-        raise ValueError(f"need data (N, C, H, W) and labels (N,), "
-                         f"got {data.shape} and {labels.shape}")
-    with atomic_writer(path) as f:
-        np.savez(f, data=data, labels=labels)
 
 
 def _write_entry(entry: Path, arrays: dict[str, np.ndarray], whitening: Whitening) -> None:

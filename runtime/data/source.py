@@ -10,7 +10,7 @@ import torch
 from runtime.data import cifar
 from runtime.data.datasets import CIFAR_RELEASE, DATASETS
 from runtime.errors import AllconvError
-from runtime.files import missing, read_npz
+from runtime.files import atomic_writer, missing, read_npz
 
 PHASE_SPLITS = {0: "train", 1: "test"}   # Caffe's Phase: TRAIN, TEST
 
@@ -49,8 +49,9 @@ def open_source(source: str, phase: int, verify: bool = True) -> Source:
     if phase not in PHASE_SPLITS:
         raise AllconvError(f"data source {source}: unknown phase {phase} (0=TRAIN, 1=TEST)")
     path = Path(source)
-    if path.suffix == ".npz" and path.is_file():
-        return _open_npz(path)
+    if is_npz_source(path) and path.is_file():
+        data, labels = read_npz_source(path)
+        return Source(torch.from_numpy(data), torch.from_numpy(labels))
     database = _caffe_database(path)
     if database:
         raise AllconvError(f"data source {source} is {database}; {NO_DATABASES}")
@@ -65,7 +66,7 @@ def open_source(source: str, phase: int, verify: bool = True) -> Source:
 
 
 NO_DATABASES = ("the runtime reads no LMDB or LevelDB: give a .npz of data and labels "
-                "(allconv-prep-cifar writes CIFAR's, runtime.data.preprocess.save_npz_source "
+                "(allconv-prep-cifar writes CIFAR's, runtime.data.source.save_npz_source "
                 "any), a folder of an official CIFAR release, or the data itself "
                 "(net.forward(data=...)); replicate imagenet trains from an ImageFolder tree")
 
@@ -79,13 +80,34 @@ def _caffe_database(path: Path) -> str | None:
     return None
 
 
-def _open_npz(path: Path) -> Source:
-    arrays = read_npz(path, ("data", "labels"), "a save_npz_source file (data source)")
-    data, labels = arrays["data"], arrays["labels"]
-    if data.ndim != 4 or labels.shape != (len(data),) or len(data) == 0:
-        raise AllconvError(f"data source {path}: need data (N, C, H, W) and labels (N,) with N > 0,"
-                           f" got {data.shape} and {labels.shape}")
-    return Source(torch.from_numpy(data.astype(np.float32)), torch.from_numpy(labels))
+def is_npz_source(source) -> bool:
+    """Whether ``source`` (a Data layer's source, a --data value) names a .npz source file."""
+    return source is not None and Path(source).suffix == ".npz"
+
+
+def save_npz_source(path, data, labels) -> None:
+    """Write a .npz source: float32 ``data`` (N, C, H, W) and int64 ``labels`` (N,), atomically."""
+    data, labels = np.asarray(data, dtype=np.float32), np.asarray(labels, dtype=np.int64)
+    if data.ndim != 4 or labels.shape != (len(data),):
+        raise ValueError(f"need data (N, C, H, W) and labels (N,), "
+                         f"got {data.shape} and {labels.shape}")
+    with atomic_writer(path) as f:
+        np.savez(f, data=data, labels=labels)
+
+
+def read_npz_source(path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """A .npz source's float32 data (N, C, H, W), N > 0, and its labels (N,), or None without
+    ``labels`` (then the file needs none); anything else is an AllconvError naming the path."""
+    keys = ("data", "labels") if labels else ("data",)
+    arrays = read_npz(path, keys, "a save_npz_source file (data source)")
+    data = arrays["data"]
+    if data.ndim != 4 or len(data) == 0:
+        raise AllconvError(f"data source {path}: need data (N, C, H, W) with N > 0, "
+                           f"got {data.shape}")
+    if labels and arrays["labels"].shape != (len(data),):
+        raise AllconvError(f"data source {path}: need labels (N,) for its {len(data)} images, "
+                           f"got {arrays['labels'].shape}")
+    return data.astype(np.float32), arrays.get("labels")
 
 
 def _open_cifar(path: Path, split: str, verify: bool) -> Source:

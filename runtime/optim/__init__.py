@@ -11,15 +11,14 @@ from runtime.errors import AllconvError
 from runtime.optim.adadelta import CaffeAdaDelta
 from runtime.optim.adagrad import CaffeAdaGrad
 from runtime.optim.adam import CaffeAdam
-from runtime.optim.base import REGULARIZATIONS, CaffeOptimizer, read_solver_state
+from runtime.optim.base import REGULARIZATIONS, CaffeOptimizer
 from runtime.optim.rmsprop import CaffeRMSProp
 from runtime.optim.sgd import CaffeSGD
 from runtime.proto import pb
 from runtime.registry import add_once
 
 __all__ = ["CaffeOptimizer", "CaffeSGD", "CaffeAdaGrad", "CaffeRMSProp", "CaffeAdaDelta",
-           "CaffeAdam", "OPTIMIZERS", "SOLVER_TYPES", "REGULARIZATIONS", "optimizer_from_solver",
-           "read_solver_state"]
+           "CaffeAdam", "OPTIMIZERS", "SOLVER_TYPES", "REGULARIZATIONS", "optimizer_from_solver"]
 
 OPTIMIZERS: dict[str, type] = {}
 for _cls in (CaffeSGD, CaffeAdaGrad, CaffeRMSProp, CaffeAdaDelta, CaffeAdam):

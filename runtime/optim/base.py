@@ -24,7 +24,6 @@ member: its gradient is zeroed and its weights stay, while the others go on.
 """
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 
 import numpy as np
@@ -369,21 +368,3 @@ class CaffeOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             group["iter"] = int(state.iter)
 
-
-def read_solver_state(path) -> "pb.SolverState":
-    """A binary ``.solverstate``; one-line errors naming the path."""
-    from runtime.caffemodel import read_binary
-
-    path = os.fspath(path)
-    if path.endswith(".h5"):
-        raise AllconvError(f"{path}: HDF5 solver states are not supported")
-    if not os.path.isfile(path):
-        raise AllconvError(f"{path}: solver state file not found")
-    try:
-        return read_binary(path, pb.SolverState)
-    except AllconvError as e:
-        if path in str(e):
-            raise
-        raise AllconvError(f"{path}: not a readable solverstate: {e}") from e
-    except Exception as e:  # protobuf DecodeError and friends
-        raise AllconvError(f"{path}: not a readable solverstate: {e}") from e
