@@ -115,11 +115,12 @@ def test_mutated_solvers_write_only_inside_the_fuzzers_folder():
 
 @pytest.mark.parametrize("prefix, kept", [("snap", True), ("./", True), ("", True),
                                            ("sub/x", True), ("/", False), ("../", False),
-                                           ("/tmp/x", False)])
+                                           ("/tmp/x", False), ("a\\000b", True)])
 def test_a_solver_case_snapshots_inside_the_fuzzers_folder(tmp_path, prefix, kept):
     """_chars can still make "/" or "../" of "./": such a prefix becomes "snap"."""
     from types import SimpleNamespace
     text = fuzz.SOLVER.replace('snapshot_prefix: "snap"', f'snapshot_prefix: "{prefix}"')
+    prefix = prefix.replace("\\000", "\0")       # a NUL: resolving it crashed the fuzzer
     assert parse_solver(text).snapshot_prefix == prefix
     confined = parse_solver(fuzz.Fuzzer.confined(SimpleNamespace(dir=tmp_path), text))
     assert confined.snapshot_prefix == (prefix if kept else "snap")
