@@ -5,7 +5,9 @@
     allconv-caffe test  -model M -weights W [-iterations 50] [-gpu 0]
     allconv-caffe time  -model M [-iterations 50] [-phase TRAIN|TEST] [-gpu 0]
     allconv-caffe device_query -gpu 0
-    (train, test, time also take -level N and -stage a,b; --flag and -flag=value work as in gflags)
+    (train, test, time also take -level N and -stage a,b; as in gflags every command takes
+    every flag, ignoring those it does not use, spelt -flag, -flag=value or --flag=value;
+    glog's -log_dir, -minloglevel, -alsologtostderr, ... too: runtime/caffe_flags.py)
 """
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ import time
 
 import torch
 
-from runtime.cli_support import Parser, add_version, number, run_cli
+from runtime.caffe_flags import add_flags, configure_logging, gflags_spelling
+from runtime.cli_support import Parser, add_version, run_cli
 from runtime.errors import AllconvError
-from runtime.signal_handler import EFFECTS, SignalHandler
+from runtime.signal_handler import SignalHandler
 
 log = logging.getLogger("allconv.caffe")
 
@@ -211,41 +214,17 @@ def device_query(args) -> None:
         print(f"Number of multiprocessors:     {props.multi_processor_count}")
 
 
-def _flag(parser, name: str, **kwargs) -> None:
-    """A gflags-style flag, -name (see `_gflags_spelling` for --name and -name=value)."""
-    parser.add_argument(f"-{name}", **kwargs)
-
-
-def _path(text: str) -> str | None:
-    """A file flag's value; an empty one is not given (gflags' default), and a list of empty
-    names names no file."""
-    if not text.strip():
-        return None
-    if not text.strip(", "):
-        raise argparse.ArgumentTypeError(f"{text!r} names no file")
-    return text
-
-
-def _gpu(text: str) -> str | None:
-    """-gpu: an id, ids separated by commas, or all; empty is not given (gflags' default)."""
-    if not text.strip():
-        return None
-    if text != "all" and not all(part.isdigit() for part in text.split(",")):
-        raise argparse.ArgumentTypeError(f"{text!r}: give a GPU id (0), ids (0,1) or all")
-    return text
-
-
 def _needs(value, message: str) -> None:
     """caffe.cpp's CHECK that a flag is given (not empty)."""
     if value is None:
         raise AllconvError(message)
 
 
-def _gflags_spelling(argv: list[str]) -> list[str]:
-    """gflags takes --name as -name (Caffe's scripts write --solver=...); -name=value
-    argparse already takes."""
-    return [arg[1:] if arg.startswith("--") and arg[2:3].isalpha() and arg != "--help" else arg
-            for arg in argv]
+def _net_state_help(level: str = "", stages: str = "") -> dict[str, str]:
+    """The help of -level and -stage (``level``, ``stages``: what train adds)."""
+    return {"level": f"the net state's level, for include/exclude rules (default 0{level})",
+            "stage": "the net state's stages, comma-separated, for include/exclude "
+                     f"rules{stages}"}
 
 
 def build_parser() -> Parser:
@@ -267,57 +246,49 @@ def build_parser() -> Parser:
                        "net_iter_1000.solverstate\n"
                        "  allconv-caffe train -solver solver.prototxt -weights "
                        "pretrained.caffemodel -gpu 0")
-    _flag(t, "solver", required=True, type=_path, help="solver prototxt")
-    _flag(t, "snapshot", type=_path, help="resume from this .solverstate")
-    _flag(t, "weights", type=_path, help="start from these .caffemodel weights "
-                                         "(comma-separated), copied into the train net and "
-                                         "every test net")
-    _flag(t, "sigint_effect", choices=EFFECTS, default="stop",
-          help="on SIGINT (Ctrl-C), after the current iteration: stop (and snapshot, "
-               "with snapshot_after_train), snapshot and go on, or none (default stop)")
-    _flag(t, "sighup_effect", choices=EFFECTS, default="snapshot",
-          help="on SIGHUP: as -sigint_effect (default snapshot)")
-    _flag(t, "gpu", type=_gpu, help="GPU id; default: the solver's device_id when it says solver_mode: "
-                         "GPU (the CPU when CUDA is absent), else the CPU")
+    add_flags(t, {
+        "solver": "solver prototxt",
+        "snapshot": "resume from this .solverstate",
+        "weights": "start from these .caffemodel weights (comma-separated), copied into the "
+                   "train net and every test net",
+        "sigint_effect": "on SIGINT (Ctrl-C), after the current iteration: stop (and "
+                         "snapshot, with snapshot_after_train), snapshot and go on, or none "
+                         "(default stop)",
+        "sighup_effect": "on SIGHUP: as -sigint_effect (default snapshot)",
+        "gpu": "GPU id; default: the solver's device_id when it says solver_mode: GPU (the "
+               "CPU when CUDA is absent), else the CPU",
+        **_net_state_help("; replaces the solver's train_state level",
+                    "; added to the solver's train_state stages")})
     t.set_defaults(run=train)
     e = command("test", help="score a model: every output, per batch and averaged",
                 description="Run -iterations TEST-phase batches of a net with trained "
                             "weights; print each output per batch, then averaged.",
                 epilog="example:\n  allconv-caffe test -model net.prototxt -weights "
                        "net_iter_1000.caffemodel -iterations 100")
-    _flag(e, "model", required=True, type=_path, help="net prototxt (TEST phase)")
-    _flag(e, "weights", required=True, type=_path, help=".caffemodel")
+    add_flags(e, {"model": "net prototxt (TEST phase)", "weights": ".caffemodel",
+                  "iterations": "batches (default 50)", "gpu": "GPU id; default: CPU",
+                  **_net_state_help()})
     e.set_defaults(run=test)
     m = command("time", help="time forward and backward passes of a net",
                 description="Time one untimed and then -iterations forward and backward "
                             "passes; print each iteration and each layer's average.",
                 epilog="example:\n  allconv-caffe time -model net.prototxt -iterations "
                        "10 -gpu 0")
-    _flag(m, "model", required=True, type=_path, help="net prototxt")
-    _flag(m, "phase", choices=("TRAIN", "TEST"), default="TRAIN",
-          help="the net's phase (default TRAIN)")
+    add_flags(m, {"model": "net prototxt", "phase": "the net's phase (default TRAIN)",
+                  "iterations": "batches (default 50)", "gpu": "GPU id; default: CPU",
+                  **_net_state_help()})
     m.set_defaults(run=time_net)
     q = sub.add_parser("device_query", help="show the properties of the -gpu devices",
                        description="Print the properties of each -gpu device.",
                        empty_values=True)
-    _flag(q, "gpu", required=True, type=_gpu, help="GPU id(s), comma-separated")
+    add_flags(q, {"gpu": "GPU id(s), comma-separated"})
     q.set_defaults(run=device_query)
-    for s in (e, m):
-        _flag(s, "iterations", type=number(int), default=50, help="batches (default 50)")
-        _flag(s, "gpu", type=_gpu, help="GPU id; default: CPU")
-    for s in (t, e, m):
-        solver = "; replaces the solver's train_state level" if s is t else ""
-        _flag(s, "level", type=number(int), default=0,
-              help=f"the net state's level, for include/exclude rules (default 0{solver})")
-        _flag(s, "stage", help="the net state's stages, comma-separated, for include/exclude "
-                               "rules" + ("; added to the solver's train_state stages"
-                                          if s is t else ""))
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(_gflags_spelling(sys.argv[1:] if argv is None else argv))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(gflags_spelling(sys.argv[1:] if argv is None else argv))
+    configure_logging(args)
     args.run(args)
     return 0
 

@@ -183,7 +183,7 @@ def test_time_refuses_a_backward_caffe_aborts_in(workdir, capsys, extra, message
                                            "a solver)"),
     (["time", "-model", "solver4.prototxt"], "(a field of SolverParameter: this file is a "
                                              "solver, not a net)"),
-    (["test", "-model", "net.prototxt"], "-weights"),
+    (["test", "-model", "net.prototxt"], "Need model weights to score."),
     # a misspelt flag is named, not the required ones it leaves out; no prefix is taken
     (["test", "-modle", "net.prototxt"], "unrecognized arguments: -modle net.prototxt (did you "
                                          "mean -model?)"),
@@ -215,6 +215,30 @@ def test_errors_are_one_line(workdir, capsys, args, message):
     assert run_cli(main, "allconv-caffe", args) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_every_command_takes_every_flag_and_glogs_as_gflags_does(workdir, capsys):
+    """caffe.cpp's flags are global: a command ignores the ones it does not use (before:
+    "unrecognized arguments"); glog's -log_dir writes the log to a file named as glog names
+    it, and -minloglevel drops what is below it."""
+    (workdir / "logs").mkdir()
+    assert main(["train", "-solver", "solver4.prototxt", "-iterations", "2", "-model",
+                 "net.prototxt", "-phase", "TEST", "-logtostderr=false", "--log_dir=logs",
+                 "-alsologtostderr=1", "-v", "1"]) == 0
+    log = (workdir / "logs" / "allconv-caffe.INFO").read_text()
+    assert "Optimization Done." in log and "Iteration 4, Testing net (#0)" in log
+    files = sorted(p.name for p in (workdir / "logs").iterdir())
+    assert len(files) == 2 and files[1].startswith("allconv-caffe.") and ".log.INFO." in files[1]
+    assert main(["test", "-model", "net.prototxt", "-weights", "snap_iter_4.caffemodel",
+                 "-iterations", "1", "-solver", "x", "-snapshot", "y", "-sigint_effect",
+                 "none", "-log_dir", "logs", "-minloglevel", "1"]) == 0
+    newest = (workdir / "logs" / "allconv-caffe.INFO").read_text()
+    assert newest == "" and len(list((workdir / "logs").iterdir())) == 3
+    assert main(["time", "-model", "net.prototxt", "-iterations", "1", "-weights", "w",
+                 "-nologtostderr", "-stderrthreshold", "2"]) == 0
+    assert run_cli(main, "allconv-caffe", ["time", "-model", "net.prototxt",
+                                           "-logtostderr=maybe"]) == 2
+    assert "argument -logtostderr: 'maybe' is not a boolean" in capsys.readouterr().err
 
 
 def test_a_solvers_net_is_read_from_the_current_folder_and_said_so(workdir, capsys,

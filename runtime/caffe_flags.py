@@ -1,0 +1,150 @@
+"""caffe.cpp's flags as gflags holds them: global, so every command takes every flag and
+ignores those it does not use; spelt -name, -name=value, --name or --name=value; glog's
+logging flags beside them.
+
+`add_flags(parser, used)` gives a command all of them, with help for the ones in ``used``;
+`configure_logging(args)` applies glog's flags to the log.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import socket
+import sys
+import time
+
+from runtime.cli_support import number
+from runtime.signal_handler import EFFECTS
+
+
+def _path(text: str) -> str | None:
+    """A file flag's value; an empty one is not given (gflags' default), and a list of empty
+    names names no file."""
+    if not text.strip():
+        return None
+    if not text.strip(", "):
+        raise argparse.ArgumentTypeError(f"{text!r} names no file")
+    return text
+
+
+def _gpu(text: str) -> str | None:
+    """-gpu: an id, ids separated by commas, or all; empty is not given (gflags' default)."""
+    if not text.strip():
+        return None
+    if text != "all" and not all(part.isdigit() for part in text.split(",")):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a GPU id (0), ids (0,1) or all")
+    return text
+
+
+TRUE, FALSE = ("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0")
+
+
+def _bool(text: str) -> bool:
+    """A gflags boolean's value, as gflags spells one."""
+    if text.lower() in TRUE + FALSE:
+        return text.lower() in TRUE
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true or false)")
+
+
+# caffe.cpp's DEFINE_* flags: name -> argparse keywords, gflags' default included
+CAFFE_FLAGS = {
+    "solver": dict(type=_path),
+    "model": dict(type=_path),
+    "phase": dict(choices=("TRAIN", "TEST")),
+    "level": dict(type=number(int, None), default=0),
+    "stage": dict(),
+    "snapshot": dict(type=_path),
+    "weights": dict(type=_path),
+    "iterations": dict(type=number(int), default=50),
+    "gpu": dict(type=_gpu),
+    "sigint_effect": dict(choices=EFFECTS, default="stop"),
+    "sighup_effect": dict(choices=EFFECTS, default="snapshot"),
+}
+# glog's flags (caffe.cpp's main sets alsologtostderr); the booleans also take -noNAME
+GLOG_BOOLEANS = {"logtostderr": False, "alsologtostderr": True, "colorlogtostderr": False}
+GLOG_FLAGS = {
+    "log_dir": dict(type=_path, help="also write the log to a file in this folder, named as "
+                                     "glog names it"),
+    "minloglevel": dict(type=number(int, "non-negative"), default=0,
+                        help="log only messages of this severity and above (0 INFO, "
+                             "1 WARNING, 2 ERROR, 3 FATAL; default 0)"),
+    "stderrthreshold": dict(type=number(int, "non-negative"), default=2,
+                            help="without -alsologtostderr, messages of this severity and "
+                                 "above still go to stderr (default 2)"),
+    "v": dict(type=number(int, None), default=0, help="glog's verbose level (no message of "
+                                                     "allconv-caffe depends on it)"),
+}
+SEVERITIES = (logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
+_installed: list[logging.Handler] = []
+
+
+def add_flags(parser, used: dict[str, str]) -> None:
+    """Every flag of caffe.cpp and glog on ``parser``: those in ``used`` (name -> help) shown
+    in its help, the others taken and ignored, as gflags takes them."""
+    for name, keywords in CAFFE_FLAGS.items():
+        parser.add_argument(f"-{name}", **keywords,
+                            help=used[name] if name in used else argparse.SUPPRESS)
+    logs = parser.add_argument_group("glog's logging flags")
+    for name, default in GLOG_BOOLEANS.items():
+        logs.add_argument(f"-{name}", nargs="?", type=_bool, const=True, default=default,
+                          metavar="BOOL", help=argparse.SUPPRESS if name != "alsologtostderr"
+                          else "log to stderr too (default true, as caffe.cpp sets it; "
+                               "-logtostderr: to stderr only; -noNAME turns a boolean off)")
+        logs.add_argument(f"-no{name}", dest=name, action="store_false", help=argparse.SUPPRESS)
+    for name, keywords in GLOG_FLAGS.items():
+        logs.add_argument(f"-{name}", **keywords)
+
+
+def gflags_spelling(argv: list[str]) -> list[str]:
+    """gflags takes --name as -name (Caffe's scripts write --solver=...); -name=value
+    argparse already takes."""
+    return [arg[1:] if arg.startswith("--") and arg[2:3].isalpha() and arg != "--help" else arg
+            for arg in argv]
+
+
+def configure_logging(args, program: str = "allconv-caffe") -> None:
+    """The log as glog's flags say: stderr (everything, or from -stderrthreshold's severity
+    on; unless the process has set up logging itself), a file in -log_dir, nothing below
+    -minloglevel."""
+    root = logging.getLogger()
+    for handler in _installed:        # a second call (the tests') replaces the first's
+        root.removeHandler(handler)
+        handler.close()
+    formatter = logging.Formatter("%(asctime)s %(message)s")
+    least = SEVERITIES[min(args.minloglevel, 3)]
+    handlers = []
+    if not root.handlers:     # as logging.basicConfig: a caller's own handlers stay alone
+        stderr = logging.StreamHandler(sys.stderr)
+        to_stderr = args.logtostderr or args.alsologtostderr
+        stderr.setLevel(least if to_stderr else
+                        max(least, SEVERITIES[min(args.stderrthreshold, 3)]))
+        handlers.append(stderr)
+    if args.log_dir and not args.logtostderr:
+        handlers.append(_log_file(args.log_dir, program))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    _installed[:] = handlers
+    root.setLevel(least)
+
+
+def _log_file(folder: str, program: str) -> logging.Handler:
+    """glog's log file, <program>.<host>.<user>.log.INFO.<date>-<time>.<pid>, and its link
+    <program>.INFO to the newest; a folder that cannot take it is an AllconvError."""
+    from runtime.errors import AllconvError
+    name = (f"{program}.{socket.gethostname()}.{getpass.getuser()}.log.INFO."
+            f"{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}")
+    path = os.path.join(folder, name)
+    try:
+        handler = logging.FileHandler(path)
+        link = os.path.join(folder, f"{program}.INFO")
+        if os.path.islink(link):
+            os.unlink(link)
+        if not os.path.exists(link):
+            os.symlink(name, link)
+    except OSError as err:
+        raise AllconvError(f"-log_dir {folder}: cannot write the log file there: "
+                           f"{err.strerror or err}") from None
+    return handler
