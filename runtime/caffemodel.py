@@ -51,7 +51,8 @@ __all__ = [
 PathLike = Union[str, os.PathLike]
 
 # Wire tag of BlobProto.data (field 5, length-delimited): (5 << 3) | 2.
-_DATA_TAG = b"\x2a"
+_DATA_TAG = b"\x2a"     # BlobProto.data (field 5), packed
+_DIFF_TAG = b"\x32"     # BlobProto.diff (field 6), packed
 
 
 def _varint(value: int) -> bytes:
@@ -101,17 +102,19 @@ def blob_to_array(blob) -> np.ndarray:
     return values.reshape(shape).view(LegacyShaped) if legacy else values.reshape(shape)
 
 
-def array_to_blob(array) -> "pb.BlobProto":
-    """A BlobProto with ``shape`` and packed float ``data`` (Caffe's current form)."""
+def array_to_blob(array, diff=None) -> "pb.BlobProto":
+    """A BlobProto with ``shape`` and packed float ``data`` (Caffe's current form), and the
+    ``diff`` values when given (Blob::ToProto with write_diff)."""
     values = np.asarray(array, dtype="<f4", order="C")  # keeps 0-d arrays 0-d
     blob = pb.BlobProto()
     blob.shape.SetInParent()  # present even for a 0-d (scalar) array
     blob.shape.dim.extend(int(d) for d in values.shape)
-    raw = values.tobytes()
-    if raw:
-        # Appending a packed field from raw bytes is ~10x faster than
-        # extending the repeated field element by element.
-        blob.MergeFromString(_DATA_TAG + _varint(len(raw)) + raw)
+    for tag, field in ((_DATA_TAG, values), (_DIFF_TAG, diff)):
+        raw = b"" if field is None else np.asarray(field, dtype="<f4", order="C").tobytes()
+        if raw:
+            # Appending a packed field from raw bytes is ~10x faster than
+            # extending the repeated field element by element.
+            blob.MergeFromString(tag + _varint(len(raw)) + raw)
     return blob
 
 
@@ -188,15 +191,19 @@ def write_weights(
     path: PathLike,
     layers: Iterable[tuple[str, str, Sequence[np.ndarray]]],
     net_name: str = "",
+    diffs: Iterable[Sequence[np.ndarray]] | None = None,
 ) -> None:
-    """Write a .caffemodel: one V2 layer (name, type, blobs) per entry."""
+    """Write a .caffemodel: one V2 layer (name, type, blobs) per entry, with each blob's
+    ``diffs`` (one list per entry) when given (the solver's snapshot_diff)."""
     net = pb.NetParameter()
     if net_name:
         net.name = net_name
-    for name, layer_type, blobs in layers:
+    layers = list(layers)
+    for (name, layer_type, blobs), layer_diffs in zip(
+            layers, diffs if diffs is not None else [[None] * len(b) for _, _, b in layers]):
         layer = net.layer.add()
         layer.name = name
         layer.type = layer_type
-        for array in blobs:
-            layer.blobs.append(array_to_blob(array))
+        for array, diff in zip(blobs, layer_diffs, strict=True):
+            layer.blobs.append(array_to_blob(array, diff))
     write_binary(path, net)

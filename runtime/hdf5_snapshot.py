@@ -47,15 +47,23 @@ def _read(path, take):
         raise AllconvError(f"{path}: cannot read it as a Caffe HDF5 snapshot: {err}") from None
 
 
-def write_weights(path, layers: list[tuple[str, list]]) -> None:
-    """``layers``: (name, [the blobs it owns as arrays, None for a shared one]) in net order."""
+def write_weights(path, layers: list[tuple[str, list]],
+                  diffs: list[list] | None = None) -> None:
+    """``layers``: (name, [the blobs it owns as arrays, None for a shared one]) in net order;
+    ``diffs`` (the solver's snapshot_diff): every blob's diff, one list per layer, shared
+    blobs included, in a group "diff" beside "data" (Caffe's ToHDF5 with write_diff)."""
     def fill(f):
-        data = f.create_group("data")
-        for name, blobs in layers:
-            group = data.require_group(name)
-            for i, blob in enumerate(blobs):
-                if blob is not None:
-                    group.create_dataset(str(i), data=np.asarray(blob, np.float32))
+        for top, entries in (("data", layers),
+                             ("diff", [(name, d) for (name, _), d in zip(layers, diffs)]
+                              if diffs is not None else None)):
+            if entries is None:
+                continue
+            group_of = f.create_group(top)
+            for name, blobs in entries:
+                group = group_of.require_group(name)
+                for i, blob in enumerate(blobs):
+                    if blob is not None:
+                        group.create_dataset(str(i), data=np.asarray(blob, np.float32))
     _write(path, fill)
 
 

@@ -180,6 +180,7 @@ class Net(nn.Module):
         param.state.stage.extend(stages)
         self.name, self.phase = param.name, phase
         self.force_backward = param.force_backward
+        self.debug_info = param.debug_info     # a Solver sets it per step, as Caffe's
         self.retain_blob_diffs = True
         self.generator = torch.Generator()
         if seed is None:
@@ -615,6 +616,22 @@ class Net(nn.Module):
             diff = torch.zeros_like(top) if top.grad is None else top.grad
             self._loss_diffs[key][:top.numel()] = diff.detach().reshape(-1)
         self._loss_tops = {}
+        if self.debug_info:
+            self._log_param_norms()
+
+    def _log_param_norms(self) -> None:
+        """debug_info's line after each backward, as Caffe's Net::Backward logs it (at ERROR):
+        the learnable blobs' L1 and L2 norms of data and diff, in float."""
+        sums = torch.zeros(4, dtype=torch.float32)
+        with torch.no_grad():
+            for p in self.learnable_params:
+                data = p.detach().float().cpu()
+                diff = torch.zeros_like(data) if p.grad is None else p.grad.float().cpu()
+                sums += torch.stack([data.abs().sum(), diff.abs().sum(),
+                                     (data * data).sum(), (diff * diff).sum()])
+        l1_data, l1_diff, l2_data, l2_diff = (sums[:2].tolist() + sums[2:].sqrt().tolist())
+        log.error("    [Backward] All net params (data, diff): L1 norm = (%s, %s); L2 norm = "
+                  "(%s, %s)", *(f"{v:.6g}" for v in (l1_data, l1_diff, l2_data, l2_diff)))
 
     def check_backward(self) -> None:
         """Raise what Caffe's Net::Backward aborts on, if it would on this net: a layer
@@ -738,18 +755,26 @@ class Net(nn.Module):
                 owners.setdefault(id(blob), layer)
         return owners
 
-    def save_hdf5(self, path) -> None:
-        """Write the weights as Caffe's ToHDF5 does (``.caffemodel.h5``; a shared blob once)."""
+    def save_hdf5(self, path, diff: bool = False) -> None:
+        """Write the weights as Caffe's ToHDF5 does (``.caffemodel.h5``; a shared blob once),
+        with every blob's diff (``.grad``; zeros where none) when ``diff``."""
         owners = self._blob_owners()
         hdf5_snapshot.write_weights(path, [
             (l.name, [b.detach().cpu().numpy() if owners[id(o)] is l else None
                       for b, o in zip(l.blobs, l.blobs.owners())])
-            for l in self.layers])
+            for l in self.layers], self._diffs() if diff else None)
 
-    def save(self, path) -> None:
-        """Write every layer's blobs as a binary NetParameter (.caffemodel, V2 layers)."""
+    def save(self, path, diff: bool = False) -> None:
+        """Write every layer's blobs as a binary NetParameter (.caffemodel, V2 layers), with
+        each blob's diff (``.grad``; zeros where none) when ``diff``, as Caffe's ToProto."""
         write_weights(path, [(l.name, l.type_name, [b.detach().cpu().numpy() for b in l.blobs])
-                             for l in self.layers], net_name=self.name)
+                             for l in self.layers], net_name=self.name,
+                      diffs=self._diffs() if diff else None)
+
+    def _diffs(self) -> list[list]:
+        """Every layer's blobs' diffs, as the solver left them (its last update)."""
+        return [[(b.grad if b.grad is not None else torch.zeros_like(b)).detach().cpu().numpy()
+                 for b in l.blobs] for l in self.layers]
 
 
 def _copy_blob(blob, array, where: str, source: str) -> None:

@@ -45,16 +45,21 @@ def iteration(path) -> int | None:
 
 
 def write(prefix, net, optimizer, schedule, rng_state: dict,
-          hdf5: bool = False) -> tuple[str, str]:
+          hdf5: bool = False, diff: bool = False) -> tuple[str, str]:
     """Write ``net``'s weights, ``rng_state`` and ``optimizer``'s history at ``schedule``'s
     iteration and multistep position; returns the .caffemodel and .solverstate paths (with
-    ``hdf5``, Caffe's .caffemodel.h5 and .solverstate.h5)."""
+    ``hdf5``, Caffe's .caffemodel.h5 and .solverstate.h5; with ``diff``, the weights' diffs
+    too: the solver's snapshot_diff)."""
     iter = schedule.last_epoch
     end, kind = (".h5", "HDF5") if hdf5 else ("", "binary proto")
     model = filename(prefix, iter, ".caffemodel" + end)
     state = filename(prefix, iter, ".solverstate" + end)
     log.info("Snapshotting to %s file %s", kind, model)
-    (net.save_hdf5 if hdf5 else net.save)(model)
+    save = net.save_hdf5 if hdf5 else net.save
+    if diff:        # a pack's member (the harness) writes none
+        save(model, diff=True)
+    else:
+        save(model)
     buffer = io.BytesIO()
     torch.save(rng_state, buffer)
     atomic_write_bytes(filename(prefix, iter, ".rngstate"), buffer.getvalue())
@@ -78,8 +83,7 @@ def restore(state_path, net, optimizer, schedule, weights=None, require_all=Fals
     optimizer.load_solver_state(state, state_path)
     if weights is None and state.learned_net:
         weights = _find_learned_net(state.learned_net, state_path)
-    if weights is not None:
-        log.info("Restoring weights from %s", weights)
+    if weights is not None:         # unlogged, as Caffe's Restore
         net.copy_from(weights, require_all=require_all)
     schedule.load_state_dict({"last_epoch": state.iter, "current_step": state.current_step})
 

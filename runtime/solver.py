@@ -348,6 +348,7 @@ class Solver:
                     self.requested_early_exit = True
                     break
             display = bool(p.display and self.iter % p.display == 0) and self.ranks.is_main
+            self.net.debug_info = display and p.debug_info      # Caffe's Solver::Step
             loss = 0.0
             for _ in range(iter_size):
                 loss += float(self.net.forward_backward())
@@ -501,7 +502,8 @@ class Solver:
             raise AllconvError("cannot snapshot: snapshot_prefix is not set")
         return snapshot.write(self.param.snapshot_prefix, self.net, self.optimizer,
                               self.schedule, self._rng_state(),
-                              hdf5=self.param.snapshot_format == pb.SolverParameter.HDF5)
+                              hdf5=self.param.snapshot_format == pb.SolverParameter.HDF5,
+                              diff=self.param.snapshot_diff)
 
     def _rng_state(self) -> dict:
         return {
