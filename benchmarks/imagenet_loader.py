@@ -24,11 +24,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from generator.variants import get_variant  # noqa: E402
 from runtime.cli_support import Parser, add_device_option, resolve_device, run_cli  # noqa: E402
 from runtime.data import imagenet, jpeg  # noqa: E402
 from runtime.errors import AllconvError  # noqa: E402
 
-SCHEDULE_IMAGES = 450_000 * 64      # Table 6
+_VARIANT = get_variant("imagenet")
+SCHEDULE_IMAGES = int(_VARIANT.schedule.length) * _VARIANT.batch_size     # Table 6
 PAPER_DAYS = 4                      # "about 4 days on a Titan GPU"
 
 
@@ -76,8 +78,8 @@ def stages(folder: imagenet.Folder, batch: int, threads: int, device: torch.devi
             "crop + mirror + mean": rate(lambda: imagenet.crop_mirror(
                 resized, offsets.to(device), flips.to(device)).float() - 117.0, batch, repeats),
         }
-    feed = imagenet.ImageNetFeed(folder, train=True, mean=torch.tensor([104.0, 117, 123]),
-                                 device=device, threads=threads)
+    feed = imagenet.ImageNetFeed(folder, train=True, device=device, threads=threads,
+                                 mean=torch.tensor(imagenet.MEAN_VALUES, dtype=torch.float32))
     result["whole feed"] = rate(lambda: feed(batch), batch, repeats)
     return result
 

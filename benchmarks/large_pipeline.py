@@ -22,11 +22,11 @@ from generator.variants import get_variant  # noqa: E402
 from runtime import TRAIN, Net  # noqa: E402
 from benchmarks.timing import timed  # noqa: E402
 from runtime.cli_support import Parser, add_device_option, resolve_device, run_cli  # noqa: E402
-from runtime.data.large_augment import LargeAugment, large_batch  # noqa: E402
+from runtime.data.large_augment import FRAME, LargeAugment, large_batch  # noqa: E402
 from runtime.errors import AllconvError  # noqa: E402
 
-SCHEDULE_IMAGES = 350 * 50_000
-
+_VARIANT = get_variant("large-all-cnn")
+SCHEDULE_IMAGES = int(_VARIANT.schedule.length) * _VARIANT.train_size    # epochs x images
 
 
 def build_parser() -> Parser:
@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     def feed(n):
         return large_batch(images(n), cfg, generator), torch.randint(
             0, 10, (n,), device=device, generator=generator).float()
-    feed.sample_shape = (3, 126, 126)
-    text = render_net(get_variant("large-all-cnn"), NetOptions(batch_size=batch))
+    feed.sample_shape = (3, FRAME, FRAME)
+    text = render_net(_VARIANT, NetOptions(batch_size=batch))
     net = Net(text, TRAIN, seed=0, feeds=feed).to(device)
     train_s = timed(net.forward_backward, iters, 0 if cpu else 3, device)
     train_rate = batch / train_s

@@ -125,15 +125,15 @@ def _image_folders(spec: Spec, data_dir: str) -> ImageFolders:
 def row_data(spec: Spec, data: Data | ImageFolders, device: torch.device) -> RowData:
     """The run's view of ``data`` through the row's augmentation."""
     if isinstance(data, ImageFolders):
-        return _folder_rows(data, device)
+        return _folder_rows(data, spec.dataset.topk, device)
     pipeline = PIPELINES[spec.augmentation]
     train, test = pipeline.transforms(spec.augment)
     size = pipeline.input_size
     shape = (3, size, size) if pipeline.frames else tuple(data.train_images.shape[1:])
-    return _tensor_rows(data, spec.dataset.class_names, train, test, shape)
+    return _tensor_rows(data, spec.dataset, train, test, shape)
 
 
-def _tensor_rows(data: Data, classes, transform, test_transform, sample_shape) -> RowData:
+def _tensor_rows(data: Data, dataset, transform, test_transform, sample_shape) -> RowData:
     def test_batches(batch: int, limit: int):
         for start in range(0, limit, batch):
             images = data.test_images[start:min(start + batch, limit)]
@@ -141,12 +141,13 @@ def _tensor_rows(data: Data, classes, transform, test_transform, sample_shape) -
                 images = test_transform(images, None, len(images), slice(0, len(images)))
             yield images, data.test_labels[start:start + len(images)]
 
-    return RowData(classes, len(data.train_images), len(data.test_images), sample_shape,
+    return RowData(dataset.class_names, len(data.train_images), len(data.test_images),
+                   sample_shape,
                    lambda seed: TrainFeed(data.train_images, data.train_labels, seed, transform),
-                   test_batches)
+                   test_batches, dataset.topk)
 
 
-def _folder_rows(data: ImageFolders, device: torch.device) -> RowData:
+def _folder_rows(data: ImageFolders, topk: tuple[int, ...], device: torch.device) -> RowData:
     val = ImageNetFeed(data.val, train=False, mean=data.mean, device=device)
 
     def test_batches(batch: int, limit: int):
@@ -157,4 +158,4 @@ def _folder_rows(data: ImageFolders, device: torch.device) -> RowData:
     return RowData(data.train.classes, len(data.train), len(data.val), val.sample_shape,
                    lambda seed: ImageNetFeed(data.train, train=True, mean=data.mean,
                                              device=device, seed=seed),
-                   test_batches, topk=(1, 5))
+                   test_batches, topk)

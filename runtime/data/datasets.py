@@ -26,7 +26,8 @@ class Dataset:
     ``class_names`` are in label order, or None where the data names them (an ImageFolder's
     sorted wnids); ``releases`` are its official CIFAR archives (binary first), none for an
     ImageFolder tree; ``whitening``: the paper's GCN+ZCA, fitted on the training split
-    (runtime/data/preprocess.py), is how it feeds the CIFAR nets."""
+    (runtime/data/preprocess.py), is how it feeds the CIFAR nets; ``topk``: the top-k errors
+    its runs report (top-1 is the test error)."""
 
     name: str
     title: str
@@ -35,6 +36,7 @@ class Dataset:
     class_names: tuple[str, ...] | None = None
     releases: tuple[cifar.Release, ...] = ()
     whitening: bool = False
+    topk: tuple[int, ...] = (1,)
 
     @property
     def layout(self) -> str:
@@ -105,4 +107,4 @@ register(Dataset("cifar10", "CIFAR-10", 10, cifar.SPLITS, cifar.CIFAR10_CLASSES,
                  cifar.CIFAR10_RELEASES, whitening=True))
 register(Dataset("cifar100", "CIFAR-100", 100, cifar.SPLITS, cifar.CIFAR100_CLASSES,
                  cifar.CIFAR100_RELEASES, whitening=True))
-register(Dataset("imagenet", "ImageNet", 1000, imagenet.SPLITS))
+register(Dataset("imagenet", "ImageNet", 1000, imagenet.SPLITS, topk=(1, 5)))

@@ -30,10 +30,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from runtime.data.cifar import IMAGE_SHAPE
 from runtime.errors import AllconvError
 
 FRAME = 126
-IMAGE = 32
+IMAGE = IMAGE_SHAPE[-1]       # a CIFAR image's side
 
 
 def takes_frame(input_shape) -> bool:

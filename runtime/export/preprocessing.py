@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper
 
+from runtime.data.cifar import IMAGE_SHAPE as NET_SHAPE   # C, H, W: what the net reads
+
 IMAGE = "image"
-IMAGE_SHAPE = (32, 32, 3)
-NET_SHAPE = (3, 32, 32)
+IMAGE_SHAPE = (*NET_SHAPE[1:], NET_SHAPE[0])             # H, W, C: what the caller gives
 
 
 def image_input(batch):
