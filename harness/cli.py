@@ -2,40 +2,29 @@
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import os
 import shlex
 import signal
 import sys
-import threading
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
-from runtime.distributed import (SINGLE, Ranks, from_environment, launched_by_torchrun, leave,
-                                 local_device, said_once)
+from harness.datasets import check_trainable
+from harness.jobs import (CUDA_PACK, check_lengths, check_runs_kept, default_pack, job_list,
+                          parse_shard, resumed_apart, run_jobs)
+from harness.loop import DeferredInterrupt, format_epoch
 from harness.report import (read_row, result_path_for, row_result, write_row,
                             write_table_readme)
+from harness.run import PRECISIONS
+from harness.run_folder import RUN_JSON, RunFolder, length_flags, length_settings, row_runs
 from harness.specs import SPECS_DIR, Spec, load_tables, select
-from harness.loop import DeferredInterrupt, format_epoch
-from harness.datasets import Data, check_trainable, data_key, train_size
-from harness.run_folder import (RUN_JSON, RunFolder, length_flags, length_settings, row_runs,
-                               run_name)
-from harness.run import PRECISIONS, RunOptions, check_length, run_data, snapshot_iteration
-from harness.train import train_pack
 from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_device_option, add_version,
                                   comma_list, number, option_name, resolve_device, run_cli)
+from runtime.distributed import (SINGLE, from_environment, launched_by_torchrun, leave,
+                                 local_device, said_once)
 from runtime.errors import AllconvError
 
 EXIT_FAIL, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 3, 130
-# --pack's default on CUDA: the fastest K of results/benchmarks/train_throughput_pack.json (an
-# H200, 2026-12-04, All-CNN-C at bf16 with the whole-step CUDA graph and channels-last): packs
-# of 2, 4 and 8 trained 0.82x, 0.92x and 1.00x the images/s of solo runs one after another, and
-# the 10-epoch slices put a pack of the 4-lr grid at 4.39x one solo run. Packing runs as grouped
-# convolutions does not fill the chip faster than one run does, so runs train one by one.
-CUDA_PACK = 1
 PACK_ROUTES = ("grouped", "streams")
 # What --report, which trains nothing, refuses: the options that only change training.
 # The table is made of every run of the command's length settings, whatever lr, seed, data or
@@ -234,58 +223,6 @@ def _given(args, parser: Parser, wanted) -> list[str]:
             and hasattr(args, a.dest) and getattr(args, a.dest) != a.default]   # not --help
 
 
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """``K/N`` -> (K, N) with 0 <= K < N; None -> (0, 1)."""
-    if text is None:
-        return 0, 1
-    try:
-        k, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise AllconvError(f"--shard wants K/N, such as 0/4, not {text!r}") from None
-    if not 0 <= k < n:
-        raise AllconvError(f"--shard {text}: K must be in 0..N-1 and N at least 1")
-    return k, n
-
-
-def check_lengths(jobs: list[tuple], data_dir: str | None, world: int) -> None:
-    """Every run's batch splits into the ``world`` processes and its length is an iteration
-    at least, checked on the training files' sizes before any data is read or folder made
-    (rows whose size only reading tells are checked as their run starts)."""
-    sizes = {}
-    for spec, opts, _ in jobs:
-        if spec.key not in sizes:
-            sizes[spec.key] = train_size(spec, data_dir)
-        if sizes[spec.key] is not None:
-            check_length(spec, opts, sizes[spec.key], world)
-
-
-def check_runs_kept(jobs) -> None:
-    """A run started afresh must not empty a folder that holds a finished run, or the
-    checkpoints of an unfinished one (hours of training, lost to a forgotten --resume)."""
-    held = [(run_dir, kept) for _, opts, run_dir in jobs
-            if not opts.resume and (kept := _kept(RunFolder(run_dir)))]
-    if held:
-        (run_dir, (what, how)), more = held[0], len(held) - 1
-        others = f", and {more} more folder(s) hold runs" if more else ""
-        raise AllconvError(f"{run_dir} holds {what}{others}: {how}--out DIR writes elsewhere; "
-                           "remove the folder to train it again")
-
-
-def _kept(folder: RunFolder) -> tuple[str, str] | None:
-    """(what the folder holds that a fresh start would lose, whether --resume keeps it)."""
-    checkpoint = folder.latest_checkpoint()
-    if not folder.file(RUN_JSON).is_file():
-        return ("checkpoints without their run.json", "") if checkpoint else None
-    if folder.result() is not None:
-        return "a finished run", "--resume keeps it, "
-    outcome = folder.outcome()
-    if "diverged" in outcome:
-        return f"a run that {outcome['diverged']}", ""
-    if checkpoint is not None:
-        return f"an unfinished run (its checkpoint {checkpoint.stem})", "--resume keeps it, "
-    return None
-
-
 def fresh_starts(jobs, args) -> list[str]:
     """A note for each run that --resume starts from its first iteration (its folder holds
     no checkpoint and no result), naming the row's runs of other settings, if any."""
@@ -302,181 +239,6 @@ def fresh_starts(jobs, args) -> list[str]:
     return notes
 
 
-def resumed_apart(jobs, size: int) -> list[str]:
-    """A note for each row whose runs --resume continues from checkpoints of different
-    iterations while --pack would pack them: they resume in one pack per iteration."""
-    starts: dict[str, dict[int, list[str]]] = {}
-    for spec, opts, run_dir in jobs:
-        state = RunFolder(run_dir).latest_checkpoint() if opts.resume and size > 1 else None
-        if state is not None:
-            starts.setdefault(spec.key, {}).setdefault(snapshot_iteration(state), []).append(
-                Path(run_dir).name)
-    return [f"--resume: {row}'s checkpoints are of iterations "
-            + ", ".join(f"{i} ({' '.join(names)})" for i, names in sorted(by_iter.items()))
-            + "; each iteration's runs resume as a pack of their own"
-            for row, by_iter in starts.items() if len(by_iter) > 1]
-
-
-def run_pack(spec: Spec, members: list[tuple[RunOptions, Path]], data: Data | None = None,
-             ranks: Ranks = SINGLE) -> list[dict]:
-    """Train one pack (one run when it has one member): one outcome per member; a divergence
-    is reported and kept as ``{'diverged': message}``, a Ctrl-C (after its checkpoint) is
-    ``{'interrupted': True}``; in a worker process that a Ctrl-C has reached, no further
-    pack starts."""
-    if DeferredInterrupt.stopping:
-        return [{"interrupted": True}] * len(members)
-    try:
-        outcomes = train_pack(spec, members, data, ranks)
-    except KeyboardInterrupt:
-        return [{"interrupted": True}] * len(members)
-    for outcome in outcomes:
-        if "diverged" in outcome:
-            print(f"replicate: {outcome['diverged']}", file=sys.stderr)
-    return outcomes
-
-
-def packs(jobs: list[tuple], size: int) -> list[list[int]]:
-    """The jobs' indices in packs of at most ``size`` runs of one row and of one set of
-    options (all but lr and seed), in order; resumed runs are packed only with runs whose
-    latest checkpoint is of the same iteration (they step together)."""
-    groups: dict[tuple, list[int]] = {}
-    for i, (spec, opts, run_dir) in enumerate(jobs):
-        start = 0
-        if opts.resume:
-            state = RunFolder(run_dir).latest_checkpoint()
-            start = -1 if state is None else snapshot_iteration(state)
-        shared = replace(opts, lr=0.0, seed=0, lr_from="", position=0)
-        groups.setdefault((spec.key, shared, start), []).append(i)
-    return [indices[i:i + size] for indices in groups.values()
-            for i in range(0, len(indices), size)]
-
-
-_PACK_RUNNING = threading.Event()
-
-
-def start_worker(parent: int) -> None:
-    """A --rows-in-parallel worker holds signals as the loop does, and ends with its parent
-    (killed, or hung up): a parent gone is a Ctrl-C to its running pack, which checkpoints
-    after its iteration, and then the worker exits (else it waits for work for ever, an
-    orphan writing into folders a resume would write too)."""
-    DeferredInterrupt.install()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGINT)
-        while _PACK_RUNNING.is_set():
-            time.sleep(0.1)
-        os._exit(130)
-    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
-
-
-def worker_pack(*args) -> list[dict]:
-    """``run_pack`` in a worker, marked running for ``start_worker``'s watch."""
-    _PACK_RUNNING.set()
-    try:
-        return run_pack(*args)
-    finally:
-        _PACK_RUNNING.clear()
-
-
-def run_jobs(jobs: list[tuple], parallel: int, pack: int, ranks: Ranks = SINGLE) -> list[dict]:
-    """Run the jobs in packs of ``pack``, one pack after another in this process (sharing each
-    dataset's device copy), or ``parallel`` packs at a time in spawned processes; one outcome
-    per job. A Ctrl-C stops every running pack after its iteration (each checkpoints) and
-    starts no other."""
-    results: list[dict | None] = [None] * len(jobs)
-    grouped = packs(jobs, pack)
-
-    def members(indices):
-        return [(jobs[i][1], jobs[i][2]) for i in indices]
-    if parallel == 1:
-        loaded = {}
-        for indices in grouped:
-            spec, opts, _ = jobs[indices[0]]
-            if data_key(spec) not in loaded:
-                loaded[data_key(spec)] = run_data(spec, opts, resolve_device(opts.device))
-            outcomes = run_pack(spec, members(indices), loaded[data_key(spec)], ranks)
-            for i, outcome in zip(indices, outcomes):
-                results[i] = outcome
-            if any(o.get("interrupted") for o in outcomes):
-                break
-        return [r if r is not None else {"interrupted": True} for r in results]
-    with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=start_worker, initargs=(os.getpid(),)) as pool:
-        futures = [pool.submit(worker_pack, jobs[indices[0]][0],
-                               [(replace(o, position=n % parallel), d)
-                                for o, d in members(indices)])
-                   for n, indices in enumerate(grouped)]
-
-        def stop(signum, frame):   # Ctrl-C, SIGTERM: no new pack; the running ones checkpoint
-            DeferredInterrupt.received = signal.Signals(signum).name
-            for future in futures:
-                future.cancel()
-            for process in list(pool._processes.values()):
-                if process.is_alive():
-                    os.kill(process.pid, signal.SIGINT)
-        previous = {s: signal.signal(s, stop) for s in DeferredInterrupt.handled()}
-        try:
-            for indices, future in zip(grouped, futures):
-                outcomes = ([{"interrupted": True}] * len(indices) if future.cancelled()
-                            else future.result())
-                for i, outcome in zip(indices, outcomes):
-                    results[i] = outcome
-            return results
-        except BaseException:   # an error in one worker: no queued pack starts after it
-            for future in futures:
-                future.cancel()
-            raise
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-
-def default_levers(args) -> dict[str, bool]:
-    """--cuda-graphs and --channels-last as given, else on with CUDA (CUDA graphs not under
-    torchrun): together they trained All-CNN-C 2.84x faster than the eager baseline on an
-    H200, where either alone was not measured and channels-last alone was slower than eager
-    (results/benchmarks/)."""
-    cuda = resolve_device(args.device).type == "cuda"
-    defaults = {"cuda_graphs": cuda and not launched_by_torchrun(), "channels_last": cuda}
-    return {name: default if getattr(args, name) is None else getattr(args, name)
-            for name, default in defaults.items()}
-
-
-def default_pack(args) -> int:
-    """--pack as given, else CUDA_PACK on CUDA (1 under torchrun) and 1 on the CPU."""
-    if args.pack is not None:
-        return args.pack
-    cuda = resolve_device(args.device).type == "cuda"
-    return CUDA_PACK if cuda and not launched_by_torchrun() else 1
-
-
-def job_list(args, specs: list[Spec], deadline: float | None = None) -> list[tuple]:
-    """Every (row, lr, seed) run of the command, in --list order (lr, then seed), with its
-    run folder."""
-    jobs = []
-    for spec in specs:
-        smoke = spec.is_smoke(args.epochs, args.batch_size, args.eval_limit)
-        lrs, lr_from = ((spec.training.lr_grid, "grid") if args.lr_search else
-                        (args.lr, "--lr") if args.lr else ([spec.training.lr], "spec"))
-        for lr in lrs:
-            for seed in args.seed:
-                opts = RunOptions(lr=lr, epochs=args.epochs, precision=args.precision,
-                                  device=args.device, seed=seed, eval_every=args.eval_every,
-                                  checkpoint_every=args.checkpoint_every, data_dir=args.data,
-                                  verify=args.verify, resume=args.resume,
-                                  time_limit=args.time_limit, deadline=deadline,
-                                  compile=args.compile, **default_levers(args),
-                                  progress=args.progress,
-                                  batch_per_process=args.batch_per_process,
-                                  batch_size=args.batch_size, eval_limit=args.eval_limit,
-                                  lr_from=lr_from, pack_route=args.pack_route)
-                run_dir = args.out / spec.table / spec.name / run_name(lr, seed, smoke)
-                jobs.append((spec, opts, run_dir))
-    return jobs
-
-
 def _selected_specs(args, tables) -> list[Spec]:
     """The targets' rows; one that cannot run (its data missing, or a smoke result that would
     replace a full one) is an error before any row trains (exit status 2), whether named on its
@@ -491,7 +253,7 @@ def _selected_specs(args, tables) -> list[Spec]:
             check_trainable(spec, args.data)
             if args.shard is None:
                 result_path_for(args.out, spec.table, spec.name,
-                               spec.is_smoke(args.epochs, args.batch_size, args.eval_limit))
+                                spec.is_smoke(args.epochs, args.batch_size, args.eval_limit))
     return specs
 
 

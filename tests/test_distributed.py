@@ -16,10 +16,12 @@ import torch
 
 import ddp_worker
 from harness import cli
+from harness.jobs import job_list, parse_shard
 from harness.specs import SPECS_DIR, load_spec, load_tables, select
 from harness.run import Run
 from harness.train import train
 from runtime.caffemodel import read_weights
+from runtime.errors import AllconvError
 from same_weights import assert_same_weights
 from test_harness import cache, tiny_data, tiny_spec  # noqa: F401  (fixtures)
 
@@ -107,16 +109,16 @@ def test_a_device_refused_under_torchrun_is_said_once_by_allconv_caffe(tmp_path)
 def test_shards_cover_every_run_exactly_once_in_list_order():
     tables = load_tables(SPECS_DIR)
     args = cli.build_parser().parse_args(["table3", "--lr-search"])
-    jobs = cli.job_list(args, select(["table3"], tables))
+    jobs = job_list(args, select(["table3"], tables))
     everything = [(spec.key, opts.lr, opts.seed) for spec, opts, _ in jobs]
     assert len(everything) == len(set(everything)) == 48
     assert [k for k, _, _ in everything][::4] == [s.key for s in tables["table3"]]
     for n in (1, 3, 5, 48, 50):
-        shards = [everything[k::n] for k in (cli.parse_shard(f"{k}/{n}")[0] for k in range(n))]
+        shards = [everything[k::n] for k in (parse_shard(f"{k}/{n}")[0] for k in range(n))]
         assert sorted(sum(shards, [])) == sorted(everything)
     for bad in ("3/3", "-1/2", "1", "a/b"):
-        with pytest.raises(cli.AllconvError, match="--shard"):
-            cli.parse_shard(bad)
+        with pytest.raises(AllconvError, match="--shard"):
+            parse_shard(bad)
 
 
 def test_shards_count_lr_seed_runs_and_report_marks_a_partial_grid(tmp_path,
@@ -127,7 +129,7 @@ def test_shards_count_lr_seed_runs_and_report_marks_a_partial_grid(tmp_path,
             "--no-progress", "--lr-search", "--seed", "0,1"]
     report = ["model-a", "--specs", str(tmp_path / "specs"), "--epochs", "1", "--out",
               str(tmp_path / "out"), "--lr-search", "--report"]    # as the shards print it
-    shards = cli.job_list(cli.build_parser().parse_args(args),
+    shards = job_list(cli.build_parser().parse_args(args),
                           select(["model-a"], load_tables(tmp_path / "specs")))
     assert [(o.lr, o.seed) for _, o, _ in shards][1::2] == [(0.01, 1), (0.02, 1)]
     assert cli.main(args + ["--shard", "1/2"]) == 0      # seed 1 of both lrs, as one pack

@@ -306,16 +306,16 @@ def _checkpoint(path, i=2):
 
 def test_a_fresh_start_names_what_it_would_lose_and_offers_resume_only_where_it_works(
         tmp_path):
-    from harness import cli
+    from harness import jobs
     folder = _folder(tmp_path)
-    assert cli._kept(folder) is None                        # a record alone: nothing to lose
+    assert jobs._kept(folder) is None                        # a record alone: nothing to lose
     _checkpoint(tmp_path)
-    assert cli._kept(folder) == ("an unfinished run (its checkpoint checkpoint_iter_2)",
+    assert jobs._kept(folder) == ("an unfinished run (its checkpoint checkpoint_iter_2)",
                                  "--resume keeps it, ")
     folder.metrics.write({"iter": 4, "epoch": 2.0, "event": "diverged"})
-    assert cli._kept(folder) == ("a run that diverged at iteration 4 (epoch 2.00)", "")
+    assert jobs._kept(folder) == ("a run that diverged at iteration 4 (epoch 2.00)", "")
     folder.file(run_folder.RUN_JSON).unlink()
-    assert cli._kept(folder) == ("checkpoints without their run.json", "")
+    assert jobs._kept(folder) == ("checkpoints without their run.json", "")
 
 
 def test_a_run_json_of_before_provenance_resumes_on_any_whitening(tmp_path):

@@ -17,6 +17,7 @@ import torch
 
 from generator.render import NetOptions, render_net
 from harness import cli, run_folder
+from harness.jobs import default_levers
 from harness.evaluation import class_counts, summarize
 from harness.report import row_result, status, table_markdown, write_row
 from harness.specs import SPECS_DIR, load_spec, load_tables, select
@@ -935,13 +936,13 @@ def test_progress_shows_no_figure_before_it_exists_and_the_evaluation_as_it_runs
 def test_cuda_runs_default_to_the_measured_fastest_levers(monkeypatch):
     """CUDA graphs + channels-last unless a flag says otherwise; the CPU keeps eager NCHW."""
     parse = cli.build_parser().parse_args
-    assert cli.default_levers(parse(["all-cnn-c", "--device", "cpu"])) == \
+    assert default_levers(parse(["all-cnn-c", "--device", "cpu"])) == \
         {"cuda_graphs": False, "channels_last": False}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert cli.default_levers(parse(["all-cnn-c"])) == {"cuda_graphs": True, "channels_last": True}
-    assert cli.default_levers(parse(["all-cnn-c", "--no-cuda-graphs"])) == \
+    assert default_levers(parse(["all-cnn-c"])) == {"cuda_graphs": True, "channels_last": True}
+    assert default_levers(parse(["all-cnn-c", "--no-cuda-graphs"])) == \
         {"cuda_graphs": False, "channels_last": True}
-    assert cli.default_levers(parse(["all-cnn-c", "--device", "cpu", "--channels-last"])) == \
+    assert default_levers(parse(["all-cnn-c", "--device", "cpu", "--channels-last"])) == \
         {"cuda_graphs": False, "channels_last": True}
 
 

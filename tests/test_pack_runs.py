@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from harness import cli
+from harness.jobs import packs, resumed_apart
 from harness.specs import SPECS_DIR, load_spec
 from harness.datasets import Data
 from harness.run import Run, RunOptions
@@ -153,7 +154,7 @@ def test_a_pack_killed_while_checkpointing_resumes_packed_bit_for_bit(spec, data
         assert sorted(p.name for p in (tmp_path / "resumed" / f"m{k}").glob("checkpoint_*")) \
             == [f"checkpoint_iter_3.{e}" for e in ("caffemodel", "rngstate", "solverstate")]
     jobs = [(spec, o, d) for o, d in pack(tmp_path / "resumed", resume=True)]
-    assert cli.packs(jobs, 2) == [[0, 1]]
+    assert packs(jobs, 2) == [[0, 1]]
     resumed = train_pack(spec, pack(tmp_path / "resumed", resume=True), data)
     for k in range(2):
         assert resumed[k]["options"]["pack"] == 2
@@ -170,11 +171,11 @@ def test_runs_resuming_from_different_iterations_are_told_they_resume_apart(spec
         folder.mkdir()
         (folder / f"checkpoint_iter_{iteration}.solverstate").write_bytes(b"")
         jobs.append((spec, opts(lr=lr, resume=True), folder))
-    assert cli.packs(jobs, 3) == [[0, 2], [1]]
-    assert cli.resumed_apart(jobs, 3) == [
+    assert packs(jobs, 3) == [[0, 2], [1]]
+    assert resumed_apart(jobs, 3) == [
         f"--resume: {spec.key}'s checkpoints are of iterations 4 (lr-0.05), 8 (lr-0.01 lr-0.1); "
         "each iteration's runs resume as a pack of their own"]
-    assert cli.resumed_apart(jobs, 1) == []
+    assert resumed_apart(jobs, 1) == []
 
 
 def test_a_diverging_member_stops_alone(spec, data, tmp_path, capsys):
