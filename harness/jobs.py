@@ -234,8 +234,13 @@ def run_jobs(jobs: list[tuple], parallel: int, pack: int, ranks: Ranks = SINGLE)
                                 for o, d in members(indices)])
                    for n, indices in enumerate(grouped)]
 
+        said = []      # the first signal is said once, here: the workers say nothing
+
         def stop(signum, frame):   # Ctrl-C, SIGTERM: no new pack; the running ones checkpoint
             DeferredInterrupt.received = signal.Signals(signum).name
+            if not said:
+                said.append(signum)
+                DeferredInterrupt.say()
             for future in futures:
                 future.cancel()
             for process in list(pool._processes.values()):

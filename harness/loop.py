@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from harness.run_folder import MetricsLog
 from runtime.cli_support import warning_line
+from runtime.distributed import not_process_zero
 from runtime.errors import AllconvError
 from runtime.labels import deferred_label_error, label_records
 
@@ -62,9 +63,19 @@ class DeferredInterrupt:
 
     @classmethod
     def request(cls, signum=signal.SIGINT, frame=None) -> None:
+        """The handler: the request, said once on stderr by the process that trains (not a
+        --rows-in-parallel worker, whose parent says it, nor a torchrun process but 0's)."""
+        said = cls.requested
         cls.requested = True
         cls.received = signal.Signals(signum).name
         cls.stopping = cls.installed
+        if not said and not cls.installed and not not_process_zero():
+            cls.say()
+
+    @classmethod
+    def say(cls) -> None:
+        print(f"\nreplicate: {cls.by_whom()}: stopping when the running iteration (and its "
+              "evaluation, when one is due) ends", file=sys.stderr, flush=True)
 
     @classmethod
     def handled(cls) -> list[signal.Signals]:

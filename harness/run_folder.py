@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -231,12 +232,19 @@ class MetricsLog:
     def truncate(self, iteration: int) -> list[dict]:
         """Drop records after ``iteration`` (written after the checkpoint we resume from)."""
         kept = [r for r in self.records() if r["iter"] <= iteration]
-        atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+        atomic_write_bytes(self.path, "".join(map(_json_line, kept)).encode())
         return kept
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(_json_line(record))
+
+
+def _json_line(record: dict) -> str:
+    """``record`` as one line of JSON, which has no NaN or infinity: such a value (the speed
+    of a first iteration after a start, not measured yet) is written null."""
+    return json.dumps({key: None if isinstance(value, float) and not math.isfinite(value)
+                       else value for key, value in record.items()}, allow_nan=False) + "\n"
 
 
 class RunFolder:

@@ -147,28 +147,12 @@ def _loop(run: Run | SideBySide, ranks: Ranks, precision: str, device: torch.dev
             evaluate = run.iter % run.solver_param.test_interval == 0 or run.iter == run.max_iter
             due = loop.sync_due(evaluate)
             if interrupted(ranks, due):
-                # an evaluation due here comes first (the resumed run starts after it); a
-                # member that diverged since the last read is not checkpointed (its good
-                # checkpoint stays)
+                # an evaluation due here comes first (the resumed run starts after it)
                 loop.sync(evaluate)
                 if loop.alive and evaluate:
                     lasts = loop.evaluate()
-                if not loop.alive:
-                    break
-                if run.iter == run.max_iter:   # the run is complete: it ends as usual, and
-                    DeferredInterrupt.requested = True    # the command's next run stops
-                    if ranks.is_main:
-                        loop.checkpoint()
-                    ranks.barrier()
-                    break
-                if ranks.is_main:
-                    written = loop.checkpoint()
-                    bar.write(f"{bar.label}: interrupted; checkpoint"
-                              f"{'s' if len(written) > 1 else ''} "
-                              f"{', '.join(map(str, written))} written, --resume continues "
-                              f"from {'them' if len(written) > 1 else 'it'}")
-                ranks.barrier()
-                raise KeyboardInterrupt
+                _end_interrupted(run, loop, ranks, bar)
+                break
             if not due:
                 continue
             loop.sync(evaluate)
@@ -177,6 +161,9 @@ def _loop(run: Run | SideBySide, ranks: Ranks, precision: str, device: torch.dev
             lasts = loop.evaluate()
             evaluations += 1
             if not loop.alive:
+                break
+            if interrupted(ranks, True):      # during the evaluation: it stops after it
+                _end_interrupted(run, loop, ranks, bar)
                 break
             if evaluations % opts.checkpoint_every == 0 or run.iter == run.max_iter:
                 if ranks.is_main:
@@ -202,6 +189,27 @@ def _loop(run: Run | SideBySide, ranks: Ranks, precision: str, device: torch.dev
         member.folder.write_result(result)
         outcomes.append(result)
     return outcomes
+
+
+def _end_interrupted(run, loop: Loop, ranks: Ranks, bar) -> None:
+    """A Ctrl-C's end of the loop, after the iteration (and its evaluation): a checkpoint and
+    KeyboardInterrupt; a complete run ends as usual (the command's next run stops), and a
+    member that diverged since the last read is not checkpointed (its good one stays)."""
+    if not loop.alive:
+        return
+    if run.iter == run.max_iter:
+        DeferredInterrupt.requested = True
+        if ranks.is_main:
+            loop.checkpoint()
+        ranks.barrier()
+        return
+    if ranks.is_main:
+        written = loop.checkpoint()
+        bar.write(f"{bar.label}: interrupted; checkpoint{'s' if len(written) > 1 else ''} "
+                  f"{', '.join(map(str, written))} written, --resume continues from "
+                  f"{'them' if len(written) > 1 else 'it'}")
+    ranks.barrier()
+    raise KeyboardInterrupt
 
 
 def interrupted(ranks: Ranks, synced: bool) -> bool:

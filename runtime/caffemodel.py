@@ -130,11 +130,36 @@ def read_binary(path: PathLike, message_cls) -> Message:
     try:
         message.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as err:
+        kind = binary_kind(data)
+        if kind is not None and kind[0] is not message_cls:
+            raise AllconvError(f"{path} is {kind[1]}, not a binary {name}") from None
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise AllconvError(
             f"{path} is not a binary {name} (truncated or corrupt): {reason}"
         ) from None
     return message
+
+
+_KINDS = (  # what a binary Caffe file may be, told by what parses and holds values
+    (pb.NetParameter, lambda m: any(layer.blobs for layer in list(m.layer) + list(m.layers)),
+     "a .caffemodel (trained weights: give it as -weights or --weights)"),
+    (pb.SolverState, lambda m: len(m.history) > 0,
+     "a .solverstate (a solver's history: train -snapshot resumes from it)"),
+    (pb.BlobProto, lambda m: len(m.data) > 0 or len(m.double_data) > 0,
+     "a .binaryproto (one blob, such as a mean file)"))
+
+
+def binary_kind(data: bytes) -> tuple[type, str] | None:
+    """(the message class, what it is in words) of a binary Caffe file's bytes, or None."""
+    for message_cls, holds, words in _KINDS:
+        message = message_cls()
+        try:
+            message.ParseFromString(data)
+        except (DecodeError, RuntimeError, ValueError):
+            continue
+        if holds(message):
+            return message_cls, words
+    return None
 
 
 def read_blob(path: PathLike) -> np.ndarray:

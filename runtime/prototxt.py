@@ -30,6 +30,7 @@ from typing import Union
 from google.protobuf import text_format
 from google.protobuf.message import Message
 
+from runtime.caffemodel import binary_kind
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
@@ -54,6 +55,7 @@ _UPGRADE_HINT = (
     "upgrade it with Caffe's tool: upgrade_net_proto_text OLD.prototxt NEW.prototxt"
 )
 
+_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f]")
 _ERROR_POSITION = re.compile(r"^\s*(\d+):(\d+)\s*:\s*")
 _ENUM_TYPE_LINE = re.compile(r"^\s*type\s*:\s*[A-Z][A-Z0-9_]*\s*(#.*)?$", re.MULTILINE)
 
@@ -176,7 +178,15 @@ def _load_source(source: Source, message_cls, parse, upgrade_fn) -> Message:
     if isinstance(source, str) and not os.path.exists(source) and _looks_like_text(source):
         return parse(source, "<string>")
     path = Path(source)
-    return parse(decode_prototxt(read_bytes(path, ".prototxt")), str(path))
+    data = read_bytes(path, ".prototxt")
+    try:
+        return parse(decode_prototxt(data), str(path))
+    except AllconvError:
+        kind = binary_kind(data) if _CONTROL.search(data) else None  # text has no such bytes
+        if kind is None:
+            raise
+        raise AllconvError(f"{path}: a binary file, {kind[1]}, not a text "
+                           f"{message_cls.DESCRIPTOR.name} prototxt") from None
 
 
 def _looks_like_text(value: str) -> bool:

@@ -217,6 +217,26 @@ def test_errors_are_one_line(workdir, capsys, args, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_binary_file_in_a_text_files_place_is_named_for_what_it_is(workdir, capsys):
+    """Found by a new user: a .caffemodel given as -model was parsed as text ("2:5: ... no
+    field named "tiny""), a .solverstate as -weights was "truncated or corrupt"."""
+    assert main(["train", "-solver", "solver4.prototxt"]) == 0
+    for args, message in [
+            (["time", "-model", "snap_iter_4.caffemodel"], "snap_iter_4.caffemodel: a binary "
+             "file, a .caffemodel (trained weights: give it as -weights or --weights), not a "
+             "text NetParameter prototxt"),
+            (["train", "-solver", "snap_iter_4.solverstate"], "snap_iter_4.solverstate: a "
+             "binary file, a .solverstate (a solver's history: train -snapshot resumes from "
+             "it), not a text SolverParameter prototxt"),
+            (["test", "-model", "net.prototxt", "-weights", "snap_iter_4.solverstate"],
+             "snap_iter_4.solverstate is a .solverstate (a solver's history: train -snapshot "
+             "resumes from it), not a binary NetParameter")]:
+        capsys.readouterr()
+        assert run_cli(main, "allconv-caffe", args) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_every_command_takes_every_flag_and_glogs_as_gflags_does(workdir, capsys):
     """caffe.cpp's flags are global: a command ignores the ones it does not use (before:
     "unrecognized arguments"); glog's -log_dir writes the log to a file named as glog names

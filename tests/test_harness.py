@@ -349,6 +349,21 @@ def test_a_metrics_line_cut_short_by_a_kill_is_left_out_and_a_bad_one_named(tmp_
         MetricsLog(path).records()
 
 
+def test_metrics_lines_are_strict_json_a_speed_not_measured_is_null(tmp_path):
+    """Found by a new user: the first evaluation after a start or a resume wrote
+    "images_per_s": NaN, which JSON has not (Node's JSON.parse throws; jq made it null)."""
+    log = run_folder.MetricsLog(tmp_path / "metrics.jsonl")
+    log.write({"iter": 1, "epoch": 0.1, "event": "start", "images_per_s": float("nan")})
+    log.write({"iter": 2, "epoch": 0.2, "event": "next", "images_per_s": float("inf")})
+    log.truncate(2)
+
+    def strict(constant):
+        raise ValueError(f"not JSON: {constant}")
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line, parse_constant=strict)["images_per_s"] for line in lines] == [
+        None, None]
+
+
 @pytest.mark.parametrize("text, why", [('{"bad', "cannot read it as JSON"),
                                        ("[1]", "holds a JSON list, not an object")])
 def test_a_corrupt_row_json_is_named_in_one_line(tmp_path, text, why):
@@ -566,6 +581,35 @@ def test_a_stop_at_an_evaluation_evaluates_first(tmp_path, tiny_data, monkeypatc
     keys = ("iter", "train_loss", "test_error", "test_loss")
     assert [[r.get(k) for k in keys] for r in again] == [[r.get(k) for k in keys]
                                                          for r in records]
+
+
+def test_a_ctrl_c_during_an_evaluation_stops_after_it_and_says_so(tmp_path, tiny_data,
+                                                                  monkeypatch, capsys):
+    """Before: the signal waited for the next iteration and its whole evaluation (on 2 cores
+    90 s of silence for CIFAR's test set), and the checkpoint was one iteration late. Now the
+    run checkpoints the iteration whose evaluation it was, said at the signal."""
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=12))
+    opts = options(tiny_data, epochs=2)
+    straight = train(spec, opts, tmp_path / "straight")
+    first = json.loads((tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()[0])
+    real_evaluate = Run.evaluate
+
+    def evaluate(self, *args, **kwargs):
+        if self.iter == first["iter"]:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_evaluate(self, *args, **kwargs)
+    monkeypatch.setattr(Run, "evaluate", evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, opts, tmp_path / "resumed")
+    err = capsys.readouterr().err
+    assert "replicate: Ctrl-C: stopping when the running iteration (and its evaluation, when " \
+           "one is due) ends" in err and err.count("stopping when") == 1
+    assert sorted(p.name for p in (tmp_path / "resumed").glob("checkpoint_*.solverstate")) == [
+        f"checkpoint_iter_{first['iter']}.solverstate"]
+    monkeypatch.setattr(Run, "evaluate", real_evaluate)
+    resumed = train(spec, dataclasses.replace(opts, resume=True), tmp_path / "resumed")
+    assert (resumed["test_error"], resumed["test_loss"]) == (straight["test_error"],
+                                                             straight["test_loss"])
 
 
 def test_a_run_another_process_trains_is_refused(tmp_path, tiny_data, monkeypatch):
