@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from collections import Counter, OrderedDict
 
@@ -168,11 +169,14 @@ class Net(nn.Module):
     ``seed`` seeds the generator for fillers and dropout; None draws a random seed.
     ``feeds``: a feed, or ``{data layer name: feed}``, for Data layers; ``input_shapes``:
     ``{top name: sample shape}`` for Data layers whose feed has no ``sample_shape``.
+    pycaffe's older order, ``Net(prototxt, weights, phase)``, is taken too.
     """
 
     def __init__(self, prototxt, phase: int, weights=None, *, level: int = 0, stages=(),
                  input_shapes=None, seed: int | None = None, feeds=None):
         super().__init__()
+        if isinstance(phase, (str, os.PathLike)) and weights in (pb.TRAIN, pb.TEST):
+            phase, weights = weights, phase         # caffe.Net(prototxt, weights, phase)
         if phase not in (pb.TRAIN, pb.TEST):
             raise AllconvError(f"phase must be TRAIN (0) or TEST (1), got {phase!r}")
         param = read_net(prototxt)

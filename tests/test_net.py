@@ -489,6 +489,19 @@ def _to_legacy_fields(path) -> None:
     write_binary(path, param)
 
 
+def test_pycaffes_older_argument_order_prototxt_weights_phase(tmp_path):
+    """caffe.Net(prototxt, weights, phase), as old pycaffe scripts write it (before: "phase
+    must be TRAIN (0) or TEST (1), got 'w.caffemodel'")."""
+    path = tmp_path / "w.caffemodel"
+    small(seed=1).save(path)
+    for weights in (str(path), path):
+        net = Net(NET, weights, TEST)
+        assert net.phase == TEST
+        torch.testing.assert_close(net.params["ip"][0].data, small(seed=1).params["ip"][0].data)
+    with pytest.raises(AllconvError, match="phase must be TRAIN"):
+        Net(NET, str(path), 7)
+
+
 def test_copy_from_keeps_absent_layers_and_accepts_legacy_shapes(tmp_path, caplog):
     """As Caffe: file layers the net lacks are logged and skipped, net layers the file lacks
     keep their fillers; a UserWarning names those (before: silence), and ``require_all``
