@@ -432,6 +432,15 @@ class RunFolder:
         """How the run's lr was chosen ("spec", "grid", "--lr"; None when not recorded)."""
         return self.provenance.get("lr_from")
 
+    def recorded_lr_from(self) -> str | None:
+        """`lr_from` of the run.json the folder holds; None without one (or its record)."""
+        if not self.file(RUN_JSON).is_file():
+            return None
+        try:
+            return self.lr_from
+        except AllconvError:
+            return None
+
     @property
     def note(self) -> str | None:
         return self.provenance.get("note")

@@ -106,8 +106,9 @@ def _train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Da
            Run(spec, chosen, data, device, precision, ranks))
     if ranks.is_main:
         for k, (_, settings, resumed) in enumerate(todo):
-            run.members[k].folder.start(settings, resumed)
-            run.record(k, settings)
+            folder = run.members[k].folder
+            folder.start(settings, resumed)
+            run.record(k, settings, folder.recorded_lr_from() if resumed else None)
     ranks.barrier()
     states = [m.folder.latest_checkpoint() for m in run.members]
     if any(resumed for _, _, resumed in todo) and any(states):
@@ -230,7 +231,8 @@ def _result(run: Run, k: int, last: dict, precision: str, device: torch.device) 
     member, names = run.members[k], run.data.classes
     opts = member.opts
     return {
-        "finished": True, "row": run.spec.key, "lr": opts.lr, "lr_from": opts.lr_from,
+        "finished": True, "row": run.spec.key, "lr": opts.lr,
+        "lr_from": member.folder.recorded_lr_from() or opts.lr_from,   # as when it began
         "smoke": run.smoke, "epochs": run.epochs, "iterations": run.iter,
         "batch_size": run.global_batch, "processes": run.ranks.world,
         "seed": opts.seed, "precision": precision,

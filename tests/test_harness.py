@@ -612,6 +612,26 @@ def test_a_ctrl_c_during_an_evaluation_stops_after_it_and_says_so(tmp_path, tiny
                                                              straight["test_loss"])
 
 
+def test_a_resumed_run_keeps_how_its_lr_was_chosen(tmp_path, tiny_data, monkeypatch):
+    """Found by a new user: a grid run resumed with --lr (its lr, named by hand) was recorded
+    as "--lr", which the table then notes as an lr set by hand."""
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=12))
+    real_step = Run.step
+
+    def step(self):
+        if self.iter == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(self)
+    monkeypatch.setattr(Run, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, options(tiny_data, epochs=2, lr_from="grid"), tmp_path / "run")
+    monkeypatch.setattr(Run, "step", real_step)
+    result = train(spec, options(tiny_data, epochs=2, lr_from="--lr", resume=True),
+                   tmp_path / "run")
+    assert result["lr_from"] == "grid"
+    assert run_folder.RunFolder.read(tmp_path / "run").lr_from == "grid"
+
+
 def test_a_run_another_process_trains_is_refused(tmp_path, tiny_data, monkeypatch):
     """Two commands training one run folder wrote into it together (metrics.jsonl of both);
     the lock is the kernel's flock, per open file: this process's second open conflicts too.
