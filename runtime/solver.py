@@ -198,6 +198,9 @@ class Solver:
         OPTIMIZERS[self.type_name].check_solver(p)     # the rule's values, before any net
         if self.solver_path is not None:
             _upgrade_snapshot_prefix(p, self.solver_path)
+        if "\0" in p.snapshot_prefix and (p.snapshot > 0 or p.snapshot_after_train):
+            raise AllconvError(f"snapshot_prefix {p.snapshot_prefix!r} holds a NUL byte, which "
+                               "no file name can: its first snapshot would fail")
         if p.snapshot > 0:
             if not p.snapshot_prefix:
                 raise AllconvError(

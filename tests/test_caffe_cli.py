@@ -301,6 +301,19 @@ def test_solver_net_path_with_a_nul_byte_is_one_line(workdir, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("snapshot", ["snapshot: 4", "snapshot: 0"])
+def test_a_snapshot_prefix_with_a_nul_byte_is_refused_before_training(workdir, capsys,
+                                                                      snapshot):
+    """Found by a new user: it trained, and failed at its first snapshot (iteration 19,531
+    of a generated solver); snapshot_after_train writes one too."""
+    (workdir / "nul.prototxt").write_text(SOLVER.format(max_iter=4).replace(
+        'snapshot_prefix: "snap"', 'snapshot_prefix: "a\\000b"').replace("snapshot: 4", snapshot))
+    assert run_cli(main, "allconv-caffe", ["train", "-solver", "nul.prototxt"]) == 2
+    err = capsys.readouterr().err
+    assert "snapshot_prefix 'a\\x00b' holds a NUL byte, which no file name can" in err, err
+    assert not list(workdir.glob("a*")) and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("command", [["test", "-model", "net.prototxt", "-weights", "w"],
                                      ["time", "-model", "net.prototxt"]])
 @pytest.mark.parametrize("iterations", ["0", "-3"])
