@@ -78,7 +78,8 @@ def build_parser() -> Parser:
     g.add_argument("--lr", type=comma_list(number(float)), metavar="LR[,LR...]",
                    help="train at these lrs instead of the spec's (recorded as set by hand)")
     g.add_argument("--epochs", type=number(float), metavar="N",
-                   help="train this many epochs; fewer than the spec's makes a SMOKE run")
+                   help="train this many epochs; another number than the spec's (fewer, or "
+                        "more than the paper trained) makes a SMOKE run")
     g.add_argument("--batch-size", type=number(int), metavar="N",
                    help="train at this batch instead of the spec's (a SMOKE run)")
     g.add_argument("--eval-limit", type=number(int), metavar="N",
@@ -111,7 +112,7 @@ def build_parser() -> Parser:
                    help="continue each run from its last checkpoint in --out (a pack's "
                         "members resume together when their checkpoints are of one iteration, "
                         "else apart; any --pack resumes any run)")
-    g.add_argument("--time-limit", type=number(float, "non-negative"), metavar="SECONDS",
+    g.add_argument("--time-limit", type=number(float), metavar="SECONDS",
                    help="stop each run at its first checkpoint past this much training time "
                         "(summed over resumes)")
     g.add_argument("--deadline", type=number(float), metavar="SECONDS",

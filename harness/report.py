@@ -14,8 +14,8 @@ from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, read_json_object
 
 RULES = ("PASS: measured error <= paper error + tolerance (one-sided: beating the paper passes). "
-         "SMOKE: a short run (--epochs below the spec's, --batch-size or --eval-limit), never a "
-         "replication. "
+         "SMOKE: a run off the spec's protocol (--epochs other than its length, --batch-size or "
+         "--eval-limit), never a replication. "
          "The lr is the best of the row's runs by final test error at the grid's seed, as the "
          "paper chose it; (partial) marks a row whose grid is not all trained yet. With more "
          "than one seed at that lr the measured error is their mean ± standard deviation.")

@@ -56,7 +56,7 @@ MEMBER_FIELDS = ("lr", "seed", "lr_from")   # what may differ between the runs o
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run a row; ``epochs`` below the spec's length makes a smoke run. ``lr_from``
+    """How to run a row; ``epochs`` other than the spec's length makes a smoke run. ``lr_from``
     records how the lr was chosen; ``deadline`` is a `time.monotonic()` time by which the run
     stops at a checkpoint."""
 

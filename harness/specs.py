@@ -101,9 +101,10 @@ class Spec:
 
     def is_smoke(self, epochs: float | None, batch_size: int | None = None,
                  eval_limit: int | None = None) -> bool:
-        """A run shorter than the spec's (``epochs``), at another batch, or evaluated on fewer
-        test images than the variant's test set is a smoke run; None leaves the spec's."""
-        return ((epochs is not None and epochs < self.epochs)
+        """A run of another length than the spec's (``epochs``: shorter, or longer than the
+        paper trained), at another batch, or evaluated on fewer test images than the variant's
+        test set is a smoke run, never a replication; None leaves the spec's."""
+        return ((epochs is not None and epochs != self.epochs)
                 or (batch_size is not None and batch_size != self.training.batch_size)
                 or (eval_limit is not None and eval_limit < self.variant.test_size))
 

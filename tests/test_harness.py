@@ -1345,6 +1345,7 @@ def test_a_training_label_past_the_classes_is_one_line_read_with_the_flags(tmp_p
     (["--lr", "-0.1"], "argument --lr: must be positive, not -0.1"),
     (["--deadline", "nan"], "argument --deadline: must be a finite number, not nan"),
     (["--time-limit", "inf"], "argument --time-limit: must be a finite number, not inf"),
+    (["--time-limit", "0"], "argument --time-limit: must be positive, not 0"),   # as --deadline
     (["--epochs", "NaN"], "argument --epochs: must be a finite number, not NaN"),
     (["--eval-every=-inf"], "argument --eval-every: must be a finite number, not -inf"),
     (["--batch-size", "1.5"], "argument --batch-size: '1.5' is not an integer"),
@@ -1463,7 +1464,7 @@ def test_a_fresh_start_refuses_an_unfinished_runs_checkpoint(tmp_path, tiny_data
     train = ["model-a", "--specs", str(tmp_path / "specs"), "--out", str(out), "--data",
              str(tiny_data), "--no-verify", "--device", "cpu", "--no-progress", "--epochs",
              "2", "--eval-limit", "8", "--checkpoint-every", "1", "--lr", "0.01"]
-    assert cli.run_cli(cli.main, "replicate", train + ["--time-limit", "0"]) == 3
+    assert cli.run_cli(cli.main, "replicate", train + ["--time-limit", "0.001"]) == 3
     [folder] = (out / "tiny" / "model-a").glob("lr-*")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     capsys.readouterr()

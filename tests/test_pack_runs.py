@@ -211,7 +211,7 @@ def test_a_members_folder_resumes_solo_exports_and_visualizes(tmp_path, tiny_dat
             "--no-verify", "--device", "cpu", "--out", str(tmp_path / "out"), "--no-progress",
             "--epochs", "0.5", "--eval-every", "0.25", "--checkpoint-every", "1"]
     assert cli.main(args + ["--lr", "0.01,0.05", "--seed", "3", "--pack", "2",
-                            "--time-limit", "0"]) == cli.EXIT_STOPPED
+                            "--time-limit", "0.001"]) == cli.EXIT_STOPPED
     row = tmp_path / "out" / "tiny" / "all-cnn-c"
     member = row / "lr-0.05-seed-3-smoke"
     run = json.loads((member / "run.json").read_text())

@@ -163,7 +163,7 @@ def test_smoke_options_label_a_run():
     spec = load_spec(LARGE)
     assert not spec.is_smoke(None) and not spec.is_smoke(350, 64, 10_000)
     assert spec.is_smoke(None, batch_size=2) and spec.is_smoke(None, eval_limit=100)
-    assert spec.is_smoke(349.0)
+    assert spec.is_smoke(349.0) and spec.is_smoke(400.0)     # before: 400 could PASS
     imagenet = load_spec(IMAGENET)   # 450,000 iterations of 64 over 1,281,167 images
     assert imagenet.epochs == pytest.approx(450_000 * 64 / 1_281_167)
     assert imagenet.is_smoke(1.0) and not imagenet.is_smoke(None)
