@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from generator.render import Filler, Init, NetOptions, SolverOptions, render_net, render_solver
@@ -165,6 +166,17 @@ def _epochs(values) -> str:
     return ",".join(f"{v:g}" for v in values)
 
 
+def _warn_uneven_test(variant, batch: int) -> None:
+    """A test batch that does not divide the test set: Caffe's Data layer wraps around, so
+    the solver's test_iter batches test some images twice; said, not refused."""
+    extra = -variant.test_size % batch
+    if extra:
+        tested = variant.test_size + extra
+        warnings.warn(f"the test batch {batch} does not divide the {variant.test_size:,} test "
+                      f"images: test_iter {tested // batch} tests {tested:,}, the first "
+                      f"{extra} twice (a divisor, such as 100, tests each once)", stacklevel=2)
+
+
 def check_solver_length(solver_text: str) -> None:
     """The rendered solver runs at least one iteration and every lr step lies inside it."""
     solver = prototxt.parse_solver(solver_text)
@@ -210,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             snapshot_prefix=args.snapshot_prefix or variant.name,
             seed=args.seed))
         check_solver_length(solver)
+        _warn_uneven_test(variant, args.test_batch_size or variant.test_batch_size)
     written = [p for p in (args.output, args.solver, args.draw) if p]
     for path in written:        # all or nothing: every path checked, the picture drawn first
         check_writable(path)

@@ -196,6 +196,21 @@ def _run(args, capsys):
     return code, out, err
 
 
+def test_a_test_batch_that_does_not_divide_the_test_set_is_said(tmp_path, capsys):
+    """Found by a new user: --test-batch-size 7 wrote test_iter 1429 (10,003 images, the first
+    3 twice: the Data layer wraps around) without a word; a divisor says nothing."""
+    args = ["--variant", "all-c", "-o", str(tmp_path / "n.prototxt"),
+            "--solver", str(tmp_path / "s.prototxt")]
+    wrote = f"wrote {args[3]}, {args[5]}\n"
+    code, _, err = _run(args + ["--test-batch-size", "7"], capsys)
+    assert code == 0 and err == (
+        "gen-prototxt: warning: the test batch 7 does not divide the 10,000 test images: "
+        "test_iter 1429 tests 10,003, the first 3 twice (a divisor, such as 100, tests each "
+        "once)\n" + wrote)
+    assert "test_iter: 1429\n" in (tmp_path / "s.prototxt").read_text()
+    assert _run(args + ["--test-batch-size", "50"], capsys) == (0, "", wrote)
+
+
 def test_cli_prints_convpool_c(capsys):
     code, out, _ = _run(["--variant", "convpool-c"], capsys)
     assert code == 0
