@@ -382,7 +382,12 @@ class RunFolder:
         if not self.path.is_dir():
             raise AllconvError(f"{self.path}: no such run folder")
         if not path.is_file():
-            raise AllconvError(f"{self.path}: not a replicate run folder (no {RUN_JSON})")
+            inside = sorted(str(run.parent.relative_to(self.path))   # <table>/<row>/<run>
+                            for depth in ("*", "*/*", "*/*/*")
+                            for run in self.path.glob(f"{depth}/{RUN_JSON}"))
+            shown = ", ".join(inside[:6]) + (f" and {len(inside) - 6} more" if inside[6:] else "")
+            raise AllconvError(f"{self.path}: not a replicate run folder (no {RUN_JSON})"
+                               + (f"; the run folders in it: {shown}" if inside else ""))
         return read_json_object(path)
 
     @property

@@ -646,6 +646,12 @@ def test_unwritable_output_and_other_bad_options(tmp_path, capsys):
     assert f"{weights}: a file; give its run folder, {tmp_path}" in _bad(
         tmp_path, ["--run", weights] + out, capsys)
     assert "not a replicate run folder" in _bad(tmp_path, ["--run", str(tmp_path)] + out, capsys)
+    for run in ("t/row/lr-0.01", "t/row/lr-0.05"):     # a row's folder: its runs are named
+        (tmp_path / "rows" / run).mkdir(parents=True)
+        (tmp_path / "rows" / run / "run.json").write_text("{}")
+    assert (f"{tmp_path / 'rows' / 't'}: not a replicate run folder (no run.json); the run "
+            "folders in it: row/lr-0.01, row/lr-0.05\n") in _bad(
+        tmp_path, ["--run", str(tmp_path / "rows" / "t")] + out, capsys)
     assert f"{tmp_path / 'nope'}: no such run folder" in _bad(
         tmp_path, ["--run", str(tmp_path / "nope")] + out, capsys)
 
