@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         run = RunFolder.read(args.run)
         run.check_dataset(args.dataset)
         weights = Path(args.weights) if args.weights else run.weights()
+        if (warning := run.snapshot_warning(weights)) is not None:
+            warnings.warn(warning)
         net = load_net(run.deploy(), weights)
         variant, classes = run.variant, run.classes
         metadata = {"allconv.provenance": run.export_provenance(weights)}

@@ -551,6 +551,29 @@ class RunFolder:
                 "finished": result is not None, "snapshot": Path(weights).name,
                 "spec": config.get("spec")}
 
+    def snapshot_warning(self, weights) -> str | None:
+        """What a user of ``weights`` should be told when they are one of this run's snapshots
+        but not a finished run's final weights (an unfinished or diverged run, or an earlier
+        snapshot); None otherwise, and for weights from elsewhere."""
+        checkpoints = {path.resolve(): n for path, n in self._checkpoints(".caffemodel")}
+        at = checkpoints.get(Path(weights).resolve())
+        if at is None:
+            return None
+        epoch = next((r["epoch"] for r in self.metrics.records()
+                      if r.get("iter") == at and "epoch" in r), None)
+        where = f"iteration {at:,}" + (f" (epoch {epoch:g} of {self.settings['epochs']:g})"
+                                       if epoch is not None else "")
+        outcome = self.outcome()
+        if "missing" in outcome:
+            return (f"the run {self.path} is unfinished: these weights are its snapshot of "
+                    f"{where}, not a trained net's")
+        if "diverged" in outcome:
+            return (f"the run {self.path} {outcome['diverged']}: these weights are its snapshot "
+                    f"of {where}")
+        if at != max(checkpoints.values()):
+            return f"{weights} is the snapshot of {where} of {self.path}, not its final one"
+        return None
+
     def check_dataset(self, given: str | None, option: str = "--dataset") -> None:
         """A ``--dataset`` given beside ``--run`` must be the run's own."""
         if given is not None and given != self.dataset:

@@ -10,6 +10,7 @@ import json
 import re
 import os
 import signal
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -218,16 +219,28 @@ def test_a_members_folder_resumes_solo_exports_and_visualizes(tmp_path, tiny_dat
     assert (run["lr"], run["seed"], run["provenance"]["lr_from"]) == (0.05, 3, "--lr")
     assert "pack" not in run and [p.name for p in member.glob("*.solverstate")] == [
         "checkpoint_iter_2.solverstate"]
+    with pytest.warns(UserWarning, match=r"lr-0.05-seed-3-smoke is unfinished: these weights "
+                      r"are its snapshot of iteration 2 \(epoch [0-9.]+ of 0.5\), not a "):
+        assert export_onnx.main(["--run", str(member), "-o", str(tmp_path / "u.onnx")]) == 0
+    early = (member / "checkpoint_iter_2.caffemodel").read_bytes()     # pruned by the resume
     assert cli.main(args + ["--lr", "0.05", "--seed", "3", "--pack", "1", "--resume"]) == 0
     result = json.loads((member / "result.json").read_text())
     assert result["iterations"] == 4 and result["options"]["pack"] == 1
     records = [json.loads(r) for r in (member / "metrics.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in records] == [2, 4]
-    assert export_onnx.main(["--run", str(member), "-o", str(tmp_path / "m.onnx")]) == 0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "the run|.*snapshot")     # the final weights: no word
+        assert export_onnx.main(["--run", str(member), "-o", str(tmp_path / "m.onnx")]) == 0
     assert (tmp_path / "m.onnx").stat().st_size > 1_000_000
     assert visualize_cli.main(["filters", "--run", str(member), "--blob", "conv2", "--filters",
                                "0-3", "--device", "cpu", "-o", str(tmp_path / "f.png")]) == 0
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    (member / "checkpoint_iter_2.caffemodel").write_bytes(early)     # kept by hand
+    with pytest.warns(UserWarning, match=r"checkpoint_iter_2.caffemodel is the snapshot of "
+                      r"iteration 2 \(epoch [0-9.]+ of 0.5\) of .*, not its final one"):
+        assert visualize_cli.main(["filters", "--run", str(member), "--weights", str(
+            member / "checkpoint_iter_2.caffemodel"), "--blob", "conv2", "--device", "cpu",
+            "-o", str(tmp_path / "f2.png")]) == 0
 
 
 def _without_dropout(param):
