@@ -987,6 +987,17 @@ def test_a_mask_past_float16s_integers_is_refused_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_a_blob_named_empty_is_refused_in_one_line(tmp_path, capsys):
+    """Found by tools/fuzz.py (seed 18): a top named "" runs in Caffe and the runtime, and the
+    export died in the ONNX checker ("Field 'name' of 'value_info' is required to be non-empty",
+    counted as an exporter bug); it is one line that names the layer."""
+    proto, weights = _files(tmp_path, _input((2, 3)) + _layer("r", "ReLU", ["data"], [""]))
+    err = _bad(tmp_path, ["--prototxt", proto, "-o", str(tmp_path / "m.onnx")], capsys)
+    assert err == ("export-onnx: error: layer 'r' writes a blob named \"\", which ONNX cannot "
+                   "name (it means a missing input): give the top a name\n")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_a_net_whose_every_top_is_read_asks_for_outputs(tmp_path, capsys):
     """Every top silenced: the error says there is no output and how to name one (it said the
     net had no Input layer)."""

@@ -106,6 +106,10 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         raise AllconvError(f"the net has no Input layer that its outputs depend on: {DEPLOY}")
     batch = static_batch or BATCH_DIM
     layers = needed_layers(net, outputs)
+    unnamed = next((layer for layer in layers if "" in layer.tops), None)
+    if unnamed is not None:     # Caffe takes it; ONNX's empty name is a missing optional input
+        raise AllconvError(f"layer {unnamed.name!r} writes a blob named \"\", which ONNX cannot "
+                           "name (it means a missing input): give the top a name")
     axes, own = batch_axes(layers), own_extents(layers)
     prototxt_batch = net_batch(net, outputs)
     graph = GraphBuilder(opset, np.float16 if fp16 else np.float32,
