@@ -146,13 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     check_writable(args.output)
     from runtime.export import check_image_net, to_onnx
     from runtime.data.preprocess import prepared_whitening
-    metadata, whitening, classes = {}, None, None
+    metadata, whitening, classes, warning = {}, None, None, None
     if args.run is not None:
         run = RunFolder.read(args.run)
         run.check_dataset(args.dataset)
         weights = Path(args.weights) if args.weights else run.weights()
-        if (warning := run.snapshot_warning(weights)) is not None:
-            warnings.warn(warning)
+        warning = run.snapshot_warning(weights)     # said once the model is written
         net = load_net(run.deploy(), weights)
         variant, classes = run.variant, run.classes
         metadata = {"allconv.provenance": run.export_provenance(weights)}
@@ -184,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                + ", ".join(f"{label} {value:.2e}" for label, value in worst.items()))
     print(f"export-onnx: wrote {args.output} ({args.output.stat().st_size / 1e6:.1f} MB, "
           f"exported in {time.perf_counter() - start:.1f} s); {checked}", file=sys.stderr)
+    if warning is not None:
+        warnings.warn(warning)
     return 0
 
 

@@ -132,12 +132,12 @@ def test(args) -> None:
                 for k, score in enumerate(scores):
                     sums[k] += score
                     logging.info("Batch %d, %s = %g", i, name, score)
-    print(f"Loss: {loss / args.iterations:g}")
+    logging.info("Loss: %g", loss / args.iterations)       # caffe.cpp logs these too
     for name, sums in totals.items():
         weight = net.loss_weight(name)
         for total in sums:
             mean = total / args.iterations
-            print(f"{name} = {mean:g}{loss_share(weight, mean)}")
+            logging.info("%s = %g%s", name, mean, loss_share(weight, mean))
 
 
 def time_net(args) -> None:
@@ -189,14 +189,14 @@ def time_net(args) -> None:
             forward, backward = forward + f, backward + b
             logging.info("Iteration: %d forward-backward time: %g ms.", i, 1e3 * (f + b))
     total = time.perf_counter() - start
-    print("Average time per layer: ")
+    logging.info("Average time per layer: ")                # caffe.cpp logs these too
     for name in timer.forward:
-        print(f"{name:>10}\tforward: {1e3 * timer.forward[name] / n:g} ms.")
-        print(f"{name:>10}\tbackward: {1e3 * timer.backward[name] / n:g} ms.")
-    print(f"Average Forward pass: {1e3 * forward / n:g} ms.")
-    print(f"Average Backward pass: {1e3 * backward / n:g} ms.")
-    print(f"Average Forward-Backward: {1e3 * total / n:g} ms.")
-    print(f"Total Time: {1e3 * total:g} ms.")
+        logging.info("%10s\tforward: %g ms.", name, 1e3 * timer.forward[name] / n)
+        logging.info("%10s\tbackward: %g ms.", name, 1e3 * timer.backward[name] / n)
+    logging.info("Average Forward pass: %g ms.", 1e3 * forward / n)
+    logging.info("Average Backward pass: %g ms.", 1e3 * backward / n)
+    logging.info("Average Forward-Backward: %g ms.", 1e3 * total / n)
+    logging.info("Total Time: %g ms.", 1e3 * total)
     logging.info("*** Benchmark ends ***")
 
 

@@ -57,8 +57,6 @@ def filter_net(param):
     return kept
 
 
-def _zeros_if_none(tensor, like):
-    return tensor if tensor is not None else torch.zeros_like(like)
 
 
 class DiffPassesDown(torch.autograd.Function):
@@ -97,13 +95,13 @@ class Blob:
     def diff(self) -> torch.Tensor:
         grad = self._net._shared_memory_grad(self.name)
         if grad is None and self.name in self._net._top_loss_weights:   # set at Caffe's set-up
-            return torch.full_like(self.data, self._net._top_loss_weights[self.name])
+            return self._net._held_diff(self.name)
         if grad is None and self.name in self._net._diff_shared_with:   # a Reshape's bottom
             return Blob(self._net, self._net._diff_shared_with[self.name]).diff.reshape(
                 self.data.shape)
         if grad is None:
             grad = self._net._scratch_diff(self.name)
-        return _zeros_if_none(grad, self.data)
+        return grad if grad is not None else self._net._held_diff(self.name)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -127,6 +125,7 @@ class ParamView:
 
     def __init__(self, blobs, index: int):
         self._param, self._shape = blobs.owner(index), blobs[index].shape
+        self.held_diff = None       # the zeros ``diff`` gave while there was no gradient
 
     @property
     def data(self) -> torch.Tensor:
@@ -134,7 +133,20 @@ class ParamView:
 
     @property
     def diff(self) -> torch.Tensor:
-        return _zeros_if_none(self._param.grad, self._param.data).view(self._shape)
+        """The accumulated gradient; before any (after ``clear_param_diffs``), zeros that a
+        write fills and the next backward adds onto, as into Caffe's diff memory."""
+        if self._param.grad is not None:
+            return self._param.grad.view(self._shape)
+        if self.held_diff is None:
+            self.held_diff = torch.zeros_like(self._param.detach())
+        return self.held_diff.view(self._shape)
+
+    def hand_held_diff(self) -> None:
+        """Before a backward: the diff read (and perhaps written) while there was no gradient
+        becomes the gradient the backward adds onto."""
+        if self.held_diff is not None and self._param.grad is None:
+            self._param.grad = self.held_diff
+        self.held_diff = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -196,6 +208,7 @@ class Net(nn.Module):
         self.layer_names, self.inputs = [], []
         self._shapes, self._values, self._versions, self._loss = OrderedDict(), {}, {}, None
         self._loss_diffs, self._loss_tops = {}, {}     # see _loss_term
+        self._held_diffs = {}                           # see _held_diff
         self._input_slots, self._propagate_down = {}, []
         available = set()
         with warnings.catch_warnings():
@@ -458,8 +471,9 @@ class Net(nn.Module):
         self._shapes[name] = tuple(int(d) for d in shape)
 
     def reshape(self) -> None:
-        """Re-infer every blob shape from the input shapes (Caffe's Net::Reshape); a blob
-        whose shape this changes loses its values, the others keep them, as in pycaffe."""
+        """Re-infer every blob shape from the input shapes (Caffe's Net::Reshape). An input
+        keeps its values as Caffe's blob memory does (see ``Input.set_shape``); another blob
+        whose shape this changes holds zeros until the next forward computes it."""
         before = dict(self._shapes)
         for layer in self.layers:
             with layer_errors(layer.param):
@@ -506,6 +520,15 @@ class Net(nn.Module):
             if any(given) and not all(given):
                 raise AllconvError(f"{describe(layer.param)}: give all of its tops "
                                    f"{list(layer.tops)} or none")
+
+    def _check_blob_names(self, names) -> None:
+        """Every name of ``names`` (a list, as pycaffe's ``blobs``/``diffs``) is a blob's."""
+        if isinstance(names, str):
+            raise AllconvError(f"give blob names as a list, [{names!r}], not a string")
+        unknown = [name for name in names if name not in self.blobs]
+        if unknown:
+            raise AllconvError(f"no blob {unknown[0]!r} in the net (blobs: "
+                               f"{', '.join(self.blobs)})")
 
     def _data_tops(self) -> list[str]:
         return [t for l in self.layers if l.accepts_feed for t in l.tops]
@@ -579,13 +602,16 @@ class Net(nn.Module):
             self._loss_tops[i, j] = top
         return torch.dot(flat, diff[:n])
 
-    def forward(self, **inputs) -> dict:
-        """Run the net; returns ``{output blob: tensor}`` (with autograd graph).
+    def forward(self, blobs=(), **inputs) -> dict:
+        """Run the net; returns ``{output blob: tensor}``, and the blobs ``blobs`` names too,
+        sharing the blobs' data as pycaffe's arrays do (``backward`` takes the gradients).
 
         Inputs named by Input-layer tops are copied into the persistent input buffers;
         tops of Data layers replace what their feed would deliver.
         """
+        _refuse_partial_pass(self, "forward", inputs)
         self._check_inputs(inputs, lambda layer: layer.accepts_feed)
+        self._check_blob_names(blobs)
         inputs = {name: torch.as_tensor(value, dtype=torch.float32, device=self.device)
                   for name, value in inputs.items()}
         overrides = {n: v for n, v in inputs.items() if n not in self._input_slots}
@@ -601,19 +627,37 @@ class Net(nn.Module):
         # Caffe reshapes each layer in every forward: a top whose size follows the data
         # (Filter's) keeps the shape of its last value, as pycaffe's blob does.
         self._shapes.update((name, tuple(v.shape)) for name, v in self._values.items())
-        return {name: self._values[name] for name in self.outputs}
+        return {name: self.blobs[name].data for name in [*self.outputs, *blobs]}
 
-    def backward(self) -> None:
-        """Backpropagate the weighted loss of the last forward; parameter gradients
-        accumulate in ``.grad`` (clear them with ``clear_param_diffs``), but for a blob whose
-        diff Caffe's layer writes over in each backward (Parameter's, shared with its top;
-        Scale's eltwise factor)."""
+    def backward(self, diffs=(), **top_diffs) -> dict:
+        """Backpropagate the weighted loss of the last forward, and the diffs written into
+        outputs that no loss weighs (``top_diffs``, output blob = gradient, writes them first,
+        as pycaffe's); parameter gradients accumulate in ``.grad`` (clear them with
+        ``clear_param_diffs``), but for a blob whose diff Caffe's layer writes over in each
+        backward (Parameter's, shared with its top; Scale's eltwise factor). Returns
+        ``{blob: diff}`` of the inputs and the blobs ``diffs`` names, as pycaffe's."""
+        _refuse_partial_pass(self, "backward", top_diffs)
+        self._check_blob_names(diffs)
+        unknown = sorted(set(top_diffs) - set(self.outputs))
+        if unknown:
+            raise AllconvError(f"backward({unknown[0]}=...): not an output blob (outputs: "
+                               f"{', '.join(self.outputs)})")
         if self._loss is None:
             raise AllconvError("backward() needs a forward() first (one backward per forward)")
+        for name, diff in top_diffs.items():
+            self.blobs[name].diff[...] = torch.as_tensor(diff, dtype=torch.float32)
         self.check_backward()
         loss, self._loss = self._loss, None
+        for views in self.params.values():
+            for view in views:
+                view.hand_held_diff()
         for blob in (l.blobs.owner(i) for l in self.layers for i in l.overwritten_diffs):
             blob.grad = None    # as the layers' shapes now say (Scale's depends on the batch)
+        for name, diff in self._held_diffs.items():     # an output's diff, written by the user
+            top, weight = self._values.get(name), self._top_loss_weights.get(name, 0.0)
+            if (name in self.outputs and top is not None and top.requires_grad
+                    and tuple(diff.shape) == tuple(top.shape) and bool((diff != weight).any())):
+                loss = loss + (top * (diff - weight)).sum()     # the loss holds weight * top
         if loss.requires_grad:
             loss.backward()
         for key, top in self._loss_tops.items():    # the diffs the next forward's loss reads
@@ -622,6 +666,7 @@ class Net(nn.Module):
         self._loss_tops = {}
         if self.debug_info:
             self._log_param_norms()
+        return {name: self.blobs[name].diff for name in [*self.inputs, *diffs]}
 
     def _log_param_norms(self) -> None:
         """debug_info's line after each backward, as Caffe's Net::Backward logs it (at ERROR):
@@ -675,6 +720,20 @@ class Net(nn.Module):
         """Drop the accumulated parameter gradients (Caffe's ClearParamDiffs)."""
         for p in self.learnable_params:
             p.grad = None
+        for views in self.params.values():
+            for view in views:
+                view.held_diff = None
+
+    def _held_diff(self, name: str) -> torch.Tensor:
+        """The diff of blob ``name`` where no backward wrote one: zeros (a loss top's weight,
+        as Caffe's set-up puts it there) that keep what is written into them, as Caffe's diff
+        memory, which the next backward starts from when the blob is an output (pycaffe's
+        ``net.blobs[out].diff[...] = g``)."""
+        held = self._held_diffs.get(name)
+        if held is None or tuple(held.shape) != tuple(self._shapes[name]):
+            held = self._held_diffs[name] = torch.full(
+                self._shapes[name], self._top_loss_weights.get(name, 0.0), device=self.device)
+        return held
 
     # ------------------------------------------------------------------ weights
 
@@ -779,6 +838,16 @@ class Net(nn.Module):
         """Every layer's blobs' diffs, as the solver left them (its last update)."""
         return [[(b.grad if b.grad is not None else torch.zeros_like(b)).detach().cpu().numpy()
                  for b in l.blobs] for l in self.layers]
+
+
+def _refuse_partial_pass(net: Net, method: str, named: dict) -> None:
+    """pycaffe's ``start=``/``end=`` (a pass over some of the layers) is not taken: said in
+    one line, not read as an input or output blob of that name."""
+    partial = [key for key in ("start", "end") if key in named and key not in net.blobs]
+    if partial:
+        raise AllconvError(f"{method}({partial[0]}=...): a pass over part of the net (pycaffe's "
+                           f"start/end) is not supported; {method}() runs every layer, and "
+                           "net.blobs holds each blob's value")
 
 
 def _copy_blob(blob, array, where: str, source: str) -> None:

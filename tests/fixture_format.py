@@ -259,7 +259,7 @@ def meta_from_npz(npz) -> dict:
 
 # ------------------------------------------------------------------------------ the runtime's half
 
-def backward_as_caffe(case: str, net, outs: dict, backward: str, top_diffs, device="cpu",
+def backward_as_caffe(case: str, net, backward: str, top_diffs, device="cpu",
                       check=None) -> None:
     """The backward of a case as make_fixtures ran it in Caffe: the loss's (``backward``
     "loss"), or the seeded top diffs of ``top_diffs`` ("top_diff"; ``check(top, diff)`` sees
@@ -271,14 +271,11 @@ def backward_as_caffe(case: str, net, outs: dict, backward: str, top_diffs, devi
     if backward == "loss":
         net.backward()
         return
-    tensors, grads = [], []
+    diffs = {}
     for top in top_diffs:
         g = make_input(case, "topdiff:" + top, {"shape": list(net.blobs[top].shape),
                                                  "kind": "normal"})
         if check:
             check(top, g)
-        if outs[top].requires_grad:
-            tensors.append(outs[top])
-            grads.append(torch.from_numpy(g).to(device))
-    if tensors:
-        torch.autograd.backward(tensors, grads)
+        diffs[top] = torch.from_numpy(g).to(device)
+    net.backward(**diffs)       # pycaffe's: the diffs written into the tops, then Backward

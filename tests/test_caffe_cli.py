@@ -38,15 +38,18 @@ def test_train_resume_equals_uninterrupted(workdir):
 
 
 def test_test_prints_every_element_and_the_loss_as_caffe(workdir, capsys, caplog):
-    """caffe test: each element of each output per batch (logged) and averaged, "Loss: L", and
-    a loss output's weighted share; the values are the runtime's own forward passes."""
+    """caffe test: each element of each output per batch and averaged, "Loss: L", and a loss
+    output's weighted share, all logged (caffe.cpp's LOG(INFO); they were printed to stdout,
+    and a -log_dir file ended at the batches); the values are the runtime's own passes."""
     from runtime import TEST, Net
     (workdir / "vec.prototxt").write_text(NET + VECTOR_OUTPUT)
     Net("vec.prototxt", TEST).save(workdir / "vec.caffemodel")
     caplog.set_level(logging.INFO)
     assert main(["test", "-model", "vec.prototxt", "-weights", "vec.caffemodel",
                  "-iterations", "2"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    assert capsys.readouterr().out == ""
+    logged = [r.getMessage() for r in caplog.records]
+    lines = logged[next(i for i, line in enumerate(logged) if line.startswith("Loss: ")):]
     net = Net("vec.prototxt", TEST, weights="vec.caffemodel")
     with torch.no_grad():
         runs = [{k: v.double().flatten() for k, v in net.forward().items()} for _ in range(2)]
@@ -106,12 +109,15 @@ def test_device_query_without_cuda_is_one_line(capsys):
     assert "CUDA is not available" in capsys.readouterr().err
 
 
-def test_time_prints_caffe_lines_per_layer_and_in_all(workdir, capsys):
+def test_time_logs_caffe_lines_per_layer_and_in_all(workdir, capsys, caplog):
     """caffe.cpp's time: per layer (net order, Caffe's setw(10) and tab), then the averages
-    and the total; a layer's backward spans the diffs it computes."""
+    and the total, logged as caffe.cpp's LOG(INFO) (not printed); a layer's backward spans
+    the diffs it computes."""
+    caplog.set_level(logging.INFO)
     assert main(["time", "-model", "net.prototxt", "-iterations", "3"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == "Average time per layer: "
+    assert capsys.readouterr().out == ""
+    logged = [r.getMessage() for r in caplog.records]
+    out = logged[logged.index("Average time per layer: "):]
     per_layer = [line.split("\t") for line in out[1:] if "\t" in line]
     assert [(name.strip(), rest.split(":")[0]) for name, rest in per_layer] == [
         (name, phase) for name in ("data", "conv", "pool", "loss")
@@ -144,16 +150,18 @@ def test_the_layer_timer_leaves_no_hook_behind(workdir):
     assert timer.backward["conv"] > 0
 
 
-def test_time_builds_the_net_of_its_phase(workdir, capsys):
+def test_time_builds_the_net_of_its_phase(workdir, caplog):
     """-phase TEST times the TEST net: its extra layers and the splits they need, in Caffe's
     order (TRAIN, the default, has neither)."""
     (workdir / "vec.prototxt").write_text(NET + VECTOR_OUTPUT)
+    caplog.set_level(logging.INFO)
     for args, layers in (([], ["data", "conv", "pool", "loss"]),
                          (["-phase", "TEST"], ["data", "label_data_1_split", "conv", "pool",
                                                "pool_pool_0_split", "loss", "accuracy",
                                                "extra", "prob"])):
+        caplog.clear()
         assert main(["time", "-model", "vec.prototxt", "-iterations", "1", *args]) == 0
-        out = capsys.readouterr().out.splitlines()
+        out = [r.getMessage() for r in caplog.records]
         assert [line.split("\t")[0].strip() for line in out if "\tforward" in line] == layers
 
 

@@ -219,11 +219,11 @@ def run_net_case(name: str, device: str = "cpu"):
     with load(name) as z:
         hooks = install_kinks(net, z, "kink:")
     try:
-        outs = net.forward(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()})
+        net.forward(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()})
     finally:
         for h in hooks:
             h.remove()
-    ff.backward_as_caffe(name, net, outs, meta["backward"], meta.get("top_diffs"), device,
+    ff.backward_as_caffe(name, net, meta["backward"], meta.get("top_diffs"), device,
                          check=lambda top, g: _check_sum(g, meta["top_diff_sums"][top],
                                                          f"top diff {top}"))
     return net, meta

@@ -308,8 +308,9 @@ def test_filter_top_size_follows_the_selector_and_gradient_is_zero_elsewhere():
     y = net.forward(x=x, s=torch.tensor([[0.], [2.], [0.], [-1.]]))["y"]
     torch.testing.assert_close(y, x[[1, 3]])
     assert net.blobs["y"].shape == (2, 2)          # after the forward: the selected items
-    y.backward(torch.ones(2, 2))
-    torch.testing.assert_close(net.blobs["x"].diff, torch.tensor([[0.] * 2, [1.] * 2] * 2))
+    x.requires_grad_()      # (net.backward would abort as Caffe's: force_backward asks for s)
+    net.blob_values(x=x, s=torch.tensor([[0.], [2.], [0.], [-1.]]))["y"].sum().backward()
+    torch.testing.assert_close(x.grad, torch.tensor([[0.] * 2, [1.] * 2] * 2))
 
 
 def test_filter_selecting_nothing_runs_on_through_inner_product_and_loss():

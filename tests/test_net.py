@@ -137,7 +137,7 @@ def test_forward_returns_outputs_and_stores_blobs():
     assert list(out) == ["loss"]
     conv = torch.nn.functional.conv2d(net.blobs["data"].data, *net.learnable_params[:2], padding=1)
     torch.testing.assert_close(net.blobs["conv1"].data, conv.clamp(min=0))  # last writer: ReLU
-    assert out["loss"].item() > 0 and out["loss"].requires_grad
+    assert out["loss"].item() > 0 and not out["loss"].requires_grad    # pycaffe's: values
 
 
 @pytest.mark.parametrize("phase", [TRAIN, TEST])
@@ -960,3 +960,99 @@ def test_a_scale_factor_diff_caffe_writes_holds_the_last_backward_only():
     net.backward()
     torch.testing.assert_close(net.params["s"][0].diff, once)
     torch.testing.assert_close(once, x)
+
+
+DEPLOY = 'name: "deploy" force_backward: true' + INPUT.replace(
+    'top: "label"', "").replace(" shape { dim: 2 } ", "") + CONV + """
+layer { name: "ip" type: "InnerProduct" bottom: "conv1" top: "ip"
+        inner_product_param { num_output: 5 weight_filler { type: "xavier" } } }
+layer { name: "prob" type: "Softmax" bottom: "ip" top: "prob" }
+"""
+
+
+def _deploy():
+    net = Net(DEPLOY, TEST, seed=3)
+    net.blobs["data"].data[...] = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(4))
+    return net
+
+
+def test_a_diff_written_into_an_output_is_where_backward_starts_as_in_pycaffe():
+    """pycaffe's saliency idiom, net.blobs["prob"].diff[...] = g; net.backward(): the write was
+    lost (a fresh zeros tensor) and every diff came out 0 (real Caffe: the prob diff stays g and
+    the data diff is g's gradient, checked on the reference build). Here against autograd on
+    the same net, through blob_values, and backward(prob=g), pycaffe's keyword form."""
+    g = torch.arange(10.0).view(2, 5) / 10
+    net = _deploy()
+    net.forward()
+    net.blobs["prob"].diff[...] = g
+    assert torch.equal(net.blobs["prob"].diff, g)
+    diffs = net.backward(diffs=["ip"])
+    x = net.blobs["data"].data.clone().requires_grad_()
+    values = net.blob_values(data=x)
+    want_data, want_w = torch.autograd.grad((values["prob"] * g).sum(),
+                                            [x, net.learnable_params[0]])
+    assert sorted(diffs) == ["data", "ip"] and torch.equal(diffs["data"], net.blobs["data"].diff)
+    torch.testing.assert_close(net.blobs["data"].diff, want_data, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(net.params["conv1"][0].diff, want_w, rtol=1e-5, atol=1e-7)
+    assert torch.equal(net.blobs["prob"].diff, g) and want_data.abs().sum() > 0
+    again = _deploy()
+    again.forward()
+    again.backward(prob=g)
+    assert torch.equal(again.blobs["data"].diff, net.blobs["data"].diff)
+    with pytest.raises(AllconvError, match=r"backward\(ip=...\): not an output blob \(outputs: "
+                                           r"prob\)"):
+        again.backward(ip=g)
+
+
+def test_a_parameter_diff_written_before_backward_is_added_onto():
+    """Caffe's backward adds into the param diff memory: a write before the first backward
+    was lost (zeros came back, and the backward started from None)."""
+    net = _deploy()
+    net.forward()
+    net.backward(prob=torch.ones(2, 5))
+    alone = net.params["ip"][0].diff.clone()
+    net.clear_param_diffs()
+    net.params["ip"][0].diff[...] = 1
+    assert torch.equal(net.params["ip"][0].diff, torch.ones_like(alone))
+    net.forward()
+    net.backward(prob=torch.ones(2, 5))
+    torch.testing.assert_close(net.params["ip"][0].diff, alone + 1)
+    net.clear_param_diffs()
+    assert not net.params["ip"][0].diff.any()
+
+
+def test_pycaffe_forward_blobs_layer_types_and_detached_outputs():
+    """forward(blobs=[...]) adds those blobs; outputs hold no autograd graph (numpy() works,
+    as pycaffe's arrays); layer.type is the Caffe type (it was nn.Module's cast method);
+    start=/end= is one clear line, not 'unknown input blob(s) ['end']'."""
+    net = _deploy()
+    out = net.forward(blobs=["conv1"])
+    assert sorted(out) == ["conv1", "prob"] and not out["prob"].requires_grad
+    assert out["prob"].numpy().shape == (2, 5)
+    assert torch.equal(out["conv1"], net.blobs["conv1"].data)
+    assert [layer.type for layer in net.layers] == ["Input", "Convolution", "InnerProduct",
+                                                    "Softmax"]
+    with pytest.raises(AllconvError, match=r"forward\(end=...\): a pass over part of the net "
+                                           r"\(pycaffe's start/end\) is not supported"):
+        net.forward(end="conv1")
+    with pytest.raises(AllconvError, match="no blob 'nope' in the net"):
+        net.forward(blobs=["nope"])
+
+
+def test_a_resized_input_keeps_its_memory_as_caffes_blob():
+    """Blob::Reshape reallocates only past its capacity: shrinking views the first values
+    and growing back finds them (the input was zeroed, and a forward without feeding then
+    scored zeros); past the capacity, zeros."""
+    net = _deploy()
+    x = net.blobs["data"].data.clone()
+    first = net.forward()["prob"][0].clone()
+    net.blobs["data"].reshape(1, 3, 6, 6)
+    net.reshape()
+    assert torch.equal(net.blobs["data"].data, x[:1])
+    torch.testing.assert_close(net.forward()["prob"][0], first)
+    net.blobs["data"].reshape(2, 3, 6, 6)
+    net.reshape()
+    assert torch.equal(net.blobs["data"].data, x)
+    net.blobs["data"].reshape(3, 3, 6, 6)
+    net.reshape()
+    assert net.blobs["data"].shape == (3, 3, 6, 6) and not net.blobs["data"].data.any()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -360,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     check_options_do_something(args, args.source)
     args.action(args)
     print(f"wrote {args.out}")
+    run = args.source.run      # said once the figure is drawn, not before an error
+    if run is not None and (warning := run.snapshot_warning(args.source.weights)) is not None:
+        warnings.warn(warning)
     return 0
 
 

@@ -4,7 +4,6 @@ frame (runtime/data/large_augment.py, its test input) for a CIFAR net of that in
 ImageNet test transform (runtime/data/imagenet.py) for an ImageNet net."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -85,8 +84,6 @@ def net_source(args) -> Source:
         run = RunFolder.read(args.run)
         run.check_dataset(args.dataset)
         weights = args.weights or run.weights()      # --weights: instead of the newest snapshot
-        if (warning := run.snapshot_warning(weights)) is not None:
-            warnings.warn(warning)
         return Source(run.deploy(), weights, get_dataset(run.dataset), run)
     if args.prototxt and args.weights:
         name = args.dataset or dataset_names(whitening=True)[0]

@@ -166,6 +166,12 @@ class Layer(nn.Module):
         self.top_shapes = self.reshape_tops(bottom_shapes)
         self.loss_weights = self._loss_weights()
 
+    @property
+    def type(self) -> str:
+        """The Caffe type, as pycaffe's ``layer.type`` (in place of nn.Module's ``type(dtype)``
+        cast, which nothing here calls)."""
+        return self.type_name
+
     def setup(self, bottom_shapes, generator) -> None:
         """Caffe's LayerSetUp: read parameters, create learnable blobs."""
 

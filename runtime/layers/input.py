@@ -1,6 +1,8 @@
 """Input: tops are persistent buffers that the caller fills (net.blobs[name].data[...] = x)."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from runtime.blob_shape import check_blob_shape
@@ -32,10 +34,17 @@ class Input(Layer):
         return [getattr(self, f"top{i}") for i in range(len(self.tops))]
 
     def set_shape(self, index: int, shape) -> None:
-        """Replace top ``index``'s buffer by zeros of ``shape`` (pycaffe's blob.reshape)."""
+        """Give top ``index`` the ``shape`` (pycaffe's blob.reshape) as Caffe's Blob::Reshape
+        does: up to the memory's capacity the values stay where they are (a smaller shape
+        views the first ones, a larger one within the capacity finds them again); past it,
+        new memory of zeros."""
         old = getattr(self, f"top{index}")
         shape = check_blob_shape(shape, f"{describe(self.param)}: reshape of top {self.tops[index]!r}")
-        setattr(self, f"top{index}", old.new_zeros(shape))
+        memory = old.untyped_storage()
+        if math.prod(shape) * old.element_size() <= memory.nbytes():
+            setattr(self, f"top{index}", old.new_empty(0).set_(memory, 0, shape))
+        else:
+            setattr(self, f"top{index}", old.new_zeros(shape))
 
     def forward(self):
         return tuple(self.buffers_in_order())
