@@ -475,7 +475,9 @@ def test_export_a_run_folder_with_preprocessing(run_dir, tmp_path, capsys):
     (unfinished / "result.json").unlink()
     records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     at_2 = next(r["test_error"] for r in records if r["iter"] == 2 and "test_error" in r)
-    assert cli.main(["--run", str(unfinished), "-o", str(out)]) == 0
+    with pytest.warns(UserWarning, match="unfinished is unfinished: these weights are its "
+                      r"snapshot of iteration 2 \(epoch 1 of 1\), not a trained net's"):
+        assert cli.main(["--run", str(unfinished), "-o", str(out)]) == 0
     provenance = json.loads({p.key: p.value for p in onnx.load(out).metadata_props}
                             ["allconv.provenance"])
     assert provenance["test_error"] == at_2 and not provenance["finished"]
