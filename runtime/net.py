@@ -111,6 +111,18 @@ class Blob:
     def count(self) -> int:
         return math.prod(self.shape)
 
+    def _legacy(self, axis: int) -> int:
+        """Caffe's LegacyShape: the axis of a blob of at most 4 axes, 1 past its last."""
+        if len(self.shape) > 4:
+            raise AllconvError(f"blob {self.name!r} has {len(self.shape)} axes: num, channels, "
+                               "height and width are for blobs of at most 4; use shape")
+        return self.shape[axis] if axis < len(self.shape) else 1
+
+    num = property(lambda self: self._legacy(0), doc="pycaffe's legacy axis 0")
+    channels = property(lambda self: self._legacy(1), doc="pycaffe's legacy axis 1")
+    height = property(lambda self: self._legacy(2), doc="pycaffe's legacy axis 2")
+    width = property(lambda self: self._legacy(3), doc="pycaffe's legacy axis 3")
+
     def reshape(self, *shape) -> None:
         """Resize an input blob (then call ``net.reshape()``), like pycaffe."""
         self._net._reshape_input(self.name, shape)
@@ -226,6 +238,7 @@ class Net(nn.Module):
         self._plan_diffs()
         self._reshaped_in_forward = self._downstream_of_data_sized_tops()
         self.blobs = OrderedDict((name, Blob(self, name)) for name in self._shapes)
+        self.layer_dict = OrderedDict(zip(self.layer_names, self.layers))   # pycaffe's
         if weights is not None:
             self.copy_from(weights)
 

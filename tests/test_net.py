@@ -1056,3 +1056,19 @@ def test_a_resized_input_keeps_its_memory_as_caffes_blob():
     net.blobs["data"].reshape(3, 3, 6, 6)
     net.reshape()
     assert net.blobs["data"].shape == (3, 3, 6, 6) and not net.blobs["data"].data.any()
+
+
+def test_pycaffe_legacy_axes_and_layer_dict():
+    """blob.num/channels/height/width as Caffe's LegacyShape (1 past the last axis; more than
+    4 axes refused), and net.layer_dict by name: both were AttributeErrors."""
+    net = _deploy()
+    data, ip = net.blobs["data"], net.blobs["ip"]
+    assert (data.num, data.channels, data.height, data.width) == (2, 3, 6, 6)
+    assert (ip.num, ip.channels, ip.height, ip.width) == (2, 5, 1, 1)
+    assert list(net.layer_dict) == net.layer_names
+    assert net.layer_dict["ip"].type == "InnerProduct" and net.layer_dict["ip"] is net.layers[2]
+    five = Net('name: "f" layer { name: "in" type: "Input" top: "x" input_param { shape { '
+               'dim: 1 dim: 1 dim: 1 dim: 1 dim: 2 } } }', TEST)
+    with pytest.raises(AllconvError, match="blob 'x' has 5 axes: num, channels, height and "
+                                           "width are for blobs of at most 4; use shape"):
+        five.blobs["x"].width
