@@ -133,6 +133,9 @@ def read_binary(path: PathLike, message_cls) -> Message:
         kind = binary_kind(data)
         if kind is not None and kind[0] is not message_cls:
             raise AllconvError(f"{path} is {kind[1]}, not a binary {name}") from None
+        other = other_kind(data)
+        if other is not None:
+            raise AllconvError(f"{path} is {other}, not a binary {name}") from None
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise AllconvError(
             f"{path} is not a binary {name} (truncated or corrupt): {reason}"
@@ -159,6 +162,28 @@ def binary_kind(data: bytes) -> tuple[type, str] | None:
             continue
         if holds(message):
             return message_cls, words
+    return None
+
+
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+               (b"\x89HDF\r\n\x1a\n", "an HDF5 file (an HDF5 snapshot? its suffix is .h5)"),
+               (b"\x93NUMPY", "a numpy .npy array"), (b"PK\x03\x04", "a zip archive (.npz?)"))
+
+
+def other_kind(data: bytes) -> str | None:
+    """What bytes that no binary Caffe message parses hold, in words, where that is plain:
+    an image or array by its signature, or text (a prototxt: a net or solver)."""
+    found = next((words for signature, words in _SIGNATURES if data.startswith(signature)),
+                 None)
+    if found is not None:
+        return found
+    try:
+        text = data[:4096].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if text.isprintable() or all(c.isprintable() or c in "\n\r\t" for c in text):
+        return ("a text file (a prototxt? a net goes to -model or --prototxt, a solver to "
+                "-solver)")
     return None
 
 
@@ -205,6 +230,13 @@ def read_weights(path: PathLike) -> dict:
 
 
 def no_weights(path: PathLike) -> AllconvError:
+    """A file that parsed as a NetParameter without a blob: what it is where its bytes say."""
+    try:
+        other = other_kind(Path(path).read_bytes()[:4096])
+    except OSError:
+        other = None
+    if other is not None:
+        return AllconvError(f"{path} is {other}, not a .caffemodel")
     return AllconvError(f"{path}: contains no layer weights (is it a .caffemodel?)")
 
 

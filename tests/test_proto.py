@@ -796,6 +796,25 @@ def test_truncated_caffemodel_names_path(tmp_path):
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("content, kind", [
+    (b'name: "net"\nlayer {\n  name: "data"\n  type: "Input"\n}\n',
+     "is a text file (a prototxt? a net goes to -model or --prototxt, a solver to -solver), "
+     "not a binary NetParameter"),
+    # a PNG's bytes that protobuf's wire format happens to take: a message with no blob
+    (b"\x89PNG\r\n\x1a\nxxxxxxxx", "is a PNG image, not a .caffemodel"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01", "is a PNG image, not a binary "
+     "NetParameter"),
+    (b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", "is a numpy .npy array, not a binary"),
+])
+def test_a_file_of_another_kind_given_as_weights_is_named(tmp_path, content, kind):
+    """A text prototxt or a PNG given as weights was "truncated or corrupt" (or "contains no
+    layer weights"): found by a new user's -weights all_c.prototxt."""
+    path = tmp_path / "w.caffemodel"
+    path.write_bytes(content)
+    with pytest.raises(AllconvError, match=re.escape(f"{path} {kind}")):
+        caffemodel.read_weights(path)
+
+
 def test_missing_and_empty_caffemodel(tmp_path):
     missing = tmp_path / "none.caffemodel"
     with pytest.raises(AllconvError, match=f"{missing}: no such file"):
