@@ -279,4 +279,23 @@ def _run(main, shown: Callable[[], str], argv) -> int:
     except KeyboardInterrupt:
         print(f"{shown()}: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as err:
+        if not isinstance(err, MemoryError) and not _out_of_memory(err):
+            raise
+        print(f"{shown()}: error: {_out_of_memory(err) or 'out of memory'}", file=sys.stderr)
     return 2
+
+
+def _out_of_memory(err: BaseException) -> str | None:
+    """One line for an allocation that failed (torch's CPU allocator, CUDA's), or None for any
+    other error: the blobs together, not one alone, outgrew the memory or its limit."""
+    text = str(err)
+    if not ("can't allocate memory" in text or "out of memory" in text.lower()
+            or type(err).__name__ == "OutOfMemoryError"):
+        return None
+    tried = re.search(r"allocate (\d+) bytes", text)
+    size = f" of {int(tried.group(1)) / 1e9:.1f} GB" if tried else ""
+    device = "the GPU" if "CUDA" in text or "cuda" in text else "this machine"
+    return (f"out of memory: an allocation{size} failed on {device} (the net's blobs "
+            "together are too large for its memory or the process's limit); a smaller batch "
+            "fits")

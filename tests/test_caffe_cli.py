@@ -531,3 +531,23 @@ def test_a_snapshot_asked_for_while_testing_is_written_and_training_goes_on(work
     assert (workdir / "snap_iter_0.caffemodel").exists()
     assert (workdir / "snap_iter_0.solverstate").exists()
     assert solver.iter == 4 and not solver.requested_early_exit
+
+
+def test_running_out_of_memory_is_one_line(capsys):
+    """Found by a new user: a deploy net at batch 20,000 under `ulimit -v 6000000` passed the
+    per-blob check and ended in torch's allocator traceback; any other RuntimeError still
+    escapes (a bug must stay visible)."""
+    def exhausted(argv):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: "
+                           "can't allocate memory: you tried to allocate 7864320000 bytes. "
+                           "Error code 12 (Cannot allocate memory)")
+    assert run_cli(exhausted, "allconv-caffe", []) == 2
+    assert capsys.readouterr().err == (
+        "allconv-caffe: error: out of memory: an allocation of 7.9 GB failed on this machine "
+        "(the net's blobs together are too large for its memory or the process's limit); a "
+        "smaller batch fits\n")
+
+    def bug(argv):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+    with pytest.raises(RuntimeError, match="mat1"):
+        run_cli(bug, "allconv-caffe", [])
