@@ -16,6 +16,7 @@ import sys
 import time
 
 from runtime.cli_support import number
+from runtime.errors import AllconvError
 from runtime.signal_handler import EFFECTS
 
 
@@ -104,6 +105,19 @@ def gflags_spelling(argv: list[str]) -> list[str]:
             for arg in argv]
 
 
+def command_first(argv: list[str], commands) -> list[str]:
+    """gflags takes flags anywhere, so caffe.cpp runs `caffe -model X -iterations 1 time`:
+    flags before the command move behind it (the first argument that names a command)."""
+    if not argv or not argv[0].startswith("-") or argv[0] in ("-h", "-help", "--help",
+                                                               "-version", "--version"):
+        return argv
+    at = next((i for i, arg in enumerate(argv) if arg in commands), None)
+    if at is None:
+        raise AllconvError(f"no command among the arguments: give one of {', '.join(commands)} "
+                           "(its flags before or after it)")
+    return [argv[at], *argv[:at], *argv[at + 1:]]
+
+
 def configure_logging(args, program: str = "allconv-caffe") -> None:
     """The log as glog's flags say: stderr (everything, or from -stderrthreshold's severity
     on; unless the process has set up logging itself), a file in -log_dir, nothing below
@@ -133,7 +147,6 @@ def configure_logging(args, program: str = "allconv-caffe") -> None:
 def _log_file(folder: str, program: str) -> logging.Handler:
     """glog's log file, <program>.<host>.<user>.log.INFO.<date>-<time>.<pid>, and its link
     <program>.INFO to the newest; a folder that cannot take it is an AllconvError."""
-    from runtime.errors import AllconvError
     name = (f"{program}.{socket.gethostname()}.{getpass.getuser()}.log.INFO."
             f"{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}")
     path = os.path.join(folder, name)

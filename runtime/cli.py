@@ -19,7 +19,8 @@ import time
 
 import torch
 
-from runtime.caffe_flags import add_flags, configure_logging, gflags_spelling
+from runtime.caffe_flags import (add_flags, command_first, configure_logging,
+                                 gflags_spelling)
 from runtime.cli_support import Parser, add_version, run_cli
 from runtime.errors import AllconvError
 from runtime.signal_handler import SignalHandler
@@ -233,6 +234,7 @@ def build_parser() -> Parser:
                empty_values=True)
     add_version(p, "-version")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    p.commands = sub.choices        # name -> its parser, filled below
 
     def command(name, **texts):
         """A subcommand whose epilog of examples keeps its lines."""
@@ -287,7 +289,9 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(gflags_spelling(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    argv = gflags_spelling(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(command_first(argv, parser.commands))
     configure_logging(args)
     args.run(args)
     return 0

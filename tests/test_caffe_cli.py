@@ -6,6 +6,7 @@ import torch
 
 from runtime.cli import main
 from runtime.cli_support import run_cli
+from runtime.errors import AllconvError
 from same_weights import assert_same_weights
 from tools.tiny_caffe import NET, write_tiny_net
 
@@ -551,3 +552,15 @@ def test_running_out_of_memory_is_one_line(capsys):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
     with pytest.raises(RuntimeError, match="mat1"):
         run_cli(bug, "allconv-caffe", [])
+
+
+def test_flags_may_come_before_the_command_as_gflags_takes_them(workdir, caplog):
+    """caffe.cpp's gflags take `caffe -model X -iterations 1 time`; allconv-caffe said
+    "invalid choice: 'X'". Flags alone name the commands."""
+    caplog.set_level(logging.INFO)
+    assert main(["-model", "net.prototxt", "-iterations", "1", "time"]) == 0
+    assert "*** Benchmark ends ***" in [r.getMessage() for r in caplog.records]
+    with pytest.raises(AllconvError, match="no command among the arguments: give one of train, "
+                                           "test, time, device_query \\(its flags before or "
+                                           "after it\\)"):
+        main(["-model", "net.prototxt"])
