@@ -950,8 +950,9 @@ def assert_fixed_at_the_prototxts_batch(net, tmp_path, why, dims, why_other, oth
         worst = to_onnx(net, tmp_path / "m.onnx")
     shape = onnx.load(tmp_path / "m.onnx").graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in shape] == dims
-    with pytest.raises(AllconvError, match=why_other + r": it exports with the prototxt's "
-                                                       rf"batch, --static-batch {dims[0]}$"):
+    with pytest.raises(AllconvError, match=why_other + r": nothing was written; it exports at "
+                                                       rf"the prototxt's batch: give "
+                                                       rf"--static-batch {dims[0]}$"):
         to_onnx(net, tmp_path / "n.onnx", static_batch=other)
     assert not (tmp_path / "n.onnx").exists()
     return worst

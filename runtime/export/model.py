@@ -55,8 +55,8 @@ def to_onnx(net, path, *, outputs=None, static_batch: int | None = None,
         if static_batch == batch:
             raise
         if static_batch is not None:
-            raise AllconvError(f"{fixed}: it exports with the prototxt's batch, --static-batch "
-                               f"{batch}") from None
+            raise AllconvError(f"{fixed}: nothing was written; it exports at the prototxt's "
+                               f"batch: give --static-batch {batch}") from None
         warnings.warn(f"{fixed}: the model's batch is fixed at the prototxt's, {batch} (as "
                       f"--static-batch {batch})")
         return _export(net, path, batch, **options)
