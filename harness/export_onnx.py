@@ -36,7 +36,7 @@ def build_parser() -> Parser:
     p.add_argument("--weights", metavar="W.caffemodel",
                    help="the weights (with --prototxt, unless no layer learns; with --run, "
                         "instead of the last snapshot)")
-    p.add_argument("-o", "--output", metavar="MODEL.onnx", required=True,
+    p.add_argument("-o", "--output", "--out", metavar="MODEL.onnx", required=True,
                    type=suffix_option(".onnx", "the ONNX model"),
                    help="the ONNX file to write (weights inside it, up to protobuf's 2 GB)")
     p.add_argument("--outputs", metavar="BLOB[,BLOB]", type=comma_list(name("blob name")),

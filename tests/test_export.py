@@ -566,10 +566,11 @@ def _bad(tmp_path, argv, capsys) -> str:
 
 def test_another_commands_spelling_of_the_output_is_said_before_the_missing_net(tmp_path,
                                                                                 capsys):
-    """export-onnx --out x.onnx: argparse's "one of the arguments --prototxt --run is
-    required" came first and named neither --out nor --output."""
-    assert _bad(tmp_path, ["--out", "x.onnx"], capsys) == (
-        "export-onnx: error: unrecognized arguments: --out x.onnx (did you mean --output?) "
+    """export-onnx --outfile x.onnx: argparse's "one of the arguments --prototxt --run is
+    required" came first and named no output option. (--out, the other commands' spelling,
+    is an alias of --output since a new user tried it.)"""
+    assert _bad(tmp_path, ["--outfile", "x.onnx"], capsys) == (
+        "export-onnx: error: unrecognized arguments: --outfile x.onnx (did you mean --out?) "
         "(see --help)\n")
 
 

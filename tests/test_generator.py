@@ -394,3 +394,16 @@ def test_a_second_variant_of_a_registered_name_is_refused():
     with pytest.raises(AllconvError, match="variant 'all-c' is already registered"):
         register(VARIANTS["all-c"])
     assert len(VARIANTS) == 14
+
+
+def test_the_output_takes_each_commands_spelling(tmp_path, capsys):
+    """-o is --output here and in export-onnx, --out in visualize: a new user's --out or
+    --output works in all three (each suggested the other spelling)."""
+    from harness.export_onnx import build_parser as export_parser
+    from visualize.cli import build_parser as visualize_parser
+    path = tmp_path / "n.prototxt"
+    assert _run(["--variant", "all-c", "--out", str(path)], capsys)[0] == 0
+    assert path.read_text().startswith("# All-CNN-C (Table 2")
+    assert export_parser().parse_args(["--run", "r", "--out", "m.onnx"]).output == "m.onnx"
+    assert str(visualize_parser().parse_args(
+        ["filters", "--run", "r", "--blob", "conv1", "--output", "f.png"]).out) == "f.png"

@@ -671,9 +671,9 @@ def test_data_beside_run_must_hold_the_release_the_run_trained_on(files, tmp_pat
      "--filters '3-1': the range 3-1 is reversed; write 1-3"),
     (["filters", "--blob", "conv2", "--dataset", "cifar10"],
      "visualize filters: error: unrecognized arguments: --dataset cifar10 (see --help)"),
-    # gen-prototxt's and export-onnx's spelling: the subcommand's own option is suggested
-    (["filters", "--blob", "conv2", "--output", "{d}/f.png"],
-     "visualize filters: error: unrecognized arguments: --output {d}/f.png (did you mean "
+    # a misspelt option: the subcommand's own nearest is suggested (--output is an alias)
+    (["filters", "--blob", "conv2", "--outfile", "{d}/f.png"],
+     "visualize filters: error: unrecognized arguments: --outfile {d}/f.png (did you mean "
      "--out?)"),
     (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--dataset", "cifar10"],
      "--dataset does nothing with --input (the array is used as it is)"),

@@ -309,7 +309,7 @@ def build_parser() -> Parser:
                                 "cifar10); --run knows its own and takes no other")
         add_device_option(g, "cpu, cuda or cuda:N (default: cuda when available)")
         s.add_argument("--blob", required=True, help="a blob as Caffe names it (a layer's top)")
-        s.add_argument("-o", "--out", required=True, type=suffix_option(".png", "the figure"),
+        s.add_argument("-o", "--out", "--output", required=True, type=suffix_option(".png", "the figure"),
                        help="the figure, .png")
         s.add_argument("--npz", "--npy", metavar="OUT.npz",
                        type=suffix_option(".npz", "the arrays file"),
