@@ -617,7 +617,7 @@ def test_missing_weights(tmp_path, capsys):
         tmp_path, ["--prototxt", proto, "--weights", other, "-o", out], capsys)
     assert "no snapshot" in _bad(tmp_path, ["--run", str(_empty_run(tmp_path)), "-o", out], capsys)
     # before: an ONNX model written under any name
-    assert ("export-onnx: error: argument -o/--output: y.txt: the ONNX model must end in .onnx"
+    assert ("export-onnx: error: argument -o/--output/--out: y.txt: the ONNX model must end in .onnx"
             in _bad(tmp_path, ["--prototxt", proto, "--weights", weights, "-o", "y.txt"], capsys))
     assert not (tmp_path / "y.txt").exists()
 

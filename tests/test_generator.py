@@ -288,7 +288,7 @@ WITH_SOLVER = ["--variant", "all-c", "-o", "n", "--solver", "s"]
      "the solver's max_iter would be 3.91e+32 iterations, "
      "more than Caffe's int32 field holds (2,147,483,647): give fewer epochs"),
     (["--variant", "all-c", "-o", ""],
-     "argument -o/--output: an empty value: give one, or leave the option out"),
+     "argument -o/--output/--out: an empty value: give one, or leave the option out"),
     ([*WITH_SOLVER, "--snapshot-prefix", " "],
      "argument --snapshot-prefix: an empty value"),
     ([*WITH_SOLVER, "--steps", "400"],

@@ -717,7 +717,7 @@ def test_issue_18_bad_input_is_one_line_exit_2_and_writes_nothing(files, capsys,
     (["filters", "--blob", "conv2", "--weights", "{d}/lstm.caffemodel"],
      "visualize filters: error: {d}/lstm.caffemodel: no weights for layer(s) conv1, conv2"),
     (["top-patches", "--blob", "conv2", "--data", "{d}/data.npz", "-o", "{d}/t.jpg"],
-     "visualize top-patches: error: argument -o/--out: {d}/t.jpg: the figure must end in .png"),
+     "visualize top-patches: error: argument -o/--out/--output: {d}/t.jpg: the figure must end in .png"),
 ])
 def test_new_user_errors_name_the_subcommand_and_the_file(files, capsys, argv, message):
     """Before: numpy's "pickled (object) data" for a text file; a .caffemodel sharing no layer
