@@ -24,7 +24,7 @@ from runtime.distributed import (SINGLE, from_environment, launched_by_torchrun,
                                  local_device, said_once)
 from runtime.errors import AllconvError
 
-EXIT_FAIL, EXIT_STOPPED, EXIT_INTERRUPTED = 1, 3, 130
+EXIT_FAIL, EXIT_STOPPED = 1, 3
 PACK_ROUTES = ("grouped", "streams")
 # What --report, which trains nothing, refuses: the options that only change training.
 # The table is made of every run of the command's length settings, whatever lr, seed, data or
@@ -53,8 +53,8 @@ def build_parser() -> Parser:
                       "replicate table3 --lr-search --report\n\n"
                       "exit status: 0 done, 1 a row failed its tolerance or diverged, 2 usage or "
                       "data error,\n3 stopped by --time-limit or --deadline (rerun with "
-                      "--resume), 130 "
-                      "stopped by Ctrl-C or SIGTERM (rerun with --resume)",
+                      "--resume),\n128 + the signal's number stopped by a signal: 130 Ctrl-C, "
+                      "143 SIGTERM, 129 SIGHUP (rerun with --resume)",
                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version(p)
     p.add_argument("targets", nargs="*", metavar="TABLE|ROW",
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                       "rerun with --resume to continue" if saved else
                       f"replicate: stopped by {by} before any run wrote a checkpoint; rerun "
                       "the command to start", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            return 128 + signal.Signals[DeferredInterrupt.received]   # as the shell's kill
         if not ranks.is_main:
             return 0
         if shards > 1:

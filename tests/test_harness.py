@@ -1545,3 +1545,19 @@ def test_ctrl_c_before_any_checkpoint_does_not_promise_one(tmp_path, tiny_data, 
     assert capsys.readouterr().err.endswith(
         "replicate: stopped by Ctrl-C before any run wrote a checkpoint; rerun the command to "
         "start\n")
+
+
+def test_a_signal_stop_exits_with_128_plus_the_signals_number(tmp_path, tiny_data, capsys,
+                                                             monkeypatch):
+    """Found by a new user: `timeout -s TERM` saw 130, Ctrl-C's status, where a shell and
+    schedulers expect 143 for SIGTERM."""
+    from harness.loop import DeferredInterrupt
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+
+    def terminated(jobs, *args):
+        DeferredInterrupt.received = "SIGTERM"
+        return [{"interrupted": True}] * len(jobs)
+    monkeypatch.setattr(cli, "run_jobs", terminated)
+    assert cli.main(["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+                     "--no-verify", "--device", "cpu", "--out", str(tmp_path / "out")]) == 143
+    assert "replicate: stopped by SIGTERM before any run" in capsys.readouterr().err
