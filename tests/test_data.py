@@ -225,6 +225,17 @@ def test_missing_files_message_lists_files_and_folders(tmp_path):
     assert "\n" not in message
 
 
+def test_a_folder_of_the_other_release_is_named(tmp_path):
+    """Found by a new user: `replicate table4 --data .../cifar-10-batches-bin` was told to
+    put CIFAR-100's files into CIFAR-10's folder; it now hears what the folder holds."""
+    from test_harness import write_cifar10_bin
+    folder = write_cifar10_bin(tmp_path, 10, 5)
+    with pytest.raises(AllconvError, match=re.escape(
+            f"CIFAR-100 train files not found in {folder} (it holds the CIFAR-10 release; for "
+            "rows of both, give a folder that holds cifar-10-batches-bin and cifar-100-binary)")):
+        get_dataset("cifar100").load("train", folder)
+
+
 def test_no_data_dir_reads_the_xdg_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     _, (test_x, _) = make_cifar10_bin(tmp_path / "allconv", np.random.default_rng(6))

@@ -150,7 +150,12 @@ def find_release(releases: tuple[Release, ...], split: str,
         raise AllconvError(f"{root} is a file: give the folder that holds the "
                            f"{releases[0].title} files, or the folder above it")
     if found is None:
-        raise AllconvError(f"{releases[0].title} {split} files not found in {root}: "
+        other = next((r[0].title for r in (CIFAR10_RELEASES, CIFAR100_RELEASES)
+                      if r != releases and search_release(r, split, root)), None)
+        holds = (f" (it holds the {other} release; for rows of both, give a folder that "
+                 f"holds {CIFAR10_RELEASES[0].dirname} and {CIFAR100_RELEASES[0].dirname})"
+                 if other else "")
+        raise AllconvError(f"{releases[0].title} {split} files not found in {root}{holds}: "
                            + "; or ".join(_where(r, split, root) for r in releases))
     return found
 
