@@ -1,11 +1,14 @@
 """Caffe's Blob::Reshape checks (blob.cpp), applied before any tensor is made: every dim >= 0
 and within Caffe's int, at most INT_MAX elements, plus the runtime's own: the float32 blob must fit in this
-machine's memory. Also Caffe's int range for the uint32 geometry fields it keeps in an int, and
-Blob::LegacyShape (``legacy_shape``)."""
+machine's memory. Also Caffe's int range for the uint32 geometry fields it keeps in an int,
+Blob::LegacyShape (``legacy_shape``), and Blob::Reshape's memory kept up to its capacity
+(``reshaped``)."""
 from __future__ import annotations
 
 import math
 import os
+
+import torch
 
 from runtime.errors import AllconvError
 
@@ -71,3 +74,13 @@ def check_int_field(field: str, values) -> tuple[int, ...]:
             raise AllconvError(f"{field} {value} is out of range: Caffe keeps it in an int "
                                f"(at most {INT_MAX:,})")
     return values
+
+
+def reshaped(tensor: torch.Tensor, shape) -> torch.Tensor:
+    """``tensor`` given ``shape`` as Caffe's Blob::Reshape does: up to its memory's capacity
+    the values stay where they are (a smaller shape views the first ones, a larger one within
+    the capacity finds them again); past it, new memory of zeros."""
+    memory = tensor.untyped_storage()
+    if math.prod(shape) * tensor.element_size() <= memory.nbytes():
+        return tensor.new_empty(0).set_(memory, 0, tuple(shape))
+    return tensor.new_zeros(tuple(shape))

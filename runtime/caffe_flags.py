@@ -105,14 +105,22 @@ def gflags_spelling(argv: list[str]) -> list[str]:
             for arg in argv]
 
 
-def command_first(argv: list[str], commands) -> list[str]:
+def command_first(argv: list[str], commands: dict) -> list[str]:
     """gflags takes flags anywhere, so caffe.cpp runs `caffe -model X -iterations 1 time`:
-    flags before the command move behind it (the first argument that names a command)."""
-    if not argv or not argv[0].startswith("-") or argv[0] in ("-h", "-help", "--help",
-                                                               "-version", "--version"):
+    flags before the command move behind it. ``commands``: {name: its parser}; a flag's value
+    (the argument after a flag that takes one) is never taken for the command."""
+    helps = ("-h", "-help", "--help")
+    if not argv or not argv[0].startswith("-") or argv[0] in (*helps, "-version", "--version"):
         return argv
-    at = next((i for i, arg in enumerate(argv) if arg in commands), None)
-    if at is None:
+    flags = {option: action.nargs != 0 for parser in commands.values()
+             for action in parser._actions for option in action.option_strings}
+    at = 0
+    while at < len(argv) and argv[at] not in commands:
+        arg = argv[at]
+        at += 2 if flags.get(arg, False) and "=" not in arg else 1
+    if at >= len(argv):
+        if any(arg in helps for arg in argv):
+            return ["--help"]
         raise AllconvError(f"no command among the arguments: give one of {', '.join(commands)} "
                            "(its flags before or after it)")
     return [argv[at], *argv[:at], *argv[at + 1:]]

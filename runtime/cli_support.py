@@ -280,9 +280,10 @@ def _run(main, shown: Callable[[], str], argv) -> int:
         print(f"{shown()}: interrupted", file=sys.stderr)
         return 130
     except (MemoryError, RuntimeError) as err:
-        if not isinstance(err, MemoryError) and not _out_of_memory(err):
+        line = _out_of_memory(err)
+        if line is None and not isinstance(err, MemoryError):
             raise
-        print(f"{shown()}: error: {_out_of_memory(err) or 'out of memory'}", file=sys.stderr)
+        print(f"{shown()}: error: {line or 'out of memory'}", file=sys.stderr)
     return 2
 
 
@@ -298,4 +299,4 @@ def _out_of_memory(err: BaseException) -> str | None:
     device = "the GPU" if "CUDA" in text or "cuda" in text else "this machine"
     return (f"out of memory: an allocation{size} failed on {device} (the net's blobs "
             "together are too large for its memory or the process's limit); a smaller batch "
-            "fits")
+            "may fit")

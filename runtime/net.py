@@ -13,7 +13,7 @@ from torch.func import functional_call
 
 from runtime import hdf5_snapshot
 from runtime.backward_plan import backward_plan, refused_backward
-from runtime.blob_shape import shape_equals
+from runtime.blob_shape import legacy_shape, reshaped, shape_equals
 from runtime.caffemodel import (LegacyShaped, blob_to_array, no_weights, read_layers,
                                 write_weights)
 from runtime.errors import AllconvError
@@ -57,8 +57,6 @@ def filter_net(param):
     return kept
 
 
-
-
 class DiffPassesDown(torch.autograd.Function):
     """``top`` as it is, whose gradient also goes unchanged to ``bottom``: an in-place layer
     that does not propagate down leaves its top's diff in the memory its bottom shares."""
@@ -93,6 +91,8 @@ class Blob:
 
     @property
     def diff(self) -> torch.Tensor:
+        if self.name in self._net.outputs:      # only the user and backward write its memory
+            return self._net._held_diff(self.name)
         grad = self._net._shared_memory_grad(self.name)
         if grad is None and self.name in self._net._top_loss_weights:   # set at Caffe's set-up
             return self._net._held_diff(self.name)
@@ -113,10 +113,7 @@ class Blob:
 
     def _legacy(self, axis: int) -> int:
         """Caffe's LegacyShape: the axis of a blob of at most 4 axes, 1 past its last."""
-        if len(self.shape) > 4:
-            raise AllconvError(f"blob {self.name!r} has {len(self.shape)} axes: num, channels, "
-                               "height and width are for blobs of at most 4; use shape")
-        return self.shape[axis] if axis < len(self.shape) else 1
+        return legacy_shape(self.shape, f"blob {self.name!r}")[axis]
 
     num = property(lambda self: self._legacy(0), doc="pycaffe's legacy axis 0")
     channels = property(lambda self: self._legacy(1), doc="pycaffe's legacy axis 1")
@@ -135,9 +132,8 @@ class ParamView:
     """pycaffe-style view of a layer's learnable blob ``index``, in the layer's own shape:
     writes to ``data`` change the weights."""
 
-    def __init__(self, blobs, index: int):
-        self._param, self._shape = blobs.owner(index), blobs[index].shape
-        self.held_diff = None       # the zeros ``diff`` gave while there was no gradient
+    def __init__(self, blobs, index: int, held: "HeldParamDiffs"):
+        self._param, self._shape, self._held = blobs.owner(index), blobs[index].shape, held
 
     @property
     def data(self) -> torch.Tensor:
@@ -149,16 +145,7 @@ class ParamView:
         write fills and the next backward adds onto, as into Caffe's diff memory."""
         if self._param.grad is not None:
             return self._param.grad.view(self._shape)
-        if self.held_diff is None:
-            self.held_diff = torch.zeros_like(self._param.detach())
-        return self.held_diff.view(self._shape)
-
-    def hand_held_diff(self) -> None:
-        """Before a backward: the diff read (and perhaps written) while there was no gradient
-        becomes the gradient the backward adds onto."""
-        if self.held_diff is not None and self._param.grad is None:
-            self._param.grad = self.held_diff
-        self.held_diff = None
+        return self._held.of(self._param).view(self._shape)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -167,6 +154,36 @@ class ParamView:
     @property
     def count(self) -> int:
         return self._param.numel()
+
+
+class HeldParamDiffs:
+    """The diffs of a net's parameters read while they had no gradient (none yet, or after
+    ``clear_param_diffs``): zeros that keep what is written into them, one per parameter
+    whichever layer's view (a shared one's too) reads it, on the parameter's device."""
+
+    def __init__(self):
+        self._held: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def of(self, param: torch.Tensor) -> torch.Tensor:
+        _, held = self._held.get(id(param), (None, None))
+        if held is None or held.device != param.device or held.dtype != param.dtype:
+            held = (torch.zeros_like(param.detach()) if held is None
+                    else held.to(param.device, param.dtype))
+            self._held[id(param)] = (param, held)
+        return held
+
+    def hand_over(self) -> None:
+        """Before a backward: each held diff of a parameter that learns becomes the gradient
+        the backward adds onto, as Caffe's Backward adds into the diff memory (a frozen one's
+        stays held, as its memory does)."""
+        for key, (param, held) in list(self._held.items()):
+            if param.requires_grad:
+                if param.grad is None:
+                    param.grad = held.to(param.device, param.dtype)
+                del self._held[key]
+
+    def clear(self) -> None:
+        self._held.clear()
 
 
 AUTOMATIC = "(automatic)"
@@ -420,6 +437,11 @@ class Net(nn.Module):
         grad = next((g for g in map(self._earliest_grad, reversed(chain)) if g is not None), None)
         return None if grad is None else grad.reshape(self._shapes[name])
 
+    def _kept_grad(self, name: str):
+        """``_shared_memory_grad`` where the pass kept the blobs' diffs (``retain_blob_diffs``),
+        else None."""
+        return self._shared_memory_grad(name) if self.retain_blob_diffs else None
+
     def _earliest_grad(self, name: str):
         """The gradient of the earliest value of blob ``name`` (in an in-place chain) that
         has one, or None."""
@@ -459,7 +481,9 @@ class Net(nn.Module):
         """``learnable_params`` (a shared blob once) and pycaffe's ``params`` from the layers."""
         self.learnable_params = list({id(p): p for l in self.layers
                                       for p in l.blobs.owners()}.values())
-        self.params = OrderedDict((l.name, [ParamView(l.blobs, i) for i in range(len(l.blobs))])
+        self._held_param_diffs = HeldParamDiffs()
+        self.params = OrderedDict((l.name, [ParamView(l.blobs, i, self._held_param_diffs)
+                                            for i in range(len(l.blobs))])
                                   for l in self.layers if len(l.blobs))
 
     # ------------------------------------------------------------------ blobs
@@ -534,14 +558,19 @@ class Net(nn.Module):
                 raise AllconvError(f"{describe(layer.param)}: give all of its tops "
                                    f"{list(layer.tops)} or none")
 
-    def _check_blob_names(self, names) -> None:
-        """Every name of ``names`` (a list, as pycaffe's ``blobs``/``diffs``) is a blob's."""
-        if isinstance(names, str):
-            raise AllconvError(f"give blob names as a list, [{names!r}], not a string")
-        unknown = [name for name in names if name not in self.blobs]
+    def _check_blob_names(self, names) -> list[str]:
+        """``names`` (None, or a list of blob names, as pycaffe's ``blobs``/``diffs``) as a
+        list, each a blob's."""
+        if names is None:
+            return []
+        if isinstance(names, str) or not isinstance(names, (list, tuple)):
+            raise AllconvError(f"give blob names as a list, such as ['{next(iter(self.blobs))}'],"
+                               f" not {type(names).__name__} {names!r:.40}")
+        unknown = [name for name in names if not isinstance(name, str) or name not in self.blobs]
         if unknown:
-            raise AllconvError(f"no blob {unknown[0]!r} in the net (blobs: "
+            raise AllconvError(f"no blob {unknown[0]!r:.40} in the net (blobs: "
                                f"{', '.join(self.blobs)})")
+        return list(names)
 
     def _data_tops(self) -> list[str]:
         return [t for l in self.layers if l.accepts_feed for t in l.tops]
@@ -615,7 +644,7 @@ class Net(nn.Module):
             self._loss_tops[i, j] = top
         return torch.dot(flat, diff[:n])
 
-    def forward(self, blobs=(), **inputs) -> dict:
+    def forward(self, blobs=None, **inputs) -> dict:
         """Run the net; returns ``{output blob: tensor}``, and the blobs ``blobs`` names too,
         sharing the blobs' data as pycaffe's arrays do (``backward`` takes the gradients).
 
@@ -623,8 +652,10 @@ class Net(nn.Module):
         tops of Data layers replace what their feed would deliver.
         """
         _refuse_partial_pass(self, "forward", inputs)
+        if "blobs" in self._input_slots and blobs is not None and not isinstance(blobs, list):
+            inputs["blobs"], blobs = blobs, None       # an Input top named "blobs"
+        blobs = self._check_blob_names(blobs)
         self._check_inputs(inputs, lambda layer: layer.accepts_feed)
-        self._check_blob_names(blobs)
         inputs = {name: torch.as_tensor(value, dtype=torch.float32, device=self.device)
                   for name, value in inputs.items()}
         overrides = {n: v for n, v in inputs.items() if n not in self._input_slots}
@@ -642,15 +673,16 @@ class Net(nn.Module):
         self._shapes.update((name, tuple(v.shape)) for name, v in self._values.items())
         return {name: self.blobs[name].data for name in [*self.outputs, *blobs]}
 
-    def backward(self, diffs=(), **top_diffs) -> dict:
-        """Backpropagate the weighted loss of the last forward, and the diffs written into
-        outputs that no loss weighs (``top_diffs``, output blob = gradient, writes them first,
-        as pycaffe's); parameter gradients accumulate in ``.grad`` (clear them with
-        ``clear_param_diffs``), but for a blob whose diff Caffe's layer writes over in each
-        backward (Parameter's, shared with its top; Scale's eltwise factor). Returns
-        ``{blob: diff}`` of the inputs and the blobs ``diffs`` names, as pycaffe's."""
+    def backward(self, diffs=None, **top_diffs) -> dict:
+        """Backpropagate the weighted loss of the last forward from the outputs' diffs (a
+        loss's weight until written: ``net.blobs[out].diff[...] = g``, or ``top_diffs``,
+        output blob = diff, which writes them first, as pycaffe's); parameter gradients
+        accumulate in ``.grad`` (clear them with ``clear_param_diffs``), but for a blob whose
+        diff Caffe's layer writes over in each backward (Parameter's, shared with its top;
+        Scale's eltwise factor). Returns ``{blob: diff}`` of the inputs and the blobs
+        ``diffs`` names, as pycaffe's."""
         _refuse_partial_pass(self, "backward", top_diffs)
-        self._check_blob_names(diffs)
+        diffs = self._check_blob_names(diffs)
         unknown = sorted(set(top_diffs) - set(self.outputs))
         if unknown:
             raise AllconvError(f"backward({unknown[0]}=...): not an output blob (outputs: "
@@ -658,18 +690,24 @@ class Net(nn.Module):
         if self._loss is None:
             raise AllconvError("backward() needs a forward() first (one backward per forward)")
         for name, diff in top_diffs.items():
-            self.blobs[name].diff[...] = torch.as_tensor(diff, dtype=torch.float32)
+            self.blobs[name].diff[...] = _as_blob(diff, f"backward({name}=...)",
+                                                  self._shapes[name])
+        self._backward()
+        return {name: self.blobs[name].diff for name in [*self.inputs, *diffs]}
+
+    def _backward(self) -> None:
+        """``backward``'s pass: the outputs' written diffs join the loss's gradient, and the
+        diff memories of the outputs keep what the pass wrote."""
         self.check_backward()
         loss, self._loss = self._loss, None
-        for views in self.params.values():
-            for view in views:
-                view.hand_held_diff()
+        self._held_param_diffs.hand_over()
         for blob in (l.blobs.owner(i) for l in self.layers for i in l.overwritten_diffs):
             blob.grad = None    # as the layers' shapes now say (Scale's depends on the batch)
-        for name, diff in self._held_diffs.items():     # an output's diff, written by the user
+        for name in [n for n in self._held_diffs if n in self.outputs]:   # diff memories
             top, weight = self._values.get(name), self._top_loss_weights.get(name, 0.0)
-            if (name in self.outputs and top is not None and top.requires_grad
-                    and tuple(diff.shape) == tuple(top.shape) and bool((diff != weight).any())):
+            diff = self._held_diff(name)        # at the blob's shape now (a reshape's)
+            if (top is not None and top.requires_grad and tuple(diff.shape) == tuple(top.shape)
+                    and bool((diff != weight).any())):
                 loss = loss + (top * (diff - weight)).sum()     # the loss holds weight * top
         if loss.requires_grad:
             loss.backward()
@@ -677,9 +715,12 @@ class Net(nn.Module):
             diff = torch.zeros_like(top) if top.grad is None else top.grad
             self._loss_diffs[key][:top.numel()] = diff.detach().reshape(-1)
         self._loss_tops = {}
+        for name, held in self._held_diffs.items():  # what the pass left in an output's memory
+            grad = self._kept_grad(name) if name in self.outputs else None
+            if grad is not None and tuple(grad.shape) == tuple(held.shape):
+                held.copy_(grad)
         if self.debug_info:
             self._log_param_norms()
-        return {name: self.blobs[name].diff for name in [*self.inputs, *diffs]}
 
     def _log_param_norms(self) -> None:
         """debug_info's line after each backward, as Caffe's Net::Backward logs it (at ERROR):
@@ -705,7 +746,7 @@ class Net(nn.Module):
         """forward + backward; returns the total weighted loss."""
         self.forward(**inputs)
         loss = float(self._loss.detach())
-        self.backward()
+        self._backward()
         return loss
 
     @property
@@ -733,19 +774,22 @@ class Net(nn.Module):
         """Drop the accumulated parameter gradients (Caffe's ClearParamDiffs)."""
         for p in self.learnable_params:
             p.grad = None
-        for views in self.params.values():
-            for view in views:
-                view.held_diff = None
+        self._held_param_diffs.clear()
 
     def _held_diff(self, name: str) -> torch.Tensor:
-        """The diff of blob ``name`` where no backward wrote one: zeros (a loss top's weight,
-        as Caffe's set-up puts it there) that keep what is written into them, as Caffe's diff
-        memory, which the next backward starts from when the blob is an output (pycaffe's
-        ``net.blobs[out].diff[...] = g``)."""
+        """The diff memory of blob ``name`` (an output's, or one no backward wrote): zeros (a
+        loss top's weight, as Caffe's set-up puts it there) that keep what is written into
+        them, which the next backward starts from when the blob is an output (pycaffe's
+        ``net.blobs[out].diff[...] = g``), and what each backward leaves there."""
+        shape, anchor = self._shapes[name], self._anchor
         held = self._held_diffs.get(name)
-        if held is None or tuple(held.shape) != tuple(self._shapes[name]):
-            held = self._held_diffs[name] = torch.full(
-                self._shapes[name], self._top_loss_weights.get(name, 0.0), device=self.device)
+        if held is None:
+            grad = self._kept_grad(name)              # a backward's, before the first read
+            held = (grad.detach().clone() if grad is not None else
+                    torch.full(shape, self._top_loss_weights.get(name, 0.0)))
+        elif tuple(held.shape) != tuple(shape):        # Blob::Reshape: the memory stays
+            held = reshaped(held, shape)               # up to its capacity
+        held = self._held_diffs[name] = held.to(anchor.device, anchor.dtype)
         return held
 
     # ------------------------------------------------------------------ weights
@@ -851,6 +895,17 @@ class Net(nn.Module):
         """Every layer's blobs' diffs, as the solver left them (its last update)."""
         return [[(b.grad if b.grad is not None else torch.zeros_like(b)).detach().cpu().numpy()
                  for b in l.blobs] for l in self.layers]
+
+
+def _as_blob(value, what: str, shape) -> torch.Tensor:
+    """``value`` as float32 values of a blob of ``shape``, or one line saying why not."""
+    try:
+        tensor = torch.as_tensor(value, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        raise AllconvError(f"{what}: not an array of numbers ({type(value).__name__})") from None
+    if tuple(tensor.shape) != tuple(shape):
+        raise AllconvError(f"{what}: shape {tuple(tensor.shape)}, the blob is {tuple(shape)}")
+    return tensor
 
 
 def _refuse_partial_pass(net: Net, method: str, named: dict) -> None:

@@ -38,7 +38,7 @@ def test_train_resume_equals_uninterrupted(workdir):
     assert_same_weights("straight.caffemodel", "snap_iter_8.caffemodel")
 
 
-def test_test_prints_every_element_and_the_loss_as_caffe(workdir, capsys, caplog):
+def test_test_logs_every_element_and_the_loss_as_caffe(workdir, capsys, caplog):
     """caffe test: each element of each output per batch and averaged, "Loss: L", and a loss
     output's weighted share, all logged (caffe.cpp's LOG(INFO); they were printed to stdout,
     and a -log_dir file ended at the batches); the values are the runtime's own passes."""
@@ -546,7 +546,7 @@ def test_running_out_of_memory_is_one_line(capsys):
     assert capsys.readouterr().err == (
         "allconv-caffe: error: out of memory: an allocation of 7.9 GB failed on this machine "
         "(the net's blobs together are too large for its memory or the process's limit); a "
-        "smaller batch fits\n")
+        "smaller batch may fit\n")
 
     def bug(argv):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
@@ -564,3 +564,8 @@ def test_flags_may_come_before_the_command_as_gflags_takes_them(workdir, caplog)
                                            "test, time, device_query \\(its flags before or "
                                            "after it\\)"):
         main(["-model", "net.prototxt"])
+    # a flag's value that names a command is the flag's (-log_dir train), not the command
+    (workdir / "train").mkdir()
+    caplog.clear()
+    assert main(["-log_dir", "train", "-model", "net.prototxt", "time", "-iterations", "1"]) == 0
+    assert list((workdir / "train").glob("allconv-caffe.*INFO*"))

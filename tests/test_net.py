@@ -1069,6 +1069,83 @@ def test_pycaffe_legacy_axes_and_layer_dict():
     assert net.layer_dict["ip"].type == "InnerProduct" and net.layer_dict["ip"] is net.layers[2]
     five = Net('name: "f" layer { name: "in" type: "Input" top: "x" input_param { shape { '
                'dim: 1 dim: 1 dim: 1 dim: 1 dim: 2 } } }', TEST)
-    with pytest.raises(AllconvError, match="blob 'x' has 5 axes: num, channels, height and "
-                                           "width are for blobs of at most 4; use shape"):
+    with pytest.raises(AllconvError, match=r"blob 'x' has 5 axes \(1, 1, 1, 1, 2\), more than "
+                                           "the 4 of Caffe's legacy num, channels, height, "
+                                           "width"):
         five.blobs["x"].width
+
+
+def test_an_outputs_diff_memory_persists_across_passes_as_caffes():
+    """Found in review: a diff written after a backward went into the retained gradient and
+    the next backward started from the earlier write; an in-place layer's bottom diff on an
+    output (the memory Caffe's Backward leaves) read back as the written one after the next
+    forward. Checked on the reference build with the same nets (ReLU of slope 0.5 in place)."""
+    g1, g2 = torch.ones(2, 5), torch.arange(10.0).view(2, 5)
+    fresh = _deploy()
+    fresh.forward()
+    want = fresh.backward(prob=g2)["data"].clone()
+    net = _deploy()
+    for g in (g1, g2):          # write, forward, backward: the write is where it starts
+        net.blobs["prob"].diff[...] = g
+        net.forward()
+        net.backward()
+    assert torch.equal(net.blobs["data"].diff, want)
+    leaky = Net(DEPLOY.replace('layer { name: "prob"', 'layer { name: "r" type: "ReLU" bottom: '
+                               '"ip" top: "ip" relu_param { negative_slope: 0.5 } }\n#'), TEST,
+                seed=3)
+    leaky.blobs["data"].data[...] = _deploy().blobs["data"].data
+    leaky.forward()
+    leaky.blobs["ip"].diff[...] = g2
+    leaky.backward()
+    left = leaky.blobs["ip"].diff.clone()       # the ReLU's bottom diff: g2, halved where < 0
+    assert not torch.equal(left, g2)
+    leaky.forward()
+    assert torch.equal(leaky.blobs["ip"].diff, left)
+
+
+def test_written_diffs_survive_a_shared_view_a_reshape_and_a_move():
+    """Found in review: a write through the sharing layer's view of a parameter was lost
+    when the owner's view had been read; a written output diff was dropped by a reshape
+    (Caffe's memory keeps its first values: checked on the reference build); a diff read
+    before net.to(float64) made the next backward raise."""
+    shared = Net('name: "s" force_backward: true' + INPUT.replace('top: "label"', "").replace(
+        " shape { dim: 2 } ", "") + """
+layer { name: "a" type: "InnerProduct" bottom: "data" top: "a" param { name: "w" }
+        inner_product_param { num_output: 2 bias_term: false weight_filler { type: "xavier" } } }
+layer { name: "b" type: "InnerProduct" bottom: "data" top: "b" param { name: "w" }
+        inner_product_param { num_output: 2 bias_term: false weight_filler { type: "xavier" } } }""", TEST, seed=1)
+    assert not shared.params["a"][0].diff.any()
+    shared.params["b"][0].diff[...] = 1
+    assert shared.params["a"][0].diff.sum() == 216
+    net = _deploy()
+    g = torch.arange(10.0).view(2, 5)
+    net.forward()
+    net.blobs["prob"].diff[...] = g
+    net.blobs["data"].reshape(1, 3, 6, 6)
+    net.reshape()
+    assert torch.equal(net.blobs["prob"].diff, g[:1])
+    moved = _deploy()
+    moved.params["ip"][0].diff
+    moved.blobs["prob"].diff[...] = g
+    moved.to(torch.float64)
+    moved.blobs["data"].data[...] = _deploy().blobs["data"].data
+    moved.forward()
+    moved.backward()
+    assert moved.params["ip"][0].diff.dtype == torch.float64
+    assert moved.blobs["prob"].diff.dtype == torch.float64 and moved.params["ip"][0].diff.any()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda n: n.backward(prob=np.ones(3)), r"backward\(prob=...\): shape \(3,\), the blob is "
+                                            r"\(2, 5\)"),
+    (lambda n: n.backward(prob="x"), r"backward\(prob=...\): not an array of numbers \(str\)"),
+    (lambda n: n.forward(blobs="ip"), r"give blob names as a list, such as \['data'\], not str"),
+    (lambda n: n.backward(diffs=[3]), r"no blob 3 in the net"),
+])
+def test_pycaffe_arguments_are_checked_in_one_line(call, message):
+    """Found in review: tracebacks (torch's expand error, TypeErrors) for these."""
+    net = _deploy()
+    net.forward(blobs=None)
+    with pytest.raises(AllconvError, match=message):
+        call(net)
+    assert net.backward(diffs=None) == {"data": net.blobs["data"].diff}

@@ -1,11 +1,9 @@
 """Input: tops are persistent buffers that the caller fills (net.blobs[name].data[...] = x)."""
 from __future__ import annotations
 
-import math
-
 import torch
 
-from runtime.blob_shape import check_blob_shape
+from runtime.blob_shape import check_blob_shape, reshaped
 from runtime.errors import AllconvError
 from runtime.layers import Layer, describe, register
 
@@ -35,16 +33,11 @@ class Input(Layer):
 
     def set_shape(self, index: int, shape) -> None:
         """Give top ``index`` the ``shape`` (pycaffe's blob.reshape) as Caffe's Blob::Reshape
-        does: up to the memory's capacity the values stay where they are (a smaller shape
-        views the first ones, a larger one within the capacity finds them again); past it,
-        new memory of zeros."""
+        does (``blob_shape.reshaped``: the values stay up to the memory's capacity; a move
+        to another device or dtype keeps only the current shape's)."""
         old = getattr(self, f"top{index}")
         shape = check_blob_shape(shape, f"{describe(self.param)}: reshape of top {self.tops[index]!r}")
-        memory = old.untyped_storage()
-        if math.prod(shape) * old.element_size() <= memory.nbytes():
-            setattr(self, f"top{index}", old.new_empty(0).set_(memory, 0, shape))
-        else:
-            setattr(self, f"top{index}", old.new_zeros(shape))
+        setattr(self, f"top{index}", reshaped(old, shape))
 
     def forward(self):
         return tuple(self.buffers_in_order())
