@@ -577,7 +577,7 @@ def test_debug_info_logs_the_params_norms_after_each_backward_of_a_display_step(
     import logging
     solver = make_solver(_solver_param(_net_text(), debug_info=True, display=2, iter_size=2),
                          train_feed=Feed(_batches(4, seed=3)))
-    seen, backward = [], solver.net.backward
+    seen, backward = [], solver.net._backward     # forward_backward's pass
 
     def norms_after_backward():
         backward()
@@ -585,7 +585,7 @@ def test_debug_info_logs_the_params_norms_after_each_backward_of_a_display_step(
                  for w in solver.net.learnable_params]
         seen.append([sum(float(t[i].abs().sum()) for t in blobs) for i in (0, 1)]
                     + [math.sqrt(sum(float((t[i] ** 2).sum()) for t in blobs)) for i in (0, 1)])
-    solver.net.backward = norms_after_backward
+    solver.net._backward = norms_after_backward
     with caplog.at_level(logging.ERROR, logger="allconv.net"):
         solver.step(2)
     lines = [r.getMessage() for r in caplog.records if "All net params" in r.getMessage()]
