@@ -626,6 +626,35 @@ class Net(nn.Module):
         if self._backward_refused:
             raise AllconvError(self._backward_refused)
 
+    def forward_all(self, blobs=None, **inputs) -> dict:
+        """pycaffe's ``forward_all``: Input blobs' values of any length, run through the net
+        in batches of its own (the last one padded with zeros); returns each output (and
+        ``blobs``) for every item, the padding cut off."""
+        names = self._check_blob_names(blobs)
+        if not inputs:
+            raise AllconvError("forward_all needs the inputs' values, as name=array")
+        not_inputs = sorted(set(inputs) - set(self._input_slots))
+        if not_inputs:
+            raise AllconvError(f"forward_all({not_inputs[0]}=...): not an Input blob (inputs: "
+                               f"{', '.join(self.inputs)})")
+        values = {name: torch.as_tensor(v, dtype=torch.float32) for name, v in inputs.items()}
+        count = len(next(iter(values.values())))
+        for name, value in values.items():
+            if len(value) != count or tuple(value.shape[1:]) != self._shapes[name][1:]:
+                raise AllconvError(f"forward_all({name}=...): shape {tuple(value.shape)}; "
+                                   f"{count} items of {self._shapes[name][1:]} expected")
+        batch = self._shapes[next(iter(values))][0]
+        outs: dict[str, list] = {}
+        for start in range(0, count, batch):
+            chunk = {name: torch.zeros(self._shapes[name]) for name in values}
+            for name, value in values.items():
+                chunk[name][:len(value[start:start + batch])] = value[start:start + batch]
+            for name, out in self.forward(blobs=names, **chunk).items():
+                if out.dim() == 0:
+                    raise AllconvError(f"forward_all: output {name!r} has no batch axis")
+                outs.setdefault(name, []).append(out.clone())
+        return {name: torch.cat(parts)[:count] for name, parts in outs.items()}
+
     def forward_backward(self, **inputs) -> float:
         """forward + backward; returns the total weighted loss."""
         self.forward(**inputs)
@@ -641,6 +670,11 @@ class Net(nn.Module):
     def loss_weight(self, blob: str) -> float:
         """The loss weight of a top blob (Caffe's blob_loss_weights; 0 for a non-loss top)."""
         return self._top_loss_weights.get(blob, 0.0)
+
+    @property
+    def blob_loss_weights(self) -> OrderedDict:
+        """pycaffe's: every blob's loss weight, in blob order (0 for a non-loss blob)."""
+        return OrderedDict((name, self.loss_weight(name)) for name in self.blobs)
 
     def loss(self, **inputs) -> torch.Tensor:
         """The weighted loss scalar, storing no blobs (for compiled training steps).

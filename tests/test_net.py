@@ -1149,3 +1149,23 @@ def test_pycaffe_arguments_are_checked_in_one_line(call, message):
     with pytest.raises(AllconvError, match=message):
         call(net)
     assert net.backward(diffs=None) == {"data": net.blobs["data"].diff}
+
+
+def test_pycaffe_forward_all_runs_any_count_in_the_nets_batches():
+    """forward_all (an AttributeError before): 5 items through a net of batch 2, the last
+    batch padded, equal to one forward of the 5 at batch 5; blob_loss_weights as pycaffe's."""
+    x = torch.randn(5, 3, 6, 6, generator=torch.Generator().manual_seed(8))
+    net = _deploy()
+    out = net.forward_all(data=x, blobs=["conv1"])
+    whole = _deploy()
+    whole.blobs["data"].reshape(5, 3, 6, 6)
+    whole.reshape()
+    want = whole.forward(data=x, blobs=["conv1"])
+    assert sorted(out) == ["conv1", "prob"] and out["prob"].shape == (5, 5)
+    for name in out:
+        torch.testing.assert_close(out[name], want[name])
+    with pytest.raises(AllconvError, match=r"forward_all\(data=...\): shape \(5, 3, 6, 5\); "
+                                           r"5 items of \(3, 6, 6\) expected"):
+        net.forward_all(data=torch.zeros(5, 3, 6, 5))
+    assert list(small().blob_loss_weights.items())[-1] == ("loss", 1.0)
+    assert small().blob_loss_weights["conv1"] == 0.0
