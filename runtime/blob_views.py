@@ -21,7 +21,8 @@ class Blob:
     first producer's output when all do), or for a Reshape's or Flatten's top its bottom's,
     whose memory it shares; without one, a loss top's loss weight (set at set-up), a Reshape
     bottom's top diff, a layer's scratch diff (``Layer.scratch_diff``), else zeros. ``data``
-    shares storage with the net's.
+    shares storage with the net's current value of the blob; the next forward makes new
+    values (take ``data`` again, where pycaffe's array follows the net).
     """
 
     def __init__(self, net, name: str):

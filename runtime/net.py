@@ -271,6 +271,8 @@ class Net(nn.Module):
                     blob.requires_grad_(True)
                 self._frozen_uses[i] = ()
         self._cut = plan.cut
+        writers = {top: i for i, layer in enumerate(self.layers) for top in layer.tops}
+        self._runs_backward = {top: plan.layer_need[i] for top, i in writers.items()}
         self._plan_bottom_diffs(plan)
         self._backward_refused = refused_backward(self.layers, plan)
         self._fresh_diffs = [tuple(j for j, need in enumerate(needs) if need and layer_need)
@@ -580,8 +582,9 @@ class Net(nn.Module):
         return {name: self.blobs[name].diff for name in [*self.inputs, *diffs]}
 
     def _backward(self) -> None:
-        """``backward``'s pass: the outputs' written diffs join the loss's gradient, and the
-        diff memories of the outputs keep what the pass wrote."""
+        """``backward``'s pass: the outputs' written diffs join the loss's gradient where
+        Caffe's Backward runs their layer (it contributes to a loss, or force_backward), and
+        the diff memories of the outputs keep what the pass wrote."""
         self.check_backward()
         loss, self._loss = self._loss, None
         self._held_param_diffs.hand_over()
@@ -590,8 +593,8 @@ class Net(nn.Module):
         for name in [n for n in self._held_diffs if n in self.outputs]:   # diff memories
             top, weight = self._values.get(name), self._top_loss_weights.get(name, 0.0)
             diff = self._held_diff(name)        # at the blob's shape now (a reshape's)
-            if (top is not None and top.requires_grad and tuple(diff.shape) == tuple(top.shape)
-                    and bool((diff != weight).any())):
+            if (top is not None and top.requires_grad and self._runs_backward[name]
+                    and tuple(diff.shape) == tuple(top.shape) and bool((diff != weight).any())):
                 loss = loss + (top * (diff - weight)).sum()     # the loss holds weight * top
         if loss.requires_grad:
             loss.backward()
@@ -756,10 +759,11 @@ class Net(nn.Module):
                           stacklevel=2)
 
     def share_trained_layers_with(self, other: "Net") -> None:
-        """Caffe's ShareTrainedLayersWith: each layer named like a layer of ``other`` uses
-        that layer's learnable blobs (the same Parameters), so it sees ``other``'s training.
-        Blob counts and shapes must match; all are checked before anything is shared. Of
-        layers with one name, the first is the target (Caffe scans from the front)."""
+        """Caffe's ShareTrainedLayersWith (pycaffe's ``share_with``): each layer named like a
+        layer of ``other`` uses that layer's learnable blobs (the same Parameters), so it sees
+        ``other``'s training; their gradients are shared too, where Caffe shares the data
+        alone. Blob counts and shapes must match; all are checked before anything is shared.
+        Of layers with one name, the first is the target (Caffe scans from the front)."""
         mine = {layer.name: layer for layer in reversed(self.layers)}
         pairs = [(mine[l.name], l) for l in other.layers if l.name in mine]
         for target, source in pairs:
@@ -775,6 +779,8 @@ class Net(nn.Module):
             for i, trained in enumerate(source.blobs.owners()):
                 target.blobs.share(i, trained)
         self._index_params()
+
+    share_with = share_trained_layers_with
 
     def layers_below(self, blobs) -> list:
         """The layers that the blobs ``blobs`` depend on, in the net's order."""

@@ -1169,3 +1169,19 @@ def test_pycaffe_forward_all_runs_any_count_in_the_nets_batches():
         net.forward_all(data=torch.zeros(5, 3, 6, 5))
     assert list(small().blob_loss_weights.items())[-1] == ("loss", 1.0)
     assert small().blob_loss_weights["conv1"] == 0.0
+
+
+def test_a_written_diff_reaches_only_layers_caffes_backward_runs():
+    """Found by a pycaffe user's script: without force_backward or a loss, Caffe's Backward
+    runs no layer, so a diff written into prob leaves every diff 0 (reference build); the
+    runtime back-propagated it into the weights. With force_backward it does reach them."""
+    net = Net(DEPLOY.replace(" force_backward: true", ""), TEST, seed=3)
+    net.blobs["data"].data[...] = _deploy().blobs["data"].data
+    net.forward()
+    net.backward(prob=torch.ones(2, 5) + torch.arange(5.0))
+    assert not any(view.diff.any() for views in net.params.values() for view in views)
+    forced = _deploy()
+    forced.forward()
+    forced.backward(prob=torch.ones(2, 5) + torch.arange(5.0))
+    assert forced.params["conv1"][0].diff.any()
+    assert net.share_with == net.share_trained_layers_with
