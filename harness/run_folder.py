@@ -539,9 +539,8 @@ class RunFolder:
         else the record at the snapshot's iteration; None for weights from elsewhere), row,
         lr, the snapshot and the spec's text."""
         config, result = self.config, self.result()
-        checkpoints = {path.resolve(): n for path, n in self._checkpoints(".caffemodel")}
-        at = checkpoints.get(Path(weights).resolve())
-        if at is not None and result and at == max(checkpoints.values()):
+        at, newest = self._snapshot_at(weights)
+        if at is not None and result and at == newest:
             error = result["test_error"]
         else:
             error = next((r["test_error"] for r in self.metrics.records()
@@ -555,8 +554,7 @@ class RunFolder:
         """What a user of ``weights`` should be told when they are one of this run's snapshots
         but not a finished run's final weights (an unfinished or diverged run, or an earlier
         snapshot); None otherwise, and for weights from elsewhere."""
-        checkpoints = {path.resolve(): n for path, n in self._checkpoints(".caffemodel")}
-        at = checkpoints.get(Path(weights).resolve())
+        at, newest = self._snapshot_at(weights)
         if at is None:
             return None
         epoch = next((r["epoch"] for r in self.metrics.records()
@@ -570,9 +568,16 @@ class RunFolder:
         if "diverged" in outcome:
             return (f"the run {self.path} {outcome['diverged']}: these weights are its snapshot "
                     f"of {where}")
-        if at != max(checkpoints.values()):
+        if at != newest:
             return f"{weights} is the snapshot of {where} of {self.path}, not its final one"
         return None
+
+    def _snapshot_at(self, weights) -> tuple[int | None, int | None]:
+        """(the iteration of ``weights`` when they are one of this run's snapshots, else None;
+        the newest snapshot's iteration, None without one)."""
+        checkpoints = {path.resolve(): n for path, n in self._checkpoints(".caffemodel")}
+        return (checkpoints.get(Path(weights).resolve()),
+                max(checkpoints.values(), default=None))
 
     def check_dataset(self, given: str | None, option: str = "--dataset") -> None:
         """A ``--dataset`` given beside ``--run`` must be the run's own."""

@@ -181,7 +181,7 @@ def other_kind(data: bytes) -> str | None:
         text = data[:4096].decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if text.isprintable() or all(c.isprintable() or c in "\n\r\t" for c in text):
+    if all(c.isprintable() or c in "\n\r\t" for c in text):
         return ("a text file (a prototxt? a net goes to -model or --prototxt, a solver to "
                 "-solver)")
     return None
@@ -232,7 +232,8 @@ def read_weights(path: PathLike) -> dict:
 def no_weights(path: PathLike) -> AllconvError:
     """A file that parsed as a NetParameter without a blob: what it is where its bytes say."""
     try:
-        other = other_kind(Path(path).read_bytes()[:4096])
+        with open(path, "rb") as handle:
+            other = other_kind(handle.read(4096))
     except OSError:
         other = None
     if other is not None:
