@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 
 from runtime.cli_support import number
@@ -134,7 +135,7 @@ def configure_logging(args, program: str = "allconv-caffe") -> None:
     for handler in _installed:        # a second call (the tests') replaces the first's
         root.removeHandler(handler)
         handler.close()
-    formatter = logging.Formatter("%(asctime)s %(message)s")
+    formatter = GlogFormatter()
     least = SEVERITIES[min(args.minloglevel, 3)]
     handlers = []
     if not root.handlers:     # as logging.basicConfig: a caller's own handlers stay alone
@@ -152,6 +153,25 @@ def configure_logging(args, program: str = "allconv-caffe") -> None:
     root.setLevel(least)
 
 
+class GlogFormatter(logging.Formatter):
+    """glog's line, ``[IWEF]mmdd hh:mm:ss.uuuuuu threadid file:line] msg``, as Caffe's logs
+    have it (what BVLC's tools/extra/parse_log.py reads); file:line is the Python source's."""
+
+    LINE_FORMAT = "[IWEF]mmdd hh:mm:ss.uuuuuu threadid file:line] msg"
+    LETTERS = ((logging.CRITICAL, "F"), (logging.ERROR, "E"), (logging.WARNING, "W"), (0, "I"))
+
+    def __init__(self):
+        super().__init__("%(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        letter = next(letter for level, letter in self.LETTERS if record.levelno >= level)
+        when = time.localtime(record.created)
+        micro = min(int((record.created % 1) * 1e6), 999_999)
+        prefix = (f"{letter}{time.strftime('%m%d %H:%M:%S', when)}.{micro:06d} "
+                  f"{threading.get_native_id():>5} {record.filename}:{record.lineno}] ")
+        return prefix + super().format(record)
+
+
 def _log_file(folder: str, program: str) -> logging.Handler:
     """glog's log file, <program>.<host>.<user>.log.INFO.<date>-<time>.<pid>, and its link
     <program>.INFO to the newest; a folder that cannot take it is an AllconvError."""
@@ -159,6 +179,11 @@ def _log_file(folder: str, program: str) -> logging.Handler:
             f"{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}")
     path = os.path.join(folder, name)
     try:
+        with open(path, "a") as log:     # glog's header, once (a second call appends)
+            if not log.tell():
+                log.write(f"Log file created at: {time.strftime('%Y/%m/%d %H:%M:%S')}\n"
+                          f"Running on machine: {socket.gethostname()}\n"
+                          f"Log line format: {GlogFormatter.LINE_FORMAT}\n")
         handler = logging.FileHandler(path)
         link = os.path.join(folder, f"{program}.INFO")
         if os.path.islink(link):

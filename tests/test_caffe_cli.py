@@ -1,5 +1,6 @@
 """allconv-caffe: Caffe's train/test/time command line over the runtime, on a tiny net."""
 import logging
+import re
 
 import pytest
 import torch
@@ -262,12 +263,29 @@ def test_every_command_takes_every_flag_and_glogs_as_gflags_does(workdir, capsys
                  "-iterations", "1", "-solver", "x", "-snapshot", "y", "-sigint_effect",
                  "none", "-log_dir", "logs", "-minloglevel", "1"]) == 0
     newest = (workdir / "logs" / "allconv-caffe.INFO").read_text()
-    assert newest in ("", log)      # nothing below WARNING (one pid and second: one file)
+    assert newest in (log, "".join(log.splitlines(True)[:3]))     # nothing below WARNING
+    #                                     (one pid and second: one file), after glog's header
     assert main(["time", "-model", "net.prototxt", "-iterations", "1", "-weights", "w",
                  "-nologtostderr", "-stderrthreshold", "2"]) == 0
     assert run_cli(main, "allconv-caffe", ["time", "-model", "net.prototxt",
                                            "-logtostderr=maybe"]) == 2
     assert "argument -logtostderr: 'maybe' is not a boolean" in capsys.readouterr().err
+
+
+def test_the_log_has_glogs_header_and_line_prefix(workdir):
+    """As Caffe's logs, which BVLC's tools/extra/parse_log.py reads (month, day, time with
+    microseconds from each line's first two fields; the start at "Solving")."""
+    (workdir / "logs").mkdir()
+    assert main(["train", "-solver", "solver4.prototxt", "-log_dir", "logs"]) == 0
+    lines = (workdir / "logs" / "allconv-caffe.INFO").read_text().splitlines()
+    assert lines[0].startswith("Log file created at: ") and lines[1].startswith("Running on")
+    assert lines[2] == "Log line format: [IWEF]mmdd hh:mm:ss.uuuuuu threadid file:line] msg"
+    prefix = re.compile(r"([IWEF])(\d\d)(\d\d) \d\d:\d\d:\d\d\.\d{6} +\d+ [\w.]+\.py:\d+\] ")
+    found = [prefix.match(line) for line in lines[3:]]
+    assert all(found), [line for line, m in zip(lines[3:], found) if not m]
+    solving = next(m for m, line in zip(found, lines[3:]) if line.endswith("] Solving tiny"))
+    assert solving[1] == "I" and 1 <= int(solving[2]) <= 12 and 1 <= int(solving[3]) <= 31
+    assert any(line.endswith("] Optimization Done.") for line in lines)
 
 
 def test_a_solvers_net_is_read_from_the_current_folder_and_said_so(workdir, capsys,

@@ -1,6 +1,8 @@
-"""Embed (embed_layer.cpp): each input value, an integer index in [0, input_dim), picks a row
-of the weights (input_dim × num_output, InnerProduct's transposed) plus the bias; the top is
-the bottom's shape + (num_output,). Gradients go to the weights and bias, never to the input."""
+"""Embed (embed_layer.cpp): each input value, an index in [0, input_dim), picks a row of the
+weights (input_dim × num_output, InnerProduct's transposed) plus the bias; the top is the
+bottom's shape + (num_output,). A value that is not whole is truncated toward zero, as Caffe's
+release build does (static_cast<int>; its whole-number check is a debug-only DCHECK): 4.99 reads
+row 4, −0.5 row 0. Gradients go to the weights and bias, never to the input."""
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -25,11 +27,11 @@ class Embed(Layer):
         return [bottom_shapes[0] + (self.blobs[0].shape[1],)]
 
     def forward(self, x):
-        index = x.detach()
+        index = x.detach().trunc()
         rows = self.index_range
-        bad = (index != index.trunc()) | (index < 0) | (index >= rows)
+        bad = ~((index >= 0) & (index < rows))          # NaN too
         if bool(bad.any()):
-            value = float(index[bad][0])
+            value = float(x.detach()[bad][0])
             raise AllconvError(f"{describe(self.param)}: input value {value:g} is not an index "
                                f"in [0, {rows}) (embed_param.input_dim {rows})")
         y = F.embedding(index.long(), self.blobs[0])
