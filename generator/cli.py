@@ -7,15 +7,18 @@ import sys
 import warnings
 from pathlib import Path
 
-from generator.render import Filler, Init, NetOptions, SolverOptions, render_net, render_solver
+from generator.render import (GAUSSIAN_STD, WEIGHT_FILLERS, Init, NetOptions, SolverOptions,
+                              constant_filler, render_net, render_solver, weight_filler)
 from generator.variants import VARIANTS, get_variant
 from runtime import prototxt
 from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_version, comma_list,
-                                  given_options, number, run_cli)
+                                  given_options, number, options_off_default, run_cli)
 from runtime.errors import AllconvError
 from runtime.files import check_writable
 from runtime.meta import count_params, meta_net
 from runtime.proto import pb
+
+DEFAULT = Init()       # the open choices' defaults, which the options show
 
 
 def _default_sources(split: int) -> str:
@@ -68,14 +71,18 @@ def build_parser() -> Parser:
     g.add_argument("--test-source", help="Data layer source at TEST (default: the variant's, "
                                          f"{_default_sources(1)})")
     g = p.add_argument_group("initialisation (choices the paper leaves open)")
-    g.add_argument("--weight-filler", choices=["xavier", "msra", "gaussian"], default="xavier",
-                   help="weight filler (default xavier, fan-in; see README, Open choices)")
+    g.add_argument("--weight-filler", choices=WEIGHT_FILLERS, default=DEFAULT.weight_filler.type,
+                   help="weight filler (default %(default)s, fan-in; see README, Open choices)")
     g.add_argument("--weight-std", type=number(float),
-                   help="std of the gaussian filler (default 0.01; needs --weight-filler gaussian)")
-    g.add_argument("--bias-value", type=number(float, None), default=0.0, help="constant bias filler value (default 0)")
-    g.add_argument("--bias-lr-mult", type=number(float, "non-negative"), default=2.0, help="biases' lr_mult (default 2)")
-    g.add_argument("--bias-decay-mult", type=number(float, "non-negative"), default=0.0,
-                   help="biases' decay_mult (default 0)")
+                   help=f"std of the gaussian filler (default {GAUSSIAN_STD}; needs "
+                        "--weight-filler gaussian)")
+    g.add_argument("--bias-value", type=number(float, None),
+                   default=dict(DEFAULT.bias_filler.fields)["value"],
+                   help="constant bias filler value (default %(default)s)")
+    g.add_argument("--bias-lr-mult", type=number(float, "non-negative"),
+                   default=DEFAULT.bias_lr_mult, help="biases' lr_mult (default %(default)s)")
+    g.add_argument("--bias-decay-mult", type=number(float, "non-negative"),
+                   default=DEFAULT.bias_decay_mult, help="biases' decay_mult (default %(default)s)")
     g = p.add_argument_group("solver (with --solver)")
     g.add_argument("--base-lr", type=number(float), help="base learning rate (default 0.01)")
     g.add_argument("--epochs", type=number(float), help="CIFAR: epochs in all (default 350)")
@@ -91,18 +98,14 @@ def build_parser() -> Parser:
 
 
 def _init(args) -> Init:
-    weight = {"msra": Filler("msra", (("variance_norm", "FAN_IN"),)),
-              "xavier": Filler("xavier", (("variance_norm", "FAN_IN"),)),
-              "gaussian": Filler("gaussian", (("std", args.weight_std or 0.01),))}[args.weight_filler]
-    return Init(weight_filler=weight, bias_filler=Filler("constant", (("value", args.bias_value),)),
+    return Init(weight_filler=weight_filler(args.weight_filler, args.weight_std),
+                bias_filler=constant_filler(args.bias_value),
                 bias_lr_mult=args.bias_lr_mult, bias_decay_mult=args.bias_decay_mult)
 
 
 def _check_conflicts(args, parser) -> None:
     if args.list:
-        given = [max(action.option_strings, key=len) for action in parser._actions
-                 if action.dest not in ("help", "version", "list")
-                 and getattr(args, action.dest) != action.default]
+        given = options_off_default(args, parser, lambda dest: dest not in ("version", "list"))
         if given:
             raise AllconvError(f"--list lists the variants and writes no net: {given[0]} does "
                                "nothing with it")

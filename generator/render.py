@@ -44,12 +44,28 @@ class Filler:
     fields: tuple[tuple[str, object], ...] = ()
 
 
+WEIGHT_FILLERS = ("xavier", "msra", "gaussian")     # the weight fillers gen-prototxt names
+GAUSSIAN_STD = 0.01
+
+
+def weight_filler(kind: str, std: float | None = None) -> Filler:
+    """One of `WEIGHT_FILLERS`: xavier and msra at fan-in, gaussian of ``std`` (default
+    `GAUSSIAN_STD`)."""
+    if kind == "gaussian":
+        return Filler(kind, (("std", GAUSSIAN_STD if std is None else std),))
+    return Filler(kind, (("variance_norm", "FAN_IN"),))
+
+
+def constant_filler(value: float) -> Filler:
+    return Filler("constant", (("value", value),))
+
+
 @dataclass(frozen=True)
 class Init:
     """The open choices: fillers and the ParamSpec multipliers of weights and biases."""
 
-    weight_filler: Filler = Filler("xavier", (("variance_norm", "FAN_IN"),))
-    bias_filler: Filler = Filler("constant", (("value", 0),))
+    weight_filler: Filler = weight_filler("xavier")
+    bias_filler: Filler = constant_filler(0)
     weight_lr_mult: float = 1
     weight_decay_mult: float = 1
     bias_lr_mult: float = 2

@@ -118,6 +118,7 @@ class Variant:
     transform: Transform = Transform()
     schedule: Schedule = CIFAR_SCHEDULE
     notes: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()       # other spellings, as `_normalise` leaves them
 
     @property
     def is_cifar(self) -> bool:
@@ -155,6 +156,7 @@ LARGE_ALL_CNN = Variant(
     "large-all-cnn", "Large All-CNN", "Table 5", "large_all_cnn.prototxt.j2",
     layers=dict(convs=LARGE_LAYERS, leaky_slope=LEAKY_SLOPE), input_size=126, classes=(10,),
     batch_size=64, sources=("data/cifar10_large_train.npz", "data/cifar10_large_test.npz"),
+    aliases=("large-all", "large-allcnn"),
     notes=(f"LeakyReLU slope {LEAKY_SLOPE} (Table 5 gives none); dropout after each unstrided "
            "conv at its group's rate; a 1x1 conv 'classifier' maps 1920 -> classes.",))
 
@@ -164,15 +166,22 @@ IMAGENET = Variant(
     train_size=1_281_167, test_size=50_000, batch_size=64, test_batch_size=50,
     sources=("data/ilsvrc12_train_lmdb", "data/ilsvrc12_val_lmdb"),
     transform=Transform(crop_size=imagenet.CROP, mirror=True, mean_values=imagenet.MEAN_VALUES),
-    schedule=IMAGENET_SCHEDULE,
+    schedule=IMAGENET_SCHEDULE, aliases=("all-cnn-imagenet",),
     notes=("227x227 crops with unpadded strided convs give 55-27-13-6, the paper's 6x6 global "
            "average (the paper's 224 cannot reach 6x6 without extra padding).",))
 
 VARIANTS: dict[str, Variant] = {}
+_SPELLINGS: dict[str, str] = {}     # every name and alias -> the variant's name
 
 
 def register(variant: Variant) -> Variant:
-    """Add ``variant`` to the registry; a second entry of the same name is refused."""
+    """Add ``variant`` to the registry; a name or alias already taken is refused."""
+    for spelling in (variant.name, *variant.aliases):
+        if spelling in _SPELLINGS:
+            owner = _SPELLINGS[spelling]
+            raise AllconvError(f"variant {spelling!r} is already registered"
+                               + (f" (a spelling of {owner!r})" if owner != spelling else ""))
+    _SPELLINGS.update(dict.fromkeys((variant.name, *variant.aliases), variant.name))
     return add_once(VARIANTS, variant.name, variant, "variant")
 
 
@@ -187,8 +196,7 @@ def _normalise(name: str) -> str:
     """Lower-case, unify separators and drop the paper's '-CNN' infix: 'All-CNN-C' -> 'all-c'."""
     key = re.sub(r"[\s_]+", "-", name.strip().lower())
     key = re.sub(r"-cnn(?=-[abc]$)", "", key)
-    return {"large-all": "large-all-cnn", "large-allcnn": "large-all-cnn",
-            "all-cnn-imagenet": "imagenet"}.get(key, key)
+    return _SPELLINGS.get(key, key)
 
 
 def get_variant(name: str) -> Variant:

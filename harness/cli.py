@@ -16,10 +16,11 @@ from harness.loop import DeferredInterrupt, format_epoch
 from harness.report import (read_row, result_path_for, row_result, write_row,
                             write_table_readme)
 from harness.run import PRECISIONS
-from harness.run_folder import RUN_JSON, RunFolder, length_flags, length_settings, row_runs
+from harness.run_folder import RunFolder, length_flags, length_settings, row_runs
 from harness.specs import SPECS_DIR, Spec, load_tables, select
 from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_device_option, add_version,
-                                  comma_list, number, option_name, resolve_device, run_cli)
+                                  comma_list, number, option_name, options_off_default,
+                                  resolve_device, run_cli)
 from runtime.distributed import (SINGLE, from_environment, launched_by_torchrun, leave,
                                  local_device, said_once)
 from runtime.errors import AllconvError
@@ -182,7 +183,7 @@ def _check_args(args, parser: Parser) -> None:
     if args.lr is not None and args.lr_search:
         raise AllconvError("--lr conflicts with --lr-search: give one")
     if args.list:           # it prints the rows (of --specs) and reads nothing else
-        given = _given(args, parser, lambda dest: dest not in ("help", "list", "specs",
+        given = options_off_default(args, parser, lambda dest: dest not in ("help", "list", "specs",
                                                               "progress"))
         if given:
             raise AllconvError(f"{given[0]} does nothing with --list, which only lists the "
@@ -190,7 +191,7 @@ def _check_args(args, parser: Parser) -> None:
     if args.report:
         if args.shard:
             raise AllconvError("--report reads what the shards wrote: give it without --shard")
-        given = _given(args, parser, TRAINING_ONLY.__contains__)
+        given = options_off_default(args, parser, TRAINING_ONLY.__contains__)
         if given:
             raise AllconvError(f"{given[0]} does nothing with --report, which trains "
                                "nothing: drop it")
@@ -214,14 +215,6 @@ def _check_args(args, parser: Parser) -> None:
     elif args.batch_per_process:
         raise AllconvError("--batch-per-process does nothing without torchrun: one process "
                            "takes the spec's batch; drop it")
-
-
-def _given(args, parser: Parser, wanted) -> list[str]:
-    """The options whose destination ``wanted(dest)`` holds that differ from their defaults,
-    spelt as given (--cuda-graphs or --no-cuda-graphs, --no-verify)."""
-    return [a.option_strings[0 if getattr(args, a.dest) or len(a.option_strings) == 1 else 1]
-            for a in parser._actions if a.option_strings and wanted(a.dest)
-            and hasattr(args, a.dest) and getattr(args, a.dest) != a.default]   # not --help
 
 
 def fresh_starts(jobs, args) -> list[str]:
@@ -264,7 +257,7 @@ def make_out(out: Path) -> None:
         raise AllconvError(f"--out {out}: a file, not a folder")
     whole = out.resolve()
     inside = next((folder for folder in [whole, *whole.parents]
-                   if (folder / RUN_JSON).is_file()), None)
+                   if RunFolder(folder).has_record), None)
     if inside is not None:
         raise AllconvError(f"--out {out}: inside the run folder {inside}; give the folder "
                            "that holds the tables (the one above <table>/<row>/)")

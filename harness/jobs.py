@@ -16,7 +16,7 @@ from pathlib import Path
 from harness.datasets import Data, data_key, train_size
 from harness.loop import DeferredInterrupt
 from harness.run import RunOptions, check_length, run_data, snapshot_iteration
-from harness.run_folder import RUN_JSON, RunFolder, run_name
+from harness.run_folder import RunFolder, run_name
 from harness.specs import Spec
 from harness.train import train_pack
 from runtime.cli_support import resolve_device
@@ -115,7 +115,7 @@ def check_runs_kept(jobs) -> None:
 def _kept(folder: RunFolder) -> tuple[str, str] | None:
     """(what the folder holds that a fresh start would lose, whether --resume keeps it)."""
     checkpoint = folder.latest_checkpoint()
-    if not folder.file(RUN_JSON).is_file():
+    if not folder.has_record:
         return ("checkpoints without their run.json", "") if checkpoint else None
     if folder.result() is not None:
         return "a finished run", "--resume keeps it, "

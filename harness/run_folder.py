@@ -176,7 +176,7 @@ def row_runs(row_dir) -> list["RunFolder"]:
     row_dir = Path(row_dir)
     if not row_dir.is_dir():
         return []
-    return [RunFolder(p) for p in sorted(row_dir.iterdir()) if (p / RUN_JSON).is_file()]
+    return [run for run in map(RunFolder, sorted(row_dir.iterdir())) if run.has_record]
 
 
 def checked_fields(path, data: dict, fields: dict, where: str = "",
@@ -257,6 +257,11 @@ class RunFolder:
         return self.path / name
 
     @property
+    def has_record(self) -> bool:
+        """Whether the folder holds a run's record (its run.json): what makes it a run folder."""
+        return self.file(RUN_JSON).is_file()
+
+    @property
     def checkpoint_prefix(self) -> Path:
         """The snapshot prefix: `runtime.snapshot.write` adds ``_iter_N.<extension>``."""
         return self.path / CHECKPOINT
@@ -271,7 +276,7 @@ class RunFolder:
         """Whether the folder holds a run of ``settings`` to resume (False: no run.json); a run
         of other settings is an error, as are checkpoints without their run.json. Reads
         only."""
-        if not self.file(RUN_JSON).is_file():
+        if not self.has_record:
             if self.path.is_dir() and self._checkpoints(".*"):
                 raise AllconvError(f"cannot resume {self.path}: it holds checkpoints but no "
                                    f"{RUN_JSON} file (the record of their settings); put it "
@@ -438,8 +443,9 @@ class RunFolder:
         return self.provenance.get("lr_from")
 
     def recorded_lr_from(self) -> str | None:
-        """`lr_from` of the run.json the folder holds; None without one (or its record)."""
-        if not self.file(RUN_JSON).is_file():
+        """`lr_from` of the run.json the folder holds; None without a run.json, or where its
+        provenance does not read (a run of before provenance: its resume records it anew)."""
+        if not self.has_record:
             return None
         try:
             return self.lr_from

@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator.render import Filler, Init
+from generator.render import Filler, Init, constant_filler
 from generator.variants import Variant, get_variant
 from harness.pipelines import PIPELINES
 from runtime.data.datasets import DATASETS, Dataset, get_dataset
@@ -152,7 +152,7 @@ def _init(data: dict, path: Path) -> Init:
                                f"keys: {', '.join(f for f in fields if f != 'type')}")
     return Init(weight_filler=Filler(data["weight_filler"],
                                      tuple(data["weight_filler_args"].items())),
-                bias_filler=Filler("constant", (("value", data["bias_value"]),)),
+                bias_filler=constant_filler(data["bias_value"]),
                 weight_lr_mult=data["weight_lr_mult"], weight_decay_mult=data["weight_decay_mult"],
                 bias_lr_mult=data["bias_lr_mult"], bias_decay_mult=data["bias_decay_mult"])
 

@@ -5,7 +5,7 @@ Public functions::
     blob_to_array(blob) -> np.ndarray                  # float32
     array_to_blob(array) -> BlobProto
     read_layers(path) -> list[tuple[str, list[np.ndarray]]]  # every layer, in file order
-    read_weights(path) -> dict[str, list[np.ndarray]]  # alias load_weights
+    read_weights(path) -> dict[str, list[np.ndarray]]
     write_weights(path, layers, net_name="") -> None
     read_binary(path, message_cls) -> Message
     read_blob(path) -> np.ndarray                      # a .binaryproto BlobProto
@@ -41,7 +41,6 @@ __all__ = [
     "array_to_blob",
     "read_layers",
     "read_weights",
-    "load_weights",
     "write_weights",
     "read_binary",
     "read_blob",
@@ -239,10 +238,6 @@ def no_weights(path: PathLike) -> AllconvError:
     if other is not None:
         return AllconvError(f"{path} is {other}, not a .caffemodel")
     return AllconvError(f"{path}: contains no layer weights (is it a .caffemodel?)")
-
-
-# Name used by docs/DESIGN.md.
-load_weights = read_weights
 
 
 def write_weights(

@@ -148,6 +148,19 @@ def given_options(args, dests) -> list[str]:
     return [option_name(d) for d in dests if getattr(args, d, None) is not None]
 
 
+def options_off_default(args, parser: argparse.ArgumentParser, wanted) -> list[str]:
+    """The options whose destination ``wanted(dest)`` holds a value other than its default,
+    spelt as given: --x or --no-x of a pair, else the long form (--help has no value)."""
+    found = []
+    for action in parser._actions:
+        if (action.option_strings and wanted(action.dest) and hasattr(args, action.dest)
+                and getattr(args, action.dest) != action.default):
+            pair = isinstance(action, argparse.BooleanOptionalAction)
+            found.append(action.option_strings[0 if getattr(args, action.dest) else 1] if pair
+                         else max(action.option_strings, key=len))
+    return found
+
+
 def name(what: str, choices=None):
     """An argparse type: a non-empty ``what`` (a blob, a method), one of ``choices`` when
     given; anything else is an error listing them."""

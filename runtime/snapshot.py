@@ -76,7 +76,7 @@ def restore(state_path, net, optimizer, schedule, weights=None, require_all=Fals
     own there), ``iter`` and ``current_step`` into ``schedule``."""
     state_path = os.fspath(state_path)
     state = (hdf5_snapshot.read_state(state_path) if hdf5_snapshot.is_hdf5(state_path)
-             else _read_solver_state(state_path))
+             else read_binary(state_path, pb.SolverState))
     if state.iter < 0 or state.current_step < 0:      # no solver ever writes one
         raise AllconvError(f"{state_path}: iter {state.iter} and current_step "
                            f"{state.current_step} must not be negative")
@@ -86,20 +86,6 @@ def restore(state_path, net, optimizer, schedule, weights=None, require_all=Fals
     if weights is not None:         # unlogged, as Caffe's Restore
         net.copy_from(weights, require_all=require_all)
     schedule.load_state_dict({"last_epoch": state.iter, "current_step": state.current_step})
-
-
-def _read_solver_state(path: str) -> "pb.SolverState":
-    """A binary ``.solverstate``; one-line errors naming the path."""
-    if not os.path.isfile(path):
-        raise AllconvError(f"{path}: solver state file not found")
-    try:
-        return read_binary(path, pb.SolverState)
-    except AllconvError as e:
-        if path in str(e):
-            raise
-        raise AllconvError(f"{path}: not a readable solverstate: {e}") from e
-    except Exception as e:  # protobuf DecodeError and friends
-        raise AllconvError(f"{path}: not a readable solverstate: {e}") from e
 
 
 def _find_learned_net(learned_net: str, state_path: str) -> str:

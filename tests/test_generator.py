@@ -1,5 +1,6 @@
 """The generator: every network of the paper as Caffe prototxt, checked from the generated text."""
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import jinja2
@@ -393,7 +394,12 @@ def test_a_second_variant_of_a_registered_name_is_refused():
     from generator.variants import register
     with pytest.raises(AllconvError, match="variant 'all-c' is already registered"):
         register(VARIANTS["all-c"])
-    assert len(VARIANTS) == 14
+    with pytest.raises(AllconvError, match="variant 'large-all' is already registered "
+                                           "\\(a spelling of 'large-all-cnn'\\)"):
+        register(replace(VARIANTS["all-c"], name="all-d", aliases=("large-all",)))
+    assert len(VARIANTS) == 14 and get_variant("Large All").name == "large-all-cnn"
+    with pytest.raises(AllconvError, match="unknown variant 'all-d'"):
+        get_variant("all-d")
 
 
 def test_the_output_takes_each_commands_spelling(tmp_path, capsys):

@@ -742,7 +742,6 @@ def test_weights_round_trip(tmp_path):
             np.testing.assert_array_equal(got, np.asarray(want, np.float32))
     net = caffemodel.read_binary(path, pb.NetParameter)
     assert net.name == "tiny" and [l.type for l in net.layer][:2] == ["Convolution", "ReLU"]
-    assert caffemodel.load_weights is caffemodel.read_weights
 
 
 def test_v1_caffemodel_is_read(tmp_path):
