@@ -38,7 +38,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.run_folder import RunFolder, git_commit  # noqa: E402
+from harness.commit import git_commit  # noqa: E402
+from harness.run_folder import RunFolder  # noqa: E402
 from harness.specs import SPECS_DIR, load_spec  # noqa: E402
 from harness.datasets import Data  # noqa: E402
 from harness.run import (PRECISIONS, Run, RunOptions, resolve_precision, run_data,  # noqa: E402

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from generator.draw import pyplot
-from harness.run_folder import (FLAG, INTEGER, NUMBER, OBJECT, TEXT, checked_fields,
-                                git_commit)
+from harness.commit import git_commit
+from harness.json_fields import FLAG, INTEGER, NUMBER, OBJECT, TEXT, checked_fields, one_of
 from harness.specs import Spec
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, read_json_object
@@ -19,6 +19,9 @@ RULES = ("PASS: measured error <= paper error + tolerance (one-sided: beating th
          "The lr is the best of the row's runs by final test error at the grid's seed, as the "
          "paper chose it; (partial) marks a row whose grid is not all trained yet. With more "
          "than one seed at that lr the measured error is their mean ± standard deviation.")
+
+
+STATUSES = ("PASS", "FAIL", "SMOKE")
 
 
 def status(result: dict) -> str:
@@ -150,7 +153,6 @@ def _notes(result: dict) -> str:
               if r.get("dead_class_units") and (r["lr"], r.get("seed", 0)) != shown]
     notes += [f"lr {r['lr']:g}{_seed(r.get('seed', 0))} {r['missing']}" for r in runs
               if r.get("missing")]
-    notes += [f"lr {lr} {why}" for lr, why in result.get("incomplete_grid", {}).items()]
     if result.get("partial"):
         notes.append("grid partial: " + ", ".join(f"{lr:g}" for lr in result["grid"]["missing"])
                      + " not trained")
@@ -225,7 +227,7 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
     plt = pyplot()
     from matplotlib.lines import Line2D
 
-    colours = {"PASS": "tab:green", "FAIL": "tab:red", "SMOKE": "tab:grey"}
+    colours = dict(zip(STATUSES, ("tab:green", "tab:red", "tab:grey")))
     low = min(s.paper.error for s in specs) - 2
     high = max(s.paper.error + s.paper.tolerance for s in specs) + 4
     height = 0.4 * len(specs) + 1.8
@@ -240,7 +242,7 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
         error = result["measured"]["error"] if result else None
         if error is None:
             continue
-        colour = colours.get(result["status"], "tab:orange")   # older JSON: INCOMPLETE
+        colour = colours[result["status"]]
         if result["measured"].get("std") is not None:
             axis.errorbar(error, y, xerr=result["measured"]["std"], color=colour, capsize=3)
         fill = "none" if result.get("partial") else "full"
@@ -273,7 +275,7 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
 
 
 # the fields of a row JSON that the table and its figure read, with what they hold
-ROW_FIELDS = {"status": TEXT, "smoke": FLAG, "measured": OBJECT, "runs": OBJECT.list(),
+ROW_FIELDS = {"status": one_of(*STATUSES), "smoke": FLAG, "measured": OBJECT, "runs": OBJECT.list(),
               "wall_seconds": NUMBER.or_none(), "params_counted": INTEGER,
               "partial": FLAG.or_absent()}
 MEASURED_FIELDS = {"error": NUMBER.or_none(), "lr": NUMBER.or_none(), "seeds": INTEGER.list(),

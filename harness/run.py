@@ -28,9 +28,9 @@ import torch
 
 from generator.render import NetOptions, Rendered, SolverOptions, rendered_net, rendered_solver
 from runtime.distributed import SINGLE, Ranks, not_process_zero
-from harness import run_folder
+from harness import datasets, run_folder
+from harness.commit import git_commit
 from harness.datasets import Data, ImageFolders, row_data
-from harness import datasets
 from harness.evaluation import Evaluator
 from harness.net_transforms import NetTransform, data_as_input, transformed
 from harness.pipelines import PIPELINES
@@ -326,7 +326,7 @@ class Run:
         resumed run keeps it, whatever option names its lr now)."""
         spec, member = self.spec, self.members[k]
         provenance = run_folder.provenance(
-            commit=run_folder.git_commit(), variant=spec.variant.name, dataset=spec.dataset.name,
+            commit=git_commit(), variant=spec.variant.name, dataset=spec.dataset.name,
             classes=self.data.classes, whitening=whitening_of(spec, member.opts),
             lr_from=lr_from or member.opts.lr_from)
         member.folder.write_record(settings, provenance, net=self.prototxt.net.text,
@@ -454,10 +454,7 @@ class Run:
     def restore(self, paths: Sequence[Path]) -> None:
         """Continue every member from its `checkpoint` (one path each, all of one iteration):
         weights, momentum, iteration, lr position, feed and generators."""
-        iterations = {snapshot_iteration(p) for p in paths}
-        if len(iterations) != 1:
-            raise AllconvError(f"the runs of a pack must resume from checkpoints of one "
-                               f"iteration, not {sorted(iterations)}: resume them apart")
+        one_iteration(paths)
         for k, path in enumerate(paths):
             net, optimizer = self._snapshot_view(k)
             # the .caffemodel beside it, not learned_net: a copied run folder resumes its own;
@@ -484,6 +481,15 @@ def _progress(saved: dict | None) -> dict | None:
     return None if saved is None else {"count": int(saved["count"]),
                                        "loss_sum": float(saved["loss_sum"]),
                                        "seconds": float(saved["seconds"])}
+
+
+def one_iteration(paths: Sequence[Path]) -> int:
+    """The iteration of a pack's checkpoints, which must all be of one."""
+    iterations = {snapshot_iteration(p) for p in paths}
+    if len(iterations) != 1:
+        raise AllconvError(f"the runs of a pack must resume from checkpoints of one "
+                           f"iteration, not {sorted(iterations)}: resume them apart")
+    return iterations.pop()
 
 
 def snapshot_iteration(path: Path) -> int:

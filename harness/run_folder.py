@@ -26,12 +26,11 @@ import contextlib
 import fcntl
 import json
 import math
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from generator.variants import get_variant
+from harness.json_fields import INTEGER, NUMBER, OBJECT, PERCENT, SHARE, TEXT, checked_fields
 from harness.specs import same_row
 from runtime import snapshot
 from runtime.data import cifar, preprocess
@@ -42,36 +41,6 @@ from runtime.files import TEMPORARY, atomic_write_bytes, read_json_object, read_
 RUN_JSON, RESULT_JSON, METRICS = "run.json", "result.json", "metrics.jsonl"
 
 
-class Kind:
-    """What a field of the run's files holds: ``name`` (and ``plural``) for the error,
-    ``holds(value)``."""
-
-    def __init__(self, name: str, plural: str, holds, optional: bool = False):
-        self.name, self.plural, self.holds, self.optional = name, plural, holds, optional
-
-    def list(self) -> "Kind":
-        return Kind(f"a list of {self.plural}", f"lists of {self.plural}",
-                    lambda v: isinstance(v, list) and all(self.holds(x) for x in v))
-
-    def or_none(self) -> "Kind":
-        return Kind(f"{self.name} or null", f"{self.plural} or nulls",
-                    lambda v: v is None or self.holds(v))
-
-    def or_absent(self) -> "Kind":
-        return Kind(self.name, self.plural, self.holds, optional=True)
-
-
-def _plain(*types):
-    return lambda v: isinstance(v, types) and not isinstance(v, bool)
-
-
-NUMBER = Kind("a number", "numbers", _plain(int, float))   # NaN too: a mean over no steps
-INTEGER = Kind("an integer", "integers", _plain(int))
-TEXT = Kind("a string", "strings", _plain(str))
-PERCENT = Kind("a percentage", "percentages", lambda v: NUMBER.holds(v) and 0 <= v <= 100)
-SHARE = Kind("a share", "shares", lambda v: NUMBER.holds(v) and 0 <= v <= 1)
-OBJECT = Kind("an object", "objects", lambda v: isinstance(v, dict))
-FLAG = Kind("true or false", "trues or falses", lambda v: isinstance(v, bool))
 # the fields readers take from each file (a metrics record: every record's, then an
 # evaluation's or an event's), with what they hold
 FIELDS = {RUN_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": NUMBER,
@@ -93,24 +62,6 @@ NET, SOLVER, DEPLOY, CURVES = ("train_test.prototxt", "solver.prototxt", "deploy
 CHECKPOINT = "checkpoint"
 PROVENANCE = "provenance"
 PROVENANCE_KEYS = ("commit", "variant", "dataset", "classes", "whitening")
-COMMIT_ENV = "ALLCONV_COMMIT"
-
-
-def git_commit() -> str | None:
-    """HEAD of the checkout holding this file, with '-dirty' for uncommitted tracked changes
-    (what run.json's provenance and the row results record). $ALLCONV_COMMIT, when set, names
-    it instead: a copy of the tree on a remote GPU machine has no .git, or a stale one."""
-    if os.environ.get(COMMIT_ENV):
-        return os.environ[COMMIT_ENV]
-    here = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=here, capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("-dirty" if dirty.strip() else "")
 
 
 def run_name(lr: float, seed: int = 0, smoke: bool = False) -> str:
@@ -177,24 +128,6 @@ def row_runs(row_dir) -> list["RunFolder"]:
     if not row_dir.is_dir():
         return []
     return [run for run in map(RunFolder, sorted(row_dir.iterdir())) if run.has_record]
-
-
-def checked_fields(path, data: dict, fields: dict, where: str = "",
-                   writer: str = "the run") -> dict:
-    """``data`` read from ``path``, each of ``fields`` holding its `Kind` (present unless the
-    kind is optional), or one line naming the file, the field and its ``writer``."""
-    for key, kind in fields.items():
-        if key not in data:
-            if kind.optional:
-                continue
-            raise AllconvError(f"{path}{where}: no {key!r} field; was it edited? ({writer} "
-                               "writes it)")
-        if not kind.holds(data[key]):
-            shown = json.dumps(data[key])
-            shown = shown if len(shown) <= 40 else shown[:37] + "..."
-            raise AllconvError(f"{path}{where}: its {key!r} field is {shown}, not "
-                               f"{kind.name}; was it edited? ({writer} writes it)")
-    return data
 
 
 class MetricsLog:

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-from harness.run import Run, RunOptions, pack_label, snapshot_iteration
+from harness.run import Run, RunOptions, one_iteration, pack_label
 from harness.specs import Spec
 from runtime.distributed import SINGLE, Ranks
 from runtime.errors import AllconvError
@@ -167,10 +167,7 @@ class SideBySide:
 
     def restore(self, paths: Sequence[Path]) -> None:
         """Each run from its checkpoint, all of one iteration."""
-        iterations = {snapshot_iteration(p) for p in paths}
-        if len(iterations) != 1:
-            raise AllconvError(f"the runs of a pack must resume from checkpoints of one "
-                               f"iteration, not {sorted(iterations)}: resume them apart")
+        one_iteration(paths)
         for run, stream, path in zip(self.runs, self.streams, paths):
             with on(stream):
                 run.restore([path])

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from generator.render import NetOptions, render_net
-from harness import cli, run_folder
+from harness import cli, commit, run_folder
 from harness.jobs import default_levers
 from harness.evaluation import class_counts, summarize
 from harness.report import row_result, status, table_markdown, write_row
@@ -379,6 +379,8 @@ def test_a_corrupt_row_json_is_named_in_one_line(tmp_path, text, why):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda r: r.pop("status"), ": no 'status' field; was it edited? (replicate --report "),
+    (lambda r: r.update(status="INCOMPLETE"), ": its 'status' field is \"INCOMPLETE\", not "
+                                              "one of PASS, FAIL, SMOKE"),
     (lambda r: r["measured"].update(error="x"),
      ", measured: its 'error' field is \"x\", not a number or null"),
     (lambda r: r["runs"][0].update(lr=None), ", runs[0]: its 'lr' field is null")])
@@ -891,7 +893,7 @@ def test_benchmark_sweep_and_packs_side_by_side(capsys, tmp_path):
     assert all(line.startswith("CPU ") for line in lines)
     record = json.loads(out_json.read_text())
     assert record["batch"] == 2 and record["torch"] == torch.__version__
-    assert record["commit"] == run_folder.git_commit()
+    assert record["commit"] == commit.git_commit()
     rows = record["rows"]
     assert [(r["precision"], r["loop"]) for r in rows] == [
         ("fp32", "baseline"), ("fp32", "eager"), ("fp32", "channels-last")]
@@ -948,20 +950,20 @@ def test_benchmark_projects_350_epochs_from_slices(capsys, tmp_path):
 def test_commit_falls_back_to_the_environment_outside_a_checkout(monkeypatch):
     def no_git(*args, **kwargs):
         raise FileNotFoundError("git")
-    monkeypatch.setattr(run_folder.subprocess, "run", no_git)
-    monkeypatch.delenv(run_folder.COMMIT_ENV, raising=False)
-    assert run_folder.git_commit() is None
-    monkeypatch.setenv(run_folder.COMMIT_ENV, "0123abc")
-    assert run_folder.git_commit() == "0123abc"
+    monkeypatch.setattr(commit.subprocess, "run", no_git)
+    monkeypatch.delenv(commit.COMMIT_ENV, raising=False)
+    assert commit.git_commit() is None
+    monkeypatch.setenv(commit.COMMIT_ENV, "0123abc")
+    assert commit.git_commit() == "0123abc"
 
 
 def test_commit_in_the_environment_wins_over_a_stale_checkout(monkeypatch):
     """The device's copy of the tree once carried the session's starting .git: its HEAD named
     the wrong commit, and "-dirty"."""
-    monkeypatch.setenv(run_folder.COMMIT_ENV, "0123abc")
-    assert run_folder.git_commit() == "0123abc"
-    monkeypatch.delenv(run_folder.COMMIT_ENV)
-    assert run_folder.git_commit() != "0123abc"
+    monkeypatch.setenv(commit.COMMIT_ENV, "0123abc")
+    assert commit.git_commit() == "0123abc"
+    monkeypatch.delenv(commit.COMMIT_ENV)
+    assert commit.git_commit() != "0123abc"
 
 
 def test_rows_in_parallel_match_one_after_another(tmp_path, tiny_data):
