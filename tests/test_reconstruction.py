@@ -13,9 +13,12 @@ from generator.variants import get_variant
 from runtime import TEST, AllconvError, Net
 from runtime.geometry import Window
 from runtime.layers.relu import rule_backward
-from runtime.reconstruction import (METHODS, activations, choose_unit, parse_unit,
-                                    receptive_windows, reconstruct, relu_rule, switched_net,
-                                    top_units)
+from runtime.proto import pb
+from runtime.reconstruction import (METHODS, activations, backward_ignores_input, choose_unit,
+                                    parse_unit, receptive_windows, reconstruct, relu_rule,
+                                    switched_net, top_units)
+
+from layer_kit import build
 
 SLOPE = 0.1
 # data -> conv1 (3x3 pad 1) -> in-place ReLU -> conv2 (3x3 stride 2 pad 1) -> in-place leaky ReLU
@@ -320,3 +323,53 @@ layer { name: "sum" type: "Eltwise" bottom: "data" bottom: "r" top: "s" }""", TE
     with pytest.raises(AllconvError, match="blob 'r' does not depend on the input blob 'data'"):
         reconstruct(net, "r", torch.ones(1, 1, 4, 4), "guided", [(0, 1, 1)])
     assert reconstruct(net, "s", torch.ones(1, 1, 4, 4), "guided", [(0, 1, 1)]).sum() == 1
+
+
+def _signal_below(layer, inputs, signal):
+    """What ``layer`` passes down to bottom 0 for the signal ``signal`` from above."""
+    inputs = [x.clone().requires_grad_(i == 0) for i, x in enumerate(inputs)]
+    top = layer(*inputs)[0]
+    return torch.autograd.grad(top, inputs[0], signal)[0]
+
+
+@pytest.mark.parametrize("text, shapes, phase, ignores", [
+    ("type: 'Convolution' convolution_param { num_output: 2 kernel_size: 3 "
+     "weight_filler { type: 'gaussian' } }", [(2, 3, 5, 5)], TEST, True),
+    ("type: 'Deconvolution' convolution_param { num_output: 2 kernel_size: 2 stride: 2 "
+     "weight_filler { type: 'gaussian' } }", [(2, 3, 3, 3)], TEST, True),
+    ("type: 'InnerProduct' inner_product_param { num_output: 4 weight_filler { type: 'gaussian' } }",
+     [(2, 3, 2, 2)], TEST, True),
+    ("type: 'ReLU' relu_param { negative_slope: 0.1 }", [(2, 3, 4, 4)], TEST, True),
+    ("type: 'Dropout'", [(2, 3, 4, 4)], TEST, True),
+    ("type: 'Pooling' pooling_param { pool: AVE kernel_size: 2 }", [(2, 3, 4, 4)], TEST, True),
+    ("type: 'Pooling' pooling_param { pool: MAX kernel_size: 2 }", [(2, 3, 4, 4)], TEST, False),
+    ("type: 'Eltwise' eltwise_param { operation: SUM coeff: 2 coeff: -1 }",
+     [(2, 3, 4, 4)] * 2, TEST, True),
+    ("type: 'Eltwise' eltwise_param { operation: PROD }", [(2, 3, 4, 4)] * 2, TEST, False),
+    ("type: 'Scale' scale_param { filler { type: 'gaussian' } }", [(2, 3, 4, 4)], TEST, True),
+    ("type: 'Scale'", [(2, 3, 4, 4), (3,)], TEST, False),
+    ("type: 'Bias' bias_param { filler { type: 'gaussian' } }", [(2, 3, 4, 4)], TEST, True),
+    ("type: 'Power' power_param { power: 1 scale: 3 shift: 1 }", [(2, 3, 4, 4)], TEST, True),
+    ("type: 'Power' power_param { power: 2 }", [(2, 3, 4, 4)], TEST, False),
+    ("type: 'BatchNorm'", [(2, 3, 4, 4)], TEST, True),
+    ("type: 'BatchNorm'", [(2, 3, 4, 4)], pb.TRAIN, False),
+    ("type: 'Flatten'", [(2, 3, 4, 4)], TEST, True),
+    ("type: 'Tile' tile_param { tiles: 2 }", [(2, 3, 4, 4)], TEST, True),
+    ("type: 'Crop' crop_param { offset: 1 }", [(2, 3, 4, 4), (2, 3, 2, 2)], TEST, True),
+    ("type: 'LRN'", [(2, 3, 4, 4)], TEST, False),
+    ("type: 'Sigmoid'", [(2, 3, 4, 4)], TEST, False),
+])
+def test_a_layer_that_says_its_backward_ignores_the_input_passes_any_inputs_signal_alike(
+        text, shapes, phase, ignores):
+    """`visualize filters` draws from the blob alone through such layers (the claim was a list
+    of type names in the reconstruction package; each layer holds it now)."""
+    bottoms = " ".join(f"bottom: 'b{i}'" for i in range(len(shapes)))
+    layer = build(f"name: 'l' {text} {bottoms} top: 't'", *shapes, phase=phase)
+    if layer.type_name == "ReLU":
+        layer.rule = "deconvnet"
+    assert backward_ignores_input(layer) is ignores
+    first, second = ([torch.randn(s, generator=torch.Generator().manual_seed(seed)) * 2
+                      for s in shapes] for seed in (1, 2))
+    signal = torch.randn(layer(*first)[0].shape, generator=torch.Generator().manual_seed(3))
+    same = torch.equal(_signal_below(layer, first, signal), _signal_below(layer, second, signal))
+    assert same is ignores

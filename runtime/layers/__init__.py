@@ -150,6 +150,10 @@ class Layer(nn.Module):
     # only once the layer's Backward has run (Flatten's ShareDiff is there)
     top_diff_is_bottom_diff = False
     diff_shared_by_backward = False
+    # its backward passes a signal down the same way for every input (a linear map; ReLU's
+    # deconvnet rule reads only the signal), so a reconstruction through it needs no image;
+    # a property where the parameters decide
+    backward_ignores_input = False
 
     def __init__(self, param, bottom_shapes, phase: int, generator: torch.Generator, **options):
         super().__init__()

@@ -23,6 +23,10 @@ class BatchNorm(Layer):
     # solver alone)
     diffs_whenever_run = (0,)
 
+    @property
+    def backward_ignores_input(self) -> bool:
+        return self.use_global_stats        # the batch's statistics depend on the input
+
     def setup(self, bottom_shapes, generator):
         bn = self.param.batch_norm_param
         self.channels = self._channels(bottom_shapes[0])

@@ -54,6 +54,10 @@ class BroadcastOperand:
 class Bias(BroadcastOperand, Layer):
     num_bottoms = (1, 2)
 
+    @property
+    def backward_ignores_input(self) -> bool:
+        return len(self.bottoms) == 1
+
     def setup(self, bottom_shapes, generator):
         bias = self.param.bias_param
         if len(bottom_shapes) == 1:

@@ -10,6 +10,7 @@ from runtime.layers.shapes import canonical_axis
 
 @register("Concat")
 class Concat(Layer):
+    backward_ignores_input = True
     num_bottoms = (1, None)
 
     def reshape(self, bottom_shapes):

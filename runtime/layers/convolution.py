@@ -63,6 +63,7 @@ def window_geometry(conv, shape) -> tuple:
 @register("Convolution")
 class Convolution(Layer):
     """Weights (num_output, C/group, *kernel) and bias (num_output,)."""
+    backward_ignores_input = True
 
     num_bottoms = num_tops = (1, None)
 

@@ -11,6 +11,7 @@ from runtime.layers.shapes import canonical_axis
 
 @register("Crop")
 class Crop(Layer):
+    backward_ignores_input = True
     num_bottoms = (2, 2)
 
     def reshape(self, bottom_shapes):

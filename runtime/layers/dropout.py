@@ -64,6 +64,7 @@ class Dropout(Layer):
     [k·C/K, (k+1)·C/K) then draws its noise of shape (N, C/K, ...) from generators of its own
     seed, so its masks are its solo net's, bit for bit, in eager mode. Keyed masks read the
     seeds' keys from the buffer ``seed_keys``, so one compiled graph serves nets of any seed."""
+    backward_ignores_input = True
 
     def setup(self, bottom_shapes, generator):
         # Caffe only DCHECKs 0 < ratio < 1; training CHECKs the keep probability 1 - ratio

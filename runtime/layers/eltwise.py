@@ -28,6 +28,10 @@ _E = pb.EltwiseParameter
 class Eltwise(Layer):
     num_bottoms = (2, None)
 
+    @property
+    def backward_ignores_input(self) -> bool:
+        return self.op == _E.SUM
+
     def setup(self, bottom_shapes, generator):
         eltwise = self.param.eltwise_param
         self.op = eltwise.operation

@@ -19,6 +19,7 @@ from runtime.layers.convolution import window_geometry
 
 @register("Im2col")
 class Im2col(Layer):
+    backward_ignores_input = True
     diffs_whenever_run = (0,)     # Caffe's Backward ignores propagate_down
 
     def setup(self, bottom_shapes, generator):

@@ -11,6 +11,7 @@ from runtime.layers.shapes import canonical_axis, count
 @register("InnerProduct")
 class InnerProduct(Layer):
     """Weights (num_output, K), or (K, num_output) with ``transpose``; bias (num_output,)."""
+    backward_ignores_input = True
 
     def setup(self, bottom_shapes, generator):
         ip = self.param.inner_product_param

@@ -45,6 +45,10 @@ class Pooling(Layer):
 
     num_tops = (1, 2)
 
+    @property
+    def backward_ignores_input(self) -> bool:
+        return self.method == _P.AVE        # MAX's switches come from the input
+
     def setup(self, bottom_shapes, generator):
         pool = self.param.pooling_param
         if pool.pool not in (_P.MAX, _P.AVE):

@@ -15,6 +15,10 @@ from runtime.libm import powf, powx
 
 @register("Power")
 class Power(Layer):
+    @property
+    def backward_ignores_input(self) -> bool:
+        return self.power == 1
+
     def setup(self, bottom_shapes, generator):
         power = self.param.power_param
         self.power, self.scale, self.shift = power.power, power.scale, power.shift

@@ -70,6 +70,7 @@ class _RuledReLU(torch.autograd.Function):
 
 @register("ReLU")
 class ReLU(Layer):
+    backward_ignores_input = True
     def setup(self, bottom_shapes, generator):
         self.slope = self.param.relu_param.negative_slope
         self.rule = "backprop"

@@ -16,6 +16,10 @@ from runtime.proto import pb
 class Scale(BroadcastOperand, Layer):
     num_bottoms = (1, 2)
 
+    @property
+    def backward_ignores_input(self) -> bool:
+        return self.learned             # a factor from a second bottom depends on the input
+
     def setup(self, bottom_shapes, generator):
         scale = self.param.scale_param
         shape = bottom_shapes[0]

@@ -10,6 +10,7 @@ from runtime.layers.shapes import canonical_axis
 
 @register("Slice")
 class Slice(Layer):
+    backward_ignores_input = True
     num_tops = (1, None)
 
     def setup(self, bottom_shapes, generator):

@@ -9,6 +9,7 @@ from runtime.layers.shapes import canonical_axis
 
 @register("Tile")
 class Tile(Layer):
+    backward_ignores_input = True
     def setup(self, bottom_shapes, generator):
         tile = self.param.tile_param
         if not tile.HasField("tiles"):

@@ -4,16 +4,11 @@ from __future__ import annotations
 import contextlib
 
 from runtime.errors import AllconvError
-from runtime.layers.relu import READS_INPUT, RULES, ReLU
-from runtime.proto import pb
+from runtime.layers.relu import READS_INPUT as GATED_BY_INPUT   # what a non-positive input blocks
+from runtime.layers.relu import RULES as METHODS
+from runtime.layers.relu import ReLU
 
-METHODS = RULES
-GATED_BY_INPUT = READS_INPUT     # the methods a ReLU whose input is not positive blocks
-
-# Layer types whose backward is one linear map for every input (ReLU: its deconvnet rule reads
-# only the signal from above).
-_INPUT_FREE = {"Convolution", "Deconvolution", "InnerProduct", "ReLU", "Dropout",
-               "Split", "Concat", "Slice", "Flatten", "Reshape", "Crop", "Tile", "Im2col"}
+__all__ = ["GATED_BY_INPUT", "METHODS", "backward_ignores_input", "relu_rule"]
 
 
 @contextlib.contextmanager
@@ -35,20 +30,6 @@ def relu_rule(net, method: str):
 
 def backward_ignores_input(layer) -> bool:
     """Whether the deconvnet signal passes ``layer`` the same way for every input, so that it
-    needs no image: the sources (Input, Data: where the signal ends), the linear layers (AVE
-    pooling, Eltwise SUM, a learned Scale or Bias, Power of power 1, BatchNorm on its global
-    statistics) and ReLU."""
-    if not layer.bottoms:
-        return True
-    kind = layer.param.type
-    if kind == "Pooling":
-        return layer.method == pb.PoolingParameter.AVE
-    if kind == "Eltwise":
-        return layer.param.eltwise_param.operation == pb.EltwiseParameter.SUM
-    if kind in ("Scale", "Bias"):
-        return len(layer.bottoms) == 1
-    if kind == "Power":
-        return layer.param.power_param.power == 1
-    if kind == "BatchNorm":
-        return layer.use_global_stats
-    return kind in _INPUT_FREE
+    needs no image: a source (Input, Data: where the signal ends) or a layer that says so
+    (`Layer.backward_ignores_input`: the linear layers and ReLU)."""
+    return not layer.bottoms or layer.backward_ignores_input
