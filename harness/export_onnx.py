@@ -14,7 +14,7 @@ from pathlib import Path
 
 from generator.variants import get_variant
 from harness.run_folder import RunFolder
-from runtime.cli_support import Parser, add_version, comma_list, name, run_cli
+from runtime.cli_support import Parser, add_version, comma_list, name, number, run_cli
 from runtime.data.datasets import dataset_names, get_dataset
 from runtime.errors import AllconvError
 from runtime.files import check_writable, suffix_option
@@ -43,10 +43,10 @@ def build_parser() -> Parser:
                    help="the blobs the model returns (default: the net's outputs but for Input "
                         "tops no layer reads, 'prob' in the generated nets; 'global_pool' gives "
                         "their N x C scores before the softmax)")
-    p.add_argument("--static-batch", type=int, metavar="N",
+    p.add_argument("--static-batch", type=number(int), metavar="N",
                    help="fix the batch size (default: a dynamic batch dimension N; the "
                         "prototxt's, with a warning, for a net exact only there)")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
+    p.add_argument("--opset", type=number(int), default=DEFAULT_OPSET, metavar="N",
                    help=f"ONNX opset, at least {MIN_OPSET} (default {DEFAULT_OPSET})")
     p.add_argument("--fp16", action="store_true",
                    help="a float16 net, checked to 1e-2 x max(1, max|output|)")

@@ -234,8 +234,9 @@ def warning_line(message: str) -> str:
 
 def run_cli(main: Callable[[list[str] | None], int | None], prog: str,
             argv: list[str] | None = None) -> int:
-    """Call ``main``; turn AllconvError and OSError into one line on stderr and exit status 2,
-    and every warning into one line ``PROG: warning: ...``; PROG names the subcommand once
+    """Call ``main``; turn AllconvError, OSError and running out of memory into one line on
+    stderr and exit status 2, Ctrl-C into exit status 130 (a closed stdout pipe into a quiet
+    141), and every warning into one line ``PROG: warning: ...``; PROG names the subcommand once
     one was parsed (``visualize unit``), as argparse's own errors do. What the parsers noted
     of the command line is forgotten on return (library calls after it warn as themselves)."""
     tokens = _parsed_prog.set(None), _parsed_parser.set(None)

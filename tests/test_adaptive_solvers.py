@@ -338,6 +338,9 @@ def test_a_net_without_learnable_blobs_trains_and_resumes_as_in_caffe(tmp_path, 
                          f'lr_policy: "fixed" max_iter: 2 snapshot_prefix: "s" {momentum}')
     solver.solve()
     assert solver.iter == 2 and (tmp_path / "s_iter_2.solverstate").exists()
-    make_solver(f'net: "net.prototxt" type: "{solver_type}" base_lr: 0.1 lr_policy: "fixed" '
-                f'max_iter: 3 snapshot_prefix: "s" {momentum}').solve("s_iter_2.solverstate")
-    assert (tmp_path / "s_iter_3.caffemodel").exists()
+    resumed = make_solver(f'net: "net.prototxt" type: "{solver_type}" base_lr: 0.1 '
+                          f'lr_policy: "fixed" max_iter: 3 snapshot_prefix: "s" {momentum}')
+    resumed.restore("s_iter_2.solverstate")
+    assert resumed.iter == 2
+    resumed.solve()
+    assert resumed.iter == 3 and (tmp_path / "s_iter_3.caffemodel").exists()

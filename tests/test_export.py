@@ -639,8 +639,10 @@ def test_unwritable_output_and_other_bad_options(tmp_path, capsys):
     assert "cannot write" in _bad(tmp_path, base + ["-o", str(tmp_path / "no" / "m.onnx")], capsys)
     out = ["-o", str(tmp_path / "m.onnx")]
     assert "opset 16 is too old" in _bad(tmp_path, base + out + ["--opset", "16"], capsys)
-    assert "static batch must be positive" in _bad(tmp_path, base + out + ["--static-batch", "0"],
-                                                   capsys)
+    assert "argument --static-batch: must be positive, not 0" in _bad(
+        tmp_path, base + out + ["--static-batch", "0"], capsys)
+    assert "argument --opset: 'x' is not an integer" in _bad(tmp_path, base + out + ["--opset", "x"],
+                                                             capsys)
     # the check's random inputs at 10^11 images (2 PiB) cannot be allocated: one line
     assert "checking at batch 99999999999 does not fit in memory: give a smaller " \
         "--static-batch, or --skip-check; nothing was written" in _bad(

@@ -412,6 +412,7 @@ def test_image_for_imagenet_is_shown_in_rgb_and_fed_in_bgr(imagenet_files, tmp_p
     (["--dataset", "imagenet", "--cifar-index", "0"],
      "--cifar-index takes a CIFAR test image; imagenet is an ImageFolder tree"),
     (["--dataset", "imagenet", "--image", "{d}/net.prototxt"], "could not load the image"),
+    (["--cifar-index", "-1"], "argument --cifar-index: must be 0 or more, not -1"),
 ])
 def test_image_for_the_imagenet_net_bad_input_is_one_line(imagenet_files, capsys, argv,
                                                           message):

@@ -329,7 +329,7 @@ def build_parser() -> Parser:
                                    "input size (another is refused); with --dataset imagenet any "
                                    "size, resized to 256x256, BGR, the centre 227x227 (the net's "
                                    "input) less the mean values 104, 117, 123")
-    u.add_argument("--cifar-index", type=int, metavar="I", help="test image I of --data")
+    u.add_argument("--cifar-index", type=number(int, "non-negative"), metavar="I", help="test image I of --data")
     for s in (u, t):
         s.add_argument("--data", help="CIFAR folder (whitened as the harness does; default: "
                                       "with --run its whitened copy in the cache) or a .npz "
