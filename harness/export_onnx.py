@@ -89,7 +89,8 @@ def load_net(prototxt, weights):
     """The TEST-phase net with ``weights``; every layer with learnable blobs must find its own.
     A net without Input layers is refused before any Data layer opens its source."""
     from runtime.export import DEPLOY
-    from runtime.net import filter_net, trained_net
+    from runtime.filter_net import filter_net
+    from runtime.net import trained_net
     from runtime.prototxt import read_net
     param = read_net(prototxt)
     param.state.phase = pb.TEST

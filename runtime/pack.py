@@ -31,9 +31,10 @@ import torch
 from runtime.blob_shape import shape_equals
 from runtime.caffemodel import LegacyShaped, read_weights, write_weights
 from runtime.errors import AllconvError
+from runtime.filter_net import filter_net
 from runtime.layers import describe
 from runtime.layers.shapes import canonical_axis
-from runtime.net import Net, filter_net
+from runtime.net import Net
 from runtime.proto import pb
 from runtime.prototxt import read_net
 

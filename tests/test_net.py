@@ -7,7 +7,7 @@ import torch
 
 from runtime import TEST, TRAIN, AllconvError, Net
 from runtime.caffemodel import read_weights, write_weights
-from runtime.net import included, state_meets_rule
+from runtime.filter_net import included, state_meets_rule
 from runtime.proto import pb
 
 INPUT = """
