@@ -77,7 +77,7 @@ def build_parser() -> Parser:
                    help=f"std of the gaussian filler (default {GAUSSIAN_STD}; needs "
                         "--weight-filler gaussian)")
     g.add_argument("--bias-value", type=number(float, None),
-                   default=dict(DEFAULT.bias_filler.fields)["value"],
+                   default=DEFAULT.bias_value,
                    help="constant bias filler value (default %(default)s)")
     g.add_argument("--bias-lr-mult", type=number(float, "non-negative"),
                    default=DEFAULT.bias_lr_mult, help="biases' lr_mult (default %(default)s)")

@@ -71,6 +71,11 @@ class Init:
     bias_lr_mult: float = 2
     bias_decay_mult: float = 0
 
+    @property
+    def bias_value(self) -> float:
+        """The constant bias filler's value."""
+        return dict(self.bias_filler.fields)["value"]
+
 
 @dataclass(frozen=True)
 class NetOptions:
