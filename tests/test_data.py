@@ -256,7 +256,7 @@ def test_shared_cifar10_is_the_official_release():
     assert (counts["train"] == 5000).all() and (counts["test"] == 1000).all()
     names = (SHARED_CIFAR10 / "batches.meta.txt").read_text().split()
     assert list(get_dataset("cifar10").class_names) == names
-    source = open_source(str(SHARED_CIFAR10), 1, verify=False)
+    source = open_source(str(SHARED_CIFAR10), 1)
     assert source.num_samples == 10000 and source.sample_shape == (3, 32, 32)
 
 
@@ -464,12 +464,12 @@ def test_npz_source_reads_in_order_and_wraps(tmp_path):
 
 def test_cifar_folder_source_serves_raw_pixels_by_phase(tmp_path):
     (train_x, train_y), (test_x, _) = make_cifar10_bin(tmp_path, np.random.default_rng(11))
-    train = open_source(str(tmp_path), 0, verify=False)
+    train = open_source(str(tmp_path), 0)
     data, labels = train(4)
     assert train.num_samples == 15
     torch.testing.assert_close(data, torch.tensor(train_x[:4], dtype=torch.float32))
     torch.testing.assert_close(labels, torch.tensor(train_y[:4], dtype=torch.float32))
-    assert open_source(str(tmp_path), 1, verify=False).num_samples == len(test_x)
+    assert open_source(str(tmp_path), 1).num_samples == len(test_x)
 
 
 def test_bad_sources_name_the_source(tmp_path):

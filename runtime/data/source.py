@@ -40,11 +40,12 @@ class Source:
         self._cursor = int(state["cursor"])
 
 
-def open_source(source: str, phase: int, verify: bool = True) -> Source:
-    """Open a Data layer's ``source``: a ``.npz`` from save_npz_source, or a folder holding an
-    official CIFAR release (TRAIN phase reads its train split, TEST its test split; raw pixel
-    values 0-255 as floats, the layout of Caffe's convert_cifar_data). ``verify`` as in
-    ``Dataset.load``.
+def open_source(source: str, phase: int) -> Source:
+    """Open a Data layer's ``source``: a ``.npz`` from save_npz_source, or a folder holding a
+    CIFAR release's files (TRAIN phase reads its train split, TEST its test split; raw pixel
+    values 0-255 as floats, the layout of Caffe's convert_cifar_data). The files are read as
+    they are, official or a subset made by hand in their format, as Caffe's Data layer reads
+    any database: nothing here is whitened or cached by their md5s.
     """
     if phase not in PHASE_SPLITS:
         raise AllconvError(f"data source {source}: unknown phase {phase} (0=TRAIN, 1=TEST)")
@@ -56,7 +57,7 @@ def open_source(source: str, phase: int, verify: bool = True) -> Source:
     if database:
         raise AllconvError(f"data source {source} is {database}; {NO_DATABASES}")
     if path.is_dir():
-        return _open_cifar(path, PHASE_SPLITS[phase], verify)
+        return _open_cifar(path, PHASE_SPLITS[phase])
     if not path.exists():
         hint = ("; allconv-prep-cifar writes it" if "_gcn_zca_" in path.name else
                 f"; {NO_DATABASES}" if re.search(r"lmdb|leveldb", path.name, re.I) else "")
@@ -110,12 +111,12 @@ def read_npz_source(path, labels: bool = True) -> tuple[np.ndarray, np.ndarray |
     return data.astype(np.float32), arrays.get("labels")
 
 
-def _open_cifar(path: Path, split: str, verify: bool) -> Source:
+def _open_cifar(path: Path, split: str) -> Source:
     found = [d for d in DATASETS.values() if d.layout == CIFAR_RELEASE
              and cifar.search_release(d.releases, split, path) is not None]
     if len(found) != 1:
         what = " and ".join(d.title for d in found) if found else f"no CIFAR {split} files"
         raise AllconvError(f"data source {path} holds {what}: point it at one release's folder "
                            "(e.g. cifar-10-batches-bin)")
-    images, labels = found[0].load(split, path, verify)
+    images, labels = found[0].load(split, path, verify=False)
     return Source(torch.from_numpy(images), torch.from_numpy(labels))
