@@ -481,6 +481,10 @@ def test_bad_sources_name_the_source(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"nope")
     with pytest.raises(AllconvError, match="bad.npz"):
         open_source(str(tmp_path / "bad.npz"), 1)
+    # found by a new user: gen-prototxt's default source of Large All-CNN, which nothing writes
+    with pytest.raises(AllconvError, match="cifar10_large_train.npz: no such file; no command "
+                                           "writes Large All-CNN's data: `replicate large-all"):
+        open_source(str(tmp_path / "cifar10_large_train.npz"), 0)
 
 
 @pytest.mark.parametrize("files, what", [(["data.mdb", "lock.mdb"], "an LMDB database"),

@@ -60,6 +60,7 @@ def open_source(source: str, phase: int) -> Source:
         return _open_cifar(path, PHASE_SPLITS[phase])
     if not path.exists():
         hint = ("; allconv-prep-cifar writes it" if "_gcn_zca_" in path.name else
+                f"; {NO_LARGE_FILE}" if "_large_" in path.name else
                 f"; {NO_DATABASES}" if re.search(r"lmdb|leveldb", path.name, re.I) else "")
         raise AllconvError(f"data source {source}: {missing(path)}{hint}")
     raise AllconvError(f"data source {source} is neither a .npz file nor a folder "
@@ -70,6 +71,12 @@ NO_DATABASES = ("the runtime reads no LMDB or LevelDB: give a .npz of data and l
                 "(allconv-prep-cifar writes CIFAR's, runtime.data.source.save_npz_source "
                 "any), a folder of an official CIFAR release, or the data itself "
                 "(net.forward(data=...)); replicate imagenet trains from an ImageFolder tree")
+
+
+NO_LARGE_FILE = ("no command writes Large All-CNN's data: `replicate large-all-cnn` trains it "
+                 "on CIFAR-10 with its augmentation drawn per batch (README, Data pipelines); "
+                 "give --train-source and --test-source a .npz of N×3×126×126 images "
+                 "(runtime.data.source.save_npz_source), or the data itself")
 
 
 def _caffe_database(path: Path) -> str | None:
