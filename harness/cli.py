@@ -24,6 +24,7 @@ from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_device_option
 from runtime.distributed import (SINGLE, from_environment, launched_by_torchrun, leave,
                                  local_device, said_once)
 from runtime.errors import AllconvError
+from runtime.files import check_folder_writable
 
 EXIT_FAIL, EXIT_STOPPED = 1, 3
 PACK_ROUTES = ("grouped", "streams")
@@ -253,8 +254,7 @@ def _selected_specs(args, tables) -> list[Spec]:
 
 def make_out(out: Path) -> None:
     """The --out folder, made once every check has passed (a refused command makes none)."""
-    if out.exists() and not out.is_dir():
-        raise AllconvError(f"--out {out}: a file, not a folder")
+    check_folder_writable(out, "--out")
     whole = out.resolve()
     inside = next((folder for folder in [whole, *whole.parents]
                    if RunFolder(folder).has_record), None)

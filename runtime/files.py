@@ -166,6 +166,24 @@ def check_writable(path: PathLike) -> None:
     os.unlink(probe)
 
 
+def check_folder_writable(path: PathLike, option: str) -> None:
+    """An AllconvError naming ``option`` and ``path`` unless the folder ``path`` takes new files
+    now, or can be made: its nearest existing folder takes a new entry (probed with an empty
+    temporary folder, removed at once). Commands call it before their work, as check_writable."""
+    folder = Path(path)
+    try:
+        base = next((p for p in (folder, *folder.parents) if p.exists()), Path.cwd())
+        if not base.is_dir():
+            where = "" if base == folder else f" ({base} is one)"
+            raise AllconvError(f"{option} {folder}: a file, not a folder{where}")
+        os.rmdir(tempfile.mkdtemp(prefix=".probe.", dir=base))
+    except OSError as err:
+        raise AllconvError(f"{option} {folder}: cannot write there: {base} takes no new file "
+                           f"({err.strerror or err})") from None
+    except ValueError as err:  # a NUL byte in the path
+        raise AllconvError(f"{option} {str(folder)!r}: not a usable path: {err}") from None
+
+
 @contextmanager
 def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
     """A binary file that appears at ``path`` (temp file, fsync, rename) only if the block ends

@@ -76,3 +76,27 @@ def test_out_naming_a_file_is_refused_before_any_whitening(tmp_path, monkeypatch
                                                     "--out", str(tmp_path / "file")]) == 2
     assert capsys.readouterr().err == (f"allconv-prep-cifar: error: --out {tmp_path / 'file'}: "
                                        "a file, not a folder\n")
+
+
+def test_an_out_folder_that_takes_no_file_is_refused_before_any_whitening(tmp_path, monkeypatch,
+                                                                          capsys):
+    """Found by a new user: an immutable --out was refused after 38 s of whitening (776 MB
+    of cache written); under a file, or where no folder can be made, it is said first."""
+    from runtime import files
+    from runtime.cli_support import run_cli
+    monkeypatch.setattr(cli, "prepared_cifar", lambda *a, **k: pytest.fail("nothing is read"))
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "data"
+    assert run_cli(cli.main, "allconv-prep-cifar", ["--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"allconv-prep-cifar: error: --out {out}: a file, not a "
+                                       f"folder ({tmp_path / 'file'} is one)\n")
+
+    def refused(**kwargs):
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(files.tempfile, "mkdtemp", refused)
+    out = tmp_path / "new" / "data"
+    assert run_cli(cli.main, "allconv-prep-cifar", ["--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"allconv-prep-cifar: error: --out {out}: cannot write "
+                                       f"there: {tmp_path} takes no new file (Operation not "
+                                       "permitted)\n")
+    assert not (tmp_path / "new").exists()

@@ -14,6 +14,7 @@ from runtime.data.preprocess import STAGES, prepared_cifar
 from runtime.data.source import save_npz_source
 from runtime.data.stage_bar import StageBar
 from runtime.errors import AllconvError
+from runtime.files import check_folder_writable
 
 WRITING = "writing the sources"
 
@@ -36,8 +37,7 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():        # said before the whitening, not after it
-        raise AllconvError(f"--out {out}: a file, not a folder")
+    check_folder_writable(out, "--out")          # said before the whitening, not after it
     written = []
     with StageBar(STAGES + (WRITING,)) as progress:
         prepared = prepared_cifar(args.dataset, args.data, verify=args.verify, stage=progress)
