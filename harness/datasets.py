@@ -72,10 +72,10 @@ def check_trainable(spec: Spec, data_dir: str | None) -> None:
     spec.dataset.check_files(data_dir, spec.key)
 
 
-def train_size(spec: Spec, data_dir: str | None) -> int | None:
+def train_size(spec: Spec, data_dir: str | None, verify: bool = True) -> int | None:
     """The training split's image count from its files' sizes, without reading them (a CIFAR
-    binary release in ``data_dir`` or the cache); None where only reading tells (pickles, an
-    ImageFolder tree, files not there yet)."""
+    binary release in ``data_dir`` or the cache; ``verify``: each of the official size); None
+    where only reading tells (pickles, an ImageFolder tree, files not there yet)."""
     if spec.dataset.layout == IMAGE_FOLDER:
         return None
     split = spec.dataset.splits[0]
@@ -84,6 +84,9 @@ def train_size(spec: Spec, data_dir: str | None) -> int | None:
     if found is None or not found[0].binary:
         return None
     release, paths = found
+    if verify:
+        for path in paths:
+            cifar.checked_size(release, path)
     return sum(cifar.record_count(release, p) for p in paths)
 
 

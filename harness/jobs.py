@@ -95,7 +95,7 @@ def check_lengths(jobs: list[tuple], data_dir: str | None, world: int) -> None:
     sizes = {}
     for spec, opts, _ in jobs:
         if spec.key not in sizes:
-            sizes[spec.key] = train_size(spec, data_dir)
+            sizes[spec.key] = train_size(spec, data_dir, opts.verify)
         if sizes[spec.key] is not None:
             check_length(spec, opts, sizes[spec.key], world)
 

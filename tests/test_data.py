@@ -197,6 +197,7 @@ def test_truncated_binary_file_is_reported(tmp_path):
 def test_corrupt_file_names_path_and_both_md5s(tmp_path):
     make_cifar10_bin(tmp_path, np.random.default_rng(4))
     path = tmp_path / "cifar-10-batches-bin" / "test_batch.bin"
+    path.write_bytes(bytes(30_730_000))         # the official size, other bytes
     actual = hashlib.md5(path.read_bytes()).hexdigest()
     with pytest.raises(AllconvError) as err:
         get_dataset("cifar10").load("test", tmp_path)
@@ -204,6 +205,25 @@ def test_corrupt_file_names_path_and_both_md5s(tmp_path):
     assert str(path) in message and actual in message
     assert "803d5f7f4d78ea53de84dbe85f74fb6d" in message and "\n" not in message
     assert message.endswith("delete it and fetch it again; data made by hand: give --no-verify")
+
+
+def test_a_file_cut_short_is_named_by_its_size_before_any_hashing(tmp_path, monkeypatch):
+    """Found by a new user: replicate counted a cut-short release's images and refused the
+    run's length ("0.003 epochs of 50 images is less than one iteration") before the md5
+    check said the files were not the official ones."""
+    from harness.datasets import train_size
+    from harness.specs import load_tables
+    make_cifar10_bin(tmp_path, np.random.default_rng(4))
+    monkeypatch.setattr(cifar, "file_md5", lambda path: pytest.fail("hashed"))
+    path = tmp_path / "cifar-10-batches-bin" / "test_batch.bin"
+    with pytest.raises(AllconvError, match=f"^{path} is not the official file: "
+                                           f"{path.stat().st_size} bytes, expected 30730000 "
+                                           r"\(official cifar-10-binary.tar.gz\); a corrupt"):
+        get_dataset("cifar10").load("test", tmp_path)
+    spec = load_tables()["table3"][0]
+    with pytest.raises(AllconvError, match="data_batch_1.bin is not the official file: "):
+        train_size(spec, str(tmp_path))
+    assert train_size(spec, str(tmp_path), verify=False) == 15
 
 
 def test_cifar100_binary_without_published_md5_is_checked_by_size(tmp_path):

@@ -184,17 +184,25 @@ _NOT_OFFICIAL = ("a corrupt copy: delete it and fetch it again; data made by han
                  "--no-verify")
 
 
-def checked_md5(release: Release, path: Path) -> str:
-    """md5 of an official file; AllconvError unless it matches the published md5 (or size)."""
-    actual = file_md5(path)
+def checked_size(release: Release, path: Path) -> None:
+    """AllconvError unless ``path`` has its official file's size (read from the disk, not the
+    file: a copy cut short is named before anything is counted or hashed)."""
     md5, size = OFFICIAL[f"{release.dirname}/{path.name}"]
+    if path.stat().st_size != size:
+        unpublished = "" if md5 else ", which publishes no md5 for it"
+        raise AllconvError(f"{path} is not the official file: {path.stat().st_size} bytes, "
+                           f"expected {size} (official {release.archive}{unpublished}); "
+                           f"{_NOT_OFFICIAL}")
+
+
+def checked_md5(release: Release, path: Path) -> str:
+    """md5 of an official file; AllconvError unless it has the published size and md5."""
+    checked_size(release, path)
+    actual = file_md5(path)
+    md5 = OFFICIAL[f"{release.dirname}/{path.name}"][0]
     if md5 is not None and actual != md5:
         raise AllconvError(f"{path} is not the official file: md5 {actual}, expected {md5} "
                            f"(official {release.archive}); {_NOT_OFFICIAL}")
-    if md5 is None and path.stat().st_size != size:
-        raise AllconvError(f"{path} is not the official file: {path.stat().st_size} bytes, "
-                           f"expected {size} (official {release.archive}, which publishes no "
-                           f"md5 for it); {_NOT_OFFICIAL}")
     return actual
 
 
