@@ -219,18 +219,27 @@ def _check_args(args, parser: Parser) -> None:
 
 
 def fresh_starts(jobs, args) -> list[str]:
-    """A note for each run that --resume starts from its first iteration (its folder holds
-    no checkpoint and no result), naming the row's runs of other settings, if any."""
-    notes, others = [], {}
+    """A note for each row with runs that --resume starts from their first iteration (their
+    folders hold no checkpoint and no result), naming the row's runs of other settings, if
+    any: one line a row, however many of its runs start afresh."""
+    fresh: dict[str, list] = {}
     for spec, opts, run_dir in jobs:
         folder = RunFolder(run_dir)
         if opts.resume and folder.latest_checkpoint() is None and folder.result() is None:
-            if spec.key not in others:       # the row's folders, read once
-                others[spec.key] = _other_runs(row_outcomes(spec, args)[1])
-            notes.append(f"--resume: {spec.key} at lr {opts.lr:g}"
-                         + (f" seed {opts.seed}" if opts.seed else "")
-                         + f" has no checkpoint in {run_dir}; it starts from the beginning "
-                         "when its turn comes" + others[spec.key])
+            fresh.setdefault(spec.key, []).append((spec, opts, Path(run_dir)))
+    notes = []
+    for key, runs in fresh.items():
+        spec, opts, run_dir = runs[0]
+        others = _other_runs(row_outcomes(spec, args)[1])
+        if len(runs) == 1:
+            what = (f"{key} at lr {opts.lr:g}" + (f" seed {opts.seed}" if opts.seed else "")
+                    + f" has no checkpoint in {run_dir}; it starts from the beginning when "
+                    "its turn comes")
+        else:
+            names = ", ".join(run_dir.name for _, _, run_dir in runs)
+            what = (f"{key}: {len(runs)} runs have no checkpoint in {run_dir.parent} ({names}); "
+                    "they start from the beginning when their turns come")
+        notes.append(f"--resume: {what}{others}")
     return notes
 
 
