@@ -74,8 +74,10 @@ class DeferredInterrupt:
 
     @classmethod
     def say(cls) -> None:
-        print(f"\nreplicate: {cls.by_whom()}: stopping when the running iteration (and its "
-              "evaluation, when one is due) ends", file=sys.stderr, flush=True)
+        """On a line of its own: a terminal's (after its ^C, or a progress bar) begins one."""
+        fresh_line = "\n" if sys.stderr.isatty() else ""
+        print(f"{fresh_line}replicate: {cls.by_whom()}: stopping when the running iteration "
+              "(and its evaluation, when one is due) ends", file=sys.stderr, flush=True)
 
     @classmethod
     def handled(cls) -> list[signal.Signals]:

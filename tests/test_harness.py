@@ -606,6 +606,8 @@ def test_a_ctrl_c_during_an_evaluation_stops_after_it_and_says_so(tmp_path, tiny
     err = capsys.readouterr().err
     assert "replicate: Ctrl-C: stopping when the running iteration (and its evaluation, when " \
            "one is due) ends" in err and err.count("stopping when") == 1
+    # not a terminal (no ^C, no progress bar to end): no blank line before it
+    assert not err.startswith("\n") and "\n\nreplicate: Ctrl-C" not in err
     assert sorted(p.name for p in (tmp_path / "resumed").glob("checkpoint_*.solverstate")) == [
         f"checkpoint_iter_{first['iter']}.solverstate"]
     monkeypatch.setattr(Run, "evaluate", real_evaluate)
