@@ -9,6 +9,7 @@ max|runtime|) for a float16 model, float16's 11-bit mantissa through a whole net
 """
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 import numpy as np
@@ -65,17 +66,33 @@ def session(model, level) -> ort.InferenceSession:
                        "written") from None
 
 
+@contextlib.contextmanager
+def inputs_shaped(net, shapes: dict[str, tuple[int, ...]]):
+    """``net`` with the input blobs of ``shapes`` reshaped to them and every blob's shape
+    inferred again (Caffe's Net::Reshape); the input shapes and the recurrent layers' carried
+    states come back on exit (the caller's net goes on from its own)."""
+    saved = {name: net.blobs[name].shape for name in shapes}
+    carried = [(layer, dict(layer.named_buffers(recurse=False)))
+               for layer in net.layers if hasattr(layer, "reset")]
+    try:
+        for name, shape in shapes.items():
+            net.blobs[name].reshape(*shape)
+        net.reshape()
+        yield net
+    finally:
+        for name, shape in saved.items():
+            net.blobs[name].reshape(*shape)
+        net.reshape()
+        for layer, buffers in carried:
+            for name, buffer in buffers.items():
+                setattr(layer, name, buffer)
+
+
 def run_runtime(net, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every blob's final value (float32) after a forward of ``net`` on ``inputs`` at their
     batch size, from reset recurrent states (as the graph starts); the net's input shapes
     and recurrent states are restored afterwards."""
-    saved = {name: net.blobs[name].shape for name in inputs}
-    carried = [(layer, dict(layer.named_buffers(recurse=False)))   # a recurrent layer's state
-               for layer in net.layers if hasattr(layer, "reset")]
-    try:
-        for name, value in inputs.items():
-            net.blobs[name].reshape(*value.shape)
-        net.reshape()
+    with inputs_shaped(net, {name: value.shape for name, value in inputs.items()}):
         for layer in net.layers:
             if hasattr(layer, "reset"):
                 layer.reset()
@@ -83,13 +100,6 @@ def run_runtime(net, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             net.forward(**{k: torch.from_numpy(v) for k, v in inputs.items()})
             return {name: blob.data.float().cpu().numpy().copy()
                     for name, blob in net.blobs.items()}
-    finally:
-        for layer, buffers in carried:       # the caller's net goes on from its own state
-            for name, buffer in buffers.items():
-                setattr(layer, name, buffer)
-        for name, shape in saved.items():
-            net.blobs[name].reshape(*shape)
-        net.reshape()
 
 
 class IndexRange(NamedTuple):
@@ -199,6 +209,7 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
         raise AllconvError(f"the ONNX checker refuses the model ({detail}); nothing was "
                            "written") from None
     outputs = [o.name for o in model.graph.output]
+    declared = {o.name: o.type.tensor_type.shape.dim for o in model.graph.output}
     worst = {}
     for label, level in LEVELS.items():
         ort_session = session(source or model, level)
@@ -206,6 +217,7 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
         for batch, feeds, reference in cases:
             try:
                 for name, got in zip(outputs, run(ort_session, outputs, feeds, label, batch)):
+                    _check_declared(name, declared[name], got.shape, f"{label}, batch {batch}")
                     worst[label] = max(worst[label], _compare(
                         got, reference, name, fp16, f"{label}, batch {batch}",
                         lambda: "not searched (a model over 2 GB)" if source else repr(
@@ -217,6 +229,16 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
                 raise BatchFixed(f"the model is exact only at the prototxt's batch ({err})"
                                  .replace("; nothing was written", "")) from None
     return worst
+
+
+def _check_declared(name: str, dims, shape: tuple[int, ...], where: str) -> None:
+    """Mismatch unless the output's shape is the one the model declares (a fixed extent, or
+    any on a named or unnamed dynamic axis): onnxruntime only logs the difference."""
+    fixed = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    if len(fixed) != len(shape) or any(f is not None and f != s for f, s in zip(fixed, shape)):
+        shown = [d.dim_value if d.HasField("dim_value") else d.dim_param or "?" for d in dims]
+        raise Mismatch(f"onnxruntime ({where}) gives output {name!r} the shape {shape}, where "
+                       f"the model declares {shown}; nothing was written")
 
 
 def _compare(got, reference, name: str, fp16: bool, where: str, first_differing) -> float:

@@ -131,11 +131,10 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
                      "shape": _dims(net, names[0], axes, batch, own=own)}
     values = add_net(graph, net, outputs, sources, fuse_batchnorm)
     _copies_to_outputs_as_dropout(graph.nodes, outputs)
+    declared = _output_dims(net, outputs, axes, static_batch, prototxt_batch, own)
     model = helper.make_model(
         helper.make_graph(graph.nodes, net.name or "net", inputs,
-                          [helper.make_tensor_value_info(o, graph.elem_type,
-                                                        _dims(net, o, axes, batch,
-                                                              prototxt_batch, own))
+                          [helper.make_tensor_value_info(o, graph.elem_type, declared[o])
                            for o in outputs],
                           graph.initializers),
         opset_imports=[helper.make_opsetid("", opset)], producer_name="allconv")
@@ -197,6 +196,43 @@ def _dims(net, blob: str, axes: dict[str, int], batch, net_batch: int | None = N
         else:
             dims[axis] = None
     return dims
+
+
+def _output_dims(net, outputs, axes, static_batch, prototxt_batch, own) -> dict[str, list]:
+    """Each output's declared shape, from the runtime's own shapes (Caffe's Reshape) with the
+    inputs at another batch (each as its graph input declares it at a static batch; twice its
+    prototxt extent for a dynamic one): at a static batch, its shapes there; with a dynamic
+    one, an axis that keeps its extent keeps it, one that follows the batch is the batch
+    dimension, and any other that changes is left unnamed (a Reshape that moves the batch
+    into a wider axis: (1, 3N)). Where the net takes no other batch (it is exact only at its
+    own), an input's extent is not known, or for a blob of an extent of its own
+    (``own_extents``), `_dims` says it from the batch axes alone."""
+    batch = static_batch or BATCH_DIM
+    declared = {o: _dims(net, o, axes, batch, prototxt_batch, own) for o in outputs}
+    resized = {}
+    for name in used_inputs(net, outputs):
+        axis, shape = axes.get(name, 0), list(net.blobs[name].shape)
+        if axis is not None and name not in own and axis < len(shape):
+            shape[axis] = (_dims(net, name, axes, static_batch, prototxt_batch, own)[axis]
+                           if static_batch else 2 * shape[axis])
+            resized[name] = shape
+    if not resized or None in (s for shape in resized.values() for s in shape):
+        return declared
+    try:
+        with check.inputs_shaped(net, resized):
+            there = {o: net.blobs[o].shape for o in outputs}
+    except AllconvError:
+        return declared
+    here = {o: net.blobs[o].shape for o in outputs}
+    for o in outputs:
+        if o in own:
+            continue
+        if static_batch:
+            declared[o] = list(there[o])
+        else:
+            declared[o] = [a if a == b else BATCH_DIM if (a, b) == (prototxt_batch, 2 * a)
+                           else None for a, b in zip(here[o], there[o])]
+    return declared
 
 
 def _float32_indices(net, layers) -> set[str]:
