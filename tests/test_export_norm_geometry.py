@@ -6,7 +6,6 @@ each layer's fixtures are compared in test_export.py."""
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 
 onnx = pytest.importorskip("onnx")   # the [onnx] extra: without it, these tests skip
