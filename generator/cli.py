@@ -49,7 +49,7 @@ def build_parser() -> Parser:
     p.add_argument("--variant", "-v", help="network name, e.g. all-c, All-CNN-C, model-a, "
                                            "large-all-cnn, imagenet (case-insensitive)")
     p.add_argument("--list", action="store_true", help="list every variant with its parameter count")
-    p.add_argument("-o", "--output", "--out", metavar="FILE", help="write the net here instead of stdout")
+    p.add_argument("-o", "--output", "--out", metavar="FILE", help="write the net here instead of stdout ('-': stdout)")
     p.add_argument("--classes", type=number(int),
                    help=f"the classes scored, by default the first a variant takes: "
                         f"{_classes_help()}")
@@ -215,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
                       test_batch_size=args.test_batch_size, train_source=args.train_source,
                       test_source=args.test_source, init=_init(args))
     text = render_net(variant, opts)
+    to_stdout = args.output == "-"          # as Unix commands read it; also beside --draw
+    if to_stdout:
+        args.output = None
     if args.solver:             # rendered and checked before anything is written
         if not args.output:
             raise AllconvError("--solver needs -o: the solver's net: line names the file the "
@@ -236,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{variant.title}, {'deploy net' if args.deploy else 'TRAIN phase'}", args.draw)
     if args.output:
         prototxt.write_text(text, args.output)
-    elif not args.draw:         # the picture was asked for, not the text
+    elif to_stdout or not args.draw:        # a picture alone was asked for, not the text
         sys.stdout.write(text)
     if args.solver:
         prototxt.write_text(solver, args.solver)

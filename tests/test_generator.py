@@ -413,3 +413,15 @@ def test_the_output_takes_each_commands_spelling(tmp_path, capsys):
     assert export_parser().parse_args(["--run", "r", "--out", "m.onnx"]).output == "m.onnx"
     assert str(visualize_parser().parse_args(
         ["filters", "--run", "r", "--blob", "conv1", "--output", "f.png"]).out) == "f.png"
+
+
+def test_output_dash_is_stdout(tmp_path, capsys, monkeypatch):
+    """Found by a new user: `-o -` wrote a file named '-' ("wrote -")."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(["--variant", "all-c", "-o", "-"], capsys)
+    assert code == 0 and out == _run(["--variant", "all-c"], capsys)[1] and err == ""
+    assert not (tmp_path / "-").exists()
+    code, out, err = _run(["--variant", "all-c", "-o", "-", "--draw", "n.svg"], capsys)
+    assert code == 0 and out.startswith("# All-CNN-C") and err == "wrote n.svg\n"
+    code, _, err = _run(["--variant", "all-c", "-o", "-", "--solver", "s.prototxt"], capsys)
+    assert code == 2 and "--solver needs -o" in err and not (tmp_path / "-").exists()
