@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                       test_source=args.test_source, init=_init(args))
     text = render_net(variant, opts)
     to_stdout = args.output == "-"          # as Unix commands read it; also beside --draw
+    if to_stdout and args.solver:
+        raise AllconvError("--solver needs -o FILE, not -o - (stdout): the solver's net: line "
+                           "names the file the net is written to")
     if to_stdout:
         args.output = None
     if args.solver:             # rendered and checked before anything is written

@@ -8,6 +8,7 @@ logging flags beside them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import os
@@ -187,9 +188,11 @@ def _log_file(folder: str, program: str) -> logging.Handler:
         handler = logging.FileHandler(path)
         link = os.path.join(folder, f"{program}.INFO")
         if os.path.islink(link):
-            os.unlink(link)
+            with contextlib.suppress(FileNotFoundError):   # torchrun's processes race here
+                os.unlink(link)
         if not os.path.exists(link):
-            os.symlink(name, link)
+            with contextlib.suppress(FileExistsError):     # another process's, just made
+                os.symlink(name, link)
     except OSError as err:
         raise AllconvError(f"-log_dir {folder}: cannot write the log file there: "
                            f"{err.strerror or err}") from None

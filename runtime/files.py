@@ -170,7 +170,9 @@ def check_folder_writable(path: PathLike, option: str) -> None:
     """An AllconvError naming ``option`` and ``path`` unless the folder ``path`` takes new files
     now, or can be made: its nearest existing folder takes a new entry (probed with an empty
     temporary folder, removed at once). Commands call it before their work, as check_writable."""
-    folder = Path(path)
+    folder = base = Path(path)
+    if "\0" in str(folder):        # Path.exists takes it for a missing file
+        raise AllconvError(f"{option} {str(folder)!r}: not a usable path: a NUL byte in it")
     try:
         base = next((p for p in (folder, *folder.parents) if p.exists()), Path.cwd())
         if not base.is_dir():
@@ -178,10 +180,9 @@ def check_folder_writable(path: PathLike, option: str) -> None:
             raise AllconvError(f"{option} {folder}: a file, not a folder{where}")
         os.rmdir(tempfile.mkdtemp(prefix=".probe.", dir=base))
     except OSError as err:
-        raise AllconvError(f"{option} {folder}: cannot write there: {base} takes no new file "
+        where = f"{base} takes no new file" if base != folder else "cannot reach it"
+        raise AllconvError(f"{option} {folder}: cannot write there: {where} "
                            f"({err.strerror or err})") from None
-    except ValueError as err:  # a NUL byte in the path
-        raise AllconvError(f"{option} {str(folder)!r}: not a usable path: {err}") from None
 
 
 @contextmanager

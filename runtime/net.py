@@ -1,6 +1,7 @@
 """``Net``: a Caffe NetParameter as a torch module with pycaffe's interface (net.cpp)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
@@ -376,6 +377,28 @@ class Net(nn.Module):
             if before.get(name) != shape:
                 self._values.pop(name, None)
                 self._versions.pop(name, None)
+
+    @contextlib.contextmanager
+    def unchanged(self):
+        """A block that may reshape and run the net (the ONNX export's shape probe and its
+        check): on exit every blob's shape and value, the inputs, the loss, the held diffs and
+        the layers' buffers (a recurrent layer's carried state) are as they were."""
+        kept = (self._shapes.copy(), self._values.copy(), self._versions.copy(), self._loss,
+                self._loss_diffs.copy(), self._loss_tops.copy(), self._held_diffs.copy())
+        buffers = [(layer, {name: (buffer, buffer.clone())     # an input is written in place
+                            for name, buffer in layer.named_buffers(recurse=False)},
+                     layer.top_shapes) for layer in self.layers]
+        try:
+            yield self
+        finally:
+            for layer, named, _ in buffers:
+                for name, (buffer, values) in named.items():
+                    setattr(layer, name, buffer.copy_(values))
+            self.reshape()      # what layers keep of their inputs' shapes (Slice's parts)
+            for layer, _, top_shapes in buffers:
+                layer.top_shapes = top_shapes      # a Filter's, of the last forward
+            (self._shapes, self._values, self._versions, self._loss, self._loss_diffs,
+             self._loss_tops, self._held_diffs) = kept
 
     def set_feed(self, feed, layer: str | None = None) -> None:
         """Give Data layers (all, or the one named ``layer``) a new feed."""

@@ -495,6 +495,36 @@ FILTERED = ("layer { name: 'in' type: 'Input' top: 'data' top: 'sel' input_param
             + _layer("flt", "Filter", ["data", "sel"], ["f"]))
 
 
+FILTERED_IP = FILTERED + _layer("ip", "InnerProduct", ["f"], ["ip"],
+                               f"inner_product_param {{ num_output: 2 {FILLED} }}")
+
+
+@pytest.mark.parametrize("static", [None, 4, 6])
+def test_the_rows_a_filter_keeps_are_an_unnamed_axis(static, tmp_path):
+    """As many as the selector keeps, at a static batch too (the declared-shape check refused
+    --static-batch 4: "(2, 2), where the model declares [4, 2]"; dynamic, it was 'N')."""
+    to_onnx(Net(FILTERED_IP, pb.TEST), tmp_path / "m.onnx", static_batch=static)
+    dims = onnx.load(tmp_path / "m.onnx").graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_value if d.HasField("dim_value") else d.dim_param or None
+            for d in dims] == [None, 2]
+
+
+@pytest.mark.parametrize("check_model", [False, True])
+def test_an_export_leaves_the_nets_blobs_as_they_were(check_model, tmp_path):
+    """pycaffe's way: set the input, forward, export, read the blobs. The shape probe at
+    another batch (and the check's forwards) dropped them, and a written input."""
+    net = Net(FILTERED_IP, pb.TEST, seed=1)
+    net.blobs["data"].data[...] = torch.arange(12.0).reshape(4, 3)
+    net.blobs["sel"].data[...] = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    net.forward()
+    before = {name: blob.data.clone() for name, blob in net.blobs.items()}
+    to_onnx(net, tmp_path / "m.onnx", check_model=check_model)
+    for name, blob in net.blobs.items():
+        torch.testing.assert_close(blob.data, before[name], rtol=0, atol=0)
+    net.forward()
+    torch.testing.assert_close(net.blobs["ip"].data, before["ip"], rtol=0, atol=0)
+
+
 def test_the_check_drops_rows_through_a_filter(tmp_path):
     """The selector the check feeds keeps half the rows, so a graph that takes the Filter's
     size from the prototxt would fail; Filter then InnerProduct exports and agrees."""

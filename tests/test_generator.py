@@ -424,4 +424,5 @@ def test_output_dash_is_stdout(tmp_path, capsys, monkeypatch):
     code, out, err = _run(["--variant", "all-c", "-o", "-", "--draw", "n.svg"], capsys)
     assert code == 0 and out.startswith("# All-CNN-C") and err == "wrote n.svg\n"
     code, _, err = _run(["--variant", "all-c", "-o", "-", "--solver", "s.prototxt"], capsys)
-    assert code == 2 and "--solver needs -o" in err and not (tmp_path / "-").exists()
+    assert code == 2 and "--solver needs -o FILE, not -o - (stdout)" in err
+    assert not (tmp_path / "-").exists()

@@ -100,3 +100,9 @@ def test_an_out_folder_that_takes_no_file_is_refused_before_any_whitening(tmp_pa
                                        f"there: {tmp_path} takes no new file (Operation not "
                                        "permitted)\n")
     assert not (tmp_path / "new").exists()
+    monkeypatch.undo()
+    monkeypatch.setattr(cli, "prepared_cifar", lambda *a, **k: pytest.fail("nothing is read"))
+    long = tmp_path / ("x" * 300)     # before: an UnboundLocalError traceback
+    assert run_cli(cli.main, "allconv-prep-cifar", ["--out", str(long)]) == 2
+    assert capsys.readouterr().err == (f"allconv-prep-cifar: error: --out {long}: cannot write "
+                                       "there: cannot reach it (File name too long)\n")

@@ -60,7 +60,8 @@ def open_source(source: str, phase: int) -> Source:
         return _open_cifar(path, PHASE_SPLITS[phase])
     if not path.exists():
         hint = ("; allconv-prep-cifar writes it" if "_gcn_zca_" in path.name else
-                f"; {NO_LARGE_FILE}" if "_large_" in path.name else
+                f"; {NO_LARGE_FILE}" if re.fullmatch(r"cifar10_large_(train|test)\.npz",
+                                                     path.name) else
                 f"; {NO_DATABASES}" if re.search(r"lmdb|leveldb", path.name, re.I) else "")
         raise AllconvError(f"data source {source}: {missing(path)}{hint}")
     raise AllconvError(f"data source {source} is neither a .npz file nor a folder "

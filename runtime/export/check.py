@@ -69,23 +69,13 @@ def session(model, level) -> ort.InferenceSession:
 @contextlib.contextmanager
 def inputs_shaped(net, shapes: dict[str, tuple[int, ...]]):
     """``net`` with the input blobs of ``shapes`` reshaped to them and every blob's shape
-    inferred again (Caffe's Net::Reshape); the input shapes and the recurrent layers' carried
-    states come back on exit (the caller's net goes on from its own)."""
-    saved = {name: net.blobs[name].shape for name in shapes}
-    carried = [(layer, dict(layer.named_buffers(recurse=False)))
-               for layer in net.layers if hasattr(layer, "reset")]
-    try:
+    inferred again (Caffe's Net::Reshape); on exit the net is as it was (``Net.unchanged``:
+    the caller's blobs, values and recurrent states)."""
+    with net.unchanged():
         for name, shape in shapes.items():
             net.blobs[name].reshape(*shape)
         net.reshape()
         yield net
-    finally:
-        for name, shape in saved.items():
-            net.blobs[name].reshape(*shape)
-        net.reshape()
-        for layer, buffers in carried:
-            for name, buffer in buffers.items():
-                setattr(layer, name, buffer)
 
 
 def run_runtime(net, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

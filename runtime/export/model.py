@@ -15,8 +15,8 @@ from runtime.errors import AllconvError
 from runtime.export import DEFAULT_OPSET, MIN_OPSET, check, preprocessing
 from runtime.export.builder import GraphBuilder
 from runtime.export.registry import BatchFixed
-from runtime.export.walker import (add_net, batch_axes, needed_layers, own_extents,
-                                   used_inputs)
+from runtime.export.walker import (add_net, batch_axes, data_sized, needed_layers,
+                                   own_extents, used_inputs)
 from runtime.files import atomic_write_bytes, check_writable
 from runtime.proto import pb
 
@@ -206,9 +206,15 @@ def _output_dims(net, outputs, axes, static_batch, prototxt_batch, own) -> dict[
     dimension, and any other that changes is left unnamed (a Reshape that moves the batch
     into a wider axis: (1, 3N)). Where the net takes no other batch (it is exact only at its
     own), an input's extent is not known, or for a blob of an extent of its own
-    (``own_extents``), `_dims` says it from the batch axes alone."""
+    (``own_extents``), `_dims` says it from the batch axes alone; the rows a Filter keeps
+    (``data_sized``) are unnamed, at a static batch too."""
     batch = static_batch or BATCH_DIM
     declared = {o: _dims(net, o, axes, batch, prototxt_batch, own) for o in outputs}
+    sized = data_sized(needed_layers(net, outputs))
+    for o in sized.intersection(outputs):
+        axis = axes.get(o, 0)
+        if axis is not None and axis < len(declared[o]):
+            declared[o][axis] = None
     resized = {}
     for name in used_inputs(net, outputs):
         axis, shape = axes.get(name, 0), list(net.blobs[name].shape)
@@ -225,7 +231,7 @@ def _output_dims(net, outputs, axes, static_batch, prototxt_batch, own) -> dict[
         return declared
     here = {o: net.blobs[o].shape for o in outputs}
     for o in outputs:
-        if o in own:
+        if o in own or o in sized:
             continue
         if static_batch:
             declared[o] = list(there[o])
