@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 
 from runtime.cli_support import number
 from runtime.errors import AllconvError
@@ -171,6 +172,20 @@ class GlogFormatter(logging.Formatter):
         prefix = (f"{letter}{time.strftime('%m%d %H:%M:%S', when)}.{micro:06d} "
                   f"{threading.get_native_id():>5} {record.filename}:{record.lineno}] ")
         return prefix + super().format(record)
+
+
+def log_failure(err: BaseException) -> None:
+    """The error that ends a command, as an ERROR line in the -log_dir file (stderr has the
+    command line's own), where glog's file holds the line of a failed CHECK."""
+    files = [h for h in _installed if isinstance(h, logging.FileHandler)]
+    if not files:
+        return
+    where = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
+    record = logging.LogRecord("allconv", logging.ERROR, where.filename if where else "",
+                               where.lineno if where else 0, " ".join(str(err).split()),
+                               None, None)
+    for handler in files:
+        handler.handle(record)
 
 
 def _log_file(folder: str, program: str) -> logging.Handler:

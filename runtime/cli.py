@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from runtime.caffe_flags import (add_flags, command_first, configure_logging,
-                                 gflags_spelling)
+from runtime.caffe_flags import (add_flags, command_first, configure_logging, gflags_spelling,
+                                 log_failure)
 from runtime.cli_support import Parser, add_version, run_cli
 from runtime.errors import AllconvError
 from runtime.signal_handler import SignalHandler
@@ -293,7 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = gflags_spelling(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(command_first(argv, parser.commands))
     configure_logging(args)
-    args.run(args)
+    try:
+        args.run(args)
+    except (AllconvError, OSError) as err:
+        log_failure(err)
+        raise
     return 0
 
 

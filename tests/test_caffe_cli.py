@@ -272,7 +272,7 @@ def test_every_command_takes_every_flag_and_glogs_as_gflags_does(workdir, capsys
     assert "argument -logtostderr: 'maybe' is not a boolean" in capsys.readouterr().err
 
 
-def test_the_log_has_glogs_header_and_line_prefix(workdir):
+def test_the_log_has_glogs_header_and_line_prefix(workdir, capsys):
     """As Caffe's logs, which BVLC's tools/extra/parse_log.py reads (month, day, time with
     microseconds from each line's first two fields; the start at "Solving")."""
     (workdir / "logs").mkdir()
@@ -286,6 +286,12 @@ def test_the_log_has_glogs_header_and_line_prefix(workdir):
     solving = next(m for m, line in zip(found, lines[3:]) if line.endswith("] Solving tiny"))
     assert solving[1] == "I" and 1 <= int(solving[2]) <= 12 and 1 <= int(solving[3]) <= 31
     assert any(line.endswith("] Optimization Done.") for line in lines)
+    # a failure's line is in the file too (glog's holds a failed CHECK's), and once on stderr
+    (workdir / "fail").mkdir()
+    assert run_cli(main, "allconv-caffe", ["train", "-solver", "nosuch.prototxt",
+                                           "-log_dir", "fail"]) == 2
+    last = (workdir / "fail" / "allconv-caffe.INFO").read_text().splitlines()[-1]
+    assert re.fullmatch(r"E\d{4} [\d:.]+ +\d+ \w+\.py:\d+\] nosuch.prototxt: no such file", last)
 
 
 def test_a_solvers_net_is_read_from_the_current_folder_and_said_so(workdir, capsys,
