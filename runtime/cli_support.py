@@ -104,10 +104,11 @@ UNRECOGNIZED = "unrecognized arguments: "
 
 def _did_you_mean(words: list[str], parser: argparse.ArgumentParser) -> str:
     """The options of ``parser`` nearest to the unknown options among ``words`` (the other
-    commands' spelling: --out for --output), as " (did you mean --a, --b?)"; else ""."""
+    commands' spelling: --out for --output), as " (did you mean --a, --b?)"; else "" (a
+    typo is 0.8 or more alike; -noverify and -solver, 0.63, is none)."""
     known = [o for action in parser._actions for o in action.option_strings]
     near = [match for word in words if re.match(r"--?[A-Za-z]", word)
-            for match in difflib.get_close_matches(word.split("=")[0], known, 1, 0.6)]
+            for match in difflib.get_close_matches(word.split("=")[0], known, 1, 0.7)]
     return f" (did you mean {', '.join(dict.fromkeys(near))}?)" if near else ""
 
 

@@ -199,6 +199,8 @@ def test_time_refuses_a_backward_caffe_aborts_in(workdir, capsys, extra, message
                                          "mean -model?)"),
     (["time", "-mod", "net.prototxt"], "unrecognized arguments: -mod net.prototxt (did you mean "
                                        "-model?)"),
+    # found by a new user: "-noverify (did you mean -solver?)"; no flag is near it
+    (["time", "-model", "net.prototxt", "-noverify"], "unrecognized arguments: -noverify (see "),
     # a missing -snapshot or -weights is said before the solver and its nets are built (here
     # the solver file is missing too, and the snapshot is named)
     (["train", "-solver", "missing.prototxt", "-snapshot", "gone.solverstate"],
