@@ -92,7 +92,12 @@ def train(args) -> None:
             net.copy_from(path)
     with SignalHandler(args.sigint_effect, args.sighup_effect) as requested_action:
         solver.action_function = requested_action
-        solver.solve(resume_file=args.snapshot)
+        if args.snapshot:
+            log.info("Resuming from %s", args.snapshot)
+            solver.restore(args.snapshot)
+        log.info("Starting Optimization")
+        solver.solve()
+        log.info("Optimization Done.")
     leave(ranks)
 
 

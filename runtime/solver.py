@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from google.protobuf import text_format
 
 from .data.hdf5 import h5py
 from .distributed import SINGLE, RankFeed, Ranks
@@ -90,6 +91,15 @@ def _as_tensor(x) -> torch.Tensor:
     return torch.as_tensor(np.asarray(data if data is not None else x))
 
 
+def _net_source(field: str, value, test: bool) -> str:
+    """Where a net comes from, as solver.cpp's InitTrainNet ("from net file: X", "specified
+    in net_param.") and InitTestNets ("specified by test_net file: X", "specified by
+    net_param") say it."""
+    if field.endswith("_param"):
+        return f"specified by {field}" if test else f"specified in {field}."
+    return f"{'specified by' if test else 'from'} {field} file: {value}"
+
+
 def _fmt(x: float) -> str:
     return f"{x:g}"
 
@@ -150,6 +160,8 @@ class Solver:
         self.param = param
         self.solver_path = path
         self._check_param()
+        log.info("Initializing solver from parameters: \n%s",
+                 text_format.MessageToString(param).rstrip("\n"))
         self._before_test = None     # the test nets' random states while test_all runs
 
         if device is None:
@@ -182,6 +194,7 @@ class Solver:
         self.requested_early_exit = False
         self.optimizer = self._make_optimizer()
         self.schedule = CaffeLR(self.optimizer, self.param)
+        log.info("Solver scaffolding done.")
 
     # ---------------------------------------------------------------- construction
     def _check_param(self) -> None:
@@ -236,6 +249,7 @@ class Solver:
                 f"fields: {', '.join(fields)} (found {len(given) or 'none'}"
                 f"{': ' + ', '.join(given) if given else ''})")
         field = given[0]
+        log.info("Creating training net %s", _net_source(field, getattr(p, field), test=False))
         if field in ("net_param", "train_net_param"):
             net_param = pb.NetParameter()
             net_param.CopyFrom(getattr(p, field))
@@ -262,9 +276,12 @@ class Solver:
             raise AllconvError("test_interval must be > 0 when test nets are given")
         sources = [_copy_net(n) for n in p.test_net_param]
         sources += [_named_net("test_net", f) for f in p.test_net]
+        said = ([_net_source("test_net_param", None, test=True)] * len(p.test_net_param)
+                + [_net_source("test_net", f, test=True) for f in p.test_net])
         for _ in range(n_instances - len(sources)):
             sources.append(_copy_net(p.net_param) if p.HasField("net_param")
                            else _named_net("net", p.net))
+            said.append(_net_source(generic[0], p.net, test=True))
         if test_feeds is None or not isinstance(test_feeds, (list, tuple)):
             feeds = [test_feeds] * len(sources)
         else:
@@ -274,6 +291,7 @@ class Solver:
                     f"{len(feeds)} test feeds given for {len(sources)} test nets")
         nets = []
         for i, (net_param, feed) in enumerate(zip(sources, feeds)):
+            log.info("Creating test net (#%d) %s", i, said[i])
             state = p.test_state[i] if len(p.test_state) else None
             seed = None if self.seed is None else self.seed + 1 + i
             nets.append(self._make_net(net_param, _TEST, state, seed, feed))

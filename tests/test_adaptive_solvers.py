@@ -251,7 +251,8 @@ def test_snapshot_prefix_upgrade_is_logged_once(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
     with caplog.at_level("INFO"):
         assert main(["train", "-solver", "s.prototxt"]) == 0
-    logged = [r.getMessage() for r in caplog.records if "snapshot_prefix" in r.getMessage()]
+    logged = [r.getMessage() for r in caplog.records
+              if r.getMessage().startswith("snapshot_prefix")]
     assert logged == ["snapshot_prefix was not specified and is set to s"]
     assert (tmp_path / "s_iter_1.caffemodel").exists()
 

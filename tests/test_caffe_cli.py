@@ -284,8 +284,14 @@ def test_the_log_has_glogs_header_and_line_prefix(workdir, capsys):
     assert lines[2] == "Log line format: [IWEF]mmdd hh:mm:ss.uuuuuu threadid file:line] msg"
     prefix = re.compile(r"([IWEF])(\d\d)(\d\d) \d\d:\d\d:\d\d\.\d{6} +\d+ [\w.]+\.py:\d+\] ")
     found = [prefix.match(line) for line in lines[3:]]
-    assert all(found), [line for line, m in zip(lines[3:], found) if not m]
-    solving = next(m for m, line in zip(found, lines[3:]) if line.endswith("] Solving tiny"))
+    # glog prints a message's lines after its first as they are: the solver's parameters
+    dump = next(i for i, line in enumerate(lines[3:]) if line.endswith("from parameters: "))
+    end = next(i for i in range(dump + 1, len(found)) if found[i])
+    assert lines[3 + dump + 1] == "test_iter: 2" and not any(found[dump + 1:end])
+    unprefixed = [line for i, (line, m) in enumerate(zip(lines[3:], found))
+                  if not m and not dump < i < end]
+    assert unprefixed == []
+    solving = prefix.match(next(line for line in lines if line.endswith("] Solving tiny")))
     assert solving[1] == "I" and 1 <= int(solving[2]) <= 12 and 1 <= int(solving[3]) <= 31
     assert any(line.endswith("] Optimization Done.") for line in lines)
     # a failure's line is in the file too (glog's holds a failed CHECK's), and once on stderr
@@ -595,3 +601,26 @@ def test_flags_may_come_before_the_command_as_gflags_takes_them(workdir, caplog)
     caplog.clear()
     assert main(["-log_dir", "train", "-model", "net.prototxt", "time", "-iterations", "1"]) == 0
     assert list((workdir / "train").glob("allconv-caffe.*INFO*"))
+
+
+def test_train_logs_caffes_solver_and_caffe_cpp_lines(workdir, caplog):
+    """solver.cpp's Init (the parameters, where each net comes from, "Solver scaffolding
+    done.") and caffe.cpp's train ("Resuming from", "Starting Optimization", a second
+    "Optimization Done."), in Caffe's order; as caffe.cpp, -snapshot is restored before
+    Solve, so Solve's "Restoring previous solver status" is not said (found by comparing
+    the logs with real Caffe's)."""
+    assert main(["train", "-solver", "solver4.prototxt"]) == 0
+    caplog.clear()
+    caplog.set_level(logging.INFO)
+    assert main(["train", "-solver", "solver8.prototxt", "-snapshot",
+                 "snap_iter_4.solverstate"]) == 0
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged[1].startswith("Initializing solver from parameters: \ntest_iter: 2\n")
+    said = [m for m in logged if m.startswith(("Creating", "Solver scaffolding", "Resuming",
+                                               "Starting", "Solving", "Restoring",
+                                               "Optimization"))]
+    assert said == ["Creating training net from net file: net.prototxt",
+                    "Creating test net (#0) specified by net file: net.prototxt",
+                    "Solver scaffolding done.", "Resuming from snap_iter_4.solverstate",
+                    "Starting Optimization", "Solving tiny", "Optimization Done.",
+                    "Optimization Done."]
