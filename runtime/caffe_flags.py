@@ -147,7 +147,7 @@ def configure_logging(args, program: str = "allconv-caffe") -> None:
                         max(least, SEVERITIES[min(args.stderrthreshold, 3)]))
         handlers.append(stderr)
     if args.log_dir and not args.logtostderr:
-        handlers.append(_log_file(args.log_dir, program))
+        handlers += _log_files(args.log_dir, program)
     for handler in handlers:
         handler.setFormatter(formatter)
         root.addHandler(handler)
@@ -185,30 +185,45 @@ def log_failure(err: BaseException) -> None:
                                where.lineno if where else 0, " ".join(str(err).split()),
                                None, None)
     for handler in files:
-        handler.handle(record)
+        if record.levelno >= handler.level:
+            handler.handle(record)
 
 
-def _log_file(folder: str, program: str) -> logging.Handler:
-    """glog's log file, <program>.<host>.<user>.log.INFO.<date>-<time>.<pid>, and its link
-    <program>.INFO to the newest; a folder that cannot take it is an AllconvError."""
-    name = (f"{program}.{socket.gethostname()}.{getpass.getuser()}.log.INFO."
-            f"{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}")
-    path = os.path.join(folder, name)
-    try:
-        with open(path, "a") as log:     # glog's header, once (a second call appends)
+class GlogFile(logging.FileHandler):
+    """glog's log file of one severity in -log_dir, <program>.<host>.<user>.log.<SEVERITY>.
+    <date>-<time>.<pid>, with glog's header and the link <program>.<SEVERITY> to the newest:
+    INFO holds every line, WARNING those from WARNING on, ERROR those from ERROR on; the
+    WARNING and ERROR files are made at their first line, as glog makes them."""
+
+    def __init__(self, folder: str, program: str, severity: str):
+        self.folder, self.program, self.severity = folder, program, severity
+        self.name_on_disk = (f"{program}.{socket.gethostname()}.{getpass.getuser()}.log."
+                             f"{severity}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}")
+        super().__init__(os.path.join(folder, self.name_on_disk), delay=severity != "INFO")
+        self.setLevel(getattr(logging, severity))
+
+    def _open(self):
+        with open(self.baseFilename, "a") as log:     # glog's header, once
             if not log.tell():
                 log.write(f"Log file created at: {time.strftime('%Y/%m/%d %H:%M:%S')}\n"
                           f"Running on machine: {socket.gethostname()}\n"
                           f"Log line format: {GlogFormatter.LINE_FORMAT}\n")
-        handler = logging.FileHandler(path)
-        link = os.path.join(folder, f"{program}.INFO")
+        link = os.path.join(self.folder, f"{self.program}.{self.severity}")
         if os.path.islink(link):
             with contextlib.suppress(FileNotFoundError):   # torchrun's processes race here
                 os.unlink(link)
         if not os.path.exists(link):
             with contextlib.suppress(FileExistsError):     # another process's, just made
-                os.symlink(name, link)
+                os.symlink(self.name_on_disk, link)
+        return super()._open()
+
+
+def _log_files(folder: str, program: str) -> list[logging.Handler]:
+    """glog's INFO, WARNING and ERROR files in ``folder``; one that cannot take them is an
+    AllconvError."""
+    try:
+        return [GlogFile(folder, program, severity)
+                for severity in ("INFO", "WARNING", "ERROR")]
     except OSError as err:
         raise AllconvError(f"-log_dir {folder}: cannot write the log file there: "
                            f"{err.strerror or err}") from None
-    return handler

@@ -300,6 +300,11 @@ def test_the_log_has_glogs_header_and_line_prefix(workdir, capsys):
                                            "-log_dir", "fail"]) == 2
     last = (workdir / "fail" / "allconv-caffe.INFO").read_text().splitlines()[-1]
     assert re.fullmatch(r"E\d{4} [\d:.]+ +\d+ \w+\.py:\d+\] nosuch.prototxt: no such file", last)
+    # glog's WARNING and ERROR files (and links), made at their first line, hold it too
+    for severity in ("WARNING", "ERROR"):
+        lines = (workdir / "fail" / f"allconv-caffe.{severity}").read_text().splitlines()
+        assert lines[2].startswith("Log line format: ") and lines[3:] == [last]
+        assert not (workdir / "logs" / f"allconv-caffe.{severity}").exists()   # none there
 
 
 def test_a_solvers_net_is_read_from_the_current_folder_and_said_so(workdir, capsys,
