@@ -184,8 +184,8 @@ def _check_args(args, parser: Parser) -> None:
     if args.lr is not None and args.lr_search:
         raise AllconvError("--lr conflicts with --lr-search: give one")
     if args.list:           # it prints the rows (of --specs) and reads nothing else
-        given = options_off_default(args, parser, lambda dest: dest not in ("help", "list", "specs",
-                                                              "progress"))
+        given = options_off_default(args, parser,
+                                    lambda dest: dest not in ("list", "specs", "progress"))
         if given:
             raise AllconvError(f"{given[0]} does nothing with --list, which only lists the "
                                "rows: drop it")

@@ -104,8 +104,9 @@ UNRECOGNIZED = "unrecognized arguments: "
 
 def _did_you_mean(words: list[str], parser: argparse.ArgumentParser) -> str:
     """The options of ``parser`` nearest to the unknown options among ``words`` (the other
-    commands' spelling: --out for --output), as " (did you mean --a, --b?)"; else "" (a
-    typo is 0.8 or more alike; -noverify and -solver, 0.63, is none)."""
+    commands' spelling: --out for --output), as " (did you mean --a, --b?)"; else "". The
+    cut-off is 0.7 alike: a typo is 0.8 or more (-mdoel, -model), a word that merely shares
+    letters less (-noverify, -solver: 0.63)."""
     known = [o for action in parser._actions for o in action.option_strings]
     near = [match for word in words if re.match(r"--?[A-Za-z]", word)
             for match in difflib.get_close_matches(word.split("=")[0], known, 1, 0.7)]

@@ -20,8 +20,8 @@ from runtime.caffemodel import (LegacyShaped, blob_to_array, no_weights, read_la
 from runtime.errors import AllconvError
 from runtime.filter_net import filter_net
 from runtime.insert_splits import insert_splits
-from runtime.layers import (Layer, NoFillerWarning, describe, layer_class, layer_errors,
-                            make_layer)
+from runtime.layers import (Layer, NoFillerWarning, data_sized, describe, layer_class,
+                            layer_errors, make_layer)
 from runtime.proto import pb
 from runtime.prototxt import read_net
 
@@ -108,7 +108,9 @@ class Net(nn.Module):
         self._index_params()
         self._param_propagate_down()
         self._plan_diffs()
-        self._reshaped_in_forward = self._downstream_of_data_sized_tops()
+        # Caffe reshapes every layer in each forward, so a layer below a Filter reshapes to its
+        # bottoms' sizes then (Reduction MEAN's count, Slice's parts)
+        self._reshaped_in_forward = data_sized(self.layers)[0]
         self.blobs = OrderedDict((name, Blob(self, name)) for name in self._shapes)
         self.layer_dict = OrderedDict(zip(self.layer_names, self.layers))   # pycaffe's
         if weights is not None:
@@ -208,18 +210,6 @@ class Net(nn.Module):
         self._frozen_uses = [tuple(i for i, b in enumerate(l.blobs.owners())
                                    if id(b) in needed and not propagates(l, i))
                              for l in self.layers]
-
-    def _downstream_of_data_sized_tops(self) -> list[bool]:
-        """Per layer, whether a bottom's size follows the data (a Filter's top, or what a layer
-        computes from one): Caffe reshapes every layer in each forward, so such a layer
-        reshapes to its bottoms' sizes then (Reduction MEAN's count, Slice's parts)."""
-        sized, below = set(), []
-        for layer in self.layers:
-            follows = any(b in sized for b in layer.bottoms)
-            below.append(follows)
-            if follows or layer.tops_sized_by_data:
-                sized.update(layer.tops)
-        return below
 
     def _plan_diffs(self) -> None:
         """Where Caffe's backward differs from autograd's on the same graph. A bottom that Caffe

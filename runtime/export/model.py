@@ -15,9 +15,10 @@ from runtime.errors import AllconvError
 from runtime.export import DEFAULT_OPSET, MIN_OPSET, check, preprocessing
 from runtime.export.builder import GraphBuilder
 from runtime.export.registry import BatchFixed
-from runtime.export.walker import (add_net, batch_axes, data_sized, needed_layers,
-                                   own_extents, used_inputs)
+from runtime.export.walker import (add_net, batch_axes, needed_layers, own_extents,
+                                   used_inputs)
 from runtime.files import atomic_write_bytes, check_writable
+from runtime.layers import data_sized
 from runtime.proto import pb
 
 PROTOBUF_LIMIT = 2**31 - 1
@@ -210,7 +211,7 @@ def _output_dims(net, outputs, axes, static_batch, prototxt_batch, own) -> dict[
     (``data_sized``) are unnamed, at a static batch too."""
     batch = static_batch or BATCH_DIM
     declared = {o: _dims(net, o, axes, batch, prototxt_batch, own) for o in outputs}
-    sized = data_sized(needed_layers(net, outputs))
+    sized = data_sized(needed_layers(net, outputs))[1]
     for o in sized.intersection(outputs):
         axis = axes.get(o, 0)
         if axis is not None and axis < len(declared[o]):

@@ -87,16 +87,6 @@ def own_extents(layers) -> set[str]:
     return own
 
 
-def data_sized(layers) -> set[str]:
-    """The blobs whose batch axis holds as many rows as the data selects (a Filter's tops,
-    ``tops_sized_by_data``, and what layers compute from them): an extent no input gives."""
-    sized = set()
-    for layer in layers:
-        if layer.tops_sized_by_data or sized.intersection(layer.bottoms):
-            sized.update(layer.tops)
-    return sized
-
-
 def add_net(graph, net, outputs, sources: dict[str, str],
             fuse_batchnorm: bool = True) -> dict[str, str]:
     """Append the nodes computing ``outputs`` from the Input tops (``sources``: Input top ->

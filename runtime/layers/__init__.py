@@ -248,3 +248,16 @@ class Layer(nn.Module):
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def data_sized(layers) -> tuple[list[bool], set[str]]:
+    """Per layer, whether a bottom's size follows the data (a Filter's top, whose rows the
+    data selects: ``tops_sized_by_data``, or what a layer computes from one); and every such
+    blob."""
+    sized, below = set(), []
+    for layer in layers:
+        follows = any(b in sized for b in layer.bottoms)
+        below.append(follows)
+        if follows or layer.tops_sized_by_data:
+            sized.update(layer.tops)
+    return below, sized
