@@ -4,19 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from runtime.errors import AllconvError
+from runtime.plotting import pyplot
 from runtime.proto import pb
 
 COLOURS = {"Convolution": "#f4a582", "Pooling": "#92c5de", "Data": "#d9f0d3", "Input": "#d9f0d3",
            "SoftmaxWithLoss": "#c2a5cf", "Softmax": "#c2a5cf", "Accuracy": "#c2a5cf"}
 FOLDED = {"ReLU", "Dropout"}   # in-place layers, written inside the box of the layer they modify
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend (files only, no display), imported on first use."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def detail(layer) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from generator.draw import pyplot
+from runtime.plotting import pyplot
 
 
 def plot_curves(records: list[dict], path: Path, title: str, paper_error: float | None = None,

@@ -6,12 +6,12 @@ import statistics
 from datetime import datetime, timezone
 from pathlib import Path
 
-from generator.draw import pyplot
 from harness.commit import git_commit
 from harness.json_fields import FLAG, INTEGER, NUMBER, OBJECT, TEXT, checked_fields, one_of
 from harness.specs import Spec
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, read_json_object
+from runtime.plotting import pyplot
 
 RULES = ("PASS: measured error <= paper error + tolerance (one-sided: beating the paper passes). "
          "SMOKE: a run off the spec's protocol (--epochs other than its length, --batch-size or "

@@ -50,7 +50,6 @@ from runtime.rng import net_rng_state, set_net_rng_state
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 EVAL_BATCH = 500        # test images per forward at 32x32; fewer for larger inputs, same pixels
-STATE_FORMAT = "allconv-harness-state-1"
 MEMBER_FIELDS = ("lr", "seed", "lr_from")   # what may differ between the runs of a pack
 
 
@@ -435,7 +434,7 @@ class Run:
         `written_together`); the .solverstate paths."""
         written = []
         for k in members:
-            state = {"format": STATE_FORMAT, "iter": self.iter,
+            state = {"format": snapshot.LOOP_STATE, "iter": self.iter,
                      "feed": self.members[k].feed.state_dict(),
                      "dropout": net_rng_state(self.net, None if self.K == 1 else k),
                      "progress": progress[k] if progress is not None else None,
@@ -463,7 +462,7 @@ class Run:
                              weights=snapshot.sibling(path, ".caffemodel"), require_all=True)
             rng_path = snapshot.sibling(path, ".rngstate")
             state = snapshot.read_rng_state(rng_path)
-            if state.get("format") != STATE_FORMAT or state.get("iter") != self.iter:
+            if state.get("format") != snapshot.LOOP_STATE or state.get("iter") != self.iter:
                 raise AllconvError(f"{rng_path}: not the loop state of {path} (format "
                                    f"{state.get('format')!r}, iteration {state.get('iter')})")
             with snapshot.restoring_state(rng_path):

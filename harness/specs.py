@@ -16,6 +16,7 @@ from pathlib import Path
 from generator.render import Filler, Init, constant_filler
 from generator.variants import Variant, get_variant
 from harness.pipelines import PIPELINES
+from runtime.cli_support import check_number
 from runtime.data.datasets import DATASETS, Dataset, get_dataset
 from runtime.errors import AllconvError
 from runtime.fillers import FILLERS
@@ -27,21 +28,33 @@ SPECS_DIR = Path(__file__).resolve().parent.parent / "reproductions"
 AUGMENTATIONS = tuple(PIPELINES)
 SOURCES = ("quoted", "recalled", "chosen", "counted")
 
-_NUMBER = (int, float)
-# key -> (type(s), required); a nested dict is a TOML table with its own keys.
+@dataclass(frozen=True)
+class Number:
+    """A TOML number: an int (``kind`` int) or any number, checked by cli_support's
+    `check_number` as the command line checks its options."""
+    kind: type = float
+    low: str | None = "positive"
+    high: float | None = None
+
+
+ANY, POSITIVE, RATE = Number(low=None), Number(), Number(low="non-negative")
+# key -> (kind, required): a type, a Number, a list of distinct Numbers ([Number]), or a dict
+# of its own keys (a TOML table).
 SCHEMA = {
     "order": (int, True), "title": (str, True), "variant": (str, True),
     "dataset": (str, True), "augmentation": (str, True),
     "paper": ({
-        "error": (_NUMBER, True), "params": (int, False), "counted_params": (int, True),
-        "tolerance": (_NUMBER, True), "tolerance_why": (str, True)}, True),
+        "error": (Number(low="non-negative", high=100), True),
+        "params": (Number(int), False), "counted_params": (Number(int), True),
+        "tolerance": (RATE, True), "tolerance_why": (str, True)}, True),
     "training": ({
-        "batch_size": (int, True), "lr_grid": (list, True), "lr": (_NUMBER, True)}, True),
+        "batch_size": (Number(int), True), "lr_grid": ([POSITIVE], True),
+        "lr": (POSITIVE, True)}, True),
     "init": ({
         "weight_filler": (str, True), "weight_filler_args": (dict, True),
-        "bias_value": (_NUMBER, True), "weight_lr_mult": (_NUMBER, True),
-        "weight_decay_mult": (_NUMBER, True), "bias_lr_mult": (_NUMBER, True),
-        "bias_decay_mult": (_NUMBER, True)}, True),
+        "bias_value": (ANY, True), "weight_lr_mult": (RATE, True),
+        "weight_decay_mult": (RATE, True), "bias_lr_mult": (RATE, True),
+        "bias_decay_mult": (RATE, True)}, True),
     "augment": (dict, False),
     "sources": ({**{key: (str, key != "params") for key in (
         "error", "params", "counted_params", "lr_grid", "lr", "schedule", "batch_size",
@@ -110,7 +123,8 @@ class Spec:
 
 
 def _check_keys(data: dict, schema: dict, path: Path, where: str) -> None:
-    """Unknown keys, missing keys and wrong types of one TOML table, against ``schema``."""
+    """Unknown keys, missing keys, wrong types and numbers out of range of one TOML table,
+    against ``schema``."""
     for key in data:
         if key not in schema:
             raise AllconvError(f"{path}: unknown key '{where}{key}'; valid keys: "
@@ -120,21 +134,40 @@ def _check_keys(data: dict, schema: dict, path: Path, where: str) -> None:
             if required:
                 raise AllconvError(f"{path}: missing key '{where}{key}'")
             continue
-        value = data[key]
         if isinstance(kind, dict):
-            if not isinstance(value, dict):
+            if not isinstance(data[key], dict):
                 raise AllconvError(f"{path}: '{where}{key}' must be a table [{key}]")
-            _check_keys(value, kind, path, f"{where}{key}.")
-        elif isinstance(value, bool) or not isinstance(value, kind):
-            names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-            raise AllconvError(f"{path}: '{where}{key}' must be {names}, "
-                               f"not {type(value).__name__} {value!r}")
+            _check_keys(data[key], kind, path, f"{where}{key}.")
+        elif isinstance(kind, list):
+            _check_list(data[key], kind[0], path, where + key)
+        else:
+            _check_value(data[key], kind, path, where + key)
 
 
-def _numbers(values: list, path: Path, key: str) -> tuple[float, ...]:
-    if not all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in values):
-        raise AllconvError(f"{path}: {key!r} must be a list of numbers, not {values!r}")
-    return tuple(float(v) for v in values)
+def _check_value(value, kind, path: Path, key: str) -> None:
+    if isinstance(kind, Number):
+        types = (int,) if kind.kind is int else (int, float)
+    else:
+        types = (kind,)
+    if isinstance(value, bool) or not isinstance(value, types):
+        names = "/".join(k.__name__ for k in types)
+        raise AllconvError(f"{path}: '{key}' must be {names}, "
+                           f"not {type(value).__name__} {value!r}")
+    if isinstance(kind, Number):
+        try:
+            check_number(value, kind.low, kind.high)
+        except ValueError as err:
+            raise AllconvError(f"{path}: '{key}' {err}") from None
+
+
+def _check_list(values, kind: Number, path: Path, key: str) -> None:
+    """A list of distinct numbers of ``kind``."""
+    if not isinstance(values, list) or not values:
+        raise AllconvError(f"{path}: '{key}' must be a list of numbers, not {values!r}")
+    for i, value in enumerate(values):
+        _check_value(value, kind, path, key)
+        if value in values[:i]:
+            raise AllconvError(f"{path}: '{key}' gives {value:g} twice")
 
 
 def _choice(value: str, allowed, path: Path, key: str) -> str:
@@ -227,12 +260,10 @@ def load_spec(path: str | Path) -> Spec:
         if key != "augment":
             _choice(value, SOURCES, path, f"sources.{key}")
     training = Training(batch_size=train["batch_size"],
-                        lr_grid=_numbers(train["lr_grid"], path, "training.lr_grid"),
+                        lr_grid=tuple(float(lr) for lr in train["lr_grid"]),
                         lr=float(train["lr"]))
     if training.lr not in training.lr_grid:
         raise AllconvError(f"{path}: 'training.lr' {training.lr:g} is not in 'training.lr_grid'")
-    if training.batch_size <= 0:
-        raise AllconvError(f"{path}: 'training.batch_size' must be positive")
     return Spec(path=path, table=path.parent.name, name=path.stem, order=data["order"],
                 title=data["title"], variant=variant, dataset=dataset,
                 augmentation=augmentation,

@@ -4,8 +4,9 @@ Exports are loaded lazily so that light modules (runtime.prototxt, runtime.error
 imported without importing torch.
 """
 from runtime.errors import AllconvError
+from runtime.proto import pb
 
-TRAIN, TEST = 0, 1  # Caffe's Phase enum
+TRAIN, TEST = pb.TRAIN, pb.TEST  # Caffe's Phase enum, as pycaffe's caffe.TRAIN and caffe.TEST
 
 _LAZY = {
     "Net": "runtime.net",

@@ -4,8 +4,8 @@ Public functions::
 
     blob_to_array(blob) -> np.ndarray                  # float32
     array_to_blob(array) -> BlobProto
-    read_layers(path) -> list[tuple[str, list[np.ndarray]]]  # every layer, in file order
-    read_weights(path) -> dict[str, list[np.ndarray]]
+    read_layers(path) -> list[tuple[str, StoredBlobs]]  # every layer, in file order
+    read_weights(path) -> dict[str, StoredBlobs]       # blobs become arrays when read
     write_weights(path, layers, net_name="") -> None
     read_binary(path, message_cls) -> Message
     read_blob(path) -> np.ndarray                      # a .binaryproto BlobProto
@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Union
 
 import numpy as np
 from google.protobuf.message import DecodeError, Message
@@ -76,8 +77,8 @@ def blob_to_array(blob) -> np.ndarray:
     """The values of a BlobProto as a float32 array of the blob's shape.
 
     Like Caffe, the legacy 4-d fields win when any of them is set; otherwise
-    ``shape`` is used (an empty ``shape`` is a scalar). With neither, a single
-    value is a scalar (Caffe's reading) and several come back 1-d.
+    ``shape`` is used (an empty ``shape`` is a scalar). With neither, the blob is a scalar
+    (Caffe's reading), and more than one value is an error, as in Caffe's Blob::FromProto.
     ``double_data`` is used when it holds values (else ``data``), as in Blob::FromProto.
     """
     legacy = any(blob.HasField(f) for f in ("num", "channels", "height", "width"))
@@ -92,7 +93,10 @@ def blob_to_array(blob) -> np.ndarray:
     else:
         values = np.array(blob.data, dtype=np.float32)
     if shape is None:
-        return values.reshape(()) if values.size == 1 else values
+        if values.size != 1:
+            raise AllconvError(f"a blob without a shape is one value (Caffe's reading), but it "
+                               f"holds {values.size}")
+        return values.reshape(())
     expected = math.prod(check_blob_shape(shape, "blob"))    # Caffe's Blob::Reshape checks
     if values.size != expected:
         raise AllconvError(
@@ -201,10 +205,31 @@ def write_binary(path: PathLike, message: Message) -> None:
     atomic_write_bytes(path, message.SerializeToString())
 
 
-def read_layers(path: PathLike) -> list[tuple[str, list[np.ndarray]]]:
-    """``(layer name, [blob arrays])`` of every layer of a .caffemodel (V2, then V1 layers),
-    in file order, layers without blobs included (Caffe's CopyTrainedLayersFrom checks their
-    count too; a net without learnable layers saves only such layers)."""
+class StoredBlobs(Sequence):
+    """A layer's blobs in a .caffemodel, each made an array when it is read: as in Caffe, the
+    blobs of a layer that nothing copies are never checked; a bad one is an AllconvError
+    naming the file and the layer."""
+
+    def __init__(self, protos, where: str):
+        self._protos, self._where = protos, where
+
+    def __len__(self) -> int:
+        return len(self._protos)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        try:
+            return blob_to_array(self._protos[i])
+        except AllconvError as err:
+            raise AllconvError(f"{self._where}: {err}") from None
+
+
+def read_layers(path: PathLike) -> list[tuple[str, StoredBlobs]]:
+    """``(layer name, blobs)`` of every layer of a .caffemodel (V2, then V1 layers), in file
+    order, layers without blobs included (Caffe's CopyTrainedLayersFrom checks their count
+    too; a net without learnable layers saves only such layers); `StoredBlobs` gives the
+    arrays."""
     path = Path(path)
     net = read_binary(path, pb.NetParameter)
     layers = []
@@ -212,10 +237,8 @@ def read_layers(path: PathLike) -> list[tuple[str, list[np.ndarray]]]:
         name = layer.name       # protobuf gives bytes for a name that is not UTF-8
         if isinstance(name, bytes):     # (it can match no layer of a net read from text)
             name = name.decode("utf-8", "backslashreplace")
-        try:
-            layers.append((name, [blob_to_array(blob) for blob in layer.blobs]))
-        except AllconvError as err:
-            raise AllconvError(f"{path}: layer {name or '#' + str(index)}: {err}") from None
+        layers.append((name, StoredBlobs(layer.blobs,
+                                         f"{path}: layer {name or '#' + str(index)}")))
     return layers
 
 

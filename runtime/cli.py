@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 
 import torch
 
@@ -23,6 +24,7 @@ from runtime.caffe_flags import (add_flags, command_first, configure_logging, gf
                                  log_failure)
 from runtime.cli_support import Parser, add_version, run_cli
 from runtime.errors import AllconvError
+from runtime.layers import NoFillerWarning
 from runtime.signal_handler import SignalHandler
 
 log = logging.getLogger("allconv.caffe")
@@ -85,8 +87,11 @@ def train(args) -> None:
     if launched_by_torchrun() and device.startswith("cuda"):
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     ranks = from_environment(torch.device(device))
-    solver = make_solver(args.solver, device=device, ranks=ranks, level=args.level,
-                         stages=_stages(args))
+    with warnings.catch_warnings():
+        if weights or args.snapshot:    # they replace the fillers (copy_from names any missed)
+            warnings.simplefilter("ignore", NoFillerWarning)
+        solver = make_solver(args.solver, device=device, ranks=ranks, level=args.level,
+                             stages=_stages(args))
     for path in weights:        # Caffe's CopyLayers: into the train net and every test net
         for net in [solver.net, *solver.test_nets]:
             net.copy_from(path)

@@ -119,23 +119,34 @@ UINT32_MAX = 2**32 - 1
 SEED_WHY = " (Caffe's seed is an unsigned int)"
 
 
+def check_number(value, low: str | None = "positive", high=None, why: str = "",
+                 shown: str | None = None) -> None:
+    """A ValueError saying why the number ``value`` (written ``shown``) is not finite, not
+    ``low`` ("positive", "non-negative" or None: any sign) or above ``high`` (``why``: the
+    reason, said with it)."""
+    shown = str(value) if shown is None else shown
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number, not {shown}")
+    if (low == "positive" and value <= 0) or (low == "non-negative" and value < 0):
+        raise ValueError(f"must be {'positive' if low == 'positive' else '0 or more'}, "
+                         f"not {shown}")
+    if high is not None and value > high:
+        raise ValueError(f"must be at most {high}{why}, not {shown}")
+
+
 def number(kind=float, low: str | None = "positive", high: int | None = None, why: str = ""):
-    """The argparse type of every number option: one finite number of ``kind`` (int or float),
-    ``low`` "positive", "non-negative" or None (any sign), at most ``high`` (``why``: the
-    reason, said with it); anything else is the parser's one-line error."""
+    """The argparse type of every number option: one finite number of ``kind`` (int or float)
+    in the range of `check_number`; anything else is the parser's one-line error."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
-        if (low == "positive" and value <= 0) or (low == "non-negative" and value < 0):
-            raise argparse.ArgumentTypeError(
-                f"must be {'positive' if low == 'positive' else '0 or more'}, not {text}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be at most {high}{why}, not {text}")
+        try:
+            check_number(value, low, high, why, shown=text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
         return value
     return parse
 

@@ -142,8 +142,9 @@ class Net(nn.Module):
             options["sample_shape"] = (input_shapes.get(layer_param.top[0])
                                        if layer_param.top else None)
         phase = layer_param.phase if layer_param.HasField("phase") else self.phase
-        layer = make_layer(layer_param, [self._shapes[b] for b in layer_param.bottom], phase,
-                           self.generator, **options)
+        bottom_shapes = [self._shapes[b] for b in layer_param.bottom]
+        refuse_empty(layer_param, bottom_shapes)
+        layer = make_layer(layer_param, bottom_shapes, phase, self.generator, **options)
         self.layers.append(layer)
         # force_backward turns every bottom's backward back on (net.cpp, after propagate_down;
         # a layer detaches what Caffe's AllowForceBackward keeps out: labels, cont)
@@ -802,6 +803,17 @@ class Net(nn.Module):
         """Every layer's blobs' diffs, as the solver left them (its last update)."""
         return [[(b.grad if b.grad is not None else torch.zeros_like(b)).detach().cpu().numpy()
                  for b in l.blobs] for l in self.layers]
+
+
+def refuse_empty(layer_param, bottom_shapes) -> None:
+    """Refuse a layer whose bottom is built empty: Caffe allocates no memory for such a blob and
+    aborts when a layer reads it. (A blob that a forward shrinks to nothing, a Filter's top,
+    keeps its memory there, and the layers after it run.)"""
+    for name, shape in zip(layer_param.bottom, bottom_shapes):
+        if 0 in shape:
+            raise AllconvError(f"{describe(layer_param)}: bottom {name!r} is empty, shape "
+                               f"{tuple(shape)}; Caffe aborts when a layer reads an empty blob "
+                               "(blob.cpp: Check failed: data_)")
 
 
 def _as_blob(value, what: str, shape) -> torch.Tensor:

@@ -12,7 +12,9 @@ import contextlib
 import io
 import logging
 import os
+import pickle
 import re
+import struct
 import textwrap
 from pathlib import Path
 
@@ -112,6 +114,14 @@ def sibling(state_path, extension: str) -> str:
     return state_path + extension
 
 
+# what torch.load raises on a damaged or foreign file (a bad zip, pickle or record)
+UNREADABLE = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, LookupError,
+              TypeError, AttributeError, OverflowError, struct.error)
+SOLVER_STATE = "allconv-rngstate-2"          # Solver's: its nets' streams, feeds, torch's
+OLD_SOLVER_STATE = "allconv-rngstate-1"      # the same, its generators named by module path
+LOOP_STATE = "allconv-harness-state-1"      # replicate's: one run's feed, dropout, progress
+
+
 def read_rng_state(path: str) -> dict:
     """The dict a `write` saved as .rngstate (tensors on the CPU)."""
     if not os.path.isfile(path):
@@ -121,7 +131,7 @@ def read_rng_state(path: str) -> dict:
         raise AllconvError(f"{path}: an empty rng state file (its write was cut short?)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
+    except UNREADABLE as e:
         # torch's weights-only refusal is a page of advice; its line after "error:" says why
         said = " ".join(str(e).split("WeightsUnpickler error:")[-1].split("Check the")[0]
                         .split()) or type(e).__name__

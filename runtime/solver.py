@@ -38,8 +38,6 @@ __all__ = ["Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSol
 
 log = logging.getLogger("allconv.solver")
 
-_TRAIN, _TEST = 0, 1
-
 
 # --------------------------------------------------------------------------------------------
 # solver parameter loading
@@ -256,7 +254,7 @@ class Solver:
         else:
             net_param = _named_net(field, getattr(p, field))
         train_state = p.train_state if p.HasField("train_state") else None
-        return self._make_net(net_param, _TRAIN, train_state, self.seed, feed)
+        return self._make_net(net_param, pb.TRAIN, train_state, self.seed, feed)
 
     def _init_test_nets(self, test_feeds) -> list:
         p = self.param
@@ -294,7 +292,7 @@ class Solver:
             log.info("Creating test net (#%d) %s", i, said[i])
             state = p.test_state[i] if len(p.test_state) else None
             seed = None if self.seed is None else self.seed + 1 + i
-            nets.append(self._make_net(net_param, _TEST, state, seed, feed))
+            nets.append(self._make_net(net_param, pb.TEST, state, seed, feed))
         return nets
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -528,7 +526,7 @@ class Solver:
 
     def _rng_state(self) -> dict:
         return {
-            "format": "allconv-rngstate-2",
+            "format": snapshot.SOLVER_STATE,
             "iter": self.iter,
             "net": net_rng_state(self.net),
             **snapshot.torch_rng_state(),
@@ -552,15 +550,21 @@ class Solver:
         """
         snapshot.restore(state_path, self.net, self.optimizer, self.schedule)
         rng_path = snapshot.sibling(state_path, ".rngstate")
-        if os.path.isfile(rng_path):
-            with snapshot.restoring_state(rng_path):
-                rng = _upgrade_rng_state(snapshot.read_rng_state(rng_path), self, rng_path)
-                if rng.get("iter") != self.iter:
-                    log.warning("%s is for iteration %s, the solverstate for %d", rng_path,
-                                rng.get("iter"), self.iter)
-                self._set_rng_state(rng, rng_path)
-        else:
+        if not os.path.isfile(rng_path):
             log.info("%s not found; random streams are not restored", rng_path)
+        else:
+            with snapshot.restoring_state(rng_path):
+                rng = snapshot.read_rng_state(rng_path)
+                if rng.get("format") == snapshot.LOOP_STATE:
+                    log.info("%s holds a replicate run's loop state, not a solver's; random "
+                             "streams are not restored (replicate --resume continues the run)",
+                             rng_path)
+                else:
+                    rng = _upgrade_rng_state(rng, self, rng_path)
+                    if rng.get("iter") != self.iter:
+                        log.warning("%s is for iteration %s, the solverstate for %d",
+                                    rng_path, rng.get("iter"), self.iter)
+                    self._set_rng_state(rng, rng_path)
         log.info("%s: restored iteration %d from %s", type(self).__name__, self.iter,
                  state_path)
 
@@ -568,9 +572,9 @@ class Solver:
 def _upgrade_rng_state(state: dict, solver: Solver, path: str) -> dict:
     """Format 1 named generators by module path ("layers.<i>", attribute, device); format 2
     by layer name ({layer: {device: state}})."""
-    if state.get("format") == "allconv-rngstate-2":
+    if state.get("format") == snapshot.SOLVER_STATE:
         return state
-    if state.get("format") != "allconv-rngstate-1":
+    if state.get("format") != snapshot.OLD_SOLVER_STATE:
         raise AllconvError(f"{path}: unknown rng state format {state.get('format')!r}")
 
     def by_name(net, entries):
@@ -581,7 +585,7 @@ def _upgrade_rng_state(state: dict, solver: Solver, path: str) -> dict:
             out.setdefault(net.layer_names[index], {})[str(device)] = entry["state"]
         return out
 
-    return {**state, "format": "allconv-rngstate-2", "net": by_name(solver.net, state["net"]),
+    return {**state, "format": snapshot.SOLVER_STATE, "net": by_name(solver.net, state["net"]),
             "test_nets": [by_name(n, e) for n, e in zip(solver.test_nets, state["test_nets"])]}
 
 

@@ -4,13 +4,15 @@ otherwise than Python's, which parses here: a pass over the text before Python's
 Refused, as C++ refuses them: ``+`` outside strings and comments (``+1.5``, ``+inf``), a
 number run into letters or ``_`` (``1_0``, ``0b10``, ``0o7``; Python reads ``1_0`` as 10),
 an unknown escape in a string (``"\\z"``), a control character (a NUL in a comment too: C++
-ends the comment at it, then refuses it).
+ends the comment at it, then refuses it), a character outside ASCII but in strings and
+comments (a no-break space: "Interpreting non ascii codepoint 194.").
 Taken, as C++ takes them: ``- 1.5`` (the sign and the number are two tokens there), a hex or
 octal integer for a bool (``force_backward: 0x1``; Python takes those only for integers: they
 are given in decimal, and refused for a float, as C++ refuses them), the ``\\?`` escape (``?``),
 and bytes that are not UTF-8 inside a comment (a Latin-1 comment): they read as ``?``. Such
 bytes in a string, or escapes that make them, are refused with their position (C++ takes
-them; pycaffe cannot read the names they make).
+them; pycaffe cannot read the names they make); escapes that make UTF-8 text
+(``"caf\\303\\251"``) are read as it.
 """
 from __future__ import annotations
 
@@ -149,6 +151,9 @@ def _rewrite(text: str, message, out: list[str]) -> None:
         else:
             if _is_foreign(char):
                 raise TextSyntaxError(text, i, "not a text prototxt (invalid UTF-8)")
+            if char > "\x7f":          # a letter or a blank: C++ reads ASCII only
+                raise TextSyntaxError(text, i, "Interpreting non ascii codepoint "
+                                               f"{char.encode('utf-8')[0]}.")
             if char < " " and char not in "\t\n\v\f\r":
                 raise TextSyntaxError(text, i, "Invalid control characters encountered in text "
                                                "(not a text prototxt?)")
@@ -205,40 +210,59 @@ def _integer_for(field, token: str, text: str, i: int, out: list[str]) -> None:
 
 
 def _string_end(text: str, start: int, out: list[str]) -> int:
-    """The index after the string literal at ``start``; its escapes and bytes checked, and
+    """The index after the string literal at ``start``; its escapes checked, the bytes it
+    stands for checked to be UTF-8 text (escaped bytes too: ``\\303\\251`` is "é"), and
     ``\\?`` made ``?`` in ``out`` (Python's unescaping keeps the backslash), a blank after the
     closing quote for each, so that what follows keeps its column."""
     quote, i, n, dropped = text[start], start + 1, len(text), 0
+    value, places = bytearray(), []     # the string's bytes, and where each one is written
     while i < n and text[i] not in (quote, "\n"):
+        at = i
         if text[i] == "\\":
             match = _ESCAPE.match(text, i)
             if not match:
                 _refuse_escape(text, i)
             if match.group() == "\\?":
                 out[i], dropped = "", dropped + 1
-            elif not _utf8_escape(match.group()):
+            written = _escaped_bytes(match.group())
+            if written is None:
                 raise TextSyntaxError(text, i, _NOT_UTF8.format(f"the escape {match.group()}"))
             i = match.end()
-            continue
-        if _is_foreign(text[i]):
-            raise TextSyntaxError(text, i, _NOT_UTF8.format("a byte of this string"))
-        i += 1
+        else:
+            written, i = text[i].encode("utf-8", "surrogateescape"), i + 1
+        value += written
+        places += [at] * len(written)
     if i == n:
         raise TextSyntaxError(text, i, "Unexpected end of string.")
     if text[i] == "\n":
         raise TextSyntaxError(text, i, "String literals cannot cross line boundaries.")
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as err:
+        at = places[err.start]
+        what = "a byte of this string" if text[at] != "\\" else \
+            f"the escape {_ESCAPE.match(text, at).group()}"
+        raise TextSyntaxError(text, at, _NOT_UTF8.format(what)) from None
     out[i] = quote + " " * dropped
     return i + 1
 
 
-def _utf8_escape(escape: str) -> bool:
-    """Whether a string escape stands for UTF-8 text: an ASCII byte, or a code point that is
-    not a surrogate (C++ writes a byte of 128 or more as it is, and \\U up to 0x10ffff)."""
+_SIMPLE_ESCAPES = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11}
+
+
+def _escaped_bytes(escape: str) -> bytes | None:
+    """The bytes a string escape writes (C++ writes an octal or hex byte as it is, \\u and
+    \\U as UTF-8), or None for a surrogate or a code point past 0x10ffff, which are no text."""
     kind, digits = escape[1], escape[2:]
-    if kind in "xuU":
+    if kind in "uU":
         value = int(digits, 16)
-        return value < 0x80 if kind == "x" else not 0xD800 <= value < 0xE000 and value < 0x110000
-    return not kind.isdigit() or int(escape[1:], 8) < 0x80
+        return None if 0xD800 <= value < 0xE000 or value >= 0x110000 else \
+            chr(value).encode("utf-8")
+    if kind == "x":
+        return bytes([int(digits, 16)])
+    if kind.isdigit():
+        return bytes([int(escape[1:], 8) & 0xFF])
+    return bytes([_SIMPLE_ESCAPES.get(kind, ord(kind))])
 
 
 def _refuse_escape(text: str, i: int) -> None:

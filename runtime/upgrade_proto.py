@@ -165,7 +165,9 @@ def _upgrade_inputs(net) -> None:
         if has_shape or has_dim:
             raise AllconvError("input_shape / input_dim given without any `input` name")
         return
-    if has_shape and len(net.input_shape) != len(names):
+    # Caffe's UpgradeNetInput reads the first shape (or four input_dim values) per input and
+    # ignores the rest; reading past the end would be undefined there
+    if has_shape and len(net.input_shape) < len(names):
         raise AllconvError(
             f"{len(names)} net input(s) but {len(net.input_shape)} input_shape entries"
         )
@@ -174,7 +176,7 @@ def _upgrade_inputs(net) -> None:
             raise AllconvError(
                 f"net input {names[0]!r} has no input_shape or input_dim"
             )
-        if len(net.input_dim) != 4 * len(names):
+        if len(net.input_dim) < 4 * len(names):
             raise AllconvError(
                 f"{len(names)} net input(s) need {4 * len(names)} input_dim values, "
                 f"got {len(net.input_dim)}"

@@ -46,7 +46,7 @@ __all__ = [
     "FORMAT_VERSION", "FULL_LIMIT", "SAMPLE_SIZE", "TINY",
     "seed_of", "rng", "make_input", "make_weight", "sample_indices",
     "encode", "entry_keys", "has_entry", "entry_shape", "rel_error", "checksum", "DIR",
-    "write_data_files",
+    "write_data_files", "datum_records",
     "meta_to_array", "meta_from_npz", "backward_as_caffe",
 ]
 
@@ -245,6 +245,32 @@ def write_data_files(case: dict, folder, h5py) -> None:
     for name, lines in case.get("list_files", {}).items():
         with open(os.path.join(folder, name), "w") as f:
             f.write("".join(line.replace(DIR, str(folder)) + "\n" for line in lines))
+
+
+def datum_records(case: dict, db: str) -> list[tuple[bytes, dict]]:
+    """The records of a data case's LMDB ``db`` as (key, Datum fields), in the order they are
+    written. Its spec in ``case["lmdb_files"][db]``: ``key`` (a %-format of the record's
+    index), ``shuffle`` (write in a seeded random order; the database keeps key order) and
+    ``records``, each {``shape`` [C, H, W], ``label``, ``floats``: float_data instead of
+    uint8 data}."""
+    spec = case["lmdb_files"][db]
+    records = []
+    for i, record in enumerate(spec["records"]):
+        name = f"{db}/{i}"
+        fields = {"channels": record["shape"][0], "height": record["shape"][1],
+                  "width": record["shape"][2], "label": record["label"]}
+        if record.get("floats"):
+            values = make_input(case["name"], name, {"shape": record["shape"]})
+            fields["float_data"] = values.reshape(-1).tolist()
+        else:
+            values = make_input(case["name"], name, {"shape": record["shape"], "kind": "ties",
+                                                     "low": 0, "high": 255})
+            fields["data"] = values.astype(np.uint8).tobytes()
+        records.append(((spec["key"] % i).encode(), fields))
+    if spec.get("shuffle"):
+        order = rng("lmdb order", case["name"], db).permutation(len(records))
+        records = [records[i] for i in order]
+    return records
 
 
 # ------------------------------------------------------------------------------ meta

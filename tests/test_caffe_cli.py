@@ -512,6 +512,20 @@ def test_a_warning_is_one_line(workdir, capsys):
     assert err.startswith("allconv-caffe time: warning: layer 'conv'") and err.count("\n") == 1, err
 
 
+def test_train_from_weights_warns_of_no_filler_that_the_weights_replace(workdir, capsys):
+    """-weights (or -snapshot) replaces the fillers: Caffe says nothing of a layer without a
+    weight_filler then; a train warned, for every such layer of every net."""
+    net = (workdir / "net.prototxt").read_text().replace(' weight_filler { type: "msra" }', "")
+    (workdir / "bare.prototxt").write_text(net)
+    (workdir / "bare_solver.prototxt").write_text(
+        SOLVER.format(max_iter=2).replace("net.prototxt", "bare.prototxt"))
+    assert run_cli(main, "allconv-caffe", ["train", "-solver", "bare_solver.prototxt"]) == 0
+    assert "has no weight_filler" in capsys.readouterr().err
+    assert run_cli(main, "allconv-caffe", ["train", "-solver", "bare_solver.prototxt",
+                                           "-weights", "snap_iter_2.caffemodel"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_resume_tests_the_same_images_as_an_uninterrupted_run(workdir):
     """test_iter 1 reads half the test set: the test net's read position is in the snapshot."""
     from runtime.solver import make_solver

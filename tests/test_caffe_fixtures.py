@@ -717,7 +717,8 @@ def test_sequence(name):
 @pytest.mark.parametrize("name", cases_of("data"))
 def test_data_layer(name, tmp_path):
     """Data layers against Caffe: every top after each forward, exactly (random tops: shape,
-    range and a refill at each forward, as in Caffe); HDF5Output's file against Caffe's."""
+    range and a refill at each forward, as in Caffe), the Data layer over LMDBs too;
+    HDF5Output's file against Caffe's."""
     from runtime.net import Net
 
     meta = METAS[name]
@@ -725,6 +726,11 @@ def test_data_layer(name, tmp_path):
     if meta.get("h5_files") or meta.get("output_file"):
         h5py = pytest.importorskip("h5py", reason="HDF5 layers need h5py (the hdf5 extra)")
     ff.write_data_files(meta, tmp_path, h5py)
+    with load(name) as z:       # Caffe's LMDBs, as the lmdb package wrote them
+        for key in z.files:
+            if key.startswith("file:lmdb:"):
+                (tmp_path / key[len("file:lmdb:"):]).mkdir()
+                (tmp_path / key[len("file:lmdb:"):] / "data.mdb").write_bytes(z[key].tobytes())
     net = Net(meta["prototxt"].replace(ff.DIR, str(tmp_path)), getattr(pb, meta["phase"]),
               seed=7)
     inputs = make_inputs(meta) if meta["inputs"] else {}
@@ -771,8 +777,8 @@ def test_data_layer(name, tmp_path):
 # ------------------------------------------------------------------------------ inventory
 
 def test_fixture_inventory():
-    """Enough cases, and every layer type the runtime registers (but the Data layers) is
-    exercised by some fixture net."""
+    """Enough cases, and every layer type the runtime registers (but ImageData, Clip and
+    Swish) is exercised by some fixture net."""
     from google.protobuf import text_format
     from runtime.layers import LAYERS
 
@@ -788,10 +794,10 @@ def test_fixture_inventory():
             used.update(l.type for l in sp.net_param.layer)
         elif text:
             used.update(l.type for l in text_format.Merge(text, pb.NetParameter()).layer)
-    # no LMDB and no OpenCV in the reference build: Data and ImageData are checked against
-    # files the tests write (test_data.py, test_data_layers.py); Clip and Swish are newer than
-    # the reference build: test_layers_issue17.py checks them against BVLC master's formulas
-    missing = set(LAYERS) - used - {"Data", "ImageData", "Clip", "Swish"}
+    # no OpenCV in the reference builds: ImageData is checked against files the tests write
+    # (test_data_layers.py); Clip and Swish are newer than the reference build:
+    # test_layers_issue17.py checks them against BVLC master's formulas
+    missing = set(LAYERS) - used - {"ImageData", "Clip", "Swish"}
     assert not missing, f"layer types without a Caffe fixture: {sorted(missing)}"
     total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file())
     assert total < 8 * 2**20, f"tests/fixtures is {total / 2**20:.1f} MiB"

@@ -507,21 +507,6 @@ def test_bad_sources_name_the_source(tmp_path):
         open_source(str(tmp_path / "cifar10_large_train.npz"), 0)
 
 
-@pytest.mark.parametrize("files, what", [(["data.mdb", "lock.mdb"], "an LMDB database"),
-                                          (["CURRENT", "MANIFEST-000002", "000003.log"],
-                                           "a LevelDB database")])
-def test_a_caffe_database_source_says_the_runtime_reads_none(tmp_path, files, what):
-    """convert_imageset's output (ImageNet's default ilsvrc12_val_lmdb) was told it 'holds no
-    CIFAR test files'."""
-    for name in files:
-        (tmp_path / name).write_bytes(b"")
-    with pytest.raises(AllconvError, match=f"^data source {tmp_path} is {what}; the runtime reads "
-                                           "no LMDB or LevelDB: give a .npz"):
-        open_source(str(tmp_path), 1)
-    with pytest.raises(AllconvError, match="ilsvrc12_val_lmdb: .*; the runtime reads no LMDB"):
-        open_source(str(tmp_path / "ilsvrc12_val_lmdb"), 1)
-
-
 def test_a_folder_with_a_current_file_alone_is_no_leveldb(tmp_path):
     (tmp_path / "CURRENT").write_bytes(b"")
     with pytest.raises(AllconvError, match=f"^data source {tmp_path} holds no CIFAR test files"):

@@ -138,7 +138,15 @@ def test_reproductions_hold_every_paper_row():
     (('dataset = "cifar10"', 'dataset = "mnist"'), "'dataset' is 'mnist'"),
     (('{ variance_norm = "FAN_IN" }', "{ sdt = 1 }"), "'init.weight_filler_args.sdt'"),
     (("batch_size = 128", "batch_size = 128\nsteps = [200, 400]"), "unknown key 'training.steps'"),
-    (("batch_size = 128", "batch_size = 0"), "'training.batch_size' must be positive"),
+    (("batch_size = 128", "batch_size = 0"), "'training.batch_size' must be positive, not 0"),
+    # the spec's numbers are checked as the command line's options are (cli_support)
+    (("lr_grid = [0.25, 0.1,", "lr_grid = [0.1, 0.1,"), "'training.lr_grid' gives 0.1 twice"),
+    (("lr_grid = [0.25,", "lr_grid = [-0.25,"), "'training.lr_grid' must be positive, not -0.25"),
+    (("error = 9.08", "error = nan"), "'paper.error' must be a finite number, not nan"),
+    (("error = 9.08", "error = 109.08"), "'paper.error' must be at most 100, not 109.08"),
+    (("tolerance = 0.5", "tolerance = -3"), "'paper.tolerance' must be 0 or more, not -3"),
+    (("tolerance = 0.5", "tolerance = inf"), "'paper.tolerance' must be a finite number"),
+    (("lr_grid = [0.25, 0.1, 0.05, 0.01]", "lr_grid = []"), "'training.lr_grid' must be a list"),
     (("[paper]", "[paper"), "all-cnn-c.toml: "),
 ])
 def test_spec_errors_name_file_and_key(tmp_path, edit, message):
@@ -869,7 +877,7 @@ def test_curves_mark_each_lr_drop_at_the_first_evaluation_after_it(tmp_path):
                                            ((0, 350), ["0", "100", "200", "300"])])
 def test_curves_label_a_few_plain_epochs(epochs, ticks):
     """Before: a SMOKE run's epochs ran into each other (0.000200, 0.000250, ... in a row)."""
-    from generator.draw import pyplot
+    from runtime.plotting import pyplot
     from harness.curves import _label_epochs
     plt = pyplot()
     fig, axis = plt.subplots(figsize=(5, 4))

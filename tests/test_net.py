@@ -1185,3 +1185,30 @@ def test_a_written_diff_reaches_only_layers_caffes_backward_runs():
     forced.backward(prob=torch.ones(2, 5) + torch.arange(5.0))
     assert forced.params["conv1"][0].diff.any()
     assert net.share_with == net.share_trained_layers_with
+
+
+@pytest.mark.parametrize("layer", ["type: 'MVN'", "type: 'ArgMax'", "type: 'Softmax'",
+                                   "type: 'InnerProduct' inner_product_param { num_output: 2 }"])
+def test_a_layer_on_a_blob_built_empty_is_refused_as_caffe_aborts(layer):
+    """An Input of batch 0: Caffe allocates nothing and aborts when a layer reads it (MVN and
+    ArgMax gave a traceback, the others ran on)."""
+    with pytest.raises(AllconvError, match=r"^layer 'l' \(\w+\): bottom 'data' is empty, shape "
+                                           r"\(0, 3, 2, 2\); Caffe aborts"):
+        Net("layer { name: 'in' type: 'Input' top: 'data' input_param { shape { dim: 0 "
+            f"dim: 3 dim: 2 dim: 2 }} }} }}\nlayer {{ name: 'l' {layer} bottom: 'data' "
+            "top: 'out' }", TEST)
+
+
+@pytest.mark.parametrize("kind, labels, out", [
+    ("MVN", "", (0, 3, 2, 2)), ("ArgMax", "", (0, 1, 1, 1)), ("HingeLoss", "bottom: 'l'", ()),
+    ("MultinomialLogisticLoss", "bottom: 'l'", ())])
+def test_layers_run_on_a_batch_a_filter_empties(kind, labels, out):
+    """A Filter selecting nothing: its tops keep their memory in Caffe and the layers after
+    them run (MVN and ArgMax raised "cannot reshape tensor of 0 elements")."""
+    net = Net("layer { name: 'in' type: 'Input' top: 'x' top: 'y' top: 's' input_param { "
+              "shape { dim: 4 dim: 3 dim: 2 dim: 2 } shape { dim: 4 } shape { dim: 4 } } }\n"
+              "layer { name: 'f' type: 'Filter' bottom: 'x' bottom: 'y' bottom: 's' top: 'd' "
+              f"top: 'l' }}\nlayer {{ name: 'm' type: '{kind}' bottom: 'd' {labels} top: 'o' }}",
+              TEST)
+    got = net.forward(x=torch.rand(4, 3, 2, 2), y=torch.zeros(4), s=torch.zeros(4))
+    assert tuple(got["o"].shape) == out

@@ -453,6 +453,21 @@ def test_text_that_caffes_parser_takes_is_taken(tmp_path):
     path.write_bytes(b"name \xff\xfe")
     with pytest.raises(AllconvError, match=rf"^{path}:1:6: not a text prototxt"):
         prototxt.read_net(path)
+    # escapes that make UTF-8 text together are that text, as pycaffe reads the name
+    assert prototxt.parse_net('name: "caf\\303\\251"').name == "café"
+    with pytest.raises(AllconvError, match=r"1:11: the escape \\303 is not UTF-8 text"):
+        prototxt.parse_net('name: "caf\\303x"')
+
+
+@pytest.mark.parametrize("blank, column, byte", [("\u00a0", 1, 194), ("\u3000", 8, 227),
+                                                 ("\u2028", 1, 226)])
+def test_a_blank_outside_ascii_is_refused_as_caffe_refuses_it(blank, column, byte):
+    """C++'s tokenizer reads ASCII only: a no-break or ideographic space between tokens is
+    "Interpreting non ascii codepoint" (Python's parser took it for a blank)."""
+    text = 'name: "r"\n' + ("layer {" + blank if column > 1 else blank + "layer {") + " }"
+    with pytest.raises(AllconvError, match=rf"^n.prototxt:2:{column}: Interpreting non ascii "
+                                           rf"codepoint {byte}\.$"):
+        prototxt.parse_net(text, "n.prototxt")
 
 
 TEXT_CASES = json.loads((Path(__file__).parent / "fixtures" / "text_format_cases.json")
@@ -709,6 +724,32 @@ def test_blob_legacy_dims_and_double_data():
     with pytest.raises(AllconvError, match=r"needs 4 values but it holds 3"):
         caffemodel.blob_to_array(wrong)
 
+    shapeless = pb.BlobProto()      # Caffe: count 1, "Check failed: count_ == proto.data_size()"
+    shapeless.data.extend([1, 2, 3])
+    with pytest.raises(AllconvError, match=r"a blob without a shape is one value \(Caffe's "
+                                           r"reading\), but it holds 3"):
+        caffemodel.blob_to_array(shapeless)
+
+
+def test_a_bad_blob_of_a_layer_the_net_lacks_is_ignored_as_caffe_ignores_it(tmp_path):
+    """CopyTrainedLayersFrom reads the blobs of the layers it copies only: a file layer the
+    net lacks, its blob 5 long but holding 3 values, made the whole file refused."""
+    from runtime import Net, TEST
+    path = tmp_path / "w.caffemodel"
+    caffemodel.write_weights(path, [("ip", "InnerProduct", [np.ones((2, 3)), np.ones(2)])])
+    net_param = caffemodel.read_binary(path, pb.NetParameter)
+    extra = net_param.layer.add(name="extra", type="InnerProduct")
+    extra.blobs.add().shape.dim.append(5)
+    extra.blobs[0].data.extend([1, 2, 3])
+    path.write_bytes(net_param.SerializeToString())
+    net = Net("layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: 1 "
+              "dim: 3 } } }\nlayer { name: 'ip' type: 'InnerProduct' bottom: 'x' top: 'y' "
+              "inner_product_param { num_output: 2 } }", TEST, weights=str(path))
+    assert net.params["ip"][0].data.eq(1).all()
+    with pytest.raises(AllconvError, match=rf"^{re.escape(str(path))}: layer extra: blob shape "
+                                           r"\(5,\) needs 5 values but it holds 3$"):
+        caffemodel.read_weights(path)["extra"][0]
+
 
 @pytest.mark.parametrize("dims, message", [
     ([2**32, 2**32], r"shape .* has 18,446,744,073,709,551,616 elements, more than Caffe's limit"),
@@ -887,10 +928,12 @@ def test_three_param_specs_of_a_non_batchnorm_layer_are_kept():
 # prototxt.py:349 `4 * len(names)` -> `4 / len(names)` and :361 `4 * i + 4` -> `4 * i + 5`
 # survived: no test gives input_dim for more than one net input (Caffe takes four
 # input_dim values per input, in order).
-def test_input_dim_of_two_inputs_gives_two_shapes():
+@pytest.mark.parametrize("extra", [(), (5,)])
+def test_input_dim_of_two_inputs_gives_two_shapes(extra):
+    """A value past the four per input is ignored, as Caffe's UpgradeNetInput reads none."""
     net = prototxt.parse_net(
         'input: "data"\ninput: "label"\n'
-        + "".join(f"input_dim: {d}\n" for d in (2, 3, 8, 8, 2, 1, 1, 1)))
+        + "".join(f"input_dim: {d}\n" for d in (2, 3, 8, 8, 2, 1, 1, 1, *extra)))
     assert list(net.layer[0].top) == ["data", "label"]
     assert [list(s.dim) for s in net.layer[0].input_param.shape] == [[2, 3, 8, 8], [2, 1, 1, 1]]
 

@@ -2,6 +2,7 @@
 snapshot/restore, test scheduling. Tiny nets, CPU fp32."""
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -786,6 +787,21 @@ def test_an_edited_or_empty_rngstate_is_one_line_naming_it(tmp_path, edit, messa
         torch.save(state if edited is None else edited, rng)
     with pytest.raises(AllconvError, match=re.escape(str(rng)) + ": .*" + re.escape(message)):
         SGDSolver(p, train_feed=Feed(_batches(2))).restore(str(tmp_path / "r_iter_2.solverstate"))
+
+
+def test_a_replicate_checkpoint_restores_without_its_loop_state(tmp_path, caplog):
+    """A replicate run's checkpoint is Caffe's .caffemodel and .solverstate beside the loop's
+    own .rngstate: Solver.restore takes the first two and says why it leaves the third."""
+    from runtime import snapshot
+    p = _solver_param(_net_text(), max_iter=2, snapshot=2, snapshot_prefix=str(tmp_path / "r"))
+    SGDSolver(p, train_feed=Feed(_batches(2))).solve()
+    torch.save({"format": snapshot.LOOP_STATE, "iter": 2, "feed": {}, "dropout": {}},
+               tmp_path / "r_iter_2.rngstate")
+    s = SGDSolver(p, train_feed=Feed(_batches(2)))
+    with caplog.at_level(logging.INFO, logger="allconv.solver"):
+        s.restore(str(tmp_path / "r_iter_2.solverstate"))
+    assert s.iter == 2
+    assert "holds a replicate run's loop state, not a solver's" in caplog.text
 
 
 def test_solver_file_paths_defaults_and_log_lines(tmp_path, monkeypatch, caplog):

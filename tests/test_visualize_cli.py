@@ -788,3 +788,17 @@ def test_a_large_all_cnn_run_without_cached_cifar_asks_for_data(tmp_path, monkey
     assert capsys.readouterr().err == (f"visualize unit: error: {run}: cifar10's test files are "
                                        "not in this machine's cache; give --data with the CIFAR "
                                        "release\n")
+
+
+@pytest.mark.parametrize("channels, shape", [(1, (2, 3)), (3, (2, 3, 3)), (2, (2, 7)),
+                                             (4, (2, 15))])
+def test_a_reconstruction_of_any_channel_count_is_drawn(channels, shape):
+    """RGB for 3 channels, grey for 1, and the channels side by side otherwise (a net on
+    2-channel input made matplotlib's imshow raise "Invalid shape (3, 3, 2)")."""
+    from visualize.figures import shown
+    signal = np.arange(channels * 6, dtype=np.float32).reshape(channels, 2, 3) - 5
+    image = shown(signal)
+    assert image.shape == shape and image.min() >= 0 and image.max() <= 1
+    if channels == 2:
+        assert np.all(image[:, 3] == 0.5)           # the gap between the channels
+        np.testing.assert_allclose(image[:, 4:], 0.5 + 0.5 * signal[1] / 6)

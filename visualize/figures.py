@@ -6,18 +6,21 @@ import textwrap
 
 import numpy as np
 
-from generator.draw import pyplot
 from runtime.files import atomic_writer
+from runtime.plotting import pyplot
 
 SCALING = "reconstructions: 0.5 + 0.5·r / max|r| per panel (0 is grey)"
 
 
 def shown(signal: np.ndarray) -> np.ndarray:
-    """A reconstruction (C, H, W) as an RGB (or grey) image in [0, 1], zero at 0.5."""
+    """A reconstruction (C, H, W) as an image in [0, 1], zero at 0.5: RGB for 3 channels, grey
+    for 1, and for any other count its channels side by side in grey, a grey column apart."""
     peak = float(np.abs(signal).max())
     image = 0.5 + 0.5 * signal / (peak if peak > 0 else 1.0)
-    image = np.moveaxis(image, 0, -1)
-    return image[..., 0] if image.shape[-1] == 1 else image
+    if image.shape[0] == 3:
+        return np.moveaxis(image, 0, -1)
+    gap = np.full((image.shape[1], 1), 0.5)
+    return np.concatenate([part for channel in image for part in (channel, gap)][:-1], axis=1)
 
 
 def _panel(ax, image, title=None, fontsize=8):

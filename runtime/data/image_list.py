@@ -54,10 +54,16 @@ def read_list(source: str) -> list[tuple[str, int]]:
     return lines
 
 
-def read_image(path: str, is_color: bool, size: tuple[int, int] | None) -> torch.Tensor:
-    """The image at ``path`` as uint8 (3, H, W) BGR or (1, H, W) grey, resized to ``size``."""
+def read_image(file, is_color: bool | None, size: tuple[int, int] | None,
+               name: str | None = None) -> torch.Tensor:
+    """The image in ``file`` (a path, or a stream of its bytes named ``name``) as uint8
+    (3, H, W) BGR or (1, H, W) grey, resized to ``size``; ``is_color`` None keeps a grey
+    image grey and makes any other colour (OpenCV's IMREAD_ANYCOLOR)."""
     from PIL import Image
-    with jpeg.pillow_image(path, path) as image:
+    name = file if name is None else name
+    with jpeg.pillow_image(file, name) as image:
+        if is_color is None:
+            is_color = not (image.mode in ("1", "L", "LA", "F") or image.mode.startswith("I"))
         if not is_color and image.format == "JPEG":
             image.draft("L", image.size)    # libjpeg's own luma, as OpenCV's grey imread
         if image.mode.startswith("I"):      # 16-bit grey: OpenCV keeps the high byte
@@ -66,6 +72,17 @@ def read_image(path: str, is_color: bool, size: tuple[int, int] | None) -> torch
     out = torch.from_numpy(pixels[:, :, ::-1].copy()).permute(2, 0, 1) if is_color else \
         torch.from_numpy(pixels.copy())[None]
     return jpeg.interpolate(out, *size).contiguous() if size else out
+
+
+def check_same_size(names, images, shape, hint: str) -> None:
+    """Refuse an image whose shape (C, H, W) is not ``shape`` (the first image's), naming it
+    and both sizes (H x W, or C x H x W where the channels differ)."""
+    for name, image in zip(names, images):
+        if tuple(image.shape) != tuple(shape):
+            cut = 1 if image.shape[0] == shape[0] else 0
+            raise AllconvError(f"{name}: a {'x'.join(map(str, image.shape[cut:]))} image; this "
+                               f"layer's images are {'x'.join(map(str, shape[cut:]))} (its "
+                               f"first image's): {hint}")
 
 
 class ImageList:
@@ -102,12 +119,8 @@ class ImageList:
         names = [self.lines[i][0] for i in index]
         images = list(self._pool.map(self._read, names))
         if self.same_size:
-            for name, image in zip(names, images):
-                if tuple(image.shape) != self.sample_shape:
-                    raise AllconvError(
-                        f"{self.root + name}: a {'x'.join(map(str, image.shape[1:]))} image; "
-                        f"this layer's images are {'x'.join(map(str, self.sample_shape[1:]))}"
-                        " (its first image's): set new_height/new_width or crop_size")
+            check_same_size([self.root + name for name in names], images, self.sample_shape,
+                            "set new_height/new_width or crop_size")
         labels = torch.tensor([float(self.lines[i][1]) for i in index])
         if len({tuple(im.shape) for im in images}) == 1:
             return torch.stack(images), labels

@@ -40,12 +40,15 @@ class Source:
         self._cursor = int(state["cursor"])
 
 
-def open_source(source: str, phase: int) -> Source:
-    """Open a Data layer's ``source``: a ``.npz`` from save_npz_source, or a folder holding a
+def open_source(source: str, phase: int, backend: int | None = None, transform=None):
+    """Open a Data layer's ``source``: a ``.npz`` from save_npz_source, a folder holding a
     CIFAR release's files (TRAIN phase reads its train split, TEST its test split; raw pixel
-    values 0-255 as floats, the layout of Caffe's convert_cifar_data). The files are read as
-    they are, official or a subset made by hand in their format, as Caffe's Data layer reads
-    any database: nothing here is whitened or cached by their md5s.
+    values 0-255 as floats, the layout of Caffe's convert_cifar_data), or an LMDB of Caffe
+    Datum records (`runtime.data.datum`; ``backend`` is data_param's, checked as Caffe opens
+    the database; ``transform``, the layer's transform_param, says how an encoded record
+    decodes and whether a crop lets records differ in size). The files are read as they are,
+    official or a subset made by hand in their format, as Caffe's Data layer reads any
+    database: nothing here is whitened or cached by their md5s.
     """
     if phase not in PHASE_SPLITS:
         raise AllconvError(f"data source {source}: unknown phase {phase} (0=TRAIN, 1=TEST)")
@@ -55,23 +58,19 @@ def open_source(source: str, phase: int) -> Source:
         return Source(torch.from_numpy(data), torch.from_numpy(labels))
     database = _caffe_database(path)
     if database:
-        raise AllconvError(f"data source {source} is {database}; {NO_DATABASES}")
+        return _open_database(path, database, backend, transform)
     if path.is_dir():
         return _open_cifar(path, PHASE_SPLITS[phase])
     if not path.exists():
         hint = ("; allconv-prep-cifar writes it" if "_gcn_zca_" in path.name else
                 f"; {NO_LARGE_FILE}" if re.fullmatch(r"cifar10_large_(train|test)\.npz",
-                                                     path.name) else
-                f"; {NO_DATABASES}" if re.search(r"lmdb|leveldb", path.name, re.I) else "")
+                                                     path.name) else "")
         raise AllconvError(f"data source {source}: {missing(path)}{hint}")
-    raise AllconvError(f"data source {source} is neither a .npz file nor a folder "
-                       "holding an official CIFAR release")
-
-
-NO_DATABASES = ("the runtime reads no LMDB or LevelDB: give a .npz of data and labels "
-                "(allconv-prep-cifar writes CIFAR's, runtime.data.source.save_npz_source "
-                "any), a folder of an official CIFAR release, or the data itself "
-                "(net.forward(data=...)); replicate imagenet trains from an ImageFolder tree")
+    if path.name == "data.mdb":
+        raise AllconvError(f"data source {source}: name the LMDB's folder, {path.parent}, "
+                           "as Caffe does")
+    raise AllconvError(f"data source {source} is neither a .npz file, an LMDB folder nor a "
+                       "folder holding an official CIFAR release")
 
 
 NO_LARGE_FILE = ("no command writes Large All-CNN's data: `replicate large-all-cnn` trains it "
@@ -80,13 +79,36 @@ NO_LARGE_FILE = ("no command writes Large All-CNN's data: `replicate large-all-c
                  "(runtime.data.source.save_npz_source), or the data itself")
 
 
+NO_LEVELDB = ("the runtime reads no LevelDB: convert it to an LMDB (convert_imageset "
+              "--backend=lmdb, convert_cifar_data ... lmdb), or give a .npz of data "
+              "and labels (runtime.data.source.save_npz_source)")
+
+
 def _caffe_database(path: Path) -> str | None:
-    """What Caffe database the folder ``path`` holds (convert_imageset's output), if any."""
+    """Which Caffe database backend the folder ``path`` holds, if any."""
     if (path / "data.mdb").is_file():
-        return "an LMDB database"
+        return "LMDB"
     if (path / "CURRENT").is_file() and any(path.glob("MANIFEST-*")):
-        return "a LevelDB database"
+        return "LEVELDB"
     return None
+
+
+def _open_database(path: Path, found: str, backend: int | None, transform):
+    """A DatumFeed over the LMDB at ``path`` (``found``: its backend); a LevelDB is refused,
+    and so is a ``backend`` other than LMDB, as Caffe fails to open the database."""
+    from runtime.data.datum import DatumFeed
+    from runtime.data.lmdb_file import LmdbFile
+    from runtime.proto import pb
+
+    if found == "LEVELDB":
+        raise AllconvError(f"data source {path} is a LevelDB database; {NO_LEVELDB}")
+    if backend is not None and backend != pb.DataParameter.LMDB:
+        raise AllconvError(f"data source {path} is an LMDB database, but data_param.backend "
+                           "is LEVELDB (Caffe's default): set backend: LMDB")
+    if transform is None:
+        return DatumFeed(LmdbFile(path), path)
+    return DatumFeed(LmdbFile(path), path, transform.force_color, transform.force_gray,
+                     same_size=not transform.crop_size)
 
 
 def is_npz_source(source) -> bool:

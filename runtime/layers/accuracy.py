@@ -37,8 +37,9 @@ class Accuracy(Layer):
 
     def forward(self, scores, labels):
         outer, classes = count(scores.shape, 0, self.axis), scores.shape[self.axis]
-        scores = scores.detach().reshape(outer, classes, -1)
-        labels = labels.detach().reshape(outer, -1).long()
+        inner = count(scores.shape, self.axis + 1)
+        scores = scores.detach().reshape(outer, classes, inner)
+        labels = labels.detach().reshape(outer, inner).long()
         valid = (torch.ones_like(labels, dtype=torch.bool) if self.ignore_label is None
                  else labels != self.ignore_label)
         labels = class_indices(self, labels, classes, valid)

@@ -48,7 +48,7 @@ class ArgMax(Layer):
         if self.axis is not None:
             values, indices = top_k(x, self.k, self.axis)
             return (values if self.out_max_val else indices.to(x.dtype),)
-        values, indices = top_k(x.reshape(len(x), -1), self.k, 1)
+        values, indices = top_k(x.reshape(len(x), count(x.shape, 1)), self.k, 1)
         parts = [indices.to(x.dtype)] + ([values] if self.out_max_val else [])
         shape = (len(x),) + self.reshape([tuple(x.shape)])[0][1:]
         return (torch.stack(parts, 1).reshape(shape),)

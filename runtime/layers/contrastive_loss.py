@@ -12,6 +12,7 @@ from runtime.errors import AllconvError
 from runtime.layers import register
 from runtime.layers.gradient import with_gradient
 from runtime.layers.loss import LossLayer
+from runtime.layers.shapes import count
 
 EPSILON = 1e-4      # Caffe adds it to d in the dissimilar gradient
 
@@ -39,7 +40,7 @@ class ContrastiveLoss(LossLayer):
 
     def forward(self, a, b, y):
         num = a.shape[0]
-        diff = (a - b.reshape(a.shape)).reshape(num, -1)
+        diff = (a - b.reshape(a.shape)).reshape(num, count(a.shape, 1))
         dist_sq = (diff * diff).sum(1)
         similar = y.detach().reshape(-1)[:num].long() != 0
         if self.legacy:

@@ -108,14 +108,16 @@ class BaseData(Layer):
 @register("Data")
 class Data(BaseData):
     """Tops ``data`` (batch_size, *sample_shape) and optionally ``label`` (batch_size,), read
-    from ``data_param.source`` with ``runtime.data.open_source`` (a .npz or a CIFAR folder,
-    in order, wrapping around) through ``transform_param``, or from a given feed."""
+    from ``data_param.source`` with ``runtime.data.open_source`` (a .npz, a CIFAR folder or
+    an LMDB of Datum records, in order, wrapping around) through ``transform_param``, or from
+    a given feed."""
 
     def open_feed(self, generator):
         from runtime.data import open_source
-        source = self.param.data_param.source
+        p = self.param.data_param
+        source = p.source
         try:
-            feed = open_source(source, self.phase)
+            feed = open_source(source, self.phase, p.backend, self.param.transform_param)
         except OSError as err:      # open_source's own errors name the source already
             raise AllconvError(f"data source {source}: cannot read: {err}") from None
         return self.transformed(feed, generator) if self.param.HasField("transform_param") \

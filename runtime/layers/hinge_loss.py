@@ -32,7 +32,7 @@ class HingeLoss(LossLayer):
 
     def _margins(self, scores, labels):
         num = scores.shape[0]
-        x = scores.reshape(num, -1)
+        x = scores.reshape(num, count(scores.shape, 1))
         label = class_indices(self, labels.detach().reshape(-1)[:num].long(), x.shape[1])
         sign = 1 - 2 * F.one_hot(label, x.shape[1]).to(x.dtype)
         return torch.relu(1 + sign * x)

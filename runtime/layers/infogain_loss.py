@@ -59,9 +59,10 @@ class InfogainLoss(LossLayer):
     def forward(self, scores, labels, *matrix):
         outer, classes = count(scores.shape, 0, self.axis), scores.shape[self.axis]
         h = (matrix[0].detach() if matrix else self.matrix).reshape(classes, classes)
-        logp = scores.log_softmax(self.axis).reshape(outer, classes, -1)
+        inner = count(scores.shape, self.axis + 1)
+        logp = scores.log_softmax(self.axis).reshape(outer, classes, inner)
         logp = with_gradient(logp.clamp(min=LOG_MIN), logp)
-        label = labels.detach().reshape(outer, -1).long()
+        label = labels.detach().reshape(outer, inner).long()
         skip = ignored(label, self.param.loss_param)
         rows = h[class_indices(self, label, classes, None if skip is None else ~skip)]
         per_position = -(rows.transpose(1, 2) * logp).sum(1)

@@ -10,6 +10,7 @@ from runtime.layers import register
 from runtime.layers.gradient import with_gradient
 from runtime.labels import class_indices
 from runtime.layers.loss import LOG_THRESHOLD, LossLayer
+from runtime.layers.shapes import count
 
 
 @register("MultinomialLogisticLoss")
@@ -25,7 +26,7 @@ class MultinomialLogisticLoss(LossLayer):
 
     def forward(self, prob, labels):
         num = prob.shape[0]
-        prob = prob.reshape(num, -1)
+        prob = prob.reshape(num, count(prob.shape, 1))
         label = class_indices(self, labels.detach().reshape(num, 1).long(), prob.shape[1])
         p = prob.gather(1, label)
         clamped = p.clamp(min=LOG_THRESHOLD)

@@ -13,6 +13,7 @@ import torch
 from runtime.blob_shape import legacy_shape
 from runtime.layers import Layer, register
 from runtime.layers.gradient import normalization_backward
+from runtime.layers.shapes import count
 
 
 class _Normalize(torch.autograd.Function):
@@ -43,7 +44,8 @@ class MVN(Layer):
     def forward(self, x):
         mvn = self.param.mvn_param
         shape = legacy_shape(x.shape, "bottom")
-        rows = x.reshape(shape[0] if mvn.across_channels else shape[0] * shape[1], -1)
+        rows = x.reshape(count(shape, 0, 1 if mvn.across_channels else 2),
+                         count(shape, 1 if mvn.across_channels else 2))
         if mvn.normalize_variance:
             return (_Normalize.apply(rows, mvn.eps).reshape(shape),)
         return ((rows - rows.mean(1, keepdim=True)).reshape(shape),)

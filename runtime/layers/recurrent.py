@@ -109,13 +109,14 @@ class Recurrent(Layer):
 
     def forward(self, x, cont, *rest):
         steps, streams = x.shape[:2]
-        static = rest[0].reshape(streams, -1) if self.has_static else None
+        static = rest[0].reshape(streams, count(rest[0].shape, 1)) if self.has_static else None
         if self.exposed:
             states = [s.detach().reshape(streams, self.hidden) for s in rest[self.has_static:]]
         else:
             states = [self._buffer_for(name, streams * self.hidden)[:streams * self.hidden]
                       .reshape(streams, self.hidden).to(x.dtype) for name in self.states]
-        output, finals = self.unroll(x.reshape(steps, streams, -1), cont.detach(), static,
+        output, finals = self.unroll(x.reshape(steps, streams, count(x.shape, 2)), cont.detach(),
+                                     static,
                                      states)
         finals = [f.detach().unsqueeze(0) for f in finals]
         if self.exposed:

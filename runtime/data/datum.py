@@ -1,0 +1,93 @@
+"""Caffe's Datum records (caffe.proto) read from a database as the Data layer reads them
+(data_layer.cpp, DataTransformer's Datum path): in key order from the first record, wrapping
+around at the end, never reshuffled.
+
+A record's pixels are its ``data`` bytes (uint8, C x H x W), else its ``float_data``; an
+``encoded`` record holds an image file, decoded as OpenCV's ``imdecode`` decodes it (with
+``force_color`` in colour, ``force_gray`` in grey, else as stored: a grey image grey, any
+other colour; see `runtime.data.image_list.read_image`). Its label is ``label``.
+"""
+from __future__ import annotations
+
+import io
+
+import torch
+from google.protobuf.message import DecodeError
+
+from runtime.data.image_list import check_same_size, read_image
+from runtime.errors import AllconvError
+
+
+class DatumFeed:
+    """``feed(batch_size) -> (images, labels)`` over the Datum records ``db[i]`` (a sequence
+    of bytes with ``key(i)``) of the database at ``path``; images are (N, C, H, W), uint8 or
+    float32, or a list of (C, H, W) where their sizes differ and ``same_size`` is off (a crop
+    makes them one; on, an image of another size than the first is refused); encoded records
+    decode in colour with ``force_color``, in grey with ``force_gray``; resumable."""
+
+    def __init__(self, db, path, force_color: bool = False, force_gray: bool = False,
+                 same_size: bool = True):
+        if not len(db):
+            raise AllconvError(f"data source {path}: the database holds no records")
+        self.db, self.path, self.same_size = db, path, same_size
+        self.force = force_color, force_gray
+        self._cursor = 0
+        self.sample_shape = tuple(self._read(0)[0].shape)
+
+    def _name(self, i: int) -> str:
+        return f"{self.path} record {self.db.key(i).decode('utf-8', 'backslashreplace')}"
+
+    def _read(self, i: int) -> tuple[torch.Tensor, int]:
+        """Record ``i``'s image (C, H, W) and label."""
+        from runtime.proto import pb
+
+        datum = pb.Datum()
+        try:
+            datum.ParseFromString(self.db[i])
+        except DecodeError as err:
+            raise AllconvError(f"{self._name(i)}: not a Caffe Datum: {err}") from None
+        if datum.encoded:
+            if all(self.force):
+                raise AllconvError("transform_param: cannot set both force_color and "
+                                   "force_gray")
+            color = True if self.force[0] else False if self.force[1] else None
+            return read_image(io.BytesIO(datum.data), color, None, self._name(i)), datum.label
+        shape = (datum.channels, datum.height, datum.width)
+        count = shape[0] * shape[1] * shape[2]
+        if min(shape) <= 0:
+            raise AllconvError(f"{self._name(i)}: channels, height and width must be "
+                               f"positive, got {'x'.join(map(str, shape))}")
+        if datum.data:
+            pixels = torch.frombuffer(bytearray(datum.data), dtype=torch.uint8)
+        else:
+            pixels = torch.tensor(datum.float_data, dtype=torch.float32)
+        if len(pixels) != count:
+            field = "data bytes" if datum.data else "float_data values"
+            raise AllconvError(f"{self._name(i)}: {len(pixels)} {field} for its "
+                               f"{'x'.join(map(str, shape))} = {count} pixels")
+        return pixels.reshape(shape), datum.label
+
+    def __call__(self, batch_size: int):
+        index = [(self._cursor + k) % len(self.db) for k in range(batch_size)]
+        self._cursor = (self._cursor + batch_size) % len(self.db)
+        images, labels = zip(*(self._read(i) for i in index))
+        odd = [(self._name(i), image) for i, image in zip(index, images)
+               if image.shape[0] != self.sample_shape[0]
+               or self.same_size and tuple(image.shape) != self.sample_shape]
+        if odd:
+            check_same_size(*zip(*odd), self.sample_shape,
+                            "a database's records must be one size, or a crop_size must fit "
+                            "them all")
+        if len({image.dtype for image in images}) > 1:
+            images = [image.float() for image in images]
+        labels = torch.tensor(labels, dtype=torch.float32)
+        if len({tuple(image.shape) for image in images}) == 1:
+            return torch.stack(images), labels
+        return list(images), labels
+
+    def state_dict(self) -> dict:
+        """The read position, saved in snapshots so a resumed run reads the same batches."""
+        return {"cursor": self._cursor}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._cursor = int(state["cursor"])

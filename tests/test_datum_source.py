@@ -1,0 +1,190 @@
+"""The Data layer over an LMDB of Caffe Datum records (runtime.data.lmdb_file, .datum): the
+reader against the committed LMDBs of the Caffe fixtures (written by liblmdb; Caffe's tops for
+them are checked in test_caffe_fixtures.py), damaged copies of them, the records' decoding,
+and the backend and LevelDB refusals."""
+import io
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from runtime.data import open_source
+from runtime.data.datum import DatumFeed
+from runtime.data.lmdb_file import LmdbFile
+from runtime.errors import AllconvError
+from runtime.proto import pb
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def fixture_lmdb(tmp_path, case="data_lmdb_sizes", name="sizes") -> Path:
+    """The case's LMDB ``name`` written out from its fixture, as a folder."""
+    with np.load(FIXTURES / f"{case}.npz") as z:
+        data = z[f"file:lmdb:{name}"].tobytes()
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "data.mdb").write_bytes(data)
+    return tmp_path / name
+
+
+def test_the_reader_gives_the_records_in_key_order(tmp_path):
+    """30 records written in a shuffled order over a branch page, leaves and overflow pages:
+    all read back, sorted by key, each a Datum of its record's shape."""
+    db = LmdbFile(fixture_lmdb(tmp_path))
+    keys = [db.key(i) for i in range(len(db))]
+    assert keys == [b"%08d_image" % i for i in range(30)]
+    for i in range(len(db)):
+        datum = pb.Datum.FromString(db[i])
+        assert (datum.channels, datum.height, datum.width) == ((3, 27, 27) if i % 2 else
+                                                               (3, 9, 9))
+        assert datum.label == i % 10 and len(datum.data) == 3 * datum.height * datum.width
+
+
+def test_damaged_lmdb_files_give_one_line_naming_the_file(tmp_path):
+    """Truncations and byte flips of a real LMDB: each is read, or refused as an AllconvError
+    naming data.mdb; never another exception, never a hang."""
+    folder = fixture_lmdb(tmp_path)
+    good = (folder / "data.mdb").read_bytes()
+    rng = random.Random(5)
+    refused = 0
+    for trial in range(300):
+        damaged = bytearray(good[:rng.randrange(len(good))] if trial % 5 == 0 else good)
+        for _ in range(0 if trial % 5 == 0 else rng.randint(1, 4)):
+            # the meta pages, the branch page and the first leaves hold the structure
+            place = rng.randrange(min(len(damaged), 4 * 4096))
+            damaged[place] = rng.randrange(256)
+        (folder / "data.mdb").write_bytes(bytes(damaged))
+        try:
+            LmdbFile(folder)
+        except AllconvError as err:
+            assert str(err).startswith(f"{folder / 'data.mdb'}: ") and "\n" not in str(err)
+            refused += 1
+    assert refused > 50
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b[:100], "100 bytes, too short for its meta page"),
+    (lambda b: b[:16] + b"\0" * 4 + b[20:], "no LMDB magic number"),
+    (lambda b: b[:4096 * 2], "lies past the end of the file"),
+    (lambda b: b"", "cannot read the LMDB file"),
+])
+def test_a_damaged_lmdb_says_what_failed(tmp_path, damage, message):
+    folder = fixture_lmdb(tmp_path)
+    (folder / "data.mdb").write_bytes(damage((folder / "data.mdb").read_bytes()))
+    with pytest.raises(AllconvError, match=message):
+        LmdbFile(folder)
+
+
+class Records:
+    """An in-memory database: what DatumFeed reads, as LmdbFile gives it."""
+
+    def __init__(self, *datums):
+        self.values = [d if isinstance(d, bytes) else d.SerializeToString() for d in datums]
+
+    def __len__(self):
+        return len(self.values)
+
+    def __getitem__(self, i):
+        return self.values[i]
+
+    def key(self, i):
+        return b"%05d" % i
+
+
+def png(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_encoded_records_decode_as_opencv_imdecode():
+    """A PNG record: grey stays one channel and colour comes as BGR unless forced (Caffe's
+    DecodeDatumToCVMatNative / DecodeDatumToCVMat), exactly, PNG being lossless."""
+    rng = np.random.default_rng(0)
+    grey, rgb = (rng.integers(0, 256, s, dtype=np.uint8) for s in ((4, 5), (4, 5, 3)))
+    db = Records(pb.Datum(data=png(grey), encoded=True, label=3),
+                 pb.Datum(data=png(rgb), encoded=True, label=4))
+    images, labels = DatumFeed(Records(*db.values[:1]), "db")(2)
+    assert images.shape == (2, 1, 4, 5) and torch.equal(images[0, 0], torch.from_numpy(grey))
+    assert labels.tolist() == [3, 3]
+    images, _ = DatumFeed(Records(*db.values[1:]), "db")(1)
+    assert torch.equal(images[0], torch.from_numpy(rgb[:, :, ::-1].copy()).permute(2, 0, 1))
+    images, labels = DatumFeed(db, "db", force_color=True)(2)
+    assert images.shape == (2, 3, 4, 5) and labels.tolist() == [3, 4]
+    assert all(torch.equal(images[0, c], torch.from_numpy(grey)) for c in range(3))
+    images, _ = DatumFeed(db, "db", force_gray=True)(2)
+    assert images.shape == (2, 1, 4, 5)
+    with pytest.raises(AllconvError, match="cannot set both force_color and force_gray"):
+        DatumFeed(db, "db", force_color=True, force_gray=True)
+
+
+def test_float_records_and_the_read_position():
+    values = np.arange(2 * 2 * 3, dtype=np.float32)
+    db = Records(*(pb.Datum(channels=2, height=2, width=3, float_data=values + i, label=i)
+                   for i in range(3)))
+    feed = DatumFeed(db, "db")
+    assert feed.sample_shape == (2, 2, 3)
+    feed(2)
+    state = feed.state_dict()
+    images, labels = feed(2)          # records 2, 0: wrapping around
+    assert labels.tolist() == [2, 0] and images.dtype == torch.float32
+    assert torch.equal(images[0].flatten(), torch.from_numpy(values + 2))
+    feed.load_state_dict(state)
+    assert feed(2)[1].tolist() == [2, 0]
+
+
+@pytest.mark.parametrize("record, message", [
+    (pb.Datum(channels=1, height=2, width=2, data=b"abc"),
+     "record 00000: 3 data bytes for its 1x2x2 = 4 pixels"),
+    (pb.Datum(channels=1, height=2, width=2, float_data=[1.0]),
+     "record 00000: 1 float_data values for its 1x2x2 = 4 pixels"),
+    (pb.Datum(channels=0, height=2, width=2), "channels, height and width must be positive"),
+    (b"\xff\xff\xff", "record 00000: not a Caffe Datum"),
+    (pb.Datum(data=b"not an image", encoded=True), "record 00000: could not load the image"),
+])
+def test_a_bad_record_is_one_line_naming_it(record, message):
+    with pytest.raises(AllconvError, match=message):
+        DatumFeed(Records(record), "db")
+
+
+def test_records_of_another_size_need_a_crop():
+    """Caffe reshapes its top to each batch's first record; a fixed net refuses another size
+    without a crop that fits them all, and another channel count always."""
+    small, large = (pb.Datum(channels=1, height=s, width=s, data=bytes(s * s)) for s in (3, 4))
+    with pytest.raises(AllconvError, match=r"record 00001: a 4x4 image; this layer's images "
+                                           r"are 3x3 \(its first image's\)"):
+        DatumFeed(Records(small, large), "db")(2)
+    images, _ = DatumFeed(Records(small, large), "db", same_size=False)(2)
+    assert [tuple(i.shape) for i in images] == [(1, 3, 3), (1, 4, 4)]
+    colour = pb.Datum(channels=3, height=3, width=3, data=bytes(27))
+    with pytest.raises(AllconvError, match="record 00001: a 3x3x3 image; this layer's images "
+                                           "are 1x3x3"):
+        DatumFeed(Records(small, colour), "db", same_size=False)(2)
+
+
+def test_an_empty_database_is_refused():
+    with pytest.raises(AllconvError, match="data source db: the database holds no records"):
+        DatumFeed(Records(), "db")
+
+
+def test_the_backend_must_name_the_database(tmp_path):
+    """Caffe opens the source with data_param.backend (LEVELDB by default) and fails on the
+    other kind; a LevelDB is refused by name."""
+    folder = fixture_lmdb(tmp_path)
+    with pytest.raises(AllconvError, match=r"is an LMDB database, but data_param.backend is "
+                                           r"LEVELDB \(Caffe's default\): set backend: LMDB"):
+        open_source(str(folder), pb.TEST, pb.DataParameter.LEVELDB)
+    assert open_source(str(folder), pb.TEST, pb.DataParameter.LMDB).sample_shape == (3, 9, 9)
+    leveldb = tmp_path / "level"
+    leveldb.mkdir()
+    for name in ("CURRENT", "MANIFEST-000002", "000003.log"):
+        (leveldb / name).write_bytes(b"")
+    with pytest.raises(AllconvError, match="is a LevelDB database; the runtime reads no LevelDB: "
+                                           "convert it to an LMDB"):
+        open_source(str(leveldb), pb.TEST)
+    with pytest.raises(AllconvError, match="is a LevelDB database; the runtime reads no"):
+        open_source(str(leveldb), pb.TEST, pb.DataParameter.LMDB)
+    with pytest.raises(AllconvError, match=f"name the LMDB's folder, {folder}, as Caffe does"):
+        open_source(str(folder / "data.mdb"), pb.TEST)
