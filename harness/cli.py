@@ -13,10 +13,10 @@ from harness.datasets import check_trainable
 from harness.jobs import (CUDA_PACK, check_lengths, check_runs_kept, default_pack, job_list,
                           parse_shard, resumed_apart, run_jobs)
 from harness.loop import DeferredInterrupt, format_epoch
-from harness.report import (read_row, result_path_for, row_result, write_row,
-                            write_table_readme)
+from harness.report import (other_runs, read_row, result_path_for, row_outcomes, row_result,
+                            write_row, write_table_readme)
 from harness.run import PRECISIONS
-from harness.run_folder import RunFolder, length_flags, length_settings, row_runs
+from harness.run_folder import RunFolder, length_settings
 from harness.specs import SPECS_DIR, Spec, load_tables, select
 from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_device_option, add_version,
                                   comma_list, number, option_name, options_off_default,
@@ -230,7 +230,7 @@ def fresh_starts(jobs, args) -> list[str]:
     notes = []
     for key, runs in fresh.items():
         spec, opts, run_dir = runs[0]
-        others = _other_runs(row_outcomes(spec, args)[1])
+        others = other_runs(row_outcomes(args.out, spec, row_length(spec, args))[1])
         if len(runs) == 1:
             what = (f"{key} at lr {opts.lr:g}" + (f" seed {opts.seed}" if opts.seed else "")
                     + f" has no checkpoint in {run_dir}; it starts from the beginning when "
@@ -358,37 +358,6 @@ def row_length(spec: Spec, args) -> dict:
     return length_settings(spec, args.epochs, args.batch_size, args.eval_limit)
 
 
-def row_outcomes(spec: Spec, args) -> tuple[dict[tuple[float, int], dict], Counter]:
-    """Every run of ``spec`` under --out of this command's length, batch and test subset, by
-    (lr, seed): a finished run's result, or its diverged or missing outcome, with how its lr
-    was chosen and its note; and how many runs of the row have other such settings, by the
-    options that give them. The row's table is made from the first alone, so --report gives
-    the table the runs wrote, whatever lrs and seeds the command names."""
-    expected = row_length(spec, args)
-    runs, others = {}, Counter()
-    for folder in row_runs(args.out / spec.table / spec.name):
-        settings = folder.settings
-        if settings["row"] != spec.key:
-            raise AllconvError(f"{folder.path}: a run of {settings['row']} in {spec.key}'s "
-                               "folder; move it to its own row's folder")
-        length = {k: settings.get(k) for k in expected}
-        if length != expected:
-            others[length_flags(spec, length) or "the spec's length"] += 1
-            continue
-        outcome = {**folder.outcome(), "lr_from": folder.lr_from, "note": folder.note}
-        runs[float(settings["lr"]), int(settings.get("seed", 0))] = outcome
-    return runs, others
-
-
-def _other_runs(others: Counter) -> str:
-    """`` (N runs of other settings: FLAGS; FLAGS)``, or "" when there are none."""
-    if not others:
-        return ""
-    n = sum(others.values())
-    return (f" ({n} run{'s' if n > 1 else ''} of other settings: "
-            f"{'; '.join(sorted(others))})")
-
-
 def _stopped(outcomes: list[dict]) -> str:
     """What --time-limit or --deadline did to a row's runs, in words."""
     reasons = " and ".join(sorted({"--" + r["stopped_by"].replace("_", "-") for r in outcomes}))
@@ -421,9 +390,9 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
             if earlier is not None and earlier.get("settings") == row_length(spec, args):
                 row[spec.name] = earlier
             continue
-        runs, others = row_outcomes(spec, args)
+        runs, others = row_outcomes(args.out, spec, row_length(spec, args))
         if not any("test_error" in r or "diverged" in r for r in runs.values()):
-            not_yet.append(f"replicate: {spec.key}: no run finished yet{_other_runs(others)}")
+            not_yet.append(f"replicate: {spec.key}: no run finished yet{other_runs(others)}")
             other_settings += others
             continue
         smoke = spec.is_smoke(args.epochs, args.batch_size, args.eval_limit)
@@ -437,7 +406,7 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
             code = EXIT_FAIL
     if args.report and code == 0 and not any(any(named.values()) for named in shown.values()):
         raise AllconvError(f"--out {args.out}: no finished run of {' '.join(args.targets)} at "
-                           f"these settings{_other_runs(other_settings)}")
+                           f"these settings{other_runs(other_settings)}")
     for line in not_yet:
         print(line, file=sys.stderr)
     for table, named in shown.items():

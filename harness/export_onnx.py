@@ -13,9 +13,9 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from generator.variants import get_variant
-from harness.run_folder import RunFolder
+from harness.run_folder import net_source
 from runtime.cli_support import Parser, add_version, comma_list, name, number, run_cli
-from runtime.data.datasets import dataset_names, get_dataset
+from runtime.data.datasets import dataset_names
 from runtime.errors import AllconvError
 from runtime.files import check_writable, suffix_option
 from runtime.proto import pb
@@ -85,7 +85,7 @@ def check_options_do_something(args) -> None:
                            "file is read)")
 
 
-def load_net(prototxt, weights):
+def load_deploy_net(prototxt, weights):
     """The TEST-phase net with ``weights``; every layer with learnable blobs must find its own.
     A net without Input layers is refused before any Data layer opens its source."""
     from runtime.export import DEPLOY
@@ -148,20 +148,18 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.export import check_image_net, to_onnx
     from runtime.data.preprocess import prepared_whitening
     metadata, whitening, classes, warning = {}, None, None, None
-    if args.run is not None:
-        run = RunFolder.read(args.run)
-        run.check_dataset(args.dataset)
-        weights = Path(args.weights) if args.weights else run.weights()
+    source = net_source(args, weights_required=False)
+    net = load_deploy_net(source.prototxt, source.weights)
+    dataset, run = source.dataset, source.run
+    if run is not None:
+        weights = Path(source.weights)
         warning = run.snapshot_warning(weights)     # said once the model is written
-        net = load_net(run.deploy(), weights)
         variant, classes = run.variant, run.classes
         metadata = {"allconv.provenance": run.export_provenance(weights)}
         if args.with_preprocessing:
             check_image_net(net)
             whitening = run.whitening(args.data, args.verify)
     else:
-        dataset = get_dataset(args.dataset or dataset_names(whitening=True)[0])
-        net = load_net(args.prototxt, args.weights)
         variant = _variant(net.name)
         if args.with_preprocessing:
             check_image_net(net)
@@ -172,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             whitening = prepared_whitening(dataset.name, args.data, verify=args.verify)
         elif args.data:
             dataset.check_files(args.data, "--data")
-    if not args.with_preprocessing and (args.run is not None or args.data):
-        dataset = get_dataset(run.dataset) if args.run is not None else dataset
+    if not args.with_preprocessing and (run is not None or args.data):
         metadata["allconv.input_prepared"] = input_preparation(dataset, net)
     start = time.perf_counter()
     worst = to_onnx(net, args.output, outputs=args.outputs, static_batch=args.static_batch,

@@ -3,6 +3,7 @@ a --shard's part of it, the checks made before any trains, how they group into p
 the pool that trains the packs one after another or in parallel processes (`run_jobs`)."""
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -243,8 +244,8 @@ def run_jobs(jobs: list[tuple], parallel: int, pack: int, ranks: Ranks = SINGLE)
                 DeferredInterrupt.say()
             for future in futures:
                 future.cancel()
-            for process in list(pool._processes.values()):
-                if process.is_alive():
+            for process in multiprocessing.active_children():     # the pool's workers
+                with contextlib.suppress(ProcessLookupError):      # one just ended
                     os.kill(process.pid, signal.SIGINT)
         previous = {s: signal.signal(s, stop) for s in DeferredInterrupt.handled()}
         try:

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.commit import git_commit
 from harness.json_fields import FLAG, INTEGER, NUMBER, OBJECT, TEXT, checked_fields, one_of
+from harness.run_folder import length_flags, row_runs
 from harness.specs import Spec
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, read_json_object
@@ -40,6 +42,38 @@ def _best_lr(finished: dict[tuple[float, int], dict], grid_seed: int) -> float |
     the paper chose its lr; None when none finished there."""
     at_seed = {lr: r for (lr, seed), r in finished.items() if seed == grid_seed}
     return min(at_seed, key=lambda lr: at_seed[lr]["test_error"]) if at_seed else None
+
+
+def row_outcomes(out: Path, spec: Spec, expected: dict
+                 ) -> tuple[dict[tuple[float, int], dict], Counter]:
+    """Every run of ``spec`` under ``out`` of the ``expected`` length, batch and test subset
+    (run_folder.length_settings), by (lr, seed): a finished run's result, or its diverged or
+    missing outcome, with how its lr was chosen and its note; and how many runs of the row
+    have other such settings, by the options that give them. The row's table is made from
+    the first alone, so --report gives the table the runs wrote, whatever lrs and seeds the
+    command names."""
+    runs, others = {}, Counter()
+    for folder in row_runs(out / spec.table / spec.name):
+        settings = folder.settings
+        if settings["row"] != spec.key:
+            raise AllconvError(f"{folder.path}: a run of {settings['row']} in {spec.key}'s "
+                               "folder; move it to its own row's folder")
+        length = {k: settings.get(k) for k in expected}
+        if length != expected:
+            others[length_flags(spec, length) or "the spec's length"] += 1
+            continue
+        outcome = {**folder.outcome(), "lr_from": folder.lr_from, "note": folder.note}
+        runs[float(settings["lr"]), int(settings.get("seed", 0))] = outcome
+    return runs, others
+
+
+def other_runs(others: Counter) -> str:
+    """`` (N runs of other settings: FLAGS; FLAGS)``, or "" when there are none."""
+    if not others:
+        return ""
+    n = sum(others.values())
+    return (f" ({n} run{'s' if n > 1 else ''} of other settings: "
+            f"{'; '.join(sorted(others))})")
 
 
 def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,

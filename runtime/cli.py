@@ -246,19 +246,15 @@ def build_parser() -> Parser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     p.commands = sub.choices        # name -> its parser, filled below
 
-    def command(name, **texts):
-        """A subcommand whose epilog of examples keeps its lines."""
-        return sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter,
-                              empty_values=True, **texts)
-    t = command("train", help="train a net with a solver prototxt",
-                description="Train the solver's net, testing its test nets every "
-                            "test_interval, with snapshots as the solver says.",
-                epilog="examples:\n  allconv-caffe train -solver solver.prototxt\n"
-                       "  allconv-caffe train -solver solver.prototxt -snapshot "
-                       "net_iter_1000.solverstate\n"
-                       "  allconv-caffe train -solver solver.prototxt -weights "
-                       "pretrained.caffemodel -gpu 0")
-    add_flags(t, {
+    def command(name, run, flags, **texts):
+        """A subcommand running ``run`` with gflags ``flags`` ({name: help}), whose epilog of
+        examples keeps its lines."""
+        parser = sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                empty_values=True, **texts)
+        add_flags(parser, flags)
+        parser.set_defaults(run=run)
+
+    command("train", train, {
         "solver": "solver prototxt",
         "snapshot": "resume from this .solverstate",
         "weights": "start from these .caffemodel weights (comma-separated), copied into the "
@@ -270,31 +266,34 @@ def build_parser() -> Parser:
         "gpu": "GPU id; default: the solver's device_id when it says solver_mode: GPU (the "
                "CPU when CUDA is absent), else the CPU",
         **_net_state_help("; replaces the solver's train_state level",
-                    "; added to the solver's train_state stages")})
-    t.set_defaults(run=train)
-    e = command("test", help="score a model: every output, per batch and averaged",
-                description="Run -iterations TEST-phase batches of a net with trained "
-                            "weights; print each output per batch, then averaged.",
-                epilog="example:\n  allconv-caffe test -model net.prototxt -weights "
-                       "net_iter_1000.caffemodel -iterations 100")
-    add_flags(e, {"model": "net prototxt (TEST phase)", "weights": ".caffemodel",
-                  "iterations": "batches (default 50)", "gpu": "GPU id; default: CPU",
-                  **_net_state_help()})
-    e.set_defaults(run=test)
-    m = command("time", help="time forward and backward passes of a net",
-                description="Time one untimed and then -iterations forward and backward "
-                            "passes; print each iteration and each layer's average.",
-                epilog="example:\n  allconv-caffe time -model net.prototxt -iterations "
-                       "10 -gpu 0")
-    add_flags(m, {"model": "net prototxt", "phase": "the net's phase (default TRAIN)",
-                  "iterations": "batches (default 50)", "gpu": "GPU id; default: CPU",
-                  **_net_state_help()})
-    m.set_defaults(run=time_net)
-    q = sub.add_parser("device_query", help="show the properties of the -gpu devices",
-                       description="Print the properties of each -gpu device.",
-                       empty_values=True)
-    add_flags(q, {"gpu": "GPU id(s), comma-separated"})
-    q.set_defaults(run=device_query)
+                          "; added to the solver's train_state stages")},
+            help="train a net with a solver prototxt",
+            description="Train the solver's net, testing its test nets every "
+                        "test_interval, with snapshots as the solver says.",
+            epilog="examples:\n  allconv-caffe train -solver solver.prototxt\n"
+                   "  allconv-caffe train -solver solver.prototxt -snapshot "
+                   "net_iter_1000.solverstate\n"
+                   "  allconv-caffe train -solver solver.prototxt -weights "
+                   "pretrained.caffemodel -gpu 0")
+    command("test", test, {"model": "net prototxt (TEST phase)", "weights": ".caffemodel",
+                           "iterations": "batches (default 50)", "gpu": "GPU id; default: CPU",
+                           **_net_state_help()},
+            help="score a model: every output, per batch and averaged",
+            description="Run -iterations TEST-phase batches of a net with trained "
+                        "weights; print each output per batch, then averaged.",
+            epilog="example:\n  allconv-caffe test -model net.prototxt -weights "
+                   "net_iter_1000.caffemodel -iterations 100")
+    command("time", time_net, {"model": "net prototxt", "phase": "the net's phase (default "
+                               "TRAIN)", "iterations": "batches (default 50)",
+                               "gpu": "GPU id; default: CPU", **_net_state_help()},
+            help="time forward and backward passes of a net",
+            description="Time one untimed and then -iterations forward and backward "
+                        "passes; print each iteration and each layer's average.",
+            epilog="example:\n  allconv-caffe time -model net.prototxt -iterations "
+                   "10 -gpu 0")
+    command("device_query", device_query, {"gpu": "GPU id(s), comma-separated"},
+            help="show the properties of the -gpu devices",
+            description="Print the properties of each -gpu device.")
     return p
 
 

@@ -204,6 +204,28 @@ def comma_list(item):
     return parse
 
 
+def index_ranges(text: str) -> list[int]:
+    """An argparse type: indices as ranges and numbers (``0-15``, ``3,7,9`` or a mix), each
+    named once, as a list in order; anything else is the parser's one-line error."""
+    def part(item: str) -> list[int]:
+        low, _, high = item.partition("-")
+        try:
+            low, high = int(low), int(high or low)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: give ranges and numbers, like 0-15 or "
+                                             "0,4,9") from None
+        if low < 0 or high < low:
+            raise argparse.ArgumentTypeError(
+                f"the range {item} is reversed in {text!r}; write {high}-{low}" if high < low
+                else f"{item} is not an index (0 or more) in {text!r}")
+        return list(range(low, high + 1))
+    values = [value for item in text.split(",") for value in part(item)]
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            raise argparse.ArgumentTypeError(f"{value} is given twice in {text!r}")
+    return values
+
+
 def resolve_device(name: str | None) -> torch.device:
     """The device a ``--device`` value names: cpu, or cuda or cuda:N that this torch has;
     None picks cuda when it is available, else cpu. Anything else is an AllconvError."""

@@ -83,7 +83,7 @@ def restore(state_path, net, optimizer, schedule, weights=None, require_all=Fals
         raise AllconvError(f"{state_path}: iter {state.iter} and current_step "
                            f"{state.current_step} must not be negative")
     optimizer.load_solver_state(state, state_path)
-    if weights is None and state.learned_net:
+    if weights is None and state.HasField("learned_net"):
         weights = _find_learned_net(state.learned_net, state_path)
     if weights is not None:         # unlogged, as Caffe's Restore
         net.copy_from(weights, require_all=require_all)
@@ -98,9 +98,13 @@ def _find_learned_net(learned_net: str, state_path: str) -> str:
     if not os.path.isabs(learned_net):
         candidates.append(os.path.join(base, learned_net))
     candidates.append(os.path.join(base, os.path.basename(learned_net)))
+    if not learned_net:         # Caffe opens "" and fails: "File not found"
+        raise AllconvError(f"{state_path}: learned_net is set but empty")
     for candidate in candidates:
         if os.path.isfile(candidate):
             return candidate
+    if os.path.exists(learned_net):
+        raise AllconvError(f"{state_path}: learned_net {learned_net!r} is not a file")
     raise AllconvError(
         f"{state_path}: learned_net {learned_net!r} not found (also looked in {base or '.'})")
 

@@ -76,6 +76,24 @@ def test_a_damaged_lmdb_says_what_failed(tmp_path, damage, message):
         LmdbFile(folder)
 
 
+def test_a_commit_while_the_lmdb_is_read_stops_the_feed(tmp_path):
+    """No reader slot is taken in lock.mdb, so a writer may reuse the pages read: a helper's
+    writer rewrote every record and the feed served other records' images with no error.
+    A commit since opening (a newer transaction id in a meta page) now stops it."""
+    folder = fixture_lmdb(tmp_path)
+    feed = DatumFeed(LmdbFile(folder), folder, same_size=False)
+    feed(4)
+    db, size = feed.db, feed.db.page_size
+    newer = max((db._meta(page * size)[0], page) for page in (0, 1))
+    older_page = 1 - newer[1]
+    with open(folder / "data.mdb", "r+b") as f:         # as a writer's commit: the other meta
+        f.seek(older_page * size + 144)                  # page gets the next transaction id
+        f.write((newer[0] + 1).to_bytes(8, "little"))
+    with pytest.raises(AllconvError, match=r"data.mdb: the LMDB was written to while it was "
+                                           r"read \(a transaction committed\)"):
+        feed(4)
+
+
 class Records:
     """An in-memory database: what DatumFeed reads, as LmdbFile gives it."""
 
@@ -90,6 +108,9 @@ class Records:
 
     def key(self, i):
         return b"%05d" % i
+
+    def check_unchanged(self):
+        pass
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -147,6 +168,13 @@ def test_float_records_and_the_read_position():
 def test_a_bad_record_is_one_line_naming_it(record, message):
     with pytest.raises(AllconvError, match=message):
         DatumFeed(Records(record), "db")
+
+
+def test_data_longer_than_its_shape_is_read_as_caffe_reads_it():
+    """Caffe's DataTransformer reads the first C x H x W bytes of a longer ``data``."""
+    images, _ = DatumFeed(Records(pb.Datum(channels=1, height=2, width=2, data=b"abcdef")),
+                          "db")(1)
+    assert images[0, 0].flatten().tolist() == list(b"abcd")
 
 
 def test_records_of_another_size_need_a_crop():

@@ -483,7 +483,7 @@ def test_export_a_run_folder_with_preprocessing(run_dir, tmp_path, capsys):
     assert provenance["test_error"] == at_2 and not provenance["finished"]
     # The exported graph, fed raw images, gives the trained net's probabilities.
     images = np.random.default_rng(1).integers(0, 256, (5, 3, 32, 32), dtype=np.uint8)
-    net = cli.load_net(folder / "deploy.prototxt", folder / "checkpoint_iter_2.caffemodel")
+    net = cli.load_deploy_net(folder / "deploy.prototxt", folder / "checkpoint_iter_2.caffemodel")
     whitening = preprocess.Whitening.load(
         Path(json.loads((folder / "run.json").read_text())["provenance"]["whitening"]
              ["cache_entry"]) / "whitening.npz")
@@ -738,7 +738,7 @@ def test_outputs_give_the_scores_before_the_softmax(tmp_path):
     images = np.random.default_rng(2).standard_normal((4, 3, 32, 32)).astype(np.float32)
     scores, prob = check.session(model, check.LEVELS["optimisations on"]).run(
         None, {"data": images})
-    want = check.run_runtime(cli.load_net(proto, weights), {"data": images})
+    want = check.run_runtime(cli.load_deploy_net(proto, weights), {"data": images})
     assert np.abs(scores - want["global_pool"]).max() <= 1e-4
     assert np.abs(prob - want["prob"]).max() <= 1e-6
     assert not np.allclose(scores, prob)
@@ -764,7 +764,7 @@ def test_an_unwritable_output_names_the_users_path_and_is_checked_first(tmp_path
                                                                         monkeypatch):
     """Before: "/proc/tmp…: No such file or directory", a temporary folder's name."""
     proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"][0])
-    monkeypatch.setattr(cli, "load_net", lambda *a: pytest.fail("checked before any work"))
+    monkeypatch.setattr(cli, "load_deploy_net", lambda *a: pytest.fail("checked before any work"))
     err = _bad(tmp_path, ["--prototxt", proto, "--weights", weights, "-o", "/proc/o.onnx"],
                capsys)
     assert err.startswith("export-onnx: error: /proc/o.onnx: cannot write: /proc takes no new "

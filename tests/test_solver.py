@@ -612,6 +612,22 @@ def test_restore_finds_learned_net_beside_the_solverstate(tmp_path, monkeypatch)
         assert torch.equal(a.detach(), b.detach())
 
 
+@pytest.mark.parametrize("learned_net, message", [
+    ("", "learned_net is set but empty"), ("/dev/null", "learned_net '/dev/null' is not a file")])
+def test_a_learned_net_that_is_no_file_is_named_as_such(tmp_path, learned_net, message):
+    """Caffe fails to open an empty learned_net ("File not found"); it was skipped here, the
+    initial weights kept. /dev/null was "not found"."""
+    s = SGDSolver(_solver_param(_net_text(), snapshot_prefix=str(tmp_path / "s")),
+                  train_feed=Feed(_batches(2)))
+    s.step(1)
+    _, state_path = s.snapshot()
+    state = pb.SolverState.FromString(open(state_path, "rb").read())
+    state.learned_net = learned_net
+    open(state_path, "wb").write(state.SerializeToString())
+    with pytest.raises(AllconvError, match=re.escape(f"{state_path}: {message}")):
+        SGDSolver(_solver_param(_net_text()), train_feed=Feed(_batches(2))).restore(state_path)
+
+
 def test_corrupt_or_mismatched_solverstate_names_the_path(tmp_path):
     batches = _batches(2)
     s = SGDSolver(_solver_param(_net_text(), snapshot_prefix=str(tmp_path / "s")),

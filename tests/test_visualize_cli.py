@@ -218,9 +218,11 @@ def test_read_run_takes_the_newest_checkpoint(tmp_path):
     (["unit", "--blob", "conv2", "--input", "{d}/data.npz"], "not a .npy array"),
     (["unit", "--blob", "conv2"], "give one input"),
     (["top-patches", "--blob", "conv2", "--filters", "7", "--data", "{d}/data.npz"],
-     "the blob has channels 0-4"),
+     "--filters: 7 is not a channel of the blob: it has channels 0-4"),
     (["top-patches", "--blob", "conv2", "--filters", "3,1-3", "--data", "{d}/data.npz"],
-     "--filters '3,1-3': name each filter once"),
+     "argument --filters: 3 is given twice in '3,1-3'"),
+    (["top-patches", "--blob", "conv2", "--filters", "1,x", "--data", "{d}/data.npz"],
+     "argument --filters: '1,x': give ranges and numbers, like 0-15 or 0,4,9"),
     (["top-patches", "--blob", "conv2", "--k", "31", "--data", "{d}/data.npz"],
      "k must be between 1 and the 30 images"),
     (["unit", "--blob", "conv2", "--methods", "guided,guided", "--input", "{d}/x.npy"],
@@ -267,7 +269,7 @@ def test_image_is_whitened_with_the_runs_whitening_and_shown_raw(all_c, monkeypa
                         lambda dataset, data, verify: whitening)
     args = visualize.cli.build_parser().parse_args(
         ["unit", "--blob", "conv1", "--image", str(d / "image.png"), "-o", "u.png"])
-    source = visualize.inputs.Source(d / "deploy.prototxt", d / "w.caffemodel",
+    source = run_folder.NetSource(d / "deploy.prototxt", d / "w.caffemodel",
                                      get_dataset("cifar10"), None)
     picture = visualize.inputs.load_picture(args, net, source)
     np.testing.assert_array_equal(picture.shown, pixels / 255.0)
@@ -367,7 +369,7 @@ def test_image_for_imagenet_is_the_test_feeds_crop_and_needs_no_cifar(imagenet_f
     assert (d / "u.png").read_bytes()[:4] == b"\x89PNG"
     args = visualize.cli.build_parser().parse_args(
         ["unit", "--blob", "conv2", "--image", str(d / "photo.jpg"), "-o", "u.png"])
-    source = visualize.inputs.Source(d / "net.prototxt", d / "net.caffemodel",
+    source = run_folder.NetSource(d / "net.prototxt", d / "net.caffemodel",
                                      get_dataset("imagenet"), None)
     net = Net(IMAGENET_NET, TEST, weights=d / "net.caffemodel")
     picture = visualize.inputs.load_picture(args, net, source)
@@ -393,7 +395,7 @@ def test_image_for_imagenet_is_shown_in_rgb_and_fed_in_bgr(imagenet_files, tmp_p
     Image.fromarray(pixels).save(tmp_path / "halves.png")
     args = visualize.cli.build_parser().parse_args(
         ["unit", "--blob", "conv2", "--image", str(tmp_path / "halves.png"), "-o", "u.png"])
-    source = visualize.inputs.Source(d / "net.prototxt", d / "net.caffemodel",
+    source = run_folder.NetSource(d / "net.prototxt", d / "net.caffemodel",
                                      get_dataset("imagenet"), None)
     picture = visualize.inputs.load_picture(args, Net(IMAGENET_NET, TEST), source)
     left, right = picture.whitened[:, :, 0], picture.whitened[:, :, -1]    # crop starts at 14
@@ -669,7 +671,7 @@ def test_data_beside_run_must_hold_the_release_the_run_trained_on(files, tmp_pat
     (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--npy", "{d}/x.npy"],
      "argument --npz/--npy: {d}/x.npy: the arrays file must end in .npz"),
     (["filters", "--blob", "conv2", "--filters", "3-1"],
-     "--filters '3-1': the range 3-1 is reversed; write 1-3"),
+     "argument --filters: the range 3-1 is reversed in '3-1'; write 1-3"),
     (["filters", "--blob", "conv2", "--dataset", "cifar10"],
      "visualize filters: error: unrecognized arguments: --dataset cifar10 (see --help)"),
     # a misspelt option: the subcommand's own nearest is suggested (--output is an alias)

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.run_folder import net_source
 from runtime.cli_support import (Parser, add_device_option, add_version, comma_list,
-                                  given_options, name, number, run_cli)
+                                  given_options, index_ranges, name, number, run_cli)
 from runtime.data.datasets import dataset_names
 from runtime.data.source import is_npz_source
 from runtime.errors import AllconvError
@@ -23,33 +24,20 @@ from runtime.reconstruction import (GATED_BY_INPUT, METHODS, activations, backwa
                                     unit_text)
 from visualize.figures import SCALING, blank, grid_figure, shown, unit_figure
 from visualize.inputs import (check_sample, device_tensor, load_images, load_net, load_picture,
-                              net_source, rescaled)
+                              rescaled)
 
 FILTER_BATCH = 64
 
 
-def parse_filters(text: str | None, channels: int) -> list[int]:
-    """``0-15``, ``3,7,9`` or a mix, as a list; None: every channel."""
-    if text is None:
-        return list(range(channels))
-    filters = []
-    try:
-        for part in text.split(","):
-            low, _, high = part.partition("-")
-            low, high = int(low), int(high or low)
-            if high < low:
-                raise AllconvError(f"--filters {text!r}: the range {part} is reversed; write "
-                                   f"{high}-{low}")
-            filters += range(low, high + 1)
-    except ValueError:
-        raise AllconvError(f"--filters {text!r}: give ranges and numbers, like 0-15 or 0,4,9") \
-            from None
-    bad = [f for f in filters if not 0 <= f < channels]
-    if bad or not filters:
-        raise AllconvError(f"--filters {text!r}: the blob has channels 0-{channels - 1}")
-    if len(set(filters)) < len(filters):
-        raise AllconvError(f"--filters {text!r}: name each filter once (as --methods each "
-                           "method)")
+def chosen_filters(filters: list[int] | None, channels: int, default: int) -> list[int]:
+    """The --filters given (each checked to be a channel of the blob), or the first
+    ``default`` channels."""
+    if filters is None:
+        return list(range(min(default, channels)))
+    bad = [f for f in filters if f >= channels]
+    if bad:
+        raise AllconvError(f"--filters: {bad[0]} is not a channel of the blob: it has channels "
+                           f"0-{channels - 1}")
     return filters
 
 
@@ -160,7 +148,7 @@ def filters(args) -> None:
                if any(layer.type_name == "Pooling" for layer in needs_image) else "")
         raise AllconvError(f"the deconvnet reconstruction of {args.blob!r} passes {names}, "
                            f"whose backward depends on the image{why}; use `unit` with an image")
-    chosen = parse_filters(args.filters, shape[1])
+    chosen = chosen_filters(args.filters, shape[1], shape[1])
     centre = (shape[2] // 2, shape[3] // 2)
     window = receptive_windows(net)[args.blob]
     sample = net.blobs[input_blob(net)].shape[1:]
@@ -186,7 +174,7 @@ def top_patches(args) -> None:
     receptive field, beside their reconstructions."""
     net = _net(args)
     shape = spatial_blob(net, args.blob)
-    chosen = parse_filters(args.filters or f"0-{min(16, shape[1]) - 1}", shape[1])
+    chosen = chosen_filters(args.filters, shape[1], 16)
     split = args.split or "test"
     data = load_images(args, net, args.source, split)
     images_of = f"images of {args.data}" if is_npz_source(args.data) else f"{split} images"
@@ -336,8 +324,9 @@ def build_parser() -> Parser:
                                       "Data-layer source (used as it is)")
         s.add_argument("--no-verify", dest="verify", action="store_false",
                        help="skip the md5 check of --data's CIFAR files (for hand-made data)")
-    f.add_argument("--filters", help="0-15, 3,7 or a mix (default: all)")
-    t.add_argument("--filters", help="0-15, 3,7 or a mix (default: the first 16)")
+    f.add_argument("--filters", type=index_ranges, help="0-15, 3,7 or a mix (default: all)")
+    t.add_argument("--filters", type=index_ranges,
+                   help="0-15, 3,7 or a mix (default: the first 16)")
     t.add_argument("--methods", type=methods, default=["guided"], metavar="M[,M]",
                    help=f"the reconstructions beside each patch ({', '.join(METHODS)}; "
                         "default guided)")

@@ -10,11 +10,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from harness.run_folder import RunFolder
+from harness.run_folder import NetSource
 from runtime.cli_support import resolve_device
 from runtime.data import cifar, imagenet
-from runtime.data.datasets import (CIFAR_RELEASE, IMAGE_FOLDER, Dataset, dataset_names,
-                                   get_dataset)
+from runtime.data.datasets import CIFAR_RELEASE, IMAGE_FOLDER
 from runtime.data.jpeg import pillow_image
 from runtime.data.large_augment import FRAME, LargeAugment, large_batch, takes_frame
 from runtime.data.preprocess import prepared_folder, prepared_images, prepared_whitening
@@ -65,33 +64,7 @@ class Picture(NamedTuple):
     caption: str
 
 
-class Source(NamedTuple):
-    """Where the net comes from: its prototxt and weights, its dataset's registry entry (the
-    run's; --dataset, by default the first whitened one, with --prototxt), and the run."""
-
-    prototxt: str | Path
-    weights: str | Path
-    dataset: Dataset
-    run: RunFolder | None
-
-
-def net_source(args) -> Source:
-    """--prototxt/--weights or --run (with --weights, instead of its newest snapshot), read
-    but not yet loaded."""
-    if args.run is not None:
-        if args.prototxt:
-            raise AllconvError("give --run or --prototxt, not both (--weights goes with either)")
-        run = RunFolder.read(args.run)
-        run.check_dataset(args.dataset)
-        weights = args.weights or run.weights()      # --weights: instead of the newest snapshot
-        return Source(run.deploy(), weights, get_dataset(run.dataset), run)
-    if args.prototxt and args.weights:
-        name = args.dataset or dataset_names(whitening=True)[0]
-        return Source(args.prototxt, args.weights, get_dataset(name), None)
-    raise AllconvError("the weights: give --prototxt NET --weights W.caffemodel, or --run DIR")
-
-
-def load_net(source: Source, device: str | None) -> Net:
+def load_net(source: NetSource, device: str | None) -> Net:
     """The TEST-phase net with the source's weights, on ``device`` (see resolve_device)."""
     return trained_net(source.prototxt, source.weights).to(resolve_device(device))
 
@@ -104,7 +77,7 @@ def check_finite(array: np.ndarray, what: str) -> None:
                            "(NaN or infinite)")
 
 
-def load_images(args, net, source: Source, split: str) -> Images:
+def load_images(args, net, source: NetSource, split: str) -> Images:
     """--data as a .npz Data-layer source (used as it is), or the source's CIFAR dataset as
     the harness trains on it: framed for Large All-CNN (``frames_cifar``), else
     GCN+ZCA-whitened: from --data DIR, else (with --run) the run's whitened copy in the cache,
@@ -152,7 +125,7 @@ def rescaled(array: np.ndarray) -> np.ndarray:
     return np.moveaxis((array - low) / (high - low if high > low else 1.0), 0, -1)
 
 
-def load_picture(args, net, source: Source) -> Picture:
+def load_picture(args, net, source: NetSource) -> Picture:
     """The input from --input X.npy, --image FILE or --cifar-index I (with --data or --run)."""
     given = [o for o in ("input", "image", "cifar_index") if getattr(args, o) is not None]
     if len(given) != 1:
@@ -180,7 +153,7 @@ def load_picture(args, net, source: Source) -> Picture:
     return Picture(whitened, np.moveaxis(data.raw[index], 0, -1) / 255.0, f"test image {index}")
 
 
-def _image(args, net, source: Source) -> Picture:
+def _image(args, net, source: NetSource) -> Picture:
     """--image as the net's training data was prepared: for a whitened dataset the run's
     GCN+ZCA on an image of the net's input size (another size is refused); for an ImageFolder
     dataset (ImageNet) Caffe's TEST transform of runtime/data/imagenet.py: any size, resized to
@@ -234,7 +207,7 @@ def device_tensor(array: np.ndarray, net) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32, device=net.device)
 
 
-def _whitening(args, source: Source):
+def _whitening(args, source: NetSource):
     """--image's GCN+ZCA: the one the run recorded, or the one fitted on --data's CIFAR."""
     if is_npz_source(args.data):
         raise AllconvError("--image needs the run's whitening: --data a CIFAR folder, or --run")

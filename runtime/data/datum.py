@@ -10,6 +10,7 @@ other colour; see `runtime.data.image_list.read_image`). Its label is ``label``.
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from google.protobuf.message import DecodeError
@@ -20,7 +21,8 @@ from runtime.errors import AllconvError
 
 class DatumFeed:
     """``feed(batch_size) -> (images, labels)`` over the Datum records ``db[i]`` (a sequence
-    of bytes with ``key(i)``) of the database at ``path``; images are (N, C, H, W), uint8 or
+    of bytes with ``key(i)`` and ``check_unchanged()``, an `LmdbFile`) of the database at
+    ``path``; images are (N, C, H, W), uint8 or
     float32, or a list of (C, H, W) where their sizes differ and ``same_size`` is off (a crop
     makes them one; on, an image of another size than the first is refused); encoded records
     decode in colour with ``force_color``, in grey with ``force_gray``; resumable."""
@@ -31,7 +33,7 @@ class DatumFeed:
             raise AllconvError(f"data source {path}: the database holds no records")
         self.db, self.path, self.same_size = db, path, same_size
         self.force = force_color, force_gray
-        self._cursor = 0
+        self._cursor, self._pool = 0, None
         self.sample_shape = tuple(self._read(0)[0].shape)
 
     def _name(self, i: int) -> str:
@@ -61,16 +63,19 @@ class DatumFeed:
             pixels = torch.frombuffer(bytearray(datum.data), dtype=torch.uint8)
         else:
             pixels = torch.tensor(datum.float_data, dtype=torch.float32)
-        if len(pixels) != count:
+        if len(pixels) < count:     # more: Caffe reads the first C x H x W
             field = "data bytes" if datum.data else "float_data values"
             raise AllconvError(f"{self._name(i)}: {len(pixels)} {field} for its "
                                f"{'x'.join(map(str, shape))} = {count} pixels")
-        return pixels.reshape(shape), datum.label
+        return pixels[:count].reshape(shape), datum.label
 
     def __call__(self, batch_size: int):
         index = [(self._cursor + k) % len(self.db) for k in range(batch_size)]
         self._cursor = (self._cursor + batch_size) % len(self.db)
-        images, labels = zip(*(self._read(i) for i in index))
+        if self._pool is None:      # decoding (Pillow's, an encoded record's) runs in threads
+            self._pool = ThreadPoolExecutor(4)
+        images, labels = zip(*self._pool.map(self._read, index))
+        self.db.check_unchanged()
         odd = [(self._name(i), image) for i, image in zip(index, images)
                if image.shape[0] != self.sample_shape[0]
                or self.same_size and tuple(image.shape) != self.sample_shape]

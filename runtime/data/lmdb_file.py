@@ -1,6 +1,8 @@
 """A read-only reader of LMDB environments (liblmdb 0.9's file format, 64-bit little-endian),
 as Caffe's Data layer opens them: the unnamed database of ``FOLDER/data.mdb``, its values in
-key order, from the newest committed transaction. No lock is taken and nothing is written.
+key order, from the newest committed transaction. Nothing is written, and no reader slot is
+taken in lock.mdb: a writer may reuse the pages read, so ``check_unchanged`` after each read
+says so (Caffe's reader keeps its snapshot; here the run stops in one line).
 
 The file: two meta pages (0 and 1, the one with the larger transaction id is current) naming
 the page size and the root page of the B+tree; branch pages hold (key, child page) nodes, leaf
@@ -41,7 +43,7 @@ class LmdbFile:
         except (OSError, ValueError) as err:        # ValueError: an empty file
             raise AllconvError(f"{self.path}: cannot read the LMDB file: "
                                f"{getattr(err, 'strerror', None) or err}") from None
-        self.page_size, root, entries = self._current_meta()
+        self.txnid, self.page_size, root, entries = self._current_meta()
         keys, values, self._seen = [], [], set()
         if root != NO_ROOT:
             self._walk(root, keys, values, depth=1)
@@ -61,11 +63,20 @@ class LmdbFile:
         start, size = self._keys[i]
         return self._map[start:start + size]
 
+    def check_unchanged(self) -> None:
+        """Refuse to go on once a writer has committed to the file since it was opened: the
+        pages read may have been reused for other records."""
+        if max(self._meta(page * self.page_size) for page in (0, 1))[0] != self.txnid:
+            raise AllconvError(f"{self.path}: the LMDB was written to while it was read (a "
+                               "transaction committed); the records read may be others: run "
+                               "again once nothing writes to it")
+
     def _fail(self, what: str):
         raise AllconvError(f"{self.path}: not a readable LMDB file: {what}")
 
-    def _current_meta(self) -> tuple[int, int, int]:
-        """(page size, main database root, entries) of the newer of the two meta pages."""
+    def _current_meta(self) -> tuple[int, int, int, int]:
+        """(transaction id, page size, main database root, entries) of the newer of the two
+        meta pages."""
         size = len(self._map)
         if size < PAGE_HEADER + _META.size + 2 * _DB.size + 16:
             self._fail(f"{size} bytes, too short for its meta page")
@@ -79,8 +90,7 @@ class LmdbFile:
         page_size = _DB.unpack_from(self._map, PAGE_HEADER + _META.size)[0]
         if page_size < 512 or page_size & (page_size - 1) or 2 * page_size > size:
             self._fail(f"page size {page_size} for a file of {size} bytes")
-        metas = [self._meta(page * page_size) for page in (0, 1)]
-        return max(metas)[1:]
+        return max(self._meta(page * page_size) for page in (0, 1))
 
     def _meta(self, offset: int) -> tuple[int, int, int, int]:
         """(transaction id, page size, main root, entries) of the meta page at ``offset``."""
@@ -109,8 +119,10 @@ class LmdbFile:
             self._fail(f"page {number} says it is page {stored}")
         if flags & P_LEAF2:
             self._fail(f"page {number} is a LEAF2 page of a duplicate-key database")
-        if not flags & (P_BRANCH | P_LEAF) or not PAGE_HEADER <= lower <= self.page_size:
+        if not flags & (P_BRANCH | P_LEAF):
             self._fail(f"page {number} is neither a branch nor a leaf page (flags {flags:#x})")
+        if not PAGE_HEADER <= lower <= self.page_size:
+            self._fail(f"page {number}'s header is damaged (its node count)")
         return offset, flags, (lower - PAGE_HEADER) >> 1
 
     def _walk(self, number: int, keys: list, values: list, depth: int) -> None:

@@ -68,12 +68,10 @@ class Transformer:
                 raise AllconvError("transform_param: cannot specify mean_file and mean_value "
                                    "at the same time")
             mean = read_blob(param.mean_file)
-            if mean.ndim == 4 and mean.shape[0] == 1:
-                mean = mean[0]
-            if mean.ndim != 3:
+            if mean.ndim != 4 or mean.shape[0] == 0:      # Caffe reads its legacy C, H, W
                 raise AllconvError(f"{param.mean_file}: a mean of shape {mean.shape}, "
                                    "expected (1, C, H, W)")
-            self.mean_image = torch.from_numpy(mean.copy())
+            self.mean_image = torch.from_numpy(mean[0].copy())    # the first, as Caffe
         elif len(param.mean_value):
             self.mean_values = torch.tensor(list(param.mean_value), dtype=torch.float32)
 
@@ -101,13 +99,17 @@ class Transformer:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         n, c, h, w = images.shape
         _, ch, cw = self.output_shape((c, h, w))
-        offsets, flips = draw_crops(n, (h, w), (ch, cw), self.train, self.mirror,
-                                    self.generator)
-        offsets, flips = offsets.to(images.device), flips.to(images.device)
-        out = crop_mirror(images, offsets, flips, (ch, cw)).float()
+        if self.crop or self.mirror:
+            offsets, flips = draw_crops(n, (h, w), (ch, cw), self.train, self.mirror,
+                                        self.generator)
+            offsets, flips = offsets.to(images.device), flips.to(images.device)
+            out = crop_mirror(images, offsets, flips, (ch, cw)).float()
+        else:       # the whole image, as it is: no gathers
+            out = images.float()
         if self.mean_image is not None:
-            mean = self.mean_image.to(images.device).expand(n, -1, -1, -1)
-            out = out - crop_mirror(mean, offsets, flips, (ch, cw))
+            mean = self.mean_image.to(images.device)
+            out = out - (crop_mirror(mean.expand(n, -1, -1, -1), offsets, flips, (ch, cw))
+                         if self.crop or self.mirror else mean)
         elif self.mean_values is not None:
             out = out - self.mean_values.to(images.device)[:, None, None]
         if self.scale != 1:

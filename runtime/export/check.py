@@ -131,10 +131,9 @@ def random_feeds(model: onnx.ModelProto, batch: int, seed: int,
 def index_bottoms(layer) -> list[int]:
     """The bottoms ``layer`` reads as indices: all of Embed's (``index_range``),
     BatchReindex's ``batch_index_bottom``."""
-    if getattr(layer, "index_range", None):
+    if layer.index_range:
         return list(range(len(layer.bottoms)))
-    index = getattr(layer, "batch_index_bottom", None)
-    return [] if index is None else [index]
+    return [] if layer.batch_index_bottom is None else [layer.batch_index_bottom]
 
 
 def index_ranges(net) -> dict[str, IndexRange]:
@@ -144,8 +143,7 @@ def index_ranges(net) -> dict[str, IndexRange]:
     ranges = {}
     for layer in reversed(net.layers):
         if read_as_indices := index_bottoms(layer):
-            index_range = getattr(layer, "index_range", None)
-            found = (IndexRange(index_range) if index_range else
+            found = (IndexRange(layer.index_range) if layer.index_range else
                      IndexRange(net.blobs[layer.bottoms[0]].shape[0], within_batch=True))
             ranges.update((layer.bottoms[i], found) for i in read_as_indices)
         elif layer.param.type == "Split" and any(top in ranges for top in layer.tops):

@@ -13,10 +13,10 @@ from onnx import TensorProto, helper
 
 from runtime.errors import AllconvError
 from runtime.export import DEFAULT_OPSET, MIN_OPSET, check, preprocessing
+from runtime.export.batch_flow import batch_axes, own_extents
 from runtime.export.builder import GraphBuilder
 from runtime.export.registry import BatchFixed
-from runtime.export.walker import (add_net, batch_axes, needed_layers, own_extents,
-                                   used_inputs)
+from runtime.export.walker import add_net, needed_layers, used_inputs
 from runtime.files import atomic_write_bytes, check_writable
 from runtime.layers import data_sized
 from runtime.proto import pb

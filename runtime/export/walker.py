@@ -37,56 +37,6 @@ def used_inputs(net, outputs) -> list[str]:
     return [name for name in net.inputs if name in read]
 
 
-def batch_axes(layers) -> dict[str, int]:
-    """The axis of each blob that holds the batch: what a layer's ``batch_axes`` (bottom
-    axes, top axes) says (the recurrent layers' T × N × … blobs: axis 1), else the axis of
-    the layer's first bottom; a source's top takes the axis its first reader expects, back
-    through the layers that keep it (Split), else 0. None: the blob has no batch axis (a
-    Scale's or Bias's bottom 1 that covers only axes after the batch)."""
-    wanted = {}
-    for layer in reversed(layers):
-        declared = getattr(layer, "batch_axes", None)
-        if declared is not None:
-            wanted.update(zip(layer.bottoms, declared[0]))
-        elif layer.bottoms:
-            read = [wanted[top] for top in layer.tops if top in wanted]
-            if read:
-                wanted[layer.bottoms[0]] = read[0]
-            if len(layer.bottoms) > 1 and hasattr(layer, "operand_batch_axis"):
-                wanted[layer.bottoms[1]] = layer.operand_batch_axis(read[0] if read else 0)
-    axes = {}
-    for layer in layers:
-        declared = getattr(layer, "batch_axes", None)
-        if declared is not None:
-            axes.update(zip(layer.tops, declared[1]))
-        elif layer.bottoms:
-            axes.update((top, axes.get(layer.bottoms[0], 0)) for top in layer.tops)
-        else:
-            axes.update((top, wanted.get(top, 0)) for top in layer.tops)
-    return axes
-
-
-def own_extents(layers) -> set[str]:
-    """The blobs whose batch axis holds an extent of their own, not the net's batch: a
-    BatchReindex's top (as long as its index, whatever the data's batch), its index and what the
-    index is computed from, back to an Input (through Splits, a Power, ...), and on to what
-    layers compute from all of these."""
-    own, index = set(), set()
-    for layer in layers:
-        bottom = getattr(layer, "batch_index_bottom", None)
-        if bottom is not None:
-            own.update(layer.tops)
-            index.add(layer.bottoms[bottom])
-    for layer in reversed(layers):
-        if layer.bottoms and index.intersection(layer.tops):
-            index.add(layer.bottoms[0])
-    own |= index
-    for layer in layers:
-        if layer.bottoms and layer.bottoms[0] in own:
-            own.update(layer.tops)
-    return own
-
-
 def add_net(graph, net, outputs, sources: dict[str, str],
             fuse_batchnorm: bool = True) -> dict[str, str]:
     """Append the nodes computing ``outputs`` from the Input tops (``sources``: Input top ->

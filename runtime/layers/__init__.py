@@ -154,6 +154,15 @@ class Layer(nn.Module):
     # deconvnet rule reads only the signal), so a reconstruction through it needs no image;
     # a property where the parameters decide
     backward_ignores_input = False
+    # for ONNX export (runtime.export.batch_flow): the axis holding the batch of each bottom
+    # and of each top, where it is not the first bottom's (the recurrent layers' T x N x ...);
+    # the bottom whose values index the batch of bottom 0 (BatchReindex's); the range of the
+    # values a layer reads as indices (Embed's input_dim)
+    batch_axes: tuple[list[int], list[int]] | None = None
+    batch_index_bottom: int | None = None
+    index_range: int | None = None
+    # bottom 1's batch axis for bottom 0's (Scale's and Bias's operand), as a method
+    operand_batch_axis = None
 
     def __init__(self, param, bottom_shapes, phase: int, generator: torch.Generator, **options):
         super().__init__()
