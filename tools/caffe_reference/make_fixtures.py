@@ -66,6 +66,7 @@ helpers where they are not installed).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -632,9 +633,7 @@ def lmdb_unreadable(caffe) -> str | None:
     library = Path(caffe.__file__).parent / "_caffe.so"
     if b"mdb_env_open" not in library.read_bytes():
         return f"{library} was built without LMDB (USE_LMDB=OFF)"
-    try:
-        import lmdb  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("lmdb") is None:
         return "no lmdb package for this python (make_fixtures.sh installs one)"
     return None
 
