@@ -67,7 +67,7 @@ def build_parser() -> Parser:
     g.add_argument("--train-source", help="Data layer source at TRAIN (default: the "
                                           f"variant's, {_default_sources(0)}; "
                                           "allconv-prep-cifar writes the CIFAR .npz files; real "
-                                          "Caffe needs an LMDB here)")
+                                          "Caffe needs an LMDB here, which the runtime reads too)")
     g.add_argument("--test-source", help="Data layer source at TEST (default: the variant's, "
                                          f"{_default_sources(1)})")
     g = p.add_argument_group("initialisation (choices the paper leaves open)")

@@ -376,7 +376,7 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
     code = 0
     command = "replicate " + " ".join(sys.argv[1:] if argv is None else argv)
     shown: dict[str, dict[str, dict | None]] = {}
-    not_yet, other_settings = [], Counter()
+    not_yet, other_settings, unfinished = [], Counter(), 0
     for spec in specs:
         row = shown.setdefault(spec.table, {})
         row[spec.name] = None
@@ -392,8 +392,14 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
             continue
         runs, others = row_outcomes(args.out, spec, row_length(spec, args))
         if not any("test_error" in r or "diverged" in r for r in runs.values()):
-            not_yet.append(f"replicate: {spec.key}: no run finished yet{other_runs(others)}")
+            started = sorted(f"lr {lr:g}" + (f" seed {seed}" if seed else "") + f" "
+                             f"{r['missing']}" for (lr, seed), r in runs.items()
+                             if r.get("missing", "").startswith("unfinished"))
+            said = f" ({'; '.join(started)}: --resume continues)" if started else ""
+            not_yet.append(f"replicate: {spec.key}: no run finished yet{said}"
+                           f"{other_runs(others)}")
             other_settings += others
+            unfinished += len(started)
             continue
         smoke = spec.is_smoke(args.epochs, args.batch_size, args.eval_limit)
         result = row_result(spec, runs, smoke, command, row_length(spec, args))
@@ -406,7 +412,9 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
             code = EXIT_FAIL
     if args.report and code == 0 and not any(any(named.values()) for named in shown.values()):
         raise AllconvError(f"--out {args.out}: no finished run of {' '.join(args.targets)} at "
-                           f"these settings{other_runs(other_settings)}")
+                           "these settings" + (f" ({unfinished} unfinished: --resume "
+                                                "continues)" if unfinished else "")
+                           + other_runs(other_settings))
     for line in not_yet:
         print(line, file=sys.stderr)
     for table, named in shown.items():

@@ -421,8 +421,11 @@ class RunFolder:
         if last.get("event") == "diverged":
             return {"diverged": f"diverged at iteration {last['iter']} "
                                 f"(epoch {last['epoch']:.2f})"}
-        return {"missing": "not started" if not records
-                else f"unfinished at iteration {last['iter']}"}
+        # a stop before the first record (a deadline, a signal) leaves a checkpoint alone
+        checkpoints = self._checkpoints(".solverstate")
+        reached = max([last.get("iter", 0)] + [n for _, n in checkpoints])
+        return {"missing": f"unfinished at iteration {reached}" if reached or records
+                else "not started"}
 
     def latest_checkpoint(self) -> Path | None:
         """The newest checkpoint's .solverstate, or None."""

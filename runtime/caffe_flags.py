@@ -131,7 +131,8 @@ def command_first(argv: list[str], commands: dict) -> list[str]:
 
 def configure_logging(args, program: str = "allconv-caffe") -> None:
     """The log as glog's flags say: stderr (everything, or from -stderrthreshold's severity
-    on; unless the process has set up logging itself), a file in -log_dir, nothing below
+    on; unless the process has set up logging itself), a file in -log_dir (without it, in
+    glog's temp folder when -noalsologtostderr leaves stderr only the errors), nothing below
     -minloglevel."""
     root = logging.getLogger()
     for handler in _installed:        # a second call (the tests') replaces the first's
@@ -146,13 +147,25 @@ def configure_logging(args, program: str = "allconv-caffe") -> None:
         stderr.setLevel(least if to_stderr else
                         max(least, SEVERITIES[min(args.stderrthreshold, 3)]))
         handlers.append(stderr)
-    if args.log_dir and not args.logtostderr:
-        handlers += _log_files(args.log_dir, program)
+    log_dir = args.log_dir
+    if not log_dir and not (args.logtostderr or args.alsologtostderr):
+        log_dir = temp_dir()    # where glog writes without -log_dir (Caffe's do always; here
+    if log_dir and not args.logtostderr:        # only when stderr would not have the log)
+        handlers += _log_files(log_dir, program)
     for handler in handlers:
         handler.setFormatter(formatter)
         root.addHandler(handler)
     _installed[:] = handlers
     root.setLevel(least)
+
+
+def temp_dir() -> str:
+    """glog's folder for log files without -log_dir: $TEST_TMPDIR, $TMPDIR or $TMP, the first
+    that is a folder, else /tmp."""
+    for name in ("TEST_TMPDIR", "TMPDIR", "TMP"):
+        if os.path.isdir(os.environ.get(name, "")):
+            return os.environ[name]
+    return "/tmp"
 
 
 class GlogFormatter(logging.Formatter):

@@ -143,6 +143,11 @@ def read_binary(path: PathLike, message_cls) -> Message:
         raise AllconvError(
             f"{path} is not a binary {name} (truncated or corrupt): {reason}"
         ) from None
+    holds = next((holds for cls, holds, _ in _KINDS if cls is message_cls), None)
+    if holds is not None and not holds(message):     # parsed, empty: another kind of file?
+        kind = binary_kind(data)
+        if kind is not None and kind[0] is not message_cls:
+            raise AllconvError(f"{path} is {kind[1]}, not a binary {name}")
     return message
 
 

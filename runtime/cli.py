@@ -93,6 +93,7 @@ def train(args) -> None:
         solver = make_solver(args.solver, device=device, ranks=ranks, level=args.level,
                              stages=_stages(args))
     for path in weights:        # Caffe's CopyLayers: into the train net and every test net
+        log.info("Finetuning from %s", path)
         for net in [solver.net, *solver.test_nets]:
             net.copy_from(path)
     with SignalHandler(args.sigint_effect, args.sighup_effect) as requested_action:

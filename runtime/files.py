@@ -154,7 +154,10 @@ def check_writable(path: PathLike) -> None:
         if target.is_dir():
             raise AllconvError(f"{target}: cannot write: it is a folder")
         if not target.parent.is_dir():
-            raise AllconvError(f"{target}: cannot write: no folder {target.parent}")
+            above = next((p for p in target.parents if p.exists()), None)
+            raise AllconvError(f"{target}: cannot write: {above} is a file, not a folder"
+                               if above is not None and not above.is_dir() else
+                               f"{target}: cannot write: no folder {target.parent}")
         fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe",
                                      dir=target.parent)
     except OSError as err:

@@ -183,9 +183,13 @@ def _load_source(source: Source, message_cls, parse, upgrade_fn) -> Message:
         return parse(decode_prototxt(data), str(path))
     except AllconvError:
         kind = binary_kind(data) if _CONTROL.search(data) else None  # text has no such bytes
-        if kind is None:
+        if kind is not None:
+            what = kind[1]
+        elif len(data) >= 512 and len(_CONTROL.findall(data[:4096])) > len(data[:4096]) // 20:
+            what = "perhaps a .caffemodel or .solverstate cut short"
+        else:
             raise
-        raise AllconvError(f"{path}: a binary file, {kind[1]}, not a text "
+        raise AllconvError(f"{path}: a binary file, {what}, not a text "
                            f"{message_cls.DESCRIPTOR.name} prototxt") from None
 
 

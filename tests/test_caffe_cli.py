@@ -249,6 +249,17 @@ def test_a_binary_file_in_a_text_files_place_is_named_for_what_it_is(workdir, ca
         assert message in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_noalsologtostderr_without_log_dir_logs_to_glogs_temp_folder(workdir, capsys,
+                                                                     monkeypatch):
+    """The log went nowhere; glog writes its files to $TMPDIR (or /tmp) without -log_dir."""
+    monkeypatch.setenv("TMPDIR", str(workdir / "logs"))
+    (workdir / "logs").mkdir()
+    assert main(["time", "-model", "net.prototxt", "-iterations", "1",
+                 "-noalsologtostderr"]) == 0
+    assert "Benchmark ends" not in capsys.readouterr().err
+    assert "*** Benchmark ends ***" in (workdir / "logs" / "allconv-caffe.INFO").read_text()
+
+
 def test_every_command_takes_every_flag_and_glogs_as_gflags_does(workdir, capsys):
     """caffe.cpp's flags are global: a command ignores the ones it does not use (before:
     "unrecognized arguments"); glog's -log_dir writes the log to a file named as glog names
@@ -514,9 +525,12 @@ def test_a_warning_is_one_line(workdir, capsys):
     assert err.startswith("allconv-caffe time: warning: layer 'conv'") and err.count("\n") == 1, err
 
 
-def test_train_from_weights_warns_of_no_filler_that_the_weights_replace(workdir, capsys):
+def test_train_from_weights_warns_of_no_filler_that_the_weights_replace(workdir, capsys,
+                                                                        caplog):
     """-weights (or -snapshot) replaces the fillers: Caffe says nothing of a layer without a
-    weight_filler then; a train warned, for every such layer of every net."""
+    weight_filler then; a train warned, for every such layer of every net. caffe.cpp's
+    CopyLayers logs each file ("Finetuning from")."""
+    caplog.set_level(logging.INFO)
     net = (workdir / "net.prototxt").read_text().replace(' weight_filler { type: "msra" }', "")
     (workdir / "bare.prototxt").write_text(net)
     (workdir / "bare_solver.prototxt").write_text(
@@ -526,6 +540,7 @@ def test_train_from_weights_warns_of_no_filler_that_the_weights_replace(workdir,
     assert run_cli(main, "allconv-caffe", ["train", "-solver", "bare_solver.prototxt",
                                            "-weights", "snap_iter_2.caffemodel"]) == 0
     assert "warning" not in capsys.readouterr().err
+    assert "Finetuning from snap_iter_2.caffemodel" in caplog.messages
 
 
 def test_resume_tests_the_same_images_as_an_uninterrupted_run(workdir):

@@ -49,3 +49,13 @@ def test_an_output_path_with_a_nul_byte_is_one_line(tmp_path):
     with pytest.raises(AllconvError, match="not a usable path: embedded null byte"):
         check_writable(tmp_path / "a\0b.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_under_a_file_says_the_file_is_no_folder(tmp_path):
+    """`-o net.prototxt/x.onnx`, net.prototxt a file: "no folder net.prototxt" before."""
+    (tmp_path / "net.prototxt").write_text("")
+    with pytest.raises(AllconvError, match=f"cannot write: {tmp_path / 'net.prototxt'} is a "
+                                           "file, not a folder$"):
+        check_writable(tmp_path / "net.prototxt" / "deeper" / "x.onnx")
+    with pytest.raises(AllconvError, match=f"cannot write: no folder {tmp_path / 'no'}$"):
+        check_writable(tmp_path / "no" / "x.onnx")

@@ -1064,6 +1064,17 @@ def test_a_device_this_machine_lacks_is_one_line(capsys, monkeypatch, device, cu
                                        "(see --help)\n")
 
 
+def test_a_run_stopped_before_its_first_record_is_unfinished_not_unstarted(tmp_path):
+    """A --deadline or Ctrl-C before the first evaluation leaves a checkpoint and an empty
+    metrics.jsonl: the row's note said "not started"."""
+    from harness.run_folder import RunFolder
+    folder = RunFolder(tmp_path / "run")
+    folder.start({"lr": 0.05}, resume=True)
+    for extension in (".caffemodel", ".solverstate", ".rngstate"):
+        (folder.path / f"checkpoint_iter_7{extension}").write_bytes(b"")
+    assert folder.outcome() == {"missing": "unfinished at iteration 7"}
+
+
 def test_run_folder_names_outcomes_and_checkpoints(tmp_path):
     from harness.run_folder import RunFolder, run_name
     assert [run_name(0.05), run_name(0.05, 4), run_name(0.01, smoke=True),
@@ -1487,6 +1498,23 @@ def test_a_fresh_start_refuses_an_unfinished_runs_checkpoint(tmp_path, tiny_data
                                        "it again\n")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert cli.main(train + ["--resume"]) == 0
+
+
+def test_report_names_a_run_stopped_before_its_first_record(tmp_path, tiny_data, capsys):
+    """A run stopped before its first evaluation (a checkpoint, an empty metrics.jsonl) was
+    "not started", and --report said only "no finished run"."""
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    out = tmp_path / "out"
+    base = ["model-a", "--specs", str(tmp_path / "specs"), "--out", str(out), "--epochs", "0.5"]
+    assert cli.main(base + ["--data", str(tiny_data), "--no-verify", "--device", "cpu",
+                            "--no-progress", "--lr", "0.01"]) == 0
+    run = out / "tiny" / "model-a" / "lr-0.01-smoke"
+    (run / "result.json").unlink()
+    (run / "metrics.jsonl").write_text("")
+    assert cli.run_cli(cli.main, "replicate", base + ["--report"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"no finished run of model-a at these settings (1 unfinished: --resume "
+                        "continues)\n")
 
 
 def test_report_shows_only_runs_of_its_settings_and_names_the_others(tmp_path, tiny_data,

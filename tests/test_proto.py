@@ -459,6 +459,19 @@ def test_text_that_caffes_parser_takes_is_taken(tmp_path):
         prototxt.parse_net('name: "caf\\303x"')
 
 
+def test_a_cut_short_caffemodel_as_a_prototxt_is_named_binary(tmp_path):
+    """The first bytes of a .caffemodel given as -model got the text parser's "has no field
+    named ..." (a whole one is named a .caffemodel)."""
+    path = tmp_path / "w.caffemodel"
+    caffemodel.write_weights(path, [("fc", "InnerProduct", [np.ones((50, 40))])], "net")
+    cut = tmp_path / "cut.prototxt"
+    cut.write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(AllconvError, match=re.escape(f"{cut}: a binary file, perhaps a "
+                                                     ".caffemodel or .solverstate cut short, "
+                                                     "not a text NetParameter prototxt")):
+        prototxt.read_net(cut)
+
+
 @pytest.mark.parametrize("blank, column, byte", [("\u00a0", 1, 194), ("\u3000", 8, 227),
                                                  ("\u2028", 1, 226)])
 def test_a_blank_outside_ascii_is_refused_as_caffe_refuses_it(blank, column, byte):

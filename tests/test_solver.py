@@ -628,6 +628,18 @@ def test_a_learned_net_that_is_no_file_is_named_as_such(tmp_path, learned_net, m
         SGDSolver(_solver_param(_net_text()), train_feed=Feed(_batches(2))).restore(state_path)
 
 
+def test_restoring_a_caffemodel_says_what_it_is(tmp_path):
+    """A .caffemodel parses as an empty SolverState: "solverstate has 0 history blobs but the
+    net has 4" before."""
+    s = SGDSolver(_solver_param(_net_text(), snapshot_prefix=str(tmp_path / "s")),
+                  train_feed=Feed(_batches(2)))
+    s.step(1)
+    model, _ = s.snapshot()
+    with pytest.raises(AllconvError, match=re.escape(f"{model} is a .caffemodel (trained "
+                                                     "weights: give it as -weights")):
+        SGDSolver(_solver_param(_net_text()), train_feed=Feed(_batches(2))).restore(model)
+
+
 def test_corrupt_or_mismatched_solverstate_names_the_path(tmp_path):
     batches = _batches(2)
     s = SGDSolver(_solver_param(_net_text(), snapshot_prefix=str(tmp_path / "s")),

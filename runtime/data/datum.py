@@ -35,19 +35,15 @@ class DatumFeed:
         self.force = force_color, force_gray
         self._cursor, self._pool = 0, None
         self.sample_shape = tuple(self._read(0)[0].shape)
+        if _parsed(db[0], "").encoded:     # decoding images (Pillow's) runs in threads
+            self._pool = ThreadPoolExecutor(4)
 
     def _name(self, i: int) -> str:
         return f"{self.path} record {self.db.key(i).decode('utf-8', 'backslashreplace')}"
 
     def _read(self, i: int) -> tuple[torch.Tensor, int]:
         """Record ``i``'s image (C, H, W) and label."""
-        from runtime.proto import pb
-
-        datum = pb.Datum()
-        try:
-            datum.ParseFromString(self.db[i])
-        except DecodeError as err:
-            raise AllconvError(f"{self._name(i)}: not a Caffe Datum: {err}") from None
+        datum = _parsed(self.db[i], self._name(i))
         if datum.encoded:
             if all(self.force):
                 raise AllconvError("transform_param: cannot set both force_color and "
@@ -72,9 +68,8 @@ class DatumFeed:
     def __call__(self, batch_size: int):
         index = [(self._cursor + k) % len(self.db) for k in range(batch_size)]
         self._cursor = (self._cursor + batch_size) % len(self.db)
-        if self._pool is None:      # decoding (Pillow's, an encoded record's) runs in threads
-            self._pool = ThreadPoolExecutor(4)
-        images, labels = zip(*self._pool.map(self._read, index))
+        read = self._pool.map if self._pool is not None else map
+        images, labels = zip(*read(self._read, index))
         self.db.check_unchanged()
         odd = [(self._name(i), image) for i, image in zip(index, images)
                if image.shape[0] != self.sample_shape[0]
@@ -96,3 +91,15 @@ class DatumFeed:
 
     def load_state_dict(self, state: dict) -> None:
         self._cursor = int(state["cursor"])
+
+
+def _parsed(record: bytes, name: str):
+    """The Datum a record holds; another message is an AllconvError naming it."""
+    from runtime.proto import pb
+
+    datum = pb.Datum()
+    try:
+        datum.ParseFromString(record)
+    except DecodeError as err:
+        raise AllconvError(f"{name}: not a Caffe Datum: {err}") from None
+    return datum
