@@ -82,7 +82,7 @@ def build_parser() -> Parser:
     g.add_argument("--epochs", type=number(float), metavar="N",
                    help="train this many epochs; another number than the spec's (fewer, or "
                         "more than the paper trained) makes a SMOKE run")
-    g.add_argument("--batch-size", type=number(int), metavar="N",
+    g.add_argument("--batch-size", type=number(int, high=UINT32_MAX), metavar="N",
                    help="train at this batch instead of the spec's (a SMOKE run)")
     g.add_argument("--eval-limit", type=number(int), metavar="N",
                    help="evaluate on the first N test images only (a SMOKE run)")

@@ -13,7 +13,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from generator.variants import get_variant
-from harness.run_folder import net_source
+from harness.net_source import net_source
 from runtime.cli_support import Parser, add_version, comma_list, name, number, run_cli
 from runtime.data.datasets import dataset_names
 from runtime.errors import AllconvError

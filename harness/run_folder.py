@@ -28,14 +28,13 @@ import json
 import math
 import shutil
 from pathlib import Path
-from typing import NamedTuple
 
 from generator.variants import get_variant
 from harness.json_fields import INTEGER, NUMBER, OBJECT, PERCENT, SHARE, TEXT, checked_fields
 from harness.specs import same_row
 from runtime import snapshot
 from runtime.data import cifar, preprocess
-from runtime.data.datasets import Dataset, dataset_names, get_dataset
+from runtime.data.datasets import get_dataset
 from runtime.errors import AllconvError
 from runtime.files import TEMPORARY, atomic_write_bytes, read_json_object, read_text
 
@@ -534,31 +533,3 @@ class RunFolder:
         found = [(p, n) for p in self.path.glob(snapshot.filename(CHECKPOINT, "*", extension))
                  if (n := snapshot.iteration(p)) is not None]
         return sorted(found, key=lambda item: item[1])
-
-
-class NetSource(NamedTuple):
-    """Where a command's net comes from (export-onnx, visualize): its deploy prototxt and
-    weights, its dataset's registry entry (the run's; with --prototxt, --dataset, by default
-    the first whitened one), and the run folder, if any."""
-
-    prototxt: str | Path
-    weights: str | Path | None
-    dataset: Dataset
-    run: RunFolder | None
-
-
-def net_source(args, weights_required: bool = True) -> NetSource:
-    """--prototxt/--weights or --run (with --weights, instead of its newest snapshot), read
-    but not yet loaded; without ``weights_required``, --prototxt alone (weights None: a net
-    without learnable layers)."""
-    if args.run is not None:
-        if args.prototxt:
-            raise AllconvError("give --run or --prototxt, not both (--weights goes with either)")
-        run = RunFolder.read(args.run)
-        run.check_dataset(args.dataset)
-        weights = args.weights or run.weights()      # --weights: instead of the newest snapshot
-        return NetSource(run.deploy(), weights, get_dataset(run.dataset), run)
-    if args.prototxt and (args.weights or not weights_required):
-        name = args.dataset or dataset_names(whitening=True)[0]
-        return NetSource(args.prototxt, args.weights, get_dataset(name), None)
-    raise AllconvError("the weights: give --prototxt NET --weights W.caffemodel, or --run DIR")

@@ -16,7 +16,7 @@ from pathlib import Path
 from generator.render import Filler, Init, constant_filler
 from generator.variants import Variant, get_variant
 from harness.pipelines import PIPELINES
-from runtime.cli_support import check_number
+from runtime.cli_support import UINT32_MAX, check_number
 from runtime.data.datasets import DATASETS, Dataset, get_dataset
 from runtime.errors import AllconvError
 from runtime.fillers import FILLERS
@@ -48,7 +48,7 @@ SCHEMA = {
         "params": (Number(int), False), "counted_params": (Number(int), True),
         "tolerance": (RATE, True), "tolerance_why": (str, True)}, True),
     "training": ({
-        "batch_size": (Number(int), True), "lr_grid": ([POSITIVE], True),
+        "batch_size": (Number(int, high=UINT32_MAX), True), "lr_grid": ([POSITIVE], True),
         "lr": (POSITIVE, True)}, True),
     "init": ({
         "weight_filler": (str, True), "weight_filler_args": (dict, True),
@@ -155,7 +155,12 @@ def _check_value(value, kind, path: Path, key: str) -> None:
                            f"not {type(value).__name__} {value!r}")
     if isinstance(kind, Number):
         try:
+            if kind.kind is float:
+                float(value)        # an int past the float range is no finite number
             check_number(value, kind.low, kind.high)
+        except OverflowError:
+            raise AllconvError(f"{path}: '{key}' must be a finite number, not {value}") \
+                from None
         except ValueError as err:
             raise AllconvError(f"{path}: '{key}' {err}") from None
 

@@ -132,7 +132,7 @@ def command_first(argv: list[str], commands: dict) -> list[str]:
 def configure_logging(args, program: str = "allconv-caffe") -> None:
     """The log as glog's flags say: stderr (everything, or from -stderrthreshold's severity
     on; unless the process has set up logging itself), a file in -log_dir (without it, in
-    glog's temp folder when -noalsologtostderr leaves stderr only the errors), nothing below
+    glog's temp folders when -noalsologtostderr leaves stderr only the errors), nothing below
     -minloglevel."""
     root = logging.getLogger()
     for handler in _installed:        # a second call (the tests') replaces the first's
@@ -147,25 +147,15 @@ def configure_logging(args, program: str = "allconv-caffe") -> None:
         stderr.setLevel(least if to_stderr else
                         max(least, SEVERITIES[min(args.stderrthreshold, 3)]))
         handlers.append(stderr)
-    log_dir = args.log_dir
-    if not log_dir and not (args.logtostderr or args.alsologtostderr):
-        log_dir = temp_dir()    # where glog writes without -log_dir (Caffe's do always; here
-    if log_dir and not args.logtostderr:        # only when stderr would not have the log)
-        handlers += _log_files(log_dir, program)
+    if args.log_dir and not args.logtostderr:
+        handlers += _log_files(args.log_dir, program)
+    elif not (args.logtostderr or args.alsologtostderr):    # glog's folders, as Caffe's log
+        handlers += _temp_log_files(program)    # always; here when stderr has errors alone
     for handler in handlers:
         handler.setFormatter(formatter)
         root.addHandler(handler)
     _installed[:] = handlers
     root.setLevel(least)
-
-
-def temp_dir() -> str:
-    """glog's folder for log files without -log_dir: $TEST_TMPDIR, $TMPDIR or $TMP, the first
-    that is a folder, else /tmp."""
-    for name in ("TEST_TMPDIR", "TMPDIR", "TMP"):
-        if os.path.isdir(os.environ.get(name, "")):
-            return os.environ[name]
-    return "/tmp"
 
 
 class GlogFormatter(logging.Formatter):
@@ -229,6 +219,21 @@ class GlogFile(logging.FileHandler):
             with contextlib.suppress(FileExistsError):     # another process's, just made
                 os.symlink(self.name_on_disk, link)
         return super()._open()
+
+
+def _temp_log_files(program: str) -> list[logging.Handler]:
+    """glog's log files without -log_dir: in the first of $TEST_TMPDIR, $TMPDIR, $TMP, /tmp
+    and the current folder that takes them; where none does, a warning and none (as glog)."""
+    folders = [os.environ[name] for name in ("TEST_TMPDIR", "TMPDIR", "TMP")
+               if os.path.isdir(os.environ.get(name, ""))] + ["/tmp", "./"]
+    for folder in folders:
+        try:
+            return _log_files(folder, program)
+        except AllconvError:
+            continue
+    print(f"{program}: warning: no folder takes the log files ({', '.join(folders)}); the "
+          "log goes to no file", file=sys.stderr)
+    return []
 
 
 def _log_files(folder: str, program: str) -> list[logging.Handler]:

@@ -125,7 +125,7 @@ def check_number(value, low: str | None = "positive", high=None, why: str = "",
     ``low`` ("positive", "non-negative" or None: any sign) or above ``high`` (``why``: the
     reason, said with it)."""
     shown = str(value) if shown is None else shown
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):   # an int is (any size)
         raise ValueError(f"must be a finite number, not {shown}")
     if (low == "positive" and value <= 0) or (low == "non-negative" and value < 0):
         raise ValueError(f"must be {'positive' if low == 'positive' else '0 or more'}, "
@@ -204,6 +204,9 @@ def comma_list(item):
     return parse
 
 
+MAX_RANGE = 1 << 20     # indices in one range of index_ranges: far above any blob's channels
+
+
 def index_ranges(text: str) -> list[int]:
     """An argparse type: indices as ranges and numbers (``0-15``, ``3,7,9`` or a mix), each
     named once, as a list in order; anything else is the parser's one-line error."""
@@ -218,11 +221,17 @@ def index_ranges(text: str) -> list[int]:
             raise argparse.ArgumentTypeError(
                 f"the range {item} is reversed in {text!r}; write {high}-{low}" if high < low
                 else f"{item} is not an index (0 or more) in {text!r}")
-        return list(range(low, high + 1))
-    values = [value for item in text.split(",") for value in part(item)]
-    for i, value in enumerate(values):
-        if value in values[:i]:
-            raise argparse.ArgumentTypeError(f"{value} is given twice in {text!r}")
+        if high - low >= MAX_RANGE:
+            raise argparse.ArgumentTypeError(f"the range {item} is longer than {MAX_RANGE:,} "
+                                             "indices")
+        return range(low, high + 1)
+    values, seen = [], set()
+    for item in text.split(","):
+        for value in part(item):
+            if value in seen:
+                raise argparse.ArgumentTypeError(f"{value} is given twice in {text!r}")
+            seen.add(value)
+            values.append(value)
     return values
 
 

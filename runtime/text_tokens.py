@@ -12,7 +12,8 @@ are given in decimal, and refused for a float, as C++ refuses them), the ``\\?``
 and bytes that are not UTF-8 inside a comment (a Latin-1 comment): they read as ``?``. Such
 bytes in a string, or escapes that make them, are refused with their position (C++ takes
 them; pycaffe cannot read the names they make); escapes that make UTF-8 text
-(``"caf\\303\\251"``) are read as it.
+(``"caf\\303\\251"``) are read as it, and a surrogate pair of ``\\u`` escapes as the one
+code point C++ joins it into.
 """
 from __future__ import annotations
 
@@ -224,12 +225,22 @@ def _string_end(text: str, start: int, out: list[str]) -> int:
                 _refuse_escape(text, i)
             if match.group() == "\\?":
                 out[i], dropped = "", dropped + 1
-            written = _escaped_bytes(match.group())
-            if written is None:
-                raise TextSyntaxError(text, i, _NOT_UTF8.format(f"the escape {match.group()}"))
-            i = match.end()
+            pair = _SURROGATE_PAIR.match(text, i)
+            if pair:        # C++ joins them into one code point; Python takes it as \U
+                code = (0x10000 + (int(pair.group(1), 16) - 0xD800 << 10)
+                        + int(pair.group(2), 16) - 0xDC00)
+                out[i:pair.end()] = [f"\\U{code:08x}"] + [""] * (pair.end() - i - 1)
+                written, dropped, i = chr(code).encode("utf-8"), dropped + 2, pair.end()
+            else:
+                written = _escaped_bytes(match.group())
+                if written is None:
+                    raise TextSyntaxError(text, i,
+                                          _NOT_UTF8.format(f"the escape {match.group()}"))
+                i = match.end()
+        elif _is_foreign(text[i]):
+            raise TextSyntaxError(text, i, _NOT_UTF8.format("a byte of this string"))
         else:
-            written, i = text[i].encode("utf-8", "surrogateescape"), i + 1
+            written, i = text[i].encode("utf-8"), i + 1
         value += written
         places += [at] * len(written)
     if i == n:
@@ -238,16 +249,16 @@ def _string_end(text: str, start: int, out: list[str]) -> int:
         raise TextSyntaxError(text, i, "String literals cannot cross line boundaries.")
     try:
         value.decode("utf-8")
-    except UnicodeDecodeError as err:
+    except UnicodeDecodeError as err:       # escaped bytes that make no UTF-8 text
         at = places[err.start]
-        what = "a byte of this string" if text[at] != "\\" else \
-            f"the escape {_ESCAPE.match(text, at).group()}"
-        raise TextSyntaxError(text, at, _NOT_UTF8.format(what)) from None
+        raise TextSyntaxError(text, at, _NOT_UTF8.format(
+            f"the escape {_ESCAPE.match(text, at).group()}")) from None
     out[i] = quote + " " * dropped
     return i + 1
 
 
 _SIMPLE_ESCAPES = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11}
+_SURROGATE_PAIR = re.compile(r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})", re.IGNORECASE)
 
 
 def _escaped_bytes(escape: str) -> bytes | None:

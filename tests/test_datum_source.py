@@ -141,6 +141,33 @@ def test_encoded_records_decode_as_opencv_imdecode():
         DatumFeed(db, "db", force_color=True, force_gray=True)
 
 
+@pytest.mark.parametrize("mode, channels", [("L", 1), ("RGB", 3), ("RGBA", 4), ("LA", 4)])
+def test_an_encoded_record_decodes_unchanged_without_force(mode, channels):
+    """Caffe's DecodeDatumToCVMatNative is imdecode(data, -1): the file's channels, alpha
+    kept (BGRA; grey with alpha too, as OpenCV's PNG reader gives it). RGBA came out BGR."""
+    from PIL import Image
+    rng = np.random.default_rng(1)
+    rgba = rng.integers(0, 256, (3, 4, 4), dtype=np.uint8)
+    image = Image.fromarray(rgba).convert(mode)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    got = DatumFeed(Records(pb.Datum(data=out.getvalue(), encoded=True)), "db").sample_shape
+    assert got == (channels, 3, 4)
+    if mode == "RGBA":
+        images, _ = DatumFeed(Records(pb.Datum(data=out.getvalue(), encoded=True)), "db")(1)
+        assert torch.equal(images[0], torch.from_numpy(rgba[:, :, [2, 1, 0, 3]].copy())
+                           .permute(2, 0, 1))
+
+
+def test_a_16_bit_encoded_record_is_refused_as_caffe_refuses_it():
+    from PIL import Image
+    out = io.BytesIO()
+    Image.fromarray(np.full((2, 2), 40000, np.uint16)).save(out, format="PNG")
+    with pytest.raises(AllconvError, match="record 00000: Image data type must be unsigned "
+                                           "byte"):
+        DatumFeed(Records(pb.Datum(data=out.getvalue(), encoded=True)), "db")
+
+
 def test_float_records_and_the_read_position():
     values = np.arange(2 * 2 * 3, dtype=np.float32)
     db = Records(*(pb.Datum(channels=2, height=2, width=3, float_data=values + i, label=i)

@@ -457,6 +457,13 @@ def test_text_that_caffes_parser_takes_is_taken(tmp_path):
     assert prototxt.parse_net('name: "caf\\303\\251"').name == "café"
     with pytest.raises(AllconvError, match=r"1:11: the escape \\303 is not UTF-8 text"):
         prototxt.parse_net('name: "caf\\303x"')
+    # a surrogate pair of \u escapes is one code point in C++; the column after it holds
+    assert prototxt.parse_net('name: "\\ud83d\\ude00"').name == "\U0001F600"
+    # a raw byte that is not UTF-8 stays refused, beside escapes too
+    with pytest.raises(AllconvError, match="1:12: a byte of this string is not UTF-8 text"):
+        prototxt.parse_net(b'name: "\\303\xa9x"'.decode("utf-8", "surrogateescape"))
+    with pytest.raises(AllconvError, match=r"^n.prototxt:1:23: .*has no field named \"x\""):
+        prototxt.parse_net('name: "\\ud83d\\ude00" x: 1', "n.prototxt")
 
 
 def test_a_cut_short_caffemodel_as_a_prototxt_is_named_binary(tmp_path):

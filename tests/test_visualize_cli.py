@@ -16,6 +16,7 @@ from visualize.cli import main
 from generator.render import NetOptions, render_net
 from generator.variants import get_variant
 from harness import run_folder
+from harness.net_source import NetSource
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_C_DEPLOY = render_net(get_variant("all-c"), NetOptions(deploy=True))
@@ -269,7 +270,7 @@ def test_image_is_whitened_with_the_runs_whitening_and_shown_raw(all_c, monkeypa
                         lambda dataset, data, verify: whitening)
     args = visualize.cli.build_parser().parse_args(
         ["unit", "--blob", "conv1", "--image", str(d / "image.png"), "-o", "u.png"])
-    source = run_folder.NetSource(d / "deploy.prototxt", d / "w.caffemodel",
+    source = NetSource(d / "deploy.prototxt", d / "w.caffemodel",
                                      get_dataset("cifar10"), None)
     picture = visualize.inputs.load_picture(args, net, source)
     np.testing.assert_array_equal(picture.shown, pixels / 255.0)
@@ -369,7 +370,7 @@ def test_image_for_imagenet_is_the_test_feeds_crop_and_needs_no_cifar(imagenet_f
     assert (d / "u.png").read_bytes()[:4] == b"\x89PNG"
     args = visualize.cli.build_parser().parse_args(
         ["unit", "--blob", "conv2", "--image", str(d / "photo.jpg"), "-o", "u.png"])
-    source = run_folder.NetSource(d / "net.prototxt", d / "net.caffemodel",
+    source = NetSource(d / "net.prototxt", d / "net.caffemodel",
                                      get_dataset("imagenet"), None)
     net = Net(IMAGENET_NET, TEST, weights=d / "net.caffemodel")
     picture = visualize.inputs.load_picture(args, net, source)
@@ -395,7 +396,7 @@ def test_image_for_imagenet_is_shown_in_rgb_and_fed_in_bgr(imagenet_files, tmp_p
     Image.fromarray(pixels).save(tmp_path / "halves.png")
     args = visualize.cli.build_parser().parse_args(
         ["unit", "--blob", "conv2", "--image", str(tmp_path / "halves.png"), "-o", "u.png"])
-    source = run_folder.NetSource(d / "net.prototxt", d / "net.caffemodel",
+    source = NetSource(d / "net.prototxt", d / "net.caffemodel",
                                      get_dataset("imagenet"), None)
     picture = visualize.inputs.load_picture(args, Net(IMAGENET_NET, TEST), source)
     left, right = picture.whitened[:, :, 0], picture.whitened[:, :, -1]    # crop starts at 14

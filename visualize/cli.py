@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.run_folder import net_source
+from harness.net_source import net_source
 from runtime.cli_support import (Parser, add_device_option, add_version, comma_list,
                                   given_options, index_ranges, name, number, run_cli)
 from runtime.data.datasets import dataset_names

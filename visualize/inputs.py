@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from harness.run_folder import NetSource
+from harness.net_source import NetSource
 from runtime.cli_support import resolve_device
 from runtime.data import cifar, imagenet
 from runtime.data.datasets import CIFAR_RELEASE, IMAGE_FOLDER

@@ -2,19 +2,22 @@
 (data_layer.cpp, DataTransformer's Datum path): in key order from the first record, wrapping
 around at the end, never reshuffled.
 
-A record's pixels are its ``data`` bytes (uint8, C x H x W), else its ``float_data``; an
-``encoded`` record holds an image file, decoded as OpenCV's ``imdecode`` decodes it (with
-``force_color`` in colour, ``force_gray`` in grey, else as stored: a grey image grey, any
-other colour; see `runtime.data.image_list.read_image`). Its label is ``label``.
+A record's pixels are its ``data`` bytes (uint8, C x H x W; the first C x H x W of more),
+else its ``float_data``; an ``encoded`` record holds an image file, decoded as Caffe decodes
+it with OpenCV's ``imdecode``: with ``force_color`` in colour, ``force_gray`` in grey (as
+ImageData's, `runtime.data.image_list.read_image`), else unchanged (`decode_unchanged`).
+Its label is ``label``.
 """
 from __future__ import annotations
 
 import io
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 from google.protobuf.message import DecodeError
 
+from runtime.data import jpeg
 from runtime.data.image_list import check_same_size, read_image
 from runtime.errors import AllconvError
 
@@ -34,8 +37,9 @@ class DatumFeed:
         self.db, self.path, self.same_size = db, path, same_size
         self.force = force_color, force_gray
         self._cursor, self._pool = 0, None
-        self.sample_shape = tuple(self._read(0)[0].shape)
-        if _parsed(db[0], "").encoded:     # decoding images (Pillow's) runs in threads
+        first = _parsed(db[0], self._name(0))
+        self.sample_shape = tuple(self._image(first, 0).shape)
+        if first.encoded:       # decoding images (Pillow's) runs in threads
             self._pool = ThreadPoolExecutor(4)
 
     def _name(self, i: int) -> str:
@@ -44,12 +48,19 @@ class DatumFeed:
     def _read(self, i: int) -> tuple[torch.Tensor, int]:
         """Record ``i``'s image (C, H, W) and label."""
         datum = _parsed(self.db[i], self._name(i))
+        return self._image(datum, i), datum.label
+
+    def _image(self, datum, i: int) -> torch.Tensor:
+        """The image (C, H, W) of ``datum``, record ``i``."""
         if datum.encoded:
             if all(self.force):
                 raise AllconvError("transform_param: cannot set both force_color and "
                                    "force_gray")
-            color = True if self.force[0] else False if self.force[1] else None
-            return read_image(io.BytesIO(datum.data), color, None, self._name(i)), datum.label
+            if any(self.force):     # DecodeDatumToCVMat: imdecode in colour or grey
+                image = read_image(io.BytesIO(datum.data), self.force[0], None, self._name(i))
+            else:                   # DecodeDatumToCVMatNative: imdecode(data, -1)
+                image = decode_unchanged(datum.data, self._name(i))
+            return image
         shape = (datum.channels, datum.height, datum.width)
         count = shape[0] * shape[1] * shape[2]
         if min(shape) <= 0:
@@ -63,7 +74,7 @@ class DatumFeed:
             field = "data bytes" if datum.data else "float_data values"
             raise AllconvError(f"{self._name(i)}: {len(pixels)} {field} for its "
                                f"{'x'.join(map(str, shape))} = {count} pixels")
-        return pixels[:count].reshape(shape), datum.label
+        return pixels[:count].reshape(shape)
 
     def __call__(self, batch_size: int):
         index = [(self._cursor + k) % len(self.db) for k in range(batch_size)]
@@ -103,3 +114,20 @@ def _parsed(record: bytes, name: str):
     except DecodeError as err:
         raise AllconvError(f"{name}: not a Caffe Datum: {err}") from None
     return datum
+
+
+def decode_unchanged(data: bytes, name: str) -> torch.Tensor:
+    """An encoded image as OpenCV's ``imdecode(data, IMREAD_UNCHANGED)`` gives it, uint8
+    (C, H, W): grey 1 channel, colour BGR, with alpha (or a transparent colour) BGRA; one of
+    16 bits or floats is refused, as Caffe's DataTransformer refuses it."""
+    with jpeg.pillow_image(io.BytesIO(data), name) as image:
+        mode = image.mode
+        if mode.startswith("I") or mode == "F":
+            raise AllconvError(f"{name}: Image data type must be unsigned byte (a {mode} "
+                               "image; Caffe's DataTransformer takes 8 bits)")
+        if mode in ("1", "L"):
+            return torch.from_numpy(np.asarray(image.convert("L")).copy())[None]
+        alpha = mode in ("LA", "RGBA", "PA") or "transparency" in image.info and mode != "L"
+        pixels = np.asarray(image.convert("RGBA" if alpha else "RGB"))
+    order = [2, 1, 0, 3] if alpha else [2, 1, 0]          # RGB(A) -> BGR(A)
+    return torch.from_numpy(pixels[:, :, order].copy()).permute(2, 0, 1)

@@ -54,16 +54,13 @@ def read_list(source: str) -> list[tuple[str, int]]:
     return lines
 
 
-def read_image(file, is_color: bool | None, size: tuple[int, int] | None,
+def read_image(file, is_color: bool, size: tuple[int, int] | None,
                name: str | None = None) -> torch.Tensor:
     """The image in ``file`` (a path, or a stream of its bytes named ``name``) as uint8
-    (3, H, W) BGR or (1, H, W) grey, resized to ``size``; ``is_color`` None keeps a grey
-    image grey and makes any other colour (OpenCV's IMREAD_ANYCOLOR)."""
+    (3, H, W) BGR or (1, H, W) grey, resized to ``size``."""
     from PIL import Image
     name = file if name is None else name
     with jpeg.pillow_image(file, name) as image:
-        if is_color is None:
-            is_color = not (image.mode in ("1", "L", "LA", "F") or image.mode.startswith("I"))
         if not is_color and image.format == "JPEG":
             image.draft("L", image.size)    # libjpeg's own luma, as OpenCV's grey imread
         if image.mode.startswith("I"):      # 16-bit grey: OpenCV keeps the high byte
