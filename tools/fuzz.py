@@ -72,6 +72,7 @@ EXPORT_FAILURES = re.compile(r"differs from the runtime|onnxruntime \([^)]*\) ca
 # Seed inputs: small nets (2x3x8x8-ish) that set the fields which change their layers'
 # behaviour, so that mutations reach them, and one solver per type. Each case picks one.
 HDF5_NET = "data"      # the seed net with HDF5Data and HDF5Output (h5py, the [hdf5] extra)
+LMDB_FIXTURE = Path(__file__).resolve().parents[1] / "tests/fixtures/data_lmdb_sizes.npz"
 NETS = {
     "classic": """name: "classic"
 layer { name: "input" type: "Input" top: "data" top: "label"
@@ -281,7 +282,12 @@ layer { name: "memory" type: "MemoryData" top: "memory" top: "memory_label" incl
 layer { name: "silence" type: "Silence" bottom: "memory" bottom: "memory_label" include { phase: TRAIN } }
 layer { name: "output" type: "HDF5Output" bottom: "images" bottom: "image_label"
         hdf5_output_param { file_name: "output.h5" } }
-layer { name: "sum" type: "Eltwise" bottom: "data" bottom: "images" bottom: "dummy" top: "sum" }
+layer { name: "lmdb" type: "Data" top: "lmdb" top: "lmdb_label"
+        transform_param { crop_size: 4 mirror: true scale: 0.5 mean_value: 100 }
+        data_param { source: "records_lmdb" backend: LMDB batch_size: 2 } }
+layer { name: "silence_label" type: "Silence" bottom: "lmdb_label" }
+layer { name: "sum" type: "Eltwise" bottom: "data" bottom: "images" bottom: "dummy"
+        bottom: "lmdb" top: "sum" }
 layer { name: "ip" type: "InnerProduct" bottom: "sum" top: "ip"
         inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
@@ -491,8 +497,8 @@ def run_case(argv: list[str], seconds: float, prog: str = "allconv-caffe") -> tu
 
 def write_sources(folder: Path, with_hdf5: bool) -> None:
     """The files the seed nets read: tiny.prototxt with its sources (the solvers' net), an
-    HDF5 list and file (HDF5Data, when ``with_hdf5``) and an image list with its images
-    (ImageData)."""
+    HDF5 list and file (HDF5Data, when ``with_hdf5``), an image list with its images
+    (ImageData) and an LMDB of Datum records (Data)."""
     import numpy as np
     from PIL import Image
 
@@ -507,6 +513,9 @@ def write_sources(folder: Path, with_hdf5: bool) -> None:
         Image.fromarray(rng.randint(0, 256, (5 + i, 7, 3)).astype(np.uint8)).save(
             folder / f"image{i}.png")
     (folder / "images.txt").write_text("".join(f"image{i}.png {i}\n" for i in range(3)))
+    (folder / "records_lmdb").mkdir(exist_ok=True)      # a Caffe fixture's LMDB (liblmdb's)
+    with np.load(LMDB_FIXTURE) as fixture:
+        (folder / "records_lmdb" / "data.mdb").write_bytes(fixture["file:lmdb:sizes"].tobytes())
 
 
 class Fuzzer:
@@ -536,7 +545,8 @@ class Fuzzer:
             Net(text, TEST, seed=0).save(workdir / f"{name}.deploy.caffemodel")
         for name in self.solvers:
             (workdir / f"{name}.solver").write_text(SOLVER + SOLVERS[name])
-        self.seed_files = {path: path.read_bytes() for path in workdir.iterdir()}
+        self.seed_files = {path: path.read_bytes() for path in workdir.rglob("*")
+                           if path.is_file()}
         self.seed_stats = {path: self._stat(path) for path in self.seed_files}
         for prog, argv, ends in self.seed_runs():
             outcome, detail = run_case(argv, 0, prog)
