@@ -9,6 +9,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from tqdm import tqdm
@@ -23,6 +26,47 @@ TICK_SECONDS = 2.0     # the progress bar and the divergence flags are read this
 NEVER = 2**62          # "no non-finite loss yet" in the device flag's reduction
 CHECKPOINT_GUESS = 0.5   # seconds per member's checkpoint, until one has been timed
 EVAL_COMPILE_GUESS = 60.0   # seconds the first evaluation on CUDA may spend compiling
+
+
+class Trainable(Protocol):
+    """What the loop (`Loop`, `Progress`, harness/train.py) reads of a run: harness/run.py's
+    `Run` (K members as one packed net) and harness/side_by_side.py's `SideBySide` (K solo
+    runs stepped together) both are one."""
+
+    K: int                          # members
+    iter: int
+    max_iter: int
+    members: list                   # their RunOptions and folders
+    spec: Any
+    opts: Any
+    ranks: Any
+    data: Any                       # train_size, classes
+    net: Any                        # its device
+    solver_param: Any               # display, test_interval
+    smoke: bool
+    epochs: float
+    test_size: int
+    global_batch: int
+    loss_sum: torch.Tensor          # per member, on the device
+    first_bad: torch.Tensor         # per member: the first non-finite iteration, or -1
+    label_layers: list
+    restored_progress: list
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def params_per_member(self) -> int: ...
+    @property
+    def epoch(self) -> float: ...
+    @property
+    def rates(self) -> list[float]: ...
+    def record(self, k: int, settings: dict, lr_from: str | None = None) -> None: ...
+    def step(self) -> None: ...
+    def stop_member(self, k: int) -> None: ...
+    def evaluate(self, progress=None) -> list: ...
+    def checkpoint(self, members: Sequence[int] | None = None,
+                   progress: Sequence[dict] | None = None) -> list[Path]: ...
+    def restore(self, paths: Sequence[Path]) -> None: ...
 
 
 class Diverged(AllconvError):
@@ -121,7 +165,7 @@ class Progress:
     each exists (a pack: each member's, separated by /), and the evaluation's progress while
     it runs."""
 
-    def __init__(self, run, opts, ranks, last: dict):
+    def __init__(self, run: Trainable, opts, ranks, last: dict):
         self.label = run.label
         self.bar = tqdm(total=run.max_iter, initial=run.iter, desc=self.label, unit="it",
                         position=opts.position, dynamic_ncols=True,
@@ -155,7 +199,7 @@ class Loop:
     ``display`` iterations under torchrun, where every rank must sync at the same iteration),
     at evaluations, and on the CPU, where reading costs nothing, every iteration."""
 
-    def __init__(self, run, logs: list[MetricsLog] | None, bar: Progress,
+    def __init__(self, run: Trainable, logs: list[MetricsLog] | None, bar: Progress,
                  done_before: list[float]):
         self.run, self.logs, self.bar = run, logs, bar
         self.count = 0

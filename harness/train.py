@@ -24,7 +24,7 @@ from runtime.distributed import SINGLE, Ranks
 from harness import run_folder
 from harness.curves import plot_curves
 from harness.datasets import Data, check_trainable
-from harness.loop import DeferredInterrupt, Diverged, Loop, Progress
+from harness.loop import DeferredInterrupt, Diverged, Loop, Progress, Trainable
 from harness.run import (Run, RunOptions, check_pack, device_name, resolve_precision,
                          run_data, set_precision, whitening_of)
 from harness.run_folder import RunFolder
@@ -122,7 +122,7 @@ def _train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Da
     return outcomes
 
 
-def _loop(run: Run | SideBySide, ranks: Ranks, precision: str, device: torch.device,
+def _loop(run: Trainable, ranks: Ranks, precision: str, device: torch.device,
           entered: float) -> list[dict]:
     """Train ``run`` to its end, a stop or every member's divergence; one outcome each
     (``entered``: when its `train_pack` began, for `StartUp`)."""
@@ -192,7 +192,7 @@ def _loop(run: Run | SideBySide, ranks: Ranks, precision: str, device: torch.dev
     return outcomes
 
 
-def _end_interrupted(run, loop: Loop, ranks: Ranks, bar) -> None:
+def _end_interrupted(run: Trainable, loop: Loop, ranks: Ranks, bar) -> None:
     """A Ctrl-C's end of the loop, after the iteration (and its evaluation): a checkpoint and
     KeyboardInterrupt; a complete run ends as usual (the command's next run stops), and a
     member that diverged since the last read is not checkpointed (its good one stays)."""
@@ -227,7 +227,7 @@ def interrupted(ranks: Ranks, synced: bool) -> bool:
     return stop
 
 
-def _result(run: Run, k: int, last: dict, precision: str, device: torch.device) -> dict:
+def _result(run: Trainable, k: int, last: dict, precision: str, device: torch.device) -> dict:
     member, names = run.members[k], run.data.classes
     opts = member.opts
     return {
