@@ -248,12 +248,12 @@ def write_data_files(case: dict, folder, h5py) -> None:
 
 
 def datum_records(case: dict, db: str) -> list[tuple[bytes, dict]]:
-    """The records of a data case's LMDB ``db`` as (key, Datum fields), in the order they are
-    written. Its spec in ``case["lmdb_files"][db]``: ``key`` (a %-format of the record's
-    index), ``shuffle`` (write in a seeded random order; the database keeps key order) and
-    ``records``, each {``shape`` [C, H, W], ``label``, ``floats``: float_data instead of
-    uint8 data}."""
-    spec = case["lmdb_files"][db]
+    """The records of a data case's database ``db`` as (key, Datum fields), in the order they
+    are written. Its spec in ``case["lmdb_files"][db]`` or ``case["leveldb_files"][db]``:
+    ``key`` (a %-format of the record's index), ``shuffle`` (write in a seeded random order;
+    the database keeps key order) and ``records``, each {``shape`` [C, H, W], ``label``,
+    ``floats``: float_data instead of uint8 data}."""
+    spec = {**case.get("lmdb_files", {}), **case.get("leveldb_files", {})}[db]
     records = []
     for i, record in enumerate(spec["records"]):
         name = f"{db}/{i}"
@@ -265,6 +265,8 @@ def datum_records(case: dict, db: str) -> list[tuple[bytes, dict]]:
         else:
             values = make_input(case["name"], name, {"shape": record["shape"], "kind": "ties",
                                                      "low": 0, "high": 255})
+            if record.get("flat"):      # one value a channel: what Snappy compresses
+                values = np.broadcast_to(values[:, :1, :1], values.shape)
             fields["data"] = values.astype(np.uint8).tobytes()
         records.append(((spec["key"] % i).encode(), fields))
     if spec.get("shuffle"):

@@ -717,7 +717,7 @@ def test_sequence(name):
 @pytest.mark.parametrize("name", cases_of("data"))
 def test_data_layer(name, tmp_path):
     """Data layers against Caffe: every top after each forward, exactly (random tops: shape,
-    range and a refill at each forward, as in Caffe), the Data layer over LMDBs too;
+    range and a refill at each forward, as in Caffe), the Data layer over LMDBs and LevelDBs;
     HDF5Output's file against Caffe's."""
     from runtime.net import Net
 
@@ -726,11 +726,13 @@ def test_data_layer(name, tmp_path):
     if meta.get("h5_files") or meta.get("output_file"):
         h5py = pytest.importorskip("h5py", reason="HDF5 layers need h5py (the hdf5 extra)")
     ff.write_data_files(meta, tmp_path, h5py)
-    with load(name) as z:       # Caffe's LMDBs, as the lmdb package wrote them
-        for key in z.files:
-            if key.startswith("file:lmdb:"):
-                (tmp_path / key[len("file:lmdb:"):]).mkdir()
-                (tmp_path / key[len("file:lmdb:"):] / "data.mdb").write_bytes(z[key].tobytes())
+    with load(name) as z:       # the case's databases, as the lmdb and plyvel packages wrote
+        for key in z.files:     # them: file:lmdb:NAME (its data.mdb), file:leveldb:NAME/FILE
+            kind, _, place = key.partition(":")[2].partition(":")
+            if kind in ("lmdb", "leveldb"):
+                path = tmp_path / (f"{place}/data.mdb" if kind == "lmdb" else place)
+                path.parent.mkdir(exist_ok=True)
+                path.write_bytes(z[key].tobytes())
     net = Net(meta["prototxt"].replace(ff.DIR, str(tmp_path)), getattr(pb, meta["phase"]),
               seed=7)
     inputs = make_inputs(meta) if meta["inputs"] else {}

@@ -12,6 +12,7 @@ import torch
 
 from runtime.data import open_source
 from runtime.data.datum import DatumFeed
+from runtime.data.leveldb_file import LevelDbFile
 from runtime.data.lmdb_file import LmdbFile
 from runtime.errors import AllconvError
 from runtime.proto import pb
@@ -224,22 +225,62 @@ def test_an_empty_database_is_refused():
         DatumFeed(Records(), "db")
 
 
+def fixture_leveldb(tmp_path, name="sizes") -> Path:
+    """The data_leveldb case's LevelDB ``name`` written out from its fixture, as a folder."""
+    folder = tmp_path / name
+    folder.mkdir()
+    with np.load(FIXTURES / "data_leveldb.npz") as z:
+        for key in z.files:
+            if key.startswith(f"file:leveldb:{name}/"):
+                (folder / key.rsplit("/", 1)[1]).write_bytes(z[key].tobytes())
+    return folder
+
+
+def test_the_leveldb_reader_gives_the_newest_live_records_in_key_order(tmp_path):
+    """Records written twice (the older in table files, half the newer in the log) and keys
+    deleted: the newest version of each live key, sorted (Caffe's tops for them are in
+    test_caffe_fixtures.py)."""
+    db = LevelDbFile(fixture_leveldb(tmp_path))
+    assert [db.key(i) for i in range(len(db))] == [b"%05d" % i for i in range(40)]
+    assert [pb.Datum.FromString(db[i]).label for i in range(len(db))] == list(range(40))
+
+
+def test_damaged_leveldb_files_give_one_line_naming_the_file(tmp_path):
+    """Truncations and byte flips of each file of a real LevelDB: read, or refused as an
+    AllconvError naming the file; never another exception."""
+    folder = fixture_leveldb(tmp_path)
+    rng = random.Random(7)
+    refused = 0
+    for path in sorted(p for p in folder.iterdir() if p.name != "CURRENT"):
+        good = path.read_bytes()
+        for trial in range(60):
+            damaged = bytearray(good[:rng.randrange(len(good))] if trial % 4 == 0 else good)
+            for _ in range(0 if trial % 4 == 0 else rng.randint(1, 3)):
+                damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+            path.write_bytes(bytes(damaged))
+            try:
+                LevelDbFile(folder)
+            except AllconvError as err:
+                assert str(err).startswith(f"{folder}/") and "\n" not in str(err), err
+                refused += 1
+        path.write_bytes(good)
+    assert refused > 30
+
+
 def test_the_backend_must_name_the_database(tmp_path):
     """Caffe opens the source with data_param.backend (LEVELDB by default) and fails on the
-    other kind; a LevelDB is refused by name."""
+    other kind."""
     folder = fixture_lmdb(tmp_path)
     with pytest.raises(AllconvError, match=r"is an LMDB database, but data_param.backend is "
                                            r"LEVELDB \(Caffe's default\): set backend: LMDB"):
         open_source(str(folder), pb.TEST, pb.DataParameter.LEVELDB)
     assert open_source(str(folder), pb.TEST, pb.DataParameter.LMDB).sample_shape == (3, 9, 9)
-    leveldb = tmp_path / "level"
-    leveldb.mkdir()
-    for name in ("CURRENT", "MANIFEST-000002", "000003.log"):
-        (leveldb / name).write_bytes(b"")
-    with pytest.raises(AllconvError, match="is a LevelDB database; the runtime reads no LevelDB: "
-                                           "convert it to an LMDB"):
-        open_source(str(leveldb), pb.TEST)
-    with pytest.raises(AllconvError, match="is a LevelDB database; the runtime reads no"):
+    (tmp_path / "level").mkdir()
+    leveldb = fixture_leveldb(tmp_path / "level")
+    with pytest.raises(AllconvError, match="is a LevelDB database, but data_param.backend is "
+                                           "LMDB: set backend: LEVELDB"):
         open_source(str(leveldb), pb.TEST, pb.DataParameter.LMDB)
+    assert len(open_source(str(leveldb), pb.TEST, pb.DataParameter.LEVELDB,
+                           pb.TransformationParameter(crop_size=6)).db) == 40
     with pytest.raises(AllconvError, match=f"name the LMDB's folder, {folder}, as Caffe does"):
         open_source(str(folder / "data.mdb"), pb.TEST)

@@ -9,6 +9,8 @@ import torch
 
 from runtime.data import cifar
 from runtime.data.datasets import CIFAR_RELEASE, DATASETS
+from runtime.data.leveldb_file import LevelDbFile
+from runtime.data.lmdb_file import LmdbFile
 from runtime.errors import AllconvError
 from runtime.files import atomic_writer, missing, read_npz
 
@@ -43,9 +45,9 @@ class Source:
 def open_source(source: str, phase: int, backend: int | None = None, transform=None):
     """Open a Data layer's ``source``: a ``.npz`` from save_npz_source, a folder holding a
     CIFAR release's files (TRAIN phase reads its train split, TEST its test split; raw pixel
-    values 0-255 as floats, the layout of Caffe's convert_cifar_data), or an LMDB of Caffe
-    Datum records (`runtime.data.datum`; ``backend`` is data_param's, checked as Caffe opens
-    the database; ``transform``, the layer's transform_param, says how an encoded record
+    values 0-255 as floats, the layout of Caffe's convert_cifar_data), or an LMDB or LevelDB
+    of Caffe Datum records (`runtime.data.datum`; ``backend`` is data_param's, checked as
+    Caffe opens the database; ``transform``, the layer's transform_param, says how an encoded record
     decodes and whether a crop lets records differ in size). The files are read as they are,
     official or a subset made by hand in their format, as Caffe's Data layer reads any
     database: nothing here is whitened or cached by their md5s.
@@ -79,9 +81,8 @@ NO_LARGE_FILE = ("no command writes Large All-CNN's data: `replicate large-all-c
                  "(runtime.data.source.save_npz_source), or the data itself")
 
 
-NO_LEVELDB = ("the runtime reads no LevelDB: convert it to an LMDB (convert_imageset "
-              "--backend=lmdb, convert_cifar_data ... lmdb), or give a .npz of data "
-              "and labels (runtime.data.source.save_npz_source)")
+# data_param.backend: (its name in a sentence, its reader)
+DATABASES = {"LMDB": ("an LMDB", LmdbFile), "LEVELDB": ("a LevelDB", LevelDbFile)}
 
 
 def _caffe_database(path: Path) -> str | None:
@@ -94,20 +95,20 @@ def _caffe_database(path: Path) -> str | None:
 
 
 def _open_database(path: Path, found: str, backend: int | None, transform):
-    """A DatumFeed over the LMDB at ``path`` (``found``: its backend); a LevelDB is refused,
-    and so is a ``backend`` other than LMDB, as Caffe fails to open the database."""
+    """A DatumFeed over the LMDB or LevelDB at ``path`` (``found``: its backend); a
+    ``backend`` of the other kind is refused, as Caffe fails to open the database."""
     from runtime.data.datum import DatumFeed
-    from runtime.data.lmdb_file import LmdbFile
     from runtime.proto import pb
 
-    if found == "LEVELDB":
-        raise AllconvError(f"data source {path} is a LevelDB database; {NO_LEVELDB}")
-    if backend is not None and backend != pb.DataParameter.LMDB:
-        raise AllconvError(f"data source {path} is an LMDB database, but data_param.backend "
-                           "is LEVELDB (Caffe's default): set backend: LMDB")
+    given = None if backend is None else pb.DataParameter.DB.Name(backend)
+    if given not in (None, found):
+        default = " (Caffe's default)" if given == "LEVELDB" else ""
+        raise AllconvError(f"data source {path} is {DATABASES[found][0]} database, but "
+                           f"data_param.backend is {given}{default}: set backend: {found}")
+    db = DATABASES[found][1](path)
     if transform is None:
-        return DatumFeed(LmdbFile(path), path)
-    return DatumFeed(LmdbFile(path), path, transform.force_color, transform.force_gray,
+        return DatumFeed(db, path)
+    return DatumFeed(db, path, transform.force_color, transform.force_gray,
                      same_size=not transform.crop_size)
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds a second reference Caffe like ../shared/tools/build-reference-caffe.sh, but with its
-# database backends (LMDB and LevelDB), for the Data layer's LMDB fixtures
-# (CAFFE_PREFIX=/opt/reference-caffe-db make_fixtures.sh --only data_lmdb). It runs that
+# database backends (LMDB and LevelDB), for the Data layer's database fixtures
+# (CAFFE_PREFIX=/opt/reference-caffe-db make_fixtures.sh --only data_lmdb data_leveldb). It runs that
 # script with the backends compiled in: the fork's CMake files ignore USE_LMDB/USE_LEVELDB,
 # so they are given as defines and libraries. That script's last check, `import caffe`, needs
 # scikit-image, which pycaffe_import.py does without.

@@ -582,6 +582,9 @@ def data_cases():
     floats = {"key": "%05d", "shuffle": True,
               "records": [{"shape": [2, 4, 4], "label": 10 + i, "floats": True}
                           for i in range(5)]}
+    leveldb_sizes = {"key": "%05d", "shuffle": True,
+                     "records": [{"shape": [3, 12, 12] if i % 3 else [3, 6, 7], "label": i,
+                                  "flat": i % 2 == 0} for i in range(40)]}
     sizes = {"key": "%08d_image", "shuffle": True,      # a leaf per few records, overflow pages
              "records": [{"shape": [3, 27, 27] if i % 2 else [3, 9, 9], "label": i % 10}
                          for i in range(30)]}
@@ -617,6 +620,18 @@ def data_cases():
                   "in batches of 3 wrapping around; float_data records written out of key "
                   "order, read in key order, centre-cropped at TEST",
                   lmdb_files={"pixels": pixels, "floats": floats}),
+        data_case("leveldb", "TEST", [
+            L("pixels", "Data", (), ["data", "label"],
+              f'data_param {{ source: "{d}/pixels" batch_size: 4 }} '
+              "transform_param { scale: 0.25 mean_value: 7 }"),
+            L("sizes", "Data", (), ["s"],
+              f'data_param {{ source: "{d}/sizes" backend: LEVELDB batch_size: 3 }} '
+              "transform_param { crop_size: 6 }")], 5,
+                  "LevelDBs of Datum records (Caffe's default backend, and named): every record "
+                  "written twice (an older version with another label, over several table "
+                  "files and the log), deleted keys among them; records of two sizes under a "
+                  "TEST crop, Snappy-compressed blocks",
+                  leveldb_files={"pixels": pixels, "sizes": leveldb_sizes}),
         data_case("lmdb_sizes", "TEST", [
             L("sizes", "Data", (), ["data", "label"],
               f'data_param {{ source: "{d}/sizes" backend: LMDB batch_size: 4 }} '
@@ -627,15 +642,52 @@ def data_cases():
     ]
 
 
-def lmdb_unreadable(caffe) -> str | None:
-    """Why the LMDB data cases cannot run here, if they cannot: this Caffe was built without
-    LMDB (its Data layer would abort the process), or the lmdb package is missing."""
-    library = Path(caffe.__file__).parent / "_caffe.so"
-    if b"mdb_env_open" not in library.read_bytes():
-        return f"{library} was built without LMDB (USE_LMDB=OFF)"
-    if importlib.util.find_spec("lmdb") is None:
-        return "no lmdb package for this python (make_fixtures.sh installs one)"
+def databases_unreadable(caffe) -> str | None:
+    """Why the LMDB and LevelDB data cases cannot run here, if they cannot: this Caffe was
+    built without them (its Data layer would abort the process), or the lmdb or plyvel
+    package (to write them) is missing."""
+    library = (Path(caffe.__file__).parent / "_caffe.so").read_bytes()
+    for symbol, backend, package in ((b"mdb_env_open", "LMDB", "lmdb"),
+                                     (b"leveldb", "LevelDB", "plyvel")):
+        if symbol not in library:
+            return f"{caffe.__file__}'s _caffe.so was built without {backend}"
+        if importlib.util.find_spec(package) is None:
+            return f"no {package} package for this python (make_fixtures.sh installs one)"
     return None
+
+
+def write_leveldb_files(case: dict, folder: Path, caffe_pb2) -> dict:
+    """Write a data case's LevelDBs (``leveldb_files``) into ``folder`` with plyvel (the
+    binding of LevelDB, which Caffe's convert tools write with): every record first with its
+    label + 100, then as it is, and keys deleted among them; the first half compacted into
+    table files, the newer versions of the rest in the log; the files' bytes, as npz entries
+    ``file:leveldb:<name>/<file>``."""
+    import plyvel
+
+    def datum(fields, label_offset=0):
+        return caffe_pb2.Datum(**{**fields, "label": fields["label"] + label_offset}) \
+            .SerializeToString()
+    entries = {}
+    for name in case.get("leveldb_files", {}):
+        records = ff.datum_records(case, name)
+        half = len(records) // 2
+        db = plyvel.DB(str(folder / name), create_if_missing=True, block_size=1024)
+        for key, fields in records:                 # older versions, and keys to delete
+            db.put(key, datum(fields, 100))
+            db.put(key + b"_gone", b"deleted below")
+        for key, fields in records[:half]:
+            db.put(key, datum(fields))
+        db.compact_range()                          # into table files (Snappy blocks)
+        for key, fields in records[half:]:          # newer than the tables': in the log
+            db.put(key, datum(fields))
+        for key, _ in records:
+            db.delete(key + b"_gone")
+        db.close()
+        for path in sorted((folder / name).iterdir()):
+            if path.name not in ("LOCK", "LOG", "LOG.old"):
+                entries[f"file:leveldb:{name}/{path.name}"] = np.frombuffer(path.read_bytes(),
+                                                                            np.uint8)
+    return entries
 
 
 def write_lmdb_files(case: dict, folder: Path, caffe_pb2) -> dict:
@@ -1176,7 +1228,8 @@ class CaffeRunner:
         caffe = self.caffe
         folder = self.work / "data" / case["name"]
         folder.mkdir(parents=True, exist_ok=True)
-        files = write_lmdb_files(case, folder, self.pb)
+        files = {**write_lmdb_files(case, folder, self.pb),
+                 **write_leveldb_files(case, folder, self.pb)}
         text = case["prototxt"].replace(ff.DIR, str(folder))
         net = caffe.Net(self.write_tmp(case["name"] + ".prototxt", text),
                         getattr(caffe, case["phase"]))
@@ -1315,11 +1368,13 @@ def caffe_step(work: Path, out: Path, only: list[str]) -> None:
     if missing:
         print(f"WARNING: no files for {missing} (h5py missing in the venv); skipped")
         cases = [c for c in cases if c["name"] not in missing]
-    unread = lmdb_unreadable(caffe)
-    if unread and any(c.get("lmdb_files") for c in cases):
-        print(f"WARNING: {unread}; the LMDB data cases are skipped and their fixtures kept "
-              "(tools/caffe_reference/build-reference-caffe-db.sh builds a Caffe with LMDB)")
-        kept = {c["name"] for c in cases if c.get("lmdb_files")}
+    unread = databases_unreadable(caffe)
+    databases = [c for c in cases if c.get("lmdb_files") or c.get("leveldb_files")]
+    if unread and databases:
+        print(f"WARNING: {unread}; the LMDB and LevelDB data cases are skipped and their "
+              "fixtures kept (tools/caffe_reference/build-reference-caffe-db.sh builds a Caffe "
+              "with both)")
+        kept = {c["name"] for c in databases}
         cases = [c for c in cases if c["name"] not in kept]
     else:
         kept = set()

@@ -38,9 +38,9 @@ fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/allconv_fixtures.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-# the LMDB data cases write their databases with the lmdb package (liblmdb's binding)
-"$CAFFE_PYTHON" -m pip install -q --target "$work/pylib" lmdb >/dev/null 2>&1 \
-  || echo "make_fixtures.sh: could not install the lmdb package; the LMDB cases will be skipped"
+# the LMDB and LevelDB data cases write their databases with the lmdb and plyvel packages
+"$CAFFE_PYTHON" -m pip install -q --target "$work/pylib" lmdb plyvel >/dev/null 2>&1 \
+  || echo "make_fixtures.sh: could not install lmdb and plyvel; the database cases are skipped"
 caffe_env=(env "PYTHONPATH=$CAFFE_PREFIX/python:$repo/tools/caffe_reference:$work/pylib"
            GLOG_minloglevel=2)
 cd "$repo"
