@@ -184,15 +184,31 @@ def _choice(value: str, allowed, path: Path, key: str) -> str:
 def _init(data: dict, path: Path) -> Init:
     _choice(data["weight_filler"], sorted(FILLERS), path, "init.weight_filler")
     fields = pb.FillerParameter.DESCRIPTOR.fields_by_name
-    for key in data["weight_filler_args"]:
+    for key, value in data["weight_filler_args"].items():
         if key not in fields or key == "type":
             raise AllconvError(f"{path}: unknown key 'init.weight_filler_args.{key}'; valid "
                                f"keys: {', '.join(f for f in fields if f != 'type')}")
+        _check_filler_arg(fields[key], value, path, f"init.weight_filler_args.{key}")
     return Init(weight_filler=Filler(data["weight_filler"],
                                      tuple(data["weight_filler_args"].items())),
                 bias_filler=constant_filler(data["bias_value"]),
                 weight_lr_mult=data["weight_lr_mult"], weight_decay_mult=data["weight_decay_mult"],
                 bias_lr_mult=data["bias_lr_mult"], bias_decay_mult=data["bias_decay_mult"])
+
+
+def _check_filler_arg(field, value, path: Path, key: str) -> None:
+    """A FillerParameter field's value as caffe.proto types it: an enum value's name, an
+    integer, or a finite number."""
+    if field.enum_type is not None:
+        names = [v.name for v in field.enum_type.values]
+        if value not in names:
+            raise AllconvError(f"{path}: '{key}' is {value!r}; expected one of "
+                               f"{', '.join(names)}")
+    else:
+        is_int = field.cpp_type in (field.CPPTYPE_INT32, field.CPPTYPE_INT64)
+        _check_value(value, Number(int if is_int else float, low=None), path, key)
+        if is_int and not -2**31 <= value < 2**31:
+            raise AllconvError(f"{path}: '{key}' {value} is past the int32 range")
 
 
 def _check_fit(variant: Variant, dataset: Dataset, augmentation: str, path: Path) -> None:

@@ -217,8 +217,11 @@ def _string_end(text: str, start: int, out: list[str]) -> int:
     closing quote for each, so that what follows keeps its column."""
     quote, i, n, dropped = text[start], start + 1, len(text), 0
     value, places = bytearray(), []     # the string's bytes, and where each one is written
+    escaped_high = False                # an escape wrote a byte past ASCII
     while i < n and text[i] not in (quote, "\n"):
         at = i
+        if text[i] == "\0":        # the end of C++'s buffer
+            raise TextSyntaxError(text, i, "Unexpected end of string.")
         if text[i] == "\\":
             match = _ESCAPE.match(text, i)
             if not match:
@@ -234,15 +237,25 @@ def _string_end(text: str, start: int, out: list[str]) -> int:
             else:
                 written = _escaped_bytes(match.group())
                 if written is None:
-                    raise TextSyntaxError(text, i,
-                                          _NOT_UTF8.format(f"the escape {match.group()}"))
+                    raise TextSyntaxError(text, i, _NOT_UTF8.format(
+                        f"the escape {match.group()}") if int(match.group()[2:], 16) < 0x110000
+                        else f"the escape {match.group()} is past U+10FFFF (C++ keeps its "
+                             "characters as they are written; this parser refuses it)")
+                if match.group()[1].isdigit() and int(match.group()[1:], 8) > 0o377:
+                    # C++ wraps it to a byte; Python refuses it: the same byte, 3 digits
+                    out[i:match.end()] = list(f"\\{written[0]:03o}")
                 i = match.end()
         elif _is_foreign(text[i]):
-            raise TextSyntaxError(text, i, _NOT_UTF8.format("a byte of this string"))
+            raise TextSyntaxError(text, i, _NOT_UTF8.format("a byte of this string") if not
+                                  escaped_high else "a byte of this string that is not UTF-8 "
+                                  "on its own, written raw beside escaped bytes: this parser "
+                                  "reads it alone; write the character as UTF-8 text or as "
+                                  "escapes")
         else:
             written, i = text[i].encode("utf-8"), i + 1
         value += written
         places += [at] * len(written)
+        escaped_high = escaped_high or (text[at] == "\\" and max(written, default=0) > 0x7F)
     if i == n:
         raise TextSyntaxError(text, i, "Unexpected end of string.")
     if text[i] == "\n":

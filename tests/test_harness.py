@@ -147,6 +147,11 @@ def test_reproductions_hold_every_paper_row():
     (("tolerance = 0.5", "tolerance = -3"), "'paper.tolerance' must be 0 or more, not -3"),
     (("tolerance = 0.5", "tolerance = inf"), "'paper.tolerance' must be a finite number"),
     (("lr_grid = [0.25, 0.1, 0.05, 0.01]", "lr_grid = []"), "'training.lr_grid' must be a list"),
+    # the filler's arguments as caffe.proto types them
+    (('{ variance_norm = "FAN_IN" }', '{ variance_norm = "FAN_OUTX" }'),
+     "'init.weight_filler_args.variance_norm' is 'FAN_OUTX'; expected one of FAN_IN, FAN_OUT"),
+    (('{ variance_norm = "FAN_IN" }', "{ std = nan }"),
+     "'init.weight_filler_args.std' must be a finite number, not nan"),
     (("[paper]", "[paper"), "all-cnn-c.toml: "),
 ])
 def test_spec_errors_name_file_and_key(tmp_path, edit, message):

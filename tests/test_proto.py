@@ -460,7 +460,8 @@ def test_text_that_caffes_parser_takes_is_taken(tmp_path):
     # a surrogate pair of \u escapes is one code point in C++; the column after it holds
     assert prototxt.parse_net('name: "\\ud83d\\ude00"').name == "\U0001F600"
     # a raw byte that is not UTF-8 stays refused, beside escapes too
-    with pytest.raises(AllconvError, match="1:12: a byte of this string is not UTF-8 text"):
+    with pytest.raises(AllconvError, match="1:12: a byte of this string that is not UTF-8 on "
+                                           "its own, written raw beside escaped bytes"):
         prototxt.parse_net(b'name: "\\303\xa9x"'.decode("utf-8", "surrogateescape"))
     with pytest.raises(AllconvError, match=r"^n.prototxt:1:23: .*has no field named \"x\""):
         prototxt.parse_net('name: "\\ud83d\\ude00" x: 1', "n.prototxt")
@@ -479,6 +480,18 @@ def test_a_cut_short_caffemodel_as_a_prototxt_is_named_binary(tmp_path):
         prototxt.read_net(cut)
 
 
+def test_string_escapes_and_bytes_read_as_caffes_parser_reads_them():
+    """Held-out mutations against real Caffe: a raw NUL ends the string there (it was taken);
+    an octal escape past \\377 wraps to a byte (Python's codec message before)."""
+    with pytest.raises(AllconvError, match=r"^n.prototxt:1:9: Unexpected end of string\.$"):
+        prototxt.parse_net('name: "a\0b"', "n.prototxt")
+    assert prototxt.parse_net('name: "\\400" force_backward: true').name == "\0"
+    with pytest.raises(AllconvError, match="the escape \\\\U00110000 is past U\\+10FFFF"):
+        prototxt.parse_net('name: "\\U00110000"')
+    with pytest.raises(AllconvError, match="written raw beside escaped bytes"):
+        prototxt.parse_net(b'name: "\\303\xa9"'.decode("utf-8", "surrogateescape"))
+
+
 @pytest.mark.parametrize("blank, column, byte", [("\u00a0", 1, 194), ("\u3000", 8, 227),
                                                  ("\u2028", 1, 226)])
 def test_a_blank_outside_ascii_is_refused_as_caffe_refuses_it(blank, column, byte):
@@ -493,8 +506,10 @@ def test_a_blank_outside_ascii_is_refused_as_caffe_refuses_it(blank, column, byt
 TEXT_CASES = json.loads((Path(__file__).parent / "fixtures" / "text_format_cases.json")
                         .read_text())
 # Real Caffe takes a string that is not UTF-8 (a raw byte, or an escape making one); the names
-# it makes cannot be read by pycaffe, and allconv refuses them with their position.
-NOT_UTF8 = {"string15", "string19", "string20", "string23", "string25", "around12"}
+# it makes cannot be read by pycaffe, and allconv refuses them with their position; and a \U
+# escape past U+10FFFF, which Caffe keeps as its characters, allconv refuses too.
+NOT_UTF8 = {"string15", "string19", "string23", "string25", "around12"}
+PAST_UNICODE = {"string20"}
 
 
 @pytest.mark.parametrize("case", TEXT_CASES, ids=[c["name"] for c in TEXT_CASES])
@@ -504,9 +519,10 @@ def test_text_is_read_as_real_caffe_read_it(tmp_path, case):
     path = tmp_path / "n.prototxt"
     path.write_bytes(case["text"].encode("latin-1"))
     caffe = case["caffe"]
-    if "error" in caffe or case["name"] in NOT_UTF8:
+    if "error" in caffe or case["name"] in NOT_UTF8 | PAST_UNICODE:
         line, column, _ = caffe.get("error", (None, None, None))
-        where = rf"{line}:{column}: " if line else r"\d+:\d+: .*not UTF-8"
+        where = rf"{line}:{column}: " if line else r"\d+:\d+: .*" + (
+            "not UTF-8" if case["name"] in NOT_UTF8 else r"past U\+10FFFF")
         with pytest.raises(AllconvError, match=rf"^{re.escape(str(path))}:{where}"):
             prototxt.read_net(path)
         return

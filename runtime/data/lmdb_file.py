@@ -21,7 +21,7 @@ from runtime.errors import AllconvError
 MAGIC, VERSION = 0xBEEFC0DE, 1
 PAGE_HEADER = 16                    # page number (8), pad (2), flags (2), lower/upper (2+2)
 NODE_HEADER = 8                     # lo, hi, flags, key size: four uint16
-P_BRANCH, P_LEAF, P_OVERFLOW, P_LEAF2 = 0x01, 0x02, 0x04, 0x20
+P_BRANCH, P_LEAF, P_LEAF2 = 0x01, 0x02, 0x20
 F_BIGDATA, F_SUBDATA, F_DUPDATA = 0x01, 0x02, 0x04
 MDB_DUPSORT = 0x04
 NO_ROOT = 2**64 - 1                 # an empty database's root
@@ -109,15 +109,13 @@ class LmdbFile:
     def _page(self, number: int) -> tuple[int, int, int]:
         """(offset, flags, node count) of page ``number``, checked, and seen only once."""
         offset = number * self.page_size
-        if offset + self.page_size > len(self._map):
+        if offset + PAGE_HEADER > len(self._map):
             self._fail(f"page {number} lies past the end of the file")
         if number in self._seen:
             self._fail(f"page {number} is reached twice in its tree")
         self._seen.add(number)
-        stored, _, flags, lower = struct.unpack_from("<QHHH", self._map, offset)
-        if stored != number:
-            self._fail(f"page {number} says it is page {stored}")
-        if flags & P_LEAF2:
+        _, _, flags, lower = struct.unpack_from("<QHHH", self._map, offset)   # (liblmdb reads
+        if flags & P_LEAF2:                                  # no page's own number either)
             self._fail(f"page {number} is a LEAF2 page of a duplicate-key database")
         if not flags & (P_BRANCH | P_LEAF):
             self._fail(f"page {number} is neither a branch nor a leaf page (flags {flags:#x})")
@@ -130,12 +128,14 @@ class LmdbFile:
         if depth > MAX_DEPTH:
             self._fail(f"its tree is deeper than {MAX_DEPTH} levels")
         offset, flags, count = self._page(number)
-        end = offset + self.page_size
+        end = min(offset + self.page_size, len(self._map))     # a last page may be cut short
+        if offset + PAGE_HEADER + 2 * count > end:
+            self._fail(f"page {number} is cut short")
         pointers = struct.unpack_from(f"<{count}H", self._map, offset + PAGE_HEADER)
         for pointer in pointers:
             node = offset + pointer
             lo, hi, node_flags, key_size = struct.unpack_from("<4H", self._map, node) \
-                if PAGE_HEADER <= pointer <= self.page_size - NODE_HEADER else (0, 0, 0, end)
+                if PAGE_HEADER <= pointer and node + NODE_HEADER <= end else (0, 0, 0, end)
             key = node + NODE_HEADER
             if key + key_size > end:
                 self._fail(f"page {number} has a node outside it")
@@ -160,11 +160,7 @@ class LmdbFile:
         offset = number * self.page_size
         if offset + PAGE_HEADER > len(self._map):
             self._fail(f"overflow page {number} lies past the end of the file")
-        stored, _, flags, pages = struct.unpack_from("<QHHI", self._map, offset)
-        if stored != number or not flags & P_OVERFLOW:
-            self._fail(f"page {number} is not the overflow page a value points to")
-        if PAGE_HEADER + size > pages * self.page_size or \
-                offset + PAGE_HEADER + size > len(self._map):
-            self._fail(f"a {size}-byte value does not fit its {pages} overflow page(s) "
-                       f"from page {number}")
+        if offset + PAGE_HEADER + size > len(self._map):    # (liblmdb reads the value from
+            self._fail(f"a {size}-byte value from overflow page {number} runs past the "
+                       "end of the file")                     # there, its header unread)
         return offset + PAGE_HEADER
