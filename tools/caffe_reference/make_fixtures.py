@@ -628,9 +628,9 @@ def data_cases():
               f'data_param {{ source: "{d}/sizes" backend: LEVELDB batch_size: 3 }} '
               "transform_param { crop_size: 6 }")], 5,
                   "LevelDBs of Datum records (Caffe's default backend, and named): every record "
-                  "written twice (an older version with another label, over several table "
-                  "files and the log), deleted keys among them; records of two sizes under a "
-                  "TEST crop, Snappy-compressed blocks",
+                  "written twice (an older version with another label in a table file, the "
+                  "newer of half the records in the log), deleted keys among them; records of "
+                  "two sizes under a TEST crop, Snappy-compressed blocks",
                   leveldb_files={"pixels": pixels, "sizes": leveldb_sizes}),
         data_case("lmdb_sizes", "TEST", [
             L("sizes", "Data", (), ["data", "label"],
