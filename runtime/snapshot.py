@@ -93,13 +93,13 @@ def restore(state_path, net, optimizer, schedule, weights=None, require_all=Fals
 def _find_learned_net(learned_net: str, state_path: str) -> str:
     """``learned_net`` as written, else relative to the .solverstate's folder, else its file
     name in that folder (a snapshot folder that was moved)."""
+    if not learned_net:         # Caffe opens "" and fails: "File not found"
+        raise AllconvError(f"{state_path}: learned_net is set but empty")
     base = os.path.dirname(state_path)
     candidates = [learned_net]
     if not os.path.isabs(learned_net):
         candidates.append(os.path.join(base, learned_net))
     candidates.append(os.path.join(base, os.path.basename(learned_net)))
-    if not learned_net:         # Caffe opens "" and fails: "File not found"
-        raise AllconvError(f"{state_path}: learned_net is set but empty")
     for candidate in candidates:
         if os.path.isfile(candidate):
             return candidate

@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError
 from runtime.data import jpeg
 from runtime.data.image_list import check_same_size, read_image
 from runtime.errors import AllconvError
+from runtime.proto import pb
 
 
 class DatumFeed:
@@ -106,8 +107,6 @@ class DatumFeed:
 
 def _parsed(record: bytes, name: str):
     """The Datum a record holds; another message is an AllconvError naming it."""
-    from runtime.proto import pb
-
     datum = pb.Datum()
     try:
         datum.ParseFromString(record)

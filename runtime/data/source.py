@@ -9,10 +9,12 @@ import torch
 
 from runtime.data import cifar
 from runtime.data.datasets import CIFAR_RELEASE, DATASETS
+from runtime.data.datum import DatumFeed
 from runtime.data.leveldb_file import LevelDbFile
 from runtime.data.lmdb_file import LmdbFile
 from runtime.errors import AllconvError
 from runtime.files import atomic_writer, missing, read_npz
+from runtime.proto import pb
 
 PHASE_SPLITS = {0: "train", 1: "test"}   # Caffe's Phase: TRAIN, TEST
 
@@ -97,9 +99,6 @@ def _caffe_database(path: Path) -> str | None:
 def _open_database(path: Path, found: str, backend: int | None, transform):
     """A DatumFeed over the LMDB or LevelDB at ``path`` (``found``: its backend); a
     ``backend`` of the other kind is refused, as Caffe fails to open the database."""
-    from runtime.data.datum import DatumFeed
-    from runtime.proto import pb
-
     given = None if backend is None else pb.DataParameter.DB.Name(backend)
     if given not in (None, found):
         default = " (Caffe's default)" if given == "LEVELDB" else ""
