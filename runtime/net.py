@@ -28,6 +28,21 @@ from runtime.prototxt import read_net
 log = logging.getLogger("allconv.net")
 
 
+class ZeroLoss(torch.autograd.Function):
+    """A loss of 0 whose gradient is 0 for ``top``: it makes autograd run the backward of the
+    layer that wrote ``top`` where no loss reaches it, as Caffe runs every layer that needs
+    backward (``Layer.backward_runs_unreached``)."""
+
+    @staticmethod
+    def forward(ctx, top):
+        ctx.shape = top.shape
+        return top.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.new_zeros(ctx.shape)
+
+
 class DiffPassesDown(torch.autograd.Function):
     """``top`` as it is, whose gradient also goes unchanged to ``bottom``: an in-place layer
     that does not propagate down leaves its top's diff in the memory its bottom shares."""
@@ -110,7 +125,8 @@ class Net(nn.Module):
         self._plan_diffs()
         # Caffe reshapes every layer in each forward, so a layer below a Filter reshapes to its
         # bottoms' sizes then (Reduction MEAN's count, Slice's parts)
-        self._reshaped_in_forward = data_sized(self.layers)[0]
+        self._reshaped_in_forward = [below and not layer.reshapes_in_forward for below, layer
+                                     in zip(data_sized(self.layers)[0], self.layers)]
         self.blobs = OrderedDict((name, Blob(self, name)) for name in self._shapes)
         self.layer_dict = OrderedDict(zip(self.layer_names, self.layers))   # pycaffe's
         if weights is not None:
@@ -232,7 +248,7 @@ class Net(nn.Module):
                 for blob in layer.blobs.owners():     # every param diff, whatever its lr_mult
                     blob.requires_grad_(True)
                 self._frozen_uses[i] = ()
-        self._cut = plan.cut
+        self._cut, self._layer_need = plan.cut, plan.layer_need
         writers = {top: i for i, layer in enumerate(self.layers) for top in layer.tops}
         self._runs_backward = {top: plan.layer_need[i] for top, i in writers.items()}
         self._plan_bottom_diffs(plan)
@@ -476,6 +492,12 @@ class Net(nn.Module):
                         if frozen else layer(*bottoms))
                 if self._cut[i]:        # no Backward: nothing reaches its params or bottoms
                     tops = tuple(t.detach() for t in tops)
+                if layer.backward_runs_unreached and self._layer_need[i] \
+                        and torch.is_grad_enabled():
+                    for top in tops:
+                        if top.requires_grad:
+                            term = ZeroLoss.apply(top)
+                            total = term if total is None else total + term
                 for j in self._passed_diffs[i]:
                     below = values[layer.bottoms[j]]
                     if below.requires_grad:

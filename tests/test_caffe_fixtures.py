@@ -29,6 +29,7 @@ The largest error per category is collected in ``ERRORS`` and printed at the end
 from __future__ import annotations
 
 import math
+import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -44,6 +45,8 @@ from runtime.proto import pb
 pytestmark = pytest.mark.filterwarnings("ignore:.*has no weight_filler:UserWarning")
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# the Python layers' module, which Caffe imported from its PYTHONPATH
+sys.path.insert(0, str(FIXTURES / "python_layers"))
 FIXTURE_FILES = sorted(FIXTURES.glob("*.npz"))
 REGENERATE = "re-run tools/caffe_reference/make_fixtures.sh"
 

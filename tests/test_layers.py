@@ -776,6 +776,10 @@ def test_unknown_type_lists_supported_types():
     with pytest.raises(AllconvError, match="layer 'r' \\(Relu\\): unknown layer type; Caffe's "
                                            "types are case-sensitive: ReLU\\? \\(supported"):
         build("name: 'r' type: 'Relu' bottom: 'x' top: 'y'", (1,))
+    with pytest.raises(AllconvError, match="layer 'c' \\(Convolutoin\\): unknown layer type "
+                                           "\\(did you mean Convolution, Deconvolution\\?\\) "
+                                           "\\(supported: AbsVal"):
+        build("name: 'c' type: 'Convolutoin' bottom: 'x' top: 'y'", (1,))
     assert {"Input", "Data", "Convolution", "Pooling", "ReLU", "Dropout", "InnerProduct",
             "Softmax", "SoftmaxWithLoss", "Accuracy", "LRN", "Concat", "Eltwise", "Flatten",
             "Split"} <= set(LAYERS)

@@ -73,6 +73,8 @@ EXPORT_FAILURES = re.compile(r"differs from the runtime|onnxruntime \([^)]*\) ca
 # behaviour, so that mutations reach them, and one solver per type. Each case picks one.
 HDF5_NET = "data"      # the seed net with HDF5Data and HDF5Output (h5py, the [hdf5] extra)
 LMDB_FIXTURE = Path(__file__).resolve().parents[1] / "tests/fixtures/data_lmdb_sizes.npz"
+# the module of the data seed's Python layers, imported as Caffe imports it (PYTHONPATH)
+PYTHON_LAYERS = Path(__file__).resolve().parents[1] / "tests/fixtures/python_layers"
 NETS = {
     "classic": """name: "classic"
 layer { name: "input" type: "Input" top: "data" top: "label"
@@ -286,7 +288,11 @@ layer { name: "lmdb" type: "Data" top: "lmdb" top: "lmdb_label"
         transform_param { crop_size: 4 mirror: true scale: 0.5 mean_value: 100 }
         data_param { source: "records_lmdb" backend: LMDB batch_size: 2 } }
 layer { name: "silence_label" type: "Silence" bottom: "lmdb_label" }
-layer { name: "sum" type: "Eltwise" bottom: "data" bottom: "images" bottom: "dummy"
+layer { name: "scaled" type: "Python" bottom: "dummy" top: "scaled"
+        python_param { module: "fixture_layers" layer: "Scaled" param_str: "2.5" } }
+layer { name: "affine" type: "Python" bottom: "scaled" top: "scaled" param { lr_mult: 2 }
+        python_param { module: "fixture_layers" layer: "ChannelAffine" } }
+layer { name: "sum" type: "Eltwise" bottom: "data" bottom: "images" bottom: "scaled"
         bottom: "lmdb" top: "sum" }
 layer { name: "ip" type: "InnerProduct" bottom: "sum" top: "ip"
         inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
@@ -533,6 +539,8 @@ class Fuzzer:
         self.dir, self.seed, self.case_seconds, self.keep = workdir, seed, case_seconds, keep
         self.nets, self.solvers = list(nets), list(solvers)
         write_sources(workdir, with_hdf5=HDF5_NET in self.nets)
+        if str(PYTHON_LAYERS) not in sys.path:
+            sys.path.insert(0, str(PYTHON_LAYERS))
         self.caffemodels = {}
         self.deploys = [name for name in self.nets if name != HDF5_NET]  # no file-free form
         for name in self.nets:

@@ -22,13 +22,11 @@ from runtime.blob_shape import check_blob_shape
 from runtime.errors import AllconvError
 from runtime.fillers import fill
 from runtime.proto import pb
-from runtime.registry import add_once
+from runtime.registry import add_once, did_you_mean
 
 LAYERS: dict[str, type] = {}
 # Layer types that cannot run here, each with the reason.
 REFUSED = {
-    "Python": "a Python layer runs a user's module through pycaffe's embedded interpreter; "
-              "write it as a runtime layer (runtime.layers.register) instead",
     "WindowData": "WindowData is R-CNN's OpenCV window sampler, deprecated in Caffe and not "
                   "supported; crop the windows into an image list for ImageData",
 }
@@ -70,7 +68,8 @@ def layer_class(param) -> type:
         raise AllconvError(f"{describe(param)}: not supported: {REFUSED[param.type]}")
     if cls is None:
         spelled = [name for name in LAYERS if name.lower() == param.type.lower()]
-        hint = f"; Caffe's types are case-sensitive: {spelled[0]}?" if spelled else ""
+        hint = (f"; Caffe's types are case-sensitive: {spelled[0]}?" if spelled
+                else did_you_mean(param.type, LAYERS))
         raise AllconvError(f"{describe(param)}: unknown layer type{hint} "
                            f"(supported: {', '.join(sorted(LAYERS))})")
     return cls
@@ -145,6 +144,11 @@ class Layer(nn.Module):
     diffs_whenever_run: tuple[int, ...] | None = None
     # the tops' sizes follow the bottoms' values (Filter's), not only their shapes
     tops_sized_by_data = False
+    # its forward runs Caffe's Reshape itself (a Python layer's code), so the net does not
+    reshapes_in_forward = False
+    # its backward does what its code says, not only what its tops' diffs make (a Python
+    # layer's), so it runs wherever Caffe's does: with zero top diffs where no loss reaches it
+    backward_runs_unreached = False
     # Caffe's top shares the bottom's diff memory (Reshape's ShareDiff at every reshape), so
     # a diff a layer above writes into the top is the bottom's too; ``diff_shared_by_backward``:
     # only once the layer's Backward has run (Flatten's ShareDiff is there)

@@ -84,6 +84,8 @@ from case_kit import (NET_SAMPLE_SIZE, L, conv, input_layer, labels, net_case,  
                       net_text, normal, pool, ties)
 from pycaffe_import import import_caffe  # noqa: E402
 
+import cases_python  # noqa: E402
+
 CIFAR_BATCH = 2
 ALLC_SOLVER_BATCH = 8
 ALLC_SOLVER_STEPS = 20
@@ -514,6 +516,12 @@ def solver_cases():
     c.append(solver_case("nesterov_clip_iter_size", "Nesterov",
                          mom.replace('type: "SGD"', 'type: "Nesterov"')
                          + "clip_gradients: 0.05\niter_size: 2"))
+    # a Python layer's blobs learn (lr_mult 2 on its gain, decay_mult 0 on its bias); its code
+    # adds to their diffs, over the two passes of iter_size 2
+    inputs, layers = cases_python.chain(
+        affine_specs="param { lr_mult: 2 } param { lr_mult: 1 decay_mult: 0 }")
+    c.append(solver_case("python_iter_size2", "Python", cases_python.SGD + "\niter_size: 2",
+                         net=(inputs, net_text("python", inputs, layers, False))))
     return c + adaptive_solver_cases()
 
 
@@ -639,6 +647,12 @@ def data_cases():
                   "an LMDB of 30 records of two sizes (the larger in overflow pages, a branch "
                   "page over several leaves), one size after the TEST centre crop",
                   lmdb_files={"sizes": sizes}),
+        data_case("python_source", "TRAIN", cases_python.data_layers("TRAIN"), 3,
+                  "a Python data layer drawing its batch in each reshape (set-up's too), 5x6 "
+                  "and 7x6 in turn; a Python layer and MAX pooling below, resized at every "
+                  "forward; a Python layer's phase (TRAIN) and param_str", group="Python"),
+        data_case("python_phase_test", "TEST", cases_python.data_layers("TEST"), 1,
+                  "a Python layer's phase (TEST), no param_str", group="Python"),
     ]
 
 
@@ -653,6 +667,14 @@ def databases_unreadable(caffe) -> str | None:
             return f"{caffe.__file__}'s _caffe.so was built without {backend}"
         if importlib.util.find_spec(package) is None:
             return f"no {package} package for this python (make_fixtures.sh installs one)"
+    return None
+
+
+def python_layer_missing(caffe) -> str | None:
+    """Why the Python layer cases cannot run here, if they cannot: this Caffe was built
+    without its Python layer (its layer factory would abort the process)."""
+    if "Python" not in caffe.layer_type_list():
+        return f"{caffe.__file__}'s Caffe was built without its Python layer"
     return None
 
 
@@ -774,7 +796,7 @@ def layer_cases():
             + softmax_cases() + softmax_loss_cases() + accuracy_cases() + lrn_cases()
             + structure_cases() + cases_geometry.cases() + cases_normalization.cases()
             + cases_neurons.cases() + cases_losses.cases() + cases_other.cases()
-            + cases_nonfinite.cases())
+            + cases_nonfinite.cases() + cases_python.cases())
 
 
 def model_cases():
@@ -1368,16 +1390,18 @@ def caffe_step(work: Path, out: Path, only: list[str]) -> None:
     if missing:
         print(f"WARNING: no files for {missing} (h5py missing in the venv); skipped")
         cases = [c for c in cases if c["name"] not in missing]
-    unread = databases_unreadable(caffe)
-    databases = [c for c in cases if c.get("lmdb_files") or c.get("leveldb_files")]
-    if unread and databases:
-        print(f"WARNING: {unread}; the LMDB and LevelDB data cases are skipped and their "
-              "fixtures kept (tools/caffe_reference/build-reference-caffe-db.sh builds a Caffe "
-              "with both)")
-        kept = {c["name"] for c in databases}
-        cases = [c for c in cases if c["name"] not in kept]
-    else:
-        kept = set()
+    kept = set()
+    for why, what, needs in (
+            (databases_unreadable(caffe), "the LMDB and LevelDB data cases",
+             lambda c: c.get("lmdb_files") or c.get("leveldb_files")),
+            (python_layer_missing(caffe), "the Python layer cases",
+             lambda c: c.get("group") == "Python")):
+        skipped = {c["name"] for c in cases if needs(c)}
+        if why and skipped:
+            print(f"WARNING: {why}; {what} are skipped and their fixtures kept "
+                  "(tools/caffe_reference/build-reference-caffe-db.sh builds a Caffe with them)")
+            kept |= skipped
+    cases = [c for c in cases if c["name"] not in kept]
     if only:
         cases = [c for c in cases if selected(c["name"], only)]
     else:

@@ -41,7 +41,7 @@ trap 'rm -rf "$work"' EXIT
 # the LMDB and LevelDB data cases write their databases with the lmdb and plyvel packages
 "$CAFFE_PYTHON" -m pip install -q --target "$work/pylib" lmdb plyvel >/dev/null 2>&1 \
   || echo "make_fixtures.sh: could not install lmdb and plyvel; the database cases are skipped"
-caffe_env=(env "PYTHONPATH=$CAFFE_PREFIX/python:$repo/tools/caffe_reference:$work/pylib"
+caffe_env=(env "PYTHONPATH=$CAFFE_PREFIX/python:$repo/tools/caffe_reference:$work/pylib:$repo/tests/fixtures/python_layers"
            GLOG_minloglevel=2)
 cd "$repo"
 "$VENV/bin/python" tools/caffe_reference/make_fixtures.py venv "$work" "$@"

@@ -1,0 +1,262 @@
+"""Python (python_layer.hpp): a layer whose code is a user's class, ``python_param.layer`` in
+the module ``python_param.module``, imported from ``sys.path`` (which PYTHONPATH extends) as
+Caffe imports it; the module's ``import caffe`` finds ``runtime.python_layer_api``.
+
+As in Caffe: ``param_str`` and ``phase`` are set before ``setup``; ``reshape`` runs at set-up,
+at ``net.reshape()`` and before each ``forward``; ``backward`` gets the tops' diffs and
+``propagate_down`` and writes the bottoms' diffs. The blobs ``setup`` adds with
+``self.blobs.add_blob`` start at zero and learn (``param`` specs, solvers, .caffemodel files);
+their ``data`` is the weights' memory and, in ``backward``, their ``diff`` the gradient the
+solver reads, which the layer's code adds to or writes over. Bottoms and tops are float32
+numpy memory of the layer's own, kept up to its capacity as Caffe's blobs are; on a GPU the
+weights and their gradients are copied to the host for each call and back after it.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+import numpy as np
+import torch
+
+from runtime import python_layer_api as api
+from runtime.errors import AllconvError
+from runtime.layers import Layer, layer_errors, register
+from runtime.proto import pb
+
+_CAFFE = api.module()
+
+
+def _where(err: BaseException) -> str:
+    """`` (file:line)`` of the innermost frame that raised ``err`` (a SyntaxError's own)."""
+    if isinstance(err, SyntaxError) and err.filename:
+        return f" ({err.filename}:{err.lineno})"
+    frames = traceback.extract_tb(err.__traceback__)
+    return f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+
+
+def _import_module(name: str):
+    """The module ``name``, imported with the stand-in as ``caffe`` (put back after)."""
+    kept = sys.modules.get("caffe")
+    sys.modules["caffe"] = _CAFFE
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name is not None and name.startswith(err.name):
+            raise AllconvError(f"python_param.module {name!r}: no such module on sys.path (as "
+                               "Caffe does, it is imported from PYTHONPATH: add its folder "
+                               "there)") from None
+        raise AllconvError(f"python_param.module {name!r}: importing it raised "
+                           f"{type(err).__name__}: {err}{_where(err)}") from err
+    except Exception as err:
+        raise AllconvError(f"python_param.module {name!r}: importing it raised "
+                           f"{type(err).__name__}: {err}{_where(err)}") from err
+    finally:
+        if kept is None:
+            sys.modules.pop("caffe", None)
+        else:
+            sys.modules["caffe"] = kept
+
+
+def layer_class(module_name: str, class_name: str) -> type:
+    """The class ``class_name`` of module ``module_name``, a subclass of ``caffe.Layer``."""
+    for field, value in (("module", module_name), ("layer", class_name)):
+        if not value:
+            raise AllconvError(f"python_param.{field} is not set: it names the "
+                               f"{'module that holds' if field == 'module' else ''} the "
+                               f"layer's class{' in that module' if field == 'layer' else ''}")
+    module = _import_module(module_name)
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        found = sorted(n for n, v in vars(module).items()
+                       if isinstance(v, type) and issubclass(v, api.Layer) and v is not api.Layer)
+        raise AllconvError(f"python_param.layer {class_name!r}: module {module_name!r} "
+                           f"({module.__file__}) has no such name (its layer classes: "
+                           f"{', '.join(found) or 'none'})")
+    if not isinstance(cls, type):
+        raise AllconvError(f"python_param.layer {class_name!r}: {module_name}.{class_name} is "
+                           f"a {type(cls).__name__}, not a class")
+    if not issubclass(cls, api.Layer):
+        raise AllconvError(
+            f"python_param.layer {class_name!r} in module {module_name!r} is not a subclass "
+            "of the caffe.Layer that allconv hands the module; if it derives from pycaffe's "
+            "own, the module was imported before this net with pycaffe's caffe: let the net "
+            "import it")
+    return cls
+
+
+class _Learnable(api.BlobBase):
+    """Learnable blob ``index`` as the layer's code sees it: ``data`` is the weights' memory;
+    ``diff`` the gradient the solver reads, in ``backward`` for a blob that learns (zeros
+    where none was yet), else the gradient there is or memory of the layer's own."""
+
+    def __init__(self, layer: "Python", index: int):
+        self._layer, self._index = layer, index
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._layer.blobs[self._index].shape)
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._layer.host(self._layer.blobs[self._index].detach())
+
+    @property
+    def diff(self) -> np.ndarray:
+        layer, i = self._layer, self._index
+        owner = layer.blobs.owner(i)
+        if owner.grad is None and layer.learning[i]:
+            owner.grad = torch.zeros_like(owner)
+        if owner.grad is None:
+            return layer.scratch.setdefault(i, np.zeros(self.shape, np.float32))
+        return layer.host(owner.grad.view(self.shape))
+
+    def reshape(self, *shape, **kwargs) -> None:
+        raise AllconvError("a learnable blob keeps the shape add_blob gave it")
+
+
+class _Call(torch.autograd.Function):
+    """One forward of the layer's code on the bottoms (then ``params``, which only make the
+    backward run where a blob learns); its backward runs the code's ``backward``."""
+
+    @staticmethod
+    def forward(ctx, layer: "Python", count: int, *tensors):
+        ctx.layer, ctx.count = layer, count
+        return layer.run_forward(tensors[:count])
+
+    @staticmethod
+    def backward(ctx, *top_diffs):
+        layer, count = ctx.layer, ctx.count
+        needs = ctx.needs_input_grad[2:]
+        bottom_diffs = layer.run_backward(top_diffs, needs[:count], needs[count:])
+        return (None, None, *bottom_diffs, *[None] * (len(needs) - count))
+
+
+@register("Python")
+class Python(Layer):
+    num_bottoms = (0, None)
+    num_tops = (0, None)
+    tops_sized_by_data = True       # whatever its code's reshape says, each forward
+    reshapes_in_forward = True
+    backward_runs_unreached = True
+
+    def setup(self, bottom_shapes, generator):
+        p = self.param.python_param
+        cls = layer_class(p.module, p.layer)
+        self.qualname = f"{p.module}.{p.layer}"
+        self.generator, self.scratch, self.learning = generator, {}, []
+        self._host_copies: list[tuple[torch.Tensor, np.ndarray]] = []
+        self.register_buffer("_anchor", torch.empty(0), persistent=False)
+        self.bottom_blobs = [api.Memory(name) for name in self.bottoms]
+        for blob, shape in zip(self.bottom_blobs, bottom_shapes):
+            blob.reshape(*shape)
+        self.top_blobs = [self.bottom_blobs[j] if j < len(self.bottoms) and
+                          self.bottoms[j] == name else api.Memory(name)
+                          for j, name in enumerate(self.tops)]
+        self.python = self._call(cls, (self.param,), "the constructor")
+        self.python.param_str, self.python.phase = p.param_str, int(self.phase)
+        self.python.blobs = api.BlobVec(self)
+        self._adding = True
+        try:
+            self._call(self._method("setup"), (self.bottom_blobs, self.top_blobs), "setup")
+        finally:
+            self._adding = False
+        self.learning = [False] * len(self.blobs)
+
+    # ------------------------------------------------ what python_layer_api's BlobVec asks
+
+    def add_learnable(self, shape) -> None:
+        if not self._adding:
+            raise AllconvError("add_blob is for setup: Caffe's net takes a layer's learnable "
+                               "blobs once, after its setup")
+        self.add_blob(shape, pb.FillerParameter(), self.generator)
+
+    def learnable_count(self) -> int:
+        return len(self.blobs)
+
+    def learnable(self, index: int) -> _Learnable:
+        return _Learnable(self, index)
+
+    def host(self, tensor: torch.Tensor) -> np.ndarray:
+        """``tensor``'s memory as numpy: itself on the CPU, else a host copy written back
+        after the call."""
+        if tensor.device.type == "cpu":
+            return tensor.numpy()
+        copy = tensor.cpu().numpy()
+        self._host_copies.append((tensor, copy))
+        return copy
+
+    # ------------------------------------------------------------------ running its code
+
+    def _call(self, method, args, what: str):
+        """``method(*args)``; an exception in it becomes one line naming the layer, the
+        class's method and where it was raised."""
+        try:
+            return method(*args)
+        except AllconvError as err:
+            raise AllconvError(f"{self.qualname} {what}: {err}") from err
+        except Exception as err:
+            raise AllconvError(f"{self.qualname} {what} raised {type(err).__name__}: "
+                               f"{err}{_where(err)}") from err
+        finally:
+            for tensor, copy in self._host_copies:
+                tensor.copy_(torch.from_numpy(copy))
+            self._host_copies = []
+
+    def _method(self, name: str):
+        """The class's method ``name``, or one line: it defines none (Caffe's setup and
+        reshape would call themselves without end, the others raise AttributeError)."""
+        method = getattr(self.python, name, None)
+        if not callable(method):
+            signature = "top, propagate_down, bottom" if name == "backward" else "bottom, top"
+            raise AllconvError(f"{self.qualname} defines no {name}(self, {signature})")
+        return method
+
+    def reshape(self, bottom_shapes):
+        for blob, shape in zip(self.bottom_blobs, bottom_shapes):
+            if blob.shape != tuple(shape):
+                blob.reshape(*shape)
+        self._call(self._method("reshape"), (self.bottom_blobs, self.top_blobs), "reshape")
+        missing = [blob.name for blob in self.top_blobs if blob.shape is None]
+        if missing:
+            raise AllconvError(f"{self.qualname} reshape gave top {missing[0]!r} no shape "
+                               "(top[i].reshape(...))")
+        return [blob.shape for blob in self.top_blobs]
+
+    def forward(self, *bottoms):
+        if not self.tops:
+            self.run_forward(bottoms)
+            return ()
+        params = [self.blobs[i] for i in range(len(self.blobs))]
+        return _Call.apply(self, len(bottoms), *bottoms, *params)
+
+    def run_forward(self, bottoms) -> tuple[torch.Tensor, ...]:
+        """Caffe's Forward: the bottoms' values into their memory, then the code's reshape
+        and forward; the tops' memory as tensors."""
+        with layer_errors(self.param):
+            for blob, value in zip(self.bottom_blobs, bottoms):
+                if blob.shape != tuple(value.shape):
+                    blob.reshape(*value.shape)
+                blob.data[...] = value.detach().float().cpu().numpy()
+            self.top_shapes = self.reshape([tuple(b.shape) for b in bottoms])
+            self._call(self._method("forward"), (self.bottom_blobs, self.top_blobs), "forward")
+        device = self._anchor.device
+        return tuple(torch.from_numpy(blob.data.copy()).to(device) for blob in self.top_blobs)
+
+    def run_backward(self, top_diffs, propagate_down, learning) -> list:
+        """Caffe's Backward: the tops' diffs into their memory, then the code's backward; the
+        diffs it left in the bottoms that propagate down."""
+        for blob, diff in zip(self.top_blobs, top_diffs):
+            blob.diff[...] = 0 if diff is None else diff.detach().float().cpu().numpy()
+        self.learning = list(learning)
+        down = [bool(p) for p in propagate_down]
+        try:
+            with layer_errors(self.param):
+                self._call(self._method("backward"), (self.top_blobs, down, self.bottom_blobs),
+                           "backward")
+        finally:
+            self.learning = [False] * len(self.blobs)
+        device = self._anchor.device
+        return [torch.from_numpy(blob.diff.copy()).to(device) if wanted else None
+                for blob, wanted in zip(self.bottom_blobs, down)]
