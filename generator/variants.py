@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from runtime.data import imagenet
 from runtime.errors import AllconvError
-from runtime.registry import add_once
+from runtime.registry import add_once, did_you_mean
 
 # Convolutions of one body stage (kernel sizes), per base model of Table 1. The stage's width
 # is 96 for the first stage and 192 for the second.
@@ -203,5 +203,6 @@ def get_variant(name: str) -> Variant:
     """Look a variant up by its name or any of the paper's spellings (case-insensitive)."""
     key = _normalise(name)
     if key not in VARIANTS:
-        raise AllconvError(f"unknown variant {name!r}; valid variants: {', '.join(VARIANTS)}")
+        raise AllconvError(f"unknown variant {name!r}{did_you_mean(name, VARIANTS)}; valid "
+                           f"variants: {', '.join(VARIANTS)}")
     return VARIANTS[key]

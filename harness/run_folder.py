@@ -479,7 +479,8 @@ class RunFolder:
         """``allconv.provenance`` of an export of ``weights``: commit, seed, test error (of the
         evaluation of these weights: the result's for the newest snapshot of a finished run,
         else the record at the snapshot's iteration; None for weights from elsewhere), row,
-        lr, the snapshot and the spec's text."""
+        lr, how long it trained and on how many test images it was measured (``epochs`` and
+        ``eval_limit``: a SMOKE run's shortened ones), the snapshot and the spec's text."""
         config, result = self.config, self.result()
         at, newest = self._snapshot_at(weights)
         if at is not None and result and at == newest:
@@ -489,7 +490,8 @@ class RunFolder:
                           if "test_error" in r and r["iter"] == at), None)
         return {"commit": self.provenance["commit"], "seed": config.get("seed"),
                 "row": config.get("row"), "lr": config.get("lr"), "test_error": error,
-                "finished": result is not None, "snapshot": Path(weights).name,
+                "finished": result is not None, "epochs": config.get("epochs"),
+                "eval_limit": config.get("eval_limit"), "snapshot": Path(weights).name,
                 "spec": config.get("spec")}
 
     def snapshot_warning(self, weights) -> str | None:

@@ -21,6 +21,7 @@ from runtime.data.datasets import DATASETS, Dataset, get_dataset
 from runtime.errors import AllconvError
 from runtime.fillers import FILLERS
 from runtime.files import read_text
+from runtime.registry import did_you_mean
 from runtime.proto import pb
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "reproductions"
@@ -366,9 +367,9 @@ def _matching_rows(target: str, tables: dict[str, list[Spec]]) -> list[Spec]:
     found = [s for t, specs in tables.items() for s in specs
              if row_key(s.name) == row_key(row) and (not table or table_key(t) == table_key(table))]
     if not found:
-        raise AllconvError(f"unknown table or row {target!r}; valid tables: {', '.join(tables)}; "
-                           "valid rows: " + ", ".join(s.name for specs in tables.values()
-                                                      for s in specs))
+        rows = [s.name for specs in tables.values() for s in specs]
+        raise AllconvError(f"unknown table or row {target!r}{did_you_mean(row, [*tables, *rows])}"
+                           f"; valid tables: {', '.join(tables)}; valid rows: {', '.join(rows)}")
     if len(found) > 1:
         raise AllconvError(f"row {target!r} is ambiguous: {', '.join(s.key for s in found)}; "
                            "name one of these")

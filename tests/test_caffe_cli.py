@@ -2,6 +2,7 @@
 import logging
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,7 +58,8 @@ def test_test_logs_every_element_and_the_loss_as_caffe(workdir, capsys, caplog):
         runs = [{k: v.double().flatten() for k, v in net.forward().items()} for _ in range(2)]
     mean = {k: (runs[0][k] + runs[1][k]) / 2 for k in runs[0]}
     assert lines[0] == f"Loss: {float(mean['loss']):g}"
-    assert f"loss = {float(mean['loss']):g} (* 1 = {float(mean['loss']):g} loss)" in lines
+    share = float(np.float32(1) * np.float32(float(mean["loss"])))  # in float: Caffe's Dtype
+    assert f"loss = {float(mean['loss']):g} (* 1 = {share:g} loss)" in lines
     assert [line for line in lines if line.startswith("prob = ")] == [
         f"prob = {float(v):g}" for v in mean["prob"]]
     assert len(mean["prob"]) == 15 and len(set(mean["prob"].tolist())) == 15

@@ -496,7 +496,9 @@ def test_bad_sources_name_the_source(tmp_path):
     for source in (tmp_path / "missing.npz", tmp_path / "x.lmdb"):
         with pytest.raises(AllconvError, match=str(source)):
             open_source(str(source), 0)
-    with pytest.raises(AllconvError, match=f"{tmp_path} holds no CIFAR train files"):
+    with pytest.raises(AllconvError, match=f"{tmp_path} is a folder holding no database "
+                       r"\(an LMDB's data.mdb, a LevelDB's CURRENT and MANIFEST\) and no CIFAR "
+                       "train files"):
         open_source(str(tmp_path), 0)
     (tmp_path / "bad.npz").write_bytes(b"nope")
     with pytest.raises(AllconvError, match="bad.npz"):
@@ -508,8 +510,11 @@ def test_bad_sources_name_the_source(tmp_path):
 
 
 def test_a_folder_with_a_current_file_alone_is_no_leveldb(tmp_path):
+    """Nor is the folder and LOCK file that Caffe's failed LevelDB open leaves behind."""
     (tmp_path / "CURRENT").write_bytes(b"")
-    with pytest.raises(AllconvError, match=f"^data source {tmp_path} holds no CIFAR test files"):
+    (tmp_path / "LOCK").write_bytes(b"")
+    with pytest.raises(AllconvError, match=f"^data source {tmp_path} is a folder holding no "
+                       "database .* and no CIFAR test files"):
         open_source(str(tmp_path), 1)
 
 

@@ -460,6 +460,9 @@ def test_export_a_run_folder_with_preprocessing(run_dir, tmp_path, capsys):
     provenance = props["allconv.provenance"]
     assert provenance["test_error"] == result["test_error"] and provenance["seed"] == 0
     assert provenance["snapshot"] == "checkpoint_iter_2.caffemodel" and provenance["finished"]
+    settings = json.loads((folder / "run.json").read_text())
+    assert (provenance["epochs"], provenance["eval_limit"]) == (settings["epochs"],
+                                                                settings["eval_limit"])
     assert "variant = " in provenance["spec"] and provenance["commit"]
     assert "optimisations on" in capsys.readouterr().err
     # Weights from elsewhere: the run's test error is not theirs

@@ -398,8 +398,11 @@ def test_a_second_variant_of_a_registered_name_is_refused():
                                            "\\(a spelling of 'large-all-cnn'\\)"):
         register(replace(VARIANTS["all-c"], name="all-d", aliases=("large-all",)))
     assert len(VARIANTS) == 14 and get_variant("Large All").name == "large-all-cnn"
-    with pytest.raises(AllconvError, match="unknown variant 'all-d'"):
+    with pytest.raises(AllconvError, match="unknown variant 'all-d' \\(did you mean all-c, "
+                                           "all-b, all-a\\?\\); valid variants: model-a"):
         get_variant("all-d")
+    with pytest.raises(AllconvError, match="unknown variant 'zzz'; valid"):
+        get_variant("zzz")
 
 
 def test_the_output_takes_each_commands_spelling(tmp_path, capsys):

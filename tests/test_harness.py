@@ -172,7 +172,8 @@ def test_rows_are_found_by_table_name_and_alias():
     assert [s.name for s in select(["Table4"], tables)] == \
         ["all-cnn-c-augmented", "all-cnn-c-cifar100", "large-all-cnn"]
     assert select(["strided-c"], tables)[0].name == "strided-cnn-c"
-    with pytest.raises(AllconvError, match="unknown table or row 'all-cnn-d'; valid tables: "
+    with pytest.raises(AllconvError, match="unknown table or row 'all-cnn-d' \\(did you mean "
+                                           "all-cnn-c, all-cnn-b, all-cnn-a\\?\\); valid tables: "
                                            "table3, table4, table6; valid rows: model-a, "):
         select(["all-cnn-d"], tables)
 

@@ -144,9 +144,12 @@ def read_npz_source(path, labels: bool = True) -> tuple[np.ndarray, np.ndarray |
 def _open_cifar(path: Path, split: str) -> Source:
     found = [d for d in DATASETS.values() if d.layout == CIFAR_RELEASE
              and cifar.search_release(d.releases, split, path) is not None]
-    if len(found) != 1:
-        what = " and ".join(d.title for d in found) if found else f"no CIFAR {split} files"
-        raise AllconvError(f"data source {path} holds {what}: point it at one release's folder "
-                           "(e.g. cifar-10-batches-bin)")
+    if len(found) > 1:
+        raise AllconvError(f"data source {path} holds {' and '.join(d.title for d in found)}: "
+                           "point it at one release's folder (e.g. cifar-10-batches-bin)")
+    if not found:       # (a LevelDB that Caffe failed to open leaves its folder and LOCK)
+        raise AllconvError(f"data source {path} is a folder holding no database (an LMDB's "
+                           "data.mdb, a LevelDB's CURRENT and MANIFEST) and no CIFAR "
+                           f"{split} files (a release's folder, e.g. cifar-10-batches-bin)")
     images, labels = found[0].load(split, path, verify=False)
     return Source(torch.from_numpy(images), torch.from_numpy(labels))
