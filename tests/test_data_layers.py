@@ -157,12 +157,13 @@ def _image_tree(tmp_path, sizes=None):
     return tmp_path / "list.txt"
 
 
-def _image_net(tmp_path, phase=TEST, params="", transform="", sizes=None, batch_size=3):
+def _image_net(tmp_path, phase=TEST, params="", transform="", sizes=None, batch_size=3,
+               below=""):
     listing = _image_tree(tmp_path, sizes)
     return Net(f"""layer {{ name: "img" type: "ImageData" top: "data" top: "label"
         {transform}
         image_data_param {{ source: "{listing}" root_folder: "{tmp_path / 'root'}/"
-                            batch_size: {batch_size} {params} }} }}""", phase, seed=11)
+                            batch_size: {batch_size} {params} }} }}{below}""", phase, seed=11)
 
 
 def test_image_data_reads_bgr_images_and_labels_in_order_wrapping(tmp_path):
@@ -186,23 +187,29 @@ def test_image_data_resizes_greys_and_crops(tmp_path):
     assert abs(out[2, 0, 1, 1] - grey * 0.5) <= 0.5        # Pillow's L vs OpenCV: within 1
 
 
-def test_image_data_of_several_sizes_needs_one_size(tmp_path):
+def test_image_data_batches_take_their_first_images_size(tmp_path):
+    """As Caffe's ImageData: a crop makes images of several sizes one; without one each batch
+    takes its first image's size (batch_size 1: any sizes), the layers below reshape in each
+    forward, and another size within a batch is one line naming the image."""
     cropped = _image_net(tmp_path, transform="transform_param { crop_size: 3 }",
                          sizes=[(6, 8), (5, 5), (9, 4), (6, 8), (4, 4)])
     assert cropped.forward()["data"].shape == (3, 3, 3, 3)   # Caffe crops each image alone
     (tmp_path / "again").mkdir()
     plain = _image_net(tmp_path / "again", sizes=[(6, 8), (5, 5), (9, 4), (6, 8), (4, 4)])
     with pytest.raises(AllconvError, match=r"layer 'img' \(ImageData\): .*/root/a b/img1\.png: "
-                                           r"a 5x5 image; this layer's images are 6x8 \(its "
-                                           r"first image's\): set new_height/new_width or "
-                                           r"crop_size"):
+                                           r"a 5x5 image in a batch of 6x8 images \(its first "
+                                           r"image's, as Caffe shapes a batch\): batch_size 1, "
+                                           r"new_height/new_width or crop_size make a batch one "
+                                           r"size"):
         plain.forward()
     (tmp_path / "one").mkdir()
-    one = _image_net(tmp_path / "one", batch_size=1, sizes=[(6, 8), (5, 5)] * 3)
-    one.forward()           # batch 1 of another size: Caffe reshapes, the runtime names it
-    with pytest.raises(AllconvError, match=r"img1\.png: a 5x5 image; this layer's images "
-                                           r"are 6x8"):
-        one.forward()
+    one = _image_net(tmp_path / "one", batch_size=1, sizes=[(6, 8), (5, 5)] * 3,
+                     below='layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" '
+                           'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }')
+    outs = [one.forward() for _ in range(3)]
+    assert [tuple(out["pool"].shape) for out in outs] == [(1, 3, 3, 4), (1, 3, 3, 3),
+                                                          (1, 3, 3, 4)]
+    assert one.blobs["data"].shape == (1, 3, 6, 8)
 
 
 def _colour_jpeg(path):

@@ -205,18 +205,24 @@ def test_data_longer_than_its_shape_is_read_as_caffe_reads_it():
     assert images[0, 0].flatten().tolist() == list(b"abcd")
 
 
-def test_records_of_another_size_need_a_crop():
-    """Caffe reshapes its top to each batch's first record; a fixed net refuses another size
-    without a crop that fits them all, and another channel count always."""
+def test_each_batch_takes_its_first_records_size():
+    """Caffe reshapes its top to each batch's first record: batches of one size each may
+    differ; another size within a batch is refused without a crop that fits them all, and
+    another channel count always."""
     small, large = (pb.Datum(channels=1, height=s, width=s, data=bytes(s * s)) for s in (3, 4))
-    with pytest.raises(AllconvError, match=r"record 00001: a 4x4 image; this layer's images "
-                                           r"are 3x3 \(its first image's\)"):
+    feed = DatumFeed(Records(small, small, large, large), "db")
+    assert feed.sizes_vary
+    assert [tuple(feed(2)[0].shape) for _ in range(3)] == [(2, 1, 3, 3), (2, 1, 4, 4),
+                                                           (2, 1, 3, 3)]
+    with pytest.raises(AllconvError, match=r"record 00001: a 4x4 image in a batch of 3x3 "
+                                           r"images \(its first image's, as Caffe shapes a "
+                                           r"batch\): a batch's records must be one size"):
         DatumFeed(Records(small, large), "db")(2)
     images, _ = DatumFeed(Records(small, large), "db", same_size=False)(2)
     assert [tuple(i.shape) for i in images] == [(1, 3, 3), (1, 4, 4)]
     colour = pb.Datum(channels=3, height=3, width=3, data=bytes(27))
-    with pytest.raises(AllconvError, match="record 00001: a 3x3x3 image; this layer's images "
-                                           "are 1x3x3"):
+    with pytest.raises(AllconvError, match="record 00001: a 3x3x3 image in a batch of 1x3x3 "
+                                           "images"):
         DatumFeed(Records(small, colour), "db", same_size=False)(2)
 
 

@@ -71,29 +71,34 @@ def read_image(file, is_color: bool, size: tuple[int, int] | None,
     return jpeg.interpolate(out, *size).contiguous() if size else out
 
 
-def check_same_size(names, images, shape, hint: str) -> None:
-    """Refuse an image whose shape (C, H, W) is not ``shape`` (the first image's), naming it
-    and both sizes (H x W, or C x H x W where the channels differ)."""
+def check_same_size(names, images, hint: str, channels_only: bool = False) -> None:
+    """Refuse an image of a batch whose shape (C, H, W) is not the batch's first image's (with
+    ``channels_only``, whose channels are not), as Caffe's data layers shape their top by a
+    batch's first image and then abort on another; the error names it and both sizes (H x W,
+    or C x H x W where the channels differ)."""
+    shape = tuple(images[0].shape)
     for name, image in zip(names, images):
-        if tuple(image.shape) != tuple(shape):
+        if image.shape[0] != shape[0] or not channels_only and tuple(image.shape) != shape:
             cut = 1 if image.shape[0] == shape[0] else 0
-            raise AllconvError(f"{name}: a {'x'.join(map(str, image.shape[cut:]))} image; this "
-                               f"layer's images are {'x'.join(map(str, shape[cut:]))} (its "
-                               f"first image's): {hint}")
+            raise AllconvError(f"{name}: a {'x'.join(map(str, image.shape[cut:]))} image in a "
+                               f"batch of {'x'.join(map(str, shape[cut:]))} images (its first "
+                               f"image's, as Caffe shapes a batch): {hint}")
 
 
 class ImageList:
     """ImageData's images and labels: ``feed(batch_size) -> (images, labels)``; images a
-    uint8 tensor (N, C, H, W), or a list of (C, H, W) when their sizes differ (a crop makes
-    them one size; ``same_size`` refuses an image of another size than the first, naming
-    it); ``sample_shape`` is the first image's; resumable (order, position and generator)."""
+    uint8 tensor (N, C, H, W) of the batch's first image's size (``same_size``, as Caffe
+    reshapes its top per batch: ``sizes_vary`` between batches), or a list of (C, H, W) when
+    their sizes differ (a crop makes them one size); another size in a batch is refused,
+    naming the image; ``sample_shape`` is the first image's; resumable (order, position and
+    generator)."""
 
     def __init__(self, source: str, root_folder: str = "", new_size=None, is_color=True,
                  shuffle=False, rand_skip: int = 0, generator: torch.Generator | None = None,
                  threads: int = 4, same_size: bool = False):
         self.lines = read_list(source)
         self.root, self.size, self.is_color = root_folder, new_size, is_color
-        self.same_size = same_size
+        self.same_size = self.sizes_vary = same_size
         self.passes = Passes(len(self.lines), generator or torch.Generator(), shuffle)
         if rand_skip:
             skip = int(torch.randint(0, 2**32, (), generator=self.passes.generator)) % rand_skip
@@ -115,9 +120,9 @@ class ImageList:
             self._pool = ThreadPoolExecutor(self.threads)
         names = [self.lines[i][0] for i in index]
         images = list(self._pool.map(self._read, names))
-        if self.same_size:
-            check_same_size([self.root + name for name in names], images, self.sample_shape,
-                            "set new_height/new_width or crop_size")
+        check_same_size([self.root + name for name in names], images,
+                        "batch_size 1, new_height/new_width or crop_size make a batch one size",
+                        channels_only=not self.same_size)
         labels = torch.tensor([float(self.lines[i][1]) for i in index])
         if len({tuple(im.shape) for im in images}) == 1:
             return torch.stack(images), labels

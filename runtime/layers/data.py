@@ -41,6 +41,9 @@ class BaseData(Layer):
                           "feed; the feed must deliver transformed batches", stacklevel=2)
         self.feed = feed if feed is not None else self.open_feed(generator)
         self.sample_shapes = self.feed_shapes(self.feed, sample_shape)
+        # a database or image list read whole: each batch its first image's size, as Caffe's
+        # top is reshaped per batch (and every layer below it in each forward)
+        self.tops_sized_by_data = bool(getattr(self.feed, "sizes_vary", False))
         self.register_buffer("_device", torch.empty(0), persistent=False)
 
     def open_feed(self, generator):
@@ -84,6 +87,8 @@ class BaseData(Layer):
                                    f"{len(self.top_shapes)} top(s)")
             tops = tuple(torch.as_tensor(t, dtype=torch.float32, device=self._device.device)
                          for t in batch[:len(self.top_shapes)])
+            if self.tops_sized_by_data and tops[0].shape[:1] == (self.batch_size,):
+                self.top_shapes = [tuple(tops[0].shape), *self.top_shapes[1:]]
             for top, shape in zip(tops, self.top_shapes):
                 if tuple(top.shape) != tuple(shape):
                     raise AllconvError(f"a fed batch has shape {tuple(top.shape)}, "
@@ -107,7 +112,8 @@ class BaseData(Layer):
 
 @register("Data")
 class Data(BaseData):
-    """Tops ``data`` (batch_size, *sample_shape) and optionally ``label`` (batch_size,), read
+    """Tops ``data`` (batch_size, *sample_shape; from a database without a crop, each
+    batch's first record's shape) and optionally ``label`` (batch_size,), read
     from ``data_param.source`` with ``runtime.data.open_source`` (a .npz, a CIFAR folder or
     an LMDB of Datum records, in order, wrapping around) through ``transform_param``, or from
     a given feed."""

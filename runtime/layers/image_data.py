@@ -11,8 +11,8 @@ from runtime.layers.data import BaseData, seeded_generator
 @register("ImageData")
 class ImageData(BaseData):
     """Tops ``data`` (batch_size, C, H, W) and ``label`` (batch_size,); C is 3 (BGR) with
-    ``is_color``, else 1; H, W are the first image's (after ``new_height``/``new_width``)
-    or the crop's. Every batch must come out at that size."""
+    ``is_color``, else 1; H, W are the crop's, else each batch's first image's (after
+    ``new_height``/``new_width``), as Caffe reshapes its top per batch."""
 
     num_tops = (2, 2)
     param_field = "image_data_param"

@@ -593,6 +593,9 @@ def data_cases():
     leveldb_sizes = {"key": "%05d", "shuffle": True,
                      "records": [{"shape": [3, 12, 12] if i % 3 else [3, 6, 7], "label": i,
                                   "flat": i % 2 == 0} for i in range(40)]}
+    per_batch = {"key": "%05d",         # batches of 2 of one size each: 5x5, 7x6, 4x9
+                 "records": [{"shape": [3, *((5, 5), (7, 6), (4, 9))[i // 2]], "label": i}
+                             for i in range(6)]}
     sizes = {"key": "%08d_image", "shuffle": True,      # a leaf per few records, overflow pages
              "records": [{"shape": [3, 27, 27] if i % 2 else [3, 9, 9], "label": i % 10}
                          for i in range(30)]}
@@ -647,6 +650,16 @@ def data_cases():
                   "an LMDB of 30 records of two sizes (the larger in overflow pages, a branch "
                   "page over several leaves), one size after the TEST centre crop",
                   lmdb_files={"sizes": sizes}),
+        data_case("lmdb_sizes_per_batch", "TEST", [
+            L("sizes", "Data", (), ["data", "label"],
+              f'data_param {{ source: "{d}/per_batch" backend: LMDB batch_size: 2 }} '
+              "transform_param { scale: 0.5 mean_value: 3 }"),
+            L("pool", "Pooling", "data", "pool",
+              "pooling_param { pool: MAX kernel_size: 2 stride: 2 }")], 4,
+                  "an LMDB whose batches are each of one size (5x5, 7x6, 4x9, wrapping to 5x5), "
+                  "no crop: Caffe's top takes each batch's first record's size, and the "
+                  "pooling below reshapes at every forward",
+                  lmdb_files={"per_batch": per_batch}),
         data_case("python_source", "TRAIN", cases_python.data_layers("TRAIN"), 3,
                   "a Python data layer drawing its batch in each reshape (set-up's too), 5x6 "
                   "and 7x6 in turn; a Python layer and MAX pooling below, resized at every "
