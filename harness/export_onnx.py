@@ -13,7 +13,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from generator.variants import get_variant
-from harness.net_source import net_source
+from harness.net_source import input_kind, net_source
 from runtime.cli_support import Parser, add_version, comma_list, name, number, run_cli
 from runtime.data.datasets import dataset_names
 from runtime.errors import AllconvError
@@ -115,15 +115,13 @@ def input_preparation(dataset, net) -> str:
     """How an image becomes the model's input, as the harness trained the net on ``dataset``
     (a model without the preprocessing in its graph says so in ``allconv.input_prepared``)."""
     from runtime.data import imagenet
-    from runtime.data.datasets import IMAGE_FOLDER
-    from runtime.data.large_augment import takes_frame
     from runtime.data.preprocess import GCN_SCALE
-    from runtime.reconstruction import input_blob
-    if dataset.layout == IMAGE_FOLDER:
+    kind = input_kind(dataset, net)
+    if kind == "imagenet":
         return (f"Caffe's ImageNet test transform: the image resized to {imagenet.RESIZE}x"
                 f"{imagenet.RESIZE}, BGR, its centre crop of the input's size less the mean "
                 f"values {', '.join(map(str, imagenet.MEAN_VALUES))}")
-    if takes_frame(net.blobs[input_blob(net)].shape[1:]):
+    if kind == "frame":
         return ("a CIFAR image's pixels as (x - 128) / 128, centred in a 126x126 frame of "
                 "zeros (Large All-CNN's test input)")
     return (f"a {dataset.title} image whitened as the harness trains on it: GCN (scale "

@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from harness.run_folder import RunFolder
-from runtime.data.datasets import Dataset, dataset_names, get_dataset
+from runtime.data.datasets import IMAGE_FOLDER, Dataset, dataset_names, get_dataset
+from runtime.data.large_augment import takes_frame
 from runtime.errors import AllconvError
+from runtime.reconstruction import input_blob
 
 
 class NetSource(NamedTuple):
@@ -36,3 +38,12 @@ def net_source(args, weights_required: bool = True) -> NetSource:
         name = args.dataset or dataset_names(whitening=True)[0]
         return NetSource(args.prototxt, args.weights, get_dataset(name), None)
     raise AllconvError("the weights: give --prototxt NET --weights W.caffemodel, or --run DIR")
+
+
+def input_kind(dataset: Dataset, net) -> str:
+    """How the harness makes ``dataset``'s images ``net``'s input: "imagenet" (Caffe's
+    ImageNet test transform), "frame" (CIFAR pixels centred in Large All-CNN's 126x126 frame)
+    or "whitened" (GCN and ZCA)."""
+    if dataset.layout == IMAGE_FOLDER:
+        return "imagenet"
+    return "frame" if takes_frame(net.blobs[input_blob(net)].shape[1:]) else "whitened"

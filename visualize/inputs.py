@@ -10,12 +10,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from harness.net_source import NetSource
+from harness.net_source import NetSource, input_kind
 from runtime.cli_support import resolve_device
 from runtime.data import cifar, imagenet
 from runtime.data.datasets import CIFAR_RELEASE, IMAGE_FOLDER
 from runtime.data.jpeg import pillow_image
-from runtime.data.large_augment import FRAME, LargeAugment, large_batch, takes_frame
+from runtime.data.large_augment import FRAME, LargeAugment, large_batch
 from runtime.data.preprocess import prepared_folder, prepared_images, prepared_whitening
 from runtime.data.source import is_npz_source, read_npz_source
 from runtime.errors import AllconvError
@@ -51,13 +51,6 @@ class FramedImages:
         return framed[0] if one else framed
 
 
-def frames_cifar(net, source) -> bool:
-    """Whether ``net`` is a CIFAR net taking Large All-CNN's frame, 3×126×126: its images are
-    the pixels scaled to [−1, 1] and centred in the frame, not whitened."""
-    return (source.dataset.layout == CIFAR_RELEASE
-            and takes_frame(net.blobs[input_blob(net)].shape[1:]))
-
-
 class Picture(NamedTuple):
     whitened: np.ndarray          # (C, H, W) float32, the net's input
     shown: np.ndarray             # (H, W, C) in [0, 1], as the figure shows it
@@ -79,7 +72,7 @@ def check_finite(array: np.ndarray, what: str) -> None:
 
 def load_images(args, net, source: NetSource, split: str) -> Images:
     """--data as a .npz Data-layer source (used as it is), or the source's CIFAR dataset as
-    the harness trains on it: framed for Large All-CNN (``frames_cifar``), else
+    the harness trains on it: framed for Large All-CNN (``input_kind`` "frame"), else
     GCN+ZCA-whitened: from --data DIR, else (with --run) the run's whitened copy in the cache,
     else the cache's CIFAR files (downloaded when absent)."""
     if is_npz_source(args.data):
@@ -90,7 +83,7 @@ def load_images(args, net, source: NetSource, split: str) -> Images:
     if dataset.layout != CIFAR_RELEASE or not dataset.whitening:
         raise AllconvError(f"{dataset.name} is {dataset.layout}, which is not read here: give "
                            "--data X.npz, a Data-layer source of the net's inputs")
-    if frames_cifar(net, source):
+    if input_kind(source.dataset, net) == "frame":
         if source.run is not None and args.data is None and not cifar.search_release(
                 dataset.releases, split, cifar.cache_dir()):
             raise AllconvError(f"{source.run.path}: {dataset.name}'s {split} files are not in "
@@ -159,7 +152,7 @@ def _image(args, net, source: NetSource) -> Picture:
     dataset (ImageNet) Caffe's TEST transform of runtime/data/imagenet.py: any size, resized to
     256×256, BGR, the centre crop of the net's input size less the mean values."""
     dataset, name = source.dataset, Path(args.image).name
-    if frames_cifar(net, source):
+    if input_kind(source.dataset, net) == "frame":
         if args.data is not None:
             raise AllconvError("--data does nothing with --image for a Large All-CNN net (the "
                                "image is centred in its frame, not whitened)")
