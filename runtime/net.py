@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import warnings
 from collections import Counter, OrderedDict
@@ -299,7 +300,10 @@ class Net(nn.Module):
         while chain[-1] in self._diff_memory_of:
             chain.append(self._diff_memory_of[chain[-1]])
         grad = next((g for g in map(self._earliest_grad, reversed(chain)) if g is not None), None)
-        return None if grad is None else grad.reshape(self._shapes[name])
+        if grad is None:
+            return None
+        shape = self._shapes[name]      # an input reshaped since: its memory, as Blob::Reshape
+        return grad.reshape(shape) if grad.numel() == math.prod(shape) else reshaped(grad, shape)
 
     def _kept_grad(self, name: str):
         """``_shared_memory_grad`` where the pass kept the blobs' diffs (``retain_blob_diffs``),
@@ -472,7 +476,7 @@ class Net(nn.Module):
         fresh_diffs = self._fresh_diffs if torch.is_grad_enabled() else [()] * len(self.layers)
         for i, (layer, keep, frozen, fresh) in enumerate(zip(
                 self.layers, self._keeps, self._frozen_uses, fresh_diffs)):
-            if not layer.bottoms and layer.tops[0] in overrides:
+            if not layer.bottoms and layer.tops and layer.tops[0] in overrides:
                 tops = tuple(overrides[t] for t in layer.tops)
             else:
                 for j in fresh:

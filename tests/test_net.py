@@ -259,6 +259,23 @@ def test_reshape_keeps_the_values_of_blobs_whose_shape_stays():
     assert net.blobs["ip"].data.shape == (3, 5) and not net.blobs["ip"].data.any()
 
 
+def test_an_input_reshaped_after_backward_shows_its_diff_memory():
+    """Caffe's Blob::Reshape keeps an input's diff memory up to its capacity, past it zeros
+    (real Caffe: 2, 4, 6 for 1x3; 2, 4, 6, 8 for 2x2; zeros for 4x3). Reading it raised a
+    RuntimeError (the last backward's gradient viewed at the new shape)."""
+    net = Net('force_backward: true\nlayer { name: "in" type: "Input" top: "x" input_param { '
+              'shape { dim: 2 dim: 3 } } }\nlayer { name: "p" type: "Power" bottom: "x" '
+              'top: "y" loss_weight: 1 power_param { power: 2 } }\n', TRAIN)
+    for shape, diff in (((1, 3), [2, 4, 6]), ((2, 2), [2, 4, 6, 8]), ((4, 3), [0] * 12)):
+        net.blobs["x"].reshape(2, 3)
+        net.reshape()
+        net.forward(x=torch.arange(1.0, 7).reshape(2, 3))
+        net.backward()
+        net.blobs["x"].reshape(*shape)
+        net.reshape()
+        assert net.blobs["x"].diff.flatten().tolist() == diff
+
+
 def test_loss_weight_scales_total():
     net = Net(NET.replace('top: "loss" }', 'top: "loss" loss_weight: 3 }'), TRAIN, seed=1)
     ref = small()

@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def python_layer(module, layer, bottom="data", top="top", param_str="", extra=""):
     bottoms = f'bottom: "{bottom}"' if bottom else ""
-    return (f'layer {{ name: "py" type: "Python" {bottoms} top: "{top}" {extra} '
+    tops = f'top: "{top}"' if top else ""
+    return (f'layer {{ name: "py" type: "Python" {bottoms} {tops} {extra} '
             f'python_param {{ module: "{module}" layer: "{layer}" param_str: "{param_str}" }} }}\n')
 
 
@@ -143,6 +144,53 @@ class ParameterLayer(caffe.Layer):
     net.copy_from(str(tmp_path / "p.caffemodel"))
     assert float(view.data) == 1
     assert float(Net(text, TEST, weights=str(tmp_path / "p.caffemodel")).params["py"][0].data) == 1
+
+
+def test_a_layer_without_tops_runs_backward_under_force_backward(module):
+    """Caffe's force_backward runs every layer's Backward, one with no tops too: its bottom
+    diff reaches the blob (found by a held-out check against real Caffe)."""
+    name = module("""
+class Probe(Base):
+    def reshape(self, bottom, top):
+        pass
+    def forward(self, bottom, top):
+        self.calls = getattr(self, "calls", 0)
+    def backward(self, top, propagate_down, bottom):
+        self.calls += 1
+        bottom[0].diff[...] = 0.5 * bottom[0].data
+""")
+    x = torch.randn(2, 3, 4)
+    for forced in (True, False):
+        net = Net(net_text(python_layer(name, "Probe", top=None), force_backward=forced),
+                  TRAIN)
+        net.forward(data=x)
+        net.backward()
+        assert net.layer_dict["py"].python.calls == int(forced)
+        assert torch.equal(net.blobs["data"].diff, 0.5 * x if forced else torch.zeros_like(x))
+
+
+def test_a_frozen_blobs_diff_is_what_the_code_wrote(module):
+    """lr_mult 0: the blob does not learn, and its diff shows what backward (run for the
+    layer below, which learns) wrote there, as Caffe's diff memory does."""
+    name = module("""
+class Writes(Base):
+    def setup(self, bottom, top):
+        self.blobs.add_blob(2)
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].data.shape)
+    def forward(self, bottom, top):
+        top[0].data[...] = bottom[0].data
+    def backward(self, top, propagate_down, bottom):
+        self.blobs[0].diff[...] += 1.5
+""")
+    ip = ('layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" '
+          'inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }\n')
+    net = Net(net_text(ip, python_layer(name, "Writes", "ip", extra="param { lr_mult: 0 } "
+                                        "loss_weight: 1"), force_backward=False), TRAIN)
+    for passes in (1, 2):
+        net.forward()
+        net.backward()
+        assert net.params["py"][0].diff.tolist() == [1.5 * passes] * 2
 
 
 def test_phase_param_str_type_and_blob_attributes(module):

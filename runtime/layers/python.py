@@ -87,9 +87,9 @@ def layer_class(module_name: str, class_name: str) -> type:
 
 
 class _Learnable(api.BlobBase):
-    """Learnable blob ``index`` as the layer's code sees it: ``data`` is the weights' memory;
-    ``diff`` the gradient the solver reads, in ``backward`` for a blob that learns (zeros
-    where none was yet), else the gradient there is or memory of the layer's own."""
+    """Learnable blob ``index`` as the layer's code sees it: ``data`` is the weights' memory,
+    ``diff`` the gradient's (``net.params``' diff; zeros where there was none yet), which the
+    solver reads."""
 
     def __init__(self, layer: "Python", index: int):
         self._layer, self._index = layer, index
@@ -104,13 +104,10 @@ class _Learnable(api.BlobBase):
 
     @property
     def diff(self) -> np.ndarray:
-        layer, i = self._layer, self._index
-        owner = layer.blobs.owner(i)
-        if owner.grad is None and layer.learning[i]:
-            owner.grad = torch.zeros_like(owner)
+        owner = self._layer.blobs.owner(self._index)
         if owner.grad is None:
-            return layer.scratch.setdefault(i, np.zeros(self.shape, np.float32))
-        return layer.host(owner.grad.view(self.shape))
+            owner.grad = torch.zeros_like(owner)
+        return self._layer.host(owner.grad.view(self.shape))
 
     def reshape(self, *shape, **kwargs) -> None:
         raise AllconvError("a learnable blob keeps the shape add_blob gave it")
@@ -129,7 +126,7 @@ class _Call(torch.autograd.Function):
     def backward(ctx, *top_diffs):
         layer, count = ctx.layer, ctx.count
         needs = ctx.needs_input_grad[2:]
-        bottom_diffs = layer.run_backward(top_diffs, needs[:count], needs[count:])
+        bottom_diffs = layer.run_backward(top_diffs, needs[:count])
         return (None, None, *bottom_diffs, *[None] * (len(needs) - count))
 
 
@@ -145,7 +142,7 @@ class Python(Layer):
         p = self.param.python_param
         cls = layer_class(p.module, p.layer)
         self.qualname = f"{p.module}.{p.layer}"
-        self.generator, self.scratch, self.learning = generator, {}, []
+        self.generator = generator
         self._host_copies: list[tuple[torch.Tensor, np.ndarray]] = []
         self.register_buffer("_anchor", torch.empty(0), persistent=False)
         self.bottom_blobs = [api.Memory(name) for name in self.bottoms]
@@ -162,7 +159,6 @@ class Python(Layer):
             self._call(self._method("setup"), (self.bottom_blobs, self.top_blobs), "setup")
         finally:
             self._adding = False
-        self.learning = [False] * len(self.blobs)
 
     # ------------------------------------------------ what python_layer_api's BlobVec asks
 
@@ -225,15 +221,13 @@ class Python(Layer):
         return [blob.shape for blob in self.top_blobs]
 
     def forward(self, *bottoms):
-        if not self.tops:
-            self.run_forward(bottoms)
-            return ()
         params = [self.blobs[i] for i in range(len(self.blobs))]
         return _Call.apply(self, len(bottoms), *bottoms, *params)
 
     def run_forward(self, bottoms) -> tuple[torch.Tensor, ...]:
         """Caffe's Forward: the bottoms' values into their memory, then the code's reshape
-        and forward; the tops' memory as tensors."""
+        and forward; the tops' memory as tensors (with no tops, an empty anchor, so that its
+        backward runs where Caffe's does: under force_backward)."""
         with layer_errors(self.param):
             for blob, value in zip(self.bottom_blobs, bottoms):
                 if blob.shape != tuple(value.shape):
@@ -242,21 +236,18 @@ class Python(Layer):
             self.top_shapes = self.reshape([tuple(b.shape) for b in bottoms])
             self._call(self._method("forward"), (self.bottom_blobs, self.top_blobs), "forward")
         device = self._anchor.device
-        return tuple(torch.from_numpy(blob.data.copy()).to(device) for blob in self.top_blobs)
+        return tuple(torch.from_numpy(blob.data.copy()).to(device)
+                     for blob in self.top_blobs) or (torch.zeros(0, device=device),)
 
-    def run_backward(self, top_diffs, propagate_down, learning) -> list:
+    def run_backward(self, top_diffs, propagate_down) -> list:
         """Caffe's Backward: the tops' diffs into their memory, then the code's backward; the
         diffs it left in the bottoms that propagate down."""
         for blob, diff in zip(self.top_blobs, top_diffs):
             blob.diff[...] = 0 if diff is None else diff.detach().float().cpu().numpy()
-        self.learning = list(learning)
         down = [bool(p) for p in propagate_down]
-        try:
-            with layer_errors(self.param):
-                self._call(self._method("backward"), (self.top_blobs, down, self.bottom_blobs),
-                           "backward")
-        finally:
-            self.learning = [False] * len(self.blobs)
+        with layer_errors(self.param):
+            self._call(self._method("backward"), (self.top_blobs, down, self.bottom_blobs),
+                       "backward")
         device = self._anchor.device
         return [torch.from_numpy(blob.diff.copy()).to(device) if wanted else None
                 for blob, wanted in zip(self.bottom_blobs, down)]
