@@ -18,8 +18,10 @@ from runtime.layers import describe
 @dataclass(frozen=True)
 class BackwardPlan:
     layer_need: tuple[bool, ...]
-    bottom_need: tuple[tuple[bool, ...], ...]
+    bottom_need: tuple[tuple[bool, ...], ...]   # the bottoms whose diff a layer writes
     cut: tuple[bool, ...]       # layers under a loss that the skip rule stops from running
+    told: tuple[tuple[bool, ...], ...]          # Caffe's bottom_need_backward_: the flags a
+    #                                             layer's Backward gets (its propagate_down)
 
 
 def backward_plan(layers, param_needs, force_backward: bool) -> BackwardPlan:
@@ -54,9 +56,11 @@ def backward_plan(layers, param_needs, force_backward: bool) -> BackwardPlan:
         layer_need, cut = [True] * len(layers), [False] * len(layers)
         bottom_need = [[need or j not in l.kept_from_force_backward for j, need in enumerate(b)]
                        for l, b in zip(layers, bottom_need)]
+    told = tuple(tuple(b) for b in bottom_need)
     bottom_need = [[need or (run and j in (l.diffs_whenever_run or ())) for j, need in enumerate(b)]
                    for l, b, run in zip(layers, bottom_need, layer_need)]
-    return BackwardPlan(tuple(layer_need), tuple(tuple(b) for b in bottom_need), tuple(cut))
+    return BackwardPlan(tuple(layer_need), tuple(tuple(b) for b in bottom_need), tuple(cut),
+                        told)
 
 
 def refused_backward(layers, plan: BackwardPlan) -> str | None:

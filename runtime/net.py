@@ -124,10 +124,7 @@ class Net(nn.Module):
         self._index_params()
         self._param_propagate_down()
         self._plan_diffs()
-        # Caffe reshapes every layer in each forward, so a layer below a Filter reshapes to its
-        # bottoms' sizes then (Reduction MEAN's count, Slice's parts)
-        self._reshaped_in_forward = [below and not layer.reshapes_in_forward for below, layer
-                                     in zip(data_sized(self.layers)[0], self.layers)]
+        self._plan_reshapes()
         self.blobs = OrderedDict((name, Blob(self, name)) for name in self._shapes)
         self.layer_dict = OrderedDict(zip(self.layer_names, self.layers))   # pycaffe's
         if weights is not None:
@@ -174,6 +171,16 @@ class Net(nn.Module):
         if layer_param.type == "Input":
             self.inputs += list(layer_param.top)
             self._input_slots.update((name, (layer, i)) for i, name in enumerate(layer_param.top))
+
+    def _plan_reshapes(self) -> None:
+        """Caffe reshapes every layer in each forward, so a layer below a top the data sizes
+        (a Filter's, a Python layer's, a data layer's per batch) reshapes to its bottoms' sizes
+        then (Reduction MEAN's count, Slice's parts): ``_reshaped_in_forward``, per layer;
+        ``_reshaped_for``, the bottom shapes it last reshaped to (the same again: nothing to
+        redo)."""
+        self._reshaped_in_forward = [below and not layer.reshapes_in_forward for below, layer
+                                     in zip(data_sized(self.layers)[0], self.layers)]
+        self._reshaped_for = [None] * len(self.layers)
 
     def _share_params(self) -> None:
         """Caffe's ParamSpec ``name``: later blobs with a name reuse the first one's, of the
@@ -250,6 +257,8 @@ class Net(nn.Module):
                     blob.requires_grad_(True)
                 self._frozen_uses[i] = ()
         self._cut, self._layer_need = plan.cut, plan.layer_need
+        for layer, told in zip(self.layers, plan.told):
+            layer.bottom_need_backward = told
         writers = {top: i for i, layer in enumerate(self.layers) for top in layer.tops}
         self._runs_backward = {top: plan.layer_need[i] for top, i in writers.items()}
         self._plan_bottom_diffs(plan)
@@ -380,6 +389,7 @@ class Net(nn.Module):
         keeps its values as Caffe's blob memory does (see ``Input.set_shape``); another blob
         whose shape this changes holds zeros until the next forward computes it."""
         before = dict(self._shapes)
+        self._reshaped_for = [None] * len(self.layers)
         for layer in self.layers:
             with layer_errors(layer.param):
                 layer.top_shapes = layer.reshape_tops([self._shapes[b] for b in layer.bottoms])
@@ -419,8 +429,10 @@ class Net(nn.Module):
                                "this net has no Data layer")
         for target in targets:
             target.feed = feed
+            target.tops_sized_by_data = bool(getattr(feed, "sizes_vary", False))
             if getattr(feed, "sample_shape", None) is not None:
                 target.sample_shape = tuple(int(d) for d in feed.sample_shape)
+        self._plan_reshapes()
         self.reshape()
 
     def set_input_arrays(self, data, labels) -> None:
@@ -489,8 +501,7 @@ class Net(nn.Module):
                 bottoms = [values[b] if k else values[b].detach()
                            for b, k in zip(layer.bottoms, keep)]
                 if self._reshaped_in_forward[i]:
-                    with layer_errors(layer.param):
-                        layer.top_shapes = layer.reshape_tops([tuple(b.shape) for b in bottoms])
+                    self._reshape_in_forward(i, [tuple(b.shape) for b in bottoms])
                 tops = (functional_call(layer, {f"blobs.{k}": layer.blobs[k].detach()
                                                 for k in frozen}, tuple(bottoms))
                         if frozen else layer(*bottoms))
@@ -523,6 +534,16 @@ class Net(nn.Module):
         if total is None:
             total = torch.zeros((), device=self.device)
         return values, versions, total
+
+    def _reshape_in_forward(self, i: int, shapes: list) -> None:
+        """Layer ``i``'s Reshape in a forward, to its bottoms' ``shapes``, unless it last
+        reshaped to the same (a Filter's own tops follow its forward: it always reshapes)."""
+        layer = self.layers[i]
+        if shapes != self._reshaped_for[i]:
+            with layer_errors(layer.param):
+                layer.top_shapes = layer.reshape_tops(shapes)
+            if not layer.tops_sized_by_data:
+                self._reshaped_for[i] = shapes
 
     def _loss_term(self, i: int, j: int, top: torch.Tensor) -> torch.Tensor:
         """The loss of weighted top j of layer i whose diff a later layer's backward

@@ -29,7 +29,6 @@ The largest error per category is collected in ``ERRORS`` and printed at the end
 from __future__ import annotations
 
 import math
-import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -45,8 +44,6 @@ from runtime.proto import pb
 pytestmark = pytest.mark.filterwarnings("ignore:.*has no weight_filler:UserWarning")
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-# the Python layers' module, which Caffe imported from its PYTHONPATH
-sys.path.insert(0, str(FIXTURES / "python_layers"))
 FIXTURE_FILES = sorted(FIXTURES.glob("*.npz"))
 REGENERATE = "re-run tools/caffe_reference/make_fixtures.sh"
 
@@ -69,6 +66,12 @@ CATEGORY_ORDER = [
     "filler z-score (runtime vs formula)", "filler z-score (Caffe vs formula)",
     "filler z-score (runtime vs Caffe)",
 ]
+
+
+@pytest.fixture(autouse=True)
+def python_layers(monkeypatch):
+    """The Python layers' module on sys.path, as Caffe imported it from its PYTHONPATH."""
+    monkeypatch.syspath_prepend(str(FIXTURES / "python_layers"))
 
 
 def record(category: str, case: str, where: str, err: float, tol: float) -> None:

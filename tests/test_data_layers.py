@@ -209,7 +209,19 @@ def test_image_data_batches_take_their_first_images_size(tmp_path):
     outs = [one.forward() for _ in range(3)]
     assert [tuple(out["pool"].shape) for out in outs] == [(1, 3, 3, 4), (1, 3, 3, 3),
                                                           (1, 3, 3, 4)]
-    assert one.blobs["data"].shape == (1, 3, 6, 8)
+    one.forward()
+    one.reshape()           # Caffe's data layer keeps its last batch's shape (real Caffe too)
+    assert (one.blobs["data"].shape, one.blobs["pool"].shape) == ((1, 3, 5, 5), (1, 3, 3, 3))
+    (tmp_path / "same").mkdir()    # batches of one size: the layers below reshape once
+    same = _image_net(tmp_path / "same", batch_size=1,
+                      below='layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" '
+                            'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }')
+    reshaped, pool = [], same.layer_dict["pool"]
+    pool_reshape = pool.reshape_tops
+    pool.reshape_tops = lambda shapes: reshaped.append(shapes) or pool_reshape(shapes)
+    for _ in range(3):
+        same.forward()
+    assert reshaped == [[(1, 3, 6, 8)]]
 
 
 def _colour_jpeg(path):

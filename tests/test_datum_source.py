@@ -82,7 +82,7 @@ def test_a_commit_while_the_lmdb_is_read_stops_the_feed(tmp_path):
     writer rewrote every record and the feed served other records' images with no error.
     A commit since opening (a newer transaction id in a meta page) now stops it."""
     folder = fixture_lmdb(tmp_path)
-    feed = DatumFeed(LmdbFile(folder), folder, same_size=False)
+    feed = DatumFeed(LmdbFile(folder), folder, cropped=True)
     feed(4)
     db, size = feed.db, feed.db.page_size
     newer = max((db._meta(page * size)[0], page) for page in (0, 1))
@@ -218,12 +218,12 @@ def test_each_batch_takes_its_first_records_size():
                                            r"images \(its first image's, as Caffe shapes a "
                                            r"batch\): a batch's records must be one size"):
         DatumFeed(Records(small, large), "db")(2)
-    images, _ = DatumFeed(Records(small, large), "db", same_size=False)(2)
+    images, _ = DatumFeed(Records(small, large), "db", cropped=True)(2)
     assert [tuple(i.shape) for i in images] == [(1, 3, 3), (1, 4, 4)]
     colour = pb.Datum(channels=3, height=3, width=3, data=bytes(27))
     with pytest.raises(AllconvError, match="record 00001: a 3x3x3 image in a batch of 1x3x3 "
                                            "images"):
-        DatumFeed(Records(small, colour), "db", same_size=False)(2)
+        DatumFeed(Records(small, colour), "db", cropped=True)(2)
 
 
 def test_an_empty_database_is_refused():

@@ -54,7 +54,6 @@ def module(tmp_path, monkeypatch):
         count[0] += 1
         name = f"layers_{tmp_path.name.replace('-', '_')}_{count[0]}"
         (tmp_path / f"{name}.py").write_text(HEADER + textwrap.dedent(source))
-        monkeypatch.delitem(sys.modules, name, raising=False)
         return name
     return write
 
@@ -167,6 +166,30 @@ class Probe(Base):
         net.backward()
         assert net.layer_dict["py"].python.calls == int(forced)
         assert torch.equal(net.blobs["data"].diff, 0.5 * x if forced else torch.zeros_like(x))
+
+
+def test_a_bottom_diff_written_against_propagate_down_reaches_the_blob(module):
+    """The code is told Caffe's propagate_down (False: nothing below needs the diff), but a
+    diff it writes all the same lands in the blob's memory, as in Caffe (real Caffe: 3), and
+    a Split below adds it in."""
+    name = module("""
+class Ignores(Base):
+    def setup(self, bottom, top):
+        self.blobs.add_blob(1)
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].data.shape)
+    def forward(self, bottom, top):
+        top[0].data[...] = bottom[0].data
+    def backward(self, top, propagate_down, bottom):
+        self.told = list(propagate_down)
+        bottom[0].diff[...] = 3.0
+""")
+    net = Net(net_text(python_layer(name, "Ignores", extra="loss_weight: 1"),
+                       force_backward=False), TRAIN)
+    net.forward()
+    net.backward()
+    assert net.layer_dict["py"].python.told == [False]
+    assert net.blobs["data"].diff.unique().tolist() == [3.0]
 
 
 def test_a_frozen_blobs_diff_is_what_the_code_wrote(module):
@@ -378,17 +401,26 @@ class NoBackward(Shapes):
         net.backward()
 
 
-def test_learnable_blobs_keep_their_shape(module):
+def test_learnable_blobs_reshape_in_setup_only(module):
+    """In setup a blob reshapes as Caffe's Blob::Reshape (real Caffe: (6,)); after it, the
+    net has taken the blobs."""
     name = module("""
-class Grows(caffe.Layer):
+class Grows(Base):
     def setup(self, bottom, top):
         self.blobs.add_blob(2, 3)
+        self.blobs[0].data[...] = 7
         self.blobs[-1].reshape(6)
     def reshape(self, bottom, top):
         top[0].reshape(1)
+    def forward(self, bottom, top):
+        self.blobs[0].reshape(3)
 """)
-    with pytest.raises(AllconvError, match="keeps the shape add_blob gave it"):
-        Net(net_text(python_layer(name, "Grows")), TRAIN)
+    net = Net(net_text(python_layer(name, "Grows")), TRAIN)
+    assert net.params["py"][0].data.tolist() == [7.0] * 6
+    with pytest.raises(AllconvError, match=r"Grows forward: a learnable blob is reshaped in "
+                                           r"setup: after it, Caffe's net has taken .* "
+                                           r"\(.*\.py:17\)"):
+        net.forward()
 
 
 def test_command_line_reports_a_failing_layer_in_one_line(tmp_path):
@@ -407,6 +439,29 @@ def test_command_line_reports_a_failing_layer_in_one_line(tmp_path):
         "error: layer 'py' (Python): cli_layers.Bad setup raised KeyError: 'size' "
         f"({tmp_path / 'cli_layers.py'}:5)")
     assert "Traceback" not in done.stderr
+
+
+def test_the_device_path_writes_back_only_what_the_code_took(monkeypatch):
+    """The path a GPU takes (host copies written back after each call), on the CPU: the
+    code's writes to data and diff reach the weights and gradients; a look from outside the
+    code is read-only and writes nothing back over a later update (it put a solver's update
+    back to the old weights at the next forward)."""
+    from runtime.layers.python import Python
+    monkeypatch.syspath_prepend(str(FIXTURE_LAYERS))
+    monkeypatch.setattr(Python, "host", Python.host_copy)
+    text = ('layer { name: "in" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 '
+            'dim: 1 dim: 1 } } }\nlayer { name: "affine" type: "Python" bottom: "data" '
+            'top: "affine" loss_weight: 1 python_param { module: "fixture_layers" '
+            'layer: "ChannelAffine" } }\n')
+    net = Net(text, TRAIN)
+    assert net.params["affine"][0].data.tolist() == [1.0, 1.0]     # setup's write came back
+    look = net.layers[1].python.blobs[0].data
+    assert not look.flags.writeable
+    net.params["affine"][0].data[...] = 5.0                         # a solver's update
+    assert net.forward(data=torch.ones(1, 2, 1, 1))["affine"].flatten().tolist() == [5.0, 5.0]
+    net.backward()
+    assert net.params["affine"][0].data.tolist() == [5.0, 5.0]
+    assert net.params["affine"][0].diff.tolist() == [1.0, 1.0]      # backward's += came back
 
 
 @pytest.mark.gpu

@@ -26,19 +26,19 @@ from runtime.proto import pb
 class DatumFeed:
     """``feed(batch_size) -> (images, labels)`` over the Datum records ``db[i]`` (a sequence
     of bytes with ``key(i)`` and ``check_unchanged()``, an `LmdbFile`) of the database at
-    ``path``; images are (N, C, H, W), uint8 or float32, of the batch's first record's size
-    (``same_size``, as Caffe's Data layer reshapes its top per batch: ``sizes_vary``
-    between batches), or a list of (C, H, W) where their sizes differ and ``same_size`` is
-    off (a crop makes them one); another size in a batch (another channel count, whatever
-    ``same_size``) is refused, naming the record; encoded records decode in colour with
-    ``force_color``, in grey with ``force_gray``; resumable."""
+    ``path``; images are (N, C, H, W), uint8 or float32, of the batch's first record's size,
+    as Caffe's Data layer reshapes its top per batch (``sizes_vary``: from batch to batch),
+    another size in the batch refused, naming the record; or, ``cropped`` (a crop follows
+    that makes them one), a list of (C, H, W) where their sizes differ, of one channel count;
+    encoded records decode in colour with ``force_color``, in grey with ``force_gray``;
+    resumable."""
 
     def __init__(self, db, path, force_color: bool = False, force_gray: bool = False,
-                 same_size: bool = True):
+                 cropped: bool = False):
         if not len(db):
             raise AllconvError(f"data source {path}: the database holds no records")
-        self.db, self.path, self.same_size = db, path, same_size
-        self.sizes_vary = same_size
+        self.db, self.path, self.cropped = db, path, cropped
+        self.sizes_vary = not cropped
         self.force = force_color, force_gray
         self._cursor, self._pool = 0, None
         first = _parsed(db[0], self._name(0))
@@ -88,7 +88,7 @@ class DatumFeed:
         self.db.check_unchanged()
         check_same_size([self._name(i) for i in index], images,
                         "a batch's records must be one size, or a crop_size must fit them all",
-                        channels_only=not self.same_size)
+                        channels_only=self.cropped)
         if len({image.dtype for image in images}) > 1:
             images = [image.float() for image in images]
         labels = torch.tensor(labels, dtype=torch.float32)

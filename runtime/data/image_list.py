@@ -87,18 +87,18 @@ def check_same_size(names, images, hint: str, channels_only: bool = False) -> No
 
 class ImageList:
     """ImageData's images and labels: ``feed(batch_size) -> (images, labels)``; images a
-    uint8 tensor (N, C, H, W) of the batch's first image's size (``same_size``, as Caffe
-    reshapes its top per batch: ``sizes_vary`` between batches), or a list of (C, H, W) when
-    their sizes differ (a crop makes them one size); another size in a batch is refused,
-    naming the image; ``sample_shape`` is the first image's; resumable (order, position and
-    generator)."""
+    uint8 tensor (N, C, H, W) of the batch's first image's size, as Caffe reshapes its top
+    per batch (``sizes_vary``: from batch to batch), another size in the batch refused,
+    naming the image; or, ``cropped`` (a crop follows that makes them one), a list of
+    (C, H, W) when their sizes differ; ``sample_shape`` is the first image's; resumable
+    (order, position and generator)."""
 
     def __init__(self, source: str, root_folder: str = "", new_size=None, is_color=True,
                  shuffle=False, rand_skip: int = 0, generator: torch.Generator | None = None,
-                 threads: int = 4, same_size: bool = False):
+                 threads: int = 4, cropped: bool = False):
         self.lines = read_list(source)
         self.root, self.size, self.is_color = root_folder, new_size, is_color
-        self.same_size = self.sizes_vary = same_size
+        self.cropped, self.sizes_vary = cropped, not cropped
         self.passes = Passes(len(self.lines), generator or torch.Generator(), shuffle)
         if rand_skip:
             skip = int(torch.randint(0, 2**32, (), generator=self.passes.generator)) % rand_skip
@@ -122,7 +122,7 @@ class ImageList:
         images = list(self._pool.map(self._read, names))
         check_same_size([self.root + name for name in names], images,
                         "batch_size 1, new_height/new_width or crop_size make a batch one size",
-                        channels_only=not self.same_size)
+                        channels_only=self.cropped)
         labels = torch.tensor([float(self.lines[i][1]) for i in index])
         if len({tuple(im.shape) for im in images}) == 1:
             return torch.stack(images), labels

@@ -108,7 +108,7 @@ def _open_database(path: Path, found: str, backend: int | None, transform):
     if transform is None:
         return DatumFeed(db, path)
     return DatumFeed(db, path, transform.force_color, transform.force_gray,
-                     same_size=not transform.crop_size)
+                     cropped=bool(transform.crop_size))
 
 
 def is_npz_source(source) -> bool:

@@ -124,7 +124,7 @@ class TransformedFeed:
     def __init__(self, feed, transformer: Transformer):
         self.feed, self.transformer = feed, transformer
         self.sample_shape = transformer.output_shape(feed.sample_shape)
-        self.sizes_vary = getattr(feed, "sizes_vary", False) and not transformer.crop
+        self.sizes_vary = getattr(feed, "sizes_vary", False)     # (a cropped feed's: False)
 
     def __call__(self, batch_size: int):
         data, *rest = self.feed(batch_size)

@@ -142,6 +142,8 @@ class Layer(nn.Module):
     # the bottoms whose diff Caffe's Backward writes, and every param diff it computes,
     # whenever the layer runs backward, whatever lr_mult says (Recurrent's unrolled net)
     diffs_whenever_run: tuple[int, ...] | None = None
+    # Caffe's bottom_need_backward_, the flags its Backward gets (set by the net's plan)
+    bottom_need_backward: tuple[bool, ...] = ()
     # the tops' sizes follow the bottoms' values (Filter's), not only their shapes
     tops_sized_by_data = False
     # its forward runs Caffe's Reshape itself (a Python layer's code), so the net does not

@@ -88,7 +88,8 @@ class BaseData(Layer):
             tops = tuple(torch.as_tensor(t, dtype=torch.float32, device=self._device.device)
                          for t in batch[:len(self.top_shapes)])
             if self.tops_sized_by_data and tops[0].shape[:1] == (self.batch_size,):
-                self.top_shapes = [tuple(tops[0].shape), *self.top_shapes[1:]]
+                self.sample_shapes[0] = tuple(tops[0].shape[1:])   # kept by net.reshape()
+                self.top_shapes = self.reshape([])
             for top, shape in zip(tops, self.top_shapes):
                 if tuple(top.shape) != tuple(shape):
                     raise AllconvError(f"a fed batch has shape {tuple(top.shape)}, "

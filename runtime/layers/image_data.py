@@ -31,5 +31,5 @@ class ImageData(BaseData):
             check_blob_shape((p.batch_size, 3 if p.is_color else 1) + size, field)
         images = ImageList(p.source, p.root_folder, size, p.is_color, p.shuffle, p.rand_skip,
                            seeded_generator(generator),
-                           same_size=not self.param.transform_param.crop_size)
+                           cropped=bool(self.param.transform_param.crop_size))
         return self.transformed(images, generator)

@@ -1,6 +1,7 @@
 """Python (python_layer.hpp): a layer whose code is a user's class, ``python_param.layer`` in
 the module ``python_param.module``, imported from ``sys.path`` (which PYTHONPATH extends) as
-Caffe imports it; the module's ``import caffe`` finds ``runtime.python_layer_api``.
+Caffe imports it; ``import caffe`` in the module, and in its code as it runs, finds
+``runtime.python_layer_api``.
 
 As in Caffe: ``param_str`` and ``phase`` are set before ``setup``; ``reshape`` runs at set-up,
 at ``net.reshape()`` and before each ``forward``; ``backward`` gets the tops' diffs and
@@ -13,37 +14,59 @@ weights and their gradients are copied to the host for each call and back after 
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import operator
 import sys
 import traceback
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from runtime import python_layer_api as api
+from runtime.blob_shape import check_blob_shape, reshaped
 from runtime.errors import AllconvError
 from runtime.layers import Layer, layer_errors, register
 from runtime.proto import pb
 
 _CAFFE = api.module()
+_RUNTIME = str(Path(__file__).resolve().parents[1])     # allconv's own frames, not the code's
 
 
 def _where(err: BaseException) -> str:
-    """`` (file:line)`` of the innermost frame that raised ``err`` (a SyntaxError's own)."""
+    """`` (file:line)`` of the innermost frame of the layer's code that ``err`` passed (a
+    SyntaxError's own place), past allconv's own frames (the stand-in's checks)."""
     if isinstance(err, SyntaxError) and err.filename:
         return f" ({err.filename}:{err.lineno})"
-    frames = traceback.extract_tb(err.__traceback__)
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if not str(Path(f.filename).resolve()).startswith(_RUNTIME)]
     return f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
-def _import_module(name: str):
-    """The module ``name``, imported with the stand-in as ``caffe`` (put back after)."""
+@contextlib.contextmanager
+def _caffe_stand_in():
+    """``import caffe`` finds the stand-in in this block (the module's import, each call of
+    its code); what ``sys.modules`` held is put back after."""
     kept = sys.modules.get("caffe")
     sys.modules["caffe"] = _CAFFE
     try:
-        return importlib.import_module(name)
+        yield
+    finally:
+        if kept is None:
+            sys.modules.pop("caffe", None)
+        else:
+            sys.modules["caffe"] = kept
+
+
+def _import_module(name: str):
+    """The module ``name``, imported with the stand-in as ``caffe``."""
+    try:
+        with _caffe_stand_in():
+            return importlib.import_module(name)
     except ModuleNotFoundError as err:
-        if err.name is not None and name.startswith(err.name):
+        if err.name == name or name.startswith(f"{err.name}."):
             raise AllconvError(f"python_param.module {name!r}: no such module on sys.path (as "
                                "Caffe does, it is imported from PYTHONPATH: add its folder "
                                "there)") from None
@@ -52,20 +75,16 @@ def _import_module(name: str):
     except Exception as err:
         raise AllconvError(f"python_param.module {name!r}: importing it raised "
                            f"{type(err).__name__}: {err}{_where(err)}") from err
-    finally:
-        if kept is None:
-            sys.modules.pop("caffe", None)
-        else:
-            sys.modules["caffe"] = kept
 
 
 def layer_class(module_name: str, class_name: str) -> type:
     """The class ``class_name`` of module ``module_name``, a subclass of ``caffe.Layer``."""
-    for field, value in (("module", module_name), ("layer", class_name)):
-        if not value:
-            raise AllconvError(f"python_param.{field} is not set: it names the "
-                               f"{'module that holds' if field == 'module' else ''} the "
-                               f"layer's class{' in that module' if field == 'layer' else ''}")
+    if not module_name:
+        raise AllconvError("python_param.module is not set: it names the module that holds "
+                           "the layer's class")
+    if not class_name:
+        raise AllconvError("python_param.layer is not set: it names the layer's class in "
+                           "python_param.module")
     module = _import_module(module_name)
     cls = getattr(module, class_name, None)
     if cls is None:
@@ -110,7 +129,9 @@ class _Learnable(api.BlobBase):
         return self._layer.host(owner.grad.view(self.shape))
 
     def reshape(self, *shape, **kwargs) -> None:
-        raise AllconvError("a learnable blob keeps the shape add_blob gave it")
+        if kwargs:
+            raise TypeError("Blob.reshape takes no kwargs")
+        self._layer.reshape_learnable(self._index, [operator.index(d) for d in shape])
 
 
 class _Call(torch.autograd.Function):
@@ -144,7 +165,11 @@ class Python(Layer):
         self.qualname = f"{p.module}.{p.layer}"
         self.generator = generator
         self._host_copies: list[tuple[torch.Tensor, np.ndarray]] = []
+        self._calling = False
         self.register_buffer("_anchor", torch.empty(0), persistent=False)
+        # Caffe's code may write any bottom's diff, propagate_down or not, and the Split or
+        # layer below reads it: the net takes every one whenever the layer runs backward
+        self.diffs_whenever_run = tuple(range(len(self.bottoms)))
         self.bottom_blobs = [api.Memory(name) for name in self.bottoms]
         for blob, shape in zip(self.bottom_blobs, bottom_shapes):
             blob.reshape(*shape)
@@ -174,28 +199,48 @@ class Python(Layer):
     def learnable(self, index: int) -> _Learnable:
         return _Learnable(self, index)
 
+    def reshape_learnable(self, index: int, shape) -> None:
+        """Blob ``index`` reshaped as Caffe's Blob::Reshape (its values kept up to its
+        capacity), while ``setup`` runs: after it, the net has taken the blobs."""
+        if not self._adding:
+            raise AllconvError("a learnable blob is reshaped in setup: after it, Caffe's net "
+                               "has taken the layer's blobs")
+        old = self.blobs.owner(index)
+        blob = nn.Parameter(reshaped(old.data, check_blob_shape(
+            shape, f"reshape of learnable blob {index}")))
+        blob.lr_mult, blob.decay_mult = old.lr_mult, old.decay_mult
+        self.blobs[index] = blob
+
     def host(self, tensor: torch.Tensor) -> np.ndarray:
-        """``tensor``'s memory as numpy: itself on the CPU, else a host copy written back
-        after the call."""
-        if tensor.device.type == "cpu":
-            return tensor.numpy()
-        copy = tensor.cpu().numpy()
-        self._host_copies.append((tensor, copy))
+        """``tensor``'s memory as numpy: itself on the CPU, else ``host_copy``."""
+        return tensor.numpy() if tensor.device.type == "cpu" else self.host_copy(tensor)
+
+    def host_copy(self, tensor: torch.Tensor) -> np.ndarray:
+        """A host copy of a device tensor, written back after the call of the layer's code
+        that took it (outside one, read-only)."""
+        copy = tensor.detach().cpu().numpy().copy()
+        if self._calling:
+            self._host_copies.append((tensor, copy))
+        else:
+            copy.flags.writeable = False
         return copy
 
     # ------------------------------------------------------------------ running its code
 
     def _call(self, method, args, what: str):
-        """``method(*args)``; an exception in it becomes one line naming the layer, the
-        class's method and where it was raised."""
+        """``method(*args)`` with the stand-in as ``caffe``; an exception in it becomes one
+        line naming the layer, the class's method and where in the code it was raised."""
+        self._calling = True
         try:
-            return method(*args)
+            with _caffe_stand_in():
+                return method(*args)
         except AllconvError as err:
-            raise AllconvError(f"{self.qualname} {what}: {err}") from err
+            raise AllconvError(f"{self.qualname} {what}: {err}{_where(err)}") from err
         except Exception as err:
             raise AllconvError(f"{self.qualname} {what} raised {type(err).__name__}: "
                                f"{err}{_where(err)}") from err
         finally:
+            self._calling = False
             for tensor, copy in self._host_copies:
                 tensor.copy_(torch.from_numpy(copy))
             self._host_copies = []
@@ -239,15 +284,16 @@ class Python(Layer):
         return tuple(torch.from_numpy(blob.data.copy()).to(device)
                      for blob in self.top_blobs) or (torch.zeros(0, device=device),)
 
-    def run_backward(self, top_diffs, propagate_down) -> list:
-        """Caffe's Backward: the tops' diffs into their memory, then the code's backward; the
-        diffs it left in the bottoms that propagate down."""
+    def run_backward(self, top_diffs, wanted) -> list:
+        """Caffe's Backward: the tops' diffs into their memory, then the code's backward, told
+        Caffe's propagate_down (the net's ``bottom_need_backward``); the diffs it left in the
+        bottoms the net takes (``wanted``: every one, ``diffs_whenever_run``)."""
         for blob, diff in zip(self.top_blobs, top_diffs):
             blob.diff[...] = 0 if diff is None else diff.detach().float().cpu().numpy()
-        down = [bool(p) for p in propagate_down]
+        down = list(self.bottom_need_backward) or [bool(w) for w in wanted]
         with layer_errors(self.param):
             self._call(self._method("backward"), (self.top_blobs, down, self.bottom_blobs),
                        "backward")
         device = self._anchor.device
-        return [torch.from_numpy(blob.diff.copy()).to(device) if wanted else None
-                for blob, wanted in zip(self.bottom_blobs, down)]
+        return [torch.from_numpy(blob.diff.copy()).to(device) if taken else None
+                for blob, taken in zip(self.bottom_blobs, wanted)]
