@@ -1,7 +1,9 @@
 """What the README and the tools tell a new user holds: paths, prefixes, ignores, messages."""
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,18 @@ def test_every_command_says_its_version(flag, capsys):
         out = capsys.readouterr().out
         assert re.fullmatch(rf"{prog}: allconv (\S+|\(not installed\)), torch "
                             rf"{re.escape(torch.__version__)}\n", out), out
+
+
+def test_readme_python_layer_example_runs_as_written(tmp_path):
+    """The README's Python layer: its module beside the script, run with PYTHONPATH=., prints
+    what the comment says."""
+    start = README.index("# my_layers.py, here in the current folder")
+    (tmp_path / "my_layers.py").write_text(README[start:README.index("```", start)])
+    start = README.index("# then, run with PYTHONPATH=.")
+    script = README[start:README.index("```", start)]
+    (tmp_path / "script.py").write_text(script)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([".", str(ROOT)]))
+    done = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == script.split("# ")[-1].strip() == "tensor([[3., 3., 3.]])"
