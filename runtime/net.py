@@ -477,17 +477,23 @@ class Net(nn.Module):
     def _data_tops(self) -> list[str]:
         return [t for l in self.layers if l.accepts_feed for t in l.tops]
 
-    def _run(self, overrides: dict, store: bool):
-        """One pass; returns (blob values, with ``store`` each blob's values in the order
-        written (an in-place chain's), weighted loss)."""
+    def _run(self, overrides: dict, store: bool, first: int = 0, last: int | None = None):
+        """One pass over layers ``first`` to ``last`` (all by default; a part reads the blobs
+        below it as they are); returns (blob values, with ``store`` each blob's values in the
+        order written (an in-place chain's), weighted loss)."""
         if not self.layers:         # Caffe's ForwardFromTo checks end < layers_.size()
             raise AllconvError("the net has no layers to run")
+        last = len(self.layers) - 1 if last is None else last
         values, versions, total = {}, {}, None
+        if first:
+            values = {name: self._blob_data(name) for name in self._shapes}
         # with no autograd (an evaluation) no bottom needs a diff: the loop then holds no
         # requires_grad_(), which older Dynamo (torch 2.11) cannot trace and breaks the graph on
         fresh_diffs = self._fresh_diffs if torch.is_grad_enabled() else [()] * len(self.layers)
         for i, (layer, keep, frozen, fresh) in enumerate(zip(
                 self.layers, self._keeps, self._frozen_uses, fresh_diffs)):
+            if not first <= i <= last:
+                continue
             if not layer.bottoms and layer.tops and layer.tops[0] in overrides:
                 tops = tuple(overrides[t] for t in layer.tops)
             else:
@@ -566,9 +572,12 @@ class Net(nn.Module):
         sharing the blobs' data as pycaffe's arrays do (``backward`` takes the gradients).
 
         Inputs named by Input-layer tops are copied into the persistent input buffers;
-        tops of Data layers replace what their feed would deliver.
+        tops of Data layers replace what their feed would deliver. pycaffe's ``start=`` and
+        ``end=`` (layer names, where no input is named so) run those layers and the ones
+        between (Caffe's ForwardFromTo: the blobs below ``start`` are read as they are) and
+        return ``end``'s tops, without autograd: a backward follows a whole forward only.
         """
-        _refuse_partial_pass(self, "forward", inputs)
+        first, last = self._pass_range(inputs)
         if "blobs" in self._input_slots and blobs is not None and not isinstance(blobs, list):
             inputs["blobs"], blobs = blobs, None       # an Input top named "blobs"
         blobs = self._check_blob_names(blobs)
@@ -584,11 +593,38 @@ class Net(nn.Module):
                                    ".reshape(...) and net.reshape() first")
             with torch.no_grad():
                 target.copy_(value)
-        self._values, self._versions, self._loss = self._run(overrides, store=True)
+        if (first, last) == (0, len(self.layers) - 1):
+            self._values, self._versions, self._loss = self._run(overrides, store=True)
+            outputs = self.outputs
+        else:
+            with torch.no_grad():
+                values, versions, _ = self._run(overrides, True, first, last)
+            self._values.update(values)
+            self._versions.update(versions)
+            self._loss, outputs = None, self.layers[last].tops
         # Caffe reshapes each layer in every forward: a top whose size follows the data
         # (Filter's) keeps the shape of its last value, as pycaffe's blob does.
         self._shapes.update((name, tuple(v.shape)) for name, v in self._values.items())
-        return {name: self.blobs[name].data for name in [*self.outputs, *blobs]}
+        return {name: self.blobs[name].data for name in dict.fromkeys([*outputs, *blobs])}
+
+    def _pass_range(self, named: dict) -> tuple[int, int]:
+        """The layers pycaffe's ``start=``/``end=`` in ``named`` (taken out of it; a blob of
+        that name is an input instead) name: (first, last), all of them by default."""
+        first, last = 0, len(self.layers) - 1
+        if not self.layers:
+            return first, last          # (_run says the net has no layers)
+        for key in ("start", "end"):
+            if key in named and key not in self.blobs:
+                layer = named.pop(key)
+                if layer not in self.layer_dict:
+                    raise AllconvError(f"forward({key}={layer!r}): no such layer (layers: "
+                                       f"{', '.join(self.layer_names)})")
+                index = self.layer_names.index(layer)
+                first, last = (index, last) if key == "start" else (first, index)
+        if first > last:
+            raise AllconvError(f"forward(start={self.layer_names[first]!r}, "
+                               f"end={self.layer_names[last]!r}): start comes after end")
+        return first, last
 
     def backward(self, diffs=None, **top_diffs) -> dict:
         """Backpropagate the weighted loss of the last forward from the outputs' diffs (a
@@ -605,7 +641,8 @@ class Net(nn.Module):
             raise AllconvError(f"backward({unknown[0]}=...): not an output blob (outputs: "
                                f"{', '.join(self.outputs)})")
         if self._loss is None:
-            raise AllconvError("backward() needs a forward() first (one backward per forward)")
+            raise AllconvError("backward() needs a forward() over the whole net first (one "
+                               "backward per forward; forward(start=/end=) keeps no gradients)")
         for name, diff in top_diffs.items():
             self.blobs[name].diff[...] = _as_blob(diff, f"backward({name}=...)",
                                                   self._shapes[name])
@@ -875,13 +912,13 @@ def _as_blob(value, what: str, shape) -> torch.Tensor:
 
 
 def _refuse_partial_pass(net: Net, method: str, named: dict) -> None:
-    """pycaffe's ``start=``/``end=`` (a pass over some of the layers) is not taken: said in
-    one line, not read as an input or output blob of that name."""
+    """pycaffe's ``backward(start=/end=)`` (a backward over some of the layers) is not taken:
+    said in one line, not read as an output blob of that name."""
     partial = [key for key in ("start", "end") if key in named and key not in net.blobs]
     if partial:
-        raise AllconvError(f"{method}({partial[0]}=...): a pass over part of the net (pycaffe's "
-                           f"start/end) is not supported; {method}() runs every layer, and "
-                           "net.blobs holds each blob's value")
+        raise AllconvError(f"{method}({partial[0]}=...): a backward over part of the net "
+                           f"(pycaffe's start/end) is not supported; {method}() runs every "
+                           "layer's, and net.blobs holds each blob's diff")
 
 
 def _copy_blob(blob, array, where: str, source: str) -> None:

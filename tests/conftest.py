@@ -1,4 +1,6 @@
-"""Make the repository root importable when pytest runs from a checkout; shared fixtures."""
+"""Make the repository root importable when pytest runs from a checkout, and the fixture
+nets' Python layers (tests/fixtures/python_layers, which Caffe imported from its PYTHONPATH:
+the fixture modules build those nets as they are collected); shared fixtures."""
 import sys
 from pathlib import Path
 
@@ -6,8 +8,10 @@ import pytest
 import torch
 
 ROOT = str(Path(__file__).resolve().parent.parent)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+PYTHON_LAYERS = str(Path(__file__).resolve().parent / "fixtures" / "python_layers")
+for folder in (ROOT, PYTHON_LAYERS):
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
 
 
 @pytest.fixture

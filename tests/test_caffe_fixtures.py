@@ -68,12 +68,6 @@ CATEGORY_ORDER = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def python_layers(monkeypatch):
-    """The Python layers' module on sys.path, as Caffe imported it from its PYTHONPATH."""
-    monkeypatch.syspath_prepend(str(FIXTURES / "python_layers"))
-
-
 def record(category: str, case: str, where: str, err: float, tol: float) -> None:
     e = ERRORS[category]
     e["arrays"] += 1

@@ -1040,8 +1040,7 @@ def test_a_parameter_diff_written_before_backward_is_added_onto():
 
 def test_pycaffe_forward_blobs_layer_types_and_detached_outputs():
     """forward(blobs=[...]) adds those blobs; outputs hold no autograd graph (numpy() works,
-    as pycaffe's arrays); layer.type is the Caffe type (it was nn.Module's cast method);
-    start=/end= is one clear line, not 'unknown input blob(s) ['end']'."""
+    as pycaffe's arrays); layer.type is the Caffe type (it was nn.Module's cast method)."""
     net = _deploy()
     out = net.forward(blobs=["conv1"])
     assert sorted(out) == ["conv1", "prob"] and not out["prob"].requires_grad
@@ -1049,11 +1048,40 @@ def test_pycaffe_forward_blobs_layer_types_and_detached_outputs():
     assert torch.equal(out["conv1"], net.blobs["conv1"].data)
     assert [layer.type for layer in net.layers] == ["Input", "Convolution", "InnerProduct",
                                                     "Softmax"]
-    with pytest.raises(AllconvError, match=r"forward\(end=...\): a pass over part of the net "
-                                           r"\(pycaffe's start/end\) is not supported"):
-        net.forward(end="conv1")
     with pytest.raises(AllconvError, match="no blob 'nope' in the net"):
         net.forward(blobs=["nope"])
+
+
+def test_pycaffe_forward_from_to_runs_part_of_the_net():
+    """forward(start=, end=): Caffe's ForwardFromTo, the blobs below start read as they are
+    (pycaffe's idiom: write a blob, run the layers above it), end's tops returned; real
+    Caffe gave the same on this net. A backward needs a whole forward; backward(start=) is
+    one line."""
+    net = _deploy()
+    full = net.forward()
+    prob = full["prob"].clone()
+    out = net.forward(end="conv1")
+    assert list(out) == ["conv1"] and torch.equal(out["conv1"], net.blobs["conv1"].data)
+    conv1 = net.blobs["conv1"].data.clone()
+    net.blobs["conv1"].data[...] = 0.5
+    head = net.forward(start="ip")
+    assert list(head) == ["prob"] and not torch.equal(head["prob"], prob)
+    assert torch.allclose(head["prob"][0], head["prob"][1])     # one conv1 value everywhere
+    net.blobs["conv1"].data[...] = conv1
+    torch.testing.assert_close(net.forward(start="ip", end="prob")["prob"], prob)
+    assert list(net.forward(start="ip", end="ip", blobs=["data"])) == ["ip", "data"]
+    with pytest.raises(AllconvError, match=r"backward\(\) needs a forward\(\) over the whole "
+                                           r"net first .*forward\(start=/end=\) keeps no"):
+        net.backward()
+    with pytest.raises(AllconvError, match=r"forward\(end='nope'\): no such layer \(layers: "
+                                           r"input, conv1, ip, prob\)"):
+        net.forward(end="nope")
+    with pytest.raises(AllconvError, match=r"start='prob', end='conv1'\): start comes after"):
+        net.forward(start="prob", end="conv1")
+    net.forward()
+    with pytest.raises(AllconvError, match=r"backward\(start=...\): a backward over part of "
+                                           r"the net \(pycaffe's start/end\) is not supported"):
+        net.backward(start="ip")
 
 
 def test_a_resized_input_keeps_its_memory_as_caffes_blob():
