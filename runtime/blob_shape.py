@@ -1,5 +1,5 @@
-"""Caffe's Blob::Reshape checks (blob.cpp), applied before any tensor is made: every dim >= 0
-and within Caffe's int, at most INT_MAX elements, plus the runtime's own: the float32 blob must fit in this
+"""Caffe's Blob::Reshape checks (blob.cpp), applied before any tensor is made: at most 32 axes,
+every dim >= 0 and within Caffe's int, at most INT_MAX elements, plus the runtime's own: the float32 blob must fit in this
 machine's memory. Also Caffe's int range for the uint32 geometry fields it keeps in an int,
 Blob::LegacyShape (``legacy_shape``), and Blob::Reshape's memory kept up to its capacity
 (``reshaped``)."""
@@ -23,9 +23,15 @@ def physical_memory() -> int:
         return 0
 
 
+MAX_AXES = 32       # Caffe's kMaxBlobAxes
+
+
 def check_blob_shape(shape, what: str) -> tuple[int, ...]:
     """``shape`` as ints, or an AllconvError naming ``what`` (a field or a blob)."""
     shape = tuple(int(d) for d in shape)
+    if len(shape) > MAX_AXES:
+        raise AllconvError(f"{what}: {len(shape)} axes, more than Caffe's kMaxBlobAxes "
+                           f"({MAX_AXES})")
     for axis, dim in enumerate(shape):
         if dim < 0:
             raise AllconvError(f"{what}: dim {axis} is {dim} in shape {shape}; every dim "

@@ -117,6 +117,12 @@ class Layer:
     def __init__(self, param=None):
         self.param_str, self.phase = "", TRAIN
 
+    @property
+    def blobs(self) -> "BlobVec":
+        """The layer's learnable blobs (a property, as pycaffe's: the runtime layer hands
+        them over before setup)."""
+        return self.__dict__.get("_caffe_blobs")
+
 
 def module() -> types.ModuleType:
     """A module named ``caffe`` holding ``Layer``, ``TRAIN`` and ``TEST``: what the layer's

@@ -1,4 +1,4 @@
-"""Caffe's Blob::Reshape limits: dims >= 0, at most INT_MAX elements, uint32 geometry fields
+"""Caffe's Blob::Reshape limits: at most 32 axes, dims >= 0, at most INT_MAX elements, uint32 geometry fields
 kept in an int; and blobs that cannot fit in memory. Each is one error naming layer and field."""
 import pytest
 
@@ -16,6 +16,9 @@ OK = INPUT.format(1, 4)
 
 CASES = [
     (INPUT.format(-1, 4), r"layer 'input' \(Input\): input_param.shape\[0\]: dim 0 is -1"),
+    # found by a mutation round: real Caffe aborts (kMaxBlobAxes), the runtime made 40 axes
+    (INPUT.replace("dim: 4", "dim: 1 " * 30).format(1, 4),
+     r"input_param.shape\[0\]: 33 axes, more than Caffe's kMaxBlobAxes \(32\)"),
     (INPUT.format(1, 2**31), r"layer 'input' \(Input\): input_param.shape\[0\]: shape "
                              r"\(1, 3, 2147483648, 4\) has .* more than Caffe's limit of INT_MAX"),
     (INPUT.format(2**62, 4), r"input_param.shape\[0\]: .* more than Caffe's limit"),

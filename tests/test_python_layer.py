@@ -14,7 +14,6 @@ import torch
 from runtime import TEST, TRAIN, Net
 from runtime.errors import AllconvError
 
-FIXTURE_LAYERS = Path(__file__).resolve().parent / "fixtures" / "python_layers"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -285,6 +284,22 @@ class Negate(Base):
     assert torch.equal(net.backward(one=g)["data"], -10 * g)
 
 
+def test_a_class_with_a_blobs_property_of_its_own_runs_as_in_caffe(module):
+    """pycaffe's blobs is a property of its base; a subclass may define its own (real Caffe
+    runs it); the layer's blobs are handed over beside it."""
+    name = module("""
+class OwnBlobs(Base):
+    blobs = property(lambda self: "mine")
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].data.shape)
+    def forward(self, bottom, top):
+        top[0].data[...] = 2 * bottom[0].data
+""")
+    net = Net(net_text(python_layer(name, "OwnBlobs")), TEST)
+    assert torch.equal(net.forward(data=torch.ones(2, 3, 4))["top"], torch.full((2, 3, 4), 2.0))
+    assert net.layer_dict["py"].python.blobs == "mine"
+
+
 def test_the_caffe_module_is_put_back(module, monkeypatch):
     """The module's ``import caffe`` finds the stand-in only while it is imported: an import
     of caffe before or after finds what it found before."""
@@ -300,11 +315,10 @@ def test_the_caffe_module_is_put_back(module, monkeypatch):
     assert "caffe" not in sys.modules
 
 
-def test_fixture_layers_run_as_real_caffe_ran_them_learn_in_a_solver(monkeypatch, tmp_path):
+def test_fixture_layers_run_as_real_caffe_ran_them_learn_in_a_solver(tmp_path):
     """The fixture module's layers in a solver: the Python layer's blobs move by SGD, and a
     snapshot resumes them exactly."""
     from runtime import SGDSolver
-    monkeypatch.syspath_prepend(str(FIXTURE_LAYERS))
     net = ('layer { name: "in" type: "Input" top: "data" top: "target" input_param { '
            'shape { dim: 2 dim: 3 dim: 2 dim: 2 } } }\n'
            'layer { name: "affine" type: "Python" bottom: "data" top: "affine" '
@@ -358,6 +372,15 @@ def test_fixture_layers_run_as_real_caffe_ran_them_learn_in_a_solver(monkeypatch
      "top[0].reshape(2, n=3)\n", "Kw", "Blob.reshape takes no kwargs"),
     ("class Negative(Base):\n    def reshape(self, bottom, top):\n        "
      "top[0].reshape(2, -3)\n", "Negative", r"dim 1 is -3"),
+    ("import sys\nclass Bye(Base):\n    def reshape(self, bottom, top):\n        "
+     "sys.exit('bye')\n", "Bye", r"Bye reshape called sys.exit\('bye'\) \(.*\.py:11\)"),
+    ("class E(Exception):\n    def __str__(self):\n        raise ValueError\nclass BadStr(Base):"
+     "\n    def reshape(self, bottom, top):\n        raise E()\n", "BadStr",
+     r"BadStr reshape raised E: <exception str\(\) failed>"),
+    ("class Deep(Base):\n    def reshape(self, bottom, top):\n        top[0].reshape(*[1] * 33)"
+     "\n", "Deep", r"33 axes, more than Caffe's kMaxBlobAxes \(32\)"),
+    ("class Getter(Base):\n    def __getattr__(self, name):\n        raise KeyError(name)\n",
+     "Getter", r"Getter reshape: looking it up raised KeyError: 'reshape'"),
     ("import no_such_module_here\n", "X", r"importing it raised ModuleNotFoundError: No module "
      r"named 'no_such_module_here' \(.*\.py:8\)"),
     ("def broken(:\n", "X", r"importing it raised SyntaxError: .* \(.*\.py:8\)"),
@@ -372,6 +395,9 @@ def test_a_wrong_module_or_class_is_one_line(module, body, layer, message):
 def test_unset_or_missing_module_is_one_line():
     with pytest.raises(AllconvError, match="no such module on sys.path .* PYTHONPATH"):
         Net(net_text(python_layer("allconv_no_such_layers", "X")), TRAIN)
+    with pytest.raises(AllconvError, match=r"python_param.module '.m' is a relative name or a "
+                                           r"path: Caffe imports a module by its full name"):
+        Net(net_text(python_layer(".m", "X")), TRAIN)
     with pytest.raises(AllconvError, match="python_param.module is not set"):
         Net(net_text(python_layer("", "X")), TRAIN)
     with pytest.raises(AllconvError, match="python_param.layer is not set"):
@@ -390,6 +416,9 @@ class Fails(Shapes):
         top[0].data[...] = bottom[0].data[:1, :2]
 class NoBackward(Shapes):
     pass
+class Shrinks(Shapes):
+    def backward(self, top, propagate_down, bottom):
+        bottom[0].reshape(99)
 """)
     with pytest.raises(AllconvError, match=r"layer 'py' \(Python\): \w+\.Fails forward raised "
                        r"ValueError: could not broadcast .* \(.*\.py:16\)"):
@@ -398,6 +427,12 @@ class NoBackward(Shapes):
     net.forward()
     with pytest.raises(AllconvError, match=r"NoBackward defines no backward\(self, top, "
                        r"propagate_down, bottom\)"):
+        net.backward()
+    net = Net(net_text(python_layer(name, "Shrinks")), TRAIN)
+    net.forward()
+    with pytest.raises(AllconvError, match=r"Shrinks backward reshaped bottom 'data' to "
+                                           r"\(99,\): its diff must keep the forward's shape "
+                                           r"\(2, 3, 4\)"):
         net.backward()
 
 
@@ -447,7 +482,6 @@ def test_the_device_path_writes_back_only_what_the_code_took(monkeypatch):
     code is read-only and writes nothing back over a later update (it put a solver's update
     back to the old weights at the next forward)."""
     from runtime.layers.python import Python
-    monkeypatch.syspath_prepend(str(FIXTURE_LAYERS))
     monkeypatch.setattr(Python, "host", Python.host_copy)
     text = ('layer { name: "in" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 '
             'dim: 1 dim: 1 } } }\nlayer { name: "affine" type: "Python" bottom: "data" '
@@ -466,8 +500,7 @@ def test_the_device_path_writes_back_only_what_the_code_took(monkeypatch):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_on_a_gpu_the_weights_and_gradients_go_through_the_host(monkeypatch):
-    monkeypatch.syspath_prepend(str(FIXTURE_LAYERS))
+def test_on_a_gpu_the_weights_and_gradients_go_through_the_host():
     text = ('layer { name: "in" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 '
             'dim: 2 dim: 2 } } }\nlayer { name: "affine" type: "Python" bottom: "data" '
             'top: "affine" loss_weight: 1 python_param { module: "fixture_layers" '

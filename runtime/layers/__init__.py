@@ -220,10 +220,12 @@ class Layer(nn.Module):
         return weights
 
     def add_blob(self, shape, filler, generator) -> None:
-        """Append a learnable blob of ``shape`` filled by ``filler``, tagged with its ParamSpec."""
+        """Append a learnable blob of ``shape`` filled by ``filler`` (None: zeros, as a Blob's
+        new memory), tagged with its ParamSpec."""
         index = len(self.blobs)
-        data = fill(torch.empty(check_blob_shape(shape, f"learnable blob {index}")), filler,
-                    generator)
+        data = torch.zeros(check_blob_shape(shape, f"learnable blob {index}"))
+        if filler is not None:
+            data = fill(data, filler, generator)
         blob = nn.Parameter(data)
         spec = self.param_spec(index)
         blob.lr_mult, blob.decay_mult = spec.lr_mult, spec.decay_mult

@@ -18,6 +18,7 @@ import contextlib
 import importlib
 import operator
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -29,7 +30,6 @@ from runtime import python_layer_api as api
 from runtime.blob_shape import check_blob_shape, reshaped
 from runtime.errors import AllconvError
 from runtime.layers import Layer, layer_errors, register
-from runtime.proto import pb
 
 _CAFFE = api.module()
 _RUNTIME = str(Path(__file__).resolve().parents[1])     # allconv's own frames, not the code's
@@ -45,36 +45,63 @@ def _where(err: BaseException) -> str:
     return f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
+_SWAP = threading.RLock()       # one thread's code at a time holds sys.modules["caffe"]
+
+
 @contextlib.contextmanager
 def _caffe_stand_in():
     """``import caffe`` finds the stand-in in this block (the module's import, each call of
     its code); what ``sys.modules`` held is put back after."""
-    kept = sys.modules.get("caffe")
-    sys.modules["caffe"] = _CAFFE
+    with _SWAP:
+        kept = sys.modules.get("caffe")
+        sys.modules["caffe"] = _CAFFE
+        try:
+            yield
+        finally:
+            if kept is None:
+                sys.modules.pop("caffe", None)
+            else:
+                sys.modules["caffe"] = kept
+
+
+def _said(err: BaseException) -> str:
+    """What ``err`` says, in one line, as Python prints it (pycaffe's words where its
+    ``str`` fails; ``sys.exit``'s code)."""
+    if isinstance(err, SystemExit):
+        return f"called sys.exit({err.code!r})"
     try:
-        yield
-    finally:
-        if kept is None:
-            sys.modules.pop("caffe", None)
-        else:
-            sys.modules["caffe"] = kept
+        text = str(err)
+    except Exception:  # noqa: BLE001 - a user's exception whose __str__ fails
+        text = "<exception str() failed>"
+    return f"raised {type(err).__name__}: {text}".replace("\n", " ")
 
 
 def _import_module(name: str):
     """The module ``name``, imported with the stand-in as ``caffe``."""
+    if name.startswith(".") or "/" in name or "\\" in name:
+        raise AllconvError(f"python_param.module {name!r} is a relative name or a path: Caffe "
+                           "imports a module by its full name (pkg.module), from PYTHONPATH")
     try:
         with _caffe_stand_in():
             return importlib.import_module(name)
+    except KeyboardInterrupt:
+        raise
     except ModuleNotFoundError as err:
         if err.name == name or name.startswith(f"{err.name}."):
             raise AllconvError(f"python_param.module {name!r}: no such module on sys.path (as "
                                "Caffe does, it is imported from PYTHONPATH: add its folder "
                                "there)") from None
-        raise AllconvError(f"python_param.module {name!r}: importing it raised "
-                           f"{type(err).__name__}: {err}{_where(err)}") from err
-    except Exception as err:
-        raise AllconvError(f"python_param.module {name!r}: importing it raised "
-                           f"{type(err).__name__}: {err}{_where(err)}") from err
+        raise AllconvError(f"python_param.module {name!r}: importing it {_said(err)}"
+                           f"{_where(err)}") from err
+    except BaseException as err:  # noqa: BLE001 - the module's code: sys.exit, its own
+        raise AllconvError(f"python_param.module {name!r}: importing it {_said(err)}"
+                           f"{_where(err)}") from err
+
+
+def _origin(module) -> str:
+    """Where ``module`` comes from: its file, a namespace package's folders."""
+    found = getattr(module, "__file__", None) or list(getattr(module, "__path__", []))
+    return str(found or "built in")
 
 
 def layer_class(module_name: str, class_name: str) -> type:
@@ -86,12 +113,16 @@ def layer_class(module_name: str, class_name: str) -> type:
         raise AllconvError("python_param.layer is not set: it names the layer's class in "
                            "python_param.module")
     module = _import_module(module_name)
-    cls = getattr(module, class_name, None)
+    try:
+        cls = getattr(module, class_name, None)
+    except Exception as err:  # noqa: BLE001 - the module's own __getattr__
+        raise AllconvError(f"python_param.layer {class_name!r}: looking it up in module "
+                           f"{module_name!r} {_said(err)}{_where(err)}") from err
     if cls is None:
         found = sorted(n for n, v in vars(module).items()
                        if isinstance(v, type) and issubclass(v, api.Layer) and v is not api.Layer)
         raise AllconvError(f"python_param.layer {class_name!r}: module {module_name!r} "
-                           f"({module.__file__}) has no such name (its layer classes: "
+                           f"({_origin(module)}) has no such name (its layer classes: "
                            f"{', '.join(found) or 'none'})")
     if not isinstance(cls, type):
         raise AllconvError(f"python_param.layer {class_name!r}: {module_name}.{class_name} is "
@@ -177,13 +208,18 @@ class Python(Layer):
                           self.bottoms[j] == name else api.Memory(name)
                           for j, name in enumerate(self.tops)]
         self.python = self._call(cls, (self.param,), "the constructor")
-        self.python.param_str, self.python.phase = p.param_str, int(self.phase)
-        self.python.blobs = api.BlobVec(self)
+        self._call(self._hand_over, (p.param_str,), "setting param_str, phase and blobs")
         self._adding = True
         try:
-            self._call(self._method("setup"), (self.bottom_blobs, self.top_blobs), "setup")
+            self._run_code("setup", self.bottom_blobs, self.top_blobs)
         finally:
             self._adding = False
+
+    def _hand_over(self, param_str: str) -> None:
+        """What Caffe's LayerSetUp sets on the layer before its setup (and pycaffe's
+        ``blobs``)."""
+        self.python.param_str, self.python.phase = param_str, int(self.phase)
+        self.python._caffe_blobs = api.BlobVec(self)
 
     # ------------------------------------------------ what python_layer_api's BlobVec asks
 
@@ -191,7 +227,7 @@ class Python(Layer):
         if not self._adding:
             raise AllconvError("add_blob is for setup: Caffe's net takes a layer's learnable "
                                "blobs once, after its setup")
-        self.add_blob(shape, pb.FillerParameter(), self.generator)
+        self.add_blob(shape, None, self.generator)
 
     def learnable_count(self) -> int:
         return len(self.blobs)
@@ -234,31 +270,37 @@ class Python(Layer):
         try:
             with _caffe_stand_in():
                 return method(*args)
+        except KeyboardInterrupt:
+            raise
         except AllconvError as err:
             raise AllconvError(f"{self.qualname} {what}: {err}{_where(err)}") from err
-        except Exception as err:
-            raise AllconvError(f"{self.qualname} {what} raised {type(err).__name__}: "
-                               f"{err}{_where(err)}") from err
+        except BaseException as err:  # noqa: BLE001 - the code's: sys.exit, its own
+            raise AllconvError(f"{self.qualname} {what} {_said(err)}{_where(err)}") from err
         finally:
             self._calling = False
             for tensor, copy in self._host_copies:
                 tensor.copy_(torch.from_numpy(copy))
             self._host_copies = []
 
-    def _method(self, name: str):
-        """The class's method ``name``, or one line: it defines none (Caffe's setup and
-        reshape would call themselves without end, the others raise AttributeError)."""
-        method = getattr(self.python, name, None)
+    def _run_code(self, name: str, *args) -> None:
+        """The class's method ``name`` on ``args`` through ``_call``; a class that defines
+        none is one line (Caffe's setup and reshape would call themselves without end, the
+        others raise AttributeError)."""
+        try:
+            method = getattr(self.python, name, None)
+        except Exception as err:  # noqa: BLE001 - the class's own __getattr__ or property
+            raise AllconvError(f"{self.qualname} {name}: looking it up {_said(err)}"
+                               f"{_where(err)}") from err
         if not callable(method):
             signature = "top, propagate_down, bottom" if name == "backward" else "bottom, top"
             raise AllconvError(f"{self.qualname} defines no {name}(self, {signature})")
-        return method
+        self._call(method, args, name)
 
     def reshape(self, bottom_shapes):
         for blob, shape in zip(self.bottom_blobs, bottom_shapes):
             if blob.shape != tuple(shape):
                 blob.reshape(*shape)
-        self._call(self._method("reshape"), (self.bottom_blobs, self.top_blobs), "reshape")
+        self._run_code("reshape", self.bottom_blobs, self.top_blobs)
         missing = [blob.name for blob in self.top_blobs if blob.shape is None]
         if missing:
             raise AllconvError(f"{self.qualname} reshape gave top {missing[0]!r} no shape "
@@ -278,8 +320,9 @@ class Python(Layer):
                 if blob.shape != tuple(value.shape):
                     blob.reshape(*value.shape)
                 blob.data[...] = value.detach().float().cpu().numpy()
-            self.top_shapes = self.reshape([tuple(b.shape) for b in bottoms])
-            self._call(self._method("forward"), (self.bottom_blobs, self.top_blobs), "forward")
+            self._bottom_shapes = [tuple(b.shape) for b in bottoms]
+            self.top_shapes = self.reshape(self._bottom_shapes)
+            self._run_code("forward", self.bottom_blobs, self.top_blobs)
         device = self._anchor.device
         return tuple(torch.from_numpy(blob.data.copy()).to(device)
                      for blob in self.top_blobs) or (torch.zeros(0, device=device),)
@@ -292,8 +335,12 @@ class Python(Layer):
             blob.diff[...] = 0 if diff is None else diff.detach().float().cpu().numpy()
         down = list(self.bottom_need_backward) or [bool(w) for w in wanted]
         with layer_errors(self.param):
-            self._call(self._method("backward"), (self.top_blobs, down, self.bottom_blobs),
-                       "backward")
+            self._run_code("backward", self.top_blobs, down, self.bottom_blobs)
+            for blob, shape in zip(self.bottom_blobs, self._bottom_shapes):
+                if blob.shape != shape:
+                    raise AllconvError(f"{self.qualname} backward reshaped bottom "
+                                       f"{blob.name!r} to {blob.shape}: its diff must keep "
+                                       f"the forward's shape {shape}")
         device = self._anchor.device
         return [torch.from_numpy(blob.diff.copy()).to(device) if taken else None
                 for blob, taken in zip(self.bottom_blobs, wanted)]
