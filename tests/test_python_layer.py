@@ -398,6 +398,9 @@ def test_unset_or_missing_module_is_one_line():
     with pytest.raises(AllconvError, match=r"python_param.module '.m' is a relative name or a "
                                            r"path: Caffe imports a module by its full name"):
         Net(net_text(python_layer(".m", "X")), TRAIN)
+    with pytest.raises(AllconvError, match=r"module 'caffe' \(allconv's stand-in for pycaffe's "
+                                           r"caffe\) has no such name"):
+        Net(net_text(python_layer("caffe", "Nope")), TRAIN)
     with pytest.raises(AllconvError, match="python_param.module is not set"):
         Net(net_text(python_layer("", "X")), TRAIN)
     with pytest.raises(AllconvError, match="python_param.layer is not set"):

@@ -100,6 +100,8 @@ def _import_module(name: str):
 
 def _origin(module) -> str:
     """Where ``module`` comes from: its file, a namespace package's folders."""
+    if module is _CAFFE:
+        return "allconv's stand-in for pycaffe's caffe"
     found = getattr(module, "__file__", None) or list(getattr(module, "__path__", []))
     return str(found or "built in")
 
