@@ -574,10 +574,11 @@ class Net(nn.Module):
         Inputs named by Input-layer tops are copied into the persistent input buffers;
         tops of Data layers replace what their feed would deliver. pycaffe's ``start=`` and
         ``end=`` (layer names, where no input is named so) run those layers and the ones
-        between (Caffe's ForwardFromTo: the blobs below ``start`` are read as they are) and
-        return ``end``'s tops, without autograd: a backward follows a whole forward only.
+        between (Caffe's ForwardFromTo: the blobs below ``start`` are read as they are; none
+        where ``start`` comes after ``end``) and return ``end``'s tops (without ``end``, the
+        outputs), without autograd: a backward follows a whole forward only.
         """
-        first, last = self._pass_range(inputs)
+        first, last, end = self._pass_range(inputs)
         if "blobs" in self._input_slots and blobs is not None and not isinstance(blobs, list):
             inputs["blobs"], blobs = blobs, None       # an Input top named "blobs"
         blobs = self._check_blob_names(blobs)
@@ -595,24 +596,24 @@ class Net(nn.Module):
                 target.copy_(value)
         if (first, last) == (0, len(self.layers) - 1):
             self._values, self._versions, self._loss = self._run(overrides, store=True)
-            outputs = self.outputs
-        else:
+        elif first <= last:     # (start after end: Caffe's ForwardFromTo runs nothing)
             with torch.no_grad():
                 values, versions, _ = self._run(overrides, True, first, last)
-            self._values.update(values)
-            self._versions.update(versions)
-            self._loss, outputs = None, self.layers[last].tops
+                self._values.update(values)
+                self._versions.update(versions)
+                self._view_again(set(values), last + 1)
+            self._loss = None
+        outputs = self.outputs if end is None else self.layers[end].tops
         # Caffe reshapes each layer in every forward: a top whose size follows the data
         # (Filter's) keeps the shape of its last value, as pycaffe's blob does.
         self._shapes.update((name, tuple(v.shape)) for name, v in self._values.items())
         return {name: self.blobs[name].data for name in dict.fromkeys([*outputs, *blobs])}
 
-    def _pass_range(self, named: dict) -> tuple[int, int]:
+    def _pass_range(self, named: dict) -> tuple[int, int, int | None]:
         """The layers pycaffe's ``start=``/``end=`` in ``named`` (taken out of it; a blob of
-        that name is an input instead) name: (first, last), all of them by default."""
-        first, last = 0, len(self.layers) - 1
-        if not self.layers:
-            return first, last          # (_run says the net has no layers)
+        that name is an input instead) name: (first, last, the ``end`` layer or None), all of
+        them by default."""
+        first, last, end = 0, len(self.layers) - 1, None
         for key in ("start", "end"):
             if key in named and key not in self.blobs:
                 layer = named.pop(key)
@@ -620,11 +621,21 @@ class Net(nn.Module):
                     raise AllconvError(f"forward({key}={layer!r}): no such layer (layers: "
                                        f"{', '.join(self.layer_names)})")
                 index = self.layer_names.index(layer)
-                first, last = (index, last) if key == "start" else (first, index)
-        if first > last:
-            raise AllconvError(f"forward(start={self.layer_names[first]!r}, "
-                               f"end={self.layer_names[last]!r}): start comes after end")
-        return first, last
+                if key == "start":
+                    first = index
+                else:
+                    last = end = index
+        return first, last, end
+
+    def _view_again(self, changed: set, first: int) -> None:
+        """After a part of the net ran, the tops of the Split, Flatten and Reshape layers from
+        ``first`` on that view a ``changed`` blob view its new values, as Caffe's share their
+        bottom's memory (they kept viewing the old values, which a later ``start=`` read)."""
+        for layer in self.layers[first:]:
+            if layer.tops_view_bottom and changed & set(layer.bottoms):
+                tops = layer(*[self._values[b] for b in layer.bottoms])
+                self._values.update(zip(layer.tops, tops))
+                changed |= set(layer.tops)
 
     def backward(self, diffs=None, **top_diffs) -> dict:
         """Backpropagate the weighted loss of the last forward from the outputs' diffs (a

@@ -142,6 +142,9 @@ class Layer(nn.Module):
     # the bottoms whose diff Caffe's Backward writes, and every param diff it computes,
     # whenever the layer runs backward, whatever lr_mult says (Recurrent's unrolled net)
     diffs_whenever_run: tuple[int, ...] | None = None
+    # its tops are views of its bottom (Split's, Flatten's, Reshape's), as Caffe's share the
+    # bottom's memory: a part of the net run below them leaves them viewing the new values
+    tops_view_bottom = False
     # Caffe's bottom_need_backward_, the flags its Backward gets (set by the net's plan)
     bottom_need_backward: tuple[bool, ...] = ()
     # the tops' sizes follow the bottoms' values (Filter's), not only their shapes

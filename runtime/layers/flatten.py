@@ -9,6 +9,7 @@ from runtime.layers.shapes import canonical_axis, count
 
 @register("Flatten")
 class Flatten(Layer):
+    tops_view_bottom = True
     backward_ignores_input = True
     top_diff_is_bottom_diff = diff_shared_by_backward = True   # Backward: ShareDiff
     diffs_whenever_run = (0,)     # shared: propagate_down cannot stop it

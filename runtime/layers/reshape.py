@@ -10,6 +10,7 @@ from runtime.layers.shapes import count
 
 @register("Reshape")
 class Reshape(Layer):
+    tops_view_bottom = True
     backward_ignores_input = True
     top_diff_is_bottom_diff = True
     diffs_whenever_run = (0,)     # shared: propagate_down cannot stop it

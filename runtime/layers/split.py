@@ -6,6 +6,7 @@ from runtime.layers import Layer, register
 
 @register("Split")
 class Split(Layer):
+    tops_view_bottom = True
     backward_ignores_input = True
     num_tops = (1, None)
 
