@@ -110,7 +110,7 @@ def _with_valid_names(detail: str) -> str:
 
 def _parse_error(err: text_format.ParseError, tokens: str):
     """Python's parse error as ((line, column) where C++ reports it, or None; the message
-    without the source line Python may quote before it)."""
+    without the source line Python may quote before it, in C++'s words)."""
     detail = str(err)
     line, column = err.GetLine(), err.GetColumn()
     match = _ERROR_POSITION.match(detail)
@@ -121,7 +121,35 @@ def _parse_error(err: text_format.ParseError, tokens: str):
     detail = _QUOTED_LINE.sub("", detail.strip(), count=1)
     if line is None:
         return None, detail
-    return caffe_position(tokens, line, column or 1, detail), detail
+    where = caffe_position(tokens, line, column or 1, detail)
+    return where, _in_caffe_words(detail, tokens, where)
+
+
+_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[\w.+-]+|\S|')
+
+
+# Python's parser's words -> C++'s (Caffe's), for the same error at the same place
+_CPP_WORDS = [
+    (re.compile(r'Expected "[}>]"\.'), "Expected identifier, got: "),   # the text ends
+    (re.compile(r"Expected identifier or number, got (.*)\."), r"Expected identifier, got: \1"),
+    (re.compile(r"Couldn't parse float: (.*)"), r"Expected double, got: \1"),
+    (re.compile(r"Couldn't parse integer: (.*)"), r"Expected integer, got: \1"),
+    (re.compile(r"Expected string but found: '(.*)'"), r"Expected string, got: \1"),
+    (re.compile(r'Message type "[\w.]+" should not have multiple "(\w+)" fields\.'),
+     r'Non-repeated field "\1" is specified multiple times.'),
+]
+
+
+def _in_caffe_words(detail: str, tokens: str, where: tuple[int, int]) -> str:
+    """Python's parser's words where C++'s (Caffe's) differ for the same error at the same
+    place (a missing ':': C++ names the token it found)."""
+    for python, cpp in _CPP_WORDS:
+        if python.fullmatch(detail):
+            return python.sub(cpp, detail)
+    if detail == 'Expected ":".':
+        found = _TOKEN.match(tokens, text_index(tokens, *where)).group()
+        return f'Expected ":", found "{found}".'
+    return detail
 
 
 def _before(err: text_format.ParseError, tokens: str, index: int) -> bool:

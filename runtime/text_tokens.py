@@ -306,7 +306,8 @@ def caffe_position(tokens: str, line: int, column: int, detail: str) -> tuple[in
     """Where C++ reports the error that Python's parser reports at ``line``:``column`` of
     ``tokens``: past the field name or value it names (C++ has read it; not a bool's number,
     which C++ checks before it reads it), at the ':' before a repeated field's value, or at the
-    end of the text where nothing but blanks is left."""
+    end of the text where nothing but blanks is left (but at a last token a ':' is missing
+    before)."""
     index = text_index(tokens, line, column)
     if "parse integer" in detail or "range" in detail:
         index = past_sign(tokens, index)
@@ -319,7 +320,8 @@ def caffe_position(tokens: str, line: int, column: int, detail: str) -> tuple[in
         read = token and not (detail.startswith('Expected "true"')      # a bool's number
                               and _is_digit(token.group()[-1]))
         if (read and any(what in detail for what in _AFTER_TOKEN)
-                or after >= len(tokens) and ", got" not in detail):
+                or after >= len(tokens) and ", got" not in detail
+                and detail != 'Expected ":".'):          # C++ names the token it found
             index = min(after, len(tokens))
     return line_column(tokens, index)
 

@@ -534,6 +534,25 @@ def test_text_is_read_as_real_caffe_read_it(tmp_path, case):
             expected.SerializeToString(deterministic=True), f"{ours} != {expected}"
 
 
+@pytest.mark.parametrize("name", ["float31", "uint03", "uint12", "string17", "around15"])
+def test_an_error_is_in_caffes_words_where_python_words_it_otherwise(name):
+    """The same error, at the same place, in the words real Caffe's C++ parser gave."""
+    case = next(c for c in TEXT_CASES if c["name"] == name)
+    line, column, message = case["caffe"]["error"]
+    with pytest.raises(AllconvError, match=rf"^n.prototxt:{line}:{column}: {re.escape(message)}$"):
+        prototxt.parse_net(case["text"], "n.prototxt")
+
+
+@pytest.mark.parametrize("text, error", [      # real Caffe's, by a new user's check
+    ('name: "n"\nlayer { name: "a"\n', '3:1: Expected identifier, got: '),
+    ('name: "n" }', '1:11: Expected identifier, got: }'),
+    ('name "n"', '1:6: Expected ":", found ""n"".'),
+])
+def test_three_syntax_errors_in_caffes_words(text, error):
+    with pytest.raises(AllconvError, match=rf"^n.prototxt:{re.escape(error)}$"):
+        prototxt.parse_net(text, "n.prototxt")
+
+
 def test_an_error_python_places_on_trailing_blanks_is_at_the_end_as_in_cpp():
     from runtime.text_tokens import caffe_position
     assert caffe_position('a: 1\n  ', 2, 1, 'Expected "}".') == (2, 3)
