@@ -502,8 +502,8 @@ class Net(nn.Module):
                     if keep[j] and not values[name].requires_grad \
                             and values[name].is_floating_point():
                         values[name] = values[name].detach().requires_grad_()
-                        if store:
-                            versions[name][-1] = values[name]
+                        if store:       # (a part's bottom from below it: a version of its own)
+                            versions.setdefault(name, [None])[-1] = values[name]
                 bottoms = [values[b] if k else values[b].detach()
                            for b, k in zip(layer.bottoms, keep)]
                 if self._reshaped_in_forward[i]:
@@ -609,23 +609,25 @@ class Net(nn.Module):
         self._shapes.update((name, tuple(v.shape)) for name, v in self._values.items())
         return {name: self.blobs[name].data for name in dict.fromkeys([*outputs, *blobs])}
 
-    def _pass_range(self, named: dict) -> tuple[int, int, int | None]:
+    def _pass_range(self, named: dict, method: str = "forward", start: int = 0,
+                    ) -> tuple[int, int, int | None]:
         """The layers pycaffe's ``start=``/``end=`` in ``named`` (taken out of it; a blob of
-        that name is an input instead) name: (first, last, the ``end`` layer or None), all of
-        them by default."""
-        first, last, end = 0, len(self.layers) - 1, None
+        that name is an input or output instead) name for ``method``: (start, end, the
+        ``end`` layer or None); by default ``start`` and the other end of the net."""
+        end_default = len(self.layers) - 1 if start == 0 else 0
+        begin, finish, end = start, end_default, None
         for key in ("start", "end"):
             if key in named and key not in self.blobs:
                 layer = named.pop(key)
                 if layer not in self.layer_dict:
-                    raise AllconvError(f"forward({key}={layer!r}): no such layer (layers: "
+                    raise AllconvError(f"{method}({key}={layer!r}): no such layer (layers: "
                                        f"{', '.join(self.layer_names)})")
                 index = self.layer_names.index(layer)
                 if key == "start":
-                    first = index
+                    begin = index
                 else:
-                    last = end = index
-        return first, last, end
+                    finish = end = index
+        return begin, finish, end
 
     def _view_again(self, changed: set, first: int) -> None:
         """After a part of the net ran, the tops of the Split, Flatten and Reshape layers from
@@ -645,20 +647,51 @@ class Net(nn.Module):
         diff Caffe's layer writes over in each backward (Parameter's, shared with its top;
         Scale's eltwise factor). Returns ``{blob: diff}`` of the inputs and the blobs
         ``diffs`` names, as pycaffe's."""
-        _refuse_partial_pass(self, "backward", top_diffs)
+        last, first, end = self._pass_range(top_diffs, "backward", start=len(self.layers) - 1)
         diffs = self._check_blob_names(diffs)
         unknown = sorted(set(top_diffs) - set(self.outputs))
         if unknown:
             raise AllconvError(f"backward({unknown[0]}=...): not an output blob (outputs: "
                                f"{', '.join(self.outputs)})")
-        if self._loss is None:
-            raise AllconvError("backward() needs a forward() over the whole net first (one "
-                               "backward per forward; forward(start=/end=) keeps no gradients)")
         for name, diff in top_diffs.items():
             self.blobs[name].diff[...] = _as_blob(diff, f"backward({name}=...)",
                                                   self._shapes[name])
-        self._backward()
-        return {name: self.blobs[name].diff for name in [*self.inputs, *diffs]}
+        if (first, last) != (0, len(self.layers) - 1):
+            self._backward_from_to(first, last)
+        elif self._loss is None:
+            raise AllconvError("backward() needs a forward() over the whole net first (one "
+                               "backward per forward; forward(start=/end=) keeps no gradients)")
+        else:
+            self._backward()
+        below = self.inputs if end is None else self.layers[end].bottoms
+        return {name: self.blobs[name].diff for name in dict.fromkeys([*below, *diffs])}
+
+    def _backward_from_to(self, first: int, last: int) -> None:
+        """pycaffe's ``backward(start=, end=)``, Caffe's BackwardFromTo: layers ``last`` down
+        to ``first`` back-propagate from the diffs in the memory of ``last``'s tops (and
+        their loss weights), as the last forward left their bottoms. Their forward runs
+        again to rebuild the graph, so a layer whose forward draws or keeps state (Dropout
+        or BatchNorm in TRAIN, a recurrent or Python layer, HDF5Output) is refused."""
+        self.check_backward()
+        for layer in self.layers[first:last + 1]:
+            if not layer.repeatable_forward:
+                raise AllconvError(f"backward(start=/end=) over {describe(layer.param)}: a "
+                                   "backward over part of the net runs its forward again, "
+                                   "and this layer's would draw or change its state anew")
+        tops = self.layers[last].tops
+        seeds = [self.blobs[t].diff.detach().clone() for t in tops]
+        sources = {t: self._blob_data(t) for layer in self.layers[first:last + 1]
+                   if not layer.bottoms for t in layer.tops}
+        self._held_param_diffs.hand_over()
+        values, versions, total = self._run(sources, True, first, last)
+        pairs = [(values[t], g) for t, g in zip(tops, seeds) if values[t].requires_grad]
+        if total.requires_grad:
+            pairs.append((total, torch.ones_like(total)))
+        if pairs:
+            torch.autograd.backward(*map(list, zip(*pairs)))
+        self._loss_tops = {}
+        self._values.update(values)
+        self._versions.update(versions)
 
     def _backward(self) -> None:
         """``backward``'s pass: the outputs' written diffs join the loss's gradient where
@@ -920,16 +953,6 @@ def _as_blob(value, what: str, shape) -> torch.Tensor:
     if tuple(tensor.shape) != tuple(shape):
         raise AllconvError(f"{what}: shape {tuple(tensor.shape)}, the blob is {tuple(shape)}")
     return tensor
-
-
-def _refuse_partial_pass(net: Net, method: str, named: dict) -> None:
-    """pycaffe's ``backward(start=/end=)`` (a backward over some of the layers) is not taken:
-    said in one line, not read as an output blob of that name."""
-    partial = [key for key in ("start", "end") if key in named and key not in net.blobs]
-    if partial:
-        raise AllconvError(f"{method}({partial[0]}=...): a backward over part of the net "
-                           f"(pycaffe's start/end) is not supported; {method}() runs every "
-                           "layer's, and net.blobs holds each blob's diff")
 
 
 def _copy_blob(blob, array, where: str, source: str) -> None:

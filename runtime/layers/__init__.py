@@ -142,6 +142,9 @@ class Layer(nn.Module):
     # the bottoms whose diff Caffe's Backward writes, and every param diff it computes,
     # whenever the layer runs backward, whatever lr_mult says (Recurrent's unrolled net)
     diffs_whenever_run: tuple[int, ...] | None = None
+    # its forward gives the same again and changes nothing (a backward over part of the net
+    # runs it anew): not where it draws (Dropout in TRAIN), keeps state or writes files
+    repeatable_forward = True
     # its tops are views of its bottom (Split's, Flatten's, Reshape's), as Caffe's share the
     # bottom's memory: a part of the net run below them leaves them viewing the new values
     tops_view_bottom = False

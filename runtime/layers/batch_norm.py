@@ -18,6 +18,12 @@ from runtime.proto import pb
 
 @register("BatchNorm")
 class BatchNorm(Layer):
+
+    @property
+    def repeatable_forward(self) -> bool:
+        """In TRAIN its forward moves its statistics anew."""
+        return self.phase != pb.TRAIN
+
     # Caffe's Backward writes the bottom diff without asking propagate_down; it runs where the
     # net's ParamSpecs leave a blob's lr_mult at its default 1 (its own lr_mult: 0 is for the
     # solver alone)

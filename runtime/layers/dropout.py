@@ -64,6 +64,12 @@ class Dropout(Layer):
     [k·C/K, (k+1)·C/K) then draws its noise of shape (N, C/K, ...) from generators of its own
     seed, so its masks are its solo net's, bit for bit, in eager mode. Keyed masks read the
     seeds' keys from the buffer ``seed_keys``, so one compiled graph serves nets of any seed."""
+
+    @property
+    def repeatable_forward(self) -> bool:
+        """In TRAIN its forward draws its masks anew."""
+        return self.phase != pb.TRAIN
+
     backward_ignores_input = True
 
     def setup(self, bottom_shapes, generator):

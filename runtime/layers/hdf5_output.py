@@ -11,6 +11,7 @@ from runtime.layers import Layer, register
 
 @register("HDF5Output")
 class HDF5Output(Layer):
+    repeatable_forward = False      # each forward writes a file
     """The file is created (emptied) when the net is built, as Caffe's setup does; a forward
     writes the batch. Caffe's HDF5Output writes one batch per file: a second forward fails
     there, and here it is an error naming the file."""

@@ -191,6 +191,7 @@ class Python(Layer):
     tops_sized_by_data = True       # whatever its code's reshape says, each forward
     reshapes_in_forward = True
     backward_runs_unreached = True
+    repeatable_forward = False      # its code may keep state (a data layer's place)
 
     def setup(self, bottom_shapes, generator):
         p = self.param.python_param

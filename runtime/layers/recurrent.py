@@ -26,6 +26,7 @@ from runtime.layers.shapes import count
 
 
 class Recurrent(Layer):
+    repeatable_forward = False      # its hidden state carries over to the next forward
     """Subclasses name their states (``states``, Caffe's recurrent input order), create the
     learnable blobs (``add_blobs``) and compute the unrolled net (``unroll``)."""
 
