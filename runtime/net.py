@@ -477,10 +477,12 @@ class Net(nn.Module):
     def _data_tops(self) -> list[str]:
         return [t for l in self.layers if l.accepts_feed for t in l.tops]
 
-    def _run(self, overrides: dict, store: bool, first: int = 0, last: int | None = None):
+    def _run(self, overrides: dict, store: bool, first: int = 0, last: int | None = None,
+             needed_only: bool = False):
         """One pass over layers ``first`` to ``last`` (all by default; a part reads the blobs
-        below it as they are); returns (blob values, with ``store`` each blob's values in the
-        order written (an in-place chain's), weighted loss)."""
+        below it as they are; ``needed_only``: the layers whose Backward Caffe runs keep the
+        graph, as a backward from any top needs); returns (blob values, with ``store`` each
+        blob's values in the order written (an in-place chain's), weighted loss)."""
         if not self.layers:         # Caffe's ForwardFromTo checks end < layers_.size()
             raise AllconvError("the net has no layers to run")
         last = len(self.layers) - 1 if last is None else last
@@ -511,7 +513,8 @@ class Net(nn.Module):
                 tops = (functional_call(layer, {f"blobs.{k}": layer.blobs[k].detach()
                                                 for k in frozen}, tuple(bottoms))
                         if frozen else layer(*bottoms))
-                if self._cut[i]:        # no Backward: nothing reaches its params or bottoms
+                if self._cut[i] or needed_only and not self._layer_need[i]:
+                    # no Backward: nothing reaches its params or bottoms
                     tops = tuple(t.detach() for t in tops)
                 if layer.backward_runs_unreached and self._layer_need[i] \
                         and torch.is_grad_enabled():
@@ -683,7 +686,7 @@ class Net(nn.Module):
         sources = {t: self._blob_data(t) for layer in self.layers[first:last + 1]
                    if not layer.bottoms for t in layer.tops}
         self._held_param_diffs.hand_over()
-        values, versions, total = self._run(sources, True, first, last)
+        values, versions, total = self._run(sources, True, first, last, needed_only=True)
         pairs = [(values[t], g) for t, g in zip(tops, seeds) if values[t].requires_grad]
         if total.requires_grad:
             pairs.append((total, torch.ones_like(total)))

@@ -1133,6 +1133,11 @@ def test_pycaffe_backward_from_to_runs_part_of_the_net():
     torch.testing.assert_close(net.params["ip"][0].diff, 2 * weights)
     with pytest.raises(AllconvError, match=r"backward\(start='nope'\): no such layer"):
         net.backward(start="nope")
+    quiet = Net(DEPLOY.replace("force_backward: true", ""), TEST, seed=3)  # no loss: Caffe
+    quiet.forward(end="ip")                                                # runs no Backward
+    quiet.blobs["ip"].diff[...] = g
+    assert not quiet.backward(start="ip")["data"].any()
+    assert not quiet.params["ip"][0].diff.any() and not quiet.params["conv1"][0].diff.any()
     dropout = Net(DEPLOY.replace('layer { name: "prob"', 'layer { name: "drop" type: "Dropout" '
                                  'bottom: "ip" top: "ip" }\nlayer { name: "prob"'), TRAIN, seed=3)
     dropout.forward()
