@@ -581,7 +581,7 @@ class Net(nn.Module):
         where ``start`` comes after ``end``) and return ``end``'s tops (without ``end``, the
         outputs), without autograd: a backward follows a whole forward only.
         """
-        first, last, end = self._pass_range(inputs)
+        first, last, end = self._pass_range(inputs, "forward", (0, len(self.layers) - 1))
         if "blobs" in self._input_slots and blobs is not None and not isinstance(blobs, list):
             inputs["blobs"], blobs = blobs, None       # an Input top named "blobs"
         blobs = self._check_blob_names(blobs)
@@ -612,13 +612,12 @@ class Net(nn.Module):
         self._shapes.update((name, tuple(v.shape)) for name, v in self._values.items())
         return {name: self.blobs[name].data for name in dict.fromkeys([*outputs, *blobs])}
 
-    def _pass_range(self, named: dict, method: str = "forward", start: int = 0,
+    def _pass_range(self, named: dict, method: str, default: tuple[int, int],
                     ) -> tuple[int, int, int | None]:
         """The layers pycaffe's ``start=``/``end=`` in ``named`` (taken out of it; a blob of
         that name is an input or output instead) name for ``method``: (start, end, the
-        ``end`` layer or None); by default ``start`` and the other end of the net."""
-        end_default = len(self.layers) - 1 if start == 0 else 0
-        begin, finish, end = start, end_default, None
+        ``end`` layer or None), each ``default``'s where not given."""
+        (begin, finish), end = default, None
         for key in ("start", "end"):
             if key in named and key not in self.blobs:
                 layer = named.pop(key)
@@ -650,7 +649,7 @@ class Net(nn.Module):
         diff Caffe's layer writes over in each backward (Parameter's, shared with its top;
         Scale's eltwise factor). Returns ``{blob: diff}`` of the inputs and the blobs
         ``diffs`` names, as pycaffe's."""
-        last, first, end = self._pass_range(top_diffs, "backward", start=len(self.layers) - 1)
+        last, first, end = self._pass_range(top_diffs, "backward", (len(self.layers) - 1, 0))
         diffs = self._check_blob_names(diffs)
         unknown = sorted(set(top_diffs) - set(self.outputs))
         if unknown:

@@ -197,7 +197,6 @@ class Python(Layer):
         p = self.param.python_param
         cls = layer_class(p.module, p.layer)
         self.qualname = f"{p.module}.{p.layer}"
-        self.generator = generator
         self._host_copies: list[tuple[torch.Tensor, np.ndarray]] = []
         self._calling = False
         self.register_buffer("_anchor", torch.empty(0), persistent=False)
@@ -230,7 +229,7 @@ class Python(Layer):
         if not self._adding:
             raise AllconvError("add_blob is for setup: Caffe's net takes a layer's learnable "
                                "blobs once, after its setup")
-        self.add_blob(shape, None, self.generator)
+        self.add_blob(shape, None, None)      # zeros, as a new Blob's memory
 
     def learnable_count(self) -> int:
         return len(self.blobs)
