@@ -10,7 +10,7 @@ import pytest
 
 from generator import cli as gen_cli
 from runtime.data import cli as prep_cli
-from runtime.prototxt import parse_solver
+from runtime.prototxt import parse_solver, read_net
 from runtime.cli_support import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,3 +148,18 @@ def test_readme_python_layer_example_runs_as_written(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == script.split("# ")[-1].strip() == "tensor([[3., 3., 3.]])"
+
+
+def test_readme_net_spec_example_runs_as_written(tmp_path):
+    """The README's NetSpec script writes a prototxt that reads back as the net it built, and
+    prints the shape its comment says."""
+    start = README.index("from runtime.net_spec import NetSpec")
+    start = README.rindex("```python\n", 0, start) + len("```python\n")
+    script = README[start:README.index("```", start)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == script.split("# ")[-1].strip() == "torch.Size([1, 96, 1, 1])"
+    written = read_net(str(tmp_path / "mine.prototxt"))
+    assert [layer.type for layer in written.layer] == ["Input", "Convolution", "ReLU", "Pooling"]

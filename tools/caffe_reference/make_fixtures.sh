@@ -8,7 +8,9 @@
 # Step 2 (Debian's /usr/bin/python3 + pycaffe): run every case in Caffe, write
 #         tests/fixtures/<case>.npz and tests/fixtures/caffe_saved_small.caffemodel; and
 #         (all cases, or --only text) tests/fixtures/text_format_cases.json, how Caffe reads
-#         prototxt text (make_text_cases.py).
+#         prototxt text (make_text_cases.py); and (all cases, or --only net_spec)
+#         tests/fixtures/net_spec_cases.json, what pycaffe's net_spec makes of
+#         tests/fixtures/net_spec/builders.py (make_net_spec_cases.py).
 # Then: pytest tests/test_caffe_fixtures.py
 #
 # Needs Caffe built into $CAFFE_PREFIX (default /opt/reference-caffe); if it is missing:
@@ -49,5 +51,9 @@ cd "$repo"
 if [ $# -eq 0 ] || [[ " $* " == *" text "* ]]; then    # how Caffe reads prototxt text
   "${caffe_env[@]}" "$CAFFE_PYTHON" tools/caffe_reference/make_text_cases.py \
       "$out/text_format_cases.json" > /dev/null
+fi
+if [ $# -eq 0 ] || [[ " $* " == *" net_spec "* ]]; then  # what pycaffe's net_spec makes
+  "${caffe_env[@]}" "$CAFFE_PYTHON" tools/caffe_reference/make_net_spec_cases.py \
+      "$out/net_spec_cases.json" > /dev/null
 fi
 du -sh "$out"
