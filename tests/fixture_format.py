@@ -235,7 +235,8 @@ DIR = "@DIR@"     # in a data case's prototxt and file lists: the folder holding
 def write_data_files(case: dict, folder, h5py) -> None:
     """A data case's files into ``folder``: each ``h5_files`` entry {name: {dataset: input
     spec, optionally with "dtype"}} written with the given ``h5py`` module, each
-    ``list_files`` entry {name: [lines]} as text with DIR replaced by ``folder``."""
+    ``list_files`` entry {name: [lines]} as text with DIR replaced by ``folder``, each
+    ``image_files`` entry {name: [height, width]} as an RGB PNG of seeded pixels."""
     import os
     for name, datasets in case.get("h5_files", {}).items():
         with h5py.File(os.path.join(folder, name), "w") as f:
@@ -245,6 +246,11 @@ def write_data_files(case: dict, folder, h5py) -> None:
     for name, lines in case.get("list_files", {}).items():
         with open(os.path.join(folder, name), "w") as f:
             f.write("".join(line.replace(DIR, str(folder)) + "\n" for line in lines))
+    for name, (height, width) in case.get("image_files", {}).items():
+        from PIL import Image     # the venv's Pillow; Caffe reads the PNG with OpenCV
+        pixels = make_input(case["name"], name, {"shape": [height, width, 3], "kind": "ties",
+                                                 "low": 0, "high": 255})
+        Image.fromarray(pixels.astype(np.uint8), "RGB").save(os.path.join(folder, name))
 
 
 def datum_records(case: dict, db: str) -> list[tuple[bytes, dict]]:

@@ -779,8 +779,8 @@ def test_data_layer(name, tmp_path):
 # ------------------------------------------------------------------------------ inventory
 
 def test_fixture_inventory():
-    """Enough cases, and every layer type the runtime registers (but ImageData, Clip and
-    Swish) is exercised by some fixture net."""
+    """Enough cases, and every layer type the runtime registers (but Clip and Swish) is
+    exercised by some fixture net."""
     from google.protobuf import text_format
     from runtime.layers import LAYERS
 
@@ -796,10 +796,9 @@ def test_fixture_inventory():
             used.update(l.type for l in sp.net_param.layer)
         elif text:
             used.update(l.type for l in text_format.Merge(text, pb.NetParameter()).layer)
-    # no OpenCV in the reference builds: ImageData is checked against files the tests write
-    # (test_data_layers.py); Clip and Swish are newer than the reference build:
-    # test_layers_issue17.py checks them against BVLC master's formulas
-    missing = set(LAYERS) - used - {"ImageData", "Clip", "Swish"}
+    # Clip and Swish are newer than the reference build: test_layers_issue17.py checks them
+    # against BVLC master's formulas
+    missing = set(LAYERS) - used - {"Clip", "Swish"}
     assert not missing, f"layer types without a Caffe fixture: {sorted(missing)}"
     total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file())
     assert total < 8 * 2**20, f"tests/fixtures is {total / 2**20:.1f} MiB"

@@ -1,8 +1,8 @@
 """Data layers on files the tests write, against Caffe's documented behaviour: the
 DataTransformer (data_transformer.cpp), ImageData (no OpenCV in the reference Caffe, so no
 fixture), HDF5Data's shuffling and errors, HDF5Output, MemoryData's checks (pycaffe's),
-DummyData, the Data layer's own transform, the refused Python and WindowData layers, and an
-exact resume. Values of DummyData, HDF5Data, HDF5Output and MemoryData are also pinned against
+DummyData, the Data layer's own transform, and an exact resume (WindowData:
+test_window_data.py). Values of DummyData, HDF5Data, HDF5Output and MemoryData are also pinned against
 real Caffe in test_caffe_fixtures.py (test_data_layer)."""
 from __future__ import annotations
 
@@ -478,13 +478,6 @@ def test_dummy_data_checks_are_caffes(param, message):
     with pytest.raises(AllconvError, match=message):
         Net(f'layer {{ name: "d" type: "DummyData" top: "a" top: "b" dummy_data_param '
             f'{{ {param} }} }}', TEST)
-
-
-def test_window_data_is_refused_by_name():
-    with pytest.raises(AllconvError, match=r"^layer 'x' \(WindowData\): not supported: .*"
-                                           r"R-CNN") as err:
-        Net('layer { name: "x" type: "WindowData" top: "d" }', TEST)
-    assert "\n" not in str(err.value)
 
 
 # ----------------------------------------------------------------------- exact resume

@@ -3,10 +3,9 @@
 
 A line's label is the integer after its last space (C's ``atoi``), its path what comes before,
 read under ``root_folder`` (prefixed as a string, as Caffe does). Images are BGR (``is_color``)
-or one grey channel, uint8, resized to ``new_height`` x ``new_width`` by bilinear
-interpolation when both are set (OpenCV's INTER_LINEAR; Pillow's grey conversion of a
-colour PNG and PyTorch's uint8 kernel may differ from OpenCV's fixed point by 1; a JPEG read
-grey is libjpeg's luma, as OpenCV's; 16-bit grey keeps its high byte, as OpenCV does).
+or one grey channel (OpenCV's: see ``_grey``; a JPEG read grey is libjpeg's luma; 16-bit
+grey keeps its high byte), uint8, resized to ``new_height`` x ``new_width`` when both are
+set by OpenCV's INTER_LINEAR (``jpeg.interpolate``).
 Pixels are taken as stored: a JPEG's EXIF orientation is not applied (OpenCV 2.4's imread;
 3.1 and later rotate).
 
@@ -65,10 +64,23 @@ def read_image(file, is_color: bool, size: tuple[int, int] | None,
             image.draft("L", image.size)    # libjpeg's own luma, as OpenCV's grey imread
         if image.mode.startswith("I"):      # 16-bit grey: OpenCV keeps the high byte
             image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
-        pixels = np.asarray(image.convert("RGB" if is_color else "L"))
+        pixels = np.asarray(image.convert("RGB")) if is_color else _grey(image)
     out = torch.from_numpy(pixels[:, :, ::-1].copy()).permute(2, 0, 1) if is_color else \
         torch.from_numpy(pixels.copy())[None]
     return jpeg.interpolate(out, *size).contiguous() if size else out
+
+
+def _grey(image) -> np.ndarray:
+    """OpenCV's grey of a decoded image, uint8 (H, W): a grey image's own values; a colour
+    PNG's by libpng's rgb_to_gray, which OpenCV asks for 0.299 and 0.587 (9797, 19234 and
+    3737 over 2^15, truncated); any other colour image's by cvtColor's BGR2GRAY (4899, 9617
+    and 1868 over 2^14, rounded)."""
+    if image.mode in ("1", "L", "LA"):
+        return np.asarray(image.convert("L"))
+    r, g, b = np.moveaxis(np.asarray(image.convert("RGB")).astype(np.int32), 2, 0)
+    if image.format == "PNG":
+        return ((9797 * r + 19234 * g + 3737 * b) >> 15).astype(np.uint8)
+    return ((4899 * r + 9617 * g + 1868 * b + (1 << 13)) >> 14).astype(np.uint8)
 
 
 def check_same_size(names, images, hint: str, channels_only: bool = False) -> None:

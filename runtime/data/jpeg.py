@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from runtime.errors import AllconvError
 
@@ -114,16 +113,42 @@ def decode(blobs: list[bytes], paths: list[Path], device: torch.device | str,
 
 
 def interpolate(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """A uint8 image (C, H, W) resized to (C, height, width) by bilinear interpolation without
-    antialiasing (OpenCV's INTER_LINEAR: half-pixel centres), uint8."""
-    if image.device.type == "cpu":   # PyTorch's uint8 kernel: ~40x faster, within 1 of float
-        x = F.interpolate(image[None].contiguous(memory_format=torch.channels_last),
-                          size=(height, width), mode="bilinear", align_corners=False,
-                          antialias=False)[0]
-    else:
-        x = F.interpolate(image[None].float(), size=(height, width), mode="bilinear",
-                          align_corners=False, antialias=False)[0].round_().clamp_(0, 255)
-    return x.to(torch.uint8)
+    """A uint8 image (C, H, W) resized to (C, height, width) as OpenCV's ``resize`` with
+    INTER_LINEAR resizes uint8 (bit for bit: checked against OpenCV 4.6 on 420 size pairs and
+    in real Caffe's ImageData and WindowData): half-pixel centres, 11-bit weights, a row pass
+    in 32-bit integers, then a column pass in 16-bit steps, as its vector code computes."""
+    _, h, w = image.shape
+    if (h, w) == (height, width):
+        return image
+    x0, x1, a0, a1 = (t.to(image.device) for t in _linear_weights(width, w, True))
+    y0, y1, b0, b1 = (t.to(image.device) for t in _linear_weights(height, h, False))
+    used, place = torch.unique(torch.cat([y0, y1]), return_inverse=True)   # rows read
+    pixels = image.index_select(1, used).to(torch.int32)
+    rows = (pixels.index_select(2, x0) * a0 + pixels.index_select(2, x1) * a1) >> 4
+    top = rows.index_select(1, place[:height]).mul_(b0[:, None]) >> 16
+    bottom = rows.index_select(1, place[height:]).mul_(b1[:, None]) >> 16
+    return ((top + bottom + 2) >> 2).clamp_(0, 255).to(torch.uint8)
+
+
+@lru_cache(maxsize=64)
+def _linear_weights(size: int, source: int, clamp: bool):
+    """OpenCV's INTER_LINEAR taps of each output pixel: its two source pixels and their
+    weights over 2048, each the float weight rounded to even. Along x a tap left or right of
+    the image is clamped to its edge pixel with weight 2048; along y the taps are the rows
+    nearest inside and the weights stay as computed."""
+    scale = 1.0 / (size / source)
+    at = ((np.arange(size) + 0.5) * scale - 0.5).astype(np.float32)
+    first = np.floor(at)
+    fraction = (at - first).astype(np.float32)
+    first = first.astype(np.int64)
+    if clamp:
+        edge = (first < 0) | (first >= source - 1)
+        fraction[edge] = 0
+        first = np.clip(first, 0, source - 1)
+    weights = [np.rint(f * np.float32(2048)).astype(np.int32)
+               for f in (np.float32(1) - fraction, fraction)]
+    taps = [np.clip(first + k, 0, source - 1) for k in (0, 1)]
+    return tuple(torch.from_numpy(t) for t in (*taps, *weights))
 
 
 def resize(image: torch.Tensor, size: int = 256, mode: str = "square") -> torch.Tensor:

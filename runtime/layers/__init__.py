@@ -25,11 +25,6 @@ from runtime.proto import pb
 from runtime.registry import add_once, did_you_mean
 
 LAYERS: dict[str, type] = {}
-# Layer types that cannot run here, each with the reason.
-REFUSED = {
-    "WindowData": "WindowData is R-CNN's OpenCV window sampler, deprecated in Caffe and not "
-                  "supported; crop the windows into an image list for ImageData",
-}
 
 
 class NoFillerWarning(UserWarning):
@@ -64,8 +59,6 @@ def layer_errors(param):
 def layer_class(param) -> type:
     """The registered class for ``param.type``."""
     cls = LAYERS.get(param.type)
-    if param.type in REFUSED:
-        raise AllconvError(f"{describe(param)}: not supported: {REFUSED[param.type]}")
     if cls is None:
         spelled = [name for name in LAYERS if name.lower() == param.type.lower()]
         hint = (f"; Caffe's types are case-sensitive: {spelled[0]}?" if spelled

@@ -571,8 +571,26 @@ def data_case(name, phase, layers, forwards, note, inputs=None, **extra):
                  "note": note, "sample_size": ff.SAMPLE_SIZE}, **extra)
 
 
+def windows(foreground, background) -> list[str]:
+    """A window file's lines: image 0 (a.png, 10x12) holds the ``foreground`` windows
+    (label, overlap, x1, y1, x2, y2), image 1 (b.png, 9x11) the ``background`` ones."""
+    lines = []
+    for index, (name, (h, w), boxes) in enumerate(
+            (("a.png", (10, 12), foreground), ("b.png", (9, 11), background))):
+        lines += [f"# {index}", f"{ff.DIR}/{name}", f"3 {h} {w}", str(len(boxes))]
+        lines += [" ".join(str(v) for v in box) for box in boxes]
+    return lines
+
+
 def data_cases():
     d = ff.DIR
+    windows_images = {"a.png": (10, 12), "b.png": (9, 11)}
+    listed_images = {f"{i}.png": (7, 6) for i in range(4)}
+    sized_images = {"tall.png": (9, 4), "wide.png": (3, 8), "square.png": (6, 6),
+                    "flat.bmp": (5, 7)}
+    resized_images = {"tall.png": (9, 4), "wide.png": (3, 8), "square.png": (6, 6),
+                      "twice.png": (10, 18), "line.png": (1, 7), "column.png": (13, 1),
+                      "large.png": (31, 40), "same.png": (5, 9), "flat.bmp": (4, 11)}
     dummy = [
         L("dummy", "DummyData", (), ["a", "b"], """dummy_data_param {
             shape { dim: 2 dim: 3 } shape { dim: 4 dim: 1 dim: 5 }
@@ -660,6 +678,62 @@ def data_cases():
                   "no crop: Caffe's top takes each batch's first record's size, and the "
                   "pooling below reshapes at every forward",
                   lmdb_files={"per_batch": per_batch}),
+        data_case("image_list", "TEST", [
+            L("images", "ImageData", (), ["data", "label"],
+              f'image_data_param {{ source: "{d}/list.txt" root_folder: "{d}/" batch_size: 3 }}'
+              " transform_param { crop_size: 4 scale: 0.5 mean_value: 9 mean_value: 8 "
+              "mean_value: 7 }")], 3,
+                  "ImageData over a list of 4 colour PNGs (7x6), BGR, in batches of 3 wrapping "
+                  "around, the TEST centre crop, mean_value and scale",
+                  image_files=listed_images, list_files={"list.txt": [
+                      f"{name} {i + 3}" for i, name in enumerate(listed_images)]}),
+        data_case("image_sizes_grey", "TEST", [
+            L("images", "ImageData", (), ["data", "label"],
+              f'image_data_param {{ source: "{d}/list.txt" root_folder: "{d}/" batch_size: 1 '
+              "is_color: false }")], 3,
+                  "colour PNGs of three sizes and a BMP read grey (libpng's rgb_to_gray for "
+                  "a PNG, cvtColor's for the BMP), batch_size 1: the top takes each "
+                  "image's size",
+                  image_files=sized_images,
+                  list_files={"list.txt": [f"{name} 1" for name in sized_images]}),
+        data_case("image_resized", "TEST", [
+            L("images", "ImageData", (), ["data", "label"],
+              f'image_data_param {{ source: "{d}/list.txt" root_folder: "{d}/" batch_size: 3 '
+              "new_height: 5 new_width: 9 }")], 3,
+                  "images of nine sizes (smaller, larger, twice, one pixel wide) resized to "
+                  "5x9 by OpenCV's bilinear resize",
+                  image_files=resized_images,
+                  list_files={"list.txt": [f"{name} 2" for name in resized_images]}),
+        data_case("window_warp", "TRAIN", [
+            L("windows", "WindowData", (), ["data", "label"],
+              f'window_data_param {{ source: "{d}/windows.txt" batch_size: 4 scale: 0.5 '
+              "fg_threshold: 0.5 bg_threshold: 0.2 fg_fraction: 0.5 } "
+              "transform_param { crop_size: 6 mean_value: 10 mean_value: 20 "
+              "mean_value: 30 }")], 2,
+                  "R-CNN's window file: a foreground window (label 2) and a background one "
+                  "(label 5 made 0) on two images, one dropped between the thresholds; two "
+                  "of each per batch, background first; 6x6 windows warped to crop_size 6 "
+                  "(OpenCV's resize copies them), mean_value and window_data_param.scale",
+                  image_files=windows_images, list_files={"windows.txt": windows(
+                      [(2, 0.9, 2, 1, 7, 6), (1, 0.3, 0, 0, 5, 5)], [(5, 0.1, 3, 2, 8, 7)])}),
+        data_case("window_context_square", "TEST", [
+            L("windows", "WindowData", (), ["data", "label"],
+              f'window_data_param {{ source: "{d}/windows.txt" batch_size: 3 '
+              'fg_fraction: 0.34 context_pad: 2 crop_mode: "square" } '
+              "transform_param { crop_size: 9 }")], 1,
+                  "context_pad 2 and square windows, widened past the images' edges (left "
+                  "and bottom, top and right), clipped, the rest of the crop 0; 9x9 widened "
+                  "windows, so OpenCV's resize copies them",
+                  image_files=windows_images, list_files={"windows.txt": windows(
+                      [(4, 0.7, 0, 5, 3, 6)], [(0, 0.0, 6, 0, 9, 3)])}),
+        data_case("window_resized", "TEST", [
+            L("windows", "WindowData", (), ["data", "label"],
+              f'window_data_param {{ source: "{d}/windows.txt" batch_size: 2 '
+              "context_pad: 1 } transform_param { crop_size: 7 }")], 1,
+                  "windows warped by OpenCV's bilinear resize (5x6 and 8x4 to 7x7 with a "
+                  "context_pad)",
+                  image_files=windows_images, list_files={
+                      "windows.txt": windows([(1, 0.8, 1, 2, 5, 8)], [(0, 0.1, 2, 1, 9, 4)])}),
         data_case("python_source", "TRAIN", cases_python.data_layers("TRAIN"), 3,
                   "a Python data layer drawing its batch in each reshape (set-up's too), 5x6 "
                   "and 7x6 in turn; a Python layer and MAX pooling below, resized at every "
@@ -688,6 +762,14 @@ def python_layer_missing(caffe) -> str | None:
     without its Python layer (its layer factory would abort the process)."""
     if "Python" not in caffe.layer_type_list():
         return f"{caffe.__file__}'s Caffe was built without its Python layer"
+    return None
+
+
+def opencv_missing(caffe) -> str | None:
+    """Why the ImageData and WindowData cases cannot run here, if they cannot: this Caffe was
+    built without OpenCV (its layer factory would abort the process)."""
+    if "WindowData" not in caffe.layer_type_list():
+        return f"{caffe.__file__}'s Caffe was built without OpenCV"
     return None
 
 
@@ -1408,11 +1490,13 @@ def caffe_step(work: Path, out: Path, only: list[str]) -> None:
             (databases_unreadable(caffe), "the LMDB and LevelDB data cases",
              lambda c: c.get("lmdb_files") or c.get("leveldb_files")),
             (python_layer_missing(caffe), "the Python layer cases",
-             lambda c: c.get("group") == "Python")):
+             lambda c: c.get("group") == "Python"),
+            (opencv_missing(caffe), "the ImageData and WindowData cases",
+             lambda c: c.get("image_files"))):
         skipped = {c["name"] for c in cases if needs(c)}
         if why and skipped:
             print(f"WARNING: {why}; {what} are skipped and their fixtures kept "
-                  "(tools/caffe_reference/build-reference-caffe-db.sh builds a Caffe with them)")
+                  "(tools/caffe_reference/build-reference-caffe-full.sh builds a Caffe with them)")
             kept |= skipped
     cases = [c for c in cases if c["name"] not in kept]
     if only:
