@@ -1,19 +1,23 @@
 """Top-k error as the reference Caffe's Accuracy layer counts it (accuracy_layer.cpp): the
 classes are ordered by (score, class index), largest first, and an image is correct within k
-when its label is among the first k. So a tie goes to the higher class index. (BVLC master
-since 2017 counts every tie against the label; the reference build predates that.)"""
+when its label is among the first k. So a tie goes to the higher class index. A NaN compares
+as a tie, as the pairs compare it: a row of NaN (a diverged net) puts the classes in index
+order, the last first. (BVLC master since 2017 counts every tie against the label, and no
+NaN; the reference build predates that.)"""
 from __future__ import annotations
 
 import torch
 
 
 def label_rank(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The label's place in that order: how many classes score higher, or equal with a higher
-    index; scores (N, classes, ...), labels (N, ...) int64. Rank 0 is a top-1 hit."""
+    """The label's place in that order: how many classes score higher, or equal (or NaN beside
+    it) with a higher index; scores (N, classes, ...), labels (N, ...) int64. Rank 0 is a
+    top-1 hit."""
     true_score = scores.gather(1, labels.unsqueeze(1))
     index = torch.arange(scores.shape[1], device=scores.device)
     index = index.view(1, -1, *([1] * (scores.dim() - 2)))
-    above = (scores > true_score) | ((scores == true_score) & (index > labels.unsqueeze(1)))
+    tied = ~(scores > true_score) & ~(scores < true_score)      # equal, or a NaN on a side
+    above = (scores > true_score) | (tied & (index > labels.unsqueeze(1)))
     return above.sum(1)
 
 

@@ -89,6 +89,16 @@ def cases():
                           {"data": {"shape": [2, 6, 1, 1], "kind": "values", "values": values}},
                           [L("lrn", "LRN", "data", "out",
                              f"lrn_param {{ local_size: 3 {body} }}")], backward="none"))
+    # rows all NaN: Caffe's (score, index) pairs then compare by index alone, so the label
+    # ranks below every higher class (a diverged net is right on its last class's images)
+    nan, rows = float("nan"), [[0.5, 0.5, 1, -1, 0], [2, 0, 2, 2, 1], [-1, -2, -3, -4, -5]]
+    c.append(net_case("nonfinite_accuracy_nan_rows", "Accuracy (NaN)",
+                      {"data": {"shape": [6, 5], "kind": "values",
+                                "values": [nan] * 15 + sum(rows, [])},
+                       "label": {"shape": [6], "kind": "values", "values": [4, 0, 2, 1, 3, 4]}},
+                      [L("acc", "Accuracy", ["data", "label"], "acc"),
+                       L("acc3", "Accuracy", ["data", "label"], "acc3",
+                         "accuracy_param { top_k: 3 }")], backward="none"))
     # the windows of a MAX pooling that start past its input give −FLT_MAX, whose square is inf
     c.append(net_case("nonfinite_pool_outside_lrn", "LRN (inf, NaN)",
                       {"data": normal(2, 6, 5, 4)},
