@@ -651,3 +651,40 @@ def test_a_data_folder_that_is_a_file_or_lacks_the_files_says_where_they_go(tmp_
         get_dataset("cifar10").load("test", tmp_path)
     assert f"test_batch.bin (from https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz) into " \
            f"{tmp_path} or {tmp_path / 'cifar-10-batches-bin'}" in str(err.value)
+
+
+def test_prep_cifar_writes_lmdbs_that_the_data_layer_reads_as_the_npz(tmp_path, monkeypatch,
+                                                                       capsys):
+    """allconv-prep-cifar --lmdb: the whitened splits as Caffe Datum records (float_data,
+    keys 00000...), read back equal to the .npz sources; a second run replaces them."""
+    from runtime.cli_support import run_cli
+    from runtime.data import cli as prep_cli
+    from runtime.data.lmdb_file import LmdbFile
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    make_cifar10_bin(tmp_path / "data", np.random.default_rng(4))
+    args = ["--data", str(tmp_path / "data"), "--no-verify", "--out", str(tmp_path / "out"),
+            "--lmdb"]
+    for _ in range(2):
+        assert run_cli(prep_cli.main, "allconv-prep-cifar", args) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'out' / 'cifar10_gcn_zca_test_lmdb'}: 4 Datum records" in out
+    for split, phase in (("train", 0), ("test", 1)):
+        npz = open_source(str(tmp_path / "out" / f"cifar10_gcn_zca_{split}.npz"), phase)
+        db = tmp_path / "out" / f"cifar10_gcn_zca_{split}_lmdb"
+        lmdb = open_source(str(db), phase, backend=1)
+        (images, labels), (read, read_labels) = npz(npz.num_samples), lmdb(npz.num_samples)
+        assert torch.equal(read, images) and torch.equal(read_labels, labels)
+        assert LmdbFile(db).key(0) == b"00000"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "cifar10_gcn_zca_test.npz", "cifar10_gcn_zca_test_lmdb",
+        "cifar10_gcn_zca_train.npz", "cifar10_gcn_zca_train_lmdb"]
+
+
+def test_writing_an_lmdb_without_the_package_says_how_to_get_it(tmp_path, monkeypatch):
+    from runtime.data.lmdb_file import write_datum_lmdb
+    monkeypatch.setitem(sys.modules, "lmdb", None)
+    with pytest.raises(AllconvError, match=r"needs the lmdb package: pip install -e \".\[lmdb\]\""):
+        write_datum_lmdb(tmp_path / "db", np.zeros((1, 3, 2, 2), np.float32), [0])
+    with pytest.raises(AllconvError, match=r"allconv-prep-cifar --lmdb writes it"):
+        open_source(str(tmp_path / "cifar10_gcn_zca_train_lmdb"), 0, backend=1)

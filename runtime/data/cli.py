@@ -10,6 +10,7 @@ from pathlib import Path
 
 from runtime.cli_support import Parser, add_version, run_cli
 from runtime.data.datasets import dataset_names
+from runtime.data.lmdb_file import write_datum_lmdb
 from runtime.data.preprocess import STAGES, prepared_cifar
 from runtime.data.source import save_npz_source
 from runtime.data.stage_bar import StageBar
@@ -31,6 +32,10 @@ def build_parser() -> Parser:
                    help="skip the md5 check of the CIFAR files (for hand-made data)")
     p.add_argument("--out", metavar="DIR", default="data",
                    help="where to write <dataset>_gcn_zca_{train,test}.npz (default data/)")
+    p.add_argument("--lmdb", action="store_true",
+                   help="also write each split as an LMDB of Caffe Datum records, "
+                        "<dataset>_gcn_zca_{train,test}_lmdb, for real Caffe's Data layer "
+                        "(needs the lmdb package: pip install -e \".[lmdb]\")")
     return p
 
 
@@ -52,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             path = out / f"{args.dataset}_gcn_zca_{split}.npz"
             save_npz_source(path, images, labels)
             written.append(f"wrote {path}: {len(images):,} images {tuple(images.shape[1:])}")
+            if args.lmdb:
+                path = out / f"{args.dataset}_gcn_zca_{split}_lmdb"
+                write_datum_lmdb(path, images, labels)
+                written.append(f"wrote {path}: {len(images):,} Datum records")
     print("\n".join(written))
     return 0
 

@@ -1,8 +1,11 @@
-"""A read-only reader of LMDB environments (liblmdb 0.9's file format, 64-bit little-endian),
-as Caffe's Data layer opens them: the unnamed database of ``FOLDER/data.mdb``, its values in
-key order, from the newest committed transaction. Nothing is written, and no reader slot is
-taken in lock.mdb: a writer may reuse the pages read, so ``check_unchanged`` after each read
-says so (Caffe's reader keeps its snapshot; here the run stops in one line).
+"""LMDB environments as Caffe's Data layer reads them, and Datum records written to one.
+
+The reader (``LmdbFile``) is read-only, of liblmdb 0.9's file format (64-bit little-endian):
+the unnamed database of ``FOLDER/data.mdb``, its values in key order, from the newest
+committed transaction. No reader slot is taken in lock.mdb: a writer may reuse the pages
+read, so ``check_unchanged`` after each read says so (Caffe's reader keeps its snapshot; here
+the run stops in one line). The writer (``write_datum_lmdb``) goes through liblmdb itself, the
+``lmdb`` package, as Caffe's convert tools do.
 
 The file: two meta pages (0 and 1, the one with the larger transaction id is current) naming
 the page size and the root page of the B+tree; branch pages hold (key, child page) nodes, leaf
@@ -11,6 +14,7 @@ pages (key, value) nodes, and a value too large for its leaf lives in overflow p
 from __future__ import annotations
 
 import mmap
+import shutil
 import struct
 from pathlib import Path
 
@@ -164,3 +168,45 @@ class LmdbFile:
             self._fail(f"a {size}-byte value from overflow page {number} runs past the "
                        "end of the file")                     # there, its header unread)
         return offset + PAGE_HEADER
+
+
+LMDB_MAP_SIZE = 2**40               # Caffe's (db_lmdb.hpp): 1 TiB of address space, sparse
+COMMIT_EVERY = 1000                 # records a transaction, as convert_cifar_data commits
+
+
+def write_datum_lmdb(folder, images: np.ndarray, labels: np.ndarray) -> None:
+    """Write float32 ``images`` (N, C, H, W) and their integer ``labels`` (N,) as Caffe's
+    Datum records (``float_data``) into a new LMDB at ``folder``, keyed ``00000``, ``00001``,
+    ... as convert_cifar_data keys them; an LMDB already at ``folder`` is replaced once the
+    new one is complete."""
+    try:
+        import lmdb
+    except ImportError:
+        raise AllconvError("writing an LMDB needs the lmdb package: "
+                           "pip install -e \".[lmdb]\"") from None
+    from runtime.proto import pb
+
+    folder = Path(folder)
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    width = max(5, len(str(len(images) - 1)))
+    _, channels, height, width_px = images.shape
+    try:
+        env = lmdb.open(str(partial), map_size=LMDB_MAP_SIZE, subdir=True)
+        try:
+            for start in range(0, len(images), COMMIT_EVERY):
+                with env.begin(write=True) as txn:
+                    for i in range(start, min(start + COMMIT_EVERY, len(images))):
+                        datum = pb.Datum(channels=channels, height=height, width=width_px,
+                                         label=int(labels[i]))
+                        datum.float_data.extend(images[i].ravel())
+                        txn.put(f"{i:0{width}d}".encode(), datum.SerializeToString())
+        finally:
+            env.close()
+        if folder.exists():
+            shutil.rmtree(folder)
+        partial.rename(folder)
+    except (OSError, lmdb.Error) as err:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise AllconvError(f"{folder}: cannot write the LMDB: "
+                           f"{getattr(err, 'strerror', None) or err}") from None

@@ -66,7 +66,9 @@ def open_source(source: str, phase: int, backend: int | None = None, transform=N
     if path.is_dir():
         return _open_cifar(path, PHASE_SPLITS[phase])
     if not path.exists():
-        hint = ("; allconv-prep-cifar writes it" if "_gcn_zca_" in path.name else
+        hint = ("; allconv-prep-cifar --lmdb writes it" if path.name.endswith("_gcn_zca_train_lmdb")
+                or path.name.endswith("_gcn_zca_test_lmdb") else
+                "; allconv-prep-cifar writes it" if "_gcn_zca_" in path.name else
                 f"; {NO_LARGE_FILE}" if re.fullmatch(r"cifar10_large_(train|test)\.npz",
                                                      path.name) else "")
         raise AllconvError(f"data source {source}: {missing(path)}{hint}")
