@@ -138,6 +138,15 @@ def rendered_net(variant: Variant, opts: NetOptions = NetOptions()) -> Rendered:
 
 
 def _schedule_context(variant: Variant, net_opts: NetOptions, opts: SolverOptions) -> dict:
+    """The solver's iteration counts (``_schedule_counts``), a test and a snapshot interval
+    longer than the run cut to its length, so that a short run tests and snapshots at its end."""
+    context = _schedule_counts(variant, net_opts, opts)
+    for interval in ("test_interval", "snapshot"):
+        context[interval] = min(context[interval], max(1, context["max_iter"]))
+    return context
+
+
+def _schedule_counts(variant: Variant, net_opts: NetOptions, opts: SolverOptions) -> dict:
     """The solver's iteration counts: an epoch schedule converted at the batch size, or an
     iteration schedule as the paper gives it."""
     sched = variant.schedule

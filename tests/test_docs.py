@@ -163,3 +163,11 @@ def test_readme_net_spec_example_runs_as_written(tmp_path):
     assert done.stdout.strip() == script.split("# ")[-1].strip() == "torch.Size([1, 96, 1, 1])"
     written = read_net(str(tmp_path / "mine.prototxt"))
     assert [layer.type for layer in written.layer] == ["Input", "Convolution", "ReLU", "Pooling"]
+
+
+def test_readme_contents_links_lead_to_its_headings():
+    """Every in-page link (#anchor) names a heading, as GitHub makes its anchors."""
+    anchors = {re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+               for title in re.findall(r"^#{2,3} (.+)$", README, re.M)}
+    links = re.findall(r"\]\(#([^)]+)\)", README)
+    assert len(links) > 15 and set(links) <= anchors, set(links) - anchors

@@ -168,6 +168,10 @@ def test_solver_schedule_in_iterations():
     other = parse_solver(render_solver(variant, NetOptions(batch_size=250),
                                        SolverOptions(net_path="n", epochs=10, step_epochs=(5,))))
     assert list(other.stepvalue) == [1000] and other.max_iter == 2000
+    assert (solver.test_interval, solver.snapshot) == (1953, 19531)   # every 5 and 50 epochs
+    short = parse_solver(render_solver(variant, NetOptions(), SolverOptions(
+        net_path="n", epochs=0.02, step_epochs=(0.01,))))
+    assert (short.max_iter, short.test_interval, short.snapshot) == (8, 8, 8)   # at its end
 
 
 def test_imagenet_solver_uses_table6_schedule():
