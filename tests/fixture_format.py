@@ -236,7 +236,9 @@ def write_data_files(case: dict, folder, h5py) -> None:
     """A data case's files into ``folder``: each ``h5_files`` entry {name: {dataset: input
     spec, optionally with "dtype"}} written with the given ``h5py`` module, each
     ``list_files`` entry {name: [lines]} as text with DIR replaced by ``folder``, each
-    ``image_files`` entry {name: [height, width]} as an RGB PNG of seeded pixels."""
+    ``image_files`` entry {name: [height, width]} as an RGB image of seeded pixels in the
+    format its name ends in (or {name: {"shape": [height, width], "mode": "CMYK",
+    "orientation": 6}}: another mode, an EXIF orientation)."""
     import os
     for name, datasets in case.get("h5_files", {}).items():
         with h5py.File(os.path.join(folder, name), "w") as f:
@@ -246,11 +248,17 @@ def write_data_files(case: dict, folder, h5py) -> None:
     for name, lines in case.get("list_files", {}).items():
         with open(os.path.join(folder, name), "w") as f:
             f.write("".join(line.replace(DIR, str(folder)) + "\n" for line in lines))
-    for name, (height, width) in case.get("image_files", {}).items():
-        from PIL import Image     # the venv's Pillow; Caffe reads the PNG with OpenCV
-        pixels = make_input(case["name"], name, {"shape": [height, width, 3], "kind": "ties",
-                                                 "low": 0, "high": 255})
-        Image.fromarray(pixels.astype(np.uint8), "RGB").save(os.path.join(folder, name))
+    for name, spec in case.get("image_files", {}).items():
+        from PIL import Image     # the venv's Pillow; Caffe reads the file with OpenCV
+        spec = spec if isinstance(spec, dict) else {"shape": spec}
+        mode = spec.get("mode", "RGB")
+        pixels = make_input(case["name"], name, {"shape": [*spec["shape"], len(mode)],
+                                                 "kind": "ties", "low": 0, "high": 255})
+        image = Image.fromarray(pixels.astype(np.uint8), mode)
+        exif = Image.Exif()
+        if "orientation" in spec:
+            exif[0x0112] = spec["orientation"]
+        image.save(os.path.join(folder, name), exif=exif, quality=90)
 
 
 def datum_records(case: dict, db: str) -> list[tuple[bytes, dict]]:

@@ -1,6 +1,6 @@
 """Data layers on files the tests write, against Caffe's documented behaviour: the
-DataTransformer (data_transformer.cpp), ImageData (no OpenCV in the reference Caffe, so no
-fixture), HDF5Data's shuffling and errors, HDF5Output, MemoryData's checks (pycaffe's),
+DataTransformer (data_transformer.cpp), ImageData's decoding and list (its values are also
+pinned against a real Caffe built with OpenCV), HDF5Data's shuffling and errors, HDF5Output, MemoryData's checks (pycaffe's),
 DummyData, the Data layer's own transform, and an exact resume (WindowData:
 test_window_data.py). Values of DummyData, HDF5Data, HDF5Output and MemoryData are also pinned against
 real Caffe in test_caffe_fixtures.py (test_data_layer)."""
@@ -232,7 +232,7 @@ def _colour_jpeg(path):
 def test_a_colour_jpeg_read_grey_is_libjpegs_luma(tmp_path):
     """OpenCV's grey imread has libjpeg decode the Y plane; converting the decoded RGB to
     grey was up to 24 levels off."""
-    from runtime.data.image_list import read_image
+    from runtime.data.imread import read_image
     _colour_jpeg(tmp_path / "c.jpg")
     with Image.open(tmp_path / "c.jpg") as image:
         image.draft("YCbCr", image.size)
@@ -246,13 +246,50 @@ def test_a_colour_jpeg_read_grey_is_libjpegs_luma(tmp_path):
 
 def test_a_16_bit_grey_png_keeps_its_high_byte(tmp_path):
     """As OpenCV's imread; Pillow's conversion clipped every value to 255."""
-    from runtime.data.image_list import read_image
+    from runtime.data.imread import read_image
     values = (np.arange(12) * 5400 + 77).astype(np.uint16).reshape(3, 4)
     Image.fromarray(values).save(tmp_path / "g.png")
     grey = read_image(str(tmp_path / "g.png"), False, None)
     np.testing.assert_array_equal(grey[0].numpy(), values >> 8)
     colour = read_image(str(tmp_path / "g.png"), True, None)
     np.testing.assert_array_equal(colour.numpy(), np.stack([values >> 8] * 3))
+
+
+def _png16_rgb(values: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG of ``values`` (H, W, 3), which Pillow cannot write."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + \
+            struct.pack(">I", zlib.crc32(kind + body))
+    h, w, _ = values.shape
+    rows = b"".join(b"\x00" + values[y].astype(">u2").tobytes() for y in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_formats_opencv_cannot_read_are_refused_and_16_bits_unchanged_too(tmp_path):
+    """Caffe's OpenCV 4.6 reads no GIF (ImageData aborts on one), and an encoded 16-bit PNG
+    decoded unchanged fails Caffe's DataTransformer, colour or grey."""
+    import io
+    import warnings
+    from runtime.data.imread import decode_unchanged, read_image
+    Image.new("RGB", (4, 3), (10, 20, 30)).save(tmp_path / "a.gif")
+    with pytest.raises(AllconvError, match=r"a.gif: could not load the image: a GIF file, "
+                                           r"which OpenCV \(Caffe's decoder\) cannot read"):
+        read_image(str(tmp_path / "a.gif"), True)
+    with pytest.raises(AllconvError, match=r"rgb16: Image data type must be unsigned byte "
+                                           r"\(a 16-bit image"):
+        decode_unchanged(_png16_rgb(np.full((3, 4, 3), 300, np.uint16)), "rgb16")
+    assert read_image(io.BytesIO(_png16_rgb(np.full((3, 4, 3), 300, np.uint16))), True,
+                      name="rgb16").unique().tolist() == [1]        # 300's high byte
+    palette = Image.new("P", (4, 3))
+    palette.info["transparency"] = b"\x00" * 256
+    palette.save(tmp_path / "p.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")    # Pillow's palette warning stays inside
+        assert read_image(str(tmp_path / "p.png"), True).shape == (3, 3, 4)
 
 
 def test_image_data_shuffles_each_pass_and_skips_at_random(tmp_path):

@@ -5,7 +5,7 @@ around at the end, never reshuffled.
 A record's pixels are its ``data`` bytes (uint8, C x H x W; the first C x H x W of more),
 else its ``float_data``; an ``encoded`` record holds an image file, decoded as Caffe decodes
 it with OpenCV's ``imdecode``: with ``force_color`` in colour, ``force_gray`` in grey (as
-ImageData's, `runtime.data.image_list.read_image`), else unchanged (`decode_unchanged`).
+ImageData's), else unchanged (`runtime.data.imread`).
 Its label is ``label``.
 """
 from __future__ import annotations
@@ -13,12 +13,11 @@ from __future__ import annotations
 import io
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import torch
 from google.protobuf.message import DecodeError
 
-from runtime.data import jpeg
-from runtime.data.image_list import check_same_size, read_image
+from runtime.data.image_list import check_same_size
+from runtime.data.imread import decode_unchanged, read_image
 from runtime.errors import AllconvError
 from runtime.proto import pb
 
@@ -112,20 +111,3 @@ def _parsed(record: bytes, name: str):
     except DecodeError as err:
         raise AllconvError(f"{name}: not a Caffe Datum: {err}") from None
     return datum
-
-
-def decode_unchanged(data: bytes, name: str) -> torch.Tensor:
-    """An encoded image as OpenCV's ``imdecode(data, IMREAD_UNCHANGED)`` gives it, uint8
-    (C, H, W): grey 1 channel, colour BGR, with alpha (or a transparent colour) BGRA; one of
-    16 bits or floats is refused, as Caffe's DataTransformer refuses it."""
-    with jpeg.pillow_image(io.BytesIO(data), name) as image:
-        mode = image.mode
-        if mode.startswith("I") or mode == "F":
-            raise AllconvError(f"{name}: Image data type must be unsigned byte (a {mode} "
-                               "image; Caffe's DataTransformer takes 8 bits)")
-        if mode in ("1", "L"):
-            return torch.from_numpy(np.asarray(image.convert("L")).copy())[None]
-        alpha = mode in ("LA", "RGBA", "PA") or "transparency" in image.info and mode != "L"
-        pixels = np.asarray(image.convert("RGBA" if alpha else "RGB"))
-    order = [2, 1, 0, 3] if alpha else [2, 1, 0]          # RGB(A) -> BGR(A)
-    return torch.from_numpy(pixels[:, :, order].copy()).permute(2, 0, 1)

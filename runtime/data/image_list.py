@@ -1,13 +1,10 @@
 """ImageData's source (image_data_layer.cpp, util/io.cpp ReadImageToCVMat): a list file of
-``path label`` lines, images decoded with Pillow as OpenCV's ``imread`` gives them.
+``path label`` lines, images decoded as OpenCV's ``imread`` gives them (`runtime.data.imread`).
 
 A line's label is the integer after its last space (C's ``atoi``), its path what comes before,
 read under ``root_folder`` (prefixed as a string, as Caffe does). Images are BGR (``is_color``)
-or one grey channel (OpenCV's: see ``_grey``; a JPEG read grey is libjpeg's luma; 16-bit
-grey keeps its high byte), uint8, resized to ``new_height`` x ``new_width`` when both are
-set by OpenCV's INTER_LINEAR (``jpeg.interpolate``).
-Pixels are taken as stored: a JPEG's EXIF orientation is not applied (OpenCV 2.4's imread;
-3.1 and later rotate).
+or one grey channel, uint8, resized to ``new_height`` x ``new_width`` when both are set by
+OpenCV's INTER_LINEAR (``jpeg.interpolate``).
 
 Lines are read in order, wrapping around; with ``shuffle`` in a fresh order at the start and
 at each wrap; ``rand_skip`` skips a random number of lines (below it) once, at the start.
@@ -17,10 +14,9 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import torch
 
-from runtime.data import jpeg
+from runtime.data.imread import read_image
 from runtime.data.passes import Passes
 from runtime.errors import AllconvError
 
@@ -51,36 +47,6 @@ def read_list(source: str) -> list[tuple[str, int]]:
     if not lines:
         raise AllconvError(f"{source}: the image list is empty")
     return lines
-
-
-def read_image(file, is_color: bool, size: tuple[int, int] | None,
-               name: str | None = None) -> torch.Tensor:
-    """The image in ``file`` (a path, or a stream of its bytes named ``name``) as uint8
-    (3, H, W) BGR or (1, H, W) grey, resized to ``size``."""
-    from PIL import Image
-    name = file if name is None else name
-    with jpeg.pillow_image(file, name) as image:
-        if not is_color and image.format == "JPEG":
-            image.draft("L", image.size)    # libjpeg's own luma, as OpenCV's grey imread
-        if image.mode.startswith("I"):      # 16-bit grey: OpenCV keeps the high byte
-            image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
-        pixels = np.asarray(image.convert("RGB")) if is_color else _grey(image)
-    out = torch.from_numpy(pixels[:, :, ::-1].copy()).permute(2, 0, 1) if is_color else \
-        torch.from_numpy(pixels.copy())[None]
-    return jpeg.interpolate(out, *size).contiguous() if size else out
-
-
-def _grey(image) -> np.ndarray:
-    """OpenCV's grey of a decoded image, uint8 (H, W): a grey image's own values; a colour
-    PNG's by libpng's rgb_to_gray, which OpenCV asks for 0.299 and 0.587 (9797, 19234 and
-    3737 over 2^15, truncated); any other colour image's by cvtColor's BGR2GRAY (4899, 9617
-    and 1868 over 2^14, rounded)."""
-    if image.mode in ("1", "L", "LA"):
-        return np.asarray(image.convert("L"))
-    r, g, b = np.moveaxis(np.asarray(image.convert("RGB")).astype(np.int32), 2, 0)
-    if image.format == "PNG":
-        return ((9797 * r + 19234 * g + 3737 * b) >> 15).astype(np.uint8)
-    return ((4899 * r + 9617 * g + 1868 * b + (1 << 13)) >> 14).astype(np.uint8)
 
 
 def check_same_size(names, images, hint: str, channels_only: bool = False) -> None:

@@ -114,10 +114,14 @@ def decode(blobs: list[bytes], paths: list[Path], device: torch.device | str,
 
 def interpolate(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """A uint8 image (C, H, W) resized to (C, height, width) as OpenCV's ``resize`` with
-    INTER_LINEAR resizes uint8 (bit for bit: checked against OpenCV 4.6 on 420 size pairs and
-    in real Caffe's ImageData and WindowData): half-pixel centres, 11-bit weights, a row pass
-    in 32-bit integers, then a column pass in 16-bit steps, as its vector code computes."""
+    INTER_LINEAR resizes uint8 (bit for bit: checked against OpenCV 4.6 on over a thousand
+    size pairs of 1, 3 and 4 channels, and in real Caffe's ImageData and WindowData):
+    half-pixel centres, 11-bit weights, a row pass in 32-bit integers, then a column pass in
+    16-bit steps, as its vector code computes."""
     _, h, w = image.shape
+    if min(h, w, height, width) <= 0:
+        raise AllconvError(f"cannot resize a {h}x{w} image to {height}x{width}: OpenCV "
+                           "resizes between sizes of at least 1 pixel")
     if (h, w) == (height, width):
         return image
     x0, x1, a0, a1 = (t.to(image.device) for t in _linear_weights(width, w, True))

@@ -588,6 +588,10 @@ def data_cases():
     listed_images = {f"{i}.png": (7, 6) for i in range(4)}
     sized_images = {"tall.png": (9, 4), "wide.png": (3, 8), "square.png": (6, 6),
                     "flat.bmp": (5, 7)}
+    exif_images = {"turned6.jpg": {"shape": [5, 9], "orientation": 6},
+                   "turned3.jpg": {"shape": [4, 6], "orientation": 3},
+                   "turned8.png": {"shape": [3, 7], "orientation": 8},
+                   "ink.jpg": {"shape": [6, 5], "mode": "CMYK"}}
     resized_images = {"tall.png": (9, 4), "wide.png": (3, 8), "square.png": (6, 6),
                       "twice.png": (10, 18), "line.png": (1, 7), "column.png": (13, 1),
                       "large.png": (31, 40), "same.png": (5, 9), "flat.bmp": (4, 11)}
@@ -704,6 +708,16 @@ def data_cases():
                   "5x9 by OpenCV's bilinear resize",
                   image_files=resized_images,
                   list_files={"list.txt": [f"{name} 2" for name in resized_images]}),
+        data_case("image_exif_cmyk", "TEST", [
+            L("colour", "ImageData", (), ["data", "label"],
+              f'image_data_param {{ source: "{d}/list.txt" root_folder: "{d}/" batch_size: 1 }}'),
+            L("grey", "ImageData", (), ["grey", "grey_label"],
+              f'image_data_param {{ source: "{d}/list.txt" root_folder: "{d}/" batch_size: 1 '
+              "is_color: false }")], 4,
+                  "JPEGs as OpenCV 4.6 reads them: turned upright by their EXIF orientation "
+                  "(6, 3, 8) and a CMYK one through OpenCV's own conversion, in colour and grey",
+                  image_files=exif_images,
+                  list_files={"list.txt": [f"{name} {i}" for i, name in enumerate(exif_images)]}),
         data_case("window_warp", "TRAIN", [
             L("windows", "WindowData", (), ["data", "label"],
               f'window_data_param {{ source: "{d}/windows.txt" batch_size: 4 scale: 0.5 '

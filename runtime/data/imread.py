@@ -1,0 +1,109 @@
+"""Image files decoded as Caffe decodes them with OpenCV (4.6, the reference build's):
+``imread``/``imdecode`` in colour or grey (ReadImageToCVMat, DecodeDatumToCVMat) and
+``imdecode`` unchanged (an encoded Datum without ``force_color``/``force_gray``).
+
+Pillow decodes; what OpenCV does differently is done here, each rule checked against it:
+
+- a format OpenCV cannot read (GIF, ICO, ...) is refused, as Caffe fails on it;
+- a colour or grey read turns the image upright by its EXIF orientation (JPEG, PNG, TIFF), as
+  OpenCV 3.1 and later do; an unchanged one keeps it as stored;
+- colour is BGR; a CMYK JPEG's is OpenCV's own conversion of libjpeg's inverted values;
+- grey is libjpeg's luma for a JPEG (Pillow's draft mode), libpng's rgb_to_gray for a colour
+  PNG, cvtColor's BGR2GRAY for any other colour image (``_grey``);
+- 16 bits keep their high byte in a colour or grey read; an unchanged one is refused, as
+  Caffe's DataTransformer takes 8 bits.
+"""
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from runtime.data import jpeg
+from runtime.errors import AllconvError
+
+# Pillow's names of the formats OpenCV 4.6 decodes (PPM: its PBM, PGM and PPM)
+OPENCV_FORMATS = ("BMP", "DIB", "JPEG", "JPEG2000", "PNG", "PPM", "SUN", "TIFF", "WEBP")
+UPRIGHTED = ("JPEG", "PNG", "TIFF")      # whose EXIF orientation OpenCV applies
+
+
+def read_image(file, is_color: bool, size: tuple[int, int] | None = None,
+               name: str | None = None) -> torch.Tensor:
+    """The image in ``file`` (a path, or a stream of its bytes named ``name``) as uint8
+    (3, H, W) BGR or (1, H, W) grey, resized to ``size`` as OpenCV resizes."""
+    from PIL import Image, ImageOps
+
+    name = file if name is None else name
+    with _opened(file, name) as image:
+        fmt = image.format
+        if not is_color and fmt == "JPEG" and image.mode != "CMYK":
+            image.draft("L", image.size)    # libjpeg's own luma, as OpenCV's grey imread
+        if fmt in UPRIGHTED:
+            image = ImageOps.exif_transpose(image)
+        if image.mode.startswith("I"):      # 16-bit grey: OpenCV keeps the high byte
+            image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+        pixels = _rgb(image, fmt)[:, :, ::-1] if is_color else _grey(image, fmt)
+    out = torch.from_numpy(pixels.copy())
+    out = out.permute(2, 0, 1) if is_color else out[None]
+    return jpeg.interpolate(out, *size).contiguous() if size else out
+
+
+def decode_unchanged(data: bytes, name: str) -> torch.Tensor:
+    """An encoded image as OpenCV's ``imdecode(data, IMREAD_UNCHANGED)`` gives it, uint8
+    (C, H, W): grey 1 channel, colour BGR, with alpha (or a transparent colour) BGRA; one of
+    16 bits or floats is refused, as Caffe's DataTransformer refuses it."""
+    import io
+
+    with _opened(io.BytesIO(data), name) as image:
+        mode = image.mode
+        deep = image.format == "PNG" and data[24:25] == b"\x10"     # IHDR's bit depth
+        if mode.startswith("I") or mode == "F" or deep:
+            raise AllconvError(f"{name}: Image data type must be unsigned byte (a "
+                               f"{'16-bit' if deep else mode} image; Caffe's DataTransformer "
+                               "takes 8 bits)")
+        if mode in ("1", "L"):
+            return torch.from_numpy(np.asarray(image.convert("L")).copy())[None]
+        alpha = mode in ("LA", "RGBA", "PA") or "transparency" in image.info and mode != "L"
+        pixels = np.asarray(image.convert("RGBA")) if alpha else _rgb(image, image.format)
+    order = [2, 1, 0, 3] if alpha else [2, 1, 0]          # RGB(A) -> BGR(A)
+    return torch.from_numpy(pixels[:, :, order].copy()).permute(2, 0, 1)
+
+
+@contextmanager
+def _opened(file, name):
+    """Pillow's image of ``file``, in a format OpenCV reads, its palette warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
+        with jpeg.pillow_image(file, name) as image:
+            if image.format not in OPENCV_FORMATS:
+                raise AllconvError(f"{name}: could not load the image: a {image.format} file, "
+                                   "which OpenCV (Caffe's decoder) cannot read")
+            yield image
+
+
+def _rgb(image, fmt: str | None) -> np.ndarray:
+    """uint8 (H, W, 3) RGB as OpenCV's colour read gives it: a CMYK JPEG through OpenCV's
+    conversion of libjpeg's values (inverted in an Adobe file, as Pillow reads them
+    un-inverted), each of R, G, B = k - ((255 - c) * k >> 8) of its ink c and black k."""
+    if image.mode != "CMYK" or fmt != "JPEG":
+        return np.asarray(image.convert("RGB"))
+    ink = np.asarray(image).astype(np.int32)
+    if image.info.get("adobe") is not None:
+        ink = 255 - ink                     # back to what libjpeg hands OpenCV
+    k = ink[:, :, 3:]
+    return (k - (((255 - ink[:, :, :3]) * k) >> 8)).astype(np.uint8)
+
+
+def _grey(image, fmt: str | None) -> np.ndarray:
+    """OpenCV's grey of a decoded image, uint8 (H, W): a grey image's own values; a colour
+    PNG's by libpng's rgb_to_gray, which OpenCV asks for 0.299 and 0.587 (9797, 19234 and
+    3737 over 2^15, truncated); any other colour image's by cvtColor's BGR2GRAY (4899, 9617
+    and 1868 over 2^14, rounded)."""
+    if image.mode in ("1", "L", "LA"):
+        return np.asarray(image.convert("L"))
+    r, g, b = np.moveaxis(_rgb(image, fmt).astype(np.int32), 2, 0)
+    if fmt == "PNG":
+        return ((9797 * r + 19234 * g + 3737 * b) >> 15).astype(np.uint8)
+    return ((4899 * r + 9617 * g + 1868 * b + (1 << 13)) >> 14).astype(np.uint8)
