@@ -126,6 +126,31 @@ def test_a_v1_window_data_layer_moves_its_transform_fields_as_caffe(tmp_path):
     assert torch.equal(net.forward()["data"], torch.stack([b[:, 2:8, 3:9], a[:, 1:7, 2:8]]))
 
 
+def test_geometry_is_caffes_c_rounding_and_mirrored_padding():
+    """Halves round away from zero (C's round): 2 + 1.5 -/+ 1.5 x 2 gives 1..7, not 0..6; a
+    mirrored window's padding is its right side's, clipped at the image's edge."""
+    w = warp_of(Window(0, 1, 2, 0, 4, 3), 10, 12, 8, 2, False, False)
+    assert (w.x1, w.x2) == (1, 7)
+    right = Window(0, 1, 8, 2, 11, 5)       # widened to 6..14 of 12 columns: 3 cut on the right
+    assert warp_of(right, 10, 12, 9, 2, False, True) == (6, 0, 11, 8, 9, 6, 0, 3)
+    assert warp_of(right, 10, 12, 9, 2, False, False) == (6, 0, 11, 8, 9, 6, 0, 0)
+
+
+def test_an_overlap_is_read_as_a_float_in_one_rounding(tmp_path):
+    """C++ reads 0.500000029802322387695312500001 straight to the float above 0.5, a double
+    first would give 0.5: the window is foreground at that threshold, as in Caffe."""
+    _window_file(tmp_path, [[FG, (4, "0.500000029802322387695312500001", 2, 1, 7, 6)], [BG]])
+    labels = _net(tmp_path, "fg_threshold: 0.50000006 fg_fraction: 1",
+                  batch_size=40).forward()["label"]
+    assert set(labels.tolist()) == {3, 4}
+
+
+def test_a_window_file_may_end_in_a_lone_mark_as_caffes_loop_stops(tmp_path):
+    _, (a, b) = _window_file(tmp_path, [[FG], [BG]])
+    (tmp_path / "w.txt").write_text((tmp_path / "w.txt").read_text() + "#\n")
+    assert _net(tmp_path, "fg_fraction: 0.5").forward()["label"].tolist() == [0, 0, 3, 3]
+
+
 @pytest.mark.parametrize("text, param, transform, message", [
     ("", "", "crop_size: 6", r"w.txt: it is empty"),
     ("0 a.png 3 10 12 0", "", "crop_size: 6", r"'#' expected before image 0, found '0'"),
@@ -141,6 +166,12 @@ def test_a_v1_window_data_layer_moves_its_transform_fields_as_caffe(tmp_path):
     (None, "context_pad: 3", "crop_size: 6", r"context_pad 3 leaves nothing of crop_size 6"),
     (None, "", "crop_size: 6 mean_value: 1 mean_value: 2",
      r"either 1 mean_value or as many as channels: 3 \(got 2\)"),
+    (None, "fg_fraction: 1.5", "crop_size: 6", r"fg_fraction 1.5 is not a share of the batch"),
+    (None, "fg_fraction: nan", "crop_size: 6", r"fg_fraction nan is not a share of the batch"),
+    (None, "", "crop_size: 100000", r"batch_size and transform_param.crop_size: shape \(4, 3, "
+                                    r"100000, 100000\) has 120,000,000,000 elements"),
+    ("# 0 a.png 3 10 12 1 3 0.9 2 1 7 6\n# 1 b.png 3 9 11 1 0 0.1 3 2 8 1_0", "",
+     "crop_size: 6", r"y2 of window 0 of image 1 must be an integer, found '1_0'"),
 ])
 def test_refusals_are_one_line(tmp_path, text, param, transform, message):
     if text is not None:
@@ -160,10 +191,19 @@ def test_an_unknown_crop_mode_warps_as_in_caffe_with_a_warning(tmp_path):
 
 def test_windows_outside_their_image_or_of_a_missing_file_are_named(tmp_path):
     _window_file(tmp_path, [[(3, 0.9, 8, 1, 12, 6)], [BG]])      # x2 past a's 12 columns
-    with pytest.raises(AllconvError, match=r"a.png: the window \(8, 1, 12, 6\) has nothing "
-                                           r"inside the 12x10 image"):
+    with pytest.raises(AllconvError, match=r"a.png: the window \(8, 1, 12, 6\) cuts the box "
+                                           r"8..12 x 1..6 out of the 12x10 image, which does "
+                                           r"not hold it"):
         _net(tmp_path, "fg_fraction: 1").forward()
+    _image(tmp_path / "wide.png", 3, 20, 3)        # all of it widened to 101 x 101: 3 rows
+    _window_file(tmp_path, None, "# 0 wide.png 3 3 20 2 3 0.9 0 1 19 1 0 0.1 0 0 4 2")
+    with pytest.raises(AllconvError, match=r"wide.png: the window \(0, 1, 19, 1\) warps to "
+                                           r"0x1 pixels at crop_size 5: nothing to resize"):
+        _net(tmp_path, 'fg_fraction: 1 context_pad: 2 crop_mode: "square"',
+             "crop_size: 5").forward()
     _window_file(tmp_path, [[FG], [BG]])
     (tmp_path / "b.png").unlink()
     with pytest.raises(AllconvError, match=r"b.png: could not load the image"):
         _net(tmp_path).forward()
+    with pytest.raises(AllconvError, match=r"b.png: could not load the image"):
+        _net(tmp_path, "cache_images: true")            # read at set-up, as Caffe caches

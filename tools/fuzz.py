@@ -288,12 +288,17 @@ layer { name: "lmdb" type: "Data" top: "lmdb" top: "lmdb_label"
         transform_param { crop_size: 4 mirror: true scale: 0.5 mean_value: 100 }
         data_param { source: "records_lmdb" backend: LMDB batch_size: 2 } }
 layer { name: "silence_label" type: "Silence" bottom: "lmdb_label" }
+layer { name: "windows" type: "WindowData" top: "windows" top: "window_label"
+        transform_param { crop_size: 4 mirror: true mean_value: 100 }
+        window_data_param { source: "windows.txt" root_folder: "./" batch_size: 2
+                            fg_fraction: 0.5 context_pad: 1 crop_mode: "square" scale: 0.5 } }
+layer { name: "silence_window_label" type: "Silence" bottom: "window_label" }
 layer { name: "scaled" type: "Python" bottom: "dummy" top: "scaled"
         python_param { module: "fixture_layers" layer: "Scaled" param_str: "2.5" } }
 layer { name: "affine" type: "Python" bottom: "scaled" top: "scaled" param { lr_mult: 2 }
         python_param { module: "fixture_layers" layer: "ChannelAffine" } }
 layer { name: "sum" type: "Eltwise" bottom: "data" bottom: "images" bottom: "scaled"
-        bottom: "lmdb" top: "sum" }
+        bottom: "lmdb" bottom: "windows" top: "sum" }
 layer { name: "ip" type: "InnerProduct" bottom: "sum" top: "ip"
         inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
@@ -504,7 +509,7 @@ def run_case(argv: list[str], seconds: float, prog: str = "allconv-caffe") -> tu
 def write_sources(folder: Path, with_hdf5: bool) -> None:
     """The files the seed nets read: tiny.prototxt with its sources (the solvers' net), an
     HDF5 list and file (HDF5Data, when ``with_hdf5``), an image list with its images
-    (ImageData) and an LMDB of Datum records (Data)."""
+    (ImageData), a window file over them (WindowData) and an LMDB of Datum records (Data)."""
     import numpy as np
     from PIL import Image
 
@@ -519,6 +524,9 @@ def write_sources(folder: Path, with_hdf5: bool) -> None:
         Image.fromarray(rng.randint(0, 256, (5 + i, 7, 3)).astype(np.uint8)).save(
             folder / f"image{i}.png")
     (folder / "images.txt").write_text("".join(f"image{i}.png {i}\n" for i in range(3)))
+    (folder / "windows.txt").write_text(    # R-CNN's windows: label overlap x1 y1 x2 y2
+        "# 0\nimage0.png\n3 5 7\n2\n1 0.9 1 1 4 3\n0 0.1 0 0 6 4\n"
+        "# 1\nimage1.png\n3 6 7\n1\n2 0.7 2 2 5 5\n")
     (folder / "records_lmdb").mkdir(exist_ok=True)      # a Caffe fixture's LMDB (liblmdb's)
     with np.load(LMDB_FIXTURE) as fixture:
         (folder / "records_lmdb" / "data.mdb").write_bytes(fixture["file:lmdb:sizes"].tobytes())

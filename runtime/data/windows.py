@@ -11,14 +11,18 @@ Each batch draws ``batch_size - int(batch_size * fg_fraction)`` background windo
 the foreground ones, each uniformly with replacement, and flips each with ``mirror``. A
 window is cut out of its image (decoded in colour, BGR, as OpenCV's ``imread``), widened by
 ``context_pad`` (and to a square with ``crop_mode: "square"``) as Caffe widens it, clipped
-to the image and warped to ``crop_size`` by bilinear interpolation (within 1 of OpenCV's
-fixed point, as ImageData's resize); the part of the widened window outside the image stays
-0. Pixels become ``(x - mean) * scale``, ``scale`` being ``window_data_param.scale``.
+to the image and warped to ``crop_size`` by OpenCV's bilinear resize (``jpeg.interpolate``);
+the part of the widened window outside the image stays 0. Pixels become
+``(x - mean) * scale``, ``scale`` being ``window_data_param.scale``.
 """
 from __future__ import annotations
 
+import io
 import math
+import re
 import warnings
+from fractions import Fraction
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -62,18 +66,23 @@ class _Tokens:
         return self.words[self.at - 1]
 
     def integer(self, what: str) -> int:
-        return self._read(what, int, "an integer")
+        return self._read(what, int, "an integer", r"[+-]?\d+")
 
-    def number(self, what: str) -> float:
-        return self._read(what, float, "a number")
+    def left(self) -> int:
+        return len(self.words) - self.at
 
-    def _read(self, what: str, convert, kind: str):
+    def number(self, what: str) -> np.float32:
+        return self._read(what, _float32, "a number",
+                          r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+    def _read(self, what: str, convert, kind: str, form: str):
         word = self.next(what)
         try:
-            return convert(word)
-        except ValueError:
-            raise AllconvError(f"window file {self.path}: {what} must be {kind}, "
-                               f"found {word!r}") from None
+            if re.fullmatch(form, word):
+                return convert(word)
+        except OverflowError:
+            kind += " a float holds"
+        raise AllconvError(f"window file {self.path}: {what} must be {kind}, found {word!r}")
 
 
 def read_window_file(path: str, root_folder: str, fg_threshold: float,
@@ -90,7 +99,7 @@ def read_window_file(path: str, root_folder: str, fg_threshold: float,
         raise AllconvError(f"window file {path}: it is empty")
     images, indices, foreground, background = [], [], [], []
     channels = 0
-    while tokens.more():
+    while tokens.left() > 2:        # Caffe's loop ends where '#' and an index cannot be read
         image = f"image {len(images)}"
         mark = tokens.next(f"'#' before {image}")
         if mark != "#":
@@ -104,7 +113,7 @@ def read_window_file(path: str, root_folder: str, fg_threshold: float,
         for n in range(tokens.integer(f"the window count of {image}")):
             where = f"window {n} of {image}"
             label = tokens.integer(f"the label of {where}")
-            overlap = F32(tokens.number(f"the overlap of {where}"))
+            overlap = tokens.number(f"the overlap of {where}")
             box = [tokens.integer(f"{c} of {where}") for c in ("x1", "y1", "x2", "y2")]
             indices.append(index)
             if overlap >= F32(fg_threshold):
@@ -120,6 +129,16 @@ def read_window_file(path: str, root_folder: str, fg_threshold: float,
         raise AllconvError(f"window file {path}: image index {outside[0]} has no image (it "
                            f"lists {len(images)}, which windows name by their order from 0)")
     return WindowFile(images, channels, foreground, background)
+
+
+def _float32(word: str) -> np.float32:
+    """``word`` read as C++'s ``>> float`` reads it: rounded once, to the nearest float32 (a
+    double first could round twice)."""
+    exact = Fraction(word)
+    near = F32(float(exact))
+    candidates = (np.nextafter(near, F32(-np.inf)), near, np.nextafter(near, F32(np.inf)))
+    return min(candidates, key=lambda c: (abs(Fraction(float(c)) - exact),
+                                          int(np.frombuffer(c.tobytes(), np.uint32)[0]) & 1))
 
 
 def _round(x) -> int:
@@ -171,7 +190,7 @@ class WindowSampler:
     float32; ``state_dict`` holds its generator, which draws the windows and flips."""
 
     def __init__(self, param, transform_param, generator: torch.Generator):
-        from runtime.data.image_list import read_image
+        from runtime.data.imread import read_image
 
         self.read_image = read_image
         self.file = read_window_file(param.source, param.root_folder, param.fg_threshold,
@@ -200,14 +219,18 @@ class WindowSampler:
         self.mirror, self.square = transform_param.mirror, param.crop_mode == "square"
         self.context_pad, self.scale = param.context_pad, F32(param.scale)
         self.fg_fraction = F32(param.fg_fraction)
+        if not 0 <= self.fg_fraction <= 1:
+            raise AllconvError(f"window_data_param.fg_fraction {param.fg_fraction:g} is not a "
+                               "share of the batch (0 to 1; Caffe writes past its batch)")
         self.mean = self._mean(transform_param)
         self.generator = generator
         self.sample_shape = (3, self.crop, self.crop)
-        self.cache = ({i: self._decode(i) for i in range(len(self.file.images))}
+        self.cache = ({i: self._file_bytes(path) for i, path in enumerate(self.file.images)}
                       if param.cache_images else None)
 
     def _mean(self, transform_param) -> torch.Tensor | None:
-        """The mean subtracted at each crop pixel, (3, crop, crop), or None."""
+        """The mean subtracted at each crop pixel: (3, crop, crop) from a mean_file, (3, 1, 1)
+        from mean_value, or None."""
         from runtime.caffemodel import read_blob
 
         values = list(transform_param.mean_value)
@@ -233,11 +256,22 @@ class WindowSampler:
         if len(values) not in (1, 3):
             raise AllconvError("transform_param: specify either 1 mean_value or as many as "
                                f"channels: 3 (got {len(values)})")
-        return torch.tensor(values, dtype=torch.float32).expand(3).reshape(3, 1, 1).expand(
-            3, self.crop, self.crop)
+        return torch.tensor(values, dtype=torch.float32).expand(3).reshape(3, 1, 1)
+
+    @staticmethod
+    def _file_bytes(path: str) -> bytes:
+        """An image file's bytes, which ``cache_images`` keeps (as Caffe keeps them)."""
+        try:
+            return Path(path).read_bytes()
+        except OSError as err:
+            raise AllconvError(f"{path}: could not load the image: "
+                               f"{err.strerror or err}") from None
 
     def _decode(self, index: int) -> torch.Tensor:
-        return self.read_image(self.file.images[index], True, None)
+        path = self.file.images[index]
+        if self.cache is None:
+            return self.read_image(path, True, None)
+        return self.read_image(io.BytesIO(self.cache[index]), True, None, name=path)
 
     def _draw(self) -> int:
         return int(torch.randint(0, 2**32, (), generator=self.generator))
@@ -260,16 +294,17 @@ class WindowSampler:
     def _crop(self, window: Window, flip: bool) -> torch.Tensor:
         from runtime.data.jpeg import interpolate
 
-        image = self.cache[window.image] if self.cache is not None else \
-            self._decode(window.image)
+        image = self._decode(window.image)
         _, image_h, image_w = image.shape
         w = warp_of(window, image_h, image_w, self.crop, self.context_pad, self.square, flip)
-        if not (0 <= w.x1 <= w.x2 < image_w and 0 <= w.y1 <= w.y2 < image_h) \
-                or w.height <= 0 or w.width <= 0:
-            raise AllconvError(
-                f"{self.file.images[window.image]}: the window ({window.x1}, {window.y1}, "
-                f"{window.x2}, {window.y2}) has nothing inside the {image_w}x{image_h} image "
-                f"to warp (its box there: {w.x1}..{w.x2} x {w.y1}..{w.y2})")
+        named = (f"{self.file.images[window.image]}: the window ({window.x1}, {window.y1}, "
+                 f"{window.x2}, {window.y2})")
+        if not (0 <= w.x1 <= w.x2 < image_w and 0 <= w.y1 <= w.y2 < image_h):
+            raise AllconvError(f"{named} cuts the box {w.x1}..{w.x2} x {w.y1}..{w.y2} out of "
+                               f"the {image_w}x{image_h} image, which does not hold it")
+        if w.height <= 0 or w.width <= 0:
+            raise AllconvError(f"{named} warps to {w.height}x{w.width} pixels at crop_size "
+                               f"{self.crop}: nothing to resize (OpenCV refuses it)")
         cut = image[:, w.y1:w.y2 + 1, w.x1:w.x2 + 1]
         if cut.shape[1:] != (w.height, w.width):
             cut = interpolate(cut, w.height, w.width)
@@ -279,7 +314,7 @@ class WindowSampler:
         rows, cols = slice(w.pad_h, w.pad_h + w.height), slice(w.pad_w, w.pad_w + w.width)
         pixels = cut.float()
         if self.mean is not None:
-            pixels = pixels - self.mean[:, rows, cols]
+            pixels = pixels - (self.mean if self.mean.shape[1] == 1 else self.mean[:, rows, cols])
         out[:, rows, cols] = pixels * self.scale
         return out
 

@@ -3,6 +3,7 @@ foreground and background in a fixed share, warped to ``transform_param.crop_siz
 `runtime.data.windows`)."""
 from __future__ import annotations
 
+from runtime.blob_shape import check_blob_shape
 from runtime.layers import register
 from runtime.layers.data import BaseData, seeded_generator
 
@@ -20,5 +21,8 @@ class WindowData(BaseData):
     def open_feed(self, generator):
         from runtime.data.windows import WindowSampler
 
+        crop = self.param.transform_param.crop_size
+        check_blob_shape((self.param.window_data_param.batch_size, 3, crop, crop),
+                         "window_data_param.batch_size and transform_param.crop_size")
         return WindowSampler(self.param.window_data_param, self.param.transform_param,
                              seeded_generator(generator))
