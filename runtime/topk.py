@@ -1,9 +1,10 @@
 """Top-k error as the reference Caffe's Accuracy layer counts it (accuracy_layer.cpp): the
 classes are ordered by (score, class index), largest first, and an image is correct within k
 when its label is among the first k. So a tie goes to the higher class index. A NaN compares
-as a tie, as the pairs compare it: a row of NaN (a diverged net) puts the classes in index
-order, the last first. (BVLC master since 2017 counts every tie against the label, and no
-NaN; the reference build predates that.)"""
+as a tie, as the pairs compare it: a row all NaN (a diverged net) puts the classes in index
+order, the last first, as in Caffe. A row mixing NaN and numbers has no consistent order, and
+Caffe's is libstdc++'s heap order, which this does not model. (BVLC master since 2017 counts
+every tie against the label, and no NaN; the reference build predates that.)"""
 from __future__ import annotations
 
 import torch

@@ -681,10 +681,28 @@ def test_prep_cifar_writes_lmdbs_that_the_data_layer_reads_as_the_npz(tmp_path, 
         "cifar10_gcn_zca_train.npz", "cifar10_gcn_zca_train_lmdb"]
 
 
-def test_writing_an_lmdb_without_the_package_says_how_to_get_it(tmp_path, monkeypatch):
+def test_an_lmdb_replaces_only_an_lmdb(tmp_path):
+    from runtime.data.lmdb_file import write_datum_lmdb
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "notes.txt").write_text("mine")
+    with pytest.raises(AllconvError, match=r"db: there already, and not an LMDB to replace"):
+        write_datum_lmdb(tmp_path / "db", np.zeros((1, 3, 2, 2), np.float32), [0])
+    assert (tmp_path / "db" / "notes.txt").read_text() == "mine"
+
+
+def test_writing_an_lmdb_without_the_package_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    """Before the whitening: allconv-prep-cifar --lmdb writes nothing without it."""
+    from runtime.cli_support import run_cli
+    from runtime.data import cli as prep_cli
     from runtime.data.lmdb_file import write_datum_lmdb
     monkeypatch.setitem(sys.modules, "lmdb", None)
     with pytest.raises(AllconvError, match=r"needs the lmdb package: pip install -e \".\[lmdb\]\""):
         write_datum_lmdb(tmp_path / "db", np.zeros((1, 3, 2, 2), np.float32), [0])
+    make_cifar10_bin(tmp_path / "data", np.random.default_rng(4))
+    assert run_cli(prep_cli.main, "allconv-prep-cifar", [
+        "--data", str(tmp_path / "data"), "--no-verify", "--out", str(tmp_path / "out"),
+        "--lmdb"]) == 2
+    assert "needs the lmdb package" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()          # no whitening, nothing written
     with pytest.raises(AllconvError, match=r"allconv-prep-cifar --lmdb writes it"):
         open_source(str(tmp_path / "cifar10_gcn_zca_train_lmdb"), 0, backend=1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import mmap
 import shutil
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -174,39 +175,59 @@ LMDB_MAP_SIZE = 2**40               # Caffe's (db_lmdb.hpp): 1 TiB of address sp
 COMMIT_EVERY = 1000                 # records a transaction, as convert_cifar_data commits
 
 
-def write_datum_lmdb(folder, images: np.ndarray, labels: np.ndarray) -> None:
-    """Write float32 ``images`` (N, C, H, W) and their integer ``labels`` (N,) as Caffe's
-    Datum records (``float_data``) into a new LMDB at ``folder``, keyed ``00000``, ``00001``,
-    ... as convert_cifar_data keys them; an LMDB already at ``folder`` is replaced once the
-    new one is complete."""
+def lmdb_package():
+    """The lmdb package, or an AllconvError saying how to install it."""
     try:
         import lmdb
     except ImportError:
         raise AllconvError("writing an LMDB needs the lmdb package: "
                            "pip install -e \".[lmdb]\"") from None
+    return lmdb
+
+
+def write_datum_lmdb(folder, images: np.ndarray, labels: np.ndarray) -> None:
+    """Write float32 ``images`` (N, C, H, W) and their integer ``labels`` (N,) as Caffe's
+    Datum records (``float_data``) into a new LMDB at ``folder``, keyed ``00000``, ``00001``,
+    ... as convert_cifar_data keys them; an LMDB already at ``folder`` (a folder of nothing
+    but data.mdb and lock.mdb) is replaced once the new one is complete, anything else there
+    is refused."""
+    lmdb = lmdb_package()
     from runtime.proto import pb
 
     folder = Path(folder)
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    width = max(5, len(str(len(images) - 1)))
-    _, channels, height, width_px = images.shape
+    if folder.exists() and not (folder.is_dir() and {p.name for p in folder.iterdir()}
+                                <= {"data.mdb", "lock.mdb"}):
+        raise AllconvError(f"{folder}: there already, and not an LMDB to replace; remove it "
+                           "or write elsewhere")
+    try:
+        partial = Path(tempfile.mkdtemp(prefix=folder.name + ".partial-", dir=folder.parent))
+        partial.chmod(0o755)                # mkdtemp's 0700 would keep others from reading
+    except OSError as err:
+        raise AllconvError(f"{folder}: cannot write the LMDB: {err.strerror or err}") from None
+    digits = max(5, len(str(len(images) - 1)))
+    _, channels, height, width = images.shape
     try:
         env = lmdb.open(str(partial), map_size=LMDB_MAP_SIZE, subdir=True)
         try:
             for start in range(0, len(images), COMMIT_EVERY):
                 with env.begin(write=True) as txn:
                     for i in range(start, min(start + COMMIT_EVERY, len(images))):
-                        datum = pb.Datum(channels=channels, height=height, width=width_px,
+                        datum = pb.Datum(channels=channels, height=height, width=width,
                                          label=int(labels[i]))
                         datum.float_data.extend(images[i].ravel())
-                        txn.put(f"{i:0{width}d}".encode(), datum.SerializeToString())
+                        txn.put(f"{i:0{digits}d}".encode(), datum.SerializeToString())
         finally:
             env.close()
-        if folder.exists():
-            shutil.rmtree(folder)
-        partial.rename(folder)
-    except (OSError, lmdb.Error) as err:
+        if folder.exists():     # set aside (kept if stopped in between), then removed
+            old = Path(tempfile.mkdtemp(prefix=folder.name + ".old-", dir=folder.parent))
+            folder.rename(old / folder.name)
+            partial.rename(folder)
+            shutil.rmtree(old)
+        else:
+            partial.rename(folder)
+    except BaseException as err:             # Ctrl-C too: no half-written LMDB is left
         shutil.rmtree(partial, ignore_errors=True)
-        raise AllconvError(f"{folder}: cannot write the LMDB: "
-                           f"{getattr(err, 'strerror', None) or err}") from None
+        if isinstance(err, (OSError, lmdb.Error)):
+            raise AllconvError(f"{folder}: cannot write the LMDB: "
+                               f"{getattr(err, 'strerror', None) or err}") from None
+        raise
