@@ -1,6 +1,6 @@
 """Accuracy (accuracy_layer.cpp): a position counts as correct when its label is among the
-``top_k`` classes ordered by (score, index), largest first (``runtime.topk.label_rank``: a tie
-goes to the higher index), over the positions whose label is not ``ignore_label`` (NaN when
+``top_k`` classes ordered by (score, index), largest first (``runtime.topk.in_top_k``: a tie
+goes to the higher index; a row with NaN in Caffe's heap order), over the positions whose label is not ``ignore_label`` (NaN when
 none is left, as Caffe's 0/0); optional second top: per-class accuracy (0 for classes that do
 not occur)."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ from runtime.errors import AllconvError
 from runtime.labels import class_indices
 from runtime.layers import Layer, register
 from runtime.layers.shapes import canonical_axis, check_labels, count
-from runtime.topk import label_rank
+from runtime.topk import in_top_k
 
 
 @register("Accuracy")
@@ -43,7 +43,7 @@ class Accuracy(Layer):
         valid = (torch.ones_like(labels, dtype=torch.bool) if self.ignore_label is None
                  else labels != self.ignore_label)
         labels = class_indices(self, labels, classes, valid)
-        correct = (label_rank(scores, labels) < self.top_k) & valid
+        correct = in_top_k(scores, labels, self.top_k) & valid
         accuracy = correct.sum() / valid.sum()      # every label ignored: 0/0, NaN as Caffe's
         if len(self.tops) == 1:
             return (accuracy,)

@@ -12,13 +12,22 @@ import torch
 from runtime.errors import AllconvError
 from runtime.layers import Layer, register
 from runtime.layers.shapes import canonical_axis, count
+from runtime.topk import heap_top_k
 
 
 def top_k(x, k: int, dim: int):
-    """(values, indices) of the k largest along ``dim``; ties to the larger index first."""
+    """(values, indices) of the k largest along ``dim``; ties to the larger index first; a row
+    with NaN in the order Caffe's partial sort leaves (``runtime.topk.heap_top_k``)."""
     size = x.shape[dim]
-    values, flipped = x.flip(dim).sort(dim=dim, descending=True, stable=True)
-    return values.narrow(dim, 0, k), (size - 1 - flipped).narrow(dim, 0, k)
+    _, flipped = x.flip(dim).sort(dim=dim, descending=True, stable=True)
+    indices = (size - 1 - flipped).narrow(dim, 0, k).movedim(dim, -1)
+    rows = x.movedim(dim, -1)
+    nan = rows.isnan().any(-1)
+    if nan.any():
+        indices[nan] = torch.tensor([heap_top_k(row, k) for row in rows[nan].tolist()],
+                                    dtype=indices.dtype, device=indices.device)
+    indices = indices.movedim(-1, dim)
+    return x.gather(dim, indices), indices
 
 
 @register("ArgMax")

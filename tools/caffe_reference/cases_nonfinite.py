@@ -51,11 +51,13 @@ def cases():
           one("mvn", "MVN"), one("mvn_across", "MVN", "mvn_param { across_channels: true }"),
           one("scale", "Scale", "scale_param { bias_term: true }"),
           one("prelu", "PReLU"),
-          # without NaN: Caffe's std::partial_sort over (value, index) pairs gets no strict
-          # order from a NaN, and its result is then libstdc++'s heap order, not modelled
-          one("argmax", "ArgMax", "argmax_param { top_k: 2 out_max_val: true }",
-              data={"shape": [2, 3, 4, 5], "kind": "values",
-                    "values": [v for v in SPECIALS if v == v]}),
+          # with NaN: Caffe's std::partial_sort over (value, index) pairs gets no strict
+          # order from a NaN, and its result is libstdc++'s heap order, replayed in topk.py
+          one("argmax", "ArgMax", "argmax_param { top_k: 2 out_max_val: true }"),
+          one("argmax_top3", "ArgMax", "argmax_param { top_k: 3 }",
+              data=sprinkled("argmax_top3", 6, 11)),
+          one("argmax_axis", "ArgMax", "argmax_param { top_k: 2 axis: 1 out_max_val: true }",
+              data=sprinkled("argmax_axis", 3, 7, 4)),
           one("reduction_sumsq", "Reduction", "reduction_param { operation: SUMSQ axis: 1 }"),
           one("reduction_asum", "Reduction", "reduction_param { operation: ASUM axis: 2 }"),
           one("softmax_axis2", "Softmax", "softmax_param { axis: 2 }")]
@@ -92,6 +94,14 @@ def cases():
     # rows all NaN: Caffe's (score, index) pairs then compare by index alone, so the label
     # ranks below every higher class (a diverged net is right on its last class's images)
     nan, rows = float("nan"), [[0.5, 0.5, 1, -1, 0], [2, 0, 2, 2, 1], [-1, -2, -3, -4, -5]]
+    mixed = sprinkled("accuracy_mixed", 40, 7)     # rows mixing NaN, inf and numbers
+    mixed["values"][:3] = [5.0, NAN, 3.0]
+    c.append(net_case("nonfinite_accuracy_mixed_rows", "Accuracy (NaN)",
+                      {"data": mixed, "label": {"shape": [40], "kind": "values",
+                                                "values": [2] + list(range(7)) * 6}},
+                      [L(f"acc{k}", "Accuracy", ["data", "label"], f"acc{k}",
+                         f"accuracy_param {{ top_k: {k} }}") for k in (1, 2, 3, 5)],
+                      backward="none"))
     c.append(net_case("nonfinite_accuracy_nan_rows", "Accuracy (NaN)",
                       {"data": {"shape": [6, 5], "kind": "values",
                                 "values": [nan] * 15 + sum(rows, [])},
