@@ -185,7 +185,15 @@ def check_solver_length(solver_text: str) -> None:
     solver = prototxt.parse_solver(solver_text)
     if solver.max_iter < 1:
         raise AllconvError(f"--epochs is less than one iteration (max_iter {solver.max_iter})")
-    late = [v for v in solver.stepvalue if v >= solver.max_iter]
+    steps = list(solver.stepvalue)
+    if steps and steps[0] < 1:
+        raise AllconvError("an lr step lies before the first iteration (stepvalue 0): give "
+                           "--steps of at least one iteration's share of an epoch")
+    same = [v for i, v in enumerate(steps) if v in steps[:i]]
+    if same:
+        raise AllconvError(f"two lr steps fall on one iteration (stepvalue {same[0]}): give "
+                           "--steps at least an iteration apart")
+    late = [v for v in steps if v >= solver.max_iter]
     if late:
         raise AllconvError(f"an lr step lies beyond the run: stepvalue {late[0]} is not before "
                            f"max_iter {solver.max_iter}; give --steps inside --epochs (default "

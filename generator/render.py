@@ -167,12 +167,17 @@ def _schedule_counts(variant: Variant, net_opts: NetOptions, opts: SolverOptions
                                   f"{sched.steps[0]:,.0f}.")
     epochs = opts.epochs or sched.length
     steps = opts.step_epochs if opts.step_epochs is not None else sched.steps
-    return dict(common, stepsize=0, stepvalues=[round(e * per_epoch) for e in steps],
-                max_iter=round(epochs * per_epoch),
-                test_interval=max(1, round((opts.test_every_epochs or sched.test_every)
-                                           * per_epoch)),
-                snapshot=max(1, round((opts.snapshot_every_epochs or sched.snapshot_every)
-                                      * per_epoch)),
+
+    def count(epochs: float) -> int:
+        iterations = epochs * per_epoch
+        if not math.isfinite(iterations):   # an epoch count near 1e308
+            raise AllconvError(f"{epochs:g} epochs are more iterations than a float holds, "
+                               f"let alone Caffe's int32 max_iter ({INT_MAX:,})")
+        return round(iterations)
+    return dict(common, stepsize=0, stepvalues=[count(e) for e in steps],
+                max_iter=count(epochs),
+                test_interval=max(1, count(opts.test_every_epochs or sched.test_every)),
+                snapshot=max(1, count(opts.snapshot_every_epochs or sched.snapshot_every)),
                 schedule_note=f"{sched.source}: {epochs:g} epochs, lr x0.1 after epochs "
                               f"{', '.join(f'{e:g}' for e in steps)}; "
                               f"{per_epoch:g} iterations of batch {net_opts.batch_size} "

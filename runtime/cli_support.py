@@ -139,6 +139,8 @@ def number(kind=float, low: str | None = "positive", high: int | None = None, wh
     in the range of `check_number`; anything else is the parser's one-line error."""
     def parse(text: str):
         try:
+            if not text.isascii():          # Python's int() and float() read ١٠ and １０
+                raise ValueError(text)
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(

@@ -93,6 +93,8 @@ class Function:
         self.type_name, self.inputs = type_name, tuple(inputs)
         self.params = dict(params)
         self.ntop = self.params.pop("ntop", 1)
+        if not isinstance(self.ntop, int) or isinstance(self.ntop, bool):
+            raise NetSpecTypeError(f"{type_name}: ntop must be an int, not {self.ntop!r}")
         self.in_place = self.params.pop("in_place", False)
         self.tops = tuple(Top(self, n) for n in range(self.ntop))
 
@@ -104,20 +106,36 @@ class Function:
         return names[self]
 
     def _to_proto(self, layers, names, counts) -> None:
-        """Add this layer's LayerParameter to ``layers``, after those of its inputs."""
-        if self in layers:
-            return
+        """Add this layer's LayerParameter to ``layers``, after those of its inputs: depth
+        first, in input order, as pycaffe's recursion, walked with a stack so that a chain of
+        any length builds."""
+        stack = [self]
+        while stack:
+            fn = stack[-1]
+            waiting = [top.fn for top in fn.inputs if top.fn not in layers]
+            if waiting:
+                stack.append(waiting[0])
+            else:
+                stack.pop()
+                if fn not in layers:
+                    layers[fn] = fn._layer(layers, names, counts)
+
+    def _layer(self, layers, names, counts):
+        """This layer's LayerParameter, its inputs' already in ``layers``."""
         bottoms = []
         for top in self.inputs:
-            top._to_proto(layers, names, counts)
-            bottoms.append(layers[top.fn].top[top.n])
+            made = layers[top.fn].top
+            if top.n >= len(made):
+                raise NetSpecIndexError(f"{top.fn.type_name} is in place over "
+                                        f"{len(made)} bottom(s), so it has no top {top.n}")
+            bottoms.append(made[top.n])
         layer = pb.LayerParameter(type=self.type_name, bottom=bottoms)
         layer.top.extend(bottoms if self.in_place
                          else [_top_name(top, names, counts) for top in self.tops])
         layer.name = self._name(names, counts)
         for key, value in self.params.items():
             _set_keyword(layer, self.type_name, key, value)
-        layers[self] = layer
+        return layer
 
 
 def _counted(type_name: str, counts: Counter) -> str:
@@ -159,6 +177,8 @@ def _assign(where: str, message, key: str, value) -> None:
     """``message.key = value``: dicts as messages, lists (or one value) as repeated fields;
     what pycaffe's assignment cannot take is refused with its exception's class."""
     fields = message.DESCRIPTOR.fields_by_name
+    if not isinstance(key, str):
+        raise NetSpecTypeError(f"{where}: a message's keys are field names, not {key!r}")
     if key not in fields:
         raise NetSpecAttributeError(f"{where}: no field {key!r} in {message.DESCRIPTOR.name}"
                                     f"{did_you_mean(key, fields)}")
@@ -223,6 +243,9 @@ class NetSpec:
     def __setattr__(self, name: str, value) -> None:
         self.tops[name] = value
 
+    def __delattr__(self, name: str) -> None:
+        del self[name]
+
     def __getattr__(self, name: str):
         tops = self.__dict__.get("tops", {})
         if name.startswith("__") or name not in tops:
@@ -230,10 +253,19 @@ class NetSpec:
         return tops[name]
 
     def __setitem__(self, name: str, value) -> None:
+        if not isinstance(name, str):
+            raise NetSpecTypeError(f"a NetSpec names its tops with strings, not {name!r}")
         self.tops[name] = value
 
     def __getitem__(self, name: str):
+        if name not in self.tops:
+            raise NetSpecNoTop(f"this NetSpec has no top {name!r}"
+                               f"{did_you_mean(str(name), self.tops)}")
         return self.tops[name]
+
+    def __delitem__(self, name: str) -> None:
+        self[name]                          # its error when missing
+        del self.tops[name]
 
     def to_proto(self):
         """The NetParameter of the layers of every assigned top, named as assigned."""

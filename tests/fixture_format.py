@@ -238,7 +238,8 @@ def write_data_files(case: dict, folder, h5py) -> None:
     ``list_files`` entry {name: [lines]} as text with DIR replaced by ``folder``, each
     ``image_files`` entry {name: [height, width]} as an RGB image of seeded pixels in the
     format its name ends in (or {name: {"shape": [height, width], "mode": "CMYK",
-    "orientation": 6}}: another mode, an EXIF orientation)."""
+    "orientation": 6, "keep": 0.6}}: another mode, an EXIF orientation, the file cut to that
+    share of its bytes)."""
     import os
     for name, datasets in case.get("h5_files", {}).items():
         with h5py.File(os.path.join(folder, name), "w") as f:
@@ -259,6 +260,9 @@ def write_data_files(case: dict, folder, h5py) -> None:
         if "orientation" in spec:
             exif[0x0112] = spec["orientation"]
         image.save(os.path.join(folder, name), exif=exif, quality=90)
+        if "keep" in spec:              # a file cut short: its first bytes only
+            with open(os.path.join(folder, name), "r+b") as f:
+                f.truncate(int(os.path.getsize(os.path.join(folder, name)) * spec["keep"]))
 
 
 def datum_records(case: dict, db: str) -> list[tuple[bytes, dict]]:

@@ -433,3 +433,19 @@ def test_output_dash_is_stdout(tmp_path, capsys, monkeypatch):
     code, _, err = _run(["--variant", "all-c", "-o", "-", "--solver", "s.prototxt"], capsys)
     assert code == 2 and "--solver needs -o FILE, not -o - (stdout)" in err
     assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "1e308", "--steps", "1e307"], "epochs are more iterations than a float"),
+    (["--epochs", "1", "--steps", "0.5000001,0.5000002"],
+     "two lr steps fall on one iteration (stepvalue 195)"),
+    (["--epochs", "0.0039", "--steps", "0.001"], "an lr step lies before the first iteration"),
+    (["--epochs", "１０", "--steps", "1"], "'１０' is not a number"),
+])
+def test_solver_lengths_python_reads_but_caffe_cannot_are_one_line(args, message, tmp_path,
+                                                                    capsys):
+    """Found by mutation: a traceback (1e308 epochs), steps rounding onto one iteration or
+    onto 0, full-width digits read as a number."""
+    code, _, err = _run(["--variant", "all-c", "-o", str(tmp_path / "n.prototxt"), "--solver",
+                         str(tmp_path / "s.prototxt"), *args], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1, err

@@ -91,3 +91,35 @@ def test_netspec_attribute_errors():
     assert not hasattr(n, "__deepcopy__")
     with pytest.raises(AttributeError, match=r"no PolingParameter \(did you mean Pooling\?\)"):
         P.Poling
+
+
+@pytest.mark.parametrize("script, error, words", [
+    ("n[5] = L.ReLU(n.x)", TypeError, "a NetSpec names its tops with strings, not 5"),
+    ("n['nope']", KeyError, "this NetSpec has no top 'nope'"),
+    ("del n.nope", AttributeError, "this NetSpec has no top 'nope'"),
+    ("L.ReLU(n.x, ntop='2')", TypeError, "ReLU: ntop must be an int, not '2'"),
+    ("to_proto(L.Convolution(n.x, num_output=2, weight_filler={1: 2}))", TypeError,
+     "weight_filler: a message's keys are field names, not 1"),
+    ("a, b = L.ReLU(n.x, ntop=2, in_place=True); to_proto(L.ReLU(b))", IndexError,
+     "ReLU is in place over 1 bottom(s), so it has no top 1"),
+])
+def test_misuse_is_one_allconv_error_of_pycaffes_class(script, error, words):
+    """Found by mutation: these escaped as raw Python errors (a crash in the error path
+    among them)."""
+    n = NetSpec()
+    n.x = L.Input(shape=dict(dim=[1, 2]))
+    with pytest.raises(error) as raised:
+        exec(script, {"n": n, "L": L, "to_proto": to_proto})
+    assert isinstance(raised.value, AllconvError) and words in str(raised.value)
+
+
+def test_a_chain_deeper_than_pythons_recursion_builds_in_pycaffes_order():
+    n = NetSpec()
+    n.x = L.Input(shape=dict(dim=[1, 2]))
+    top = n.x
+    for _ in range(3000):
+        top = L.ReLU(top)
+    n.y = top
+    net = n.to_proto()
+    assert len(net.layer) == 3001 and net.layer[1].name == "ReLU1"
+    assert net.layer[-1].name == "y" and net.layer[-1].bottom == ["ReLU2999"]

@@ -153,7 +153,14 @@ def test_a_window_file_may_end_in_a_lone_mark_as_caffes_loop_stops(tmp_path):
 
 @pytest.mark.parametrize("text, param, transform, message", [
     ("", "", "crop_size: 6", r"w.txt: it is empty"),
-    ("0 a.png 3 10 12 0", "", "crop_size: 6", r"'#' expected before image 0, found '0'"),
+    ("# 0 a.png 3 10 12 1 3 0.9 2 1 7 6\n# 1 b.png 3 9 11 1 0 0.1 3 2 8 7\n# 2", "",
+     "crop_size: 6", r"ends where the path of image 2 was expected"),
+    ("# 0 a.png 3 10 12 1 2147483647 0.9 2 1 7 6\n# 1 b.png 3 9 11 1 0 0.1 3 2 8 7", "",
+     "crop_size: 6", r"label 2147483647; Caffe needs a label above 0 .* below 2\^31"),
+    ("# 0 a.png 3 10 12 1 99999999999 0.9 2 1 7 6", "", "crop_size: 6",
+     r"the label of window 0 of image 0 is 99999999999, past C's int"),
+    ("0 a.png 3 10 12 0", "", "crop_size: 6", r"it is empty: no '# index' starts it"),
+    ("0 5 a.png 3 10 12 0", "", "crop_size: 6", r"'#' expected before image 0, found '0'"),
     ("# 0 a.png 3 10 12 1 3 0.9 2 1 7", "", "crop_size: 6",
      r"ends where y2 of window 0 of image 0 was expected"),
     ("# 0 a.png 3 10 12 1 3 high 2 1 7 6", "", "crop_size: 6",
@@ -207,3 +214,12 @@ def test_windows_outside_their_image_or_of_a_missing_file_are_named(tmp_path):
         _net(tmp_path).forward()
     with pytest.raises(AllconvError, match=r"b.png: could not load the image"):
         _net(tmp_path, "cache_images: true")            # read at set-up, as Caffe caches
+
+
+def test_a_path_of_bytes_that_are_not_utf8_is_read_as_caffe_reads_it(tmp_path):
+    import os
+    _window_file(tmp_path, [[FG], [BG]])
+    os.rename(tmp_path / "a.png", tmp_path / os.fsdecode(b"\xe9t\xe9.png"))
+    text = (tmp_path / "w.txt").read_bytes().replace(b"a.png", b"\xe9t\xe9.png")
+    (tmp_path / "w.txt").write_bytes(text)                      # Latin-1, as old tools wrote
+    assert _net(tmp_path, "fg_fraction: 0.5").forward()["label"].tolist() == [0, 0, 3, 3]

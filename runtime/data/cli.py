@@ -10,7 +10,7 @@ from pathlib import Path
 
 from runtime.cli_support import Parser, add_version, run_cli
 from runtime.data.datasets import dataset_names
-from runtime.data.lmdb_file import lmdb_package, write_datum_lmdb
+from runtime.data.lmdb_file import check_lmdb_target, lmdb_package, write_datum_lmdb
 from runtime.data.preprocess import STAGES, prepared_cifar
 from runtime.data.source import save_npz_source
 from runtime.data.stage_bar import StageBar
@@ -43,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     check_folder_writable(out, "--out")          # said before the whitening, not after it
-    if args.lmdb:
+    if args.lmdb:                                # and so are these
         lmdb_package()
+        for split in ("train", "test"):
+            check_lmdb_target(out / f"{args.dataset}_gcn_zca_{split}_lmdb")
     written = []
     with StageBar(STAGES + (WRITING,)) as progress:
         prepared = prepared_cifar(args.dataset, args.data, verify=args.verify, stage=progress)

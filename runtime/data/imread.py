@@ -4,7 +4,8 @@
 
 Pillow decodes; what OpenCV does differently is done here, each rule checked against it:
 
-- a format OpenCV cannot read (GIF, ICO, ...) is refused, as Caffe fails on it;
+- a format OpenCV cannot read (GIF, ICO, an animated WebP, a float TIFF, a PNG cut short) is
+  refused, as Caffe fails on it; a JPEG cut short decodes as libjpeg decodes it;
 - a colour or grey read turns the image upright by its EXIF orientation (JPEG, PNG, TIFF), as
   OpenCV 3.1 and later do; an unchanged one keeps it as stored;
 - colour is BGR; a CMYK JPEG's is OpenCV's own conversion of libjpeg's inverted values;
@@ -15,8 +16,10 @@ Pillow decodes; what OpenCV does differently is done here, each rule checked aga
 """
 from __future__ import annotations
 
+import struct
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,8 +39,12 @@ def read_image(file, is_color: bool, size: tuple[int, int] | None = None,
     from PIL import Image, ImageOps
 
     name = file if name is None else name
-    with _opened(file, name) as image:
+    with _opened(_whole(file, name), name) as image:
         fmt = image.format
+        if image.mode == "F" or getattr(image, "is_animated", False) and fmt == "WEBP":
+            raise AllconvError(f"{name}: could not load the image: "
+                               f"{'a float' if image.mode == 'F' else 'an animated'} {fmt}, "
+                               "which OpenCV's colour and grey reads cannot decode")
         if not is_color and fmt == "JPEG" and image.mode != "CMYK":
             image.draft("L", image.size)    # libjpeg's own luma, as OpenCV's grey imread
         if fmt in UPRIGHTED:
@@ -56,7 +63,7 @@ def decode_unchanged(data: bytes, name: str) -> torch.Tensor:
     16 bits or floats is refused, as Caffe's DataTransformer refuses it."""
     import io
 
-    with _opened(io.BytesIO(data), name) as image:
+    with _opened(_whole(io.BytesIO(data), name, finish_jpeg=False), name) as image:
         mode = image.mode
         deep = image.format == "PNG" and data[24:25] == b"\x10"     # IHDR's bit depth
         if mode.startswith("I") or mode == "F" or deep:
@@ -71,11 +78,40 @@ def decode_unchanged(data: bytes, name: str) -> torch.Tensor:
     return torch.from_numpy(pixels[:, :, order].copy()).permute(2, 0, 1)
 
 
+def _whole(file, name, finish_jpeg: bool = True):
+    """The file's bytes as a stream, as OpenCV's decoders would take them: a JPEG cut short
+    ends with the end marker libjpeg supposes, for a colour or grey read (``finish_jpeg``:
+    its missing blocks then decode grey, as libjpeg fills them); a PNG cut before its end
+    chunk, or an uncompressed BMP cut short, is refused, as OpenCV refuses them."""
+    import io
+
+    try:
+        data = file.read() if hasattr(file, "read") else Path(file).read_bytes()
+    except OSError as err:
+        raise AllconvError(f"{name}: could not load the image: {err.strerror or err}") from None
+    except ValueError as err:                   # a NUL in the path
+        raise AllconvError(f"{str(name)!r}: not a usable path: {err}") from None
+    if finish_jpeg and data[:2] == b"\xff\xd8" and not data.endswith(b"\xff\xd9"):
+        data += b"\xff\xd9"
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND\xaeB`\x82" not in data:
+        raise AllconvError(f"{name}: could not load the image: a PNG cut short (no IEND "
+                           "chunk), which OpenCV cannot read")
+    if data[:2] == b"BM" and len(data) >= 34:
+        offset, width, height, _, bits, packing = struct.unpack_from("<I4xiiHHI", data, 10)
+        rows = (abs(width) * bits + 31) // 32 * 4 * abs(height)
+        if packing == 0 and len(data) < offset + rows:      # uncompressed, cut short
+            raise AllconvError(f"{name}: could not load the image: a BMP cut short "
+                               f"({len(data)} of {offset + rows} bytes), which OpenCV cannot "
+                               "read")
+    return io.BytesIO(data)
+
+
 @contextmanager
 def _opened(file, name):
-    """Pillow's image of ``file``, in a format OpenCV reads, its palette warnings silenced."""
+    """Pillow's image of ``file``, in a format OpenCV reads, Pillow's own warnings silenced
+    (about palettes, damaged EXIF, sizes: OpenCV reads those files without a word)."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
+        warnings.simplefilter("ignore")
         with jpeg.pillow_image(file, name) as image:
             if image.format not in OPENCV_FORMATS:
                 raise AllconvError(f"{name}: could not load the image: a {image.format} file, "

@@ -14,6 +14,7 @@ pages (key, value) nodes, and a value too large for its leaf lives in overflow p
 from __future__ import annotations
 
 import mmap
+import os
 import shutil
 import struct
 import tempfile
@@ -185,6 +186,15 @@ def lmdb_package():
     return lmdb
 
 
+def check_lmdb_target(folder: Path) -> None:
+    """Refuse ``folder`` as where an LMDB goes when something other than an LMDB (a folder of
+    nothing but data.mdb and lock.mdb) is there already."""
+    if folder.exists() and not (folder.is_dir() and {p.name for p in folder.iterdir()}
+                                <= {"data.mdb", "lock.mdb"}):
+        raise AllconvError(f"{folder}: there already, and not an LMDB to replace; remove it "
+                           "or write elsewhere")
+
+
 def write_datum_lmdb(folder, images: np.ndarray, labels: np.ndarray) -> None:
     """Write float32 ``images`` (N, C, H, W) and their integer ``labels`` (N,) as Caffe's
     Datum records (``float_data``) into a new LMDB at ``folder``, keyed ``00000``, ``00001``,
@@ -195,10 +205,7 @@ def write_datum_lmdb(folder, images: np.ndarray, labels: np.ndarray) -> None:
     from runtime.proto import pb
 
     folder = Path(folder)
-    if folder.exists() and not (folder.is_dir() and {p.name for p in folder.iterdir()}
-                                <= {"data.mdb", "lock.mdb"}):
-        raise AllconvError(f"{folder}: there already, and not an LMDB to replace; remove it "
-                           "or write elsewhere")
+    check_lmdb_target(folder)
     try:
         partial = Path(tempfile.mkdtemp(prefix=folder.name + ".partial-", dir=folder.parent))
         partial.chmod(0o755)                # mkdtemp's 0700 would keep others from reading
@@ -207,7 +214,7 @@ def write_datum_lmdb(folder, images: np.ndarray, labels: np.ndarray) -> None:
     digits = max(5, len(str(len(images) - 1)))
     _, channels, height, width = images.shape
     try:
-        env = lmdb.open(str(partial), map_size=LMDB_MAP_SIZE, subdir=True)
+        env = lmdb.open(os.fsencode(partial), map_size=LMDB_MAP_SIZE, subdir=True)
         try:
             for start in range(0, len(images), COMMIT_EVERY):
                 with env.begin(write=True) as txn:

@@ -31,6 +31,7 @@ import torch
 from runtime.errors import AllconvError
 
 F32 = np.float32
+INTEGER = r"[+-]?\d+"
 
 
 class Window(NamedTuple):
@@ -66,7 +67,10 @@ class _Tokens:
         return self.words[self.at - 1]
 
     def integer(self, what: str) -> int:
-        return self._read(what, int, "an integer", r"[+-]?\d+")
+        value = self._read(what, int, "an integer", INTEGER)
+        if not -2**31 <= value < 2**31:
+            raise AllconvError(f"window file {self.path}: {what} is {value}, past C's int")
+        return value
 
     def left(self) -> int:
         return len(self.words) - self.at
@@ -89,17 +93,17 @@ def read_window_file(path: str, root_folder: str, fg_threshold: float,
                      bg_threshold: float) -> WindowFile:
     """The images and the foreground and background windows of a window file."""
     try:
-        with open(path) as f:
+        with open(path, errors="surrogateescape") as f:      # paths are bytes, as in Caffe
             text = f.read()
-    except (OSError, UnicodeDecodeError) as err:
+    except (OSError, ValueError) as err:                     # ValueError: a NUL in the name
         raise AllconvError(f"window file {path}: cannot read it: "
                            f"{getattr(err, 'strerror', None) or err}") from None
     tokens = _Tokens(path, text)
-    if not tokens.more():
-        raise AllconvError(f"window file {path}: it is empty")
     images, indices, foreground, background = [], [], [], []
     channels = 0
-    while tokens.left() > 2:        # Caffe's loop ends where '#' and an index cannot be read
+    # Caffe's loop goes on while a mark and an index can be read (``infile >> hashtag >>
+    # image_index``), and checks the mark inside
+    while tokens.left() >= 2 and re.fullmatch(INTEGER, tokens.words[tokens.at + 1]):
         image = f"image {len(images)}"
         mark = tokens.next(f"'#' before {image}")
         if mark != "#":
@@ -117,13 +121,16 @@ def read_window_file(path: str, root_folder: str, fg_threshold: float,
             box = [tokens.integer(f"{c} of {where}") for c in ("x1", "y1", "x2", "y2")]
             indices.append(index)
             if overlap >= F32(fg_threshold):
-                if label <= 0:
+                if int(F32(label)) <= 0 or F32(label) >= 2**31:    # Caffe keeps it as a float
                     raise AllconvError(f"window file {path}: {where} is foreground (overlap "
                                        f"{overlap:g}) with label {label}; Caffe needs a "
-                                       "label above 0 (0 is the background's)")
+                                       "label above 0 (0 is the background's) and below "
+                                       "2^31 as a float")
                 foreground.append(Window(index, label, *box))
             elif overlap < F32(bg_threshold):
                 background.append(Window(index, 0, *box))
+    if not images:
+        raise AllconvError(f"window file {path}: it is empty: no '# index' starts it")
     outside = sorted({i for i in indices if not 0 <= i < len(images)})
     if outside:
         raise AllconvError(f"window file {path}: image index {outside[0]} has no image (it "

@@ -591,7 +591,8 @@ def data_cases():
     exif_images = {"turned6.jpg": {"shape": [5, 9], "orientation": 6},
                    "turned3.jpg": {"shape": [4, 6], "orientation": 3},
                    "turned8.png": {"shape": [3, 7], "orientation": 8},
-                   "ink.jpg": {"shape": [6, 5], "mode": "CMYK"}}
+                   "ink.jpg": {"shape": [6, 5], "mode": "CMYK"},
+                   "cut.jpg": {"shape": [24, 20], "keep": 0.6}}
     resized_images = {"tall.png": (9, 4), "wide.png": (3, 8), "square.png": (6, 6),
                       "twice.png": (10, 18), "line.png": (1, 7), "column.png": (13, 1),
                       "large.png": (31, 40), "same.png": (5, 9), "flat.bmp": (4, 11)}
@@ -713,9 +714,10 @@ def data_cases():
               f'image_data_param {{ source: "{d}/list.txt" root_folder: "{d}/" batch_size: 1 }}'),
             L("grey", "ImageData", (), ["grey", "grey_label"],
               f'image_data_param {{ source: "{d}/list.txt" root_folder: "{d}/" batch_size: 1 '
-              "is_color: false }")], 4,
+              "is_color: false }")], 5,
                   "JPEGs as OpenCV 4.6 reads them: turned upright by their EXIF orientation "
-                  "(6, 3, 8) and a CMYK one through OpenCV's own conversion, in colour and grey",
+                  "(6, 3, 8), a CMYK one through OpenCV's own conversion, one cut short "
+                  "(libjpeg fills its missing blocks), in colour and grey",
                   image_files=exif_images,
                   list_files={"list.txt": [f"{name} {i}" for i, name in enumerate(exif_images)]}),
         data_case("window_warp", "TRAIN", [
