@@ -706,3 +706,12 @@ def test_writing_an_lmdb_without_the_package_says_how_to_get_it(tmp_path, monkey
     assert not (tmp_path / "out").exists()          # no whitening, nothing written
     with pytest.raises(AllconvError, match=r"allconv-prep-cifar --lmdb writes it"):
         open_source(str(tmp_path / "cifar10_gcn_zca_train_lmdb"), 0, backend=1)
+
+
+def test_an_lmdb_goes_to_a_path_of_any_bytes(tmp_path):
+    """Found by mutation: a folder name that is not UTF-8 gave a traceback from lmdb.open."""
+    import os
+    from runtime.data.lmdb_file import LmdbFile, write_datum_lmdb
+    folder = tmp_path / os.fsdecode(b"out_\xff")
+    write_datum_lmdb(folder, np.ones((2, 3, 2, 2), np.float32), [1, 2])
+    assert len(LmdbFile(folder)) == 2
