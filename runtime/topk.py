@@ -55,10 +55,21 @@ def heap_top_k(values: list[float], k: int) -> list[int]:
     return [index for _, index in pairs[:k]]
 
 
+def may_replay(values: torch.Tensor) -> bool:
+    """Whether rows with NaN may be replayed on the host: not inside a compiled graph or a
+    CUDA graph capture, whose single device pass (the harness's evaluation and step) a host
+    read would break; there NaN rows keep the closed form's order."""
+    capturing = values.is_cuda and torch.cuda.is_current_stream_capturing()
+    return not torch.compiler.is_compiling() and not capturing
+
+
 def in_top_k(scores: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
     """Whether each label is among Caffe's first ``k`` classes; scores (N, classes, ...),
-    labels (N, ...) int64. Rows with NaN replay Caffe's partial sort (``heap_top_k``)."""
+    labels (N, ...) int64. Rows with NaN replay Caffe's partial sort (``heap_top_k``) where
+    ``may_replay``."""
     hit = label_rank(scores, labels) < k
+    if not may_replay(scores):
+        return hit
     nan = scores.isnan().any(1)
     if nan.any():
         rows, wanted = scores.movedim(1, -1)[nan].tolist(), labels[nan].tolist()

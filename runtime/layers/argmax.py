@@ -12,7 +12,7 @@ import torch
 from runtime.errors import AllconvError
 from runtime.layers import Layer, register
 from runtime.layers.shapes import canonical_axis, count
-from runtime.topk import heap_top_k
+from runtime.topk import heap_top_k, may_replay
 
 
 def top_k(x, k: int, dim: int):
@@ -22,8 +22,8 @@ def top_k(x, k: int, dim: int):
     _, flipped = x.flip(dim).sort(dim=dim, descending=True, stable=True)
     indices = (size - 1 - flipped).narrow(dim, 0, k).movedim(dim, -1)
     rows = x.movedim(dim, -1)
-    nan = rows.isnan().any(-1)
-    if nan.any():
+    nan = rows.isnan().any(-1) if may_replay(x) else None
+    if nan is not None and nan.any():
         indices[nan] = torch.tensor([heap_top_k(row, k) for row in rows[nan].tolist()],
                                     dtype=indices.dtype, device=indices.device)
     indices = indices.movedim(-1, dim)
