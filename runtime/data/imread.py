@@ -16,6 +16,7 @@ Pillow decodes; what OpenCV does differently is done here, each rule checked aga
 """
 from __future__ import annotations
 
+import io
 import struct
 import warnings
 from contextlib import contextmanager
@@ -61,8 +62,6 @@ def decode_unchanged(data: bytes, name: str) -> torch.Tensor:
     """An encoded image as OpenCV's ``imdecode(data, IMREAD_UNCHANGED)`` gives it, uint8
     (C, H, W): grey 1 channel, colour BGR, with alpha (or a transparent colour) BGRA; one of
     16 bits or floats is refused, as Caffe's DataTransformer refuses it."""
-    import io
-
     with _opened(_whole(io.BytesIO(data), name, finish_jpeg=False), name) as image:
         mode = image.mode
         deep = image.format == "PNG" and data[24:25] == b"\x10"     # IHDR's bit depth
@@ -78,19 +77,23 @@ def decode_unchanged(data: bytes, name: str) -> torch.Tensor:
     return torch.from_numpy(pixels[:, :, order].copy()).permute(2, 0, 1)
 
 
+def file_bytes(file, name) -> bytes:
+    """All the bytes of ``file`` (a path, or a stream, named ``name``), or an AllconvError
+    naming it."""
+    try:
+        return file.read() if hasattr(file, "read") else Path(file).read_bytes()
+    except OSError as err:
+        raise AllconvError(f"{name}: could not load the image: {err.strerror or err}") from None
+    except ValueError as err:                   # a NUL in the path
+        raise AllconvError(f"{str(name)!r}: not a usable path: {err}") from None
+
+
 def _whole(file, name, finish_jpeg: bool = True):
     """The file's bytes as a stream, as OpenCV's decoders would take them: a JPEG cut short
     ends with the end marker libjpeg supposes, for a colour or grey read (``finish_jpeg``:
     its missing blocks then decode grey, as libjpeg fills them); a PNG cut before its end
     chunk, or an uncompressed BMP cut short, is refused, as OpenCV refuses them."""
-    import io
-
-    try:
-        data = file.read() if hasattr(file, "read") else Path(file).read_bytes()
-    except OSError as err:
-        raise AllconvError(f"{name}: could not load the image: {err.strerror or err}") from None
-    except ValueError as err:                   # a NUL in the path
-        raise AllconvError(f"{str(name)!r}: not a usable path: {err}") from None
+    data = file_bytes(file, name)
     if finish_jpeg and data[:2] == b"\xff\xd8" and not data.endswith(b"\xff\xd9"):
         data += b"\xff\xd9"
     if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND\xaeB`\x82" not in data:

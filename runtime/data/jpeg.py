@@ -124,35 +124,38 @@ def interpolate(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
                            "resizes between sizes of at least 1 pixel")
     if (h, w) == (height, width):
         return image
-    x0, x1, a0, a1 = (t.to(image.device) for t in _linear_weights(width, w, True))
-    y0, y1, b0, b1 = (t.to(image.device) for t in _linear_weights(height, h, False))
-    used, place = torch.unique(torch.cat([y0, y1]), return_inverse=True)   # rows read
-    pixels = image.index_select(1, used).to(torch.int32)
-    rows = (pixels.index_select(2, x0) * a0 + pixels.index_select(2, x1) * a1) >> 4
-    top = rows.index_select(1, place[:height]).mul_(b0[:, None]) >> 16
-    bottom = rows.index_select(1, place[height:]).mul_(b1[:, None]) >> 16
-    return ((top + bottom + 2) >> 2).clamp_(0, 255).to(torch.uint8)
+    x0, x1, a0, a1 = _linear_taps(width, w, True, image.device)
+    y0, y1, b0, b1 = _linear_taps(height, h, False, image.device)
+
+    def across(rows: torch.Tensor) -> torch.Tensor:         # the row pass, in 32 bits
+        rows = rows.to(torch.int32)
+        return (rows.index_select(2, x0) * a0 + rows.index_select(2, x1) * a1) >> 4
+    if 2 * height < h:          # shrinking: only the rows read, each output row's two
+        top, bottom = across(image.index_select(1, y0)), across(image.index_select(1, y1))
+    else:
+        rows = across(image)
+        top, bottom = rows.index_select(1, y0), rows.index_select(1, y1)
+    out = (top.mul_(b0[:, None]) >> 16) + (bottom.mul_(b1[:, None]) >> 16)
+    return ((out + 2) >> 2).clamp_(0, 255).to(torch.uint8)
 
 
-@lru_cache(maxsize=64)
-def _linear_weights(size: int, source: int, clamp: bool):
-    """OpenCV's INTER_LINEAR taps of each output pixel: its two source pixels and their
-    weights over 2048, each the float weight rounded to even. Along x a tap left or right of
-    the image is clamped to its edge pixel with weight 2048; along y the taps are the rows
-    nearest inside and the weights stay as computed."""
+def _linear_taps(size: int, source: int, clamp: bool, device):
+    """OpenCV's INTER_LINEAR taps of each output pixel, computed on ``device``: its two
+    source pixels and their weights over 2048, each the float32 weight rounded to even.
+    Along x a tap left or right of the image is clamped to its edge pixel with weight 2048;
+    along y the taps are the rows nearest inside and the weights stay as computed."""
     scale = 1.0 / (size / source)
-    at = ((np.arange(size) + 0.5) * scale - 0.5).astype(np.float32)
-    first = np.floor(at)
-    fraction = (at - first).astype(np.float32)
-    first = first.astype(np.int64)
+    at = ((torch.arange(size, dtype=torch.float64, device=device) + 0.5) * scale - 0.5).float()
+    first = at.floor()
+    fraction = at - first
+    first = first.long()
     if clamp:
         edge = (first < 0) | (first >= source - 1)
-        fraction[edge] = 0
-        first = np.clip(first, 0, source - 1)
-    weights = [np.rint(f * np.float32(2048)).astype(np.int32)
-               for f in (np.float32(1) - fraction, fraction)]
-    taps = [np.clip(first + k, 0, source - 1) for k in (0, 1)]
-    return tuple(torch.from_numpy(t) for t in (*taps, *weights))
+        fraction = fraction.masked_fill(edge, 0)
+        first = first.clamp(0, source - 1)
+    weights = [(f * 2048).round().int() for f in (1 - fraction, fraction)]
+    taps = [(first + k).clamp(0, source - 1) for k in (0, 1)]
+    return (*taps, *weights)
 
 
 def resize(image: torch.Tensor, size: int = 256, mode: str = "square") -> torch.Tensor:

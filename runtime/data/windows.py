@@ -22,12 +22,13 @@ import math
 import re
 import warnings
 from fractions import Fraction
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from runtime.data.imread import file_bytes, read_image
+from runtime.data.jpeg import interpolate
 from runtime.errors import AllconvError
 
 F32 = np.float32
@@ -197,9 +198,6 @@ class WindowSampler:
     float32; ``state_dict`` holds its generator, which draws the windows and flips."""
 
     def __init__(self, param, transform_param, generator: torch.Generator):
-        from runtime.data.imread import read_image
-
-        self.read_image = read_image
         self.file = read_window_file(param.source, param.root_folder, param.fg_threshold,
                                      param.bg_threshold)
         if self.file.channels != 3:
@@ -232,8 +230,8 @@ class WindowSampler:
         self.mean = self._mean(transform_param)
         self.generator = generator
         self.sample_shape = (3, self.crop, self.crop)
-        self.cache = ({i: self._file_bytes(path) for i, path in enumerate(self.file.images)}
-                      if param.cache_images else None)
+        self.cache = ({i: file_bytes(path, path) for i, path in enumerate(self.file.images)}
+                      if param.cache_images else None)     # the files' bytes, as Caffe keeps
 
     def _mean(self, transform_param) -> torch.Tensor | None:
         """The mean subtracted at each crop pixel: (3, crop, crop) from a mean_file, (3, 1, 1)
@@ -265,20 +263,11 @@ class WindowSampler:
                                f"channels: 3 (got {len(values)})")
         return torch.tensor(values, dtype=torch.float32).expand(3).reshape(3, 1, 1)
 
-    @staticmethod
-    def _file_bytes(path: str) -> bytes:
-        """An image file's bytes, which ``cache_images`` keeps (as Caffe keeps them)."""
-        try:
-            return Path(path).read_bytes()
-        except OSError as err:
-            raise AllconvError(f"{path}: could not load the image: "
-                               f"{err.strerror or err}") from None
-
     def _decode(self, index: int) -> torch.Tensor:
         path = self.file.images[index]
         if self.cache is None:
-            return self.read_image(path, True, None)
-        return self.read_image(io.BytesIO(self.cache[index]), True, None, name=path)
+            return read_image(path, True)
+        return read_image(io.BytesIO(self.cache[index]), True, name=path)
 
     def _draw(self) -> int:
         return int(torch.randint(0, 2**32, (), generator=self.generator))
@@ -299,8 +288,6 @@ class WindowSampler:
         return data, labels
 
     def _crop(self, window: Window, flip: bool) -> torch.Tensor:
-        from runtime.data.jpeg import interpolate
-
         image = self._decode(window.image)
         _, image_h, image_w = image.shape
         w = warp_of(window, image_h, image_w, self.crop, self.context_pad, self.square, flip)

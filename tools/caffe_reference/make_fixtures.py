@@ -582,6 +582,23 @@ def windows(foreground, background) -> list[str]:
     return lines
 
 
+def image_case(name, images, forwards, note, params, transform="", first_label=0,
+               grey_too=False):
+    """A data case of ImageData over ``images`` (their image_files specs), listed in order
+    with labels from ``first_label``; ``grey_too``: a second ImageData reads them grey."""
+    d = ff.DIR
+
+    def layer(layer_name, tops, extra):
+        return L(layer_name, "ImageData", (), tops,
+                 f'image_data_param {{ source: "{d}/list.txt" root_folder: "{d}/" {params}'
+                 f'{extra} }} {transform}')
+    layers = [layer("images", ["data", "label"], "")]
+    if grey_too:
+        layers.append(layer("grey", ["grey", "grey_label"], " is_color: false"))
+    return data_case(name, "TEST", layers, forwards, note, image_files=images, list_files={
+        "list.txt": [f"{image} {first_label + i}" for i, image in enumerate(images)]})
+
+
 def data_cases():
     d = ff.DIR
     windows_images = {"a.png": (10, 12), "b.png": (9, 11)}
@@ -683,43 +700,21 @@ def data_cases():
                   "no crop: Caffe's top takes each batch's first record's size, and the "
                   "pooling below reshapes at every forward",
                   lmdb_files={"per_batch": per_batch}),
-        data_case("image_list", "TEST", [
-            L("images", "ImageData", (), ["data", "label"],
-              f'image_data_param {{ source: "{d}/list.txt" root_folder: "{d}/" batch_size: 3 }}'
-              " transform_param { crop_size: 4 scale: 0.5 mean_value: 9 mean_value: 8 "
-              "mean_value: 7 }")], 3,
-                  "ImageData over a list of 4 colour PNGs (7x6), BGR, in batches of 3 wrapping "
-                  "around, the TEST centre crop, mean_value and scale",
-                  image_files=listed_images, list_files={"list.txt": [
-                      f"{name} {i + 3}" for i, name in enumerate(listed_images)]}),
-        data_case("image_sizes_grey", "TEST", [
-            L("images", "ImageData", (), ["data", "label"],
-              f'image_data_param {{ source: "{d}/list.txt" root_folder: "{d}/" batch_size: 1 '
-              "is_color: false }")], 3,
-                  "colour PNGs of three sizes and a BMP read grey (libpng's rgb_to_gray for "
-                  "a PNG, cvtColor's for the BMP), batch_size 1: the top takes each "
-                  "image's size",
-                  image_files=sized_images,
-                  list_files={"list.txt": [f"{name} 1" for name in sized_images]}),
-        data_case("image_resized", "TEST", [
-            L("images", "ImageData", (), ["data", "label"],
-              f'image_data_param {{ source: "{d}/list.txt" root_folder: "{d}/" batch_size: 3 '
-              "new_height: 5 new_width: 9 }")], 3,
-                  "images of nine sizes (smaller, larger, twice, one pixel wide) resized to "
-                  "5x9 by OpenCV's bilinear resize",
-                  image_files=resized_images,
-                  list_files={"list.txt": [f"{name} 2" for name in resized_images]}),
-        data_case("image_exif_cmyk", "TEST", [
-            L("colour", "ImageData", (), ["data", "label"],
-              f'image_data_param {{ source: "{d}/list.txt" root_folder: "{d}/" batch_size: 1 }}'),
-            L("grey", "ImageData", (), ["grey", "grey_label"],
-              f'image_data_param {{ source: "{d}/list.txt" root_folder: "{d}/" batch_size: 1 '
-              "is_color: false }")], 5,
-                  "JPEGs as OpenCV 4.6 reads them: turned upright by their EXIF orientation "
-                  "(6, 3, 8), a CMYK one through OpenCV's own conversion, one cut short "
-                  "(libjpeg fills its missing blocks), in colour and grey",
-                  image_files=exif_images,
-                  list_files={"list.txt": [f"{name} {i}" for i, name in enumerate(exif_images)]}),
+        image_case("image_list", listed_images, 3, "ImageData over a list of 4 colour PNGs "
+                   "(7x6), BGR, in batches of 3 wrapping around, the TEST centre crop, "
+                   "mean_value and scale", "batch_size: 3",
+                   "transform_param { crop_size: 4 scale: 0.5 mean_value: 9 mean_value: 8 "
+                   "mean_value: 7 }", first_label=3),
+        image_case("image_sizes_grey", sized_images, 4, "colour PNGs of three sizes and a BMP "
+                   "read grey (libpng's rgb_to_gray for a PNG, cvtColor's for the BMP), "
+                   "batch_size 1: the top takes each image's size", "batch_size: 1 is_color: false"),
+        image_case("image_resized", resized_images, 3, "images of nine sizes (smaller, larger, "
+                   "twice, one pixel wide) resized to 5x9 by OpenCV's bilinear resize",
+                   "batch_size: 3 new_height: 5 new_width: 9"),
+        image_case("image_exif_cmyk", exif_images, 5, "JPEGs as OpenCV 4.6 reads them: turned "
+                   "upright by their EXIF orientation (6, 3, 8), a CMYK one through OpenCV's "
+                   "own conversion, one cut short (libjpeg fills its missing blocks), in colour "
+                   "and grey", "batch_size: 1", grey_too=True),
         data_case("window_warp", "TRAIN", [
             L("windows", "WindowData", (), ["data", "label"],
               f'window_data_param {{ source: "{d}/windows.txt" batch_size: 4 scale: 0.5 '
