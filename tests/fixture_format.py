@@ -46,7 +46,7 @@ __all__ = [
     "FORMAT_VERSION", "FULL_LIMIT", "SAMPLE_SIZE", "TINY",
     "seed_of", "rng", "make_input", "make_weight", "sample_indices",
     "encode", "entry_keys", "has_entry", "entry_shape", "rel_error", "checksum", "DIR",
-    "write_data_files", "datum_records",
+    "write_data_files", "png_file", "datum_records",
     "meta_to_array", "meta_from_npz", "backward_as_caffe",
 ]
 
@@ -239,7 +239,9 @@ def write_data_files(case: dict, folder, h5py) -> None:
     ``image_files`` entry {name: [height, width]} as an RGB image of seeded pixels in the
     format its name ends in (or {name: {"shape": [height, width], "mode": "CMYK",
     "orientation": 6, "keep": 0.6}}: another mode, an EXIF orientation, the file cut to that
-    share of its bytes)."""
+    share of its bytes; a PNG's spec may also give "depth": 16, "grey_row": i (that row's
+    red in all three channels) and "chunks": [[type, body in hex, optionally "bad crc"]],
+    written after its IHDR)."""
     import os
     for name, datasets in case.get("h5_files", {}).items():
         with h5py.File(os.path.join(folder, name), "w") as f:
@@ -252,9 +254,16 @@ def write_data_files(case: dict, folder, h5py) -> None:
     for name, spec in case.get("image_files", {}).items():
         from PIL import Image     # the venv's Pillow; Caffe reads the file with OpenCV
         spec = spec if isinstance(spec, dict) else {"shape": spec}
-        mode = spec.get("mode", "RGB")
+        mode, depth = spec.get("mode", "RGB"), spec.get("depth", 8)
         pixels = make_input(case["name"], name, {"shape": [*spec["shape"], len(mode)],
-                                                 "kind": "ties", "low": 0, "high": 255})
+                                                 "kind": "ties", "low": 0,
+                                                 "high": (1 << depth) - 1})
+        if "grey_row" in spec:
+            pixels[spec["grey_row"]] = pixels[spec["grey_row"], :, :1]
+        if depth != 8 or "chunks" in spec:
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(png_file(pixels, depth, spec.get("chunks", [])))
+            continue
         image = Image.fromarray(pixels.astype(np.uint8), mode)
         exif = Image.Exif()
         if "orientation" in spec:
@@ -263,6 +272,24 @@ def write_data_files(case: dict, folder, h5py) -> None:
         if "keep" in spec:              # a file cut short: its first bytes only
             with open(os.path.join(folder, name), "r+b") as f:
                 f.truncate(int(os.path.getsize(os.path.join(folder, name)) * spec["keep"]))
+
+
+def png_file(pixels: np.ndarray, depth: int, chunks: list) -> bytes:
+    """An RGB PNG of ``pixels`` (H, W, 3) at ``depth`` bits a sample, unfiltered, with
+    ``chunks`` ([type, body in hex, optionally "bad crc"]) after its IHDR."""
+    import struct
+    import zlib
+
+    def chunk(kind: str, body: bytes, bad: bool = False) -> bytes:
+        crc = zlib.crc32(kind.encode() + body) ^ bad
+        return struct.pack(">I", len(body)) + kind.encode() + body + struct.pack(">I", crc)
+    height, width, _ = pixels.shape
+    rows = b"".join(b"\0" + row.astype(">u2" if depth == 16 else "u1").tobytes()
+                    for row in pixels)
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk("IHDR", struct.pack(">IIBBBBB", width, height, depth, 2, 0, 0, 0))
+            + b"".join(chunk(kind, bytes.fromhex(body), bool(bad)) for kind, body, *bad in chunks)
+            + chunk("IDAT", zlib.compress(rows)) + chunk("IEND", b""))
 
 
 def datum_records(case: dict, db: str) -> list[tuple[bytes, dict]]:

@@ -6,6 +6,7 @@ test_window_data.py). Values of DummyData, HDF5Data, HDF5Output and MemoryData a
 real Caffe in test_caffe_fixtures.py (test_data_layer)."""
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
@@ -21,6 +22,7 @@ from runtime.data.transform import Transformer
 from runtime.errors import AllconvError
 from runtime.proto import pb
 from runtime.prototxt import read_net
+from fixture_format import png_file
 
 
 def _transform(**fields) -> "pb.TransformationParameter":
@@ -257,22 +259,36 @@ def test_a_16_bit_grey_png_keeps_its_high_byte(tmp_path):
 
 def _png16_rgb(values: np.ndarray) -> bytes:
     """A 16-bit RGB PNG of ``values`` (H, W, 3), which Pillow cannot write."""
-    import struct
-    import zlib
+    return png_file(values, 16, [])
 
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + \
-            struct.pack(">I", zlib.crc32(kind + body))
-    h, w, _ = values.shape
-    rows = b"".join(b"\x00" + values[y].astype(">u2").tobytes() for y in range(h))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+def test_a_png_is_checked_as_libpng_checks_it(tmp_path):
+    """libpng refuses a critical chunk whose CRC fails or that runs past the file's end, and
+    passes over faults in ancillary chunks, where Pillow failed (a bad CRC in tEXt, an empty
+    cHRM: "not a usable path", which misnamed the fault) or took the last of two eXIf chunks."""
+    from runtime.data.imread import read_image
+    values = np.random.default_rng(5).integers(0, 256, (3, 4, 3))
+    plain = read_image(io.BytesIO(png_file(values, 8, [])), True, name="plain")
+    faults = [["tEXt", "6b00", "bad crc"], ["cHRM", ""]]
+    np.testing.assert_array_equal(
+        read_image(io.BytesIO(png_file(values, 8, faults)), True, name="faults"), plain)
+    exif = "4d4d002a000000080001011200030000000100{:02x}000000000000"   # orientation
+    turned = png_file(values, 8, [["eXIf", exif.format(6)], ["eXIf", exif.format(3)]])
+    np.testing.assert_array_equal(read_image(io.BytesIO(turned), True, name="turned"),
+                                  plain.transpose(1, 2).flip(2))        # 6: a quarter right
+    data = bytearray(png_file(values, 8, []))
+    data[-13] ^= 1                                          # IDAT's CRC, before IEND's 12 bytes
+    with pytest.raises(AllconvError, match=r"^bad: could not load the image: the CRC of its "
+                                           r"'IDAT' chunk is wrong, which libpng refuses$"):
+        read_image(io.BytesIO(bytes(data)), True, name="bad")
+    data[33:37] = (10 ** 6).to_bytes(4, "big")              # IDAT runs past the end
+    with pytest.raises(AllconvError, match=r"^cut: could not load the image: a PNG cut short"):
+        read_image(io.BytesIO(bytes(data)), True, name="cut")
 
 
 def test_formats_opencv_cannot_read_are_refused_and_16_bits_unchanged_too(tmp_path):
     """Caffe's OpenCV 4.6 reads no GIF (ImageData aborts on one), and an encoded 16-bit PNG
     decoded unchanged fails Caffe's DataTransformer, colour or grey."""
-    import io
     import warnings
     from runtime.data.imread import decode_unchanged, read_image
     Image.new("RGB", (4, 3), (10, 20, 30)).save(tmp_path / "a.gif")

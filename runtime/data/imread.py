@@ -10,7 +10,8 @@ Pillow decodes; what OpenCV does differently is done here, each rule checked aga
   OpenCV 3.1 and later do; an unchanged one keeps it as stored;
 - colour is BGR; a CMYK JPEG's is OpenCV's own conversion of libjpeg's inverted values;
 - grey is libjpeg's luma for a JPEG (Pillow's draft mode), libpng's rgb_to_gray for a colour
-  PNG, cvtColor's BGR2GRAY for any other colour image (``_grey``);
+  PNG (at its depth, through its gamma: ``png.grey``), cvtColor's BGR2GRAY for any other
+  colour image (``_grey``);
 - 16 bits keep their high byte in a colour or grey read; an unchanged one is refused, as
   Caffe's DataTransformer takes 8 bits.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runtime.data import jpeg
+from runtime.data import jpeg, png
 from runtime.errors import AllconvError
 
 # Pillow's names of the formats OpenCV 4.6 decodes (PPM: its PBM, PGM and PPM)
@@ -40,7 +41,8 @@ def read_image(file, is_color: bool, size: tuple[int, int] | None = None,
     from PIL import Image, ImageOps
 
     name = file if name is None else name
-    with _opened(_whole(file, name), name) as image:
+    data = _whole(file, name)
+    with _opened(data, name) as image:
         fmt = image.format
         if image.mode == "F" or getattr(image, "is_animated", False) and fmt == "WEBP":
             raise AllconvError(f"{name}: could not load the image: "
@@ -52,7 +54,7 @@ def read_image(file, is_color: bool, size: tuple[int, int] | None = None,
             image = ImageOps.exif_transpose(image)
         if image.mode.startswith("I"):      # 16-bit grey: OpenCV keeps the high byte
             image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
-        pixels = _rgb(image, fmt)[:, :, ::-1] if is_color else _grey(image, fmt)
+        pixels = _rgb(image, fmt)[:, :, ::-1] if is_color else _grey(image, fmt, data, name)
     out = torch.from_numpy(pixels.copy())
     out = out.permute(2, 0, 1) if is_color else out[None]
     return jpeg.interpolate(out, *size).contiguous() if size else out
@@ -88,17 +90,14 @@ def file_bytes(file, name) -> bytes:
         raise AllconvError(f"{str(name)!r}: not a usable path: {err}") from None
 
 
-def _whole(file, name, finish_jpeg: bool = True):
-    """The file's bytes as a stream, as OpenCV's decoders would take them: a JPEG cut short
-    ends with the end marker libjpeg supposes, for a colour or grey read (``finish_jpeg``:
-    its missing blocks then decode grey, as libjpeg fills them); a PNG cut before its end
-    chunk, or an uncompressed BMP cut short, is refused, as OpenCV refuses them."""
+def _whole(file, name, finish_jpeg: bool = True) -> bytes:
+    """The file's bytes as OpenCV's decoders would take them: a JPEG cut short ends with the
+    end marker libjpeg supposes, for a colour or grey read (``finish_jpeg``: its missing
+    blocks then decode grey, as libjpeg fills them); an uncompressed BMP cut short is refused,
+    as OpenCV refuses it (a PNG is checked as it is opened)."""
     data = file_bytes(file, name)
     if finish_jpeg and data[:2] == b"\xff\xd8" and not data.endswith(b"\xff\xd9"):
         data += b"\xff\xd9"
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND\xaeB`\x82" not in data:
-        raise AllconvError(f"{name}: could not load the image: a PNG cut short (no IEND "
-                           "chunk), which OpenCV cannot read")
     if data[:2] == b"BM" and len(data) >= 34:
         offset, width, height, _, bits, packing = struct.unpack_from("<I4xiiHHI", data, 10)
         rows = (abs(width) * bits + 31) // 32 * 4 * abs(height)
@@ -106,16 +105,19 @@ def _whole(file, name, finish_jpeg: bool = True):
             raise AllconvError(f"{name}: could not load the image: a BMP cut short "
                                f"({len(data)} of {offset + rows} bytes), which OpenCV cannot "
                                "read")
-    return io.BytesIO(data)
+    return data
 
 
 @contextmanager
-def _opened(file, name):
-    """Pillow's image of ``file``, in a format OpenCV reads, Pillow's own warnings silenced
-    (about palettes, damaged EXIF, sizes: OpenCV reads those files without a word)."""
+def _opened(data: bytes, name):
+    """Pillow's image of the file's bytes ``data`` (a PNG's chunks as ``png.pillow_bytes``
+    leaves them), in a format OpenCV reads, Pillow's own warnings silenced (about palettes,
+    damaged EXIF, sizes: OpenCV reads those files without a word)."""
+    if data[:8] == png.SIGNATURE:
+        data = png.pillow_bytes(data, name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with jpeg.pillow_image(file, name) as image:
+        with jpeg.pillow_image(io.BytesIO(data), name) as image:
             if image.format not in OPENCV_FORMATS:
                 raise AllconvError(f"{name}: could not load the image: a {image.format} file, "
                                    "which OpenCV (Caffe's decoder) cannot read")
@@ -135,14 +137,13 @@ def _rgb(image, fmt: str | None) -> np.ndarray:
     return (k - (((255 - ink[:, :, :3]) * k) >> 8)).astype(np.uint8)
 
 
-def _grey(image, fmt: str | None) -> np.ndarray:
+def _grey(image, fmt: str | None, data: bytes, name) -> np.ndarray:
     """OpenCV's grey of a decoded image, uint8 (H, W): a grey image's own values; a colour
-    PNG's by libpng's rgb_to_gray, which OpenCV asks for 0.299 and 0.587 (9797, 19234 and
-    3737 over 2^15, truncated); any other colour image's by cvtColor's BGR2GRAY (4899, 9617
-    and 1868 over 2^14, rounded)."""
+    PNG's by libpng's rgb_to_gray (``png.grey``); any other colour image's by cvtColor's
+    BGR2GRAY (4899, 9617 and 1868 over 2^14, rounded)."""
     if image.mode in ("1", "L", "LA"):
         return np.asarray(image.convert("L"))
-    r, g, b = np.moveaxis(_rgb(image, fmt).astype(np.int32), 2, 0)
     if fmt == "PNG":
-        return ((9797 * r + 19234 * g + 3737 * b) >> 15).astype(np.uint8)
+        return png.grey(data, image, name)
+    r, g, b = np.moveaxis(_rgb(image, fmt).astype(np.int32), 2, 0)
     return ((4899 * r + 9617 * g + 1868 * b + (1 << 13)) >> 14).astype(np.uint8)

@@ -66,8 +66,10 @@ def pillow_image(file, path):
     except (OSError, SyntaxError, Image.DecompressionBombError) as err:
         raise AllconvError(f"{path}: could not load the image: "
                            f"{getattr(err, 'strerror', None) or err}") from None
-    except ValueError as err:  # a NUL byte in the path
-        raise AllconvError(f"{str(path)!r}: not a usable path: {err}") from None
+    except ValueError as err:  # a NUL byte in the path, or a file Pillow trips on
+        if isinstance(file, (str, Path)) and "\0" in str(file):
+            raise AllconvError(f"{str(path)!r}: not a usable path: {err}") from None
+        raise AllconvError(f"{path}: could not load the image: {err}") from None
 
 
 def _pillow(data: bytes, path: Path) -> torch.Tensor:

@@ -610,6 +610,15 @@ def data_cases():
                    "turned8.png": {"shape": [3, 7], "orientation": 8},
                    "ink.jpg": {"shape": [6, 5], "mode": "CMYK"},
                    "cut.jpg": {"shape": [24, 20], "keep": 0.6}}
+    turned = "4d4d002a000000080001011200030000000100{:02x}000000000000"    # EXIF: orientation
+    png_images = {"gamma.png": {"shape": [5, 6], "grey_row": 0, "chunks": [["gAMA", "0000b18f"]]},
+                  "srgb.png": {"shape": [4, 7], "grey_row": 1, "chunks": [["sRGB", "00"]]},
+                  "deep.png": {"shape": [3, 5], "depth": 16, "grey_row": 2},
+                  "deep_gamma.png": {"shape": [6, 4], "depth": 16, "grey_row": 0, "chunks": [
+                      ["sBIT", "0c0c0c"], ["gAMA", "0000d903"]]},
+                  "quirks.png": {"shape": [3, 8], "chunks": [
+                      ["cHRM", ""], ["gAMA", "00030d40", "bad crc"],
+                      ["eXIf", turned.format(6)], ["eXIf", turned.format(3)]]}}
     resized_images = {"tall.png": (9, 4), "wide.png": (3, 8), "square.png": (6, 6),
                       "twice.png": (10, 18), "line.png": (1, 7), "column.png": (13, 1),
                       "large.png": (31, 40), "same.png": (5, 9), "flat.bmp": (4, 11)}
@@ -715,6 +724,12 @@ def data_cases():
                    "upright by their EXIF orientation (6, 3, 8), a CMYK one through OpenCV's "
                    "own conversion, one cut short (libjpeg fills its missing blocks), in colour "
                    "and grey", "batch_size: 1", grey_too=True),
+        image_case("image_png_gamma", png_images, 5, "PNGs as libpng 1.6 reads them for "
+                   "OpenCV 4.6, in colour and grey: grey through libpng's gamma tables (a gAMA "
+                   "of 0.45455, an sRGB chunk; 16 bits with an sBIT of 12 and a gAMA of "
+                   "0.55555) and at 16 bits (rounded), a row of grey pixels in each; an empty "
+                   "cHRM, a gAMA whose CRC fails (both passed over) and two eXIf chunks (the "
+                   "first turns the image)", "batch_size: 1", grey_too=True),
         data_case("window_warp", "TRAIN", [
             L("windows", "WindowData", (), ["data", "label"],
               f'window_data_param {{ source: "{d}/windows.txt" batch_size: 4 scale: 0.5 '
