@@ -406,6 +406,47 @@ def test_image_for_imagenet_is_shown_in_rgb_and_fed_in_bgr(imagenet_files, tmp_p
     np.testing.assert_array_equal(picture.shown[:, -1], [[0.0, 0.0, 1.0]] * 227)
 
 
+def _drawn(monkeypatch) -> list[np.ndarray]:
+    """Keep each panel's image as visualize draws it."""
+    import visualize.figures
+    panels = []
+    draw = visualize.figures._panel
+
+    def keep(ax, image, *args, **kwargs):
+        panels.append(image)
+        draw(ax, image, *args, **kwargs)
+    monkeypatch.setattr(visualize.figures, "_panel", keep)
+    return panels
+
+
+def _as_rgb(bgr: np.ndarray) -> np.ndarray:
+    """A BGR reconstruction (3, H, W) as its panel should show it: RGB, 0 at 0.5."""
+    return np.moveaxis(0.5 + 0.5 * bgr / np.abs(bgr).max(), 0, -1)[:, :, ::-1]
+
+
+def test_an_imagenet_nets_reconstructions_are_drawn_in_rgb(imagenet_files, tmp_path,
+                                                            monkeypatch):
+    """Its reconstructions are in the net's BGR order, as its input is; they were drawn as
+    RGB, blue as red, beside the input drawn in RGB (unit), and so were its filters'."""
+    d = imagenet_files
+    panels = _drawn(monkeypatch)
+    assert _imagenet_cli(d, "--dataset", "imagenet", "--image", d / "photo.jpg", "--methods",
+                         "guided", "-o", tmp_path / "u.png", "--npz", tmp_path / "u.npz") == 0
+    with np.load(tmp_path / "u.npz") as saved:
+        np.testing.assert_allclose(panels[1], _as_rgb(saved["guided"][0]), rtol=1e-6)
+    panels.clear()
+    assert run_cli(main, "visualize", [
+        "filters", "--prototxt", str(d / "net.prototxt"), "--weights", str(d / "net.caffemodel"),
+        "--dataset", "imagenet", "--blob", "conv1", "--filters", "0", "-o",
+        str(tmp_path / "f.png"), "--npz", str(tmp_path / "f.npz")]) == 0
+    with np.load(tmp_path / "f.npz") as saved:
+        signal = saved["deconvnet"][0]
+    rows, columns = np.nonzero(np.abs(signal).sum(0))          # its 11×11 receptive field
+    field = signal[:, rows.min():rows.max() + 1, columns.min():columns.max() + 1]
+    assert field.shape == (3, 11, 11)
+    np.testing.assert_allclose(panels[0], _as_rgb(field), rtol=1e-6)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--image", "{d}/photo227.png", "--data", "{d}"],
      "--image: the cifar10 whitening takes 3×32×32 images, and this net's input is 3×227×227 "
@@ -673,14 +714,10 @@ def test_data_beside_run_must_hold_the_release_the_run_trained_on(files, tmp_pat
      "argument --npz/--npy: {d}/x.npy: the arrays file must end in .npz"),
     (["filters", "--blob", "conv2", "--filters", "3-1"],
      "argument --filters: the range 3-1 is reversed in '3-1'; write 1-3"),
-    (["filters", "--blob", "conv2", "--dataset", "cifar10"],
-     "visualize filters: error: unrecognized arguments: --dataset cifar10 (see --help)"),
     # a misspelt option: the subcommand's own nearest is suggested (--output is an alias)
     (["filters", "--blob", "conv2", "--outfile", "{d}/f.png"],
      "visualize filters: error: unrecognized arguments: --outfile {d}/f.png (did you mean "
      "--out?)"),
-    (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--dataset", "cifar10"],
-     "--dataset does nothing with --input (the array is used as it is)"),
     (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--data", "{d}/data.npz"],
      "--data does nothing with --input"),
     (["top-patches", "--blob", "conv2", "--data", "{d}/data.npz", "--no-verify"],

@@ -101,7 +101,7 @@ def unit(args) -> None:
     if notes:
         title += "\nswitches: " + "; ".join(notes)
     title += "".join(f"\n{textwrap.fill(note, 100)}" for note in grey)
-    unit_figure(args.out, picture, rows, title)
+    unit_figure(args.out, picture, rows, title, args.source.dataset.colours)
     _write_npz(args.npz, arrays)
 
 
@@ -160,7 +160,8 @@ def filters(args) -> None:
                                    [(f,) + centre for f in batch]).cpu().numpy())
     signals = np.concatenate(signals)
     check_reconstructions({"deconvnet": signals}, f"blob {args.blob!r}")
-    cells = [(str(f), [shown(crop(s, window, centre))]) for f, s in zip(chosen, signals)]
+    colours = args.source.dataset.colours
+    cells = [(str(f), [shown(crop(s, window, centre), colours)]) for f, s in zip(chosen, signals)]
     size = "x".join(map(str, crop(signals[0], window, centre).shape[1:]))
     grid_figure(args.out, cells, f"{net.name}: deconvnet reconstructions of blob {args.blob}, "
                 f"unit {centre} of each filter, no image (cropped to its {size} receptive "
@@ -181,6 +182,7 @@ def top_patches(args) -> None:
     check_sample(net, data.whitened.shape[1:], f"the {images_of}")
     top = top_units(net, args.blob, data.whitened, chosen, args.k, args.batch_size)
     window = receptive_windows(net)[args.blob]
+    colours = args.source.dataset.colours
     cells, signals = [], {m: [] for m in args.methods}
     for f, values, images, positions in zip(chosen, *top):
         x = device_tensor(data.whitened[images.numpy()], net)
@@ -191,9 +193,10 @@ def top_patches(args) -> None:
             signals[m].append(s)
         for j, (i, yx) in enumerate(zip(images.tolist(), positions.tolist())):
             pixels = (np.moveaxis(crop(data.raw[i], window, yx), 0, -1) / 255.0
-                      if data.raw is not None else rescaled(crop(data.whitened[i], window, yx)))
-            cells.append((f"filter {f}: #{i}" if j == 0 else f"#{i}",
-                          [pixels] + [shown(crop(s[j], window, yx)) for s in found.values()]))
+                      if data.raw is not None
+                      else rescaled(crop(data.whitened[i], window, yx), colours))
+            cells.append((f"filter {f}: #{i}" if j == 0 else f"#{i}", [pixels] + [
+                shown(crop(s[j], window, yx), colours) for s in found.values()]))
         print(f"filter {f}: images {images.tolist()}, activations "
               f"{', '.join(f'{v:.3g}' for v in values.tolist())}")
     methods = " and ".join(args.methods) + (" reconstructions" if len(args.methods) > 1
@@ -238,12 +241,11 @@ def check_outputs(args) -> None:
 
 def check_options_do_something(args, source) -> None:
     """An option that would change nothing in this command is an error saying so, as in
-    gen-prototxt: --dataset and --data only say how images are prepared."""
-    if args.command == "unit" and args.input is not None:
-        given = given_options(args, ("dataset", "data"))
-        if given:
-            raise AllconvError(f"{given[0]} does nothing with --input (the array is used as "
-                               "it is)")
+    gen-prototxt: --dataset and --data say how images are prepared (--dataset also the channel
+    order the pictures are drawn in)."""
+    if args.command == "unit" and args.input is not None and args.data is not None:
+        raise AllconvError("--data does nothing with --input (the array is used as it is; "
+                           "--dataset says only the channel order it is drawn in)")
     if is_npz_source(getattr(args, "data", None)) and (args.command == "top-patches"
                                                       or args.cifar_index is not None):
         given = given_options(args, ("dataset", "split"))
@@ -286,11 +288,17 @@ def build_parser() -> Parser:
         g.add_argument("--weights", help=".caffemodel for --prototxt; with --run, instead of "
                                          "its newest checkpoint")
         g.add_argument("--run", help="a replicate run folder: its net and newest checkpoint")
-        if s is u:         # filters reads no image: a --dataset there is refused by argparse
+        if s is u:
             g.add_argument("--dataset", choices=dataset_names(),
                            help="with --prototxt, how images are prepared: cifar10/cifar100 "
                                 "the paper's GCN+ZCA (default cifar10), imagenet Caffe's ImageNet "
-                                "test transform; --run knows its own and takes no other")
+                                "test transform (BGR, drawn as RGB); --run knows its own and "
+                                "takes no other")
+        elif s is f:       # filters reads no image: the dataset says the channel order
+            g.add_argument("--dataset", choices=dataset_names(),
+                           help="with --prototxt, the dataset the net takes, which here says "
+                                "only its channel order (imagenet: BGR, drawn as RGB; default "
+                                "cifar10); --run knows its own and takes no other")
         elif s is t:       # an ImageNet tree is not scanned: its nets take --data X.npz
             g.add_argument("--dataset", choices=dataset_names(whitening=True),
                            help="with --prototxt, the CIFAR release --data holds (default "
@@ -336,7 +344,7 @@ def build_parser() -> Parser:
     t.add_argument("--batch-size", type=number(int), default=500,
                    help="images per forward pass (default 500)")
     u.set_defaults(action=unit)
-    f.set_defaults(action=filters, dataset=None)
+    f.set_defaults(action=filters)
     t.set_defaults(action=top_patches)
     return p
 

@@ -12,15 +12,21 @@ from runtime.plotting import pyplot
 SCALING = "reconstructions: 0.5 + 0.5·r / max|r| per panel (0 is grey)"
 
 
-def shown(signal: np.ndarray) -> np.ndarray:
-    """A reconstruction (C, H, W) as an image in [0, 1], zero at 0.5: RGB for 3 channels, grey
-    for 1, and for any other count its channels side by side in grey, a grey column apart."""
+def shown(signal: np.ndarray, colours: str = "RGB") -> np.ndarray:
+    """A reconstruction (C, H, W) as an image in [0, 1], zero at 0.5: RGB for 3 channels (in
+    the net's order ``colours``, RGB or BGR), grey for 1, and for any other count its channels
+    side by side in grey, a grey column apart."""
     peak = float(np.abs(signal).max())
     image = 0.5 + 0.5 * signal / (peak if peak > 0 else 1.0)
     if image.shape[0] == 3:
-        return np.moveaxis(image, 0, -1)
+        return in_rgb(image, colours)
     gap = np.full((image.shape[1], 1), 0.5)
     return np.concatenate([part for channel in image for part in (channel, gap)][:-1], axis=1)
+
+
+def in_rgb(image: np.ndarray, colours: str) -> np.ndarray:
+    """A 3-channel (C, H, W) image in channel order ``colours`` as (H, W, C) RGB."""
+    return np.moveaxis(image[::-1] if colours == "BGR" else image, 0, -1)
 
 
 def _panel(ax, image, title=None, fontsize=8):
@@ -47,9 +53,11 @@ def blank(signal: np.ndarray) -> bool:
     return not np.any(signal)
 
 
-def unit_figure(path, picture, rows: list[tuple[str, dict]], title: str) -> None:
+def unit_figure(path, picture, rows: list[tuple[str, dict]], title: str,
+                colours: str = "RGB") -> None:
     """The input, then one reconstruction per method; one row per net (``rows``: label and
-    ``{method: (C, H, W)}``). A reconstruction that is 0 everywhere says so on its panel."""
+    ``{method: (C, H, W)}``, in channel order ``colours``). A reconstruction that is 0
+    everywhere says so on its panel."""
     plt = pyplot()
     methods = list(rows[0][1])
     fig, axes = plt.subplots(len(rows), len(methods) + 1, squeeze=False,
@@ -59,7 +67,7 @@ def unit_figure(path, picture, rows: list[tuple[str, dict]], title: str) -> None
         _panel(axes[r, 0], picture.shown, picture.caption if r == 0 else None)
         axes[r, 0].set_ylabel(label, fontsize=8)
         for c, method in enumerate(methods, 1):
-            _panel(axes[r, c], shown(signals[method]), method if r == 0 else None)
+            _panel(axes[r, c], shown(signals[method], colours), method if r == 0 else None)
             if blank(signals[method]):
                 axes[r, c].text(0.5, 0.5, "0 everywhere", ha="center", va="center",
                                 fontsize=8, transform=axes[r, c].transAxes)

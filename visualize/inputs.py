@@ -22,6 +22,7 @@ from runtime.errors import AllconvError
 from runtime.files import read_npy
 from runtime.net import Net, trained_net
 from runtime.reconstruction import input_blob
+from visualize.figures import in_rgb
 
 
 class Images(NamedTuple):
@@ -112,10 +113,12 @@ def check_sample(net, shape, what: str, hint: str = "") -> None:
                            f"takes {want} (C, H, W){hint}")
 
 
-def rescaled(array: np.ndarray) -> np.ndarray:
-    """(C, H, W) → (H, W, C) with its minimum at 0 and maximum at 1."""
+def rescaled(array: np.ndarray, colours: str = "RGB") -> np.ndarray:
+    """(C, H, W) → (H, W, C) with its minimum at 0 and maximum at 1, RGB where it has the 3
+    channels of a net whose order is ``colours``."""
     low, high = float(array.min()), float(array.max())
-    return np.moveaxis((array - low) / (high - low if high > low else 1.0), 0, -1)
+    scaled = (array - low) / (high - low if high > low else 1.0)
+    return in_rgb(scaled, colours) if len(scaled) == 3 else np.moveaxis(scaled, 0, -1)
 
 
 def load_picture(args, net, source: NetSource) -> Picture:
@@ -128,7 +131,8 @@ def load_picture(args, net, source: NetSource) -> Picture:
         array = array[0] if array.ndim == 4 and len(array) == 1 else array
         check_sample(net, array.shape, f"--input {args.input}")
         check_finite(array, f"--input {args.input}")
-        return Picture(array, rescaled(array), f"{Path(args.input).name} (rescaled)")
+        return Picture(array, rescaled(array, source.dataset.colours),
+                       f"{Path(args.input).name} (rescaled)")
     if args.image is not None:
         return _image(args, net, source)
     if source.dataset.layout != CIFAR_RELEASE:
@@ -186,7 +190,7 @@ def _image(args, net, source: NetSource) -> Picture:
                            f"the net's input is {c}×{h}×{w}")
     x = imagenet.test_image(args.image, imagenet.MEAN_VALUES, crop=h).numpy()
     bgr = x + np.asarray(imagenet.MEAN_VALUES, np.float32)[:, None, None]
-    return Picture(x, np.moveaxis(bgr[::-1], 0, -1) / 255.0,
+    return Picture(x, in_rgb(bgr, dataset.colours) / 255.0,
                    f"{name} ({imagenet.RESIZE}², centre {h}²)")
 
 

@@ -27,7 +27,8 @@ class Dataset:
     sorted wnids); ``releases`` are its official CIFAR archives (binary first), none for an
     ImageFolder tree; ``whitening``: the paper's GCN+ZCA, fitted on the training split
     (runtime/data/preprocess.py), is how it feeds the CIFAR nets; ``topk``: the top-k errors
-    its runs report (top-1 is the test error)."""
+    its runs report (top-1 is the test error); ``colours``: the order of the colour channels
+    its nets take (ImageNet's: Caffe's BGR)."""
 
     name: str
     title: str
@@ -37,6 +38,7 @@ class Dataset:
     releases: tuple[cifar.Release, ...] = ()
     whitening: bool = False
     topk: tuple[int, ...] = (1,)
+    colours: str = "RGB"
 
     @property
     def layout(self) -> str:
@@ -107,4 +109,4 @@ register(Dataset("cifar10", "CIFAR-10", 10, cifar.SPLITS, cifar.CIFAR10_CLASSES,
                  cifar.CIFAR10_RELEASES, whitening=True))
 register(Dataset("cifar100", "CIFAR-100", 100, cifar.SPLITS, cifar.CIFAR100_CLASSES,
                  cifar.CIFAR100_RELEASES, whitening=True))
-register(Dataset("imagenet", "ImageNet", 1000, imagenet.SPLITS, topk=(1, 5)))
+register(Dataset("imagenet", "ImageNet", 1000, imagenet.SPLITS, topk=(1, 5), colours="BGR"))
