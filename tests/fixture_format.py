@@ -46,7 +46,7 @@ __all__ = [
     "FORMAT_VERSION", "FULL_LIMIT", "SAMPLE_SIZE", "TINY",
     "seed_of", "rng", "make_input", "make_weight", "sample_indices",
     "encode", "entry_keys", "has_entry", "entry_shape", "rel_error", "checksum", "DIR",
-    "write_data_files", "png_file", "datum_records",
+    "write_data_files", "png_file", "pnm_file", "datum_records",
     "meta_to_array", "meta_from_npz", "backward_as_caffe",
 ]
 
@@ -241,7 +241,7 @@ def write_data_files(case: dict, folder, h5py) -> None:
     "orientation": 6, "keep": 0.6}}: another mode, an EXIF orientation, the file cut to that
     share of its bytes; a PNG's spec may also give "depth": 16, "grey_row": i (that row's
     red in all three channels) and "chunks": [[type, body in hex, optionally "bad crc"]],
-    written after its IHDR)."""
+    written after its IHDR; a .pgm or .ppm's "maxval" (default 255) and "ascii": true)."""
     import os
     for name, datasets in case.get("h5_files", {}).items():
         with h5py.File(os.path.join(folder, name), "w") as f:
@@ -254,12 +254,17 @@ def write_data_files(case: dict, folder, h5py) -> None:
     for name, spec in case.get("image_files", {}).items():
         from PIL import Image     # the venv's Pillow; Caffe reads the file with OpenCV
         spec = spec if isinstance(spec, dict) else {"shape": spec}
-        mode, depth = spec.get("mode", "RGB"), spec.get("depth", 8)
+        mode, depth = spec.get("mode", "L" if name.endswith(".pgm") else "RGB"), \
+            spec.get("depth", 8)
+        top = spec.get("maxval", (1 << depth) - 1)
         pixels = make_input(case["name"], name, {"shape": [*spec["shape"], len(mode)],
-                                                 "kind": "ties", "low": 0,
-                                                 "high": (1 << depth) - 1})
+                                                 "kind": "ties", "low": 0, "high": top})
         if "grey_row" in spec:
             pixels[spec["grey_row"]] = pixels[spec["grey_row"], :, :1]
+        if name.endswith((".pgm", ".ppm")):
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(pnm_file(pixels.astype(np.int64), top, spec.get("ascii", False)))
+            continue
         if depth != 8 or "chunks" in spec:
             with open(os.path.join(folder, name), "wb") as f:
                 f.write(png_file(pixels, depth, spec.get("chunks", [])))
@@ -290,6 +295,17 @@ def png_file(pixels: np.ndarray, depth: int, chunks: list) -> bytes:
             + chunk("IHDR", struct.pack(">IIBBBBB", width, height, depth, 2, 0, 0, 0))
             + b"".join(chunk(kind, bytes.fromhex(body), bool(bad)) for kind, body, *bad in chunks)
             + chunk("IDAT", zlib.compress(rows)) + chunk("IEND", b""))
+
+
+def pnm_file(pixels: np.ndarray, maxval: int, ascii: bool) -> bytes:
+    """A PGM (pixels (H, W, 1)) or PPM ((H, W, 3)) of samples up to ``maxval``, binary
+    (big-endian 16 bits past 255) or ``ascii``."""
+    height, width, channels = pixels.shape
+    header = f"P{(2 if channels == 1 else 3) + (0 if ascii else 3)}\n{width} {height}\n{maxval}\n"
+    if ascii:
+        return (header + "\n".join(" ".join(map(str, row.reshape(-1))) for row in pixels)
+                + "\n").encode()
+    return header.encode() + pixels.astype(">u2" if maxval > 255 else np.uint8).tobytes()
 
 
 def datum_records(case: dict, db: str) -> list[tuple[bytes, dict]]:

@@ -286,6 +286,19 @@ def test_a_png_is_checked_as_libpng_checks_it(tmp_path):
         read_image(io.BytesIO(bytes(data)), True, name="cut")
 
 
+@pytest.mark.parametrize("data, message", [
+    (b"P5\n2 1\n0\n\x01\x02", "a PNM header of 2x1, maxval 0, which OpenCV refuses"),
+    (b"P2\n2 1\n255\n1 x\n", "byte 13 of the PNM file is b'x', where OpenCV reads a number"),
+    (b"P2\n2 1\n255\n1 2", "a PNM cut short"),                   # no byte after the last
+    (b"P6\n2 1\n255\n\x01\x02\x03", "a PNM cut short (3 of its 6 bytes of samples)"),
+])
+def test_a_pnm_opencv_cannot_read_is_one_line(data, message):
+    """OpenCV's ReadNumber fails where these did not in Pillow, or failed otherwise."""
+    from runtime.data.imread import read_image
+    with pytest.raises(AllconvError, match=r"^bad: could not load the image: " + re.escape(message)):
+        read_image(io.BytesIO(data), True, name="bad")
+
+
 def test_formats_opencv_cannot_read_are_refused_and_16_bits_unchanged_too(tmp_path):
     """Caffe's OpenCV 4.6 reads no GIF (ImageData aborts on one), and an encoded 16-bit PNG
     decoded unchanged fails Caffe's DataTransformer, colour or grey."""
@@ -298,6 +311,8 @@ def test_formats_opencv_cannot_read_are_refused_and_16_bits_unchanged_too(tmp_pa
     with pytest.raises(AllconvError, match=r"rgb16: Image data type must be unsigned byte "
                                            r"\(a 16-bit image"):
         decode_unchanged(_png16_rgb(np.full((3, 4, 3), 300, np.uint16)), "rgb16")
+    with pytest.raises(AllconvError, match=r"ppm16: Image data type must be unsigned byte"):
+        decode_unchanged(b"P6\n1 1\n1000\n" + bytes(6), "ppm16")
     assert read_image(io.BytesIO(_png16_rgb(np.full((3, 4, 3), 300, np.uint16))), True,
                       name="rgb16").unique().tolist() == [1]        # 300's high byte
     palette = Image.new("P", (4, 3))

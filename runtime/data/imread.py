@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runtime.data import jpeg, png
+from runtime.data import jpeg, png, pnm
 from runtime.errors import AllconvError
 
 # Pillow's names of the formats OpenCV 4.6 decodes (PPM: its PBM, PGM and PPM)
@@ -66,15 +66,20 @@ def decode_unchanged(data: bytes, name: str) -> torch.Tensor:
     16 bits or floats is refused, as Caffe's DataTransformer refuses it."""
     with _opened(_whole(io.BytesIO(data), name, finish_jpeg=False), name) as image:
         mode = image.mode
-        deep = image.format == "PNG" and data[24:25] == b"\x10"     # IHDR's bit depth
+        deep = (image.format == "PNG" and data[24:25] == b"\x10"    # IHDR's bit depth
+                or pnm.deep(data))
         if mode.startswith("I") or mode == "F" or deep:
             raise AllconvError(f"{name}: Image data type must be unsigned byte (a "
                                f"{'16-bit' if deep else mode} image; Caffe's DataTransformer "
                                "takes 8 bits)")
-        if mode in ("1", "L"):
+        tiff = image.format == "TIFF"
+        if mode in ("1", "L") or tiff and mode == "LA":     # libtiff: no grey alpha
             return torch.from_numpy(np.asarray(image.convert("L")).copy())[None]
-        alpha = mode in ("LA", "RGBA", "PA") or "transparency" in image.info and mode != "L"
-        pixels = np.asarray(image.convert("RGBA")) if alpha else _rgb(image, image.format)
+        if tiff and mode in ("RGBA", "CMYK"):               # libtiff's RGBA: 4 channels
+            pixels, alpha = _tiff_rgba(image), True
+        else:
+            alpha = mode in ("LA", "RGBA", "PA") or "transparency" in image.info and mode != "L"
+            pixels = np.asarray(image.convert("RGBA")) if alpha else _rgb(image, image.format)
     order = [2, 1, 0, 3] if alpha else [2, 1, 0]          # RGB(A) -> BGR(A)
     return torch.from_numpy(pixels[:, :, order].copy()).permute(2, 0, 1)
 
@@ -115,6 +120,8 @@ def _opened(data: bytes, name):
     damaged EXIF, sizes: OpenCV reads those files without a word)."""
     if data[:8] == png.SIGNATURE:
         data = png.pillow_bytes(data, name)
+    elif pnm.is_pnm(data):
+        data = pnm.pillow_bytes(data, name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with jpeg.pillow_image(io.BytesIO(data), name) as image:
@@ -125,9 +132,12 @@ def _opened(data: bytes, name):
 
 
 def _rgb(image, fmt: str | None) -> np.ndarray:
-    """uint8 (H, W, 3) RGB as OpenCV's colour read gives it: a CMYK JPEG through OpenCV's
-    conversion of libjpeg's values (inverted in an Adobe file, as Pillow reads them
-    un-inverted), each of R, G, B = k - ((255 - c) * k >> 8) of its ink c and black k."""
+    """uint8 (H, W, 3) RGB as OpenCV's colour read gives it: an RGBA or CMYK TIFF as libtiff
+    hands it over (``_tiff_rgba``); a CMYK JPEG through OpenCV's conversion of libjpeg's values
+    (inverted in an Adobe file, as Pillow reads them un-inverted), each of R, G, B =
+    k - ((255 - c) * k >> 8) of its ink c and black k."""
+    if fmt == "TIFF" and image.mode in ("RGBA", "CMYK"):
+        return _tiff_rgba(image)[:, :, :3]
     if image.mode != "CMYK" or fmt != "JPEG":
         return np.asarray(image.convert("RGB"))
     ink = np.asarray(image).astype(np.int32)
@@ -137,13 +147,30 @@ def _rgb(image, fmt: str | None) -> np.ndarray:
     return (k - (((255 - ink[:, :, :3]) * k) >> 8)).astype(np.uint8)
 
 
+def _tiff_rgba(image) -> np.ndarray:
+    """uint8 (H, W, 4) RGBA of an 8-bit RGBA or CMYK TIFF as libtiff's RGBA interface gives it
+    to OpenCV: colour times alpha (v·a + 127) // 255; CMYK's (255 - c)·(255 - k) // 255,
+    opaque."""
+    values = np.asarray(image).astype(np.int32)
+    if image.mode == "CMYK":
+        rgb = (255 - values[:, :, :3]) * (255 - values[:, :, 3:]) // 255
+        alpha = np.full_like(values[:, :, 3:], 255)
+    else:
+        alpha = values[:, :, 3:]
+        rgb = (values[:, :, :3] * alpha + 127) // 255
+    return np.concatenate([rgb, alpha], axis=2).astype(np.uint8)
+
+
 def _grey(image, fmt: str | None, data: bytes, name) -> np.ndarray:
     """OpenCV's grey of a decoded image, uint8 (H, W): a grey image's own values; a colour
-    PNG's by libpng's rgb_to_gray (``png.grey``); any other colour image's by cvtColor's
-    BGR2GRAY (4899, 9617 and 1868 over 2^14, rounded)."""
+    PNG's by libpng's rgb_to_gray (``png.grey``); a WebP's by cvtColor's BGR2GRAY (9798,
+    19235 and 3735 over 2^15, rounded); any other colour image's by the conversion OpenCV's
+    own decoders share (4899, 9617 and 1868 over 2^14, rounded)."""
     if image.mode in ("1", "L", "LA"):
         return np.asarray(image.convert("L"))
     if fmt == "PNG":
         return png.grey(data, image, name)
     r, g, b = np.moveaxis(_rgb(image, fmt).astype(np.int32), 2, 0)
+    if fmt == "WEBP":
+        return ((9798 * r + 19235 * g + 3735 * b + (1 << 14)) >> 15).astype(np.uint8)
     return ((4899 * r + 9617 * g + 1868 * b + (1 << 13)) >> 14).astype(np.uint8)

@@ -619,6 +619,10 @@ def data_cases():
                   "quirks.png": {"shape": [3, 8], "chunks": [
                       ["cHRM", ""], ["gAMA", "00030d40", "bad crc"],
                       ["eXIf", turned.format(6)], ["eXIf", turned.format(3)]]}}
+    format_images = {"photo.webp": [30, 40], "alpha.tif": {"shape": [5, 7], "mode": "RGBA"},
+                     "ink.tif": {"shape": [6, 4], "mode": "CMYK"},
+                     "raw15.ppm": {"shape": [4, 6], "maxval": 15},
+                     "text1000.pgm": {"shape": [5, 3], "maxval": 1000, "ascii": True}}
     resized_images = {"tall.png": (9, 4), "wide.png": (3, 8), "square.png": (6, 6),
                       "twice.png": (10, 18), "line.png": (1, 7), "column.png": (13, 1),
                       "large.png": (31, 40), "same.png": (5, 9), "flat.bmp": (4, 11)}
@@ -730,6 +734,11 @@ def data_cases():
                    "0.55555) and at 16 bits (rounded), a row of grey pixels in each; an empty "
                    "cHRM, a gAMA whose CRC fails (both passed over) and two eXIf chunks (the "
                    "first turns the image)", "batch_size: 1", grey_too=True),
+        image_case("image_formats", format_images, 5, "OpenCV 4.6's own decoders, in colour "
+                   "and grey: a WebP's grey by cvtColor (15-bit weights), an RGBA TIFF's colour "
+                   "times alpha and a CMYK TIFF's as libtiff hands them over, a binary PPM of "
+                   "maxval 15 read unscaled, a text PGM of maxval 1000 (16 bits: its high byte)",
+                   "batch_size: 1", grey_too=True),
         data_case("window_warp", "TRAIN", [
             L("windows", "WindowData", (), ["data", "label"],
               f'window_data_param {{ source: "{d}/windows.txt" batch_size: 4 scale: 0.5 '

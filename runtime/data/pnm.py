@@ -1,0 +1,90 @@
+"""PGM and PPM files (P2, P3, P5, P6) as OpenCV 4.6's PxM decoder reads them.
+
+Where Pillow scales every sample by 255 / maxval, OpenCV keeps a binary file's samples as
+stored (a maxval of 15 reads 0-15; 16 bits keep their high byte) and scales only a text
+file's, each clamped to maxval first, by ``v * 255 // maxval`` (16 bits: the high byte).
+``pillow_bytes`` turns such a file into the binary maxval-255 file Pillow reads to those
+samples. PBM files (P1, P4) read alike in both and pass unchanged."""
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.errors import AllconvError
+
+SPACE = b" \t\n\v\f\r"
+
+
+def is_pnm(data: bytes) -> bool:
+    """A file OpenCV takes for PxM: P1-P6 and a white-space byte."""
+    return len(data) >= 3 and data[:1] == b"P" and data[1:2] in b"123456" and data[2] in SPACE
+
+
+def deep(data: bytes) -> bool:
+    """A PGM or PPM of 16 bits a sample (maxval over 255)."""
+    return is_pnm(data) and data[1:2] not in b"14" and _Reader(data, "").header()[2] > 255
+
+
+def pillow_bytes(data: bytes, name) -> bytes:
+    """The binary 8-bit PGM or PPM (maxval 255) of the samples OpenCV reads from ``data``, or
+    ``data`` itself for a PBM; a file OpenCV fails on is an AllconvError naming ``name``."""
+    code = data[1:2]
+    if code in b"14":
+        return data
+    reader = _Reader(data, name)
+    width, height, maxval = reader.header()
+    count = width * height * (3 if code in b"36" else 1)
+    if code in b"56":
+        size = count * (2 if maxval > 255 else 1)
+        raw = data[reader.at:reader.at + size]
+        if len(raw) < size:
+            raise AllconvError(f"{name}: could not load the image: a PNM cut short ({len(raw)} "
+                               f"of its {size} bytes of samples)")
+        samples = np.frombuffer(raw, ">u2" if maxval > 255 else np.uint8).astype(np.int64)
+    else:
+        samples = np.minimum([reader.number() for _ in range(count)], maxval)
+        if maxval <= 255:
+            samples = samples * 255 // maxval
+    if maxval > 255:
+        samples = samples >> 8
+    header = f"P{6 if code in b'36' else 5}\n{width} {height}\n255\n".encode()
+    return header + samples.astype(np.uint8).tobytes()
+
+
+class _Reader:
+    """OpenCV's ReadNumber over a PxM file: white space and ``#`` comments skipped, the byte
+    after a number's digits consumed with it."""
+
+    def __init__(self, data: bytes, name):
+        self.data, self.name, self.at = data, name, 2
+
+    def header(self) -> tuple[int, int, int]:
+        width, height = self.number(), self.number()
+        maxval = 1 if self.data[1:2] in b"14" else self.number()
+        if width <= 0 or height <= 0 or not 0 < maxval < 65536:
+            raise AllconvError(f"{self.name}: could not load the image: a PNM header of "
+                               f"{width}x{height}, maxval {maxval}, which OpenCV refuses")
+        return width, height, maxval
+
+    def number(self) -> int:
+        data, at = self.data, self.at
+        while at < len(data) and not 48 <= data[at] <= 57:
+            if data[at] == 35:                                  # '#': to the line's end
+                while at < len(data) and data[at] not in b"\n\r":
+                    at += 1
+                at += 1
+            elif data[at] in SPACE:
+                at += 1
+            else:
+                raise AllconvError(f"{self.name}: could not load the image: byte {at} of the "
+                                   f"PNM file is {data[at:at + 1]!r}, where OpenCV reads a number")
+        start = at
+        while at < len(data) and 48 <= data[at] <= 57:
+            at += 1
+        if at >= len(data):                     # no number, or no byte after it
+            raise AllconvError(f"{self.name}: could not load the image: a PNM cut short")
+        value = int(data[start:at])
+        if value > 2**31 - 1:
+            raise AllconvError(f"{self.name}: could not load the image: the PNM number "
+                               f"{value} is too large")
+        self.at = at + 1                                        # its end byte read too
+        return value
