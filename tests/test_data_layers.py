@@ -286,6 +286,29 @@ def test_a_png_is_checked_as_libpng_checks_it(tmp_path):
         read_image(io.BytesIO(bytes(data)), True, name="cut")
 
 
+def _bmp16(pixels: list[int], green_bits: int) -> bytes:
+    """A one-row 16-bit BMP of ``pixels``: 555, or 565 through BI_BITFIELDS masks."""
+    import struct
+    row = struct.pack(f"<{len(pixels)}H", *pixels)
+    row += bytes(-len(row) % 4)
+    masks = struct.pack("<III", 0xF800, 0x07E0, 0x001F) if green_bits == 6 else b""
+    info = struct.pack("<IiiHHIIiiII", 40, len(pixels), 1, 1, 16, 3 if masks else 0, len(row),
+                       0, 0, 0, 0) + masks
+    offset = 14 + len(info)
+    return b"BM" + struct.pack("<IHHI", offset + len(row), 0, 0, offset) + info + row
+
+
+def test_a_16_bit_bmp_keeps_its_fields_shifted_up():
+    """OpenCV's BMP reader shifts each 5- or 6-bit field up (low bits 0); Pillow repeats the
+    field's top bits below it (31 became 255, OpenCV's 248)."""
+    from runtime.data.imread import read_image
+    fields = [(31, 31, 31), (1, 2, 3), (16, 9, 30)]
+    for green_bits, green_shift in ((5, 3), (6, 2)):
+        pixels = [r << (5 + green_bits) | g << 5 | b for r, g, b in fields]
+        bgr = read_image(io.BytesIO(_bmp16(pixels, green_bits)), True, name="bmp")
+        assert bgr[:, 0].T.tolist() == [[b << 3, g << green_shift, r << 3] for r, g, b in fields]
+
+
 @pytest.mark.parametrize("data, message", [
     (b"P5\n2 1\n0\n\x01\x02", "a PNM header of 2x1, maxval 0, which OpenCV refuses"),
     (b"P2\n2 1\n255\n1 x\n", "byte 13 of the PNM file is b'x', where OpenCV reads a number"),

@@ -54,7 +54,7 @@ def read_image(file, is_color: bool, size: tuple[int, int] | None = None,
             image = ImageOps.exif_transpose(image)
         if image.mode.startswith("I"):      # 16-bit grey: OpenCV keeps the high byte
             image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
-        pixels = _rgb(image, fmt)[:, :, ::-1] if is_color else _grey(image, fmt, data, name)
+        pixels = _rgb(image, fmt, data)[:, :, ::-1] if is_color else _grey(image, fmt, data, name)
     out = torch.from_numpy(pixels.copy())
     out = out.permute(2, 0, 1) if is_color else out[None]
     return jpeg.interpolate(out, *size).contiguous() if size else out
@@ -79,7 +79,8 @@ def decode_unchanged(data: bytes, name: str) -> torch.Tensor:
             pixels, alpha = _tiff_rgba(image), True
         else:
             alpha = mode in ("LA", "RGBA", "PA") or "transparency" in image.info and mode != "L"
-            pixels = np.asarray(image.convert("RGBA")) if alpha else _rgb(image, image.format)
+            pixels = (np.asarray(image.convert("RGBA")) if alpha
+                      else _rgb(image, image.format, data))
     order = [2, 1, 0, 3] if alpha else [2, 1, 0]          # RGB(A) -> BGR(A)
     return torch.from_numpy(pixels[:, :, order].copy()).permute(2, 0, 1)
 
@@ -131,13 +132,17 @@ def _opened(data: bytes, name):
             yield image
 
 
-def _rgb(image, fmt: str | None) -> np.ndarray:
-    """uint8 (H, W, 3) RGB as OpenCV's colour read gives it: an RGBA or CMYK TIFF as libtiff
-    hands it over (``_tiff_rgba``); a CMYK JPEG through OpenCV's conversion of libjpeg's values
-    (inverted in an Adobe file, as Pillow reads them un-inverted), each of R, G, B =
-    k - ((255 - c) * k >> 8) of its ink c and black k."""
+def _rgb(image, fmt: str | None, data: bytes) -> np.ndarray:
+    """uint8 (H, W, 3) RGB as OpenCV's colour read gives it of the file ``data``: an RGBA or
+    CMYK TIFF as libtiff hands it over (``_tiff_rgba``); a 16-bit BMP's 5- or 6-bit fields
+    shifted up, where Pillow repeats their top bits below them; a CMYK JPEG through OpenCV's
+    conversion of libjpeg's values (inverted in an Adobe file, as Pillow reads them
+    un-inverted), each of R, G, B = k - ((255 - c) * k >> 8) of its ink c and black k."""
     if fmt == "TIFF" and image.mode in ("RGBA", "CMYK"):
         return _tiff_rgba(image)[:, :, :3]
+    if fmt == "BMP" and data[28:30] == b"\x10\x00":         # 16 bits a pixel: 555 or 565
+        green = 0xFC if data[30] == 3 and data[58:62] == b"\xe0\x07\x00\x00" else 0xF8
+        return np.asarray(image.convert("RGB")) & np.array([0xF8, green, 0xF8], np.uint8)
     if image.mode != "CMYK" or fmt != "JPEG":
         return np.asarray(image.convert("RGB"))
     ink = np.asarray(image).astype(np.int32)
@@ -170,7 +175,7 @@ def _grey(image, fmt: str | None, data: bytes, name) -> np.ndarray:
         return np.asarray(image.convert("L"))
     if fmt == "PNG":
         return png.grey(data, image, name)
-    r, g, b = np.moveaxis(_rgb(image, fmt).astype(np.int32), 2, 0)
+    r, g, b = np.moveaxis(_rgb(image, fmt, data).astype(np.int32), 2, 0)
     if fmt == "WEBP":
         return ((9798 * r + 19235 * g + 3735 * b + (1 << 14)) >> 15).astype(np.uint8)
     return ((4899 * r + 9617 * g + 1868 * b + (1 << 13)) >> 14).astype(np.uint8)
