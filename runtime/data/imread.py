@@ -32,6 +32,7 @@ from runtime.errors import AllconvError
 # Pillow's names of the formats OpenCV 4.6 decodes (PPM: its PBM, PGM and PPM)
 OPENCV_FORMATS = ("BMP", "DIB", "JPEG", "JPEG2000", "PNG", "PPM", "SUN", "TIFF", "WEBP")
 UPRIGHTED = ("JPEG", "PNG", "TIFF")      # whose EXIF orientation OpenCV applies
+CVTCOLOR_GREY = ("JPEG2000", "WEBP")     # whose OpenCV decoder takes grey by cvtColor
 
 
 def read_image(file, is_color: bool, size: tuple[int, int] | None = None,
@@ -168,14 +169,14 @@ def _tiff_rgba(image) -> np.ndarray:
 
 def _grey(image, fmt: str | None, data: bytes, name) -> np.ndarray:
     """OpenCV's grey of a decoded image, uint8 (H, W): a grey image's own values; a colour
-    PNG's by libpng's rgb_to_gray (``png.grey``); a WebP's by cvtColor's BGR2GRAY (9798,
-    19235 and 3735 over 2^15, rounded); any other colour image's by the conversion OpenCV's
+    PNG's by libpng's rgb_to_gray (``png.grey``); a WebP's or a JPEG 2000's by cvtColor's
+    BGR2GRAY (9798, 19235 and 3735 over 2^15, rounded); any other colour image's by the conversion OpenCV's
     own decoders share (4899, 9617 and 1868 over 2^14, rounded)."""
     if image.mode in ("1", "L", "LA"):
         return np.asarray(image.convert("L"))
     if fmt == "PNG":
         return png.grey(data, image, name)
     r, g, b = np.moveaxis(_rgb(image, fmt, data).astype(np.int32), 2, 0)
-    if fmt == "WEBP":
+    if fmt in CVTCOLOR_GREY:
         return ((9798 * r + 19235 * g + 3735 * b + (1 << 14)) >> 15).astype(np.uint8)
     return ((4899 * r + 9617 * g + 1868 * b + (1 << 13)) >> 14).astype(np.uint8)

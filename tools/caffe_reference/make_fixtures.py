@@ -619,7 +619,7 @@ def data_cases():
                   "quirks.png": {"shape": [3, 8], "chunks": [
                       ["cHRM", ""], ["gAMA", "00030d40", "bad crc"],
                       ["eXIf", turned.format(6)], ["eXIf", turned.format(3)]]}}
-    format_images = {"photo.webp": [30, 40], "alpha.tif": {"shape": [5, 7], "mode": "RGBA"},
+    format_images = {"photo.webp": [30, 40], "photo.jp2": [20, 50], "alpha.tif": {"shape": [5, 7], "mode": "RGBA"},
                      "ink.tif": {"shape": [6, 4], "mode": "CMYK"},
                      "raw15.ppm": {"shape": [4, 6], "maxval": 15},
                      "text1000.pgm": {"shape": [5, 3], "maxval": 1000, "ascii": True}}
@@ -734,10 +734,11 @@ def data_cases():
                    "0.55555) and at 16 bits (rounded), a row of grey pixels in each; an empty "
                    "cHRM, a gAMA whose CRC fails (both passed over) and two eXIf chunks (the "
                    "first turns the image)", "batch_size: 1", grey_too=True),
-        image_case("image_formats", format_images, 5, "OpenCV 4.6's own decoders, in colour "
-                   "and grey: a WebP's grey by cvtColor (15-bit weights), an RGBA TIFF's colour "
-                   "times alpha and a CMYK TIFF's as libtiff hands them over, a binary PPM of "
-                   "maxval 15 read unscaled, a text PGM of maxval 1000 (16 bits: its high byte)",
+        image_case("image_formats", format_images, 6, "OpenCV 4.6's own decoders, in colour "
+                   "and grey: a WebP's and a JPEG 2000's grey by cvtColor (15-bit weights), an "
+                   "RGBA TIFF's colour times alpha and a CMYK TIFF's as libtiff hands them over, "
+                   "a binary PPM of maxval 15 read unscaled, a text PGM of maxval 1000 (16 bits: "
+                   "its high byte)",
                    "batch_size: 1", grey_too=True),
         data_case("window_warp", "TRAIN", [
             L("windows", "WindowData", (), ["data", "label"],
