@@ -124,7 +124,10 @@ def _stages(args) -> list[str]:
 
 def test(args) -> None:
     """caffe.cpp's test: every element of every output, per batch and averaged, with the
-    loss (the weighted sum Forward returns) and each loss output's weighted share."""
+    loss (the weighted sum Forward returns) and each loss output's weighted share; sums and
+    means in float, as caffe.cpp keeps them, so a mean and its share print alike."""
+    import numpy as np
+
     from runtime import TEST, Net
     from runtime.solver import loss_share
     _needs(args.model, "Need a model definition to score.")
@@ -132,23 +135,25 @@ def test(args) -> None:
     device = _device(args.gpu)      # before the net: a -gpu that cannot be is said first
     net = Net(args.model, TEST, weights=args.weights, level=args.level,
               stages=_stages(args)).to(device)
-    totals: dict[str, list[float]] = {}
-    loss = 0.0
+    totals: dict[str, np.ndarray] = {}
+    loss = np.float32(0)
     with torch.no_grad():
         for i in range(args.iterations):
             outputs = net.forward()
-            loss += net.last_loss
+            loss += np.float32(net.last_loss)
             for name, value in outputs.items():
-                scores = value.double().flatten().tolist()
-                sums = totals.setdefault(name, [0.0] * len(scores))
-                for k, score in enumerate(scores):
-                    sums[k] += score
+                scores = value.detach().float().flatten().cpu().numpy()
+                if name in totals:
+                    totals[name] += scores
+                else:
+                    totals[name] = scores.copy()
+                for score in scores.tolist():
                     logging.info("Batch %d, %s = %g", i, name, score)
-    logging.info("Loss: %g", loss / args.iterations)       # caffe.cpp logs these too
+    count = np.float32(args.iterations)
+    logging.info("Loss: %g", loss / count)       # caffe.cpp logs these too
     for name, sums in totals.items():
         weight = net.loss_weight(name)
-        for total in sums:
-            mean = total / args.iterations
+        for mean in (sums / count).tolist():
             logging.info("%s = %g%s", name, mean, loss_share(weight, mean))
 
 

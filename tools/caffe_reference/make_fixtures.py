@@ -985,7 +985,7 @@ def venv_step(work: Path, only: list[str]) -> None:
             blob.data.copy_(torch.from_numpy(ff.make_weight(
                 case["name"], layer, i, tuple(blob.data.shape), case["weight_mode"])))
     net.save(str(work / case["caffemodel"]))
-    write_runtime_snapshots(work)
+    write_runtime_snapshots(work, only)
     write_model_weights(work, only)
     print(f"venv step: rendered {len(table)} networks, saved {case['caffemodel']}")
 
@@ -1033,15 +1033,20 @@ def write_model_weights(work: Path, only: list[str]) -> None:
             write_weights(folder / f"{case['name']}.{k}.caffemodel", part, net_name=net.name)
 
 
-def write_runtime_snapshots(work: Path) -> None:
-    """For each solver case with ``snapshot_at`` k: the runtime's own solver, k steps from the
-    case's weights and inputs, snapshotted into WORKDIR/ours/<case>/ (Caffe restores it)."""
+def write_runtime_snapshots(work: Path, only: list[str]) -> None:
+    """For each selected solver case with ``snapshot_at`` k: the runtime's own solver, k steps
+    from the case's weights and inputs, snapshotted into WORKDIR/ours/<case>/ (Caffe restores
+    it); an HDF5 snapshot needs h5py in the venv (the case is skipped without it)."""
     import torch
     from runtime.prototxt import read_solver
     from runtime.solver import make_solver
 
     for case in solver_cases():
-        if not case.get("snapshot_at"):
+        if not case.get("snapshot_at") or not selected(case["name"], only):
+            continue
+        if hdf5_snapshot(case) and h5py_module() is None:
+            print(f"venv step: no h5py in the venv; {case['name']} (an HDF5 snapshot) will be "
+                  "skipped")
             continue
         param = read_solver(case["solver"])
         folder = work / "ours" / case["name"]
@@ -1060,16 +1065,33 @@ def write_runtime_snapshots(work: Path) -> None:
         solver.snapshot()
 
 
-def write_data_case_files(work: Path) -> None:
+def h5py_module():
+    """h5py, or None where the venv lacks it (the cases that need it are then skipped)."""
     try:
         import h5py
     except ImportError:
-        print("venv step: no h5py in the venv; the HDF5 data cases will be skipped")
-        return
+        return None
+    return h5py
+
+
+def hdf5_snapshot(case: dict) -> bool:
+    return "snapshot_format: HDF5" in case.get("solver", "")
+
+
+def write_data_case_files(work: Path) -> None:
+    """Each data case's files into WORKDIR/data/<case>/; those with HDF5 files need h5py in
+    the venv (the cases are skipped without it)."""
+    h5py = h5py_module()
+    skipped = []
     for case in data_cases():
+        if case.get("h5_files") and h5py is None:
+            skipped.append(case["name"])
+            continue
         folder = work / "data" / case["name"]
         folder.mkdir(parents=True, exist_ok=True)
         ff.write_data_files(case, folder, h5py)
+    if skipped:
+        print(f"venv step: no h5py in the venv; the HDF5 data cases {skipped} will be skipped")
 
 
 # ============================================================================ caffe step
@@ -1321,7 +1343,7 @@ class CaffeRunner:
         """Caffe restores the runtime's snapshot after step k (venv step) and steps on:
         ``resumed<k>:<layer>:<i>`` weights, and the runtime's .solverstate as bytes."""
         k = case["snapshot_at"]
-        end = ".solverstate.h5" if "snapshot_format: HDF5" in case["solver"] else ".solverstate"
+        end = ".solverstate.h5" if hdf5_snapshot(case) else ".solverstate"
         state = self.work / "ours" / case["name"] / f"ours_iter_{k}{end}"
         if not state.is_file():
             print(f"  WARNING: no runtime snapshot {state}; Caffe does not resume one")
@@ -1516,8 +1538,10 @@ def caffe_step(work: Path, out: Path, only: list[str]) -> None:
         print("WARNING: no runtime-saved caffemodel in WORKDIR; skipping the runtime -> Caffe "
               "round trip (run the venv step with the runtime in place)")
         cases = [c for c in cases if c["kind"] != "roundtrip_runtime"]
-    missing = [c["name"] for c in cases if c.get("h5_files")
-               and not (work / "data" / c["name"]).is_dir()]
+    missing = [c["name"] for c in cases
+               if c.get("h5_files") and not (work / "data" / c["name"]).is_dir()
+               or hdf5_snapshot(c) and c.get("snapshot_at")
+               and not (work / "ours" / c["name"]).is_dir()]
     if missing:
         print(f"WARNING: no files for {missing} (h5py missing in the venv); skipped")
         cases = [c for c in cases if c["name"] not in missing]
