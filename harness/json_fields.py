@@ -38,6 +38,9 @@ PERCENT = Kind("a percentage", "percentages", lambda v: NUMBER.holds(v) and 0 <=
 SHARE = Kind("a share", "shares", lambda v: NUMBER.holds(v) and 0 <= v <= 1)
 OBJECT = Kind("an object", "objects", lambda v: isinstance(v, dict))
 FLAG = Kind("true or false", "trues or falses", lambda v: isinstance(v, bool))
+COUNT = Kind("a positive integer", "positive integers", lambda v: INTEGER.holds(v) and v > 0)
+SECONDS = Kind("a number of seconds", "numbers of seconds",
+               lambda v: NUMBER.holds(v) and 0 <= v < float("inf"))
 
 
 def one_of(*values: str) -> Kind:

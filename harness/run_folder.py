@@ -30,7 +30,8 @@ import shutil
 from pathlib import Path
 
 from generator.variants import get_variant
-from harness.json_fields import INTEGER, NUMBER, OBJECT, PERCENT, SHARE, TEXT, checked_fields
+from harness.json_fields import (COUNT, INTEGER, NUMBER, OBJECT, PERCENT, SECONDS, SHARE, TEXT,
+                                 checked_fields)
 from harness.specs import same_row
 from runtime import snapshot
 from runtime.data import cifar, preprocess
@@ -44,10 +45,12 @@ RUN_JSON, RESULT_JSON, METRICS = "run.json", "result.json", "metrics.jsonl"
 # the fields readers take from each file (a metrics record: every record's, then an
 # evaluation's or an event's), with what they hold
 FIELDS = {RUN_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": NUMBER,
-                     "batch_size": INTEGER, "eval_limit": INTEGER.or_none()},
+                     "batch_size": INTEGER, "eval_limit": INTEGER.or_none(), "spec": TEXT},
           RESULT_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": NUMBER,
-                        "wall_seconds": NUMBER, "test_error": PERCENT,
-                        "never_predicted": TEXT.list(), "dead_class_units": TEXT.list()},
+                        "wall_seconds": SECONDS, "test_error": PERCENT,
+                        "never_predicted": TEXT.list(), "dead_class_units": TEXT.list(),
+                        "iterations": COUNT.or_absent(), "batch_size": COUNT.or_absent(),
+                        "train_size": COUNT.or_absent()},
           METRICS: {"iter": INTEGER, "epoch": NUMBER}}
 EVALUATION = {"lr": NUMBER, "train_loss": NUMBER, "test_loss": NUMBER, "test_error": PERCENT,
               "per_class": SHARE.or_none().list(), "never_predicted": INTEGER.list(),

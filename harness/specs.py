@@ -312,6 +312,8 @@ def _current_form(data: dict) -> dict:
     """A spec's TOML data without the schedule keys of before, where they held the variant's
     schedule (the steps an iteration schedule kept were never read)."""
     training = data.get("training", {})
+    if not isinstance(training, dict):          # no such spec loads: not the same row
+        return data
     old = {key: training.get(key) for key in ("unit", "length", "steps")}
     if all(value is None for value in old.values()):
         return data

@@ -43,6 +43,21 @@ def _gpu(text: str) -> str | None:
 
 
 TRUE, FALSE = ("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0")
+INT32 = (-2**31, 2**31 - 1)
+
+
+def _int32(low: str | None = "positive"):
+    """A gflags int32 flag's value: an integer of 32 bits (gflags refuses another) that is
+    ``low`` ("positive", "non-negative" or None)."""
+    parse = number(int, low, high=INT32[1], why=" (a 32-bit flag)")
+
+    def checked(text: str) -> int:
+        value = parse(text)
+        if value < INT32[0]:
+            raise argparse.ArgumentTypeError(f"must be at least {INT32[0]} (a 32-bit flag), "
+                                             f"not {text}")
+        return value
+    return checked
 
 
 def _bool(text: str) -> bool:
@@ -57,11 +72,11 @@ CAFFE_FLAGS = {
     "solver": dict(type=_path),
     "model": dict(type=_path),
     "phase": dict(choices=("TRAIN", "TEST")),
-    "level": dict(type=number(int, None), default=0),
+    "level": dict(type=_int32(None), default=0),
     "stage": dict(),
     "snapshot": dict(type=_path),
     "weights": dict(type=_path),
-    "iterations": dict(type=number(int), default=50),
+    "iterations": dict(type=_int32(), default=50),
     "gpu": dict(type=_gpu),
     "sigint_effect": dict(choices=EFFECTS, default="stop"),
     "sighup_effect": dict(choices=EFFECTS, default="snapshot"),
@@ -71,13 +86,13 @@ GLOG_BOOLEANS = {"logtostderr": False, "alsologtostderr": True, "colorlogtostder
 GLOG_FLAGS = {
     "log_dir": dict(type=_path, help="also write the log to a file in this folder, named as "
                                      "glog names it"),
-    "minloglevel": dict(type=number(int, "non-negative"), default=0,
+    "minloglevel": dict(type=_int32("non-negative"), default=0,
                         help="log only messages of this severity and above (0 INFO, "
                              "1 WARNING, 2 ERROR, 3 FATAL; default 0)"),
-    "stderrthreshold": dict(type=number(int, "non-negative"), default=2,
+    "stderrthreshold": dict(type=_int32("non-negative"), default=2,
                             help="without -alsologtostderr, messages of this severity and "
                                  "above still go to stderr (default 2)"),
-    "v": dict(type=number(int, None), default=0, help="glog's verbose level (no message of "
+    "v": dict(type=_int32(None), default=0, help="glog's verbose level (no message of "
                                                      "allconv-caffe depends on it)"),
 }
 SEVERITIES = (logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)

@@ -142,6 +142,9 @@ def read_rng_state(path: str) -> dict:
         said = textwrap.shorten(said.split(". ")[0].rstrip("."), 120, placeholder=" ...")
         raise AllconvError(f"{path}: not an rng state a run wrote ({said}; a truncated "
                            "or foreign file?)") from None
+    except OSError as e:        # a zip whose directory is cut off: a seek before its start
+        raise AllconvError(f"{path}: not an rng state a run wrote ({e.strerror or e} while "
+                           "reading it: a truncated file?)") from None
     if not isinstance(state, dict):
         raise AllconvError(f"{path}: holds a {type(state).__name__}, not an rng state")
     return state

@@ -213,7 +213,7 @@ class Solver:
             raise AllconvError(f"snapshot_prefix {p.snapshot_prefix!r} holds a NUL byte, which "
                                "no file name can: its first snapshot would fail")
         if p.snapshot > 0:
-            if not p.snapshot_prefix:
+            if not p.HasField("snapshot_prefix"):       # an empty one Caffe takes: "_iter_N.*"
                 raise AllconvError(
                     "In solver params, snapshot is specified but snapshot_prefix is not")
             probe_dir = os.path.dirname(os.path.abspath(p.snapshot_prefix + "_iter_0"))
@@ -415,7 +415,7 @@ class Solver:
         if not self.ranks.is_main:
             return
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
-            if p.snapshot_prefix:
+            if p.HasField("snapshot_prefix"):
                 self.snapshot()
             else:  # Caffe would write "_iter_N.caffemodel" into the current directory
                 log.warning("snapshot_after_train: no snapshot_prefix; final snapshot skipped")
@@ -517,7 +517,7 @@ class Solver:
     def snapshot(self) -> tuple[str, str]:
         """Write <prefix>_iter_<N>.caffemodel, .rngstate and .solverstate (each atomically;
         snapshot_format HDF5: .caffemodel.h5 and .solverstate.h5)."""
-        if not self.param.snapshot_prefix:
+        if not self.param.HasField("snapshot_prefix"):
             raise AllconvError("cannot snapshot: snapshot_prefix is not set")
         return snapshot.write(self.param.snapshot_prefix, self.net, self.optimizer,
                               self.schedule, self._rng_state(),

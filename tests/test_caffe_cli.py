@@ -236,6 +236,13 @@ def test_time_refuses_a_backward_caffe_aborts_in(workdir, capsys, extra, message
     (["test", "-model", "net.prototxt", "-weights", ""], "Need model weights to score."),
     (["time", "-model", " "], "Need a model definition to time."),
     (["device_query", "-gpu", ""], "Need a device ID to query."),
+    # gflags' int32 flags: before, a traceback (ValueError: Value out of range) or 2^31 runs
+    (["train", "-solver", "solver4.prototxt", "-level", "2147483648"],
+     "argument -level: must be at most 2147483647 (a 32-bit flag), not 2147483648"),
+    (["time", "-model", "net.prototxt", "-level", "-2147483649"],
+     "argument -level: must be at least -2147483648 (a 32-bit flag), not -2147483649"),
+    (["time", "-model", "net.prototxt", "-iterations", "2147483648"],
+     "argument -iterations: must be at most 2147483647 (a 32-bit flag)"),
     (["train", "-solver", "solver4.prototxt", "-snapshot", "tiny_iter_4.caffemodel"],
      "a .caffemodel holds weights, not a solver state; give it as -weights"),
     (["time", "-model", "net.prototxt", "-gpu", "abc"],

@@ -256,6 +256,22 @@ def test_a_folder_of_the_other_release_is_named(tmp_path):
         get_dataset("cifar100").load("train", folder)
 
 
+@pytest.mark.parametrize("make, kind", [(lambda p: p.mkdir(), "a folder"),
+                                         (lambda p: p.symlink_to("/dev/null"),
+                                          "a device or other special file")])
+def test_a_split_file_that_is_not_a_file_is_named(tmp_path, make, kind):
+    """Found by mutation: a batch file that is a folder, or a link to /dev/null, was "not
+    found", with the advice to download the release."""
+    from test_harness import write_cifar10_bin
+    folder = write_cifar10_bin(tmp_path, 10, 5)
+    path = tmp_path / "cifar-10-batches-bin" / "data_batch_2.bin"
+    path.unlink()
+    make(path)
+    with pytest.raises(AllconvError, match=re.escape(
+            f"{path}: not a file but {kind}; the CIFAR-10 train files must be files")):
+        get_dataset("cifar10").load("train", folder)
+
+
 def test_no_data_dir_reads_the_xdg_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     _, (test_x, _) = make_cifar10_bin(tmp_path / "allconv", np.random.default_rng(6))

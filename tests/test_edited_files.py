@@ -20,8 +20,8 @@ from runtime.proto import pb
 from visualize import inputs
 
 SETTINGS = {"row": "table3/all-cnn-c", "lr": 0.01, "seed": 0, "epochs": 1.0, "batch_size": 4,
-            "eval_limit": None}
-RESULT = {**SETTINGS, "wall_seconds": 3.5, "test_error": 90.0, "never_predicted": ["a"],
+            "eval_limit": None, "spec": 'variant = "all-c"\n'}
+RESULT = {**{k: v for k, v in SETTINGS.items() if k != "spec"}, "wall_seconds": 3.5, "test_error": 90.0, "never_predicted": ["a"],
           "dead_class_units": []}
 # an evaluation's record in metrics.jsonl, as the loop writes it
 RECORD = {"iter": 2, "epoch": 0.1, "lr": 0.01, "train_loss": 2.3, "test_loss": 2.2,
@@ -150,6 +150,10 @@ def test_a_metrics_record_edited_is_named_before_any_reader_uses_it(tmp_path, ed
     ({"never_predicted": "x" * 50},              # a long value is cut to 40 characters
      "its 'never_predicted' field is \"" + "x" * 36 + "..., not a list of strings"),
     ({"lr": 0.05}, "not this run's result (lr 0.05 there, 0.01 in run.json); was it copied"),
+    ({"iterations": "x"}, "its 'iterations' field is \"x\", not a positive integer"),
+    ({"batch_size": "4"}, "its 'batch_size' field is \"4\", not a positive integer"),
+    ({"train_size": 0}, "its 'train_size' field is 0, not a positive integer"),
+    ({"wall_seconds": float("nan")}, "its 'wall_seconds' field is NaN, not a number of seconds"),
 ])
 def test_a_result_edited_or_copied_from_another_run(tmp_path, edit, said):
     folder = _folder(tmp_path)
@@ -188,6 +192,29 @@ def test_a_resume_keeps_checkpoints_whose_run_json_is_gone(tmp_path):
     assert (tmp_path / "checkpoint_iter_8.caffemodel").read_bytes() == b"w"
     folder.start(SETTINGS, resume=False)                       # without --resume: started again
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("spec, said", [(5, "its 'spec' field is 5, not a string"),
+                                        (None, "its 'spec' field is null, not a string"),
+                                        ("missing", "no 'spec' field; was it edited?")])
+def test_a_run_json_spec_of_another_type_is_one_line(tmp_path, spec, said):
+    """Before: --resume crashed in tomllib (AttributeError: 'int' object has no attribute
+    'replace')."""
+    folder = _folder(tmp_path)
+    config = json.loads(folder.file("run.json").read_text())
+    if spec == "missing":
+        del config["spec"]
+    else:
+        config["spec"] = spec
+    folder.file("run.json").write_text(json.dumps(config))
+    with pytest.raises(AllconvError, match=re.escape(f"run.json: {said}")):
+        folder.resumable(SETTINGS)
+
+
+def test_a_spec_whose_training_is_not_a_table_is_another_row():
+    """Before: 'int' object has no attribute 'get'."""
+    from harness.specs import same_row
+    assert not same_row('variant = "all-c"\ntraining = 5\n', 'variant = "all-c"\n')
 
 
 def test_a_resume_of_another_spec_says_so_without_the_specs_text(tmp_path):
@@ -255,10 +282,16 @@ def test_an_npz_of_strings_is_refused_as_an_npy_of_strings_is(tmp_path):
 @pytest.mark.parametrize("content, said", [
     (b"", "an empty rng state file"),
     (b"x\n", "not an rng state a run wrote (Unsupported operand 120; a truncated or foreign"),
+    ("cut", "not an rng state a run wrote (Invalid argument while reading it: a truncated "
+            "file?)"),      # its zip directory cut off: an OSError, "error: Invalid argument"
 ])
 def test_a_garbage_rng_state_is_one_short_line(tmp_path, content, said):
     """Before: torch's page of advice on weights_only and arbitrary code execution."""
     path = tmp_path / "checkpoint_iter_6.rngstate"
+    if content == "cut":
+        import torch
+        torch.save({"format": "x", "values": torch.zeros(3000)}, path)
+        content = path.read_bytes()[:len(path.read_bytes()) * 9 // 10]
     path.write_bytes(content)
     with pytest.raises(AllconvError, match=re.escape(f"{path}: {said}")) as caught:
         snapshot.read_rng_state(str(path))

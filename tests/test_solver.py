@@ -784,6 +784,16 @@ def test_snapshot_schedule(tmp_path, max_iter, after_train, files):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
+def test_an_empty_snapshot_prefix_writes_iter_files_here_as_caffe(tmp_path, monkeypatch):
+    """Caffe checks that snapshot_prefix is given, not that it is non-empty: an empty one
+    writes _iter_N.* into the current folder. Before: refused, as if none was given."""
+    monkeypatch.chdir(tmp_path)
+    p = _solver_param(_net_text(), max_iter=2, snapshot=2, snapshot_prefix="")
+    SGDSolver(p, train_feed=Feed(_batches(2))).solve()
+    assert sorted(f for f in os.listdir(tmp_path) if f.startswith("_iter_2.")) == [
+        "_iter_2.caffemodel", "_iter_2.rngstate", "_iter_2.solverstate"]
+
+
 def test_solve_resumes_from_a_solverstate(tmp_path):
     batches = _batches(3, seed=4)
     p = _solver_param(_net_text(), max_iter=5, snapshot=2, snapshot_prefix=str(tmp_path / "r"))

@@ -149,6 +149,13 @@ def find_release(releases: tuple[Release, ...], split: str,
     if found is None and root.is_file():
         raise AllconvError(f"{root} is a file: give the folder that holds the "
                            f"{releases[0].title} files, or the folder above it")
+    special = next((path for release in releases for folder in (root / release.dirname, root)
+                    for path in (folder / f for f in release.files[split])
+                    if path.exists() and not path.is_file()), None)
+    if found is None and special is not None:
+        kind = "a folder" if special.is_dir() else "a device or other special file"
+        raise AllconvError(f"{special}: not a file but {kind}; the {releases[0].title} {split} "
+                           "files must be files")
     if found is None:
         other = next((r[0].title for r in (CIFAR10_RELEASES, CIFAR100_RELEASES)
                       if r != releases and search_release(r, split, root)), None)
