@@ -957,6 +957,45 @@ layer { name: "sum" type: "Eltwise" bottom: "x" bottom: "p" top: "s" }""", pb.TE
     to_onnx(net, tmp_path / "m.onnx", static_batch=3)
 
 
+def test_values_wrong_at_three_times_the_batch_are_not_blamed_on_the_batch(tmp_path):
+    """A float16 Softmax of inputs near 128, beside other readers of them, that differs past
+    the tolerance at the check's larger batch differs on those rows at the prototxt's batch
+    too: refused, nothing written (it was written at the prototxt's batch with a warning
+    blaming the batch)."""
+    net = Net("""
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 4 dim: 4 } } }
+layer { name: "px" type: "Power" bottom: "data" top: "px" power_param { scale: 60 shift: 128 } }
+layer { name: "mvn" type: "MVN" bottom: "px" top: "mvn" }
+layer { name: "lrn" type: "LRN" bottom: "px" top: "lrn" lrn_param { local_size: 3 alpha: 0.0001 beta: 0.75 } }
+layer { name: "sm" type: "Softmax" bottom: "px" top: "sm" }""", pb.TEST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")              # no "exact only at the prototxt's batch"
+        with pytest.raises(AllconvError, match=r"\(optimisations off, batch 6\) differs from "
+                                               r"the runtime on output 'sm' by .*; nothing was "
+                                               r"written$"):
+            to_onnx(net, tmp_path / "m.onnx", fp16=True)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_static_batch_that_gives_another_input_no_whole_size_is_refused(tmp_path):
+    """A second input of batch 2 beside a first of 3 scales to 10/3 at --static-batch 5: its
+    axis was left dynamic and an output declared 10 rows (15 at a batch of 5); at a multiple
+    of 3 it scales to a whole size."""
+    net = Net("""
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 3 dim: 5 } } }
+layer { name: "y" type: "Input" top: "y" input_param { shape { dim: 2 dim: 3 dim: 4 } } }
+layer { name: "f" type: "Flatten" bottom: "data" top: "f" }
+layer { name: "h" type: "Flatten" bottom: "y" top: "h" flatten_param { axis: 0 end_axis: 1 } }""",
+              pb.TEST)
+    with pytest.raises(AllconvError, match=r"^--static-batch 5: input 'y' has 2 on its batch "
+                                           r"axis where the first input has 3, which scales to "
+                                           r"no whole size at 5: give a multiple of 3; nothing "
+                                           r"was written$"):
+        to_onnx(net, tmp_path / "m.onnx", static_batch=5, check_model=False)
+    assert not (tmp_path / "m.onnx").exists()
+    assert max(to_onnx(net, tmp_path / "m.onnx", static_batch=6).values()) == 0
+
+
 def assert_fixed_at_the_prototxts_batch(net, tmp_path, why, dims, why_other, other):
     """Exported by default at the prototxt's batch ``dims[0]`` with a warning matching
     ``why``; at the static batch ``other`` refused in one line (``why_other``) naming it,

@@ -237,6 +237,14 @@ def test_bnll_softplus_equals_caffes_formula_far_out():
     for level in check.LEVELS.values():
         got = check.session(model, level).run(None, {"data": x})[0]
         np.testing.assert_allclose(got, caffe, rtol=2e-7, atol=1e-30)
+    # float16: a plain Softplus was infinite from x = 88.7 on, where Caffe gives x
+    half, _ = build_model(net, fp16=True)
+    x16 = np.linspace(-160, 160, 401, dtype=np.float16)[None]
+    xs = x16.astype(np.float64)
+    caffe = np.where(xs > 0, xs + np.log1p(np.exp(-xs)), np.log1p(np.exp(np.minimum(xs, 0))))
+    for level in check.LEVELS.values():
+        got = check.session(half, level).run(None, {"data": x16})[0]
+        np.testing.assert_allclose(got.astype(np.float64), caffe, rtol=1e-3, atol=1e-3)
 
 
 def test_parameter_exports_as_its_blob(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -122,10 +123,12 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         described = preprocessing.describe_input(whitening)
     else:
         exact = _float32_indices(net, layers) if fp16 else set()
+        shapes = {name: _dims(net, name, axes, batch, prototxt_batch, own) for name in names}
+        if static_batch:
+            _check_scaled(net, shapes, axes, static_batch, prototxt_batch)
         inputs = [helper.make_tensor_value_info(
                       name, TensorProto.FLOAT if name in exact else graph.elem_type,
-                      _dims(net, name, axes, batch, prototxt_batch, own))
-                  for name in names]
+                      shapes[name]) for name in names]
         sources = {name: graph.reserve(name) for name in names}
         described = {"name": names[0] if len(names) == 1 else names,
                      "layout": "NCHW", "dtype": str(graph.dtype),
@@ -197,6 +200,21 @@ def _dims(net, blob: str, axes: dict[str, int], batch, net_batch: int | None = N
         else:
             dims[axis] = None
     return dims
+
+
+def _check_scaled(net, shapes: dict[str, list], axes, static_batch: int,
+                  prototxt_batch: int) -> None:
+    """Each input's batch axis at ``static_batch`` must be a whole extent: another input's
+    (2 where the first has 3) scales with the batch, and at 5 would be 10/3."""
+    for name, dims in shapes.items():
+        axis = axes.get(name, 0)
+        if axis is not None and axis < len(dims) and dims[axis] is None:
+            extent = net.blobs[name].shape[axis]
+            step = prototxt_batch // math.gcd(extent, prototxt_batch)
+            raise AllconvError(f"--static-batch {static_batch}: input {name!r} has {extent} on "
+                               f"its batch axis where the first input has {prototxt_batch}, "
+                               f"which scales to no whole size at {static_batch}: give a "
+                               f"multiple of {step}; nothing was written")
 
 
 def _output_dims(net, outputs, axes, static_batch, prototxt_batch, own) -> dict[str, list]:

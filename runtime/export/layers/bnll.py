@@ -1,5 +1,6 @@
-"""BNLL -> Softplus: onnxruntime's log(1 + eˣ) equals Caffe's x + log(1 + e^−x) (x > 0) within
-float32 (tests/test_export_issue17.py checks it out to |x| = 100)."""
+"""BNLL -> Relu(x) + Softplus(−|x|): Caffe's formula, x + log(1 + e^−x) for x > 0 and
+log(1 + eˣ) otherwise, whose exponent never overflows (onnxruntime's float16 Softplus of x is
+infinite from x ≈ 88.7)."""
 from __future__ import annotations
 
 from runtime.export.registry import converter
@@ -7,4 +8,8 @@ from runtime.export.registry import converter
 
 @converter("BNLL")
 def bnll(graph, layer, bottoms, tops, shapes):
-    graph.node("Softplus", bottoms, tops, name=layer.name)
+    x, name = bottoms[0], layer.name
+    magnitude = graph.node("Abs", [x], name=f"{name}/abs")
+    tail = graph.node("Softplus", [graph.node("Neg", [magnitude], name=f"{name}/neg")],
+                      name=f"{name}/softplus")
+    graph.node("Add", [graph.node("Relu", [x], name=f"{name}/relu"), tail], tops, name=name)
