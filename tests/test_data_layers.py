@@ -286,6 +286,101 @@ def test_a_png_is_checked_as_libpng_checks_it(tmp_path):
         read_image(io.BytesIO(bytes(data)), True, name="cut")
 
 
+def _png_of(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    """A PNG of the (type, body) ``chunks``, in order, with their CRCs."""
+    import struct
+    import zlib
+    return b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        for kind, body in chunks)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c[:3] + [(b"tEXt", b"k\0v")] + c[3:], "not enough image data"),  # IDAT split
+    (lambda c: c[:1] + [(b"QQQQ", b"")] + c[1:], "an unknown critical chunk 'QQQQ'"),
+    (lambda c: c[:1] + c[:1] + c[1:], "a second IHDR chunk"),
+    (lambda c: c[:1] + c[1:2][:0] + [(b"IDAT", b"".join(b for k, b in c if k == b"IDAT"))]
+     + c[-1:], "no PLTE chunk before the image data"),
+    (lambda c: c[:1] + [c[1], c[1]] + c[2:], "a second PLTE chunk"),
+    (lambda c: c[:2] + [(b"IDAT", c[2][1][:-6])] + c[-1:], "not enough image data"),
+    (lambda c: c[:2] + [(b"IDAT", b"\0garbage")] + c[-1:], "damaged image data"),
+])
+def test_a_png_libpng_refuses_for_its_structure_is_refused(edit, message):
+    """libpng (OpenCV 4.6) refuses these; Pillow decoded them (a tEXt between two halves of
+    the image data: the halves were joined)."""
+    import zlib
+    from runtime.data.imread import read_image
+    rows = b"".join(b"\0" + bytes([y, y + 1, y + 2, y + 3]) for y in range(3))
+    stream = zlib.compress(rows)
+    chunks = [(b"IHDR", bytes.fromhex("000000040000000308030000 00".replace(" ", ""))),
+              (b"PLTE", bytes(range(24))),
+              (b"IDAT", stream[:len(stream) // 2]), (b"IDAT", stream[len(stream) // 2:]),
+              (b"IEND", b"")]
+    assert read_image(io.BytesIO(_png_of(chunks)), True, name="p").shape == (3, 3, 4)
+    with pytest.raises(AllconvError, match=r"^bad: could not load the image: "
+                                           + re.escape(message) + r".*, which libpng refuses$"):
+        read_image(io.BytesIO(_png_of(edit(chunks))), True, name="bad")
+
+
+def test_a_trns_libpng_drops_is_dropped():
+    """An encoded Datum's PNG read unchanged: a tRNS longer than the palette, or before it,
+    libpng ignores (3 channels, as OpenCV); Pillow kept it (BGRA)."""
+    import zlib
+    from runtime.data.imread import decode_unchanged
+    body = zlib.compress(b"\0\0\1")
+    header = (b"IHDR", bytes.fromhex("00000002000000010803000000"))
+    palette, data, end = (b"PLTE", bytes(range(6))), (b"IDAT", body), (b"IEND", b"")
+    assert decode_unchanged(_png_of([header, palette, (b"tRNS", b"\x80"), data, end]),
+                            "ok").shape == (4, 1, 2)
+    for chunks in ([header, palette, (b"tRNS", b"\x80\x80\x80"), data, end],
+                   [header, (b"tRNS", b"\x80"), palette, data, end]):
+        assert decode_unchanged(_png_of(chunks), "dropped").shape == (3, 1, 2)
+
+
+def _tiff(samples: np.ndarray, extra: int | None = None) -> bytes:
+    """A little-endian RGB(A) TIFF of ``samples`` (H, W, 3 or 4; uint8 or uint16), one strip;
+    ``extra``: its ExtraSamples (1 associated alpha, 2 unassociated)."""
+    import struct
+    height, width, channels = samples.shape
+    pixels = samples.astype("<u2" if samples.dtype == np.uint16 else np.uint8).tobytes()
+    bits = 16 if samples.dtype == np.uint16 else 8
+    tags = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, channels, None), (259, 3, 1, 1),
+            (262, 3, 1, 2), (273, 4, 1, None), (277, 3, 1, channels), (278, 3, 1, height),
+            (279, 4, 1, len(pixels)), (284, 3, 1, 1)] + ([(338, 3, 1, extra)] if extra else [])
+    ifd = 8
+    after = ifd + 2 + 12 * len(tags) + 4
+    bits_at, pixels_at = after, after + 2 * channels
+    entries = b"".join(struct.pack("<HHI", tag, kind, count) + struct.pack(
+        "<I", bits_at if tag == 258 else pixels_at if tag == 273 else value)
+        if tag in (258, 273) or kind == 4 else struct.pack("<HHIHH", tag, kind, count, value, 0)
+        for tag, kind, count, value in tags)
+    return (b"II*\0" + struct.pack("<I", ifd) + struct.pack("<H", len(tags)) + entries
+            + b"\0\0\0\0" + struct.pack(f"<{channels}H", *[bits] * channels) + pixels)
+
+
+def test_a_tiff_reads_as_libtiff_hands_it_to_opencv():
+    """Associated alpha's colour as stored (Pillow divided it out, 1 off); 16-bit colour
+    rounded, (v + 128) // 257 (the high byte was 1 off); unassociated alpha multiplied in."""
+    from runtime.data.imread import read_image
+    rgba = np.array([[[200, 100, 50, 128], [255, 3, 0, 7]]], np.uint8)
+    got = read_image(io.BytesIO(_tiff(rgba, extra=1)), True, name="t")
+    assert got[:, 0].T.tolist() == rgba[0, :, 2::-1].tolist()
+    got = read_image(io.BytesIO(_tiff(rgba, extra=2)), True, name="t")
+    assert got[:, 0].T.tolist() == ((rgba[0, :, 2::-1].astype(int) * rgba[0, :, 3:] + 127)
+                                    // 255).tolist()
+    deep = np.array([[[65535, 32895, 128], [383, 384, 0]]], np.uint16)
+    got = read_image(io.BytesIO(_tiff(deep)), True, name="t")
+    assert got[:, 0].T.tolist() == [[0, 128, 255], [0, 1, 1]]     # B, G, R
+
+
+def test_a_text_pbm_reads_a_digit_at_a_time():
+    """OpenCV reads each digit of a P1 as a sample, any but 0 black; Pillow refused a 2 (with
+    its own bytes repr in the message)."""
+    from runtime.data.imread import read_image
+    got = read_image(io.BytesIO(b"P1\n3 2\n0 2 1\n010"), False, name="pbm")
+    assert got[0].tolist() == [[255, 0, 0], [255, 0, 255]]
+
+
 def _bmp16(pixels: list[int], green_bits: int) -> bytes:
     """A one-row 16-bit BMP of ``pixels``: 555, or 565 through BI_BITFIELDS masks."""
     import struct

@@ -445,6 +445,20 @@ def test_an_imagenet_nets_reconstructions_are_drawn_in_rgb(imagenet_files, tmp_p
     field = signal[:, rows.min():rows.max() + 1, columns.min():columns.max() + 1]
     assert field.shape == (3, 11, 11)
     np.testing.assert_allclose(panels[0], _as_rgb(field), rtol=1e-6)
+    # top-patches of a .npz of the net's inputs: --dataset imagenet says their order (refused)
+    panels.clear()
+    save_npz_source(tmp_path / "x.npz", np.random.default_rng(1).normal(
+        size=(2, 3, 227, 227)).astype(np.float32), np.zeros(2))
+    assert run_cli(main, "visualize", [
+        "top-patches", "--prototxt", str(d / "net.prototxt"), "--weights",
+        str(d / "net.caffemodel"), "--dataset", "imagenet", "--data", str(tmp_path / "x.npz"),
+        "--blob", "conv1", "--filters", "0", "--k", "1", "-o", str(tmp_path / "t.png"),
+        "--npz", str(tmp_path / "t.npz")]) == 0
+    with np.load(tmp_path / "t.npz") as saved:
+        signal = saved["guided"][0, 0]
+    rows, columns = np.nonzero(np.abs(signal).sum(0))
+    field = signal[:, rows.min():rows.max() + 1, columns.min():columns.max() + 1]
+    np.testing.assert_allclose(panels[1], _as_rgb(field), rtol=1e-6)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -722,8 +736,6 @@ def test_data_beside_run_must_hold_the_release_the_run_trained_on(files, tmp_pat
      "--data does nothing with --input"),
     (["top-patches", "--blob", "conv2", "--data", "{d}/data.npz", "--no-verify"],
      "--no-verify does nothing here: no CIFAR file is read"),
-    (["top-patches", "--blob", "conv2", "--data", "{d}/data.npz", "--dataset", "cifar100"],
-     "--dataset does nothing with --data {d}/data.npz (a .npz source is used as it is)"),
     (["top-patches", "--blob", "conv2", "--data", "{d}/data.npz", "--split", "train"],
      "--split does nothing with --data {d}/data.npz"),
     (["unit", "--blob", "conv2", "--input", "{d}/x.npy", "--methods", "guided,grad"],

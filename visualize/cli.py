@@ -246,12 +246,9 @@ def check_options_do_something(args, source) -> None:
     if args.command == "unit" and args.input is not None and args.data is not None:
         raise AllconvError("--data does nothing with --input (the array is used as it is; "
                            "--dataset says only the channel order it is drawn in)")
-    if is_npz_source(getattr(args, "data", None)) and (args.command == "top-patches"
-                                                      or args.cifar_index is not None):
-        given = given_options(args, ("dataset", "split"))
-        if given:
-            raise AllconvError(f"{given[0]} does nothing with --data {args.data} (a .npz "
-                               "source is used as it is)")
+    if is_npz_source(getattr(args, "data", None)) and getattr(args, "split", None):
+        raise AllconvError(f"--split does nothing with --data {args.data} (a .npz source is "
+                           "used as it is)")
     if not getattr(args, "verify", True) and (args.data is None or is_npz_source(args.data)):
         raise AllconvError("--no-verify does nothing here: no CIFAR file is read (it skips "
                            "the md5 check of a --data DIR)")
@@ -300,9 +297,11 @@ def build_parser() -> Parser:
                                 "only its channel order (imagenet: BGR, drawn as RGB; default "
                                 "cifar10); --run knows its own and takes no other")
         elif s is t:       # an ImageNet tree is not scanned: its nets take --data X.npz
-            g.add_argument("--dataset", choices=dataset_names(whitening=True),
+            g.add_argument("--dataset", choices=dataset_names(),
                            help="with --prototxt, the CIFAR release --data holds (default "
-                                "cifar10); --run knows its own and takes no other")
+                                "cifar10), or with --data X.npz the dataset its net takes, "
+                                "which says only its channel order (imagenet: BGR, drawn as "
+                                "RGB); --run knows its own and takes no other")
         add_device_option(g, "cpu, cuda or cuda:N (default: cuda when available)")
         s.add_argument("--blob", required=True, help="a blob as Caffe names it (a layer's top)")
         s.add_argument("-o", "--out", "--output", required=True, type=suffix_option(".png", "the figure"),

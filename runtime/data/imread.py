@@ -10,10 +10,10 @@ Pillow decodes; what OpenCV does differently is done here, each rule checked aga
   OpenCV 3.1 and later do; an unchanged one keeps it as stored;
 - colour is BGR; a CMYK JPEG's is OpenCV's own conversion of libjpeg's inverted values;
 - grey is libjpeg's luma for a JPEG (Pillow's draft mode), libpng's rgb_to_gray for a colour
-  PNG (at its depth, through its gamma: ``png.grey``), cvtColor's BGR2GRAY for any other
+  PNG (at its depth, through its gamma: ``png.Png.grey``), cvtColor's BGR2GRAY for any other
   colour image (``_grey``);
-- 16 bits keep their high byte in a colour or grey read; an unchanged one is refused, as
-  Caffe's DataTransformer takes 8 bits.
+- 16 bits keep their high byte in a colour or grey read (a colour TIFF's are rounded, as
+  libtiff rounds them); an unchanged one is refused, as Caffe's DataTransformer takes 8 bits.
 """
 from __future__ import annotations
 
@@ -22,11 +22,12 @@ import struct
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from runtime.data import jpeg, png, pnm
+from runtime.data import jpeg, png, pnm, tiff
 from runtime.errors import AllconvError
 
 # Pillow's names of the formats OpenCV 4.6 decodes (PPM: its PBM, PGM and PPM)
@@ -43,7 +44,8 @@ def read_image(file, is_color: bool, size: tuple[int, int] | None = None,
 
     name = file if name is None else name
     data = _whole(file, name)
-    with _opened(data, name) as image:
+    decoded, parsed = _for_pillow(data, name)
+    with _opened(decoded, name) as image:
         fmt = image.format
         if image.mode == "F" or getattr(image, "is_animated", False) and fmt == "WEBP":
             raise AllconvError(f"{name}: could not load the image: "
@@ -55,7 +57,7 @@ def read_image(file, is_color: bool, size: tuple[int, int] | None = None,
             image = ImageOps.exif_transpose(image)
         if image.mode.startswith("I"):      # 16-bit grey: OpenCV keeps the high byte
             image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
-        pixels = _rgb(image, fmt, data)[:, :, ::-1] if is_color else _grey(image, fmt, data, name)
+        pixels = _rgb(image, fmt, data)[:, :, ::-1] if is_color else _grey(image, fmt, data, parsed)
     out = torch.from_numpy(pixels.copy())
     out = out.permute(2, 0, 1) if is_color else out[None]
     return jpeg.interpolate(out, *size).contiguous() if size else out
@@ -65,19 +67,20 @@ def decode_unchanged(data: bytes, name: str) -> torch.Tensor:
     """An encoded image as OpenCV's ``imdecode(data, IMREAD_UNCHANGED)`` gives it, uint8
     (C, H, W): grey 1 channel, colour BGR, with alpha (or a transparent colour) BGRA; one of
     16 bits or floats is refused, as Caffe's DataTransformer refuses it."""
-    with _opened(_whole(io.BytesIO(data), name, finish_jpeg=False), name) as image:
+    with _opened(_for_pillow(_whole(io.BytesIO(data), name, finish_jpeg=False), name)[0],
+                 name) as image:
         mode = image.mode
+        tiff_file = image.format == "TIFF"
         deep = (image.format == "PNG" and data[24:25] == b"\x10"    # IHDR's bit depth
-                or pnm.deep(data))
+                or pnm.deep(data, name) or tiff_file and tiff.bits(image) > 8)
         if mode.startswith("I") or mode == "F" or deep:
             raise AllconvError(f"{name}: Image data type must be unsigned byte (a "
                                f"{'16-bit' if deep else mode} image; Caffe's DataTransformer "
                                "takes 8 bits)")
-        tiff = image.format == "TIFF"
-        if mode in ("1", "L") or tiff and mode == "LA":     # libtiff: no grey alpha
+        if mode in ("1", "L") or tiff_file and mode == "LA":    # libtiff: no grey alpha
             return torch.from_numpy(np.asarray(image.convert("L")).copy())[None]
-        if tiff and mode in ("RGBA", "CMYK"):               # libtiff's RGBA: 4 channels
-            pixels, alpha = _tiff_rgba(image), True
+        if tiff_file and mode in ("RGBA", "CMYK"):              # libtiff's RGBA: 4 channels
+            pixels, alpha = tiff.rgba(data, upright=False), True
         else:
             alpha = mode in ("LA", "RGBA", "PA") or "transparency" in image.info and mode != "L"
             pixels = (np.asarray(image.convert("RGBA")) if alpha
@@ -105,25 +108,56 @@ def _whole(file, name, finish_jpeg: bool = True) -> bytes:
     data = file_bytes(file, name)
     if finish_jpeg and data[:2] == b"\xff\xd8" and not data.endswith(b"\xff\xd9"):
         data += b"\xff\xd9"
-    if data[:2] == b"BM" and len(data) >= 34:
-        offset, width, height, _, bits, packing = struct.unpack_from("<I4xiiHHI", data, 10)
-        rows = (abs(width) * bits + 31) // 32 * 4 * abs(height)
-        if packing == 0 and len(data) < offset + rows:      # uncompressed, cut short
+    bmp = _bmp_header(data)
+    if bmp is not None and bmp.compression == 0:
+        end = bmp.offset + (abs(bmp.width) * bmp.bits + 31) // 32 * 4 * abs(bmp.height)
+        if len(data) < end:                                 # uncompressed, cut short
             raise AllconvError(f"{name}: could not load the image: a BMP cut short "
-                               f"({len(data)} of {offset + rows} bytes), which OpenCV cannot "
-                               "read")
+                               f"({len(data)} of {end} bytes), which OpenCV cannot read")
     return data
+
+
+class BmpHeader(NamedTuple):
+    offset: int                 # of the pixels
+    width: int
+    height: int                 # negative: the rows top down
+    bits: int                   # a pixel
+    compression: int            # 0 none, 3 bit fields (their green mask: ``green``)
+    green: int | None
+
+
+def _bmp_header(data: bytes) -> BmpHeader | None:
+    """A BMP's header fields (an OS/2 one's of 16-bit sizes too), or None for another file or
+    one too short to hold them."""
+    if data[:2] != b"BM" or len(data) < 26:
+        return None
+    offset, size = struct.unpack_from("<II", data, 10)
+    if size == 12:
+        width, height, _, bits = struct.unpack_from("<HHHH", data, 18)
+        return BmpHeader(offset, width, height, bits, 0, None)
+    if len(data) < 34:
+        return None
+    width, height, _, bits, compression = struct.unpack_from("<iiHHI", data, 18)
+    green = struct.unpack_from("<I", data, 58)[0] if compression == 3 and len(data) >= 62 \
+        else None
+    return BmpHeader(offset, width, height, bits, compression, green)
+
+
+def _for_pillow(data: bytes, name):
+    """(the bytes Pillow is to decode, the ``png.Png`` of a PNG or None): a PNG's chunks as
+    libpng takes them, a PGM's or PPM's samples as OpenCV's PxM reader takes them, any other
+    file as it is."""
+    if data[:8] == png.SIGNATURE:
+        parsed = png.Png(data, name)
+        return parsed.pillow_bytes, parsed
+    return (pnm.pillow_bytes(data, name) if pnm.is_pnm(data) else data), None
 
 
 @contextmanager
 def _opened(data: bytes, name):
-    """Pillow's image of the file's bytes ``data`` (a PNG's chunks as ``png.pillow_bytes``
-    leaves them), in a format OpenCV reads, Pillow's own warnings silenced (about palettes,
-    damaged EXIF, sizes: OpenCV reads those files without a word)."""
-    if data[:8] == png.SIGNATURE:
-        data = png.pillow_bytes(data, name)
-    elif pnm.is_pnm(data):
-        data = pnm.pillow_bytes(data, name)
+    """Pillow's image of ``data`` (``_for_pillow``'s bytes), in a format OpenCV reads,
+    Pillow's own warnings silenced (about palettes, damaged EXIF, sizes: OpenCV reads those
+    files without a word)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with jpeg.pillow_image(io.BytesIO(data), name) as image:
@@ -134,15 +168,16 @@ def _opened(data: bytes, name):
 
 
 def _rgb(image, fmt: str | None, data: bytes) -> np.ndarray:
-    """uint8 (H, W, 3) RGB as OpenCV's colour read gives it of the file ``data``: an RGBA or
-    CMYK TIFF as libtiff hands it over (``_tiff_rgba``); a 16-bit BMP's 5- or 6-bit fields
-    shifted up, where Pillow repeats their top bits below them; a CMYK JPEG through OpenCV's
+    """uint8 (H, W, 3) RGB as OpenCV's colour read gives it of the file ``data``: a TIFF of
+    alpha, CMYK or 16-bit colour as libtiff hands it over (``tiff.rgba``); a 16-bit BMP's 5-
+    or 6-bit fields shifted up, where Pillow repeats their top bits below them; a CMYK JPEG through OpenCV's
     conversion of libjpeg's values (inverted in an Adobe file, as Pillow reads them
     un-inverted), each of R, G, B = k - ((255 - c) * k >> 8) of its ink c and black k."""
-    if fmt == "TIFF" and image.mode in ("RGBA", "CMYK"):
-        return _tiff_rgba(image)[:, :, :3]
-    if fmt == "BMP" and data[28:30] == b"\x10\x00":         # 16 bits a pixel: 555 or 565
-        green = 0xFC if data[30] == 3 and data[58:62] == b"\xe0\x07\x00\x00" else 0xF8
+    if fmt == "TIFF" and (stored := tiff.rgba(data, upright=True)) is not None:
+        return stored[:, :, :3]
+    bmp = _bmp_header(data) if fmt == "BMP" else None
+    if bmp is not None and bmp.bits == 16:                  # 555, or 565 by bit fields
+        green = 0xFC if bmp.green == 0x07E0 else 0xF8
         return np.asarray(image.convert("RGB")) & np.array([0xF8, green, 0xF8], np.uint8)
     if image.mode != "CMYK" or fmt != "JPEG":
         return np.asarray(image.convert("RGB"))
@@ -153,29 +188,15 @@ def _rgb(image, fmt: str | None, data: bytes) -> np.ndarray:
     return (k - (((255 - ink[:, :, :3]) * k) >> 8)).astype(np.uint8)
 
 
-def _tiff_rgba(image) -> np.ndarray:
-    """uint8 (H, W, 4) RGBA of an 8-bit RGBA or CMYK TIFF as libtiff's RGBA interface gives it
-    to OpenCV: colour times alpha (v·a + 127) // 255; CMYK's (255 - c)·(255 - k) // 255,
-    opaque."""
-    values = np.asarray(image).astype(np.int32)
-    if image.mode == "CMYK":
-        rgb = (255 - values[:, :, :3]) * (255 - values[:, :, 3:]) // 255
-        alpha = np.full_like(values[:, :, 3:], 255)
-    else:
-        alpha = values[:, :, 3:]
-        rgb = (values[:, :, :3] * alpha + 127) // 255
-    return np.concatenate([rgb, alpha], axis=2).astype(np.uint8)
-
-
-def _grey(image, fmt: str | None, data: bytes, name) -> np.ndarray:
+def _grey(image, fmt: str | None, data: bytes, parsed) -> np.ndarray:
     """OpenCV's grey of a decoded image, uint8 (H, W): a grey image's own values; a colour
-    PNG's by libpng's rgb_to_gray (``png.grey``); a WebP's or a JPEG 2000's by cvtColor's
+    PNG's by libpng's rgb_to_gray (``png.Png.grey``, ``parsed``); a WebP's or a JPEG 2000's by cvtColor's
     BGR2GRAY (9798, 19235 and 3735 over 2^15, rounded); any other colour image's by the conversion OpenCV's
     own decoders share (4899, 9617 and 1868 over 2^14, rounded)."""
     if image.mode in ("1", "L", "LA"):
         return np.asarray(image.convert("L"))
     if fmt == "PNG":
-        return png.grey(data, image, name)
+        return parsed.grey(image)
     r, g, b = np.moveaxis(_rgb(image, fmt, data).astype(np.int32), 2, 0)
     if fmt in CVTCOLOR_GREY:
         return ((9798 * r + 19235 * g + 3735 * b + (1 << 14)) >> 15).astype(np.uint8)

@@ -1,10 +1,10 @@
 """PNG files as OpenCV 4.6 reads them through libpng 1.6.
 
-``pillow_bytes`` hands Pillow the chunks that make the pixels, after libpng's checks of the
-file's structure. ``grey`` is a colour PNG read grey: libpng's ``rgb_to_gray`` with the weights
-OpenCV asks for (0.299 and 0.587: 9797, 19234 and 3737 over 2^15), at the file's own depth (a
-16-bit file's high byte is kept after it), through libpng's 8- or 16-bit gamma tables when the
-file's gamma is not 1.
+``Png`` checks the file's structure as libpng does; its ``pillow_bytes`` hands Pillow the
+chunks libpng takes the pixels from, and its ``grey`` is a colour PNG read grey: libpng's
+``rgb_to_gray`` with the weights OpenCV asks for (0.299 and 0.587: 9797, 19234 and 3737 over
+2^15), at the file's own depth (a 16-bit file's high byte is kept after it), through libpng's
+8- or 16-bit gamma tables when the file's gamma is not 1.
 
 The file's gamma is what libpng takes from its chunks before the palette and the image data:
 a gAMA chunk, an sRGB chunk (0.45455), or an iCCP profile that libpng knows as sRGB; with none,
@@ -16,6 +16,7 @@ import io
 import math
 import struct
 import zlib
+from functools import cached_property
 
 import numpy as np
 
@@ -26,6 +27,7 @@ SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # in the others (an empty cHRM, a bad CRC, ...), where Pillow fails, or reads another
 # orientation (from XMP or an EXIF text chunk), or another frame (APNG), than OpenCV 4.6
 PIXEL_CHUNKS = (b"IHDR", b"PLTE", b"tRNS", b"eXIf", b"IDAT", b"IEND")
+DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}  # by colour
 WEIGHTS = (9797, 19234, 3737)
 UNIT = 100000                   # libpng's fixed-point 1.0
 SRGB_GAMMA = 45455
@@ -44,72 +46,174 @@ SRGB_PROFILES = (
 )
 
 
-def chunks(data: bytes, name) -> list[tuple[bytes, bytes, bool]]:
-    """(type, body, whether its CRC holds) of each chunk of the PNG ``data`` up to IEND, or an
-    AllconvError naming ``name`` where libpng fails on the file: cut short, or a critical
-    chunk's CRC wrong (an ancillary one's libpng drops)."""
-    found, at = [], 8
-    while True:
+class Png:
+    """A PNG as libpng walks it, or an AllconvError naming ``name`` where libpng fails on it:
+    cut short; a critical chunk whose CRC is wrong (an ancillary one's libpng drops), unknown,
+    twice, or out of order; an IHDR of no valid image; no palette for a palette image, or one
+    of a size past 256 or not of whole entries; less image data than the image holds (libpng
+    reads it from the first run of IDAT chunks alone). ``chunks``: each to IEND as (type,
+    body, whether its CRC holds)."""
+
+    def __init__(self, data: bytes, name):
+        self.name, self.chunks = name, _walk(data, name)
+        header = self.chunks[0][1]
+        if len(header) != 13:
+            self._refuse(f"an IHDR chunk of {len(header)} bytes")
+        width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header)
+        if depth not in DEPTHS.get(colour, ()) or not width or not height or interlace > 1:
+            self._refuse(f"an IHDR of {width}x{height}, colour type {colour} at {depth} bits, "
+                         f"interlace {interlace}")
+        self.width, self.height, self.depth, self.colour = width, height, depth, colour
+        self.interlaced = bool(interlace)
+        kinds = [kind for kind, _, _ in self.chunks]
+        if colour == 3:
+            if b"PLTE" not in kinds or b"IDAT" in kinds and (kinds.index(b"PLTE")
+                                                            > kinds.index(b"IDAT")):
+                self._refuse("no PLTE chunk before the image data of a palette image")
+            palette = self.chunks[kinds.index(b"PLTE")][1]
+            if len(palette) % 3 or len(palette) > 768:
+                self._refuse(f"a palette of {len(palette)} bytes")
+        start, end = _first_idat_run(self.chunks)
+        try:
+            size = len(zlib.decompressobj().decompress(
+                b"".join(body for _, body, _ in self.chunks[start:end])))
+        except zlib.error as err:
+            self._refuse(f"damaged image data ({err})")
+        if size < self.image_bytes:
+            self._refuse(f"not enough image data ({size:,} of its {self.image_bytes:,} bytes)")
+
+    def _refuse(self, why: str):
+        raise AllconvError(f"{self.name}: could not load the image: {why}, which libpng "
+                           "refuses")
+
+    @property
+    def image_bytes(self) -> int:
+        """The bytes of the image's filtered rows (a filter byte a row), each of its passes'
+        rows for an interlaced one (Adam7)."""
+        bits = self.depth * {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[self.colour]
+        passes = ([(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4),
+                   (1, 0, 2, 2), (0, 1, 1, 2)] if self.interlaced else [(0, 0, 1, 1)])
+        total = 0
+        for x0, y0, dx, dy in passes:
+            width, height = -(-(self.width - x0) // dx), -(-(self.height - y0) // dy)
+            if width > 0 and height > 0:
+                total += height * (1 + (width * bits + 7) // 8)
+        return total
+
+    @cached_property
+    def pillow_bytes(self) -> bytes:
+        """The PNG with only the chunks libpng takes the pixels and the EXIF orientation
+        from: IHDR, PLTE, the first run of IDAT chunks, IEND; a tRNS that libpng keeps (before
+        the image data, the first, of the colour type's size, after the palette and within
+        it); the first eXIf whose CRC holds that names a byte order."""
+        kept, (start, end) = [], _first_idat_run(self.chunks)
+        for i, (kind, body, intact) in enumerate(self.chunks):
+            if kind == b"IDAT" and not start <= i < end:
+                continue
+            if kind == b"tRNS" and not self._trns_kept(body, kept):
+                continue
+            if kind == b"eXIf" and (any(k == b"eXIf" for k, _ in kept)
+                                    or body[:2] not in (b"MM", b"II")):
+                continue
+            if intact and kind in PIXEL_CHUNKS:
+                kept.append((kind, body))
+        return SIGNATURE + b"".join(
+            struct.pack(">I", len(body)) + kind + body
+            + struct.pack(">I", zlib.crc32(kind + body)) for kind, body in kept)
+
+    def _trns_kept(self, body: bytes, kept: list) -> bool:
+        """Whether libpng keeps this tRNS, given the chunks ``kept`` before it."""
+        kinds = [kind for kind, _ in kept]
+        if b"IDAT" in kinds or b"tRNS" in kinds:
+            return False
+        if self.colour == 3:
+            palette = next((b for kind, b in kept if kind == b"PLTE"), None)
+            return palette is not None and 0 < len(body) <= min(len(palette) // 3,
+                                                                1 << self.depth)
+        return len(body) == {0: 2, 2: 6}.get(self.colour)
+
+    def grey(self, image) -> np.ndarray:
+        """uint8 (H, W) grey, of which Pillow's image in colour is ``image`` (upright, 8 bits
+        a sample: a 16-bit file's high bytes). A grey PNG that Pillow opens in colour (16
+        bits with alpha) keeps its values, as libpng does."""
+        rgb = np.moveaxis(np.asarray(image.convert("RGB")).astype(np.int64), 2, 0)
+        if not self.colour & 2:                 # no colour
+            return rgb[0].astype(np.uint8)
+        header = [(kind, body) for kind, body, intact in self.chunks
+                  if intact or kind == b"iCCP"]     # libpng reads a profile before its CRC
+        depth = 16 if self.depth == 16 else 8
+        if depth == 16:
+            rgb = rgb << 8 | _low_bytes(self.pillow_bytes)
+        gamma = file_gamma(header) or UNIT      # none: the file's and the screen's 1
+        screen = _reciprocal(gamma)             # libpng's default: the file's own inverse
+        same = (rgb[0] == rgb[1]) & (rgb[0] == rgb[2])
+        if not (_significant(gamma) or _significant(screen)):       # libpng builds no tables
+            total = _weigh(rgb)
+            return (total >> 15 if depth == 8 else (total + 16384) >> 23).astype(np.uint8)
+        if depth == 8:
+            to_1, from_1 = _table_8(_reciprocal(gamma)), _table_8(_reciprocal(screen))
+            kept = _table_8(_reciprocal2(gamma, screen))[rgb[0]]
+            mixed = from_1[(_weigh(to_1[rgb]) + 16384) >> 15]
+            return np.where(same, kept, mixed).astype(np.uint8)
+        sig_bits = self._significant_bits(header)
+        shift = min(max(16 - sig_bits if 0 < sig_bits < 16 else 0, 16 - GAMMA_BITS_TO_8), 8)
+        to_1 = _table_16(shift, _reciprocal(gamma))
+        from_1 = _table_16(shift, _reciprocal(screen))
+        kept = _table_16_to_8(shift, _product2(gamma, screen))[rgb[0] >> shift]
+        mixed = from_1[((_weigh(to_1[rgb >> shift]) + 16384) >> 15) >> shift]
+        return (np.where(same, kept, mixed) >> 8).astype(np.uint8)
+
+    def _significant_bits(self, header: list[tuple[bytes, bytes]]) -> int:
+        """The most significant bits the sBIT chunk gives red, green or blue (0 without a
+        valid one)."""
+        channels = {2: 3, 6: 4}.get(self.colour)
+        for kind, body in header:
+            if kind in (b"PLTE", b"IDAT"):
+                break
+            if kind == b"sBIT":
+                if channels and len(body) == channels and all(0 < b <= self.depth
+                                                              for b in body):
+                    return max(body[:3])
+                break
+        return 0
+
+
+def _walk(data: bytes, name) -> list[tuple[bytes, bytes, bool]]:
+    """Each chunk of the PNG ``data`` to IEND, or an AllconvError naming ``name`` for a file
+    cut short or a critical chunk libpng refuses."""
+    def refuse(why: str):
+        raise AllconvError(f"{name}: could not load the image: {why}, which libpng refuses")
+    found, seen, at = [], set(), 8
+    while not found or found[-1][0] != b"IEND":
         if at + 12 > len(data) or at + 12 + int.from_bytes(data[at:at + 4], "big") > len(data):
             raise AllconvError(f"{name}: could not load the image: a PNG cut short (no IEND "
                                "chunk), which OpenCV cannot read")
         length, kind = struct.unpack_from(">I4s", data, at)
         body, crc = data[at + 8:at + 8 + length], data[at + 8 + length:at + 12 + length]
         intact = zlib.crc32(kind + body) == int.from_bytes(crc, "big")
-        if not intact and not kind[0] & 0x20:
-            raise AllconvError(f"{name}: could not load the image: the CRC of its "
-                               f"{kind.decode('latin-1')!r} chunk is wrong, which libpng "
-                               "refuses")
+        shown = kind.decode("latin-1")
+        if not kind[0] & 0x20:                                  # a critical chunk
+            if not intact:
+                refuse(f"the CRC of its {shown!r} chunk is wrong")
+            if kind not in (b"IHDR", b"PLTE", b"IDAT", b"IEND"):
+                refuse(f"an unknown critical chunk {shown!r}")
+            if kind in (b"IHDR", b"PLTE") and kind in seen:
+                refuse(f"a second {shown} chunk")
+        if (kind == b"IHDR") != (not found):
+            refuse("no IHDR chunk first")
         found.append((kind, body, intact))
-        if kind == b"IEND":
-            return found
+        seen.add(kind)
         at += 12 + length
+    return found
 
 
-def pillow_bytes(data: bytes, name) -> bytes:
-    """The PNG ``data`` with only the chunks of ``PIXEL_CHUNKS`` whose CRC holds, checked as
-    ``chunks`` checks it, and of its eXIf chunks only the one libpng keeps: the first that
-    names a byte order."""
-    kept, exif = [], False
-    for kind, body, intact in chunks(data, name):
-        if kind == b"eXIf":
-            if exif or not intact or body[:2] not in (b"MM", b"II"):
-                continue
-            exif = True
-        if intact and kind in PIXEL_CHUNKS:
-            kept.append((kind, body))
-    return SIGNATURE + b"".join(
-        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        for kind, body in kept)
-
-
-def grey(data: bytes, image, name) -> np.ndarray:
-    """uint8 (H, W) grey of the PNG ``data`` (named ``name``), whose Pillow image is ``image``
-    in colour (upright, 8 bits a sample: a 16-bit file's high bytes). A grey PNG that Pillow
-    opens in colour (16 bits with alpha) keeps its values, as libpng does."""
-    rgb = np.moveaxis(np.asarray(image.convert("RGB")).astype(np.int64), 2, 0)
-    if not data[25] & 2:                    # IHDR's colour type: no colour
-        return rgb[0].astype(np.uint8)
-    header = [(kind, body) for kind, body, intact in chunks(data, name)
-              if intact or kind == b"iCCP"]     # libpng reads a profile before its CRC
-    depth, sig_bits = _depth(data, header)
-    if depth == 16:
-        rgb = rgb << 8 | _low_bytes(pillow_bytes(data, name))
-    gamma = file_gamma(header) or UNIT      # none: the file's and the screen's 1
-    screen = _reciprocal(gamma)             # libpng's default: the file's own inverse
-    same = (rgb[0] == rgb[1]) & (rgb[0] == rgb[2])
-    if not (_significant(gamma) or _significant(screen)):           # libpng builds no tables
-        return (_weigh(rgb) >> 15 if depth == 8 else (_weigh(rgb) + 16384) >> 23).astype(np.uint8)
-    if depth == 8:
-        to_1, from_1 = _table_8(_reciprocal(gamma)), _table_8(_reciprocal(screen))
-        kept = _table_8(_reciprocal2(gamma, screen))[rgb[0]]
-        mixed = from_1[(_weigh(to_1[rgb]) + 16384) >> 15]
-        return np.where(same, kept, mixed).astype(np.uint8)
-    shift = min(max(16 - sig_bits if 0 < sig_bits < 16 else 0, 16 - GAMMA_BITS_TO_8), 8)
-    to_1, from_1 = _table_16(shift, _reciprocal(gamma)), _table_16(shift, _reciprocal(screen))
-    kept = _table_16_to_8(shift, _product2(gamma, screen))[rgb[0] >> shift]
-    mixed = from_1[((_weigh(to_1[rgb >> shift]) + 16384) >> 15) >> shift]
-    return (np.where(same, kept, mixed) >> 8).astype(np.uint8)
+def _first_idat_run(found: list) -> tuple[int, int]:
+    """The indices [start, end) of the IDAT chunks up to the first other chunk after them:
+    libpng reads the image data from these, and takes a later IDAT for data past the
+    image."""
+    start = next((i for i, (kind, _, _) in enumerate(found) if kind == b"IDAT"), len(found))
+    end = next((i for i in range(start, len(found)) if found[i][0] != b"IDAT"), len(found))
+    return start, end
 
 
 def file_gamma(header: list[tuple[bytes, bytes]]) -> int:
@@ -149,20 +253,6 @@ def file_gamma(header: list[tuple[bytes, bytes]]) -> int:
             elif _is_srgb(profile):
                 set_srgb(int.from_bytes(profile[64:68], "big"))
     return state["gamma"]
-
-
-def _depth(data: bytes, header: list[tuple[bytes, bytes]]) -> tuple[int, int]:
-    """The PNG's bit depth (8 below 8) and the most significant bits its sBIT chunk gives red,
-    green or blue (0 without a valid one)."""
-    depth, channels = 16 if data[24] == 16 else 8, {2: 3, 6: 4}.get(data[25])
-    for kind, body in header:
-        if kind in (b"PLTE", b"IDAT"):
-            break
-        if kind == b"sBIT":
-            if channels and len(body) == channels and all(0 < b <= depth for b in body):
-                return depth, max(body[:3])
-            break
-    return depth, 0
 
 
 def _profile(body: bytes) -> bytes | None:
