@@ -13,7 +13,7 @@ import torch
 
 from harness.net_source import net_source
 from runtime.cli_support import (Parser, add_device_option, add_version, comma_list,
-                                  given_options, index_ranges, name, number, run_cli)
+                                  index_ranges, name, number, run_cli)
 from runtime.data.datasets import dataset_names
 from runtime.data.source import is_npz_source
 from runtime.errors import AllconvError
