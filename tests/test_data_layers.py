@@ -373,6 +373,15 @@ def test_a_tiff_reads_as_libtiff_hands_it_to_opencv():
     assert got[:, 0].T.tolist() == [[0, 128, 255], [0, 1, 1]]     # B, G, R
 
 
+def test_an_image_past_opencvs_size_limits_is_refused_before_it_is_decoded():
+    """OpenCV refuses a side past 2^20 (or 2^30 pixels) from the header; a damaged TIFF of
+    3x50,331,648 took 11 s and gigabytes here before."""
+    from runtime.data.imread import read_image
+    with pytest.raises(AllconvError, match=r"^wide: could not load the image: 1048577x1 "
+                                           r"pixels, past OpenCV's limits of 1,048,576 a side"):
+        read_image(io.BytesIO(b"P5\n1048577 1\n255\n" + bytes(1048577)), True, name="wide")
+
+
 def test_a_text_pbm_reads_a_digit_at_a_time():
     """OpenCV reads each digit of a P1 as a sample, any but 0 black; Pillow refused a 2 (with
     its own bytes repr in the message)."""

@@ -33,6 +33,7 @@ from runtime.errors import AllconvError
 # Pillow's names of the formats OpenCV 4.6 decodes (PPM: its PBM, PGM and PPM)
 OPENCV_FORMATS = ("BMP", "DIB", "JPEG", "JPEG2000", "PNG", "PPM", "SUN", "TIFF", "WEBP")
 UPRIGHTED = ("JPEG", "PNG", "TIFF")      # whose EXIF orientation OpenCV applies
+MAX_SIDE, MAX_PIXELS = 1 << 20, 1 << 30  # OpenCV's CV_IO_MAX_IMAGE_WIDTH/HEIGHT and _PIXELS
 CVTCOLOR_GREY = ("JPEG2000", "WEBP")     # whose OpenCV decoder takes grey by cvtColor
 
 
@@ -155,7 +156,8 @@ def _for_pillow(data: bytes, name):
 
 @contextmanager
 def _opened(data: bytes, name):
-    """Pillow's image of ``data`` (``_for_pillow``'s bytes), in a format OpenCV reads,
+    """Pillow's image of ``data`` (``_for_pillow``'s bytes), in a format OpenCV reads and of a
+    size it takes (its limits, checked from the header, before any pixel is decoded),
     Pillow's own warnings silenced (about palettes, damaged EXIF, sizes: OpenCV reads those
     files without a word)."""
     with warnings.catch_warnings():
@@ -164,6 +166,11 @@ def _opened(data: bytes, name):
             if image.format not in OPENCV_FORMATS:
                 raise AllconvError(f"{name}: could not load the image: a {image.format} file, "
                                    "which OpenCV (Caffe's decoder) cannot read")
+            width, height = image.size
+            if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
+                raise AllconvError(f"{name}: could not load the image: {width}x{height} "
+                                   f"pixels, past OpenCV's limits of {MAX_SIDE:,} a side and "
+                                   f"{MAX_PIXELS:,} in all")
             yield image
 
 
