@@ -10,8 +10,10 @@ Pillow decodes; what OpenCV does differently is done here, each rule checked aga
   OpenCV 3.1 and later do; an unchanged one keeps it as stored;
 - colour is BGR; a CMYK JPEG's is OpenCV's own conversion of libjpeg's inverted values;
 - grey is libjpeg's luma for a JPEG (Pillow's draft mode), libpng's rgb_to_gray for a colour
-  PNG (at its depth, through its gamma: ``png.Png.grey``), cvtColor's BGR2GRAY for any other
-  colour image (``_grey``);
+  PNG (at its depth, through its gamma: ``png.Png.grey``), cvtColor's BGR2GRAY for a WebP or
+  a JPEG 2000, and the conversion OpenCV's own decoders share for the others (``_grey``);
+- a PNG's structure is libpng's (``png``), a TIFF's samples libtiff's (``tiff``), a PGM's or
+  PPM's OpenCV's PxM reader's (``pnm``), a 16-bit BMP's OpenCV's BMP reader's;
 - 16 bits keep their high byte in a colour or grey read (a colour TIFF's are rounded, as
   libtiff rounds them); an unchanged one is refused, as Caffe's DataTransformer takes 8 bits.
 """
@@ -58,7 +60,8 @@ def read_image(file, is_color: bool, size: tuple[int, int] | None = None,
             image = ImageOps.exif_transpose(image)
         if image.mode.startswith("I"):      # 16-bit grey: OpenCV keeps the high byte
             image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
-        pixels = _rgb(image, fmt, data)[:, :, ::-1] if is_color else _grey(image, fmt, data, parsed)
+        pixels = (_rgb(image, fmt, data)[:, :, ::-1] if is_color
+                  else _grey(image, fmt, data, parsed))
     out = torch.from_numpy(pixels.copy())
     out = out.permute(2, 0, 1) if is_color else out[None]
     return jpeg.interpolate(out, *size).contiguous() if size else out
@@ -177,9 +180,10 @@ def _opened(data: bytes, name):
 def _rgb(image, fmt: str | None, data: bytes) -> np.ndarray:
     """uint8 (H, W, 3) RGB as OpenCV's colour read gives it of the file ``data``: a TIFF of
     alpha, CMYK or 16-bit colour as libtiff hands it over (``tiff.rgba``); a 16-bit BMP's 5-
-    or 6-bit fields shifted up, where Pillow repeats their top bits below them; a CMYK JPEG through OpenCV's
-    conversion of libjpeg's values (inverted in an Adobe file, as Pillow reads them
-    un-inverted), each of R, G, B = k - ((255 - c) * k >> 8) of its ink c and black k."""
+    or 6-bit fields shifted up, where Pillow repeats their top bits below them; a CMYK JPEG
+    through OpenCV's conversion of libjpeg's values (inverted in an Adobe file, as Pillow
+    reads them un-inverted), each of R, G, B = k - ((255 - c) * k >> 8) of its ink c and
+    black k."""
     if fmt == "TIFF" and (stored := tiff.rgba(data, upright=True)) is not None:
         return stored[:, :, :3]
     bmp = _bmp_header(data) if fmt == "BMP" else None
@@ -197,9 +201,9 @@ def _rgb(image, fmt: str | None, data: bytes) -> np.ndarray:
 
 def _grey(image, fmt: str | None, data: bytes, parsed) -> np.ndarray:
     """OpenCV's grey of a decoded image, uint8 (H, W): a grey image's own values; a colour
-    PNG's by libpng's rgb_to_gray (``png.Png.grey``, ``parsed``); a WebP's or a JPEG 2000's by cvtColor's
-    BGR2GRAY (9798, 19235 and 3735 over 2^15, rounded); any other colour image's by the conversion OpenCV's
-    own decoders share (4899, 9617 and 1868 over 2^14, rounded)."""
+    PNG's by libpng's rgb_to_gray (its ``png.Png``: ``parsed``); a WebP's or a JPEG 2000's by
+    cvtColor's BGR2GRAY (9798, 19235 and 3735 over 2^15, rounded); any other colour image's
+    by the conversion OpenCV's own decoders share (4899, 9617 and 1868 over 2^14, rounded)."""
     if image.mode in ("1", "L", "LA"):
         return np.asarray(image.convert("L"))
     if fmt == "PNG":

@@ -55,7 +55,8 @@ class Png:
     body, whether its CRC holds)."""
 
     def __init__(self, data: bytes, name):
-        self.name, self.chunks = name, _walk(data, name)
+        self.name = name
+        self.chunks = self._walk(data)
         header = self.chunks[0][1]
         if len(header) != 13:
             self._refuse(f"an IHDR chunk of {len(header)} bytes")
@@ -75,12 +76,41 @@ class Png:
                 self._refuse(f"a palette of {len(palette)} bytes")
         start, end = _first_idat_run(self.chunks)
         try:
-            size = len(zlib.decompressobj().decompress(
-                b"".join(body for _, body, _ in self.chunks[start:end])))
+            rows = zlib.decompressobj().decompress(
+                b"".join(body for _, body, _ in self.chunks[start:end]))
         except zlib.error as err:
             self._refuse(f"damaged image data ({err})")
-        if size < self.image_bytes:
-            self._refuse(f"not enough image data ({size:,} of its {self.image_bytes:,} bytes)")
+        if len(rows) < self.image_bytes:
+            self._refuse(f"not enough image data ({len(rows):,} of its {self.image_bytes:,} "
+                         "bytes)")
+        self.rows = rows[:self.image_bytes]     # filtered, as libpng reads them
+
+    def _walk(self, data: bytes) -> list[tuple[bytes, bytes, bool]]:
+        """Each chunk of the PNG ``data`` to IEND; a file cut short, or a critical chunk libpng
+        refuses, refused."""
+        found, seen, at = [], set(), 8
+        while not found or found[-1][0] != b"IEND":
+            size = int.from_bytes(data[at:at + 4], "big")
+            if at + 12 > len(data) or at + 12 + size > len(data):
+                raise AllconvError(f"{self.name}: could not load the image: a PNG cut short "
+                                   "(no IEND chunk), which OpenCV cannot read")
+            length, kind = struct.unpack_from(">I4s", data, at)
+            body, crc = data[at + 8:at + 8 + length], data[at + 8 + length:at + 12 + length]
+            intact = zlib.crc32(kind + body) == int.from_bytes(crc, "big")
+            shown = kind.decode("latin-1")
+            if not kind[0] & 0x20:                              # a critical chunk
+                if not intact:
+                    self._refuse(f"the CRC of its {shown!r} chunk is wrong")
+                if kind not in (b"IHDR", b"PLTE", b"IDAT", b"IEND"):
+                    self._refuse(f"an unknown critical chunk {shown!r}")
+                if kind in (b"IHDR", b"PLTE") and kind in seen:
+                    self._refuse(f"a second {shown} chunk")
+            if (kind == b"IHDR") != (not found):
+                self._refuse("no IHDR chunk first")
+            found.append((kind, body, intact))
+            seen.add(kind)
+            at += 12 + length
+        return found
 
     def _refuse(self, why: str):
         raise AllconvError(f"{self.name}: could not load the image: {why}, which libpng "
@@ -103,12 +133,16 @@ class Png:
     @cached_property
     def pillow_bytes(self) -> bytes:
         """The PNG with only the chunks libpng takes the pixels and the EXIF orientation
-        from: IHDR, PLTE, the first run of IDAT chunks, IEND; a tRNS that libpng keeps (before
-        the image data, the first, of the colour type's size, after the palette and within
-        it); the first eXIf whose CRC holds that names a byte order."""
-        kept, (start, end) = [], _first_idat_run(self.chunks)
+        from: IHDR, PLTE, the image data's ``rows`` in one IDAT, IEND; a tRNS that libpng keeps
+        (before the image data, the first, of the colour type's size, after the palette and
+        within it); the first eXIf whose CRC holds that names a byte order. The rows go in
+        stored (uncompressed) deflate blocks: they were inflated once, to check their size,
+        and Pillow need not inflate them again."""
+        kept, (start, _) = [], _first_idat_run(self.chunks)
         for i, (kind, body, intact) in enumerate(self.chunks):
-            if kind == b"IDAT" and not start <= i < end:
+            if kind == b"IDAT":
+                if i == start:
+                    kept.append((kind, zlib.compress(self.rows, 0)))
                 continue
             if kind == b"tRNS" and not self._trns_kept(body, kept):
                 continue
@@ -176,35 +210,6 @@ class Png:
                     return max(body[:3])
                 break
         return 0
-
-
-def _walk(data: bytes, name) -> list[tuple[bytes, bytes, bool]]:
-    """Each chunk of the PNG ``data`` to IEND, or an AllconvError naming ``name`` for a file
-    cut short or a critical chunk libpng refuses."""
-    def refuse(why: str):
-        raise AllconvError(f"{name}: could not load the image: {why}, which libpng refuses")
-    found, seen, at = [], set(), 8
-    while not found or found[-1][0] != b"IEND":
-        if at + 12 > len(data) or at + 12 + int.from_bytes(data[at:at + 4], "big") > len(data):
-            raise AllconvError(f"{name}: could not load the image: a PNG cut short (no IEND "
-                               "chunk), which OpenCV cannot read")
-        length, kind = struct.unpack_from(">I4s", data, at)
-        body, crc = data[at + 8:at + 8 + length], data[at + 8 + length:at + 12 + length]
-        intact = zlib.crc32(kind + body) == int.from_bytes(crc, "big")
-        shown = kind.decode("latin-1")
-        if not kind[0] & 0x20:                                  # a critical chunk
-            if not intact:
-                refuse(f"the CRC of its {shown!r} chunk is wrong")
-            if kind not in (b"IHDR", b"PLTE", b"IDAT", b"IEND"):
-                refuse(f"an unknown critical chunk {shown!r}")
-            if kind in (b"IHDR", b"PLTE") and kind in seen:
-                refuse(f"a second {shown} chunk")
-        if (kind == b"IHDR") != (not found):
-            refuse("no IHDR chunk first")
-        found.append((kind, body, intact))
-        seen.add(kind)
-        at += 12 + length
-    return found
 
 
 def _first_idat_run(found: list) -> tuple[int, int]:

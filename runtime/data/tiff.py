@@ -34,7 +34,7 @@ def rgba(data: bytes, upright: bool) -> np.ndarray | None:
     if deep:                                    # a second pass keeps the low bytes
         values = values << 8 | _decoded(data, upright,
                                         rawmode[:-1] + "BL"[rawmode.endswith("B")])
-        values = to_8_bits(values)
+        values = _to_8_bits(values)
     if values.shape[2] == 3:
         return np.concatenate([values, np.full_like(values[:, :, :1], 255)], axis=2)
     if associated:
@@ -44,14 +44,14 @@ def rgba(data: bytes, upright: bool) -> np.ndarray | None:
     return np.concatenate([rgb, values[:, :, 3:]], axis=2).astype(np.uint8)
 
 
-def to_8_bits(values: np.ndarray) -> np.ndarray:
+def _to_8_bits(values: np.ndarray) -> np.ndarray:
     """16-bit samples as libtiff and OpenCV round them to 8 bits."""
     return ((values.astype(np.int64) + 128) // 257).astype(np.uint8)
 
 
 def _decoded(data: bytes, upright: bool, rawmode: str | None = None) -> np.ndarray:
-    """(H, W, C) int64 samples of the TIFF ``data`` (``upright``: turned), decoded by Pillow with
-    ``rawmode``'s unpacker (None: its own): ``RGBA`` keeps associated alpha's colour as
+    """(H, W, C) int64 samples of the TIFF ``data`` (``upright``: turned), decoded by Pillow
+    with ``rawmode``'s unpacker (None: its own): ``RGBA`` keeps associated alpha's colour as
     stored, and of a 16-bit sample ``;16L`` keeps the high byte of little-endian data and the
     low byte of big-endian data, ``;16B`` the other."""
     from PIL import Image, ImageOps

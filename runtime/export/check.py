@@ -198,6 +198,13 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
                            "written") from None
     outputs = [o.name for o in model.graph.output]
     declared = {o.name: o.type.tensor_type.shape.dim for o in model.graph.output}
+
+    def wrong_at_prototxt_batch(ort_session, label: str, feeds) -> bool:
+        """Whether the model also differs on the same rows, a third at a time, at the
+        prototxt's batch: then its values are wrong (a float16 overflow, say), not a size
+        some converter took from that batch."""
+        return any(_differs(run(ort_session, outputs, rows, label, nb), reference, outputs, fp16)
+                   for rows, reference in _thirds(model, net, to_net_inputs, feeds))
     worst = {}
     for label, level in LEVELS.items():
         ort_session = session(source or model, level)
@@ -211,8 +218,8 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
                         lambda: "not searched (a model over 2 GB)" if source else repr(
                             first_difference(model, level, feeds, reference, values, fp16))))
             except Mismatch as err:
-                if static_batch or batch == nb or _wrong_at_prototxt_batch(
-                        ort_session, model, net, to_net_inputs, outputs, feeds, nb, fp16, label):
+                if static_batch or batch == nb or wrong_at_prototxt_batch(ort_session, label,
+                                                                          feeds):
                     raise
                 # right at the prototxt's batch only: a size some converter took from it
                 raise BatchFixed(f"the model is exact only at the prototxt's batch ({err})"
@@ -220,29 +227,25 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
     return worst
 
 
-def _wrong_at_prototxt_batch(ort_session, model, net, to_net_inputs, outputs, feeds, nb: int,
-                             fp16: bool, label: str) -> bool:
-    """Whether the model also differs at the prototxt's batch on the rows of ``feeds`` (a
-    larger batch's), taken ``nb`` at a time along each input's dynamic axis: then its values
-    are wrong (a float16 overflow, say), not a size fixed to that batch. False where those
-    rows cannot run alone (the net mixes rows)."""
+def _thirds(model, net, to_net_inputs, feeds):
+    """(feeds, the runtime's blobs) of each third of ``feeds`` (the check's three times the
+    prototxt's batch) along each graph input's dynamic axis: the prototxt's batch again, on
+    the same rows; none where a third cannot run alone (the net mixes rows)."""
     axes = {value.name: next((i for i, d in enumerate(value.type.tensor_type.shape.dim)
                               if d.HasField("dim_param")), None) for value in model.graph.input}
-    total = next((feeds[name].shape[axis] for name, axis in axes.items()
-                  if axis is not None and name in feeds), nb)
-    for start in range(0, total - nb + 1, nb):
-        rows = {name: value if axes.get(name) is None
-                else np.take(value, range(start, start + nb), axis=axes[name])
-                for name, value in feeds.items()}
+    for k in range(3):
+        rows = {name: value if axes.get(name) is None else np.take(
+                    value, range(k * (n := value.shape[axes[name]] // 3), (k + 1) * n),
+                    axis=axes[name]) for name, value in feeds.items()}
         try:
-            reference = run_runtime(net, to_net_inputs(rows))
-            got = run(ort_session, outputs, rows, label, nb)
+            yield rows, run_runtime(net, to_net_inputs(rows))
         except AllconvError:
-            return False
-        if any(not largest_difference(value, reference[name]) <= tolerance(reference[name], fp16)
-               for name, value in zip(outputs, got)):
-            return True
-    return False
+            return
+
+
+def _differs(got, reference, outputs, fp16: bool) -> bool:
+    return any(not largest_difference(value, reference[name]) <= tolerance(reference[name], fp16)
+               for name, value in zip(outputs, got))
 
 
 def _check_declared(name: str, dims, shape: tuple[int, ...], where: str) -> None:
