@@ -757,6 +757,32 @@ def test_outputs_give_the_scores_before_the_softmax(tmp_path):
     assert not np.allclose(scores, prob)
 
 
+def test_a_train_val_nets_scores_export_with_a_dynamic_batch(tmp_path):
+    """--outputs ip of a net whose Accuracy and loss read a label of the prototxt's batch:
+    the model (data -> ip) takes any batch, as Caffe's net does with its label reshaped too;
+    the check runs the exported layers alone, so the label no longer pins the batch at 4."""
+    text = ('layer { name: "input" type: "Input" top: "data" top: "label" input_param { '
+            'shape { dim: 4 dim: 3 dim: 8 dim: 8 } shape { dim: 4 } } }\n'
+            + _layer("conv", "Convolution", ["data"], ["conv"],
+                     f"convolution_param {{ num_output: 4 kernel_size: 3 {FILLED} }}")
+            + _layer("ip", "InnerProduct", ["conv"], ["ip"],
+                     f"inner_product_param {{ num_output: 3 {FILLED} }}")
+            + _layer("acc", "Accuracy", ["ip", "label"], ["acc"])
+            + _layer("loss", "SoftmaxWithLoss", ["ip", "label"], ["loss"]))
+    net = Net(text, pb.TEST, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # no "the model's batch is fixed" warning
+        to_onnx(net, tmp_path / "m.onnx", outputs=["ip"])
+    model = onnx.load(tmp_path / "m.onnx")
+    assert [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+            for i in model.graph.input] == [["N", 3, 8, 8]]
+    images = np.random.default_rng(3).standard_normal((7, 3, 8, 8)).astype(np.float32)
+    got, = check.session(model, check.LEVELS["optimisations off"]).run(None, {"data": images})
+    want = check.run_runtime(net, {"data": images, "label": np.zeros(7, np.float32)})
+    assert np.abs(got - want["ip"]).max() <= 1e-5
+    assert net.blobs["data"].shape == (4, 3, 8, 8) and net.blobs["label"].shape == (4,)
+
+
 def test_unknown_or_repeated_outputs_are_one_line(tmp_path, capsys):
     proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"][0])
     base = ["--prototxt", proto, "--weights", weights, "-o", str(tmp_path / "m.onnx")]

@@ -449,6 +449,20 @@ def test_fp16_keeps_index_inputs_float32_and_refuses_indices_it_cannot_hold(tmp_
     build_model(values, fp16=True)      # values, not indices: float16 holds them
 
 
+def test_fp16_argmax_over_near_equal_scores_is_refused_with_the_reason(tmp_path):
+    """Scores 100 ± 0.03 are ties in float16 (steps of 0.0625 there): its ArgMax picks other
+    indices than Caffe's, and the refusal says why and what to export instead."""
+    text = _input((2, 6)) + _layer("ip", "InnerProduct", ["data"], ["ip"], (
+        "inner_product_param { num_output: 10 weight_filler { type: 'gaussian' std: 0.01 } "
+        "bias_filler { type: 'constant' value: 100 } }")) + _layer(
+        "am", "ArgMax", ["ip"], ["top"], "argmax_param { top_k: 3 }")
+    with pytest.raises(check.Mismatch, match=r"on output 'top' by \d.*ArgMax then picks other "
+                                             r"indices: export the blob it reads\); nothing"):
+        to_onnx(Net(text, pb.TEST, seed=0), tmp_path / "m.onnx", fp16=True)
+    assert not (tmp_path / "m.onnx").exists()
+    to_onnx(Net(text, pb.TEST, seed=0), tmp_path / "m.onnx", fp16=True, outputs=["ip"])
+
+
 def test_to_onnx_fuses_batchnorm_with_its_scale_by_default(tmp_path):
     """export-onnx relies on to_onnx's default (build_model's alone was tested)."""
     net = _with_statistics(Net(NETS["resnet_block"][0], pb.TEST, seed=3))

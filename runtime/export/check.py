@@ -198,6 +198,10 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
                            "written") from None
     outputs = [o.name for o in model.graph.output]
     declared = {o.name: o.type.tensor_type.shape.dim for o in model.graph.output}
+    ranked = {top for layer in net.layers if layer.param.type == "ArgMax" for top in layer.tops}
+    notes = {o: (" (float16 rounds near-equal values to ties or reorders them, and an ArgMax "
+                 "then picks other indices: export the blob it reads)")
+             for o in outputs if fp16 and o in ranked}
 
     def wrong_at_prototxt_batch(ort_session, label: str, feeds) -> bool:
         """Whether the model also differs on the same rows, a third at a time, at the
@@ -216,7 +220,8 @@ def validate(model, net, to_net_inputs, values: dict[str, str], fp16: bool,
                     worst[label] = max(worst[label], _compare(
                         got, reference, name, fp16, f"{label}, batch {batch}",
                         lambda: "not searched (a model over 2 GB)" if source else repr(
-                            first_difference(model, level, feeds, reference, values, fp16))))
+                            first_difference(model, level, feeds, reference, values, fp16)),
+                        notes.get(name, "")))
             except Mismatch as err:
                 if static_batch or batch == nb or wrong_at_prototxt_batch(ort_session, label,
                                                                           feeds):
@@ -258,16 +263,17 @@ def _check_declared(name: str, dims, shape: tuple[int, ...], where: str) -> None
                        f"the model declares {shown}; nothing was written")
 
 
-def _compare(got, reference, name: str, fp16: bool, where: str, first_differing) -> float:
+def _compare(got, reference, name: str, fp16: bool, where: str, first_differing,
+             note: str = "") -> float:
     """The largest difference on output ``name``; Mismatch past the tolerance, naming the
-    first blob that differs (``first_differing()``, searched only then)."""
+    first blob that differs (``first_differing()``, searched only then) and adding ``note``."""
     diff = largest_difference(got, reference[name])
     if not diff <= tolerance(reference[name], fp16):
         by = (f"by {diff:.3g}" if got.shape == reference[name].shape else
               f"in shape, {got.shape} against {reference[name].shape}")
         raise Mismatch(f"onnxruntime ({where}) differs from the runtime on output {name!r} "
-                       f"{by}; the first blob that differs is {first_differing()}; nothing "
-                       "was written")
+                       f"{by}; the first blob that differs is {first_differing()}{note}; "
+                       "nothing was written")
     return diff
 
 

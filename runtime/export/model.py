@@ -20,6 +20,7 @@ from runtime.export.registry import BatchFixed
 from runtime.export.walker import add_net, needed_layers, used_inputs
 from runtime.files import atomic_write_bytes, check_writable
 from runtime.layers import data_sized
+from runtime.net import Net
 from runtime.proto import pb
 
 PROTOBUF_LIMIT = 2**31 - 1
@@ -47,6 +48,8 @@ def to_onnx(net, path, *, outputs=None, static_batch: int | None = None,
     Returns the largest onnxruntime difference per optimisation level (empty when unchecked).
     """
     check_writable(path)
+    outputs = list(outputs or default_outputs(net))
+    net = exported_part(net, outputs)
     options = dict(outputs=outputs, opset=opset, fp16=fp16, whitening=whitening,
                    variant=variant, classes=classes, metadata=metadata,
                    check_model=check_model, fuse_batchnorm=fuse_batchnorm)
@@ -161,6 +164,28 @@ def _copies_to_outputs_as_dropout(nodes, outputs) -> None:
     for node in nodes:
         if node.op_type == "Identity" and node.output[0] in outputs and node.input[0] in made:
             node.op_type = "Dropout"
+
+
+def exported_part(net, outputs):
+    """``net`` itself, or where ``outputs`` need only some of its layers (a train_val net's
+    scores without its loss and Accuracy), a net of those layers alone that shares its weights,
+    its inputs at their present shapes: the export and its check at other batches then run
+    what the model computes, not a layer beside it (a loss reading a label of the
+    prototxt's batch) that would pin the batch."""
+    layers = needed_layers(net, outputs) if outputs else net.layers
+    if len(layers) == len(net.layers):
+        return net
+    param = pb.NetParameter(name=net.name)
+    for layer in layers:
+        kept = param.layer.add()
+        kept.CopyFrom(layer.param)
+        del kept.include[:], kept.exclude[:]    # chosen already, for the net's phase and stages
+    part = Net(param, net.phase, seed=0)
+    part.share_with(net)
+    for name in part.inputs:
+        part.blobs[name].reshape(*net.blobs[name].shape)
+    part.reshape()
+    return part
 
 
 def default_outputs(net) -> list[str]:
