@@ -17,6 +17,7 @@ _LAZY = {
     "AdaDeltaSolver": "runtime.solver",
     "AdamSolver": "runtime.solver",
     "make_solver": "runtime.solver",
+    "get_solver": "runtime.solver",
     "Solver": "runtime.solver",
     "CaffeSGD": "runtime.optim",
     "CaffeAdaGrad": "runtime.optim",

@@ -137,6 +137,7 @@ def test(args) -> None:
               stages=_stages(args)).to(device)
     totals: dict[str, np.ndarray] = {}
     loss = np.float32(0)
+    logging.info("Running for %d iterations.", args.iterations)
     with torch.no_grad():
         for i in range(args.iterations):
             outputs = net.forward()

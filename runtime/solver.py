@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -34,7 +34,8 @@ from .rng import net_rng_state, set_net_rng_state
 from . import snapshot
 
 __all__ = ["Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver",
-           "AdaDeltaSolver", "AdamSolver", "make_solver", "SUPPORTED_SOLVER_TYPES"]
+           "AdaDeltaSolver", "AdamSolver", "make_solver", "get_solver",
+           "SUPPORTED_SOLVER_TYPES"]
 
 log = logging.getLogger("allconv.solver")
 
@@ -74,6 +75,9 @@ def make_solver(solver, **kwargs) -> "SGDSolver":
     param, _ = _load_solver_param(solver)
     check_solver_type(param.type)
     return _SOLVER_CLASSES[param.type](solver, **kwargs)
+
+
+get_solver = make_solver        # pycaffe's caffe.get_solver
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,6 +194,7 @@ class Solver:
         # or None (allconv-caffe train maps SIGINT/SIGHUP to these).
         self.action_function = None
         self.requested_early_exit = False
+        self._callbacks: list[tuple[Callable[[], None], Callable[[], None]]] = []
         self.optimizer = self._make_optimizer()
         self.schedule = CaffeLR(self.optimizer, self.param)
         log.info("Solver scaffolding done.")
@@ -366,6 +371,8 @@ class Solver:
                 if self.ranks.any(self.requested_early_exit):   # stopped while testing
                     self.requested_early_exit = True
                     break
+            for on_start, _ in self._callbacks:
+                on_start()
             display = bool(p.display and self.iter % p.display == 0) and self.ranks.is_main
             self.net.debug_info = display and p.debug_info      # Caffe's Solver::Step
             loss = 0.0
@@ -382,6 +389,8 @@ class Solver:
                 timer = time.perf_counter()
                 iterations_last = self.iter
                 self._log_outputs(self.net, _output_items(self.net), "Train")
+            for _, on_gradients_ready in self._callbacks:
+                on_gradients_ready()
             self.update()
             request = self._agreed_request()
             if ((p.snapshot and self.iter % p.snapshot == 0) or request == "snapshot") \
@@ -390,6 +399,13 @@ class Solver:
             if request == "stop":
                 self.requested_early_exit = True
                 break
+
+    def add_callback(self, on_start: Callable[[], None],
+                     on_gradients_ready: Callable[[], None]) -> None:
+        """pycaffe's Solver.add_callback: ``on_start()`` at each iteration's start (after its
+        test), ``on_gradients_ready()`` after its forward-backward passes, before the update
+        (Caffe's Solver::Callback, in the order added)."""
+        self._callbacks.append((on_start, on_gradients_ready))
 
     def _agreed_request(self) -> str | None:
         """What Ctrl-C or SIGHUP asked for since the last check, the same on every rank: one
@@ -549,6 +565,7 @@ class Solver:
         Also restores `<prefix>_iter_<N>.rngstate` beside it when present.
         """
         snapshot.restore(state_path, self.net, self.optimizer, self.schedule)
+        log.info("SGDSolver: restoring history")        # sgd_solver.cpp's, for every rule
         rng_path = snapshot.sibling(state_path, ".rngstate")
         if not os.path.isfile(rng_path):
             log.info("%s not found; random streams are not restored", rng_path)
@@ -565,8 +582,6 @@ class Solver:
                         log.warning("%s is for iteration %s, the solverstate for %d",
                                     rng_path, rng.get("iter"), self.iter)
                     self._set_rng_state(rng, rng_path)
-        log.info("%s: restored iteration %d from %s", type(self).__name__, self.iter,
-                 state_path)
 
 
 def _upgrade_rng_state(state: dict, solver: Solver, path: str) -> dict:

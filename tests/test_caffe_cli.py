@@ -68,6 +68,7 @@ def test_test_logs_every_element_and_the_loss_as_caffe(workdir, capsys, caplog):
     batches = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Batch ")]
     assert batches == [f"Batch {i}, {name} = {float(v):g}" for i, run in enumerate(runs)
                        for name, values in run.items() for v in values]
+    assert logged[logged.index("Running for 2 iterations.") + 1] == batches[0]
 
 
 def test_test_sums_and_averages_in_float_as_caffe(workdir, caplog):
@@ -678,10 +679,10 @@ def test_train_logs_caffes_solver_and_caffe_cpp_lines(workdir, caplog):
     logged = [r.getMessage() for r in caplog.records]
     assert logged[1].startswith("Initializing solver from parameters: \ntest_iter: 2\n")
     said = [m for m in logged if m.startswith(("Creating", "Solver scaffolding", "Resuming",
-                                               "Starting", "Solving", "Restoring",
-                                               "Optimization"))]
+                                               "SGDSolver", "Starting", "Solving",
+                                               "Restoring", "Optimization"))]
     assert said == ["Creating training net from net file: net.prototxt",
                     "Creating test net (#0) specified by net file: net.prototxt",
                     "Solver scaffolding done.", "Resuming from snap_iter_4.solverstate",
-                    "Starting Optimization", "Solving tiny", "Optimization Done.",
-                    "Optimization Done."]
+                    "SGDSolver: restoring history", "Starting Optimization", "Solving tiny",
+                    "Optimization Done.", "Optimization Done."]

@@ -328,6 +328,65 @@ def test_after_a_step_each_diff_holds_the_update_as_pycaffe_shows(type_name):
         assert all(torch.equal(w.grad, h) for w, h in zip(s.net.learnable_params, s.history))
 
 
+def test_callbacks_run_as_pycaffes_around_each_iterations_passes():
+    """add_callback: on_start after the iteration's test and before its forward, then
+    on_gradients_ready with the diffs computed and the weights not yet updated (Caffe's
+    Solver::Step); get_solver is pycaffe's name of make_solver."""
+    import runtime
+    from runtime.solver import get_solver
+    assert runtime.get_solver is get_solver is make_solver
+    s = get_solver(_solver_param(_net_text(), test_interval=2, test_iter=[1], max_iter=3),
+                   train_feed=Feed(_batches(3, seed=4)), test_feeds=[Feed(_batches(3, seed=5))])
+    events, tests = [], s.test_all
+    s.test_all = lambda: events.append(("test", s.iter)) or tests()
+    w = s.net.learnable_params[0]
+    s.add_callback(lambda: events.append(("start", s.iter, w.grad is None or not w.grad.any())),
+                   lambda: events.append(("ready", s.iter, bool(w.grad.any()),
+                                          torch.equal(w.detach(), before[-1]))))
+    before = [w.detach().clone()]
+    s.step(3)
+    assert events[:4] == [("test", 0), ("start", 0, True), ("ready", 0, True, True),
+                          ("start", 1, True)]
+    assert [e[:2] for e in events] == [("test", 0), ("start", 0), ("ready", 0), ("start", 1),
+                                       ("ready", 1), ("test", 2), ("start", 2), ("ready", 2)]
+
+
+_NAN_BELOW_A_FROZEN_LAYER = """force_backward: true
+layer { name: "d" type: "DummyData" top: "data" top: "label" dummy_data_param {
+  shape { dim: 2 dim: 3 } shape { dim: 2 dim: 2 }
+  data_filler { type: "gaussian" std: 1 } data_filler { type: "constant" value: 1 } } }
+layer { name: "ip0" type: "InnerProduct" bottom: "data" top: "ip0" param { lr_mult: 0 }
+  param { lr_mult: 0 } inner_product_param { num_output: 3 weight_filler { type: "gaussian" }
+  bias_filler { type: "constant" value: -5 } } }
+layer { name: "log" type: "Log" bottom: "ip0" top: "lg" }
+layer { name: "ip1" type: "InnerProduct" bottom: "lg" top: "ip1"
+  inner_product_param { num_output: 2 weight_filler { type: "gaussian" } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "ip1" bottom: "label" top: "loss" }"""
+
+
+@pytest.mark.parametrize("type_name", ["SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta",
+                                       "Adam"])
+def test_a_frozen_layer_keeps_its_weights_through_nan_diffs(type_name):
+    """The log of a negative score: every diff is NaN, the frozen ip0's too (force_backward).
+    Real Caffe (its OpenBLAS scales by the local rate 0 to 0s) leaves ip0 as it was, its diff
+    0, in all six rules, while ip1 turns NaN; before, 0 x NaN made ip0 NaN here. A NaN rate
+    (poly past max_iter, power 0.5) is no 0: SGD's frozen layer turns NaN too, as in Caffe."""
+    momentum = 0.0 if type_name in ("AdaGrad", "RMSProp") else 0.9
+    s = make_solver(_solver_param(_NAN_BELOW_A_FROZEN_LAYER, type=type_name,
+                                  momentum=momentum, weight_decay=0.0))
+    before = s.net.params["ip0"][0].data.clone()
+    s.step(3)
+    assert torch.equal(s.net.params["ip0"][0].data, before)
+    assert not s.net.params["ip0"][0].diff.any()
+    assert s.net.params["ip1"][0].data.isnan().all()
+    if type_name == "SGD":
+        text = _NAN_BELOW_A_FROZEN_LAYER.replace("force_backward: true", "").replace(
+            "value: -5", "value: 5")
+        s = make_solver(_solver_param(text, lr_policy="poly", power=0.5, max_iter=2))
+        s.step(4)
+        assert s.net.params["ip0"][0].data.isnan().all()
+
+
 def test_a_loop_of_ones_own_with_caffe_sgd_and_a_tensor_rate():
     """Net + CaffeSGD + CaffeLR, no Solver; a 0-dim tensor lr (as a CUDA graph keeps it)
     gives the same weights as the float one."""

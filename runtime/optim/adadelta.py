@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from runtime.errors import AllconvError
-from runtime.optim.base import CaffeOptimizer, fp32, running_average_
+from runtime.optim.base import CaffeOptimizer, fp32, running_average_, scale_
 
 
 class CaffeAdaDelta(CaffeOptimizer):
@@ -49,5 +49,5 @@ class CaffeAdaDelta(CaffeOptimizer):
         torch._foreach_sqrt_(ratio)
         torch._foreach_mul_(grads, ratio)
         running_average_(update_sq, torch._foreach_mul(grads, grads), momentum)
-        torch._foreach_mul_(grads, local_rate)
+        scale_(grads, group, local_rate)
         self._subtract(params, grads)

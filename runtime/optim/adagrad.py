@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from runtime.optim.base import CaffeOptimizer, over_root, refuse_momentum
+from runtime.optim.base import CaffeOptimizer, over_root, refuse_momentum, scale_
 
 
 class CaffeAdaGrad(CaffeOptimizer):
@@ -27,5 +27,5 @@ class CaffeAdaGrad(CaffeOptimizer):
         history = self._state(params, "sum_sq")
         torch._foreach_add_(history, torch._foreach_mul(grads, grads))
         update = over_root(grads, history, group["delta"])
-        torch._foreach_mul_(update, local_rate)
+        scale_(update, group, local_rate)
         self._subtract(params, update)

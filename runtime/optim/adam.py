@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from runtime.errors import AllconvError
-from runtime.optim.base import CaffeOptimizer, fp32, over_root, running_average_
+from runtime.optim.base import CaffeOptimizer, fp32, over_root, running_average_, scale_
 
 
 class CaffeAdam(CaffeOptimizer):
@@ -71,5 +71,5 @@ class CaffeAdam(CaffeOptimizer):
             rate = local_rate * scale
         else:
             rate = fp32(fp32(local_rate) * scale)
-        torch._foreach_mul_(update, rate)
+        scale_(update, group, rate)
         self._subtract(params, update)

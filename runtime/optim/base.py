@@ -60,6 +60,22 @@ def over_root(numerators, history, delta: float) -> list[torch.Tensor]:
     return torch._foreach_div(numerators, root)
 
 
+def zero_rate(group: dict, rate) -> bool:
+    """Whether a group's local rate is 0: a float's own value (NaN is not 0); a tensor's,
+    which only a sync could read, from ``lr_mult`` 0."""
+    return rate == 0 if isinstance(rate, float) else group["lr_mult"] == 0
+
+
+def scale_(tensors, group: dict, rate) -> None:
+    """tensors *= rate, as Caffe's BLAS scales an update (the reference build's OpenBLAS
+    ``sscal`` and ``axpby``): a rate of 0 writes 0s, over NaN or infinite values too, so a
+    frozen layer's weights stay when a diverged backward gives it NaN diffs."""
+    if zero_rate(group, rate):
+        torch._foreach_zero_(tensors)
+    else:
+        torch._foreach_mul_(tensors, rate)
+
+
 def fp32_values(x) -> list[float]:
     """A rate or hyper-parameter (a float, or a tensor of them) as float32 Python floats."""
     if isinstance(x, torch.Tensor):
@@ -221,14 +237,15 @@ class CaffeOptimizer(torch.optim.Optimizer):
         self._clip()
         for group in self.param_groups:
             params = group["params"]
-            if params and not (group["lr_mult"] == 0 and all(p.grad is None for p in params)
+            rate = self._local_rate(group, params) if params else None
+            if params and not (zero_rate(group, rate) and all(p.grad is None for p in params)
                                and self._frozen(group, params)):
                 for p in params:
                     if p.grad is None:
                         p.grad = torch.zeros_like(p)
                 grads = [p.grad for p in params]
                 self._regularized(group, params, grads)
-                self._update(group, params, grads, self._local_rate(group, params))
+                self._update(group, params, grads, rate)
             group["iter"] += 1
         return loss
 
@@ -238,7 +255,7 @@ class CaffeOptimizer(torch.optim.Optimizer):
         raise NotImplementedError
 
     def _frozen(self, group: dict, params) -> bool:
-        """A group with ``lr_mult`` 0 whose params got no diff (Caffe: a zero diff); True when
+        """A group of local rate 0 whose params got no diff (Caffe: a zero diff); True when
         handled here without one. By default the rule runs on zero diffs: weight decay still
         reaches the adaptive rules' histories, as in Caffe."""
         return False

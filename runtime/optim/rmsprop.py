@@ -6,7 +6,7 @@ import torch
 
 from runtime.errors import AllconvError
 from runtime.optim.base import (CaffeOptimizer, fp32, over_root, refuse_momentum,
-                                running_average_)
+                                running_average_, scale_)
 
 
 class CaffeRMSProp(CaffeOptimizer):
@@ -41,5 +41,5 @@ class CaffeRMSProp(CaffeOptimizer):
         history = self._state(params, "mean_sq")
         running_average_(history, torch._foreach_mul(grads, grads), group["rms_decay"])
         update = over_root(grads, history, group["delta"])
-        torch._foreach_mul_(update, local_rate)
+        scale_(update, group, local_rate)
         self._subtract(params, update)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from runtime.optim.base import CaffeOptimizer, _f32, fp32
+from runtime.optim.base import CaffeOptimizer, _f32, fp32, scale_
 
 
 class CaffeSGD(CaffeOptimizer):
@@ -31,7 +31,7 @@ class CaffeSGD(CaffeOptimizer):
         return {"momentum": param.momentum, "nesterov": param.type == "Nesterov"}
 
     def _update(self, group, params, grads, local_rate) -> None:
-        torch._foreach_mul_(grads, local_rate)
+        scale_(grads, group, local_rate)
         self._momentum(group, params, self._state(params, "momentum_buffer"), grads)
 
     def _frozen(self, group, params) -> bool:
