@@ -7,6 +7,8 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from harness.commit import git_commit
 from harness.json_fields import FLAG, INTEGER, NUMBER, OBJECT, TEXT, checked_fields, one_of
 from harness.run_folder import length_flags, row_runs
@@ -164,6 +166,12 @@ def _fmt(value, spec: str = ".2f", missing: str = "—") -> str:
     return missing if value is None else format(value, spec)
 
 
+def _decimal(value: float | None, digits: int = 4) -> str:
+    """``value`` to ``digits`` significant digits, written out (0.00008, not 8e-05)."""
+    return "—" if value is None else np.format_float_positional(
+        value, precision=digits, unique=False, fractional=False, trim="-")
+
+
 def _millions(n: int | None) -> str:
     return "—" if n is None else f"{n / 1e6:.2f} M"
 
@@ -225,7 +233,7 @@ def _row_line(spec: Spec, result: dict | None) -> str:
             f"**{result['status']}**{partial} | {_fmt(measured['lr'], 'g')} | {seeds} | "
             f"{_best_run(result)} | "
             f"{_millions(spec.paper.params)} / {_millions(result['params_counted'])} | "
-            f"{_fmt(_epochs_trained(result), '.4g')} | {_fmt(minutes, '.1f')} | "
+            f"{_decimal(_epochs_trained(result))} | {_fmt(minutes, '.1f')} | "
             f"{_notes(result)} |")
 
 

@@ -326,12 +326,13 @@ def test_an_eval_limit_of_the_whole_test_set_is_no_limit():
 
 
 def test_the_epochs_column_says_what_the_best_run_trained():
-    """--epochs 0.0001 at batch 2 trains 2 iterations, 4 of 50,000 images: 8e-05 epochs."""
+    """--epochs 0.0001 at batch 2 trains 2 iterations, 4 of 50,000 images: 0.00008 epochs
+    (written out, as the other rows' 0.03072; it read 8e-05)."""
     spec = load_spec(REAL / "model-a.toml")
     short = _run(80.0, epochs=0.0001, iterations=2, batch_size=2, train_size=50000)
     line = table_markdown("table3", [spec], {"model-a": _result(
         spec, None, runs={(0.05, 0): short})}).splitlines()[4]
-    assert "| 8e-05 | 1.0 |" in line
+    assert "| 0.00008 | 1.0 |" in line
     full = _run(9.0, iterations=136719, batch_size=128, train_size=50000)
     line = table_markdown("table3", [spec], {"model-a": _result(
         spec, None, runs={(0.05, 0): full})}).splitlines()[4]
