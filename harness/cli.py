@@ -20,7 +20,7 @@ from harness.run_folder import RunFolder, length_settings
 from harness.specs import SPECS_DIR, Spec, load_tables, select
 from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_device_option, add_version,
                                   comma_list, number, option_name, options_off_default,
-                                  resolve_device, run_cli)
+                                  resolve_device, run_cli, Signalled)
 from runtime.distributed import (SINGLE, from_environment, launched_by_torchrun, leave,
                                  local_device, said_once)
 from runtime.errors import AllconvError
@@ -279,8 +279,10 @@ def make_out(out: Path) -> None:
 
 def _stop(signum, frame):
     """SIGTERM or SIGHUP outside a run's loop (which holds them to its iteration's end):
-    interrupted, as Ctrl-C is there, with a line and status 130, not a silent kill."""
-    raise KeyboardInterrupt
+    interrupted, as Ctrl-C is there, with a line naming it and status 128 + its number (143,
+    129), not a silent kill."""
+    DeferredInterrupt.received = signal.Signals(signum).name
+    raise Signalled(signum)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,7 +115,7 @@ def check_runs_kept(jobs) -> None:
 
 def _kept(folder: RunFolder) -> tuple[str, str] | None:
     """(what the folder holds that a fresh start would lose, whether --resume keeps it)."""
-    checkpoint = folder.latest_checkpoint()
+    checkpoint = folder.newest_checkpoint_file()
     if not folder.has_record:
         return ("checkpoints without their run.json", "") if checkpoint else None
     if folder.result() is not None:
@@ -124,7 +124,8 @@ def _kept(folder: RunFolder) -> tuple[str, str] | None:
     if "diverged" in outcome:
         return f"a run that {outcome['diverged']}", ""
     if checkpoint is not None:
-        return f"an unfinished run (its checkpoint {checkpoint.stem})", "--resume keeps it, "
+        return (f"an unfinished run (its checkpoint {checkpoint.with_suffix('').name})",
+                "--resume keeps it, ")
     return None
 
 

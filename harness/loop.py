@@ -355,12 +355,13 @@ class Loop:
 
     def checkpoint(self) -> list:
         """Checkpoint the live members with the loop's running figures (the loss summed since
-        the last evaluation, its step count, the training seconds so far), so that a resume
-        goes on with them; timed, for the deadline's estimate."""
+        the last evaluation, its step count, the training seconds so far, the records its log
+        holds), so that a resume goes on with them; timed, for the deadline's estimate."""
         begin = time.perf_counter()
         sums = self.run.loss_sum.tolist()
         progress = [{"loss_sum": sums[k], "count": self.count,
-                     "seconds": self.done_before[k] + begin - self.start}
+                     "seconds": self.done_before[k] + begin - self.start,
+                     "records": len(self.logs[k].records()) if self.logs else None}
                     for k in range(self.run.K)]
         written = self.run.checkpoint([k for k in range(self.run.K)
                                        if self.diverged_message[k] is None], progress)

@@ -476,10 +476,13 @@ class Run:
 
 
 def _progress(saved: dict | None) -> dict | None:
-    """A checkpoint's loop figures (step count, loss sum, seconds), each checked a number."""
-    return None if saved is None else {"count": int(saved["count"]),
-                                       "loss_sum": float(saved["loss_sum"]),
-                                       "seconds": float(saved["seconds"])}
+    """A checkpoint's loop figures (step count, loss sum, seconds, and the metrics records
+    written by then: None in a checkpoint from before they were kept), each checked a
+    number."""
+    return None if saved is None else {
+        "count": int(saved["count"]), "loss_sum": float(saved["loss_sum"]),
+        "seconds": float(saved["seconds"]),
+        "records": None if saved.get("records") is None else int(saved["records"])}
 
 
 def one_iteration(paths: Sequence[Path]) -> int:

@@ -63,6 +63,7 @@ WHITENING = {"cache_entry": TEXT}     # what readers take of it
 NET, SOLVER, DEPLOY, CURVES = ("train_test.prototxt", "solver.prototxt", "deploy.prototxt",
                                "curves.png")
 CHECKPOINT = "checkpoint"
+CHECKPOINT_FILES = (".caffemodel", ".solverstate", ".rngstate")    # one checkpoint's
 PROVENANCE = "provenance"
 PROVENANCE_KEYS = ("commit", "variant", "dataset", "classes", "whitening")
 
@@ -430,8 +431,29 @@ class RunFolder:
                 else "not started"}
 
     def latest_checkpoint(self) -> Path | None:
-        """The newest checkpoint's .solverstate, or None."""
-        found = self._checkpoints(".solverstate")
+        """The .solverstate of the checkpoint a run resumes from; None where the folder holds
+        no checkpoint file. That is the oldest of the complete ones (.caffemodel, .solverstate
+        and .rngstate): a second is there only when a kill came after a checkpoint's files
+        were renamed and before the one before was pruned, a point a pack's other members
+        may not have reached. Checkpoint files without a complete set are an error, not a
+        run to start over."""
+        files: dict[int, dict[str, Path]] = {}
+        for path, iteration in self._checkpoints(".*"):
+            files.setdefault(iteration, {})[path.suffix] = path
+        complete = [n for n, got in files.items() if set(CHECKPOINT_FILES) <= set(got)]
+        if complete:
+            return files[min(complete)][".solverstate"]
+        if files:
+            n = max(files)
+            lacking = ", ".join(e for e in CHECKPOINT_FILES if e not in files[n])
+            raise AllconvError(f"{self.path}: its checkpoint of iteration {n} lacks its "
+                               f"{lacking} file(s); put them back, or remove the folder (or "
+                               "--out DIR) to start the run again")
+        return None
+
+    def newest_checkpoint_file(self) -> Path | None:
+        """The newest checkpoint file of any kind (what a fresh start would delete), or None."""
+        found = self._checkpoints(".*")
         return found[-1][0] if found else None
 
     def weights(self) -> Path:

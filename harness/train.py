@@ -128,15 +128,26 @@ def _loop(run: Trainable, ranks: Ranks, precision: str, device: torch.device,
     (``entered``: when its `train_pack` began, for `StartUp`)."""
     opts = run.opts
     logs = [m.folder.metrics for m in run.members] if ranks.is_main else None
+    for log, restored in zip(logs or [], run.restored_progress):
+        written = (restored or {}).get("records")
+        kept = written and sum(r["iter"] <= run.iter for r in log.records())
+        if written and kept < written:
+            raise AllconvError(f"{log.path}: {kept} record(s) up to iteration {run.iter}, "
+                               f"where the checkpoint was written after {written}: it was "
+                               "removed or cut; put it back, or remove the folder (or --out "
+                               "DIR) to start the run again")
     records = [log.truncate(run.iter) for log in logs] if logs else [[] for _ in run.members]
     lasts = [r[-1] if r else {"seconds": 0.0} for r in records]
-    evaluations = max(sum("test_error" in r for r in rs) for rs in records)
+    # rank 0 alone reads the logs: every rank takes its count, so that all checkpoint together
+    evaluations = -int(ranks.min(torch.tensor(-max(sum("test_error" in r for r in rs)
+                                                   for rs in records), device=ranks.device)))
     with DeferredInterrupt(), Progress(run, opts, ranks, lasts[0]) as bar:
         loop = Loop(run, logs, bar, done_before=[last["seconds"] for last in lasts])
         if DeferredInterrupt.consume():
             raise KeyboardInterrupt   # stopped before its first iteration: nothing to save
         while run.iter < run.max_iter and loop.alive:
-            if loop.deadline_due():
+            # each rank guesses from its own clock: the first to see it due stops them all
+            if opts.deadline is not None and ranks.any(loop.deadline_due()):
                 loop.sync(evaluate=False)
                 if run.iter > loop.start_iter and ranks.is_main:
                     loop.checkpoint()

@@ -87,16 +87,17 @@ def train(args) -> None:
     if launched_by_torchrun() and device.startswith("cuda"):
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     ranks = from_environment(torch.device(device))
-    with warnings.catch_warnings():
-        if weights or args.snapshot:    # they replace the fillers (copy_from names any missed)
-            warnings.simplefilter("ignore", NoFillerWarning)
-        solver = make_solver(args.solver, device=device, ranks=ranks, level=args.level,
-                             stages=_stages(args))
-    for path in weights:        # Caffe's CopyLayers: into the train net and every test net
-        log.info("Finetuning from %s", path)
-        for net in [solver.net, *solver.test_nets]:
-            net.copy_from(path)
+    # installed before the nets are built, as caffe.cpp's: a Ctrl-C then is the solver's
     with SignalHandler(args.sigint_effect, args.sighup_effect) as requested_action:
+        with warnings.catch_warnings():
+            if weights or args.snapshot:    # they replace the fillers (copy_from names any)
+                warnings.simplefilter("ignore", NoFillerWarning)
+            solver = make_solver(args.solver, device=device, ranks=ranks, level=args.level,
+                                 stages=_stages(args))
+        for path in weights:        # Caffe's CopyLayers: into the train net and every test net
+            log.info("Finetuning from %s", path)
+            for net in [solver.net, *solver.test_nets]:
+                net.copy_from(path)
         solver.action_function = requested_action
         if args.snapshot:
             log.info("Resuming from %s", args.snapshot)

@@ -278,10 +278,20 @@ def warning_line(message: str) -> str:
     return f"{prog + ': ' if prog else ''}warning: {message}".translate(_LINE_BREAKS)
 
 
+class Signalled(KeyboardInterrupt):
+    """A stop by a signal other than Ctrl-C's (SIGTERM, SIGHUP), raised by a handler as
+    KeyboardInterrupt is by Python's for SIGINT: `run_cli` exits with 128 + its number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 def run_cli(main: Callable[[list[str] | None], int | None], prog: str,
             argv: list[str] | None = None) -> int:
     """Call ``main``; turn AllconvError, OSError and running out of memory into one line on
-    stderr and exit status 2, Ctrl-C into exit status 130 (a closed stdout pipe into a quiet
+    stderr and exit status 2, Ctrl-C into exit status 130 (`Signalled`: 128 + its signal's
+    number; a closed stdout pipe into a quiet
     141), and every warning into one line ``PROG: warning: ...``; PROG names the subcommand once
     one was parsed (``visualize unit``), as argparse's own errors do. What the parsers noted
     of the command line is forgotten on return (library calls after it warn as themselves)."""
@@ -336,9 +346,11 @@ def _run(main, shown: Callable[[], str], argv) -> int:
         where = f" {err.filename}:" if err.filename else ""
         print(f"{shown()}: error:{where} {err.strerror or err}".translate(_LINE_BREAKS),
               file=sys.stderr)
-    except KeyboardInterrupt:
-        print(f"{shown()}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        signum = getattr(stop, "signum", signal.SIGINT)
+        by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+        print(f"{shown()}: interrupted{by}", file=sys.stderr)
+        return 128 + signum
     except (MemoryError, RuntimeError) as err:
         line = _out_of_memory(err)
         if line is None and not isinstance(err, MemoryError):

@@ -879,7 +879,14 @@ class Net(nn.Module):
         alone. Blob counts and shapes must match; all are checked before anything is shared.
         Of layers with one name, the first is the target (Caffe scans from the front)."""
         mine = {layer.name: layer for layer in reversed(self.layers)}
-        pairs = [(mine[l.name], l) for l in other.layers if l.name in mine]
+        self.share_layer_blobs([(mine[l.name], l) for l in other.layers if l.name in mine])
+
+    share_with = share_trained_layers_with
+
+    def share_layer_blobs(self, pairs) -> None:
+        """Each (this net's layer, another net's layer) pair: the first uses the second's
+        learnable blobs, checked for count and shape before any is shared."""
+        pairs = list(pairs)
         for target, source in pairs:
             if len(target.blobs) != len(source.blobs):
                 raise AllconvError(f"cannot share layer {source.name!r}: {len(source.blobs)} "
@@ -893,8 +900,6 @@ class Net(nn.Module):
             for i, trained in enumerate(source.blobs.owners()):
                 target.blobs.share(i, trained)
         self._index_params()
-
-    share_with = share_trained_layers_with
 
     def layers_below(self, blobs) -> list:
         """The layers that the blobs ``blobs`` depend on, in the net's order."""

@@ -565,7 +565,8 @@ class Solver:
         Also restores `<prefix>_iter_<N>.rngstate` beside it when present.
         """
         snapshot.restore(state_path, self.net, self.optimizer, self.schedule)
-        log.info("SGDSolver: restoring history")        # sgd_solver.cpp's, for every rule
+        if not str(state_path).endswith(".h5"):     # sgd_solver.cpp's, for every rule
+            log.info("SGDSolver: restoring history")
         rng_path = snapshot.sibling(state_path, ".rngstate")
         if not os.path.isfile(rng_path):
             log.info("%s not found; random streams are not restored", rng_path)

@@ -1,5 +1,6 @@
 """Run by tests/test_distributed.py under torchrun (gloo, CPU): one tiny run trained straight
-through, and the same run stopped at its first checkpoint and resumed, on every process.
+through, and the same run stopped at its first checkpoint and resumed, on every process; then
+one resumed with checkpoints off the evaluations it had done.
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py SPEC OUT
 """
@@ -8,12 +9,14 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
+from unittest import mock
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from runtime.distributed import from_environment, leave  # noqa: E402
+from harness.loop import Loop  # noqa: E402
 from harness.specs import load_spec  # noqa: E402
 from harness.train import Data, RunOptions, train  # noqa: E402
 
@@ -37,6 +40,13 @@ def main(spec_path: str, out: str) -> None:
     train(spec, options(), out / "straight", data, ranks)
     train(spec, options(time_limit=0), out / "resumed", data, ranks)
     train(spec, dataclasses.replace(options(), resume=True), out / "resumed", data, ranks)
+    # a --deadline stop at iteration 3, after one evaluation, resumed with a checkpoint every
+    # second evaluation: rank 0 alone reads the log's count, which every rank must share
+    # (before, at iteration 4 rank 0 checkpointed and waited while rank 1 trained on: hung)
+    off = options(epochs=3, checkpoint_every=2, deadline=float("inf"))
+    with mock.patch.object(Loop, "deadline_due", lambda loop: loop.run.iter == 3):
+        train(spec, off, out / "off-schedule", data, ranks)
+    train(spec, dataclasses.replace(off, resume=True), out / "off-schedule", data, ranks)
     leave(ranks)
 
 

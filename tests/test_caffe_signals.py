@@ -91,3 +91,16 @@ def test_sighup_stop_without_snapshot_after_train(workdir, start):
     rest = process.stderr.read()
     assert process.wait(timeout=60) == 0 and "Optimization stopped early." in rest
     assert snapshots(workdir) == []
+
+
+def test_sigint_while_the_nets_are_built_is_the_solvers_stop(workdir, start):
+    """caffe.cpp installs its handler before it creates the solver: a Ctrl-C while the nets
+    are built stops training at its first check, after iteration 1 here (no test net), with
+    its final snapshot and status 0 (before: "allconv-caffe train: interrupted", 130)."""
+    process = start()
+    wait_for(process, "Initializing solver from parameters")
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=60) == 0, rest
+    assert "Optimization stopped early." in rest and "interrupted" not in rest
+    assert snapshots(workdir) == [1]

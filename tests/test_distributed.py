@@ -76,6 +76,10 @@ def test_two_gloo_processes_train_what_one_process_trains(tmp_path):
     # only rank 0 wrote: one metrics line per evaluation
     records = (tmp_path / "ddp" / "straight" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["iter"] for r in records] == [2, 4]
+    resumed = tmp_path / "ddp" / "off-schedule"
+    assert json.loads((resumed / "result.json").read_text())["iterations"] == 6
+    assert [json.loads(r)["iter"] for r in (resumed / "metrics.jsonl").read_text()
+            .splitlines()] == [2, 4, 6]
 
 
 def test_an_option_refused_under_torchrun_is_said_once(tmp_path):

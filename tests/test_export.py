@@ -783,6 +783,34 @@ def test_a_train_val_nets_scores_export_with_a_dynamic_batch(tmp_path):
     assert net.blobs["data"].shape == (4, 3, 8, 8) and net.blobs["label"].shape == (4,)
 
 
+def test_a_part_of_a_net_exports_its_own_layers_weights(tmp_path):
+    """Two layers named 'ip' (Caffe takes it), the second a head --outputs a does not need:
+    the exported part takes each layer's weights from the layer it copies (by name, it took
+    the second's: 1.09 off, unseen by the check), and a net loaded from weights whose
+    prototxt has no fillers warns of none."""
+    text = ('layer { name: "in" type: "Input" top: "data" top: "label" input_param { '
+            'shape { dim: 2 dim: 3 } shape { dim: 2 } } }\n'
+            + _layer("ip", "InnerProduct", ["data"], ["a"],
+                     f"inner_product_param {{ num_output: 3 {FILLED} }}")
+            + _layer("ip", "InnerProduct", ["data"], ["b"],
+                     f"inner_product_param {{ num_output: 3 {FILLED} }}")
+            + _layer("loss", "SoftmaxWithLoss", ["b", "label"], ["loss"]))
+    net = Net(text, pb.TEST, seed=1)
+    images = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    to_onnx(net, tmp_path / "m.onnx", outputs=["a"])
+    got, = check.session(onnx.load(tmp_path / "m.onnx"),
+                         check.LEVELS["optimisations off"]).run(None, {"data": images})
+    want = check.run_runtime(net, {"data": images, "label": np.zeros(5, np.float32)})
+    assert np.abs(got - want["a"]).max() <= 1e-5 and np.abs(got - want["b"]).max() > 0.1
+
+    plain = text.replace(FILLED, "")
+    net.save(tmp_path / "w.caffemodel")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # "has no weight_filler" for the part's layers
+        to_onnx(Net(plain, pb.TEST, weights=tmp_path / "w.caffemodel"), tmp_path / "m.onnx",
+                outputs=["a"])
+
+
 def test_unknown_or_repeated_outputs_are_one_line(tmp_path, capsys):
     proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"][0])
     base = ["--prototxt", proto, "--weights", weights, "-o", str(tmp_path / "m.onnx")]

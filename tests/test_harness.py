@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from generator.render import NetOptions, render_net
-from harness import cli, commit, run_folder
+from harness import cli, commit, jobs, run_folder
 from harness.jobs import default_levers
 from harness.evaluation import class_counts, summarize
 from harness.report import row_result, status, table_markdown, write_row
@@ -484,6 +484,29 @@ def test_resume_from_a_checkpoint_lacking_a_layer_is_refused(tmp_path, tiny_data
     with pytest.raises(AllconvError, match=re.escape(f"{weights}: no weights for layer(s) "
                                                      "conv3 (the file has: ")):
         train(spec, dataclasses.replace(opts, resume=True), tmp_path / "run")
+
+
+def test_resume_with_the_checkpoints_metrics_lost_is_refused(tmp_path, tiny_data):
+    """The checkpoint keeps how many records its metrics.jsonl held: a log removed or cut
+    since is refused, not continued without a word into a result with evaluations missing;
+    the log is left as it was, and put back the run resumes."""
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=12))
+    opts = options(tiny_data, epochs=2)
+    train(spec, dataclasses.replace(opts, time_limit=0), tmp_path / "run")
+    log = tmp_path / "run" / "metrics.jsonl"
+    whole = log.read_bytes()
+    assert whole.count(b"\n") == 1
+    for damaged in (None, whole[:-9]):          # removed; its last line cut short
+        log.unlink(missing_ok=True)
+        if damaged is not None:
+            log.write_bytes(damaged)
+        with pytest.raises(AllconvError, match=re.escape(
+                f"{log}: 0 record(s) up to iteration 3, where the checkpoint was written after "
+                "1: it was removed or cut; put it back")):
+            train(spec, dataclasses.replace(opts, resume=True), tmp_path / "run")
+        assert (log.read_bytes() if log.exists() else None) == damaged
+    log.write_bytes(whole)
+    assert train(spec, dataclasses.replace(opts, resume=True), tmp_path / "run")["iterations"] == 5
 
 
 def _cuda_feed(state, device=True):
@@ -1097,10 +1120,22 @@ def test_run_folder_names_outcomes_and_checkpoints(tmp_path):
     assert folder.outcome() == {"missing": "unfinished at iteration 3"}
     folder.metrics.write({"iter": 4, "epoch": 2.0, "event": "diverged"})
     assert folder.outcome() == {"diverged": "diverged at iteration 4 (epoch 2.00)"}
-    for iteration in (2, 10, 7):
+    for iteration in (10, 7):
         for extension in (".caffemodel", ".solverstate", ".rngstate"):
             (folder.path / f"checkpoint_iter_{iteration}{extension}").write_bytes(b"")
+    (folder.path / "checkpoint_iter_2.rngstate").write_bytes(b"")    # a pruning cut short
+    # killed between 10's renames and 7's pruning, where a pack's other members may still be
+    # at 7: the oldest complete checkpoint (before: 10, and such a pack resumed apart)
+    assert folder.latest_checkpoint().name == "checkpoint_iter_7.solverstate"
+    (folder.path / "checkpoint_iter_7.caffemodel").unlink()
     assert folder.latest_checkpoint().name == "checkpoint_iter_10.solverstate"
+    (folder.path / "checkpoint_iter_10.solverstate").unlink()
+    # files with no complete set: refused (before: "no checkpoint", and a fresh start
+    # deleted the iteration-10 weights)
+    with pytest.raises(AllconvError, match=r"run: its checkpoint of iteration 10 lacks its "
+                                           r"\.solverstate file\(s\); put them back, or remove"):
+        folder.latest_checkpoint()
+    (folder.path / "checkpoint_iter_10.solverstate").write_bytes(b"")
     folder.prune_checkpoints(10)
     assert sorted(p.name for p in folder.path.glob("checkpoint_*")) == [
         "checkpoint_iter_10.caffemodel", "checkpoint_iter_10.rngstate",
@@ -1609,3 +1644,24 @@ def test_a_signal_stop_exits_with_128_plus_the_signals_number(tmp_path, tiny_dat
     assert cli.main(["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
                      "--no-verify", "--device", "cpu", "--out", str(tmp_path / "out")]) == 143
     assert "replicate: stopped by SIGTERM before any run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_in_start_up_exits_with_128_plus_its_number(tmp_path, tiny_data, capsys,
+                                                              monkeypatch, signum):
+    """SIGTERM or SIGHUP while the data loads (replicate's handler, before any run's loop):
+    143 or 129 and its name, inside a run's start (run_pack's stop) or before; they gave
+    130 and "Ctrl-C" (found by an interruption check)."""
+    from harness.loop import DeferredInterrupt
+    from runtime.cli_support import run_cli
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    argv = ["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+            "--no-verify", "--device", "cpu", "--out", str(tmp_path / "out")]
+    monkeypatch.setattr(DeferredInterrupt, "received", "SIGINT")
+    monkeypatch.setattr(jobs, "train_pack", lambda *a, **k: cli._stop(signum, None))
+    assert run_cli(cli.main, "replicate", argv) == 128 + signum
+    name = signal.Signals(signum).name
+    assert f"replicate: stopped by {name} before any run" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "job_list", lambda *a, **k: cli._stop(signum, None))
+    assert run_cli(cli.main, "replicate", argv) == 128 + signum
+    assert capsys.readouterr().err == f"replicate: interrupted by {name}\n"

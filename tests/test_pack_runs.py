@@ -170,7 +170,8 @@ def test_runs_resuming_from_different_iterations_are_told_they_resume_apart(spec
     for lr, iteration in ((0.01, 8), (0.05, 4), (0.1, 8)):
         folder = tmp_path / f"lr-{lr}"
         folder.mkdir()
-        (folder / f"checkpoint_iter_{iteration}.solverstate").write_bytes(b"")
+        for extension in (".caffemodel", ".solverstate", ".rngstate"):
+            (folder / f"checkpoint_iter_{iteration}{extension}").write_bytes(b"")
         jobs.append((spec, opts(lr=lr, resume=True), folder))
     assert packs(jobs, 3) == [[0, 2], [1]]
     assert resumed_apart(jobs, 3) == [

@@ -16,10 +16,10 @@ from runtime.errors import AllconvError
 from runtime.export import DEFAULT_OPSET, MIN_OPSET, check, preprocessing
 from runtime.export.batch_flow import batch_axes, own_extents
 from runtime.export.builder import GraphBuilder
-from runtime.export.registry import BatchFixed
+from runtime.export.registry import BatchFixed, exportable_types
 from runtime.export.walker import add_net, needed_layers, used_inputs
 from runtime.files import atomic_write_bytes, check_writable
-from runtime.layers import data_sized
+from runtime.layers import NoFillerWarning, data_sized
 from runtime.net import Net
 from runtime.proto import pb
 
@@ -168,20 +168,25 @@ def _copies_to_outputs_as_dropout(nodes, outputs) -> None:
 
 def exported_part(net, outputs):
     """``net`` itself, or where ``outputs`` need only some of its layers (a train_val net's
-    scores without its loss and Accuracy), a net of those layers alone that shares its weights,
-    its inputs at their present shapes: the export and its check at other batches then run
-    what the model computes, not a layer beside it (a loss reading a label of the
-    prototxt's batch) that would pin the batch."""
+    scores without its loss and Accuracy), a net of those layers alone on the same device,
+    each using the learnable blobs of the layer it copies, its inputs at their present
+    shapes: the export and its check at other batches then run what the model computes, not
+    a layer beside it (a loss reading a label of the prototxt's batch) that would pin the
+    batch. A part that would not export (no Input, a layer of no converter) is not built:
+    ``build_model`` refuses the net as it is."""
     layers = needed_layers(net, outputs) if outputs else net.layers
-    if len(layers) == len(net.layers):
+    if len(layers) == len(net.layers) or not used_inputs(net, outputs) or any(
+            layer.param.type not in exportable_types() for layer in layers):
         return net
     param = pb.NetParameter(name=net.name)
     for layer in layers:
         kept = param.layer.add()
         kept.CopyFrom(layer.param)
         del kept.include[:], kept.exclude[:]    # chosen already, for the net's phase and stages
-    part = Net(param, net.phase, seed=0)
-    part.share_with(net)
+    with warnings.catch_warnings():             # the fillers' values are replaced
+        warnings.simplefilter("ignore", NoFillerWarning)
+        part = Net(param, net.phase, seed=0).to(net.device)
+    part.share_layer_blobs(zip(part.layers, layers, strict=True))
     for name in part.inputs:
         part.blobs[name].reshape(*net.blobs[name].shape)
     part.reshape()
