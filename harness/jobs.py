@@ -17,7 +17,7 @@ from pathlib import Path
 from harness.datasets import Data, data_key, train_size
 from harness.loop import DeferredInterrupt
 from harness.run import RunOptions, check_length, run_data, snapshot_iteration
-from harness.run_folder import RunFolder, run_name
+from harness.run_folder import RunFolder, resume_points, run_name
 from harness.specs import Spec
 from harness.train import train_pack
 from runtime.cli_support import resolve_device
@@ -103,7 +103,11 @@ def check_lengths(jobs: list[tuple], data_dir: str | None, world: int) -> None:
 
 def check_runs_kept(jobs) -> None:
     """A run started afresh must not empty a folder that holds a finished run, or the
-    checkpoints of an unfinished one (hours of training, lost to a forgotten --resume)."""
+    checkpoints of an unfinished one (hours of training, lost to a forgotten --resume); a
+    resumed run's checkpoint files must be a complete set (`RunFolder.latest_checkpoint`)."""
+    for _, opts, run_dir in jobs:
+        if opts.resume:
+            RunFolder(run_dir).latest_checkpoint()
     held = [(run_dir, kept) for _, opts, run_dir in jobs
             if not opts.resume and (kept := _kept(RunFolder(run_dir)))]
     if held:
@@ -133,8 +137,7 @@ def resumed_apart(jobs, size: int) -> list[str]:
     """A note for each row whose runs --resume continues from checkpoints of different
     iterations while --pack would pack them: they resume in one pack per iteration."""
     starts: dict[str, dict[int, list[str]]] = {}
-    for spec, opts, run_dir in jobs:
-        state = RunFolder(run_dir).latest_checkpoint() if opts.resume and size > 1 else None
+    for (spec, _, run_dir), state in zip(jobs, resume_states(jobs) if size > 1 else []):
         if state is not None:
             starts.setdefault(spec.key, {}).setdefault(snapshot_iteration(state), []).append(
                 Path(run_dir).name)
@@ -142,6 +145,25 @@ def resumed_apart(jobs, size: int) -> list[str]:
             + ", ".join(f"{i} ({' '.join(names)})" for i, names in sorted(by_iter.items()))
             + "; each iteration's runs resume as a pack of their own"
             for row, by_iter in starts.items() if len(by_iter) > 1]
+
+
+def resume_states(jobs) -> list[Path | None]:
+    """Each job's checkpoint to resume from (None: it has none, or no --resume), chosen
+    among the runs of its row and options together (`resume_points`)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (spec, opts, _) in enumerate(jobs):
+        if opts.resume:
+            groups.setdefault((spec.key, _shared(opts)), []).append(i)
+    states: list[Path | None] = [None] * len(jobs)
+    for indices in groups.values():
+        for i, state in zip(indices, resume_points([RunFolder(jobs[i][2]) for i in indices])):
+            states[i] = state
+    return states
+
+
+def _shared(opts: RunOptions) -> RunOptions:
+    """What runs trained as one pack share: their options but lr and seed."""
+    return replace(opts, lr=0.0, seed=0, lr_from="", position=0)
 
 
 def run_pack(spec: Spec, members: list[tuple[RunOptions, Path]], data: Data | None = None,
@@ -167,13 +189,9 @@ def packs(jobs: list[tuple], size: int) -> list[list[int]]:
     options (all but lr and seed), in order; resumed runs are packed only with runs whose
     latest checkpoint is of the same iteration (they step together)."""
     groups: dict[tuple, list[int]] = {}
-    for i, (spec, opts, run_dir) in enumerate(jobs):
-        start = 0
-        if opts.resume:
-            state = RunFolder(run_dir).latest_checkpoint()
-            start = -1 if state is None else snapshot_iteration(state)
-        shared = replace(opts, lr=0.0, seed=0, lr_from="", position=0)
-        groups.setdefault((spec.key, shared, start), []).append(i)
+    for i, ((spec, opts, _), state) in enumerate(zip(jobs, resume_states(jobs))):
+        start = 0 if not opts.resume else -1 if state is None else snapshot_iteration(state)
+        groups.setdefault((spec.key, _shared(opts), start), []).append(i)
     return [indices[i:i + size] for indices in groups.values()
             for i in range(0, len(indices), size)]
 

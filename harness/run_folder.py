@@ -27,6 +27,7 @@ import fcntl
 import json
 import math
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from generator.variants import get_variant
@@ -132,6 +133,23 @@ def row_runs(row_dir) -> list["RunFolder"]:
     if not row_dir.is_dir():
         return []
     return [run for run in map(RunFolder, sorted(row_dir.iterdir())) if run.has_record]
+
+
+def resume_points(folders: Sequence[RunFolder]) -> list[Path | None]:
+    """The checkpoint (.solverstate) each folder's run resumes from, None where it has none:
+    the newest of its complete ones that every other folder sharing one of them also holds.
+    So a pack killed while checkpointing resumes as one: a kill between its members' renames
+    leaves some at the newer iteration and the older, others at the older only; one while
+    pruning leaves some at the newer only. A run that shares none keeps its newest."""
+    sets = [folder.complete_checkpoints() for folder in folders]
+
+    def point(mine: dict[int, Path]) -> Path | None:
+        if not mine:
+            return None
+        sharing = [set(other) for other in sets if other is not mine and set(other) & set(mine)]
+        fits = [n for n in mine if all(n in other for other in sharing)]
+        return mine[max(fits or mine)]
+    return [point(s) for s in sets]
 
 
 class MetricsLog:
@@ -431,25 +449,29 @@ class RunFolder:
                 else "not started"}
 
     def latest_checkpoint(self) -> Path | None:
-        """The .solverstate of the checkpoint a run resumes from; None where the folder holds
-        no checkpoint file. That is the oldest of the complete ones (.caffemodel, .solverstate
-        and .rngstate): a second is there only when a kill came after a checkpoint's files
-        were renamed and before the one before was pruned, a point a pack's other members
-        may not have reached. Checkpoint files without a complete set are an error, not a
-        run to start over."""
+        """The .solverstate of the newest complete checkpoint, or None (see
+        `complete_checkpoints`)."""
+        complete = self.complete_checkpoints()
+        return complete[max(complete)] if complete else None
+
+    def complete_checkpoints(self) -> dict[int, Path]:
+        """{iteration: .solverstate} of the checkpoints whose three files (.caffemodel,
+        .solverstate, .rngstate) are all here: two only when a kill came between a
+        checkpoint's renames and the pruning of the one before (`resume_points`). Checkpoint
+        files without a complete set are an error, not a run to start over, but for a
+        finished run's (its final .caffemodel kept alone, as a lease's collected runs are)."""
         files: dict[int, dict[str, Path]] = {}
         for path, iteration in self._checkpoints(".*"):
             files.setdefault(iteration, {})[path.suffix] = path
-        complete = [n for n, got in files.items() if set(CHECKPOINT_FILES) <= set(got)]
-        if complete:
-            return files[min(complete)][".solverstate"]
-        if files:
+        complete = {n: got[".solverstate"] for n, got in files.items()
+                    if set(CHECKPOINT_FILES) <= set(got)}
+        if files and not complete and not self.file(RESULT_JSON).is_file():
             n = max(files)
             lacking = ", ".join(e for e in CHECKPOINT_FILES if e not in files[n])
             raise AllconvError(f"{self.path}: its checkpoint of iteration {n} lacks its "
                                f"{lacking} file(s); put them back, or remove the folder (or "
                                "--out DIR) to start the run again")
-        return None
+        return complete
 
     def newest_checkpoint_file(self) -> Path | None:
         """The newest checkpoint file of any kind (what a fresh start would delete), or None."""

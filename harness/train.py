@@ -20,14 +20,14 @@ from typing import Sequence
 
 import torch
 
-from runtime.distributed import SINGLE, Ranks
+from runtime.distributed import SINGLE, Ranks, said_once
 from harness import run_folder
 from harness.curves import plot_curves
 from harness.datasets import Data, check_trainable
 from harness.loop import DeferredInterrupt, Diverged, Loop, Progress, Trainable
 from harness.run import (Run, RunOptions, check_pack, device_name, resolve_precision,
                          run_data, set_precision, whitening_of)
-from harness.run_folder import RunFolder
+from harness.run_folder import MetricsLog, RunFolder
 from harness.side_by_side import SideBySide
 from harness.specs import Spec
 from runtime.cli_support import resolve_device
@@ -110,7 +110,7 @@ def _train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Da
             folder.start(settings, resumed)
             run.record(k, settings, folder.recorded_lr_from() if resumed else None)
     ranks.barrier()
-    states = [m.folder.latest_checkpoint() for m in run.members]
+    states = run_folder.resume_points([m.folder for m in run.members])
     if any(resumed for _, _, resumed in todo) and any(states):
         if not all(states):
             raise AllconvError("some runs of the pack have a checkpoint and others none: "
@@ -128,14 +128,7 @@ def _loop(run: Trainable, ranks: Ranks, precision: str, device: torch.device,
     (``entered``: when its `train_pack` began, for `StartUp`)."""
     opts = run.opts
     logs = [m.folder.metrics for m in run.members] if ranks.is_main else None
-    for log, restored in zip(logs or [], run.restored_progress):
-        written = (restored or {}).get("records")
-        kept = written and sum(r["iter"] <= run.iter for r in log.records())
-        if written and kept < written:
-            raise AllconvError(f"{log.path}: {kept} record(s) up to iteration {run.iter}, "
-                               f"where the checkpoint was written after {written}: it was "
-                               "removed or cut; put it back, or remove the folder (or --out "
-                               "DIR) to start the run again")
+    said_once(_check_records, run, logs, ranks)
     records = [log.truncate(run.iter) for log in logs] if logs else [[] for _ in run.members]
     lasts = [r[-1] if r else {"seconds": 0.0} for r in records]
     # rank 0 alone reads the logs: every rank takes its count, so that all checkpoint together
@@ -201,6 +194,22 @@ def _loop(run: Trainable, ranks: Ranks, precision: str, device: torch.device,
         member.folder.write_result(result)
         outcomes.append(result)
     return outcomes
+
+
+def _check_records(run: Trainable, logs: list[MetricsLog] | None, ranks: Ranks) -> None:
+    """A resumed run's metrics.jsonl must hold the records its checkpoint was written after
+    (else it was removed or cut); process 0 reads the logs, and every process refuses."""
+    lost = None
+    for log, restored in zip(logs or [], run.restored_progress):
+        written = (restored or {}).get("records")
+        kept = written and sum(r["iter"] <= run.iter for r in log.records())
+        if written and kept < written:
+            lost = (f"{log.path}: {kept} record(s) up to iteration {run.iter}, where the "
+                    f"checkpoint was written after {written}: it was removed or cut; put it "
+                    "back, or remove the folder (or --out DIR) to start the run again")
+            break
+    if ranks.any(lost is not None):
+        raise AllconvError(lost or "process 0 found the metrics log cut")
 
 
 def _end_interrupted(run: Trainable, loop: Loop, ranks: Ranks, bar) -> None:

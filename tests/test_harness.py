@@ -1124,17 +1124,19 @@ def test_run_folder_names_outcomes_and_checkpoints(tmp_path):
         for extension in (".caffemodel", ".solverstate", ".rngstate"):
             (folder.path / f"checkpoint_iter_{iteration}{extension}").write_bytes(b"")
     (folder.path / "checkpoint_iter_2.rngstate").write_bytes(b"")    # a pruning cut short
-    # killed between 10's renames and 7's pruning, where a pack's other members may still be
-    # at 7: the oldest complete checkpoint (before: 10, and such a pack resumed apart)
-    assert folder.latest_checkpoint().name == "checkpoint_iter_7.solverstate"
-    (folder.path / "checkpoint_iter_7.caffemodel").unlink()
     assert folder.latest_checkpoint().name == "checkpoint_iter_10.solverstate"
     (folder.path / "checkpoint_iter_10.solverstate").unlink()
+    assert folder.latest_checkpoint().name == "checkpoint_iter_7.solverstate"
+    for extension in (".caffemodel", ".rngstate"):
+        (folder.path / f"checkpoint_iter_7{extension}").unlink()
     # files with no complete set: refused (before: "no checkpoint", and a fresh start
-    # deleted the iteration-10 weights)
+    # deleted the iteration-10 weights), but beside a finished run's result
     with pytest.raises(AllconvError, match=r"run: its checkpoint of iteration 10 lacks its "
                                            r"\.solverstate file\(s\); put them back, or remove"):
         folder.latest_checkpoint()
+    folder.file("result.json").write_text("{}")
+    assert folder.latest_checkpoint() is None
+    folder.file("result.json").unlink()
     (folder.path / "checkpoint_iter_10.solverstate").write_bytes(b"")
     folder.prune_checkpoints(10)
     assert sorted(p.name for p in folder.path.glob("checkpoint_*")) == [

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from harness import cli
-from harness.jobs import packs, resumed_apart
+from harness.jobs import packs, resume_states, resumed_apart
 from harness.specs import SPECS_DIR, load_spec
 from harness.datasets import Data
 from harness.run import Run, RunOptions
@@ -178,6 +178,28 @@ def test_runs_resuming_from_different_iterations_are_told_they_resume_apart(spec
         f"--resume: {spec.key}'s checkpoints are of iterations 4 (lr-0.05), 8 (lr-0.01 lr-0.1); "
         "each iteration's runs resume as a pack of their own"]
     assert resumed_apart(jobs, 1) == []
+
+
+def test_a_pack_killed_while_checkpointing_resumes_as_one_pack(spec, tmp_path):
+    """kill -9 between two members' renames leaves one at 8 and 4, the other at 4; one while
+    pruning leaves one at 8, the other at 8 and 4: either way the pack resumes as one, from
+    the newest iteration every member holds whole (before: 8 and 4, resumed apart, in the
+    first case; a third run of the row, alone at 12, keeps its own)."""
+    def member(name, *iterations):
+        folder = tmp_path / name
+        folder.mkdir(exist_ok=True)
+        for iteration in iterations:
+            for extension in (".caffemodel", ".solverstate", ".rngstate"):
+                (folder / f"checkpoint_iter_{iteration}{extension}").write_bytes(b"")
+        return folder
+    for a, b in (((8, 4), (4,)), ((8,), (8, 4))):
+        jobs = [(spec, opts(lr=lr, resume=True), member(f"{lr}-{a}", *its))
+                for lr, its in ((0.01, a), (0.05, b))]
+        jobs.append((spec, opts(lr=0.1, resume=True), member(f"0.1-{a}", 12)))
+        want = 4 if b == (4,) else 8
+        assert [s.name for s in resume_states(jobs)] == [
+            f"checkpoint_iter_{want}.solverstate"] * 2 + ["checkpoint_iter_12.solverstate"]
+        assert packs(jobs, 2) == [[0, 1], [2]]
 
 
 def test_a_diverging_member_stops_alone(spec, data, tmp_path, capsys):
