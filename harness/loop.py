@@ -361,7 +361,7 @@ class Loop:
         sums = self.run.loss_sum.tolist()
         progress = [{"loss_sum": sums[k], "count": self.count,
                      "seconds": self.done_before[k] + begin - self.start,
-                     "records": len(self.logs[k].records()) if self.logs else None}
+                     "records": self.logs[k].held if self.logs else None}
                     for k in range(self.run.K)]
         written = self.run.checkpoint([k for k in range(self.run.K)
                                        if self.diverged_message[k] is None], progress)

@@ -157,11 +157,13 @@ class MetricsLog:
 
     def __init__(self, path: Path):
         self.path = path
+        self.held: int | None = None   # the records in the file, once read (kept by write)
 
     def records(self) -> list[dict]:
         """The records; a last line that is neither whole JSON nor ended by its newline (cut
         short by a kill while it was written) is left out."""
         if not self.path.is_file():
+            self.held = 0
             return []
         lines = [line for line in read_text(self.path, "JSON lines").splitlines(keepends=True)
                  if line.strip()]
@@ -182,17 +184,21 @@ class MetricsLog:
             checked_fields(self.path, record, FIELDS[METRICS], where)
             records.append(checked_fields(self.path, record,
                                           EVENT if "event" in record else EVALUATION, where))
+        self.held = len(records)
         return records
 
     def truncate(self, iteration: int) -> list[dict]:
         """Drop records after ``iteration`` (written after the checkpoint we resume from)."""
         kept = [r for r in self.records() if r["iter"] <= iteration]
         atomic_write_bytes(self.path, "".join(map(_json_line, kept)).encode())
+        self.held = len(kept)
         return kept
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
             f.write(_json_line(record))
+        if self.held is not None:
+            self.held += 1
 
 
 def _json_line(record: dict) -> str:

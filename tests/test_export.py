@@ -109,10 +109,13 @@ def test_all_fourteen_generated_networks_are_compared():
 
 # ----------------------------------------------------------------------------- hand-written nets
 
-def _input(shape) -> str:
-    dims = " ".join(f"dim: {d}" for d in shape)
-    return (f'layer {{ name: "input" type: "Input" top: "data" '
-            f'input_param {{ shape {{ {dims} }} }} }}\n')
+def _input(shape, label=None) -> str:
+    """An Input of top "data" ``shape``, and of top "label" ``label`` where given."""
+    shapes = [shape] if label is None else [shape, label]
+    dims = " ".join("shape { " + " ".join(f"dim: {d}" for d in s) + " }" for s in shapes)
+    tops = ' top: "data"' + ("" if label is None else ' top: "label"')
+    return f'layer {{ name: "input" type: "Input"{tops} input_param {{ {dims} }} }}\n'
+
 
 
 def _layer(name, type_, bottoms, tops, body="") -> str:
@@ -761,8 +764,7 @@ def test_a_train_val_nets_scores_export_with_a_dynamic_batch(tmp_path):
     """--outputs ip of a net whose Accuracy and loss read a label of the prototxt's batch:
     the model (data -> ip) takes any batch, as Caffe's net does with its label reshaped too;
     the check runs the exported layers alone, so the label no longer pins the batch at 4."""
-    text = ('layer { name: "input" type: "Input" top: "data" top: "label" input_param { '
-            'shape { dim: 4 dim: 3 dim: 8 dim: 8 } shape { dim: 4 } } }\n'
+    text = (_input((4, 3, 8, 8), label=(4,))
             + _layer("conv", "Convolution", ["data"], ["conv"],
                      f"convolution_param {{ num_output: 4 kernel_size: 3 {FILLED} }}")
             + _layer("ip", "InnerProduct", ["conv"], ["ip"],
@@ -788,8 +790,7 @@ def test_a_part_of_a_net_exports_its_own_layers_weights(tmp_path):
     the exported part takes each layer's weights from the layer it copies (by name, it took
     the second's: 1.09 off, unseen by the check), and a net loaded from weights whose
     prototxt has no fillers warns of none."""
-    text = ('layer { name: "in" type: "Input" top: "data" top: "label" input_param { '
-            'shape { dim: 2 dim: 3 } shape { dim: 2 } } }\n'
+    text = (_input((2, 3), label=(2,))
             + _layer("ip", "InnerProduct", ["data"], ["a"],
                      f"inner_product_param {{ num_output: 3 {FILLED} }}")
             + _layer("ip", "InnerProduct", ["data"], ["b"],

@@ -175,8 +175,9 @@ def exported_part(net, outputs):
     batch. A part that would not export (no Input, a layer of no converter) is not built:
     ``build_model`` refuses the net as it is."""
     layers = needed_layers(net, outputs) if outputs else net.layers
+    exportable = exportable_types()
     if len(layers) == len(net.layers) or not used_inputs(net, outputs) or any(
-            layer.param.type not in exportable_types() for layer in layers):
+            layer.param.type not in exportable for layer in layers):
         return net
     param = pb.NetParameter(name=net.name)
     for layer in layers:
