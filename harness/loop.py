@@ -368,20 +368,40 @@ class Loop:
         self.checkpoint_seconds = time.perf_counter() - begin
         return written
 
-    def deadline_due(self) -> bool:
-        """Whether the next step, the evaluation it may bring, a checkpoint and a margin of
-        one more step (and on CUDA one tick, which the host may run ahead of the device)
-        would pass the run's deadline: then the loop checkpoints now and stops."""
+    def deadline_reached(self) -> bool:
+        """Whether the run stops for its --deadline before this step. One process asks its
+        clock before every step. Under torchrun the processes agree (one all-reduce) only at
+        the steps where they sync anyway (the display intervals, the evaluations), each
+        guessing up to the next such step; before, they agreed at every step."""
         run = self.run
         if run.opts.deadline is None:
             return False
-        after = run.iter + 1
+        if run.ranks.world == 1:
+            return self.deadline_due()
+        sp = run.solver_param
+        if not (run.iter == self.start_iter or run.iter % sp.test_interval == 0
+                or (sp.display and run.iter % sp.display == 0)):
+            return False
+        ahead = [run.max_iter, (run.iter // sp.test_interval + 1) * sp.test_interval]
+        if sp.display:
+            ahead.append((run.iter // sp.display + 1) * sp.display)
+        return run.ranks.any(self.deadline_due(min(ahead) - run.iter))
+
+    def deadline_due(self, steps: int = 1) -> bool:
+        """Whether the next ``steps`` steps, the evaluation the last of them may bring, a
+        checkpoint and a margin of one more step (and on CUDA one tick, which the host may run
+        ahead of the device) would pass the run's deadline: then the loop checkpoints now and
+        stops."""
+        run = self.run
+        if run.opts.deadline is None:
+            return False
+        after = run.iter + steps
         evaluation = self.eval_guess() if (after % run.solver_param.test_interval == 0
                                            or after == run.max_iter) else 0.0
         checkpoint = (self.checkpoint_seconds if self.checkpoint_seconds is not None
                       else CHECKPOINT_GUESS * run.K)
         ahead = 0.0 if self.every_iteration else TICK_SECONDS
-        need = 2 * self._step_guess() + evaluation + checkpoint + ahead
+        need = (steps + 1) * self._step_guess() + evaluation + checkpoint + ahead
         return time.monotonic() + need >= run.opts.deadline
 
     def _step_guess(self) -> float:

@@ -139,8 +139,7 @@ def _loop(run: Trainable, ranks: Ranks, precision: str, device: torch.device,
         if DeferredInterrupt.consume():
             raise KeyboardInterrupt   # stopped before its first iteration: nothing to save
         while run.iter < run.max_iter and loop.alive:
-            # each rank guesses from its own clock: the first to see it due stops them all
-            if opts.deadline is not None and ranks.any(loop.deadline_due()):
+            if loop.deadline_reached():
                 loop.sync(evaluate=False)
                 if run.iter > loop.start_iter and ranks.is_main:
                     loop.checkpoint()
@@ -179,6 +178,9 @@ def _loop(run: Trainable, ranks: Ranks, precision: str, device: torch.device,
                 if ranks.any(out_of_time) and run.iter < run.max_iter:
                     return loop.stopped("time_limit")
     if not ranks.is_main:
+        # the other ranks wait for process 0's result.json: a next call on these folders
+        # reads it on every rank (one that read none trained again, and all hung)
+        ranks.barrier()
         return [{"finished": True, "rank": ranks.rank} for _ in run.members]
     outcomes = []
     for k, member in enumerate(run.members):
@@ -193,6 +195,7 @@ def _loop(run: Trainable, ranks: Ranks, precision: str, device: torch.device,
         result = _result(run, k, lasts[k], precision, device)
         member.folder.write_result(result)
         outcomes.append(result)
+    ranks.barrier()
     return outcomes
 
 

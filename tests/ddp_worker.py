@@ -42,10 +42,14 @@ def main(spec_path: str, out: str) -> None:
     train(spec, dataclasses.replace(options(), resume=True), out / "resumed", data, ranks)
     # a --deadline stop at iteration 3, after one evaluation, resumed with a checkpoint every
     # second evaluation: rank 0 alone reads the log's count, which every rank must share
-    # (before, at iteration 4 rank 0 checkpointed and waited while rank 1 trained on: hung)
+    # (before, at iteration 4 rank 0 checkpointed and waited while rank 1 trained on: hung);
+    # the resumed run's deadline is agreed on (never due) where the ranks sync
     off = options(epochs=3, checkpoint_every=2, deadline=float("inf"))
-    with mock.patch.object(Loop, "deadline_due", lambda loop: loop.run.iter == 3):
+    with mock.patch.object(Loop, "deadline_reached", lambda loop: loop.run.iter == 3):
         train(spec, off, out / "off-schedule", data, ranks)
+    train(spec, dataclasses.replace(off, resume=True), out / "off-schedule", data, ranks)
+    # resumed again, finished: every rank reads process 0's result.json and trains nothing
+    # (before, process 1 could read the folder before it was written, train, and hang)
     train(spec, dataclasses.replace(off, resume=True), out / "off-schedule", data, ranks)
     leave(ranks)
 

@@ -453,19 +453,18 @@ def test_train_under_torchrun_is_caffes_multi_gpu_batch(workdir):
     """Two gloo processes, each taking batch_size from the shared stream in turn and averaging
     the gradients (Caffe's multi-GPU), train what one process trains with iter_size 2."""
     import os
-    import subprocess
     import sys
     from pathlib import Path
+    from process_group import run_group
 
     root = Path(__file__).resolve().parent.parent
     (workdir / "two.prototxt").write_text(SOLVER.format(max_iter=4).replace('"snap"', '"two"'))
     (workdir / "one.prototxt").write_text(
         SOLVER.format(max_iter=4).replace('"snap"', '"one"') + "\niter_size: 2")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node", "2", "-m", "runtime.cli", "train",
-                           "-solver", "two.prototxt"], env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = run_group([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                      "--nproc_per_node", "2", "-m", "runtime.cli", "train",
+                      "-solver", "two.prototxt"], timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("Use CPU.") == 1, done.stderr[-3000:]   # only process 0 logs
     assert main(["train", "-solver", "one.prototxt"]) == 0

@@ -22,6 +22,7 @@ from harness.run import Run
 from harness.train import train
 from runtime.caffemodel import read_weights
 from runtime.errors import AllconvError
+from process_group import run_group
 from same_weights import assert_same_weights
 from test_harness import cache, tiny_data, tiny_spec  # noqa: F401  (fixtures)
 
@@ -57,10 +58,9 @@ def test_two_gloo_processes_train_what_one_process_trains(tmp_path):
     w0 = {f"{name}:{i}": v.data.numpy() for name, views in start.net.params.items()
           for i, v in enumerate(views)}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node", "2", str(Path(ddp_worker.__file__)),
-                           str(spec_path), str(tmp_path / "ddp")],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = run_group([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 "--nproc_per_node", "2", str(Path(ddp_worker.__file__)), str(spec_path),
+                 str(tmp_path / "ddp")], timeout=360, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "FutureWarning" not in done.stderr          # e.g. DDP's broadcast_buffers rename
     last = f"checkpoint_iter_{single['iterations']}.caffemodel"
@@ -85,10 +85,9 @@ def test_two_gloo_processes_train_what_one_process_trains(tmp_path):
 def test_an_option_refused_under_torchrun_is_said_once(tmp_path):
     """Every process refuses --pack 2 under torchrun; process 0 alone says why."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node", "2", "-m", "harness.cli", "all-cnn-c", "--pack",
-                           "2", "--out", str(tmp_path / "out")], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=tmp_path)
+    done = run_group([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 "--nproc_per_node", "2", "-m", "harness.cli", "all-cnn-c", "--pack", "2",
+                 "--out", str(tmp_path / "out")], timeout=120, env=env, cwd=tmp_path)
     assert done.returncode != 0
     said = [line for line in done.stderr.splitlines() if line.startswith("replicate: error: ")]
     assert said == ["replicate: error: --pack trains its runs on one process: under torchrun use "
@@ -100,10 +99,9 @@ def test_a_device_refused_under_torchrun_is_said_once_by_allconv_caffe(tmp_path)
     """allconv-caffe train -gpu 0 without CUDA: every process refuses, process 0 says why."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     (tmp_path / "solver.prototxt").write_text('net: "net.prototxt" base_lr: 0.1')
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node", "2", "-m", "runtime.cli", "train", "-solver",
-                           "solver.prototxt", "-gpu", "0"], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=tmp_path)
+    done = run_group([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 "--nproc_per_node", "2", "-m", "runtime.cli", "train", "-solver",
+                 "solver.prototxt", "-gpu", "0"], timeout=120, env=env, cwd=tmp_path)
     assert done.returncode != 0
     said = [line for line in done.stderr.splitlines() if "error: " in line]
     assert said == ["allconv-caffe train: error: -gpu 0 asked for, but CUDA is not available "
@@ -187,8 +185,7 @@ def test_one_ctrl_c_stops_both_workers_which_checkpoint_and_resume(tmp_path, tin
         assert list(r.parent.glob("checkpoint_iter_*.solverstate")), r.parent
         assert not (r.parent / "result.json").exists()
     assert not (out / "tiny" / "model-c").exists()     # queued, never started after Ctrl-C
-    done = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = run_group(command + ["--resume"], timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     for r in runs + [out / "tiny" / "model-c" / "lr-0.01-smoke" / "metrics.jsonl"]:
         assert json.loads((r.parent / "result.json").read_text())["iterations"] == 64

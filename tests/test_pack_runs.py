@@ -485,6 +485,43 @@ def test_a_resumed_runs_first_step_is_guessed_from_its_earlier_sessions(start_it
     assert loop.deadline_due() is False
 
 
+def test_torchrun_processes_agree_on_the_deadline_only_where_they_sync_anyway():
+    """Under torchrun the deadline's all-reduce comes only at the display intervals and the
+    evaluations, each process guessing the steps up to the next one (an evaluation at its end
+    counted); before, every step paid an all-reduce and a host sync."""
+    import time
+    from types import SimpleNamespace
+    from harness.loop import Loop
+    asked = []
+    ranks = SimpleNamespace(world=2, any=lambda flag: asked.append(flag) or flag)
+    loop = Loop.__new__(Loop)
+    loop.run = SimpleNamespace(opts=SimpleNamespace(deadline=1e18), iter=3, max_iter=100, K=1,
+                               ranks=ranks,
+                               solver_param=SimpleNamespace(test_interval=25, display=10))
+    loop.start_iter = 3
+    seen = []
+    loop.deadline_due = lambda steps=1: seen.append((loop.run.iter, steps)) or False
+    for i in range(3, 100):
+        loop.run.iter = i
+        assert loop.deadline_reached() is False
+    assert seen == [(3, 7)] + [(i, 25 - i % 25 if i % 25 > 15 else 10 - i % 10)
+                               for i in range(10, 100) if i % 10 == 0 or i % 25 == 0]
+    assert len(asked) == len(seen)
+    loop.run.solver_param.display = 0              # no display: the evaluations alone
+    seen.clear()
+    for i in range(3, 100):
+        loop.run.iter = i
+        loop.deadline_reached()
+    assert seen == [(3, 22), (25, 25), (50, 25), (75, 25)]
+    # the guess: the steps, the evaluation after them, a checkpoint, a step's margin, a tick
+    del loop.deadline_due
+    loop.run.iter, loop.every_iteration = 50, False
+    loop.step_seconds, loop.checkpoint_seconds, loop.eval_seconds = 1.0, 2.0, 3.0
+    loop.run.opts.deadline = time.monotonic() + 31.0
+    assert loop.deadline_due(24) is False          # 25 steps + 2 + 2 = 29 s
+    assert loop.deadline_due(25) is True           # 26 steps + 3 + 2 + 2 = 33 s
+
+
 # ----------------------------------------------------------------------- --pack-route streams
 
 def test_runs_side_by_side_are_their_solo_runs_bit_for_bit(spec, data, tmp_path):
