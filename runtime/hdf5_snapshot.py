@@ -67,18 +67,32 @@ def write_weights(path, layers: list[tuple[str, list]],
     _write(path, fill)
 
 
+def _child(node, name: str, kind: str, path, what: str):
+    """``node[name]``, which must be an h5py ``kind`` ("Group" or "Dataset"), else one line
+    naming the file and the member (``what``: the file's kind, for the line)."""
+    child, full = node.get(name), f"{node.name.rstrip('/')}/{name}"
+    if child is None:
+        raise AllconvError(f"{path}: no {kind.lower()} '{full}' (not {what})")
+    if not isinstance(child, getattr(h5py(WHAT), kind)):
+        raise AllconvError(f"{path}: '{full}' is a {type(child).__name__.lower()}, where "
+                           f"{what} have a {kind.lower()}")
+    return child
+
+
 def read_weights(path) -> list[tuple[str, list]]:
     """(layer name, [blob arrays, None where the file has no dataset of that index]), as
     CopyTrainedLayersFromHDF5 reads them."""
+    what = "Caffe HDF5 weights"
+
     def take(f):
-        if "data" not in f:
-            raise AllconvError(f"{path}: no group 'data' (not Caffe HDF5 weights)")
         layers = []
-        for name, group in f["data"].items():
+        data = _child(f, "data", "Group", path, what)
+        for name in data:
+            group = _child(data, name, "Group", path, what)
             indices = [int(k) for k in group if k.isdigit()]
             blobs = [None] * (max(indices) + 1 if indices else 0)
             for i in indices:
-                blobs[i] = np.asarray(group[str(i)], np.float32)
+                blobs[i] = np.asarray(_child(group, str(i), "Dataset", path, what), np.float32)
             layers.append((name, blobs))
         return layers
     return _read(path, take)
@@ -109,14 +123,25 @@ def write_state(path, state: "pb.SolverState") -> None:
 
 
 def read_state(path) -> "pb.SolverState":
-    """A .solverstate.h5 as a SolverState message (its history as blobs)."""
+    """A .solverstate.h5 as a SolverState message (its history as blobs); ``iter`` and
+    ``current_step`` of shape (1,) or scalars, as Caffe's H5LTread_dataset_int reads both."""
+    what = "Caffe HDF5 solver states"
+
+    def integer(f, name: str) -> int:
+        value = np.asarray(_child(f, name, "Dataset", path, what)).reshape(-1)
+        if value.size != 1:
+            raise AllconvError(f"{path}: '{name}' holds {value.size} values, where Caffe "
+                               "reads one integer")
+        return int(value[0])
+
     def take(f):
-        state = pb.SolverState(iter=int(f["iter"][0]), current_step=int(f["current_step"][0]))
+        state = pb.SolverState(iter=integer(f, "iter"), current_step=integer(f, "current_step"))
         if "learned_net" in f:
-            value = f["learned_net"][()]
+            value = _child(f, "learned_net", "Dataset", path, what)[()]
             state.learned_net = value.decode() if isinstance(value, bytes) else str(value)
-        history = f["history"]
+        history = _child(f, "history", "Group", path, what)
         for i in range(len(history)):
-            state.history.append(array_to_blob(np.asarray(history[str(i)], np.float32)))
+            blob = _child(history, str(i), "Dataset", path, what)
+            state.history.append(array_to_blob(np.asarray(blob, np.float32)))
         return state
     return _read(path, take)

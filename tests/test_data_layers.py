@@ -574,6 +574,25 @@ def test_hdf5_data_refusals_are_one_line(tmp_path, monkeypatch):
         f.create_group("label")
     with pytest.raises(AllconvError, match=r"f1\.h5: 'label' is a group, not a dataset"):
         _h5_net(tmp_path, batch=5).forward()
+    # a link to nothing, and no rows, were h5py's KeyError and an IndexError, tracebacks
+    with h5py.File(tmp_path / "f1.h5", "a") as f:
+        del f["label"]
+        f["label"] = h5py.SoftLink("/gone")
+    with pytest.raises(AllconvError, match=r"f1\.h5: 'label' is a link to /gone, which does "
+                                           r"not exist$"):
+        _h5_net(tmp_path, batch=5).forward()
+    with h5py.File(tmp_path / "f1.h5", "a") as f:
+        del f["label"], f["data"]
+        f["label"] = h5py.ExternalLink("other.h5", "/label")
+        f.create_dataset("data", data=np.zeros((0, 2), np.float32))
+    with pytest.raises(AllconvError, match=r"f1\.h5: 'label' is a link to /label in other\.h5"):
+        _h5_net(tmp_path, batch=5).forward()
+    with h5py.File(tmp_path / "f1.h5", "a") as f:
+        del f["label"]
+        f.create_dataset("label", data=np.zeros((0,), np.float32))
+    with pytest.raises(AllconvError, match=r"f1\.h5: the datasets \['data', 'label'\] hold no "
+                                           r"rows$"):
+        _h5_net(tmp_path, batch=5).forward()
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(AllconvError, match=r"HDF5Data needs h5py, which is not installed: "
                                            r"pip install -e \"\.\[hdf5\]\""):

@@ -603,6 +603,44 @@ def test_an_hdf5_snapshot_resumes_bit_identically_and_a_bad_one_is_named(tmp_pat
         assert string_type.get_strpad() == h5py.h5t.STR_NULLTERM
 
 
+def test_hdf5_snapshots_of_another_layout_are_named_in_one_line_and_scalar_ints_read(tmp_path):
+    """A member of the wrong kind (a dataset where Caffe writes a group) was an AttributeError
+    traceback; a scalar ``iter``, which Caffe's H5LTread_dataset_int reads, was refused."""
+    import h5py
+    from runtime import hdf5_snapshot
+    solver = _dropout_solver(tmp_path, Feed(_batches(3, seed=5)),
+                             snapshot_format=pb.SolverParameter.HDF5)
+    solver.step(2)
+    model, state = solver.snapshot()
+    cases = [(model, "data", "'/data' is a dataset, where Caffe HDF5 weights have a group"),
+             (model, "data/ip1", "'/data/ip1' is a dataset, where Caffe HDF5 weights have a "
+                                 "group"),
+             (model, "data/ip1/0", "'/data/ip1/0' is a group, where Caffe HDF5 weights have a "
+                                   "dataset"),
+             (state, "history", "'/history' is a dataset, where Caffe HDF5 solver states have a "
+                                "group"),
+             (state, "iter", "'/iter' is a group, where Caffe HDF5 solver states have a "
+                             "dataset")]
+    for k, (source, member, said) in enumerate(cases):
+        weights = source.endswith(".caffemodel.h5")
+        path = tmp_path / f"case{k}{'.caffemodel.h5' if weights else '.solverstate.h5'}"
+        path.write_bytes(open(source, "rb").read())
+        with h5py.File(path, "a") as f:
+            del f[member]
+            if member.endswith("/0") or member == "iter":
+                f.create_group(member)
+            else:
+                f.create_dataset(member, data=np.zeros(2, np.float32))
+        read = hdf5_snapshot.read_weights if weights else hdf5_snapshot.read_state
+        with pytest.raises(AllconvError) as caught:
+            read(path)
+        assert str(caught.value) == f"{path}: {said}"
+    with h5py.File(state, "a") as f:
+        del f["iter"]
+        f.create_dataset("iter", data=np.int32(2))       # a scalar, as Caffe reads it too
+    assert hdf5_snapshot.read_state(state).iter == 2
+
+
 @pytest.mark.parametrize("fmt", [pb.SolverParameter.BINARYPROTO, pb.SolverParameter.HDF5])
 def test_snapshot_diff_writes_each_blobs_last_update_as_caffe(tmp_path, fmt):
     """snapshot_diff: Caffe's ToProto/ToHDF5 with write_diff put each blob's diff, the last

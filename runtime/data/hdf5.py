@@ -54,12 +54,7 @@ def load(path: str, names) -> list[np.ndarray]:
         with module.File(path, "r") as f:
             arrays = []
             for name in names:
-                if name in f and not isinstance(f[name], module.Dataset):
-                    raise AllconvError(f"{path}: {name!r} is a group, not a dataset")
-                if name not in f:
-                    raise AllconvError(f"{path}: no dataset {name!r} (found: "
-                                       f"{', '.join(sorted(f)) or 'none'})")
-                dataset = f[name]
+                dataset = _dataset(f, name, path, module)
                 if dataset.dtype.kind not in "fiu":
                     raise AllconvError(f"{path}: dataset {name!r} has the unsupported type "
                                        f"{dataset.dtype} (float or integer only)")
@@ -72,7 +67,28 @@ def load(path: str, names) -> list[np.ndarray]:
     if len(rows) != 1:
         raise AllconvError(f"{path}: the datasets {list(names)} have different numbers of "
                            f"rows {[len(a) for a in arrays]}")
+    if rows == {0}:
+        raise AllconvError(f"{path}: the datasets {list(names)} hold no rows")
     return arrays
+
+
+def _dataset(f, name: str, path: str, module):
+    """The dataset ``name`` of the open file ``f``, else one line: missing, a group, or a link
+    to nothing."""
+    link = f.get(name, getlink=True)
+    if link is None:
+        raise AllconvError(f"{path}: no dataset {name!r} (found: "
+                           f"{', '.join(sorted(f)) or 'none'})")
+    try:
+        node = f[name]
+    except KeyError:
+        target = getattr(link, "path", "?")
+        where = f" in {link.filename}" if isinstance(link, module.ExternalLink) else ""
+        raise AllconvError(f"{path}: {name!r} is a link to {target}{where}, which does not "
+                           "exist") from None
+    if not isinstance(node, module.Dataset):
+        raise AllconvError(f"{path}: {name!r} is a group, not a dataset")
+    return node
 
 
 class HDF5Feed:
