@@ -6,7 +6,9 @@ The folder: CURRENT names the MANIFEST, a log of version edits naming the live t
 (.ldb or .sst) and the oldest write-ahead log still to replay (.log: write batches not yet in
 a table). A table is blocks of prefix-compressed entries (raw or Snappy), an index block and a
 footer; a key in it and in the logs is the user key, then its sequence number and kind
-(value or deletion); the highest sequence number wins.
+(value or deletion); the highest sequence number wins. Every log record and table block
+carries a CRC-32C: one that fails is refused, where LevelDB refuses a MANIFEST's, skips a
+.log's (Caffe then reads fewer records) and, as Caffe opens it, reads a table's unchecked.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import re
 import struct
 from pathlib import Path
 
+from runtime.data.crc32c import crc32c
 from runtime.errors import AllconvError
 
 MAX_BYTES = 4 << 30                 # the files of a database read whole into memory
@@ -95,7 +98,7 @@ class LevelDbFile:
         at the end (a write the crash interrupted) is dropped, as LevelDB drops it."""
         self._where = path
         data = _read(path)
-        record, pos = b"", 0
+        fragments, pos = [], 0          # (byte offset, kind, body)
         while pos + LOG_HEADER <= len(data):
             left = LOG_BLOCK - pos % LOG_BLOCK
             if left < LOG_HEADER:       # the block's zero-filled tail
@@ -106,9 +109,18 @@ class LevelDbFile:
                 pos += left
                 continue
             body = data[pos + LOG_HEADER:pos + LOG_HEADER + length]
-            if len(body) < length or kind not in (FULL, FIRST, MIDDLE, LAST):
+            if len(body) < length:
                 break
+            if kind not in (FULL, FIRST, MIDDLE, LAST):
+                self._fail(f"the record at byte {pos} is of unknown kind {kind} (damaged)")
+            fragments.append((pos, kind, body))
             pos += LOG_HEADER + length
+        # each fragment's checksum covers its kind byte and its body
+        self._check_sums([data[at + 6:at + LOG_HEADER + len(body)] for at, _, body in fragments],
+                         [data[at:at + 4] for at, _, _ in fragments],
+                         [f"the record at byte {at}" for at, _, _ in fragments])
+        record = b""
+        for _, kind, body in fragments:
             if kind == FULL:
                 yield body
             elif kind == FIRST:
@@ -149,25 +161,41 @@ class LevelDbFile:
             self._fail("no table footer (cut short?)")
         _, pos = _handle(data, len(data) - FOOTER, self._fail)      # the metaindex block
         index, _ = _handle(data, pos, self._fail)
-        for _, handle in self._entries(self._block(data, index)):
-            block, _ = _handle(handle, 0, self._fail)
-            for internal, value in self._entries(self._block(data, block)):
+        blocks = [_handle(handle, 0, self._fail)[0]
+                  for _, handle in self._entries(self._blocks(data, [index])[0])]
+        for block in self._blocks(data, blocks):
+            for internal, value in self._entries(block):
                 if len(internal) < 8:
                     self._fail("a key shorter than its sequence number")
                 tag = int.from_bytes(internal[-8:], "little")
                 add(internal[:-8], tag >> 8, tag & 0xFF, value)
 
-    def _block(self, data: bytes, handle: tuple[int, int]) -> bytes:
-        offset, size = handle
-        if offset + size + BLOCK_TRAILER > len(data):
-            self._fail(f"a block at {offset} runs past the end of the file")
-        kind = data[offset + size]
-        block = data[offset:offset + size]
-        if kind == 1:
-            return snappy_decompress(block, self._fail)
-        if kind != 0:
-            self._fail(f"a block compressed by method {kind}, which this reader does not know")
-        return block
+    def _blocks(self, data: bytes, handles: list[tuple[int, int]]) -> list[bytes]:
+        """The blocks at ``handles`` (offset, size), their checksums checked, uncompressed."""
+        for offset, size in handles:
+            if offset + size + BLOCK_TRAILER > len(data):
+                self._fail(f"a block at {offset} runs past the end of the file")
+        # a block's checksum covers its bytes and its compression byte
+        self._check_sums([data[offset:offset + size + 1] for offset, size in handles],
+                         [data[offset + size + 1:offset + size + 5] for offset, size in handles],
+                         [f"the block at byte {offset}" for offset, _ in handles])
+        blocks = []
+        for offset, size in handles:
+            kind, block = data[offset + size], data[offset:offset + size]
+            if kind == 1:
+                block = snappy_decompress(block, self._fail)
+            elif kind != 0:
+                self._fail(f"a block compressed by method {kind}, which this reader does not "
+                           "know")
+            blocks.append(block)
+        return blocks
+
+    def _check_sums(self, covered: list[bytes], stored: list[bytes], names: list[str]) -> None:
+        """Each ``covered`` span against its ``stored`` masked CRC-32C, as LevelDB keeps them;
+        the first that differs is named."""
+        for got, want, name in zip(crc32c(covered), stored, names):
+            if _masked(got) != int.from_bytes(want, "little"):
+                self._fail(f"{name} fails its checksum (damaged)")
 
     def _entries(self, block: bytes):
         """(key, value) of a block's entries: each key shares a prefix with the one before."""
@@ -188,6 +216,11 @@ class LevelDbFile:
             pos += unshared
             yield key, block[pos:pos + size]
             pos += size
+
+
+def _masked(crc: int) -> int:
+    """LevelDB stores a CRC rotated and offset (crc32c::Mask)."""
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def _read(path: Path) -> bytes:
