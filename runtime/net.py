@@ -302,12 +302,21 @@ class Net(nn.Module):
                 if j < len(layer.tops) and layer.tops[j] == b
                 and (plan.cut[i] or not kept[j])))
 
-    def _shared_memory_grad(self, name: str):
-        """The gradient Caffe's diff memory of blob ``name`` ends with: a Reshape's top shares
-        its bottom's memory, which the bottom's earliest gradient, written last, fills."""
+    def _diff_chain(self, name: str) -> list[str]:
+        """``name``, then the blobs whose diff memory it shares, down the Reshapes."""
         chain = [name]
         while chain[-1] in self._diff_memory_of:
             chain.append(self._diff_memory_of[chain[-1]])
+        return chain
+
+    def _diff_root(self, name: str) -> str:
+        """The lowest blob whose diff memory ``name`` shares (``name`` itself if none)."""
+        return self._diff_chain(name)[-1]
+
+    def _shared_memory_grad(self, name: str):
+        """The gradient Caffe's diff memory of blob ``name`` ends with: a Reshape's top shares
+        its bottom's memory, which the bottom's earliest gradient, written last, fills."""
+        chain = self._diff_chain(name)
         grad = next((g for g in map(self._earliest_grad, reversed(chain)) if g is not None), None)
         if grad is None:
             return None
@@ -632,9 +641,10 @@ class Net(nn.Module):
         return begin, finish, end
 
     def _view_again(self, changed: set, first: int) -> None:
-        """After a part of the net ran, the tops of the Split, Flatten and Reshape layers from
-        ``first`` on that view a ``changed`` blob view its new values, as Caffe's share their
-        bottom's memory (they kept viewing the old values, which a later ``start=`` read)."""
+        """After a part of the net ran, the tops of the Split, Flatten and Reshape layers (and
+        of a one-bottom Concat or one-top Slice) from ``first`` on that view a ``changed`` blob
+        view its new values, as Caffe's share their bottom's memory (they kept viewing the old
+        values, which a later ``start=`` read)."""
         for layer in self.layers[first:]:
             if layer.tops_view_bottom and changed & set(layer.bottoms):
                 tops = layer(*[self._values[b] for b in layer.bottoms])
@@ -707,7 +717,14 @@ class Net(nn.Module):
         for name in [n for n in self._held_diffs if n in self.outputs]:   # diff memories
             top, weight = self._values.get(name), self._top_loss_weights.get(name, 0.0)
             diff = self._held_diff(name)        # at the blob's shape now (a reshape's)
-            if (top is not None and top.requires_grad and self._runs_backward[name]
+            if not self._runs_backward[name]:
+                # a top sharing its bottom's diff memory (Reshape's): the written diff is the
+                # bottom's, which the layer below reads if it runs backward (a Split's sum)
+                name = self._diff_root(name)
+                top = self._values.get(name) if self._runs_backward.get(name) else None
+                if top is not None and top.numel() == diff.numel():
+                    diff = diff.reshape(top.shape)
+            if (top is not None and top.requires_grad and self._runs_backward.get(name)
                     and tuple(diff.shape) == tuple(top.shape) and bool((diff != weight).any())):
                 loss = loss + (top * (diff - weight)).sum()     # the loss holds weight * top
         if loss.requires_grad:

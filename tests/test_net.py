@@ -1294,6 +1294,32 @@ def test_a_written_diff_reaches_only_layers_caffes_backward_runs():
     assert net.share_with == net.share_trained_layers_with
 
 
+@pytest.mark.parametrize("share", [
+    "type: 'Reshape' reshape_param { shape { dim: 0 dim: -1 } }", "type: 'Concat'",
+    "type: 'Slice'"])
+def test_a_diff_written_into_a_top_sharing_its_bottoms_diff_joins_the_split_below(share):
+    """b feeds a loss and a Reshape (a one-bottom Concat, a one-top Slice) whose top o is an
+    output: Caffe's o shares the diff memory of b's split top, so the Split's backward adds
+    the diff written into o to the loss's, though the Reshape runs no backward (checked on the
+    reference build). The written diff was left out; the one-bottom Concat's and one-top
+    Slice's tops did not share at all."""
+    net = Net("layer { name: 'in' type: 'Input' top: 'x' top: 't' input_param { shape { dim: 2 "
+              "dim: 3 } shape { dim: 2 dim: 3 } } }\n"
+              "layer { name: 'bias' type: 'Bias' bottom: 'x' top: 'b' bias_param { axis: 1 } }\n"
+              f"layer {{ name: 'share' {share} bottom: 'b' top: 'o' }}\n"
+              "layer { name: 'loss' type: 'EuclideanLoss' bottom: 'b' bottom: 't' top: 'l' }",
+              TEST)
+    g = torch.Generator().manual_seed(4)
+    x, t, written = (torch.randn(2, 3, generator=g) for _ in range(3))
+    net.forward(x=x, t=t)
+    net.backward(o=written)
+    b = x + net.params["bias"][0].data
+    loss_share = (b - t) / 2                    # EuclideanLoss: diff / batch
+    torch.testing.assert_close(net.params["bias"][0].diff, (loss_share + written).sum(0))
+    torch.testing.assert_close(net.blobs["x"].diff, torch.zeros(2, 3))   # not propagated
+    torch.testing.assert_close(net.blobs["o"].diff, written)
+
+
 @pytest.mark.parametrize("layer", ["type: 'MVN'", "type: 'ArgMax'", "type: 'Softmax'",
                                    "type: 'InnerProduct' inner_product_param { num_output: 2 }"])
 def test_a_layer_on_a_blob_built_empty_is_refused_as_caffe_aborts(layer):

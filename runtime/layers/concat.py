@@ -13,6 +13,11 @@ class Concat(Layer):
     backward_ignores_input = True
     num_bottoms = (1, None)
 
+    def setup(self, bottom_shapes, generator):
+        if len(self.bottoms) == 1:      # Caffe's top shares the bottom's data and diff
+            self.tops_view_bottom = self.top_diff_is_bottom_diff = True
+            self.diffs_whenever_run = (0,)
+
     def reshape(self, bottom_shapes):
         concat = self.param.concat_param
         first = bottom_shapes[0]
