@@ -325,6 +325,20 @@ layer { name: "sum" type: "Eltwise" bottom: "data" bottom: "r" top: "s" }""", TE
     assert reconstruct(net, "s", torch.ones(1, 1, 4, 4), "guided", [(0, 1, 1)]).sum() == 1
 
 
+def test_a_blob_computed_through_an_argmax_names_the_layer_without_a_backward():
+    """ArgMax has no backward in Caffe: the refusal said the blob did not depend on the input,
+    which it does (and after the ArgMax, a ReLU on it is no help)."""
+    net = Net("""
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 2 dim: 2 } } }
+layer { name: "am" type: "ArgMax" bottom: "data" top: "am" argmax_param { axis: 1 } }
+layer { name: "relu" type: "ReLU" bottom: "am" top: "r" }""", TEST)
+    for blob in ("am", "r"):
+        with pytest.raises(AllconvError, match=rf"^blob '{blob}' depends on the input blob 'data' "
+                                               r"only through layer 'am' \(ArgMax\): Caffe's "
+                                               r"ArgMax layer has no backward$"):
+            reconstruct(net, blob, torch.rand(1, 3, 2, 2), "guided", [(0, 1, 1)])
+
+
 def _signal_below(layer, inputs, signal):
     """What ``layer`` passes down to bottom 0 for the signal ``signal`` from above."""
     inputs = [x.clone().requires_grad_(i == 0) for i, x in enumerate(inputs)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from runtime.errors import AllconvError
+from runtime.layers import describe
 from runtime.reconstruction.rules import relu_rule
 
 
@@ -93,14 +94,32 @@ def reconstruct(net, blob: str, images: torch.Tensor, method: str,
     with relu_rule(net, method), torch.enable_grad():
         x = images.detach().clone().requires_grad_(True)
         top = net.blob_values(**_feeds(net, x))[blob]
-    unrelated = AllconvError(f"blob {blob!r} does not depend on the input blob "
-                             f"{input_blob(net)!r}")
     if not top.requires_grad:
-        raise unrelated
+        raise _unreachable(net, blob)
     seed = torch.zeros_like(top)
     for i, unit in enumerate(units):
         seed[(i,) + tuple(unit)] = 1
     (signal,) = torch.autograd.grad(top, x, seed, allow_unused=True)  # rules fixed at forward
     if signal is None:          # the blob depends on weights only (a Parameter's, say)
-        raise unrelated
+        raise _unreachable(net, blob)
     return signal
+
+
+def _unreachable(net, blob: str) -> AllconvError:
+    """Why no signal passes from ``blob`` down to the input blob: a layer between them that
+    Caffe gives no backward (ArgMax, Threshold), or no path at all."""
+    source = input_blob(net)
+    fed, crossed = {source}, []             # the blobs computed from the input, forward
+    for layer in net.layers:
+        if fed & set(layer.bottoms):
+            fed |= set(layer.tops)
+            crossed.append(layer)
+    needed = {blob}                         # the blobs ``blob`` is computed from, backward
+    for layer in reversed(crossed):
+        if needed & set(layer.tops):
+            if not layer.has_backward:
+                return AllconvError(f"blob {blob!r} depends on the input blob {source!r} only "
+                                    f"through {describe(layer.param)}: Caffe's "
+                                    f"{layer.type_name} layer has no backward")
+            needed |= set(layer.bottoms)
+    return AllconvError(f"blob {blob!r} does not depend on the input blob {source!r}")
