@@ -24,7 +24,8 @@ class TopUnits(NamedTuple):
 def top_units(net, blob: str, images, filters: list[int], k: int, batch_size: int = 500,
               progress: bool = True) -> TopUnits:
     """Scan ``images`` (N, C, H, W; any array) in batches; ties go to the earlier image, and
-    within an image to the first position in row-major order."""
+    within an image to the first position in row-major order (values are the batched
+    forward's, which can differ by a float step from one batching to another)."""
     check_blob(net, blob)
     channels, spatial = net.blobs[blob].shape[1], tuple(net.blobs[blob].shape[2:])
     bad = [f for f in filters if not 0 <= f < channels]
