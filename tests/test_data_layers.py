@@ -155,7 +155,7 @@ def _image_tree(tmp_path, sizes=None):
         pixels[0, 0] = (255, 255, 255)
         Image.fromarray(pixels).save(folder / f"img{i}.png")
         lines.append(f"a b/img{i}.png {i * 10}")
-    (tmp_path / "list.txt").write_text("\r\n".join(lines) + "\r\n\n")
+    (tmp_path / "list.txt").write_text("\r\n".join(lines) + "\r\n")   # Windows' ends
     return tmp_path / "list.txt"
 
 
@@ -478,10 +478,19 @@ def test_image_data_errors_name_the_file(tmp_path):
     with pytest.raises(AllconvError, match="new_height and new_width must be set together"):
         Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
             image_data_param {{ source: "{listing}" new_height: 4 }} }}""", TEST)
-    (tmp_path / "empty.txt").write_text("\n")
+    (tmp_path / "empty.txt").write_text("")
     with pytest.raises(AllconvError, match="empty.txt: the image list is empty"):
         Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
             image_data_param {{ source: "{tmp_path / 'empty.txt'}" }} }}""", TEST)
+    # a blank line was skipped: Caffe lists it as an image of a blank path, then aborts
+    good = listing.read_text()
+    for text, number in (("\n", 1), (good + "\n" + good, good.count("\n") + 1),
+                         (good + "  \n", good.count("\n") + 1)):
+        (tmp_path / "blank.txt").write_text(text)
+        with pytest.raises(AllconvError, match=rf"blank.txt:{number}: a blank line, which Caffe "
+                                               r"reads as an image with a blank path"):
+            Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
+                image_data_param {{ source: "{tmp_path / 'blank.txt'}" }} }}""", TEST)
     # a NUL written into the source (an escape of the text format): no such path
     with pytest.raises(AllconvError, match=r"cannot open the image list: embedded null"):
         Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"

@@ -30,18 +30,22 @@ def atoi(text: str) -> int:
 
 
 def read_list(source: str) -> list[tuple[str, int]]:
-    """(path, label) per non-empty line of ``source``."""
+    """(path, label) per line of ``source``; a blank line is refused (Caffe takes it as an
+    image with a blank path, and aborts when it comes to load it)."""
     try:
         with open(source, newline=None, errors="surrogateescape") as f:
             text = f.read()
     except (OSError, ValueError) as err:        # ValueError: a NUL in the name
         raise AllconvError(f"{source!r}: cannot open the image list: "
                            f"{getattr(err, 'strerror', None) or err}") from None
-    lines = []
-    for line in text.split("\n"):
+    lines, pieces = [], text.split("\n")
+    if pieces[-1] == "":
+        pieces.pop()            # the text after the last newline is no line (getline)
+    for number, line in enumerate(pieces, 1):
         line = line.rstrip("\r")
         if not line.strip():
-            continue
+            raise AllconvError(f"{source}:{number}: a blank line, which Caffe reads as an "
+                               "image with a blank path and aborts on loading: remove it")
         pos = line.rfind(" ")
         lines.append((line[:pos] if pos >= 0 else line, atoi(line[pos + 1:])))
     if not lines:
