@@ -13,6 +13,7 @@ from collections import Counter
 from runtime.errors import AllconvError
 from runtime.layers import describe
 from runtime.proto import pb
+from runtime.registry import did_you_mean
 
 
 def split_layer_name(layer: str, blob: str, top_index: int) -> str:
@@ -31,7 +32,7 @@ def _count_consumers(layers) -> tuple[dict, Counter, dict]:
         for j, name in enumerate(layer.bottom):
             if name not in last_writer:
                 raise AllconvError(f"{describe(layer)}: unknown bottom blob {name!r} "
-                                   "(no earlier layer produces it)")
+                                   f"(no earlier layer produces it{_earlier(name, last_writer)})")
             source[i, j] = last_writer[name]
             consumers[last_writer[name]] += 1
         for j, name in enumerate(layer.top):
@@ -42,6 +43,19 @@ def _count_consumers(layers) -> tuple[dict, Counter, dict]:
             if weight:
                 consumers[top] += 1
     return source, consumers, loss_weight
+
+
+def _earlier(name: str, blobs) -> str:
+    """"; did you mean A?" for the earlier blobs nearest ``name``, else "; the earlier blobs:
+    ..." (the first 10), else "" when there are none."""
+    blobs = list(blobs)
+    near = did_you_mean(name, blobs)
+    if near:
+        return "; " + near.strip(" ()")
+    if not blobs:
+        return ""
+    more = f", ... ({len(blobs)} in all)" if len(blobs) > 10 else ""
+    return f"; the earlier blobs: {', '.join(blobs[:10])}{more}"
 
 
 def insert_splits(net):

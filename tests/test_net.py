@@ -110,6 +110,13 @@ def test_names_shapes_inputs_outputs():
 def test_unknown_bottom_and_duplicate_top():
     with pytest.raises(AllconvError, match="layer 'conv1' \\(Convolution\\): unknown bottom blob 'data'"):
         Net(CONV, TRAIN)
+    # the earlier blobs are named: the nearest, else the first ten (fuzzer: none were)
+    with pytest.raises(AllconvError, match=r"unknown bottom blob 'dat' \(no earlier layer "
+                                           r"produces it; did you mean data\?\)$"):
+        Net(INPUT + CONV.replace('bottom: "data"', 'bottom: "dat"'), TRAIN)
+    with pytest.raises(AllconvError, match=r"unknown bottom blob 'zzz' \(no earlier layer "
+                                           r"produces it; the earlier blobs: data, label\)$"):
+        Net(INPUT + CONV.replace('bottom: "data"', 'bottom: "zzz"'), TRAIN)
     dup = INPUT + CONV + CONV.replace('name: "conv1"', 'name: "conv2"')
     with pytest.raises(AllconvError, match="layer 'conv2'.*top blob 'conv1' is already produced"):
         Net(dup, TRAIN)
