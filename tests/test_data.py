@@ -245,6 +245,24 @@ def test_missing_files_message_lists_files_and_folders(tmp_path):
     assert "\n" not in message
 
 
+def test_a_release_folder_missing_a_file_names_it_for_replicate_and_a_data_layer(tmp_path):
+    """Four of five train files: the message listed all five to put somewhere, and a Data
+    layer over the folder said it held no CIFAR files at all (mutation fuzzer)."""
+    from test_harness import write_cifar10_bin
+    from runtime.net import Net
+    from runtime.proto import pb
+    folder = write_cifar10_bin(tmp_path, 10, 5) / "cifar-10-batches-bin"
+    (folder / "data_batch_3.bin").unlink()
+    lacks = re.escape(f"{folder} lacks data_batch_3.bin (from https://www.cs.toronto.edu/"
+                      "~kriz/cifar-10-binary.tar.gz); or put data_batch_1")
+    with pytest.raises(AllconvError, match=lacks):
+        get_dataset("cifar10").load("train", folder)
+    with pytest.raises(AllconvError, match=r"^layer 'd' \(Data\): CIFAR-10 train files not "
+                                           rf"found in {re.escape(str(folder))}: {lacks}"):
+        Net(f'layer {{ name: "d" type: "Data" top: "x" top: "y" data_param {{ source: '
+            f'"{folder}" batch_size: 2 }} }}', pb.TRAIN)
+
+
 def test_a_folder_of_the_other_release_is_named(tmp_path):
     """Found by a new user: `replicate table4 --data .../cifar-10-batches-bin` was told to
     put CIFAR-100's files into CIFAR-10's folder; it now hears what the folder holds."""

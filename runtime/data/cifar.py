@@ -337,6 +337,12 @@ def _read_pickle(release: Release, path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _where(release: Release, split: str, root: Path) -> str:
+    """Where the files of ``release``'s split go; a folder holding some of them is named with
+    the ones it lacks."""
+    for folder in (root / release.dirname, root):
+        lacks = [f for f in release.files[split] if not (folder / f).is_file()]
+        if len(lacks) < len(release.files[split]):
+            return f"{folder} lacks {', '.join(lacks)} (from {release.url})"
     return (f"put {', '.join(release.files[split])} (from {release.url}) "
             f"into {root} or {root / release.dirname}")
 
