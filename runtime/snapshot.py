@@ -92,7 +92,8 @@ def restore(state_path, net, optimizer, schedule, weights=None, require_all=Fals
 
 def _find_learned_net(learned_net: str, state_path: str) -> str:
     """``learned_net`` as written, else relative to the .solverstate's folder, else its file
-    name in that folder (a snapshot folder that was moved)."""
+    name in that folder (a snapshot folder that was moved), said in a warning: Caffe opens it
+    as written only, and fails."""
     if not learned_net:         # Caffe opens "" and fails: "File not found"
         raise AllconvError(f"{state_path}: learned_net is set but empty")
     base = os.path.dirname(state_path)
@@ -102,6 +103,10 @@ def _find_learned_net(learned_net: str, state_path: str) -> str:
     candidates.append(os.path.join(base, os.path.basename(learned_net)))
     for candidate in candidates:
         if os.path.isfile(candidate):
+            if candidate != learned_net:
+                log.warning("learned_net %s not found as written (Caffe stops here); restoring "
+                            "the weights from %s, beside the solver state", learned_net,
+                            candidate)
             return candidate
     if os.path.exists(learned_net):
         raise AllconvError(f"{state_path}: learned_net {learned_net!r} is not a file")

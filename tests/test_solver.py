@@ -694,7 +694,8 @@ def test_debug_info_logs_the_params_norms_after_each_backward_of_a_display_step(
     assert seen[1][1] != seen[0][1]                 # the second: two batches' summed diffs
 
 
-def test_restore_finds_learned_net_beside_the_solverstate(tmp_path, monkeypatch):
+def test_restore_finds_learned_net_beside_the_solverstate(tmp_path, monkeypatch, caplog):
+    """... and says so, where Caffe, opening it as written, fails (it was silent)."""
     batches = _batches(2)
     monkeypatch.chdir(tmp_path)
     os.mkdir("run")
@@ -704,7 +705,11 @@ def test_restore_finds_learned_net_beside_the_solverstate(tmp_path, monkeypatch)
     assert state_path == "run/x_iter_2.solverstate"
     monkeypatch.chdir(tmp_path / "run")  # learned_net "run/x_iter_2.caffemodel" is now relative
     r = SGDSolver(_solver_param(_net_text()), train_feed=Feed(batches))
-    r.restore("x_iter_2.solverstate")
+    with caplog.at_level("WARNING", logger="allconv.snapshot"):
+        r.restore("x_iter_2.solverstate")
+    assert [m.getMessage() for m in caplog.records] == [
+        "learned_net run/x_iter_2.caffemodel not found as written (Caffe stops here); restoring "
+        "the weights from x_iter_2.caffemodel, beside the solver state"]
     for a, b in zip(r.net.learnable_params, s.net.learnable_params):
         assert torch.equal(a.detach(), b.detach())
 
