@@ -143,6 +143,20 @@ class DeferredInterrupt:
         return "Ctrl-C" if cls.received == "SIGINT" else cls.received
 
     @classmethod
+    def agree(cls, ranks) -> bool:
+        """Under torchrun (every process calls it): whether a process holds a request, taken;
+        every process then names the same signal (the lowest number held), so that process 0's
+        message and exit status say the signal another process got (it said Ctrl-C)."""
+        none = max(cls.SIGNALS) + 1
+        held = int(ranks.min(torch.tensor(signal.Signals[cls.received].value if cls.requested
+                                          else none, device=ranks.device)))
+        if held == none:
+            return False
+        cls.received = signal.Signals(held).name
+        cls.consume()
+        return True
+
+    @classmethod
     def consume(cls) -> bool:
         requested, cls.requested = cls.requested, False
         return requested

@@ -242,12 +242,7 @@ def interrupted(ranks: Ranks, synced: bool) -> bool:
     would leave the others waiting in the next all-reduce)."""
     if ranks.world == 1:
         return DeferredInterrupt.consume()
-    if not synced:
-        return False
-    stop = ranks.any(DeferredInterrupt.requested)
-    if stop:
-        DeferredInterrupt.consume()
-    return stop
+    return synced and DeferredInterrupt.agree(ranks)
 
 
 def _result(run: Trainable, k: int, last: dict, precision: str, device: torch.device) -> dict:

@@ -755,6 +755,26 @@ def test_an_ignored_sighup_stays_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
+@pytest.mark.parametrize("here, there, stops, said", [
+    (None, None, False, None), ("SIGINT", None, True, "SIGINT"),
+    (None, "SIGTERM", True, "SIGTERM"), ("SIGTERM", "SIGHUP", True, "SIGHUP")])
+def test_torchrun_processes_agree_on_the_signal_that_stops_them(here, there, stops, said):
+    """Process 0 said "Ctrl-C" (and exited 130) when another process got a SIGTERM: every
+    process now takes the signal one of them holds (the lowest number, where several)."""
+    from types import SimpleNamespace
+    other = torch.tensor(signal.Signals[there].value if there else 99)
+    ranks = SimpleNamespace(device=torch.device("cpu"),
+                            min=lambda mine: torch.minimum(mine, other))
+    DeferredInterrupt.requested, DeferredInterrupt.received = here is not None, here or "SIGINT"
+    try:
+        assert DeferredInterrupt.agree(ranks) is stops
+        assert DeferredInterrupt.requested is False
+        if stops:
+            assert DeferredInterrupt.received == said
+    finally:
+        DeferredInterrupt.requested, DeferredInterrupt.received = False, "SIGINT"
+
+
 def test_resume_refuses_other_settings(tmp_path, tiny_data):
     spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=16))
     train(spec, options(tiny_data, time_limit=0), tmp_path / "run")
