@@ -259,8 +259,8 @@ class Net(nn.Module):
         self._cut, self._layer_need = plan.cut, plan.layer_need
         for layer, told in zip(self.layers, plan.told):
             layer.bottom_need_backward = told
-        writers = {top: i for i, layer in enumerate(self.layers) for top in layer.tops}
-        self._runs_backward = {top: plan.layer_need[i] for top, i in writers.items()}
+        self._writer = {top: i for i, layer in enumerate(self.layers) for top in layer.tops}
+        self._runs_backward = {top: plan.layer_need[i] for top, i in self._writer.items()}
         self._plan_bottom_diffs(plan)
         self._backward_refused = refused_backward(self.layers, plan)
         self._fresh_diffs = [tuple(j for j, need in enumerate(needs) if need and layer_need)
@@ -301,6 +301,18 @@ class Net(nn.Module):
                 j for j, b in enumerate(layer.bottoms)
                 if j < len(layer.tops) and layer.tops[j] == b
                 and (plan.cut[i] or not kept[j])))
+
+    def _diff_entry(self, name: str, diff, values: dict):
+        """(the value, ``diff`` in its shape) where a diff in blob ``name``'s memory enters a
+        backward: the blob, if its writer runs backward; else, for a top sharing its bottom's
+        diff memory (a Reshape's), the lowest blob of that memory, whose writer reads it if it
+        runs backward (a Split's sum); else None (nothing reads it)."""
+        for blob in dict.fromkeys([name, self._diff_root(name)]):
+            value = values.get(blob)
+            if (self._runs_backward.get(blob) and value is not None and value.requires_grad
+                    and value.numel() == diff.numel()):
+                return value, diff.reshape(value.shape)
+        return None
 
     def _diff_chain(self, name: str) -> list[str]:
         """``name``, then the blobs whose diff memory it shares, down the Reshapes."""
@@ -487,10 +499,12 @@ class Net(nn.Module):
         return [t for l in self.layers if l.accepts_feed for t in l.tops]
 
     def _run(self, overrides: dict, store: bool, first: int = 0, last: int | None = None,
-             needed_only: bool = False):
+             seeded: set | None = None):
         """One pass over layers ``first`` to ``last`` (all by default; a part reads the blobs
-        below it as they are; ``needed_only``: the layers whose Backward Caffe runs keep the
-        graph, as a backward from any top needs); returns (blob values, with ``store`` each
+        below it as they are; ``seeded``, for a backward over the part: the layers whose
+        Backward Caffe runs keep the graph, as a backward from any top needs, and the weighted
+        tops it names add no loss term: the backward starts from their diffs' memory, which
+        holds the loss weight unless written); returns (blob values, with ``store`` each
         blob's values in the order written (an in-place chain's), weighted loss)."""
         if not self.layers:         # Caffe's ForwardFromTo checks end < layers_.size()
             raise AllconvError("the net has no layers to run")
@@ -522,7 +536,7 @@ class Net(nn.Module):
                 tops = (functional_call(layer, {f"blobs.{k}": layer.blobs[k].detach()
                                                 for k in frozen}, tuple(bottoms))
                         if frozen else layer(*bottoms))
-                if self._cut[i] or needed_only and not self._layer_need[i]:
+                if self._cut[i] or seeded is not None and not self._layer_need[i]:
                     # no Backward: nothing reaches its params or bottoms
                     tops = tuple(t.detach() for t in tops)
                 if layer.backward_runs_unreached and self._layer_need[i] \
@@ -541,7 +555,7 @@ class Net(nn.Module):
                     versions.setdefault(name, []).append(top)
                     if self.retain_blob_diffs and top.requires_grad and not top.is_leaf:
                         top.retain_grad()
-                if weight:
+                if weight and not (seeded and name in seeded):
                     # (the compiled training loss, which stores nothing, keeps the weight)
                     reads_diff = (i, j) in self._diff_read and (
                         store or not torch.is_grad_enabled())
@@ -690,13 +704,12 @@ class Net(nn.Module):
                 raise AllconvError(f"backward(start=/end=) over {describe(layer.param)}: a "
                                    "backward over part of the net runs its forward again, "
                                    "and this layer's would draw or change its state anew")
-        tops = self.layers[last].tops
-        seeds = [self.blobs[t].diff.detach().clone() for t in tops]
+        seeds = self._part_seeds(first, last)
         sources = {t: self._blob_data(t) for layer in self.layers[first:last + 1]
                    if not layer.bottoms for t in layer.tops}
         self._held_param_diffs.hand_over()
-        values, versions, total = self._run(sources, True, first, last, needed_only=True)
-        pairs = [(values[t], g) for t, g in zip(tops, seeds) if values[t].requires_grad]
+        values, versions, total = self._run(sources, True, first, last, seeded=set(seeds))
+        pairs = [p for p in (self._diff_entry(t, g, values) for t, g in seeds.items()) if p]
         if total.requires_grad:
             pairs.append((total, torch.ones_like(total)))
         if pairs:
@@ -704,6 +717,20 @@ class Net(nn.Module):
         self._loss_tops = {}
         self._values.update(values)
         self._versions.update(versions)
+
+    def _part_seeds(self, first: int, last: int) -> dict:
+        """{blob: the diff its memory holds} that Caffe's backward over layers ``first`` to
+        ``last`` reads as it is: ``last``'s tops', and the outputs' whose memory lies in the
+        part (written there, or shared down into it: a Reshape's top over a Split's), each
+        memory once."""
+        seeds, memories = {}, set()
+        for name in [*self.layers[last].tops, *self.outputs]:
+            root = self._diff_root(name)
+            if root not in memories and (name in self.layers[last].tops
+                                         or first <= self._writer[root] <= last):
+                seeds[name] = self.blobs[name].diff.detach().clone()
+                memories.add(root)
+        return seeds
 
     def _backward(self) -> None:
         """``backward``'s pass: the outputs' written diffs join the loss's gradient where
@@ -715,17 +742,11 @@ class Net(nn.Module):
         for blob in (l.blobs.owner(i) for l in self.layers for i in l.overwritten_diffs):
             blob.grad = None    # as the layers' shapes now say (Scale's depends on the batch)
         for name in [n for n in self._held_diffs if n in self.outputs]:   # diff memories
-            top, weight = self._values.get(name), self._top_loss_weights.get(name, 0.0)
+            weight = self._top_loss_weights.get(name, 0.0)
             diff = self._held_diff(name)        # at the blob's shape now (a reshape's)
-            if not self._runs_backward[name]:
-                # a top sharing its bottom's diff memory (Reshape's): the written diff is the
-                # bottom's, which the layer below reads if it runs backward (a Split's sum)
-                name = self._diff_root(name)
-                top = self._values.get(name) if self._runs_backward.get(name) else None
-                if top is not None and top.numel() == diff.numel():
-                    diff = diff.reshape(top.shape)
-            if (top is not None and top.requires_grad and self._runs_backward.get(name)
-                    and tuple(diff.shape) == tuple(top.shape) and bool((diff != weight).any())):
+            seed = self._diff_entry(name, diff, self._values)
+            if seed is not None and bool((diff != weight).any()):
+                top, diff = seed
                 loss = loss + (top * (diff - weight)).sum()     # the loss holds weight * top
         if loss.requires_grad:
             loss.backward()

@@ -1327,6 +1327,51 @@ def test_a_diff_written_into_a_top_sharing_its_bottoms_diff_joins_the_split_belo
     torch.testing.assert_close(net.blobs["o"].diff, written)
 
 
+@pytest.mark.parametrize("net_text, start, written, unforced", [
+    ("layer { name: 's' type: 'Reshape' reshape_param { shape { dim: 0 dim: -1 } } "
+     "bottom: 'b' top: 'o' }", "s", ["o"], True),
+    ("layer { name: 's' type: 'Reshape' reshape_param { shape { dim: 0 dim: -1 } } "
+     "bottom: 'b' top: 'o' loss_weight: 2 }", "s", ["o"], True),
+    ("layer { name: 's' type: 'Reshape' reshape_param { shape { dim: 0 dim: -1 } } "
+     "bottom: 'b' top: 'r' }\n"
+     "layer { name: 's2' type: 'Reshape' reshape_param { shape { dim: 0 dim: -1 } } "
+     "bottom: 'r' top: 'o' }", "s", ["o"], True),
+    *[("layer { name: 's' type: 'Reshape' reshape_param { shape { dim: 0 dim: -1 } } "
+       "bottom: 'b' top: 'r' }\n"
+       "layer { name: 's2' type: 'Reshape' reshape_param { shape { dim: 0 dim: -1 } } "
+       "bottom: 'r' top: 'o' }\nlayer { name: 's3' type: 'Concat' bottom: 'r' top: 'p' }",
+       start, ["o", "p"], False) for start in ("s2", "s3")]])
+def test_a_backward_from_a_layer_reads_every_written_diff_its_part_shares(net_text, start,
+                                                                          written, unforced):
+    """backward(start=...) over b's Split: Caffe's part reads the diff written into each
+    output whose memory it shares (a Reshape's or one-bottom Concat's top, over the Split's
+    top), once, and a written diff replaces its top's loss weight (reference build: 72 such
+    nets). The part's diffs were 0; two tops of one memory counted it twice; the loss
+    weight was added to the written diff. (Unforced, r's Split runs no backward: its memory,
+    which b's Split reads, holds nothing, as in Caffe.)"""
+    for forced in ("", "force_backward: true"):
+        _check_part_backward(forced, net_text, start, written, reaches=unforced or bool(forced))
+
+
+def _check_part_backward(forced: str, net_text: str, start: str, written: list,
+                         reaches: bool) -> None:
+    net = Net(f"{forced}\n"
+              "layer { name: 'in' type: 'Input' top: 'x' top: 't' input_param { shape { dim: 2 "
+              "dim: 3 } shape { dim: 2 dim: 3 } } }\n"
+              "layer { name: 'bias' type: 'Bias' bottom: 'x' top: 'b' bias_param { axis: 1 } }\n"
+              f"{net_text}\n"
+              "layer { name: 'loss' type: 'EuclideanLoss' bottom: 'b' bottom: 't' top: 'l' }",
+              TEST)
+    g = torch.Generator().manual_seed(5)
+    net.forward(x=torch.randn(2, 3, generator=g), t=torch.randn(2, 3, generator=g))
+    diffs = {name: torch.randn(2, 3, generator=g) for name in written}
+    for name, diff in diffs.items():
+        net.blobs[name].diff[...] = diff
+    net.backward(start=start)
+    torch.testing.assert_close(net.params["bias"][0].diff,
+                               sum(diffs.values()).sum(0) * reaches)
+
+
 @pytest.mark.parametrize("layer", ["type: 'MVN'", "type: 'ArgMax'", "type: 'Softmax'",
                                    "type: 'InnerProduct' inner_product_param { num_output: 2 }"])
 def test_a_layer_on_a_blob_built_empty_is_refused_as_caffe_aborts(layer):
