@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from runtime.caffemodel import array_to_blob, blob_to_array
-from runtime.data.hdf5 import h5py
+from runtime.data.hdf5 import h5py, member
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
@@ -67,34 +67,27 @@ def write_weights(path, layers: list[tuple[str, list]],
     _write(path, fill)
 
 
-def _child(node, name: str, kind: str, path, what: str):
-    """``node[name]``, which must be an h5py ``kind`` ("Group" or "Dataset"), else one line
-    naming the file and the member (``what``: the file's kind, for the line)."""
-    child, full = node.get(name), f"{node.name.rstrip('/')}/{name}"
-    if child is None:
-        raise AllconvError(f"{path}: no {kind.lower()} '{full}' (not {what})")
-    if not isinstance(child, getattr(h5py(WHAT), kind)):
-        raise AllconvError(f"{path}: '{full}' is a {type(child).__name__.lower()}, where "
-                           f"{what} have a {kind.lower()}")
-    return child
-
-
-def read_weights(path) -> list[tuple[str, list]]:
+def read_weights(path, layers=None) -> list[tuple[str, list]]:
     """(layer name, [blob arrays, None where the file has no dataset of that index]), as
-    CopyTrainedLayersFromHDF5 reads them."""
+    CopyTrainedLayersFromHDF5 reads them; an entry named like none of ``layers`` (the net's
+    layer names, when given) is not read, whatever it is (Caffe ignores it): its list is
+    empty."""
     what = "Caffe HDF5 weights"
 
     def take(f):
-        layers = []
-        data = _child(f, "data", "Group", path, what)
+        found = []
+        data = member(f, "data", "Group", path, what)
         for name in data:
-            group = _child(data, name, "Group", path, what)
+            if layers is not None and name not in layers:
+                found.append((name, []))
+                continue
+            group = member(data, name, "Group", path, what)
             indices = [int(k) for k in group if k.isdigit()]
             blobs = [None] * (max(indices) + 1 if indices else 0)
             for i in indices:
-                blobs[i] = np.asarray(_child(group, str(i), "Dataset", path, what), np.float32)
-            layers.append((name, blobs))
-        return layers
+                blobs[i] = np.asarray(member(group, str(i), "Dataset", path, what), np.float32)
+            found.append((name, blobs))
+        return found
     return _read(path, take)
 
 
@@ -128,7 +121,7 @@ def read_state(path) -> "pb.SolverState":
     what = "Caffe HDF5 solver states"
 
     def integer(f, name: str) -> int:
-        value = np.asarray(_child(f, name, "Dataset", path, what)).reshape(-1)
+        value = np.asarray(member(f, name, "Dataset", path, what)).reshape(-1)
         if value.size != 1:
             raise AllconvError(f"{path}: '{name}' holds {value.size} values, where Caffe "
                                "reads one integer")
@@ -137,11 +130,11 @@ def read_state(path) -> "pb.SolverState":
     def take(f):
         state = pb.SolverState(iter=integer(f, "iter"), current_step=integer(f, "current_step"))
         if "learned_net" in f:
-            value = _child(f, "learned_net", "Dataset", path, what)[()]
+            value = member(f, "learned_net", "Dataset", path, what)[()]
             state.learned_net = value.decode() if isinstance(value, bytes) else str(value)
-        history = _child(f, "history", "Group", path, what)
+        history = member(f, "history", "Group", path, what)
         for i in range(len(history)):
-            blob = _child(history, str(i), "Dataset", path, what)
+            blob = member(history, str(i), "Dataset", path, what)
             state.history.append(array_to_blob(np.asarray(blob, np.float32)))
         return state
     return _read(path, take)

@@ -876,7 +876,8 @@ class Net(nn.Module):
         values; a UserWarning names those that have blobs (with ``require_all``, an
         AllconvError, before anything is copied)."""
         hdf5 = hdf5_snapshot.is_hdf5(path)
-        stored = hdf5_snapshot.read_weights(path) if hdf5 else read_layers(path)
+        stored = (hdf5_snapshot.read_weights(path, {layer.name for layer in self.layers})
+                  if hdf5 else read_layers(path))
         if self.learnable_params and not any(blobs for _, blobs in stored):
             raise no_weights(path)       # a net without learnable layers saves no blobs
         owners = self._blob_owners()

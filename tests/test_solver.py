@@ -612,15 +612,13 @@ def test_hdf5_snapshots_of_another_layout_are_named_in_one_line_and_scalar_ints_
                              snapshot_format=pb.SolverParameter.HDF5)
     solver.step(2)
     model, state = solver.snapshot()
-    cases = [(model, "data", "'/data' is a dataset, where Caffe HDF5 weights have a group"),
-             (model, "data/ip1", "'/data/ip1' is a dataset, where Caffe HDF5 weights have a "
-                                 "group"),
-             (model, "data/ip1/0", "'/data/ip1/0' is a group, where Caffe HDF5 weights have a "
-                                   "dataset"),
-             (state, "history", "'/history' is a dataset, where Caffe HDF5 solver states have a "
-                                "group"),
-             (state, "iter", "'/iter' is a group, where Caffe HDF5 solver states have a "
-                             "dataset")]
+    weights, states = "Caffe HDF5 weights hold a", "Caffe HDF5 solver states hold a"
+    cases = [(model, "data", f"'data' is a dataset, not a group ({weights} group there)"),
+             (model, "data/ip1", f"'data/ip1' is a dataset, not a group ({weights} group there)"),
+             (model, "data/ip1/0", f"'data/ip1/0' is a group, not a dataset ({weights} dataset "
+                                   "there)"),
+             (state, "history", f"'history' is a dataset, not a group ({states} group there)"),
+             (state, "iter", f"'iter' is a group, not a dataset ({states} dataset there)")]
     for k, (source, member, said) in enumerate(cases):
         weights = source.endswith(".caffemodel.h5")
         path = tmp_path / f"case{k}{'.caffemodel.h5' if weights else '.solverstate.h5'}"
@@ -639,6 +637,18 @@ def test_hdf5_snapshots_of_another_layout_are_named_in_one_line_and_scalar_ints_
         del f["iter"]
         f.create_dataset("iter", data=np.int32(2))       # a scalar, as Caffe reads it too
     assert hdf5_snapshot.read_state(state).iter == 2
+    # an entry named like no layer of the net is ignored whatever it is, as Caffe does; one
+    # named like a layer is read, and refused where it is no group
+    before = [p.detach().clone() for p in solver.net.learnable_params]
+    with h5py.File(model, "a") as f:
+        f.create_dataset("data/stray", data=np.zeros(3, np.float32))
+    solver.net.copy_from(model)
+    assert all(torch.equal(a, b.detach()) for a, b in zip(before, solver.net.learnable_params))
+    with h5py.File(model, "a") as f:
+        del f["data/ip1"]
+        f.create_dataset("data/ip1", data=np.zeros(3, np.float32))
+    with pytest.raises(AllconvError, match="'data/ip1' is a dataset, not a group"):
+        solver.net.copy_from(model)
 
 
 @pytest.mark.parametrize("fmt", [pb.SolverParameter.BINARYPROTO, pb.SolverParameter.HDF5])

@@ -54,7 +54,7 @@ def load(path: str, names) -> list[np.ndarray]:
         with module.File(path, "r") as f:
             arrays = []
             for name in names:
-                dataset = _dataset(f, name, path, module)
+                dataset = member(f, name, "Dataset", path)
                 if dataset.dtype.kind not in "fiu":
                     raise AllconvError(f"{path}: dataset {name!r} has the unsupported type "
                                        f"{dataset.dtype} (float or integer only)")
@@ -72,23 +72,27 @@ def load(path: str, names) -> list[np.ndarray]:
     return arrays
 
 
-def _dataset(f, name: str, path: str, module):
-    """The dataset ``name`` of the open file ``f``, else one line: missing, a group, or a link
-    to nothing."""
-    link = f.get(name, getlink=True)
+def member(node, name: str, kind: str, path, what: str = ""):
+    """``node[name]``, an h5py ``kind`` ("Group" or "Dataset"), else one line naming the file
+    and the member: missing (with what ``node`` holds), a link to nothing, or of the other
+    kind (``what``: the files' kind, such as "Caffe HDF5 weights", said beside it)."""
+    module = h5py("HDF5 files")
+    full = f"{node.name.rstrip('/')}/{name}".lstrip("/")
+    link = node.get(name, getlink=True)
     if link is None:
-        raise AllconvError(f"{path}: no dataset {name!r} (found: "
-                           f"{', '.join(sorted(f)) or 'none'})")
+        raise AllconvError(f"{path}: no {kind.lower()} {full!r} (found: "
+                           f"{', '.join(sorted(node)) or 'none'})")
     try:
-        node = f[name]
+        child = node[name]
     except KeyError:
-        target = getattr(link, "path", "?")
         where = f" in {link.filename}" if isinstance(link, module.ExternalLink) else ""
-        raise AllconvError(f"{path}: {name!r} is a link to {target}{where}, which does not "
-                           "exist") from None
-    if not isinstance(node, module.Dataset):
-        raise AllconvError(f"{path}: {name!r} is a group, not a dataset")
-    return node
+        raise AllconvError(f"{path}: {full!r} is a link to {getattr(link, 'path', '?')}{where}, "
+                           "which does not exist") from None
+    if not isinstance(child, getattr(module, kind)):
+        other = "group" if kind == "Dataset" else "dataset"
+        raise AllconvError(f"{path}: {full!r} is a {other}, not a {kind.lower()}"
+                           + (f" ({what} hold a {kind.lower()} there)" if what else ""))
+    return child
 
 
 class HDF5Feed:
