@@ -191,8 +191,17 @@ def check_folder_writable(path: PathLike, option: str) -> None:
 @contextmanager
 def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
     """A binary file that appears at ``path`` (temp file, fsync, rename) only if the block ends
-    without an exception; an unwritable path is an AllconvError naming it."""
+    without an exception; an unwritable path is an AllconvError naming it. A device or a pipe
+    there (/dev/null, /dev/stdout, a FIFO) is written as it is, not replaced: renamed over,
+    root's /dev/null became a file."""
     target = Path(path)
+    if target.exists() and not target.is_file() and not target.is_dir():
+        try:
+            with open(target, "wb") as handle:
+                yield handle
+        except OSError as err:
+            raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
+        return
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as err:

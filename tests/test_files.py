@@ -59,3 +59,20 @@ def test_an_output_under_a_file_says_the_file_is_no_folder(tmp_path):
         check_writable(tmp_path / "net.prototxt" / "deeper" / "x.onnx")
     with pytest.raises(AllconvError, match=f"cannot write: no folder {tmp_path / 'no'}$"):
         check_writable(tmp_path / "no" / "x.onnx")
+
+
+def test_a_pipe_or_device_is_written_as_it_is_not_replaced(tmp_path):
+    """An output given as /dev/null (or a FIFO, /dev/stdout) was renamed over: as root, the
+    machine's /dev/null became a regular file. The bytes now go through it."""
+    import os
+    import stat
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        atomic_write_bytes(fifo, b"abc")
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+        assert os.read(reader, 10) == b"abc"
+    finally:
+        os.close(reader)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]       # no temporary left
