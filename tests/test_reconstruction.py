@@ -326,8 +326,8 @@ layer { name: "sum" type: "Eltwise" bottom: "data" bottom: "r" top: "s" }""", TE
 
 
 def test_a_blob_computed_through_an_argmax_names_the_layer_without_a_backward():
-    """ArgMax has no backward in Caffe: the refusal said the blob did not depend on the input,
-    which it does (and after the ArgMax, a ReLU on it is no help)."""
+    """ArgMax has no backward in Caffe, and propagate_down false stops a signal: the refusal
+    said the blob did not depend on the input, which it does."""
     net = Net("""
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 2 dim: 2 } } }
 layer { name: "am" type: "ArgMax" bottom: "data" top: "am" argmax_param { axis: 1 } }
@@ -337,6 +337,15 @@ layer { name: "relu" type: "ReLU" bottom: "am" top: "r" }""", TEST)
                                                r"only through layer 'am' \(ArgMax\): Caffe's "
                                                r"ArgMax layer has no backward$"):
             reconstruct(net, blob, torch.rand(1, 3, 2, 2), "guided", [(0, 1, 1)])
+    cut = Net("""
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 4 dim: 4 } } }
+layer { name: "c" type: "Convolution" bottom: "data" top: "c" propagate_down: false
+        convolution_param { num_output: 2 kernel_size: 3 weight_filler { type: "xavier" } } }
+layer { name: "relu" type: "ReLU" bottom: "c" top: "r" }""", TEST)
+    with pytest.raises(AllconvError, match=r"^blob 'r' depends on the input blob 'data' only "
+                                           r"through layer 'c' \(Convolution\), whose "
+                                           r"propagate_down is false for bottom 'data'$"):
+        reconstruct(cut, "r", torch.ones(1, 1, 4, 4), "guided", [(0, 1, 1)])
 
 
 def _signal_below(layer, inputs, signal):

@@ -107,19 +107,30 @@ def reconstruct(net, blob: str, images: torch.Tensor, method: str,
 
 def _unreachable(net, blob: str) -> AllconvError:
     """Why no signal passes from ``blob`` down to the input blob: a layer between them that
-    Caffe gives no backward (ArgMax, Threshold), or no path at all."""
+    Caffe gives no backward (ArgMax, Threshold), one whose propagate_down stops it, or no path
+    at all."""
     source = input_blob(net)
     fed, crossed = {source}, []             # the blobs computed from the input, forward
     for layer in net.layers:
         if fed & set(layer.bottoms):
             fed |= set(layer.tops)
             crossed.append(layer)
-    needed = {blob}                         # the blobs ``blob`` is computed from, backward
+    needed, cut = {blob}, None              # the blobs ``blob`` is computed from, backward
     for layer in reversed(crossed):
         if needed & set(layer.tops):
             if not layer.has_backward:
                 return AllconvError(f"blob {blob!r} depends on the input blob {source!r} only "
                                     f"through {describe(layer.param)}: Caffe's "
                                     f"{layer.type_name} layer has no backward")
-            needed |= set(layer.bottoms)
+            down = layer.param.propagate_down
+            for j, bottom in enumerate(layer.bottoms):
+                if len(down) and not down[j]:
+                    if cut is None and bottom in fed:
+                        cut = (layer, bottom)
+                else:
+                    needed.add(bottom)
+    if cut is not None and source not in needed:
+        return AllconvError(f"blob {blob!r} depends on the input blob {source!r} only through "
+                            f"{describe(cut[0].param)}, whose propagate_down is false for "
+                            f"bottom {cut[1]!r}")
     return AllconvError(f"blob {blob!r} does not depend on the input blob {source!r}")
