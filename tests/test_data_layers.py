@@ -482,6 +482,10 @@ def test_image_data_errors_name_the_file(tmp_path):
     with pytest.raises(AllconvError, match="empty.txt: the image list is empty"):
         Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
             image_data_param {{ source: "{tmp_path / 'empty.txt'}" }} }}""", TEST)
+    # lines end at \n alone, as getline's (a lone \r split one line in two)
+    from runtime.data.image_list import read_list
+    (tmp_path / "cr.txt").write_bytes(b"a.png 1\rb.png 2\r\nc.png 3\n")
+    assert read_list(str(tmp_path / "cr.txt")) == [("a.png 1\rb.png", 2), ("c.png", 3)]
     # a blank line was skipped: Caffe lists it as an image of a blank path, then aborts
     good = listing.read_text()
     for text, number in (("\n", 1), (good + "\n" + good, good.count("\n") + 1),

@@ -33,7 +33,7 @@ def read_list(source: str) -> list[tuple[str, int]]:
     """(path, label) per line of ``source``; a blank line is refused (Caffe takes it as an
     image with a blank path, and aborts when it comes to load it)."""
     try:
-        with open(source, newline=None, errors="surrogateescape") as f:
+        with open(source, newline="", errors="surrogateescape") as f:   # lines end at \n
             text = f.read()
     except (OSError, ValueError) as err:        # ValueError: a NUL in the name
         raise AllconvError(f"{source!r}: cannot open the image list: "
@@ -41,8 +41,7 @@ def read_list(source: str) -> list[tuple[str, int]]:
     lines, pieces = [], text.split("\n")
     if pieces[-1] == "":
         pieces.pop()            # the text after the last newline is no line (getline)
-    for number, line in enumerate(pieces, 1):
-        line = line.rstrip("\r")
+    for number, line in enumerate(pieces, 1):   # a \r stays, as getline keeps it
         if not line.strip():
             raise AllconvError(f"{source}:{number}: a blank line, which Caffe reads as an "
                                "image with a blank path and aborts on loading: remove it")
