@@ -336,12 +336,24 @@ def _read_pickle(release: Release, path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, *IMAGE_SHAPE), labels
 
 
+def _there(release: Release, split: str, folder: Path) -> list[str]:
+    """The files of ``release``'s split that ``folder`` holds (of any kind)."""
+    return [f for f in release.files[split] if (folder / f).exists()]
+
+
+def holds_part(releases: tuple[Release, ...], split: str, root: Path) -> bool:
+    """Whether ``root`` or a release folder in it holds any file of the split."""
+    return any(_there(release, split, folder) for release in releases
+               for folder in (root / release.dirname, root))
+
+
 def _where(release: Release, split: str, root: Path) -> str:
     """Where the files of ``release``'s split go; a folder holding some of them is named with
     the ones it lacks."""
     for folder in (root / release.dirname, root):
-        lacks = [f for f in release.files[split] if not (folder / f).is_file()]
-        if len(lacks) < len(release.files[split]):
+        there = _there(release, split, folder)
+        if there:
+            lacks = [f for f in release.files[split] if f not in there]
             return f"{folder} lacks {', '.join(lacks)} (from {release.url})"
     return (f"put {', '.join(release.files[split])} (from {release.url}) "
             f"into {root} or {root / release.dirname}")

@@ -149,11 +149,10 @@ def _open_cifar(path: Path, split: str) -> Source:
     if len(found) > 1:
         raise AllconvError(f"data source {path} holds {' and '.join(d.title for d in found)}: "
                            "point it at one release's folder (e.g. cifar-10-batches-bin)")
-    for dataset in DATASETS.values() if not found else ():
-        if dataset.layout == CIFAR_RELEASE and any(
-                (folder / name).exists() for release in dataset.releases
-                for folder in (path / release.dirname, path) for name in release.files[split]):
-            dataset.find(split, path)       # part of a release: names what is missing
+    partly = [d for d in DATASETS.values() if not found and d.layout == CIFAR_RELEASE
+              and cifar.holds_part(d.releases, split, path)]
+    if partly:
+        partly[0].find(split, path)         # part of a release: names what it lacks
     if not found:       # (a LevelDB that Caffe failed to open leaves its folder and LOCK)
         raise AllconvError(f"data source {path} is a folder holding no database (an LMDB's "
                            "data.mdb, a LevelDB's CURRENT and MANIFEST) and no CIFAR "
