@@ -182,21 +182,27 @@ def _loop(run: Trainable, ranks: Ranks, precision: str, device: torch.device,
         # reads it on every rank (one that read none trained again, and all hung)
         ranks.barrier()
         return [{"finished": True, "rank": ranks.rank} for _ in run.members]
-    outcomes = []
-    for k, member in enumerate(run.members):
-        if loop.diverged_message[k] is not None:
-            outcomes.append({"diverged": loop.diverged_message[k]})
-            continue
-        plot_curves(member.folder.metrics.records(), member.folder.file(run_folder.CURVES),
-                    f"{run.spec.title} ({run.spec.key}), lr {member.opts.lr:g}"
-                    + (f", seed {member.opts.seed}" if member.opts.seed else "")
-                    + (" - SMOKE RUN" if run.smoke else ""),
-                    run.spec.paper.error, run.spec.paper.tolerance)
-        result = _result(run, k, lasts[k], precision, device)
-        member.folder.write_result(result)
-        outcomes.append(result)
-    ranks.barrier()
-    return outcomes
+    try:
+        return [_finish(run, k, lasts[k], loop.diverged_message[k], precision, device)
+                for k in range(run.K)]
+    finally:        # even when writing fails: the others do not wait for ever
+        ranks.barrier()
+
+
+def _finish(run: Trainable, k: int, last: dict, diverged: str | None, precision: str,
+            device: torch.device) -> dict:
+    """Member k's outcome at the end of its run: its curves and result.json written."""
+    if diverged is not None:
+        return {"diverged": diverged}
+    member = run.members[k]
+    plot_curves(member.folder.metrics.records(), member.folder.file(run_folder.CURVES),
+                f"{run.spec.title} ({run.spec.key}), lr {member.opts.lr:g}"
+                + (f", seed {member.opts.seed}" if member.opts.seed else "")
+                + (" - SMOKE RUN" if run.smoke else ""),
+                run.spec.paper.error, run.spec.paper.tolerance)
+    result = _result(run, k, last, precision, device)
+    member.folder.write_result(result)
+    return result
 
 
 def _check_records(run: Trainable, logs: list[MetricsLog] | None, ranks: Ranks) -> None:
