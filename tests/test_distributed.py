@@ -59,8 +59,8 @@ def test_two_gloo_processes_train_what_one_process_trains(tmp_path):
           for i, v in enumerate(views)}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     done = run_group([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                 "--nproc_per_node", "2", str(Path(ddp_worker.__file__)), str(spec_path),
-                 str(tmp_path / "ddp")], timeout=360, env=env)
+                        "--nproc_per_node", "2", str(Path(ddp_worker.__file__)), str(spec_path),
+                        str(tmp_path / "ddp")], timeout=360, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "FutureWarning" not in done.stderr          # e.g. DDP's broadcast_buffers rename
     last = f"checkpoint_iter_{single['iterations']}.caffemodel"
@@ -86,8 +86,8 @@ def test_an_option_refused_under_torchrun_is_said_once(tmp_path):
     """Every process refuses --pack 2 under torchrun; process 0 alone says why."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     done = run_group([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                 "--nproc_per_node", "2", "-m", "harness.cli", "all-cnn-c", "--pack", "2",
-                 "--out", str(tmp_path / "out")], timeout=120, env=env, cwd=tmp_path)
+                        "--nproc_per_node", "2", "-m", "harness.cli", "all-cnn-c", "--pack", "2",
+                        "--out", str(tmp_path / "out")], timeout=120, env=env, cwd=tmp_path)
     assert done.returncode != 0
     said = [line for line in done.stderr.splitlines() if line.startswith("replicate: error: ")]
     assert said == ["replicate: error: --pack trains its runs on one process: under torchrun use "
@@ -100,8 +100,8 @@ def test_a_device_refused_under_torchrun_is_said_once_by_allconv_caffe(tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     (tmp_path / "solver.prototxt").write_text('net: "net.prototxt" base_lr: 0.1')
     done = run_group([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                 "--nproc_per_node", "2", "-m", "runtime.cli", "train", "-solver",
-                 "solver.prototxt", "-gpu", "0"], timeout=120, env=env, cwd=tmp_path)
+                        "--nproc_per_node", "2", "-m", "runtime.cli", "train", "-solver",
+                        "solver.prototxt", "-gpu", "0"], timeout=120, env=env, cwd=tmp_path)
     assert done.returncode != 0
     said = [line for line in done.stderr.splitlines() if "error: " in line]
     assert said == ["allconv-caffe train: error: -gpu 0 asked for, but CUDA is not available "
