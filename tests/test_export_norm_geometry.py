@@ -5,6 +5,8 @@ squeeze-and-excitation's Scale by a second bottom, and every other inference typ
 each layer's fixtures are compared in test_export.py."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -428,6 +430,10 @@ def test_fp16_keeps_index_inputs_float32_and_refuses_indices_it_cannot_hold(tmp_
     to_onnx(net, tmp_path / "m.onnx", fp16=True)
     model = onnx.load(tmp_path / "m.onnx")
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    # the metadata says so (it said float16, and an input made by it was refused), and gives
+    # a layout only to an input of an image's 4 axes
+    described = {p.key: p.value for p in model.metadata_props}["allconv.input"]
+    assert json.loads(described) == {"name": "idx", "dtype": "float32", "shape": ["N", 3]}
     idx = np.array([[4097, 4096, 4999]], dtype=np.float32)
     (got,) = _outputs(model, {"idx": idx})
     weight = net.layers[1].blobs[0].detach().numpy()
@@ -586,3 +592,19 @@ def test_a_net_that_runs_only_with_every_row_kept_is_checked_so(tmp_path):
     too) only when the selector keeps every row: the check then keeps them all (it refused)."""
     net = Net(FILTERED + _layer("cc", "Concat", ["f", "data"], ["cc"]), pb.TEST)
     assert max(to_onnx(net, tmp_path / "m.onnx").values()) == 0
+
+
+def test_the_metadata_describes_every_input():
+    """With several inputs, allconv.input listed their names but gave the first's shape, and a
+    float32 and NCHW for all (a 2-axis input too)."""
+    net = Net("layer { name: 'in' type: 'Input' top: 'a' top: 'b' input_param { shape { dim: 2 "
+              "dim: 3 dim: 4 dim: 4 } shape { dim: 2 dim: 5 } } }\n"
+              + _layer("pa", "Pooling", ["a"], ["pa"],
+                       "pooling_param { pool: AVE global_pooling: true }")
+              + _layer("fa", "Flatten", ["pa"], ["fa"])
+              + _layer("c", "Concat", ["fa", "b"], ["c"]), pb.TEST)
+    model, _ = build_model(net)
+    described = {p.key: p.value for p in model.metadata_props}["allconv.input"]
+    assert json.loads(described) == [
+        {"name": "a", "layout": "NCHW", "dtype": "float32", "shape": ["N", 3, 4, 4]},
+        {"name": "b", "dtype": "float32", "shape": ["N", 5]}]

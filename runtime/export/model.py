@@ -133,9 +133,9 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
                       name, TensorProto.FLOAT if name in exact else graph.elem_type,
                       shapes[name]) for name in names]
         sources = {name: graph.reserve(name) for name in names}
-        described = {"name": names[0] if len(names) == 1 else names,
-                     "layout": "NCHW", "dtype": str(graph.dtype),
-                     "shape": _dims(net, names[0], axes, batch, own=own)}
+        records = [_input_record(name, "float32" if name in exact else str(graph.dtype),
+                                 shapes[name]) for name in names]
+        described = records[0] if len(records) == 1 else records
     values = add_net(graph, net, outputs, sources, fuse_batchnorm)
     _copies_to_outputs_as_dropout(graph.nodes, outputs)
     declared = _output_dims(net, outputs, axes, static_batch, prototxt_batch, own)
@@ -152,6 +152,12 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
     helper.set_model_props(model, {k: v if isinstance(v, str) else json.dumps(v)
                                    for k, v in props.items()})
     return model, values
+
+
+def _input_record(name: str, dtype: str, shape: list) -> dict:
+    """An input as the metadata describes it: its layout only where it has an image's 4 axes."""
+    layout = {"layout": "NCHW"} if len(shape) == 4 else {}
+    return {"name": name, **layout, "dtype": dtype, "shape": shape}
 
 
 def _copies_to_outputs_as_dropout(nodes, outputs) -> None:
