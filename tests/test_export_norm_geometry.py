@@ -608,3 +608,16 @@ def test_the_metadata_describes_every_input():
     assert json.loads(described) == [
         {"name": "a", "layout": "NCHW", "dtype": "float32", "shape": ["N", 3, 4, 4]},
         {"name": "b", "dtype": "float32", "shape": ["N", 5]}]
+
+
+def test_an_fp16_output_past_float16s_range_says_why(tmp_path):
+    """A MAX pooling window over nothing gives -FLT_MAX, which float16 cannot hold: the
+    refusal gave only the difference, 3.4e+38."""
+    net = Net(_input((1, 1, 12, 12)) + _layer("p", "Pooling", ["data"], ["p"],
+                                             "pooling_param { pool: MAX kernel_size: 2 "
+                                             "stride: 4 }"), pb.TEST)
+    with pytest.raises(AllconvError, match=r"differs from the runtime on output 'p' by 3.4e\+38; "
+                                           r".*\(the runtime's values reach 3.4e\+38, past "
+                                           r"float16's 65504: a MAX pooling window over nothing"):
+        to_onnx(net, tmp_path / "m.onnx", fp16=True)
+    assert not (tmp_path / "m.onnx").exists()

@@ -269,12 +269,22 @@ def _compare(got, reference, name: str, fp16: bool, where: str, first_differing,
     first blob that differs (``first_differing()``, searched only then) and adding ``note``."""
     diff = largest_difference(got, reference[name])
     if not diff <= tolerance(reference[name], fp16):
+        note += _beyond_float16(reference[name]) if fp16 else ""
         by = (f"by {diff:.3g}" if got.shape == reference[name].shape else
               f"in shape, {got.shape} against {reference[name].shape}")
         raise Mismatch(f"onnxruntime ({where}) differs from the runtime on output {name!r} "
                        f"{by}; the first blob that differs is {first_differing()}{note}; "
                        "nothing was written")
     return diff
+
+
+def _beyond_float16(values) -> str:
+    """A note when finite ``values`` exceed float16's range, else ""."""
+    finite = np.abs(values[np.isfinite(values)])
+    if not finite.size or finite.max() <= np.finfo(np.float16).max:
+        return ""
+    return (f" (the runtime's values reach {finite.max():.3g}, past float16's 65504: a MAX "
+            "pooling window over nothing gives Caffe's -FLT_MAX, for one; export in float32)")
 
 
 def _case(net, model, to_net_inputs, batch: int, seed: int, ranges, selectors):
