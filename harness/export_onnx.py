@@ -94,8 +94,12 @@ def load_deploy_net(prototxt, weights):
     from runtime.prototxt import read_net
     param = read_net(prototxt)
     param.state.phase = pb.TEST
-    if not any(layer.type == "Input" for layer in filter_net(param).layer):
-        raise AllconvError(f"{prototxt}: the net has no Input layer: {DEPLOY}")
+    layers = filter_net(param).layer
+    if not any(layer.type == "Input" for layer in layers):
+        sources = ", ".join(f"{layer.name!r} ({layer.type})" for layer in layers
+                            if not layer.bottom and layer.top)
+        raise AllconvError(f"{prototxt}: the net has no Input layer (its data comes from "
+                           f"{sources or 'no layer'}): {DEPLOY}")
     return trained_net(param, weights)
 
 

@@ -878,8 +878,8 @@ def test_a_train_test_net_is_refused_before_its_data_source_is_opened(tmp_path, 
     weights.write_bytes(b"")
     err = _bad(tmp_path, ["--prototxt", str(proto), "--weights", str(weights), "-o",
                           str(tmp_path / "m.onnx")], capsys)
-    assert err == (f"export-onnx: error: {proto}: the net has no Input layer: export a deploy "
-                   "net (gen-prototxt --deploy)\n")
+    assert err == (f"export-onnx: error: {proto}: the net has no Input layer (its data comes "
+                   "from 'data' (Data)): export a deploy net (gen-prototxt --deploy)\n")
 
 
 def test_options_that_do_nothing_beside_run_are_refused(run_dir, tmp_path, capsys):
@@ -1117,9 +1117,17 @@ def test_a_net_whose_every_top_is_read_asks_for_outputs(tmp_path, capsys):
     proto, weights = _files(tmp_path, _input((2, 3)) + _layer("r", "ReLU", ["data"], ["r"])
                             + _layer("s", "Silence", ["r"], []))
     err = _bad(tmp_path, ["--prototxt", proto, "-o", str(tmp_path / "m.onnx")], capsys)
-    assert "the net has no output blob (a layer reads every top, a Silence perhaps): name " \
-           "the blobs to export (--outputs)" in err
+    assert "the net has no output blob: a layer reads every top (layer 's' (Silence) among " \
+           "the last): name the blobs to export (--outputs)" in err
     assert cli.main(["--prototxt", proto, "-o", str(tmp_path / "m.onnx"), "--outputs", "r"]) == 0
+    capsys.readouterr()
+    # outputs from a data layer: it is named (the message said only "no Input layer")
+    proto, _ = _files(tmp_path, _layer("d", "DummyData", [], ["x"],
+                                       "dummy_data_param { shape { dim: 2 dim: 3 } }")
+                      + _layer("r", "ReLU", ["x"], ["r"]))
+    err = _bad(tmp_path, ["--prototxt", proto, "-o", str(tmp_path / "m.onnx")], capsys)
+    assert err.endswith("the net has no Input layer (its data comes from 'd' (DummyData)): "
+                        "export a deploy net (gen-prototxt --deploy)\n")
 
 
 def test_input_preparation_names_each_pipelines_input():

@@ -19,7 +19,7 @@ from runtime.export.builder import GraphBuilder
 from runtime.export.registry import BatchFixed, exportable_types
 from runtime.export.walker import add_net, needed_layers, used_inputs
 from runtime.files import atomic_write_bytes, check_writable
-from runtime.layers import NoFillerWarning, data_sized
+from runtime.layers import NoFillerWarning, data_sized, describe
 from runtime.net import Net
 from runtime.proto import pb
 
@@ -101,14 +101,19 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         raise AllconvError(f"the static batch must be positive, not {static_batch}")
     outputs = list(outputs or default_outputs(net))
     if not outputs:
-        raise AllconvError("the net has no output blob (a layer reads every top, a Silence "
-                           "perhaps): name the blobs to export (--outputs)")
+        ends = ", ".join(describe(layer.param) for layer in net.layers
+                         if layer.bottoms and not layer.tops)
+        raise AllconvError(f"the net has no output blob: a layer reads every top ({ends or 'none'}"
+                           " among the last): name the blobs to export (--outputs)")
     twice = sorted({o for o in outputs if outputs.count(o) > 1})
     if twice:
         raise AllconvError(f"output blob(s) {', '.join(map(repr, twice))} named more than once")
     names = used_inputs(net, outputs)
     if not names:
-        raise AllconvError(f"the net has no Input layer that its outputs depend on: {DEPLOY}")
+        sources = ", ".join(describe(layer.param) for layer in needed_layers(net, outputs)
+                            if not layer.bottoms)
+        raise AllconvError(f"the net has no Input layer that its outputs depend on (they come "
+                           f"from {sources or 'no layer without bottoms'}): {DEPLOY}")
     batch = static_batch or BATCH_DIM
     layers = needed_layers(net, outputs)
     unnamed = next((layer for layer in layers if "" in layer.tops), None)
