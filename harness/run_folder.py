@@ -554,8 +554,9 @@ class RunFolder:
         at, newest = self._snapshot_at(weights)
         if at is None:
             return None
-        epoch = next((r["epoch"] for r in self.metrics.records()
-                      if r.get("iter") == at and "epoch" in r), None)
+        timed = [r for r in self.metrics.records() if r.get("iter") and "epoch" in r]
+        epoch = next((r["epoch"] for r in timed if r["iter"] == at),
+                     round(at * timed[0]["epoch"] / timed[0]["iter"], 4) if timed else None)
         where = f"iteration {at:,}" + (f" (epoch {epoch:g} of {self.settings['epochs']:g})"
                                        if epoch is not None else "")
         outcome = self.outcome()

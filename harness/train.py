@@ -141,6 +141,7 @@ def _loop(run: Trainable, ranks: Ranks, precision: str, device: torch.device,
         while run.iter < run.max_iter and loop.alive:
             if loop.deadline_reached():
                 loop.sync(evaluate=False)
+                bar.show(run.iter)      # the bar ends where the checkpoint is
                 if run.iter > loop.start_iter and ranks.is_main:
                     loop.checkpoint()
                 ranks.barrier()

@@ -497,6 +497,11 @@ def test_export_a_run_folder_with_preprocessing(run_dir, tmp_path, capsys):
     provenance = json.loads({p.key: p.value for p in onnx.load(out).metadata_props}
                             ["allconv.provenance"])
     assert provenance["test_error"] == at_2 and not provenance["finished"]
+    # a snapshot between evaluations (Ctrl-C): its epoch from the run's iterations per epoch
+    (unfinished / "metrics.jsonl").write_text("".join(
+        json.dumps(r) + "\n" for r in records if r["iter"] != 2))
+    with pytest.warns(UserWarning, match=r"snapshot of iteration 2 \(epoch 1 of 1\), not a"):
+        assert cli.main(["--run", str(unfinished), "-o", str(out)]) == 0
     # The exported graph, fed raw images, gives the trained net's probabilities.
     images = np.random.default_rng(1).integers(0, 256, (5, 3, 32, 32), dtype=np.uint8)
     net = cli.load_deploy_net(folder / "deploy.prototxt", folder / "checkpoint_iter_2.caffemodel")

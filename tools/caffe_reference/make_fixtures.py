@@ -66,6 +66,7 @@ helpers where they are not installed).
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib.util
 import json
 import os
@@ -1561,6 +1562,11 @@ def caffe_step(work: Path, out: Path, only: list[str]) -> None:
     cases = [c for c in cases if c["name"] not in kept]
     if only:
         cases = [c for c in cases if selected(c["name"], only)]
+        if not cases:
+            near = [n for s in only for n in difflib.get_close_matches(s, names, 5, 0.4)]
+            raise SystemExit(f"--only {' '.join(only)}: no case's name holds it (nearest: "
+                             f"{', '.join(dict.fromkeys(near)) or 'none'}; "
+                             f"{len(names)} cases in all)")
     else:
         for stale in out.glob("*.npz"):     # only this script's files (they carry a meta)
             with np.load(stale) as z:
