@@ -149,11 +149,12 @@ def _open_cifar(path: Path, split: str) -> Source:
     if len(found) > 1:
         raise AllconvError(f"data source {path} holds {' and '.join(d.title for d in found)}: "
                            "point it at one release's folder (e.g. cifar-10-batches-bin)")
-    partly = [d for d in DATASETS.values() if not found and d.layout == CIFAR_RELEASE
-              and cifar.holds_part(d.releases, split, path)]
-    if partly:
-        partly[0].find(split, path)         # part of a release: names what it lacks
-    if not found:       # (a LevelDB that Caffe failed to open leaves its folder and LOCK)
+    if not found:
+        for dataset in DATASETS.values():
+            if dataset.layout == CIFAR_RELEASE and cifar.holds_part(dataset.releases, split,
+                                                                    path):
+                dataset.find(split, path)   # part of a release: it names what is lacking
+        # (a LevelDB that Caffe failed to open leaves its folder and LOCK)
         raise AllconvError(f"data source {path} is a folder holding no database (an LMDB's "
                            "data.mdb, a LevelDB's CURRENT and MANIFEST) and no CIFAR "
                            f"{split} files (a release's folder, e.g. cifar-10-batches-bin)")

@@ -193,6 +193,13 @@ class Layer(nn.Module):
     def setup(self, bottom_shapes, generator) -> None:
         """Caffe's LayerSetUp: read parameters, create learnable blobs."""
 
+    def share_bottom_memory(self) -> None:
+        """Its top shares its bottom's data and diff, as Caffe's Reshape's does (a Concat of
+        one bottom's, a Slice of one top's): views it, hands a diff written there down, and
+        writes the bottom's diff whatever propagate_down says."""
+        self.tops_view_bottom = self.top_diff_is_bottom_diff = True
+        self.diffs_whenever_run = (0,)
+
     def reshape(self, bottom_shapes) -> list[tuple[int, ...]]:
         """Caffe's Reshape: check bottom shapes, return top shapes (default: like bottom 0)."""
         return [bottom_shapes[0]] * len(self.tops)

@@ -14,9 +14,8 @@ class Concat(Layer):
     num_bottoms = (1, None)
 
     def setup(self, bottom_shapes, generator):
-        if len(self.bottoms) == 1:      # Caffe's top shares the bottom's data and diff
-            self.tops_view_bottom = self.top_diff_is_bottom_diff = True
-            self.diffs_whenever_run = (0,)
+        if len(self.bottoms) == 1:
+            self.share_bottom_memory()
 
     def reshape(self, bottom_shapes):
         concat = self.param.concat_param

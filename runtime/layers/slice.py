@@ -18,9 +18,8 @@ class Slice(Layer):
         if slice_param.HasField("axis") and slice_param.HasField("slice_dim"):
             raise AllconvError("slice_param: give axis or slice_dim, not both")
         self.points = check_int_field("slice_param.slice_point", slice_param.slice_point)
-        if len(self.tops) == 1:         # Caffe's top shares the bottom's data and diff
-            self.tops_view_bottom = self.top_diff_is_bottom_diff = True
-            self.diffs_whenever_run = (0,)
+        if len(self.tops) == 1:
+            self.share_bottom_memory()
 
     def reshape(self, bottom_shapes):
         shape, slice_param = bottom_shapes[0], self.param.slice_param
