@@ -89,7 +89,8 @@ def _train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Da
             todo.append((i, settings, resumed))
     if not todo:
         return outcomes
-    if opts.deadline is not None and entered + 2 * StartUp.seconds >= opts.deadline:
+    # each process measured its own start-up: one that sees no time left stops them all
+    if opts.deadline is not None and ranks.any(entered + 2 * StartUp.seconds >= opts.deadline):
         for i, _, _ in todo:
             outcomes[i] = {"finished": False, "stopped_by": "deadline", "iter": 0, "epoch": 0.0,
                            "run_dir": str(members[i][1])}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -18,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from runtime.distributed import from_environment, leave  # noqa: E402
 from harness.loop import Loop  # noqa: E402
 from harness.specs import load_spec  # noqa: E402
-from harness.train import Data, RunOptions, train  # noqa: E402
+from harness.train import Data, RunOptions, StartUp, train  # noqa: E402
 
 
 def synthetic_data() -> Data:
@@ -51,6 +52,11 @@ def main(spec_path: str, out: str) -> None:
     # resumed again, finished: every rank reads process 0's result.json and trains nothing
     # (before, process 1 could read the folder before it was written, train, and hang)
     train(spec, dataclasses.replace(off, resume=True), out / "off-schedule", data, ranks)
+    # near a deadline, process 0's own start-up leaves no time to start a run, process 1's
+    # does: neither starts it (before, process 1 trained alone and waited for ever)
+    StartUp.seconds = 60.0 if ranks.rank == 0 else 0.0
+    late = train(spec, options(deadline=time.monotonic() + 100), out / "late", data, ranks)
+    assert late["stopped_by"] == "deadline" and late["iter"] == 0, late
     leave(ranks)
 
 
