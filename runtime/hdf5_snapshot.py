@@ -67,11 +67,11 @@ def write_weights(path, layers: list[tuple[str, list]],
     _write(path, fill)
 
 
-def read_weights(path, layers=None) -> list[tuple[str, list]]:
+def read_weights(path, layers=None) -> list[tuple[str, list | None]]:
     """(layer name, [blob arrays, None where the file has no dataset of that index]), as
     CopyTrainedLayersFromHDF5 reads them; an entry named like none of ``layers`` (the net's
-    layer names, when given) is not read, whatever it is (Caffe ignores it): its list is
-    empty."""
+    layer names, when given) is not read, whatever it is (Caffe ignores it): None stands
+    for its blobs."""
     what = "Caffe HDF5 weights"
 
     def take(f):
@@ -79,7 +79,7 @@ def read_weights(path, layers=None) -> list[tuple[str, list]]:
         data = member(f, "data", "Group", path, what)
         for name in data:
             if layers is not None and name not in layers:
-                found.append((name, []))
+                found.append((name, None))
                 continue
             group = member(data, name, "Group", path, what)
             indices = [int(k) for k in group if k.isdigit()]

@@ -878,8 +878,10 @@ class Net(nn.Module):
         hdf5 = hdf5_snapshot.is_hdf5(path)
         stored = (hdf5_snapshot.read_weights(path, {layer.name for layer in self.layers})
                   if hdf5 else read_layers(path))
-        if self.learnable_params and not any(blobs for _, blobs in stored):
-            raise no_weights(path)       # a net without learnable layers saves no blobs
+        # a net without learnable layers saves no blobs; an HDF5 file's data group says what
+        # it is, and layers named like none of the net's are ignored, as Caffe ignores them
+        if not hdf5 and self.learnable_params and not any(blobs for _, blobs in stored):
+            raise no_weights(path)
         owners = self._blob_owners()
         target = {layer.name: layer
                   for layer in (self.layers if hdf5 else reversed(self.layers))}
@@ -887,8 +889,9 @@ class Net(nn.Module):
         missing = list(dict.fromkeys(layer.name for layer in self.layers
                                      if layer.blobs and layer.name not in names))
         if missing:
+            held = (n for n, blobs in stored if blobs or blobs is None)   # None: not read
             message = (f"{path}: no weights for layer(s) {', '.join(missing)} (the file has: "
-                       f"{', '.join(dict.fromkeys(n for n, b in stored if b)) or 'none'})")
+                       f"{', '.join(dict.fromkeys(held)) or 'none'})")
             if require_all:
                 raise AllconvError(message)
         for name, source in stored:

@@ -384,6 +384,26 @@ def test_of_two_layers_named_alike_the_first_is_shared_and_an_hdf5_file_fills_th
     assert all(torch.equal(a, b) for a, b in zip(one.blobs, first))
 
 
+def test_an_hdf5_file_of_other_layers_only_is_read_as_caffe_reads_it(tmp_path):
+    """Caffe's CopyTrainedLayersFromHDF5 ignores entries named like no layer of the net, even
+    all of them, and a data group with none (before: "is an HDF5 file ... not a .caffemodel",
+    for a file named .h5)."""
+    from runtime import hdf5_snapshot
+    pytest.importorskip("h5py")
+    other = Net(INPUT + _ip("other", 4), TRAIN, seed=1)
+    path, empty = tmp_path / "other.caffemodel.h5", tmp_path / "empty.caffemodel.h5"
+    hdf5_snapshot.write_weights(path, [("other", [b.data.numpy() for b in other.params["other"]])])
+    hdf5_snapshot.write_weights(empty, [])
+    net = Net(INPUT + _ip("ip", 4), TEST, seed=2)
+    before = [b.data.clone() for b in net.params["ip"]]
+    with pytest.warns(UserWarning, match=r"other.caffemodel.h5: no weights for layer\(s\) ip "
+                                         r"\(the file has: other\); they keep"):
+        net.copy_from(path)
+    with pytest.warns(UserWarning, match=r"no weights for layer\(s\) ip \(the file has: none\)"):
+        net.copy_from(empty)
+    assert all(torch.equal(a.data, b) for a, b in zip(net.params["ip"], before))
+
+
 PERMISSIVE = """
 layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 6 } } }
 layer { name: "a" type: "InnerProduct" bottom: "x" top: "a" param { name: "w" }
