@@ -148,25 +148,33 @@ def suffix_option(suffix: str, what: str):
 def check_writable(path: PathLike) -> None:
     """An AllconvError naming ``path`` unless a file can be written there now: its folder
     exists and takes a new file (probed with an empty temporary file, removed at once), and
-    the path is not a folder. Commands call it for every output before they write any."""
+    the path is not a folder. Commands call it for every output before they write any. A
+    symbolic link is probed where it points, where `atomic_writer` writes."""
     target = Path(path)
+    real = _resolved(target)
     try:
         if target.is_dir():
             raise AllconvError(f"{target}: cannot write: it is a folder")
-        if not target.parent.is_dir():
-            above = next((p for p in target.parents if p.exists()), None)
+        if not real.parent.is_dir():
+            above = next((p for p in real.parents if p.exists()), None)
             raise AllconvError(f"{target}: cannot write: {above} is a file, not a folder"
                                if above is not None and not above.is_dir() else
-                               f"{target}: cannot write: no folder {target.parent}")
-        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe",
-                                     dir=target.parent)
+                               f"{target}: cannot write: no folder {real.parent}")
+        fd, probe = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".probe", dir=real.parent)
     except OSError as err:
-        raise AllconvError(f"{target}: cannot write: {target.parent} takes no new file "
+        raise AllconvError(f"{target}: cannot write: {real.parent} takes no new file "
                            f"({err.strerror or err})") from None
-    except ValueError as err:  # a NUL byte in the path
-        raise AllconvError(f"{str(target)!r}: not a usable path: {err}") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def _resolved(target: Path) -> Path:
+    """Where ``target`` leads through symbolic links (itself, if none); a NUL byte in it is
+    an AllconvError."""
+    try:
+        return Path(os.path.realpath(target))
+    except ValueError as err:
+        raise AllconvError(f"{str(target)!r}: not a usable path: {err}") from None
 
 
 def check_folder_writable(path: PathLike, option: str) -> None:
@@ -193,8 +201,10 @@ def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
     """A binary file that appears at ``path`` (temp file, fsync, rename) only if the block ends
     without an exception; an unwritable path is an AllconvError naming it. A device or a pipe
     there (/dev/null, /dev/stdout, a FIFO) is written as it is, not replaced: renamed over,
-    root's /dev/null became a file."""
+    root's /dev/null became a file. A symbolic link is written through, as Caffe's streams
+    write: the file it names is replaced, the link stays."""
     target = Path(path)
+    real = _resolved(target)
     if target.exists() and not target.is_file() and not target.is_dir():
         try:
             with open(target, "wb") as handle:
@@ -203,11 +213,9 @@ def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
             raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
         return
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
     except OSError as err:
         raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
-    except ValueError as err:  # a NUL byte in the path
-        raise AllconvError(f"{str(target)!r}: not a usable path: {err}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -216,9 +224,9 @@ def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
         os.chmod(tmp, 0o666 & ~_UMASK)
         pending = _together.get()
         if pending is None:
-            os.replace(tmp, target)
+            _rename(tmp, real)
         else:
-            pending.append((tmp, target))
+            pending.append((tmp, real, target))
         tmp = None
     except OSError as err:
         raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
@@ -237,18 +245,34 @@ def written_together() -> Iterator[None]:
     try:
         yield
     except BaseException:
-        for tmp, _ in pending:
+        for tmp, _, _ in pending:
             _unlink_quietly(tmp)
         raise
     finally:
         _together.reset(token)
-    for n, (tmp, target) in enumerate(pending):
+    for n, (tmp, real, target) in enumerate(pending):
         try:
-            os.replace(tmp, target)
+            _rename(tmp, real)
         except OSError as err:
-            for rest, _ in pending[n:]:
+            for rest, _, _ in pending[n:]:
                 _unlink_quietly(rest)
             raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
+
+
+def _rename(tmp, target: Path) -> None:
+    """``tmp`` renamed to ``target``, the rename itself made durable where the file system
+    can sync a folder (some refuse: the rename stands all the same)."""
+    os.replace(tmp, target)
+    try:
+        folder = os.open(target.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(folder)
+    except OSError:
+        pass
+    finally:
+        os.close(folder)
 
 
 def _unlink_quietly(path) -> None:

@@ -76,3 +76,25 @@ def test_a_pipe_or_device_is_written_as_it_is_not_replaced(tmp_path):
     finally:
         os.close(reader)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]       # no temporary left
+
+
+def test_a_symbolic_link_is_written_through_and_stays_a_link(tmp_path):
+    """Caffe's streams write the file a link names; the temporary file and rename replaced the
+    link with a file, and the file it named kept its old bytes."""
+    import os
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "disk" / "w.caffemodel").write_bytes(b"old")
+    link = tmp_path / "w.caffemodel"
+    link.symlink_to(tmp_path / "disk" / "w.caffemodel")
+    check_writable(link)
+    atomic_write_bytes(link, b"new")
+    assert link.is_symlink() and (tmp_path / "disk" / "w.caffemodel").read_bytes() == b"new"
+    dangling = tmp_path / "next.caffemodel"
+    dangling.symlink_to(tmp_path / "disk" / "next.caffemodel")
+    atomic_write_bytes(dangling, b"made")
+    assert dangling.is_symlink() and dangling.read_bytes() == b"made"
+    assert sorted(os.listdir(tmp_path / "disk")) == ["next.caffemodel", "w.caffemodel"]
+    astray = tmp_path / "astray.caffemodel"
+    astray.symlink_to(tmp_path / "gone" / "x.caffemodel")
+    with pytest.raises(AllconvError, match=f"{astray}: cannot write: no folder {tmp_path}/gone$"):
+        check_writable(astray)
