@@ -262,6 +262,16 @@ def test_a_release_folder_missing_a_file_names_it_for_replicate_and_a_data_layer
         Net(f'layer {{ name: "d" type: "Data" top: "x" top: "y" data_param {{ source: '
             f'"{folder}" batch_size: 2 }} }}', pb.TRAIN)
 
+    # train/ and test/ subfolders (a common database layout) are not part of CIFAR-100's
+    # python release, whose files have those names (before: "not a file but a folder")
+    other = tmp_path / "db"
+    for name in ("train", "test"):
+        (other / name).mkdir(parents=True)
+    with pytest.raises(AllconvError, match=r"^layer 'd' \(Data\): data source .*db is a folder "
+                                           r"holding no database"):
+        Net(f'layer {{ name: "d" type: "Data" top: "x" top: "y" data_param {{ source: '
+            f'"{other}" batch_size: 2 }} }}', pb.TRAIN)
+
 
 def test_a_folder_of_the_other_release_is_named(tmp_path):
     """Found by a new user: `replicate table4 --data .../cifar-10-batches-bin` was told to

@@ -149,7 +149,7 @@ def find_release(releases: tuple[Release, ...], split: str,
     if found is None and root.is_file():
         raise AllconvError(f"{root} is a file: give the folder that holds the "
                            f"{releases[0].title} files, or the folder above it")
-    special = next((path for release in releases for folder in (root / release.dirname, root)
+    special = next((path for release in releases for folder in _folders(release, root)
                     for path in (folder / f for f in release.files[split])
                     if path.exists() and not path.is_file()), None)
     if found is None and special is not None:
@@ -171,7 +171,7 @@ def search_release(releases: tuple[Release, ...], split: str, root: Path
                    ) -> tuple[Release, list[Path]] | None:
     """The first release (binary before python) whose split files lie in root or root/<dirname>."""
     for release in releases:
-        for folder in (root / release.dirname, root):
+        for folder in _folders(release, root):
             paths = [folder / f for f in release.files[split]]
             if all(p.is_file() for p in paths):
                 return release, paths
@@ -336,21 +336,27 @@ def _read_pickle(release: Release, path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, *IMAGE_SHAPE), labels
 
 
+def _folders(release: Release, root: Path) -> tuple[Path, Path]:
+    """Where ``release``'s files may lie: its own folder in ``root``, or ``root`` itself."""
+    return root / release.dirname, root
+
+
 def _there(release: Release, split: str, folder: Path) -> list[str]:
-    """The files of ``release``'s split that ``folder`` holds (of any kind)."""
-    return [f for f in release.files[split] if (folder / f).exists()]
+    """The files of ``release``'s split that ``folder`` holds (regular files: CIFAR-100's are
+    named train and test, as many a database's folders are)."""
+    return [f for f in release.files[split] if (folder / f).is_file()]
 
 
 def holds_part(releases: tuple[Release, ...], split: str, root: Path) -> bool:
     """Whether ``root`` or a release folder in it holds any file of the split."""
     return any(_there(release, split, folder) for release in releases
-               for folder in (root / release.dirname, root))
+               for folder in _folders(release, root))
 
 
 def _where(release: Release, split: str, root: Path) -> str:
     """Where the files of ``release``'s split go; a folder holding some of them is named with
     the ones it lacks."""
-    for folder in (root / release.dirname, root):
+    for folder in _folders(release, root):
         there = _there(release, split, folder)
         if there:
             lacks = [f for f in release.files[split] if f not in there]
