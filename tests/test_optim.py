@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 
@@ -51,7 +52,14 @@ def test_groups_follow_lr_mult_and_decay_mult_and_default_to_one():
     # group dicts keep their options; a group key is the default for params without attributes
     opt = CaffeSGD([{"params": [plain], "lr_mult": 3.0, "momentum": 0.5}, {"params": [w]}],
                    lr=0.1)
-    assert [(g["lr_mult"], g["momentum"]) for g in opt.param_groups] == [(3.0, 0.5), (1.0, 0.9)]
+    assert [(g["lr_mult"], g["momentum"]) for g in opt.param_groups] == [(3.0, 0.5), (1.0, 0.0)]
+    # the keyword defaults are caffe.proto's (momentum has none: 0; it was 0.9 here, 0 through
+    # from_solver), in float32 as Caffe reads them
+    from runtime.optim import CaffeAdam, CaffeRMSProp
+    adam = CaffeAdam([plain], lr=0.1, momentum=0.9).param_groups[0]
+    assert (adam["momentum2"], adam["delta"]) == (np.float32(0.999), np.float32(1e-8))
+    assert CaffeRMSProp([plain], lr=0.1).param_groups[0]["rms_decay"] == np.float32(0.99)
+    assert (opt.clip_gradients, opt.iter_size) == (-1.0, 1)
 
 
 def test_state_dict_round_trip_continues_bit_exactly():

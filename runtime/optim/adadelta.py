@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from runtime.errors import AllconvError
-from runtime.optim.base import CaffeOptimizer, fp32, running_average_, scale_
+from runtime.optim.base import PROTO, CaffeOptimizer, fp32, running_average_, scale_
 
 
 class CaffeAdaDelta(CaffeOptimizer):
@@ -17,9 +17,10 @@ class CaffeAdaDelta(CaffeOptimizer):
     solver_types = ("AdaDelta",)
     history_keys = ("grad_sq", "update_sq")
 
-    def __init__(self, params, lr: float, momentum: float, delta: float = 1e-8,
-                 weight_decay: float = 0.0, regularization: str = "L2",
-                 clip_gradients: float = -1.0, iter_size: int = 1):
+    def __init__(self, params, lr: float, momentum: float, delta: float = PROTO.delta,
+                 weight_decay: float = PROTO.weight_decay,
+                 regularization: str = PROTO.regularization_type,
+                 clip_gradients: float = PROTO.clip_gradients, iter_size: int = PROTO.iter_size):
         super().__init__(params, {"lr": lr, "momentum": momentum, "delta": delta,
                                   "weight_decay": weight_decay,
                                   "regularization": regularization}, clip_gradients, iter_size)

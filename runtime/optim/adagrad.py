@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from runtime.optim.base import CaffeOptimizer, over_root, refuse_momentum, scale_
+from runtime.optim.base import PROTO, CaffeOptimizer, over_root, refuse_momentum, scale_
 
 
 class CaffeAdaGrad(CaffeOptimizer):
@@ -13,8 +13,10 @@ class CaffeAdaGrad(CaffeOptimizer):
     solver_types = ("AdaGrad",)
     history_keys = ("sum_sq",)
 
-    def __init__(self, params, lr: float, delta: float = 1e-8, weight_decay: float = 0.0,
-                 regularization: str = "L2", clip_gradients: float = -1.0, iter_size: int = 1):
+    def __init__(self, params, lr: float, delta: float = PROTO.delta,
+                 weight_decay: float = PROTO.weight_decay,
+                 regularization: str = PROTO.regularization_type,
+                 clip_gradients: float = PROTO.clip_gradients, iter_size: int = PROTO.iter_size):
         super().__init__(params, {"lr": lr, "delta": delta, "weight_decay": weight_decay,
                                   "regularization": regularization}, clip_gradients, iter_size)
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from runtime.errors import AllconvError
-from runtime.optim.base import CaffeOptimizer, fp32, over_root, running_average_, scale_
+from runtime.optim.base import PROTO, CaffeOptimizer, fp32, over_root, running_average_, scale_
 
 
 class CaffeAdam(CaffeOptimizer):
@@ -20,9 +20,10 @@ class CaffeAdam(CaffeOptimizer):
     host_iteration = True
     history_keys = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, params, lr: float, momentum: float, momentum2: float = 0.999,
-                 delta: float = 1e-8, weight_decay: float = 0.0, regularization: str = "L2",
-                 clip_gradients: float = -1.0, iter_size: int = 1):
+    def __init__(self, params, lr: float, momentum: float, momentum2: float = PROTO.momentum2,
+                 delta: float = PROTO.delta, weight_decay: float = PROTO.weight_decay,
+                 regularization: str = PROTO.regularization_type,
+                 clip_gradients: float = PROTO.clip_gradients, iter_size: int = PROTO.iter_size):
         super().__init__(params, {"lr": lr, "momentum": momentum, "momentum2": momentum2,
                                   "delta": delta, "weight_decay": weight_decay,
                                   "regularization": regularization}, clip_gradients, iter_size)

@@ -33,6 +33,7 @@ from runtime.errors import AllconvError
 from runtime.proto import pb
 
 REGULARIZATIONS = ("L1", "L2")
+PROTO = pb.SolverParameter()   # caffe.proto's defaults: the constructors' keyword defaults
 _f32 = np.float32
 
 
@@ -148,16 +149,17 @@ class CaffeOptimizer(torch.optim.Optimizer):
     # diffs (a Solver's, for pycaffe's view; a training loop of its own needs no copy)
     updates_in_diffs = False
 
-    def __init__(self, params, defaults: dict, clip_gradients: float = -1.0,
-                 iter_size: int = 1):
-        if defaults.get("regularization", "L2") not in REGULARIZATIONS:
+    def __init__(self, params, defaults: dict, clip_gradients: float = PROTO.clip_gradients,
+                 iter_size: int = PROTO.iter_size):
+        if defaults.get("regularization", PROTO.regularization_type) not in REGULARIZATIONS:
             raise AllconvError(f"unknown regularization_type {defaults['regularization']!r}; "
                                f"valid: {', '.join(REGULARIZATIONS)}")
         if int(iter_size) < 1:
             raise AllconvError(f"iter_size must be >= 1 (got {iter_size})")
         self.check_options(defaults)
         params = list(params)
-        defaults = {"weight_decay": 0.0, "regularization": "L2", **defaults, "iter": 0}
+        defaults = {"weight_decay": PROTO.weight_decay,
+                    "regularization": PROTO.regularization_type, **defaults, "iter": 0}
         super().__init__(_group_by_mults(params, type(self).__name__), defaults)
         self.clip_gradients, self.clip_norm = float(clip_gradients), None
         self.iter_size = int(iter_size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from runtime.errors import AllconvError
-from runtime.optim.base import (CaffeOptimizer, fp32, over_root, refuse_momentum,
+from runtime.optim.base import (PROTO, CaffeOptimizer, fp32, over_root, refuse_momentum,
                                 running_average_, scale_)
 
 
@@ -17,9 +17,10 @@ class CaffeRMSProp(CaffeOptimizer):
     solver_types = ("RMSProp",)
     history_keys = ("mean_sq",)
 
-    def __init__(self, params, lr: float, rms_decay: float = 0.99, delta: float = 1e-8,
-                 weight_decay: float = 0.0, regularization: str = "L2",
-                 clip_gradients: float = -1.0, iter_size: int = 1):
+    def __init__(self, params, lr: float, rms_decay: float = PROTO.rms_decay,
+                 delta: float = PROTO.delta, weight_decay: float = PROTO.weight_decay,
+                 regularization: str = PROTO.regularization_type,
+                 clip_gradients: float = PROTO.clip_gradients, iter_size: int = PROTO.iter_size):
         super().__init__(params, {"lr": lr, "rms_decay": rms_decay, "delta": delta,
                                   "weight_decay": weight_decay,
                                   "regularization": regularization}, clip_gradients, iter_size)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from runtime.optim.base import CaffeOptimizer, _f32, fp32, scale_
+from runtime.optim.base import PROTO, CaffeOptimizer, _f32, fp32, scale_
 
 
 class CaffeSGD(CaffeOptimizer):
@@ -18,8 +18,10 @@ class CaffeSGD(CaffeOptimizer):
     solver_types = ("SGD", "Nesterov")
     history_keys = ("momentum_buffer",)
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 regularization: str = "L2", clip_gradients: float = -1.0, iter_size: int = 1,
+    def __init__(self, params, lr: float, momentum: float = PROTO.momentum,
+                 weight_decay: float = PROTO.weight_decay,
+                 regularization: str = PROTO.regularization_type,
+                 clip_gradients: float = PROTO.clip_gradients, iter_size: int = PROTO.iter_size,
                  nesterov: bool = False):
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay,
                                   "regularization": regularization, "nesterov": bool(nesterov)},
