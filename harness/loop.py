@@ -20,7 +20,7 @@ from harness.run_folder import MetricsLog
 from runtime.cli_support import warning_line
 from runtime.distributed import not_process_zero
 from runtime.errors import AllconvError
-from runtime.labels import deferred_label_error, label_records
+from runtime.labels import NONE_SEEN, deferred_label_error, label_records
 
 TICK_SECONDS = 2.0     # the progress bar and the divergence flags are read this often
 NEVER = 2**62          # "no non-finite loss yet" in the device flag's reduction
@@ -207,6 +207,15 @@ class Progress:
             pass
 
 
+def shared_label_records(layers, ranks) -> torch.Tensor:
+    """`label_records` of every process: an out-of-range label one process saw is raised by
+    all (one raising alone left the others waiting in their next all-reduce)."""
+    records = label_records(layers)
+    seen = records[:, :1] != NONE_SEEN
+    shared = ranks.min(torch.where(seen, records, NEVER))
+    return torch.where(shared == NEVER, NONE_SEEN, shared)
+
+
 class Loop:
     """The loop's bookkeeping between host syncs. The run's device tensors (each member's loss
     sum, its first non-finite loss, the label records) are read every TICK_SECONDS (every
@@ -265,7 +274,7 @@ class Loop:
         first_bad = ranks.min(torch.where(run.first_bad < 0, NEVER, run.first_bad))
         values = [first_bad.double(), ranks.mean(run.loss_sum).double()]
         if run.label_layers:
-            values.append(label_records(run.label_layers).double().flatten())
+            values.append(shared_label_records(run.label_layers, ranks).double().flatten())
         host = torch.cat(values).cpu()
         error = deferred_label_error(run.label_layers, host[2 * run.K:].long().reshape(-1, 3))
         if error is not None:

@@ -20,6 +20,7 @@ from runtime.distributed import from_environment, leave  # noqa: E402
 from harness.loop import Loop  # noqa: E402
 from harness.specs import load_spec  # noqa: E402
 from harness.train import Data, RunOptions, StartUp, train  # noqa: E402
+from runtime.errors import AllconvError  # noqa: E402
 
 
 def synthetic_data() -> Data:
@@ -57,6 +58,15 @@ def main(spec_path: str, out: str) -> None:
     StartUp.seconds = 60.0 if ranks.rank == 0 else 0.0
     late = train(spec, options(deadline=time.monotonic() + 100), out / "late", data, ranks)
     assert late["stopped_by"] == "deadline" and late["iter"] == 0, late
+    # one label out of range, in one process's slice of an epoch: every process raises it
+    # (before, that process raised alone and the other waited in its next all-reduce)
+    data.train_labels[5] = 10
+    try:
+        train(spec, options(epochs=1), out / "bad-label", data, ranks)
+    except AllconvError as err:
+        assert "label 10 is outside its 10 classes" in str(err), err
+    else:
+        raise AssertionError(f"process {ranks.rank} trained past label 10")
     leave(ranks)
 
 
