@@ -39,6 +39,7 @@ from runtime.data import cifar, preprocess
 from runtime.data.datasets import get_dataset
 from runtime.errors import AllconvError
 from runtime.files import TEMPORARY, atomic_write_bytes, read_json_object, read_text
+from runtime.prototxt import read_solver
 
 RUN_JSON, RESULT_JSON, METRICS = "run.json", "result.json", "metrics.jsonl"
 
@@ -554,9 +555,7 @@ class RunFolder:
         at, newest = self._snapshot_at(weights)
         if at is None:
             return None
-        timed = [r for r in self.metrics.records() if r.get("iter") and "epoch" in r]
-        epoch = next((r["epoch"] for r in timed if r["iter"] == at),
-                     round(at * timed[0]["epoch"] / timed[0]["iter"], 4) if timed else None)
+        epoch = self._epoch_at(at)
         where = f"iteration {at:,}" + (f" (epoch {epoch:g} of {self.settings['epochs']:g})"
                                        if epoch is not None else "")
         outcome = self.outcome()
@@ -569,6 +568,19 @@ class RunFolder:
         if at != newest:
             return f"{weights} is the snapshot of {where} of {self.path}, not its final one"
         return None
+
+    def _epoch_at(self, at: int) -> float | None:
+        """The epoch at iteration ``at``: its record's, else the solver's iterations per epoch
+        (max_iter over the run's epochs); None when neither can be read."""
+        epoch = next((r["epoch"] for r in self.metrics.records()
+                      if r.get("iter") == at and "epoch" in r), None)
+        if epoch is not None:
+            return epoch
+        try:
+            max_iter = read_solver(self.file(SOLVER)).max_iter
+        except AllconvError:
+            return None
+        return round(at * self.settings["epochs"] / max_iter, 4) if max_iter > 0 else None
 
     def _snapshot_at(self, weights) -> tuple[int | None, int | None]:
         """(the iteration of ``weights`` when they are one of this run's snapshots, else None;
