@@ -146,6 +146,15 @@ def _schedule_context(variant: Variant, net_opts: NetOptions, opts: SolverOption
     return context
 
 
+def _iterations(epochs: float, per_epoch: float) -> int:
+    """``epochs`` as the nearest whole number of iterations; an AllconvError past a float."""
+    iterations = epochs * per_epoch
+    if not math.isfinite(iterations):   # an epoch count near 1e308
+        raise AllconvError(f"{epochs:g} epochs are more iterations than a float holds, "
+                           f"let alone Caffe's int32 max_iter ({INT_MAX:,})")
+    return round(iterations)
+
+
 def _schedule_counts(variant: Variant, net_opts: NetOptions, opts: SolverOptions) -> dict:
     """The solver's iteration counts: an epoch schedule converted at the batch size, or an
     iteration schedule as the paper gives it."""
@@ -156,7 +165,8 @@ def _schedule_counts(variant: Variant, net_opts: NetOptions, opts: SolverOptions
     per_epoch = (opts.train_size or variant.train_size) / net_opts.batch_size
     if sched.unit == "iteration":
         def iterations(epochs: float | None, default: float, least: int = 1) -> int:
-            return round(default) if epochs is None else max(least, round(epochs * per_epoch))
+            return (round(default) if epochs is None else
+                    max(least, _iterations(epochs, per_epoch)))
         # below one iteration: 0, which the callers refuse as for epoch schedules
         max_iter = iterations(opts.epochs, sched.length, least=0)
         return dict(common, stepvalues=[], stepsize=round(sched.steps[0]), max_iter=max_iter,
@@ -167,17 +177,12 @@ def _schedule_counts(variant: Variant, net_opts: NetOptions, opts: SolverOptions
                                   f"{sched.steps[0]:,.0f}.")
     epochs = opts.epochs or sched.length
     steps = opts.step_epochs if opts.step_epochs is not None else sched.steps
-
-    def count(epochs: float) -> int:
-        iterations = epochs * per_epoch
-        if not math.isfinite(iterations):   # an epoch count near 1e308
-            raise AllconvError(f"{epochs:g} epochs are more iterations than a float holds, "
-                               f"let alone Caffe's int32 max_iter ({INT_MAX:,})")
-        return round(iterations)
-    return dict(common, stepsize=0, stepvalues=[count(e) for e in steps],
-                max_iter=count(epochs),
-                test_interval=max(1, count(opts.test_every_epochs or sched.test_every)),
-                snapshot=max(1, count(opts.snapshot_every_epochs or sched.snapshot_every)),
+    return dict(common, stepsize=0, stepvalues=[_iterations(e, per_epoch) for e in steps],
+                max_iter=_iterations(epochs, per_epoch),
+                test_interval=max(1, _iterations(opts.test_every_epochs or sched.test_every,
+                                                 per_epoch)),
+                snapshot=max(1, _iterations(opts.snapshot_every_epochs or sched.snapshot_every,
+                                            per_epoch)),
                 schedule_note=f"{sched.source}: {epochs:g} epochs, lr x0.1 after epochs "
                               f"{', '.join(f'{e:g}' for e in steps)}; "
                               f"{per_epoch:g} iterations of batch {net_opts.batch_size} "

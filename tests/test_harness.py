@@ -1577,7 +1577,7 @@ def test_report_names_a_run_stopped_before_its_first_record(tmp_path, tiny_data,
     (run / "metrics.jsonl").write_text("")
     assert cli.run_cli(cli.main, "replicate", base + ["--report"]) == 2
     err = capsys.readouterr().err
-    assert err.endswith(f"no finished run of model-a at these settings (1 unfinished: --resume "
+    assert err.endswith("no finished run of model-a at these settings (1 unfinished: --resume "
                         "continues)\n")
 
 
