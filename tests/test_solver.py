@@ -569,6 +569,29 @@ def test_snapshot_restore_continue_is_bit_identical(tmp_path):
     assert not all(torch.equal(a.detach(), b) for a, b in zip(plain.net.learnable_params, want))
 
 
+@pytest.mark.parametrize("snapshot_format", ["BINARYPROTO", "HDF5"])
+def test_a_scalar_parameters_history_restores(tmp_path, snapshot_format):
+    """A PReLU with channel_shared has a 0-axis slope; its history was read as shape (1,) and
+    every restore failed with a RuntimeError (real Caffe restores it; helper caffe26)."""
+    if snapshot_format == "HDF5":
+        pytest.importorskip("h5py")
+    (tmp_path / "net.prototxt").write_text(
+        'layer { name: "in" type: "DummyData" top: "x" dummy_data_param { shape { dim: 2 '
+        'dim: 3 } data_filler { type: "constant" value: -1 } } }\n'
+        'layer { name: "pr" type: "PReLU" bottom: "x" top: "pr" '
+        'prelu_param { channel_shared: true } }\n'
+        'layer { name: "loss" type: "Reduction" bottom: "pr" top: "loss" loss_weight: 1 }\n')
+    solver = (f'net: "{tmp_path}/net.prototxt" base_lr: 0.1 momentum: 0.9 lr_policy: "fixed" '
+              f'snapshot_prefix: "{tmp_path}/s" snapshot_format: {snapshot_format}')
+    first = make_solver(parse_solver(solver))
+    first.step(2)
+    _, state_path = first.snapshot()
+    resumed = make_solver(parse_solver(solver))
+    resumed.restore(state_path)
+    assert resumed.history[0].shape == () and torch.equal(resumed.history[0], first.history[0])
+    assert first.history[0] != 0
+
+
 def test_an_hdf5_snapshot_resumes_bit_identically_and_a_bad_one_is_named(tmp_path):
     """snapshot_format HDF5 writes Caffe's .caffemodel.h5 / .solverstate.h5 (real Caffe reads
     them both ways: the solver_hdf5_snapshot fixture)."""

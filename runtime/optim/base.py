@@ -383,7 +383,9 @@ class CaffeOptimizer(torch.optim.Optimizer):
             arrays.append(a.reshape(want))
         with torch.no_grad():
             for h, a in zip(history, arrays):
-                h.copy_(torch.from_numpy(np.ascontiguousarray(a)).to(h.device, h.dtype))
+                # ascontiguousarray makes a 0-d array 1-d: a scalar's history takes its shape
+                h.copy_(torch.from_numpy(np.ascontiguousarray(a)).reshape(h.shape)
+                        .to(h.device, h.dtype))
         for group in self.param_groups:
             group["iter"] = int(state.iter)
 
