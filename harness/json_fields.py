@@ -31,7 +31,7 @@ def _plain(*types):
     return lambda v: isinstance(v, types) and not isinstance(v, bool)
 
 
-NUMBER = Kind("a number", "numbers", _plain(int, float))   # NaN too: a mean over no steps
+NUMBER = Kind("a number", "numbers", _plain(int, float))
 INTEGER = Kind("an integer", "integers", _plain(int))
 TEXT = Kind("a string", "strings", _plain(str))
 PERCENT = Kind("a percentage", "percentages", lambda v: NUMBER.holds(v) and 0 <= v <= 100)
@@ -39,8 +39,9 @@ SHARE = Kind("a share", "shares", lambda v: NUMBER.holds(v) and 0 <= v <= 1)
 OBJECT = Kind("an object", "objects", lambda v: isinstance(v, dict))
 FLAG = Kind("true or false", "trues or falses", lambda v: isinstance(v, bool))
 COUNT = Kind("a positive integer", "positive integers", lambda v: INTEGER.holds(v) and v > 0)
-SECONDS = Kind("a number of seconds", "numbers of seconds",
-               lambda v: NUMBER.holds(v) and 0 <= v < float("inf"))
+AMOUNT = Kind("a number of at least 0", "numbers of at least 0",
+              lambda v: NUMBER.holds(v) and 0 <= v < float("inf"))
+SECONDS = Kind("a number of seconds", "numbers of seconds", AMOUNT.holds)
 
 
 def one_of(*values: str) -> Kind:

@@ -1,7 +1,6 @@
 """Row results (results/<table>/<row>.json) and the table's paper-vs-measured README.md."""
 from __future__ import annotations
 
-import json
 import statistics
 from collections import Counter
 from datetime import datetime, timezone
@@ -14,7 +13,7 @@ from harness.json_fields import FLAG, INTEGER, NUMBER, OBJECT, TEXT, checked_fie
 from harness.run_folder import length_flags, row_runs
 from harness.specs import Spec
 from runtime.errors import AllconvError
-from runtime.files import atomic_write_bytes, read_json_object
+from runtime.files import atomic_write_bytes, json_text, read_json_object
 from runtime.plotting import pyplot
 
 RULES = ("PASS: measured error <= paper error + tolerance (one-sided: beating the paper passes). "
@@ -158,7 +157,7 @@ def write_row(out: Path, result: dict) -> Path:
     """Write ``out/<table>/<row>.json``; a smoke result never replaces a full one."""
     path = result_path_for(out, result["table"], result["row"], result["smoke"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, (json.dumps(result, indent=1) + "\n").encode())
+    atomic_write_bytes(path, (json_text(result, indent=1) + "\n").encode())
     return path
 
 

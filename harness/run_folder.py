@@ -25,20 +25,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import math
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from generator.variants import get_variant
-from harness.json_fields import (COUNT, INTEGER, NUMBER, OBJECT, PERCENT, SECONDS, SHARE, TEXT,
-                                 checked_fields)
+from harness.json_fields import (AMOUNT, COUNT, INTEGER, NUMBER, OBJECT, PERCENT, SECONDS, SHARE,
+                                 TEXT, checked_fields)
 from harness.specs import same_row
 from runtime import snapshot
 from runtime.data import cifar, preprocess
 from runtime.data.datasets import get_dataset
 from runtime.errors import AllconvError
-from runtime.files import TEMPORARY, atomic_write_bytes, read_json_object, read_text
+from runtime.files import (TEMPORARY, atomic_write_bytes, json_text, json_value,
+                           read_json_object, read_text)
 from runtime.prototxt import read_solver
 
 RUN_JSON, RESULT_JSON, METRICS = "run.json", "result.json", "metrics.jsonl"
@@ -52,8 +52,11 @@ FIELDS = {RUN_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": NUMBE
                         "wall_seconds": SECONDS, "test_error": PERCENT,
                         "never_predicted": TEXT.list(), "dead_class_units": TEXT.list(),
                         "iterations": COUNT.or_absent(), "batch_size": COUNT.or_absent(),
-                        "train_size": COUNT.or_absent()},
-          METRICS: {"iter": INTEGER, "epoch": NUMBER}}
+                        "train_size": COUNT.or_absent(), "test_size": COUNT.or_absent(),
+                        "params_counted": COUNT.or_absent(), "precision": TEXT.or_absent(),
+                        "device": TEXT.or_absent(), "torch": TEXT.or_absent(),
+                        "options": OBJECT.or_absent()},
+          METRICS: {"iter": INTEGER, "epoch": AMOUNT}}
 EVALUATION = {"lr": NUMBER, "train_loss": NUMBER, "test_loss": NUMBER, "test_error": PERCENT,
               "per_class": SHARE.or_none().list(), "never_predicted": INTEGER.list(),
               "dead_units": INTEGER.list(), "seconds": NUMBER}
@@ -171,7 +174,7 @@ class MetricsLog:
         records = []
         for i, line in enumerate(lines):
             try:
-                record = json.loads(line)
+                record = json_value(line)
             except ValueError as err:
                 if i == len(lines) - 1 and not line.endswith("\n"):
                     break
@@ -203,10 +206,8 @@ class MetricsLog:
 
 
 def _json_line(record: dict) -> str:
-    """``record`` as one line of JSON, which has no NaN or infinity: such a value (the speed
-    of a first iteration after a start, not measured yet) is written null."""
-    return json.dumps({key: None if isinstance(value, float) and not math.isfinite(value)
-                       else value for key, value in record.items()}, allow_nan=False) + "\n"
+    """``record`` as one line of JSON (a speed not measured yet, NaN, is written null)."""
+    return json_text(record) + "\n"
 
 
 class RunFolder:
@@ -310,8 +311,8 @@ class RunFolder:
         found = self.config.get(PROVENANCE)
         if not isinstance(found, dict) or "whitening" not in found:
             return
-        before, now = ((Path(w["cache_entry"]).name if isinstance(w, dict) else None)
-                       for w in (found["whitening"], whitening))
+        before, now = ((Path(w["cache_entry"]).name if w is not None else None)
+                       for w in (self._checked_whitening(found), whitening))
         if before != now:
             raise AllconvError(f"cannot resume {self.path}: it trained on the whitening "
                                f"{before or '(none: data given in memory)'}, the data given now "
@@ -328,7 +329,7 @@ class RunFolder:
                 path.unlink()
 
     def _write_json(self, name: str, data: dict) -> None:
-        atomic_write_bytes(self.file(name), json.dumps(data, indent=1).encode())
+        atomic_write_bytes(self.file(name), json_text(data, indent=1).encode())
 
     # ------------------------------------------------------------------ reading
 
@@ -374,8 +375,7 @@ class RunFolder:
                                f"{', '.join(missing)}; run the row again to record them")
         path = self.file(RUN_JSON)
         checked_fields(path, found, PROVENANCE_FIELDS, ", provenance")
-        if found["whitening"] is not None:
-            checked_fields(path, found["whitening"], WHITENING, ", provenance's whitening")
+        self._checked_whitening(found)
         try:
             dataset, _ = get_dataset(found["dataset"]), get_variant(found["variant"])
         except AllconvError as err:
@@ -384,6 +384,15 @@ class RunFolder:
             raise AllconvError(f"{path}, provenance: {len(found['classes'])} class names for "
                                f"{dataset.name}'s {dataset.num_classes} classes; was it edited? "
                                "(the run writes it)")
+        return found
+
+    def _checked_whitening(self, provenance: dict) -> dict | None:
+        """The provenance's whitening, checked as `provenance` checks it."""
+        path, found = self.file(RUN_JSON), provenance["whitening"]
+        checked_fields(path, provenance, {"whitening": PROVENANCE_FIELDS["whitening"]},
+                       ", provenance")
+        if found is not None:
+            checked_fields(path, found, WHITENING, ", provenance's whitening")
         return found
 
     @property

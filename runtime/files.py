@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -122,11 +123,33 @@ def _why_not_read(err: Exception) -> str:
             else str(err) or "empty or cut short")
 
 
+def json_text(data, indent: int | None = None) -> str:
+    """``data`` as JSON, which has no NaN or infinity: such a float, at any depth, is written
+    null (Python's json would write the bare NaN that strict readers refuse)."""
+    def finite(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: finite(v) for key, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+    return json.dumps(finite(data), indent=indent, allow_nan=False)
+
+
+def json_value(text):
+    """The JSON value of ``text``, read strictly: NaN, Infinity and -Infinity, which Python's
+    json takes, are a ValueError (no JSON file allconv writes holds them)."""
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
 def read_json_object(path: PathLike) -> dict:
     """The JSON object in ``path``; an unreadable file, bad JSON or another JSON value is an
     AllconvError naming the path."""
     try:
-        data = json.loads(read_bytes(path, "JSON"))
+        data = json_value(read_bytes(path, "JSON"))
     except ValueError as err:
         raise AllconvError(f"{path}: cannot read it as JSON: {err}") from None
     if not isinstance(data, dict):

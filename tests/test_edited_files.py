@@ -143,8 +143,26 @@ def test_a_metrics_record_edited_is_named_before_any_reader_uses_it(tmp_path, ed
     assert folder.outcome() == {"missing": "unfinished at iteration 2"}
 
 
+def test_a_metrics_record_holding_nan_is_refused_and_never_written(tmp_path):
+    """Python's json reads NaN, which JSON lacks: a resume took an epoch of NaN, wrote it back
+    as null and refused that on the next resume (mutation fuzzer). NaN is refused at once, as
+    is an epoch below 0; the writer writes null for a NaN at any depth."""
+    folder = _folder(tmp_path)
+    folder.metrics.path.write_text(json.dumps({**RECORD, "epoch": float("nan")}) + "\n")
+    with pytest.raises(AllconvError, match=re.escape("metrics.jsonl, line 1: not JSON (NaN is "
+                                                     "not JSON)")):
+        folder.metrics.records()
+    folder.metrics.path.write_text(json.dumps({**RECORD, "epoch": -1}) + "\n")
+    with pytest.raises(AllconvError, match="its 'epoch' field is -1, not a number of at least 0"):
+        folder.metrics.records()
+    folder.metrics.path.write_text("")
+    folder.metrics.write({**RECORD, "per_class": [0.5, float("nan")], "lr": float("inf")})
+    assert json.loads(folder.metrics.path.read_text()) == {**RECORD, "per_class": [0.5, None],
+                                                           "lr": None}
+
+
 @pytest.mark.parametrize("edit, said", [
-    ({"test_error": float("nan")}, "its 'test_error' field is NaN, not a percentage"),
+    ({"test_error": float("nan")}, "cannot read it as JSON: NaN is not JSON"),
     ({"never_predicted": 5}, "its 'never_predicted' field is 5, not a list of strings"),
     ({"dead_class_units": [1]}, "its 'dead_class_units' field is [1], not a list of strings"),
     ({"never_predicted": "x" * 50},              # a long value is cut to 40 characters
@@ -153,11 +171,15 @@ def test_a_metrics_record_edited_is_named_before_any_reader_uses_it(tmp_path, ed
     ({"iterations": "x"}, "its 'iterations' field is \"x\", not a positive integer"),
     ({"batch_size": "4"}, "its 'batch_size' field is \"4\", not a positive integer"),
     ({"train_size": 0}, "its 'train_size' field is 0, not a positive integer"),
-    ({"wall_seconds": float("nan")}, "its 'wall_seconds' field is NaN, not a number of seconds"),
+    ({"wall_seconds": -1}, "its 'wall_seconds' field is -1, not a number of seconds"),
+    # read by --report (before: a traceback after writing part of the table)
+    ({"device": 5}, "its 'device' field is 5, not a string"),
+    ({"torch": {"a": 1}}, "its 'torch' field is {\"a\": 1}, not a string"),
+    ({"params_counted": -3}, "its 'params_counted' field is -3, not a positive integer"),
 ])
 def test_a_result_edited_or_copied_from_another_run(tmp_path, edit, said):
     folder = _folder(tmp_path)
-    folder.write_result({**RESULT, **edit})
+    folder.file("result.json").write_text(json.dumps({**RESULT, **edit}))
     with pytest.raises(AllconvError, match=re.escape(f"result.json: {said}")):
         folder.result()
 
@@ -166,6 +188,8 @@ def test_a_result_edited_or_copied_from_another_run(tmp_path, edit, said):
     ({"note": [1, 2]}, "provenance: its 'note' field is [1, 2], not a string"),
     ({"whitening": {}}, "provenance's whitening: no 'cache_entry' field"),
     ({"whitening": {"cache_entry": 5}}, "provenance's whitening: its 'cache_entry' field is 5"),
+    ({"whitening": {"cache_entry": None}}, "provenance's whitening: its 'cache_entry' field is "
+                                           "null"),
     ({"classes": ["a"]}, "provenance: 1 class names for cifar10's 10 classes"),
     ({"classes": list(range(10))}, "its 'classes' field is [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], not"),
     ({"variant": "nope"}, "unknown variant 'nope'"),
@@ -179,6 +203,9 @@ def test_a_provenance_edited_is_named_by_every_reader(tmp_path, edit, said):
     folder.file("run.json").write_text(json.dumps(config))
     with pytest.raises(AllconvError, match=re.escape(said)):
         run_folder.RunFolder.read(tmp_path)
+    if "whitening" in edit:     # --resume reads it first (before: a TypeError's traceback)
+        with pytest.raises(AllconvError, match=re.escape(said)):
+            run_folder.RunFolder(tmp_path).check_same_whitening(None)
 
 
 def test_a_resume_keeps_checkpoints_whose_run_json_is_gone(tmp_path):
