@@ -680,6 +680,20 @@ def test_run_without_data_reads_the_runs_whitened_copy_and_never_downloads(files
             net, "conv2", x, "guided", [(1, y, xx)]).numpy(), rtol=1e-6)
 
 
+def test_a_bad_result_json_is_refused_before_the_figure_is_drawn(files, tmp_path, monkeypatch,
+                                                                 capsys):
+    """The run's result was read for the snapshot's warning after "wrote u.png": the error
+    came with the figure left behind (mutation fuzzer); export-onnx reads it first too."""
+    run, _ = _run_with_cached_whitening(files, tmp_path, monkeypatch)
+    (run / "result.json").write_text("{")
+    assert run_cli(main, "visualize", ["unit", "--run", str(run), "--blob", "conv2",
+                                       "--cifar-index", "2", "-o",
+                                       str(tmp_path / "u.png")]) == 2
+    out, err = capsys.readouterr()
+    assert "result.json: cannot read it as JSON" in err and "wrote" not in out
+    assert not (tmp_path / "u.png").exists()
+
+
 def test_weights_beside_run_replace_its_snapshot_as_in_export_onnx(files, tmp_path,
                                                                     monkeypatch, capsys):
     """A run folder without a snapshot says "give --weights": --run with --weights then draws

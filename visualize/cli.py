@@ -355,10 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     check_outputs(args)
     args.source = net_source(args)
     check_options_do_something(args, args.source)
+    # the run's files are read (and a bad one refused) before the figure is drawn; the
+    # warning is said once it is, not before an error
+    run = args.source.run
+    warning = run.snapshot_warning(args.source.weights) if run is not None else None
     args.action(args)
     print(f"wrote {args.out}")
-    run = args.source.run      # said once the figure is drawn, not before an error
-    if run is not None and (warning := run.snapshot_warning(args.source.weights)) is not None:
+    if warning is not None:
         warnings.warn(warning)
     return 0
 
