@@ -14,6 +14,7 @@ from pathlib import Path
 
 from generator.variants import get_variant
 from harness.net_source import input_kind, net_source
+from runtime.blob_shape import INT_MAX
 from runtime.cli_support import Parser, add_version, comma_list, name, number, run_cli
 from runtime.data.datasets import dataset_names
 from runtime.errors import AllconvError
@@ -43,7 +44,9 @@ def build_parser() -> Parser:
                    help="the blobs the model returns (default: the net's outputs but for Input "
                         "tops no layer reads, 'prob' in the generated nets; 'global_pool' gives "
                         "their N x C scores before the softmax)")
-    p.add_argument("--static-batch", type=number(int), metavar="N",
+    p.add_argument("--static-batch", type=number(int, high=INT_MAX,
+                                                 why=" (Caffe's blob dimensions are ints)"),
+                   metavar="N",
                    help="fix the batch size (default: a dynamic batch dimension N; the "
                         "prototxt's, with a warning, for a net exact only there)")
     p.add_argument("--opset", type=number(int), default=DEFAULT_OPSET, metavar="N",

@@ -232,6 +232,7 @@ def run_jobs(jobs: list[tuple], parallel: int, pack: int, ranks: Ranks = SINGLE)
     starts no other."""
     results: list[dict | None] = [None] * len(jobs)
     grouped = packs(jobs, pack)
+    parallel = min(parallel, max(1, len(grouped)))     # no process without a pack to train
 
     def members(indices):
         return [(jobs[i][1], jobs[i][2]) for i in indices]

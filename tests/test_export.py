@@ -664,10 +664,15 @@ def test_unwritable_output_and_other_bad_options(tmp_path, capsys):
         tmp_path, base + out + ["--static-batch", "0"], capsys)
     assert "argument --opset: 'x' is not an integer" in _bad(tmp_path, base + out + ["--opset", "x"],
                                                              capsys)
-    # the check's random inputs at 10^11 images (2 PiB) cannot be allocated: one line
-    assert "checking at batch 99999999999 does not fit in memory: give a smaller " \
+    # the check's random inputs at 2^31 - 1 images cannot be allocated: one line
+    assert "checking at batch 2147483647 does not fit in memory: give a smaller " \
         "--static-batch, or --skip-check; nothing was written" in _bad(
-            tmp_path, base + out + ["--static-batch", "99999999999"], capsys)
+            tmp_path, base + out + ["--static-batch", "2147483647"], capsys)
+    # past an int (before: numpy's or onnx's ValueError traceback, with --skip-check too)
+    for batch in ("9223372036854775807", "99999999999999999999"):
+        assert (f"argument --static-batch: must be at most 2147483647 (Caffe's blob dimensions "
+                f"are ints), not {batch}") in _bad(
+            tmp_path, base + out + ["--static-batch", batch, "--skip-check"], capsys)
     assert not (tmp_path / "m.onnx").exists()
     assert f"{weights}: a file; give its run folder, {tmp_path}" in _bad(
         tmp_path, ["--run", weights] + out, capsys)

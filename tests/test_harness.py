@@ -1032,7 +1032,10 @@ def test_rows_in_parallel_match_one_after_another(tmp_path, tiny_data):
     args = ["tiny", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data), "--no-verify",
             "--epochs", "1", "--device", "cpu", "--no-progress"]
     assert cli.main(args + ["--out", str(tmp_path / "serial")]) == 0
-    assert cli.main(args + ["--out", str(tmp_path / "parallel"), "--rows-in-parallel", "2"]) == 0
+    # more processes than packs start one per pack (before: 2^31 was an OverflowError from
+    # multiprocessing, a traceback)
+    assert cli.main(args + ["--out", str(tmp_path / "parallel"), "--rows-in-parallel",
+                            "2147483648"]) == 0
     for row in ("model-a", "model-b"):
         serial, parallel = (json.loads((tmp_path / out / "tiny" / f"{row}.json").read_text())
                             for out in ("serial", "parallel"))
