@@ -175,13 +175,22 @@ def time_net(args) -> None:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    def forward_backward() -> tuple[float, float]:
+    # the timed loop calls every layer's Backward, needed or not, told which bottoms need a
+    # diff: a Python layer's code runs where the net's backward skips it
+    skipped = [layer for layer, need in zip(net.layers, net.layer_need_backward())
+               if not need and hasattr(layer, "run_backward")]
+
+    def forward_backward(timer: LayerTimer) -> tuple[float, float]:
         """One timed pass: (forward, backward) seconds."""
         sync(); t0 = time.perf_counter()
         loss = net.loss()
         sync(); t1 = time.perf_counter()
         if loss.requires_grad:
             loss.backward()
+        for layer in skipped:
+            begin = time.perf_counter()
+            layer.run_backward([None] * len(layer.tops), [False] * len(layer.bottoms))
+            timer.backward[layer.name] += time.perf_counter() - begin
         sync(); t2 = time.perf_counter()
         net.clear_param_diffs()
         return t1 - t0, t2 - t1
@@ -197,13 +206,13 @@ def time_net(args) -> None:
     logging.info("*** Benchmark begins ***")
     logging.info("Testing for %d iterations.", args.iterations)
     without = [layer for layer in net.layers if not layer.has_backward]
-    if without:     # the timed loop calls every layer's Backward, needed or not
+    if without:
         raise AllconvError(f"{describe(without[-1].param)}: Caffe's time runs every layer's "
                            f"Backward, and the {without[-1].type_name} layer has none")
     n, forward, backward, start = args.iterations, 0.0, 0.0, time.perf_counter()
     with LayerTimer(net, sync) as timer:
         for i in range(1, n + 1):
-            f, b = forward_backward()
+            f, b = forward_backward(timer)
             timer.collect_backward()
             forward, backward = forward + f, backward + b
             logging.info("Iteration: %d forward-backward time: %g ms.", i, 1e3 * (f + b))

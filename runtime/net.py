@@ -775,6 +775,11 @@ class Net(nn.Module):
         log.error("    [Backward] All net params (data, diff): L1 norm = (%s, %s); L2 norm = "
                   "(%s, %s)", *(f"{v:.6g}" for v in (l1_data, l1_diff, l2_data, l2_diff)))
 
+    def layer_need_backward(self) -> list[bool]:
+        """Caffe's Net::layer_need_backward: whether each layer's Backward runs in a backward
+        pass (a diff reaches it, or a blob of it learns, or force_backward)."""
+        return list(self._layer_need)
+
     def check_backward(self) -> None:
         """Raise what Caffe's Net::Backward aborts on, if it would on this net: a layer
         without a backward that runs one, or a bottom whose diff its layer refuses."""

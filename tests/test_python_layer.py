@@ -519,3 +519,27 @@ def test_on_a_gpu_the_weights_and_gradients_go_through_the_host():
     assert torch.equal(results[0][0], results[1][0])
     for a, b in zip(results[0][1], results[1][1]):
         assert torch.allclose(a, b)
+
+
+def test_time_runs_a_python_layers_backward_where_no_diff_reaches_it(module, tmp_path,
+                                                                     monkeypatch):
+    """caffe.cpp's time calls every layer's Backward, told its bottoms need no diff: a Python
+    layer that no diff reaches ran its backward in Caffe and not here (mutation fuzzer)."""
+    import importlib
+    from runtime.cli import main
+    name = module("""
+    CALLS = []
+    class Copy(Base):
+        def reshape(self, bottom, top):
+            top[0].reshape(*bottom[0].data.shape)
+        def forward(self, bottom, top):
+            top[0].data[...] = bottom[0].data
+        def backward(self, top, propagate_down, bottom):
+            CALLS.append(list(propagate_down))
+    """)
+    (tmp_path / "net.prototxt").write_text(net_text(
+        python_layer(name, "Copy"), 'layer { name: "loss" type: "EuclideanLoss" bottom: "top" '
+        'bottom: "data" top: "loss" }\n', force_backward=False))
+    monkeypatch.chdir(tmp_path)
+    assert main(["time", "-model", "net.prototxt", "-iterations", "2"]) == 0
+    assert importlib.import_module(name).CALLS == [[False], [False]]
