@@ -34,6 +34,7 @@ def _plain(*types):
 NUMBER = Kind("a number", "numbers", _plain(int, float))
 INTEGER = Kind("an integer", "integers", _plain(int))
 TEXT = Kind("a string", "strings", _plain(str))
+NAME = Kind("a name", "names", lambda v: TEXT.holds(v) and v.strip() != "")
 PERCENT = Kind("a percentage", "percentages", lambda v: NUMBER.holds(v) and 0 <= v <= 100)
 SHARE = Kind("a share", "shares", lambda v: NUMBER.holds(v) and 0 <= v <= 1)
 OBJECT = Kind("an object", "objects", lambda v: isinstance(v, dict))

@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from generator.variants import get_variant
-from harness.json_fields import (AMOUNT, COUNT, INTEGER, NUMBER, OBJECT, PERCENT, SECONDS, SHARE,
-                                 TEXT, checked_fields)
+from harness.json_fields import (AMOUNT, COUNT, INTEGER, NAME, NUMBER, OBJECT, PERCENT, SECONDS,
+                                 SHARE, TEXT, checked_fields)
 from harness.specs import same_row
 from runtime import snapshot
 from runtime.data import cifar, preprocess
@@ -62,7 +62,7 @@ EVALUATION = {"lr": NUMBER, "train_loss": NUMBER, "test_loss": NUMBER, "test_err
               "dead_units": INTEGER.list(), "seconds": NUMBER}
 EVENT = {"event": TEXT}
 PROVENANCE_FIELDS = {"commit": TEXT.or_none(), "variant": TEXT, "dataset": TEXT,
-                     "classes": TEXT.list(), "whitening": OBJECT.or_none(),
+                     "classes": NAME.list(), "whitening": OBJECT.or_none(),
                      "lr_from": TEXT.or_none().or_absent(), "note": TEXT.or_absent()}
 WHITENING = {"cache_entry": TEXT}     # what readers take of it
 NET, SOLVER, DEPLOY, CURVES = ("train_test.prototxt", "solver.prototxt", "deploy.prototxt",

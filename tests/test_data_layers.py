@@ -110,6 +110,9 @@ def test_a_corrupt_mean_file_is_named(tmp_path):
     with pytest.raises(AllconvError, match=rf"^{re.escape(path)}: blob shape \(1, 3, 4, 4\) "
                                            "needs 48 values but it holds 5$"):
         Transformer(_transform(mean_file=path), True)
+    # an empty one was read as the folder "." (".: is a directory, ..."; mutation fuzzer)
+    with pytest.raises(AllconvError, match="^transform_param: mean_file is empty; give"):
+        Transformer(_transform(mean_file=""), True)
 
 
 def test_mean_file_and_mean_value_exclude_each_other(tmp_path):

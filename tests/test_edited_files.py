@@ -192,6 +192,7 @@ def test_a_result_edited_or_copied_from_another_run(tmp_path, edit, said):
                                            "null"),
     ({"classes": ["a"]}, "provenance: 1 class names for cifar10's 10 classes"),
     ({"classes": list(range(10))}, "its 'classes' field is [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], not"),
+    ({"classes": ["", "b"]}, "its 'classes' field is [\"\", \"b\"], not a list of names"),
     ({"variant": "nope"}, "unknown variant 'nope'"),
 ])
 def test_a_provenance_edited_is_named_by_every_reader(tmp_path, edit, said):

@@ -67,6 +67,9 @@ class Transformer:
             if len(param.mean_value):
                 raise AllconvError("transform_param: cannot specify mean_file and mean_value "
                                    "at the same time")
+            if not param.mean_file:     # read as the folder "." (Caffe fails on it too)
+                raise AllconvError("transform_param: mean_file is empty; give the mean's "
+                                   ".binaryproto, or mean_value")
             mean = read_blob(param.mean_file)
             if mean.ndim != 4 or mean.shape[0] == 0:      # Caffe reads its legacy C, H, W
                 raise AllconvError(f"{param.mean_file}: a mean of shape {mean.shape}, "
