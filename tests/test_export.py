@@ -309,7 +309,9 @@ def test_static_batch_opset_fp16_and_metadata(tmp_path):
                     variant="all-c", classes=["a"] * 10)
     assert max(worst.values()) <= check.TOL_FP16
     model = onnx.load(tmp_path / "m.onnx")
-    assert model.opset_import[0].version == 17
+    # the file format opset 17 needs, IR 8 (onnx wrote its newest, 14, which onnxruntime 1.16
+    # refuses though it runs opsets 17 and 18; helper onnx23)
+    assert model.opset_import[0].version == 17 and model.ir_version == 8
     (data,), (prob,) = model.graph.input, model.graph.output
     assert data.name == "data" and prob.name == "prob"
     assert [d.dim_value for d in data.type.tensor_type.shape.dim] == [4, 3, 32, 32]
@@ -321,7 +323,24 @@ def test_static_batch_opset_fp16_and_metadata(tmp_path):
                                                   "dtype": "float16", "shape": [4, 3, 32, 32]}
     dynamic, _ = build_model(net)
     assert dynamic.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
-    assert dynamic.opset_import[0].version == 18
+    assert dynamic.opset_import[0].version == 18 and dynamic.ir_version == 8
+    assert build_model(net, opset=22)[0].ir_version == 10
+
+
+def test_an_input_rewritten_in_place_is_left_out_of_the_outputs_with_a_warning(tmp_path):
+    """Caffe's outputs include an Input top a layer rewrites in place; ONNX names the graph
+    input alike, so the export leaves it out, and now says so (it was silent; onnx23)."""
+    net = Net("""
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 3 } } }
+layer { name: "data2" type: "Input" top: "data2" input_param { shape { dim: 1 dim: 2 } } }
+layer { name: "relu" type: "ReLU" bottom: "data" top: "r" }
+layer { name: "pw" type: "Power" bottom: "data2" top: "data2" power_param { scale: 2 } }
+""", pb.TEST)
+    assert net.outputs == ["data2", "r"]      # as Caffe lists them
+    with pytest.warns(UserWarning, match=r"output blob\(s\) 'data2' of the net are Input tops "
+                                         r"rewritten in place: .* leaves them out"):
+        to_onnx(net, tmp_path / "m.onnx")
+    assert [o.name for o in onnx.load(tmp_path / "m.onnx").graph.output] == ["r"]
 
 
 def test_a_mismatch_names_the_output_and_first_blob_and_writes_nothing(tmp_path, monkeypatch):

@@ -48,6 +48,8 @@ def to_onnx(net, path, *, outputs=None, static_batch: int | None = None,
     Returns the largest onnxruntime difference per optimisation level (empty when unchecked).
     """
     check_writable(path)
+    if not outputs:
+        _warn_rewritten_inputs(net)
     outputs = list(outputs or default_outputs(net))
     net = exported_part(net, outputs)
     options = dict(outputs=outputs, opset=opset, fp16=fp16, whitening=whitening,
@@ -99,6 +101,8 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
                            f"({onnx.defs.onnx_opset_version()})")
     if static_batch is not None and static_batch <= 0:
         raise AllconvError(f"the static batch must be positive, not {static_batch}")
+    if not outputs:
+        _warn_rewritten_inputs(net)
     outputs = list(outputs or default_outputs(net))
     if not outputs:
         ends = ", ".join(describe(layer.param) for layer in net.layers
@@ -144,12 +148,16 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
     values = add_net(graph, net, outputs, sources, fuse_batchnorm)
     _copies_to_outputs_as_dropout(graph.nodes, outputs)
     declared = _output_dims(net, outputs, axes, static_batch, prototxt_batch, own)
+    opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(
         helper.make_graph(graph.nodes, net.name or "net", inputs,
                           [helper.make_tensor_value_info(o, graph.elem_type, declared[o])
                            for o in outputs],
                           graph.initializers),
-        opset_imports=[helper.make_opsetid("", opset)], producer_name="allconv")
+        # the oldest file format the opset allows (onnx writes its newest, which a runtime
+        # that runs the opset may not read: onnxruntime 1.16 runs opset 18, reads IR 9 at most)
+        opset_imports=opsets, ir_version=helper.find_min_ir_version_for(opsets),
+        producer_name="allconv")
     named = {"allconv.variant": variant, "allconv.classes": None if classes is None
              else list(classes)}
     props = {"allconv.net": net.name, **{k: v for k, v in named.items() if v is not None},
@@ -203,6 +211,18 @@ def exported_part(net, outputs):
         part.blobs[name].reshape(*net.blobs[name].shape)
     part.reshape()
     return part
+
+
+def _warn_rewritten_inputs(net) -> None:
+    """Say which of Caffe's outputs `default_outputs` leaves out though a layer computes
+    them: Input tops rewritten in place, whose name is the graph input's."""
+    read = {bottom for layer in net.layers for bottom in layer.bottoms}
+    left = [o for o in net.outputs if o in net.inputs and o in read]
+    if left:
+        warnings.warn(f"output blob(s) {', '.join(map(repr, left))} of the net are Input tops "
+                      "rewritten in place: the graph input keeps the name, so the export "
+                      "leaves them out (to export such a value, write it to a top of its own)",
+                      stacklevel=3)
 
 
 def default_outputs(net) -> list[str]:
