@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import multiprocessing
 import sys
 import tempfile
@@ -50,7 +49,7 @@ from benchmarks.timing import timed  # noqa: E402
 from runtime.cli_support import (Parser, add_device_option, comma_list, name, number,  # noqa: E402
                                   resolve_device, run_cli)
 from runtime.errors import AllconvError  # noqa: E402
-from runtime.files import atomic_write_bytes  # noqa: E402
+from runtime.files import atomic_write_bytes, json_text  # noqa: E402
 
 FLOP_PER_IMAGE = 1.625e9      # bf16 FLOP floor of one All-CNN-C training image (fwd + bwd)
 PEAK_FLOPS = 989e12           # H100/H200 SXM dense bf16
@@ -474,7 +473,7 @@ def write_json(path: Path, args, device_name: str, record: dict) -> None:
               "flop_per_image": FLOP_PER_IMAGE, "peak_flops": PEAK_FLOPS, "targets": TARGETS,
               **record}
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, (json.dumps(record, indent=1) + "\n").encode())
+    atomic_write_bytes(path, (json_text(record, indent=1) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ names the file and the field of one that is missing or of another kind."""
 from __future__ import annotations
 
 import json
+import math
 
 from runtime.errors import AllconvError
 
@@ -31,7 +32,11 @@ def _plain(*types):
     return lambda v: isinstance(v, types) and not isinstance(v, bool)
 
 
-NUMBER = Kind("a number", "numbers", _plain(int, float))
+def _finite(v) -> bool:
+    return _plain(int, float)(v) and math.isfinite(v)
+
+
+NUMBER = Kind("a number", "numbers", _finite)
 INTEGER = Kind("an integer", "integers", _plain(int))
 TEXT = Kind("a string", "strings", _plain(str))
 NAME = Kind("a name", "names", lambda v: TEXT.holds(v) and v.strip() != "")
@@ -41,7 +46,7 @@ OBJECT = Kind("an object", "objects", lambda v: isinstance(v, dict))
 FLAG = Kind("true or false", "trues or falses", lambda v: isinstance(v, bool))
 COUNT = Kind("a positive integer", "positive integers", lambda v: INTEGER.holds(v) and v > 0)
 AMOUNT = Kind("a number of at least 0", "numbers of at least 0",
-              lambda v: NUMBER.holds(v) and 0 <= v < float("inf"))
+              lambda v: NUMBER.holds(v) and v >= 0)
 SECONDS = Kind("a number of seconds", "numbers of seconds", AMOUNT.holds)
 
 

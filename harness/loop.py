@@ -211,6 +211,8 @@ def shared_label_records(layers, ranks) -> torch.Tensor:
     """`label_records` of every process: an out-of-range label one process saw is raised by
     all (one raising alone left the others waiting in their next all-reduce)."""
     records = label_records(layers)
+    if ranks.world == 1:
+        return records
     seen = records[:, :1] != NONE_SEEN
     shared = ranks.min(torch.where(seen, records, NEVER))
     return torch.where(shared == NEVER, NONE_SEEN, shared)

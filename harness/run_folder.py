@@ -174,7 +174,7 @@ class MetricsLog:
         records = []
         for i, line in enumerate(lines):
             try:
-                record = json_value(line)
+                record = json_value(line, non_finite_as_null=True)
             except ValueError as err:
                 if i == len(lines) - 1 and not line.endswith("\n"):
                     break

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -137,12 +138,24 @@ def json_text(data, indent: int | None = None) -> str:
     return json.dumps(finite(data), indent=indent, allow_nan=False)
 
 
-def json_value(text):
+def json_value(text, *, non_finite_as_null: bool = False):
     """The JSON value of ``text``, read strictly: NaN, Infinity and -Infinity, which Python's
-    json takes, are a ValueError (no JSON file allconv writes holds them)."""
-    def refuse(constant: str):
-        raise ValueError(f"{constant} is not JSON")
-    return json.loads(text, parse_constant=refuse)
+    json takes, and a number past a float's range (1e400, which it takes as infinity) are a
+    ValueError, as `json_text` never writes them; or, with ``non_finite_as_null``, null (as
+    `json_text` writes them: a metrics line of an allconv before that wrote a bare NaN)."""
+    def constant(word: str):
+        if non_finite_as_null:
+            return None
+        raise ValueError(f"{word} is not JSON")
+
+    def number(word: str):
+        value = float(word)
+        if math.isfinite(value):
+            return value
+        if non_finite_as_null:
+            return None
+        raise ValueError(f"{word} is past a float's range")
+    return json.loads(text, parse_constant=constant, parse_float=number)
 
 
 def read_json_object(path: PathLike) -> dict:
@@ -192,12 +205,16 @@ def check_writable(path: PathLike) -> None:
 
 
 def _resolved(target: Path) -> Path:
-    """Where ``target`` leads through symbolic links (itself, if none); a NUL byte in it is
-    an AllconvError."""
+    """Where ``target`` leads through symbolic links (itself, if none); a NUL byte in it, or
+    links in a loop (where Caffe's stream fails too), is an AllconvError."""
     try:
-        return Path(os.path.realpath(target))
+        return Path(os.path.realpath(target, strict=True))
     except ValueError as err:
         raise AllconvError(f"{str(target)!r}: not a usable path: {err}") from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise AllconvError(f"{target}: cannot write: {err.strerror}") from None
+    return Path(os.path.realpath(target))      # a part of it is not there yet
 
 
 def check_folder_writable(path: PathLike, option: str) -> None:
@@ -247,7 +264,8 @@ def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
         os.chmod(tmp, 0o666 & ~_UMASK)
         pending = _together.get()
         if pending is None:
-            _rename(tmp, real)
+            os.replace(tmp, real)
+            _sync_folder(real.parent)
         else:
             pending.append((tmp, real, target))
         tmp = None
@@ -275,27 +293,28 @@ def written_together() -> Iterator[None]:
         _together.reset(token)
     for n, (tmp, real, target) in enumerate(pending):
         try:
-            _rename(tmp, real)
+            os.replace(tmp, real)
         except OSError as err:
             for rest, _, _ in pending[n:]:
                 _unlink_quietly(rest)
             raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
+    for folder in dict.fromkeys(real.parent for _, real, _ in pending):
+        _sync_folder(folder)
 
 
-def _rename(tmp, target: Path) -> None:
-    """``tmp`` renamed to ``target``, the rename itself made durable where the file system
-    can sync a folder (some refuse: the rename stands all the same)."""
-    os.replace(tmp, target)
+def _sync_folder(folder: Path) -> None:
+    """Make the renames into ``folder`` durable where the file system can sync a folder
+    (some refuse: the renames stand all the same)."""
     try:
-        folder = os.open(target.parent, os.O_RDONLY)
+        handle = os.open(folder, os.O_RDONLY)
     except OSError:
         return
     try:
-        os.fsync(folder)
+        os.fsync(handle)
     except OSError:
         pass
     finally:
-        os.close(folder)
+        os.close(handle)
 
 
 def _unlink_quietly(path) -> None:

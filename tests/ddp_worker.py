@@ -1,6 +1,7 @@
 """Run by tests/test_distributed.py under torchrun (gloo, CPU): one tiny run trained straight
 through, and the same run stopped at its first checkpoint and resumed, on every process; then
-one resumed with checkpoints off the evaluations it had done.
+one resumed with checkpoints off the evaluations it had done; a run whose deadline one process
+alone sees no time for, and one with a label out of range in one process's share.
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py SPEC OUT
 """

@@ -145,13 +145,18 @@ def test_a_metrics_record_edited_is_named_before_any_reader_uses_it(tmp_path, ed
 
 def test_a_metrics_record_holding_nan_is_refused_and_never_written(tmp_path):
     """Python's json reads NaN, which JSON lacks: a resume took an epoch of NaN, wrote it back
-    as null and refused that on the next resume (mutation fuzzer). NaN is refused at once, as
-    is an epoch below 0; the writer writes null for a NaN at any depth."""
+    as null and refused that on the next resume (mutation fuzzer). NaN and a number past a
+    float (1e400, read as infinity) are read as the null the writer writes for them, so a
+    field that needs a number refuses them at once; a speed of NaN, which allconv wrote before
+    3c8fb79, is read; an epoch below 0 is refused; the writer writes null at any depth."""
     folder = _folder(tmp_path)
-    folder.metrics.path.write_text(json.dumps({**RECORD, "epoch": float("nan")}) + "\n")
-    with pytest.raises(AllconvError, match=re.escape("metrics.jsonl, line 1: not JSON (NaN is "
-                                                     "not JSON)")):
-        folder.metrics.records()
+    for edit in ('"epoch": NaN', '"epoch": 1e400'):
+        folder.metrics.path.write_text(json.dumps(RECORD).replace('"epoch": 0.1', edit) + "\n")
+        with pytest.raises(AllconvError, match=re.escape("metrics.jsonl, line 1: its 'epoch' "
+                                                         "field is null, not a number")):
+            folder.metrics.records()
+    folder.metrics.path.write_text(json.dumps({**RECORD, "images_per_s": float("nan")}) + "\n")
+    assert folder.metrics.records()[0]["images_per_s"] is None
     folder.metrics.path.write_text(json.dumps({**RECORD, "epoch": -1}) + "\n")
     with pytest.raises(AllconvError, match="its 'epoch' field is -1, not a number of at least 0"):
         folder.metrics.records()
@@ -163,6 +168,7 @@ def test_a_metrics_record_holding_nan_is_refused_and_never_written(tmp_path):
 
 @pytest.mark.parametrize("edit, said", [
     ({"test_error": float("nan")}, "cannot read it as JSON: NaN is not JSON"),
+    ({"lr": 1e400}, "cannot read it as JSON: Infinity is not JSON"),
     ({"never_predicted": 5}, "its 'never_predicted' field is 5, not a list of strings"),
     ({"dead_class_units": [1]}, "its 'dead_class_units' field is [1], not a list of strings"),
     ({"never_predicted": "x" * 50},              # a long value is cut to 40 characters

@@ -1,7 +1,6 @@
 """``to_onnx`` and ``build_model``: a runtime ``Net`` as an ONNX model, checked and written."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -18,7 +17,7 @@ from runtime.export.batch_flow import batch_axes, own_extents
 from runtime.export.builder import GraphBuilder
 from runtime.export.registry import BatchFixed, exportable_types
 from runtime.export.walker import add_net, needed_layers, used_inputs
-from runtime.files import atomic_write_bytes, check_writable
+from runtime.files import atomic_write_bytes, check_writable, json_text
 from runtime.layers import NoFillerWarning, data_sized, describe
 from runtime.net import Net
 from runtime.proto import pb
@@ -162,7 +161,7 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
              else list(classes)}
     props = {"allconv.net": net.name, **{k: v for k, v in named.items() if v is not None},
              "allconv.input": described, **(metadata or {})}
-    helper.set_model_props(model, {k: v if isinstance(v, str) else json.dumps(v)
+    helper.set_model_props(model, {k: v if isinstance(v, str) else json_text(v)
                                    for k, v in props.items()})
     return model, values
 
@@ -217,7 +216,8 @@ def _warn_rewritten_inputs(net) -> None:
     """Say which of Caffe's outputs `default_outputs` leaves out though a layer computes
     them: Input tops rewritten in place, whose name is the graph input's."""
     read = {bottom for layer in net.layers for bottom in layer.bottoms}
-    left = [o for o in net.outputs if o in net.inputs and o in read]
+    kept = default_outputs(net)
+    left = [o for o in net.outputs if o in net.inputs and o in read and o not in kept]
     if left:
         warnings.warn(f"output blob(s) {', '.join(map(repr, left))} of the net are Input tops "
                       "rewritten in place: the graph input keeps the name, so the export "
