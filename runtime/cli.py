@@ -176,9 +176,10 @@ def time_net(args) -> None:
             torch.cuda.synchronize()
 
     # the timed loop calls every layer's Backward, needed or not, told which bottoms need a
-    # diff: a Python layer's code runs where the net's backward skips it
+    # diff: a backward that does what its code says (a Python layer's) runs where the net's
+    # backward skips it
     skipped = [layer for layer, need in zip(net.layers, net.layer_need_backward())
-               if not need and hasattr(layer, "run_backward")]
+               if not need and layer.backward_runs_unreached]
 
     def forward_backward(timer: LayerTimer) -> tuple[float, float]:
         """One timed pass: (forward, backward) seconds."""
