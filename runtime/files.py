@@ -187,7 +187,7 @@ def check_writable(path: PathLike) -> None:
     the path is not a folder. Commands call it for every output before they write any. A
     symbolic link is probed where it points, where `atomic_writer` writes."""
     target = Path(path)
-    real = _resolved(target)
+    real = link_target(target)
     try:
         if target.is_dir():
             raise AllconvError(f"{target}: cannot write: it is a folder")
@@ -204,7 +204,7 @@ def check_writable(path: PathLike) -> None:
     os.unlink(probe)
 
 
-def _resolved(target: Path) -> Path:
+def link_target(target: Path) -> Path:
     """Where ``target`` leads through symbolic links (itself, if none); a NUL byte in it, or
     links in a loop (where Caffe's stream fails too), is an AllconvError."""
     try:
@@ -244,7 +244,7 @@ def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
     root's /dev/null became a file. A symbolic link is written through, as Caffe's streams
     write: the file it names is replaced, the link stays."""
     target = Path(path)
-    real = _resolved(target)
+    real = link_target(target)
     if target.exists() and not target.is_file() and not target.is_dir():
         try:
             with open(target, "wb") as handle:

@@ -894,6 +894,16 @@ def test_a_small_model_is_written_directly_and_a_large_one_beside_its_data(tmp_p
         None, {"data": images}) for name in ("small.onnx", "large.onnx"))
     for a, b in zip(small, large):
         np.testing.assert_array_equal(a, b)
+    (tmp_path / "sub").mkdir()                 # a link: written through, the data beside its file
+    (tmp_path / "sub" / "real.onnx").write_bytes(b"old")
+    (tmp_path / "link.onnx").symlink_to(tmp_path / "sub" / "real.onnx")
+    to_onnx(net, tmp_path / "link.onnx")
+    assert (tmp_path / "link.onnx").is_symlink()
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["real.onnx", "real.onnx.data"]
+    linked = check.session(tmp_path / "sub" / "real.onnx", check.LEVELS["optimisations off"]).run(
+        None, {"data": images})
+    for a, b in zip(small, linked):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_train_test_net_is_refused_before_its_data_source_is_opened(tmp_path, capsys):

@@ -17,7 +17,7 @@ from runtime.export.batch_flow import batch_axes, own_extents
 from runtime.export.builder import GraphBuilder
 from runtime.export.registry import BatchFixed, exportable_types
 from runtime.export.walker import add_net, needed_layers, used_inputs
-from runtime.files import atomic_write_bytes, check_writable, json_text
+from runtime.files import atomic_write_bytes, check_writable, json_text, link_target
 from runtime.layers import NoFillerWarning, data_sized, describe
 from runtime.net import Net
 from runtime.proto import pb
@@ -363,15 +363,17 @@ def _net_inputs(net, whitening):
 def _write_external(model: onnx.ModelProto, path: Path, validate) -> dict[str, float]:
     """A model over protobuf's 2 GB: saved with its weights in ``<name>.data`` to a temporary
     folder beside ``path`` (onnxruntime checks it from there: ``validate(saved file)``), then
-    both files moved beside ``path``; errors name ``path``."""
+    both files moved beside ``path``, or beside the file it links to (the link stays, as
+    `atomic_writer` writes through one); errors name ``path``."""
+    real = link_target(path)
     try:
-        with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
-            source = Path(tmp) / path.name
+        with tempfile.TemporaryDirectory(prefix=f".{real.name}.", dir=real.parent) as tmp:
+            source = Path(tmp) / real.name
             onnx.save_model(model, str(source), save_as_external_data=True,
-                            all_tensors_to_one_file=True, location=f"{path.name}.data")
+                            all_tensors_to_one_file=True, location=f"{real.name}.data")
             worst = validate(source)
             for part in sorted(Path(tmp).iterdir(), key=lambda p: p == source):  # data first
-                os.replace(part, path.parent / part.name)
+                os.replace(part, real.parent / part.name)
     except OSError as err:
         raise AllconvError(f"{path}: cannot write: {err.strerror or err}") from None
     return worst
