@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runtime.errors import AllconvError
-from runtime.plotting import pyplot
+from runtime.plotting import pyplot, save_figure
 from runtime.proto import pb
 
 COLOURS = {"Convolution": "#f4a582", "Pooling": "#92c5de", "Data": "#d9f0d3", "Input": "#d9f0d3",
@@ -75,9 +75,4 @@ def draw(net, title: str, path: str | Path) -> None:
             ax.annotate("", xy=(0.5, centre + halves[i] + 0.05),
                         xytext=(0.5, centres[i - 1] - halves[i - 1] - 0.05),
                         arrowprops=dict(arrowstyle="->", color="#555555"))
-    try:
-        fig.savefig(path, bbox_inches="tight", dpi=110)
-    except OSError as err:
-        raise AllconvError(f"cannot write {path}: {err.strerror}") from None
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, bbox_inches="tight", dpi=110)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime.plotting import pyplot
+from runtime.plotting import pyplot, save_figure
 
 
 def plot_curves(records: list[dict], path: Path, title: str, paper_error: float | None = None,
@@ -39,8 +39,7 @@ def plot_curves(records: list[dict], path: Path, title: str, paper_error: float 
     right.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def _label_log_axis(axis) -> None:

@@ -14,7 +14,7 @@ from harness.run_folder import length_flags, row_runs
 from harness.specs import Spec
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, json_text, read_json_object
-from runtime.plotting import pyplot
+from runtime.plotting import pyplot, save_figure
 
 RULES = ("PASS: measured error <= paper error + tolerance (one-sided: beating the paper passes). "
          "SMOKE: a run off the spec's protocol (--epochs other than its length, --batch-size or "
@@ -311,8 +311,7 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
     columns = (len(key) + 1) // 2          # two rows of the key, whatever it holds
     fig.legend(handles=key, loc="lower center", ncol=columns, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.45 / height, 1, 1))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 # the fields of a row JSON that the table and its figure read, with what they hold

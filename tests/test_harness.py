@@ -922,6 +922,35 @@ def test_curves_mark_each_lr_drop_at_the_first_evaluation_after_it(tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize("figure", ["curves", "table", "draw", "visualize"])
+def test_a_figure_interrupted_while_written_leaves_the_one_before(figure, tmp_path, monkeypatch):
+    """Before: replicate's curves.png and <table>.png and gen-prototxt --draw were written in
+    place, so a kill mid-write left a broken picture where the last good one was."""
+    import matplotlib.figure
+    from generator.cli import main as gen_prototxt
+    from harness.curves import plot_curves
+    from harness.report import plot_table
+    from visualize.figures import grid_figure
+    path = tmp_path / "f.png"
+    path.write_bytes(b"the figure before")
+
+    def torn(self, target, **_):
+        (target.write if hasattr(target, "write") else open(target, "wb").write)(b"\x89PNG")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", torn)
+    spec = load_spec(REAL / "all-cnn-c.toml")
+    draw = {"curves": lambda: plot_curves([{"epoch": 1, "lr": 0.01, "train_loss": 1.0,
+                                            "test_loss": 1.0, "test_error": 50.0}], path, "t"),
+            "table": lambda: plot_table("table3", [spec], {"all-cnn-c": _result(spec, 9.2)},
+                                        path),
+            "draw": lambda: gen_prototxt(["--variant", "all-c", "--draw", str(path)]),
+            "visualize": lambda: grid_figure(path, [("a", [np.zeros((3, 3, 3))])], "t", 1)}
+    with pytest.raises(KeyboardInterrupt):
+        draw[figure]()
+    assert path.read_bytes() == b"the figure before"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.png"]
+
+
 @pytest.mark.parametrize("epochs, ticks", [((0.0002, 0.0004), ["0.0002", "0.00025", "0.0003",
                                                              "0.00035", "0.0004"]),
                                            ((0, 350), ["0", "100", "200", "300"])])

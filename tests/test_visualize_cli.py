@@ -487,12 +487,12 @@ def _figure_of(monkeypatch):
     """Keep the figures that visualize writes, to count their panels."""
     import visualize.figures
     figures = []
-    save = visualize.figures._save
+    save = visualize.figures.save_figure
 
-    def keep(fig, path):
+    def keep(fig, path, **options):
         figures.append(fig)
-        save(fig, path)
-    monkeypatch.setattr(visualize.figures, "_save", keep)
+        save(fig, path, **options)
+    monkeypatch.setattr(visualize.figures, "save_figure", keep)
     return figures
 
 

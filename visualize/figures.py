@@ -6,8 +6,7 @@ import textwrap
 
 import numpy as np
 
-from runtime.files import atomic_writer
-from runtime.plotting import pyplot
+from runtime.plotting import pyplot, save_figure
 
 SCALING = "reconstructions: 0.5 + 0.5·r / max|r| per panel (0 is grey)"
 
@@ -38,16 +37,6 @@ def _panel(ax, image, title=None, fontsize=8):
         ax.set_title(title, fontsize=fontsize)
 
 
-def _save(fig, path) -> None:
-    """The figure as a PNG at ``path``, written atomically."""
-    plt = pyplot()
-    try:
-        with atomic_writer(path) as handle:
-            fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-
-
 def blank(signal: np.ndarray) -> bool:
     """A reconstruction that is 0 everywhere: its panel is uniformly grey."""
     return not np.any(signal)
@@ -73,7 +62,7 @@ def unit_figure(path, picture, rows: list[tuple[str, dict]], title: str,
                                 fontsize=8, transform=axes[r, c].transAxes)
     fig.suptitle(f"{title}\n{SCALING}", fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def grid_figure(path, cells: list[tuple[str, list[np.ndarray]]], title: str,
@@ -105,4 +94,4 @@ def grid_figure(path, cells: list[tuple[str, list[np.ndarray]]], title: str,
             _panel(ax, image)
         axes[row, col * per_cell].set_title(label, fontsize=6, loc="left")
     fig.suptitle(title, fontsize=9, y=1 - 0.08 / height, va="top")
-    _save(fig, path)
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
