@@ -6,6 +6,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -265,7 +266,7 @@ def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
         pending = _together.get()
         if pending is None:
             os.replace(tmp, real)
-            _sync_folder(real.parent)
+            sync_folder(real.parent)
         else:
             pending.append((tmp, real, target))
         tmp = None
@@ -299,14 +300,27 @@ def written_together() -> Iterator[None]:
                 _unlink_quietly(rest)
             raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
     for folder in dict.fromkeys(real.parent for _, real, _ in pending):
-        _sync_folder(folder)
+        sync_folder(folder)
 
 
-def _sync_folder(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
     """Make the renames into ``folder`` durable where the file system can sync a folder
     (some refuse: the renames stand all the same)."""
+    _fsync(folder)
+
+
+def sync_tree(folder: Path) -> None:
+    """fsync every file and folder under ``folder``, itself included: what was written there
+    under temporary names is on disk before a rename makes it the real thing."""
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            _fsync(Path(parent) / name)
+        _fsync(Path(parent))
+
+
+def _fsync(path: Path) -> None:
     try:
-        handle = os.open(folder, os.O_RDONLY)
+        handle = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:
@@ -315,6 +329,22 @@ def _sync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(handle)
+
+
+def replace_folder(built: Path, target: Path) -> None:
+    """The folder ``built`` (made beside ``target``) takes ``target``'s place durably: its
+    files are synced, a folder already at ``target`` is set aside, ``built`` renamed in, the
+    old one removed. Stopped in between, the old folder is kept beside it as
+    ``.<name>.old-*``; an OSError is the caller's to name."""
+    sync_tree(built)
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        target.rename(old / target.name)
+    built.rename(target)
+    sync_folder(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _unlink_quietly(path) -> None:

@@ -4,6 +4,8 @@ GCN+ZCA, run folders, and each bad input as one line with exit status 2."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -872,11 +874,15 @@ def test_an_unwritable_output_names_the_users_path_and_is_checked_first(tmp_path
                                             str(tmp_path / "d.onnx")], capsys)
 
 
+def _outputs(path, images):
+    return check.session(path, check.LEVELS["optimisations off"]).run(None, {"data": images})
+
+
 def test_a_small_model_is_written_directly_and_a_large_one_beside_its_data(tmp_path,
                                                                           monkeypatch):
     """Under 2 GB: no temporary folder, one file written atomically. Over it (the limit set to
-    0 here): the model and ``<name>.data`` beside it, checked by onnxruntime from the saved
-    files, no temporary folder left behind."""
+    0 here): the model and ``<name>.<8 hex>.data`` beside it, checked by onnxruntime from the
+    saved files, no temporary folder left behind; written again, the old data file goes."""
     from runtime.export import model as export_model
     net = Net(HAND_NETS["caffenet_like"][0], pb.TEST, seed=3)
     with monkeypatch.context() as mp:
@@ -885,24 +891,48 @@ def test_a_small_model_is_written_directly_and_a_large_one_beside_its_data(tmp_p
         to_onnx(net, tmp_path / "small.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.onnx"]
     monkeypatch.setattr(export_model, "PROTOBUF_LIMIT", 0)
-    worst = to_onnx(net, tmp_path / "large.onnx")
-    assert max(worst.values()) <= check.TOL_FP32
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["large.onnx", "large.onnx.data",
-                                                          "small.onnx"]
     images = np.random.default_rng(0).standard_normal((2, 3, 35, 35)).astype(np.float32)
-    small, large = (check.session(tmp_path / name, check.LEVELS["optimisations off"]).run(
-        None, {"data": images}) for name in ("small.onnx", "large.onnx"))
-    for a, b in zip(small, large):
-        np.testing.assert_array_equal(a, b)
+    small = _outputs(tmp_path / "small.onnx", images)
+    for _ in range(2):
+        worst = to_onnx(net, tmp_path / "large.onnx")
+        assert max(worst.values()) <= check.TOL_FP32
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert len(names) == 3 and re.fullmatch(r"large\.onnx\.[0-9a-f]{8}\.data", names[1])
+        assert names[::2] == ["large.onnx", "small.onnx"]
+        for a, b in zip(small, _outputs(tmp_path / "large.onnx", images)):
+            np.testing.assert_array_equal(a, b)
     (tmp_path / "sub").mkdir()                 # a link: written through, the data beside its file
     (tmp_path / "sub" / "real.onnx").write_bytes(b"old")
     (tmp_path / "link.onnx").symlink_to(tmp_path / "sub" / "real.onnx")
     to_onnx(net, tmp_path / "link.onnx")
     assert (tmp_path / "link.onnx").is_symlink()
-    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["real.onnx", "real.onnx.data"]
-    linked = check.session(tmp_path / "sub" / "real.onnx", check.LEVELS["optimisations off"]).run(
-        None, {"data": images})
-    for a, b in zip(small, linked):
+    assert len(list((tmp_path / "sub").iterdir())) == 2
+    for a, b in zip(small, _outputs(tmp_path / "sub" / "real.onnx", images)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("stop_at", [1, 2])
+def test_a_large_model_stopped_while_moved_in_keeps_a_model_and_its_own_data(stop_at, tmp_path,
+                                                                             monkeypatch):
+    """Before: the new ``.data`` replaced the old one first, so a kill before the model's own
+    move left the old model reading the new net's weights, with the old net's metadata."""
+    from runtime.export import model as export_model
+    monkeypatch.setattr(export_model, "PROTOBUF_LIMIT", 0)
+    images = np.random.default_rng(0).standard_normal((2, 3, 35, 35)).astype(np.float32)
+    first, second = (Net(HAND_NETS["caffenet_like"][0], pb.TEST, seed=s) for s in (3, 4))
+    to_onnx(first, tmp_path / "m.onnx")
+    expected = _outputs(tmp_path / "m.onnx", images)
+    moves, replace = [], os.replace
+
+    def stopped(*args):
+        moves.append(args)
+        if len(moves) == stop_at:
+            raise KeyboardInterrupt
+        replace(*args)
+    monkeypatch.setattr(export_model.os, "replace", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        to_onnx(second, tmp_path / "m.onnx")
+    for a, b in zip(expected, _outputs(tmp_path / "m.onnx", images)):
         np.testing.assert_array_equal(a, b)
 
 

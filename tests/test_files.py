@@ -1,8 +1,12 @@
 """runtime.files: files written together appear together, or not at all."""
+import shutil
+from pathlib import Path
+
 import pytest
 
 from runtime.errors import AllconvError
-from runtime.files import atomic_write_bytes, atomic_writer, check_writable, written_together
+from runtime.files import (atomic_write_bytes, atomic_writer, check_writable, replace_folder,
+                           written_together)
 
 
 def test_files_written_together_appear_only_when_the_block_ends(tmp_path):
@@ -103,3 +107,29 @@ def test_a_symbolic_link_is_written_through_and_stays_a_link(tmp_path):
     with pytest.raises(AllconvError, match=f"{loop}: cannot write: Too many levels of symbolic"):
         atomic_write_bytes(loop, b"x")
     assert loop.is_symlink()
+
+
+def test_replace_folder_sets_the_old_one_aside_until_the_new_one_is_in(tmp_path, monkeypatch):
+    """Before (gpu_collect): the old run folder was removed, then the new one moved in, so a
+    kill in between lost both; now the old one is kept aside until the new one is in place."""
+    target, built = tmp_path / "run", tmp_path / ".built"
+    for folder, text in ((target, "old"), (built, "new")):
+        folder.mkdir()
+        (folder / "f").write_text(text)
+    rename = Path.rename
+
+    def stopped(self, to):
+        if self == built:
+            raise KeyboardInterrupt
+        return rename(self, to)
+    with monkeypatch.context() as mp:
+        mp.setattr(Path, "rename", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            replace_folder(built, target)
+    kept = [p for p in tmp_path.glob(".run.old-*/run/f")]
+    assert [p.read_text() for p in kept] == ["old"] and not target.exists()
+    shutil.rmtree(kept[0].parents[1])
+    target.mkdir()
+    replace_folder(built, target)
+    assert (target / "f").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]

@@ -32,7 +32,7 @@ from harness import cli  # noqa: E402
 from harness.run_folder import RunFolder  # noqa: E402
 from runtime.cli_support import run_cli  # noqa: E402
 from runtime.errors import AllconvError  # noqa: E402
-from runtime.files import atomic_writer  # noqa: E402
+from runtime.files import atomic_writer, replace_folder  # noqa: E402
 
 UNFINISHED = "-unfinished.tar"
 
@@ -69,10 +69,8 @@ def unpack_run(tar_path: Path, prefix: str, results: Path) -> Path:
                 tempfile.TemporaryDirectory(dir=results) as tmp:
             tar.extractall(tmp, filter="data")
             target = results / prefix
-            if target.exists():
-                shutil.rmtree(target)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(Path(tmp) / prefix), target)
+            replace_folder(Path(tmp) / prefix, target)
     except (tarfile.TarError, OSError) as err:
         raise AllconvError(f"{tar_path}: cannot unpack it: {err}") from None
     return target

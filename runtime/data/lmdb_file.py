@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import AllconvError
+from runtime.files import replace_folder
 
 MAGIC, VERSION = 0xBEEFC0DE, 1
 PAGE_HEADER = 16                    # page number (8), pad (2), flags (2), lower/upper (2+2)
@@ -225,13 +226,7 @@ def write_datum_lmdb(folder, images: np.ndarray, labels: np.ndarray) -> None:
                         txn.put(f"{i:0{digits}d}".encode(), datum.SerializeToString())
         finally:
             env.close()
-        if folder.exists():     # set aside (kept if stopped in between), then removed
-            old = Path(tempfile.mkdtemp(prefix=folder.name + ".old-", dir=folder.parent))
-            folder.rename(old / folder.name)
-            partial.rename(folder)
-            shutil.rmtree(old)
-        else:
-            partial.rename(folder)
+        replace_folder(partial, folder)
     except BaseException as err:             # Ctrl-C too: no half-written LMDB is left
         shutil.rmtree(partial, ignore_errors=True)
         if isinstance(err, (OSError, lmdb.Error)):

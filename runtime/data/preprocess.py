@@ -31,7 +31,7 @@ from runtime.data import cifar
 from runtime.data.datasets import dataset_names, get_dataset
 from runtime.data.stage_bar import StageBar
 from runtime.errors import AllconvError
-from runtime.files import read_npy, read_npz
+from runtime.files import read_npy, read_npz, sync_folder, sync_tree
 
 GCN_SCALE = 55.0
 SQRT_BIAS = 0.0
@@ -242,7 +242,9 @@ def _write_entry(entry: Path, arrays: dict[str, np.ndarray], whitening: Whitenin
         for key, array in arrays.items():
             np.save(tmp / f"{key}.npy", array)
         whitening.save(tmp / WHITENING_FILE)
+        sync_tree(tmp)
         os.rename(tmp, entry)
+        sync_folder(entry.parent)
     except OSError:
         if not entry.is_dir():   # not a concurrent writer that got there first
             raise

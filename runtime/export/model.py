@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper
 
 from runtime.errors import AllconvError
@@ -17,7 +19,8 @@ from runtime.export.batch_flow import batch_axes, own_extents
 from runtime.export.builder import GraphBuilder
 from runtime.export.registry import BatchFixed, exportable_types
 from runtime.export.walker import add_net, needed_layers, used_inputs
-from runtime.files import atomic_write_bytes, check_writable, json_text, link_target
+from runtime.files import (atomic_write_bytes, check_writable, json_text, link_target,
+                           sync_folder, sync_tree)
 from runtime.layers import NoFillerWarning, data_sized, describe
 from runtime.net import Net
 from runtime.proto import pb
@@ -361,19 +364,41 @@ def _net_inputs(net, whitening):
 
 
 def _write_external(model: onnx.ModelProto, path: Path, validate) -> dict[str, float]:
-    """A model over protobuf's 2 GB: saved with its weights in ``<name>.data`` to a temporary
-    folder beside ``path`` (onnxruntime checks it from there: ``validate(saved file)``), then
-    both files moved beside ``path``, or beside the file it links to (the link stays, as
-    `atomic_writer` writes through one); errors name ``path``."""
+    """A model over protobuf's 2 GB: saved with its weights in ``<name>.<8 hex>.data`` to a
+    temporary folder beside ``path`` (onnxruntime checks it from there: ``validate(saved
+    file)``), then moved beside ``path``, or beside the file it links to (the link stays, as
+    `atomic_writer` writes through one). The data goes in under its own new name, then the
+    model replaces the one before, whose data file is removed last: stopped at any point, the
+    model at ``path`` reads the data written with it. Errors name ``path``."""
     real = link_target(path)
+    location = f"{real.name}.{secrets.token_hex(4)}.data"
     try:
         with tempfile.TemporaryDirectory(prefix=f".{real.name}.", dir=real.parent) as tmp:
             source = Path(tmp) / real.name
             onnx.save_model(model, str(source), save_as_external_data=True,
-                            all_tensors_to_one_file=True, location=f"{real.name}.data")
+                            all_tensors_to_one_file=True, location=location)
             worst = validate(source)
-            for part in sorted(Path(tmp).iterdir(), key=lambda p: p == source):  # data first
-                os.replace(part, real.parent / part.name)
+            before = _data_files(real)
+            sync_tree(Path(tmp))
+            os.replace(Path(tmp) / location, real.parent / location)
+            os.replace(source, real)
+            sync_folder(real.parent)
     except OSError as err:
         raise AllconvError(f"{path}: cannot write: {err.strerror or err}") from None
+    for name in before - {location}:
+        try:
+            (real.parent / name).unlink()
+        except OSError:
+            pass
     return worst
+
+
+def _data_files(model_path: Path) -> set[str]:
+    """The files beside it that the ONNX model at ``model_path`` keeps its weights in (none if
+    it is not there or not an ONNX model)."""
+    try:
+        old = onnx.load(str(model_path), load_external_data=False)
+    except (OSError, DecodeError):      # not there, or not a model: it holds no data files
+        return set()
+    return {entry.value for tensor in old.graph.initializer for entry in tensor.external_data
+            if entry.key == "location" and Path(entry.value).name == entry.value}
