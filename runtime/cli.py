@@ -73,10 +73,8 @@ def train(args) -> None:
     if args.snapshot and args.snapshot.endswith((".caffemodel", ".caffemodel.h5")):
         raise AllconvError(f"-snapshot {args.snapshot}: a .caffemodel holds weights, not a "
                            "solver state; give it as -weights (or give the .solverstate)")
-    weights = _weights(args.weights)
-    for given in [args.snapshot] if args.snapshot else weights:
-        if not os.path.exists(given):     # said before the nets are built
-            raise AllconvError(f"{given}: no such file")
+    if args.snapshot and not os.path.exists(args.snapshot):     # said before the nets are built
+        raise AllconvError(f"{args.snapshot}: no such file")
     if args.gpu and ("," in args.gpu or args.gpu == "all") and not launched_by_torchrun():
         raise AllconvError(f"-gpu {args.gpu}: one process per GPU, started by torchrun: "
                            "torchrun --nproc_per_node N $(which allconv-caffe) train -solver "
@@ -90,14 +88,12 @@ def train(args) -> None:
     # installed before the nets are built, as caffe.cpp's: a Ctrl-C then is the solver's
     with SignalHandler(args.sigint_effect, args.sighup_effect) as requested_action:
         with warnings.catch_warnings():
-            if weights or args.snapshot:    # they replace the fillers (copy_from names any)
+            if args.snapshot:       # it replaces the fillers
                 warnings.simplefilter("ignore", NoFillerWarning)
+            # caffe.cpp: -snapshot clears the solver's weights, -weights replaces them
             solver = make_solver(args.solver, device=device, ranks=ranks, level=args.level,
-                                 stages=_stages(args))
-        for path in weights:        # Caffe's CopyLayers: into the train net and every test net
-            log.info("Finetuning from %s", path)
-            for net in [solver.net, *solver.test_nets]:
-                net.copy_from(path)
+                                 stages=_stages(args), weights=[] if args.snapshot else (
+                                     [args.weights] if args.weights else None))
         solver.action_function = requested_action
         if args.snapshot:
             log.info("Resuming from %s", args.snapshot)
@@ -106,16 +102,6 @@ def train(args) -> None:
         solver.solve()
         log.info("Optimization Done.")
     leave(ranks)
-
-
-def _weights(text: str | None) -> list[str]:
-    """-weights' comma-separated files, as caffe.cpp's CopyLayers splits them; an empty name
-    (Caffe then fails to open "") is refused."""
-    names = text.split(",") if text else []
-    if not all(names):
-        raise AllconvError(f"-weights {text}: an empty file name in the comma list; give "
-                           "files separated by commas, like a.caffemodel,b.caffemodel")
-    return names
 
 
 def _stages(args) -> list[str]:

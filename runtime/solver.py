@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections import OrderedDict
 from typing import Any, Callable
 
@@ -154,11 +155,16 @@ class Solver:
     type_name = ""
 
     def __init__(self, solver, *, device=None, train_feed=None, test_feeds=None,
-                 ranks: Ranks = SINGLE, level: int | None = None, stages=()):
+                 ranks: Ranks = SINGLE, level: int | None = None, stages=(), weights=None):
+        """``weights``: a list that replaces the solver's ``weights`` (caffe train's -weights,
+        or [] for -snapshot); None keeps them."""
         param, path = _load_solver_param(solver)
         if level is not None:        # caffe train's -level replaces train_state's level
             param.train_state.level = level
         param.train_state.stage.extend(stages)
+        if weights is not None:
+            param.ClearField("weights")
+            param.weights.extend(weights)
         self.param = param
         self.solver_path = path
         self._check_param()
@@ -214,6 +220,9 @@ class Solver:
         OPTIMIZERS[self.type_name].check_solver(p)     # the rule's values, before any net
         if self.solver_path is not None:
             _upgrade_snapshot_prefix(p, self.solver_path)
+        for name in self._weight_files():      # said before the nets are built
+            if not os.path.exists(name):
+                raise AllconvError(f"{name}: no such file")
         if "\0" in p.snapshot_prefix and (p.snapshot > 0 or p.snapshot_after_train):
             raise AllconvError(f"snapshot_prefix {p.snapshot_prefix!r} holds a NUL byte, which "
                                "no file name can: its first snapshot would fail")
@@ -227,7 +236,20 @@ class Solver:
                     f"Cannot write to snapshot prefix {p.snapshot_prefix!r}. Make sure that "
                     f"the directory exists and is writeable.")
 
+    def _weight_files(self) -> list[str]:
+        """The .caffemodel files of ``weights``, each entry split at commas and trimmed, as
+        Caffe's LoadNetWeights; an empty name (Caffe then fails to open "") is refused."""
+        names = [name.strip() for entry in self.param.weights for name in entry.split(",")]
+        if not all(names):
+            raise AllconvError(f"weights {','.join(self.param.weights)}: an empty file name in "
+                               "the comma list; give files separated by commas, like "
+                               "a.caffemodel,b.caffemodel")
+        return names
+
     def _make_net(self, net_param, default_phase: int, state_override, seed, feeds):
+        """A net of the solver, with the ``weights`` files copied in (Caffe's LoadNetWeights
+        into the train net and every test net)."""
+        from .layers import NoFillerWarning
         from .net import Net
 
         state = pb.NetState()
@@ -236,8 +258,15 @@ class Solver:
         if state_override is not None:
             state.MergeFrom(state_override)
         net_param.state.CopyFrom(state)
-        net = Net(net_param, state.phase, level=state.level, stages=tuple(state.stage),
-                  seed=seed, feeds=feeds)
+        files = self._weight_files()
+        with warnings.catch_warnings():
+            if files:                # they replace the fillers (copy_from names any)
+                warnings.simplefilter("ignore", NoFillerWarning)
+            net = Net(net_param, state.phase, level=state.level, stages=tuple(state.stage),
+                      seed=seed, feeds=feeds)
+        for name in files:
+            log.info("Finetuning from %s", name)
+            net.copy_from(name)
         if self.device.type != "cpu":
             net.to(self.device)
         return net

@@ -124,6 +124,41 @@ def test_train_weights_fill_layers_only_the_test_net_has(workdir, monkeypatch):
     assert all(torch.all(b.data == 0.25) for b in built[0].test_nets[0].params["extra"])
 
 
+def test_the_solvers_weights_field_fills_every_net_and_the_flags_replace_it(workdir, caplog):
+    """Caffe's solver field ``weights`` (each entry a comma list, names trimmed) is copied into
+    the train net and every test net; -weights replaces it and -snapshot clears it, as
+    caffe.cpp does. Before: the field was read and ignored, without a word."""
+    from runtime import TEST, Net
+    from runtime.solver import make_solver
+    caplog.set_level(logging.INFO)
+    (workdir / "vec.prototxt").write_text(NET + VECTOR_OUTPUT)
+    for value, name in ((0.25, "a"), (0.5, "b")):
+        source = Net("vec.prototxt", TEST)
+        for blob in source.params["extra"]:
+            blob.data[...] = value
+        source.save(workdir / f"{name}.caffemodel")
+    solver = SOLVER.format(max_iter=4).replace("net.prototxt", "vec.prototxt")
+    (workdir / "w.prototxt").write_text(solver + '\nweights: "b.caffemodel , a.caffemodel"')
+
+    def extra(solver):
+        return {float(b.data.flatten()[0]) for b in solver.test_nets[0].params["extra"]}
+    assert extra(make_solver("w.prototxt")) == {0.25}              # the later file wins
+    assert "Finetuning from a.caffemodel" in caplog.messages
+    assert extra(make_solver("w.prototxt", weights=["b.caffemodel"])) == {0.5}
+    assert extra(make_solver("w.prototxt", weights=[])) != {0.25}
+    caplog.clear()
+    assert main(["train", "-solver", "w.prototxt", "-weights", "a.caffemodel, b.caffemodel"]) == 0
+    assert [m for m in caplog.messages if m.startswith("Finetuning")] == [
+        "Finetuning from a.caffemodel", "Finetuning from b.caffemodel"] * 2   # train, test net
+    caplog.clear()
+    (workdir / "w.prototxt").write_text(solver.replace("max_iter: 4", "max_iter: 5")
+                                        + '\nweights: "missing.caffemodel"')
+    assert main(["train", "-solver", "w.prototxt", "-snapshot", "snap_iter_4.solverstate"]) == 0
+    assert not any(m.startswith("Finetuning") for m in caplog.messages)
+    with pytest.raises(AllconvError, match="^missing.caffemodel: no such file$"):
+        make_solver("w.prototxt")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU-only machine")
 def test_device_query_without_cuda_is_one_line(capsys):
     assert run_cli(main, "allconv-caffe", ["device_query", "-gpu", "0"]) == 2
@@ -224,7 +259,7 @@ def test_time_refuses_a_backward_caffe_aborts_in(workdir, capsys, extra, message
     # the solver file is missing too, and the snapshot is named)
     (["train", "-solver", "missing.prototxt", "-snapshot", "gone.solverstate"],
      "gone.solverstate: no such file"),
-    (["train", "-solver", "missing.prototxt", "-weights", "net.caffemodel,gone.caffemodel"],
+    (["train", "-solver", "solver4.prototxt", "-weights", "net.caffemodel,gone.caffemodel"],
      "net.caffemodel: no such file"),
     # an empty flag is not given, as gflags has it: caffe.cpp's checks of the flags it needs
     (["train", "-solver", ""], "Need a solver definition to train."),
@@ -232,7 +267,7 @@ def test_time_refuses_a_backward_caffe_aborts_in(workdir, capsys, extra, message
                                                                 "no file"),
     # before: ".: is a directory" (the empty name was opened)
     (["train", "-solver", "solver4.prototxt", "-weights", "tiny_iter_4.caffemodel,"],
-     "-weights tiny_iter_4.caffemodel,: an empty file name in the comma list"),
+     "weights tiny_iter_4.caffemodel,: an empty file name in the comma list"),
     (["test", "-model", "", "-weights", "w"], "Need a model definition to score."),
     (["test", "-model", "net.prototxt", "-weights", ""], "Need model weights to score."),
     (["time", "-model", " "], "Need a model definition to time."),
