@@ -174,8 +174,9 @@ def binary_kind(data: bytes) -> tuple[type, str] | None:
 
 
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
-               (b"\x89HDF\r\n\x1a\n", "an HDF5 file (an HDF5 snapshot? rename it to end in .h5: "
-                                     "Caffe tells the formats apart by the name)"),
+               (b"\x89HDF\r\n\x1a\n", "an HDF5 file (an HDF5 solver state? rename it to end "
+                                     "in .h5: Caffe's restore tells the formats apart by the "
+                                     "name)"),
                (b"\x93NUMPY", "a numpy .npy array"), (b"PK\x03\x04", "a zip archive (.npz?)"))
 
 

@@ -24,9 +24,29 @@ SUFFIX = ".h5"
 WHAT = "snapshot_format: HDF5"
 
 
+SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
 def is_hdf5(path) -> bool:
-    """Caffe tells the formats apart by the ``.h5`` ending."""
+    """Whether a solver state is HDF5: Caffe's Restore tells the formats apart by the ``.h5``
+    ending."""
     return os.fspath(path).endswith(SUFFIX)
+
+
+def holds_hdf5(path) -> bool:
+    """Whether a weights file is HDF5: Caffe's CopyTrainedLayersFrom asks H5Fis_hdf5, which
+    looks for the signature at byte 0, 512, 1024, 2048, ... (False for a file not there)."""
+    try:
+        with open(path, "rb") as handle:
+            size, offset = os.fstat(handle.fileno()).st_size, 0
+            while offset + len(SIGNATURE) <= size:
+                handle.seek(offset)
+                if handle.read(len(SIGNATURE)) == SIGNATURE:
+                    return True
+                offset = max(512, 2 * offset)
+    except (OSError, ValueError):
+        return False
+    return False
 
 
 def _write(path, fill) -> None:

@@ -872,15 +872,17 @@ class Net(nn.Module):
 
     # ------------------------------------------------------------------ weights
 
-    def copy_from(self, path, *, require_all: bool = False) -> None:
-        """Copy weights from a .caffemodel by layer name (Caffe's CopyTrainedLayersFrom): each
-        layer of the file, in order, into the first layer of that name (from an HDF5 file the
-        last, as Caffe's CopyTrainedLayersFromHDF5 looks names up), whose blob count must
-        match (a blob-less layer's too). As in Caffe, a file layer the net lacks is logged
-        ("Ignoring source layer NAME") and net layers the file lacks keep their initial
-        values; a UserWarning names those that have blobs (with ``require_all``, an
-        AllconvError, before anything is copied)."""
-        hdf5 = hdf5_snapshot.is_hdf5(path)
+    def copy_from(self, path, *, require_all: bool = False, into=None) -> None:
+        """Copy weights from a .caffemodel by layer name (Caffe's CopyTrainedLayersFrom; the
+        file is HDF5 if its bytes say so, as H5Fis_hdf5 decides): each layer of the file, in
+        order, into the first layer of that name (from an HDF5 file the last, as Caffe's
+        CopyTrainedLayersFromHDF5 looks names up), whose blob count must match (a blob-less
+        layer's too). As in Caffe, a file layer the net lacks is logged ("Ignoring source
+        layer NAME") and net layers the file lacks keep their initial values; a UserWarning
+        names those that have blobs (with ``require_all``, an AllconvError, before anything
+        is copied). ``into(layer)``: the tensors its blobs go to (default: the blobs; a
+        pack's member gives its blocks of them)."""
+        hdf5 = hdf5_snapshot.holds_hdf5(path)
         stored = (hdf5_snapshot.read_weights(path, {layer.name for layer in self.layers})
                   if hdf5 else read_layers(path))
         # a net without learnable layers saves no blobs; an HDF5 file's data group says what
@@ -899,6 +901,7 @@ class Net(nn.Module):
                        f"{', '.join(dict.fromkeys(held)) or 'none'})")
             if require_all:
                 raise AllconvError(message)
+        copies = []                     # all checked before any is made
         for name, source in stored:
             layer = target.get(name)
             if layer is None:
@@ -909,12 +912,16 @@ class Net(nn.Module):
             if len(source) != len(layer.blobs):
                 raise AllconvError(f"{path}: layer {layer.name!r} has {len(source)} blob(s) in "
                                    f"the file but {len(layer.blobs)} in the net")
-            for i, (array, blob) in enumerate(zip(source, layer.blobs)):
+            for i, (array, blob) in enumerate(zip(source, into(layer) if into else layer.blobs)):
                 if array is None:     # HDF5 saves a blob once, with the layer that owns it
                     if owners[id(layer.blobs.owner(i))] is layer:
                         raise AllconvError(f"{path}: layer {layer.name!r} has no blob {i}")
                     continue
-                _copy_blob(blob, array, f"{path}: layer {layer.name!r} blob {i}", "file")
+                _check_blob(blob, array, f"{path}: layer {layer.name!r} blob {i}", "file")
+                copies.append((blob, array))
+        with torch.no_grad():
+            for blob, array in copies:
+                blob.copy_(torch.from_numpy(array).reshape(blob.shape))
         if missing:
             warnings.warn(message + "; they keep their fillers' values", UserWarning,
                           stacklevel=2)
@@ -1009,15 +1016,22 @@ def _as_blob(value, what: str, shape) -> torch.Tensor:
     return tensor
 
 
-def _copy_blob(blob, array, where: str, source: str) -> None:
-    """A stored blob's values into ``blob`` after Caffe's ShapeEquals check (``where`` and
-    ``source``, "file" or "prototxt", name it in the error)."""
+def _check_blob(blob, array, where: str, source: str) -> None:
+    """Caffe's ShapeEquals check of a stored blob against ``blob`` (``where`` and ``source``,
+    "file" or "prototxt", name it in the error)."""
     # a prototxt's blobs pass as legacy: Caffe's Layer takes their shape, and only some
     # layers check it
     legacy = isinstance(array, LegacyShaped) or source == "prototxt"
     if not shape_equals(array.shape, blob.shape, legacy):
+        hint = ("; to learn this layer's parameters from scratch rather than copy them, "
+                "rename the layer" if source == "file" else "")     # Caffe's hint
         raise AllconvError(f"{where}: shape {tuple(array.shape)} in the {source}, "
-                           f"{tuple(blob.shape)} in the net")
+                           f"{tuple(blob.shape)} in the net{hint}")
+
+
+def _copy_blob(blob, array, where: str, source: str) -> None:
+    """A stored blob's values into ``blob`` after `_check_blob`."""
+    _check_blob(blob, array, where, source)
     with torch.no_grad():
         blob.copy_(torch.from_numpy(array).reshape(blob.shape))
 

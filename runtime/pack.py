@@ -25,11 +25,9 @@ from __future__ import annotations
 import warnings
 from typing import Mapping, Sequence
 
-import numpy as np
 import torch
 
-from runtime.blob_shape import shape_equals
-from runtime.caffemodel import LegacyShaped, read_weights, write_weights
+from runtime.caffemodel import write_weights
 from runtime.errors import AllconvError
 from runtime.filter_net import filter_net
 from runtime.layers import describe
@@ -301,29 +299,11 @@ class Member:
     def save(self, path) -> None:
         write_weights(path, member_weights(self.net, self.k, self.members), self.net.name)
 
-    def copy_from(self, path, *, require_all: bool = True) -> None:
-        """Member k's blocks from a solo net's .caffemodel, by layer name, checked first as
-        `Net.copy_from` checks them (legacy 4-d shapes included): every learnable layer must
-        find its own (``require_all`` is always true here)."""
-        weights, blocks = read_weights(path), []
-        for layer in self.net.layers:
-            if not len(layer.blobs):
-                continue
-            arrays = weights.get(layer.name)
-            if arrays is None or len(arrays) != len(layer.blobs):
-                raise AllconvError(f"{path}: layer {layer.name!r} has "
-                                   f"{'no' if arrays is None else len(arrays)} blob(s) in the "
-                                   f"file but {len(layer.blobs)} in the net")
-            for i, (array, blob) in enumerate(zip(arrays, layer.blobs)):
-                block = member_block(blob, self.k, self.members)
-                if not shape_equals(array.shape, block.shape, isinstance(array, LegacyShaped)):
-                    raise AllconvError(f"{path}: layer {layer.name!r} blob {i}: shape "
-                                       f"{tuple(array.shape)} in the file, {tuple(block.shape)}"
-                                       " in a member of the pack")
-                blocks.append((block, array))
-        with torch.no_grad():
-            for block, array in blocks:
-                block.copy_(torch.from_numpy(np.ascontiguousarray(array)).reshape(block.shape))
+    def copy_from(self, path) -> None:
+        """Member k's blocks from a solo net's .caffemodel, as `Net.copy_from` reads it:
+        every learnable layer must find its own."""
+        self.net.copy_from(path, require_all=True, into=lambda layer: [
+            member_block(blob, self.k, self.members) for blob in layer.blobs])
 
     def solver_state(self, iter: int, current_step: int, learned_net: str):
         return self.optimizer.solver_state(iter, current_step, learned_net, member=self.k)

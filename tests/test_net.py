@@ -508,6 +508,35 @@ def test_save_and_copy_from_roundtrip(tmp_path):
     assert all(torch.equal(p, q) for p, q in zip(a.learnable_params, b.learnable_params))
 
 
+def test_weights_are_read_as_hdf5_by_their_bytes_not_their_name(tmp_path):
+    """Caffe's CopyTrainedLayersFrom asks H5Fis_hdf5 of the file: an HDF5 .caffemodel loads
+    whatever its name, and a binary one named .h5 too. Before: the name decided, and an HDF5
+    file without .h5 was refused."""
+    pytest.importorskip("h5py")
+    a = small(seed=1)
+    a.save_hdf5(tmp_path / "hdf5.caffemodel")
+    a.save(tmp_path / "binary.caffemodel.h5")
+    for name in ("hdf5.caffemodel", "binary.caffemodel.h5"):
+        b = Net(NET, TRAIN, weights=str(tmp_path / name), seed=2)
+        assert all(torch.equal(p, q) for p, q in zip(a.learnable_params, b.learnable_params))
+
+
+def test_copy_from_checks_every_blob_before_it_copies_any(tmp_path):
+    """A shape mismatch in the file's last layer leaves the earlier ones as they were (it had
+    copied them), and the error gives Caffe's hint."""
+    a = small(seed=1)
+    path = tmp_path / "w.caffemodel"
+    write_weights(path, [("conv1", "Convolution", [np.ones((4, 3, 3, 3), np.float32),
+                                                    np.ones(4, np.float32)]),
+                         ("ip", "InnerProduct", [np.ones((5, 3), np.float32),
+                                                 np.ones(5, np.float32)])])
+    before = [p.detach().clone() for p in a.learnable_params]
+    with pytest.raises(AllconvError, match=r"layer 'ip' blob 0: shape \(5, 3\) in the file, "
+                       r"\(5, 36\) in the net; to learn this layer's parameters from scratch"):
+        a.copy_from(path)
+    assert all(torch.equal(p, q) for p, q in zip(before, a.learnable_params))
+
+
 def test_a_prototxt_blob_of_a_legacy_shape_fills_a_2d_weight():
     """Caffe's Layer takes a prototxt blob's shape and InnerProduct checks none: a 1x1x3x5
     `shape` fills a (3, 5) weight there (a .caffemodel's must be legacy fields to)."""

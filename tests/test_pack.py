@@ -213,9 +213,15 @@ def test_a_member_loads_a_caffemodel_of_legacy_blob_shapes(tmp_path):
     write_binary(path, stored)
     before = [p.detach().clone() for p in pack.learnable_params]
     with pytest.raises(AllconvError, match=r"blob 1: shape \(10, 1, 1, 1\) in the file, "
-                                           r"\(10,\) in a member of the pack"):
+                                           r"\(10,\) in the net; to learn"):
         member.copy_from(path)
     assert all(torch.equal(a, b) for a, b in zip(before, pack.learnable_params))
+    relu = next(layer for layer in stored.layer if layer.type == "ReLU")
+    relu.blobs.add().CopyFrom(bias)          # Caffe: "Incompatible number of blobs"; was taken
+    write_binary(path, stored)
+    with pytest.raises(AllconvError, match=f"layer '{relu.name}' has 1 blob\\(s\\) in the file "
+                       "but 0 in the net"):
+        member.copy_from(path)
 
 
 INPUT = ('name: "n" layer { name: "in" type: "Input" top: "data" top: "label" '

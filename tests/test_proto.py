@@ -901,8 +901,8 @@ def test_truncated_caffemodel_names_path(tmp_path):
      "NetParameter"),
     (b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", "is a numpy .npy array, not a binary"),
     # "its suffix is .h5" read as if the file's own were (fuzzer): the fix is the name
-    (b"\x89HDF\r\n\x1a\n\x00\x00\x00\x00", "is an HDF5 file (an HDF5 snapshot? rename it "
-     "to end in .h5: Caffe tells the formats apart by the name)"),
+    (b"\x89HDF\r\n\x1a\n\x00\x00\x00\x00", "is an HDF5 file (an HDF5 solver state? rename "
+     "it to end in .h5: Caffe's restore tells the formats apart by the name)"),
 ])
 def test_a_file_of_another_kind_given_as_weights_is_named(tmp_path, content, kind):
     """A text prototxt or a PNG given as weights was "truncated or corrupt" (or "contains no
