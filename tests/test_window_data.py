@@ -98,6 +98,10 @@ def test_mean_file_is_read_at_its_centre_with_the_windows_padding(tmp_path):
     expected = torch.zeros(3, 9, 9)
     expected[:, rows, cols] = (a[:, 2:10, 0:7] - centre[:, rows, cols]) * 0.5
     assert torch.equal(item, expected)
+    # read as the Data layer's transform reads it (an empty name was ".: is a directory")
+    with pytest.raises(AllconvError, match=r"\(WindowData\): transform_param: mean_file is "
+                                           "empty; give"):
+        _net(tmp_path, "fg_fraction: 1", 'crop_size: 9 mean_file: ""', TEST)
 
 
 def test_a_snapshot_state_resumes_the_draws(tmp_path):

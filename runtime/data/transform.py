@@ -11,6 +11,7 @@ The crop and mirror are two gathers per batch (`crop_mirror`), shared with the I
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from runtime.errors import AllconvError
@@ -51,30 +52,36 @@ def crop_mirror(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor
     return rows.gather(3, xs[:, None, None, :].expand(n, c, ch, cw))
 
 
+def mean_file_image(param) -> np.ndarray:
+    """The (C, H, W) mean of ``transform_param.mean_file`` (its first image, as Caffe reads
+    it); giving mean_value too, or an empty name, is an AllconvError."""
+    from runtime.caffemodel import read_blob
+
+    if len(param.mean_value):
+        raise AllconvError("transform_param: cannot specify mean_file and mean_value "
+                           "at the same time")
+    if not param.mean_file:     # read as the folder "." (Caffe fails on it too)
+        raise AllconvError("transform_param: mean_file is empty; give the mean's "
+                           ".binaryproto, or mean_value")
+    mean = read_blob(param.mean_file)
+    if mean.ndim != 4 or mean.shape[0] == 0:      # Caffe reads its legacy C, H, W
+        raise AllconvError(f"{param.mean_file}: a mean of shape {mean.shape}, "
+                           "expected (1, C, H, W)")
+    return mean[0].copy()
+
+
 class Transformer:
     """A layer's ``transform_param`` for its phase; ``transformer(images)`` transforms a batch
     (N, C, H, W) of any dtype into float32 (N, C, h, w), drawing crops and flips from
     ``generator`` (its state is part of the feed's, so a resumed run draws the same)."""
 
     def __init__(self, param, train: bool, generator: torch.Generator | None = None):
-        from runtime.caffemodel import read_blob
-
         self.train, self.generator = train, generator
         self.scale, self.mirror, self.crop = float(param.scale), param.mirror, param.crop_size
         self.mean_image = self.mean_values = None
         self.mean_file = param.mean_file
         if param.HasField("mean_file"):
-            if len(param.mean_value):
-                raise AllconvError("transform_param: cannot specify mean_file and mean_value "
-                                   "at the same time")
-            if not param.mean_file:     # read as the folder "." (Caffe fails on it too)
-                raise AllconvError("transform_param: mean_file is empty; give the mean's "
-                                   ".binaryproto, or mean_value")
-            mean = read_blob(param.mean_file)
-            if mean.ndim != 4 or mean.shape[0] == 0:      # Caffe reads its legacy C, H, W
-                raise AllconvError(f"{param.mean_file}: a mean of shape {mean.shape}, "
-                                   "expected (1, C, H, W)")
-            self.mean_image = torch.from_numpy(mean[0].copy())    # the first, as Caffe
+            self.mean_image = torch.from_numpy(mean_file_image(param))
         elif len(param.mean_value):
             self.mean_values = torch.tensor(list(param.mean_value), dtype=torch.float32)
 

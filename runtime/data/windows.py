@@ -29,6 +29,7 @@ import torch
 
 from runtime.data.imread import file_bytes, read_image
 from runtime.data.jpeg import interpolate
+from runtime.data.transform import mean_file_image
 from runtime.errors import AllconvError
 
 F32 = np.float32
@@ -236,18 +237,9 @@ class WindowSampler:
     def _mean(self, transform_param) -> torch.Tensor | None:
         """The mean subtracted at each crop pixel: (3, crop, crop) from a mean_file, (3, 1, 1)
         from mean_value, or None."""
-        from runtime.caffemodel import read_blob
-
         values = list(transform_param.mean_value)
         if transform_param.HasField("mean_file"):
-            if values:
-                raise AllconvError("transform_param: cannot specify mean_file and mean_value "
-                                   "at the same time")
-            mean = read_blob(transform_param.mean_file)
-            if mean.ndim != 4 or mean.shape[0] == 0:      # Caffe reads its legacy C, H, W
-                raise AllconvError(f"{transform_param.mean_file}: a mean of shape "
-                                   f"{mean.shape}, expected (1, C, H, W)")
-            mean = mean[0]
+            mean = mean_file_image(transform_param)
             offset = (mean.shape[2] - self.crop) // 2 if mean.shape[2] >= self.crop else -1
             if (mean.shape[0] < 3 or offset < 0
                     or offset + self.crop > min(mean.shape[1], mean.shape[2])):
