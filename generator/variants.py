@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from runtime.data import imagenet
+from runtime.data import imagenet, large_augment
 from runtime.errors import AllconvError
 from runtime.registry import add_once, did_you_mean
 
@@ -154,7 +154,7 @@ def _cifar_variant(family: str, base: str) -> Variant:
 
 LARGE_ALL_CNN = Variant(
     "large-all-cnn", "Large All-CNN", "Table 5", "large_all_cnn.prototxt.j2",
-    layers=dict(convs=LARGE_LAYERS, leaky_slope=LEAKY_SLOPE), input_size=126, classes=(10,),
+    layers=dict(convs=LARGE_LAYERS, leaky_slope=LEAKY_SLOPE), input_size=large_augment.FRAME, classes=(10,),
     batch_size=64, sources=("data/cifar10_large_train.npz", "data/cifar10_large_test.npz"),
     aliases=("large-all", "large-allcnn"),
     notes=(f"LeakyReLU slope {LEAKY_SLOPE} (Table 5 gives none); dropout after each unstrided "
@@ -162,7 +162,7 @@ LARGE_ALL_CNN = Variant(
 
 IMAGENET = Variant(
     "imagenet", "All-CNN ImageNet", "Table 6", "imagenet.prototxt.j2",
-    layers=dict(convs=IMAGENET_LAYERS), input_size=227, classes=(1000,),
+    layers=dict(convs=IMAGENET_LAYERS), input_size=imagenet.CROP, classes=(1000,),
     train_size=1_281_167, test_size=50_000, batch_size=64, test_batch_size=50,
     sources=("data/ilsvrc12_train_lmdb", "data/ilsvrc12_val_lmdb"),
     transform=Transform(crop_size=imagenet.CROP, mirror=True, mean_values=imagenet.MEAN_VALUES),

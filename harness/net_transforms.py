@@ -53,10 +53,3 @@ def data_as_input(batches: dict[int, int], sample_shape: tuple[int, ...]) -> Net
                 layer.input_param.shape.add().dim.extend(shape)
         return out
     return transform
-
-
-def input_net(param: pb.NetParameter, phase: int, batch: int,
-              sample_shape: tuple[int, ...]) -> pb.NetParameter:
-    """``param`` for ``phase`` with every Data layer an Input layer of ``batch`` samples."""
-    return transformed(param, [data_as_input({pb.TRAIN: batch, pb.TEST: batch}, sample_shape)],
-                       phase)

@@ -68,7 +68,6 @@ WHITENING = {"cache_entry": TEXT}     # what readers take of it
 NET, SOLVER, DEPLOY, CURVES = ("train_test.prototxt", "solver.prototxt", "deploy.prototxt",
                                "curves.png")
 CHECKPOINT = "checkpoint"
-CHECKPOINT_FILES = (".caffemodel", ".solverstate", ".rngstate")    # one checkpoint's
 PROVENANCE = "provenance"
 PROVENANCE_KEYS = ("commit", "variant", "dataset", "classes", "whitening")
 
@@ -480,10 +479,10 @@ class RunFolder:
         for path, iteration in self._checkpoints(".*"):
             files.setdefault(iteration, {})[path.suffix] = path
         complete = {n: got[".solverstate"] for n, got in files.items()
-                    if set(CHECKPOINT_FILES) <= set(got)}
+                    if set(snapshot.BINARY_FILES) <= set(got)}
         if files and not complete and not self.file(RESULT_JSON).is_file():
             n = max(files)
-            lacking = ", ".join(e for e in CHECKPOINT_FILES if e not in files[n])
+            lacking = ", ".join(e for e in snapshot.BINARY_FILES if e not in files[n])
             raise AllconvError(f"{self.path}: its checkpoint of iteration {n} lacks its "
                                f"{lacking} file(s); put them back, or remove the folder (or "
                                "--out DIR) to start the run again")

@@ -9,9 +9,10 @@ EFFECTS = ("stop", "snapshot", "none")
 
 
 class SignalHandler:
-    """``with SignalHandler(sigint_effect, sighup_effect) as h: solver.action_function = h``."""
+    """``with SignalHandler(sigint_effect, sighup_effect) as h: solver.action_function = h``
+    (the effects default as caffe.cpp's flags, in `runtime.caffe_flags`)."""
 
-    def __init__(self, sigint_effect: str = "stop", sighup_effect: str = "snapshot"):
+    def __init__(self, sigint_effect: str, sighup_effect: str):
         self._effects = {signal.SIGINT: sigint_effect, signal.SIGHUP: sighup_effect}
         self._got = {signum: False for signum in self._effects}
         self._previous = {}

@@ -32,6 +32,9 @@ __all__ = ["filename", "write", "restore", "sibling", "read_rng_state", "torch_r
 log = logging.getLogger("allconv.snapshot")
 
 
+BINARY_FILES = (".caffemodel", ".solverstate", ".rngstate")     # one binary-format snapshot's
+
+
 def filename(prefix, iter: int, extension: str) -> str:
     """Caffe's SnapshotFilename: ``<prefix>_iter_<iter><extension>``."""
     return f"{prefix}_iter_{iter}{extension}"

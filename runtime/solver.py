@@ -230,7 +230,8 @@ class Solver:
             if not p.HasField("snapshot_prefix"):       # an empty one Caffe takes: "_iter_N.*"
                 raise AllconvError(
                     "In solver params, snapshot is specified but snapshot_prefix is not")
-            probe_dir = os.path.dirname(os.path.abspath(p.snapshot_prefix + "_iter_0"))
+            first = snapshot.filename(p.snapshot_prefix, 0, "")
+            probe_dir = os.path.dirname(os.path.abspath(first))
             if not (os.path.isdir(probe_dir) and os.access(probe_dir, os.W_OK)):
                 raise AllconvError(
                     f"Cannot write to snapshot prefix {p.snapshot_prefix!r}. Make sure that "

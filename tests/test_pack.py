@@ -10,7 +10,7 @@ import torch
 
 from generator.render import NetOptions, render_net
 from generator.variants import get_variant
-from harness.net_transforms import input_net
+from harness.net_transforms import data_as_input, transformed
 from runtime import TEST, TRAIN
 from runtime.caffemodel import write_weights
 from runtime.errors import AllconvError
@@ -27,6 +27,11 @@ BATCH, SIZE, SEEDS = 8, 16, (3, 11, 5)
 RTOL, ATOL = 1e-5, 1e-6
 FP64 = {"rtol": 1e-10, "atol": 1e-12}
 SMALL = {"batch": 4, "size": 12}     # the smallest input All-CNN-C takes: 12 -> 6 -> 3 -> 1
+
+
+def input_net(param, phase, batch, sample_shape):
+    """``param`` for ``phase`` with every Data layer an Input layer of ``batch`` samples."""
+    return transformed(param, [data_as_input({TRAIN: batch, TEST: batch}, sample_shape)], phase)
 
 
 def all_cnn_c(phase: int, batch: int = BATCH, size: int = SIZE):
