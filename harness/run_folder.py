@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -198,8 +199,15 @@ class MetricsLog:
         return kept
 
     def write(self, record: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(_json_line(record))
+        """Append ``record`` as a line, synced before the checkpoint that follows it (a line
+        torn by a kill is skipped by `records`)."""
+        try:
+            with open(self.path, "a") as f:
+                f.write(_json_line(record))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            raise AllconvError(f"{self.path}: cannot write: {err.strerror or err}") from None
         if self.held is not None:
             self.held += 1
 

@@ -1719,3 +1719,10 @@ def test_a_signal_in_start_up_exits_with_128_plus_its_number(tmp_path, tiny_data
     monkeypatch.setattr(cli, "job_list", lambda *a, **k: cli._stop(signum, None))
     assert run_cli(cli.main, "replicate", argv) == 128 + signum
     assert capsys.readouterr().err == f"replicate: interrupted by {name}\n"
+
+
+def test_a_metrics_line_that_cannot_be_written_is_one_line(tmp_path):
+    """Before: an OSError from the append was a traceback."""
+    (tmp_path / "metrics.jsonl").mkdir()
+    with pytest.raises(AllconvError, match=r"metrics.jsonl: cannot write: Is a directory$"):
+        run_folder.MetricsLog(tmp_path / "metrics.jsonl").write({"iter": 1})
