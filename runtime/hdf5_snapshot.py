@@ -37,14 +37,14 @@ def holds_hdf5(path) -> bool:
     """Whether a weights file is HDF5: Caffe's CopyTrainedLayersFrom asks H5Fis_hdf5, which
     looks for the signature at byte 0, 512, 1024, 2048, ... (False for a file not there)."""
     try:
-        with open(path, "rb") as handle:
+        with open(os.fspath(path), "rb") as handle:    # fspath: an int would open a descriptor
             size, offset = os.fstat(handle.fileno()).st_size, 0
             while offset + len(SIGNATURE) <= size:
                 handle.seek(offset)
                 if handle.read(len(SIGNATURE)) == SIGNATURE:
                     return True
                 offset = max(512, 2 * offset)
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):
         return False
     return False
 

@@ -81,19 +81,30 @@ class Net(nn.Module):
     ``seed`` seeds the generator for fillers and dropout; None draws a random seed.
     ``feeds``: a feed, or ``{data layer name: feed}``, for Data layers; ``input_shapes``:
     ``{top name: sample shape}`` for Data layers whose feed has no ``sample_shape``.
-    pycaffe's older order, ``Net(prototxt, weights, phase)``, is taken too.
+    The arguments are pycaffe's, ``Net(network_file, phase, level=0, stages=None,
+    weights=None)``, and its older order ``Net(network_file, weights, phase)`` is taken too.
     """
 
-    def __init__(self, prototxt, phase: int, weights=None, *, level: int = 0, stages=(),
-                 input_shapes=None, seed: int | None = None, feeds=None):
+    def __init__(self, network_file, phase: int, level: int | None = None, stages=None,
+                 weights=None, *, input_shapes=None, seed: int | None = None, feeds=None):
         super().__init__()
-        if isinstance(phase, (str, os.PathLike)) and weights in (pb.TRAIN, pb.TEST):
-            phase, weights = weights, phase         # caffe.Net(prototxt, weights, phase)
+        if isinstance(phase, (str, os.PathLike)) and level is not None:
+            if stages is not None or weights is not None:   # (network_file, weights, phase)
+                raise AllconvError("Net(network_file, weights, phase) takes nothing more, as "
+                                   "pycaffe's; give Net(network_file, phase, level, stages, "
+                                   "weights=...)")
+            phase, weights, level = level, phase, None
+        level = 0 if level is None else level
         if phase not in (pb.TRAIN, pb.TEST):
             raise AllconvError(f"phase must be TRAIN (0) or TEST (1), got {phase!r}")
-        param = read_net(prototxt)
+        if isinstance(level, bool) or not isinstance(level, int):
+            raise AllconvError(f"level must be an int, got {level!r} (pycaffe's order: "
+                               "Net(network_file, phase, level=0, stages=None, weights=None))")
+        if weights is not None and not isinstance(weights, (str, os.PathLike)):
+            raise AllconvError(f"weights must be a file name, got {weights!r}")
+        param = read_net(network_file)
         param.state.phase, param.state.level = phase, level
-        param.state.stage.extend(stages)
+        param.state.stage.extend(stages or ())
         self.name, self.phase = param.name, phase
         self.force_backward = param.force_backward
         self.debug_info = param.debug_info     # a Solver sets it per step, as Caffe's
@@ -621,10 +632,13 @@ class Net(nn.Module):
             with torch.no_grad():
                 target.copy_(value)
         if (first, last) == (0, len(self.layers) - 1):
-            self._values, self._versions, self._loss = self._run(overrides, store=True)
+            values, versions, self._loss = self._run(overrides, store=True)
+            self._keep_diffs(versions)
+            self._values, self._versions = values, versions
         elif first <= last:     # (start after end: Caffe's ForwardFromTo runs nothing)
             with torch.no_grad():
                 values, versions, _ = self._run(overrides, True, first, last)
+                self._keep_diffs(versions)
                 self._values.update(values)
                 self._versions.update(versions)
                 self._view_again(set(values), last + 1)
@@ -634,6 +648,17 @@ class Net(nn.Module):
         # (Filter's) keeps the shape of its last value, as pycaffe's blob does.
         self._shapes.update((name, tuple(v.shape)) for name, v in self._values.items())
         return {name: self.blobs[name].data for name in dict.fromkeys([*outputs, *blobs])}
+
+    def _keep_diffs(self, replaced) -> None:
+        """Before the values of the blobs ``replaced`` are replaced, what the last backward
+        left in their diffs becomes their diff memory (``_held_diff``), as Caffe's Forward
+        leaves diffs alone: a later ``backward(start=)`` or ``.diff`` reads it (an output's
+        memory is kept by ``backward`` itself)."""
+        for name in replaced:
+            if name not in self.outputs:
+                grad = self._kept_grad(name)
+                if grad is not None:
+                    self._held_diffs[name] = grad.detach()
 
     def _pass_range(self, named: dict, method: str, default: tuple[int, int],
                     ) -> tuple[int, int, int | None]:
@@ -793,27 +818,58 @@ class Net(nn.Module):
         names = self._check_blob_names(blobs)
         if not inputs:
             raise AllconvError("forward_all needs the inputs' values, as name=array")
-        not_inputs = sorted(set(inputs) - set(self._input_slots))
-        if not_inputs:
-            raise AllconvError(f"forward_all({not_inputs[0]}=...): not an Input blob (inputs: "
-                               f"{', '.join(self.inputs)})")
-        values = {name: torch.as_tensor(v, dtype=torch.float32) for name, v in inputs.items()}
+        count, batches = self._batches("forward_all", inputs, self._input_slots, "an Input")
+        outs: dict[str, list] = {}
+        for chunk in batches:
+            _collect(outs, self.forward(blobs=names, **chunk), "forward_all")
+        return {name: torch.cat(parts)[:count] for name, parts in outs.items()}
+
+    def forward_backward_all(self, blobs=None, diffs=None, **values) -> tuple[dict, dict]:
+        """pycaffe's ``forward_backward_all``: Input blobs' values and outputs' diffs (name=
+        array, of one length) run through the net in batches of its own, each a forward
+        and a backward (the last padded with zeros); returns ({output, and ``blobs``: values},
+        {input, and ``diffs``: diffs}) for every item, the padding cut off."""
+        names, diff_names = self._check_blob_names(blobs), self._check_blob_names(diffs)
+        if not values:
+            raise AllconvError("forward_backward_all needs the inputs' values or the outputs' "
+                               "diffs, as name=array")
+        count, batches = self._batches("forward_backward_all", values,
+                                       [*self._input_slots, *self.outputs],
+                                       "an Input or output")
+        outs: dict[str, list] = {}
+        grads: dict[str, list] = {}
+        for chunk in batches:
+            _collect(outs, self.forward(blobs=names, **{
+                n: v for n, v in chunk.items() if n in self._input_slots}),
+                "forward_backward_all")
+            _collect(grads, self.backward(diffs=diff_names, **{
+                n: v for n, v in chunk.items() if n in self.outputs}), "forward_backward_all")
+        return ({name: torch.cat(parts)[:count] for name, parts in outs.items()},
+                {name: torch.cat(parts)[:count] for name, parts in grads.items()})
+
+    def _batches(self, method: str, values: dict, allowed, kind: str):
+        """(items, padded batches) of ``values`` (name -> array of items shaped like the
+        blob's), each batch the blob's size, the last padded with zeros, as pycaffe's
+        ``_batch``."""
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            raise AllconvError(f"{method}({unknown[0]}=...): not {kind} blob (inputs: "
+                               f"{', '.join(self.inputs)}; outputs: {', '.join(self.outputs)})")
+        values = {name: torch.as_tensor(v, dtype=torch.float32) for name, v in values.items()}
         count = len(next(iter(values.values())))
         for name, value in values.items():
             if len(value) != count or tuple(value.shape[1:]) != self._shapes[name][1:]:
-                raise AllconvError(f"forward_all({name}=...): shape {tuple(value.shape)}; "
+                raise AllconvError(f"{method}({name}=...): shape {tuple(value.shape)}; "
                                    f"{count} items of {self._shapes[name][1:]} expected")
         batch = self._shapes[next(iter(values))][0]
-        outs: dict[str, list] = {}
-        for start in range(0, count, batch):
-            chunk = {name: torch.zeros(self._shapes[name]) for name in values}
-            for name, value in values.items():
-                chunk[name][:len(value[start:start + batch])] = value[start:start + batch]
-            for name, out in self.forward(blobs=names, **chunk).items():
-                if out.dim() == 0:
-                    raise AllconvError(f"forward_all: output {name!r} has no batch axis")
-                outs.setdefault(name, []).append(out.clone())
-        return {name: torch.cat(parts)[:count] for name, parts in outs.items()}
+
+        def chunks():
+            for start in range(0, count, batch):
+                chunk = {name: torch.zeros(self._shapes[name]) for name in values}
+                for name, value in values.items():
+                    chunk[name][:len(value[start:start + batch])] = value[start:start + batch]
+                yield chunk
+        return count, chunks()
 
     def forward_backward(self, **inputs) -> float:
         """forward + backward; returns the total weighted loss."""
@@ -830,6 +886,16 @@ class Net(nn.Module):
     def loss_weight(self, blob: str) -> float:
         """The loss weight of a top blob (Caffe's blob_loss_weights; 0 for a non-loss top)."""
         return self._top_loss_weights.get(blob, 0.0)
+
+    @property
+    def _layer_names(self) -> list[str]:
+        """pycaffe's name of ``layer_names`` (``zip(net._layer_names, net.layers)``)."""
+        return self.layer_names
+
+    @property
+    def _blob_names(self) -> list[str]:
+        """pycaffe's: every blob's name, in the net's order."""
+        return list(self.blobs)
 
     @property
     def blob_loss_weights(self) -> OrderedDict:
@@ -972,6 +1038,16 @@ class Net(nn.Module):
                 owners.setdefault(id(blob), layer)
         return owners
 
+    def load_hdf5(self, path) -> None:
+        """pycaffe's ``load_hdf5``: `copy_from` of an HDF5 .caffemodel (CopyTrainedLayersFromHDF5,
+        which fails on another kind of file)."""
+        if not hdf5_snapshot.holds_hdf5(path):
+            if not os.path.exists(path):
+                raise AllconvError(f"{path}: no such file")
+            raise AllconvError(f"{path}: not an HDF5 file (load_hdf5 reads those; copy_from "
+                               "reads either kind)")
+        self.copy_from(path)
+
     def save_hdf5(self, path, diff: bool = False) -> None:
         """Write the weights as Caffe's ToHDF5 does (``.caffemodel.h5``; a shared blob once),
         with every blob's diff (``.grad``; zeros where none) when ``diff``."""
@@ -1014,6 +1090,14 @@ def _as_blob(value, what: str, shape) -> torch.Tensor:
     if tuple(tensor.shape) != tuple(shape):
         raise AllconvError(f"{what}: shape {tuple(tensor.shape)}, the blob is {tuple(shape)}")
     return tensor
+
+
+def _collect(parts: dict, batch: dict, method: str) -> None:
+    """Add a batch's ``{blob: tensor}`` (a copy) to ``parts``' lists."""
+    for name, value in batch.items():
+        if value.dim() == 0:
+            raise AllconvError(f"{method}: blob {name!r} has no batch axis")
+        parts.setdefault(name, []).append(value.clone())
 
 
 def _check_blob(blob, array, where: str, source: str) -> None:

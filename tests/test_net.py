@@ -537,6 +537,19 @@ def test_copy_from_checks_every_blob_before_it_copies_any(tmp_path):
     assert all(torch.equal(p, q) for p, q in zip(before, a.learnable_params))
 
 
+def test_a_forward_leaves_the_diffs_of_the_last_backward_as_caffe():
+    """Caffe's Forward writes no diff: a middle blob's diff after the next forward is still
+    the last backward's, and backward(start=) reads it from there. Before: zeros."""
+    net = small(TEST)
+    net.forward()
+    net.backward()
+    pool, ip = (net.blobs[n].diff.clone() for n in ("pool1", "ip"))
+    assert pool.abs().sum() > 0
+    net.forward()
+    assert torch.equal(net.blobs["ip"].diff, ip) and torch.equal(net.blobs["pool1"].diff, pool)
+    assert torch.allclose(net.backward(start="ip", end="ip", diffs=["pool1"])["pool1"], pool)
+
+
 def test_a_prototxt_blob_of_a_legacy_shape_fills_a_2d_weight():
     """Caffe's Layer takes a prototxt blob's shape and InnerProduct checks none: a 1x1x3x5
     `shape` fills a (3, 5) weight there (a .caffemodel's must be legacy fields to)."""
@@ -573,6 +586,33 @@ def test_pycaffes_older_argument_order_prototxt_weights_phase(tmp_path):
         torch.testing.assert_close(net.params["ip"][0].data, small(seed=1).params["ip"][0].data)
     with pytest.raises(AllconvError, match="phase must be TRAIN"):
         Net(NET, str(path), 7)
+
+
+def test_pycaffes_positional_and_keyword_forms(tmp_path, capsys):
+    """pycaffe's Net(network_file, phase, level=0, stages=None, weights=None): Net(P, TEST, 1)
+    is level 1 (before: the 1 was taken for weights, a file descriptor that was closed, and
+    stdout with it), stages=None is none, and network_file= names the net; pycaffe's
+    _layer_names and _blob_names; load_hdf5 reads only HDF5."""
+    text = NET.replace("include { phase: TEST } }", 'include { phase: TEST min_level: 1 } '
+                       'include { phase: TEST stage: "s" } }')
+    assert "acc" not in Net(text, TEST).layer_names
+    assert "acc" in Net(text, TEST, 1).layer_names
+    assert "acc" in Net(text, TEST, 0, ["s"]).layer_names
+    assert "acc" not in Net(network_file=text, phase=TEST, stages=None).layer_names
+    print("stdout still open")
+    assert capsys.readouterr().out == "stdout still open\n"
+    with pytest.raises(AllconvError, match="^level must be an int, got 'w.caffemodel'"):
+        Net(text, TEST, "w.caffemodel")
+    net = small(seed=1)
+    assert net._layer_names == net.layer_names and net._blob_names == list(net.blobs)
+    net.save(tmp_path / "binary.caffemodel")
+    with pytest.raises(AllconvError, match="binary.caffemodel: not an HDF5 file"):
+        small(seed=2).load_hdf5(tmp_path / "binary.caffemodel")
+    pytest.importorskip("h5py")
+    net.save_hdf5(tmp_path / "w.caffemodel.h5")
+    loaded = small(seed=2)
+    loaded.load_hdf5(tmp_path / "w.caffemodel.h5")
+    assert all(torch.equal(p, q) for p, q in zip(net.learnable_params, loaded.learnable_params))
 
 
 def test_copy_from_keeps_absent_layers_and_accepts_legacy_shapes(tmp_path, caplog):
@@ -1332,6 +1372,28 @@ def test_pycaffe_forward_all_runs_any_count_in_the_nets_batches():
         net.forward_all(data=torch.zeros(5, 3, 6, 5))
     assert list(small().blob_loss_weights.items())[-1] == ("loss", 1.0)
     assert small().blob_loss_weights["conv1"] == 0.0
+
+
+def test_pycaffe_forward_backward_all_equals_one_pass_over_every_item():
+    """forward_backward_all (an AttributeError before): 5 items and their output diffs in
+    batches of 2, the last padded; the values and diffs of one pass at batch 5."""
+    gen = torch.Generator().manual_seed(9)
+    x, g = torch.randn(5, 3, 6, 6, generator=gen), torch.randn(5, 5, generator=gen)
+    outs, diffs = _deploy().forward_backward_all(blobs=["conv1"], diffs=["conv1"], data=x,
+                                                 prob=g)
+    whole = _deploy()
+    whole.blobs["data"].reshape(5, 3, 6, 6)
+    whole.reshape()
+    want = whole.forward(data=x, blobs=["conv1"])
+    want_diffs = whole.backward(diffs=["conv1"], prob=g)
+    assert sorted(outs) == ["conv1", "prob"] and sorted(diffs) == ["conv1", "data"]
+    for got, expected in ((outs, want), (diffs, want_diffs)):
+        for name in got:
+            assert got[name].shape[0] == 5
+            torch.testing.assert_close(got[name], expected[name])
+    with pytest.raises(AllconvError, match=r"forward_backward_all\(conv1=...\): not an Input "
+                                           "or output blob"):
+        _deploy().forward_backward_all(conv1=torch.zeros(5, 4, 6, 6))
 
 
 def test_a_written_diff_reaches_only_layers_caffes_backward_runs():

@@ -55,7 +55,7 @@ def against_caffe(variant: str) -> dict[str, float]:
 
 
 def deploy_net(variant: str, weights=None) -> Net:
-    return Net(render_net(VARIANTS[variant], NetOptions(deploy=True)), pb.TEST, weights,
+    return Net(render_net(VARIANTS[variant], NetOptions(deploy=True)), pb.TEST, weights=weights,
                seed=0)
 
 
