@@ -272,21 +272,25 @@ def no_weights(path: PathLike) -> AllconvError:
 
 def write_weights(
     path: PathLike,
-    layers: Iterable[tuple[str, str, Sequence[np.ndarray]]],
+    layers: Iterable[tuple],
     net_name: str = "",
     diffs: Iterable[Sequence[np.ndarray]] | None = None,
 ) -> None:
-    """Write a .caffemodel: one V2 layer (name, type, blobs) per entry, with each blob's
-    ``diffs`` (one list per entry) when given (the solver's snapshot_diff)."""
+    """Write a .caffemodel: one V2 layer per entry, ``(LayerParameter, blobs)`` (its whole
+    definition, as Caffe's Net::ToProto writes it) or ``(name, type, blobs)``, with each
+    blob's ``diffs`` (one list per entry) when given (the solver's snapshot_diff)."""
     net = pb.NetParameter()
     if net_name:
         net.name = net_name
     layers = list(layers)
-    for (name, layer_type, blobs), layer_diffs in zip(
-            layers, diffs if diffs is not None else [[None] * len(b) for _, _, b in layers]):
+    for (*definition, blobs), layer_diffs in zip(
+            layers, diffs if diffs is not None else [[None] * len(e[-1]) for e in layers]):
         layer = net.layer.add()
-        layer.name = name
-        layer.type = layer_type
+        if len(definition) == 1:
+            layer.CopyFrom(definition[0])
+            layer.ClearField("blobs")
+        else:
+            layer.name, layer.type = definition
         for array, diff in zip(blobs, layer_diffs, strict=True):
             layer.blobs.append(array_to_blob(array, diff))
     write_binary(path, net)

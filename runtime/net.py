@@ -1058,9 +1058,10 @@ class Net(nn.Module):
             for l in self.layers], self._diffs() if diff else None)
 
     def save(self, path, diff: bool = False) -> None:
-        """Write every layer's blobs as a binary NetParameter (.caffemodel, V2 layers), with
-        each blob's diff (``.grad``; zeros where none) when ``diff``, as Caffe's ToProto."""
-        write_weights(path, [(l.name, l.type_name, [b.detach().cpu().numpy() for b in l.blobs])
+        """Write every layer, its definition and blobs, as a binary NetParameter (.caffemodel,
+        V2 layers), with each blob's diff (``.grad``; zeros where none) when ``diff``, as
+        Caffe's ToProto."""
+        write_weights(path, [(l.to_proto(), [b.detach().cpu().numpy() for b in l.blobs])
                              for l in self.layers], net_name=self.name,
                       diffs=self._diffs() if diff else None)
 

@@ -277,12 +277,14 @@ def pack_seeds(packed: Net, solos: Sequence[Net]) -> None:
             layer.set_member_seeds([source.seeds[0] for source in sources])
 
 
-def member_weights(packed: Net, k: int, members: int) -> list[tuple[str, str, list]]:
-    """Member ``k``'s learnable layers as ``runtime.caffemodel.write_weights`` takes them
-    ((name, type, [arrays])): a .caffemodel its solo net copies from by layer name."""
-    return [(layer.name, layer.type_name,
-             [member_block(b.detach(), k, members).cpu().numpy() for b in layer.blobs])
-            for layer in packed.layers if len(layer.blobs)]
+def member_weights(packed: Net, k: int, members: int) -> list[tuple]:
+    """Member ``k``'s layers as ``runtime.caffemodel.write_weights`` takes them: the solo
+    net's definitions (``packed.solo_layers``, kept by `packed_net`), each with member k's
+    blocks of the pack's blobs of its name, so its .caffemodel is a solo run's."""
+    blobs = {layer.name: layer.blobs for layer in packed.layers}
+    return [(definition, [member_block(b.detach(), k, members).cpu().numpy()
+                          for b in blobs.get(definition.name, ())])
+            for definition in packed.solo_layers]
 
 
 class Member:
@@ -322,6 +324,7 @@ def packed_net(net_param, phase: int, seeds: Sequence[int]) -> Net:
     net = Net(pack_net(param, len(seeds)), phase, seed=seeds[0])
     pack_weights(net, solos)
     pack_seeds(net, solos)
+    net.solo_layers = [layer.to_proto() for layer in solos[0].layers]    # see member_weights
     return net
 
 

@@ -550,6 +550,28 @@ def test_a_forward_leaves_the_diffs_of_the_last_backward_as_caffe():
     assert torch.allclose(net.backward(start="ip", end="ip", diffs=["pool1"])["pool1"], pool)
 
 
+def test_save_writes_each_layers_definition_as_caffes_to_proto(tmp_path):
+    """Caffe's Net::ToProto writes every layer's LayerParameter as set up beside its blobs:
+    the net's phase in each, loss_weight 1 added to a loss layer that gave none, the Split
+    layers and their renamed bottoms, include rules and param specs kept (the reference
+    build's file for this net, blobs aside). Before: name, type and blobs alone."""
+    text = NET.replace('name: "ip" type: "InnerProduct"',
+                       'name: "ip" type: "InnerProduct" param { lr_mult: 2 }')
+    Net(text, TEST, seed=1).save(tmp_path / "w.caffemodel")
+    saved = pb.NetParameter()
+    saved.ParseFromString((tmp_path / "w.caffemodel").read_bytes())
+    layers = {layer.name: layer for layer in saved.layer}
+    assert list(layers) == ["input", "label_input_1_split", "conv1", "relu1", "pool1", "ip",
+                            "ip_ip_0_split", "loss", "acc"]
+    assert {layer.phase for layer in saved.layer} == {TEST}
+    assert list(layers["loss"].loss_weight) == [1.0] and not len(layers["acc"].loss_weight)
+    assert list(layers["loss"].bottom) == ["ip_ip_0_split_0", "label_input_1_split_0"]
+    assert layers["acc"].include[0].phase == TEST
+    assert layers["ip"].param[0].lr_mult == 2 and layers["ip"].inner_product_param.num_output == 5
+    assert [len(layer.blobs) for layer in saved.layer] == [0, 0, 2, 0, 0, 2, 0, 0, 0]
+    assert Net(text, TEST, weights=str(tmp_path / "w.caffemodel")).params["ip"][0].shape == (5, 36)
+
+
 def test_a_prototxt_blob_of_a_legacy_shape_fills_a_2d_weight():
     """Caffe's Layer takes a prototxt blob's shape and InnerProduct checks none: a 1x1x3x5
     `shape` fills a (3, 5) weight there (a .caffemodel's must be legacy fields to)."""

@@ -12,11 +12,12 @@ from generator.render import NetOptions, render_net
 from generator.variants import get_variant
 from harness.net_transforms import data_as_input, transformed
 from runtime import TEST, TRAIN
-from runtime.caffemodel import write_weights
+from runtime.caffemodel import read_binary, write_weights
 from runtime.errors import AllconvError
 from runtime.net import Net
 from runtime.pack import (member_block, member_state, member_weights, pack_inputs, pack_net,
                           packed_net)
+from runtime.proto import pb
 from runtime.prototxt import read_net
 
 BATCH, SIZE, SEEDS = 8, 16, (3, 11, 5)
@@ -181,6 +182,13 @@ def test_member_caffemodel_loads_into_its_solo_net(tmp_path):
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     path = tmp_path / "member1.caffemodel"
     write_weights(path, member_weights(pack, 1, 3), net_name=pack.name)
+    Net(param, TRAIN, seed=SEEDS[1]).save(tmp_path / "solo.caffemodel")
+    files = [read_binary(tmp_path / name, pb.NetParameter)
+             for name in ("member1.caffemodel", "solo.caffemodel")]
+    for saved in files:                 # a solo run's definitions: the solo net's, as Caffe's
+        for layer in saved.layer:
+            layer.ClearField("blobs")
+    assert files[0] == files[1]
     solo = Net(test_param, TEST, weights=str(path), seed=99)
     test_pack = Net(pack_net(test_param, 3), TEST)
     test_pack.share_trained_layers_with(pack)

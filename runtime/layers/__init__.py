@@ -225,6 +225,19 @@ class Layer(nn.Module):
             weights[0] = 1.0
         return weights
 
+    def to_proto(self) -> pb.LayerParameter:
+        """The layer's definition as Caffe's Layer::ToProto writes it beside its blobs: its
+        LayerParameter as set up (the net's phase where it named none, as Net::Init sets it;
+        a loss layer's loss_weight 1 where none was given, as LossLayer adds it), no blobs."""
+        param = pb.LayerParameter()
+        param.CopyFrom(self.param)
+        param.ClearField("blobs")
+        if not param.HasField("phase"):
+            param.phase = self.phase
+        if self.is_loss and not len(param.loss_weight):
+            param.loss_weight.append(1.0)
+        return param
+
     def add_blob(self, shape, filler, generator) -> None:
         """Append a learnable blob of ``shape`` filled by ``filler`` (None: zeros, as a Blob's
         new memory), tagged with its ParamSpec."""
