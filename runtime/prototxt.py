@@ -34,8 +34,9 @@ from runtime.caffemodel import binary_kind
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
-from runtime.text_tokens import (TextSyntaxError, caffe_position, caffe_tokens, decode_prototxt,
-                                 past_sign, text_index)
+from runtime.text_tokens import (AFTER_TOKEN, TextSyntaxError, caffe_position, caffe_tokens,
+                                 cpp_column, decode_prototxt, line_column, next_token, past_sign,
+                                 text_index)
 from runtime.upgrade_proto import upgrade_net, upgrade_solver
 
 __all__ = [
@@ -76,10 +77,12 @@ def _parse_text(text: str, message: Message, filename: str) -> Message:
             text_format.Parse(tokens, message)
     except text_format.ParseError as err:
         where, detail = _parse_error(err, tokens)
-        if syntax is None or _before(err, tokens, syntax.token):
-            raise AllconvError(_format_parse_error(where, detail, text, filename)) from None
+        if syntax is None or _before(err, tokens, syntax.token, detail):
+            raise AllconvError(_format_parse_error(where, detail, text, filename,
+                                                   message)) from None
     if syntax is not None:
-        raise AllconvError(f"{filename}:{syntax.line}:{syntax.column}: {syntax.detail}")
+        raise AllconvError(f"{filename}:{syntax.line}:"
+                           f"{cpp_column(text, syntax.line, syntax.column)}: {syntax.detail}")
     return message
 
 
@@ -121,8 +124,24 @@ def _parse_error(err: text_format.ParseError, tokens: str):
     detail = _QUOTED_LINE.sub("", detail.strip(), count=1)
     if line is None:
         return None, detail
+    if match := _NO_EXTENSIONS.fullmatch(detail):
+        return _extension_error(tokens, text_index(tokens, line, column or 1), match.group(1))
     where = caffe_position(tokens, line, column or 1, detail)
     return where, _in_caffe_words(detail, tokens, where)
+
+
+_NO_EXTENSIONS = re.compile(r'Message type "([\w.]+)" does not have extensions\.')
+
+
+def _extension_error(tokens: str, index: int, message: str):
+    """C++'s error for the extension ``[name]`` around ``index`` (Python's: "does not have
+    extensions", at its last part): the name is unknown, at the token after ']'."""
+    start, end = tokens.rfind("[", 0, index + 1), tokens.find("]", index)
+    if start < 0 or end < 0:
+        return line_column(tokens, index), f'Message type "{message}" does not have extensions.'
+    name = "".join(tokens[start + 1:end].split())
+    return (line_column(tokens, next_token(tokens, end + 1)),
+            f'Extension "{name}" is not defined or is not an extension of "{message}".')
 
 
 _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[\w.+-]+|\S|')
@@ -133,7 +152,8 @@ _CPP_WORDS = [
     (re.compile(r'Expected "[}>]"\.'), "Expected identifier, got: "),   # the text ends
     (re.compile(r"Expected identifier or number, got (.*)\."), r"Expected identifier, got: \1"),
     (re.compile(r"Couldn't parse float: (.*)"), r"Expected double, got: \1"),
-    (re.compile(r"Couldn't parse integer: (.*)"), r"Expected integer, got: \1"),
+    (re.compile(r"Couldn't parse integer: -?\s*(.*)"), r"Expected integer, got: \1"),
+    (re.compile(r"Value out of range: (.*)"), r"Integer out of range (\1)"),
     (re.compile(r"Expected string but found: '(.*)'"), r"Expected string, got: \1"),
     (re.compile(r'Message type "[\w.]+" should not have multiple "(\w+)" fields\.'),
      r'Non-repeated field "\1" is specified multiple times.'),
@@ -152,19 +172,28 @@ def _in_caffe_words(detail: str, tokens: str, where: tuple[int, int]) -> str:
     return detail
 
 
-def _before(err: text_format.ParseError, tokens: str, index: int) -> bool:
-    """Whether Python's error is about a token that starts before ``index`` (C++ reads
-    tokens one by one, so a token's own error comes first)."""
+def _before(err: text_format.ParseError, tokens: str, index: int, detail: str) -> bool:
+    """Whether C++ meets Python's error before the token at ``index``'s own: C++ reads tokens
+    one by one, each read when the one before it is taken, so an error it finds only once it
+    has taken its token (an unknown field name) comes after the next token's."""
     line, column = err.GetLine(), err.GetColumn()
-    return line is not None and past_sign(tokens, text_index(tokens, line, column or 1)) < index
+    if line is None:
+        return False
+    start = past_sign(tokens, text_index(tokens, line, column or 1))
+    if any(words in detail for words in AFTER_TOKEN):
+        token = _TOKEN.match(tokens, start)
+        start = next_token(tokens, token.end() if token else start)
+    return start < index
 
 
-def _format_parse_error(where, detail: str, text: str, filename: str) -> str:
-    where = filename if where is None else f"{filename}:{where[0]}:{where[1]}"
+def _format_parse_error(where, detail: str, text: str, filename: str, message) -> str:
+    where = (filename if where is None else
+             f"{filename}:{where[0]}:{cpp_column(text, *where)}")
     detail = _with_valid_names(detail) or "syntax error"
     if 'V1LayerParameter" has no field named "layer"' in detail:
         detail += f" (this is a V0 net from 2013; {_UPGRADE_HINT})"
-    elif "Expected string" in detail and _ENUM_TYPE_LINE.search(text):
+    elif ("Expected string" in detail and isinstance(message, pb.NetParameter)
+          and _ENUM_TYPE_LINE.search(text)):
         detail += (
             " (unquoted upper-case layer types are V1 (pre-2015) syntax, valid "
             'only inside `layers { }`; in `layer { }` write e.g. type: "Convolution"; '

@@ -35,15 +35,24 @@ _OCTAL = re.compile(r"0[0-7]*")
 _DECIMAL = re.compile(r"(?:\.[0-9]*|[0-9]+(?:\.[0-9]*)?)([eE][+-]?)?")
 _DIGITS = re.compile(r"[0-9]*")
 _FLOATS = (FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE)
+# what C++ expects where a quoted string stands for a field's value of another kind
+_NOT_STRING = {**{t: "integer" for t in (FieldDescriptor.CPPTYPE_INT32,
+                                          FieldDescriptor.CPPTYPE_INT64,
+                                          FieldDescriptor.CPPTYPE_UINT32,
+                                          FieldDescriptor.CPPTYPE_UINT64)},
+               **{t: "double" for t in _FLOATS}, FieldDescriptor.CPPTYPE_BOOL: "identifier",
+               FieldDescriptor.CPPTYPE_ENUM: "integer or identifier"}
+_VALUE_KINDS = {**_NOT_STRING, FieldDescriptor.CPPTYPE_STRING: "string"}
 # what C++ expects where a '-' stands before a value that takes no sign
 _UNSIGNED = {FieldDescriptor.CPPTYPE_UINT32: "integer", FieldDescriptor.CPPTYPE_UINT64: "integer",
              FieldDescriptor.CPPTYPE_BOOL: "identifier"}
+# Python's errors about a value that C++ reports at the value, the text's last token too
+_AT_TOKEN = (", got", "but found", "Couldn't parse", "out of range")
 # Python reports these where the token they name starts, C++ at the token after it
-_AFTER_TOKEN = ("has no field named", "has no value named", "has no value with number",
+AFTER_TOKEN = ("has no field named", "has no value named", "has no value with number",
                 'Expected "true" or "false"')
 _TOKEN = re.compile(r"-?[ \t]*[\w.]+|\"(?:[^\"\\\n]|\\.)*\"?|'(?:[^'\\\n]|\\.)*'?|\S")
 _GAP = re.compile(r"(?:\s|#[^\n]*)*")
-_FIELD_NAME_END = re.compile(r"\s*[:{<]")
 _BLANK = " \t\r\n\v\f"
 
 
@@ -87,31 +96,32 @@ def _rewrite(text: str, message, out: list[str]) -> None:
     """``caffe_tokens``' pass, writing into ``out`` (the text's characters)."""
     i, n = 0, len(text)
     messages, field = [message], None     # the enclosing messages; the field last named
+    opened = []                           # the brackets open: "{", "<", "[" (a list), "e"
+    outer = []                            # the field of each message open
+    value = named = False     # a value comes next (after ':' or in a list); a name was read
     while i < n:
         char = text[i]
-        if char == "#":
-            end = text.find("\n", i)
-            end = n if end < 0 else end
-            for j in range(i, end):
-                if text[j] == "\0":
-                    raise TextSyntaxError(text, j, "Invalid control characters encountered "
-                                                   "in text.")
-                if _is_foreign(text[j]):
-                    out[j] = "?"
-            i = end
-        elif char in "\"'":
+        if char == "#" or char in _BLANK:
+            i = _comment_end(text, i, out) if char == "#" else i + 1
+            continue
+        was_named, named = named, False
+        if char in "\"'":
             try:
-                i = _string_end(text, i, out)
+                end = _string_end(text, i, out)
             except TextSyntaxError as err:
                 err.token = i
                 raise
+            if value and field and field.cpp_type in _NOT_STRING:
+                raise TextSyntaxError(text, i, f"Expected {_NOT_STRING[field.cpp_type]}, got: "
+                                               f"{text[i:end]}")
+            i, value = end, False
         elif char == "+":
             raise TextSyntaxError(text, i, "'+' is not text-format syntax (a number takes "
                                            "only '-')")
         elif char == "-":
             j = i + 1
-            while j < n and text[j] in _BLANK:
-                j += 1
+            while j < n and (text[j] in _BLANK or text[j] == "#"):   # C++: tokens apart
+                j = _comment_end(text, j, out) if text[j] == "#" else j + 1
             unsigned = _UNSIGNED.get(field.cpp_type) if field else None
             if unsigned:
                 raise TextSyntaxError(text, i, f"Expected {unsigned}, got: -")
@@ -134,21 +144,24 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             except TextSyntaxError as err:
                 err.token = i
                 raise
+            if not (value or was_named or (opened and opened[-1] == "e")):
+                raise TextSyntaxError(text, i, f"Expected identifier, got: {text[i:end]}")
             if based:
                 _integer_for(field, text[i:end], text, i, out)
             elif field and field.cpp_type == FieldDescriptor.CPPTYPE_ENUM and \
                     not _DIGITS.fullmatch(text[i:end]):
                 raise TextSyntaxError(text, i, "Expected integer or identifier, got: "
                                                f"{text[i:end]}")
-            i = end
+            i, value = end, False
         elif _IDENTIFIER.match(text, i):
             end = _IDENTIFIER.match(text, i).end()
-            if _FIELD_NAME_END.match(text, end):     # not a value (an enum's, true)
+            if not value:     # a scalar value is one token: a field name follows it, as in C++
                 field = messages[-1] and messages[-1].fields_by_name.get(text[i:end])
+                named = not opened or opened[-1] != "e"
             elif field and field.cpp_type in _FLOATS and \
                     text[i:end].lower() not in ("inf", "infinity", "nan"):
                 raise TextSyntaxError(text, i, f"Expected double, got: {text[i:end]}")
-            i = end
+            i, value = end, False
         else:
             if _is_foreign(char):
                 raise TextSyntaxError(text, i, "not a text prototxt (invalid UTF-8)")
@@ -158,11 +171,38 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             if char < " " and char not in "\t\n\v\f\r":
                 raise TextSyntaxError(text, i, "Invalid control characters encountered in text "
                                                "(not a text prototxt?)")
+            if value and field and field.cpp_type in _VALUE_KINDS and char not in "[]":
+                raise TextSyntaxError(text, i, f"Expected {_VALUE_KINDS[field.cpp_type]}, "
+                                               f"got: {char}")      # ':', ';', '}' as a value
             if char in "{<":
                 messages.append(field.message_type if field else None)
+                opened.append(char)
+                outer.append(field)
             elif char in "}>" and len(messages) > 1:
                 messages.pop()
+                if opened:
+                    opened.pop()
+                field = outer.pop()       # the message's own field (a list's, say)
+            elif char == "[":         # a list after a name or ':', else an extension's name
+                opened.append("[" if value or was_named else "e")
+            elif char == "]" and opened and opened[-1] in "[e":
+                opened.pop()
+            value = char == ":" or (char == "," and bool(opened) and opened[-1] == "[") or (
+                char == "[" and opened[-1] == "[")
             i += 1
+
+
+def _comment_end(text: str, i: int, out: list[str]) -> int:
+    """The index of the end of the comment at ``i`` (its line's end); a NUL in it refused (C++
+    ends the comment there, then refuses it), bytes that are not UTF-8 made ``?`` in ``out``."""
+    end = text.find("\n", i)
+    end = len(text) if end < 0 else end
+    for j in range(i, end):
+        if text[j] == "\0":
+            raise TextSyntaxError(text, j, "Invalid control characters encountered in text.")
+        if _is_foreign(text[j]):
+            out[j] = "?"
+    return end
 
 
 def _number_end(text: str, i: int) -> tuple[int, bool]:
@@ -316,19 +356,34 @@ def caffe_position(tokens: str, line: int, column: int, detail: str) -> tuple[in
         index = len(before) - 1 if before.endswith(":") else index
     else:
         token = _TOKEN.match(tokens, index)
-        after = _GAP.match(tokens, token.end() if token else index).end()
+        after = next_token(tokens, token.end() if token else index)
         read = token and not (detail.startswith('Expected "true"')      # a bool's number
                               and _is_digit(token.group()[-1]))
-        if (read and any(what in detail for what in _AFTER_TOKEN)
-                or after >= len(tokens) and ", got" not in detail
-                and detail != 'Expected ":".'):          # C++ names the token it found
+        if (read and any(what in detail for what in AFTER_TOKEN)
+                or after >= len(tokens) and detail != 'Expected ":".'
+                and not any(words in detail for words in _AT_TOKEN)):   # C++ names the token
             index = min(after, len(tokens))
     return line_column(tokens, index)
+
+
+def next_token(text: str, index: int) -> int:
+    """Where the token after blanks and comments from ``index`` starts."""
+    return _GAP.match(text, index).end()
 
 
 def line_column(text: str, index: int) -> tuple[int, int]:
     """The 1-based line and column of ``text[index]``."""
     return text.count("\n", 0, index) + 1, index - text.rfind("\n", 0, index)
+
+
+def cpp_column(text: str, line: int, column: int) -> int:
+    """The column C++'s tokenizer reports for 1-based ``line``:``column`` of ``text`` (a
+    column in characters): it counts a line's bytes and moves a tab on to the next multiple of
+    8."""
+    start, count = text_index(text, line, 1), 0
+    for char in text[start:start + column - 1]:
+        count += 8 - count % 8 if char == "\t" else len(char.encode("utf-8", "surrogateescape"))
+    return count + 1
 
 
 def text_index(text: str, line: int, column: int) -> int:

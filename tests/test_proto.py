@@ -1017,3 +1017,87 @@ def test_blob_with_data_and_double_data_reads_double_data_like_caffe():
     blob.data.extend([1.0, 2.0])
     blob.double_data.extend([3.0, 4.0])
     assert caffemodel.blob_to_array(blob).tolist() == [3.0, 4.0]
+
+
+_DATA = ('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 '
+         'dim: 8 dim: 8 } } }\n')
+_RELU = 'layer { name: "r" type: "ReLU" bottom: "data" top: "r" '
+
+
+@pytest.mark.parametrize("text, check", [
+    # a comment between a field name and its ':' or '{' (a value's field before it a float)
+    (_DATA + 'layer { name: "c" type: "Convolution" bottom: "data" top: "c"\n'
+     '  convolution_param { num_output: 2 kernel_size: 3\n'
+     '    weight_filler { type: "gaussian" std: 0.1 mean # a comment\n: 0.5 } } }\n',
+     lambda net: net.layer[1].convolution_param.weight_filler.mean == 0.5),
+    (_DATA + 'layer { name: "d" type: "Dropout" bottom: "data" top: "data" dropout_param { '
+     'dropout_ratio: 0.2 } }\nlayer  # first ReLU\n{ name: "r" type: "ReLU" bottom: "data" '
+     'top: "r" }\n', lambda net: net.layer[2].type == "ReLU"),
+    (_DATA + _RELU + 'relu_param { negative_slope: - # a comment\n 0.5 } }\n',
+     lambda net: net.layer[1].relu_param.negative_slope == -0.5),
+    ('force_backward # c\n: 0x1\n' + _DATA, lambda net: net.force_backward),
+    # a list of messages without a ':', after a float field
+    (_DATA + 'layer { name: "d" type: "Dropout" bottom: "data" top: "data" dropout_param { '
+     'dropout_ratio: 0.2 } }\nlayer [ { name: "r1" type: "ReLU" bottom: "data" top: "r1" },\n'
+     '  { name: "r2" type: "ReLU" bottom: "r1" top: "r2" } ]\n',
+     lambda net: [layer.name for layer in net.layer] == ["data", "d", "r1", "r2"]),
+])
+def test_text_that_caffe_reads_with_comments_and_lists_between_tokens(text, check):
+    """C++ reads a scalar value as one token, so the next identifier names a field, whatever
+    blanks, comments or brackets come between (mutation fuzzer; each loads in the reference
+    build). Before: a name not followed by ':' or '{' was read as the value before it
+    ("Expected double, got: layer")."""
+    assert check(prototxt.parse_net(text))
+
+
+@pytest.mark.parametrize("text, where", [
+    # C++ counts a line's bytes, and a tab moves it to the next multiple of 8
+    (_DATA + 'layer {\n\tname: "relu"\n\ttype: "ReLU"\n\tbottom: "data"\n\ttop: "r"\n'
+     '\trelu_param {\tnegative_slop: 0.1 }\n}\n',
+     '7:38: Message type "caffe.ReLUParameter" has no field named "negative_slop".'),
+    (_DATA + 'layer { name: "r\u00e9\u03bbu" type: "ReLU" bottom: "data" top: "r" relu_param { '
+     'negative_slop: 0.1 } }\n',
+     '2:87: Message type "caffe.ReLUParameter" has no field named "negative_slop".'),
+    # a number where a field name belongs; a missing ':' after a float's value
+    (_DATA + 'layer { name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param '
+     '{ num_output: 2 3 kernel_size: 1 } }\n', "2:97: Expected identifier, got: 3"),
+    (_DATA + 'layer { name: "c" type: "Convolution" bottom: "data" top: "c" param { lr_mult: 1 '
+     'decay_mult 0 } convolution_param { num_output: 2 kernel_size: 1 } }\n',
+     '2:93: Expected ":", found "0".'),
+    # a quoted value of a bool, an enum, a number
+    ('name: "r7"\nforce_backward: "true"\n' + _DATA, '2:17: Expected identifier, got: "true"'),
+    (_DATA + 'layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { pool: '
+     '"MAX" kernel_size: 2 } }\n', '2:81: Expected integer or identifier, got: "MAX"'),
+    (_DATA + _RELU + 'relu_param { negative_slope: "0.5" } }\n',
+     '2:85: Expected double, got: "0.5"'),
+    # the tokenizer's error in the token after a field name comes before the name's
+    (_DATA + 'layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_\u00a0param { '
+     'pool: MAX kernel_size: 2 } }\n', "2:67: Interpreting non ascii codepoint 194."),
+    # punctuation as a value; an extension
+    (_DATA + 'layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { pool: ; '
+     'kernel_size: 2 } }\n', "2:81: Expected integer or identifier, got: ;"),
+    ("force_backward: }\n" + _DATA, "1:17: Expected identifier, got: }"),
+    (_DATA + 'layer { [caffe.foo] { } name: "r" type: "ReLU" bottom: "data" top: "r" }\n',
+     '2:21: Extension "caffe.foo" is not defined or is not an extension of '
+     '"caffe.LayerParameter".'),
+])
+def test_syntax_errors_are_where_and_as_caffes_cpp_parser_says(text, where):
+    """Positions and words of the reference build's errors for these files (mutation fuzzer:
+    tabs and non-ASCII bytes moved the column; the others had other words or places)."""
+    with pytest.raises(AllconvError) as info:
+        prototxt.parse_net(text, "n.prototxt")
+    assert str(info.value).split(" (")[0] == f"n.prototxt:{where}"
+
+
+@pytest.mark.parametrize("last, where", [
+    ("type: SGD", "3:7: Expected string, got: SGD"),
+    ("max_iter: NaN", "3:11: Expected integer, got: NaN"),
+    ("max_iter: -inf", "3:12: Expected integer, got: inf"),
+    ("max_iter: 9223372036854775808", "3:11: Integer out of range (9223372036854775808)"),
+])
+def test_a_solvers_last_token_error_is_at_it_and_gives_no_layer_hint(last, where):
+    """As the reference build says them. Before: "4:1", past the end, in Python's words, and
+    a hint about V1 layer types in a solver."""
+    with pytest.raises(AllconvError) as info:
+        prototxt.parse_solver(f'base_lr: 0.1\nnet: "x.prototxt"\n{last}\n', "s.prototxt")
+    assert str(info.value) == f"s.prototxt:{where}"
