@@ -28,6 +28,15 @@ def _default_sources(split: int) -> str:
                                    for classes in variant.classes))
 
 
+def _batches_help(field: str) -> str:
+    """Each variant's default ``field`` (batch_size or test_batch_size), grouped, for the
+    help."""
+    takers: dict[int, list[str]] = {}
+    for variant in VARIANTS.values():
+        takers.setdefault(getattr(variant, field), []).append(variant.name)
+    return "; ".join(f"{batch} for {', '.join(names)}" for batch, names in takers.items())
+
+
 def _classes_help() -> str:
     """What --classes each variant takes (its first is the default), for the help."""
     takers: dict[tuple[int, ...], list[str]] = {}
@@ -60,14 +69,15 @@ def build_parser() -> Parser:
     p.add_argument("--draw", metavar="PICTURE", help="draw the net to a .png or .svg file")
     g = p.add_argument_group("data")
     g.add_argument("--batch-size", type=number(int, high=UINT32_MAX),
-                   help="training batch (CIFAR 128, ImageNet 64); with --deploy, the Input "
-                        "batch (default 1)")
+                   help=f"training batch (default: {_batches_help('batch_size')}); with "
+                        "--deploy, the Input batch (default 1)")
     g.add_argument("--test-batch-size", type=number(int, high=UINT32_MAX),
-                   help="test batch (CIFAR 100, ImageNet 50)")
+                   help=f"test batch (default: {_batches_help('test_batch_size')})")
     g.add_argument("--train-source", help="Data layer source at TRAIN (default: the "
                                           f"variant's, {_default_sources(0)}; "
-                                          "allconv-prep-cifar writes the CIFAR .npz files; real "
-                                          "Caffe needs an LMDB here, which the runtime reads too)")
+                                          "allconv-prep-cifar writes the CIFAR ones but not Large "
+                                          "All-CNN's; real Caffe needs an LMDB here, which the "
+                                          "runtime reads too)")
     g.add_argument("--test-source", help="Data layer source at TEST (default: the variant's, "
                                          f"{_default_sources(1)})")
     g = p.add_argument_group("initialisation (choices the paper leaves open)")

@@ -155,8 +155,8 @@ def build_parser() -> Parser:
                    help="NHWC weights and batches; default: on with CUDA, off on the CPU")
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="DIR", type=Path, default=Path("runs"),
-                   help="results folder (default: runs/; the committed GPU runs are in "
-                        "results/)")
+                   help="results folder (default: runs/, made if missing; the committed GPU "
+                        "runs are in results/)")
     g.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars")
     return p

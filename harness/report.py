@@ -297,7 +297,9 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
                           ha="right" if error > high else "left", color=colour, fontsize=8)
     axis.set_yticks(range(len(specs)), [s.title for s in reversed(specs)])
     axis.set(xlabel="test error %", xlim=(low - 0.5, high + 0.5), ylim=(-0.7, len(specs) - 0.3),
-             title=f"{table}: paper vs measured")
+             title=f"{table}: paper vs measured" + (
+                 " (with SMOKE runs: off the spec's protocol)"
+                 if any(r["status"] == "SMOKE" for r in results.values() if r) else ""))
     axis.grid(axis="x", alpha=0.3)
     key = [Line2D([], [], color="k", marker="|", linestyle="", markersize=12, label="paper"),
            Line2D([], [], color="tab:green", alpha=0.3, linewidth=8, label="PASS band")]

@@ -235,6 +235,23 @@ def test_pass_fail_smoke_against_the_tolerance():
     assert "grid partial: 0.25, 0.1, 0.05 not trained" in all_c
 
 
+def test_the_table_figure_says_smoke_in_its_title(tmp_path, monkeypatch):
+    """Before: only the grey marker's key said so (newcomer24)."""
+    import matplotlib.axes
+    from harness.report import plot_table
+    titles, real = [], matplotlib.axes.Axes.set
+
+    def keep(self, **kwargs):
+        titles.append(kwargs.get("title"))
+        return real(self, **kwargs)
+    monkeypatch.setattr(matplotlib.axes.Axes, "set", keep)
+    spec = load_spec(REAL / "all-cnn-c.toml")
+    for smoke in (False, True):
+        plot_table("table3", [spec], {"all-cnn-c": _result(spec, 9.2, smoke)}, tmp_path / "a.png")
+    assert [t for t in titles if t] == ["table3: paper vs measured", "table3: paper vs measured "
+                                        "(with SMOKE runs: off the spec's protocol)"]
+
+
 def test_the_table_figure_keys_its_off_scale_markers(tmp_path, monkeypatch):
     """A 90 % run sits at the edge as an arrow with its value; the key now says what the arrow
     is (it had no entry), and only when one is drawn."""

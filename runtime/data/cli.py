@@ -31,7 +31,8 @@ def build_parser() -> Parser:
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the md5 check of the CIFAR files (for hand-made data)")
     p.add_argument("--out", metavar="DIR", default="data",
-                   help="where to write <dataset>_gcn_zca_{train,test}.npz (default data/)")
+                   help="where to write <dataset>_gcn_zca_{train,test}.npz (default data/; "
+                        "made if missing, with the folders above it)")
     p.add_argument("--lmdb", action="store_true",
                    help="also write each split as an LMDB of Caffe Datum records, "
                         "<dataset>_gcn_zca_{train,test}_lmdb, for real Caffe's Data layer "
