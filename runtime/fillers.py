@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from runtime.blob_shape import legacy_shape
 from runtime.errors import AllconvError
 from runtime.proto import pb
 from runtime.registry import add_once
@@ -19,16 +20,17 @@ def _filler(name):
     return add
 
 
-def fan_in_out(shape) -> tuple[int, int]:
-    """Caffe's fans: fan_in = count / num, fan_out = count / channels (legacy axes 0 and 1)."""
+def fan_in_out(shape, filler: str = "xavier") -> tuple[int, int]:
+    """Caffe's fans: fan_in = count / num, fan_out = count / channels (the legacy accessors,
+    which abort on a blob of more than 4 axes: an AllconvError naming ``filler``)."""
+    num, channels, _, _ = legacy_shape(shape, f"the {filler} filler's blob")
     count = math.prod(shape)
-    channels = shape[1] if len(shape) > 1 else 1
-    return count // shape[0], count // channels
+    return count // num, count // channels
 
 
 def _fan(shape, param) -> float:
     """The n of xavier/msra, chosen by ``variance_norm``."""
-    fan_in, fan_out = fan_in_out(shape)
+    fan_in, fan_out = fan_in_out(shape, param.type)
     if param.variance_norm == pb.FillerParameter.FAN_OUT:
         return fan_out
     if param.variance_norm == pb.FillerParameter.AVERAGE:
@@ -77,9 +79,10 @@ def _msra(tensor, param, generator):
 
 @_filler("positive_unitball")
 def _positive_unitball(tensor, param, generator):
-    # U(0, 1), then each of the shape[0] rows (count / num values) divided by its sum
+    # U(0, 1), then each of the num rows (count / num values) divided by its sum
+    num = legacy_shape(tensor.shape, "the positive_unitball filler's blob")[0]
     tensor.uniform_(0.0, 1.0, generator=generator)
-    rows = tensor.view(tensor.shape[0], -1) if tensor.dim() else tensor.view(1, 1)
+    rows = tensor.view(num, -1)
     return rows.div_(rows.sum(1, keepdim=True)).view(tensor.shape)
 
 

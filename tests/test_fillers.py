@@ -19,6 +19,16 @@ def test_fans_follow_caffe_legacy_axes():
     assert fan_in_out((96, 3, 5, 5)) == (75, 2400)      # count/num, count/channels
     assert fan_in_out((10, 192)) == (192, 10)           # InnerProduct (num_output, K)
     assert fan_in_out((7,)) == (1, 7)                    # 1-d: channels counts as 1
+    assert fan_in_out(()) == (1, 1)                      # a scalar: num and channels 1
+
+
+@pytest.mark.parametrize("kind", ["xavier", "msra", "positive_unitball"])
+def test_fillers_of_the_legacy_accessors_refuse_five_axes(kind):
+    """Caffe's xavier, msra and positive_unitball read num() (and channels()), which abort on
+    a blob of more than 4 axes (a 3-D convolution's weights; mutation fuzzer): it was filled."""
+    with pytest.raises(AllconvError, match=f"the {kind} filler's blob has 5 axes"):
+        draw((2, 1, 3, 3, 3), type=kind)
+    assert draw((2, 1, 3, 3), type=kind).shape == (2, 1, 3, 3)
 
 
 def test_constant_default_is_zero_and_value_is_used():
