@@ -238,7 +238,10 @@ def _load_source(source: Source, message_cls, parse, upgrade_fn) -> Message:
     data = read_bytes(path, ".prototxt")
     try:
         return parse(decode_prototxt(data), str(path))
-    except AllconvError:
+    except AllconvError as err:
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):     # C++ stops at its first byte
+            raise AllconvError(f"{err} (a UTF-16 text file, by its byte-order mark: save it as "
+                               "UTF-8)") from None
         kind = binary_kind(data) if _CONTROL.search(data) else None  # text has no such bytes
         if kind is not None:
             what = kind[1]

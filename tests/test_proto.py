@@ -1101,3 +1101,14 @@ def test_a_solvers_last_token_error_is_at_it_and_gives_no_layer_hint(last, where
     with pytest.raises(AllconvError) as info:
         prototxt.parse_solver(f'base_lr: 0.1\nnet: "x.prototxt"\n{last}\n', "s.prototxt")
     assert str(info.value) == f"s.prototxt:{where}"
+
+
+@pytest.mark.parametrize("repeat", [1, 40])
+def test_a_utf16_prototxt_is_named_as_such_at_its_first_byte(tmp_path, repeat):
+    """C++ stops at 1:1 (the byte-order mark); a file of 512 bytes or more was called "a
+    binary file, perhaps a .caffemodel cut short" (mutation fuzzer)."""
+    path = tmp_path / "n.prototxt"
+    path.write_bytes(('name: "n"\n' + _DATA * repeat).encode("utf-16"))
+    with pytest.raises(AllconvError, match=rf"^{re.escape(str(path))}:1:1: .*a UTF-16 text "
+                                           r"file, by its byte-order mark: save it as UTF-8\)$"):
+        prototxt.read_net(str(path))
