@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from runtime.errors import AllconvError
+from runtime.errors import AllconvError, printable
 from runtime.layers import describe
 from runtime.proto import pb
 from runtime.registry import did_you_mean
@@ -55,7 +55,7 @@ def _earlier(name: str, blobs) -> str:
     if not blobs:
         return ""
     more = f", ... ({len(blobs)} in all)" if len(blobs) > 10 else ""
-    return f"; the earlier blobs: {', '.join(blobs[:10])}{more}"
+    return f"; the earlier blobs: {', '.join(map(printable, blobs[:10]))}{more}"
 
 
 def insert_splits(net):

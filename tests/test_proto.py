@@ -1112,3 +1112,15 @@ def test_a_utf16_prototxt_is_named_as_such_at_its_first_byte(tmp_path, repeat):
     with pytest.raises(AllconvError, match=rf"^{re.escape(str(path))}:1:1: .*a UTF-16 text "
                                            r"file, by its byte-order mark: save it as UTF-8\)$"):
         prototxt.read_net(str(path))
+
+
+def test_a_control_character_in_a_type_or_blob_name_keeps_the_error_one_line():
+    """A "\\n" escape in a layer type or an earlier blob's name put a raw newline into the
+    exception (the CLIs escaped it; the Python API's message had two lines)."""
+    from runtime import TEST, Net
+    for text in (_DATA + 'layer { name: "r" type: "ReLU\\n" bottom: "data" top: "r" }\n',
+                 _DATA + 'layer { name: "r" type: "ReLU" bottom: "data" top: "x\\n" }\n'
+                 'layer { name: "s" type: "ReLU" bottom: "nope" top: "s" }\n'):
+        with pytest.raises(AllconvError) as info:
+            Net(text, TEST)
+        assert "\n" not in str(info.value) and "\\n" in str(info.value)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from runtime.blob_shape import check_blob_shape
-from runtime.errors import AllconvError
+from runtime.errors import AllconvError, printable
 from runtime.fillers import fill
 from runtime.proto import pb
 from runtime.registry import add_once, did_you_mean
@@ -44,7 +44,7 @@ def register(type_name: str):
 
 def describe(param) -> str:
     """How errors name a layer: ``layer 'conv1' (Convolution)``."""
-    return f"layer {param.name!r} ({param.type})"
+    return f"layer {param.name!r} ({printable(param.type)})"
 
 
 @contextlib.contextmanager
