@@ -17,7 +17,7 @@ from pathlib import Path
 from harness.datasets import Data, data_key, train_size
 from harness.loop import DeferredInterrupt
 from harness.run import RunOptions, check_length, run_data, snapshot_iteration
-from harness.run_folder import RunFolder, resume_points, run_name
+from harness.run_folder import RunFolder, resume_points, row_folder, run_name
 from harness.specs import Spec
 from harness.train import train_pack
 from runtime.cli_support import resolve_device
@@ -71,7 +71,7 @@ def job_list(args, specs: list[Spec], deadline: float | None = None) -> list[tup
                                   batch_per_process=args.batch_per_process,
                                   batch_size=args.batch_size, eval_limit=args.eval_limit,
                                   lr_from=lr_from, pack_route=args.pack_route)
-                run_dir = args.out / spec.table / spec.name / run_name(lr, seed, smoke)
+                run_dir = row_folder(args.out, spec.table, spec.name) / run_name(lr, seed, smoke)
                 jobs.append((spec, opts, run_dir))
     return jobs
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from harness.commit import git_commit
 from harness.json_fields import FLAG, INTEGER, NUMBER, OBJECT, TEXT, checked_fields, one_of
-from harness.run_folder import length_flags, row_runs
+from harness.run_folder import length_flags, row_folder, row_runs
 from harness.specs import Spec
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, json_text, read_json_object
@@ -54,7 +54,7 @@ def row_outcomes(out: Path, spec: Spec, expected: dict
     the first alone, so --report gives the table the runs wrote, whatever lrs and seeds the
     command names."""
     runs, others = {}, Counter()
-    for folder in row_runs(out / spec.table / spec.name):
+    for folder in row_runs(row_folder(out, spec.table, spec.name)):
         settings = folder.settings
         if settings["row"] != spec.key:
             raise AllconvError(f"{folder.path}: a run of {settings['row']} in {spec.key}'s "

@@ -73,6 +73,16 @@ PROVENANCE = "provenance"
 PROVENANCE_KEYS = ("commit", "variant", "dataset", "classes", "whitening")
 
 
+def row_folder(out, table: str, row: str) -> Path:
+    """Where a row's run folders lie: ``<out>/<table>/<row>/``."""
+    return Path(out) / table / row
+
+
+def table_of(run_dir) -> str:
+    """The table a run folder ``<out>/<table>/<row>/<run>`` belongs to."""
+    return Path(run_dir).parent.parent.name
+
+
 def run_name(lr: float, seed: int = 0, smoke: bool = False) -> str:
     """A run's folder within its row's: ``lr-0.05`` at seed 0, ``lr-0.05-seed-4`` at another
     seed, each followed by ``-smoke`` for a smoke run."""

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness import cli  # noqa: E402
-from harness.run_folder import RunFolder  # noqa: E402
+from harness.run_folder import RunFolder, table_of  # noqa: E402
 from runtime.cli_support import run_cli  # noqa: E402
 from runtime.errors import AllconvError  # noqa: E402
 from runtime.files import atomic_writer, replace_folder  # noqa: E402
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         print(describe(run))
     if not finished:
         print("no finished run: no table to rebuild")
-    for table in sorted({run.path.parts[-3] for run in finished}):
+    for table in sorted({table_of(run.path) for run in finished}):
         code = cli.main([table, "--lr-search", "--report", "--out", str(args.results)])
         if code not in (0, cli.EXIT_FAIL):      # a row's FAIL is a result, not an error
             return code

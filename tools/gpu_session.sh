@@ -81,8 +81,7 @@ fi
 next_pack() {        # the replicate arguments of the campaign's next pack, or nothing
     python3 - "$RESULTS" <<'EOF'
 import sys
-from pathlib import Path
-from harness.run_folder import row_runs
+from harness.run_folder import row_folder, row_runs
 from harness.specs import load_tables
 
 C_ROWS = ["convpool-cnn-c", "model-c", "strided-cnn-c"]
@@ -95,7 +94,7 @@ ORDER = ([("all-cnn-c", "grid"), ("all-cnn-c", "seeds")]
 specs = {s.name: s for table in load_tables().values() for s in table}
 for row, kind in ORDER:
     spec, done, finished = specs[row], set(), {}
-    for folder in row_runs(Path(sys.argv[1]) / spec.table / row):
+    for folder in row_runs(row_folder(sys.argv[1], spec.table, row)):
         settings, outcome = folder.settings, folder.outcome()
         if settings["epochs"] != spec.epochs or "missing" in outcome:
             continue
