@@ -174,9 +174,8 @@ def binary_kind(data: bytes) -> tuple[type, str] | None:
 
 
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
-               (b"\x89HDF\r\n\x1a\n", "an HDF5 file (an HDF5 solver state? rename it to end "
-                                     "in .h5: Caffe's restore tells the formats apart by the "
-                                     "name)"),
+               (b"\x89HDF\r\n\x1a\n", "an HDF5 file (an HDF5 snapshot? rename it to end in .h5: "
+                                     "Caffe tells the formats apart by the name)"),
                (b"\x93NUMPY", "a numpy .npy array"), (b"PK\x03\x04", "a zip archive (.npz?)"))
 
 
@@ -280,8 +279,7 @@ def write_weights(
     definition, as Caffe's Net::ToProto writes it) or ``(name, type, blobs)``, with each
     blob's ``diffs`` (one list per entry) when given (the solver's snapshot_diff)."""
     net = pb.NetParameter()
-    if net_name:
-        net.name = net_name
+    net.name = net_name            # Caffe's ToProto sets it, empty too
     layers = list(layers)
     for (*definition, blobs), layer_diffs in zip(
             layers, diffs if diffs is not None else [[None] * len(e[-1]) for e in layers]):

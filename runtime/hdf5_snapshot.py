@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -28,24 +29,26 @@ SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def is_hdf5(path) -> bool:
-    """Whether a solver state is HDF5: Caffe's Restore tells the formats apart by the ``.h5``
-    ending."""
+    """Whether a snapshot file is HDF5: the reference build tells the formats apart by the
+    ``.h5`` ending (weights and solver state; BVLC master reads weights by their bytes)."""
     return os.fspath(path).endswith(SUFFIX)
 
 
 def holds_hdf5(path) -> bool:
-    """Whether a weights file is HDF5: Caffe's CopyTrainedLayersFrom asks H5Fis_hdf5, which
-    looks for the signature at byte 0, 512, 1024, 2048, ... (False for a file not there)."""
+    """Whether the file at ``path`` is HDF5 by its bytes (False for none there)."""
     try:
-        with open(os.fspath(path), "rb") as handle:    # fspath: an int would open a descriptor
-            size, offset = os.fstat(handle.fileno()).st_size, 0
-            while offset + len(SIGNATURE) <= size:
-                handle.seek(offset)
-                if handle.read(len(SIGNATURE)) == SIGNATURE:
-                    return True
-                offset = max(512, 2 * offset)
+        return _hdf5_bytes(Path(os.fspath(path)).read_bytes())   # fspath: no descriptor
     except (OSError, ValueError, TypeError):
         return False
+
+
+def _hdf5_bytes(data: bytes) -> bool:
+    """H5Fis_hdf5's test: the signature at byte 0, 512, 1024, 2048, ..."""
+    offset = 0
+    while offset + len(SIGNATURE) <= len(data):
+        if data[offset:offset + len(SIGNATURE)] == SIGNATURE:
+            return True
+        offset = max(512, 2 * offset)
     return False
 
 
@@ -60,6 +63,9 @@ def _write(path, fill) -> None:
 def _read(path, take):
     module = h5py(WHAT)
     data = read_bytes(path, "Caffe HDF5 snapshot")
+    if not _hdf5_bytes(data):
+        raise AllconvError(f"{path}: not an HDF5 file (a binary snapshot? Caffe tells the "
+                           "formats apart by the name: drop the .h5 ending)")
     try:
         with module.File(io.BytesIO(data), "r") as f:
             return take(f)
@@ -67,11 +73,28 @@ def _read(path, take):
         raise AllconvError(f"{path}: cannot read it as a Caffe HDF5 snapshot: {err}") from None
 
 
+def check_names(names) -> None:
+    """Refuse layer names that Caffe's ToHDF5 cannot make groups of (its H5Gcreate fails,
+    "Error saving weights"): one with '/', '.', an empty one, one given twice."""
+    seen = set()
+    for name in names:
+        why = ("it holds '/'" if "/" in name else "it is empty" if not name else
+               "it is '.'" if name == "." else "two layers have it" if name in seen else None)
+        if why:
+            raise AllconvError(f"layer {name!r}: Caffe cannot save it in an HDF5 snapshot ({why}:"
+                               " \"Error saving weights\"); rename the layer, or use "
+                               "snapshot_format: BINARYPROTO")
+        seen.add(name)
+
+
 def write_weights(path, layers: list[tuple[str, list]],
                   diffs: list[list] | None = None) -> None:
-    """``layers``: (name, [the blobs it owns as arrays, None for a shared one]) in net order;
-    ``diffs`` (the solver's snapshot_diff): every blob's diff, one list per layer, shared
-    blobs included, in a group "diff" beside "data" (Caffe's ToHDF5 with write_diff)."""
+    """``layers``: (name, [the blobs it owns as arrays, None for a shared one]) in net order
+    (names `check_names` takes); ``diffs`` (the solver's snapshot_diff): every blob's diff, one
+    list per layer, shared blobs included, in a group "diff" beside "data" (Caffe's ToHDF5
+    with write_diff)."""
+    check_names(name for name, _ in layers)
+
     def fill(f):
         for top, entries in (("data", layers),
                              ("diff", [(name, d) for (name, _), d in zip(layers, diffs)]

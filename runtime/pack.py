@@ -301,9 +301,9 @@ class Member:
     def save(self, path) -> None:
         write_weights(path, member_weights(self.net, self.k, self.members), self.net.name)
 
-    def copy_from(self, path) -> None:
+    def copy_from(self, path, *, require_all: bool = True) -> None:
         """Member k's blocks from a solo net's .caffemodel, as `Net.copy_from` reads it:
-        every learnable layer must find its own."""
+        every learnable layer must find its own (``require_all`` is always true here)."""
         self.net.copy_from(path, require_all=True, into=lambda layer: [
             member_block(blob, self.k, self.members) for blob in layer.blobs])
 

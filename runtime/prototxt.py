@@ -87,8 +87,9 @@ def _parse_text(text: str, message: Message, filename: str) -> Message:
 
 
 _QUOTED_LINE = re.compile(r"^'.*': (?=\S)")
-_UNKNOWN_ENUM = re.compile(r"^(Enum type \"([\w.]+)\" has no value (?:named \w+|with number "
-                           r"-?\d+)\.?)$")
+_UNKNOWN_ENUM = re.compile(r"^(Enum type \"([\w.]+)\" has no value (?:named (\w+)|with number "
+                           r"(-?\d+))\.?)$")
+_FIELD_BEFORE = re.compile(r"(\w+)\s*:\s*(?:-\s*)?$")
 _UNKNOWN_FIELD = re.compile(r'^Message type "([\w.]+)" has no field named "(\w+)"\.?$')
 # a net read as a solver, or a solver as a net: the file's first field names what it is
 _OTHER_FILE = {"caffe.SolverParameter": ("caffe.NetParameter", "a net, not a solver"),
@@ -99,9 +100,6 @@ def _with_valid_names(detail: str) -> str:
     """protobuf's unknown enum value or field, with the valid names (or, for a field of the
     other kind of file, what the file is)."""
     pool = pb.DESCRIPTOR.pool
-    if match := _UNKNOWN_ENUM.match(detail):
-        names = pool.FindEnumTypeByName(match.group(2)).values_by_name
-        return f"{match.group(1)} (valid: {', '.join(names)})"
     if match := _UNKNOWN_FIELD.match(detail):
         other, what = _OTHER_FILE.get(match.group(1), (None, None))
         if other and match.group(2) in pool.FindMessageTypeByName(other).fields_by_name:
@@ -127,19 +125,38 @@ def _parse_error(err: text_format.ParseError, tokens: str):
     if match := _NO_EXTENSIONS.fullmatch(detail):
         return _extension_error(tokens, text_index(tokens, line, column or 1), match.group(1))
     where = caffe_position(tokens, line, column or 1, detail)
+    if match := _UNKNOWN_ENUM.match(detail):
+        return where, _unknown_enum(match, tokens[:text_index(tokens, line, column or 1)])
     return where, _in_caffe_words(detail, tokens, where)
 
 
+def _unknown_enum(match: re.Match, before: str) -> str:
+    """C++'s words for Python's unknown enum value (``before``: the text before the value, which
+    names its field), with the valid names."""
+    names = ", ".join(pb.DESCRIPTOR.pool.FindEnumTypeByName(match.group(2)).values_by_name)
+    field = _FIELD_BEFORE.search(before)
+    if field is None:           # in a list: no field name just before it
+        return f"{match.group(1)} (valid: {names})"
+    return (f'Unknown enumeration value of "{match.group(3) or match.group(4)}" for field '
+            f'"{field.group(1)}". (valid: {names})')
+
+
 _NO_EXTENSIONS = re.compile(r'Message type "([\w.]+)" does not have extensions\.')
+_EXTENSION_NAME = re.compile(r"\s*\w+(?:\s*\.\s*\w+)*")
 
 
 def _extension_error(tokens: str, index: int, message: str):
     """C++'s error for the extension ``[name]`` around ``index`` (Python's: "does not have
     extensions", at its last part): the name is unknown, at the token after ']'."""
-    start, end = tokens.rfind("[", 0, index + 1), tokens.find("]", index)
-    if start < 0 or end < 0:
+    start = tokens.rfind("[", 0, index + 1)
+    name = _EXTENSION_NAME.match(tokens, start + 1) if start >= 0 else None
+    if name is None:
         return line_column(tokens, index), f'Message type "{message}" does not have extensions.'
-    name = "".join(tokens[start + 1:end].split())
+    end = next_token(tokens, name.end())
+    if tokens[end:end + 1] != "]":          # C++ reads the name, then wants the ']'
+        found = _TOKEN.match(tokens, end).group()
+        return line_column(tokens, end), f'Expected "]", found "{found}".'
+    name = "".join(name.group().split())
     return (line_column(tokens, next_token(tokens, end + 1)),
             f'Extension "{name}" is not defined or is not an extension of "{message}".')
 
@@ -166,10 +183,14 @@ def _in_caffe_words(detail: str, tokens: str, where: tuple[int, int]) -> str:
     for python, cpp in _CPP_WORDS:
         if python.fullmatch(detail):
             return python.sub(cpp, detail)
-    if detail == 'Expected ":".':
+    if _EXPECTED_MARK.fullmatch(detail):        # C++ names the token it found ('-' alone)
         found = _TOKEN.match(tokens, text_index(tokens, *where)).group()
-        return f'Expected ":", found "{found}".'
+        found = "-" if found.startswith("-") else found
+        return f'{detail[:-1]}, found "{found}".'
     return detail
+
+
+_EXPECTED_MARK = re.compile(r'Expected "[:{,\]]"\.')
 
 
 def _before(err: text_format.ParseError, tokens: str, index: int, detail: str) -> bool:

@@ -32,7 +32,7 @@ from .optim import SOLVER_TYPES as SUPPORTED_SOLVER_TYPES
 from .proto import pb
 from .registry import add_once
 from .rng import net_rng_state, set_net_rng_state
-from . import snapshot
+from . import hdf5_snapshot, snapshot
 
 __all__ = ["Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver",
            "AdaDeltaSolver", "AdamSolver", "make_solver", "get_solver",
@@ -187,6 +187,9 @@ class Solver:
 
         self.ranks = ranks
         self.net = self._init_train_net(train_feed)
+        if param.snapshot_format == pb.SolverParameter.HDF5 and (
+                param.snapshot > 0 or param.snapshot_after_train):     # before any training
+            hdf5_snapshot.check_names(self.net.layer_names)
         if ranks.world > 1:      # Caffe's multi-GPU: the ranks take turns on the data stream
             for layer in self.net.layers:
                 if getattr(layer, "feed", None) is not None:

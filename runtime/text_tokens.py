@@ -122,6 +122,9 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             j = i + 1
             while j < n and (text[j] in _BLANK or text[j] == "#"):   # C++: tokens apart
                 j = _comment_end(text, j, out) if text[j] == "#" else j + 1
+            if not (value or was_named or (opened and opened[-1] in "[e")):
+                raise TextSyntaxError(text, i, "Expected identifier, got: -")
+            named = was_named                 # the sign belongs to the value that follows
             unsigned = _UNSIGNED.get(field.cpp_type) if field else None
             if unsigned:
                 raise TextSyntaxError(text, i, f"Expected {unsigned}, got: -")
@@ -144,7 +147,7 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             except TextSyntaxError as err:
                 err.token = i
                 raise
-            if not (value or was_named or (opened and opened[-1] == "e")):
+            if not (value or was_named or (opened and opened[-1] in "[e")):
                 raise TextSyntaxError(text, i, f"Expected identifier, got: {text[i:end]}")
             if based:
                 _integer_for(field, text[i:end], text, i, out)
@@ -171,7 +174,10 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             if char < " " and char not in "\t\n\v\f\r":
                 raise TextSyntaxError(text, i, "Invalid control characters encountered in text "
                                                "(not a text prototxt?)")
-            if value and field and field.cpp_type in _VALUE_KINDS and char not in "[]":
+            repeated = field is not None and field.is_repeated
+            listed = char == "[" and (value or was_named) and repeated     # C++ reads a list
+            ended = char == "]" and bool(opened) and opened[-1] == "["
+            if value and field and field.cpp_type in _VALUE_KINDS and not (listed or ended):
                 raise TextSyntaxError(text, i, f"Expected {_VALUE_KINDS[field.cpp_type]}, "
                                                f"got: {char}")      # ':', ';', '}' as a value
             if char in "{<":
@@ -183,8 +189,8 @@ def _rewrite(text: str, message, out: list[str]) -> None:
                 if opened:
                     opened.pop()
                 field = outer.pop()       # the message's own field (a list's, say)
-            elif char == "[":         # a list after a name or ':', else an extension's name
-                opened.append("[" if value or was_named else "e")
+            elif char == "[":         # a list, else an extension's name
+                opened.append("[" if listed else "e")
             elif char == "]" and opened and opened[-1] in "[e":
                 opened.pop()
             value = char == ":" or (char == "," and bool(opened) and opened[-1] == "[") or (

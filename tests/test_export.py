@@ -901,14 +901,18 @@ def test_a_small_model_is_written_directly_and_a_large_one_beside_its_data(tmp_p
         assert names[::2] == ["large.onnx", "small.onnx"]
         for a, b in zip(small, _outputs(tmp_path / "large.onnx", images)):
             np.testing.assert_array_equal(a, b)
-    (tmp_path / "sub").mkdir()                 # a link: written through, the data beside its file
+    (tmp_path / "sub").mkdir()                 # a link within its folder: written through
     (tmp_path / "sub" / "real.onnx").write_bytes(b"old")
-    (tmp_path / "link.onnx").symlink_to(tmp_path / "sub" / "real.onnx")
-    to_onnx(net, tmp_path / "link.onnx")
-    assert (tmp_path / "link.onnx").is_symlink()
-    assert len(list((tmp_path / "sub").iterdir())) == 2
-    for a, b in zip(small, _outputs(tmp_path / "sub" / "real.onnx", images)):
-        np.testing.assert_array_equal(a, b)
+    (tmp_path / "sub" / "link.onnx").symlink_to("real.onnx")
+    to_onnx(net, tmp_path / "sub" / "link.onnx")
+    assert (tmp_path / "sub" / "link.onnx").is_symlink()
+    assert len(list((tmp_path / "sub").iterdir())) == 3
+    for name in ("real.onnx", "link.onnx"):
+        for a, b in zip(small, _outputs(tmp_path / "sub" / name, images)):
+            np.testing.assert_array_equal(a, b)
+    (tmp_path / "far.onnx").symlink_to(tmp_path / "sub" / "real.onnx")     # into another:
+    with pytest.raises(AllconvError, match="far.onnx: a link into another folder"):  # unreadable
+        to_onnx(net, tmp_path / "far.onnx")
 
 
 @pytest.mark.parametrize("stop_at", [1, 2])

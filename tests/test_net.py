@@ -508,17 +508,20 @@ def test_save_and_copy_from_roundtrip(tmp_path):
     assert all(torch.equal(p, q) for p, q in zip(a.learnable_params, b.learnable_params))
 
 
-def test_weights_are_read_as_hdf5_by_their_bytes_not_their_name(tmp_path):
-    """Caffe's CopyTrainedLayersFrom asks H5Fis_hdf5 of the file: an HDF5 .caffemodel loads
-    whatever its name, and a binary one named .h5 too. Before: the name decided, and an HDF5
-    file without .h5 was refused."""
+def test_weights_of_a_format_their_name_does_not_say_are_refused_with_the_fix(tmp_path):
+    """The reference build tells the formats apart by the .h5 ending: an HDF5 file named
+    .caffemodel it reads as binary and silently copies nothing, and a binary one named .h5 it
+    cannot open. Here each is refused, saying how to name it."""
     pytest.importorskip("h5py")
     a = small(seed=1)
     a.save_hdf5(tmp_path / "hdf5.caffemodel")
     a.save(tmp_path / "binary.caffemodel.h5")
-    for name in ("hdf5.caffemodel", "binary.caffemodel.h5"):
-        b = Net(NET, TRAIN, weights=str(tmp_path / name), seed=2)
-        assert all(torch.equal(p, q) for p, q in zip(a.learnable_params, b.learnable_params))
+    with pytest.raises(AllconvError, match=r"hdf5.caffemodel is an HDF5 file \(an HDF5 "
+                                           r"snapshot\? rename it to end in .h5"):
+        Net(NET, TRAIN, weights=str(tmp_path / "hdf5.caffemodel"))
+    with pytest.raises(AllconvError, match=r"binary.caffemodel.h5: not an HDF5 file \(a binary "
+                                           r"snapshot\? .*drop the .h5 ending\)$"):
+        Net(NET, TRAIN, weights=str(tmp_path / "binary.caffemodel.h5"))
 
 
 def test_copy_from_checks_every_blob_before_it_copies_any(tmp_path):

@@ -391,14 +391,16 @@ def test_unknown_field_or_enum_value_lists_the_valid_ones():
                                            r'Parameter" has no field named "kernel_sizes"\. '
                                            r"\(fields: pool, pad, .*kernel_size, .*\)$"):
         prototxt.parse_net('layer { pooling_param { kernel_sizes: 2 } }', "n.prototxt")
-    with pytest.raises(AllconvError, match=r'^n.prototxt:1:\d+: Enum type "caffe.Pooling'
-                                           r'Parameter.PoolMethod" has no value named MAXX\. '
+    # in C++'s words (the reference build: 'Unknown enumeration value of "MAXX" for field
+    # "pool".', at 1:62 for the first file, 2:1 for the second)
+    with pytest.raises(AllconvError, match=r'^n.prototxt:1:62: Unknown enumeration value of '
+                                           r'"MAXX" for field "pool"\. '
                                            r"\(valid: MAX, AVE, STOCHASTIC\)$"):
-        prototxt.parse_net('layer { pooling_param { pool: MAXX } }', "n.prototxt")
-    with pytest.raises(AllconvError, match=r'^s.prototxt:1:\d+: Enum type "caffe.Solver'
-                                           r'Parameter.SolverMode" has no value with number 7\. '
-                                           r"\(valid: CPU, GPU\)$"):
-        prototxt.parse_solver('solver_mode: 7', "s.prototxt")
+        prototxt.parse_net('layer { name: "p" type: "Pooling" pooling_param { pool: MAXX } }\n',
+                           "n.prototxt")
+    with pytest.raises(AllconvError, match=r'^s.prototxt:2:1: Unknown enumeration value of "7" '
+                                           r'for field "solver_mode"\. \(valid: CPU, GPU\)$'):
+        prototxt.parse_solver('solver_mode: 7\n', "s.prototxt")
 
 
 # Where protobuf's C++ tokenizer (Caffe's) and Python's part: positions as real Caffe gave them
@@ -901,8 +903,8 @@ def test_truncated_caffemodel_names_path(tmp_path):
      "NetParameter"),
     (b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", "is a numpy .npy array, not a binary"),
     # "its suffix is .h5" read as if the file's own were (fuzzer): the fix is the name
-    (b"\x89HDF\r\n\x1a\n\x00\x00\x00\x00", "is an HDF5 file (an HDF5 solver state? rename "
-     "it to end in .h5: Caffe's restore tells the formats apart by the name)"),
+    (b"\x89HDF\r\n\x1a\n\x00\x00\x00\x00", "is an HDF5 file (an HDF5 snapshot? rename it "
+     "to end in .h5: Caffe tells the formats apart by the name)"),
 ])
 def test_a_file_of_another_kind_given_as_weights_is_named(tmp_path, content, kind):
     """A text prototxt or a PNG given as weights was "truncated or corrupt" (or "contains no
@@ -1124,3 +1126,41 @@ def test_a_control_character_in_a_type_or_blob_name_keeps_the_error_one_line():
         with pytest.raises(AllconvError) as info:
             Net(text, TEST)
         assert "\n" not in str(info.value) and "\\n" in str(info.value)
+
+
+_IN = ('name: "t"\nlayer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 '
+       'dim: 4 dim: 4 } } }\n')
+
+
+@pytest.mark.parametrize("last, where", [
+    # a '-' where a field name belongs (after a value): C++ names the '-'
+    ('layer { name: "p" type: "Power" bottom: "x" top: "y" power_param { scale: 2 -1 } }',
+     "3:77: Expected identifier, got: -"),
+    ('layer { name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { kernel_size: 2 -1 '
+     '} }', "3:87: Expected identifier, got: -"),
+    ('layer { name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { pool: MAX -1 '
+     'kernel_size: 2 } }', "3:82: Expected identifier, got: -"),
+    # lists: only of a repeated field, their commas, C++'s "found"
+    ('layer { name: "r" type: "ReLU" bottom: "x" top: "y" loss_weight: [1 -2] }',
+     'Expected ",", found "-".'),
+    ('layer { name: "r" type: "ReLU" bottom: ["x"; "z"] top: "y" }',
+     '3:44: Expected ",", found ";".'),
+    ('layer { name: "p" type: "Power" bottom: "x" top: "y" power_param { scale: 2.5 [a, b] } }',
+     '3:81: Expected "]", found ",".'),
+    ('layer { name: "r" type: "ReLU" bottom: "x" top: "y" include: TEST }',
+     '3:62: Expected "{", found "TEST".'),
+    ('layer { name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { pool: -1 '
+     'kernel_size: 2 } }', '3:81: Unknown enumeration value of "-1" for field "pool".'),
+])
+def test_misplaced_signs_lists_and_values_are_reported_as_caffe(last, where):
+    """The reference build's error for each (review of the tokenizer: a '-' after a value was
+    reported at the number after it, and a '[' after a non-repeated field read as a list)."""
+    with pytest.raises(AllconvError) as info:
+        prototxt.parse_net(_IN + last + "\n", "n.prototxt")
+    message = str(info.value).split(" (valid")[0]
+    assert message.endswith(where) and message.startswith("n.prototxt:3:")
+
+
+def test_a_list_given_to_a_single_value_is_refused_at_its_bracket():
+    with pytest.raises(AllconvError, match=r"^n.prototxt:2:17: Expected identifier, got: \[$"):
+        prototxt.parse_net('name: "t"\nforce_backward: [true]\n' + _IN, "n.prototxt")

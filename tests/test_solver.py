@@ -1175,3 +1175,25 @@ def test_a_snapshot_during_a_test_resumes_every_later_test_exactly(tmp_path, mon
     resumed.solve("broken_iter_2.solverstate")
     assert [t[0] for t in straight_tests] == [2, 4, 6]
     assert resumed_tests == straight_tests
+
+
+@pytest.mark.parametrize("name", ["inc/ip", ".", ""])
+def test_an_hdf5_snapshot_refuses_layer_names_caffe_cannot_save(tmp_path, name):
+    """Caffe's ToHDF5 fails on these ("Error saving weights"); a name with '/' made nested
+    groups here, which the restore did not find (the layer kept its fillers, with a warning).
+    The solver refuses them before it trains; Net.save_hdf5 before it writes."""
+    pytest.importorskip("h5py")
+    from runtime import TEST, Net
+    from runtime.solver import make_solver
+    net = ('layer { name: "d" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }\n'
+           f'layer {{ name: "{name}" type: "InnerProduct" bottom: "x" top: "y" '
+           'inner_product_param { num_output: 2 } }')
+    (tmp_path / "out").mkdir()
+    (tmp_path / "s.prototxt").write_text(
+        f'net_param {{ {net} }} base_lr: 0.1 max_iter: 1 snapshot_format: HDF5 '
+        f'snapshot_prefix: "{tmp_path}/out/s"')
+    with pytest.raises(AllconvError, match=f"layer '{name}': Caffe cannot save it in an HDF5 "):
+        make_solver(str(tmp_path / "s.prototxt"))
+    with pytest.raises(AllconvError, match="Caffe cannot save it in an HDF5 snapshot"):
+        Net(net, TEST).save_hdf5(tmp_path / "out" / "w.caffemodel.h5")
+    assert not list((tmp_path / "out").iterdir())

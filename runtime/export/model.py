@@ -366,11 +366,16 @@ def _net_inputs(net, whitening):
 def _write_external(model: onnx.ModelProto, path: Path, validate) -> dict[str, float]:
     """A model over protobuf's 2 GB: saved with its weights in ``<name>.<8 hex>.data`` to a
     temporary folder beside ``path`` (onnxruntime checks it from there: ``validate(saved
-    file)``), then moved beside ``path``, or beside the file it links to (the link stays, as
-    `atomic_writer` writes through one). The data goes in under its own new name, then the
-    model replaces the one before, whose data file is removed last: stopped at any point, the
-    model at ``path`` reads the data written with it. Errors name ``path``."""
+    file)``), then moved beside ``path`` (a link to a file in its own folder is written
+    through, as `atomic_writer` writes; one into another folder is refused: onnxruntime reads
+    the data only beside the model's own path). The data goes in under its own new name, then
+    the model replaces the one before, whose data file is removed last: stopped at any point,
+    the model at ``path`` reads the data written with it. Errors name ``path``."""
     real = link_target(path)
+    if real.parent != link_target(path.parent):
+        raise AllconvError(f"{path}: a link into another folder ({real.parent}): a model over "
+                           "2 GB keeps its weights in a file beside it, which onnxruntime reads "
+                           f"only beside the model's own path; give -o {real}")
     location = f"{real.name}.{secrets.token_hex(4)}.data"
     try:
         with tempfile.TemporaryDirectory(prefix=f".{real.name}.", dir=real.parent) as tmp:
