@@ -609,7 +609,8 @@ def test_an_hdf5_snapshot_resumes_bit_identically_and_a_bad_one_is_named(tmp_pat
     for a, b in zip(resumed.net.learnable_params, full.net.learnable_params):
         assert torch.equal(a.detach(), b.detach())
     (tmp_path / "bad.solverstate.h5").write_bytes(b"not hdf5")
-    with pytest.raises(AllconvError, match=r"bad.solverstate.h5: cannot read it as a Caffe HDF5"):
+    with pytest.raises(AllconvError, match=r"bad.solverstate.h5: not an HDF5 file \(a binary "
+                                           r"snapshot\?"):
         resumed.restore(tmp_path / "bad.solverstate.h5")
     import h5py
 
