@@ -941,9 +941,9 @@ class Net(nn.Module):
     def copy_from(self, path, *, require_all: bool = False, into=None) -> None:
         """Copy weights from a .caffemodel by layer name (Caffe's CopyTrainedLayersFrom; the
         file is HDF5 if its name ends in .h5, as the reference build decides; BVLC master asks
-        H5Fis_hdf5): each layer of the file, in order, into the first layer of that name (from an HDF5 file the last, as Caffe's
-        CopyTrainedLayersFromHDF5 looks names up), whose blob count must match (a blob-less
-        layer's too). As in Caffe, a file layer the net lacks is logged ("Ignoring source
+        H5Fis_hdf5): each layer of the file, in order, into the first layer of that name (from
+        an HDF5 file the last, as Caffe's CopyTrainedLayersFromHDF5 looks names up), whose
+        blob count must match (a blob-less layer's too). As in Caffe, a file layer the net lacks is logged ("Ignoring source
         layer NAME") and net layers the file lacks keep their initial values; a UserWarning
         names those that have blobs (with ``require_all``, an AllconvError, before anything
         is copied). ``into(layer)``: the tensors its blobs go to (default: the blobs; a
