@@ -233,12 +233,17 @@ class Solver:
             if not p.HasField("snapshot_prefix"):       # an empty one Caffe takes: "_iter_N.*"
                 raise AllconvError(
                     "In solver params, snapshot is specified but snapshot_prefix is not")
-            first = snapshot.filename(p.snapshot_prefix, 0, "")
-            probe_dir = os.path.dirname(os.path.abspath(first))
-            if not (os.path.isdir(probe_dir) and os.access(probe_dir, os.W_OK)):
+            probe = snapshot.filename(p.snapshot_prefix, 0, ".tempfile")   # Caffe's probe
+            try:
+                os.close(os.open(probe, os.O_WRONLY | os.O_CREAT, 0o666))
+            except OSError:     # no folder, not writable, a name too long
                 raise AllconvError(
                     f"Cannot write to snapshot prefix {p.snapshot_prefix!r}. Make sure that "
-                    f"the directory exists and is writeable.")
+                    f"the directory exists and is writeable.") from None
+            try:
+                os.remove(probe)
+            except OSError:
+                pass
 
     def _weight_files(self) -> list[str]:
         """The .caffemodel files of ``weights``, each entry split at commas and trimmed, as

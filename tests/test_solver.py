@@ -1198,3 +1198,22 @@ def test_an_hdf5_snapshot_refuses_layer_names_caffe_cannot_save(tmp_path, name):
     with pytest.raises(AllconvError, match="Caffe cannot save it in an HDF5 snapshot"):
         Net(net, TEST).save_hdf5(tmp_path / "out" / "w.caffemodel.h5")
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_a_snapshot_prefix_is_probed_with_a_file_as_caffe_does(tmp_path):
+    """Caffe's CheckSnapshotWritePermissions opens <prefix>_iter_0.tempfile: a prefix whose
+    names are too long for the file system is refused before training (mutation fuzzer; it
+    passed the folder check and failed at the first snapshot). The probe is removed."""
+    from runtime.solver import make_solver
+    net = ('layer { name: "d" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }\n'
+           'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" '
+           'inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }')
+    for prefix, ok in ((tmp_path / ("x" * 300), False), (tmp_path / "s", True)):
+        text = (f'net_param {{ {net} }} base_lr: 0.1 lr_policy: "fixed" max_iter: 1 snapshot: 1 '
+                f'snapshot_prefix: "{prefix}"')
+        if ok:
+            make_solver(text)
+        else:
+            with pytest.raises(AllconvError, match="^Cannot write to snapshot prefix"):
+                make_solver(text)
+    assert not list(tmp_path.iterdir())
