@@ -246,7 +246,11 @@ def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
     write: the file it names is replaced, the link stays."""
     target = Path(path)
     real = link_target(target)
-    if target.exists() and not target.is_file() and not target.is_dir():
+    try:
+        special = target.exists() and not target.is_file() and not target.is_dir()
+    except OSError as err:          # a name too long for the file system
+        raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
+    if special:
         try:
             with open(target, "wb") as handle:
                 yield handle

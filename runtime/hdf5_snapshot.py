@@ -74,15 +74,17 @@ def _read(path, take):
 
 
 def check_names(names) -> None:
-    """Refuse layer names that Caffe's ToHDF5 cannot make groups of (its H5Gcreate fails,
-    "Error saving weights"): one with '/', '.', an empty one, one given twice."""
+    """Refuse layer names that are no plain HDF5 group name, as Caffe's ToHDF5 makes one group
+    per layer: one with '/' (nested groups, or none: Caffe's H5Gcreate fails on most, "Error
+    saving weights"), '.', an empty one, one given twice (those it always fails on)."""
     seen = set()
     for name in names:
         why = ("it holds '/'" if "/" in name else "it is empty" if not name else
                "it is '.'" if name == "." else "two layers have it" if name in seen else None)
         if why:
-            raise AllconvError(f"layer {name!r}: Caffe cannot save it in an HDF5 snapshot ({why}:"
-                               " \"Error saving weights\"); rename the layer, or use "
+            raise AllconvError(f"layer {name!r}: no HDF5 snapshot holds it as a layer's group "
+                               f"({why}; Caffe's ToHDF5 fails on such names, \"Error saving "
+                               "weights\", or nests groups); rename the layer, or use "
                                "snapshot_format: BINARYPROTO")
         seen.add(name)
 

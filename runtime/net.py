@@ -938,7 +938,8 @@ class Net(nn.Module):
 
     # ------------------------------------------------------------------ weights
 
-    def copy_from(self, path, *, require_all: bool = False, into=None) -> None:
+    def copy_from(self, path, *, require_all: bool = False, into=None,
+                  hdf5: bool | None = None) -> None:
         """Copy weights from a .caffemodel by layer name (Caffe's CopyTrainedLayersFrom; the
         file is HDF5 if its name ends in .h5, as the reference build decides; BVLC master asks
         H5Fis_hdf5): each layer of the file, in order, into the first layer of that name (from
@@ -947,8 +948,9 @@ class Net(nn.Module):
         layer NAME") and net layers the file lacks keep their initial values; a UserWarning
         names those that have blobs (with ``require_all``, an AllconvError, before anything
         is copied). ``into(layer)``: the tensors its blobs go to (default: the blobs; a
-        pack's member gives its blocks of them)."""
-        hdf5 = hdf5_snapshot.is_hdf5(path)
+        pack's member gives its blocks of them). ``hdf5``: read as HDF5 or not whatever the
+        name (None: by the name)."""
+        hdf5 = hdf5_snapshot.is_hdf5(path) if hdf5 is None else hdf5
         stored = (hdf5_snapshot.read_weights(path, {layer.name for layer in self.layers})
                   if hdf5 else read_layers(path))
         # a net without learnable layers saves no blobs; an HDF5 file's data group says what
@@ -1046,7 +1048,7 @@ class Net(nn.Module):
                 raise AllconvError(f"{path}: no such file")
             raise AllconvError(f"{path}: not an HDF5 file (load_hdf5 reads those; copy_from "
                                "reads either kind)")
-        self.copy_from(path)
+        self.copy_from(path, hdf5=True)
 
     def save_hdf5(self, path, diff: bool = False) -> None:
         """Write the weights as Caffe's ToHDF5 does (``.caffemodel.h5``; a shared blob once),

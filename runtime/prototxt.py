@@ -34,9 +34,9 @@ from runtime.caffemodel import binary_kind
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
-from runtime.text_tokens import (AFTER_TOKEN, TextSyntaxError, caffe_position, caffe_tokens,
-                                 cpp_column, decode_prototxt, line_column, next_token, past_sign,
-                                 text_index)
+from runtime.text_tokens import (AFTER_TOKEN, EXPECTED_MARK, TextSyntaxError, caffe_position,
+                                 caffe_tokens, cpp_column, decode_prototxt, line_column,
+                                 next_token, past_sign, text_index)
 from runtime.upgrade_proto import upgrade_net, upgrade_solver
 
 __all__ = [
@@ -89,7 +89,9 @@ def _parse_text(text: str, message: Message, filename: str) -> Message:
 _QUOTED_LINE = re.compile(r"^'.*': (?=\S)")
 _UNKNOWN_ENUM = re.compile(r"^(Enum type \"([\w.]+)\" has no value (?:named (\w+)|with number "
                            r"(-?\d+))\.?)$")
-_FIELD_BEFORE = re.compile(r"(\w+)\s*:\s*(?:-\s*)?$")
+_GAPS = r"(?:\s|#[^\n]*)*"           # blanks and comments between tokens
+_FIELD_BEFORE = re.compile(rf"(\w+){_GAPS}:{_GAPS}(?:-{_GAPS})?$")
+_LIST_FIELD_BEFORE = re.compile(rf"(\w+){_GAPS}:?{_GAPS}\[[^\[\]]*$")      # in its list
 _UNKNOWN_FIELD = re.compile(r'^Message type "([\w.]+)" has no field named "(\w+)"\.?$')
 # a net read as a solver, or a solver as a net: the file's first field names what it is
 _OTHER_FILE = {"caffe.SolverParameter": ("caffe.NetParameter", "a net, not a solver"),
@@ -134,15 +136,15 @@ def _unknown_enum(match: re.Match, before: str) -> str:
     """C++'s words for Python's unknown enum value (``before``: the text before the value, which
     names its field), with the valid names."""
     names = ", ".join(pb.DESCRIPTOR.pool.FindEnumTypeByName(match.group(2)).values_by_name)
-    field = _FIELD_BEFORE.search(before)
-    if field is None:           # in a list: no field name just before it
+    field = _FIELD_BEFORE.search(before) or _LIST_FIELD_BEFORE.search(before)
+    if field is None:
         return f"{match.group(1)} (valid: {names})"
     return (f'Unknown enumeration value of "{match.group(3) or match.group(4)}" for field '
             f'"{field.group(1)}". (valid: {names})')
 
 
 _NO_EXTENSIONS = re.compile(r'Message type "([\w.]+)" does not have extensions\.')
-_EXTENSION_NAME = re.compile(r"\s*\w+(?:\s*\.\s*\w+)*")
+_EXTENSION_NAME = re.compile(rf"{_GAPS}\w+(?:{_GAPS}\.{_GAPS}\w+)*")
 
 
 def _extension_error(tokens: str, index: int, message: str):
@@ -156,7 +158,7 @@ def _extension_error(tokens: str, index: int, message: str):
     if tokens[end:end + 1] != "]":          # C++ reads the name, then wants the ']'
         found = _TOKEN.match(tokens, end).group()
         return line_column(tokens, end), f'Expected "]", found "{found}".'
-    name = "".join(name.group().split())
+    name = re.sub(_GAPS, "", name.group())
     return (line_column(tokens, next_token(tokens, end + 1)),
             f'Extension "{name}" is not defined or is not an extension of "{message}".')
 
@@ -183,14 +185,13 @@ def _in_caffe_words(detail: str, tokens: str, where: tuple[int, int]) -> str:
     for python, cpp in _CPP_WORDS:
         if python.fullmatch(detail):
             return python.sub(cpp, detail)
-    if _EXPECTED_MARK.fullmatch(detail):        # C++ names the token it found ('-' alone)
+    if EXPECTED_MARK.fullmatch(detail) or detail == "Expected identifier.":
         found = _TOKEN.match(tokens, text_index(tokens, *where)).group()
-        found = "-" if found.startswith("-") else found
-        return f'{detail[:-1]}, found "{found}".'
+        found = "-" if found.startswith("-") else found       # C++'s sign is a token
+        return (f"Expected identifier, got: {found}" if detail == "Expected identifier." else
+                f'{detail[:-1]}, found "{found}".')          # C++ names the token it found
     return detail
 
-
-_EXPECTED_MARK = re.compile(r'Expected "[:{,\]]"\.')
 
 
 def _before(err: text_format.ParseError, tokens: str, index: int, detail: str) -> bool:

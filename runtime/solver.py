@@ -187,8 +187,8 @@ class Solver:
 
         self.ranks = ranks
         self.net = self._init_train_net(train_feed)
-        if param.snapshot_format == pb.SolverParameter.HDF5 and (
-                param.snapshot > 0 or param.snapshot_after_train):     # before any training
+        if param.snapshot_format == pb.SolverParameter.HDF5 and (     # before any training
+                0 < param.snapshot <= param.max_iter or param.snapshot_after_train):
             hdf5_snapshot.check_names(self.net.layer_names)
         if ranks.world > 1:      # Caffe's multi-GPU: the ranks take turns on the data stream
             for layer in self.net.layers:
@@ -233,7 +233,8 @@ class Solver:
             if not p.HasField("snapshot_prefix"):       # an empty one Caffe takes: "_iter_N.*"
                 raise AllconvError(
                     "In solver params, snapshot is specified but snapshot_prefix is not")
-            probe = snapshot.filename(p.snapshot_prefix, 0, ".tempfile")   # Caffe's probe
+            # Caffe's probe (its iteration is not set yet there: a number, 0 here)
+            probe = snapshot.filename(p.snapshot_prefix, 0, ".tempfile")
             try:
                 os.close(os.open(probe, os.O_WRONLY | os.O_CREAT, 0o666))
             except OSError:     # no folder, not writable, a name too long

@@ -46,6 +46,8 @@ _VALUE_KINDS = {**_NOT_STRING, FieldDescriptor.CPPTYPE_STRING: "string"}
 # what C++ expects where a '-' stands before a value that takes no sign
 _UNSIGNED = {FieldDescriptor.CPPTYPE_UINT32: "integer", FieldDescriptor.CPPTYPE_UINT64: "integer",
              FieldDescriptor.CPPTYPE_BOOL: "identifier"}
+# Python's "Expected ":"." and the like: C++ says what it found instead, where it found it
+EXPECTED_MARK = re.compile(r'Expected "[:{,\]]"\.')
 # Python's errors about a value that C++ reports at the value, the text's last token too
 _AT_TOKEN = (", got", "but found", "Couldn't parse", "out of range")
 # Python reports these where the token they name starts, C++ at the token after it
@@ -115,9 +117,8 @@ def _rewrite(text: str, message, out: list[str]) -> None:
                 raise TextSyntaxError(text, i, f"Expected {_NOT_STRING[field.cpp_type]}, got: "
                                                f"{text[i:end]}")
             i, value = end, False
-        elif char == "+":
-            raise TextSyntaxError(text, i, "'+' is not text-format syntax (a number takes "
-                                           "only '-')")
+        elif char == "+":         # no token of C++'s starts with it
+            raise TextSyntaxError(text, i, f"Expected {_expected(field, value)}, got: +")
         elif char == "-":
             j = i + 1
             while j < n and (text[j] in _BLANK or text[j] == "#"):   # C++: tokens apart
@@ -129,7 +130,8 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             if unsigned:
                 raise TextSyntaxError(text, i, f"Expected {unsigned}, got: -")
             if text[j:j + 1] == "-":        # the sign is a token: a number must follow it
-                raise TextSyntaxError(text, j, "Expected a number, got: -", token=i)
+                raise TextSyntaxError(text, j, f"Expected {_expected(field, True)}, got: -",
+                                      token=i)
             name = _IDENTIFIER.match(text, j)
             if name and field and field.cpp_type == FieldDescriptor.CPPTYPE_ENUM:
                 raise TextSyntaxError(text, j, f"Expected integer, got: {name.group()}",
@@ -196,6 +198,17 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             value = char == ":" or (char == "," and bool(opened) and opened[-1] == "[") or (
                 char == "[" and opened[-1] == "[")
             i += 1
+
+
+def _expected(field, value: bool) -> str:
+    """What C++ expects here: ``field``'s kind of value (an enum's signed number, for a sign),
+    or a field's name."""
+    if not value:
+        return "identifier"
+    if field is None or field.cpp_type not in _VALUE_KINDS:
+        return "a value"
+    return "integer" if field.cpp_type == FieldDescriptor.CPPTYPE_ENUM else \
+        _VALUE_KINDS[field.cpp_type]
 
 
 def _comment_end(text: str, i: int, out: list[str]) -> int:
@@ -366,7 +379,7 @@ def caffe_position(tokens: str, line: int, column: int, detail: str) -> tuple[in
         read = token and not (detail.startswith('Expected "true"')      # a bool's number
                               and _is_digit(token.group()[-1]))
         if (read and any(what in detail for what in AFTER_TOKEN)
-                or after >= len(tokens) and detail != 'Expected ":".'
+                or after >= len(tokens) and not EXPECTED_MARK.fullmatch(detail)
                 and not any(words in detail for words in _AT_TOKEN)):   # C++ names the token
             index = min(after, len(tokens))
     return line_column(tokens, index)

@@ -133,3 +133,10 @@ def test_replace_folder_sets_the_old_one_aside_until_the_new_one_is_in(tmp_path,
     replace_folder(built, target)
     assert (target / "f").read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_a_name_too_long_is_one_line(tmp_path):
+    """Before: Path.exists raised ENAMETOOLONG as a traceback (a solver's final snapshot with a
+    prefix too long, which Caffe does not probe when `snapshot` is 0)."""
+    with pytest.raises(AllconvError, match="cannot write: File name too long$"):
+        atomic_write_bytes(tmp_path / ("p" * 300), b"x")

@@ -634,10 +634,12 @@ def test_pycaffes_positional_and_keyword_forms(tmp_path, capsys):
     with pytest.raises(AllconvError, match="binary.caffemodel: not an HDF5 file"):
         small(seed=2).load_hdf5(tmp_path / "binary.caffemodel")
     pytest.importorskip("h5py")
-    net.save_hdf5(tmp_path / "w.caffemodel.h5")
-    loaded = small(seed=2)
-    loaded.load_hdf5(tmp_path / "w.caffemodel.h5")
-    assert all(torch.equal(p, q) for p, q in zip(net.learnable_params, loaded.learnable_params))
+    for name in ("w.caffemodel.h5", "w.hdf5"):       # pycaffe's reads HDF5 whatever the name
+        net.save_hdf5(tmp_path / name)
+        loaded = small(seed=2)
+        loaded.load_hdf5(tmp_path / name)
+        assert all(torch.equal(p, q) for p, q in zip(net.learnable_params,
+                                                     loaded.learnable_params))
 
 
 def test_copy_from_keeps_absent_layers_and_accepts_legacy_shapes(tmp_path, caplog):

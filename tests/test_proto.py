@@ -405,8 +405,8 @@ def test_unknown_field_or_enum_value_lists_the_valid_ones():
 
 # Where protobuf's C++ tokenizer (Caffe's) and Python's part: positions as real Caffe gave them
 @pytest.mark.parametrize("text,where,message", [
-    ("layer { power_param { shift: +1.5 } }", "1:30", "'+' is not text-format syntax"),
-    ("layer { power_param { shift: +inf } }", "1:30", "'+' is not text-format syntax"),
+    ("layer { power_param { shift: +1.5 } }", "1:30", "Expected double, got: +"),
+    ("layer { power_param { shift: +inf } }", "1:30", "Expected double, got: +"),
     ("layer { power_param { shift: 1_5 } }", "1:31", "Need space between number and identifier"),
     ("layer { pooling_param { kernel_size: 0b10 } }", "1:39",
      "Need space between number and identifier"),
@@ -419,7 +419,7 @@ def test_unknown_field_or_enum_value_lists_the_valid_ones():
     ("layer { power_param { shift: -010 } }", "1:31", "Expect a decimal number, got: 010"),
     # an unsigned field refuses the first sign; a float, the second
     ("layer { pooling_param { kernel_size: --3 } }", "1:38", "Expected integer, got: -"),
-    ("layer { power_param { shift: --3 } }", "1:31", "Expected a number, got: -"),
+    ("layer { power_param { shift: --3 } }", "1:31", "Expected double, got: -"),
     # a column after a string with a \? escape is the text's own
     ('name: "a\\?b" bogus: 1', "1:19", 'Message type "caffe.NetParameter" has no field'),
 ])
@@ -1164,3 +1164,39 @@ def test_misplaced_signs_lists_and_values_are_reported_as_caffe(last, where):
 def test_a_list_given_to_a_single_value_is_refused_at_its_bracket():
     with pytest.raises(AllconvError, match=r"^n.prototxt:2:17: Expected identifier, got: \[$"):
         prototxt.parse_net('name: "t"\nforce_backward: [true]\n' + _IN, "n.prototxt")
+
+
+@pytest.mark.parametrize("last, where", [
+    # comments where C++ skips them: before an enum's ':', inside an extension's brackets
+    ('layer { name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { pool # a\n : MAXX '
+     'kernel_size: 2 } }', '4:9: Unknown enumeration value of "MAXX" for field "pool".'),
+    ('layer { name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { pool: # c\n MAXX '
+     'kernel_size: 2 } }', '4:7: Unknown enumeration value of "MAXX" for field "pool".'),
+    ('layer { name: "r" type: "ReLU" bottom: "x" top: "y" [foo # c\n .bar]: 1 }',
+     '4:7: Extension "foo.bar" is not defined or is not an extension of "caffe.LayerParameter".'),
+    ('layer { name: "r" type: "ReLU" bottom: "x" top: "y" [ # c\n foo.bar]: 1 }',
+     '4:10: Extension "foo.bar" is not defined or is not an extension of '
+     '"caffe.LayerParameter".'),
+    ('layer { name: "r" type: "ReLU" bottom: "x" top: "y" [foo # c\n bar]: 1 }',
+     '4:2: Expected "]", found "bar".'),
+    ('layer { name: "r" type: "ReLU" bottom: "x" top: "y" []: 1 }',
+     "3:54: Expected identifier, got: ]"),
+    # a list left open at a '}'; an unknown enum value inside a list
+    ('layer { name: "r" type: "ReLU" bottom: "x" top: "y" loss_weight: [1, 2 }',
+     '3:72: Expected ",", found "}".'),
+])
+def test_comments_and_lists_in_errors_as_caffe(last, where):
+    """The reference build's error for each (review33: a comment before ':' named it as the
+    field; comments in an extension's brackets; 'found ""' at the end of the text)."""
+    with pytest.raises(AllconvError) as info:
+        prototxt.parse_net(_IN + last + "\n", "n.prototxt")
+    assert str(info.value).split(" (valid")[0] == f"n.prototxt:{where}"
+
+
+def test_an_unknown_enum_value_in_a_list_names_its_field():
+    text = ('name: "t"\ninput: "x"\ninput_dim: 1 input_dim: 1 input_dim: 2 input_dim: 2\n'
+            'layers { name: "r" type: RELU bottom: "x" top: "y" blob_share_mode: [STRICT, BADX] '
+            '}\n')
+    with pytest.raises(AllconvError, match='^n.prototxt:4:82: Unknown enumeration value of '
+                                           '"BADX" for field "blob_share_mode"'):
+        prototxt.parse_net(text, "n.prototxt")

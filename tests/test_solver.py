@@ -1193,11 +1193,15 @@ def test_an_hdf5_snapshot_refuses_layer_names_caffe_cannot_save(tmp_path, name):
     (tmp_path / "s.prototxt").write_text(
         f'net_param {{ {net} }} base_lr: 0.1 max_iter: 1 snapshot_format: HDF5 '
         f'snapshot_prefix: "{tmp_path}/out/s"')
-    with pytest.raises(AllconvError, match=f"layer '{name}': Caffe cannot save it in an HDF5 "):
+    with pytest.raises(AllconvError, match=f"layer '{name}': no HDF5 snapshot holds it"):
         make_solver(str(tmp_path / "s.prototxt"))
-    with pytest.raises(AllconvError, match="Caffe cannot save it in an HDF5 snapshot"):
+    with pytest.raises(AllconvError, match="no HDF5 snapshot holds it as a layer's group"):
         Net(net, TEST).save_hdf5(tmp_path / "out" / "w.caffemodel.h5")
     assert not list((tmp_path / "out").iterdir())
+    (tmp_path / "never.prototxt").write_text(          # a solver that never snapshots trains
+        f'net_param {{ {net} }} base_lr: 0.1 lr_policy: "fixed" max_iter: 2 snapshot: 10 '
+        f'snapshot_after_train: false snapshot_format: HDF5 snapshot_prefix: "{tmp_path}/out/s"')
+    make_solver(str(tmp_path / "never.prototxt")).solve()
 
 
 def test_a_snapshot_prefix_is_probed_with_a_file_as_caffe_does(tmp_path):
