@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -32,14 +31,6 @@ def is_hdf5(path) -> bool:
     """Whether a snapshot file is HDF5: the reference build tells the formats apart by the
     ``.h5`` ending (weights and solver state; BVLC master reads weights by their bytes)."""
     return os.fspath(path).endswith(SUFFIX)
-
-
-def holds_hdf5(path) -> bool:
-    """Whether the file at ``path`` is HDF5 by its bytes (False for none there)."""
-    try:
-        return _hdf5_bytes(Path(os.fspath(path)).read_bytes())   # fspath: no descriptor
-    except (OSError, ValueError, TypeError):
-        return False
 
 
 def _hdf5_bytes(data: bytes) -> bool:
@@ -64,8 +55,9 @@ def _read(path, take):
     module = h5py(WHAT)
     data = read_bytes(path, "Caffe HDF5 snapshot")
     if not _hdf5_bytes(data):
-        raise AllconvError(f"{path}: not an HDF5 file (a binary snapshot? Caffe tells the "
-                           "formats apart by the name: drop the .h5 ending)")
+        raise AllconvError(f"{path}: not an HDF5 file" + (
+            " (a binary snapshot? Caffe tells the formats apart by the name: drop the .h5 "
+            "ending)" if is_hdf5(path) else ""))
     try:
         with module.File(io.BytesIO(data), "r") as f:
             return take(f)

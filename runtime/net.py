@@ -822,7 +822,7 @@ class Net(nn.Module):
         outs: dict[str, list] = {}
         for chunk in batches:
             _collect(outs, self.forward(blobs=names, **chunk), "forward_all")
-        return {name: torch.cat(parts)[:count] for name, parts in outs.items()}
+        return _joined(outs, count)
 
     def forward_backward_all(self, blobs=None, diffs=None, **values) -> tuple[dict, dict]:
         """pycaffe's ``forward_backward_all``: Input blobs' values and outputs' diffs (name=
@@ -844,8 +844,7 @@ class Net(nn.Module):
                 "forward_backward_all")
             _collect(grads, self.backward(diffs=diff_names, **{
                 n: v for n, v in chunk.items() if n in self.outputs}), "forward_backward_all")
-        return ({name: torch.cat(parts)[:count] for name, parts in outs.items()},
-                {name: torch.cat(parts)[:count] for name, parts in grads.items()})
+        return _joined(outs, count), _joined(grads, count)
 
     def _batches(self, method: str, values: dict, allowed, kind: str):
         """(items, padded batches) of ``values`` (name -> array of items shaped like the
@@ -944,10 +943,10 @@ class Net(nn.Module):
         file is HDF5 if its name ends in .h5, as the reference build decides; BVLC master asks
         H5Fis_hdf5): each layer of the file, in order, into the first layer of that name (from
         an HDF5 file the last, as Caffe's CopyTrainedLayersFromHDF5 looks names up), whose
-        blob count must match (a blob-less layer's too). As in Caffe, a file layer the net lacks is logged ("Ignoring source
-        layer NAME") and net layers the file lacks keep their initial values; a UserWarning
-        names those that have blobs (with ``require_all``, an AllconvError, before anything
-        is copied). ``into(layer)``: the tensors its blobs go to (default: the blobs; a
+        blob count must match (a blob-less layer's too). As in Caffe, a file layer the net
+        lacks is logged ("Ignoring source layer NAME") and net layers the file lacks keep their
+        initial values; a UserWarning names those that have blobs (with ``require_all``, an
+        AllconvError, before anything is copied). ``into(layer)``: the tensors its blobs go to (default: the blobs; a
         pack's member gives its blocks of them). ``hdf5``: read as HDF5 or not whatever the
         name (None: by the name)."""
         hdf5 = hdf5_snapshot.is_hdf5(path) if hdf5 is None else hdf5
@@ -987,9 +986,8 @@ class Net(nn.Module):
                     continue
                 _check_blob(blob, array, f"{path}: layer {layer.name!r} blob {i}", "file")
                 copies.append((blob, array))
-        with torch.no_grad():
-            for blob, array in copies:
-                blob.copy_(torch.from_numpy(array).reshape(blob.shape))
+        for blob, array in copies:
+            _copy_values(blob, array)
         if missing:
             warnings.warn(message + "; they keep their fillers' values", UserWarning,
                           stacklevel=2)
@@ -1041,13 +1039,8 @@ class Net(nn.Module):
         return owners
 
     def load_hdf5(self, path) -> None:
-        """pycaffe's ``load_hdf5``: `copy_from` of an HDF5 .caffemodel (CopyTrainedLayersFromHDF5,
-        which fails on another kind of file)."""
-        if not hdf5_snapshot.holds_hdf5(path):
-            if not os.path.exists(path):
-                raise AllconvError(f"{path}: no such file")
-            raise AllconvError(f"{path}: not an HDF5 file (load_hdf5 reads those; copy_from "
-                               "reads either kind)")
+        """pycaffe's ``load_hdf5``: `copy_from` of an HDF5 .caffemodel whatever its name
+        (CopyTrainedLayersFromHDF5, which fails on another kind of file)."""
         self.copy_from(path, hdf5=True)
 
     def save_hdf5(self, path, diff: bool = False) -> None:
@@ -1103,6 +1096,11 @@ def _collect(parts: dict, batch: dict, method: str) -> None:
         parts.setdefault(name, []).append(value.clone())
 
 
+def _joined(parts: dict, count: int) -> dict:
+    """`_collect`'s lists joined along the batch axis, the padding after ``count`` items cut."""
+    return {name: torch.cat(batches)[:count] for name, batches in parts.items()}
+
+
 def _check_blob(blob, array, where: str, source: str) -> None:
     """Caffe's ShapeEquals check of a stored blob against ``blob`` (``where`` and ``source``,
     "file" or "prototxt", name it in the error)."""
@@ -1119,6 +1117,11 @@ def _check_blob(blob, array, where: str, source: str) -> None:
 def _copy_blob(blob, array, where: str, source: str) -> None:
     """A stored blob's values into ``blob`` after `_check_blob`."""
     _check_blob(blob, array, where, source)
+    _copy_values(blob, array)
+
+
+def _copy_values(blob, array) -> None:
+    """A stored blob's values into ``blob`` (its shape checked already)."""
     with torch.no_grad():
         blob.copy_(torch.from_numpy(array).reshape(blob.shape))
 

@@ -34,9 +34,9 @@ from runtime.caffemodel import binary_kind
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
-from runtime.text_tokens import (AFTER_TOKEN, EXPECTED_MARK, TextSyntaxError, caffe_position,
-                                 caffe_tokens, cpp_column, decode_prototxt, line_column,
-                                 next_token, past_sign, text_index)
+from runtime.text_tokens import (AFTER_TOKEN, EXPECTED_MARK, GAPS, TextSyntaxError,
+                                 caffe_position, caffe_tokens, cpp_column, decode_prototxt,
+                                 line_column, next_token, past_sign, text_index)
 from runtime.upgrade_proto import upgrade_net, upgrade_solver
 
 __all__ = [
@@ -89,9 +89,8 @@ def _parse_text(text: str, message: Message, filename: str) -> Message:
 _QUOTED_LINE = re.compile(r"^'.*': (?=\S)")
 _UNKNOWN_ENUM = re.compile(r"^(Enum type \"([\w.]+)\" has no value (?:named (\w+)|with number "
                            r"(-?\d+))\.?)$")
-_GAPS = r"(?:\s|#[^\n]*)*"           # blanks and comments between tokens
-_FIELD_BEFORE = re.compile(rf"(\w+){_GAPS}:{_GAPS}(?:-{_GAPS})?$")
-_LIST_FIELD_BEFORE = re.compile(rf"(\w+){_GAPS}:?{_GAPS}\[[^\[\]]*$")      # in its list
+_FIELD_BEFORE = re.compile(rf"(\w+){GAPS}:{GAPS}(?:-{GAPS})?$")
+_LIST_FIELD_BEFORE = re.compile(rf"(\w+){GAPS}:?{GAPS}\[[^\[\]]*$")      # in its list
 _UNKNOWN_FIELD = re.compile(r'^Message type "([\w.]+)" has no field named "(\w+)"\.?$')
 # a net read as a solver, or a solver as a net: the file's first field names what it is
 _OTHER_FILE = {"caffe.SolverParameter": ("caffe.NetParameter", "a net, not a solver"),
@@ -144,7 +143,7 @@ def _unknown_enum(match: re.Match, before: str) -> str:
 
 
 _NO_EXTENSIONS = re.compile(r'Message type "([\w.]+)" does not have extensions\.')
-_EXTENSION_NAME = re.compile(rf"{_GAPS}\w+(?:{_GAPS}\.{_GAPS}\w+)*")
+_EXTENSION_NAME = re.compile(rf"{GAPS}\w+(?:{GAPS}\.{GAPS}\w+)*")
 
 
 def _extension_error(tokens: str, index: int, message: str):
@@ -158,7 +157,7 @@ def _extension_error(tokens: str, index: int, message: str):
     if tokens[end:end + 1] != "]":          # C++ reads the name, then wants the ']'
         found = _TOKEN.match(tokens, end).group()
         return line_column(tokens, end), f'Expected "]", found "{found}".'
-    name = re.sub(_GAPS, "", name.group())
+    name = re.sub(GAPS, "", name.group())
     return (line_column(tokens, next_token(tokens, end + 1)),
             f'Extension "{name}" is not defined or is not an extension of "{message}".')
 

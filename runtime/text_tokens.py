@@ -54,7 +54,8 @@ _AT_TOKEN = (", got", "but found", "Couldn't parse", "out of range")
 AFTER_TOKEN = ("has no field named", "has no value named", "has no value with number",
                 'Expected "true" or "false"')
 _TOKEN = re.compile(r"-?[ \t]*[\w.]+|\"(?:[^\"\\\n]|\\.)*\"?|'(?:[^'\\\n]|\\.)*'?|\S")
-_GAP = re.compile(r"(?:\s|#[^\n]*)*")
+GAPS = r"(?:\s|#[^\n]*)*"          # blanks and comments between tokens
+_GAP = re.compile(GAPS)
 _BLANK = " \t\r\n\v\f"
 
 
@@ -107,6 +108,8 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             i = _comment_end(text, i, out) if char == "#" else i + 1
             continue
         was_named, named = named, False
+        # a field's name belongs here (not a value, nor a name's missing ':', nor in brackets)
+        name_place = not (value or was_named or (opened and opened[-1] in "[e"))
         if char in "\"'":
             try:
                 end = _string_end(text, i, out)
@@ -123,7 +126,7 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             j = i + 1
             while j < n and (text[j] in _BLANK or text[j] == "#"):   # C++: tokens apart
                 j = _comment_end(text, j, out) if text[j] == "#" else j + 1
-            if not (value or was_named or (opened and opened[-1] in "[e")):
+            if name_place:
                 raise TextSyntaxError(text, i, "Expected identifier, got: -")
             named = was_named                 # the sign belongs to the value that follows
             unsigned = _UNSIGNED.get(field.cpp_type) if field else None
@@ -149,7 +152,7 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             except TextSyntaxError as err:
                 err.token = i
                 raise
-            if not (value or was_named or (opened and opened[-1] in "[e")):
+            if name_place:
                 raise TextSyntaxError(text, i, f"Expected identifier, got: {text[i:end]}")
             if based:
                 _integer_for(field, text[i:end], text, i, out)
