@@ -126,9 +126,29 @@ def _parse_error(err: text_format.ParseError, tokens: str):
     if match := _NO_EXTENSIONS.fullmatch(detail):
         return _extension_error(tokens, text_index(tokens, line, column or 1), match.group(1))
     where = caffe_position(tokens, line, column or 1, detail)
+    index = text_index(tokens, line, column or 1)
     if match := _UNKNOWN_ENUM.match(detail):
-        return where, _unknown_enum(match, tokens[:text_index(tokens, line, column or 1)])
+        return where, _unknown_enum(match, tokens[:index])
+    if detail == _NOT_BOOL or detail.startswith("Value out of range"):
+        return where, _value_refused(detail, tokens, index)
     return where, _in_caffe_words(detail, tokens, where)
+
+
+_NOT_BOOL = 'Expected "true" or "false".'
+_INTEGER = re.compile(r"0[xX][0-9a-fA-F]+|\d+")
+
+
+def _value_refused(detail: str, tokens: str, index: int) -> str:
+    """C++'s words for a value Python refuses once read (an integer out of range, a bool's
+    value that is none): C++ names the token as written, and a bool's field."""
+    token = _TOKEN.match(tokens, past_sign(tokens, index)).group()
+    if detail != _NOT_BOOL or _INTEGER.fullmatch(token):
+        return f"Integer out of range ({token})"
+    if not re.match(r"[A-Za-z_]", token):   # C++ reads a bool as an integer or an identifier
+        return f"Expected identifier, got: {token}"
+    field = _FIELD_BEFORE.search(tokens[:index]) or _LIST_FIELD_BEFORE.search(tokens[:index])
+    name = field.group(1) if field else "?"
+    return f'Invalid value for boolean field "{name}". Value: "{token}".'
 
 
 def _unknown_enum(match: re.Match, before: str) -> str:
@@ -171,7 +191,6 @@ _CPP_WORDS = [
     (re.compile(r"Expected identifier or number, got (.*)\."), r"Expected identifier, got: \1"),
     (re.compile(r"Couldn't parse float: (.*)"), r"Expected double, got: \1"),
     (re.compile(r"Couldn't parse integer: -?\s*(.*)"), r"Expected integer, got: \1"),
-    (re.compile(r"Value out of range: (.*)"), r"Integer out of range (\1)"),
     (re.compile(r"Expected string but found: '(.*)'"), r"Expected string, got: \1"),
     (re.compile(r'Message type "[\w.]+" should not have multiple "(\w+)" fields\.'),
      r'Non-repeated field "\1" is specified multiple times.'),

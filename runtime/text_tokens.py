@@ -132,18 +132,18 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             unsigned = _UNSIGNED.get(field.cpp_type) if field else None
             if unsigned:
                 raise TextSyntaxError(text, i, f"Expected {unsigned}, got: -")
-            if text[j:j + 1] == "-":        # the sign is a token: a number must follow it
-                raise TextSyntaxError(text, j, f"Expected {_expected(field, True)}, got: -",
-                                      token=i)
+            if text[j:j + 1] in ("-", "["):    # the sign is a token: a number must follow it
+                raise TextSyntaxError(text, j, f"Expected {_expected(field, True)}, "
+                                               f"got: {text[j]}", token=i)
             name = _IDENTIFIER.match(text, j)
             if name and field and field.cpp_type == FieldDescriptor.CPPTYPE_ENUM:
                 raise TextSyntaxError(text, j, f"Expected integer, got: {name.group()}",
                                       token=i)
             if j > i + 1 and j < n and (_is_digit(text[j]) or text[j] == "." or
                                         _IDENTIFIER.match(text, j)):
-                if "\n" in text[i:j]:      # keep the lines: the sign goes before the number
+                if text[j - 1] == "\n":    # keep the lines: the sign goes before the number
                     out[i], out[j] = " ", "-" + out[j]
-                else:
+                else:                       # and the columns, in the blank before it
                     out[i], out[j - 1] = " ", "-"
             i = j
         elif _is_digit(char) or (char == "." and _is_digit(text[i + 1:i + 2])):
@@ -261,15 +261,17 @@ def _number_end(text: str, i: int) -> tuple[int, bool]:
 
 
 def _integer_for(field, token: str, text: str, i: int, out: list[str]) -> None:
-    """A hex or octal ``token`` at ``i``, the value of ``field``: refused for a float as C++
-    refuses it; for a bool, written in decimal where it fits (Python takes it as an int)."""
+    """A hex or octal ``token`` at ``i``, the value of ``field``: refused for a float, and for
+    a bool past 1, as C++ refuses them; a bool's written in decimal (Python takes that)."""
     if field is None:
         return
     if field.cpp_type in _FLOATS:
         raise TextSyntaxError(text, i, f"Expect a decimal number, got: {token}")
-    decimal = str(int(token, 16 if token[1] in "xX" else 8))
-    if field.cpp_type == FieldDescriptor.CPPTYPE_BOOL and len(decimal) <= len(token):
-        out[i:i + len(token)] = decimal.ljust(len(token))
+    value = int(token, 16 if token[1] in "xX" else 8)
+    if field.cpp_type == FieldDescriptor.CPPTYPE_BOOL:
+        if value > 1:
+            raise TextSyntaxError(text, i, f"Integer out of range ({token})")
+        out[i:i + len(token)] = str(value).ljust(len(token))
 
 
 def _string_end(text: str, start: int, out: list[str]) -> int:
@@ -380,7 +382,7 @@ def caffe_position(tokens: str, line: int, column: int, detail: str) -> tuple[in
         token = _TOKEN.match(tokens, index)
         after = next_token(tokens, token.end() if token else index)
         read = token and not (detail.startswith('Expected "true"')      # a bool's number
-                              and _is_digit(token.group()[-1]))
+                              and token.group()[:1] in tuple("0123456789."))
         if (read and any(what in detail for what in AFTER_TOKEN)
                 or after >= len(tokens) and not EXPECTED_MARK.fullmatch(detail)
                 and not any(words in detail for words in _AT_TOKEN)):   # C++ names the token
@@ -414,7 +416,6 @@ def text_index(text: str, line: int, column: int) -> int:
 
 
 def past_sign(text: str, index: int) -> int:
-    """``index``, or past the '-' there and its blanks (a token of its own in C++)."""
-    if text[index:index + 1] != "-":
-        return index
-    return len(text) - len(text[index + 1:].lstrip(" \t"))
+    """``index``, or past the '-' there and the blanks and comments after it (a token of its
+    own in C++)."""
+    return next_token(text, index + 1) if text[index:index + 1] == "-" else index

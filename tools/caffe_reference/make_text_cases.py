@@ -41,8 +41,10 @@ FLOATS = ["+1.5", "1_0", "0b101", "0o7", "- 1.5", "-1.5", "-\t1.5", "- -1", "--1
           "-\n1.5", "- \r1.5", "-\f1.5", "5x", "1e5x", ".5x", ".0b1", "1.0b1", "1e+5", ".5_0",
           "- .5", "1+2", "1e+5_0", "-\n -1", "inff", "nanf", "NaN", "-Inf", "infinityf"]
 UINTS = ["0x3", "03", "08", "3.0", "+3", "- 3", "0b11", "1_0", "3u", "0X3", "-3", "00003", "3e0",
-         "0x", "3L", "4294967297", "0x100000000", "-0"]
-BOOLS = ["t", "True", "1", "yes", "2", "0x1", "01", "0x0", "00", "-1", "0x2", "FALSE", "f"]
+         "0x", "3L", "4294967297", "0x100000000", "-0",
+         "037777777777", "040000000000", "0xFFFFFFFF"]
+BOOLS = ["t", "True", "1", "yes", "2", "0x1", "01", "0x0", "00", "-1", "0x2", "FALSE", "f", "1.5",
+         "1.", ".5", "1e3", "inf", "tru", "_x", "0x1_"]
 STRINGS = [r'"\q"', r'"\x41"', r'"\101"', r'"\?"', r'"\'"', r'"a\"b"', r'"\u0041"',
            r'"\U00000041"', '"a" "b"', "'sq'", r'"\x"', r'"\8"', r'"\0"', r'"\a\b\f\v"',
            '"a\nb"', r'"\777"', '"p', "q", r'"\x4g"', r'"\uD800"', r'"\U00110000"',
@@ -78,6 +80,11 @@ AROUND = [("# caf\xe9\n", ""), ("# a\x00b\n", ""), ("# caf\xc3\xa9\n", ""), ("",
           ("state { level: -2147483649 }\n", ""), ("state { level: -2147483648 }\n", ""),
           ("", 'layer { name: "e" type: "Input" top: "e" '
                'input_param { shape { dim: -9223372036854775809 } } }\n')]
+# a sign, then a gap with a line's end or a comment, or a mark where its number belongs
+SIGNED = ["- [2]", "-\n}", "[1, -, 2]", "[1, - # c\n 2]", "- # c\n  99999999999999999999",
+          "-\n  1 dim: x", "- # c\n  3 dim: 1", "[1, -\n2]"]
+AROUND += [("", 'layer { name: "e" type: "Input" top: "e" '
+                f'input_param {{ shape {{ dim: {value} }} }} }}\n') for value in SIGNED]
 
 
 def cases() -> dict[str, str]:
