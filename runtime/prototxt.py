@@ -82,7 +82,8 @@ def _parse_text(text: str, message: Message, filename: str) -> Message:
                                                    message)) from None
     if syntax is not None:
         raise AllconvError(f"{filename}:{syntax.line}:"
-                           f"{cpp_column(text, syntax.line, syntax.column)}: {syntax.detail}")
+                           f"{cpp_column(text, syntax.line, syntax.column)}: "
+                           f"{_with_valid_names(syntax.detail)}")
     return message
 
 

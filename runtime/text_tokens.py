@@ -5,7 +5,9 @@ Refused, as C++ refuses them: ``+`` outside strings and comments (``+1.5``, ``+i
 number run into letters or ``_`` (``1_0``, ``0b10``, ``0o7``; Python reads ``1_0`` as 10),
 an unknown escape in a string (``"\\z"``), a control character (a NUL in a comment too: C++
 ends the comment at it, then refuses it), a character outside ASCII but in strings and
-comments (a no-break space: "Interpreting non ascii codepoint 194.").
+comments (a no-break space: "Interpreting non ascii codepoint 194."), a message closed by the
+other bracket, a field named twice where it is not repeated (at its name, as C++ refuses it), a
+``+`` or ``-`` run into a field's name (Python reads it as part of the name).
 Taken, as C++ takes them: ``- 1.5`` (the sign and the number are two tokens there), a hex or
 octal integer for a bool (``force_backward: 0x1``; Python takes those only for integers: they
 are given in decimal, and refused for a float, as C++ refuses them), the ``\\?`` escape (``?``),
@@ -45,18 +47,19 @@ _NOT_STRING = {**{t: "integer" for t in (FieldDescriptor.CPPTYPE_INT32,
 _VALUE_KINDS = {**_NOT_STRING, FieldDescriptor.CPPTYPE_STRING: "string"}
 # what C++ expects where a '-' stands before a value that takes no sign
 _UNSIGNED = {FieldDescriptor.CPPTYPE_UINT32: "integer", FieldDescriptor.CPPTYPE_UINT64: "integer",
-             FieldDescriptor.CPPTYPE_BOOL: "identifier"}
+             FieldDescriptor.CPPTYPE_BOOL: "identifier", FieldDescriptor.CPPTYPE_STRING: "string"}
 # Python's "Expected ":"." and the like: C++ says what it found instead, where it found it
 EXPECTED_MARK = re.compile(r'Expected "[:{,\]]"\.')
 # Python's errors about a value that C++ reports at the value, the text's last token too
 _AT_TOKEN = (", got", "but found", "Couldn't parse", "out of range")
 # Python reports these where the token they name starts, C++ at the token after it
 AFTER_TOKEN = ("has no field named", "has no value named", "has no value with number",
-                'Expected "true" or "false"')
-_TOKEN = re.compile(r"-?[ \t]*[\w.]+|\"(?:[^\"\\\n]|\\.)*\"?|'(?:[^'\\\n]|\\.)*'?|\S")
+               'Expected "true" or "false"', "Invalid value for boolean field")
+_TOKEN = re.compile(r"-?[ \t]*(?:[A-Za-z_]\w*|[\w.]+)|\"(?:[^\"\\\n]|\\.)*\"?|'(?:[^'\\\n]|\\.)*'?|\S")
 GAPS = r"(?:\s|#[^\n]*)*"          # blanks and comments between tokens
 _GAP = re.compile(GAPS)
 _BLANK = " \t\r\n\v\f"
+_NAME_BEFORE = re.compile(rf"([A-Za-z_]\w*){GAPS}$")
 
 
 class TextSyntaxError(AllconvError):
@@ -99,6 +102,7 @@ def _rewrite(text: str, message, out: list[str]) -> None:
     """``caffe_tokens``' pass, writing into ``out`` (the text's characters)."""
     i, n = 0, len(text)
     messages, field = [message], None     # the enclosing messages; the field last named
+    given = [set()]                       # the non-repeated fields each message has been given
     opened = []                           # the brackets open: "{", "<", "[" (a list), "e"
     outer = []                            # the field of each message open
     value = named = False     # a value comes next (after ':' or in a list); a name was read
@@ -121,7 +125,11 @@ def _rewrite(text: str, message, out: list[str]) -> None:
                                                f"{text[i:end]}")
             i, value = end, False
         elif char == "+":         # no token of C++'s starts with it
-            raise TextSyntaxError(text, i, f"Expected {_expected(field, value)}, got: +")
+            if was_named:
+                raise _after_name(text, i, messages[-1], field)
+            kind = _VALUE_KINDS.get(field.cpp_type, "a value") if value and field else \
+                _expected(field, value)
+            raise TextSyntaxError(text, i, f"Expected {kind}, got: +")
         elif char == "-":
             j = i + 1
             while j < n and (text[j] in _BLANK or text[j] == "#"):   # C++: tokens apart
@@ -163,16 +171,25 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             i, value = end, False
         elif _IDENTIFIER.match(text, i):
             end = _IDENTIFIER.match(text, i).end()
+            if text[end:end + 1] == "." and _is_digit(text[end + 1:end + 2]):
+                raise TextSyntaxError(text, end, "Need space between identifier and decimal "
+                                                 "point.")
             if not value:     # a scalar value is one token: a field name follows it, as in C++
                 field = messages[-1] and messages[-1].fields_by_name.get(text[i:end])
                 named = not opened or opened[-1] != "e"
+                if named and text[end:end + 1] in ("+", "-"):     # Python reads on past them
+                    raise _after_name(text, end, messages[-1], field)
+                if named:
+                    _given_once(text, end, field, given[-1])
             elif field and field.cpp_type in _FLOATS and \
                     text[i:end].lower() not in ("inf", "infinity", "nan"):
-                raise TextSyntaxError(text, i, f"Expected double, got: {text[i:end]}")
+                raise TextSyntaxError(text, i, f"Expected double, got: {text[i:end].lower()}")
             i, value = end, False
         else:
             if _is_foreign(char):
-                raise TextSyntaxError(text, i, "not a text prototxt (invalid UTF-8)")
+                raise TextSyntaxError(text, i, "Interpreting non ascii codepoint "
+                                               f"{ord(char) - 0xdc00} (not UTF-8: not a "
+                                               "text prototxt?)")
             if char > "\x7f":          # a letter or a blank: C++ reads ASCII only
                 raise TextSyntaxError(text, i, "Interpreting non ascii codepoint "
                                                f"{char.encode('utf-8')[0]}.")
@@ -187,10 +204,15 @@ def _rewrite(text: str, message, out: list[str]) -> None:
                                                f"got: {char}")      # ':', ';', '}' as a value
             if char in "{<":
                 messages.append(field.message_type if field else None)
+                given.append(set())
                 opened.append(char)
                 outer.append(field)
             elif char in "}>" and len(messages) > 1:
+                if opened and opened[-1] in "{<" and char != _CLOSING[opened[-1]]:
+                    raise TextSyntaxError(text, i, f'Expected "{_CLOSING[opened[-1]]}", '
+                                                   f'found "{char}".')
                 messages.pop()
+                given.pop()
                 if opened:
                     opened.pop()
                 field = outer.pop()       # the message's own field (a list's, say)
@@ -201,6 +223,31 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             value = char == ":" or (char == "," and bool(opened) and opened[-1] == "[") or (
                 char == "[" and opened[-1] == "[")
             i += 1
+
+
+_CLOSING = {"{": "}", "<": ">"}
+
+
+def _after_name(text: str, i: int, message, field) -> TextSyntaxError:
+    """C++'s error at ``text[i]``, a mark where the ':' or '{' after a field's name belongs
+    (``field`` of ``message``, None where the name is unknown)."""
+    if field is None and message is not None:
+        name = _NAME_BEFORE.search(text, 0, i).group(1)
+        return TextSyntaxError(text, i, f'Message type "{message.full_name}" has no field '
+                                        f'named "{name}".')
+    mark = "{" if field and field.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE else ":"
+    return TextSyntaxError(text, i, f'Expected "{mark}", found "{text[i]}".')
+
+
+def _given_once(text: str, end: int, field, given: set) -> None:
+    """Note a non-repeated ``field`` named before ``end``; a second time, C++'s error at the
+    token after its name."""
+    if field is None or field.is_repeated:
+        return
+    if field.name in given:
+        raise TextSyntaxError(text, next_token(text, end), f'Non-repeated field "{field.name}" '
+                                                           "is specified multiple times.")
+    given.add(field.name)
 
 
 def _expected(field, value: bool) -> str:

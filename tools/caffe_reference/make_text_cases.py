@@ -85,6 +85,18 @@ SIGNED = ["- [2]", "-\n}", "[1, -, 2]", "[1, - # c\n 2]", "- # c\n  999999999999
           "-\n  1 dim: x", "- # c\n  3 dim: 1", "[1, -\n2]"]
 AROUND += [("", 'layer { name: "e" type: "Input" top: "e" '
                 f'input_param {{ shape {{ dim: {value} }} }} }}\n') for value in SIGNED]
+# a mark where a field name's ':' or '{' belongs, or a message closed by the other bracket
+POWER = 'layer {{ name: "e" type: "Power" bottom: "y" top: "e" {} }}\n'
+AROUND += [("", POWER.format(tail)) for tail in (
+    "power_param < power: 1 }", "power_param { power: 1 >", "power_param+{ }", "bogus+{ }",
+    "power_param { } power_param { }", "loss_weight: HDF5", "power_param: -{ }",
+    "power_param { power +1 }", "power_param { power-1 }", "power_param { powe-r: 1 }",
+    "type0.2: 1", "to.p: 1")]
+AROUND += [("force_backward: true force_backward\n", ""), ("debug_info: true debug_info: 1\n", ""),
+           ("force_backward: tr\xe2\x80\x8bue\n", ""), ("", "\xff\n"),
+           ("", 'layer { name: -"s" type: "Silence" bottom: "y" }\n'),
+           ("", 'layer { name: "e" type: "Pooling" bottom: "w" top: "e" '
+                'pooling_param { pool: +MAX kernel_size: 1 } }\n')]
 
 
 def cases() -> dict[str, str]:
