@@ -46,7 +46,7 @@ _NOT_STRING = {**{t: "integer" for t in (FieldDescriptor.CPPTYPE_INT32,
                FieldDescriptor.CPPTYPE_ENUM: "integer or identifier"}
 _VALUE_KINDS = {**_NOT_STRING, FieldDescriptor.CPPTYPE_STRING: "string"}
 # what C++ expects where a '-' stands before a value that takes no sign
-_UNSIGNED = {FieldDescriptor.CPPTYPE_UINT32: "integer", FieldDescriptor.CPPTYPE_UINT64: "integer",
+_NO_SIGN = {FieldDescriptor.CPPTYPE_UINT32: "integer", FieldDescriptor.CPPTYPE_UINT64: "integer",
              FieldDescriptor.CPPTYPE_BOOL: "identifier", FieldDescriptor.CPPTYPE_STRING: "string"}
 # Python's "Expected ":"." and the like: C++ says what it found instead, where it found it
 EXPECTED_MARK = re.compile(r'Expected "[:{,\]]"\.')
@@ -137,9 +137,9 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             if name_place:
                 raise TextSyntaxError(text, i, "Expected identifier, got: -")
             named = was_named                 # the sign belongs to the value that follows
-            unsigned = _UNSIGNED.get(field.cpp_type) if field else None
-            if unsigned:
-                raise TextSyntaxError(text, i, f"Expected {unsigned}, got: -")
+            no_sign = _NO_SIGN.get(field.cpp_type) if field else None
+            if no_sign:
+                raise TextSyntaxError(text, i, f"Expected {no_sign}, got: -")
             if text[j:j + 1] in ("-", "["):    # the sign is a token: a number must follow it
                 raise TextSyntaxError(text, j, f"Expected {_expected(field, True)}, "
                                                f"got: {text[j]}", token=i)
