@@ -47,7 +47,7 @@ _NOT_STRING = {**{t: "integer" for t in (FieldDescriptor.CPPTYPE_INT32,
 _VALUE_KINDS = {**_NOT_STRING, FieldDescriptor.CPPTYPE_STRING: "string"}
 # what C++ expects where a '-' stands before a value that takes no sign
 _NO_SIGN = {FieldDescriptor.CPPTYPE_UINT32: "integer", FieldDescriptor.CPPTYPE_UINT64: "integer",
-             FieldDescriptor.CPPTYPE_BOOL: "identifier", FieldDescriptor.CPPTYPE_STRING: "string"}
+            FieldDescriptor.CPPTYPE_BOOL: "identifier", FieldDescriptor.CPPTYPE_STRING: "string"}
 # Python's "Expected ":"." and the like: C++ says what it found instead, where it found it
 EXPECTED_MARK = re.compile(r'Expected "[:{,\]]"\.')
 # Python's errors about a value that C++ reports at the value, the text's last token too
