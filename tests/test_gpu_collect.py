@@ -69,3 +69,25 @@ def test_a_tar_reaching_outside_its_run_is_refused(tmp_path):
         gpu_collect.main([str(call), "--results", str(tmp_path / "results"),
                           "--carry-runs", str(tmp_path / "carry")])
     assert not (tmp_path / "results" / "table3" / "all-cnn-c").exists()
+
+
+@pytest.mark.parametrize("name, files, what", [
+    ("train_throughput_pack.json", '{"device": "CPU (2 threads), tiny run"}',
+     "a benchmark on CPU"),
+    ("run-all-cnn-c-lr-0.05-smoke-unfinished.tar", None, "a smoke run")])
+def test_a_dry_runs_files_are_refused_for_the_repositorys_results(tmp_path, name, files, what):
+    """A CPU dry run's benchmark replaced the device's measurements that `check` reads, and
+    its smoke runs landed beside the real ones: refused unless collected elsewhere."""
+    call = tmp_path / "call"
+    call.mkdir()
+    if files is None:
+        _tar(call / name, {"table3/all-cnn-c/lr-0.05-smoke/run.json": b"{}"})
+    else:
+        (call / name).write_text(files)
+    results = tmp_path / "results"
+    with pytest.raises(AllconvError, match=f"{name}: {what}.*, from a CPU dry run"):
+        gpu_collect.collect([call], results, tmp_path / "carry", dry_run_ok=False)
+    assert not results.exists() and not (tmp_path / "carry").exists()
+    gpu_collect.collect([call], results, tmp_path / "carry", dry_run_ok=True)   # elsewhere
+    assert [p.name for p in (results / "benchmarks", tmp_path / "carry")[files is None].iterdir()] \
+        == [name]

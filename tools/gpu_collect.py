@@ -12,6 +12,10 @@ Each FOLDER holds one call's files (the device tool's ``files_at``):
                                  `next` call carries and resumes, unless the run has finished
     train_throughput*.json       copied to RESULTS/benchmarks/
 
+A CPU dry run's files (a benchmark JSON of a CPU device, a smoke run's tar) are refused for
+the repository's own results (they would replace the device's measurements): collect a dry
+run with --results and --carry-runs in a scratch folder.
+
 Then it prints each finished run (test error, wall time, images/s) for CAMPAIGN.md and
 rebuilds the tables they are in: ``replicate TABLE --lr-search --report --out RESULTS`` (exit
 status 0 with rows that FAIL: a result, not an error).
@@ -19,6 +23,7 @@ status 0 with rows that FAIL: a result, not an error).
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tarfile
@@ -76,8 +81,23 @@ def unpack_run(tar_path: Path, prefix: str, results: Path) -> Path:
     return target
 
 
-def collect(folders: list[Path], results: Path, carry_runs: Path) -> list[RunFolder]:
-    """File every call's files; the finished runs' folders."""
+def refuse_dry_run(path: Path, what: str) -> None:
+    raise AllconvError(f"{path}: {what}, from a CPU dry run: collect a dry run with --results "
+                       "and --carry-runs in a scratch folder, not into the repository's")
+
+
+def benchmark_device(path: Path) -> str:
+    """The device a benchmark JSON names."""
+    try:
+        return str(json.loads(path.read_text())["device"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise AllconvError(f"{path}: not a benchmark's JSON ({err})") from None
+
+
+def collect(folders: list[Path], results: Path, carry_runs: Path,
+            dry_run_ok: bool = True) -> list[RunFolder]:
+    """File every call's files; the finished runs' folders (a CPU dry run's files refused
+    unless ``dry_run_ok``)."""
     finished = []
     tars = []
     for folder in folders:
@@ -85,13 +105,19 @@ def collect(folders: list[Path], results: Path, carry_runs: Path) -> list[RunFol
             raise AllconvError(f"{folder}: no such folder")
         for path in sorted(folder.iterdir()):
             if path.name.startswith("train_throughput") and path.suffix == ".json":
+                if not dry_run_ok and benchmark_device(path).startswith("CPU"):
+                    refuse_dry_run(path, f"a benchmark on {benchmark_device(path)}")
                 copy(path, results / "benchmarks" / path.name)
                 print(f"{path.name} -> {results / 'benchmarks'}")
                 continue
             if path.name.startswith("run-") and path.suffix == ".tar":
                 tars.append((path.name.endswith(UNFINISHED), path))
+    prefixes = {path: run_prefix(path) for _, path in tars}
+    for path, prefix in prefixes.items():
+        if not dry_run_ok and prefix.endswith("-smoke"):
+            refuse_dry_run(path, "a smoke run")
     for unfinished, path in sorted(tars, key=lambda t: t[0]):   # finished first
-        prefix = run_prefix(path)
+        prefix = prefixes[path]
         if unfinished:
             if RunFolder(results / prefix).result() is not None:
                 print(f"{path.name}: left (the run finished in a later call)")
@@ -119,11 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("folders", nargs="+", type=Path, metavar="FOLDER",
                    help="a device call's files (files_at)")
     p.add_argument("--results", type=Path, default=ROOT / "results",
-                   help="the results folder (default: the repository's)")
+                   help="the results folder (default: the repository's, which takes no CPU "
+                        "dry run's files)")
     p.add_argument("--carry-runs", type=Path, default=ROOT / ".carry-runs",
                    help="where unfinished runs wait for the next lease (default .carry-runs)")
     args = p.parse_args(argv)
-    finished = collect(args.folders, args.results, args.carry_runs)
+    own = args.results.resolve() == (ROOT / "results").resolve()
+    finished = collect(args.folders, args.results, args.carry_runs, dry_run_ok=not own)
     for run in finished:
         print(describe(run))
     if not finished:
