@@ -77,7 +77,7 @@ def _parse_text(text: str, message: Message, filename: str) -> Message:
             text_format.Parse(tokens, message)
     except text_format.ParseError as err:
         where, detail = _parse_error(err, tokens)
-        if syntax is None or _before(err, tokens, syntax.token, detail):
+        if syntax is None or _before(err, tokens, syntax):
             raise AllconvError(_format_parse_error(where, detail, text, filename,
                                                    message)) from None
     if syntax is not None:
@@ -183,7 +183,8 @@ def _extension_error(tokens: str, index: int, message: str):
             f'Extension "{name}" is not defined or is not an extension of "{message}".')
 
 
-_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[\w.+-]+|\S|')
+# a token as C++ reads it: a string, an identifier (Python's runs on over '+' and '-'), a number
+_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[A-Za-z_]\w*|[\w.+-]+|\S|')
 
 
 # Python's parser's words -> C++'s (Caffe's), for the same error at the same place
@@ -213,18 +214,21 @@ def _in_caffe_words(detail: str, tokens: str, where: tuple[int, int]) -> str:
 
 
 
-def _before(err: text_format.ParseError, tokens: str, index: int, detail: str) -> bool:
-    """Whether C++ meets Python's error before the token at ``index``'s own: C++ reads tokens
-    one by one, each read when the one before it is taken, so an error it finds only once it
-    has taken its token (an unknown field name) comes after the next token's."""
+def _before(err: text_format.ParseError, tokens: str, syntax: TextSyntaxError) -> bool:
+    """Whether C++ meets Python's error before ``syntax``, the tokenizer pass's: C++ reads
+    tokens one by one, each read when the one before it is taken, so an error it finds only
+    once it has taken its token (an unknown field name) comes after the next token's own
+    reading (a character outside ASCII), but before what the parser finds at it (a '+')."""
     line, column = err.GetLine(), err.GetColumn()
     if line is None:
         return False
     start = past_sign(tokens, text_index(tokens, line, column or 1))
-    if any(words in detail for words in AFTER_TOKEN):
+    if any(words in str(err) for words in AFTER_TOKEN):
         token = _TOKEN.match(tokens, start)
         start = next_token(tokens, token.end() if token else start)
-    return start < index
+        if start == syntax.token and not syntax.lexical:
+            return True
+    return start < syntax.token
 
 
 def _format_parse_error(where, detail: str, text: str, filename: str, message) -> str:

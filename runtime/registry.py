@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 
-from runtime.errors import AllconvError
+from runtime.errors import AllconvError, printable
 
 
 def add_once(table: dict, name: str, entry, what: str):
@@ -21,7 +21,7 @@ def add_once(table: dict, name: str, entry, what: str):
 
 def did_you_mean(name: str, names) -> str:
     """" (did you mean A, B?)" for the registered ``names`` nearest to an unknown ``name``
-    (up to three, by difflib's ratio, 0.6 or more), else ""."""
+    (up to three, by difflib's ratio, 0.6 or more; control characters escaped), else ""."""
     near = difflib.get_close_matches(name.lower(), [n.lower() for n in names], 3, 0.6)
     spelled = {n.lower(): n for n in names}
-    return f" (did you mean {', '.join(spelled[n] for n in near)}?)" if near else ""
+    return f" (did you mean {', '.join(printable(spelled[n]) for n in near)}?)" if near else ""

@@ -54,11 +54,15 @@ EXPECTED_MARK = re.compile(r'Expected "[:{,\]]"\.')
 _AT_TOKEN = (", got", "but found", "Couldn't parse", "out of range")
 # Python reports these where the token they name starts, C++ at the token after it
 AFTER_TOKEN = ("has no field named", "has no value named", "has no value with number",
-               'Expected "true" or "false"', "Invalid value for boolean field")
+               'Expected "true" or "false"')
 _TOKEN = re.compile(r"-?[ \t]*(?:[A-Za-z_]\w*|[\w.]+)|\"(?:[^\"\\\n]|\\.)*\"?|'(?:[^'\\\n]|\\.)*'?|\S")
 GAPS = r"(?:\s|#[^\n]*)*"          # blanks and comments between tokens
 _GAP = re.compile(GAPS)
 _BLANK = " \t\r\n\v\f"
+# the errors of C++'s tokenizer (the rest are its parser's)
+_LEXICAL = ("Interpreting non ascii", "Invalid control characters", "Need space between",
+            '"0x" must be', "Numbers starting with", '"e" must be', "Already saw decimal",
+            "Unexpected end of string", "String literals cannot")
 _NAME_BEFORE = re.compile(rf"([A-Za-z_]\w*){GAPS}$")
 
 
@@ -69,6 +73,9 @@ class TextSyntaxError(AllconvError):
         self.line, self.column = line_column(text, index)
         self.detail = message
         self.token = index if token is None else token     # where the token C++ reads starts
+        # C++'s tokenizer finds it in reading the token (else its parser, in taking it)
+        self.lexical = message.startswith(_LEXICAL) or "escape" in message or \
+            "UTF-8" in message
         super().__init__(f"{self.line}:{self.column}: {message}")
 
 
@@ -178,12 +185,14 @@ def _rewrite(text: str, message, out: list[str]) -> None:
                 field = messages[-1] and messages[-1].fields_by_name.get(text[i:end])
                 named = not opened or opened[-1] != "e"
                 if named and text[end:end + 1] in ("+", "-"):     # Python reads on past them
-                    raise _after_name(text, end, messages[-1], field)
+                    raise _after_name(text, end, messages[-1], field, token=i)
                 if named:
                     _given_once(text, end, field, given[-1])
             elif field and field.cpp_type in _FLOATS and \
                     text[i:end].lower() not in ("inf", "infinity", "nan"):
                 raise TextSyntaxError(text, i, f"Expected double, got: {text[i:end].lower()}")
+            elif field and text[end:end + 1] in ("+", "-"):     # Python reads on past them
+                raise _glued_value(text, i, end, field)
             i, value = end, False
         else:
             if _is_foreign(char):
@@ -208,7 +217,8 @@ def _rewrite(text: str, message, out: list[str]) -> None:
                 opened.append(char)
                 outer.append(field)
             elif char in "}>" and len(messages) > 1:
-                if opened and opened[-1] in "{<" and char != _CLOSING[opened[-1]]:
+                if opened and opened[-1] in "{<" and char != _CLOSING[opened[-1]] and \
+                        not was_named:      # (a name's missing ':' comes first)
                     raise TextSyntaxError(text, i, f'Expected "{_CLOSING[opened[-1]]}", '
                                                    f'found "{char}".')
                 messages.pop()
@@ -226,17 +236,37 @@ def _rewrite(text: str, message, out: list[str]) -> None:
 
 
 _CLOSING = {"{": "}", "<": ">"}
+_BOOL_WORDS = ("true", "True", "t", "false", "False", "f")
 
 
-def _after_name(text: str, i: int, message, field) -> TextSyntaxError:
+def _after_name(text: str, i: int, message, field, token: int | None = None) -> TextSyntaxError:
     """C++'s error at ``text[i]``, a mark where the ':' or '{' after a field's name belongs
-    (``field`` of ``message``, None where the name is unknown)."""
+    (``field`` of ``message``, None where the name is unknown; ``token``: the name's start,
+    where the mark is run into it)."""
     if field is None and message is not None:
         name = _NAME_BEFORE.search(text, 0, i).group(1)
         return TextSyntaxError(text, i, f'Message type "{message.full_name}" has no field '
-                                        f'named "{name}".')
+                                        f'named "{name}".', token)
     mark = "{" if field and field.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE else ":"
-    return TextSyntaxError(text, i, f'Expected "{mark}", found "{text[i]}".')
+    return TextSyntaxError(text, i, f'Expected "{mark}", found "{text[i]}".', token)
+
+
+def _glued_value(text: str, i: int, end: int, field) -> TextSyntaxError:
+    """C++'s error for the identifier ``text[i:end]``, a value of ``field`` with a '+' or '-'
+    run into it: the value's own, or, where it is one, the mark's (a field's name belongs
+    there)."""
+    word, kind = text[i:end], field.cpp_type
+    if kind == FieldDescriptor.CPPTYPE_ENUM and word not in field.enum_type.values_by_name:
+        names = ", ".join(field.enum_type.values_by_name)
+        message = (f'Unknown enumeration value of "{word}" for field "{field.name}". '
+                   f"(valid: {names})")
+    elif kind == FieldDescriptor.CPPTYPE_BOOL and word not in _BOOL_WORDS:
+        message = f'Invalid value for boolean field "{field.name}". Value: "{word}".'
+    elif kind in (FieldDescriptor.CPPTYPE_ENUM, FieldDescriptor.CPPTYPE_BOOL, *_FLOATS):
+        return TextSyntaxError(text, end, f"Expected identifier, got: {text[end]}", token=i)
+    else:
+        return TextSyntaxError(text, i, f"Expected {_VALUE_KINDS[kind]}, got: {word}")
+    return TextSyntaxError(text, end, message, token=i)
 
 
 def _given_once(text: str, end: int, field, given: set) -> None:

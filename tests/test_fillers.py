@@ -105,14 +105,21 @@ def test_sparse_only_for_gaussian():
 @pytest.mark.parametrize("fields, message", [
     (dict(type="uniform", min=1e30, max=0.5), "uniform filler needs finite min <= max"),
     (dict(type="uniform", min=-math.inf, max=0.5), "uniform filler needs finite min <= max"),
-    (dict(type="gaussian", std=0.0), "gaussian filler needs a finite mean and std > 0"),
+    (dict(type="gaussian", std=0.0), "gaussian filler needs std > 0"),
     (dict(type="gaussian", std=-1.0), "std -1"),
-    (dict(type="gaussian", mean=math.nan), "mean nan"),
+    (dict(type="gaussian", std=math.nan), "std nan"),
 ])
 def test_caffe_rng_argument_checks(fields, message):
     """caffe_rng_uniform checks min <= max and caffe_rng_gaussian std > 0 (found by fuzzing)."""
     with pytest.raises(AllconvError, match=message):
         draw((2, 2), **fields)
+
+
+def test_a_gaussian_mean_past_the_finite_fills_as_caffe_fills():
+    """caffe_rng_gaussian checks std alone: real Caffe builds a net whose gaussian mean is NaN
+    (NaN weights; a mutation fuzzer's case), and so does allconv."""
+    assert draw((2, 2), type="gaussian", mean=math.nan, std=0.01).isnan().all()
+    assert (draw((2, 2), type="gaussian", mean=math.inf, std=0.01) == math.inf).all()
 
 
 def test_gaussian_sparse_0_keeps_no_weight():

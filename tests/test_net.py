@@ -117,6 +117,9 @@ def test_unknown_bottom_and_duplicate_top():
     with pytest.raises(AllconvError, match=r"unknown bottom blob 'zzz' \(no earlier layer "
                                            r"produces it; the earlier blobs: data, label\)$"):
         Net(INPUT + CONV.replace('bottom: "data"', 'bottom: "zzz"'), TRAIN)
+    # a near name with a newline in it is escaped: the message stays one line (fuzzer)
+    with pytest.raises(AllconvError, match=r"did you mean data\\n\?\)$"):
+        Net(INPUT.replace('top: "data"', 'top: "data\\n"', 1) + CONV, TRAIN)
     dup = INPUT + CONV + CONV.replace('name: "conv1"', 'name: "conv2"')
     with pytest.raises(AllconvError, match="layer 'conv2'.*top blob 'conv1' is already produced"):
         Net(dup, TRAIN)

@@ -97,6 +97,15 @@ AROUND += [("force_backward: true force_backward\n", ""), ("debug_info: true deb
            ("", 'layer { name: -"s" type: "Silence" bottom: "y" }\n'),
            ("", 'layer { name: "e" type: "Pooling" bottom: "w" top: "e" '
                 'pooling_param { pool: +MAX kernel_size: 1 } }\n')]
+# a '+' or '-' run into a value (Python's identifier takes them in), or a bracket for a ':'
+POOL = 'layer {{ name: "e" type: "Pooling" bottom: "w" top: "e" pooling_param {{ {} }} }}\n'
+AROUND += [("", POOL.format(tail)) for tail in (
+    "pool: MA-1 kernel_size: 1", "pool: MAX-1 kernel_size: 1", "pool: MAX+ kernel_size: 1",
+    "kernel_size> 1", "kernel_size: abc-1")]
+AROUND += [(head, "") for head in ("force_backward: tru+e\n", "force_backward: true-x\n",
+                                   "debug_info: f+\n", 'name: abc+1\n')]
+AROUND += [("", POWER.format(tail)) for tail in ("loss_weight: inf+1", "loss_weight: info+1",
+                                                 "loss_weight: -inf-1")]
 
 
 def cases() -> dict[str, str]:
