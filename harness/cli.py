@@ -261,8 +261,9 @@ def _selected_specs(args, tables) -> list[Spec]:
     return specs
 
 
-def make_out(out: Path) -> None:
-    """The --out folder, made once every check has passed (a refused command makes none)."""
+def make_out(out: Path) -> list[Path]:
+    """The --out folder, made once every check has passed (a refused command makes none); the
+    folders it made, deepest first."""
     check_folder_writable(out, "--out")
     whole = out.resolve()
     inside = next((folder for folder in [whole, *whole.parents]
@@ -270,11 +271,23 @@ def make_out(out: Path) -> None:
     if inside is not None:
         raise AllconvError(f"--out {out}: inside the run folder {inside}; give the folder "
                            "that holds the tables (the one above <table>/<row>/)")
+    made = [folder for folder in [whole, *whole.parents] if not folder.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise AllconvError(f"--out {out}: cannot make that folder ({err.strerror or err})") \
             from None
+    return made
+
+
+def unmake(folders: list[Path]) -> None:
+    """Remove the folders `make_out` made where nothing was written in them (a command that
+    fails before training leaves no empty --out behind)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _stop(signum, frame):
@@ -313,14 +326,18 @@ def main(argv: list[str] | None = None) -> int:
         my_jobs, pack = [jobs[i] for i in mine], default_pack(args)
         check_lengths(my_jobs, args.data, ranks.world)
         said_once(check_runs_kept, my_jobs)
-        make_out(args.out)
+        made = make_out(args.out)
         if ranks.is_main:
             for _, _, run_dir in my_jobs:     # another command's training: said before notes
                 RunFolder(run_dir).check_free()
             for note in fresh_starts(my_jobs, args) + resumed_apart(my_jobs, pack):
                 print(f"replicate: {note}", file=sys.stderr)
         DeferredInterrupt.received = "SIGINT"     # until a signal of this command says more
-        trained = run_jobs(my_jobs, args.rows_in_parallel, pack, ranks)
+        try:
+            trained = run_jobs(my_jobs, args.rows_in_parallel, pack, ranks)
+        except BaseException:
+            unmake(made)
+            raise
         leave(ranks)
         results = [{} for _ in jobs]
         for i, outcome in zip(mine, trained):

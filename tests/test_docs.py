@@ -10,6 +10,8 @@ import pytest
 
 from generator import cli as gen_cli
 from runtime.data import cli as prep_cli
+from harness.net_transforms import data_as_input, transformed
+from runtime import TEST, TRAIN, Net
 from runtime.prototxt import parse_solver, read_net
 from runtime.cli_support import run_cli
 
@@ -163,6 +165,25 @@ def test_readme_net_spec_example_runs_as_written(tmp_path):
     assert done.stdout.strip() == script.split("# ")[-1].strip() == "torch.Size([1, 96, 1, 1])"
     written = read_net(str(tmp_path / "mine.prototxt"))
     assert [layer.type for layer in written.layer] == ["Input", "Convolution", "ReLU", "Pooling"]
+
+
+def test_readme_packed_runs_example_runs_as_written(tmp_path):
+    """The README's pack of four All-CNN-C runs (its import had moved into the tests: a new
+    user's ImportError), on the gen-prototxt files the README makes first, at a batch of 8 for
+    the CPU: member 2's weights load into the solo net."""
+    start = README.index("from harness.net_transforms import")
+    script = README[start:README.index("```", start)].replace("128", "8")
+    assert run_cli(gen_cli.main, "gen-prototxt", [
+        "--variant", "All-CNN-C", "-o", str(tmp_path / "all_c.prototxt"),
+        "--solver", str(tmp_path / "all_c_solver.prototxt")]) == 0
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    as_input = data_as_input({TRAIN: 8, TEST: 8}, (3, 32, 32))
+    solo = Net(transformed(read_net(str(tmp_path / "all_c.prototxt")), [as_input], TEST), TEST,
+               weights=str(tmp_path / "member_2.caffemodel"))
+    assert solo.params["conv1"][0].data.abs().sum() > 0
 
 
 def test_readme_contents_links_lead_to_its_headings():

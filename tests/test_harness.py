@@ -1690,6 +1690,27 @@ def test_an_out_that_cannot_be_a_folder_is_one_line_naming_the_option(tmp_path, 
                                        "not a folder\n")
 
 
+@pytest.mark.parametrize("stop", [AllconvError("no data"), KeyboardInterrupt()])
+def test_a_command_that_fails_before_training_leaves_no_empty_out(tmp_path, tiny_data,
+                                                                   monkeypatch, stop):
+    """A new user offline without --data: the download's failure left --out made and empty;
+    folders made by the command and left empty are removed, one that was there stays."""
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+
+    def fail(*args):
+        raise stop
+    monkeypatch.setattr(cli, "run_jobs", fail)
+    argv = ["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+            "--no-verify", "--device", "cpu", "--out"]
+    with pytest.raises(type(stop)):
+        cli.main(argv + [str(tmp_path / "new" / "out")])
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "there").mkdir()
+    with pytest.raises(type(stop)):
+        cli.main(argv + [str(tmp_path / "there")])
+    assert (tmp_path / "there").is_dir()
+
+
 def test_ctrl_c_before_any_checkpoint_does_not_promise_one(tmp_path, tiny_data, capsys,
                                                           monkeypatch):
     tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
