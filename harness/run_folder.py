@@ -41,6 +41,7 @@ from runtime.errors import AllconvError
 from runtime.files import (TEMPORARY, atomic_write_bytes, json_text, json_value,
                            read_json_object, read_text)
 from runtime.prototxt import read_solver
+from runtime.registry import did_you_mean
 
 RUN_JSON, RESULT_JSON, METRICS = "run.json", "result.json", "metrics.jsonl"
 
@@ -365,7 +366,11 @@ class RunFolder:
             raise AllconvError(f"{self.path}: a file; give its run folder, "
                                f"{self.path.parent}")
         if not self.path.is_dir():
-            raise AllconvError(f"{self.path}: no such run folder")
+            runs = sorted(q.parent.name for q in self.path.parent.glob(f"*/{RUN_JSON}"))
+            beside = ", ".join(runs[:6]) + (f" and {len(runs) - 6} more" if runs[6:] else "")
+            near = did_you_mean(self.path.name, runs) or (
+                f" (the run folders beside it: {beside})" if runs else "")
+            raise AllconvError(f"{self.path}: no such run folder{near}")
         if not path.is_file():
             inside = sorted(str(run.parent.relative_to(self.path))   # <table>/<row>/<run>
                             for depth in ("*", "*/*", "*/*/*")
