@@ -132,7 +132,7 @@ def _rewrite(text: str, message, out: list[str]) -> None:
                                                f"{text[i:end]}")
             i, value = end, False
         elif char == "+":         # no token of C++'s starts with it
-            if was_named:
+            if was_named or _is_message(field):
                 raise _after_name(text, i, messages[-1], field)
             kind = _VALUE_KINDS.get(field.cpp_type, "a value") if value and field else \
                 _expected(field, value)
@@ -143,6 +143,8 @@ def _rewrite(text: str, message, out: list[str]) -> None:
                 j = _comment_end(text, j, out) if text[j] == "#" else j + 1
             if name_place:
                 raise TextSyntaxError(text, i, "Expected identifier, got: -")
+            if _is_message(field):            # C++ wants its '{' (or '<')
+                raise _after_name(text, i, messages[-1], field)
             named = was_named                 # the sign belongs to the value that follows
             no_sign = _NO_SIGN.get(field.cpp_type) if field else None
             if no_sign:
@@ -247,8 +249,12 @@ def _after_name(text: str, i: int, message, field, token: int | None = None) -> 
         name = _NAME_BEFORE.search(text, 0, i).group(1)
         return TextSyntaxError(text, i, f'Message type "{message.full_name}" has no field '
                                         f'named "{name}".', token)
-    mark = "{" if field and field.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE else ":"
+    mark = "{" if _is_message(field) else ":"
     return TextSyntaxError(text, i, f'Expected "{mark}", found "{text[i]}".', token)
+
+
+def _is_message(field) -> bool:
+    return field is not None and field.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE
 
 
 def _glued_value(text: str, i: int, end: int, field) -> TextSyntaxError:

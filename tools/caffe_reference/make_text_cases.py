@@ -106,6 +106,10 @@ AROUND += [(head, "") for head in ("force_backward: tru+e\n", "force_backward: t
                                    "debug_info: f+\n", 'name: abc+1\n')]
 AROUND += [("", POWER.format(tail)) for tail in ("loss_weight: inf+1", "loss_weight: info+1",
                                                  "loss_weight: -inf-1")]
+# a sign where a message's '{' belongs
+AROUND += [("", 'layer { name: "e" type: "Input" top: "e" '
+                f'input_param {{ shape{value}{{ dim: 1 }} }} }}\n')
+           for value in (": - -", ": +", " -")]
 
 
 def cases() -> dict[str, str]:
@@ -127,6 +131,7 @@ from pycaffe_import import import_caffe
 caffe = import_caffe()
 caffe.Net(sys.argv[1], caffe.TEST).save(sys.argv[2])
 """
+_GLOG_PREFIX = re.compile(r"^[FEWI]\d{8} [\d:.]+ +\d+ ")
 _PARSE_ERROR = re.compile(r"Error parsing text-format caffe\.NetParameter: (\d+):(\d+): (.*)$")
 
 
@@ -145,7 +150,8 @@ def caffe_reads(path: str, saved: str) -> dict:
     if done.returncode != 0:
         checks = [l for l in done.stderr.splitlines() if "Check failed" in l or "] " in l
                   and l.startswith("F")]
-        return {"refused": (checks or done.stderr.splitlines() or ["?"])[-1][-200:]}
+        line = (checks or done.stderr.splitlines() or ["?"])[-1]
+        return {"refused": _GLOG_PREFIX.sub("", line)[-200:]}     # no time or pid: diffs stay
     net = caffe_pb2.NetParameter()
     with open(saved, "rb") as f:
         net.ParseFromString(f.read())
