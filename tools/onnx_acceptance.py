@@ -30,6 +30,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from generator.render import NetOptions, render_net  # noqa: E402
 from generator.variants import VARIANTS  # noqa: E402
 from runtime.data import get_dataset, preprocess  # noqa: E402
+from runtime.cli_support import run_cli  # noqa: E402
+from runtime.errors import AllconvError  # noqa: E402
 from runtime.export import build_model, check, to_onnx  # noqa: E402
 from runtime.layers import NoFillerWarning  # noqa: E402
 from runtime.net import Net  # noqa: E402
@@ -102,16 +104,20 @@ def preprocessing(folder: Path, data: str, weights, batch: int = 500) -> None:
           f"(weights: {weights or 'filler, seed 0'})")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="onnx_acceptance", description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="the CIFAR-10 release folder")
     p.add_argument("--weights", help="All-CNN-C weights (default: its fillers, seed 0)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    for path, what in ((args.data, "a folder"), (args.weights, "a file")):   # before the work
+        if path and not (Path(path).is_dir() if what == "a folder" else Path(path).is_file()):
+            raise AllconvError(f"{path}: not {what}")
     with tempfile.TemporaryDirectory() as tmp:
         per_network(Path(tmp))
         all_c(Path(tmp), args.weights)
         preprocessing(Path(tmp), args.data, args.weights)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main, "onnx_acceptance"))     # Ctrl-C, bad input: one line
