@@ -55,7 +55,8 @@ _AT_TOKEN = (", got", "but found", "Couldn't parse", "out of range")
 # Python reports these where the token they name starts, C++ at the token after it
 AFTER_TOKEN = ("has no field named", "has no value named", "has no value with number",
                'Expected "true" or "false"')
-_TOKEN = re.compile(r"-?[ \t]*(?:[A-Za-z_]\w*|[\w.]+)|\"(?:[^\"\\\n]|\\.)*\"?|'(?:[^'\\\n]|\\.)*'?|\S")
+_TOKEN = re.compile(r"-?[ \t]*(?:[A-Za-z_]\w*|[\w.]+)|\"(?:[^\"\\\n]|\\.)*\"?|"
+                    r"'(?:[^'\\\n]|\\.)*'?|\S")
 GAPS = r"(?:\s|#[^\n]*)*"          # blanks and comments between tokens
 _GAP = re.compile(GAPS)
 _BLANK = " \t\r\n\v\f"
@@ -143,9 +144,8 @@ def _rewrite(text: str, message, out: list[str]) -> None:
                 j = _comment_end(text, j, out) if text[j] == "#" else j + 1
             if name_place:
                 raise TextSyntaxError(text, i, "Expected identifier, got: -")
-            if _is_message(field):            # C++ wants its '{' (or '<')
+            if was_named or _is_message(field):     # C++ wants a ':' or '{' (or '<')
                 raise _after_name(text, i, messages[-1], field)
-            named = was_named                 # the sign belongs to the value that follows
             no_sign = _NO_SIGN.get(field.cpp_type) if field else None
             if no_sign:
                 raise TextSyntaxError(text, i, f"Expected {no_sign}, got: -")
@@ -183,6 +183,8 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             if text[end:end + 1] == "." and _is_digit(text[end + 1:end + 2]):
                 raise TextSyntaxError(text, end, "Need space between identifier and decimal "
                                                  "point.")
+            if was_named:     # C++ wants the name's ':' or '{' here
+                raise _after_name(text, i, messages[-1], field)
             if not value:     # a scalar value is one token: a field name follows it, as in C++
                 field = messages[-1] and messages[-1].fields_by_name.get(text[i:end])
                 named = not opened or opened[-1] != "e"
@@ -249,8 +251,9 @@ def _after_name(text: str, i: int, message, field, token: int | None = None) -> 
         name = _NAME_BEFORE.search(text, 0, i).group(1)
         return TextSyntaxError(text, i, f'Message type "{message.full_name}" has no field '
                                         f'named "{name}".', token)
-    mark = "{" if _is_message(field) else ":"
-    return TextSyntaxError(text, i, f'Expected "{mark}", found "{text[i]}".', token)
+    mark, word = "{" if _is_message(field) else ":", _IDENTIFIER.match(text, i)
+    found = word.group() if word else text[i]
+    return TextSyntaxError(text, i, f'Expected "{mark}", found "{found}".', token)
 
 
 def _is_message(field) -> bool:
@@ -262,6 +265,8 @@ def _glued_value(text: str, i: int, end: int, field) -> TextSyntaxError:
     run into it: the value's own, or, where it is one, the mark's (a field's name belongs
     there)."""
     word, kind = text[i:end], field.cpp_type
+    if _is_message(field):
+        return _after_name(text, i, None, field)
     if kind == FieldDescriptor.CPPTYPE_ENUM and word not in field.enum_type.values_by_name:
         names = ", ".join(field.enum_type.values_by_name)
         message = (f'Unknown enumeration value of "{word}" for field "{field.name}". '

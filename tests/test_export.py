@@ -647,6 +647,19 @@ def test_an_unsupported_layer_is_named_with_what_exports(tmp_path, capsys):
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_stochastic_pooling_is_refused_in_one_line(tmp_path, capsys):
+    """It builds (as in Caffe) but runs nowhere here: its export would have been an AVE pool."""
+    text = ('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 '
+            'dim: 4 dim: 4 } } }\nlayer { name: "pool" type: "Pooling" bottom: "x" top: "y" '
+            'pooling_param { pool: STOCHASTIC kernel_size: 2 stride: 2 } }\n')
+    (tmp_path / "net.prototxt").write_text(text)
+    for check in ([], ["--skip-check"]):
+        assert "layer 'pool': STOCHASTIC pooling does not export" in _bad(
+            tmp_path, ["--prototxt", str(tmp_path / "net.prototxt"), "-o",
+                       str(tmp_path / "m.onnx")] + check, capsys)
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_missing_weights(tmp_path, capsys):
     proto, weights = _files(tmp_path, HAND_NETS["caffenet_like"][0])
     out = str(tmp_path / "m.onnx")

@@ -205,7 +205,7 @@ def test_global_pooling():
 @pytest.mark.parametrize("spec,match", [
     ("kernel_size: 3 pad: 3", "pad .* smaller than the kernel"),
     ("stride: 2", "kernel_size .* required"),
-    ("pool: STOCHASTIC kernel_size: 2", "STOCHASTIC is not supported"),
+    ("pool: STOCHASTIC kernel_size: 2 pad: 1", "padding is implemented only for MAX and AVE"),
     ("kernel_size: 2 kernel_h: 2 kernel_w: 2", "not both"),
     ("kernel_h: 2", "kernel_h and kernel_w must be given together"),
     ("global_pooling: true kernel_size: 2", "global_pooling"),
@@ -213,6 +213,16 @@ def test_global_pooling():
 def test_pool_errors_name_the_layer(spec, match):
     with pytest.raises(AllconvError, match=f"layer 'pool' \\(Pooling\\): .*{match}"):
         pool((1, 1, 6, 6), spec)
+
+
+def test_stochastic_pooling_builds_and_is_refused_where_it_would_run():
+    """Real Caffe builds a STOCHASTIC Pooling layer (a fuzzer's mutant: allconv refused it) and
+    aborts in its CPU Forward, "Not Implemented Yet"; its GPU kernels alone sample."""
+    layer = pool((1, 1, 6, 6), "pool: STOCHASTIC kernel_size: 2 stride: 2")
+    assert layer.top_shapes == [(1, 1, 3, 3)]
+    with pytest.raises(AllconvError, match="layer 'pool' \\(Pooling\\): STOCHASTIC pooling "
+                                           "does not run on the CPU in Caffe"):
+        layer(torch.zeros(1, 1, 6, 6))
 
 
 def test_pool_non_square_hw():

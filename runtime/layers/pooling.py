@@ -41,7 +41,9 @@ def _pair(pool, name: str, default: int | None) -> tuple[int, int] | None:
 
 @register("Pooling")
 class Pooling(Layer):
-    """MAX or AVE pooling over the last two axes of a 4-d blob."""
+    """MAX or AVE pooling over the last two axes of a 4-d blob; STOCHASTIC builds, as in Caffe,
+    and is refused where it would run (Caffe's CPU Forward is NOT_IMPLEMENTED; only its GPU
+    kernels sample)."""
 
     num_tops = (1, 2)
 
@@ -51,15 +53,14 @@ class Pooling(Layer):
 
     def setup(self, bottom_shapes, generator):
         pool = self.param.pooling_param
-        if pool.pool not in (_P.MAX, _P.AVE):
-            raise AllconvError(f"pool method {_P.PoolMethod.Name(pool.pool)} is not supported "
-                               "(MAX, AVE)")
         self.method, self.ceil = pool.pool, pool.round_mode == _P.CEIL
         self.mask = len(self.param.top) == 2
         if self.mask and self.method != _P.MAX:
             raise AllconvError("only MAX pooling has a second top (the mask); AVE has one")
         self.kernel = _pair(pool, "kernel", None)
         self.pad, self.stride = _pair(pool, "pad", 0), _pair(pool, "stride", 1)
+        if any(self.pad) and self.method not in (_P.MAX, _P.AVE):      # Caffe's check
+            raise AllconvError("padding is implemented only for MAX and AVE pooling")
         if pool.global_pooling:
             if self.kernel is not None:
                 raise AllconvError("global_pooling takes the kernel from the bottom; "
@@ -89,6 +90,10 @@ class Pooling(Layer):
         return [shape[:2] + out] * (2 if self.mask else 1)
 
     def forward(self, x):
+        if self.method not in (_P.MAX, _P.AVE):
+            raise AllconvError(f"layer {self.name!r} (Pooling): STOCHASTIC pooling does not "
+                               "run on the CPU in Caffe (its Forward_cpu is NOT_IMPLEMENTED) "
+                               "nor here: MAX and AVE run")
         if self.method == _P.MAX:
             x = torch.where(x > -FLT_MAX, x, -FLT_MAX)     # what Caffe's strict > never takes
         tops = self._pool(x)

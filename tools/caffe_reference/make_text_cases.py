@@ -108,8 +108,11 @@ AROUND += [("", POWER.format(tail)) for tail in ("loss_weight: inf+1", "loss_wei
                                                  "loss_weight: -inf-1")]
 # a sign where a message's '{' belongs
 AROUND += [("", 'layer { name: "e" type: "Input" top: "e" '
-                f'input_param {{ shape{value}{{ dim: 1 }} }} }}\n')
-           for value in (": - -", ": +", " -")]
+                f'input_param {{ shape{value} {{ dim: 1 }} }} }}\n')
+           for value in (": - -", ": +", " -", ": abc-1", " abc")]
+# a field's name, then no ':' (or '{') but a word or a sign
+AROUND += [(head + "\n", "") for head in ("force_backward abc", "force_backward - abc", "bogus abc",
+                                           "input_dim -1", "state abc")]
 
 
 def cases() -> dict[str, str]:
