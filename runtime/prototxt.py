@@ -114,20 +114,16 @@ def _with_valid_names(detail: str) -> str:
 def _parse_error(err: text_format.ParseError, tokens: str):
     """Python's parse error as ((line, column) where C++ reports it, or None; the message
     without the source line Python may quote before it, in C++'s words)."""
-    detail = str(err)
-    line, column = err.GetLine(), err.GetColumn()
-    match = _ERROR_POSITION.match(detail)
-    if match:
-        detail = detail[match.end():]
-        if line is None:
-            line, column = int(match.group(1)), int(match.group(2))
-    detail = _QUOTED_LINE.sub("", detail.strip(), count=1)
+    detail, line, column = _python_words(err), err.GetLine(), err.GetColumn()
+    match = _ERROR_POSITION.match(str(err))
+    if match and line is None:
+        line, column = int(match.group(1)), int(match.group(2))
     if line is None:
         return None, detail
-    if match := _NO_EXTENSIONS.fullmatch(detail):
-        return _extension_error(tokens, text_index(tokens, line, column or 1), match.group(1))
-    where = caffe_position(tokens, line, column or 1, detail)
     index = text_index(tokens, line, column or 1)
+    if match := _NO_EXTENSIONS.fullmatch(detail):
+        return _extension_error(tokens, index, match.group(1))
+    where = caffe_position(tokens, line, column or 1, detail)
     if match := _UNKNOWN_ENUM.match(detail):
         return where, _unknown_enum(match, tokens[:index])
     if detail == _NOT_BOOL or detail.startswith("Value out of range"):
@@ -150,6 +146,13 @@ def _value_refused(detail: str, tokens: str, index: int) -> str:
     field = _FIELD_BEFORE.search(tokens[:index]) or _LIST_FIELD_BEFORE.search(tokens[:index])
     name = field.group(1) if field else "?"
     return f'Invalid value for boolean field "{name}". Value: "{token}".'
+
+
+def _python_words(err: text_format.ParseError) -> str:
+    """Python's error message alone, without its position and the source line it may quote."""
+    detail = str(err)
+    match = _ERROR_POSITION.match(detail)
+    return _QUOTED_LINE.sub("", (detail[match.end():] if match else detail).strip(), count=1)
 
 
 def _unknown_enum(match: re.Match, before: str) -> str:
@@ -223,7 +226,7 @@ def _before(err: text_format.ParseError, tokens: str, syntax: TextSyntaxError) -
     if line is None:
         return False
     start = past_sign(tokens, text_index(tokens, line, column or 1))
-    if any(words in str(err) for words in AFTER_TOKEN):
+    if any(words in _python_words(err) for words in AFTER_TOKEN):
         token = _TOKEN.match(tokens, start)
         start = next_token(tokens, token.end() if token else start)
         if start == syntax.token and not syntax.lexical:
