@@ -720,8 +720,8 @@ def test_unwritable_output_and_other_bad_options(tmp_path, capsys):
     assert f"{tmp_path / 'nope'}: no such run folder" in _bad(
         tmp_path, ["--run", str(tmp_path / "nope")] + out, capsys)
     row = tmp_path / "rows" / "t" / "row"      # a run's name mistyped: its neighbours named
-    assert f"{row / 'lr-0.01-smoke'}: no such run folder (did you mean lr-0.01?)\n" in _bad(
-        tmp_path, ["--run", str(row / "lr-0.01-smoke")] + out, capsys)
+    assert (f"{row / 'lr-0.01-smoke'}: no such run folder (did you mean lr-0.01, "
+            "lr-0.05?)\n") in _bad(tmp_path, ["--run", str(row / "lr-0.01-smoke")] + out, capsys)
     assert (f"{row / 'seed-1'}: no such run folder (the run folders beside it: lr-0.01, "
             "lr-0.05)\n") in _bad(tmp_path, ["--run", str(row / "seed-1")] + out, capsys)
 
