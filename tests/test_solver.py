@@ -1178,6 +1178,7 @@ def test_a_snapshot_during_a_test_resumes_every_later_test_exactly(tmp_path, mon
     assert resumed_tests == straight_tests
 
 
+@pytest.mark.filterwarnings("ignore::runtime.layers.NoFillerWarning")   # the net's own choice
 @pytest.mark.parametrize("name", ["inc/ip", ".", ""])
 def test_an_hdf5_snapshot_refuses_layer_names_caffe_cannot_save(tmp_path, name):
     """Caffe's ToHDF5 fails on these ("Error saving weights"); a name with '/' made nested
