@@ -23,8 +23,10 @@ from runtime.proto import pb
 @converter("Pooling")
 def pooling(graph, layer, bottoms, tops, shapes):
     if layer.method not in (pb.PoolingParameter.MAX, pb.PoolingParameter.AVE):
-        raise AllconvError(f"layer {layer.name!r}: STOCHASTIC pooling does not export (it "
-                           "runs nowhere here: MAX and AVE do)")
+        raise AllconvError(f"layer {layer.name!r}: STOCHASTIC pooling does not export: "
+                           "Caffe runs it on the GPU alone (its CPU Forward is "
+                           "NOT_IMPLEMENTED), and the runtime has only MAX and AVE, which "
+                           "export")
     is_max = layer.method == pb.PoolingParameter.MAX
     x = _floor(graph, layer.name, bottoms[0]) if is_max else bottoms[0]
     if layer.param.pooling_param.global_pooling and not layer.mask:
