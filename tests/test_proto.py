@@ -529,8 +529,9 @@ def test_text_is_read_as_real_caffe_read_it(tmp_path, case):
     if "error" in caffe or case["name"] in NOT_UTF8 | PAST_UNICODE:
         line, column, words = caffe.get("error", (None, None, None))
         # Caffe's words; allconv's may end in a hint in brackets for the full stop
-        where = rf"{line}:{column}: {re.escape(words.removesuffix('.'))}" if line else r"\d+:\d+: .*" + (
-            "not UTF-8" if case["name"] in NOT_UTF8 else r"past U\+10FFFF")
+        unsaid = "not UTF-8" if case["name"] in NOT_UTF8 else r"past U\+10FFFF"
+        where = (rf"{line}:{column}: {re.escape(words.removesuffix('.'))}" if line else
+                 rf"\d+:\d+: .*{unsaid}")
         with pytest.raises(AllconvError, match=rf"^{re.escape(str(path))}:{where}"):
             prototxt.read_net(path)
         return
