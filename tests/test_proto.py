@@ -529,9 +529,9 @@ def test_text_is_read_as_real_caffe_read_it(tmp_path, case):
     if "error" in caffe or case["name"] in NOT_UTF8 | PAST_UNICODE:
         line, column, words = caffe.get("error", (None, None, None))
         # Caffe's words; allconv's may end in a hint in brackets for the full stop
-        unsaid = "not UTF-8" if case["name"] in NOT_UTF8 else r"past U\+10FFFF"
+        refusal = "not UTF-8" if case["name"] in NOT_UTF8 else r"past U\+10FFFF"
         where = (rf"{line}:{column}: {re.escape(words.removesuffix('.'))}" if line else
-                 rf"\d+:\d+: .*{unsaid}")
+                 rf"\d+:\d+: .*{refusal}")
         with pytest.raises(AllconvError, match=rf"^{re.escape(str(path))}:{where}"):
             prototxt.read_net(path)
         return
