@@ -74,7 +74,9 @@ def _parse_text(text: str, message: Message, filename: str) -> Message:
     try:
         with warnings.catch_warnings():     # an escape left past the error: Python warns
             warnings.simplefilter("ignore", DeprecationWarning)
-            text_format.Parse(tokens, message)
+            # a byte that is not UTF-8 (refused by the pass) as '?': upb's name lookups fail
+            # on the surrogate that stands for it (a SystemError)
+            text_format.Parse(_NOT_UTF8_BYTE.sub("?", tokens), message)
     except text_format.ParseError as err:
         where, detail = _parse_error(err, tokens)
         if syntax is None or _before(err, tokens, syntax):
@@ -87,6 +89,7 @@ def _parse_text(text: str, message: Message, filename: str) -> Message:
     return message
 
 
+_NOT_UTF8_BYTE = re.compile("[\udc80-\udcff]")      # decode_prototxt's surrogates
 _QUOTED_LINE = re.compile(r"^'.*': (?=\S)")
 _UNKNOWN_ENUM = re.compile(r"^(Enum type \"([\w.]+)\" has no value (?:named (\w+)|with number "
                            r"(-?\d+))\.?)$")

@@ -469,10 +469,10 @@ def caffe_position(tokens: str, line: int, column: int, detail: str) -> tuple[in
     else:
         token = _TOKEN.match(tokens, index)
         after = next_token(tokens, token.end() if token else index)
-        read = token and not (detail.startswith('Expected "true"')      # a bool's number
-                              and token.group()[:1] in tuple("0123456789."))
-        if (read and any(what in detail for what in AFTER_TOKEN)
-                or after >= len(tokens) and not EXPECTED_MARK.fullmatch(detail)
+        unread = token and detail.startswith('Expected "true"') and \
+            token.group()[:1] in tuple("0123456789.")    # a bool's number: C++ checks it first
+        if (token and not unread and any(what in detail for what in AFTER_TOKEN)
+                or not unread and after >= len(tokens) and not EXPECTED_MARK.fullmatch(detail)
                 and not any(words in detail for words in _AT_TOKEN)):   # C++ names the token
             index = min(after, len(tokens))
     return line_column(tokens, index)

@@ -113,6 +113,9 @@ AROUND += [("", 'layer { name: "e" type: "Input" top: "e" '
 # a field's name, then no ':' (or '{') but a word or a sign
 AROUND += [(head + "\n", "") for head in ("force_backward abc", "force_backward - abc", "bogus abc",
                                            "input_dim -1", "state abc")]
+# a byte that is not UTF-8 run into an enum's word; a bool's number as the text's last token
+AROUND += [("", 'layer { name: "h" type: "Silence" bottom: "w" include { phase: \xffTEST } }\n'),
+           ("", "force_backward: 1e5"), ("", "force_backward: 1e5\n\n")]
 
 
 def cases() -> dict[str, str]:
