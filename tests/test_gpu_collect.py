@@ -91,3 +91,16 @@ def test_a_dry_runs_files_are_refused_for_the_repositorys_results(tmp_path, name
     gpu_collect.collect([call], results, tmp_path / "carry", dry_run_ok=True)   # elsewhere
     assert [p.name for p in (results / "benchmarks", tmp_path / "carry")[files is None].iterdir()] \
         == [name]
+
+
+def test_a_dry_runs_file_beside_real_ones_files_nothing(tmp_path):
+    """The refusal comes before any filing: a device's benchmark beside a smoke tar is not
+    copied either (a half-filed call would mix the two)."""
+    call = tmp_path / "call"
+    call.mkdir()
+    (call / "train_throughput_pack.json").write_text('{"device": "NVIDIA H200"}')
+    _tar(call / "run-all-cnn-c-lr-0.05-smoke-unfinished.tar",
+         {"table3/all-cnn-c/lr-0.05-smoke/run.json": b"{}"})
+    with pytest.raises(AllconvError, match="a smoke run, from a CPU dry run"):
+        gpu_collect.collect([call], tmp_path / "results", tmp_path / "carry", dry_run_ok=False)
+    assert not (tmp_path / "results").exists()

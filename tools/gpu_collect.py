@@ -81,44 +81,43 @@ def unpack_run(tar_path: Path, prefix: str, results: Path) -> Path:
     return target
 
 
-def refuse_dry_run(path: Path, what: str) -> None:
-    raise AllconvError(f"{path}: {what}, from a CPU dry run: collect a dry run with --results "
-                       "and --carry-runs in a scratch folder, not into the repository's")
-
-
-def benchmark_device(path: Path) -> str:
-    """The device a benchmark JSON names."""
+def dry_run_file(path: Path, prefix: str | None) -> str | None:
+    """What makes ``path`` a CPU dry run's file (a benchmark on a CPU, a smoke run's tar whose
+    folder is ``prefix``), or None."""
+    if prefix is not None:
+        return "a smoke run" if prefix.endswith("-smoke") else None
     try:
-        return str(json.loads(path.read_text())["device"])
+        device = str(json.loads(path.read_text())["device"])
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise AllconvError(f"{path}: not a benchmark's JSON ({err})") from None
+    return f"a benchmark on {device}" if device.startswith("CPU") else None
 
 
 def collect(folders: list[Path], results: Path, carry_runs: Path,
             dry_run_ok: bool = True) -> list[RunFolder]:
-    """File every call's files; the finished runs' folders (a CPU dry run's files refused
-    unless ``dry_run_ok``)."""
-    finished = []
-    tars = []
+    """File every call's files; the finished runs' folders (a CPU dry run's files refused,
+    before anything is filed, unless ``dry_run_ok``)."""
+    benchmarks, tars = [], {}        # tars: path -> the run folder it holds
     for folder in folders:
         if not folder.is_dir():
             raise AllconvError(f"{folder}: no such folder")
         for path in sorted(folder.iterdir()):
             if path.name.startswith("train_throughput") and path.suffix == ".json":
-                if not dry_run_ok and benchmark_device(path).startswith("CPU"):
-                    refuse_dry_run(path, f"a benchmark on {benchmark_device(path)}")
-                copy(path, results / "benchmarks" / path.name)
-                print(f"{path.name} -> {results / 'benchmarks'}")
-                continue
-            if path.name.startswith("run-") and path.suffix == ".tar":
-                tars.append((path.name.endswith(UNFINISHED), path))
-    prefixes = {path: run_prefix(path) for _, path in tars}
-    for path, prefix in prefixes.items():
-        if not dry_run_ok and prefix.endswith("-smoke"):
-            refuse_dry_run(path, "a smoke run")
-    for unfinished, path in sorted(tars, key=lambda t: t[0]):   # finished first
-        prefix = prefixes[path]
-        if unfinished:
+                benchmarks.append(path)
+            elif path.name.startswith("run-") and path.suffix == ".tar":
+                tars[path] = run_prefix(path)
+    for path in [] if dry_run_ok else benchmarks + list(tars):
+        if what := dry_run_file(path, tars.get(path)):
+            raise AllconvError(f"{path}: {what}, from a CPU dry run: collect a dry run with "
+                               "--results and --carry-runs in a scratch folder, not into the "
+                               "repository's")
+    for path in benchmarks:
+        copy(path, results / "benchmarks" / path.name)
+        print(f"{path.name} -> {results / 'benchmarks'}")
+    finished = []
+    for path in sorted(tars, key=lambda p: p.name.endswith(UNFINISHED)):   # finished first
+        prefix = tars[path]
+        if path.name.endswith(UNFINISHED):
             if RunFolder(results / prefix).result() is not None:
                 print(f"{path.name}: left (the run finished in a later call)")
                 continue

@@ -46,6 +46,7 @@ class Pooling(Layer):
     kernels sample)."""
 
     num_tops = (1, 2)
+    runs = (_P.MAX, _P.AVE)      # the methods that run (and export); STOCHASTIC only builds
 
     @property
     def backward_ignores_input(self) -> bool:
@@ -59,7 +60,7 @@ class Pooling(Layer):
             raise AllconvError("only MAX pooling has a second top (the mask); AVE has one")
         self.kernel = _pair(pool, "kernel", None)
         self.pad, self.stride = _pair(pool, "pad", 0), _pair(pool, "stride", 1)
-        if any(self.pad) and self.method not in (_P.MAX, _P.AVE):      # Caffe's check
+        if any(self.pad) and self.method not in self.runs:      # Caffe's check
             raise AllconvError("padding is implemented only for MAX and AVE pooling")
         if pool.global_pooling:
             if self.kernel is not None:
@@ -90,7 +91,7 @@ class Pooling(Layer):
         return [shape[:2] + out] * (2 if self.mask else 1)
 
     def forward(self, x):
-        if self.method not in (_P.MAX, _P.AVE):
+        if self.method not in self.runs:
             raise AllconvError(f"layer {self.name!r} (Pooling): STOCHASTIC pooling does not "
                                "run on the CPU in Caffe (its Forward_cpu is NOT_IMPLEMENTED) "
                                "nor here: MAX and AVE run")
