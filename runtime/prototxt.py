@@ -36,7 +36,7 @@ from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
 from runtime.text_tokens import (AFTER_TOKEN, EXPECTED_MARK, GAPS, TextSyntaxError,
                                  caffe_position, caffe_tokens, cpp_column, decode_prototxt,
-                                 line_column, next_token, past_sign, text_index)
+                                 line_column, next_token, past_sign, text_column, text_index)
 from runtime.upgrade_proto import upgrade_net, upgrade_solver
 
 __all__ = [
@@ -79,6 +79,7 @@ def _parse_text(text: str, message: Message, filename: str) -> Message:
             text_format.Parse(_NOT_UTF8_BYTE.sub("?", tokens), message)
     except text_format.ParseError as err:
         where, detail = _parse_error(err, tokens)
+        where = where and (where[0], text_column(text, tokens, *where))
         if syntax is None or _before(err, tokens, syntax):
             raise AllconvError(_format_parse_error(where, detail, text, filename,
                                                    message)) from None

@@ -498,6 +498,14 @@ def cpp_column(text: str, line: int, column: int) -> int:
     return count + 1
 
 
+def text_column(text: str, tokens: str, line: int, column: int) -> int:
+    """The column in ``text`` of ``line``:``column`` of ``caffe_tokens``' ``tokens``: one less
+    past a sign that the pass moved onto its number's line (a number first on its line)."""
+    first = tokens[text_index(tokens, line, 1):][:1], text[text_index(text, line, 1):][:1]
+    moved = first[0] == "-" != first[1]
+    return column - 1 if moved and column > 1 else column
+
+
 def text_index(text: str, line: int, column: int) -> int:
     """The index of the 1-based ``line``:``column`` of ``text``."""
     return sum(len(row) + 1 for row in text.split("\n")[:line - 1]) + column - 1

@@ -116,6 +116,11 @@ AROUND += [(head + "\n", "") for head in ("force_backward abc", "force_backward 
 # a byte that is not UTF-8 run into an enum's word; a bool's number as the text's last token
 AROUND += [("", 'layer { name: "h" type: "Silence" bottom: "w" include { phase: \xffTEST } }\n'),
            ("", "force_backward: 1e5"), ("", "force_backward: 1e5\n\n")]
+# a sign at a line's end, its number first on the next line
+AROUND += [("", 'layer { name: "e" type: "Input" top: "e" '
+                f'input_param {{ shape {{ dim: {value} }} }} }}\n')
+           for value in ("-\n1 bogus: 1", "-\n99999999999999999999")]
+AROUND += [("", POOL.format("pool: -\n5 kernel_size: 1"))]
 
 
 def cases() -> dict[str, str]:
