@@ -36,7 +36,8 @@ from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
 from runtime.text_tokens import (AFTER_TOKEN, EXPECTED_MARK, GAPS, TextSyntaxError,
                                  caffe_position, caffe_tokens, cpp_column, decode_prototxt,
-                                 line_column, next_token, past_sign, text_column, text_index)
+                                 invalid_bool, line_column, next_token, past_sign, text_column,
+                                 text_index, unknown_enum_value)
 from runtime.upgrade_proto import upgrade_net, upgrade_solver
 
 __all__ = [
@@ -149,7 +150,7 @@ def _value_refused(detail: str, tokens: str, index: int) -> str:
         return f"Expected identifier, got: {token}"
     field = _FIELD_BEFORE.search(tokens[:index]) or _LIST_FIELD_BEFORE.search(tokens[:index])
     name = field.group(1) if field else "?"
-    return f'Invalid value for boolean field "{name}". Value: "{token}".'
+    return invalid_bool(name, token)
 
 
 def _python_words(err: text_format.ParseError) -> str:
@@ -162,12 +163,11 @@ def _python_words(err: text_format.ParseError) -> str:
 def _unknown_enum(match: re.Match, before: str) -> str:
     """C++'s words for Python's unknown enum value (``before``: the text before the value, which
     names its field), with the valid names."""
-    names = ", ".join(pb.DESCRIPTOR.pool.FindEnumTypeByName(match.group(2)).values_by_name)
+    enum_type = pb.DESCRIPTOR.pool.FindEnumTypeByName(match.group(2))
     field = _FIELD_BEFORE.search(before) or _LIST_FIELD_BEFORE.search(before)
     if field is None:
-        return f"{match.group(1)} (valid: {names})"
-    return (f'Unknown enumeration value of "{match.group(3) or match.group(4)}" for field '
-            f'"{field.group(1)}". (valid: {names})')
+        return f"{match.group(1)} (valid: {', '.join(enum_type.values_by_name)})"
+    return unknown_enum_value(field.group(1), match.group(3) or match.group(4), enum_type)
 
 
 _NO_EXTENSIONS = re.compile(r'Message type "([\w.]+)" does not have extensions\.')

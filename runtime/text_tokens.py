@@ -268,16 +268,26 @@ def _glued_value(text: str, i: int, end: int, field) -> TextSyntaxError:
     if _is_message(field):
         return _after_name(text, i, None, field)
     if kind == FieldDescriptor.CPPTYPE_ENUM and word not in field.enum_type.values_by_name:
-        names = ", ".join(field.enum_type.values_by_name)
-        message = (f'Unknown enumeration value of "{word}" for field "{field.name}". '
-                   f"(valid: {names})")
+        message = unknown_enum_value(field.name, word, field.enum_type)
     elif kind == FieldDescriptor.CPPTYPE_BOOL and word not in _BOOL_WORDS:
-        message = f'Invalid value for boolean field "{field.name}". Value: "{word}".'
+        message = invalid_bool(field.name, word)
     elif kind in (FieldDescriptor.CPPTYPE_ENUM, FieldDescriptor.CPPTYPE_BOOL, *_FLOATS):
         return TextSyntaxError(text, end, f"Expected identifier, got: {text[end]}", token=i)
     else:
         return TextSyntaxError(text, i, f"Expected {_VALUE_KINDS[kind]}, got: {word}")
     return TextSyntaxError(text, end, message, token=i)
+
+
+def unknown_enum_value(field: str, word: str, enum_type) -> str:
+    """C++'s words for ``word``, no value of ``enum_type``, given to ``field``, with the valid
+    names."""
+    return (f'Unknown enumeration value of "{word}" for field "{field}". '
+            f'(valid: {", ".join(enum_type.values_by_name)})')
+
+
+def invalid_bool(field: str, word: str) -> str:
+    """C++'s words for ``word``, an identifier that is no bool, given to ``field``."""
+    return f'Invalid value for boolean field "{field}". Value: "{word}".'
 
 
 def _given_once(text: str, end: int, field, given: set) -> None:
