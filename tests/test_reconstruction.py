@@ -177,17 +177,48 @@ def test_switches_route_through_the_recorded_maxima(images, method):
     w2, b2 = weights(net, "conv2")
     f1 = F.conv2d(images, w1, b1, padding=1)
     full = F.conv2d(F.relu(f1), w2, b2, padding=1)               # stride 1: (2, 4, 6, 6)
-    padded = F.pad(full, (0, 1, 0, 1), value=-float("inf"))      # Caffe's rounding up: 6 -> 3
+    # the ReLU, then the pool (Caffe's rounding up: 6 -> 3)
+    padded = F.pad(F.relu(full), (0, 1, 0, 1), value=-float("inf"))
     units = [(1, 0, 2), (3, 2, 1)]
     r_full = torch.zeros_like(full)
     for i, (c, y, x) in enumerate(units):
         window = padded[i, c, 2 * y:2 * y + 3, 2 * x:2 * x + 3]
         dy, dx = divmod(int(torch.argmax(window)), 3)             # the switch: first maximum
-        pooled = window.max()
-        r_full[i, c, 2 * y + dy, 2 * x + dx] = masked(pooled, torch.tensor(1.0), 0.0, method)
+        r_full[i, c, 2 * y + dy, 2 * x + dx] = masked(full[i, c, 2 * y + dy, 2 * x + dx],
+                                                      torch.tensor(1.0), 0.0, method)
     r = conv2d_input(f1.shape, w2, r_full, padding=1)
     r = conv2d_input(images.shape, w1, masked(f1, r, 0.0, method), padding=1)
     torch.testing.assert_close(reconstruct(switched, "conv2", images, method, units), r,
+                               rtol=1e-5, atol=1e-6)
+
+
+# CHAIN's conv2 as the paper's ConvPool nets have it (conv, ReLU, then a 3x3 stride-2 max-pool),
+# with a conv above it, whose units send signals into overlapping pool windows
+CONV3 = """
+layer { name: "conv3" type: "Convolution" bottom: "conv2" top: "conv3"
+  convolution_param { num_output: 2 kernel_size: 3 pad: 1
+    weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "relu3" type: "ReLU" bottom: "conv3" top: "conv3" }
+"""
+CONVPOOL = (CHAIN.replace("stride: 2", "").replace('top: "conv2"', 'top: "full2"')
+            .replace('bottom: "conv2"', 'bottom: "full2"')
+            + 'layer { name: "pool2" type: "Pooling" bottom: "full2" top: "conv2" '
+              "pooling_param { pool: MAX kernel_size: 3 stride: 2 } }" + CONV3)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_switches_pool_after_the_relu_as_a_convpool_net(images, method):
+    net = Net(CHAIN.replace(f"relu_param {{ negative_slope: {SLOPE} }}", "") + CONV3, TEST,
+              seed=7)
+    switched, _ = switched_net(net)
+    convpool = Net(CONVPOOL.replace(f"relu_param {{ negative_slope: {SLOPE} }}", ""), TEST)
+    for name, blobs in net.params.items():
+        for mine, trained in zip(convpool.params[name], blobs):
+            mine.data[...] = trained.data
+    units = [(0, 1, 2), (1, 2, 0)]
+    expected = reconstruct(convpool, "conv3", images, method, units)
+    assert expected.abs().max() > 0
+    torch.testing.assert_close(reconstruct(switched, "conv3", images, method, units), expected,
                                rtol=1e-5, atol=1e-6)
 
 

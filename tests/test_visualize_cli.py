@@ -561,19 +561,22 @@ def test_grey_panels_with_switches_are_explained(tmp_path, monkeypatch, capsys):
 
 def test_grey_note_gives_deconvnet_its_own_reason():
     """deconvnet's rule ignores the ReLU's input, so a unit of value 0 does not explain its grey
-    panel (a diverged run's underflowing weights do)."""
+    panel (a diverged run's underflowing weights do); a positive unit's grey guided panel comes
+    from the ReLUs below (all paths blocked on this image)."""
     note = visualize.cli.grey_note("net as given", ["backprop", "deconvnet", "guided"], 0.0)
     assert note == ("net as given: backprop and deconvnet and guided are 0 everywhere (grey); "
                     "backprop and guided since the unit's value there is 0 and these rules pass "
                     "nothing back through a ReLU whose input is not positive; deconvnet since no "
-                    "signal reaches the input through the layers below (zero or underflowing "
-                    "weights, say)")
+                    "signal reaches the input through the layers below (a ReLU blocks each path by "
+                    "the rule, or the weights are zero or underflow)")
     assert visualize.cli.grey_note("x", ["deconvnet"], 0.0) == (
         "x: deconvnet is 0 everywhere (grey), since no signal reaches the input through the "
-        "layers below (zero or underflowing weights, say)")
+        "layers below (a ReLU blocks each path by the rule, or the weights are zero or "
+        "underflow)")
     assert visualize.cli.grey_note("x", ["guided"], 0.5) == (          # a positive unit
         "x: guided is 0 everywhere (grey), since no signal reaches the input through the "
-        "layers below (zero or underflowing weights, say)")
+        "layers below (a ReLU blocks each path by the rule, or the weights are zero or "
+        "underflow)")
     assert visualize.cli.grey_note("x", ["guided"], -1.0).endswith(
         "since the unit's value there is -1 and this rule passes nothing back through a ReLU "
         "whose input is not positive")

@@ -114,8 +114,8 @@ def grey_note(label: str, empty: list[str], at: float) -> str:
     reasons = [(gated, f"the unit's value there is {at:.3g} and "
                        f"{'this rule passes' if len(gated) == 1 else 'these rules pass'} nothing "
                        "back through a ReLU whose input is not positive"),
-               (rest, "no signal reaches the input through the layers below (zero or "
-                      "underflowing weights, say)")]
+               (rest, "no signal reaches the input through the layers below (a ReLU "
+                      "blocks each path by the rule, or the weights are zero or underflow)")]
     reasons = [(methods, why) for methods, why in reasons if methods]
     note = f"{label}: {' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} 0 everywhere " \
            "(grey)"

@@ -2,8 +2,11 @@
 
 Each stride-2 convolution becomes a stride-1 convolution with the same weights, followed by a
 MAX pooling layer with stride 2 whose window is chosen so that its top has the strided conv's
-shape, so every later blob and layer is unchanged. Backward through a max-pool sends the signal
-only to each window's recorded maximum (the first one on ties, as Caffe): the switches.
+shape, so every later blob and layer is unchanged. The pool goes after the conv's in-place
+ReLUs, as in the paper's ConvPool nets and Zeiler and Fergus' deconvnet (conv, ReLU, pool): the
+forward is the same either way (a ReLU is monotone), the deconvnet and guided rules are not.
+Backward through a max-pool sends the signal only to each window's recorded maximum (the first
+one on ties, as Caffe): the switches.
 
 The pool tried first is the 3×3 stride-2 pooling of the paper's ConvPool models, unpadded; it
 keeps the shape of the padded CIFAR nets (32 → 16 with Caffe's rounding up). It is one short
@@ -43,10 +46,24 @@ def _is_stride_two(layer) -> bool:
     return layer.type_name == "Convolution" and tuple(layer.stride) == (2, 2)
 
 
+def _acts_in_place_on(layer, pool) -> bool:
+    """Whether ``layer`` is a ReLU in place on the blob that the waiting ``pool`` will write."""
+    return pool is not None and layer.type_name == "ReLU" and \
+        list(layer.bottoms) == list(layer.tops) == list(pool.top)
+
+
 def switches_param(net) -> tuple[object, list[str]]:
     """The NetParameter of ``net`` with its stride-2 convs replaced, and one note per change."""
-    param, notes = pb.NetParameter(name=f"{net.name}-switches"), []
+    param, notes, pool = pb.NetParameter(name=f"{net.name}-switches"), [], None
     for layer in net.layers:
+        if _acts_in_place_on(layer, pool):      # the ReLU on the stride-1 map, before the pool
+            relu = param.layer.add()
+            relu.CopyFrom(layer.param)
+            relu.bottom[:] = relu.top[:] = list(pool.bottom)
+            continue
+        if pool is not None:
+            param.layer.add().CopyFrom(pool)
+            pool = None
         if not _is_stride_two(layer):
             param.layer.add().CopyFrom(layer.param)
             continue
@@ -61,8 +78,8 @@ def switches_param(net) -> tuple[object, list[str]]:
         conv_param.stride.append(1)
         del conv.top[:]
         conv.top.append(f"{layer.tops[0]}_stride1")
-        pool = param.layer.add(name=f"{layer.name}_switches", type="Pooling",
-                               bottom=list(conv.top), top=[layer.tops[0]])
+        pool = pb.LayerParameter(name=f"{layer.name}_switches", type="Pooling",
+                                 bottom=list(conv.top), top=[layer.tops[0]])
         pool.pooling_param.pool = pb.PoolingParameter.MAX
         pool.pooling_param.kernel_h, pool.pooling_param.kernel_w = kh, kw
         pool.pooling_param.pad_h, pool.pooling_param.pad_w = ph, pw
@@ -70,6 +87,8 @@ def switches_param(net) -> tuple[object, list[str]]:
         full = conv_output_size(bottom[2], layer.kernel[0], layer.pad[0], 1, layer.dilation[0])
         notes.append(f"{layer.name}: stride 1 + max-pool {kh}x{kw} s2 pad {ph} "
                      f"({full}->{top[2]})")
+    if pool is not None:
+        param.layer.add().CopyFrom(pool)
     return param, notes
 
 
