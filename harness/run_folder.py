@@ -143,11 +143,19 @@ def provenance(*, commit: str | None, variant: str, dataset: str, classes,
 
 
 def row_runs(row_dir) -> list["RunFolder"]:
-    """The run folders in a row's folder (those holding a run.json), by name."""
+    """The run folders in a row's folder (those holding a run.json), by name; a folder with a
+    run's metrics or result but no run.json is an error naming it."""
     row_dir = Path(row_dir)
     if not row_dir.is_dir():
         return []
-    return [run for run in map(RunFolder, sorted(row_dir.iterdir())) if run.has_record]
+    runs = []
+    for run in map(RunFolder, sorted(row_dir.iterdir())):
+        if run.has_record:
+            runs.append(run)
+        elif any(os.path.lexists(run.file(name)) for name in (METRICS, RESULT_JSON)):
+            raise AllconvError(f"{run.path}: holds a run's {METRICS} or {RESULT_JSON} but no "
+                               f"{RUN_JSON}, its record; put it back, or move the folder away")
+    return runs
 
 
 def resume_points(folders: Sequence[RunFolder]) -> list[Path | None]:
@@ -237,10 +245,22 @@ class RunFolder:
     def file(self, name: str) -> Path:
         return self.path / name
 
+    def _holds(self, name: str) -> bool:
+        """Whether the folder holds the file ``name``; something else by that name (a folder,
+        a link to nothing) is an error naming it."""
+        path = self.file(name)
+        if path.is_file():
+            return True
+        if os.path.lexists(path):
+            kind = ("a folder" if path.is_dir() else "a link to nothing" if path.is_symlink()
+                    else "not a regular file")
+            raise AllconvError(f"{path}: {kind}, where a run folder holds its {name} file")
+        return False
+
     @property
     def has_record(self) -> bool:
         """Whether the folder holds a run's record (its run.json): what makes it a run folder."""
-        return self.file(RUN_JSON).is_file()
+        return self._holds(RUN_JSON)
 
     @property
     def checkpoint_prefix(self) -> Path:
@@ -459,7 +479,7 @@ class RunFolder:
     def result(self) -> dict | None:
         """result.json, written when the run finished; None before."""
         path = self.file(RESULT_JSON)
-        if not path.is_file():
+        if not self._holds(RESULT_JSON):
             return None
         result = checked_fields(path, read_json_object(path), FIELDS[RESULT_JSON])
         settings = self.settings

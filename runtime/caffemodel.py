@@ -121,11 +121,14 @@ def array_to_blob(array, diff=None) -> "pb.BlobProto":
     return blob
 
 
+PROTOBUF_LIMIT = 2**31 - 1     # bytes: Caffe's ReadProtoFromBinaryFile reads no more (INT_MAX)
+
+
 def read_binary(path: PathLike, message_cls) -> Message:
     """Parse a binary protobuf file (.solverstate, .binaryproto, .caffemodel)."""
     path = Path(path)
     name = message_cls.DESCRIPTOR.name
-    data = read_bytes(path, f"binary {name}")
+    data = read_bytes(path, f"binary {name}", limit=PROTOBUF_LIMIT)
     if not data:
         raise AllconvError(f"{path} is an empty file, not a binary {name} (its write cut "
                            "short?)")

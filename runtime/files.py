@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -42,11 +43,20 @@ def missing(path: PathLike) -> str:
                              f" (relative to the current folder {Path.cwd()})")
 
 
-def read_bytes(path: PathLike, what: str) -> bytes:
-    """The bytes of ``path``; a missing or unreadable file is an AllconvError naming it."""
+def read_bytes(path: PathLike, what: str, limit: int | None = None) -> bytes:
+    """The bytes of ``path``; a missing or unreadable file, or one of more than ``limit``
+    bytes (a device that never ends, such as /dev/zero, too), is an AllconvError naming it."""
     path = Path(path)
     try:
-        return path.read_bytes()
+        if limit is None:
+            return path.read_bytes()
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size      # 0 for a device
+            data = handle.read(limit + 1) if size <= limit else b""
+        if max(size, len(data)) > limit:
+            raise AllconvError(f"{path}: more than {limit:,} bytes, the most a {what} file "
+                               "may hold")
+        return data
     except FileNotFoundError:
         raise AllconvError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -97,7 +107,8 @@ def read_npz(path: PathLike, keys, what: str) -> dict:
         raise AllconvError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise AllconvError(f"{path}: is a directory, expected {what}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
+            NotImplementedError, RuntimeError) as err:   # zip: a method or encryption unknown
         raise AllconvError(f"{path}: not {what}: {_why_not_read(err)}") from None
 
 

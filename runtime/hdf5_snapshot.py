@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from runtime.caffemodel import array_to_blob, blob_to_array
-from runtime.data.hdf5 import h5py, member
+from runtime.data.hdf5 import READ_ERRORS, h5py, member
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
@@ -61,7 +61,7 @@ def _read(path, take):
     try:
         with module.File(io.BytesIO(data), "r") as f:
             return take(f)
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:   # h5py: all
+    except READ_ERRORS as err:
         raise AllconvError(f"{path}: cannot read it as a Caffe HDF5 snapshot: {err}") from None
 
 
@@ -115,6 +115,8 @@ def read_weights(path, layers=None) -> list[tuple[str, list | None]]:
         found = []
         data = member(f, "data", "Group", path, what)
         for name in data:
+            if isinstance(name, bytes):     # h5py's name that is not UTF-8: no layer's
+                name = name.decode("utf-8", "backslashreplace")
             if layers is not None and name not in layers:
                 found.append((name, None))
                 continue

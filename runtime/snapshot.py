@@ -16,6 +16,8 @@ import pickle
 import re
 import struct
 import textwrap
+import zipfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -96,7 +98,9 @@ def restore(state_path, net, optimizer, schedule, weights=None, require_all=Fals
 def _find_learned_net(learned_net: str, state_path: str) -> str:
     """``learned_net`` as written, else relative to the .solverstate's folder, else its file
     name in that folder (a snapshot folder that was moved), said in a warning: Caffe opens it
-    as written only, and fails."""
+    as written only, and fails. A name that is not UTF-8 (protobuf gives its bytes) is a path
+    all the same."""
+    learned_net = os.fsdecode(learned_net)
     if not learned_net:         # Caffe opens "" and fails: "File not found"
         raise AllconvError(f"{state_path}: learned_net is set but empty")
     base = os.path.dirname(state_path)
@@ -134,13 +138,35 @@ OLD_SOLVER_STATE = "allconv-rngstate-1"      # the same, its generators named by
 LOOP_STATE = "allconv-harness-state-1"      # replicate's: one run's feed, dropout, progress
 
 
+def _check_zip(path: str) -> None:
+    """Refuse a damaged .rngstate, which torch.load may read as another state: a zip (as
+    torch.save writes it) that Python's zipfile cannot read, or whose member fails its CRC-32.
+    A file that is no zip is left to torch.load's own refusal."""
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":
+            return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
+            RuntimeError, zlib.error) as err:
+        raise AllconvError(f"{path}: not an rng state a run wrote (a damaged zip: "
+                           f"{str(err).rstrip('.')}; a truncated file?)") from None
+    if damaged is not None:
+        raise AllconvError(f"{path}: not an rng state a run wrote (its {damaged!r} fails its "
+                           "CRC-32 check: a damaged file)")
+
+
 def read_rng_state(path: str) -> dict:
     """The dict a `write` saved as .rngstate (tensors on the CPU)."""
+    if os.path.isdir(path):
+        raise AllconvError(f"{path}: is a directory, not an rng state file")
     if not os.path.isfile(path):
         raise AllconvError(f"{path}: no such rng state file (one is written beside each "
                            "snapshot)")
     if os.path.getsize(path) == 0:
         raise AllconvError(f"{path}: an empty rng state file (its write was cut short?)")
+    _check_zip(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except UNREADABLE as e:

@@ -607,7 +607,7 @@ class Solver:
         if not str(state_path).endswith(".h5"):     # sgd_solver.cpp's, for every rule
             log.info("SGDSolver: restoring history")
         rng_path = snapshot.sibling(state_path, ".rngstate")
-        if not os.path.isfile(rng_path):
+        if not os.path.exists(rng_path):
             log.info("%s not found; random streams are not restored", rng_path)
         else:
             with snapshot.restoring_state(rng_path):

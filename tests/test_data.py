@@ -145,6 +145,18 @@ def test_pickle_with_other_objects_is_refused(tmp_path):
         get_dataset("cifar100").load("test", tmp_path, verify=False)
 
 
+def test_a_pickle_naming_an_unknown_encoding_is_refused_naming_the_file(tmp_path):
+    """A byte flipped in the encoding a protocol-2 pickle gives _codecs.encode ('latin1' as
+    'lati1') was a LookupError, a traceback."""
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    data = pickle.dumps({b"data": b"x"}, protocol=2)
+    assert data.count(b"latin1") == 1
+    (folder / "test").write_bytes(data.replace(b"latin1", b"lati1x"))
+    with pytest.raises(AllconvError, match="test is not a cifar-100-python file: unknown "
+                                           "encoding: lati1x"):
+        get_dataset("cifar100").load("test", tmp_path, verify=False)
+
 def test_a_label_past_int64_is_refused_naming_the_file(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()

@@ -489,6 +489,12 @@ def test_image_data_errors_name_the_file(tmp_path):
     from runtime.data.image_list import read_list
     (tmp_path / "cr.txt").write_bytes(b"a.png 1\rb.png 2\r\nc.png 3\n")
     assert read_list(str(tmp_path / "cr.txt")) == [("a.png 1\rb.png", 2), ("c.png", 3)]
+    # a label as glibc's atoi reads it, (int) strtol: past a long clamped, then cut to 32 bits
+    # (the label 99999999999999999999 was -2**63); digits of other scripts are no digits
+    (tmp_path / "big.txt").write_text("a.png 99999999999999999999\nb.png -99999999999999999999\n"
+                                      "c.png 4294967297\nd.png 2147483648\ne.png \u0663\n")
+    assert [label for _, label in read_list(str(tmp_path / "big.txt"))] == \
+        [-1, 0, 1, -2**31, 0]
     # a blank line was skipped: Caffe lists it as an image of a blank path, then aborts
     good = listing.read_text()
     for text, number in (("\n", 1), (good + "\n" + good, good.count("\n") + 1),
@@ -578,37 +584,48 @@ def test_hdf5_data_shuffles_files_and_rows_every_pass(tmp_path):
 
 
 def test_hdf5_data_refusals_are_one_line(tmp_path, monkeypatch):
+    f1 = r"f1\.h5 \(listed in [^)]*list\.txt\): "      # a file, and the list that names it
     h5py = _h5_files(tmp_path)
     with pytest.raises(AllconvError, match="HDF5Data does not transform data"):
         _h5_net(tmp_path, extra="transform_param { scale: 2 }")
     with h5py.File(tmp_path / "f1.h5", "a") as f:
         del f["label"]
     net = _h5_net(tmp_path, batch=5)
-    with pytest.raises(AllconvError, match=r"f1\.h5: no dataset 'label' \(found: data\)"):
+    with pytest.raises(AllconvError, match=f1 + r"no dataset 'label' \(found: data\)"):
         net.forward()
     with h5py.File(tmp_path / "f1.h5", "a") as f:
         f.create_group("label")
-    with pytest.raises(AllconvError, match=r"f1\.h5: 'label' is a group, not a dataset"):
+    with pytest.raises(AllconvError, match=f1 + r"'label' is a group, not a dataset"):
         _h5_net(tmp_path, batch=5).forward()
     # a link to nothing, and no rows, were h5py's KeyError and an IndexError, tracebacks
     with h5py.File(tmp_path / "f1.h5", "a") as f:
         del f["label"]
         f["label"] = h5py.SoftLink("/gone")
-    with pytest.raises(AllconvError, match=r"f1\.h5: 'label' is a link to /gone, which does "
+    with pytest.raises(AllconvError, match=f1 + r"'label' is a link to /gone, which does "
                                            r"not exist$"):
         _h5_net(tmp_path, batch=5).forward()
     with h5py.File(tmp_path / "f1.h5", "a") as f:
         del f["label"], f["data"]
         f["label"] = h5py.ExternalLink("other.h5", "/label")
         f.create_dataset("data", data=np.zeros((0, 2), np.float32))
-    with pytest.raises(AllconvError, match=r"f1\.h5: 'label' is a link to /label in other\.h5"):
+    with pytest.raises(AllconvError, match=f1 + r"'label' is a link to /label in other\.h5"):
         _h5_net(tmp_path, batch=5).forward()
     with h5py.File(tmp_path / "f1.h5", "a") as f:
         del f["label"]
         f.create_dataset("label", data=np.zeros((0,), np.float32))
-    with pytest.raises(AllconvError, match=r"f1\.h5: the datasets \['data', 'label'\] hold no "
+    with pytest.raises(AllconvError, match=f1 + r"the datasets \['data', 'label'\] hold no "
                                            r"rows$"):
         _h5_net(tmp_path, batch=5).forward()
+    # a damaged file: HDF5's errors reach h5py's callers as these (a fuzzer's bit flips: "bad
+    # heap free list", "Python int too large to convert to C ssize_t"), tracebacks before
+    for error in (RuntimeError("bad heap free list"), OverflowError("int too large")):
+        def damaged(*_, error=error, **__):
+            raise error
+        with monkeypatch.context() as patched:
+            patched.setattr(h5py, "File", damaged)
+            with pytest.raises(AllconvError, match=f1.replace("f1", "f0") +
+                               f"cannot read as HDF5: {error}$"):
+                _h5_net(tmp_path, batch=5).forward()
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(AllconvError, match=r"HDF5Data needs h5py, which is not installed: "
                                            r"pip install -e \"\.\[hdf5\]\""):

@@ -4,6 +4,7 @@ them are checked in test_caffe_fixtures.py), damaged copies of them, the records
 and the backend and LevelDB refusals."""
 import io
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -272,6 +273,16 @@ def test_damaged_leveldb_files_give_one_line_naming_the_file(tmp_path):
         path.write_bytes(good)
     assert refused > 30
 
+
+def test_a_manifest_without_its_version_entries_is_refused(tmp_path):
+    """An emptied MANIFEST (or one of no records) served the .log's records alone: LevelDB's
+    VersionSet::Recover refuses it, and Caffe with it."""
+    folder = fixture_leveldb(tmp_path)
+    manifest = next(folder.glob("MANIFEST-*"))
+    manifest.write_bytes(b"")
+    with pytest.raises(AllconvError, match=re.escape(f"{manifest}: not a readable LevelDB file: "
+                                                     "no meta-nextfile entry in descriptor")):
+        LevelDbFile(folder)
 
 def test_crc32c_of_many_messages_is_each_ones_byte_by_byte():
     """The chunked CRC-32C against the textbook loop, at every length across the first chunks

@@ -285,6 +285,9 @@ def test_a_run_of_before_the_schedule_was_the_variants_resumes_if_it_was_the_sam
     ("cut", "not a .npz source"),
     ("object", "an array of Python objects (pickled), which is not read"),
     ("no labels", "no array 'labels' (it holds data)"),
+    # a member's entry in the zip's directory damaged: NotImplementedError and RuntimeError
+    ("method", "That compression method is not supported"),
+    ("encrypted", "is encrypted, password required"),
 ])
 def test_a_corrupt_npz_is_named_in_one_line(tmp_path, content, said):
     """Before: a .npz cut short raised zipfile.BadZipFile, and an object array numpy's advice
@@ -297,6 +300,15 @@ def test_a_corrupt_npz_is_named_in_one_line(tmp_path, content, said):
         np.savez(path, data=np.array([{}, 1], dtype=object), labels=np.zeros(2))
     elif content == "no labels":
         np.savez(path, data=np.zeros((2, 3, 4, 4), np.float32))
+    elif content in ("method", "encrypted"):
+        np.savez(path, data=np.zeros((2, 3, 4, 4), np.float32), labels=np.zeros(2))
+        data = bytearray(path.read_bytes())
+        entry = data.index(b"PK\x01\x02")     # the first member's in the zip's directory
+        if content == "method":
+            data[entry + 10] = 99               # its compression method
+        else:
+            data[entry + 8] |= 1                # its flags: encrypted
+        path.write_bytes(bytes(data))
     else:
         path.write_bytes(content)
     with pytest.raises(AllconvError, match=re.escape(f"{path}: not a save_npz_source file")) \
@@ -316,16 +328,26 @@ def test_an_npz_of_strings_is_refused_as_an_npy_of_strings_is(tmp_path):
 @pytest.mark.parametrize("content, said", [
     (b"", "an empty rng state file"),
     (b"x\n", "not an rng state a run wrote (Unsupported operand 120; a truncated or foreign"),
-    ("cut", "not an rng state a run wrote (Invalid argument while reading it: a truncated "
-            "file?)"),      # its zip directory cut off: an OSError, "error: Invalid argument"
+    # its zip directory cut off: torch.load's OSError, "error: Invalid argument"
+    ("cut", "not an rng state a run wrote (a damaged zip: File is not a zip file; a truncated "
+            "file?)"),
+    # a byte of its values flipped: torch.load read it as another state (zip CRCs unchecked)
+    ("flipped", "not an rng state a run wrote (its 'checkpoint_iter_6/data/0' fails its CRC-32 "
+                "check: a damaged file)"),
 ])
 def test_a_garbage_rng_state_is_one_short_line(tmp_path, content, said):
     """Before: torch's page of advice on weights_only and arbitrary code execution."""
     path = tmp_path / "checkpoint_iter_6.rngstate"
-    if content == "cut":
+    if content in ("cut", "flipped"):
         import torch
-        torch.save({"format": "x", "values": torch.zeros(3000)}, path)
-        content = path.read_bytes()[:len(path.read_bytes()) * 9 // 10]
+        torch.save({"format": "x", "values": torch.arange(3000.0)}, path)
+        data = bytearray(path.read_bytes())
+        if content == "cut":
+            content = bytes(data[:len(data) * 9 // 10])
+        else:
+            at = data.index(torch.tensor([1234.0]).numpy().tobytes())
+            data[at] ^= 0x10
+            content = bytes(data)
     path.write_bytes(content)
     with pytest.raises(AllconvError, match=re.escape(f"{path}: {said}")) as caught:
         snapshot.read_rng_state(str(path))
@@ -409,3 +431,64 @@ def test_a_cache_folder_without_its_whitening_is_not_the_runs_entry(tmp_path, mo
     assert folder.cache_entry() is None
     (entry / preprocess.WHITENING_FILE).write_bytes(b"")
     assert folder.cache_entry() == entry
+
+
+def test_hdf5_weights_with_a_layer_name_that_is_not_utf8(tmp_path):
+    """h5py gives such a group's name as bytes: building the message was a TypeError."""
+    h5py = pytest.importorskip("h5py", reason="HDF5 weights need h5py (the hdf5 extra)")
+    from runtime import hdf5_snapshot
+    path = tmp_path / "w.caffemodel.h5"
+    hdf5_snapshot.write_weights(path, [("ip", [np.ones((2, 3), np.float32)])])
+    with h5py.File(path, "a") as f:
+        f["data"].move("ip", b"\xffip")
+    net = Net('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 3 } } }'
+              'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" '
+              'inner_product_param { num_output: 2 bias_term: false '
+              'weight_filler { type: "gaussian" } } }', pb.TEST)
+    with pytest.raises(AllconvError, match=re.escape(
+            f"{path}: no weights for layer(s) ip (the file has: \\xffip)")):
+        net.copy_from(str(path), require_all=True)
+
+
+def test_a_binary_proto_past_protobufs_limit_and_a_device_without_end(tmp_path):
+    """Caffe's ReadProtoFromBinaryFile reads at most INT_MAX bytes; -weights /dev/zero read on
+    until memory ran out."""
+    from runtime.files import read_bytes
+    path = tmp_path / "w.caffemodel"
+    path.write_bytes(b"x" * 11)
+    assert read_bytes(path, "w", limit=11) == b"x" * 11
+    with pytest.raises(AllconvError, match=re.escape(
+            f"{path}: more than 10 bytes, the most a w file may hold")):
+        read_bytes(path, "w", limit=10)
+    with pytest.raises(AllconvError, match=re.escape(
+            "/dev/zero: more than 1,000 bytes, the most a w file may hold")):
+        read_bytes("/dev/zero", "w", limit=1000)
+
+
+@pytest.mark.parametrize("damage, said", [
+    ("result dir", "result.json: a folder, where a run folder holds its result.json file"),
+    ("result link", "result.json: a link to nothing, where a run folder holds its result.json"),
+    ("run.json gone", ": holds a run's metrics.jsonl or result.json but no run.json, its record"),
+])
+def test_a_run_folders_record_that_is_no_file_is_named(tmp_path, damage, said):
+    """--report counted such a run as unfinished, or skipped it, without naming it."""
+    (tmp_path / "lr-0.01").mkdir()
+    folder = _folder(tmp_path / "lr-0.01")
+    folder.file("metrics.jsonl").write_text(json.dumps(RECORD) + "\n")
+    if damage == "result dir":
+        folder.file("result.json").mkdir()
+    elif damage == "result link":
+        folder.file("result.json").symlink_to(tmp_path / "gone")
+    else:
+        folder.file("run.json").unlink()
+    with pytest.raises(AllconvError, match=re.escape(said)):
+        [run.outcome() for run in run_folder.row_runs(tmp_path)]
+
+
+def test_an_rng_state_that_is_a_folder_is_refused_not_skipped(tmp_path):
+    """It was taken as missing: "random streams are not restored", and the resume not exact."""
+    path = tmp_path / "s_iter_2.rngstate"
+    path.mkdir()
+    with pytest.raises(AllconvError, match=re.escape(f"{path}: is a directory, not an rng "
+                                                     "state file")):
+        snapshot.read_rng_state(str(path))

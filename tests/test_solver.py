@@ -749,7 +749,9 @@ def test_restore_finds_learned_net_beside_the_solverstate(tmp_path, monkeypatch,
 
 
 @pytest.mark.parametrize("learned_net, message", [
-    ("", "learned_net is set but empty"), ("/dev/null", "learned_net '/dev/null' is not a file")])
+    ("", "learned_net is set but empty"), ("/dev/null", "learned_net '/dev/null' is not a file"),
+    # a byte that is not UTF-8 (protobuf gives the field's bytes): a TypeError, a traceback
+    ("Xgone.caffemodel", "learned_net '\\udcffgone.caffemodel' not found")])
 def test_a_learned_net_that_is_no_file_is_named_as_such(tmp_path, learned_net, message):
     """Caffe fails to open an empty learned_net ("File not found"); it was skipped here, the
     initial weights kept. /dev/null was "not found"."""
@@ -759,7 +761,7 @@ def test_a_learned_net_that_is_no_file_is_named_as_such(tmp_path, learned_net, m
     _, state_path = s.snapshot()
     state = pb.SolverState.FromString(open(state_path, "rb").read())
     state.learned_net = learned_net
-    open(state_path, "wb").write(state.SerializeToString())
+    open(state_path, "wb").write(state.SerializeToString().replace(b"Xgone", b"\xffgone"))
     with pytest.raises(AllconvError, match=re.escape(f"{state_path}: {message}")):
         SGDSolver(_solver_param(_net_text()), train_feed=Feed(_batches(2))).restore(state_path)
 

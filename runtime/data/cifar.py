@@ -324,9 +324,12 @@ def _read_pickle(release: Release, path: Path) -> tuple[np.ndarray, np.ndarray]:
     except KeyError as err:
         raise AllconvError(f"{path} is not a {release.dirname} file: it has no {err} "
                            "entry") from None
-    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError,
-            ValueError, OverflowError) as err:
+    except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError,
+            OverflowError, LookupError) as err:       # LookupError: a damaged encoding's name
         raise AllconvError(f"{path} is not a {release.dirname} file: {err}") from None
+    except MemoryError:
+        raise AllconvError(f"{path} is not a {release.dirname} file: it asks for more memory "
+                           "than there is (a damaged length)") from None
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise AllconvError(f"{path} is not a {release.dirname} file: its data is {data.dtype} "
                            f"{data.shape}, expected uint8 (N, 3072)")

@@ -19,9 +19,12 @@ import numpy as np
 import torch
 
 from runtime.blob_shape import legacy_shape
-from runtime.errors import AllconvError
+from runtime.errors import AllconvError, printable
 
 INSTALL = 'pip install -e ".[hdf5]" (or pip install h5py)'
+# what h5py raises for a damaged file: HDF5's errors map onto these (a bad B-tree signature is
+# a RuntimeError, an address past the file's end an OverflowError)
+READ_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, OverflowError)
 DATA, LABEL = "data", "label"       # HDF5_DATA_DATASET_NAME, HDF5_DATA_LABEL_NAME
 
 
@@ -47,28 +50,30 @@ def read_source(source: str) -> list[str]:
     return names
 
 
-def load(path: str, names) -> list[np.ndarray]:
-    """The datasets ``names`` of ``path`` as float32 arrays (hdf5_load_nd_dataset)."""
+def load(path: str, names, listed_in: str) -> list[np.ndarray]:
+    """The datasets ``names`` of ``path`` (a file ``listed_in`` names) as float32 arrays
+    (hdf5_load_nd_dataset)."""
     module = h5py("HDF5Data")
+    where = f"{printable(path)} (listed in {listed_in})"
     try:
         with module.File(path, "r") as f:
             arrays = []
             for name in names:
-                dataset = member(f, name, "Dataset", path)
+                dataset = member(f, name, "Dataset", where)
                 if dataset.dtype.kind not in "fiu":
-                    raise AllconvError(f"{path}: dataset {name!r} has the unsupported type "
+                    raise AllconvError(f"{where}: dataset {name!r} has the unsupported type "
                                        f"{dataset.dtype} (float or integer only)")
                 if dataset.ndim < 1:
-                    raise AllconvError(f"{path}: dataset {name!r} needs at least 1 axis")
+                    raise AllconvError(f"{where}: dataset {name!r} needs at least 1 axis")
                 arrays.append(np.asarray(dataset[()], dtype=np.float32))
-    except OSError as err:
-        raise AllconvError(f"{path}: cannot read as HDF5: {err}") from None
+    except READ_ERRORS as err:
+        raise AllconvError(f"{where}: cannot read as HDF5: {err}") from None
     rows = {len(a) for a in arrays}
     if len(rows) != 1:
-        raise AllconvError(f"{path}: the datasets {list(names)} have different numbers of "
+        raise AllconvError(f"{where}: the datasets {list(names)} have different numbers of "
                            f"rows {[len(a) for a in arrays]}")
     if rows == {0}:
-        raise AllconvError(f"{path}: the datasets {list(names)} hold no rows")
+        raise AllconvError(f"{where}: the datasets {list(names)} hold no rows")
     return arrays
 
 
@@ -102,6 +107,7 @@ class HDF5Feed:
     def __init__(self, source: str, tops, shuffle: bool = False,
                  generator: torch.Generator | None = None):
         self.files, self.tops, self.shuffle = read_source(source), tuple(tops), shuffle
+        self.source = source
         self.generator = generator if generator is not None else torch.Generator()
         self.file_order = self._order(len(self.files))
         self.file_index = 0
@@ -113,7 +119,7 @@ class HDF5Feed:
 
     def _load(self, row_order=None) -> None:
         path = self.files[int(self.file_order[self.file_index])]
-        self.arrays = load(path, self.tops)
+        self.arrays = load(path, self.tops, self.source)
         if hasattr(self, "sample_shapes"):
             for top, a, shape in zip(self.tops, self.arrays, self.sample_shapes):
                 if a.shape[1:] != shape:

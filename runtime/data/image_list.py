@@ -20,13 +20,19 @@ from runtime.data.imread import read_image
 from runtime.data.passes import Passes
 from runtime.errors import AllconvError
 
-_ATOI = re.compile(r"\s*([+-]?\d+)")
+_ATOI = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)")
+_LONG = 2**63
 
 
 def atoi(text: str) -> int:
-    """C's atoi: leading blanks, a sign and digits; 0 when there are none."""
+    """glibc's atoi, ``(int) strtol``: leading blanks, a sign and digits, 0 when there are
+    none; clamped to a 64-bit long, then its low 32 bits as a signed int (99999999999999999999
+    is -1)."""
     match = _ATOI.match(text)
-    return int(match.group(1)) if match else 0
+    if not match:
+        return 0
+    value = min(max(int(match.group(1)), -_LONG), _LONG - 1) & 0xFFFFFFFF
+    return value - 2**32 if value >= 2**31 else value
 
 
 def read_list(source: str) -> list[tuple[str, int]]:

@@ -81,15 +81,20 @@ class LevelDbFile:
     def _version(self, path: Path) -> tuple[set[int], int]:
         """(the live table numbers, the number of the oldest log to replay) of a MANIFEST."""
         self._where = path
-        tables, log_number = set(), 0
+        tables, log_number, seen = set(), 0, set()
         for record in self._log_records(path):
             for tag, fields in _edit(record, self._fail):
+                seen.add(tag)
                 if tag == NEW_FILE:
                     tables.add(fields[1])
                 elif tag == DELETED_FILE:
                     tables.discard(fields[1])
                 elif tag == LOG_NUMBER:
                     log_number = fields[0]
+        for tag, entry in ((NEXT_FILE, "meta-nextfile"), (LOG_NUMBER, "meta-lognumber"),
+                           (LAST_SEQUENCE, "last-sequence-number")):
+            if tag not in seen:     # VersionSet::Recover's refusal (an empty MANIFEST, say)
+                self._fail(f"no {entry} entry in descriptor (damaged)")
         return tables, log_number
 
     # ------------------------------------------------------------------ logs
