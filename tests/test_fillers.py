@@ -126,3 +126,11 @@ def test_gaussian_sparse_0_keeps_no_weight():
     """Caffe masks whenever sparse >= 0, keeping each weight with probability sparse / fan-in."""
     param = pb.FillerParameter(type="gaussian", std=1.0, sparse=0)
     assert not fill(torch.empty(4, 5), param, torch.Generator().manual_seed(0)).any()
+
+
+@pytest.mark.parametrize("sparse", [0, 3])
+def test_sparse_is_refused_but_for_gaussian_from_zero_up(sparse):
+    """Caffe's CHECK_EQ(sparse, -1) in every other filler: 0 is set, and refused."""
+    with pytest.raises(AllconvError, match="filler 'xavier' does not support `sparse`"):
+        fill(torch.empty(3, 3), pb.FillerParameter(type="xavier", sparse=sparse),
+             torch.Generator())

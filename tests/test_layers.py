@@ -575,6 +575,14 @@ def test_lrn_across_channels_formula():
     torch.testing.assert_close(layer(x)[0], x * scale ** -0.7)
 
 
+def test_lrn_across_channels_of_one_channel():
+    """The window holds the channel alone (an IndexError had no test to catch it)."""
+    x = torch.randn(2, 1, 3, 3)
+    layer = build("name: 'n' type: 'LRN' bottom: 'x' top: 'y' "
+                  "lrn_param { local_size: 5 alpha: 0.3 beta: 0.7 k: 2 }", x.shape)
+    torch.testing.assert_close(layer(x)[0], x * (2 + 0.3 / 5 * x * x) ** -0.7)
+
+
 def _sliding_lrn(x: np.ndarray, size: int, alpha: float, beta: float, k: float) -> np.ndarray:
     """lrn_layer.cpp's CrossChannelForward in float32, step by step: the first window's terms
     added to k one by one, then each channel's scale from the last one plus the new head minus
@@ -834,3 +842,22 @@ def test_shape_changing_layers_refuse_to_run_in_place(kind, param):
     """Caffe: "Flatten layer does not allow in-place computation" (Reshape likewise)."""
     with pytest.raises(AllconvError, match=f"{kind} cannot run in place"):
         build(f"name: 'f' type: '{kind}' bottom: 'x' top: 'x' {param}", (2, 3, 4))
+
+
+@pytest.mark.parametrize("axis, index", [(-4, 0), (-1, 3), (3, 3)])
+def test_a_negative_axis_counts_from_the_end_down_to_minus_the_axes(axis, index):
+    """Caffe's CanonicalAxisIndex takes -num_axes <= axis < num_axes."""
+    from runtime.layers.shapes import canonical_axis
+    assert canonical_axis(axis, 4) == index
+    for out_of_range in (-5, 4):
+        with pytest.raises(AllconvError, match=f"axis {out_of_range} is out of range for a "
+                                               "4-axis blob"):
+            canonical_axis(out_of_range, 4)
+
+
+def test_pooling_takes_one_or_two_tops_and_refuses_three():
+    text = "name: 'p' type: 'Pooling' bottom: 'x' {} pooling_param {{ pool: MAX kernel_size: 2 }}"
+    two = build(text.format("top: 'y' top: 'mask'"), (1, 1, 4, 4))
+    assert len(two(torch.ones(1, 1, 4, 4))) == 2
+    with pytest.raises(AllconvError, match="Pooling"):
+        build(text.format("top: 'y' top: 'mask' top: 'z'"), (1, 1, 4, 4))

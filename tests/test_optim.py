@@ -385,3 +385,44 @@ def test_caffe_lr_writes_member_rates_of_a_pack_in_one_group():
     opt.step()
     sched.step()
     assert opt.param_groups[0]["lr"].tolist() == pytest.approx([0.05, 0.015])
+
+
+def test_only_adam_reads_the_iteration_on_the_host_and_a_cuda_graph_refuses_it():
+    """A captured graph would freeze Adam's bias correction at its capture's step."""
+    import types
+
+    from harness.step import TrainStep
+    from runtime.optim import OPTIMIZERS
+    assert [name for name, cls in OPTIMIZERS.items() if cls.host_iteration] == ["Adam"]
+    run = types.SimpleNamespace(optimizer=CaffeAdam([torch.nn.Parameter(torch.zeros(2))],
+                                                    lr=0.1, momentum=0.9))
+    with pytest.raises(AllconvError, match="CaffeAdam reads the iteration on the host"):
+        TrainStep(run, graphed=True)
+
+
+@pytest.mark.parametrize("policy, rates", [("step", [0.5, 0.0]), ("exp", [0.5, 0.0]),
+                                           ("inv", [0.5, 0.5]), ("multistep", [0.5, 0.0])])
+def test_a_gamma_of_zero_is_taken_as_caffe_takes_it(policy, rates):
+    """Caffe checks gamma >= 0 (master's GetLearningRate): 0 is a rate that drops to 0."""
+    p = pb.SolverParameter(base_lr=0.5, lr_policy=policy, gamma=0.0, stepsize=2, power=1.0,
+                           stepvalue=[1])
+    assert [learning_rate(p, it, step)[0] for it, step in ((0, 0), (3, 0))] == rates
+
+
+def test_step_calls_its_closure_once_and_returns_its_loss():
+    """torch.optim's contract, which torch's own loops (LBFGS-style callers) rely on."""
+    param = torch.nn.Parameter(torch.ones(2))
+    opt, calls = CaffeSGD([param], lr=0.1), []
+
+    def closure():
+        calls.append(1)
+        param.grad = torch.ones(2)
+        return torch.tensor(3.0)
+    assert float(opt.step(closure)) == 3.0 and calls == [1]
+    torch.testing.assert_close(param.detach(), torch.full((2,), 0.9))
+
+
+def test_a_member_rate_that_is_not_finite_is_one_line_naming_them_all():
+    with pytest.raises(AllconvError, match=r"lr \(a solver's base_lr\) is \[0\.1, nan\]: every "
+                                           "update would be NaN"):
+        CaffeSGD([torch.nn.Parameter(torch.ones(2, 1))], lr=torch.tensor([0.1, float("nan")]))

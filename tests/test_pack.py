@@ -363,3 +363,13 @@ def test_every_table3_row_packs_and_computes_each_members_scores(row):
         mine = solo.blob_values(**batch)
         torch.testing.assert_close(out[f"{scores}_m{k}"], mine[scores], rtol=RTOL, atol=ATOL)
         torch.testing.assert_close(out[f"loss_m{k}"], mine["loss"], rtol=RTOL, atol=ATOL)
+
+
+def test_solo_nets_without_a_blob_the_pack_has_are_refused_in_one_line():
+    """A solo net with fewer blobs (no bias) than the pack was an IndexError guard."""
+    from runtime.pack import pack_weights
+    pack = packed_net(EXACT, TRAIN, (1, 2))
+    solos = solo_nets(EXACT.replace("group: 3", "group: 3 bias_term: false"), TRAIN, (1, 2))
+    with pytest.raises(AllconvError, match=r"layer 'c2' blob 1: member 0's blob None is not a "
+                                           r"block of the pack's \(12,\)"):
+        pack_weights(pack, solos)
