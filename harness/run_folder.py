@@ -391,7 +391,7 @@ class RunFolder:
             near = did_you_mean(self.path.name, runs) or (
                 f" (the run folders beside it: {beside})" if runs else "")
             raise AllconvError(f"{self.path}: no such run folder{near}")
-        if not path.is_file():
+        if not self._holds(RUN_JSON):
             inside = sorted(str(run.parent.relative_to(self.path))   # <table>/<row>/<run>
                             for depth in ("*", "*/*", "*/*/*")
                             for run in self.path.glob(f"{depth}/{RUN_JSON}"))

@@ -626,6 +626,11 @@ def test_hdf5_data_refusals_are_one_line(tmp_path, monkeypatch):
             with pytest.raises(AllconvError, match=f1.replace("f1", "f0") +
                                f"cannot read as HDF5: {error}$"):
                 _h5_net(tmp_path, batch=5).forward()
+    # a listed name holding a control character: escaped wherever the line says it
+    (tmp_path / "list.txt").write_text("\x1bgone.h5\n")
+    with pytest.raises(AllconvError) as err:
+        _h5_net(tmp_path, batch=5).forward()
+    assert "\\x1bgone.h5 (listed in" in str(err.value) and "\x1b" not in str(err.value)
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(AllconvError, match=r"HDF5Data needs h5py, which is not installed: "
                                            r"pip install -e \"\.\[hdf5\]\""):

@@ -492,3 +492,11 @@ def test_an_rng_state_that_is_a_folder_is_refused_not_skipped(tmp_path):
     with pytest.raises(AllconvError, match=re.escape(f"{path}: is a directory, not an rng "
                                                      "state file")):
         snapshot.read_rng_state(str(path))
+
+
+def test_a_run_json_that_is_a_folder_is_named_by_the_run_readers(tmp_path):
+    """export-onnx --run and visualize --run said "not a replicate run folder (no run.json)"."""
+    (tmp_path / "run.json").mkdir()
+    with pytest.raises(AllconvError, match=re.escape(
+            f"{tmp_path / 'run.json'}: a folder, where a run folder holds its run.json file")):
+        run_folder.RunFolder.read(tmp_path)

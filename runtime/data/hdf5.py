@@ -67,7 +67,7 @@ def load(path: str, names, listed_in: str) -> list[np.ndarray]:
                     raise AllconvError(f"{where}: dataset {name!r} needs at least 1 axis")
                 arrays.append(np.asarray(dataset[()], dtype=np.float32))
     except READ_ERRORS as err:
-        raise AllconvError(f"{where}: cannot read as HDF5: {err}") from None
+        raise AllconvError(f"{where}: cannot read as HDF5: {printable(str(err))}") from None
     rows = {len(a) for a in arrays}
     if len(rows) != 1:
         raise AllconvError(f"{where}: the datasets {list(names)} have different numbers of "
