@@ -106,6 +106,8 @@ def fill(tensor: torch.Tensor, param, generator: torch.Generator) -> torch.Tenso
     if fn is None:
         raise AllconvError(f"unknown filler type {param.type!r} "
                            f"(supported: {', '.join(sorted(FILLERS))})")
+    if param.sparse < -1:         # GaussianFiller's CHECK_GE(sparse, -1)
+        raise AllconvError(f"filler {param.type!r}: sparse must be >= -1 (got {param.sparse})")
     if param.sparse >= 0 and param.type != "gaussian":
         raise AllconvError(f"filler {param.type!r} does not support `sparse` (only gaussian does)")
     if tensor.numel() == 0:

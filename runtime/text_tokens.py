@@ -63,7 +63,7 @@ _BLANK = " \t\r\n\v\f"
 # the errors of C++'s tokenizer (the rest are its parser's)
 _LEXICAL = ("Interpreting non ascii", "Invalid control characters", "Need space between",
             '"0x" must be', "Numbers starting with", '"e" must be', "Already saw decimal",
-            "Unexpected end of string", "String literals cannot")
+            "Unexpected end of string", "String literals cannot", "Hex and octal numbers")
 _NAME_BEFORE = re.compile(rf"([A-Za-z_]\w*){GAPS}$")
 
 
@@ -133,6 +133,8 @@ def _rewrite(text: str, message, out: list[str]) -> None:
                                                f"{text[i:end]}")
             i, value = end, False
         elif char == "+":         # no token of C++'s starts with it
+            if name_place:
+                raise TextSyntaxError(text, i, "Expected identifier, got: +")
             if was_named or _is_message(field):
                 raise _after_name(text, i, messages[-1], field)
             kind = _VALUE_KINDS.get(field.cpp_type, "a value") if value and field else \
@@ -152,10 +154,10 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             if text[j:j + 1] in ("-", "["):    # the sign is a token: a number must follow it
                 raise TextSyntaxError(text, j, f"Expected {_expected(field, True)}, "
                                                f"got: {text[j]}", token=i)
-            name = _IDENTIFIER.match(text, j)
-            if name and field and field.cpp_type == FieldDescriptor.CPPTYPE_ENUM:
-                raise TextSyntaxError(text, j, f"Expected integer, got: {name.group()}",
-                                      token=i)
+            if field and field.cpp_type == FieldDescriptor.CPPTYPE_ENUM and j < n and \
+                    not _is_digit(text[j]):     # C++ reads a signed integer after the sign
+                raise TextSyntaxError(text, j, f"Expected integer, got: "
+                                               f"{_TOKEN.match(text, j).group()}", token=i)
             if j > i + 1 and j < n and (_is_digit(text[j]) or text[j] == "." or
                                         _IDENTIFIER.match(text, j)):
                 if text[j - 1] == "\n":    # keep the lines: the sign goes before the number
@@ -167,6 +169,9 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             try:
                 end, based = _number_end(text, i)
             except TextSyntaxError as err:
+                if name_place and not err.lexical:    # C++'s parser meets the number first
+                    raise TextSyntaxError(text, i, "Expected identifier, got: "
+                                                   f"{text[i:err.token]}") from None
                 err.token = i
                 raise
             if name_place:
@@ -180,6 +185,9 @@ def _rewrite(text: str, message, out: list[str]) -> None:
             i, value = end, False
         elif _IDENTIFIER.match(text, i):
             end = _IDENTIFIER.match(text, i).end()
+            if value and field and field.cpp_type in _FLOATS and \
+                    text[i:end].lower() not in ("inf", "infinity", "nan"):   # C++ reads no on
+                raise TextSyntaxError(text, i, f"Expected double, got: {text[i:end].lower()}")
             if text[end:end + 1] == "." and _is_digit(text[end + 1:end + 2]):
                 raise TextSyntaxError(text, end, "Need space between identifier and decimal "
                                                  "point.")
@@ -192,9 +200,6 @@ def _rewrite(text: str, message, out: list[str]) -> None:
                     raise _after_name(text, end, messages[-1], field, token=i)
                 if named:
                     _given_once(text, end, field, given[-1])
-            elif field and field.cpp_type in _FLOATS and \
-                    text[i:end].lower() not in ("inf", "infinity", "nan"):
-                raise TextSyntaxError(text, i, f"Expected double, got: {text[i:end].lower()}")
             elif field and text[end:end + 1] in ("+", "-"):     # Python reads on past them
                 raise _glued_value(text, i, end, field)
             i, value = end, False
@@ -511,8 +516,8 @@ def cpp_column(text: str, line: int, column: int) -> int:
 def text_column(text: str, tokens: str, line: int, column: int) -> int:
     """The column in ``text`` of ``line``:``column`` of ``caffe_tokens``' ``tokens``: one less
     past a sign that the pass moved onto its number's line (a number first on its line)."""
-    first = tokens[text_index(tokens, line, 1):][:1], text[text_index(text, line, 1):][:1]
-    moved = first[0] == "-" != first[1]
+    first = text[text_index(text, line, 1):][:1]      # the number the sign went before
+    moved = first not in _BLANK and tokens[text_index(tokens, line, 1):].startswith("-" + first)
     return column - 1 if moved and column > 1 else column
 
 

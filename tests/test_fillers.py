@@ -134,3 +134,8 @@ def test_sparse_is_refused_but_for_gaussian_from_zero_up(sparse):
     with pytest.raises(AllconvError, match="filler 'xavier' does not support `sparse`"):
         fill(torch.empty(3, 3), pb.FillerParameter(type="xavier", sparse=sparse),
              torch.Generator())
+
+
+def test_sparse_below_minus_one_is_refused_as_gaussians_check_refuses_it():
+    with pytest.raises(AllconvError, match=r"filler 'gaussian': sparse must be >= -1 \(got -2\)"):
+        fill(torch.empty(3, 3), pb.FillerParameter(type="gaussian", sparse=-2), torch.Generator())

@@ -121,6 +121,18 @@ AROUND += [("", 'layer { name: "e" type: "Input" top: "e" '
                 f'input_param {{ shape {{ dim: {value} }} }} }}\n')
            for value in ("-\n1 bogus: 1", "-\n99999999999999999999")]
 AROUND += [("", POOL.format("pool: -\n5 kernel_size: 1"))]
+# one blank before that number; a mark or number where a name belongs; an enum's sign then no
+# number; a float's word run into '.digits'; a sparse filler below -1
+AROUND += [("", 'layer { name: "e" type: "Input" top: "e" '
+                f'input_param {{ shape {{ dim: {value} }} }} }}\n')
+           for value in ("-\n 1 bogus: 1", "-\n\t1 bogus: 1")]
+AROUND += [("", POWER.format(tail)) for tail in (
+    "power_param { + }", "power_param { } +", "loss_weight: X0.5", "loss_weight: -X0.5",
+    "power_param { power: 1 } 34+")]
+AROUND += [("", POOL.format(tail)) for tail in ('pool: -"a" kernel_size: 1',
+                                                "pool: -. kernel_size: 1")]
+AROUND += [("", 'layer { name: "f" type: "InnerProduct" bottom: "y" top: "f" inner_product_param '
+                '{ num_output: 1 weight_filler { type: "gaussian" sparse: -2 } } }\n')]
 
 
 def cases() -> dict[str, str]:
