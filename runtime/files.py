@@ -85,6 +85,13 @@ def numeric(array: np.ndarray, where: str) -> np.ndarray:
     return array
 
 
+# what reading a damaged zip raises (numpy's .npz, torch's saves): a bad directory, a cut member,
+# a compression method or an encryption zipfile does not know, a bad deflate stream
+ZIP_MAGIC = b"PK\x03\x04"          # a zip's first local header
+ZIP_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+              RuntimeError)
+
+
 def read_npz(path: PathLike, keys, what: str) -> dict:
     """The arrays ``keys`` of the .npz file ``path``, never unpickled, each of numbers; a
     missing, cut short or corrupt file, another kind of file, a missing key or an array of
@@ -93,7 +100,7 @@ def read_npz(path: PathLike, keys, what: str) -> dict:
     try:
         with open(path, "rb") as handle:
             magic = handle.read(4)
-            if magic != b"PK\x03\x04":
+            if magic != ZIP_MAGIC:
                 raise AllconvError(f"{path}: not {what}: "
                                    + ("an empty file" if not magic else "not a .npz (zip) file"))
             handle.seek(0)
@@ -107,8 +114,7 @@ def read_npz(path: PathLike, keys, what: str) -> dict:
         raise AllconvError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise AllconvError(f"{path}: is a directory, expected {what}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
-            NotImplementedError, RuntimeError) as err:   # zip: a method or encryption unknown
+    except ZIP_ERRORS as err:
         raise AllconvError(f"{path}: not {what}: {_why_not_read(err)}") from None
 
 

@@ -17,7 +17,6 @@ import re
 import struct
 import textwrap
 import zipfile
-import zlib
 from pathlib import Path
 
 import torch
@@ -25,7 +24,7 @@ import torch
 from runtime import hdf5_snapshot
 from runtime.caffemodel import read_binary, write_binary
 from runtime.errors import AllconvError
-from runtime.files import atomic_write_bytes
+from runtime.files import ZIP_ERRORS, ZIP_MAGIC, atomic_write_bytes
 from runtime.proto import pb
 
 __all__ = ["filename", "write", "restore", "sibling", "read_rng_state", "torch_rng_state",
@@ -143,13 +142,12 @@ def _check_zip(path: str) -> None:
     torch.save writes it) that Python's zipfile cannot read, or whose member fails its CRC-32.
     A file that is no zip is left to torch.load's own refusal."""
     with open(path, "rb") as handle:
-        if handle.read(4) != b"PK\x03\x04":
+        if handle.read(4) != ZIP_MAGIC:
             return
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
-            RuntimeError, zlib.error) as err:
+    except ZIP_ERRORS as err:
         raise AllconvError(f"{path}: not an rng state a run wrote (a damaged zip: "
                            f"{str(err).rstrip('.')}; a truncated file?)") from None
     if damaged is not None:
