@@ -267,7 +267,7 @@ def build_parser() -> Parser:
         "unit", help="one unit's reconstruction by each method (Figures 4-6)",
         description="Reconstruct one unit of a blob back to the input, from one input, by "
                     "each method (Figures 4-6); --switches adds the net whose stride-2 convs "
-                    "are stride 1 + max-pooling (Figure 5).")
+                    "are stride 1, then their ReLU, then max-pooling (Figure 5).")
     f = sub.add_parser(
         "filters", help="deconvnet reconstruction of each filter's centre unit, without an "
                         "image (Figure 2)",
@@ -312,7 +312,8 @@ def build_parser() -> Parser:
     u.add_argument("--unit", help="C,Y,X; or C (its strongest position); default: the "
                                   "blob's strongest unit")
     u.add_argument("--switches", action="store_true",
-                   help="add a row for the net whose stride-2 convs are stride 1 + max-pool")
+                   help="add a row for the net whose stride-2 convs are stride 1, then their "
+                        "ReLU, then a max-pool (the paper's ConvPool order)")
     methods = comma_list(name("method", METHODS))
     u.add_argument("--methods", type=methods, default=list(METHODS), metavar="M[,M]",
                    help=f"the reconstructions to draw, in this order ({', '.join(METHODS)}; "
