@@ -32,13 +32,13 @@ from runtime.errors import AllconvError
 from runtime.filter_net import filter_net
 from runtime.layers import describe
 from runtime.layers.shapes import canonical_axis
+from runtime.members import member_block
 from runtime.net import Net
 from runtime.proto import pb
 from runtime.prototxt import read_net
 
 __all__ = ["member_name", "pack_net", "packed_net", "pack_weights", "pack_seeds",
-           "member_block", "member_rows", "member_weights", "member_state", "pack_inputs",
-           "Member"]
+           "member_weights", "pack_inputs", "Member"]
 
 # Layers that act on each channel alone (or, Eltwise and Split, on blobs of the same layout).
 PER_CHANNEL = ("Dropout", "Eltwise", "LRN", "Pooling", "ReLU", "Split")
@@ -223,33 +223,6 @@ def _solo_layers(packed: Net, solos: Sequence[Net]):
         if missing:
             raise AllconvError(f"member {missing[0]}'s net has no layer {layer.name!r}")
         yield layer, [layers[layer.name] for layers in by_name]
-
-
-def member_block(tensor: torch.Tensor, k: int, members: int) -> torch.Tensor:
-    """Member ``k``'s block of a packed learnable blob, or of a tensor shaped like one: rows
-    [k·n, (k+1)·n) of axis 0, n = rows / members (a view: writes reach the pack)."""
-    rows, left = divmod(tensor.shape[0], members)
-    if left or not 0 <= k < members:
-        raise AllconvError(f"no member {k} of {members} in a blob of shape "
-                           f"{tuple(tensor.shape)}")
-    return tensor.narrow(0, k * rows, rows)
-
-
-def member_rows(values: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
-    """Per-member ``values`` (K,) spread over the rows of ``tensor``'s member blocks (axis 0,
-    as `member_block` splits it), broadcastable against ``tensor``: a per-member learning
-    rate, clip factor or stop mask applied to a packed parameter."""
-    members = values.numel()
-    rows, left = divmod(tensor.shape[0], members)
-    if left:
-        raise AllconvError(f"{members} member values do not split a blob of shape "
-                           f"{tuple(tensor.shape)} along axis 0")
-    return values.repeat_interleave(rows).reshape(-1, *(1,) * (tensor.dim() - 1))
-
-
-def member_state(tensors: Sequence[torch.Tensor], k: int, members: int) -> list[torch.Tensor]:
-    """Member ``k``'s blocks (views) of packed tensors shaped like the parameters."""
-    return [member_block(t, k, members) for t in tensors]
 
 
 def pack_weights(packed: Net, solos: Sequence[Net]) -> None:

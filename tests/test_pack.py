@@ -14,9 +14,9 @@ from harness.net_transforms import data_as_input, transformed
 from runtime import TEST, TRAIN
 from runtime.caffemodel import read_binary, write_weights
 from runtime.errors import AllconvError
+from runtime.members import member_block, member_state
 from runtime.net import Net
-from runtime.pack import (member_block, member_state, member_weights, pack_inputs, pack_net,
-                          packed_net)
+from runtime.pack import member_weights, pack_inputs, pack_net, packed_net
 from runtime.proto import pb
 from runtime.prototxt import read_net
 

@@ -18,7 +18,7 @@ keep), set by `runtime.lr_policy.CaffeLR` or by the caller; ``group["iter"]`` co
 updates done (Caffe's ``iter_``; Adam's bias correction reads it).
 
 Packed runs (runtime/pack.py): with ``lr`` a 1-d tensor of K rates, the parameters hold K
-members along axis 0 (`runtime.pack.member_block`) and member k's rows step at rate k; the
+members along axis 0 (`runtime.members.member_block`) and member k's rows step at rate k; the
 clip's norm is then each member's own, and ``active`` (a (K,) bool tensor, None: all) stops a
 member: its gradient is zeroed and its weights stay, while the others go on.
 """
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from runtime.errors import AllconvError
+from runtime.members import member_rows, member_state
 from runtime.proto import pb
 
 REGULARIZATIONS = ("L1", "L2")
@@ -274,7 +275,6 @@ class CaffeOptimizer(torch.optim.Optimizer):
 
     def _per_row(self, values: torch.Tensor, tensors) -> list[torch.Tensor]:
         """Per-member ``values`` (K,) as one tensor per parameter, broadcast over its rows."""
-        from runtime.pack import member_rows
         return [member_rows(values, t) for t in tensors]
 
     def _subtract(self, params, updates) -> None:
@@ -339,7 +339,6 @@ class CaffeOptimizer(torch.optim.Optimizer):
         history = [self.state[p][key] for key in self.history_keys for p in self._order]
         if member is None:
             return history
-        from runtime.pack import member_state
         return member_state(history, member, self.members)
 
     def solver_state(self, iter: int, current_step: int, learned_net: str,
