@@ -9,7 +9,7 @@ from pathlib import Path
 
 from generator.render import (GAUSSIAN_STD, WEIGHT_FILLERS, Init, NetOptions, SolverOptions,
                               constant_filler, render_net, render_solver, weight_filler)
-from generator.variants import VARIANTS, get_variant
+from generator.variants import CIFAR_SCHEDULE, VARIANTS, get_variant
 from runtime import prototxt
 from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_version, comma_list,
                                   given_options, number, options_off_default, run_cli)
@@ -94,10 +94,14 @@ def build_parser() -> Parser:
     g.add_argument("--bias-decay-mult", type=number(float, "non-negative"),
                    default=DEFAULT.bias_decay_mult, help="biases' decay_mult (default %(default)s)")
     g = p.add_argument_group("solver (with --solver)")
-    g.add_argument("--base-lr", type=number(float), help="base learning rate (default 0.01)")
-    g.add_argument("--epochs", type=number(float), help="CIFAR: epochs in all (default 350)")
+    cifar = CIFAR_SCHEDULE
+    g.add_argument("--base-lr", type=number(float),
+                   help=f"base learning rate (default {cifar.base_lr:g})")
+    g.add_argument("--epochs", type=number(float),
+                   help=f"CIFAR: epochs in all (default {cifar.length:g})")
     g.add_argument("--steps", type=comma_list(number(float)),
-                   help="CIFAR: comma-separated epochs of the x0.1 steps (default 200,250,300)")
+                   help=f"CIFAR: comma-separated epochs of the x{cifar.gamma:g} steps (default "
+                        f"{_epochs(cifar.steps)})")
     g.add_argument("--snapshot-prefix",
                    help="solver snapshot_prefix (default: the variant's name, in the current "
                         "directory; Caffe needs its directory to exist)")
@@ -176,6 +180,7 @@ def _check_schedule(args) -> None:
 
 
 def _epochs(values) -> str:
+    """Epoch numbers as the --steps option takes them: ``200,250,300``."""
     return ",".join(f"{v:g}" for v in values)
 
 
@@ -207,7 +212,8 @@ def check_solver_length(solver_text: str) -> None:
     if late:
         raise AllconvError(f"an lr step lies beyond the run: stepvalue {late[0]} is not before "
                            f"max_iter {solver.max_iter}; give --steps inside --epochs (default "
-                           "steps: epochs 200,250,300 of 350)")
+                           f"steps: epochs {_epochs(CIFAR_SCHEDULE.steps)} of "
+                           f"{CIFAR_SCHEDULE.length:g})")
 
 
 def list_variants() -> str:

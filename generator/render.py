@@ -159,7 +159,7 @@ def _schedule_counts(variant: Variant, net_opts: NetOptions, opts: SolverOptions
     """The solver's iteration counts: an epoch schedule converted at the batch size, or an
     iteration schedule as the paper gives it."""
     sched = variant.schedule
-    common = dict(lr_policy=sched.lr_policy, gamma=0.1, base_lr=opts.base_lr or sched.base_lr,
+    common = dict(lr_policy=sched.lr_policy, gamma=sched.gamma, base_lr=opts.base_lr or sched.base_lr,
                   weight_decay=sched.weight_decay, display=100,
                   test_iter=math.ceil(variant.test_size / net_opts.test_batch_size))
     per_epoch = (opts.train_size or variant.train_size) / net_opts.batch_size
@@ -173,7 +173,7 @@ def _schedule_counts(variant: Variant, net_opts: NetOptions, opts: SolverOptions
                     test_interval=iterations(opts.test_every_epochs, sched.test_every),
                     snapshot=iterations(opts.snapshot_every_epochs, sched.snapshot_every),
                     schedule_note=f"{sched.source}: {max_iter:,} iterations of batch "
-                                  f"{net_opts.batch_size}, lr x0.1 every "
+                                  f"{net_opts.batch_size}, lr x{sched.gamma:g} every "
                                   f"{sched.steps[0]:,.0f}.")
     epochs = opts.epochs or sched.length
     steps = opts.step_epochs if opts.step_epochs is not None else sched.steps
@@ -183,7 +183,7 @@ def _schedule_counts(variant: Variant, net_opts: NetOptions, opts: SolverOptions
                                                  per_epoch)),
                 snapshot=max(1, _iterations(opts.snapshot_every_epochs or sched.snapshot_every,
                                             per_epoch)),
-                schedule_note=f"{sched.source}: {epochs:g} epochs, lr x0.1 after epochs "
+                schedule_note=f"{sched.source}: {epochs:g} epochs, lr x{sched.gamma:g} after epochs "
                               f"{', '.join(f'{e:g}' for e in steps)}; "
                               f"{per_epoch:g} iterations of batch {net_opts.batch_size} "
                               "per epoch.")
@@ -203,6 +203,7 @@ def rendered_solver(variant: Variant, net_opts: NetOptions, opts: SolverOptions)
         raise AllconvError(f"the solver's max_iter would be {shown} iterations, more than "
                            f"Caffe's int32 field holds ({INT_MAX:,}): give fewer epochs")
     text = _ENV.get_template("solver.prototxt.j2").render(
-        variant=variant, net_path=opts.net_path, momentum=0.9, snapshot_prefix=opts.snapshot_prefix,
+        variant=variant, net_path=opts.net_path, momentum=variant.schedule.momentum,
+        snapshot_prefix=opts.snapshot_prefix,
         seed=opts.seed, **context)
     return Rendered(text, parse_solver(text, f"<{variant.name} solver>"))

@@ -54,9 +54,10 @@ IMAGENET_LAYERS = (
 
 @dataclass(frozen=True)
 class Schedule:
-    """The paper's SGD schedule (momentum 0.9, lr x0.1 per step) in ``unit`` epochs or iterations.
+    """The paper's SGD schedule in ``unit`` epochs or iterations.
 
-    ``lr_policy`` "multistep" steps after each of ``steps``; "step" every ``steps[0]``.
+    ``lr_policy`` "multistep" steps after each of ``steps``; "step" every ``steps[0]``; each
+    step multiplies the rate by ``gamma``.
     """
 
     source: str
@@ -66,6 +67,8 @@ class Schedule:
     lr_policy: str
     weight_decay: float
     base_lr: float = 0.01
+    momentum: float = 0.9
+    gamma: float = 0.1
     test_every: float = 5
     snapshot_every: float = 50
 
