@@ -38,6 +38,7 @@ from harness.run_folder import RunFolder
 from harness.specs import Spec
 from harness.step import TrainStep
 from runtime import TEST, TRAIN, snapshot
+from runtime.data import cifar
 from runtime.errors import AllconvError
 from runtime.files import written_together
 from runtime.labels import defer_label_checks
@@ -50,6 +51,7 @@ from runtime.rng import net_rng_state, set_net_rng_state
 
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 EVAL_BATCH = 500        # test images per forward at 32x32; fewer for larger inputs, same pixels
+CIFAR_PIXELS = cifar.IMAGE_SHAPE[1] * cifar.IMAGE_SHAPE[2]
 MEMBER_FIELDS = ("lr", "seed", "lr_from")   # what may differ between the runs of a pack
 
 
@@ -244,7 +246,7 @@ class Run:
         check_iterations(spec, opts, self.data.train_size, self.global_batch,
                          self.solver_param.max_iter)
         shape = self.data.sample_shape
-        self.eval_batch = min(max(1, EVAL_BATCH * 32 * 32 // (shape[1] * shape[2])),
+        self.eval_batch = min(max(1, EVAL_BATCH * CIFAR_PIXELS // (shape[1] * shape[2])),
                               self.test_size)
         self._build_nets(device)
         self.memory_format = torch.channels_last if opts.channels_last else torch.preserve_format

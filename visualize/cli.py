@@ -14,6 +14,7 @@ import torch
 from harness.net_source import net_source
 from runtime.cli_support import (Parser, add_device_option, add_version, comma_list,
                                   index_ranges, name, number, run_cli)
+from runtime.data import imagenet
 from runtime.data.datasets import dataset_names
 from runtime.data.source import is_npz_source
 from runtime.errors import AllconvError
@@ -323,8 +324,10 @@ def build_parser() -> Parser:
     u.add_argument("--image", help="a PNG/JPG prepared as the net's data: for a CIFAR net "
                                    "whitened with the run's GCN+ZCA, and it must have the net's "
                                    "input size (another is refused); with --dataset imagenet any "
-                                   "size, resized to 256x256, BGR, the centre 227x227 (the net's "
-                                   "input) less the mean values 104, 117, 123")
+                                   f"size, resized to {imagenet.RESIZE}x{imagenet.RESIZE}, BGR, "
+                                   f"the centre {imagenet.CROP}x{imagenet.CROP} (the net's input) "
+                                   "less the mean values "
+                                   f"{', '.join(map(str, imagenet.MEAN_VALUES))}")
     u.add_argument("--cifar-index", type=number(int, "non-negative"), metavar="I", help="test image I of --data")
     for s in (u, t):
         s.add_argument("--data", help="CIFAR folder (whitened as the harness does; default: "
