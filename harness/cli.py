@@ -166,7 +166,7 @@ def list_rows(specs: list[Spec]) -> str:
     """The rows as a table whose columns are as wide as their widest entry."""
     head = ("row", "model", "dataset", "augmentation", "paper %", "tol", "lr", "batch",
             "length")
-    rows = [(s.key, s.title, s.dataset.name, s.augmentation, f"{s.paper.error:.2f}",
+    rows = [(s.key, s.title, s.dataset.name, s.pipeline.name, f"{s.paper.error:.2f}",
              f"{s.paper.tolerance:g}", f"{s.training.lr:g}", str(s.training.batch_size),
              f"{s.variant.schedule.length:g} {s.variant.schedule.unit}s")
             for s in specs]

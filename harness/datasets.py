@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
 import torch
 
 from harness.feed import TrainFeed
-from harness.pipelines import PIPELINES
 from runtime.data import cifar, prepared_cifar
 from runtime.data.datasets import IMAGE_FOLDER
 from runtime.data.imagenet import Folder, ImageNetFeed, scan
@@ -92,7 +91,7 @@ def train_size(spec: Spec, data_dir: str | None, verify: bool = True) -> int | N
 
 def data_key(spec: Spec) -> tuple[str, bool]:
     """Rows with the same key train on the same loaded data."""
-    return spec.dataset.name, PIPELINES[spec.augmentation].whitened
+    return spec.dataset.name, spec.pipeline.whitened
 
 
 def load_data(spec: Spec, data_dir: str | None, verify: bool, device: torch.device,
@@ -101,7 +100,7 @@ def load_data(spec: Spec, data_dir: str | None, verify: bool, device: torch.devi
     runtime.data, or raw uint8 for the Large pipeline), or the ImageFolder tree's file lists.
     ``progress``: the whitening's stage bar, on a terminal."""
     check_trainable(spec, data_dir)
-    pipeline = PIPELINES[spec.augmentation]
+    pipeline = spec.pipeline
     if pipeline.layout == IMAGE_FOLDER:
         return _image_folders(spec, data_dir)
     if pipeline.whitened:
@@ -129,7 +128,7 @@ def row_data(spec: Spec, data: Data | ImageFolders, device: torch.device) -> Row
     """The run's view of ``data`` through the row's augmentation."""
     if isinstance(data, ImageFolders):
         return _folder_rows(data, spec.dataset.topk, device)
-    pipeline = PIPELINES[spec.augmentation]
+    pipeline = spec.pipeline
     train, test = pipeline.transforms(spec.augment)
     size = pipeline.input_size
     shape = (3, size, size) if pipeline.frames else tuple(data.train_images.shape[1:])

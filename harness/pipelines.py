@@ -41,11 +41,12 @@ def _large(params: LargeAugment) -> tuple[Transform | None, Transform | None]:
 
 @dataclass(frozen=True)
 class Pipeline:
-    """One augmentation: the dataset layout it reads (runtime/data/datasets.py), the side of the
+    """One augmentation, by its spec name: the dataset layout it reads (runtime/data/datasets.py), the side of the
     square input it feeds the net, whether it reads the GCN+ZCA-whitened CIFAR, the class of
     its spec table ``[augment]`` (None: it takes no parameters), and ``transforms(augment)``:
     its (train, test) transforms of CIFAR held on the device (None: the images as they are)."""
 
+    name: str
     layout: str
     input_size: int
     whitened: bool
@@ -68,9 +69,9 @@ class Pipeline:
 
 
 PIPELINES: dict[str, Pipeline] = {}
-for _name, _pipeline in (
-        ("none", Pipeline(CIFAR_RELEASE, IMAGE, True)),
-        ("flip-translate", Pipeline(CIFAR_RELEASE, IMAGE, True, transforms=_flip_translate)),
-        ("large", Pipeline(CIFAR_RELEASE, FRAME, False, LargeAugment, _large)),
-        ("imagenet-crop-mirror", Pipeline(IMAGE_FOLDER, CROP, False))):
-    add_once(PIPELINES, _name, _pipeline, "augmentation")
+for _pipeline in (
+        Pipeline("none", CIFAR_RELEASE, IMAGE, True),
+        Pipeline("flip-translate", CIFAR_RELEASE, IMAGE, True, transforms=_flip_translate),
+        Pipeline("large", CIFAR_RELEASE, FRAME, False, LargeAugment, _large),
+        Pipeline("imagenet-crop-mirror", IMAGE_FOLDER, CROP, False)):
+    add_once(PIPELINES, _pipeline.name, _pipeline, "augmentation")

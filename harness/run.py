@@ -33,7 +33,6 @@ from harness.commit import git_commit
 from harness.datasets import Data, ImageFolders, row_data
 from harness.evaluation import Evaluator
 from harness.net_transforms import NetTransform, data_as_input, transformed
-from harness.pipelines import PIPELINES
 from harness.run_folder import RunFolder
 from harness.specs import Spec
 from harness.step import TrainStep
@@ -154,7 +153,7 @@ def global_batch(spec: Spec, opts: RunOptions, world: int = 1) -> int:
 def whitening_of(spec: Spec, opts: RunOptions) -> dict | None:
     """The identity of the whitened data a run of ``spec`` reads (run.json's provenance), or
     None for a pipeline that reads no whitening."""
-    if not PIPELINES[spec.augmentation].whitened:
+    if not spec.pipeline.whitened:
         return None
     return run_folder.whitening_identity(spec.dataset.name, opts.data_dir, opts.verify)
 

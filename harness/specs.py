@@ -15,7 +15,7 @@ from pathlib import Path
 
 from generator.render import Filler, Init, constant_filler
 from generator.variants import Variant, get_variant
-from harness.pipelines import PIPELINES
+from harness.pipelines import PIPELINES, Pipeline
 from runtime.cli_support import UINT32_MAX, check_number
 from runtime.data.datasets import DATASETS, Dataset, get_dataset
 from runtime.errors import AllconvError
@@ -90,7 +90,7 @@ class Spec:
     title: str
     variant: Variant
     dataset: Dataset
-    augmentation: str
+    pipeline: Pipeline
     paper: Paper
     training: Training
     init: Init
@@ -212,38 +212,37 @@ def _check_filler_arg(field, value, path: Path, key: str) -> None:
             raise AllconvError(f"{path}: '{key}' {value} is past the int32 range")
 
 
-def _check_fit(variant: Variant, dataset: Dataset, augmentation: str, path: Path) -> None:
+def _check_fit(variant: Variant, dataset: Dataset, pipeline: Pipeline, path: Path) -> None:
     """The dataset, augmentation and variant fit together: the pipeline reads the dataset, the
     variant (the registry entry) takes its class count and the pipeline's input size."""
-    pipeline = PIPELINES[augmentation]
     if not pipeline.reads(dataset):
-        raise AllconvError(f"{path}: 'augmentation' {augmentation!r} reads "
+        raise AllconvError(f"{path}: 'augmentation' {pipeline.name!r} reads "
                            f"{', '.join(pipeline.datasets)}, not 'dataset' {dataset.name!r}")
     if dataset.num_classes not in variant.classes:
         raise AllconvError(f"{path}: 'dataset' {dataset.name!r} has {dataset.num_classes} "
                            f"classes; variant {variant.name!r} takes "
                            f"{' or '.join(map(str, variant.classes))}")
     if pipeline.input_size != variant.input_size:
-        raise AllconvError(f"{path}: 'augmentation' {augmentation!r} makes "
+        raise AllconvError(f"{path}: 'augmentation' {pipeline.name!r} makes "
                            f"{pipeline.input_size}x{pipeline.input_size} inputs; variant "
                            f"{variant.name!r} takes {variant.input_size}x{variant.input_size}")
 
 
-def _augment(data: dict, augmentation: str, path: Path):
+def _augment(data: dict, pipeline: Pipeline, path: Path):
     """The pipeline's parameters from ``[augment]``, every one given, each with a
     ``[sources.augment]`` entry "KIND: reason" (KIND one of SOURCES)."""
-    params = PIPELINES[augmentation].params
+    params = pipeline.params
     table, sources = data.get("augment"), data["sources"].get("augment")
     if params is None:
         if table is not None or sources is not None:
-            raise AllconvError(f"{path}: augmentation {augmentation!r} takes no [augment] "
+            raise AllconvError(f"{path}: augmentation {pipeline.name!r} takes no [augment] "
                                "table or 'sources.augment'")
         return None
     fields = [f.name for f in dataclasses.fields(params)]
     for where, given in (("augment", table), ("sources.augment", sources)):
         if given is None:
             raise AllconvError(f"{path}: missing table [{where}] (augmentation "
-                               f"{augmentation!r}: {', '.join(fields)})")
+                               f"{pipeline.name!r}: {', '.join(fields)})")
         missing = [f for f in fields if f not in given]
         if missing:
             raise AllconvError(f"{path}: missing key '{where}.{missing[0]}'")
@@ -273,8 +272,8 @@ def load_spec(path: str | Path) -> Spec:
     except AllconvError as err:
         raise AllconvError(f"{path}: 'variant': {err}") from None
     dataset = get_dataset(_choice(data["dataset"], DATASETS, path, "dataset"))
-    augmentation = _choice(data["augmentation"], AUGMENTATIONS, path, "augmentation")
-    _check_fit(variant, dataset, augmentation, path)
+    pipeline = PIPELINES[_choice(data["augmentation"], AUGMENTATIONS, path, "augmentation")]
+    _check_fit(variant, dataset, pipeline, path)
     paper, train, sources = data["paper"], data["training"], data["sources"]
     if ("params" in paper) != ("params" in sources):
         raise AllconvError(f"{path}: 'sources.params' must be given exactly when 'paper.params' is")
@@ -288,11 +287,11 @@ def load_spec(path: str | Path) -> Spec:
         raise AllconvError(f"{path}: 'training.lr' {training.lr:g} is not in 'training.lr_grid'")
     return Spec(path=path, table=path.parent.name, name=path.stem, order=data["order"],
                 title=data["title"], variant=variant, dataset=dataset,
-                augmentation=augmentation,
+                pipeline=pipeline,
                 paper=Paper(float(paper["error"]), paper.get("params"), paper["counted_params"],
                             float(paper["tolerance"]), paper["tolerance_why"]),
                 training=training, init=_init(data["init"], path), sources=dict(sources),
-                augment=_augment(data, augmentation, path))
+                augment=_augment(data, pipeline, path))
 
 
 def same_row(recorded, current: str) -> bool:

@@ -18,6 +18,7 @@ import torch
 from generator.render import NetOptions, render_net
 from harness import cli, commit, jobs, run_folder
 from harness.jobs import default_levers
+from harness.pipelines import PIPELINES
 from harness.evaluation import class_counts, summarize
 from harness.report import row_result, status, table_markdown, write_row
 from harness.specs import SPECS_DIR, load_spec, load_tables, select
@@ -472,7 +473,7 @@ def test_replicate_a_two_row_table_end_to_end(tmp_path, tiny_data, capsys):
 def test_resume_continues_bit_identically(tmp_path, tiny_data):
     # 32 images in batches of 12 (batches straddle passes), flips and translations on.
     spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=12))
-    spec = dataclasses.replace(spec, augmentation="flip-translate")
+    spec = dataclasses.replace(spec, pipeline=PIPELINES["flip-translate"])
     opts = options(tiny_data, epochs=2)
     straight = train(spec, opts, tmp_path / "straight")
     assert straight["iterations"] == 5
