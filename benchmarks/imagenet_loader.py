@@ -68,6 +68,7 @@ def stages(folder: imagenet.Folder, batch: int, threads: int, device: torch.devi
         resized = torch.stack([jpeg.resize(im) for im in decoded])
         def resize_all():
             return list(pool.map(jpeg.resize, decoded))
+        mean = imagenet.mean_tensor(imagenet.MEAN_VALUES, device)
         offsets, flips = imagenet.draw_crops(batch, imagenet.RESIZE, True,
                                              torch.Generator(device).manual_seed(0))
         result = {
@@ -75,8 +76,8 @@ def stages(folder: imagenet.Folder, batch: int, threads: int, device: torch.devi
             f"decode ({jpeg.decoder_name(device)})":
                 rate(lambda: jpeg.decode(blobs, paths, device, pool), batch, repeats),
             "resize to 256x256": rate(resize_all, batch, repeats),
-            "crop + mirror + mean": rate(lambda: imagenet.crop_mirror(
-                resized, offsets.to(device), flips.to(device)).float() - 117.0, batch, repeats),
+            "crop + mirror + mean": rate(lambda: imagenet.transformed(
+                resized, offsets.to(device), flips.to(device), mean), batch, repeats),
         }
     feed = imagenet.ImageNetFeed(folder, train=True, device=device, threads=threads,
                                  mean=torch.tensor(imagenet.MEAN_VALUES, dtype=torch.float32))

@@ -13,7 +13,8 @@ from generator.variants import get_variant
 from runtime import Net, TEST, TRAIN
 from runtime.caffemodel import array_to_blob, read_blob, write_binary
 from runtime.data import imagenet, jpeg
-from runtime.data.imagenet import CROP, RESIZE, ImageNetFeed, crop_mirror, mean_image, scan
+from runtime.data.imagenet import CROP, RESIZE, ImageNetFeed, mean_image, scan
+from runtime.data.transform import crop_mirror
 from runtime.errors import AllconvError
 from runtime.proto import pb
 from runtime.topk import topk_errors

@@ -108,12 +108,6 @@ def mean_image(folder: Folder, device="cpu", batch_size: int = 256, threads: int
     return mean
 
 
-def crop_mirror(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor,
-                crop: int = CROP) -> torch.Tensor:
-    """DataTransformer's crop and mirror of ``crop`` x ``crop`` (`transform.crop_mirror`)."""
-    return transform.crop_mirror(images, offsets, flips, crop)
-
-
 def draw_crops(n: int, size: int, train: bool, generator: torch.Generator | None,
                crop: int = CROP) -> tuple[torch.Tensor, torch.Tensor]:
     """(offsets (n, 2), flips (n,)) for ``size`` x ``size`` images: uniform offsets and fair
@@ -134,9 +128,8 @@ def transformed(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor
                 mean: torch.Tensor, crop: int = CROP) -> torch.Tensor:
     """DataTransformer on stored images (N, 3, 256, 256): the crops and mirrors, less the
     mean (`mean_tensor`; an image is read at each crop's place), float32."""
-    if mean.shape[-1] != 1:
-        mean = crop_mirror(mean.expand(len(images), -1, -1, -1), offsets, flips, crop)
-    return crop_mirror(images, offsets, flips, crop).float().sub_(mean)
+    out = transform.crop_mirror(images, offsets, flips, crop).float()
+    return transform.less_mean(out, mean, (offsets, flips, crop))
 
 
 def test_image(path: str | os.PathLike, mean=MEAN_VALUES, crop: int = CROP,

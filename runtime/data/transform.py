@@ -52,6 +52,17 @@ def crop_mirror(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor
     return rows.gather(3, xs[:, None, None, :].expand(n, c, ch, cw))
 
 
+def less_mean(out: torch.Tensor, mean: torch.Tensor,
+              gathered: tuple[torch.Tensor, torch.Tensor, int | tuple[int, int]] | None
+              ) -> torch.Tensor:
+    """Cropped, mirrored images ``out`` less ``mean``: per-channel values (C, 1, 1), or an
+    image (C, H, W) read at each crop's place (``gathered``: the offsets, flips and crop that
+    made ``out``; None: they are the whole images), as DataTransformer subtracts a mean_file."""
+    if gathered is not None and mean.shape[-2:] != (1, 1):
+        mean = crop_mirror(mean.expand(len(out), -1, -1, -1), *gathered)
+    return out - mean
+
+
 def mean_file_image(param) -> np.ndarray:
     """The (C, H, W) mean of ``transform_param.mean_file`` (its first image, as Caffe reads
     it); giving mean_value too, or an empty name, is an AllconvError."""
@@ -117,9 +128,8 @@ class Transformer:
         else:       # the whole image, as it is: no gathers
             out = images.float()
         if self.mean_image is not None:
-            mean = self.mean_image.to(images.device)
-            out = out - (crop_mirror(mean.expand(n, -1, -1, -1), offsets, flips, (ch, cw))
-                         if self.crop or self.mirror else mean)
+            gathered = (offsets, flips, (ch, cw)) if self.crop or self.mirror else None
+            out = less_mean(out, self.mean_image.to(images.device), gathered)
         elif self.mean_values is not None:
             out = out - self.mean_values.to(images.device)[:, None, None]
         if self.scale != 1:
