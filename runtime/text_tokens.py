@@ -99,149 +99,191 @@ def caffe_tokens(text: str, message) -> str:
     a TextSyntaxError where C++ refuses it."""
     out = list(text)
     try:
-        _rewrite(text, message, out)
+        _Pass(text, message, out).run()
     except TextSyntaxError as err:
         err.tokens = "".join(out)           # what Python may parse up to the error
         raise
     return "".join(out)
 
 
-def _rewrite(text: str, message, out: list[str]) -> None:
-    """``caffe_tokens``' pass, writing into ``out`` (the text's characters)."""
-    i, n = 0, len(text)
-    messages, field = [message], None     # the enclosing messages; the field last named
-    given = [set()]                       # the non-repeated fields each message has been given
-    opened = []                           # the brackets open: "{", "<", "[" (a list), "e"
-    outer = []                            # the field of each message open
-    value = named = False     # a value comes next (after ':' or in a list); a name was read
-    while i < n:
-        char = text[i]
-        if char == "#" or char in _BLANK:
-            i = _comment_end(text, i, out) if char == "#" else i + 1
-            continue
-        was_named, named = named, False
-        # a field's name belongs here (not a value, nor a name's missing ':', nor in brackets)
-        name_place = not (value or was_named or (opened and opened[-1] in "[e"))
+class _Pass:
+    """``caffe_tokens``' pass over ``text``, writing into ``out`` (the text's characters). The
+    first character of each token picks its handler (a string, a sign, a number, an
+    identifier, a mark), which checks the token as C++ reads it and returns where the next
+    one starts."""
+
+    def __init__(self, text: str, message, out: list[str]):
+        self.text, self.out = text, out
+        self.messages, self.field = [message], None   # the enclosing messages; the field last named
+        self.given = [set()]      # the non-repeated fields each message has been given
+        self.opened = []          # the brackets open: "{", "<", "[" (a list), "e"
+        self.outer = []           # the field of each message open
+        # a value comes next (after ':' or in a list); a name was read; it was, before this token
+        self.value = self.named = self.was_named = False
+        self.name_place = False   # a field's name belongs here
+
+    def run(self) -> None:
+        text, i = self.text, 0
+        while i < len(text):
+            char = text[i]
+            if char == "#" or char in _BLANK:
+                i = _comment_end(text, i, self.out) if char == "#" else i + 1
+                continue
+            self.was_named, self.named = self.named, False
+            # not a value, nor a name's missing ':', nor in brackets
+            self.name_place = not (self.value or self.was_named or
+                                   (self.opened and self.opened[-1] in "[e"))
+            i = self._handler(char, i)(i)
+
+    def _handler(self, char: str, i: int):
         if char in "\"'":
-            try:
-                end = _string_end(text, i, out)
-            except TextSyntaxError as err:
-                err.token = i
-                raise
-            if value and field and field.cpp_type in _NOT_STRING:
-                raise TextSyntaxError(text, i, f"Expected {_NOT_STRING[field.cpp_type]}, got: "
-                                               f"{text[i:end]}")
-            i, value = end, False
-        elif char == "+":         # no token of C++'s starts with it
-            if name_place:
-                raise TextSyntaxError(text, i, "Expected identifier, got: +")
-            if was_named or _is_message(field):
-                raise _after_name(text, i, messages[-1], field)
-            kind = _VALUE_KINDS.get(field.cpp_type, "a value") if value and field else \
-                _expected(field, value)
-            raise TextSyntaxError(text, i, f"Expected {kind}, got: +")
-        elif char == "-":
-            j = i + 1
-            while j < n and (text[j] in _BLANK or text[j] == "#"):   # C++: tokens apart
-                j = _comment_end(text, j, out) if text[j] == "#" else j + 1
-            if name_place:
-                raise TextSyntaxError(text, i, "Expected identifier, got: -")
-            if was_named or _is_message(field):     # C++ wants a ':' or '{' (or '<')
-                raise _after_name(text, i, messages[-1], field)
-            no_sign = _NO_SIGN.get(field.cpp_type) if field else None
-            if no_sign:
-                raise TextSyntaxError(text, i, f"Expected {no_sign}, got: -")
-            if text[j:j + 1] in ("-", "["):    # the sign is a token: a number must follow it
-                raise TextSyntaxError(text, j, f"Expected {_expected(field, True)}, "
-                                               f"got: {text[j]}", token=i)
-            if field and field.cpp_type == FieldDescriptor.CPPTYPE_ENUM and j < n and \
-                    not _is_digit(text[j]):     # C++ reads a signed integer after the sign
-                raise TextSyntaxError(text, j, f"Expected integer, got: "
-                                               f"{_TOKEN.match(text, j).group()}", token=i)
-            if j > i + 1 and j < n and (_is_digit(text[j]) or text[j] == "." or
-                                        _IDENTIFIER.match(text, j)):
-                if text[j - 1] == "\n":    # keep the lines: the sign goes before the number
-                    out[i], out[j] = " ", "-" + out[j]
-                else:                       # and the columns, in the blank before it
-                    out[i], out[j - 1] = " ", "-"
-            i = j
-        elif _is_digit(char) or (char == "." and _is_digit(text[i + 1:i + 2])):
-            try:
-                end, based = _number_end(text, i)
-            except TextSyntaxError as err:
-                if name_place and not err.lexical:    # C++'s parser meets the number first
-                    raise TextSyntaxError(text, i, "Expected identifier, got: "
-                                                   f"{text[i:err.token]}") from None
-                err.token = i
-                raise
-            if name_place:
-                raise TextSyntaxError(text, i, f"Expected identifier, got: {text[i:end]}")
-            if based:
-                _integer_for(field, text[i:end], text, i, out)
-            elif field and field.cpp_type == FieldDescriptor.CPPTYPE_ENUM and \
-                    not _DIGITS.fullmatch(text[i:end]):
-                raise TextSyntaxError(text, i, "Expected integer or identifier, got: "
-                                               f"{text[i:end]}")
-            i, value = end, False
-        elif _IDENTIFIER.match(text, i):
-            end = _IDENTIFIER.match(text, i).end()
-            if value and field and field.cpp_type in _FLOATS and \
-                    text[i:end].lower() not in ("inf", "infinity", "nan"):   # C++ reads no on
-                raise TextSyntaxError(text, i, f"Expected double, got: {text[i:end].lower()}")
-            if text[end:end + 1] == "." and _is_digit(text[end + 1:end + 2]):
-                raise TextSyntaxError(text, end, "Need space between identifier and decimal "
-                                                 "point.")
-            if was_named:     # C++ wants the name's ':' or '{' here
-                raise _after_name(text, i, messages[-1], field)
-            if not value:     # a scalar value is one token: a field name follows it, as in C++
-                field = messages[-1] and messages[-1].fields_by_name.get(text[i:end])
-                named = not opened or opened[-1] != "e"
-                if named and text[end:end + 1] in ("+", "-"):     # Python reads on past them
-                    raise _after_name(text, end, messages[-1], field, token=i)
-                if named:
-                    _given_once(text, end, field, given[-1])
-            elif field and text[end:end + 1] in ("+", "-"):     # Python reads on past them
-                raise _glued_value(text, i, end, field)
-            i, value = end, False
-        else:
-            if _is_foreign(char):
-                raise TextSyntaxError(text, i, "Interpreting non ascii codepoint "
-                                               f"{ord(char) - 0xdc00} (not UTF-8: not a "
-                                               "text prototxt?)")
-            if char > "\x7f":          # a letter or a blank: C++ reads ASCII only
-                raise TextSyntaxError(text, i, "Interpreting non ascii codepoint "
-                                               f"{char.encode('utf-8')[0]}.")
-            if char < " " and char not in "\t\n\v\f\r":
-                raise TextSyntaxError(text, i, "Invalid control characters encountered in text "
-                                               "(not a text prototxt?)")
-            repeated = field is not None and field.is_repeated
-            listed = char == "[" and (value or was_named) and repeated     # C++ reads a list
-            ended = char == "]" and bool(opened) and opened[-1] == "["
-            if value and field and field.cpp_type in _VALUE_KINDS and not (listed or ended):
-                raise TextSyntaxError(text, i, f"Expected {_VALUE_KINDS[field.cpp_type]}, "
-                                               f"got: {char}")      # ':', ';', '}' as a value
-            if char in "{<":
-                messages.append(field.message_type if field else None)
-                given.append(set())
-                opened.append(char)
-                outer.append(field)
-            elif char in "}>" and len(messages) > 1:
-                if opened and opened[-1] in "{<" and char != _CLOSING[opened[-1]] and \
-                        not was_named:      # (a name's missing ':' comes first)
-                    raise TextSyntaxError(text, i, f'Expected "{_CLOSING[opened[-1]]}", '
-                                                   f'found "{char}".')
-                messages.pop()
-                given.pop()
-                if opened:
-                    opened.pop()
-                field = outer.pop()       # the message's own field (a list's, say)
-            elif char == "[":         # a list, else an extension's name
-                opened.append("[" if listed else "e")
-            elif char == "]" and opened and opened[-1] in "[e":
+            return self._string
+        if char == "+":
+            return self._plus
+        if char == "-":
+            return self._minus
+        if _is_digit(char) or (char == "." and _is_digit(self.text[i + 1:i + 2])):
+            return self._number
+        return self._identifier if _IDENTIFIER.match(self.text, i) else self._mark
+
+    def _string(self, i: int) -> int:
+        text, field = self.text, self.field
+        try:
+            end = _string_end(text, i, self.out)
+        except TextSyntaxError as err:
+            err.token = i
+            raise
+        if self.value and field and field.cpp_type in _NOT_STRING:
+            raise TextSyntaxError(text, i, f"Expected {_NOT_STRING[field.cpp_type]}, got: "
+                                           f"{text[i:end]}")
+        self.value = False
+        return end
+
+    def _plus(self, i: int) -> int:
+        """No token of C++'s starts with it: always an error."""
+        text, field, value = self.text, self.field, self.value
+        if self.name_place:
+            raise TextSyntaxError(text, i, "Expected identifier, got: +")
+        if self.was_named or _is_message(field):
+            raise _after_name(text, i, self.messages[-1], field)
+        kind = _VALUE_KINDS.get(field.cpp_type, "a value") if value and field else \
+            _expected(field, value)
+        raise TextSyntaxError(text, i, f"Expected {kind}, got: +")
+
+    def _minus(self, i: int) -> int:
+        text, out, field = self.text, self.out, self.field
+        n, j = len(text), i + 1
+        while j < n and (text[j] in _BLANK or text[j] == "#"):   # C++: tokens apart
+            j = _comment_end(text, j, out) if text[j] == "#" else j + 1
+        if self.name_place:
+            raise TextSyntaxError(text, i, "Expected identifier, got: -")
+        if self.was_named or _is_message(field):     # C++ wants a ':' or '{' (or '<')
+            raise _after_name(text, i, self.messages[-1], field)
+        no_sign = _NO_SIGN.get(field.cpp_type) if field else None
+        if no_sign:
+            raise TextSyntaxError(text, i, f"Expected {no_sign}, got: -")
+        if text[j:j + 1] in ("-", "["):    # the sign is a token: a number must follow it
+            raise TextSyntaxError(text, j, f"Expected {_expected(field, True)}, "
+                                           f"got: {text[j]}", token=i)
+        if field and field.cpp_type == FieldDescriptor.CPPTYPE_ENUM and j < n and \
+                not _is_digit(text[j]):     # C++ reads a signed integer after the sign
+            raise TextSyntaxError(text, j, f"Expected integer, got: "
+                                           f"{_TOKEN.match(text, j).group()}", token=i)
+        if j > i + 1 and j < n and (_is_digit(text[j]) or text[j] == "." or
+                                    _IDENTIFIER.match(text, j)):
+            if text[j - 1] == "\n":    # keep the lines: the sign goes before the number
+                out[i], out[j] = " ", "-" + out[j]
+            else:                       # and the columns, in the blank before it
+                out[i], out[j - 1] = " ", "-"
+        return j
+
+    def _number(self, i: int) -> int:
+        text, field = self.text, self.field
+        try:
+            end, based = _number_end(text, i)
+        except TextSyntaxError as err:
+            if self.name_place and not err.lexical:    # C++'s parser meets the number first
+                raise TextSyntaxError(text, i, "Expected identifier, got: "
+                                               f"{text[i:err.token]}") from None
+            err.token = i
+            raise
+        if self.name_place:
+            raise TextSyntaxError(text, i, f"Expected identifier, got: {text[i:end]}")
+        if based:
+            _integer_for(field, text[i:end], text, i, self.out)
+        elif field and field.cpp_type == FieldDescriptor.CPPTYPE_ENUM and \
+                not _DIGITS.fullmatch(text[i:end]):
+            raise TextSyntaxError(text, i, "Expected integer or identifier, got: "
+                                           f"{text[i:end]}")
+        self.value = False
+        return end
+
+    def _identifier(self, i: int) -> int:
+        text, field, opened = self.text, self.field, self.opened
+        end = _IDENTIFIER.match(text, i).end()
+        if self.value and field and field.cpp_type in _FLOATS and \
+                text[i:end].lower() not in ("inf", "infinity", "nan"):   # C++ reads no on
+            raise TextSyntaxError(text, i, f"Expected double, got: {text[i:end].lower()}")
+        if text[end:end + 1] == "." and _is_digit(text[end + 1:end + 2]):
+            raise TextSyntaxError(text, end, "Need space between identifier and decimal "
+                                             "point.")
+        if self.was_named:     # C++ wants the name's ':' or '{' here
+            raise _after_name(text, i, self.messages[-1], field)
+        if not self.value:     # a scalar value is one token: a field name follows it, as in C++
+            self.field = field = self.messages[-1] and \
+                self.messages[-1].fields_by_name.get(text[i:end])
+            self.named = not opened or opened[-1] != "e"
+            if self.named and text[end:end + 1] in ("+", "-"):     # Python reads on past them
+                raise _after_name(text, end, self.messages[-1], field, token=i)
+            if self.named:
+                _given_once(text, end, field, self.given[-1])
+        elif field and text[end:end + 1] in ("+", "-"):     # Python reads on past them
+            raise _glued_value(text, i, end, field)
+        self.value = False
+        return end
+
+    def _mark(self, i: int) -> int:
+        """Punctuation (brackets, ':', ',', ';'), or a character C++ refuses."""
+        text, field, opened, value = self.text, self.field, self.opened, self.value
+        char = text[i]
+        if _is_foreign(char):
+            raise TextSyntaxError(text, i, "Interpreting non ascii codepoint "
+                                           f"{ord(char) - 0xdc00} (not UTF-8: not a "
+                                           "text prototxt?)")
+        if char > "\x7f":          # a letter or a blank: C++ reads ASCII only
+            raise TextSyntaxError(text, i, "Interpreting non ascii codepoint "
+                                           f"{char.encode('utf-8')[0]}.")
+        if char < " " and char not in "\t\n\v\f\r":
+            raise TextSyntaxError(text, i, "Invalid control characters encountered in text "
+                                           "(not a text prototxt?)")
+        repeated = field is not None and field.is_repeated
+        listed = char == "[" and (value or self.was_named) and repeated     # C++ reads a list
+        ended = char == "]" and bool(opened) and opened[-1] == "["
+        if value and field and field.cpp_type in _VALUE_KINDS and not (listed or ended):
+            raise TextSyntaxError(text, i, f"Expected {_VALUE_KINDS[field.cpp_type]}, "
+                                           f"got: {char}")      # ':', ';', '}' as a value
+        if char in "{<":
+            self.messages.append(field.message_type if field else None)
+            self.given.append(set())
+            opened.append(char)
+            self.outer.append(field)
+        elif char in "}>" and len(self.messages) > 1:
+            if opened and opened[-1] in "{<" and char != _CLOSING[opened[-1]] and \
+                    not self.was_named:      # (a name's missing ':' comes first)
+                raise TextSyntaxError(text, i, f'Expected "{_CLOSING[opened[-1]]}", '
+                                               f'found "{char}".')
+            self.messages.pop()
+            self.given.pop()
+            if opened:
                 opened.pop()
-            value = char == ":" or (char == "," and bool(opened) and opened[-1] == "[") or (
-                char == "[" and opened[-1] == "[")
-            i += 1
+            self.field = self.outer.pop()       # the message's own field (a list's, say)
+        elif char == "[":         # a list, else an extension's name
+            opened.append("[" if listed else "e")
+        elif char == "]" and opened and opened[-1] in "[e":
+            opened.pop()
+        self.value = char == ":" or (char == "," and bool(opened) and opened[-1] == "[") or (
+            char == "[" and opened[-1] == "[")
+        return i + 1
 
 
 _CLOSING = {"{": "}", "<": ">"}
