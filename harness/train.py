@@ -141,12 +141,7 @@ def _loop(run: Trainable, ranks: Ranks, precision: str, device: torch.device,
             raise KeyboardInterrupt   # stopped before its first iteration: nothing to save
         while run.iter < run.max_iter and loop.alive:
             if loop.deadline_reached():
-                loop.sync(evaluate=False)
-                bar.show(run.iter)      # the bar ends where the checkpoint is
-                if run.iter > loop.start_iter and ranks.is_main:
-                    loop.checkpoint()
-                ranks.barrier()
-                return loop.stopped("deadline")
+                return _stop_at_deadline(run, loop, ranks, bar)
             loop.step()
             if run.iter == loop.start_iter + 1:
                 StartUp.seconds = time.monotonic() - entered
@@ -172,12 +167,7 @@ def _loop(run: Trainable, ranks: Ranks, precision: str, device: torch.device,
                 _end_interrupted(run, loop, ranks, bar)
                 break
             if evaluations % opts.checkpoint_every == 0 or run.iter == run.max_iter:
-                if ranks.is_main:
-                    loop.checkpoint()
-                ranks.barrier()
-                seconds = max(last["seconds"] for last in lasts if last is not None)
-                out_of_time = opts.time_limit is not None and seconds >= opts.time_limit
-                if ranks.any(out_of_time) and run.iter < run.max_iter:
+                if _checkpoint_out_of_time(run, loop, ranks, lasts):
                     return loop.stopped("time_limit")
     if not ranks.is_main:
         # the other ranks wait for process 0's result.json: a next call on these folders
@@ -189,6 +179,28 @@ def _loop(run: Trainable, ranks: Ranks, precision: str, device: torch.device,
                 for k in range(run.K)]
     finally:        # even when writing fails: the others do not wait for ever
         ranks.barrier()
+
+
+def _stop_at_deadline(run: Trainable, loop: Loop, ranks: Ranks, bar: Progress) -> list[dict]:
+    """--deadline: the step's pending values read, a checkpoint where the run has moved since
+    it started or resumed, and every member's outcome "stopped"."""
+    loop.sync(evaluate=False)
+    bar.show(run.iter)      # the bar ends where the checkpoint is
+    if run.iter > loop.start_iter and ranks.is_main:
+        loop.checkpoint()
+    ranks.barrier()
+    return loop.stopped("deadline")
+
+
+def _checkpoint_out_of_time(run: Trainable, loop: Loop, ranks: Ranks, lasts: list) -> bool:
+    """A checkpoint after an evaluation; then whether --time-limit (summed over resumes, as
+    the last evaluations' ``seconds`` say) stops the run before its end."""
+    if ranks.is_main:
+        loop.checkpoint()
+    ranks.barrier()
+    seconds = max(last["seconds"] for last in lasts if last is not None)
+    out_of_time = run.opts.time_limit is not None and seconds >= run.opts.time_limit
+    return ranks.any(out_of_time) and run.iter < run.max_iter
 
 
 def _finish(run: Trainable, k: int, last: dict, diverged: str | None, precision: str,
