@@ -233,9 +233,9 @@ def _before(err: text_format.ParseError, tokens: str, syntax: TextSyntaxError) -
     if any(words in _python_words(err) for words in AFTER_TOKEN):
         token = _TOKEN.match(tokens, start)
         start = next_token(tokens, token.end() if token else start)
-        if start == syntax.token and not syntax.lexical:
+        if start == syntax.tokens_index and not syntax.lexical:
             return True
-    return start < syntax.token
+    return start < syntax.tokens_index
 
 
 def _format_parse_error(where, detail: str, text: str, filename: str, message) -> str:

@@ -102,6 +102,7 @@ def caffe_tokens(text: str, message) -> str:
         _Pass(text, message, out).run()
     except TextSyntaxError as err:
         err.tokens = "".join(out)           # what Python may parse up to the error
+        err.tokens_index = len("".join(out[:err.token]))    # where its token is in them
         raise
     return "".join(out)
 

@@ -133,6 +133,10 @@ AROUND += [("", POOL.format(tail)) for tail in ('pool: -"a" kernel_size: 1',
                                                 "pool: -. kernel_size: 1")]
 AROUND += [("", 'layer { name: "f" type: "InnerProduct" bottom: "y" top: "f" inner_product_param '
                 '{ num_output: 1 weight_filler { type: "gaussian" sparse: -2 } } }\n')]
+# a sign moved onto its number's line, then a mark where a name belongs (or a closing
+# bracket) run into a character outside ASCII: which error C++ meets first
+AROUND += [("", POWER.format(tail)) for tail in ("power_param { scale: -\n2 :\xc3\xa9 }",
+                                                 "power_param { scale: -\n2 }\xc3\xa9")]
 
 
 def cases() -> dict[str, str]:
