@@ -54,7 +54,7 @@ def default_pack(args) -> int:
 def job_list(args, specs: list[Spec], deadline: float | None = None) -> list[tuple]:
     """Every (row, lr, seed) run of the command, in --list order (lr, then seed), with its
     run folder."""
-    jobs = []
+    jobs, lr_of = [], {}
     for spec in specs:
         smoke = spec.is_smoke(args.epochs, args.batch_size, args.eval_limit)
         lrs, lr_from = ((spec.training.lr_grid, "grid") if args.lr_search else
@@ -72,6 +72,10 @@ def job_list(args, specs: list[Spec], deadline: float | None = None) -> list[tup
                                   batch_size=args.batch_size, eval_limit=args.eval_limit,
                                   lr_from=lr_from, pack_route=args.pack_route)
                 run_dir = row_folder(args.out, spec.table, spec.name) / run_name(lr, seed, smoke)
+                if lr_of.setdefault(run_dir, lr) != lr:
+                    raise AllconvError(f"--lr {lr_of[run_dir]!r} and {lr!r} would share the run "
+                                       f"folder {run_dir.name} (its name keeps 6 significant "
+                                       "digits): give lrs that differ within them")
                 jobs.append((spec, opts, run_dir))
     return jobs
 

@@ -1489,6 +1489,9 @@ def test_a_training_label_past_the_classes_is_one_line_read_with_the_flags(tmp_p
     (["--lr", "0.01,0.01"], "argument --lr: 0.01 is given twice in '0.01,0.01'"),
     (["--lr", "0.05,0.01,5e-2"], "argument --lr: 0.05 is given twice in '0.05,0.01,5e-2'"),
     (["--seed", "0,1,0"], "argument --seed: 0 is given twice in '0,1,0'"),
+    # two lrs that differ only past the run folder's 6 digits: one folder, emptied by the other
+    (["--lr", "0.05,0.05000001", "--pack", "2"], "--lr 0.05 and 0.05000001 would share the run "
+                                                 "folder lr-0.05 "),
     # an option is taken only as spelt: --epoch would silently be --epochs
     (["--epoch", "1"], "unrecognized arguments: --epoch 1 (did you mean --epochs?)"),
     (["--epoch=1"], "unrecognized arguments: --epoch=1 (did you mean --epochs?)"),
