@@ -163,6 +163,9 @@ class Layer(nn.Module):
     # and of each top, where it is not the first bottom's (the recurrent layers' T x N x ...);
     # the bottom whose values index the batch of bottom 0 (BatchReindex's); the range of the
     # values a layer reads as indices (Embed's input_dim)
+    # whether its Forward writes a top that set-up left empty: Caffe allocated no memory for it
+    # and aborts there (blob.cpp: Check failed: data_); a forward's later reshape keeps memory
+    empty_top_aborts = False
     batch_axes: tuple[list[int], list[int]] | None = None
     batch_index_bottom: int | None = None
     index_range: int | None = None
@@ -182,6 +185,11 @@ class Layer(nn.Module):
             raise AllconvError(f"{len(param.param)} `param` entries but the layer has "
                                f"{len(self.blobs)} learnable blob(s)")
         self.top_shapes = self.reshape_tops(bottom_shapes)
+        if self.empty_top_aborts:
+            for name, shape in zip(self.tops, self.top_shapes):
+                if 0 in shape:
+                    raise AllconvError(f"top {name!r} is empty, shape {shape}; Caffe aborts "
+                                       "when the layer writes it (blob.cpp: Check failed: data_)")
         self.loss_weights = self._loss_weights()
 
     @property

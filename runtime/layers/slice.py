@@ -12,6 +12,7 @@ from runtime.layers.shapes import canonical_axis
 class Slice(Layer):
     backward_ignores_input = True
     num_tops = (1, None)
+    empty_top_aborts = True     # a slice_point at the axis size leaves the last top empty
 
     def setup(self, bottom_shapes, generator):
         slice_param = self.param.slice_param
