@@ -654,9 +654,21 @@ def test_stochastic_pooling_is_refused_in_one_line(tmp_path, capsys):
             'pooling_param { pool: STOCHASTIC kernel_size: 2 stride: 2 } }\n')
     (tmp_path / "net.prototxt").write_text(text)
     for check in ([], ["--skip-check"]):
-        assert "layer 'pool': STOCHASTIC pooling does not export" in _bad(
+        assert "layer 'pool' (Pooling): STOCHASTIC pooling does not export" in _bad(
             tmp_path, ["--prototxt", str(tmp_path / "net.prototxt"), "-o",
                        str(tmp_path / "m.onnx")] + check, capsys)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_im2col_off_the_channel_axis_is_refused_naming_layer_and_type(tmp_path, capsys):
+    """Caffe runs it (columns of axis 2's rows); ONNX's Conv takes channels on axis 1 alone."""
+    text = ('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 '
+            'dim: 3 dim: 5 } } }\nlayer { name: "i2c" type: "Im2col" bottom: "x" top: "y" '
+            'convolution_param { axis: 2 kernel_size: 2 } }\n')
+    (tmp_path / "net.prototxt").write_text(text)
+    assert "layer 'i2c' (Im2col): only channel axis 1 exports, not axis 2" in _bad(
+        tmp_path, ["--prototxt", str(tmp_path / "net.prototxt"), "-o", str(tmp_path / "m.onnx")],
+        capsys)
     assert not (tmp_path / "m.onnx").exists()
 
 

@@ -22,7 +22,8 @@ def one_hot_kernels(channels: int, kernel) -> np.ndarray:
 @converter("Im2col")
 def im2col(graph, layer, bottoms, tops, shapes):
     if layer.axis != 1:
-        raise AllconvError(f"layer {layer.name!r}: only channel axis 1 exports (axis {layer.axis})")
+        raise AllconvError(f"layer {layer.name!r} (Im2col): only channel axis 1 exports, not "
+                           f"axis {layer.axis} (ONNX's Conv takes its channels on axis 1)")
     channels = shapes[0][1]
     kernels = one_hot_kernels(channels, layer.kernel)
     graph.node("Conv", [bottoms[0], graph.constant(f"{layer.name}/one_hot", kernels)], tops,

@@ -23,7 +23,7 @@ from runtime.proto import pb
 @converter("Pooling")
 def pooling(graph, layer, bottoms, tops, shapes):
     if layer.method not in layer.runs:
-        raise AllconvError(f"layer {layer.name!r}: STOCHASTIC pooling does not export: "
+        raise AllconvError(f"layer {layer.name!r} (Pooling): STOCHASTIC pooling does not export: "
                            "Caffe runs it on the GPU alone (its CPU Forward is "
                            "NOT_IMPLEMENTED), and the runtime has only MAX and AVE, which "
                            "export")
