@@ -2,6 +2,7 @@
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,22 @@ def test_ctrl_c_while_a_console_script_imports_torch_is_one_line(tmp_path, monke
         launch("slow_cli", "replicate")
     assert stop.value.code == 130
     assert capsys.readouterr().err == "replicate: interrupted\n"
+
+
+def test_ctrl_c_that_an_import_swallows_still_stops_the_command(tmp_path, monkeypatch, capsys):
+    """torch's import swallows a KeyboardInterrupt raised while its C extension imports numpy
+    and goes on: the command then ran to its end and exited 0. The signal itself counts."""
+    from runtime.console import launch
+    (tmp_path / "swallowing_cli.py").write_text(
+        "import os, signal\n"
+        "try:\n    os.kill(os.getpid(), signal.SIGINT)\nexcept KeyboardInterrupt:\n    pass\n"
+        "def entry_point():\n    raise AssertionError('the command ran')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SystemExit) as stop:
+        launch("swallowing_cli", "replicate")
+    assert stop.value.code == 130
+    assert capsys.readouterr().err == "replicate: interrupted\n"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_reader_that_goes_away_ends_a_command_quietly_as_sigpipe_does():
