@@ -10,8 +10,8 @@ from collections import Counter
 from pathlib import Path
 
 from harness.datasets import check_trainable
-from harness.jobs import (CUDA_PACK, check_lengths, check_runs_kept, default_pack, job_list,
-                          parse_shard, resumed_apart, run_jobs)
+from harness.jobs import (CUDA_PACK, check_lengths, check_runs_kept, default_pack,
+                          end_with_parent, job_list, parse_shard, resumed_apart, run_jobs)
 from harness.loop import DeferredInterrupt, format_epoch
 from harness.report import (other_runs, read_row, result_path_for, row_outcomes, row_result,
                             write_row, write_table_readme)
@@ -313,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         raise AllconvError(f"name a table or row, or --list; tables: {', '.join(tables)}")
     ranks = SINGLE
     if launched_by_torchrun():
+        end_with_parent()       # torchrun's agent killed: its processes stop too
         device = local_device(resolve_device(args.device))
         args.device = str(device)
         ranks = from_environment(device)

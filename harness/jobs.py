@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from harness.datasets import Data, data_key, train_size
 from harness.loop import DeferredInterrupt
@@ -203,21 +204,33 @@ def packs(jobs: list[tuple], size: int) -> list[list[int]]:
 _PACK_RUNNING = threading.Event()
 
 
-def start_worker(parent: int) -> None:
-    """A --rows-in-parallel worker holds signals as the loop does, and ends with its parent
-    (killed, or hung up): a parent gone is a Ctrl-C to its running pack, which checkpoints
-    after its iteration, and then the worker exits (else it waits for work for ever, an
-    orphan writing into folders a resume would write too)."""
-    DeferredInterrupt.install()
+def end_with_parent(parent: int | None = None, gone: Callable[[], None] | None = None) -> None:
+    """This process ends with the one that started it (a --rows-in-parallel worker's parent,
+    a torchrun process's agent; killed, or hung up), else it would go on as an orphan, writing
+    into folders a resume would write too: its parent gone is a Ctrl-C, which a running loop
+    turns into a checkpoint after its iteration; then ``gone`` (a daemon thread's). ``parent``:
+    its pid, where it may have ended before this call (None: this process's parent now)."""
+    parent = os.getppid() if parent is None else parent
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGINT)
+        if gone is not None:
+            gone()
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+def start_worker(parent: int) -> None:
+    """A --rows-in-parallel worker holds signals as the loop does, and ends with its parent:
+    once its running pack has checkpointed, it exits (else it waits for work for ever)."""
+    DeferredInterrupt.install()
+
+    def exit_after_pack() -> None:
         while _PACK_RUNNING.is_set():
             time.sleep(0.1)
         os._exit(130)
-    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+    end_with_parent(parent, exit_after_pack)
 
 
 def worker_pack(*args) -> list[dict]:

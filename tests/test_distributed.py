@@ -221,3 +221,25 @@ def test_workers_end_with_a_killed_parent_after_checkpointing(tmp_path, tiny_dat
     for r in runs:
         assert list(r.glob("checkpoint_iter_*.solverstate")), r
         assert not (r / "result.json").exists()
+
+
+def test_a_process_whose_parent_is_killed_is_interrupted(tmp_path):
+    """torchrun's agent SIGKILLed: its processes were left training to the end, orphans; with
+    `end_with_parent` (as every torchrun process of replicate starts it) the orphan gets a
+    Ctrl-C, which its loop turns into a checkpoint and a stop."""
+    child = ("import sys, time\n"
+             f"sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})\n"
+             "from harness.jobs import end_with_parent\n"
+             "end_with_parent()\n"
+             "print('watching', flush=True)\n"
+             "try:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n"
+             f"    open({str(tmp_path / 'stopped')!r}, 'w').close()\n")
+    parent = ("import subprocess, sys\n"
+              "child = subprocess.Popen([sys.executable, '-c', sys.argv[1]], "
+              "stdout=subprocess.PIPE, text=True)\n"
+              "child.stdout.readline()\n")       # the child watches; the parent ends at once
+    subprocess.run([sys.executable, "-c", parent, child], timeout=60, check=True)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "stopped").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (tmp_path / "stopped").exists()
