@@ -33,6 +33,41 @@ _UMASK = _umask()
 # (temporary, target) of the files `written_together` renames when its block ends
 _together: ContextVar[list | None] = ContextVar("allconv_written_together", default=None)
 TEMPORARY = ".*.tmp"      # the names of `atomic_writer`'s temporary files, as a glob
+_LEFTOVERS = (".tmp", ".partial")   # the endings of temporary files and folders
+
+
+def temporary_prefix(target: Path) -> str:
+    """The start of the name of a temporary file or folder written for ``target``, beside it:
+    ``.<name>.<pid>.``, so that a later writer knows a killed one's (`remove_dead_writers`)."""
+    remove_dead_writers(target)
+    return f".{target.name}.{os.getpid()}."
+
+
+def remove_dead_writers(target: Path) -> None:
+    """Remove the temporary files and folders that writers of ``target`` left beside it and
+    that no longer run (a SIGKILL gives a writer no time to remove its own)."""
+    prefix = f".{target.name}."
+    try:
+        beside = [p for p in target.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:     # no folder yet, or unreadable: the write itself says so
+        return
+    for left in beside:
+        pid = left.name[len(prefix):].split(".", 1)[0]
+        if left.name.endswith(_LEFTOVERS) and pid.isdigit() and not _running(int(pid)):
+            if left.is_dir() and not left.is_symlink():
+                shutil.rmtree(left, ignore_errors=True)
+            else:
+                _unlink_quietly(left)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:         # another user's
+        return True
+    return True
 
 
 def missing(path: PathLike) -> str:
@@ -275,7 +310,7 @@ def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
             raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
         return
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".tmp", dir=real.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(real), suffix=".tmp", dir=real.parent)
     except OSError as err:
         raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
     try:

@@ -1,4 +1,5 @@
 """runtime.files: files written together appear together, or not at all."""
+import os
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,21 @@ def test_files_written_together_appear_only_when_the_block_ends(tmp_path):
         assert not (tmp_path / "a").exists() and len(list(tmp_path.glob(".*.tmp"))) == 2
     assert (tmp_path / "a").read_bytes() == b"1" and (tmp_path / "b").read_bytes() == b"2"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_write_removes_what_killed_writers_of_its_file_left(tmp_path):
+    """A SIGKILLed allconv-prep-cifar left a 615 MB `.x.npz.<pid>.<random>.tmp` (and an LMDB's
+    partial folder) that every later run kept: a write removes those whose process has ended,
+    and keeps a running writer's, another file's and what is not a temporary."""
+    dead = 2**22 + 1            # past Linux's largest pid: no such process
+    (tmp_path / f".a.{dead}.x1y2.tmp").write_bytes(b"half")
+    (tmp_path / f".a.{dead}.q9.partial").mkdir()
+    (tmp_path / f".a.{dead}.q9.partial" / "data.mdb").write_bytes(b"half")
+    kept = [f".a.{os.getpid()}.z3.tmp", f".b.{dead}.x1.tmp", ".a.x1y2.tmp", f".a.{dead}.notes"]
+    for name in kept:
+        (tmp_path / name).write_bytes(b"")
+    atomic_write_bytes(tmp_path / "a", b"1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["a"])
 
 
 def test_an_exception_in_the_block_leaves_no_file_and_no_temporary(tmp_path):

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import AllconvError
-from runtime.files import replace_folder
+from runtime.files import replace_folder, temporary_prefix
 
 MAGIC, VERSION = 0xBEEFC0DE, 1
 PAGE_HEADER = 16                    # page number (8), pad (2), flags (2), lower/upper (2+2)
@@ -208,7 +208,8 @@ def write_datum_lmdb(folder, images: np.ndarray, labels: np.ndarray) -> None:
     folder = Path(folder)
     check_lmdb_target(folder)
     try:
-        partial = Path(tempfile.mkdtemp(prefix=folder.name + ".partial-", dir=folder.parent))
+        partial = Path(tempfile.mkdtemp(prefix=temporary_prefix(folder), suffix=".partial",
+                                        dir=folder.parent))
         partial.chmod(0o755)                # mkdtemp's 0700 would keep others from reading
     except OSError as err:
         raise AllconvError(f"{folder}: cannot write the LMDB: {err.strerror or err}") from None
