@@ -41,10 +41,11 @@ def _large(params: LargeAugment) -> tuple[Transform | None, Transform | None]:
 
 @dataclass(frozen=True)
 class Pipeline:
-    """One augmentation, by its spec name: the dataset layout it reads (runtime/data/datasets.py), the side of the
-    square input it feeds the net, whether it reads the GCN+ZCA-whitened CIFAR, the class of
-    its spec table ``[augment]`` (None: it takes no parameters), and ``transforms(augment)``:
-    its (train, test) transforms of CIFAR held on the device (None: the images as they are)."""
+    """One augmentation: its name in a spec, the dataset layout it reads
+    (runtime/data/datasets.py), the side of the square input it feeds the net, whether it
+    reads the GCN+ZCA-whitened CIFAR, the class of its spec table ``[augment]`` (None: it
+    takes no parameters), and ``transforms(augment)``: its (train, test) transforms of CIFAR
+    held on the device (None: the images as they are)."""
 
     name: str
     layout: str

@@ -39,7 +39,6 @@ _LEFTOVERS = (".tmp", ".partial")   # the endings of temporary files and folders
 def temporary_prefix(target: Path) -> str:
     """The start of the name of a temporary file or folder written for ``target``, beside it:
     ``.<name>.<pid>.``, so that a later writer knows a killed one's (`remove_dead_writers`)."""
-    remove_dead_writers(target)
     return f".{target.name}.{os.getpid()}."
 
 
@@ -309,6 +308,7 @@ def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
         except OSError as err:
             raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
         return
+    remove_dead_writers(real)
     try:
         fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(real), suffix=".tmp", dir=real.parent)
     except OSError as err:

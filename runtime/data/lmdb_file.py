@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import AllconvError
-from runtime.files import replace_folder, temporary_prefix
+from runtime.files import remove_dead_writers, replace_folder, temporary_prefix
 
 MAGIC, VERSION = 0xBEEFC0DE, 1
 PAGE_HEADER = 16                    # page number (8), pad (2), flags (2), lower/upper (2+2)
@@ -207,6 +207,7 @@ def write_datum_lmdb(folder, images: np.ndarray, labels: np.ndarray) -> None:
 
     folder = Path(folder)
     check_lmdb_target(folder)
+    remove_dead_writers(folder)
     try:
         partial = Path(tempfile.mkdtemp(prefix=temporary_prefix(folder), suffix=".partial",
                                         dir=folder.parent))

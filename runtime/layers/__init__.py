@@ -159,13 +159,13 @@ class Layer(nn.Module):
     # deconvnet rule reads only the signal), so a reconstruction through it needs no image;
     # a property where the parameters decide
     backward_ignores_input = False
+    # whether its Forward writes a top that set-up left empty: Caffe allocated no memory for it
+    # and aborts there (blob.cpp: Check failed: data_); a forward's later reshape keeps memory
+    empty_top_aborts = False
     # for ONNX export (runtime.export.batch_flow): the axis holding the batch of each bottom
     # and of each top, where it is not the first bottom's (the recurrent layers' T x N x ...);
     # the bottom whose values index the batch of bottom 0 (BatchReindex's); the range of the
     # values a layer reads as indices (Embed's input_dim)
-    # whether its Forward writes a top that set-up left empty: Caffe allocated no memory for it
-    # and aborts there (blob.cpp: Check failed: data_); a forward's later reshape keeps memory
-    empty_top_aborts = False
     batch_axes: tuple[list[int], list[int]] | None = None
     batch_index_bottom: int | None = None
     index_range: int | None = None
