@@ -159,7 +159,8 @@ def _schedule_counts(variant: Variant, net_opts: NetOptions, opts: SolverOptions
     """The solver's iteration counts: an epoch schedule converted at the batch size, or an
     iteration schedule as the paper gives it."""
     sched = variant.schedule
-    common = dict(lr_policy=sched.lr_policy, gamma=sched.gamma, base_lr=opts.base_lr or sched.base_lr,
+    common = dict(lr_policy=sched.lr_policy, gamma=sched.gamma,
+                  base_lr=opts.base_lr or sched.base_lr,
                   weight_decay=sched.weight_decay, display=100,
                   test_iter=math.ceil(variant.test_size / net_opts.test_batch_size))
     per_epoch = (opts.train_size or variant.train_size) / net_opts.batch_size
@@ -183,8 +184,8 @@ def _schedule_counts(variant: Variant, net_opts: NetOptions, opts: SolverOptions
                                                  per_epoch)),
                 snapshot=max(1, _iterations(opts.snapshot_every_epochs or sched.snapshot_every,
                                             per_epoch)),
-                schedule_note=f"{sched.source}: {epochs:g} epochs, lr x{sched.gamma:g} after epochs "
-                              f"{', '.join(f'{e:g}' for e in steps)}; "
+                schedule_note=f"{sched.source}: {epochs:g} epochs, lr x{sched.gamma:g} after "
+                              f"epochs {', '.join(f'{e:g}' for e in steps)}; "
                               f"{per_epoch:g} iterations of batch {net_opts.batch_size} "
                               "per epoch.")
 

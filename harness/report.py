@@ -104,7 +104,8 @@ def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
     missing = [lr for lr in spec.training.lr_grid if lr not in tried]
     result = {
         "table": spec.table, "row": spec.name, "title": spec.title,
-        "variant": spec.variant.name, "dataset": spec.dataset.name, "augmentation": spec.pipeline.name,
+        "variant": spec.variant.name, "dataset": spec.dataset.name,
+        "augmentation": spec.pipeline.name,
         "smoke": smoke, "settings": settings,
         "paper": {"error": spec.paper.error, "params": spec.paper.params,
                   "tolerance": spec.paper.tolerance, "sources": spec.sources},
