@@ -13,10 +13,10 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from generator.variants import get_variant
-from harness.net_source import input_kind, net_source
+from harness.net_source import NetSource, net_source
 from runtime.blob_shape import INT_MAX
 from runtime.cli_support import Parser, add_version, comma_list, name, number, run_cli
-from runtime.data.datasets import dataset_names
+from runtime.data.datasets import IMAGE_FOLDER, dataset_names
 from runtime.errors import AllconvError
 from runtime.files import check_writable, suffix_option
 from runtime.proto import pb
@@ -118,20 +118,21 @@ def check_class_count(net, outputs, dataset: str, count: int) -> None:
                            f"{count} channels ({found}): give the net's own --dataset")
 
 
-def input_preparation(dataset, net) -> str:
-    """How an image becomes the model's input, as the harness trained the net on ``dataset``
-    (a model without the preprocessing in its graph says so in ``allconv.input_prepared``)."""
+def input_preparation(source: NetSource, net) -> str:
+    """How an image becomes the model's input, as the harness trained the net on the source's
+    dataset (a model without the preprocessing in its graph says so in
+    ``allconv.input_prepared``)."""
     from runtime.data import imagenet
     from runtime.data.preprocess import GCN_SCALE
-    kind = input_kind(dataset, net)
-    if kind == "imagenet":
+    pipeline = source.pipeline(net)
+    if pipeline.layout == IMAGE_FOLDER:
         return (f"Caffe's ImageNet test transform: the image resized to {imagenet.RESIZE}x"
                 f"{imagenet.RESIZE}, BGR, its centre crop of the input's size less the mean "
                 f"values {', '.join(map(str, imagenet.MEAN_VALUES))}")
-    if kind == "frame":
-        return ("a CIFAR image's pixels as (x - 128) / 128, centred in a 126x126 frame of "
-                "zeros (Large All-CNN's test input)")
-    return (f"a {dataset.title} image whitened as the harness trains on it: GCN (scale "
+    if pipeline.frames:
+        return (f"a CIFAR image's pixels as (x - 128) / 128, centred in a {pipeline.input_size}x"
+                f"{pipeline.input_size} frame of zeros (Large All-CNN's test input)")
+    return (f"a {source.dataset.title} image whitened as the harness trains on it: GCN (scale "
             f"{GCN_SCALE:g}) and the ZCA fitted on the training set (export-onnx "
             "--with-preprocessing puts them in the graph, for uint8 images)")
 
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.data:
             dataset.check_files(args.data, "--data")
     if not args.with_preprocessing and (run is not None or args.data):
-        metadata["allconv.input_prepared"] = input_preparation(dataset, net)
+        metadata["allconv.input_prepared"] = input_preparation(source, net)
     start = time.perf_counter()
     worst = to_onnx(net, args.output, outputs=args.outputs, static_batch=args.static_batch,
                     opset=args.opset,

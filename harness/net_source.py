@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+from harness.pipelines import Pipeline, test_pipeline
 from harness.run_folder import RunFolder
-from runtime.data.datasets import IMAGE_FOLDER, Dataset, dataset_names, get_dataset
-from runtime.data.large_augment import takes_frame
+from runtime.data.datasets import Dataset, dataset_names, get_dataset
 from runtime.errors import AllconvError
 from runtime.reconstruction import input_blob
 
@@ -21,6 +21,11 @@ class NetSource(NamedTuple):
     weights: str | Path | None
     dataset: Dataset
     run: RunFolder | None
+
+    def pipeline(self, net) -> Pipeline:
+        """The augmentation whose TEST input ``net`` takes, as the harness trained it on the
+        source's dataset (harness/pipelines.py)."""
+        return test_pipeline(self.dataset, net.blobs[input_blob(net)].shape[1:])
 
 
 def net_source(args, weights_required: bool = True) -> NetSource:
@@ -39,11 +44,3 @@ def net_source(args, weights_required: bool = True) -> NetSource:
         return NetSource(args.prototxt, args.weights, get_dataset(name), None)
     raise AllconvError("the weights: give --prototxt NET --weights W.caffemodel, or --run DIR")
 
-
-def input_kind(dataset: Dataset, net) -> str:
-    """How the harness makes ``dataset``'s images ``net``'s input: "imagenet" (Caffe's
-    ImageNet test transform), "frame" (CIFAR pixels centred in Large All-CNN's 126x126 frame)
-    or "whitened" (GCN and ZCA)."""
-    if dataset.layout == IMAGE_FOLDER:
-        return "imagenet"
-    return "frame" if takes_frame(net.blobs[input_blob(net)].shape[1:]) else "whitened"

@@ -11,7 +11,7 @@ import torch
 from runtime.data import augment
 from runtime.data.datasets import CIFAR_RELEASE, DATASETS, IMAGE_FOLDER, Dataset
 from runtime.data.imagenet import CROP
-from runtime.data.large_augment import FRAME, IMAGE, LargeAugment, large_batch
+from runtime.data.large_augment import FRAME, IMAGE, LargeAugment, large_batch, takes_frame
 from runtime.registry import add_once
 
 # a training or test transform of images held on the device: (images, generator, draws, part)
@@ -76,3 +76,12 @@ for _pipeline in (
         Pipeline("large", CIFAR_RELEASE, FRAME, False, LargeAugment, _large),
         Pipeline("imagenet-crop-mirror", IMAGE_FOLDER, CROP, False)):
     add_once(PIPELINES, _pipeline.name, _pipeline, "augmentation")
+
+
+def test_pipeline(dataset: Dataset, input_shape) -> Pipeline:
+    """The augmentation whose TEST input a net of input sample ``input_shape`` (C, H, W),
+    trained on ``dataset``, takes: the one that reads the dataset's layout (for CIFAR, the one
+    framing it when the net takes Large All-CNN's frame; else the whitened images as they are)."""
+    if dataset.layout == CIFAR_RELEASE:
+        return PIPELINES["large" if takes_frame(input_shape) else "none"]
+    return next(p for p in PIPELINES.values() if p.layout == dataset.layout)

@@ -1235,12 +1235,16 @@ def test_a_net_whose_every_top_is_read_asks_for_outputs(tmp_path, capsys):
 
 def test_input_preparation_names_each_pipelines_input():
     from harness.export_onnx import input_preparation
+    from harness.net_source import NetSource
     from runtime.data.datasets import get_dataset
+
+    def prepared(dataset, side):
+        return input_preparation(NetSource("net", None, get_dataset(dataset), None), net(side))
 
     def net(side):
         return Net(f'layer {{ name: "d" type: "Input" top: "data" input_param {{ shape {{ dim: 1 '
                    f'dim: 3 dim: {side} dim: {side} }} }} }}', pb.TEST)
-    assert input_preparation(get_dataset("imagenet"), net(227)).startswith(
+    assert prepared("imagenet", 227).startswith(
         "Caffe's ImageNet test transform: the image resized to 256x256, BGR")
-    assert "centred in a 126x126 frame" in input_preparation(get_dataset("cifar10"), net(126))
-    assert input_preparation(get_dataset("cifar100"), net(32)).startswith("a CIFAR-100 image")
+    assert "centred in a 126x126 frame" in prepared("cifar10", 126)
+    assert prepared("cifar100", 32).startswith("a CIFAR-100 image")

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from harness.net_source import NetSource, input_kind
+from harness.net_source import NetSource
 from runtime.cli_support import resolve_device
 from runtime.data import cifar, imagenet
 from runtime.data.datasets import CIFAR_RELEASE, IMAGE_FOLDER
@@ -73,7 +73,7 @@ def check_finite(array: np.ndarray, what: str) -> None:
 
 def load_images(args, net, source: NetSource, split: str) -> Images:
     """--data as a .npz Data-layer source (used as it is), or the source's CIFAR dataset as
-    the harness trains on it: framed for Large All-CNN (``input_kind`` "frame"), else
+    the harness trains on it: framed for Large All-CNN (its pipeline frames them), else
     GCN+ZCA-whitened: from --data DIR, else (with --run) the run's whitened copy in the cache,
     else the cache's CIFAR files (downloaded when absent)."""
     if is_npz_source(args.data):
@@ -84,7 +84,7 @@ def load_images(args, net, source: NetSource, split: str) -> Images:
     if dataset.layout != CIFAR_RELEASE or not dataset.whitening:
         raise AllconvError(f"{dataset.name} is {dataset.layout}, which is not read here: give "
                            "--data X.npz, a Data-layer source of the net's inputs")
-    if input_kind(source.dataset, net) == "frame":
+    if source.pipeline(net).frames:
         if source.run is not None and args.data is None and not cifar.search_release(
                 dataset.releases, split, cifar.cache_dir()):
             raise AllconvError(f"{source.run.path}: {dataset.name}'s {split} files are not in "
@@ -156,7 +156,7 @@ def _image(args, net, source: NetSource) -> Picture:
     dataset (ImageNet) Caffe's TEST transform of runtime/data/imagenet.py: any size, resized to
     256×256, BGR, the centre crop of the net's input size less the mean values."""
     dataset, name = source.dataset, Path(args.image).name
-    if input_kind(source.dataset, net) == "frame":
+    if source.pipeline(net).frames:
         if args.data is not None:
             raise AllconvError("--data does nothing with --image for a Large All-CNN net (the "
                                "image is centred in its frame, not whitened)")
