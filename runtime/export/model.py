@@ -94,34 +94,9 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
                 whitening=None, variant=None, classes=None, metadata=None,
                 fuse_batchnorm=True) -> tuple[onnx.ModelProto, dict[str, str]]:
     """The ONNX model of ``net`` (see ``to_onnx``) and ``{blob: value name}``."""
-    if net.phase != pb.TEST:
-        raise AllconvError("export needs a TEST-phase net (Dropout passes through only there)")
-    if opset < MIN_OPSET:
-        raise AllconvError(f"opset {opset} is too old; the export needs opset {MIN_OPSET} or newer")
-    if opset > onnx.defs.onnx_opset_version():
-        raise AllconvError(f"opset {opset} is newer than this onnx supports "
-                           f"({onnx.defs.onnx_opset_version()})")
-    if static_batch is not None and static_batch <= 0:
-        raise AllconvError(f"the static batch must be positive, not {static_batch}")
-    if not outputs:
-        _warn_rewritten_inputs(net)
-    outputs = list(outputs or default_outputs(net))
-    if not outputs:
-        ends = ", ".join(describe(layer.param) for layer in net.layers
-                         if layer.bottoms and not layer.tops)
-        raise AllconvError(f"the net has no output blob: a layer reads every top ({ends or 'none'}"
-                           " among the last): name the blobs to export (--outputs)")
-    twice = sorted({o for o in outputs if outputs.count(o) > 1})
-    if twice:
-        raise AllconvError(f"output blob(s) {', '.join(map(repr, twice))} named more than once")
-    names = used_inputs(net, outputs)
-    if not names:
-        sources = ", ".join(describe(layer.param) for layer in needed_layers(net, outputs)
-                            if not layer.bottoms)
-        raise AllconvError(f"the net has no Input layer that its outputs depend on (they come "
-                           f"from {sources or 'no layer without bottoms'}): {DEPLOY}")
-    batch = static_batch or BATCH_DIM
-    layers = needed_layers(net, outputs)
+    _check_options(net, opset, static_batch)
+    outputs = _outputs(net, outputs)
+    names, layers = used_inputs(net, outputs), needed_layers(net, outputs)
     unnamed = next((layer for layer in layers if "" in layer.tops), None)
     if unnamed is not None:     # Caffe takes it; ONNX's empty name is a missing optional input
         raise AllconvError(f"layer {unnamed.name!r} writes a blob named \"\", which ONNX cannot "
@@ -132,21 +107,16 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
                          batch_is_the_nets=static_batch == prototxt_batch, blob_names=net.blobs)
     if whitening is not None:
         check_image_net(net)
-        inputs = [preprocessing.image_input(batch)]
+        inputs = [preprocessing.image_input(static_batch or BATCH_DIM)]
         sources = {names[0]: preprocessing.add_preprocessing(graph, whitening)}
         described = preprocessing.describe_input(whitening)
     else:
-        exact = _float32_indices(net, layers) if fp16 else set()
-        shapes = {name: _dims(net, name, axes, batch, prototxt_batch, own) for name in names}
+        shapes = {name: _dims(net, name, axes, static_batch or BATCH_DIM, prototxt_batch, own)
+                  for name in names}
         if static_batch:
             _check_scaled(net, shapes, axes, static_batch, prototxt_batch)
-        inputs = [helper.make_tensor_value_info(
-                      name, TensorProto.FLOAT if name in exact else graph.elem_type,
-                      shapes[name]) for name in names]
-        sources = {name: graph.reserve(name) for name in names}
-        records = [_input_record(name, "float32" if name in exact else str(graph.dtype),
-                                 shapes[name]) for name in names]
-        described = records[0] if len(records) == 1 else records
+        inputs, sources, described = _blob_inputs(graph, shapes,
+                                                   _float32_indices(net, layers) if fp16 else set())
     values = add_net(graph, net, outputs, sources, fuse_batchnorm)
     _copies_to_outputs_as_dropout(graph.nodes, outputs)
     declared = _output_dims(net, outputs, axes, static_batch, prototxt_batch, own)
@@ -160,13 +130,63 @@ def build_model(net, *, outputs=None, static_batch=None, opset=DEFAULT_OPSET, fp
         # that runs the opset may not read: onnxruntime 1.16 runs opset 18, reads IR 9 at most)
         opset_imports=opsets, ir_version=helper.find_min_ir_version_for(opsets),
         producer_name="allconv")
-    named = {"allconv.variant": variant, "allconv.classes": None if classes is None
-             else list(classes)}
-    props = {"allconv.net": net.name, **{k: v for k, v in named.items() if v is not None},
-             "allconv.input": described, **(metadata or {})}
-    helper.set_model_props(model, {k: v if isinstance(v, str) else json_text(v)
-                                   for k, v in props.items()})
+    _set_props(model, {"allconv.net": net.name, "allconv.variant": variant,
+                       "allconv.classes": None if classes is None else list(classes),
+                       "allconv.input": described, **(metadata or {})})
     return model, values
+
+
+def _set_props(model: onnx.ModelProto, props: dict) -> None:
+    """The model's metadata: each value that is not None, a string as it is, else as JSON."""
+    helper.set_model_props(model, {k: v if isinstance(v, str) else json_text(v)
+                                   for k, v in props.items() if v is not None})
+
+
+def _check_options(net, opset: int, static_batch: int | None) -> None:
+    """What an export needs whatever the net: the TEST phase, an opset this onnx knows and the
+    export can use, a positive static batch."""
+    if net.phase != pb.TEST:
+        raise AllconvError("export needs a TEST-phase net (Dropout passes through only there)")
+    if opset < MIN_OPSET:
+        raise AllconvError(f"opset {opset} is too old; the export needs opset {MIN_OPSET} or newer")
+    if opset > onnx.defs.onnx_opset_version():
+        raise AllconvError(f"opset {opset} is newer than this onnx supports "
+                           f"({onnx.defs.onnx_opset_version()})")
+    if static_batch is not None and static_batch <= 0:
+        raise AllconvError(f"the static batch must be positive, not {static_batch}")
+
+
+def _outputs(net, outputs) -> list[str]:
+    """The blobs to export (by default the net's outputs), each once, and fed by an Input."""
+    if not outputs:
+        _warn_rewritten_inputs(net)
+    outputs = list(outputs or default_outputs(net))
+    if not outputs:
+        ends = ", ".join(describe(layer.param) for layer in net.layers
+                         if layer.bottoms and not layer.tops)
+        raise AllconvError(f"the net has no output blob: a layer reads every top ({ends or 'none'}"
+                           " among the last): name the blobs to export (--outputs)")
+    twice = sorted({o for o in outputs if outputs.count(o) > 1})
+    if twice:
+        raise AllconvError(f"output blob(s) {', '.join(map(repr, twice))} named more than once")
+    if not used_inputs(net, outputs):
+        sources = ", ".join(describe(layer.param) for layer in needed_layers(net, outputs)
+                            if not layer.bottoms)
+        raise AllconvError(f"the net has no Input layer that its outputs depend on (they come "
+                           f"from {sources or 'no layer without bottoms'}): {DEPLOY}")
+    return outputs
+
+
+def _blob_inputs(graph: GraphBuilder, shapes: dict[str, list], exact: set[str]):
+    """The graph's inputs for the net's own input blobs of ``shapes`` (float32 where in
+    ``exact``, else the graph's type), their values, and the metadata's record of them."""
+    inputs = [helper.make_tensor_value_info(
+                  name, TensorProto.FLOAT if name in exact else graph.elem_type, shape)
+              for name, shape in shapes.items()]
+    sources = {name: graph.reserve(name) for name in shapes}
+    records = [_input_record(name, "float32" if name in exact else str(graph.dtype), shape)
+               for name, shape in shapes.items()]
+    return inputs, sources, records[0] if len(records) == 1 else records
 
 
 def _input_record(name: str, dtype: str, shape: list) -> dict:
