@@ -398,7 +398,7 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
     shown: dict[str, dict[str, dict | None]] = {}
     not_yet, other_settings, unfinished = [], Counter(), 0
     for spec in specs:
-        row = shown.setdefault(spec.table, {})
+        row, length = shown.setdefault(spec.table, {}), row_length(spec, args)
         row[spec.name] = None
         stopped = [r for (s, _, _), r in zip(jobs, results)
                    if s.key == spec.key and r.get("finished") is False]
@@ -407,28 +407,18 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
                   file=sys.stderr)
             code = EXIT_STOPPED
             earlier = read_row(args.out, spec.table, spec.name)
-            if earlier is not None and earlier.get("settings") == row_length(spec, args):
+            if earlier is not None and earlier.get("settings") == length:
                 row[spec.name] = earlier
             continue
-        runs, others = row_outcomes(args.out, spec, row_length(spec, args))
+        runs, others = row_outcomes(args.out, spec, length)
         if not any("test_error" in r or "diverged" in r for r in runs.values()):
-            started = sorted(f"lr {lr:g}" + (f" seed {seed}" if seed else "") + f" "
-                             f"{r['missing']}" for (lr, seed), r in runs.items()
-                             if r.get("missing", "").startswith("unfinished"))
-            said = f" ({'; '.join(started)}: --resume continues)" if started else ""
-            not_yet.append(f"replicate: {spec.key}: no run finished yet{said}"
-                           f"{other_runs(others)}")
+            line, started = _none_finished(spec, runs, others)
+            not_yet.append(line)
             other_settings += others
-            unfinished += len(started)
+            unfinished += started
             continue
-        smoke = spec.is_smoke(args.epochs, args.batch_size, args.eval_limit)
-        result = row_result(spec, runs, smoke, command, row_length(spec, args))
-        path = write_row(args.out, result)
-        row[spec.name] = result
-        partial = " (partial grid)" if result["partial"] else ""
-        print(f"replicate: {spec.key}: {result['status']}{partial}, wrote {path}",
-              file=sys.stderr)
-        if result["status"] == "FAIL" and code == 0:
+        row[spec.name] = _write_row(args, command, spec, runs)
+        if row[spec.name]["status"] == "FAIL" and code == 0:
             code = EXIT_FAIL
     if args.report and code == 0 and not any(any(named.values()) for named in shown.values()):
         raise AllconvError(f"--out {args.out}: no finished run of {' '.join(args.targets)} at "
@@ -441,6 +431,25 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
         if any(named.values()):
             print(write_table_readme(args.out, table, tables[table], named))
     return code
+
+
+def _none_finished(spec: Spec, runs: dict, others: Counter) -> tuple[str, int]:
+    """What a row none of whose runs finished says, and how many of them started."""
+    started = sorted(f"lr {lr:g}" + (f" seed {seed}" if seed else "") + f" {r['missing']}"
+                     for (lr, seed), r in runs.items()
+                     if r.get("missing", "").startswith("unfinished"))
+    said = f" ({'; '.join(started)}: --resume continues)" if started else ""
+    return f"replicate: {spec.key}: no run finished yet{said}{other_runs(others)}", len(started)
+
+
+def _write_row(args, command: str, spec: Spec, runs: dict) -> dict:
+    """The row's result from its finished runs, written to its JSON and said."""
+    smoke = spec.is_smoke(args.epochs, args.batch_size, args.eval_limit)
+    result = row_result(spec, runs, smoke, command, row_length(spec, args))
+    path = write_row(args.out, result)
+    partial = " (partial grid)" if result["partial"] else ""
+    print(f"replicate: {spec.key}: {result['status']}{partial}, wrote {path}", file=sys.stderr)
+    return result
 
 
 def entry_point() -> None:
