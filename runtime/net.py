@@ -526,40 +526,14 @@ class Net(nn.Module):
         # with no autograd (an evaluation) no bottom needs a diff: the loop then holds no
         # requires_grad_(), which older Dynamo (torch 2.11) cannot trace and breaks the graph on
         fresh_diffs = self._fresh_diffs if torch.is_grad_enabled() else [()] * len(self.layers)
-        for i, (layer, keep, frozen, fresh) in enumerate(zip(
-                self.layers, self._keeps, self._frozen_uses, fresh_diffs)):
+        for i, (layer, fresh) in enumerate(zip(self.layers, fresh_diffs)):
             if not first <= i <= last:
                 continue
             if not layer.bottoms and layer.tops and layer.tops[0] in overrides:
-                tops = tuple(overrides[t] for t in layer.tops)
+                tops, terms = tuple(overrides[t] for t in layer.tops), []
             else:
-                for j in fresh:
-                    name = layer.bottoms[j]
-                    if keep[j] and not values[name].requires_grad \
-                            and values[name].is_floating_point():
-                        values[name] = values[name].detach().requires_grad_()
-                        if store:       # (a part's bottom from below it: a version of its own)
-                            versions.setdefault(name, [None])[-1] = values[name]
-                bottoms = [values[b] if k else values[b].detach()
-                           for b, k in zip(layer.bottoms, keep)]
-                if self._reshaped_in_forward[i]:
-                    self._reshape_in_forward(i, [tuple(b.shape) for b in bottoms])
-                tops = (functional_call(layer, {f"blobs.{k}": layer.blobs[k].detach()
-                                                for k in frozen}, tuple(bottoms))
-                        if frozen else layer(*bottoms))
-                if self._cut[i] or seeded is not None and not self._layer_need[i]:
-                    # no Backward: nothing reaches its params or bottoms
-                    tops = tuple(t.detach() for t in tops)
-                if layer.backward_runs_unreached and self._layer_need[i] \
-                        and torch.is_grad_enabled():
-                    for top in tops:
-                        if top.requires_grad:
-                            term = ZeroLoss.apply(top)
-                            total = term if total is None else total + term
-                for j in self._passed_diffs[i]:
-                    below = values[layer.bottoms[j]]
-                    if below.requires_grad:
-                        tops = tops[:j] + (DiffPassesDown.apply(tops[j], below),) + tops[j + 1:]
+                tops, terms = self._forward_layer(i, fresh, values, versions if store else None,
+                                                  seeded)
             for j, (name, top, weight) in enumerate(zip(layer.tops, tops, layer.loss_weights)):
                 values[name] = top
                 if store:
@@ -570,13 +544,43 @@ class Net(nn.Module):
                     # (the compiled training loss, which stores nothing, keeps the weight)
                     reads_diff = (i, j) in self._diff_read and (
                         store or not torch.is_grad_enabled())
-                    term = (self._loss_term(i, j, top) if reads_diff
-                            else weight * (top.detach() if (i, j) in self._forward_only
-                                           else top).sum())
-                    total = term if total is None else total + term
+                    terms.append(self._loss_term(i, j, top) if reads_diff
+                                 else weight * (top.detach() if (i, j) in self._forward_only
+                                                else top).sum())
+            for term in terms:
+                total = term if total is None else total + term
         if total is None:
             total = torch.zeros((), device=self.device)
         return values, versions, total
+
+    def _forward_layer(self, i: int, fresh: tuple, values: dict, versions: dict | None,
+                       seeded: set | None) -> tuple[tuple, list]:
+        """Layer ``i``'s tops from ``values``, and the zero loss terms that make autograd run
+        a Backward that Caffe runs though no loss reaches it. ``fresh``: the bottoms whose diff
+        starts here (a leaf that asks for its grad; with ``versions``, a version of its own)."""
+        layer, keep, frozen = self.layers[i], self._keeps[i], self._frozen_uses[i]
+        for j in fresh:
+            name = layer.bottoms[j]
+            if keep[j] and not values[name].requires_grad and values[name].is_floating_point():
+                values[name] = values[name].detach().requires_grad_()
+                if versions is not None:    # (a part's bottom from below it)
+                    versions.setdefault(name, [None])[-1] = values[name]
+        bottoms = [values[b] if k else values[b].detach() for b, k in zip(layer.bottoms, keep)]
+        if self._reshaped_in_forward[i]:
+            self._reshape_in_forward(i, [tuple(b.shape) for b in bottoms])
+        tops = (functional_call(layer, {f"blobs.{k}": layer.blobs[k].detach() for k in frozen},
+                                tuple(bottoms))
+                if frozen else layer(*bottoms))
+        if self._cut[i] or seeded is not None and not self._layer_need[i]:
+            tops = tuple(t.detach() for t in tops)  # no Backward: nothing reaches params, bottoms
+        terms = []
+        if layer.backward_runs_unreached and self._layer_need[i] and torch.is_grad_enabled():
+            terms = [ZeroLoss.apply(top) for top in tops if top.requires_grad]
+        for j in self._passed_diffs[i]:
+            below = values[layer.bottoms[j]]
+            if below.requires_grad:
+                tops = tops[:j] + (DiffPassesDown.apply(tops[j], below),) + tops[j + 1:]
+        return tops, terms
 
     def _reshape_in_forward(self, i: int, shapes: list) -> None:
         """Layer ``i``'s Reshape in a forward, to its bottoms' ``shapes``, unless it last
