@@ -686,14 +686,19 @@ layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
 
 
 def test_memory_data_serves_the_arrays_in_batches_wrapping_around():
-    net = Net(MEMORY, TRAIN, seed=1)
+    net = Net(MEMORY + """
+layer { name: "p" type: "Power" bottom: "label" top: "p" }""", TRAIN, seed=1)
+    assert net.blobs["label"].shape == net.blobs["p"].shape == (2,)    # Caffe's set-up shape
     with pytest.raises(AllconvError, match=r"call net.set_input_arrays\(data, labels\) first"):
         net.forward()
     data = np.arange(4 * 6, dtype=np.float32).reshape(4, 1, 2, 3)
     net.set_input_arrays(data, np.array([5, 6, 7, 8], np.float32))
     got = [net.forward() and net.blobs["label"].data.reshape(-1).tolist() for _ in range(3)]
     assert got == [[5, 6], [7, 8], [5, 6]]
-    assert net.blobs["label"].shape == (2, 1, 1, 1)    # Caffe's Forward gives it this shape
+    # Caffe's Forward gives it this shape, and the layers above follow
+    assert net.blobs["label"].shape == net.blobs["p"].shape == (2, 1, 1, 1)
+    net.reshape()
+    assert net.blobs["p"].shape == (2, 1, 1, 1)
     np.testing.assert_array_equal(net.blobs["data"].data.numpy(), data[:2])
 
 

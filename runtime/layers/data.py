@@ -87,8 +87,9 @@ class BaseData(Layer):
                                    f"{len(self.top_shapes)} top(s)")
             tops = tuple(torch.as_tensor(t, dtype=torch.float32, device=self._device.device)
                          for t in batch[:len(self.top_shapes)])
-            if self.tops_sized_by_data and tops[0].shape[:1] == (self.batch_size,):
-                self.sample_shapes[0] = tuple(tops[0].shape[1:])   # kept by net.reshape()
+            if self.tops_sized_by_data and all(t.shape[:1] == (self.batch_size,) for t in tops):
+                # the shapes of this batch, which net.reshape() keeps
+                self.sample_shapes[:len(tops)] = [tuple(t.shape[1:]) for t in tops]
                 self.top_shapes = self.reshape([])
             for top, shape in zip(tops, self.top_shapes):
                 if tuple(top.shape) != tuple(shape):

@@ -14,9 +14,10 @@ from runtime.layers.data import BaseData
 
 @register("MemoryData")
 class MemoryData(BaseData):
-    """Tops ``data`` (batch_size, channels, height, width) and ``label`` (batch_size, 1, 1, 1),
-    the shape Caffe's Forward gives it. The arrays are served in order, ``batch_size`` rows
-    per forward, wrapping around; as Caffe's Reset, they are not transformed (a
+    """Tops ``data`` (batch_size, channels, height, width) and ``label``: (batch_size,) at
+    set-up, then (batch_size, 1, 1, 1) from the first forward on, as Caffe's Forward reshapes
+    it (the layers above it follow). The arrays are served in order, ``batch_size`` rows per
+    forward, wrapping around; as Caffe's Reset, they are not transformed (a
     ``transform_param`` only draws a warning)."""
 
     num_tops = (2, 2)
@@ -29,13 +30,14 @@ class MemoryData(BaseData):
                                "positive in memory_data_param")
         super().setup(bottom_shapes, generator, feed,
                       sample_shape or (p.channels, p.height, p.width))
+        self.tops_sized_by_data = True
 
     def open_feed(self, generator):
         return None
 
     def feed_shapes(self, feed, sample_shape=None):
         if feed is None:
-            return [tuple(sample_shape), (1, 1, 1)]
+            return [tuple(sample_shape), ()]
         return super().feed_shapes(feed, sample_shape)
 
     def no_feed_message(self) -> str:
