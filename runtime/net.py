@@ -613,7 +613,8 @@ class Net(nn.Module):
         sharing the blobs' data as pycaffe's arrays do (``backward`` takes the gradients).
 
         Inputs named by Input-layer tops are copied into the persistent input buffers;
-        tops of Data layers replace what their feed would deliver. pycaffe's ``start=`` and
+        tops of another layer without bottoms (a Data layer's, DummyData's: all of them)
+        replace what it would deliver. pycaffe's ``start=`` and
         ``end=`` (layer names, where no input is named so) run those layers and the ones
         between (Caffe's ForwardFromTo: the blobs below ``start`` are read as they are; none
         where ``start`` comes after ``end``) and return ``end``'s tops (without ``end``, the
@@ -623,7 +624,8 @@ class Net(nn.Module):
         if "blobs" in self._input_slots and blobs is not None and not isinstance(blobs, list):
             inputs["blobs"], blobs = blobs, None       # an Input top named "blobs"
         blobs = self._check_blob_names(blobs)
-        self._check_inputs(inputs, lambda layer: layer.accepts_feed)
+        # a layer's tops other than Input buffers replace its whole forward
+        self._check_inputs(inputs, lambda layer: not set(layer.tops) <= self._input_slots.keys())
         inputs = {name: torch.as_tensor(value, dtype=torch.float32, device=self.device)
                   for name, value in inputs.items()}
         overrides = {n: v for n, v in inputs.items() if n not in self._input_slots}

@@ -764,6 +764,23 @@ def test_data_layer_reads_from_its_feed():
         net.loss(data=torch.zeros(2, 3, 6, 6))
 
 
+def test_a_source_layer_s_tops_are_given_all_or_none_an_input_s_one_by_one():
+    """forward(data=x) on DummyData's two tops would leave its label unmade (or, given alone,
+    silently unused): refused in one line; an Input layer's tops are buffers, set one by one."""
+    dummy = Net("""layer { name: "d" type: "DummyData" top: "data" top: "label"
+        dummy_data_param { shape { dim: 2 dim: 3 } shape { dim: 2 } } }""", TRAIN)
+    for given in ("data", "label"):
+        with pytest.raises(AllconvError, match=r"'d' \(DummyData\): give all of its tops "
+                                               r"\['data', 'label'\] or none"):
+            dummy.forward(**{given: torch.ones(dummy.blobs[given].shape)})
+    got = dummy.forward(data=torch.ones(2, 3), label=torch.full((2,), 7.0), blobs=["label"])
+    assert got["label"].tolist() == [7, 7]
+    inputs = Net("""layer { name: "i" type: "Input" top: "data" top: "label"
+        input_param { shape { dim: 2 dim: 3 } shape { dim: 2 } } }""", TEST)
+    inputs.forward(label=torch.full((2,), 5.0))
+    assert inputs.blobs["label"].data.tolist() == [5, 5]
+
+
 def test_data_layer_shape_from_input_shapes_and_set_feed():
     def plain(batch_size):
         return torch.zeros(batch_size, 3, 6, 6), torch.zeros(batch_size)
