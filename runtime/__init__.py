@@ -25,6 +25,10 @@ _LAZY = {
     "CaffeAdaDelta": "runtime.optim",
     "CaffeAdam": "runtime.optim",
     "CaffeLR": "runtime.lr_policy",
+    "set_mode_cpu": "runtime.mode",
+    "set_mode_gpu": "runtime.mode",
+    "set_device": "runtime.mode",
+    "set_random_seed": "runtime.mode",
 }
 
 __all__ = ["AllconvError", "TRAIN", "TEST", *_LAZY]
@@ -42,8 +46,14 @@ def allconv_prep_cifar_command() -> None:
     launch("runtime.data.cli", "allconv-prep-cifar")
 
 
+# pycaffe's modules, found as ``caffe.io`` and ``caffe.net_spec`` are without an import
+_SUBMODULES = ("io", "net_spec")
+
+
 def __getattr__(name):
+    import importlib
     if name in _LAZY:
-        import importlib
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"runtime.{name}")
     raise AttributeError(f"module 'runtime' has no attribute {name!r}")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from runtime import hdf5_snapshot
+from runtime import hdf5_snapshot, mode
 from runtime.backward_plan import backward_plan, refused_backward
 from runtime.blob_shape import reshaped, shape_equals
 from runtime.blob_views import Blob, HeldParamDiffs, ParamView
@@ -78,7 +78,9 @@ class Net(nn.Module):
 
     The Caffe phase (TRAIN=0 / TEST=1) is fixed at construction, as in Caffe:
     ``net.train()`` / ``net.eval()`` do not change it (so Dropout follows the phase).
-    ``seed`` seeds the generator for fillers and dropout; None draws a random seed.
+    ``seed`` seeds the generator for fillers and dropout; None takes the next of the sequence
+    ``set_random_seed`` began, else draws a random seed. It is made on the CPU, or where
+    ``set_mode_gpu`` or ``set_mode_cpu`` said (runtime/mode.py).
     ``feeds``: a feed, or ``{data layer name: feed}``, for Data layers; ``input_shapes``:
     ``{top name: sample shape}`` for Data layers whose feed has no ``sample_shape``.
     The arguments are pycaffe's, ``Net(network_file, phase, level=0, stages=None,
@@ -110,6 +112,7 @@ class Net(nn.Module):
         self.debug_info = param.debug_info     # a Solver sets it per step, as Caffe's
         self.retain_blob_diffs = True
         self.generator = torch.Generator()
+        seed = mode.next_seed() if seed is None else seed
         if seed is None:
             self.generator.seed()
         else:
@@ -140,6 +143,8 @@ class Net(nn.Module):
         self.layer_dict = OrderedDict(zip(self.layer_names, self.layers))   # pycaffe's
         if weights is not None:
             self.copy_from(weights)
+        if mode.chosen_device() not in (None, "cpu"):
+            self.to(mode.chosen_device())
 
     # ------------------------------------------------------------------ construction
 

@@ -32,7 +32,7 @@ from .optim import SOLVER_TYPES as SUPPORTED_SOLVER_TYPES
 from .proto import pb
 from .registry import add_once
 from .rng import net_rng_state, set_net_rng_state
-from . import hdf5_snapshot, snapshot
+from . import hdf5_snapshot, mode, snapshot
 
 __all__ = ["Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver",
            "AdaDeltaSolver", "AdamSolver", "make_solver", "get_solver",
@@ -172,6 +172,7 @@ class Solver:
                  text_format.MessageToString(param).rstrip("\n"))
         self._before_test = None     # the test nets' random states while test_all runs
 
+        device = mode.chosen_device() if device is None else device
         if device is None:
             if param.solver_mode == pb.SolverParameter.GPU and torch.cuda.is_available():
                 device = (f"cuda:{param.device_id}"
@@ -277,8 +278,7 @@ class Solver:
         for name in files:
             log.info("Finetuning from %s", name)
             net.copy_from(name)
-        if self.device.type != "cpu":
-            net.to(self.device)
+        net.to(self.device)         # (also from where set_mode_* made it)
         return net
 
     def _init_train_net(self, feed):

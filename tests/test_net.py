@@ -1555,3 +1555,46 @@ def test_layers_run_on_a_batch_a_filter_empties(kind, labels, out):
               TEST)
     got = net.forward(x=torch.rand(4, 3, 2, 2), y=torch.zeros(4), s=torch.zeros(4))
     assert tuple(got["o"].shape) == out
+
+
+# ------------------------------------------------------------------ pycaffe's process settings
+
+@pytest.fixture
+def process_settings(monkeypatch):
+    """set_mode_* and set_random_seed change process-wide settings: each test's are its own."""
+    from runtime import mode
+    monkeypatch.setattr(mode, "_chosen", dict(mode._chosen))
+    return mode
+
+
+def test_set_random_seed_makes_unseeded_nets_a_fixed_sequence(process_settings):
+    import runtime as caffe
+
+    def weights(**seed):
+        return Net(NET, TEST, **seed).params["conv1"][0].data.clone()
+    assert not torch.equal(weights(), weights())            # unseeded: random
+    caffe.set_random_seed(7)
+    first, second = weights(), weights()
+    assert not torch.equal(first, second)                   # each net draws its own
+    caffe.set_random_seed(7)
+    assert torch.equal(weights(), first) and torch.equal(weights(), second)
+    assert torch.equal(weights(seed=1), Net(NET, TEST, seed=1).params["conv1"][0].data)
+
+
+def test_set_mode_and_set_device_choose_where_nets_and_solvers_run(process_settings):
+    import runtime as caffe
+    assert process_settings.chosen_device() is None
+    caffe.set_device(1)
+    caffe.set_mode_cpu()
+    assert process_settings.chosen_device() == "cpu"
+    for bad in (-1, 1.5, True):
+        with pytest.raises(AllconvError, match="set_device takes a GPU's number"):
+            caffe.set_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(AllconvError, match="set_mode_gpu: this machine has no CUDA device"):
+            caffe.set_mode_gpu()
+        assert process_settings.chosen_device() == "cpu"
+        return
+    caffe.set_device(0)
+    caffe.set_mode_gpu()
+    assert Net(NET, TEST).params["conv1"][0].data.device == torch.device("cuda:0")

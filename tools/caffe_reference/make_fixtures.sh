@@ -10,7 +10,9 @@
 #         (all cases, or --only text) tests/fixtures/text_format_cases.json, how Caffe reads
 #         prototxt text (make_text_cases.py); and (all cases, or --only net_spec)
 #         tests/fixtures/net_spec_cases.json, what pycaffe's net_spec makes of
-#         tests/fixtures/net_spec/builders.py (make_net_spec_cases.py).
+#         tests/fixtures/net_spec/builders.py (make_net_spec_cases.py); and (all cases, or
+#         --only io) tests/fixtures/pycaffe_io_cases.npz, what pycaffe's caffe.io makes
+#         (make_io_cases.py).
 # Then: pytest tests/test_caffe_fixtures.py
 #
 # Needs Caffe built into $CAFFE_PREFIX (default /opt/reference-caffe); if it is missing:
@@ -55,5 +57,9 @@ fi
 if [ $# -eq 0 ] || [[ " $* " == *" net_spec "* ]]; then  # what pycaffe's net_spec makes
   "${caffe_env[@]}" "$CAFFE_PYTHON" tools/caffe_reference/make_net_spec_cases.py \
       "$out/net_spec_cases.json" > /dev/null
+fi
+if [ $# -eq 0 ] || [[ " $* " == *" io "* ]]; then        # what pycaffe's caffe.io makes
+  "${caffe_env[@]}" "$CAFFE_PYTHON" tools/caffe_reference/make_io_cases.py \
+      "$out/pycaffe_io_cases.npz" > /dev/null
 fi
 du -sh "$out"

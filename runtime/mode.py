@@ -1,0 +1,48 @@
+"""pycaffe's process-wide settings: ``set_mode_cpu``, ``set_mode_gpu`` and ``set_device``
+choose where the Nets and Solvers made after them run; ``set_random_seed`` makes the seeds of
+Nets made without one a fixed sequence, as Caffe's seeded global generator makes their
+fillers. Until one is called, a Net is made on the CPU with a random seed, and a Solver runs
+where its ``solver_mode`` says."""
+from __future__ import annotations
+
+import torch
+
+from runtime.errors import AllconvError
+
+_chosen: dict = {"mode": None, "device_id": 0, "seeds": None}
+
+
+def set_mode_cpu() -> None:
+    _chosen["mode"] = "cpu"
+
+
+def set_mode_gpu() -> None:
+    """Run on the GPU that ``set_device`` names (0 by default); refused without CUDA."""
+    if not torch.cuda.is_available():
+        raise AllconvError("set_mode_gpu: this machine has no CUDA device")
+    _chosen["mode"] = "cuda"
+
+
+def set_device(device_id: int) -> None:
+    """The GPU that GPU mode runs on."""
+    if isinstance(device_id, bool) or not isinstance(device_id, int) or device_id < 0:
+        raise AllconvError(f"set_device takes a GPU's number, 0 or more, not {device_id!r}")
+    _chosen["device_id"] = device_id
+
+
+def set_random_seed(seed: int) -> None:
+    _chosen["seeds"] = torch.Generator().manual_seed(int(seed))
+
+
+def chosen_device() -> str | None:
+    """The device set_mode_* chose, or None where neither was called."""
+    if _chosen["mode"] == "cuda":
+        return f"cuda:{_chosen['device_id']}"
+    return _chosen["mode"]
+
+
+def next_seed() -> int | None:
+    """The next seed of the sequence set_random_seed began, or None where it was not called."""
+    if _chosen["seeds"] is None:
+        return None
+    return int(torch.randint(2**62, (), generator=_chosen["seeds"]))

@@ -1,0 +1,127 @@
+"""runtime.io against real pycaffe's caffe.io (fixture: tests/fixtures/pycaffe_io_cases.npz,
+made by tools/caffe_reference/make_io_cases.py): the Transformer both ways, the BlobProto and
+Datum conversions byte for byte, oversample, and the class of each error."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import runtime
+from runtime import io
+from runtime.proto import pb
+
+CASES = np.load(Path(__file__).parent / "fixtures" / "pycaffe_io_cases.npz")
+TRANSFORMERS = sorted({key.split("/")[1] for key in CASES.files if key.startswith("transformer/")})
+
+
+def transformer(settings: dict) -> io.Transformer:
+    t = io.Transformer({"data": tuple(settings["shape"])})
+    for key in ("transpose", "channel_swap", "raw_scale", "input_scale"):
+        if key in settings:
+            getattr(t, f"set_{key}")("data", settings[key])
+    if settings.get("mean") == "full":
+        t.set_mean("data", np.random.RandomState(5).rand(*settings["shape"][1:])
+                   .astype(np.float32))
+    elif settings.get("mean") == "2d":
+        t.set_mean("data", np.random.RandomState(6).rand(*settings["shape"][2:]) * 100)
+    elif "mean" in settings:
+        t.set_mean("data", np.asarray(settings["mean"]))
+    return t
+
+
+@pytest.mark.parametrize("name", TRANSFORMERS)
+def test_transformer_is_pycaffe_s_both_ways(name):
+    case = {key.split("/")[2]: CASES[key] for key in CASES.files
+            if key.startswith(f"transformer/{name}/")}
+    settings = json.loads(str(case["settings"]))
+    pre = transformer(settings).preprocess("data", case["image"])
+    assert pre.dtype == np.float32
+    np.testing.assert_array_equal(pre, case["preprocessed"])
+    if "deprocess_error" in case:     # pycaffe's squeeze() took the one channel's axis
+        assert str(case["deprocess_error"]) == "ValueError"
+        back = transformer(settings).deprocess("data", pre[None])
+        np.testing.assert_allclose(back, case["image"], rtol=1e-5, atol=1e-6)
+        return
+    np.testing.assert_array_equal(transformer(settings).deprocess("data", pre[None]),
+                                  case["deprocessed"])
+    # a blob's tensor deprocesses as its array does
+    np.testing.assert_array_equal(
+        transformer(settings).deprocess("data", torch.from_numpy(pre[None])),
+        case["deprocessed"])
+
+
+def test_blobproto_and_datum_conversions_are_pycaffe_s_byte_for_byte():
+    arr = CASES["blob/array"]
+    blob = io.array_to_blobproto(arr, arr * 2)
+    assert blob.SerializeToString() == CASES["blob/bytes"].tobytes()
+    np.testing.assert_array_equal(io.blobproto_to_array(blob, return_diff=True),
+                                  CASES["blob/diff_back"])
+    assert io.blobproto_to_array(blob).dtype == np.float64
+    vector = io.arraylist_to_blobprotovector_str([arr, arr[0]])
+    assert vector == CASES["blob/vector_bytes"].tobytes()
+    back = io.blobprotovector_str_to_arraylist(vector)
+    assert [a.shape for a in back] == [arr.shape, arr[0].shape]
+    np.testing.assert_array_equal(back[1], arr[0])
+    u8 = CASES["datum/uint8"]
+    assert io.array_to_datum(u8, 7).SerializeToString() == CASES["datum/uint8_bytes"].tobytes()
+    assert io.array_to_datum(arr[0].astype(np.float64)).SerializeToString() \
+        == CASES["datum/float_bytes"].tobytes()
+    np.testing.assert_array_equal(io.datum_to_array(io.array_to_datum(u8, 7)), u8)
+    assert io.datum_to_array(io.array_to_datum(u8)).dtype == np.uint8
+
+
+def test_a_legacy_blobproto_takes_its_four_axes():
+    blob = pb.BlobProto(num=1, channels=2, height=1, width=3, data=range(6))
+    assert io.blobproto_to_array(blob).shape == (1, 2, 1, 3)
+
+
+def test_oversample_is_pycaffe_s():
+    crops = io.oversample(list(CASES["oversample/images"]), (8, 7))
+    assert crops.dtype == np.float32
+    np.testing.assert_array_equal(crops, CASES["oversample/crops"])
+
+
+def test_errors_are_pycaffe_s_classes():
+    shape = (1, 3, 12, 10)
+    calls = {
+        "unknown_input": lambda: io.Transformer({"data": shape}).set_raw_scale("x", 1),
+        "transpose_length": lambda: io.Transformer({"data": shape}).set_transpose("data", (1, 0)),
+        "channel_swap_length": lambda: io.Transformer({"data": shape}).set_channel_swap(
+            "data", (1, 0)),
+        "mean_channels": lambda: io.Transformer({"data": shape}).set_mean("data", np.ones(2)),
+        "mean_axes": lambda: io.Transformer({"data": shape}).set_mean("data", np.ones((1,) * 4)),
+        "datum_2d": lambda: io.array_to_datum(np.ones((2, 2))),
+    }
+    for name, want in json.loads(str(CASES["errors"])).items():
+        with pytest.raises(Exception) as error:      # pycaffe's bare Exception: ValueError here
+            calls[name]()
+        assert isinstance(error.value, getattr(__builtins__, want, None) or Exception), name
+    # a mean of another size is refused, as master's pycaffe does (the reference build's
+    # older one resized it)
+    with pytest.raises(ValueError, match="Mean shape incompatible with input shape"):
+        io.Transformer({"data": shape}).set_mean("data", np.ones((3, 2, 2)))
+
+
+def test_load_image_and_resize_image(tmp_path):
+    from PIL import Image
+    pixels = np.random.RandomState(0).randint(0, 256, (5, 4, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "x.png")
+    rgb = io.load_image(tmp_path / "x.png")
+    assert rgb.dtype == np.float32 and rgb.shape == (5, 4, 3)
+    np.testing.assert_array_equal(rgb, (pixels / 255.0).astype(np.float32))
+    grey = io.load_image(tmp_path / "x.png", color=False)
+    np.testing.assert_allclose(grey[:, :, 0], (pixels / 255.0) @ io.GREY_WEIGHTS, rtol=1e-6)
+    assert grey.shape == (5, 4, 1)
+    # bilinear with half-pixel centres: doubling a 1x2 row puts 1/4 and 3/4 between the ends
+    row = np.array([[[0.0], [4.0]]], np.float32)
+    assert io.resize_image(row, (1, 4))[0, :, 0].tolist() == [0, 1, 3, 4]
+    assert io.resize_image(row, (1, 4), interp_order=0)[0, :, 0].tolist() == [0, 0, 4, 4]
+    with pytest.raises(ValueError, match="interp_order must be 0"):
+        io.resize_image(row, (2, 2), interp_order=3)
+
+
+def test_caffe_io_and_net_spec_are_found_on_the_package():
+    assert runtime.io is io
+    assert runtime.net_spec.NetSpec.__name__ == "NetSpec"
