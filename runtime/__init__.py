@@ -29,6 +29,8 @@ _LAZY = {
     "set_mode_gpu": "runtime.mode",
     "set_device": "runtime.mode",
     "set_random_seed": "runtime.mode",
+    "layer_type_list": "runtime.layers",
+    "Layer": "runtime.python_layer_api",
 }
 
 __all__ = ["AllconvError", "TRAIN", "TEST", *_LAZY]

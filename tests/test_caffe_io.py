@@ -122,6 +122,13 @@ def test_load_image_and_resize_image(tmp_path):
         io.resize_image(row, (2, 2), interp_order=3)
 
 
-def test_caffe_io_and_net_spec_are_found_on_the_package():
+def test_pycaffe_s_names_are_found_on_the_package():
+    from runtime.layers import LAYERS
+    from runtime.python_layer_api import Layer
     assert runtime.io is io
     assert runtime.net_spec.NetSpec.__name__ == "NetSpec"
+    assert runtime.proto.caffe_pb2 is pb
+    assert runtime.Layer is Layer
+    # as Caffe's LayerRegistry lists them: every registered type, in byte order
+    types = runtime.layer_type_list()
+    assert types == sorted(LAYERS) and types.index("BNLL") < types.index("BatchNorm")

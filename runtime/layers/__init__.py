@@ -56,6 +56,11 @@ def layer_errors(param):
         raise AllconvError(f"{describe(param)}: {err}") from None
 
 
+def layer_type_list() -> list[str]:
+    """The registered layer types, sorted (pycaffe's ``caffe.layer_type_list()``)."""
+    return sorted(LAYERS)
+
+
 def layer_class(param) -> type:
     """The registered class for ``param.type``."""
     cls = LAYERS.get(param.type)

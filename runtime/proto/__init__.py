@@ -31,7 +31,7 @@ from google.protobuf.internal import enum_type_wrapper
 DESCRIPTOR_PATH = Path(__file__).with_name("caffe_descriptor.bin")
 PROTO_PATH = Path(__file__).with_name("caffe.proto")
 
-__all__ = ["pb", "pool", "DESCRIPTOR_PATH", "PROTO_PATH"]
+__all__ = ["pb", "caffe_pb2", "pool", "DESCRIPTOR_PATH", "PROTO_PATH"]
 
 
 def _message_class(desc):
@@ -62,3 +62,4 @@ def _build() -> tuple[types.ModuleType, descriptor_pool.DescriptorPool]:
 
 pb, pool = _build()
 sys.modules[pb.__name__] = pb
+caffe_pb2 = pb      # pycaffe's name: ``caffe.proto.caffe_pb2``
