@@ -1,6 +1,7 @@
 """runtime.io against real pycaffe's caffe.io (fixture: tests/fixtures/pycaffe_io_cases.npz,
 made by tools/caffe_reference/make_io_cases.py): the Transformer both ways, the BlobProto and
 Datum conversions byte for byte, oversample, and the class of each error."""
+import importlib.util
 import json
 from pathlib import Path
 
@@ -12,23 +13,20 @@ import runtime
 from runtime import io
 from runtime.proto import pb
 
-CASES = np.load(Path(__file__).parent / "fixtures" / "pycaffe_io_cases.npz")
+FIXTURES = Path(__file__).parent / "fixtures"
+CASES = np.load(FIXTURES / "pycaffe_io_cases.npz")
 TRANSFORMERS = sorted({key.split("/")[1] for key in CASES.files if key.startswith("transformer/")})
 
 
-def transformer(settings: dict) -> io.Transformer:
-    t = io.Transformer({"data": tuple(settings["shape"])})
-    for key in ("transpose", "channel_swap", "raw_scale", "input_scale"):
-        if key in settings:
-            getattr(t, f"set_{key}")("data", settings[key])
-    if settings.get("mean") == "full":
-        t.set_mean("data", np.random.RandomState(5).rand(*settings["shape"][1:])
-                   .astype(np.float32))
-    elif settings.get("mean") == "2d":
-        t.set_mean("data", np.random.RandomState(6).rand(*settings["shape"][2:]) * 100)
-    elif "mean" in settings:
-        t.set_mean("data", np.asarray(settings["mean"]))
-    return t
+def _shared():
+    spec = importlib.util.spec_from_file_location("pycaffe_io_cases",
+                                                  FIXTURES / "pycaffe_io" / "cases.py")
+    shared = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shared)
+    return shared
+
+
+SHARED = _shared()
 
 
 @pytest.mark.parametrize("name", TRANSFORMERS)
@@ -36,19 +34,20 @@ def test_transformer_is_pycaffe_s_both_ways(name):
     case = {key.split("/")[2]: CASES[key] for key in CASES.files
             if key.startswith(f"transformer/{name}/")}
     settings = json.loads(str(case["settings"]))
-    pre = transformer(settings).preprocess("data", case["image"])
+    assert settings == SHARED.TRANSFORMERS[name]
+    pre = SHARED.transformer(io, settings).preprocess("data", case["image"])
     assert pre.dtype == np.float32
     np.testing.assert_array_equal(pre, case["preprocessed"])
     if "deprocess_error" in case:     # pycaffe's squeeze() took the one channel's axis
         assert str(case["deprocess_error"]) == "ValueError"
-        back = transformer(settings).deprocess("data", pre[None])
+        back = SHARED.transformer(io, settings).deprocess("data", pre[None])
         np.testing.assert_allclose(back, case["image"], rtol=1e-5, atol=1e-6)
         return
-    np.testing.assert_array_equal(transformer(settings).deprocess("data", pre[None]),
+    np.testing.assert_array_equal(SHARED.transformer(io, settings).deprocess("data", pre[None]),
                                   case["deprocessed"])
     # a blob's tensor deprocesses as its array does
     np.testing.assert_array_equal(
-        transformer(settings).deprocess("data", torch.from_numpy(pre[None])),
+        SHARED.transformer(io, settings).deprocess("data", torch.from_numpy(pre[None])),
         case["deprocessed"])
 
 
@@ -84,16 +83,7 @@ def test_oversample_is_pycaffe_s():
 
 
 def test_errors_are_pycaffe_s_classes():
-    shape = (1, 3, 12, 10)
-    calls = {
-        "unknown_input": lambda: io.Transformer({"data": shape}).set_raw_scale("x", 1),
-        "transpose_length": lambda: io.Transformer({"data": shape}).set_transpose("data", (1, 0)),
-        "channel_swap_length": lambda: io.Transformer({"data": shape}).set_channel_swap(
-            "data", (1, 0)),
-        "mean_channels": lambda: io.Transformer({"data": shape}).set_mean("data", np.ones(2)),
-        "mean_axes": lambda: io.Transformer({"data": shape}).set_mean("data", np.ones((1,) * 4)),
-        "datum_2d": lambda: io.array_to_datum(np.ones((2, 2))),
-    }
+    calls = SHARED.error_calls(io)
     for name, want in json.loads(str(CASES["errors"])).items():
         with pytest.raises(Exception) as error:      # pycaffe's bare Exception: ValueError here
             calls[name]()
@@ -101,7 +91,7 @@ def test_errors_are_pycaffe_s_classes():
     # a mean of another size is refused, as master's pycaffe does (the reference build's
     # older one resized it)
     with pytest.raises(ValueError, match="Mean shape incompatible with input shape"):
-        io.Transformer({"data": shape}).set_mean("data", np.ones((3, 2, 2)))
+        io.Transformer({"data": SHARED.SHAPE}).set_mean("data", np.ones((3, 2, 2)))
 
 
 def test_load_image_and_resize_image(tmp_path):
