@@ -6,6 +6,7 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -45,14 +46,15 @@ def temporary_prefix(target: Path) -> str:
 def remove_dead_writers(target: Path) -> None:
     """Remove the temporary files and folders that writers of ``target`` left beside it and
     that no longer run (a SIGKILL gives a writer no time to remove its own)."""
-    prefix = f".{target.name}."
+    # the whole name: '.w.2024.npz.<pid>.<random>.tmp', a writer of 'w.2024.npz', is not w's
+    own = re.compile(rf"\.{re.escape(target.name)}\.(\d+)\.[^.]+"
+                     rf"(?:{'|'.join(map(re.escape, _LEFTOVERS))})")
     try:
-        beside = [p for p in target.parent.iterdir() if p.name.startswith(prefix)]
+        beside = [(p, own.fullmatch(p.name)) for p in target.parent.iterdir()]
     except OSError:     # no folder yet, or unreadable: the write itself says so
         return
-    for left in beside:
-        pid = left.name[len(prefix):].split(".", 1)[0]
-        if left.name.endswith(_LEFTOVERS) and pid.isdigit() and not _running(int(pid)):
+    for left, match in beside:
+        if match and not _running(int(match[1])):
             if left.is_dir() and not left.is_symlink():
                 shutil.rmtree(left, ignore_errors=True)
             else:

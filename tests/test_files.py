@@ -27,7 +27,10 @@ def test_a_write_removes_what_killed_writers_of_its_file_left(tmp_path):
     (tmp_path / f".a.{dead}.x1y2.tmp").write_bytes(b"half")
     (tmp_path / f".a.{dead}.q9.partial").mkdir()
     (tmp_path / f".a.{dead}.q9.partial" / "data.mdb").write_bytes(b"half")
-    kept = [f".a.{os.getpid()}.z3.tmp", f".b.{dead}.x1.tmp", ".a.x1y2.tmp", f".a.{dead}.notes"]
+    # ... and a writer of 'a.<digits>.npz', whose temporary starts as a's would (helper
+    # mutants38: it was taken for a's, by a dead pid of those digits, and removed mid-write)
+    kept = [f".a.{os.getpid()}.z3.tmp", f".b.{dead}.x1.tmp", ".a.x1y2.tmp", f".a.{dead}.notes",
+            f".a.{dead}.npz.{os.getpid()}.k8.tmp", f".a.{dead}.tmp.{os.getpid()}.k8.partial"]
     for name in kept:
         (tmp_path / name).write_bytes(b"")
     atomic_write_bytes(tmp_path / "a", b"1")
