@@ -771,3 +771,26 @@ def test_an_lmdb_goes_to_a_path_of_any_bytes(tmp_path):
     folder = tmp_path / os.fsdecode(b"out_\xff")
     write_datum_lmdb(folder, np.ones((2, 3, 2, 2), np.float32), [1, 2])
     assert len(LmdbFile(folder)) == 2
+
+
+def test_an_lmdb_write_clears_dead_writers_partial_folders_and_others_may_read_it(
+        tmp_path, monkeypatch):
+    """A killed writer's partial LMDB (its pid in the name) goes at the next write of the
+    folder; the new one is readable by others (mkdtemp's own mode is 0700)."""
+    import os
+    from runtime.data import lmdb_file
+    dead = 2**22 + 1
+    left = tmp_path / f".db.{dead}.k2.partial"
+    left.mkdir()
+    (left / "data.mdb").write_bytes(b"half")
+    seen = []
+    real_open = lmdb_file.lmdb_package().open
+
+    def open_(path, **options):      # the writer's own partial folder, as it writes
+        seen.append((os.fsdecode(path), os.stat(path).st_mode & 0o777))
+        return real_open(path, **options)
+    monkeypatch.setattr(lmdb_file.lmdb_package(), "open", open_)
+    lmdb_file.write_datum_lmdb(tmp_path / "db", np.ones((2, 3, 2, 2), np.float32), [1, 2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db"]
+    assert Path(seen[0][0]).name.startswith(f".db.{os.getpid()}.") and seen[0][1] == 0o755
+    assert (tmp_path / "db").stat().st_mode & 0o777 == 0o755

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import AllconvError
-from runtime.files import (atomic_write_bytes, atomic_writer, check_writable, replace_folder,
-                           written_together)
+from runtime.files import (_UMASK, atomic_write_bytes, atomic_writer, check_writable,
+                           replace_folder, written_together)
 
 
 def test_files_written_together_appear_only_when_the_block_ends(tmp_path):
@@ -35,6 +35,28 @@ def test_a_write_removes_what_killed_writers_of_its_file_left(tmp_path):
         (tmp_path / name).write_bytes(b"")
     atomic_write_bytes(tmp_path / "a", b"1")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["a"])
+
+
+def test_a_writer_s_temporary_names_its_pid_and_leftovers_go_from_beside_a_link_s_file(
+        tmp_path):
+    """A write through a link removes the dead writers' leftovers beside the file it names (a
+    leftover that is a link to a folder: the link, not the folder), and its own temporary
+    carries its pid, which a later writer reads; with the umask's mode, as open() gives."""
+    dead = 2**22 + 1
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "x").write_bytes(b"kept")
+    (tmp_path / "disk" / f".w.{dead}.a1.tmp").write_bytes(b"half")
+    (tmp_path / "disk" / f".w.{dead}.b2.partial").symlink_to(tmp_path / "keep")
+    (tmp_path / "w").symlink_to(tmp_path / "disk" / "w")
+    with atomic_writer(tmp_path / "w") as handle:
+        handle.write(b"new")
+        assert [p.name.split(".")[2] for p in (tmp_path / "disk").glob(".w.*.tmp")] \
+            == [str(os.getpid())]
+    assert sorted(p.name for p in (tmp_path / "disk").iterdir()) == ["w"]
+    assert (tmp_path / "keep" / "x").read_bytes() == b"kept"
+    atomic_write_bytes(tmp_path / "u", b"1")
+    assert (tmp_path / "u").stat().st_mode & 0o777 == 0o666 & ~_UMASK    # not mkstemp's 0600
 
 
 def test_an_exception_in_the_block_leaves_no_file_and_no_temporary(tmp_path):

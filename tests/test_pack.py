@@ -14,7 +14,7 @@ from harness.net_transforms import data_as_input, transformed
 from runtime import TEST, TRAIN
 from runtime.caffemodel import read_binary, write_weights
 from runtime.errors import AllconvError
-from runtime.members import member_block, member_state
+from runtime.members import member_block, member_rows, member_state
 from runtime.net import Net
 from runtime.pack import member_weights, pack_inputs, pack_net, packed_net
 from runtime.proto import pb
@@ -373,3 +373,18 @@ def test_solo_nets_without_a_blob_the_pack_has_are_refused_in_one_line():
     with pytest.raises(AllconvError, match=r"layer 'c2' blob 1: member 0's blob None is not a "
                                            r"block of the pack's \(12,\)"):
         pack_weights(pack, solos)
+
+
+def test_member_blocks_split_axis_0_evenly_or_are_refused():
+    """Member k of K holds rows [k·n, (k+1)·n); a blob whose rows do not split, a k past the
+    members and values that do not split the rows are refused, not read as another member's."""
+    blob = torch.arange(12.0).reshape(6, 2)
+    assert member_block(blob, 2, 3).tolist() == [[8, 9], [10, 11]]
+    for k, members in ((3, 3), (-1, 3), (0, 4)):
+        with pytest.raises(AllconvError, match=f"no member {k} of {members} in a blob of "
+                                               r"shape \(6, 2\)"):
+            member_block(blob, k, members)
+    assert member_rows(torch.tensor([1.0, 2.0, 3.0]), blob).flatten().tolist() \
+        == [1, 1, 2, 2, 3, 3]
+    with pytest.raises(AllconvError, match=r"4 member values do not split a blob of shape"):
+        member_rows(torch.ones(4), blob)

@@ -174,6 +174,8 @@ def test_runs_resuming_from_different_iterations_are_told_they_resume_apart(spec
             (folder / f"checkpoint_iter_{iteration}{extension}").write_bytes(b"")
         jobs.append((spec, opts(lr=lr, resume=True), folder))
     assert packs(jobs, 3) == [[0, 2], [1]]
+    assert packs(jobs, 1) == [[0], [2], [1]]           # at most --pack runs a pack
+    assert packs(jobs * 2, 2) == [[0, 2], [3, 5], [1, 4]]
     assert resumed_apart(jobs, 3) == [
         f"--resume: {spec.key}'s checkpoints are of iterations 4 (lr-0.05), 8 (lr-0.01 lr-0.1); "
         "each iteration's runs resume as a pack of their own"]
