@@ -243,3 +243,20 @@ def test_a_process_whose_parent_is_killed_is_interrupted(tmp_path):
     while not (tmp_path / "stopped").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert (tmp_path / "stopped").exists()
+
+
+def test_a_worker_whose_parent_ended_before_its_watch_began_is_interrupted(tmp_path):
+    """A --rows-in-parallel worker is given its pool's pid: where that process has already
+    ended (the worker then belongs to another), the watch stops it at once, rather than
+    watching its new parent."""
+    child = ("import os, signal, subprocess, sys, time\n"
+             f"sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})\n"
+             "from harness.jobs import end_with_parent\n"
+             "signal.signal(signal.SIGINT, lambda *_: print('stopped', flush=True) or "
+             "os._exit(0))\n"
+             "ended = subprocess.Popen([sys.executable, '-c', '']); ended.wait()\n"
+             "end_with_parent(ended.pid)\n"
+             "time.sleep(60)\n")
+    done = subprocess.run([sys.executable, "-c", child], timeout=20, capture_output=True,
+                          text=True)
+    assert done.stdout == "stopped\n"
