@@ -48,7 +48,7 @@ def allconv_prep_cifar_command() -> None:
     launch("runtime.data.cli", "allconv-prep-cifar")
 
 
-# pycaffe's modules, found as ``caffe.io`` and ``caffe.net_spec`` are without an import
+# pycaffe's submodules: ``caffe.io`` and ``caffe.net_spec`` work without importing them first
 _SUBMODULES = ("io", "net_spec")
 
 
