@@ -452,6 +452,10 @@ def test_deadline_stops_every_run_at_a_checkpoint_before_it_and_resume_continues
     assert cli.main(args + out + ["--deadline", "250"]) == cli.EXIT_STOPPED
     assert "tiny/model-a stopped by --deadline (1 run at epoch 0.38, 1 not started); rerun " \
         "with --resume" in capsys.readouterr().err
+    # runs stopped at different epochs say both ends (a newcomer saw the lowest for all)
+    assert cli._stopped([{"stopped_by": "deadline", "epoch": e, "iter": i}
+                         for e, i in ((0.35, 135), (0.0026, 1))]) \
+        == "stopped by --deadline (2 runs at epochs 0.0026 to 0.35)"
     row = tmp_path / "cut" / "tiny" / "model-a"
     assert [p.name for p in row.glob("*/*.solverstate")] == [
         "checkpoint_iter_3.solverstate"]                  # the second run never started
