@@ -898,6 +898,18 @@ def test_cli_lists_rows_and_a_row_without_its_data_is_an_error(capsys, tmp_path)
         "table3/all-cnn-c"]
     assert cli.run_cli(cli.main, "replicate", ["table9", "--list"]) == 2
     assert "unknown table or row 'table9'" in capsys.readouterr().err
+    # each column its entries' own: the dataset, the augmentation, numbers right-aligned
+    assert cli.main(["large-all-cnn", "all-cnn-c", "--list"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "row                   model          dataset  augmentation  paper %  tol    lr  batch  "
+        "length",
+        "table4/large-all-cnn  Large ALL-CNN  cifar10  large            4.41  0.5  0.01     64  "
+        "350 epochs",
+        "table3/all-cnn-c      ALL-CNN-C      cifar10  none             9.08  0.5  0.01    128  "
+        "350 epochs"]
+    assert cli.run_cli(cli.main, "replicate", ["all-cnn-c", "--lr", "0.1", "--lr-search"]) == 2
+    assert capsys.readouterr().err == ("replicate: error: --lr conflicts with --lr-search: "
+                                       "give one\n")
     # --list lists: an option it would ignore is named, as given (--no-progress is display)
     assert cli.main(["table3", "--list", "--no-progress"]) == 0
     capsys.readouterr()
