@@ -46,6 +46,7 @@ def test_slice_equal_parts_axis_and_legacy_slice_dim():
     # at the axis size: Caffe sets up an empty last top, then aborts at the first forward
     ((2, 6), "slice_point: 6", 2, r"top 't1' is empty, shape \(2, 0\); Caffe aborts when the "
                                   r"layer writes it \(blob.cpp: Check failed: data_\)"),
+    ((2, 6), "axis: 0 slice_point: 2", 2, r"top 't1' is empty, shape \(0, 6\)"),
     ((2, 5), "", 2, "slice_param: 2 tops do not divide axis 1 of size 5"),
     ((2, 5), "slice_dim: 2", 2, "slice_param.slice_dim 2 is out of range"),
     ((2, 5), "axis: 2", 2, "axis 2 is out of range"),

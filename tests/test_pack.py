@@ -16,7 +16,7 @@ from runtime.caffemodel import read_binary, write_weights
 from runtime.errors import AllconvError
 from runtime.members import member_block, member_rows, member_state
 from runtime.net import Net
-from runtime.pack import member_weights, pack_inputs, pack_net, packed_net
+from runtime.pack import Member, member_weights, pack_inputs, pack_net, packed_net
 from runtime.proto import pb
 from runtime.prototxt import read_net
 
@@ -204,7 +204,6 @@ def test_a_member_loads_a_caffemodel_of_legacy_blob_shapes(tmp_path):
     """As `Net.copy_from`: a blob stored in the legacy num/channels/height/width fields (a bias
     as 1x1x1xN) fills a member's block of that shape; another shape is refused first."""
     from runtime.caffemodel import read_binary, write_binary
-    from runtime.pack import Member
     from runtime.proto import pb
     param = all_cnn_c(TRAIN)
     solo, pack = Net(param, TRAIN, seed=SEEDS[0]), packed_net(param, TRAIN, SEEDS[:2])
@@ -331,6 +330,9 @@ def test_a_pack_of_one_is_its_solo_net_and_none_is_refused():
     assert one.inputs == ["data", "label_m0"] and one.blobs["c2"].shape == (4, 6, 6, 6)
     with pytest.raises(AllconvError, match="a pack needs at least one member, got 0"):
         pack_net(EXACT, 0)
+    for k in (-1, 1):
+        with pytest.raises(AllconvError, match=f"no member {k} of 1"):
+            Member(one, None, k, 1)
 
 
 def test_a_2d_input_packs_on_its_channel_axis():
