@@ -181,3 +181,25 @@ def test_a_name_too_long_is_one_line(tmp_path):
     prefix too long, which Caffe does not probe when `snapshot` is 0)."""
     with pytest.raises(AllconvError, match="cannot write: File name too long$"):
         atomic_write_bytes(tmp_path / ("p" * 300), b"x")
+
+
+def test_a_writer_of_another_user_is_left_alone(tmp_path, monkeypatch):
+    """A leftover whose pid is another user's running process (kill: EPERM) stays."""
+    from runtime.files import atomic_write_bytes
+
+    def kill(pid, signum):
+        raise PermissionError(1, "Operation not permitted")
+    (tmp_path / ".a.4242.x1.tmp").write_bytes(b"")
+    monkeypatch.setattr(os, "kill", kill)
+    atomic_write_bytes(tmp_path / "a", b"1")
+    assert (tmp_path / ".a.4242.x1.tmp").exists()
+
+
+def test_files_written_together_through_a_link_keep_the_link(tmp_path):
+    """As by atomic_writer alone, a link is written through, not replaced."""
+    from runtime.files import atomic_write_bytes, written_together
+    (tmp_path / "f").write_bytes(b"old")
+    (tmp_path / "link").symlink_to("f")
+    with written_together():
+        atomic_write_bytes(tmp_path / "link", b"new")
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "f").read_bytes() == b"new"

@@ -9,7 +9,9 @@ import re
 import sys
 import shlex
 import shutil
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,6 +28,7 @@ from harness.loop import DeferredInterrupt, Diverged
 from harness.run import Run, RunOptions
 from harness.train import train
 from runtime.data import preprocess
+from runtime.distributed import SINGLE
 from runtime.errors import AllconvError
 from runtime.meta import count_params, meta_net
 from same_weights import assert_same_weights
@@ -1780,3 +1783,128 @@ def test_a_metrics_line_that_cannot_be_written_is_one_line(tmp_path):
     (tmp_path / "metrics.jsonl").mkdir()
     with pytest.raises(AllconvError, match=r"metrics.jsonl: cannot write: Is a directory$"):
         run_folder.MetricsLog(tmp_path / "metrics.jsonl").write({"iter": 1})
+
+
+# ------------------------------------------------ from the mutation round (helper mutants38)
+
+def test_the_time_limit_stops_a_pack_when_any_member_is_past_it_but_never_at_its_end():
+    """The pack's most trained member decides, as --time-limit says (its time summed over
+    resumes); a run at its last iteration finishes."""
+    from harness.train import _checkpoint_out_of_time
+    loop = SimpleNamespace(checkpoint=lambda: [])
+    run = SimpleNamespace(opts=SimpleNamespace(time_limit=10.0), iter=3, max_iter=5)
+    lasts = [{"seconds": 5.0}, {"seconds": 20.0}]
+    assert _checkpoint_out_of_time(run, loop, SINGLE, lasts)
+    assert not _checkpoint_out_of_time(run, loop, SINGLE, [{"seconds": 5.0}, None])
+    run.iter = run.max_iter
+    assert not _checkpoint_out_of_time(run, loop, SINGLE, lasts)
+
+
+def test_a_run_whose_time_limit_passes_at_its_last_evaluation_finishes(tmp_path, tiny_data):
+    """Through train(): exit 0 and a result, not "stopped, --resume"."""
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=12))
+    result = train(spec, options(tiny_data, epochs=1, time_limit=0), tmp_path / "run")
+    assert result["finished"] is True and (tmp_path / "run" / "result.json").exists()
+
+
+def test_a_pack_its_deadline_leaves_no_time_to_start_is_not_started(tmp_path, tiny_data,
+                                                                    monkeypatch):
+    """Two start-ups must be left, and the start-up is measured: the folder of a run that is
+    not started stays untouched (train_pack's docstring)."""
+    from harness.train import StartUp
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=12))
+    monkeypatch.setattr(StartUp, "seconds", 0.0)
+    train(spec, options(tiny_data), tmp_path / "first")
+    assert StartUp.seconds > 0
+    monkeypatch.setattr(StartUp, "seconds", 100.0)
+    opts = options(tiny_data, deadline=time.monotonic() + 150.0)         # 1 start-up left
+    outcome = train(spec, opts, tmp_path / "second")
+    assert outcome["stopped_by"] == "deadline" and outcome["iter"] == 0
+    assert not (tmp_path / "second").exists()
+
+
+def test_a_deadline_before_the_first_step_writes_no_checkpoint(tmp_path, tiny_data,
+                                                                monkeypatch):
+    """A run stopped by --deadline where it has not moved keeps no
+    checkpoint of iteration 0 (it is not "unfinished", and a fresh start is not refused)."""
+    from harness.loop import Loop
+    monkeypatch.setattr(Loop, "deadline_reached", lambda self: True)
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=12))
+    outcome = train(spec, options(tiny_data, deadline=time.monotonic() + 1e6), tmp_path / "run")
+    assert outcome["stopped_by"] == "deadline" and outcome["iter"] == 0
+    assert not list((tmp_path / "run").glob("checkpoint_*"))
+
+
+def test_checkpoint_every_is_honoured(tmp_path, tiny_data, monkeypatch):
+    """--checkpoint-every 2 over 4 evaluations checkpoints at the 2nd and the 4th
+    (the last), not at every evaluation."""
+    from harness.loop import Loop
+    at, real = [], Loop.checkpoint
+
+    def spy(self):
+        at.append(self.run.iter)
+        return real(self)
+    monkeypatch.setattr(Loop, "checkpoint", spy)
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=8))      # 4 iterations an epoch
+    train(spec, options(tiny_data, epochs=2, eval_every=0.5, checkpoint_every=2),
+          tmp_path / "run")
+    assert at == [4, 8]
+
+
+def _check(argv, monkeypatch, torchrun=False, cuda=False):
+    if torchrun:
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", "0")
+    if cuda:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    parser = cli.build_parser()
+    cli._check_args(parser.parse_args(argv), parser)
+
+
+def test_options_refused_under_torchrun_and_the_ones_that_are_not(monkeypatch):
+    """--pack 1 is the torchrun default and is taken; --rows-in-parallel and CUDA graphs
+    (which would capture a step without the all-reduce: each process would train alone) are
+    refused."""
+    _check(["all-cnn-c", "--pack", "1", "--device", "cpu"], monkeypatch, torchrun=True)
+    with pytest.raises(AllconvError, match="--rows-in-parallel cannot be used under torchrun"):
+        _check(["all-cnn-c", "--rows-in-parallel", "2", "--device", "cpu"], monkeypatch,
+               torchrun=True)
+    with pytest.raises(AllconvError, match="--cuda-graphs captures a step without torchrun's"):
+        _check(["all-cnn-c", "--cuda-graphs", "--device", "cuda"], monkeypatch, torchrun=True,
+               cuda=True)
+
+
+def test_the_shards_advice_keeps_lr_search():
+    """The --report command a shard prints must select the same runs (the grid)."""
+    args = cli.build_parser().parse_args(["table3", "--lr-search", "--shard", "0/2"])
+    assert "--lr-search" in cli.report_command(args).split()
+
+
+def test_a_shard_of_two_writes_no_table(tmp_path, tiny_data, capsys):
+    """Any --shard K/N with N > 1 trains its runs and writes no row or table."""
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    args = ["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+            "--no-verify", "--epochs", "1", "--device", "cpu", "--no-progress",
+            "--out", str(tmp_path / "out"), "--lr", "0.01,0.02", "--shard", "0/2"]
+    assert cli.main(args) == 0
+    assert "when every shard is done" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "tiny" / "model-a.json").exists()
+
+
+def test_a_torchrun_process_watches_its_agent(monkeypatch):
+    """replicate under torchrun starts end_with_parent before it joins the group."""
+    called = []
+
+    class Joined(Exception):
+        pass
+
+    def joined(device):
+        raise Joined
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(cli, "end_with_parent", lambda *a: called.append(a))
+    monkeypatch.setattr(cli, "from_environment", joined)
+    with pytest.raises(Joined):
+        cli.main(["all-cnn-c", "--device", "cpu"])
+    assert called == [()]

@@ -390,3 +390,36 @@ def test_member_blocks_split_axis_0_evenly_or_are_refused():
         == [1, 1, 2, 2, 3, 3]
     with pytest.raises(AllconvError, match=r"4 member values do not split a blob of shape"):
         member_rows(torch.ones(4), blob)
+
+
+def test_a_loss_on_the_channel_axis_given_from_the_end_packs():
+    """softmax_param { axis: -3 } on 4-d scores is the channel axis."""
+    param = all_cnn_c(TRAIN, **SMALL)
+    loss = next(l for l in param.layer if l.type == "SoftmaxWithLoss")
+    loss.softmax_param.axis = -3
+    pack_net(param, 2)
+
+
+def test_a_packed_net_is_of_the_phase_asked_for_whatever_its_param_says():
+    """packed_net(param, TRAIN, ...) keeps the TRAIN-only layers of a param whose
+    state says TEST (as Net(param, TRAIN) does for each solo net)."""
+    text = ("layer { name: 'in' type: 'Input' top: 'data' top: 'label' input_param { "
+            "shape { dim: 2 dim: 3 dim: 4 dim: 4 } shape { dim: 2 } } }\n"
+            "layer { name: 'c' type: 'Convolution' bottom: 'data' top: 'c' convolution_param { "
+            "num_output: 10 kernel_size: 4 weight_filler { type: 'gaussian' } } }\n"
+            "layer { name: 'drop' type: 'Dropout' bottom: 'c' top: 'c' include { phase: TRAIN } }\n"
+            "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'c' bottom: 'label' "
+            "top: 'loss' }\n")
+    net = packed_net(text, TRAIN, (1, 2))
+    assert "drop" in net.layer_names
+
+
+def test_a_clip_of_0_leaves_a_member_without_gradient_finite():
+    """clip_gradients 0 (Caffe scales only a norm above it): a member whose
+    gradient is 0 keeps it, not 0/0."""
+    from runtime.optim.sgd import CaffeSGD
+    w = torch.nn.Parameter(torch.ones(2, 2))
+    opt = CaffeSGD([w], lr=torch.tensor([0.1, 0.1]), momentum=0.0, clip_gradients=0.0)
+    w.grad = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    opt.step()
+    assert torch.isfinite(w).all()

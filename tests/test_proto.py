@@ -549,14 +549,36 @@ def test_text_is_read_as_real_caffe_read_it(tmp_path, case):
             expected.SerializeToString(deterministic=True), f"{ours} != {expected}"
 
 
+HEAD = 'name: "n"\nlayer { name: "a" '
+
+
 @pytest.mark.parametrize("text, error", [      # real Caffe's, by a new user's check
     ('name: "n"\nlayer { name: "a"\n', '3:1: Expected identifier, got: '),
     ('name: "n" }', '1:11: Expected identifier, got: }'),
     ('name "n"', '1:6: Expected ":", found ""n"".'),
+    # the reference build's, by the mutation round (helper mutants38): a number's lexical
+    # error where a field name belongs, which C++'s tokenizer meets first
+    (HEAD + "08 }\n", "2:20: Numbers starting with leading zero must be in octal."),
+    (HEAD + "0x }\n", '2:21: "0x" must be followed by hex digits.'),
+    # a string after a value, where a name belongs; DEL; a ']' given to a bool, at the ']'
+    (HEAD + 'type: "Power" power_param { shift: 1 "s" } }\n',
+     '2:56: Expected identifier, got: "s"'),
+    (HEAD + "\x7f }\n", "2:19: Expected identifier, got: \x7f"),
+    (HEAD + 'type: "Convolution" convolution_param { num_output: 1 bias_term: ] } }\n',
+     "2:84: Expected identifier, got: ]"),
+    (HEAD + 'type: "Input" top: "x" input_param { shape { dim: [+1] } } }\n',
+     "2:70: Expected integer, got: +"),
 ])
-def test_three_syntax_errors_in_caffes_words(text, error):
+def test_syntax_errors_in_caffes_words(text, error):
     with pytest.raises(AllconvError, match=rf"^n.prototxt:{re.escape(error)}$"):
         prototxt.parse_net(text, "n.prototxt")
+
+
+@pytest.mark.parametrize("end", [" ", "\n", "  \n"])
+def test_a_sign_at_the_end_of_the_text_is_one_line(end):
+    """A '-' with only blanks after it to the end of the file (a file cut short)."""
+    with pytest.raises(AllconvError, match=r"^n.prototxt:2:\d+: Expected double"):
+        prototxt.parse_net(HEAD + 'type: "Power" power_param { shift: -' + end, "n.prototxt")
 
 
 def test_an_error_python_places_on_trailing_blanks_is_at_the_end_as_in_cpp():
