@@ -382,9 +382,11 @@ def _stopped(outcomes: list[dict]) -> str:
     """What --time-limit or --deadline did to a row's runs, in words."""
     reasons = " and ".join(sorted({"--" + r["stopped_by"].replace("_", "-") for r in outcomes}))
     epochs = sorted(r["epoch"] for r in outcomes if r["iter"] > 0)
-    reached = ("epoch " + format_epoch(epochs[0]) if epochs[0] == epochs[-1] else
-               f"epochs {format_epoch(epochs[0])} to {format_epoch(epochs[-1])}") if epochs else ""
-    parts = [f"{len(epochs)} run{'s' if len(epochs) > 1 else ''} at {reached}"] if epochs else []
+    parts = []
+    if epochs:
+        reached = (f"epoch {format_epoch(epochs[0])}" if epochs[0] == epochs[-1] else
+                   f"epochs {format_epoch(epochs[0])} to {format_epoch(epochs[-1])}")
+        parts.append(f"{len(epochs)} run{'s' if len(epochs) > 1 else ''} at {reached}")
     if len(epochs) < len(outcomes):
         parts.append(f"{len(outcomes) - len(epochs)} not started")
     return f"stopped by {reasons} ({', '.join(parts)})"
