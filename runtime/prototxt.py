@@ -171,7 +171,7 @@ def _unknown_enum(match: re.Match, before: str) -> str:
 
 
 _NO_EXTENSIONS = re.compile(r'Message type "([\w.]+)" does not have extensions\.')
-_EXTENSION_NAME = re.compile(rf"{GAPS}\w+(?:{GAPS}\.{GAPS}\w+)*")
+_EXTENSION_NAME = re.compile(rf"{GAPS}\w+(?:{GAPS}\.(?![0-9]){GAPS}\w+)*")   # '.1': a number
 
 
 def _extension_error(tokens: str, index: int, message: str):
@@ -191,7 +191,7 @@ def _extension_error(tokens: str, index: int, message: str):
 
 
 # a token as C++ reads it: a string, an identifier (Python's runs on over '+' and '-'), a number
-_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[A-Za-z_]\w*|[\w.+-]+|\S|')
+_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[A-Za-z_]\w*|[\w.][\w.+-]*|\S|')
 
 
 # Python's parser's words -> C++'s (Caffe's), for the same error at the same place
@@ -214,7 +214,6 @@ def _in_caffe_words(detail: str, tokens: str, where: tuple[int, int]) -> str:
             return python.sub(cpp, detail)
     if EXPECTED_MARK.fullmatch(detail) or detail == "Expected identifier.":
         found = _TOKEN.match(tokens, text_index(tokens, *where)).group()
-        found = "-" if found.startswith("-") else found       # C++'s sign is a token
         return (f"Expected identifier, got: {found}" if detail == "Expected identifier." else
                 f'{detail[:-1]}, found "{found}".')          # C++ names the token it found
     return detail
@@ -230,6 +229,10 @@ def _before(err: text_format.ParseError, tokens: str, syntax: TextSyntaxError) -
     if line is None:
         return False
     start = past_sign(tokens, text_index(tokens, line, column or 1))
+    if _NO_EXTENSIONS.fullmatch(_python_words(err)):    # C++ meets it past the name it reads
+        start = text_index(tokens, *_extension_error(tokens, start, "")[0])
+        return start < syntax.tokens_index or (start == syntax.tokens_index and
+                                               not syntax.lexical)
     if any(words in _python_words(err) for words in AFTER_TOKEN):
         token = _TOKEN.match(tokens, start)
         start = next_token(tokens, token.end() if token else start)

@@ -165,6 +165,7 @@ class _Pass:
         text, field, value = self.text, self.field, self.value
         if self.name_place:
             raise TextSyntaxError(text, i, "Expected identifier, got: +")
+        self._after_list_value(i)
         if self.was_named or _is_message(field):
             raise _after_name(text, i, self.messages[-1], field)
         kind = _VALUE_KINDS.get(field.cpp_type, "a value") if value and field else \
@@ -178,14 +179,15 @@ class _Pass:
             j = _comment_end(text, j, out) if text[j] == "#" else j + 1
         if self.name_place:
             raise TextSyntaxError(text, i, "Expected identifier, got: -")
+        self._after_list_value(i)
         if self.was_named or _is_message(field):     # C++ wants a ':' or '{' (or '<')
             raise _after_name(text, i, self.messages[-1], field)
         no_sign = _NO_SIGN.get(field.cpp_type) if field else None
         if no_sign:
             raise TextSyntaxError(text, i, f"Expected {no_sign}, got: -")
-        if text[j:j + 1] in ("-", "["):    # the sign is a token: a number must follow it
-            raise TextSyntaxError(text, j, f"Expected {_expected(field, True)}, "
-                                           f"got: {text[j]}", token=i)
+        if text[j:j + 1] in ("-", "[", "]", ""):    # the sign is a token: a number must follow
+            raise TextSyntaxError(text, j, f"Expected {_expected(field, True)}, "   # ("": the
+                                           f"got: {text[j:j + 1]}", token=i)        # text ends)
         if field and field.cpp_type == FieldDescriptor.CPPTYPE_ENUM and j < n and \
                 not _is_digit(text[j]):     # C++ reads a signed integer after the sign
             raise TextSyntaxError(text, j, f"Expected integer, got: "
@@ -197,6 +199,11 @@ class _Pass:
             else:                       # and the columns, in the blank before it
                 out[i], out[j - 1] = " ", "-"
         return j
+
+    def _after_list_value(self, i: int) -> None:
+        """A sign after a list's value: C++ wants the ',' between values there."""
+        if not self.value and self.opened and self.opened[-1] == "[":
+            raise TextSyntaxError(self.text, i, f'Expected ",", found "{self.text[i]}".')
 
     def _number(self, i: int) -> int:
         text, field = self.text, self.field

@@ -574,13 +574,6 @@ def test_syntax_errors_in_caffes_words(text, error):
         prototxt.parse_net(text, "n.prototxt")
 
 
-@pytest.mark.parametrize("end", [" ", "\n", "  \n"])
-def test_a_sign_at_the_end_of_the_text_is_one_line(end):
-    """A '-' with only blanks after it to the end of the file (a file cut short)."""
-    with pytest.raises(AllconvError, match=r"^n.prototxt:2:\d+: Expected double"):
-        prototxt.parse_net(HEAD + 'type: "Power" power_param { shift: -' + end, "n.prototxt")
-
-
 def test_an_error_python_places_on_trailing_blanks_is_at_the_end_as_in_cpp():
     from runtime.text_tokens import caffe_position
     assert caffe_position('a: 1\n  ', 2, 1, 'Expected "}".') == (2, 3)

@@ -138,6 +138,19 @@ AROUND += [("", 'layer { name: "f" type: "InnerProduct" bottom: "y" top: "f" inn
 AROUND += [("", POWER.format(tail)) for tail in ("power_param { scale: -\n2 :\xc3\xa9 }",
                                                  "power_param { scale: -\n2 }\xc3\xa9")]
 
+# a sign or a number after a list's value; a sign, then the list's end or only blanks and
+# comments to the text's end; an extension's name run into '.digits', a sign or a '-word',
+# '.digits' after a blank in it, a number after its ']'
+AROUND += [("", 'layer { name: "e" type: "Input" top: "e" '
+                f'input_param {{ shape {{ dim: {value} }} }} }}\n')
+           for value in ("[1 +]", "[1, 2 +]", "[1 -]", "[1 +2]", "[-]")]
+AROUND += [("", 'layer { name: "e" type: "Power" bottom: "y" top: "e" power_param { shift: -'
+                + end) for end in ("", " ", "\n", "  \n", " # c\n", "\n\n  \n")]
+AROUND += [("", 'layer { name: "e" type: "Input" top: "e" input_param { shape { dim: [-\n'),
+           ("", 'layer { name: "e" type: "Pooling" bottom: "w" top: "e" pooling_param { pool: -\n')]
+AROUND += [("", POWER.format(tail)) for tail in ("[foo.1]: 1", "[foo.bar-x]: 1", "[foo-x]: 1",
+                                                 "[foo .1]: 1", "[foo] 08", "[foo -1]: 1")]
+
 
 def cases() -> dict[str, str]:
     """Name -> text (Latin-1: one character per byte)."""
