@@ -302,6 +302,11 @@ SCORE = LOSS.replace('"score"', '"s"')
      'layer { name: "x" type: "Input" top: "label_m1" '
      'input_param { shape { dim: 1 dim: 1 } } }\n',
      "'label_m1'"),
+    ('layer { name: "s" type: "ReLU" bottom: "d" top: "s" }\n'     # a label read as scores
+     'layer { name: "in2" type: "Input" top: "lab" input_param { shape { dim: 4 dim: 1 } } }\n'
+     'layer { name: "a1" type: "Accuracy" bottom: "s" bottom: "lab" top: "a1" }\n'
+     'layer { name: "a2" type: "Accuracy" bottom: "lab" bottom: "label" top: "a2" }\n',
+     "layer 'a2' (Accuracy): its bottoms must be the packed scores and a label Input top"),
 ] + [('layer { name: "s" type: "ReLU" bottom: "d" top: "s" }\n'    # a name the pack adds
       f'layer {{ name: "{taken}" type: "ReLU" bottom: "d" top: "{taken}_top" }}\n',
       f"'{taken}'") for taken in ("loss_m1", "s_m0", "s_members")])
@@ -367,13 +372,18 @@ def test_every_table3_row_packs_and_computes_each_members_scores(row):
         torch.testing.assert_close(out[f"loss_m{k}"], mine["loss"], rtol=RTOL, atol=ATOL)
 
 
-def test_solo_nets_without_a_blob_the_pack_has_are_refused_in_one_line():
-    """A solo net with fewer blobs (no bias) than the pack was an IndexError guard."""
+@pytest.mark.parametrize("old, new, refused", [
+    ("group: 3", "group: 3 bias_term: false",        # fewer blobs: was an IndexError guard
+     r"layer 'c2' blob 1: member 0's blob None is not a block of the pack's \(12,\)"),
+    ("kernel_size: 3 pad: 1 group: 2", "kernel_size: 1 pad: 0 group: 2",    # another shape
+     r"layer 'c1' blob 0: member 0's blob \(6, 2, 1, 1\) is not a block of the pack's "
+     r"\(12, 2, 3, 3\)")])
+def test_solo_nets_without_a_blob_the_pack_has_are_refused_in_one_line(old, new, refused):
     from runtime.pack import pack_weights
     pack = packed_net(EXACT, TRAIN, (1, 2))
-    solos = solo_nets(EXACT.replace("group: 3", "group: 3 bias_term: false"), TRAIN, (1, 2))
-    with pytest.raises(AllconvError, match=r"layer 'c2' blob 1: member 0's blob None is not a "
-                                           r"block of the pack's \(12,\)"):
+    assert old in EXACT
+    solos = solo_nets(EXACT.replace(old, new), TRAIN, (1, 2))
+    with pytest.raises(AllconvError, match=refused):
         pack_weights(pack, solos)
 
 
