@@ -1882,14 +1882,19 @@ def test_the_shards_advice_keeps_lr_search():
 
 
 def test_a_shard_of_two_writes_no_table(tmp_path, tiny_data, capsys):
-    """Any --shard K/N with N > 1 trains its runs and writes no row or table."""
+    """Any --shard K/N with N > 1 trains its runs and writes no row or table: a smoke shard
+    beside a full result trains (the row is not its to write)."""
     tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
     args = ["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
             "--no-verify", "--epochs", "1", "--device", "cpu", "--no-progress",
             "--out", str(tmp_path / "out"), "--lr", "0.01,0.02", "--shard", "0/2"]
     assert cli.main(args) == 0
     assert "when every shard is done" in capsys.readouterr().err
-    assert not (tmp_path / "out" / "tiny" / "model-a.json").exists()
+    row = tmp_path / "out" / "tiny" / "model-a.json"
+    assert not row.exists()
+    full = (ROOT / "results" / "table3" / "all-cnn-c.json").read_text()     # not smoke
+    row.write_text(full)
+    assert cli.main(args + ["--seed", "1"]) == 0 and row.read_text() == full
 
 
 def test_a_torchrun_process_watches_its_agent(monkeypatch):
