@@ -143,8 +143,8 @@ class Net(nn.Module):
         self.layer_dict = OrderedDict(zip(self.layer_names, self.layers))   # pycaffe's
         if weights is not None:
             self.copy_from(weights)
-        if mode.chosen_device() not in (None, "cpu"):
-            self.to(mode.chosen_device())
+        if (device := mode.chosen_device()) not in (None, "cpu"):
+            self.to(device)
 
     # ------------------------------------------------------------------ construction
 
