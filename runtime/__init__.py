@@ -1,14 +1,14 @@
 """allconv runtime: Caffe NetParameter -> torch module with Caffe semantics.
 
 Exports are loaded lazily so that light modules (runtime.prototxt, runtime.errors) can be
-imported without importing torch.
+imported without importing torch, and the console scripts' launcher (runtime.console) without
+protobuf.
 """
 from runtime.errors import AllconvError
-from runtime.proto import pb
-
-TRAIN, TEST = pb.TRAIN, pb.TEST  # Caffe's Phase enum, as pycaffe's caffe.TRAIN and caffe.TEST
 
 _LAZY = {
+    "TRAIN": "runtime.proto.pb",    # Caffe's Phase enum, as pycaffe's caffe.TRAIN
+    "TEST": "runtime.proto.pb",     # and caffe.TEST
     "Net": "runtime.net",
     "SGDSolver": "runtime.solver",
     "NesterovSolver": "runtime.solver",
@@ -33,7 +33,7 @@ _LAZY = {
     "Layer": "runtime.python_layer_api",
 }
 
-__all__ = ["AllconvError", "TRAIN", "TEST", *_LAZY]
+__all__ = ["AllconvError", *_LAZY]
 
 
 def allconv_caffe_command() -> None:
@@ -48,8 +48,9 @@ def allconv_prep_cifar_command() -> None:
     launch("runtime.data.cli", "allconv-prep-cifar")
 
 
-# pycaffe's submodules: ``caffe.io`` and ``caffe.net_spec`` work without importing them first
-_SUBMODULES = ("io", "net_spec")
+# pycaffe's submodules: ``caffe.io``, ``caffe.net_spec`` and ``caffe.proto`` work without
+# importing them first
+_SUBMODULES = ("io", "net_spec", "proto")
 
 
 def __getattr__(name):
