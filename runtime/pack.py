@@ -91,32 +91,6 @@ def _check_axis(layer, axis: int, shape, what: str) -> None:
                              "are stacked")
 
 
-def _pack_input(layer, shapes, labels: set, members: int, packed: set, per_member: set):
-    """The Input layer with each label top repeated per member and each other top's channel
-    axis (1) K times as wide; one explicit shape per top."""
-    out = pb.LayerParameter()
-    out.CopyFrom(layer)
-    del out.top[:]
-    out.input_param.ClearField("shape")
-    for top in layer.top:
-        shape = list(shapes[top])
-        if top in labels:
-            out.top.extend(member_name(top, k) for k in range(members))
-            for _ in range(members):
-                out.input_param.shape.add().dim.extend(shape)
-            per_member.add(top)
-            continue
-        if len(shape) < 2:
-            raise _refuse(layer, f"top {top!r} of shape {tuple(shape)} has no channel axis to "
-                                 "stack the members on, and no loss or accuracy reads it as "
-                                 "labels")
-        shape[1] *= members
-        out.top.append(top)
-        out.input_param.shape.add().dim.extend(shape)
-        packed.add(top)
-    return out
-
-
 def _score_axis(layer) -> int:
     return (layer.softmax_param.axis if layer.type == "SoftmaxWithLoss"
             else layer.accuracy_param.axis)
@@ -163,53 +137,100 @@ def pack_net(net_param, members: int) -> "pb.NetParameter":
     param = filter_net(read_net(net_param))
     for layer in param.layer:
         _check_type(layer)
-    shapes = _blob_shapes(param)
-    labels = {l.bottom[1] for l in param.layer if l.type in PER_MEMBER and len(l.bottom) == 2}
-    out = pb.NetParameter()
-    out.CopyFrom(param)
-    del out.layer[:]
-    packed, per_member, sliced = set(), set(), set()
-    made = []      # the names the pack makes: they must be new
+    packer = _Packer(param, members)
     for layer in param.layer:
-        if layer.type == "Input":
-            out.layer.append(_pack_input(layer, shapes, labels, members, packed, per_member))
-            made += [member_name(t, k) for t in layer.top if t in labels
-                     for k in range(members)]
-            continue
-        if layer.type in PER_MEMBER:
-            scores, label = layer.bottom[:2] if len(layer.bottom) == 2 else (None, None)
-            if scores not in packed or label not in per_member:
-                raise _refuse(layer, "its bottoms must be the packed scores and a label "
-                                     "Input top")
-            _check_axis(layer, _score_axis(layer), shapes[scores], "class")
-            copies = [_slice_layer(scores, members)] if scores not in sliced else []
-            copies += _member_layers(layer, members)
-            out.layer.extend(copies)
-            made += _names(copies)
-            sliced.add(scores)
-            continue
-        if layer.type == "Convolution":
-            _check_axis(layer, layer.convolution_param.axis, shapes[layer.bottom[0]],
-                        "convolution")
-        outside = [b for b in layer.bottom if b not in packed]
-        if outside:
-            raise _refuse(layer, f"bottom {outside[0]!r} is not a packed blob (labels are per "
-                                 "member; only loss and accuracy layers may read them)")
-        rewritten = sliced.intersection(layer.top)
-        if rewritten:
-            raise _refuse(layer, f"it rewrites {sorted(rewritten)[0]!r} after the scores were "
-                                 "sliced into the members' blocks")
-        copy = out.layer.add()
-        copy.CopyFrom(layer)
-        if layer.type == "Convolution":
-            copy.convolution_param.num_output *= members
-            copy.convolution_param.group *= members
-        packed.update(layer.top)
-    clash = sorted(set(made) & (set(_names(param.layer)) | set(shapes)))
+        packer.add(layer)
+    clash = sorted(set(packer.made) & (set(_names(param.layer)) | set(packer.shapes)))
     if clash:
         raise AllconvError(f"cannot pack: the name {clash[0]!r}, which the pack gives a "
                            "member's copy, is taken in the net")
+    out = pb.NetParameter()
+    out.CopyFrom(param)
+    del out.layer[:]
+    out.layer.extend(packer.layers)
     return out
+
+
+class _Packer:
+    """pack_net's walk over a net's layers, in order: the pack's layers, and which blobs are
+    packed (K members wide on axis 1), per member (labels) or sliced into the members'
+    blocks."""
+
+    def __init__(self, param, members: int):
+        self.members, self.shapes = members, _blob_shapes(param)
+        self.labels = {l.bottom[1] for l in param.layer
+                       if l.type in PER_MEMBER and len(l.bottom) == 2}
+        self.packed, self.per_member, self.sliced = set(), set(), set()
+        self.layers, self.made = [], []     # the pack's layers; the names it makes (new ones)
+
+    def add(self, layer) -> None:
+        if layer.type == "Input":
+            self._input(layer)
+        elif layer.type in PER_MEMBER:
+            self._per_member(layer)
+        else:
+            self._stacked(layer)
+
+    def _input(self, layer) -> None:
+        """The Input layer with each label top repeated per member and each other top's
+        channel axis (1) K times as wide; one explicit shape per top."""
+        out = pb.LayerParameter()
+        out.CopyFrom(layer)
+        del out.top[:]
+        out.input_param.ClearField("shape")
+        for top in layer.top:
+            shape = list(self.shapes[top])
+            if top in self.labels:
+                names = [member_name(top, k) for k in range(self.members)]
+                out.top.extend(names)
+                for _ in names:
+                    out.input_param.shape.add().dim.extend(shape)
+                self.per_member.add(top)
+                self.made += names
+                continue
+            if len(shape) < 2:
+                raise _refuse(layer, f"top {top!r} of shape {tuple(shape)} has no channel axis "
+                                     "to stack the members on, and no loss or accuracy reads it "
+                                     "as labels")
+            shape[1] *= self.members
+            out.top.append(top)
+            out.input_param.shape.add().dim.extend(shape)
+            self.packed.add(top)
+        self.layers.append(out)
+
+    def _per_member(self, layer) -> None:
+        """A loss or accuracy layer: one copy per member, behind one Slice of its scores."""
+        scores, label = layer.bottom[:2] if len(layer.bottom) == 2 else (None, None)
+        if scores not in self.packed or label not in self.per_member:
+            raise _refuse(layer, "its bottoms must be the packed scores and a label Input top")
+        _check_axis(layer, _score_axis(layer), self.shapes[scores], "class")
+        copies = [_slice_layer(scores, self.members)] if scores not in self.sliced else []
+        copies += _member_layers(layer, self.members)
+        self.layers += copies
+        self.made += _names(copies)
+        self.sliced.add(scores)
+
+    def _stacked(self, layer) -> None:
+        """A layer that keeps the members apart, on packed bottoms: a grouped convolution K
+        times as wide, else the layer as it is."""
+        if layer.type == "Convolution":
+            _check_axis(layer, layer.convolution_param.axis, self.shapes[layer.bottom[0]],
+                        "convolution")
+        outside = [b for b in layer.bottom if b not in self.packed]
+        if outside:
+            raise _refuse(layer, f"bottom {outside[0]!r} is not a packed blob (labels are per "
+                                 "member; only loss and accuracy layers may read them)")
+        rewritten = self.sliced.intersection(layer.top)
+        if rewritten:
+            raise _refuse(layer, f"it rewrites {sorted(rewritten)[0]!r} after the scores were "
+                                 "sliced into the members' blocks")
+        copy = pb.LayerParameter()
+        copy.CopyFrom(layer)
+        if layer.type == "Convolution":
+            copy.convolution_param.num_output *= self.members
+            copy.convolution_param.group *= self.members
+        self.layers.append(copy)
+        self.packed.update(layer.top)
 
 
 def _solo_layers(packed: Net, solos: Sequence[Net]):
