@@ -321,45 +321,55 @@ def main(argv: list[str] | None = None) -> int:
     deadline = None if args.deadline is None else started + args.deadline
     jobs = job_list(args, specs, deadline)
     if args.report:
-        results = [{} for _ in jobs]
-    else:
-        mine = list(range(len(jobs)))[shard::shards]
-        my_jobs, pack = [jobs[i] for i in mine], default_pack(args)
-        check_lengths(my_jobs, args.data, ranks.world)
-        said_once(check_runs_kept, my_jobs)
-        made = make_out(args.out)
-        if ranks.is_main:
-            for _, _, run_dir in my_jobs:     # another command's training: said before notes
-                RunFolder(run_dir).check_free()
-            for note in fresh_starts(my_jobs, args) + resumed_apart(my_jobs, pack):
-                print(f"replicate: {note}", file=sys.stderr)
-        DeferredInterrupt.received = "SIGINT"     # until a signal of this command says more
-        try:
-            trained = run_jobs(my_jobs, args.rows_in_parallel, pack, ranks)
-        except BaseException:
-            unmake(made)
-            raise
-        leave(ranks)
-        results = [{} for _ in jobs]
-        for i, outcome in zip(mine, trained):
-            results[i] = outcome
-        if any(r.get("interrupted") for r in trained):
-            if ranks.is_main:
-                by = DeferredInterrupt.by_whom()
-                saved = any(RunFolder(d).latest_checkpoint() for _, _, d in my_jobs)
-                print(f"replicate: stopped by {by}; the running runs wrote their checkpoints, "
-                      "rerun with --resume to continue" if saved else
-                      f"replicate: stopped by {by} before any run wrote a checkpoint; rerun "
-                      "the command to start", file=sys.stderr)
-            return 128 + signal.Signals[DeferredInterrupt.received]   # as the shell's kill
-        if not ranks.is_main:
-            return 0
-        if shards > 1:
-            print(f"replicate: shard {shard}/{shards} trained {len(mine)} of {len(jobs)} runs "
-                  f"under {args.out}; when every shard is done, {report_command(args)} writes "
-                  "the tables", file=sys.stderr)
-            return 0
-    return _write_results(args, argv, tables, specs, jobs, results)
+        return _write_results(args, argv, tables, specs, jobs, [{} for _ in jobs])
+    mine = jobs[shard::shards]
+    trained = _train(args, mine, ranks)
+    if any(r.get("interrupted") for r in trained):
+        return _interrupted(mine, ranks)
+    if not ranks.is_main:
+        return 0
+    if shards > 1:
+        print(f"replicate: shard {shard}/{shards} trained {len(mine)} of {len(jobs)} runs "
+              f"under {args.out}; when every shard is done, {report_command(args)} writes "
+              "the tables", file=sys.stderr)
+        return 0
+    return _write_results(args, argv, tables, specs, jobs, trained)
+
+
+def _train(args, my_jobs, ranks) -> list[dict]:
+    """Train this shard's runs, checked first (their length, kept runs, other commands'
+    training) with a note on each fresh start or resume; a failure removes what the command
+    made of ``--out``."""
+    pack = default_pack(args)
+    check_lengths(my_jobs, args.data, ranks.world)
+    said_once(check_runs_kept, my_jobs)
+    made = make_out(args.out)
+    if ranks.is_main:
+        for _, _, run_dir in my_jobs:     # another command's training: said before notes
+            RunFolder(run_dir).check_free()
+        for note in fresh_starts(my_jobs, args) + resumed_apart(my_jobs, pack):
+            print(f"replicate: {note}", file=sys.stderr)
+    DeferredInterrupt.received = "SIGINT"     # until a signal of this command says more
+    try:
+        trained = run_jobs(my_jobs, args.rows_in_parallel, pack, ranks)
+    except BaseException:
+        unmake(made)
+        raise
+    leave(ranks)
+    return trained
+
+
+def _interrupted(my_jobs, ranks) -> int:
+    """The exit status of a command a signal stopped (the shell's, 128 + its number), said in
+    a line: whether the runs wrote checkpoints to resume from."""
+    if ranks.is_main:
+        by = DeferredInterrupt.by_whom()
+        saved = any(RunFolder(d).latest_checkpoint() for _, _, d in my_jobs)
+        print(f"replicate: stopped by {by}; the running runs wrote their checkpoints, "
+              "rerun with --resume to continue" if saved else
+              f"replicate: stopped by {by} before any run wrote a checkpoint; rerun "
+              "the command to start", file=sys.stderr)
+    return 128 + signal.Signals[DeferredInterrupt.received]
 
 
 def report_command(args) -> str:

@@ -203,8 +203,13 @@ def time_net(args) -> None:
             timer.collect_backward()
             forward, backward = forward + f, backward + b
             logging.info("Iteration: %d forward-backward time: %g ms.", i, 1e3 * (f + b))
-    total = time.perf_counter() - start
-    logging.info("Average time per layer: ")                # caffe.cpp logs these too
+    _log_times(timer, n, forward, backward, time.perf_counter() - start)
+
+
+def _log_times(timer, n: int, forward: float, backward: float, total: float) -> None:
+    """caffe time's summary of ``n`` iterations, as caffe.cpp logs it: per layer, then the
+    passes' averages (``forward``, ``backward`` and ``total``: seconds in all)."""
+    logging.info("Average time per layer: ")
     for name in timer.forward:
         logging.info("%10s\tforward: %g ms.", name, 1e3 * timer.forward[name] / n)
         logging.info("%10s\tbackward: %g ms.", name, 1e3 * timer.backward[name] / n)
