@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -121,11 +122,13 @@ def numeric(array: np.ndarray, where: str) -> np.ndarray:
     return array
 
 
+# what reading a damaged .npy raises: numpy's header parser lets tokenize's error out of a
+# header dict cut open
+NPY_ERRORS = (OSError, ValueError, EOFError, tokenize.TokenError)
 # what reading a damaged zip raises (numpy's .npz, torch's saves): a bad directory, a cut member,
 # a compression method or an encryption zipfile does not know, a bad deflate stream
 ZIP_MAGIC = b"PK\x03\x04"          # a zip's first local header
-ZIP_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
-              RuntimeError)
+ZIP_ERRORS = NPY_ERRORS + (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
 
 
 def read_npz(path: PathLike, keys, what: str) -> dict:
@@ -168,12 +171,14 @@ def read_npy(path: PathLike, what: str, mmap: bool = False) -> np.ndarray:
         raise AllconvError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise AllconvError(f"{path}: is a directory, expected {what}") from None
-    except (OSError, ValueError, EOFError) as err:
+    except NPY_ERRORS as err:
         raise AllconvError(f"{path}: not {what}: {_why_not_read(err)}") from None
 
 
 def _why_not_read(err: Exception) -> str:
     """What numpy's error on a .npy or .npz says, in a few words."""
+    if isinstance(err, tokenize.TokenError):
+        return "its header is not a Python dict literal"
     return ("an array of Python objects (pickled), which is not read" if "pickle" in str(err)
             else str(err) or "empty or cut short")
 

@@ -99,6 +99,25 @@ def test_an_npy_input_of_strings(tmp_path):
         read_npy(tmp_path / "x.npy", "a .npy array")
 
 
+def test_an_npy_header_cut_open_names_the_file(tmp_path):
+    """numpy's header parser let tokenize's error out: a traceback in visualize --input, an
+    .npz Data source and the preprocess cache (helper fuzz39)."""
+    import io
+    import zipfile
+    from runtime.files import read_npz
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((3, 4, 4), np.float32))
+    bad = buf.getvalue().replace(b"'shape': (", b"'shape': \xef", 1)
+    (tmp_path / "x.npy").write_bytes(bad)
+    with zipfile.ZipFile(tmp_path / "d.npz", "w") as z:
+        z.writestr("data.npy", bad)
+    why = "its header is not a Python dict literal"
+    with pytest.raises(AllconvError, match=rf"x.npy: not a .npy array: {why}"):
+        read_npy(tmp_path / "x.npy", "a .npy array")
+    with pytest.raises(AllconvError, match=rf"d.npz: not an .npz: {why}"):
+        read_npz(tmp_path / "d.npz", ("data",), "an .npz")
+
+
 def test_weights_given_silence_the_warnings_of_the_fillers_they_replace(tmp_path):
     text = ('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 3 } } }'
             'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" '
