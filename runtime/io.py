@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from runtime.errors import AllconvError
 from runtime.proto import pb
 
 # skimage's rgb2gray weights, which pycaffe's grey load_image reads with
@@ -13,11 +14,13 @@ GREY_WEIGHTS = (0.2125, 0.7154, 0.0721)
 
 
 def blobproto_to_array(blob: "pb.BlobProto", return_diff: bool = False) -> np.ndarray:
-    """A BlobProto's data (or diff) as a float64 array of its shape (its legacy num, channels,
-    height and width where it has no ``shape``)."""
+    """A BlobProto's data (or diff) as a float64 array of its shape: its legacy num, channels,
+    height and width where any of them is given (they win, as in Caffe's Blob::FromProto),
+    else ``shape`` (no dims: a 0-d array)."""
     values = blob.diff if return_diff else blob.data
-    shape = (tuple(blob.shape.dim) if blob.HasField("shape")
-             else (blob.num, blob.channels, blob.height, blob.width))
+    legacy = ("num", "channels", "height", "width")
+    shape = (tuple(getattr(blob, name) for name in legacy)
+             if any(blob.HasField(name) for name in legacy) else tuple(blob.shape.dim))
     return np.array(values, dtype=np.float64).reshape(shape)
 
 
@@ -73,10 +76,15 @@ def datum_to_array(datum: "pb.Datum") -> np.ndarray:
 
 def load_image(filename, color: bool = True) -> np.ndarray:
     """An 8-bit image file as float32 (height, width, 3) RGB in [0, 1], or with ``color``
-    False (height, width, 1) grey; an image with alpha loses it."""
+    False (height, width, 1) grey; an image with alpha loses it. An image of 16-bit or 32-bit
+    values is refused (Pillow would clip it to 8 bits)."""
     from runtime.data.jpeg import pillow_image
     with pillow_image(filename, filename) as image:
-        rgb = np.asarray(image.convert("RGB")) / 255.0
+        mode, deep = image.mode, image.mode in ("I", "F") or image.mode.startswith("I;16")
+        rgb = None if deep else np.asarray(image.convert("RGB")) / 255.0
+    if deep:
+        raise AllconvError(f"{filename}: an image of mode {mode} (16 or 32 bits a value); "
+                           "load_image reads 8-bit images")
     grey = rgb if color else (rgb @ np.asarray(GREY_WEIGHTS))[:, :, None]
     return grey.astype(np.float32)
 
@@ -102,17 +110,19 @@ def resize_image(im: np.ndarray, new_dims, interp_order: int = 1) -> np.ndarray:
 def oversample(images, crop_dims) -> np.ndarray:
     """Ten crops of each (height, width, K) image, all of one size: the four corners (top
     left, top right, bottom left, bottom right), the centre, then those five mirrored left to
-    right; (10 × images, crop height, crop width, K) float32."""
+    right; (10 × images, crop height, crop width, K) float32. As pycaffe's, a crop past an
+    image's edge is what slicing gives there, broadcast to the crop's size where it can be."""
     images = [np.asarray(im) for im in images]
-    crop_h, crop_w = (int(d) for d in crop_dims)
+    crop_h, crop_w = crop_dims
     height, width = images[0].shape[:2]
     starts = [(top, left) for top in (0, height - crop_h) for left in (0, width - crop_w)]
     starts.append((int(height / 2 - crop_h / 2), int(width / 2 - crop_w / 2)))
-    crops = []
-    for im in images:
-        five = [im[top:top + crop_h, left:left + crop_w] for top, left in starts]
-        crops += five + [crop[:, ::-1] for crop in five]
-    return np.asarray(crops, dtype=np.float32)
+    crops = np.empty((10 * len(images), crop_h, crop_w, images[0].shape[-1]), np.float32)
+    for n, im in enumerate(images):
+        for k, (top, left) in enumerate(starts):
+            crops[10 * n + k] = im[top:top + crop_h, left:left + crop_w]
+        crops[10 * n + 5:10 * n + 10] = crops[10 * n:10 * n + 5, :, ::-1]
+    return crops
 
 
 class Transformer:
@@ -179,7 +189,7 @@ class Transformer:
     def preprocess(self, name: str, image: np.ndarray) -> np.ndarray:
         """``image`` as blob ``name``'s float32 sample."""
         self._check(name)
-        sample = np.asarray(image).astype(np.float32, copy=False)
+        sample = np.array(image, dtype=np.float32)          # a copy: the steps work in place
         size = self.inputs[name][2:]
         if sample.shape[:2] != size:
             sample = resize_image(sample, size)
@@ -187,11 +197,18 @@ class Transformer:
             sample = sample.transpose(self.transpose[name])
         if name in self.channel_swap:
             sample = sample[list(self.channel_swap[name])]
-        # each step rounded to the sample's float32, as pycaffe's in-place steps are
-        for step, table in ((np.multiply, self.raw_scale), (np.subtract, self.mean),
-                            (np.multiply, self.input_scale)):
-            if name in table:
-                sample = step(sample, table[name]).astype(np.float32, copy=False)
+        return self._steps(name, sample, ((np.multiply, self.raw_scale),
+                                          (np.subtract, self.mean),
+                                          (np.multiply, self.input_scale)))
+
+    @staticmethod
+    def _steps(name: str, sample: np.ndarray, steps) -> np.ndarray:
+        """``sample`` through each (ufunc, table) step whose table has a value for ``name``
+        (None: not set), in place as pycaffe's: a value that would change the sample's shape
+        or type (a complex scale for a float sample) is numpy's error."""
+        for step, table in steps:
+            if table.get(name) is not None:
+                step(sample, table[name], out=sample)
         return sample
 
     def deprocess(self, name: str, data) -> np.ndarray:
@@ -203,10 +220,8 @@ class Transformer:
         image = (data.detach().cpu().numpy() if hasattr(data, "detach") else data).copy()
         image = (image.reshape(self.inputs[name][1:]) if name in self.transpose
                  else image.squeeze())
-        for step, table in ((np.divide, self.input_scale), (np.add, self.mean),
-                            (np.divide, self.raw_scale)):
-            if name in table:
-                image = step(image, table[name]).astype(image.dtype, copy=False)
+        image = self._steps(name, image, ((np.divide, self.input_scale), (np.add, self.mean),
+                                          (np.divide, self.raw_scale)))
         if name in self.channel_swap:
             image = image[np.argsort(self.channel_swap[name])]
         if name in self.transpose:

@@ -70,6 +70,10 @@ def main(out: str) -> None:
                 np.random.RandomState(7).rand(13, 12, 3).astype(np.float32)]
     cases["oversample/images"] = np.stack(crops_of)
     cases["oversample/crops"] = io.oversample(crops_of, (8, 7))
+    cases["oversample/past_edge"] = io.oversample(*shared.past_edge())
+    from caffe.proto import caffe_pb2
+    for name, blob in shared.legacy_blobs(caffe_pb2).items():
+        cases[f"blob/{name}"] = io.blobproto_to_array(blob)
     cases["errors"] = np.array(json.dumps({k: error_class(v)
                                            for k, v in shared.error_calls(io).items()}))
     np.savez_compressed(out, **cases)
