@@ -715,6 +715,19 @@ def test_memory_data_checks_the_arrays_as_pycaffe(data, labels, message):
         Net(MEMORY, TEST).set_input_arrays(data, labels)
 
 
+def test_labels_given_as_a_table_column_are_taken_as_pycaffe_takes_them():
+    """pycaffe's wrapper makes 1-D labels contiguous itself: a column of a table (a strided
+    view) is taken; 4-D labels or data must be contiguous (helper fuzz39)."""
+    data = np.arange(12, dtype=np.float32).reshape(2, 1, 2, 3)
+    table = np.array([[0, 5], [1, 6]], np.float32)
+    net = Net(MEMORY, TEST)
+    net.set_input_arrays(data, table[:, 1])
+    net.forward()
+    assert net.blobs["label"].data.flatten().tolist() == [5, 6]
+    with pytest.raises(AllconvError, match="labels array must be float32 and C contiguous"):
+        net.set_input_arrays(data, table[:, 1][:, None, None, None])
+
+
 def test_set_input_arrays_needs_a_memory_data_first_layer():
     net = Net('layer { name: "d" type: "DummyData" top: "x" dummy_data_param { shape { dim: 1 '
               '} } }', TEST)

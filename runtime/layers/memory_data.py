@@ -49,8 +49,8 @@ class MemoryData(BaseData):
         from runtime.data.source import Source
 
         data, labels = np.asarray(data), np.asarray(labels)
-        if labels.ndim == 1:
-            labels = labels[:, None, None, None]
+        if labels.ndim == 1:       # pycaffe's wrapper makes these contiguous itself
+            labels = np.ascontiguousarray(labels[:, None, None, None])
         for name, array, tail in (("data", data, self.sample_shape), ("labels", labels,
                                                                         (1, 1, 1))):
             if array.dtype != np.float32 or not array.flags.c_contiguous:
