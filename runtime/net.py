@@ -631,12 +631,12 @@ class Net(nn.Module):
         blobs = self._check_blob_names(blobs)
         # a layer's tops other than Input buffers replace its whole forward
         self._check_inputs(inputs, lambda layer: not set(layer.tops) <= self._input_slots.keys())
-        inputs = {name: torch.as_tensor(value, dtype=torch.float32, device=self.device)
+        inputs = {name: _as_numbers(value, f"forward({name}=...)", self.device)
                   for name, value in inputs.items()}
         overrides = {n: v for n, v in inputs.items() if n not in self._input_slots}
         for name in set(inputs) - set(overrides):
             value, target = inputs[name], self._blob_data(name)
-            if tuple(value.shape) != tuple(target.shape):
+            if not _fills(value.shape, target.shape):
                 raise AllconvError(f"input {name!r} has shape {tuple(value.shape)}, the blob "
                                    f"is {tuple(target.shape)}: call net.blobs[{name!r}]"
                                    ".reshape(...) and net.reshape() first")
@@ -1088,12 +1088,28 @@ def refuse_empty(layer_param, bottom_shapes) -> None:
                                "(blob.cpp: Check failed: data_)")
 
 
-def _as_blob(value, what: str, shape) -> torch.Tensor:
-    """``value`` as float32 values of a blob of ``shape``, or one line saying why not."""
+def _fills(shape, blob_shape) -> bool:
+    """Whether an input of ``shape`` fills a blob of ``blob_shape`` as pycaffe's assignment
+    does: its batch, the rest broadcast (one channel to all, say)."""
     try:
-        tensor = torch.as_tensor(value, dtype=torch.float32)
+        broadcast = torch.broadcast_shapes(shape, blob_shape)
+    except RuntimeError:
+        return False
+    return tuple(shape[:1]) == tuple(blob_shape[:1]) and broadcast == tuple(blob_shape)
+
+
+def _as_numbers(value, what: str, device=None) -> torch.Tensor:
+    """``value`` (an array, a tensor, nested lists) as float32 values, or one line saying why
+    not (torch's own error names no input)."""
+    try:
+        return torch.as_tensor(value, dtype=torch.float32, device=device)
     except (TypeError, ValueError, RuntimeError):
         raise AllconvError(f"{what}: not an array of numbers ({type(value).__name__})") from None
+
+
+def _as_blob(value, what: str, shape) -> torch.Tensor:
+    """``value`` as float32 values of a blob of ``shape``, or one line saying why not."""
+    tensor = _as_numbers(value, what)
     if tuple(tensor.shape) != tuple(shape):
         raise AllconvError(f"{what}: shape {tuple(tensor.shape)}, the blob is {tuple(shape)}")
     return tensor

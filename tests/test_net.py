@@ -237,6 +237,13 @@ def test_forward_copies_inputs_and_checks_shapes():
     with pytest.raises(AllconvError, match="input 'data' has shape \\(1, 3, 6, 6\\), the blob is "
                                            "\\(2, 3, 6, 6\\)"):
         net.forward(data=torch.ones(1, 3, 6, 6))
+    # pycaffe assigns with numpy's broadcasting, its batch checked: one channel fills three
+    one = torch.arange(72.0).view(2, 1, 6, 6)
+    net.forward(data=one)
+    assert torch.equal(net.blobs["data"].data, one.expand(2, 3, 6, 6))
+    for shape in ((2, 3, 6, 1, 1), (2, 3, 7, 6), (3, 6, 6)):
+        with pytest.raises(AllconvError, match="input 'data' has shape"):
+            net.forward(data=torch.ones(shape))
 
 
 def test_reshape_inputs_then_net():
@@ -1389,6 +1396,8 @@ layer { name: "b" type: "InnerProduct" bottom: "data" top: "b" param { name: "w"
     (lambda n: n.backward(prob=np.ones(3)), r"backward\(prob=...\): shape \(3,\), the blob is "
                                             r"\(2, 5\)"),
     (lambda n: n.backward(prob="x"), r"backward\(prob=...\): not an array of numbers \(str\)"),
+    (lambda n: n.forward(data=None), r"forward\(data=...\): not an array of numbers \(NoneType\)"),
+    (lambda n: n.forward(data=[[1, 2], [3]]), r"forward\(data=...\): not an array of numbers"),
     (lambda n: n.forward(blobs="ip"), r"give blob names as a list, such as \['data'\], not str"),
     (lambda n: n.backward(diffs=[3]), r"no blob 3 in the net"),
 ])
