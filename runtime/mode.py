@@ -5,6 +5,8 @@ fillers. Until one is called, a Net is made on the CPU with a random seed, and a
 where its ``solver_mode`` says."""
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from runtime.errors import AllconvError
@@ -25,13 +27,22 @@ def set_mode_gpu() -> None:
 
 def set_device(device_id: int) -> None:
     """The GPU that GPU mode runs on."""
-    if isinstance(device_id, bool) or not isinstance(device_id, int) or device_id < 0:
-        raise AllconvError(f"set_device takes a GPU's number, 0 or more, not {device_id!r}")
-    _chosen["device_id"] = device_id
+    _chosen["device_id"] = _whole(device_id, "set_device takes a GPU's number", 2**31 - 1)
 
 
 def set_random_seed(seed: int) -> None:
-    _chosen["seeds"] = torch.Generator().manual_seed(int(seed))
+    """Caffe's seed: an unsigned int."""
+    _chosen["seeds"] = torch.Generator().manual_seed(
+        _whole(seed, "set_random_seed takes a seed", 2**32 - 1))
+
+
+def _whole(value, what: str, most: int) -> int:
+    """``value``, a whole number from 0 to ``most`` (a Python or numpy integer, not a bool), or
+    one line: ``what``, and the range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or \
+            not 0 <= value <= most:
+        raise AllconvError(f"{what}, a whole number from 0 to {most}, not {value!r}")
+    return int(value)
 
 
 def chosen_device() -> str | None:

@@ -1585,8 +1585,12 @@ def test_set_random_seed_makes_unseeded_nets_a_fixed_sequence(process_settings):
     caffe.set_random_seed(7)
     first, second = weights(), weights()
     assert not torch.equal(first, second)                   # each net draws its own
-    caffe.set_random_seed(7)
+    caffe.set_random_seed(np.int64(7))
     assert torch.equal(weights(), first) and torch.equal(weights(), second)
+    for bad in (-1, 2**32, 1.5, "12", None):       # Caffe's seed is an unsigned int
+        with pytest.raises(AllconvError, match=r"set_random_seed takes a seed, a whole number "
+                                               r"from 0 to 4294967295, not "):
+            caffe.set_random_seed(bad)
     assert torch.equal(weights(seed=1), Net(NET, TEST, seed=1).params["conv1"][0].data)
 
 
@@ -1596,7 +1600,7 @@ def test_set_mode_and_set_device_choose_where_nets_and_solvers_run(process_setti
     caffe.set_device(1)
     caffe.set_mode_cpu()
     assert process_settings.chosen_device() == "cpu"
-    for bad in (-1, 1.5, True):
+    for bad in (-1, 1.5, True, 2**31):
         with pytest.raises(AllconvError, match="set_device takes a GPU's number"):
             caffe.set_device(bad)
     if not torch.cuda.is_available():
