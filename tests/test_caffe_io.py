@@ -137,3 +137,52 @@ def test_pycaffe_s_names_are_found_on_the_package():
     # as Caffe's LayerRegistry lists them: every registered type, in byte order
     types = runtime.layer_type_list()
     assert types == sorted(LAYERS) and types.index("BNLL") < types.index("BatchNorm")
+
+
+def test_array_to_datum_sets_a_label_of_0_and_refuses_2d_as_pycaffe():
+    u8 = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    # pycaffe's bytes (reference build): label 0 is set, so it is written (28 00 at the end)
+    want = bytes.fromhex("0802100318042218000102030405060708090a0b0c0d0e0f10111213141516172800")
+    assert io.array_to_datum(u8, 0).SerializeToString() == want
+    with pytest.raises(ValueError, match="Incorrect array shape"):
+        io.array_to_datum(np.zeros((3, 4), np.uint8))
+
+
+def test_load_image_grey_takes_skimages_rgb2gray_weights(tmp_path):
+    from PIL import Image
+    pixels = np.zeros((1, 3, 3), np.uint8)
+    pixels[0, 0, 0] = pixels[0, 1, 1] = pixels[0, 2, 2] = 255      # red, green, blue
+    Image.fromarray(pixels).save(tmp_path / "rgb.png")
+    grey = io.load_image(tmp_path / "rgb.png", color=False)[0, :, 0]
+    np.testing.assert_allclose(grey, [0.2125, 0.7154, 0.0721], rtol=1e-6)
+
+
+def test_nearest_resize_takes_half_pixel_centres():
+    # skimage's order-0 resize (pycaffe's) samples at (i + 0.5)·scale − 0.5, rounded: 3 -> 2
+    row = np.array([[[0.0], [4.0], [8.0]]], np.float32)
+    assert io.resize_image(row, (1, 2), interp_order=0)[0, :, 0].tolist() == [0, 8]
+
+
+def test_oversample_centre_start_is_truncated_as_pycaffe():
+    image = np.arange(121, dtype=np.float32).reshape(11, 11, 1)
+    crops = io.oversample([image], (8, 8))
+    assert crops[4][0, 0, 0] == 12.0        # pycaffe: start 1.5 -> 1 (row 1, column 1)
+    assert crops[9][0, -1, 0] == 12.0       # its mirror
+
+
+def test_deprocess_undoes_a_channel_swap_that_is_not_its_own_inverse():
+    t = io.Transformer({"data": (1, 3, 2, 2)})
+    t.set_transpose("data", (2, 0, 1))
+    t.set_channel_swap("data", (1, 2, 0))
+    image = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
+    pre = t.preprocess("data", image)
+    assert pre[:, 0, 0].tolist() == [1, 2, 0]       # pycaffe's (reference build)
+    np.testing.assert_array_equal(t.deprocess("data", pre[None]), image)
+
+
+def test_preprocess_resizes_an_image_to_the_blob():
+    t = io.Transformer({"data": (1, 3, 4, 6)})
+    t.set_transpose("data", (2, 0, 1))
+    pre = t.preprocess("data", np.full((2, 3, 3), 0.5, np.float32))
+    assert pre.shape == (3, 4, 6)
+    np.testing.assert_array_equal(pre, 0.5)

@@ -1611,3 +1611,20 @@ def test_set_mode_and_set_device_choose_where_nets_and_solvers_run(process_setti
     caffe.set_device(0)
     caffe.set_mode_gpu()
     assert Net(NET, TEST).params["conv1"][0].data.device == torch.device("cuda:0")
+
+
+def test_set_device_takes_0_and_gpu_mode_names_the_device(process_settings, monkeypatch):
+    import runtime as caffe
+    caffe.set_device(0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    caffe.set_device(1)
+    caffe.set_mode_gpu()
+    assert process_settings.chosen_device() == "cuda:1"
+
+
+def test_set_random_seed_of_another_value_is_another_sequence(process_settings):
+    import runtime as caffe
+    caffe.set_random_seed(7)
+    first = process_settings.next_seed()
+    caffe.set_random_seed(8)
+    assert process_settings.next_seed() != first

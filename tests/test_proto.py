@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from google.protobuf import descriptor_pb2, descriptor_pool, text_format
 from google.protobuf.descriptor import FieldDescriptor as FD
 
@@ -1219,3 +1220,162 @@ def test_an_unknown_enum_value_in_a_list_names_its_field():
     with pytest.raises(AllconvError, match='^n.prototxt:4:82: Unknown enumeration value of '
                                            '"BADX" for field "blob_share_mode"'):
         prototxt.parse_net(text, "n.prototxt")
+
+
+def test_array_to_blob_writes_the_diff_in_its_own_field_and_a_scalars_shape():
+    from runtime.caffemodel import array_to_blob
+    blob = array_to_blob(np.ones(2, np.float32), diff=np.array([3, 4], np.float32))
+    assert list(blob.data) == [1, 1] and list(blob.diff) == [3, 4]     # Blob::ToProto(write_diff)
+    scalar = array_to_blob(np.float32(2))
+    assert scalar.HasField("shape") and not scalar.shape.dim    # Caffe's mutable_shape(): present
+
+
+def test_a_blob_of_no_shape_and_no_value_is_refused():
+    from runtime.caffemodel import blob_to_array
+    # Caffe's FromProto: no legacy field, no shape: a scalar, which needs one value
+    with pytest.raises(AllconvError, match="holds 0"):
+        blob_to_array(pb.BlobProto())
+
+
+def test_a_blob_with_some_legacy_fields_takes_the_legacy_shape():
+    from runtime.caffemodel import blob_to_array
+    # Caffe: any of num/channels/height/width set -> (num, channels, height, width), unset 0
+    assert blob_to_array(pb.BlobProto(num=2, channels=3)).shape == (2, 3, 0, 0)
+
+
+def _binary_files(folder):
+    from runtime.caffemodel import array_to_blob
+    net = pb.NetParameter()
+    layer = net.layer.add(name="c")
+    layer.blobs.append(array_to_blob(np.ones((2, 3), np.float32)))
+    state = pb.SolverState(iter=3, learned_net="x.caffemodel")
+    state.history.append(array_to_blob(np.ones(4, np.float32)))
+    files = {"w.caffemodel": (net, pb.NetParameter, "a .caffemodel"),
+             "s.solverstate": (state, pb.SolverState, "a .solverstate"),
+             "m.binaryproto": (array_to_blob(np.ones((1, 3, 2, 2))), pb.BlobProto,
+                               "a .binaryproto")}
+    for name, (message, _, _) in files.items():
+        (folder / name).write_bytes(message.SerializeToString())
+    return files
+
+
+def test_each_binary_kind_read_as_another_is_named(tmp_path):
+    from runtime.caffemodel import read_binary
+    files = _binary_files(tmp_path)
+    for name, (_, cls, words) in files.items():
+        assert read_binary(tmp_path / name, cls) is not None
+        for other in (pb.NetParameter, pb.SolverState, pb.BlobProto):
+            if other is not cls:
+                with pytest.raises(AllconvError, match=f"is {words} .*, not a binary "
+                                                       f"{other.DESCRIPTOR.name}$"):
+                    read_binary(tmp_path / name, other)
+
+
+def test_corrupt_bytes_with_a_letter_are_not_called_text(tmp_path):
+    from runtime.caffemodel import read_binary
+    (tmp_path / "g.bin").write_bytes(b"\x0fa\x00")
+    with pytest.raises(AllconvError, match=r"is not a binary BlobProto \(truncated or corrupt\)"):
+        read_binary(tmp_path / "g.bin", pb.BlobProto)
+
+
+def test_read_blob_names_the_file_of_a_blob_whose_count_is_wrong(tmp_path):
+    from runtime.caffemodel import read_blob
+    blob = pb.BlobProto(data=[1, 2, 3])
+    blob.shape.dim.extend([2])
+    (tmp_path / "mean.binaryproto").write_bytes(blob.SerializeToString())
+    with pytest.raises(AllconvError, match=r"mean\.binaryproto: blob shape \(2,\) needs 2 values"):
+        read_blob(tmp_path / "mean.binaryproto")
+
+
+def test_stored_blobs_take_a_slice(tmp_path):
+    from runtime.caffemodel import read_layers, write_weights
+    blobs = [np.full((2,), i, np.float32) for i in range(3)]
+    write_weights(tmp_path / "w.caffemodel", [("ip", "InnerProduct", blobs)])
+    (name, stored), = read_layers(tmp_path / "w.caffemodel")
+    assert [b.tolist() for b in stored[1:]] == [[1, 1], [2, 2]]
+    assert [b.tolist() for b in stored[::2]] == [[0, 0], [2, 2]]
+
+
+def test_written_weights_name_the_net_even_when_empty_as_caffes_to_proto(tmp_path):
+    from runtime.caffemodel import read_binary, write_weights
+    write_weights(tmp_path / "w.caffemodel", [("ip", "InnerProduct", [np.ones(2, np.float32)])])
+    assert read_binary(tmp_path / "w.caffemodel", pb.NetParameter).HasField("name")
+
+
+def test_write_weights_writes_a_definitions_blobs_once(tmp_path):
+    from runtime.caffemodel import array_to_blob, read_layers, write_weights
+    definition = pb.LayerParameter(name="ip", type="InnerProduct")
+    definition.blobs.append(array_to_blob(np.zeros(2, np.float32)))    # a prototxt's blobs
+    write_weights(tmp_path / "w.caffemodel", [(definition, [np.ones(2, np.float32)])])
+    (name, stored), = read_layers(tmp_path / "w.caffemodel")
+    assert [b.tolist() for b in stored] == [[1, 1]]
+
+
+
+
+# Caffe's UpgradeV1LayerType (upgrade_proto.cpp), every V1 enum value but NONE
+CAFFE_V1_TYPES = {
+    "ABSVAL": "AbsVal", "ACCURACY": "Accuracy", "ARGMAX": "ArgMax", "BNLL": "BNLL",
+    "CONCAT": "Concat", "CONTRASTIVE_LOSS": "ContrastiveLoss", "CONVOLUTION": "Convolution",
+    "DECONVOLUTION": "Deconvolution", "DATA": "Data", "DROPOUT": "Dropout",
+    "DUMMY_DATA": "DummyData", "EUCLIDEAN_LOSS": "EuclideanLoss", "ELTWISE": "Eltwise",
+    "EXP": "Exp", "FLATTEN": "Flatten", "HDF5_DATA": "HDF5Data", "HDF5_OUTPUT": "HDF5Output",
+    "HINGE_LOSS": "HingeLoss", "IM2COL": "Im2col", "IMAGE_DATA": "ImageData",
+    "INFOGAIN_LOSS": "InfogainLoss", "INNER_PRODUCT": "InnerProduct", "LRN": "LRN",
+    "MEMORY_DATA": "MemoryData", "MULTINOMIAL_LOGISTIC_LOSS": "MultinomialLogisticLoss",
+    "MVN": "MVN", "POOLING": "Pooling", "POWER": "Power", "RELU": "ReLU", "SIGMOID": "Sigmoid",
+    "SIGMOID_CROSS_ENTROPY_LOSS": "SigmoidCrossEntropyLoss", "SILENCE": "Silence",
+    "SOFTMAX": "Softmax", "SOFTMAX_LOSS": "SoftmaxWithLoss", "SPLIT": "Split", "SLICE": "Slice",
+    "TANH": "TanH", "WINDOW_DATA": "WindowData", "THRESHOLD": "Threshold",
+}
+
+
+def test_every_v1_layer_type_becomes_caffes_v2_type():
+    from runtime.upgrade_proto import upgrade_net
+    enum = pb.V1LayerParameter.DESCRIPTOR.enum_types_by_name["LayerType"]
+    names = [v.name for v in enum.values if v.name != "NONE"]
+    assert sorted(names) == sorted(CAFFE_V1_TYPES)
+    net = pb.NetParameter()
+    for name in names:
+        net.layers.add(name=name.lower(), type=enum.values_by_name[name].number)
+    upgrade_net(net)
+    assert {l.name.upper(): l.type for l in net.layer} == CAFFE_V1_TYPES
+
+
+def test_a_v1_layer_keeps_loss_weight_exclude_and_share_mode():
+    from runtime import prototxt
+    net = prototxt.parse_net(
+        'layers { name: "ip" type: INNER_PRODUCT bottom: "x" top: "y" loss_weight: 2\n'
+        '  exclude { phase: TEST } param: "w" blob_share_mode: PERMISSIVE\n'
+        '  inner_product_param { num_output: 1 } }\n')
+    layer = net.layer[0]
+    assert list(layer.loss_weight) == [2] and layer.exclude[0].phase == pb.TEST
+    assert layer.param[0].name == "w" and layer.param[0].share_mode == pb.ParamSpec.PERMISSIVE
+
+
+def test_v1_image_data_preprocessing_moves_to_transform_param():
+    from runtime import prototxt
+    net = prototxt.parse_net(
+        'layers { name: "d" type: IMAGE_DATA top: "data" top: "label"\n'
+        '  image_data_param { source: "list.txt" batch_size: 2 scale: 0.5 mean_file: "m" } }\n')
+    layer = net.layer[0]
+    assert layer.transform_param.scale == pytest.approx(0.5)
+    assert layer.transform_param.mean_file == "m"
+    assert not layer.image_data_param.HasField("scale")
+    assert not layer.image_data_param.HasField("mean_file")
+
+
+def test_two_batchnorm_layers_share_their_statistics_by_two_param_names():
+    # UpgradeNetBatchNorm clears the param of a BatchNorm with three, not two: these share
+    from runtime import TRAIN
+    specs = 'param { name: "m" lr_mult: 0 } param { name: "v" lr_mult: 0 }'
+    text = ('layer { name: "in" type: "Input" top: "x" top: "z" input_param { '
+            'shape { dim: 2 dim: 2 } shape { dim: 2 dim: 2 } } }\n'
+            f'layer {{ name: "bn1" type: "BatchNorm" bottom: "x" top: "y1" {specs} }}\n'
+            f'layer {{ name: "bn2" type: "BatchNorm" bottom: "z" top: "y2" {specs} }}\n')
+    net = Net(text, TRAIN)
+    net.forward(x=torch.arange(4.).reshape(2, 2), z=torch.tensor([[10., 0], [30, 4]]))
+    # the reference build's values: both layers' updates land in one pair of blobs
+    for name in ("bn1", "bn2"):
+        np.testing.assert_allclose(net.params[name][0].data.numpy(), [20.999, 3.998], rtol=1e-5)
+        np.testing.assert_allclose(net.params[name][1].data.numpy(), [201.998, 9.998], rtol=1e-5)

@@ -1224,3 +1224,81 @@ def test_a_snapshot_prefix_is_probed_with_a_file_as_caffe_does(tmp_path):
             with pytest.raises(AllconvError, match="^Cannot write to snapshot prefix"):
                 make_solver(text)
     assert not list(tmp_path.iterdir())
+
+
+def test_iteration_of_hdf5_snapshot_names():
+    from runtime import snapshot
+    assert snapshot.iteration("a/b_iter_5.caffemodel.h5") == 5
+    assert snapshot.iteration("b_iter_12.solverstate.h5") == 12
+    assert snapshot.iteration("b_iter_12.solverstate") == 12
+    assert snapshot.iteration("b_iter_x.solverstate") is None
+
+
+def _two_snapshots(tmp_path):
+    """Two solvers' snapshots of one net: A after 1 step, B after 2 (other weights)."""
+    out = []
+    for name, steps in (("a", 1), ("b", 2)):
+        (tmp_path / name).mkdir()
+        s = SGDSolver(_solver_param(_net_text(), snapshot_prefix=str(tmp_path / name / "s")),
+                      train_feed=Feed(_batches(3)))
+        s.step(steps)
+        model, state = s.snapshot()
+        out.append((s, model, state))
+    return out
+
+
+def test_restore_takes_the_given_weights_over_learned_net(tmp_path):
+    from runtime import snapshot
+    (a, model_a, state_a), (b, model_b, _) = _two_snapshots(tmp_path)
+    snapshot.restore(state_a, a.net, a.optimizer, a.schedule, weights=model_b)
+    for mine, theirs in zip(a.net.learnable_params, b.net.learnable_params):
+        assert torch.equal(mine.detach(), theirs.detach())
+
+
+def test_restore_with_require_all_refuses_weights_missing_a_layer(tmp_path):
+    from runtime import snapshot
+    from runtime.caffemodel import read_layers, write_weights
+    (a, model_a, state_a), _ = _two_snapshots(tmp_path)
+    layers = [(name, "InnerProduct", list(blobs)) for name, blobs in read_layers(model_a)
+              if name == "ip1"]
+    write_weights(tmp_path / "ip1_only.caffemodel", layers)
+    with pytest.raises(AllconvError, match="ip2"):
+        snapshot.restore(state_a, a.net, a.optimizer, a.schedule,
+                         weights=str(tmp_path / "ip1_only.caffemodel"), require_all=True)
+
+
+def test_learned_net_is_opened_as_written_before_the_state_folder(tmp_path):
+    import shutil
+    from runtime import snapshot
+    (a, model_a, state_a), (b, model_b, state_b) = _two_snapshots(tmp_path)
+    # B's state names B's weights (as written, absolute); A's folder holds a file of that name
+    shutil.copy(state_b, tmp_path / "a" / "moved.solverstate")
+    shutil.copy(model_a, tmp_path / "a" / __import__("os").path.basename(model_b))
+    snapshot.restore(str(tmp_path / "a" / "moved.solverstate"), a.net, a.optimizer, a.schedule)
+    for mine, theirs in zip(a.net.learnable_params, b.net.learnable_params):
+        assert torch.equal(mine.detach(), theirs.detach())
+
+
+def test_restoring_state_reports_an_index_error_in_one_line():
+    from runtime import snapshot
+    with pytest.raises(AllconvError, match=r"^x\.rngstate: not a state this run can restore"):
+        with snapshot.restoring_state("x.rngstate"):
+            [][0]
+
+
+def test_set_torch_rng_state_gives_cuda_the_states_of_the_devices_it_has(monkeypatch):
+    from runtime import snapshot
+    given = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", given.append)
+    snapshot.set_torch_rng_state({"torch_cpu": None, "torch_cuda": ["gpu0", "gpu1"]})
+    assert given == [["gpu0"]]
+
+
+def test_write_weights_refuses_diffs_of_another_count(tmp_path):
+    from runtime.caffemodel import write_weights
+    with pytest.raises(ValueError):
+        write_weights(tmp_path / "w.caffemodel",
+                      [("ip", "InnerProduct", [np.ones(2, np.float32)] * 2)],
+                      diffs=[[np.ones(2, np.float32)]])
