@@ -235,12 +235,15 @@ class StoredBlobs(Sequence):
 
 
 def read_layers(path: PathLike) -> list[tuple[str, StoredBlobs]]:
-    """``(layer name, blobs)`` of every layer of a .caffemodel (V2, then V1 layers), in file
+    """``(layer name, blobs)`` of every layer of a .caffemodel (V2 or V1 layers), in file
     order, layers without blobs included (Caffe's CopyTrainedLayersFrom checks their count
     too; a net without learnable layers saves only such layers); `StoredBlobs` gives the
     arrays."""
     path = Path(path)
     net = read_binary(path, pb.NetParameter)
+    if len(net.layer) and len(net.layers):      # Caffe's upgrade refuses it
+        raise AllconvError(f"{path}: holds both V2 `layer` and V1 `layers` entries, which "
+                           "Caffe refuses to upgrade")
     layers = []
     for index, layer in enumerate(list(net.layer) + list(net.layers)):
         name = layer.name       # protobuf gives bytes for a name that is not UTF-8

@@ -18,6 +18,8 @@ What Caffe's own readers do before building a net:
 """
 from __future__ import annotations
 
+import warnings
+
 from runtime.errors import AllconvError
 from runtime.proto import pb
 
@@ -102,8 +104,7 @@ def upgrade_net(net):
 def _upgrade_v1_layers(net) -> None:
     v1_enum = pb.V1LayerParameter.DESCRIPTOR.enum_types_by_name["LayerType"]
     upgraded = []
-    for index, old in enumerate(net.layers):
-        label = old.name or f"#{index}"
+    for old in net.layers:
         if old.HasField("type"):
             enum_name = v1_enum.values_by_number[old.type].name
         else:
@@ -139,31 +140,28 @@ def _upgrade_v1_layers(net) -> None:
 
         data_field = _DATA_PARAM_FIELDS.get(enum_name)
         if data_field and new.HasField(data_field):
-            _move_transform_fields(getattr(new, data_field), new.transform_param, label)
+            _move_transform_fields(getattr(new, data_field), new.transform_param)
         upgraded.append(new)
     del net.layers[:]
     net.layer.extend(upgraded)
 
 
-def _move_transform_fields(source, transform, label: str) -> None:
+def _move_transform_fields(source, transform) -> None:
+    """A V1 data layer's preprocessing fields into its transform_param, over what that
+    holds, as Caffe's UpgradeNetDataTransformation moves them."""
     for name in _TRANSFORM_FIELDS:
-        if not source.HasField(name):
-            continue
-        if transform.HasField(name):
-            raise AllconvError(
-                f"layer {label}: {name} is set both in its data parameters and "
-                "in transform_param"
-            )
-        setattr(transform, name, getattr(source, name))
-        source.ClearField(name)
+        if source.HasField(name):
+            setattr(transform, name, getattr(source, name))
+            source.ClearField(name)
 
 
 def _upgrade_inputs(net) -> None:
     names = list(net.input)
     has_shape, has_dim = len(net.input_shape) > 0, len(net.input_dim) > 0
-    if not names:
+    if not names:       # Caffe's UpgradeNetInput runs only for `input` names
         if has_shape or has_dim:
-            raise AllconvError("input_shape / input_dim given without any `input` name")
+            warnings.warn("input_shape / input_dim given without any `input` name: ignored, "
+                          "as Caffe ignores them", stacklevel=2)
         return
     # Caffe's UpgradeNetInput reads the first shape (or four input_dim values) per input and
     # ignores the rest; reading past the end would be undefined there

@@ -50,6 +50,14 @@ def test_eltwise_prod_with_coeff_is_refused_as_caffe_aborts():
         build(ELTWISE.format("operation: PROD coeff: 1 coeff: 2"), (1, 3), (1, 3))
 
 
+def test_eltwise_max_takes_and_ignores_coeff_as_caffe():
+    # eltwise_layer.cpp checks coeff only against PROD (and one per bottom); the reference
+    # build runs MAX with coeff: 1 coeff: 2 and gives the plain maximum
+    layer = build(ELTWISE.format("operation: MAX coeff: 1 coeff: 2"), (1, 3), (1, 3))
+    y = layer(torch.tensor([[1., 5, 3]]), torch.tensor([[2., 4, 3]]))[0]
+    assert y.tolist() == [[2, 5, 3]]
+
+
 @pytest.mark.parametrize("op,ignores", [("SUM", True), ("PROD", False), ("MAX", False)])
 def test_an_eltwise_backward_depends_on_the_input_unless_it_sums(op, ignores):
     from runtime.reconstruction import backward_ignores_input
@@ -199,3 +207,36 @@ def test_concat_refuses_bottoms_that_differ_before_the_concat_axis():
     # concat_layer.cpp: "All inputs must have the same shape, except at concat_axis."
     with pytest.raises(AllconvError, match="differ off the concat axis 1"):
         build("name: 'c' type: 'Concat' bottom: 'a' bottom: 'b' top: 'y'", (2, 3), (4, 5))
+
+
+def test_concat_with_both_axis_and_concat_dim_is_refused_as_caffe():
+    # concat_layer.cpp:12 in the reference build: "Either axis or concat_dim should be
+    # specified; not both." (the runtime concatenated along concat_dim)
+    with pytest.raises(AllconvError, match="Either axis or concat_dim should be specified; "
+                                           "not both"):
+        build("name: 'c' type: 'Concat' bottom: 'a' bottom: 'b' top: 'y' "
+              "concat_param { axis: 1 concat_dim: 0 }", (2, 3), (2, 3))
+
+
+def test_sigmoid_cross_entropy_of_confident_right_answers_is_0_as_caffe():
+    # sigmoid_cross_entropy_loss_layer.cpp: log(1 + exp(-|x|)) in float, 0 for |x| > ~17; the
+    # reference build gives loss 0.0 (log1p gave 2.08e-9)
+    layer = build("name: 'l' type: 'SigmoidCrossEntropyLoss' bottom: 'x' bottom: 't' "
+                  "top: 'loss'", (1, 3), (1, 3))
+    loss = layer(torch.tensor([[20., 30, -25]]), torch.tensor([[1., 1, 0]]))[0]
+    assert loss.item() == 0.0
+
+
+@pytest.mark.parametrize("norm, loss, diff", [
+    ("L1", 1.75, [-0.5, 0, 0, 0.5, 0.5, -0.5]),
+    ("L2", 1.695, [-0.5, 0, 0, 1.3, 0.8, -0.9])])
+def test_a_hinge_margin_of_nan_is_0_as_caffes_max(norm, loss, diff):
+    """hinge_loss_layer.cpp's std::max(0, 1 ± x) makes a NaN margin 0 (torch.relu kept it):
+    the reference build's loss and diff (helper caffe39)."""
+    layer = build("name: 'h' type: 'HingeLoss' bottom: 'x' bottom: 'l' top: 'loss' "
+                  f"hinge_loss_param {{ norm: {norm} }}", (2, 3), (2,))
+    x = torch.tensor([[0.5, float("nan"), -2.0], [0.3, -0.2, 0.1]], requires_grad=True)
+    top = layer(x, torch.tensor([0.0, 2.0]))[0]
+    top.backward()
+    assert top.item() == pytest.approx(loss)
+    assert x.grad.flatten().tolist() == pytest.approx(diff)

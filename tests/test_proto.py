@@ -1379,3 +1379,38 @@ def test_two_batchnorm_layers_share_their_statistics_by_two_param_names():
     for name in ("bn1", "bn2"):
         np.testing.assert_allclose(net.params[name][0].data.numpy(), [20.999, 3.998], rtol=1e-5)
         np.testing.assert_allclose(net.params[name][1].data.numpy(), [201.998, 9.998], rtol=1e-5)
+
+
+def test_a_net_level_input_shape_without_input_is_ignored_as_caffe():
+    # UpgradeNetInput runs only where the net has `input` names; the reference build builds
+    # this net and its Input layer gives y = [[1, 1]]
+    from runtime import TEST
+    text = ('input_shape { dim: 1 dim: 2 }\n'
+            'layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 } } }\n'
+            'layer { name: "r" type: "ReLU" bottom: "x" top: "y" }\n')
+    with pytest.warns(UserWarning, match="without any `input` name: ignored"):
+        net = Net(text, TEST)
+    assert net.forward(x=torch.ones(1, 2))["y"].tolist() == [[1, 1]]
+
+
+def test_v1_data_param_preprocessing_overwrites_transform_param_as_caffe():
+    # upgrade_proto.cpp's CONVERT_LAYER_TRANSFORM_PARAM: set_scale(data_param.scale), no check
+    net = prototxt.parse_net(
+        'layers { name: "d" type: DATA top: "data" top: "label"\n'
+        '  data_param { source: "db" batch_size: 8 scale: 0.5 }\n'
+        '  transform_param { scale: 0.25 } }\n')
+    assert net.layer[0].transform_param.scale == pytest.approx(0.5)
+
+
+def test_a_caffemodel_mixing_v1_layers_and_v2_layer_is_refused_as_caffe(tmp_path):
+    # upgrade_proto.cpp in the reference build: LOG(FATAL) "Refusing to upgrade inconsistent
+    # NetParameter input; the definition includes both 'layer' and 'layers'"
+    from runtime.caffemodel import array_to_blob, read_layers
+    net = pb.NetParameter()
+    net.layer.add(name="ip", type="InnerProduct").blobs.append(array_to_blob(np.ones(2)))
+    net.layers.add(name="ip", type=pb.V1LayerParameter.INNER_PRODUCT).blobs.append(
+        array_to_blob(np.full(2, 2.0)))
+    (tmp_path / "w.caffemodel").write_bytes(net.SerializeToString())
+    with pytest.raises(AllconvError, match=r"w.caffemodel: holds both V2 `layer` and V1 "
+                                           r"`layers` entries"):
+        read_layers(tmp_path / "w.caffemodel")

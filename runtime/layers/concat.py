@@ -14,6 +14,9 @@ class Concat(Layer):
     num_bottoms = (1, None)
 
     def setup(self, bottom_shapes, generator):
+        concat = self.param.concat_param
+        if concat.HasField("axis") and concat.HasField("concat_dim"):
+            raise AllconvError("Either axis or concat_dim should be specified; not both.")
         if len(self.bottoms) == 1:
             self.share_bottom_memory()
 

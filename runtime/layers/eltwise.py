@@ -36,8 +36,8 @@ class Eltwise(Layer):
         eltwise = self.param.eltwise_param
         self.op = eltwise.operation
         self.coeff = list(eltwise.coeff) or [1.0] * len(bottom_shapes)
-        if eltwise.coeff and self.op != _E.SUM:
-            raise AllconvError("coeff is only for operation SUM")
+        if eltwise.coeff and self.op == _E.PROD:      # (MAX takes them and ignores them)
+            raise AllconvError("coeff is only for operation SUM (PROD takes none)")
         if len(self.coeff) != len(bottom_shapes):
             raise AllconvError(f"{len(self.coeff)} coeff value(s) for {len(bottom_shapes)} bottoms")
 

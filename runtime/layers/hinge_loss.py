@@ -35,7 +35,8 @@ class HingeLoss(LossLayer):
         x = scores.reshape(num, count(scores.shape, 1))
         label = class_indices(self, labels.detach().reshape(-1)[:num].long(), x.shape[1])
         sign = 1 - 2 * F.one_hot(label, x.shape[1]).to(x.dtype)
-        return torch.relu(1 + sign * x)
+        margin = 1 + sign * x
+        return torch.where(margin > 0, margin, 0)      # std::max(0, NaN) is 0, as in Caffe
 
     def forward(self, scores, labels):
         margin = self._margins(scores, labels)

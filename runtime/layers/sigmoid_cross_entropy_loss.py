@@ -32,7 +32,8 @@ class SigmoidCrossEntropyLoss(LossLayer):
     def forward(self, x, target):
         t = target.detach().reshape(x.shape)
         positive = (x >= 0).to(x.dtype)
-        value = -(x * (t - positive) - torch.log1p(torch.exp(-x.abs())))
+        # log(1 + e^(−|x|)) as Caffe computes it, in x's precision: 0 past |x| ≈ 17 in float
+        value = -(x * (t - positive) - torch.log(1 + torch.exp(-x.abs())))
         per_position = with_gradient(value, (torch.sigmoid(x) - t).detach() * x)
         skip = ignored(t, self.param.loss_param)
         if skip is not None:
