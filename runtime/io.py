@@ -98,7 +98,12 @@ def resize_image(im: np.ndarray, new_dims, interp_order: int = 1) -> np.ndarray:
     if interp_order not in (0, 1):
         raise ValueError(f"interp_order must be 0 (nearest) or 1 (bilinear), not {interp_order}")
     im = np.asarray(im, dtype=np.float32)
+    if im.ndim != 3 or not im.size:
+        raise ValueError(f"resize_image takes a (height, width, K) image, not one of shape "
+                         f"{im.shape}")
     height, width = (int(d) for d in new_dims)
+    if height < 1 or width < 1:
+        raise ValueError(f"resize_image: new_dims must be positive, not {tuple(new_dims)}")
     planes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(im, -1, 0)))[None]
     if interp_order == 0:
         out = F.interpolate(planes, size=(height, width), mode="nearest-exact")
