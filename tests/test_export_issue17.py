@@ -52,8 +52,8 @@ NETS = {
         + neuron("swish", "Swish", "data", "swish_param { beta: 0.7 }")
         + neuron("swish1", "Swish", "data")
         + neuron("tanh_inplace", "TanH", "swish1", top="swish1"),
-        {"Sigmoid", "Tanh", "Elu", "Abs", "Pow", "Expand", "Exp", "Log", "Softplus", "Greater",
-         "Cast", "Min", "Max"}),
+        {"Reciprocal", "Tanh", "Elu", "Abs", "Pow", "Expand", "Exp", "Log", "Softplus",
+         "Greater", "Cast", "Min", "Max"}),
     "im2col": (
         inputs(data=(2, 3, 7, 6), seq=(2, 2, 9))
         + neuron("cols", "Im2col", "data", "convolution_param { kernel_size: 3 stride: 2 pad: 1 }")
@@ -75,7 +75,7 @@ NETS = {
         + neuron("h_tanh", "TanH", "h", top="h")
         + layer("lstm_static", "LSTM", ["x", "cont", "x_static"], ["hs"],
                 f"recurrent_param {{ num_output: 2 {FILLED} }}"),
-        {"Split", "Sigmoid", "Tanh", "MatMul", "Gather", "Concat"}),
+        {"Split", "Reciprocal", "Tanh", "MatMul", "Gather", "Concat"}),
     "lstm_expose_hidden": (
         inputs(x=(4, 2, 3), cont=(4, 2), h0=(1, 2, 3), c0=(1, 2, 3))
         + layer("lstm", "LSTM", ["x", "cont", "h0", "c0"], ["h", "hT", "cT"],
@@ -151,6 +151,21 @@ def test_export_matches_the_runtime(name, tmp_path):
     model = onnx.load(tmp_path / "m.onnx")
     assert ops <= {node.op_type for node in model.graph.node}
     assert {o.name for o in model.graph.output} == set(net.outputs)
+
+
+def test_a_sigmoid_below_minus_16_is_caffes_in_onnxruntime(tmp_path):
+    """onnxruntime's Sigmoid gave 5.96e-8 at −16 (Caffe: 1.125e-7) and 0 from −18, so a Log
+    above it was −inf (helper onnx40); Caffe's 1 / (1 + e^−x) keeps log σ(x) = x."""
+    import onnxruntime
+    text = inputs(data=(1, 8)) + neuron("s", "Sigmoid", "data") + neuron("logs", "Log", "s")
+    net = Net(text, pb.TEST)
+    to_onnx(net, tmp_path / "m.onnx")
+    x = np.array([[-10, -16, -17, -18, -20, -22, -38, -61]], np.float32)
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    logs, = session.run(["logs"], {"data": x})
+    np.testing.assert_allclose(logs, net.forward(data=x)["logs"].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(logs[0, 1:], x[0, 1:], rtol=1e-6)      # log σ(x) ≈ x there
 
 
 def test_the_export_check_leaves_the_nets_carried_state(tmp_path):

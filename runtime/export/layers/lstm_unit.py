@@ -2,6 +2,7 @@
 inputs into i, f, o, g; c = cont·σ(f)·c_prev + σ(i)·tanh(g); h = σ(o)·tanh(c)."""
 from __future__ import annotations
 
+from runtime.export.layers.sigmoid import logistic
 from runtime.export.registry import converter
 
 
@@ -11,8 +12,7 @@ def unit(graph, name: str, c_prev: str, gates: str, cont: str, hidden: int, outp
     split = graph.shape(f"{name}/split", [hidden] * 4)
     parts = [graph.fresh(f"{name}/{gate}_in") for gate in "ifog"]
     graph.node("Split", [gates, split], parts, name=f"{name}/split", axis=-1)
-    i, f, o = (graph.node("Sigmoid", [p], name=f"{name}/sigmoid_{g}") for p, g in
-               zip(parts[:3], "ifo"))
+    i, f, o = (logistic(graph, p, f"{name}/sigmoid_{g}") for p, g in zip(parts[:3], "ifo"))
     g = graph.node("Tanh", [parts[3]], name=f"{name}/tanh_g")
     forget = graph.node("Mul", [cont, f], name=f"{name}/cont")
     kept = graph.node("Mul", [forget, c_prev], name=f"{name}/keep")
