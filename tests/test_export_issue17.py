@@ -285,6 +285,20 @@ def test_loss_layers_refuse_to_export_naming_the_prototxts_blob(readers):
         build_model(Net(text, pb.TEST), outputs=["loss"])
 
 
+def test_a_loss_is_refused_before_a_batch_fixed_below_it_is_said(tmp_path):
+    """A learned bias over the batch axis fixes the batch (a warning), a loss above it is
+    refused: the refusal alone, one line (helper onnx40 saw the warning first)."""
+    import warnings
+    text = (inputs(data=(2, 3), label=(2, 3))
+            + layer("b", "Bias", ["data"], ["b"], "bias_param { axis: 0 num_axes: 1 }")
+            + layer("loss", "SigmoidCrossEntropyLoss", ["b", "label"], ["loss"]))
+    with warnings.catch_warnings(record=True) as said, pytest.raises(AllconvError,
+                                                                     match="a loss layer"):
+        warnings.simplefilter("always")
+        to_onnx(Net(text, pb.TEST), tmp_path / "m.onnx", outputs=["loss"])
+    assert [str(w.message) for w in said] == []
+
+
 # export/walker.py:55 dropping `axes.update((top, axes.get(layer.bottoms[0], 0)) ...)` survived
 #: the batch axis of a plain layer's tops follows its first bottom. No test has a layer
 # after a recurrent one, whose output (T x N x ...) must keep N on axis 1 in the ONNX output,

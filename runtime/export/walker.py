@@ -49,6 +49,7 @@ def add_net(graph, net, outputs, sources: dict[str, str],
     values, selected = dict(sources), {}
     split_from = {top: l.bottoms[0] for l in net.layers if l.param.type == "Split"
                   for top in l.tops}     # the prototxt's name of an inserted Split's top
+    converters = _converters(layers, fused | set(pairs), split_from)
     read = {}       # each blob's shape as the next reader sees it (in place, MVN's 4-d top)
     for layer in layers:
         written = dict(zip(layer.tops, map(tuple, layer.top_shapes)))
@@ -66,9 +67,7 @@ def add_net(graph, net, outputs, sources: dict[str, str],
         try:
             with _batch_follows_data(graph, filters):
                 if first is layer:
-                    reads = layer.bottoms[0] if layer.bottoms else None
-                    converter_for(layer, split_from.get(reads, reads))(graph, layer, bottoms,
-                                                                       tops, shapes)
+                    converters[id(layer)](graph, layer, bottoms, tops, shapes)
                 else:
                     batch_norm_with_scale(graph, first, layer, bottoms, tops, shapes)
         except BatchFixed as fixed:
@@ -79,6 +78,18 @@ def add_net(graph, net, outputs, sources: dict[str, str],
         values.update(zip(layer.tops, tops, strict=True))
         read.update(written)
     return values
+
+
+def _converters(layers, fused: set, split_from: dict) -> dict:
+    """``{id(layer): its converter}`` but for Input layers and those ``fused`` (ids), looked up
+    before any converts: a layer that does not export is the error, not what a converter
+    before it finds (a fixed batch's warning)."""
+    converters = {}
+    for layer in layers:
+        if layer.param.type != "Input" and id(layer) not in fused:
+            reads = layer.bottoms[0] if layer.bottoms else None
+            converters[id(layer)] = converter_for(layer, split_from.get(reads, reads))
+    return converters
 
 
 @contextlib.contextmanager
