@@ -345,3 +345,13 @@ def test_a_net_without_learnable_blobs_trains_and_resumes_as_in_caffe(tmp_path, 
     assert resumed.iter == 2
     resumed.solve()
     assert resumed.iter == 3 and (tmp_path / "s_iter_3.caffemodel").exists()
+
+
+@pytest.mark.parametrize("kind", ["AdaGrad", "RMSProp", "AdaDelta"])
+def test_the_solvers_rule_values_reach_the_optimizer(kind):
+    # optim-07: RMSProp's delta from the solver file (the formula tests give it directly)
+    solver = make_solver(_param(kind), train_feed=Feed(_batches(1)))
+    group = solver.optimizer.param_groups[0]
+    given = {k: v for k, v in RULES[kind][0].items() if k in group}
+    assert "delta" in given
+    assert all(group[k] == pytest.approx(v) for k, v in given.items())

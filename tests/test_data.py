@@ -16,6 +16,7 @@ import torch
 from runtime.data import augment, cifar, preprocess
 from runtime.data import get_dataset, open_source, prepared_cifar
 from runtime.data.datasets import Dataset, register
+from runtime.data.preprocess import Whitening, gcn_zca
 from runtime.data.source import save_npz_source
 from runtime.errors import AllconvError
 
@@ -794,3 +795,21 @@ def test_an_lmdb_write_clears_dead_writers_partial_folders_and_others_may_read_i
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db"]
     assert Path(seen[0][0]).name.startswith(f".db.{os.getpid()}.") and seen[0][1] == 0o755
     assert (tmp_path / "db").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_whitening_normalises_to_its_own_scale():
+    # preprocess-08: GCN at the Whitening's scale (pylearn2's scale), not the default 55
+    images = np.random.default_rng(0).integers(0, 256, (4, 3, 2, 2)).astype(np.uint8)
+    out = Whitening(np.zeros(12), np.eye(12), scale=10.0)(images)
+    assert np.allclose(np.sqrt((out.reshape(4, -1).astype(np.float64) ** 2).sum(1)), 10.0)
+
+
+def test_gcn_zca_whitens_test_images_as_its_train_images():
+    # preprocess-09: the returned Whitening keeps gcn_zca's scale, so the test set (and any
+    # image later) is whitened as the train set was
+    rng = np.random.default_rng(1)
+    train = rng.integers(0, 256, (40, 3, 2, 2)).astype(np.uint8)
+    test = rng.integers(0, 256, (5, 3, 2, 2)).astype(np.uint8)
+    white_train, white_test, whitening = gcn_zca(train, test, scale=10.0)
+    assert whitening.scale == 10.0
+    np.testing.assert_allclose(whitening(train), white_train, atol=1e-5)

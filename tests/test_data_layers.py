@@ -18,11 +18,13 @@ from PIL import Image
 
 from runtime import TEST, TRAIN, Net
 from runtime.caffemodel import array_to_blob, write_binary
+from runtime.data.image_list import ImageList
 from runtime.data.transform import Transformer
 from runtime.errors import AllconvError
 from runtime.proto import pb
 from runtime.prototxt import read_net
 from fixture_format import png_file
+from test_solver import Feed, _batches
 
 
 def _transform(**fields) -> "pb.TransformationParameter":
@@ -806,3 +808,67 @@ def test_scale_zero_zeroes_the_data():
     """As Caffe's DataTransformer multiplies by scale (0 left the data unscaled)."""
     out = Transformer(_transform(scale=0.0), train=False)(torch.full((1, 1, 2, 2), 7.))
     assert not out.any()
+
+
+def test_a_data_layers_batch_size_0_is_refused():
+    # datalayer-01: Caffe's ImageData CHECK_GT(batch_size, 0); Data's CHECK(data_.count())
+    with pytest.raises(AllconvError, match="batch_size"):
+        Net('layer { name: "data" type: "Data" top: "data" top: "label" '
+            'data_param { batch_size: 0 } }', TRAIN, feeds=Feed(_batches(1)))
+
+
+def test_a_feed_giving_fewer_tensors_than_tops_is_refused():
+    # datalayer-04: the label top would be left unfilled
+    class DataOnly(Feed):
+        def __call__(self, batch_size):
+            return super().__call__(batch_size)[:1]
+    net = Net('layer { name: "data" type: "Data" top: "data" top: "label" '
+              'data_param { batch_size: 4 } }', TRAIN, feeds=DataOnly(_batches(1)))
+    with pytest.raises(AllconvError, match="returned 1 tensor"):
+        net.forward()
+
+
+def test_a_mean_file_of_several_images_subtracts_its_first(tmp_path):
+    # transform-11: Caffe's DataTransformer reads data_mean_ from offset 0
+    mean = np.stack([np.full((3, 6, 7), 10, np.float32), np.full((3, 6, 7), 99, np.float32)])
+    write_binary(tmp_path / "mean.binaryproto", array_to_blob(mean))
+    images = _images()
+    out = Transformer(_transform(mean_file=str(tmp_path / "mean.binaryproto")), train=False)(images)
+    np.testing.assert_array_equal(out.numpy(), images.numpy().astype(np.float32) - 10)
+
+
+def test_mirror_without_a_crop_flips_whole_images():
+    # transform-21: Caffe's do_mirror = mirror && Rand(2), with or without crop_size
+    images = _images(n=64)
+    out = Transformer(_transform(mirror=True), train=True,
+                      generator=torch.Generator().manual_seed(0))(images).numpy()
+    x = images.numpy().astype(np.float32)
+    flipped = [np.array_equal(o, i[..., ::-1]) for o, i in zip(out, x)]
+    assert all(f or np.array_equal(o, i) for f, o, i in zip(flipped, out, x))
+    assert 10 < sum(flipped) < 54
+
+
+def test_image_data_crops_each_image_of_a_mixed_size_batch_from_itself(tmp_path):
+    # transform-23: images of several sizes that a crop makes one are transformed one by one
+    net = _image_net(tmp_path, transform="transform_param { crop_size: 3 }",
+                     sizes=[(6, 8), (5, 5), (9, 4), (6, 8), (4, 4)])
+    out = net.forward()["data"].numpy()
+    for i in range(3):
+        assert (out[i] == np.float32(COLOURS[i][::-1])[:, None, None]).all()   # BGR
+
+
+def test_rand_skip_1_skips_nothing(tmp_path):
+    # imagelist-03: Caffe's skip = caffe_rng_rand() % rand_skip, below rand_skip
+    listing = _image_tree(tmp_path)
+    for seed in range(16):
+        images = ImageList(str(listing), str(tmp_path / "root") + "/", rand_skip=1,
+                           generator=torch.Generator().manual_seed(seed))
+        assert images.passes.cursor == 0
+
+
+def test_rand_skip_drawing_the_line_count_is_refused(tmp_path):
+    # imagelist-04: Caffe's CHECK_GT(lines_.size(), skip); seed 1 draws 5 % 6 = 5 of 5 lines
+    listing = _image_tree(tmp_path)
+    with pytest.raises(AllconvError, match="rand_skip drew 5"):
+        ImageList(str(listing), str(tmp_path / "root") + "/", rand_skip=6,
+                  generator=torch.Generator().manual_seed(1))

@@ -6,6 +6,7 @@ import torch
 
 from layer_kit import build, rand
 from runtime.errors import AllconvError
+from runtime.layers.relu import rule_backward
 from runtime.proto import pb
 
 
@@ -240,3 +241,27 @@ def test_a_hinge_margin_of_nan_is_0_as_caffes_max(norm, loss, diff):
     top.backward()
     assert top.item() == pytest.approx(loss)
     assert x.grad.flatten().tolist() == pytest.approx(diff)
+
+
+def test_dummy_data_refuses_shape_with_legacy_fields():
+    # layers-27. Caffe: "Both shape and legacy fields were specified"
+    with pytest.raises(AllconvError, match="both shape and legacy"):
+        build('name: "d" type: "DummyData" top: "y" '
+              'dummy_data_param { shape { dim: 2 } num: 2 }')
+
+
+def test_a_leaky_relus_deconvnet_and_guided_rules_let_the_slope_through():
+    # layers-02: with slope s the gates pass s times the signal where they block it
+    f = torch.tensor([1.0, -1.0, 2.0, -2.0])
+    signal = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    deconv = rule_backward(f, signal, 0.25, "deconvnet")
+    assert deconv.tolist() == [1.0, 1.0, -0.25, -0.25]
+    guided = rule_backward(f, signal, 0.25, "guided")
+    assert guided.tolist() == [1.0, 0.25, -0.25, -0.0625]
+
+
+def test_relus_gradient_at_zero_is_the_slope():
+    # layers-01: Caffe's ReLU backward: top_diff * ((x > 0) + slope * (x <= 0))
+    f, signal = torch.tensor([0.0, 1.0, -1.0]), torch.ones(3)
+    assert rule_backward(f, signal, 0.25, "backprop").tolist() == [0.25, 1.0, 0.25]
+    assert rule_backward(f, signal, 0.25, "guided").tolist() == [0.25, 1.0, 0.25]

@@ -1628,3 +1628,205 @@ def test_set_random_seed_of_another_value_is_another_sequence(process_settings):
     first = process_settings.next_seed()
     caffe.set_random_seed(8)
     assert process_settings.next_seed() != first
+
+
+def _input(name, *shape):
+    dims = " ".join(f"dim: {d}" for d in shape)
+    return (f'layer {{ name: "{name}" type: "Input" top: "{name}" '
+            f'input_param {{ shape {{ {dims} }} }} }}\n')
+
+
+X = [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]
+LABEL = [2.0, 0.0]
+
+
+def test_a_loss_layer_without_a_top_still_counts_and_back_propagates():
+    # net-01. Reference pycaffe: d_x as below (AutoTopBlobs gives the loss a top)
+    net = Net("force_backward: true\n" + _input("x", 2, 3) + _input("l", 2)
+              + 'layer { name: "s" type: "Sigmoid" bottom: "x" top: "y" }\n'
+              'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "y" bottom: "l" }\n',
+              TRAIN)
+    net.forward(x=torch.tensor(X), l=torch.tensor(LABEL))
+    assert net.last_loss > 0
+    net.backward()
+    expected = [[0.03214062, 0.01993599, -0.08303869], [-0.08786446, 0.02317993, 0.01055150]]
+    assert np.allclose(net.blobs["x"].diff.numpy(), expected, atol=1e-6)
+
+
+def test_force_backward_computes_the_diffs_of_frozen_params():
+    # net-15. Reference pycaffe: force_backward sets every param_propagate_down, lr_mult 0 too
+    net = Net("force_backward: true\n" + _input("x", 2, 3) + _input("t", 2, 2)
+              + 'layer { name: "ip1" type: "InnerProduct" bottom: "x" top: "y" param { lr_mult: 0 }'
+              ' param { lr_mult: 0 } inner_product_param { num_output: 2 weight_filler { type: '
+              '"constant" value: 0.5 } bias_filler { type: "constant" value: 0.1 } } }\n'
+              'layer { name: "loss" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "l" }\n',
+              TRAIN)
+    net.forward(x=torch.tensor(X), t=torch.tensor([[0.5, -1.0], [2.0, 1.0]]))
+    net.backward()
+    expected = [[0.675, 1.8, -1.0125], [1.425, 2.8, 0.8625]]
+    assert np.allclose(net.params["ip1"][0].diff.numpy(), expected, atol=1e-6)
+    assert np.allclose(net.params["ip1"][1].diff.numpy(), [0.225, 1.475], atol=1e-6)
+
+
+def test_a_shared_blobs_frozen_use_adds_nothing_to_its_diff():
+    # net-17. Reference pycaffe: ip2 (lr_mult 0) shares ip1's blobs and runs no Backward;
+    # the diff is ip1's part alone, and y2 gets no diff
+    ip = ('layer {{ name: "{}" type: "InnerProduct" bottom: "x" top: "{}" param {{ name: "w" {} }}'
+          ' param {{ name: "b" {} }} inner_product_param {{ num_output: 2 weight_filler {{ type: '
+          '"constant" value: 0.5 }} bias_filler {{ type: "constant" value: 0.1 }} }} }}\n')
+    net = Net(_input("x", 2, 3) + _input("t", 2, 2) + ip.format("ip1", "y", "", "")
+              + ip.format("ip2", "y2", "lr_mult: 0", "lr_mult: 0")
+              + 'layer { name: "e" type: "Eltwise" bottom: "y" bottom: "y2" top: "s" '
+              'eltwise_param { coeff: 1 coeff: -2 } }\n'
+              'layer { name: "loss" type: "EuclideanLoss" bottom: "s" bottom: "t" top: "l" }\n',
+              TRAIN)
+    net.forward(x=torch.tensor(X), t=torch.tensor([[0.5, -1.0], [2.0, 1.0]]))
+    net.backward()
+    expected = [[-1.175, -0.8, -5.2375], [-0.425, 0.2, -3.3625]]
+    assert np.allclose(net.params["ip1"][0].diff.numpy(), expected, atol=1e-6)
+    assert np.allclose(net.params["ip1"][1].diff.numpy(), [-2.725, -1.475], atol=1e-6)
+    assert torch.count_nonzero(net.blobs["y2"].diff) == 0
+
+
+def test_forward_from_the_second_layer_reads_the_blobs_below_it():
+    # net-18: pycaffe's forward(start=) is ForwardFromTo(1, end) over the blobs as they are
+    net = Net(_input("x", 2, 3) + 'layer { name: "r" type: "ReLU" bottom: "x" top: "y" }\n',
+              TEST)
+    net.blobs["x"].data[...] = torch.tensor(X)
+    np.testing.assert_array_equal(net.forward(start="r")["y"].numpy(), np.maximum(X, 0))
+
+
+def test_last_loss_is_the_weighted_loss_of_the_forward():
+    # net-26: Caffe's Net::Forward(&loss): the sum of the weighted tops (here 3 * loss)
+    net = Net(_input("x", 2, 3) + _input("l", 2) + 'layer { name: "loss" type: '
+              '"SoftmaxWithLoss" bottom: "x" bottom: "l" top: "loss" loss_weight: 3 }\n', TRAIN)
+    net.forward(x=torch.tensor(X), l=torch.tensor(LABEL))
+    assert net.last_loss == pytest.approx(3 * float(net.blobs["loss"].data), rel=1e-6)
+
+
+def test_sharing_trained_layers_checks_shapes_not_counts():
+    # net-29. Caffe's ShareTrainedLayersWith: CHECK(target shape == source shape)
+    def net(inputs, outputs):
+        return Net(_input("a", 1, inputs) + 'layer { name: "ip" type: "InnerProduct" '
+                   f'bottom: "a" top: "y" inner_product_param {{ num_output: {outputs} '
+                   'bias_term: false weight_filler { type: "xavier" } } }\n', TEST)
+    with pytest.raises(AllconvError, match="shape"):
+        net(4, 3).share_with(net(6, 2))
+
+
+def test_layers_below_follow_every_bottom_down():
+    # net-30: the layers a blob depends on, through several levels
+    net = Net(_input("x", 2, 3) + _input("u", 2, 3)
+              + 'layer { name: "r" type: "ReLU" bottom: "x" top: "y" }\n'
+              'layer { name: "e" type: "Eltwise" bottom: "y" bottom: "u" top: "z" }\n'
+              'layer { name: "s" type: "Sigmoid" bottom: "x" top: "w" }\n', TEST)
+    assert [layer.name for layer in net.layers_below(["z"])] == ["x", "x_x_0_split", "u", "r", "e"]
+
+
+def test_a_loss_outputs_diff_written_to_0_stops_its_gradient():
+    # net-33. Reference pycaffe: diff 0 -> no gradient; diff 3 -> 3 times the loss's
+    ip = ('layer { name: "ip1" type: "InnerProduct" bottom: "x" top: "y" inner_product_param '
+          '{ num_output: 2 weight_filler { type: "constant" value: 0.5 } '
+          'bias_filler { type: "constant" value: 0.1 } } }\n')
+    net = Net(_input("x", 2, 3) + _input("t", 2, 2) + ip
+              + 'layer { name: "loss" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "l" }\n',
+              TRAIN)
+    inputs = dict(x=torch.tensor(X), t=torch.tensor([[0.5, -1.0], [2.0, 1.0]]))
+    net.forward(**inputs)
+    net.blobs["l"].diff[...] = 0
+    net.backward()
+    assert torch.count_nonzero(net.params["ip1"][0].diff) == 0
+    net.forward(**inputs)
+    net.blobs["l"].diff[...] = 3
+    net.backward()
+    expected = [[2.025, 5.4, -3.0375], [4.275, 8.4, 2.5875]]
+    assert np.allclose(net.params["ip1"][0].diff.numpy(), expected, atol=1e-5)
+
+
+def test_an_hdf5_weights_file_holds_a_shared_blob_with_its_owner(tmp_path):
+    # net-32. Caffe's ToHDF5 saves a param only where param_owners_ is -1 (the first layer)
+    h5py = pytest.importorskip("h5py")
+    ip = ('layer {{ name: "{}" type: "InnerProduct" bottom: "x" top: "{}" param {{ name: "w" }}'
+          ' inner_product_param {{ num_output: 2 bias_term: false '
+          'weight_filler {{ type: "xavier" }} }} }}\n')
+    net = Net(_input("x", 2, 3) + ip.format("ip1", "y1") + ip.format("ip2", "y2"), TEST)
+    net.save_hdf5(str(tmp_path / "w.caffemodel.h5"))
+    with h5py.File(tmp_path / "w.caffemodel.h5", "r") as f:
+        assert "0" in f["data"]["ip1"] and "0" not in f["data"]["ip2"]
+
+
+def test_propagate_down_once_for_two_bottoms_is_refused():
+    # net-08. Caffe (net.cpp:114): "propagate_down param must be specified either 0 or
+    # bottom_size times"
+    with pytest.raises(AllconvError, match="propagate_down"):
+        Net(_input("x", 2, 3) + _input("l", 2)
+            + 'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "x" bottom: "l" '
+            'top: "loss" propagate_down: true }\n', TRAIN)
+
+
+def test_a_strict_share_of_an_equal_count_in_another_shape_is_refused():
+    # net-12. Caffe (net.cpp:555): "Cannot share param 'w' ...; shape mismatch" (2 6 vs 3 4)
+    text = (_input("a", 1, 6) + _input("b", 1, 4)
+            + 'layer { name: "ip1" type: "InnerProduct" bottom: "a" top: "y1" param { name: "w" }'
+            ' inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }\n'
+            'layer { name: "ip2" type: "InnerProduct" bottom: "b" top: "y2" param { name: "w" }'
+            ' inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }\n')
+    with pytest.raises(AllconvError, match="shape"):
+        Net(text, TEST)
+    Net(text.replace('param { name: "w" }', 'param { name: "w" share_mode: PERMISSIVE }'), TEST)
+
+
+def test_a_rule_without_a_phase_matches_a_test_net():
+    # filter-01. Caffe's StateMeetsRule checks the phase only where the rule has one
+    text = (_input("x", 2, 3)
+            + 'layer { name: "r" type: "ReLU" bottom: "x" top: "y" include { stage: "s" } }\n')
+    assert "r" in Net(text, TEST, stages=["s"]).layer_dict
+    assert "r" not in Net(text, TEST).layer_dict
+
+
+def test_the_level_bounds_are_inclusive_and_each_bounds_its_side():
+    # filter-03, filter-04: Caffe's level < min_level and level > max_level exclude
+    def meets(level, **fields):
+        return state_meets_rule(pb.NetState(level=level), pb.NetStateRule(**fields))
+    assert meets(3, max_level=3) and meets(1, max_level=3) and not meets(4, max_level=3)
+    assert meets(2, min_level=2) and not meets(1, min_level=2)
+
+
+def test_loss_weights_past_the_tops_are_one_line():
+    # splits-08. Caffe (layer.hpp:417): "loss_weight must be unspecified or specified once
+    # per top blob"
+    with pytest.raises(AllconvError, match="loss_weight"):
+        Net(_input("x", 2, 3) + 'layer { name: "r" type: "ReLU" bottom: "x" top: "y" '
+            'loss_weight: 1 loss_weight: 2 }\n', TRAIN)
+
+
+def test_a_weighted_top_that_layers_read_splits_with_its_loss_on_split_top_0():
+    # splits-07. Reference pycaffe: bottom_names, outputs and blob_loss_weights as below
+    ip = ('layer {{ name: "{}" type: "InnerProduct" bottom: "{}" top: "{}" {} '
+          'inner_product_param {{ num_output: 2 weight_filler {{ type: "xavier" }} }} }}\n')
+    net = Net(_input("x", 2, 3) + _input("t", 2, 2) + ip.format("ip1", "x", "y", "loss_weight: 0.5")
+              + ip.format("ip2", "y", "z", "")
+              + 'layer { name: "loss" type: "EuclideanLoss" bottom: "z" bottom: "t" top: "l" }\n'
+              'layer { name: "loss2" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "l2" '
+              'loss_weight: 2 }\n', TRAIN)
+    assert net.bottom_names["ip2"] == ["y_ip1_0_split_1"]
+    assert net.bottom_names["loss2"] == ["y_ip1_0_split_2", "t_t_0_split_1"]
+    assert list(net.outputs) == ["l", "l2", "y_ip1_0_split_0"]
+    weights = {k: v for k, v in net.blob_loss_weights.items() if v}
+    assert weights == {"y_ip1_0_split_0": 0.5, "l": 1.0, "l2": 2.0}
+
+
+def test_a_layer_whose_readers_propagate_nothing_is_skipped_though_softmax_writes_its_diff():
+    # bwplan-07. Reference pycaffe: Softmax (propagate_down false) writes y's diff, but
+    # Caffe's skip rule stops ip1's Backward: its weight diff stays 0
+    net = Net(_input("x", 2, 3) + _input("t", 2, 2)
+              + 'layer { name: "ip1" type: "InnerProduct" bottom: "x" top: "y" '
+              'inner_product_param { num_output: 2 weight_filler { type: "constant" value: 0.5 }'
+              ' bias_filler { type: "constant" value: 0.1 } } }\n'
+              'layer { name: "sm" type: "Softmax" bottom: "y" top: "p" propagate_down: false }\n'
+              'layer { name: "loss" type: "EuclideanLoss" bottom: "p" bottom: "t" top: "l" }\n',
+              TRAIN)
+    net.forward(x=torch.tensor(X), t=torch.tensor([[0.5, -1.0], [2.0, 1.0]]))
+    net.backward()
+    assert np.allclose(net.blobs["y"].diff.numpy(), [[-0.1875, 0.1875], [-0.125, 0.125]])
+    assert torch.count_nonzero(net.params["ip1"][0].diff) == 0

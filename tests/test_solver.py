@@ -1302,3 +1302,134 @@ def test_write_weights_refuses_diffs_of_another_count(tmp_path):
         write_weights(tmp_path / "w.caffemodel",
                       [("ip", "InnerProduct", [np.ones(2, np.float32)] * 2)],
                       diffs=[[np.ones(2, np.float32)]])
+
+
+@pytest.mark.parametrize("field", ["average_loss", "iter_size"])
+def test_average_loss_and_iter_size_below_1_are_refused(field):
+    # solver-01: Caffe's Solver::Init CHECK_GE(average_loss, 1). solver-02: Caffe has no
+    # check on iter_size, and 0 makes its loss and update 0/0 (NaN); the runtime refuses it
+    with pytest.raises(AllconvError, match=field):
+        SGDSolver(_solver_param(_net_text(), **{field: 0}), train_feed=Feed(_batches(1)))
+
+
+def test_more_test_iter_than_specific_test_nets_is_refused():
+    # solver-05: Caffe's CHECK_EQ(test_iter_size, num_test_nets) without a generic net
+    p = _solver_param(_net_text(), test_iter=[1, 1], test_interval=10)
+    p.train_net_param.CopyFrom(p.net_param)
+    p.test_net_param.add().CopyFrom(p.net_param)
+    p.ClearField("net_param")
+    with pytest.raises(AllconvError, match="test_iter"):
+        SGDSolver(p, train_feed=Feed(_batches(1)), test_feeds=Feed(_batches(1)))
+    del p.test_iter[1:]
+    SGDSolver(p, train_feed=Feed(_batches(1)), test_feeds=Feed(_batches(1)))
+
+
+def test_iter_size_averages_the_passes_losses():
+    # solver-15: Caffe's Step: loss /= iter_size (the same batch twice: the loss of one)
+    losses = []
+    for iter_size in (1, 2):
+        solver = SGDSolver(_solver_param(_net_text(), iter_size=iter_size),
+                           train_feed=Feed(_batches(1)))
+        solver.step(1)
+        losses.append(solver.smoothed_loss)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
+
+
+def test_each_step_call_starts_a_fresh_smoothed_loss():
+    # solver-19: Caffe's Step clears losses_ and smoothed_loss_ at each call
+    def solver():
+        return SGDSolver(_solver_param(_net_text(), average_loss=10),
+                         train_feed=Feed(_batches(3)))
+    ref = solver()
+    ref.step(2)
+    third = ref.net.forward_backward()      # the loss of iteration 2, before its update
+    s = solver()
+    s.step(2)
+    s.step(1)
+    assert s.smoothed_loss == pytest.approx(third, rel=1e-6)
+
+
+def test_solve_ends_by_averaging_in_the_loss_at_the_final_weights():
+    # solver-24: Caffe's Solve: a forward after the last update joins the smoothed loss
+    solver = SGDSolver(_solver_param(_net_text(), max_iter=2, display=1, average_loss=1),
+                       train_feed=Feed(_batches(1)))
+    solver.solve()
+    with torch.no_grad():
+        final = float(solver.net.loss())
+    assert solver.smoothed_loss == pytest.approx(final, rel=1e-6)
+
+
+def test_the_rate_is_logged_at_display_iterations_only(caplog):
+    # solver-29: Caffe's ApplyUpdate logs "Iteration N, lr = R" where iter % display == 0
+    solver = SGDSolver(_solver_param(_net_text(), display=2), train_feed=Feed(_batches(1)))
+    with caplog.at_level(logging.INFO, logger="allconv.solver"):
+        solver.step(4)
+    lines = [r.getMessage() for r in caplog.records if ", lr = " in r.getMessage()]
+    assert [line.split(",")[0] for line in lines] == ["Iteration 0", "Iteration 2"]
+
+
+def test_test_scores_of_a_constant_output_are_its_value():
+    # solver-31: the sums must not alias an output the net hands back each forward
+    # (DummyData's constant top)
+    text = _net_text() + ('layer { name: "one" type: "DummyData" top: "one" dummy_data_param '
+                          '{ shape { dim: 1 } data_filler { type: "constant" value: 1 } } '
+                          'include { phase: TEST } }')
+    solver = SGDSolver(_solver_param(text, test_iter=[3], test_interval=10),
+                       train_feed=Feed(_batches(1)), test_feeds=Feed(_batches(1)))
+    assert solver.test(0)["one"] == 1.0
+    assert solver.test(0)["one"] == 1.0
+
+
+def test_snapshot_without_a_prefix_is_refused(tmp_path, monkeypatch):
+    # solver-32. Caffe's CheckSnapshotWritePermissions: "In solver params, snapshot is
+    # specified but snapshot_prefix is not"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AllconvError, match="snapshot_prefix is not"):
+        SGDSolver(_solver_param(_net_text(), snapshot=10), train_feed=Feed(_batches(1)))
+    assert not list(tmp_path.iterdir())
+
+
+def test_weights_names_are_trimmed_of_blanks(tmp_path):
+    # solver-33. Caffe's LoadNetWeights: split at commas, boost::trim each name
+    first = SGDSolver(_solver_param(_net_text()), train_feed=Feed(_batches(1)))
+    first.net.save(str(tmp_path / "w.caffemodel"))
+    p = _solver_param(_net_text(), weights=[f" {tmp_path / 'w.caffemodel'} "])
+    solver = SGDSolver(p, train_feed=Feed(_batches(1)))
+    assert torch.equal(solver.net.params["ip1"][0].data, first.net.params["ip1"][0].data)
+
+
+def _staged(**solver_fields):
+    """test_solver's net with a ReLU at level 2, one for stage "a" and one for stage "own"
+    (the net's own state); the solver's train net layers."""
+    text = _net_text() + "".join(
+        f'layer {{ name: "{n}" type: "ReLU" bottom: "ip2" top: "{n}" include {{ {r} }} }}\n'
+        for n, r in (("lvl2", "min_level: 2"), ("a", 'stage: "a"'), ("own", 'stage: "own"')))
+    p = _solver_param("state { stage: \"own\" }\n" + text)
+    p.train_state.level = 2
+    p.train_state.stage.append("a")
+    solver = SGDSolver(p, train_feed=Feed(_batches(1)), **solver_fields)
+    return [n for n in ("lvl2", "a", "own") if n in solver.net.layer_dict]
+
+
+def test_the_train_net_state_merges_the_nets_the_train_state_and_level():
+    # solver-34/35/36: Caffe's InitTrainNet merges the net's state and train_state; caffe
+    # train's -level (default 0) always replaces train_state's level
+    assert _staged() == ["lvl2", "a", "own"]
+    assert _staged(level=0) == ["a", "own"]
+
+
+def test_two_train_nets_are_refused():
+    # solver-08: Caffe's CHECK_LE(num_train_nets, 1) ("must not contain more than one")
+    p = _solver_param(_net_text())
+    p.train_net_param.CopyFrom(p.net_param)
+    with pytest.raises(AllconvError, match="exactly one train net"):
+        SGDSolver(p, train_feed=Feed(_batches(1)))
+
+
+def test_a_test_state_per_test_net_or_none():
+    # solver-07: Caffe's CHECK_EQ(test_state_size, num_test_net_instances)
+    p = _solver_param(_net_text(), test_iter=[1], test_interval=10)
+    p.test_state.add(stage=["a"])
+    p.test_state.add(stage=["b"])
+    with pytest.raises(AllconvError, match="test_state"):
+        SGDSolver(p, train_feed=Feed(_batches(1)), test_feeds=Feed(_batches(1)))
