@@ -31,6 +31,11 @@ _LAZY = {
     "set_random_seed": "runtime.mode",
     "layer_type_list": "runtime.layers",
     "Layer": "runtime.python_layer_api",
+    # pycaffe's net_spec names on the package (its `layers` is runtime.net_spec.layers here:
+    # runtime.layers is the layers' code)
+    "NetSpec": "runtime.net_spec",
+    "params": "runtime.net_spec",
+    "to_proto": "runtime.net_spec",
 }
 
 __all__ = ["AllconvError", *_LAZY]

@@ -135,6 +135,8 @@ def test_pycaffe_s_names_are_found_on_the_package():
     from runtime.python_layer_api import Layer
     assert runtime.io is io
     assert runtime.net_spec.NetSpec.__name__ == "NetSpec"
+    assert (runtime.NetSpec, runtime.params, runtime.to_proto) == (
+        runtime.net_spec.NetSpec, runtime.net_spec.params, runtime.net_spec.to_proto)
     assert runtime.proto.caffe_pb2 is pb
     assert runtime.Layer is Layer
     # as Caffe's LayerRegistry lists them: every registered type, in byte order

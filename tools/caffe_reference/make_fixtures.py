@@ -1539,10 +1539,10 @@ def caffe_step(work: Path, out: Path, only: list[str]) -> None:
         print("WARNING: no runtime-saved caffemodel in WORKDIR; skipping the runtime -> Caffe "
               "round trip (run the venv step with the runtime in place)")
         cases = [c for c in cases if c["kind"] != "roundtrip_runtime"]
-    missing = [c["name"] for c in cases
-               if c.get("h5_files") and not (work / "data" / c["name"]).is_dir()
+    missing = [c["name"] for c in cases if selected(c["name"], only) and (
+               c.get("h5_files") and not (work / "data" / c["name"]).is_dir()
                or hdf5_snapshot(c) and c.get("snapshot_at")
-               and not (work / "ours" / c["name"]).is_dir()]
+               and not (work / "ours" / c["name"]).is_dir())]     # (the venv step made none)
     if missing:
         print(f"WARNING: no files for {missing} (h5py missing in the venv); skipped")
         cases = [c for c in cases if c["name"] not in missing]

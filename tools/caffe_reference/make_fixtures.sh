@@ -3,6 +3,9 @@
 #
 #   tools/caffe_reference/make_fixtures.sh [--only SUBSTRING ...]
 #
+# --only: the cases whose names hold a SUBSTRING; the words text, net_spec and io pick the
+# three files below instead (--only text io: those two alone).
+#
 # Step 1 (the project's venv): render the generated networks and write a .caffemodel with the
 #         runtime's Net.save (for the runtime -> Caffe round trip) into a temp dir.
 # Step 2 (Debian's /usr/bin/python3 + pycaffe): run every case in Caffe, write
@@ -48,8 +51,21 @@ trap 'rm -rf "$work"' EXIT
 caffe_env=(env "PYTHONPATH=$CAFFE_PREFIX/python:$repo/tools/caffe_reference:$work/pylib:$repo/tests/fixtures/python_layers"
            GLOG_minloglevel=2)
 cd "$repo"
-"$VENV/bin/python" tools/caffe_reference/make_fixtures.py venv "$work" "$@"
-"${caffe_env[@]}" "$CAFFE_PYTHON" tools/caffe_reference/make_fixtures.py caffe "$work" "$out" "$@"
+# --only's words text, net_spec and io pick those files; the others pick layer cases by name
+cases=()
+if [ $# -gt 0 ] && [ "$1" = --only ]; then
+  shift
+  for word in "$@"; do
+    case $word in text|net_spec|io) ;; *) cases+=("$word") ;; esac
+  done
+  set -- --only "$@"
+fi
+if [ $# -eq 0 ] || [ ${#cases[@]} -gt 0 ]; then
+  only=(); [ ${#cases[@]} -eq 0 ] || only=(--only "${cases[@]}")
+  "$VENV/bin/python" tools/caffe_reference/make_fixtures.py venv "$work" "${only[@]}"
+  "${caffe_env[@]}" "$CAFFE_PYTHON" tools/caffe_reference/make_fixtures.py caffe "$work" "$out" \
+      "${only[@]}"
+fi
 if [ $# -eq 0 ] || [[ " $* " == *" text "* ]]; then    # how Caffe reads prototxt text
   "${caffe_env[@]}" "$CAFFE_PYTHON" tools/caffe_reference/make_text_cases.py \
       "$out/text_format_cases.json" > /dev/null
