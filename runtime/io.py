@@ -197,6 +197,9 @@ class Transformer:
         sample = np.array(image, dtype=np.float32)          # a copy: the steps work in place
         size = self.inputs[name][2:]
         if sample.shape[:2] != size:
+            if sample.ndim != 3:
+                raise ValueError(f"preprocess resizes a (height, width, K) image, not one of "
+                                 f"shape {sample.shape}")
             sample = resize_image(sample, size)
         if name in self.transpose:
             sample = sample.transpose(self.transpose[name])

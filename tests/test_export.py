@@ -879,6 +879,12 @@ def test_unknown_or_repeated_outputs_are_one_line(tmp_path, capsys):
     net = Net(HAND_NETS["caffenet_like"][0], pb.TEST)
     assert (f"unknown output blob(s) 'scores' (blobs: {', '.join(net.blobs)})"
             in _bad(tmp_path, base + ["--outputs", "conv1,scores"], capsys))
+    # a blob read twice: the Split tops Caffe inserts are no names the user gave (newcomer41)
+    split = Net(_input((1, 3)) + _layer("s", "Sigmoid", ["data"], ["s"])
+                + _layer("a", "AbsVal", ["s"], ["a"]) + _layer("b", "TanH", ["s"], ["b"]),
+                pb.TEST)
+    with pytest.raises(AllconvError, match=r"'nope' \(blobs: data, s, a, b\)$"):
+        needed_layers(split, ["nope"])
     assert "argument --outputs: conv1 is given twice in 'conv1,conv1'" in _bad(
         tmp_path, base + ["--outputs", "conv1,conv1"], capsys)
     assert "argument --outputs: an empty blob name (in 'conv1,')" in _bad(

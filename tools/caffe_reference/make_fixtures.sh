@@ -19,7 +19,8 @@
 # Then: pytest tests/test_caffe_fixtures.py
 #
 # Needs Caffe built into $CAFFE_PREFIX (default /opt/reference-caffe); if it is missing:
-#   sudo ../shared/tools/build-reference-caffe.sh /opt/reference-caffe   (from the checkout; 5-10 min, 2 cores)
+#   sudo bash ../shared/tools/build-reference-caffe.sh   (from the checkout: apt, then the build;
+#   about 10-15 minutes on 2 cores)
 # or any BVLC Caffe with pycaffe for /usr/bin/python3: CAFFE_PREFIX=/path/to/caffe (the
 # folder holding python/caffe). The venv is $VENV (default <repo>/.venv).
 set -euo pipefail
@@ -33,8 +34,9 @@ caffe_env=(env "PYTHONPATH=$CAFFE_PREFIX/python:$repo/tools/caffe_reference" GLO
 if ! "${caffe_env[@]}" "$CAFFE_PYTHON" -m pycaffe_import 2>/dev/null; then
   cat >&2 <<MSG
 make_fixtures.sh: pycaffe is not importable from $CAFFE_PREFIX/python with $CAFFE_PYTHON.
-Build the reference Caffe first (CPU only, about 5-10 minutes on 2 cores):
-    $repo/../shared/tools/build-reference-caffe.sh $CAFFE_PREFIX
+Build the reference Caffe first (CPU only, about 10-15 minutes on 2 cores; as root or with
+sudo, as it installs Debian packages):
+    bash $repo/../shared/tools/build-reference-caffe.sh $CAFFE_PREFIX
 then run this script again (or set CAFFE_PREFIX to another Caffe checkout with pycaffe built).
 MSG
   exit 2
