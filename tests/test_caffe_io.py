@@ -126,7 +126,7 @@ def test_load_image_and_resize_image(tmp_path):
     with pytest.raises(ValueError, match="interp_order must be 0"):
         io.resize_image(row, (2, 2), interp_order=3)
     with pytest.raises(ValueError, match=r"preprocess resizes a \(height, width, K\) image"):
-        io.Transformer({"data": (1, 1, 2, 2)}).preprocess("data", [[1, 2], [3, 4]])
+        io.Transformer({"data": (1, 1, 3, 3)}).preprocess("data", [[1, 2], [3, 4]])
     for image, dims in ((row[0], (2, 2)), (row[:, :0], (2, 2)), (row, (0, 2))):
         with pytest.raises(ValueError, match="resize_image"):     # not torch's own words
             io.resize_image(image, dims)
