@@ -24,6 +24,15 @@ def split_blob_name(layer: str, blob: str, top_index: int, split_index: int) -> 
     return f"{split_layer_name(layer, blob, top_index)}_{split_index}"
 
 
+def is_inserted_split(layer_param) -> bool:
+    """Whether a layer is a Split that InsertSplits made: named ``split_layer_name`` of its
+    bottom, its tops numbered after it (names the prototxt does not give)."""
+    name = layer_param.name
+    return (layer_param.type == "Split" and len(layer_param.bottom) == 1
+            and name.startswith(f"{layer_param.bottom[0]}_") and name.endswith("_split")
+            and list(layer_param.top) == [f"{name}_{k}" for k in range(len(layer_param.top))])
+
+
 def _count_consumers(layers) -> tuple[dict, Counter, dict]:
     """(source top of each bottom, consumers of each top, explicit loss weight of each top);
     a top is (layer index, top index), the last writer of its blob name."""

@@ -14,23 +14,18 @@ from runtime.errors import AllconvError
 from runtime.export.fusion import batchnorm_scale_pairs
 from runtime.export.layers.batch_norm import batch_norm_with_scale
 from runtime.export.registry import BatchFixed, converter_for
+from runtime.insert_splits import is_inserted_split
 
 
 def needed_layers(net, outputs) -> list:
     """The layers the blobs ``outputs`` depend on, in the net's order."""
     unknown = [o for o in outputs if o not in net.blobs]
     if unknown:
-        inserted = {top for layer in net.layers if _inserted_split(layer) for top in layer.tops}
+        inserted = {top for layer in net.layers if is_inserted_split(layer.param)
+                    for top in layer.tops}
         raise AllconvError(f"unknown output blob(s) {', '.join(map(repr, unknown))} (blobs: "
                            f"{', '.join(b for b in net.blobs if b not in inserted)})")
     return net.layers_below(outputs)
-
-
-def _inserted_split(layer) -> bool:
-    """Whether ``layer`` is a Split that Caffe's InsertSplits made (its tops are no names the
-    prototxt gives): ``<blob>_<layer>_<i>_split``, tops ``<that>_<k>``."""
-    return layer.param.type == "Split" and layer.name.endswith("_split") and all(
-        top == f"{layer.name}_{k}" for k, top in enumerate(layer.tops))
 
 
 def used_inputs(net, outputs) -> list[str]:
