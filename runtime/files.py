@@ -136,7 +136,7 @@ def read_npz(path: PathLike, keys, what: str) -> dict:
     missing, cut short or corrupt file, another kind of file, a missing key or an array of
     other values is an AllconvError naming the path and what failed (``what``: what the file
     should be)."""
-    try:
+    with _numpy_file(path, what, ZIP_ERRORS):
         with open(path, "rb") as handle:
             magic = handle.read(4)
             if magic != ZIP_MAGIC:
@@ -149,12 +149,6 @@ def read_npz(path: PathLike, keys, what: str) -> dict:
                     raise AllconvError(f"{path}: not {what}: no array {missing[0]!r} (it holds "
                                        f"{', '.join(f.files) or 'none'})")
                 return {k: numeric(f[k], f"{path}, array {k!r}") for k in keys}
-    except FileNotFoundError:
-        raise AllconvError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise AllconvError(f"{path}: is a directory, expected {what}") from None
-    except ZIP_ERRORS as err:
-        raise AllconvError(f"{path}: not {what}: {_why_not_read(err)}") from None
 
 
 def read_npy(path: PathLike, what: str, mmap: bool = False) -> np.ndarray:
@@ -162,16 +156,24 @@ def read_npy(path: PathLike, what: str, mmap: bool = False) -> np.ndarray:
     numbers; a missing, cut short or corrupt file, or another kind of file (text, .npz, a
     pickle: no .npy magic string), is an AllconvError naming the path and what failed
     (``what``: what the file should be)."""
-    try:
+    with _numpy_file(path, what, NPY_ERRORS):
         with open(path, "rb") as handle:
             np.lib.format.read_magic(handle)
         return numeric(np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False),
                        f"{path}")
+
+
+@contextmanager
+def _numpy_file(path: PathLike, what: str, errors: tuple) -> Iterator[None]:
+    """Turn a missing file, a folder, or one of ``errors`` (numpy's on a file it cannot read)
+    met in the block into an AllconvError naming ``path`` and what failed."""
+    try:
+        yield
     except FileNotFoundError:
         raise AllconvError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise AllconvError(f"{path}: is a directory, expected {what}") from None
-    except NPY_ERRORS as err:
+    except errors as err:
         raise AllconvError(f"{path}: not {what}: {_why_not_read(err)}") from None
 
 
