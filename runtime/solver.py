@@ -478,9 +478,10 @@ class Solver:
             log.info("Optimization stopped early.")
             return
         if p.display and self.iter % p.display == 0:
-            # Forward-only pass to display the train loss after the last update.
-            with torch.no_grad():
-                loss = float(self.net.loss())
+            # Caffe's last Forward, to display the train loss after the last update: the
+            # net's blobs hold it, and a backward may follow (pycaffe's, after solve)
+            self.net.forward()
+            loss = self.net.last_loss
             self._update_smoothed_loss(loss, start_iter)
             log.info("Iteration %d, loss = %s", self.iter, _fmt(self.smoothed_loss))
         if p.test_interval and self.iter % p.test_interval == 0:

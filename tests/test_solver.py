@@ -328,6 +328,31 @@ def test_after_a_step_each_diff_holds_the_update_as_pycaffe_shows(type_name):
         assert all(torch.equal(w.grad, h) for w, h in zip(s.net.learnable_params, s.history))
 
 
+def test_solve_ends_with_caffes_forward_whose_blobs_and_backward_pycaffe_reads():
+    """Caffe's Solve ends, on a display iteration, with one more Forward (the final train
+    loss it logs) on the next batch: real Caffe's net.blobs hold that pass after solve(), and
+    a backward adds its gradients to the update left in the diffs. Before: a forward that
+    stored no blobs (the last step's stayed) and a backward that was refused."""
+    from runtime.solver import make_solver
+    solvers = [make_solver(_solver_param(_net_text(), display=1, max_iter=3),
+                           train_feed=Feed(_batches(5, seed=6))) for _ in range(2)]
+    solved, stepped = solvers
+    solved.solve()
+    stepped.step(3)
+    stepped.net.forward()
+    assert solved.net.blobs["loss"].data.item() == stepped.net.blobs["loss"].data.item()
+    for name in ("data", "ip1", "ip2", "label"):
+        assert torch.equal(solved.net.blobs[name].data, stepped.net.blobs[name].data), name
+    update = solved.net.params["ip1"][0].diff.clone()
+    solved.net.backward()
+    stepped.net.backward()
+    assert not torch.allclose(solved.net.params["ip1"][0].diff, update)
+    for name in ("ip1", "ip2"):
+        for i in range(2):
+            assert torch.equal(solved.net.params[name][i].diff,
+                               stepped.net.params[name][i].diff), (name, i)
+
+
 def test_callbacks_run_as_pycaffes_around_each_iterations_passes():
     """add_callback: on_start after the iteration's test and before its forward, then
     on_gradients_ready with the diffs computed and the weights not yet updated (Caffe's
