@@ -10,7 +10,27 @@ import torch
 from runtime.blob_shape import legacy_shape
 
 
-class Blob:
+class _Shaped:
+    """``count`` and pycaffe's legacy ``num``/``channels``/``height``/``width`` of a view with
+    a ``shape``, named by ``_what`` in the error of a shape of more than 4 axes."""
+
+    _what: str
+
+    @property
+    def count(self) -> int:
+        return math.prod(self.shape)
+
+    def _legacy(self, axis: int) -> int:
+        """Caffe's LegacyShape: the axis of a blob of at most 4 axes, 1 past its last."""
+        return legacy_shape(self.shape, self._what)[axis]
+
+    num = property(lambda self: self._legacy(0), doc="pycaffe's legacy axis 0")
+    channels = property(lambda self: self._legacy(1), doc="pycaffe's legacy axis 1")
+    height = property(lambda self: self._legacy(2), doc="pycaffe's legacy axis 2")
+    width = property(lambda self: self._legacy(3), doc="pycaffe's legacy axis 3")
+
+
+class Blob(_Shaped):
     """pycaffe-style view of a named blob: ``data``, ``diff``, ``shape``, ``count``.
 
     ``data`` is the latest value (the last writer's output in an in-place chain). An
@@ -27,6 +47,7 @@ class Blob:
 
     def __init__(self, net, name: str):
         self._net, self.name = net, name
+        self._what = f"blob {name!r}"
 
     @property
     def data(self) -> torch.Tensor:
@@ -50,19 +71,6 @@ class Blob:
     def shape(self) -> tuple[int, ...]:
         return self._net._shapes[self.name]
 
-    @property
-    def count(self) -> int:
-        return math.prod(self.shape)
-
-    def _legacy(self, axis: int) -> int:
-        """Caffe's LegacyShape: the axis of a blob of at most 4 axes, 1 past its last."""
-        return legacy_shape(self.shape, f"blob {self.name!r}")[axis]
-
-    num = property(lambda self: self._legacy(0), doc="pycaffe's legacy axis 0")
-    channels = property(lambda self: self._legacy(1), doc="pycaffe's legacy axis 1")
-    height = property(lambda self: self._legacy(2), doc="pycaffe's legacy axis 2")
-    width = property(lambda self: self._legacy(3), doc="pycaffe's legacy axis 3")
-
     def reshape(self, *shape) -> None:
         """Resize an input blob (then call ``net.reshape()``), like pycaffe."""
         self._net._reshape_input(self.name, shape)
@@ -71,12 +79,13 @@ class Blob:
         return f"Blob({self.name!r}, shape={self.shape})"
 
 
-class ParamView:
+class ParamView(_Shaped):
     """pycaffe-style view of a layer's learnable blob ``index``, in the layer's own shape:
     writes to ``data`` change the weights."""
 
-    def __init__(self, blobs, index: int, held: "HeldParamDiffs"):
+    def __init__(self, blobs, index: int, held: "HeldParamDiffs", layer: str):
         self._param, self._shape, self._held = blobs.owner(index), blobs[index].shape, held
+        self._what = f"{layer}'s parameter {index}"
 
     @property
     def data(self) -> torch.Tensor:
@@ -93,10 +102,6 @@ class ParamView:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self._shape)
-
-    @property
-    def count(self) -> int:
-        return self._param.numel()
 
 
 class HeldParamDiffs:

@@ -396,8 +396,8 @@ class Net(nn.Module):
         self.learnable_params = list({id(p): p for l in self.layers
                                       for p in l.blobs.owners()}.values())
         self._held_param_diffs = HeldParamDiffs()
-        self.params = OrderedDict((l.name, [ParamView(l.blobs, i, self._held_param_diffs)
-                                            for i in range(len(l.blobs))])
+        self.params = OrderedDict((l.name, [ParamView(l.blobs, i, self._held_param_diffs,
+                                                      l.name) for i in range(len(l.blobs))])
                                   for l in self.layers if len(l.blobs))
 
     # ------------------------------------------------------------------ blobs

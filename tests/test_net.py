@@ -1317,11 +1317,15 @@ def test_a_resized_input_keeps_its_memory_as_caffes_blob():
 
 def test_pycaffe_legacy_axes_and_layer_dict():
     """blob.num/channels/height/width as Caffe's LegacyShape (1 past the last axis; more than
-    4 axes refused), and net.layer_dict by name: both were AttributeErrors."""
+    4 axes refused), on blobs and parameters, and net.layer_dict by name: all were
+    AttributeErrors."""
     net = _deploy()
     data, ip = net.blobs["data"], net.blobs["ip"]
     assert (data.num, data.channels, data.height, data.width) == (2, 3, 6, 6)
     assert (ip.num, ip.channels, ip.height, ip.width) == (2, 5, 1, 1)
+    weight, bias = net.params["ip"]     # pycaffe's params are Blobs too: (5, 144) and (5,)
+    assert (weight.num, weight.channels, weight.height, weight.width) == (5, 144, 1, 1)
+    assert (bias.num, bias.channels, bias.width, bias.count) == (5, 1, 1, 5)
     assert list(net.layer_dict) == net.layer_names
     assert net.layer_dict["ip"].type == "InnerProduct" and net.layer_dict["ip"] is net.layers[2]
     five = Net('name: "f" layer { name: "in" type: "Input" top: "x" input_param { shape { '
