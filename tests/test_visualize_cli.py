@@ -166,6 +166,20 @@ def test_a_net_whose_input_is_not_an_image_is_one_line(tmp_path, capsys):
         "images and needs an N×C×H×W input\n")
 
 
+@pytest.mark.parametrize("argv, near", [
+    (["unitt"], "argument command: invalid choice: 'unitt' (did you mean unit?) (choose from "),
+    (["unit", "--dataset", "cifar1"], "argument --dataset: invalid choice: 'cifar1' (did you "
+                                      "mean cifar10, cifar100?) (choose from "),
+    (["filtres"], "argument command: invalid choice: 'filtres' (did you mean filters?)")])
+def test_a_misspelt_command_or_choice_gets_the_nearest_ones(argv, near, capsys):
+    """An unknown name lists the valid ones and the nearest, as a row's or a variant's does:
+    argparse's choices gave the list alone."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and near in err and err.count("\n") == 1
+
+
 def test_switches_on_a_deploy_file_without_fillers_warns_of_nothing(tmp_path, capsys):
     """The switched net takes the trained weights: its fillers' warnings were printed."""
     text = NET.replace('weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: '
