@@ -32,11 +32,16 @@ out=$repo/tests/fixtures
 
 caffe_env=(env "PYTHONPATH=$CAFFE_PREFIX/python:$repo/tools/caffe_reference" GLOG_minloglevel=2)
 if ! "${caffe_env[@]}" "$CAFFE_PYTHON" -m pycaffe_import 2>/dev/null; then
+  # the data_lmdb, data_leveldb, python, data_image and data_window cases need the full build
+  build=$repo/../shared/tools/build-reference-caffe.sh
+  case " $* " in *" data_lmdb "*|*" data_leveldb "*|*" python "*|*" data_image "*|*" data_window "*)
+    build=$repo/tools/caffe_reference/build-reference-caffe-full.sh;;
+  esac
   cat >&2 <<MSG
 make_fixtures.sh: pycaffe is not importable from $CAFFE_PREFIX/python with $CAFFE_PYTHON.
 Build the reference Caffe first (CPU only, about 10-15 minutes on 2 cores; as root or with
 sudo, as it installs Debian packages):
-    bash $repo/../shared/tools/build-reference-caffe.sh $CAFFE_PREFIX
+    bash $build $CAFFE_PREFIX
 then run this script again (or set CAFFE_PREFIX to another Caffe checkout with pycaffe built).
 MSG
   exit 2
