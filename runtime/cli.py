@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 import time
 import warnings
@@ -101,6 +102,10 @@ def train(args) -> None:
         log.info("Starting Optimization")
         solver.solve()
         log.info("Optimization Done.")
+        if solver.requested_early_exit and solver.last_state and ranks.is_main:
+            log.info("Stopped at iteration %d; resume from its last snapshot with: "
+                     "allconv-caffe train -solver %s -snapshot %s", solver.iter,
+                     shlex.quote(args.solver), shlex.quote(solver.last_state))
     leave(ranks)
 
 

@@ -204,6 +204,7 @@ class Solver:
         # or None (allconv-caffe train maps SIGINT/SIGHUP to these).
         self.action_function = None
         self.requested_early_exit = False
+        self.last_state: str | None = None     # the .solverstate `snapshot` wrote last
         self._callbacks: list[tuple[Callable[[], None], Callable[[], None]]] = []
         self.optimizer = self._make_optimizer()
         self.schedule = CaffeLR(self.optimizer, self.param)
@@ -575,10 +576,11 @@ class Solver:
         snapshot_format HDF5: .caffemodel.h5 and .solverstate.h5)."""
         if not self.param.HasField("snapshot_prefix"):
             raise AllconvError("cannot snapshot: snapshot_prefix is not set")
-        return snapshot.write(self.param.snapshot_prefix, self.net, self.optimizer,
-                              self.schedule, self._rng_state(),
-                              hdf5=self.param.snapshot_format == pb.SolverParameter.HDF5,
-                              diff=self.param.snapshot_diff)
+        model, self.last_state = snapshot.write(
+            self.param.snapshot_prefix, self.net, self.optimizer, self.schedule,
+            self._rng_state(), hdf5=self.param.snapshot_format == pb.SolverParameter.HDF5,
+            diff=self.param.snapshot_diff)
+        return model, self.last_state
 
     def _rng_state(self) -> dict:
         return {

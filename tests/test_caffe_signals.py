@@ -68,6 +68,10 @@ def test_sigint_stops_after_the_iteration_and_snapshots(workdir, start):
     (stopped,) = snapshots(workdir)
     assert 3 <= stopped < 100000000
     assert (workdir / f"snap_iter_{stopped}.caffemodel").is_file()
+    # the last line says how to go on (Caffe says nothing)
+    assert rest.splitlines()[-1].endswith(
+        f"Stopped at iteration {stopped}; resume from its last snapshot with: allconv-caffe "
+        f"train -solver solver.prototxt -snapshot snap_iter_{stopped}.solverstate")
 
 
 def test_sighup_snapshots_and_goes_on_and_effects_can_be_swapped(workdir, start):
@@ -90,7 +94,7 @@ def test_sighup_stop_without_snapshot_after_train(workdir, start):
     process.send_signal(signal.SIGHUP)
     rest = process.stderr.read()
     assert process.wait(timeout=60) == 0 and "Optimization stopped early." in rest
-    assert snapshots(workdir) == []
+    assert snapshots(workdir) == [] and "resume" not in rest
 
 
 def test_sigint_while_the_nets_are_built_is_the_solvers_stop(workdir, start):
