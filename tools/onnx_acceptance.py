@@ -64,11 +64,14 @@ def deploy_net(variant: str, weights=None) -> Net:
 def per_network(folder: Path) -> None:
     print("| network | vs Caffe, off (rel.) | vs Caffe, on (rel.) | vs runtime, off (abs.) "
           "| vs runtime, on (abs.) |\n|---|---|---|---|---|")
-    for variant in VARIANTS:
+    networks = tqdm(VARIANTS, desc="networks", unit="net", leave=False)
+    for variant in networks:
         caffe = against_caffe(variant)
         runtime = to_onnx(deploy_net(variant), folder / f"{variant}.onnx")
-        print(f"| {variant} | " + " | ".join(f"{d[k]:.2e}" for d in (caffe, runtime)
-                                            for k in check.LEVELS) + " |", flush=True)
+        networks.write(f"| {variant} | " + " | ".join(f"{d[k]:.2e}" for d in (caffe, runtime)
+                                                      for k in check.LEVELS) + " |",
+                       file=sys.stdout)
+        sys.stdout.flush()
 
 
 def all_c(folder: Path, weights) -> None:
