@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -265,7 +266,7 @@ def make_out(out: Path) -> list[Path]:
     """The --out folder, made once every check has passed (a refused command makes none); the
     folders it made, deepest first."""
     check_folder_writable(out, "--out")
-    whole = out.resolve()
+    whole = Path(os.path.realpath(out))
     inside = next((folder for folder in [whole, *whole.parents]
                    if RunFolder(folder).has_record), None)
     if inside is not None:

@@ -19,6 +19,7 @@ is `Run.update`, run eagerly or as one CUDA graph (harness/step.py).
 """
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -200,7 +201,7 @@ def check_pack(members: Sequence[tuple[RunOptions, Path]]) -> None:
         if other:
             raise AllconvError(f"the runs of a pack must share every option but lr and seed; "
                                f"these differ: {', '.join(other)}")
-    folders = [Path(d).resolve() for _, d in members]
+    folders = [os.path.realpath(d) for _, d in members]
     if len(set(folders)) != len(folders):
         raise AllconvError("two runs of a pack have the same run folder")
 

@@ -304,8 +304,9 @@ class RunFolder:
             for stale in self.path.glob(TEMPORARY):   # a killed write's
                 stale.unlink()
             return
-        shutil.rmtree(self.path, ignore_errors=True)
-        self.path.mkdir(parents=True)
+        folder = Path(os.path.realpath(self.path))     # a linked folder is emptied where it is
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
 
     def write_record(self, settings: dict, provenance: dict, **prototxt: str) -> None:
         """The run's record: the prototxt given (``net``, ``solver``, ``deploy``: texts as
@@ -327,7 +328,14 @@ class RunFolder:
             yield
 
     def check_free(self) -> None:
-        """`lock`'s error, now, if another process trains into the folder; makes nothing."""
+        """`lock`'s error, now, if another process trains into the folder, or an error if
+        something else stands where the folder goes (a file, a link that leads to no folder);
+        makes nothing."""
+        if not self.path.is_dir() and (self.path.is_symlink() or self.path.exists()):
+            what = "a symbolic link that leads to no folder" if self.path.is_symlink() else (
+                "a file")
+            raise AllconvError(f"{self.path}: {what}, where this run's folder goes: remove "
+                               "it, or give another --out")
         if self._lock_file.is_file():
             with open(self._lock_file, "a") as handle:
                 self._flock(handle)
@@ -636,8 +644,9 @@ class RunFolder:
     def _snapshot_at(self, weights) -> tuple[int | None, int | None]:
         """(the iteration of ``weights`` when they are one of this run's snapshots, else None;
         the newest snapshot's iteration, None without one)."""
-        checkpoints = {path.resolve(): n for path, n in self._checkpoints(".caffemodel")}
-        return (checkpoints.get(Path(weights).resolve()),
+        # realpath, not resolve: a link in a loop is named where it is read, not here
+        checkpoints = {os.path.realpath(path): n for path, n in self._checkpoints(".caffemodel")}
+        return (checkpoints.get(os.path.realpath(weights)),
                 max(checkpoints.values(), default=None))
 
     def check_dataset(self, given: str | None, option: str = "--dataset") -> None:

@@ -203,7 +203,8 @@ def json_value(text, *, non_finite_as_null: bool = False):
     """The JSON value of ``text``, read strictly: NaN, Infinity and -Infinity, which Python's
     json takes, and a number past a float's range (1e400, which it takes as infinity) are a
     ValueError, as `json_text` never writes them; or, with ``non_finite_as_null``, null (as
-    `json_text` writes them: a metrics line of an allconv before that wrote a bare NaN)."""
+    `json_text` writes them: a metrics line of an allconv before that wrote a bare NaN).
+    Arrays nested past Python's recursion limit are a ValueError too."""
     def constant(word: str):
         if non_finite_as_null:
             return None
@@ -216,7 +217,10 @@ def json_value(text, *, non_finite_as_null: bool = False):
         if non_finite_as_null:
             return None
         raise ValueError(f"{word} is past a float's range")
-    return json.loads(text, parse_constant=constant, parse_float=number)
+    try:
+        return json.loads(text, parse_constant=constant, parse_float=number)
+    except RecursionError:
+        raise ValueError("nested deeper than Python's JSON reader goes") from None
 
 
 def read_json_object(path: PathLike) -> dict:

@@ -203,3 +203,14 @@ def test_files_written_together_through_a_link_keep_the_link(tmp_path):
     with written_together():
         atomic_write_bytes(tmp_path / "link", b"new")
     assert (tmp_path / "link").is_symlink() and (tmp_path / "f").read_bytes() == b"new"
+
+
+def test_json_nested_past_the_recursion_limit_is_one_line_naming_the_file(tmp_path):
+    """Found by fuzzing: a run.json of 100,000 '[' was a RecursionError traceback out of
+    export-onnx --run, visualize --run and replicate --report."""
+    from runtime.files import read_json_object
+    path = tmp_path / "run.json"
+    path.write_text("[" * 100_000)
+    with pytest.raises(AllconvError, match=f"^{path}: cannot read it as JSON: nested deeper "
+                                           "than Python's JSON reader goes$"):
+        read_json_object(path)

@@ -729,6 +729,35 @@ def test_resume_of_a_run_another_process_trains_says_only_that(tmp_path, tiny_da
                    "stop it\n")
 
 
+@pytest.mark.parametrize("place", ["file", "loop"])
+def test_a_file_or_a_link_to_nothing_where_a_run_folder_goes_is_one_line(
+        tmp_path, tiny_data, capsys, place):
+    """Found by fuzzing: a link in a loop there was a traceback out of Path.resolve, a file
+    "File exists" after the note that the run starts afresh. A link to a folder is a folder
+    the run trains into, where the link leads."""
+    from runtime.cli_support import run_cli
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    folder = tmp_path / "out" / "tiny" / "model-a" / "lr-0.01-smoke"
+    folder.parent.mkdir(parents=True)
+    if place == "file":
+        folder.write_text("x")
+    else:
+        folder.symlink_to(folder.name)
+    argv = ["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+            "--no-verify", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "out"),
+            "--no-progress"]
+    for resume in ([], ["--resume"]):
+        assert run_cli(cli.main, "replicate", argv + resume) == 2
+        what = "a file" if place == "file" else "a symbolic link that leads to no folder"
+        assert capsys.readouterr().err == (f"replicate: error: {folder}: {what}, where this "
+                                           "run's folder goes: remove it, or give another --out\n")
+    folder.unlink()
+    (tmp_path / "elsewhere").mkdir()
+    folder.symlink_to(tmp_path / "elsewhere")
+    assert run_cli(cli.main, "replicate", argv) == 0
+    assert (tmp_path / "elsewhere" / "result.json").is_file() and folder.is_symlink()
+
+
 def test_a_batch_file_cut_short_is_named_before_the_length_check(tmp_path, capsys):
     """Before: "0.001 epochs of 40,325 images is less than one iteration" (the sizes' count
     rounded down) for a release whose data_batch_3.bin was cut mid-record."""

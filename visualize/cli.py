@@ -3,10 +3,10 @@ and the dataset images that drive each filter hardest (top-patches)."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 import textwrap
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -235,7 +235,7 @@ def check_outputs(args) -> None:
     """Every output path can be written, before anything is computed or written."""
     check_writable(args.out)
     if args.npz is not None:
-        if Path(args.npz).resolve() == Path(args.out).resolve():
+        if os.path.realpath(args.npz) == os.path.realpath(args.out):
             raise AllconvError(f"--npz and -o name the same file {args.out}")
         check_writable(args.npz)
 
