@@ -78,7 +78,8 @@ class Parser(argparse.ArgumentParser):
         message = _nearest_choice(message)
         # the subcommand's name when its arguments were reached (argparse leaves its
         # unrecognized ones for the top parser to say)
-        self.exit(2, f"{_parsed_prog.get() or self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"{_parsed_prog.get() or self.prog}: error: {message} (see --help)"
+                  .translate(_LINE_BREAKS) + "\n")
 
     def parse_known_args(self, args=None, namespace=None):
         _parsed_prog.set(self.prog)     # a subcommand's parser runs last: "visualize unit"

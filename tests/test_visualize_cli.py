@@ -170,10 +170,11 @@ def test_a_net_whose_input_is_not_an_image_is_one_line(tmp_path, capsys):
     (["unitt"], "argument command: invalid choice: 'unitt' (did you mean unit?) (choose from "),
     (["unit", "--dataset", "cifar1"], "argument --dataset: invalid choice: 'cifar1' (did you "
                                       "mean cifar10, cifar100?) (choose from "),
-    (["filtres"], "argument command: invalid choice: 'filtres' (did you mean filters?)")])
-def test_a_misspelt_command_or_choice_gets_the_nearest_ones(argv, near, capsys):
+    (["filtres"], "argument command: invalid choice: 'filtres' (did you mean filters?)"),
+    (["unit", "-o", "a\nb.pdf"], "a\\nb.pdf")])     # found by fuzzing: two lines
+def test_a_misspelt_command_or_choice_gets_the_nearest_ones_in_one_line(argv, near, capsys):
     """An unknown name lists the valid ones and the nearest, as a row's or a variant's does:
-    argparse's choices gave the list alone."""
+    argparse's choices gave the list alone. A line break in a value is escaped."""
     with pytest.raises(SystemExit) as stop:
         main(argv)
     err = capsys.readouterr().err
