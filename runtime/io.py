@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.errors import AllconvError
 from runtime.proto import pb
 
 # skimage's rgb2gray weights, which pycaffe's grey load_image reads with
@@ -78,13 +77,9 @@ def load_image(filename, color: bool = True) -> np.ndarray:
     """An 8-bit image file as float32 (height, width, 3) RGB in [0, 1], or with ``color``
     False (height, width, 1) grey; an image with alpha loses it. An image of 16-bit or 32-bit
     values is refused (Pillow would clip it to 8 bits)."""
-    from runtime.data.jpeg import pillow_image
+    from runtime.data.jpeg import pillow_image, rgb_8bit
     with pillow_image(filename, filename) as image:
-        mode, deep = image.mode, image.mode in ("I", "F") or image.mode.startswith("I;16")
-        rgb = None if deep else np.asarray(image.convert("RGB")) / 255.0
-    if deep:
-        raise AllconvError(f"{filename}: an image of mode {mode} (16 or 32 bits a value); "
-                           "load_image reads 8-bit images")
+        rgb = rgb_8bit(image, filename, "load_image") / 255.0
     grey = rgb if color else (rgb @ np.asarray(GREY_WEIGHTS))[:, :, None]
     return grey.astype(np.float32)
 

@@ -215,6 +215,15 @@ def test_a_torchvision_that_does_not_load_falls_back_to_pillow(tree, monkeypatch
         jpeg.torchvision_io.cache_clear()
 
 
+def test_pillow_refuses_a_16_bit_image_it_would_clip(tmp_path):
+    """A 16-bit PNG among the .JPEG files: Pillow's RGB conversion clipped it to 255."""
+    path = tmp_path / "deep.JPEG"
+    Image.fromarray(np.full((4, 5), 40000, np.uint16)).save(path, format="PNG")
+    with pytest.raises(AllconvError, match=f"^{path}: an image of mode I;16 .*; the ImageNet "
+                                           "loader reads 8-bit images$"):
+        jpeg._pillow(path.read_bytes(), path)
+
+
 @pytest.mark.skipif(jpeg.torchvision_io() is None, reason="torchvision does not load here")
 def test_torchvision_and_pillow_decode_alike(tree):
     path = scan(tree, "train").paths[0]

@@ -292,6 +292,21 @@ def test_image_is_whitened_with_the_runs_whitening_and_shown_raw(all_c, monkeypa
     np.testing.assert_allclose(picture.whitened, whitening(np.moveaxis(pixels, -1, 0)[None])[0])
 
 
+def test_a_16_bit_image_is_refused_not_clipped_to_white(all_c, capsys):
+    """Found by fuzzing: Pillow's RGB conversion clipped 99.5 % of the pixels to 255, and the
+    figure was drawn from that."""
+    from PIL import Image
+    d, _ = all_c
+    Image.fromarray(np.full((32, 32), 40000, np.uint16)).save(d / "deep.png")
+    code = run_cli(main, "visualize", ["unit", "--prototxt", str(d / "deploy.prototxt"),
+                                       "--weights", str(d / "w.caffemodel"), "--blob", "conv6",
+                                       "--image", str(d / "deep.png"), "-o", str(d / "u.png")])
+    assert code == 2 and capsys.readouterr().err == (
+        f"visualize unit: error: {d}/deep.png: an image of mode I;16 (16 or 32 bits a value); "
+        "visualize --image reads 8-bit images\n")
+    assert not (d / "u.png").exists()
+
+
 def test_image_of_another_size_for_a_cifar_net_is_refused(all_c, capsys):
     d, _ = all_c
     code = run_cli(main, "visualize", ["unit", "--prototxt", str(d / "deploy.prototxt"),

@@ -14,7 +14,7 @@ from harness.net_source import NetSource
 from runtime.cli_support import resolve_device
 from runtime.data import cifar, imagenet
 from runtime.data.datasets import CIFAR_RELEASE, IMAGE_FOLDER
-from runtime.data.jpeg import pillow_image
+from runtime.data.jpeg import pillow_image, rgb_8bit
 from runtime.data.large_augment import FRAME, LargeAugment, large_batch
 from runtime.data.preprocess import prepared_folder, prepared_images, prepared_whitening
 from runtime.data.source import is_npz_source, read_npz_source
@@ -197,7 +197,7 @@ def _image(args, net, source: NetSource) -> Picture:
 def _read_image(path) -> np.ndarray:
     """An image file as uint8 (3, H, W) RGB."""
     with pillow_image(path, path) as image:
-        return np.moveaxis(np.asarray(image.convert("RGB")), -1, 0)
+        return np.moveaxis(rgb_8bit(image, path, "visualize --image"), -1, 0)
 
 
 def device_tensor(array: np.ndarray, net) -> torch.Tensor:

@@ -72,9 +72,19 @@ def pillow_image(file, path):
         raise AllconvError(f"{path}: could not load the image: {err}") from None
 
 
+def rgb_8bit(image, path, reader: str) -> np.ndarray:
+    """Pillow's ``image`` as (H, W, 3) uint8 RGB; one of 16 or 32 bits a value, which Pillow's
+    conversion would clip to 8 bits, is an AllconvError naming ``path`` (``reader``: what
+    reads 8-bit images only)."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        raise AllconvError(f"{path}: an image of mode {image.mode} (16 or 32 bits a value); "
+                           f"{reader} reads 8-bit images")
+    return np.asarray(image.convert("RGB"))
+
+
 def _pillow(data: bytes, path: Path) -> torch.Tensor:
     with pillow_image(io.BytesIO(data), path) as image:
-        rgb = np.asarray(image.convert("RGB"))
+        rgb = rgb_8bit(image, path, "the ImageNet loader")
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
 
 
