@@ -199,7 +199,8 @@ def check_solver_length(solver_text: str) -> None:
     """The rendered solver runs at least one iteration and every lr step lies inside it."""
     solver = prototxt.parse_solver(solver_text)
     if solver.max_iter < 1:
-        raise AllconvError(f"--epochs is less than one iteration (max_iter {solver.max_iter})")
+        raise AllconvError(f"the run is less than one iteration (max_iter {solver.max_iter}): "
+                           "give more --epochs or a smaller --batch-size")
     steps = list(solver.stepvalue)
     if steps and steps[0] < 1:
         raise AllconvError("an lr step lies before the first iteration (stepvalue 0): give "

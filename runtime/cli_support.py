@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable
 from contextvars import ContextVar
 
+import numpy as np
 import torch
 
 from runtime.errors import AllconvError
@@ -148,6 +149,19 @@ def check_number(value, low: str | None = "positive", high=None, why: str = "",
         raise ValueError(f"must be at most {high}{why}, not {shown}")
 
 
+def _check_single(value: float, low: str | None, shown: str) -> None:
+    """A ValueError where a float option's ``value`` changes as Caffe's float fields (32 bits)
+    hold it: past their range (infinity), or a positive one that rounds to 0."""
+    with np.errstate(over="ignore"):
+        single = np.float32(value)
+    if np.isinf(single):
+        raise ValueError(f"must be within a 32-bit float's range (±3.4e38, that of Caffe's "
+                         f"float fields), not {shown}")
+    if low == "positive" and single == 0:
+        raise ValueError(f"must be at least a 32-bit float's smallest (1.4e-45, that of "
+                         f"Caffe's float fields), not {shown}")
+
+
 def number(kind=float, low: str | None = "positive", high: int | None = None, why: str = ""):
     """The argparse type of every number option: one finite number of ``kind`` (int or float)
     in the range of `check_number`; anything else is the parser's one-line error."""
@@ -161,6 +175,8 @@ def number(kind=float, low: str | None = "positive", high: int | None = None, wh
                 f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
         try:
             check_number(value, low, high, why, shown=text)
+            if kind is float:
+                _check_single(value, low, text)
         except ValueError as err:
             raise argparse.ArgumentTypeError(str(err)) from None
         return value

@@ -156,6 +156,14 @@ def test_templates_are_strict():
     assert render._ENV.undefined is jinja2.StrictUndefined
 
 
+def test_epochs_of_more_iterations_than_a_float_holds_are_one_line():
+    """The API's epochs are not bounded as the command line's float32 options are."""
+    with pytest.raises(AllconvError, match="^1e\\+308 epochs are more iterations than a float "
+                                           "holds, let alone Caffe's int32 max_iter"):
+        render_solver(get_variant("all-c"), NetOptions(batch_size=128),
+                      SolverOptions(net_path="net.prototxt", epochs=1e308))
+
+
 def test_solver_schedule_in_iterations():
     variant = get_variant("all-c")
     solver = parse_solver(render_solver(variant, NetOptions(batch_size=128),
@@ -288,7 +296,18 @@ WITH_SOLVER = ["--variant", "all-c", "-o", "n", "--solver", "s"]
     ([*WITH_SOLVER, "--epochs", "0"],
      "argument --epochs: must be positive, not 0"),
     ([*WITH_SOLVER, "--epochs", "1e-4"],
-     "--epochs is less than one iteration (max_iter 0)"),
+     "the run is less than one iteration (max_iter 0): give more --epochs or a smaller "
+     "--batch-size"),
+    ([*WITH_SOLVER, "--batch-size", "4294967295"],     # before: "--epochs is less than ..."
+     "the run is less than one iteration (max_iter 0)"),
+    # found by fuzzing: written, and read by Caffe as infinity (a NaN prob), or 0 (refused)
+    ([*WITH_SOLVER, "--base-lr", "1e39"], "argument --base-lr: must be within a 32-bit "
+                                         "float's range (±3.4e38, that of Caffe's float fields)"),
+    (["--variant", "all-c", "--bias-value=-1e39"], "argument --bias-value: must be within a "
+                                                  "32-bit float's range"),
+    (["--variant", "all-c", "--weight-filler", "gaussian", "--weight-std", "1e-46"],
+     "argument --weight-std: must be at least a 32-bit float's smallest (1.4e-45, that of "
+     "Caffe's float fields), not 1e-46"),
     ([*WITH_SOLVER, "--epochs", "1e30"],
      "the solver's max_iter would be 3.91e+32 iterations, "
      "more than Caffe's int32 field holds (2,147,483,647): give fewer epochs"),
@@ -436,7 +455,8 @@ def test_output_dash_is_stdout(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--epochs", "1e308", "--steps", "1e307"], "epochs are more iterations than a float"),
+    (["--epochs", "1e308", "--steps", "1e307"],
+     "argument --epochs: must be within a 32-bit float's range"),
     (["--epochs", "1", "--steps", "0.5000001,0.5000002"],
      "two lr steps fall on one iteration (stepvalue 195)"),
     (["--epochs", "0.0039", "--steps", "0.001"], "an lr step lies before the first iteration"),
