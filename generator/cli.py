@@ -12,7 +12,7 @@ from generator.render import (GAUSSIAN_STD, WEIGHT_FILLERS, Init, NetOptions, So
 from generator.variants import CIFAR_SCHEDULE, VARIANTS, get_variant
 from runtime import prototxt
 from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_version, comma_list,
-                                  given_options, number, options_off_default, run_cli)
+                                  given_options, number, options_off_default, run_command)
 from runtime.errors import AllconvError
 from runtime.files import check_writable
 from runtime.meta import count_params, meta_net
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    sys.exit(run_cli(main, "gen-prototxt"))
+    run_command(main, "gen-prototxt")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 from generator.variants import get_variant
 from harness.net_source import NetSource, net_source
 from runtime.blob_shape import INT_MAX
-from runtime.cli_support import Parser, add_version, comma_list, name, number, run_cli
+from runtime.cli_support import Parser, add_version, comma_list, name, number, run_command
 from runtime.data.datasets import IMAGE_FOLDER, dataset_names
 from runtime.errors import AllconvError
 from runtime.files import check_writable, suffix_option
@@ -201,7 +201,7 @@ def _variant(name: str) -> str | None:
 
 
 def entry_point() -> None:
-    sys.exit(run_cli(main, "export-onnx"))
+    run_command(main, "export-onnx")
 
 
 if __name__ == "__main__":

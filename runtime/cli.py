@@ -23,7 +23,7 @@ import torch
 
 from runtime.caffe_flags import (add_flags, command_first, configure_logging, gflags_spelling,
                                  log_failure)
-from runtime.cli_support import Parser, add_version, run_cli
+from runtime.cli_support import Parser, add_version, run_command
 from runtime.errors import AllconvError
 from runtime.layers import NoFillerWarning
 from runtime.signal_handler import SignalHandler
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    sys.exit(run_cli(main, "allconv-caffe"))
+    run_command(main, "allconv-caffe")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable
+from typing import NoReturn
 from contextvars import ContextVar
 
 import numpy as np
@@ -315,6 +316,21 @@ class Signalled(KeyboardInterrupt):
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+def _signalled(signum, frame):
+    raise Signalled(signum)
+
+
+def run_command(main: Callable[[list[str] | None], int | None], prog: str) -> NoReturn:
+    """A console script's body: `run_cli`, with SIGTERM and SIGHUP (a scheduler's, `timeout`'s,
+    a closed terminal's) ending the command as Ctrl-C does: unwound, so that no temporary file
+    stays, with a line naming the signal and status 128 + its number. A signal ignored when
+    the command starts (nohup's) stays ignored."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, _signalled)
+    sys.exit(run_cli(main, prog))
 
 
 def run_cli(main: Callable[[list[str] | None], int | None], prog: str,

@@ -106,3 +106,31 @@ def test_an_out_folder_that_takes_no_file_is_refused_before_any_whitening(tmp_pa
     assert run_cli(cli.main, "allconv-prep-cifar", ["--out", str(long)]) == 2
     assert capsys.readouterr().err == (f"allconv-prep-cifar: error: --out {long}: cannot write "
                                        "there: cannot reach it (File name too long)\n")
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_ends_a_command_as_ctrl_c_leaving_no_temporary_file(tmp_path,
+                                                                             signame):
+    """Found by fuzzing: SIGTERM killed allconv-prep-cifar silently in its LMDB write and left
+    its ~600 MB .partial folder; every console script (run_command) now unwinds as at Ctrl-C."""
+    import signal
+    import subprocess
+    from pathlib import Path
+    script = ("import sys, time\n"
+              "from runtime.cli_support import run_command\n"
+              "from runtime.files import atomic_writer\n"
+              "def main(argv):\n"
+              "    with atomic_writer(sys.argv[1]) as f:\n"
+              "        f.write(b'x')\n"
+              "        print('writing', flush=True)\n"
+              "        time.sleep(60)\n"
+              "run_command(main, 'cmd')\n")
+    process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out.npz")],
+                               cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "writing\n"
+    assert [p.name for p in tmp_path.iterdir()] != []          # its temporary file
+    process.send_signal(getattr(signal, signame))
+    assert process.wait(timeout=30) == 128 + getattr(signal, signame)
+    assert process.stderr.read() == f"cmd: interrupted by {signame}\n"
+    assert list(tmp_path.iterdir()) == []

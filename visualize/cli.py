@@ -13,7 +13,7 @@ import torch
 
 from harness.net_source import net_source
 from runtime.cli_support import (Parser, add_device_option, add_version, comma_list,
-                                  index_ranges, name, number, run_cli)
+                                  index_ranges, name, number, run_command)
 from runtime.data import imagenet
 from runtime.data.datasets import dataset_names
 from runtime.data.source import is_npz_source
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    sys.exit(run_cli(main, "visualize"))
+    run_command(main, "visualize")
 
 
 if __name__ == "__main__":

@@ -5,10 +5,9 @@ make_cifar10_gcn_whitened). The file names are the ones gen-prototxt's nets read
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from runtime.cli_support import Parser, add_version, run_cli
+from runtime.cli_support import Parser, add_version, run_command
 from runtime.data.datasets import dataset_names
 from runtime.data.lmdb_file import check_lmdb_target, lmdb_package, write_datum_lmdb
 from runtime.data.preprocess import STAGES, prepared_cifar
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    sys.exit(run_cli(main, "allconv-prep-cifar"))
+    run_command(main, "allconv-prep-cifar")
 
 
 if __name__ == "__main__":
