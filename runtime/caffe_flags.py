@@ -118,8 +118,12 @@ def add_flags(parser, used: dict[str, str]) -> None:
 
 def gflags_spelling(argv: list[str]) -> list[str]:
     """gflags takes --name as -name (Caffe's scripts write --solver=...); -name=value
-    argparse already takes."""
-    return [arg[1:] if arg.startswith("--") and arg[2:3].isalpha() and arg != "--help" else arg
+    argparse already takes. Its -help and -version act wherever they stand (after the
+    command too): the command's help, the version."""
+    if any(arg in ("-version", "--version") for arg in argv):
+        return ["-version"]
+    return ["--help" if arg == "-help" else
+            arg[1:] if arg.startswith("--") and arg[2:3].isalpha() and arg != "--help" else arg
             for arg in argv]
 
 

@@ -682,6 +682,19 @@ def test_running_out_of_memory_is_one_line(capsys):
         run_cli(bug, "allconv-caffe", [])
 
 
+@pytest.mark.parametrize("argv, shown", [
+    (["time", "-version"], "allconv-caffe: allconv "),
+    (["-model", "x", "time", "--version"], "allconv-caffe: allconv "),
+    (["train", "-help"], "usage: allconv-caffe train [-h] [-solver SOLVER]"),
+    (["-solver", "s", "train", "-help"], "usage: allconv-caffe train [-h]")])
+def test_help_and_version_act_after_the_command_as_gflags_takes_them(argv, shown, capsys):
+    """Found by fuzzing: `time -version` was "argument -v: 'ersion' is not an integer", and
+    `train -help` "ignored explicit argument 'elp'"; caffe.cpp's gflags take both anywhere."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 0 and capsys.readouterr().out.startswith(shown)
+
+
 def test_flags_may_come_before_the_command_as_gflags_takes_them(workdir, caplog):
     """caffe.cpp's gflags take `caffe -model X -iterations 1 time`; allconv-caffe said
     "invalid choice: 'X'". Flags alone name the commands."""
