@@ -68,5 +68,7 @@ def deferred_label_error(layers, records=None) -> AllconvError | None:
 
 
 def _message(layer, label: int, classes: int) -> str:
-    return (f"layer {layer.name!r} ({layer.param.type}): label {label} is outside its "
+    shown = (f"{label} (a NaN, infinite or huge value, as int64 reads it)"
+             if label in (torch.iinfo(torch.int64).min, torch.iinfo(torch.int64).max) else label)
+    return (f"layer {layer.name!r} ({layer.param.type}): label {shown} is outside its "
             f"{classes} classes (0 to {classes - 1})")

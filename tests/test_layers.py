@@ -552,6 +552,10 @@ def test_out_of_range_labels_name_layer_label_and_classes(text, name):
         layer(scores, labels)
     with pytest.raises(AllconvError, match="label -1 is outside"):
         layer(scores, torch.tensor([1.0, 2.0, -1.0]))
+    for odd in (float("nan"), 1e30):    # found by fuzzing: "label -9223372036854775808" alone
+        with pytest.raises(AllconvError, match=r"label -9223372036854775808 \(a NaN, infinite "
+                                               r"or huge value, as int64 reads it\) is outside"):
+            layer(scores, torch.tensor([1.0, odd, 0.0]))
     net = type("N", (), {"layers": [layer], "device": torch.device("cpu")})()
     deferred = defer_label_checks(net)
     assert deferred == [layer] and deferred_label_error(deferred) is None
