@@ -477,9 +477,19 @@ def test_image_data_shuffles_each_pass_and_skips_at_random(tmp_path):
 def test_image_data_errors_name_the_file(tmp_path):
     listing = _image_tree(tmp_path)
     (tmp_path / "bad.txt").write_text("missing.png 1\n")
-    with pytest.raises(AllconvError, match=r"missing\.png: could not load the image"):
+    with pytest.raises(AllconvError, match=r"missing\.png: could not load the image: .* "
+                                           rf"\(listed in {tmp_path}/bad.txt, line 1\)$"):
         Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
             image_data_param {{ source: "{tmp_path / 'bad.txt'}" }} }}""", TEST)
+    # found by fuzzing: a later line's image was named without the list and the line
+    (tmp_path / "later.txt").write_text(listing.read_text().replace("\r", "") + "gone.png 0\n")
+    net = Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
+        image_data_param {{ source: "{tmp_path / 'later.txt'}" root_folder: "{tmp_path / 'root'}/"
+                            batch_size: {len(COLOURS)} }} }}""", TEST)
+    net.forward()
+    with pytest.raises(AllconvError, match=r"gone\.png: could not load the image: .* \(listed "
+                                           rf"in {tmp_path}/later.txt, line {len(COLOURS) + 1}\)$"):
+        net.forward()
     with pytest.raises(AllconvError, match="new_height and new_width must be set together"):
         Net(f"""layer {{ name: "i" type: "ImageData" top: "d" top: "l"
             image_data_param {{ source: "{listing}" new_height: 4 }} }}""", TEST)

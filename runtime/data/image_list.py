@@ -83,7 +83,7 @@ class ImageList:
     def __init__(self, source: str, root_folder: str = "", new_size=None, is_color=True,
                  shuffle=False, rand_skip: int = 0, generator: torch.Generator | None = None,
                  threads: int = 4, cropped: bool = False):
-        self.lines = read_list(source)
+        self.source, self.lines = source, read_list(source)
         self.root, self.size, self.is_color = root_folder, new_size, is_color
         self.cropped, self.sizes_vary = cropped, not cropped
         self.passes = Passes(len(self.lines), generator or torch.Generator(), shuffle)
@@ -95,18 +95,21 @@ class ImageList:
             self.passes.cursor = skip
         self.threads = threads
         self._pool = None
-        first = self.lines[int(self.passes.order[self.passes.cursor])][0]
-        self.sample_shape = tuple(self._read(first).shape)
+        self.sample_shape = tuple(self._read(int(self.passes.order[self.passes.cursor])).shape)
 
-    def _read(self, name: str) -> torch.Tensor:
-        return read_image(self.root + name, self.is_color, self.size)
+    def _read(self, i: int) -> torch.Tensor:
+        """The image of list line ``i`` (from 0); an error names the list and the line."""
+        try:
+            return read_image(self.root + self.lines[i][0], self.is_color, self.size)
+        except AllconvError as err:
+            raise AllconvError(f"{err} (listed in {self.source}, line {i + 1})") from None
 
     def __call__(self, batch_size: int):
         index = self.passes.take(batch_size).tolist()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads)
         names = [self.lines[i][0] for i in index]
-        images = list(self._pool.map(self._read, names))
+        images = list(self._pool.map(self._read, index))
         check_same_size([self.root + name for name in names], images,
                         "batch_size 1, new_height/new_width or crop_size make a batch one size",
                         channels_only=self.cropped)
