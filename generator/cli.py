@@ -65,7 +65,8 @@ def build_parser() -> Parser:
     p.add_argument("--deploy", action="store_true",
                    help="Input-layer form for inference and export (no data, loss or accuracy)")
     p.add_argument("--solver", metavar="FILE",
-                   help="also write the matching solver prototxt, which names the net file (needs -o)")
+                   help="also write the matching solver prototxt, which names the net file "
+                        "(needs -o)")
     p.add_argument("--draw", metavar="PICTURE", help="draw the net to a .png or .svg file")
     g = p.add_argument_group("data")
     g.add_argument("--batch-size", type=number(int, high=UINT32_MAX),

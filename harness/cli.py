@@ -21,7 +21,7 @@ from harness.run_folder import RunFolder, length_settings
 from harness.specs import SPECS_DIR, Spec, load_tables, select
 from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_device_option, add_version,
                                   comma_list, number, option_name, options_off_default,
-                                  resolve_device, run_cli, Signalled)
+                                  resolve_device, run_command, Signalled)
 from runtime.distributed import (SINGLE, from_environment, launched_by_torchrun, leave,
                                  local_device, said_once)
 from runtime.errors import AllconvError
@@ -469,7 +469,7 @@ def _write_row(args, command: str, spec: Spec, runs: dict) -> dict:
 def entry_point() -> None:
     for signum in set(DeferredInterrupt.handled()) - {signal.SIGINT}:   # SIGINT: Python's own
         signal.signal(signum, _stop)
-    sys.exit(run_cli(main, "replicate"))
+    run_command(main, "replicate")
 
 
 if __name__ == "__main__":
