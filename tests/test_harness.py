@@ -19,6 +19,7 @@ import torch
 
 from generator.render import NetOptions, render_net
 from harness import cli, commit, jobs, run_folder
+from runtime.cli_support import run_cli
 from harness.jobs import default_levers
 from harness.pipelines import PIPELINES
 from harness.evaluation import class_counts, summarize
@@ -913,10 +914,10 @@ def test_a_huge_lr_diverges_into_a_failed_row(tmp_path, tiny_data, capsys):
 # ----------------------------------------------------------------------------- command line
 
 def test_cli_errors_are_one_line(capsys):
-    assert cli.run_cli(cli.main, "replicate", ["all-cnn-d"]) == 2
+    assert run_cli(cli.main, "replicate", ["all-cnn-d"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("replicate: error: unknown table or row")
-    assert cli.run_cli(cli.main, "replicate", ["all-cnn-c", "--epochs", "0"]) == 2
+    assert run_cli(cli.main, "replicate", ["all-cnn-c", "--epochs", "0"]) == 2
     assert "argument --epochs: must be positive" in capsys.readouterr().err
 
 
@@ -928,7 +929,7 @@ def test_cli_lists_rows_and_a_row_without_its_data_is_an_error(capsys, tmp_path)
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == [
         "table4/all-cnn-c-augmented", "table4/all-cnn-c-cifar100", "table4/large-all-cnn",
         "table3/all-cnn-c"]
-    assert cli.run_cli(cli.main, "replicate", ["table9", "--list"]) == 2
+    assert run_cli(cli.main, "replicate", ["table9", "--list"]) == 2
     assert "unknown table or row 'table9'" in capsys.readouterr().err
     # each column its entries' own: the dataset, the augmentation, numbers right-aligned
     assert cli.main(["large-all-cnn", "all-cnn-c", "--list"]) == 0
@@ -939,7 +940,7 @@ def test_cli_lists_rows_and_a_row_without_its_data_is_an_error(capsys, tmp_path)
         "350 epochs",
         "table3/all-cnn-c      ALL-CNN-C      cifar10  none             9.08  0.5  0.01    128  "
         "350 epochs"]
-    assert cli.run_cli(cli.main, "replicate", ["all-cnn-c", "--lr", "0.1", "--lr-search"]) == 2
+    assert run_cli(cli.main, "replicate", ["all-cnn-c", "--lr", "0.1", "--lr-search"]) == 2
     assert capsys.readouterr().err == ("replicate: error: --lr conflicts with --lr-search: "
                                        "give one\n")
     # --list lists: an option it would ignore is named, as given (--no-progress is display)
@@ -948,24 +949,24 @@ def test_cli_lists_rows_and_a_row_without_its_data_is_an_error(capsys, tmp_path)
     for option, named in ((["--lr", "0.1"], "--lr"), (["--cuda-graphs"], "--cuda-graphs"),
                           (["--no-channels-last"], "--no-channels-last"),
                           (["--no-verify"], "--no-verify"), (["--pack", "3"], "--pack")):
-        assert cli.run_cli(cli.main, "replicate", ["table3", "--list"] + option) == 2
+        assert run_cli(cli.main, "replicate", ["table3", "--list"] + option) == 2
         assert capsys.readouterr().err == (f"replicate: error: {named} does nothing with "
                                            "--list, which only lists the rows: drop it\n")
     # ImageNet is never downloaded: without --data its row, alone or in its table, stops
     # before anything trains with one line and exit status 2, never a skip
     for target in ("table6", "imagenet", "table6/imagenet"):
-        assert cli.run_cli(cli.main, "replicate", [target, "--out", str(tmp_path)]) == 2
+        assert run_cli(cli.main, "replicate", [target, "--out", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert err == ("replicate: error: table6/imagenet needs --data DIR: an ImageFolder tree "
                        "with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (ImageNet is not "
                        "downloaded)\n")
-    assert cli.run_cli(cli.main, "replicate", ["table6", "--data", str(tmp_path),
+    assert run_cli(cli.main, "replicate", ["table6", "--data", str(tmp_path),
                                                "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == (f"replicate: error: table6/imagenet: {tmp_path}/train: no "
                                        "such folder (--data must hold train/<wnid>/*.JPEG and "
                                        "val/<wnid>/*.JPEG)\n")
     # a folder without CIFAR stops the table's first row before anything trains
-    assert cli.run_cli(cli.main, "replicate", ["table3", "table6", "--data", str(tmp_path),
+    assert run_cli(cli.main, "replicate", ["table3", "table6", "--data", str(tmp_path),
                                                "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("replicate: error: table3/model-a: CIFAR-10 train files not found") and \
@@ -1203,7 +1204,7 @@ def test_a_device_this_machine_lacks_is_one_line(capsys, monkeypatch, device, cu
                                                  message):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_devices > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda_devices)
-    assert cli.run_cli(cli.main, "replicate", ["all-cnn-c", "--device", device]) == 2
+    assert run_cli(cli.main, "replicate", ["all-cnn-c", "--device", device]) == 2
     assert capsys.readouterr().err == (f"replicate: error: argument --device: {message} "
                                        "(see --help)\n")
 
@@ -1361,7 +1362,7 @@ def test_a_run_in_another_rows_folder_is_named_by_report(tmp_path, capsys):
     import shutil
     moved = tmp_path / "table3" / "model-c" / "lr-0.25"
     shutil.copytree(ROOT / "results" / "table3" / "all-cnn-c" / "lr-0.25", moved)
-    assert cli.run_cli(cli.main, "replicate", ["table3", "--report", "--out", str(tmp_path)]) == 2
+    assert run_cli(cli.main, "replicate", ["table3", "--report", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == (f"replicate: error: {moved}: a run of table3/all-cnn-c "
                                        "in table3/model-c's folder; move it to its own row's "
                                        "folder\n")
@@ -1560,7 +1561,7 @@ def test_a_bad_number_or_an_option_that_does_nothing_is_one_line_and_leaves_noth
         tmp_path, capsys, monkeypatch, given, message):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = tmp_path / "out"
-    assert cli.run_cli(cli.main, "replicate", ["all-cnn-c", "--out", str(out)] + given) == 2
+    assert run_cli(cli.main, "replicate", ["all-cnn-c", "--out", str(out)] + given) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"replicate: error: {message}") and err.count("\n") == 1, err
     assert not out.exists()
@@ -1569,13 +1570,13 @@ def test_a_bad_number_or_an_option_that_does_nothing_is_one_line_and_leaves_noth
 def test_report_on_a_missing_out_folder_is_one_line(tmp_path, capsys):
     """Before: exit 0 and twelve "no run finished yet" lines, nothing written."""
     out = tmp_path / "nonexistent"
-    assert cli.run_cli(cli.main, "replicate", ["table3", "--report", "--out", str(out)]) == 2
+    assert run_cli(cli.main, "replicate", ["table3", "--report", "--out", str(out)]) == 2
     assert capsys.readouterr().err == (f"replicate: error: --out {out}: no such folder "
                                        "(--report reads the run folders that training wrote "
                                        "there)\n")
     assert not out.exists()
     out.write_text("")
-    assert cli.run_cli(cli.main, "replicate", ["table3", "--report", "--out", str(out)]) == 2
+    assert run_cli(cli.main, "replicate", ["table3", "--report", "--out", str(out)]) == 2
     assert f"--out {out}: a file, not a folder" in capsys.readouterr().err
 
 
@@ -1588,7 +1589,7 @@ def test_the_largest_seed_is_caffes_and_cuda_graphs_stay_with_cuda(monkeypatch):
 
 
 def test_help_names_both_stops_of_exit_status_3(capsys):
-    assert cli.run_cli(cli.main, "replicate", ["--help"]) == 0
+    assert run_cli(cli.main, "replicate", ["--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "3 stopped by --time-limit or --deadline (rerun with --resume)" in text
     assert "0..4294967295 (Caffe's seed is an unsigned int)" in text
@@ -1609,7 +1610,7 @@ def test_a_refused_length_reads_no_data_and_makes_no_folder(tmp_path, tiny_data,
     tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
     monkeypatch.setattr(datasets, "prepared_cifar", lambda *a, **k: pytest.fail("data read"))
     out = tmp_path / "out"
-    assert cli.run_cli(cli.main, "replicate", [
+    assert run_cli(cli.main, "replicate", [
         "model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data), "--no-verify",
         "--device", "cpu", "--epochs", "0.001", "--out", str(out)]) == 2
     assert capsys.readouterr().err == ("replicate: error: tiny/model-a: 0.001 epochs of 32 "
@@ -1631,7 +1632,7 @@ def test_a_fresh_start_refuses_a_finished_runs_folder(tmp_path, tiny_data, capsy
     folder = out / "tiny" / "model-a" / "lr-0.01-smoke"
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     capsys.readouterr()
-    assert cli.run_cli(cli.main, "replicate", train + ["--lr", "0.01,0.02"]) == 2
+    assert run_cli(cli.main, "replicate", train + ["--lr", "0.01,0.02"]) == 2
     assert capsys.readouterr().err == (f"replicate: error: {folder} holds a finished run: "
                                        "--resume keeps it, --out DIR writes elsewhere; remove "
                                        "the folder to train it again\n")
@@ -1648,11 +1649,11 @@ def test_a_fresh_start_refuses_an_unfinished_runs_checkpoint(tmp_path, tiny_data
     train = ["model-a", "--specs", str(tmp_path / "specs"), "--out", str(out), "--data",
              str(tiny_data), "--no-verify", "--device", "cpu", "--no-progress", "--epochs",
              "2", "--eval-limit", "8", "--checkpoint-every", "1", "--lr", "0.01"]
-    assert cli.run_cli(cli.main, "replicate", train + ["--time-limit", "0.001"]) == 3
+    assert run_cli(cli.main, "replicate", train + ["--time-limit", "0.001"]) == 3
     [folder] = (out / "tiny" / "model-a").glob("lr-*")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     capsys.readouterr()
-    assert cli.run_cli(cli.main, "replicate", train) == 2
+    assert run_cli(cli.main, "replicate", train) == 2
     assert capsys.readouterr().err == (f"replicate: error: {folder} holds an unfinished run "
                                        "(its checkpoint checkpoint_iter_2): --resume keeps it, "
                                        "--out DIR writes elsewhere; remove the folder to train "
@@ -1672,7 +1673,7 @@ def test_report_names_a_run_stopped_before_its_first_record(tmp_path, tiny_data,
     run = out / "tiny" / "model-a" / "lr-0.01-smoke"
     (run / "result.json").unlink()
     (run / "metrics.jsonl").write_text("")
-    assert cli.run_cli(cli.main, "replicate", base + ["--report"]) == 2
+    assert run_cli(cli.main, "replicate", base + ["--report"]) == 2
     err = capsys.readouterr().err
     assert err.endswith("no finished run of model-a at these settings (1 unfinished: --resume "
                         "continues)\n")
@@ -1702,7 +1703,7 @@ def test_report_shows_only_runs_of_its_settings_and_names_the_others(tmp_path, t
     assert readme == table.rstrip("\n") + "\n"
     for other in (["--epochs", "0.25", "--eval-limit", "8"], ["--epochs", "0.5"]):
         # nothing to report is an error a script can see (it exited 0)
-        assert cli.run_cli(cli.main, "replicate", base + ["--report"] + other) == 2
+        assert run_cli(cli.main, "replicate", base + ["--report"] + other) == 2
         captured = capsys.readouterr()
         assert captured.out == "" and (out / "tiny" / "README.md").read_text() == readme
         assert captured.err == (f"replicate: error: --out {out}: no finished run of model-a "
@@ -1731,7 +1732,7 @@ def test_an_out_that_cannot_be_a_folder_is_one_line_naming_the_option(tmp_path, 
                                                                       capsys):
     tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
     (tmp_path / "file").write_text("")
-    assert cli.run_cli(cli.main, "replicate", [
+    assert run_cli(cli.main, "replicate", [
         "model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data), "--no-verify",
         "--device", "cpu", "--out", str(tmp_path / "file")]) == 2
     assert capsys.readouterr().err == (f"replicate: error: --out {tmp_path / 'file'}: a file, "

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from harness import cli
+from runtime.cli_support import run_cli
 from harness.feed import TrainFeed
 from harness.datasets import Data, ImageFolders, load_data, row_data
 from harness.specs import SPECS_DIR, load_spec, load_tables
@@ -171,7 +172,7 @@ def test_smoke_options_label_a_run():
 
 def test_cli_smoke_options_must_be_positive(capsys):
     for flag in ("--batch-size", "--eval-limit"):
-        assert cli.run_cli(cli.main, "replicate", ["all-cnn-c", flag, "0"]) == 2
+        assert run_cli(cli.main, "replicate", ["all-cnn-c", flag, "0"]) == 2
         assert capsys.readouterr().err == (f"replicate: error: argument {flag}: must be "
                                            "positive, not 0 (see --help)\n")
 
