@@ -118,16 +118,21 @@ def test_a_mask_where_caffe_drops_the_last_window_counts_in_the_cropped_width(tm
     np.testing.assert_array_equal(got["mask"], runtime["mask"])
 
 
+def _batch_statistics_scaled(shape, scale_param: str) -> Net:
+    """A TEST net of a BatchNorm of batch statistics (use_global_stats: false) read by a Scale
+    of ``scale_param``'s fields."""
+    return Net(_input(shape) + _layer("bn", "BatchNorm", ["data"], ["bn"],
+                                      "batch_norm_param { use_global_stats: false }")
+               + _layer("sc", "Scale", ["bn"], ["sc"], f"scale_param {{ {scale_param} }}"),
+               pb.TEST, seed=0)
+
+
 def test_batch_statistics_with_a_scale_of_factor_1_keep_its_bias(tmp_path):
     """BatchNorm with batch statistics (use_global_stats: false in a TEST net) fused with a
     Scale whose factor is its default filler's 1 and whose bias is not 0: the bias is added
     (as mutated: a factor of all 1s left the bias out too)."""
-    text = (_input((3, 4, 2, 2))
-            + _layer("bn", "BatchNorm", ["data"], ["bn"],
-                     "batch_norm_param { use_global_stats: false }")
-            + _layer("sc", "Scale", ["bn"], ["sc"], "scale_param { bias_term: true "
-                     "bias_filler { type: 'gaussian' std: 1 } }"))
-    net = Net(text, pb.TEST, seed=0)
+    net = _batch_statistics_scaled((3, 4, 2, 2), "bias_term: true bias_filler { type: "
+                                   "'gaussian' std: 1 }")
     factor, bias = (b.detach().numpy() for b in net.layers[-1].blobs)
     assert np.all(factor == 1) and np.any(bias)
     model, _ = build_model(net)
@@ -326,12 +331,8 @@ def test_a_batchnorm_scaled_on_another_axis_is_not_fused(tmp_path):
     the channels): not the channel-wise pair, so it exports as BatchNorm then Mul (as mutated:
     without the axis test it was fused, the factor applied per channel, and the check
     refused the model)."""
-    text = (_input((2, 3, 3, 2))
-            + _layer("bn", "BatchNorm", ["data"], ["bn"],
-                     "batch_norm_param { use_global_stats: false }")
-            + _layer("sc", "Scale", ["bn"], ["sc"], "scale_param { axis: 2 num_axes: 1 "
-                     "filler { type: 'gaussian' std: 1 } }"))
-    net = Net(text, pb.TEST, seed=0)
+    net = _batch_statistics_scaled((2, 3, 3, 2), "axis: 2 num_axes: 1 filler { type: "
+                                   "'gaussian' std: 1 }")
     assert tuple(net.layers[-1].blobs[0].shape) == (3,)
     model, _ = build_model(net)
     assert "Mul" in {n.op_type for n in model.graph.node}
