@@ -628,6 +628,19 @@ def test_hdf5_data_refusals_are_one_line(tmp_path, monkeypatch):
     with pytest.raises(AllconvError, match=f1 + r"the datasets \['data', 'label'\] hold no "
                                            r"rows$"):
         _h5_net(tmp_path, batch=5).forward()
+    # found by fuzzing: a damaged object header was "a link to ?, which does not exist"
+    import struct
+    with h5py.File(tmp_path / "f1.h5", "w") as f:
+        f.create_dataset("data", data=np.zeros((37, 2), np.float32), maxshape=(37, 2),
+                         chunks=(37, 2))
+        f.create_dataset("label", data=np.zeros(37, np.float32))
+    data = (tmp_path / "f1.h5").read_bytes()
+    sizes = struct.pack("<QQQQ", 37, 2, 37, 2)          # its dataspace's dims, then maxdims
+    assert data.count(sizes) == 1
+    (tmp_path / "f1.h5").write_bytes(data.replace(sizes, struct.pack("<QQQQ", 37, 2, 0, 2)))
+    with pytest.raises(AllconvError, match=f1 + r"'data' cannot be read: .*dataspace dim 0 "
+                                           r"size of 37 is greater than maxdim size of 0"):
+        _h5_net(tmp_path, batch=5).forward()
     # a damaged file: HDF5's errors reach h5py's callers as these (a fuzzer's bit flips: "bad
     # heap free list", "Python int too large to convert to C ssize_t"), tracebacks before
     for error in (RuntimeError("bad heap free list"), OverflowError("int too large")):

@@ -89,10 +89,13 @@ def member(node, name: str, kind: str, path, what: str = ""):
                            f"{', '.join(sorted(node)) or 'none'})")
     try:
         child = node[name]
-    except KeyError:
+    except KeyError as err:
+        if isinstance(link, module.HardLink):     # its object's header is damaged
+            raise AllconvError(f"{path}: {full!r} cannot be read: "
+                               f"{err.args[0] if err.args else err}") from None
         where = f" in {link.filename}" if isinstance(link, module.ExternalLink) else ""
-        raise AllconvError(f"{path}: {full!r} is a link to {getattr(link, 'path', '?')}{where}, "
-                           "which does not exist") from None
+        raise AllconvError(f"{path}: {full!r} is a link to {link.path}{where}, which does not "
+                           "exist") from None
     if not isinstance(child, getattr(module, kind)):
         other = "group" if kind == "Dataset" else "dataset"
         raise AllconvError(f"{path}: {full!r} is a {other}, not a {kind.lower()}"
