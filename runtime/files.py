@@ -116,9 +116,11 @@ def read_text(path: PathLike, what: str) -> str:
 
 
 def numeric(array: np.ndarray, where: str) -> np.ndarray:
-    """``array`` when it holds numbers (or booleans); else an AllconvError naming ``where``."""
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise AllconvError(f"{where}: holds {array.dtype} values, not numbers")
+    """``array`` when it holds real numbers (or booleans); else an AllconvError naming
+    ``where`` (complex ones too: their imaginary part would be dropped)."""
+    if (not (np.issubdtype(array.dtype, np.number) or array.dtype == bool)
+            or np.issubdtype(array.dtype, np.complexfloating)):
+        raise AllconvError(f"{where}: holds {array.dtype} values, not real numbers")
     return array
 
 

@@ -93,10 +93,15 @@ def test_an_empty_npz_data_source(tmp_path):
         open_source(str(tmp_path / "d.npz"), pb.TRAIN)
 
 
-def test_an_npy_input_of_strings(tmp_path):
+def test_an_npy_input_of_strings_or_complex_numbers(tmp_path):
+    """A complex array (found by fuzzing) was taken with numpy's ComplexWarning, its
+    imaginary part dropped."""
     np.save(tmp_path / "x.npy", np.array(["a", "b"]))
-    with pytest.raises(AllconvError, match=r"x.npy: holds <U1 values, not numbers"):
+    with pytest.raises(AllconvError, match=r"x.npy: holds <U1 values, not real numbers"):
         read_npy(tmp_path / "x.npy", "a .npy array")
+    np.save(tmp_path / "c.npy", np.array([1 + 2j], np.complex64))
+    with pytest.raises(AllconvError, match=r"c.npy: holds complex64 values, not real numbers"):
+        read_npy(tmp_path / "c.npy", "a .npy array")
 
 
 def test_an_npy_header_cut_open_names_the_file(tmp_path):
@@ -340,7 +345,7 @@ def test_an_npz_of_strings_is_refused_as_an_npy_of_strings_is(tmp_path):
     path = tmp_path / "d.npz"
     np.savez(path, data=np.array(["a", "b"]), labels=np.zeros(2))
     with pytest.raises(AllconvError, match=re.escape(
-            f"{path}, array 'data': holds <U1 values, not numbers")):
+            f"{path}, array 'data': holds <U1 values, not real numbers")):
         open_source(str(path), pb.TRAIN)
 
 
