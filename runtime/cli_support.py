@@ -64,6 +64,14 @@ class Parser(argparse.ArgumentParser):
                                                  "option out")
         return super()._get_value(action, arg_string)
 
+    def _check_value(self, action, value):
+        # argparse's "invalid choice" with the nearest choices, as an unknown name elsewhere
+        if action.choices is not None and value not in action.choices:
+            names = [str(choice) for choice in action.choices]
+            raise argparse.ArgumentError(
+                action, f"invalid choice: {value!r}{did_you_mean(str(value), names)} (choose "
+                        f"from {', '.join(map(repr, names))})")
+
     def _get_option_tuples(self, option_string):
         # argparse still matches prefixes of single-dash options (allconv-caffe's -model):
         # keep only an option given whole, its value perhaps attached (-gpu0)
@@ -77,7 +85,6 @@ class Parser(argparse.ArgumentParser):
         if message.startswith(UNRECOGNIZED):
             message += _did_you_mean(message[len(UNRECOGNIZED):].split(),
                                      _parsed_parser.get() or self)
-        message = _nearest_choice(message)
         # the subcommand's name when its arguments were reached (argparse leaves its
         # unrecognized ones for the top parser to say)
         self.exit(2, f"{_parsed_prog.get() or self.prog}: error: {message} (see --help)"
@@ -116,17 +123,6 @@ def _did_you_mean(words: list[str], parser: argparse.ArgumentParser) -> str:
     near = [match for word in words if re.match(r"--?[A-Za-z]", word)
             for match in difflib.get_close_matches(word.split("=")[0], known, 1, 0.7)]
     return f" (did you mean {', '.join(dict.fromkeys(near))}?)" if near else ""
-
-
-def _nearest_choice(message: str) -> str:
-    """argparse's "invalid choice: 'X' (choose from ...)" with the choices nearest to X
-    before the list, as an unknown name elsewhere gets them; any other message as it is."""
-    found = re.fullmatch(r"(.*invalid choice: )'(.*)'( \(choose from (.*)\))", message,
-                         re.DOTALL)
-    if found is None:
-        return message
-    choices = [c.strip("'") for c in found[4].split(", ")]
-    return f"{found[1]}'{found[2]}'{did_you_mean(found[2], choices)}{found[3]}"
 
 
 # Caffe's batch sizes are unsigned ints, and it seeds its generator with one
