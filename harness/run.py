@@ -49,7 +49,7 @@ from runtime.optim.base import fp32
 from runtime.pack import Member, pack_inputs, pack_net, packed_net
 from runtime.rng import net_rng_state, set_net_rng_state
 
-PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+PRECISIONS = ("auto",) + run_folder.RECORDED_PRECISIONS
 EVAL_BATCH = 500        # test images per forward at 32x32; fewer for larger inputs, same pixels
 CIFAR_PIXELS = cifar.IMAGE_SHAPE[1] * cifar.IMAGE_SHAPE[2]
 MEMBER_FIELDS = ("lr", "seed", "lr_from")   # what may differ between the runs of a pack

@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from generator.variants import get_variant
-from harness.json_fields import (AMOUNT, COUNT, INTEGER, NAME, NUMBER, OBJECT, PERCENT, SECONDS,
-                                 SHARE, TEXT, checked_fields)
+from harness.json_fields import (AMOUNT, COUNT, FLAG, INTEGER, NAME, NUMBER, OBJECT, PERCENT,
+                                 SECONDS, SHARE, TEXT, checked_fields, one_of)
 from harness.specs import same_row
 from runtime import snapshot
 from runtime.data import cifar, preprocess
@@ -48,8 +48,11 @@ RUN_JSON, RESULT_JSON, METRICS = "run.json", "result.json", "metrics.jsonl"
 
 # the fields readers take from each file (a metrics record: every record's, then an
 # evaluation's or an event's), with what they hold
+RECORDED_PRECISIONS = ("fp32", "tf32", "bf16")    # what a run records ("auto" chooses one)
 FIELDS = {RUN_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": NUMBER,
-                     "batch_size": INTEGER, "eval_limit": INTEGER.or_none(), "spec": TEXT},
+                     "batch_size": INTEGER, "eval_limit": INTEGER.or_none(), "spec": TEXT,
+                     "precision": one_of(*RECORDED_PRECISIONS), "eval_every": AMOUNT,
+                     "checkpoint_every": COUNT, "processes": COUNT, "batch_per_process": FLAG},
           RESULT_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": NUMBER,
                         "wall_seconds": SECONDS, "test_error": PERCENT,
                         "never_predicted": TEXT.list(), "dead_class_units": TEXT.list(),
@@ -290,7 +293,8 @@ class RunFolder:
         if differ:
             changed = "; ".join(
                 "the row's spec file has changed" if k == "spec" else
-                f"{k} {old.get(k)} there, {settings[k]} here" for k in differ)
+                f"{k} {json.dumps(old.get(k))} there, {json.dumps(settings[k])} here"
+                for k in differ)
             raise AllconvError(f"cannot resume {self.path}: it was started with other "
                                f"settings ({changed}); give its settings, or remove the "
                                "folder (or --out DIR) to start it again")

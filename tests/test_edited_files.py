@@ -19,10 +19,11 @@ from runtime.net import Net
 from runtime.proto import pb
 from visualize import inputs
 
-SETTINGS = {"row": "table3/all-cnn-c", "lr": 0.01, "seed": 0, "epochs": 1.0, "batch_size": 4,
-            "eval_limit": None, "spec": 'variant = "all-c"\n'}
-RESULT = {**{k: v for k, v in SETTINGS.items() if k != "spec"}, "wall_seconds": 3.5, "test_error": 90.0, "never_predicted": ["a"],
-          "dead_class_units": []}
+SETTINGS = {"row": "table3/all-cnn-c", "lr": 0.01, "seed": 0, "precision": "fp32", "epochs": 1.0,
+            "batch_size": 4, "eval_limit": None, "eval_every": 1.0, "checkpoint_every": 10,
+            "processes": 1, "batch_per_process": False, "spec": 'variant = "all-c"\n'}
+RESULT = {"row": "table3/all-cnn-c", "lr": 0.01, "seed": 0, "epochs": 1.0, "wall_seconds": 3.5,
+          "test_error": 90.0, "never_predicted": ["a"], "dead_class_units": []}
 # an evaluation's record in metrics.jsonl, as the loop writes it
 RECORD = {"iter": 2, "epoch": 0.1, "lr": 0.01, "train_loss": 2.3, "test_loss": 2.2,
           "test_error": 90.0, "per_class": [0.5, None], "never_predicted": [1],
@@ -43,6 +44,25 @@ def test_run_json_without_a_field_a_report_or_resume_reads(tmp_path):
     with pytest.raises(AllconvError, match=re.escape(f"{tmp_path / 'run.json'}: no 'lr' field")):
         folder.settings
     assert _folder(tmp_path).settings == SETTINGS
+
+
+@pytest.mark.parametrize("field, value, kind", [("precision", "fp16", "one of fp32, tf32, bf16"),
+                                                ("processes", 0, "a positive integer"),
+                                                ("checkpoint_every", None, "a positive integer"),
+                                                ("eval_every", "1", "a number of at least 0"),
+                                                ("batch_per_process", 1, "true or false")])
+def test_run_json_with_a_setting_of_another_type(tmp_path, field, value, kind):
+    folder = _folder(tmp_path, {**SETTINGS, field: value})
+    with pytest.raises(AllconvError, match=re.escape(
+            f"its {field!r} field is {json.dumps(value)}, not {kind}; was it edited?")):
+        folder.resumable(SETTINGS)
+
+
+def test_a_resume_with_other_settings_shows_them_as_run_json_holds_them(tmp_path):
+    folder = _folder(tmp_path, {**SETTINGS, "eval_limit": 100})
+    with pytest.raises(AllconvError, match=re.escape(
+            "other settings (eval_limit 100 there, null here)")):
+        folder.resumable(SETTINGS)
 
 
 def test_result_json_with_a_field_of_another_type(tmp_path):
