@@ -337,3 +337,18 @@ def test_a_batchnorm_scaled_on_another_axis_is_not_fused(tmp_path):
     model, _ = build_model(net)
     assert "Mul" in {n.op_type for n in model.graph.node}
     assert max(to_onnx(net, tmp_path / "m.onnx").values()) <= check.TOL_FP32
+
+
+def test_a_nan_on_one_side_near_float32s_overflow_says_so():
+    """A weight of -1.9e38 overflows float32 in one sum order and not in the other: the
+    refusal said "differs by nan" alone."""
+    reference = {"c": np.array([1.5e38, 1.0], np.float32), "p": np.array([0.5, 0.5], np.float32)}
+    with pytest.raises(check.Mismatch, match=(
+            r"on output 'p' by NaN \(NaN on one side only\); the first blob that differs is 'c' "
+            r"\(the runtime's blobs reach 1.5e\+38, near float32's 3.4e\+38")):
+        check._compare(np.array([np.nan, 0.5], np.float32), reference, "p", False, "o",
+                       lambda: "'c'")
+    reference["c"][0] = -np.finfo(np.float32).max    # -FLT_MAX: Caffe's MAX over nothing
+    with pytest.raises(check.Mismatch, match=r"by 0.5; the first blob that differs is 'c'; "):
+        check._compare(np.array([1.0, 0.5], np.float32), reference, "p", False, "o",
+                       lambda: "'c'")

@@ -269,13 +269,28 @@ def _compare(got, reference, name: str, fp16: bool, where: str, first_differing,
     first blob that differs (``first_differing()``, searched only then) and adding ``note``."""
     diff = largest_difference(got, reference[name])
     if not diff <= tolerance(reference[name], fp16):
-        note += _beyond_float16(reference[name]) if fp16 else ""
-        by = (f"by {diff:.3g}" if got.shape == reference[name].shape else
-              f"in shape, {got.shape} against {reference[name].shape}")
+        note += (_beyond_float16(reference[name]) if fp16 else "") + _near_overflow(reference)
+        by = (f"in shape, {got.shape} against {reference[name].shape}"
+              if got.shape != reference[name].shape else
+              "by NaN (NaN on one side only)" if np.isnan(diff) else f"by {diff:.3g}")
         raise Mismatch(f"onnxruntime ({where}) differs from the runtime on output {name!r} "
                        f"{by}; the first blob that differs is {first_differing()}{note}; "
                        "nothing was written")
     return diff
+
+
+def _near_overflow(blobs: dict[str, np.ndarray]) -> str:
+    """A note when the runtime's blobs come within 2**-10 of float32's range or pass it (not
+    counting -FLT_MAX itself, Caffe's MAX over an empty window), else ""."""
+    top = np.finfo(np.float32).max
+    peak = max((float(np.abs(v[np.isfinite(v) & (np.abs(v) != top)]).max(initial=0))
+                for v in blobs.values()), default=0.0)
+    infinite = any(np.isinf(v).any() for v in blobs.values())
+    if peak < top / 1024 and not infinite:
+        return ""
+    reach = f"{peak:.3g}" + (" and infinity" if infinite else "")
+    return (f" (the runtime's blobs reach {reach}, near float32's 3.4e+38: whether a sum "
+            "overflows there depends on the order it adds in; are the weights right?)")
 
 
 def _beyond_float16(values) -> str:
