@@ -1,4 +1,5 @@
 """`visualize` as a user runs it: figures and --npz arrays, the --run reader, one-line errors."""
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from runtime.data.source import save_npz_source
 from runtime.reconstruction import METHODS, reconstruct, switched_net
 import visualize.cli
 from visualize.cli import main
+from visualize.inputs import rescaled
 from generator.render import NetOptions, render_net
 from generator.variants import get_variant
 from harness import run_folder
@@ -901,3 +903,15 @@ def test_a_reconstruction_of_any_channel_count_is_drawn(channels, shape):
     if channels == 2:
         assert np.all(image[:, 3] == 0.5)           # the gap between the channels
         np.testing.assert_allclose(image[:, 4:], 0.5 + 0.5 * signal[1] / 6)
+
+
+def test_an_input_across_float32s_range_is_drawn_without_overflowing():
+    """±3e38 in one input: its picture spans 0 to 1, where float32 arithmetic gave numpy's
+    overflow warnings and NaN."""
+    array = np.full((3, 2, 2), 3e38, np.float32)
+    array[0, 0, 0] = -3e38
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        picture = rescaled(array)
+    assert picture.dtype == np.float32 and picture.shape == (2, 2, 3)
+    assert picture[0, 0, 0] == 0 and picture.max() == 1 and (picture[1:] == 1).all()

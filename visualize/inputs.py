@@ -115,9 +115,11 @@ def check_sample(net, shape, what: str, hint: str = "") -> None:
 
 def rescaled(array: np.ndarray, colours: str = "RGB") -> np.ndarray:
     """(C, H, W) → (H, W, C) with its minimum at 0 and maximum at 1, RGB where it has the 3
-    channels of a net whose order is ``colours``."""
+    channels of a net whose order is ``colours``. Worked in float64, where float32's whole
+    range spans without overflowing."""
     low, high = float(array.min()), float(array.max())
-    scaled = (array - low) / (high - low if high > low else 1.0)
+    scaled = ((array.astype(np.float64) - low) / (high - low if high > low else 1.0)
+              ).astype(np.float32)
     return in_rgb(scaled, colours) if len(scaled) == 3 else np.moveaxis(scaled, 0, -1)
 
 
