@@ -49,12 +49,15 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line and exit with status 2. Options are
     taken only as spelt (``--epoch`` is not ``--epochs``), a misspelt option is named before
     the required ones it leaves missing, and an option's empty value is refused (unless
-    ``empty_values``, for gflags' "" = not given)."""
+    ``empty_values``, for gflags' "" = not given). A minus before a digit starts a value, as
+    it does in ``-1``."""
 
     def __init__(self, *args, empty_values: bool = False, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self.empty_values = empty_values
+        # a word of a minus and a digit is a value (-1e-3, -1/2), not an option argparse lacks
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def _get_value(self, action, arg_string):
         # an option's empty value names nothing: a path would read as the current folder or an

@@ -913,12 +913,35 @@ def test_a_huge_lr_diverges_into_a_failed_row(tmp_path, tiny_data, capsys):
 
 # ----------------------------------------------------------------------------- command line
 
+def test_a_stopped_row_beside_a_failed_one_exits_3_to_be_resumed(tmp_path, tiny_data, capsys):
+    """Exit status 3 (resume me) outranks a failed row's 1, whichever row comes first."""
+    for row in ("model-a", "all-cnn-c"):
+        tiny_spec(tmp_path / "specs", row, batch_size=16)
+    code = cli.main(["model-a", "all-cnn-c", "--specs", str(tmp_path / "specs"), "--data",
+                     str(tiny_data), "--no-verify", "--device", "cpu", "--lr", "1e6",
+                     "--eval-every", "0.25", "--checkpoint-every", "1", "--time-limit", "0.001",
+                     "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert "tiny/model-a stopped by --time-limit" in err and "tiny/all-cnn-c: FAIL" in err
+    assert code == cli.EXIT_STOPPED
+
+
 def test_cli_errors_are_one_line(capsys):
     assert run_cli(cli.main, "replicate", ["all-cnn-d"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("replicate: error: unknown table or row")
     assert run_cli(cli.main, "replicate", ["all-cnn-c", "--epochs", "0"]) == 2
     assert "argument --epochs: must be positive" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value, why", [
+    ("--shard", "-1/2", "--shard -1/2: K must be in 0..N-1"),
+    ("--lr", "-1e-3", "argument --lr: must be positive, not -1e-3"),
+    ("--epochs", "-.5", "argument --epochs: must be positive, not -.5")])
+def test_a_negative_value_is_judged_not_taken_for_an_option(capsys, option, value, why):
+    """argparse took "-1/2" or "-1e-3" for an unknown option: "expected one argument"."""
+    assert run_cli(cli.main, "replicate", ["all-cnn-c", option, value]) == 2
+    assert why in capsys.readouterr().err
 
 
 def test_cli_lists_rows_and_a_row_without_its_data_is_an_error(capsys, tmp_path):
