@@ -57,8 +57,10 @@ def build_parser() -> Parser:
     add_version(p)
     p.add_argument("--variant", "-v", help="network name, e.g. all-c, All-CNN-C, model-a, "
                                            "large-all-cnn, imagenet (case-insensitive)")
-    p.add_argument("--list", action="store_true", help="list every variant with its parameter count")
-    p.add_argument("-o", "--output", "--out", metavar="FILE", help="write the net here instead of stdout ('-': stdout)")
+    p.add_argument("--list", action="store_true",
+                   help="list every variant with its parameter count")
+    p.add_argument("-o", "--output", "--out", metavar="FILE",
+                   help="write the net here instead of stdout ('-': stdout)")
     p.add_argument("--classes", type=number(int),
                    help=f"the classes scored, by default the first a variant takes: "
                         f"{_classes_help()}")

@@ -28,7 +28,8 @@ STAGE_WIDTHS = (96, 192)
 #   stride:       the stage's last conv gets stride 2, no pool (Strided-CNN-X)
 #   conv+pool:    an extra dense 3x3 conv of the stage's width, then the max-pool (ConvPool-CNN-X)
 #   strided-conv: a 3x3 conv of the stage's width, stride 2, pad 1, replaces the pool (All-CNN-X)
-DOWNSAMPLING = {"model": "pool", "strided": "stride", "convpool": "conv+pool", "all": "strided-conv"}
+DOWNSAMPLING = {"model": "pool", "strided": "stride", "convpool": "conv+pool",
+                "all": "strided-conv"}
 FAMILY_TITLES = {"model": "Model {B}", "strided": "Strided-CNN-{B}",
                  "convpool": "ConvPool-CNN-{B}", "all": "All-CNN-{B}"}
 
@@ -157,7 +158,8 @@ def _cifar_variant(family: str, base: str) -> Variant:
 
 LARGE_ALL_CNN = Variant(
     "large-all-cnn", "Large All-CNN", "Table 5", "large_all_cnn.prototxt.j2",
-    layers=dict(convs=LARGE_LAYERS, leaky_slope=LEAKY_SLOPE), input_size=large_augment.FRAME, classes=(10,),
+    layers=dict(convs=LARGE_LAYERS, leaky_slope=LEAKY_SLOPE), input_size=large_augment.FRAME,
+    classes=(10,),
     batch_size=64, sources=("data/cifar10_large_train.npz", "data/cifar10_large_test.npz"),
     aliases=("large-all", "large-allcnn"),
     notes=(f"LeakyReLU slope {LEAKY_SLOPE} (Table 5 gives none); dropout after each unstrided "

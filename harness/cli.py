@@ -1,4 +1,5 @@
-"""replicate: train the paper's table rows through the generator and runtime, report paper vs measured."""
+"""replicate: train the paper's table rows through the generator and runtime, report paper vs
+measured."""
 from __future__ import annotations
 
 import argparse

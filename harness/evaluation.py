@@ -9,9 +9,9 @@ by score then index, as the reference Caffe's Accuracy layer orders them): the m
 SoftmaxWithLoss, the top-1 error, wider top-k errors, accuracy per class (None for a class with
 no image), classes that are nobody's prediction (the rank-0 class), and dead class units (a
 class whose score is exactly 0 on every image: for the All-CNN nets the global average of the
-class conv's ReLU, so the unit is zero at every position of every test image and gets no gradient). Errors are computed from integer counts in
-double precision (the host path they replaced took a float32 mean; they agree to float32
-rounding, tests/test_evaluation.py).
+class conv's ReLU, so the unit is zero at every position of every test image and gets no
+gradient). Errors are computed from integer counts in double precision (the host path they
+replaced took a float32 mean; they agree to float32 rounding, tests/test_evaluation.py).
 """
 from __future__ import annotations
 

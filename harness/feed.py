@@ -1,4 +1,5 @@
-"""The training feed: a device-resident dataset served in reshuffled passes, augmented on the device.
+"""The training feed: a device-resident dataset served in reshuffled passes, augmented on the
+device.
 
 A feed is what the runtime's Data layer calls, ``feed(batch_size) -> (data, label)``. Like
 Caffe's Data layer it reads a stream and wraps around, so a batch may straddle two passes; unlike

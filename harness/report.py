@@ -144,8 +144,9 @@ def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
 
 
 def result_path_for(out: Path, table: str, row: str, smoke: bool) -> Path:
-    """Where a row's result goes, ``out/<table>/<row>.json``, unless a smoke result would replace a full one there (checked
-    before training too, so that a smoke run does not train only to be refused)."""
+    """Where a row's result goes, ``out/<table>/<row>.json``, unless a smoke result would
+    replace a full one there (checked before training too, so that a smoke run does not train
+    only to be refused)."""
     path = out / table / f"{row}.json"
     held = read_row(out, table, row) if smoke else None   # a full result replaces any file
     if held is not None and not held.get("smoke", False):
@@ -221,8 +222,9 @@ def _best_run(result: dict) -> str:
 def _row_line(spec: Spec, result: dict | None) -> str:
     head = f"| {spec.title} | `{spec.name}` | {spec.paper.error:.2f} |"
     if result is None:
-        return f"{head} — | — | {spec.paper.tolerance:g} | not run | — | — | — | " \
-               f"{_millions(spec.paper.params)} / {_millions(spec.paper.counted_params)} | — | — | — |"
+        return (f"{head} — | — | {spec.paper.tolerance:g} | not run | — | — | — | "
+                f"{_millions(spec.paper.params)} / {_millions(spec.paper.counted_params)} "
+                "| — | — | — |")
     measured = result["measured"]
     error = measured["error"]
     delta = None if error is None else error - spec.paper.error

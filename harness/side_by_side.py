@@ -55,7 +55,8 @@ class SideBySide:
         if first.ranks.world > 1:
             raise AllconvError("a pack trains on one process: under torchrun use --pack 1")
         self.runs, self.K = list(runs), len(runs)
-        self.spec, self.opts, self.ranks, self.data = first.spec, first.opts, first.ranks, first.data
+        self.spec, self.opts = first.spec, first.opts
+        self.ranks, self.data = first.ranks, first.data
         self.members = [run.members[0] for run in runs]
         self.epochs, self.smoke, self.test_size = first.epochs, first.smoke, first.test_size
         self.global_batch, self.solver_param = first.global_batch, first.solver_param

@@ -259,7 +259,8 @@ def _augment(data: dict, pipeline: Pipeline, path: Path):
 
 
 def load_spec(path: str | Path) -> Spec:
-    """Read and validate one row's TOML file; every problem is an AllconvError naming file and key."""
+    """Read and validate one row's TOML file; every problem is an AllconvError naming file and
+    key."""
     path = Path(path)
     text = read_text(path, "TOML")
     try:

@@ -1,8 +1,8 @@
 """Caffe's Blob::Reshape checks (blob.cpp), applied before any tensor is made: at most 32 axes,
-every dim >= 0 and within Caffe's int, at most INT_MAX elements, plus the runtime's own: the float32 blob must fit in this
-machine's memory. Also Caffe's int range for the uint32 geometry fields it keeps in an int,
-Blob::LegacyShape (``legacy_shape``), and Blob::Reshape's memory kept up to its capacity
-(``reshaped``)."""
+every dim >= 0 and within Caffe's int, at most INT_MAX elements, plus the runtime's own: the
+float32 blob must fit in this machine's memory. Also Caffe's int range for the uint32 geometry
+fields it keeps in an int, Blob::LegacyShape (``legacy_shape``), and Blob::Reshape's memory kept
+up to its capacity (``reshaped``)."""
 from __future__ import annotations
 
 import math

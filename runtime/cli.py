@@ -52,7 +52,8 @@ def _train_device(gpu: str | None, solver_path: str) -> str:
     from runtime.prototxt import read_solver
     from runtime.proto import pb
     param = read_solver(solver_path)
-    if gpu is None and param.HasField("solver_mode") and param.solver_mode == pb.SolverParameter.GPU:
+    if (gpu is None and param.HasField("solver_mode")
+            and param.solver_mode == pb.SolverParameter.GPU):
         gpu = str(param.device_id)
         if not torch.cuda.is_available():
             log.warning("solver_mode is GPU (device_id %s), but CUDA is not available here: "

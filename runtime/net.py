@@ -957,9 +957,9 @@ class Net(nn.Module):
         blob count must match (a blob-less layer's too). As in Caffe, a file layer the net
         lacks is logged ("Ignoring source layer NAME") and net layers the file lacks keep their
         initial values; a UserWarning names those that have blobs (with ``require_all``, an
-        AllconvError, before anything is copied). ``into(layer)``: the tensors its blobs go to (default: the blobs; a
-        pack's member gives its blocks of them). ``hdf5``: read as HDF5 or not whatever the
-        name (None: by the name)."""
+        AllconvError, before anything is copied). ``into(layer)``: the tensors its blobs go to
+        (default: the blobs; a pack's member gives its blocks of them). ``hdf5``: read as HDF5
+        or not whatever the name (None: by the name)."""
         hdf5 = hdf5_snapshot.is_hdf5(path) if hdf5 is None else hdf5
         stored = (hdf5_snapshot.read_weights(path, {layer.name for layer in self.layers})
                   if hdf5 else read_layers(path))

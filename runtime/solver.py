@@ -3,10 +3,10 @@
 As in BVLC Caffe, the generic `Solver` (src/caffe/solver.cpp) builds the train and test nets
 from the solver file, runs the loop, tests, snapshots and restores; the update rule and its
 history belong to the optimizer (src/caffe/solvers/*.cpp), here the `runtime.optim` class of
-the solver's ``type`` (`CaffeSGD`, `CaffeAdam`, ...), stepped by the `CaffeLR` schedule. Per iteration of `step`: clear the param diffs;
-test when ``test_interval`` divides ``iter`` (at iteration 0 only with ``test_initialization``);
-``iter_size`` forward/backward passes whose gradients add up; the update; ``iter += 1``;
-snapshot when ``snapshot`` divides ``iter``.
+the solver's ``type`` (`CaffeSGD`, `CaffeAdam`, ...), stepped by the `CaffeLR` schedule. Per
+iteration of `step`: clear the param diffs; test when ``test_interval`` divides ``iter`` (at
+iteration 0 only with ``test_initialization``); ``iter_size`` forward/backward passes whose
+gradients add up; the update; ``iter += 1``; snapshot when ``snapshot`` divides ``iter``.
 
 A loop of one's own needs no Solver: see `runtime.optim.CaffeSGD` and the README.
 """

@@ -305,8 +305,8 @@ def build_parser() -> Parser:
                                 "RGB); --run knows its own and takes no other")
         add_device_option(g, "cpu, cuda or cuda:N (default: cuda when available)")
         s.add_argument("--blob", required=True, help="a blob as Caffe names it (a layer's top)")
-        s.add_argument("-o", "--out", "--output", required=True, type=suffix_option(".png", "the figure"),
-                       help="the figure, .png")
+        s.add_argument("-o", "--out", "--output", required=True,
+                       type=suffix_option(".png", "the figure"), help="the figure, .png")
         s.add_argument("--npz", "--npy", metavar="OUT.npz",
                        type=suffix_option(".npz", "the arrays file"),
                        help="also write the raw reconstructions (--npy: its former name)")
@@ -328,7 +328,8 @@ def build_parser() -> Parser:
                                    f"the centre {imagenet.CROP}x{imagenet.CROP} (the net's input) "
                                    "less the mean values "
                                    f"{', '.join(map(str, imagenet.MEAN_VALUES))}")
-    u.add_argument("--cifar-index", type=number(int, "non-negative"), metavar="I", help="test image I of --data")
+    u.add_argument("--cifar-index", type=number(int, "non-negative"), metavar="I",
+                   help="test image I of --data")
     for s in (u, t):
         s.add_argument("--data", help="CIFAR folder (whitened as the harness does; default: "
                                       "with --run its whitened copy in the cache) or a .npz "

@@ -39,12 +39,13 @@ def to_onnx(net, path, *, outputs=None, static_batch: int | None = None,
     ``outputs``: blob names (default: the net's outputs, Caffe's blobs no layer consumes, but
     for Input tops). ``static_batch``: fix the batch dimension (default: dynamic, named
     ``N``; the prototxt's, with a warning, for a net exact only there: ``BatchFixed``).
-    ``fp16``: a float16 net. ``whitening`` (a ``runtime.data.preprocess.Whitening``): the graph takes
-    ``image``, uint8 N×32×32×3 RGB, and applies the paper's GCN+ZCA before the net.
+    ``fp16``: a float16 net. ``whitening`` (a ``runtime.data.preprocess.Whitening``): the graph
+    takes ``image``, uint8 N×32×32×3 RGB, and applies the paper's GCN+ZCA before the net.
     ``variant`` (the generator's name of the net) and ``classes`` (class names in label order)
     become ``allconv.variant`` and ``allconv.classes``; ``metadata``: further
-    ``metadata_props`` (``allconv.provenance``, ...). Unless ``check_model`` is False, the model is validated
-    against the runtime with onnxruntime first and nothing is written on a mismatch.
+    ``metadata_props`` (``allconv.provenance``, ...). Unless ``check_model`` is False, the model
+    is validated against the runtime with onnxruntime first and nothing is written on a
+    mismatch.
     ``fuse_batchnorm``: a BatchNorm read only by a channel-wise Scale exports with it as one
     BatchNormalization (False: one node group per layer).
     Returns the largest onnxruntime difference per optimisation level (empty when unchecked).

@@ -1,8 +1,8 @@
 """Accuracy (accuracy_layer.cpp): a position counts as correct when its label is among the
 ``top_k`` classes ordered by (score, index), largest first (``runtime.topk.in_top_k``: a tie
-goes to the higher index; a row with NaN in Caffe's heap order), over the positions whose label is not ``ignore_label`` (NaN when
-none is left, as Caffe's 0/0); optional second top: per-class accuracy (0 for classes that do
-not occur)."""
+goes to the higher index; a row with NaN in Caffe's heap order), over the positions whose
+label is not ``ignore_label`` (NaN when none is left, as Caffe's 0/0); optional second top:
+per-class accuracy (0 for classes that do not occur)."""
 from __future__ import annotations
 
 import torch

@@ -1,6 +1,7 @@
 """HingeLoss (hinge_loss_layer.cpp): one-vs-all hinge on scores x (N × dim, dim = count/N)
-with one label per item (N is Caffe's legacy num(): at most 4 axes): t = max(0, 1 − x) at the label, max(0, 1 + x) elsewhere;
-Σt / N (norm L1, the default) or Σt² / N (L2). Gradient ±sign(t)/N or ±2t/N; none to labels."""
+with one label per item (N is Caffe's legacy num(): at most 4 axes): t = max(0, 1 − x) at the
+label, max(0, 1 + x) elsewhere; Σt / N (norm L1, the default) or Σt² / N (L2). Gradient
+±sign(t)/N or ±2t/N; none to labels."""
 from __future__ import annotations
 
 import torch

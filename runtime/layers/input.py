@@ -36,7 +36,8 @@ class Input(Layer):
         does (``blob_shape.reshaped``: the values stay up to the memory's capacity; a move
         to another device or dtype keeps only the current shape's)."""
         old = getattr(self, f"top{index}")
-        shape = check_blob_shape(shape, f"{describe(self.param)}: reshape of top {self.tops[index]!r}")
+        shape = check_blob_shape(shape, f"{describe(self.param)}: reshape of top "
+                                        f"{self.tops[index]!r}")
         setattr(self, f"top{index}", reshaped(old, shape))
 
     def forward(self):

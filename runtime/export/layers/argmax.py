@@ -35,8 +35,8 @@ def argmax(graph, layer, bottoms, tops, shapes):
     values, flipped = graph.fresh(f"{name}/values"), graph.fresh(f"{name}/flipped")
     graph.node("TopK", [reversed_, graph.shape(f"{name}/k", [layer.k])], [values, flipped],
                name=f"{name}/topk", axis=along, largest=1, sorted=1)
-    index = graph.node("Cast", [graph.node("Sub", [graph.constant(f"{name}/last", size - 1, np.int64),
-                                                   flipped], name=f"{name}/index")],
+    last = graph.constant(f"{name}/last", size - 1, np.int64)
+    index = graph.node("Cast", [graph.node("Sub", [last, flipped], name=f"{name}/index")],
                        name=f"{name}/float", to=graph.elem_type)
     if axis is not None:
         graph.node("Identity", [values if layer.out_max_val else index], tops, name=name)
