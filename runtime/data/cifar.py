@@ -169,7 +169,8 @@ def find_release(releases: tuple[Release, ...], split: str,
 
 def search_release(releases: tuple[Release, ...], split: str, root: Path
                    ) -> tuple[Release, list[Path]] | None:
-    """The first release (binary before python) whose split files lie in root or root/<dirname>."""
+    """The first release (binary before python) whose split files lie in root/<dirname> or
+    else in root itself."""
     for release in releases:
         for folder in _folders(release, root):
             paths = [folder / f for f in release.files[split]]
@@ -340,7 +341,8 @@ def _read_pickle(release: Release, path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _folders(release: Release, root: Path) -> tuple[Path, Path]:
-    """Where ``release``'s files may lie: its own folder in ``root``, or ``root`` itself."""
+    """Where ``release``'s files may lie, in the order searched: its own folder in ``root``,
+    then ``root`` itself."""
     return root / release.dirname, root
 
 
