@@ -81,8 +81,8 @@ def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
                command: str, settings: dict) -> dict:
     """The row's result from its runs by (lr, seed): each a finished run's result, or
     ``{"diverged": why}`` or ``{"missing": why}`` (with ``lr_from`` and ``note`` when its
-    folder records them). The best lr is the grid seed's lowest final test error; the
-    measured error is the mean over the seeds trained at that lr (± their standard deviation
+    folder records them). The best lr is the grid seed's lowest final test error (where no
+    run finished at that seed, the lowest seed's of those that did); the measured error is the mean over the seeds trained at that lr (± their standard deviation
     with more than one); the best single run is kept too. Grid lrs with no finished or
     diverged run at the grid seed (the lowest seed of a run that ended) make the row
     ``partial``. ``settings`` are the runs' length
@@ -93,6 +93,8 @@ def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
     ended = [seed for (_, seed), r in runs.items() if "test_error" in r or "diverged" in r]
     grid_seed = min(ended or [seed for _, seed in runs], default=0)
     best_lr = _best_lr(finished, grid_seed)
+    if best_lr is None and finished:    # every run at the grid seed diverged: those that finished
+        best_lr = _best_lr(finished, min(seed for _, seed in finished))
     seeds = sorted(seed for lr, seed in finished if lr == best_lr)
     errors = [finished[best_lr, seed]["test_error"] for seed in seeds]
     best = finished.get((best_lr, seeds[0]), {}) if seeds else {}
