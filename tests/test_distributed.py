@@ -227,7 +227,9 @@ def test_a_process_whose_parent_is_killed_is_interrupted(tmp_path):
     """torchrun's agent SIGKILLed: its processes were left training to the end, orphans; with
     `end_with_parent` (as every torchrun process of replicate starts it) the orphan gets a
     Ctrl-C, which its loop turns into a checkpoint and a stop."""
-    child = ("import sys, time\n"
+    child = ("import signal, sys, time\n"
+             # Ctrl-C taken as the loop takes it, even where a shell started us ignoring it
+             "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
              f"sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})\n"
              "from harness.jobs import end_with_parent\n"
              "end_with_parent()\n"
