@@ -470,6 +470,9 @@ def _write_row(args, command: str, spec: Spec, runs: dict) -> dict:
 def entry_point() -> None:
     for signum in set(DeferredInterrupt.handled()) - {signal.SIGINT}:   # SIGINT: Python's own
         signal.signal(signum, _stop)
+    # a Ctrl-C is taken from the start as the loop takes it, even where a shell's background job
+    # started us ignoring it: a torchrun process whose agent is gone gets one (end_with_parent)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     run_command(main, "replicate")
 
 

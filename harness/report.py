@@ -20,7 +20,8 @@ RULES = ("PASS: measured error <= paper error + tolerance (one-sided: beating th
          "SMOKE: a run off the spec's protocol (--epochs other than its length, --batch-size or "
          "--eval-limit), never a replication. "
          "The lr is the best of the row's runs by final test error at the grid's seed, as the "
-         "paper chose it; (partial) marks a row whose grid is not all trained yet. With more "
+         "paper chose it (where none finished at that seed, at the lowest seed that did); "
+         "(partial) marks a row whose grid is not all trained yet. With more "
          "than one seed at that lr the measured error is their mean ± standard deviation.")
 
 
@@ -38,10 +39,10 @@ def status(result: dict) -> str:
     return "PASS" if error <= result["paper"]["error"] + result["paper"]["tolerance"] else "FAIL"
 
 
-def _best_lr(finished: dict[tuple[float, int], dict], grid_seed: int) -> float | None:
-    """The lr with the lowest final test error among the finished runs at ``grid_seed``, as
+def _best_lr(finished: dict[tuple[float, int], dict], seed: int) -> float | None:
+    """The lr with the lowest final test error among the finished runs at ``seed``, as
     the paper chose its lr; None when none finished there."""
-    at_seed = {lr: r for (lr, seed), r in finished.items() if seed == grid_seed}
+    at_seed = {lr: r for (lr, s), r in finished.items() if s == seed}
     return min(at_seed, key=lambda lr: at_seed[lr]["test_error"]) if at_seed else None
 
 
@@ -81,9 +82,10 @@ def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
                command: str, settings: dict) -> dict:
     """The row's result from its runs by (lr, seed): each a finished run's result, or
     ``{"diverged": why}`` or ``{"missing": why}`` (with ``lr_from`` and ``note`` when its
-    folder records them). The best lr is the grid seed's lowest final test error (where no
-    run finished at that seed, the lowest seed's of those that did); the measured error is the mean over the seeds trained at that lr (± their standard deviation
-    with more than one); the best single run is kept too. Grid lrs with no finished or
+    folder records them). The best lr is the one of lowest final test error at the grid seed
+    (where no run finished at that seed, at the lowest seed of those that did); the measured
+    error is the mean over the seeds trained at that lr (± their standard deviation with more
+    than one); the best single run is kept too. Grid lrs with no finished or
     diverged run at the grid seed (the lowest seed of a run that ended) make the row
     ``partial``. ``settings`` are the runs' length
     settings (harness/run_folder.py's `length_settings`), which the row JSON keeps."""
@@ -92,9 +94,9 @@ def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
     # unfinished run at a lower seed leaves the row partial, not without a measurement
     ended = [seed for (_, seed), r in runs.items() if "test_error" in r or "diverged" in r]
     grid_seed = min(ended or [seed for _, seed in runs], default=0)
-    best_lr = _best_lr(finished, grid_seed)
-    if best_lr is None and finished:    # every run at the grid seed diverged: those that finished
-        best_lr = _best_lr(finished, min(seed for _, seed in finished))
+    chosen_at = grid_seed if any(seed == grid_seed for _, seed in finished) else min(
+        (seed for _, seed in finished), default=grid_seed)     # none finished at the grid seed
+    best_lr = _best_lr(finished, chosen_at)
     seeds = sorted(seed for lr, seed in finished if lr == best_lr)
     errors = [finished[best_lr, seed]["test_error"] for seed in seeds]
     best = finished.get((best_lr, seeds[0]), {}) if seeds else {}
@@ -117,7 +119,8 @@ def row_result(spec: Spec, runs: dict[tuple[float, int], dict], smoke: bool,
             "std": statistics.stdev(errors) if len(errors) > 1 else None,
             # a complete grid chose the lr, whichever command trained its runs
             "seeds": seeds, "lr": best_lr,
-            "lr_from": best.get("lr_from") if missing or best_lr is None else "grid",
+            "lr_from": "grid" if best_lr is not None and chosen_at == grid_seed and not missing
+                       else best.get("lr_from"),
             "top5_error": best.get("top5_error"),
             "per_class_accuracy": best.get("per_class_accuracy"),
             "dead_class_units": best.get("dead_class_units"),

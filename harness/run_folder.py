@@ -51,8 +51,10 @@ RUN_JSON, RESULT_JSON, METRICS = "run.json", "result.json", "metrics.jsonl"
 RECORDED_PRECISIONS = ("fp32", "tf32", "bf16")    # what a run records ("auto" chooses one)
 FIELDS = {RUN_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": NUMBER,
                      "batch_size": INTEGER, "eval_limit": INTEGER.or_none(), "spec": TEXT,
-                     "precision": one_of(*RECORDED_PRECISIONS), "eval_every": AMOUNT,
-                     "checkpoint_every": COUNT, "processes": COUNT, "batch_per_process": FLAG},
+                     # absent from a run.json of before they were recorded
+                     "precision": one_of(*RECORDED_PRECISIONS).or_absent(),
+                     "eval_every": AMOUNT.or_absent(), "checkpoint_every": COUNT.or_absent(),
+                     "processes": COUNT.or_absent(), "batch_per_process": FLAG.or_absent()},
           RESULT_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": NUMBER,
                         "wall_seconds": SECONDS, "test_error": PERCENT,
                         "never_predicted": TEXT.list(), "dead_class_units": TEXT.list(),
@@ -495,7 +497,8 @@ class RunFolder:
             return None
         result = checked_fields(path, read_json_object(path), FIELDS[RESULT_JSON])
         settings = self.settings
-        differ = [f"{key} {result[key]} there, {settings[key]} in {RUN_JSON}"
+        differ = [f"{key} {json.dumps(result[key])} there, {json.dumps(settings[key])} in "
+                  f"{RUN_JSON}"
                   for key in ("row", "lr", "seed") if result[key] != settings[key]]
         if differ:
             raise AllconvError(f"{path}: not this run's result ({'; '.join(differ)}); was it "

@@ -223,6 +223,22 @@ def test_workers_end_with_a_killed_parent_after_checkpointing(tmp_path, tiny_dat
         assert not (r / "result.json").exists()
 
 
+def test_replicate_started_ignoring_ctrl_c_takes_it():
+    """A shell's background job starts with SIGINT ignored: replicate takes it all the same,
+    from its start, as its loop does, else the one Ctrl-C a torchrun process gets when its agent
+    is gone (end_with_parent) was lost before the loop began, and the orphan trained on."""
+    probe = ("import signal\n"
+             "from harness import cli\n"
+             "cli.run_command = lambda main, prog: print(\n"
+             "    signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+             "cli.entry_point()\n")
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           timeout=60, preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                        signal.SIG_IGN),
+                           cwd=Path(__file__).resolve().parent.parent)
+    assert shown.stdout.strip() == "True", shown.stderr
+
+
 def test_a_process_whose_parent_is_killed_is_interrupted(tmp_path):
     """torchrun's agent SIGKILLed: its processes were left training to the end, orphans; with
     `end_with_parent` (as every torchrun process of replicate starts it) the orphan gets a

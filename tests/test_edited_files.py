@@ -44,6 +44,9 @@ def test_run_json_without_a_field_a_report_or_resume_reads(tmp_path):
     with pytest.raises(AllconvError, match=re.escape(f"{tmp_path / 'run.json'}: no 'lr' field")):
         folder.settings
     assert _folder(tmp_path).settings == SETTINGS
+    # one of before processes and batch_per_process were recorded still reads
+    older = {k: v for k, v in SETTINGS.items() if k not in ("processes", "batch_per_process")}
+    assert _folder(tmp_path, older).settings == older
 
 
 @pytest.mark.parametrize("field, value, kind", [("precision", "fp16", "one of fp32, tf32, bf16"),

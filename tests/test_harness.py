@@ -913,19 +913,6 @@ def test_a_huge_lr_diverges_into_a_failed_row(tmp_path, tiny_data, capsys):
 
 # ----------------------------------------------------------------------------- command line
 
-def test_a_stopped_row_beside_a_failed_one_exits_3_to_be_resumed(tmp_path, tiny_data, capsys):
-    """Exit status 3 (resume me) outranks a failed row's 1, whichever row comes first."""
-    for row in ("model-a", "all-cnn-c"):
-        tiny_spec(tmp_path / "specs", row, batch_size=16)
-    code = cli.main(["model-a", "all-cnn-c", "--specs", str(tmp_path / "specs"), "--data",
-                     str(tiny_data), "--no-verify", "--device", "cpu", "--lr", "1e6",
-                     "--eval-every", "0.25", "--checkpoint-every", "1", "--time-limit", "0.001",
-                     "--out", str(tmp_path / "out"), "--no-progress"])
-    err = capsys.readouterr().err
-    assert "tiny/model-a stopped by --time-limit" in err and "tiny/all-cnn-c: FAIL" in err
-    assert code == cli.EXIT_STOPPED
-
-
 def test_cli_errors_are_one_line(capsys):
     assert run_cli(cli.main, "replicate", ["all-cnn-d"]) == 2
     err = capsys.readouterr().err

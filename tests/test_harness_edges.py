@@ -12,7 +12,8 @@ from harness.report import row_result, status, table_markdown
 from harness.specs import SPECS_DIR, load_spec, load_tables, same_row, select
 from runtime.cli_support import run_cli
 from runtime.errors import AllconvError
-from test_harness import REAL, ROOT, _run, cache, tiny_data, tiny_spec  # noqa: F401  (fixtures)
+from test_harness import (REAL, ROOT, _result, _run, cache, tiny_data,  # noqa: F401 (fixtures)
+                          tiny_spec)
 
 # ----------------------------------------------------------------------------- specs
 
@@ -111,11 +112,6 @@ def test_an_iteration_rows_spec_of_before_the_schedule_is_the_same_row():
 
 # ----------------------------------------------------------------------------- the table figure
 
-def _result(spec, runs, smoke=False):
-    return row_result(spec, runs, smoke, "replicate test",
-                      run_folder.length_settings(spec, None, None, None))
-
-
 def _drawn(monkeypatch, tmp_path, specs, results):
     """What plot_table draws: each Axes.plot / errorbar / annotate call, and the title."""
     import matplotlib.axes
@@ -145,7 +141,7 @@ def test_the_figure_marks_each_status_in_its_colour_with_the_seeds_spread(monkey
     a, c = load_spec(REAL / "model-a.toml"), load_spec(REAL / "all-cnn-c.toml")
     grid = {(lr, 0): _run(14.0) for lr in a.training.lr_grid}            # FAIL (12.47 + 0.5)
     passed = {(0.01, 0): _run(9.0), (0.01, 1): _run(9.4)}                  # PASS, partial
-    results = {"model-a": _result(a, grid), "all-cnn-c": _result(c, passed)}
+    results = {"model-a": _result(a, None, runs=grid), "all-cnn-c": _result(c, None, runs=passed)}
     assert [status(r) for r in results.values()] == ["FAIL", "PASS"]
     calls = _drawn(monkeypatch, tmp_path, [a, c], results)
     band = next(kwargs["color"] for name, args, kwargs in calls
@@ -164,8 +160,8 @@ def test_the_figure_draws_errors_off_either_edge_as_arrows_and_near_ones_at_thei
     low, high = 9.08 - 2, 12.47 + 0.5 + 4
     for error, want in ((high - 0.2, (high - 0.2, "o")), (1.0, (low, "<")),
                         (90.0, (high, ">"))):
-        results = {"model-a": _result(a, {(0.01, 0): _run(error)}),
-                   "all-cnn-c": _result(c, {(0.01, 0): _run(9.0)})}
+        results = {"model-a": _result(a, None, runs={(0.01, 0): _run(error)}),
+                   "all-cnn-c": _result(c, None, runs={(0.01, 0): _run(9.0)})}
         calls = _drawn(monkeypatch, tmp_path, [a, c], results)
         x, marker = next((x, m) for x, m, _, _ in _markers(calls) if x != 9.0)
         assert (x, marker) == pytest.approx(want) if marker == "o" else \
@@ -177,8 +173,8 @@ def test_the_figure_draws_errors_off_either_edge_as_arrows_and_near_ones_at_thei
 
 def test_the_figure_title_says_smoke_when_any_row_is(monkeypatch, tmp_path):
     a, c = load_spec(REAL / "model-a.toml"), load_spec(REAL / "all-cnn-c.toml")
-    results = {"model-a": _result(a, {(0.01, 0): _run(12.0)}),
-               "all-cnn-c": _result(c, {(0.01, 0): _run(9.0)}, smoke=True)}
+    results = {"model-a": _result(a, None, runs={(0.01, 0): _run(12.0)}),
+               "all-cnn-c": _result(c, None, runs={(0.01, 0): _run(9.0)}, smoke=True)}
     calls = _drawn(monkeypatch, tmp_path, [a, c], results)
     [title] = [kwargs["title"] for name, args, kwargs in calls if name == "set" and
                "title" in kwargs]
@@ -378,7 +374,7 @@ def test_a_smoke_row_whose_runs_all_diverged_fails():
     spec = load_spec(REAL / "model-a.toml")
     diverged = {(lr, 0): {"diverged": "diverged at iteration 3"} for lr in (0.25, 0.1)}
     for smoke in (True, False):
-        result = _result(spec, diverged, smoke=smoke)
+        result = _result(spec, None, runs=diverged, smoke=smoke)
         assert result["measured"]["error"] is None and status(result) == "FAIL"
 
 
@@ -386,7 +382,7 @@ def test_the_parameters_counted_are_the_runs_own():
     """The row JSON's 'parameters counted' are what the best run's net counted, whatever the
     spec's counted_params say (the table's 'Params paper / counted' column)."""
     spec = load_spec(REAL / "model-a.toml")
-    result = _result(spec, {(0.05, 0): _run(12.0, params_counted=839_241)})
+    result = _result(spec, None, runs={(0.05, 0): _run(12.0, params_counted=839_241)})
     assert result["params_counted"] == 839_241
     line = table_markdown("table3", [spec], {"model-a": result}).splitlines()[4]
     assert "| 0.90 M / 0.84 M |" in line
@@ -401,12 +397,23 @@ def test_the_grid_seed_is_the_lowest_whose_runs_ended_diverged_ones_too():
     that did'."""
     spec = load_spec(REAL / "model-a.toml")
     runs = {(0.25, 0): {"diverged": "diverged at iteration 3"}, (0.25, 1): _run(12.0)}
-    result = _result(spec, runs)
+    result = _result(spec, None, runs=runs)
     assert result["grid"] == {"lrs": [0.25, 0.1, 0.05, 0.01], "seed": 0,
                               "missing": [0.1, 0.05, 0.01]}
     assert result["measured"]["best_run"] == {"lr": 0.25, "seed": 1, "error": 12.0}
     assert (result["measured"]["lr"], result["measured"]["error"]) == (0.25, 12.0)
     assert status(result) == "PASS"
+
+
+def test_an_lr_chosen_off_the_grid_seed_keeps_how_its_run_chose_it():
+    """Every grid lr diverged at seed 0 and one --lr run finished at seed 1: the row's lr is
+    that run's, set by hand, not the grid's choice."""
+    spec = load_spec(REAL / "model-a.toml")
+    runs = {(lr, 0): {"diverged": "diverged at iteration 3"} for lr in spec.training.lr_grid}
+    runs[0.01, 1] = _run(12.0, lr_from="--lr")
+    result = _result(spec, None, runs=runs)
+    assert (result["measured"]["lr"], result["measured"]["lr_from"]) == (0.01, "--lr")
+    assert result["grid"]["seed"] == 0 and not result["partial"]
 
 
 def test_a_grid_lr_trained_only_at_another_seed_leaves_the_grid_partial():
@@ -415,7 +422,7 @@ def test_a_grid_lr_trained_only_at_another_seed_leaves_the_grid_partial():
     spec = load_spec(REAL / "model-a.toml")
     runs = {(lr, 0): _run(12.0 + lr) for lr in (0.25, 0.1, 0.05)}
     runs[0.01, 1] = _run(11.0)
-    result = _result(spec, runs)
+    result = _result(spec, None, runs=runs)
     assert result["partial"] and result["grid"]["missing"] == [0.01]
     assert result["measured"]["lr"] == 0.05
 
@@ -469,7 +476,8 @@ def test_the_dead_units_note_names_the_shown_run_once():
     runs' are counted per run, not the shown run's again."""
     spec = load_spec(REAL / "model-a.toml")
     runs = {(0.05, 0): _run(12.0), (0.1, 0): _run(20.0)}      # both with dead unit 'cat'
-    line = table_markdown("table3", [spec], {"model-a": _result(spec, runs)}).splitlines()[4]
+    result = _result(spec, None, runs=runs)
+    line = table_markdown("table3", [spec], {"model-a": result}).splitlines()[4]
     assert "dead class units: cat" in line and "lr 0.1: 1 dead class units, 20.00 %" in line
     assert "lr 0.05: 1 dead class units" not in line
 
@@ -480,8 +488,8 @@ def test_a_row_named_as_not_run_is_not_run_whatever_json_it_left(tmp_path):
     settings is 'not run', as cli._write_results names it)."""
     from harness.report import write_row, write_table_readme
     a, c = load_spec(REAL / "model-a.toml"), load_spec(REAL / "all-cnn-c.toml")
-    write_row(tmp_path, _result(a, {(0.01, 0): _run(50.0)}, smoke=True))
-    write_row(tmp_path, _result(c, {(0.01, 0): _run(60.0)}, smoke=True))
+    write_row(tmp_path, _result(a, None, runs={(0.01, 0): _run(50.0)}, smoke=True))
+    write_row(tmp_path, _result(c, None, runs={(0.01, 0): _run(60.0)}, smoke=True))
     text = write_table_readme(tmp_path, "table3", [a, c], {"model-a": None})
     model_a, all_c = (next(line for line in text.splitlines() if line.startswith(head))
                       for head in ("| Model A", "| ALL-CNN-C"))
@@ -492,7 +500,8 @@ def test_a_row_named_as_not_run_is_not_run_whatever_json_it_left(tmp_path):
 def test_a_diverged_runs_note_names_its_seed():
     spec = load_spec(REAL / "model-a.toml")
     runs = {(0.05, 0): _run(12.0), (0.25, 1): {"diverged": "diverged at iteration 3"}}
-    line = table_markdown("table3", [spec], {"model-a": _result(spec, runs)}).splitlines()[4]
+    result = _result(spec, None, runs=runs)
+    line = table_markdown("table3", [spec], {"model-a": result}).splitlines()[4]
     assert "lr 0.25 seed 1 diverged" in line
 
 

@@ -280,15 +280,17 @@ def _compare(got, reference, name: str, fp16: bool, where: str, first_differing,
 
 
 def _near_overflow(blobs: dict[str, np.ndarray]) -> str:
-    """A note when the runtime's blobs come within 2**-10 of float32's range or pass it (not
-    counting -FLT_MAX itself, Caffe's MAX over an empty window), else ""."""
+    """A note when the runtime's blobs come within a factor of 1024 of float32's largest value
+    or pass it (not counting ±FLT_MAX itself: Caffe's MAX over an empty window gives
+    -FLT_MAX), else ""."""
     top = np.finfo(np.float32).max
     peak = max((float(np.abs(v[np.isfinite(v) & (np.abs(v) != top)]).max(initial=0))
                 for v in blobs.values()), default=0.0)
     infinite = any(np.isinf(v).any() for v in blobs.values())
     if peak < top / 1024 and not infinite:
         return ""
-    reach = f"{peak:.3g}" + (" and infinity" if infinite else "")
+    reach = " and ".join(([f"{peak:.3g}"] if peak >= top / 1024 else []) +
+                         (["infinity"] if infinite else []))
     return (f" (the runtime's blobs reach {reach}, near float32's 3.4e+38: whether a sum "
             "overflows there depends on the order it adds in; are the weights right?)")
 
