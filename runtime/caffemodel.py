@@ -107,11 +107,12 @@ def blob_to_array(blob) -> np.ndarray:
 
 def array_to_blob(array, diff=None) -> "pb.BlobProto":
     """A BlobProto with ``shape`` and packed float ``data`` (Caffe's current form), and the
-    ``diff`` values when given (Blob::ToProto with write_diff)."""
+    ``diff`` values when given (Blob::ToProto with write_diff). A 0-d (scalar) array has no
+    ``shape``, as Blob::ToProto adds none for a blob of no axes (a channel-shared PReLU's)."""
     values = np.asarray(array, dtype="<f4", order="C")  # keeps 0-d arrays 0-d
     blob = pb.BlobProto()
-    blob.shape.SetInParent()  # present even for a 0-d (scalar) array
-    blob.shape.dim.extend(int(d) for d in values.shape)
+    if values.ndim:
+        blob.shape.dim.extend(int(d) for d in values.shape)
     for tag, field in ((_DATA_TAG, values), (_DIFF_TAG, diff)):
         raw = b"" if field is None else np.asarray(field, dtype="<f4", order="C").tobytes()
         if raw:
