@@ -1672,15 +1672,21 @@ def test_a_fresh_start_refuses_an_unfinished_runs_checkpoint(tmp_path, tiny_data
     assert cli.main(train + ["--resume"]) == 0
 
 
-def test_report_names_a_run_stopped_before_its_first_record(tmp_path, tiny_data, capsys):
-    """A run stopped before its first evaluation (a checkpoint, an empty metrics.jsonl) was
-    "not started", and --report said only "no finished run"."""
+def finished_smoke_run(tmp_path, tiny_data) -> tuple[list[str], Path]:
+    """A finished SMOKE run of model-a at lr 0.01: the replicate arguments that choose it (add
+    --report, say) and its folder."""
     tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
     out = tmp_path / "out"
     base = ["model-a", "--specs", str(tmp_path / "specs"), "--out", str(out), "--epochs", "0.5"]
     assert cli.main(base + ["--data", str(tiny_data), "--no-verify", "--device", "cpu",
                             "--no-progress", "--lr", "0.01"]) == 0
-    run = out / "tiny" / "model-a" / "lr-0.01-smoke"
+    return base, out / "tiny" / "model-a" / "lr-0.01-smoke"
+
+
+def test_report_names_a_run_stopped_before_its_first_record(tmp_path, tiny_data, capsys):
+    """A run stopped before its first evaluation (a checkpoint, an empty metrics.jsonl) was
+    "not started", and --report said only "no finished run"."""
+    base, run = finished_smoke_run(tmp_path, tiny_data)
     (run / "result.json").unlink()
     (run / "metrics.jsonl").write_text("")
     assert run_cli(cli.main, "replicate", base + ["--report"]) == 2

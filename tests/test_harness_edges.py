@@ -12,8 +12,8 @@ from harness.report import row_result, status, table_markdown
 from harness.specs import SPECS_DIR, load_spec, load_tables, same_row, select
 from runtime.cli_support import run_cli
 from runtime.errors import AllconvError
-from test_harness import (REAL, ROOT, _result, _run, cache, tiny_data,  # noqa: F401 (fixtures)
-                          tiny_spec)
+from test_harness import (REAL, ROOT, _result, _run, cache, finished_smoke_run,  # noqa: F401
+                          tiny_data, tiny_spec)
 
 # ----------------------------------------------------------------------------- specs
 
@@ -644,12 +644,7 @@ def test_report_counts_a_run_that_never_started_as_no_unfinished_run(tmp_path, t
                                                                      capsys):
     """A run folder with its record but no checkpoint and no metrics ('not started') is not one
     that '--resume continues' from where it was."""
-    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
-    out = tmp_path / "out"
-    base = ["model-a", "--specs", str(tmp_path / "specs"), "--out", str(out), "--epochs", "0.5"]
-    assert cli.main(base + ["--data", str(tiny_data), "--no-verify", "--device", "cpu",
-                            "--no-progress", "--lr", "0.01"]) == 0
-    run = out / "tiny" / "model-a" / "lr-0.01-smoke"
+    base, run = finished_smoke_run(tmp_path, tiny_data)
     for path in run.glob("checkpoint_*"):
         path.unlink()
     (run / "result.json").unlink()

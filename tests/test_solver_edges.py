@@ -4,22 +4,16 @@ round mutants46 found unpinned. Expected numbers come from real BVLC pycaffe
 solver.cpp, caffe.proto), as each test says."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from runtime.solver import get_solver
 
-# DummyData x = 1 (2x3), y = 0 (2x2); InnerProduct(2) of weights 0.5, bias 0.25; Euclidean loss.
-NET = """
-name: "t"
-layer { name: "x" type: "DummyData" top: "x" top: "y"
-  dummy_data_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 2 }
-    data_filler { type: "constant" value: 1 } data_filler { type: "constant" value: 0 } } }
-layer { name: "ip" type: "InnerProduct" bottom: "x" top: "z"
-  inner_product_param { num_output: 2 weight_filler { type: "constant" value: 0.5 }
-    bias_filler { type: "constant" value: 0.25 } } }
-layer { name: "loss" type: "EuclideanLoss" bottom: "z" bottom: "y" top: "loss" }
-"""
+# DummyData x = 1 (2x3), y = 0 (2x2); InnerProduct(2) of weights 0.5, bias 0.25; Euclidean loss
+# (tools/caffe_reference/edge_values.py steps it in real pycaffe)
+NET = (Path(__file__).parent / "fixtures" / "edge_nets" / "solver_step.prototxt").read_text()
 
 
 def _solver(tmp_path, extra: str, net: str = NET):

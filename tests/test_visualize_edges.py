@@ -4,6 +4,8 @@ runtime/layers/relu.py states them (g(f)·R, g(R)·R, g(f)·g(R)·R), Captum's d
 the figure's stated scaling."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -25,16 +27,7 @@ def test_rules_of_a_negative_slope_gate_each_by_its_own_quantity():
 
 
 # data (1x1x1x4) -> 1x1 conv of weight 1, bias 0 -> ReLU of slope -0.5 in place on "conv"
-INPLACE = """
-name: "inplace"
-force_backward: true
-layer { name: "data" type: "Input" top: "data"
-  input_param { shape { dim: 1 dim: 1 dim: 1 dim: 4 } } }
-layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
-  convolution_param { num_output: 1 kernel_size: 1 weight_filler { type: "constant" value: 1 }
-    bias_filler { type: "constant" value: 0 } } }
-layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" relu_param { negative_slope: -0.5 } }
-"""
+INPLACE = (Path(__file__).parent / "fixtures" / "edge_nets" / "relu_in_place.prototxt").read_text()
 
 
 def test_an_in_place_negative_slope_relus_gradient_reads_its_top():
