@@ -54,7 +54,7 @@ def row_outcomes(out: Path, spec: Spec, expected: dict
     have other such settings, by the options that give them. The row's table is made from
     the first alone, so --report gives the table the runs wrote, whatever lrs and seeds the
     command names."""
-    runs, others = {}, Counter()
+    runs, others, where = {}, Counter(), {}
     for folder in row_runs(row_folder(out, spec.table, spec.name)):
         settings = folder.settings
         if settings["row"] != spec.key:
@@ -64,8 +64,13 @@ def row_outcomes(out: Path, spec: Spec, expected: dict
         if length != expected:
             others[length_flags(spec, length) or "the spec's length"] += 1
             continue
-        outcome = {**folder.outcome(), "lr_from": folder.lr_from, "note": folder.note}
-        runs[float(settings["lr"]), int(settings.get("seed", 0))] = outcome
+        key = float(settings["lr"]), int(settings["seed"])
+        if key in where:
+            raise AllconvError(f"{where[key]} and {folder.path} are both the run of lr "
+                               f"{key[0]:g} at seed {key[1]}; keep one (a copy: move it out "
+                               "of the row's folder)")
+        where[key] = folder.path
+        runs[key] = {**folder.outcome(), "lr_from": folder.lr_from, "note": folder.note}
     return runs, others
 
 
@@ -205,7 +210,12 @@ def _notes(result: dict) -> str:
         notes.append("grid partial: " + ", ".join(f"{lr:g}" for lr in result["grid"]["missing"])
                      + " not trained")
     notes += list(dict.fromkeys(r["note"] for r in runs if r.get("note")))
-    return "; ".join(notes)
+    return _cell("; ".join(notes))
+
+
+def _cell(text: str) -> str:
+    """``text`` as one Markdown table cell: its | escaped, its line breaks spaces."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _seed(seed: int) -> str:

@@ -56,8 +56,9 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self.empty_values = empty_values
-        # a word of a minus and a digit is a value (-1e-3, -1/2), not an option argparse lacks
-        self._negative_number_matcher = re.compile(r"^-\.?\d")
+        # a word of a minus and a digit is a value (-1e-3, -1/2), not an option argparse lacks,
+        # and so are -inf and -nan, which the options' own checks refuse
+        self._negative_number_matcher = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
 
     def _get_value(self, action, arg_string):
         # an option's empty value names nothing: a path would read as the current folder or an

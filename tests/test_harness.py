@@ -924,7 +924,8 @@ def test_cli_errors_are_one_line(capsys):
 @pytest.mark.parametrize("option, value, why", [
     ("--shard", "-1/2", "--shard -1/2: K must be in 0..N-1"),
     ("--lr", "-1e-3", "argument --lr: must be positive, not -1e-3"),
-    ("--epochs", "-.5", "argument --epochs: must be positive, not -.5")])
+    ("--epochs", "-.5", "argument --epochs: must be positive, not -.5"),
+    ("--lr", "-inf", "argument --lr: must be a finite number, not -inf")])
 def test_a_negative_value_is_judged_not_taken_for_an_option(capsys, option, value, why):
     """argparse took "-1/2" or "-1e-3" for an unknown option: "expected one argument"."""
     assert run_cli(cli.main, "replicate", ["all-cnn-c", option, value]) == 2

@@ -691,3 +691,25 @@ def test_the_progress_bar_names_a_packs_lrs_and_seeds_leaving_out_seed_0():
         "table3/all-cnn-c lr 0.01/0.05 SMOKE")
     assert pack_label(spec, members((0.01, 0), (0.05, 2)), False) == (
         "table3/all-cnn-c lr 0.01/0.05 seed 0/2")
+
+
+def test_two_folders_of_one_lr_and_seed_are_refused_not_one_taken_by_name(tmp_path, tiny_data,
+                                                                          capsys):
+    """A copy of a run folder beside it (a backup, a rerun) made the table depend on which
+    name sorts last; --report names both instead."""
+    import shutil
+    base, run = finished_smoke_run(tmp_path, tiny_data)
+    shutil.copytree(run, run.parent / "a-copy")
+    capsys.readouterr()
+    assert run_cli(cli.main, "replicate", base + ["--report"]) == 2
+    err = capsys.readouterr().err
+    assert "a-copy and " in err and "lr-0.01-smoke are both the run of lr 0.01 at seed 0" in err
+
+
+def test_a_note_with_a_bar_or_a_line_break_stays_in_its_table_cell():
+    """A run folder's note (provenance.note, written by hand) is one Markdown cell."""
+    spec = load_spec(REAL / "model-a.toml")
+    runs = {(0.01, 0): {**_run(12.0), "note": "see a | b\nthen c"}}
+    line = table_markdown("table3", [spec], {"model-a": _result(spec, None, runs=runs)})
+    row = line.splitlines()[4]
+    assert row.endswith("see a \\| b then c |") and row.count(" | ") == row.count("|") - 3
