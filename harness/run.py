@@ -321,15 +321,16 @@ class Run:
         return Prototxt(rendered_net(spec.variant, net_options(spec, self.global_batch)),
                         solvers, deploy)
 
-    def record(self, k: int, settings: dict, lr_from: str | None = None) -> None:
+    def record(self, k: int, settings: dict, lr_from: str | None = None,
+               note: str | None = None) -> None:
         """Write member ``k``'s record: run.json (``settings`` and the provenance) and the
         prototxt as rendered; ``lr_from``: how the lr was chosen when the run began (a
-        resumed run keeps it, whatever option names its lr now)."""
+        resumed run keeps it, whatever option names its lr now), and its folder's ``note``."""
         spec, member = self.spec, self.members[k]
         provenance = run_folder.provenance(
             commit=git_commit(), variant=spec.variant.name, dataset=spec.dataset.name,
             classes=self.data.classes, whitening=whitening_of(spec, member.opts),
-            lr_from=lr_from or member.opts.lr_from)
+            lr_from=lr_from or member.opts.lr_from, note=note)
         member.folder.write_record(settings, provenance, net=self.prototxt.net.text,
                                    solver=self.prototxt.solvers[k].text,
                                    deploy=self.prototxt.deploy)

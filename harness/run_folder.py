@@ -469,13 +469,14 @@ class RunFolder:
         """How the run's lr was chosen ("spec", "grid", "--lr"; None when not recorded)."""
         return self.provenance.get("lr_from")
 
-    def recorded_lr_from(self) -> str | None:
-        """`lr_from` of the run.json the folder holds; None without a run.json, or where its
-        provenance does not read (a run of before provenance: its resume records it anew)."""
+    def recorded(self, key: str) -> str | None:
+        """``key`` of the provenance of the run.json the folder holds (what a resume keeps:
+        ``lr_from``, ``note``); None without a run.json, or where its provenance does not read
+        (a run of before provenance: its resume records it anew)."""
         if not self.has_record:
             return None
         try:
-            return self.lr_from
+            return self.provenance.get(key)
         except AllconvError:
             return None
 

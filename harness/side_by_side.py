@@ -125,8 +125,9 @@ class SideBySide:
     def restored_progress(self) -> list[dict | None]:
         return [run.restored_progress[0] for run in self.runs]
 
-    def record(self, k: int, settings: dict, lr_from: str | None = None) -> None:
-        self.runs[k].record(0, settings, lr_from)
+    def record(self, k: int, settings: dict, lr_from: str | None = None,
+               note: str | None = None) -> None:
+        self.runs[k].record(0, settings, lr_from, note)
 
     def step(self) -> None:
         """One iteration of every run that has not stopped, each on its stream after the

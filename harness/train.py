@@ -109,7 +109,8 @@ def _train_pack(spec: Spec, members: Sequence[tuple[RunOptions, Path]], data: Da
         for k, (_, settings, resumed) in enumerate(todo):
             folder = run.members[k].folder
             folder.start(settings, resumed)
-            run.record(k, settings, folder.recorded_lr_from() if resumed else None)
+            run.record(k, settings, *(folder.recorded(key) if resumed else None
+                                      for key in ("lr_from", "note")))
     ranks.barrier()
     states = run_folder.resume_points([m.folder for m in run.members])
     if any(resumed for _, _, resumed in todo) and any(states):
@@ -270,7 +271,7 @@ def _result(run: Trainable, k: int, last: dict, precision: str, device: torch.de
     opts = member.opts
     return {
         "finished": True, "row": run.spec.key, "lr": opts.lr,
-        "lr_from": member.folder.recorded_lr_from() or opts.lr_from,   # as when it began
+        "lr_from": member.folder.recorded("lr_from") or opts.lr_from,   # as when it began
         "smoke": run.smoke, "epochs": run.epochs, "iterations": run.iter,
         "batch_size": run.global_batch, "processes": run.ranks.world,
         "seed": opts.seed, "precision": precision,

@@ -713,3 +713,20 @@ def test_a_note_with_a_bar_or_a_line_break_stays_in_its_table_cell():
     line = table_markdown("table3", [spec], {"model-a": _result(spec, None, runs=runs)})
     row = line.splitlines()[4]
     assert row.endswith("see a \\| b then c |") and row.count(" | ") == row.count("|") - 3
+
+
+def test_a_resume_keeps_the_run_folders_note(tmp_path, tiny_data):
+    """README: 'a run folder's note' is in the row's notes; a resume rewrote run.json without
+    it."""
+    import json
+    tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
+    args = ["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
+            "--no-verify", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "out"),
+            "--epochs", "2", "--eval-every", "0.5", "--checkpoint-every", "1"]
+    assert cli.main(args + ["--time-limit", "0.001"]) == cli.EXIT_STOPPED
+    path = tmp_path / "out" / "tiny" / "model-a" / "lr-0.01-smoke" / "run.json"
+    record = json.loads(path.read_text())
+    record["provenance"]["note"] = "trained before the fix"
+    path.write_text(json.dumps(record))
+    assert cli.main(args + ["--resume"]) == 0
+    assert json.loads(path.read_text())["provenance"]["note"] == "trained before the fix"
