@@ -3,9 +3,12 @@ command line and the job list, each test pinning what README.md, reproductions/R
 facts.md or a docstring says, where a mutant of harness/{specs,report,cli,jobs,run}.py lived."""
 from __future__ import annotations
 
+import json
 import re
+import shutil
 
 import pytest
+import torch
 
 from harness import cli, jobs, report, run_folder
 from harness.report import row_result, status, table_markdown
@@ -313,7 +316,6 @@ def test_the_default_pack_is_one_on_cuda_too_and_cuda_graphs_are_off_under_torch
         monkeypatch):
     """README: '--pack ... The default is 1, on the CPU and on CUDA'; --cuda-graphs: 'default:
     on with CUDA, off on the CPU and under torchrun'."""
-    import torch
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert jobs.default_pack(_parse()) == 1 and jobs.default_pack(_parse("--pack", "3")) == 3
@@ -429,7 +431,6 @@ def test_a_grid_lr_trained_only_at_another_seed_leaves_the_grid_partial():
 
 def test_tf32_is_refused_on_the_cpu():
     """--precision tf32 'needs a CUDA device' (run.resolve_precision); auto is fp32 there."""
-    import torch
     from harness.run import resolve_precision
     with pytest.raises(AllconvError, match="precision tf32 needs a CUDA device"):
         resolve_precision("tf32", torch.device("cpu"))
@@ -442,7 +443,6 @@ def test_tf32_is_refused_on_the_cpu():
 def test_a_failed_row_exits_1(tmp_path, capsys):
     """--help: 'exit status: 0 done, 1 a row failed its tolerance or diverged'; the committed
     table3 run folders hold ALL-CNN-C's 9.96 %, a FAIL."""
-    import shutil
     shutil.copytree(ROOT / "results" / "table3", tmp_path / "table3",
                     ignore=shutil.ignore_patterns("*.json", "README.md", "*.png"))
     for folder in (ROOT / "results" / "table3" / "all-cnn-c").iterdir():
@@ -508,7 +508,6 @@ def test_a_diverged_runs_note_names_its_seed():
 # ----------------------------------------------------------------------------- runs and packs
 
 def _data(n_train=12, n_test=7):
-    import torch
     from harness.datasets import Data
     g = torch.Generator().manual_seed(0)
     return Data(torch.randn(n_train, 3, 32, 32, generator=g), torch.arange(n_train) % 10,
@@ -518,7 +517,6 @@ def _data(n_train=12, n_test=7):
 def test_an_eval_limit_past_the_test_set_evaluates_the_whole_set(tmp_path):
     """--eval-limit N evaluates 'the first N test images only': with fewer test images than N,
     every one of them, and the errors are over them (not over N)."""
-    import torch
     from harness.run import Run, RunOptions
     spec = load_spec(tiny_spec(tmp_path, "all-cnn-c", batch_size=6))
     run = Run(spec, [(RunOptions(lr=0.01, epochs=1, device="cpu", eval_limit=1000),
@@ -551,7 +549,6 @@ def test_a_resume_refuses_an_rng_state_of_another_iteration(tmp_path, tiny_data)
     of one checkpoint: an .rngstate of another iteration (copied from another checkpoint) is
     refused in one line, not taken."""
     import dataclasses
-    import torch
     from harness.train import train
     from runtime import snapshot
     from test_harness import options
@@ -595,7 +592,6 @@ def test_a_stopped_row_keeps_its_earlier_result_only_of_these_settings(tmp_path,
 def test_a_members_first_non_finite_loss_is_kept_through_later_steps(tmp_path):
     """Run.update records each member's first non-finite loss's iteration on the device, which
     the host reads ticks later (every 2 s on CUDA): later non-finite steps must not move it."""
-    import torch
     from harness.run import Run, RunOptions
     spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=6))
     members = [(RunOptions(lr=lr, epochs=4, device="cpu", precision="fp32"), tmp_path / str(lr))
@@ -697,7 +693,6 @@ def test_two_folders_of_one_lr_and_seed_are_refused_not_one_taken_by_name(tmp_pa
                                                                           capsys):
     """A copy of a run folder beside it (a backup, a rerun) made the table depend on which
     name sorts last; --report names both instead."""
-    import shutil
     base, run = finished_smoke_run(tmp_path, tiny_data)
     shutil.copytree(run, run.parent / "a-copy")
     capsys.readouterr()
@@ -718,7 +713,6 @@ def test_a_note_with_a_bar_or_a_line_break_stays_in_its_table_cell():
 def test_a_resume_keeps_the_run_folders_note(tmp_path, tiny_data):
     """README: 'a run folder's note' is in the row's notes; a resume rewrote run.json without
     it."""
-    import json
     tiny_spec(tmp_path / "specs", "model-a", batch_size=16)
     args = ["model-a", "--specs", str(tmp_path / "specs"), "--data", str(tiny_data),
             "--no-verify", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "out"),
