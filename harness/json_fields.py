@@ -45,6 +45,7 @@ SHARE = Kind("a share", "shares", lambda v: NUMBER.holds(v) and 0 <= v <= 1)
 OBJECT = Kind("an object", "objects", lambda v: isinstance(v, dict))
 FLAG = Kind("true or false", "trues or falses", lambda v: isinstance(v, bool))
 COUNT = Kind("a positive integer", "positive integers", lambda v: INTEGER.holds(v) and v > 0)
+POSITIVE = Kind("a positive number", "positive numbers", lambda v: NUMBER.holds(v) and v > 0)
 AMOUNT = Kind("a number of at least 0", "numbers of at least 0",
               lambda v: NUMBER.holds(v) and v >= 0)
 SECONDS = Kind("a number of seconds", "numbers of seconds", AMOUNT.holds)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from generator.variants import get_variant
 from harness.json_fields import (AMOUNT, COUNT, FLAG, INTEGER, NAME, NUMBER, OBJECT, PERCENT,
-                                 SECONDS, SHARE, TEXT, checked_fields, one_of)
+                                 POSITIVE, SECONDS, SHARE, TEXT, checked_fields, one_of)
 from harness.specs import same_row
 from runtime import snapshot
 from runtime.data import cifar, preprocess
@@ -49,8 +49,8 @@ RUN_JSON, RESULT_JSON, METRICS = "run.json", "result.json", "metrics.jsonl"
 # the fields readers take from each file (a metrics record: every record's, then an
 # evaluation's or an event's), with what they hold
 RECORDED_PRECISIONS = ("fp32", "tf32", "bf16")    # what a run records ("auto" chooses one)
-FIELDS = {RUN_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": NUMBER,
-                     "batch_size": INTEGER, "eval_limit": INTEGER.or_none(), "spec": TEXT,
+FIELDS = {RUN_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": POSITIVE,
+                     "batch_size": COUNT, "eval_limit": COUNT.or_none(), "spec": TEXT,
                      # absent from a run.json of before they were recorded
                      "precision": one_of(*RECORDED_PRECISIONS).or_absent(),
                      "eval_every": AMOUNT.or_absent(), "checkpoint_every": COUNT.or_absent(),

@@ -50,6 +50,9 @@ def test_run_json_without_a_field_a_report_or_resume_reads(tmp_path):
 
 
 @pytest.mark.parametrize("field, value, kind", [("precision", "fp16", "one of fp32, tf32, bf16"),
+                                                ("epochs", -1, "a positive number"),
+                                                ("batch_size", 0, "a positive integer"),
+                                                ("eval_limit", -200, "a positive integer or null"),
                                                 ("processes", 0, "a positive integer"),
                                                 ("checkpoint_every", None, "a positive integer"),
                                                 ("eval_every", "1", "a number of at least 0"),
