@@ -49,8 +49,8 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line and exit with status 2. Options are
     taken only as spelt (``--epoch`` is not ``--epochs``), a misspelt option is named before
     the required ones it leaves missing, and an option's empty value is refused (unless
-    ``empty_values``, for gflags' "" = not given). A minus before a digit starts a value, as
-    it does in ``-1``."""
+    ``empty_values``, for gflags' "" = not given). A minus before a digit, ``inf`` or ``nan``
+    starts a value (``-1/2``, ``-inf``), not an unknown option."""
 
     def __init__(self, *args, empty_values: bool = False, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
