@@ -130,22 +130,38 @@ def gflags_spelling(argv: list[str]) -> list[str]:
 def command_first(argv: list[str], commands: dict) -> list[str]:
     """gflags takes flags anywhere, so caffe.cpp runs `caffe -model X -iterations 1 time`:
     flags before the command move behind it. ``commands``: {name: its parser}; a flag's value
-    (the argument after a flag that takes one) is never taken for the command."""
+    (the argument after a flag that takes one) is never taken for the command, and is the
+    value even where it starts with a minus (``-model -x.prototxt``), as gflags reads it."""
     helps = ("-h", "-help", "--help")
-    if not argv or not argv[0].startswith("-") or argv[0] in (*helps, "-version", "--version"):
+    if not argv or argv[0] in (*helps, "-version", "--version"):
         return argv
     flags = {option: action.nargs != 0 for parser in commands.values()
              for action in parser._actions for option in action.option_strings}
-    at = 0
-    while at < len(argv) and argv[at] not in commands:
-        arg = argv[at]
-        at += 2 if flags.get(arg, False) and "=" not in arg else 1
-    if at >= len(argv):
+    if not argv[0].startswith("-"):     # the command, or a misspelling argparse will name
+        return [argv[0], *_values_joined(argv[1:], flags)]
+    argv = _values_joined(argv, flags)
+    at = next((i for i, arg in enumerate(argv) if arg in commands), None)
+    if at is None:
         if any(arg in helps for arg in argv):
             return ["--help"]
         raise AllconvError(f"no command among the arguments: give one of {', '.join(commands)} "
                            "(its flags before or after it)")
     return [argv[at], *argv[:at], *argv[at + 1:]]
+
+
+def _values_joined(argv: list[str], flags: dict[str, bool]) -> list[str]:
+    """``argv`` with each flag that takes a value and the argument after it as one
+    ``-flag=value`` (``flags``: {option: whether it takes a value})."""
+    joined, at = [], 0
+    while at < len(argv):
+        arg = argv[at]
+        if flags.get(arg, False) and at + 1 < len(argv):
+            joined.append(f"{arg}={argv[at + 1]}")
+            at += 2
+        else:
+            joined.append(arg)
+            at += 1
+    return joined
 
 
 def configure_logging(args, program: str = "allconv-caffe") -> None:

@@ -250,10 +250,11 @@ def index_ranges(text: str) -> list[int]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r}: give ranges and numbers, like 0-15 or "
                                              "0,4,9") from None
-        if low < 0 or high < low:
-            raise argparse.ArgumentTypeError(
-                f"the range {item} is reversed in {text!r}; write {high}-{low}" if high < low
-                else f"{item} is not an index (0 or more) in {text!r}")
+        if min(low, high) < 0:
+            raise argparse.ArgumentTypeError(f"{item} is not an index (0 or more) in {text!r}")
+        if high < low:
+            raise argparse.ArgumentTypeError(f"the range {item} is reversed in {text!r}; write "
+                                             f"{high}-{low}")
         if high - low >= MAX_RANGE:
             raise argparse.ArgumentTypeError(f"the range {item} is longer than {MAX_RANGE:,} "
                                              "indices")

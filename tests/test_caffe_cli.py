@@ -712,6 +712,17 @@ def test_flags_may_come_before_the_command_as_gflags_takes_them(workdir, caplog)
     assert list((workdir / "train").glob("allconv-caffe.*INFO*"))
 
 
+@pytest.mark.parametrize("argv", [["time", "-model", "-net.prototxt", "-iterations", "1"],
+                                  ["-model", "-net.prototxt", "-iterations", "1", "time"]])
+def test_a_flags_value_may_start_with_a_minus_as_gflags_takes_it(workdir, caplog, argv):
+    """gflags takes the argument after a flag that needs a value as its value, whatever it
+    starts with; allconv-caffe said "argument -model: expected one argument"."""
+    (workdir / "net.prototxt").rename(workdir / "-net.prototxt")
+    caplog.set_level(logging.INFO)
+    assert main(argv) == 0
+    assert "*** Benchmark ends ***" in [r.getMessage() for r in caplog.records]
+
+
 def test_train_logs_caffes_solver_and_caffe_cpp_lines(workdir, caplog):
     """solver.cpp's Init (the parameters, where each net comes from, "Solver scaffolding
     done.") and caffe.cpp's train ("Resuming from", "Starting Optimization", a second

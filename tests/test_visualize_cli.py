@@ -777,6 +777,9 @@ def test_data_beside_run_must_hold_the_release_the_run_trained_on(files, tmp_pat
      "argument --npz/--npy: {d}/x.npy: the arrays file must end in .npz"),
     (["filters", "--blob", "conv2", "--filters", "3-1"],
      "argument --filters: the range 3-1 is reversed in '3-1'; write 1-3"),
+    # a negative end is not an index, whichever way the range runs: no reversed suggestion
+    (["filters", "--blob", "conv2", "--filters", "3--1"],
+     "argument --filters: 3--1 is not an index (0 or more) in '3--1'"),
     # a misspelt option: the subcommand's own nearest is suggested (--output is an alias)
     (["filters", "--blob", "conv2", "--outfile", "{d}/f.png"],
      "visualize filters: error: unrecognized arguments: --outfile {d}/f.png (did you mean "
