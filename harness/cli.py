@@ -55,10 +55,10 @@ def build_parser() -> Parser:
                       "  torchrun --nproc_per_node 2 $(which replicate) all-cnn-c\n"
                       "  replicate table3 --lr-search --shard 0/4 ; ... ; "
                       "replicate table3 --lr-search --report\n\n"
-                      "exit status: 0 done, 1 a row failed its tolerance or diverged, 2 usage or "
-                      "data error,\n3 stopped by --time-limit or --deadline (rerun with "
-                      "--resume),\n128 + the signal's number stopped by a signal: 130 Ctrl-C, "
-                      "143 SIGTERM, 129 SIGHUP (rerun with --resume)",
+                      "exit status: 0 done, 1 a row failed its tolerance or none of its "
+                      "runs finished (all\ndiverged), 2 usage or data error, 3 stopped by "
+                      "--time-limit or --deadline (rerun with --resume),\n128 + the "
+                      "signal's number stopped by a signal: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (rerun with --resume)",
                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version(p)
     p.add_argument("targets", nargs="*", metavar="TABLE|ROW",

@@ -441,8 +441,8 @@ def test_tf32_is_refused_on_the_cpu():
 # ----------------------------------------------------------------------------- exit statuses
 
 def test_a_failed_row_exits_1(tmp_path, capsys):
-    """--help: 'exit status: 0 done, 1 a row failed its tolerance or diverged'; the committed
-    table3 run folders hold ALL-CNN-C's 9.96 %, a FAIL."""
+    """--help: 'exit status: 0 done, 1 a row failed its tolerance or none of its runs
+    finished'; the committed table3 run folders hold ALL-CNN-C's 9.96 %, a FAIL."""
     shutil.copytree(ROOT / "results" / "table3", tmp_path / "table3",
                     ignore=shutil.ignore_patterns("*.json", "README.md", "*.png"))
     for folder in (ROOT / "results" / "table3" / "all-cnn-c").iterdir():
