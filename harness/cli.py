@@ -58,7 +58,8 @@ def build_parser() -> Parser:
                       "exit status: 0 done, 1 a row failed its tolerance or none of its "
                       "runs finished (all\ndiverged), 2 usage or data error, 3 stopped by "
                       "--time-limit or --deadline (rerun with --resume),\n128 + the "
-                      "signal's number stopped by a signal: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (rerun with --resume)",
+                      "signal's number stopped by a signal: 130 Ctrl-C, 143 SIGTERM, "
+                      "129 SIGHUP (rerun with --resume)",
                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version(p)
     p.add_argument("targets", nargs="*", metavar="TABLE|ROW",
