@@ -20,6 +20,10 @@ class Kind:
         return Kind(f"a list of {self.plural}", f"lists of {self.plural}",
                     lambda v: isinstance(v, list) and all(self.holds(x) for x in v))
 
+    def by_name(self) -> "Kind":
+        return Kind(f"an object of {self.plural}", f"objects of {self.plural}",
+                    lambda v: isinstance(v, dict) and all(self.holds(x) for x in v.values()))
+
     def or_none(self) -> "Kind":
         return Kind(f"{self.name} or null", f"{self.plural} or nulls",
                     lambda v: v is None or self.holds(v))
@@ -39,7 +43,8 @@ def _finite(v) -> bool:
 NUMBER = Kind("a number", "numbers", _finite)
 INTEGER = Kind("an integer", "integers", _plain(int))
 TEXT = Kind("a string", "strings", _plain(str))
-NAME = Kind("a name", "names", lambda v: TEXT.holds(v) and v.strip() != "")
+NAME = Kind("a name (one line)", "names (one line each)",
+            lambda v: TEXT.holds(v) and v.strip() != "" and len(v.splitlines()) == 1)
 PERCENT = Kind("a percentage", "percentages", lambda v: NUMBER.holds(v) and 0 <= v <= 100)
 SHARE = Kind("a share", "shares", lambda v: NUMBER.holds(v) and 0 <= v <= 1)
 OBJECT = Kind("an object", "objects", lambda v: isinstance(v, dict))

@@ -58,6 +58,7 @@ FIELDS = {RUN_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": POSIT
           RESULT_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": NUMBER,
                         "wall_seconds": SECONDS, "test_error": PERCENT,
                         "never_predicted": TEXT.list(), "dead_class_units": TEXT.list(),
+                        "per_class_accuracy": SHARE.or_none().by_name().or_absent(),
                         "iterations": COUNT.or_absent(), "batch_size": COUNT.or_absent(),
                         "train_size": COUNT.or_absent(), "test_size": COUNT.or_absent(),
                         "params_counted": COUNT.or_absent(), "precision": TEXT.or_absent(),
@@ -440,6 +441,11 @@ class RunFolder:
             raise AllconvError(f"{path}, provenance: {len(found['classes'])} class names for "
                                f"{dataset.name}'s {dataset.num_classes} classes; was it edited? "
                                "(the run writes it)")
+        twice = next((name for i, name in enumerate(found["classes"])
+                      if name in found["classes"][:i]), None)
+        if twice is not None:
+            raise AllconvError(f"{path}, provenance: the class name {twice!r} is given twice; "
+                               "was it edited? (the run writes it)")
         return found
 
     def _checked_whitening(self, provenance: dict) -> dict | None:

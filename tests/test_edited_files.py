@@ -34,7 +34,7 @@ def _folder(tmp_path, settings=SETTINGS, whitening=None,
             deploy="name: 'n'") -> run_folder.RunFolder:
     folder = run_folder.RunFolder(tmp_path)
     folder.write_record(settings, run_folder.provenance(
-        commit=None, variant="all-c", dataset="cifar10", classes=["a"] * 10,
+        commit=None, variant="all-c", dataset="cifar10", classes=list("abcdefghij"),
         whitening=whitening), deploy=deploy)
     return folder
 
@@ -232,6 +232,11 @@ def test_a_metrics_record_holding_nan_is_refused_and_never_written(tmp_path):
     ({"device": 5}, "its 'device' field is 5, not a string"),
     ({"torch": {"a": 1}}, "its 'torch' field is {\"a\": 1}, not a string"),
     ({"params_counted": -3}, "its 'params_counted' field is -3, not a positive integer"),
+    # carried into the row's result by --report
+    ({"per_class_accuracy": {"cat": 1.5}},
+     "its 'per_class_accuracy' field is {\"cat\": 1.5}, not an object of shares or nulls"),
+    ({"per_class_accuracy": [0.5]},
+     "its 'per_class_accuracy' field is [0.5], not an object of shares or nulls"),
 ])
 def test_a_result_edited_or_copied_from_another_run(tmp_path, edit, said):
     folder = _folder(tmp_path)
@@ -249,6 +254,12 @@ def test_a_result_edited_or_copied_from_another_run(tmp_path, edit, said):
     ({"classes": ["a"]}, "provenance: 1 class names for cifar10's 10 classes"),
     ({"classes": list(range(10))}, "its 'classes' field is [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], not"),
     ({"classes": ["", "b"]}, "its 'classes' field is [\"\", \"b\"], not a list of names"),
+    # the names are the labels of an export and of visualize's figures: one line, each once
+    ({"classes": ["a\nb"] + list("cdefghijk")},
+     "its 'classes' field is [\"a\\nb\", \"c\", \"d\", \"e\", \"f\", \"g\", \"h\"..., not a "
+     "list of names (one line each)"),
+    ({"classes": [f"c{i}" for i in range(9)] + ["c3"]},
+     "provenance: the class name 'c3' is given twice"),
     ({"variant": "nope"}, "unknown variant 'nope'"),
 ])
 def test_a_provenance_edited_is_named_by_every_reader(tmp_path, edit, said):

@@ -308,7 +308,7 @@ def test_max_pooling_never_takes_nan_or_minus_inf_as_caffe(tmp_path):
 def test_static_batch_opset_fp16_and_metadata(tmp_path):
     net = Net(render_net(VARIANTS["all-c"], NetOptions(deploy=True)), pb.TEST, seed=0)
     worst = to_onnx(net, tmp_path / "m.onnx", static_batch=4, opset=17, fp16=True,
-                    variant="all-c", classes=["a"] * 10)
+                    variant="all-c", classes=list("abcdefghij"))
     assert max(worst.values()) <= check.TOL_FP16
     model = onnx.load(tmp_path / "m.onnx")
     # the file format opset 17 needs, IR 8 (onnx wrote its newest, 14, which onnxruntime 1.16
@@ -320,7 +320,7 @@ def test_static_batch_opset_fp16_and_metadata(tmp_path):
     assert data.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     props = {p.key: p.value for p in model.metadata_props}
     assert props["allconv.net"] == "All-CNN-C" and props["allconv.variant"] == "all-c"
-    assert json.loads(props["allconv.classes"]) == ["a"] * 10
+    assert json.loads(props["allconv.classes"]) == list("abcdefghij")
     assert json.loads(props["allconv.input"]) == {"name": "data", "layout": "NCHW",
                                                   "dtype": "float16", "shape": [4, 3, 32, 32]}
     dynamic, _ = build_model(net)
@@ -695,7 +695,7 @@ def _empty_run(tmp_path) -> Path:
     folder.mkdir()
     run_folder.RunFolder(folder).write_record(
         {"row": "table3/all-cnn-c"}, run_folder.provenance(
-            commit=None, variant="all-c", dataset="cifar10", classes=["a"] * 10, whitening=None),
+            commit=None, variant="all-c", dataset="cifar10", classes=list("abcdefghij"), whitening=None),
         deploy=HAND_NETS["caffenet_like"][0])
     return folder
 

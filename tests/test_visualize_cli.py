@@ -216,7 +216,7 @@ def test_read_run_takes_the_newest_checkpoint(tmp_path):
     spec = (ROOT / "reproductions" / "table3" / "all-cnn-c.toml").read_text()
     run_folder.RunFolder(tmp_path).write_record(
         {"row": "table3/all-cnn-c", "spec": spec}, run_folder.provenance(
-            commit=None, variant="all-c", dataset="cifar10", classes=["a"] * 10,
+            commit=None, variant="all-c", dataset="cifar10", classes=list("abcdefghij"),
             whitening=None), deploy=ALL_C_DEPLOY)
     for it in (8, 40, 12):
         (tmp_path / f"checkpoint_iter_{it}.caffemodel").write_bytes(b"")
@@ -340,7 +340,7 @@ def test_a_device_this_machine_lacks_is_one_line(files, capsys, monkeypatch, com
 
 def test_dataset_beside_run_must_be_the_runs(tmp_path, capsys):
     run_folder.RunFolder(tmp_path).write_record({"row": "table3/all-cnn-c"}, run_folder.provenance(
-        commit=None, variant="all-c", dataset="cifar10", classes=["a"] * 10, whitening=None),
+        commit=None, variant="all-c", dataset="cifar10", classes=list("abcdefghij"), whitening=None),
         deploy=ALL_C_DEPLOY)
     code = run_cli(main, "visualize", ["top-patches", "--run", str(tmp_path), "--dataset",
                                        "cifar100",
@@ -691,7 +691,7 @@ def _run_with_cached_whitening(files, tmp_path, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
     run_folder.RunFolder(run).write_record({"row": "table3/all-cnn-c"}, run_folder.provenance(
-        commit=None, variant="all-c", dataset="cifar10", classes=["a"] * 10,
+        commit=None, variant="all-c", dataset="cifar10", classes=list("abcdefghij"),
         whitening={"cache_entry": str(entry)}), deploy=NET)
     (run / "checkpoint_iter_1.caffemodel").write_bytes((d / "net.caffemodel").read_bytes())
     return run, images
@@ -882,7 +882,7 @@ def test_a_large_all_cnn_run_without_cached_cifar_asks_for_data(tmp_path, monkey
     run.mkdir()
     run_folder.RunFolder(run).write_record(
         {"row": "table4/large-all-cnn", "spec": spec}, run_folder.provenance(
-            commit=None, variant="large-all-cnn", dataset="cifar10", classes=["a"] * 10,
+            commit=None, variant="large-all-cnn", dataset="cifar10", classes=list("abcdefghij"),
             whitening=None), deploy=text)
     Net(text, TEST, seed=2).save(run / "checkpoint_iter_1.caffemodel")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
