@@ -34,7 +34,7 @@ from harness.commit import git_commit
 from harness.datasets import Data, ImageFolders, row_data
 from harness.evaluation import Evaluator
 from harness.net_transforms import NetTransform, data_as_input, transformed
-from harness.run_folder import RunFolder
+from harness.run_folder import RunFolder, check_named_iteration
 from harness.specs import Spec
 from harness.step import TrainStep
 from runtime import TEST, TRAIN, snapshot
@@ -463,6 +463,7 @@ class Run:
             # every layer from it, or the run would not continue as it was
             snapshot.restore(path, net, optimizer, self.schedule,
                              weights=snapshot.sibling(path, ".caffemodel"), require_all=True)
+            check_named_iteration(path, self.iter)
             rng_path = snapshot.sibling(path, ".rngstate")
             state = snapshot.read_rng_state(rng_path)
             if state.get("format") != snapshot.LOOP_STATE or state.get("iter") != self.iter:

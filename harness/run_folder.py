@@ -164,6 +164,15 @@ def row_runs(row_dir) -> list["RunFolder"]:
     return runs
 
 
+def check_named_iteration(state_path: Path, held: int) -> None:
+    """A checkpoint's .solverstate must hold the iteration its name says: a set renamed to
+    another iteration would take another iteration's metrics record and schedule."""
+    named = snapshot.iteration(state_path)
+    if named != held:
+        raise AllconvError(f"{state_path}: named iteration {named} but holds iteration {held}; "
+                           "was the checkpoint renamed? (give its files their own name back)")
+
+
 def resume_points(folders: Sequence[RunFolder]) -> list[Path | None]:
     """The checkpoint (.solverstate) each folder's run resumes from, None where it has none:
     the newest of its complete ones that every other folder sharing one of them also holds.
@@ -660,8 +669,11 @@ class RunFolder:
         the newest snapshot's iteration, None without one)."""
         # realpath, not resolve: a link in a loop is named where it is read, not here
         checkpoints = {os.path.realpath(path): n for path, n in self._checkpoints(".caffemodel")}
-        return (checkpoints.get(os.path.realpath(weights)),
-                max(checkpoints.values(), default=None))
+        at = checkpoints.get(os.path.realpath(weights))
+        state = Path(weights).with_suffix(".solverstate")
+        if at is not None and state.is_file():
+            check_named_iteration(state, snapshot.read_state(state).iter)
+        return at, max(checkpoints.values(), default=None)
 
     def check_dataset(self, given: str | None, option: str = "--dataset") -> None:
         """A ``--dataset`` given beside ``--run`` must be the run's own."""

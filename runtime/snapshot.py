@@ -81,8 +81,7 @@ def restore(state_path, net, optimizer, schedule, weights=None, require_all=Fals
     ``learned_net`` when it names one; ``require_all``: every learnable layer must find its
     own there), ``iter`` and ``current_step`` into ``schedule``."""
     state_path = os.fspath(state_path)
-    state = (hdf5_snapshot.read_state(state_path) if hdf5_snapshot.is_hdf5(state_path)
-             else read_binary(state_path, pb.SolverState))
+    state = read_state(state_path)
     if state.iter < 0 or state.current_step < 0:      # no solver ever writes one
         raise AllconvError(f"{state_path}: iter {state.iter} and current_step "
                            f"{state.current_step} must not be negative")
@@ -92,6 +91,13 @@ def restore(state_path, net, optimizer, schedule, weights=None, require_all=Fals
     if weights is not None:         # unlogged, as Caffe's Restore
         net.copy_from(weights, require_all=require_all)
     schedule.load_state_dict({"last_epoch": state.iter, "current_step": state.current_step})
+
+
+def read_state(state_path) -> pb.SolverState:
+    """A .solverstate, binary or HDF5, as a ``SolverState`` message."""
+    state_path = os.fspath(state_path)
+    return (hdf5_snapshot.read_state(state_path) if hdf5_snapshot.is_hdf5(state_path)
+            else read_binary(state_path, pb.SolverState))
 
 
 def _find_learned_net(learned_net: str, state_path: str) -> str:

@@ -563,6 +563,24 @@ def test_a_resume_refuses_an_rng_state_of_another_iteration(tmp_path, tiny_data)
         train(spec, dataclasses.replace(opts, resume=True), tmp_path / "run")
 
 
+def test_a_resume_refuses_a_checkpoint_renamed_to_another_iteration(tmp_path, tiny_data):
+    """A checkpoint's three files renamed to a later iteration agree with each other, but not
+    with their name, which says where the metrics log is cut: refused in one line."""
+    import dataclasses
+    from harness.train import train
+    from test_harness import options
+    spec = load_spec(tiny_spec(tmp_path, "model-a", batch_size=12))
+    opts = options(tiny_data, epochs=2)
+    train(spec, dataclasses.replace(opts, time_limit=0), tmp_path / "run")
+    [state] = (tmp_path / "run").glob("checkpoint_iter_*.solverstate")
+    for path in (tmp_path / "run").glob("checkpoint_iter_*"):
+        path.rename(str(path).replace(state.stem, "checkpoint_iter_5"))
+    with pytest.raises(AllconvError, match=re.escape(
+            f"{tmp_path / 'run' / 'checkpoint_iter_5.solverstate'}: named iteration 5 but holds "
+            f"iteration {state.stem.split('_')[-1]}; was the checkpoint renamed?")):
+        train(spec, dataclasses.replace(opts, resume=True), tmp_path / "run")
+
+
 def test_a_stopped_row_keeps_its_earlier_result_only_of_these_settings(tmp_path, tiny_data,
                                                                         capsys, monkeypatch):
     """A row stopped by --deadline shows its row JSON in the table only where that JSON is of

@@ -6,13 +6,18 @@ import json
 
 import pytest
 
+from runtime.proto import pb
 from runtime.errors import AllconvError
 from test_edited_files import RECORD, RESULT, SETTINGS, _folder
 
 
-def _checkpoint(folder, iteration: int) -> None:
-    for extension in (".caffemodel", ".solverstate", ".rngstate"):
+def _checkpoint(folder, iteration: int, holds: int | None = None) -> None:
+    """A checkpoint's three files, its .solverstate holding iteration ``holds`` (default: its
+    own)."""
+    for extension in (".caffemodel", ".rngstate"):
         folder.file(f"checkpoint_iter_{iteration}{extension}").write_bytes(b"")
+    state = pb.SolverState(iter=iteration if holds is None else holds)
+    folder.file(f"checkpoint_iter_{iteration}.solverstate").write_bytes(state.SerializeToString())
 
 
 def test_the_newest_snapshot_is_by_iteration_not_by_name(tmp_path):
@@ -86,3 +91,17 @@ def test_a_snapshot_without_a_record_is_placed_by_the_solvers_iterations(tmp_pat
     _checkpoint(folder, 1)
     warning = folder.snapshot_warning(folder.file("checkpoint_iter_1.caffemodel"))
     assert "snapshot of iteration 1 (epoch 0.3333 of 1)" in warning
+
+
+def test_a_checkpoint_renamed_to_another_iteration_is_named_by_export_and_visualize(tmp_path):
+    """Found by fuzzing: the files of iteration 1 renamed to iteration 3 were taken as
+    iteration 3's (its record's test error in the export's provenance); the .solverstate
+    holds the iteration the files are of."""
+    folder = _folder(tmp_path)
+    _checkpoint(folder, 3, holds=1)
+    weights = folder.file("checkpoint_iter_3.caffemodel")
+    for read in (folder.export_provenance, folder.snapshot_warning):
+        with pytest.raises(AllconvError, match=r"checkpoint_iter_3.solverstate: named iteration "
+                                               r"3 but holds iteration 1; was the checkpoint "
+                                               r"renamed\?"):
+            read(weights)
