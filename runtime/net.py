@@ -3,26 +3,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import warnings
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from runtime import hdf5_snapshot, mode
-from runtime.backward_plan import backward_plan, refused_backward
-from runtime.blob_shape import reshaped, shape_equals
+from runtime import mode
 from runtime.blob_views import Blob, HeldParamDiffs, ParamView
-from runtime.caffemodel import (LegacyShaped, blob_to_array, no_weights, read_layers,
-                                write_weights)
+from runtime.caffemodel import blob_to_array
+from runtime.diff_memory import DiffMemory
 from runtime.errors import AllconvError
 from runtime.filter_net import filter_net
 from runtime.insert_splits import insert_splits
-from runtime.layers import (Layer, NoFillerWarning, data_sized, describe, layer_class,
-                            layer_errors, make_layer)
+from runtime.layers import (NoFillerWarning, data_sized, describe, layer_class, layer_errors,
+                            make_layer)
+from runtime.net_batches import BatchedPasses
+from runtime.net_weights import NetWeights, copy_blob
 from runtime.proto import pb
 from runtime.prototxt import read_net
 
@@ -73,7 +72,7 @@ def with_automatic_tops(layer_param):
     return out
 
 
-class Net(nn.Module):
+class Net(NetWeights, DiffMemory, BatchedPasses, nn.Module):
     """A Caffe net for one phase, built from a prototxt path, its text, or a NetParameter.
 
     The Caffe phase (TRAIN=0 / TEST=1) is fixed at construction, as in Caffe:
@@ -85,6 +84,8 @@ class Net(nn.Module):
     ``{top name: sample shape}`` for Data layers whose feed has no ``sample_shape``.
     The arguments are pycaffe's, ``Net(network_file, phase, level=0, stages=None,
     weights=None)``, and its older order ``Net(network_file, weights, phase)`` is taken too.
+    Its weight files are `NetWeights`', the plan of Caffe's diffs `DiffMemory`'s, and
+    pycaffe's passes over long inputs `BatchedPasses`'.
     """
 
     def __init__(self, network_file, phase: int, level: int | None = None, stages=None,
@@ -252,132 +253,6 @@ class Net(nn.Module):
                                    if id(b) in needed and not propagates(l, i))
                              for l in self.layers]
 
-    def _plan_diffs(self) -> None:
-        """Where Caffe's backward differs from autograd's on the same graph. A bottom that Caffe
-        computes a diff for gets one even when nothing below it learns (``_fresh_diffs``: per
-        layer, those bottoms; autograd would stop at a value that needs no gradient). A loss
-        term whose top a later layer back-propagates into counts in the forward only
-        (``_forward_only``: (layer, top) pairs): that layer's backward overwrites the loss
-        weight Caffe put into the top's diff at set-up), and so does the loss of a layer that
-        runs no backward (its top read by a layer that propagates nothing into it).
-        ``_backward_refused``: why Caffe's Backward would abort on this net, if it would.
-        ``_diff_shared_with``: {a Reshape's bottom: its top}, whose diff Caffe's bottom shows
-        where nothing computes the bottom's own (and ``_diff_memory_of``, the other way: the
-        top shows the bottom's where it has one); ``_scratch_readers``: {a blob: the one layer
-        reading it as bottom 0 that may leave a scratch diff there}. ``_cut``,
-        ``_keeps`` and ``_passed_diffs``: see ``_plan_bottom_diffs``."""
-        plan = backward_plan(self.layers, self._param_needs, self.force_backward)
-        for i, layer in enumerate(self.layers):
-            if plan.layer_need[i] and layer.diffs_whenever_run is not None:
-                for blob in layer.blobs.owners():     # every param diff, whatever its lr_mult
-                    blob.requires_grad_(True)
-                self._frozen_uses[i] = ()
-        self._cut, self._layer_need = plan.cut, plan.layer_need
-        for layer, told in zip(self.layers, plan.told):
-            layer.bottom_need_backward = told
-        self._writer = {top: i for i, layer in enumerate(self.layers) for top in layer.tops}
-        self._runs_backward = {top: plan.layer_need[i] for top, i in self._writer.items()}
-        self._plan_bottom_diffs(plan)
-        self._backward_refused = refused_backward(self.layers, plan)
-        self._fresh_diffs = [tuple(j for j, need in enumerate(needs) if need and layer_need)
-                             for layer_need, needs in zip(plan.layer_need, plan.bottom_need)]
-        overwritten = {(k, b) for k, l in enumerate(self.layers)
-                       for j, b in enumerate(l.bottoms) if j in self._fresh_diffs[k]
-                       and not (j < len(l.tops) and l.tops[j] == b)}
-        weighted = [(i, j, t) for i, l in enumerate(self.layers)
-                    for j, (t, w) in enumerate(zip(l.tops, l.loss_weights)) if w]
-        self._diff_read = {(i, j) for i, j, t in weighted if any(
-            (k, t) in overwritten for k in range(i + 1, len(self.layers)))}
-        self._forward_only = self._diff_read | {(i, j) for i, j, _ in weighted
-                                                if not plan.layer_need[i]}
-        self._diff_shared_with = {l.bottoms[0]: l.tops[0] for i, l in enumerate(self.layers)
-                                  if l.top_diff_is_bottom_diff and
-                                  (plan.layer_need[i] or not l.diff_shared_by_backward)}
-        self._diff_memory_of = {top: bottom for bottom, top in self._diff_shared_with.items()}
-        readers = [(l.bottoms[0], i) for i, l in enumerate(self.layers)
-                   if l.bottoms and l.tops and l.tops[0] != l.bottoms[0]
-                   and type(l).scratch_diff is not Layer.scratch_diff]
-        read = Counter(b for b, _ in readers)
-        self._scratch_readers = {b: i for b, i in readers if read[b] == 1}
-        self._top_loss_weights = {t: w for l in self.layers
-                                  for t, w in zip(l.tops, l.loss_weights) if w}
-
-    def _plan_bottom_diffs(self, plan) -> None:
-        """Per layer, ``_keeps``: the bottoms whose diff its Backward writes (propagate_down,
-        or ``diffs_whenever_run`` when it runs), the others read detached; ``_passed_diffs``:
-        the in-place bottoms whose diff it does not write (not kept, or the layer is ``_cut``,
-        stopped by Caffe's skip rule: its tops are read detached): their memory, shared with
-        the top, hands the top's diff on unchanged."""
-        self._keeps, self._passed_diffs = [], []
-        for i, layer in enumerate(self.layers):
-            whenever_run = layer.diffs_whenever_run or () if plan.layer_need[i] else ()
-            kept = tuple(k or j in whenever_run for j, k in enumerate(self._propagate_down[i]))
-            self._keeps.append(kept)
-            self._passed_diffs.append(tuple(
-                j for j, b in enumerate(layer.bottoms)
-                if j < len(layer.tops) and layer.tops[j] == b
-                and (plan.cut[i] or not kept[j])))
-
-    def _diff_entry(self, name: str, diff, values: dict):
-        """(the value, ``diff`` in its shape) where a diff in blob ``name``'s memory enters a
-        backward: the blob, if its writer runs backward; else, for a top sharing its bottom's
-        diff memory (a Reshape's), the lowest blob of that memory, whose writer reads it if it
-        runs backward (a Split's sum); else None (nothing reads it)."""
-        for blob in dict.fromkeys([name, self._diff_root(name)]):
-            value = values.get(blob)
-            if (self._runs_backward.get(blob) and value is not None and value.requires_grad
-                    and value.numel() == diff.numel()):
-                return value, diff.reshape(value.shape)
-        return None
-
-    def _diff_chain(self, name: str) -> list[str]:
-        """``name``, then the blobs whose diff memory it shares, down the Reshapes."""
-        chain = [name]
-        while chain[-1] in self._diff_memory_of:
-            chain.append(self._diff_memory_of[chain[-1]])
-        return chain
-
-    def _diff_root(self, name: str) -> str:
-        """The lowest blob whose diff memory ``name`` shares (``name`` itself if none)."""
-        return self._diff_chain(name)[-1]
-
-    def _shared_memory_grad(self, name: str):
-        """The gradient Caffe's diff memory of blob ``name`` ends with: a Reshape's top shares
-        its bottom's memory, which the bottom's earliest gradient, written last, fills."""
-        chain = self._diff_chain(name)
-        grad = next((g for g in map(self._earliest_grad, reversed(chain)) if g is not None), None)
-        if grad is None:
-            return None
-        shape = self._shapes[name]      # an input reshaped since: its memory, as Blob::Reshape
-        return grad.reshape(shape) if grad.numel() == math.prod(shape) else reshaped(grad, shape)
-
-    def _kept_grad(self, name: str):
-        """``_shared_memory_grad`` where the pass kept the blobs' diffs (``retain_blob_diffs``),
-        else None."""
-        return self._shared_memory_grad(name) if self.retain_blob_diffs else None
-
-    def _earliest_grad(self, name: str):
-        """The gradient of the earliest value of blob ``name`` (in an in-place chain) that
-        has one, or None."""
-        return next((v.grad for v in self._versions.get(name, ())
-                     if v.requires_grad and v.grad is not None), None)
-
-    def _scratch_diff(self, name: str):
-        """The diff the layer reading ``name`` as bottom 0 leaves there in Caffe while
-        propagating nothing to it (``Layer.scratch_diff``), or None."""
-        i = self._scratch_readers.get(name)
-        if i is None or not self._versions.get(name) or 0 in self._fresh_diffs[i]:
-            return None         # Backward writes bottom 0's diff: 0 where no loss reached it
-        layer = self.layers[i]
-        top = self._versions.get(layer.tops[0], [None])[0]
-        top_diff = top.grad if top is not None and top.requires_grad else None
-        learns = [b.requires_grad and k not in self._frozen_uses[i]
-                  for k, b in enumerate(layer.blobs.owners())]
-        gets = [self._earliest_grad(b) is not None for b in layer.bottoms]
-        with torch.no_grad():
-            return layer.scratch_diff([self._values[b] for b in layer.bottoms], top_diff,
-                                      learns, gets)
-
     def _copy_prototxt_blobs(self) -> None:
         """A layer whose prototxt holds ``blobs`` starts from them, as Caffe's Layer takes them
         (before sharing: a sharer's own are replaced by its owner's)."""
@@ -389,7 +264,7 @@ class Net(nn.Module):
                 raise AllconvError(f"{describe(layer.param)}: the prototxt gives {len(given)} "
                                    f"blob(s), the layer has {len(layer.blobs)}")
             for i, (array, blob) in enumerate(zip(given, layer.blobs)):
-                _copy_blob(blob, array, f"{describe(layer.param)}: blob {i}", "prototxt")
+                copy_blob(blob, array, f"{describe(layer.param)}: blob {i}", "prototxt")
 
     def _index_params(self) -> None:
         """``learnable_params`` (a shared blob once) and pycaffe's ``params`` from the layers."""
@@ -822,65 +697,6 @@ class Net(nn.Module):
         if self._backward_refused:
             raise AllconvError(self._backward_refused)
 
-    def forward_all(self, blobs=None, **inputs) -> dict:
-        """pycaffe's ``forward_all``: Input blobs' values of any length, run through the net
-        in batches of its own (the last one padded with zeros); returns each output (and
-        ``blobs``) for every item, the padding cut off."""
-        names = self._check_blob_names(blobs)
-        if not inputs:
-            raise AllconvError("forward_all needs the inputs' values, as name=array")
-        count, batches = self._batches("forward_all", inputs, self._input_slots, "an Input")
-        outs: dict[str, list] = {}
-        for chunk in batches:
-            _collect(outs, self.forward(blobs=names, **chunk), "forward_all")
-        return _joined(outs, count)
-
-    def forward_backward_all(self, blobs=None, diffs=None, **values) -> tuple[dict, dict]:
-        """pycaffe's ``forward_backward_all``: Input blobs' values and outputs' diffs (name=
-        array, of one length) run through the net in batches of its own, each a forward
-        and a backward (the last padded with zeros); returns ({output, and ``blobs``: values},
-        {input, and ``diffs``: diffs}) for every item, the padding cut off."""
-        names, diff_names = self._check_blob_names(blobs), self._check_blob_names(diffs)
-        if not values:
-            raise AllconvError("forward_backward_all needs the inputs' values or the outputs' "
-                               "diffs, as name=array")
-        count, batches = self._batches("forward_backward_all", values,
-                                       [*self._input_slots, *self.outputs],
-                                       "an Input or output")
-        outs: dict[str, list] = {}
-        grads: dict[str, list] = {}
-        for chunk in batches:
-            _collect(outs, self.forward(blobs=names, **{
-                n: v for n, v in chunk.items() if n in self._input_slots}),
-                "forward_backward_all")
-            _collect(grads, self.backward(diffs=diff_names, **{
-                n: v for n, v in chunk.items() if n in self.outputs}), "forward_backward_all")
-        return _joined(outs, count), _joined(grads, count)
-
-    def _batches(self, method: str, values: dict, allowed, kind: str):
-        """(items, padded batches) of ``values`` (name -> array of items shaped like the
-        blob's), each batch the blob's size, the last padded with zeros, as pycaffe's
-        ``_batch``."""
-        unknown = sorted(set(values) - set(allowed))
-        if unknown:
-            raise AllconvError(f"{method}({unknown[0]}=...): not {kind} blob (inputs: "
-                               f"{', '.join(self.inputs)}; outputs: {', '.join(self.outputs)})")
-        values = {name: torch.as_tensor(v, dtype=torch.float32) for name, v in values.items()}
-        count = len(next(iter(values.values())))
-        for name, value in values.items():
-            if len(value) != count or tuple(value.shape[1:]) != self._shapes[name][1:]:
-                raise AllconvError(f"{method}({name}=...): shape {tuple(value.shape)}; "
-                                   f"{count} items of {self._shapes[name][1:]} expected")
-        batch = self._shapes[next(iter(values))][0]
-
-        def chunks():
-            for start in range(0, count, batch):
-                chunk = {name: torch.zeros(self._shapes[name]) for name in values}
-                for name, value in values.items():
-                    chunk[name][:len(value[start:start + batch])] = value[start:start + batch]
-                yield chunk
-        return count, chunks()
-
     def forward_backward(self, **inputs) -> float:
         """forward + backward; returns the total weighted loss."""
         self.forward(**inputs)
@@ -930,107 +746,7 @@ class Net(nn.Module):
             p.grad = None
         self._held_param_diffs.clear()
 
-    def _held_diff(self, name: str) -> torch.Tensor:
-        """The diff memory of blob ``name`` (an output's, or one no backward wrote): zeros (a
-        loss top's weight, as Caffe's set-up puts it there) that keep what is written into
-        them, which the next backward starts from when the blob is an output (pycaffe's
-        ``net.blobs[out].diff[...] = g``), and what each backward leaves there."""
-        shape, anchor = self._shapes[name], self._anchor
-        held = self._held_diffs.get(name)
-        if held is None:
-            grad = self._kept_grad(name)              # a backward's, before the first read
-            held = (grad.detach().clone() if grad is not None else
-                    torch.full(shape, self._top_loss_weights.get(name, 0.0)))
-        elif tuple(held.shape) != tuple(shape):        # Blob::Reshape: the memory stays
-            held = reshaped(held, shape)               # up to its capacity
-        held = self._held_diffs[name] = held.to(anchor.device, anchor.dtype)
-        return held
-
-    # ------------------------------------------------------------------ weights
-
-    def copy_from(self, path, *, require_all: bool = False, into=None,
-                  hdf5: bool | None = None) -> None:
-        """Copy weights from a .caffemodel by layer name (Caffe's CopyTrainedLayersFrom; the
-        file is HDF5 if its name ends in .h5, as the reference build decides; BVLC master asks
-        H5Fis_hdf5): each layer of the file, in order, into the first layer of that name (from
-        an HDF5 file the last, as Caffe's CopyTrainedLayersFromHDF5 looks names up), whose
-        blob count must match (a blob-less layer's too). As in Caffe, a file layer the net
-        lacks is logged ("Ignoring source layer NAME") and net layers the file lacks keep their
-        initial values; a UserWarning names those that have blobs (with ``require_all``, an
-        AllconvError, before anything is copied). ``into(layer)``: the tensors its blobs go to
-        (default: the blobs; a pack's member gives its blocks of them). ``hdf5``: read as HDF5
-        or not whatever the name (None: by the name)."""
-        hdf5 = hdf5_snapshot.is_hdf5(path) if hdf5 is None else hdf5
-        stored = (hdf5_snapshot.read_weights(path, {layer.name for layer in self.layers})
-                  if hdf5 else read_layers(path))
-        # a net without learnable layers saves no blobs; an HDF5 file's data group says what
-        # it is, and layers named like none of the net's are ignored, as Caffe ignores them
-        if not hdf5 and self.learnable_params and not any(blobs for _, blobs in stored):
-            raise no_weights(path)
-        owners = self._blob_owners()
-        target = {layer.name: layer
-                  for layer in (self.layers if hdf5 else reversed(self.layers))}
-        names = {name for name, _ in stored}
-        missing = list(dict.fromkeys(layer.name for layer in self.layers
-                                     if layer.blobs and layer.name not in names))
-        if missing:
-            held = (n for n, blobs in stored if blobs or blobs is None)   # None: not read
-            message = (f"{path}: no weights for layer(s) {', '.join(missing)} (the file has: "
-                       f"{', '.join(dict.fromkeys(held)) or 'none'})")
-            if require_all:
-                raise AllconvError(message)
-        copies = []                     # all checked before any is made
-        for name, source in stored:
-            layer = target.get(name)
-            if layer is None:
-                log.info("Ignoring source layer %s", name)
-                continue
-            if hdf5 and len(source) <= len(layer.blobs):
-                source = source + [None] * (len(layer.blobs) - len(source))
-            if len(source) != len(layer.blobs):
-                raise AllconvError(f"{path}: layer {layer.name!r} has {len(source)} blob(s) in "
-                                   f"the file but {len(layer.blobs)} in the net")
-            for i, (array, blob) in enumerate(zip(source, into(layer) if into else layer.blobs)):
-                if array is None:     # HDF5 saves a blob once, with the layer that owns it
-                    if owners[id(layer.blobs.owner(i))] is layer:
-                        raise AllconvError(f"{path}: layer {layer.name!r} has no blob {i}")
-                    continue
-                _check_blob(blob, array, f"{path}: layer {layer.name!r} blob {i}", "file")
-                copies.append((blob, array))
-        for blob, array in copies:
-            _copy_values(blob, array)
-        if missing:
-            warnings.warn(message + "; they keep their fillers' values", UserWarning,
-                          stacklevel=2)
-
-    def share_trained_layers_with(self, other: "Net") -> None:
-        """Caffe's ShareTrainedLayersWith (pycaffe's ``share_with``): each layer named like a
-        layer of ``other`` uses that layer's learnable blobs (the same Parameters), so it sees
-        ``other``'s training; their gradients are shared too, where Caffe shares the data
-        alone. Blob counts and shapes must match; all are checked before anything is shared.
-        Of layers with one name, the first is the target (Caffe scans from the front)."""
-        mine = {layer.name: layer for layer in reversed(self.layers)}
-        self.share_layer_blobs([(mine[l.name], l) for l in other.layers if l.name in mine])
-
-    share_with = share_trained_layers_with
-
-    def share_layer_blobs(self, pairs) -> None:
-        """Each (this net's layer, another net's layer) pair: the first uses the second's
-        learnable blobs, checked for count and shape before any is shared."""
-        pairs = list(pairs)
-        for target, source in pairs:
-            if len(target.blobs) != len(source.blobs):
-                raise AllconvError(f"cannot share layer {source.name!r}: {len(source.blobs)} "
-                                   f"blob(s) in the trained net, {len(target.blobs)} in this one")
-            for i, (blob, trained) in enumerate(zip(target.blobs, source.blobs)):
-                if blob.shape != trained.shape:
-                    raise AllconvError(f"cannot share layer {source.name!r} blob {i}: shape "
-                                       f"{tuple(trained.shape)} in the trained net, "
-                                       f"{tuple(blob.shape)} in this one")
-        for target, source in pairs:
-            for i, trained in enumerate(source.blobs.owners()):
-                target.blobs.share(i, trained)
-        self._index_params()
+    # ------------------------------------------------------------------ layers
 
     def layers_below(self, blobs) -> list:
         """The layers that the blobs ``blobs`` depend on, in the net's order."""
@@ -1040,41 +756,6 @@ class Net(nn.Module):
                 below.append(layer)
                 wanted.update(layer.bottoms)
         return below[::-1]
-
-    def _blob_owners(self) -> dict:
-        """{id(learnable blob): the first layer holding it}."""
-        owners = {}
-        for layer in self.layers:
-            for blob in layer.blobs.owners():
-                owners.setdefault(id(blob), layer)
-        return owners
-
-    def load_hdf5(self, path) -> None:
-        """pycaffe's ``load_hdf5``: `copy_from` of an HDF5 .caffemodel whatever its name
-        (CopyTrainedLayersFromHDF5, which fails on another kind of file)."""
-        self.copy_from(path, hdf5=True)
-
-    def save_hdf5(self, path, diff: bool = False) -> None:
-        """Write the weights as Caffe's ToHDF5 does (``.caffemodel.h5``; a shared blob once),
-        with every blob's diff (``.grad``; zeros where none) when ``diff``."""
-        owners = self._blob_owners()
-        hdf5_snapshot.write_weights(path, [
-            (l.name, [b.detach().cpu().numpy() if owners[id(o)] is l else None
-                      for b, o in zip(l.blobs, l.blobs.owners())])
-            for l in self.layers], self._diffs() if diff else None)
-
-    def save(self, path, diff: bool = False) -> None:
-        """Write every layer, its definition and blobs, as a binary NetParameter (.caffemodel,
-        V2 layers), with each blob's diff (``.grad``; zeros where none) when ``diff``, as
-        Caffe's ToProto."""
-        write_weights(path, [(l.to_proto(), [b.detach().cpu().numpy() for b in l.blobs])
-                             for l in self.layers], net_name=self.name,
-                      diffs=self._diffs() if diff else None)
-
-    def _diffs(self) -> list[list]:
-        """Every layer's blobs' diffs, as the solver left them (its last update)."""
-        return [[(b.grad if b.grad is not None else torch.zeros_like(b)).detach().cpu().numpy()
-                 for b in l.blobs] for l in self.layers]
 
 
 def refuse_empty(layer_param, bottom_shapes) -> None:
@@ -1113,44 +794,6 @@ def _as_blob(value, what: str, shape) -> torch.Tensor:
     if tuple(tensor.shape) != tuple(shape):
         raise AllconvError(f"{what}: shape {tuple(tensor.shape)}, the blob is {tuple(shape)}")
     return tensor
-
-
-def _collect(parts: dict, batch: dict, method: str) -> None:
-    """Add a batch's ``{blob: tensor}`` (a copy) to ``parts``' lists."""
-    for name, value in batch.items():
-        if value.dim() == 0:
-            raise AllconvError(f"{method}: blob {name!r} has no batch axis")
-        parts.setdefault(name, []).append(value.clone())
-
-
-def _joined(parts: dict, count: int) -> dict:
-    """`_collect`'s lists joined along the batch axis, the padding after ``count`` items cut."""
-    return {name: torch.cat(batches)[:count] for name, batches in parts.items()}
-
-
-def _check_blob(blob, array, where: str, source: str) -> None:
-    """Caffe's ShapeEquals check of a stored blob against ``blob`` (``where`` and ``source``,
-    "file" or "prototxt", name it in the error)."""
-    # a prototxt's blobs pass as legacy: Caffe's Layer takes their shape, and only some
-    # layers check it
-    legacy = isinstance(array, LegacyShaped) or source == "prototxt"
-    if not shape_equals(array.shape, blob.shape, legacy):
-        hint = ("; to learn this layer's parameters from scratch rather than copy them, "
-                "rename the layer" if source == "file" else "")     # Caffe's hint
-        raise AllconvError(f"{where}: shape {tuple(array.shape)} in the {source}, "
-                           f"{tuple(blob.shape)} in the net{hint}")
-
-
-def _copy_blob(blob, array, where: str, source: str) -> None:
-    """A stored blob's values into ``blob`` after `_check_blob`."""
-    _check_blob(blob, array, where, source)
-    _copy_values(blob, array)
-
-
-def _copy_values(blob, array) -> None:
-    """A stored blob's values into ``blob`` (its shape checked already)."""
-    with torch.no_grad():
-        blob.copy_(torch.from_numpy(array).reshape(blob.shape))
 
 
 def net_for_weights(prototxt, phase: int) -> Net:
