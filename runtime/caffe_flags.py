@@ -135,7 +135,8 @@ def command_first(argv: list[str], commands: dict) -> list[str]:
     helps = ("-h", "-help", "--help")
     if not argv or argv[0] in (*helps, "-version", "--version"):
         return argv
-    flags = {option: action.nargs != 0 for parser in commands.values()
+    # a bool flag's value is optional, and only ever joined to it (-alsologtostderr=false)
+    flags = {option: action.nargs not in (0, "?") for parser in commands.values()
              for action in parser._actions for option in action.option_strings}
     if not argv[0].startswith("-"):     # the command, or a misspelling argparse will name
         return [argv[0], *_values_joined(argv[1:], flags)]

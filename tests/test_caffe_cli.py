@@ -713,10 +713,13 @@ def test_flags_may_come_before_the_command_as_gflags_takes_them(workdir, caplog)
 
 
 @pytest.mark.parametrize("argv", [["time", "-model", "-net.prototxt", "-iterations", "1"],
-                                  ["-model", "-net.prototxt", "-iterations", "1", "time"]])
+                                  ["-model", "-net.prototxt", "-iterations", "1", "time"],
+                                  ["time", "-alsologtostderr", "-model", "-net.prototxt"],
+                                  ["-alsologtostderr", "-model", "-net.prototxt", "time"]])
 def test_a_flags_value_may_start_with_a_minus_as_gflags_takes_it(workdir, caplog, argv):
     """gflags takes the argument after a flag that needs a value as its value, whatever it
-    starts with; allconv-caffe said "argument -model: expected one argument"."""
+    starts with; allconv-caffe said "argument -model: expected one argument". A bool flag
+    takes none (its value is only ever joined: -alsologtostderr=false)."""
     (workdir / "net.prototxt").rename(workdir / "-net.prototxt")
     caplog.set_level(logging.INFO)
     assert main(argv) == 0
