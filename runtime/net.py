@@ -724,6 +724,16 @@ class Net(NetWeights, DiffMemory, BatchedPasses, nn.Module):
         return list(self.blobs)
 
     @property
+    def _inputs(self) -> list[int]:
+        """pycaffe's: the inputs' indices in ``blobs`` (``inputs`` names them)."""
+        return [list(self.blobs).index(name) for name in self.inputs]
+
+    @property
+    def _outputs(self) -> list[int]:
+        """pycaffe's: the outputs' indices in ``blobs``, in ``outputs``' order (by name)."""
+        return [list(self.blobs).index(name) for name in self.outputs]
+
+    @property
     def blob_loss_weights(self) -> OrderedDict:
         """pycaffe's: every blob's loss weight, in blob order (0 for a non-loss blob)."""
         return OrderedDict((name, self.loss_weight(name)) for name in self.blobs)

@@ -627,7 +627,7 @@ def test_pycaffes_positional_and_keyword_forms(tmp_path, capsys):
     """pycaffe's Net(network_file, phase, level=0, stages=None, weights=None): Net(P, TEST, 1)
     is level 1 (before: the 1 was taken for weights, a file descriptor that was closed, and
     stdout with it), stages=None is none, and network_file= names the net; pycaffe's
-    _layer_names and _blob_names; load_hdf5 reads only HDF5."""
+    _layer_names, _blob_names, _inputs and _outputs; load_hdf5 reads only HDF5."""
     text = NET.replace("include { phase: TEST } }", 'include { phase: TEST min_level: 1 } '
                        'include { phase: TEST stage: "s" } }')
     assert "acc" not in Net(text, TEST).layer_names
@@ -640,6 +640,17 @@ def test_pycaffes_positional_and_keyword_forms(tmp_path, capsys):
         Net(text, TEST, "w.caffemodel")
     net = small(seed=1)
     assert net._layer_names == net.layer_names and net._blob_names == list(net.blobs)
+    # real pycaffe's indices of this net's inputs and outputs (outputs sorted by name)
+    forked = Net('layer { name: "in" type: "Input" top: "x" top: "lab" input_param { '
+                 'shape { dim: 2 dim: 3 } shape { dim: 2 } } } '
+                 'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" '
+                 'inner_product_param { num_output: 4 weight_filler { type: "xavier" } } } '
+                 'layer { name: "r" type: "ReLU" bottom: "y" top: "z" } '
+                 'layer { name: "ip2" type: "InnerProduct" bottom: "x" top: "b" '
+                 'inner_product_param { num_output: 1 weight_filler { type: "xavier" } } }',
+                 TEST)
+    assert list(forked.blobs) == ["x", "lab", "x_in_0_split_0", "x_in_0_split_1", "y", "z", "b"]
+    assert (forked._inputs, forked._outputs) == ([0, 1], [6, 1, 5])
     net.save(tmp_path / "binary.caffemodel")
     with pytest.raises(AllconvError, match="binary.caffemodel: not an HDF5 file"):
         small(seed=2).load_hdf5(tmp_path / "binary.caffemodel")
