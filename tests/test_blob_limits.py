@@ -81,6 +81,12 @@ def test_lrn_across_channels_checks_caffes_padded_square_blob():
         Net(OK + lrn % (2**31 - 1), TEST)
     with pytest.raises(AllconvError, match=r"lrn_param.local_size 4294967295 is out of range"):
         Net(OK + lrn % (2**32 - 1), TEST)
+    # the blob is one image's (lrn_layer.cpp: padded_square(1, channels + size - 1, ...)): a
+    # batch of 2 whose two padded images together pass INT_MAX is Caffe's too
+    from layer_kit import build
+    norm = build('name: "norm" type: "LRN" bottom: "x" top: "y" '
+                 f'lrn_param {{ local_size: {2**30 + 1} }}', (2, 1, 1, 1))
+    assert norm.top_shapes == [(2, 1, 1, 1)]
 
 
 @pytest.mark.parametrize("method, outside", [("MAX", -3.4028234663852886e38), ("AVE", 0.0)])

@@ -1,10 +1,14 @@
 """Layers at the edges of their inputs and settings, each against the reference build's
-value or refusal (or Caffe's source where the reference build cannot run it): from a mutation
-round over the layer files, each test killing changes the other tests let live."""
+value or refusal (or Caffe's source where the reference build cannot run it): from mutation
+rounds over the layer files, each test killing changes the other tests let live. The values
+on the nets of tests/fixtures/edge_nets are tools/caffe_reference/layer_edge_values.py's."""
+from pathlib import Path
+
 import pytest
 import torch
 
 from layer_kit import build, rand
+from runtime import TEST, Net
 from runtime.errors import AllconvError
 from runtime.layers.relu import rule_backward
 from runtime.proto import pb
@@ -265,3 +269,200 @@ def test_relus_gradient_at_zero_is_the_slope():
     f, signal = torch.tensor([0.0, 1.0, -1.0]), torch.ones(3)
     assert rule_backward(f, signal, 0.25, "backprop").tolist() == [0.25, 1.0, 0.25]
     assert rule_backward(f, signal, 0.25, "guided").tolist() == [0.25, 1.0, 0.25]
+
+
+EDGE_NETS = Path(__file__).resolve().parent / "fixtures" / "edge_nets"
+
+
+def edge_net(name):
+    return (EDGE_NETS / f"{name}.prototxt").read_text()
+
+
+# ------------------------------------------------------------------ refusals Caffe CHECKs
+
+@pytest.mark.parametrize("name,match", [
+    # base_conv_layer.cpp: "All inputs must have the same shape." (a batch of 1 and of 2)
+    ("conv_bottoms_differ_in_batch", r"all inputs must have the same shape: bottom 1 is "
+                                     r"\(2, 2, 4, 4\), bottom 0 \(1, 2, 4, 4\)"),
+    # base_conv_layer.cpp: "kernel_size must be specified once, or once per spatial dimension
+    # (kernel_size specified 2 times; 3 spatial dims)."
+    ("conv3d_two_kernel_values", r"kernel needs 1 or 3 values for 3 spatial axes, got 2"),
+    # pooling_layer.cpp: "With Global_pooling: true; only pad = 0 and stride = 1"
+    ("pool_global_stride2", r"global_pooling needs pad 0 and stride 1"),
+    # pooling_layer.cpp computes ceil((2 - 3) / 1) + 1 = 0 rows; blob.cpp: "Check failed: data_"
+    ("pool_output_size_0", r"bottom shape \(1, 1, 2, 2\) is smaller than the kernel"),
+    # blob.hpp CanonicalAxisIndex: "axis 4 out of range for 4-D Blob with shape 2 3 2 2 (24)"
+    ("ip_axis_out_of_range", r"axis 4 is out of range for a 4-axis blob"),
+    # concat_layer.cpp: "All inputs must have the same #axes." (2 vs. 3)
+    ("concat_bottoms_differ_in_axes", r"bottom shapes \(2, 3\) and \(2, 3, 1\) differ off the "
+                                      r"concat axis 1"),
+    # dummy_data_layer.cpp: "Number of data fillers must be 0, 1 or equal to the number of
+    # tops: 3; you specified 2 data fillers."
+    ("dummy_two_fillers_three_tops", r"number of data fillers must be 0, 1 or equal to the "
+                                     r"number of tops: 3; you specified 2"),
+])
+def test_nets_the_reference_build_aborts_on_are_refused_in_one_line(name, match):
+    with pytest.raises(AllconvError, match=match):
+        Net(edge_net(name), TEST)
+
+
+# ------------------------------------------------------------------ values
+
+def test_log_of_base_10_multiplies_by_caffes_float_reciprocal():
+    """log_base10 at (10, 100, 0.1): the reference build's top is (0.99999994, 1.9999999,
+    -0.99999994), log(x) times the float 1 / ln 10, not log(x) / ln 10 (1, 2, -1)."""
+    y = Net(edge_net("log_base10"), TEST).forward(x=torch.tensor([[10.0, 100.0, 0.1]]))["y"]
+    expected = torch.tensor([[0.99999994, 1.9999999, -0.99999994]])
+    assert torch.equal(y, expected)
+
+
+def test_bnll_above_10_keeps_log_one_plus_exp_minus_x():
+    """bnll_above_10 at (9.5, 10.5, 11, 12): the reference build's top is (9.500074, 10.500028,
+    11.000017, 12.000006), x + log(1 + e^-x): e^-x is still above an ulp of x there (the
+    runtime may differ from it by an ulp)."""
+    x = torch.tensor([[9.5, 10.5, 11.0, 12.0]])
+    y = Net(edge_net("bnll_above_10"), TEST).forward(x=x)["y"]
+    torch.testing.assert_close(y, torch.tensor([[9.500074, 10.500028, 11.000017, 12.000006]]),
+                               rtol=0, atol=2e-6)
+
+
+def test_pooling_takes_kernel_size_beside_a_lone_kernel_h_as_caffe():
+    """pool_kernel_size_and_kernel_h (MAX, kernel_size 2, kernel_h 3, stride 1, on 5 x 6):
+    pooling_layer.cpp's checks pass (!has_kernel_size != !(has_kernel_h && has_kernel_w)) and it
+    pools with kernel_size; the reference build's top is (1, 1, 4, 5)."""
+    net = Net(edge_net("pool_kernel_size_and_kernel_h"), TEST)
+    x = torch.arange(30.0).reshape(1, 1, 5, 6)
+    y = net.forward(x=x)["y"]
+    assert y.shape == (1, 1, 4, 5)
+    assert torch.equal(y, torch.nn.functional.max_pool2d(x, 2, 1))
+
+
+def test_softmax_loss_takes_normalization_over_the_legacy_normalize():
+    """swl_normalization_beside_normalize (normalization FULL, normalize false; scores 0 on
+    2 x 3 x 2 x 2, labels 0): the reference build's loss is log 3 = 1.0986123, the sum over 8
+    positions over 8 (FULL), not over the batch of 2 (BATCH_SIZE, normalize's)."""
+    net = Net(edge_net("swl_normalization_beside_normalize"), TEST)
+    loss = net.forward(s=torch.zeros(2, 3, 2, 2), l=torch.zeros(2, 1, 2, 2))["loss"]
+    torch.testing.assert_close(loss, torch.tensor(1.0986123))
+
+
+def test_accuracy_over_axis_2_ranks_the_scores_along_that_axis():
+    """accuracy_axis2: scores (7·i mod 11) over 2 x 3 x 4, classes along axis 2, labels
+    (3, 2, 0; 2, 1, 1): the reference build's accuracy is 4/6 = 0.6666667."""
+    s = (torch.arange(24.0) * 7 % 11).reshape(2, 3, 4)
+    labels = torch.tensor([[3.0, 2, 0], [2, 1, 1]])
+    acc = Net(edge_net("accuracy_axis2"), TEST).forward(s=s, l=labels)["acc"]
+    torch.testing.assert_close(acc, torch.tensor(0.6666667))
+
+
+def test_accuracy_takes_top_k_equal_to_the_classes():
+    """accuracy_top_k_all_classes (top_k 3 of 3 classes): accuracy_layer.cpp checks top_k <=
+    count / label count; the reference build's accuracy is 1."""
+    net = Net(edge_net("accuracy_top_k_all_classes"), TEST)
+    acc = net.forward(s=torch.arange(12.0).reshape(4, 3), l=torch.tensor([0.0, 1, 2, 0]))["acc"]
+    assert acc.item() == 1.0
+
+
+def test_an_lrn_within_channel_honours_propagate_down_false():
+    """lrn_within_no_propagate_down, data (0, 0.1, ..., 0.8), t 0, t2 1: the reference build's
+    losses are 1.616365 and 0.41, and the diff of h (the LRN's bottom) is loss2's alone,
+    (-0.35, -0.15, 0.25, 0.45) per channel; conv's weight diff (0.24, 0.26, 0.3, 0.32) per
+    output, its bias diff (0.2, 0.2). (ACROSS_CHANNELS writes the bottom diff whatever
+    propagate_down says; WITHIN_CHANNEL's Backward asks it first.)"""
+    net = Net(edge_net("lrn_within_no_propagate_down"), TEST)
+    out = net.forward(data=torch.arange(9.0).reshape(1, 1, 3, 3) / 10,
+                      t=torch.zeros(1, 2, 2, 2), t2=torch.ones(1, 2, 2, 2))
+    torch.testing.assert_close(out["loss"], torch.tensor(1.616365))
+    torch.testing.assert_close(out["loss2"], torch.tensor(0.41))
+    net.backward()
+    torch.testing.assert_close(net.blobs["h"].diff.ravel(),
+                               torch.tensor([-0.35, -0.15, 0.25, 0.45] * 2))
+    torch.testing.assert_close(net.params["conv"][0].diff.ravel(),
+                               torch.tensor([0.24, 0.26, 0.3, 0.32] * 2))
+    torch.testing.assert_close(net.params["conv"][1].diff, torch.tensor([0.2, 0.2]))
+
+
+def test_eltwise_prod_without_stable_grad_divides_before_it_multiplies():
+    """eltwise_prod_unstable_large, a (1e20, 2), b (1e10, 3), top diff (1e10, 1e38): the
+    reference build's top is (1e30, 6) and its diffs a (1e20, 3e38), b (1e30, 2e38): (top /
+    bottom) · top diff, finite where top · top diff would overflow to inf."""
+    net = Net(edge_net("eltwise_prod_unstable_large"), TEST)
+    y = net.forward(a=torch.tensor([[1e20, 2.0]]), b=torch.tensor([[1e10, 3.0]]))["y"]
+    torch.testing.assert_close(y, torch.tensor([[1e30, 6.0]]))
+    net.backward(y=torch.tensor([[1e10, 1e38]]))
+    torch.testing.assert_close(net.blobs["a"].diff, torch.tensor([[1e20, 3e38]]))
+    torch.testing.assert_close(net.blobs["b"].diff, torch.tensor([[1e30, 2e38]]))
+
+
+def test_batchnorm_refuses_a_reshape_to_other_channels():
+    """batchnorm_3_channels reshaped to 2 x 4 x 2 x 2: batch_norm_layer.cpp's Reshape,
+    "Check failed: bottom[0]->shape(1) == channels_ (4 vs. 3)"."""
+    net = Net(edge_net("batchnorm_3_channels"), TEST)
+    net.blobs["x"].reshape(2, 4, 2, 2)
+    with pytest.raises(AllconvError, match=r"bottom shape \(2, 4, 2, 2\) has 4 channels; the "
+                                           r"blobs have 3"):
+        net.reshape()
+
+
+def test_a_bias_by_a_scalar_bottom_ignores_an_out_of_range_axis():
+    """bias_scalar_bottom_axis_out_of_range, x = 0..5 (2 x 3), z (1, 2, 3, 4) summed to a
+    0-axis s = 10: bias_layer.cpp's Reshape takes axis 0 for a scalar bias without reading
+    bias_param.axis 5; the reference build's top is x + 10."""
+    net = Net(edge_net("bias_scalar_bottom_axis_out_of_range"), TEST)
+    y = net.forward(x=torch.arange(6.0).reshape(2, 3), z=torch.tensor([1.0, 2, 3, 4]))["y"]
+    assert y.tolist() == [[10, 11, 12], [13, 14, 15]]
+
+
+def test_a_learned_one_value_scale_on_one_value_keeps_the_last_backwards_diff():
+    """scale_learned_one_value_diff_overwritten (factor 2, t 1), x = 3 then x = 5, two passes
+    without clearing diffs: the reference build's losses 12.5 and 40.5, and the factor's diff
+    15 after the first and 45 (the second's alone, not 60) after the second: the eltwise
+    product is written into the diff."""
+    net = Net(edge_net("scale_learned_one_value_diff_overwritten"), TEST)
+    diffs = []
+    for x, loss in ((3.0, 12.5), (5.0, 40.5)):
+        out = net.forward(x=torch.tensor([[x]]), t=torch.tensor([[1.0]]))
+        assert out["loss"].item() == loss
+        net.backward()
+        diffs.append(net.params["sc"][0].diff.tolist())
+    assert diffs == [[15.0], [45.0]]
+
+
+def test_lstm_unit_forgets_a_nan_forget_gate_where_cont_is_0():
+    """lstm_unit_nan_forget_gate_cont0, c_prev 2, gate inputs (i, f, o, g) = (0, NaN, 0, 0.5),
+    cont (0, 1): the reference build's c_t is (0.23105858, NaN) and h_t (0.11351631, NaN):
+    lstm_unit_layer.cpp takes f = 0 where cont is 0, whatever the gate."""
+    net = Net(edge_net("lstm_unit_nan_forget_gate_cont0"), TEST)
+    gates = torch.tensor([0.0, float("nan"), 0.0, 0.5]).repeat(2).reshape(1, 2, 4)
+    out = net.forward(c=torch.full((1, 2, 1), 2.0), g=gates, k=torch.tensor([[0.0, 1.0]]))
+    torch.testing.assert_close(out["c_t"], torch.tensor([[[0.23105858], [float("nan")]]]),
+                               equal_nan=True)
+    torch.testing.assert_close(out["h_t"], torch.tensor([[[0.11351631], [float("nan")]]]),
+                               equal_nan=True)
+
+
+def test_crop_by_a_reference_of_more_axes_reads_only_the_cropped_axes():
+    """crop_reference_with_more_axes (offset 1; data 0..15 as 1 x 1 x 4 x 4, reference
+    1 x 1 x 2 x 2 x 5): the reference build's top is 1 x 1 x 2 x 2, (5, 6; 9, 10)."""
+    net = Net(edge_net("crop_reference_with_more_axes"), TEST)
+    assert tuple(net.blobs["crop"].data.shape) == (1, 1, 2, 2)      # as set up
+    crop = net.forward(data=torch.arange(16.0).reshape(1, 1, 4, 4))["crop"]
+    assert crop.tolist() == [[[[5, 6], [9, 10]]]]
+
+
+def test_fractional_labels_are_truncated_as_caffes_int_cast():
+    """labels_fractional: scores (0.5, 2, -1; 1, -0.5, 0.25), labels (1.7, 0.6), H (1, 0.5, 0;
+    0, 1, 0.5; 0.25, 0, 1): the reference build reads labels (1, 0) (static_cast<int>) and
+    gives SoftmaxWithLoss 0.38464355, Accuracy 1, HingeLoss 1.625, MultinomialLogisticLoss
+    0.38464355 (of the softmax) and InfogainLoss 1.7019653 (the reference build's of the
+    softmax; the runtime's, master's, takes the scores and applies it itself)."""
+    text = edge_net("labels_fractional").replace('bottom: "p" bottom: "l" bottom: "H"',
+                                                 'bottom: "s" bottom: "l" bottom: "H"')
+    net = Net(text, TEST)
+    out = net.forward(s=torch.tensor([[0.5, 2.0, -1.0], [1.0, -0.5, 0.25]]),
+                      l=torch.tensor([1.7, 0.6]),
+                      H=torch.tensor([[1, 0.5, 0], [0, 1, 0.5], [0.25, 0, 1]]).reshape(1, 1, 3, 3))
+    expected = {"swl": 0.38464355, "acc": 1.0, "hinge": 1.625, "mll": 0.38464355,
+                "infogain": 1.7019653}
+    for name, value in expected.items():
+        torch.testing.assert_close(out[name], torch.tensor(value), msg=name)

@@ -26,9 +26,13 @@ _P = pb.PoolingParameter
 
 
 def _pair(pool, name: str, default: int | None) -> tuple[int, int] | None:
-    """``name`` for both axes, or ``name_h``/``name_w``; not both forms."""
-    pair = hw_pair(pool, name)
+    """``name`` for both axes, or ``name_h``/``name_w``; not both forms. A ``kernel_size``
+    beside a lone ``kernel_h`` or ``kernel_w`` is the kernel (pooling_layer.cpp's check lets
+    that pass, and takes kernel_size); a lone ``pad_h`` or ``stride_h`` is refused."""
     field = "kernel_size" if name == "kernel" else name
+    lone = name == "kernel" and pool.HasField(field) and (
+        pool.HasField("kernel_h") != pool.HasField("kernel_w"))
+    pair = None if lone else hw_pair(pool, name)
     if pair is not None:
         if pool.HasField(field):
             raise AllconvError(f"give {field} or {name}_h/{name}_w, not both")
