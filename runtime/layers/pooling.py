@@ -140,11 +140,10 @@ class Pooling(Layer):
 
     @staticmethod
     def _unpadded(index, padded_width, pads, x):
-        """Indices into the padded plane as Caffe's mask: h·W + w of the real input, −1 where
-        the maximum was padding (Caffe starts at −FLT_MAX and keeps only a greater value)."""
+        """Indices into the padded plane as Caffe's mask, h·W + w of the real input (a maximum
+        in the padding is −FLT_MAX, which `forward` marks −1)."""
         h, w = index // padded_width - pads[2], index % padded_width - pads[0]
-        real = (h >= 0) & (h < x.shape[2]) & (w >= 0) & (w < x.shape[3])
-        return torch.where(real, h * x.shape[3] + w, -1).to(x.dtype)
+        return (h * x.shape[3] + w).to(x.dtype)
 
     @staticmethod
     def _divisors(win, x):
