@@ -104,10 +104,23 @@ def train(args) -> None:
         solver.solve()
         log.info("Optimization Done.")
         if solver.requested_early_exit and solver.last_state and ranks.is_main:
-            log.info("Stopped at iteration %d; resume from its last snapshot with: "
-                     "allconv-caffe train -solver %s -snapshot %s", solver.iter,
-                     shlex.quote(args.solver), shlex.quote(solver.last_state))
+            log.info("Stopped at iteration %d; resume from its last snapshot with: %s",
+                     solver.iter, _resume_command(args, solver.last_state))
     leave(ranks)
+
+
+def _resume_command(args, state: str) -> str:
+    """The command that continues this training from ``state``: its solver, devices, level
+    and stages, under torchrun with as many processes per node where it ran there."""
+    words = ["allconv-caffe", "train", "-solver", args.solver]
+    for flag in ("gpu", "level", "stage"):
+        if getattr(args, flag):
+            words += [f"-{flag}", str(getattr(args, flag))]
+    command = shlex.join(words + ["-snapshot", state])
+    if "LOCAL_WORLD_SIZE" in os.environ:
+        command = (f"torchrun --nproc_per_node {os.environ['LOCAL_WORLD_SIZE']} "
+                   f"$(which allconv-caffe){command.removeprefix('allconv-caffe')}")
+    return command
 
 
 def _stages(args) -> list[str]:

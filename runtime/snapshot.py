@@ -25,6 +25,7 @@ from runtime import hdf5_snapshot
 from runtime.caffemodel import read_binary, write_binary
 from runtime.errors import AllconvError
 from runtime.files import ZIP_ERRORS, ZIP_MAGIC, atomic_write_bytes
+from runtime.held_signals import signals_held
 from runtime.proto import pb
 
 __all__ = ["filename", "write", "restore", "sibling", "read_rng_state", "torch_rng_state",
@@ -62,16 +63,17 @@ def write(prefix, net, optimizer, schedule, rng_state: dict,
     state = filename(prefix, iter, ".solverstate" + end)
     log.info("Snapshotting to %s file %s", kind, model)
     save = net.save_hdf5 if hdf5 else net.save
-    if diff:        # a pack's member (the harness) writes none
-        save(model, diff=True)
-    else:
-        save(model)
-    buffer = io.BytesIO()
-    torch.save(rng_state, buffer)
-    atomic_write_bytes(filename(prefix, iter, ".rngstate"), buffer.getvalue())
-    log.info("Snapshotting solver state to %s file %s", kind, state)
-    message = optimizer.solver_state(iter, schedule.current_step, model)
-    (hdf5_snapshot.write_state if hdf5 else write_binary)(state, message)
+    with signals_held():        # the three files are one set, even where a signal comes
+        if diff:        # a pack's member (the harness) writes none
+            save(model, diff=True)
+        else:
+            save(model)
+        buffer = io.BytesIO()
+        torch.save(rng_state, buffer)
+        atomic_write_bytes(filename(prefix, iter, ".rngstate"), buffer.getvalue())
+        log.info("Snapshotting solver state to %s file %s", kind, state)
+        message = optimizer.solver_state(iter, schedule.current_step, model)
+        (hdf5_snapshot.write_state if hdf5 else write_binary)(state, message)
     return model, state
 
 

@@ -712,6 +712,23 @@ def test_flags_may_come_before_the_command_as_gflags_takes_them(workdir, caplog)
     assert list((workdir / "train").glob("allconv-caffe.*INFO*"))
 
 
+def test_the_resume_line_keeps_the_runs_flags_and_torchrun(monkeypatch):
+    """The line a stopped train ends with dropped -gpu, -level and -stage, and torchrun: its
+    command resumed as one process (half the batch of two) on the CPU."""
+    import argparse
+    from runtime.cli import _resume_command
+    args = argparse.Namespace(solver="my solver.prototxt", gpu="0", level=2, stage="a,b")
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert _resume_command(args, "s_iter_8.solverstate") == (
+        "allconv-caffe train -solver 'my solver.prototxt' -gpu 0 -level 2 -stage a,b "
+        "-snapshot s_iter_8.solverstate")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    args = argparse.Namespace(solver="s.prototxt", gpu=None, level=0, stage=None)
+    assert _resume_command(args, "s_iter_8.solverstate") == (
+        "torchrun --nproc_per_node 2 $(which allconv-caffe) train -solver s.prototxt "
+        "-snapshot s_iter_8.solverstate")
+
+
 @pytest.mark.parametrize("argv", [["time", "-model", "-net.prototxt", "-iterations", "1"],
                                   ["-model", "-net.prototxt", "-iterations", "1", "time"],
                                   ["time", "-alsologtostderr", "-model", "-net.prototxt"],

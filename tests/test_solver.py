@@ -594,6 +594,35 @@ def test_snapshot_restore_continue_is_bit_identical(tmp_path):
     assert not all(torch.equal(a.detach(), b) for a, b in zip(plain.net.learnable_params, want))
 
 
+def test_a_signal_while_a_snapshot_is_written_takes_effect_after_its_last_file(tmp_path,
+                                                                              monkeypatch):
+    """A SIGTERM between the .caffemodel and the .solverstate (allconv-caffe's handler raises)
+    left the files of two snapshots under one name, which a resume took without a word; the
+    signal now waits for the set's last file."""
+    import signal
+    from runtime import snapshot
+    from runtime.cli_support import Signalled, _signalled
+    solver = _dropout_solver(tmp_path, Feed(_batches(2, seed=3)))
+    solver.step(1)
+    written = []
+    real_write = snapshot.atomic_write_bytes
+
+    def write_then_signal(path, data):       # the .rngstate, between the other two files
+        real_write(path, data)
+        written.append(path)
+        os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr(snapshot, "atomic_write_bytes", write_then_signal)
+    previous = signal.signal(signal.SIGTERM, _signalled)
+    try:
+        with pytest.raises(Signalled):
+            solver.snapshot()
+        assert signal.getsignal(signal.SIGTERM) is _signalled
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert written and all(os.path.isfile(tmp_path / f"snap_iter_1{e}")
+                           for e in (".caffemodel", ".rngstate", ".solverstate"))
+
+
 @pytest.mark.parametrize("snapshot_format", ["BINARYPROTO", "HDF5"])
 def test_a_scalar_parameters_history_restores(tmp_path, snapshot_format):
     """A PReLU with channel_shared has a 0-axis slope; its history was read as shape (1,) and
