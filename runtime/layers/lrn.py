@@ -34,8 +34,8 @@ class LRN(Layer):
     def reshape(self, bottom_shapes):
         check_image_blob(bottom_shapes[0])
         n, c, h, w = bottom_shapes[0]
-        if not self.within:  # Caffe's padded_square blob, per image: its channels padded by
-            check_blob_shape((1, c + self.size - 1, h, w), "lrn_param.local_size")  # size - 1
+        if not self.within:  # Caffe's padded_square: one image, channels padded by size - 1
+            check_blob_shape((1, c + self.size - 1, h, w), "lrn_param.local_size")
         return [bottom_shapes[0]]
 
     def forward(self, x):
