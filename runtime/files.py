@@ -8,7 +8,9 @@ import math
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import tokenize
 import zipfile
 import zlib
@@ -351,8 +353,13 @@ def atomic_writer(path: PathLike) -> Iterator[BinaryIO]:
 def written_together() -> Iterator[None]:
     """The files that `atomic_writer` writes in this block appear together when it ends
     without an exception: each is written and fsynced under its temporary name, then all are
-    renamed in a row. Interrupted while writing, the block leaves none of them (a pack's
-    members checkpoint at one iteration, or all stay at the one before)."""
+    renamed in a row, with Ctrl-C, SIGTERM and SIGHUP held until the last rename. Interrupted
+    or failing while writing, the block leaves none of them (a snapshot's three files are one
+    set; a pack's members checkpoint at one iteration, or all stay at the one before). Inside
+    another such block, it is part of that one."""
+    if _together.get() is not None:
+        yield
+        return
     pending: list = []
     token = _together.set(pending)
     try:
@@ -363,15 +370,51 @@ def written_together() -> Iterator[None]:
         raise
     finally:
         _together.reset(token)
-    for n, (tmp, real, target) in enumerate(pending):
-        try:
-            os.replace(tmp, real)
-        except OSError as err:
-            for rest, _, _ in pending[n:]:
-                _unlink_quietly(rest)
-            raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
+    with _signals_held():
+        for n, (tmp, real, target) in enumerate(pending):
+            try:
+                os.replace(tmp, real)
+            except OSError as err:
+                for rest, _, _ in pending[n:]:
+                    _unlink_quietly(rest)
+                raise AllconvError(f"{target}: cannot write: {err.strerror or err}") from None
     for folder in dict.fromkeys(real.parent for _, real, _ in pending):
         sync_folder(folder)
+
+
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """The block with the Python handlers of `HELD_SIGNALS` waiting: a signal that comes
+    meanwhile goes to its handler after the block (a default or ignored disposition is left as
+    it is, and handlers exist only in the main thread). A handler that raises there ends the
+    replay, as the signal would have ended the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    waiting: list[tuple[int, object]] = []
+    handlers = [(signum, handler) for signum in HELD_SIGNALS
+                if callable(handler := signal.getsignal(signum))]
+    for signum, _ in handlers:
+        signal.signal(signum, lambda signum, frame: waiting.append((signum, frame)))
+    try:
+        yield
+    finally:
+        _restore_handlers(handlers)
+    for signum, frame in waiting:
+        dict(handlers)[signum](signum, frame)
+
+
+def _restore_handlers(handlers: list) -> None:
+    """Put each (signal, handler) back, all of them even where one that is put back raises
+    (signal.signal first runs the handlers of signals that came, a restored one among them)."""
+    if handlers:
+        try:
+            signal.signal(*handlers[0])
+        finally:
+            _restore_handlers(handlers[1:])
 
 
 def sync_folder(folder: Path) -> None:

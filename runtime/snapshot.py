@@ -24,8 +24,7 @@ import torch
 from runtime import hdf5_snapshot
 from runtime.caffemodel import read_binary, write_binary
 from runtime.errors import AllconvError
-from runtime.files import ZIP_ERRORS, ZIP_MAGIC, atomic_write_bytes
-from runtime.held_signals import signals_held
+from runtime.files import ZIP_ERRORS, ZIP_MAGIC, atomic_write_bytes, written_together
 from runtime.proto import pb
 
 __all__ = ["filename", "write", "restore", "sibling", "read_rng_state", "torch_rng_state",
@@ -63,7 +62,7 @@ def write(prefix, net, optimizer, schedule, rng_state: dict,
     state = filename(prefix, iter, ".solverstate" + end)
     log.info("Snapshotting to %s file %s", kind, model)
     save = net.save_hdf5 if hdf5 else net.save
-    with signals_held():        # the three files are one set, even where a signal comes
+    with written_together():        # the three files are one set, or the old set stays
         if diff:        # a pack's member (the harness) writes none
             save(model, diff=True)
         else:

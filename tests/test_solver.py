@@ -7,6 +7,7 @@ import math
 import os
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -594,33 +595,65 @@ def test_snapshot_restore_continue_is_bit_identical(tmp_path):
     assert not all(torch.equal(a.detach(), b) for a, b in zip(plain.net.learnable_params, want))
 
 
-def test_a_signal_while_a_snapshot_is_written_takes_effect_after_its_last_file(tmp_path,
-                                                                              monkeypatch):
-    """A SIGTERM between the .caffemodel and the .solverstate (allconv-caffe's handler raises)
-    left the files of two snapshots under one name, which a resume took without a word; the
-    signal now waits for the set's last file."""
+@pytest.mark.parametrize("stop", ["SIGTERM", "a full disk"])
+def test_a_snapshot_stopped_while_written_leaves_the_set_before(tmp_path, monkeypatch, stop):
+    """A SIGTERM (allconv-caffe's handler raises) or a failed write between the .caffemodel
+    and the .solverstate left the files of two snapshots under one name, which a resume took
+    without a word; the three files now appear together, or the old set stays whole."""
     import signal
     from runtime import snapshot
     from runtime.cli_support import Signalled, _signalled
     solver = _dropout_solver(tmp_path, Feed(_batches(2, seed=3)))
     solver.step(1)
-    written = []
+    solver.snapshot()
+    names = [tmp_path / f"snap_iter_1{e}" for e in (".caffemodel", ".rngstate", ".solverstate")]
+    before = [path.read_bytes() for path in names]
+    with torch.no_grad():
+        solver.net.learnable_params[0].add_(1.0)
     real_write = snapshot.atomic_write_bytes
 
-    def write_then_signal(path, data):       # the .rngstate, between the other two files
+    def write_then_stop(path, data):       # the .rngstate, between the other two files
         real_write(path, data)
-        written.append(path)
-        os.kill(os.getpid(), signal.SIGTERM)
-    monkeypatch.setattr(snapshot, "atomic_write_bytes", write_then_signal)
+        if stop == "SIGTERM":
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            raise AllconvError(f"{path}: cannot write: No space left on device")
+    monkeypatch.setattr(snapshot, "atomic_write_bytes", write_then_stop)
     previous = signal.signal(signal.SIGTERM, _signalled)
     try:
-        with pytest.raises(Signalled):
+        with pytest.raises(Signalled if stop == "SIGTERM" else AllconvError):
             solver.snapshot()
         assert signal.getsignal(signal.SIGTERM) is _signalled
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert written and all(os.path.isfile(tmp_path / f"snap_iter_1{e}")
-                           for e in (".caffemodel", ".rngstate", ".solverstate"))
+    assert [path.read_bytes() for path in names] == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in names)
+
+
+def test_signals_that_come_while_a_set_is_renamed_wait_for_its_last_file(tmp_path):
+    """The renames of `written_together` run with Ctrl-C, SIGTERM and SIGHUP held: each
+    reaches its handler, in order, after the last."""
+    import signal
+    from runtime import files
+    seen = []
+    previous = {s: signal.signal(s, lambda signum, frame: seen.append(signum))
+                for s in (signal.SIGTERM, signal.SIGHUP)}
+    real_replace = os.replace
+
+    def replace_then_signal(source, target):
+        real_replace(source, target)
+        os.kill(os.getpid(), signal.SIGHUP if "a" in Path(target).name else signal.SIGTERM)
+        seen.append(Path(target).name)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(files.os, "replace", replace_then_signal)
+            with files.written_together():
+                files.atomic_write_bytes(tmp_path / "a", b"1")
+                files.atomic_write_bytes(tmp_path / "b", b"2")
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    assert seen == ["a", "b", signal.SIGHUP, signal.SIGTERM]
 
 
 @pytest.mark.parametrize("snapshot_format", ["BINARYPROTO", "HDF5"])
