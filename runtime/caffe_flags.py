@@ -116,7 +116,35 @@ def add_flags(parser, used: dict[str, str]) -> None:
         logs.add_argument(f"-{name}", **keywords)
 
 
-def gflags_spelling(argv: list[str]) -> list[str]:
+def as_gflags_reads(argv: list[str], commands: dict) -> list[str]:
+    """caffe.cpp's command line as gflags reads it, written for argparse. ``commands``: {name:
+    its parser}."""
+    return _command_first(_gflags_spelling(_values_joined(argv, commands)), commands)
+
+
+def _values_joined(argv: list[str], commands: dict) -> list[str]:
+    """``argv`` with each flag that takes a value joined to the argument after it
+    (``-flag=value``, whatever that starts with: ``-model -x.prototxt``, ``-model --help``),
+    each bool flag given alone made ``-flag=true`` (gflags gives it no value of its own:
+    ``-alsologtostderr 0`` leaves a stray 0), and ``--``, the end of gflags' flags, dropped."""
+    takes = {option: action.nargs for parser in commands.values()
+             for action in parser._actions for option in action.option_strings}
+    joined, rest = [], list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            return joined + rest
+        nargs = takes.get(arg[1:] if arg.startswith("--") and arg[2:3].isalpha() else arg, 0)
+        if nargs == "?":
+            joined.append(f"{arg}=true")
+        elif nargs != 0 and rest:
+            joined.append(f"{arg}={rest.pop(0)}")
+        else:
+            joined.append(arg)
+    return joined
+
+
+def _gflags_spelling(argv: list[str]) -> list[str]:
     """gflags takes --name as -name (Caffe's scripts write --solver=...); -name=value
     argparse already takes. Its -help and -version act wherever they stand (after the
     command too): the command's help, the version."""
@@ -127,20 +155,13 @@ def gflags_spelling(argv: list[str]) -> list[str]:
             for arg in argv]
 
 
-def command_first(argv: list[str], commands: dict) -> list[str]:
+def _command_first(argv: list[str], commands: dict) -> list[str]:
     """gflags takes flags anywhere, so caffe.cpp runs `caffe -model X -iterations 1 time`:
-    flags before the command move behind it. ``commands``: {name: its parser}; a flag's value
-    (the argument after a flag that takes one) is never taken for the command, and is the
-    value even where it starts with a minus (``-model -x.prototxt``), as gflags reads it."""
+    flags before the command move behind it (a flag's value, joined to it, is never taken
+    for the command)."""
     helps = ("-h", "-help", "--help")
-    if not argv or argv[0] in (*helps, "-version", "--version"):
+    if not argv or not argv[0].startswith("-") or argv[0] in (*helps, "-version", "--version"):
         return argv
-    # a bool flag's value is optional, and only ever joined to it (-alsologtostderr=false)
-    flags = {option: action.nargs not in (0, "?") for parser in commands.values()
-             for action in parser._actions for option in action.option_strings}
-    if not argv[0].startswith("-"):     # the command, or a misspelling argparse will name
-        return [argv[0], *_values_joined(argv[1:], flags)]
-    argv = _values_joined(argv, flags)
     at = next((i for i, arg in enumerate(argv) if arg in commands), None)
     if at is None:
         if any(arg in helps for arg in argv):
@@ -148,21 +169,6 @@ def command_first(argv: list[str], commands: dict) -> list[str]:
         raise AllconvError(f"no command among the arguments: give one of {', '.join(commands)} "
                            "(its flags before or after it)")
     return [argv[at], *argv[:at], *argv[at + 1:]]
-
-
-def _values_joined(argv: list[str], flags: dict[str, bool]) -> list[str]:
-    """``argv`` with each flag that takes a value and the argument after it as one
-    ``-flag=value`` (``flags``: {option: whether it takes a value})."""
-    joined, at = [], 0
-    while at < len(argv):
-        arg = argv[at]
-        if flags.get(arg, False) and at + 1 < len(argv):
-            joined.append(f"{arg}={argv[at + 1]}")
-            at += 2
-        else:
-            joined.append(arg)
-            at += 1
-    return joined
 
 
 def configure_logging(args, program: str = "allconv-caffe") -> None:

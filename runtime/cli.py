@@ -21,8 +21,7 @@ import warnings
 
 import torch
 
-from runtime.caffe_flags import (add_flags, command_first, configure_logging, gflags_spelling,
-                                 log_failure)
+from runtime.caffe_flags import add_flags, as_gflags_reads, configure_logging, log_failure
 from runtime.cli_support import Parser, add_version, run_command
 from runtime.errors import AllconvError
 from runtime.layers import NoFillerWarning
@@ -327,8 +326,8 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    argv = gflags_spelling(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(command_first(argv, parser.commands))
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(as_gflags_reads(argv, parser.commands))
     configure_logging(args)
     try:
         args.run(args)

@@ -732,15 +732,30 @@ def test_the_resume_line_keeps_the_runs_flags_and_torchrun(monkeypatch):
 @pytest.mark.parametrize("argv", [["time", "-model", "-net.prototxt", "-iterations", "1"],
                                   ["-model", "-net.prototxt", "-iterations", "1", "time"],
                                   ["time", "-alsologtostderr", "-model", "-net.prototxt"],
-                                  ["-alsologtostderr", "-model", "-net.prototxt", "time"]])
+                                  ["-alsologtostderr", "-model", "-net.prototxt", "time"],
+                                  ["time", "-model", "--net.prototxt", "-iterations", "1"],
+                                  ["-model", "-net.prototxt", "-iterations", "1", "--", "time"]])
 def test_a_flags_value_may_start_with_a_minus_as_gflags_takes_it(workdir, caplog, argv):
     """gflags takes the argument after a flag that needs a value as its value, whatever it
-    starts with; allconv-caffe said "argument -model: expected one argument". A bool flag
-    takes none (its value is only ever joined: -alsologtostderr=false)."""
-    (workdir / "net.prototxt").rename(workdir / "-net.prototxt")
+    starts with (allconv-caffe said "argument -model: expected one argument", and read
+    --net.prototxt as -net.prototxt); a bool flag takes none; `--` ends the flags."""
+    model = argv[argv.index("-model") + 1]
+    (workdir / "net.prototxt").rename(workdir / model)
     caplog.set_level(logging.INFO)
     assert main(argv) == 0
     assert "*** Benchmark ends ***" in [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["time", "-model", "-help"], "-help: no such file"),
+    (["time", "-model", "net.prototxt", "-alsologtostderr", "0"],
+     "unrecognized arguments: 0")])
+def test_a_flags_value_is_never_read_as_a_flag_nor_a_bool_flags_argument_as_its_value(
+        workdir, capsys, argv, said):
+    """gflags: -model's value -help is a file name, not the help; -alsologtostderr alone is
+    true, and a 0 after it is an argument of its own (allconv-caffe turned the log off)."""
+    code = run_cli(main, "allconv-caffe", argv)
+    assert code == 2 and said in capsys.readouterr().err
 
 
 def test_train_logs_caffes_solver_and_caffe_cpp_lines(workdir, caplog):
