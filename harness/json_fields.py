@@ -20,7 +20,7 @@ class Kind:
         return Kind(f"a list of {self.plural}", f"lists of {self.plural}",
                     lambda v: isinstance(v, list) and all(self.holds(x) for x in v))
 
-    def by_name(self) -> "Kind":
+    def in_object(self) -> "Kind":
         return Kind(f"an object of {self.plural}", f"objects of {self.plural}",
                     lambda v: isinstance(v, dict) and all(self.holds(x) for x in v.values()))
 
@@ -44,7 +44,7 @@ NUMBER = Kind("a number", "numbers", _finite)
 INTEGER = Kind("an integer", "integers", _plain(int))
 TEXT = Kind("a string", "strings", _plain(str))
 NAME = Kind("a name (one line)", "names (one line each)",
-            lambda v: TEXT.holds(v) and v.strip() != "" and len(v.splitlines()) == 1)
+            lambda v: TEXT.holds(v) and v.strip() != "" and v.splitlines() == [v])
 PERCENT = Kind("a percentage", "percentages", lambda v: NUMBER.holds(v) and 0 <= v <= 100)
 SHARE = Kind("a share", "shares", lambda v: NUMBER.holds(v) and 0 <= v <= 1)
 OBJECT = Kind("an object", "objects", lambda v: isinstance(v, dict))

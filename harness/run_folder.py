@@ -58,7 +58,7 @@ FIELDS = {RUN_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": POSIT
           RESULT_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": NUMBER,
                         "wall_seconds": SECONDS, "test_error": PERCENT,
                         "never_predicted": TEXT.list(), "dead_class_units": TEXT.list(),
-                        "per_class_accuracy": SHARE.or_none().by_name().or_absent(),
+                        "per_class_accuracy": SHARE.or_none().in_object().or_absent(),
                         "iterations": COUNT.or_absent(), "batch_size": COUNT.or_absent(),
                         "train_size": COUNT.or_absent(), "test_size": COUNT.or_absent(),
                         "params_counted": COUNT.or_absent(), "precision": TEXT.or_absent(),
@@ -519,6 +519,11 @@ class RunFolder:
         if differ:
             raise AllconvError(f"{path}: not this run's result ({'; '.join(differ)}); was it "
                                "copied from another run?")
+        named = result.get("per_class_accuracy")
+        if named is not None and list(named) != self.classes:
+            raise AllconvError(f"{path}: its 'per_class_accuracy' names the classes "
+                               f"{', '.join(named) or 'none'}, not the run's; was it edited? "
+                               "(the run writes it)")
         return result
 
     def outcome(self) -> dict:
@@ -666,11 +671,13 @@ class RunFolder:
 
     def _snapshot_at(self, weights) -> tuple[int | None, int | None]:
         """(the iteration of ``weights`` when they are one of this run's snapshots, else None;
-        the newest snapshot's iteration, None without one)."""
+        the newest snapshot's iteration, None without one); an AllconvError when their
+        .solverstate holds another iteration than their name (`check_named_iteration`)."""
         # realpath, not resolve: a link in a loop is named where it is read, not here
         checkpoints = {os.path.realpath(path): n for path, n in self._checkpoints(".caffemodel")}
-        at = checkpoints.get(os.path.realpath(weights))
-        state = Path(weights).with_suffix(".solverstate")
+        real = os.path.realpath(weights)
+        at = checkpoints.get(real)
+        state = Path(real).with_suffix(".solverstate")
         if at is not None and state.is_file():
             check_named_iteration(state, snapshot.read_state(state).iter)
         return at, max(checkpoints.values(), default=None)

@@ -237,6 +237,8 @@ def test_a_metrics_record_holding_nan_is_refused_and_never_written(tmp_path):
      "its 'per_class_accuracy' field is {\"cat\": 1.5}, not an object of shares or nulls"),
     ({"per_class_accuracy": [0.5]},
      "its 'per_class_accuracy' field is [0.5], not an object of shares or nulls"),
+    ({"per_class_accuracy": {"cat": 0.5}},
+     "its 'per_class_accuracy' names the classes cat, not the run's"),
 ])
 def test_a_result_edited_or_copied_from_another_run(tmp_path, edit, said):
     folder = _folder(tmp_path)
@@ -255,6 +257,9 @@ def test_a_result_edited_or_copied_from_another_run(tmp_path, edit, said):
     ({"classes": list(range(10))}, "its 'classes' field is [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], not"),
     ({"classes": ["", "b"]}, "its 'classes' field is [\"\", \"b\"], not a list of names"),
     # the names are the labels of an export and of visualize's figures: one line, each once
+    ({"classes": ["a\n"] + list("bcdefghij")},       # a final line break too
+     "its 'classes' field is [\"a\\n\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\",..., not a "
+     "list of names (one line each)"),
     ({"classes": ["a\nb"] + list("cdefghijk")},
      "its 'classes' field is [\"a\\nb\", \"c\", \"d\", \"e\", \"f\", \"g\", \"h\"..., not a "
      "list of names (one line each)"),

@@ -100,8 +100,10 @@ def test_a_checkpoint_renamed_to_another_iteration_is_named_by_export_and_visual
     folder = _folder(tmp_path)
     _checkpoint(folder, 3, holds=1)
     weights = folder.file("checkpoint_iter_3.caffemodel")
+    (tmp_path / "best.caffemodel").symlink_to(weights.name)      # read through a link too
     for read in (folder.export_provenance, folder.snapshot_warning):
-        with pytest.raises(AllconvError, match=r"checkpoint_iter_3.solverstate: named iteration "
-                                               r"3 but holds iteration 1; was the checkpoint "
-                                               r"renamed\?"):
-            read(weights)
+        for given in (weights, tmp_path / "best.caffemodel"):
+            with pytest.raises(AllconvError, match=r"checkpoint_iter_3.solverstate: named "
+                                                   r"iteration 3 but holds iteration 1; was the "
+                                                   r"checkpoint renamed\?"):
+                read(given)
