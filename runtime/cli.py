@@ -110,14 +110,17 @@ def train(args) -> None:
 
 def _resume_command(args, state: str) -> str:
     """The command that continues this training from ``state``: its solver, devices, level
-    and stages, under torchrun with as many processes per node where it ran there."""
+    and stages, under torchrun with as many processes per node where it ran there (a
+    multi-node run's rendezvous options, and the log and signal flags, are the user's)."""
+    from runtime.distributed import launched_by_torchrun
     words = ["allconv-caffe", "train", "-solver", args.solver]
     for flag in ("gpu", "level", "stage"):
         if getattr(args, flag):
             words += [f"-{flag}", str(getattr(args, flag))]
     command = shlex.join(words + ["-snapshot", state])
-    if "LOCAL_WORLD_SIZE" in os.environ:
-        command = (f"torchrun --nproc_per_node {os.environ['LOCAL_WORLD_SIZE']} "
+    if launched_by_torchrun():
+        processes = os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])
+        command = (f"torchrun --nproc_per_node {processes} "
                    f"$(which allconv-caffe){command.removeprefix('allconv-caffe')}")
     return command
 

@@ -16,6 +16,22 @@ from runtime.layers import Layer
 class DiffMemory:
     """`Net`'s plan of Caffe's diffs, and the diff memory of its blobs."""
 
+    # what it reads of the Net: its layers, each blob's shape, latest value and in-place
+    # versions, the diffs held for blobs, what each layer's params and bottoms propagate
+    layers: torch.nn.ModuleList
+    outputs: list[str]
+    force_backward: bool
+    retain_blob_diffs: bool
+    _shapes: dict
+    _values: dict
+    _versions: dict
+    _held_diffs: dict
+    _top_loss_weights: dict
+    _propagate_down: list
+    _param_needs: list
+    _frozen_uses: list
+    _anchor: torch.Tensor
+
     def _plan_diffs(self) -> None:
         """Where Caffe's backward differs from autograd's on the same graph. A bottom that Caffe
         computes a diff for gets one even when nothing below it learns (``_fresh_diffs``: per
@@ -28,7 +44,12 @@ class DiffMemory:
         ``_diff_shared_with``: {a Reshape's bottom: its top}, whose diff Caffe's bottom shows
         where nothing computes the bottom's own (and ``_diff_memory_of``, the other way: the
         top shows the bottom's where it has one); ``_scratch_readers``: {a blob: the one layer
-        reading it as bottom 0 that may leave a scratch diff there}. ``_cut``,
+        reading it as bottom 0 that may leave a scratch diff there}. ``_layer_need`` and
+        ``_cut``: the plan's, per layer (whether it runs Backward; whether Caffe's skip rule
+        stops it); ``_writer``: {blob: the layer writing it last}; ``_runs_backward``: {blob:
+        whether that layer runs Backward}; ``_diff_read``: the loss terms a later layer
+        overwrites. A layer whose Backward writes every param diff whenever it runs
+        (``diffs_whenever_run``) gets them all, whatever `_param_propagate_down` said.
         ``_keeps`` and ``_passed_diffs``: see ``_plan_bottom_diffs``."""
         plan = backward_plan(self.layers, self._param_needs, self.force_backward)
         for i, layer in enumerate(self.layers):
@@ -63,8 +84,6 @@ class DiffMemory:
                    and type(l).scratch_diff is not Layer.scratch_diff]
         read = Counter(b for b, _ in readers)
         self._scratch_readers = {b: i for b, i in readers if read[b] == 1}
-        self._top_loss_weights = {t: w for l in self.layers
-                                  for t, w in zip(l.tops, l.loss_weights) if w}
 
     def _plan_bottom_diffs(self, plan) -> None:
         """Per layer, ``_keeps``: the bottoms whose diff its Backward writes (propagate_down,
@@ -157,3 +176,28 @@ class DiffMemory:
             held = reshaped(held, shape)               # up to its capacity
         held = self._held_diffs[name] = held.to(anchor.device, anchor.dtype)
         return held
+
+    def _keep_diffs(self, replaced) -> None:
+        """Before the values of the blobs ``replaced`` are replaced, what the last backward
+        left in their diffs becomes their diff memory (``_held_diff``), as Caffe's Forward
+        leaves diffs alone: a later ``backward(start=)`` or ``.diff`` reads it (an output's
+        memory is kept by ``backward`` itself)."""
+        for name in replaced:
+            if name not in self.outputs:
+                grad = self._kept_grad(name)
+                if grad is not None:
+                    self._held_diffs[name] = grad.detach()
+
+    def _part_seeds(self, first: int, last: int) -> dict:
+        """{blob: the diff its memory holds} that Caffe's backward over layers ``first`` to
+        ``last`` reads as it is: ``last``'s tops', and the outputs' whose memory lies in the
+        part (written there, or shared down into it: a Reshape's top over a Split's), each
+        memory once."""
+        seeds, memories = {}, set()
+        for name in [*self.layers[last].tops, *self.outputs]:
+            root = self._diff_root(name)
+            if root not in memories and (name in self.layers[last].tops
+                                         or first <= self._writer[root] <= last):
+                seeds[name] = self.blobs[name].diff.detach().clone()
+                memories.add(root)
+        return seeds

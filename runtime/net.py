@@ -13,7 +13,6 @@ from torch.func import functional_call
 
 from runtime import mode
 from runtime.blob_views import Blob, HeldParamDiffs, ParamView
-from runtime.caffemodel import blob_to_array
 from runtime.diff_memory import DiffMemory
 from runtime.errors import AllconvError
 from runtime.filter_net import filter_net
@@ -21,7 +20,7 @@ from runtime.insert_splits import insert_splits
 from runtime.layers import (NoFillerWarning, data_sized, describe, layer_class, layer_errors,
                             make_layer)
 from runtime.net_batches import BatchedPasses
-from runtime.net_weights import NetWeights, copy_blob
+from runtime.net_weights import NetWeights
 from runtime.proto import pb
 from runtime.prototxt import read_net
 
@@ -134,6 +133,8 @@ class Net(NetWeights, DiffMemory, BatchedPasses, nn.Module):
         self.outputs = sorted(available)  # Caffe keeps its leftover blobs in a std::set
         self.top_names = OrderedDict((l.name, list(l.tops)) for l in self.layers)
         self.bottom_names = OrderedDict((l.name, list(l.bottoms)) for l in self.layers)
+        self._top_loss_weights = {t: w for l in self.layers
+                                  for t, w in zip(l.tops, l.loss_weights) if w}
         self._copy_prototxt_blobs()
         self._share_params()
         self._index_params()
@@ -240,7 +241,8 @@ class Net(NetWeights, DiffMemory, BatchedPasses, nn.Module):
         ParamSpec's lr_mult is non-zero (not the effective one of a shared blob), or under
         force_backward. A blob gets a diff when some layer computes one. Per layer:
         ``_param_needs``, whether it computes any, and ``_frozen_uses``, the indices of blobs
-        with a diff that it reads detached (it adds nothing to the diff)."""
+        with a diff that it reads detached (it adds nothing to the diff). `_plan_diffs` then
+        gives every param diff to a layer whose Backward writes them all when it runs."""
         def propagates(layer, i: int) -> bool:
             return self.force_backward or layer.param_spec(i).lr_mult != 0
         needed = {id(b) for l in self.layers for i, b in enumerate(l.blobs.owners())
@@ -252,19 +254,6 @@ class Net(NetWeights, DiffMemory, BatchedPasses, nn.Module):
         self._frozen_uses = [tuple(i for i, b in enumerate(l.blobs.owners())
                                    if id(b) in needed and not propagates(l, i))
                              for l in self.layers]
-
-    def _copy_prototxt_blobs(self) -> None:
-        """A layer whose prototxt holds ``blobs`` starts from them, as Caffe's Layer takes them
-        (before sharing: a sharer's own are replaced by its owner's)."""
-        for layer in self.layers:
-            given = [blob_to_array(b) for b in layer.param.blobs]
-            if not given:
-                continue
-            if len(given) != len(layer.blobs):
-                raise AllconvError(f"{describe(layer.param)}: the prototxt gives {len(given)} "
-                                   f"blob(s), the layer has {len(layer.blobs)}")
-            for i, (array, blob) in enumerate(zip(given, layer.blobs)):
-                copy_blob(blob, array, f"{describe(layer.param)}: blob {i}", "prototxt")
 
     def _index_params(self) -> None:
         """``learnable_params`` (a shared blob once) and pycaffe's ``params`` from the layers."""
@@ -535,17 +524,6 @@ class Net(NetWeights, DiffMemory, BatchedPasses, nn.Module):
         self._shapes.update((name, tuple(v.shape)) for name, v in self._values.items())
         return {name: self.blobs[name].data for name in dict.fromkeys([*outputs, *blobs])}
 
-    def _keep_diffs(self, replaced) -> None:
-        """Before the values of the blobs ``replaced`` are replaced, what the last backward
-        left in their diffs becomes their diff memory (``_held_diff``), as Caffe's Forward
-        leaves diffs alone: a later ``backward(start=)`` or ``.diff`` reads it (an output's
-        memory is kept by ``backward`` itself)."""
-        for name in replaced:
-            if name not in self.outputs:
-                grad = self._kept_grad(name)
-                if grad is not None:
-                    self._held_diffs[name] = grad.detach()
-
     def _pass_range(self, named: dict, method: str, default: tuple[int, int],
                     ) -> tuple[int, int, int | None]:
         """The layers pycaffe's ``start=``/``end=`` in ``named`` (taken out of it; a blob of
@@ -628,20 +606,6 @@ class Net(NetWeights, DiffMemory, BatchedPasses, nn.Module):
         self._loss_tops = {}
         self._values.update(values)
         self._versions.update(versions)
-
-    def _part_seeds(self, first: int, last: int) -> dict:
-        """{blob: the diff its memory holds} that Caffe's backward over layers ``first`` to
-        ``last`` reads as it is: ``last``'s tops', and the outputs' whose memory lies in the
-        part (written there, or shared down into it: a Reshape's top over a Split's), each
-        memory once."""
-        seeds, memories = {}, set()
-        for name in [*self.layers[last].tops, *self.outputs]:
-            root = self._diff_root(name)
-            if root not in memories and (name in self.layers[last].tops
-                                         or first <= self._writer[root] <= last):
-                seeds[name] = self.blobs[name].diff.detach().clone()
-                memories.add(root)
-        return seeds
 
     def _backward(self) -> None:
         """``backward``'s pass: the outputs' written diffs join the loss's gradient where

@@ -9,14 +9,35 @@ import torch
 
 from runtime import hdf5_snapshot
 from runtime.blob_shape import shape_equals
-from runtime.caffemodel import LegacyShaped, no_weights, read_layers, write_weights
+from runtime.caffemodel import (LegacyShaped, blob_to_array, no_weights, read_layers,
+                                write_weights)
 from runtime.errors import AllconvError
+from runtime.layers import describe
 
 log = logging.getLogger("allconv.net")
 
 
 class NetWeights:
     """`Net`'s weights in and out of files, and shared with another net."""
+
+    # what it reads of the Net: its name, its layers and its learnable blobs, once each (and
+    # it calls the Net's _index_params when it has shared blobs)
+    name: str
+    layers: torch.nn.ModuleList
+    learnable_params: list
+
+    def _copy_prototxt_blobs(self) -> None:
+        """A layer whose prototxt holds ``blobs`` starts from them, as Caffe's Layer takes them
+        (before sharing: a sharer's own are replaced by its owner's)."""
+        for layer in self.layers:
+            given = [blob_to_array(b) for b in layer.param.blobs]
+            if not given:
+                continue
+            if len(given) != len(layer.blobs):
+                raise AllconvError(f"{describe(layer.param)}: the prototxt gives {len(given)} "
+                                   f"blob(s), the layer has {len(layer.blobs)}")
+            for i, (array, blob) in enumerate(zip(given, layer.blobs)):
+                _copy_blob(blob, array, f"{describe(layer.param)}: blob {i}", "prototxt")
 
     def copy_from(self, path, *, require_all: bool = False, into=None,
                   hdf5: bool | None = None) -> None:
@@ -65,10 +86,10 @@ class NetWeights:
                     if owners[id(layer.blobs.owner(i))] is layer:
                         raise AllconvError(f"{path}: layer {layer.name!r} has no blob {i}")
                     continue
-                check_blob(blob, array, f"{path}: layer {layer.name!r} blob {i}", "file")
+                _check_stored_blob(blob, array, f"{path}: layer {layer.name!r} blob {i}", "file")
                 copies.append((blob, array))
         for blob, array in copies:
-            copy_values(blob, array)
+            _copy_values(blob, array)
         if missing:
             warnings.warn(message + "; they keep their fillers' values", UserWarning,
                           stacklevel=2)
@@ -138,7 +159,7 @@ class NetWeights:
                  for b in l.blobs] for l in self.layers]
 
 
-def check_blob(blob, array, where: str, source: str) -> None:
+def _check_stored_blob(blob, array, where: str, source: str) -> None:
     """Caffe's ShapeEquals check of a stored blob against ``blob`` (``where`` and ``source``,
     "file" or "prototxt", name it in the error)."""
     # a prototxt's blobs pass as legacy: Caffe's Layer takes their shape, and only some
@@ -151,13 +172,13 @@ def check_blob(blob, array, where: str, source: str) -> None:
                            f"{tuple(blob.shape)} in the net{hint}")
 
 
-def copy_blob(blob, array, where: str, source: str) -> None:
-    """A stored blob's values into ``blob`` after `check_blob`."""
-    check_blob(blob, array, where, source)
-    copy_values(blob, array)
+def _copy_blob(blob, array, where: str, source: str) -> None:
+    """A stored blob's values into ``blob`` after `_check_stored_blob`."""
+    _check_stored_blob(blob, array, where, source)
+    _copy_values(blob, array)
 
 
-def copy_values(blob, array) -> None:
+def _copy_values(blob, array) -> None:
     """A stored blob's values into ``blob`` (its shape checked already)."""
     with torch.no_grad():
         blob.copy_(torch.from_numpy(array).reshape(blob.shape))

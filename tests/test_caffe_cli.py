@@ -718,11 +718,12 @@ def test_the_resume_line_keeps_the_runs_flags_and_torchrun(monkeypatch):
     import argparse
     from runtime.cli import _resume_command
     args = argparse.Namespace(solver="my solver.prototxt", gpu="0", level=2, stage="a,b")
-    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert _resume_command(args, "s_iter_8.solverstate") == (
         "allconv-caffe train -solver 'my solver.prototxt' -gpu 0 -level 2 -stage a,b "
         "-snapshot s_iter_8.solverstate")
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")      # two nodes of two
     args = argparse.Namespace(solver="s.prototxt", gpu=None, level=0, stage=None)
     assert _resume_command(args, "s_iter_8.solverstate") == (
         "torchrun --nproc_per_node 2 $(which allconv-caffe) train -solver s.prototxt "

@@ -456,9 +456,10 @@ def test_fractional_labels_are_truncated_as_caffes_int_cast():
     gives SoftmaxWithLoss 0.38464355, Accuracy 1, HingeLoss 1.625, MultinomialLogisticLoss
     0.38464355 (of the softmax) and InfogainLoss 1.7019653 (the reference build's of the
     softmax; the runtime's, master's, takes the scores and applies it itself)."""
-    text = edge_net("labels_fractional").replace('bottom: "p" bottom: "l" bottom: "H"',
-                                                 'bottom: "s" bottom: "l" bottom: "H"')
-    net = Net(text, TEST)
+    text = edge_net("labels_fractional")
+    assert text.count('bottom: "p" bottom: "l" bottom: "H"') == 1
+    net = Net(text.replace('bottom: "p" bottom: "l" bottom: "H"',
+                           'bottom: "s" bottom: "l" bottom: "H"'), TEST)
     out = net.forward(s=torch.tensor([[0.5, 2.0, -1.0], [1.0, -0.5, 0.25]]),
                       l=torch.tensor([1.7, 0.6]),
                       H=torch.tensor([[1, 0.5, 0], [0, 1, 0.5], [0.25, 0, 1]]).reshape(1, 1, 3, 3))
@@ -466,3 +467,15 @@ def test_fractional_labels_are_truncated_as_caffes_int_cast():
                 "infogain": 1.7019653}
     for name, value in expected.items():
         torch.testing.assert_close(out[name], torch.tensor(value), msg=name)
+
+
+def test_an_infogain_matrix_bottom_is_checked_by_its_count_as_master_does():
+    """infogain_h_bottom_2d: the reference build refuses H given as a 3 x 3 bottom
+    (infogain->num() == 1, 3 vs. 1); BVLC master checks only its count, 3 x 3 = 9, and the
+    runtime is master's (README: deviations); a count of 8 is refused."""
+    text = edge_net("infogain_h_bottom_2d")
+    net = Net(text, TEST)
+    assert net.blobs["H"].data.shape == (3, 3)
+    assert text.count("dim: 3 dim: 3") == 1
+    with pytest.raises(AllconvError, match="the infogain matrix H has 8 values; 3 classes need"):
+        Net(text.replace("dim: 3 dim: 3", "dim: 2 dim: 4"), TEST)
