@@ -76,8 +76,8 @@ class DiffMemory:
         self._forward_only = self._diff_read | {(i, j) for i, j, _ in weighted
                                                 if not plan.layer_need[i]}
         self._diff_shared_with = {l.bottoms[0]: l.tops[0] for i, l in enumerate(self.layers)
-                                  if l.top_diff_is_bottom_diff and
-                                  (plan.layer_need[i] or not l.diff_shared_by_backward)}
+                                  if l.top_diff_is_bottom_diff and l.tops[0] != l.bottoms[0]
+                                  and (plan.layer_need[i] or not l.diff_shared_by_backward)}
         self._diff_memory_of = {top: bottom for bottom, top in self._diff_shared_with.items()}
         readers = [(l.bottoms[0], i) for i, l in enumerate(self.layers)
                    if l.bottoms and l.tops and l.tops[0] != l.bottoms[0]

@@ -522,7 +522,16 @@ class Net(NetWeights, DiffMemory, BatchedPasses, nn.Module):
         # Caffe reshapes each layer in every forward: a top whose size follows the data
         # (Filter's) keeps the shape of its last value, as pycaffe's blob does.
         self._shapes.update((name, tuple(v.shape)) for name, v in self._values.items())
-        return {name: self.blobs[name].data for name in dict.fromkeys([*outputs, *blobs])}
+        return {name: self._last_value(name) for name in dict.fromkeys([*outputs, *blobs])}
+
+    def _last_value(self, name: str) -> torch.Tensor:
+        """What the last pass left in blob ``name``: its data, but for an Input top that a layer
+        ran in place on, that layer's value (Caffe's one memory holds it; the Input's buffer
+        keeps what was fed, README: deviations)."""
+        value = self._values.get(name)
+        if name in self._input_slots and value is not None:
+            return value.detach()
+        return self.blobs[name].data
 
     def _pass_range(self, named: dict, method: str, default: tuple[int, int],
                     ) -> tuple[int, int, int | None]:

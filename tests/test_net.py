@@ -1845,3 +1845,34 @@ def test_a_layer_whose_readers_propagate_nothing_is_skipped_though_softmax_write
     net.backward()
     assert np.allclose(net.blobs["y"].diff.numpy(), [[-0.1875, 0.1875], [-0.125, 0.125]])
     assert torch.count_nonzero(net.params["ip1"][0].diff) == 0
+
+
+@pytest.mark.parametrize("layer", ['type: "Concat" bottom: "data" top: "data"',
+                                   'type: "Slice" bottom: "data" top: "data"'])
+def test_a_one_bottom_concat_or_one_top_slice_in_place_runs(layer):
+    """Found by fuzzing prototxts: Caffe builds these and computes y = 2·data; the runtime
+    built them, then looped for ever in every forward (its diff memory named the blob as
+    sharing its own)."""
+    net = Net('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 '
+              f'dim: 3 }} }} }} layer {{ name: "l" {layer} }} layer {{ name: "p" type: "Power" '
+              'bottom: "data" top: "y" power_param { scale: 2 } }', TEST)
+    x = torch.arange(6.0).reshape(2, 3)
+    assert torch.equal(net.forward(data=x)["y"], 2 * x)
+
+
+def test_an_input_that_a_layer_rewrites_in_place_is_returned_as_the_layer_left_it():
+    """Found by fuzzing prototxts: a net whose output is an Input blob with a ReLU in place on
+    it returned the input as fed; Caffe's forward returns the ReLU's values (its one memory).
+    The Input keeps what was fed (README: deviations), so a next forward starts from it."""
+    net = Net('layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 dim: 4 } } '
+              '} layer { name: "relu" type: "ReLU" bottom: "x" top: "x" }', TEST)
+    fed = torch.tensor([[0.5, -1.0, 1.4, -0.3]])
+    assert torch.equal(net.forward(x=fed)["x"], fed.clamp(min=0))
+    assert torch.equal(net.blobs["x"].data, fed)
+
+
+def test_a_split_in_place_is_refused_as_caffe_refuses_it():
+    """split_layer.cpp: 'Split Layer does not allow in-place computation'; the runtime ran it."""
+    with pytest.raises(AllconvError, match=r"layer 's' \(Split\): Split cannot run in place"):
+        Net('layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 dim: 4 } } '
+            '} layer { name: "s" type: "Split" bottom: "x" top: "x" top: "y" }', TEST)
