@@ -97,9 +97,10 @@ class Net(NetWeights, DiffMemory, BatchedPasses, nn.Module):
                                    "weights=...)")
             phase, weights, level = level, phase, None
         level = 0 if level is None else level
+        phase, level = (int(v) if isinstance(v, bool) else v for v in (phase, level))  # pycaffe's
         if phase not in (pb.TRAIN, pb.TEST):
             raise AllconvError(f"phase must be TRAIN (0) or TEST (1), got {phase!r}")
-        if isinstance(level, bool) or not isinstance(level, int):
+        if not isinstance(level, int):
             raise AllconvError(f"level must be an int, got {level!r} (pycaffe's order: "
                                "Net(network_file, phase, level=0, stages=None, weights=None))")
         if weights is not None and not isinstance(weights, (str, os.PathLike)):
