@@ -139,10 +139,6 @@ def _check_conflicts(args, parser) -> None:
                                "its own")
     if args.deploy and args.solver:
         raise AllconvError("--deploy conflicts with --solver: a deploy net cannot be trained")
-    for name in ("batch_size", "test_batch_size"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise AllconvError(f"--{name.replace('_', '-')} must be positive, not {value}")
     _check_options_do_something(args)
     _check_schedule(args)
 
