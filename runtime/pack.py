@@ -327,6 +327,12 @@ def pack_inputs(packed: Net, member_inputs: Sequence[Mapping[str, torch.Tensor]]
     a label goes to its member's input (``label_m<k>``); other inputs are joined on axis 1
     (member k's channels [k·C, (k+1)·C))."""
     members, inputs = len(member_inputs), {}
+    if not members:
+        raise AllconvError("no member's inputs: give one mapping per member of the pack")
+    names = [set(given) for given in member_inputs]
+    if (odd := next((k for k, given in enumerate(names) if given != names[0]), None)):
+        raise AllconvError(f"member {odd}'s inputs are {sorted(names[odd])}, member 0's "
+                           f"{sorted(names[0])}: give every member the same inputs")
     for name in member_inputs[0]:
         values = [given[name] for given in member_inputs]
         if member_name(name, 0) in packed.inputs:

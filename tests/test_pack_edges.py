@@ -5,7 +5,7 @@ import torch
 from runtime import TEST, TRAIN
 from runtime.errors import AllconvError
 from runtime.net import Net
-from runtime.pack import Member, pack_net, packed_net
+from runtime.pack import Member, pack_inputs, pack_net, packed_net
 
 INPUT = ('name: "n" layer { name: "in" type: "Input" top: "data" top: "label" '
          'input_param { shape { dim: 4 dim: 4 dim: 6 dim: 6 } shape { dim: 4 } } }\n')
@@ -79,3 +79,17 @@ def test_a_solo_net_without_a_learnable_layer_of_the_pack_is_named():
     renamed = Net(SOLO.replace('name: "c"', 'name: "other"'), TRAIN, seed=2)
     with pytest.raises(AllconvError, match="^member 1's net has no layer 'c'$"):
         pack_weights(pack, [Net(SOLO, TRAIN, seed=1), renamed])
+
+
+def test_members_inputs_of_other_names_or_none_are_one_line():
+    """pack_inputs let an IndexError (no member) and a KeyError (member 1 lacking member 0's
+    label) through, and dropped a label only member 1 gave."""
+    pack = packed_net(SOLO, TRAIN, seeds=[0, 1])
+    x, y = torch.zeros(4, 4, 6, 6), torch.zeros(4)
+    with pytest.raises(AllconvError, match="no member's inputs"):
+        pack_inputs(pack, [])
+    for members in ([{"data": x, "label": y}, {"data": x}], [{"data": x}, {"data": x, "label": y}]):
+        with pytest.raises(AllconvError, match="give every member the same inputs"):
+            pack_inputs(pack, members)
+    assert set(pack_inputs(pack, [{"data": x, "label": y}] * 2)) == {"data", "label_m0",
+                                                                     "label_m1"}
