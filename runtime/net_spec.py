@@ -184,8 +184,10 @@ def _assign(where: str, message, key: str, value) -> None:
                                     f"{did_you_mean(key, fields)}")
     field, at = fields[key], f"{where}: {key}"
     kind = field.message_type.name if field.message_type else "number or string"
-    if isinstance(value, tuple):
-        raise NetSpecTypeError(f"{at} = {value!r}: give a list, not a tuple (as pycaffe)")
+    if isinstance(value, tuple):        # pycaffe's class: a message field's is AttributeError
+        single_message = field.message_type is not None and not field.is_repeated
+        raise (NetSpecAttributeError if single_message else NetSpecTypeError)(
+            f"{at} = {value!r}: give a list, not a tuple (as pycaffe)")
     if isinstance(value, list) and not value:
         raise NetSpecIndexError(f"{at} = []: pycaffe takes no empty list; leave {key} out")
     if isinstance(value, list) and not field.is_repeated:

@@ -112,6 +112,8 @@ REFUSED = [
     ("tuple_for_a_repeated_message", dict(num_output=2, kernel_size=1,
                                           param=(dict(lr_mult=1),)), "TypeError"),
     ("tuple_for_one_number", dict(num_output=(2,), kernel_size=1), "TypeError"),
+    ("tuple_for_a_message", dict(num_output=2, kernel_size=1, weight_filler=(1,)),
+     "AttributeError"),
 ]
 
 
