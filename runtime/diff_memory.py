@@ -16,9 +16,11 @@ from runtime.layers import Layer
 class DiffMemory:
     """`Net`'s plan of Caffe's diffs, and the diff memory of its blobs."""
 
-    # what it reads of the Net: its layers, each blob's shape, latest value and in-place
-    # versions, the diffs held for blobs, what each layer's params and bottoms propagate
+    # what it reads of the Net: its layers, blobs and outputs, each blob's shape, latest value
+    # and in-place versions, the diffs held for blobs, what each layer's params and bottoms
+    # propagate
     layers: torch.nn.ModuleList
+    blobs: dict
     outputs: list[str]
     force_backward: bool
     retain_blob_diffs: bool
