@@ -285,6 +285,19 @@ def test_loss_layers_refuse_to_export_naming_the_prototxts_blob(readers):
         build_model(Net(text, pb.TEST), outputs=["loss"])
 
 
+def test_an_accuracy_layer_refuses_to_export_naming_the_blob_it_reads():
+    """Accuracy got only the list of exportable types, where a loss names the blob to export
+    instead (helper fuzz45)."""
+    text = (inputs(data=(2, 3), label=(2,))
+            + layer("acc", "Accuracy", ["data", "label"], ["acc"]))
+    with pytest.raises(AllconvError, match="layer 'acc' \\(Accuracy\\): an Accuracy layer "
+                                           "scores predictions against labels, not an "
+                                           "inference output, and does not export to ONNX; "
+                                           "export the blob it reads instead \\(--outputs "
+                                           "data\\)$"):
+        build_model(Net(text, pb.TEST), outputs=["acc"])
+
+
 def test_a_loss_is_refused_before_a_batch_fixed_below_it_is_said(tmp_path):
     """A learned bias over the batch axis fixes the batch (a warning), a loss above it is
     refused: the refusal alone, one line (helper onnx40 saw the warning first)."""

@@ -40,13 +40,16 @@ def converter(type_name: str):
 
 def converter_for(layer, reads: str | None = None):
     """The converter of a runtime layer, or an error naming the layer and what exports
-    (for a loss layer, the blob it reads: ``reads``, the prototxt's name for bottom 0)."""
+    (for a loss or Accuracy layer, the blob it reads: ``reads``, the prototxt's name for
+    bottom 0)."""
     _load()
     fn = CONVERTERS.get(layer.param.type)
-    if fn is None and layer.is_loss:
-        raise AllconvError(f"{describe(layer.param)}: a loss layer computes a training loss, "
-                           "not an inference output, and does not export to ONNX; export the "
-                           f"blob it reads instead (--outputs {reads or layer.bottoms[0]})")
+    if fn is None and (layer.is_loss or layer.param.type == "Accuracy"):
+        what = ("a loss layer computes a training loss" if layer.is_loss else
+                "an Accuracy layer scores predictions against labels")
+        raise AllconvError(f"{describe(layer.param)}: {what}, not an inference output, and "
+                           "does not export to ONNX; export the blob it reads instead "
+                           f"(--outputs {reads or layer.bottoms[0]})")
     if fn is None:
         raise AllconvError(f"{describe(layer.param)}: this layer type does not export to ONNX "
                            f"(exportable: {', '.join(exportable_types())})")
