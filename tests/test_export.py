@@ -637,14 +637,22 @@ def _files(tmp_path, text, name="net"):
 
 
 def test_an_unsupported_layer_is_named_with_what_exports(tmp_path, capsys):
+    """An Accuracy names the blob to export instead; a layer of another type that does not
+    export (a Silence) lists the types that do."""
     proto, weights = _files(tmp_path, UNSUPPORTED)
     err = _bad(tmp_path, ["--prototxt", proto, "--weights", weights, "-o",
                           str(tmp_path / "m.onnx")], capsys)
-    assert "layer 'accuracy' (Accuracy)" in err
-    assert f"exportable: {', '.join(registry.exportable_types())})" in err
+    assert "layer 'accuracy' (Accuracy): an Accuracy layer scores predictions" in err
+    assert "export the blob it reads instead (--outputs ip)" in err
+    assert not (tmp_path / "m.onnx").exists()
+    silence = Net(UNSUPPORTED.replace('type: "Accuracy"', 'type: "Silence"')
+                  .replace('top: "accuracy"', ""), pb.TEST).layers[-1]
+    with pytest.raises(AllconvError, match=re.escape(
+            f"layer 'accuracy' (Silence): this layer type does not export to ONNX (exportable: "
+            f"{', '.join(registry.exportable_types())})")):
+        registry.converter_for(silence)
     assert {"Concat", "Convolution", "InnerProduct", "Input", "Pooling", "ReLU"} <= set(
         registry.exportable_types())
-    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_stochastic_pooling_is_refused_in_one_line(tmp_path, capsys):
