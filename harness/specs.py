@@ -331,12 +331,25 @@ def load_tables(root: str | Path = SPECS_DIR) -> dict[str, list[Spec]]:
         raise AllconvError(f"spec folder {root} " + ("is a file" if root.exists() else
                                                       "not found"))
     tables = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("*.toml"))):
-        specs = sorted((load_spec(p) for p in folder.glob("*.toml")), key=lambda s: s.order)
-        tables[folder.name] = specs
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("*.toml")))
+    for folder in _one_per_key(folders, lambda p: table_key(p.name), "table"):
+        files = _one_per_key(sorted(folder.glob("*.toml")), lambda p: row_key(p.stem), "row")
+        tables[folder.name] = sorted((load_spec(p) for p in files), key=lambda s: s.order)
     if not tables:
         raise AllconvError(f"no table folders with .toml specs in {root}")
     return tables
+
+
+def _one_per_key(paths: list[Path], key, what: str) -> list[Path]:
+    """``paths``, refusing two that one lookup name would reach (``key`` folds case, separators
+    and aliases), or only one of them could ever be selected."""
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if key(path) in seen:
+            raise AllconvError(f"{seen[key(path)]} and {path} both name the {what} "
+                               f"{key(path)!r}; rename one")
+        seen[key(path)] = path
+    return paths
 
 
 def row_key(name: str) -> str:

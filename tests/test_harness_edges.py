@@ -98,6 +98,22 @@ def test_rows_fold_underscores_and_case_in_any_row_name():
         assert [s.key for s in select([name], tables)] == ["table4/all-cnn-c-augmented"], name
 
 
+def test_two_rows_or_tables_that_one_name_reaches_are_refused(tmp_path):
+    """Lookup folds case, separators and aliases, so two such files would leave one of them
+    unreachable (select calls it ambiguous, or takes the first table): refused at load."""
+    table = tmp_path / "table3"
+    table.mkdir()
+    shutil.copy(REAL / "all-cnn-c.toml", table)
+    shutil.copy(REAL / "all-cnn-c.toml", table / "All_CNN_C.toml")
+    with pytest.raises(AllconvError, match=r"All_CNN_C.toml and .*all-cnn-c.toml both name "
+                       r"the row 'all-c'; rename one"):
+        load_tables(tmp_path)
+    (table / "All_CNN_C.toml").unlink()
+    shutil.copytree(table, tmp_path / "Table_3")
+    with pytest.raises(AllconvError, match=r"Table_3 and .*table3 both name the table 'table3'"):
+        load_tables(tmp_path)
+
+
 def test_an_iteration_rows_spec_of_before_the_schedule_is_the_same_row():
     """An ImageNet row's old spec held unit, length and steps; an iteration schedule's steps
     were never read, so whatever they held it is the same row when unit and length were the
