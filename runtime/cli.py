@@ -35,14 +35,20 @@ def _device(gpu: str | None) -> str:
     if gpu is None:
         log.info("Use CPU.")
         return "cpu"
-    if not torch.cuda.is_available():
-        raise AllconvError(f"-gpu {gpu} asked for, but CUDA is not available here")
-    device = f"cuda:{gpu.split(',')[0]}" if gpu != "all" else "cuda:0"
-    if int(device[5:]) >= torch.cuda.device_count():
-        raise AllconvError(f"-gpu {gpu}: this machine has {torch.cuda.device_count()} GPU(s), "
-                           f"ids 0 to {torch.cuda.device_count() - 1}")
+    device = _cuda_devices(gpu)[0]      # caffe.cpp's test and time take the first, too
     log.info("Using GPU %s: %s", device[5:], torch.cuda.get_device_name(device))
     return device
+
+
+def _cuda_devices(gpu: str) -> list[str]:
+    """caffe.cpp's get_gpus: the devices -gpu names, every one this machine has for all."""
+    if not torch.cuda.is_available():
+        raise AllconvError(f"-gpu {gpu} asked for, but CUDA is not available here")
+    count = torch.cuda.device_count()
+    ids = range(count) if gpu == "all" else [int(i) for i in gpu.split(",")]
+    if max(ids) >= count:
+        raise AllconvError(f"-gpu {gpu}: this machine has {count} GPU(s), ids 0 to {count - 1}")
+    return [f"cuda:{i}" for i in ids]
 
 
 def _train_device(gpu: str | None, solver_path: str) -> str:
@@ -76,7 +82,8 @@ def train(args) -> None:
                            "solver state; give it as -weights (or give the .solverstate)")
     if args.snapshot and not os.path.exists(args.snapshot):     # said before the nets are built
         raise AllconvError(f"{args.snapshot}: no such file")
-    if args.gpu and ("," in args.gpu or args.gpu == "all") and not launched_by_torchrun():
+    if args.gpu and ("," in args.gpu or args.gpu == "all" and torch.cuda.device_count() > 1) \
+            and not launched_by_torchrun():
         raise AllconvError(f"-gpu {args.gpu}: one process per GPU, started by torchrun: "
                            "torchrun --nproc_per_node N $(which allconv-caffe) train -solver "
                            f"{args.solver} -gpu 0 (each process takes its LOCAL_RANK's GPU)")
@@ -244,8 +251,7 @@ def _log_times(timer, n: int, forward: float, backward: float, total: float) -> 
 def device_query(args) -> None:
     """caffe device_query: the properties of each -gpu device."""
     _needs(args.gpu, "Need a device ID to query.")
-    for gpu in args.gpu.split(","):
-        device = _device(gpu)
+    for device in _cuda_devices(args.gpu):
         props = torch.cuda.get_device_properties(device)
         print(f"Device id:                     {device[5:]}")
         print(f"Name:                          {props.name}")

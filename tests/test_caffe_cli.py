@@ -165,6 +165,23 @@ def test_device_query_without_cuda_is_one_line(capsys):
     assert "CUDA is not available" in capsys.readouterr().err
 
 
+def test_device_query_all_is_every_device_as_caffe_get_gpus(monkeypatch, capsys):
+    """caffe.cpp's get_gpus: -gpu all is each device the machine has, ids one each; an id past
+    them is one line (three GPUs stood in for by torch.cuda's answers)."""
+    class Properties:
+        name, major, minor, total_memory, multi_processor_count = "Fake", 9, 0, 80, 132
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: Properties)
+    for gpu, ids in (("all", ["0", "1", "2"]), ("2,1", ["2", "1"])):
+        assert main(["device_query", "-gpu", gpu]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert [line.split()[-1] for line in out if line.startswith("Device id:")] == ids
+    assert run_cli(main, "allconv-caffe", ["device_query", "-gpu", "0,3"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "-gpu 0,3: this machine has 3 GPU(s), ids 0 to 2")
+
+
 def test_time_logs_caffe_lines_per_layer_and_in_all(workdir, capsys, caplog):
     """caffe.cpp's time: per layer (net order, Caffe's setw(10) and tab), then the averages
     and the total, logged as caffe.cpp's LOG(INFO) (not printed); a layer's backward spans
@@ -508,11 +525,14 @@ def test_train_under_torchrun_is_caffes_multi_gpu_batch(workdir):
         "two_iter_4.caffemodel", "two_iter_4.rngstate", "two_iter_4.solverstate"]
 
 
-def test_several_gpus_outside_torchrun_say_how_to_launch(workdir, capsys):
-    code = run_cli(main, "allconv-caffe", ["train", "-solver", "solver4.prototxt", "-gpu", "0,1"])
-    err = capsys.readouterr().err
-    assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "torchrun --nproc_per_node N $(which allconv-caffe) train" in err
+def test_several_gpus_outside_torchrun_say_how_to_launch(workdir, capsys, monkeypatch):
+    """-gpu 0,1, or all on a machine of two GPUs (all on one is that one, as in Caffe)."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for gpu in ("0,1", "all"):
+        code = run_cli(main, "allconv-caffe", ["train", "-solver", "solver4.prototxt", "-gpu", gpu])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert "torchrun --nproc_per_node N $(which allconv-caffe) train" in err
 
 
 def test_label_past_the_class_count_is_one_line(workdir, capsys):
