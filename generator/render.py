@@ -11,7 +11,7 @@ import jinja2
 from google.protobuf import text_encoding
 
 from generator.variants import Variant
-from runtime.blob_shape import INT_MAX
+from runtime.cli_support import INT_MAX
 from runtime.errors import AllconvError
 from runtime.prototxt import parse_net, parse_solver
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from generator.render import Filler, Init, constant_filler
 from generator.variants import Variant, get_variant
 from harness.pipelines import PIPELINES, Pipeline
-from runtime.cli_support import UINT32_MAX, check_number
+from runtime.cli_support import INT_MAX, INT_MIN, UINT32_MAX, check_number
 from runtime.data.datasets import DATASETS, Dataset, get_dataset
 from runtime.errors import AllconvError
 from runtime.fillers import FILLERS
@@ -208,7 +208,7 @@ def _check_filler_arg(field, value, path: Path, key: str) -> None:
     else:
         is_int = field.cpp_type in (field.CPPTYPE_INT32, field.CPPTYPE_INT64)
         _check_value(value, Number(int if is_int else float, low=None), path, key)
-        if is_int and not -2**31 <= value < 2**31:
+        if is_int and not INT_MIN <= value <= INT_MAX:
             raise AllconvError(f"{path}: '{key}' {value} is past the int32 range")
 
 

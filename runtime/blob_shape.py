@@ -10,9 +10,9 @@ import os
 
 import torch
 
+from runtime.cli_support import INT_MAX
 from runtime.errors import AllconvError
 
-INT_MAX = 2**31 - 1
 
 
 def physical_memory() -> int:

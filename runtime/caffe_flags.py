@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 
-from runtime.cli_support import number
+from runtime.cli_support import INT_MAX, INT_MIN, number
 from runtime.errors import AllconvError
 from runtime.signal_handler import EFFECTS
 
@@ -43,18 +43,17 @@ def _gpu(text: str) -> str | None:
 
 
 TRUE, FALSE = ("true", "t", "yes", "y", "1"), ("false", "f", "no", "n", "0")
-INT32 = (-2**31, 2**31 - 1)
 
 
 def _int32(low: str | None = "positive"):
     """A gflags int32 flag's value: an integer of 32 bits (gflags refuses another) that is
     ``low`` ("positive", "non-negative" or None)."""
-    parse = number(int, low, high=INT32[1], why=" (a 32-bit flag)")
+    parse = number(int, low, high=INT_MAX, why=" (a 32-bit flag)")
 
     def checked(text: str) -> int:
         value = parse(text)
-        if value < INT32[0]:
-            raise argparse.ArgumentTypeError(f"must be at least {INT32[0]} (a 32-bit flag), "
+        if value < INT_MIN:
+            raise argparse.ArgumentTypeError(f"must be at least {INT_MIN} (a 32-bit flag), "
                                              f"not {text}")
         return value
     return checked

@@ -32,6 +32,7 @@ import numpy as np
 from google.protobuf.message import DecodeError, Message
 
 from runtime.blob_shape import check_blob_shape
+from runtime.cli_support import INT_MAX
 from runtime.errors import AllconvError
 from runtime.files import ZIP_MAGIC, atomic_write_bytes, read_bytes
 from runtime.proto import pb
@@ -122,7 +123,7 @@ def array_to_blob(array, diff=None) -> "pb.BlobProto":
     return blob
 
 
-PROTOBUF_LIMIT = 2**31 - 1     # bytes: Caffe's ReadProtoFromBinaryFile reads no more (INT_MAX)
+PROTOBUF_LIMIT = INT_MAX     # bytes: Caffe's ReadProtoFromBinaryFile reads no more
 
 
 def read_binary(path: PathLike, message_cls) -> Message:

@@ -129,6 +129,8 @@ def _did_you_mean(words: list[str], parser: argparse.ArgumentParser) -> str:
     return f" (did you mean {', '.join(dict.fromkeys(near))}?)" if near else ""
 
 
+# C's int range, where Caffe reads a number into an int
+INT_MIN, INT_MAX = -2**31, 2**31 - 1
 # Caffe's batch sizes are unsigned ints, and it seeds its generator with one
 # (Caffe::set_random_seed): a solver.prototxt with a larger random_seed would train another run
 UINT32_MAX = 2**32 - 1

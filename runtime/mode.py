@@ -9,6 +9,7 @@ import numbers
 
 import torch
 
+from runtime.cli_support import INT_MAX, UINT32_MAX
 from runtime.errors import AllconvError
 
 _chosen: dict = {"mode": None, "device_id": 0, "seeds": None}
@@ -27,13 +28,13 @@ def set_mode_gpu() -> None:
 
 def set_device(device_id: int) -> None:
     """The GPU that GPU mode runs on."""
-    _chosen["device_id"] = _whole(device_id, "set_device takes a GPU's number", 2**31 - 1)
+    _chosen["device_id"] = _whole(device_id, "set_device takes a GPU's number", INT_MAX)
 
 
 def set_random_seed(seed: int) -> None:
     """Caffe's seed: an unsigned int."""
     _chosen["seeds"] = torch.Generator().manual_seed(
-        _whole(seed, "set_random_seed takes a seed", 2**32 - 1))
+        _whole(seed, "set_random_seed takes a seed", UINT32_MAX))
 
 
 def _whole(value, what: str, most: int) -> int:

@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 
+from runtime.cli_support import INT_MAX
 from runtime.errors import AllconvError
 
 SPACE = b" \t\n\v\f\r"
@@ -103,7 +104,7 @@ class _Reader:
         if at == start or at >= len(data) and not digits:    # none, or no byte after it
             raise AllconvError(f"{self.name}: could not load the image: a PNM cut short")
         value = int(data[start:at])
-        if value > 2**31 - 1:
+        if value > INT_MAX:
             raise AllconvError(f"{self.name}: could not load the image: the PNM number "
                                f"{value} is too large")
         self.at = at if digits else at + 1                     # its end byte read too

@@ -30,6 +30,7 @@ import torch
 from runtime.data.imread import file_bytes, read_image
 from runtime.data.jpeg import interpolate
 from runtime.data.transform import mean_file_image
+from runtime.cli_support import INT_MAX, INT_MIN
 from runtime.errors import AllconvError
 
 F32 = np.float32
@@ -70,7 +71,7 @@ class _Tokens:
 
     def integer(self, what: str) -> int:
         value = self._read(what, int, "an integer", INTEGER)
-        if not -2**31 <= value < 2**31:
+        if not INT_MIN <= value <= INT_MAX:
             raise AllconvError(f"window file {self.path}: {what} is {value}, past C's int")
         return value
 

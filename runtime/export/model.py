@@ -13,6 +13,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper
 
+from runtime.caffemodel import PROTOBUF_LIMIT
 from runtime.errors import AllconvError
 from runtime.export import DEFAULT_OPSET, MIN_OPSET, check, preprocessing
 from runtime.export.batch_flow import batch_axes, own_extents
@@ -25,7 +26,6 @@ from runtime.layers import NoFillerWarning, data_sized, describe
 from runtime.net import Net
 from runtime.proto import pb
 
-PROTOBUF_LIMIT = 2**31 - 1
 BATCH_DIM = "N"
 DEPLOY = "export a deploy net (gen-prototxt --deploy)"
 
