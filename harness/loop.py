@@ -421,8 +421,7 @@ class Loop:
         if run.opts.deadline is None:
             return False
         after = run.iter + steps
-        evaluation = self.eval_guess() if (after % run.solver_param.test_interval == 0
-                                           or after == run.max_iter) else 0.0
+        evaluation = self.eval_guess() if run.evaluates_at(after) else 0.0
         checkpoint = (self.checkpoint_seconds if self.checkpoint_seconds is not None
                       else CHECKPOINT_GUESS * run.K)
         ahead = 0.0 if self.every_iteration else TICK_SECONDS

@@ -353,6 +353,11 @@ class Run:
     def max_iter(self) -> int:
         return self.solver_param.max_iter
 
+    def evaluates_at(self, iteration: int) -> bool:
+        """Whether the run tests after step ``iteration``: every test_interval, and at the
+        last."""
+        return iteration % self.solver_param.test_interval == 0 or iteration == self.max_iter
+
     @property
     def epoch(self) -> float:
         return self.iter * self.global_batch / self.data.train_size

@@ -146,7 +146,7 @@ def _loop(run: Trainable, ranks: Ranks, precision: str, device: torch.device,
             loop.step()
             if run.iter == loop.start_iter + 1:
                 StartUp.seconds = time.monotonic() - entered
-            evaluate = run.iter % run.solver_param.test_interval == 0 or run.iter == run.max_iter
+            evaluate = run.evaluates_at(run.iter)
             due = loop.sync_due(evaluate)
             if interrupted(ranks, due):
                 # an evaluation due here comes first (the resumed run starts after it)

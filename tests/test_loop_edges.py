@@ -172,6 +172,7 @@ def _deadline_loop(monkeypatch, iteration: int, max_iter: int = 9) -> Loop:
     loop.run = SimpleNamespace(opts=SimpleNamespace(deadline=None), iter=iteration,
                                max_iter=max_iter, K=1, ranks=SimpleNamespace(world=1),
                                solver_param=SimpleNamespace(test_interval=5, display=0))
+    loop.run.evaluates_at = lambda i: Run.evaluates_at(loop.run, i)
     loop.every_iteration, loop.start_iter = True, iteration
     loop.step_seconds, loop.checkpoint_seconds, loop.eval_seconds = 1.0, 0.5, 10.0
     return loop
