@@ -49,7 +49,7 @@ from benchmarks.timing import timed  # noqa: E402
 from runtime.cli_support import (Parser, add_device_option, comma_list, name, number,  # noqa: E402
                                   resolve_device, run_cli)
 from runtime.errors import AllconvError  # noqa: E402
-from runtime.files import atomic_write_bytes, json_text  # noqa: E402
+from runtime.files import atomic_write_bytes, json_text, read_json_object  # noqa: E402
 
 FLOP_PER_IMAGE = 1.625e9      # bf16 FLOP floor of one All-CNN-C training image (fwd + bwd)
 PEAK_FLOPS = 989e12           # H100/H200 SXM dense bf16
@@ -474,6 +474,16 @@ def write_json(path: Path, args, device_name: str, record: dict) -> None:
               **record}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json_text(record, indent=1) + "\n").encode())
+
+
+def read_device(path: Path) -> str:
+    """The device a JSON of `write_json`'s was measured on; another file is an AllconvError
+    naming it."""
+    record = read_json_object(path)
+    if record.get("benchmark") != "train_throughput" or not isinstance(record.get("device"), str):
+        raise AllconvError(f"{path}: not a train_throughput benchmark's JSON (no "
+                           "\"benchmark\": \"train_throughput\" with its \"device\")")
+    return record["device"]
 
 
 if __name__ == "__main__":

@@ -72,7 +72,8 @@ def test_a_tar_reaching_outside_its_run_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("name, files, what", [
-    ("train_throughput_pack.json", '{"device": "CPU (2 threads), tiny run"}',
+    ("train_throughput_pack.json",
+     '{"benchmark": "train_throughput", "device": "CPU (2 threads), tiny run"}',
      "a benchmark on CPU"),
     ("run-all-cnn-c-lr-0.05-smoke-unfinished.tar", None, "a smoke run")])
 def test_a_dry_runs_files_are_refused_for_the_repositorys_results(tmp_path, name, files, what):
@@ -93,12 +94,24 @@ def test_a_dry_runs_files_are_refused_for_the_repositorys_results(tmp_path, name
         == [name]
 
 
+@pytest.mark.parametrize("text", ['{"device": "NVIDIA H200"}', "[1]", "{",
+                                  '{"benchmark": "train_throughput", "device": 3}'])
+def test_a_json_that_no_benchmark_wrote_is_one_line_naming_it(tmp_path, text):
+    """train_throughput's own reader (read_device) judges the file, not a second parser."""
+    call = tmp_path / "call"
+    call.mkdir()
+    (call / "train_throughput_x.json").write_text(text)
+    with pytest.raises(AllconvError, match=r"^\S*train_throughput_x.json: "):
+        gpu_collect.collect([call], tmp_path / "results", tmp_path / "carry", dry_run_ok=False)
+
+
 def test_a_dry_runs_file_beside_real_ones_files_nothing(tmp_path):
     """The refusal comes before any filing: a device's benchmark beside a smoke tar is not
     copied either (a half-filed call would mix the two)."""
     call = tmp_path / "call"
     call.mkdir()
-    (call / "train_throughput_pack.json").write_text('{"device": "NVIDIA H200"}')
+    (call / "train_throughput_pack.json").write_text(
+        '{"benchmark": "train_throughput", "device": "NVIDIA H200"}')
     _tar(call / "run-all-cnn-c-lr-0.05-smoke-unfinished.tar",
          {"table3/all-cnn-c/lr-0.05-smoke/run.json": b"{}"})
     with pytest.raises(AllconvError, match="a smoke run, from a CPU dry run"):

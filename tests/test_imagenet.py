@@ -92,6 +92,14 @@ def test_a_png_named_jpeg_is_decoded_and_a_corrupt_jpeg_names_its_path(tree):
     index = torch.tensor([folder.paths.index(bad)])
     with ThreadPoolExecutor(1) as pool, pytest.raises(AllconvError, match="broken.JPEG"):
         imagenet.load_batch(folder, index, "cpu", pool)
+    bad.unlink()                            # gone since the scan: files.read_bytes' words
+    with ThreadPoolExecutor(1) as pool, pytest.raises(AllconvError,
+                                                      match=r"broken.JPEG: no such file$"):
+        imagenet.load_batch(folder, index, "cpu", pool)
+    bad.mkdir()
+    with ThreadPoolExecutor(1) as pool, pytest.raises(
+            AllconvError, match=r"broken.JPEG: is a directory, expected a JPEG file$"):
+        imagenet.load_batch(folder, index, "cpu", pool)
 
 
 def test_crop_mirror_is_an_exact_slice_and_its_mirror():

@@ -23,7 +23,6 @@ status 0 with rows that FAIL: a result, not an error).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tarfile
@@ -33,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.train_throughput import read_device  # noqa: E402
 from harness import cli  # noqa: E402
 from harness.run_folder import RunFolder, table_of  # noqa: E402
 from runtime.cli_support import run_cli  # noqa: E402
@@ -86,10 +86,7 @@ def dry_run_file(path: Path, prefix: str | None) -> str | None:
     folder is ``prefix``), or None."""
     if prefix is not None:
         return "a smoke run" if prefix.endswith("-smoke") else None
-    try:
-        device = str(json.loads(path.read_text())["device"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise AllconvError(f"{path}: not a benchmark's JSON ({err})") from None
+    device = read_device(path)
     return f"a benchmark on {device}" if device.startswith("CPU") else None
 
 

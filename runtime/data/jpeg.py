@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from runtime.errors import AllconvError
+from runtime.files import read_bytes
 
 RESIZE_MODES = ("square", "short-side")
 
@@ -101,12 +102,7 @@ def _torchvision_one(data: bytes, path: Path) -> torch.Tensor:
 
 def read_files(paths: list[Path], pool: ThreadPoolExecutor) -> list[bytes]:
     """The bytes of each file, read by the pool's threads; a missing file names its path."""
-    def read(path: Path) -> bytes:
-        try:
-            return path.read_bytes()
-        except OSError as err:
-            raise AllconvError(f"{path}: cannot read: {err.strerror or err}") from None
-    return list(pool.map(read, paths))
+    return list(pool.map(lambda path: read_bytes(path, "JPEG"), paths))
 
 
 def decode(blobs: list[bytes], paths: list[Path], device: torch.device | str,
