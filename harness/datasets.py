@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple
 import torch
 
 from harness.feed import TrainFeed
+from runtime import files
 from runtime.data import cifar, prepared_cifar
 from runtime.data.datasets import IMAGE_FOLDER
 from runtime.data.imagenet import Folder, ImageNetFeed, scan
@@ -79,7 +80,7 @@ def train_size(spec: Spec, data_dir: str | None, verify: bool = True) -> int | N
         return None
     split = spec.dataset.splits[0]
     found = cifar.search_release(spec.dataset.releases, split,
-                                 Path(data_dir) if data_dir else cifar.cache_dir())
+                                 Path(data_dir) if data_dir else files.cache_dir())
     if found is None or not found[0].binary:
         return None
     release, paths = found

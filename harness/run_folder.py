@@ -35,6 +35,7 @@ from harness.json_fields import (AMOUNT, COUNT, FLAG, INTEGER, NAME, NUMBER, OBJ
                                  POSITIVE, SECONDS, SHARE, TEXT, checked_fields, one_of)
 from harness.specs import same_row
 from runtime import snapshot
+from runtime import files
 from runtime.data import cifar, preprocess
 from runtime.data.datasets import get_dataset
 from runtime.errors import AllconvError
@@ -131,7 +132,7 @@ def whitening_identity(dataset: str, data_dir, verify: bool = True) -> dict | No
     """The whitening's cache folder and settings, when the CIFAR release lies in ``data_dir``
     (or the cache); None for a run on data handed to it in memory (tests, benchmarks)."""
     entry = get_dataset(dataset)
-    root = Path(data_dir) if data_dir else cifar.cache_dir()
+    root = Path(data_dir) if data_dir else files.cache_dir()
     if not all(cifar.search_release(entry.releases, split, root) for split in entry.splits):
         return None
     path = preprocess.prepared_entry(dataset, data_dir, verify=verify)

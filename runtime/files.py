@@ -239,6 +239,12 @@ def read_json_object(path: PathLike) -> dict:
     return data
 
 
+def cache_dir() -> Path:
+    """allconv's cache folder: ``$XDG_CACHE_HOME/allconv``, or ``~/.cache/allconv``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "allconv"
+
+
 def suffix_option(suffix: str, what: str):
     """An argparse type for ``-o``: the path as given when it ends in ``suffix`` (any case),
     else the parser's one-line error naming the path and ``what`` it is."""

@@ -21,22 +21,20 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from google.protobuf import text_format
 
 from .data.hdf5 import h5py
 from .distributed import SINGLE, RankFeed, Ranks
 from .errors import AllconvError
 from .lr_policy import CaffeLR
 from .optim import OPTIMIZERS, check_solver_type
-from .optim import SOLVER_TYPES as SUPPORTED_SOLVER_TYPES
 from .proto import pb
+from .prototxt import to_text
 from .registry import add_once
 from .rng import net_rng_state, set_net_rng_state
 from . import hdf5_snapshot, mode, snapshot
 
 __all__ = ["Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver",
-           "AdaDeltaSolver", "AdamSolver", "make_solver", "get_solver",
-           "SUPPORTED_SOLVER_TYPES"]
+           "AdaDeltaSolver", "AdamSolver", "make_solver", "get_solver"]
 
 log = logging.getLogger("allconv.solver")
 
@@ -169,7 +167,7 @@ class Solver:
         self.solver_path = path
         self._check_param()
         log.info("Initializing solver from parameters: \n%s",
-                 text_format.MessageToString(param).rstrip("\n"))
+                 to_text(param).rstrip("\n"))
         self._before_test = None     # the test nets' random states while test_all runs
 
         device = mode.chosen_device() if device is None else device

@@ -396,7 +396,7 @@ def test_image_for_imagenet_is_the_test_feeds_crop_and_needs_no_cifar(imagenet_f
     (resize to 256×256, BGR, centre 227 crop, less 104/117/123); CIFAR is never touched."""
     d = imagenet_files
     monkeypatch.setattr(cifar, "download", lambda *a: pytest.fail("no CIFAR download"))
-    monkeypatch.setattr(cifar, "cache_dir", lambda: pytest.fail("no CIFAR cache"))
+    monkeypatch.setattr("runtime.files.cache_dir", lambda: pytest.fail("no CIFAR cache"))
     assert _imagenet_cli(d, "--dataset", "imagenet", "--image", d / "photo.jpg",
                          "-o", d / "u.png", "--npy", d / "u.npz") == 0
     assert (d / "u.png").read_bytes()[:4] == b"\x89PNG"

@@ -19,6 +19,7 @@ from runtime.data.large_augment import FRAME, LargeAugment, large_batch
 from runtime.data.preprocess import prepared_folder, prepared_images, prepared_whitening
 from runtime.data.source import is_npz_source, read_npz_source
 from runtime.errors import AllconvError
+from runtime import files
 from runtime.files import read_npy
 from runtime.net import Net, trained_net
 from runtime.reconstruction import input_blob
@@ -86,7 +87,7 @@ def load_images(args, net, source: NetSource, split: str) -> Images:
                            "--data X.npz, a Data-layer source of the net's inputs")
     if source.pipeline(net).frames:
         if source.run is not None and args.data is None and not cifar.search_release(
-                dataset.releases, split, cifar.cache_dir()):
+                dataset.releases, split, files.cache_dir()):
             raise AllconvError(f"{source.run.path}: {dataset.name}'s {split} files are not in "
                                "this machine's cache; give --data with the CIFAR release")
         return Images(FramedImages(dataset.load(split, args.data, args.verify)[0]), None)
@@ -95,7 +96,7 @@ def load_images(args, net, source: NetSource, split: str) -> Images:
         if entry is None:
             raise AllconvError(f"{source.run.path}: the run's whitened {dataset.name} is not in "
                                "this machine's cache; give --data with the CIFAR release")
-        in_cache = cifar.search_release(dataset.releases, split, cifar.cache_dir())
+        in_cache = cifar.search_release(dataset.releases, split, files.cache_dir())
         raw = dataset.load(split)[0] if in_cache else None    # never a download here
     else:
         entry = (source.run.prepared_folder(args.data, args.verify) if source.run is not None

@@ -26,6 +26,7 @@ from urllib.request import urlopen
 import numpy as np
 from tqdm import tqdm
 
+from runtime import files
 from runtime.errors import AllconvError
 
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
@@ -116,12 +117,6 @@ squirrel streetcar sunflower sweet_pepper table tank telephone television tiger 
 trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split())
 
 
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/allconv``, or ``~/.cache/allconv``."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "allconv"
-
-
 def load(releases: tuple[Release, ...], split: str,
          data_dir: str | os.PathLike | None = None, verify: bool = True
          ) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +136,7 @@ def find_release(releases: tuple[Release, ...], split: str,
     """The release and file paths of one split; download into the cache when no folder is given."""
     if split not in SPLITS:
         raise AllconvError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
-    root = Path(data_dir) if data_dir is not None else cache_dir()
+    root = Path(data_dir) if data_dir is not None else files.cache_dir()
     found = search_release(releases, split, root)
     if found is None and data_dir is None:
         download(releases, root)

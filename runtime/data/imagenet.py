@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
+from runtime import files
 from runtime.caffemodel import array_to_blob, read_blob, write_binary
 from runtime.data import jpeg, transform
-from runtime.data.cifar import cache_dir
 from runtime.data.passes import Passes
 from runtime.errors import AllconvError
 
@@ -90,7 +90,7 @@ def mean_image(folder: Folder, device="cpu", batch_size: int = 256, threads: int
     """
     listing = [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in folder.paths]
     key = hashlib.sha256(json.dumps([resize_mode, listing]).encode()).hexdigest()[:20]
-    path = Path(cache or cache_dir()) / f"imagenet-mean-{key}.binaryproto"
+    path = Path(cache or files.cache_dir()) / f"imagenet-mean-{key}.binaryproto"
     if path.is_file():
         cached = read_blob(path)
         if cached.shape not in ((1, 3, RESIZE, RESIZE), (3, RESIZE, RESIZE)):

@@ -31,6 +31,7 @@ from runtime.data import cifar
 from runtime.data.datasets import dataset_names, get_dataset
 from runtime.data.stage_bar import StageBar
 from runtime.errors import AllconvError
+from runtime import files
 from runtime.files import read_npy, read_npz, sync_folder, sync_tree
 
 GCN_SCALE = 55.0
@@ -140,7 +141,7 @@ def whitened_dataset(name: str):
 
 def prepared_root(cache_dir=None) -> Path:
     """The folder of the cache entries: ``cache_dir``, or ``<XDG cache>/allconv/prepared``."""
-    return Path(cache_dir or cifar.cache_dir() / "prepared")
+    return Path(cache_dir or files.cache_dir() / "prepared")
 
 
 def prepared_entry(name: str, data_dir=None, cache_dir=None, verify: bool = True) -> Path:
