@@ -1,6 +1,7 @@
 """One rule for every registry (layers, fillers, ONNX converters, solver types and classes, lr
-policies, datasets, variants, pipelines): a name is registered once, as Caffe's LayerRegistry::AddCreator checks; a second registration is
-an error naming it. An unknown name is answered with the nearest ones (``did_you_mean``)."""
+policies, datasets, variants, pipelines): a name is registered once, as Caffe's
+LayerRegistry::AddCreator checks; a second registration is an error naming it. An unknown name
+is answered with the nearest ones (``did_you_mean``)."""
 from __future__ import annotations
 
 import difflib
