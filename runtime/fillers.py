@@ -58,6 +58,10 @@ def _gaussian(tensor, param, generator):
     # Caffe's does (NaN or infinite weights, which the solver's non-finite check then meets)
     if not param.std > 0:
         raise AllconvError(f"gaussian filler needs std > 0, got std {param.std:g}")
+    if param.sparse > tensor.shape[0]:      # caffe_rng_bernoulli's CHECK_LE(p, 1)
+        raise AllconvError(f"gaussian filler: sparse {param.sparse} is more than the blob's "
+                           f"{tensor.shape[0]} outputs (its non-zero probability, sparse / "
+                           "outputs, must be at most 1)")
     tensor.normal_(param.mean, param.std, generator=generator)
     if param.sparse >= 0:
         keep = param.sparse / tensor.shape[0]  # mean non-zeros per output
@@ -88,14 +92,16 @@ def _positive_unitball(tensor, param, generator):
 
 @_filler("bilinear")
 def _bilinear(tensor, param, generator):
-    # (1 − |x/f − c|)(1 − |y/f − c|) over each k×k filter, f = ceil(k/2), c = (k − 1)/(2f),
-    # in float32 as Caffe computes it: upsampling by f with a Deconvolution (FCN)
+    # (1 − |x/f − c|)(1 − |y/f − c|) over each k×k filter, f = ceil(k/2), c = (2f − 1 −
+    # f mod 2)/(2f), in float32 as Caffe computes it: upsampling by f with a Deconvolution
+    # (FCN). That c is (k − 1)/(2f) when k and f are both odd or both even; for the other
+    # sizes (k = 2, 3, 6, 7, ...) the filter is off-centre, as real Caffe's is
     if tensor.dim() != 4 or tensor.shape[2] != tensor.shape[3]:
         raise AllconvError(f"bilinear filler needs a 4-d blob with square filters, got shape "
                            f"{tuple(tensor.shape)}")
     k = tensor.shape[3]
     f = math.ceil(k / 2)
-    c = torch.tensor((k - 1) / (2.0 * f), dtype=torch.float32)
+    c = torch.tensor((2 * f - 1 - f % 2) / (2.0 * f), dtype=torch.float32)
     ramp = 1 - (torch.arange(k, dtype=torch.float32) / f - c).abs()
     return tensor.copy_(ramp[:, None] * ramp[None, :])
 

@@ -169,11 +169,12 @@ def _upgrade_inputs(net) -> None:
         raise AllconvError(
             f"{len(names)} net input(s) but {len(net.input_shape)} input_shape entries"
         )
+    if not has_shape and not has_dim:
+        # UpgradeNetInput: `input` names alone are a legacy caffemodel's, dropped; a layer
+        # that reads one then meets an unknown bottom, as in Caffe
+        net.ClearField("input")
+        return
     if not has_shape:
-        if not has_dim:
-            raise AllconvError(
-                f"net input {names[0]!r} has no input_shape or input_dim"
-            )
         if len(net.input_dim) < 4 * len(names):
             raise AllconvError(
                 f"{len(names)} net input(s) need {4 * len(names)} input_dim values, "

@@ -704,7 +704,6 @@ def test_input_shape_becomes_input_layer():
 @pytest.mark.parametrize(
     "text,pattern",
     [
-        ('input: "data"\n', "no input_shape or input_dim"),
         ('input: "data"\ninput_dim: 1\ninput_dim: 3\n', "need 4 input_dim"),
         ('input: "a"\ninput: "b"\ninput_shape { dim: 1 }\n', "2 net input"),
     ],
@@ -712,6 +711,18 @@ def test_input_shape_becomes_input_layer():
 def test_bad_inputs(text, pattern):
     with pytest.raises(AllconvError, match=pattern):
         prototxt.parse_net(text, "in.prototxt")
+
+
+def test_input_names_without_a_shape_are_dropped_as_caffe_drops_them():
+    """UpgradeNetInput takes `input` alone for a legacy caffemodel's field and clears it
+    (tools/caffe_reference/module_edges/upgrade_checks.py: the net below builds in pycaffe
+    with layers ['d'] and no inputs); a layer reading it then has an unknown bottom."""
+    text = ('input: "data"\nlayer { name: "d" type: "DummyData" top: "data" '
+            'dummy_data_param { shape { dim: 1 dim: 2 } } }\n')
+    net = prototxt.parse_net(text)
+    assert not net.input and [l.name for l in net.layer] == ["d"]
+    with pytest.raises(AllconvError, match="layer 'r' \\(ReLU\\): unknown bottom blob 'data'"):
+        Net('input: "data"\nlayer { name: "r" type: "ReLU" bottom: "data" top: "r" }\n', pb.TEST)
 
 
 def test_batchnorm_param_specs_are_dropped():

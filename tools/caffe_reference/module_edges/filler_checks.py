@@ -1,0 +1,31 @@
+"""Real Caffe's filler argument checks, each net built in a child process (a CHECK aborts it):
+prints 'built' or 'aborted' and the glog line."""
+import subprocess, sys, tempfile
+
+CASES = {
+    "gaussian_sparse_over_num_outputs": 'type: "gaussian" std: 1 sparse: 5',
+    "gaussian_sparse_equal_num_outputs": 'type: "gaussian" std: 1 sparse: 2',
+    "gaussian_std_zero": 'type: "gaussian" std: 0',
+    "uniform_min_eq_max": 'type: "uniform" min: 0.5 max: 0.5',
+    "xavier_sparse_0": 'type: "xavier" sparse: 0',
+    "constant_sparse_3": 'type: "constant" sparse: 3',
+    "gaussian_sparse_minus2": 'type: "gaussian" sparse: -2',
+}
+CHILD = r'''
+import sys, tempfile
+sys.path[:0] = ["/opt/reference-caffe/python", "/work/main/tools/caffe_reference"]
+from pycaffe_import import import_caffe
+caffe = import_caffe()
+proto = """input: "data" input_shape { dim: 4 dim: 3 }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+  inner_product_param { num_output: 2 weight_filler { %s } } }"""
+with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
+    f.write(proto % sys.argv[1])
+net = caffe.Net(f.name, caffe.TEST)
+print("built", net.params["ip"][0].data.tolist())
+'''
+for name, filler in CASES.items():
+    p = subprocess.run([sys.executable, "-c", CHILD, filler], capture_output=True, text=True,
+                       env={"GLOG_minloglevel": "0", "PATH": "/usr/bin"})
+    line = [l for l in p.stderr.splitlines() if "Check failed" in l or "F0" in l[:3]]
+    print(name, "->", p.stdout.strip() or "aborted", "|", line[0][line[0].find("]") + 1:] if line else "")

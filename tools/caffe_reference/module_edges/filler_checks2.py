@@ -1,0 +1,31 @@
+"""Real Caffe: bilinear on a non-square kernel, and fillers on an empty blob (num_output: 0),
+each in a child process (a CHECK aborts it)."""
+import subprocess, sys
+
+CHILD = r'''
+import sys, tempfile
+sys.path[:0] = ["/opt/reference-caffe/python", "/work/main/tools/caffe_reference"]
+from pycaffe_import import import_caffe
+caffe = import_caffe()
+with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
+    f.write(sys.argv[1])
+net = caffe.Net(f.name, caffe.TEST)
+print("built", {k: [list(b.data.shape) for b in v] for k, v in net.params.items()})
+'''
+CASES = {
+    "bilinear_2x4": 'input: "x" input_shape { dim: 1 dim: 1 dim: 4 dim: 4 }\n'
+        'layer { name: "up" type: "Deconvolution" bottom: "x" top: "y" convolution_param { '
+        'num_output: 1 kernel_h: 2 kernel_w: 4 bias_term: false weight_filler { type: "bilinear" } } }',
+    "gaussian_empty": 'input: "x" input_shape { dim: 2 dim: 3 }\n'
+        'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" inner_product_param { '
+        'num_output: 0 weight_filler { type: "gaussian" } } }',
+    "constant_empty": 'input: "x" input_shape { dim: 2 dim: 3 }\n'
+        'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" inner_product_param { '
+        'num_output: 0 } }',
+}
+for name, text in CASES.items():
+    p = subprocess.run([sys.executable, "-c", CHILD, text], capture_output=True, text=True,
+                       env={"GLOG_minloglevel": "0", "PATH": "/usr/bin"})
+    line = [l for l in p.stderr.splitlines() if "Check failed" in l or l[:1] == "F"]
+    print(name, "->", p.stdout.strip() or f"aborted (rc {p.returncode})", "|",
+          line[0][line[0].find("]") + 1:] if line else "")
