@@ -535,6 +535,18 @@ def test_several_gpus_outside_torchrun_say_how_to_launch(workdir, capsys, monkey
         assert "torchrun --nproc_per_node N $(which allconv-caffe) train" in err
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU-only machine")
+def test_all_gpus_of_a_one_gpu_machine_is_that_gpu_not_a_torchrun_launch(workdir, capsys,
+                                                                         monkeypatch):
+    """caffe.cpp's get_gpus: -gpu all on a machine of one GPU trains on it, in one process;
+    here (no CUDA in fact) that gets as far as asking for the device."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert run_cli(main, "allconv-caffe", ["train", "-solver", "solver4.prototxt", "-gpu",
+                                           "all"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "-gpu all asked for, but CUDA is not available here")
+
+
 def test_label_past_the_class_count_is_one_line(workdir, capsys):
     """The loss takes the 2-channel data, pooled, as its scores, while the labels go up to 2:
     Caffe's release build reads out of bounds; here one line names the layer and the label."""
