@@ -197,7 +197,8 @@ def _upgrade_inputs(net) -> None:
 
 
 def upgrade_solver(solver):
-    """Bring a SolverParameter to the current form in place; returns it."""
+    """Bring a SolverParameter to the current form in place (its solver_type); returns it.
+    An inline net of an old form is refused: Caffe builds it as it stands."""
     if solver.HasField("solver_type"):
         if solver.HasField("type"):
             raise AllconvError(
@@ -207,9 +208,14 @@ def upgrade_solver(solver):
         enum_desc = pb.SolverParameter.DESCRIPTOR.enum_types_by_name["SolverType"]
         solver.type = _SOLVER_TYPE_NAMES[enum_desc.values_by_number[solver.solver_type].name]
         solver.ClearField("solver_type")
-    for field in ("net_param", "train_net_param"):
-        if solver.HasField(field):
-            upgrade_net(getattr(solver, field))
-    for net in solver.test_net_param:
-        upgrade_net(net)
+    inline = [(f, getattr(solver, f)) for f in ("net_param", "train_net_param")
+              if solver.HasField(f)]
+    for name, net in inline + [(f"test_net_param #{i}", n)
+                               for i, n in enumerate(solver.test_net_param)]:
+        # Caffe upgrades the nets it reads from files; an inline one is built as it stands
+        old = ["V1 `layers`"] * bool(len(net.layers)) + ["the net's `input`"] * bool(net.input)
+        if old:
+            raise AllconvError(f"the solver's inline {name} holds {' and '.join(old)}, which "
+                               "Caffe does not upgrade in a solver (it would build without "
+                               "them): write `layer` entries and an Input layer")
     return solver

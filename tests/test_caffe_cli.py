@@ -1,5 +1,6 @@
 """allconv-caffe: Caffe's train/test/time command line over the runtime, on a tiny net."""
 import logging
+import os
 import re
 
 import numpy as np
@@ -336,6 +337,19 @@ def test_noalsologtostderr_without_log_dir_logs_to_glogs_temp_folder(workdir, ca
                  "-noalsologtostderr"]) == 0
     assert "Benchmark ends" not in capsys.readouterr().err
     assert "*** Benchmark ends ***" in (workdir / "logs" / "allconv-caffe.INFO").read_text()
+
+
+def test_the_severity_link_moves_to_the_newest_log_file(workdir, capsys):
+    """glog's <program>.INFO link names the newest INFO file: an earlier run's link (here to a
+    file of another name) is replaced, not kept."""
+    logs = workdir / "logs"
+    logs.mkdir()
+    (logs / "allconv-caffe.old.log.INFO.20200101-000000.1").write_text("old\n")
+    (logs / "allconv-caffe.INFO").symlink_to("allconv-caffe.old.log.INFO.20200101-000000.1")
+    assert main(["time", "-model", "net.prototxt", "-iterations", "1", "-log_dir", "logs"]) == 0
+    target = os.readlink(logs / "allconv-caffe.INFO")
+    assert target != "allconv-caffe.old.log.INFO.20200101-000000.1" and ".log.INFO." in target
+    assert "*** Benchmark ends ***" in (logs / target).read_text()
 
 
 def test_every_command_takes_every_flag_and_glogs_as_gflags_does(workdir, capsys):
