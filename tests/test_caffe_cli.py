@@ -722,6 +722,11 @@ def test_running_out_of_memory_is_one_line(capsys):
         "(the net's blobs together are too large for its memory or the process's limit); a "
         "smaller batch may fit\n")
 
+    def python_out_of_memory(argv):       # numpy's and Python's own allocations
+        raise MemoryError()
+    assert run_cli(python_out_of_memory, "allconv-caffe", []) == 2
+    assert capsys.readouterr().err == "allconv-caffe: error: out of memory\n"
+
     def bug(argv):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
     with pytest.raises(RuntimeError, match="mat1"):
