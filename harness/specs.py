@@ -341,8 +341,8 @@ def load_tables(root: str | Path = SPECS_DIR) -> dict[str, list[Spec]]:
 
 
 def _one_per_key(paths: list[Path], key, what: str) -> list[Path]:
-    """``paths``, refusing two that one lookup name would reach (``key`` folds case, separators
-    and aliases), or only one of them could ever be selected."""
+    """``paths``; two that one lookup name reaches (``key`` folds case, separators and aliases)
+    are refused, as only one of them could ever be selected."""
     seen: dict[str, Path] = {}
     for path in paths:
         if key(path) in seen:
