@@ -113,6 +113,9 @@ class SideBySide:
     def max_iter(self) -> int:
         return self.first.max_iter
 
+    def evaluates_at(self, iteration: int) -> bool:
+        return self.first.evaluates_at(iteration)
+
     @property
     def epoch(self) -> float:
         return self.live.epoch

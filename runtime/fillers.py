@@ -58,7 +58,7 @@ def _gaussian(tensor, param, generator):
     # Caffe's does (NaN or infinite weights, which the solver's non-finite check then meets)
     if not param.std > 0:
         raise AllconvError(f"gaussian filler needs std > 0, got std {param.std:g}")
-    if param.sparse > tensor.shape[0]:      # caffe_rng_bernoulli's CHECK_LE(p, 1)
+    if param.sparse >= 0 and param.sparse > tensor.shape[0]:  # caffe_rng_bernoulli's p <= 1
         raise AllconvError(f"gaussian filler: sparse {param.sparse} is more than the blob's "
                            f"{tensor.shape[0]} outputs (its non-zero probability, sparse / "
                            "outputs, must be at most 1)")

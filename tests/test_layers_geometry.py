@@ -86,8 +86,9 @@ def test_deconvolution_is_the_transpose_of_convolution():
 
 @pytest.mark.parametrize("kernel,ramp", [
     (4, [0.25, 0.75, 0.75, 0.25]),
-    # BVLC master's centre (k − 1) / 2f: odd kernels peak in the middle
-    (3, [0.5, 1.0, 0.5]),
+    # the reference build's centre (2f − 1 − f mod 2) / 2f: k = 3 (f = 2) is off-centre
+    # (BVLC master centres it since its PR 5713, of after Caffe 1.0)
+    (3, [0.25, 0.75, 0.75]),
     (5, [1 / 3, 2 / 3, 1.0, 2 / 3, 1 / 3]),
 ])
 def test_bilinear_filler_fcn_upsampling(kernel, ramp):

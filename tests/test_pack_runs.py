@@ -484,6 +484,7 @@ def test_a_resumed_runs_first_step_is_guessed_from_its_earlier_sessions(start_it
     loop.run = SimpleNamespace(opts=SimpleNamespace(deadline=time.monotonic() + 15.0),
                                iter=start_iter, max_iter=100, K=1,
                                solver_param=SimpleNamespace(test_interval=50))
+    loop.run.evaluates_at = lambda i: Run.evaluates_at(loop.run, i)
     loop.start_iter, loop.done_before, loop.every_iteration = start_iter, [seconds], True
     loop.step_seconds, loop.checkpoint_seconds = None, 0.5
     assert loop.deadline_due() is due
@@ -504,6 +505,7 @@ def test_torchrun_processes_agree_on_the_deadline_only_where_they_sync_anyway():
     loop.run = SimpleNamespace(opts=SimpleNamespace(deadline=1e18), iter=3, max_iter=100, K=1,
                                ranks=ranks,
                                solver_param=SimpleNamespace(test_interval=25, display=10))
+    loop.run.evaluates_at = lambda i: Run.evaluates_at(loop.run, i)
     loop.start_iter = 3
     seen = []
     loop.deadline_due = lambda steps=1: seen.append((loop.run.iter, steps)) or False

@@ -1,10 +1,9 @@
 """Real Caffe's Blob::Reshape limits, each net in a child process (a CHECK aborts it): 32 and
 33 axes, INT_MAX and INT_MAX + 1 elements (Reshape allocates lazily: nothing is touched)."""
-import subprocess, sys
+import os, subprocess, sys
 
 CHILD = r'''
 import sys, tempfile
-sys.path[:0] = ["/opt/reference-caffe/python", "/work/main/tools/caffe_reference"]
 from pycaffe_import import import_caffe
 caffe = import_caffe()
 with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
@@ -21,7 +20,8 @@ CASES = {
 }
 for name, dims in CASES.items():
     p = subprocess.run([sys.executable, "-c", CHILD, dims], capture_output=True, text=True,
-                       env={"GLOG_minloglevel": "0", "PATH": "/usr/bin"})
+                       env={"GLOG_minloglevel": "0", "PATH": "/usr/bin",
+                            "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
     line = [l for l in p.stderr.splitlines() if "Check failed" in l or l[:1] == "F"]
     print(name, "->", p.stdout.strip() or f"aborted (rc {p.returncode})", "|",
           line[0][line[0].find("]") + 1:] if line else p.stderr.strip()[-150:])

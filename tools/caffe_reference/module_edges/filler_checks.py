@@ -1,6 +1,6 @@
 """Real Caffe's filler argument checks, each net built in a child process (a CHECK aborts it):
 prints 'built' or 'aborted' and the glog line."""
-import subprocess, sys, tempfile
+import os, subprocess, sys, tempfile
 
 CASES = {
     "gaussian_sparse_over_num_outputs": 'type: "gaussian" std: 1 sparse: 5',
@@ -13,7 +13,6 @@ CASES = {
 }
 CHILD = r'''
 import sys, tempfile
-sys.path[:0] = ["/opt/reference-caffe/python", "/work/main/tools/caffe_reference"]
 from pycaffe_import import import_caffe
 caffe = import_caffe()
 proto = """input: "data" input_shape { dim: 4 dim: 3 }
@@ -26,6 +25,7 @@ print("built", net.params["ip"][0].data.tolist())
 '''
 for name, filler in CASES.items():
     p = subprocess.run([sys.executable, "-c", CHILD, filler], capture_output=True, text=True,
-                       env={"GLOG_minloglevel": "0", "PATH": "/usr/bin"})
+                       env={"GLOG_minloglevel": "0", "PATH": "/usr/bin",
+                            "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
     line = [l for l in p.stderr.splitlines() if "Check failed" in l or "F0" in l[:3]]
     print(name, "->", p.stdout.strip() or "aborted", "|", line[0][line[0].find("]") + 1:] if line else "")

@@ -1,10 +1,9 @@
 """Real Caffe: bilinear on a non-square kernel, and fillers on an empty blob (num_output: 0),
 each in a child process (a CHECK aborts it)."""
-import subprocess, sys
+import os, subprocess, sys
 
 CHILD = r'''
 import sys, tempfile
-sys.path[:0] = ["/opt/reference-caffe/python", "/work/main/tools/caffe_reference"]
 from pycaffe_import import import_caffe
 caffe = import_caffe()
 with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
@@ -25,7 +24,8 @@ CASES = {
 }
 for name, text in CASES.items():
     p = subprocess.run([sys.executable, "-c", CHILD, text], capture_output=True, text=True,
-                       env={"GLOG_minloglevel": "0", "PATH": "/usr/bin"})
+                       env={"GLOG_minloglevel": "0", "PATH": "/usr/bin",
+                            "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
     line = [l for l in p.stderr.splitlines() if "Check failed" in l or l[:1] == "F"]
     print(name, "->", p.stdout.strip() or f"aborted (rc {p.returncode})", "|",
           line[0][line[0].find("]") + 1:] if line else "")
