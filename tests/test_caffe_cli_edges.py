@@ -1,22 +1,33 @@
-"""allconv-caffe train's weights and its resume line (a mutation round over runtime/cli.py)."""
+"""allconv-caffe's flags, weights and resume line where a mutation round over runtime/cli.py and
+runtime/caffe_flags.py found no test: caffe.cpp's flag defaults, -logtostderr beside -log_dir,
+the solver's own weights, and no resume line after a finished run."""
 import logging
 
 import pytest
 
 from runtime import TEST, Net
-from runtime.cli import main
-from tools.tiny_caffe import write_tiny_net
-
-SOLVER = """net: "net.prototxt" test_iter: 2 test_interval: 4 base_lr: 0.1 lr_policy: "fixed"
-momentum: 0.9 max_iter: {max_iter} snapshot: 4 snapshot_prefix: "snap" solver_mode: CPU
-random_seed: 1 display: 0"""
+from runtime.caffe_flags import as_gflags_reads
+from runtime.cli import build_parser, main
+from test_caffe_cli import SOLVER, workdir  # noqa: F401  (the fixture)
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    write_tiny_net(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def parsed(argv):
+    parser = build_parser()
+    return parser.parse_args(as_gflags_reads(argv, parser.commands))
+
+
+@pytest.mark.parametrize("command", ["train", "test", "time"])
+def test_flag_defaults_are_caffe_cpps(command):
+    """tools/caffe.cpp: DEFINE_int32(level, 0), DEFINE_int32(iterations, 50),
+    DEFINE_string(sigint_effect, "stop"), DEFINE_string(sighup_effect, "snapshot"), the
+    string flags "" (not given); main sets FLAGS_alsologtostderr = 1."""
+    args = parsed([command])
+    assert (args.level, args.iterations, args.sigint_effect, args.sighup_effect) == (
+        0, 50, "stop", "snapshot")
+    assert all(getattr(args, flag) is None for flag in
+               ("solver", "model", "phase", "stage", "snapshot", "weights", "gpu"))
+    assert args.alsologtostderr is True and args.logtostderr is False
+    assert (args.minloglevel, args.stderrthreshold, args.v) == (0, 2, 0)
 
 
 def test_train_without_weights_or_snapshot_finetunes_from_the_solvers_weights(workdir, caplog):
@@ -41,3 +52,19 @@ def test_a_finished_training_gives_no_resume_line(workdir, caplog):
     assert (workdir / "snap_iter_4.solverstate").exists()
     assert "Optimization Done." in caplog.messages
     assert not any(m.startswith("Stopped at iteration") for m in caplog.messages)
+
+
+def test_logtostderr_writes_no_log_file_even_with_log_dir(workdir, capsys):
+    """glog's -logtostderr sends every message to stderr "instead of logfiles": -log_dir
+    then makes no file (mutant F17 wrote them)."""
+    from runtime import caffe_flags
+    (workdir / "logs").mkdir()
+    try:
+        assert main(["time", "-model", "net.prototxt", "-iterations", "1", "-logtostderr",
+                     "-log_dir", "logs"]) == 0
+    finally:
+        for handler in caffe_flags._installed:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+        caffe_flags._installed[:] = []
+    assert list((workdir / "logs").iterdir()) == []

@@ -4,30 +4,12 @@ tools/caffe_reference/module_edges/python_layer_ref.py printed them (python_laye
 reference build has no Python layer, so they are checked on an Input blob)."""
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 import torch
 
 from runtime import TEST, TRAIN, Net
 from runtime.errors import AllconvError
-
-HEADER = "import caffe\nimport numpy as np\n\n\n"
-
-
-@pytest.fixture
-def module(tmp_path, monkeypatch):
-    """Write a module of Python layers under a fresh name; returns its name."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    count = [0]
-
-    def write(source: str) -> str:
-        count[0] += 1
-        name = f"py_edges_{tmp_path.name.replace('-', '_')}_{count[0]}"
-        (tmp_path / f"{name}.py").write_text(HEADER + textwrap.dedent(source))
-        return name
-    return write
-
+from test_python_layer import module  # noqa: F401  (the fixture)
 
 def python_layer(module, layer, extra=""):
     return (f'layer {{ name: "py" type: "Python" bottom: "data" top: "top" {extra} '

@@ -1,6 +1,6 @@
 """Real Caffe's Blob::Reshape limits, each net in a child process (a CHECK aborts it): 32 and
 33 axes, INT_MAX and INT_MAX + 1 elements (Reshape allocates lazily: nothing is touched)."""
-import os, subprocess, sys
+from in_child import run_case
 
 CHILD = r'''
 import sys, tempfile
@@ -19,9 +19,4 @@ CASES = {
     "0_then_2^31": "dim: 0 dim: 2147483648",
 }
 for name, dims in CASES.items():
-    p = subprocess.run([sys.executable, "-c", CHILD, dims], capture_output=True, text=True,
-                       env={"GLOG_minloglevel": "0", "PATH": "/usr/bin",
-                            "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
-    line = [l for l in p.stderr.splitlines() if "Check failed" in l or l[:1] == "F"]
-    print(name, "->", p.stdout.strip() or f"aborted (rc {p.returncode})", "|",
-          line[0][line[0].find("]") + 1:] if line else p.stderr.strip()[-150:])
+    run_case(name, CHILD, dims)

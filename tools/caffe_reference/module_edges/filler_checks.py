@@ -1,6 +1,6 @@
 """Real Caffe's filler argument checks, each net built in a child process (a CHECK aborts it):
 prints 'built' or 'aborted' and the glog line."""
-import os, subprocess, sys, tempfile
+from in_child import run_case
 
 CASES = {
     "gaussian_sparse_over_num_outputs": 'type: "gaussian" std: 1 sparse: 5',
@@ -24,8 +24,4 @@ net = caffe.Net(f.name, caffe.TEST)
 print("built", net.params["ip"][0].data.tolist())
 '''
 for name, filler in CASES.items():
-    p = subprocess.run([sys.executable, "-c", CHILD, filler], capture_output=True, text=True,
-                       env={"GLOG_minloglevel": "0", "PATH": "/usr/bin",
-                            "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
-    line = [l for l in p.stderr.splitlines() if "Check failed" in l or "F0" in l[:3]]
-    print(name, "->", p.stdout.strip() or "aborted", "|", line[0][line[0].find("]") + 1:] if line else "")
+    run_case(name, CHILD, filler)

@@ -1,6 +1,6 @@
 """Real Caffe: bilinear on a non-square kernel, and fillers on an empty blob (num_output: 0),
 each in a child process (a CHECK aborts it)."""
-import os, subprocess, sys
+from in_child import run_case
 
 CHILD = r'''
 import sys, tempfile
@@ -23,9 +23,4 @@ CASES = {
         'num_output: 0 } }',
 }
 for name, text in CASES.items():
-    p = subprocess.run([sys.executable, "-c", CHILD, text], capture_output=True, text=True,
-                       env={"GLOG_minloglevel": "0", "PATH": "/usr/bin",
-                            "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
-    line = [l for l in p.stderr.splitlines() if "Check failed" in l or l[:1] == "F"]
-    print(name, "->", p.stdout.strip() or f"aborted (rc {p.returncode})", "|",
-          line[0][line[0].find("]") + 1:] if line else "")
+    run_case(name, CHILD, text)

@@ -1,7 +1,6 @@
 """Real Caffe's upgrade_proto behaviours: input without shape, BatchNorm 3-param upgrade
 (param names kept -> sharing?), V1 layer blobs_lr/weight_decay, solver_type."""
-import os, tempfile
-import numpy as np
+import tempfile
 from pycaffe_import import import_caffe
 caffe = import_caffe()
 

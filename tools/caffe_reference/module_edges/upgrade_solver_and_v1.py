@@ -1,7 +1,6 @@
 """Real Caffe on old solver_type values, a V1 data layer's own transform_param, and extra
 input_shape entries: prints what the upgraded net / solver is."""
 import os, tempfile
-import numpy as np
 from pycaffe_import import import_caffe
 caffe = import_caffe()
 tmp = tempfile.mkdtemp()
