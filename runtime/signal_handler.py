@@ -13,7 +13,9 @@ class SignalHandler:
     (the effects default as caffe.cpp's flags, in `runtime.caffe_flags`)."""
 
     def __init__(self, sigint_effect: str, sighup_effect: str):
-        self._effects = {signal.SIGINT: sigint_effect, signal.SIGHUP: sighup_effect}
+        # CheckForSignals asks about SIGHUP first: with both pending, SIGHUP's effect comes
+        # first and SIGINT's at the next check
+        self._effects = {signal.SIGHUP: sighup_effect, signal.SIGINT: sigint_effect}
         self._got = {signum: False for signum in self._effects}
         self._previous = {}
 
@@ -30,7 +32,8 @@ class SignalHandler:
             signal.signal(signum, handler)
 
     def __call__(self) -> str | None:
-        """The requested action, SIGINT before SIGHUP as Caffe checks them; clears the flag."""
+        """The requested action, SIGHUP before SIGINT as Caffe checks them; clears the flag of
+        the one it answers for (SIGHUP's with effect none answers None, as Caffe's NONE)."""
         for signum, effect in self._effects.items():
             if self._got[signum]:
                 self._got[signum] = False

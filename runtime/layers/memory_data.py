@@ -45,7 +45,9 @@ class MemoryData(BaseData):
 
     def set_input_arrays(self, data, labels) -> None:
         """pycaffe's checks: float32 C-contiguous arrays, data (N, C, H, W) of this layer's
-        C, H, W, labels (N,) or (N, 1, 1, 1), N a multiple of batch_size. They are copied."""
+        C, H, W, labels (N,) or (N, 1, 1, 1), N a multiple of batch_size. They are shared, as
+        Caffe keeps pointers into them: what they hold when a forward reads a batch is what
+        it reads (1-d labels excepted: pycaffe's wrapper reshapes them into a copy)."""
         from runtime.data.source import Source
 
         data, labels = np.asarray(data), np.asarray(labels)
@@ -70,4 +72,4 @@ class MemoryData(BaseData):
         if self.param.HasField("transform_param"):
             warnings.warn(f"{describe(self.param)}: MemoryData does not transform array data",
                           stacklevel=2)
-        self.feed = Source(torch.from_numpy(data.copy()), torch.from_numpy(labels.copy()))
+        self.feed = Source(torch.from_numpy(data), torch.from_numpy(labels))
