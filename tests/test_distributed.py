@@ -82,6 +82,39 @@ def test_two_gloo_processes_train_what_one_process_trains(tmp_path):
             .splitlines()] == [2, 4, 6]
 
 
+RANKS_WORKER = """
+import json, sys, torch
+from runtime.distributed import from_environment, leave
+ranks = from_environment(torch.device("cpu"))
+k = ranks.rank + 1
+p = torch.nn.Parameter(torch.zeros(2))
+p.grad = torch.tensor([k, -3.0 * k])
+ranks.average_gradients([p])
+print(json.dumps({"mean": ranks.mean(torch.tensor([k, 10.0 * k])).tolist(),
+                  "min": ranks.min(torch.tensor([k])).tolist(), "grad": p.grad.tolist()}))
+leave(ranks)
+"""
+
+
+def test_two_processes_average_and_take_the_smallest_over_the_ranks():
+    """Ranks.mean, average_gradients (Caffe's gradients divided by the solver count) and min
+    over two gloo processes, started as torchrun starts them (its environment variables):
+    each process gets (1 + 2) / 2, not the sum."""
+    import socket
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port)}
+    workers = [subprocess.Popen([sys.executable, "-c", RANKS_WORKER], stdout=subprocess.PIPE,
+                                text=True, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)})
+               for r in range(2)]
+    outputs = [w.communicate(timeout=120)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0]
+    for out in outputs:
+        assert json.loads(out) == {"mean": [1.5, 15.0], "min": [1.0], "grad": [1.5, -4.5]}
+
+
 def test_an_option_refused_under_torchrun_is_said_once(tmp_path):
     """Every process refuses --pack 2 under torchrun; process 0 alone says why."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
