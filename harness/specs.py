@@ -345,10 +345,11 @@ def _one_per_key(paths: list[Path], key, what: str) -> list[Path]:
     are refused, as only one of them could ever be selected."""
     seen: dict[str, Path] = {}
     for path in paths:
-        if key(path) in seen:
-            raise AllconvError(f"{seen[key(path)]} and {path} both name the {what} "
-                               f"{key(path)!r}; rename one")
-        seen[key(path)] = path
+        name = key(path)
+        if name in seen:
+            raise AllconvError(f"{seen[name]} and {path} both name the {what} {name!r}; "
+                               "rename one")
+        seen[name] = path
     return paths
 
 

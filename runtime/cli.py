@@ -327,7 +327,7 @@ def build_parser() -> Parser:
                         "passes; print each iteration and each layer's average.",
             epilog="example:\n  allconv-caffe time -model net.prototxt -iterations "
                    "10 -gpu 0")
-    command("device_query", device_query, {"gpu": "GPU id(s), comma-separated"},
+    command("device_query", device_query, {"gpu": "GPU id(s), comma-separated, or all"},
             help="show the properties of the -gpu devices",
             description="Print the properties of each -gpu device.")
     return p
