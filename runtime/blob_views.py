@@ -8,6 +8,7 @@ import math
 import torch
 
 from runtime.blob_shape import legacy_shape
+from runtime.errors import AllconvError
 
 
 class _Shaped:
@@ -102,6 +103,14 @@ class ParamView(_Shaped):
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self._shape)
+
+    def reshape(self, *shape) -> None:
+        """pycaffe's Blob.reshape, to the shape it has: a layer reads its parameters in its
+        own shape, which Caffe's layer code does not re-read after a reshape of the blob, so
+        another shape is refused (give the net a layer of that shape instead)."""
+        if tuple(int(d) for d in shape) != self.shape:
+            raise AllconvError(f"{self._what} keeps its layer's shape {self.shape}; a reshape "
+                               f"to {tuple(shape)} is refused: change the layer's definition")
 
 
 class HeldParamDiffs:

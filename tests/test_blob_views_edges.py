@@ -2,9 +2,10 @@
 copy of the gradient passed every other test)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
-from runtime import TRAIN, Net
+from runtime import TRAIN, AllconvError, Net
 
 NET = ('layer { name: "in" type: "Input" top: "data" top: "target" input_param { '
        'shape { dim: 2 dim: 3 } shape { dim: 2 dim: 2 } } }\n'
@@ -36,3 +37,15 @@ def test_a_param_diff_written_after_a_backward_is_what_the_next_backward_adds_on
     assert torch.allclose(weight.diff, torch.tensor([[7.46875, 7.578125, 7.6875],
                                                      [6.90625, 7.078125, 7.25]]))
     assert torch.allclose(bias.diff, torch.tensor([0.4375, 0.6875]))
+
+
+def test_a_parameter_reshaped_to_another_shape_is_refused_in_one_line():
+    """pycaffe's Blob.reshape on a parameter: to its own shape nothing changes; to another, the
+    layer would read the new count in its old shape, so it is refused by name."""
+    net = Net(NET, TRAIN)
+    weight = net.params["ip"][0]
+    weight.reshape(2, 3)
+    assert weight.shape == (2, 3)
+    with pytest.raises(AllconvError, match=r"ip's parameter 0 keeps its layer's shape \(2, 3\)"):
+        weight.reshape(2, 5)
+    assert weight.data.shape == (2, 3)
