@@ -73,14 +73,16 @@ def decode_unchanged(data: bytes, name: str) -> torch.Tensor:
     16 bits or floats is refused, as Caffe's DataTransformer refuses it."""
     with _opened(_for_pillow(_whole(io.BytesIO(data), name, finish_jpeg=False), name)[0],
                  name) as image:
-        mode = image.mode
-        tiff_file = image.format == "TIFF"
-        deep = (image.format == "PNG" and data[24:25] == b"\x10"    # IHDR's bit depth
+        mode, fmt = image.mode, image.format
+        tiff_file = fmt == "TIFF"
+        deep = (fmt == "PNG" and data[24:25] == b"\x10"    # IHDR's bit depth
                 or pnm.deep(data, name) or tiff_file and tiff.bits(image) > 8)
         if mode.startswith("I") or mode == "F" or deep:
             raise AllconvError(f"{name}: Image data type must be unsigned byte (a "
                                f"{'16-bit' if deep else mode} image; Caffe's DataTransformer "
                                "takes 8 bits)")
+        if tiff_file:
+            image = tiff.as_stored(image)
         if mode in ("1", "L") or tiff_file and mode == "LA":    # libtiff: no grey alpha
             return torch.from_numpy(np.asarray(image.convert("L")).copy())[None]
         if tiff_file and mode in ("RGBA", "CMYK"):              # libtiff's RGBA: 4 channels
@@ -88,7 +90,7 @@ def decode_unchanged(data: bytes, name: str) -> torch.Tensor:
         else:
             alpha = mode in ("LA", "RGBA", "PA") or "transparency" in image.info and mode != "L"
             pixels = (np.asarray(image.convert("RGBA")) if alpha
-                      else _rgb(image, image.format, data))
+                      else _rgb(image, fmt, data))
     order = [2, 1, 0, 3] if alpha else [2, 1, 0]          # RGB(A) -> BGR(A)
     return torch.from_numpy(pixels[:, :, order].copy()).permute(2, 0, 1)
 

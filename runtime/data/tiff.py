@@ -9,6 +9,25 @@ import io
 import numpy as np
 
 
+ORIENTATION = 274                   # the TIFF tag
+# Newer Pillow releases (13 here) turn a TIFF by its orientation tag as they load it, and drop
+# the tag: the turn that undoes each
+_UNTURN = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+           6: "ROTATE_90", 7: "TRANSVERSE", 8: "ROTATE_270"}
+
+
+def as_stored(image):
+    """The TIFF ``image`` (as Pillow opened it, not yet loaded), loaded in the orientation its
+    file stores, as OpenCV's unchanged read takes it."""
+    from PIL import Image
+
+    orientation = image.tag_v2.get(ORIENTATION)
+    image.load()
+    if orientation in _UNTURN and ORIENTATION not in image.tag_v2:     # Pillow turned it
+        return image.transpose(getattr(Image.Transpose, _UNTURN[orientation]))
+    return image
+
+
 def bits(image) -> int:
     """The widest of the BitsPerSample of a TIFF as Pillow opened it (not yet loaded)."""
     return max(image.tag_v2.get(258, (8,)) or (8,))
@@ -59,4 +78,5 @@ def _decoded(data: bytes, upright: bool, rawmode: str | None = None) -> np.ndarr
     with Image.open(io.BytesIO(data)) as image:
         if rawmode is not None:
             image.tile = [tile._replace(args=(rawmode, *tile.args[1:])) for tile in image.tile]
-        return np.asarray(ImageOps.exif_transpose(image) if upright else image).astype(np.int64)
+        return np.asarray(ImageOps.exif_transpose(image) if upright
+                          else as_stored(image)).astype(np.int64)
