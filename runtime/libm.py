@@ -47,7 +47,7 @@ def expf(x: float) -> np.float32:
 
 
 def powf(x: float, y: float) -> np.float32:
-    return _call("powf", np.power, x, y)
+    return _call("powf", lambda x, y: powx(torch.tensor(x), float(y)).item(), x, y)
 
 
 def powx(base: torch.Tensor, exponent: float) -> torch.Tensor:

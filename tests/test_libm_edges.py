@@ -15,3 +15,12 @@ def test_the_fallback_takes_float32_arguments_as_c_does(monkeypatch):
     fallback = [libm.expf(x) for x in xs] + [libm.powf(2.0000001, 30.000001), libm.logf(0.1)]
     assert all(isinstance(v, np.float32) for v in fallback)
     assert [float(v) for v in fallback] == [float(v) for v in c]
+
+
+def test_the_fallbacks_powf_keeps_c_pows_special_values(monkeypatch):
+    """C's pow(-inf, 0.5) is +inf and pow(-0, 0.5) +0, where a square root gives NaN and -0."""
+    monkeypatch.setattr(libm, "_library", lambda: None)
+    assert libm.powf(-np.inf, 0.5) == np.inf
+    zero = libm.powf(-0.0, 0.5)
+    assert zero == 0 and not np.signbit(zero)
+    assert libm.powf(0.0, -0.5) == np.inf and libm.powf(-np.inf, -0.5) == 0
