@@ -267,6 +267,8 @@ def load_spec(path: str | Path) -> Spec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise AllconvError(f"{path}: {err}") from None
+    except RecursionError:
+        raise AllconvError(f"{path}: nested deeper than Python's TOML reader goes") from None
     _check_keys(data, SCHEMA, path, "")
     try:
         variant = get_variant(data["variant"])
@@ -303,7 +305,7 @@ def same_row(recorded, current: str) -> bool:
         return True
     try:
         then, now = (_current_form(tomllib.loads(text)) for text in (recorded, current))
-    except (TypeError, tomllib.TOMLDecodeError, AllconvError):
+    except (TypeError, tomllib.TOMLDecodeError, RecursionError, AllconvError):
         return False
     return then == now
 

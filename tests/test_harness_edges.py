@@ -114,6 +114,19 @@ def test_two_rows_or_tables_that_one_name_reaches_are_refused(tmp_path):
         load_tables(tmp_path)
 
 
+def test_a_spec_nested_past_the_toml_readers_depth_is_one_line(tmp_path):
+    """tomllib recurses per nesting level: arrays 3,000 deep are a RecursionError, which
+    load_spec names by its file and same_row takes as another row."""
+    text = (REAL / "all-cnn-c.toml").read_text()
+    deep = re.sub(r"lr_grid = \[[^]]*\]", "lr_grid = " + "[" * 3000 + "]" * 3000, text)
+    assert deep != text
+    path = tmp_path / "all-cnn-c.toml"
+    path.write_text(deep)
+    with pytest.raises(AllconvError, match=r"all-cnn-c.toml: nested deeper than Python's TOML"):
+        load_spec(path)
+    assert not same_row(deep, text)
+
+
 def test_an_iteration_rows_spec_of_before_the_schedule_is_the_same_row():
     """An ImageNet row's old spec held unit, length and steps; an iteration schedule's steps
     were never read, so whatever they held it is the same row when unit and length were the
