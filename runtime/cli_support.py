@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import errno
+import io
 import math
 import os
 import re
@@ -325,14 +327,28 @@ def _signalled(signum, frame):
     raise Signalled(signum)
 
 
+class _ClosedOutput(io.TextIOBase):
+    """Standard output that the command started without (``>&-``; Python's ``sys.stdout`` is
+    then None): a write is an OSError, as a write to a closed descriptor is."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+
 def run_command(main: Callable[[list[str] | None], int | None], prog: str) -> NoReturn:
     """A console script's body: `run_cli`, with SIGTERM and SIGHUP (a scheduler's, `timeout`'s,
     a closed terminal's) ending the command as Ctrl-C does: unwound, so that no temporary file
     stays, with a line naming the signal and status 128 + its number. A signal ignored when
-    the command starts (nohup's) stays ignored."""
+    the command starts (nohup's) stays ignored; a closed standard output is an error where the
+    command writes to it."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) is signal.SIG_DFL:
             signal.signal(signum, _signalled)
+    if sys.stdout is None:
+        sys.stdout = _ClosedOutput()
     sys.exit(run_cli(main, prog))
 
 

@@ -4,6 +4,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -135,6 +136,23 @@ def test_a_reader_that_goes_away_ends_a_command_quietly_as_sigpipe_does():
                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
     proc.stdout.close()                           # the reader is gone before the first write
     assert proc.stderr.read() == b"" and proc.wait() == 141
+
+
+def test_a_command_started_with_stdout_closed_says_so_where_it_writes_there():
+    """`gen-prototxt --variant all-c >&-`: Python's sys.stdout is None; before, an
+    AttributeError's traceback. Written to a file (-o), the command runs."""
+    import os
+    import sys
+    script = ("import sys\nsys.argv[0] = 'gen-prototxt'\nfrom generator.cli import entry_point\n"
+              "entry_point()\n")
+    for extra, status, err in (([], 2, b"gen-prototxt: error: standard output is closed\n"),
+                               (["-o", "net.prototxt"], 0, b"wrote net.prototxt\n")):
+        with tempfile.TemporaryDirectory() as folder:
+            proc = subprocess.run([sys.executable, "-c", script, "--variant", "all-c", *extra],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=folder,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                  preexec_fn=lambda: os.close(1))
+        assert (proc.returncode, proc.stderr) == (status, err), extra
 
 
 def test_a_broken_pipe_that_is_not_stdouts_is_said(capsys):
