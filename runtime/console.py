@@ -1,7 +1,8 @@
-"""Console-script launcher. A command spends its first seconds importing torch; Ctrl-C then ends
-it as it does later (``PROG: interrupted``, exit status 130), not with a Python traceback, and
-not lost: torch's import swallows a KeyboardInterrupt raised while its C extension imports
-numpy, and goes on, so the signal itself is noted too."""
+"""Console-script launcher. A command spends its first seconds importing torch; Ctrl-C, SIGTERM
+or SIGHUP then ends it as it does later (``PROG: interrupted``, or ``... by SIGTERM``, exit
+status 128 + the signal's number), not with a Python traceback or silently, and not lost:
+torch's import swallows a KeyboardInterrupt raised while its C extension imports numpy, and
+goes on, so the signal itself is noted too."""
 from __future__ import annotations
 
 import importlib
@@ -18,19 +19,24 @@ def launch(module: str, prog: str) -> NoReturn:
         noted.append(signum)
         raise KeyboardInterrupt
 
-    # a SIGINT a shell's background job ignores stays ignored
-    watched = signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    if watched:
-        signal.signal(signal.SIGINT, note)
+    # a signal that the command started ignoring (a background job's SIGINT, nohup's SIGHUP)
+    # stays ignored
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL,
+                signal.SIGHUP: signal.SIG_DFL}
+    watched = [signum for signum, default in defaults.items()
+               if signal.getsignal(signum) is default]
+    for signum in watched:
+        signal.signal(signum, note)
     try:
         entry_point = importlib.import_module(module).entry_point
     except KeyboardInterrupt:
         noted.append(signal.SIGINT)
     finally:
-        if watched:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum in watched:
+            signal.signal(signum, defaults[signum])
     if noted:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        sys.exit(130)
+        by = "" if noted[0] == signal.SIGINT else f" by {signal.Signals(noted[0]).name}"
+        print(f"{prog}: interrupted{by}", file=sys.stderr)
+        sys.exit(128 + noted[0])
     entry_point()
     sys.exit(0)

@@ -4,8 +4,8 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -95,6 +95,21 @@ def test_ctrl_c_while_a_console_script_imports_torch_is_one_line(tmp_path, monke
         launch("slow_cli", "replicate")
     assert stop.value.code == 130
     assert capsys.readouterr().err == "replicate: interrupted\n"
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_while_a_console_script_imports_torch_is_one_line(tmp_path, name):
+    """A scheduler's SIGTERM in a command's first seconds: one line and 128 + its number, as
+    later, not a silent death; the default handler is back for the command's own."""
+    (tmp_path / "term_cli.py").write_text(
+        f"import os, signal, time\nos.kill(os.getpid(), signal.{name})\ntime.sleep(5)\n")
+    script = ("import signal, sys\nfrom runtime.console import launch\n"
+              "try:\n    launch('term_cli', 'replicate')\nfinally:\n"
+              f"    assert signal.getsignal(signal.{name}) is signal.SIG_DFL\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": f"{ROOT}:{tmp_path}"}, timeout=60)
+    assert (done.returncode, done.stderr) == (128 + getattr(signal, name),
+                                              f"replicate: interrupted by {name}\n")
 
 
 def test_the_console_scripts_launch_before_protobuf_or_torch_is_imported():
