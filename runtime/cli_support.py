@@ -342,14 +342,34 @@ def run_command(main: Callable[[list[str] | None], int | None], prog: str) -> No
     """A console script's body: `run_cli`, with SIGTERM and SIGHUP (a scheduler's, `timeout`'s,
     a closed terminal's) ending the command as Ctrl-C does: unwound, so that no temporary file
     stays, with a line naming the signal and status 128 + its number. A signal ignored when
-    the command starts (nohup's) stays ignored; a closed standard output is an error where the
-    command writes to it."""
+    the command starts (nohup's) stays ignored. A closed standard output is an error where the
+    command writes to it; a closed standard error takes what would be said there."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) is signal.SIG_DFL:
             signal.signal(signum, _signalled)
     if sys.stdout is None:
         sys.stdout = _ClosedOutput()
-    sys.exit(run_cli(main, prog))
+    if sys.stderr is None:                  # nowhere to say anything: the status says it
+        sys.stderr = open(os.devnull, "w")
+    status = run_cli(main, prog)
+    _leave_on_signals(status)
+    sys.exit(status)
+
+
+def _leave_on_signals(status: int) -> None:
+    """The command's work is done: Ctrl-C, SIGTERM or SIGHUP while the interpreter shuts down
+    (torch's teardown takes up to a second) ends it at once with the command's own status,
+    not with a traceback from an exit handler."""
+    def leave(signum, frame):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(status)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, leave)
 
 
 def run_cli(main: Callable[[list[str] | None], int | None], prog: str,

@@ -170,6 +170,32 @@ def test_a_command_started_with_stdout_closed_says_so_where_it_writes_there():
         assert (proc.returncode, proc.stderr) == (status, err), extra
 
 
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
+def test_a_signal_after_the_commands_work_leaves_with_its_status(name):
+    """A Ctrl-C or SIGTERM while the interpreter shuts down (here from an exit handler, as
+    torch's teardown gives it a second): the command's own status, no traceback."""
+    script = ("import atexit, os, signal, sys, time\nfrom runtime.cli_support import run_command\n"
+              "def main(argv):\n    print('done')\n"
+              f"    atexit.register(lambda: (os.kill(os.getpid(), signal.{name}), time.sleep(5)))\n"
+              "run_command(main, 'replicate')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "done\n", "")
+
+
+def test_a_command_started_with_stderr_closed_runs_and_its_status_says_the_rest():
+    """`allconv-prep-cifar ... 2>&-`: Python's sys.stderr is None, which a progress bar asked
+    isatty() of; the command runs, and an error is its status alone."""
+    script = ("import sys\nfrom runtime.cli_support import run_command\n"
+              "def main(argv):\n    sys.stderr.isatty()\n    print('ran', file=sys.stderr)\n"
+              "    return int(sys.argv[1]) if sys.argv[1:] else 0\nrun_command(main, 'replicate')\n")
+    for argv, status in (([], 0), (["2"], 2)):
+        done = subprocess.run([sys.executable, "-c", script, *argv], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, preexec_fn=lambda: os.close(2),
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+        assert (done.returncode, done.stdout) == (status, b""), argv
+
+
 def test_a_broken_pipe_that_is_not_stdouts_is_said(capsys):
     """Only stdout's lost reader is quiet: another pipe's error is one line (also where
     stdout is no file, as the fuzzer runs commands)."""
