@@ -169,14 +169,17 @@ def read_npy(path: PathLike, what: str, mmap: bool = False) -> np.ndarray:
 
 @contextmanager
 def _numpy_file(path: PathLike, what: str, errors: tuple) -> Iterator[None]:
-    """Turn a missing file, a folder, or one of ``errors`` (numpy's on a file it cannot read)
-    met in the block into an AllconvError naming ``path`` and what failed."""
+    """Turn a missing file, a folder, a file not ours to read, or one of ``errors`` (numpy's on
+    a file it cannot read) met in the block into an AllconvError naming ``path`` and what
+    failed."""
     try:
         yield
     except FileNotFoundError:
         raise AllconvError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise AllconvError(f"{path}: is a directory, expected {what}") from None
+    except PermissionError as err:
+        raise AllconvError(f"{path}: cannot read it: {err.strerror}") from None
     except errors as err:
         raise AllconvError(f"{path}: not {what}: {_why_not_read(err)}") from None
 

@@ -64,3 +64,16 @@ def test_a_nested_block_is_part_of_the_outer_one(tmp_path):
         assert not (tmp_path / "b").exists()       # the inner block's end renames nothing
     assert (tmp_path / "a").read_bytes() == b"1" and (tmp_path / "b").read_bytes() == b"2"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_npy_file_not_ours_to_read_is_said_so_not_called_another_kind(tmp_path, monkeypatch):
+    """A file without read permission (as a user other than root meets it) is no verdict on
+    its contents: before, "not a .npy array: [Errno 13] Permission denied"."""
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros(3, np.float32))
+
+    def denied(handle):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(np.lib.format, "read_magic", denied)
+    with pytest.raises(AllconvError, match=r"x.npy: cannot read it: Permission denied$"):
+        files.read_npy(path, "a .npy array")
