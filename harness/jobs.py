@@ -21,7 +21,7 @@ from harness.run import RunOptions, check_length, run_data, snapshot_iteration
 from harness.run_folder import RunFolder, resume_points, row_folder, run_name
 from harness.specs import Spec
 from harness.train import train_pack
-from runtime.cli_support import resolve_device
+from runtime.cli_support import command_prog, resolve_device, speak_as
 from runtime.distributed import SINGLE, Ranks, launched_by_torchrun
 from runtime.errors import AllconvError
 
@@ -221,9 +221,11 @@ def end_with_parent(parent: int | None = None, gone: Callable[[], None] | None =
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
-def start_worker(parent: int) -> None:
-    """A --rows-in-parallel worker holds signals as the loop does, and ends with its parent:
-    once its running pack has checkpointed, it exits (else it waits for work for ever)."""
+def start_worker(parent: int, prog: str | None) -> None:
+    """A --rows-in-parallel worker of the command ``prog`` warns as it does, holds signals as
+    the loop does, and ends with its parent: once its running pack has checkpointed, it exits
+    (else it waits for work for ever)."""
+    speak_as(prog)
     DeferredInterrupt.install()
 
     def exit_after_pack() -> None:
@@ -266,7 +268,7 @@ def run_jobs(jobs: list[tuple], parallel: int, pack: int, ranks: Ranks = SINGLE)
                 break
         return [r if r is not None else {"interrupted": True} for r in results]
     with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=start_worker, initargs=(os.getpid(),)) as pool:
+                             initializer=start_worker, initargs=(os.getpid(), command_prog())) as pool:
         futures = [pool.submit(worker_pack, jobs[indices[0]][0],
                                [(replace(o, position=n % parallel), d)
                                 for o, d in members(indices)])

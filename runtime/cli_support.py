@@ -314,6 +314,20 @@ def warning_line(message: str) -> str:
     return f"{prog + ': ' if prog else ''}warning: {message}".translate(_LINE_BREAKS)
 
 
+def command_prog() -> str | None:
+    """The name of the command line running (``replicate``), for its worker processes."""
+    return _parsed_prog.get()
+
+
+def speak_as(prog: str | None) -> None:
+    """In a worker process of the command ``prog`` (a spawned one inherits no context): its
+    warnings, and `warning_line`'s, are one line named as the command's."""
+    if prog:
+        _parsed_prog.set(prog)
+        warnings.showwarning = lambda message, *rest, file=None, line=None: print(
+            warning_line(str(message)), file=sys.stderr if file is None else file)
+
+
 class Signalled(KeyboardInterrupt):
     """A stop by a signal other than Ctrl-C's (SIGTERM, SIGHUP), raised by a handler as
     KeyboardInterrupt is by Python's for SIGINT: `run_cli` exits with 128 + its number."""

@@ -1,7 +1,12 @@
-"""An option value that starts with a minus but no digit (a mutation round over
-runtime/cli_support.py: every other test's negative value started with a digit)."""
+"""runtime/cli_support.py behaviours no other test pins: an option value that starts with a
+minus but no digit (a mutation round: every other test's negative value started with a digit);
+a worker process's warnings."""
+import contextvars
+import warnings
+
 import pytest
 
+from runtime import cli_support
 from runtime.cli_support import Parser, number
 
 
@@ -20,3 +25,18 @@ def test_minus_inf_nan_and_a_leading_dot_are_values_the_option_refuses(value, me
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "expected one argument" not in err
+
+
+def test_a_worker_process_warns_as_its_command(monkeypatch, capsys):
+    """--rows-in-parallel's spawned workers inherit no context: before, their warnings read
+    "warning: ..." (warning_line) or Python's two-line form; speak_as names the command."""
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+    context, before = contextvars.copy_context(), cli_support.command_prog()
+
+    def worker():
+        cli_support.speak_as("replicate")
+        warnings.warn("a run diverged", stacklevel=1)
+        return cli_support.warning_line("the other runs go on")
+    assert context.run(worker) == "replicate: warning: the other runs go on"
+    assert capsys.readouterr().err == "replicate: warning: a run diverged\n"
+    assert cli_support.command_prog() == before          # the caller's context kept its own
