@@ -1,8 +1,10 @@
 """An LSTM whose blobs all have lr_mult 0, on inputs that need no diff, runs no Backward in
 Caffe: its blobs' diffs and its top's diff stay 0 after a backward (the InnerProduct above it
 learns but propagates nothing down). (Mutant M099 gave the LSTM's blobs grads anyway.)"""
-import sys, tempfile
 import numpy as np
+
+from either_net import assign, chosen, net_of
+
 NET = """
 layer { name: "in" type: "Input" top: "x" top: "cont" top: "t"
   input_param { shape { dim: 2 dim: 1 dim: 3 } shape { dim: 2 dim: 1 } shape { dim: 2 dim: 2 } } }
@@ -15,18 +17,8 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "flat" bottom: "t" top: "loss
 """
 
 
-def assign(dst, value):
-    if hasattr(dst, "numpy"):                       # allconv's blobs are torch tensors
-        import torch
-        dst[...] = torch.as_tensor(np.asarray(value, np.float32))
-    else:
-        dst[...] = value
-
-
 def run(caffe_like):
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(NET)
-    net = caffe_like.Net(f.name, caffe_like.TRAIN)
+    net = net_of(caffe_like, NET, caffe_like.TRAIN)
     for p in net.params["lstm"]:
         assign(p.data, np.linspace(-1, 1, np.asarray(p.data).size).reshape(np.asarray(p.data).shape))
     assign(net.params["ip"][0].data, [[0.5, -1.0], [2.0, 0.25]])
@@ -42,9 +34,5 @@ def run(caffe_like):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["allconv"]:
-        import runtime as caffe
-    else:
-        from pycaffe_import import import_caffe
-        caffe = import_caffe()
-    print(sys.argv[1:] or ["caffe"], run(caffe))
+    caffe, who = chosen()
+    print(who, run(caffe))

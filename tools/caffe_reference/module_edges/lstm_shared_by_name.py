@@ -4,8 +4,10 @@ unshared lstmB with lstmA's W_xc and b_c and its own W_hc (its filler's 0.3) com
 recurrent layer re-shares its unrolled net's per-timestep blobs only in TEST. The runtime shares
 in both (README, "Where real Caffe computes something else").
 Run: `python3 lstm_shared_by_name.py` (pycaffe) or `python3 lstm_shared_by_name.py allconv`."""
-import sys, tempfile
 import numpy as np
+
+from either_net import assign, chosen, net_of
+
 PHASE = []
 SHARED = """
 layer { name: "in" type: "Input" top: "x" top: "cont"
@@ -21,18 +23,8 @@ UNSHARED = SHARED.replace('param { name: "w1" } param { name: "w2" } param { nam
                           'recurrent_param { num_output: 2 weight_filler { type: "constant" value: 0.3')
 
 
-def assign(dst, value):
-    if hasattr(dst, "numpy"):
-        import torch
-        dst[...] = torch.as_tensor(np.asarray(value, np.float32))
-    else:
-        dst[...] = value
-
-
 def run(caffe_like, text, copy_xc=False):
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(text)
-    net = caffe_like.Net(f.name, PHASE[0] if PHASE else caffe_like.TEST)
+    net = net_of(caffe_like, text, PHASE[0] if PHASE else caffe_like.TEST)
     for p in net.params["lstmA"]:
         n = np.asarray(p.data).size
         assign(p.data, np.linspace(-1, 1, n).reshape(np.asarray(p.data).shape))
@@ -47,13 +39,8 @@ def run(caffe_like, text, copy_xc=False):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["allconv"]:
-        import runtime as caffe
-    else:
-        from pycaffe_import import import_caffe
-        caffe = import_caffe()
+    caffe, who = chosen()
     for name in ("TEST", "TRAIN"):
         PHASE[:] = [getattr(caffe, name)]
-        print(sys.argv[1:] or ["caffe"], name, "shared", run(caffe, SHARED))
-        print(sys.argv[1:] or ["caffe"], name, "unshared, lstmB's own W_hc",
-              run(caffe, UNSHARED, copy_xc=True))
+        print(who, name, "shared", run(caffe, SHARED))
+        print(who, name, "unshared, lstmB's own W_hc", run(caffe, UNSHARED, copy_xc=True))

@@ -2,8 +2,10 @@
 but runs Backward (its input y needs a diff), and Caffe's recurrent Backward writes every
 param diff of its unrolled net whenever it runs: the shared diffs hold both layers' parts.
 (Mutant M100 kept lstmB's frozen reads detached: only lstmA's part.)"""
-import sys, tempfile
 import numpy as np
+
+from either_net import assign, chosen, net_of
+
 NET = """
 layer { name: "in" type: "Input" top: "x" top: "cont"
   input_param { shape { dim: 2 dim: 1 dim: 3 } shape { dim: 2 dim: 1 } } }
@@ -18,18 +20,8 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "ha" bottom: "hb" top: "loss"
 """
 
 
-def assign(dst, value):
-    if hasattr(dst, "numpy"):                       # allconv's blobs are torch tensors
-        import torch
-        dst[...] = torch.as_tensor(np.asarray(value, np.float32))
-    else:
-        dst[...] = value
-
-
 def run(caffe_like):
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(NET)
-    net = caffe_like.Net(f.name, caffe_like.TEST)   # TRAIN: see lstm_shared_train.py
+    net = net_of(caffe_like, NET, caffe_like.TEST)   # TRAIN: see lstm_shared_by_name.py
     for p in net.params["lstmA"]:
         n = np.asarray(p.data).size
         assign(p.data, np.linspace(-1, 1, n).reshape(np.asarray(p.data).shape))
@@ -44,9 +36,5 @@ def run(caffe_like):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["allconv"]:
-        import runtime as caffe
-    else:
-        from pycaffe_import import import_caffe
-        caffe = import_caffe()
-    print(sys.argv[1:] or ["caffe"], run(caffe))
+    caffe, who = chosen()
+    print(who, run(caffe))

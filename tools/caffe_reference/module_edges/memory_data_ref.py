@@ -1,6 +1,5 @@
 """pycaffe: MemoryData order, reset on a new set_input_arrays, label shapes, array sharing."""
 import os
-import sys
 import tempfile
 
 import numpy as np

@@ -3,8 +3,10 @@ learnable blob: Caffe's layer_need_backward comes from the bottoms' blob need (n
 propagate_down), so the ReLU runs no Backward: x's diff stays 0, though the loss above it
 runs Backward (for y, from a learnable InnerProduct).
 (Mutant M101 started a diff at x anyway.)"""
-import sys, tempfile
 import numpy as np
+
+from either_net import assign, chosen, net_of
+
 NET = """
 layer { name: "in" type: "Input" top: "x" top: "t" input_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 } } }
 layer { name: "relu" type: "ReLU" bottom: "x" top: "r" propagate_down: true }
@@ -13,18 +15,8 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "r" bottom: "y" top: "loss" }
 """
 
 
-def assign(dst, value):
-    if hasattr(dst, "numpy"):
-        import torch
-        dst[...] = torch.as_tensor(np.asarray(value, np.float32))
-    else:
-        dst[...] = value
-
-
 def run(caffe_like):
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(NET)
-    net = caffe_like.Net(f.name, caffe_like.TRAIN)
+    net = net_of(caffe_like, NET, caffe_like.TRAIN)
     assign(net.blobs["x"].data, np.arange(6).reshape(2, 3) - 2.0)
     assign(net.blobs["t"].data, np.ones((2, 3)))
     net.forward()
@@ -33,9 +25,5 @@ def run(caffe_like):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["allconv"]:
-        import runtime as caffe
-    else:
-        from pycaffe_import import import_caffe
-        caffe = import_caffe()
-    print(sys.argv[1:] or ["caffe"], run(caffe))
+    caffe, who = chosen()
+    print(who, run(caffe))

@@ -2,8 +2,10 @@
 propagate_down: false on its bottom c: Caffe's Scale Backward computes no factor diff
 (param_propagate_down false) and so uses no scratch in c's diff, which stays 0.
 (Mutant M109 took sB as learning f, leaving top diff x c in c's diff.)"""
-import sys, tempfile
 import numpy as np
+
+from either_net import assign, chosen, net_of
+
 NET = """
 layer { name: "in" type: "Input" top: "x1" top: "x2" top: "t"
   input_param { shape { dim: 2 dim: 3 dim: 2 } shape { dim: 2 dim: 4 } shape { dim: 2 dim: 3 dim: 2 } } }
@@ -18,18 +20,8 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "ab" bottom: "t" top: "loss" 
 """
 
 
-def assign(dst, value):
-    if hasattr(dst, "numpy"):
-        import torch
-        dst[...] = torch.as_tensor(np.asarray(value, np.float32))
-    else:
-        dst[...] = value
-
-
 def run(caffe_like):
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(NET)
-    net = caffe_like.Net(f.name, caffe_like.TRAIN)
+    net = net_of(caffe_like, NET, caffe_like.TRAIN)
     assign(net.blobs["x1"].data, np.arange(12).reshape(2, 3, 2) / 4)
     assign(net.blobs["x2"].data, np.arange(8).reshape(2, 4) / 3 - 1)
     assign(net.blobs["t"].data, np.ones((2, 3, 2)))
@@ -41,9 +33,5 @@ def run(caffe_like):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["allconv"]:
-        import runtime as caffe
-    else:
-        from pycaffe_import import import_caffe
-        caffe = import_caffe()
-    print(sys.argv[1:] or ["caffe"], run(caffe))
+    caffe, who = chosen()
+    print(who, run(caffe))

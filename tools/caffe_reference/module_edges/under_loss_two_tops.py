@@ -2,8 +2,10 @@
 unread) contributes no loss: Caffe's Backward does not run it (it would abort, NOT_IMPLEMENTED,
 as ip's diff is needed), and Backward runs through. (Mutant M088 put pw's bottoms under the
 loss, so the Accuracy seemed to contribute and ran a Backward it refuses.)"""
-import sys, tempfile
 import numpy as np
+
+from either_net import assign, chosen, net_of
+
 NET = """
 layer { name: "in" type: "Input" top: "x" top: "label" top: "t"
   input_param { shape { dim: 2 dim: 3 } shape { dim: 2 } shape { dim: 2 dim: 4 } } }
@@ -14,18 +16,8 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "ip" bottom: "t" top: "loss" 
 """
 
 
-def assign(dst, value):
-    if hasattr(dst, "numpy"):
-        import torch
-        dst[...] = torch.as_tensor(np.asarray(value, np.float32))
-    else:
-        dst[...] = value
-
-
 def run(caffe_like):
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(NET)
-    net = caffe_like.Net(f.name, caffe_like.TRAIN)
+    net = net_of(caffe_like, NET, caffe_like.TRAIN)
     assign(net.blobs["x"].data, np.arange(6).reshape(2, 3) / 5)
     assign(net.blobs["label"].data, [1, 3])
     assign(net.blobs["t"].data, np.ones((2, 4)))
@@ -35,9 +27,5 @@ def run(caffe_like):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["allconv"]:
-        import runtime as caffe
-    else:
-        from pycaffe_import import import_caffe
-        caffe = import_caffe()
-    print(sys.argv[1:] or ["caffe"], run(caffe))
+    caffe, who = chosen()
+    print(who, run(caffe))
