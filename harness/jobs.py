@@ -268,7 +268,8 @@ def run_jobs(jobs: list[tuple], parallel: int, pack: int, ranks: Ranks = SINGLE)
                 break
         return [r if r is not None else {"interrupted": True} for r in results]
     with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=start_worker, initargs=(os.getpid(), command_prog())) as pool:
+                             initializer=start_worker,
+                             initargs=(os.getpid(), command_prog())) as pool:
         futures = [pool.submit(worker_pack, jobs[indices[0]][0],
                                [(replace(o, position=n % parallel), d)
                                 for o, d in members(indices)])
