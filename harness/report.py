@@ -338,8 +338,10 @@ def plot_table(table: str, specs: list[Spec], results: dict[str, dict], path: Pa
 ROW_FIELDS = {"status": one_of(*STATUSES), "smoke": FLAG, "measured": OBJECT, "runs": OBJECT.list(),
               "wall_seconds": NUMBER.or_none(), "params_counted": INTEGER,
               "partial": FLAG.or_absent()}
+# null where no run of the row finished (every run diverged): nothing was measured
 MEASURED_FIELDS = {"error": NUMBER.or_none(), "lr": NUMBER.or_none(), "seeds": INTEGER.list(),
-                   "dead_class_units": TEXT.list(), "never_predicted": TEXT.list()}
+                   "dead_class_units": TEXT.list().or_none(),
+                   "never_predicted": TEXT.list().or_none()}
 ROW_RUN_FIELDS = {"lr": NUMBER, "diverged": TEXT.or_none()}
 
 
