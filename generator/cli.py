@@ -11,10 +11,11 @@ from generator.render import (GAUSSIAN_STD, WEIGHT_FILLERS, Init, NetOptions, So
                               constant_filler, render_net, render_solver, weight_filler)
 from generator.variants import CIFAR_SCHEDULE, VARIANTS, get_variant
 from runtime import prototxt
-from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_version, comma_list,
-                                  given_options, number, options_off_default, run_command)
+from runtime.cli_support import (Parser, add_version, comma_list, given_options, number,
+                                  options_off_default, run_command)
 from runtime.errors import AllconvError
 from runtime.files import check_writable
+from runtime.limits import SEED_WHY, UINT32_MAX
 from runtime.meta import count_params, meta_net
 from runtime.proto import pb
 

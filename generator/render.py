@@ -11,8 +11,8 @@ import jinja2
 from google.protobuf import text_encoding
 
 from generator.variants import Variant
-from runtime.cli_support import INT_MAX
 from runtime.errors import AllconvError
+from runtime.limits import INT_MAX
 from runtime.prototxt import parse_net, parse_solver
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"

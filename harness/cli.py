@@ -20,13 +20,14 @@ from harness.report import (other_runs, read_row, result_path_for, row_outcomes,
 from harness.run import PRECISIONS
 from harness.run_folder import RunFolder, length_settings
 from harness.specs import SPECS_DIR, Spec, load_tables, select
-from runtime.cli_support import (SEED_WHY, UINT32_MAX, Parser, add_device_option, add_version,
-                                  comma_list, number, option_name, options_off_default,
-                                  resolve_device, run_command, Signalled)
+from runtime.cli_support import (Parser, add_device_option, add_version, comma_list, number,
+                                  option_name, options_off_default, resolve_device, run_command,
+                                  Signalled)
 from runtime.distributed import (SINGLE, from_environment, launched_by_torchrun, leave,
                                  local_device, said_once)
 from runtime.errors import AllconvError
 from runtime.files import check_folder_writable
+from runtime.limits import SEED_WHY, UINT32_MAX
 
 EXIT_FAIL, EXIT_STOPPED = 1, 3
 PACK_ROUTES = ("grouped", "streams")

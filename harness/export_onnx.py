@@ -14,11 +14,11 @@ from pathlib import Path
 
 from generator.variants import get_variant
 from harness.net_source import NetSource, net_source
-from runtime.cli_support import (INT_MAX, Parser, add_version, comma_list, name, number,
-                                  run_command)
+from runtime.cli_support import Parser, add_version, comma_list, name, number, run_command
 from runtime.data.datasets import IMAGE_FOLDER, dataset_names
 from runtime.errors import AllconvError
 from runtime.files import check_writable, suffix_option
+from runtime.limits import INT_MAX
 from runtime.proto import pb
 
 

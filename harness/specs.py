@@ -16,11 +16,12 @@ from pathlib import Path
 from generator.render import Filler, Init, constant_filler
 from generator.variants import Variant, get_variant
 from harness.pipelines import PIPELINES, Pipeline
-from runtime.cli_support import INT_MAX, INT_MIN, UINT32_MAX, check_number
+from runtime.cli_support import check_number
 from runtime.data.datasets import DATASETS, Dataset, get_dataset
 from runtime.errors import AllconvError
 from runtime.fillers import FILLERS
 from runtime.files import read_text
+from runtime.limits import INT_MAX, INT_MIN, UINT32_MAX
 from runtime.registry import did_you_mean
 from runtime.proto import pb
 

@@ -10,9 +10,8 @@ import os
 
 import torch
 
-from runtime.cli_support import INT_MAX
 from runtime.errors import AllconvError
-
+from runtime.limits import INT_MAX
 
 
 def physical_memory() -> int:

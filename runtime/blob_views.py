@@ -1,10 +1,12 @@
 """pycaffe's views of a net's memory: ``Blob`` (``net.blobs[name]``: data, diff, shape) and
 ``ParamView`` (``net.params[layer][i]``), with the diffs held where no gradient is yet
-(``HeldParamDiffs``); the ``Net`` owns the values they show."""
+(``HeldParamDiffs``); the ``Net`` owns the values they show. Values given for a blob are read
+and checked here (``as_numbers``, ``fills``, ``as_blob``)."""
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from runtime.blob_shape import legacy_shape
@@ -141,3 +143,32 @@ class HeldParamDiffs:
 
     def clear(self) -> None:
         self._held.clear()
+
+
+def fills(shape, blob_shape) -> bool:
+    """Whether an input of ``shape`` fills a blob of ``blob_shape`` as pycaffe's assignment
+    does: its batch, the rest broadcast (one channel to all, say)."""
+    try:
+        broadcast = torch.broadcast_shapes(shape, blob_shape)
+    except RuntimeError:
+        return False
+    return tuple(shape[:1]) == tuple(blob_shape[:1]) and broadcast == tuple(blob_shape)
+
+
+def as_numbers(value, what: str, device=None) -> torch.Tensor:
+    """``value`` (an array, a tensor, nested lists) as float32 values, or one line saying why
+    not (torch's own error names no input)."""
+    if isinstance(value, np.ndarray) and not value.flags.writeable:
+        value = value.copy()        # (a broadcast view, say: torch warns of such an array)
+    try:
+        return torch.as_tensor(value, dtype=torch.float32, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise AllconvError(f"{what}: not an array of numbers ({type(value).__name__})") from None
+
+
+def as_blob(value, what: str, shape) -> torch.Tensor:
+    """``value`` as float32 values of a blob of ``shape``, or one line saying why not."""
+    tensor = as_numbers(value, what)
+    if tuple(tensor.shape) != tuple(shape):
+        raise AllconvError(f"{what}: shape {tuple(tensor.shape)}, the blob is {tuple(shape)}")
+    return tensor

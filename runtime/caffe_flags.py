@@ -18,8 +18,9 @@ import threading
 import time
 import traceback
 
-from runtime.cli_support import INT_MAX, INT_MIN, number
+from runtime.cli_support import number
 from runtime.errors import AllconvError
+from runtime.limits import INT_MAX, INT_MIN
 from runtime.signal_handler import EFFECTS
 
 

@@ -32,9 +32,9 @@ import numpy as np
 from google.protobuf.message import DecodeError, Message
 
 from runtime.blob_shape import check_blob_shape
-from runtime.cli_support import INT_MAX
 from runtime.errors import AllconvError
 from runtime.files import ZIP_MAGIC, atomic_write_bytes, read_bytes
+from runtime.limits import INT_MAX
 from runtime.proto import pb
 
 __all__ = [

@@ -131,14 +131,6 @@ def _did_you_mean(words: list[str], parser: argparse.ArgumentParser) -> str:
     return f" (did you mean {', '.join(dict.fromkeys(near))}?)" if near else ""
 
 
-# C's int range, where Caffe reads a number into an int
-INT_MIN, INT_MAX = -2**31, 2**31 - 1
-# Caffe's batch sizes are unsigned ints, and it seeds its generator with one
-# (Caffe::set_random_seed): a solver.prototxt with a larger random_seed would train another run
-UINT32_MAX = 2**32 - 1
-SEED_WHY = " (Caffe's seed is an unsigned int)"
-
-
 def check_number(value, low: str | None = "positive", high=None, why: str = "",
                  shown: str | None = None) -> None:
     """A ValueError saying why the number ``value`` (written ``shown``) is not finite, not

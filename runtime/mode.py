@@ -9,8 +9,8 @@ import numbers
 
 import torch
 
-from runtime.cli_support import INT_MAX, UINT32_MAX
 from runtime.errors import AllconvError
+from runtime.limits import INT_MAX, UINT32_MAX
 
 _chosen: dict = {"mode": None, "device_id": 0, "seeds": None}
 

@@ -12,7 +12,7 @@ from torch import nn
 from torch.func import functional_call
 
 from runtime import mode
-from runtime.blob_views import Blob, HeldParamDiffs, ParamView
+from runtime.blob_views import Blob, HeldParamDiffs, ParamView, as_blob, as_numbers, fills
 from runtime.diff_memory import DiffMemory
 from runtime.errors import AllconvError
 from runtime.filter_net import filter_net
@@ -496,12 +496,12 @@ class Net(NetWeights, DiffMemory, BatchedPasses, nn.Module):
         blobs = self._check_blob_names(blobs)
         # a layer's tops other than Input buffers replace its whole forward
         self._check_inputs(inputs, lambda layer: not set(layer.tops) <= self._input_slots.keys())
-        inputs = {name: _as_numbers(value, f"forward({name}=...)", self.device)
+        inputs = {name: as_numbers(value, f"forward({name}=...)", self.device)
                   for name, value in inputs.items()}
         overrides = {n: v for n, v in inputs.items() if n not in self._input_slots}
         for name in set(inputs) - set(overrides):
             value, target = inputs[name], self._blob_data(name)
-            if not _fills(value.shape, target.shape):
+            if not fills(value.shape, target.shape):
                 raise AllconvError(f"input {name!r} has shape {tuple(value.shape)}, the blob "
                                    f"is {tuple(target.shape)}: call net.blobs[{name!r}]"
                                    ".reshape(...) and net.reshape() first")
@@ -579,7 +579,7 @@ class Net(NetWeights, DiffMemory, BatchedPasses, nn.Module):
             raise AllconvError(f"backward({unknown[0]}=...): not an output blob (outputs: "
                                f"{', '.join(self.outputs)})")
         for name, diff in top_diffs.items():
-            self.blobs[name].diff[...] = _as_blob(diff, f"backward({name}=...)",
+            self.blobs[name].diff[...] = as_blob(diff, f"backward({name}=...)",
                                                   self._shapes[name])
         if (first, last) != (0, len(self.layers) - 1):
             self._backward_from_to(first, last)
@@ -751,33 +751,6 @@ def refuse_empty(layer_param, bottom_shapes) -> None:
             raise AllconvError(f"{describe(layer_param)}: bottom {name!r} is empty, shape "
                                f"{tuple(shape)}; Caffe aborts when a layer reads an empty blob "
                                "(blob.cpp: Check failed: data_)")
-
-
-def _fills(shape, blob_shape) -> bool:
-    """Whether an input of ``shape`` fills a blob of ``blob_shape`` as pycaffe's assignment
-    does: its batch, the rest broadcast (one channel to all, say)."""
-    try:
-        broadcast = torch.broadcast_shapes(shape, blob_shape)
-    except RuntimeError:
-        return False
-    return tuple(shape[:1]) == tuple(blob_shape[:1]) and broadcast == tuple(blob_shape)
-
-
-def _as_numbers(value, what: str, device=None) -> torch.Tensor:
-    """``value`` (an array, a tensor, nested lists) as float32 values, or one line saying why
-    not (torch's own error names no input)."""
-    try:
-        return torch.as_tensor(value, dtype=torch.float32, device=device)
-    except (TypeError, ValueError, RuntimeError):
-        raise AllconvError(f"{what}: not an array of numbers ({type(value).__name__})") from None
-
-
-def _as_blob(value, what: str, shape) -> torch.Tensor:
-    """``value`` as float32 values of a blob of ``shape``, or one line saying why not."""
-    tensor = _as_numbers(value, what)
-    if tuple(tensor.shape) != tuple(shape):
-        raise AllconvError(f"{what}: shape {tuple(tensor.shape)}, the blob is {tuple(shape)}")
-    return tensor
 
 
 def net_for_weights(prototxt, phase: int) -> Net:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from runtime.blob_views import as_numbers, fills
 from runtime.errors import AllconvError
 
 
@@ -53,10 +54,15 @@ class BatchedPasses:
         if unknown:
             raise AllconvError(f"{method}({unknown[0]}=...): not {kind} blob (inputs: "
                                f"{', '.join(self.inputs)}; outputs: {', '.join(self.outputs)})")
-        values = {name: torch.as_tensor(v, dtype=torch.float32) for name, v in values.items()}
+        values = {name: as_numbers(v, f"{method}({name}=...)") for name, v in values.items()}
+        for name, value in values.items():
+            if not value.dim():
+                raise AllconvError(f"{method}({name}=...): a single number; an array of items "
+                                   f"of {self._shapes[name][1:]} expected")
         count = len(next(iter(values.values())))
         for name, value in values.items():
-            if len(value) != count or tuple(value.shape[1:]) != self._shapes[name][1:]:
+            # each item as pycaffe's assignment takes it: the blob's item shape, or broadcast to it
+            if not fills(value.shape, (count, *self._shapes[name][1:])):
                 raise AllconvError(f"{method}({name}=...): shape {tuple(value.shape)}; "
                                    f"{count} items of {self._shapes[name][1:]} expected")
         batch = self._shapes[next(iter(values))][0]

@@ -30,7 +30,6 @@ from typing import Union
 from google.protobuf import text_format
 from google.protobuf.message import Message
 
-from runtime.caffemodel import binary_kind
 from runtime.errors import AllconvError
 from runtime.files import atomic_write_bytes, read_bytes
 from runtime.proto import pb
@@ -297,6 +296,7 @@ def _load_source(source: Source, message_cls, parse, upgrade_fn) -> Message:
         if data.startswith((b"\xff\xfe", b"\xfe\xff")):     # C++ stops at its first byte
             raise AllconvError(f"{err} (a UTF-16 text file, by its byte-order mark: save it as "
                                "UTF-8)") from None
+        from runtime.caffemodel import binary_kind      # torch's import, on this path only
         kind = binary_kind(data) if _CONTROL.search(data) else None  # text has no such bytes
         if kind is not None:
             what = kind[1]

@@ -13,8 +13,11 @@ What Caffe's own readers do before building a net:
   layer named ``"input"`` placed first.
 * BatchNorm layers with three ``param`` entries lose them (Caffe's BatchNorm
   sets its own multipliers).
-* Solvers: the old ``solver_type`` enum becomes the ``type`` string; inline
-  nets (``net_param`` etc.) get the net upgrades.
+* Solvers: the old ``solver_type`` enum becomes the ``type`` string. Caffe does
+  not upgrade a solver's inline nets (``net_param`` etc.), so one holding V1
+  ``layers`` or a net ``input`` is refused (Caffe would build it without them).
+  They still get the BatchNorm ``param`` strip (Caffe's BatchNorm holds its
+  statistics at lr_mult 0 either way).
 """
 from __future__ import annotations
 
@@ -198,7 +201,8 @@ def _upgrade_inputs(net) -> None:
 
 def upgrade_solver(solver):
     """Bring a SolverParameter to the current form in place (its solver_type); returns it.
-    An inline net of an old form is refused: Caffe builds it as it stands."""
+    An inline net holding V1 ``layers`` or a net ``input`` is refused: Caffe builds it
+    without them."""
     if solver.HasField("solver_type"):
         if solver.HasField("type"):
             raise AllconvError(

@@ -4,8 +4,8 @@ import pytest
 
 from runtime import blob_shape
 from runtime.blob_shape import check_blob_shape
-from runtime.cli_support import INT_MAX
 from runtime.errors import AllconvError
+from runtime.limits import INT_MAX
 
 
 @pytest.fixture

@@ -124,6 +124,17 @@ def test_the_console_scripts_launch_before_protobuf_or_torch_is_imported():
     assert (done.stdout, done.stderr) == ("0 1 1\n", "")
 
 
+def test_the_prototxt_parser_imports_and_parses_without_torch():
+    """runtime/__init__.py: runtime.prototxt is a light module; torch loads only on the path
+    that names a binary file given as a prototxt."""
+    script = ("import sys\nfrom runtime.prototxt import parse_net\n"
+              "print(parse_net('name: \"x\" layer { name: \"a\" type: \"Input\" top: \"a\" }').name)\n"
+              "assert 'torch' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.stdout, done.stderr) == ("x\n", "")
+
+
 def test_ctrl_c_that_an_import_swallows_still_stops_the_command(tmp_path, monkeypatch, capsys):
     """torch's import swallows a KeyboardInterrupt raised while its C extension imports numpy
     and goes on: the command then ran to its end and exited 0. The signal itself counts."""

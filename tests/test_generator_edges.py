@@ -8,7 +8,7 @@ import pytest
 from generator import cli
 from generator.render import NetOptions, SolverOptions, render_net, render_solver
 from generator.variants import VARIANTS, get_variant
-from runtime.cli_support import INT_MAX
+from runtime.limits import INT_MAX
 from runtime.proto import pb
 from runtime.prototxt import parse_net, parse_solver
 

@@ -105,6 +105,22 @@ def test_forward_all_refuses_an_output_without_a_batch_axis():
         net.forward_all(a=torch.zeros(3, 3), b=torch.zeros(3, 3))
 
 
+def test_forward_all_reads_its_inputs_as_forward_does():
+    """Each item broadcast into the blob's item shape, as pycaffe's assignment does (real
+    pycaffe: a (5, 1, 3) input equals its (5, 3, 3) broadcast); what is no array of items is
+    one line (a torch TypeError before)."""
+    net = Net(NET.split('layer { name: "loss"')[0], TEST, seed=1)
+    one = torch.rand(3, 1, generator=torch.Generator().manual_seed(0))
+    full = net.forward_all(a=one.expand(3, 3), b=one.expand(3, 3))["ip"]
+    torch.testing.assert_close(net.forward_all(a=one, b=one.numpy())["ip"], full)
+    with pytest.raises(AllconvError, match=r"^forward_all\(a=...\): not an array of numbers "
+                                           r"\(str\)$"):
+        net.forward_all(a="abc", b=one)
+    with pytest.raises(AllconvError, match=r"^forward_all\(b=...\): a single number; an array "
+                                           r"of items of \(3,\) expected$"):
+        net.forward_all(a=one, b=3.0)
+
+
 def test_an_output_diff_of_the_right_count_but_another_shape_is_refused():
     net = Net(TWO + 'layer { name: "r" type: "ReLU" bottom: "a" top: "r" }', TEST)
     net.forward(a=torch.ones(2, 3))

@@ -12,8 +12,8 @@ import re
 
 import numpy as np
 
-from runtime.cli_support import INT_MAX
 from runtime.errors import AllconvError
+from runtime.limits import INT_MAX
 
 SPACE = b" \t\n\v\f\r"
 

@@ -30,8 +30,8 @@ import torch
 from runtime.data.imread import file_bytes, read_image
 from runtime.data.jpeg import interpolate
 from runtime.data.transform import mean_file_image
-from runtime.cli_support import INT_MAX, INT_MIN
 from runtime.errors import AllconvError
+from runtime.limits import INT_MAX, INT_MIN
 
 F32 = np.float32
 INTEGER = r"[+-]?\d+"
