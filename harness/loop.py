@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from harness.run_folder import MetricsLog
 from runtime.cli_support import warning_line
+from runtime.console import STOP_SIGNALS
 from runtime.distributed import not_process_zero
 from runtime.errors import AllconvError
 from runtime.labels import NONE_SEEN, deferred_label_error, label_records
@@ -100,7 +101,6 @@ class DeferredInterrupt:
     `install`s the handler for good, so a signal that comes while it loads data still stops its
     run before the first iteration."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     requested = False
     received = "SIGINT"  # the signal's name, for the message
     stopping = False     # a worker process, once a Ctrl-C reached it: it starts no further run
@@ -126,10 +126,10 @@ class DeferredInterrupt:
 
     @classmethod
     def handled(cls) -> list[signal.Signals]:
-        """SIGNALS, but SIGHUP where this process ignores it: ``nohup``'s run outlives the
+        """The stop signals, but SIGHUP where this process ignores it: ``nohup``'s run outlives the
         terminal. (SIGINT and SIGTERM are taken even when ignored, as before: a shell starts
         a script's background job with SIGINT ignored, and ``kill -INT`` stops it cleanly.)"""
-        return [s for s in cls.SIGNALS
+        return [s for s in STOP_SIGNALS
                 if s != signal.SIGHUP or signal.getsignal(s) is not signal.SIG_IGN]
 
     @classmethod
@@ -148,7 +148,7 @@ class DeferredInterrupt:
         """Under torchrun (every process calls it): whether a process holds a request, taken;
         every process then names the same signal (the lowest number held), so that process 0's
         message and exit status say the signal another process got (it said Ctrl-C)."""
-        none = max(cls.SIGNALS) + 1
+        none = max(STOP_SIGNALS) + 1
         held = int(ranks.min(torch.tensor(signal.Signals[cls.received].value if cls.requested
                                           else none, device=ranks.device)))
         if held == none:

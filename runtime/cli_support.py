@@ -20,6 +20,7 @@ from contextvars import ContextVar
 import numpy as np
 import torch
 
+from runtime.console import STOP_SIGNALS, interrupted_line
 from runtime.errors import AllconvError
 from runtime.registry import did_you_mean
 
@@ -299,11 +300,19 @@ def add_device_option(parser, help: str) -> None:
     parser.add_argument("--device", type=checked, metavar="DEVICE", help=help)
 
 
-def warning_line(message: str) -> str:
-    """``message`` as a warning of the command line running (``replicate: warning: ...``;
-    ``warning: ...`` outside one), for code that writes its own lines (beside a progress bar)."""
-    prog = _parsed_prog.get()
+def warning_line(message: str, prog: str | None = None) -> str:
+    """``message`` as one line of a warning of ``prog`` (by default the command line running:
+    ``replicate: warning: ...``; ``warning: ...`` outside one), for code that writes its own
+    lines (beside a progress bar)."""
+    prog = prog or _parsed_prog.get()
     return f"{prog + ': ' if prog else ''}warning: {message}".translate(_LINE_BREAKS)
+
+
+def _warnings_as_lines(prog: Callable[[], str | None]):
+    """A ``warnings.showwarning`` that writes each warning as `warning_line` of ``prog()``."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(warning_line(str(message), prog()), file=sys.stderr if file is None else file)
+    return show
 
 
 def command_prog() -> str | None:
@@ -316,13 +325,12 @@ def speak_as(prog: str | None) -> None:
     warnings, and `warning_line`'s, are one line named as the command's."""
     if prog:
         _parsed_prog.set(prog)
-        warnings.showwarning = lambda message, *rest, file=None, line=None: print(
-            warning_line(str(message)), file=sys.stderr if file is None else file)
+        warnings.showwarning = _warnings_as_lines(_parsed_prog.get)
 
 
 class Signalled(KeyboardInterrupt):
     """A stop by a signal other than Ctrl-C's (SIGTERM, SIGHUP), raised by a handler as
-    KeyboardInterrupt is by Python's for SIGINT: `run_cli` exits with 128 + its number."""
+    KeyboardInterrupt is by Python's for SIGINT: `run_cli` returns 128 + its number."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
@@ -373,7 +381,7 @@ def _leave_on_signals(status: int) -> None:
             except (OSError, ValueError):
                 pass
         os._exit(status)
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for signum in STOP_SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, leave)
 
@@ -392,13 +400,9 @@ def run_cli(main: Callable[[list[str] | None], int | None], prog: str,
         parsed = _parsed_prog.get()
         return parsed if parsed and parsed.startswith(prog + " ") else prog
 
-    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"{shown()}: warning: {message}".translate(_LINE_BREAKS),
-              file=sys.stderr if file is None else file)
-
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = one_line
+            warnings.showwarning = _warnings_as_lines(shown)
             return _run(main, shown, argv)
     finally:
         _parsed_prog.reset(tokens[0])
@@ -439,8 +443,7 @@ def _run(main, shown: Callable[[], str], argv) -> int:
               file=sys.stderr)
     except KeyboardInterrupt as stop:
         signum = getattr(stop, "signum", signal.SIGINT)
-        by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
-        print(f"{shown()}: interrupted{by}", file=sys.stderr)
+        print(interrupted_line(shown(), signum), file=sys.stderr)
         return 128 + signum
     except (MemoryError, RuntimeError) as err:
         line = _out_of_memory(err)

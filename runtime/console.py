@@ -10,6 +10,15 @@ import signal
 import sys
 from typing import NoReturn
 
+# the signals that stop a command (Ctrl-C, a scheduler's or `timeout`'s, a closed terminal's)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def interrupted_line(prog: str, signum: int) -> str:
+    """How a command stopped by ``signum`` says so (its exit status is 128 + ``signum``)."""
+    by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+    return f"{prog}: interrupted{by}"
+
 
 def launch(module: str, prog: str) -> NoReturn:
     """Import ``module`` and call its ``entry_point()``, which owns the command from then on."""
@@ -21,8 +30,8 @@ def launch(module: str, prog: str) -> NoReturn:
 
     # a signal that the command started ignoring (a background job's SIGINT, nohup's SIGHUP)
     # stays ignored
-    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL,
-                signal.SIGHUP: signal.SIG_DFL}
+    defaults = {signum: signal.SIG_DFL for signum in STOP_SIGNALS}
+    defaults[signal.SIGINT] = signal.default_int_handler
     watched = [signum for signum, default in defaults.items()
                if signal.getsignal(signum) is default]
     for signum in watched:
@@ -35,8 +44,7 @@ def launch(module: str, prog: str) -> NoReturn:
         for signum in watched:
             signal.signal(signum, defaults[signum])
     if noted:
-        by = "" if noted[0] == signal.SIGINT else f" by {signal.Signals(noted[0]).name}"
-        print(f"{prog}: interrupted{by}", file=sys.stderr)
+        print(interrupted_line(prog, noted[0]), file=sys.stderr)
         sys.exit(128 + noted[0])
     entry_point()
     sys.exit(0)

@@ -22,6 +22,7 @@ from typing import BinaryIO, Union
 
 import numpy as np
 
+from runtime.console import STOP_SIGNALS
 from runtime.errors import AllconvError
 
 PathLike = Union[str, os.PathLike]
@@ -391,12 +392,9 @@ def written_together() -> Iterator[None]:
         sync_folder(folder)
 
 
-HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """The block with the Python handlers of `HELD_SIGNALS` waiting: a signal that comes
+    """The block with the Python handlers of `STOP_SIGNALS` waiting: a signal that comes
     meanwhile goes to its handler after the block (a default or ignored disposition is left as
     it is, and handlers exist only in the main thread). A handler that raises there ends the
     replay, as the signal would have ended the block."""
@@ -404,7 +402,7 @@ def _signals_held() -> Iterator[None]:
         yield
         return
     waiting: list[tuple[int, object]] = []
-    handlers = [(signum, handler) for signum in HELD_SIGNALS
+    handlers = [(signum, handler) for signum in STOP_SIGNALS
                 if callable(handler := signal.getsignal(signum))]
     for signum, _ in handlers:
         signal.signal(signum, lambda signum, frame: waiting.append((signum, frame)))

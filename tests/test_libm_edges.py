@@ -3,7 +3,6 @@ the fallback rounds its arguments to float32 first, as C's logf/expf/powf take f
 double result rounded to float32 stands in for them (a double argument's extra bits would move
 expf(80.000001) by 9 ulps)."""
 import numpy as np
-import pytest
 
 from runtime import libm
 
