@@ -266,9 +266,14 @@ class Loop:
         if evaluate or self.every_iteration:
             return True
         if self.run.ranks.world > 1:
-            display = self.run.solver_param.display
-            return bool(display) and self.run.iter % display == 0
+            return self.syncs_at(self.run.iter)
         return time.perf_counter() - self.tick >= TICK_SECONDS
+
+    def syncs_at(self, iteration: int) -> bool:
+        """Whether torchrun's processes read the device together after step ``iteration`` in
+        any case: at an evaluation or a display interval."""
+        display = self.run.solver_param.display
+        return self.run.evaluates_at(iteration) or bool(display) and iteration % display == 0
 
     def sync(self, evaluate: bool) -> None:
         """Read the device once: a label outside the classes is an error; a member with a
@@ -397,17 +402,16 @@ class Loop:
     def deadline_reached(self) -> bool:
         """Whether the run stops for its --deadline before this step. One process asks its
         clock before every step. Under torchrun the processes agree (one all-reduce) only at
-        the steps where they sync anyway (the display intervals, the evaluations), each
-        guessing up to the next such step; before, they agreed at every step."""
+        the steps where they sync anyway (`syncs_at`), each guessing up to the next such
+        step."""
         run = self.run
         if run.opts.deadline is None:
             return False
         if run.ranks.world == 1:
             return self.deadline_due()
-        sp = run.solver_param
-        if not (run.iter == self.start_iter or run.iter % sp.test_interval == 0
-                or (sp.display and run.iter % sp.display == 0)):
+        if not (run.iter == self.start_iter or self.syncs_at(run.iter)):
             return False
+        sp = run.solver_param       # the next step that syncs (`syncs_at`'s rule)
         ahead = [run.max_iter, (run.iter // sp.test_interval + 1) * sp.test_interval]
         if sp.display:
             ahead.append((run.iter // sp.display + 1) * sp.display)
@@ -419,8 +423,6 @@ class Loop:
         ahead of the device) would pass the run's deadline: then the loop checkpoints now and
         stops."""
         run = self.run
-        if run.opts.deadline is None:
-            return False
         after = run.iter + steps
         evaluation = self.eval_guess() if run.evaluates_at(after) else 0.0
         checkpoint = (self.checkpoint_seconds if self.checkpoint_seconds is not None

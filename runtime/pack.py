@@ -37,7 +37,7 @@ from runtime.net import Net
 from runtime.proto import pb
 from runtime.prototxt import read_net
 
-__all__ = ["member_name", "pack_net", "packed_net", "pack_weights", "pack_seeds",
+__all__ = ["member_name", "pack_net", "packed_net", "PackedNet", "pack_weights", "pack_seeds",
            "member_weights", "pack_inputs", "Member"]
 
 # Layers that act on each channel alone (or, Eltwise and Split, on blobs of the same layout).
@@ -233,7 +233,7 @@ class _Packer:
         self.packed.update(layer.top)
 
 
-def _solo_layers(packed: Net, solos: Sequence[Net]):
+def _packed_and_solo_layers(packed: Net, solos: Sequence[Net]):
     """(packed layer, [each solo net's layer of that name]) for the packed layers that have
     blobs or seeds; a solo net missing one is an error."""
     by_name = [dict(zip(solo.layer_names, solo.layers)) for solo in solos]
@@ -248,7 +248,7 @@ def _solo_layers(packed: Net, solos: Sequence[Net]):
 
 def pack_weights(packed: Net, solos: Sequence[Net]) -> None:
     """Copy member k's learnable blobs from ``solos[k]``, layer by name, into ``packed``."""
-    for layer, sources in _solo_layers(packed, solos):
+    for layer, sources in _packed_and_solo_layers(packed, solos):
         for i, blob in enumerate(layer.blobs):
             parts = [source.blobs[i].detach() if i < len(source.blobs) else None
                      for source in sources]
@@ -264,17 +264,29 @@ def pack_weights(packed: Net, solos: Sequence[Net]) -> None:
 def pack_seeds(packed: Net, solos: Sequence[Net]) -> None:
     """Give every packed Dropout the seeds of ``solos``' layers of its name (member k's masks
     are then ``solos[k]``'s)."""
-    for layer, sources in _solo_layers(packed, solos):
+    for layer, sources in _packed_and_solo_layers(packed, solos):
         if hasattr(layer, "set_member_seeds"):
             if any(len(source.seeds) != 1 for source in sources):
                 raise AllconvError(f"layer {layer.name!r}: a member's net is itself a pack")
             layer.set_member_seeds([source.seeds[0] for source in sources])
 
 
-def member_weights(packed: Net, k: int, members: int) -> list[tuple]:
+class PackedNet(Net):
+    """A pack's `Net`, as `packed_net` builds it: it keeps its members' solo layer
+    definitions (``solo_layers``), which `member_weights` writes their .caffemodels with."""
+
+    def __init__(self, param, phase: int, seed: int, solo_layers: list):
+        super().__init__(param, phase, seed=seed)
+        self.solo_layers = solo_layers
+
+
+def member_weights(packed: PackedNet, k: int, members: int) -> list[tuple]:
     """Member ``k``'s layers as ``runtime.caffemodel.write_weights`` takes them: the solo
-    net's definitions (``packed.solo_layers``, kept by `packed_net`), each with member k's
-    blocks of the pack's blobs of its name, so its .caffemodel is a solo run's."""
+    net's definitions (``packed.solo_layers``), each with member k's blocks of the pack's
+    blobs of its name, so its .caffemodel is a solo run's."""
+    if not isinstance(packed, PackedNet):
+        raise AllconvError("member_weights needs the net packed_net builds (it keeps the solo "
+                           "layers' definitions)")
     blobs = {layer.name: layer.blobs for layer in packed.layers}
     return [(definition, [member_block(b.detach(), k, members).cpu().numpy()
                           for b in blobs.get(definition.name, ())])
@@ -308,17 +320,17 @@ class Member:
         self.optimizer.load_solver_state(state, path, member=self.k)
 
 
-def packed_net(net_param, phase: int, seeds: Sequence[int]) -> Net:
+def packed_net(net_param, phase: int, seeds: Sequence[int]) -> PackedNet:
     """The pack of ``len(seeds)`` members of ``net_param`` (see `pack_net`) as a `Net` of
     ``phase``, member k's weights and Dropout seeds those of ``Net(net_param, phase,
     seed=seeds[k])`` (the pack's own fillers are overwritten)."""
     param = read_net(net_param)
     param.state.phase = phase
     solos = [Net(param, phase, seed=seed) for seed in seeds]
-    net = Net(pack_net(param, len(seeds)), phase, seed=seeds[0])
+    net = PackedNet(pack_net(param, len(seeds)), phase, seeds[0],
+                    [layer.to_proto() for layer in solos[0].layers])
     pack_weights(net, solos)
     pack_seeds(net, solos)
-    net.solo_layers = [layer.to_proto() for layer in solos[0].layers]    # see member_weights
     return net
 
 

@@ -27,6 +27,15 @@ def test_a_one_axis_input_that_no_loss_reads_is_refused_in_one_line():
         pack_net(text, 2)
 
 
+def test_a_member_of_a_pack_built_as_a_plain_net_is_refused_in_one_line(tmp_path):
+    """member_weights writes the solo layers' definitions, which only packed_net's PackedNet
+    keeps (an AttributeError before)."""
+    pack = Net(pack_net(SOLO, 2), TRAIN)
+    with pytest.raises(AllconvError, match="^member_weights needs the net packed_net builds"):
+        Member(pack, None, 0, 2).save(tmp_path / "m.caffemodel")
+    Member(packed_net(SOLO, TRAIN, (1, 2)), None, 0, 2).save(tmp_path / "m.caffemodel")
+    assert Net(SOLO, TRAIN, weights=str(tmp_path / "m.caffemodel")).layer_names[-1] == "loss"
+
 
 DROPPED = INPUT + POOLED + 'layer { name: "drop" type: "Dropout" bottom: "d" top: "d" }\n' \
     + SCORES + LOSS
