@@ -434,7 +434,7 @@ def _write_results(args, argv, tables, specs, jobs, results) -> int:
             other_settings += others
             unfinished += started
             continue
-        row[spec.name] = _write_row(args, command, spec, runs)
+        row[spec.name] = _write_row(args, command, spec, runs, length)
         if row[spec.name]["status"] == "FAIL" and code == 0:
             code = EXIT_FAIL
     if args.report and code == 0 and not any(any(named.values()) for named in shown.values()):
@@ -459,10 +459,10 @@ def _none_finished(spec: Spec, runs: dict, others: Counter) -> tuple[str, int]:
     return f"replicate: {spec.key}: no run finished yet{said}{other_runs(others)}", len(started)
 
 
-def _write_row(args, command: str, spec: Spec, runs: dict) -> dict:
-    """The row's result from its finished runs, written to its JSON and said."""
+def _write_row(args, command: str, spec: Spec, runs: dict, length: dict) -> dict:
+    """The row's result from its finished runs of ``length``, written to its JSON and said."""
     smoke = spec.is_smoke(args.epochs, args.batch_size, args.eval_limit)
-    result = row_result(spec, runs, smoke, command, row_length(spec, args))
+    result = row_result(spec, runs, smoke, command, length)
     path = write_row(args.out, result)
     partial = " (partial grid)" if result["partial"] else ""
     print(f"replicate: {spec.key}: {result['status']}{partial}, wrote {path}", file=sys.stderr)

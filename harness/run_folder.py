@@ -62,7 +62,8 @@ FIELDS = {RUN_JSON: {"row": TEXT, "lr": NUMBER, "seed": INTEGER, "epochs": POSIT
                         "per_class_accuracy": SHARE.or_none().in_object().or_absent(),
                         "iterations": COUNT.or_absent(), "batch_size": COUNT.or_absent(),
                         "train_size": COUNT.or_absent(), "test_size": COUNT.or_absent(),
-                        "params_counted": COUNT.or_absent(), "precision": TEXT.or_absent(),
+                        "params_counted": COUNT.or_absent(),
+                        "precision": one_of(*RECORDED_PRECISIONS).or_absent(),
                         "device": TEXT.or_absent(), "torch": TEXT.or_absent(),
                         "options": OBJECT.or_absent()},
           METRICS: {"iter": INTEGER, "epoch": AMOUNT}}

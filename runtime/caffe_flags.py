@@ -134,7 +134,7 @@ def _values_joined(argv: list[str], commands: dict) -> list[str]:
         arg = rest.pop(0)
         if arg == "--":
             return joined + rest
-        nargs = takes.get(arg[1:] if arg.startswith("--") and arg[2:3].isalpha() else arg, 0)
+        nargs = takes.get(_single_dash(arg), 0)
         if nargs == "?":
             joined.append(f"{arg}=true")
         elif nargs != 0 and rest:
@@ -150,9 +150,12 @@ def _gflags_spelling(argv: list[str]) -> list[str]:
     command too): the command's help, the version."""
     if any(arg in ("-version", "--version") for arg in argv):
         return ["-version"]
-    return ["--help" if arg == "-help" else
-            arg[1:] if arg.startswith("--") and arg[2:3].isalpha() and arg != "--help" else arg
-            for arg in argv]
+    return ["--help" if arg in ("-help", "--help") else _single_dash(arg) for arg in argv]
+
+
+def _single_dash(arg: str) -> str:
+    """gflags' ``--name`` as the ``-name`` it means (``--`` and ``--1`` stay)."""
+    return arg[1:] if arg.startswith("--") and arg[2:3].isalpha() else arg
 
 
 def _command_first(argv: list[str], commands: dict) -> list[str]:

@@ -33,7 +33,7 @@ from google.protobuf.message import DecodeError, Message
 
 from runtime.blob_shape import check_blob_shape
 from runtime.errors import AllconvError
-from runtime.files import ZIP_MAGIC, atomic_write_bytes, read_bytes
+from runtime.files import HDF5_MAGIC, ZIP_MAGIC, atomic_write_bytes, read_bytes
 from runtime.limits import INT_MAX
 from runtime.proto import pb
 
@@ -179,8 +179,8 @@ def binary_kind(data: bytes) -> tuple[type, str] | None:
 
 
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
-               (b"\x89HDF\r\n\x1a\n", "an HDF5 file (an HDF5 snapshot? rename it to end in .h5: "
-                                     "Caffe tells the formats apart by the name)"),
+               (HDF5_MAGIC, "an HDF5 file (an HDF5 snapshot? rename it to end in .h5: "
+                            "Caffe tells the formats apart by the name)"),
                (b"\x93NUMPY", "a numpy .npy array"), (ZIP_MAGIC, "a zip archive (.npz?)"))
 
 

@@ -133,6 +133,7 @@ NPY_ERRORS = (OSError, ValueError, EOFError, tokenize.TokenError)
 # what reading a damaged zip raises (numpy's .npz, torch's saves): a bad directory, a cut member,
 # a compression method or an encryption zipfile does not know, a bad deflate stream
 ZIP_MAGIC = b"PK\x03\x04"          # a zip's first local header
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"  # an HDF5 superblock's signature
 ZIP_ERRORS = NPY_ERRORS + (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
 
 

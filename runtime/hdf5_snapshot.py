@@ -17,14 +17,11 @@ import numpy as np
 from runtime.caffemodel import array_to_blob, blob_to_array
 from runtime.data.hdf5 import READ_ERRORS, h5py, member
 from runtime.errors import AllconvError
-from runtime.files import atomic_write_bytes, read_bytes
+from runtime.files import HDF5_MAGIC, atomic_write_bytes, read_bytes
 from runtime.proto import pb
 
 SUFFIX = ".h5"
 WHAT = "snapshot_format: HDF5"
-
-
-SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def is_hdf5(path) -> bool:
@@ -36,8 +33,8 @@ def is_hdf5(path) -> bool:
 def _hdf5_bytes(data: bytes) -> bool:
     """H5Fis_hdf5's test: the signature at byte 0, 512, 1024, 2048, ..."""
     offset = 0
-    while offset + len(SIGNATURE) <= len(data):
-        if data[offset:offset + len(SIGNATURE)] == SIGNATURE:
+    while offset + len(HDF5_MAGIC) <= len(data):
+        if data[offset:offset + len(HDF5_MAGIC)] == HDF5_MAGIC:
             return True
         offset = max(512, 2 * offset)
     return False

@@ -1,6 +1,7 @@
 """Snapshot files: ``<prefix>_iter_<N>`` .caffemodel, .rngstate and .solverstate (or Caffe's
-HDF5 pair, .caffemodel.h5 and .solverstate.h5), each written atomically, and the restore of
-weights, momentum history and schedule position from them.
+HDF5 pair, .caffemodel.h5 and .solverstate.h5), written as one set (`written_together`: none
+is in place before all are whole), and the restore of weights, momentum history and schedule
+position from them.
 
 Caffe's two files (weights; ``SolverState`` with the history, ``iter``, ``current_step`` and
 ``learned_net``) plus ``.rngstate``: a dict of random state, in whatever form the caller keeps

@@ -298,6 +298,22 @@ def test_an_accuracy_layer_refuses_to_export_naming_the_blob_it_reads():
         build_model(Net(text, pb.TEST), outputs=["acc"])
 
 
+def test_a_loss_below_a_split_of_the_users_names_the_splits_top():
+    """An inserted Split's top is named by the blob it copies (its own name is not the
+    prototxt's); a Split the prototxt writes has tops of its own names, and the hint names
+    the one the loss reads."""
+    base = (inputs(data=(2, 3), label=(2,))
+            + layer("s", "Split", ["data"], ["d1", "d2"])
+            + layer("acc", "Accuracy", ["d1", "label"], ["acc"]))
+    with pytest.raises(AllconvError, match="\\(--outputs d1\\)$"):
+        build_model(Net(base, pb.TEST), outputs=["acc"])
+    inserted = (inputs(data=(2, 3), label=(2,))
+                + layer("acc", "Accuracy", ["data", "label"], ["acc"])
+                + layer("out", "Sigmoid", ["data"], ["out"]))
+    with pytest.raises(AllconvError, match="\\(--outputs data\\)$"):
+        build_model(Net(inserted, pb.TEST), outputs=["acc"])
+
+
 def test_a_loss_is_refused_before_a_batch_fixed_below_it_is_said(tmp_path):
     """A learned bias over the batch axis fixes the batch (a warning), a loss above it is
     refused: the refusal alone, one line (helper onnx40 saw the warning first)."""

@@ -8,6 +8,7 @@ import pytest
 
 from runtime import hdf5_snapshot
 from runtime.errors import AllconvError
+from runtime.files import HDF5_MAGIC
 from runtime.proto import pb
 
 h5py = pytest.importorskip("h5py")
@@ -69,7 +70,7 @@ def test_a_file_with_a_1024_byte_user_block_is_hdf5(tmp_path):
     with h5py.File(buffer, "w", userblock_size=1024) as f:
         f.create_group("data").create_group("ip").create_dataset("0", data=np.ones(2, np.float32))
     data = buffer.getvalue()
-    assert data[1024:1032] == hdf5_snapshot.SIGNATURE and data[:8] != hdf5_snapshot.SIGNATURE
+    assert data[1024:1032] == HDF5_MAGIC and data[:8] != HDF5_MAGIC
     path = tmp_path / "w.caffemodel.h5"
     path.write_bytes(data)
     assert [(n, [list(b) for b in blobs]) for n, blobs in hdf5_snapshot.read_weights(path)] \

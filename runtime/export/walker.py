@@ -50,7 +50,7 @@ def add_net(graph, net, outputs, sources: dict[str, str],
     pairs = batchnorm_scale_pairs(layers, outputs) if fuse_batchnorm else {}
     fused = {id(bn) for bn in pairs.values()}
     values, selected = dict(sources), {}
-    split_from = {top: l.bottoms[0] for l in net.layers if l.param.type == "Split"
+    split_from = {top: l.bottoms[0] for l in net.layers if is_inserted_split(l.param)
                   for top in l.tops}     # the prototxt's name of an inserted Split's top
     converters = _converters(layers, fused | set(pairs), split_from)
     read = {}       # each blob's shape as the next reader sees it (in place, MVN's 4-d top)
