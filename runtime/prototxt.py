@@ -147,9 +147,7 @@ def _value_refused(detail: str, tokens: str, index: int) -> str:
         return f"Integer out of range ({token})"
     if not re.match(r"[A-Za-z_]", token):   # C++ reads a bool as an integer or an identifier
         return f"Expected identifier, got: {token}"
-    field = _FIELD_BEFORE.search(tokens[:index]) or _LIST_FIELD_BEFORE.search(tokens[:index])
-    name = field.group(1) if field else "?"
-    return invalid_bool(name, token)
+    return invalid_bool(_field_before(tokens[:index]) or "?", token)
 
 
 def _python_words(err: text_format.ParseError) -> str:
@@ -163,10 +161,16 @@ def _unknown_enum(match: re.Match, before: str) -> str:
     """C++'s words for Python's unknown enum value (``before``: the text before the value, which
     names its field), with the valid names."""
     enum_type = pb.DESCRIPTOR.pool.FindEnumTypeByName(match.group(2))
-    field = _FIELD_BEFORE.search(before) or _LIST_FIELD_BEFORE.search(before)
+    field = _field_before(before)
     if field is None:
         return f"{match.group(1)} (valid: {', '.join(enum_type.values_by_name)})"
-    return unknown_enum_value(field.group(1), match.group(3) or match.group(4), enum_type)
+    return unknown_enum_value(field, match.group(3) or match.group(4), enum_type)
+
+
+def _field_before(before: str) -> str | None:
+    """The name of the field whose value (or list of values) ``before`` ends in."""
+    field = _FIELD_BEFORE.search(before) or _LIST_FIELD_BEFORE.search(before)
+    return field.group(1) if field else None
 
 
 _NO_EXTENSIONS = re.compile(r'Message type "([\w.]+)" does not have extensions\.')
@@ -189,7 +193,9 @@ def _extension_error(tokens: str, index: int, message: str):
             f'Extension "{name}" is not defined or is not an extension of "{message}".')
 
 
-# a token as C++ reads it: a string, an identifier (Python's runs on over '+' and '-'), a number
+# a token as C++ reads it, where Python's parser named it: a string, an identifier (Python's
+# runs on over '+' and '-'), a number (text_tokens' own, for the text before parsing, takes a
+# sign and an unterminated string too)
 _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|[A-Za-z_]\w*|[\w.][\w.+-]*|\S|')
 
 
