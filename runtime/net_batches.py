@@ -22,7 +22,7 @@ class BatchedPasses:
         outs: dict[str, list] = {}
         for chunk in batches:
             _collect(outs, self.forward(blobs=names, **chunk), "forward_all")
-        return _joined(outs, count)
+        return _joined(outs, count) if count else self._no_items([*self.outputs, *names])
 
     def forward_backward_all(self, blobs=None, diffs=None, **values) -> tuple[dict, dict]:
         """pycaffe's ``forward_backward_all``: Input blobs' values and outputs' diffs (name=
@@ -44,7 +44,14 @@ class BatchedPasses:
                 "forward_backward_all")
             _collect(grads, self.backward(diffs=diff_names, **{
                 n: v for n, v in chunk.items() if n in self.outputs}), "forward_backward_all")
+        if not count:
+            return (self._no_items([*self.outputs, *names]),
+                    self._no_items([*self.inputs, *diff_names]))
         return _joined(outs, count), _joined(grads, count)
+
+    def _no_items(self, names) -> dict:
+        """What a pass over no items returns, as pycaffe's: each blob of ``names`` with none."""
+        return {name: torch.empty((0, *self._shapes[name][1:])) for name in dict.fromkeys(names)}
 
     def _batches(self, method: str, values: dict, allowed, kind: str):
         """(items, padded batches) of ``values`` (name -> array of items shaped like the

@@ -121,6 +121,15 @@ def test_forward_all_reads_its_inputs_as_forward_does():
         net.forward_all(a=one, b=3.0)
 
 
+def test_forward_all_of_no_items_returns_each_blob_with_none():
+    """Real pycaffe: forward_all of 0 items gives each output and asked-for blob, empty (its
+    arrays have shape (0,); here each keeps its item shape). Before: {}."""
+    net = Net(NET.split('layer { name: "loss"')[0], TEST, seed=1)
+    out = net.forward_all(a=np.zeros((0, 3)), b=np.zeros((0, 3)), blobs=["a"])
+    assert {name: tuple(v.shape) for name, v in out.items()} == {"ip": (0, 3), "b": (0, 3),
+                                                                  "a": (0, 3)}
+
+
 def test_an_output_diff_of_the_right_count_but_another_shape_is_refused():
     net = Net(TWO + 'layer { name: "r" type: "ReLU" bottom: "a" top: "r" }', TEST)
     net.forward(a=torch.ones(2, 3))
