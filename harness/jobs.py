@@ -167,7 +167,8 @@ def resume_states(jobs) -> list[Path | None]:
 
 
 def _shared(opts: RunOptions) -> RunOptions:
-    """What runs trained as one pack share: their options but lr and seed."""
+    """What runs trained as one pack share: their options but the members' own (lr, seed,
+    lr_from; `run.MEMBER_FIELDS`) and their progress bar's position."""
     return replace(opts, lr=0.0, seed=0, lr_from="", position=0)
 
 
@@ -191,7 +192,7 @@ def run_pack(spec: Spec, members: list[tuple[RunOptions, Path]], data: Data | No
 
 def packs(jobs: list[tuple], size: int) -> list[list[int]]:
     """The jobs' indices in packs of at most ``size`` runs of one row and of one set of
-    options (all but lr and seed), in order; resumed runs are packed only with runs whose
+    options (`_shared`), in order; resumed runs are packed only with runs whose
     latest checkpoint is of the same iteration (they step together)."""
     groups: dict[tuple, list[int]] = {}
     for i, ((spec, opts, _), state) in enumerate(zip(jobs, resume_states(jobs))):

@@ -1,6 +1,7 @@
-"""harness/curves.py (a mutation round): what curves.png draws, read off the figure before it is saved: the test loss is the test loss,
-the PASS band runs from the paper's error up by the tolerance, a minor tick is labelled only when
-it starts with 2, 3 or 5, and a rise of the lr is no drop."""
+"""harness/curves.py (a mutation round): what curves.png draws, read off the figure before it
+is saved: the test loss is the test loss, the PASS band runs from the paper's error up by the
+tolerance, a minor tick is labelled only when it starts with 2, 3 or 5, a rise of the lr is no
+drop, and an event of the log is neither a point nor an lr step."""
 import pytest
 
 from harness import curves
@@ -44,3 +45,23 @@ def test_minor_ticks_are_labelled_at_2_3_and_5_only(figure):
 def test_a_rise_of_the_lr_is_no_drop():
     records = [{"epoch": e, "lr": lr} for e, lr in [(1, 0.01), (2, 0.1), (3, 0.01)]]
     assert curves.lr_drops(records) == [3]
+
+
+EVALS = [{"iter": 100 * e, "epoch": e, "lr": lr, "train_loss": 1.0 / e, "test_loss": 1.5 / e,
+          "test_error": 50.0 / e} for e, lr in [(1, 0.01), (2, 0.01), (3, 0.001)]]
+EVENT = {"iter": 350, "epoch": 3.5, "event": "diverged", "loss": "nan", "smoke": False}
+
+
+def test_an_event_in_the_log_is_no_point_of_the_curves_nor_an_lr_drop(tmp_path, monkeypatch):
+    """A run's metrics.jsonl holds evaluations and events (a divergence; run_folder.py): an
+    event has no losses, no test error and no lr, so it is neither a point of a curve nor a
+    step of the lr schedule."""
+    saved = []
+    monkeypatch.setattr(curves, "save_figure", lambda fig, path, dpi: saved.append(fig))
+    curves.plot_curves(EVALS[:2] + [EVENT] + EVALS[2:] + [EVENT], tmp_path / "curves.png",
+                       "title", paper_error=9.0, tolerance=0.5)
+    left, right = saved[0].axes
+    lines = {line.get_label(): list(line.get_xdata()) for line in left.get_lines()}
+    assert lines["test"] == lines["train (mean since last eval)"] == [1, 2, 3]
+    drops = [line for line in right.get_lines() if line.get_linestyle() == ":"]
+    assert [list(line.get_xdata())[0] for line in drops] == [3]

@@ -353,6 +353,18 @@ def test_the_default_pack_is_one_on_cuda_too_and_cuda_graphs_are_off_under_torch
     assert jobs.default_levers(_parse()) == {"cuda_graphs": False, "channels_last": True}
 
 
+def test_under_torchrun_the_default_pack_is_one_whatever_cuda_pack_is(monkeypatch):
+    """README: 'under torchrun a pack cannot train (the default there is 1 ...)', whatever
+    pack the CUDA benchmark chose (CUDA_PACK, 1 today)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(jobs, "CUDA_PACK", 4)
+    assert jobs.default_pack(_parse()) == 4
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert jobs.default_pack(_parse()) == 1
+
+
 def test_an_eval_limit_alone_makes_a_smoke_runs_folder(tmp_path):
     """README: '-smoke' after the lr (and seed) for a SMOKE run, and an --eval-limit run is
     labelled SMOKE everywhere."""

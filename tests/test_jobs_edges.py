@@ -50,3 +50,18 @@ def test_no_resume_note_when_a_row_resumes_from_one_iteration(tmp_path):
         (js[1][2] / f"checkpoint_iter_4{ext}").rename(js[1][2] / f"checkpoint_iter_6{ext}")
     notes = jobs.resumed_apart(js, 2)
     assert len(notes) == 1 and "iterations 4 (lr-0.25-seed-0), 6 (lr-0.1-seed-0)" in notes[0]
+
+
+def test_a_resumed_run_with_an_incomplete_checkpoint_is_refused_before_any_trains(tmp_path):
+    """jobs.check_runs_kept, one of the checks made before any trains: a resumed run's
+    checkpoint files must be a complete set, or one line names what it lacks."""
+    spec = load_spec(REAL / "model-a.toml")
+    [job] = _jobs(spec, tmp_path, [(0.25, 0)], resume=True)
+    job[2].mkdir()
+    for ext in (".caffemodel", ".solverstate", ".rngstate"):
+        (job[2] / f"checkpoint_iter_4{ext}").write_bytes(b"")
+    jobs.check_runs_kept([job])                     # a complete set: resumed
+    (job[2] / "checkpoint_iter_4.solverstate").unlink()
+    with pytest.raises(AllconvError, match=r"lr-0\.25-seed-0: its checkpoint of iteration 4 "
+                                           r"lacks its \.solverstate file\(s\)"):
+        jobs.check_runs_kept([job])
