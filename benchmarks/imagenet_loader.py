@@ -6,7 +6,7 @@ own, then the whole feed: reading the files, decoding, the 256x256 resize, and c
 mean on the device. The slowest stage is named as the bottleneck, and the whole feed's rate is
 set against what Table 6's schedule needs (450,000 iterations of batch 64).
 
-    python benchmarks/imagenet_loader.py [--images 256] [--batch 64] [--threads 8] [--device cpu]
+    python benchmarks/imagenet_loader.py [--images 128] [--batch 64] [--threads 8] [--device cpu]
 """
 from __future__ import annotations
 

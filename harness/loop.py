@@ -223,7 +223,9 @@ class Loop:
     """The loop's bookkeeping between host syncs. The run's device tensors (each member's loss
     sum, its first non-finite loss, the label records) are read every TICK_SECONDS (every
     ``display`` iterations under torchrun, where every rank must sync at the same iteration),
-    at evaluations, and on the CPU, where reading costs nothing, every iteration."""
+    at evaluations, and on the CPU, where reading costs nothing, every iteration (under
+    torchrun too: there a Ctrl-C must stop every process within torchrun's 30 s grace, and
+    ``display`` CPU iterations take minutes)."""
 
     def __init__(self, run: Trainable, logs: list[MetricsLog] | None, bar: Progress,
                  done_before: list[float]):
@@ -240,7 +242,7 @@ class Loop:
         self.tick, self.tick_iter = self.start, run.iter
         self.train_loss = [float("nan")] * run.K
         self.images_per_s = float("nan")          # each member's
-        self.every_iteration = run.net.device.type == "cpu" and run.ranks.world == 1
+        self.every_iteration = run.net.device.type == "cpu"
         self.diverged_message: list[str | None] = [None] * run.K
         self.class_warned = [{key: [] for key in self.CLASS_WARNINGS}   # the last warnings'
                              for _ in range(run.K)]
@@ -271,9 +273,10 @@ class Loop:
 
     def syncs_at(self, iteration: int) -> bool:
         """Whether torchrun's processes read the device together after step ``iteration`` in
-        any case: at an evaluation or a display interval."""
+        any case: every step on the CPU, else at an evaluation or a display interval."""
         display = self.run.solver_param.display
-        return self.run.evaluates_at(iteration) or bool(display) and iteration % display == 0
+        return (self.every_iteration or self.run.evaluates_at(iteration)
+                or bool(display) and iteration % display == 0)
 
     def sync(self, evaluate: bool) -> None:
         """Read the device once: a label outside the classes is an error; a member with a
@@ -415,7 +418,8 @@ class Loop:
         ahead = [run.max_iter, (run.iter // sp.test_interval + 1) * sp.test_interval]
         if sp.display:
             ahead.append((run.iter // sp.display + 1) * sp.display)
-        return run.ranks.any(self.deadline_due(min(ahead) - run.iter))
+        steps = 1 if self.every_iteration else min(ahead) - run.iter
+        return run.ranks.any(self.deadline_due(steps))
 
     def deadline_due(self, steps: int = 1) -> bool:
         """Whether the next ``steps`` steps, the evaluation the last of them may bring, a

@@ -45,16 +45,10 @@ def _cuda_devices(gpu: str) -> list[str]:
     if not torch.cuda.is_available():
         raise AllconvError(f"-gpu {gpu} asked for, but CUDA is not available here")
     count = torch.cuda.device_count()
-    ids = _gpu_ids(gpu)
+    ids = range(count) if gpu == "all" else [int(i) for i in gpu.split(",")]
     if max(ids) >= count:
         raise AllconvError(f"-gpu {gpu}: this machine has {count} GPU(s), ids 0 to {count - 1}")
     return [f"cuda:{i}" for i in ids]
-
-
-def _gpu_ids(gpu: str) -> list[int]:
-    """The ids a -gpu flag names (all: every GPU this machine has)."""
-    return list(range(torch.cuda.device_count())) if gpu == "all" else \
-        [int(i) for i in gpu.split(",")]
 
 
 def _train_device(gpu: str | None, solver_path: str) -> str:
@@ -88,7 +82,8 @@ def train(args) -> None:
                            "solver state; give it as -weights (or give the .solverstate)")
     if args.snapshot and not os.path.exists(args.snapshot):     # said before the nets are built
         raise AllconvError(f"{args.snapshot}: no such file")
-    if args.gpu and len(_gpu_ids(args.gpu)) > 1 and not launched_by_torchrun():
+    # CUDA and the ids are checked first: the torchrun hint helps only where they exist
+    if args.gpu and not launched_by_torchrun() and len(_cuda_devices(args.gpu)) > 1:
         raise AllconvError(f"-gpu {args.gpu}: one process per GPU, started by torchrun: "
                            "torchrun --nproc_per_node N $(which allconv-caffe) train -solver "
                            f"{args.solver} -gpu 0 (each process takes its LOCAL_RANK's GPU)")

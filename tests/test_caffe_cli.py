@@ -540,7 +540,14 @@ def test_train_under_torchrun_is_caffes_multi_gpu_batch(workdir):
 
 
 def test_several_gpus_outside_torchrun_say_how_to_launch(workdir, capsys, monkeypatch):
-    """-gpu 0,1, or all on a machine of two GPUs (all on one is that one, as in Caffe)."""
+    """-gpu 0,1, or all on a machine of two GPUs (all on one is that one, as in Caffe); where
+    CUDA is missing, that, not a torchrun command that would fail the same way."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert run_cli(main, "allconv-caffe", ["train", "-solver", "solver4.prototxt",
+                                           "-gpu", "0,1"]) == 2
+    assert capsys.readouterr().err.strip().endswith("-gpu 0,1 asked for, but CUDA is not "
+                                                    "available here")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     for gpu in ("0,1", "all"):
         code = run_cli(main, "allconv-caffe", ["train", "-solver", "solver4.prototxt", "-gpu", gpu])

@@ -204,3 +204,20 @@ def test_torchrun_processes_guess_the_steps_up_to_the_runs_end(monkeypatch):
     seen = []
     loop.deadline_due = lambda steps=1: seen.append(steps) or False
     assert loop.deadline_reached() is False and seen == [15]
+
+
+@pytest.mark.parametrize("device, world, every", [("cpu", 1, True), ("cpu", 2, True),
+                                                  ("cuda", 2, False)])
+def test_on_the_cpu_every_step_syncs_under_torchrun_too(device, world, every):
+    """A Ctrl-C under torchrun is agreed on where the processes sync: on the CPU every step,
+    so that it stops them within torchrun's 30 s grace (before, only every `display` steps,
+    minutes on a CPU: torchrun killed the processes before their checkpoint)."""
+    import torch
+    run = SimpleNamespace(restored_progress=[None], iter=7, K=1, max_iter=100,
+                          net=SimpleNamespace(device=torch.device(device)),
+                          ranks=SimpleNamespace(world=world),
+                          solver_param=SimpleNamespace(display=100, test_interval=50))
+    run.evaluates_at = lambda i: Run.evaluates_at(run, i)
+    loop = Loop(run, None, None, done_before=[0.0])
+    assert loop.sync_due(evaluate=False) is every
+    assert loop.syncs_at(7) is every and loop.syncs_at(100) is True

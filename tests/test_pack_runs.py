@@ -506,7 +506,7 @@ def test_torchrun_processes_agree_on_the_deadline_only_where_they_sync_anyway():
                                ranks=ranks,
                                solver_param=SimpleNamespace(test_interval=25, display=10))
     loop.run.evaluates_at = lambda i: Run.evaluates_at(loop.run, i)
-    loop.start_iter = 3
+    loop.start_iter, loop.every_iteration = 3, False        # a CUDA run's loop
     seen = []
     loop.deadline_due = lambda steps=1: seen.append((loop.run.iter, steps)) or False
     for i in range(3, 100):
@@ -521,6 +521,12 @@ def test_torchrun_processes_agree_on_the_deadline_only_where_they_sync_anyway():
         loop.run.iter = i
         loop.deadline_reached()
     assert seen == [(3, 22), (25, 25), (50, 25), (75, 25)]
+    loop.every_iteration = True     # on the CPU every step syncs anyway: asked at each, 1 ahead
+    seen.clear()
+    for i in range(3, 100):
+        loop.run.iter = i
+        loop.deadline_reached()
+    assert seen == [(i, 1) for i in range(3, 100)]
     # the guess: the steps, the evaluation after them, a checkpoint, a step's margin, a tick
     del loop.deadline_due
     loop.run.iter, loop.every_iteration = 50, False
