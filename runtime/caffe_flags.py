@@ -126,13 +126,19 @@ def _values_joined(argv: list[str], commands: dict) -> list[str]:
     """``argv`` with each flag that takes a value joined to the argument after it
     (``-flag=value``, whatever that starts with: ``-model -x.prototxt``, ``-model --help``),
     each bool flag given alone made ``-flag=true`` (gflags gives it no value of its own:
-    ``-alsologtostderr 0`` leaves a stray 0), and ``--``, the end of gflags' flags, dropped."""
+    ``-alsologtostderr 0`` leaves a stray 0), and ``--``, the end of gflags' flags, dropped
+    (after it only the command may stand)."""
     takes = {option: action.nargs for parser in commands.values()
              for action in parser._actions for option in action.option_strings}
     joined, rest = [], list(argv)
     while rest:
         arg = rest.pop(0)
-        if arg == "--":
+        if arg == "--":     # what follows is no flag: at most the command, as caffe.cpp's
+            extra = rest[1:] if rest[:1] and rest[0] in commands and not \
+                any(a in commands for a in joined) else rest
+            if extra:
+                raise AllconvError(f"{' '.join(extra)}: after --, where gflags' flags end, "
+                                   "only the command may stand (give flags before it)")
             return joined + rest
         nargs = takes.get(_single_dash(arg), 0)
         if nargs == "?":

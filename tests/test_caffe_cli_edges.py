@@ -4,10 +4,12 @@ the solver's own weights, and no resume line after a finished run."""
 import logging
 
 import pytest
+import torch
 
 from runtime import TEST, Net
 from runtime.caffe_flags import as_gflags_reads
 from runtime.cli import build_parser, main
+from runtime.cli_support import run_cli
 from test_caffe_cli import SOLVER, workdir  # noqa: F401  (the fixture)
 
 
@@ -68,3 +70,46 @@ def test_logtostderr_writes_no_log_file_even_with_log_dir(workdir, capsys):
             handler.close()
         caffe_flags._installed[:] = []
     assert list((workdir / "logs").iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["-model", "--model"])
+def test_a_value_starting_with_a_minus_follows_either_spelling_of_its_flag(flag):
+    """README: the argument after a flag that takes a value is its value, even one starting
+    with a minus; gflags reads --model as -model, so ``--model -x.prototxt`` too."""
+    args = parsed(["test", flag, "-x.prototxt", "--weights", "-w.caffemodel"])
+    assert (args.model, args.weights) == ("-x.prototxt", "-w.caffemodel")
+
+
+def test_an_unknown_double_dash_number_is_named_as_typed(capsys):
+    """_single_dash: ``--1`` is no gflags --name (it stays), so the error names it as given."""
+    with pytest.raises(SystemExit):
+        parsed(["train", "--1"])
+    assert "unrecognized arguments: --1 " in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a CPU-only machine")
+def test_several_gpus_under_torchrun_are_each_process_s_own(workdir, capsys, monkeypatch):
+    """Under torchrun (WORLD_SIZE 2) -gpu 0,1 is not refused with the torchrun hint: each
+    process takes its LOCAL_RANK's GPU; here (no CUDA) it gets as far as asking for one."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    assert run_cli(main, "allconv-caffe", ["train", "-solver", "solver4.prototxt", "-gpu",
+                                           "0,1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "torchrun --nproc_per_node" not in err
+    assert err.endswith("-gpu 0,1 asked for, but CUDA is not available here")
+
+
+@pytest.mark.parametrize("argv, code", [(["train", "--", "-solver", "s.prototxt"], 2),
+                                        (["--", "device_query", "-gpu", "0"], 2),
+                                        (["-version", "--", "device_query"], 0)])
+def test_nothing_after_double_dash_is_a_flag(argv, code, capsys):
+    """gflags ends its flags at --; caffe.cpp then runs the one argument left, its command,
+    and prints its usage for more (README: '`--` ends the flags'). Before, the flags after
+    -- were read as flags."""
+    assert run_cli(main, "allconv-caffe", argv) == code
+    if code:
+        assert "after --, where gflags' flags end, only the command may stand" in \
+            capsys.readouterr().err
+

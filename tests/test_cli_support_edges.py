@@ -8,6 +8,9 @@ import pytest
 
 from runtime import cli_support
 from runtime.cli_support import Parser, number
+import argparse
+from runtime.cli_support import MAX_RANGE, index_ranges, resolve_device, warning_line
+from runtime.errors import AllconvError
 
 
 @pytest.mark.parametrize("value, message", [
@@ -40,3 +43,24 @@ def test_a_worker_process_warns_as_its_command(monkeypatch, capsys):
     assert context.run(worker) == "replicate: warning: the other runs go on"
     assert capsys.readouterr().err == "replicate: warning: a run diverged\n"
     assert cli_support.command_prog() == before          # the caller's context kept its own
+
+
+def test_a_range_of_max_range_indices_is_taken_one_more_is_not():
+    assert len(index_ranges(f"0-{MAX_RANGE - 1}")) == MAX_RANGE
+    with pytest.raises(argparse.ArgumentTypeError, match=f"the range 0-{MAX_RANGE} is longer "
+                                                         f"than {MAX_RANGE:,} indices"):
+        index_ranges(f"0-{MAX_RANGE}")
+
+
+@pytest.mark.parametrize("name", ["meta", "mps", "xpu"])
+def test_a_device_other_than_cpu_or_cuda_is_unknown(name):
+    """--device takes cpu, cuda or cuda:N (DEVICES); torch's other device types are refused."""
+    with pytest.raises(AllconvError, match=f"^unknown device '{name}'; valid: cpu, cuda, cuda:N$"):
+        resolve_device(name)
+
+
+def test_a_warning_line_is_one_line():
+    """warning_line: a message holding a line break (a file name, say) stays one line."""
+    line = warning_line("file a\nb.png\rc is odd", "replicate")
+    assert line == "replicate: warning: file a\\nb.png\\rc is odd"
+    assert len(line.splitlines()) == 1

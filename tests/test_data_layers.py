@@ -895,3 +895,10 @@ def test_rand_skip_drawing_the_line_count_is_refused(tmp_path):
     with pytest.raises(AllconvError, match="rand_skip drew 5"):
         ImageList(str(listing), str(tmp_path / "root") + "/", rand_skip=6,
                   generator=torch.Generator().manual_seed(1))
+
+
+def test_image_data_resizes_to_one_pixel(tmp_path):
+    """io.cpp's ReadImageToCVMat resizes whenever new_height > 0 and new_width > 0: 1 x 1 too."""
+    net = _image_net(tmp_path, params="new_height: 1 new_width: 1")
+    assert net.blobs["data"].shape == (3, 3, 1, 1)
+    assert net.forward()["data"].shape == (3, 3, 1, 1)

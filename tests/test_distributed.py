@@ -25,6 +25,7 @@ from runtime.errors import AllconvError
 from process_group import run_group
 from same_weights import assert_same_weights
 from test_harness import cache, tiny_data, tiny_spec  # noqa: F401  (fixtures)
+from runtime.distributed import RankFeed, Ranks, not_process_zero
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE = 1e-4   # fp32: the gradient is summed in another order on 2 processes
@@ -311,3 +312,32 @@ def test_a_worker_whose_parent_ended_before_its_watch_began_is_interrupted(tmp_p
     done = subprocess.run([sys.executable, "-c", child], timeout=20, capture_output=True,
                           text=True)
     assert done.stdout == "stopped\n"
+
+
+class Counting:
+    """A feed whose batches are 0, 1, 2, ..."""
+
+    def __init__(self):
+        self.served = -1
+
+    def __call__(self, batch_size):
+        self.served += 1
+        return self.served
+
+
+def test_rank_r_of_n_takes_batches_r_r_plus_n_and_so_on():
+    """As Caffe's shared DataReader: of 3 ranks, rank 0 reads batches 0, 3, 6, rank 2 batches
+    2, 5, 8 (rank 0's batch is the one its log and snapshot's state follow)."""
+    for rank, want in ((0, [0, 3, 6]), (1, [1, 4, 7]), (2, [2, 5, 8])):
+        feed = RankFeed(Counting(), Ranks(rank, 3))
+        assert [feed(4) for _ in range(3)] == want, rank
+
+
+def test_process_zero_is_global_rank_zero_not_each_nodes_first(monkeypatch):
+    """On two nodes of two processes, the second node's first process (RANK 2, LOCAL_RANK 0)
+    is not process 0: only RANK 0 says what every process finds alike."""
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    for rank, local, other in (("2", "0", True), ("0", "0", False), ("1", "1", True)):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", local)
+        assert not_process_zero() is other, (rank, local)

@@ -11,6 +11,8 @@ from generator.variants import VARIANTS, get_variant
 from runtime.limits import INT_MAX
 from runtime.proto import pb
 from runtime.prototxt import parse_net, parse_solver
+import warnings
+from runtime.meta import count_params, meta_net
 
 # Table 5 (facts.md): (num_output, kernel, stride, dropout after it or None); all unpadded
 TABLE5 = [(320, 2, 1, None), (320, 2, 1, None), (320, 2, 2, None),
@@ -252,3 +254,27 @@ layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim:
 layer { name: "relu" type: "ReLU" bottom: "data" top: "out" }
 """, pb.TEST)
     assert [kind for _, kind in _boxes(net)] == ["Input", "ReLU"]   # not in place: its own box
+
+
+def test_a_shared_blob_is_counted_once():
+    """count_params: each shared blob once (two InnerProducts sharing "w": 4x3 + 4 + 4)."""
+    net = meta_net("""
+layer { name: "in" type: "Input" top: "a" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "ip1" type: "InnerProduct" bottom: "a" top: "b" param { name: "w" }
+  inner_product_param { num_output: 4 weight_filler { type: "xavier" } } }
+layer { name: "ip2" type: "InnerProduct" bottom: "a" top: "c" param { name: "w" }
+  inner_product_param { num_output: 4 weight_filler { type: "xavier" } } }
+""", pb.TEST)
+    assert count_params(net) == 12 + 4 + 4
+
+
+def test_a_meta_net_of_a_data_layer_with_transform_param_says_nothing():
+    """meta_net's docstring: the Data layers' transform_param warnings are silenced (nothing
+    is fed; gen-prototxt --draw of a TRAIN net printed it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net = meta_net("""
+layer { name: "data" type: "Data" top: "data" top: "label"
+  transform_param { mirror: true crop_size: 24 } data_param { source: "x" batch_size: 2 } }
+""", pb.TRAIN, (3, 24, 24))
+    assert net.blobs["data"].shape == (2, 3, 24, 24)

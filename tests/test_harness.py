@@ -1960,3 +1960,42 @@ def test_a_torchrun_process_watches_its_agent(monkeypatch):
     with pytest.raises(Joined):
         cli.main(["all-cnn-c", "--device", "cpu"])
     assert called == [()]
+
+
+def _fake_git(status: str):
+    """subprocess.run of a checkout at HEAD 0123abc whose `git status --porcelain` lists
+    ``status`` untracked (as git lists them unless --untracked-files=no)."""
+    def run(args, **kwargs):
+        if args[:2] == ["git", "rev-parse"]:
+            return SimpleNamespace(stdout="0123abc\n")
+        return SimpleNamespace(stdout="" if "--untracked-files=no" in args else status)
+    return run
+
+
+def test_an_empty_commit_variable_is_not_given(monkeypatch):
+    """$ALLCONV_COMMIT set to "" names no commit: the checkout's HEAD is recorded (not "")."""
+    monkeypatch.setattr(commit.subprocess, "run", _fake_git(""))
+    monkeypatch.setenv(commit.COMMIT_ENV, "")
+    assert commit.git_commit() == "0123abc"
+
+
+def test_untracked_files_do_not_make_the_checkout_dirty(monkeypatch):
+    """'-dirty' is for uncommitted changes to tracked files (git_commit's docstring): a run
+    folder or a scratch file beside the code leaves the commit as it is."""
+    monkeypatch.setattr(commit.subprocess, "run", _fake_git("?? notes.txt\n"))
+    monkeypatch.delenv(commit.COMMIT_ENV, raising=False)
+    assert commit.git_commit() == "0123abc"
+
+
+def test_an_option_of_a_pair_that_does_nothing_is_named_as_given(tmp_path, capsys, monkeypatch):
+    """options_off_default: of --x / --no-x the one given (--no-channels-last, not
+    --channels-last) is named in the error."""
+    import torch
+    from harness import cli
+    from runtime.cli_support import run_cli
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for given in ("--no-channels-last", "--channels-last"):
+        assert run_cli(cli.main, "replicate", ["all-cnn-c", "--out", str(tmp_path / "out"),
+                                               "--report", given]) == 2
+        assert capsys.readouterr().err.startswith(f"replicate: error: {given} does nothing "
+                                                  "with --report")

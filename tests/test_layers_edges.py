@@ -479,3 +479,32 @@ def test_an_infogain_matrix_bottom_is_checked_by_its_count_as_master_does():
     assert text.count("dim: 3 dim: 3") == 1
     with pytest.raises(AllconvError, match="the infogain matrix H has 8 values; 3 classes need"):
         Net(text.replace("dim: 3 dim: 3", "dim: 2 dim: 4"), TEST)
+
+
+INPUT = 'layer { name: "in" type: "Input" top: "a" input_param { shape { dim: 2 dim: 3 } } }\n'
+
+
+# real Caffe: tools/caffe_reference/module_edges/silence_top.py and misc_reference.py (Im2col)
+def test_a_silence_layer_with_a_top_is_refused():
+    """Real Caffe: "Silence Layer produces 0 top blob(s) as output." (layer.hpp:389)."""
+    with pytest.raises(AllconvError, match=r"^layer 's' \(Silence\): needs 0 top blob\(s\), "
+                                           r"got 1$"):
+        Net(INPUT + 'layer { name: "s" type: "Silence" bottom: "a" top: "t" }\n', TEST)
+    assert Net(INPUT + 'layer { name: "s" type: "Silence" bottom: "a" }\n', TEST).outputs == []
+
+
+def test_a_silence_layer_without_a_bottom_is_refused():
+    """Real Caffe: "Silence Layer takes at least 1 bottom blob(s) as input." (layer.hpp:379)."""
+    with pytest.raises(AllconvError, match=r"^layer 's' \(Silence\): needs at least 1 bottom "
+                                           r"blob\(s\), got 0$"):
+        Net('layer { name: "s" type: "Silence" }\n', TEST)
+
+
+def test_an_im2col_window_past_the_input_reads_zeros_there():
+    """2 x 2 input, kernel 3, stride 2: one window, overhanging the input by a row and a
+    column, which im2col_cpu reads as zeros (reference build: 1 2 0 3 4 0 0 0 0)."""
+    net = Net('layer { name: "in" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 '
+              'dim: 2 dim: 2 } } }\nlayer { name: "c" type: "Im2col" bottom: "data" top: "cols" '
+              'convolution_param { kernel_size: 3 stride: 2 } }\n', TEST)
+    cols = net.forward(data=torch.arange(1., 5).reshape(1, 1, 2, 2))["cols"]
+    assert cols.flatten().tolist() == [1, 2, 0, 3, 4, 0, 0, 0, 0]

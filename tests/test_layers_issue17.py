@@ -474,3 +474,53 @@ def test_loss_labels_must_be_class_indices(type_, shapes):
     with pytest.raises(AllconvError, match=f"layer 'l' \\({type_}\\): label 3 is outside its 3 "
                                            "classes \\(0 to 2\\)"):
         layer(*x)
+
+
+def _shaped(net, streams):
+    net.blobs["x"].reshape(2, streams, 3)
+    net.blobs["cont"].reshape(2, streams)
+    net.reshape()
+
+
+@pytest.mark.parametrize("type_", ["LSTM", "RNN"])
+def test_reset_zeroes_the_states_of_the_present_streams_only(type_):
+    """recurrent_layer.cpp's Reset sets the h_T blob's count() values, those of its present
+    shape: after a forward at N=2, one at N=1 and a reset, N=2 again starts stream 0 from
+    zeros and stream 1 from the state the N=2 forward left (Blob memory past the count kept)."""
+    x = torch.randn(2, 2, 3, generator=torch.Generator().manual_seed(6))
+    cont = torch.ones(2, 2)
+    net = Net(LSTM_NET.format(t=2, type_=type_), pb.TEST, seed=3)
+    net.forward(x=x, cont=cont)
+    _shaped(net, 1)
+    net.forward(x=x[:, :1], cont=cont[:, :1])
+    net.layers[1].reset()
+    _shaped(net, 2)
+    again = net.forward(x=x, cont=cont)["h"]
+    fresh = Net(LSTM_NET.format(t=2, type_=type_), pb.TEST, seed=3).forward(x=x, cont=cont)["h"]
+    torch.testing.assert_close(again[:, 0], fresh[:, 0])
+    assert not torch.allclose(again[:, 1], fresh[:, 1])
+
+
+EXPOSED = """force_backward: true
+layer { name: "in" type: "Input" top: "x" top: "cont" top: "h0" top: "hh"
+  input_param { shape { dim: 3 dim: 2 dim: 3 } shape { dim: 3 dim: 2 } shape { dim: 1 dim: 2 dim: 4 }
+                shape { dim: 3 dim: 2 dim: 4 } } }
+layer { name: "rec" type: "RNN" bottom: "x" bottom: "cont" bottom: "h0" top: "h" top: "hT"
+  recurrent_param { num_output: 4 expose_hidden: true weight_filler { type: "gaussian" std: 0.5 }
+                    bias_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "h" bottom: "hh" top: "loss" }
+layer { name: "sil" type: "Silence" bottom: "hT" }
+"""
+
+
+# real Caffe: tools/caffe_reference/module_edges/rnn_h0_diff.py
+def test_an_exposed_initial_state_gets_no_diff():
+    """Caffe's Reshape shares only the data of the h0 bottom with the unrolled net: under
+    force_backward x gets a diff, h0 (and cont) none (reference build: 0.0 and 0.0)."""
+    net = Net(EXPOSED, pb.TRAIN, seed=1)
+    gen = torch.Generator().manual_seed(2)
+    net.forward(x=torch.randn(3, 2, 3, generator=gen), h0=torch.randn(1, 2, 4, generator=gen),
+                cont=torch.tensor([[0., 1], [1, 1], [1, 0]]), hh=torch.zeros(3, 2, 4))
+    net.backward()
+    assert net.blobs["x"].diff.abs().sum() > 0
+    assert net.blobs["h0"].diff.abs().sum() == 0 and net.blobs["cont"].diff.abs().sum() == 0

@@ -222,3 +222,12 @@ def test_on_the_cpu_every_step_syncs_under_torchrun_too(device, world, every):
     loop = Loop(run, None, None, done_before=[0.0])
     assert loop.sync_due(evaluate=False) is every
     assert loop.syncs_at(7) is every and loop.syncs_at(100) is True
+
+
+def test_one_process_stops_when_the_next_step_would_pass_the_deadline(monkeypatch):
+    """One process asks before every step for the next one: at 2 of 9 the step, a step's
+    margin and a checkpoint need 2.5 s."""
+    loop = _deadline_loop(monkeypatch, 2)
+    for deadline, due in ((1002.5, True), (1002.6, False)):
+        loop.run.opts.deadline = deadline
+        assert loop.deadline_reached() is due, deadline

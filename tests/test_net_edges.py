@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from runtime import TEST, TRAIN, AllconvError, Net
+from runtime.blob_views import as_numbers
 
 TWO = ('layer { name: "in" type: "Input" top: "a" top: "b" '
        'input_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 3 } } }\n')
@@ -215,3 +216,42 @@ def test_a_bool_phase_or_level_is_read_as_pycaffe_reads_it():
                   'min_level: 1 } }')
     assert Net(text, True).phase == TEST and Net(text, False).phase == TRAIN
     assert "r" not in Net(text, True).layer_names and "r" in Net(text, True, True).layer_names
+
+
+IP = TWO + ('layer { name: "ip" type: "InnerProduct" bottom: "a" top: "ip" inner_product_param { '
+            'num_output: 3 weight_filler { type: "gaussian" std: 0.5 } } }\n')
+
+
+def test_forward_backward_all_of_no_items_returns_each_blob_and_diff_with_none():
+    """As forward_all of no items (commit ea5e8f0): every output and asked-for blob, and every
+    input and asked-for diff, empty with its item shape (before: ({}, {}))."""
+    net = Net(IP, TEST, seed=1)
+    outs, diffs = net.forward_backward_all(a=np.zeros((0, 3)), ip=np.zeros((0, 3)),
+                                           blobs=["a"], diffs=["ip"])
+    assert {name: tuple(v.shape) for name, v in outs.items()} == {"ip": (0, 3), "b": (0, 3),
+                                                                   "a": (0, 3)}
+    assert {name: tuple(v.shape) for name, v in diffs.items()} == {"a": (0, 3), "b": (0, 3),
+                                                                    "ip": (0, 3)}
+
+
+def test_forward_all_returns_each_batch_of_an_input_blob_not_the_last_one():
+    """An Input blob among the results (asked for in blobs=, or an output no layer reads) is
+    the buffer every batch is copied into: each batch's values are kept, not a view of the
+    buffer, which ends holding the last (padded) batch."""
+    net = Net(IP, TEST, seed=1)
+    x = torch.arange(15.).reshape(5, 3)
+    out = net.forward_all(a=x, b=x + 1, blobs=["a"])
+    torch.testing.assert_close(out["a"], x)
+    torch.testing.assert_close(out["b"], x + 1)
+    outs, diffs = net.forward_backward_all(a=x, b=x, ip=x, blobs=["a"], diffs=["ip"])
+    torch.testing.assert_close(outs["a"], x)
+    torch.testing.assert_close(diffs["ip"], x)
+
+
+def test_a_read_only_array_is_copied_not_viewed():
+    """as_numbers' docstring: a read-only array (np.broadcast_to's, say) is copied, so torch
+    does not warn that it views memory it cannot write."""
+    array = np.broadcast_to(np.arange(3, dtype=np.float32), (2, 3))
+    tensor = as_numbers(array, "forward(a=...)")
+    assert not np.shares_memory(tensor.numpy(), array)
+    torch.testing.assert_close(tensor, torch.tensor([[0., 1, 2], [0, 1, 2]]))

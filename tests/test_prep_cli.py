@@ -8,6 +8,7 @@ from runtime import TEST
 from runtime.data import cli
 from runtime.data.preprocess import Prepared
 from runtime.data.source import open_source
+from runtime.data.stage_bar import StageBar
 
 
 def test_writes_default_sources(tmp_path, monkeypatch, capsys):
@@ -134,3 +135,15 @@ def test_sigterm_or_sighup_ends_a_command_as_ctrl_c_leaving_no_temporary_file(tm
     assert process.wait(timeout=30) == 128 + getattr(signal, signame)
     assert process.stderr.read() == f"cmd: interrupted by {signame}\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stage_that_starts_is_not_yet_done(monkeypatch):
+    """On a terminal: the bar stands at the number of stages before the one called, and full
+    once the work is done."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with StageBar(("reading", "fitting", "writing")) as bar:
+        bar("reading")
+        assert bar.bar.n == 0
+        bar("writing")
+        assert bar.bar.n == 2
+    assert bar.bar.n == 3

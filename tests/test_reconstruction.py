@@ -427,3 +427,56 @@ def test_a_layer_that_says_its_backward_ignores_the_input_passes_any_inputs_sign
     signal = torch.randn(layer(*first)[0].shape, generator=torch.Generator().manual_seed(3))
     same = torch.equal(_signal_below(layer, first, signal), _signal_below(layer, second, signal))
     assert same is ignores
+
+
+CONV = """
+layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: 1 dim: 2 dim: {h} dim: {w} }} }} }}
+layer {{ name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param {{ num_output: 3 kernel_size: 3 pad: 1 {stride}
+    weight_filler {{ type: "gaussian" std: 0.5 }} }} }}
+"""
+
+
+def _net(h=6, w=6, stride="stride: 2", rest=""):
+    return Net(CONV.format(h=h, w=w, stride=stride) + rest, TEST, seed=3)
+
+
+def test_a_relu_that_is_not_in_place_stays_after_the_pool():
+    """Only a ReLU in place on the strided conv's top moves before the pool; one writing its
+    own top reads the pool's, so its blob is there, of the shape it had."""
+    net = _net(rest='layer { name: "relu" type: "ReLU" bottom: "conv1" top: "r1" }\n')
+    switched, notes = switched_net(net)
+    assert notes == ["conv1: stride 1 + max-pool 3x3 s2 pad 0 (6->3)"]
+    for name, blob in net.blobs.items():
+        assert switched.blobs[name].shape == blob.shape, name
+    assert switched.layer_names == ["data", "conv1", "conv1_switches", "relu"]
+    assert (switched.forward()["r1"] >= 0).all()
+
+
+def test_each_axis_gets_the_pad_that_keeps_its_size():
+    """8 x 7: rows 8 at stride 1 take pad 0 to 4, columns 7 pad 1 to 4 (the strided conv's
+    4 x 4)."""
+    net = _net(h=8, w=7)
+    switched, _ = switched_net(net)
+    assert switched.blobs["conv1"].shape == net.blobs["conv1"].shape == (1, 3, 4, 4)
+    pool = switched.layer_dict["conv1_switches"].param.pooling_param
+    assert (pool.pad_h, pool.pad_w) == (0, 1)
+
+
+def test_a_conv_strided_on_one_axis_only_is_kept():
+    """stride_h 2, stride_w 1: no stride-2 pool keeps its columns, so it stays as it is; the
+    stride-2 conv after it is replaced."""
+    net = _net(h=8, w=8, stride="stride_h: 2 stride_w: 1", rest="""
+layer { name: "conv2" type: "Convolution" bottom: "conv1" top: "conv2"
+  convolution_param { num_output: 3 kernel_size: 3 pad: 1 stride: 2
+    weight_filler { type: "gaussian" std: 0.5 } } }
+""")
+    switched, notes = switched_net(net)
+    assert [note.split(":")[0] for note in notes] == ["conv2"]
+    assert switched.blobs["conv1"].shape == net.blobs["conv1"].shape == (1, 3, 4, 8)
+    assert switched.blobs["conv2"].shape == net.blobs["conv2"].shape
+
+
+def test_a_net_without_a_stride_two_conv_has_no_switches():
+    with pytest.raises(AllconvError, match="has no stride-2 convolution to replace"):
+        switched_net(_net(stride=""))

@@ -37,3 +37,12 @@ def test_write_text_writes_text_unchanged_and_a_message_as_protobuf_prints_it(tm
     write_text(pb.NetParameter(name="n", force_backward=True), path)
     assert path.read_bytes() == b'name: "n"\nforce_backward: true\n'
     assert to_text(pb.NetParameter(name="n")) == 'name: "n"\n'
+
+
+# real Caffe: tools/caffe_reference/module_edges/misc_reference.py
+@pytest.mark.parametrize("pair, char", [("\\udb80\\udc00", "\U000f0000"),
+                                        ("\\uDBFF\\uDFFF", "\U0010ffff"),
+                                        ("\\ud800\\udc00", "\U00010000")])
+def test_a_surrogate_pair_of_any_high_half_is_its_code_point(pair, char):
+    """C++'s tokenizer joins a head surrogate (D800 to DBFF) and the tail after it."""
+    assert parse_net(f'name: "a{pair}b"').name == f"a{char}b"

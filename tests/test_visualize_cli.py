@@ -19,6 +19,7 @@ from generator.render import NetOptions, render_net
 from generator.variants import get_variant
 from harness import run_folder
 from harness.net_source import NetSource
+import os
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_C_DEPLOY = render_net(get_variant("all-c"), NetOptions(deploy=True))
@@ -918,3 +919,63 @@ def test_an_input_across_float32s_range_is_drawn_without_overflowing():
         picture = rescaled(array)
     assert picture.dtype == np.float32 and picture.shape == (2, 2, 3)
     assert picture[0, 0, 0] == 0 and picture.max() == 1 and (picture[1:] == 1).all()
+
+
+def test_filters_equal_to_the_channel_count_is_one_line(files, capsys):
+    """conv2 has 5 channels, 0-4: --filters 5 is the first past them."""
+    d, _ = files
+    code = cli(files, "top-patches", "--blob", "conv2", "--filters", "5", "--data",
+               d / "data.npz", "-o", d / "bad.png")
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "--filters: 5 is not a channel of the blob: it has channels 0-4" in err
+
+
+def test_npz_that_is_the_figure_through_a_link_is_refused_before_anything_is_written(
+        files, tmp_path, capsys):
+    d, _ = files
+    (tmp_path / "same.npz").symlink_to(tmp_path / "fig.png")
+    code = cli(files, "unit", "--blob", "conv2", "--input", d / "x.npy", "-o",
+               tmp_path / "fig.png", "--npz", tmp_path / "same.npz")
+    assert code == 2 and "--npz and -o name the same file" in capsys.readouterr().err
+    assert not (tmp_path / "fig.png").exists()
+
+
+def test_top_patches_searches_the_test_split_by_default(tmp_path):
+    """--split's help: default test. A Large All-CNN-sized net (its images framed, no
+    whitening) over a CIFAR release of 10 train and 4 test images: the top 4 of filter 0 are
+    the 4 test images' values."""
+    from runtime.data.large_augment import LargeAugment, large_batch
+    from test_harness import write_cifar10_bin
+    text = NET.replace("dim: 8 dim: 8", "dim: 126 dim: 126")
+    (tmp_path / "large.prototxt").write_text(text)
+    net = Net(text, TEST, seed=2)
+    net.save(tmp_path / "large.caffemodel")
+    data = write_cifar10_bin(tmp_path / "cifar", n_train=10, n_test=4)
+    pixels = get_dataset("cifar10").load("test", data, verify=False)[0]
+    framed = large_batch(torch.tensor(pixels), LargeAugment.off(), None)
+    best = net.blob_values(data=framed)["conv2"][:, 0].detach().flatten(1).max(1).values
+    assert run_cli(main, "visualize", [
+        "top-patches", "--prototxt", str(tmp_path / "large.prototxt"), "--weights",
+        str(tmp_path / "large.caffemodel"), "--device", "cpu", "--blob", "conv2", "--filters",
+        "0", "--k", "4", "--data", str(data), "--no-verify", "-o", str(tmp_path / "t.png"),
+        "--npz", str(tmp_path / "t.npz")]) == 0
+    with np.load(tmp_path / "t.npz") as saved:
+        np.testing.assert_allclose(saved["values"][0], best.sort(descending=True).values.numpy(),
+                                   rtol=1e-5)
+
+
+def test_filters_of_a_blob_that_is_not_square_take_its_centre_row_and_column(tmp_path, capsys):
+    """An 8 x 12 input: conv2 is 4 x 6, its centre unit (2, 3) (row, column)."""
+    text = NET.replace("dim: 8 dim: 8", "dim: 8 dim: 12")
+    (tmp_path / "wide.prototxt").write_text(text)
+    net = Net(text, TEST, seed=2)
+    net.save(tmp_path / "wide.caffemodel")
+    assert run_cli(main, "visualize", [
+        "filters", "--prototxt", str(tmp_path / "wide.prototxt"), "--weights",
+        str(tmp_path / "wide.caffemodel"), "--device", "cpu", "--blob", "conv2", "--filters",
+        "1", "-o", str(tmp_path / "f.png"), "--npz", str(tmp_path / "f.npz")]) == 0
+    assert "centre unit (2, 3)" in capsys.readouterr().out
+    want = reconstruct(net, "conv2", torch.zeros(1, 3, 8, 12), "deconvnet", [(1, 2, 3)])
+    with np.load(tmp_path / "f.npz") as saved:
+        np.testing.assert_allclose(saved["deconvnet"], want.numpy(), rtol=1e-6)

@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import re
+from runtime import TEST, AllconvError, Net
+from runtime.reconstruction import top_units
 
 
 def test_rules_of_a_negative_slope_gate_each_by_its_own_quantity():
@@ -117,3 +120,19 @@ def test_unit_reports_the_chosen_units_activation_not_the_blobs_max(tmp_path, ca
                  str(tmp_path / "w.caffemodel"), "--blob", "conv", "--unit", "1,0,1",
                  "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "u.png")]) == 0
     assert "blob conv unit 1,0,1: activation 2\n" in capsys.readouterr().out
+
+
+NET = """
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 4 dim: 4 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 3 kernel_size: 3 weight_filler { type: "gaussian" std: 1 } } }
+"""
+
+
+@pytest.mark.parametrize("filters", [[-1], [0, 3]])
+def test_a_filter_outside_the_blobs_channels_is_one_line(filters):
+    """A negative index is no channel either (torch would take -1 as the last one, or fail)."""
+    net = Net(NET, TEST, seed=1)
+    bad = [f for f in filters if not 0 <= f < 3]
+    with pytest.raises(AllconvError, match="^" + re.escape(f"filter(s) {bad} out of range")):
+        top_units(net, "conv", torch.zeros(2, 1, 4, 4), filters, 1, progress=False)

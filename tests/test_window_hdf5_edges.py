@@ -143,3 +143,25 @@ def test_hdf5_output_refuses_bottoms_reshaped_to_other_batch_sizes(tmp_path):
         net.forward(x=np.zeros((3, 5), np.float32), y=np.zeros(2, np.float32))
     with h5py.File(out, "r") as f:
         assert list(f) == []
+
+
+def test_hdf5_output_of_two_batch_sizes_builds_and_refuses_at_its_forward(tmp_path):
+    """hdf5_output_layer.cpp checks the batch sizes in Forward_cpu only: the net builds (its
+    file created), its forward is refused. Before, the net was refused as it was built."""
+    out = tmp_path / "out.h5"
+    net = Net(f"""layer {{ name: "in" type: "Input" top: "x" top: "y"
+        input_param {{ shape {{ dim: 3 dim: 5 }} shape {{ dim: 2 }} }} }}
+        layer {{ name: "o" type: "HDF5Output" bottom: "x" bottom: "y"
+        hdf5_output_param {{ file_name: "{out}" }} }}""", TEST)
+    assert out.exists()
+    with pytest.raises(AllconvError, match=r"same batch size \(3 vs 2\)"):
+        net.forward()
+
+
+def test_hdf5_output_without_a_file_name_is_one_line():
+    """Caffe's LayerSetUp: H5Fcreate("") fails, "Failed to open HDF5 file" (a CHECK)."""
+    with pytest.raises(AllconvError, match=r"^layer 'o' \(HDF5Output\): hdf5_output_param"
+                                           r"\.file_name is required$"):
+        Net("""layer { name: "in" type: "Input" top: "x" top: "y"
+            input_param { shape { dim: 2 dim: 5 } shape { dim: 2 } } }
+            layer { name: "o" type: "HDF5Output" bottom: "x" bottom: "y" }""", TEST)

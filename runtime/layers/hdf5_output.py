@@ -27,10 +27,7 @@ class HDF5Output(Layer):
             raise AllconvError("hdf5_output_param.file_name is required")
         for name, shape in zip(self.bottoms, bottom_shapes):
             legacy_shape(shape, f"bottom {name!r}")
-        if bottom_shapes[0][:1] != bottom_shapes[1][:1]:
-            raise AllconvError(f"data and label must have the same batch size "
-                               f"({bottom_shapes[0][:1]} vs {bottom_shapes[1][:1]})")
-        hdf5.create(self.file_name)
+        hdf5.create(self.file_name)     # (the batch sizes are checked at each forward, as Caffe)
 
     def reshape(self, bottom_shapes):
         return []
