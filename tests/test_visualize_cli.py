@@ -845,13 +845,7 @@ def test_a_large_all_cnn_net_reads_cifar_images_in_its_frame(tmp_path, capsys):
     input (the pixels scaled and centred in the frame), not the GCN+ZCA whitening, which
     asked for a whitened copy and then refused the 32×32 image."""
     from runtime.data.large_augment import LargeAugment, large_batch
-    from test_harness import write_cifar10_bin
-    text = NET.replace("dim: 8 dim: 8", "dim: 126 dim: 126")
-    (tmp_path / "large.prototxt").write_text(text)
-    net = Net(text, TEST, seed=2)
-    net.save(tmp_path / "large.caffemodel")
-    data = write_cifar10_bin(tmp_path / "cifar", n_train=10, n_test=4)
-    pixels = get_dataset("cifar10").load("test", data, verify=False)[0]
+    net, pixels, data = _large_net_and_test_images(tmp_path)
     framed = large_batch(torch.tensor(pixels[2:3]), LargeAugment.off(), None)
     conv2 = net.blob_values(data=framed)["conv2"][0, 1].detach()
     unit = (1,) + divmod(int(conv2.argmax()), conv2.shape[1])
@@ -946,13 +940,7 @@ def test_top_patches_searches_the_test_split_by_default(tmp_path):
     whitening) over a CIFAR release of 10 train and 4 test images: the top 4 of filter 0 are
     the 4 test images' values."""
     from runtime.data.large_augment import LargeAugment, large_batch
-    from test_harness import write_cifar10_bin
-    text = NET.replace("dim: 8 dim: 8", "dim: 126 dim: 126")
-    (tmp_path / "large.prototxt").write_text(text)
-    net = Net(text, TEST, seed=2)
-    net.save(tmp_path / "large.caffemodel")
-    data = write_cifar10_bin(tmp_path / "cifar", n_train=10, n_test=4)
-    pixels = get_dataset("cifar10").load("test", data, verify=False)[0]
+    net, pixels, data = _large_net_and_test_images(tmp_path)
     framed = large_batch(torch.tensor(pixels), LargeAugment.off(), None)
     best = net.blob_values(data=framed)["conv2"][:, 0].detach().flatten(1).max(1).values
     assert run_cli(main, "visualize", [
@@ -979,3 +967,15 @@ def test_filters_of_a_blob_that_is_not_square_take_its_centre_row_and_column(tmp
     want = reconstruct(net, "conv2", torch.zeros(1, 3, 8, 12), "deconvnet", [(1, 2, 3)])
     with np.load(tmp_path / "f.npz") as saved:
         np.testing.assert_allclose(saved["deconvnet"], want.numpy(), rtol=1e-6)
+
+
+def _large_net_and_test_images(tmp_path):
+    """A Large All-CNN-sized net (large.prototxt, large.caffemodel in ``tmp_path``), the test
+    pixels of a CIFAR release of 10 train and 4 test images, and that release's folder."""
+    from test_harness import write_cifar10_bin
+    text = NET.replace("dim: 8 dim: 8", "dim: 126 dim: 126")
+    (tmp_path / "large.prototxt").write_text(text)
+    net = Net(text, TEST, seed=2)
+    net.save(tmp_path / "large.caffemodel")
+    data = write_cifar10_bin(tmp_path / "cifar", n_train=10, n_test=4)
+    return net, get_dataset("cifar10").load("test", data, verify=False)[0], data
