@@ -15,6 +15,20 @@ for folder in (ROOT, PYTHON_LAYERS):
 
 
 @pytest.fixture
+def default_stop_signals():
+    """Ctrl-C, SIGTERM and SIGHUP as a terminal's foreground job has them, while a test runs
+    (and in the processes it starts): pytest itself may run under nohup, or as a script's
+    background job, with some of them ignored, which the commands rightly keep ignoring."""
+    import signal
+    wanted = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL,
+              signal.SIGHUP: signal.SIG_DFL}
+    kept = {signum: signal.signal(signum, handler) for signum, handler in wanted.items()}
+    yield
+    for signum, handler in kept.items():
+        signal.signal(signum, handler)
+
+
+@pytest.fixture
 def no_tf32():
     """Full fp32 in CUDA matmuls and cuDNN convolutions while a test runs."""
     # The fp32_precision API only: mixing it with the legacy allow_tf32 flags (which

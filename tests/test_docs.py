@@ -98,7 +98,8 @@ def test_ctrl_c_while_a_console_script_imports_torch_is_one_line(tmp_path, monke
 
 
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
-def test_sigterm_or_sighup_while_a_console_script_imports_torch_is_one_line(tmp_path, name):
+def test_sigterm_or_sighup_while_a_console_script_imports_torch_is_one_line(tmp_path, name,
+                                                                             default_stop_signals):
     """A scheduler's SIGTERM in a command's first seconds: one line and 128 + its number, as
     later, not a silent death; the default handler is back for the command's own."""
     (tmp_path / "term_cli.py").write_text(
@@ -135,7 +136,8 @@ def test_the_prototxt_parser_imports_and_parses_without_torch():
     assert (done.stdout, done.stderr) == ("x\n", "")
 
 
-def test_ctrl_c_that_an_import_swallows_still_stops_the_command(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_that_an_import_swallows_still_stops_the_command(tmp_path, monkeypatch, capsys,
+                                                               default_stop_signals):
     """torch's import swallows a KeyboardInterrupt raised while its C extension imports numpy
     and goes on: the command then ran to its end and exited 0. The signal itself counts."""
     from runtime.console import launch

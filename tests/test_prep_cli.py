@@ -110,8 +110,8 @@ def test_an_out_folder_that_takes_no_file_is_refused_before_any_whitening(tmp_pa
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
-def test_sigterm_or_sighup_ends_a_command_as_ctrl_c_leaving_no_temporary_file(tmp_path,
-                                                                             signame):
+def test_sigterm_or_sighup_ends_a_command_as_ctrl_c_leaving_no_temporary_file(
+        tmp_path, signame, default_stop_signals):
     """Found by fuzzing: SIGTERM killed allconv-prep-cifar silently in its LMDB write and left
     its ~600 MB .partial folder; every console script (run_command) now unwinds as at Ctrl-C."""
     import signal
