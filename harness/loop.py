@@ -126,9 +126,10 @@ class DeferredInterrupt:
 
     @classmethod
     def handled(cls) -> list[signal.Signals]:
-        """The stop signals, but SIGHUP where this process ignores it: ``nohup``'s run outlives the
-        terminal. (SIGINT and SIGTERM are taken even when ignored, as before: a shell starts
-        a script's background job with SIGINT ignored, and ``kill -INT`` stops it cleanly.)"""
+        """The stop signals, but SIGHUP where this process ignores it: ``nohup``'s run
+        outlives the terminal. (SIGINT and SIGTERM are taken even when ignored, as before: a
+        shell starts a script's background job with SIGINT ignored, and ``kill -INT`` stops it
+        cleanly.)"""
         return [s for s in STOP_SIGNALS
                 if s != signal.SIGHUP or signal.getsignal(s) is not signal.SIG_IGN]
 
@@ -414,12 +415,17 @@ class Loop:
             return self.deadline_due()
         if not (run.iter == self.start_iter or self.syncs_at(run.iter)):
             return False
-        sp = run.solver_param       # the next step that syncs (`syncs_at`'s rule)
+        return run.ranks.any(self.deadline_due(self._steps_to_sync()))
+
+    def _steps_to_sync(self) -> int:
+        """The steps from here to the next one that `syncs_at` (or to the run's end)."""
+        run, sp = self.run, self.run.solver_param
+        if self.every_iteration:
+            return 1
         ahead = [run.max_iter, (run.iter // sp.test_interval + 1) * sp.test_interval]
         if sp.display:
             ahead.append((run.iter // sp.display + 1) * sp.display)
-        steps = 1 if self.every_iteration else min(ahead) - run.iter
-        return run.ranks.any(self.deadline_due(steps))
+        return min(ahead) - run.iter
 
     def deadline_due(self, steps: int = 1) -> bool:
         """Whether the next ``steps`` steps, the evaluation the last of them may bring, a

@@ -8,6 +8,7 @@ smooth there."""
 import functools
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -501,19 +502,11 @@ def test_reset_zeroes_the_states_of_the_present_streams_only(type_):
     assert not torch.allclose(again[:, 1], fresh[:, 1])
 
 
-EXPOSED = """force_backward: true
-layer { name: "in" type: "Input" top: "x" top: "cont" top: "h0" top: "hh"
-  input_param { shape { dim: 3 dim: 2 dim: 3 } shape { dim: 3 dim: 2 } shape { dim: 1 dim: 2 dim: 4 }
-                shape { dim: 3 dim: 2 dim: 4 } } }
-layer { name: "rec" type: "RNN" bottom: "x" bottom: "cont" bottom: "h0" top: "h" top: "hT"
-  recurrent_param { num_output: 4 expose_hidden: true weight_filler { type: "gaussian" std: 0.5 }
-                    bias_filler { type: "gaussian" std: 0.5 } } }
-layer { name: "loss" type: "EuclideanLoss" bottom: "h" bottom: "hh" top: "loss" }
-layer { name: "sil" type: "Silence" bottom: "hT" }
-"""
+# the net of tools/caffe_reference/module_edges/rnn_h0_diff.py, which ran it in real Caffe
+EXPOSED = (Path(__file__).resolve().parent.parent / "tools" / "caffe_reference" / "module_edges"
+           / "rnn_h0_diff.prototxt").read_text()
 
 
-# real Caffe: tools/caffe_reference/module_edges/rnn_h0_diff.py
 def test_an_exposed_initial_state_gets_no_diff():
     """Caffe's Reshape shares only the data of the h0 bottom with the unrolled net: under
     force_backward x gets a diff, h0 (and cont) none (reference build: 0.0 and 0.0)."""

@@ -1,19 +1,11 @@
 """Real Caffe: an RNN with expose_hidden under force_backward; the diff of the initial state
 h0 and of cont after a backward (U04: the initial states get no gradient)."""
 import sys, tempfile
+from pathlib import Path
 import numpy as np
 from pycaffe_import import import_caffe
 caffe = import_caffe()
-NET = """force_backward: true
-layer { name: "in" type: "Input" top: "x" top: "cont" top: "h0" top: "hh"
-  input_param { shape { dim: 3 dim: 2 dim: 3 } shape { dim: 3 dim: 2 } shape { dim: 1 dim: 2 dim: 4 }
-                shape { dim: 3 dim: 2 dim: 4 } } }
-layer { name: "rec" type: "RNN" bottom: "x" bottom: "cont" bottom: "h0" top: "h" top: "hT"
-  recurrent_param { num_output: 4 expose_hidden: true weight_filler { type: "gaussian" std: 0.5 }
-                    bias_filler { type: "gaussian" std: 0.5 } } }
-layer { name: "loss" type: "EuclideanLoss" bottom: "h" bottom: "hh" top: "loss" }
-layer { name: "sil" type: "Silence" bottom: "hT" }
-"""
+NET = Path(__file__).with_suffix(".prototxt").read_text()    # the test reads it too
 with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
     f.write(NET)
 net = caffe.Net(f.name, caffe.TRAIN)
